@@ -1,0 +1,532 @@
+//! [`RawConfig`] -> [`Config`]: parse keys, compile path rules, check every
+//! cross-field rule (unique names and keys, one path mode per policy, ...),
+//! collecting every error with its location.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use jwtgate_core::consumer::{Consumer, ConsumerRegistry};
+use jwtgate_core::jwt::{Algorithm, VerifyKey};
+use jwtgate_core::path::{PathPattern, PathRules, RuleEntry};
+use jwtgate_core::policy::{JwtPolicy, Logout, PathScope, Protection, TokenSources};
+
+use crate::error::{child, index, Errors};
+use crate::model::*;
+use crate::raw::*;
+
+/// Methods a route may list (any RFC 9110 token is allowed, upper case).
+fn valid_method(m: &str) -> bool {
+    !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
+}
+
+/// RFC 9110 token characters, for header names.
+pub(crate) fn valid_header_name(h: &str) -> bool {
+    !h.is_empty()
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Option<Config> {
+    let listen = listen(&raw.listen, errors);
+    let tls = raw.tls.as_ref().and_then(|t| tls(t, base_dir, errors));
+    let admin = raw.admin.as_ref().and_then(|a| admin(a, errors));
+    let store = store(raw.store.as_ref(), base_dir, errors);
+    let consumers = consumers(&raw.consumers, base_dir, errors);
+    let routes = routes(&raw.routes, errors);
+    if !errors.is_empty() {
+        return None;
+    }
+    Some(Config {
+        listen,
+        tls,
+        admin,
+        store: store?,
+        consumers: Arc::new(consumers),
+        routes,
+        raw,
+    })
+}
+
+fn listen(addrs: &[String], errors: &mut Errors) -> Vec<SocketAddr> {
+    if addrs.is_empty() {
+        errors.add("listen", "is required (e.g. \"127.0.0.1:8080\")");
+    }
+    addrs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| parse_addr(a, &index("listen", i), errors))
+        .collect()
+}
+
+fn parse_addr(a: &str, loc: &str, errors: &mut Errors) -> Option<SocketAddr> {
+    match a.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            errors.add(loc, format!("{a:?} is not an IP:port address"));
+            None
+        }
+    }
+}
+
+fn resolve(base_dir: &Path, file: &str) -> PathBuf {
+    let p = Path::new(file);
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        base_dir.join(p)
+    }
+}
+
+fn read_file(base_dir: &Path, file: &str, loc: &str, errors: &mut Errors) -> Option<Vec<u8>> {
+    let path = resolve(base_dir, file);
+    match std::fs::read(&path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            errors.add(loc, format!("cannot read {}: {e}", path.display()));
+            None
+        }
+    }
+}
+
+fn tls(t: &RawTls, base_dir: &Path, errors: &mut Errors) -> Option<TlsMaterial> {
+    let cert_pem = read_file(base_dir, &t.cert_file, "tls.cert_file", errors)?;
+    let key_pem = read_file(base_dir, &t.key_file, "tls.key_file", errors)?;
+    let blocks = |b: &[u8]| pem::parse_many(b).unwrap_or_default();
+    if !blocks(&cert_pem).iter().any(|p| p.tag() == "CERTIFICATE") {
+        errors.add("tls.cert_file", "holds no PEM CERTIFICATE");
+    }
+    if !blocks(&key_pem).iter().any(|p| p.tag().ends_with("PRIVATE KEY")) {
+        errors.add("tls.key_file", "holds no PEM private key");
+    }
+    Some(TlsMaterial { cert_pem, key_pem })
+}
+
+fn admin(a: &RawAdmin, errors: &mut Errors) -> Option<AdminConfig> {
+    let listen = parse_addr(&a.listen, "admin.listen", errors);
+    if a.api_key.is_empty() {
+        errors.add("admin.api_key", "must not be empty when the admin API is enabled");
+    }
+    Some(AdminConfig {
+        listen: listen?,
+        api_key: a.api_key.clone(),
+    })
+}
+
+fn ms(v: Option<u64>, default: u64, loc: &str, errors: &mut Errors) -> Duration {
+    let v = v.unwrap_or(default);
+    if v == 0 {
+        errors.add(loc, "must be greater than 0");
+    }
+    Duration::from_millis(v)
+}
+
+fn store(s: Option<&RawStore>, base_dir: &Path, errors: &mut Errors) -> Option<StoreConfig> {
+    let default = RawStore::default();
+    let s = s.unwrap_or(&default);
+    let kind = s.kind.as_deref().unwrap_or("embedded");
+    // Keys that only make sense for some kinds are errors elsewhere, so that a
+    // typo'd kind does not silently ignore the operator's Redis settings.
+    let allowed: &[&str] = match kind {
+        "embedded" => &["path"],
+        "redis" => &["host", "port", "password", "database", "pool_size", "pool_backlog", "connect_timeout_ms", "read_timeout_ms", "send_timeout_ms"],
+        "redis_cluster" => &["nodes", "password", "name", "pool_size", "pool_backlog", "connect_timeout_ms", "read_timeout_ms", "send_timeout_ms", "keepalive_timeout_ms"],
+        other => {
+            errors.add("store.kind", format!("unknown store kind {other:?} (expected embedded, redis or redis_cluster)"));
+            return None;
+        }
+    };
+    let present = [
+        ("path", s.path.is_some()),
+        ("host", s.host.is_some()),
+        ("port", s.port.is_some()),
+        ("password", s.password.is_some()),
+        ("database", s.database.is_some()),
+        ("nodes", s.nodes.is_some()),
+        ("name", s.name.is_some()),
+        ("pool_size", s.pool_size.is_some()),
+        ("pool_backlog", s.pool_backlog.is_some()),
+        ("connect_timeout_ms", s.connect_timeout_ms.is_some()),
+        ("read_timeout_ms", s.read_timeout_ms.is_some()),
+        ("send_timeout_ms", s.send_timeout_ms.is_some()),
+        ("keepalive_timeout_ms", s.keepalive_timeout_ms.is_some()),
+    ];
+    for (key, set) in present {
+        if set && !allowed.contains(&key) {
+            errors.add(&child("store", key), format!("is not a setting of store kind {kind}"));
+        }
+    }
+    let pool = || {
+        let size = s.pool_size.unwrap_or(1000);
+        let mut e = Errors::default();
+        if size == 0 {
+            e.add("store.pool_size", "must be greater than 0");
+        }
+        let pool = PoolConfig {
+            pool_size: usize::try_from(size).unwrap_or(usize::MAX),
+            pool_backlog: usize::try_from(s.pool_backlog.unwrap_or(30)).unwrap_or(usize::MAX),
+            connect_timeout: ms(s.connect_timeout_ms, 1000, "store.connect_timeout_ms", &mut e),
+            read_timeout: ms(s.read_timeout_ms, 1000, "store.read_timeout_ms", &mut e),
+            send_timeout: ms(s.send_timeout_ms, 1000, "store.send_timeout_ms", &mut e),
+        };
+        (pool, e)
+    };
+    match kind {
+        "embedded" => Some(StoreConfig::Embedded {
+            path: resolve(base_dir, s.path.as_deref().unwrap_or("./data")),
+        }),
+        "redis" => {
+            let (pool, e) = pool();
+            errors_extend(errors, e);
+            let port = s.port.unwrap_or(6379);
+            let port = match u16::try_from(port) {
+                Ok(p) if p > 0 => p,
+                _ => {
+                    errors.add("store.port", format!("{port} is not a TCP port"));
+                    0
+                }
+            };
+            let database = s.database.unwrap_or(0);
+            if database > 15 {
+                errors.add("store.database", "must be between 0 and 15");
+            }
+            Some(StoreConfig::Redis(RedisConfig {
+                host: s.host.clone().unwrap_or_else(|| "127.0.0.1".into()),
+                port,
+                password: s.password.clone().filter(|p| !p.is_empty()),
+                database: u32::try_from(database).unwrap_or(0),
+                pool,
+            }))
+        }
+        _ => {
+            let (pool, e) = pool();
+            errors_extend(errors, e);
+            let nodes = s.nodes.clone().unwrap_or_default();
+            if nodes.is_empty() {
+                errors.add("store.nodes", "is required for redis_cluster (a list of host:port seeds)");
+            }
+            for (i, n) in nodes.iter().enumerate() {
+                if split_host_port(n).is_none() {
+                    errors.add(&index("store.nodes", i), format!("{n:?} is not host:port"));
+                }
+            }
+            Some(StoreConfig::RedisCluster(RedisClusterConfig {
+                nodes,
+                password: s.password.clone().filter(|p| !p.is_empty()),
+                name: s.name.clone().unwrap_or_else(|| "jwtgate".into()),
+                pool,
+                keepalive_timeout: ms(s.keepalive_timeout_ms, 55_000, "store.keepalive_timeout_ms", errors),
+            }))
+        }
+    }
+}
+
+fn errors_extend(errors: &mut Errors, other: Errors) {
+    if let Err(e) = other.into_result(()) {
+        for x in e.0 {
+            errors.add(&x.location, x.message);
+        }
+    }
+}
+
+/// `host:port` with a non-zero port; `[v6]:port` allowed.
+pub(crate) fn split_host_port(s: &str) -> Option<(String, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let port: u16 = port.parse().ok().filter(|p| *p > 0)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.contains(['/', ' ', '@']) {
+        return None;
+    }
+    Some((host.to_owned(), port))
+}
+
+fn consumers(raw: &[RawConsumer], base_dir: &Path, errors: &mut Errors) -> ConsumerRegistry {
+    let mut registry = ConsumerRegistry::new();
+    let mut names = HashSet::new();
+    for (i, c) in raw.iter().enumerate() {
+        let loc = index("consumers", i);
+        if let Some(consumer) = consumer(c, &loc, base_dir, errors) {
+            if !names.insert(c.username.clone()) {
+                errors.add(&child(&loc, "username"), format!("duplicate consumer {:?}", c.username));
+            }
+            if let Err(e) = registry.insert(consumer) {
+                errors.add(&child(&loc, "jwt.key"), e.to_string());
+            }
+        }
+    }
+    registry
+}
+
+pub(crate) fn consumer(c: &RawConsumer, loc: &str, base_dir: &Path, errors: &mut Errors) -> Option<Consumer> {
+    if c.username.is_empty() {
+        errors.add(&child(loc, "username"), "must not be empty");
+    }
+    let jloc = child(loc, "jwt");
+    let j = &c.jwt;
+    if j.key.is_empty() {
+        errors.add(&child(&jloc, "key"), "must not be empty");
+    }
+    let alg: Algorithm = match j.algorithm.as_deref().unwrap_or("HS256").parse() {
+        Ok(a) => a,
+        Err(e) => {
+            errors.add(&child(&jloc, "algorithm"), e.to_string());
+            return None;
+        }
+    };
+    let key = if alg.is_hmac() {
+        for k in [("public_key", j.public_key.is_some()), ("public_key_file", j.public_key_file.is_some())] {
+            if k.1 {
+                errors.add(&child(&jloc, k.0), format!("is not used by {alg}; it takes a secret"));
+            }
+        }
+        let Some(secret) = j.secret.as_deref() else {
+            errors.add(&child(&jloc, "secret"), format!("is required for {alg}"));
+            return None;
+        };
+        let bytes = if j.base64_secret.unwrap_or(false) {
+            let engines = [
+                base64::engine::general_purpose::STANDARD,
+                base64::engine::general_purpose::URL_SAFE,
+            ];
+            let decoded = engines.iter().find_map(|e| e.decode(secret.trim()).ok());
+            let Some(decoded) = decoded else {
+                errors.add(&child(&jloc, "secret"), "is not valid base64 (base64_secret is true)");
+                return None;
+            };
+            decoded
+        } else {
+            secret.as_bytes().to_vec()
+        };
+        VerifyKey::from_secret(alg, &bytes).map_err(|e| errors.add(&child(&jloc, "secret"), e.to_string()))
+    } else {
+        if j.secret.is_some() {
+            errors.add(&child(&jloc, "secret"), format!("is not used by {alg}; it takes public_key or public_key_file"));
+        }
+        let (pem, at) = match (&j.public_key, &j.public_key_file) {
+            (Some(_), Some(_)) => {
+                errors.add(&jloc, "set public_key or public_key_file, not both");
+                return None;
+            }
+            (Some(p), None) => (p.clone().into_bytes(), child(&jloc, "public_key")),
+            (None, Some(f)) => {
+                let at = child(&jloc, "public_key_file");
+                (read_file(base_dir, f, &at, errors)?, at)
+            }
+            (None, None) => {
+                errors.add(&child(&jloc, "public_key"), format!("is required for {alg} (PEM text, or public_key_file)"));
+                return None;
+            }
+        };
+        let text = String::from_utf8_lossy(&pem);
+        VerifyKey::from_public_pem(alg, &text).map_err(|e| errors.add(&at, e.to_string()))
+    };
+    Some(Consumer {
+        username: c.username.clone(),
+        custom_id: c.custom_id.clone().filter(|s| !s.is_empty()),
+        key: j.key.clone(),
+        verify_key: key.ok()?,
+    })
+}
+
+fn routes(raw: &[RawRoute], errors: &mut Errors) -> Vec<Route> {
+    let mut names = HashSet::new();
+    let mut out = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let loc = index("routes", i);
+        if !names.insert(r.name.clone()) {
+            errors.add(&child(&loc, "name"), format!("duplicate route name {:?}", r.name));
+        }
+        if let Some(route) = route(r, &loc, errors) {
+            out.push(route);
+        }
+    }
+    out
+}
+
+pub(crate) fn route(r: &RawRoute, loc: &str, errors: &mut Errors) -> Option<Route> {
+    if r.name.is_empty() {
+        errors.add(&child(loc, "name"), "must not be empty");
+    }
+    if r.paths.is_empty() {
+        errors.add(&child(loc, "paths"), "needs at least one path (e.g. \"/v1/*\")");
+    }
+    let paths: Vec<PathPattern> = r
+        .paths
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            PathPattern::parse(p)
+                .map_err(|e| errors.add(&index(&child(loc, "paths"), i), e.to_string()))
+                .ok()
+        })
+        .collect();
+    let methods = r.methods.as_ref().map(|ms| {
+        for (i, m) in ms.iter().enumerate() {
+            if !valid_method(m) {
+                errors.add(&index(&child(loc, "methods"), i), format!("invalid method {m:?} (upper case, e.g. GET)"));
+            }
+        }
+        ms.clone()
+    });
+    let hosts: Vec<String> = r.hosts.clone().unwrap_or_default().iter().map(|h| h.to_ascii_lowercase()).collect();
+    for (i, h) in hosts.iter().enumerate() {
+        let bare = h.strip_prefix("*.").unwrap_or(h);
+        if bare.is_empty() || !bare.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
+            errors.add(&index(&child(loc, "hosts"), i), format!("invalid host {h:?}"));
+        }
+    }
+    let upstream = upstream(&r.upstream, &child(loc, "upstream"), errors);
+    let jwt = r.jwt.as_ref().and_then(|j| jwt_policy(j, &child(loc, "jwt"), errors));
+    Some(Route {
+        name: r.name.clone(),
+        paths,
+        methods,
+        hosts,
+        upstream: upstream?,
+        jwt: jwt.map(Arc::new),
+    })
+}
+
+fn upstream(u: &RawUpstream, loc: &str, errors: &mut Errors) -> Option<Upstream> {
+    if u.echo == Some(true) {
+        for (k, set) in [("nodes", u.nodes.is_some()), ("scheme", u.scheme.is_some())] {
+            if set {
+                errors.add(&child(loc, k), "is not used with echo: true");
+            }
+        }
+        return Some(Upstream::Echo);
+    }
+    let nodes = u.nodes.clone().unwrap_or_default();
+    if nodes.is_empty() {
+        errors.add(&child(loc, "nodes"), "needs at least one host:port (or set echo: true)");
+    }
+    let nodes: Vec<UpstreamNode> = nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| match split_host_port(n) {
+            Some((host, port)) => Some(UpstreamNode {
+                authority: n.clone(),
+                host,
+                port,
+            }),
+            None => {
+                errors.add(&index(&child(loc, "nodes"), i), format!("{n:?} is not host:port"));
+                None
+            }
+        })
+        .collect();
+    let tls = match u.scheme.as_deref().unwrap_or("http") {
+        "http" => false,
+        "https" => true,
+        other => {
+            errors.add(&child(loc, "scheme"), format!("unknown scheme {other:?} (http or https)"));
+            false
+        }
+    };
+    Some(Upstream::Nodes(UpstreamNodes {
+        nodes,
+        tls,
+        connect_timeout: ms(u.connect_timeout_ms, 2000, &child(loc, "connect_timeout_ms"), errors),
+        read_timeout: ms(u.read_timeout_ms, 30_000, &child(loc, "read_timeout_ms"), errors),
+    }))
+}
+
+fn rule_list(list: &[String], loc: &str, errors: &mut Errors) -> Vec<RuleEntry> {
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, s)| RuleEntry::parse(s).map_err(|e| errors.add(&index(loc, i), e.to_string())).ok())
+        .collect()
+}
+
+/// An empty string disables a token source.
+fn source(v: &Option<String>, default: &str, lower: bool) -> Option<String> {
+    match v {
+        None => Some(default.to_owned()),
+        Some(s) if s.is_empty() => None,
+        Some(s) if lower => Some(s.to_ascii_lowercase()),
+        Some(s) => Some(s.clone()),
+    }
+}
+
+pub(crate) fn jwt_policy(j: &RawJwt, loc: &str, errors: &mut Errors) -> Option<JwtPolicy> {
+    let at = |k: &str| child(loc, k);
+    let key_claim_name = j.key_claim_name.clone().unwrap_or_else(|| "key".into());
+    if key_claim_name.is_empty() {
+        errors.add(&at("key_claim_name"), "must not be empty");
+    }
+    let sources = TokenSources {
+        header: source(&j.header, "authorization", true),
+        query: source(&j.query, "jwt", false),
+        cookie: source(&j.cookie, "jwt", false),
+    };
+    if let Some(h) = &sources.header {
+        if !valid_header_name(h) {
+            errors.add(&at("header"), format!("{h:?} is not a valid header name"));
+        }
+    }
+    let forward_claims: Vec<(String, String)> = j
+        .forward_claims
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(claim, header)| {
+            if !valid_header_name(&header) {
+                errors.add(&child(&at("forward_claims"), &claim), format!("{header:?} is not a valid header name"));
+            }
+            (claim, header.to_ascii_lowercase())
+        })
+        .collect();
+    let required = j.required_paths.as_deref().unwrap_or_default();
+    let not_required = j.not_required_paths.as_deref().unwrap_or_default();
+    let scope = match (required.is_empty(), not_required.is_empty()) {
+        (false, false) => {
+            errors.add(
+                loc,
+                "required_paths and not_required_paths are both set; a policy uses one mode or the other",
+            );
+            PathScope::All
+        }
+        (false, true) => PathScope::Required(PathRules::compile(&rule_list(required, &at("required_paths"), errors))),
+        (true, false) => PathScope::NotRequired(PathRules::compile(&rule_list(not_required, &at("not_required_paths"), errors))),
+        (true, true) => PathScope::All,
+    };
+    let revoking = j.use_jwt_blacklist_revoking.unwrap_or(false);
+    let logout = match (revoking, j.logout_path.as_deref()) {
+        (true, None) | (true, Some("")) => {
+            errors.add(&at("logout_path"), "is required when use_jwt_blacklist_revoking is true (e.g. \"POST_/v1/logout\")");
+            None
+        }
+        (true, Some(p)) => RuleEntry::parse(p)
+            .map_err(|e| errors.add(&at("logout_path"), e.to_string()))
+            .ok()
+            .map(|entry| Logout::new(entry, j.logout_forward.unwrap_or(false))),
+        (false, Some(p)) if !p.is_empty() => {
+            // Validate it anyway; it takes effect once revoking is turned on.
+            if let Err(e) = RuleEntry::parse(p) {
+                errors.add(&at("logout_path"), e.to_string());
+            }
+            None
+        }
+        (false, _) => None,
+    };
+    let protection = j.protection.map(|p| Protection {
+        undeletable: p.undeletable,
+        immutable: p.immutable,
+    });
+    Some(JwtPolicy {
+        key_claim_name,
+        sources,
+        hide_credentials: j.hide_credentials.unwrap_or(false),
+        required_claims: j.required_claims.clone().unwrap_or_else(|| vec!["exp".into()]),
+        leeway_seconds: i64::try_from(j.leeway_seconds.unwrap_or(0)).unwrap_or(i64::MAX),
+        max_lifetime_seconds: i64::try_from(j.max_lifetime_seconds.unwrap_or(0)).unwrap_or(i64::MAX),
+        realm: j.realm.clone().unwrap_or_else(|| "jwtgate".into()),
+        forward_claims,
+        scope,
+        logout,
+        protection: protection.unwrap_or_default(),
+    })
+}

@@ -1,0 +1,172 @@
+//! Stage 2: the compiled, validated configuration the gateway runs on. Keys
+//! are parsed, path patterns compiled, addresses resolved to types; nothing
+//! here needs checking again on the request path.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jwtgate_core::consumer::ConsumerRegistry;
+use jwtgate_core::path::PathPattern;
+use jwtgate_core::policy::JwtPolicy;
+
+use crate::raw::RawConfig;
+
+#[derive(Debug)]
+pub struct Config {
+    pub listen: Vec<SocketAddr>,
+    pub tls: Option<TlsMaterial>,
+    pub admin: Option<AdminConfig>,
+    pub store: StoreConfig,
+    pub consumers: Arc<ConsumerRegistry>,
+    pub routes: Vec<Route>,
+    /// The file as read (after `${ENV}` expansion), for the admin API.
+    pub raw: RawConfig,
+}
+
+impl Config {
+    pub fn route(&self, name: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.name == name)
+    }
+}
+
+/// PEM bytes of the listener certificate chain and private key.
+#[derive(Clone)]
+pub struct TlsMaterial {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsMaterial { .. }")
+    }
+}
+
+#[derive(Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    pub api_key: String,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig").field("listen", &self.listen).finish_non_exhaustive()
+    }
+}
+
+/// Where the token blacklist lives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreConfig {
+    Embedded { path: PathBuf },
+    Redis(RedisConfig),
+    RedisCluster(RedisClusterConfig),
+}
+
+/// Bounds shared by both Redis kinds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolConfig {
+    /// Max connections / operations in flight.
+    pub pool_size: usize,
+    /// Operations allowed to wait when the pool is busy; beyond, fail fast.
+    pub pool_backlog: usize,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub send_timeout: Duration,
+}
+
+#[derive(Clone, PartialEq)]
+pub struct RedisConfig {
+    pub host: String,
+    pub port: u16,
+    pub password: Option<String>,
+    pub database: u32,
+    pub pool: PoolConfig,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database", &self.database)
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, PartialEq)]
+pub struct RedisClusterConfig {
+    pub nodes: Vec<String>,
+    pub password: Option<String>,
+    pub name: String,
+    pub pool: PoolConfig,
+    pub keepalive_timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisClusterConfig")
+            .field("nodes", &self.nodes)
+            .field("name", &self.name)
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    pub paths: Vec<PathPattern>,
+    /// Upper-case method names; `None` = all methods.
+    pub methods: Option<Vec<String>>,
+    /// Lower-case host names; a leading `*.` is a wildcard. Empty = any host.
+    pub hosts: Vec<String>,
+    pub upstream: Upstream,
+    pub jwt: Option<Arc<JwtPolicy>>,
+}
+
+impl Route {
+    pub fn allows_method(&self, method: &str) -> bool {
+        self.methods.as_ref().is_none_or(|m| m.iter().any(|x| x == method))
+    }
+
+    /// `host` is the request's host without port, any case.
+    pub fn allows_host(&self, host: Option<&str>) -> bool {
+        if self.hosts.is_empty() {
+            return true;
+        }
+        let Some(host) = host else { return false };
+        self.hosts.iter().any(|h| match h.strip_prefix("*.") {
+            Some(suffix) => host
+                .len()
+                .checked_sub(suffix.len() + 1)
+                .is_some_and(|cut| host.as_bytes().get(cut) == Some(&b'.') && host[cut + 1..].eq_ignore_ascii_case(suffix)),
+            None => host.eq_ignore_ascii_case(h),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Upstream {
+    /// The built-in echo upstream: reflects the request as JSON.
+    Echo,
+    Nodes(UpstreamNodes),
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamNodes {
+    pub nodes: Vec<UpstreamNode>,
+    pub tls: bool,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamNode {
+    pub host: String,
+    pub port: u16,
+    /// `host:port`, as sent in the upstream `Host` header.
+    pub authority: String,
+}

@@ -1,0 +1,166 @@
+//! Tree -> [`RawConfig`]: shapes and types only, every error collected.
+//! Meaning (algorithms, addresses, path syntax) is checked in `compile`.
+
+use serde_json::Value;
+
+use crate::error::Errors;
+use crate::raw::*;
+use crate::reader::{obj, Obj};
+
+pub(crate) fn config(root: &Value, errors: &mut Errors) -> RawConfig {
+    let Some(mut o) = obj(root, "", errors) else {
+        return RawConfig::default();
+    };
+    let mut raw = RawConfig {
+        listen: o.strings("listen", errors).unwrap_or_default(),
+        ..RawConfig::default()
+    };
+    if let Some(mut t) = o.child_obj("tls", errors) {
+        raw.tls = Some(RawTls {
+            cert_file: t.required_string("cert_file", errors).unwrap_or_default(),
+            key_file: t.required_string("key_file", errors).unwrap_or_default(),
+        });
+        t.finish(errors);
+    }
+    if let Some(mut a) = o.child_obj("admin", errors) {
+        raw.admin = Some(RawAdmin {
+            listen: a.required_string("listen", errors).unwrap_or_default(),
+            api_key: a.required_string("api_key", errors).unwrap_or_default(),
+        });
+        a.finish(errors);
+    }
+    if let Some(s) = o.child_obj("store", errors) {
+        raw.store = Some(store(s, errors));
+    }
+    for (loc, v) in o.list("consumers", errors) {
+        if let Some(c) = obj(v, &loc, errors) {
+            raw.consumers.push(consumer(c, errors));
+        }
+    }
+    for (loc, v) in o.list("routes", errors) {
+        if let Some(r) = obj(v, &loc, errors) {
+            raw.routes.push(route(r, errors));
+        }
+    }
+    o.finish(errors);
+    raw
+}
+
+fn store(mut s: Obj<'_>, errors: &mut Errors) -> RawStore {
+    let raw = RawStore {
+        kind: s.string("kind", errors),
+        path: s.string("path", errors),
+        host: s.string("host", errors),
+        port: s.u64("port", errors),
+        password: s.string("password", errors),
+        database: s.u64("database", errors),
+        nodes: s.strings("nodes", errors),
+        name: s.string("name", errors),
+        pool_size: s.u64("pool_size", errors),
+        pool_backlog: s.u64("pool_backlog", errors),
+        connect_timeout_ms: s.u64("connect_timeout_ms", errors),
+        read_timeout_ms: s.u64("read_timeout_ms", errors),
+        send_timeout_ms: s.u64("send_timeout_ms", errors),
+        keepalive_timeout_ms: s.u64("keepalive_timeout_ms", errors),
+    };
+    s.finish(errors);
+    raw
+}
+
+pub(crate) fn consumer(mut c: Obj<'_>, errors: &mut Errors) -> RawConsumer {
+    let username = c.required_string("username", errors).unwrap_or_default();
+    let custom_id = c.string("custom_id", errors);
+    let jwt = match c.child_obj("jwt", errors) {
+        Some(mut j) => {
+            let cred = RawCredential {
+                key: j.required_string("key", errors).unwrap_or_default(),
+                algorithm: j.string("algorithm", errors),
+                secret: j.string("secret", errors),
+                base64_secret: j.bool("base64_secret", errors),
+                public_key: j.string("public_key", errors),
+                public_key_file: j.string("public_key_file", errors),
+            };
+            j.finish(errors);
+            cred
+        }
+        None => {
+            if !c.has("jwt") {
+                errors.add(&c.at("jwt"), "is required");
+            }
+            RawCredential::default()
+        }
+    };
+    c.finish(errors);
+    RawConsumer {
+        username,
+        custom_id,
+        jwt,
+    }
+}
+
+pub(crate) fn route(mut r: Obj<'_>, errors: &mut Errors) -> RawRoute {
+    let name = r.required_string("name", errors).unwrap_or_default();
+    let paths = r.strings("paths", errors).unwrap_or_default();
+    let methods = r.strings("methods", errors);
+    let hosts = r.strings("hosts", errors);
+    let upstream = match r.child_obj("upstream", errors) {
+        Some(mut u) => {
+            let up = RawUpstream {
+                echo: u.bool("echo", errors),
+                nodes: u.strings("nodes", errors),
+                scheme: u.string("scheme", errors),
+                connect_timeout_ms: u.u64("connect_timeout_ms", errors),
+                read_timeout_ms: u.u64("read_timeout_ms", errors),
+            };
+            u.finish(errors);
+            up
+        }
+        None => {
+            if !r.has("upstream") {
+                errors.add(&r.at("upstream"), "is required (nodes: [host:port], or echo: true)");
+            }
+            RawUpstream::default()
+        }
+    };
+    let jwt = r.child_obj("jwt", errors).map(|j| jwt(j, errors));
+    r.finish(errors);
+    RawRoute {
+        name,
+        paths,
+        methods,
+        hosts,
+        upstream,
+        jwt,
+    }
+}
+
+pub(crate) fn jwt(mut j: Obj<'_>, errors: &mut Errors) -> RawJwt {
+    let protection = j.child_obj("protection", errors).map(|mut p| {
+        let prot = RawProtection {
+            undeletable: p.bool("undeletable", errors).unwrap_or(false),
+            immutable: p.bool("immutable", errors).unwrap_or(false),
+        };
+        p.finish(errors);
+        prot
+    });
+    let raw = RawJwt {
+        key_claim_name: j.string("key_claim_name", errors),
+        header: j.string("header", errors),
+        query: j.string("query", errors),
+        cookie: j.string("cookie", errors),
+        hide_credentials: j.bool("hide_credentials", errors),
+        required_claims: j.strings("required_claims", errors),
+        leeway_seconds: j.u64("leeway_seconds", errors),
+        max_lifetime_seconds: j.u64("max_lifetime_seconds", errors),
+        realm: j.string("realm", errors),
+        forward_claims: j.string_map("forward_claims", errors).map(|v| v.into_iter().collect()),
+        required_paths: j.strings("required_paths", errors),
+        not_required_paths: j.strings("not_required_paths", errors),
+        logout_path: j.string("logout_path", errors),
+        use_jwt_blacklist_revoking: j.bool("use_jwt_blacklist_revoking", errors),
+        logout_forward: j.bool("logout_forward", errors),
+        protection,
+    };
+    j.finish(errors);
+    raw
+}

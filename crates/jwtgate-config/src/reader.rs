@@ -1,0 +1,171 @@
+//! A small typed reader over the generic tree: fetch fields by name, record a
+//! located error for every wrong type, and report unknown keys when done. It
+//! never stops at the first problem.
+
+use serde_json::{Map, Value};
+
+use crate::error::{child, index, Errors};
+
+/// A mapping being read; remembers which keys were asked for.
+pub(crate) struct Obj<'v> {
+    pub(crate) loc: String,
+    map: &'v Map<String, Value>,
+    known: Vec<&'static str>,
+}
+
+pub(crate) fn obj<'v>(value: &'v Value, loc: &str, errors: &mut Errors) -> Option<Obj<'v>> {
+    match value {
+        Value::Object(map) => Some(Obj {
+            loc: loc.to_owned(),
+            map,
+            known: Vec::new(),
+        }),
+        other => {
+            errors.add(loc, format!("expected a mapping, found {}", kind(other)));
+            None
+        }
+    }
+}
+
+pub(crate) fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+impl<'v> Obj<'v> {
+    pub(crate) fn at(&self, key: &str) -> String {
+        child(&self.loc, key)
+    }
+
+    /// The value of `key`; `null` counts as absent.
+    pub(crate) fn get(&mut self, key: &'static str) -> Option<&'v Value> {
+        self.known.push(key);
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    pub(crate) fn has(&self, key: &str) -> bool {
+        self.map.get(key).is_some_and(|v| !v.is_null())
+    }
+
+    pub(crate) fn string(&mut self, key: &'static str, errors: &mut Errors) -> Option<String> {
+        let v = self.get(key)?;
+        as_string(v, &self.at(key), errors)
+    }
+
+    pub(crate) fn required_string(&mut self, key: &'static str, errors: &mut Errors) -> Option<String> {
+        if !self.has(key) {
+            self.known.push(key);
+            errors.add(&self.at(key), "is required");
+            return None;
+        }
+        self.string(key, errors)
+    }
+
+    pub(crate) fn bool(&mut self, key: &'static str, errors: &mut Errors) -> Option<bool> {
+        match self.get(key)? {
+            Value::Bool(b) => Some(*b),
+            other => {
+                errors.add(&self.at(key), format!("expected true or false, found {}", kind(other)));
+                None
+            }
+        }
+    }
+
+    pub(crate) fn u64(&mut self, key: &'static str, errors: &mut Errors) -> Option<u64> {
+        match self.get(key)? {
+            Value::Number(n) if n.as_u64().is_some() => n.as_u64(),
+            other => {
+                errors.add(&self.at(key), format!("expected a non-negative integer, found {}", describe(other)));
+                None
+            }
+        }
+    }
+
+    /// A list of strings; a single string is accepted as a list of one.
+    pub(crate) fn strings(&mut self, key: &'static str, errors: &mut Errors) -> Option<Vec<String>> {
+        let loc = self.at(key);
+        match self.get(key)? {
+            Value::String(s) => Some(vec![s.clone()]),
+            Value::Array(items) => Some(
+                items
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| as_string(v, &index(&loc, i), errors))
+                    .collect(),
+            ),
+            other => {
+                errors.add(&loc, format!("expected a list of strings, found {}", kind(other)));
+                None
+            }
+        }
+    }
+
+    pub(crate) fn list(&mut self, key: &'static str, errors: &mut Errors) -> Vec<(String, &'v Value)> {
+        let loc = self.at(key);
+        match self.get(key) {
+            None => Vec::new(),
+            Some(Value::Array(items)) => items.iter().enumerate().map(|(i, v)| (index(&loc, i), v)).collect(),
+            Some(other) => {
+                errors.add(&loc, format!("expected a list, found {}", kind(other)));
+                Vec::new()
+            }
+        }
+    }
+
+    pub(crate) fn child_obj(&mut self, key: &'static str, errors: &mut Errors) -> Option<Obj<'v>> {
+        let loc = self.at(key);
+        let v = self.get(key)?;
+        obj(v, &loc, errors)
+    }
+
+    /// A mapping of string to string, in file order.
+    pub(crate) fn string_map(&mut self, key: &'static str, errors: &mut Errors) -> Option<Vec<(String, String)>> {
+        let loc = self.at(key);
+        match self.get(key)? {
+            Value::Object(m) => Some(
+                m.iter()
+                    .filter_map(|(k, v)| as_string(v, &child(&loc, k), errors).map(|s| (k.clone(), s)))
+                    .collect(),
+            ),
+            other => {
+                errors.add(&loc, format!("expected a mapping, found {}", kind(other)));
+                None
+            }
+        }
+    }
+
+    /// Reports every key that was never asked for.
+    pub(crate) fn finish(self, errors: &mut Errors) {
+        for key in self.map.keys() {
+            if !self.known.contains(&key.as_str()) {
+                errors.add(&child(&self.loc, key), "unknown key");
+            }
+        }
+    }
+}
+
+fn as_string(v: &Value, loc: &str, errors: &mut Errors) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        // YAML users write `port: 6379` and `key: 12345` without quotes;
+        // numbers where a string is expected are taken as their text.
+        Value::Number(n) => Some(n.to_string()),
+        other => {
+            errors.add(loc, format!("expected a string, found {}", kind(other)));
+            None
+        }
+    }
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Number(n) => format!("{n}"),
+        other => kind(other).to_owned(),
+    }
+}

@@ -1,0 +1,146 @@
+//! Config loading: every invalid field reported with its location.
+
+use std::path::Path;
+
+use crate::{load_str, ConfigErrors, StoreConfig, Upstream};
+
+const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/keys");
+
+fn load(yaml: &str) -> Result<crate::Config, ConfigErrors> {
+    load_str(yaml, Path::new(KEYS), &|n| (n == "ADMIN_KEY").then(|| "k".to_owned()))
+}
+
+fn errors(yaml: &str) -> Vec<String> {
+    load(yaml).expect_err("config must be invalid").0.iter().map(|e| e.to_string()).collect()
+}
+
+const MINIMAL: &str = r#"
+listen: "127.0.0.1:0"
+consumers:
+  - username: alice
+    jwt: { key: user123, secret: s3cret }
+routes:
+  - name: echo
+    paths: ["/*"]
+    upstream: { echo: true }
+    jwt: {}
+"#;
+
+#[test]
+fn minimal_config_loads_with_defaults() {
+    let c = load(MINIMAL).expect("valid");
+    assert_eq!(c.listen.len(), 1);
+    assert!(matches!(c.store, StoreConfig::Embedded { .. }));
+    assert!(matches!(c.routes[0].upstream, Upstream::Echo));
+    let jwt = c.routes[0].jwt.as_ref().expect("policy");
+    assert_eq!(jwt.key_claim_name, "key");
+    assert_eq!(jwt.required_claims, vec!["exp".to_string()]);
+    assert!(c.consumers.get("user123").is_some());
+}
+
+#[test]
+fn every_error_is_reported_with_its_location() {
+    let errs = errors(
+        r#"
+listen: "nonsense"
+bogus: 1
+consumers:
+  - username: alice
+    jwt: { key: k1, algorithm: HS999, secret: s }
+  - username: bob
+    jwt: { key: k2, algorithm: RS256 }
+routes:
+  - name: r
+    paths: ["v1"]
+    upstream: { nodes: ["nohostport"], scheme: ftp }
+    jwt:
+      required_paths: ["FETCH_/x", "get_/y", "GET/z", "GET_v1", "GET_/a*b"]
+      leeway_seconds: -1
+"#,
+    );
+    let want = [
+        "listen[0]: \"nonsense\" is not an IP:port address",
+        "bogus: unknown key",
+        "consumers[0].jwt.algorithm: unsupported algorithm \"HS999\"",
+        "consumers[1].jwt.public_key: is required for RS256",
+        "routes[0].paths[0]:",
+        "routes[0].upstream.nodes[0]: \"nohostport\" is not host:port",
+        "routes[0].upstream.scheme: unknown scheme \"ftp\"",
+        "routes[0].jwt.required_paths[0]:",
+        "routes[0].jwt.required_paths[1]:",
+        "routes[0].jwt.required_paths[2]:",
+        "routes[0].jwt.required_paths[3]:",
+        "routes[0].jwt.required_paths[4]:",
+        "routes[0].jwt.leeway_seconds: expected a non-negative integer",
+    ];
+    for w in want {
+        assert!(errs.iter().any(|e| e.starts_with(w)), "missing {w:?} in {errs:#?}");
+    }
+}
+
+#[test]
+fn both_path_modes_are_an_error() {
+    let errs = errors(&MINIMAL.replace(
+        "jwt: {}",
+        "jwt: { required_paths: [\"GET_/a\"], not_required_paths: [\"GET_/b\"] }",
+    ));
+    assert!(errs.iter().any(|e| e.contains("routes[0].jwt") && e.contains("required_paths") && e.contains("not_required_paths")), "{errs:?}");
+}
+
+#[test]
+fn duplicate_consumer_keys_are_rejected() {
+    let errs = errors(&MINIMAL.replace(
+        "consumers:\n",
+        "consumers:\n  - username: mallory\n    jwt: { key: user123, secret: other }\n",
+    ));
+    assert!(errs.iter().any(|e| e.starts_with("consumers[1].jwt.key:") && e.contains("already used")), "{errs:?}");
+}
+
+#[test]
+fn rs256_consumer_needs_a_usable_public_key() {
+    for (material, want) in [
+        ("public_key: \"not a pem\"", "consumers[0].jwt.public_key: not a PEM document"),
+        ("public_key_file: missing.pub", "consumers[0].jwt.public_key_file: cannot read"),
+        ("public_key_file: rsa1024.pub", "consumers[0].jwt.public_key_file: the key is not a valid RS256"),
+        ("public_key_file: ec-p256.pub", "consumers[0].jwt.public_key_file: the key is not a valid RS256"),
+        ("secret: s", "consumers[0].jwt.secret: is not used by RS256"),
+    ] {
+        let yaml = MINIMAL.replace("jwt: { key: user123, secret: s3cret }", &format!("jwt: {{ key: user123, algorithm: RS256, {material} }}"));
+        let errs = errors(&yaml);
+        assert!(errs.iter().any(|e| e.starts_with(want)), "{material}: {errs:?}");
+    }
+    let ok = MINIMAL.replace("jwt: { key: user123, secret: s3cret }", "jwt: { key: user123, algorithm: RS256, public_key_file: rsa.pub }");
+    assert!(load(&ok).is_ok());
+}
+
+#[test]
+fn env_expansion_and_unset_variables() {
+    let with_admin = format!("{MINIMAL}admin: {{ listen: \"127.0.0.1:0\", api_key: \"${{ADMIN_KEY}}\" }}\n");
+    assert_eq!(load(&with_admin).expect("valid").admin.expect("admin").api_key, "k");
+    let errs = errors(&with_admin.replace("ADMIN_KEY", "NOT_SET_ANYWHERE"));
+    assert_eq!(errs, vec!["admin.api_key: environment variable NOT_SET_ANYWHERE is not set"]);
+}
+
+#[test]
+fn store_keys_must_suit_the_kind() {
+    let errs = errors(&format!("{MINIMAL}store: {{ kind: embedded, host: x, pool_size: 0 }}\n"));
+    assert!(errs.iter().any(|e| e == "store.host: is not a setting of store kind embedded"), "{errs:?}");
+    let errs = errors(&format!("{MINIMAL}store: {{ kind: redis_cluster }}\n"));
+    assert!(errs.iter().any(|e| e.starts_with("store.nodes: is required")), "{errs:?}");
+    let ok = load(&format!("{MINIMAL}store: {{ kind: redis, host: 127.0.0.1, port: 6380, pool_size: 2, pool_backlog: 0 }}\n")).expect("valid");
+    let StoreConfig::Redis(r) = ok.store else { panic!("redis") };
+    assert_eq!((r.port, r.pool.pool_size, r.pool.pool_backlog), (6380, 2, 0));
+}
+
+#[test]
+fn revoking_needs_a_logout_path() {
+    let errs = errors(&MINIMAL.replace("jwt: {}", "jwt: { use_jwt_blacklist_revoking: true }"));
+    assert!(errs.iter().any(|e| e.starts_with("routes[0].jwt.logout_path: is required")), "{errs:?}");
+}
+
+#[test]
+fn invalid_yaml_is_one_clear_error() {
+    let errs = errors("listen: [unclosed");
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].starts_with("not valid YAML"), "{errs:?}");
+}

@@ -1,0 +1,194 @@
+//! Verification keys, parsed once when the config is loaded.
+//!
+//! A key is built *for* one algorithm: an HS256 consumer holds an HMAC key, an
+//! RS256 consumer a parsed RSA public key. The token's `alg` never selects the
+//! key material, which rules out RS/HS confusion by construction.
+
+use aws_lc_rs::hmac;
+use aws_lc_rs::signature::{self, ParsedPublicKey, VerificationAlgorithm};
+
+use super::Algorithm;
+
+/// Why key material cannot be used for an algorithm.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("{0} takes a shared secret, not a public key")]
+    NeedsSecret(Algorithm),
+    #[error("{0} takes a public key, not a secret")]
+    NeedsPublicKey(Algorithm),
+    #[error("secret is empty")]
+    EmptySecret,
+    #[error("not a PEM document: {0}")]
+    Pem(String),
+    #[error("PEM block is {0:?}; expected \"PUBLIC KEY\" (or \"RSA PUBLIC KEY\" for RS*/PS*)")]
+    PemTag(String),
+    #[error("the key is not a valid {0} public key (wrong key type, curve, or an RSA key under 2048 bits)")]
+    Rejected(Algorithm),
+}
+
+/// A key that can check one algorithm's signatures.
+pub struct VerifyKey {
+    alg: Algorithm,
+    material: Material,
+}
+
+enum Material {
+    Hmac(hmac::Key),
+    Public(ParsedPublicKey),
+}
+
+impl std::fmt::Debug for VerifyKey {
+    // Never print key material, not even a secret's length.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyKey").field("alg", &self.alg).finish_non_exhaustive()
+    }
+}
+
+impl VerifyKey {
+    /// An HMAC key for HS256/HS384/HS512.
+    pub fn from_secret(alg: Algorithm, secret: &[u8]) -> Result<Self, KeyError> {
+        let hmac_alg = match alg {
+            Algorithm::HS256 => hmac::HMAC_SHA256,
+            Algorithm::HS384 => hmac::HMAC_SHA384,
+            Algorithm::HS512 => hmac::HMAC_SHA512,
+            other => return Err(KeyError::NeedsPublicKey(other)),
+        };
+        if secret.is_empty() {
+            return Err(KeyError::EmptySecret);
+        }
+        Ok(VerifyKey {
+            alg,
+            material: Material::Hmac(hmac::Key::new(hmac_alg, secret)),
+        })
+    }
+
+    /// A public key from PEM: `PUBLIC KEY` (SubjectPublicKeyInfo) for every
+    /// asymmetric algorithm, or `RSA PUBLIC KEY` (PKCS#1) for RS*/PS*.
+    pub fn from_public_pem(alg: Algorithm, pem_text: &str) -> Result<Self, KeyError> {
+        let block = pem::parse(pem_text.trim()).map_err(|e| KeyError::Pem(e.to_string()))?;
+        match block.tag() {
+            "PUBLIC KEY" => {}
+            "RSA PUBLIC KEY" if is_rsa(alg) => {}
+            other => return Err(KeyError::PemTag(other.to_owned())),
+        }
+        Self::from_public_der(alg, block.contents())
+    }
+
+    /// A public key from DER (SPKI, or PKCS#1 for RSA).
+    pub fn from_public_der(alg: Algorithm, der: &[u8]) -> Result<Self, KeyError> {
+        let verify_alg = verification_alg(alg).ok_or(KeyError::NeedsSecret(alg))?;
+        // aws-lc-rs checks the RSA modulus size only when verifying; refuse a
+        // short key now, at load, instead of failing every request later.
+        if is_rsa(alg) && rsa_modulus_bits(der).is_none_or(|bits| bits < 2048) {
+            return Err(KeyError::Rejected(alg));
+        }
+        let key = ParsedPublicKey::new(verify_alg, der)
+            .or_else(|e| {
+                // Ed25519 keys are parsed from their raw 32 bytes: take them
+                // from the end of the SubjectPublicKeyInfo.
+                if alg == Algorithm::EdDSA && der.len() == 44 {
+                    ParsedPublicKey::new(verify_alg, &der[12..])
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(|_| KeyError::Rejected(alg))?;
+        Ok(VerifyKey {
+            alg,
+            material: Material::Public(key),
+        })
+    }
+
+    pub fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+
+    /// Checks `signature` over `message`. HMAC tags are compared in
+    /// constant time (`hmac::verify`).
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        match &self.material {
+            Material::Hmac(key) => hmac::verify(key, message, signature).is_ok(),
+            Material::Public(key) => key.verify_sig(message, signature).is_ok(),
+        }
+    }
+}
+
+/// The modulus size of an RSA public key in SPKI or PKCS#1 DER.
+fn rsa_modulus_bits(der: &[u8]) -> Option<usize> {
+    let (tag, body, _) = der_tlv(der)?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (tag, first, rest) = der_tlv(body)?;
+    let pkcs1 = match tag {
+        // PKCS#1 RSAPublicKey: SEQUENCE { INTEGER n, INTEGER e }.
+        0x02 => return Some(integer_bits(first)),
+        // SPKI: SEQUENCE { AlgorithmIdentifier, BIT STRING { 0x00, PKCS#1 } }.
+        0x30 => {
+            let (tag, bits, _) = der_tlv(rest)?;
+            if tag != 0x03 {
+                return None;
+            }
+            bits.get(1..)?
+        }
+        _ => return None,
+    };
+    let (tag, seq, _) = der_tlv(pkcs1)?;
+    let (tag2, n, _) = der_tlv(seq)?;
+    (tag == 0x30 && tag2 == 0x02).then(|| integer_bits(n))
+}
+
+fn integer_bits(n: &[u8]) -> usize {
+    let n = match n.iter().position(|&b| b != 0) {
+        Some(i) => &n[i..],
+        None => return 0,
+    };
+    n.len() * 8 - n.first().map_or(0, |b| b.leading_zeros() as usize)
+}
+
+/// One DER tag-length-value: (tag, contents, rest). Short and long lengths.
+fn der_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let (len_bytes, rest) = (rest.get(..n)?, rest.get(n..)?);
+        (len_bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b)), rest)
+    };
+    Some((tag, rest.get(..len)?, rest.get(len..)?))
+}
+
+fn is_rsa(alg: Algorithm) -> bool {
+    matches!(
+        alg,
+        Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512
+    )
+}
+
+/// The aws-lc-rs verification algorithm for an asymmetric JWS algorithm.
+/// ECDSA uses the fixed-width `r || s` encoding that JWS prescribes.
+fn verification_alg(alg: Algorithm) -> Option<&'static dyn VerificationAlgorithm> {
+    Some(match alg {
+        Algorithm::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+        Algorithm::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
+        Algorithm::RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
+        Algorithm::PS256 => &signature::RSA_PSS_2048_8192_SHA256,
+        Algorithm::PS384 => &signature::RSA_PSS_2048_8192_SHA384,
+        Algorithm::PS512 => &signature::RSA_PSS_2048_8192_SHA512,
+        Algorithm::ES256 => &signature::ECDSA_P256_SHA256_FIXED,
+        Algorithm::ES384 => &signature::ECDSA_P384_SHA384_FIXED,
+        Algorithm::ES512 => &signature::ECDSA_P521_SHA512_FIXED,
+        Algorithm::EdDSA => &signature::ED25519,
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => return None,
+    })
+}

@@ -1,0 +1,126 @@
+use serde_json::{json, Map, Value};
+
+use super::*;
+
+const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/keys");
+
+fn read(name: &str) -> String {
+    std::fs::read_to_string(format!("{KEYS}/{name}")).expect("test key present")
+}
+
+/// (private key file, public key file) for each asymmetric algorithm.
+fn key_files(alg: Algorithm) -> (&'static str, &'static str) {
+    match alg {
+        Algorithm::ES256 => ("ec-p256.key", "ec-p256.pub"),
+        Algorithm::ES384 => ("ec-p384.key", "ec-p384.pub"),
+        Algorithm::ES512 => ("ec-p521.key", "ec-p521.pub"),
+        Algorithm::EdDSA => ("ed25519.key", "ed25519.pub"),
+        _ => ("rsa.key", "rsa.pub"),
+    }
+}
+
+fn keys_for(alg: Algorithm) -> (SigningKey, VerifyKey) {
+    if alg.is_hmac() {
+        let secret = b"a-long-random-secret-of-sufficient-length";
+        (
+            SigningKey::from_secret(alg, secret).expect("signing key"),
+            VerifyKey::from_secret(alg, secret).expect("verify key"),
+        )
+    } else {
+        let (private, public) = key_files(alg);
+        (
+            SigningKey::from_private_pem(alg, &read(private)).expect("signing key"),
+            VerifyKey::from_public_pem(alg, &read(public)).expect("verify key"),
+        )
+    }
+}
+
+fn claims() -> Map<String, Value> {
+    let Value::Object(m) = json!({"key": "user123", "exp": 4_000_000_000i64}) else {
+        unreachable!()
+    };
+    m
+}
+
+#[test]
+fn every_algorithm_round_trips_and_rejects_tampering() {
+    for alg in Algorithm::ALL {
+        let (signer, verifier) = keys_for(alg);
+        let token = signer.encode(&claims()).expect("sign");
+        let parsed = Token::parse(&token).expect("parse");
+        assert_eq!(parsed.alg(), alg.as_str());
+        assert!(verifier.verify(parsed.signing_input(), parsed.signature()), "{alg} valid");
+
+        // Flip one bit of the signature.
+        let mut sig = parsed.signature().to_vec();
+        sig[0] ^= 1;
+        assert!(!verifier.verify(parsed.signing_input(), &sig), "{alg} tampered sig");
+        // Change the payload but keep the signature.
+        let mut other = claims();
+        other.insert("key".into(), json!("admin"));
+        let forged = signer.encode(&other).expect("sign");
+        let forged = Token::parse(&forged).expect("parse");
+        assert!(!verifier.verify(forged.signing_input(), parsed.signature()), "{alg} swapped payload");
+    }
+}
+
+#[test]
+fn key_material_is_pinned_to_its_algorithm() {
+    let rsa_pub = read("rsa.pub");
+    assert_eq!(
+        VerifyKey::from_secret(Algorithm::RS256, b"x").unwrap_err(),
+        KeyError::NeedsPublicKey(Algorithm::RS256)
+    );
+    assert!(VerifyKey::from_public_pem(Algorithm::HS256, &rsa_pub).is_err());
+    // An RSA key is no EC key, and a P-256 key is no P-384 key.
+    assert!(VerifyKey::from_public_pem(Algorithm::ES256, &rsa_pub).is_err());
+    assert!(VerifyKey::from_public_pem(Algorithm::ES384, &read("ec-p256.pub")).is_err());
+    assert!(VerifyKey::from_public_pem(Algorithm::EdDSA, &read("ec-p256.pub")).is_err());
+    assert!(VerifyKey::from_public_pem(Algorithm::RS256, "not a pem").is_err());
+    assert_eq!(
+        VerifyKey::from_public_pem(Algorithm::RS256, &read("rsa1024.pub")).unwrap_err(),
+        KeyError::Rejected(Algorithm::RS256)
+    );
+    assert!(VerifyKey::from_secret(Algorithm::HS256, b"").is_err());
+}
+
+#[test]
+fn rs_hs_confusion_does_not_verify() {
+    // The classic attack: HMAC the token with the RSA public key's text.
+    let rsa_pub = read("rsa.pub");
+    let forger = SigningKey::from_secret(Algorithm::HS256, rsa_pub.as_bytes()).expect("key");
+    let token = forger.encode(&claims()).expect("sign");
+    let parsed = Token::parse(&token).expect("parse");
+    let verifier = VerifyKey::from_public_pem(Algorithm::RS256, &rsa_pub).expect("key");
+    assert!(!verifier.verify(parsed.signing_input(), parsed.signature()));
+}
+
+#[test]
+fn token_parsing_is_strict() {
+    let (signer, _) = keys_for(Algorithm::HS256);
+    let good = signer.encode(&claims()).expect("sign");
+    assert!(Token::parse(&good).is_ok());
+
+    let cases: Vec<(String, TokenError)> = vec![
+        ("a.b".into(), TokenError::SegmentCount(2)),
+        (format!("{good}.x"), TokenError::SegmentCount(4)),
+        (format!("{good}="), TokenError::Base64(token::Segment::Signature)),
+        (good.replacen('.', "+.", 1), TokenError::Base64(token::Segment::Header)),
+        ("e30.W10.".into(), TokenError::NotJsonObject(token::Segment::Payload)),
+        ("bnVsbA.e30.".into(), TokenError::NotJsonObject(token::Segment::Header)),
+        ("e30.e30.".into(), TokenError::MissingAlg),
+        ("x".repeat(MAX_TOKEN_BYTES + 1), TokenError::TooLarge(MAX_TOKEN_BYTES + 1)),
+    ];
+    for (raw, want) in cases {
+        assert_eq!(Token::parse(&raw).unwrap_err(), want, "{raw:.40}");
+    }
+}
+
+#[test]
+fn algorithm_names_are_exact() {
+    for alg in Algorithm::ALL {
+        assert_eq!(alg.as_str().parse::<Algorithm>(), Ok(alg));
+    }
+    assert!("none".parse::<Algorithm>().is_err());
+    assert!("hs256".parse::<Algorithm>().is_err());
+}

@@ -1,0 +1,13 @@
+//! The JWT authentication core of jwtgate: token parsing, signature and claim
+//! checks, consumer lookup, path normalisation and path rules.
+//!
+//! Everything here is pure code: no sockets, no files, no async runtime, no
+//! clock reads (time comes in through [`clock::Clock`]). That keeps it
+//! fuzzable, property-testable and benchmarkable in isolation. The data plane
+//! (`jwtgate-proxy`) and the config compiler (`jwtgate-config`) build on it.
+
+pub mod clock;
+pub mod consumer;
+pub mod jwt;
+pub mod path;
+pub mod policy;

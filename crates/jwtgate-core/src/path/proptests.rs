@@ -1,0 +1,144 @@
+//! Property tests: the trie and the compiled rules against a naive linear
+//! scan, and the invariants of `normalize` on inputs dense in `/`, `.` and
+//! escapes.
+
+use std::borrow::Cow;
+use std::cmp::Reverse;
+
+use proptest::prelude::*;
+
+use super::normalize::normalize_slow;
+use super::*;
+
+/// Tiny alphabets so that random patterns and paths collide often.
+fn pattern_text() -> impl Strategy<Value = String> {
+    "/[ab/]{0,4}\\*?"
+}
+
+fn path_text() -> impl Strategy<Value = String> {
+    "/?[ab/]{0,6}"
+}
+
+fn rule_method() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec!["GET", "POST", "DELETE", "ANY"])
+}
+
+fn request_method() -> impl Strategy<Value = Method> {
+    prop::sample::select(vec![Method::Get, Method::Post, Method::Head, Method::Other])
+}
+
+fn parsed(text: &str) -> PathPattern {
+    PathPattern::parse(text).expect("strategy only makes valid patterns")
+}
+
+/// The order `PathTrie::matches` promises, by scanning every pattern:
+/// exact first, then longer prefixes, then insertion order.
+fn model_matches(patterns: &[PathPattern], path: &str) -> Vec<usize> {
+    let mut found: Vec<usize> = (0..patterns.len())
+        .filter(|&i| patterns[i].matches(path))
+        .collect();
+    found.sort_by_key(|&i| {
+        let p = &patterns[i];
+        (p.is_prefix(), Reverse(p.as_str().len()), i)
+    });
+    found
+}
+
+/// The entry `PathRules::find_index` promises, by scanning every entry.
+fn model_find(entries: &[RuleEntry], method: Method, path: &str) -> Option<usize> {
+    (0..entries.len())
+        .filter(|&i| entries[i].matches(method, path))
+        .min_by_key(|&i| {
+            let e = &entries[i];
+            let specific = e.method != RuleMethod::Any;
+            (
+                e.pattern.is_prefix(),
+                Reverse(e.pattern.as_str().len()),
+                !specific,
+                i,
+            )
+        })
+}
+
+proptest! {
+    #[test]
+    fn trie_agrees_with_linear_scan(
+        texts in prop::collection::vec(pattern_text(), 0..24),
+        paths in prop::collection::vec(path_text(), 1..16),
+    ) {
+        let patterns: Vec<PathPattern> = texts.iter().map(|t| parsed(t)).collect();
+        let mut trie = PathTrie::new();
+        for (i, p) in patterns.iter().enumerate() {
+            trie.insert(p, i);
+        }
+        for path in &paths {
+            let got: Vec<usize> = trie.matches(path).copied().collect();
+            prop_assert_eq!(&got, &model_matches(&patterns, path), "path {:?}", path);
+            prop_assert_eq!(trie.first(path), got.first());
+        }
+    }
+
+    #[test]
+    fn rules_agree_with_linear_scan(
+        specs in prop::collection::vec((rule_method(), pattern_text()), 0..24),
+        requests in prop::collection::vec((request_method(), path_text()), 1..16),
+    ) {
+        let entries: Vec<RuleEntry> = specs
+            .iter()
+            .map(|(m, p)| RuleEntry::parse(&format!("{m}_{p}")).expect("valid entry"))
+            .collect();
+        let rules = PathRules::compile(&entries);
+        for (method, path) in &requests {
+            let want = model_find(&entries, *method, path);
+            prop_assert_eq!(rules.find_index(*method, path), want, "{:?} {:?}", method, path);
+            prop_assert_eq!(rules.find(*method, path), want.map(|i| &entries[i]));
+        }
+    }
+
+    #[test]
+    fn rule_entry_display_round_trips((m, p) in (rule_method(), pattern_text())) {
+        let text = format!("{m}_{p}");
+        let entry = RuleEntry::parse(&text).expect("valid entry");
+        prop_assert_eq!(entry.to_string(), text);
+    }
+
+    #[test]
+    fn normalize_output_is_normal(raw in "/?[/.%25eEfF5cCa0b2x]{0,24}") {
+        if let Ok(once) = normalize(&raw) {
+            prop_assert!(once.starts_with('/'));
+            prop_assert!(!once.contains("//"), "{:?} -> {:?}", raw, once);
+            let dot_segment = once.split('/').any(|s| s == "." || s == "..");
+            prop_assert!(!dot_segment, "{:?} -> {:?}", raw, once);
+            // Idempotent, and recognised as normal by the fast path.
+            let twice = normalize(&once);
+            prop_assert!(matches!(twice, Ok(Cow::Borrowed(_))), "{:?} -> {:?}", once, twice);
+        }
+    }
+
+    #[test]
+    fn fast_path_agrees_with_slow_path(raw in "/?[/.%25eEfF5cCa0b2x\\\\]{0,24}") {
+        let fast = normalize(&raw).map(Cow::into_owned);
+        prop_assert_eq!(fast, normalize_slow(&raw));
+    }
+
+    #[test]
+    fn encoded_slash_is_always_refused(
+        head in "/[/.a%0-9]{0,8}",
+        escape in prop::sample::select(vec!["%2f", "%2F", "%5c", "%5C", "%00"]),
+        tail in "[/.a]{0,8}",
+    ) {
+        let raw = format!("{head}{escape}{tail}");
+        prop_assert!(normalize(&raw).is_err(), "{:?}", raw);
+    }
+
+    #[test]
+    fn normalize_never_panics(raw in any::<String>()) {
+        let _ = normalize(&raw);
+        let _ = normalize(&format!("/{raw}"));
+    }
+
+    #[test]
+    fn normalize_never_panics_on_escapes(raw in "/[%0-9a-fA-F/.\\\\\\x00-\\x1f]{0,16}") {
+        let _ = normalize(&raw);
+    }
+}

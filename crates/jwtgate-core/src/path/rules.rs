@@ -1,0 +1,264 @@
+//! `METHOD_PATH` rule entries (SPEC §3.3) and [`PathRules`], a list of them
+//! compiled into one [`PathTrie`] per method so that finding the entry for a
+//! request costs the same with ten entries or ten thousand.
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::trie::{PathPattern, PathTrie, PatternError};
+
+/// The method of a request. HTTP methods are case-sensitive, so `get` is
+/// [`Method::Other`], not [`Method::Get`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Head,
+    Options,
+    Other,
+}
+
+impl Method {
+    pub fn from_bytes(method: &[u8]) -> Method {
+        match method {
+            b"GET" => Method::Get,
+            b"POST" => Method::Post,
+            b"PUT" => Method::Put,
+            b"PATCH" => Method::Patch,
+            b"DELETE" => Method::Delete,
+            b"HEAD" => Method::Head,
+            b"OPTIONS" => Method::Options,
+            _ => Method::Other,
+        }
+    }
+
+    /// Position of this method's trie in [`PathRules`]; `Other` has none.
+    fn trie_index(self) -> Option<usize> {
+        match self {
+            Method::Get => Some(0),
+            Method::Post => Some(1),
+            Method::Put => Some(2),
+            Method::Patch => Some(3),
+            Method::Delete => Some(4),
+            Method::Head => Some(5),
+            Method::Options => Some(6),
+            Method::Other => None,
+        }
+    }
+}
+
+const CONCRETE_METHODS: usize = 7;
+
+/// The method part of a rule entry: one concrete method, or `ANY`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RuleMethod {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Head,
+    Options,
+    Any,
+}
+
+impl RuleMethod {
+    /// Parses an upper-case method name; `get` is refused with a message
+    /// saying it must be upper-case.
+    pub fn parse(s: &str) -> Result<RuleMethod, RuleError> {
+        match RuleMethod::from_exact(s) {
+            Some(method) => Ok(method),
+            None if RuleMethod::from_exact(&s.to_ascii_uppercase()).is_some() => {
+                Err(RuleError::LowercaseMethod(s.to_owned()))
+            }
+            None => Err(RuleError::UnknownMethod(s.to_owned())),
+        }
+    }
+
+    fn from_exact(s: &str) -> Option<RuleMethod> {
+        Some(match s {
+            "GET" => RuleMethod::Get,
+            "POST" => RuleMethod::Post,
+            "PUT" => RuleMethod::Put,
+            "PATCH" => RuleMethod::Patch,
+            "DELETE" => RuleMethod::Delete,
+            "HEAD" => RuleMethod::Head,
+            "OPTIONS" => RuleMethod::Options,
+            "ANY" => RuleMethod::Any,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleMethod::Get => "GET",
+            RuleMethod::Post => "POST",
+            RuleMethod::Put => "PUT",
+            RuleMethod::Patch => "PATCH",
+            RuleMethod::Delete => "DELETE",
+            RuleMethod::Head => "HEAD",
+            RuleMethod::Options => "OPTIONS",
+            RuleMethod::Any => "ANY",
+        }
+    }
+
+    /// Whether a request with `method` is covered by this rule method.
+    pub fn covers(self, method: Method) -> bool {
+        self.concrete() == Some(method) || self == RuleMethod::Any
+    }
+
+    fn concrete(self) -> Option<Method> {
+        Some(match self {
+            RuleMethod::Get => Method::Get,
+            RuleMethod::Post => Method::Post,
+            RuleMethod::Put => Method::Put,
+            RuleMethod::Patch => Method::Patch,
+            RuleMethod::Delete => Method::Delete,
+            RuleMethod::Head => Method::Head,
+            RuleMethod::Options => Method::Options,
+            RuleMethod::Any => return None,
+        })
+    }
+}
+
+impl fmt::Display for RuleMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a `METHOD_PATH` entry was refused. The messages are shown to the
+/// operator after the entry's location, e.g.
+/// `routes[1].jwt.required_paths[0]: unknown method "FETCH"`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    #[error("unknown method {0:?} (expected GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS or ANY)")]
+    UnknownMethod(String),
+    #[error("method must be uppercase: {0:?}")]
+    LowercaseMethod(String),
+    #[error("missing \"_\" between method and path (expected METHOD_PATH, e.g. \"GET_/v1/*\")")]
+    MissingSeparator,
+    #[error("missing method before the path (expected METHOD_PATH, e.g. \"GET_/v1/*\")")]
+    MissingMethod,
+    #[error(transparent)]
+    Path(#[from] PatternError),
+}
+
+/// One `METHOD_PATH` entry, e.g. `GET_/v1/apis*`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RuleEntry {
+    pub method: RuleMethod,
+    pub pattern: PathPattern,
+}
+
+impl RuleEntry {
+    /// Splits at the first `_` (paths may contain `_`, methods never do).
+    pub fn parse(s: &str) -> Result<RuleEntry, RuleError> {
+        // "/v1/x" or "/v1_x": the method was forgotten, whatever follows.
+        if s.starts_with('/') {
+            return Err(RuleError::MissingMethod);
+        }
+        let (method, path) = s.split_once('_').ok_or(RuleError::MissingSeparator)?;
+        if method.is_empty() {
+            return Err(RuleError::MissingMethod);
+        }
+        // "GET/v1" reads as a missing separator, not an unknown method.
+        if let Some((before_slash, _)) = method.split_once('/') {
+            if RuleMethod::parse(before_slash).is_ok() {
+                return Err(RuleError::MissingSeparator);
+            }
+        }
+        Ok(RuleEntry {
+            method: RuleMethod::parse(method)?,
+            pattern: PathPattern::parse(path)?,
+        })
+    }
+
+    /// Whether a request matches this single entry.
+    pub fn matches(&self, method: Method, path: &str) -> bool {
+        self.method.covers(method) && self.pattern.matches(path)
+    }
+}
+
+impl fmt::Display for RuleEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}_{}", self.method, self.pattern)
+    }
+}
+
+impl FromStr for RuleEntry {
+    type Err = RuleError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RuleEntry::parse(s)
+    }
+}
+
+/// A compiled list of rule entries. Values in the tries are indices into
+/// `entries`, so [`PathRules::find_index`] can report which entry applied.
+#[derive(Debug, Clone, Default)]
+pub struct PathRules {
+    entries: Vec<RuleEntry>,
+    by_method: [PathTrie<usize>; CONCRETE_METHODS],
+    any: PathTrie<usize>,
+}
+
+impl PathRules {
+    pub fn compile(entries: &[RuleEntry]) -> PathRules {
+        let mut rules = PathRules {
+            entries: entries.to_vec(),
+            ..PathRules::default()
+        };
+        for (index, entry) in entries.iter().enumerate() {
+            let trie = match entry.method.concrete().and_then(Method::trie_index) {
+                Some(i) => rules.by_method.get_mut(i),
+                None => Some(&mut rules.any),
+            };
+            if let Some(trie) = trie {
+                trie.insert(&entry.pattern, index);
+            }
+        }
+        rules
+    }
+
+    /// The most specific entry matching the request, if any.
+    pub fn find(&self, method: Method, path: &str) -> Option<&RuleEntry> {
+        self.entries.get(self.find_index(method, path)?)
+    }
+
+    /// Like [`PathRules::find`], but gives the entry's position in the list
+    /// it was compiled from (for messages such as `required_paths[3]`).
+    ///
+    /// Specificity: exact beats prefix, a longer prefix beats a shorter one;
+    /// on a tie the method-specific entry beats the `ANY` one, and among equal
+    /// entries the first listed wins.
+    pub fn find_index(&self, method: Method, path: &str) -> Option<usize> {
+        let specific = method
+            .trie_index()
+            .and_then(|i| self.by_method.get(i))
+            .and_then(|trie| trie.first(path).copied());
+        let any = self.any.first(path).copied();
+        match (specific, any) {
+            (Some(s), Some(a)) if self.specificity(a) > self.specificity(s) => Some(a),
+            (Some(s), _) => Some(s),
+            (None, a) => a,
+        }
+    }
+
+    /// Orders matching entries: (exact, length of the pattern text).
+    fn specificity(&self, index: usize) -> (bool, usize) {
+        self.entries.get(index).map_or((false, 0), |entry| {
+            (!entry.pattern.is_prefix(), entry.pattern.as_str().len())
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn entries(&self) -> &[RuleEntry] {
+        &self.entries
+    }
+}

@@ -1,0 +1,281 @@
+//! Unit tests: the SPEC §3.3 examples, pattern and rule-entry errors, and
+//! hand-picked trie and rule orderings.
+
+use std::borrow::Cow;
+
+use super::*;
+
+fn norm(raw: &str) -> Result<String, &'static str> {
+    normalize(raw).map(Cow::into_owned).map_err(|e| e.reason)
+}
+
+#[test]
+fn normalize_spec_examples() {
+    let ok = [
+        ("/public/../admin", "/admin"),
+        ("/public/%2e%2e/admin", "/admin"),
+        ("/public/.%2E/admin", "/admin"),
+        ("//admin", "/admin"),
+        ("/admin/.", "/admin/"),
+        ("/a/b/..", "/a/"),
+        ("/%61dmin", "/admin"),
+        ("/a%20b", "/a%20b"),
+        ("/a%7e", "/a~"),
+        ("/a%3a", "/a%3A"),
+        ("/", "/"),
+        ("/a/..", "/"),
+        ("/a//b///c/", "/a/b/c/"),
+        ("/a/./b/../c", "/a/c"),
+        ("/a/%2E/b", "/a/b"),
+        ("/..a/.b/a..", "/..a/.b/a.."),
+        ("/%41%2d%5F%7E%30", "/A-_~0"),
+        ("/caf\u{e9}", "/caf\u{e9}"),
+    ];
+    for (raw, want) in ok {
+        assert_eq!(norm(raw), Ok(want.to_owned()), "{raw}");
+    }
+    let refused = [
+        ("/public/..%2Fadmin", "encoded slash"),
+        ("/public/..%2fadmin", "encoded slash"),
+        ("/admin%00", "encoded NUL byte"),
+        ("/../admin", "climbs above root"),
+        ("/a/../../admin", "climbs above root"),
+        ("/%2e%2e", "climbs above root"),
+        ("/public/..%5Cadmin", "encoded backslash"),
+        ("/public/..%5cadmin", "encoded backslash"),
+        ("/public\\admin", "backslash"),
+        ("/a%zz", "invalid percent escape"),
+        ("/a%4", "invalid percent escape"),
+        ("/a%", "invalid percent escape"),
+        ("/a%%41", "invalid percent escape"),
+        ("/a\nb", "control character"),
+        ("/a\u{7f}", "control character"),
+        ("/a\0", "control character"),
+        ("admin", "does not start with \"/\""),
+        ("", "does not start with \"/\""),
+    ];
+    for (raw, reason) in refused {
+        assert_eq!(norm(raw), Err(reason), "{raw:?}");
+    }
+}
+
+#[test]
+fn regression_path_dotdot_bypass() {
+    // A rule on /admin must see the path the upstream will resolve.
+    for raw in [
+        "/public/../admin",
+        "/public/%2e%2e/admin",
+        "/public/.%2e/admin",
+    ] {
+        assert_eq!(norm(raw).as_deref(), Ok("/admin"), "{raw}");
+    }
+}
+
+#[test]
+fn normalize_borrows_when_nothing_changes() {
+    for raw in ["/", "/admin", "/a/b/", "/a%20b", "/..a/b.", "/a/%3A"] {
+        assert!(matches!(normalize(raw), Ok(Cow::Borrowed(_))), "{raw}");
+    }
+    for raw in ["/a%3a", "/%61", "//a", "/a/.", "/a/../b"] {
+        assert!(matches!(normalize(raw), Ok(Cow::Owned(_))), "{raw}");
+    }
+}
+
+#[test]
+fn invalid_path_displays_reason() {
+    let err = normalize("/../x").expect_err("climbs above root");
+    assert_eq!(err.to_string(), "invalid request path: climbs above root");
+}
+
+#[test]
+fn pattern_parse_and_display() {
+    let exact = PathPattern::parse("/v1/x").expect("valid");
+    assert!(!exact.is_prefix());
+    assert_eq!(
+        (exact.as_str(), exact.to_string()),
+        ("/v1/x", "/v1/x".into())
+    );
+    let prefix = PathPattern::parse("/v1/apis*").expect("valid");
+    assert!(prefix.is_prefix());
+    assert_eq!(prefix.as_str(), "/v1/apis");
+    assert_eq!(prefix.to_string(), "/v1/apis*");
+    for path in ["/v1/apis", "/v1/apis/a", "/v1/apisx"] {
+        assert!(prefix.matches(path), "{path}");
+    }
+    assert!(!prefix.matches("/v1/api"));
+    assert!(!prefix.matches("/V1/apis"));
+    let root = PathPattern::parse("/*").expect("valid");
+    assert!(root.matches("/") && root.matches("/anything"));
+}
+
+#[test]
+fn pattern_errors() {
+    let cases = [
+        ("", PatternError::Empty, "empty path"),
+        (
+            "v1",
+            PatternError::NotAbsolute,
+            "path must start with \"/\"",
+        ),
+        ("*", PatternError::NotAbsolute, "path must start with \"/\""),
+        (
+            "/v1/*/x",
+            PatternError::MisplacedStar,
+            "\"*\" is only allowed at the end of the path",
+        ),
+        (
+            "/v1/**",
+            PatternError::MisplacedStar,
+            "\"*\" is only allowed at the end of the path",
+        ),
+    ];
+    for (text, err, message) in cases {
+        assert_eq!(PathPattern::parse(text), Err(err), "{text}");
+        assert_eq!(err.to_string(), message);
+    }
+}
+
+#[test]
+fn rule_entry_parse_and_display() {
+    for text in [
+        "GET_/v1/apis*",
+        "ANY_/",
+        "POST_/v1/log_out",
+        "OPTIONS_/*",
+        "DELETE_/a_b_c*",
+    ] {
+        let entry = RuleEntry::parse(text).expect("valid");
+        assert_eq!(entry.to_string(), text);
+    }
+    let entry = RuleEntry::parse("POST_/v1/log_out").expect("valid");
+    assert_eq!(entry.method, RuleMethod::Post);
+    assert_eq!(entry.pattern.as_str(), "/v1/log_out");
+}
+
+#[test]
+fn rule_entry_errors() {
+    let cases = [
+        ("FETCH_/x", "unknown method \"FETCH\""),
+        ("get_/x", "method must be uppercase: \"get\""),
+        ("Any_/x", "method must be uppercase: \"Any\""),
+        ("GET/x", "missing \"_\" between method and path"),
+        ("GET/x_y", "missing \"_\" between method and path"),
+        ("", "missing \"_\" between method and path"),
+        ("/v1/x", "missing method before the path"),
+        ("_/x", "missing method before the path"),
+        ("GET_v1", "path must start with \"/\""),
+        ("GET_/v1*/x", "\"*\" is only allowed at the end of the path"),
+        ("GET_", "empty path"),
+    ];
+    for (text, message) in cases {
+        let err = RuleEntry::parse(text).expect_err(text);
+        assert!(err.to_string().starts_with(message), "{text}: {err}");
+    }
+}
+
+#[test]
+fn method_from_bytes_is_case_sensitive() {
+    assert_eq!(Method::from_bytes(b"GET"), Method::Get);
+    assert_eq!(Method::from_bytes(b"OPTIONS"), Method::Options);
+    assert_eq!(Method::from_bytes(b"get"), Method::Other);
+    assert_eq!(Method::from_bytes(b"TRACE"), Method::Other);
+    assert_eq!(Method::from_bytes(b""), Method::Other);
+}
+
+fn pattern(text: &str) -> PathPattern {
+    PathPattern::parse(text).expect("valid pattern")
+}
+
+#[test]
+fn trie_yields_most_specific_first() {
+    let mut trie = PathTrie::new();
+    for (i, text) in [
+        "/*",
+        "/v1/*",
+        "/v1/apis",
+        "/v1/apis*",
+        "/v1/apis",
+        "/v1/a*",
+        "/v2*",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        trie.insert(&pattern(text), i);
+    }
+    let found: Vec<usize> = trie.matches("/v1/apis").copied().collect();
+    assert_eq!(found, [2, 4, 3, 5, 1, 0]);
+    assert_eq!(
+        trie.matches("/v1/apisx").copied().collect::<Vec<_>>(),
+        [3, 5, 1, 0]
+    );
+    assert_eq!(trie.matches("/v1").copied().collect::<Vec<_>>(), [0]);
+    assert_eq!(trie.first("/v2"), Some(&6));
+    assert_eq!(trie.first("nope"), None);
+    assert_eq!(trie.len(), 7);
+}
+
+#[test]
+fn trie_splits_labels() {
+    // Inserting a shorter key after a longer one splits an existing label.
+    let mut trie = PathTrie::new();
+    trie.insert(&pattern("/abcdef"), "long");
+    trie.insert(&pattern("/abc*"), "mid");
+    trie.insert(&pattern("/abx"), "fork");
+    assert_eq!(
+        trie.matches("/abcdef").collect::<Vec<_>>(),
+        [&"long", &"mid"]
+    );
+    assert_eq!(trie.matches("/abcd").collect::<Vec<_>>(), [&"mid"]);
+    assert_eq!(trie.first("/abx"), Some(&"fork"));
+    assert_eq!(trie.first("/ab"), None);
+}
+
+#[test]
+fn rules_prefer_specific_then_method() {
+    let entries: Vec<RuleEntry> = [
+        "ANY_/v1/*",
+        "GET_/v1/*",
+        "ANY_/v1/apis*",
+        "GET_/v1/apis",
+        "ANY_/v1/apis",
+    ]
+    .into_iter()
+    .map(|t| RuleEntry::parse(t).expect("valid"))
+    .collect();
+    let rules = PathRules::compile(&entries);
+    let find = |m: Method, p: &str| rules.find(m, p).map(ToString::to_string);
+    // Exact beats prefix; on an exact tie the method-specific entry wins.
+    assert_eq!(
+        find(Method::Get, "/v1/apis").as_deref(),
+        Some("GET_/v1/apis")
+    );
+    assert_eq!(
+        find(Method::Post, "/v1/apis").as_deref(),
+        Some("ANY_/v1/apis")
+    );
+    // A longer ANY prefix beats a shorter GET prefix.
+    assert_eq!(
+        find(Method::Get, "/v1/apis/x").as_deref(),
+        Some("ANY_/v1/apis*")
+    );
+    // Equal prefixes: GET wins over ANY.
+    assert_eq!(find(Method::Get, "/v1/other").as_deref(), Some("GET_/v1/*"));
+    assert_eq!(
+        find(Method::Other, "/v1/other").as_deref(),
+        Some("ANY_/v1/*")
+    );
+    assert_eq!(find(Method::Get, "/v2"), None);
+    assert_eq!(rules.find_index(Method::Delete, "/v1/apis"), Some(4));
+    assert_eq!(rules.entries().len(), 5);
+    assert!(!rules.is_empty() && PathRules::compile(&[]).is_empty());
+}
+
+#[test]
+fn rules_other_method_only_matches_any() {
+    let entries = [RuleEntry::parse("GET_/x").expect("valid")];
+    let rules = PathRules::compile(&entries);
+    assert!(rules.find(Method::Get, "/x").is_some());
+    assert!(rules.find(Method::Other, "/x").is_none());
+    assert!(rules.find(Method::Head, "/x").is_none());
+}

@@ -1,0 +1,106 @@
+//! Finding the token in a request's header, query string or cookie. Pure
+//! string functions: the data plane hands in the raw values.
+
+use std::borrow::Cow;
+
+/// The value of an `Authorization`-style header without its scheme: the
+/// `Bearer` scheme is matched case-insensitively and is optional.
+pub fn strip_bearer(value: &str) -> &str {
+    let v = value.trim();
+    match v.get(..7) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("bearer ") => v[7..].trim_start(),
+        _ => v,
+    }
+}
+
+/// The first `name=value` argument of a raw query string, percent-decoded.
+pub fn query_param<'a>(query: &'a str, name: &str) -> Option<Cow<'a, str>> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| percent_decode(v))
+    })
+}
+
+/// The value of cookie `name` in a `Cookie` header.
+pub fn cookie_value<'a>(cookie_header: &'a str, name: &str) -> Option<&'a str> {
+    cookie_header.split(';').find_map(|pair| {
+        let (k, v) = pair.trim().split_once('=')?;
+        (k.trim() == name).then(|| v.trim().trim_matches('"'))
+    })
+}
+
+/// Removes argument `name` from a raw query string (for `hide_credentials`).
+pub fn remove_query_param(query: &str, name: &str) -> String {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty() && pair.split_once('=').map_or(*pair, |(k, _)| k) != name)
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Removes cookie `name` from a `Cookie` header value (for `hide_credentials`).
+pub fn remove_cookie(cookie_header: &str, name: &str) -> String {
+    cookie_header
+        .split(';')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && pair.split_once('=').map_or(*pair, |(k, _)| k.trim()) != name)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `%XX` decoding; `+` is kept as is (a JWT never contains one). Invalid
+/// escapes are kept literally, so the token then fails to parse.
+fn percent_decode(s: &str) -> Cow<'_, str> {
+    if !s.contains('%') {
+        return Cow::Borrowed(s);
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes.get(i), bytes.get(i + 1).and_then(|&b| hex(b)), bytes.get(i + 2).and_then(|&b| hex(b))) {
+            (Some(b'%'), Some(h), Some(l)) => {
+                // h and l are hex digits, so the value fits a byte.
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (Some(&b), _, _) => {
+                out.push(b);
+                i += 1;
+            }
+            (None, _, _) => break,
+        }
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_optional() {
+        assert_eq!(strip_bearer("Bearer abc"), "abc");
+        assert_eq!(strip_bearer("bearer abc"), "abc");
+        assert_eq!(strip_bearer("BEARER  abc"), "abc");
+        assert_eq!(strip_bearer("abc"), "abc");
+        assert_eq!(strip_bearer("Bearer"), "Bearer");
+    }
+
+    #[test]
+    fn query_and_cookie_lookup() {
+        assert_eq!(query_param("a=1&jwt=x.y.z&b", "jwt").as_deref(), Some("x.y.z"));
+        assert_eq!(query_param("jwtx=1", "jwt"), None);
+        assert_eq!(query_param("jwt=a%2Eb", "jwt").as_deref(), Some("a.b"));
+        assert_eq!(cookie_value("a=1; jwt=t.o.k; b=2", "jwt"), Some("t.o.k"));
+        assert_eq!(cookie_value("xjwt=1", "jwt"), None);
+    }
+
+    #[test]
+    fn credentials_can_be_removed() {
+        assert_eq!(remove_query_param("a=1&jwt=x&b=2", "jwt"), "a=1&b=2");
+        assert_eq!(remove_query_param("jwt=x", "jwt"), "");
+        assert_eq!(remove_cookie("a=1; jwt=x; b=2", "jwt"), "a=1; b=2");
+    }
+}

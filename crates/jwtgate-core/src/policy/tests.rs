@@ -1,0 +1,150 @@
+use serde_json::{json, Value};
+
+use super::*;
+use crate::clock::FixedClock;
+use crate::consumer::{Consumer, ConsumerRegistry};
+use crate::jwt::{Algorithm, SigningKey, VerifyKey};
+
+const NOW: i64 = 1_700_000_000;
+const SECRET: &[u8] = b"alice-secret-alice-secret";
+
+fn registry() -> ConsumerRegistry {
+    let mut r = ConsumerRegistry::new();
+    r.insert(Consumer {
+        username: "alice".into(),
+        custom_id: Some("crm-42".into()),
+        key: "user123".into(),
+        verify_key: VerifyKey::from_secret(Algorithm::HS256, SECRET).expect("key"),
+    })
+    .expect("unique");
+    r
+}
+
+fn sign(claims: Value) -> String {
+    let Value::Object(map) = claims else { unreachable!() };
+    SigningKey::from_secret(Algorithm::HS256, SECRET)
+        .expect("key")
+        .encode(&map)
+        .expect("sign")
+}
+
+fn auth(policy: &JwtPolicy, token: &str) -> Result<String, AuthError> {
+    authenticate(policy, &registry(), token, &FixedClock(NOW)).map(|a| a.consumer.username.clone())
+}
+
+#[test]
+fn valid_token_names_its_consumer() {
+    let t = sign(json!({"key": "user123", "exp": NOW + 60}));
+    assert_eq!(auth(&JwtPolicy::default(), &t), Ok("alice".into()));
+}
+
+#[test]
+fn each_refusal_has_its_public_message() {
+    let p = JwtPolicy::default();
+    let cases = [
+        (sign(json!({"exp": NOW + 60})), "missing user key in JWT token"),
+        (sign(json!({"key": 123, "exp": NOW + 60})), "missing user key in JWT token"),
+        (sign(json!({"key": "nobody", "exp": NOW + 60})), "Invalid user key in JWT token"),
+        (sign(json!({"key": "user123", "exp": NOW})), "failed to verify jwt"),
+        (sign(json!({"key": "user123"})), "failed to verify jwt"),
+        ("not-a-jwt".to_string(), "JWT token invalid"),
+    ];
+    for (token, message) in cases {
+        let err = auth(&p, &token).unwrap_err();
+        assert_eq!(err.public_message(), message, "{err}");
+    }
+    assert_eq!(AuthError::Missing.public_message(), "Missing JWT token in request");
+    assert_eq!(AuthError::Revoked.public_message(), "JWT token has been revoked");
+}
+
+#[test]
+fn alg_must_equal_the_consumers() {
+    let Value::Object(claims) = json!({"key": "user123", "exp": NOW + 60}) else { unreachable!() };
+    let key = SigningKey::from_secret(Algorithm::HS256, SECRET).expect("key");
+    for alg in ["none", "HS512", "RS256", "hs256"] {
+        let t = key.encode_with_header(&json!({"alg": alg}), &claims).expect("sign");
+        assert!(matches!(auth(&JwtPolicy::default(), &t), Err(AuthError::AlgMismatch { .. })), "{alg}");
+    }
+    // alg none with an empty signature, as attackers send it.
+    let t = format!("{}.{}.", b64(r#"{"alg":"none"}"#), b64(&Value::Object(claims).to_string()));
+    assert!(matches!(auth(&JwtPolicy::default(), &t), Err(AuthError::AlgMismatch { .. })));
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
+
+#[test]
+fn time_claims_with_leeway() {
+    let mut p = JwtPolicy::default();
+    let expired = sign(json!({"key": "user123", "exp": NOW - 5}));
+    let early = sign(json!({"key": "user123", "exp": NOW + 60, "nbf": NOW + 5}));
+    assert!(matches!(auth(&p, &expired), Err(AuthError::Expired { .. })));
+    assert!(matches!(auth(&p, &early), Err(AuthError::NotYetValid { .. })));
+    p.leeway_seconds = 10;
+    assert!(auth(&p, &expired).is_ok());
+    assert!(auth(&p, &early).is_ok());
+    let string_exp = sign(json!({"key": "user123", "exp": "soon"}));
+    assert!(matches!(auth(&p, &string_exp), Err(AuthError::NotNumericDate(_))));
+}
+
+#[test]
+fn required_claims_and_lifetime() {
+    let mut p = JwtPolicy {
+        required_claims: vec!["exp".into(), "sub".into()],
+        ..JwtPolicy::default()
+    };
+    let t = sign(json!({"key": "user123", "exp": NOW + 3600}));
+    assert_eq!(auth(&p, &t), Err(AuthError::MissingClaim("sub".into())));
+    p.required_claims = vec![];
+    p.max_lifetime_seconds = 600;
+    assert!(matches!(auth(&p, &t), Err(AuthError::LifetimeTooLong { .. })));
+    p.max_lifetime_seconds = 7200;
+    assert!(auth(&p, &t).is_ok());
+}
+
+#[test]
+fn renamed_key_claim() {
+    let p = JwtPolicy {
+        key_claim_name: "apim_key_claim_name".into(),
+        ..JwtPolicy::default()
+    };
+    let t = sign(json!({"apim_key_claim_name": "user123", "exp": NOW + 60}));
+    assert_eq!(auth(&p, &t), Ok("alice".into()));
+    let t = sign(json!({"key": "user123", "exp": NOW + 60}));
+    assert_eq!(
+        auth(&p, &t),
+        Err(AuthError::MissingKeyClaim {
+            claim: "apim_key_claim_name".into()
+        })
+    );
+}
+
+#[test]
+fn observer_sees_steps_in_order() {
+    let t = sign(json!({"key": "user123", "exp": NOW + 60}));
+    let mut names = Vec::new();
+    let _ = authenticate_traced(&JwtPolicy::default(), &registry(), &t, &FixedClock(NOW), &mut |s| {
+        names.push(match s {
+            Step::Parsed(_) => "parsed",
+            Step::KeyClaim { .. } => "key_claim",
+            Step::Consumer { .. } => "consumer",
+            Step::Algorithm { .. } => "algorithm",
+            Step::Signature { .. } => "signature",
+            Step::Claims { .. } => "claims",
+        })
+    });
+    assert_eq!(names, ["parsed", "key_claim", "consumer", "algorithm", "signature", "claims"]);
+}
+
+#[test]
+fn crit_header_is_refused() {
+    let Value::Object(claims) = json!({"key": "user123", "exp": NOW + 60}) else { unreachable!() };
+    let t = SigningKey::from_secret(Algorithm::HS256, SECRET)
+        .expect("key")
+        .encode_with_header(&json!({"alg": "HS256", "crit": ["exp"]}), &claims)
+        .expect("sign");
+    assert_eq!(auth(&JwtPolicy::default(), &t), Err(AuthError::CriticalHeader));
+}
+
