@@ -115,7 +115,7 @@ impl std::fmt::Debug for RedisClusterConfig {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Route {
     pub name: String,
     pub paths: Vec<PathPattern>,

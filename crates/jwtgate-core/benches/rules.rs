@@ -25,7 +25,7 @@ fn bench_find(c: &mut Criterion) {
     let mut group = c.benchmark_group("PathRules::find");
     for count in [10, 1_000, 10_000] {
         let rules = PathRules::compile(&rule_set(count));
-        // Entry 7 exists in every set: ANY_/v1/svc7/items/7* (7 % 5 == 2 is PUT).
+        // Entry 7 is in every set: PUT_/v1/svc7/items/7* (7 % 5 == 2, 7 is odd).
         let hit = "/v1/svc7/items/7/details";
         let miss = "/v1/svc7/items/none/details";
         assert!(rules.find(Method::Put, hit).is_some());
@@ -36,6 +36,20 @@ fn bench_find(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("miss", count), &rules, |b, rules| {
             b.iter(|| rules.find(black_box(Method::Put), black_box(miss)))
         });
+        // Reference point: what a scan of every entry would cost.
+        group.bench_with_input(
+            BenchmarkId::new("linear-scan-miss", count),
+            &rules,
+            |b, rules| {
+                b.iter(|| {
+                    let path = black_box(miss);
+                    rules
+                        .entries()
+                        .iter()
+                        .find(|e| e.matches(Method::Put, path))
+                })
+            },
+        );
     }
     group.finish();
 }

@@ -1,1 +1,19 @@
-//! x
+//! The data plane of jwtgate: listeners (HTTP/1.1, h2c, TLS), route matching,
+//! the request pipeline that applies a route's JWT policy, and proxying to
+//! upstream nodes over pooled keep-alive connections.
+//!
+//! What it does not do: parse config files (`jwtgate-config`) or verify
+//! tokens itself (`jwtgate-core`); it wires those into HTTP.
+
+pub mod body;
+pub mod echo;
+pub mod error;
+pub mod gateway;
+pub mod headers;
+pub mod pipeline;
+pub mod router;
+pub mod server;
+pub mod upstream;
+
+pub use gateway::Gateway;
+pub use server::{Listeners, ServeError, SharedGateway};

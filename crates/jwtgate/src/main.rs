@@ -1,1 +1,27 @@
-fn main() {}
+//! `jwtgate`: the command line (SPEC §1). Each subcommand lives in its own
+//! module; this file only parses arguments and dispatches.
+
+mod cli;
+mod explain;
+mod run;
+mod sign;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command, TokenCommand};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => run::run(&args.config),
+        Command::Check(args) => run::check(&args.config),
+        Command::Token {
+            command: TokenCommand::Sign(args),
+        } => sign::sign(&args),
+        Command::Token {
+            command: TokenCommand::Explain(args),
+        } => explain::explain(&args),
+    }
+}

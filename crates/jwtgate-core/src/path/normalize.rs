@@ -71,11 +71,14 @@ fn is_normal(path: &[u8]) -> bool {
     }
     let mut i = 0;
     while let Some(&b) = path.get(i) {
+        // Every byte above '/' except '\\' and DEL is plain (no escape, slash,
+        // dot or control): the common case, so it skips the match below.
+        if b > b'/' && b != b'\\' && b != 0x7f {
+            i += 1;
+            continue;
+        }
         match b {
             b'%' if kept_escape(path.get(i + 1), path.get(i + 2)) => i += 2,
-            b'%' => return false,
-            b'\\' => return false,
-            b if b.is_ascii_control() => return false,
             b'/' => {
                 // The segment after this slash must not be empty, "." or "..".
                 let next = path.get(i + 1..).unwrap_or_default();
@@ -83,6 +86,8 @@ fn is_normal(path: &[u8]) -> bool {
                     return false;
                 }
             }
+            b'%' | b'\\' => return false,
+            b if b.is_ascii_control() => return false,
             _ => {}
         }
         i += 1;

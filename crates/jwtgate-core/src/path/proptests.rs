@@ -60,22 +60,36 @@ fn model_find(entries: &[RuleEntry], method: Method, path: &str) -> Option<usize
         })
 }
 
+fn check_trie(texts: &[String], paths: &[String]) -> Result<(), TestCaseError> {
+    let patterns: Vec<PathPattern> = texts.iter().map(|t| parsed(t)).collect();
+    let mut trie = PathTrie::new();
+    for (i, p) in patterns.iter().enumerate() {
+        trie.insert(p, i);
+    }
+    for path in paths {
+        let got: Vec<usize> = trie.matches(path).copied().collect();
+        prop_assert_eq!(&got, &model_matches(&patterns, path), "path {:?}", path);
+        prop_assert_eq!(trie.first(path), got.first());
+    }
+    Ok(())
+}
+
 proptest! {
     #[test]
     fn trie_agrees_with_linear_scan(
         texts in prop::collection::vec(pattern_text(), 0..24),
         paths in prop::collection::vec(path_text(), 1..16),
     ) {
-        let patterns: Vec<PathPattern> = texts.iter().map(|t| parsed(t)).collect();
-        let mut trie = PathTrie::new();
-        for (i, p) in patterns.iter().enumerate() {
-            trie.insert(p, i);
-        }
-        for path in &paths {
-            let got: Vec<usize> = trie.matches(path).copied().collect();
-            prop_assert_eq!(&got, &model_matches(&patterns, path), "path {:?}", path);
-            prop_assert_eq!(trie.first(path), got.first());
-        }
+        check_trie(&texts, &paths)?;
+    }
+
+    /// Nodes with many children take the binary-search branch of the lookup.
+    #[test]
+    fn wide_trie_agrees_with_linear_scan(
+        texts in prop::collection::vec("/[a-z0-9]{0,2}\\*?", 0..80),
+        paths in prop::collection::vec("/[a-z0-9]{0,3}", 1..16),
+    ) {
+        check_trie(&texts, &paths)?;
     }
 
     #[test]

@@ -231,7 +231,11 @@ impl AuthError {
 #[derive(Debug)]
 pub enum Step<'a> {
     Parsed(&'a Token<'a>),
-    KeyClaim { claim: &'a str, value: Option<&'a Value> },
+    KeyClaim {
+        claim: &'a str,
+        value: Option<&'a Value>,
+        claims: &'a serde_json::Map<String, Value>,
+    },
     Consumer { key: &'a str, consumer: Option<&'a Consumer> },
     Algorithm { token: &'a str, expected: &'static str },
     Signature { valid: bool },
@@ -268,7 +272,11 @@ pub fn authenticate_traced<'t>(
 
     let claim = policy.key_claim_name.as_str();
     let value = token.claims().get(claim);
-    observe(Step::KeyClaim { claim, value });
+    observe(Step::KeyClaim {
+        claim,
+        value,
+        claims: token.claims(),
+    });
     let key = match value {
         None => return Err(AuthError::MissingKeyClaim { claim: claim.into() }),
         Some(Value::String(k)) => k.as_str(),

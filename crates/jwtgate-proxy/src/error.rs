@@ -1,0 +1,76 @@
+//! Every way the data plane can refuse or fail a request, and the ONE place
+//! ([`GatewayError::into_response`]) that turns them into HTTP responses. The
+//! client gets a fixed public message; the detail goes to the log.
+
+use http::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+use jwtgate_core::policy::AuthError;
+
+use crate::body::GatewayBody;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("invalid request path: {0}")]
+    InvalidPath(&'static str),
+    #[error("no route matches")]
+    NoRoute,
+    #[error("authentication refused: {error}")]
+    Unauthorized { error: AuthError, realm: String },
+    #[error("upstream unavailable: {0}")]
+    UpstreamUnavailable(String),
+    #[error("upstream timed out after {0} ms")]
+    UpstreamTimeout(u128),
+    #[error("revocation store unavailable: {0}")]
+    StoreUnavailable(String),
+}
+
+impl GatewayError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::InvalidPath(_) => StatusCode::BAD_REQUEST,
+            GatewayError::NoRoute => StatusCode::NOT_FOUND,
+            GatewayError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The fixed text a client may see.
+    pub fn public_message(&self) -> &'static str {
+        match self {
+            GatewayError::InvalidPath(_) => "invalid request path",
+            GatewayError::NoRoute => "no route matched",
+            GatewayError::Unauthorized { error, .. } => error.public_message(),
+            GatewayError::UpstreamUnavailable(_) => "upstream unavailable",
+            GatewayError::UpstreamTimeout(_) => "upstream timed out",
+            GatewayError::StoreUnavailable(_) => "revocation store unavailable",
+        }
+    }
+
+    pub fn into_response(self) -> Response<GatewayBody> {
+        let mut resp = json_message(self.status(), self.public_message());
+        if let GatewayError::Unauthorized { error, realm } = &self {
+            let challenge = if error.token_presented() {
+                format!("Bearer realm=\"{realm}\", error=\"invalid_token\"")
+            } else {
+                format!("Bearer realm=\"{realm}\"")
+            };
+            // The realm is validated as a header-safe string at config load;
+            // fall back to a bare challenge rather than fail the response.
+            let value = HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Bearer"));
+            resp.headers_mut().insert(WWW_AUTHENTICATE, value);
+        }
+        resp
+    }
+}
+
+/// `{"message": "..."}` with the JSON content type.
+pub fn json_message(status: StatusCode, message: &str) -> Response<GatewayBody> {
+    let body = serde_json::json!({ "message": message }).to_string();
+    let mut resp = Response::new(GatewayBody::full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}

@@ -1,0 +1,27 @@
+//! One immutable version of the running configuration, as the data plane
+//! uses it. A reload builds a new [`Gateway`] off the hot path and swaps it in
+//! whole; requests in flight keep the version they started with.
+
+use std::sync::Arc;
+
+use jwtgate_config::Config;
+use jwtgate_core::clock::SystemClock;
+use jwtgate_core::consumer::ConsumerRegistry;
+
+use crate::router::Router;
+
+pub struct Gateway {
+    pub router: Router,
+    pub consumers: Arc<ConsumerRegistry>,
+    pub clock: SystemClock,
+}
+
+impl Gateway {
+    pub fn new(config: &Config) -> Self {
+        Gateway {
+            router: Router::new(&config.routes),
+            consumers: Arc::clone(&config.consumers),
+            clock: SystemClock,
+        }
+    }
+}

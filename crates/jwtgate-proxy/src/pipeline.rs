@@ -1,0 +1,292 @@
+//! The request pipeline: the ONE place where the stages of handling a request
+//! are put in order. Someone adding a policy adds a stage here.
+//!
+//! 1. normalise the path (once; everything after sees only this path)
+//! 2. match a route
+//! 3. strip client-sent identity headers
+//! 4. decide whether the request needs a token, and authenticate it
+//! 5. proxy to the upstream (or the echo upstream)
+//!
+//! Each stage returns a typed [`GatewayError`]; the error becomes a response
+//! in one place, `GatewayError::into_response`.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, COOKIE};
+use http::request::Parts;
+use http::uri::{PathAndQuery, Uri};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use jwtgate_core::path::{normalize, Method};
+use jwtgate_core::policy::{authenticate, sources, AuthError, JwtPolicy};
+use tracing::info;
+
+use crate::body::GatewayBody;
+use crate::echo;
+use crate::error::GatewayError;
+use crate::gateway::Gateway;
+use crate::headers::{self, X_CONSUMER_CUSTOM_ID, X_CONSUMER_USERNAME, X_CREDENTIAL_IDENTIFIER};
+use crate::router::Target;
+use crate::upstream::ConnPool;
+
+/// What a connection knows about itself.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+/// Facts gathered along the way for the access log line.
+#[derive(Default)]
+struct Outcome {
+    route: Option<String>,
+    consumer: Option<String>,
+    auth: &'static str,
+    detail: Option<String>,
+}
+
+pub async fn handle(
+    gateway: Arc<Gateway>,
+    pool: &ConnPool,
+    req: Request<Incoming>,
+    conn: ConnInfo,
+) -> Response<GatewayBody> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let mut outcome = Outcome {
+        auth: "none",
+        ..Outcome::default()
+    };
+    let resp = match serve(&gateway, pool, req, conn, &mut outcome).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            outcome.detail = Some(e.to_string());
+            e.into_response()
+        }
+    };
+    // One access-log line per request. Never the token: only who and why.
+    info!(
+        target: "jwtgate::access",
+        method = %method,
+        route = outcome.route.as_deref().unwrap_or("-"),
+        consumer = outcome.consumer.as_deref().unwrap_or("-"),
+        status = resp.status().as_u16(),
+        auth = outcome.auth,
+        detail = outcome.detail.as_deref().unwrap_or(""),
+        latency_us = started.elapsed().as_micros() as u64,
+        peer = %conn.peer,
+    );
+    resp
+}
+
+async fn serve(
+    gw: &Gateway,
+    pool: &ConnPool,
+    req: Request<Incoming>,
+    conn: ConnInfo,
+    outcome: &mut Outcome,
+) -> Result<Response<GatewayBody>, GatewayError> {
+    let (mut parts, body) = req.into_parts();
+
+    // 1. Normalise the path once. Routes, path rules, the logout path and the
+    //    upstream all see this same path, so no encoding trick can make the
+    //    rules see one resource and the upstream another (SPEC §3.3).
+    let path = normalize(parts.uri.path()).map_err(|e| GatewayError::InvalidPath(e.reason))?;
+    let mut query: Option<Cow<'_, str>> = parts.uri.query().map(Cow::Borrowed);
+    let host = request_host(&parts);
+
+    // 2. Route on path, then method and host.
+    let host_name = host.as_deref().map(strip_port);
+    let route = gw
+        .router
+        .find(&path, parts.method.as_str(), host_name)
+        .ok_or(GatewayError::NoRoute)?;
+    outcome.route = Some(route.route.name.clone());
+
+    // 3. Identity headers are the gateway's to set: a client's copies are
+    //    removed from every request, authenticated or not.
+    headers::strip_identity(&mut parts.headers);
+
+    // 4. Authenticate when the route's policy requires it for this request.
+    if let Some(policy) = &route.route.jwt {
+        let requirement = policy.requirement(Method::from_bytes(parts.method.as_str().as_bytes()), &path);
+        if requirement.token_required {
+            let realm = || policy.realm.clone();
+            let identity = authenticate_request(gw, policy, &parts.headers, query.as_deref())
+                .map_err(|(error, auth)| {
+                    outcome.auth = auth;
+                    GatewayError::Unauthorized { error, realm: realm() }
+                })?;
+            outcome.auth = "ok";
+            outcome.consumer = Some(identity.username.clone());
+            for (name, value) in identity.headers {
+                parts.headers.insert(name, value);
+            }
+            if policy.hide_credentials {
+                hide_credentials(policy, identity.source, &mut parts.headers, &mut query);
+            }
+        } else {
+            outcome.auth = "not_required";
+        }
+    }
+
+    // 5. Proxy. The upstream gets the normalised path and the query as sent.
+    headers::remove_hop_by_hop(&mut parts.headers);
+    headers::set_forwarded(&mut parts.headers, conn.peer, conn.tls, host.as_deref());
+    let path_and_query = match query.as_deref() {
+        Some(q) if !q.is_empty() => format!("{path}?{q}"),
+        _ => path.into_owned(),
+    };
+    parts.uri = PathAndQuery::try_from(path_and_query)
+        .map(Uri::from)
+        .map_err(|_| GatewayError::InvalidPath("not a valid URI after normalisation"))?;
+    match &route.target {
+        Target::Echo => Ok(echo::respond(&parts)),
+        Target::Nodes(target) => pool.forward(target, Request::from_parts(parts, body)).await,
+    }
+}
+
+/// Which carrier held the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Header,
+    Query,
+    Cookie,
+}
+
+/// The consumer identity to send upstream.
+struct Identity {
+    username: String,
+    source: Source,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+fn authenticate_request(
+    gw: &Gateway,
+    policy: &JwtPolicy,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Identity, (AuthError, &'static str)> {
+    let fail = |e: AuthError| {
+        let outcome = e.outcome();
+        (e, outcome)
+    };
+    let (raw, source) = find_token(policy, headers, query).ok_or_else(|| fail(AuthError::Missing))?;
+    let auth = authenticate(policy, &gw.consumers, &raw, &gw.clock).map_err(fail)?;
+    // (Revocation is checked here once the blacklist exists.)
+    let consumer = &auth.consumer;
+    let mut out = Vec::with_capacity(3 + policy.forward_claims.len());
+    if let Ok(v) = HeaderValue::from_str(&consumer.username) {
+        out.push((X_CONSUMER_USERNAME, v));
+    }
+    if let Some(v) = consumer.custom_id.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
+        out.push((X_CONSUMER_CUSTOM_ID, v));
+    }
+    if let Ok(v) = HeaderValue::from_str(&consumer.key) {
+        out.push((X_CREDENTIAL_IDENTIFIER, v));
+    }
+    for (claim, header) in &policy.forward_claims {
+        let Some(value) = auth.token.claims().get(claim) else { continue };
+        let text = match value {
+            serde_json::Value::String(s) => Cow::Borrowed(s.as_str()),
+            other => Cow::Owned(other.to_string()),
+        };
+        // A claim with characters a header cannot carry is not forwarded.
+        if let (Ok(name), Ok(v)) = (HeaderName::from_bytes(header.as_bytes()), HeaderValue::from_str(&text)) {
+            out.push((name, v));
+        }
+    }
+    Ok(Identity {
+        username: consumer.username.clone(),
+        source,
+        headers: out,
+    })
+}
+
+/// The token from the first source present: header, query argument, cookie.
+fn find_token<'a>(
+    policy: &JwtPolicy,
+    headers: &'a HeaderMap,
+    query: Option<&'a str>,
+) -> Option<(Cow<'a, str>, Source)> {
+    let s = &policy.sources;
+    if let Some(name) = &s.header {
+        if let Some(v) = headers.get(name.as_str()) {
+            let text = String::from_utf8_lossy(v.as_bytes());
+            return Some((
+                match text {
+                    Cow::Borrowed(t) => Cow::Borrowed(sources::strip_bearer(t)),
+                    Cow::Owned(t) => Cow::Owned(sources::strip_bearer(&t).to_owned()),
+                },
+                Source::Header,
+            ));
+        }
+    }
+    if let (Some(name), Some(q)) = (&s.query, query) {
+        if let Some(t) = sources::query_param(q, name) {
+            return Some((t, Source::Query));
+        }
+    }
+    if let Some(name) = &s.cookie {
+        for v in headers.get_all(COOKIE) {
+            if let Some(t) = v.to_str().ok().and_then(|c| sources::cookie_value(c, name)) {
+                return Some((Cow::Borrowed(t), Source::Cookie));
+            }
+        }
+    }
+    None
+}
+
+/// Removes the token's carrier before proxying (`hide_credentials`).
+fn hide_credentials(policy: &JwtPolicy, source: Source, headers: &mut HeaderMap, query: &mut Option<Cow<'_, str>>) {
+    match source {
+        Source::Header => {
+            if let Some(name) = &policy.sources.header {
+                headers.remove(name.as_str());
+            }
+        }
+        Source::Query => {
+            if let (Some(name), Some(q)) = (&policy.sources.query, query.as_deref()) {
+                *query = Some(Cow::Owned(sources::remove_query_param(q, name)));
+            }
+        }
+        Source::Cookie => {
+            let Some(name) = &policy.sources.cookie else { return };
+            let kept: Vec<String> = headers
+                .get_all(COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(|c| sources::remove_cookie(c, name))
+                .filter(|c| !c.is_empty())
+                .collect();
+            headers.remove(COOKIE);
+            for c in kept {
+                if let Ok(v) = HeaderValue::from_str(&c) {
+                    headers.append(COOKIE, v);
+                }
+            }
+        }
+    }
+}
+
+/// The request's host: the absolute-form/HTTP/2 authority, else `Host`.
+fn request_host(parts: &Parts) -> Option<String> {
+    if let Some(a) = parts.uri.authority() {
+        return Some(a.as_str().to_owned());
+    }
+    parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split(']').next().map_or(host, |h| h.trim_start_matches('['));
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}

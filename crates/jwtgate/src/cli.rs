@@ -1,0 +1,111 @@
+//! Command-line syntax (clap). Kept in step with SPEC §1 and the README.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "jwtgate",
+    version,
+    about = "An API gateway whose heart is a JWT authentication policy",
+    long_about = "jwtgate proxies HTTP traffic and enforces JWT authentication per route: \
+consumer key claim (APISIX/Kong style), RequiredPath/NotRequiredPath rules and a logout blacklist.\n\n\
+Quickstart: jwtgate run --config examples/quickstart.yaml"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the gateway. Logs to stderr (filter with JWTGATE_LOG, e.g. "debug").
+    /// SIGTERM/SIGINT: stop accepting, finish in-flight requests, exit 0. SIGHUP: reload the config.
+    Run(RunArgs),
+    /// Validate a config file: exit 0 if valid, else list every problem with its location.
+    Check(CheckArgs),
+    /// Mint or explain tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Config file (YAML).
+    #[arg(long, short, default_value = "jwtgate.yaml")]
+    pub config: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Config file (YAML).
+    #[arg(long, short)]
+    pub config: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Mint a token (for development and tests), printed on stdout.
+    ///
+    /// Either for a consumer of a config (--config F --consumer NAME; RS/PS/ES/EdDSA
+    /// consumers also need --private-key), or from explicit --key/--alg/--secret|--private-key.
+    Sign(SignArgs),
+    /// Say, step by step, what the gateway would do with a token and why.
+    /// Exit 0 if it would be accepted, 1 if refused, 2 on a usage or config error.
+    Explain(ExplainArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SignArgs {
+    /// Config file holding the consumer.
+    #[arg(long, short, requires = "consumer")]
+    pub config: Option<PathBuf>,
+    /// Consumer username in the config.
+    #[arg(long, requires = "config")]
+    pub consumer: Option<String>,
+    /// Use this route's key_claim_name (with --config).
+    #[arg(long, requires = "config")]
+    pub route: Option<String>,
+    /// The consumer key to put in the key claim (without --config).
+    #[arg(long, conflicts_with = "consumer")]
+    pub key: Option<String>,
+    /// Algorithm (without --config): HS256 HS384 HS512 RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA.
+    #[arg(long, conflicts_with = "consumer")]
+    pub alg: Option<String>,
+    /// HMAC secret (without --config).
+    #[arg(long, conflicts_with = "consumer")]
+    pub secret: Option<String>,
+    /// The secret is base64 of the real key bytes.
+    #[arg(long)]
+    pub base64_secret: bool,
+    /// PEM private key file (PKCS#8, or PKCS#1/SEC1) for RS*, PS*, ES*, EdDSA.
+    #[arg(long)]
+    pub private_key: Option<PathBuf>,
+    /// Claim that carries the consumer key (default: the route's key_claim_name, else "key").
+    #[arg(long)]
+    pub key_claim_name: Option<String>,
+    /// Lifetime in seconds: exp = now + ttl. 0 = no exp claim.
+    #[arg(long, default_value_t = 3600)]
+    pub ttl: u64,
+    /// Extra claim, repeatable: k=v. v is parsed as JSON when it parses (123, true, null, "quoted"), else a string.
+    #[arg(long = "claim", value_name = "K=V")]
+    pub claims: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// The token, or "-" to read it from stdin (keeps it out of shell history).
+    pub token: String,
+    /// Config file.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Route whose policy applies (default: the route matching --request, else the first route with a jwt policy).
+    #[arg(long)]
+    pub route: Option<String>,
+    /// The request, e.g. "GET /v1/orders".
+    #[arg(long)]
+    pub request: Option<String>,
+}

@@ -1,0 +1,438 @@
+//! The command line (SPEC §1): `check`, `token sign`, `token explain`, and
+//! `run` refusing a bad config. Tokens minted by `token sign` are checked
+//! against a running gateway, not just decoded.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::Path;
+
+use serde_json::json;
+use support::*;
+
+const SECRET: &str = "cli-secret-Zq8v1Kf3Lm9Rt2Wx6Yp4";
+
+/// alice (HS256, custom_id), admin (RS256, public key file relative to the
+/// config's directory), and two routes: default key claim, and
+/// `apim_key_claim_name`.
+fn gateway_config(up: &Upstream) -> String {
+    format!(
+        r#"listen: "127.0.0.1:0"
+consumers:
+  - username: alice
+    custom_id: crm-42
+    jwt: {{ key: user123, algorithm: HS256, secret: "{SECRET}" }}
+  - username: admin
+    jwt: {{ key: admin-key, algorithm: RS256, public_key_file: "keys/rsa.pub" }}
+routes:
+  - name: main
+    paths: ["/main/*"]
+    upstream: {{ nodes: ["{node}"] }}
+    jwt: {{}}
+  - name: apim
+    paths: ["/apim/*"]
+    upstream: {{ nodes: ["{node}"] }}
+    jwt: {{ key_claim_name: apim_key_claim_name }}
+  - name: scoped
+    paths: ["/scoped/*"]
+    upstream: {{ nodes: ["{node}"] }}
+    jwt: {{ required_paths: ["GET_/scoped/private*"] }}
+"#,
+        node = up.node()
+    )
+}
+
+/// Writes `yaml` into a fresh directory, with `keys/rsa.pub` beside it.
+fn config_dir(yaml: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("keys")).unwrap();
+    std::fs::write(dir.path().join("keys/rsa.pub"), read_key("rsa.pub")).unwrap();
+    let path = dir.path().join("jwtgate.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    (dir, path.to_string_lossy().into_owned())
+}
+
+fn start_gateway(yaml: &str) -> Gateway {
+    let (dir, path) = config_dir(yaml);
+    Gateway::start_in(dir, path.into()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn cfg(gw: &Gateway) -> String {
+    gw.config_path.to_string_lossy().into_owned()
+}
+
+fn root() -> &'static Path {
+    Path::new("/")
+}
+
+fn sign(args: &[&str]) -> String {
+    let mut all = vec!["token", "sign"];
+    all.extend_from_slice(args);
+    let out = run_cli(&all, root());
+    assert_eq!(out.code(), Some(0), "jwtgate {all:?}\n{}", out.all());
+    let token = out.stdout.trim().to_owned();
+    assert_eq!(token.split('.').count(), 3, "stdout is not a token: {:?}", out.stdout);
+    token
+}
+
+fn explain(token: &str, args: &[&str]) -> Output {
+    let mut all = vec!["token", "explain", token];
+    all.extend_from_slice(args);
+    run_cli(&all, root())
+}
+
+// ---------------------------------------------------------------------------
+// jwtgate --help
+// ---------------------------------------------------------------------------
+
+#[test]
+fn help_names_the_commands() {
+    let out = run_cli(&["--help"], root());
+    assert_eq!(out.code(), Some(0), "{}", out.all());
+    for cmd in ["run", "check", "token"] {
+        assert!(out.stdout.contains(cmd), "--help does not mention {cmd}:\n{}", out.all());
+    }
+}
+
+// ---------------------------------------------------------------------------
+// jwtgate check
+// ---------------------------------------------------------------------------
+
+#[test]
+fn check_accepts_a_valid_config() {
+    let up = Upstream::start();
+    let (dir, path) = config_dir(&gateway_config(&up));
+    // Run from another directory: public_key_file is relative to the file.
+    let out = run_cli(&["check", "--config", &path], root());
+    assert_eq!(out.code(), Some(0), "{}", out.all());
+    drop(dir);
+}
+
+fn assert_located(out: &Output, location: &str) {
+    let found = out
+        .stderr
+        .lines()
+        .any(|l| l.trim_start().starts_with(&format!("{location}:")) || l.contains(&format!(" {location}: ")));
+    assert!(found, "no problem reported at `{location}`:\n{}", out.all());
+}
+
+#[test]
+fn check_lists_every_problem_with_its_location() {
+    let yaml = r#"listen: "127.0.0.1:0"
+consumers:
+  - username: alice
+    jwt: { key: user123, algorithm: HS257, secret: "s3cr3t-s3cr3t" }
+routes:
+  - name: one
+    paths: ["/one/*"]
+    upstream: { nodes: ["no-port-here"] }
+    jwt: { required_paths: ["FETCH_/one/x"] }
+  - name: two
+    paths: ["/two/*"]
+    upstream: { echo: true }
+    jwt:
+      required_paths: ["GET_/two/a"]
+      not_required_paths: ["GET_/two/b"]
+      hide_credential: true
+"#;
+    let (dir, path) = config_dir(yaml);
+    let out = run_cli(&["check", "--config", &path], root());
+    assert_ne!(out.code(), Some(0), "an invalid config passed check:\n{}", out.all());
+    assert_located(&out, "consumers[0].jwt.algorithm");
+    assert_located(&out, "routes[0].upstream.nodes[0]");
+    assert_located(&out, "routes[0].jwt.required_paths[0]");
+    assert!(out.stderr.contains("FETCH"), "the bad method is named:\n{}", out.all());
+    // Unknown keys are errors (SPEC §2).
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.contains("routes[1].jwt") && l.contains("hide_credential")),
+        "the unknown key routes[1].jwt.hide_credential is not reported:\n{}",
+        out.all()
+    );
+    // Both path modes at once.
+    assert!(
+        out.stderr.lines().any(|l| l.contains("routes[1].jwt")
+            && l.contains("required_paths")
+            && l.contains("not_required_paths")),
+        "both path modes on routes[1] not reported:\n{}",
+        out.all()
+    );
+    drop(dir);
+}
+
+#[test]
+fn check_rejects_duplicate_consumer_keys() {
+    let yaml = r#"listen: "127.0.0.1:0"
+consumers:
+  - username: alice
+    jwt: { key: same-key, secret: "secret-one-1234567890" }
+  - username: bob
+    jwt: { key: same-key, secret: "secret-two-1234567890" }
+routes:
+  - name: r
+    paths: ["/*"]
+    upstream: { echo: true }
+"#;
+    let (dir, path) = config_dir(yaml);
+    let out = run_cli(&["check", "--config", &path], root());
+    assert_ne!(out.code(), Some(0), "{}", out.all());
+    assert_located(&out, "consumers[1].jwt.key");
+    drop(dir);
+}
+
+#[test]
+fn check_rejects_rs256_consumers_without_a_usable_public_key() {
+    let ec_pub = read_key("ec-p256.pub").replace('\n', "\n        ");
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+consumers:
+  - username: nokey
+    jwt: {{ key: k0, algorithm: RS256 }}
+  - username: garbage
+    jwt: {{ key: k1, algorithm: RS256, public_key: "not a pem at all" }}
+  - username: wrongtype
+    jwt:
+      key: k2
+      algorithm: RS256
+      public_key: |
+        {ec_pub}
+  - username: nofile
+    jwt: {{ key: k3, algorithm: RS256, public_key_file: "keys/does-not-exist.pub" }}
+  - username: secretonly
+    jwt: {{ key: k4, algorithm: RS256, secret: "a-secret-is-not-a-public-key" }}
+routes:
+  - name: r
+    paths: ["/*"]
+    upstream: {{ echo: true }}
+"#
+    );
+    let (dir, path) = config_dir(&yaml);
+    let out = run_cli(&["check", "--config", &path], root());
+    assert_ne!(out.code(), Some(0), "{}", out.all());
+    for i in 0..5 {
+        let loc = format!("consumers[{i}].jwt");
+        assert!(
+            out.stderr.lines().any(|l| l.trim_start().starts_with(&loc)),
+            "no problem reported for {loc}:\n{}",
+            out.all()
+        );
+    }
+    drop(dir);
+}
+
+#[test]
+fn check_expands_environment_variables_and_rejects_unset_ones() {
+    let yaml = r#"listen: "127.0.0.1:0"
+consumers:
+  - username: alice
+    jwt: { key: user123, secret: "${JWTGATE_TEST_SECRET_7F3A}" }
+routes:
+  - name: r
+    paths: ["/*"]
+    upstream: { echo: true }
+"#;
+    let (dir, path) = config_dir(yaml);
+    let out = run_cli_env(
+        &["check", "--config", &path],
+        root(),
+        &[("JWTGATE_TEST_SECRET_7F3A", "from-the-environment-123")],
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.all());
+    let out = run_cli(&["check", "--config", &path], root());
+    assert_ne!(out.code(), Some(0), "an unset ${{VAR}} must be an error:\n{}", out.all());
+    assert!(out.stderr.contains("JWTGATE_TEST_SECRET_7F3A"), "{}", out.all());
+    drop(dir);
+}
+
+#[test]
+fn run_refuses_an_invalid_config() {
+    let yaml = r#"listen: "127.0.0.1:0"
+routes:
+  - name: r
+    paths: ["/*"]
+    upstream: { nodes: [] }
+"#;
+    let (dir, path) = config_dir(yaml);
+    let out = run_cli(&["run", "--config", &path], root());
+    assert_ne!(out.code(), Some(0), "{}", out.all());
+    assert!(out.stderr.contains("routes[0].upstream"), "{}", out.all());
+    drop(dir);
+}
+
+// ---------------------------------------------------------------------------
+// jwtgate token sign
+// ---------------------------------------------------------------------------
+
+#[test]
+fn token_sign_for_a_config_consumer_is_accepted_by_the_gateway() {
+    let up = Upstream::start();
+    let gw = start_gateway(&gateway_config(&up));
+    let config = cfg(&gw);
+
+    let token = sign(&["--config", &config, "--consumer", "alice"]);
+    let resp = gw.send(&Req::get("/main/x").bearer(&token));
+    assert_eq!(resp.status, 200, "{:?}\n{}", resp.text(), gw.logs());
+    assert_eq!(up.last().header("x-consumer-username"), Some("alice"));
+
+    let rsa_key = private_key_path("RS256");
+    let token = sign(&["--config", &config, "--consumer", "admin", "--private-key", &rsa_key]);
+    let resp = gw.send(&Req::get("/main/x").bearer(&token));
+    assert_eq!(resp.status, 200, "{:?}\n{}", resp.text(), gw.logs());
+    assert_eq!(up.last().header("x-consumer-username"), Some("admin"));
+}
+
+#[test]
+fn token_sign_uses_the_routes_key_claim_name() {
+    let up = Upstream::start();
+    let gw = start_gateway(&gateway_config(&up));
+    let config = cfg(&gw);
+    let token = sign(&["--config", &config, "--consumer", "alice", "--route", "apim"]);
+    assert_eq!(payload_of(&token)["apim_key_claim_name"], "user123");
+    let resp = gw.send(&Req::get("/apim/x").bearer(&token));
+    assert_eq!(resp.status, 200, "{:?}\n{}", resp.text(), gw.logs());
+    assert_eq!(up.last().header("x-consumer-username"), Some("alice"));
+}
+
+#[test]
+fn token_sign_ttl_and_claims() {
+    let before = now();
+    let token = sign(&[
+        "--key", "user123", "--alg", "HS256", "--secret", SECRET, "--ttl", "60",
+        "--claim", "role=admin",
+        "--claim", "level=5",
+        "--claim", "flag=true",
+        "--claim", "nothing=null",
+        "--claim", "ratio=0.5",
+        "--claim", "sub=alice@example.com",
+    ]);
+    let after = now();
+    let p = payload_of(&token);
+    assert_eq!(p["key"], "user123");
+    assert_eq!(p["role"], "admin");
+    assert_eq!(p["level"], json!(5));
+    assert_eq!(p["flag"], json!(true));
+    assert_eq!(p["nothing"], json!(null));
+    assert!(p.get("nothing").is_some(), "null claim present: {p}");
+    assert_eq!(p["ratio"], json!(0.5));
+    assert_eq!(p["sub"], "alice@example.com");
+    let exp = p["exp"].as_i64().unwrap_or_else(|| panic!("no numeric exp: {p}"));
+    assert!(
+        exp >= before + 60 && exp <= after + 60,
+        "exp {exp} should be now+60 (now in [{before}, {after}])"
+    );
+    let header: serde_json::Value = serde_json::from_slice(&unb64(token.split('.').next().unwrap())).unwrap();
+    assert_eq!(header["alg"], "HS256");
+}
+
+#[test]
+fn token_sign_with_explicit_keys_is_accepted_by_the_gateway() {
+    let up = Upstream::start();
+    let gw = start_gateway(&gateway_config(&up));
+
+    let token = sign(&["--key", "user123", "--alg", "HS256", "--secret", SECRET]);
+    let resp = gw.send(&Req::get("/main/x").bearer(&token));
+    assert_eq!(resp.status, 200, "{:?}\n{}", resp.text(), gw.logs());
+    assert_eq!(up.last().header("x-consumer-username"), Some("alice"));
+
+    let rsa_key = private_key_path("RS256");
+    let token = sign(&["--key", "admin-key", "--alg", "RS256", "--private-key", &rsa_key]);
+    let resp = gw.send(&Req::get("/main/x").bearer(&token));
+    assert_eq!(resp.status, 200, "{:?}\n{}", resp.text(), gw.logs());
+    assert_eq!(up.last().header("x-consumer-username"), Some("admin"));
+
+    let token = sign(&[
+        "--key", "user123", "--alg", "HS256", "--secret", SECRET,
+        "--key-claim-name", "apim_key_claim_name",
+    ]);
+    assert_eq!(payload_of(&token)["apim_key_claim_name"], "user123");
+    let resp = gw.send(&Req::get("/apim/x").bearer(&token));
+    assert_eq!(resp.status, 200, "{:?}\n{}", resp.text(), gw.logs());
+
+    // A secret that is not alice's: refused.
+    let token = sign(&["--key", "user123", "--alg", "HS256", "--secret", "not-the-secret-123456"]);
+    assert_eq!(gw.send(&Req::get("/main/x").bearer(&token)).status, 401);
+}
+
+// ---------------------------------------------------------------------------
+// jwtgate token explain
+// ---------------------------------------------------------------------------
+
+fn assert_no_secret(out: &Output) {
+    let all = out.all();
+    assert!(!all.contains(SECRET), "explain printed the secret:\n{all}");
+    let b64_secret = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, SECRET);
+    assert!(!all.contains(&b64_secret), "explain printed the secret (base64):\n{all}");
+}
+
+#[test]
+fn token_explain_exit_codes() {
+    let up = Upstream::start();
+    let (dir, config) = config_dir(&gateway_config(&up));
+
+    let good = sign_hs("HS256", SECRET, claims_for("user123"));
+    let out = explain(&good, &["--config", &config, "--route", "main"]);
+    assert_eq!(out.code(), Some(0), "a valid token:\n{}", out.all());
+    assert!(out.stdout.contains("alice"), "the matched consumer is named:\n{}", out.all());
+    assert_no_secret(&out);
+
+    let out = explain(&good, &["--config", &config, "--route", "main", "--request", "GET /main/orders"]);
+    assert_eq!(out.code(), Some(0), "{}", out.all());
+    assert_no_secret(&out);
+
+    let expired = sign_hs("HS256", SECRET, json!({"key": "user123", "exp": now() - 600}));
+    let out = explain(&expired, &["--config", &config, "--route", "main"]);
+    assert_eq!(out.code(), Some(1), "an expired token:\n{}", out.all());
+    assert!(out.stdout.contains("exp"), "the reason mentions exp:\n{}", out.all());
+    assert_no_secret(&out);
+
+    let forged = tamper_signature(&good);
+    let out = explain(&forged, &["--config", &config, "--route", "main"]);
+    assert_eq!(out.code(), Some(1), "a bad signature:\n{}", out.all());
+    assert_no_secret(&out);
+
+    let out = explain("not-a-token", &["--config", &config, "--route", "main"]);
+    assert_eq!(out.code(), Some(1), "garbage:\n{}", out.all());
+    assert_no_secret(&out);
+
+    let unknown = sign_hs("HS256", SECRET, claims_for("nobody"));
+    let out = explain(&unknown, &["--config", &config, "--route", "main"]);
+    assert_eq!(out.code(), Some(1), "unknown consumer key:\n{}", out.all());
+    assert_no_secret(&out);
+
+    let scoped = ["--config", &config, "--route", "scoped", "--request", "GET /scoped/private/x"];
+    assert_eq!(explain(&good, &scoped).code(), Some(0));
+    assert_eq!(explain(&expired, &scoped).code(), Some(1));
+    drop(dir);
+}
+
+#[test]
+fn token_explain_suggests_the_key_claim_name() {
+    let up = Upstream::start();
+    let (dir, config) = config_dir(&gateway_config(&up));
+    let token = sign_hs(
+        "HS256",
+        SECRET,
+        json!({"apim_key_claim_name": "user123", "exp": now() + 600, "sub": "someone"}),
+    );
+    let out = explain(&token, &["--config", &config, "--route", "main"]);
+    assert_eq!(out.code(), Some(1), "{}", out.all());
+    let text = &out.stdout;
+    assert!(
+        text.contains("key_claim_name: apim_key_claim_name"),
+        "no `key_claim_name: apim_key_claim_name` suggestion:\n{}",
+        out.all()
+    );
+    for claim in ["apim_key_claim_name", "exp", "sub"] {
+        assert!(text.contains(claim), "the claims present should be listed ({claim}):\n{}", out.all());
+    }
+    assert!(text.contains("key"), "the claim looked for is named:\n{}", out.all());
+    assert_no_secret(&out);
+
+    // On the route that uses that claim, the same token is accepted.
+    let out = explain(&token, &["--config", &config, "--route", "apim"]);
+    assert_eq!(out.code(), Some(0), "{}", out.all());
+    assert_no_secret(&out);
+    drop(dir);
+}

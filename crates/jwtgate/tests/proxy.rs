@@ -1,0 +1,532 @@
+//! Routing and proxying (SPEC §2 routes, §3.3 path normalisation, §5): route
+//! selection, upstream failures, load balancing, forwarding headers, h2c and
+//! large streamed bodies, against the real binary and real upstreams.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::*;
+
+const SECRET: &str = "proxy-secret-0123456789abcdefghijkl";
+
+fn open_route(up: &Upstream) -> String {
+    format!(
+        r#"listen: "127.0.0.1:0"
+routes:
+  - name: all
+    paths: ["/*"]
+    upstream: {{ nodes: ["{}"] }}
+"#,
+        up.node()
+    )
+}
+
+fn served_by(resp: &Response) -> &str {
+    resp.header("x-upstream-id").unwrap_or("<none>")
+}
+
+// ---------------------------------------------------------------------------
+// Route selection
+// ---------------------------------------------------------------------------
+
+#[test]
+fn no_matching_route_is_404_json() {
+    let up = Upstream::start();
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+routes:
+  - name: api
+    paths: ["/api/*"]
+    upstream: {{ nodes: ["{}"] }}
+"#,
+        up.node()
+    );
+    let gw = Gateway::start(&yaml);
+    for path in ["/", "/nothing", "/ap", "/apix"] {
+        let resp = gw.get(path);
+        assert_json_error(&resp, 404);
+    }
+    assert_eq!(up.count(), 0);
+    assert_eq!(gw.get("/api/x").status, 200);
+}
+
+#[test]
+fn most_specific_path_wins() {
+    let a = Upstream::start_with("exact-users", Behavior::Answer);
+    let b = Upstream::start_with("prefix-api", Behavior::Answer);
+    let c = Upstream::start_with("catch-all", Behavior::Answer);
+    let d = Upstream::start_with("prefix-users", Behavior::Answer);
+    // Listed least specific first, so that a first-match router fails.
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+routes:
+  - name: catch-all
+    paths: ["/*"]
+    upstream: {{ nodes: ["{c}"] }}
+  - name: prefix-api
+    paths: ["/api/*"]
+    upstream: {{ nodes: ["{b}"] }}
+  - name: prefix-users
+    paths: ["/api/users/*"]
+    upstream: {{ nodes: ["{d}"] }}
+  - name: exact-users
+    paths: ["/api/users"]
+    upstream: {{ nodes: ["{a}"] }}
+"#,
+        a = a.node(),
+        b = b.node(),
+        c = c.node(),
+        d = d.node()
+    );
+    let gw = Gateway::start(&yaml);
+    for (path, expected) in [
+        ("/api/users", "exact-users"),
+        ("/api/users/7", "prefix-users"),
+        ("/api/users/7/orders", "prefix-users"),
+        ("/api/orders", "prefix-api"),
+        ("/api/", "prefix-api"),
+        ("/other", "catch-all"),
+        ("/", "catch-all"),
+    ] {
+        let resp = gw.get(path);
+        assert_eq!(resp.status, 200, "{path}");
+        assert_eq!(served_by(&resp), expected, "{path}");
+    }
+}
+
+#[test]
+fn routes_match_on_method() {
+    let r = Upstream::start_with("read", Behavior::Answer);
+    let w = Upstream::start_with("write", Behavior::Answer);
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+routes:
+  - name: read
+    paths: ["/items"]
+    methods: [GET, HEAD]
+    upstream: {{ nodes: ["{}"] }}
+  - name: write
+    paths: ["/items"]
+    methods: [POST, PUT]
+    upstream: {{ nodes: ["{}"] }}
+"#,
+        r.node(),
+        w.node()
+    );
+    let gw = Gateway::start(&yaml);
+    assert_eq!(served_by(&gw.send(&Req::get("/items"))), "read");
+    assert_eq!(served_by(&gw.send(&Req::post("/items").body("x"))), "write");
+    assert_eq!(served_by(&gw.send(&Req::new("PUT", "/items").body("x"))), "write");
+    assert_json_error(&gw.send(&Req::new("DELETE", "/items")), 404);
+    assert_eq!(w.last().method, "PUT");
+}
+
+#[test]
+fn routes_match_on_host() {
+    let h = Upstream::start_with("api-host", Behavior::Answer);
+    let any = Upstream::start_with("any-host", Behavior::Answer);
+    let only = Upstream::start_with("only-host", Behavior::Answer);
+    // The host-less route is listed first: a host match is more specific.
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+routes:
+  - name: any-host
+    paths: ["/h"]
+    upstream: {{ nodes: ["{}"] }}
+  - name: api-host
+    paths: ["/h"]
+    hosts: ["api.example.com"]
+    upstream: {{ nodes: ["{}"] }}
+  - name: only-host
+    paths: ["/only"]
+    hosts: ["only.example.com"]
+    upstream: {{ nodes: ["{}"] }}
+"#,
+        any.node(),
+        h.node(),
+        only.node()
+    );
+    let gw = Gateway::start(&yaml);
+    let with_host = |path: &str, host: &str| gw.send(&Req::get(path).header("Host", host));
+    assert_eq!(served_by(&with_host("/h", "api.example.com")), "api-host");
+    assert_eq!(served_by(&with_host("/h", "other.example.com")), "any-host");
+    assert_eq!(served_by(&with_host("/only", "only.example.com")), "only-host");
+    assert_json_error(&with_host("/only", "other.example.com"), 404);
+}
+
+/// Host matching ignores the port and letter case, as in Kong and APISIX.
+#[test]
+fn host_match_ignores_port_and_case() {
+    let h = Upstream::start_with("api-host", Behavior::Answer);
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+routes:
+  - name: api-host
+    paths: ["/h"]
+    hosts: ["api.example.com"]
+    upstream: {{ nodes: ["{}"] }}
+"#,
+        h.node()
+    );
+    let gw = Gateway::start(&yaml);
+    for host in ["api.example.com:8080", "API.Example.COM"] {
+        let resp = gw.send(&Req::get("/h").header("Host", host));
+        assert_eq!(resp.status, 200, "Host: {host}: {:?}", resp.text());
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Upstream failures and balancing
+// ---------------------------------------------------------------------------
+
+#[test]
+fn upstream_down_is_502_json() {
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+routes:
+  - name: down
+    paths: ["/*"]
+    upstream: {{ nodes: ["127.0.0.1:{}"], connect_timeout_ms: 2000 }}
+"#,
+        closed_port()
+    );
+    let gw = Gateway::start(&yaml);
+    assert_json_error(&gw.get("/x"), 502);
+    assert_json_error(&gw.send(&Req::post("/x").body("payload")), 502);
+}
+
+#[test]
+fn upstream_slower_than_read_timeout_is_504_json() {
+    let up = Upstream::start_with("slow", Behavior::Slow(Duration::from_secs(10)));
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+routes:
+  - name: slow
+    paths: ["/*"]
+    upstream: {{ nodes: ["{}"], read_timeout_ms: 500 }}
+"#,
+        up.node()
+    );
+    let gw = Gateway::start(&yaml);
+    let resp = gw.get("/slow");
+    assert_json_error(&resp, 504);
+    assert_eq!(up.count(), 1, "the request did reach the upstream");
+}
+
+#[test]
+fn nodes_are_used_round_robin() {
+    let a = Upstream::start_with("a", Behavior::Answer);
+    let b = Upstream::start_with("b", Behavior::Answer);
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+routes:
+  - name: rr
+    paths: ["/*"]
+    upstream: {{ nodes: ["{}", "{}"] }}
+"#,
+        a.node(),
+        b.node()
+    );
+    let gw = Gateway::start(&yaml);
+    for i in 0..10 {
+        assert_eq!(gw.get(&format!("/r/{i}")).status, 200);
+    }
+    assert_eq!(a.count() + b.count(), 10);
+    assert!(
+        a.count() >= 3 && b.count() >= 3,
+        "round robin should spread 10 requests over both nodes; got a={} b={}",
+        a.count(),
+        b.count()
+    );
+}
+
+#[test]
+fn a_dead_node_is_skipped_on_connect_failure() {
+    let a = Upstream::start_with("alive", Behavior::Answer);
+    for order in ["dead-first", "dead-last"] {
+        let dead = format!("127.0.0.1:{}", closed_port());
+        let nodes = if order == "dead-first" {
+            format!("\"{dead}\", \"{}\"", a.node())
+        } else {
+            format!("\"{}\", \"{dead}\"", a.node())
+        };
+        let yaml = format!(
+            r#"listen: "127.0.0.1:0"
+routes:
+  - name: failover
+    paths: ["/*"]
+    upstream: {{ nodes: [{nodes}], connect_timeout_ms: 2000 }}
+"#
+        );
+        let gw = Gateway::start(&yaml);
+        a.clear();
+        for i in 0..10 {
+            let resp = gw.get(&format!("/f/{i}"));
+            assert_eq!(resp.status, 200, "{order}, request {i}: {:?}\n{}", resp.text(), gw.logs());
+            assert_eq!(served_by(&resp), "alive");
+        }
+        assert_eq!(a.count(), 10, "{order}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Forwarding headers and hop-by-hop headers
+// ---------------------------------------------------------------------------
+
+#[test]
+fn forwarded_headers_are_set() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&open_route(&up));
+
+    let resp = gw.send(&Req::get("/x").header("Host", "api.example.com"));
+    assert_eq!(resp.status, 200);
+    let r = up.last();
+    assert_eq!(r.header_all("x-forwarded-for"), vec!["127.0.0.1"]);
+    assert_eq!(r.header("x-forwarded-proto"), Some("http"));
+    assert_eq!(r.header("x-forwarded-host"), Some("api.example.com"));
+    assert_eq!(r.header("host"), Some(up.node().as_str()), "Host is the node's host:port");
+
+    let resp = gw.send(
+        &Req::get("/x")
+            .header("Host", "shop.example.com")
+            .header("X-Forwarded-For", "203.0.113.7, 198.51.100.2")
+            .header("X-Forwarded-Proto", "https"),
+    );
+    assert_eq!(resp.status, 200);
+    let r = up.last();
+    assert_eq!(
+        r.header_all("x-forwarded-for").join(", "),
+        "203.0.113.7, 198.51.100.2, 127.0.0.1",
+        "X-Forwarded-For is appended to"
+    );
+    assert_eq!(r.header("x-forwarded-proto"), Some("http"), "set from the real connection");
+    assert_eq!(r.header("x-forwarded-host"), Some("shop.example.com"));
+}
+
+#[test]
+fn hop_by_hop_headers_are_not_forwarded() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&open_route(&up));
+    let resp = gw.send(
+        &Req::get("/x")
+            .header("Connection", "close, X-Hop-Custom")
+            .header("X-Hop-Custom", "per-connection")
+            .header("Keep-Alive", "timeout=5, max=100")
+            .header("TE", "trailers, deflate")
+            .header("Upgrade", "websocket")
+            .header("Proxy-Authorization", "Basic dXNlcjpwYXNz")
+            .header("X-End-To-End", "kept"),
+    );
+    assert_eq!(resp.status, 200);
+    let r = up.last();
+    for name in ["x-hop-custom", "keep-alive", "te", "upgrade", "proxy-authorization"] {
+        assert_eq!(r.header_all(name), Vec::<&str>::new(), "{name} was forwarded: {:?}", r.headers);
+    }
+    for v in r.header_all("connection") {
+        let v = v.to_ascii_lowercase();
+        assert!(!v.contains("x-hop-custom"), "client Connection forwarded: {v:?}");
+    }
+    assert_eq!(r.header("x-end-to-end"), Some("kept"));
+}
+
+// ---------------------------------------------------------------------------
+// Path normalisation (SPEC §3.3): what goes upstream
+// ---------------------------------------------------------------------------
+
+#[test]
+fn the_normalised_path_goes_upstream() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&open_route(&up));
+    for (raw, expected) in [
+        ("/a/./b/../c//d", "/a/c/d"),
+        ("/a/%7Euser", "/a/~user"),
+        ("/%41%42c/x", "/ABc/x"),
+        ("///a", "/a"),
+        ("/a/b/../c?q=%2F&r=../x", "/a/c?q=%2F&r=../x"),
+        ("/keep%20space", "/keep%20space"),
+        ("/plain?x=1", "/plain?x=1"),
+    ] {
+        let resp = gw.get(raw);
+        assert_eq!(resp.status, 200, "{raw}: {:?}", resp.text());
+        assert_eq!(up.last().target, expected, "{raw}");
+    }
+}
+
+#[test]
+fn invalid_paths_are_400() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&open_route(&up));
+    for raw in [
+        "/..",
+        "/../etc/passwd",
+        "/a/../..",
+        "/a/../../b",
+        "/%2e%2e/x",
+        "/a%2Fb",
+        "/a%2fb",
+        "/a%5Cb",
+        "/a%5cb",
+        "/a%00b",
+    ] {
+        let resp = gw.get(raw);
+        assert_eq!(resp.status, 400, "{raw}: {:?}", resp.text());
+        assert_eq!(resp.json(), json!({"message": "invalid request path"}), "{raw}");
+        let ct = resp.header("content-type").unwrap_or("");
+        assert!(ct.starts_with("application/json"), "{raw}: content-type {ct:?}");
+    }
+    assert_eq!(up.count(), 0, "{:?}", up.records());
+}
+
+// ---------------------------------------------------------------------------
+// The built-in echo upstream
+// ---------------------------------------------------------------------------
+
+#[test]
+fn echo_upstream_reflects_the_request() {
+    let yaml = r#"listen: "127.0.0.1:0"
+routes:
+  - name: echo
+    paths: ["/echo/*"]
+    upstream: { echo: true }
+"#;
+    let gw = Gateway::start(yaml);
+    let resp = gw.send(
+        &Req::new("PUT", "/echo/a/../b?x=1&y=2")
+            .header("X-Test", "one")
+            .header("X-Multi", "a")
+            .header("X-Multi", "b")
+            .body("ignored"),
+    );
+    assert_eq!(resp.status, 200, "{:?}", resp.text());
+    let v = resp.json();
+    assert_eq!(v["method"], "PUT");
+    assert_eq!(v["path"], "/echo/b");
+    assert_eq!(v["query"], "x=1&y=2");
+    assert_eq!(v["headers"]["x-test"], "one");
+    assert_eq!(v["headers"]["x-multi"], "a, b");
+    let resp = gw.get("/echo/");
+    assert_eq!(resp.json()["query"], serde_json::Value::Null);
+}
+
+// ---------------------------------------------------------------------------
+// HTTP/2 cleartext (prior knowledge)
+// ---------------------------------------------------------------------------
+
+#[test]
+fn h2c_requests_are_proxied() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let up = Upstream::start();
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+consumers:
+  - username: alice
+    jwt: {{ key: user123, secret: "{SECRET}" }}
+routes:
+  - name: h2
+    paths: ["/*"]
+    upstream: {{ nodes: ["{}"] }}
+    jwt: {{}}
+"#,
+        up.node()
+    );
+    let gw = Gateway::start(&yaml);
+    let token = sign_hs("HS256", SECRET, claims_for("user123"));
+    let addr = gw.addr;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let outcome = rt.block_on(async move {
+        tokio::time::timeout(IO_TIMEOUT, async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+            let (mut sender, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                    .await
+                    .map_err(|e| format!("h2 handshake: {e}"))?;
+            tokio::spawn(conn);
+            let mut results = Vec::new();
+            for (method, auth, body) in [
+                ("GET", true, Vec::new()),
+                ("POST", true, vec![7u8; 256 * 1024]),
+                ("GET", false, Vec::new()),
+            ] {
+                let mut req = hyper::Request::builder()
+                    .method(method)
+                    .uri(format!("http://{addr}/h2/path?q=1"));
+                if auth {
+                    req = req.header("authorization", format!("Bearer {token}"));
+                }
+                let req = req.body(Full::new(Bytes::from(body))).map_err(|e| e.to_string())?;
+                let resp = sender.send_request(req).await.map_err(|e| format!("h2 send: {e}"))?;
+                let status = resp.status().as_u16();
+                let version = resp.version();
+                let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+                results.push((status, version, body));
+            }
+            Ok::<_, String>(results)
+        })
+        .await
+        .map_err(|_| "h2c exchange timed out".to_owned())?
+    });
+    let results = outcome.unwrap_or_else(|e| panic!("{e}\n{}", gw.logs()));
+    assert_eq!(results[0].0, 200, "{:?}\n{}", results[0].2, gw.logs());
+    assert_eq!(results[0].1, hyper::Version::HTTP_2);
+    assert_eq!(&results[0].2[..], b"upstream ok");
+    assert_eq!(results[1].0, 200);
+    assert_eq!(results[2].0, 401, "h2 without a token is refused");
+
+    let recs = up.records();
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs[0].method, "GET");
+    assert_eq!(recs[0].target, "/h2/path?q=1");
+    assert_eq!(recs[0].header("x-consumer-username"), Some("alice"));
+    assert_eq!(recs[1].method, "POST");
+    assert_eq!(recs[1].body_len, 256 * 1024);
+}
+
+// ---------------------------------------------------------------------------
+// Large bodies, streamed
+// ---------------------------------------------------------------------------
+
+const FIVE_MIB: usize = 5 * 1024 * 1024;
+
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(pattern_byte).collect()
+}
+
+#[test]
+fn a_5_mib_request_body_reaches_the_upstream() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&open_route(&up));
+    let resp = gw.send(&Req::post("/upload").body(pattern(FIVE_MIB)));
+    assert_eq!(resp.status, 200, "{:?}", resp.text());
+    let r = up.last();
+    assert_eq!(r.body_len, FIVE_MIB);
+    assert!(r.body_matches_pattern, "the body bytes changed on the way");
+
+    let resp = gw.send(&Req::new("PUT", "/upload-chunked").body(pattern(FIVE_MIB)).chunked());
+    assert_eq!(resp.status, 200, "{:?}", resp.text());
+    let r = up.last();
+    assert_eq!(r.method, "PUT");
+    assert_eq!(r.body_len, FIVE_MIB);
+    assert!(r.body_matches_pattern, "the chunked body bytes changed on the way");
+}
+
+#[test]
+fn a_5_mib_response_body_reaches_the_client() {
+    let up = Upstream::start_with("big", Behavior::Stream(FIVE_MIB));
+    let gw = Gateway::start(&open_route(&up));
+    let resp = gw.get("/download");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body.len(), FIVE_MIB);
+    assert!(resp.body == pattern(FIVE_MIB), "the response bytes changed on the way");
+}
