@@ -20,7 +20,9 @@ use crate::raw::*;
 
 /// Methods a route may list (any RFC 9110 token is allowed, upper case).
 fn valid_method(m: &str) -> bool {
-    !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
+    !m.is_empty()
+        && m.bytes()
+            .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
 }
 
 /// RFC 9110 token characters, for header names.
@@ -99,7 +101,10 @@ fn tls(t: &RawTls, base_dir: &Path, errors: &mut Errors) -> Option<TlsMaterial> 
     if !blocks(&cert_pem).iter().any(|p| p.tag() == "CERTIFICATE") {
         errors.add("tls.cert_file", "holds no PEM CERTIFICATE");
     }
-    if !blocks(&key_pem).iter().any(|p| p.tag().ends_with("PRIVATE KEY")) {
+    if !blocks(&key_pem)
+        .iter()
+        .any(|p| p.tag().ends_with("PRIVATE KEY"))
+    {
         errors.add("tls.key_file", "holds no PEM private key");
     }
     Some(TlsMaterial { cert_pem, key_pem })
@@ -108,7 +113,10 @@ fn tls(t: &RawTls, base_dir: &Path, errors: &mut Errors) -> Option<TlsMaterial> 
 fn admin(a: &RawAdmin, errors: &mut Errors) -> Option<AdminConfig> {
     let listen = parse_addr(&a.listen, "admin.listen", errors);
     if a.api_key.is_empty() {
-        errors.add("admin.api_key", "must not be empty when the admin API is enabled");
+        errors.add(
+            "admin.api_key",
+            "must not be empty when the admin API is enabled",
+        );
     }
     Some(AdminConfig {
         listen: listen?,
@@ -132,10 +140,33 @@ fn store(s: Option<&RawStore>, base_dir: &Path, errors: &mut Errors) -> Option<S
     // typo'd kind does not silently ignore the operator's Redis settings.
     let allowed: &[&str] = match kind {
         "embedded" => &["path"],
-        "redis" => &["host", "port", "password", "database", "pool_size", "pool_backlog", "connect_timeout_ms", "read_timeout_ms", "send_timeout_ms"],
-        "redis_cluster" => &["nodes", "password", "name", "pool_size", "pool_backlog", "connect_timeout_ms", "read_timeout_ms", "send_timeout_ms", "keepalive_timeout_ms"],
+        "redis" => &[
+            "host",
+            "port",
+            "password",
+            "database",
+            "pool_size",
+            "pool_backlog",
+            "connect_timeout_ms",
+            "read_timeout_ms",
+            "send_timeout_ms",
+        ],
+        "redis_cluster" => &[
+            "nodes",
+            "password",
+            "name",
+            "pool_size",
+            "pool_backlog",
+            "connect_timeout_ms",
+            "read_timeout_ms",
+            "send_timeout_ms",
+            "keepalive_timeout_ms",
+        ],
         other => {
-            errors.add("store.kind", format!("unknown store kind {other:?} (expected embedded, redis or redis_cluster)"));
+            errors.add(
+                "store.kind",
+                format!("unknown store kind {other:?} (expected embedded, redis or redis_cluster)"),
+            );
             return None;
         }
     };
@@ -156,7 +187,10 @@ fn store(s: Option<&RawStore>, base_dir: &Path, errors: &mut Errors) -> Option<S
     ];
     for (key, set) in present {
         if set && !allowed.contains(&key) {
-            errors.add(&child("store", key), format!("is not a setting of store kind {kind}"));
+            errors.add(
+                &child("store", key),
+                format!("is not a setting of store kind {kind}"),
+            );
         }
     }
     let pool = || {
@@ -168,7 +202,12 @@ fn store(s: Option<&RawStore>, base_dir: &Path, errors: &mut Errors) -> Option<S
         let pool = PoolConfig {
             pool_size: usize::try_from(size).unwrap_or(usize::MAX),
             pool_backlog: usize::try_from(s.pool_backlog.unwrap_or(30)).unwrap_or(usize::MAX),
-            connect_timeout: ms(s.connect_timeout_ms, 1000, "store.connect_timeout_ms", &mut e),
+            connect_timeout: ms(
+                s.connect_timeout_ms,
+                1000,
+                "store.connect_timeout_ms",
+                &mut e,
+            ),
             read_timeout: ms(s.read_timeout_ms, 1000, "store.read_timeout_ms", &mut e),
             send_timeout: ms(s.send_timeout_ms, 1000, "store.send_timeout_ms", &mut e),
         };
@@ -206,7 +245,10 @@ fn store(s: Option<&RawStore>, base_dir: &Path, errors: &mut Errors) -> Option<S
             errors_extend(errors, e);
             let nodes = s.nodes.clone().unwrap_or_default();
             if nodes.is_empty() {
-                errors.add("store.nodes", "is required for redis_cluster (a list of host:port seeds)");
+                errors.add(
+                    "store.nodes",
+                    "is required for redis_cluster (a list of host:port seeds)",
+                );
             }
             for (i, n) in nodes.iter().enumerate() {
                 if split_host_port(n).is_none() {
@@ -218,7 +260,12 @@ fn store(s: Option<&RawStore>, base_dir: &Path, errors: &mut Errors) -> Option<S
                 password: s.password.clone().filter(|p| !p.is_empty()),
                 name: s.name.clone().unwrap_or_else(|| "jwtgate".into()),
                 pool,
-                keepalive_timeout: ms(s.keepalive_timeout_ms, 55_000, "store.keepalive_timeout_ms", errors),
+                keepalive_timeout: ms(
+                    s.keepalive_timeout_ms,
+                    55_000,
+                    "store.keepalive_timeout_ms",
+                    errors,
+                ),
             }))
         }
     }
@@ -250,7 +297,10 @@ fn consumers(raw: &[RawConsumer], base_dir: &Path, errors: &mut Errors) -> Consu
         let loc = index("consumers", i);
         if let Some(consumer) = consumer(c, &loc, base_dir, errors) {
             if !names.insert(c.username.clone()) {
-                errors.add(&child(&loc, "username"), format!("duplicate consumer {:?}", c.username));
+                errors.add(
+                    &child(&loc, "username"),
+                    format!("duplicate consumer {:?}", c.username),
+                );
             }
             if let Err(e) = registry.insert(consumer) {
                 errors.add(&child(&loc, "jwt.key"), e.to_string());
@@ -260,7 +310,12 @@ fn consumers(raw: &[RawConsumer], base_dir: &Path, errors: &mut Errors) -> Consu
     registry
 }
 
-pub(crate) fn consumer(c: &RawConsumer, loc: &str, base_dir: &Path, errors: &mut Errors) -> Option<Consumer> {
+pub(crate) fn consumer(
+    c: &RawConsumer,
+    loc: &str,
+    base_dir: &Path,
+    errors: &mut Errors,
+) -> Option<Consumer> {
     if c.username.is_empty() {
         errors.add(&child(loc, "username"), "must not be empty");
     }
@@ -277,9 +332,15 @@ pub(crate) fn consumer(c: &RawConsumer, loc: &str, base_dir: &Path, errors: &mut
         }
     };
     let key = if alg.is_hmac() {
-        for k in [("public_key", j.public_key.is_some()), ("public_key_file", j.public_key_file.is_some())] {
+        for k in [
+            ("public_key", j.public_key.is_some()),
+            ("public_key_file", j.public_key_file.is_some()),
+        ] {
             if k.1 {
-                errors.add(&child(&jloc, k.0), format!("is not used by {alg}; it takes a secret"));
+                errors.add(
+                    &child(&jloc, k.0),
+                    format!("is not used by {alg}; it takes a secret"),
+                );
             }
         }
         let Some(secret) = j.secret.as_deref() else {
@@ -293,17 +354,24 @@ pub(crate) fn consumer(c: &RawConsumer, loc: &str, base_dir: &Path, errors: &mut
             ];
             let decoded = engines.iter().find_map(|e| e.decode(secret.trim()).ok());
             let Some(decoded) = decoded else {
-                errors.add(&child(&jloc, "secret"), "is not valid base64 (base64_secret is true)");
+                errors.add(
+                    &child(&jloc, "secret"),
+                    "is not valid base64 (base64_secret is true)",
+                );
                 return None;
             };
             decoded
         } else {
             secret.as_bytes().to_vec()
         };
-        VerifyKey::from_secret(alg, &bytes).map_err(|e| errors.add(&child(&jloc, "secret"), e.to_string()))
+        VerifyKey::from_secret(alg, &bytes)
+            .map_err(|e| errors.add(&child(&jloc, "secret"), e.to_string()))
     } else {
         if j.secret.is_some() {
-            errors.add(&child(&jloc, "secret"), format!("is not used by {alg}; it takes public_key or public_key_file"));
+            errors.add(
+                &child(&jloc, "secret"),
+                format!("is not used by {alg}; it takes public_key or public_key_file"),
+            );
         }
         let (pem, at) = match (&j.public_key, &j.public_key_file) {
             (Some(_), Some(_)) => {
@@ -316,7 +384,10 @@ pub(crate) fn consumer(c: &RawConsumer, loc: &str, base_dir: &Path, errors: &mut
                 (read_file(base_dir, f, &at, errors)?, at)
             }
             (None, None) => {
-                errors.add(&child(&jloc, "public_key"), format!("is required for {alg} (PEM text, or public_key_file)"));
+                errors.add(
+                    &child(&jloc, "public_key"),
+                    format!("is required for {alg} (PEM text, or public_key_file)"),
+                );
                 return None;
             }
         };
@@ -337,7 +408,10 @@ fn routes(raw: &[RawRoute], errors: &mut Errors) -> Vec<Route> {
     for (i, r) in raw.iter().enumerate() {
         let loc = index("routes", i);
         if !names.insert(r.name.clone()) {
-            errors.add(&child(&loc, "name"), format!("duplicate route name {:?}", r.name));
+            errors.add(
+                &child(&loc, "name"),
+                format!("duplicate route name {:?}", r.name),
+            );
         }
         if let Some(route) = route(r, &loc, errors) {
             out.push(route);
@@ -351,7 +425,10 @@ pub(crate) fn route(r: &RawRoute, loc: &str, errors: &mut Errors) -> Option<Rout
         errors.add(&child(loc, "name"), "must not be empty");
     }
     if r.paths.is_empty() {
-        errors.add(&child(loc, "paths"), "needs at least one path (e.g. \"/v1/*\")");
+        errors.add(
+            &child(loc, "paths"),
+            "needs at least one path (e.g. \"/v1/*\")",
+        );
     }
     let paths: Vec<PathPattern> = r
         .paths
@@ -366,20 +443,39 @@ pub(crate) fn route(r: &RawRoute, loc: &str, errors: &mut Errors) -> Option<Rout
     let methods = r.methods.as_ref().map(|ms| {
         for (i, m) in ms.iter().enumerate() {
             if !valid_method(m) {
-                errors.add(&index(&child(loc, "methods"), i), format!("invalid method {m:?} (upper case, e.g. GET)"));
+                errors.add(
+                    &index(&child(loc, "methods"), i),
+                    format!("invalid method {m:?} (upper case, e.g. GET)"),
+                );
             }
         }
         ms.clone()
     });
-    let hosts: Vec<String> = r.hosts.clone().unwrap_or_default().iter().map(|h| h.to_ascii_lowercase()).collect();
+    let hosts: Vec<String> = r
+        .hosts
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
     for (i, h) in hosts.iter().enumerate() {
         let bare = h.strip_prefix("*.").unwrap_or(h);
-        if bare.is_empty() || !bare.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
-            errors.add(&index(&child(loc, "hosts"), i), format!("invalid host {h:?}"));
+        if bare.is_empty()
+            || !bare
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        {
+            errors.add(
+                &index(&child(loc, "hosts"), i),
+                format!("invalid host {h:?}"),
+            );
         }
     }
     let upstream = upstream(&r.upstream, &child(loc, "upstream"), errors);
-    let jwt = r.jwt.as_ref().and_then(|j| jwt_policy(j, &child(loc, "jwt"), errors));
+    let jwt = r
+        .jwt
+        .as_ref()
+        .and_then(|j| jwt_policy(j, &child(loc, "jwt"), errors));
     Some(Route {
         name: r.name.clone(),
         paths,
@@ -401,7 +497,10 @@ fn upstream(u: &RawUpstream, loc: &str, errors: &mut Errors) -> Option<Upstream>
     }
     let nodes = u.nodes.clone().unwrap_or_default();
     if nodes.is_empty() {
-        errors.add(&child(loc, "nodes"), "needs at least one host:port (or set echo: true)");
+        errors.add(
+            &child(loc, "nodes"),
+            "needs at least one host:port (or set echo: true)",
+        );
     }
     let nodes: Vec<UpstreamNode> = nodes
         .iter()
@@ -413,7 +512,10 @@ fn upstream(u: &RawUpstream, loc: &str, errors: &mut Errors) -> Option<Upstream>
                 port,
             }),
             None => {
-                errors.add(&index(&child(loc, "nodes"), i), format!("{n:?} is not host:port"));
+                errors.add(
+                    &index(&child(loc, "nodes"), i),
+                    format!("{n:?} is not host:port"),
+                );
                 None
             }
         })
@@ -422,22 +524,39 @@ fn upstream(u: &RawUpstream, loc: &str, errors: &mut Errors) -> Option<Upstream>
         "http" => false,
         "https" => true,
         other => {
-            errors.add(&child(loc, "scheme"), format!("unknown scheme {other:?} (http or https)"));
+            errors.add(
+                &child(loc, "scheme"),
+                format!("unknown scheme {other:?} (http or https)"),
+            );
             false
         }
     };
     Some(Upstream::Nodes(UpstreamNodes {
         nodes,
         tls,
-        connect_timeout: ms(u.connect_timeout_ms, 2000, &child(loc, "connect_timeout_ms"), errors),
-        read_timeout: ms(u.read_timeout_ms, 30_000, &child(loc, "read_timeout_ms"), errors),
+        connect_timeout: ms(
+            u.connect_timeout_ms,
+            2000,
+            &child(loc, "connect_timeout_ms"),
+            errors,
+        ),
+        read_timeout: ms(
+            u.read_timeout_ms,
+            30_000,
+            &child(loc, "read_timeout_ms"),
+            errors,
+        ),
     }))
 }
 
 fn rule_list(list: &[String], loc: &str, errors: &mut Errors) -> Vec<RuleEntry> {
     list.iter()
         .enumerate()
-        .filter_map(|(i, s)| RuleEntry::parse(s).map_err(|e| errors.add(&index(loc, i), e.to_string())).ok())
+        .filter_map(|(i, s)| {
+            RuleEntry::parse(s)
+                .map_err(|e| errors.add(&index(loc, i), e.to_string()))
+                .ok()
+        })
         .collect()
 }
 
@@ -474,7 +593,10 @@ pub(crate) fn jwt_policy(j: &RawJwt, loc: &str, errors: &mut Errors) -> Option<J
         .into_iter()
         .map(|(claim, header)| {
             if !valid_header_name(&header) {
-                errors.add(&child(&at("forward_claims"), &claim), format!("{header:?} is not a valid header name"));
+                errors.add(
+                    &child(&at("forward_claims"), &claim),
+                    format!("{header:?} is not a valid header name"),
+                );
             }
             (claim, header.to_ascii_lowercase())
         })
@@ -489,14 +611,25 @@ pub(crate) fn jwt_policy(j: &RawJwt, loc: &str, errors: &mut Errors) -> Option<J
             );
             PathScope::All
         }
-        (false, true) => PathScope::Required(PathRules::compile(&rule_list(required, &at("required_paths"), errors))),
-        (true, false) => PathScope::NotRequired(PathRules::compile(&rule_list(not_required, &at("not_required_paths"), errors))),
+        (false, true) => PathScope::Required(PathRules::compile(&rule_list(
+            required,
+            &at("required_paths"),
+            errors,
+        ))),
+        (true, false) => PathScope::NotRequired(PathRules::compile(&rule_list(
+            not_required,
+            &at("not_required_paths"),
+            errors,
+        ))),
         (true, true) => PathScope::All,
     };
     let revoking = j.use_jwt_blacklist_revoking.unwrap_or(false);
     let logout = match (revoking, j.logout_path.as_deref()) {
         (true, None) | (true, Some("")) => {
-            errors.add(&at("logout_path"), "is required when use_jwt_blacklist_revoking is true (e.g. \"POST_/v1/logout\")");
+            errors.add(
+                &at("logout_path"),
+                "is required when use_jwt_blacklist_revoking is true (e.g. \"POST_/v1/logout\")",
+            );
             None
         }
         (true, Some(p)) => RuleEntry::parse(p)
@@ -520,9 +653,13 @@ pub(crate) fn jwt_policy(j: &RawJwt, loc: &str, errors: &mut Errors) -> Option<J
         key_claim_name,
         sources,
         hide_credentials: j.hide_credentials.unwrap_or(false),
-        required_claims: j.required_claims.clone().unwrap_or_else(|| vec!["exp".into()]),
+        required_claims: j
+            .required_claims
+            .clone()
+            .unwrap_or_else(|| vec!["exp".into()]),
         leeway_seconds: i64::try_from(j.leeway_seconds.unwrap_or(0)).unwrap_or(i64::MAX),
-        max_lifetime_seconds: i64::try_from(j.max_lifetime_seconds.unwrap_or(0)).unwrap_or(i64::MAX),
+        max_lifetime_seconds: i64::try_from(j.max_lifetime_seconds.unwrap_or(0))
+            .unwrap_or(i64::MAX),
         realm: j.realm.clone().unwrap_or_else(|| "jwtgate".into()),
         forward_claims,
         scope,

@@ -52,7 +52,9 @@ pub struct AdminConfig {
 
 impl std::fmt::Debug for AdminConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminConfig").field("listen", &self.listen).finish_non_exhaustive()
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
     }
 }
 
@@ -129,7 +131,9 @@ pub struct Route {
 
 impl Route {
     pub fn allows_method(&self, method: &str) -> bool {
-        self.methods.as_ref().is_none_or(|m| m.iter().any(|x| x == method))
+        self.methods
+            .as_ref()
+            .is_none_or(|m| m.iter().any(|x| x == method))
     }
 
     /// `host` is the request's host without port, any case.
@@ -139,10 +143,10 @@ impl Route {
         }
         let Some(host) = host else { return false };
         self.hosts.iter().any(|h| match h.strip_prefix("*.") {
-            Some(suffix) => host
-                .len()
-                .checked_sub(suffix.len() + 1)
-                .is_some_and(|cut| host.as_bytes().get(cut) == Some(&b'.') && host[cut + 1..].eq_ignore_ascii_case(suffix)),
+            Some(suffix) => host.len().checked_sub(suffix.len() + 1).is_some_and(|cut| {
+                host.as_bytes().get(cut) == Some(&b'.')
+                    && host[cut + 1..].eq_ignore_ascii_case(suffix)
+            }),
             None => host.eq_ignore_ascii_case(h),
         })
     }

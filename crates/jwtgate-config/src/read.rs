@@ -117,7 +117,10 @@ pub(crate) fn route(mut r: Obj<'_>, errors: &mut Errors) -> RawRoute {
         }
         None => {
             if !r.has("upstream") {
-                errors.add(&r.at("upstream"), "is required (nodes: [host:port], or echo: true)");
+                errors.add(
+                    &r.at("upstream"),
+                    "is required (nodes: [host:port], or echo: true)",
+                );
             }
             RawUpstream::default()
         }
@@ -153,7 +156,9 @@ pub(crate) fn jwt(mut j: Obj<'_>, errors: &mut Errors) -> RawJwt {
         leeway_seconds: j.u64("leeway_seconds", errors),
         max_lifetime_seconds: j.u64("max_lifetime_seconds", errors),
         realm: j.string("realm", errors),
-        forward_claims: j.string_map("forward_claims", errors).map(|v| v.into_iter().collect()),
+        forward_claims: j
+            .string_map("forward_claims", errors)
+            .map(|v| v.into_iter().collect()),
         required_paths: j.strings("required_paths", errors),
         not_required_paths: j.strings("not_required_paths", errors),
         logout_path: j.string("logout_path", errors),

@@ -58,7 +58,11 @@ impl<'v> Obj<'v> {
         as_string(v, &self.at(key), errors)
     }
 
-    pub(crate) fn required_string(&mut self, key: &'static str, errors: &mut Errors) -> Option<String> {
+    pub(crate) fn required_string(
+        &mut self,
+        key: &'static str,
+        errors: &mut Errors,
+    ) -> Option<String> {
         if !self.has(key) {
             self.known.push(key);
             errors.add(&self.at(key), "is required");
@@ -71,7 +75,10 @@ impl<'v> Obj<'v> {
         match self.get(key)? {
             Value::Bool(b) => Some(*b),
             other => {
-                errors.add(&self.at(key), format!("expected true or false, found {}", kind(other)));
+                errors.add(
+                    &self.at(key),
+                    format!("expected true or false, found {}", kind(other)),
+                );
                 None
             }
         }
@@ -81,14 +88,21 @@ impl<'v> Obj<'v> {
         match self.get(key)? {
             Value::Number(n) if n.as_u64().is_some() => n.as_u64(),
             other => {
-                errors.add(&self.at(key), format!("expected a non-negative integer, found {}", describe(other)));
+                errors.add(
+                    &self.at(key),
+                    format!("expected a non-negative integer, found {}", describe(other)),
+                );
                 None
             }
         }
     }
 
     /// A list of strings; a single string is accepted as a list of one.
-    pub(crate) fn strings(&mut self, key: &'static str, errors: &mut Errors) -> Option<Vec<String>> {
+    pub(crate) fn strings(
+        &mut self,
+        key: &'static str,
+        errors: &mut Errors,
+    ) -> Option<Vec<String>> {
         let loc = self.at(key);
         match self.get(key)? {
             Value::String(s) => Some(vec![s.clone()]),
@@ -100,17 +114,28 @@ impl<'v> Obj<'v> {
                     .collect(),
             ),
             other => {
-                errors.add(&loc, format!("expected a list of strings, found {}", kind(other)));
+                errors.add(
+                    &loc,
+                    format!("expected a list of strings, found {}", kind(other)),
+                );
                 None
             }
         }
     }
 
-    pub(crate) fn list(&mut self, key: &'static str, errors: &mut Errors) -> Vec<(String, &'v Value)> {
+    pub(crate) fn list(
+        &mut self,
+        key: &'static str,
+        errors: &mut Errors,
+    ) -> Vec<(String, &'v Value)> {
         let loc = self.at(key);
         match self.get(key) {
             None => Vec::new(),
-            Some(Value::Array(items)) => items.iter().enumerate().map(|(i, v)| (index(&loc, i), v)).collect(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (index(&loc, i), v))
+                .collect(),
             Some(other) => {
                 errors.add(&loc, format!("expected a list, found {}", kind(other)));
                 Vec::new()
@@ -125,12 +150,18 @@ impl<'v> Obj<'v> {
     }
 
     /// A mapping of string to string, in file order.
-    pub(crate) fn string_map(&mut self, key: &'static str, errors: &mut Errors) -> Option<Vec<(String, String)>> {
+    pub(crate) fn string_map(
+        &mut self,
+        key: &'static str,
+        errors: &mut Errors,
+    ) -> Option<Vec<(String, String)>> {
         let loc = self.at(key);
         match self.get(key)? {
             Value::Object(m) => Some(
                 m.iter()
-                    .filter_map(|(k, v)| as_string(v, &child(&loc, k), errors).map(|s| (k.clone(), s)))
+                    .filter_map(|(k, v)| {
+                        as_string(v, &child(&loc, k), errors).map(|s| (k.clone(), s))
+                    })
                     .collect(),
             ),
             other => {

@@ -7,11 +7,18 @@ use crate::{load_str, ConfigErrors, StoreConfig, Upstream};
 const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/keys");
 
 fn load(yaml: &str) -> Result<crate::Config, ConfigErrors> {
-    load_str(yaml, Path::new(KEYS), &|n| (n == "ADMIN_KEY").then(|| "k".to_owned()))
+    load_str(yaml, Path::new(KEYS), &|n| {
+        (n == "ADMIN_KEY").then(|| "k".to_owned())
+    })
 }
 
 fn errors(yaml: &str) -> Vec<String> {
-    load(yaml).expect_err("config must be invalid").0.iter().map(|e| e.to_string()).collect()
+    load(yaml)
+        .expect_err("config must be invalid")
+        .0
+        .iter()
+        .map(|e| e.to_string())
+        .collect()
 }
 
 const MINIMAL: &str = r#"
@@ -74,7 +81,10 @@ routes:
         "routes[0].jwt.leeway_seconds: expected a non-negative integer",
     ];
     for w in want {
-        assert!(errs.iter().any(|e| e.starts_with(w)), "missing {w:?} in {errs:#?}");
+        assert!(
+            errs.iter().any(|e| e.starts_with(w)),
+            "missing {w:?} in {errs:#?}"
+        );
     }
 }
 
@@ -84,7 +94,12 @@ fn both_path_modes_are_an_error() {
         "jwt: {}",
         "jwt: { required_paths: [\"GET_/a\"], not_required_paths: [\"GET_/b\"] }",
     ));
-    assert!(errs.iter().any(|e| e.contains("routes[0].jwt") && e.contains("required_paths") && e.contains("not_required_paths")), "{errs:?}");
+    assert!(
+        errs.iter().any(|e| e.contains("routes[0].jwt")
+            && e.contains("required_paths")
+            && e.contains("not_required_paths")),
+        "{errs:?}"
+    );
 }
 
 #[test]
@@ -93,49 +108,104 @@ fn duplicate_consumer_keys_are_rejected() {
         "consumers:\n",
         "consumers:\n  - username: mallory\n    jwt: { key: user123, secret: other }\n",
     ));
-    assert!(errs.iter().any(|e| e.starts_with("consumers[1].jwt.key:") && e.contains("already used")), "{errs:?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("consumers[1].jwt.key:") && e.contains("already used")),
+        "{errs:?}"
+    );
 }
 
 #[test]
 fn rs256_consumer_needs_a_usable_public_key() {
     for (material, want) in [
-        ("public_key: \"not a pem\"", "consumers[0].jwt.public_key: not a PEM document"),
-        ("public_key_file: missing.pub", "consumers[0].jwt.public_key_file: cannot read"),
-        ("public_key_file: rsa1024.pub", "consumers[0].jwt.public_key_file: the key is not a valid RS256"),
-        ("public_key_file: ec-p256.pub", "consumers[0].jwt.public_key_file: the key is not a valid RS256"),
+        (
+            "public_key: \"not a pem\"",
+            "consumers[0].jwt.public_key: not a PEM document",
+        ),
+        (
+            "public_key_file: missing.pub",
+            "consumers[0].jwt.public_key_file: cannot read",
+        ),
+        (
+            "public_key_file: rsa1024.pub",
+            "consumers[0].jwt.public_key_file: the key is not a valid RS256",
+        ),
+        (
+            "public_key_file: ec-p256.pub",
+            "consumers[0].jwt.public_key_file: the key is not a valid RS256",
+        ),
         ("secret: s", "consumers[0].jwt.secret: is not used by RS256"),
     ] {
-        let yaml = MINIMAL.replace("jwt: { key: user123, secret: s3cret }", &format!("jwt: {{ key: user123, algorithm: RS256, {material} }}"));
+        let yaml = MINIMAL.replace(
+            "jwt: { key: user123, secret: s3cret }",
+            &format!("jwt: {{ key: user123, algorithm: RS256, {material} }}"),
+        );
         let errs = errors(&yaml);
-        assert!(errs.iter().any(|e| e.starts_with(want)), "{material}: {errs:?}");
+        assert!(
+            errs.iter().any(|e| e.starts_with(want)),
+            "{material}: {errs:?}"
+        );
     }
-    let ok = MINIMAL.replace("jwt: { key: user123, secret: s3cret }", "jwt: { key: user123, algorithm: RS256, public_key_file: rsa.pub }");
+    let ok = MINIMAL.replace(
+        "jwt: { key: user123, secret: s3cret }",
+        "jwt: { key: user123, algorithm: RS256, public_key_file: rsa.pub }",
+    );
     assert!(load(&ok).is_ok());
 }
 
 #[test]
 fn env_expansion_and_unset_variables() {
-    let with_admin = format!("{MINIMAL}admin: {{ listen: \"127.0.0.1:0\", api_key: \"${{ADMIN_KEY}}\" }}\n");
-    assert_eq!(load(&with_admin).expect("valid").admin.expect("admin").api_key, "k");
+    let with_admin =
+        format!("{MINIMAL}admin: {{ listen: \"127.0.0.1:0\", api_key: \"${{ADMIN_KEY}}\" }}\n");
+    assert_eq!(
+        load(&with_admin)
+            .expect("valid")
+            .admin
+            .expect("admin")
+            .api_key,
+        "k"
+    );
     let errs = errors(&with_admin.replace("ADMIN_KEY", "NOT_SET_ANYWHERE"));
-    assert_eq!(errs, vec!["admin.api_key: environment variable NOT_SET_ANYWHERE is not set"]);
+    assert_eq!(
+        errs,
+        vec!["admin.api_key: environment variable NOT_SET_ANYWHERE is not set"]
+    );
 }
 
 #[test]
 fn store_keys_must_suit_the_kind() {
-    let errs = errors(&format!("{MINIMAL}store: {{ kind: embedded, host: x, pool_size: 0 }}\n"));
-    assert!(errs.iter().any(|e| e == "store.host: is not a setting of store kind embedded"), "{errs:?}");
+    let errs = errors(&format!(
+        "{MINIMAL}store: {{ kind: embedded, host: x, pool_size: 0 }}\n"
+    ));
+    assert!(
+        errs.iter()
+            .any(|e| e == "store.host: is not a setting of store kind embedded"),
+        "{errs:?}"
+    );
     let errs = errors(&format!("{MINIMAL}store: {{ kind: redis_cluster }}\n"));
-    assert!(errs.iter().any(|e| e.starts_with("store.nodes: is required")), "{errs:?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("store.nodes: is required")),
+        "{errs:?}"
+    );
     let ok = load(&format!("{MINIMAL}store: {{ kind: redis, host: 127.0.0.1, port: 6380, pool_size: 2, pool_backlog: 0 }}\n")).expect("valid");
-    let StoreConfig::Redis(r) = ok.store else { panic!("redis") };
-    assert_eq!((r.port, r.pool.pool_size, r.pool.pool_backlog), (6380, 2, 0));
+    let StoreConfig::Redis(r) = ok.store else {
+        panic!("redis")
+    };
+    assert_eq!(
+        (r.port, r.pool.pool_size, r.pool.pool_backlog),
+        (6380, 2, 0)
+    );
 }
 
 #[test]
 fn revoking_needs_a_logout_path() {
     let errs = errors(&MINIMAL.replace("jwt: {}", "jwt: { use_jwt_blacklist_revoking: true }"));
-    assert!(errs.iter().any(|e| e.starts_with("routes[0].jwt.logout_path: is required")), "{errs:?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("routes[0].jwt.logout_path: is required")),
+        "{errs:?}"
+    );
 }
 
 #[test]

@@ -16,7 +16,12 @@ pub fn parse_yaml(text: &str) -> Result<Value, String> {
 
 /// Replaces `${NAME}` in every string value with the environment variable
 /// `NAME`. An unset variable is an error at that value's location.
-pub(crate) fn expand_env(value: &mut Value, loc: &str, lookup: &dyn Fn(&str) -> Option<String>, errors: &mut Errors) {
+pub(crate) fn expand_env(
+    value: &mut Value,
+    loc: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Errors,
+) {
     match value {
         Value::String(s) if s.contains("${") => match expand(s, lookup) {
             Ok(expanded) => *s = expanded,
@@ -72,7 +77,9 @@ mod tests {
     fn expands_set_variables_and_reports_unset_ones() {
         assert_eq!(expand("a-${SET}-b", &env), Ok("a-value-b".into()));
         assert_eq!(expand("${SET}${SET}", &env), Ok("valuevalue".into()));
-        assert!(expand("${UNSET}", &env).unwrap_err().contains("UNSET is not set"));
+        assert!(expand("${UNSET}", &env)
+            .unwrap_err()
+            .contains("UNSET is not set"));
         assert!(expand("${oops", &env).is_err());
         assert!(expand("${1X}", &env).is_err());
     }

@@ -60,7 +60,9 @@ impl Body for GatewayBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
-            GatewayBody::Full(full) => Pin::new(full).poll_frame(cx).map_err(|never| match never {}),
+            GatewayBody::Full(full) => Pin::new(full)
+                .poll_frame(cx)
+                .map_err(|never| match never {}),
             GatewayBody::Upstream { body, on_end } => {
                 let polled = Pin::new(&mut *body).poll_frame(cx);
                 match &polled {

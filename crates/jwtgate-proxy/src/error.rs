@@ -58,7 +58,8 @@ impl GatewayError {
             };
             // The realm is validated as a header-safe string at config load;
             // fall back to a bare challenge rather than fail the response.
-            let value = HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Bearer"));
+            let value =
+                HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Bearer"));
             resp.headers_mut().insert(WWW_AUTHENTICATE, value);
         }
         resp

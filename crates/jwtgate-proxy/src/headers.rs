@@ -14,7 +14,11 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 
 /// Headers that only the gateway may set: a client sending them could
 /// otherwise impersonate a consumer to the upstream.
-pub const IDENTITY_HEADERS: [HeaderName; 3] = [X_CONSUMER_USERNAME, X_CONSUMER_CUSTOM_ID, X_CREDENTIAL_IDENTIFIER];
+pub const IDENTITY_HEADERS: [HeaderName; 3] = [
+    X_CONSUMER_USERNAME,
+    X_CONSUMER_CUSTOM_ID,
+    X_CREDENTIAL_IDENTIFIER,
+];
 
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
@@ -88,7 +92,10 @@ mod tests {
     #[test]
     fn hop_by_hop_and_connection_named_headers_go() {
         let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("te", HeaderValue::from_static("trailers"));
         h.insert("x-kept", HeaderValue::from_static("1"));
@@ -101,7 +108,12 @@ mod tests {
     fn forwarded_for_is_appended() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
-        set_forwarded(&mut h, "127.0.0.1:5000".parse().expect("addr"), false, Some("api.example.com"));
+        set_forwarded(
+            &mut h,
+            "127.0.0.1:5000".parse().expect("addr"),
+            false,
+            Some("api.example.com"),
+        );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "api.example.com");

@@ -112,13 +112,17 @@ async fn serve(
 
     // 4. Authenticate when the route's policy requires it for this request.
     if let Some(policy) = &route.route.jwt {
-        let requirement = policy.requirement(Method::from_bytes(parts.method.as_str().as_bytes()), &path);
+        let requirement =
+            policy.requirement(Method::from_bytes(parts.method.as_str().as_bytes()), &path);
         if requirement.token_required {
             let realm = || policy.realm.clone();
             let identity = authenticate_request(gw, policy, &parts.headers, query.as_deref())
                 .map_err(|(error, auth)| {
                     outcome.auth = auth;
-                    GatewayError::Unauthorized { error, realm: realm() }
+                    GatewayError::Unauthorized {
+                        error,
+                        realm: realm(),
+                    }
                 })?;
             outcome.auth = "ok";
             outcome.consumer = Some(identity.username.clone());
@@ -174,7 +178,8 @@ fn authenticate_request(
         let outcome = e.outcome();
         (e, outcome)
     };
-    let (raw, source) = find_token(policy, headers, query).ok_or_else(|| fail(AuthError::Missing))?;
+    let (raw, source) =
+        find_token(policy, headers, query).ok_or_else(|| fail(AuthError::Missing))?;
     let auth = authenticate(policy, &gw.consumers, &raw, &gw.clock).map_err(fail)?;
     // (Revocation is checked here once the blacklist exists.)
     let consumer = &auth.consumer;
@@ -182,20 +187,29 @@ fn authenticate_request(
     if let Ok(v) = HeaderValue::from_str(&consumer.username) {
         out.push((X_CONSUMER_USERNAME, v));
     }
-    if let Some(v) = consumer.custom_id.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
+    if let Some(v) = consumer
+        .custom_id
+        .as_deref()
+        .and_then(|c| HeaderValue::from_str(c).ok())
+    {
         out.push((X_CONSUMER_CUSTOM_ID, v));
     }
     if let Ok(v) = HeaderValue::from_str(&consumer.key) {
         out.push((X_CREDENTIAL_IDENTIFIER, v));
     }
     for (claim, header) in &policy.forward_claims {
-        let Some(value) = auth.token.claims().get(claim) else { continue };
+        let Some(value) = auth.token.claims().get(claim) else {
+            continue;
+        };
         let text = match value {
             serde_json::Value::String(s) => Cow::Borrowed(s.as_str()),
             other => Cow::Owned(other.to_string()),
         };
         // A claim with characters a header cannot carry is not forwarded.
-        if let (Ok(name), Ok(v)) = (HeaderName::from_bytes(header.as_bytes()), HeaderValue::from_str(&text)) {
+        if let (Ok(name), Ok(v)) = (
+            HeaderName::from_bytes(header.as_bytes()),
+            HeaderValue::from_str(&text),
+        ) {
             out.push((name, v));
         }
     }
@@ -241,7 +255,12 @@ fn find_token<'a>(
 }
 
 /// Removes the token's carrier before proxying (`hide_credentials`).
-fn hide_credentials(policy: &JwtPolicy, source: Source, headers: &mut HeaderMap, query: &mut Option<Cow<'_, str>>) {
+fn hide_credentials(
+    policy: &JwtPolicy,
+    source: Source,
+    headers: &mut HeaderMap,
+    query: &mut Option<Cow<'_, str>>,
+) {
     match source {
         Source::Header => {
             if let Some(name) = &policy.sources.header {
@@ -254,7 +273,9 @@ fn hide_credentials(policy: &JwtPolicy, source: Source, headers: &mut HeaderMap,
             }
         }
         Source::Cookie => {
-            let Some(name) = &policy.sources.cookie else { return };
+            let Some(name) = &policy.sources.cookie else {
+                return;
+            };
             let kept: Vec<String> = headers
                 .get_all(COOKIE)
                 .iter()
@@ -286,7 +307,10 @@ fn request_host(parts: &Parts) -> Option<String> {
 
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
-        return host.split(']').next().map_or(host, |h| h.trim_start_matches('['));
+        return host
+            .split(']')
+            .next()
+            .map_or(host, |h| h.trim_start_matches('['));
     }
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }

@@ -30,7 +30,10 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("TLS setup: {0}")]
     Tls(String),
 }
@@ -53,7 +56,9 @@ impl Listeners {
             let l = TcpListener::bind(addr)
                 .await
                 .map_err(|source| ServeError::Bind { addr, source })?;
-            let local = l.local_addr().map_err(|source| ServeError::Bind { addr, source })?;
+            let local = l
+                .local_addr()
+                .map_err(|source| ServeError::Bind { addr, source })?;
             listeners.push((l, local));
         }
         Ok(Listeners { listeners, tls })
@@ -89,7 +94,10 @@ impl Listeners {
             return;
         };
         info!("stopped accepting; draining in-flight requests");
-        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+            .await
+            .is_err()
+        {
             warn!("in-flight requests still running after {DRAIN_TIMEOUT:?}; closing them");
         }
     }
@@ -136,7 +144,9 @@ async fn accept_loop(
             .header_read_timeout(HEADER_READ_TIMEOUT);
         match &tls {
             None => {
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
@@ -148,12 +158,17 @@ async fn accept_loop(
                 let acceptor = acceptor.clone();
                 let graceful = Arc::clone(&graceful);
                 tokio::spawn(async move {
-                    let stream = match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => return debug!(error = %e, "TLS handshake failed"),
-                        Err(_) => return debug!("TLS handshake timed out"),
-                    };
-                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                    let stream =
+                        match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => return debug!(error = %e, "TLS handshake failed"),
+                            Err(_) => return debug!("TLS handshake timed out"),
+                        };
+                    let conn = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned();
                     if let Err(e) = graceful.watch(conn).await {
                         debug!(error = %e, "connection ended with error");
                     }

@@ -57,7 +57,8 @@ impl UpstreamTarget {
                 port: n.port,
                 // Validated as host:port at config load; a value that still
                 // fails becomes an empty Host rather than a panic.
-                host_header: HeaderValue::from_str(&n.authority).unwrap_or(HeaderValue::from_static("")),
+                host_header: HeaderValue::from_str(&n.authority)
+                    .unwrap_or(HeaderValue::from_static("")),
                 key: Arc::new((n.authority.clone(), cfg.tls)),
             })
             .collect();
@@ -92,7 +93,11 @@ pub struct PoolReturn {
 
 impl PoolReturn {
     pub fn release(self) {
-        let PoolReturn { pool, key, mut sender } = self;
+        let PoolReturn {
+            pool,
+            key,
+            mut sender,
+        } = self;
         if sender.is_ready() {
             pool.put(key, sender);
             return;
@@ -184,7 +189,10 @@ impl ConnPool {
             match self.send(target, node, sender, req).await {
                 Ok(resp) => return Ok(resp),
                 Err(Unsent::Retry(back)) => {
-                    last_error = format!("{}: connection closed before the request was sent", node.key.0);
+                    last_error = format!(
+                        "{}: connection closed before the request was sent",
+                        node.key.0
+                    );
                     req = back;
                 }
                 Err(Unsent::Failed(e)) => return Err(e),
@@ -203,7 +211,9 @@ impl ConnPool {
         let sent = tokio::time::timeout(target.read_timeout, sender.try_send_request(req)).await;
         let result = match sent {
             Err(_) => {
-                return Err(Unsent::Failed(GatewayError::UpstreamTimeout(target.read_timeout.as_millis())))
+                return Err(Unsent::Failed(GatewayError::UpstreamTimeout(
+                    target.read_timeout.as_millis(),
+                )))
             }
             Ok(r) => r,
         };
@@ -216,7 +226,10 @@ impl ConnPool {
                     key: Arc::clone(&node.key),
                     sender,
                 };
-                Ok(Response::from_parts(parts, GatewayBody::upstream(body, back)))
+                Ok(Response::from_parts(
+                    parts,
+                    GatewayBody::upstream(body, back),
+                ))
             }
             Err(mut e) => match e.take_message() {
                 Some(req) => Err(Unsent::Retry(req)),
@@ -229,7 +242,11 @@ impl ConnPool {
         }
     }
 
-    async fn connect(&self, target: &UpstreamTarget, node: &Node) -> Result<SendRequest<Incoming>, String> {
+    async fn connect(
+        &self,
+        target: &UpstreamTarget,
+        node: &Node,
+    ) -> Result<SendRequest<Incoming>, String> {
         let connect = async {
             let stream = TcpStream::connect((node.host.as_str(), node.port))
                 .await
@@ -237,8 +254,12 @@ impl ConnPool {
             let _ = stream.set_nodelay(true);
             if target.tls {
                 let connector = self.inner.tls_connector().ok_or("TLS client unavailable")?;
-                let name = rustls::pki_types::ServerName::try_from(node.host.clone()).map_err(|e| e.to_string())?;
-                let tls = connector.connect(name, stream).await.map_err(|e| e.to_string())?;
+                let name = rustls::pki_types::ServerName::try_from(node.host.clone())
+                    .map_err(|e| e.to_string())?;
+                let tls = connector
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 handshake(TokioIo::new(tls)).await
             } else {
                 handshake(TokioIo::new(stream)).await
@@ -246,7 +267,12 @@ impl ConnPool {
         };
         tokio::time::timeout(target.connect_timeout, connect)
             .await
-            .map_err(|_| format!("connect timed out after {} ms", target.connect_timeout.as_millis()))?
+            .map_err(|_| {
+                format!(
+                    "connect timed out after {} ms",
+                    target.connect_timeout.as_millis()
+                )
+            })?
     }
 }
 
@@ -254,7 +280,10 @@ async fn handshake<T>(io: T) -> Result<SendRequest<Incoming>, String>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let (sender, conn) = http1::Builder::new().handshake(io).await.map_err(|e| e.to_string())?;
+    let (sender, conn) = http1::Builder::new()
+        .handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             debug!(error = %e, "upstream connection ended");

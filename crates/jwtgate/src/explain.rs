@@ -52,11 +52,19 @@ pub fn explain(args: &ExplainArgs) -> ExitCode {
 }
 
 /// Writes the report; `Ok(true)` when the request would be let through.
-fn report(config: &Config, args: &ExplainArgs, token: &str, out: &mut String) -> Result<bool, String> {
+fn report(
+    config: &Config,
+    args: &ExplainArgs,
+    token: &str,
+    out: &mut String,
+) -> Result<bool, String> {
     let router = Router::new(&config.routes);
     let (method, raw_path) = match &args.request {
         Some(r) => {
-            let (m, p) = r.trim().split_once(' ').ok_or("--request must look like \"GET /path\"")?;
+            let (m, p) = r
+                .trim()
+                .split_once(' ')
+                .ok_or("--request must look like \"GET /path\"")?;
             (m.trim().to_owned(), Some(p.trim().to_owned()))
         }
         None => ("GET".to_owned(), None),
@@ -69,12 +77,20 @@ fn report(config: &Config, args: &ExplainArgs, token: &str, out: &mut String) ->
             match normalize(p) {
                 Ok(n) => {
                     let _ = writeln!(out, "request:    {method} {p}");
-                    let _ = writeln!(out, "normalised: {n}{}", if n == p { " (unchanged)" } else { "" });
+                    let _ = writeln!(
+                        out,
+                        "normalised: {n}{}",
+                        if n == p { " (unchanged)" } else { "" }
+                    );
                     Some(n.into_owned())
                 }
                 Err(e) => {
                     let _ = writeln!(out, "request:    {method} {p}");
-                    let _ = writeln!(out, "path:       invalid ({}) -> 400 {{\"message\":\"invalid request path\"}}", e.reason);
+                    let _ = writeln!(
+                        out,
+                        "path:       invalid ({}) -> 400 {{\"message\":\"invalid request path\"}}",
+                        e.reason
+                    );
                     let _ = writeln!(out, "\nverdict:    REFUSED (400)");
                     return Ok(false);
                 }
@@ -85,7 +101,9 @@ fn report(config: &Config, args: &ExplainArgs, token: &str, out: &mut String) ->
 
     // Route.
     let route = match (&args.route, &path) {
-        (Some(name), _) => router.by_name(name).ok_or_else(|| format!("no route named {name:?}"))?,
+        (Some(name), _) => router
+            .by_name(name)
+            .ok_or_else(|| format!("no route named {name:?}"))?,
         (None, Some(p)) => match router.find(p, &method, None) {
             Some(r) => r,
             None => {
@@ -101,10 +119,22 @@ fn report(config: &Config, args: &ExplainArgs, token: &str, out: &mut String) ->
             .and_then(|r| router.by_name(&r.name))
             .ok_or("no route has a jwt policy; pass --route")?,
     };
-    let _ = writeln!(out, "route:      {}{}", route.route.name, if args.route.is_none() && path.is_none() { " (first route with a jwt policy; use --route or --request to choose)" } else { "" });
+    let _ = writeln!(
+        out,
+        "route:      {}{}",
+        route.route.name,
+        if args.route.is_none() && path.is_none() {
+            " (first route with a jwt policy; use --route or --request to choose)"
+        } else {
+            ""
+        }
+    );
     let Some(policy) = &route.route.jwt else {
         let _ = writeln!(out, "policy:     none: the route does not authenticate");
-        let _ = writeln!(out, "\nverdict:    ACCEPTED (no authentication on this route)");
+        let _ = writeln!(
+            out,
+            "\nverdict:    ACCEPTED (no authentication on this route)"
+        );
         return Ok(true);
     };
 
@@ -114,7 +144,9 @@ fn report(config: &Config, args: &ExplainArgs, token: &str, out: &mut String) ->
         let mode = match &policy.scope {
             PathScope::All => "every request needs a token (no path lists)",
             PathScope::Required(_) => "required_paths (only listed requests need a token)",
-            PathScope::NotRequired(_) => "not_required_paths (listed requests pass without a token)",
+            PathScope::NotRequired(_) => {
+                "not_required_paths (listed requests pass without a token)"
+            }
         };
         let _ = writeln!(out, "path rules: {mode}");
         match req.rule {
@@ -127,7 +159,10 @@ fn report(config: &Config, args: &ExplainArgs, token: &str, out: &mut String) ->
             None => {}
         }
         if req.logout {
-            let _ = writeln!(out, "logout:     this is the route's logout request; a valid token is always required");
+            let _ = writeln!(
+                out,
+                "logout:     this is the route's logout request; a valid token is always required"
+            );
         }
         if !req.token_required {
             let _ = writeln!(out, "token:      not required here: the token is not validated, identity headers are still stripped");
@@ -141,15 +176,29 @@ fn report(config: &Config, args: &ExplainArgs, token: &str, out: &mut String) ->
     Ok(accepted)
 }
 
-fn explain_token(policy: &JwtPolicy, consumers: &ConsumerRegistry, token: &str, out: &mut String) -> bool {
+fn explain_token(
+    policy: &JwtPolicy,
+    consumers: &ConsumerRegistry,
+    token: &str,
+    out: &mut String,
+) -> bool {
     let clock = SystemClock;
     let mut steps = String::new();
-    let result = authenticate_traced(policy, consumers, token, &clock, &mut |step| describe(step, policy, consumers, &mut steps));
+    let result = authenticate_traced(policy, consumers, token, &clock, &mut |step| {
+        describe(step, policy, consumers, &mut steps)
+    });
     out.push_str(&steps);
     match result {
         Ok(auth) => {
-            let _ = writeln!(out, "revocation: not checked (no revocation store in this version)");
-            let _ = writeln!(out, "\nverdict:    ACCEPTED as consumer {:?}", auth.consumer.username);
+            let _ = writeln!(
+                out,
+                "revocation: not checked (no revocation store in this version)"
+            );
+            let _ = writeln!(
+                out,
+                "\nverdict:    ACCEPTED as consumer {:?}",
+                auth.consumer.username
+            );
             true
         }
         Err(e) => {
@@ -164,7 +213,9 @@ fn explain_token(policy: &JwtPolicy, consumers: &ConsumerRegistry, token: &str, 
 }
 
 fn pretty(v: &serde_json::Map<String, Value>) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_default().replace('\n', "\n            ")
+    serde_json::to_string_pretty(v)
+        .unwrap_or_default()
+        .replace('\n', "\n            ")
 }
 
 fn describe(step: Step<'_>, policy: &JwtPolicy, consumers: &ConsumerRegistry, out: &mut String) {
@@ -177,13 +228,21 @@ fn describe(step: Step<'_>, policy: &JwtPolicy, consumers: &ConsumerRegistry, ou
                 if let Some(Value::Number(n)) = t.claims().get(name) {
                     if let Some(at) = n.as_i64() {
                         let d = at - now;
-                        let when = if d >= 0 { format!("in {d}s") } else { format!("{}s ago", -d) };
+                        let when = if d >= 0 {
+                            format!("in {d}s")
+                        } else {
+                            format!("{}s ago", -d)
+                        };
                         let _ = writeln!(out, "{name}:        {at} ({when})");
                     }
                 }
             }
         }
-        Step::KeyClaim { claim, value, claims } => {
+        Step::KeyClaim {
+            claim,
+            value,
+            claims,
+        } => {
             let _ = writeln!(out, "key claim:  looked for {claim:?} (key_claim_name)");
             let names: Vec<&str> = claims.keys().map(String::as_str).collect();
             match value {
@@ -192,13 +251,25 @@ fn describe(step: Step<'_>, policy: &JwtPolicy, consumers: &ConsumerRegistry, ou
                     return;
                 }
                 Some(other) => {
-                    let _ = writeln!(out, "            {claim:?} is present but is {}, not a string", kind(other));
+                    let _ = writeln!(
+                        out,
+                        "            {claim:?} is present but is {}, not a string",
+                        kind(other)
+                    );
                 }
                 None => {
                     let _ = writeln!(out, "            missing: the token has no {claim:?} claim");
                 }
             }
-            let _ = writeln!(out, "            claims in the token: {}", if names.is_empty() { "(none)".to_owned() } else { names.join(", ") });
+            let _ = writeln!(
+                out,
+                "            claims in the token: {}",
+                if names.is_empty() {
+                    "(none)".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            );
             // The usual cause of "missing user key in JWT token": the issuer
             // puts the consumer key under another claim name.
             for (name, v) in claims {
@@ -211,25 +282,57 @@ fn describe(step: Step<'_>, policy: &JwtPolicy, consumers: &ConsumerRegistry, ou
         }
         Step::Consumer { key, consumer } => match consumer {
             Some(c) => {
-                let _ = writeln!(out, "consumer:   {:?} (key {key:?}, algorithm {})", c.username, c.algorithm());
+                let _ = writeln!(
+                    out,
+                    "consumer:   {:?} (key {key:?}, algorithm {})",
+                    c.username,
+                    c.algorithm()
+                );
             }
             None => {
-                let _ = writeln!(out, "consumer:   no consumer has key {key:?} ({} consumer(s) configured)", consumers.len());
+                let _ = writeln!(
+                    out,
+                    "consumer:   no consumer has key {key:?} ({} consumer(s) configured)",
+                    consumers.len()
+                );
             }
         },
         Step::Algorithm { token, expected } => {
-            let verdict = if token == expected { "match" } else { "MISMATCH: the consumer's algorithm is pinned" };
-            let _ = writeln!(out, "algorithm:  token says {token:?}, consumer uses {expected}: {verdict}");
+            let verdict = if token == expected {
+                "match"
+            } else {
+                "MISMATCH: the consumer's algorithm is pinned"
+            };
+            let _ = writeln!(
+                out,
+                "algorithm:  token says {token:?}, consumer uses {expected}: {verdict}"
+            );
         }
         Step::Signature { valid } => {
-            let _ = writeln!(out, "signature:  {}", if valid { "valid" } else { "INVALID (wrong key, or the token was altered)" });
+            let _ = writeln!(
+                out,
+                "signature:  {}",
+                if valid {
+                    "valid"
+                } else {
+                    "INVALID (wrong key, or the token was altered)"
+                }
+            );
         }
         Step::Claims { now, result } => {
-            let _ = writeln!(out, "time:       now {now}, leeway {}s", policy.leeway_seconds);
-            let _ = writeln!(out, "claims:     {}", match result {
-                Ok(()) => "ok (required claims present, exp/nbf within leeway)".to_owned(),
-                Err(e) => format!("FAILED: {e}"),
-            });
+            let _ = writeln!(
+                out,
+                "time:       now {now}, leeway {}s",
+                policy.leeway_seconds
+            );
+            let _ = writeln!(
+                out,
+                "claims:     {}",
+                match result {
+                    Ok(()) => "ok (required claims present, exp/nbf within leeway)".to_owned(),
+                    Err(e) => format!("FAILED: {e}"),
+                }
+            );
         }
     }
 }

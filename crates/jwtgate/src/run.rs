@@ -50,7 +50,10 @@ pub fn run(path: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             error!("cannot start the async runtime: {e}");
@@ -98,7 +101,13 @@ impl Signals {
         })
     }
 
-    async fn handle(mut self, path: std::path::PathBuf, gateway: SharedGateway, mut current: Config, stop: watch::Sender<bool>) {
+    async fn handle(
+        mut self,
+        path: std::path::PathBuf,
+        gateway: SharedGateway,
+        mut current: Config,
+        stop: watch::Sender<bool>,
+    ) {
         loop {
             tokio::select! {
                 _ = self.term.recv() => { info!("SIGTERM: shutting down"); break; }
@@ -120,7 +129,9 @@ impl Signals {
 fn reload(path: &Path, current: &Config, gateway: &SharedGateway) -> Option<Config> {
     match load_file(path) {
         Ok(next) => {
-            if next.listen != current.listen || next.admin.as_ref().map(|a| a.listen) != current.admin.as_ref().map(|a| a.listen) {
+            if next.listen != current.listen
+                || next.admin.as_ref().map(|a| a.listen) != current.admin.as_ref().map(|a| a.listen)
+            {
                 warn!("listen addresses changed: they take effect on restart");
             }
             gateway.store(Arc::new(Gateway::new(&next)));
@@ -128,7 +139,10 @@ fn reload(path: &Path, current: &Config, gateway: &SharedGateway) -> Option<Conf
             Some(next)
         }
         Err(errors) => {
-            warn!(outcome = "rejected", "config reload rejected; the running config stays");
+            warn!(
+                outcome = "rejected",
+                "config reload rejected; the running config stays"
+            );
             for e in &errors.0 {
                 warn!("{e}");
             }

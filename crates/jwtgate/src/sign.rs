@@ -36,7 +36,9 @@ fn mint(args: &SignArgs) -> Result<String, String> {
                 .ok_or_else(|| format!("no consumer {name:?} in {}", path.display()))?;
             let claim_name = match &args.route {
                 Some(r) => {
-                    let route = config.route(r).ok_or_else(|| format!("no route {r:?} in {}", path.display()))?;
+                    let route = config
+                        .route(r)
+                        .ok_or_else(|| format!("no route {r:?} in {}", path.display()))?;
                     route.jwt.as_ref().map(|j| j.key_claim_name.clone())
                 }
                 None => None,
@@ -51,7 +53,10 @@ fn mint(args: &SignArgs) -> Result<String, String> {
             (cred.key.clone(), alg, secret, claim_name)
         }
         _ => {
-            let key = args.key.clone().ok_or("give --config and --consumer, or --key and --alg")?;
+            let key = args
+                .key
+                .clone()
+                .ok_or("give --config and --consumer, or --key and --alg")?;
             let alg = args.alg.clone().unwrap_or_else(|| "HS256".into());
             let secret = match &args.secret {
                 Some(s) if args.base64_secret => Some(decode_b64(s)?),
@@ -66,17 +71,21 @@ fn mint(args: &SignArgs) -> Result<String, String> {
         let secret = secret.ok_or_else(|| format!("{alg} needs a secret (--secret)"))?;
         SigningKey::from_secret(alg, &secret).map_err(|e| e.to_string())?
     } else {
-        let file = args
-            .private_key
-            .as_ref()
-            .ok_or_else(|| format!("{alg} needs --private-key FILE (the config holds only the public key)"))?;
-        let pem = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let file = args.private_key.as_ref().ok_or_else(|| {
+            format!("{alg} needs --private-key FILE (the config holds only the public key)")
+        })?;
+        let pem = std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
         SigningKey::from_private_pem(alg, &pem).map_err(|e| e.to_string())?
     };
 
     let now = SystemClock.now_unix();
     let mut claims = Map::new();
-    let claim_name = args.key_claim_name.clone().or(claim_name).unwrap_or_else(|| "key".into());
+    let claim_name = args
+        .key_claim_name
+        .clone()
+        .or(claim_name)
+        .unwrap_or_else(|| "key".into());
     claims.insert(claim_name, Value::String(key));
     claims.insert("iat".into(), Value::from(now));
     if args.ttl > 0 {
@@ -84,7 +93,9 @@ fn mint(args: &SignArgs) -> Result<String, String> {
         claims.insert("exp".into(), Value::from(now.saturating_add(ttl)));
     }
     for kv in &args.claims {
-        let (k, v) = kv.split_once('=').ok_or_else(|| format!("--claim {kv:?}: expected k=v"))?;
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("--claim {kv:?}: expected k=v"))?;
         let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_owned()));
         claims.insert(k.to_owned(), value);
     }

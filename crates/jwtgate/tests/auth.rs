@@ -6,7 +6,7 @@
 
 mod support;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use support::*;
 
 const ALICE_SECRET: &str = "alice-secret-0123456789abcdefghij";
@@ -64,7 +64,11 @@ fn no_token_is_refused_without_error_attribute() {
     let gw = Gateway::start(&config(&up, "{}"));
     let resp = gw.get("/orders");
     assert_refused(&resp, "Missing JWT token in request", "jwtgate", false);
-    assert_eq!(up.count(), 0, "a refused request must not reach the upstream");
+    assert_eq!(
+        up.count(),
+        0,
+        "a refused request must not reach the upstream"
+    );
 }
 
 #[test]
@@ -78,7 +82,10 @@ fn malformed_tokens_are_refused_as_invalid() {
         ("two segments", format!("{}.{}", parts[0], parts[1])),
         ("four segments", format!("{valid}.{}", parts[2])),
         ("not base64url", "!!!.???.###".to_owned()),
-        ("padded payload", format!("{}.{}=.{}", parts[0], parts[1], parts[2])),
+        (
+            "padded payload",
+            format!("{}.{}=.{}", parts[0], parts[1], parts[2]),
+        ),
         (
             "header is not JSON",
             format!("{}.{}.{}", b64(b"not json"), parts[1], parts[2]),
@@ -124,7 +131,11 @@ fn token_larger_than_8_kib_is_invalid() {
 fn payload_without_key_claim_is_refused() {
     let up = Upstream::start();
     let gw = Gateway::start(&config(&up, "{}"));
-    let token = sign_hs("HS256", ALICE_SECRET, json!({"sub": "user123", "exp": now() + 600}));
+    let token = sign_hs(
+        "HS256",
+        ALICE_SECRET,
+        json!({"sub": "user123", "exp": now() + 600}),
+    );
     let resp = gw.send(&Req::get("/orders").bearer(&token));
     assert_refused(&resp, "missing user key in JWT token", "jwtgate", true);
 }
@@ -153,15 +164,26 @@ fn verification_failures_share_one_message() {
         ("bad signature", tamper_signature(&good)),
         (
             "payload changed after signing",
-            tamper_payload(&good, &json!({"key": "user123", "exp": n + 3600, "admin": true})),
+            tamper_payload(
+                &good,
+                &json!({"key": "user123", "exp": n + 3600, "admin": true}),
+            ),
         ),
         (
             "signed with another secret",
-            sign_hs("HS256", "another-secret-xxxxxxxxxxxxxxxxxxx", claims_for("user123")),
+            sign_hs(
+                "HS256",
+                "another-secret-xxxxxxxxxxxxxxxxxxx",
+                claims_for("user123"),
+            ),
         ),
         (
             "expired",
-            sign_hs("HS256", ALICE_SECRET, json!({"key": "user123", "exp": n - 120})),
+            sign_hs(
+                "HS256",
+                ALICE_SECRET,
+                json!({"key": "user123", "exp": n - 120}),
+            ),
         ),
         (
             "not yet valid",
@@ -177,7 +199,11 @@ fn verification_failures_share_one_message() {
         ),
         (
             "lifetime too long",
-            sign_hs("HS256", ALICE_SECRET, json!({"key": "user123", "exp": n + 10 * 86400})),
+            sign_hs(
+                "HS256",
+                ALICE_SECRET,
+                json!({"key": "user123", "exp": n + 10 * 86400}),
+            ),
         ),
     ];
     for (what, token) in cases {
@@ -214,7 +240,11 @@ routes:
     );
     let gw = Gateway::start(&yaml);
     let token = alice_token();
-    let other = sign_hs("HS256", ALICE_SECRET, json!({"key": "user123", "exp": now() + 3000}));
+    let other = sign_hs(
+        "HS256",
+        ALICE_SECRET,
+        json!({"key": "user123", "exp": now() + 3000}),
+    );
 
     assert_eq!(gw.send(&Req::get("/app/orders").bearer(&token)).status, 200);
     assert_eq!(gw.send(&Req::get("/other/x").bearer(&token)).status, 200);
@@ -250,7 +280,11 @@ fn custom_realm_is_used_in_www_authenticate() {
         "orders-api",
         true,
     );
-    let expired = sign_hs("HS256", ALICE_SECRET, json!({"key": "user123", "exp": now() - 60}));
+    let expired = sign_hs(
+        "HS256",
+        ALICE_SECRET,
+        json!({"key": "user123", "exp": now() - 60}),
+    );
     assert_refused(
         &gw.send(&Req::get("/orders").bearer(&expired)),
         "failed to verify jwt",
@@ -310,7 +344,11 @@ consumers:
             gw.logs()
         );
         let user = format!("user-{alg}");
-        assert_eq!(up.last().header("x-consumer-username"), Some(user.as_str()), "{alg}");
+        assert_eq!(
+            up.last().header("x-consumer-username"),
+            Some(user.as_str()),
+            "{alg}"
+        );
 
         let mut changed = claims.clone();
         changed["exp"] = json!(now() + 7200);
@@ -332,7 +370,11 @@ fn hs256_token_keyed_with_rsa_public_key_text_is_refused() {
     let up = Upstream::start();
     let gw = Gateway::start(&config(&up, "{}"));
     let pem = read_key("rsa.pub");
-    let variants = [pem.clone(), pem.trim().to_owned(), pem.trim_end().to_owned()];
+    let variants = [
+        pem.clone(),
+        pem.trim().to_owned(),
+        pem.trim_end().to_owned(),
+    ];
     for key in variants.iter() {
         let token = sign_hs_with_header(
             "HS256",
@@ -365,9 +407,19 @@ fn alg_none_is_refused() {
                 "alg {alg}: unexpected message {msg:?}"
             );
             // With a signature from the real secret it is still not accepted.
-            let signed = sign_hs_with_header("HS256", ALICE_SECRET.as_bytes(), header.clone(), claims.clone());
+            let signed = sign_hs_with_header(
+                "HS256",
+                ALICE_SECRET.as_bytes(),
+                header.clone(),
+                claims.clone(),
+            );
             let resp = gw.send(&Req::get("/x").bearer(&signed));
-            assert_eq!(resp.status, 401, "alg {alg} with HMAC signature: {:?}", resp.text());
+            assert_eq!(
+                resp.status,
+                401,
+                "alg {alg} with HMAC signature: {:?}",
+                resp.text()
+            );
         }
     }
     assert_eq!(up.count(), 0);
@@ -390,7 +442,12 @@ fn token_is_taken_from_the_authorization_header_with_or_without_scheme() {
         token.clone(),
     ] {
         let resp = gw.send(&Req::get("/x").header("Authorization", &value));
-        assert_eq!(resp.status, 200, "Authorization: {value:.20}...: {:?}", resp.text());
+        assert_eq!(
+            resp.status,
+            200,
+            "Authorization: {value:.20}...: {:?}",
+            resp.text()
+        );
         assert_eq!(up.last().header("x-consumer-username"), Some("alice"));
     }
 }
@@ -409,9 +466,10 @@ fn token_is_taken_from_the_cookie() {
     let gw = Gateway::start(&config(&up, "{}"));
     let resp = gw.send(&Req::get("/x").header("Cookie", &format!("jwt={}", alice_token())));
     assert_accepted(&gw, &resp, &up, "alice");
-    let resp = gw.send(
-        &Req::get("/x").header("Cookie", &format!("theme=dark; jwt={}; lang=en", admin_token())),
-    );
+    let resp = gw.send(&Req::get("/x").header(
+        "Cookie",
+        &format!("theme=dark; jwt={}; lang=en", admin_token()),
+    ));
     assert_accepted(&gw, &resp, &up, "admin");
 }
 
@@ -424,7 +482,8 @@ fn header_wins_over_query_which_wins_over_cookie() {
     let resp = gw.send(&Req::get(&format!("/x?jwt={admin}")).bearer(&alice));
     assert_accepted(&gw, &resp, &up, "alice");
 
-    let resp = gw.send(&Req::get(&format!("/x?jwt={alice}")).header("Cookie", &format!("jwt={admin}")));
+    let resp =
+        gw.send(&Req::get(&format!("/x?jwt={alice}")).header("Cookie", &format!("jwt={admin}")));
     assert_accepted(&gw, &resp, &up, "alice");
 
     let resp = gw.send(
@@ -450,8 +509,18 @@ fn custom_token_source_names_are_used() {
         r#"{ header: X-Api-Token, query: access_token, cookie: session }"#,
     ));
     let token = alice_token();
-    assert_accepted(&gw, &gw.send(&Req::get("/x").header("X-Api-Token", &token)), &up, "alice");
-    assert_accepted(&gw, &gw.get(&format!("/x?access_token={token}")), &up, "alice");
+    assert_accepted(
+        &gw,
+        &gw.send(&Req::get("/x").header("X-Api-Token", &token)),
+        &up,
+        "alice",
+    );
+    assert_accepted(
+        &gw,
+        &gw.get(&format!("/x?access_token={token}")),
+        &up,
+        "alice",
+    );
     assert_accepted(
         &gw,
         &gw.send(&Req::get("/x").header("Cookie", &format!("session={token}"))),
@@ -479,13 +548,26 @@ fn two_consumers_with_different_algorithms_get_their_own_identity() {
     assert_accepted(&gw, &resp, &up, "alice");
     let resp = gw.send(&Req::get("/x").bearer(&admin_token()));
     assert_accepted(&gw, &resp, &up, "admin");
-    assert_eq!(up.last().header("x-credential-identifier"), Some("admin-key"));
+    assert_eq!(
+        up.last().header("x-credential-identifier"),
+        Some("admin-key")
+    );
 
     // alice's key claim with an RS256 token, admin's with an HS256 token: no.
     let wrong = sign_pk("RS256", claims_for("user123"));
-    assert_refused(&gw.send(&Req::get("/x").bearer(&wrong)), "failed to verify jwt", "jwtgate", true);
+    assert_refused(
+        &gw.send(&Req::get("/x").bearer(&wrong)),
+        "failed to verify jwt",
+        "jwtgate",
+        true,
+    );
     let wrong = sign_hs("HS256", ALICE_SECRET, claims_for("admin-key"));
-    assert_refused(&gw.send(&Req::get("/x").bearer(&wrong)), "failed to verify jwt", "jwtgate", true);
+    assert_refused(
+        &gw.send(&Req::get("/x").bearer(&wrong)),
+        "failed to verify jwt",
+        "jwtgate",
+        true,
+    );
 }
 
 #[test]
@@ -514,7 +596,11 @@ fn key_claim_name_sub() {
     let gw = Gateway::start(&config(&up, "{ key_claim_name: sub }"));
     let token = sign_pk("RS256", json!({"sub": "admin-key", "exp": now() + 600}));
     assert_accepted(&gw, &gw.send(&Req::get("/x").bearer(&token)), &up, "admin");
-    let token = sign_hs("HS256", ALICE_SECRET, json!({"sub": "nobody", "exp": now() + 600}));
+    let token = sign_hs(
+        "HS256",
+        ALICE_SECRET,
+        json!({"sub": "nobody", "exp": now() + 600}),
+    );
     assert_refused(
         &gw.send(&Req::get("/x").bearer(&token)),
         "Invalid user key in JWT token",
@@ -541,14 +627,33 @@ routes:
         node = up.node()
     );
     let gw = Gateway::start(&yaml);
-    for key in [json!(12345), json!(["12345"]), json!({"k": "12345"}), json!(null), json!(true)] {
-        let token = sign_hs("HS256", ALICE_SECRET, json!({"key": key, "exp": now() + 600}));
+    for key in [
+        json!(12345),
+        json!(["12345"]),
+        json!({"k": "12345"}),
+        json!(null),
+        json!(true),
+    ] {
+        let token = sign_hs(
+            "HS256",
+            ALICE_SECRET,
+            json!({"key": key, "exp": now() + 600}),
+        );
         let resp = gw.send(&Req::get("/x").bearer(&token));
         assert_eq!(resp.status, 401, "key {key}: {:?}", resp.text());
         assert_refused(&resp, "missing user key in JWT token", "jwtgate", true);
     }
-    let token = sign_hs("HS256", ALICE_SECRET, json!({"key": "12345", "exp": now() + 600}));
-    assert_accepted(&gw, &gw.send(&Req::get("/x").bearer(&token)), &up, "numeric");
+    let token = sign_hs(
+        "HS256",
+        ALICE_SECRET,
+        json!({"key": "12345", "exp": now() + 600}),
+    );
+    assert_accepted(
+        &gw,
+        &gw.send(&Req::get("/x").bearer(&token)),
+        &up,
+        "numeric",
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -560,11 +665,33 @@ fn expired_and_not_yet_valid_tokens_are_refused_without_leeway() {
     let up = Upstream::start();
     let gw = Gateway::start(&config(&up, "{}"));
     let n = now();
-    let expired = sign_hs("HS256", ALICE_SECRET, json!({"key": "user123", "exp": n - 100}));
-    let early = sign_hs("HS256", ALICE_SECRET, json!({"key": "user123", "exp": n + 3600, "nbf": n + 100}));
-    let ok = sign_hs("HS256", ALICE_SECRET, json!({"key": "user123", "exp": n + 3600, "nbf": n - 100}));
-    assert_refused(&gw.send(&Req::get("/x").bearer(&expired)), "failed to verify jwt", "jwtgate", true);
-    assert_refused(&gw.send(&Req::get("/x").bearer(&early)), "failed to verify jwt", "jwtgate", true);
+    let expired = sign_hs(
+        "HS256",
+        ALICE_SECRET,
+        json!({"key": "user123", "exp": n - 100}),
+    );
+    let early = sign_hs(
+        "HS256",
+        ALICE_SECRET,
+        json!({"key": "user123", "exp": n + 3600, "nbf": n + 100}),
+    );
+    let ok = sign_hs(
+        "HS256",
+        ALICE_SECRET,
+        json!({"key": "user123", "exp": n + 3600, "nbf": n - 100}),
+    );
+    assert_refused(
+        &gw.send(&Req::get("/x").bearer(&expired)),
+        "failed to verify jwt",
+        "jwtgate",
+        true,
+    );
+    assert_refused(
+        &gw.send(&Req::get("/x").bearer(&early)),
+        "failed to verify jwt",
+        "jwtgate",
+        true,
+    );
     assert_accepted(&gw, &gw.send(&Req::get("/x").bearer(&ok)), &up, "alice");
 }
 
@@ -573,15 +700,46 @@ fn leeway_allows_recently_expired_and_almost_valid_tokens() {
     let up = Upstream::start();
     let gw = Gateway::start(&config(&up, "{ leeway_seconds: 300 }"));
     let n = now();
-    let expired = sign_hs("HS256", ALICE_SECRET, json!({"key": "user123", "exp": n - 100}));
-    let early = sign_hs("HS256", ALICE_SECRET, json!({"key": "user123", "exp": n + 3600, "nbf": n + 100}));
-    assert_accepted(&gw, &gw.send(&Req::get("/x").bearer(&expired)), &up, "alice");
+    let expired = sign_hs(
+        "HS256",
+        ALICE_SECRET,
+        json!({"key": "user123", "exp": n - 100}),
+    );
+    let early = sign_hs(
+        "HS256",
+        ALICE_SECRET,
+        json!({"key": "user123", "exp": n + 3600, "nbf": n + 100}),
+    );
+    assert_accepted(
+        &gw,
+        &gw.send(&Req::get("/x").bearer(&expired)),
+        &up,
+        "alice",
+    );
     assert_accepted(&gw, &gw.send(&Req::get("/x").bearer(&early)), &up, "alice");
     // Beyond the leeway, still refused.
-    let long_expired = sign_hs("HS256", ALICE_SECRET, json!({"key": "user123", "exp": n - 1000}));
-    let far_future = sign_hs("HS256", ALICE_SECRET, json!({"key": "user123", "exp": n + 3600, "nbf": n + 1000}));
-    assert_refused(&gw.send(&Req::get("/x").bearer(&long_expired)), "failed to verify jwt", "jwtgate", true);
-    assert_refused(&gw.send(&Req::get("/x").bearer(&far_future)), "failed to verify jwt", "jwtgate", true);
+    let long_expired = sign_hs(
+        "HS256",
+        ALICE_SECRET,
+        json!({"key": "user123", "exp": n - 1000}),
+    );
+    let far_future = sign_hs(
+        "HS256",
+        ALICE_SECRET,
+        json!({"key": "user123", "exp": n + 3600, "nbf": n + 1000}),
+    );
+    assert_refused(
+        &gw.send(&Req::get("/x").bearer(&long_expired)),
+        "failed to verify jwt",
+        "jwtgate",
+        true,
+    );
+    assert_refused(
+        &gw.send(&Req::get("/x").bearer(&far_future)),
+        "failed to verify jwt",
+        "jwtgate",
+        true,
+    );
 }
 
 #[test]
@@ -589,11 +747,29 @@ fn required_claims_are_enforced() {
     let up = Upstream::start();
     let gw = Gateway::start(&config(&up, "{ required_claims: [exp, sub] }"));
     let n = now();
-    let no_sub = sign_hs("HS256", ALICE_SECRET, json!({"key": "user123", "exp": n + 600}));
+    let no_sub = sign_hs(
+        "HS256",
+        ALICE_SECRET,
+        json!({"key": "user123", "exp": n + 600}),
+    );
     let no_exp = sign_hs("HS256", ALICE_SECRET, json!({"key": "user123", "sub": "a"}));
-    let both = sign_hs("HS256", ALICE_SECRET, json!({"key": "user123", "sub": "a", "exp": n + 600}));
-    assert_refused(&gw.send(&Req::get("/x").bearer(&no_sub)), "failed to verify jwt", "jwtgate", true);
-    assert_refused(&gw.send(&Req::get("/x").bearer(&no_exp)), "failed to verify jwt", "jwtgate", true);
+    let both = sign_hs(
+        "HS256",
+        ALICE_SECRET,
+        json!({"key": "user123", "sub": "a", "exp": n + 600}),
+    );
+    assert_refused(
+        &gw.send(&Req::get("/x").bearer(&no_sub)),
+        "failed to verify jwt",
+        "jwtgate",
+        true,
+    );
+    assert_refused(
+        &gw.send(&Req::get("/x").bearer(&no_exp)),
+        "failed to verify jwt",
+        "jwtgate",
+        true,
+    );
     assert_accepted(&gw, &gw.send(&Req::get("/x").bearer(&both)), &up, "alice");
 }
 
@@ -603,13 +779,27 @@ fn exp_is_required_by_default_and_can_be_made_optional() {
     let no_exp = sign_hs("HS256", ALICE_SECRET, json!({"key": "user123"}));
     {
         let gw = Gateway::start(&config(&up, "{}"));
-        assert_refused(&gw.send(&Req::get("/x").bearer(&no_exp)), "failed to verify jwt", "jwtgate", true);
+        assert_refused(
+            &gw.send(&Req::get("/x").bearer(&no_exp)),
+            "failed to verify jwt",
+            "jwtgate",
+            true,
+        );
     }
     let gw = Gateway::start(&config(&up, "{ required_claims: [] }"));
     assert_accepted(&gw, &gw.send(&Req::get("/x").bearer(&no_exp)), &up, "alice");
     // exp is still checked when present.
-    let expired = sign_hs("HS256", ALICE_SECRET, json!({"key": "user123", "exp": now() - 100}));
-    assert_refused(&gw.send(&Req::get("/x").bearer(&expired)), "failed to verify jwt", "jwtgate", true);
+    let expired = sign_hs(
+        "HS256",
+        ALICE_SECRET,
+        json!({"key": "user123", "exp": now() - 100}),
+    );
+    assert_refused(
+        &gw.send(&Req::get("/x").bearer(&expired)),
+        "failed to verify jwt",
+        "jwtgate",
+        true,
+    );
 }
 
 #[test]
@@ -617,10 +807,23 @@ fn max_lifetime_seconds_limits_exp() {
     let up = Upstream::start();
     let gw = Gateway::start(&config(&up, "{ max_lifetime_seconds: 3600 }"));
     let n = now();
-    let short = sign_hs("HS256", ALICE_SECRET, json!({"key": "user123", "exp": n + 600}));
-    let long = sign_hs("HS256", ALICE_SECRET, json!({"key": "user123", "exp": n + 7200}));
+    let short = sign_hs(
+        "HS256",
+        ALICE_SECRET,
+        json!({"key": "user123", "exp": n + 600}),
+    );
+    let long = sign_hs(
+        "HS256",
+        ALICE_SECRET,
+        json!({"key": "user123", "exp": n + 7200}),
+    );
     assert_accepted(&gw, &gw.send(&Req::get("/x").bearer(&short)), &up, "alice");
-    assert_refused(&gw.send(&Req::get("/x").bearer(&long)), "failed to verify jwt", "jwtgate", true);
+    assert_refused(
+        &gw.send(&Req::get("/x").bearer(&long)),
+        "failed to verify jwt",
+        "jwtgate",
+        true,
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -648,14 +851,21 @@ fn identity_headers_reach_the_upstream_on_success() {
     assert_eq!(r.header_all("x-user-role"), vec!["buyer"]);
 
     // admin has no custom_id: no X-Consumer-Custom-ID at all.
-    let token = sign_pk("RS256", json!({"key": "admin-key", "exp": now() + 600, "sub": "root"}));
+    let token = sign_pk(
+        "RS256",
+        json!({"key": "admin-key", "exp": now() + 600, "sub": "root"}),
+    );
     assert_eq!(gw.send(&Req::get("/x").bearer(&token)).status, 200);
     let r = up.last();
     assert_eq!(r.header_all("x-consumer-username"), vec!["admin"]);
     assert_eq!(r.header_all("x-consumer-custom-id"), Vec::<&str>::new());
     assert_eq!(r.header_all("x-credential-identifier"), vec!["admin-key"]);
     assert_eq!(r.header_all("x-user-id"), vec!["root"]);
-    assert_eq!(r.header_all("x-user-role"), Vec::<&str>::new(), "claim absent: no header");
+    assert_eq!(
+        r.header_all("x-user-role"),
+        Vec::<&str>::new(),
+        "claim absent: no header"
+    );
 }
 
 const SPOOFED: [(&str, &str); 3] = [
@@ -680,7 +890,8 @@ fn client_sent_identity_headers_are_removed_on_an_authenticated_route() {
     // admin has no custom_id, and the token has no sub: the spoofed copies
     // must not survive just because the gateway has nothing to put there.
     let token = admin_token();
-    let req = with_spoofed_identity(Req::get("/x").bearer(&token)).header("X-User-Id", "spoofed-sub");
+    let req =
+        with_spoofed_identity(Req::get("/x").bearer(&token)).header("X-User-Id", "spoofed-sub");
     assert_eq!(gw.send(&req).status, 200);
     let r = up.last();
     assert_eq!(r.header_all("x-consumer-username"), vec!["admin"]);
@@ -745,14 +956,21 @@ fn credentials_are_forwarded_by_default() {
     let gw = Gateway::start(&config(&up, "{}"));
     let token = alice_token();
     assert_eq!(gw.send(&Req::get("/x").bearer(&token)).status, 200);
-    assert_eq!(up.last().header("authorization"), Some(format!("Bearer {token}").as_str()));
+    assert_eq!(
+        up.last().header("authorization"),
+        Some(format!("Bearer {token}").as_str())
+    );
 }
 
 #[test]
 fn hide_credentials_strips_the_authorization_header() {
     let up = Upstream::start();
     let gw = Gateway::start(&config(&up, "{ hide_credentials: true }"));
-    let resp = gw.send(&Req::get("/x?keep=1").bearer(&alice_token()).header("X-Other", "kept"));
+    let resp = gw.send(
+        &Req::get("/x?keep=1")
+            .bearer(&alice_token())
+            .header("X-Other", "kept"),
+    );
     assert_accepted(&gw, &resp, &up, "alice");
     let r = up.last();
     assert_eq!(r.header("authorization"), None, "{:?}", r.headers);
@@ -770,8 +988,14 @@ fn hide_credentials_strips_the_query_argument_only() {
     let r = up.last();
     assert_eq!(r.path(), "/x");
     let query = r.query().unwrap_or("");
-    assert!(!query.contains("jwt="), "query still carries the token: {query:?}");
-    assert!(!query.contains(&token[..20]), "query still carries the token: {query:?}");
+    assert!(
+        !query.contains("jwt="),
+        "query still carries the token: {query:?}"
+    );
+    assert!(
+        !query.contains(&token[..20]),
+        "query still carries the token: {query:?}"
+    );
     let mut args: Vec<&str> = query.split('&').filter(|s| !s.is_empty()).collect();
     args.sort_unstable();
     assert_eq!(args, vec!["a=1", "b=two"]);
@@ -782,13 +1006,24 @@ fn hide_credentials_strips_the_cookie_only() {
     let up = Upstream::start();
     let gw = Gateway::start(&config(&up, "{ hide_credentials: true }"));
     let token = alice_token();
-    let resp = gw.send(&Req::get("/x").header("Cookie", &format!("theme=dark; jwt={token}; lang=en")));
+    let resp =
+        gw.send(&Req::get("/x").header("Cookie", &format!("theme=dark; jwt={token}; lang=en")));
     assert_accepted(&gw, &resp, &up, "alice");
     let r = up.last();
     let cookies = r.header_all("cookie").join("; ");
-    assert!(!cookies.contains("jwt="), "cookie still carries the token: {cookies:?}");
-    assert!(!cookies.contains(&token[..20]), "cookie still carries the token: {cookies:?}");
-    let mut pairs: Vec<&str> = cookies.split(';').map(str::trim).filter(|s| !s.is_empty()).collect();
+    assert!(
+        !cookies.contains("jwt="),
+        "cookie still carries the token: {cookies:?}"
+    );
+    assert!(
+        !cookies.contains(&token[..20]),
+        "cookie still carries the token: {cookies:?}"
+    );
+    let mut pairs: Vec<&str> = cookies
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
     pairs.sort_unstable();
     assert_eq!(pairs, vec!["lang=en", "theme=dark"]);
 }
@@ -820,15 +1055,31 @@ fn required_paths_mode_protects_only_matching_requests() {
         &up,
         r#"{ required_paths: ["GET_/v1/apis*", "ANY_/admin"] }"#,
     ));
-    for (method, path) in [("GET", "/v1/apis"), ("GET", "/v1/apis/a"), ("GET", "/v1/apisx"), ("DELETE", "/admin"), ("GET", "/admin")] {
+    for (method, path) in [
+        ("GET", "/v1/apis"),
+        ("GET", "/v1/apis/a"),
+        ("GET", "/v1/apisx"),
+        ("DELETE", "/admin"),
+        ("GET", "/admin"),
+    ] {
         let resp = gw.send(&Req::new(method, path));
         assert_refused(&resp, "Missing JWT token in request", "jwtgate", false);
         let resp = gw.send(&Req::new(method, path).bearer(&alice_token()));
         assert_eq!(resp.status, 200, "{method} {path} with a token");
     }
-    for (method, path) in [("POST", "/v1/apis"), ("GET", "/v1/api"), ("GET", "/admin/x"), ("GET", "/public")] {
+    for (method, path) in [
+        ("POST", "/v1/apis"),
+        ("GET", "/v1/api"),
+        ("GET", "/admin/x"),
+        ("GET", "/public"),
+    ] {
         let resp = gw.send(&Req::new(method, path));
-        assert_eq!(resp.status, 200, "{method} {path} needs no token: {:?}", resp.text());
+        assert_eq!(
+            resp.status,
+            200,
+            "{method} {path} needs no token: {:?}",
+            resp.text()
+        );
     }
 }
 
@@ -839,11 +1090,24 @@ fn not_required_paths_mode_exempts_only_matching_requests() {
         &up,
         r#"{ not_required_paths: ["GET_/health", "ANY_/public/*"] }"#,
     ));
-    for (method, path) in [("GET", "/health"), ("POST", "/public/a"), ("GET", "/public/")] {
+    for (method, path) in [
+        ("GET", "/health"),
+        ("POST", "/public/a"),
+        ("GET", "/public/"),
+    ] {
         let resp = gw.send(&Req::new(method, path));
-        assert_eq!(resp.status, 200, "{method} {path} needs no token: {:?}", resp.text());
+        assert_eq!(
+            resp.status,
+            200,
+            "{method} {path} needs no token: {:?}",
+            resp.text()
+        );
     }
-    for (method, path) in [("POST", "/health"), ("GET", "/health/x"), ("GET", "/orders")] {
+    for (method, path) in [
+        ("POST", "/health"),
+        ("GET", "/health/x"),
+        ("GET", "/orders"),
+    ] {
         let resp = gw.send(&Req::new(method, path));
         assert_refused(&resp, "Missing JWT token in request", "jwtgate", false);
     }

@@ -72,7 +72,12 @@ fn sign(args: &[&str]) -> String {
     let out = run_cli(&all, root());
     assert_eq!(out.code(), Some(0), "jwtgate {all:?}\n{}", out.all());
     let token = out.stdout.trim().to_owned();
-    assert_eq!(token.split('.').count(), 3, "stdout is not a token: {:?}", out.stdout);
+    assert_eq!(
+        token.split('.').count(),
+        3,
+        "stdout is not a token: {:?}",
+        out.stdout
+    );
     token
 }
 
@@ -91,7 +96,11 @@ fn help_names_the_commands() {
     let out = run_cli(&["--help"], root());
     assert_eq!(out.code(), Some(0), "{}", out.all());
     for cmd in ["run", "check", "token"] {
-        assert!(out.stdout.contains(cmd), "--help does not mention {cmd}:\n{}", out.all());
+        assert!(
+            out.stdout.contains(cmd),
+            "--help does not mention {cmd}:\n{}",
+            out.all()
+        );
     }
 }
 
@@ -110,10 +119,9 @@ fn check_accepts_a_valid_config() {
 }
 
 fn assert_located(out: &Output, location: &str) {
-    let found = out
-        .stderr
-        .lines()
-        .any(|l| l.trim_start().starts_with(&format!("{location}:")) || l.contains(&format!(" {location}: ")));
+    let found = out.stderr.lines().any(|l| {
+        l.trim_start().starts_with(&format!("{location}:")) || l.contains(&format!(" {location}: "))
+    });
     assert!(found, "no problem reported at `{location}`:\n{}", out.all());
 }
 
@@ -138,11 +146,20 @@ routes:
 "#;
     let (dir, path) = config_dir(yaml);
     let out = run_cli(&["check", "--config", &path], root());
-    assert_ne!(out.code(), Some(0), "an invalid config passed check:\n{}", out.all());
+    assert_ne!(
+        out.code(),
+        Some(0),
+        "an invalid config passed check:\n{}",
+        out.all()
+    );
     assert_located(&out, "consumers[0].jwt.algorithm");
     assert_located(&out, "routes[0].upstream.nodes[0]");
     assert_located(&out, "routes[0].jwt.required_paths[0]");
-    assert!(out.stderr.contains("FETCH"), "the bad method is named:\n{}", out.all());
+    assert!(
+        out.stderr.contains("FETCH"),
+        "the bad method is named:\n{}",
+        out.all()
+    );
     // Unknown keys are errors (SPEC §2).
     assert!(
         out.stderr
@@ -241,8 +258,17 @@ routes:
     );
     assert_eq!(out.code(), Some(0), "{}", out.all());
     let out = run_cli(&["check", "--config", &path], root());
-    assert_ne!(out.code(), Some(0), "an unset ${{VAR}} must be an error:\n{}", out.all());
-    assert!(out.stderr.contains("JWTGATE_TEST_SECRET_7F3A"), "{}", out.all());
+    assert_ne!(
+        out.code(),
+        Some(0),
+        "an unset ${{VAR}} must be an error:\n{}",
+        out.all()
+    );
+    assert!(
+        out.stderr.contains("JWTGATE_TEST_SECRET_7F3A"),
+        "{}",
+        out.all()
+    );
     drop(dir);
 }
 
@@ -277,7 +303,14 @@ fn token_sign_for_a_config_consumer_is_accepted_by_the_gateway() {
     assert_eq!(up.last().header("x-consumer-username"), Some("alice"));
 
     let rsa_key = private_key_path("RS256");
-    let token = sign(&["--config", &config, "--consumer", "admin", "--private-key", &rsa_key]);
+    let token = sign(&[
+        "--config",
+        &config,
+        "--consumer",
+        "admin",
+        "--private-key",
+        &rsa_key,
+    ]);
     let resp = gw.send(&Req::get("/main/x").bearer(&token));
     assert_eq!(resp.status, 200, "{:?}\n{}", resp.text(), gw.logs());
     assert_eq!(up.last().header("x-consumer-username"), Some("admin"));
@@ -288,7 +321,14 @@ fn token_sign_uses_the_routes_key_claim_name() {
     let up = Upstream::start();
     let gw = start_gateway(&gateway_config(&up));
     let config = cfg(&gw);
-    let token = sign(&["--config", &config, "--consumer", "alice", "--route", "apim"]);
+    let token = sign(&[
+        "--config",
+        &config,
+        "--consumer",
+        "alice",
+        "--route",
+        "apim",
+    ]);
     assert_eq!(payload_of(&token)["apim_key_claim_name"], "user123");
     let resp = gw.send(&Req::get("/apim/x").bearer(&token));
     assert_eq!(resp.status, 200, "{:?}\n{}", resp.text(), gw.logs());
@@ -299,13 +339,26 @@ fn token_sign_uses_the_routes_key_claim_name() {
 fn token_sign_ttl_and_claims() {
     let before = now();
     let token = sign(&[
-        "--key", "user123", "--alg", "HS256", "--secret", SECRET, "--ttl", "60",
-        "--claim", "role=admin",
-        "--claim", "level=5",
-        "--claim", "flag=true",
-        "--claim", "nothing=null",
-        "--claim", "ratio=0.5",
-        "--claim", "sub=alice@example.com",
+        "--key",
+        "user123",
+        "--alg",
+        "HS256",
+        "--secret",
+        SECRET,
+        "--ttl",
+        "60",
+        "--claim",
+        "role=admin",
+        "--claim",
+        "level=5",
+        "--claim",
+        "flag=true",
+        "--claim",
+        "nothing=null",
+        "--claim",
+        "ratio=0.5",
+        "--claim",
+        "sub=alice@example.com",
     ]);
     let after = now();
     let p = payload_of(&token);
@@ -317,12 +370,15 @@ fn token_sign_ttl_and_claims() {
     assert!(p.get("nothing").is_some(), "null claim present: {p}");
     assert_eq!(p["ratio"], json!(0.5));
     assert_eq!(p["sub"], "alice@example.com");
-    let exp = p["exp"].as_i64().unwrap_or_else(|| panic!("no numeric exp: {p}"));
+    let exp = p["exp"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no numeric exp: {p}"));
     assert!(
         exp >= before + 60 && exp <= after + 60,
         "exp {exp} should be now+60 (now in [{before}, {after}])"
     );
-    let header: serde_json::Value = serde_json::from_slice(&unb64(token.split('.').next().unwrap())).unwrap();
+    let header: serde_json::Value =
+        serde_json::from_slice(&unb64(token.split('.').next().unwrap())).unwrap();
     assert_eq!(header["alg"], "HS256");
 }
 
@@ -337,21 +393,41 @@ fn token_sign_with_explicit_keys_is_accepted_by_the_gateway() {
     assert_eq!(up.last().header("x-consumer-username"), Some("alice"));
 
     let rsa_key = private_key_path("RS256");
-    let token = sign(&["--key", "admin-key", "--alg", "RS256", "--private-key", &rsa_key]);
+    let token = sign(&[
+        "--key",
+        "admin-key",
+        "--alg",
+        "RS256",
+        "--private-key",
+        &rsa_key,
+    ]);
     let resp = gw.send(&Req::get("/main/x").bearer(&token));
     assert_eq!(resp.status, 200, "{:?}\n{}", resp.text(), gw.logs());
     assert_eq!(up.last().header("x-consumer-username"), Some("admin"));
 
     let token = sign(&[
-        "--key", "user123", "--alg", "HS256", "--secret", SECRET,
-        "--key-claim-name", "apim_key_claim_name",
+        "--key",
+        "user123",
+        "--alg",
+        "HS256",
+        "--secret",
+        SECRET,
+        "--key-claim-name",
+        "apim_key_claim_name",
     ]);
     assert_eq!(payload_of(&token)["apim_key_claim_name"], "user123");
     let resp = gw.send(&Req::get("/apim/x").bearer(&token));
     assert_eq!(resp.status, 200, "{:?}\n{}", resp.text(), gw.logs());
 
     // A secret that is not alice's: refused.
-    let token = sign(&["--key", "user123", "--alg", "HS256", "--secret", "not-the-secret-123456"]);
+    let token = sign(&[
+        "--key",
+        "user123",
+        "--alg",
+        "HS256",
+        "--secret",
+        "not-the-secret-123456",
+    ]);
     assert_eq!(gw.send(&Req::get("/main/x").bearer(&token)).status, 401);
 }
 
@@ -363,7 +439,10 @@ fn assert_no_secret(out: &Output) {
     let all = out.all();
     assert!(!all.contains(SECRET), "explain printed the secret:\n{all}");
     let b64_secret = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, SECRET);
-    assert!(!all.contains(&b64_secret), "explain printed the secret (base64):\n{all}");
+    assert!(
+        !all.contains(&b64_secret),
+        "explain printed the secret (base64):\n{all}"
+    );
 }
 
 #[test]
@@ -374,17 +453,39 @@ fn token_explain_exit_codes() {
     let good = sign_hs("HS256", SECRET, claims_for("user123"));
     let out = explain(&good, &["--config", &config, "--route", "main"]);
     assert_eq!(out.code(), Some(0), "a valid token:\n{}", out.all());
-    assert!(out.stdout.contains("alice"), "the matched consumer is named:\n{}", out.all());
+    assert!(
+        out.stdout.contains("alice"),
+        "the matched consumer is named:\n{}",
+        out.all()
+    );
     assert_no_secret(&out);
 
-    let out = explain(&good, &["--config", &config, "--route", "main", "--request", "GET /main/orders"]);
+    let out = explain(
+        &good,
+        &[
+            "--config",
+            &config,
+            "--route",
+            "main",
+            "--request",
+            "GET /main/orders",
+        ],
+    );
     assert_eq!(out.code(), Some(0), "{}", out.all());
     assert_no_secret(&out);
 
-    let expired = sign_hs("HS256", SECRET, json!({"key": "user123", "exp": now() - 600}));
+    let expired = sign_hs(
+        "HS256",
+        SECRET,
+        json!({"key": "user123", "exp": now() - 600}),
+    );
     let out = explain(&expired, &["--config", &config, "--route", "main"]);
     assert_eq!(out.code(), Some(1), "an expired token:\n{}", out.all());
-    assert!(out.stdout.contains("exp"), "the reason mentions exp:\n{}", out.all());
+    assert!(
+        out.stdout.contains("exp"),
+        "the reason mentions exp:\n{}",
+        out.all()
+    );
     assert_no_secret(&out);
 
     let forged = tamper_signature(&good);
@@ -401,7 +502,14 @@ fn token_explain_exit_codes() {
     assert_eq!(out.code(), Some(1), "unknown consumer key:\n{}", out.all());
     assert_no_secret(&out);
 
-    let scoped = ["--config", &config, "--route", "scoped", "--request", "GET /scoped/private/x"];
+    let scoped = [
+        "--config",
+        &config,
+        "--route",
+        "scoped",
+        "--request",
+        "GET /scoped/private/x",
+    ];
     assert_eq!(explain(&good, &scoped).code(), Some(0));
     assert_eq!(explain(&expired, &scoped).code(), Some(1));
     drop(dir);
@@ -425,9 +533,17 @@ fn token_explain_suggests_the_key_claim_name() {
         out.all()
     );
     for claim in ["apim_key_claim_name", "exp", "sub"] {
-        assert!(text.contains(claim), "the claims present should be listed ({claim}):\n{}", out.all());
+        assert!(
+            text.contains(claim),
+            "the claims present should be listed ({claim}):\n{}",
+            out.all()
+        );
     }
-    assert!(text.contains("key"), "the claim looked for is named:\n{}", out.all());
+    assert!(
+        text.contains("key"),
+        "the claim looked for is named:\n{}",
+        out.all()
+    );
     assert_no_secret(&out);
 
     // On the route that uses that claim, the same token is accepted.

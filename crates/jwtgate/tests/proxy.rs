@@ -120,7 +120,10 @@ routes:
     let gw = Gateway::start(&yaml);
     assert_eq!(served_by(&gw.send(&Req::get("/items"))), "read");
     assert_eq!(served_by(&gw.send(&Req::post("/items").body("x"))), "write");
-    assert_eq!(served_by(&gw.send(&Req::new("PUT", "/items").body("x"))), "write");
+    assert_eq!(
+        served_by(&gw.send(&Req::new("PUT", "/items").body("x"))),
+        "write"
+    );
     assert_json_error(&gw.send(&Req::new("DELETE", "/items")), 404);
     assert_eq!(w.last().method, "PUT");
 }
@@ -154,7 +157,10 @@ routes:
     let with_host = |path: &str, host: &str| gw.send(&Req::get(path).header("Host", host));
     assert_eq!(served_by(&with_host("/h", "api.example.com")), "api-host");
     assert_eq!(served_by(&with_host("/h", "other.example.com")), "any-host");
-    assert_eq!(served_by(&with_host("/only", "only.example.com")), "only-host");
+    assert_eq!(
+        served_by(&with_host("/only", "only.example.com")),
+        "only-host"
+    );
     assert_json_error(&with_host("/only", "other.example.com"), 404);
 }
 
@@ -266,7 +272,13 @@ routes:
         a.clear();
         for i in 0..10 {
             let resp = gw.get(&format!("/f/{i}"));
-            assert_eq!(resp.status, 200, "{order}, request {i}: {:?}\n{}", resp.text(), gw.logs());
+            assert_eq!(
+                resp.status,
+                200,
+                "{order}, request {i}: {:?}\n{}",
+                resp.text(),
+                gw.logs()
+            );
             assert_eq!(served_by(&resp), "alive");
         }
         assert_eq!(a.count(), 10, "{order}");
@@ -288,7 +300,11 @@ fn forwarded_headers_are_set() {
     assert_eq!(r.header_all("x-forwarded-for"), vec!["127.0.0.1"]);
     assert_eq!(r.header("x-forwarded-proto"), Some("http"));
     assert_eq!(r.header("x-forwarded-host"), Some("api.example.com"));
-    assert_eq!(r.header("host"), Some(up.node().as_str()), "Host is the node's host:port");
+    assert_eq!(
+        r.header("host"),
+        Some(up.node().as_str()),
+        "Host is the node's host:port"
+    );
 
     let resp = gw.send(
         &Req::get("/x")
@@ -303,7 +319,11 @@ fn forwarded_headers_are_set() {
         "203.0.113.7, 198.51.100.2, 127.0.0.1",
         "X-Forwarded-For is appended to"
     );
-    assert_eq!(r.header("x-forwarded-proto"), Some("http"), "set from the real connection");
+    assert_eq!(
+        r.header("x-forwarded-proto"),
+        Some("http"),
+        "set from the real connection"
+    );
     assert_eq!(r.header("x-forwarded-host"), Some("shop.example.com"));
 }
 
@@ -323,12 +343,26 @@ fn hop_by_hop_headers_are_not_forwarded() {
     );
     assert_eq!(resp.status, 200);
     let r = up.last();
-    for name in ["x-hop-custom", "keep-alive", "te", "upgrade", "proxy-authorization"] {
-        assert_eq!(r.header_all(name), Vec::<&str>::new(), "{name} was forwarded: {:?}", r.headers);
+    for name in [
+        "x-hop-custom",
+        "keep-alive",
+        "te",
+        "upgrade",
+        "proxy-authorization",
+    ] {
+        assert_eq!(
+            r.header_all(name),
+            Vec::<&str>::new(),
+            "{name} was forwarded: {:?}",
+            r.headers
+        );
     }
     for v in r.header_all("connection") {
         let v = v.to_ascii_lowercase();
-        assert!(!v.contains("x-hop-custom"), "client Connection forwarded: {v:?}");
+        assert!(
+            !v.contains("x-hop-custom"),
+            "client Connection forwarded: {v:?}"
+        );
     }
     assert_eq!(r.header("x-end-to-end"), Some("kept"));
 }
@@ -374,9 +408,16 @@ fn invalid_paths_are_400() {
     ] {
         let resp = gw.get(raw);
         assert_eq!(resp.status, 400, "{raw}: {:?}", resp.text());
-        assert_eq!(resp.json(), json!({"message": "invalid request path"}), "{raw}");
+        assert_eq!(
+            resp.json(),
+            json!({"message": "invalid request path"}),
+            "{raw}"
+        );
         let ct = resp.header("content-type").unwrap_or("");
-        assert!(ct.starts_with("application/json"), "{raw}: content-type {ct:?}");
+        assert!(
+            ct.starts_with("application/json"),
+            "{raw}: content-type {ct:?}"
+        );
     }
     assert_eq!(up.count(), 0, "{:?}", up.records());
 }
@@ -447,7 +488,9 @@ routes:
         .unwrap();
     let outcome = rt.block_on(async move {
         tokio::time::timeout(IO_TIMEOUT, async move {
-            let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+            let stream = tokio::net::TcpStream::connect(addr)
+                .await
+                .map_err(|e| e.to_string())?;
             let (mut sender, conn) =
                 hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
                     .await
@@ -465,11 +508,21 @@ routes:
                 if auth {
                     req = req.header("authorization", format!("Bearer {token}"));
                 }
-                let req = req.body(Full::new(Bytes::from(body))).map_err(|e| e.to_string())?;
-                let resp = sender.send_request(req).await.map_err(|e| format!("h2 send: {e}"))?;
+                let req = req
+                    .body(Full::new(Bytes::from(body)))
+                    .map_err(|e| e.to_string())?;
+                let resp = sender
+                    .send_request(req)
+                    .await
+                    .map_err(|e| format!("h2 send: {e}"))?;
                 let status = resp.status().as_u16();
                 let version = resp.version();
-                let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+                let body = resp
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .to_bytes();
                 results.push((status, version, body));
             }
             Ok::<_, String>(results)
@@ -513,12 +566,19 @@ fn a_5_mib_request_body_reaches_the_upstream() {
     assert_eq!(r.body_len, FIVE_MIB);
     assert!(r.body_matches_pattern, "the body bytes changed on the way");
 
-    let resp = gw.send(&Req::new("PUT", "/upload-chunked").body(pattern(FIVE_MIB)).chunked());
+    let resp = gw.send(
+        &Req::new("PUT", "/upload-chunked")
+            .body(pattern(FIVE_MIB))
+            .chunked(),
+    );
     assert_eq!(resp.status, 200, "{:?}", resp.text());
     let r = up.last();
     assert_eq!(r.method, "PUT");
     assert_eq!(r.body_len, FIVE_MIB);
-    assert!(r.body_matches_pattern, "the chunked body bytes changed on the way");
+    assert!(
+        r.body_matches_pattern,
+        "the chunked body bytes changed on the way"
+    );
 }
 
 #[test]
@@ -528,5 +588,8 @@ fn a_5_mib_response_body_reaches_the_client() {
     let resp = gw.get("/download");
     assert_eq!(resp.status, 200);
     assert_eq!(resp.body.len(), FIVE_MIB);
-    assert!(resp.body == pattern(FIVE_MIB), "the response bytes changed on the way");
+    assert!(
+        resp.body == pattern(FIVE_MIB),
+        "the response bytes changed on the way"
+    );
 }

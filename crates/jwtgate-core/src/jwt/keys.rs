@@ -33,14 +33,17 @@ pub struct VerifyKey {
 }
 
 enum Material {
-    Hmac(hmac::Key),
+    // Boxed: an HMAC key holds precomputed pads, ~1.2 KiB.
+    Hmac(Box<hmac::Key>),
     Public(ParsedPublicKey),
 }
 
 impl std::fmt::Debug for VerifyKey {
     // Never print key material, not even a secret's length.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerifyKey").field("alg", &self.alg).finish_non_exhaustive()
+        f.debug_struct("VerifyKey")
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
     }
 }
 
@@ -58,7 +61,7 @@ impl VerifyKey {
         }
         Ok(VerifyKey {
             alg,
-            material: Material::Hmac(hmac::Key::new(hmac_alg, secret)),
+            material: Material::Hmac(Box::new(hmac::Key::new(hmac_alg, secret))),
         })
     }
 
@@ -158,7 +161,12 @@ fn der_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
             return None;
         }
         let (len_bytes, rest) = (rest.get(..n)?, rest.get(n..)?);
-        (len_bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b)), rest)
+        (
+            len_bytes
+                .iter()
+                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b)),
+            rest,
+        )
     };
     Some((tag, rest.get(..len)?, rest.get(len..)?))
 }

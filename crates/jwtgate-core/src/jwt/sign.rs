@@ -34,7 +34,8 @@ pub struct SigningKey {
 }
 
 enum Material {
-    Hmac(hmac::Key),
+    // Boxed: an HMAC key holds precomputed pads, ~1.2 KiB.
+    Hmac(Box<hmac::Key>),
     Rsa(RsaKeyPair),
     Ecdsa(EcdsaKeyPair),
     Ed25519(Ed25519KeyPair),
@@ -53,7 +54,7 @@ impl SigningKey {
         }
         Ok(SigningKey {
             alg,
-            material: Material::Hmac(hmac::Key::new(hmac_alg, secret)),
+            material: Material::Hmac(Box::new(hmac::Key::new(hmac_alg, secret))),
         })
     }
 
@@ -85,9 +86,9 @@ impl SigningKey {
                     _ => EcdsaKeyPair::from_pkcs8(ecdsa, der).map_err(rejected)?,
                 })
             }
-            Algorithm::EdDSA => {
-                Material::Ed25519(Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(rejected)?)
-            }
+            Algorithm::EdDSA => Material::Ed25519(
+                Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(rejected)?,
+            ),
         };
         Ok(SigningKey { alg, material })
     }

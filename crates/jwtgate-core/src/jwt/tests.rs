@@ -49,18 +49,27 @@ fn every_algorithm_round_trips_and_rejects_tampering() {
         let token = signer.encode(&claims()).expect("sign");
         let parsed = Token::parse(&token).expect("parse");
         assert_eq!(parsed.alg(), alg.as_str());
-        assert!(verifier.verify(parsed.signing_input(), parsed.signature()), "{alg} valid");
+        assert!(
+            verifier.verify(parsed.signing_input(), parsed.signature()),
+            "{alg} valid"
+        );
 
         // Flip one bit of the signature.
         let mut sig = parsed.signature().to_vec();
         sig[0] ^= 1;
-        assert!(!verifier.verify(parsed.signing_input(), &sig), "{alg} tampered sig");
+        assert!(
+            !verifier.verify(parsed.signing_input(), &sig),
+            "{alg} tampered sig"
+        );
         // Change the payload but keep the signature.
         let mut other = claims();
         other.insert("key".into(), json!("admin"));
         let forged = signer.encode(&other).expect("sign");
         let forged = Token::parse(&forged).expect("parse");
-        assert!(!verifier.verify(forged.signing_input(), parsed.signature()), "{alg} swapped payload");
+        assert!(
+            !verifier.verify(forged.signing_input(), parsed.signature()),
+            "{alg} swapped payload"
+        );
     }
 }
 
@@ -104,12 +113,27 @@ fn token_parsing_is_strict() {
     let cases: Vec<(String, TokenError)> = vec![
         ("a.b".into(), TokenError::SegmentCount(2)),
         (format!("{good}.x"), TokenError::SegmentCount(4)),
-        (format!("{good}="), TokenError::Base64(token::Segment::Signature)),
-        (good.replacen('.', "+.", 1), TokenError::Base64(token::Segment::Header)),
-        ("e30.W10.".into(), TokenError::NotJsonObject(token::Segment::Payload)),
-        ("bnVsbA.e30.".into(), TokenError::NotJsonObject(token::Segment::Header)),
+        (
+            format!("{good}="),
+            TokenError::Base64(token::Segment::Signature),
+        ),
+        (
+            good.replacen('.', "+.", 1),
+            TokenError::Base64(token::Segment::Header),
+        ),
+        (
+            "e30.W10.".into(),
+            TokenError::NotJsonObject(token::Segment::Payload),
+        ),
+        (
+            "bnVsbA.e30.".into(),
+            TokenError::NotJsonObject(token::Segment::Header),
+        ),
         ("e30.e30.".into(), TokenError::MissingAlg),
-        ("x".repeat(MAX_TOKEN_BYTES + 1), TokenError::TooLarge(MAX_TOKEN_BYTES + 1)),
+        (
+            "x".repeat(MAX_TOKEN_BYTES + 1),
+            TokenError::TooLarge(MAX_TOKEN_BYTES + 1),
+        ),
     ];
     for (raw, want) in cases {
         assert_eq!(Token::parse(&raw).unwrap_err(), want, "{raw:.40}");

@@ -63,7 +63,8 @@ impl<'a> Token<'a> {
             return Err(TokenError::TooLarge(raw.len()));
         }
         let mut parts = raw.split('.');
-        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(TokenError::SegmentCount(raw.split('.').count()));
         };

@@ -131,7 +131,10 @@ impl JwtPolicy {
     /// Whether `method path` (the normalised path) needs a token. A logout
     /// request always does, whatever the lists say.
     pub fn requirement(&self, method: Method, path: &str) -> Requirement<'_> {
-        let logout = self.logout.as_ref().is_some_and(|l| l.matches(method, path));
+        let logout = self
+            .logout
+            .as_ref()
+            .is_some_and(|l| l.matches(method, path));
         let (listed, rule) = match &self.scope {
             PathScope::All => (true, None),
             PathScope::Required(rules) => {
@@ -167,7 +170,10 @@ pub enum AuthError {
     #[error("no consumer has key {key:?}")]
     UnknownConsumer { key: String },
     #[error("token alg {token:?} does not match the consumer's {expected}")]
-    AlgMismatch { token: String, expected: &'static str },
+    AlgMismatch {
+        token: String,
+        expected: &'static str,
+    },
     #[error("header has a \"crit\" parameter, and no extension is understood")]
     CriticalHeader,
     #[error("signature does not verify")]
@@ -236,10 +242,21 @@ pub enum Step<'a> {
         value: Option<&'a Value>,
         claims: &'a serde_json::Map<String, Value>,
     },
-    Consumer { key: &'a str, consumer: Option<&'a Consumer> },
-    Algorithm { token: &'a str, expected: &'static str },
-    Signature { valid: bool },
-    Claims { now: i64, result: Result<(), &'a AuthError> },
+    Consumer {
+        key: &'a str,
+        consumer: Option<&'a Consumer>,
+    },
+    Algorithm {
+        token: &'a str,
+        expected: &'static str,
+    },
+    Signature {
+        valid: bool,
+    },
+    Claims {
+        now: i64,
+        result: Result<(), &'a AuthError>,
+    },
 }
 
 /// A token that passed every check but revocation.
@@ -278,9 +295,17 @@ pub fn authenticate_traced<'t>(
         claims: token.claims(),
     });
     let key = match value {
-        None => return Err(AuthError::MissingKeyClaim { claim: claim.into() }),
+        None => {
+            return Err(AuthError::MissingKeyClaim {
+                claim: claim.into(),
+            })
+        }
         Some(Value::String(k)) => k.as_str(),
-        Some(_) => return Err(AuthError::KeyClaimNotString { claim: claim.into() }),
+        Some(_) => {
+            return Err(AuthError::KeyClaimNotString {
+                claim: claim.into(),
+            })
+        }
     };
 
     let consumer = consumers.get(key);
@@ -305,7 +330,9 @@ pub fn authenticate_traced<'t>(
         return Err(AuthError::CriticalHeader);
     }
 
-    let valid = consumer.verify_key.verify(token.signing_input(), token.signature());
+    let valid = consumer
+        .verify_key
+        .verify(token.signing_input(), token.signature());
     observe(Step::Signature { valid });
     if !valid {
         return Err(AuthError::BadSignature);

@@ -43,7 +43,9 @@ pub fn remove_cookie(cookie_header: &str, name: &str) -> String {
     cookie_header
         .split(';')
         .map(str::trim)
-        .filter(|pair| !pair.is_empty() && pair.split_once('=').map_or(*pair, |(k, _)| k.trim()) != name)
+        .filter(|pair| {
+            !pair.is_empty() && pair.split_once('=').map_or(*pair, |(k, _)| k.trim()) != name
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -59,7 +61,11 @@ fn percent_decode(s: &str) -> Cow<'_, str> {
     let mut i = 0;
     while i < bytes.len() {
         let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes.get(i), bytes.get(i + 1).and_then(|&b| hex(b)), bytes.get(i + 2).and_then(|&b| hex(b))) {
+        match (
+            bytes.get(i),
+            bytes.get(i + 1).and_then(|&b| hex(b)),
+            bytes.get(i + 2).and_then(|&b| hex(b)),
+        ) {
             (Some(b'%'), Some(h), Some(l)) => {
                 // h and l are hex digits, so the value fits a byte.
                 out.push((h * 16 + l) as u8);
@@ -90,7 +96,10 @@ mod tests {
 
     #[test]
     fn query_and_cookie_lookup() {
-        assert_eq!(query_param("a=1&jwt=x.y.z&b", "jwt").as_deref(), Some("x.y.z"));
+        assert_eq!(
+            query_param("a=1&jwt=x.y.z&b", "jwt").as_deref(),
+            Some("x.y.z")
+        );
         assert_eq!(query_param("jwtx=1", "jwt"), None);
         assert_eq!(query_param("jwt=a%2Eb", "jwt").as_deref(), Some("a.b"));
         assert_eq!(cookie_value("a=1; jwt=t.o.k; b=2", "jwt"), Some("t.o.k"));

@@ -21,7 +21,9 @@ fn registry() -> ConsumerRegistry {
 }
 
 fn sign(claims: Value) -> String {
-    let Value::Object(map) = claims else { unreachable!() };
+    let Value::Object(map) = claims else {
+        unreachable!()
+    };
     SigningKey::from_secret(Algorithm::HS256, SECRET)
         .expect("key")
         .encode(&map)
@@ -42,10 +44,22 @@ fn valid_token_names_its_consumer() {
 fn each_refusal_has_its_public_message() {
     let p = JwtPolicy::default();
     let cases = [
-        (sign(json!({"exp": NOW + 60})), "missing user key in JWT token"),
-        (sign(json!({"key": 123, "exp": NOW + 60})), "missing user key in JWT token"),
-        (sign(json!({"key": "nobody", "exp": NOW + 60})), "Invalid user key in JWT token"),
-        (sign(json!({"key": "user123", "exp": NOW})), "failed to verify jwt"),
+        (
+            sign(json!({"exp": NOW + 60})),
+            "missing user key in JWT token",
+        ),
+        (
+            sign(json!({"key": 123, "exp": NOW + 60})),
+            "missing user key in JWT token",
+        ),
+        (
+            sign(json!({"key": "nobody", "exp": NOW + 60})),
+            "Invalid user key in JWT token",
+        ),
+        (
+            sign(json!({"key": "user123", "exp": NOW})),
+            "failed to verify jwt",
+        ),
         (sign(json!({"key": "user123"})), "failed to verify jwt"),
         ("not-a-jwt".to_string(), "JWT token invalid"),
     ];
@@ -53,21 +67,44 @@ fn each_refusal_has_its_public_message() {
         let err = auth(&p, &token).unwrap_err();
         assert_eq!(err.public_message(), message, "{err}");
     }
-    assert_eq!(AuthError::Missing.public_message(), "Missing JWT token in request");
-    assert_eq!(AuthError::Revoked.public_message(), "JWT token has been revoked");
+    assert_eq!(
+        AuthError::Missing.public_message(),
+        "Missing JWT token in request"
+    );
+    assert_eq!(
+        AuthError::Revoked.public_message(),
+        "JWT token has been revoked"
+    );
 }
 
 #[test]
 fn alg_must_equal_the_consumers() {
-    let Value::Object(claims) = json!({"key": "user123", "exp": NOW + 60}) else { unreachable!() };
+    let Value::Object(claims) = json!({"key": "user123", "exp": NOW + 60}) else {
+        unreachable!()
+    };
     let key = SigningKey::from_secret(Algorithm::HS256, SECRET).expect("key");
     for alg in ["none", "HS512", "RS256", "hs256"] {
-        let t = key.encode_with_header(&json!({"alg": alg}), &claims).expect("sign");
-        assert!(matches!(auth(&JwtPolicy::default(), &t), Err(AuthError::AlgMismatch { .. })), "{alg}");
+        let t = key
+            .encode_with_header(&json!({"alg": alg}), &claims)
+            .expect("sign");
+        assert!(
+            matches!(
+                auth(&JwtPolicy::default(), &t),
+                Err(AuthError::AlgMismatch { .. })
+            ),
+            "{alg}"
+        );
     }
     // alg none with an empty signature, as attackers send it.
-    let t = format!("{}.{}.", b64(r#"{"alg":"none"}"#), b64(&Value::Object(claims).to_string()));
-    assert!(matches!(auth(&JwtPolicy::default(), &t), Err(AuthError::AlgMismatch { .. })));
+    let t = format!(
+        "{}.{}.",
+        b64(r#"{"alg":"none"}"#),
+        b64(&Value::Object(claims).to_string())
+    );
+    assert!(matches!(
+        auth(&JwtPolicy::default(), &t),
+        Err(AuthError::AlgMismatch { .. })
+    ));
 }
 
 fn b64(s: &str) -> String {
@@ -81,12 +118,18 @@ fn time_claims_with_leeway() {
     let expired = sign(json!({"key": "user123", "exp": NOW - 5}));
     let early = sign(json!({"key": "user123", "exp": NOW + 60, "nbf": NOW + 5}));
     assert!(matches!(auth(&p, &expired), Err(AuthError::Expired { .. })));
-    assert!(matches!(auth(&p, &early), Err(AuthError::NotYetValid { .. })));
+    assert!(matches!(
+        auth(&p, &early),
+        Err(AuthError::NotYetValid { .. })
+    ));
     p.leeway_seconds = 10;
     assert!(auth(&p, &expired).is_ok());
     assert!(auth(&p, &early).is_ok());
     let string_exp = sign(json!({"key": "user123", "exp": "soon"}));
-    assert!(matches!(auth(&p, &string_exp), Err(AuthError::NotNumericDate(_))));
+    assert!(matches!(
+        auth(&p, &string_exp),
+        Err(AuthError::NotNumericDate(_))
+    ));
 }
 
 #[test]
@@ -99,7 +142,10 @@ fn required_claims_and_lifetime() {
     assert_eq!(auth(&p, &t), Err(AuthError::MissingClaim("sub".into())));
     p.required_claims = vec![];
     p.max_lifetime_seconds = 600;
-    assert!(matches!(auth(&p, &t), Err(AuthError::LifetimeTooLong { .. })));
+    assert!(matches!(
+        auth(&p, &t),
+        Err(AuthError::LifetimeTooLong { .. })
+    ));
     p.max_lifetime_seconds = 7200;
     assert!(auth(&p, &t).is_ok());
 }
@@ -125,26 +171,46 @@ fn renamed_key_claim() {
 fn observer_sees_steps_in_order() {
     let t = sign(json!({"key": "user123", "exp": NOW + 60}));
     let mut names = Vec::new();
-    let _ = authenticate_traced(&JwtPolicy::default(), &registry(), &t, &FixedClock(NOW), &mut |s| {
-        names.push(match s {
-            Step::Parsed(_) => "parsed",
-            Step::KeyClaim { .. } => "key_claim",
-            Step::Consumer { .. } => "consumer",
-            Step::Algorithm { .. } => "algorithm",
-            Step::Signature { .. } => "signature",
-            Step::Claims { .. } => "claims",
-        })
-    });
-    assert_eq!(names, ["parsed", "key_claim", "consumer", "algorithm", "signature", "claims"]);
+    let _ = authenticate_traced(
+        &JwtPolicy::default(),
+        &registry(),
+        &t,
+        &FixedClock(NOW),
+        &mut |s| {
+            names.push(match s {
+                Step::Parsed(_) => "parsed",
+                Step::KeyClaim { .. } => "key_claim",
+                Step::Consumer { .. } => "consumer",
+                Step::Algorithm { .. } => "algorithm",
+                Step::Signature { .. } => "signature",
+                Step::Claims { .. } => "claims",
+            })
+        },
+    );
+    assert_eq!(
+        names,
+        [
+            "parsed",
+            "key_claim",
+            "consumer",
+            "algorithm",
+            "signature",
+            "claims"
+        ]
+    );
 }
 
 #[test]
 fn crit_header_is_refused() {
-    let Value::Object(claims) = json!({"key": "user123", "exp": NOW + 60}) else { unreachable!() };
+    let Value::Object(claims) = json!({"key": "user123", "exp": NOW + 60}) else {
+        unreachable!()
+    };
     let t = SigningKey::from_secret(Algorithm::HS256, SECRET)
         .expect("key")
         .encode_with_header(&json!({"alg": "HS256", "crit": ["exp"]}), &claims)
         .expect("sign");
-    assert_eq!(auth(&JwtPolicy::default(), &t), Err(AuthError::CriticalHeader));
+    assert_eq!(
+        auth(&JwtPolicy::default(), &t),
+        Err(AuthError::CriticalHeader)
+    );
 }
-

@@ -223,7 +223,10 @@ impl Output {
         self.status.code()
     }
     pub fn all(&self) -> String {
-        format!("--- stdout ---\n{}\n--- stderr ---\n{}", self.stdout, self.stderr)
+        format!(
+            "--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.stdout, self.stderr
+        )
     }
 }
 
@@ -332,7 +335,9 @@ impl Req {
     }
 
     fn has(&self, name: &str) -> bool {
-        self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+        self.headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
     }
 
     pub fn head_bytes(&self) -> Vec<u8> {
@@ -366,8 +371,12 @@ impl Req {
     pub fn try_send(&self, addr: SocketAddr) -> Result<Response, String> {
         let mut stream =
             TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
-        stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
-        stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
+        stream
+            .set_read_timeout(Some(IO_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        stream
+            .set_write_timeout(Some(IO_TIMEOUT))
+            .map_err(|e| e.to_string())?;
         let mut write = || -> std::io::Result<()> {
             stream.write_all(&self.head_bytes())?;
             if self.chunked {
@@ -448,7 +457,9 @@ fn read_response(stream: &mut TcpStream, head_only: bool) -> Result<Response, St
         if let Some(i) = find(&buf, b"\r\n\r\n") {
             break i + 4;
         }
-        let n = stream.read(&mut tmp).map_err(|e| format!("read head: {e}"))?;
+        let n = stream
+            .read(&mut tmp)
+            .map_err(|e| format!("read head: {e}"))?;
         if n == 0 {
             return Err(format!(
                 "connection closed before a full response head; got {:?}",
@@ -488,9 +499,13 @@ fn read_response(stream: &mut TcpStream, head_only: bool) -> Result<Response, St
     } else if get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
         read_chunked(stream, rest)?
     } else if let Some(len) = get("content-length") {
-        let len: usize = len.parse().map_err(|_| format!("bad content-length {len:?}"))?;
+        let len: usize = len
+            .parse()
+            .map_err(|_| format!("bad content-length {len:?}"))?;
         while rest.len() < len {
-            let n = stream.read(&mut tmp).map_err(|e| format!("read body: {e}"))?;
+            let n = stream
+                .read(&mut tmp)
+                .map_err(|e| format!("read body: {e}"))?;
             if n == 0 {
                 return Err(format!("body truncated at {} of {len} bytes", rest.len()));
             }
@@ -500,7 +515,9 @@ fn read_response(stream: &mut TcpStream, head_only: bool) -> Result<Response, St
         rest
     } else {
         loop {
-            let n = stream.read(&mut tmp).map_err(|e| format!("read body: {e}"))?;
+            let n = stream
+                .read(&mut tmp)
+                .map_err(|e| format!("read body: {e}"))?;
             if n == 0 {
                 break;
             }
@@ -519,7 +536,9 @@ fn read_chunked(stream: &mut TcpStream, mut buf: Vec<u8>) -> Result<Vec<u8>, Str
     let mut out = Vec::new();
     let mut tmp = [0u8; 16 * 1024];
     let mut fill = |buf: &mut Vec<u8>| -> Result<(), String> {
-        let n = stream.read(&mut tmp).map_err(|e| format!("read chunk: {e}"))?;
+        let n = stream
+            .read(&mut tmp)
+            .map_err(|e| format!("read chunk: {e}"))?;
         if n == 0 {
             return Err("connection closed inside a chunked body".into());
         }
@@ -878,7 +897,10 @@ pub fn read_key(file: &str) -> String {
 }
 
 fn claims_map(claims: &Value) -> Map<String, Value> {
-    claims.as_object().cloned().expect("claims must be a JSON object")
+    claims
+        .as_object()
+        .cloned()
+        .expect("claims must be a JSON object")
 }
 
 /// A token signed with an HMAC secret.
@@ -943,7 +965,12 @@ pub fn payload_of(token: &str) -> Value {
 /// matches.
 pub fn tamper_payload(token: &str, claims: &Value) -> String {
     let parts: Vec<&str> = token.split('.').collect();
-    format!("{}.{}.{}", parts[0], b64(claims.to_string().as_bytes()), parts[2])
+    format!(
+        "{}.{}.{}",
+        parts[0],
+        b64(claims.to_string().as_bytes()),
+        parts[2]
+    )
 }
 
 /// Flips one bit in the middle of the signature.
