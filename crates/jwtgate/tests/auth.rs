@@ -251,9 +251,16 @@ routes:
     let before = up.count();
 
     let resp = gw.send(&Req::post("/app/logout").bearer(&token));
+    assert_eq!(
+        up.count(),
+        before,
+        "the logout request was proxied to the upstream; with logout_forward \
+         false the gateway must answer it itself (SPEC §3.4); got {} {:?}",
+        resp.status,
+        resp.text()
+    );
     assert_eq!(resp.status, 200, "logout: {:?}\n{}", resp.text(), gw.logs());
     assert_eq!(resp.json(), json!({"message": "logged out"}));
-    assert_eq!(up.count(), before, "the gateway answers the logout itself");
 
     let resp = gw.send(&Req::get("/app/orders").bearer(&token));
     assert_refused(&resp, "JWT token has been revoked", "jwtgate", true);
@@ -886,22 +893,15 @@ fn with_spoofed_identity(mut req: Req) -> Req {
 #[test]
 fn client_sent_identity_headers_are_removed_on_an_authenticated_route() {
     let up = Upstream::start();
-    let gw = Gateway::start(&config(&up, "{ forward_claims: { sub: X-User-Id } }"));
-    // admin has no custom_id, and the token has no sub: the spoofed copies
-    // must not survive just because the gateway has nothing to put there.
-    let token = admin_token();
-    let req =
-        with_spoofed_identity(Req::get("/x").bearer(&token)).header("X-User-Id", "spoofed-sub");
+    let gw = Gateway::start(&config(&up, "{}"));
+    // admin has no custom_id: the spoofed copy must not survive just because
+    // the gateway has nothing to put there.
+    let req = with_spoofed_identity(Req::get("/x").bearer(&admin_token()));
     assert_eq!(gw.send(&req).status, 200);
     let r = up.last();
     assert_eq!(r.header_all("x-consumer-username"), vec!["admin"]);
     assert_eq!(r.header_all("x-credential-identifier"), vec!["admin-key"]);
     assert_eq!(r.header_all("x-consumer-custom-id"), Vec::<&str>::new());
-    assert!(
-        !r.header_all("x-user-id").contains(&"spoofed-sub"),
-        "a client-sent forward_claims header must not pass: {:?}",
-        r.headers
-    );
     // alice has a custom_id: exactly the real one.
     let req = with_spoofed_identity(Req::get("/x").bearer(&alice_token()));
     assert_eq!(gw.send(&req).status, 200);
@@ -909,6 +909,45 @@ fn client_sent_identity_headers_are_removed_on_an_authenticated_route() {
     assert_eq!(r.header_all("x-consumer-username"), vec!["alice"]);
     assert_eq!(r.header_all("x-consumer-custom-id"), vec!["crm-42"]);
     assert_eq!(r.header_all("x-credential-identifier"), vec!["user123"]);
+}
+
+/// SPEC §3.2: the upstream gets "X-Consumer-Username, X-Consumer-Custom-ID
+/// and X-Credential-Identifier, plus any forward_claims headers. Copies of
+/// these headers sent by the client are removed". A forward_claims header is
+/// identity the upstream trusts, so a client-sent copy must never pass, also
+/// when the token lacks the claim.
+#[test]
+fn client_sent_forward_claims_headers_are_removed() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(&up, "{ forward_claims: { sub: X-User-Id } }"));
+    let with_sub = sign_hs(
+        "HS256",
+        ALICE_SECRET,
+        json!({"key": "user123", "exp": now() + 600, "sub": "real-sub"}),
+    );
+    let req = Req::get("/x")
+        .bearer(&with_sub)
+        .header("X-User-Id", "spoofed-sub");
+    assert_eq!(gw.send(&req).status, 200);
+    let r = up.last();
+    assert_eq!(
+        r.header_all("x-user-id"),
+        vec!["real-sub"],
+        "token has sub: exactly the claim's value"
+    );
+
+    let without_sub = alice_token();
+    let req = Req::get("/x")
+        .bearer(&without_sub)
+        .header("X-User-Id", "spoofed-sub");
+    assert_eq!(gw.send(&req).status, 200);
+    let r = up.last();
+    assert_eq!(
+        r.header_all("x-user-id"),
+        Vec::<&str>::new(),
+        "token has no sub: a client-sent X-User-Id must not reach the upstream: {:?}",
+        r.headers
+    );
 }
 
 #[test]
@@ -1137,4 +1176,70 @@ fn regression_path_dotdot_bypass() {
         );
     }
     assert_eq!(up.count(), 0, "{:?}", up.records());
+}
+
+// ---------------------------------------------------------------------------
+// SPEC §3.2: "Tokens are never logged in full", secrets never
+// ---------------------------------------------------------------------------
+
+#[test]
+fn tokens_and_secrets_never_appear_in_the_log() {
+    let up = Upstream::start();
+    // `jwtgate run --help` names JWTGATE_LOG as the log filter.
+    let gw = Gateway::start_with_env(&config(&up, "{}"), &[("JWTGATE_LOG", "debug")]);
+    let n = now();
+    let tokens = [
+        alice_token(),
+        admin_token(),
+        sign_hs(
+            "HS256",
+            ALICE_SECRET,
+            json!({"key": "user123", "exp": n - 100}),
+        ),
+        tamper_signature(&alice_token()),
+        sign_hs("HS256", ALICE_SECRET, claims_for("nobody")),
+        sign_hs("HS256", ALICE_SECRET, json!({"sub": "x", "exp": n + 60})),
+    ];
+    for t in &tokens {
+        gw.send(&Req::get("/x").bearer(t));
+        gw.get(&format!("/x?jwt={t}"));
+        gw.send(&Req::get("/x").header("Cookie", &format!("jwt={t}")));
+    }
+    let logs = gw.logs();
+    assert!(
+        !logs.contains(ALICE_SECRET),
+        "the secret was logged:\n{logs}"
+    );
+    for t in &tokens {
+        assert!(
+            !logs.contains(t.as_str()),
+            "a full token was logged:\n{logs}"
+        );
+        let sig = t.rsplit('.').next().unwrap();
+        assert!(
+            !logs.contains(sig),
+            "a token's signature was logged:\n{logs}"
+        );
+    }
+}
+
+/// RFC 7515 §4.1.11: a JWS whose `crit` header names an extension the
+/// recipient does not understand is invalid, however well signed.
+#[test]
+fn a_token_with_an_unknown_critical_header_is_refused() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(&up, "{}"));
+    let header = json!({"alg": "HS256", "typ": "JWT", "crit": ["x-must-understand"], "x-must-understand": true});
+    let token = sign_hs_with_header(
+        "HS256",
+        ALICE_SECRET.as_bytes(),
+        header,
+        claims_for("user123"),
+    );
+    let resp = gw.send(&Req::get("/x").bearer(&token));
+    assert_eq!(
+        resp.status, 401,
+        "a token with an unknown crit extension was accepted"
+    );
+    assert_eq!(up.count(), 0);
 }

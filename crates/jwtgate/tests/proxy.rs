@@ -133,24 +133,23 @@ fn routes_match_on_host() {
     let h = Upstream::start_with("api-host", Behavior::Answer);
     let any = Upstream::start_with("any-host", Behavior::Answer);
     let only = Upstream::start_with("only-host", Behavior::Answer);
-    // The host-less route is listed first: a host match is more specific.
     let yaml = format!(
         r#"listen: "127.0.0.1:0"
 routes:
-  - name: any-host
-    paths: ["/h"]
-    upstream: {{ nodes: ["{}"] }}
   - name: api-host
     paths: ["/h"]
     hosts: ["api.example.com"]
+    upstream: {{ nodes: ["{}"] }}
+  - name: any-host
+    paths: ["/h"]
     upstream: {{ nodes: ["{}"] }}
   - name: only-host
     paths: ["/only"]
     hosts: ["only.example.com"]
     upstream: {{ nodes: ["{}"] }}
 "#,
-        any.node(),
         h.node(),
+        any.node(),
         only.node()
     );
     let gw = Gateway::start(&yaml);
@@ -162,6 +161,33 @@ routes:
         "only-host"
     );
     assert_json_error(&with_host("/only", "other.example.com"), 404);
+}
+
+/// On the same path, a route that names the request's host is more specific
+/// than one that accepts any host, whatever their order in the file (Kong
+/// ranks routes with hosts first; APISIX and Envoy select by host first).
+#[test]
+fn a_host_specific_route_wins_over_a_hostless_one_on_the_same_path() {
+    let h = Upstream::start_with("api-host", Behavior::Answer);
+    let any = Upstream::start_with("any-host", Behavior::Answer);
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+routes:
+  - name: any-host
+    paths: ["/h"]
+    upstream: {{ nodes: ["{}"] }}
+  - name: api-host
+    paths: ["/h"]
+    hosts: ["api.example.com"]
+    upstream: {{ nodes: ["{}"] }}
+"#,
+        any.node(),
+        h.node()
+    );
+    let gw = Gateway::start(&yaml);
+    let with_host = |path: &str, host: &str| gw.send(&Req::get(path).header("Host", host));
+    assert_eq!(served_by(&with_host("/h", "other.example.com")), "any-host");
+    assert_eq!(served_by(&with_host("/h", "api.example.com")), "api-host");
 }
 
 /// Host matching ignores the port and letter case, as in Kong and APISIX.
@@ -191,14 +217,15 @@ routes:
 
 #[test]
 fn upstream_down_is_502_json() {
+    let dead = dead_port();
     let yaml = format!(
         r#"listen: "127.0.0.1:0"
 routes:
   - name: down
     paths: ["/*"]
-    upstream: {{ nodes: ["127.0.0.1:{}"], connect_timeout_ms: 2000 }}
+    upstream: {{ nodes: ["{}"], connect_timeout_ms: 2000 }}
 "#,
-        closed_port()
+        dead.node()
     );
     let gw = Gateway::start(&yaml);
     assert_json_error(&gw.get("/x"), 502);
@@ -254,7 +281,8 @@ routes:
 fn a_dead_node_is_skipped_on_connect_failure() {
     let a = Upstream::start_with("alive", Behavior::Answer);
     for order in ["dead-first", "dead-last"] {
-        let dead = format!("127.0.0.1:{}", closed_port());
+        let dead_port = dead_port();
+        let dead = dead_port.node();
         let nodes = if order == "dead-first" {
             format!("\"{dead}\", \"{}\"", a.node())
         } else {
@@ -592,4 +620,92 @@ fn a_5_mib_response_body_reaches_the_client() {
         resp.body == pattern(FIVE_MIB),
         "the response bytes changed on the way"
     );
+}
+
+/// SPEC §5 "bodies streamed, never buffered whole": the upstream sees the
+/// request head while the client still holds most of the body back.
+#[test]
+fn request_body_is_streamed_not_buffered() {
+    use std::io::Write;
+    let up = Upstream::start();
+    let gw = Gateway::start(&open_route(&up));
+    let body = pattern(FIVE_MIB);
+    let mut s = connect(gw.addr);
+    let head = format!(
+        "POST /stream-up HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {FIVE_MIB}\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&body[..256 * 1024]).unwrap();
+    s.flush().unwrap();
+    let seen = eventually(IO_TIMEOUT, || !up.started().is_empty());
+    assert!(
+        seen,
+        "the upstream saw nothing while 256 KiB of a 5 MiB body were sent: \
+         the gateway buffers request bodies\n{}",
+        gw.logs()
+    );
+    s.write_all(&body[256 * 1024..]).unwrap();
+    let resp = read_response(&mut s, false).unwrap();
+    assert_eq!(resp.status, 200);
+    assert_eq!(up.last().body_len, FIVE_MIB);
+    assert!(up.last().body_matches_pattern);
+}
+
+/// The client receives the first part of a response while the upstream is
+/// still holding back the rest.
+#[test]
+fn response_body_is_streamed_not_buffered() {
+    use std::io::{Read, Write};
+    let up = Upstream::start_with("gated", Behavior::Gated);
+    let gw = Gateway::start(&open_route(&up));
+    let mut s = connect(gw.addr);
+    s.write_all(b"GET /stream-down HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    let marker = b"<first-part-end>";
+    while !got.windows(marker.len()).any(|w| w == marker) {
+        match s.read(&mut buf) {
+            Ok(0) => panic!(
+                "connection closed early: {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => {
+                up.open_gate();
+                panic!(
+                    "the first part of the response did not arrive while the upstream held the rest ({e}): \
+                     the gateway buffers response bodies\n{}",
+                    gw.logs()
+                );
+            }
+        }
+    }
+    up.open_gate();
+    s.read_to_end(&mut got).unwrap();
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text:.200}");
+    assert!(
+        text.contains("<last-part>"),
+        "the rest of the body never arrived"
+    );
+}
+
+/// Hop-by-hop headers are removed in the response direction too (SPEC §5).
+#[test]
+fn hop_by_hop_response_headers_are_not_forwarded() {
+    let up = Upstream::start_with("hop", Behavior::HopHeaders);
+    let gw = Gateway::start(&open_route(&up));
+    let resp = gw.get("/x");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("x-up-end"), Some("kept"));
+    assert_eq!(resp.header("x-up-hop"), None, "{:?}", resp.headers);
+    assert_eq!(resp.header("keep-alive"), None, "{:?}", resp.headers);
+    for v in resp.header_all("connection") {
+        assert!(
+            !v.to_ascii_lowercase().contains("x-up-hop"),
+            "{:?}",
+            resp.headers
+        );
+    }
 }

@@ -206,7 +206,7 @@ fn signed_tokens_with_odd_claims_never_cause_5xx() {
             resp.text()
         );
     }
-    let headers = vec![
+    let headers = [
         json!({"alg": "HS256", "typ": "JWT", "crit": ["exp"]}),
         json!({"alg": 256}),
         json!({"typ": "JWT"}),
@@ -364,15 +364,14 @@ fn an_oversized_header_is_refused_with_4xx() {
     let mut gw = Gateway::start(&protected_config(&up));
     for size in [16 * 1024, 64 * 1024, 512 * 1024] {
         let big = "A".repeat(size);
-        match Req::get("/x").bearer(&big).try_send(gw.addr) {
-            Ok(resp) => assert!(
+        // Closing the connection on an absurd header is acceptable too.
+        if let Ok(resp) = Req::get("/x").bearer(&big).try_send(gw.addr) {
+            assert!(
                 (400..500).contains(&resp.status),
                 "{size}-byte Authorization: got {} {:?}",
                 resp.status,
                 resp.text()
-            ),
-            // Closing the connection on an absurd header is acceptable too.
-            Err(_) => {}
+            );
         }
     }
     assert_eq!(up.count(), 0);
@@ -496,4 +495,99 @@ routes:
     }
     gw.assert_alive();
     assert_eq!(gw.get("/still/serving").status, 200);
+}
+
+/// Sends raw bytes on one connection and reads one response, leaving the
+/// connection open for the next exchange.
+fn exchange(s: &mut std::net::TcpStream, bytes: &[u8]) -> Result<Response, String> {
+    use std::io::Write;
+    s.write_all(bytes).map_err(|e| e.to_string())?;
+    read_response(s, false)
+}
+
+/// A body the gateway did not read (a refused request) or ambiguous framing
+/// must never be parsed as a second request and reach an upstream.
+#[test]
+fn no_request_smuggling_past_the_policy() {
+    let protected = Upstream::start_with("protected", Behavior::Answer);
+    let open = Upstream::start_with("open", Behavior::Answer);
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+consumers:
+  - username: alice
+    jwt: {{ key: user123, secret: "{SECRET}" }}
+routes:
+  - name: protected
+    paths: ["/protected/*"]
+    upstream: {{ nodes: ["{}"] }}
+    jwt: {{}}
+  - name: open
+    paths: ["/*"]
+    upstream: {{ nodes: ["{}"] }}
+"#,
+        protected.node(),
+        open.node()
+    );
+    let mut gw = Gateway::start(&yaml);
+    let smuggled = "GET /protected/smuggled HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    let follow_up = b"GET /open/after HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "refused request with an unread body",
+            format!(
+                "POST /protected/x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{smuggled}",
+                smuggled.len()
+            ),
+        ),
+        (
+            "Content-Length and chunked together",
+            format!(
+                "POST /open/x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"
+            ),
+        ),
+        (
+            "two different Content-Lengths",
+            format!(
+                "POST /open/x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nContent-Length: {}\r\n\r\n{smuggled}",
+                smuggled.len()
+            ),
+        ),
+        (
+            "obfuscated Transfer-Encoding",
+            format!(
+                "POST /open/x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nTransfer-Encoding: xchunked\r\n\r\n{smuggled}",
+                smuggled.len()
+            ),
+        ),
+    ];
+    for (what, raw) in &cases {
+        let mut s = connect(gw.addr);
+        match exchange(&mut s, raw.as_bytes()) {
+            Ok(resp) => assert!(
+                resp.status < 500,
+                "{what}: got {} {:?}",
+                resp.status,
+                resp.text()
+            ),
+            Err(_) => continue, // the gateway closed the connection: fine
+        }
+        // If the connection is still usable, a follow-up request must be
+        // answered as itself, not as the smuggled one.
+        if let Ok(resp) = exchange(&mut s, follow_up) {
+            assert!(resp.status < 500, "{what}: follow-up got {}", resp.status);
+        }
+    }
+    let seen: Vec<String> = protected
+        .records()
+        .into_iter()
+        .chain(open.records())
+        .map(|r| r.target)
+        .collect();
+    assert!(
+        !seen.iter().any(|t| t.contains("smuggled")),
+        "a smuggled request reached an upstream: {seen:?}"
+    );
+    assert_eq!(protected.count(), 0, "{seen:?}");
+    gw.assert_alive();
 }

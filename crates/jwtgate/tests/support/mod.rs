@@ -71,13 +71,34 @@ impl Gateway {
         Gateway::start_in(dir, config_path)
     }
 
+    /// Like [`Gateway::start`], with extra environment variables (e.g. a
+    /// verbose log filter).
+    pub fn start_with_env(yaml: &str, env: &[(&str, &str)]) -> Gateway {
+        let run = || -> Result<Gateway, String> {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let config_path = dir.path().join("jwtgate.yaml");
+            std::fs::write(&config_path, yaml).map_err(|e| e.to_string())?;
+            Gateway::start_in_env(dir, config_path, env)
+        };
+        run().unwrap_or_else(|e| panic!("gateway did not start: {e}\n--- config ---\n{yaml}"))
+    }
+
     /// Starts on a config file already written into `dir`.
     pub fn start_in(dir: tempfile::TempDir, config_path: PathBuf) -> Result<Gateway, String> {
+        Gateway::start_in_env(dir, config_path, &[])
+    }
+
+    pub fn start_in_env(
+        dir: tempfile::TempDir,
+        config_path: PathBuf,
+        env: &[(&str, &str)],
+    ) -> Result<Gateway, String> {
         let mut child = Command::new(BIN)
             .arg("run")
             .arg("--config")
             .arg(&config_path)
             .current_dir(dir.path())
+            .envs(env.iter().copied())
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -449,7 +470,7 @@ impl Response {
     }
 }
 
-fn read_response(stream: &mut TcpStream, head_only: bool) -> Result<Response, String> {
+pub fn read_response(stream: &mut TcpStream, head_only: bool) -> Result<Response, String> {
     let mut buf = Vec::new();
     let mut tmp = [0u8; 16 * 1024];
     // Read until the end of the header block.
@@ -594,6 +615,12 @@ pub enum Behavior {
     Answer,
     /// Waits this long before sending the response head.
     Slow(Duration),
+    /// 200, streamed: [`GATED_FIRST`] at once, then waits until
+    /// [`Upstream::open_gate`] (at most [`IO_TIMEOUT`]), then [`GATED_LAST`].
+    Gated,
+    /// 200 with hop-by-hop response headers: `Connection: x-up-hop`,
+    /// `X-Up-Hop`, `Keep-Alive`, and an end-to-end `X-Up-End`.
+    HopHeaders,
     /// 200 with a body of this many bytes, streamed (chunked) in 64 KiB
     /// pieces; byte i is `pattern_byte(i)`.
     Stream(usize),
@@ -645,6 +672,9 @@ struct UpstreamState {
     id: String,
     behavior: Mutex<Behavior>,
     records: Mutex<Vec<Recorded>>,
+    /// Targets of requests whose head arrived (before their body is read).
+    started: Mutex<Vec<String>>,
+    gate: tokio::sync::watch::Sender<bool>,
 }
 
 /// A real HTTP/1.1 server on 127.0.0.1:0 that records every request. Each
@@ -669,6 +699,8 @@ impl Upstream {
             id: id.to_owned(),
             behavior: Mutex::new(behavior),
             records: Mutex::new(Vec::new()),
+            started: Mutex::new(Vec::new()),
+            gate: tokio::sync::watch::channel(false).0,
         });
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
         let st = state.clone();
@@ -733,6 +765,16 @@ impl Upstream {
             .expect("the upstream received no request")
     }
 
+    /// Requests whose head has arrived, whether or not their body has.
+    pub fn started(&self) -> Vec<String> {
+        self.state.started.lock().unwrap().clone()
+    }
+
+    /// Lets [`Behavior::Gated`] responses finish.
+    pub fn open_gate(&self) {
+        self.state.gate.send_replace(true);
+    }
+
     pub fn clear(&self) {
         self.state.records.lock().unwrap().clear();
     }
@@ -756,6 +798,7 @@ async fn handle(
     req: hyper::Request<Incoming>,
 ) -> Result<hyper::Response<RespBody>, Infallible> {
     let method = req.method().to_string();
+    st.started.lock().unwrap().push(req.uri().to_string());
     let target = req
         .uri()
         .path_and_query()
@@ -795,21 +838,61 @@ async fn handle(
         body_matches_pattern: matches,
     });
     let behavior = st.behavior.lock().unwrap().clone();
+    let hop = matches!(behavior, Behavior::HopHeaders);
     let body: RespBody = match behavior {
+        Behavior::HopHeaders => Full::new(Bytes::from_static(b"upstream ok")).boxed(),
         Behavior::Answer => Full::new(Bytes::from_static(b"upstream ok")).boxed(),
         Behavior::Slow(d) => {
             tokio::time::sleep(d).await;
             Full::new(Bytes::from_static(b"slow upstream ok")).boxed()
         }
         Behavior::Stream(n) => PatternBody { sent: 0, total: n }.boxed(),
+        Behavior::Gated => {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+            let mut gate = st.gate.subscribe();
+            tokio::spawn(async move {
+                let _ = tx.send(Bytes::from(GATED_FIRST.to_vec())).await;
+                let _ = tokio::time::timeout(IO_TIMEOUT, gate.wait_for(|open| *open)).await;
+                let _ = tx.send(Bytes::from_static(GATED_LAST)).await;
+            });
+            ChannelBody(rx).boxed()
+        }
     };
-    let resp = hyper::Response::builder()
+    let mut resp = hyper::Response::builder()
         .status(200)
         .header("content-type", "text/plain")
-        .header("x-upstream-id", st.id.as_str())
-        .body(body)
-        .unwrap();
+        .header("x-upstream-id", st.id.as_str());
+    if hop {
+        resp = resp
+            .header("connection", "x-up-hop")
+            .header("x-up-hop", "per-connection")
+            .header("keep-alive", "timeout=99")
+            .header("x-up-end", "kept");
+    }
+    let resp = resp.body(body).unwrap();
     Ok(resp)
+}
+
+/// The first part of a [`Behavior::Gated`] body: 16 KiB ending in a marker.
+pub static GATED_FIRST: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
+    let mut v = vec![b'.'; 16 * 1024];
+    v.extend_from_slice(b"<first-part-end>");
+    v
+});
+pub const GATED_LAST: &[u8] = b"<last-part>";
+
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+    }
 }
 
 /// A streamed body of `total` pattern bytes, without a known length.
@@ -837,10 +920,36 @@ impl Body for PatternBody {
     }
 }
 
-/// A loopback port with nothing listening on it (bound, then released).
-pub fn closed_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+/// A raw connection with read and write deadlines.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).unwrap();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    s
+}
+
+/// A loopback port that refuses connections for as long as this value
+/// lives: the socket is bound (so no concurrent test can take the port) but
+/// never listens, so every connect gets a reset.
+pub struct DeadPort {
+    pub port: u16,
+    _socket: tokio::net::TcpSocket,
+}
+
+impl DeadPort {
+    pub fn node(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+pub fn dead_port() -> DeadPort {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    DeadPort {
+        port,
+        _socket: socket,
+    }
 }
 
 /// Polls `f` until it returns true or `timeout` passes.

@@ -1,0 +1,92 @@
+//! The in-memory blacklist every node checks on the request path: a hash set
+//! of digests with their expiry. Reads take a shared lock and do one probe.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::RwLock;
+
+use crate::{Digest, Entry};
+
+/// Digests are SHA-256 output, already uniformly distributed: the first
+/// eight bytes are a perfect hash, no need to hash again.
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes.iter().take(8) {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+}
+
+type Map = HashMap<Digest, i64, BuildHasherDefault<DigestHasher>>;
+
+#[derive(Default)]
+pub struct Blacklist {
+    entries: RwLock<Map>,
+}
+
+impl Blacklist {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether `digest` is revoked at `now`.
+    pub fn contains(&self, digest: &Digest, now: i64) -> bool {
+        // A poisoned lock means a writer panicked mid-insert; the map itself
+        // is still a valid map, so keep answering from it.
+        let map = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        map.get(digest).is_some_and(|&exp| exp > now)
+    }
+
+    pub fn insert(&self, entry: Entry) {
+        let mut map = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        let exp = map.entry(entry.digest).or_insert(entry.expires_at);
+        *exp = (*exp).max(entry.expires_at);
+    }
+
+    pub fn extend(&self, entries: impl IntoIterator<Item = Entry>) {
+        let mut map = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        for e in entries {
+            let exp = map.entry(e.digest).or_insert(e.expires_at);
+            *exp = (*exp).max(e.expires_at);
+        }
+    }
+
+    /// Drops entries expired at `now`.
+    pub fn purge(&self, now: i64) -> usize {
+        let mut map = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        let before = map.len();
+        map.retain(|_, exp| *exp > now);
+        before - map.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_expire() {
+        let b = Blacklist::new();
+        b.insert(Entry { digest: [1; 32], expires_at: 100 });
+        assert!(b.contains(&[1; 32], 99));
+        assert!(!b.contains(&[1; 32], 100));
+        assert!(!b.contains(&[2; 32], 0));
+        assert_eq!(b.purge(100), 1);
+        assert!(b.is_empty());
+    }
+}

@@ -1,0 +1,133 @@
+//! The token blacklist (SPEC §3.4).
+//!
+//! [`RevocationStore`] is where revocations live durably: [`embedded`] (redb
+//! on local disk, the zero-config default), [`redis`] (standalone) or Redis
+//! Cluster. Every node also keeps the live blacklist in memory
+//! ([`Blacklist`]), fed by [`Revocations`]' sync task, so that checking a
+//! token on the request path never waits for the network.
+//!
+//! What this crate does not do: decide which requests are logouts, or hash
+//! tokens (the core's `token_digest`); it stores 32-byte digests with the
+//! instant they stop mattering.
+
+mod blacklist;
+pub mod embedded;
+mod gate;
+pub mod redis;
+mod sync;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use blacklist::Blacklist;
+pub use gate::OpGate;
+pub use sync::{Revocations, SyncSettings};
+
+use jwtgate_config::StoreConfig;
+
+/// SHA-256 of a token. The store never sees the token itself.
+pub type Digest = [u8; 32];
+
+/// One blacklist entry: the token's digest and when it expires (Unix seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub digest: Digest,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// pool_size operations in flight and pool_backlog already waiting.
+    #[error("store busy: pool and backlog are full")]
+    Busy,
+    #[error("store operation timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Written to the primary, but no replica acknowledged it in time.
+    #[error("not acknowledged by any replica")]
+    NotReplicated,
+}
+
+/// Where stream consumers resume reading other nodes' revocations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cursor {
+    /// Not positioned yet: [`RevocationStore::position`] sets it.
+    Start,
+    At(String),
+}
+
+/// Durable storage of revocations, shared by the nodes that use it.
+#[async_trait::async_trait]
+pub trait RevocationStore: Send + Sync {
+    /// Records a revocation. `Ok` only once it is durable: committed to disk
+    /// (embedded) or acknowledged by the primary and, where replicas exist,
+    /// by at least one replica (Redis).
+    async fn revoke(&self, entry: Entry) -> Result<(), StoreError>;
+
+    /// Records many revocations at once (bulk import), with the same
+    /// durability as [`RevocationStore::revoke`] for the whole batch.
+    async fn revoke_batch(&self, entries: &[Entry]) -> Result<(), StoreError> {
+        for e in entries {
+            self.revoke(*e).await?;
+        }
+        Ok(())
+    }
+
+    /// Every entry that has not expired at `now` (a full resync).
+    async fn snapshot(&self, now: i64) -> Result<Vec<Entry>, StoreError>;
+
+    /// The position of the change feed now: entries revoked after this call
+    /// are returned by [`RevocationStore::changes`] from it.
+    async fn position(&self) -> Result<Cursor, StoreError>;
+
+    /// Entries revoked (by any node) after `cursor`, waiting up to `wait` for
+    /// one; advances `cursor`. A store without a shared feed returns none.
+    async fn changes(&self, cursor: &mut Cursor, wait: Duration) -> Result<Vec<Entry>, StoreError>;
+
+    /// Deletes entries expired at `now`; returns how many.
+    async fn purge(&self, now: i64) -> Result<u64, StoreError>;
+
+    /// Whether other nodes may write to this store (then the sync task
+    /// follows the change feed).
+    fn is_shared(&self) -> bool;
+
+    /// A short name for logs and metrics: embedded, redis, redis_cluster.
+    fn kind(&self) -> &'static str;
+}
+
+/// Opens the store a config names. Redis stores connect lazily: a Redis that
+/// is down at start does not stop the gateway from serving.
+pub fn open(config: &StoreConfig) -> Result<Arc<dyn RevocationStore>, StoreError> {
+    Ok(match config {
+        StoreConfig::Embedded { path } => Arc::new(embedded::EmbeddedStore::open(path)?),
+        StoreConfig::Redis(r) => Arc::new(redis::RedisStore::standalone(r)?),
+        StoreConfig::RedisCluster(c) => Arc::new(redis::RedisStore::cluster(c)?),
+    })
+}
+
+/// Lower-case hex of a digest, as stored in Redis.
+pub fn to_hex(d: &Digest) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(64);
+    for b in d {
+        s.push(HEX[usize::from(b >> 4)] as char);
+        s.push(HEX[usize::from(b & 15)] as char);
+    }
+    s
+}
+
+pub fn from_hex(s: &str) -> Option<Digest> {
+    let bytes = s.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        // Two hex digits always fit a byte.
+        *out.get_mut(i)? = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}

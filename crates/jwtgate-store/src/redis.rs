@@ -1,0 +1,452 @@
+//! Redis and Redis Cluster stores.
+//!
+//! Layout (all keys share one hash tag, so they live in one cluster slot and
+//! one Lua script can touch them atomically):
+//! - `{name}:revoked`: sorted set, member = hex digest, score = expiry; the
+//!   source of truth for full resyncs and purges;
+//! - `{name}:feed`: stream of revocations (capped), which every node follows
+//!   with a blocking `XREAD` on a dedicated connection: unlike pub/sub, a node
+//!   that reconnects resumes where it stopped.
+//!
+//! A revocation is one script (ZADD + XADD) and, when the primary has
+//! replicas, `WAIT 1` on the same node: `Ok` means a replica has it too.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::streams::StreamReadReply;
+use redis::{AsyncConnectionConfig, Client, Cmd, ConnectionAddr, FromRedisValue, IntoConnectionInfo, RedisConnectionInfo};
+use tokio::sync::Mutex;
+
+use crate::gate::OpGate;
+use crate::{from_hex, to_hex, Cursor, Entry, RevocationStore, StoreError};
+use jwtgate_config::{PoolConfig, RedisClusterConfig, RedisConfig};
+
+/// Feed entries kept in the stream; older ones are trimmed (approximately).
+/// A node further behind than this catches up through a full resync.
+const FEED_MAX_LEN: u64 = 100_000;
+/// Entries fetched per page in a full resync.
+const SNAPSHOT_PAGE: usize = 10_000;
+
+const REVOKE_SCRIPT: &str = r"
+redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'd', ARGV[1], 'e', ARGV[2])
+return 1
+";
+
+pub struct RedisStore {
+    backend: Backend,
+    gate: OpGate,
+    zset: String,
+    feed: String,
+    op_timeout: Duration,
+    connect_timeout: Duration,
+    kind: &'static str,
+    script: redis::Script,
+}
+
+enum Backend {
+    Standalone {
+        client: Client,
+        conn: Mutex<Option<ConnectionManager>>,
+        feed: Mutex<Option<MultiplexedConnection>>,
+        pool: PoolConfig,
+    },
+    Cluster {
+        client: ClusterClient,
+        feed_client: ClusterClient,
+        conn: Mutex<Option<ClusterConnection>>,
+        feed: Mutex<Option<ClusterConnection>>,
+    },
+}
+
+/// A connection of either kind, cheap to clone.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl RedisStore {
+    pub fn standalone(cfg: &RedisConfig) -> Result<Self, StoreError> {
+        let mut redis = RedisConnectionInfo::default().set_db(i64::from(cfg.database));
+        if let Some(p) = &cfg.password {
+            redis = redis.set_password(p);
+        }
+        let info = ConnectionAddr::Tcp(cfg.host.clone(), cfg.port)
+            .into_connection_info()
+            .map_err(err)?
+            .set_redis_settings(redis);
+        let client = Client::open(info).map_err(err)?;
+        Ok(Self::new(
+            Backend::Standalone {
+                client,
+                conn: Mutex::new(None),
+                feed: Mutex::new(None),
+                pool: cfg.pool.clone(),
+            },
+            &cfg.pool,
+            "jwtgate",
+            "redis",
+        ))
+    }
+
+    pub fn cluster(cfg: &RedisClusterConfig) -> Result<Self, StoreError> {
+        let nodes: Vec<String> = cfg.nodes.iter().map(|n| format!("redis://{n}/")).collect();
+        let build = |response: Duration| {
+            let mut b = ClusterClient::builder(nodes.clone())
+                .connection_timeout(cfg.pool.connect_timeout)
+                .response_timeout(response)
+                .retries(2);
+            if let Some(p) = &cfg.password {
+                b = b.password(p.clone());
+            }
+            b.build().map_err(err)
+        };
+        let client = build(cfg.pool.read_timeout + cfg.pool.send_timeout)?;
+        let feed_client = build(FEED_BLOCK + cfg.pool.read_timeout + cfg.pool.send_timeout)?;
+        Ok(Self::new(
+            Backend::Cluster {
+                client,
+                feed_client,
+                conn: Mutex::new(None),
+                feed: Mutex::new(None),
+            },
+            &cfg.pool,
+            &cfg.name,
+            "redis_cluster",
+        ))
+    }
+
+    fn new(backend: Backend, pool: &PoolConfig, name: &str, kind: &'static str) -> Self {
+        let op_timeout = pool.read_timeout + pool.send_timeout;
+        RedisStore {
+            backend,
+            gate: OpGate::new(pool.pool_size, pool.pool_backlog, op_timeout),
+            zset: format!("{{{name}}}:revoked"),
+            feed: format!("{{{name}}}:feed"),
+            op_timeout,
+            connect_timeout: pool.connect_timeout,
+            kind,
+            script: redis::Script::new(REVOKE_SCRIPT),
+        }
+    }
+
+    /// The shared command connection, connecting on first use (and again
+    /// after a failed first connect). Reconnects after that are the client's.
+    async fn conn(&self) -> Result<Conn, StoreError> {
+        match &self.backend {
+            Backend::Standalone { client, conn, pool, .. } => {
+                let mut slot = conn.lock().await;
+                if let Some(c) = slot.as_ref() {
+                    return Ok(Conn::Single(c.clone()));
+                }
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(pool.connect_timeout))
+                    .set_response_timeout(Some(self.op_timeout))
+                    .set_number_of_retries(2)
+                    .set_max_delay(Duration::from_millis(500));
+                let c = tokio::time::timeout(self.connect_timeout, ConnectionManager::new_with_config(client.clone(), config))
+                    .await
+                    .map_err(|_| StoreError::Timeout(self.connect_timeout))?
+                    .map_err(err)?;
+                *slot = Some(c.clone());
+                Ok(Conn::Single(c))
+            }
+            Backend::Cluster { client, conn, .. } => {
+                let mut slot = conn.lock().await;
+                if let Some(c) = slot.as_ref() {
+                    return Ok(Conn::Cluster(c.clone()));
+                }
+                let c = tokio::time::timeout(self.connect_timeout + self.op_timeout, client.get_async_connection())
+                    .await
+                    .map_err(|_| StoreError::Timeout(self.connect_timeout))?
+                    .map_err(err)?;
+                *slot = Some(c.clone());
+                Ok(Conn::Cluster(c))
+            }
+        }
+    }
+
+    /// Runs `f` inside the pool gate and the operation timeout.
+    async fn op<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let _permit = self.gate.enter().await?;
+        tokio::time::timeout(self.op_timeout + self.connect_timeout, f)
+            .await
+            .map_err(|_| StoreError::Timeout(self.op_timeout))?
+    }
+
+    /// Sends a keyless command to the primary that owns our keys.
+    async fn to_primary<T: FromRedisValue>(&self, conn: &mut Conn, cmd: &Cmd) -> Result<T, StoreError> {
+        match conn {
+            Conn::Single(c) => cmd.query_async(c).await.map_err(err),
+            Conn::Cluster(c) => {
+                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_key(
+                    self.zset.as_bytes(),
+                    SlotAddr::Master,
+                )));
+                let v = c.route_command(cmd.clone(), route).await.map_err(err)?;
+                redis::from_redis_value(v).map_err(err)
+            }
+        }
+    }
+
+    async fn query<T: FromRedisValue>(conn: &mut Conn, cmd: &Cmd) -> Result<T, StoreError> {
+        match conn {
+            Conn::Single(c) => cmd.query_async(c).await.map_err(err),
+            Conn::Cluster(c) => cmd.query_async(c).await.map_err(err),
+        }
+    }
+
+    /// A dedicated connection for blocking XREADs, so that they never hold
+    /// up revocations on the shared one.
+    async fn feed_conn(&self) -> Result<FeedConn, StoreError> {
+        match &self.backend {
+            Backend::Standalone { client, feed, .. } => {
+                let mut slot = feed.lock().await;
+                if let Some(c) = slot.as_ref() {
+                    return Ok(FeedConn::Single(c.clone()));
+                }
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.connect_timeout))
+                    .set_response_timeout(Some(FEED_BLOCK + self.op_timeout));
+                let c = client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .map_err(err)?;
+                *slot = Some(c.clone());
+                Ok(FeedConn::Single(c))
+            }
+            Backend::Cluster { feed_client, feed, .. } => {
+                let mut slot = feed.lock().await;
+                if let Some(c) = slot.as_ref() {
+                    return Ok(FeedConn::Cluster(c.clone()));
+                }
+                let c = tokio::time::timeout(self.connect_timeout + self.op_timeout, feed_client.get_async_connection())
+                    .await
+                    .map_err(|_| StoreError::Timeout(self.connect_timeout))?
+                    .map_err(err)?;
+                *slot = Some(c.clone());
+                Ok(FeedConn::Cluster(c))
+            }
+        }
+    }
+
+    /// Forgets the feed connection after an error, so the next call reconnects.
+    async fn drop_feed(&self) {
+        match &self.backend {
+            Backend::Standalone { feed, .. } => *feed.lock().await = None,
+            Backend::Cluster { feed, .. } => *feed.lock().await = None,
+        }
+    }
+
+    /// Connected replicas of the primary holding our keys.
+    async fn replica_count(&self, conn: &mut Conn) -> Result<u64, StoreError> {
+        let info: String = self.to_primary(conn, redis::cmd("INFO").arg("replication")).await?;
+        Ok(info
+            .lines()
+            .find_map(|l| l.strip_prefix("connected_slaves:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0))
+    }
+}
+
+/// How long one XREAD may block waiting for new revocations.
+pub const FEED_BLOCK: Duration = Duration::from_millis(1000);
+
+#[derive(Clone)]
+enum FeedConn {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl FeedConn {
+    async fn query<T: FromRedisValue>(&mut self, cmd: &Cmd) -> Result<T, StoreError> {
+        match self {
+            FeedConn::Single(c) => cmd.query_async(c).await.map_err(err),
+            FeedConn::Cluster(c) => cmd.query_async(c).await.map_err(err),
+        }
+    }
+}
+
+fn parse_feed(reply: Option<StreamReadReply>, cursor: &mut Cursor) -> Vec<Entry> {
+    let mut out = Vec::new();
+    for key in reply.map(|r| r.keys).unwrap_or_default() {
+        for id in key.ids {
+            let digest = id.get::<String>("d").as_deref().and_then(from_hex);
+            let exp = id.get::<i64>("e");
+            if let (Some(digest), Some(expires_at)) = (digest, exp) {
+                out.push(Entry { digest, expires_at });
+            }
+            *cursor = Cursor::At(id.id);
+        }
+    }
+    out
+}
+
+#[async_trait::async_trait]
+impl RevocationStore for RedisStore {
+    async fn revoke(&self, entry: Entry) -> Result<(), StoreError> {
+        self.op(async {
+            let mut conn = self.conn().await?;
+            let mut inv = self.script.key(&self.zset);
+            inv.key(&self.feed)
+                .arg(to_hex(&entry.digest))
+                .arg(entry.expires_at)
+                .arg(FEED_MAX_LEN);
+            let _: i64 = match &mut conn {
+                Conn::Single(c) => inv.invoke_async(c).await.map_err(err)?,
+                Conn::Cluster(c) => inv.invoke_async(c).await.map_err(err)?,
+            };
+            if self.replica_count(&mut conn).await? > 0 {
+                let wait_ms = u64::try_from(self.op_timeout.as_millis() / 2).unwrap_or(500).max(1);
+                let acked: i64 = self.to_primary(&mut conn, redis::cmd("WAIT").arg(1).arg(wait_ms)).await?;
+                if acked < 1 {
+                    return Err(StoreError::NotReplicated);
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn revoke_batch(&self, entries: &[Entry]) -> Result<(), StoreError> {
+        for chunk in entries.chunks(1000) {
+            self.op(async {
+                let mut conn = self.conn().await?;
+                let mut pipe = redis::pipe();
+                let zadd = pipe.cmd("ZADD").arg(&self.zset).arg("GT");
+                for e in chunk {
+                    zadd.arg(e.expires_at).arg(to_hex(&e.digest));
+                }
+                pipe.ignore();
+                for e in chunk {
+                    pipe.cmd("XADD")
+                        .arg(&self.feed)
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(FEED_MAX_LEN)
+                        .arg("*")
+                        .arg("d")
+                        .arg(to_hex(&e.digest))
+                        .arg("e")
+                        .arg(e.expires_at)
+                        .ignore();
+                }
+                match &mut conn {
+                    Conn::Single(c) => pipe.query_async::<()>(c).await.map_err(err),
+                    Conn::Cluster(c) => pipe.query_async::<()>(c).await.map_err(err),
+                }
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn snapshot(&self, now: i64) -> Result<Vec<Entry>, StoreError> {
+        let mut out = Vec::new();
+        let mut offset = 0usize;
+        loop {
+            let page: Vec<(String, f64)> = self
+                .op(async {
+                    let mut conn = self.conn().await?;
+                    let cmd = redis::cmd("ZRANGE")
+                        .arg(&self.zset)
+                        .arg(format!("({now}"))
+                        .arg("+inf")
+                        .arg("BYSCORE")
+                        .arg("LIMIT")
+                        .arg(offset)
+                        .arg(SNAPSHOT_PAGE)
+                        .arg("WITHSCORES")
+                        .clone();
+                    Self::query(&mut conn, &cmd).await
+                })
+                .await?;
+            let n = page.len();
+            out.extend(page.into_iter().filter_map(|(hex, score)| {
+                Some(Entry {
+                    digest: from_hex(&hex)?,
+                    // Scores are whole seconds written by us; i64 range.
+                    expires_at: score as i64,
+                })
+            }));
+            if n < SNAPSHOT_PAGE {
+                return Ok(out);
+            }
+            offset += n;
+        }
+    }
+
+    async fn position(&self) -> Result<Cursor, StoreError> {
+        self.op(async {
+            let mut conn = self.conn().await?;
+            let cmd = redis::cmd("XREVRANGE").arg(&self.feed).arg("+").arg("-").arg("COUNT").arg(1).clone();
+            let last: Vec<(String, Vec<String>)> = Self::query(&mut conn, &cmd).await?;
+            Ok(Cursor::At(last.into_iter().next().map_or_else(|| "0-0".to_owned(), |(id, _)| id)))
+        })
+        .await
+    }
+
+    async fn changes(&self, cursor: &mut Cursor, wait: Duration) -> Result<Vec<Entry>, StoreError> {
+        let from = match cursor {
+            Cursor::Start => {
+                *cursor = self.position().await?;
+                return Ok(Vec::new());
+            }
+            Cursor::At(id) => id.clone(),
+        };
+        let mut conn = self.feed_conn().await?;
+        let block = u64::try_from(wait.min(FEED_BLOCK).as_millis()).unwrap_or(1000).max(1);
+        let cmd = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(1000)
+            .arg("BLOCK")
+            .arg(block)
+            .arg("STREAMS")
+            .arg(&self.feed)
+            .arg(&from)
+            .clone();
+        let limit = FEED_BLOCK + self.op_timeout + self.connect_timeout;
+        let reply = match tokio::time::timeout(limit, conn.query::<Option<StreamReadReply>>(&cmd)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                self.drop_feed().await;
+                return Err(e);
+            }
+            Err(_) => {
+                self.drop_feed().await;
+                return Err(StoreError::Timeout(limit));
+            }
+        };
+        Ok(parse_feed(reply, cursor))
+    }
+
+    async fn purge(&self, now: i64) -> Result<u64, StoreError> {
+        self.op(async {
+            let mut conn = self.conn().await?;
+            let cmd = redis::cmd("ZREMRANGEBYSCORE").arg(&self.zset).arg("-inf").arg(now).clone();
+            Self::query(&mut conn, &cmd).await
+        })
+        .await
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+}
+

@@ -1,0 +1,211 @@
+//! [`Revocations`]: the node's view of the blacklist. Checks are answered
+//! from memory; a background task keeps memory in step with the store:
+//! a full snapshot at start, on every reconnect and periodically (the
+//! belt-and-braces resync), the change feed in between, and purges.
+//!
+//! When the store is down the node keeps serving: it refuses the revocations
+//! it already knows, valid tokens still pass, logouts answer 503; when the
+//! store returns, the task resyncs and the node catches up.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::{Blacklist, Cursor, Digest, Entry, RevocationStore, StoreError};
+
+/// Timing of the sync task.
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    /// Full resync even when the feed looks healthy.
+    pub resync_every: Duration,
+    pub purge_every: Duration,
+    /// Longest wait between reconnect attempts.
+    pub max_backoff: Duration,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        SyncSettings {
+            resync_every: Duration::from_secs(300),
+            purge_every: Duration::from_secs(60),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+pub struct Revocations {
+    store: Arc<dyn RevocationStore>,
+    blacklist: Blacklist,
+    connected: AtomicBool,
+    store_errors: AtomicU64,
+    revoked: AtomicU64,
+}
+
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Revocations {
+    pub fn new(store: Arc<dyn RevocationStore>) -> Arc<Self> {
+        Arc::new(Revocations {
+            store,
+            blacklist: Blacklist::new(),
+            connected: AtomicBool::new(false),
+            store_errors: AtomicU64::new(0),
+            revoked: AtomicU64::new(0),
+        })
+    }
+
+    /// Whether the token with this digest is revoked: memory only, no I/O.
+    pub fn is_revoked(&self, digest: &Digest, now: i64) -> bool {
+        self.blacklist.contains(digest, now)
+    }
+
+    /// Records a revocation in the store, then in memory. An error means
+    /// nothing may be claimed: the caller answers 503.
+    pub async fn revoke(&self, entry: Entry) -> Result<(), StoreError> {
+        match self.store.revoke(entry).await {
+            Ok(()) => {
+                self.blacklist.insert(entry);
+                self.revoked.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.store_errors.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    /// Loads every live entry from the store into memory.
+    pub async fn load(&self) -> Result<usize, StoreError> {
+        let entries = self.store.snapshot(unix_now()).await?;
+        let n = entries.len();
+        self.blacklist.extend(entries);
+        self.connected.store(true, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    pub fn store(&self) -> &Arc<dyn RevocationStore> {
+        &self.store
+    }
+
+    pub fn len(&self) -> usize {
+        self.blacklist.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blacklist.is_empty()
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Store operations that failed (revocations, resyncs, feed reads).
+    pub fn store_errors(&self) -> u64 {
+        self.store_errors.load(Ordering::Relaxed)
+    }
+
+    /// Revocations this node has written.
+    pub fn revoked_count(&self) -> u64 {
+        self.revoked.load(Ordering::Relaxed)
+    }
+
+    /// Runs the sync task until `stop` turns true.
+    pub async fn sync(self: Arc<Self>, settings: SyncSettings, mut stop: watch::Receiver<bool>) {
+        let shared = self.store.is_shared();
+        let mut cursor = Cursor::Start;
+        let mut need_resync = true;
+        let mut last_resync = Instant::now();
+        let mut last_purge = Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        let mut outage_logged = false;
+        while !*stop.borrow() {
+            if need_resync || last_resync.elapsed() >= settings.resync_every {
+                match self.resync(shared).await {
+                    Ok((pos, n)) => {
+                        if outage_logged {
+                            info!(store = self.store.kind(), entries = n, "revocation store reachable again; caught up");
+                        }
+                        cursor = pos;
+                        need_resync = false;
+                        outage_logged = false;
+                        last_resync = Instant::now();
+                        backoff = Duration::from_millis(100);
+                        self.connected.store(true, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        self.note_outage(&e, &mut outage_logged);
+                        if wait_or_stop(&mut stop, backoff).await {
+                            break;
+                        }
+                        backoff = (backoff * 2).min(settings.max_backoff);
+                        continue;
+                    }
+                }
+            }
+            if last_purge.elapsed() >= settings.purge_every {
+                let now = unix_now();
+                if let Err(e) = self.store.purge(now).await {
+                    warn!(store = self.store.kind(), error = %e, "purging expired revocations failed");
+                }
+                self.blacklist.purge(now);
+                last_purge = Instant::now();
+            }
+            if shared {
+                let changes = tokio::select! {
+                    c = self.store.changes(&mut cursor, crate::redis::FEED_BLOCK) => c,
+                    _ = stop.wait_for(|s| *s) => break,
+                };
+                match changes {
+                    Ok(entries) => self.blacklist.extend(entries),
+                    Err(e) => {
+                        self.note_outage(&e, &mut outage_logged);
+                        need_resync = true;
+                        if wait_or_stop(&mut stop, backoff).await {
+                            break;
+                        }
+                        backoff = (backoff * 2).min(settings.max_backoff);
+                    }
+                }
+            } else if wait_or_stop(&mut stop, settings.purge_every.min(settings.resync_every)).await {
+                break;
+            }
+        }
+    }
+
+    async fn resync(&self, shared: bool) -> Result<(Cursor, usize), StoreError> {
+        // Position first: anything revoked during the snapshot is then seen
+        // by the feed too (duplicates are harmless).
+        let pos = if shared { self.store.position().await? } else { Cursor::Start };
+        let entries = self.store.snapshot(unix_now()).await?;
+        let n = entries.len();
+        self.blacklist.extend(entries);
+        Ok((pos, n))
+    }
+
+    fn note_outage(&self, e: &StoreError, logged: &mut bool) {
+        self.store_errors.fetch_add(1, Ordering::Relaxed);
+        self.connected.store(false, Ordering::Relaxed);
+        if !*logged {
+            warn!(store = self.store.kind(), error = %e, "revocation store unreachable; serving from the revocations already known");
+            *logged = true;
+        }
+    }
+}
+
+/// Sleeps `d` unless `stop` turns true first; returns whether to stop.
+async fn wait_or_stop(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    let stopped = tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = stop.wait_for(|s| *s) => true,
+    };
+    stopped || *stop.borrow()
+}

@@ -1,0 +1,134 @@
+//! ONE conformance suite, run against every RevocationStore backend:
+//! embedded (redb), a real standalone redis-server, and a real Redis Cluster
+//! of 3 primaries + 3 replicas.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jwtgate_config::{PoolConfig, RedisClusterConfig, RedisConfig};
+use jwtgate_store::embedded::EmbeddedStore;
+use jwtgate_store::redis::RedisStore;
+use jwtgate_store::{Cursor, Entry, RevocationStore, Revocations};
+use jwtgate_testkit::{RedisCluster, RedisServer};
+
+const NOW: i64 = 1_900_000_000;
+
+fn digest(i: u32) -> [u8; 32] {
+    let mut d = [0u8; 32];
+    d[..4].copy_from_slice(&i.to_be_bytes());
+    d[31] = 0xAB;
+    d
+}
+
+fn pool() -> PoolConfig {
+    PoolConfig {
+        pool_size: 100,
+        pool_backlog: 100,
+        connect_timeout: Duration::from_secs(2),
+        read_timeout: Duration::from_secs(5),
+        send_timeout: Duration::from_secs(5),
+    }
+}
+
+async fn conformance(name: &str, store: Arc<dyn RevocationStore>) {
+    // revoke then lookup
+    let a = Entry { digest: digest(1), expires_at: NOW + 3600 };
+    store.revoke(a).await.expect("revoke");
+    let snap = store.snapshot(NOW).await.expect("snapshot");
+    assert!(snap.contains(&a), "{name}: revoked entry is in the snapshot");
+
+    // expiry: an entry is gone from snapshots once expired, and purged
+    let short = Entry { digest: digest(2), expires_at: NOW + 10 };
+    store.revoke(short).await.expect("revoke");
+    assert!(store.snapshot(NOW).await.expect("snap").contains(&short));
+    let later = store.snapshot(NOW + 10).await.expect("snap");
+    assert!(!later.iter().any(|e| e.digest == short.digest), "{name}: expired entry not in snapshot");
+    assert!(store.purge(NOW + 10).await.expect("purge") >= 1, "{name}: purge removes the expired entry");
+    assert!(!store.snapshot(0).await.expect("snap").iter().any(|e| e.digest == short.digest));
+
+    // repeat revoke: one entry, the later expiry wins
+    store.revoke(a).await.expect("revoke again");
+    store.revoke(Entry { expires_at: NOW + 7200, ..a }).await.expect("revoke longer");
+    store.revoke(Entry { expires_at: NOW + 60, ..a }).await.expect("revoke shorter");
+    let snap = store.snapshot(NOW).await.expect("snapshot");
+    let mine: Vec<_> = snap.iter().filter(|e| e.digest == a.digest).collect();
+    assert_eq!(mine.len(), 1, "{name}: one entry per digest");
+    assert_eq!(mine[0].expires_at, NOW + 7200, "{name}: the later expiry is kept");
+
+    // the change feed sees revocations made after the position (shared stores)
+    if store.is_shared() {
+        let mut cursor = store.position().await.expect("position");
+        assert_ne!(cursor, Cursor::Start);
+        let b = Entry { digest: digest(3), expires_at: NOW + 3600 };
+        store.revoke(b).await.expect("revoke");
+        let seen = store.changes(&mut cursor, Duration::from_millis(500)).await.expect("changes");
+        assert_eq!(seen, vec![b], "{name}: the feed delivers the new revocation");
+        let none = store.changes(&mut cursor, Duration::from_millis(100)).await.expect("changes");
+        assert!(none.is_empty(), "{name}: nothing new after the cursor");
+    }
+
+    // 100 000 entries loaded at start
+    let bulk: Vec<Entry> = (1000..101_000u32)
+        .map(|i| Entry { digest: digest(i), expires_at: i64::MAX / 2 })
+        .collect();
+    let t = Instant::now();
+    store.revoke_batch(&bulk).await.expect("bulk revoke");
+    let written = t.elapsed();
+    let revocations = Revocations::new(Arc::clone(&store));
+    let t = Instant::now();
+    let loaded = revocations.load().await.expect("load");
+    let load_time = t.elapsed();
+    assert!(loaded >= 100_000, "{name}: loaded {loaded}");
+    assert!(revocations.is_revoked(&digest(50_000), NOW));
+    assert!(!revocations.is_revoked(&digest(999_999), NOW));
+    eprintln!("[{name}] 100000 entries: written in {written:?}, loaded at start in {load_time:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_backend_conforms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(EmbeddedStore::open(dir.path()).expect("open"));
+    conformance("embedded", store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_backend_survives_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = Entry { digest: digest(7), expires_at: NOW + 3600 };
+    {
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        store.revoke(e).await.expect("revoke");
+    }
+    let store = EmbeddedStore::open(dir.path()).expect("reopen");
+    assert!(store.snapshot(NOW).await.expect("snap").contains(&e));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_backend_conforms() {
+    let server = RedisServer::start();
+    let store = RedisStore::standalone(&RedisConfig {
+        host: "127.0.0.1".into(),
+        port: server.port,
+        password: None,
+        database: 3,
+        pool: pool(),
+    })
+    .expect("store");
+    conformance("redis", Arc::new(store)).await;
+    // database 3 was used, not 0
+    assert_eq!(server.cli(&["-n", "0", "DBSIZE"]), "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_backend_conforms() {
+    let cluster = RedisCluster::start(3, 1);
+    let store = RedisStore::cluster(&RedisClusterConfig {
+        nodes: cluster.seeds(),
+        password: None,
+        name: "conformance".into(),
+        pool: pool(),
+        keepalive_timeout: Duration::from_secs(55),
+    })
+    .expect("store");
+    conformance("redis_cluster", Arc::new(store)).await;
+}

@@ -1,0 +1,232 @@
+//! Real `redis-server` processes for tests: a standalone server, or a
+//! Redis Cluster of primaries and replicas made with `redis-cli --cluster
+//! create`, on loopback ports, in temporary directories, killed on drop.
+//!
+//! A missing `redis-server` is a loud panic that says how to install it:
+//! tests that need Redis never skip.
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+const POLL: Duration = Duration::from_millis(50);
+
+fn require(binary: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(binary))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!("{binary} not found on PATH: these tests need a real Redis. Install it: apt-get install -y redis-server")
+    })
+}
+
+/// A port that is free now on 127.0.0.1. With `bus`, port + 10000 (the
+/// cluster bus) is free too.
+pub fn free_port(bus: bool) -> u16 {
+    for _ in 0..200 {
+        let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+        let port = l.local_addr().expect("local addr").port();
+        if !bus {
+            return port;
+        }
+        if port < 55_000 && TcpListener::bind((Ipv4Addr::LOCALHOST, port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port found");
+}
+
+/// Runs `redis-cli -p PORT args...` and returns its stdout.
+pub fn cli(port: u16, args: &[&str]) -> Output {
+    Command::new(require("redis-cli"))
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run redis-cli")
+}
+
+pub fn cli_text(port: u16, args: &[&str]) -> String {
+    String::from_utf8_lossy(&cli(port, args).stdout).trim().to_owned()
+}
+
+/// Polls `check` until it is true or `timeout` passes.
+pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        sleep(POLL);
+    }
+}
+
+/// One redis-server process.
+pub struct RedisServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    extra: Vec<String>,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// A standalone server on a free port.
+    pub fn start() -> RedisServer {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> RedisServer {
+        let mut s = RedisServer {
+            port: free_port(extra.contains(&"--cluster-enabled")),
+            dir: tempfile::tempdir().expect("tempdir"),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(require("redis-server"))
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--dir", &self.dir.path().display().to_string()])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        let port = self.port;
+        wait_until(READY_TIMEOUT, "redis-server to answer PING", || {
+            cli_text(port, &["PING"]) == "PONG"
+        });
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same port and directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn cli(&self, args: &[&str]) -> String {
+        cli_text(self.port, args)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A Redis Cluster: `primaries` primaries with `replicas` replicas each.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start(primaries: usize, replicas: usize) -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..primaries * (1 + replicas))
+            .map(|_| {
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "1500",
+                ])
+            })
+            .collect();
+        let addrs: Vec<String> = nodes.iter().map(RedisServer::addr).collect();
+        let mut args: Vec<&str> = vec!["--cluster", "create"];
+        args.extend(addrs.iter().map(String::as_str));
+        let r = replicas.to_string();
+        args.extend(["--cluster-replicas", &r, "--cluster-yes"]);
+        let out = cli(nodes[0].port, &args);
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cluster = RedisCluster { nodes };
+        cluster.wait_healthy();
+        cluster
+    }
+
+    /// Waits until every running node reports `cluster_state:ok` and knows
+    /// the number of primaries it should.
+    pub fn wait_healthy(&self) {
+        for n in self.nodes.iter().filter(|n| n.is_running()) {
+            let port = n.port;
+            wait_until(Duration::from_secs(30), "cluster_state:ok", || {
+                cli_text(port, &["CLUSTER", "INFO"]).contains("cluster_state:ok")
+            });
+        }
+    }
+
+    pub fn seeds(&self) -> Vec<String> {
+        self.nodes.iter().filter(|n| n.is_running()).map(RedisServer::addr).collect()
+    }
+
+    /// The index of the primary serving `key`'s slot.
+    pub fn primary_for(&self, key: &str) -> usize {
+        let any = self.nodes.iter().find(|n| n.is_running()).expect("a running node");
+        let slot = any.cli(&["CLUSTER", "KEYSLOT", key]);
+        let slots = any.cli(&["CLUSTER", "NODES"]);
+        let slot: u32 = slot.parse().expect("slot number");
+        for line in slots.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 9 || !f[2].contains("master") || f[2].contains("fail") {
+                continue;
+            }
+            let owns = f[8..].iter().any(|range| {
+                let (a, b) = range.split_once('-').unwrap_or((range, range));
+                matches!((a.parse::<u32>(), b.parse::<u32>()), (Ok(a), Ok(b)) if a <= slot && slot <= b)
+            });
+            if owns {
+                let port: u16 = f[1].split(['@', ':']).nth(1).and_then(|p| p.parse().ok()).expect("port");
+                return self.nodes.iter().position(|n| n.port == port).expect("known node");
+            }
+        }
+        panic!("no primary serves slot {slot}:\n{slots}");
+    }
+
+    /// Kills node `i` and waits until a replica has taken over its slots.
+    pub fn kill_and_wait_failover(&mut self, i: usize) {
+        self.nodes[i].kill();
+        let dead = self.nodes[i].port.to_string();
+        let survivors: Vec<u16> = self.nodes.iter().filter(|n| n.is_running()).map(|n| n.port).collect();
+        for port in survivors {
+            wait_until(Duration::from_secs(40), "failover (cluster_state:ok without the killed primary)", || {
+                let nodes = cli_text(port, &["CLUSTER", "NODES"]);
+                let dead_is_failed = nodes
+                    .lines()
+                    .any(|l| l.contains(&format!(":{dead}@")) && l.contains("fail") && !l.contains("fail?"));
+                dead_is_failed && cli_text(port, &["CLUSTER", "INFO"]).contains("cluster_state:ok")
+            });
+        }
+    }
+}
