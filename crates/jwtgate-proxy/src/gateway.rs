@@ -8,19 +8,24 @@ use jwtgate_config::Config;
 use jwtgate_core::clock::SystemClock;
 use jwtgate_core::consumer::ConsumerRegistry;
 
+use jwtgate_store::Revocations;
+
 use crate::router::Router;
 
 pub struct Gateway {
     pub router: Router,
     pub consumers: Arc<ConsumerRegistry>,
+    /// The blacklist outlives config versions: one per process.
+    pub revocations: Arc<Revocations>,
     pub clock: SystemClock,
 }
 
 impl Gateway {
-    pub fn new(config: &Config) -> Self {
+    pub fn new(config: &Config, revocations: Arc<Revocations>) -> Self {
         Gateway {
             router: Router::new(&config.routes),
             consumers: Arc::clone(&config.consumers),
+            revocations,
             clock: SystemClock,
         }
     }

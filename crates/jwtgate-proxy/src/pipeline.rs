@@ -4,8 +4,10 @@
 //! 1. normalise the path (once; everything after sees only this path)
 //! 2. match a route
 //! 3. strip client-sent identity headers
-//! 4. decide whether the request needs a token, and authenticate it
+//! 4. decide whether the request needs a token, authenticate it, check the
+//!    blacklist; a logout request is answered (or forwarded) here
 //! 5. proxy to the upstream (or the echo upstream)
+//! 6. a forwarded logout is recorded once the upstream answered 2xx
 //!
 //! Each stage returns a typed [`GatewayError`]; the error becomes a response
 //! in one place, `GatewayError::into_response`.
@@ -18,15 +20,18 @@ use std::time::Instant;
 use http::header::{HeaderMap, HeaderName, HeaderValue, COOKIE};
 use http::request::Parts;
 use http::uri::{PathAndQuery, Uri};
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
+use jwtgate_core::clock::Clock;
+use jwtgate_core::jwt::token_digest;
 use jwtgate_core::path::{normalize, Method};
-use jwtgate_core::policy::{authenticate, sources, AuthError, JwtPolicy};
+use jwtgate_core::policy::{authenticate, numeric_date, sources, AuthError, JwtPolicy};
+use jwtgate_store::Entry;
 use tracing::info;
 
 use crate::body::GatewayBody;
 use crate::echo;
-use crate::error::GatewayError;
+use crate::error::{json_message, GatewayError};
 use crate::gateway::Gateway;
 use crate::headers::{self, X_CONSUMER_CUSTOM_ID, X_CONSUMER_USERNAME, X_CREDENTIAL_IDENTIFIER};
 use crate::router::Target;
@@ -107,25 +112,38 @@ async fn serve(
     outcome.route = Some(route.route.name.clone());
 
     // 3. Identity headers are the gateway's to set: a client's copies are
-    //    removed from every request, authenticated or not.
+    //    removed from every request, authenticated or not, including the
+    //    route's forward_claims headers (an upstream trusts those too).
     headers::strip_identity(&mut parts.headers);
+    if let Some(policy) = &route.route.jwt {
+        for (_, header) in &policy.forward_claims {
+            parts.headers.remove(header.as_str());
+        }
+    }
 
-    // 4. Authenticate when the route's policy requires it for this request.
+    // 4. Authenticate when the route's policy requires it for this request:
+    //    the checks of SPEC §3.1 in order, then the blacklist (memory only).
+    //    A logout request always needs a valid token.
+    let mut logout = None;
     if let Some(policy) = &route.route.jwt {
         let requirement =
             policy.requirement(Method::from_bytes(parts.method.as_str().as_bytes()), &path);
         if requirement.token_required {
-            let realm = || policy.realm.clone();
             let identity = authenticate_request(gw, policy, &parts.headers, query.as_deref())
-                .map_err(|(error, auth)| {
-                    outcome.auth = auth;
+                .map_err(|error| {
+                    outcome.auth = error.outcome();
                     GatewayError::Unauthorized {
                         error,
-                        realm: realm(),
+                        realm: policy.realm.clone(),
                     }
                 })?;
             outcome.auth = "ok";
             outcome.consumer = Some(identity.username.clone());
+            if requirement.logout {
+                if let Some(l) = &policy.logout {
+                    logout = Some((identity.revocation, l.forward));
+                }
+            }
             for (name, value) in identity.headers {
                 parts.headers.insert(name, value);
             }
@@ -135,6 +153,16 @@ async fn serve(
         } else {
             outcome.auth = "not_required";
         }
+    }
+
+    // 4b. Logout: blacklist the token, and say so only once the store has it.
+    if let Some((entry, false)) = logout {
+        gw.revocations
+            .revoke(entry)
+            .await
+            .map_err(|e| GatewayError::StoreUnavailable(e.to_string()))?;
+        outcome.auth = "logout";
+        return Ok(json_message(StatusCode::OK, "logged out"));
     }
 
     // 5. Proxy. The upstream gets the normalised path and the query as sent.
@@ -147,10 +175,26 @@ async fn serve(
     parts.uri = PathAndQuery::try_from(path_and_query)
         .map(Uri::from)
         .map_err(|_| GatewayError::InvalidPath("not a valid URI after normalisation"))?;
-    match &route.target {
-        Target::Echo => Ok(echo::respond(&parts)),
-        Target::Nodes(target) => pool.forward(target, Request::from_parts(parts, body)).await,
+    let resp = match &route.target {
+        Target::Echo => echo::respond(&parts),
+        Target::Nodes(target) => {
+            pool.forward(target, Request::from_parts(parts, body))
+                .await?
+        }
+    };
+
+    // 6. A forwarded logout (logout_forward: true) revokes only when the
+    //    upstream agreed (2xx), and the client hears "ok" only if it stuck.
+    if let Some((entry, true)) = logout {
+        if resp.status().is_success() {
+            gw.revocations
+                .revoke(entry)
+                .await
+                .map_err(|e| GatewayError::StoreUnavailable(e.to_string()))?;
+            outcome.auth = "logout";
+        }
     }
+    Ok(resp)
 }
 
 /// Which carrier held the token.
@@ -166,6 +210,8 @@ struct Identity {
     username: String,
     source: Source,
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// The blacklist entry a logout with this token would write.
+    revocation: Entry,
 }
 
 fn authenticate_request(
@@ -173,15 +219,20 @@ fn authenticate_request(
     policy: &JwtPolicy,
     headers: &HeaderMap,
     query: Option<&str>,
-) -> Result<Identity, (AuthError, &'static str)> {
-    let fail = |e: AuthError| {
-        let outcome = e.outcome();
-        (e, outcome)
-    };
-    let (raw, source) =
-        find_token(policy, headers, query).ok_or_else(|| fail(AuthError::Missing))?;
-    let auth = authenticate(policy, &gw.consumers, &raw, &gw.clock).map_err(fail)?;
-    // (Revocation is checked here once the blacklist exists.)
+) -> Result<Identity, AuthError> {
+    let (raw, source) = find_token(policy, headers, query).ok_or(AuthError::Missing)?;
+    let auth = authenticate(policy, &gw.consumers, &raw, &gw.clock)?;
+    // Last check of SPEC §3.1: not revoked. In memory, no network.
+    let now = gw.clock.now_unix();
+    let digest = token_digest(&raw);
+    if gw.revocations.is_revoked(&digest, now) {
+        return Err(AuthError::Revoked);
+    }
+    // A revocation lasts as long as the token could still be accepted.
+    let expires_at = numeric_date(auth.token.claims(), "exp")
+        .ok()
+        .flatten()
+        .map_or(i64::MAX, |exp| exp.saturating_add(policy.leeway_seconds));
     let consumer = &auth.consumer;
     let mut out = Vec::with_capacity(3 + policy.forward_claims.len());
     if let Ok(v) = HeaderValue::from_str(&consumer.username) {
@@ -217,6 +268,7 @@ fn authenticate_request(
         username: consumer.username.clone(),
         source,
         headers: out,
+        revocation: Entry { digest, expires_at },
     })
 }
 

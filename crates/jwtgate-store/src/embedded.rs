@@ -25,9 +25,11 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 impl EmbeddedStore {
     /// Opens (or creates) the store in directory `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
         let file = dir.join(FILE);
-        let db = Database::create(&file).map_err(|e| unavailable(format!("{}: {e}", file.display())))?;
+        let db =
+            Database::create(&file).map_err(|e| unavailable(format!("{}: {e}", file.display())))?;
         // Create the table so that readers never meet a missing table.
         let tx = db.begin_write().map_err(unavailable)?;
         tx.open_table(REVOKED).map_err(unavailable)?;
@@ -54,9 +56,13 @@ impl RevocationStore for EmbeddedStore {
             let tx = db.begin_write().map_err(unavailable)?;
             {
                 let mut t = tx.open_table(REVOKED).map_err(unavailable)?;
-                let prev = t.get(entry.digest.as_slice()).map_err(unavailable)?.map(|v| v.value());
+                let prev = t
+                    .get(entry.digest.as_slice())
+                    .map_err(unavailable)?
+                    .map(|v| v.value());
                 let exp = prev.map_or(entry.expires_at, |p| p.max(entry.expires_at));
-                t.insert(entry.digest.as_slice(), exp).map_err(unavailable)?;
+                t.insert(entry.digest.as_slice(), exp)
+                    .map_err(unavailable)?;
             }
             // Durability::Immediate is redb's default: commit returns after fsync.
             tx.commit().map_err(unavailable)
@@ -71,12 +77,30 @@ impl RevocationStore for EmbeddedStore {
             {
                 let mut t = tx.open_table(REVOKED).map_err(unavailable)?;
                 for e in entries {
-                    let prev = t.get(e.digest.as_slice()).map_err(unavailable)?.map(|v| v.value());
-                    t.insert(e.digest.as_slice(), prev.map_or(e.expires_at, |p| p.max(e.expires_at)))
-                        .map_err(unavailable)?;
+                    let prev = t
+                        .get(e.digest.as_slice())
+                        .map_err(unavailable)?
+                        .map(|v| v.value());
+                    t.insert(
+                        e.digest.as_slice(),
+                        prev.map_or(e.expires_at, |p| p.max(e.expires_at)),
+                    )
+                    .map_err(unavailable)?;
                 }
             }
             tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn lookup(&self, digest: &crate::Digest) -> Result<Option<i64>, StoreError> {
+        let digest = *digest;
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(unavailable)?;
+            let t = tx.open_table(REVOKED).map_err(unavailable)?;
+            Ok(t.get(digest.as_slice())
+                .map_err(unavailable)?
+                .map(|v| v.value()))
         })
         .await
     }
@@ -91,7 +115,10 @@ impl RevocationStore for EmbeddedStore {
                 let exp = v.value();
                 if exp > now {
                     if let Ok(digest) = <[u8; 32]>::try_from(k.value()) {
-                        out.push(Entry { digest, expires_at: exp });
+                        out.push(Entry {
+                            digest,
+                            expires_at: exp,
+                        });
                     }
                 }
             }
@@ -104,7 +131,11 @@ impl RevocationStore for EmbeddedStore {
         Ok(Cursor::At(String::new()))
     }
 
-    async fn changes(&self, _cursor: &mut Cursor, wait: Duration) -> Result<Vec<Entry>, StoreError> {
+    async fn changes(
+        &self,
+        _cursor: &mut Cursor,
+        wait: Duration,
+    ) -> Result<Vec<Entry>, StoreError> {
         // Only this node writes here, and it updates its blacklist itself.
         tokio::time::sleep(wait).await;
         Ok(Vec::new())

@@ -34,7 +34,9 @@ impl OpGate {
         // Reserve a backlog place, or fail fast.
         let reserved = self
             .waiting
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| (w < self.backlog).then_some(w + 1));
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+                (w < self.backlog).then_some(w + 1)
+            });
         if reserved.is_err() {
             return Err(StoreError::Busy);
         }

@@ -74,6 +74,9 @@ pub trait RevocationStore: Send + Sync {
         Ok(())
     }
 
+    /// The expiry recorded for `digest`, if any (for `token explain`).
+    async fn lookup(&self, digest: &Digest) -> Result<Option<i64>, StoreError>;
+
     /// Every entry that has not expired at `now` (a full resync).
     async fn snapshot(&self, now: i64) -> Result<Vec<Entry>, StoreError>;
 

@@ -18,7 +18,10 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::streams::StreamReadReply;
-use redis::{AsyncConnectionConfig, Client, Cmd, ConnectionAddr, FromRedisValue, IntoConnectionInfo, RedisConnectionInfo};
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, FromRedisValue, IntoConnectionInfo,
+    RedisConnectionInfo,
+};
 use tokio::sync::Mutex;
 
 use crate::gate::OpGate;
@@ -143,7 +146,9 @@ impl RedisStore {
     /// after a failed first connect). Reconnects after that are the client's.
     async fn conn(&self) -> Result<Conn, StoreError> {
         match &self.backend {
-            Backend::Standalone { client, conn, pool, .. } => {
+            Backend::Standalone {
+                client, conn, pool, ..
+            } => {
                 let mut slot = conn.lock().await;
                 if let Some(c) = slot.as_ref() {
                     return Ok(Conn::Single(c.clone()));
@@ -153,10 +158,13 @@ impl RedisStore {
                     .set_response_timeout(Some(self.op_timeout))
                     .set_number_of_retries(2)
                     .set_max_delay(Duration::from_millis(500));
-                let c = tokio::time::timeout(self.connect_timeout, ConnectionManager::new_with_config(client.clone(), config))
-                    .await
-                    .map_err(|_| StoreError::Timeout(self.connect_timeout))?
-                    .map_err(err)?;
+                let c = tokio::time::timeout(
+                    self.connect_timeout,
+                    ConnectionManager::new_with_config(client.clone(), config),
+                )
+                .await
+                .map_err(|_| StoreError::Timeout(self.connect_timeout))?
+                .map_err(err)?;
                 *slot = Some(c.clone());
                 Ok(Conn::Single(c))
             }
@@ -165,10 +173,13 @@ impl RedisStore {
                 if let Some(c) = slot.as_ref() {
                     return Ok(Conn::Cluster(c.clone()));
                 }
-                let c = tokio::time::timeout(self.connect_timeout + self.op_timeout, client.get_async_connection())
-                    .await
-                    .map_err(|_| StoreError::Timeout(self.connect_timeout))?
-                    .map_err(err)?;
+                let c = tokio::time::timeout(
+                    self.connect_timeout + self.op_timeout,
+                    client.get_async_connection(),
+                )
+                .await
+                .map_err(|_| StoreError::Timeout(self.connect_timeout))?
+                .map_err(err)?;
                 *slot = Some(c.clone());
                 Ok(Conn::Cluster(c))
             }
@@ -187,14 +198,17 @@ impl RedisStore {
     }
 
     /// Sends a keyless command to the primary that owns our keys.
-    async fn to_primary<T: FromRedisValue>(&self, conn: &mut Conn, cmd: &Cmd) -> Result<T, StoreError> {
+    async fn to_primary<T: FromRedisValue>(
+        &self,
+        conn: &mut Conn,
+        cmd: &Cmd,
+    ) -> Result<T, StoreError> {
         match conn {
             Conn::Single(c) => cmd.query_async(c).await.map_err(err),
             Conn::Cluster(c) => {
-                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_key(
-                    self.zset.as_bytes(),
-                    SlotAddr::Master,
-                )));
+                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                    Route::with_key(self.zset.as_bytes(), SlotAddr::Master),
+                ));
                 let v = c.route_command(cmd.clone(), route).await.map_err(err)?;
                 redis::from_redis_value(v).map_err(err)
             }
@@ -227,15 +241,20 @@ impl RedisStore {
                 *slot = Some(c.clone());
                 Ok(FeedConn::Single(c))
             }
-            Backend::Cluster { feed_client, feed, .. } => {
+            Backend::Cluster {
+                feed_client, feed, ..
+            } => {
                 let mut slot = feed.lock().await;
                 if let Some(c) = slot.as_ref() {
                     return Ok(FeedConn::Cluster(c.clone()));
                 }
-                let c = tokio::time::timeout(self.connect_timeout + self.op_timeout, feed_client.get_async_connection())
-                    .await
-                    .map_err(|_| StoreError::Timeout(self.connect_timeout))?
-                    .map_err(err)?;
+                let c = tokio::time::timeout(
+                    self.connect_timeout + self.op_timeout,
+                    feed_client.get_async_connection(),
+                )
+                .await
+                .map_err(|_| StoreError::Timeout(self.connect_timeout))?
+                .map_err(err)?;
                 *slot = Some(c.clone());
                 Ok(FeedConn::Cluster(c))
             }
@@ -252,7 +271,9 @@ impl RedisStore {
 
     /// Connected replicas of the primary holding our keys.
     async fn replica_count(&self, conn: &mut Conn) -> Result<u64, StoreError> {
-        let info: String = self.to_primary(conn, redis::cmd("INFO").arg("replication")).await?;
+        let info: String = self
+            .to_primary(conn, redis::cmd("INFO").arg("replication"))
+            .await?;
         Ok(info
             .lines()
             .find_map(|l| l.strip_prefix("connected_slaves:"))
@@ -309,8 +330,12 @@ impl RevocationStore for RedisStore {
                 Conn::Cluster(c) => inv.invoke_async(c).await.map_err(err)?,
             };
             if self.replica_count(&mut conn).await? > 0 {
-                let wait_ms = u64::try_from(self.op_timeout.as_millis() / 2).unwrap_or(500).max(1);
-                let acked: i64 = self.to_primary(&mut conn, redis::cmd("WAIT").arg(1).arg(wait_ms)).await?;
+                let wait_ms = u64::try_from(self.op_timeout.as_millis() / 2)
+                    .unwrap_or(500)
+                    .max(1);
+                let acked: i64 = self
+                    .to_primary(&mut conn, redis::cmd("WAIT").arg(1).arg(wait_ms))
+                    .await?;
                 if acked < 1 {
                     return Err(StoreError::NotReplicated);
                 }
@@ -353,6 +378,20 @@ impl RevocationStore for RedisStore {
         Ok(())
     }
 
+    async fn lookup(&self, digest: &crate::Digest) -> Result<Option<i64>, StoreError> {
+        self.op(async {
+            let mut conn = self.conn().await?;
+            let cmd = redis::cmd("ZSCORE")
+                .arg(&self.zset)
+                .arg(to_hex(digest))
+                .clone();
+            let score: Option<f64> = Self::query(&mut conn, &cmd).await?;
+            // Scores are whole seconds written by us.
+            Ok(score.map(|s| s as i64))
+        })
+        .await
+    }
+
     async fn snapshot(&self, now: i64) -> Result<Vec<Entry>, StoreError> {
         let mut out = Vec::new();
         let mut offset = 0usize;
@@ -391,9 +430,19 @@ impl RevocationStore for RedisStore {
     async fn position(&self) -> Result<Cursor, StoreError> {
         self.op(async {
             let mut conn = self.conn().await?;
-            let cmd = redis::cmd("XREVRANGE").arg(&self.feed).arg("+").arg("-").arg("COUNT").arg(1).clone();
+            let cmd = redis::cmd("XREVRANGE")
+                .arg(&self.feed)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .clone();
             let last: Vec<(String, Vec<String>)> = Self::query(&mut conn, &cmd).await?;
-            Ok(Cursor::At(last.into_iter().next().map_or_else(|| "0-0".to_owned(), |(id, _)| id)))
+            Ok(Cursor::At(
+                last.into_iter()
+                    .next()
+                    .map_or_else(|| "0-0".to_owned(), |(id, _)| id),
+            ))
         })
         .await
     }
@@ -407,7 +456,9 @@ impl RevocationStore for RedisStore {
             Cursor::At(id) => id.clone(),
         };
         let mut conn = self.feed_conn().await?;
-        let block = u64::try_from(wait.min(FEED_BLOCK).as_millis()).unwrap_or(1000).max(1);
+        let block = u64::try_from(wait.min(FEED_BLOCK).as_millis())
+            .unwrap_or(1000)
+            .max(1);
         let cmd = redis::cmd("XREAD")
             .arg("COUNT")
             .arg(1000)
@@ -418,24 +469,29 @@ impl RevocationStore for RedisStore {
             .arg(&from)
             .clone();
         let limit = FEED_BLOCK + self.op_timeout + self.connect_timeout;
-        let reply = match tokio::time::timeout(limit, conn.query::<Option<StreamReadReply>>(&cmd)).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                self.drop_feed().await;
-                return Err(e);
-            }
-            Err(_) => {
-                self.drop_feed().await;
-                return Err(StoreError::Timeout(limit));
-            }
-        };
+        let reply =
+            match tokio::time::timeout(limit, conn.query::<Option<StreamReadReply>>(&cmd)).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    self.drop_feed().await;
+                    return Err(e);
+                }
+                Err(_) => {
+                    self.drop_feed().await;
+                    return Err(StoreError::Timeout(limit));
+                }
+            };
         Ok(parse_feed(reply, cursor))
     }
 
     async fn purge(&self, now: i64) -> Result<u64, StoreError> {
         self.op(async {
             let mut conn = self.conn().await?;
-            let cmd = redis::cmd("ZREMRANGEBYSCORE").arg(&self.zset).arg("-inf").arg(now).clone();
+            let cmd = redis::cmd("ZREMRANGEBYSCORE")
+                .arg(&self.zset)
+                .arg("-inf")
+                .arg(now)
+                .clone();
             Self::query(&mut conn, &cmd).await
         })
         .await
@@ -449,4 +505,3 @@ impl RevocationStore for RedisStore {
         self.kind
     }
 }
-

@@ -83,13 +83,12 @@ impl Revocations {
         }
     }
 
-    /// Loads every live entry from the store into memory.
-    pub async fn load(&self) -> Result<usize, StoreError> {
-        let entries = self.store.snapshot(unix_now()).await?;
-        let n = entries.len();
-        self.blacklist.extend(entries);
+    /// Loads every live entry from the store into memory; returns how many
+    /// and the feed position to follow from.
+    pub async fn load(&self) -> Result<(usize, Cursor), StoreError> {
+        let (cursor, n) = self.resync(self.store.is_shared()).await?;
         self.connected.store(true, Ordering::Relaxed);
-        Ok(n)
+        Ok((n, cursor))
     }
 
     pub fn store(&self) -> &Arc<dyn RevocationStore> {
@@ -118,11 +117,18 @@ impl Revocations {
         self.revoked.load(Ordering::Relaxed)
     }
 
-    /// Runs the sync task until `stop` turns true.
-    pub async fn sync(self: Arc<Self>, settings: SyncSettings, mut stop: watch::Receiver<bool>) {
+    /// Runs the sync task until `stop` turns true. `loaded`: the caller has
+    /// just loaded a snapshot (and, for a shared store, `cursor` is where
+    /// the feed stood before it).
+    pub async fn sync(
+        self: Arc<Self>,
+        settings: SyncSettings,
+        mut stop: watch::Receiver<bool>,
+        start: Option<Cursor>,
+    ) {
         let shared = self.store.is_shared();
-        let mut cursor = Cursor::Start;
-        let mut need_resync = true;
+        let mut need_resync = start.is_none();
+        let mut cursor = start.unwrap_or(Cursor::Start);
         let mut last_resync = Instant::now();
         let mut last_purge = Instant::now();
         let mut backoff = Duration::from_millis(100);
@@ -132,7 +138,11 @@ impl Revocations {
                 match self.resync(shared).await {
                     Ok((pos, n)) => {
                         if outage_logged {
-                            info!(store = self.store.kind(), entries = n, "revocation store reachable again; caught up");
+                            info!(
+                                store = self.store.kind(),
+                                entries = n,
+                                "revocation store reachable again; caught up"
+                            );
                         }
                         cursor = pos;
                         need_resync = false;
@@ -175,7 +185,8 @@ impl Revocations {
                         backoff = (backoff * 2).min(settings.max_backoff);
                     }
                 }
-            } else if wait_or_stop(&mut stop, settings.purge_every.min(settings.resync_every)).await {
+            } else if wait_or_stop(&mut stop, settings.purge_every.min(settings.resync_every)).await
+            {
                 break;
             }
         }
@@ -184,7 +195,11 @@ impl Revocations {
     async fn resync(&self, shared: bool) -> Result<(Cursor, usize), StoreError> {
         // Position first: anything revoked during the snapshot is then seen
         // by the feed too (duplicates are harmless).
-        let pos = if shared { self.store.position().await? } else { Cursor::Start };
+        let pos = if shared {
+            self.store.position().await?
+        } else {
+            Cursor::Start
+        };
         let entries = self.store.snapshot(unix_now()).await?;
         let n = entries.len();
         self.blacklist.extend(entries);

@@ -32,51 +32,113 @@ fn pool() -> PoolConfig {
 
 async fn conformance(name: &str, store: Arc<dyn RevocationStore>) {
     // revoke then lookup
-    let a = Entry { digest: digest(1), expires_at: NOW + 3600 };
+    let a = Entry {
+        digest: digest(1),
+        expires_at: NOW + 3600,
+    };
     store.revoke(a).await.expect("revoke");
     let snap = store.snapshot(NOW).await.expect("snapshot");
-    assert!(snap.contains(&a), "{name}: revoked entry is in the snapshot");
+    assert!(
+        snap.contains(&a),
+        "{name}: revoked entry is in the snapshot"
+    );
+    assert_eq!(
+        store.lookup(&a.digest).await.expect("lookup"),
+        Some(a.expires_at),
+        "{name}: lookup"
+    );
+    assert_eq!(
+        store.lookup(&digest(999)).await.expect("lookup"),
+        None,
+        "{name}: lookup of an unknown digest"
+    );
 
     // expiry: an entry is gone from snapshots once expired, and purged
-    let short = Entry { digest: digest(2), expires_at: NOW + 10 };
+    let short = Entry {
+        digest: digest(2),
+        expires_at: NOW + 10,
+    };
     store.revoke(short).await.expect("revoke");
     assert!(store.snapshot(NOW).await.expect("snap").contains(&short));
     let later = store.snapshot(NOW + 10).await.expect("snap");
-    assert!(!later.iter().any(|e| e.digest == short.digest), "{name}: expired entry not in snapshot");
-    assert!(store.purge(NOW + 10).await.expect("purge") >= 1, "{name}: purge removes the expired entry");
-    assert!(!store.snapshot(0).await.expect("snap").iter().any(|e| e.digest == short.digest));
+    assert!(
+        !later.iter().any(|e| e.digest == short.digest),
+        "{name}: expired entry not in snapshot"
+    );
+    assert!(
+        store.purge(NOW + 10).await.expect("purge") >= 1,
+        "{name}: purge removes the expired entry"
+    );
+    assert!(!store
+        .snapshot(0)
+        .await
+        .expect("snap")
+        .iter()
+        .any(|e| e.digest == short.digest));
 
     // repeat revoke: one entry, the later expiry wins
     store.revoke(a).await.expect("revoke again");
-    store.revoke(Entry { expires_at: NOW + 7200, ..a }).await.expect("revoke longer");
-    store.revoke(Entry { expires_at: NOW + 60, ..a }).await.expect("revoke shorter");
+    store
+        .revoke(Entry {
+            expires_at: NOW + 7200,
+            ..a
+        })
+        .await
+        .expect("revoke longer");
+    store
+        .revoke(Entry {
+            expires_at: NOW + 60,
+            ..a
+        })
+        .await
+        .expect("revoke shorter");
     let snap = store.snapshot(NOW).await.expect("snapshot");
     let mine: Vec<_> = snap.iter().filter(|e| e.digest == a.digest).collect();
     assert_eq!(mine.len(), 1, "{name}: one entry per digest");
-    assert_eq!(mine[0].expires_at, NOW + 7200, "{name}: the later expiry is kept");
+    assert_eq!(
+        mine[0].expires_at,
+        NOW + 7200,
+        "{name}: the later expiry is kept"
+    );
 
     // the change feed sees revocations made after the position (shared stores)
     if store.is_shared() {
         let mut cursor = store.position().await.expect("position");
         assert_ne!(cursor, Cursor::Start);
-        let b = Entry { digest: digest(3), expires_at: NOW + 3600 };
+        let b = Entry {
+            digest: digest(3),
+            expires_at: NOW + 3600,
+        };
         store.revoke(b).await.expect("revoke");
-        let seen = store.changes(&mut cursor, Duration::from_millis(500)).await.expect("changes");
-        assert_eq!(seen, vec![b], "{name}: the feed delivers the new revocation");
-        let none = store.changes(&mut cursor, Duration::from_millis(100)).await.expect("changes");
+        let seen = store
+            .changes(&mut cursor, Duration::from_millis(500))
+            .await
+            .expect("changes");
+        assert_eq!(
+            seen,
+            vec![b],
+            "{name}: the feed delivers the new revocation"
+        );
+        let none = store
+            .changes(&mut cursor, Duration::from_millis(100))
+            .await
+            .expect("changes");
         assert!(none.is_empty(), "{name}: nothing new after the cursor");
     }
 
     // 100 000 entries loaded at start
     let bulk: Vec<Entry> = (1000..101_000u32)
-        .map(|i| Entry { digest: digest(i), expires_at: i64::MAX / 2 })
+        .map(|i| Entry {
+            digest: digest(i),
+            expires_at: i64::MAX / 2,
+        })
         .collect();
     let t = Instant::now();
     store.revoke_batch(&bulk).await.expect("bulk revoke");
     let written = t.elapsed();
     let revocations = Revocations::new(Arc::clone(&store));
     let t = Instant::now();
-    let loaded = revocations.load().await.expect("load");
+    let (loaded, _) = revocations.load().await.expect("load");
     let load_time = t.elapsed();
     assert!(loaded >= 100_000, "{name}: loaded {loaded}");
     assert!(revocations.is_revoked(&digest(50_000), NOW));
@@ -94,7 +156,10 @@ async fn embedded_backend_conforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_backend_survives_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let e = Entry { digest: digest(7), expires_at: NOW + 3600 };
+    let e = Entry {
+        digest: digest(7),
+        expires_at: NOW + 3600,
+    };
     {
         let store = EmbeddedStore::open(dir.path()).expect("open");
         store.revoke(e).await.expect("revoke");

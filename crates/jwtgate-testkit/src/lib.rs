@@ -52,14 +52,19 @@ pub fn cli(port: u16, args: &[&str]) -> Output {
 }
 
 pub fn cli_text(port: u16, args: &[&str]) -> String {
-    String::from_utf8_lossy(&cli(port, args).stdout).trim().to_owned()
+    String::from_utf8_lossy(&cli(port, args).stdout)
+        .trim()
+        .to_owned()
 }
 
 /// Polls `check` until it is true or `timeout` passes.
 pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !check() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         sleep(POLL);
     }
 }
@@ -94,6 +99,8 @@ impl RedisServer {
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--dir", &self.dir.path().display().to_string()])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            // Replicas sync at once instead of after Redis 7's 5 s default.
+            .args(["--repl-diskless-sync-delay", "0"])
             .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -176,24 +183,41 @@ impl RedisCluster {
         cluster
     }
 
-    /// Waits until every running node reports `cluster_state:ok` and knows
-    /// the number of primaries it should.
+    /// Waits until every running node reports `cluster_state:ok` and every
+    /// primary's replicas are in sync (`state=online`), so that writes can
+    /// be acknowledged by a replica.
     pub fn wait_healthy(&self) {
         for n in self.nodes.iter().filter(|n| n.is_running()) {
             let port = n.port;
             wait_until(Duration::from_secs(30), "cluster_state:ok", || {
                 cli_text(port, &["CLUSTER", "INFO"]).contains("cluster_state:ok")
             });
+            wait_until(Duration::from_secs(30), "replicas online", || {
+                let info = cli_text(port, &["INFO", "replication"]);
+                !info.contains("role:master")
+                    || info
+                        .lines()
+                        .filter(|l| l.starts_with("slave") && l.contains("state="))
+                        .all(|l| l.contains("state=online"))
+            });
         }
     }
 
     pub fn seeds(&self) -> Vec<String> {
-        self.nodes.iter().filter(|n| n.is_running()).map(RedisServer::addr).collect()
+        self.nodes
+            .iter()
+            .filter(|n| n.is_running())
+            .map(RedisServer::addr)
+            .collect()
     }
 
     /// The index of the primary serving `key`'s slot.
     pub fn primary_for(&self, key: &str) -> usize {
-        let any = self.nodes.iter().find(|n| n.is_running()).expect("a running node");
+        let any = self
+            .nodes
+            .iter()
+            .find(|n| n.is_running())
+            .expect("a running node");
         let slot = any.cli(&["CLUSTER", "KEYSLOT", key]);
         let slots = any.cli(&["CLUSTER", "NODES"]);
         let slot: u32 = slot.parse().expect("slot number");
@@ -207,8 +231,16 @@ impl RedisCluster {
                 matches!((a.parse::<u32>(), b.parse::<u32>()), (Ok(a), Ok(b)) if a <= slot && slot <= b)
             });
             if owns {
-                let port: u16 = f[1].split(['@', ':']).nth(1).and_then(|p| p.parse().ok()).expect("port");
-                return self.nodes.iter().position(|n| n.port == port).expect("known node");
+                let port: u16 = f[1]
+                    .split(['@', ':'])
+                    .nth(1)
+                    .and_then(|p| p.parse().ok())
+                    .expect("port");
+                return self
+                    .nodes
+                    .iter()
+                    .position(|n| n.port == port)
+                    .expect("known node");
             }
         }
         panic!("no primary serves slot {slot}:\n{slots}");
@@ -218,15 +250,27 @@ impl RedisCluster {
     pub fn kill_and_wait_failover(&mut self, i: usize) {
         self.nodes[i].kill();
         let dead = self.nodes[i].port.to_string();
-        let survivors: Vec<u16> = self.nodes.iter().filter(|n| n.is_running()).map(|n| n.port).collect();
+        let survivors: Vec<u16> = self
+            .nodes
+            .iter()
+            .filter(|n| n.is_running())
+            .map(|n| n.port)
+            .collect();
         for port in survivors {
-            wait_until(Duration::from_secs(40), "failover (cluster_state:ok without the killed primary)", || {
-                let nodes = cli_text(port, &["CLUSTER", "NODES"]);
-                let dead_is_failed = nodes
-                    .lines()
-                    .any(|l| l.contains(&format!(":{dead}@")) && l.contains("fail") && !l.contains("fail?"));
-                dead_is_failed && cli_text(port, &["CLUSTER", "INFO"]).contains("cluster_state:ok")
-            });
+            wait_until(
+                Duration::from_secs(40),
+                "failover (cluster_state:ok without the killed primary)",
+                || {
+                    let nodes = cli_text(port, &["CLUSTER", "NODES"]);
+                    let dead_is_failed = nodes.lines().any(|l| {
+                        l.contains(&format!(":{dead}@"))
+                            && l.contains("fail")
+                            && !l.contains("fail?")
+                    });
+                    dead_is_failed
+                        && cli_text(port, &["CLUSTER", "INFO"]).contains("cluster_state:ok")
+                },
+            );
         }
     }
 }

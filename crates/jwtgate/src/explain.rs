@@ -172,16 +172,12 @@ fn report(
         let _ = writeln!(out, "token:      required");
     }
 
-    let accepted = explain_token(policy, &config.consumers, token, out);
+    let accepted = explain_token(config, policy, token, out);
     Ok(accepted)
 }
 
-fn explain_token(
-    policy: &JwtPolicy,
-    consumers: &ConsumerRegistry,
-    token: &str,
-    out: &mut String,
-) -> bool {
+fn explain_token(config: &Config, policy: &JwtPolicy, token: &str, out: &mut String) -> bool {
+    let consumers: &ConsumerRegistry = &config.consumers;
     let clock = SystemClock;
     let mut steps = String::new();
     let result = authenticate_traced(policy, consumers, token, &clock, &mut |step| {
@@ -189,18 +185,29 @@ fn explain_token(
     });
     out.push_str(&steps);
     match result {
-        Ok(auth) => {
-            let _ = writeln!(
-                out,
-                "revocation: not checked (no revocation store in this version)"
-            );
-            let _ = writeln!(
-                out,
-                "\nverdict:    ACCEPTED as consumer {:?}",
-                auth.consumer.username
-            );
-            true
-        }
+        Ok(auth) => match revocation(config, token) {
+            Revocation::Revoked(until) => {
+                let _ = writeln!(
+                    out,
+                    "revocation: REVOKED (logged out; blacklisted until {until})"
+                );
+                let _ = writeln!(
+                    out,
+                    "\nverdict:    REFUSED: 401 {:?}",
+                    AuthError::Revoked.public_message()
+                );
+                false
+            }
+            other => {
+                let _ = writeln!(out, "revocation: {}", other.describe());
+                let _ = writeln!(
+                    out,
+                    "\nverdict:    ACCEPTED as consumer {:?}",
+                    auth.consumer.username
+                );
+                true
+            }
+        },
         Err(e) => {
             if let AuthError::Malformed(detail) = &e {
                 let _ = writeln!(out, "parse:      {detail}");
@@ -346,4 +353,44 @@ fn kind(v: &Value) -> &'static str {
         Value::Array(_) => "a list",
         Value::Object(_) => "an object",
     }
+}
+
+enum Revocation {
+    Revoked(i64),
+    NotRevoked(&'static str),
+    Unknown(String),
+}
+
+impl Revocation {
+    fn describe(&self) -> String {
+        match self {
+            Revocation::Revoked(until) => format!("REVOKED until {until}"),
+            Revocation::NotRevoked(kind) => format!("not revoked (checked in the {kind} store)"),
+            Revocation::Unknown(why) => format!("not checked: {why}"),
+        }
+    }
+}
+
+/// Asks the configured store directly whether the token was logged out.
+/// An embedded store held open by a running gateway cannot be read.
+fn revocation(config: &Config, token: &str) -> Revocation {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return Revocation::Unknown(format!("no async runtime: {e}")),
+    };
+    let digest = jwtgate_core::jwt::token_digest(token);
+    runtime.block_on(async {
+        let store = match jwtgate_store::open(&config.store) {
+            Ok(s) => s,
+            Err(e) => return Revocation::Unknown(format!("cannot open the revocation store ({e}); a running gateway may hold the embedded store")),
+        };
+        match store.lookup(&digest).await {
+            Ok(Some(until)) if until > SystemClock.now_unix() => Revocation::Revoked(until),
+            Ok(_) => Revocation::NotRevoked(store.kind()),
+            Err(e) => Revocation::Unknown(format!("cannot reach the {} store ({e})", store.kind())),
+        }
+    })
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use jwtgate_config::{load_file, Config};
 use jwtgate_proxy::{Gateway, Listeners, SharedGateway};
+use jwtgate_store::{Revocations, SyncSettings};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -71,8 +72,14 @@ async fn serve(path: &Path, config: Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let gateway: SharedGateway = Arc::new(ArcSwap::from_pointee(Gateway::new(&config)));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let Some(revocations) = open_revocations(&config, stop_rx.clone()).await else {
+        return ExitCode::from(1);
+    };
+    let gateway: SharedGateway = Arc::new(ArcSwap::from_pointee(Gateway::new(
+        &config,
+        Arc::clone(&revocations),
+    )));
     let signals = match Signals::install() {
         Ok(s) => s,
         Err(e) => {
@@ -80,10 +87,57 @@ async fn serve(path: &Path, config: Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    tokio::spawn(signals.handle(path.to_owned(), Arc::clone(&gateway), config, stop_tx));
+    tokio::spawn(signals.handle(
+        path.to_owned(),
+        Arc::clone(&gateway),
+        revocations,
+        config,
+        stop_tx,
+    ));
     listeners.serve(gateway, stop_rx).await;
     info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Opens the revocation store and loads the blacklist into memory, then
+/// starts the task that keeps it in step. An embedded store that cannot be
+/// opened is fatal; a Redis that is down is not: the node serves and the
+/// sync task catches up when Redis comes back.
+async fn open_revocations(
+    config: &Config,
+    stop: watch::Receiver<bool>,
+) -> Option<Arc<Revocations>> {
+    let store = match jwtgate_store::open(&config.store) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("revocation store: {e}");
+            return None;
+        }
+    };
+    let kind = store.kind();
+    let revocations = Revocations::new(store);
+    let started = std::time::Instant::now();
+    let start = match revocations.load().await {
+        Ok((n, cursor)) => {
+            info!(
+                store = kind,
+                revocations = n,
+                load_ms = started.elapsed().as_millis() as u64,
+                "revocation store ready"
+            );
+            Some(cursor)
+        }
+        Err(e) if kind == "embedded" => {
+            error!("revocation store (embedded): {e}");
+            return None;
+        }
+        Err(e) => {
+            warn!(store = kind, error = %e, "revocation store unreachable at start; serving, and retrying in the background");
+            None
+        }
+    };
+    tokio::spawn(Arc::clone(&revocations).sync(SyncSettings::default(), stop, start));
+    Some(revocations)
 }
 
 struct Signals {
@@ -105,6 +159,7 @@ impl Signals {
         mut self,
         path: std::path::PathBuf,
         gateway: SharedGateway,
+        revocations: Arc<Revocations>,
         mut current: Config,
         stop: watch::Sender<bool>,
     ) {
@@ -114,7 +169,7 @@ impl Signals {
                 _ = self.int.recv() => { info!("SIGINT: shutting down"); break; }
                 _ = self.hup.recv() => {
                     info!("SIGHUP: reloading {}", path.display());
-                    if let Some(next) = reload(&path, &current, &gateway) {
+                    if let Some(next) = reload(&path, &current, &gateway, &revocations) {
                         current = next;
                     }
                 }
@@ -126,7 +181,12 @@ impl Signals {
 
 /// Builds the new config off the hot path and swaps it in whole; an invalid
 /// file is rejected and the running config stays.
-fn reload(path: &Path, current: &Config, gateway: &SharedGateway) -> Option<Config> {
+fn reload(
+    path: &Path,
+    current: &Config,
+    gateway: &SharedGateway,
+    revocations: &Arc<Revocations>,
+) -> Option<Config> {
     match load_file(path) {
         Ok(next) => {
             if next.listen != current.listen
@@ -134,7 +194,10 @@ fn reload(path: &Path, current: &Config, gateway: &SharedGateway) -> Option<Conf
             {
                 warn!("listen addresses changed: they take effect on restart");
             }
-            gateway.store(Arc::new(Gateway::new(&next)));
+            if next.store != current.store {
+                warn!("store settings changed: they take effect on restart");
+            }
+            gateway.store(Arc::new(Gateway::new(&next, Arc::clone(revocations))));
             info!(outcome = "applied", "config reloaded");
             Some(next)
         }

@@ -16,6 +16,15 @@ pub use keys::{KeyError, VerifyKey};
 pub use sign::{SignError, SigningKey};
 pub use token::{Token, TokenError, MAX_TOKEN_BYTES};
 
+/// SHA-256 of the token as presented: what the blacklist stores instead of
+/// the token itself.
+pub fn token_digest(raw: &str) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, raw.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
 use std::fmt;
 use std::str::FromStr;
 
