@@ -1,0 +1,280 @@
+//! Issue 3 black-box tests: RequiredPath / NotRequiredPath on the
+//! normalised path, and the classic path-confusion bypasses (Envoy
+//! CVE-2019-9901 `/info/../private`, CVE-2021-29492 `%2F`, APISIX
+//! CVE-2021-43557 raw-URI matching), sent as raw request lines. Each attempt
+//! is either refused, or normalised so that the protected resource still
+//! needs a token; the recording upstream asserts the exact path it received.
+
+mod support;
+
+use support::*;
+
+const SECRET: &str = "paths-secret-paths-secret";
+
+fn config(up: &Upstream, jwt: &str) -> String {
+    format!(
+        r#"listen: "127.0.0.1:0"
+consumers:
+  - username: alice
+    jwt: {{ key: user123, secret: "{SECRET}" }}
+routes:
+  - name: api
+    paths: ["/*"]
+    upstream: {{ nodes: ["{node}"] }}
+    jwt: {jwt}
+"#,
+        node = up.node()
+    )
+}
+
+fn token() -> String {
+    sign_hs("HS256", SECRET, claims_for("user123"))
+}
+
+/// What must happen to one raw request target.
+enum Expect {
+    /// 400 {"message":"invalid request path"}, nothing upstream.
+    Invalid,
+    /// Treated as this normalised path: 401 without a token, and with one
+    /// the upstream receives exactly this path.
+    Protected(&'static str),
+}
+
+const BYPASSES: &[(&str, Expect)] = &[
+    ("/public/../admin", Expect::Protected("/admin")),
+    ("/public/%2e%2e/admin", Expect::Protected("/admin")),
+    ("/public/%2E%2e/admin", Expect::Protected("/admin")),
+    ("/public/..%2Fadmin", Expect::Invalid),
+    ("/public/..%2fadmin", Expect::Invalid),
+    ("//admin", Expect::Protected("/admin")),
+    ("/admin/.", Expect::Protected("/admin/")),
+    ("/%61dmin", Expect::Protected("/admin")),
+    ("/admin%00", Expect::Invalid),
+    ("/../admin", Expect::Invalid),
+    ("/public/..%5Cadmin", Expect::Invalid),
+    ("/public/..\\admin", Expect::Invalid),
+    ("/admin%zz", Expect::Invalid),
+    ("/admin%4", Expect::Invalid),
+    ("/public/./../admin/./x/..", Expect::Protected("/admin/")),
+    ("/public//..//admin", Expect::Protected("/admin")),
+];
+
+fn check_bypasses(gw: &Gateway, up: &Upstream, mode: &str) {
+    for (target, expect) in BYPASSES {
+        up.clear();
+        let anonymous = gw.send(&Req::get(target));
+        match expect {
+            Expect::Invalid => {
+                assert_eq!(
+                    anonymous.status,
+                    400,
+                    "[{mode}] {target}: {}",
+                    anonymous.text()
+                );
+                assert_eq!(
+                    anonymous.message().as_deref(),
+                    Some("invalid request path"),
+                    "[{mode}] {target}"
+                );
+                let with_token = gw.send(&Req::get(target).bearer(&token()));
+                assert_eq!(with_token.status, 400, "[{mode}] {target} with a token");
+                assert_eq!(
+                    up.count(),
+                    0,
+                    "[{mode}] {target} reached the upstream: {:?}",
+                    up.records()
+                );
+            }
+            Expect::Protected(normalised) => {
+                assert_refused(&anonymous, "Missing JWT token in request", "jwtgate", false);
+                assert_eq!(
+                    up.count(),
+                    0,
+                    "[{mode}] {target} reached the upstream without a token"
+                );
+                let with_token = gw.send(&Req::get(target).bearer(&token()));
+                assert_eq!(
+                    with_token.status,
+                    200,
+                    "[{mode}] {target} with a token: {}",
+                    with_token.text()
+                );
+                assert_eq!(
+                    up.last().path(),
+                    *normalised,
+                    "[{mode}] {target}: upstream saw another path"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn regression_bypasses_in_required_paths_mode() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(&up, r#"{ required_paths: ["ANY_/admin*"] }"#));
+    check_bypasses(&gw, &up, "required_paths");
+    // The public side stays public.
+    assert_eq!(gw.send(&Req::get("/public/x")).status, 200);
+}
+
+#[test]
+fn regression_bypasses_in_not_required_paths_mode() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(&up, r#"{ not_required_paths: ["ANY_/public*"] }"#));
+    check_bypasses(&gw, &up, "not_required_paths");
+    up.clear();
+    assert_eq!(gw.send(&Req::get("/public/./x")).status, 200);
+    assert_eq!(up.last().path(), "/public/x");
+}
+
+#[test]
+fn regression_absolute_form_target_is_matched_on_its_path() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(&up, r#"{ required_paths: ["ANY_/admin*"] }"#));
+    let resp = gw.send(&Req::get("http://internal.example/admin"));
+    assert_refused(&resp, "Missing JWT token in request", "jwtgate", false);
+    let resp = gw.send(&Req::get("http://internal.example/public/../admin").bearer(&token()));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    // Origin-form upstream, normalised.
+    assert_eq!(up.last().target, "/admin");
+    assert_eq!(
+        gw.send(&Req::get("http://internal.example/public/x"))
+            .status,
+        200
+    );
+    assert_eq!(up.last().target, "/public/x");
+}
+
+#[test]
+fn the_query_string_passes_through_untouched() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(&up, r#"{ not_required_paths: ["GET_/public*"] }"#));
+    let resp = gw.send(&Req::get("/public/%61/../b?x=%2F..%2F&y=a+b&z=%zz"));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(up.last().target, "/public/b?x=%2F..%2F&y=a+b&z=%zz");
+}
+
+#[test]
+fn methods_prefixes_and_case_sensitivity() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(
+        &up,
+        r#"{ required_paths: ["GET_/v1/apis*", "POST_/v1/orders", "ANY_/v1/admin", "DELETE_/v1/items/*"] }"#,
+    ));
+    let needs = |m: &str, p: &str| gw.send(&Req::new(m, p)).status == 401;
+    // `GET_/v1/apis*` covers /v1/apis, /v1/apis/a, and also /v1/apisx.
+    assert!(needs("GET", "/v1/apis"));
+    assert!(needs("GET", "/v1/apis/a"));
+    assert!(needs("GET", "/v1/apisx"));
+    // A method that is not listed passes.
+    assert!(!needs("POST", "/v1/apis"));
+    assert!(!needs("HEAD", "/v1/apis"));
+    // Exact entries are exact.
+    assert!(needs("POST", "/v1/orders"));
+    assert!(!needs("POST", "/v1/orders/1"));
+    assert!(!needs("GET", "/v1/orders"));
+    // ANY covers every method, including ones no list can name.
+    for m in [
+        "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "PROPFIND",
+    ] {
+        assert!(needs(m, "/v1/admin"), "{m} /v1/admin");
+    }
+    assert!(needs("DELETE", "/v1/items/7"));
+    assert!(!needs("DELETE", "/v1/items"));
+    // Paths are case-sensitive.
+    assert!(!needs("GET", "/V1/APIS"));
+    assert!(!needs("GET", "/v1/Admin"));
+}
+
+#[test]
+fn check_rejects_both_lists_and_bad_entries_with_locations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        r#"listen: "127.0.0.1:0"
+routes:
+  - name: a
+    paths: ["/*"]
+    upstream: { echo: true }
+    jwt: { required_paths: ["GET_/x"], not_required_paths: ["GET_/y"] }
+  - name: b
+    paths: ["/*"]
+    upstream: { echo: true }
+    jwt:
+      required_paths: ["get_/x", "FETCH_/x", "GET/x", "GET_x", "GET_/a*b", "GET_"]
+"#,
+    )
+    .expect("write");
+    let out = run_cli(
+        &["check", "--config", path.to_str().expect("utf8")],
+        dir.path(),
+    );
+    assert_ne!(out.code(), Some(0));
+    let all = out.all();
+    assert!(
+        all.contains("routes[0].jwt") && all.contains("not_required_paths"),
+        "{all}"
+    );
+    for i in 0..6 {
+        assert!(
+            all.contains(&format!("routes[1].jwt.required_paths[{i}]:")),
+            "entry {i} not reported:\n{all}"
+        );
+    }
+    assert!(all.contains("\"FETCH\""), "{all}");
+}
+
+#[test]
+fn explain_reports_the_normalised_path_and_the_rule() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(&up, r#"{ not_required_paths: ["GET_/public*"] }"#));
+    let cfg = gw.config_path.to_str().expect("utf8").to_owned();
+    let t = token();
+    let out = run_cli(
+        &[
+            "token",
+            "explain",
+            &t,
+            "--config",
+            &cfg,
+            "--request",
+            "GET /public/../admin",
+        ],
+        gw.dir.path(),
+    );
+    let text = out.all();
+    assert_eq!(out.code(), Some(0), "{text}");
+    assert!(text.contains("normalised: /admin"), "{text}");
+    assert!(text.contains("token:      required"), "{text}");
+    let out = run_cli(
+        &[
+            "token",
+            "explain",
+            &t,
+            "--config",
+            &cfg,
+            "--request",
+            "GET /public/x",
+        ],
+        gw.dir.path(),
+    );
+    let text = out.all();
+    assert!(text.contains("GET_/public* matched"), "{text}");
+    assert!(text.contains("not required"), "{text}");
+    let out = run_cli(
+        &[
+            "token",
+            "explain",
+            &t,
+            "--config",
+            &cfg,
+            "--request",
+            "GET /a/..%2Fb",
+        ],
+        gw.dir.path(),
+    );
+    assert_eq!(out.code(), Some(1));
+    assert!(out.all().contains("invalid request path"), "{}", out.all());
+}
