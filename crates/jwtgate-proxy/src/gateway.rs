@@ -7,6 +7,7 @@ use std::sync::Arc;
 use jwtgate_config::Config;
 use jwtgate_core::clock::SystemClock;
 use jwtgate_core::consumer::ConsumerRegistry;
+use jwtgate_core::policy::cache::VerifiedCache;
 
 use jwtgate_store::Revocations;
 
@@ -17,6 +18,9 @@ pub struct Gateway {
     pub consumers: Arc<ConsumerRegistry>,
     /// The blacklist outlives config versions: one per process.
     pub revocations: Arc<Revocations>,
+    /// Tokens already verified under THIS config version; a reload starts
+    /// afresh, so a changed consumer key is never served from the cache.
+    pub verified: VerifiedCache,
     pub clock: SystemClock,
 }
 
@@ -26,6 +30,7 @@ impl Gateway {
             router: Router::new(&config.routes),
             consumers: Arc::clone(&config.consumers),
             revocations,
+            verified: VerifiedCache::default(),
             clock: SystemClock,
         }
     }

@@ -25,7 +25,7 @@ use hyper::body::Incoming;
 use jwtgate_core::clock::Clock;
 use jwtgate_core::jwt::token_digest;
 use jwtgate_core::path::{normalize, Method};
-use jwtgate_core::policy::{authenticate, numeric_date, sources, AuthError, JwtPolicy};
+use jwtgate_core::policy::{authenticate_cached, numeric_date, sources, AuthError, JwtPolicy};
 use jwtgate_store::Entry;
 use tracing::info;
 
@@ -221,7 +221,7 @@ fn authenticate_request(
     query: Option<&str>,
 ) -> Result<Identity, AuthError> {
     let (raw, source) = find_token(policy, headers, query).ok_or(AuthError::Missing)?;
-    let auth = authenticate(policy, &gw.consumers, &raw, &gw.clock)?;
+    let auth = authenticate_cached(policy, &gw.consumers, &raw, &gw.clock, &gw.verified)?;
     // Last check of SPEC §3.1: not revoked. In memory, no network.
     let now = gw.clock.now_unix();
     let digest = token_digest(&raw);
@@ -229,7 +229,7 @@ fn authenticate_request(
         return Err(AuthError::Revoked);
     }
     // A revocation lasts as long as the token could still be accepted.
-    let expires_at = numeric_date(auth.token.claims(), "exp")
+    let expires_at = numeric_date(&auth.claims, "exp")
         .ok()
         .flatten()
         .map_or(i64::MAX, |exp| exp.saturating_add(policy.leeway_seconds));
@@ -249,7 +249,7 @@ fn authenticate_request(
         out.push((X_CREDENTIAL_IDENTIFIER, v));
     }
     for (claim, header) in &policy.forward_claims {
-        let Some(value) = auth.token.claims().get(claim) else {
+        let Some(value) = auth.claims.get(claim) else {
             continue;
         };
         let text = match value {

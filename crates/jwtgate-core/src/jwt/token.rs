@@ -115,6 +115,11 @@ impl<'a> Token<'a> {
     pub fn signature(&self) -> &[u8] {
         &self.signature
     }
+
+    /// The payload, keeping nothing else.
+    pub fn into_claims(self) -> Map<String, Value> {
+        self.claims
+    }
 }
 
 fn decode_object(segment: &str, which: Segment) -> Result<Map<String, Value>, TokenError> {

@@ -5,6 +5,7 @@
 //! What this does not do: read requests, consult the revocation store, or build
 //! responses. The data plane does those around [`authenticate`].
 
+pub mod cache;
 pub mod sources;
 #[cfg(test)]
 mod tests;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use self::cache::{Verdict, VerifiedCache};
 use crate::clock::Clock;
 use crate::consumer::{Consumer, ConsumerRegistry};
 use crate::jwt::{Token, TokenError};
@@ -260,30 +262,68 @@ pub enum Step<'a> {
 }
 
 /// A token that passed every check but revocation.
-#[derive(Debug)]
-pub struct Authenticated<'t> {
+#[derive(Debug, Clone)]
+pub struct Authenticated {
     pub consumer: Arc<Consumer>,
-    pub token: Token<'t>,
+    pub claims: Arc<serde_json::Map<String, Value>>,
 }
 
 /// Runs the checks of SPEC §3.1 in order, up to (not including) revocation.
-pub fn authenticate<'t>(
+pub fn authenticate(
     policy: &JwtPolicy,
     consumers: &ConsumerRegistry,
-    raw: &'t str,
+    raw: &str,
     clock: &dyn Clock,
-) -> Result<Authenticated<'t>, AuthError> {
+) -> Result<Authenticated, AuthError> {
     authenticate_traced(policy, consumers, raw, clock, &mut |_| {})
 }
 
-/// [`authenticate`] with an observer that sees each step.
-pub fn authenticate_traced<'t>(
+/// [`authenticate`] through a [`VerifiedCache`]: a token seen before skips
+/// parsing and the signature check, never the claim checks.
+pub fn authenticate_cached(
     policy: &JwtPolicy,
     consumers: &ConsumerRegistry,
-    raw: &'t str,
+    raw: &str,
+    clock: &dyn Clock,
+    cache: &VerifiedCache,
+) -> Result<Authenticated, AuthError> {
+    match cache.get(raw, &policy.key_claim_name) {
+        Some(Verdict::Verified { consumer, claims }) => {
+            check_claims(policy, &claims, clock.now_unix())?;
+            Ok(Authenticated { consumer, claims })
+        }
+        Some(Verdict::BadSignature) => Err(AuthError::BadSignature),
+        None => {
+            let result = authenticate_traced(policy, consumers, raw, clock, &mut |_| {});
+            match &result {
+                Ok(a) => cache.insert(
+                    raw,
+                    &policy.key_claim_name,
+                    Verdict::Verified {
+                        consumer: Arc::clone(&a.consumer),
+                        claims: Arc::clone(&a.claims),
+                    },
+                ),
+                Err(AuthError::BadSignature) => {
+                    cache.insert(raw, &policy.key_claim_name, Verdict::BadSignature)
+                }
+                // Claim failures may be temporary (nbf) and are cheap to
+                // reach again; everything else fails before any crypto.
+                Err(_) => {}
+            }
+            result
+        }
+    }
+}
+
+/// [`authenticate`] with an observer that sees each step.
+pub fn authenticate_traced(
+    policy: &JwtPolicy,
+    consumers: &ConsumerRegistry,
+    raw: &str,
     clock: &dyn Clock,
     observe: &mut dyn FnMut(Step<'_>),
-) -> Result<Authenticated<'t>, AuthError> {
+) -> Result<Authenticated, AuthError> {
     let token = Token::parse(raw)?;
     observe(Step::Parsed(&token));
 
@@ -348,7 +388,7 @@ pub fn authenticate_traced<'t>(
 
     Ok(Authenticated {
         consumer: Arc::clone(consumer),
-        token,
+        claims: Arc::new(token.into_claims()),
     })
 }
 

@@ -214,3 +214,70 @@ fn crit_header_is_refused() {
         Err(AuthError::CriticalHeader)
     );
 }
+
+mod cached {
+    use super::*;
+    use crate::policy::cache::VerifiedCache;
+
+    #[test]
+    fn a_hit_still_checks_expiry() {
+        let cache = VerifiedCache::new(64);
+        let p = JwtPolicy::default();
+        let t = sign(json!({"key": "user123", "exp": NOW + 10}));
+        let r = registry();
+        assert!(authenticate_cached(&p, &r, &t, &FixedClock(NOW), &cache).is_ok());
+        assert_eq!(cache.len(), 1);
+        // Same token, later: served from the cache, and refused as expired.
+        let later = authenticate_cached(&p, &r, &t, &FixedClock(NOW + 10), &cache);
+        assert!(matches!(later, Err(AuthError::Expired { .. })), "{later:?}");
+    }
+
+    #[test]
+    fn bad_signatures_are_remembered_and_stay_bad() {
+        let cache = VerifiedCache::new(64);
+        let p = JwtPolicy::default();
+        let good = sign(json!({"key": "user123", "exp": NOW + 60}));
+        let forged = format!("{}AAAA", &good[..good.len() - 4]);
+        let r = registry();
+        for _ in 0..2 {
+            assert_eq!(
+                authenticate_cached(&p, &r, &forged, &FixedClock(NOW), &cache)
+                    .map(|a| a.consumer.username.clone()),
+                Err(AuthError::BadSignature)
+            );
+        }
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn the_key_claim_name_is_part_of_the_entry() {
+        let cache = VerifiedCache::new(64);
+        let t = sign(json!({"key": "user123", "sub": "x", "exp": NOW + 60}));
+        let r = registry();
+        assert!(
+            authenticate_cached(&JwtPolicy::default(), &r, &t, &FixedClock(NOW), &cache).is_ok()
+        );
+        let by_sub = JwtPolicy {
+            key_claim_name: "sub".into(),
+            ..JwtPolicy::default()
+        };
+        assert!(matches!(
+            authenticate_cached(&by_sub, &r, &t, &FixedClock(NOW), &cache),
+            Err(AuthError::UnknownConsumer { .. })
+        ));
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let cache = VerifiedCache::new(32);
+        let r = registry();
+        for i in 0..500 {
+            let t = sign(json!({"key": "user123", "exp": NOW + 60, "n": i}));
+            assert!(
+                authenticate_cached(&JwtPolicy::default(), &r, &t, &FixedClock(NOW), &cache)
+                    .is_ok()
+            );
+        }
+        assert!(cache.len() <= 32, "{}", cache.len());
+    }
+}
