@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# RS256 with a DIFFERENT token on every request (the verified-token cache is
+# useless here): jwtgate vs haproxy-rs256, same machine, same wrk, rounds
+# interleaved. Uses the kit prepared by bench/peers.sh (keys, nginx upstream).
+#
+#   bench/rotating.sh          env TOKENS=20000 ROUNDS=3 DURATION=10 CONNS=50
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+KIT="${KIT:-/tmp/jwtgate-bench-peers}"
+TOKENS=${TOKENS:-20000}; ROUNDS=${ROUNDS:-3}; DURATION=${DURATION:-10}; CONNS=${CONNS:-50}
+[[ -f "$KIT/jwtgate/rs256.yaml" ]] || { echo "run bench/peers.sh rs256 first (it prepares $KIT)" >&2; exit 1; }
+BIN="$ROOT/target/release/jwtgate"
+LIST="$KIT/jwtgate/rotating-rs256.txt"
+if [[ ! -f $LIST || $(wc -l < "$LIST") -lt $TOKENS ]]; then
+  "$KIT/.venv/bin/python" - "$KIT/keys/rs256-private.pem" "$TOKENS" > "$LIST" <<'PY'
+import sys, time, jwt
+key = open(sys.argv[1]).read()
+exp = int(time.time()) + 86400
+for i in range(int(sys.argv[2])):
+    print(jwt.encode({"key": "user123", "exp": exp, "n": i}, key, algorithm="RS256"))
+PY
+fi
+cat > "$KIT/jwtgate/rotate.lua" <<LUA
+local tokens = {}
+for line in io.lines("$LIST") do tokens[#tokens + 1] = line end
+local i = 0
+request = function()
+  i = i % #tokens + 1
+  return wrk.format("GET", "/", { ["Authorization"] = "Bearer " .. tokens[i] })
+end
+LUA
+PIDS=()
+stop() { for p in "${PIDS[@]:-}"; do [[ -n $p ]] && kill "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; done; PIDS=(); }
+trap stop EXIT
+wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+run() { # name port cmd...
+  local name=$1 port=$2; shift 2
+  taskset -c 1 nginx -p "$KIT/" -e "$KIT/run/upstream-nginx.err" -c peers/upstream-nginx.conf & PIDS+=($!)
+  wait_port 18081
+  taskset -c 0 env BENCH="$KIT" "$@" >/dev/null 2>&1 & PIDS+=($!)
+  wait_port "$port"
+  taskset -c 1 wrk -t1 -c"$CONNS" -d2s -s "$KIT/jwtgate/rotate.lua" "http://127.0.0.1:$port/" >/dev/null
+  local out; out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$KIT/jwtgate/rotate.lua" "http://127.0.0.1:$port/")
+  local rps p99 non2xx
+  rps=$(awk '/Requests\/sec/ {print $2}' <<< "$out")
+  p99=$(awk '$1=="99%" {print $2}' <<< "$out")
+  non2xx=$(awk '/Non-2xx/ {print $NF}' <<< "$out"); non2xx=${non2xx:-0}
+  stop
+  [[ $non2xx == 0 ]] || { echo "$name: $non2xx non-2xx responses" >&2; exit 1; }
+  echo "$name $rps $p99"
+}
+mkdir -p "$KIT/run"
+for r in $(seq "$ROUNDS"); do
+  run haproxy-rs256 18083 haproxy -db -f "$KIT/peers/haproxy-rs256.cfg"
+  run jwtgate-rs256-rotating 18090 "$BIN" run --config "$KIT/jwtgate/rs256.yaml"
+done | tee "$KIT/jwtgate/rotating.txt"
+python3 - "$KIT/jwtgate/rotating.txt" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    name, rps, p99 = line.split()
+    rows.setdefault(name, []).append(float(rps))
+h, j = statistics.median(rows["haproxy-rs256"]), statistics.median(rows["jwtgate-rs256-rotating"])
+print(f"rotating RS256 tokens: jwtgate {j:.0f} req/s vs haproxy-rs256 {h:.0f} -> ratio {j/h:.2f}")
+PY
