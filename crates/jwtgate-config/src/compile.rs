@@ -586,6 +586,18 @@ pub(crate) fn jwt_policy(j: &RawJwt, loc: &str, errors: &mut Errors) -> Option<J
             errors.add(&at("header"), format!("{h:?} is not a valid header name"));
         }
     }
+    let realm = j.realm.clone().unwrap_or_else(|| "jwtgate".into());
+    // The realm goes into a quoted WWW-Authenticate parameter.
+    if realm.is_empty()
+        || realm
+            .chars()
+            .any(|c| c == '"' || c == '\\' || c.is_control() || !c.is_ascii())
+    {
+        errors.add(
+            &at("realm"),
+            "must be non-empty printable ASCII without '\"' or '\\'",
+        );
+    }
     let forward_claims: Vec<(String, String)> = j
         .forward_claims
         .clone()
@@ -660,7 +672,7 @@ pub(crate) fn jwt_policy(j: &RawJwt, loc: &str, errors: &mut Errors) -> Option<J
         leeway_seconds: i64::try_from(j.leeway_seconds.unwrap_or(0)).unwrap_or(i64::MAX),
         max_lifetime_seconds: i64::try_from(j.max_lifetime_seconds.unwrap_or(0))
             .unwrap_or(i64::MAX),
-        realm: j.realm.clone().unwrap_or_else(|| "jwtgate".into()),
+        realm,
         forward_claims,
         scope,
         logout,

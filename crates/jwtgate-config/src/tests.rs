@@ -214,3 +214,13 @@ fn invalid_yaml_is_one_clear_error() {
     assert_eq!(errs.len(), 1);
     assert!(errs[0].starts_with("not valid YAML"), "{errs:?}");
 }
+
+#[test]
+fn realm_must_be_header_safe() {
+    let errs = errors(&MINIMAL.replace("jwt: {}", "jwt: { realm: 'a\"b' }"));
+    assert!(
+        errs.iter().any(|e| e.starts_with("routes[0].jwt.realm:")),
+        "{errs:?}"
+    );
+    assert!(load(&MINIMAL.replace("jwt: {}", "jwt: { realm: my-api }")).is_ok());
+}
