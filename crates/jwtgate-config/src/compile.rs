@@ -76,7 +76,7 @@ fn parse_addr(a: &str, loc: &str, errors: &mut Errors) -> Option<SocketAddr> {
 
 fn resolve(base_dir: &Path, file: &str) -> PathBuf {
     let p = Path::new(file);
-    if p.is_absolute() {
+    if p.is_absolute() || base_dir == Path::new(".") {
         p.to_owned()
     } else {
         base_dir.join(p)

@@ -56,7 +56,9 @@ pub enum TokenCommand {
     /// consumers also need --private-key), or from explicit --key/--alg/--secret|--private-key.
     Sign(SignArgs),
     /// Say, step by step, what the gateway would do with a token and why.
-    /// Exit 0 if it would be accepted, 1 if refused, 2 on a usage or config error.
+    /// Exit 0 if it would be accepted, 1 if refused, 2 on a usage or config error,
+    /// 3 if valid but the revocation store could not be read (e.g. an embedded
+    /// store held by a running gateway).
     Explain(ExplainArgs),
 }
 

@@ -36,28 +36,37 @@ pub fn explain(args: &ExplainArgs) -> ExitCode {
         args.token.trim().to_owned()
     };
     let mut out = String::new();
-    let accepted = match report(&config, args, &token, &mut out) {
-        Ok(accepted) => accepted,
+    let verdict = match report(&config, args, &token, &mut out) {
+        Ok(v) => v,
         Err(usage) => {
             eprintln!("jwtgate token explain: {usage}");
             return ExitCode::from(2);
         }
     };
     print!("{out}");
-    if accepted {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+    match verdict {
+        Verdict::Accepted => ExitCode::SUCCESS,
+        Verdict::Refused => ExitCode::from(1),
+        Verdict::Undetermined => ExitCode::from(3),
     }
 }
 
-/// Writes the report; `Ok(true)` when the request would be let through.
+/// What the gateway would do. `Undetermined`: everything checked out but the
+/// revocation store could not be read (exit 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Accepted,
+    Refused,
+    Undetermined,
+}
+
+/// Writes the report and returns the verdict.
 fn report(
     config: &Config,
     args: &ExplainArgs,
     token: &str,
     out: &mut String,
-) -> Result<bool, String> {
+) -> Result<Verdict, String> {
     let router = Router::new(&config.routes);
     let (method, raw_path) = match &args.request {
         Some(r) => {
@@ -92,7 +101,7 @@ fn report(
                         e.reason
                     );
                     let _ = writeln!(out, "\nverdict:    REFUSED (400)");
-                    return Ok(false);
+                    return Ok(Verdict::Refused);
                 }
             }
         }
@@ -109,7 +118,7 @@ fn report(
             None => {
                 let _ = writeln!(out, "route:      none matches {method} {p} -> 404");
                 let _ = writeln!(out, "\nverdict:    REFUSED (404)");
-                return Ok(false);
+                return Ok(Verdict::Refused);
             }
         },
         (None, None) => config
@@ -135,7 +144,7 @@ fn report(
             out,
             "\nverdict:    ACCEPTED (no authentication on this route)"
         );
-        return Ok(true);
+        return Ok(Verdict::Accepted);
     };
 
     // Path rules.
@@ -167,16 +176,15 @@ fn report(
         if !req.token_required {
             let _ = writeln!(out, "token:      not required here: the token is not validated, identity headers are still stripped");
             let _ = writeln!(out, "\nverdict:    ACCEPTED (no token needed)");
-            return Ok(true);
+            return Ok(Verdict::Accepted);
         }
         let _ = writeln!(out, "token:      required");
     }
 
-    let accepted = explain_token(config, policy, token, out);
-    Ok(accepted)
+    Ok(explain_token(config, policy, token, out))
 }
 
-fn explain_token(config: &Config, policy: &JwtPolicy, token: &str, out: &mut String) -> bool {
+fn explain_token(config: &Config, policy: &JwtPolicy, token: &str, out: &mut String) -> Verdict {
     let consumers: &ConsumerRegistry = &config.consumers;
     let clock = SystemClock;
     let mut steps = String::new();
@@ -196,16 +204,26 @@ fn explain_token(config: &Config, policy: &JwtPolicy, token: &str, out: &mut Str
                     "\nverdict:    REFUSED: 401 {:?}",
                     AuthError::Revoked.public_message()
                 );
-                false
+                Verdict::Refused
             }
-            other => {
-                let _ = writeln!(out, "revocation: {}", other.describe());
+            Revocation::NotRevoked(kind) => {
+                let _ = writeln!(out, "revocation: not revoked (checked in the {kind} store)");
                 let _ = writeln!(
                     out,
                     "\nverdict:    ACCEPTED as consumer {:?}",
                     auth.consumer.username
                 );
-                true
+                Verdict::Accepted
+            }
+            Revocation::Unknown(why) => {
+                // Never call a token accepted when it may have been logged out.
+                let _ = writeln!(out, "revocation: NOT CHECKED: {why}");
+                let _ = writeln!(
+                    out,
+                    "\nverdict:    UNDETERMINED: valid for consumer {:?} unless it was logged out; the store could not be read",
+                    auth.consumer.username
+                );
+                Verdict::Undetermined
             }
         },
         Err(e) => {
@@ -214,7 +232,7 @@ fn explain_token(config: &Config, policy: &JwtPolicy, token: &str, out: &mut Str
             }
             let _ = writeln!(out, "\nverdict:    REFUSED: 401 {:?}", e.public_message());
             let _ = writeln!(out, "reason:     {e}");
-            false
+            Verdict::Refused
         }
     }
 }
@@ -359,16 +377,6 @@ enum Revocation {
     Revoked(i64),
     NotRevoked(&'static str),
     Unknown(String),
-}
-
-impl Revocation {
-    fn describe(&self) -> String {
-        match self {
-            Revocation::Revoked(until) => format!("REVOKED until {until}"),
-            Revocation::NotRevoked(kind) => format!("not revoked (checked in the {kind} store)"),
-            Revocation::Unknown(why) => format!("not checked: {why}"),
-        }
-    }
 }
 
 /// Asks the configured store directly whether the token was logged out.

@@ -1,0 +1,1080 @@
+//! The token blacklist seen from outside (SPEC §3.4): a logout answered by
+//! the gateway or forwarded, the revoked token refused on every route and on
+//! every node sharing the store, durability across `kill -9` (embedded), a
+//! Redis outage and the catch-up after it, `pool_backlog` failing fast, and
+//! `token explain` reporting revocations. Real binary, real recording
+//! upstream, real `redis-server` processes started and stopped here.
+//!
+//! What it does not cover: Redis Cluster, which lives in
+//! `revocation_cluster.rs`, a test binary of its own so that its six
+//! redis-server processes do not skew the timings measured here.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use jwtgate_testkit::RedisServer;
+use serde_json::json;
+use support::*;
+
+const SECRET: &str = "alice-secret-0123456789abcdefghij";
+const REVOKED: &str = "JWT token has been revoked";
+const LOGOUT: &str = "/app/logout";
+const UNAVAILABLE: &str = "revocation store unavailable";
+
+/// The Redis tests measure latencies and race a sleeping Redis: they run one
+/// at a time so that they do not steal each other's two cores.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+// ---------------------------------------------------------------------------
+// Tokens, configs, assertions
+// ---------------------------------------------------------------------------
+
+/// A fresh, distinct token of consumer `alice`, valid for an hour (a unique
+/// `jti`, so two tokens minted in the same second differ).
+fn alice_token() -> String {
+    alice_token_with_exp(now() + 3600)
+}
+
+fn alice_token_with_exp(exp: i64) -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    sign_hs(
+        "HS256",
+        SECRET,
+        json!({"key": "user123", "exp": exp, "jti": format!("jti-{}-{n}", std::process::id())}),
+    )
+}
+
+/// Lower-case hex SHA-256 of the token, computed here independently of the
+/// product: what SPEC §3.4 says the blacklist holds.
+fn sha256_hex(token: &str) -> String {
+    sha256(token).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn sha256(token: &str) -> Vec<u8> {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes())
+        .as_ref()
+        .to_vec()
+}
+
+fn embedded_store() -> &'static str {
+    "{ kind: embedded, path: ./data }"
+}
+
+/// A standalone Redis store with short timeouts, so that an outage is felt
+/// within a second.
+fn redis_store(server: &RedisServer) -> String {
+    format!(
+        "{{ kind: redis, host: 127.0.0.1, port: {}, connect_timeout_ms: 300, read_timeout_ms: 300, send_timeout_ms: 300 }}",
+        server.port
+    )
+}
+
+/// Consumer `alice`; route `app` (`/app/*`, logout `POST_/app/logout`,
+/// answered by the gateway) to the recording upstream; route `other`
+/// (`/other/*`, echo, no logout path); route `lenient` (`/lenient/*`, echo,
+/// an hour of leeway, so an expired token is still accepted there); plus
+/// `extra_routes`.
+fn config(store: &str, up: &Upstream, extra_routes: &str) -> String {
+    format!(
+        r#"listen: "127.0.0.1:0"
+store: {store}
+consumers:
+  - username: alice
+    jwt: {{ key: user123, secret: "{SECRET}" }}
+routes:
+  - name: app
+    paths: ["/app/*"]
+    upstream: {{ nodes: ["{node}"] }}
+    jwt: {{ use_jwt_blacklist_revoking: true, logout_path: "POST_/app/logout", logout_forward: false }}
+  - name: other
+    paths: ["/other/*"]
+    upstream: {{ echo: true }}
+    jwt: {{}}
+  - name: lenient
+    paths: ["/lenient/*"]
+    upstream: {{ echo: true }}
+    jwt: {{ leeway_seconds: 3600 }}
+{extra_routes}"#,
+        node = up.node()
+    )
+}
+
+/// Something that answers HTTP: the harness's [`Gateway`] or a [`Node`].
+trait Front {
+    fn send(&self, req: &Req) -> Response;
+    fn logs(&self) -> String;
+    fn get_with(&self, token: &str, target: &str) -> Response {
+        self.send(&Req::get(target).bearer(token))
+    }
+}
+
+impl Front for Gateway {
+    fn send(&self, req: &Req) -> Response {
+        Gateway::send(self, req)
+    }
+    fn logs(&self) -> String {
+        Gateway::logs(self)
+    }
+}
+
+fn logout(gw: &impl Front, token: &str) -> Response {
+    gw.send(&Req::post(LOGOUT).bearer(token))
+}
+
+fn get_app(gw: &impl Front, token: &str) -> Response {
+    gw.send(&Req::get("/app/orders").bearer(token))
+}
+
+fn assert_logged_out(gw: &impl Front, resp: &Response) {
+    assert_eq!(
+        (resp.status, resp.message()),
+        (200, Some("logged out".to_owned())),
+        "expected 200 {{\"message\":\"logged out\"}}; got {} {:?}\n--- gateway ---\n{}",
+        resp.status,
+        resp.text(),
+        gw.logs()
+    );
+    assert_eq!(resp.json(), json!({"message": "logged out"}));
+}
+
+fn assert_revoked(resp: &Response) {
+    assert_refused(resp, REVOKED, "jwtgate", true);
+}
+
+fn assert_passes(gw: &impl Front, token: &str, what: &str) {
+    let resp = get_app(gw, token);
+    assert_eq!(
+        resp.status,
+        200,
+        "{what}: expected the token to pass; got {} {:?}\n--- gateway ---\n{}",
+        resp.status,
+        resp.text(),
+        gw.logs()
+    );
+}
+
+/// Polls `gw` until `token` is refused as revoked; returns how long it took.
+/// Panics after `timeout`, or on any answer other than 200 or 401 revoked.
+fn wait_refused(gw: &impl Front, token: &str, timeout: Duration, what: &str) -> Duration {
+    let start = Instant::now();
+    loop {
+        let resp = get_app(gw, token);
+        match resp.status {
+            401 => {
+                assert_revoked(&resp);
+                return start.elapsed();
+            }
+            200 => {}
+            other => panic!(
+                "{what}: unexpected {other} {:?}\n--- gateway ---\n{}",
+                resp.text(),
+                gw.logs()
+            ),
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "{what}: the token was still accepted after {timeout:?}\n--- gateway ---\n{}",
+            gw.logs()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Logs out fresh tokens on `gw` until one is answered 200 (a 503 is
+/// expected while the store recovers); returns that token and the time it
+/// took. Fresh tokens each time, so that an attempt that timed out after
+/// reaching the store cannot blur the next one.
+fn logout_until_accepted(gw: &impl Front, timeout: Duration, what: &str) -> (String, Duration) {
+    let start = Instant::now();
+    loop {
+        let token = alice_token();
+        let resp = logout(gw, &token);
+        match resp.status {
+            200 => {
+                assert_logged_out(gw, &resp);
+                return (token, start.elapsed());
+            }
+            503 => assert_eq!(assert_json_error(&resp, 503), UNAVAILABLE),
+            other => panic!(
+                "{what}: logout answered {other} {:?}\n--- gateway ---\n{}",
+                resp.text(),
+                gw.logs()
+            ),
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "{what}: logouts still failed after {timeout:?}\n--- gateway ---\n{}",
+            gw.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    let rank = (sorted.len() * p).div_ceil(100).max(1);
+    sorted[rank - 1]
+}
+
+// ---------------------------------------------------------------------------
+// A gateway process the test can kill hard, stop, and start again
+// ---------------------------------------------------------------------------
+
+/// `jwtgate run` on a config file the test owns, so that it can be killed
+/// with SIGKILL or stopped with SIGTERM and started again on the same file
+/// and store directory (the harness's [`Gateway`] owns its directory and
+/// removes it on drop). Killed (SIGKILL) on drop.
+struct Node {
+    addr: SocketAddr,
+    child: Child,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Node {
+    fn start(config: &Path) -> Node {
+        let dir = config.parent().unwrap();
+        let mut child = Command::new(BIN)
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .current_dir(dir)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {BIN}: {e}"));
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel::<String>();
+        collect_lines(child.stderr.take().unwrap(), logs.clone(), Some(tx));
+        collect_lines(child.stdout.take().unwrap(), logs.clone(), None);
+        let deadline = Instant::now() + START_TIMEOUT;
+        let addr = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(addr) = listening_addr(&line) {
+                        break addr;
+                    }
+                }
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "gateway did not start ({e:?}); output:\n{}",
+                        logs.lock().unwrap().join("\n")
+                    );
+                }
+            }
+        };
+        Node { addr, child, logs }
+    }
+
+    /// `kill -9`: no chance to flush or clean up.
+    fn kill_hard(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then waits (bounded) for the exit status.
+    fn terminate(mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the gateway did not exit within 15 s of SIGTERM; output:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Front for Node {
+    fn send(&self, req: &Req) -> Response {
+        req.try_send(self.addr).unwrap_or_else(|e| {
+            panic!(
+                "request {} {} failed: {e}\n--- gateway output ---\n{}",
+                req.method,
+                req.target,
+                self.logs()
+            )
+        })
+    }
+    fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn collect_lines(
+    pipe: impl Read + Send + 'static,
+    logs: Arc<Mutex<Vec<String>>>,
+    tx: Option<mpsc::Sender<String>>,
+) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).split(b'\n') {
+            let Ok(line) = line else { break };
+            let line = strip_ansi(&String::from_utf8_lossy(&line));
+            logs.lock().unwrap().push(line.clone());
+            if let Some(tx) = &tx {
+                let _ = tx.send(line);
+            }
+        }
+    });
+}
+
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let rest = line.split("listening on http://").nth(1)?;
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']')))
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+// ---------------------------------------------------------------------------
+// An upstream that refuses: 500 to every request
+// ---------------------------------------------------------------------------
+
+/// A loopback HTTP/1.1 server answering `500` to every request (the
+/// harness's recording upstream always answers 200), counting requests.
+/// Its thread lives until the test process exits.
+struct FailingUpstream {
+    addr: SocketAddr,
+    hits: Arc<AtomicUsize>,
+}
+
+impl FailingUpstream {
+    fn start() -> FailingUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let counter = counter.clone();
+                std::thread::spawn(move || answer_500(&mut stream, &counter));
+            }
+        });
+        FailingUpstream { addr, hits }
+    }
+
+    fn node(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+/// Reads one request head (the logout requests here have no body) and
+/// answers 500, closing the connection.
+fn answer_500(stream: &mut TcpStream, hits: &AtomicUsize) {
+    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    hits.fetch_add(1, Ordering::SeqCst);
+    let body = b"upstream refused";
+    let _ = write!(
+        stream,
+        "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(body);
+    let _ = stream.flush();
+}
+
+// ---------------------------------------------------------------------------
+// 1. Logout basics (embedded store)
+// ---------------------------------------------------------------------------
+
+#[test]
+fn logout_is_answered_by_the_gateway_and_the_token_is_refused_on_every_route() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(embedded_store(), &up, ""));
+    let token = alice_token();
+    let sibling = alice_token();
+
+    assert_passes(&gw, &token, "before logout");
+    assert_eq!(gw.get_with(&token, "/other/x").status, 200);
+    let before = up.count();
+
+    let resp = logout(&gw, &token);
+    assert_eq!(
+        up.count(),
+        before,
+        "the logout was proxied to the upstream; with logout_forward: false the \
+         gateway answers it itself (SPEC §3.4): {:?}",
+        up.records().last()
+    );
+    assert_logged_out(&gw, &resp);
+
+    // Refused on the logout's own route, on a route without a logout path,
+    // and on the logout path itself.
+    assert_revoked(&get_app(&gw, &token));
+    assert_revoked(&gw.get_with(&token, "/other/x"));
+    assert_revoked(&logout(&gw, &token));
+    assert_eq!(up.count(), before, "a revoked token reached the upstream");
+
+    // Another token of the same consumer is unaffected.
+    assert_passes(&gw, &sibling, "another token of the same consumer");
+    assert_eq!(gw.get_with(&sibling, "/other/x").status, 200);
+}
+
+#[test]
+fn the_logout_path_needs_a_valid_token_and_a_refused_one_revokes_nothing() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(embedded_store(), &up, ""));
+    let good = alice_token();
+    let expired = alice_token_with_exp(now() - 120);
+    // The lenient route's leeway still accepts the expired token: that is how
+    // this test sees whether a logout attempt with it wrote anything.
+    assert_eq!(gw.get_with(&expired, "/lenient/x").status, 200);
+    let up_before = up.count();
+
+    let post = |req: Req| gw.send(&req);
+    assert_refused(
+        &post(Req::post(LOGOUT)),
+        "Missing JWT token in request",
+        "jwtgate",
+        false,
+    );
+    let cases = [
+        ("abc.def", "JWT token invalid"),
+        (&tamper_signature(&good), "failed to verify jwt"),
+        (&expired, "failed to verify jwt"),
+        (
+            &sign_hs(
+                "HS256",
+                SECRET,
+                json!({"key": "nobody", "exp": now() + 600}),
+            ),
+            "Invalid user key in JWT token",
+        ),
+        (
+            &sign_hs("HS256", SECRET, json!({"exp": now() + 600})),
+            "missing user key in JWT token",
+        ),
+    ];
+    for (token, message) in cases {
+        assert_refused(
+            &post(Req::post(LOGOUT).bearer(token)),
+            message,
+            "jwtgate",
+            true,
+        );
+    }
+    assert_eq!(
+        up.count(),
+        up_before,
+        "a refused logout reached the upstream"
+    );
+
+    // Nothing was written: the good token and the expired one (where its
+    // route still accepts it) pass.
+    assert_passes(&gw, &good, "after refused logouts");
+    assert_eq!(
+        gw.get_with(&expired, "/lenient/x").status,
+        200,
+        "a logout refused as expired revoked the token anyway\n{}",
+        gw.logs()
+    );
+
+    // Not the logout path: another method, or another path. Proxied.
+    for req in [
+        Req::get(LOGOUT).bearer(&good),
+        Req::post("/app/logoutx").bearer(&good),
+        Req::post("/app/logout/more").bearer(&good),
+    ] {
+        let resp = gw.send(&req);
+        assert_eq!(
+            resp.status,
+            200,
+            "{} {}: {:?}",
+            req.method,
+            req.target,
+            resp.text()
+        );
+        assert_eq!(
+            resp.text(),
+            "upstream ok",
+            "{} {} was not proxied",
+            req.method,
+            req.target
+        );
+        let last = up.last();
+        assert_eq!(
+            (last.method.as_str(), last.path()),
+            (req.method.as_str(), req.target.as_str())
+        );
+    }
+    assert_passes(&gw, &good, "after requests that are not a logout");
+
+    // The logout path is matched on the normalised path (SPEC §3.3).
+    let dotted = alice_token();
+    let resp = gw.send(&Req::post("/app/x/../logout").bearer(&dotted));
+    assert_logged_out(&gw, &resp);
+    assert_revoked(&get_app(&gw, &dotted));
+    assert_passes(&gw, &good, "after another token's logout");
+}
+
+#[test]
+fn forwarded_logout_revokes_only_when_the_upstream_answers_2xx() {
+    let up = Upstream::start();
+    let failing = FailingUpstream::start();
+    let extra = format!(
+        r#"  - name: fwd
+    paths: ["/fwd/*"]
+    upstream: {{ nodes: ["{ok}"] }}
+    jwt: {{ use_jwt_blacklist_revoking: true, logout_path: "POST_/fwd/logout", logout_forward: true }}
+  - name: fail
+    paths: ["/fail/*"]
+    upstream: {{ nodes: ["{bad}"] }}
+    jwt: {{ use_jwt_blacklist_revoking: true, logout_path: "POST_/fail/logout", logout_forward: true }}
+"#,
+        ok = up.node(),
+        bad = failing.node()
+    );
+    let gw = Gateway::start(&config(embedded_store(), &up, &extra));
+
+    // Upstream 200: the client gets the upstream's answer, then the token is
+    // revoked everywhere.
+    let token = alice_token();
+    let resp = gw.send(&Req::post("/fwd/logout").bearer(&token));
+    assert_eq!(
+        (resp.status, resp.text()),
+        (200, "upstream ok".to_owned()),
+        "a forwarded logout returns the upstream's response\n{}",
+        gw.logs()
+    );
+    let seen = up.last();
+    assert_eq!((seen.method.as_str(), seen.path()), ("POST", "/fwd/logout"));
+    assert_eq!(seen.header("x-consumer-username"), Some("alice"));
+    assert_revoked(&gw.get_with(&token, "/fwd/x"));
+    assert_revoked(&get_app(&gw, &token));
+
+    // Upstream 500: passed through, and the token is NOT revoked.
+    let token = alice_token();
+    let resp = gw.send(&Req::post("/fail/logout").bearer(&token));
+    assert_eq!(resp.status, 500, "{:?}\n{}", resp.text(), gw.logs());
+    assert_eq!(failing.hits.load(Ordering::SeqCst), 1);
+    assert_passes(&gw, &token, "after a logout the upstream refused");
+    assert_eq!(gw.get_with(&token, "/fail/x").status, 500);
+    assert_eq!(failing.hits.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn check_requires_a_logout_path_when_revoking() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwtgate.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"listen: "127.0.0.1:0"
+consumers:
+  - username: alice
+    jwt: {{ key: user123, secret: "{SECRET}" }}
+routes:
+  - name: app
+    paths: ["/app/*"]
+    upstream: {{ echo: true }}
+    jwt: {{ use_jwt_blacklist_revoking: true }}
+"#
+        ),
+    )
+    .unwrap();
+    let out = run_cli(&["check", "--config", path.to_str().unwrap()], dir.path());
+    assert_ne!(out.code(), Some(0), "{}", out.all());
+    assert!(
+        out.all().contains("routes[0].jwt.logout_path"),
+        "the error must name routes[0].jwt.logout_path:\n{}",
+        out.all()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 2. Embedded: durable across kill -9, digests only; 6. explain
+// ---------------------------------------------------------------------------
+
+#[test]
+fn embedded_revocation_survives_kill_9_holds_no_token_and_explain_reports_it() {
+    let up = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("jwtgate.yaml");
+    std::fs::write(&cfg, config(embedded_store(), &up, "")).unwrap();
+    let token = alice_token();
+    let sibling = alice_token();
+
+    let node = Node::start(&cfg);
+    assert_passes(&node, &token, "before logout");
+    assert_logged_out(&node, &logout(&node, &token));
+    // 200 means on disk: kill -9 right after it, no graceful anything.
+    node.kill_hard();
+
+    let node = Node::start(&cfg);
+    assert_revoked(&get_app(&node, &token));
+    assert_revoked(&node.get_with(&token, "/other/x"));
+    assert_passes(&node, &sibling, "another token after the restart");
+
+    // The store holds the SHA-256 of the token, never the token.
+    let files = files_under(&dir.path().join("data"));
+    assert!(!files.is_empty(), "no store file under data/");
+    let jti = payload_of(&token)["jti"].as_str().unwrap().to_owned();
+    let segments: Vec<&str> = token.split('.').collect();
+    let mut digest_found = false;
+    for (path, bytes) in &files {
+        for needle in [token.as_str(), segments[1], segments[2], jti.as_str()] {
+            assert!(
+                !contains(bytes, needle.as_bytes()),
+                "{} contains part of the raw token ({needle:?})",
+                path.display()
+            );
+        }
+        digest_found |= contains(bytes, &sha256(&token));
+    }
+    assert!(
+        digest_found,
+        "no store file holds the token's SHA-256: is the store where the config says?"
+    );
+
+    // SIGTERM: graceful stop, exit 0 (SPEC §1); it also releases the file.
+    let status = node.terminate();
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+
+    let dir_path = dir.path();
+    let explain = |t: &str| {
+        run_cli(
+            &[
+                "token",
+                "explain",
+                t,
+                "--config",
+                cfg.to_str().unwrap(),
+                "--route",
+                "app",
+            ],
+            dir_path,
+        )
+    };
+    let out = explain(&token);
+    assert_eq!(out.code(), Some(1), "{}", out.all());
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("revocation:") && l.contains("REVOKED")),
+        "explain must report the revocation:\n{}",
+        out.all()
+    );
+    let out = explain(&sibling);
+    assert_eq!(out.code(), Some(0), "{}", out.all());
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("revocation:") && l.contains("not revoked")),
+        "{}",
+        out.all()
+    );
+}
+
+fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            let bytes = std::fs::read(&path).unwrap();
+            out.push((path, bytes));
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+// ---------------------------------------------------------------------------
+// 3. Redis: two nodes, propagation, outage, catch-up; 6. explain
+// ---------------------------------------------------------------------------
+
+#[test]
+fn redis_revocations_propagate_survive_an_outage_and_catch_up() {
+    let _serial = serial();
+    let mut server = RedisServer::start();
+    let up = Upstream::start();
+    // A second logout route with leeway: its entries last exp + leeway.
+    let lean = r#"  - name: lean
+    paths: ["/lean/*"]
+    upstream: { echo: true }
+    jwt: { use_jwt_blacklist_revoking: true, logout_path: "POST_/lean/logout", leeway_seconds: 30 }
+"#;
+    let yaml = config(&redis_store(&server), &up, lean);
+    let a = Gateway::start(&yaml);
+    let b = Gateway::start(&yaml);
+    const ZSET: &str = "{jwtgate}:revoked";
+
+    // Propagation A → B, measured from A's 200 to B's first refusal.
+    let mut revoked = Vec::new();
+    let mut delays = Vec::new();
+    for _ in 0..20 {
+        let token = alice_token();
+        assert_passes(&b, &token, "B, before the logout on A");
+        let resp = logout(&a, &token);
+        assert_logged_out(&a, &resp);
+        delays.push(wait_refused(
+            &b,
+            &token,
+            Duration::from_secs(1),
+            "B after a logout on A",
+        ));
+        revoked.push(token);
+    }
+    delays.sort();
+    eprintln!(
+        "revocation propagation A -> B over {} logouts (standalone Redis): p50 {:?}, p99 {:?}, max {:?}",
+        delays.len(),
+        percentile(&delays, 50),
+        percentile(&delays, 99),
+        delays[delays.len() - 1]
+    );
+
+    // In Redis: the hex SHA-256 with the token's exp as score; never the token.
+    let first = revoked[0].clone();
+    let exp = payload_of(&first)["exp"].as_i64().unwrap();
+    let score = server.cli(&["ZSCORE", ZSET, &sha256_hex(&first)]);
+    assert_eq!(
+        score.parse::<f64>().ok(),
+        Some(exp as f64),
+        "ZSCORE {ZSET} <sha256 hex> must be the token's exp ({exp}); got {score:?}"
+    );
+    let members = server.cli(&["ZRANGE", ZSET, "0", "-1"]);
+    let members: Vec<&str> = members.lines().collect();
+    assert_eq!(members.len(), revoked.len(), "{members:?}");
+    for m in &members {
+        assert!(
+            m.len() == 64
+                && m.bytes()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+            "member {m:?} is not a lower-case hex SHA-256"
+        );
+    }
+    let everything = format!(
+        "{}\n{}",
+        server.cli(&["ZRANGE", ZSET, "0", "-1", "WITHSCORES"]),
+        server.cli(&["XRANGE", "{jwtgate}:feed", "-", "+"])
+    );
+    for t in &revoked {
+        let sig = t.split('.').nth(2).unwrap();
+        assert!(
+            !everything.contains(t.as_str()) && !everything.contains(sig),
+            "Redis holds a raw token"
+        );
+    }
+
+    // With leeway the entry lasts until exp + leeway, while the token could
+    // still be accepted.
+    let leeway = alice_token();
+    assert_logged_out(&a, &a.send(&Req::post("/lean/logout").bearer(&leeway)));
+    let exp = payload_of(&leeway)["exp"].as_i64().unwrap();
+    let score = server.cli(&["ZSCORE", ZSET, &sha256_hex(&leeway)]);
+    assert_eq!(
+        score.parse::<f64>().ok(),
+        Some((exp + 30) as f64),
+        "a logout on a route with leeway_seconds: 30 must last until exp + 30 ({}); got {score:?}",
+        exp + 30
+    );
+    wait_refused(
+        &b,
+        &leeway,
+        Duration::from_secs(1),
+        "B, logout with leeway on A",
+    );
+    revoked.push(leeway);
+
+    // A refused logout writes nothing.
+    let good = alice_token();
+    assert_refused(
+        &logout(&a, &tamper_signature(&good)),
+        "failed to verify jwt",
+        "jwtgate",
+        true,
+    );
+    assert_eq!(server.cli(&["ZCARD", ZSET]), revoked.len().to_string());
+
+    // explain asks the running store.
+    let explain = |t: &str| {
+        run_cli(
+            &[
+                "token",
+                "explain",
+                t,
+                "--config",
+                a.config_path.to_str().unwrap(),
+                "--route",
+                "app",
+            ],
+            a.dir.path(),
+        )
+    };
+    let out = explain(&first);
+    assert_eq!(out.code(), Some(1), "{}", out.all());
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("revocation:") && l.contains("REVOKED")),
+        "{}",
+        out.all()
+    );
+    let out = explain(&good);
+    assert_eq!(out.code(), Some(0), "{}", out.all());
+    assert!(out.stdout.contains("not revoked"), "{}", out.all());
+
+    // Redis down: both nodes keep refusing what they know and accepting
+    // valid tokens; a logout fails fast with 503 and revokes nothing.
+    server.kill();
+    let outage = Instant::now();
+    let bound = Duration::from_millis(300 + 300 + 300) + Duration::from_millis(1500);
+    let mut outage_503 = Vec::new();
+    for _ in 0..3 {
+        let token = alice_token();
+        let start = Instant::now();
+        let resp = logout(&a, &token);
+        let took = start.elapsed();
+        assert_eq!(
+            assert_json_error(&resp, 503),
+            UNAVAILABLE,
+            "logout with Redis down\n{}",
+            a.logs()
+        );
+        assert!(
+            took < bound,
+            "a logout with Redis down took {took:?} (bound {bound:?})"
+        );
+        outage_503.push(took);
+        assert_passes(&a, &token, "a token whose logout failed");
+    }
+    eprintln!("logout with Redis down: 503 after {outage_503:?}");
+    // A node started while Redis is down still starts and serves.
+    let c = Gateway::start(&yaml);
+    assert_passes(&c, &good, "C, started with Redis down");
+    assert_eq!(
+        assert_json_error(&logout(&c, &alice_token()), 503),
+        UNAVAILABLE
+    );
+    // Keep Redis down for 4 s, checking all along, so that the sync tasks'
+    // reconnect backoff reaches its cap before Redis returns.
+    while outage.elapsed() < Duration::from_secs(4) {
+        for t in &revoked {
+            assert_revoked(&get_app(&b, t));
+            assert_revoked(&get_app(&a, t));
+        }
+        assert_passes(&b, &good, "B with Redis down");
+        assert_passes(&a, &good, "A with Redis down");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Redis back (empty: no persistence): logouts work again without a
+    // restart, and B learns of them.
+    server.restart();
+    let (after, took) = logout_until_accepted(&a, Duration::from_secs(15), "A after Redis restart");
+    eprintln!("logout on A accepted again {took:?} after Redis restarted");
+    let took = wait_refused(&b, &after, Duration::from_secs(10), "B after Redis restart");
+    eprintln!("B refused the post-restart revocation after {took:?}");
+    let took = wait_refused(&c, &after, Duration::from_secs(10), "C after Redis restart");
+    eprintln!("C (started during the outage) refused it after {took:?}");
+    assert_eq!(
+        server
+            .cli(&["ZSCORE", ZSET, &sha256_hex(&after)])
+            .parse::<f64>()
+            .ok(),
+        payload_of(&after)["exp"].as_f64()
+    );
+    // What the nodes knew before the outage is still refused.
+    for t in &revoked {
+        assert_revoked(&get_app(&b, t));
+    }
+    assert_passes(&b, &good, "B after Redis restart");
+}
+
+#[test]
+fn redis_start_loads_a_large_blacklist() {
+    let _serial = serial();
+    let server = RedisServer::start();
+    let up = Upstream::start();
+    let token = alice_token();
+    let exp = payload_of(&token)["exp"].as_i64().unwrap();
+    // 100 000 entries shaped like SHA-256 digests (uniform hex, from SHA-1
+    // padded to 64 digits), and the real token's digest last in score
+    // order, so that only a complete, paged load can know it.
+    let script = "for i = 1, 100000 do local h = redis.sha1hex(tostring(i)) \
+                  redis.call('ZADD', KEYS[1], ARGV[1] - 1, h .. string.sub(h, 1, 24)) end \
+                  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2]) return redis.call('ZCARD', KEYS[1])";
+    let count = server.cli(&[
+        "EVAL",
+        script,
+        "1",
+        "{jwtgate}:revoked",
+        &exp.to_string(),
+        &sha256_hex(&token),
+    ]);
+    assert_eq!(count, "100001");
+
+    let start = Instant::now();
+    let gw = Gateway::start(&config(&redis_store(&server), &up, ""));
+    let listening = start.elapsed();
+    let resp = get_app(&gw, &token);
+    let answered = start.elapsed();
+    assert_revoked(&resp);
+    assert_passes(&gw, &alice_token(), "a token not in the blacklist");
+    let load_ms = gw
+        .logs()
+        .lines()
+        .find(|l| l.contains("revocation store ready"))
+        .and_then(|l| l.split("load_ms=").nth(1))
+        .map(|v| {
+            v.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        });
+    eprintln!(
+        "100 001 revocations: store load_ms={load_ms:?}; `listening` after {listening:?}; first refusal after {answered:?} (debug build)"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 5. pool_size / pool_backlog: fail fast when the store is busy
+// ---------------------------------------------------------------------------
+
+#[test]
+fn redis_busy_pool_with_no_backlog_fails_fast() {
+    let _serial = serial();
+    // DEBUG is disabled by default since Redis 7.
+    let server = RedisServer::start_with(&["--enable-debug-command", "yes"]);
+    let up = Upstream::start();
+    let store = format!(
+        "{{ kind: redis, host: 127.0.0.1, port: {}, pool_size: 1, pool_backlog: 0, connect_timeout_ms: 1000, read_timeout_ms: 3000, send_timeout_ms: 3000 }}",
+        server.port
+    );
+    let gw = Gateway::start(&config(&store, &up, ""));
+    assert_logged_out(&gw, &logout(&gw, &alice_token()));
+
+    // DEBUG SLEEP blocks the whole server for 2 s.
+    let port = server.port;
+    let (woke_tx, woke_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let out = jwtgate_testkit::cli(port, &["DEBUG", "SLEEP", "2"]);
+        let _ = woke_tx.send((Instant::now(), out));
+    });
+    wait_until_unresponsive(port);
+
+    let tokens: Vec<String> = (0..5).map(|_| alice_token()).collect();
+    let (tx, rx) = mpsc::channel();
+    for token in tokens {
+        let tx = tx.clone();
+        let addr = gw.addr;
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let resp = Req::post(LOGOUT).bearer(&token).try_send(addr);
+            let _ = tx.send((resp, start.elapsed(), Instant::now(), token));
+        });
+    }
+    drop(tx);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut results = Vec::new();
+    while results.len() < 5 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((resp, took, done, token)) => {
+                let resp = resp.unwrap_or_else(|e| panic!("logout failed: {e}\n{}", gw.logs()));
+                results.push((resp, took, done, token));
+            }
+            Err(e) => panic!(
+                "only {} of 5 concurrent logouts answered within 15 s ({e:?}): one hangs\n{}",
+                results.len(),
+                gw.logs()
+            ),
+        }
+    }
+    let (woke, sleep_out) = woke_rx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("DEBUG SLEEP 2 did not return");
+    assert!(sleep_out.status.success(), "DEBUG SLEEP: {sleep_out:?}");
+
+    let summary: Vec<(u16, Duration)> = results.iter().map(|(r, t, _, _)| (r.status, *t)).collect();
+    eprintln!("5 concurrent logouts while Redis sleeps (pool_size 1, backlog 0): {summary:?}");
+    let fast_503 = results
+        .iter()
+        .filter(|(r, took, done, _)| {
+            r.status == 503
+                && r.message().as_deref() == Some(UNAVAILABLE)
+                && *took < Duration::from_secs(1)
+                && *done < woke
+        })
+        .count();
+    assert!(
+        fast_503 >= 4,
+        "with pool_size 1 and pool_backlog 0, all but the one logout holding the \
+         connection must get 503 at once, before Redis wakes; got {summary:?}"
+    );
+    for (resp, _, _, token) in &results {
+        match resp.status {
+            200 => assert_revoked(&get_app(&gw, token)),
+            503 => assert_passes(&gw, token, "a token whose logout got 503"),
+            other => panic!("unexpected {other} {:?}", resp.text()),
+        }
+    }
+    // Redis awake: the pool is free again.
+    let (_, took) = logout_until_accepted(&gw, Duration::from_secs(10), "after Redis woke");
+    assert!(took < Duration::from_secs(10));
+}
+
+/// Waits (at most 5 s) until Redis on `port` no longer answers a PING within
+/// 100 ms: a `DEBUG SLEEP` has started.
+fn wait_until_unresponsive(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        s.write_all(b"PING\r\n").unwrap();
+        let mut buf = [0u8; 16];
+        match s.read(&mut buf) {
+            Ok(n) if n > 0 => {}
+            _ => return,
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Redis kept answering PING: DEBUG SLEEP did not start"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -1,0 +1,214 @@
+//! The token blacklist on a real Redis Cluster (SPEC §3.4): three primaries
+//! with a replica each, started with `redis-cli --cluster create`. A logout on
+//! one gateway is refused on another; every revocation acknowledged with
+//! `200 logged out` survives the loss of the primary that owns the
+//! blacklist's slot (it was acknowledged by a replica), on the nodes that
+//! were running and on nodes started after the failover; and logouts work
+//! again once the replica has taken over.
+//!
+//! A test binary of its own: its six redis-server processes would skew the
+//! timings that `revocation.rs` measures.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use jwtgate_testkit::RedisCluster;
+use serde_json::json;
+use support::*;
+
+const SECRET: &str = "alice-secret-0123456789abcdefghij";
+const ZSET: &str = "{jwtgate}:revoked";
+
+fn alice_token() -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    sign_hs(
+        "HS256",
+        SECRET,
+        json!({"key": "user123", "exp": now() + 3600, "jti": format!("jti-{}-{n}", std::process::id())}),
+    )
+}
+
+fn sha256_hex(token: &str) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn config(seeds: &[String], up: &Upstream) -> String {
+    let nodes: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
+    format!(
+        r#"listen: "127.0.0.1:0"
+store:
+  kind: redis_cluster
+  nodes: [{nodes}]
+  name: jwtgate
+  connect_timeout_ms: 1000
+  read_timeout_ms: 1000
+  send_timeout_ms: 1000
+consumers:
+  - username: alice
+    jwt: {{ key: user123, secret: "{SECRET}" }}
+routes:
+  - name: app
+    paths: ["/app/*"]
+    upstream: {{ nodes: ["{node}"] }}
+    jwt: {{ use_jwt_blacklist_revoking: true, logout_path: "POST_/app/logout" }}
+"#,
+        nodes = nodes.join(", "),
+        node = up.node()
+    )
+}
+
+fn logout(gw: &Gateway, token: &str) -> Response {
+    gw.send(&Req::post("/app/logout").bearer(token))
+}
+
+fn get_app(gw: &Gateway, token: &str) -> Response {
+    gw.send(&Req::get("/app/orders").bearer(token))
+}
+
+fn assert_logged_out(gw: &Gateway, resp: &Response) {
+    assert_eq!(
+        resp.status,
+        200,
+        "logout: {:?}\n--- gateway ---\n{}",
+        resp.text(),
+        gw.logs()
+    );
+    assert_eq!(resp.json(), json!({"message": "logged out"}));
+}
+
+/// Polls until `gw` refuses `token` as revoked; returns how long it took.
+fn wait_refused(gw: &Gateway, token: &str, timeout: Duration, what: &str) -> Duration {
+    let start = Instant::now();
+    loop {
+        let resp = get_app(gw, token);
+        if resp.status == 401 {
+            assert_refused(&resp, "JWT token has been revoked", "jwtgate", true);
+            return start.elapsed();
+        }
+        assert_eq!(resp.status, 200, "{what}: {:?}", resp.text());
+        assert!(
+            start.elapsed() < timeout,
+            "{what}: token still accepted after {timeout:?}\n--- gateway ---\n{}",
+            gw.logs()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Logs out fresh tokens until one is answered 200 (503 is expected while
+/// the cluster fails over); returns that token and how long it took.
+fn logout_until_accepted(gw: &Gateway, timeout: Duration, what: &str) -> (String, Duration) {
+    let start = Instant::now();
+    loop {
+        let token = alice_token();
+        let resp = logout(gw, &token);
+        if resp.status == 200 {
+            assert_logged_out(gw, &resp);
+            return (token, start.elapsed());
+        }
+        assert_eq!(
+            assert_json_error(&resp, 503),
+            "revocation store unavailable",
+            "{what}"
+        );
+        assert!(
+            start.elapsed() < timeout,
+            "{what}: logouts still failed after {timeout:?}\n--- gateway ---\n{}",
+            gw.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn cluster_revocations_are_shared_and_survive_a_primary_failover() {
+    let mut cluster = RedisCluster::start(3, 1);
+    let all_seeds = cluster.seeds();
+    let up = Upstream::start();
+    let a = Gateway::start(&config(&all_seeds, &up));
+    let b = Gateway::start(&config(&all_seeds, &up));
+
+    // Shared: a logout on A is refused on B, and the other way round.
+    let mut acked = Vec::new();
+    for (from, to, name) in [(&a, &b, "A -> B"), (&b, &a, "B -> A")] {
+        let token = alice_token();
+        assert_eq!(get_app(to, &token).status, 200);
+        assert_logged_out(from, &logout(from, &token));
+        let took = wait_refused(to, &token, Duration::from_secs(2), name);
+        eprintln!("cluster propagation {name}: {took:?}");
+        acked.push(token);
+    }
+    for _ in 0..6 {
+        let token = alice_token();
+        assert_logged_out(&a, &logout(&a, &token));
+        acked.push(token);
+    }
+
+    // Kill the primary that owns the blacklist's slot; a replica takes over.
+    let owner = cluster.primary_for(ZSET);
+    let dead = cluster.nodes[owner].addr();
+    let killed_at = Instant::now();
+    cluster.kill_and_wait_failover(owner);
+    eprintln!(
+        "killed primary {dead}; failover complete after {:?}",
+        killed_at.elapsed()
+    );
+
+    // Every acknowledged revocation is on the promoted replica.
+    let promoted = cluster.primary_for(ZSET);
+    assert_ne!(promoted, owner);
+    for t in &acked {
+        let score = cluster.nodes[promoted].cli(&["ZSCORE", ZSET, &sha256_hex(t)]);
+        assert!(
+            score.parse::<f64>().is_ok(),
+            "an acknowledged revocation is missing on the promoted replica (ZSCORE {score:?})"
+        );
+    }
+
+    // Refused on the nodes that were running ...
+    for t in &acked {
+        assert_refused(
+            &get_app(&a, t),
+            "JWT token has been revoked",
+            "jwtgate",
+            true,
+        );
+        assert_refused(
+            &get_app(&b, t),
+            "JWT token has been revoked",
+            "jwtgate",
+            true,
+        );
+    }
+    // ... and on nodes started after the failover: seeds without the dead
+    // node, and the original seeds with the dead node first.
+    let c = Gateway::start(&config(&cluster.seeds(), &up));
+    let mut dead_first = vec![dead.clone()];
+    dead_first.extend(all_seeds.iter().filter(|s| **s != dead).cloned());
+    let d = Gateway::start(&config(&dead_first, &up));
+    for (gw, name) in [(&c, "C (live seeds)"), (&d, "D (dead seed first)")] {
+        for t in &acked {
+            wait_refused(gw, t, Duration::from_secs(30), name);
+        }
+        assert_eq!(get_app(gw, &alice_token()).status, 200, "{name}");
+    }
+
+    // Logouts work again after the failover, and reach every node.
+    let (token, took) = logout_until_accepted(&a, Duration::from_secs(30), "A after failover");
+    eprintln!("logout on A accepted {took:?} after the failover completed");
+    for (gw, name) in [(&b, "B"), (&c, "C"), (&d, "D")] {
+        let took = wait_refused(gw, &token, Duration::from_secs(15), name);
+        eprintln!("post-failover revocation refused on {name} after {took:?}");
+    }
+    let (token, _) = logout_until_accepted(&d, Duration::from_secs(30), "D after failover");
+    wait_refused(&a, &token, Duration::from_secs(15), "A, logout on D");
+}
