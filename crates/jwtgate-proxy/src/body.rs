@@ -67,8 +67,15 @@ impl Body for GatewayBody {
                 let polled = Pin::new(&mut *body).poll_frame(cx);
                 match &polled {
                     // The upstream finished its message: the connection can
-                    // serve the next request.
+                    // serve the next request. hyper stops polling a body as
+                    // soon as it reports its end after the last data frame,
+                    // so check for that too, not only for `None`.
                     Poll::Ready(None) => {
+                        if let Some(r) = on_end.take() {
+                            r.release();
+                        }
+                    }
+                    Poll::Ready(Some(Ok(_))) if body.is_end_stream() => {
                         if let Some(r) = on_end.take() {
                             r.release();
                         }
