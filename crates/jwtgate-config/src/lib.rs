@@ -14,6 +14,7 @@ mod model;
 mod raw;
 mod read;
 mod reader;
+mod source;
 pub mod tree;
 
 #[cfg(test)]
@@ -24,6 +25,10 @@ use std::path::Path;
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
 pub use raw::*;
+pub use source::{
+    compile_raw, compile_source, read_consumer, read_jwt, read_route, read_source, to_yaml,
+    ReadItem,
+};
 
 /// Loads and compiles the config file at `path`. Relative file references in
 /// it (`public_key_file`, `tls.*_file`, `store.path`) are resolved against

@@ -34,6 +34,7 @@ use crate::echo;
 use crate::error::{json_message, GatewayError};
 use crate::gateway::Gateway;
 use crate::headers::{self, X_CONSUMER_CUSTOM_ID, X_CONSUMER_USERNAME, X_CREDENTIAL_IDENTIFIER};
+use crate::metrics;
 use crate::router::Target;
 use crate::upstream::ConnPool;
 
@@ -72,6 +73,7 @@ pub async fn handle(
             e.into_response()
         }
     };
+    let elapsed = started.elapsed();
     // One access-log line per request. Never the token: only who and why.
     info!(
         target: "jwtgate::access",
@@ -81,9 +83,10 @@ pub async fn handle(
         status = resp.status().as_u16(),
         auth = outcome.auth,
         detail = outcome.detail.as_deref().unwrap_or(""),
-        latency_us = started.elapsed().as_micros() as u64,
+        latency_us = elapsed.as_micros() as u64,
         peer = %conn.peer,
     );
+    metrics::record_request(outcome.route, resp.status().as_u16(), outcome.auth, elapsed);
     resp
 }
 

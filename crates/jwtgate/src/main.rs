@@ -3,6 +3,7 @@
 
 mod cli;
 mod explain;
+mod file_watch;
 mod run;
 mod sign;
 

@@ -1,12 +1,18 @@
 //! `jwtgate run` and `jwtgate check`: load the config, bind, serve, and react
-//! to signals (SIGTERM/SIGINT: graceful stop; SIGHUP: reload).
+//! to signals (SIGTERM/SIGINT: graceful stop of the data plane and the admin
+//! API; SIGHUP: reload). Reloads, like admin API writes, go through
+//! [`LiveConfig`], the one path by which the running config changes.
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use jwtgate_admin::{AdminListener, AdminState, LiveConfig, Loaded, Trigger};
 use jwtgate_config::{load_file, Config};
+use jwtgate_proxy::metrics::MetricsHandle;
 use jwtgate_proxy::{Gateway, Listeners, SharedGateway};
 use jwtgate_store::{Revocations, SyncSettings};
 use tokio::signal::unix::{signal, SignalKind};
@@ -41,8 +47,9 @@ fn init_logging() {
 
 pub fn run(path: &Path) -> ExitCode {
     init_logging();
-    let config = match load_file(path) {
-        Ok(c) => c,
+    // Read and compiled exactly as every later reload will be.
+    let loaded = match jwtgate_admin::load(path) {
+        Ok(l) => l,
         Err(errors) => {
             error!("{}: invalid configuration", path.display());
             for e in &errors.0 {
@@ -61,10 +68,11 @@ pub fn run(path: &Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(serve(path, config))
+    runtime.block_on(serve(path, loaded))
 }
 
-async fn serve(path: &Path, config: Config) -> ExitCode {
+async fn serve(path: &Path, loaded: Loaded) -> ExitCode {
+    let config = &loaded.config;
     let listeners = match Listeners::bind(&config.listen, config.tls.as_ref()).await {
         Ok(l) => l,
         Err(e) => {
@@ -72,14 +80,25 @@ async fn serve(path: &Path, config: Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let admin_listener = match &config.admin {
+        Some(admin) => match AdminListener::bind(admin.listen).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                error!("cannot listen on {} (admin API): {e}", admin.listen);
+                return ExitCode::from(1);
+            }
+        },
+        None => None,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
-    let Some(revocations) = open_revocations(&config, stop_rx.clone()).await else {
+    let Some(revocations) = open_revocations(config, stop_rx.clone()).await else {
         return ExitCode::from(1);
     };
     let gateway: SharedGateway = Arc::new(ArcSwap::from_pointee(Gateway::new(
-        &config,
+        config,
         Arc::clone(&revocations),
     )));
+    let live = LiveConfig::new(path, loaded, Arc::clone(&gateway), revocations);
     let signals = match Signals::install() {
         Ok(s) => s,
         Err(e) => {
@@ -87,16 +106,43 @@ async fn serve(path: &Path, config: Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    tokio::spawn(signals.handle(
-        path.to_owned(),
-        Arc::clone(&gateway),
-        revocations,
-        config,
-        stop_tx,
-    ));
+    tokio::spawn(signals.handle(Arc::clone(&live), stop_tx));
+    let _watcher = crate::file_watch::start(Arc::clone(&live), stop_rx.clone());
+    // Listeners bound and store open: from here the node is ready.
+    let admin = admin_listener.map(|listener| {
+        let state = AdminState {
+            live,
+            metrics: install_metrics(),
+            ready: Arc::new(AtomicBool::new(true)),
+        };
+        tokio::spawn(listener.serve(state, stop_rx.clone()))
+    });
     listeners.serve(gateway, stop_rx).await;
+    if let Some(admin) = admin {
+        // Admin requests are short; the data plane has drained already.
+        if tokio::time::timeout(ADMIN_DRAIN_TIMEOUT, admin)
+            .await
+            .is_err()
+        {
+            warn!("admin API requests still running after {ADMIN_DRAIN_TIMEOUT:?}; closing them");
+        }
+    }
     info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// How long admin requests may take to finish once the data plane stopped.
+const ADMIN_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The Prometheus recorder, only when `/metrics` can serve it.
+fn install_metrics() -> Option<MetricsHandle> {
+    match jwtgate_proxy::metrics::install() {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            warn!("metrics disabled: {e}");
+            None
+        }
+    }
 }
 
 /// Opens the revocation store and loads the blacklist into memory, then
@@ -155,61 +201,17 @@ impl Signals {
         })
     }
 
-    async fn handle(
-        mut self,
-        path: std::path::PathBuf,
-        gateway: SharedGateway,
-        revocations: Arc<Revocations>,
-        mut current: Config,
-        stop: watch::Sender<bool>,
-    ) {
+    async fn handle(mut self, live: Arc<LiveConfig>, stop: watch::Sender<bool>) {
         loop {
             tokio::select! {
                 _ = self.term.recv() => { info!("SIGTERM: shutting down"); break; }
                 _ = self.int.recv() => { info!("SIGINT: shutting down"); break; }
                 _ = self.hup.recv() => {
-                    info!("SIGHUP: reloading {}", path.display());
-                    if let Some(next) = reload(&path, &current, &gateway, &revocations) {
-                        current = next;
-                    }
+                    info!("SIGHUP: reloading {}", live.path().display());
+                    live.reload(Trigger::Signal).await;
                 }
             }
         }
         let _ = stop.send(true);
-    }
-}
-
-/// Builds the new config off the hot path and swaps it in whole; an invalid
-/// file is rejected and the running config stays.
-fn reload(
-    path: &Path,
-    current: &Config,
-    gateway: &SharedGateway,
-    revocations: &Arc<Revocations>,
-) -> Option<Config> {
-    match load_file(path) {
-        Ok(next) => {
-            if next.listen != current.listen
-                || next.admin.as_ref().map(|a| a.listen) != current.admin.as_ref().map(|a| a.listen)
-            {
-                warn!("listen addresses changed: they take effect on restart");
-            }
-            if next.store != current.store {
-                warn!("store settings changed: they take effect on restart");
-            }
-            gateway.store(Arc::new(Gateway::new(&next, Arc::clone(revocations))));
-            info!(outcome = "applied", "config reloaded");
-            Some(next)
-        }
-        Err(errors) => {
-            warn!(
-                outcome = "rejected",
-                "config reload rejected; the running config stays"
-            );
-            for e in &errors.0 {
-                warn!("{e}");
-            }
-            None
-        }
     }
 }

@@ -1,0 +1,168 @@
+//! The admin HTTP server (axum): the router built from [`ENDPOINTS`], the
+//! key check in front of `/admin/*`, the open `/status` and `/metrics`, and
+//! a listener that stops with the data plane.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{on, MethodRouter};
+use axum::{middleware, Json, Router};
+use jwtgate_proxy::metrics::MetricsHandle;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::endpoints::{Endpoint, Op, ENDPOINTS};
+use crate::error::AdminError;
+use crate::live::LiveConfig;
+use crate::{auth, consumers, openapi, revocations, routes};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AdminState {
+    pub live: Arc<LiveConfig>,
+    /// `None` when no recorder could be installed; `/metrics` then says so.
+    pub metrics: Option<MetricsHandle>,
+    /// Turns false once the gateway starts stopping, so a load balancer
+    /// polling `/status` takes the node out before it goes away.
+    pub ready: Arc<AtomicBool>,
+}
+
+pub fn router(state: AdminState) -> Router {
+    let mut router = Router::new();
+    for endpoint in ENDPOINTS {
+        router = router.route(endpoint.path, handler(endpoint));
+    }
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ))
+        .with_state(state)
+}
+
+fn handler(e: &Endpoint) -> MethodRouter<AdminState> {
+    let f = e.verb.filter();
+    match e.op {
+        Op::ListRoutes => on(f, routes::list),
+        Op::GetRoute => on(f, routes::get),
+        Op::PutRoute => on(f, routes::put),
+        Op::DeleteRoute => on(f, routes::delete),
+        Op::GetJwt => on(f, routes::get_jwt),
+        Op::PutJwt => on(f, routes::put_jwt),
+        Op::PatchJwt => on(f, routes::patch_jwt),
+        Op::DeleteJwt => on(f, routes::delete_jwt),
+        Op::ListConsumers => on(f, consumers::list),
+        Op::GetConsumer => on(f, consumers::get),
+        Op::PutConsumer => on(f, consumers::put),
+        Op::DeleteConsumer => on(f, consumers::delete),
+        Op::Revoke => on(f, revocations::revoke),
+        Op::OpenApi => on(f, || async { Json(openapi::document()) }),
+        Op::Status => on(f, status),
+        Op::Metrics => on(f, metrics),
+    }
+}
+
+/// The `{name}` / `{username}` path parameter, with rejections in the
+/// admin API's JSON shape.
+pub struct Name(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Name {
+    type Rejection = AdminError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(name)| Name(name))
+            .map_err(|e| AdminError::NotFound(format!("invalid path parameter: {e}")))
+    }
+}
+
+async fn status(State(s): State<AdminState>) -> Response {
+    if s.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response()
+    } else {
+        let body = Json(json!({ "status": "stopping" }));
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    }
+}
+
+async fn metrics(State(s): State<AdminState>) -> Response {
+    let Some(handle) = &s.metrics else {
+        return AdminError::NotFound("metrics are not enabled".into()).into_response();
+    };
+    let text = handle.render(s.live.revocations());
+    let content_type = "text/plain; version=0.0.4; charset=utf-8";
+    ([(header::CONTENT_TYPE, content_type)], text).into_response()
+}
+
+async fn not_found() -> AdminError {
+    AdminError::NotFound("no such endpoint (see GET /admin/v1/openapi.json)".into())
+}
+
+async fn method_not_allowed() -> Response {
+    let body = Json(json!({ "message": "method not allowed on this endpoint" }));
+    (StatusCode::METHOD_NOT_ALLOWED, body).into_response()
+}
+
+/// The admin listener, bound before serving so a bad address fails start.
+pub struct AdminListener {
+    listener: TcpListener,
+    local: SocketAddr,
+}
+
+impl AdminListener {
+    pub async fn bind(addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        Ok(AdminListener { listener, local })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Serves until `stop` turns true, then lets in-flight admin requests
+    /// finish (the caller bounds the wait).
+    pub async fn serve(self, state: AdminState, stop: watch::Receiver<bool>) {
+        // Not "listening on http://": that line announces the data plane.
+        info!("admin API listening at http://{}", self.local);
+        if let Some(handle) = state.metrics.clone() {
+            tokio::spawn(upkeep(handle, stop.clone()));
+        }
+        let ready = Arc::clone(&state.ready);
+        let mut stop_rx = stop;
+        let shutdown = async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+            ready.store(false, Ordering::Relaxed);
+        };
+        if let Err(e) = axum::serve(self.listener, router(state))
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            warn!(error = %e, "admin API stopped with an error");
+        }
+        info!("admin API stopped");
+    }
+}
+
+/// Histogram samples are drained into buckets here, not only on scrape,
+/// so memory stays flat when nobody scrapes.
+async fn upkeep(handle: MetricsHandle, mut stop: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = every.tick() => handle.run_upkeep(),
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}

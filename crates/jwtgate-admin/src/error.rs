@@ -1,0 +1,108 @@
+//! Every way an admin request can fail, and the ONE place
+//! ([`AdminError::into_response`]) that turns them into HTTP answers:
+//! `{"message": ...}`, plus `"errors": [{"field", "message"}]` for invalid
+//! input. Client input never yields a 500; only the server's own failures
+//! (the config file cannot be written) do.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use jwtgate_config::ConfigErrors;
+use serde_json::{json, Value};
+use tracing::warn;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// `X-API-KEY` missing or wrong.
+    #[error("missing or invalid X-API-KEY")]
+    Unauthorized,
+    #[error("{0}")]
+    NotFound(String),
+    /// The body is not JSON at all.
+    #[error("invalid JSON body: {0}")]
+    MalformedJson(String),
+    /// The body (or the config it would produce) is invalid; every problem,
+    /// located relative to the body where it lies inside it.
+    #[error("{message}")]
+    Invalid {
+        message: String,
+        errors: ConfigErrors,
+    },
+    /// A protected policy would be deleted or changed (SPEC §3.5).
+    #[error("{0}")]
+    Protected(String),
+    /// The config file holds an edit that was rejected; an API write now
+    /// would silently overwrite it.
+    #[error("{message}")]
+    FileConflict {
+        message: String,
+        errors: ConfigErrors,
+    },
+    #[error("revocation store unavailable: {0}")]
+    StoreUnavailable(String),
+    /// The change was valid but could not be written to the config file; it
+    /// was not applied either, so file and memory still agree.
+    #[error("cannot write the config file: {0}")]
+    Persist(String),
+}
+
+impl AdminError {
+    pub fn invalid(message: impl Into<String>, errors: ConfigErrors) -> Self {
+        AdminError::Invalid {
+            message: message.into(),
+            errors,
+        }
+    }
+
+    /// One invalid field.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        AdminError::invalid("invalid request body", ConfigErrors::single(field, message))
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AdminError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AdminError::NotFound(_) => StatusCode::NOT_FOUND,
+            AdminError::MalformedJson(_) | AdminError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            AdminError::Protected(_) | AdminError::FileConflict { .. } => StatusCode::CONFLICT,
+            AdminError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AdminError::Persist(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+fn field_errors(errors: &ConfigErrors) -> Value {
+    errors
+        .0
+        .iter()
+        .map(|e| json!({ "field": e.location, "message": e.message }))
+        .collect()
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = match &self {
+            AdminError::MalformedJson(detail) => json!({
+                "message": "invalid JSON body",
+                "errors": [{ "field": "", "message": detail }],
+            }),
+            AdminError::Invalid { message, errors }
+            | AdminError::FileConflict { message, errors } => json!({
+                "message": message,
+                "errors": field_errors(errors),
+            }),
+            AdminError::StoreUnavailable(detail) => {
+                // The client gets the fixed message of SPEC §3.4; the cause is logged.
+                warn!(error = %detail, "admin revocation failed");
+                json!({ "message": "revocation store unavailable" })
+            }
+            AdminError::Persist(detail) => {
+                warn!(error = %detail, "admin change not applied: config file not written");
+                json!({ "message": self.to_string() })
+            }
+            other => json!({ "message": other.to_string() }),
+        };
+        (status, Json(body)).into_response()
+    }
+}

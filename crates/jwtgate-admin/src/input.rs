@@ -1,0 +1,131 @@
+//! Admin request bodies: JSON text -> tree, then the same typed reader the
+//! config file goes through (`jwtgate_config::read_route`, ...), so a body
+//! is validated exactly like the YAML it becomes, with body-relative field
+//! locations. Two rules apply to API input only:
+//!
+//! - Secrets come back from GET as [`MASK`]; a PUT that sends [`MASK`] back
+//!   keeps the stored secret, so GET-edit-PUT round trips work.
+//! - A body may not introduce new `${ENV}` references: the file expands
+//!   them from the gateway's environment, and an API caller must not be
+//!   able to copy, say, the Redis password into a header sent upstream.
+//!   References already in the file may be sent back unchanged.
+
+use bytes::Bytes;
+use jwtgate_config::{ConfigError, ConfigErrors};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::AdminError;
+
+/// What GET shows instead of a secret.
+pub const MASK: &str = "***";
+
+/// Parses a JSON body into a tree.
+pub fn json_body(body: &Bytes) -> Result<Value, AdminError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(AdminError::MalformedJson("the body is empty".into()));
+    }
+    serde_json::from_slice(body).map_err(|e| AdminError::MalformedJson(e.to_string()))
+}
+
+/// The resource's name in the body must be absent (the path names it) or
+/// equal to the path's.
+pub fn name_from_path(body: &mut Value, key: &str, name: &str) -> Result<(), AdminError> {
+    let Value::Object(map) = body else {
+        // The typed reader reports a body that is not an object.
+        return Ok(());
+    };
+    match map.get(key) {
+        None | Some(Value::Null) => {
+            map.insert(key.to_owned(), Value::String(name.to_owned()));
+            Ok(())
+        }
+        Some(Value::String(s)) if s == name => Ok(()),
+        Some(_) => Err(AdminError::field(
+            key,
+            format!("must be {name:?}, as in the request path (rename by creating the new one and deleting the old)"),
+        )),
+    }
+}
+
+/// Converts a reader error into the API's 400.
+pub fn invalid_body(errors: ConfigErrors) -> AdminError {
+    AdminError::invalid("invalid request body", errors)
+}
+
+/// Refuses `${...}` in `new` unless the same string sits at the same place
+/// in `old` (the stored item, as its source).
+pub fn no_new_env_refs<T: Serialize>(new: &T, old: Option<&T>) -> Result<(), AdminError> {
+    let new = serde_json::to_value(new).unwrap_or(Value::Null);
+    let old = old.and_then(|o| serde_json::to_value(o).ok());
+    let mut errors = Vec::new();
+    walk(&new, old.as_ref(), "", &mut errors);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid_body(ConfigErrors(errors)))
+    }
+}
+
+fn walk(new: &Value, old: Option<&Value>, loc: &str, errors: &mut Vec<ConfigError>) {
+    let at = |k: &str| {
+        if loc.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{loc}.{k}")
+        }
+    };
+    match new {
+        Value::String(s) if s.contains("${") && old != Some(new) => errors.push(ConfigError {
+            location: loc.to_owned(),
+            message: "${...} environment references can only be set in the config file".into(),
+        }),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let o = old.and_then(|o| o.get(i));
+                walk(item, o, &format!("{loc}[{i}]"), errors);
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                walk(v, old.and_then(|o| o.get(k)), &at(k), errors);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn env_references_only_where_they_already_were() {
+        let old = json!({"jwt": {"secret": "${S}", "key": "k"}});
+        assert!(no_new_env_refs(&old, Some(&old)).is_ok());
+        let moved = json!({"jwt": {"secret": "x", "key": "${S}"}});
+        let Err(AdminError::Invalid { errors, .. }) = no_new_env_refs(&moved, Some(&old)) else {
+            panic!("moved reference accepted");
+        };
+        assert_eq!(errors.0[0].location, "jwt.key");
+        assert!(no_new_env_refs(&json!({"a": ["${X}"]}), None).is_err());
+    }
+
+    #[test]
+    fn malformed_and_empty_bodies_are_400() {
+        for body in ["", "  ", "{", "{\"a\":}"] {
+            let err = json_body(&Bytes::from(body)).unwrap_err();
+            assert_eq!(err.status(), 400, "{body:?}");
+        }
+    }
+
+    #[test]
+    fn the_body_name_must_match_the_path() {
+        let mut v = json!({});
+        name_from_path(&mut v, "name", "r").expect("filled");
+        assert_eq!(v["name"], "r");
+        assert!(name_from_path(&mut json!({"name": "x"}), "name", "r").is_err());
+        assert!(name_from_path(&mut json!({"name": 1}), "name", "r").is_err());
+    }
+}

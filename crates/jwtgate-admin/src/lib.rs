@@ -1,0 +1,25 @@
+//! The control plane of jwtgate: the admin API (SPEC §4) and the one path by
+//! which the running configuration changes ([`LiveConfig`]), shared by API
+//! writes and reloads of the config file.
+//!
+//! What it does not do: serve traffic (`jwtgate-proxy`), parse or validate
+//! config itself (`jwtgate-config`, whose reader and compiler it reuses), or
+//! watch the file and signals (the binary does, and calls
+//! [`LiveConfig::reload`]).
+
+mod api;
+mod auth;
+mod consumers;
+pub mod endpoints;
+mod error;
+mod input;
+mod live;
+pub mod openapi;
+mod persist;
+mod protect;
+mod revocations;
+mod routes;
+
+pub use api::{router, AdminListener, AdminState};
+pub use error::AdminError;
+pub use live::{load, Edit, LiveConfig, Loaded, ReloadOutcome, Trigger};

@@ -1,0 +1,438 @@
+//! The live configuration, and the ONE path by which it changes. Admin API
+//! writes and reloads of the file (watcher, SIGHUP) all go through
+//! [`LiveConfig::apply`]:
+//!
+//! 1. compile the new source config, collecting every error;
+//! 2. check protections, old against new (SPEC §3.5);
+//! 3. for an admin write, write the file back atomically;
+//! 4. swap the data plane's [`Gateway`] whole. Requests in flight keep the
+//!    version they started with; the next request sees the new one.
+//!
+//! One async mutex serialises every change, so two admin writes (or a write
+//! and a reload) never lose each other's changes: each one reads, edits and
+//! applies the config while holding it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use jwtgate_config::{
+    compile_source, read_source, to_yaml, Config, ConfigError, ConfigErrors, RawConfig,
+};
+use jwtgate_proxy::{metrics, Gateway, SharedGateway};
+use jwtgate_store::Revocations;
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+use crate::error::AdminError;
+use crate::persist::{parent_dir, write_atomically};
+use crate::protect;
+
+/// Written at the top of the file by the admin API, so that whoever opens
+/// it knows why their comments are gone.
+const WRITTEN_HEADER: &str = "# Written by the jwtgate admin API. Comments and key order of the \
+                              hand-written file are not kept.\n";
+
+/// A config file read and compiled at start.
+pub struct Loaded {
+    pub text: String,
+    pub source: RawConfig,
+    pub config: Config,
+}
+
+/// Reads and compiles the file the way every later reload will.
+pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigErrors::single("", format!("cannot read {}: {e}", path.display())))?;
+    let source = read_source(&text)?;
+    let config = compile_source(&source, &parent_dir(path), &env)?;
+    Ok(Loaded {
+        text,
+        source,
+        config,
+    })
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// What asked for a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// SIGHUP: recompile even if the file is unchanged (a key file it
+    /// references may have changed).
+    Signal,
+    /// The watcher saw the file (or its directory) change.
+    FileChanged,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    Applied,
+    /// The file is what is already running (e.g. our own write-back).
+    Unchanged,
+    Invalid,
+    Protected,
+}
+
+/// Why a change was not applied.
+enum Rejection {
+    Invalid(ConfigErrors),
+    Protected(String),
+    Persist(String),
+}
+
+/// An admin edit of the running source: the whole new source, where in it
+/// the edited item lies (`routes[2]`), what it is (for messages), what to
+/// answer once applied, and the shape errors the body's reader found.
+pub struct Edit<T> {
+    pub source: RawConfig,
+    pub at: String,
+    pub what: String,
+    pub reply: T,
+    /// Non-empty: the body was not fully readable; the edit is refused with
+    /// these and whatever else compiling the rest finds.
+    pub problems: Vec<ConfigError>,
+}
+
+struct State {
+    running: Config,
+    /// The file text the running config came from (or that we wrote).
+    applied_text: Option<String>,
+    /// The last file text evaluated, applied or not.
+    seen_text: Option<String>,
+}
+
+pub struct LiveConfig {
+    path: PathBuf,
+    base_dir: PathBuf,
+    gateway: SharedGateway,
+    revocations: Arc<Revocations>,
+    /// The running source, for lock-free reads by GET handlers.
+    source: ArcSwap<RawConfig>,
+    /// The running admin key; empty when the admin API is disabled.
+    admin_key: ArcSwap<String>,
+    state: Mutex<State>,
+}
+
+impl LiveConfig {
+    pub fn new(
+        path: &Path,
+        loaded: Loaded,
+        gateway: SharedGateway,
+        revocations: Arc<Revocations>,
+    ) -> Arc<Self> {
+        Arc::new(LiveConfig {
+            path: path.to_owned(),
+            base_dir: parent_dir(path),
+            gateway,
+            revocations,
+            source: ArcSwap::from_pointee(loaded.source),
+            admin_key: ArcSwap::from_pointee(admin_key(&loaded.config)),
+            state: Mutex::new(State {
+                running: loaded.config,
+                applied_text: Some(loaded.text.clone()),
+                seen_text: Some(loaded.text),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn source(&self) -> Arc<RawConfig> {
+        self.source.load_full()
+    }
+
+    pub fn admin_key(&self) -> Arc<String> {
+        self.admin_key.load_full()
+    }
+
+    pub fn revocations(&self) -> &Arc<Revocations> {
+        &self.revocations
+    }
+
+    /// Re-reads the file and applies it if it changed (or always, on
+    /// SIGHUP). Logged and counted whatever the outcome.
+    pub async fn reload(&self, trigger: Trigger) -> ReloadOutcome {
+        let mut state = self.state.lock().await;
+        self.reload_locked(&mut state, trigger).await.0
+    }
+
+    async fn reload_locked(
+        &self,
+        state: &mut State,
+        trigger: Trigger,
+    ) -> (ReloadOutcome, Option<Rejection>) {
+        let path = self.path.display();
+        let text = match tokio::fs::read_to_string(&self.path).await {
+            Ok(t) => t,
+            Err(e) => {
+                // Editors may briefly remove the file; the next event retries.
+                warn!(
+                    outcome = "invalid",
+                    "config reload: cannot read {path}: {e}; the running config stays"
+                );
+                metrics::record_config_reload("invalid");
+                let errors = ConfigErrors::single("", format!("cannot read {path}: {e}"));
+                return (ReloadOutcome::Invalid, Some(Rejection::Invalid(errors)));
+            }
+        };
+        if trigger == Trigger::FileChanged && state.seen_text.as_deref() == Some(text.as_str()) {
+            return (ReloadOutcome::Unchanged, None);
+        }
+        state.seen_text = Some(text.clone());
+        let result = match read_source(&text) {
+            Ok(source) => self.apply(state, source, None).await,
+            Err(errors) => Err(Rejection::Invalid(errors)),
+        };
+        match result {
+            Ok(()) => {
+                state.applied_text = Some(text);
+                info!(outcome = "applied", ?trigger, "config reloaded from {path}");
+                metrics::record_config_reload("applied");
+                (ReloadOutcome::Applied, None)
+            }
+            Err(rejection) => {
+                let outcome = match &rejection {
+                    Rejection::Invalid(errors) => {
+                        warn!(
+                            outcome = "invalid",
+                            ?trigger,
+                            problems = errors.0.len(),
+                            "config reload rejected: {path} is invalid; the running config stays"
+                        );
+                        for e in &errors.0 {
+                            warn!("{e}");
+                        }
+                        ReloadOutcome::Invalid
+                    }
+                    Rejection::Protected(why) | Rejection::Persist(why) => {
+                        warn!(
+                            outcome = "protected",
+                            ?trigger,
+                            "config reload rejected: {why}; the running config stays"
+                        );
+                        ReloadOutcome::Protected
+                    }
+                };
+                metrics::record_config_reload(match outcome {
+                    ReloadOutcome::Invalid => "invalid",
+                    _ => "protected",
+                });
+                (outcome, Some(rejection))
+            }
+        }
+    }
+
+    /// Applies an admin edit and writes it to the file. The edit sees the
+    /// running source under the lock, so concurrent edits compose.
+    pub async fn update<T>(
+        &self,
+        edit: impl FnOnce(&RawConfig) -> Result<Edit<T>, AdminError>,
+    ) -> Result<T, AdminError> {
+        let mut state = self.state.lock().await;
+        self.adopt_file_edits(&mut state).await?;
+        let current = self.source.load_full();
+        let Edit {
+            source,
+            at,
+            what,
+            reply,
+            problems,
+        } = edit(&current)?;
+        if !problems.is_empty() {
+            let errors = self.all_problems(problems, &source, &at);
+            return Err(AdminError::invalid(format!("invalid {what}"), errors));
+        }
+        let text = format!(
+            "{WRITTEN_HEADER}{}",
+            to_yaml(&source).map_err(AdminError::Persist)?
+        );
+        match self.apply(&mut state, source, Some(&text)).await {
+            Ok(()) => {
+                info!(target: "jwtgate::admin", change = %what, "admin change applied and written to {}", self.path.display());
+                state.applied_text = Some(text.clone());
+                state.seen_text = Some(text);
+                Ok(reply)
+            }
+            Err(Rejection::Invalid(errors)) => Err(AdminError::invalid(
+                format!("invalid {what}"),
+                relocate(errors, &at),
+            )),
+            Err(Rejection::Protected(why)) => Err(AdminError::Protected(why)),
+            Err(Rejection::Persist(why)) => Err(AdminError::Persist(why)),
+        }
+    }
+
+    /// A body's shape errors, plus what compiling the edit finds elsewhere
+    /// (a field already reported is not reported twice).
+    fn all_problems(
+        &self,
+        mut problems: Vec<ConfigError>,
+        source: &RawConfig,
+        at: &str,
+    ) -> ConfigErrors {
+        if let Err(more) = compile_source(source, &self.base_dir, &env) {
+            for e in relocate(more, at).0 {
+                if !problems.iter().any(|p| within(&e.location, &p.location)) {
+                    problems.push(e);
+                }
+            }
+        }
+        ConfigErrors(problems)
+    }
+
+    /// Before an API write: if the file was edited by hand since it was last
+    /// applied (and the watcher has not caught up, or rejected the edit),
+    /// apply it first; if it cannot be applied, refuse the write rather than
+    /// overwrite the operator's edit.
+    async fn adopt_file_edits(&self, state: &mut State) -> Result<(), AdminError> {
+        let Ok(text) = tokio::fs::read_to_string(&self.path).await else {
+            warn!(
+                "{} is missing; the admin write will recreate it",
+                self.path.display()
+            );
+            return Ok(());
+        };
+        if state.applied_text.as_deref() == Some(text.as_str()) {
+            return Ok(());
+        }
+        match self.reload_locked(state, Trigger::Signal).await {
+            (_, None) => Ok(()),
+            (_, Some(rejection)) => {
+                let errors = match rejection {
+                    Rejection::Invalid(errors) => errors,
+                    Rejection::Protected(why) | Rejection::Persist(why) => {
+                        ConfigErrors::single("", why)
+                    }
+                };
+                Err(AdminError::FileConflict {
+                    message: format!(
+                        "{} has hand edits that were rejected; fix or revert them before \
+                         changing the config through the API",
+                        self.path.display()
+                    ),
+                    errors,
+                })
+            }
+        }
+    }
+
+    /// Steps 1 to 4 of the module doc. `write`: the file text to persist
+    /// (admin writes); `None` for reloads, whose text is already the file.
+    async fn apply(
+        &self,
+        state: &mut State,
+        source: RawConfig,
+        write: Option<&str>,
+    ) -> Result<(), Rejection> {
+        let config = compile_source(&source, &self.base_dir, &env).map_err(Rejection::Invalid)?;
+        protect::check(&self.source.load(), &source).map_err(Rejection::Protected)?;
+        if let Some(text) = write {
+            let (path, text) = (self.path.clone(), text.to_owned());
+            tokio::task::spawn_blocking(move || write_atomically(&path, &text))
+                .await
+                .map_err(|e| Rejection::Persist(e.to_string()))?
+                .map_err(|e| Rejection::Persist(format!("{}: {e}", self.path.display())))?;
+        }
+        warn_restart_only(&state.running, &config);
+        self.gateway.store(Arc::new(Gateway::new(
+            &config,
+            Arc::clone(&self.revocations),
+        )));
+        self.admin_key.store(Arc::new(admin_key(&config)));
+        self.source.store(Arc::new(source));
+        state.running = config;
+        Ok(())
+    }
+}
+
+fn admin_key(config: &Config) -> String {
+    config
+        .admin
+        .as_ref()
+        .map(|a| a.api_key.clone())
+        .unwrap_or_default()
+}
+
+/// Listeners and the store are set up once per process.
+fn warn_restart_only(current: &Config, next: &Config) {
+    let admin_listen = |c: &Config| c.admin.as_ref().map(|a| a.listen);
+    if next.listen != current.listen || admin_listen(next) != admin_listen(current) {
+        warn!("listen addresses changed: they take effect on restart");
+    }
+    if next.tls.is_some() != current.tls.is_some() {
+        warn!("tls changed: it takes effect on restart");
+    }
+    if next.store != current.store {
+        warn!("store settings changed: they take effect on restart");
+    }
+}
+
+/// Whether location `loc` is `outer` or inside it.
+fn within(loc: &str, outer: &str) -> bool {
+    outer.is_empty()
+        || loc
+            .strip_prefix(outer)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
+}
+
+/// Errors located inside the edited item (`routes[2].jwt.realm`) are made
+/// relative to the request body (`jwt.realm`); others keep their location.
+pub fn relocate(errors: ConfigErrors, at: &str) -> ConfigErrors {
+    if at.is_empty() {
+        return errors;
+    }
+    let inner = |loc: &str| -> Option<String> {
+        let rest = loc.strip_prefix(at)?;
+        match rest.as_bytes().first() {
+            None => Some(String::new()),
+            Some(b'.') => Some(rest[1..].to_owned()),
+            Some(b'[') => Some(rest.to_owned()),
+            Some(_) => None,
+        }
+    };
+    ConfigErrors(
+        errors
+            .0
+            .into_iter()
+            .map(|mut e| {
+                if let Some(loc) = inner(&e.location) {
+                    e.location = loc;
+                }
+                e
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jwtgate_config::ConfigError;
+
+    #[test]
+    fn relocate_strips_the_edited_item_prefix_only() {
+        let e = |l: &str| ConfigError {
+            location: l.into(),
+            message: "m".into(),
+        };
+        let out = relocate(
+            ConfigErrors(vec![
+                e("routes[1].jwt.realm"),
+                e("routes[1]"),
+                e("routes[10].name"),
+                e("consumers[0].jwt.key"),
+            ]),
+            "routes[1]",
+        );
+        let at: Vec<_> = out.0.iter().map(|e| e.location.as_str()).collect();
+        assert_eq!(
+            at,
+            ["jwt.realm", "", "routes[10].name", "consumers[0].jwt.key"]
+        );
+    }
+}

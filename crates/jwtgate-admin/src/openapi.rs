@@ -1,0 +1,255 @@
+//! The OpenAPI 3 document served at `GET /admin/v1/openapi.json`. Paths and
+//! methods come from the same table as the router ([`ENDPOINTS`]); what
+//! each operation takes and answers is described here, by [`Op`].
+
+use serde_json::{json, Map, Value};
+
+use crate::endpoints::{Endpoint, Op, ENDPOINTS};
+
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for e in ENDPOINTS {
+        let item = paths.entry(e.path.to_owned()).or_insert_with(|| json!({}));
+        if let Value::Object(item) = item {
+            item.insert(e.verb.as_str().to_owned(), operation(e));
+        }
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "jwtgate admin API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Routes, their jwt policies, consumers and revocations (SPEC §4). \
+                Changes apply to the next request and are written back to the config file. \
+                Secrets read as \"***\"."
+        },
+        "components": {
+            "securitySchemes": {
+                "apiKey": { "type": "apiKey", "in": "header", "name": "X-API-KEY" }
+            },
+            "schemas": schemas(),
+        },
+        "paths": paths,
+    })
+}
+
+fn operation(e: &Endpoint) -> Value {
+    let mut op = Map::new();
+    op.insert("operationId".into(), json!(format!("{:?}", e.op)));
+    op.insert("summary".into(), json!(e.summary));
+    let params: Vec<Value> = e
+        .path
+        .split('/')
+        .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+        .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+        .collect();
+    if !params.is_empty() {
+        op.insert("parameters".into(), Value::Array(params));
+    }
+    if let Some(schema) = request_schema(e.op) {
+        let media = if e.op == Op::PatchJwt {
+            "application/merge-patch+json"
+        } else {
+            "application/json"
+        };
+        op.insert(
+            "requestBody".into(),
+            json!({ "required": true, "content": { media: { "schema": schema } } }),
+        );
+    }
+    let mut responses = responses(e.op);
+    if e.keyed() {
+        op.insert("security".into(), json!([{ "apiKey": [] }]));
+        responses.insert("401".into(), error("missing or invalid X-API-KEY"));
+    }
+    op.insert("responses".into(), Value::Object(responses));
+    Value::Object(op)
+}
+
+fn request_schema(op: Op) -> Option<Value> {
+    Some(match op {
+        Op::PutRoute => schema_ref("Route"),
+        Op::PutJwt | Op::PatchJwt => schema_ref("Jwt"),
+        Op::PutConsumer => schema_ref("Consumer"),
+        Op::Revoke => schema_ref("Revocation"),
+        _ => return None,
+    })
+}
+
+fn responses(op: Op) -> Map<String, Value> {
+    let ok = |schema: Value| json!({ "description": "OK", "content": { "application/json": { "schema": schema } } });
+    let list = |key: &str, item: &str| {
+        ok(
+            json!({ "type": "object", "properties": { key: { "type": "array", "items": schema_ref(item) } } }),
+        )
+    };
+    let write = |schema: &str| {
+        vec![
+            (
+                "200",
+                json!({ "description": "replaced", "content": { "application/json": { "schema": schema_ref(schema) } } }),
+            ),
+            (
+                "201",
+                json!({ "description": "created", "content": { "application/json": { "schema": schema_ref(schema) } } }),
+            ),
+            (
+                "400",
+                error("invalid body: every invalid field is listed in errors"),
+            ),
+            ("404", error("route not found (jwt policy: the route)")),
+            (
+                "409",
+                error("refused by a protection, or the config file holds rejected hand edits"),
+            ),
+            (
+                "500",
+                error("the config file could not be written; nothing was applied"),
+            ),
+        ]
+    };
+    let delete = vec![
+        ("204", json!({ "description": "deleted" })),
+        ("404", error("not found")),
+        ("409", error("refused by protection.undeletable")),
+        (
+            "500",
+            error("the config file could not be written; nothing was applied"),
+        ),
+    ];
+    let entries: Vec<(&str, Value)> = match op {
+        Op::ListRoutes => vec![("200", list("routes", "Route"))],
+        Op::ListConsumers => vec![("200", list("consumers", "Consumer"))],
+        Op::GetRoute => vec![
+            ("200", ok(schema_ref("Route"))),
+            ("404", error("not found")),
+        ],
+        Op::GetJwt => vec![
+            ("200", ok(schema_ref("Jwt"))),
+            ("404", error("no such route, or it has no jwt policy")),
+        ],
+        Op::GetConsumer => vec![
+            ("200", ok(schema_ref("Consumer"))),
+            ("404", error("not found")),
+        ],
+        Op::PutRoute => write("Route"),
+        Op::PutJwt | Op::PatchJwt => write("Jwt"),
+        Op::PutConsumer => write("Consumer"),
+        Op::DeleteRoute | Op::DeleteJwt | Op::DeleteConsumer => delete,
+        Op::Revoke => vec![
+            (
+                "201",
+                json!({ "description": "revoked: durably stored", "content": { "application/json": { "schema": {
+                "type": "object",
+                "properties": { "message": { "type": "string" }, "expires_at": { "type": "integer", "nullable": true } } } } } }),
+            ),
+            ("400", error("not a well-formed JWT, or an invalid body")),
+            ("503", error("revocation store unavailable")),
+        ],
+        Op::OpenApi => vec![("200", ok(json!({ "type": "object" })))],
+        Op::Status => vec![
+            (
+                "200",
+                ok(
+                    json!({ "type": "object", "properties": { "status": { "type": "string", "enum": ["ready"] } } }),
+                ),
+            ),
+            ("503", json!({ "description": "stopping" })),
+        ],
+        Op::Metrics => vec![(
+            "200",
+            json!({ "description": "Prometheus text format", "content": { "text/plain": { "schema": { "type": "string" } } } }),
+        )],
+    };
+    entries
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn error(description: &str) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": schema_ref("Error") } } })
+}
+
+fn schemas() -> Value {
+    let s = json!({ "type": "string" });
+    let strings = json!({ "type": "array", "items": { "type": "string" } });
+    let int = json!({ "type": "integer", "minimum": 0 });
+    let boolean = json!({ "type": "boolean" });
+    json!({
+        "Error": {
+            "type": "object",
+            "required": ["message"],
+            "properties": {
+                "message": s,
+                "errors": { "type": "array", "items": {
+                    "type": "object",
+                    "properties": { "field": { "type": "string", "description": "location in the body, e.g. jwt.required_paths[0]" }, "message": s }
+                } }
+            }
+        },
+        "Route": {
+            "type": "object",
+            "required": ["paths", "upstream"],
+            "additionalProperties": false,
+            "properties": {
+                "name": { "type": "string", "description": "optional in a body: the path names the route" },
+                "paths": strings, "methods": strings, "hosts": strings,
+                "upstream": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "properties": { "echo": boolean, "nodes": strings, "scheme": { "type": "string", "enum": ["http", "https"] },
+                                    "connect_timeout_ms": int, "read_timeout_ms": int }
+                },
+                "jwt": schema_ref("Jwt")
+            }
+        },
+        "Jwt": {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "key_claim_name": s, "header": s, "query": s, "cookie": s,
+                "hide_credentials": boolean, "required_claims": strings,
+                "leeway_seconds": int, "max_lifetime_seconds": int, "realm": s,
+                "forward_claims": { "type": "object", "additionalProperties": { "type": "string" } },
+                "required_paths": { "type": "array", "items": { "type": "string" }, "description": "METHOD_PATH; setting it resets not_required_paths" },
+                "not_required_paths": { "type": "array", "items": { "type": "string" }, "description": "METHOD_PATH; setting it resets required_paths" },
+                "logout_path": s, "use_jwt_blacklist_revoking": boolean, "logout_forward": boolean,
+                "protection": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "properties": { "undeletable": boolean, "immutable": boolean }
+                }
+            }
+        },
+        "Consumer": {
+            "type": "object",
+            "required": ["jwt"],
+            "additionalProperties": false,
+            "properties": {
+                "username": { "type": "string", "description": "optional in a body: the path names the consumer" },
+                "custom_id": s,
+                "jwt": {
+                    "type": "object",
+                    "required": ["key"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "key": s, "algorithm": s,
+                        "secret": { "type": "string", "description": "reads \"***\"; send \"***\" back to keep it" },
+                        "base64_secret": boolean, "public_key": s, "public_key_file": s
+                    }
+                }
+            }
+        },
+        "Revocation": {
+            "type": "object",
+            "required": ["token"],
+            "additionalProperties": false,
+            "properties": { "token": s }
+        }
+    })
+}

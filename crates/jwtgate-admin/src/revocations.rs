@@ -1,0 +1,78 @@
+//! `POST /admin/v1/revocations {"token": "..."}`: blacklist a token with the
+//! rules of a logout (SPEC §3.4): the store holds the token's SHA-256
+//! digest, the entry lasts until the token's `exp` plus the largest leeway
+//! of any route (so no route can still accept it), and `201` is sent only
+//! once the store has durably accepted it, else `503`.
+//!
+//! The token must be a well-formed JWT; its signature is not checked: the
+//! caller holds the admin key, and revoking a token that would be refused
+//! anyway is harmless.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use jwtgate_config::RawConfig;
+use jwtgate_core::jwt::{token_digest, Token};
+use jwtgate_core::policy::{numeric_date, sources};
+use jwtgate_store::Entry;
+use serde_json::{json, Value};
+use tracing::info;
+
+use crate::api::AdminState;
+use crate::error::AdminError;
+use crate::input::json_body;
+
+pub async fn revoke(State(s): State<AdminState>, body: Bytes) -> Result<Response, AdminError> {
+    let value = json_body(&body)?;
+    let raw = token_field(&value)?;
+    let token = sources::strip_bearer(raw.trim());
+    let parsed = Token::parse(token)
+        .map_err(|e| AdminError::field("token", format!("not a well-formed JWT: {e}")))?;
+    let exp = numeric_date(parsed.claims(), "exp")
+        .map_err(|_| AdminError::field("token", "its exp claim is not a NumericDate"))?;
+    let expires_at = exp.map(|exp| exp.saturating_add(max_leeway(&s.live.source())));
+    let entry = Entry {
+        digest: token_digest(token),
+        // No exp: the token never expires, neither does its revocation.
+        expires_at: expires_at.unwrap_or(i64::MAX),
+    };
+    s.live
+        .revocations()
+        .revoke(entry)
+        .await
+        .map_err(|e| AdminError::StoreUnavailable(e.to_string()))?;
+    info!(target: "jwtgate::admin", expires_at = entry.expires_at, "token revoked through the admin API");
+    let body = json!({ "message": "token revoked", "expires_at": expires_at });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// `{"token": "<string>"}` and nothing else.
+fn token_field(value: &Value) -> Result<&str, AdminError> {
+    let Value::Object(map) = value else {
+        return Err(AdminError::field(
+            "",
+            "expected a JSON object {\"token\": \"...\"}",
+        ));
+    };
+    if let Some(unknown) = map.keys().find(|k| k.as_str() != "token") {
+        return Err(AdminError::field(unknown, "unknown key"));
+    }
+    match map.get("token") {
+        Some(Value::String(t)) if !t.trim().is_empty() => Ok(t),
+        Some(Value::String(_)) => Err(AdminError::field("token", "must not be empty")),
+        Some(_) => Err(AdminError::field("token", "expected a string")),
+        None => Err(AdminError::field("token", "is required")),
+    }
+}
+
+fn max_leeway(source: &RawConfig) -> i64 {
+    let max = source
+        .routes
+        .iter()
+        .filter_map(|r| r.jwt.as_ref()?.leeway_seconds)
+        .max()
+        .unwrap_or(0);
+    i64::try_from(max).unwrap_or(i64::MAX)
+}

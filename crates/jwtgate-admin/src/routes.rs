@@ -1,0 +1,324 @@
+//! `/admin/v1/routes`: routes with their `jwt` policy, and each route's
+//! policy on its own (`/routes/{name}/jwt`). Bodies are read by the config
+//! file's reader; every change goes through [`LiveConfig::update`].
+//!
+//! Path modes (SPEC §3.3): through the API, setting `required_paths` resets
+//! `not_required_paths` and the reverse ([`switch_mode`]).
+//!
+//! [`LiveConfig::update`]: crate::live::LiveConfig::update
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use jwtgate_config::{read_jwt, read_route, RawConfig, RawJwt, RawRoute, ReadItem};
+use serde_json::{json, Map, Value};
+
+use crate::api::{AdminState, Name};
+use crate::error::AdminError;
+use crate::input::{json_body, name_from_path, no_new_env_refs};
+use crate::live::Edit;
+
+pub async fn list(State(s): State<AdminState>) -> Json<Value> {
+    Json(json!({ "routes": s.live.source().routes }))
+}
+
+pub async fn get(
+    State(s): State<AdminState>,
+    Name(name): Name,
+) -> Result<Json<RawRoute>, AdminError> {
+    let source = s.live.source();
+    let (_, route) = find(&source, &name)?;
+    Ok(Json(route.clone()))
+}
+
+pub async fn put(
+    State(s): State<AdminState>,
+    Name(name): Name,
+    body: Bytes,
+) -> Result<Response, AdminError> {
+    let mut value = json_body(&body)?;
+    name_from_path(&mut value, "name", &name)?;
+    let ReadItem {
+        item: mut route,
+        errors: problems,
+    } = read_route(&value, "");
+    let (created, route) = s
+        .live
+        .update(|current| {
+            let mut source = current.clone();
+            let old = find(current, &name).ok();
+            no_new_env_refs(&route, old.map(|(_, r)| r))?;
+            if let Some(jwt) = &mut route.jwt {
+                switch_mode(old.and_then(|(_, r)| r.jwt.as_ref()), jwt);
+            }
+            let (i, created) = match old {
+                Some((i, _)) => (i, false),
+                None => {
+                    source.routes.push(RawRoute::default());
+                    (source.routes.len() - 1, true)
+                }
+            };
+            if let Some(slot) = source.routes.get_mut(i) {
+                *slot = route.clone();
+            }
+            Ok(Edit {
+                source,
+                at: format!("routes[{i}]"),
+                what: format!("route {name:?}"),
+                reply: (created, route),
+                problems,
+            })
+        })
+        .await?;
+    Ok(created_or_ok(created, Json(route)))
+}
+
+pub async fn delete(
+    State(s): State<AdminState>,
+    Name(name): Name,
+) -> Result<StatusCode, AdminError> {
+    s.live
+        .update(|current| {
+            let (i, _) = find(current, &name)?;
+            let mut source = current.clone();
+            source.routes.remove(i);
+            Ok(Edit {
+                source,
+                at: String::new(),
+                what: format!("deletion of route {name:?}"),
+                reply: (),
+                problems: Vec::new(),
+            })
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn get_jwt(
+    State(s): State<AdminState>,
+    Name(name): Name,
+) -> Result<Json<RawJwt>, AdminError> {
+    let source = s.live.source();
+    let (_, route) = find(&source, &name)?;
+    policy_of(route).cloned().map(Json)
+}
+
+pub async fn put_jwt(
+    State(s): State<AdminState>,
+    Name(name): Name,
+    body: Bytes,
+) -> Result<Response, AdminError> {
+    let value = json_body(&body)?;
+    let read = read_jwt(&value, "");
+    set_policy(&s, &name, move |old| {
+        let mut read = read;
+        switch_mode(old, &mut read.item);
+        Ok(read)
+    })
+    .await
+}
+
+/// JSON merge patch (RFC 7396) of the policy: fields present are set, fields
+/// set to `null` return to their default, others are kept.
+pub async fn patch_jwt(
+    State(s): State<AdminState>,
+    Name(name): Name,
+    body: Bytes,
+) -> Result<Response, AdminError> {
+    let patch = json_body(&body)?;
+    let Value::Object(patch) = patch else {
+        return Err(AdminError::field("", "a merge patch must be a JSON object"));
+    };
+    let route = name.clone();
+    set_policy(&s, &name, move |old| {
+        let old = old.ok_or_else(|| no_policy(&route))?;
+        let mut merged = serde_json::to_value(old).unwrap_or_else(|_| json!({}));
+        merge_patch(&mut merged, &patch);
+        // Setting one path mode resets the other (unless both are sent).
+        for (set, other) in [
+            ("required_paths", "not_required_paths"),
+            ("not_required_paths", "required_paths"),
+        ] {
+            let sets = patch.get(set).is_some_and(|v| !is_empty_list(v));
+            if sets && !patch.contains_key(other) {
+                if let Value::Object(m) = &mut merged {
+                    m.remove(other);
+                }
+            }
+        }
+        Ok(read_jwt(&merged, ""))
+    })
+    .await
+}
+
+pub async fn delete_jwt(
+    State(s): State<AdminState>,
+    Name(name): Name,
+) -> Result<StatusCode, AdminError> {
+    s.live
+        .update(|current| {
+            let (i, route) = find(current, &name)?;
+            policy_of(route)?;
+            let mut source = current.clone();
+            if let Some(r) = source.routes.get_mut(i) {
+                r.jwt = None;
+            }
+            Ok(Edit {
+                source,
+                at: String::new(),
+                what: format!("deletion of the jwt policy of route {name:?}"),
+                reply: (),
+                problems: Vec::new(),
+            })
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Creates or replaces a route's policy with what `make` builds from the
+/// current one.
+async fn set_policy(
+    s: &AdminState,
+    name: &str,
+    make: impl FnOnce(Option<&RawJwt>) -> Result<ReadItem<RawJwt>, AdminError>,
+) -> Result<Response, AdminError> {
+    let (created, jwt) = s
+        .live
+        .update(|current| {
+            let (i, route) = find(current, name)?;
+            let old = route.jwt.as_ref();
+            let ReadItem {
+                item: jwt,
+                errors: problems,
+            } = make(old)?;
+            no_new_env_refs(&jwt, old)?;
+            let mut source = current.clone();
+            if let Some(r) = source.routes.get_mut(i) {
+                r.jwt = Some(jwt.clone());
+            }
+            Ok(Edit {
+                source,
+                at: format!("routes[{i}].jwt"),
+                what: format!("jwt policy of route {name:?}"),
+                reply: (old.is_none(), jwt),
+                problems,
+            })
+        })
+        .await?;
+    Ok(created_or_ok(created, Json(jwt)))
+}
+
+/// SPEC §3.3 through the API: one path mode replaces the other. A body with
+/// both lists set is read against the running policy: the list that
+/// changed is the one being set, and the other is reset. If both changed,
+/// both stay and validation reports the conflict.
+pub fn switch_mode(current: Option<&RawJwt>, next: &mut RawJwt) {
+    let set = |l: &Option<Vec<String>>| l.as_ref().is_some_and(|v| !v.is_empty());
+    if !(set(&next.required_paths) && set(&next.not_required_paths)) {
+        return;
+    }
+    let none = RawJwt::default();
+    let current = current.unwrap_or(&none);
+    let required_changed = next.required_paths != current.required_paths;
+    let not_required_changed = next.not_required_paths != current.not_required_paths;
+    match (required_changed, not_required_changed) {
+        (true, false) => next.not_required_paths = None,
+        (false, true) => next.required_paths = None,
+        _ => {}
+    }
+}
+
+fn merge_patch(target: &mut Value, patch: &Map<String, Value>) {
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    let Value::Object(t) = target else { return };
+    for (k, v) in patch {
+        match v {
+            Value::Null => {
+                t.remove(k);
+            }
+            Value::Object(inner) => merge_patch(t.entry(k.clone()).or_insert(Value::Null), inner),
+            other => {
+                t.insert(k.clone(), other.clone());
+            }
+        }
+    }
+}
+
+fn is_empty_list(v: &Value) -> bool {
+    matches!(v, Value::Null) || v.as_array().is_some_and(Vec::is_empty)
+}
+
+fn find<'a>(source: &'a RawConfig, name: &str) -> Result<(usize, &'a RawRoute), AdminError> {
+    source
+        .routes
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.name == name)
+        .ok_or_else(|| AdminError::NotFound(format!("route {name:?} not found")))
+}
+
+fn policy_of(route: &RawRoute) -> Result<&RawJwt, AdminError> {
+    route.jwt.as_ref().ok_or_else(|| no_policy(&route.name))
+}
+
+fn no_policy(name: &str) -> AdminError {
+    AdminError::NotFound(format!("route {name:?} has no jwt policy"))
+}
+
+pub fn created_or_ok(created: bool, body: impl IntoResponse) -> Response {
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (status, body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt(required: &[&str], not_required: &[&str]) -> RawJwt {
+        let list = |l: &[&str]| (!l.is_empty()).then(|| l.iter().map(|s| s.to_string()).collect());
+        RawJwt {
+            required_paths: list(required),
+            not_required_paths: list(not_required),
+            ..RawJwt::default()
+        }
+    }
+
+    #[test]
+    fn setting_one_mode_resets_the_other() {
+        let current = jwt(&[], &["GET_/a"]);
+        let mut next = jwt(&["GET_/b"], &["GET_/a"]);
+        switch_mode(Some(&current), &mut next);
+        assert_eq!(next, jwt(&["GET_/b"], &[]));
+        let current = jwt(&["GET_/b"], &[]);
+        let mut next = jwt(&["GET_/b"], &["GET_/c"]);
+        switch_mode(Some(&current), &mut next);
+        assert_eq!(next, jwt(&[], &["GET_/c"]));
+        // Both new: ambiguous, left for validation to refuse.
+        let mut next = jwt(&["GET_/x"], &["GET_/y"]);
+        switch_mode(None, &mut next);
+        assert_eq!(next, jwt(&["GET_/x"], &["GET_/y"]));
+    }
+
+    #[test]
+    fn merge_patch_sets_keeps_and_removes() {
+        let mut v = json!({"realm": "a", "leeway_seconds": 5, "protection": {"immutable": true}});
+        let patch =
+            json!({"realm": "b", "leeway_seconds": null, "protection": {"undeletable": true}});
+        let Value::Object(p) = patch else {
+            unreachable!()
+        };
+        merge_patch(&mut v, &p);
+        assert_eq!(
+            v,
+            json!({"realm": "b", "protection": {"immutable": true, "undeletable": true}})
+        );
+    }
+}

@@ -1,0 +1,194 @@
+//! The config *source*: the file as the operator wrote it, `${ENV}`
+//! references kept, as a [`RawConfig`]. The admin API edits the source and
+//! writes it back, so an expanded secret never lands in the file; compiling
+//! a source expands it first, through the same reader and compiler the file
+//! loader uses, so the file and the API share one validation and one set of
+//! error locations.
+//!
+//! What this module does not do: decide whether a change is allowed
+//! (protection) or put a config live; that is the control plane's job.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::error::{ConfigError, ConfigErrors, Errors};
+use crate::model::Config;
+use crate::raw::{RawConfig, RawConsumer, RawJwt, RawRoute};
+use crate::reader::{obj, Obj};
+use crate::{compile, read, tree};
+
+/// Reads YAML text into a source config, without expanding `${ENV}`.
+/// Shape errors (unknown keys, wrong types) are reported here.
+pub fn read_source(text: &str) -> Result<RawConfig, ConfigErrors> {
+    let tree = tree::parse_yaml(text)
+        .map_err(|msg| ConfigErrors::single("", format!("not valid YAML: {msg}")))?;
+    let mut errors = Errors::default();
+    let raw = read::config(&tree, &mut errors);
+    errors.into_result(raw)
+}
+
+/// Expands `${ENV}` in a source config and compiles it: every error, with
+/// its location in the file's terms (`routes[1].jwt.required_paths[0]`).
+pub fn compile_source(
+    source: &RawConfig,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let mut tree = serde_json::to_value(source)
+        .map_err(|e| ConfigErrors::single("", format!("cannot represent the config: {e}")))?;
+    let mut errors = Errors::default();
+    tree::expand_env(&mut tree, "", env, &mut errors);
+    let raw = read::config(&tree, &mut errors);
+    let compiled = compile::config(raw, base_dir, &mut errors);
+    errors.into_result(())?;
+    compiled.ok_or_else(|| ConfigErrors::single("", "invalid configuration"))
+}
+
+/// Compiles an already expanded raw config.
+pub fn compile_raw(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors> {
+    let mut errors = Errors::default();
+    let compiled = compile::config(raw, base_dir, &mut errors);
+    errors.into_result(())?;
+    compiled.ok_or_else(|| ConfigErrors::single("", "invalid configuration"))
+}
+
+/// The source config as YAML text, for writing back to the file. Comments
+/// and key order of the original file are not kept.
+pub fn to_yaml(source: &RawConfig) -> Result<String, String> {
+    serde_saphyr::to_string(source).map_err(|e| e.to_string())
+}
+
+/// What the reader made of one item (an admin API body): the item as far as
+/// it could be read (wrong fields left at their defaults) and every shape
+/// error, so that compiling it can still report the remaining problems.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadItem<T> {
+    pub item: T,
+    pub errors: Vec<ConfigError>,
+}
+
+impl<T> ReadItem<T> {
+    pub fn into_result(self) -> Result<T, ConfigErrors> {
+        if self.errors.is_empty() {
+            Ok(self.item)
+        } else {
+            Err(ConfigErrors(self.errors))
+        }
+    }
+}
+
+fn read_item<T: Default>(
+    value: &Value,
+    loc: &str,
+    read: impl FnOnce(Obj<'_>, &mut Errors) -> T,
+) -> ReadItem<T> {
+    let mut errors = Errors::default();
+    let item = obj(value, loc, &mut errors)
+        .map(|o| read(o, &mut errors))
+        .unwrap_or_default();
+    ReadItem {
+        item,
+        errors: errors
+            .into_result(())
+            .err()
+            .map(|e| e.0)
+            .unwrap_or_default(),
+    }
+}
+
+/// Reads one route. Locations are relative to `loc` (`""` for a body).
+pub fn read_route(value: &Value, loc: &str) -> ReadItem<RawRoute> {
+    read_item(value, loc, read::route)
+}
+
+/// Reads one route's `jwt` policy.
+pub fn read_jwt(value: &Value, loc: &str) -> ReadItem<RawJwt> {
+    read_item(value, loc, read::jwt)
+}
+
+/// Reads one consumer.
+pub fn read_consumer(value: &Value, loc: &str) -> ReadItem<RawConsumer> {
+    read_item(value, loc, read::consumer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+listen: "127.0.0.1:0"
+admin: { listen: "127.0.0.1:0", api_key: "${ADMIN_KEY}" }
+consumers:
+  - username: alice
+    jwt: { key: k1, secret: "${ALICE_SECRET}" }
+routes:
+  - name: r
+    paths: ["/v1/*"]
+    upstream: { echo: true }
+    jwt:
+      not_required_paths: ["GET_/v1/public*"]
+      forward_claims: { sub: X-User-Id }
+      protection: { undeletable: true, immutable: false }
+"#;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "ADMIN_KEY" => Some("admin-key".into()),
+            "ALICE_SECRET" => Some("alice-secret-0123456789abcdefghijkl".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn source_keeps_env_references_and_compiles_like_the_file() {
+        let source = read_source(FILE).expect("source");
+        assert_eq!(
+            source.consumers[0].jwt.secret.as_deref(),
+            Some("${ALICE_SECRET}")
+        );
+        let via_source = compile_source(&source, Path::new("."), &env).expect("compiles");
+        let via_file = crate::load_str(FILE, Path::new("."), &env).expect("loads");
+        assert_eq!(via_source.raw, via_file.raw);
+        assert_eq!(
+            via_source.raw.admin.as_ref().map(|a| a.api_key.as_str()),
+            Some("admin-key")
+        );
+    }
+
+    #[test]
+    fn yaml_round_trip_is_lossless() {
+        let source = read_source(FILE).expect("source");
+        let text = to_yaml(&source).expect("yaml");
+        assert!(!text.contains("alice-secret"), "{text}");
+        assert_eq!(read_source(&text).expect("re-read"), source, "{text}");
+    }
+
+    #[test]
+    fn a_pem_survives_the_round_trip() {
+        let mut source = read_source(FILE).expect("source");
+        source.consumers[0].jwt.public_key =
+            Some("-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----\n".into());
+        let text = to_yaml(&source).expect("yaml");
+        assert_eq!(read_source(&text).expect("re-read"), source, "{text}");
+    }
+
+    #[test]
+    fn body_readers_locate_errors_relative_to_the_body() {
+        let body = serde_json::json!({
+            "name": "r", "paths": ["/x"], "upstream": {"echo": true},
+            "jwt": {"required_paths": [1, true], "bogus": 1}
+        });
+        let errors = read_route(&body, "").into_result().unwrap_err();
+        let at: Vec<_> = errors.0.iter().map(|e| e.location.as_str()).collect();
+        assert_eq!(at, ["jwt.required_paths[1]", "jwt.bogus"]);
+        let errors = read_jwt(&serde_json::json!([]), "")
+            .into_result()
+            .unwrap_err();
+        assert_eq!(errors.0[0].message, "expected a mapping, found a list");
+        let read = read_consumer(&serde_json::json!({"username": "u"}), "");
+        assert_eq!(read.item.username, "u", "what could be read is kept");
+        let errors = read.into_result().unwrap_err();
+        assert_eq!(errors.0[0].location, "jwt");
+    }
+}

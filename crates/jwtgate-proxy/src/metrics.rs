@@ -1,0 +1,136 @@
+//! Prometheus metrics (SPEC §4): the metric names, the histogram buckets, the
+//! recorder, and the few calls the pipeline makes per request.
+//!
+//! Recording is off until [`install`] runs (the binary installs the recorder
+//! only when the admin API, which serves `/metrics`, is enabled), so a
+//! gateway without a scrape endpoint pays one relaxed atomic load per
+//! request. Revocation counts are not recorded here: [`Revocations`] already
+//! keeps them in atomics, and [`MetricsHandle::render`] copies them at scrape
+//! time.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jwtgate_store::Revocations;
+use metrics::{counter, describe_counter, describe_histogram, histogram, SharedString, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const HTTP_REQUESTS: &str = "jwtgate_http_requests_total";
+pub const HTTP_DURATION: &str = "jwtgate_http_request_duration_seconds";
+pub const JWT_AUTH: &str = "jwtgate_jwt_auth_total";
+pub const REVOCATIONS: &str = "jwtgate_revocations_total";
+pub const REVOCATION_STORE_ERRORS: &str = "jwtgate_revocation_store_errors_total";
+pub const CONFIG_RELOADS: &str = "jwtgate_config_reloads_total";
+
+/// Request latency buckets, in seconds: from sub-millisecond (the gateway's
+/// own answers) to the upstream timeouts operators usually set.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Renders the registry as Prometheus text.
+#[derive(Clone)]
+pub struct MetricsHandle(PrometheusHandle);
+
+/// Installs the process-wide recorder. Call once, before serving.
+pub fn install() -> Result<MetricsHandle, String> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), DURATION_BUCKETS)
+        .and_then(PrometheusBuilder::install_recorder)
+        .map_err(|e| e.to_string())?;
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests answered, by route and status code"
+    );
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "Time to answer a request (response head)"
+    );
+    describe_counter!(JWT_AUTH, "JWT policy decisions, by route and outcome");
+    describe_counter!(
+        REVOCATIONS,
+        "Tokens this node revoked (logouts and admin API)"
+    );
+    describe_counter!(
+        REVOCATION_STORE_ERRORS,
+        "Revocation store operations that failed"
+    );
+    describe_counter!(CONFIG_RELOADS, "Config file reloads, by outcome");
+    // Families that may not move for a while still appear in the first scrape.
+    for outcome in ["applied", "invalid", "protected"] {
+        counter!(CONFIG_RELOADS, "outcome" => outcome).absolute(0);
+    }
+    ENABLED.store(true, Ordering::Relaxed);
+    Ok(MetricsHandle(handle))
+}
+
+impl MetricsHandle {
+    /// The text for `GET /metrics`.
+    pub fn render(&self, revocations: &Revocations) -> String {
+        counter!(REVOCATIONS).absolute(revocations.revoked_count());
+        counter!(REVOCATION_STORE_ERRORS).absolute(revocations.store_errors());
+        self.0.render()
+    }
+
+    /// Drains histogram samples into their buckets; call every few seconds
+    /// so memory does not grow between scrapes.
+    pub fn run_upkeep(&self) {
+        self.0.run_upkeep();
+    }
+}
+
+/// Counts one answered request. `route` is `None` when no route matched;
+/// `auth` is the pipeline's auth outcome label (`"none"`: no policy ran).
+pub(crate) fn record_request(
+    route: Option<String>,
+    status: u16,
+    auth: &'static str,
+    elapsed: Duration,
+) {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return;
+    }
+    // One allocation, shared by the three series' labels.
+    let route: Arc<str> = Arc::from(route.as_deref().unwrap_or(""));
+    let label = || SharedString::from_shared(Arc::clone(&route));
+    counter!(HTTP_REQUESTS, "route" => label(), "code" => code_label(status)).increment(1);
+    histogram!(HTTP_DURATION, "route" => label()).record(elapsed.as_secs_f64());
+    if auth != "none" {
+        counter!(JWT_AUTH, "route" => label(), "outcome" => auth).increment(1);
+    }
+}
+
+/// Counts one config reload: `applied`, `invalid` or `protected`.
+pub fn record_config_reload(outcome: &'static str) {
+    counter!(CONFIG_RELOADS, "outcome" => outcome).increment(1);
+}
+
+/// Status code labels without formatting the common ones.
+fn code_label(status: u16) -> SharedString {
+    let text = match status {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        301 => "301",
+        302 => "302",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        409 => "409",
+        413 => "413",
+        429 => "429",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        other => return SharedString::from_owned(other.to_string()),
+    };
+    SharedString::const_str(text)
+}

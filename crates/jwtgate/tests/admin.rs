@@ -1,0 +1,675 @@
+//! The admin API (SPEC §4, §3.5), against the real binary: the key, CRUD of
+//! routes, policies and consumers, field errors, protection, the path-mode
+//! reset, write-back and restart, the OpenAPI document, revocations,
+//! `/status` and `/metrics`.
+
+#![allow(clippy::unwrap_used)]
+
+mod admin_support;
+mod support;
+
+use admin_support::*;
+use serde_json::json;
+use support::*;
+
+fn base() -> String {
+    format!(
+        r#"listen: "127.0.0.1:0"
+admin: {{ listen: "127.0.0.1:0", api_key: "{KEY}" }}
+consumers:
+  - username: alice
+    custom_id: crm-1
+    jwt: {{ key: alice-key, secret: "{SECRET}" }}
+routes:
+  - name: api
+    paths: ["/api/*"]
+    upstream: {{ echo: true }}
+    jwt: {{}}
+  - name: guarded
+    paths: ["/guarded/*"]
+    upstream: {{ echo: true }}
+    jwt:
+      realm: guarded
+      protection: {{ undeletable: true, immutable: true }}
+"#
+    )
+}
+
+fn start() -> (tempfile::TempDir, Node) {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &base());
+    (dir, node)
+}
+
+fn token(key: &str, secret: &str) -> String {
+    sign_hs("HS256", secret, claims_for(key))
+}
+
+fn fields(resp: &Response) -> Vec<String> {
+    let body = resp.json();
+    body["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no errors list: {body}"))
+        .iter()
+        .map(|e| e["field"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn admin_requests_need_the_exact_key() {
+    let (_dir, node) = start();
+    for req in [
+        Req::get("/admin/v1/routes"),
+        Req::get("/admin/v1/routes").header("X-API-KEY", "wrong"),
+        Req::get("/admin/v1/routes").header("X-API-KEY", &format!("{KEY}x")),
+        Req::get("/admin/v1/routes").header("X-API-KEY", ""),
+        Req::get("/admin/v1/no-such-endpoint"),
+        Req::new("DELETE", "/admin/v1/routes/api"),
+    ] {
+        let resp = node.admin_raw(&req);
+        assert_eq!(resp.status, 401, "{req:?}: {}", resp.text());
+        assert!(resp.message().is_some(), "JSON body: {}", resp.text());
+    }
+    assert_eq!(node.get("/api/x").status, 401, "route api still there");
+    assert_eq!(node.admin("GET", "/admin/v1/routes", None).status, 200);
+    // Open endpoints.
+    let status = node.admin_raw(&Req::get("/status"));
+    assert_eq!(status.status, 200);
+    assert_eq!(status.json()["status"], "ready");
+    assert_eq!(node.admin_raw(&Req::get("/metrics")).status, 200);
+}
+
+#[test]
+fn routes_crud() {
+    let (_dir, node) = start();
+    let list = node.admin("GET", "/admin/v1/routes", None).json();
+    let names: Vec<_> = list["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("api"), json!("guarded")]);
+
+    let route = json!({"paths": ["/orders/*"], "upstream": {"echo": true}, "jwt": {}});
+    let created = node.admin("PUT", "/admin/v1/routes/orders", Some(route));
+    assert_eq!(created.status, 201, "{}", created.text());
+    assert_eq!(created.json()["name"], "orders");
+    // In effect on the next request.
+    assert_eq!(node.get("/orders/1").status, 401);
+    let ok = node.send(&Req::get("/orders/1").bearer(&token("alice-key", SECRET)));
+    assert_eq!(ok.status, 200);
+    assert_eq!(
+        node.admin("GET", "/admin/v1/routes/orders", None).json()["paths"],
+        json!(["/orders/*"])
+    );
+
+    let replaced = node.admin(
+        "PUT",
+        "/admin/v1/routes/orders",
+        Some(json!({"name": "orders", "paths": ["/orders/*"], "upstream": {"echo": true}})),
+    );
+    assert_eq!(replaced.status, 200, "{}", replaced.text());
+    assert_eq!(node.get("/orders/1").status, 200, "no policy any more");
+
+    assert_eq!(
+        node.admin("DELETE", "/admin/v1/routes/orders", None).status,
+        204
+    );
+    assert_eq!(node.get("/orders/1").status, 404);
+    assert_eq!(
+        node.admin("GET", "/admin/v1/routes/orders", None).status,
+        404
+    );
+    let again = node.admin("DELETE", "/admin/v1/routes/orders", None);
+    assert_eq!(again.status, 404);
+    assert_eq!(again.message().unwrap(), "route \"orders\" not found");
+}
+
+#[test]
+fn jwt_policy_crud() {
+    let (_dir, node) = start();
+    assert_eq!(
+        node.admin("GET", "/admin/v1/routes/api/jwt", None).json(),
+        json!({})
+    );
+    let put = node.admin(
+        "PUT",
+        "/admin/v1/routes/api/jwt",
+        Some(json!({"not_required_paths": ["GET_/api/public*"], "realm": "api"})),
+    );
+    assert_eq!(put.status, 200, "{}", put.text());
+    assert_eq!(node.get("/api/public/a").status, 200);
+    let refused = node.get("/api/private");
+    assert_eq!(refused.status, 401);
+    assert_eq!(
+        refused.header("www-authenticate"),
+        Some("Bearer realm=\"api\"")
+    );
+
+    assert_eq!(
+        node.admin("DELETE", "/admin/v1/routes/api/jwt", None)
+            .status,
+        204
+    );
+    assert_eq!(node.get("/api/private").status, 200, "no policy: open");
+    let missing = node.admin("GET", "/admin/v1/routes/api/jwt", None);
+    assert_eq!(missing.status, 404);
+    assert_eq!(
+        missing.message().unwrap(),
+        "route \"api\" has no jwt policy"
+    );
+    let again = node.admin("PUT", "/admin/v1/routes/api/jwt", Some(json!({})));
+    assert_eq!(again.status, 201);
+    assert_eq!(node.get("/api/private").status, 401);
+    assert_eq!(
+        node.admin("PUT", "/admin/v1/routes/nope/jwt", Some(json!({})))
+            .status,
+        404
+    );
+}
+
+#[test]
+fn consumers_crud_with_secrets_masked() {
+    let (_dir, node) = start();
+    let list = node.admin("GET", "/admin/v1/consumers", None).json();
+    assert_eq!(list["consumers"][0]["username"], "alice");
+    assert_eq!(list["consumers"][0]["jwt"]["secret"], "***");
+    assert!(!list.to_string().contains(SECRET));
+
+    let bob_secret = "bob-secret-0123456789abcdefghijklmn";
+    let created = node.admin(
+        "PUT",
+        "/admin/v1/consumers/bob",
+        Some(json!({"jwt": {"key": "bob-key", "secret": bob_secret}})),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    assert_eq!(created.json()["jwt"]["secret"], "***");
+    let bob = Req::get("/api/x").bearer(&token("bob-key", bob_secret));
+    assert_eq!(node.send(&bob).status, 200);
+
+    // GET, edit, PUT back with the mask: the stored secret is kept.
+    let mut fetched = node.admin("GET", "/admin/v1/consumers/bob", None).json();
+    assert_eq!(fetched["jwt"]["secret"], "***");
+    fetched["custom_id"] = json!("crm-2");
+    let replaced = node.admin("PUT", "/admin/v1/consumers/bob", Some(fetched));
+    assert_eq!(replaced.status, 200, "{}", replaced.text());
+    let echoed = node.send(&bob).json();
+    assert_eq!(
+        echoed["headers"]["x-consumer-custom-id"], "crm-2",
+        "{echoed}"
+    );
+    let file = read(&node.config_path);
+    assert!(file.contains(bob_secret) && !file.contains("***"), "{file}");
+
+    let masked_new = node.admin(
+        "PUT",
+        "/admin/v1/consumers/carol",
+        Some(json!({"jwt": {"key": "carol-key", "secret": "***"}})),
+    );
+    assert_eq!(masked_new.status, 400);
+    assert_eq!(fields(&masked_new), ["jwt.secret"]);
+
+    assert_eq!(
+        node.admin("DELETE", "/admin/v1/consumers/bob", None).status,
+        204
+    );
+    let gone = node.send(&bob);
+    assert_refused(&gone, "Invalid user key in JWT token", "jwtgate", true);
+    assert_eq!(
+        node.admin("GET", "/admin/v1/consumers/bob", None).status,
+        404
+    );
+}
+
+#[test]
+fn invalid_bodies_name_every_field() {
+    let (_dir, node) = start();
+    let before = node.admin("GET", "/admin/v1/routes", None).json();
+
+    // Shape errors (unknown keys, wrong types) and meaning errors together.
+    let resp = node.admin(
+        "PUT",
+        "/admin/v1/routes/bad",
+        Some(json!({
+            "paths": [],
+            "upstream": {"nodes": ["no-port"]},
+            "methods": "get",
+            "jwt": {"required_paths": ["FETCH_/x"], "leeway_seconds": -1, "bogus": 1},
+            "extra": true
+        })),
+    );
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    let mut got = fields(&resp);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "extra",
+            "jwt.bogus",
+            "jwt.leeway_seconds",
+            "jwt.required_paths[0]",
+            "methods[0]",
+            "paths",
+            "upstream.nodes[0]"
+        ],
+        "{}",
+        resp.text()
+    );
+    assert_eq!(resp.json()["message"], "invalid route \"bad\"");
+
+    // Both path modes at once, on a new policy: a located conflict.
+    let both = node.admin(
+        "PUT",
+        "/admin/v1/routes/api/jwt",
+        Some(json!({"required_paths": ["GET_/a"], "not_required_paths": ["GET_/b"]})),
+    );
+    assert_eq!(both.status, 400, "{}", both.text());
+
+    // An unknown algorithm: located in the body.
+    let dup = node.admin(
+        "PUT",
+        "/admin/v1/consumers/mallory",
+        Some(json!({"jwt": {"key": "alice-key", "secret": "x", "algorithm": "HS257"}})),
+    );
+    assert_eq!(dup.status, 400);
+    assert_eq!(fields(&dup), ["jwt.algorithm"], "{}", dup.text());
+
+    for (body, what) in [("{", "malformed"), ("", "empty"), ("[1]", "not an object")] {
+        let req = Req::new("PUT", "/admin/v1/routes/x")
+            .header("X-API-KEY", KEY)
+            .body(body);
+        let resp = node.admin_raw(&req);
+        assert_eq!(resp.status, 400, "{what}: {}", resp.text());
+        assert!(resp.json()["errors"].is_array(), "{what}: {}", resp.text());
+    }
+    let renamed = node.admin(
+        "PUT",
+        "/admin/v1/routes/api",
+        Some(json!({"name": "other", "paths": ["/api/*"], "upstream": {"echo": true}})),
+    );
+    assert_eq!(renamed.status, 400);
+    assert_eq!(fields(&renamed), ["name"]);
+    let env_ref = node.admin(
+        "PUT",
+        "/admin/v1/consumers/eve",
+        Some(json!({"jwt": {"key": "${HOME}", "secret": "eve-secret-0123456789abcdefghijk"}})),
+    );
+    assert_eq!(env_ref.status, 400);
+    assert_eq!(fields(&env_ref), ["jwt.key"]);
+
+    let dup_key = node.admin(
+        "PUT",
+        "/admin/v1/consumers/mallory",
+        Some(json!({"jwt": {"key": "alice-key", "secret": "mallory-secret-0123456789abcdef"}})),
+    );
+    assert_eq!(dup_key.status, 400);
+    assert_eq!(fields(&dup_key), ["jwt.key"], "{}", dup_key.text());
+    assert_eq!(
+        node.admin("GET", "/admin/v1/routes", None).json(),
+        before,
+        "nothing applied"
+    );
+    assert!(!node.logs().contains("panicked"));
+}
+
+#[test]
+fn protected_policy_refusals_and_a_deliberate_lift() {
+    let (_dir, node) = start();
+    let undeletable = [
+        node.admin("DELETE", "/admin/v1/routes/guarded", None),
+        node.admin("DELETE", "/admin/v1/routes/guarded/jwt", None),
+    ];
+    for resp in &undeletable {
+        assert_eq!(resp.status, 409, "{}", resp.text());
+        assert!(
+            resp.message().unwrap().contains("protection.undeletable"),
+            "{}",
+            resp.text()
+        );
+    }
+    let policy = node
+        .admin("GET", "/admin/v1/routes/guarded/jwt", None)
+        .json();
+    let mut changed = policy.clone();
+    changed["realm"] = json!("changed");
+    let immutable = [
+        node.admin("PUT", "/admin/v1/routes/guarded/jwt", Some(changed.clone())),
+        node.admin(
+            "PATCH",
+            "/admin/v1/routes/guarded/jwt",
+            Some(json!({"realm": "changed"})),
+        ),
+        node.admin(
+            "PUT",
+            "/admin/v1/routes/guarded",
+            Some(json!({"paths": ["/guarded/*"], "upstream": {"echo": true}, "jwt": changed})),
+        ),
+    ];
+    for resp in &immutable {
+        assert_eq!(resp.status, 409, "{}", resp.text());
+        assert!(
+            resp.message().unwrap().contains("protection.immutable"),
+            "{}",
+            resp.text()
+        );
+    }
+    let refused = node.get("/guarded/x");
+    assert_eq!(
+        refused.header("www-authenticate"),
+        Some("Bearer realm=\"guarded\"")
+    );
+
+    // The route's own values are not the policy's.
+    let moved = node.admin(
+        "PUT",
+        "/admin/v1/routes/guarded",
+        Some(json!({"paths": ["/guarded/*", "/g/*"], "upstream": {"echo": true}, "jwt": policy})),
+    );
+    assert_eq!(moved.status, 200, "{}", moved.text());
+
+    // Lifting the protection is a change of its own; then the rest is allowed.
+    let lift = json!({"protection": {"undeletable": false, "immutable": false}});
+    let lifted = node.admin("PATCH", "/admin/v1/routes/guarded/jwt", Some(lift));
+    assert_eq!(lifted.status, 200, "{}", lifted.text());
+    let edited = node.admin(
+        "PATCH",
+        "/admin/v1/routes/guarded/jwt",
+        Some(json!({"realm": "changed"})),
+    );
+    assert_eq!(edited.status, 200, "{}", edited.text());
+    assert_eq!(
+        node.admin("DELETE", "/admin/v1/routes/guarded", None)
+            .status,
+        204
+    );
+    assert_eq!(node.get("/guarded/x").status, 404);
+}
+
+#[test]
+fn setting_one_path_mode_resets_the_other() {
+    let (_dir, node) = start();
+    let put = node.admin(
+        "PUT",
+        "/admin/v1/routes/api/jwt",
+        Some(json!({"not_required_paths": ["GET_/api/public*"]})),
+    );
+    assert_eq!(put.status, 200);
+    assert_eq!(node.get("/api/public/a").status, 200);
+    assert_eq!(node.get("/api/other").status, 401);
+
+    // PATCH required_paths: RequiredPath mode, not_required_paths reset.
+    let patched = node.admin(
+        "PATCH",
+        "/admin/v1/routes/api/jwt",
+        Some(json!({"required_paths": ["GET_/api/private*"]})),
+    );
+    assert_eq!(patched.status, 200, "{}", patched.text());
+    assert_eq!(
+        patched.json(),
+        json!({"required_paths": ["GET_/api/private*"]})
+    );
+    assert_eq!(node.get("/api/other").status, 200);
+    assert_eq!(node.get("/api/public/a").status, 200);
+    assert_eq!(node.get("/api/private/a").status, 401);
+
+    // GET, add not_required_paths, PUT back (both lists in the body): the
+    // list that changed wins and the other is reset.
+    let mut policy = node.admin("GET", "/admin/v1/routes/api/jwt", None).json();
+    policy["not_required_paths"] = json!(["GET_/api/open*"]);
+    let put = node.admin("PUT", "/admin/v1/routes/api/jwt", Some(policy));
+    assert_eq!(put.status, 200, "{}", put.text());
+    assert_eq!(
+        put.json(),
+        json!({"not_required_paths": ["GET_/api/open*"]})
+    );
+    assert_eq!(node.get("/api/open/x").status, 200);
+    assert_eq!(node.get("/api/private/a").status, 401);
+    assert_eq!(node.get("/api/other").status, 401);
+}
+
+#[test]
+fn an_api_change_applies_at_once_and_survives_a_restart_without_leaking_env_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = base().replace(SECRET, "${ADMIN_TEST_SECRET}");
+    let path = dir.path().join("jwtgate.yaml");
+    std::fs::write(&path, &yaml).unwrap();
+    let env = [("ADMIN_TEST_SECRET", SECRET)];
+    let mut node = Node::start_on(&path, &env);
+    let route =
+        json!({"paths": ["/orders/*"], "upstream": {"echo": true}, "jwt": {"realm": "orders"}});
+    assert_eq!(
+        node.admin("PUT", "/admin/v1/routes/orders", Some(route))
+            .status,
+        201
+    );
+    let alice = Req::get("/orders/7").bearer(&token("alice-key", SECRET));
+    assert_eq!(node.send(&alice).status, 200, "the very next request");
+
+    let file = read(&path);
+    assert!(file.contains("orders"), "{file}");
+    assert!(
+        file.contains("${ADMIN_TEST_SECRET}"),
+        "reference kept: {file}"
+    );
+    assert!(!file.contains(SECRET), "expanded secret written: {file}");
+    assert!(node.stop().success());
+
+    let node = Node::start_on(&path, &env);
+    assert_eq!(
+        node.send(&alice).status,
+        200,
+        "after restart:\n{}",
+        node.logs()
+    );
+    assert_eq!(
+        node.get("/orders/7").header("www-authenticate"),
+        Some("Bearer realm=\"orders\"")
+    );
+    assert_eq!(
+        node.admin("GET", "/admin/v1/routes/orders", None).status,
+        200
+    );
+}
+
+#[test]
+fn concurrent_admin_writes_are_all_kept() {
+    let (_dir, node) = start();
+    let node = std::sync::Arc::new(node);
+    let writers: Vec<_> = (0..8)
+        .map(|i| {
+            let node = std::sync::Arc::clone(&node);
+            std::thread::spawn(move || {
+                let body = json!({"jwt": {"key": format!("key-{i}"), "secret": format!("secret-{i}-0123456789abcdefghijklmnop")}});
+                node.admin("PUT", &format!("/admin/v1/consumers/user-{i}"), Some(body)).status
+            })
+        })
+        .collect();
+    for w in writers {
+        assert_eq!(w.join().unwrap(), 201);
+    }
+    let list = node.admin("GET", "/admin/v1/consumers", None).json();
+    assert_eq!(list["consumers"].as_array().unwrap().len(), 9, "{list}");
+    let file = read(&node.config_path);
+    for i in 0..8 {
+        assert!(
+            file.contains(&format!("user-{i}")),
+            "user-{i} lost from the file:\n{file}"
+        );
+        let t = token(
+            &format!("key-{i}"),
+            &format!("secret-{i}-0123456789abcdefghijklmnop"),
+        );
+        assert_eq!(node.send(&Req::get("/api/x").bearer(&t)).status, 200);
+    }
+}
+
+#[test]
+fn openapi_document_matches_the_endpoints() {
+    let (_dir, node) = start();
+    let doc = node.admin("GET", "/admin/v1/openapi.json", None);
+    assert_eq!(doc.status, 200);
+    let doc = doc.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let mut documented = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            documented.push(format!("{} {path}", method.to_uppercase()));
+            assert!(op["responses"].is_object(), "{method} {path}");
+            // Every documented operation is served: with a body the handler
+            // refuses (400), or a name that does not exist (404 from the
+            // handler, not the router's "no such endpoint").
+            let target = path
+                .replace("{name}", "no-such")
+                .replace("{username}", "no-such");
+            let mut req = Req::new(&method.to_uppercase(), &target).header("X-API-KEY", KEY);
+            if matches!(method.as_str(), "put" | "patch" | "post") {
+                req = req.body("{");
+            }
+            let resp = node.admin_raw(&req);
+            assert!(
+                ![405, 401].contains(&resp.status)
+                    && resp.message().as_deref()
+                        != Some("no such endpoint (see GET /admin/v1/openapi.json)"),
+                "{method} {path} is documented but not served: {} {}",
+                resp.status,
+                resp.text()
+            );
+        }
+    }
+    documented.sort();
+    // SPEC §4's table, plus PATCH of a policy and this document.
+    let mut expected = vec![
+        "GET /admin/v1/routes",
+        "GET /admin/v1/routes/{name}",
+        "PUT /admin/v1/routes/{name}",
+        "DELETE /admin/v1/routes/{name}",
+        "GET /admin/v1/routes/{name}/jwt",
+        "PUT /admin/v1/routes/{name}/jwt",
+        "PATCH /admin/v1/routes/{name}/jwt",
+        "DELETE /admin/v1/routes/{name}/jwt",
+        "GET /admin/v1/consumers",
+        "GET /admin/v1/consumers/{username}",
+        "PUT /admin/v1/consumers/{username}",
+        "DELETE /admin/v1/consumers/{username}",
+        "POST /admin/v1/revocations",
+        "GET /admin/v1/openapi.json",
+        "GET /status",
+        "GET /metrics",
+    ];
+    expected.sort();
+    assert_eq!(documented, expected);
+    // And nothing undocumented is served.
+    for (method, path) in [
+        ("POST", "/admin/v1/routes"),
+        ("GET", "/admin/v1/revocations"),
+        ("GET", "/admin/v2/routes"),
+    ] {
+        let resp = node.admin_raw(&Req::new(method, path).header("X-API-KEY", KEY));
+        assert!(
+            [404, 405].contains(&resp.status),
+            "{method} {path}: {}",
+            resp.status
+        );
+    }
+}
+
+#[test]
+fn revocation_through_the_api() {
+    let (_dir, node) = start();
+    let t = token("alice-key", SECRET);
+    assert_eq!(node.send(&Req::get("/api/x").bearer(&t)).status, 200);
+    let resp = node.admin("POST", "/admin/v1/revocations", Some(json!({"token": t})));
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    assert_eq!(resp.json()["expires_at"], payload_of(&t)["exp"]);
+    let refused = node.send(&Req::get("/api/x").bearer(&t));
+    assert_refused(&refused, "JWT token has been revoked", "jwtgate", true);
+    assert_eq!(node.metrics().value("jwtgate_revocations_total", &[]), 1.0);
+
+    for body in [
+        json!({"token": "not-a-jwt"}),
+        json!({"token": 5}),
+        json!({}),
+        json!({"token": t, "x": 1}),
+    ] {
+        let resp = node.admin("POST", "/admin/v1/revocations", Some(body.clone()));
+        assert_eq!(resp.status, 400, "{body}: {}", resp.text());
+    }
+    assert!(!node.logs().contains(&t), "the token was logged");
+}
+
+#[test]
+fn metrics_move_as_requests_are_made() {
+    let (_dir, node) = start();
+    let before = node.metrics();
+    let t = token("alice-key", SECRET);
+    for _ in 0..3 {
+        assert_eq!(node.get("/api/x").status, 401);
+    }
+    for _ in 0..2 {
+        assert_eq!(node.send(&Req::get("/api/x").bearer(&t)).status, 200);
+    }
+    node.get("/nowhere");
+    let after = node.metrics();
+    let delta = |name: &str, labels: &[(&str, &str)]| {
+        after.value(name, labels) - before.value(name, labels)
+    };
+    assert_eq!(
+        delta(
+            "jwtgate_http_requests_total",
+            &[("route", "api"), ("code", "401")]
+        ),
+        3.0,
+        "{}",
+        after.0
+    );
+    assert_eq!(
+        delta(
+            "jwtgate_http_requests_total",
+            &[("route", "api"), ("code", "200")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        delta("jwtgate_http_requests_total", &[("code", "404")]),
+        1.0
+    );
+    assert_eq!(
+        delta(
+            "jwtgate_jwt_auth_total",
+            &[("route", "api"), ("outcome", "missing")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        delta(
+            "jwtgate_jwt_auth_total",
+            &[("route", "api"), ("outcome", "ok")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        delta(
+            "jwtgate_http_request_duration_seconds_count",
+            &[("route", "api")]
+        ),
+        5.0
+    );
+    assert!(
+        after
+            .0
+            .contains("jwtgate_http_request_duration_seconds_bucket{route=\"api\",le=\"0.0005\"}"),
+        "{}",
+        after.0
+    );
+    assert!(after
+        .0
+        .contains("# TYPE jwtgate_http_request_duration_seconds histogram"));
+    for family in [
+        "jwtgate_revocations_total",
+        "jwtgate_revocation_store_errors_total",
+        "jwtgate_config_reloads_total",
+    ] {
+        assert!(after.has_family(family), "{family} missing:\n{}", after.0);
+    }
+}
