@@ -9,6 +9,7 @@
 
 mod api;
 mod auth;
+mod check;
 mod consumers;
 pub mod endpoints;
 mod error;
@@ -21,5 +22,6 @@ mod revocations;
 mod routes;
 
 pub use api::{router, AdminListener, AdminState};
+pub use check::{load, Loaded};
 pub use error::AdminError;
-pub use live::{load, Edit, LiveConfig, Loaded, ReloadOutcome, Trigger};
+pub use live::{Edit, LiveConfig, ReloadOutcome, Trigger};

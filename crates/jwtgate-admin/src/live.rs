@@ -16,14 +16,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use jwtgate_config::{
-    compile_source, read_source, to_yaml, Config, ConfigError, ConfigErrors, RawConfig,
-};
+use jwtgate_config::{to_yaml, Config, ConfigError, ConfigErrors, RawConfig};
 use jwtgate_proxy::{metrics, Gateway, SharedGateway};
 use jwtgate_store::Revocations;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
+use crate::check::{compile_checked, compile_text, Loaded};
 use crate::error::AdminError;
 use crate::persist::{parent_dir, write_atomically};
 use crate::protect;
@@ -32,30 +31,6 @@ use crate::protect;
 /// it knows why their comments are gone.
 const WRITTEN_HEADER: &str = "# Written by the jwtgate admin API. Comments and key order of the \
                               hand-written file are not kept.\n";
-
-/// A config file read and compiled at start.
-pub struct Loaded {
-    pub text: String,
-    pub source: RawConfig,
-    pub config: Config,
-}
-
-/// Reads and compiles the file the way every later reload will.
-pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigErrors::single("", format!("cannot read {}: {e}", path.display())))?;
-    let source = read_source(&text)?;
-    let config = compile_source(&source, &parent_dir(path), &env)?;
-    Ok(Loaded {
-        text,
-        source,
-        config,
-    })
-}
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok()
-}
 
 /// What asked for a reload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,8 +159,8 @@ impl LiveConfig {
             return (ReloadOutcome::Unchanged, None);
         }
         state.seen_text = Some(text.clone());
-        let result = match read_source(&text) {
-            Ok(source) => self.apply(state, source, None).await,
+        let result = match compile_text(&text, &self.base_dir) {
+            Ok((source, config)) => self.apply(state, source, config, None).await,
             Err(errors) => Err(Rejection::Invalid(errors)),
         };
         match result {
@@ -243,46 +218,25 @@ impl LiveConfig {
             reply,
             problems,
         } = edit(&current)?;
-        if !problems.is_empty() {
-            let errors = self.all_problems(problems, &source, &at);
-            return Err(AdminError::invalid(format!("invalid {what}"), errors));
-        }
+        let config = compile_checked(&source, problems, &at, &self.base_dir)
+            .map_err(|errors| AdminError::invalid(format!("invalid {what}"), errors))?;
         let text = format!(
             "{WRITTEN_HEADER}{}",
             to_yaml(&source).map_err(AdminError::Persist)?
         );
-        match self.apply(&mut state, source, Some(&text)).await {
+        match self.apply(&mut state, source, config, Some(&text)).await {
             Ok(()) => {
                 info!(target: "jwtgate::admin", change = %what, "admin change applied and written to {}", self.path.display());
                 state.applied_text = Some(text.clone());
                 state.seen_text = Some(text);
                 Ok(reply)
             }
-            Err(Rejection::Invalid(errors)) => Err(AdminError::invalid(
-                format!("invalid {what}"),
-                relocate(errors, &at),
-            )),
+            Err(Rejection::Invalid(errors)) => {
+                Err(AdminError::invalid(format!("invalid {what}"), errors))
+            }
             Err(Rejection::Protected(why)) => Err(AdminError::Protected(why)),
             Err(Rejection::Persist(why)) => Err(AdminError::Persist(why)),
         }
-    }
-
-    /// A body's shape errors, plus what compiling the edit finds elsewhere
-    /// (a field already reported is not reported twice).
-    fn all_problems(
-        &self,
-        mut problems: Vec<ConfigError>,
-        source: &RawConfig,
-        at: &str,
-    ) -> ConfigErrors {
-        if let Err(more) = compile_source(source, &self.base_dir, &env) {
-            for e in relocate(more, at).0 {
-                if !problems.iter().any(|p| within(&e.location, &p.location)) {
-                    problems.push(e);
-                }
-            }
-        }
-        ConfigErrors(problems)
     }
 
     /// Before an API write: if the file was edited by hand since it was last
@@ -321,15 +275,16 @@ impl LiveConfig {
         }
     }
 
-    /// Steps 1 to 4 of the module doc. `write`: the file text to persist
-    /// (admin writes); `None` for reloads, whose text is already the file.
+    /// Steps 2 to 4 of the module doc, for a config compiled by step 1
+    /// (`check`). `write`: the file text to persist (admin writes); `None`
+    /// for reloads, whose text is already the file.
     async fn apply(
         &self,
         state: &mut State,
         source: RawConfig,
+        config: Config,
         write: Option<&str>,
     ) -> Result<(), Rejection> {
-        let config = compile_source(&source, &self.base_dir, &env).map_err(Rejection::Invalid)?;
         protect::check(&self.source.load(), &source).map_err(Rejection::Protected)?;
         if let Some(text) = write {
             let (path, text) = (self.path.clone(), text.to_owned());
@@ -369,70 +324,5 @@ fn warn_restart_only(current: &Config, next: &Config) {
     }
     if next.store != current.store {
         warn!("store settings changed: they take effect on restart");
-    }
-}
-
-/// Whether location `loc` is `outer` or inside it.
-fn within(loc: &str, outer: &str) -> bool {
-    outer.is_empty()
-        || loc
-            .strip_prefix(outer)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
-}
-
-/// Errors located inside the edited item (`routes[2].jwt.realm`) are made
-/// relative to the request body (`jwt.realm`); others keep their location.
-pub fn relocate(errors: ConfigErrors, at: &str) -> ConfigErrors {
-    if at.is_empty() {
-        return errors;
-    }
-    let inner = |loc: &str| -> Option<String> {
-        let rest = loc.strip_prefix(at)?;
-        match rest.as_bytes().first() {
-            None => Some(String::new()),
-            Some(b'.') => Some(rest[1..].to_owned()),
-            Some(b'[') => Some(rest.to_owned()),
-            Some(_) => None,
-        }
-    };
-    ConfigErrors(
-        errors
-            .0
-            .into_iter()
-            .map(|mut e| {
-                if let Some(loc) = inner(&e.location) {
-                    e.location = loc;
-                }
-                e
-            })
-            .collect(),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use jwtgate_config::ConfigError;
-
-    #[test]
-    fn relocate_strips_the_edited_item_prefix_only() {
-        let e = |l: &str| ConfigError {
-            location: l.into(),
-            message: "m".into(),
-        };
-        let out = relocate(
-            ConfigErrors(vec![
-                e("routes[1].jwt.realm"),
-                e("routes[1]"),
-                e("routes[10].name"),
-                e("consumers[0].jwt.key"),
-            ]),
-            "routes[1]",
-        );
-        let at: Vec<_> = out.0.iter().map(|e| e.location.as_str()).collect();
-        assert_eq!(
-            at,
-            ["jwt.realm", "", "routes[10].name", "consumers[0].jwt.key"]
-        );
     }
 }

@@ -18,14 +18,19 @@ use crate::raw::{RawConfig, RawConsumer, RawJwt, RawRoute};
 use crate::reader::{obj, Obj};
 use crate::{compile, read, tree};
 
-/// Reads YAML text into a source config, without expanding `${ENV}`.
-/// Shape errors (unknown keys, wrong types) are reported here.
-pub fn read_source(text: &str) -> Result<RawConfig, ConfigErrors> {
+/// Reads YAML text into a source config, without expanding `${ENV}`: the
+/// config as far as it could be read, and every shape error (unknown keys,
+/// wrong types), so that compiling it can still report the rest. Only text
+/// that is not YAML at all is an `Err`.
+pub fn read_source(text: &str) -> Result<ReadItem<RawConfig>, ConfigErrors> {
     let tree = tree::parse_yaml(text)
         .map_err(|msg| ConfigErrors::single("", format!("not valid YAML: {msg}")))?;
     let mut errors = Errors::default();
-    let raw = read::config(&tree, &mut errors);
-    errors.into_result(raw)
+    let item = read::config(&tree, &mut errors);
+    Ok(ReadItem {
+        item,
+        errors: all(errors),
+    })
 }
 
 /// Expands `${ENV}` in a source config and compiles it: every error, with
@@ -89,12 +94,16 @@ fn read_item<T: Default>(
         .unwrap_or_default();
     ReadItem {
         item,
-        errors: errors
-            .into_result(())
-            .err()
-            .map(|e| e.0)
-            .unwrap_or_default(),
+        errors: all(errors),
     }
+}
+
+fn all(errors: Errors) -> Vec<ConfigError> {
+    errors
+        .into_result(())
+        .err()
+        .map(|e| e.0)
+        .unwrap_or_default()
 }
 
 /// Reads one route. Locations are relative to `loc` (`""` for a body).
@@ -142,7 +151,10 @@ routes:
 
     #[test]
     fn source_keeps_env_references_and_compiles_like_the_file() {
-        let source = read_source(FILE).expect("source");
+        let source = read_source(FILE)
+            .expect("yaml")
+            .into_result()
+            .expect("source");
         assert_eq!(
             source.consumers[0].jwt.secret.as_deref(),
             Some("${ALICE_SECRET}")
@@ -158,19 +170,25 @@ routes:
 
     #[test]
     fn yaml_round_trip_is_lossless() {
-        let source = read_source(FILE).expect("source");
+        let source = read_source(FILE)
+            .expect("yaml")
+            .into_result()
+            .expect("source");
         let text = to_yaml(&source).expect("yaml");
         assert!(!text.contains("alice-secret"), "{text}");
-        assert_eq!(read_source(&text).expect("re-read"), source, "{text}");
+        assert_eq!(read_source(&text).expect("yaml").item, source, "{text}");
     }
 
     #[test]
     fn a_pem_survives_the_round_trip() {
-        let mut source = read_source(FILE).expect("source");
+        let mut source = read_source(FILE)
+            .expect("yaml")
+            .into_result()
+            .expect("source");
         source.consumers[0].jwt.public_key =
             Some("-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----\n".into());
         let text = to_yaml(&source).expect("yaml");
-        assert_eq!(read_source(&text).expect("re-read"), source, "{text}");
+        assert_eq!(read_source(&text).expect("yaml").item, source, "{text}");
     }
 
     #[test]

@@ -1,0 +1,155 @@
+//! Step 1 of every change: from file text, or from an edited source, to a
+//! compiled [`Config`] with EVERY problem listed. The reader's shape errors
+//! (unknown keys, wrong types) and the compiler's errors (bad methods,
+//! duplicate keys, ...) are reported together, as `jwtgate check` does; a
+//! compile error at a field the reader already reported is not repeated.
+
+use std::path::Path;
+
+use jwtgate_config::{compile_source, read_source, Config, ConfigError, ConfigErrors, RawConfig};
+
+use crate::persist::parent_dir;
+
+/// A config file read and compiled at start.
+pub struct Loaded {
+    pub text: String,
+    pub source: RawConfig,
+    pub config: Config,
+}
+
+/// Reads and compiles the file the way every later reload will.
+pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigErrors::single("", format!("cannot read {}: {e}", path.display())))?;
+    let (source, config) = compile_text(&text, &parent_dir(path))?;
+    Ok(Loaded {
+        text,
+        source,
+        config,
+    })
+}
+
+/// File text -> (source, compiled config).
+pub fn compile_text(text: &str, base_dir: &Path) -> Result<(RawConfig, Config), ConfigErrors> {
+    let read = read_source(text)?;
+    let config = compile_checked(&read.item, read.errors, "", base_dir)?;
+    Ok((read.item, config))
+}
+
+/// Compiles `source`; `problems` are the reader's errors for the item at
+/// `at` (body-relative), and compile errors inside that item are made
+/// body-relative too.
+pub fn compile_checked(
+    source: &RawConfig,
+    mut problems: Vec<ConfigError>,
+    at: &str,
+    base_dir: &Path,
+) -> Result<Config, ConfigErrors> {
+    match compile_source(source, base_dir, &env) {
+        Ok(config) if problems.is_empty() => Ok(config),
+        Ok(_) => Err(ConfigErrors(problems)),
+        Err(more) => {
+            for e in relocate(more, at).0 {
+                if !problems.iter().any(|p| within(&e.location, &p.location)) {
+                    problems.push(e);
+                }
+            }
+            Err(ConfigErrors(problems))
+        }
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Whether location `loc` is `outer` or inside it.
+fn within(loc: &str, outer: &str) -> bool {
+    outer.is_empty()
+        || loc
+            .strip_prefix(outer)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
+}
+
+/// Errors located inside the edited item (`routes[2].jwt.realm`) are made
+/// relative to the request body (`jwt.realm`); others keep their location.
+pub fn relocate(errors: ConfigErrors, at: &str) -> ConfigErrors {
+    if at.is_empty() {
+        return errors;
+    }
+    let inner = |loc: &str| -> Option<String> {
+        let rest = loc.strip_prefix(at)?;
+        match rest.as_bytes().first() {
+            None => Some(String::new()),
+            Some(b'.') => Some(rest[1..].to_owned()),
+            Some(b'[') => Some(rest.to_owned()),
+            Some(_) => None,
+        }
+    };
+    ConfigErrors(
+        errors
+            .0
+            .into_iter()
+            .map(|mut e| {
+                if let Some(loc) = inner(&e.location) {
+                    e.location = loc;
+                }
+                e
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn locations(e: &ConfigErrors) -> Vec<&str> {
+        e.0.iter().map(|e| e.location.as_str()).collect()
+    }
+
+    #[test]
+    fn relocate_strips_the_edited_item_prefix_only() {
+        let e = |l: &str| ConfigError {
+            location: l.into(),
+            message: "m".into(),
+        };
+        let out = relocate(
+            ConfigErrors(vec![
+                e("routes[1].jwt.realm"),
+                e("routes[1]"),
+                e("routes[10].name"),
+                e("consumers[0].jwt.key"),
+            ]),
+            "routes[1]",
+        );
+        assert_eq!(
+            locations(&out),
+            ["jwt.realm", "", "routes[10].name", "consumers[0].jwt.key"]
+        );
+    }
+
+    #[test]
+    fn a_file_reports_shape_and_meaning_errors_together() {
+        let text = r#"
+listen: "127.0.0.1:0"
+routes:
+  - name: r
+    paths: ["/x"]
+    upstream: { echo: true }
+    jwt: { required_paths: ["FETCH_/x"], colour: red, leeway_seconds: -1 }
+"#;
+        let Err(errors) = compile_text(text, Path::new(".")) else {
+            panic!("accepted an invalid file");
+        };
+        assert_eq!(
+            locations(&errors),
+            [
+                "routes[0].jwt.leeway_seconds",
+                "routes[0].jwt.colour",
+                "routes[0].jwt.required_paths[0]"
+            ],
+            "{errors}"
+        );
+    }
+}
