@@ -93,11 +93,17 @@ fn authenticate_paths(c: &mut Criterion) {
         });
         let cache = VerifiedCache::default();
         g.bench_function(format!("{alg}/cached"), |b| {
-            b.iter(|| authenticate_cached(&policy, &consumers, black_box(&token), &clock, &cache).expect("ok"))
+            b.iter(|| {
+                authenticate_cached(&policy, &consumers, black_box(&token), &clock, &cache)
+                    .expect("ok")
+            })
         });
         let forged = format!("{}AAAA", &token[..token.len() - 4]);
         g.bench_function(format!("{alg}/bad_signature_cached"), |b| {
-            b.iter(|| authenticate_cached(&policy, &consumers, black_box(&forged), &clock, &cache).is_err())
+            b.iter(|| {
+                authenticate_cached(&policy, &consumers, black_box(&forged), &clock, &cache)
+                    .is_err()
+            })
         });
     }
     g.finish();
@@ -110,7 +116,9 @@ fn lookups(c: &mut Criterion) {
     });
     let (signer, _) = keys(Algorithm::HS256);
     let token = signer.encode(&claims("key-42")).expect("sign");
-    c.bench_function("token_digest/sha256", |b| b.iter(|| token_digest(black_box(&token))));
+    c.bench_function("token_digest/sha256", |b| {
+        b.iter(|| token_digest(black_box(&token)))
+    });
 }
 
 criterion_group!(benches, parse_and_verify, authenticate_paths, lookups);

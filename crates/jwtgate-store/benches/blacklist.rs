@@ -22,11 +22,18 @@ fn digest(i: u64) -> [u8; 32] {
 
 fn check(c: &mut Criterion) {
     let b = Blacklist::new();
-    b.extend((0..100_000).map(|i| Entry { digest: digest(i), expires_at: i64::MAX }));
+    b.extend((0..100_000).map(|i| Entry {
+        digest: digest(i),
+        expires_at: i64::MAX,
+    }));
     let hit = digest(4242);
     let miss = digest(1_000_000);
-    c.bench_function("blacklist/100k/hit", |bn| bn.iter(|| b.contains(black_box(&hit), 0)));
-    c.bench_function("blacklist/100k/miss", |bn| bn.iter(|| b.contains(black_box(&miss), 0)));
+    c.bench_function("blacklist/100k/hit", |bn| {
+        bn.iter(|| b.contains(black_box(&hit), 0))
+    });
+    c.bench_function("blacklist/100k/miss", |bn| {
+        bn.iter(|| b.contains(black_box(&miss), 0))
+    });
 }
 
 criterion_group!(benches, check);

@@ -37,6 +37,12 @@ impl EmbeddedStore {
         Ok(EmbeddedStore { db: Arc::new(db) })
     }
 
+    /// Whether a store was ever created in `dir` (read-only tools use this
+    /// to avoid creating one as a side effect).
+    pub fn exists(dir: &Path) -> bool {
+        dir.join(FILE).is_file()
+    }
+
     /// redb is synchronous; run it off the async workers.
     async fn blocking<T: Send + 'static>(
         &self,

@@ -390,6 +390,12 @@ fn revocation(config: &Config, token: &str) -> Revocation {
         Err(e) => return Revocation::Unknown(format!("no async runtime: {e}")),
     };
     let digest = jwtgate_core::jwt::token_digest(token);
+    if let jwtgate_config::StoreConfig::Embedded { path } = &config.store {
+        // Nothing was ever revoked there; do not create a store to find out.
+        if !jwtgate_store::embedded::EmbeddedStore::exists(path) {
+            return Revocation::NotRevoked("embedded (empty)");
+        }
+    }
     runtime.block_on(async {
         let store = match jwtgate_store::open(&config.store) {
             Ok(s) => s,

@@ -4,6 +4,7 @@
 mod cli;
 mod explain;
 mod file_watch;
+mod logging;
 mod run;
 mod sign;
 
@@ -16,7 +17,11 @@ use cli::{Cli, Command, TokenCommand};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(args) => run::run(&args.config),
+        Command::Run(args) => {
+            let code = run::run(&args.config);
+            logging::flush();
+            code
+        }
         Command::Check(args) => run::check(&args.config),
         Command::Token {
             command: TokenCommand::Sign(args),

@@ -35,18 +35,8 @@ pub fn check(path: &Path) -> ExitCode {
     }
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("JWTGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
-}
-
 pub fn run(path: &Path) -> ExitCode {
-    init_logging();
+    crate::logging::init();
     // Read and compiled exactly as every later reload will be.
     let loaded = match jwtgate_admin::load(path) {
         Ok(l) => l,

@@ -228,9 +228,18 @@ routes:
 
 #[test]
 fn explain_reports_the_normalised_path_and_the_rule() {
+    // No gateway runs on this config: explain reads the (empty) embedded store.
     let up = Upstream::start();
-    let gw = Gateway::start(&config(&up, r#"{ not_required_paths: ["GET_/public*"] }"#));
-    let cfg = gw.config_path.to_str().expect("utf8").to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("jwtgate.yaml");
+    std::fs::write(
+        &path,
+        config(&up, r#"{ not_required_paths: ["GET_/public*"] }"#),
+    )
+    .expect("write");
+    let cfg = path.to_str().expect("utf8").to_owned();
+    struct Dir(tempfile::TempDir);
+    let gw = Dir(dir);
     let t = token();
     let out = run_cli(
         &[
@@ -242,12 +251,17 @@ fn explain_reports_the_normalised_path_and_the_rule() {
             "--request",
             "GET /public/../admin",
         ],
-        gw.dir.path(),
+        gw.0.path(),
     );
     let text = out.all();
     assert_eq!(out.code(), Some(0), "{text}");
     assert!(text.contains("normalised: /admin"), "{text}");
     assert!(text.contains("token:      required"), "{text}");
+    assert!(text.contains("not revoked"), "{text}");
+    assert!(
+        !gw.0.path().join("data").exists(),
+        "explain must not create a store"
+    );
     let out = run_cli(
         &[
             "token",
@@ -258,7 +272,7 @@ fn explain_reports_the_normalised_path_and_the_rule() {
             "--request",
             "GET /public/x",
         ],
-        gw.dir.path(),
+        gw.0.path(),
     );
     let text = out.all();
     assert!(text.contains("GET_/public* matched"), "{text}");
@@ -273,7 +287,7 @@ fn explain_reports_the_normalised_path_and_the_rule() {
             "--request",
             "GET /a/..%2Fb",
         ],
-        gw.dir.path(),
+        gw.0.path(),
     );
     assert_eq!(out.code(), Some(1));
     assert!(out.all().contains("invalid request path"), "{}", out.all());
