@@ -8,7 +8,7 @@ use axum::response::Response;
 use axum::Json;
 use bytes::Bytes;
 use jwtgate_config::{read_consumer, RawConfig, RawConsumer, ReadItem};
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::api::{AdminState, Name};
 use crate::error::AdminError;
@@ -25,9 +25,15 @@ pub fn masked(c: &RawConsumer) -> RawConsumer {
     c
 }
 
-pub async fn list(State(s): State<AdminState>) -> Json<Value> {
-    let consumers: Vec<RawConsumer> = s.live.source().consumers.iter().map(masked).collect();
-    Json(json!({ "consumers": consumers }))
+/// `{"consumers": [...]}`, fields in the same order as a single GET.
+#[derive(Serialize)]
+pub struct ConsumerList {
+    consumers: Vec<RawConsumer>,
+}
+
+pub async fn list(State(s): State<AdminState>) -> Json<ConsumerList> {
+    let consumers = s.live.source().consumers.iter().map(masked).collect();
+    Json(ConsumerList { consumers })
 }
 
 pub async fn get(

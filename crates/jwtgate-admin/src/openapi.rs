@@ -253,3 +253,45 @@ fn schemas() -> Value {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_endpoint_is_documented_with_its_parameters_and_key() {
+        let doc = document();
+        let mut operations = 0;
+        for e in ENDPOINTS {
+            let op = &doc["paths"][e.path][e.verb.as_str()];
+            assert!(op.is_object(), "{:?} {} undocumented", e.verb, e.path);
+            assert_eq!(op["security"].is_array(), e.keyed(), "{}", e.path);
+            let declared: Vec<&str> = op["parameters"]
+                .as_array()
+                .map(|ps| ps.iter().filter_map(|p| p["name"].as_str()).collect())
+                .unwrap_or_default();
+            for seg in e.path.split('/').filter(|s| s.starts_with('{')) {
+                assert!(
+                    declared.contains(&seg.trim_matches(['{', '}'])),
+                    "{}",
+                    e.path
+                );
+            }
+            operations += 1;
+        }
+        let documented: usize = doc["paths"]
+            .as_object()
+            .map(|paths| {
+                paths
+                    .values()
+                    .filter_map(Value::as_object)
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        assert_eq!(
+            documented, operations,
+            "nothing documented beyond the table"
+        );
+    }
+}

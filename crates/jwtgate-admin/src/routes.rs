@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use jwtgate_config::{read_jwt, read_route, RawConfig, RawJwt, RawRoute, ReadItem};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::api::{AdminState, Name};
@@ -20,8 +21,18 @@ use crate::error::AdminError;
 use crate::input::{json_body, name_from_path, no_new_env_refs};
 use crate::live::Edit;
 
-pub async fn list(State(s): State<AdminState>) -> Json<Value> {
-    Json(json!({ "routes": s.live.source().routes }))
+/// `{"routes": [...]}`, fields in the same order as a single GET.
+#[derive(Serialize)]
+struct RouteList<'a> {
+    routes: &'a [RawRoute],
+}
+
+pub async fn list(State(s): State<AdminState>) -> Response {
+    let source = s.live.source();
+    Json(RouteList {
+        routes: &source.routes,
+    })
+    .into_response()
 }
 
 pub async fn get(

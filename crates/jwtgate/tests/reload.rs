@@ -358,3 +358,21 @@ fn sigterm_lets_a_request_in_flight_finish_and_exits_0() {
     assert!(status.success(), "exit status {status}:\n{}", node.logs());
     assert!(node.logs().contains("admin API stopped"));
 }
+
+#[test]
+fn a_new_admin_key_in_the_file_applies_without_restart() {
+    let up = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &config(&up.node(), &[], "guarded"));
+    let rotated = "rotated-admin-key-9876543210";
+    replace_by_rename(
+        &node.config_path,
+        &config(&up.node(), &[], "guarded").replace(KEY, rotated),
+    );
+    let with = |key: &str| {
+        node.admin_raw(&Req::get("/admin/v1/routes").header("X-API-KEY", key))
+            .status
+    };
+    assert!(eventually(WAIT, || with(rotated) == 200), "{}", node.logs());
+    assert_eq!(with(KEY), 401);
+}
