@@ -292,3 +292,39 @@ fn explain_reports_the_normalised_path_and_the_rule() {
     assert_eq!(out.code(), Some(1));
     assert!(out.all().contains("invalid request path"), "{}", out.all());
 }
+
+#[test]
+fn requests_that_need_no_token_are_not_validated_but_still_stripped() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(&up, r#"{ not_required_paths: ["GET_/public*"] }"#));
+    for token in [
+        "garbage",
+        "a.b.c",
+        &sign_hs("HS256", "wrong-secret", claims_for("user123")),
+    ] {
+        up.clear();
+        let resp = gw.send(
+            &Req::get("/public/x")
+                .bearer(token)
+                .header("X-Consumer-Username", "admin")
+                .header("X-Consumer-Custom-ID", "root")
+                .header("X-Credential-Identifier", "user123"),
+        );
+        assert_eq!(
+            resp.status, 200,
+            "{token}: a token on a public path is not validated"
+        );
+        let seen = up.last();
+        for h in [
+            "x-consumer-username",
+            "x-consumer-custom-id",
+            "x-credential-identifier",
+        ] {
+            assert_eq!(
+                seen.header(h),
+                None,
+                "{h} must be stripped on a public path"
+            );
+        }
+    }
+}
