@@ -17,6 +17,7 @@ mod input;
 mod live;
 pub mod openapi;
 mod persist;
+mod policy_edit;
 mod protect;
 mod revocations;
 mod routes;

@@ -1,8 +1,8 @@
 //! The live configuration, and the ONE path by which it changes. Admin API
-//! writes and reloads of the file (watcher, SIGHUP) all go through
-//! [`LiveConfig::apply`]:
+//! writes ([`LiveConfig::update`]) and reloads of the file (watcher, SIGHUP:
+//! [`LiveConfig::reload`]) all take the same steps:
 //!
-//! 1. compile the new source config, collecting every error;
+//! 1. compile the new source config, collecting every error (`check`);
 //! 2. check protections, old against new (SPEC §3.5);
 //! 3. for an admin write, write the file back atomically;
 //! 4. swap the data plane's [`Gateway`] whole. Requests in flight keep the
@@ -163,16 +163,19 @@ impl LiveConfig {
             Ok((source, config)) => self.apply(state, source, config, None).await,
             Err(errors) => Err(Rejection::Invalid(errors)),
         };
+        // Counted before it is logged, so whoever sees the log line sees
+        // the count too.
         match result {
             Ok(()) => {
                 state.applied_text = Some(text);
-                info!(outcome = "applied", ?trigger, "config reloaded from {path}");
                 metrics::record_config_reload("applied");
+                info!(outcome = "applied", ?trigger, "config reloaded from {path}");
                 (ReloadOutcome::Applied, None)
             }
             Err(rejection) => {
                 let outcome = match &rejection {
                     Rejection::Invalid(errors) => {
+                        metrics::record_config_reload("invalid");
                         warn!(
                             outcome = "invalid",
                             ?trigger,
@@ -185,6 +188,7 @@ impl LiveConfig {
                         ReloadOutcome::Invalid
                     }
                     Rejection::Protected(why) | Rejection::Persist(why) => {
+                        metrics::record_config_reload("protected");
                         warn!(
                             outcome = "protected",
                             ?trigger,
@@ -193,10 +197,6 @@ impl LiveConfig {
                         ReloadOutcome::Protected
                     }
                 };
-                metrics::record_config_reload(match outcome {
-                    ReloadOutcome::Invalid => "invalid",
-                    _ => "protected",
-                });
                 (outcome, Some(rejection))
             }
         }

@@ -3,7 +3,7 @@
 //! file's reader; every change goes through [`LiveConfig::update`].
 //!
 //! Path modes (SPEC §3.3): through the API, setting `required_paths` resets
-//! `not_required_paths` and the reverse ([`switch_mode`]).
+//! `not_required_paths` and the reverse (`policy_edit`).
 //!
 //! [`LiveConfig::update`]: crate::live::LiveConfig::update
 
@@ -14,12 +14,13 @@ use axum::Json;
 use bytes::Bytes;
 use jwtgate_config::{read_jwt, read_route, RawConfig, RawJwt, RawRoute, ReadItem};
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::api::{AdminState, Name};
 use crate::error::AdminError;
 use crate::input::{json_body, name_from_path, no_new_env_refs};
 use crate::live::Edit;
+use crate::policy_edit::{is_empty_list, merge_patch, switch_mode};
 
 /// `{"routes": [...]}`, fields in the same order as a single GET.
 #[derive(Serialize)]
@@ -221,48 +222,6 @@ async fn set_policy(
     Ok(created_or_ok(created, Json(jwt)))
 }
 
-/// SPEC §3.3 through the API: one path mode replaces the other. A body with
-/// both lists set is read against the running policy: the list that
-/// changed is the one being set, and the other is reset. If both changed,
-/// both stay and validation reports the conflict.
-pub fn switch_mode(current: Option<&RawJwt>, next: &mut RawJwt) {
-    let set = |l: &Option<Vec<String>>| l.as_ref().is_some_and(|v| !v.is_empty());
-    if !(set(&next.required_paths) && set(&next.not_required_paths)) {
-        return;
-    }
-    let none = RawJwt::default();
-    let current = current.unwrap_or(&none);
-    let required_changed = next.required_paths != current.required_paths;
-    let not_required_changed = next.not_required_paths != current.not_required_paths;
-    match (required_changed, not_required_changed) {
-        (true, false) => next.not_required_paths = None,
-        (false, true) => next.required_paths = None,
-        _ => {}
-    }
-}
-
-fn merge_patch(target: &mut Value, patch: &Map<String, Value>) {
-    if !target.is_object() {
-        *target = Value::Object(Map::new());
-    }
-    let Value::Object(t) = target else { return };
-    for (k, v) in patch {
-        match v {
-            Value::Null => {
-                t.remove(k);
-            }
-            Value::Object(inner) => merge_patch(t.entry(k.clone()).or_insert(Value::Null), inner),
-            other => {
-                t.insert(k.clone(), other.clone());
-            }
-        }
-    }
-}
-
-fn is_empty_list(v: &Value) -> bool {
-    matches!(v, Value::Null) || v.as_array().is_some_and(Vec::is_empty)
-}
-
 fn find<'a>(source: &'a RawConfig, name: &str) -> Result<(usize, &'a RawRoute), AdminError> {
     source
         .routes
@@ -287,49 +246,4 @@ pub fn created_or_ok(created: bool, body: impl IntoResponse) -> Response {
         StatusCode::OK
     };
     (status, body).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn jwt(required: &[&str], not_required: &[&str]) -> RawJwt {
-        let list = |l: &[&str]| (!l.is_empty()).then(|| l.iter().map(|s| s.to_string()).collect());
-        RawJwt {
-            required_paths: list(required),
-            not_required_paths: list(not_required),
-            ..RawJwt::default()
-        }
-    }
-
-    #[test]
-    fn setting_one_mode_resets_the_other() {
-        let current = jwt(&[], &["GET_/a"]);
-        let mut next = jwt(&["GET_/b"], &["GET_/a"]);
-        switch_mode(Some(&current), &mut next);
-        assert_eq!(next, jwt(&["GET_/b"], &[]));
-        let current = jwt(&["GET_/b"], &[]);
-        let mut next = jwt(&["GET_/b"], &["GET_/c"]);
-        switch_mode(Some(&current), &mut next);
-        assert_eq!(next, jwt(&[], &["GET_/c"]));
-        // Both new: ambiguous, left for validation to refuse.
-        let mut next = jwt(&["GET_/x"], &["GET_/y"]);
-        switch_mode(None, &mut next);
-        assert_eq!(next, jwt(&["GET_/x"], &["GET_/y"]));
-    }
-
-    #[test]
-    fn merge_patch_sets_keeps_and_removes() {
-        let mut v = json!({"realm": "a", "leeway_seconds": 5, "protection": {"immutable": true}});
-        let patch =
-            json!({"realm": "b", "leeway_seconds": null, "protection": {"undeletable": true}});
-        let Value::Object(p) = patch else {
-            unreachable!()
-        };
-        merge_patch(&mut v, &p);
-        assert_eq!(
-            v,
-            json!({"realm": "b", "protection": {"immutable": true, "undeletable": true}})
-        );
-    }
 }

@@ -149,11 +149,12 @@ fn hand_edits_are_picked_up_in_place_and_by_rename() {
         "{}",
         node.logs()
     );
-    assert!(
+    // The swap comes first, then the count: poll.
+    let applied = || {
         node.metrics()
             .value("jwtgate_config_reloads_total", &[("outcome", "applied")])
-            >= 2.0
-    );
+    };
+    assert!(eventually(WAIT, || applied() >= 2.0), "{}", node.logs());
     // The API sees what the file says.
     assert_eq!(node.admin("GET", "/admin/v1/routes/two", None).status, 200);
 }
