@@ -81,6 +81,7 @@ pub fn relocate(errors: ConfigErrors, at: &str) -> ConfigErrors {
         let rest = loc.strip_prefix(at)?;
         match rest.as_bytes().first() {
             None => Some(String::new()),
+            // The first byte is the ASCII '.', so index 1 is a char boundary.
             Some(b'.') => Some(rest[1..].to_owned()),
             Some(b'[') => Some(rest.to_owned()),
             Some(_) => None,
