@@ -16,7 +16,14 @@ struct DigestHasher(u64);
 
 impl Hasher for DigestHasher {
     fn finish(&self) -> u64 {
-        self.0 ^ (self.0 >> 29)
+        // murmur3's fmix64: every input bit reaches the low bits, which pick
+        // the bucket (a multiply alone only carries bits upwards).
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
     }
 
     fn write(&mut self, bytes: &[u8]) {
