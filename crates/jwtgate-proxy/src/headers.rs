@@ -20,19 +20,26 @@ pub const IDENTITY_HEADERS: [HeaderName; 3] = [
     X_CREDENTIAL_IDENTIFIER,
 ];
 
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authorization",
+/// Built once: removing by `&str` would parse the name on every request.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+    http::header::PROXY_AUTHORIZATION,
 ];
 
 /// Removes hop-by-hop headers, including every header named in `Connection`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if !headers.contains_key(CONNECTION) {
+        for name in &HOP_BY_HOP {
+            headers.remove(name);
+        }
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -43,7 +50,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
@@ -52,7 +59,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// is hop-by-hop too.
 pub fn remove_hop_by_hop_response(headers: &mut HeaderMap) {
     remove_hop_by_hop(headers);
-    headers.remove("proxy-authenticate");
+    headers.remove(http::header::PROXY_AUTHENTICATE);
 }
 
 pub fn strip_identity(headers: &mut HeaderMap) {

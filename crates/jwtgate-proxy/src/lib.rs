@@ -10,6 +10,7 @@ pub mod echo;
 pub mod error;
 pub mod gateway;
 pub mod headers;
+pub mod log_sink;
 pub mod metrics;
 pub mod pipeline;
 pub mod router;

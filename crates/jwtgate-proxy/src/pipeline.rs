@@ -23,17 +23,16 @@ use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use jwtgate_core::clock::Clock;
-use jwtgate_core::jwt::token_digest;
 use jwtgate_core::path::{normalize, Method};
 use jwtgate_core::policy::{authenticate_cached, numeric_date, sources, AuthError, JwtPolicy};
 use jwtgate_store::Entry;
-use tracing::info;
 
 use crate::body::GatewayBody;
 use crate::echo;
 use crate::error::{json_message, GatewayError};
 use crate::gateway::Gateway;
 use crate::headers::{self, X_CONSUMER_CUSTOM_ID, X_CONSUMER_USERNAME, X_CREDENTIAL_IDENTIFIER};
+use crate::log_sink;
 use crate::metrics;
 use crate::router::Target;
 use crate::upstream::ConnPool;
@@ -75,19 +74,51 @@ pub async fn handle(
     };
     let elapsed = started.elapsed();
     // One access-log line per request. Never the token: only who and why.
-    info!(
-        target: "jwtgate::access",
-        method = %method,
-        route = outcome.route.as_deref().unwrap_or("-"),
-        consumer = outcome.consumer.as_deref().unwrap_or("-"),
-        status = resp.status().as_u16(),
-        auth = outcome.auth,
-        detail = outcome.detail.as_deref().unwrap_or(""),
-        latency_us = elapsed.as_micros() as u64,
-        peer = %conn.peer,
-    );
+    if tracing::enabled!(target: "jwtgate::access", tracing::Level::INFO) {
+        log_sink::send(access_line(
+            &method,
+            &outcome,
+            resp.status().as_u16(),
+            elapsed,
+            conn.peer,
+        ));
+    }
     metrics::record_request(outcome.route, resp.status().as_u16(), outcome.auth, elapsed);
     resp
+}
+
+/// The access-log line, in the layout of the other log lines, with logfmt
+/// fields: `... INFO jwtgate::access: method=GET route="orders"
+/// consumer="alice" status=200 auth=ok latency_us=412 peer=10.0.0.7:51234`.
+/// Written straight to the log sink in one pass: going through tracing's
+/// per-field formatting and escaping cost about a tenth of a proxied request
+/// (callgrind). The `jwtgate::access` target still obeys `JWTGATE_LOG`.
+fn access_line(
+    method: &http::Method,
+    outcome: &Outcome,
+    status: u16,
+    elapsed: std::time::Duration,
+    peer: SocketAddr,
+) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut line = Vec::with_capacity(192);
+    log_sink::timestamp(&mut line);
+    let _ = write!(
+        line,
+        "  INFO jwtgate::access: method={} route={:?} consumer={:?} status={} auth={} latency_us={} peer={}",
+        method.as_str(),
+        outcome.route.as_deref().unwrap_or("-"),
+        outcome.consumer.as_deref().unwrap_or("-"),
+        status,
+        outcome.auth,
+        elapsed.as_micros(),
+        peer,
+    );
+    if let Some(detail) = &outcome.detail {
+        let _ = write!(line, " detail={detail:?}");
+    }
+    line.push(b'\n');
+    line
 }
 
 async fn serve(
@@ -227,7 +258,7 @@ fn authenticate_request(
     let auth = authenticate_cached(policy, &gw.consumers, &raw, &gw.clock, &gw.verified)?;
     // Last check of SPEC §3.1: not revoked. In memory, no network.
     let now = gw.clock.now_unix();
-    let digest = token_digest(&raw);
+    let digest = auth.digest;
     if gw.revocations.is_revoked(&digest, now) {
         return Err(AuthError::Revoked);
     }

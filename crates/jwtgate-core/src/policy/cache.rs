@@ -25,10 +25,12 @@ const SHARDS: usize = 16;
 /// What is remembered about one token.
 #[derive(Debug, Clone)]
 pub enum Verdict {
-    /// Signature valid for this consumer; claims as decoded.
+    /// Signature valid for this consumer; claims as decoded, and the
+    /// token's SHA-256 (the blacklist key), so a hit hashes nothing.
     Verified {
         consumer: Arc<Consumer>,
         claims: Arc<Map<String, Value>>,
+        digest: [u8; 32],
     },
     /// The signature did not verify.
     BadSignature,

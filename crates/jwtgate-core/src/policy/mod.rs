@@ -266,6 +266,8 @@ pub enum Step<'a> {
 pub struct Authenticated {
     pub consumer: Arc<Consumer>,
     pub claims: Arc<serde_json::Map<String, Value>>,
+    /// SHA-256 of the token: its key in the blacklist.
+    pub digest: [u8; 32],
 }
 
 /// Runs the checks of SPEC §3.1 in order, up to (not including) revocation.
@@ -288,9 +290,17 @@ pub fn authenticate_cached(
     cache: &VerifiedCache,
 ) -> Result<Authenticated, AuthError> {
     match cache.get(raw, &policy.key_claim_name) {
-        Some(Verdict::Verified { consumer, claims }) => {
+        Some(Verdict::Verified {
+            consumer,
+            claims,
+            digest,
+        }) => {
             check_claims(policy, &claims, clock.now_unix())?;
-            Ok(Authenticated { consumer, claims })
+            Ok(Authenticated {
+                consumer,
+                claims,
+                digest,
+            })
         }
         Some(Verdict::BadSignature) => Err(AuthError::BadSignature),
         None => {
@@ -302,6 +312,7 @@ pub fn authenticate_cached(
                     Verdict::Verified {
                         consumer: Arc::clone(&a.consumer),
                         claims: Arc::clone(&a.claims),
+                        digest: a.digest,
                     },
                 ),
                 Err(AuthError::BadSignature) => {
@@ -389,6 +400,7 @@ pub fn authenticate_traced(
     Ok(Authenticated {
         consumer: Arc::clone(consumer),
         claims: Arc::new(token.into_claims()),
+        digest: crate::jwt::token_digest(raw),
     })
 }
 
