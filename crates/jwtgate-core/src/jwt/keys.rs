@@ -50,12 +50,7 @@ impl std::fmt::Debug for VerifyKey {
 impl VerifyKey {
     /// An HMAC key for HS256/HS384/HS512.
     pub fn from_secret(alg: Algorithm, secret: &[u8]) -> Result<Self, KeyError> {
-        let hmac_alg = match alg {
-            Algorithm::HS256 => hmac::HMAC_SHA256,
-            Algorithm::HS384 => hmac::HMAC_SHA384,
-            Algorithm::HS512 => hmac::HMAC_SHA512,
-            other => return Err(KeyError::NeedsPublicKey(other)),
-        };
+        let hmac_alg = alg.hmac().ok_or(KeyError::NeedsPublicKey(alg))?;
         if secret.is_empty() {
             return Err(KeyError::EmptySecret);
         }
@@ -71,7 +66,7 @@ impl VerifyKey {
         let block = pem::parse(pem_text.trim()).map_err(|e| KeyError::Pem(e.to_string()))?;
         match block.tag() {
             "PUBLIC KEY" => {}
-            "RSA PUBLIC KEY" if is_rsa(alg) => {}
+            "RSA PUBLIC KEY" if alg.is_rsa() => {}
             other => return Err(KeyError::PemTag(other.to_owned())),
         }
         Self::from_public_der(alg, block.contents())
@@ -82,7 +77,7 @@ impl VerifyKey {
         let verify_alg = verification_alg(alg).ok_or(KeyError::NeedsSecret(alg))?;
         // aws-lc-rs checks the RSA modulus size only when verifying; refuse a
         // short key now, at load, instead of failing every request later.
-        if is_rsa(alg) && rsa_modulus_bits(der).is_none_or(|bits| bits < 2048) {
+        if alg.is_rsa() && rsa_modulus_bits(der).is_none_or(|bits| bits < 2048) {
             return Err(KeyError::Rejected(alg));
         }
         let key = ParsedPublicKey::new(verify_alg, der)
@@ -169,18 +164,6 @@ fn der_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
         )
     };
     Some((tag, rest.get(..len)?, rest.get(len..)?))
-}
-
-fn is_rsa(alg: Algorithm) -> bool {
-    matches!(
-        alg,
-        Algorithm::RS256
-            | Algorithm::RS384
-            | Algorithm::RS512
-            | Algorithm::PS256
-            | Algorithm::PS384
-            | Algorithm::PS512
-    )
 }
 
 /// The aws-lc-rs verification algorithm for an asymmetric JWS algorithm.

@@ -84,7 +84,31 @@ impl Algorithm {
 
     /// HMAC algorithms take a shared secret; all others a public key.
     pub fn is_hmac(self) -> bool {
-        matches!(self, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+        self.hmac().is_some()
+    }
+
+    /// RS* and PS*: RSA keys.
+    pub fn is_rsa(self) -> bool {
+        matches!(
+            self,
+            Algorithm::RS256
+                | Algorithm::RS384
+                | Algorithm::RS512
+                | Algorithm::PS256
+                | Algorithm::PS384
+                | Algorithm::PS512
+        )
+    }
+
+    /// The HMAC of an HS* algorithm (one definition for signing and
+    /// verifying).
+    pub(crate) fn hmac(self) -> Option<aws_lc_rs::hmac::Algorithm> {
+        match self {
+            Algorithm::HS256 => Some(aws_lc_rs::hmac::HMAC_SHA256),
+            Algorithm::HS384 => Some(aws_lc_rs::hmac::HMAC_SHA384),
+            Algorithm::HS512 => Some(aws_lc_rs::hmac::HMAC_SHA512),
+            _ => None,
+        }
     }
 }
 

@@ -43,12 +43,7 @@ enum Material {
 
 impl SigningKey {
     pub fn from_secret(alg: Algorithm, secret: &[u8]) -> Result<Self, SignError> {
-        let hmac_alg = match alg {
-            Algorithm::HS256 => hmac::HMAC_SHA256,
-            Algorithm::HS384 => hmac::HMAC_SHA384,
-            Algorithm::HS512 => hmac::HMAC_SHA512,
-            other => return Err(SignError::NeedsPrivateKey(other)),
-        };
+        let hmac_alg = alg.hmac().ok_or(SignError::NeedsPrivateKey(alg))?;
         if secret.is_empty() {
             return Err(SignError::EmptySecret);
         }
