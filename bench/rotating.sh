@@ -14,7 +14,9 @@ LIST="$KIT/jwtgate/rotating-rs256.txt"
 if [[ ! -f $LIST || $(wc -l < "$LIST") -lt $TOKENS ]]; then
   "$KIT/.venv/bin/python" - "$KIT/keys/rs256-private.pem" "$TOKENS" > "$LIST" <<'PY'
 import sys, time, jwt
-key = open(sys.argv[1]).read()
+from cryptography.hazmat.primitives import serialization
+# Parse the key once: PyJWT would re-parse a PEM string on every call.
+key = serialization.load_pem_private_key(open(sys.argv[1], "rb").read(), password=None)
 exp = int(time.time()) + 86400
 for i in range(int(sys.argv[2])):
     print(jwt.encode({"key": "user123", "exp": exp, "n": i}, key, algorithm="RS256"))
@@ -23,7 +25,10 @@ fi
 cat > "$KIT/jwtgate/rotate.lua" <<LUA
 local tokens = {}
 for line in io.lines("$LIST") do tokens[#tokens + 1] = line end
-local i = 0
+-- Start at a random place so the warm-up run does not pre-fill the cache
+-- with the tokens the measured run sends first.
+math.randomseed(os.time())
+local i = math.random(#tokens)
 request = function()
   i = i % #tokens + 1
   return wrk.format("GET", "/", { ["Authorization"] = "Bearer " .. tokens[i] })
