@@ -34,7 +34,7 @@ use crate::gateway::Gateway;
 use crate::headers::{self, X_CONSUMER_CUSTOM_ID, X_CONSUMER_USERNAME, X_CREDENTIAL_IDENTIFIER};
 use crate::log_sink;
 use crate::metrics;
-use crate::router::Target;
+use crate::router::{PolicyHeaders, Target};
 use crate::upstream::ConnPool;
 
 /// What a connection knows about itself.
@@ -149,10 +149,8 @@ async fn serve(
     //    removed from every request, authenticated or not, including the
     //    route's forward_claims headers (an upstream trusts those too).
     headers::strip_identity(&mut parts.headers);
-    if let Some(policy) = &route.route.jwt {
-        for (_, header) in &policy.forward_claims {
-            parts.headers.remove(header.as_str());
-        }
+    for (_, header) in &route.names.forward {
+        parts.headers.remove(header);
     }
 
     // 4. Authenticate when the route's policy requires it for this request:
@@ -163,14 +161,15 @@ async fn serve(
         let requirement =
             policy.requirement(Method::from_bytes(parts.method.as_str().as_bytes()), &path);
         if requirement.token_required {
-            let identity = authenticate_request(gw, policy, &parts.headers, query.as_deref())
-                .map_err(|error| {
-                    outcome.auth = error.outcome();
-                    GatewayError::Unauthorized {
-                        error,
-                        realm: policy.realm.clone(),
-                    }
-                })?;
+            let identity =
+                authenticate_request(gw, policy, &route.names, &parts.headers, query.as_deref())
+                    .map_err(|error| {
+                        outcome.auth = error.outcome();
+                        GatewayError::Unauthorized {
+                            error,
+                            realm: policy.realm.clone(),
+                        }
+                    })?;
             outcome.auth = "ok";
             outcome.consumer = Some(identity.username.clone());
             if requirement.logout {
@@ -182,7 +181,13 @@ async fn serve(
                 parts.headers.insert(name, value);
             }
             if policy.hide_credentials {
-                hide_credentials(policy, identity.source, &mut parts.headers, &mut query);
+                hide_credentials(
+                    policy,
+                    &route.names,
+                    identity.source,
+                    &mut parts.headers,
+                    &mut query,
+                );
             }
         } else {
             outcome.auth = "not_required";
@@ -251,10 +256,11 @@ struct Identity {
 fn authenticate_request(
     gw: &Gateway,
     policy: &JwtPolicy,
+    names: &PolicyHeaders,
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<Identity, AuthError> {
-    let (raw, source) = find_token(policy, headers, query).ok_or(AuthError::Missing)?;
+    let (raw, source) = find_token(policy, names, headers, query).ok_or(AuthError::Missing)?;
     let auth = authenticate_cached(policy, &gw.consumers, &raw, &gw.clock, &gw.verified)?;
     // Last check of SPEC §3.1: not revoked. In memory, no network.
     let now = gw.clock.now_unix();
@@ -282,7 +288,7 @@ fn authenticate_request(
     if let Ok(v) = HeaderValue::from_str(&consumer.key) {
         out.push((X_CREDENTIAL_IDENTIFIER, v));
     }
-    for (claim, header) in &policy.forward_claims {
+    for (claim, header) in &names.forward {
         let Some(value) = auth.claims.get(claim) else {
             continue;
         };
@@ -291,11 +297,8 @@ fn authenticate_request(
             other => Cow::Owned(other.to_string()),
         };
         // A claim with characters a header cannot carry is not forwarded.
-        if let (Ok(name), Ok(v)) = (
-            HeaderName::from_bytes(header.as_bytes()),
-            HeaderValue::from_str(&text),
-        ) {
-            out.push((name, v));
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            out.push((header.clone(), v));
         }
     }
     Ok(Identity {
@@ -309,12 +312,13 @@ fn authenticate_request(
 /// The token from the first source present: header, query argument, cookie.
 fn find_token<'a>(
     policy: &JwtPolicy,
+    names: &PolicyHeaders,
     headers: &'a HeaderMap,
     query: Option<&'a str>,
 ) -> Option<(Cow<'a, str>, Source)> {
     let s = &policy.sources;
-    if let Some(name) = &s.header {
-        if let Some(v) = headers.get(name.as_str()) {
+    if let Some(name) = &names.token {
+        if let Some(v) = headers.get(name) {
             let text = String::from_utf8_lossy(v.as_bytes());
             return Some((
                 match text {
@@ -343,14 +347,15 @@ fn find_token<'a>(
 /// Removes the token's carrier before proxying (`hide_credentials`).
 fn hide_credentials(
     policy: &JwtPolicy,
+    names: &PolicyHeaders,
     source: Source,
     headers: &mut HeaderMap,
     query: &mut Option<Cow<'_, str>>,
 ) {
     match source {
         Source::Header => {
-            if let Some(name) = &policy.sources.header {
-                headers.remove(name.as_str());
+            if let Some(name) = &names.token {
+                headers.remove(name);
             }
         }
         Source::Query => {

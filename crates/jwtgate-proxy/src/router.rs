@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use http::header::HeaderName;
+
 use jwtgate_config::{Route, Upstream};
 use jwtgate_core::path::PathTrie;
 
@@ -19,6 +21,44 @@ pub enum Target {
 pub struct RouteRuntime {
     pub route: Route,
     pub target: Target,
+    /// The header names of the route's JWT policy, parsed once here rather
+    /// than on every request.
+    pub names: PolicyHeaders,
+}
+
+/// Parsed header names of a JWT policy (empty for a route without one).
+#[derive(Default)]
+pub struct PolicyHeaders {
+    /// The token's header source (`jwt.header`).
+    pub token: Option<HeaderName>,
+    /// `forward_claims`: claim -> upstream header.
+    pub forward: Vec<(String, HeaderName)>,
+}
+
+impl PolicyHeaders {
+    fn new(route: &Route) -> Self {
+        let Some(policy) = &route.jwt else {
+            return Self::default();
+        };
+        // Names are validated at config load; one that still fails to parse
+        // is left out rather than failing every request.
+        PolicyHeaders {
+            token: policy
+                .sources
+                .header
+                .as_deref()
+                .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
+            forward: policy
+                .forward_claims
+                .iter()
+                .filter_map(|(claim, h)| {
+                    HeaderName::from_bytes(h.as_bytes())
+                        .ok()
+                        .map(|name| (claim.clone(), name))
+                })
+                .collect(),
+        }
+    }
 }
 
 pub struct Router {
@@ -50,6 +90,7 @@ impl Router {
             out.push(Arc::new(RouteRuntime {
                 route: route.clone(),
                 target,
+                names: PolicyHeaders::new(route),
             }));
         }
         Router { trie, routes: out }
