@@ -173,6 +173,9 @@ fn an_invalid_edit_is_rejected_while_traffic_keeps_flowing() {
     );
     replace_by_rename(&node.config_path, &broken);
     node.wait_log("config reload rejected", 1);
+    // Each problem is logged on its own line after the "rejected" line:
+    // wait for the last one before reading them.
+    node.wait_log("unknown method", 1);
     let logs = node.logs();
     assert!(logs.contains("routes[0].jwt.colour: unknown key"), "{logs}");
     assert!(
