@@ -42,7 +42,7 @@ for _ in range(n):
         buf += s.recv(65536)
 PY
   kill -TERM "$gw"; wait "$gw" || true; kill "$ng"; wait "$ng" 2>/dev/null || true
-  callgrind_annotate "$OUT"/cg.$n.* | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}'
+  callgrind_annotate "$OUT"/cg.$n.* | awk '/PROGRAM TOTALS/ && !done {gsub(",", "", $1); print $1; done = 1}'
 }
 zero=$(instructions 0)
 loaded=$(instructions "$N")

@@ -34,55 +34,81 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 /// Removes hop-by-hop headers, including every header named in `Connection`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers.contains_key(CONNECTION) {
-        for name in &HOP_BY_HOP {
-            headers.remove(name);
-        }
-        return;
-    }
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
-    }
+    remove_matching(headers, |name| HOP_BY_HOP.contains(name));
 }
 
 /// Same as [`remove_hop_by_hop`] for responses, where `proxy-authenticate`
 /// is hop-by-hop too.
 pub fn remove_hop_by_hop_response(headers: &mut HeaderMap) {
-    remove_hop_by_hop(headers);
-    headers.remove(http::header::PROXY_AUTHENTICATE);
+    remove_matching(headers, |name| {
+        HOP_BY_HOP.contains(name) || name == http::header::PROXY_AUTHENTICATE
+    });
 }
 
-pub fn strip_identity(headers: &mut HeaderMap) {
-    for name in &IDENTITY_HEADERS {
+/// Removes the identity headers a client sent, and `extra` (a route's
+/// `forward_claims` headers, which an upstream trusts just as much).
+pub fn strip_identity<'a>(
+    headers: &mut HeaderMap,
+    extra: impl Iterator<Item = &'a HeaderName> + Clone,
+) {
+    remove_matching(headers, |name| {
+        IDENTITY_HEADERS.contains(name) || extra.clone().any(|e| e == name)
+    });
+}
+
+/// Removes every header `unwanted` picks, plus (when it picks `Connection`)
+/// the headers `Connection` names. One pass over the names present: most
+/// requests carry none of them, and removing an absent name still hashes it.
+fn remove_matching(headers: &mut HeaderMap, unwanted: impl Fn(&HeaderName) -> bool) {
+    let mut found: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        if unwanted(name) {
+            found.push(name.clone());
+        }
+    }
+    if found.is_empty() {
+        return;
+    }
+    if found.contains(&CONNECTION) {
+        let named = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok());
+        found.extend(named.collect::<Vec<_>>());
+    }
+    for name in found {
         headers.remove(name);
     }
 }
 
-/// Appends the peer to X-Forwarded-For; sets -Proto and -Host.
-pub fn set_forwarded(headers: &mut HeaderMap, peer: SocketAddr, tls: bool, host: Option<&str>) {
-    let ip = peer.ip().to_string();
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-        _ => ip,
+/// Appends the peer to X-Forwarded-For; sets -Proto and -Host. `peer_ip` is
+/// the peer's address as a header value, made once per connection.
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    peer_ip: &HeaderValue,
+    tls: bool,
+    host: Option<HeaderValue>,
+) {
+    let xff = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
+        Some(prev) if !prev.trim_ascii().is_empty() => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + peer_ip.len());
+            v.extend_from_slice(prev);
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(peer_ip.as_bytes());
+            HeaderValue::from_maybe_shared(bytes::Bytes::from(v)).ok()
+        }
+        _ => Some(peer_ip.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR, v);
     }
     headers.insert(
         X_FORWARDED_PROTO,
         HeaderValue::from_static(if tls { "https" } else { "http" }),
     );
-    match host.and_then(|h| HeaderValue::from_str(h).ok()) {
+    match host {
         Some(v) => {
             headers.insert(X_FORWARDED_HOST, v);
         }
@@ -90,6 +116,11 @@ pub fn set_forwarded(headers: &mut HeaderMap, peer: SocketAddr, tls: bool, host:
             headers.remove(X_FORWARDED_HOST);
         }
     }
+}
+
+/// The peer's IP address as a header value (once per connection).
+pub fn peer_ip_value(peer: SocketAddr) -> HeaderValue {
+    HeaderValue::from_str(&peer.ip().to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 #[cfg(test)]
@@ -104,6 +135,7 @@ mod tests {
             HeaderValue::from_static("keep-alive, x-secret"),
         );
         h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
         h.insert("te", HeaderValue::from_static("trailers"));
         h.insert("x-kept", HeaderValue::from_static("1"));
         remove_hop_by_hop(&mut h);
@@ -115,14 +147,45 @@ mod tests {
     fn forwarded_for_is_appended() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        let peer = peer_ip_value("127.0.0.1:5000".parse().expect("addr"));
         set_forwarded(
             &mut h,
-            "127.0.0.1:5000".parse().expect("addr"),
+            &peer,
             false,
-            Some("api.example.com"),
+            Some(HeaderValue::from_static("api.example.com")),
         );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "api.example.com");
+
+        let mut fresh = HeaderMap::new();
+        fresh.insert("x-forwarded-host", HeaderValue::from_static("spoofed"));
+        let v6 = peer_ip_value("[::1]:5000".parse().expect("addr"));
+        set_forwarded(&mut fresh, &v6, true, None);
+        assert_eq!(fresh["x-forwarded-for"], "::1");
+        assert_eq!(fresh["x-forwarded-proto"], "https");
+        assert!(!fresh.contains_key("x-forwarded-host"));
+    }
+
+    #[test]
+    fn identity_and_extra_headers_go_others_stay() {
+        let mut h = HeaderMap::new();
+        h.insert("x-consumer-username", HeaderValue::from_static("admin"));
+        h.insert("x-credential-identifier", HeaderValue::from_static("k"));
+        h.insert("x-user-id", HeaderValue::from_static("1"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        let extra = [HeaderName::from_static("x-user-id")];
+        strip_identity(&mut h, extra.iter());
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn response_hop_by_hop_includes_proxy_authenticate() {
+        let mut h = HeaderMap::new();
+        h.insert("proxy-authenticate", HeaderValue::from_static("Basic"));
+        h.insert("content-type", HeaderValue::from_static("text/plain"));
+        remove_hop_by_hop_response(&mut h);
+        assert_eq!(h.len(), 1);
     }
 }

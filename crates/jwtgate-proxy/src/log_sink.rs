@@ -194,22 +194,97 @@ fn write_loop(shared: &'static Shared) {
 }
 
 /// Appends the current UTC time as `2026-11-22T20:59:57.515934Z`, the
-/// layout tracing uses for the other lines.
+/// layout tracing uses for the other lines. The part up to the second is
+/// formatted once per second per thread.
 pub fn timestamp(out: &mut Vec<u8>) {
+    thread_local! {
+        static SECOND: RefCell<(u64, [u8; 19])> = const { RefCell::new((u64::MAX, [0; 19])) };
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let secs = now.as_secs();
+    SECOND.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != secs {
+            let mut text = Vec::with_capacity(19);
+            date_time(&mut text, secs);
+            if let Ok(fixed) = <[u8; 19]>::try_from(text.as_slice()) {
+                *cached = (secs, fixed);
+            } else {
+                // A year past 9999: no cache, still a correct line.
+                out.extend_from_slice(&text);
+                return;
+            }
+        }
+        out.extend_from_slice(&cached.1);
+    });
+    out.push(b'.');
+    push_padded(out, u64::from(now.subsec_micros()), 6);
+    out.push(b'Z');
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` for a Unix time in seconds.
+fn date_time(out: &mut Vec<u8>, secs: u64) {
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(i64::try_from(days).unwrap_or(0));
     let _ = write!(
         out,
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60,
-        now.subsec_micros()
     );
+}
+
+/// Appends `n` in decimal.
+pub fn push_u64(out: &mut Vec<u8>, n: u64) {
+    push_padded(out, n, 1);
+}
+
+/// Appends `n` in decimal, zero-padded to at least `width` digits.
+fn push_padded(out: &mut Vec<u8>, mut n: u64, width: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    while n > 0 || digits.len() - i < width {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Appends `s` quoted as `{:?}` would, without `core::fmt` when it needs no
+/// escaping (route and consumer names almost never do).
+pub fn push_quoted(out: &mut Vec<u8>, s: &str) {
+    if s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = write!(out, "{s:?}");
+    }
+}
+
+/// Appends `ip:port` (`[ip]:port` for IPv6), as `Display` would.
+pub fn push_socket_addr(out: &mut Vec<u8>, addr: std::net::SocketAddr) {
+    match addr {
+        std::net::SocketAddr::V4(v4) => {
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                push_u64(out, u64::from(octet));
+            }
+            out.push(b':');
+            push_u64(out, u64::from(v4.port()));
+        }
+        std::net::SocketAddr::V6(_) => {
+            let _ = write!(out, "{addr}");
+        }
+    }
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
@@ -231,6 +306,61 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_formatting_matches_core_fmt() {
+        for n in [0u64, 7, 10, 99, 412, 65_535, u64::MAX] {
+            let mut out = Vec::new();
+            push_u64(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
+        }
+        for s in [
+            "orders",
+            "-",
+            "a b",
+            "quo\"te",
+            "back\\slash",
+            "tab\t",
+            "é",
+            "",
+        ] {
+            let mut out = Vec::new();
+            push_quoted(&mut out, s);
+            assert_eq!(String::from_utf8(out).expect("utf8"), format!("{s:?}"));
+        }
+        for a in [
+            "10.0.0.7:51234",
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "[::1]:8080",
+        ] {
+            let addr: std::net::SocketAddr = a.parse().expect("addr");
+            let mut out = Vec::new();
+            push_socket_addr(&mut out, addr);
+            assert_eq!(String::from_utf8(out).expect("utf8"), a);
+        }
+    }
+
+    #[test]
+    fn timestamp_layout() {
+        let mut out = Vec::new();
+        timestamp(&mut out);
+        timestamp(&mut out);
+        let text = String::from_utf8(out).expect("utf8");
+        assert_eq!(text.len(), 2 * 27, "{text}");
+        for stamp in [&text[..27], &text[27..]] {
+            let b = stamp.as_bytes();
+            assert_eq!(
+                (b[4], b[7], b[10], b[13], b[16], b[19], b[26]),
+                (b'-', b'-', b'T', b':', b':', b'.', b'Z'),
+                "{stamp}"
+            );
+            assert!(stamp.starts_with("20"), "{stamp}");
+        }
+        let mut fixed = Vec::new();
+        date_time(&mut fixed, 1_795_378_102);
+        assert_eq!(fixed, b"2026-11-22T20:08:22");
+    }
 
     #[test]
     fn civil_dates() {

@@ -86,7 +86,7 @@ impl MetricsHandle {
 /// Counts one answered request. `route` is `None` when no route matched;
 /// `auth` is the pipeline's auth outcome label (`"none"`: no policy ran).
 pub(crate) fn record_request(
-    route: Option<String>,
+    route: Option<&str>,
     status: u16,
     auth: &'static str,
     elapsed: Duration,
@@ -95,7 +95,7 @@ pub(crate) fn record_request(
         return;
     }
     // One allocation, shared by the three series' labels.
-    let route: Arc<str> = Arc::from(route.as_deref().unwrap_or(""));
+    let route: Arc<str> = Arc::from(route.unwrap_or(""));
     let label = || SharedString::from_shared(Arc::clone(&route));
     counter!(HTTP_REQUESTS, "route" => label(), "code" => code_label(status)).increment(1);
     histogram!(HTTP_DURATION, "route" => label()).record(elapsed.as_secs_f64());

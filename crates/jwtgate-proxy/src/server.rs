@@ -126,16 +126,14 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let info = ConnInfo {
-            peer,
-            tls: tls.is_some(),
-        };
+        let info = Arc::new(ConnInfo::new(peer, tls.is_some()));
         let gateway = Arc::clone(&gateway);
         let pool = pool.clone();
         let service = service_fn(move |req| {
             let gw = gateway.load_full();
             let pool = pool.clone();
-            async move { Ok::<_, Infallible>(pipeline::handle(gw, &pool, req, info).await) }
+            let info = Arc::clone(&info);
+            async move { Ok::<_, Infallible>(pipeline::handle(gw, &pool, req, &info).await) }
         });
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
