@@ -2,11 +2,13 @@
 //! uses it. A reload builds a new [`Gateway`] off the hot path and swaps it in
 //! whole; requests in flight keep the version they started with.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use http::HeaderValue;
 use jwtgate_config::Config;
 use jwtgate_core::clock::SystemClock;
-use jwtgate_core::consumer::ConsumerRegistry;
+use jwtgate_core::consumer::{Consumer, ConsumerRegistry};
 use jwtgate_core::policy::cache::VerifiedCache;
 
 use jwtgate_store::Revocations;
@@ -22,6 +24,30 @@ pub struct Gateway {
     /// afresh, so a changed consumer key is never served from the cache.
     pub verified: VerifiedCache,
     pub clock: SystemClock,
+    /// Each consumer's identity headers, keyed by the consumer's address in
+    /// `consumers` (which this version holds): built here, not per request.
+    identities: HashMap<usize, IdentityHeaders, foldhash::fast::RandomState>,
+}
+
+/// The headers that tell the upstream who the consumer is (SPEC §3.2).
+/// A value a header cannot carry is left out.
+pub struct IdentityHeaders {
+    pub username: Option<HeaderValue>,
+    pub custom_id: Option<HeaderValue>,
+    pub credential: Option<HeaderValue>,
+}
+
+impl IdentityHeaders {
+    pub fn new(c: &Consumer) -> Self {
+        IdentityHeaders {
+            username: HeaderValue::from_str(&c.username).ok(),
+            custom_id: c
+                .custom_id
+                .as_deref()
+                .and_then(|id| HeaderValue::from_str(id).ok()),
+            credential: HeaderValue::from_str(&c.key).ok(),
+        }
+    }
 }
 
 impl Gateway {
@@ -32,6 +58,16 @@ impl Gateway {
             revocations,
             verified: VerifiedCache::default(),
             clock: SystemClock,
+            identities: config
+                .consumers
+                .iter()
+                .map(|c| (Arc::as_ptr(c) as usize, IdentityHeaders::new(c)))
+                .collect(),
         }
+    }
+
+    /// `consumer`'s prebuilt identity headers, if it belongs to this version.
+    pub fn identity_headers(&self, consumer: &Arc<Consumer>) -> Option<&IdentityHeaders> {
+        self.identities.get(&(Arc::as_ptr(consumer) as usize))
     }
 }

@@ -70,13 +70,24 @@ fn remove_matching(headers: &mut HeaderMap, unwanted: impl Fn(&HeaderName) -> bo
         return;
     }
     if found.contains(&CONNECTION) {
-        let named = headers
+        let mut named = Vec::new();
+        for token in headers
             .get_all(CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok());
-        found.extend(named.collect::<Vec<_>>());
+            .map(str::trim)
+        {
+            // The usual values name no header to remove (`keep-alive` is
+            // hop-by-hop already): skip parsing them.
+            if token.eq_ignore_ascii_case("keep-alive") || token.eq_ignore_ascii_case("close") {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                named.push(name);
+            }
+        }
+        found.extend(named);
     }
     for name in found {
         headers.remove(name);

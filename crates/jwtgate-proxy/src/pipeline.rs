@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, COOKIE};
+use http::header::{HeaderMap, HeaderValue, COOKIE};
 use http::request::Parts;
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode};
@@ -31,7 +31,7 @@ use jwtgate_store::Entry;
 use crate::body::GatewayBody;
 use crate::echo;
 use crate::error::{json_message, GatewayError};
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, IdentityHeaders};
 use crate::headers::{self, X_CONSUMER_CUSTOM_ID, X_CONSUMER_USERNAME, X_CREDENTIAL_IDENTIFIER};
 use crate::log_sink;
 use crate::metrics;
@@ -204,9 +204,7 @@ async fn serve<'g>(
                     logout = Some((identity.revocation, l.forward));
                 }
             }
-            for (name, value) in identity.headers {
-                parts.headers.insert(name, value);
-            }
+            identity.add_headers(gw, &route.names, &mut parts.headers);
             if policy.hide_credentials {
                 hide_credentials(
                     policy,
@@ -274,10 +272,47 @@ enum Source {
 /// The consumer identity to send upstream.
 struct Identity {
     consumer: Arc<Consumer>,
+    claims: Arc<serde_json::Map<String, serde_json::Value>>,
     source: Source,
-    headers: Vec<(HeaderName, HeaderValue)>,
     /// The blacklist entry a logout with this token would write.
     revocation: Entry,
+}
+
+impl Identity {
+    /// Sets the identity headers (made once per config version) and the
+    /// route's `forward_claims` headers.
+    fn add_headers(&self, gw: &Gateway, names: &PolicyHeaders, headers: &mut HeaderMap) {
+        let made;
+        let ids = match gw.identity_headers(&self.consumer) {
+            Some(ids) => ids,
+            None => {
+                made = IdentityHeaders::new(&self.consumer);
+                &made
+            }
+        };
+        if let Some(v) = &ids.username {
+            headers.insert(X_CONSUMER_USERNAME, v.clone());
+        }
+        if let Some(v) = &ids.custom_id {
+            headers.insert(X_CONSUMER_CUSTOM_ID, v.clone());
+        }
+        if let Some(v) = &ids.credential {
+            headers.insert(X_CREDENTIAL_IDENTIFIER, v.clone());
+        }
+        for (claim, header) in &names.forward {
+            let Some(value) = self.claims.get(claim) else {
+                continue;
+            };
+            let text = match value {
+                serde_json::Value::String(s) => Cow::Borrowed(s.as_str()),
+                other => Cow::Owned(other.to_string()),
+            };
+            // A claim with characters a header cannot carry is not forwarded.
+            if let Ok(v) = HeaderValue::from_str(&text) {
+                headers.insert(header.clone(), v);
+            }
+        }
+    }
 }
 
 fn authenticate_request(
@@ -300,38 +335,10 @@ fn authenticate_request(
         .ok()
         .flatten()
         .map_or(i64::MAX, |exp| exp.saturating_add(policy.leeway_seconds));
-    let consumer = &auth.consumer;
-    let mut out = Vec::with_capacity(3 + policy.forward_claims.len());
-    if let Ok(v) = HeaderValue::from_str(&consumer.username) {
-        out.push((X_CONSUMER_USERNAME, v));
-    }
-    if let Some(v) = consumer
-        .custom_id
-        .as_deref()
-        .and_then(|c| HeaderValue::from_str(c).ok())
-    {
-        out.push((X_CONSUMER_CUSTOM_ID, v));
-    }
-    if let Ok(v) = HeaderValue::from_str(&consumer.key) {
-        out.push((X_CREDENTIAL_IDENTIFIER, v));
-    }
-    for (claim, header) in &names.forward {
-        let Some(value) = auth.claims.get(claim) else {
-            continue;
-        };
-        let text = match value {
-            serde_json::Value::String(s) => Cow::Borrowed(s.as_str()),
-            other => Cow::Owned(other.to_string()),
-        };
-        // A claim with characters a header cannot carry is not forwarded.
-        if let Ok(v) = HeaderValue::from_str(&text) {
-            out.push((header.clone(), v));
-        }
-    }
     Ok(Identity {
-        consumer: Arc::clone(consumer),
+        consumer: auth.consumer,
+        claims: auth.claims,
         source,
-        headers: out,
         revocation: Entry { digest, expires_at },
     })
 }

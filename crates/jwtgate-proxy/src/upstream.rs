@@ -80,7 +80,8 @@ pub struct ConnPool {
 
 #[derive(Default)]
 struct PoolInner {
-    idle: Mutex<HashMap<PoolKey, Vec<SendRequest<Incoming>>>>,
+    /// foldhash: SipHash of the key cost more than the rest of a pool take.
+    idle: Mutex<HashMap<PoolKey, Vec<SendRequest<Incoming>>, foldhash::fast::RandomState>>,
     tls: std::sync::OnceLock<Option<tokio_rustls::TlsConnector>>,
 }
 
