@@ -48,14 +48,10 @@ static SHARED: OnceLock<Shared> = OnceLock::new();
 /// Starts the writer thread. Until it runs (or if it cannot start), lines
 /// are written to stderr directly.
 pub fn start() {
-    let shared = SHARED.get_or_init(|| Shared {
-        state: Mutex::new(State::default()),
-        wake: Condvar::new(),
-        output: Mutex::new(()),
-    });
+    let shared = SHARED.get_or_init(Shared::new);
     let spawned = std::thread::Builder::new()
         .name("jwtgate-log".into())
-        .spawn(move || write_loop(shared));
+        .spawn(move || shared.write_loop(&mut io::stderr()));
     if spawned.is_err() {
         eprintln!("jwtgate: no log writer thread; writing log lines directly");
     }
@@ -68,24 +64,93 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Queues one complete line (with its newline).
 pub fn send(line: &[u8]) {
-    let Some(shared) = SHARED.get() else {
-        let _ = io::stderr().write_all(line);
-        return;
-    };
-    let mut st = lock(&shared.state);
-    if st.buf.len() + line.len() > MAX_BUFFER {
-        st.dropped += 1;
-        return;
+    match SHARED.get() {
+        Some(shared) => shared.push(line),
+        None => {
+            let _ = io::stderr().write_all(line);
+        }
     }
-    st.buf.extend_from_slice(line);
-    let wake = !st.woken && (st.idle || st.buf.len() >= WAKE_AT);
-    if wake {
-        st.woken = true;
-        st.idle = false;
+}
+
+impl Shared {
+    fn new() -> Self {
+        Shared {
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+            output: Mutex::new(()),
+        }
     }
-    drop(st);
-    if wake {
-        shared.wake.notify_one();
+
+    /// Appends a line; wakes the writer only if it sleeps until woken, or
+    /// if the buffer passed [`WAKE_AT`].
+    fn push(&self, line: &[u8]) {
+        let mut st = lock(&self.state);
+        if st.buf.len() + line.len() > MAX_BUFFER {
+            st.dropped += 1;
+            return;
+        }
+        st.buf.extend_from_slice(line);
+        let wake = !st.woken && (st.idle || st.buf.len() >= WAKE_AT);
+        if wake {
+            st.woken = true;
+            st.idle = false;
+        }
+        drop(st);
+        if wake {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Takes what is buffered and writes it to `out`; returns how many
+    /// bytes of lines it wrote.
+    fn write_batch(&self, spare: &mut Vec<u8>, out: &mut dyn Write) -> usize {
+        let _output = lock(&self.output);
+        let dropped = {
+            let mut st = lock(&self.state);
+            st.woken = false;
+            std::mem::swap(&mut st.buf, spare);
+            std::mem::take(&mut st.dropped)
+        };
+        let _ = out.write_all(spare);
+        if dropped > 0 {
+            let _ = writeln!(
+                out,
+                "jwtgate: {dropped} log line(s) dropped: stderr too slow"
+            );
+        }
+        let _ = out.flush();
+        let written = spare.len();
+        spare.clear();
+        // Keep a large buffer from one burst from staying allocated forever.
+        if spare.capacity() > WAKE_AT * 2 {
+            spare.shrink_to(WAKE_AT);
+        }
+        written
+    }
+
+    fn write_loop(&self, out: &mut dyn Write) {
+        let mut spare = Vec::with_capacity(64 * 1024);
+        loop {
+            let written = self.write_batch(&mut spare, out);
+            let mut st = lock(&self.state);
+            if st.buf.is_empty() && written == 0 {
+                // Quiet for a whole interval: sleep until a line arrives.
+                st.idle = true;
+                while st.idle {
+                    st = self
+                        .wake
+                        .wait(st)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+            } else if !st.woken {
+                let (guard, _) = self
+                    .wake
+                    .wait_timeout(st, FLUSH_INTERVAL)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                st = guard;
+            }
+            drop(st);
+        }
     }
 }
 
@@ -138,58 +203,7 @@ impl Drop for Line {
 pub fn flush() {
     if let Some(shared) = SHARED.get() {
         let mut spare = Vec::new();
-        write_batch(shared, &mut spare);
-    }
-}
-
-/// Takes what is buffered and writes it; returns how many bytes it wrote.
-fn write_batch(shared: &Shared, spare: &mut Vec<u8>) -> usize {
-    let _output = lock(&shared.output);
-    let dropped = {
-        let mut st = lock(&shared.state);
-        st.woken = false;
-        std::mem::swap(&mut st.buf, spare);
-        std::mem::take(&mut st.dropped)
-    };
-    let mut err = io::stderr().lock();
-    let _ = err.write_all(spare);
-    if dropped > 0 {
-        let _ = writeln!(
-            err,
-            "jwtgate: {dropped} log line(s) dropped: stderr too slow"
-        );
-    }
-    let written = spare.len();
-    spare.clear();
-    // Keep a large buffer from one burst from staying allocated forever.
-    if spare.capacity() > WAKE_AT * 2 {
-        spare.shrink_to(WAKE_AT);
-    }
-    written
-}
-
-fn write_loop(shared: &'static Shared) {
-    let mut spare = Vec::with_capacity(64 * 1024);
-    loop {
-        let written = write_batch(shared, &mut spare);
-        let mut st = lock(&shared.state);
-        if st.buf.is_empty() && written == 0 {
-            // Quiet for a whole interval: sleep until a line arrives.
-            st.idle = true;
-            while st.idle {
-                st = shared
-                    .wake
-                    .wait(st)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-            }
-        } else if !st.woken {
-            let (guard, _) = shared
-                .wake
-                .wait_timeout(st, FLUSH_INTERVAL)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            st = guard;
-        }
-        drop(st);
+        shared.write_batch(&mut spare, &mut io::stderr());
     }
 }
 
@@ -306,6 +320,67 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `Write` the test can read while the writer thread holds it.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            lock(&self.0).extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_are_batched_in_order_and_overflow_is_counted() {
+        let sink = Shared::new();
+        sink.push(b"one\n");
+        sink.push(b"two\n");
+        // Not idle (the writer never ran) and far below WAKE_AT: no wake-up.
+        assert!(!lock(&sink.state).woken);
+        let big = vec![b'x'; MAX_BUFFER - 8];
+        sink.push(&big);
+        sink.push(b"dropped line\n");
+        let mut out = Vec::new();
+        let mut spare = Vec::new();
+        let written = sink.write_batch(&mut spare, &mut out);
+        assert_eq!(written, 8 + big.len());
+        assert!(out.starts_with(b"one\ntwo\nxxx"));
+        let text = String::from_utf8_lossy(&out[written..]).into_owned();
+        assert_eq!(text, "jwtgate: 1 log line(s) dropped: stderr too slow\n");
+        // The buffer is empty again and takes lines.
+        sink.push(b"three\n");
+        out.clear();
+        sink.write_batch(&mut spare, &mut out);
+        assert_eq!(out, b"three\n");
+    }
+
+    #[test]
+    fn an_idle_writer_is_woken_by_the_next_line() {
+        let sink: &'static Shared = Box::leak(Box::new(Shared::new()));
+        let out = Captured::default();
+        let mut writer_out = out.clone();
+        std::thread::spawn(move || sink.write_loop(&mut writer_out));
+        // The writer goes idle after one quiet interval.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !lock(&sink.state).idle {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "writer never went idle"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        sink.push(b"hello\n");
+        while lock(&out.0).as_slice() != b"hello\n" {
+            assert!(std::time::Instant::now() < deadline, "line never written");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 
     #[test]
     fn fast_formatting_matches_core_fmt() {
