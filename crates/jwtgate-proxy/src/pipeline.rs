@@ -34,8 +34,7 @@ use crate::error::{json_message, GatewayError};
 use crate::gateway::{Gateway, IdentityHeaders};
 use crate::headers::{self, X_CONSUMER_CUSTOM_ID, X_CONSUMER_USERNAME, X_CREDENTIAL_IDENTIFIER};
 use crate::log_sink;
-use crate::metrics;
-use crate::router::{PolicyHeaders, Target};
+use crate::router::{PolicyHeaders, RouteRuntime, Target};
 use crate::upstream::ConnPool;
 
 /// What a connection knows about itself; made once per connection.
@@ -61,7 +60,7 @@ impl ConnInfo {
 /// config version serving the request.
 #[derive(Default)]
 struct Outcome<'g> {
-    route: Option<&'g str>,
+    route: Option<&'g RouteRuntime>,
     consumer: Option<Arc<Consumer>>,
     auth: &'static str,
     detail: Option<String>,
@@ -100,7 +99,10 @@ pub async fn handle(
             );
         });
     }
-    metrics::record_request(outcome.route, resp.status().as_u16(), outcome.auth, elapsed);
+    outcome
+        .route
+        .map_or(&gateway.router.unmatched, |r| &r.metrics)
+        .record(resp.status().as_u16(), outcome.auth, elapsed);
     resp
 }
 
@@ -124,7 +126,7 @@ fn access_line(
     line.extend_from_slice(b"  INFO jwtgate::access: method=");
     line.extend_from_slice(method.as_str().as_bytes());
     line.extend_from_slice(b" route=");
-    push_quoted(line, outcome.route.unwrap_or("-"));
+    push_quoted(line, outcome.route.map_or("-", |r| r.route.name.as_str()));
     line.extend_from_slice(b" consumer=");
     push_quoted(
         line,
@@ -170,7 +172,7 @@ async fn serve<'g>(
         .router
         .find(&path, parts.method.as_str(), host_name)
         .ok_or(GatewayError::NoRoute)?;
-    outcome.route = Some(route.route.name.as_str());
+    outcome.route = Some(route);
 
     // 3. Identity headers are the gateway's to set: a client's copies are
     //    removed from every request, authenticated or not, including the

@@ -9,6 +9,7 @@ use http::header::HeaderName;
 use jwtgate_config::{Route, Upstream};
 use jwtgate_core::path::PathTrie;
 
+use crate::metrics::RouteMetrics;
 use crate::upstream::UpstreamTarget;
 
 /// Where a matched route sends its requests.
@@ -24,6 +25,8 @@ pub struct RouteRuntime {
     /// The header names of the route's JWT policy, parsed once here rather
     /// than on every request.
     pub names: PolicyHeaders,
+    /// The route's metric series handles.
+    pub metrics: RouteMetrics,
 }
 
 /// Parsed header names of a JWT policy (empty for a route without one).
@@ -64,6 +67,8 @@ impl PolicyHeaders {
 pub struct Router {
     trie: PathTrie<usize>,
     routes: Vec<Arc<RouteRuntime>>,
+    /// The series of requests no route matched (`route=""`).
+    pub unmatched: RouteMetrics,
 }
 
 impl Router {
@@ -91,9 +96,14 @@ impl Router {
                 route: route.clone(),
                 target,
                 names: PolicyHeaders::new(route),
+                metrics: RouteMetrics::new(&route.name),
             }));
         }
-        Router { trie, routes: out }
+        Router {
+            trie,
+            routes: out,
+            unmatched: RouteMetrics::new(""),
+        }
     }
 
     /// `host` is the request host without port.
