@@ -70,7 +70,6 @@ fn remove_matching(headers: &mut HeaderMap, unwanted: impl Fn(&HeaderName) -> bo
         return;
     }
     if found.contains(&CONNECTION) {
-        let mut named = Vec::new();
         for token in headers
             .get_all(CONNECTION)
             .iter()
@@ -84,10 +83,9 @@ fn remove_matching(headers: &mut HeaderMap, unwanted: impl Fn(&HeaderName) -> bo
                 continue;
             }
             if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-                named.push(name);
+                found.push(name);
             }
         }
-        found.extend(named);
     }
     for name in found {
         headers.remove(name);

@@ -38,7 +38,7 @@ use crate::router::{PolicyHeaders, RouteRuntime, Target};
 use crate::upstream::ConnPool;
 
 /// What a connection knows about itself; made once per connection.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub tls: bool,
@@ -422,12 +422,17 @@ fn hide_credentials(
 }
 
 /// The request's host: the absolute-form/HTTP/2 authority, else `Host`
-/// (a shared copy of the header value: no allocation).
+/// (a shared copy of the header value: no allocation). A `Host` that is not
+/// visible ASCII counts as absent, for routing and for X-Forwarded-Host.
 fn request_host(parts: &Parts) -> Option<HeaderValue> {
     if let Some(a) = parts.uri.authority() {
         return HeaderValue::from_str(a.as_str()).ok();
     }
-    parts.headers.get(http::header::HOST).cloned()
+    parts
+        .headers
+        .get(http::header::HOST)
+        .filter(|h| h.to_str().is_ok())
+        .cloned()
 }
 
 fn strip_port(host: &str) -> &str {
