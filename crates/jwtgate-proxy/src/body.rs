@@ -1,7 +1,8 @@
 //! The one response body type of the data plane: either bytes the gateway
-//! wrote itself, or an upstream body streamed through (which hands its
-//! connection back to the pool when it ends). An enum rather than a boxed
-//! trait object: no allocation per response.
+//! holds whole (its own answers, and upstream bodies that arrived with their
+//! head), or an upstream body streamed from the socket as the client side
+//! pulls it. An enum rather than a boxed trait object: no allocation per
+//! response.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -9,17 +10,16 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
-use hyper::body::Incoming;
 
-use crate::upstream::PoolReturn;
+use crate::upstream::UpstreamBody;
+
+/// A body that broke half way (the upstream closed early, sent a malformed
+/// chunk, or stalled): the client's response is cut off.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 pub enum GatewayBody {
     Full(Full<Bytes>),
-    Upstream {
-        body: Incoming,
-        /// Set while the connection may go back to the pool at end of body.
-        on_end: Option<PoolReturn>,
-    },
+    Upstream(UpstreamBody),
 }
 
 impl GatewayBody {
@@ -30,22 +30,14 @@ impl GatewayBody {
     pub fn empty() -> Self {
         GatewayBody::Full(Full::new(Bytes::new()))
     }
+}
 
-    pub(crate) fn upstream(body: Incoming, on_end: PoolReturn) -> Self {
-        let mut b = GatewayBody::Upstream {
-            body,
-            on_end: Some(on_end),
-        };
-        b.release_if_done();
-        b
-    }
-
-    fn release_if_done(&mut self) {
-        if let GatewayBody::Upstream { body, on_end } = self {
-            if body.is_end_stream() {
-                if let Some(r) = on_end.take() {
-                    r.release();
-                }
+impl std::fmt::Debug for GatewayBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GatewayBody::Full(full) => write!(f, "GatewayBody::Full({:?})", full.size_hint()),
+            GatewayBody::Upstream(body) => {
+                write!(f, "GatewayBody::Upstream({:?})", body.size_hint())
             }
         }
     }
@@ -53,55 +45,31 @@ impl GatewayBody {
 
 impl Body for GatewayBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             GatewayBody::Full(full) => Pin::new(full)
                 .poll_frame(cx)
                 .map_err(|never| match never {}),
-            GatewayBody::Upstream { body, on_end } => {
-                let polled = Pin::new(&mut *body).poll_frame(cx);
-                match &polled {
-                    // The upstream finished its message: the connection can
-                    // serve the next request. hyper stops polling a body as
-                    // soon as it reports its end after the last data frame,
-                    // so check for that too, not only for `None`.
-                    Poll::Ready(None) => {
-                        if let Some(r) = on_end.take() {
-                            r.release();
-                        }
-                    }
-                    Poll::Ready(Some(Ok(_))) if body.is_end_stream() => {
-                        if let Some(r) = on_end.take() {
-                            r.release();
-                        }
-                    }
-                    // A broken upstream body: never reuse that connection.
-                    Poll::Ready(Some(Err(_))) => {
-                        on_end.take();
-                    }
-                    _ => {}
-                }
-                polled
-            }
+            GatewayBody::Upstream(body) => body.poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             GatewayBody::Full(full) => full.is_end_stream(),
-            GatewayBody::Upstream { body, .. } => body.is_end_stream(),
+            GatewayBody::Upstream(body) => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             GatewayBody::Full(full) => full.size_hint(),
-            GatewayBody::Upstream { body, .. } => body.size_hint(),
+            GatewayBody::Upstream(body) => body.size_hint(),
         }
     }
 }

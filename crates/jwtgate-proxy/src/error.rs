@@ -18,6 +18,8 @@ pub enum GatewayError {
     Unauthorized { error: AuthError, realm: String },
     #[error("upstream unavailable: {0}")]
     UpstreamUnavailable(String),
+    #[error("request body broke off: {0}")]
+    RequestBody(String),
     #[error("upstream timed out after {0} ms")]
     UpstreamTimeout(u128),
     #[error("revocation store unavailable: {0}")]
@@ -31,6 +33,7 @@ impl GatewayError {
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
             GatewayError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
+            GatewayError::RequestBody(_) => StatusCode::BAD_REQUEST,
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -43,6 +46,7 @@ impl GatewayError {
             GatewayError::NoRoute => "no route matched",
             GatewayError::Unauthorized { error, .. } => error.public_message(),
             GatewayError::UpstreamUnavailable(_) => "upstream unavailable",
+            GatewayError::RequestBody(_) => "incomplete request body",
             GatewayError::UpstreamTimeout(_) => "upstream timed out",
             GatewayError::StoreUnavailable(_) => "revocation store unavailable",
         }

@@ -9,6 +9,7 @@ pub mod body;
 pub mod echo;
 pub mod error;
 pub mod gateway;
+pub mod h1;
 pub mod headers;
 pub mod log_sink;
 pub mod metrics;

@@ -1,32 +1,52 @@
 //! Talking to upstream nodes: round robin over a route's nodes, pooled
-//! keep-alive HTTP/1.1 connections, connect and response timeouts, and the
-//! next node when one cannot be reached.
+//! keep-alive HTTP/1.1 connections, connect and response timeouts, the next
+//! node when one cannot be reached, and a fresh connection when a pooled one
+//! turns out to have been closed by the upstream.
 //!
-//! The pool is our own (rather than hyper-util's client) for one reason: when
-//! a node refuses the connection, or a pooled connection turns out to be
-//! closed before the request was written, we still hold the request and its
-//! unread streaming body, so we can send it elsewhere instead of failing.
+//! A connection is written and read from the task of the request it serves;
+//! its response body reads the socket as the client side pulls it and hands
+//! the connection back to the pool when the message has ended. The bytes on
+//! the wire are `h1`'s business; this module only moves them.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
 use http::header::{HeaderValue, HOST};
-use http::{Request, Response, Version};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use jwtgate_config::{UpstreamNode, UpstreamNodes};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 use tracing::debug;
 
-use crate::body::GatewayBody;
+use crate::body::{BodyError, GatewayBody};
 use crate::error::GatewayError;
+use crate::h1::{self, ChunkedDecoder, Decoded, RequestFraming, ResponseFraming, ResponseHead};
 use crate::headers::remove_hop_by_hop_response;
 
 /// Idle connections kept per node; more are closed when they come back.
 const MAX_IDLE_PER_NODE: usize = 256;
+/// An idle connection older than this is closed rather than reused: most
+/// servers close theirs after 5–75 s, and reusing one they are closing at
+/// that instant fails the request (or costs a retry).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the pool drops connections the upstream closed while idle.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// Read sizes: a response head is small; a body may be large.
+const HEAD_READ: usize = 8 * 1024;
+const BODY_READ: usize = 32 * 1024;
+/// Request body pieces up to this size are copied next to their chunk
+/// header, so that one write carries both.
+const COALESCE: usize = 16 * 1024;
 
 /// A route's upstream, compiled: nodes with their pool keys and headers.
 pub struct UpstreamTarget {
@@ -72,6 +92,88 @@ impl UpstreamTarget {
     }
 }
 
+/// The byte stream of one upstream connection.
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// One upstream connection, idle in the pool or serving one request.
+struct Conn {
+    io: Io,
+    /// Bytes read and not yet consumed.
+    buf: BytesMut,
+    /// The request head being written; kept to reuse its allocation.
+    out: Vec<u8>,
+    idle_since: Instant,
+}
+
+impl Conn {
+    fn new(io: Io) -> Self {
+        Conn {
+            io,
+            buf: BytesMut::new(),
+            out: Vec::new(),
+            idle_since: Instant::now(),
+        }
+    }
+
+    /// Whether an idle connection can take a request, without waiting: not
+    /// if the upstream closed it or sent bytes nobody asked for. Costs no
+    /// system call while the socket is not readable.
+    fn is_open(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut probe = [0u8; 1];
+        let mut probe = ReadBuf::new(&mut probe);
+        Pin::new(&mut self.io)
+            .poll_read(&mut cx, &mut probe)
+            .is_pending()
+    }
+}
+
 /// Idle keep-alive connections, shared by all routes and all config versions.
 #[derive(Clone, Default)]
 pub struct ConnPool {
@@ -81,57 +183,44 @@ pub struct ConnPool {
 #[derive(Default)]
 struct PoolInner {
     /// foldhash: SipHash of the key cost more than the rest of a pool take.
-    idle: Mutex<HashMap<PoolKey, Vec<SendRequest<Incoming>>, foldhash::fast::RandomState>>,
-    tls: std::sync::OnceLock<Option<tokio_rustls::TlsConnector>>,
-}
-
-/// Hands a connection back to the pool once its response body has ended.
-pub struct PoolReturn {
-    pool: Arc<PoolInner>,
-    key: PoolKey,
-    sender: SendRequest<Incoming>,
-}
-
-impl PoolReturn {
-    pub fn release(self) {
-        let PoolReturn {
-            pool,
-            key,
-            mut sender,
-        } = self;
-        if sender.is_ready() {
-            pool.put(key, sender);
-            return;
-        }
-        // The connection task has not yet noticed the message ended (or the
-        // request body is still being written): pool it once it is ready.
-        tokio::spawn(async move {
-            if sender.ready().await.is_ok() {
-                pool.put(key, sender);
-            }
-        });
-    }
+    idle: Mutex<HashMap<PoolKey, Vec<Conn>, foldhash::fast::RandomState>>,
+    tls: OnceLock<Option<tokio_rustls::TlsConnector>>,
+    sweeper: OnceLock<()>,
 }
 
 impl PoolInner {
-    fn put(&self, key: PoolKey, sender: SendRequest<Incoming>) {
+    fn put(self: &Arc<Self>, key: PoolKey, mut conn: Conn) {
+        self.sweeper.get_or_init(|| spawn_sweeper(Arc::downgrade(self)));
+        conn.idle_since = Instant::now();
         if let Ok(mut idle) = self.idle.lock() {
             let list = idle.entry(key).or_default();
             if list.len() < MAX_IDLE_PER_NODE {
-                list.push(sender);
+                list.push(conn);
             }
         }
     }
 
-    fn take(&self, key: &PoolKey) -> Option<SendRequest<Incoming>> {
+    fn take(&self, key: &PoolKey) -> Option<Conn> {
         let mut idle = self.idle.lock().ok()?;
         let list = idle.get_mut(key)?;
-        while let Some(sender) = list.pop() {
-            if sender.is_ready() && !sender.is_closed() {
-                return Some(sender);
+        // Most recently used first: the one least likely to have timed out.
+        while let Some(mut conn) = list.pop() {
+            if conn.idle_since.elapsed() < IDLE_TIMEOUT && conn.is_open() {
+                return Some(conn);
             }
         }
         None
+    }
+
+    /// Closes connections the upstream closed (or that idled too long), so
+    /// they do not sit in CLOSE_WAIT until a request comes for their node.
+    fn sweep(&self) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.retain(|_, list| {
+                list.retain_mut(|c| c.idle_since.elapsed() < IDLE_TIMEOUT && c.is_open());
+                !list.is_empty()
+            });
+        }
     }
 
     fn tls_connector(&self) -> Option<&tokio_rustls::TlsConnector> {
@@ -153,15 +242,63 @@ impl PoolInner {
     }
 }
 
+fn spawn_sweeper(pool: Weak<PoolInner>) {
+    // Outside a runtime (never in the gateway) there is nothing to sweep with.
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    rt.spawn(async move {
+        let mut tick = tokio::time::interval(SWEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match pool.upgrade() {
+                Some(p) => p.sweep(),
+                None => return,
+            }
+        }
+    });
+}
+
+/// Why one attempt on one connection failed.
+enum Failure {
+    /// The connection was closed before any byte of a response arrived: a
+    /// pooled connection the upstream had just closed. `written` says
+    /// whether the request went out first.
+    Closed { written: bool },
+    Failed(GatewayError),
+}
+
 impl ConnPool {
     /// Sends `req` (origin-form URI, headers already prepared) to the next
     /// node of `target`, trying the others when a node cannot be reached.
-    pub async fn forward(
+    /// Generic over the request body so that tests can send any body; the
+    /// gateway sends hyper's `Incoming`.
+    pub async fn forward<B>(
         &self,
         target: &UpstreamTarget,
-        mut req: Request<Incoming>,
-    ) -> Result<Response<GatewayBody>, GatewayError> {
-        *req.version_mut() = Version::HTTP_11;
+        req: Request<B>,
+    ) -> Result<Response<GatewayBody>, GatewayError>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
+        let (mut parts, mut body) = req.into_parts();
+        let framing = if body.is_end_stream() {
+            RequestFraming::Empty
+        } else {
+            match body.size_hint().exact() {
+                Some(n) => RequestFraming::Length(n),
+                None => RequestFraming::Chunked,
+            }
+        };
+        let mut exchange = Exchange {
+            parts: &mut parts,
+            body: &mut body,
+            framing,
+            body_started: false,
+            read_timeout: target.read_timeout,
+        };
         let count = target.nodes.len();
         let start = target.next.fetch_add(1, Ordering::Relaxed);
         let mut last_error = String::from("no upstream node");
@@ -169,102 +306,69 @@ impl ConnPool {
             let Some(node) = target.nodes.get((start + attempt) % count) else {
                 break;
             };
-            req.headers_mut().insert(HOST, node.host_header.clone());
-            // Pooled connections first. One that closed under us gives the
-            // request back unsent, and we try the next.
-            while let Some(sender) = self.inner.take(&node.key) {
-                match self.send(target, node, sender, req).await {
+            exchange
+                .parts
+                .headers
+                .insert(HOST, node.host_header.clone());
+            // Pooled connections first. One the upstream closed under us is
+            // replaced by the next, when the request may be sent again.
+            while let Some(conn) = self.inner.take(&node.key) {
+                match exchange.run(&self.inner, node, conn).await {
                     Ok(resp) => return Ok(resp),
-                    Err(Unsent::Retry(back)) => req = back,
-                    Err(Unsent::Failed(e)) => return Err(e),
+                    Err(Failure::Closed { written }) if exchange.may_resend(written) => {
+                        debug!(node = %node.key.0, "pooled upstream connection was closed; retrying");
+                    }
+                    Err(Failure::Closed { .. }) => {
+                        return Err(GatewayError::UpstreamUnavailable(format!(
+                            "{}: connection closed before a response",
+                            node.key.0
+                        )))
+                    }
+                    Err(Failure::Failed(e)) => return Err(e),
                 }
             }
-            let sender = match self.connect(target, node).await {
-                Ok(s) => s,
+            let conn = match self.connect(target, node).await {
+                Ok(c) => c,
                 Err(e) => {
                     debug!(node = %node.key.0, error = %e, "upstream connect failed, trying next node");
                     last_error = format!("{}: {e}", node.key.0);
                     continue;
                 }
             };
-            match self.send(target, node, sender, req).await {
+            match exchange.run(&self.inner, node, conn).await {
                 Ok(resp) => return Ok(resp),
-                Err(Unsent::Retry(back)) => {
-                    last_error = format!(
-                        "{}: connection closed before the request was sent",
+                Err(Failure::Closed { .. }) => {
+                    return Err(GatewayError::UpstreamUnavailable(format!(
+                        "{}: connection closed before a response",
                         node.key.0
-                    );
-                    req = back;
+                    )))
                 }
-                Err(Unsent::Failed(e)) => return Err(e),
+                Err(Failure::Failed(e)) => return Err(e),
             }
         }
         Err(GatewayError::UpstreamUnavailable(last_error))
     }
 
-    async fn send(
-        &self,
-        target: &UpstreamTarget,
-        node: &Node,
-        mut sender: SendRequest<Incoming>,
-        req: Request<Incoming>,
-    ) -> Result<Response<GatewayBody>, Unsent> {
-        let sent = tokio::time::timeout(target.read_timeout, sender.try_send_request(req)).await;
-        let result = match sent {
-            Err(_) => {
-                return Err(Unsent::Failed(GatewayError::UpstreamTimeout(
-                    target.read_timeout.as_millis(),
-                )))
-            }
-            Ok(r) => r,
-        };
-        match result {
-            Ok(resp) => {
-                let (mut parts, body) = resp.into_parts();
-                remove_hop_by_hop_response(&mut parts.headers);
-                let back = PoolReturn {
-                    pool: Arc::clone(&self.inner),
-                    key: Arc::clone(&node.key),
-                    sender,
-                };
-                Ok(Response::from_parts(
-                    parts,
-                    GatewayBody::upstream(body, back),
-                ))
-            }
-            Err(mut e) => match e.take_message() {
-                Some(req) => Err(Unsent::Retry(req)),
-                None => Err(Unsent::Failed(GatewayError::UpstreamUnavailable(format!(
-                    "{}: {}",
-                    node.key.0,
-                    e.error()
-                )))),
-            },
-        }
-    }
-
-    async fn connect(
-        &self,
-        target: &UpstreamTarget,
-        node: &Node,
-    ) -> Result<SendRequest<Incoming>, String> {
+    async fn connect(&self, target: &UpstreamTarget, node: &Node) -> Result<Conn, String> {
         let connect = async {
             let stream = TcpStream::connect((node.host.as_str(), node.port))
                 .await
                 .map_err(|e| e.to_string())?;
             let _ = stream.set_nodelay(true);
-            if target.tls {
-                let connector = self.inner.tls_connector().ok_or("TLS client unavailable")?;
-                let name = rustls::pki_types::ServerName::try_from(node.host.clone())
-                    .map_err(|e| e.to_string())?;
-                let tls = connector
-                    .connect(name, stream)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                handshake(TokioIo::new(tls)).await
-            } else {
-                handshake(TokioIo::new(stream)).await
+            if !target.tls {
+                return Ok(Conn::new(Io::Plain(stream)));
             }
+            let connector = self
+                .inner
+                .tls_connector()
+                .ok_or("TLS client unavailable")?;
+            let name = rustls::pki_types::ServerName::try_from(node.host.clone())
+                .map_err(|e| e.to_string())?;
+            let tls = connector
+                .connect(name, stream)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(Conn::new(Io::Tls(Box::new(tls))))
         };
         tokio::time::timeout(target.connect_timeout, connect)
             .await
@@ -277,24 +381,334 @@ impl ConnPool {
     }
 }
 
-async fn handshake<T>(io: T) -> Result<SendRequest<Incoming>, String>
-where
-    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (sender, conn) = http1::Builder::new()
-        .handshake(io)
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            debug!(error = %e, "upstream connection ended");
-        }
-    });
-    Ok(sender)
+/// One request on its way upstream, possibly over more than one connection.
+struct Exchange<'a, B> {
+    parts: &'a mut Parts,
+    body: &'a mut B,
+    framing: RequestFraming,
+    /// Once a piece of the body was read from the client, the request
+    /// cannot be sent again.
+    body_started: bool,
+    read_timeout: Duration,
 }
 
-enum Unsent {
-    /// The request was not written; it may go to another connection.
-    Retry(Request<Incoming>),
-    Failed(GatewayError),
+impl<B> Exchange<'_, B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    /// Sending again is safe if the upstream cannot have seen the request,
+    /// or if the method is idempotent (RFC 9110 §9.2.2) and the body has not
+    /// been consumed.
+    fn may_resend(&self, written: bool) -> bool {
+        !self.body_started && (!written || is_idempotent(&self.parts.method))
+    }
+
+    /// Writes the request and reads the response head, within the route's
+    /// read timeout.
+    async fn run(
+        &mut self,
+        pool: &Arc<PoolInner>,
+        node: &Node,
+        mut conn: Conn,
+    ) -> Result<Response<GatewayBody>, Failure> {
+        let read_timeout = self.read_timeout;
+        let head = match tokio::time::timeout(read_timeout, self.send(node, &mut conn)).await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(Failure::Failed(GatewayError::UpstreamTimeout(
+                    read_timeout.as_millis(),
+                )))
+            }
+        };
+        let ResponseHead {
+            status,
+            headers,
+            framing,
+            keep_alive,
+            ..
+        } = head;
+        let mut resp = Response::new(GatewayBody::empty());
+        *resp.status_mut() = status;
+        *resp.headers_mut() = headers;
+        remove_hop_by_hop_response(resp.headers_mut());
+        let done = Done {
+            pool: Arc::clone(pool),
+            key: Arc::clone(&node.key),
+            keep_alive,
+        };
+        *resp.body_mut() = match framing {
+            ResponseFraming::Empty => {
+                done.release(conn);
+                GatewayBody::empty()
+            }
+            // The whole body came with the head (the usual case for small
+            // responses): the connection goes back to the pool right away.
+            ResponseFraming::Length(n)
+                if usize::try_from(n).is_ok_and(|n| n <= conn.buf.len()) =>
+            {
+                let body = conn.buf.split_to(usize::try_from(n).unwrap_or(0)).freeze();
+                done.release(conn);
+                GatewayBody::full(body)
+            }
+            framing => GatewayBody::Upstream(UpstreamBody {
+                conn: Some(conn),
+                state: match framing {
+                    ResponseFraming::Length(n) => BodyState::Length(n),
+                    ResponseFraming::Chunked => BodyState::Chunked(ChunkedDecoder::default()),
+                    _ => BodyState::UntilClose,
+                },
+                done,
+                idle_timeout: read_timeout,
+                timer: None,
+                timer_armed: false,
+            }),
+        };
+        Ok(resp)
+    }
+
+    async fn send(&mut self, node: &Node, conn: &mut Conn) -> Result<ResponseHead, Failure> {
+        let upstream_error =
+            |what: String| Failure::Failed(GatewayError::UpstreamUnavailable(format!("{}: {what}", node.key.0)));
+
+        // The head. A pooled connection that fails here had been closed.
+        conn.out.clear();
+        let target = self
+            .parts
+            .uri
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str());
+        h1::encode_request_head(
+            &mut conn.out,
+            &self.parts.method,
+            target,
+            &self.parts.headers,
+            self.framing,
+        );
+        if conn.io.write_all(&conn.out).await.is_err() {
+            return Err(Failure::Closed { written: false });
+        }
+
+        // The body, streamed as the client sends it.
+        if self.framing != RequestFraming::Empty {
+            self.body_started = true;
+            self.send_body(conn).await?;
+        }
+        conn.io
+            .flush()
+            .await
+            .map_err(|e| upstream_error(e.to_string()))?;
+
+        // The response head; interim (1xx) responses are read and dropped.
+        let mut received = false;
+        loop {
+            match h1::parse_response_head(&mut conn.buf, &self.parts.method) {
+                Ok(Some(head)) if head.status == StatusCode::SWITCHING_PROTOCOLS => {
+                    return Err(upstream_error("switched protocols unasked".into()))
+                }
+                Ok(Some(head)) if head.status.is_informational() => continue,
+                Ok(Some(head)) => return Ok(head),
+                Ok(None) => {}
+                Err(e) => return Err(upstream_error(e.to_string())),
+            }
+            conn.buf.reserve(HEAD_READ);
+            match conn.io.read_buf(&mut conn.buf).await {
+                Ok(0) | Err(_) if !received => return Err(Failure::Closed { written: true }),
+                Ok(0) => return Err(upstream_error("closed the connection mid-response".into())),
+                Ok(_) => received = true,
+                Err(e) => return Err(upstream_error(e.to_string())),
+            }
+        }
+    }
+
+    async fn send_body(&mut self, conn: &mut Conn) -> Result<(), Failure> {
+        let write_error = |e: std::io::Error| {
+            Failure::Failed(GatewayError::UpstreamUnavailable(format!(
+                "writing the request body: {e}"
+            )))
+        };
+        let chunked = self.framing == RequestFraming::Chunked;
+        while let Some(frame) = self.body.frame().await {
+            let frame = frame.map_err(|e| Failure::Failed(GatewayError::RequestBody(e.to_string())))?;
+            // Trailers are not forwarded.
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if data.is_empty() {
+                continue;
+            }
+            if !chunked {
+                conn.io.write_all(&data).await.map_err(write_error)?;
+                continue;
+            }
+            conn.out.clear();
+            h1::push_chunk_size(&mut conn.out, data.len());
+            if data.len() <= COALESCE {
+                conn.out.extend_from_slice(&data);
+                conn.out.extend_from_slice(b"\r\n");
+                conn.io.write_all(&conn.out).await.map_err(write_error)?;
+            } else {
+                conn.io.write_all(&conn.out).await.map_err(write_error)?;
+                conn.io.write_all(&data).await.map_err(write_error)?;
+                conn.io.write_all(b"\r\n").await.map_err(write_error)?;
+            }
+        }
+        if chunked {
+            conn.io.write_all(b"0\r\n\r\n").await.map_err(write_error)?;
+        }
+        Ok(())
+    }
 }
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// Where a connection goes when its response has been read to the end.
+struct Done {
+    pool: Arc<PoolInner>,
+    key: PoolKey,
+    /// The response allows another request on the connection.
+    keep_alive: bool,
+}
+
+impl Done {
+    fn release(&self, conn: Conn) {
+        // Bytes beyond the response: the upstream is out of step; close.
+        if self.keep_alive && conn.buf.is_empty() {
+            self.pool.put(Arc::clone(&self.key), conn);
+        }
+    }
+}
+
+/// A response body read from the upstream socket as the client side pulls it.
+pub struct UpstreamBody {
+    /// `None` once the body has ended or failed.
+    conn: Option<Conn>,
+    state: BodyState,
+    done: Done,
+    /// A body that stalls for this long fails (the route's read timeout,
+    /// between two reads as nginx's `proxy_read_timeout`).
+    idle_timeout: Duration,
+    /// Made on the first stall, then reset; a body that arrives whole never
+    /// needs one.
+    timer: Option<Pin<Box<Sleep>>>,
+    timer_armed: bool,
+}
+
+enum BodyState {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    UntilClose,
+}
+
+impl UpstreamBody {
+    pub(crate) fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            // What the buffer already holds.
+            let (data, ended) = match &mut self.state {
+                BodyState::Length(remaining) => {
+                    if conn.buf.is_empty() {
+                        (None, false)
+                    } else {
+                        let take = usize::try_from(*remaining)
+                            .map_or(conn.buf.len(), |r| r.min(conn.buf.len()));
+                        *remaining -= take as u64;
+                        (Some(conn.buf.split_to(take).freeze()), *remaining == 0)
+                    }
+                }
+                BodyState::Chunked(decoder) => match decoder.decode(&mut conn.buf) {
+                    Ok(Decoded::Data(d)) => (Some(d), false),
+                    Ok(Decoded::Done) => (None, true),
+                    Ok(Decoded::NeedMore) => (None, false),
+                    Err(e) => return self.fail(e.into()),
+                },
+                BodyState::UntilClose => {
+                    if conn.buf.is_empty() {
+                        (None, false)
+                    } else {
+                        (Some(conn.buf.split().freeze()), false)
+                    }
+                }
+            };
+            if ended {
+                if let Some(conn) = self.conn.take() {
+                    self.done.release(conn);
+                }
+            }
+            match data {
+                Some(d) => return Poll::Ready(Some(Ok(Frame::data(d)))),
+                None if ended => return Poll::Ready(None),
+                None => {}
+            }
+
+            // Read more.
+            let Some(conn) = self.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            conn.buf.reserve(BODY_READ);
+            match tokio_util::io::poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.buf) {
+                Poll::Ready(Ok(0)) => {
+                    if matches!(self.state, BodyState::UntilClose) {
+                        self.conn = None;
+                        return Poll::Ready(None);
+                    }
+                    return self.fail("upstream closed the connection before the body ended".into());
+                }
+                Poll::Ready(Ok(_)) => self.timer_armed = false,
+                Poll::Ready(Err(e)) => return self.fail(e.into()),
+                Poll::Pending => return self.poll_stall(cx),
+            }
+        }
+    }
+
+    /// The socket has nothing yet: wait, but not beyond the idle timeout.
+    fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let deadline = tokio::time::Instant::now() + self.idle_timeout;
+        let timer = match &mut self.timer {
+            Some(t) => {
+                if !self.timer_armed {
+                    t.as_mut().reset(deadline);
+                }
+                t
+            }
+            None => self.timer.insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        self.timer_armed = true;
+        if timer.as_mut().poll(cx).is_ready() {
+            let ms = self.idle_timeout.as_millis();
+            return self.fail(format!("upstream body stalled for {ms} ms").into());
+        }
+        Poll::Pending
+    }
+
+    /// The connection is closed, never reused; the client's response is cut.
+    fn fail(&mut self, e: BodyError) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        self.conn = None;
+        Poll::Ready(Some(Err(e)))
+    }
+
+    pub(crate) fn is_end_stream(&self) -> bool {
+        self.conn.is_none() || matches!(self.state, BodyState::Length(0))
+    }
+
+    pub(crate) fn size_hint(&self) -> SizeHint {
+        match self.state {
+            BodyState::Length(n) => SizeHint::with_exact(n),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+
+#[cfg(test)]
+mod tests;

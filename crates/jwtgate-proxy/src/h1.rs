@@ -1,0 +1,523 @@
+//! HTTP/1.1 towards upstreams, as bytes and nothing else: the request head we
+//! write, the response head we read (RFC 9112 §4–5), how the response body is
+//! delimited (§6.3) and the chunked decoder (§7.1). No sockets and no timers
+//! here — `upstream` does the I/O — so every rule below is tested on byte
+//! strings, including the malformed ones an upstream may send.
+//!
+//! Why not hyper's client: its connection lives in a task of its own, so every
+//! proxied request crossed a channel to that task, a oneshot back, and a body
+//! channel after it — a third of the gateway's CPU per request. Reading and
+//! writing the upstream socket from the request's own task removes all three.
+
+use std::ops::Range;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{Method, StatusCode, Version};
+
+/// The largest response head accepted (status line and headers).
+pub const MAX_HEAD: usize = 64 * 1024;
+/// The most response headers accepted.
+const MAX_HEADERS: usize = 100;
+/// Chunk extensions and trailers are read and dropped, up to this many bytes.
+const MAX_CHUNK_META: usize = 16 * 1024;
+
+/// An upstream that does not speak HTTP/1.1 correctly. Reported as 502.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("malformed response head: {0}")]
+    Head(&'static str),
+    #[error("response head larger than {MAX_HEAD} bytes")]
+    HeadTooLarge,
+    #[error("invalid Content-Length in the response")]
+    ContentLength,
+    #[error("malformed chunked body: {0}")]
+    Chunk(&'static str),
+}
+
+/// How the request body goes upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFraming {
+    /// No body.
+    Empty,
+    /// `Content-Length: n`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`: the client did not say how long.
+    Chunked,
+}
+
+/// Writes the request line and headers. The client's own `Content-Length`
+/// and `Transfer-Encoding` are replaced by what `framing` says, so the upstream
+/// frames the body exactly as we send it (no smuggling through two lengths).
+/// `target` is an origin-form path and query that `http` has already
+/// validated; header names and values cannot hold CR or LF (`http` checks).
+pub fn encode_request_head(
+    out: &mut Vec<u8>,
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    framing: RequestFraming,
+) {
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        RequestFraming::Empty => {
+            // Servers may answer 411 to a POST without a length.
+            if method == Method::POST || method == Method::PUT || method == Method::PATCH {
+                out.extend_from_slice(b"content-length: 0\r\n");
+            }
+        }
+        RequestFraming::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        RequestFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        // n % 10 < 10: the cast cannot truncate.
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Appends one chunk's size line for `len` bytes of data.
+pub fn push_chunk_size(out: &mut Vec<u8>, len: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    let mut n = len;
+    loop {
+        i -= 1;
+        digits[i] = HEX[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How the response body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseFraming {
+    /// No body: HEAD, 1xx, 204, 304.
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Until the upstream closes the connection.
+    UntilClose,
+}
+
+/// A parsed response head. The header values share one buffer with the head
+/// bytes rather than one allocation each.
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: StatusCode,
+    pub version: Version,
+    /// All headers as received; the caller removes hop-by-hop ones.
+    pub headers: HeaderMap,
+    pub framing: ResponseFraming,
+    /// The connection may carry another request after this response.
+    pub keep_alive: bool,
+}
+
+/// Parses a response head from the front of `buf`. `Ok(None)`: incomplete,
+/// read more. On success the head's bytes are removed from `buf`, which then
+/// starts with the body. `request_method` decides whether a body follows.
+pub fn parse_response_head(
+    buf: &mut BytesMut,
+    request_method: &Method,
+) -> Result<Option<ResponseHead>, WireError> {
+    // Offsets first (the parser borrows `buf`), then the head is split off
+    // and frozen, and values become slices of it without copying.
+    let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut spans: [(Range<usize>, Range<usize>); MAX_HEADERS] =
+        std::array::from_fn(|_| (0..0, 0..0));
+    let (len, code, minor, count) = {
+        let mut resp = httparse::Response::new(&mut raw);
+        let status = match resp.parse(buf) {
+            Ok(s) => s,
+            Err(httparse::Error::TooManyHeaders) => return Err(WireError::Head("too many headers")),
+            Err(httparse::Error::Status) => return Err(WireError::Head("invalid status line")),
+            Err(httparse::Error::Version) => return Err(WireError::Head("not HTTP/1.x")),
+            Err(_) => return Err(WireError::Head("invalid header")),
+        };
+        let httparse::Status::Complete(len) = status else {
+            if buf.len() >= MAX_HEAD {
+                return Err(WireError::HeadTooLarge);
+            }
+            return Ok(None);
+        };
+        if len > MAX_HEAD {
+            return Err(WireError::HeadTooLarge);
+        }
+        let base = buf.as_ptr() as usize;
+        let mut count = 0;
+        for (h, span) in resp.headers.iter().zip(spans.iter_mut()) {
+            let name = h.name.as_ptr() as usize - base;
+            let value = h.value.as_ptr() as usize - base;
+            *span = (name..name + h.name.len(), value..value + h.value.len());
+            count += 1;
+        }
+        (
+            len,
+            resp.code.unwrap_or(0),
+            resp.version.unwrap_or(1),
+            count,
+        )
+    };
+    let status = StatusCode::from_u16(code).map_err(|_| WireError::Head("invalid status code"))?;
+    let head: Bytes = buf.split_to(len).freeze();
+
+    let mut headers = HeaderMap::with_capacity(count);
+    let mut content_length: Option<u64> = None;
+    let mut length_conflict = false;
+    let mut transfer_encoding = false;
+    let mut chunked_last = false;
+    let mut close = false;
+    let mut keep_alive_token = false;
+    for (name, value) in spans.iter().take(count) {
+        let name = head
+            .get(name.clone())
+            .and_then(|n| HeaderName::from_bytes(n).ok())
+            .ok_or(WireError::Head("invalid header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(value.clone()))
+            .map_err(|_| WireError::Head("invalid header value"))?;
+        if name == CONTENT_LENGTH {
+            // Repeated or listed values must all agree (RFC 9110 §8.6).
+            for part in value.as_bytes().split(|&b| b == b',') {
+                let n = parse_length(part).ok_or(WireError::ContentLength)?;
+                match content_length {
+                    Some(prev) if prev != n => length_conflict = true,
+                    _ => content_length = Some(n),
+                }
+            }
+        } else if name == TRANSFER_ENCODING {
+            transfer_encoding = true;
+            // Only the final coding matters: is the body chunked?
+            if let Some(last) = value
+                .as_bytes()
+                .split(|&b| b == b',')
+                .map(trim)
+                .rfind(|t| !t.is_empty())
+            {
+                chunked_last = last.eq_ignore_ascii_case(b"chunked");
+            }
+        } else if name == http::header::CONNECTION {
+            for token in value.as_bytes().split(|&b| b == b',').map(trim) {
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+        headers.append(name, value);
+    }
+    if length_conflict {
+        return Err(WireError::ContentLength);
+    }
+
+    let version = if minor == 0 {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    let no_body = request_method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let framing = if no_body {
+        ResponseFraming::Empty
+    } else if transfer_encoding {
+        // Transfer-Encoding overrides Content-Length, which must not be
+        // passed on beside it (RFC 9112 §6.3 item 3).
+        headers.remove(CONTENT_LENGTH);
+        if chunked_last {
+            ResponseFraming::Chunked
+        } else {
+            ResponseFraming::UntilClose
+        }
+    } else {
+        match content_length {
+            Some(n) => ResponseFraming::Length(n),
+            None => ResponseFraming::UntilClose,
+        }
+    };
+    let keep_alive = framing != ResponseFraming::UntilClose
+        && !close
+        && (version == Version::HTTP_11 || keep_alive_token)
+        // Transfer-Encoding with Content-Length: the upstream may be confused
+        // about where this message ends; do not trust the next one.
+        && !(transfer_encoding && content_length.is_some());
+    Ok(Some(ResponseHead {
+        status,
+        version,
+        headers,
+        framing,
+        keep_alive,
+    }))
+}
+
+fn parse_length(s: &[u8]) -> Option<u64> {
+    let s = trim(s);
+    if s.is_empty() || s.len() > 19 {
+        return None;
+    }
+    s.iter().try_fold(0u64, |n, &b| {
+        if b.is_ascii_digit() {
+            Some(n * 10 + u64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
+fn trim(s: &[u8]) -> &[u8] {
+    s.trim_ascii()
+}
+
+/// What the chunked decoder produced from the buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded {
+    Data(Bytes),
+    /// The buffer holds no complete next piece: read more.
+    NeedMore,
+    /// The last chunk and the trailers have been read.
+    Done,
+}
+
+/// Incremental `Transfer-Encoding: chunked` decoder (RFC 9112 §7.1). Strict:
+/// lines end in CRLF, sizes are hex of at most 16 digits. Extensions and
+/// trailers are read and dropped, within [`MAX_CHUNK_META`] bytes.
+#[derive(Debug, Clone, Default)]
+pub struct ChunkedDecoder {
+    state: ChunkState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// Reading a size line.
+    Size {
+        value: u64,
+        digits: u8,
+        /// Past the digits: whitespace or an extension, up to CRLF.
+        in_ext: bool,
+        ext_len: usize,
+        cr: bool,
+    },
+    Data(u64),
+    DataCr,
+    DataLf,
+    /// Reading trailer lines after the last chunk.
+    Trailer {
+        line_len: usize,
+        total: usize,
+        cr: bool,
+    },
+    Done,
+}
+
+impl Default for ChunkState {
+    fn default() -> Self {
+        ChunkState::Size {
+            value: 0,
+            digits: 0,
+            in_ext: false,
+            ext_len: 0,
+            cr: false,
+        }
+    }
+}
+
+impl ChunkedDecoder {
+    pub fn is_done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Consumes framing bytes from the front of `buf` and returns the next
+    /// piece of data, as a slice of `buf` (no copy).
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, WireError> {
+        let mut used = 0;
+        let result = loop {
+            if let ChunkState::Data(remaining) = self.state {
+                let available = buf.len() - used;
+                if available == 0 {
+                    break Decoded::NeedMore;
+                }
+                let take = usize::try_from(remaining).map_or(available, |r| r.min(available));
+                buf.advance(used);
+                let data = buf.split_to(take).freeze();
+                // take <= remaining: no underflow.
+                let left = remaining - take as u64;
+                self.state = if left == 0 {
+                    ChunkState::DataCr
+                } else {
+                    ChunkState::Data(left)
+                };
+                return Ok(Decoded::Data(data));
+            }
+            if self.state == ChunkState::Done {
+                break Decoded::Done;
+            }
+            let Some(&b) = buf.get(used) else {
+                break Decoded::NeedMore;
+            };
+            used += 1;
+            self.state = step(self.state, b)?;
+        };
+        buf.advance(used);
+        Ok(result)
+    }
+}
+
+/// One framing byte (anything but chunk data).
+fn step(state: ChunkState, b: u8) -> Result<ChunkState, WireError> {
+    Ok(match state {
+        ChunkState::Size {
+            value,
+            digits,
+            in_ext,
+            ext_len,
+            cr,
+        } => {
+            if cr {
+                if b != b'\n' {
+                    return Err(WireError::Chunk("expected LF after CR"));
+                }
+                if digits == 0 {
+                    return Err(WireError::Chunk("missing chunk size"));
+                }
+                if value == 0 {
+                    ChunkState::Trailer {
+                        line_len: 0,
+                        total: 0,
+                        cr: false,
+                    }
+                } else {
+                    ChunkState::Data(value)
+                }
+            } else if b == b'\r' {
+                ChunkState::Size {
+                    value,
+                    digits,
+                    in_ext,
+                    ext_len,
+                    cr: true,
+                }
+            } else if in_ext {
+                if ext_len >= MAX_CHUNK_META {
+                    return Err(WireError::Chunk("chunk extension too long"));
+                }
+                if b == b'\n' || (b < 0x20 && b != b'\t') || b == 0x7f {
+                    return Err(WireError::Chunk("invalid byte in chunk extension"));
+                }
+                ChunkState::Size {
+                    value,
+                    digits,
+                    in_ext,
+                    ext_len: ext_len + 1,
+                    cr,
+                }
+            } else if let Some(d) = hex_digit(b) {
+                if digits >= 16 {
+                    return Err(WireError::Chunk("chunk size too large"));
+                }
+                ChunkState::Size {
+                    value: value << 4 | u64::from(d),
+                    digits: digits + 1,
+                    in_ext,
+                    ext_len,
+                    cr,
+                }
+            } else if (b == b';' || b == b' ' || b == b'\t') && digits > 0 {
+                ChunkState::Size {
+                    value,
+                    digits,
+                    in_ext: true,
+                    ext_len: 1,
+                    cr,
+                }
+            } else {
+                return Err(WireError::Chunk("invalid chunk size"));
+            }
+        }
+        ChunkState::DataCr if b == b'\r' => ChunkState::DataLf,
+        ChunkState::DataLf if b == b'\n' => ChunkState::default(),
+        ChunkState::DataCr | ChunkState::DataLf => {
+            return Err(WireError::Chunk("expected CRLF after chunk data"))
+        }
+        ChunkState::Trailer {
+            line_len,
+            total,
+            cr,
+        } => {
+            if total >= MAX_CHUNK_META {
+                return Err(WireError::Chunk("trailers too long"));
+            }
+            if cr {
+                if b != b'\n' {
+                    return Err(WireError::Chunk("expected LF after CR"));
+                }
+                if line_len == 0 {
+                    ChunkState::Done
+                } else {
+                    ChunkState::Trailer {
+                        line_len: 0,
+                        total: total + 1,
+                        cr: false,
+                    }
+                }
+            } else if b == b'\r' {
+                ChunkState::Trailer {
+                    line_len,
+                    total: total + 1,
+                    cr: true,
+                }
+            } else if b == b'\n' {
+                return Err(WireError::Chunk("bare LF in trailers"));
+            } else {
+                ChunkState::Trailer {
+                    line_len: line_len + 1,
+                    total: total + 1,
+                    cr: false,
+                }
+            }
+        }
+        // Data and Done are handled by the caller and never reach here.
+        ChunkState::Data(_) | ChunkState::Done => state,
+    })
+}
+
+fn hex_digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,265 @@
+use super::*;
+
+fn head_of(bytes: &[u8], method: &Method) -> (Result<Option<ResponseHead>, WireError>, BytesMut) {
+    let mut buf = BytesMut::from(bytes);
+    let r = parse_response_head(&mut buf, method);
+    (r, buf)
+}
+
+fn parsed(bytes: &[u8], method: &Method) -> (ResponseHead, BytesMut) {
+    let (r, buf) = head_of(bytes, method);
+    match r {
+        Ok(Some(h)) => (h, buf),
+        other => panic!("expected a complete head, got {other:?}"),
+    }
+}
+
+#[test]
+fn request_head_replaces_the_clients_framing_headers() {
+    let mut h = HeaderMap::new();
+    h.insert("host", HeaderValue::from_static("up:80"));
+    h.insert("content-length", HeaderValue::from_static("999"));
+    h.insert("transfer-encoding", HeaderValue::from_static("gzip"));
+    h.append("x-a", HeaderValue::from_static("1"));
+    h.append("x-a", HeaderValue::from_static("2"));
+    let mut out = Vec::new();
+    encode_request_head(&mut out, &Method::PUT, "/p?q=1", &h, RequestFraming::Length(12));
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "PUT /p?q=1 HTTP/1.1\r\nhost: up:80\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 12\r\n\r\n"
+    );
+
+    let mut out = Vec::new();
+    encode_request_head(&mut out, &Method::POST, "/", &h, RequestFraming::Chunked);
+    assert!(String::from_utf8(out).unwrap().ends_with("x-a: 2\r\ntransfer-encoding: chunked\r\n\r\n"));
+}
+
+#[test]
+fn an_empty_body_says_length_zero_only_for_methods_that_carry_one() {
+    let h = HeaderMap::new();
+    let mut out = Vec::new();
+    encode_request_head(&mut out, &Method::GET, "/", &h, RequestFraming::Empty);
+    assert_eq!(out, b"GET / HTTP/1.1\r\n\r\n");
+    out.clear();
+    encode_request_head(&mut out, &Method::POST, "/", &h, RequestFraming::Empty);
+    assert_eq!(out, b"POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
+}
+
+#[test]
+fn decimal_and_hex_sizes() {
+    for n in [0u64, 7, 10, 12345, u64::MAX] {
+        let mut out = Vec::new();
+        push_decimal(&mut out, n);
+        assert_eq!(out, n.to_string().as_bytes());
+    }
+    for n in [0usize, 9, 10, 0x1a2b, usize::MAX] {
+        let mut out = Vec::new();
+        push_chunk_size(&mut out, n);
+        assert_eq!(out, format!("{n:x}\r\n").as_bytes());
+    }
+}
+
+#[test]
+fn a_complete_head_leaves_the_body_in_the_buffer() {
+    let (h, buf) = parsed(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\n\r\nhello",
+        &Method::GET,
+    );
+    assert_eq!(h.status, StatusCode::OK);
+    assert_eq!(h.version, Version::HTTP_11);
+    assert_eq!(h.framing, ResponseFraming::Length(5));
+    assert!(h.keep_alive);
+    let cookies: Vec<_> = h.headers.get_all("set-cookie").iter().collect();
+    assert_eq!(cookies, ["a=1", "b=2"]);
+    assert_eq!(&buf[..], b"hello");
+}
+
+#[test]
+fn an_incomplete_head_asks_for_more_and_consumes_nothing() {
+    let (r, buf) = head_of(b"HTTP/1.1 200 OK\r\nContent-Le", &Method::GET);
+    assert_eq!(r.unwrap().map(|h| h.status), None);
+    assert_eq!(&buf[..], b"HTTP/1.1 200 OK\r\nContent-Le");
+}
+
+#[test]
+fn bodiless_responses() {
+    for (raw, method) in [
+        (&b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"[..], Method::HEAD),
+        (b"HTTP/1.1 204 No Content\r\n\r\n", Method::GET),
+        (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", Method::GET),
+        (b"HTTP/1.1 100 Continue\r\n\r\n", Method::POST),
+    ] {
+        let (h, _) = parsed(raw, &method);
+        assert_eq!(h.framing, ResponseFraming::Empty, "{}", String::from_utf8_lossy(raw));
+        assert!(h.keep_alive);
+    }
+    // HEAD keeps the Content-Length the upstream announced.
+    let (h, _) = parsed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", &Method::HEAD);
+    assert_eq!(h.headers["content-length"], "10");
+}
+
+#[test]
+fn transfer_encoding_decides_over_content_length() {
+    let (h, _) = parsed(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n",
+        &Method::GET,
+    );
+    assert_eq!(h.framing, ResponseFraming::Chunked);
+    assert!(h.keep_alive);
+
+    let (h, _) = parsed(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n",
+        &Method::GET,
+    );
+    assert_eq!(h.framing, ResponseFraming::Chunked);
+    assert!(h.headers.get("content-length").is_none(), "stale length not passed on");
+    assert!(!h.keep_alive, "a message framed two ways ends its connection");
+
+    let (h, _) = parsed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", &Method::GET);
+    assert_eq!(h.framing, ResponseFraming::UntilClose);
+    assert!(!h.keep_alive);
+}
+
+#[test]
+fn content_length_values_must_agree_and_be_decimal() {
+    let (h, _) = parsed(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\nContent-Length: 3\r\n\r\n",
+        &Method::GET,
+    );
+    assert_eq!(h.framing, ResponseFraming::Length(3));
+    for bad in [
+        &b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"[..],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3, 4\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0x10\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: \r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
+    ] {
+        let (r, _) = head_of(bad, &Method::GET);
+        assert_eq!(r.unwrap_err(), WireError::ContentLength, "{}", String::from_utf8_lossy(bad));
+    }
+}
+
+#[test]
+fn connection_reuse_follows_version_and_connection_header() {
+    let cases: [(&[u8], bool, ResponseFraming); 5] = [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: Close\r\n\r\n", false, ResponseFraming::Length(0)),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: x, keep-alive\r\n\r\n", true, ResponseFraming::Length(0)),
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", false, ResponseFraming::Length(0)),
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n", true, ResponseFraming::Length(0)),
+        (b"HTTP/1.1 200 OK\r\n\r\nuntil close", false, ResponseFraming::UntilClose),
+    ];
+    for (raw, keep, framing) in cases {
+        let (h, _) = parsed(raw, &Method::GET);
+        assert_eq!((h.keep_alive, h.framing), (keep, framing), "{}", String::from_utf8_lossy(raw));
+    }
+}
+
+#[test]
+fn malformed_heads_are_errors_not_panics() {
+    for bad in [
+        &b"HTTP/2 200 OK\r\n\r\n"[..],
+        b"HTTP/1.1 2000 OK\r\n\r\n",
+        b"HTTP/1.1 099 Low\r\n\r\n",
+        b"SSH-2.0-OpenSSH\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX: a\x00b\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n folded: x\r\n\r\n",
+    ] {
+        let (r, _) = head_of(bad, &Method::GET);
+        assert!(matches!(r, Err(WireError::Head(_))), "{} -> {r:?}", String::from_utf8_lossy(bad));
+    }
+}
+
+#[test]
+fn head_size_and_header_count_are_bounded() {
+    let mut many = b"HTTP/1.1 200 OK\r\n".to_vec();
+    for i in 0..=MAX_HEADERS {
+        many.extend_from_slice(format!("x-{i}: v\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    assert_eq!(head_of(&many, &Method::GET).0.unwrap_err(), WireError::Head("too many headers"));
+
+    let mut huge = b"HTTP/1.1 200 OK\r\nx-big: ".to_vec();
+    huge.resize(MAX_HEAD + 10, b'a');
+    assert_eq!(head_of(&huge, &Method::GET).0.unwrap_err(), WireError::HeadTooLarge);
+    // Incomplete but already too large: no point reading more.
+    huge.truncate(MAX_HEAD);
+    assert_eq!(head_of(&huge, &Method::GET).0.unwrap_err(), WireError::HeadTooLarge);
+}
+
+/// Feeds `wire` to a decoder `step` bytes at a time; returns the data.
+fn decode_in_steps(wire: &[u8], step: usize) -> Result<(Vec<u8>, BytesMut), WireError> {
+    let mut dec = ChunkedDecoder::default();
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    let mut fed = 0;
+    loop {
+        match dec.decode(&mut buf)? {
+            Decoded::Data(d) => out.extend_from_slice(&d),
+            Decoded::Done => return Ok((out, buf)),
+            Decoded::NeedMore => {
+                if fed >= wire.len() {
+                    return Err(WireError::Chunk("test: ran out of input"));
+                }
+                let end = (fed + step).min(wire.len());
+                buf.extend_from_slice(&wire[fed..end]);
+                fed = end;
+            }
+        }
+    }
+}
+
+#[test]
+fn chunked_bodies_decode_whatever_the_read_boundaries() {
+    let wire = b"5;name=value\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nx-trailer: 1\r\n\r\nNEXT";
+    for step in 1..wire.len() {
+        let (data, rest) = decode_in_steps(wire, step).unwrap();
+        assert_eq!(data, b"helloabcdefghijklmnopqrstuvwxyz", "step {step}");
+        // Whatever follows the message stays for the next one.
+        assert!(b"NEXT".starts_with(&rest), "step {step}: {rest:?}");
+    }
+}
+
+#[test]
+fn an_empty_chunked_body() {
+    let (data, rest) = decode_in_steps(b"0\r\n\r\n", 64).unwrap();
+    assert!(data.is_empty());
+    assert!(rest.is_empty());
+}
+
+#[test]
+fn malformed_chunked_bodies_are_errors() {
+    for bad in [
+        &b"g\r\n"[..],
+        b"\r\n",
+        b";ext\r\n",
+        b"5\nhello\r\n",
+        b"5\r\nhelloXX",
+        b"11111111111111111\r\n",
+        b"5;a\x01b\r\n",
+        b"0\r\nx: 1\n\r\n",
+        b"-5\r\n",
+    ] {
+        let r = decode_in_steps(bad, 3);
+        assert!(
+            matches!(r, Err(WireError::Chunk(m)) if !m.starts_with("test")),
+            "{} -> {r:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    let mut long_trailer = b"0\r\n".to_vec();
+    long_trailer.resize(MAX_CHUNK_META + 10, b'a');
+    assert_eq!(
+        decode_in_steps(&long_trailer, 4096).unwrap_err(),
+        WireError::Chunk("trailers too long")
+    );
+}
+
+#[test]
+fn the_largest_chunk_size_is_accepted_without_overflow() {
+    let mut dec = ChunkedDecoder::default();
+    let mut buf = BytesMut::from(&b"ffffffffffffffff\r\nab"[..]);
+    assert_eq!(dec.decode(&mut buf).unwrap(), Decoded::Data(Bytes::from_static(b"ab")));
+    assert!(!dec.is_done());
+}

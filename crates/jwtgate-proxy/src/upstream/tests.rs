@@ -1,0 +1,448 @@
+//! The upstream client against scripted upstreams on loopback: real sockets,
+//! bytes written by hand, so each framing and failure case is exact.
+
+use std::sync::atomic::AtomicUsize;
+
+use http_body_util::Full;
+use jwtgate_config::{UpstreamNode, UpstreamNodes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::*;
+
+fn target(port: u16, read_timeout: Duration) -> UpstreamTarget {
+    UpstreamTarget::new(&UpstreamNodes {
+        nodes: vec![UpstreamNode {
+            host: "127.0.0.1".into(),
+            port,
+            authority: format!("127.0.0.1:{port}"),
+        }],
+        tls: false,
+        connect_timeout: Duration::from_secs(2),
+        read_timeout,
+    })
+}
+
+/// Reads one request (head, and a body framed by Content-Length or chunked)
+/// and returns it whole; `None` at EOF.
+async fn read_request(s: &mut TcpStream, pending: &mut Vec<u8>) -> Option<Vec<u8>> {
+    loop {
+        if let Some(end) = find(pending, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&pending[..end]).to_ascii_lowercase();
+            let body_end = if let Some(cl) = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+            {
+                Some(end + 4 + cl.trim().parse::<usize>().ok()?)
+            } else if head.contains("transfer-encoding: chunked") {
+                find(&pending[end..], b"0\r\n\r\n").map(|i| end + i + 5)
+            } else {
+                Some(end + 4)
+            };
+            if let Some(body_end) = body_end.filter(|&e| e <= pending.len()) {
+                return Some(pending.drain(..body_end).collect());
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let n = s.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        pending.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// An upstream that answers every request on every connection with what
+/// `answer` returns (`None`: close the connection without answering).
+/// Returns its port, the connection count and the requests seen.
+async fn upstream<F>(answer: F) -> (u16, Arc<AtomicUsize>, Arc<Mutex<Vec<Vec<u8>>>>)
+where
+    F: Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let answer = Arc::new(answer);
+    let (c, s) = (Arc::clone(&conns), Arc::clone(&seen));
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            let (answer, seen) = (Arc::clone(&answer), Arc::clone(&s));
+            tokio::spawn(async move {
+                let mut pending = Vec::new();
+                while let Some(req) = read_request(&mut stream, &mut pending).await {
+                    seen.lock().unwrap().push(req.clone());
+                    match answer(&req) {
+                        Some(resp) => {
+                            if stream.write_all(&resp).await.is_err() {
+                                return;
+                            }
+                        }
+                        None => return,
+                    }
+                }
+            });
+        }
+    });
+    (port, conns, seen)
+}
+
+fn get(path: &str) -> Request<Full<Bytes>> {
+    Request::get(path).body(Full::new(Bytes::new())).unwrap()
+}
+
+async fn body_of(resp: Response<GatewayBody>) -> Result<Vec<u8>, String> {
+    resp.into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes().to_vec())
+        .map_err(|e| e.to_string())
+}
+
+const OK_HELLO: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Up: 1\r\n\r\nhello";
+
+#[tokio::test]
+async fn a_sized_response_comes_whole_and_the_connection_is_reused() {
+    let (port, conns, seen) = upstream(|_| Some(OK_HELLO.to_vec())).await;
+    let pool = ConnPool::default();
+    let t = target(port, Duration::from_secs(5));
+    for _ in 0..3 {
+        let resp = pool.forward(&t, get("/a?b=c")).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["x-up"], "1");
+        assert!(matches!(resp.body(), GatewayBody::Full(_)), "the body came with the head");
+        assert_eq!(body_of(resp).await.unwrap(), b"hello");
+    }
+    assert_eq!(conns.load(Ordering::SeqCst), 1);
+    let first = String::from_utf8(seen.lock().unwrap()[0].clone()).unwrap();
+    assert_eq!(first, format!("GET /a?b=c HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n\r\n"));
+}
+
+#[tokio::test]
+async fn a_chunked_response_is_streamed_and_the_connection_reused() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut pending = Vec::new();
+        read_request(&mut s, &mut pending).await.unwrap();
+        s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+            .await
+            .unwrap();
+        // The rest only after the client has seen the first piece.
+        release_rx.await.unwrap();
+        s.write_all(b"6;x=y\r\nsecond\r\n0\r\nx-t: 1\r\n\r\n").await.unwrap();
+        read_request(&mut s, &mut pending).await.unwrap();
+        s.write_all(OK_HELLO).await.unwrap();
+        // A third request would need a second connection.
+        listener.accept().await.is_ok()
+    });
+    let pool = ConnPool::default();
+    let t = target(port, Duration::from_secs(5));
+    let resp = pool.forward(&t, get("/")).await.unwrap();
+    assert!(resp.headers().get("transfer-encoding").is_none(), "hop-by-hop");
+    let mut body = resp.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(&first[..], b"first");
+    release_tx.send(()).unwrap();
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert_eq!(&rest[..], b"second");
+    let resp = pool.forward(&t, get("/")).await.unwrap();
+    assert_eq!(body_of(resp).await.unwrap(), b"hello");
+    server.abort();
+}
+
+#[tokio::test]
+async fn a_body_until_close_is_read_to_the_end_and_not_reused() {
+    // An HTTP/1.0-style upstream: no length, the end of the body is the
+    // end of the connection.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let a = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            a.fetch_add(1, Ordering::SeqCst);
+            let mut pending = Vec::new();
+            read_request(&mut s, &mut pending).await;
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\nall of it").await;
+        }
+    });
+    let pool = ConnPool::default();
+    let t = target(port, Duration::from_secs(5));
+    for _ in 0..2 {
+        let resp = pool.forward(&t, get("/")).await.unwrap();
+        assert_eq!(body_of(resp).await.unwrap(), b"all of it");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "a close-delimited body ends its connection");
+}
+
+#[tokio::test]
+async fn head_204_and_interim_responses_carry_no_body() {
+    let (port, conns, _) = upstream(|req| {
+        Some(if req.starts_with(b"HEAD") {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n".to_vec()
+        } else if req.starts_with(b"DELETE") {
+            b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()
+        } else {
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok".to_vec()
+        })
+    })
+    .await;
+    let pool = ConnPool::default();
+    let t = target(port, Duration::from_secs(5));
+    let head = Request::head("/").body(Full::new(Bytes::new())).unwrap();
+    let resp = pool.forward(&t, head).await.unwrap();
+    assert_eq!(resp.headers()["content-length"], "1234");
+    assert_eq!(body_of(resp).await.unwrap(), b"");
+    let del = Request::delete("/").body(Full::new(Bytes::new())).unwrap();
+    let resp = pool.forward(&t, del).await.unwrap();
+    assert_eq!(resp.status(), 204);
+    let post = Request::post("/").body(Full::new(Bytes::from_static(b"x"))).unwrap();
+    let resp = pool.forward(&t, post).await.unwrap();
+    assert_eq!(resp.status(), 201);
+    assert!(resp.headers().get("link").is_none(), "interim headers are not merged");
+    assert_eq!(body_of(resp).await.unwrap(), b"ok");
+    assert_eq!(conns.load(Ordering::SeqCst), 1, "all on one connection");
+}
+
+#[tokio::test]
+async fn a_request_body_without_length_goes_chunked() {
+    let (port, _, seen) = upstream(|_| Some(OK_HELLO.to_vec())).await;
+    let pool = ConnPool::default();
+    let t = target(port, Duration::from_secs(5));
+    let big = vec![b'z'; COALESCE + 1];
+    let body = frames(vec![
+        Ok(Bytes::from_static(b"abc")),
+        Ok(Bytes::new()),
+        Ok(Bytes::from(big.clone())),
+    ]);
+    let req = Request::post("/up").body(body).unwrap();
+    let resp = pool.forward(&t, req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let wire = seen.lock().unwrap()[0].clone();
+    let head_end = find(&wire, b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&wire[..head_end]).to_string();
+    assert!(head.contains("transfer-encoding: chunked\r\n"), "{head}");
+    assert!(!head.contains("content-length"), "{head}");
+    let mut expected = b"3\r\nabc\r\n".to_vec();
+    expected.extend_from_slice(format!("{:x}\r\n", big.len()).as_bytes());
+    expected.extend_from_slice(&big);
+    expected.extend_from_slice(b"\r\n0\r\n\r\n");
+    assert_eq!(&wire[head_end..], &expected[..]);
+}
+
+/// A request body of the given frames, in order.
+struct Frames(std::collections::VecDeque<Result<Bytes, String>>);
+
+impl Body for Frames {
+    type Data = Bytes;
+    type Error = String;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, String>>> {
+        Poll::Ready(self.get_mut().0.pop_front().map(|r| r.map(Frame::data)))
+    }
+}
+
+fn frames(items: Vec<Result<Bytes, String>>) -> Frames {
+    Frames(items.into())
+}
+
+#[tokio::test]
+async fn a_pooled_connection_closed_by_the_upstream_is_replaced_for_a_get() {
+    // Each connection answers one request, then closes without saying so:
+    // the next request finds its pooled connection dead.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port2 = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let a = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            a.fetch_add(1, Ordering::SeqCst);
+            let mut pending = Vec::new();
+            read_request(&mut s, &mut pending).await;
+            let _ = s.write_all(OK_HELLO).await;
+            // Wait for the next request, then drop it unanswered.
+            read_request(&mut s, &mut pending).await;
+        }
+    });
+    let pool = ConnPool::default();
+    let t = target(port2, Duration::from_secs(5));
+    for i in 0..3 {
+        let resp = pool.forward(&t, get("/")).await.unwrap_or_else(|e| panic!("GET {i}: {e}"));
+        assert_eq!(body_of(resp).await.unwrap(), b"hello");
+    }
+    // 1 + 2 replacements: each reuse failed once and went to a new one.
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+
+    // A POST with a body is not sent twice: 502.
+    let post = Request::post("/").body(frames(vec![Ok(Bytes::from_static(b"once"))])).unwrap();
+    let err = pool.forward(&t, post).await.unwrap_err();
+    assert!(matches!(err, GatewayError::UpstreamUnavailable(_)), "{err}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_connection_the_upstream_closed_while_idle_is_not_taken() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut pending = Vec::new();
+        read_request(&mut s, &mut pending).await;
+        s.write_all(OK_HELLO).await.unwrap();
+        drop(s);
+        let _ = closed_tx.send(());
+        // The replacement connection.
+        let (mut s, _) = listener.accept().await.unwrap();
+        read_request(&mut s, &mut pending).await;
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nnew").await.unwrap();
+        read_request(&mut s, &mut pending).await;
+    });
+    let pool = ConnPool::default();
+    let t = target(port, Duration::from_secs(5));
+    let resp = pool.forward(&t, get("/")).await.unwrap();
+    assert_eq!(body_of(resp).await.unwrap(), b"hello");
+    closed_rx.await.unwrap();
+    // Let the runtime's driver see the FIN on the idle socket.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let key = Arc::clone(&t.nodes[0].key);
+    assert!(pool.inner.take(&key).is_none(), "the closed connection is dropped, not handed out");
+    // A POST is safe now: it goes on a fresh connection.
+    let post = Request::post("/").body(frames(vec![Ok(Bytes::from_static(b"x"))])).unwrap();
+    let resp = pool.forward(&t, post).await.unwrap();
+    assert_eq!(body_of(resp).await.unwrap(), b"new");
+}
+
+#[tokio::test]
+async fn the_sweeper_closes_connections_the_upstream_closed() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut pending = Vec::new();
+        read_request(&mut s, &mut pending).await;
+        s.write_all(OK_HELLO).await.unwrap();
+    });
+    let pool = ConnPool::default();
+    let t = target(port, Duration::from_secs(5));
+    let resp = pool.forward(&t, get("/")).await.unwrap();
+    body_of(resp).await.unwrap();
+    let idle = |p: &ConnPool| p.inner.idle.lock().unwrap().values().map(Vec::len).sum::<usize>();
+    assert_eq!(idle(&pool), 1);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    pool.inner.sweep();
+    assert_eq!(idle(&pool), 0);
+}
+
+#[tokio::test]
+async fn connection_close_is_honoured() {
+    let (port, conns, _) = upstream(|_| {
+        Some(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok".to_vec())
+    })
+    .await;
+    let pool = ConnPool::default();
+    let t = target(port, Duration::from_secs(5));
+    for _ in 0..2 {
+        let resp = pool.forward(&t, get("/")).await.unwrap();
+        assert!(resp.headers().get("connection").is_none());
+        assert_eq!(body_of(resp).await.unwrap(), b"ok");
+    }
+    assert_eq!(conns.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_malformed_response_is_a_bad_gateway() {
+    for bad in [
+        &b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx"[..],
+        b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
+    ] {
+        let (port, _, _) = upstream(move |_| Some(bad.to_vec())).await;
+        let pool = ConnPool::default();
+        let t = target(port, Duration::from_secs(5));
+        let err = pool.forward(&t, get("/")).await.unwrap_err();
+        assert!(matches!(err, GatewayError::UpstreamUnavailable(_)), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn a_broken_chunked_body_cuts_the_response() {
+    let (port, conns, _) = upstream(|_| {
+        Some(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXX".to_vec())
+    })
+    .await;
+    let pool = ConnPool::default();
+    let t = target(port, Duration::from_secs(5));
+    let resp = pool.forward(&t, get("/")).await.unwrap();
+    let err = body_of(resp).await.unwrap_err();
+    assert!(err.contains("CRLF"), "{err}");
+    let resp = pool.forward(&t, get("/")).await.unwrap();
+    assert!(body_of(resp).await.is_err());
+    assert_eq!(conns.load(Ordering::SeqCst), 2, "a broken connection is not reused");
+}
+
+#[tokio::test]
+async fn a_silent_upstream_times_out_and_a_stalled_body_fails() {
+    let (port, _, _) = upstream(|req| {
+        if req.starts_with(b"GET /silent") {
+            // Hold the connection, never answer.
+            Some(Vec::new())
+        } else {
+            Some(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf".to_vec())
+        }
+    })
+    .await;
+    let pool = ConnPool::default();
+    let t = target(port, Duration::from_millis(200));
+    let err = pool.forward(&t, get("/silent")).await.unwrap_err();
+    assert!(matches!(err, GatewayError::UpstreamTimeout(200)), "{err}");
+    let resp = pool.forward(&t, get("/stall")).await.unwrap();
+    let err = body_of(resp).await.unwrap_err();
+    assert!(err.contains("stalled for 200 ms"), "{err}");
+}
+
+#[tokio::test]
+async fn a_request_body_that_breaks_off_is_the_clients_fault() {
+    let (port, _, _) = upstream(|_| Some(OK_HELLO.to_vec())).await;
+    let pool = ConnPool::default();
+    let t = target(port, Duration::from_secs(5));
+    let body = frames(vec![Ok(Bytes::from_static(b"part")), Err("client went away".into())]);
+    let err = pool.forward(&t, Request::post("/").body(body).unwrap()).await.unwrap_err();
+    assert!(matches!(err, GatewayError::RequestBody(_)), "{err}");
+    assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_dead_node_is_skipped() {
+    let (port, _, _) = upstream(|_| Some(OK_HELLO.to_vec())).await;
+    let dead = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let node = |p: u16| UpstreamNode {
+        host: "127.0.0.1".into(),
+        port: p,
+        authority: format!("127.0.0.1:{p}"),
+    };
+    let t = UpstreamTarget::new(&UpstreamNodes {
+        nodes: vec![node(dead_port), node(port)],
+        tls: false,
+        connect_timeout: Duration::from_secs(2),
+        read_timeout: Duration::from_secs(5),
+    });
+    let pool = ConnPool::default();
+    for _ in 0..4 {
+        let resp = pool.forward(&t, get("/")).await.unwrap();
+        assert_eq!(body_of(resp).await.unwrap(), b"hello");
+    }
+}
