@@ -9,10 +9,12 @@
 //! channel after it — a third of the gateway's CPU per request. Reading and
 //! writing the upstream socket from the request's own task removes all three.
 
-use std::ops::Range;
+use std::mem::MaybeUninit;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING,
+};
 use http::{Method, StatusCode, Version};
 
 /// The largest response head accepted (status line and headers).
@@ -138,7 +140,8 @@ pub enum ResponseFraming {
 pub struct ResponseHead {
     pub status: StatusCode,
     pub version: Version,
-    /// All headers as received; the caller removes hop-by-hop ones.
+    /// The end-to-end headers, in the order received; hop-by-hop ones are
+    /// left out.
     pub headers: HeaderMap,
     pub framing: ResponseFraming,
     /// The connection may carry another request after this response.
@@ -148,68 +151,62 @@ pub struct ResponseHead {
 /// Parses a response head from the front of `buf`. `Ok(None)`: incomplete,
 /// read more. On success the head's bytes are removed from `buf`, which then
 /// starts with the body. `request_method` decides whether a body follows.
+///
+/// Hop-by-hop headers (RFC 9110 §7.6.1: `Connection` and the headers it
+/// names, `Keep-Alive`, `Transfer-Encoding`, `Upgrade`, `TE`, `Trailer`,
+/// `Proxy-*`) are read for framing and left out of `headers`: they describe
+/// this connection, not the response the client gets.
 pub fn parse_response_head(
     buf: &mut BytesMut,
     request_method: &Method,
 ) -> Result<Option<ResponseHead>, WireError> {
-    // Offsets first (the parser borrows `buf`), then the head is split off
-    // and frozen, and values become slices of it without copying.
-    let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut spans: [(Range<usize>, Range<usize>); MAX_HEADERS] =
-        std::array::from_fn(|_| (0..0, 0..0));
-    let (len, code, minor, count) = {
-        let mut resp = httparse::Response::new(&mut raw);
-        let status = match resp.parse(buf) {
-            Ok(s) => s,
-            Err(httparse::Error::TooManyHeaders) => return Err(WireError::Head("too many headers")),
-            Err(httparse::Error::Status) => return Err(WireError::Head("invalid status line")),
-            Err(httparse::Error::Version) => return Err(WireError::Head("not HTTP/1.x")),
-            Err(_) => return Err(WireError::Head("invalid header")),
-        };
-        let httparse::Status::Complete(len) = status else {
-            if buf.len() >= MAX_HEAD {
-                return Err(WireError::HeadTooLarge);
-            }
-            return Ok(None);
-        };
-        if len > MAX_HEAD {
+    let Some(len) = head_end(buf) else {
+        // Not even the start of a status line: no point waiting for more.
+        let start = &buf[..buf.len().min(5)];
+        if !b"HTTP/".starts_with(start) {
+            return Err(WireError::Head("not HTTP/1.x"));
+        }
+        if buf.len() >= MAX_HEAD {
             return Err(WireError::HeadTooLarge);
         }
-        let base = buf.as_ptr() as usize;
-        let mut count = 0;
-        for (h, span) in resp.headers.iter().zip(spans.iter_mut()) {
-            let name = h.name.as_ptr() as usize - base;
-            let value = h.value.as_ptr() as usize - base;
-            *span = (name..name + h.name.len(), value..value + h.value.len());
-            count += 1;
-        }
-        (
-            len,
-            resp.code.unwrap_or(0),
-            resp.version.unwrap_or(1),
-            count,
-        )
+        return Ok(None);
     };
-    let status = StatusCode::from_u16(code).map_err(|_| WireError::Head("invalid status code"))?;
+    if len > MAX_HEAD {
+        return Err(WireError::HeadTooLarge);
+    }
+    // The head is split off first, so that header values can be slices of
+    // it rather than one allocation each.
     let head: Bytes = buf.split_to(len).freeze();
+    let mut raw = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, &head, &mut raw)
+    {
+        Ok(httparse::Status::Complete(n)) if n == len => {}
+        Ok(_) => return Err(WireError::Head("malformed header section")),
+        Err(httparse::Error::TooManyHeaders) => return Err(WireError::Head("too many headers")),
+        Err(httparse::Error::Status) => return Err(WireError::Head("invalid status line")),
+        Err(httparse::Error::Version) => return Err(WireError::Head("not HTTP/1.x")),
+        Err(_) => return Err(WireError::Head("invalid header")),
+    }
+    let status = StatusCode::from_u16(resp.code.unwrap_or(0))
+        .map_err(|_| WireError::Head("invalid status code"))?;
 
-    let mut headers = HeaderMap::with_capacity(count);
+    let mut headers = HeaderMap::with_capacity(resp.headers.len());
     let mut content_length: Option<u64> = None;
     let mut length_conflict = false;
     let mut transfer_encoding = false;
     let mut chunked_last = false;
     let mut close = false;
     let mut keep_alive_token = false;
-    for (name, value) in spans.iter().take(count) {
-        let name = head
-            .get(name.clone())
-            .and_then(|n| HeaderName::from_bytes(n).ok())
-            .ok_or(WireError::Head("invalid header name"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(value.clone()))
-            .map_err(|_| WireError::Head("invalid header value"))?;
+    // Headers `Connection` names besides close/keep-alive: rare.
+    let mut connection_named: Vec<HeaderName> = Vec::new();
+    for h in resp.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| WireError::Head("invalid header name"))?;
         if name == CONTENT_LENGTH {
             // Repeated or listed values must all agree (RFC 9110 §8.6).
-            for part in value.as_bytes().split(|&b| b == b',') {
+            for part in h.value.split(|&b| b == b',') {
                 let n = parse_length(part).ok_or(WireError::ContentLength)?;
                 match content_length {
                     Some(prev) if prev != n => length_conflict = true,
@@ -219,27 +216,42 @@ pub fn parse_response_head(
         } else if name == TRANSFER_ENCODING {
             transfer_encoding = true;
             // Only the final coding matters: is the body chunked?
-            if let Some(last) = value
-                .as_bytes()
+            if let Some(last) = h
+                .value
                 .split(|&b| b == b',')
-                .map(trim)
+                .map(<[u8]>::trim_ascii)
                 .rfind(|t| !t.is_empty())
             {
                 chunked_last = last.eq_ignore_ascii_case(b"chunked");
             }
-        } else if name == http::header::CONNECTION {
-            for token in value.as_bytes().split(|&b| b == b',').map(trim) {
-                close |= token.eq_ignore_ascii_case(b"close");
-                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+            continue;
+        } else if name == CONNECTION {
+            for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive_token = true;
+                } else if let Ok(named) = HeaderName::from_bytes(token) {
+                    connection_named.push(named);
+                }
             }
+            continue;
         }
+        if HOP_BY_HOP_RESPONSE.contains(&name) {
+            continue;
+        }
+        let value = HeaderValue::from_maybe_shared(head.slice_ref(h.value))
+            .map_err(|_| WireError::Head("invalid header value"))?;
         headers.append(name, value);
     }
     if length_conflict {
         return Err(WireError::ContentLength);
     }
+    for name in connection_named {
+        headers.remove(name);
+    }
 
-    let version = if minor == 0 {
+    let version = if resp.version == Some(0) {
         Version::HTTP_10
     } else {
         Version::HTTP_11
@@ -280,8 +292,33 @@ pub fn parse_response_head(
     }))
 }
 
+/// Response headers that are hop-by-hop whatever `Connection` says.
+/// `Connection` and `Transfer-Encoding` are handled before this is asked.
+static HOP_BY_HOP_RESPONSE: [HeaderName; 6] = [
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::UPGRADE,
+    http::header::PROXY_AUTHENTICATE,
+];
+
+/// The length of the head at the front of `buf` (through the empty line
+/// that ends it), if it is all there. Lines end in CRLF; a bare LF is
+/// accepted too, as RFC 9112 §2.2 allows a recipient to.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    for nl in memchr::memchr_iter(b'\n', buf) {
+        match buf.get(nl + 1..) {
+            Some([b'\n', ..]) => return Some(nl + 2),
+            Some([b'\r', b'\n', ..]) => return Some(nl + 3),
+            _ => {}
+        }
+    }
+    None
+}
+
 fn parse_length(s: &[u8]) -> Option<u64> {
-    let s = trim(s);
+    let s = s.trim_ascii();
     if s.is_empty() || s.len() > 19 {
         return None;
     }
@@ -292,10 +329,6 @@ fn parse_length(s: &[u8]) -> Option<u64> {
             None
         }
     })
-}
-
-fn trim(s: &[u8]) -> &[u8] {
-    s.trim_ascii()
 }
 
 /// What the chunked decoder produced from the buffer.

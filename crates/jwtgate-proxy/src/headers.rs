@@ -14,14 +14,14 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 
 /// Headers that only the gateway may set: a client sending them could
 /// otherwise impersonate a consumer to the upstream.
-pub const IDENTITY_HEADERS: [HeaderName; 3] = [
+pub static IDENTITY_HEADERS: [HeaderName; 3] = [
     X_CONSUMER_USERNAME,
     X_CONSUMER_CUSTOM_ID,
     X_CREDENTIAL_IDENTIFIER,
 ];
 
 /// Built once: removing by `&str` would parse the name on every request.
-const HOP_BY_HOP: [HeaderName; 8] = [
+static HOP_BY_HOP: [HeaderName; 8] = [
     CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -35,14 +35,6 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// Removes hop-by-hop headers, including every header named in `Connection`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     remove_matching(headers, |name| HOP_BY_HOP.contains(name));
-}
-
-/// Same as [`remove_hop_by_hop`] for responses, where `proxy-authenticate`
-/// is hop-by-hop too.
-pub fn remove_hop_by_hop_response(headers: &mut HeaderMap) {
-    remove_matching(headers, |name| {
-        HOP_BY_HOP.contains(name) || name == http::header::PROXY_AUTHENTICATE
-    });
 }
 
 /// Removes the identity headers a client sent, and `extra` (a route's
@@ -187,14 +179,5 @@ mod tests {
         strip_identity(&mut h, extra.iter());
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
-    }
-
-    #[test]
-    fn response_hop_by_hop_includes_proxy_authenticate() {
-        let mut h = HeaderMap::new();
-        h.insert("proxy-authenticate", HeaderValue::from_static("Basic"));
-        h.insert("content-type", HeaderValue::from_static("text/plain"));
-        remove_hop_by_hop_response(&mut h);
-        assert_eq!(h.len(), 1);
     }
 }

@@ -44,6 +44,8 @@ pub struct ConnInfo {
     pub tls: bool,
     /// The peer's IP for X-Forwarded-For, formatted once.
     peer_ip: HeaderValue,
+    /// `ip:port` for the access log, formatted once.
+    peer_text: Box<[u8]>,
 }
 
 impl ConnInfo {
@@ -52,6 +54,11 @@ impl ConnInfo {
             peer,
             tls,
             peer_ip: headers::peer_ip_value(peer),
+            peer_text: {
+                let mut text = Vec::new();
+                log_sink::push_socket_addr(&mut text, peer);
+                text.into_boxed_slice()
+            },
         }
     }
 }
@@ -95,7 +102,7 @@ pub async fn handle(
                 &outcome,
                 resp.status().as_u16(),
                 elapsed,
-                conn.peer,
+                &conn.peer_text,
             );
         });
     }
@@ -119,7 +126,7 @@ fn access_line(
     outcome: &Outcome<'_>,
     status: u16,
     elapsed: std::time::Duration,
-    peer: SocketAddr,
+    peer: &[u8],
 ) {
     use log_sink::{push_quoted, push_u64};
     log_sink::timestamp(line);
@@ -142,7 +149,7 @@ fn access_line(
     line.extend_from_slice(b" latency_us=");
     push_u64(line, u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
     line.extend_from_slice(b" peer=");
-    log_sink::push_socket_addr(line, peer);
+    line.extend_from_slice(peer);
     if let Some(detail) = &outcome.detail {
         line.extend_from_slice(b" detail=");
         push_quoted(line, detail);

@@ -11,10 +11,10 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderValue, HOST};
@@ -31,7 +31,6 @@ use tracing::debug;
 use crate::body::{BodyError, GatewayBody};
 use crate::error::GatewayError;
 use crate::h1::{self, ChunkedDecoder, Decoded, RequestFraming, ResponseFraming, ResponseHead};
-use crate::headers::remove_hop_by_hop_response;
 
 /// Idle connections kept per node; more are closed when they come back.
 const MAX_IDLE_PER_NODE: usize = 256;
@@ -39,8 +38,11 @@ const MAX_IDLE_PER_NODE: usize = 256;
 /// servers close theirs after 5–75 s, and reusing one they are closing at
 /// that instant fails the request (or costs a retry).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// How often the pool drops connections the upstream closed while idle.
+/// How often the pool drops connections the upstream closed while idle. Each
+/// sweep starts an epoch; idle age is counted in epochs, so that pooling and
+/// taking a connection need no clock.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
+const IDLE_EPOCHS: u64 = IDLE_TIMEOUT.as_secs() / SWEEP_EVERY.as_secs();
 /// Read sizes: a response head is small; a body may be large.
 const HEAD_READ: usize = 8 * 1024;
 const BODY_READ: usize = 32 * 1024;
@@ -145,7 +147,8 @@ struct Conn {
     buf: BytesMut,
     /// The request head being written; kept to reuse its allocation.
     out: Vec<u8>,
-    idle_since: Instant,
+    /// The pool's epoch when the connection became idle.
+    idle_epoch: u64,
 }
 
 impl Conn {
@@ -154,7 +157,7 @@ impl Conn {
             io,
             buf: BytesMut::new(),
             out: Vec::new(),
-            idle_since: Instant::now(),
+            idle_epoch: 0,
         }
     }
 
@@ -186,12 +189,14 @@ struct PoolInner {
     idle: Mutex<HashMap<PoolKey, Vec<Conn>, foldhash::fast::RandomState>>,
     tls: OnceLock<Option<tokio_rustls::TlsConnector>>,
     sweeper: OnceLock<()>,
+    epoch: AtomicU64,
 }
 
 impl PoolInner {
     fn put(self: &Arc<Self>, key: PoolKey, mut conn: Conn) {
-        self.sweeper.get_or_init(|| spawn_sweeper(Arc::downgrade(self)));
-        conn.idle_since = Instant::now();
+        self.sweeper
+            .get_or_init(|| spawn_sweeper(Arc::downgrade(self)));
+        conn.idle_epoch = self.epoch.load(Ordering::Relaxed);
         if let Ok(mut idle) = self.idle.lock() {
             let list = idle.entry(key).or_default();
             if list.len() < MAX_IDLE_PER_NODE {
@@ -201,11 +206,12 @@ impl PoolInner {
     }
 
     fn take(&self, key: &PoolKey) -> Option<Conn> {
+        let epoch = self.epoch.load(Ordering::Relaxed);
         let mut idle = self.idle.lock().ok()?;
         let list = idle.get_mut(key)?;
         // Most recently used first: the one least likely to have timed out.
         while let Some(mut conn) = list.pop() {
-            if conn.idle_since.elapsed() < IDLE_TIMEOUT && conn.is_open() {
+            if epoch.saturating_sub(conn.idle_epoch) < IDLE_EPOCHS && conn.is_open() {
                 return Some(conn);
             }
         }
@@ -215,9 +221,10 @@ impl PoolInner {
     /// Closes connections the upstream closed (or that idled too long), so
     /// they do not sit in CLOSE_WAIT until a request comes for their node.
     fn sweep(&self) {
+        let epoch = self.epoch.fetch_add(1, Ordering::Relaxed) + 1;
         if let Ok(mut idle) = self.idle.lock() {
             idle.retain(|_, list| {
-                list.retain_mut(|c| c.idle_since.elapsed() < IDLE_TIMEOUT && c.is_open());
+                list.retain_mut(|c| epoch.saturating_sub(c.idle_epoch) < IDLE_EPOCHS && c.is_open());
                 !list.is_empty()
             });
         }
@@ -265,7 +272,9 @@ enum Failure {
     /// The connection was closed before any byte of a response arrived: a
     /// pooled connection the upstream had just closed. `written` says
     /// whether the request went out first.
-    Closed { written: bool },
+    Closed {
+        written: bool,
+    },
     Failed(GatewayError),
 }
 
@@ -358,10 +367,7 @@ impl ConnPool {
             if !target.tls {
                 return Ok(Conn::new(Io::Plain(stream)));
             }
-            let connector = self
-                .inner
-                .tls_connector()
-                .ok_or("TLS client unavailable")?;
+            let connector = self.inner.tls_connector().ok_or("TLS client unavailable")?;
             let name = rustls::pki_types::ServerName::try_from(node.host.clone())
                 .map_err(|e| e.to_string())?;
             let tls = connector
@@ -431,7 +437,6 @@ where
         let mut resp = Response::new(GatewayBody::empty());
         *resp.status_mut() = status;
         *resp.headers_mut() = headers;
-        remove_hop_by_hop_response(resp.headers_mut());
         let done = Done {
             pool: Arc::clone(pool),
             key: Arc::clone(&node.key),
@@ -444,9 +449,7 @@ where
             }
             // The whole body came with the head (the usual case for small
             // responses): the connection goes back to the pool right away.
-            ResponseFraming::Length(n)
-                if usize::try_from(n).is_ok_and(|n| n <= conn.buf.len()) =>
-            {
+            ResponseFraming::Length(n) if usize::try_from(n).is_ok_and(|n| n <= conn.buf.len()) => {
                 let body = conn.buf.split_to(usize::try_from(n).unwrap_or(0)).freeze();
                 done.release(conn);
                 GatewayBody::full(body)
@@ -468,8 +471,12 @@ where
     }
 
     async fn send(&mut self, node: &Node, conn: &mut Conn) -> Result<ResponseHead, Failure> {
-        let upstream_error =
-            |what: String| Failure::Failed(GatewayError::UpstreamUnavailable(format!("{}: {what}", node.key.0)));
+        let upstream_error = |what: String| {
+            Failure::Failed(GatewayError::UpstreamUnavailable(format!(
+                "{}: {what}",
+                node.key.0
+            )))
+        };
 
         // The head. A pooled connection that fails here had been closed.
         conn.out.clear();
@@ -529,7 +536,8 @@ where
         };
         let chunked = self.framing == RequestFraming::Chunked;
         while let Some(frame) = self.body.frame().await {
-            let frame = frame.map_err(|e| Failure::Failed(GatewayError::RequestBody(e.to_string())))?;
+            let frame =
+                frame.map_err(|e| Failure::Failed(GatewayError::RequestBody(e.to_string())))?;
             // Trailers are not forwarded.
             let Ok(data) = frame.into_data() else {
                 continue;
@@ -662,7 +670,8 @@ impl UpstreamBody {
                         self.conn = None;
                         return Poll::Ready(None);
                     }
-                    return self.fail("upstream closed the connection before the body ended".into());
+                    return self
+                        .fail("upstream closed the connection before the body ended".into());
                 }
                 Poll::Ready(Ok(_)) => self.timer_armed = false,
                 Poll::Ready(Err(e)) => return self.fail(e.into()),
@@ -672,7 +681,10 @@ impl UpstreamBody {
     }
 
     /// The socket has nothing yet: wait, but not beyond the idle timeout.
-    fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_stall(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let deadline = tokio::time::Instant::now() + self.idle_timeout;
         let timer = match &mut self.timer {
             Some(t) => {
@@ -681,7 +693,9 @@ impl UpstreamBody {
                 }
                 t
             }
-            None => self.timer.insert(Box::pin(tokio::time::sleep_until(deadline))),
+            None => self
+                .timer
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
         };
         self.timer_armed = true;
         if timer.as_mut().poll(cx).is_ready() {
@@ -708,7 +722,6 @@ impl UpstreamBody {
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests;

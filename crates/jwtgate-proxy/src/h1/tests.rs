@@ -23,7 +23,13 @@ fn request_head_replaces_the_clients_framing_headers() {
     h.append("x-a", HeaderValue::from_static("1"));
     h.append("x-a", HeaderValue::from_static("2"));
     let mut out = Vec::new();
-    encode_request_head(&mut out, &Method::PUT, "/p?q=1", &h, RequestFraming::Length(12));
+    encode_request_head(
+        &mut out,
+        &Method::PUT,
+        "/p?q=1",
+        &h,
+        RequestFraming::Length(12),
+    );
     assert_eq!(
         String::from_utf8(out).unwrap(),
         "PUT /p?q=1 HTTP/1.1\r\nhost: up:80\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 12\r\n\r\n"
@@ -31,7 +37,9 @@ fn request_head_replaces_the_clients_framing_headers() {
 
     let mut out = Vec::new();
     encode_request_head(&mut out, &Method::POST, "/", &h, RequestFraming::Chunked);
-    assert!(String::from_utf8(out).unwrap().ends_with("x-a: 2\r\ntransfer-encoding: chunked\r\n\r\n"));
+    assert!(String::from_utf8(out)
+        .unwrap()
+        .ends_with("x-a: 2\r\ntransfer-encoding: chunked\r\n\r\n"));
 }
 
 #[test]
@@ -84,18 +92,61 @@ fn an_incomplete_head_asks_for_more_and_consumes_nothing() {
 #[test]
 fn bodiless_responses() {
     for (raw, method) in [
-        (&b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"[..], Method::HEAD),
+        (
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"[..],
+            Method::HEAD,
+        ),
         (b"HTTP/1.1 204 No Content\r\n\r\n", Method::GET),
-        (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", Method::GET),
+        (
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+            Method::GET,
+        ),
         (b"HTTP/1.1 100 Continue\r\n\r\n", Method::POST),
     ] {
         let (h, _) = parsed(raw, &method);
-        assert_eq!(h.framing, ResponseFraming::Empty, "{}", String::from_utf8_lossy(raw));
+        assert_eq!(
+            h.framing,
+            ResponseFraming::Empty,
+            "{}",
+            String::from_utf8_lossy(raw)
+        );
         assert!(h.keep_alive);
     }
     // HEAD keeps the Content-Length the upstream announced.
-    let (h, _) = parsed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", &Method::HEAD);
+    let (h, _) = parsed(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n",
+        &Method::HEAD,
+    );
     assert_eq!(h.headers["content-length"], "10");
+}
+
+#[test]
+fn hop_by_hop_headers_are_read_and_left_out() {
+    let (h, _) = parsed(
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Secret\r\nKeep-Alive: timeout=5\r\n\
+          X-Secret: 1\r\nUpgrade: h2c\r\nProxy-Authenticate: Basic\r\nTrailer: x\r\n\
+          Transfer-Encoding: chunked\r\nX-Kept: 1\r\n\r\n",
+        &Method::GET,
+    );
+    let names: Vec<_> = h.headers.keys().map(|n| n.as_str()).collect();
+    assert_eq!(names, ["x-kept"]);
+    assert_eq!(h.framing, ResponseFraming::Chunked);
+}
+
+#[test]
+fn a_head_with_bare_line_feeds_is_accepted() {
+    let (h, buf) = parsed(b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok", &Method::GET);
+    assert_eq!(h.framing, ResponseFraming::Length(2));
+    assert_eq!(&buf[..], b"ok");
+}
+
+#[test]
+fn something_that_is_not_http_is_refused_before_its_end() {
+    let (r, _) = head_of(b"SSH-2.0-OpenSSH_9.2\r\n", &Method::GET);
+    assert_eq!(r.unwrap_err(), WireError::Head("not HTTP/1.x"));
+    // A prefix of a status line is just incomplete.
+    let (r, _) = head_of(b"HTT", &Method::GET);
+    assert!(r.unwrap().is_none());
 }
 
 #[test]
@@ -112,10 +163,19 @@ fn transfer_encoding_decides_over_content_length() {
         &Method::GET,
     );
     assert_eq!(h.framing, ResponseFraming::Chunked);
-    assert!(h.headers.get("content-length").is_none(), "stale length not passed on");
-    assert!(!h.keep_alive, "a message framed two ways ends its connection");
+    assert!(
+        h.headers.get("content-length").is_none(),
+        "stale length not passed on"
+    );
+    assert!(
+        !h.keep_alive,
+        "a message framed two ways ends its connection"
+    );
 
-    let (h, _) = parsed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", &Method::GET);
+    let (h, _) = parsed(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+        &Method::GET,
+    );
     assert_eq!(h.framing, ResponseFraming::UntilClose);
     assert!(!h.keep_alive);
 }
@@ -136,22 +196,52 @@ fn content_length_values_must_agree_and_be_decimal() {
         b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
     ] {
         let (r, _) = head_of(bad, &Method::GET);
-        assert_eq!(r.unwrap_err(), WireError::ContentLength, "{}", String::from_utf8_lossy(bad));
+        assert_eq!(
+            r.unwrap_err(),
+            WireError::ContentLength,
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
     }
 }
 
 #[test]
 fn connection_reuse_follows_version_and_connection_header() {
     let cases: [(&[u8], bool, ResponseFraming); 5] = [
-        (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: Close\r\n\r\n", false, ResponseFraming::Length(0)),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: x, keep-alive\r\n\r\n", true, ResponseFraming::Length(0)),
-        (b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", false, ResponseFraming::Length(0)),
-        (b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n", true, ResponseFraming::Length(0)),
-        (b"HTTP/1.1 200 OK\r\n\r\nuntil close", false, ResponseFraming::UntilClose),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: Close\r\n\r\n",
+            false,
+            ResponseFraming::Length(0),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: x, keep-alive\r\n\r\n",
+            true,
+            ResponseFraming::Length(0),
+        ),
+        (
+            b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+            false,
+            ResponseFraming::Length(0),
+        ),
+        (
+            b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n",
+            true,
+            ResponseFraming::Length(0),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\n\r\nuntil close",
+            false,
+            ResponseFraming::UntilClose,
+        ),
     ];
     for (raw, keep, framing) in cases {
         let (h, _) = parsed(raw, &Method::GET);
-        assert_eq!((h.keep_alive, h.framing), (keep, framing), "{}", String::from_utf8_lossy(raw));
+        assert_eq!(
+            (h.keep_alive, h.framing),
+            (keep, framing),
+            "{}",
+            String::from_utf8_lossy(raw)
+        );
     }
 }
 
@@ -167,7 +257,11 @@ fn malformed_heads_are_errors_not_panics() {
         b"HTTP/1.1 200 OK\r\n folded: x\r\n\r\n",
     ] {
         let (r, _) = head_of(bad, &Method::GET);
-        assert!(matches!(r, Err(WireError::Head(_))), "{} -> {r:?}", String::from_utf8_lossy(bad));
+        assert!(
+            matches!(r, Err(WireError::Head(_))),
+            "{} -> {r:?}",
+            String::from_utf8_lossy(bad)
+        );
     }
 }
 
@@ -178,14 +272,23 @@ fn head_size_and_header_count_are_bounded() {
         many.extend_from_slice(format!("x-{i}: v\r\n").as_bytes());
     }
     many.extend_from_slice(b"\r\n");
-    assert_eq!(head_of(&many, &Method::GET).0.unwrap_err(), WireError::Head("too many headers"));
+    assert_eq!(
+        head_of(&many, &Method::GET).0.unwrap_err(),
+        WireError::Head("too many headers")
+    );
 
     let mut huge = b"HTTP/1.1 200 OK\r\nx-big: ".to_vec();
     huge.resize(MAX_HEAD + 10, b'a');
-    assert_eq!(head_of(&huge, &Method::GET).0.unwrap_err(), WireError::HeadTooLarge);
+    assert_eq!(
+        head_of(&huge, &Method::GET).0.unwrap_err(),
+        WireError::HeadTooLarge
+    );
     // Incomplete but already too large: no point reading more.
     huge.truncate(MAX_HEAD);
-    assert_eq!(head_of(&huge, &Method::GET).0.unwrap_err(), WireError::HeadTooLarge);
+    assert_eq!(
+        head_of(&huge, &Method::GET).0.unwrap_err(),
+        WireError::HeadTooLarge
+    );
 }
 
 /// Feeds `wire` to a decoder `step` bytes at a time; returns the data.
@@ -260,6 +363,9 @@ fn malformed_chunked_bodies_are_errors() {
 fn the_largest_chunk_size_is_accepted_without_overflow() {
     let mut dec = ChunkedDecoder::default();
     let mut buf = BytesMut::from(&b"ffffffffffffffff\r\nab"[..]);
-    assert_eq!(dec.decode(&mut buf).unwrap(), Decoded::Data(Bytes::from_static(b"ab")));
+    assert_eq!(
+        dec.decode(&mut buf).unwrap(),
+        Decoded::Data(Bytes::from_static(b"ab"))
+    );
     assert!(!dec.is_done());
 }

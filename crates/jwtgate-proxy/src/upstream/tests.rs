@@ -115,12 +115,18 @@ async fn a_sized_response_comes_whole_and_the_connection_is_reused() {
         let resp = pool.forward(&t, get("/a?b=c")).await.unwrap();
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["x-up"], "1");
-        assert!(matches!(resp.body(), GatewayBody::Full(_)), "the body came with the head");
+        assert!(
+            matches!(resp.body(), GatewayBody::Full(_)),
+            "the body came with the head"
+        );
         assert_eq!(body_of(resp).await.unwrap(), b"hello");
     }
     assert_eq!(conns.load(Ordering::SeqCst), 1);
     let first = String::from_utf8(seen.lock().unwrap()[0].clone()).unwrap();
-    assert_eq!(first, format!("GET /a?b=c HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n\r\n"));
+    assert_eq!(
+        first,
+        format!("GET /a?b=c HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n\r\n")
+    );
 }
 
 #[tokio::test]
@@ -137,7 +143,9 @@ async fn a_chunked_response_is_streamed_and_the_connection_reused() {
             .unwrap();
         // The rest only after the client has seen the first piece.
         release_rx.await.unwrap();
-        s.write_all(b"6;x=y\r\nsecond\r\n0\r\nx-t: 1\r\n\r\n").await.unwrap();
+        s.write_all(b"6;x=y\r\nsecond\r\n0\r\nx-t: 1\r\n\r\n")
+            .await
+            .unwrap();
         read_request(&mut s, &mut pending).await.unwrap();
         s.write_all(OK_HELLO).await.unwrap();
         // A third request would need a second connection.
@@ -146,7 +154,10 @@ async fn a_chunked_response_is_streamed_and_the_connection_reused() {
     let pool = ConnPool::default();
     let t = target(port, Duration::from_secs(5));
     let resp = pool.forward(&t, get("/")).await.unwrap();
-    assert!(resp.headers().get("transfer-encoding").is_none(), "hop-by-hop");
+    assert!(
+        resp.headers().get("transfer-encoding").is_none(),
+        "hop-by-hop"
+    );
     let mut body = resp.into_body();
     let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
     assert_eq!(&first[..], b"first");
@@ -180,7 +191,11 @@ async fn a_body_until_close_is_read_to_the_end_and_not_reused() {
         let resp = pool.forward(&t, get("/")).await.unwrap();
         assert_eq!(body_of(resp).await.unwrap(), b"all of it");
     }
-    assert_eq!(accepted.load(Ordering::SeqCst), 2, "a close-delimited body ends its connection");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "a close-delimited body ends its connection"
+    );
 }
 
 #[tokio::test]
@@ -204,10 +219,15 @@ async fn head_204_and_interim_responses_carry_no_body() {
     let del = Request::delete("/").body(Full::new(Bytes::new())).unwrap();
     let resp = pool.forward(&t, del).await.unwrap();
     assert_eq!(resp.status(), 204);
-    let post = Request::post("/").body(Full::new(Bytes::from_static(b"x"))).unwrap();
+    let post = Request::post("/")
+        .body(Full::new(Bytes::from_static(b"x")))
+        .unwrap();
     let resp = pool.forward(&t, post).await.unwrap();
     assert_eq!(resp.status(), 201);
-    assert!(resp.headers().get("link").is_none(), "interim headers are not merged");
+    assert!(
+        resp.headers().get("link").is_none(),
+        "interim headers are not merged"
+    );
     assert_eq!(body_of(resp).await.unwrap(), b"ok");
     assert_eq!(conns.load(Ordering::SeqCst), 1, "all on one connection");
 }
@@ -278,14 +298,19 @@ async fn a_pooled_connection_closed_by_the_upstream_is_replaced_for_a_get() {
     let pool = ConnPool::default();
     let t = target(port2, Duration::from_secs(5));
     for i in 0..3 {
-        let resp = pool.forward(&t, get("/")).await.unwrap_or_else(|e| panic!("GET {i}: {e}"));
+        let resp = pool
+            .forward(&t, get("/"))
+            .await
+            .unwrap_or_else(|e| panic!("GET {i}: {e}"));
         assert_eq!(body_of(resp).await.unwrap(), b"hello");
     }
     // 1 + 2 replacements: each reuse failed once and went to a new one.
     assert_eq!(accepted.load(Ordering::SeqCst), 3);
 
     // A POST with a body is not sent twice: 502.
-    let post = Request::post("/").body(frames(vec![Ok(Bytes::from_static(b"once"))])).unwrap();
+    let post = Request::post("/")
+        .body(frames(vec![Ok(Bytes::from_static(b"once"))]))
+        .unwrap();
     let err = pool.forward(&t, post).await.unwrap_err();
     assert!(matches!(err, GatewayError::UpstreamUnavailable(_)), "{err}");
     assert_eq!(accepted.load(Ordering::SeqCst), 3);
@@ -306,7 +331,9 @@ async fn a_connection_the_upstream_closed_while_idle_is_not_taken() {
         // The replacement connection.
         let (mut s, _) = listener.accept().await.unwrap();
         read_request(&mut s, &mut pending).await;
-        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nnew").await.unwrap();
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nnew")
+            .await
+            .unwrap();
         read_request(&mut s, &mut pending).await;
     });
     let pool = ConnPool::default();
@@ -317,9 +344,14 @@ async fn a_connection_the_upstream_closed_while_idle_is_not_taken() {
     // Let the runtime's driver see the FIN on the idle socket.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let key = Arc::clone(&t.nodes[0].key);
-    assert!(pool.inner.take(&key).is_none(), "the closed connection is dropped, not handed out");
+    assert!(
+        pool.inner.take(&key).is_none(),
+        "the closed connection is dropped, not handed out"
+    );
     // A POST is safe now: it goes on a fresh connection.
-    let post = Request::post("/").body(frames(vec![Ok(Bytes::from_static(b"x"))])).unwrap();
+    let post = Request::post("/")
+        .body(frames(vec![Ok(Bytes::from_static(b"x"))]))
+        .unwrap();
     let resp = pool.forward(&t, post).await.unwrap();
     assert_eq!(body_of(resp).await.unwrap(), b"new");
 }
@@ -338,7 +370,15 @@ async fn the_sweeper_closes_connections_the_upstream_closed() {
     let t = target(port, Duration::from_secs(5));
     let resp = pool.forward(&t, get("/")).await.unwrap();
     body_of(resp).await.unwrap();
-    let idle = |p: &ConnPool| p.inner.idle.lock().unwrap().values().map(Vec::len).sum::<usize>();
+    let idle = |p: &ConnPool| {
+        p.inner
+            .idle
+            .lock()
+            .unwrap()
+            .values()
+            .map(Vec::len)
+            .sum::<usize>()
+    };
     assert_eq!(idle(&pool), 1);
     tokio::time::sleep(Duration::from_millis(50)).await;
     pool.inner.sweep();
@@ -389,7 +429,11 @@ async fn a_broken_chunked_body_cuts_the_response() {
     assert!(err.contains("CRLF"), "{err}");
     let resp = pool.forward(&t, get("/")).await.unwrap();
     assert!(body_of(resp).await.is_err());
-    assert_eq!(conns.load(Ordering::SeqCst), 2, "a broken connection is not reused");
+    assert_eq!(
+        conns.load(Ordering::SeqCst),
+        2,
+        "a broken connection is not reused"
+    );
 }
 
 #[tokio::test]
@@ -417,8 +461,14 @@ async fn a_request_body_that_breaks_off_is_the_clients_fault() {
     let (port, _, _) = upstream(|_| Some(OK_HELLO.to_vec())).await;
     let pool = ConnPool::default();
     let t = target(port, Duration::from_secs(5));
-    let body = frames(vec![Ok(Bytes::from_static(b"part")), Err("client went away".into())]);
-    let err = pool.forward(&t, Request::post("/").body(body).unwrap()).await.unwrap_err();
+    let body = frames(vec![
+        Ok(Bytes::from_static(b"part")),
+        Err("client went away".into()),
+    ]);
+    let err = pool
+        .forward(&t, Request::post("/").body(body).unwrap())
+        .await
+        .unwrap_err();
     assert!(matches!(err, GatewayError::RequestBody(_)), "{err}");
     assert_eq!(err.status(), StatusCode::BAD_REQUEST);
 }
@@ -445,4 +495,22 @@ async fn a_dead_node_is_skipped() {
         let resp = pool.forward(&t, get("/")).await.unwrap();
         assert_eq!(body_of(resp).await.unwrap(), b"hello");
     }
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    let (port, conns, _) = upstream(|_| Some(OK_HELLO.to_vec())).await;
+    let pool = ConnPool::default();
+    let t = target(port, Duration::from_secs(5));
+    body_of(pool.forward(&t, get("/")).await.unwrap()).await.unwrap();
+    let idle = |p: &ConnPool| p.inner.idle.lock().unwrap().values().map(Vec::len).sum::<usize>();
+    // Sweeps count the idle time; the upstream keeps the connection open.
+    for _ in 1..IDLE_EPOCHS {
+        pool.inner.sweep();
+    }
+    assert_eq!(idle(&pool), 1, "not yet {IDLE_TIMEOUT:?}");
+    pool.inner.sweep();
+    assert_eq!(idle(&pool), 0);
+    body_of(pool.forward(&t, get("/")).await.unwrap()).await.unwrap();
+    assert_eq!(conns.load(Ordering::SeqCst), 2);
 }
