@@ -19,7 +19,10 @@ pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 pub enum GatewayBody {
     Full(Full<Bytes>),
-    Upstream(UpstreamBody),
+    /// Boxed: hyper moves the response many times on its way out, and the
+    /// connection inside is ten times the size of a `Full`. Only bodies that
+    /// did not arrive with their head pay for the allocation.
+    Upstream(Box<UpstreamBody>),
 }
 
 impl GatewayBody {

@@ -237,7 +237,7 @@ pub fn parse_response_head(
             }
             continue;
         }
-        if HOP_BY_HOP_RESPONSE.contains(&name) {
+        if is_hop_by_hop_response(&name) {
             continue;
         }
         let value = HeaderValue::from_maybe_shared(head.slice_ref(h.value))
@@ -294,14 +294,14 @@ pub fn parse_response_head(
 
 /// Response headers that are hop-by-hop whatever `Connection` says.
 /// `Connection` and `Transfer-Encoding` are handled before this is asked.
-static HOP_BY_HOP_RESPONSE: [HeaderName; 6] = [
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    http::header::TE,
-    http::header::TRAILER,
-    http::header::UPGRADE,
-    http::header::PROXY_AUTHENTICATE,
-];
+/// A match on the name's text: comparing `HeaderName`s one by one cost more
+/// than the rest of the header's handling.
+fn is_hop_by_hop_response(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "keep-alive" | "proxy-connection" | "te" | "trailer" | "upgrade" | "proxy-authenticate"
+    )
+}
 
 /// The length of the head at the front of `buf` (through the empty line
 /// that ends it), if it is all there. Lines end in CRLF; a bare LF is

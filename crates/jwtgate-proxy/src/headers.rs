@@ -12,39 +12,40 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Headers that only the gateway may set: a client sending them could
-/// otherwise impersonate a consumer to the upstream.
-pub static IDENTITY_HEADERS: [HeaderName; 3] = [
-    X_CONSUMER_USERNAME,
-    X_CONSUMER_CUSTOM_ID,
-    X_CREDENTIAL_IDENTIFIER,
-];
-
-/// Built once: removing by `&str` would parse the name on every request.
-static HOP_BY_HOP: [HeaderName; 8] = [
-    CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    http::header::TE,
-    http::header::TRAILER,
-    http::header::TRANSFER_ENCODING,
-    http::header::UPGRADE,
-    http::header::PROXY_AUTHORIZATION,
-];
+/// Request headers that are hop-by-hop whatever `Connection` says. A match
+/// on the name's text: comparing `HeaderName`s one by one costs more.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "proxy-authorization"
+    )
+}
 
 /// Removes hop-by-hop headers, including every header named in `Connection`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    remove_matching(headers, |name| HOP_BY_HOP.contains(name));
+    remove_matching(headers, is_hop_by_hop);
 }
 
-/// Removes the identity headers a client sent, and `extra` (a route's
-/// `forward_claims` headers, which an upstream trusts just as much).
+/// Removes the identity headers a client sent (only the gateway may set
+/// them: a client could otherwise impersonate a consumer to the upstream),
+/// and `extra` (a route's `forward_claims` headers, which an upstream trusts
+/// just as much).
 pub fn strip_identity<'a>(
     headers: &mut HeaderMap,
     extra: impl Iterator<Item = &'a HeaderName> + Clone,
 ) {
     remove_matching(headers, |name| {
-        IDENTITY_HEADERS.contains(name) || extra.clone().any(|e| e == name)
+        matches!(
+            name.as_str(),
+            "x-consumer-username" | "x-consumer-custom-id" | "x-credential-identifier"
+        ) || extra.clone().any(|e| e == name)
     });
 }
 
@@ -171,8 +172,9 @@ mod tests {
     #[test]
     fn identity_and_extra_headers_go_others_stay() {
         let mut h = HeaderMap::new();
-        h.insert("x-consumer-username", HeaderValue::from_static("admin"));
-        h.insert("x-credential-identifier", HeaderValue::from_static("k"));
+        h.insert(X_CONSUMER_USERNAME, HeaderValue::from_static("admin"));
+        h.insert(X_CONSUMER_CUSTOM_ID, HeaderValue::from_static("c"));
+        h.insert(X_CREDENTIAL_IDENTIFIER, HeaderValue::from_static("k"));
         h.insert("x-user-id", HeaderValue::from_static("1"));
         h.insert("x-kept", HeaderValue::from_static("1"));
         let extra = [HeaderName::from_static("x-user-id")];

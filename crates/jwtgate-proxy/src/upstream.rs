@@ -224,7 +224,9 @@ impl PoolInner {
         let epoch = self.epoch.fetch_add(1, Ordering::Relaxed) + 1;
         if let Ok(mut idle) = self.idle.lock() {
             idle.retain(|_, list| {
-                list.retain_mut(|c| epoch.saturating_sub(c.idle_epoch) < IDLE_EPOCHS && c.is_open());
+                list.retain_mut(|c| {
+                    epoch.saturating_sub(c.idle_epoch) < IDLE_EPOCHS && c.is_open()
+                });
                 !list.is_empty()
             });
         }
@@ -454,7 +456,7 @@ where
                 done.release(conn);
                 GatewayBody::full(body)
             }
-            framing => GatewayBody::Upstream(UpstreamBody {
+            framing => GatewayBody::Upstream(Box::new(UpstreamBody {
                 conn: Some(conn),
                 state: match framing {
                     ResponseFraming::Length(n) => BodyState::Length(n),
@@ -465,7 +467,7 @@ where
                 idle_timeout: read_timeout,
                 timer: None,
                 timer_armed: false,
-            }),
+            })),
         };
         Ok(resp)
     }

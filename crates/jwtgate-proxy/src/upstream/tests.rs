@@ -502,8 +502,18 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
     let (port, conns, _) = upstream(|_| Some(OK_HELLO.to_vec())).await;
     let pool = ConnPool::default();
     let t = target(port, Duration::from_secs(5));
-    body_of(pool.forward(&t, get("/")).await.unwrap()).await.unwrap();
-    let idle = |p: &ConnPool| p.inner.idle.lock().unwrap().values().map(Vec::len).sum::<usize>();
+    body_of(pool.forward(&t, get("/")).await.unwrap())
+        .await
+        .unwrap();
+    let idle = |p: &ConnPool| {
+        p.inner
+            .idle
+            .lock()
+            .unwrap()
+            .values()
+            .map(Vec::len)
+            .sum::<usize>()
+    };
     // Sweeps count the idle time; the upstream keeps the connection open.
     for _ in 1..IDLE_EPOCHS {
         pool.inner.sweep();
@@ -511,6 +521,8 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
     assert_eq!(idle(&pool), 1, "not yet {IDLE_TIMEOUT:?}");
     pool.inner.sweep();
     assert_eq!(idle(&pool), 0);
-    body_of(pool.forward(&t, get("/")).await.unwrap()).await.unwrap();
+    body_of(pool.forward(&t, get("/")).await.unwrap())
+        .await
+        .unwrap();
     assert_eq!(conns.load(Ordering::SeqCst), 2);
 }
