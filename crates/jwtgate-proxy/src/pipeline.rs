@@ -230,8 +230,9 @@ async fn serve<'g>(
 
     // 4b. Logout: blacklist the token, and say so only once the store has it.
     if let Some((entry, false)) = logout {
-        gw.revocations
-            .revoke(entry)
+        // Boxed, here and below: a store write is rare and its future large,
+        // and every request's future would otherwise carry its size.
+        Box::pin(gw.revocations.revoke(entry))
             .await
             .map_err(|e| GatewayError::StoreUnavailable(e.to_string()))?;
         outcome.auth = "logout";
@@ -260,8 +261,7 @@ async fn serve<'g>(
     //    upstream agreed (2xx), and the client hears "ok" only if it stuck.
     if let Some((entry, true)) = logout {
         if resp.status().is_success() {
-            gw.revocations
-                .revoke(entry)
+            Box::pin(gw.revocations.revoke(entry))
                 .await
                 .map_err(|e| GatewayError::StoreUnavailable(e.to_string()))?;
             outcome.auth = "logout";

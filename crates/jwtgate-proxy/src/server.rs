@@ -139,6 +139,10 @@ async fn accept_loop(
         builder
             .http1()
             .timer(TokioTimer::new())
+            // One buffer per response rather than a vectored write of head
+            // and body: 3 % fewer instructions per small proxied response
+            // (callgrind); a large body is copied once more in user space.
+            .writev(false)
             .header_read_timeout(HEADER_READ_TIMEOUT);
         match &tls {
             None => {

@@ -338,7 +338,10 @@ impl ConnPool {
                     Err(Failure::Failed(e)) => return Err(e),
                 }
             }
-            let conn = match self.connect(target, node).await {
+            // Boxed: connecting is rare once the pool is warm, and its future
+            // (a TLS handshake's state) would otherwise make every request's
+            // future kilobytes larger, copied as hyper moves it.
+            let conn = match Box::pin(self.connect(target, node)).await {
                 Ok(c) => c,
                 Err(e) => {
                     debug!(node = %node.key.0, error = %e, "upstream connect failed, trying next node");
