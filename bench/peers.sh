@@ -4,6 +4,12 @@
 #
 #   bench/peers.sh [mode ...]     modes: hs256 rs256 plain hs256-redis (default: all)
 #   env ROUNDS=3 DURATION=10 CONNS=50   (passed to run_peers.sh)
+#   env ACCESS_LOG=off (default) | on
+#
+# The peers' configs log nothing per request (HAProxy has no `log` line, the
+# nginx proxy has `access_log off`), so by default jwtgate runs with its
+# access log off too (JWTGATE_LOG=info,jwtgate::access=off): the same work.
+# ACCESS_LOG=on measures jwtgate as it runs by default, one line a request.
 #
 # Builds jwtgate (release), copies the read-only shared kit to a scratch dir
 # (setup.sh writes keys and tokens there), writes one jwtgate config per mode
@@ -16,6 +22,12 @@ KIT_SRC="$ROOT/../shared/bench-peers"
 KIT="${KIT:-/tmp/jwtgate-bench-peers}"
 MODES=("$@"); [[ ${#MODES[@]} -gt 0 ]] || MODES=(plain hs256 rs256 hs256-redis)
 export ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-10}
+case ${ACCESS_LOG:-off} in
+  off) LOG_ENV="env JWTGATE_LOG=info,jwtgate::access=off" ;;
+  on)  LOG_ENV="" ;;
+  *)   echo "ACCESS_LOG must be on or off" >&2; exit 2 ;;
+esac
+echo "jwtgate access log: ${ACCESS_LOG:-off}"
 
 cargo build --release --manifest-path "$ROOT/Cargo.toml" -p jwtgate
 BIN="$ROOT/target/release/jwtgate"
@@ -68,7 +80,7 @@ for mode in "${MODES[@]}"; do
   [[ $mode == plain ]] && auth=no
   out="$KIT/results/jwtgate-$mode-$(date -u +%Y%m%dT%H%M%SZ)"
   OUTDIR="$out" CUSTOM_NAME="jwtgate-$mode" CUSTOM_PORT=18090 CUSTOM_ALG=$alg CUSTOM_AUTH=$auth \
-    CUSTOM_CMD="$BIN run --config $CONF/$mode.yaml" \
+    CUSTOM_CMD="$LOG_ENV $BIN run --config $CONF/$mode.yaml" \
     "$KIT/run_peers.sh" "${PEER[$mode]}" custom
   python3 - "$out/summary.tsv" "${PEER[$mode]}" "jwtgate-$mode" <<'PY'
 import csv, statistics, sys

@@ -4,6 +4,7 @@
 # interleaved. Uses the kit prepared by bench/peers.sh (keys, nginx upstream).
 #
 #   bench/rotating.sh          env TOKENS=20000 ROUNDS=3 DURATION=10 CONNS=50
+#                              ACCESS_LOG=off (default, as the peers) | on
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 KIT="${KIT:-/tmp/jwtgate-bench-peers}"
@@ -55,9 +56,15 @@ run() { # name port cmd...
   echo "$name $rps $p99"
 }
 mkdir -p "$KIT/run"
+# The peer logs nothing per request; by default neither does jwtgate here.
+case ${ACCESS_LOG:-off} in
+  off) JWTGATE_LOG=info,jwtgate::access=off ;;
+  on)  JWTGATE_LOG=info ;;
+  *)   echo "ACCESS_LOG must be on or off" >&2; exit 2 ;;
+esac
 for r in $(seq "$ROUNDS"); do
   run haproxy-rs256 18083 haproxy -db -f "$KIT/peers/haproxy-rs256.cfg"
-  run jwtgate-rs256-rotating 18090 "$BIN" run --config "$KIT/jwtgate/rs256.yaml"
+  run jwtgate-rs256-rotating 18090 env JWTGATE_LOG="$JWTGATE_LOG" "$BIN" run --config "$KIT/jwtgate/rs256.yaml"
 done | tee "$KIT/jwtgate/rotating.txt"
 python3 - "$KIT/jwtgate/rotating.txt" <<'PY'
 import statistics, sys

@@ -709,3 +709,26 @@ fn hop_by_hop_response_headers_are_not_forwarded() {
         );
     }
 }
+
+#[test]
+fn head_keeps_the_upstreams_length_and_the_connection_stays_in_step() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&open_route(&up));
+    let mut stream = std::net::TcpStream::connect(gw.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    use std::io::Write;
+    // HEAD, then GET on the same client connection: a body wrongly sent
+    // after the HEAD response would be read as the GET's response.
+    stream
+        .write_all(b"HEAD /h HTTP/1.1\r\nHost: t\r\n\r\nGET /g HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let head = read_response(&mut stream, true).unwrap();
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some("11"));
+    assert!(head.body.is_empty());
+    let get = read_response(&mut stream, false).unwrap();
+    assert_eq!(get.status, 200);
+    assert_eq!(get.text(), "upstream ok");
+    let methods: Vec<_> = up.records().iter().map(|r| r.method.clone()).collect();
+    assert_eq!(methods, ["HEAD", "GET"]);
+}
