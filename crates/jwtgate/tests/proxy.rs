@@ -715,7 +715,9 @@ fn head_keeps_the_upstreams_length_and_the_connection_stays_in_step() {
     let up = Upstream::start();
     let gw = Gateway::start(&open_route(&up));
     let mut stream = std::net::TcpStream::connect(gw.addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     use std::io::Write;
     // HEAD, then GET on the same client connection: a body wrongly sent
     // after the HEAD response would be read as the GET's response.
