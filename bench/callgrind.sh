@@ -4,7 +4,10 @@
 # under valgrind against the kit's nginx upstream, sends N keep-alive
 # requests on one connection, and subtracts a zero-request run (start/stop).
 #
-#   bench/callgrind.sh [MODE] [N]      MODE: hs256 (default) | rs256 | plain; N=2000
+#   bench/callgrind.sh [MODE] [N]      MODE: hs256 (default) | rs256 | plain | hs256-blacklist (written by bench/pairs.sh blacklist); N=2000
+#   env KEEP=DIR keeps the loaded run's profile in DIR, to compare two modes
+#   by function, e.g. the connection tasks' share (startup excluded):
+#     callgrind_annotate --inclusive=yes DIR/cg.* | grep 'accept_loop::{{closure}}::{{closure}} '
 # Needs the kit prepared by bench/peers.sh, valgrind and python3.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -46,4 +49,5 @@ PY
 }
 zero=$(instructions 0)
 loaded=$(instructions "$N")
+if [[ -n ${KEEP:-} ]]; then mkdir -p "$KEEP"; cp "$OUT"/cg."$N".* "$KEEP"/; fi
 echo "$MODE: $(( (loaded - zero) / N )) instructions per request ($N requests; start/stop $zero)"
