@@ -92,6 +92,31 @@ where
     (port, conns, seen)
 }
 
+/// An upstream that answers the first request of each connection with
+/// `answer`, then closes it: at once, or (`take_next`) after reading the
+/// next request, unanswered. Returns its port and the connection count.
+async fn one_answer_per_connection(
+    answer: &'static [u8],
+    take_next: bool,
+) -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let a = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            a.fetch_add(1, Ordering::SeqCst);
+            let mut pending = Vec::new();
+            read_request(&mut s, &mut pending).await;
+            let _ = s.write_all(answer).await;
+            if take_next {
+                read_request(&mut s, &mut pending).await;
+            }
+        }
+    });
+    (port, accepted)
+}
+
 fn get(path: &str) -> Request<Full<Bytes>> {
     Request::get(path).body(Full::new(Bytes::new())).unwrap()
 }
@@ -173,18 +198,8 @@ async fn a_chunked_response_is_streamed_and_the_connection_reused() {
 async fn a_body_until_close_is_read_to_the_end_and_not_reused() {
     // An HTTP/1.0-style upstream: no length, the end of the body is the
     // end of the connection.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let a = Arc::clone(&accepted);
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            a.fetch_add(1, Ordering::SeqCst);
-            let mut pending = Vec::new();
-            read_request(&mut s, &mut pending).await;
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\nall of it").await;
-        }
-    });
+    let (port, accepted) =
+        one_answer_per_connection(b"HTTP/1.1 200 OK\r\n\r\nall of it", false).await;
     let pool = ConnPool::default();
     let t = target(port, Duration::from_secs(5));
     for _ in 0..2 {
@@ -281,22 +296,9 @@ fn frames(items: Vec<Result<Bytes, String>>) -> Frames {
 async fn a_pooled_connection_closed_by_the_upstream_is_replaced_for_a_get() {
     // Each connection answers one request, then closes without saying so:
     // the next request finds its pooled connection dead.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port2 = listener.local_addr().unwrap().port();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let a = Arc::clone(&accepted);
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            a.fetch_add(1, Ordering::SeqCst);
-            let mut pending = Vec::new();
-            read_request(&mut s, &mut pending).await;
-            let _ = s.write_all(OK_HELLO).await;
-            // Wait for the next request, then drop it unanswered.
-            read_request(&mut s, &mut pending).await;
-        }
-    });
+    let (port, accepted) = one_answer_per_connection(OK_HELLO, true).await;
     let pool = ConnPool::default();
-    let t = target(port2, Duration::from_secs(5));
+    let t = target(port, Duration::from_secs(5));
     for i in 0..3 {
         let resp = pool
             .forward(&t, get("/"))
