@@ -3,7 +3,7 @@
 //!
 //! 1. normalise the path (once; everything after sees only this path)
 //! 2. match a route
-//! 3. strip client-sent identity headers
+//! 3. strip client-sent identity headers and hop-by-hop headers
 //! 4. decide whether the request needs a token, authenticate it, check the
 //!    blacklist; a logout request is answered (or forwarded) here
 //! 5. proxy to the upstream (or the echo upstream)
@@ -188,6 +188,10 @@ async fn serve<'g>(
         &mut parts.headers,
         route.names.forward.iter().map(|(_, header)| header),
     );
+    //    Hop-by-hop headers go now too, before the gateway adds its own:
+    //    a client's `Connection: x-consumer-username` names a header to drop,
+    //    and must not drop the one stage 4 sets.
+    headers::remove_hop_by_hop(&mut parts.headers);
 
     // 4. Authenticate when the route's policy requires it for this request:
     //    the checks of SPEC §3.1 in order, then the blacklist (memory only).
@@ -240,7 +244,6 @@ async fn serve<'g>(
     }
 
     // 5. Proxy. The upstream gets the normalised path and the query as sent.
-    headers::remove_hop_by_hop(&mut parts.headers);
     headers::set_forwarded(&mut parts.headers, &conn.peer_ip, conn.tls, host);
     let path_and_query = match query.as_deref() {
         Some(q) if !q.is_empty() => format!("{path}?{q}"),

@@ -875,6 +875,37 @@ fn identity_headers_reach_the_upstream_on_success() {
     );
 }
 
+#[test]
+fn regression_connection_cannot_name_the_identity_headers_away() {
+    // `Connection` lists hop-by-hop headers to drop. Dropping them after the
+    // gateway set its identity headers let a client strip those (and the
+    // route's forward_claims headers) from what the upstream receives.
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(&up, "{ forward_claims: { sub: X-User-Id } }"));
+    let token = sign_hs(
+        "HS256",
+        ALICE_SECRET,
+        json!({"key": "user123", "exp": now() + 600, "sub": "alice@example.com"}),
+    );
+    let req = Req::get("/x")
+        .bearer(&token)
+        .header(
+            "Connection",
+            "x-consumer-username, X-Credential-Identifier, x-user-id, x-extra",
+        )
+        .header("X-Extra", "hop");
+    assert_eq!(gw.send(&req).status, 200);
+    let r = up.last();
+    assert_eq!(r.header_all("x-consumer-username"), vec!["alice"]);
+    assert_eq!(r.header_all("x-credential-identifier"), vec!["user123"]);
+    assert_eq!(r.header_all("x-user-id"), vec!["alice@example.com"]);
+    assert_eq!(
+        r.header_all("x-extra"),
+        Vec::<&str>::new(),
+        "a named hop-by-hop header still goes"
+    );
+}
+
 const SPOOFED: [(&str, &str); 3] = [
     ("X-Consumer-Username", "mallory"),
     ("X-Consumer-Custom-ID", "spoofed-id"),
