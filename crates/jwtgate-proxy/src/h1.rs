@@ -196,7 +196,7 @@ pub fn parse_response_head(
     let mut content_length: Option<u64> = None;
     let mut length_conflict = false;
     let mut transfer_encoding = false;
-    let mut chunked_last = false;
+    let mut only_chunked = true;
     let mut close = false;
     let mut keep_alive_token = false;
     // Headers `Connection` names besides close/keep-alive: rare.
@@ -214,15 +214,17 @@ pub fn parse_response_head(
                 }
             }
         } else if name == TRANSFER_ENCODING {
-            transfer_encoding = true;
-            // Only the final coding matters: is the body chunked?
-            if let Some(last) = h
-                .value
-                .split(|&b| b == b',')
-                .map(<[u8]>::trim_ascii)
-                .rfind(|t| !t.is_empty())
-            {
-                chunked_last = last.eq_ignore_ascii_case(b"chunked");
+            // Chunked is the only coding decoded here, and the only one
+            // accepted: any other could not be passed on once this header
+            // is dropped.
+            for coding in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if coding.is_empty() {
+                    continue;
+                }
+                if !coding.eq_ignore_ascii_case(b"chunked") || transfer_encoding {
+                    only_chunked = false;
+                }
+                transfer_encoding = true;
             }
             continue;
         } else if name == CONNECTION {
@@ -263,14 +265,14 @@ pub fn parse_response_head(
     let framing = if no_body {
         ResponseFraming::Empty
     } else if transfer_encoding {
+        // Exactly `chunked` (no other coding, once): see above.
+        if !only_chunked {
+            return Err(WireError::Head("transfer coding other than chunked"));
+        }
         // Transfer-Encoding overrides Content-Length, which must not be
         // passed on beside it (RFC 9112 §6.3 item 3).
         headers.remove(CONTENT_LENGTH);
-        if chunked_last {
-            ResponseFraming::Chunked
-        } else {
-            ResponseFraming::UntilClose
-        }
+        ResponseFraming::Chunked
     } else {
         match content_length {
             Some(n) => ResponseFraming::Length(n),
@@ -280,9 +282,10 @@ pub fn parse_response_head(
     let keep_alive = framing != ResponseFraming::UntilClose
         && !close
         && (version == Version::HTTP_11 || keep_alive_token)
-        // Transfer-Encoding with Content-Length: the upstream may be confused
-        // about where this message ends; do not trust the next one.
-        && !(transfer_encoding && content_length.is_some());
+        // Transfer-Encoding with Content-Length, or in an HTTP/1.0 message:
+        // the upstream may be confused about where this message ends; do not
+        // trust the next one (RFC 9112 §6.1, §6.3).
+        && !(transfer_encoding && (content_length.is_some() || version == Version::HTTP_10));
     Ok(Some(ResponseHead {
         status,
         version,
@@ -473,7 +476,7 @@ fn step(state: ChunkState, b: u8) -> Result<ChunkState, WireError> {
                     ext_len: ext_len + 1,
                     cr,
                 }
-            } else if let Some(d) = hex_digit(b) {
+            } else if let (Some(d), true) = (hex_digit(b), digits < BWS) {
                 if digits >= 16 {
                     return Err(WireError::Chunk("chunk size too large"));
                 }
@@ -484,12 +487,23 @@ fn step(state: ChunkState, b: u8) -> Result<ChunkState, WireError> {
                     ext_len,
                     cr,
                 }
-            } else if (b == b';' || b == b' ' || b == b'\t') && digits > 0 {
+            } else if b == b';' && digits > 0 {
                 ChunkState::Size {
                     value,
                     digits,
                     in_ext: true,
                     ext_len: 1,
+                    cr,
+                }
+            } else if (b == b' ' || b == b'\t') && digits > 0 {
+                // Whitespace after the size (BWS): only more of it, an
+                // extension or the end of the line may follow. `digits` past
+                // 16 marks that no digit may.
+                ChunkState::Size {
+                    value,
+                    digits: BWS,
+                    in_ext,
+                    ext_len,
                     cr,
                 }
             } else {
@@ -542,6 +556,9 @@ fn step(state: ChunkState, b: u8) -> Result<ChunkState, WireError> {
         ChunkState::Data(_) | ChunkState::Done => state,
     })
 }
+
+/// The `digits` value once whitespace followed the chunk size.
+const BWS: u8 = 17;
 
 fn hex_digit(b: u8) -> Option<u8> {
     match b {

@@ -308,6 +308,7 @@ impl ConnPool {
             body: &mut body,
             framing,
             body_started: false,
+            resent: false,
             read_timeout: target.read_timeout,
         };
         let count = target.nodes.len();
@@ -400,6 +401,11 @@ struct Exchange<'a, B> {
     /// Once a piece of the body was read from the client, the request
     /// cannot be sent again.
     body_started: bool,
+    /// A request the upstream may have seen is sent again at most once
+    /// (RFC 9110 §9.2.2: a client SHOULD NOT retry an automatic retry), so a
+    /// request that itself makes the upstream drop connections is not
+    /// replayed on every pooled one.
+    resent: bool,
     read_timeout: Duration,
 }
 
@@ -409,14 +415,23 @@ where
     B::Error: std::fmt::Display,
 {
     /// Sending again is safe if the upstream cannot have seen the request,
-    /// or if the method is idempotent (RFC 9110 §9.2.2) and the body has not
-    /// been consumed.
-    fn may_resend(&self, written: bool) -> bool {
-        !self.body_started && (!written || is_idempotent(&self.parts.method))
+    /// or once if the method is idempotent (RFC 9110 §9.2.2) and the body
+    /// has not been consumed.
+    fn may_resend(&mut self, written: bool) -> bool {
+        if self.body_started {
+            return false;
+        }
+        if !written {
+            return true;
+        }
+        if self.resent || !is_idempotent(&self.parts.method) {
+            return false;
+        }
+        self.resent = true;
+        true
     }
 
-    /// Writes the request and reads the response head, within the route's
-    /// read timeout.
+    /// Writes the request and reads the response head.
     async fn run(
         &mut self,
         pool: &Arc<PoolInner>,
@@ -424,14 +439,7 @@ where
         mut conn: Conn,
     ) -> Result<Response<GatewayBody>, Failure> {
         let read_timeout = self.read_timeout;
-        let head = match tokio::time::timeout(read_timeout, self.send(node, &mut conn)).await {
-            Ok(result) => result?,
-            Err(_) => {
-                return Err(Failure::Failed(GatewayError::UpstreamTimeout(
-                    read_timeout.as_millis(),
-                )))
-            }
-        };
+        let head = self.send(node, &mut conn).await?;
         let ResponseHead {
             status,
             headers,
@@ -475,15 +483,15 @@ where
         Ok(resp)
     }
 
+    /// The route's read timeout bounds each write of the body and the wait
+    /// for the response head once the request is out; not the client's own
+    /// pace of sending its body.
     async fn send(&mut self, node: &Node, conn: &mut Conn) -> Result<ResponseHead, Failure> {
-        let upstream_error = |what: String| {
-            Failure::Failed(GatewayError::UpstreamUnavailable(format!(
-                "{}: {what}",
-                node.key.0
-            )))
-        };
+        let read_timeout = self.read_timeout;
+        let timed_out = || Failure::Failed(GatewayError::UpstreamTimeout(read_timeout.as_millis()));
 
-        // The head. A pooled connection that fails here had been closed.
+        // The head: one small write into an idle connection's empty send
+        // buffer. A pooled connection that fails here had been closed.
         conn.out.clear();
         let target = self
             .parts
@@ -501,76 +509,162 @@ where
             return Err(Failure::Closed { written: false });
         }
 
-        // The body, streamed as the client sends it.
+        // The body, streamed as the client sends it. The upstream may answer
+        // before it has all of it (413, 401): that answer goes to the client.
         if self.framing != RequestFraming::Empty {
             self.body_started = true;
-            self.send_body(conn).await?;
+            if let Some(mut early) = self.send_body(node, conn).await? {
+                // The rest of the body was never sent: the connection is
+                // out of step and closes after this response.
+                early.keep_alive = false;
+                return Ok(early);
+            }
         }
-        conn.io
-            .flush()
-            .await
-            .map_err(|e| upstream_error(e.to_string()))?;
 
-        // The response head; interim (1xx) responses are read and dropped.
-        let mut received = false;
-        loop {
-            match h1::parse_response_head(&mut conn.buf, &self.parts.method) {
-                Ok(Some(head)) if head.status == StatusCode::SWITCHING_PROTOCOLS => {
-                    return Err(upstream_error("switched protocols unasked".into()))
+        let read_head = async {
+            conn.io
+                .flush()
+                .await
+                .map_err(|e| upstream_error(node, e.to_string()))?;
+            let mut received = false;
+            loop {
+                if let Some(head) = next_final_head(&mut conn.buf, &self.parts.method, node)? {
+                    return Ok(head);
                 }
-                Ok(Some(head)) if head.status.is_informational() => continue,
-                Ok(Some(head)) => return Ok(head),
-                Ok(None) => {}
-                Err(e) => return Err(upstream_error(e.to_string())),
+                conn.buf.reserve(HEAD_READ);
+                match conn.io.read_buf(&mut conn.buf).await {
+                    Ok(0) | Err(_) if !received => return Err(Failure::Closed { written: true }),
+                    Ok(0) => {
+                        return Err(upstream_error(
+                            node,
+                            "closed the connection mid-response".into(),
+                        ))
+                    }
+                    Ok(_) => received = true,
+                    Err(e) => return Err(upstream_error(node, e.to_string())),
+                }
             }
-            conn.buf.reserve(HEAD_READ);
-            match conn.io.read_buf(&mut conn.buf).await {
-                Ok(0) | Err(_) if !received => return Err(Failure::Closed { written: true }),
-                Ok(0) => return Err(upstream_error("closed the connection mid-response".into())),
-                Ok(_) => received = true,
-                Err(e) => return Err(upstream_error(e.to_string())),
-            }
-        }
+        };
+        tokio::time::timeout(read_timeout, read_head)
+            .await
+            .map_err(|_| timed_out())?
     }
 
-    async fn send_body(&mut self, conn: &mut Conn) -> Result<(), Failure> {
-        let write_error = |e: std::io::Error| {
-            Failure::Failed(GatewayError::UpstreamUnavailable(format!(
-                "writing the request body: {e}"
-            )))
-        };
+    /// Writes the body; meanwhile reads what the upstream sends. Returns the
+    /// upstream's final response head if it came before the body was all
+    /// written.
+    async fn send_body(
+        &mut self,
+        node: &Node,
+        conn: &mut Conn,
+    ) -> Result<Option<ResponseHead>, Failure> {
+        let Conn { io, buf, out, .. } = conn;
+        let (mut reader, mut writer) = tokio::io::split(io);
+        let method = &self.parts.method;
+        let body = &mut *self.body;
         let chunked = self.framing == RequestFraming::Chunked;
-        while let Some(frame) = self.body.frame().await {
-            let frame =
-                frame.map_err(|e| Failure::Failed(GatewayError::RequestBody(e.to_string())))?;
-            // Trailers are not forwarded.
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            if data.is_empty() {
-                continue;
+        let read_timeout = self.read_timeout;
+        let upload = async {
+            while let Some(frame) = body.frame().await {
+                let frame =
+                    frame.map_err(|e| Failure::Failed(GatewayError::RequestBody(e.to_string())))?;
+                // Trailers are not forwarded.
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if data.is_empty() {
+                    continue;
+                }
+                if !chunked {
+                    write_timed(&mut writer, &data, read_timeout, node).await?;
+                    continue;
+                }
+                out.clear();
+                h1::push_chunk_size(out, data.len());
+                if data.len() <= COALESCE {
+                    out.extend_from_slice(&data);
+                    out.extend_from_slice(b"\r\n");
+                    write_timed(&mut writer, out, read_timeout, node).await?;
+                } else {
+                    write_timed(&mut writer, out, read_timeout, node).await?;
+                    write_timed(&mut writer, &data, read_timeout, node).await?;
+                    write_timed(&mut writer, b"\r\n", read_timeout, node).await?;
+                }
             }
-            if !chunked {
-                conn.io.write_all(&data).await.map_err(write_error)?;
-                continue;
+            if chunked {
+                write_timed(&mut writer, b"0\r\n\r\n", read_timeout, node).await?;
             }
-            conn.out.clear();
-            h1::push_chunk_size(&mut conn.out, data.len());
-            if data.len() <= COALESCE {
-                conn.out.extend_from_slice(&data);
-                conn.out.extend_from_slice(b"\r\n");
-                conn.io.write_all(&conn.out).await.map_err(write_error)?;
-            } else {
-                conn.io.write_all(&conn.out).await.map_err(write_error)?;
-                conn.io.write_all(&data).await.map_err(write_error)?;
-                conn.io.write_all(b"\r\n").await.map_err(write_error)?;
+            Ok::<(), Failure>(())
+        };
+        let answer = async {
+            loop {
+                if let Some(head) = next_final_head(buf, method, node)? {
+                    return Ok::<ResponseHead, Failure>(head);
+                }
+                if buf.len() >= h1::MAX_HEAD {
+                    return Err(upstream_error(node, "response head too large".into()));
+                }
+                buf.reserve(HEAD_READ);
+                match reader.read_buf(buf).await {
+                    Ok(n) if n > 0 => {}
+                    // Closed or broken: the upload sees it too and reports.
+                    _ => std::future::pending::<()>().await,
+                }
             }
+        };
+        tokio::select! {
+            biased;
+            done = upload => done.map(|()| None),
+            head = answer => head.map(Some),
         }
-        if chunked {
-            conn.io.write_all(b"0\r\n\r\n").await.map_err(write_error)?;
-        }
-        Ok(())
     }
+}
+
+/// One write of the request body, bounded by the read timeout: an upstream
+/// that stops reading does not hold the request forever.
+async fn write_timed<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    bytes: &[u8],
+    limit: Duration,
+    node: &Node,
+) -> Result<(), Failure> {
+    match tokio::time::timeout(limit, writer.write_all(bytes)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(upstream_error(
+            node,
+            format!("writing the request body: {e}"),
+        )),
+        Err(_) => Err(Failure::Failed(GatewayError::UpstreamTimeout(
+            limit.as_millis(),
+        ))),
+    }
+}
+
+/// The next final (non-1xx) response head in `buf`, if it is all there;
+/// interim responses are read and dropped. `101` is refused: the gateway
+/// does not pass protocol upgrades through.
+fn next_final_head(
+    buf: &mut BytesMut,
+    method: &Method,
+    node: &Node,
+) -> Result<Option<ResponseHead>, Failure> {
+    loop {
+        match h1::parse_response_head(buf, method) {
+            Ok(Some(head)) if head.status == StatusCode::SWITCHING_PROTOCOLS => {
+                return Err(upstream_error(node, "switched protocols unasked".into()))
+            }
+            Ok(Some(head)) if head.status.is_informational() => continue,
+            Ok(head) => return Ok(head),
+            Err(e) => return Err(upstream_error(node, e.to_string())),
+        }
+    }
+}
+
+fn upstream_error(node: &Node, what: String) -> Failure {
+    Failure::Failed(GatewayError::UpstreamUnavailable(format!(
+        "{}: {what}",
+        node.key.0
+    )))
 }
 
 fn is_idempotent(m: &Method) -> bool {

@@ -152,7 +152,7 @@ fn something_that_is_not_http_is_refused_before_its_end() {
 #[test]
 fn transfer_encoding_decides_over_content_length() {
     let (h, _) = parsed(
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n",
         &Method::GET,
     );
     assert_eq!(h.framing, ResponseFraming::Chunked);
@@ -172,11 +172,24 @@ fn transfer_encoding_decides_over_content_length() {
         "a message framed two ways ends its connection"
     );
 
+    // Codings other than chunked: the body could not be passed on with its
+    // coding once Transfer-Encoding is dropped, so it is refused.
+    for te in ["gzip", "gzip, chunked", "chunked, identity"] {
+        let raw = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: {te}\r\n\r\n");
+        let (r, _) = head_of(raw.as_bytes(), &Method::GET);
+        assert_eq!(
+            r.unwrap_err(),
+            WireError::Head("transfer coding other than chunked"),
+            "{te}"
+        );
+    }
+
+    // Chunked in an HTTP/1.0 message: read, but the connection is not reused.
     let (h, _) = parsed(
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n",
         &Method::GET,
     );
-    assert_eq!(h.framing, ResponseFraming::UntilClose);
+    assert_eq!(h.framing, ResponseFraming::Chunked);
     assert!(!h.keep_alive);
 }
 
@@ -325,6 +338,17 @@ fn chunked_bodies_decode_whatever_the_read_boundaries() {
 }
 
 #[test]
+fn whitespace_after_a_chunk_size_is_allowed_before_an_extension_or_the_line_end() {
+    for wire in [
+        &b"5 \r\nhello\r\n0\r\n\r\n"[..],
+        b"5\t ;a=b\r\nhello\r\n0\r\n\r\n",
+    ] {
+        let (data, _) = decode_in_steps(wire, 2).unwrap();
+        assert_eq!(data, b"hello", "{}", String::from_utf8_lossy(wire));
+    }
+}
+
+#[test]
 fn an_empty_chunked_body() {
     let (data, rest) = decode_in_steps(b"0\r\n\r\n", 64).unwrap();
     assert!(data.is_empty());
@@ -343,6 +367,8 @@ fn malformed_chunked_bodies_are_errors() {
         b"5;a\x01b\r\n",
         b"0\r\nx: 1\n\r\n",
         b"-5\r\n",
+        b"5 6\r\nhello\r\n",
+        b"5 x\r\nhello\r\n",
     ] {
         let r = decode_in_steps(bad, 3);
         assert!(

@@ -106,12 +106,14 @@ async fn one_answer_per_connection(
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
             a.fetch_add(1, Ordering::SeqCst);
-            let mut pending = Vec::new();
-            read_request(&mut s, &mut pending).await;
-            let _ = s.write_all(answer).await;
-            if take_next {
+            tokio::spawn(async move {
+                let mut pending = Vec::new();
                 read_request(&mut s, &mut pending).await;
-            }
+                let _ = s.write_all(answer).await;
+                if take_next {
+                    read_request(&mut s, &mut pending).await;
+                }
+            });
         }
     });
     (port, accepted)
@@ -527,4 +529,138 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
         .await
         .unwrap();
     assert_eq!(conns.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_written_request_is_resent_at_most_once() {
+    // Every connection takes one request and closes without an answer.
+    let (port, accepted) = one_answer_per_connection(b"", false).await;
+    let pool = ConnPool::default();
+    let t = target(port, Duration::from_secs(5));
+    // Warm the pool with connections (each will fail its request).
+    let key = Arc::clone(&t.nodes[0].key);
+    for _ in 0..5 {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        pool.inner
+            .put(Arc::clone(&key), Conn::new(Io::Plain(stream)));
+    }
+    let err = pool.forward(&t, get("/")).await.unwrap_err();
+    assert!(matches!(err, GatewayError::UpstreamUnavailable(_)), "{err}");
+    // Sent once, resent once; not on all five pooled connections and a new one.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        5,
+        "the five pooled connections only"
+    );
+    let requests: usize = {
+        // The pool's remaining connections were never written to.
+        let idle = pool.inner.idle.lock().unwrap();
+        5 - idle.get(&key).map_or(0, Vec::len)
+    };
+    assert_eq!(requests, 2);
+}
+
+/// A body of `pieces` pieces of `size` bytes, one every `every`.
+struct SlowBody {
+    left: usize,
+    size: usize,
+    every: Duration,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl SlowBody {
+    fn new(pieces: usize, size: usize, every: Duration) -> Self {
+        SlowBody {
+            left: pieces,
+            size,
+            every,
+            sleep: Box::pin(tokio::time::sleep(every)),
+        }
+    }
+}
+
+impl Body for SlowBody {
+    type Data = Bytes;
+    type Error = String;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, String>>> {
+        let this = self.get_mut();
+        if this.left == 0 {
+            return Poll::Ready(None);
+        }
+        if this.sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        this.left -= 1;
+        let deadline = tokio::time::Instant::now() + this.every;
+        this.sleep.as_mut().reset(deadline);
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b'u'; this.size])))))
+    }
+}
+
+#[tokio::test]
+async fn a_slow_upload_is_not_an_upstream_timeout() {
+    let (port, _, seen) = upstream(|_| Some(OK_HELLO.to_vec())).await;
+    let pool = ConnPool::default();
+    // Five pieces 100 ms apart: half a second, against a 200 ms timeout
+    // that bounds each write and the wait for the answer, not the client.
+    let t = target(port, Duration::from_millis(200));
+    let body = SlowBody::new(5, 10, Duration::from_millis(100));
+    let resp = pool
+        .forward(&t, Request::post("/up").body(body).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(body_of(resp).await.unwrap(), b"hello");
+    let wire = seen.lock().unwrap()[0].clone();
+    assert!(wire.ends_with(b"a\r\nuuuuuuuuuu\r\n0\r\n\r\n"));
+}
+
+#[tokio::test]
+async fn an_answer_before_the_whole_body_reaches_the_client() {
+    // The upstream refuses the upload after its head and stops reading.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut byte).await.unwrap();
+            head.push(byte[0]);
+        }
+        s.write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\n\r\ntoo big!")
+            .await
+            .unwrap();
+        // Hold the connection, unread, until the test is done.
+        let _ = done_rx.await;
+    });
+    let pool = ConnPool::default();
+    let t = target(port, Duration::from_secs(5));
+    // 64 MiB: more than the socket buffers hold, so the upload blocks.
+    let piece = Bytes::from(vec![b'x'; 1 << 20]);
+    let body = frames((0..64).map(|_| Ok(piece.clone())).collect());
+    let resp = pool
+        .forward(&t, Request::post("/").body(body).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    assert_eq!(body_of(resp).await.unwrap(), b"too big!");
+    let idle = pool
+        .inner
+        .idle
+        .lock()
+        .unwrap()
+        .values()
+        .map(Vec::len)
+        .sum::<usize>();
+    assert_eq!(
+        idle, 0,
+        "a connection with half a request body is not reused"
+    );
+    let _ = done_tx.send(());
 }
