@@ -330,12 +330,7 @@ impl ConnPool {
                     Err(Failure::Closed { written }) if exchange.may_resend(written) => {
                         debug!(node = %node.key.0, "pooled upstream connection was closed; retrying");
                     }
-                    Err(Failure::Closed { .. }) => {
-                        return Err(GatewayError::UpstreamUnavailable(format!(
-                            "{}: connection closed before a response",
-                            node.key.0
-                        )))
-                    }
+                    Err(Failure::Closed { .. }) => return Err(closed_before_response(node)),
                     Err(Failure::Failed(e)) => return Err(e),
                 }
             }
@@ -352,12 +347,7 @@ impl ConnPool {
             };
             match exchange.run(&self.inner, node, conn).await {
                 Ok(resp) => return Ok(resp),
-                Err(Failure::Closed { .. }) => {
-                    return Err(GatewayError::UpstreamUnavailable(format!(
-                        "{}: connection closed before a response",
-                        node.key.0
-                    )))
-                }
+                Err(Failure::Closed { .. }) => return Err(closed_before_response(node)),
                 Err(Failure::Failed(e)) => return Err(e),
             }
         }
@@ -658,6 +648,13 @@ fn next_final_head(
             Err(e) => return Err(upstream_error(node, e.to_string())),
         }
     }
+}
+
+fn closed_before_response(node: &Node) -> GatewayError {
+    GatewayError::UpstreamUnavailable(format!(
+        "{}: connection closed before a response",
+        node.key.0
+    ))
 }
 
 fn upstream_error(node: &Node, what: String) -> Failure {
