@@ -11,6 +11,7 @@ pub mod error;
 pub mod gateway;
 pub mod h1;
 pub mod headers;
+pub mod idle;
 pub mod log_sink;
 pub mod metrics;
 pub mod pipeline;

@@ -48,7 +48,10 @@ pub fn run(path: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // The control plane (signals, reloads, the admin API, the blacklist's
+    // sync) runs here, on one thread; the data plane's workers run
+    // runtimes of their own (`Listeners::serve`).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -8,6 +8,8 @@
 
 mod support;
 
+use std::time::{Duration, Instant};
+
 use serde_json::json;
 use support::*;
 
@@ -590,4 +592,101 @@ routes:
     );
     assert_eq!(protected.count(), 0, "{seen:?}");
     gw.assert_alive();
+}
+
+/// Reads until the gateway closes the connection; how long that took.
+fn wait_for_close(s: &mut std::net::TcpStream, bound: Duration) -> Result<Duration, String> {
+    use std::io::Read;
+    let started = Instant::now();
+    s.set_read_timeout(Some(bound)).map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 1024];
+    match s.read(&mut buf) {
+        Ok(0) => Ok(started.elapsed()),
+        Ok(n) => Err(format!(
+            "unexpected bytes: {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(started.elapsed()),
+        Err(e) => Err(format!("still open after {:?}: {e}", started.elapsed())),
+    }
+}
+
+/// A client must complete a request head within 30 s of opening its
+/// connection or of its previous exchange ending (SPEC is silent; nginx's
+/// client_header_timeout and keepalive_timeout do the same). Bytes trickled
+/// a few at a time do not keep a connection open (slowloris); a client that
+/// keeps sending whole requests is never dropped. This test waits out the
+/// real 30 s timeout.
+#[test]
+fn idle_and_slowloris_connections_are_closed_after_30_s_and_busy_ones_are_not() {
+    use std::io::Write;
+    const IDLE: Duration = Duration::from_secs(30);
+    // A client measures from a moment just after the gateway's; the
+    // gateway's sweeper adds up to a second; scheduling adds a little.
+    const EARLIEST: Duration = Duration::from_secs(29);
+    const LATEST: Duration = Duration::from_secs(45);
+    let up = Upstream::start();
+    let gw = Gateway::start(&format!(
+        r#"listen: "127.0.0.1:0"
+routes:
+  - name: open
+    paths: ["/*"]
+    upstream: {{ nodes: ["{}"] }}
+"#,
+        up.node()
+    ));
+    let addr = gw.addr;
+    // 1. Opened, never a byte sent.
+    let silent = std::thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        wait_for_close(&mut s, LATEST)
+    });
+    // 2. One whole exchange, then a head trickled a line every 4 s.
+    let trickler = std::thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let first = exchange(&mut s, b"GET /first HTTP/1.1\r\nHost: t\r\n\r\n")?;
+        if first.status != 200 {
+            return Err(format!("first request answered {}", first.status));
+        }
+        let idle_from = Instant::now();
+        let mut writer = s.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let _ = writer.write_all(b"GET /second HTTP/1.1\r\nHost: t\r\n");
+            for i in 0..20 {
+                std::thread::sleep(Duration::from_secs(4));
+                if writer
+                    .write_all(format!("X-Slow-{i}: 1\r\n").as_bytes())
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        wait_for_close(&mut s, LATEST)?;
+        Ok(idle_from.elapsed())
+    });
+    // 3. A whole request every 10 s: never idle for 30 s.
+    let mut busy = std::net::TcpStream::connect(addr).unwrap();
+    for i in 0..4 {
+        let r = exchange(
+            &mut busy,
+            format!("GET /busy{i} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes(),
+        )
+        .unwrap_or_else(|e| panic!("busy request {i}: {e}"));
+        assert_eq!(r.status, 200, "busy request {i}");
+        std::thread::sleep(Duration::from_secs(10));
+    }
+    let r = exchange(&mut busy, b"GET /busy-last HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("a connection sending a request every 10 s was closed");
+    assert_eq!(r.status, 200);
+    for (name, waited) in [
+        ("silent", silent.join().unwrap()),
+        ("trickling", trickler.join().unwrap()),
+    ] {
+        let waited = waited.unwrap_or_else(|e| panic!("{name} connection: {e}"));
+        assert!(
+            (EARLIEST..=LATEST).contains(&waited),
+            "{name} connection closed after {waited:?}, expected about {IDLE:?}"
+        );
+    }
 }

@@ -1,0 +1,113 @@
+use std::future::pending;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+
+use super::*;
+
+const PERIOD: Duration = Duration::from_millis(20);
+const TIMEOUT: Duration = Duration::from_millis(100);
+/// Far beyond the timeout: only a broken sweeper takes this long.
+const BOUND: Duration = Duration::from_secs(10);
+
+/// Spawns a task that never ends on its own, watched like a connection.
+fn watched(watch: &IdleWatch, activity: &Arc<Activity>) -> tokio::task::JoinHandle<()> {
+    let ticket = watch.ticket();
+    let id = ticket.id();
+    let task = tokio::spawn(async move {
+        let _ticket = ticket;
+        pending::<()>().await;
+    });
+    watch.watch(id, Arc::clone(activity), task.abort_handle());
+    task
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_timeout_and_not_before() {
+    let watch = IdleWatch::start(TIMEOUT, PERIOD);
+    let activity = watch.activity();
+    let started = Instant::now();
+    let task = watched(&watch, &activity);
+    let ended = tokio::time::timeout(BOUND, task)
+        .await
+        .expect("never closed");
+    assert!(ended.unwrap_err().is_cancelled());
+    assert!(
+        started.elapsed() >= TIMEOUT,
+        "closed after {:?}",
+        started.elapsed()
+    );
+    assert!(watch.is_empty());
+}
+
+#[tokio::test]
+async fn a_busy_connection_is_left_alone_and_its_idle_time_starts_when_the_exchange_ends() {
+    let watch = IdleWatch::start(TIMEOUT, PERIOD);
+    let activity = watch.activity();
+    let busy = activity.begin();
+    let task = watched(&watch, &activity);
+    tokio::time::sleep(TIMEOUT * 4).await;
+    assert!(
+        !task.is_finished(),
+        "a connection with an exchange in flight was closed"
+    );
+    let released = Instant::now();
+    drop(busy);
+    let ended = tokio::time::timeout(BOUND, task)
+        .await
+        .expect("never closed");
+    assert!(ended.unwrap_err().is_cancelled());
+    assert!(
+        released.elapsed() >= TIMEOUT,
+        "closed {:?} after its exchange",
+        released.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn exchanges_within_the_timeout_keep_a_connection_open() {
+    let watch = IdleWatch::start(TIMEOUT, PERIOD);
+    let activity = watch.activity();
+    let task = watched(&watch, &activity);
+    for _ in 0..10 {
+        tokio::time::sleep(TIMEOUT / 4).await;
+        drop(activity.begin());
+    }
+    assert!(
+        !task.is_finished(),
+        "closed although it was never idle for the timeout"
+    );
+    task.abort();
+}
+
+#[tokio::test]
+async fn a_connection_that_ends_leaves_the_watch() {
+    let watch = IdleWatch::start(Duration::from_secs(60), PERIOD);
+    let activity = watch.activity();
+    let ticket = watch.ticket();
+    let id = ticket.id();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ticket = ticket;
+        let _ = rx.await;
+    });
+    assert!(watch.is_empty());
+    watch.watch(id, activity, task.abort_handle());
+    assert_eq!(watch.len(), 1);
+    tx.send(()).unwrap();
+    task.await.unwrap();
+    assert!(watch.is_empty());
+}
+
+#[tokio::test]
+async fn a_tracked_body_passes_its_frames_and_frees_the_connection_when_dropped() {
+    let watch = IdleWatch::start(Duration::from_secs(60), PERIOD);
+    let activity = watch.activity();
+    let body = Tracked::new(Full::new(Bytes::from_static(b"hello")), activity.begin());
+    assert_eq!(activity.busy.load(Ordering::Relaxed), 1);
+    assert_eq!(body.size_hint().exact(), Some(5));
+    let bytes = body.collect().await.unwrap().to_bytes();
+    assert_eq!(&bytes[..], b"hello");
+    assert_eq!(activity.busy.load(Ordering::Relaxed), 0);
+}
