@@ -42,6 +42,8 @@ pub enum ServeError {
     },
     #[error("TLS setup: {0}")]
     Tls(String),
+    #[error("no worker thread could start: {0}")]
+    NoWorker(String),
 }
 
 /// The live configuration; swapped whole on reload.
@@ -83,24 +85,31 @@ impl Listeners {
     /// cores. Chosen by measurement over one multi-thread runtime: 4.9 %
     /// fewer instructions per proxied request (`bench/callgrind.sh plain`),
     /// most of it the multi-thread scheduler's per-batch bookkeeping.
-    pub async fn serve(self, gateway: SharedGateway, stop: watch::Receiver<bool>) {
+    pub async fn serve(
+        self,
+        gateway: SharedGateway,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(), ServeError> {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let mut sockets = Vec::new();
         for (listener, local) in self.listeners {
             info!("listening on {scheme}://{local}");
-            match listener.into_std() {
-                Ok(l) => sockets.push(l),
-                Err(e) => warn!(error = %e, "cannot hand {local} to the workers"),
-            }
+            let socket = listener.into_std().map_err(|source| ServeError::Bind {
+                addr: local,
+                source,
+            })?;
+            sockets.push(socket);
         }
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         info!(workers, "serving");
         let mut done = Vec::new();
+        let mut last_error = String::new();
         for n in 0..workers {
             let mine = match sockets.iter().map(|s| s.try_clone()).collect() {
                 Ok(mine) => mine,
                 Err(e) => {
                     error!(error = %e, "worker {n}: cannot share the listening sockets");
+                    last_error = e.to_string();
                     continue;
                 }
             };
@@ -125,13 +134,20 @@ impl Listeners {
                 });
             match started {
                 Ok(_) => done.push(wait),
-                Err(e) => error!(error = %e, "cannot start worker {n}"),
+                Err(e) => {
+                    error!(error = %e, "cannot start worker {n}");
+                    last_error = e.to_string();
+                }
             }
+        }
+        if done.is_empty() {
+            return Err(ServeError::NoWorker(last_error));
         }
         // Each worker drains its own connections once `stop` turns true.
         for wait in done {
             let _ = wait.await;
         }
+        Ok(())
     }
 }
 

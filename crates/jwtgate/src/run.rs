@@ -110,7 +110,10 @@ async fn serve(path: &Path, loaded: Loaded) -> ExitCode {
         };
         tokio::spawn(listener.serve(state, stop_rx.clone()))
     });
-    listeners.serve(gateway, stop_rx).await;
+    if let Err(e) = listeners.serve(gateway, stop_rx).await {
+        error!("{e}");
+        return ExitCode::from(1);
+    }
     if let Some(admin) = admin {
         // Admin requests are short; the data plane has drained already.
         if tokio::time::timeout(ADMIN_DRAIN_TIMEOUT, admin)
