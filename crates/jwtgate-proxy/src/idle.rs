@@ -43,10 +43,13 @@ struct Entry {
 
 impl IdleWatch {
     /// Starts the sweeper on the current runtime. A connection is closed
-    /// once it has been idle for at least `timeout`, and at most one
-    /// `period` more.
+    /// once it has been idle for at least `timeout`, and at most two
+    /// `period`s more.
     pub fn start(timeout: Duration, period: Duration) -> Self {
-        let limit = timeout.as_nanos().div_ceil(period.as_nanos().max(1));
+        // An exchange that ends just after a tick was due but before the
+        // sweeper ran reads the previous period: one period of margin so
+        // that such a connection is not closed before `timeout`.
+        let limit = timeout.as_nanos().div_ceil(period.as_nanos().max(1)) + 1;
         let inner = Arc::new(Inner {
             clock: Arc::new(AtomicU32::new(0)),
             limit: u32::try_from(limit).unwrap_or(u32::MAX),

@@ -30,7 +30,8 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// ended is dropped: slowloris clients and abandoned keep-alive connections.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often each worker looks for idle connections: they are closed
-/// between `IDLE_TIMEOUT` and `IDLE_TIMEOUT + IDLE_SWEEP` after going idle.
+/// between `IDLE_TIMEOUT` and `IDLE_TIMEOUT + 2 * IDLE_SWEEP` after going
+/// idle.
 const IDLE_SWEEP: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]

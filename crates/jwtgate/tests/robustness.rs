@@ -622,7 +622,7 @@ fn idle_and_slowloris_connections_are_closed_after_30_s_and_busy_ones_are_not() 
     use std::io::Write;
     const IDLE: Duration = Duration::from_secs(30);
     // A client measures from a moment just after the gateway's; the
-    // gateway's sweeper adds up to a second; scheduling adds a little.
+    // gateway's sweeper adds up to two seconds; scheduling adds a little.
     const EARLIEST: Duration = Duration::from_secs(29);
     const LATEST: Duration = Duration::from_secs(45);
     let up = Upstream::start();
