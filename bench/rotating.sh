@@ -5,6 +5,8 @@
 #
 #   bench/rotating.sh          env TOKENS=20000 ROUNDS=3 DURATION=10 CONNS=50
 #                              ACCESS_LOG=off (default, as the peers) | on
+# Prints medians of req/s and of the proxy's own CPU time per request (from
+# /proc, user + system).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 KIT="${KIT:-/tmp/jwtgate-bench-peers}"
@@ -43,18 +45,27 @@ run() { # name port cmd...
   local name=$1 port=$2; shift 2
   taskset -c 1 nginx -p "$KIT/" -e "$KIT/run/upstream-nginx.err" -c peers/upstream-nginx.conf & PIDS+=($!)
   wait_port 18081
+  # taskset and env exec: $! is the proxy itself.
   taskset -c 0 env BENCH="$KIT" "$@" >/dev/null 2>&1 & PIDS+=($!)
+  local proxy=$!
   wait_port "$port"
   taskset -c 1 wrk -t1 -c"$CONNS" -d2s -s "$KIT/jwtgate/rotate.lua" "http://127.0.0.1:$port/" >/dev/null
+  local t0 t1; t0=$(cpu_ticks $proxy)
   local out; out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$KIT/jwtgate/rotate.lua" "http://127.0.0.1:$port/")
-  local rps p99 non2xx
+  t1=$(cpu_ticks $proxy)
+  local rps p99 non2xx requests cpu_us
   rps=$(awk '/Requests\/sec/ {print $2}' <<< "$out")
+  requests=$(awk '/requests in/ {print $1}' <<< "$out")
+  cpu_us=$(awk -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v n="$requests" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
   p99=$(awk '$1=="99%" {print $2}' <<< "$out")
   non2xx=$(awk '/Non-2xx/ {print $NF}' <<< "$out"); non2xx=${non2xx:-0}
   stop
   [[ $non2xx == 0 ]] || { echo "$name: $non2xx non-2xx responses" >&2; exit 1; }
-  echo "$name $rps $p99"
+  echo "$name $rps $p99 $cpu_us"
 }
+# The proxy's own CPU time (user + system, clock ticks): the machine's noise
+# moves it less than req/s.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 mkdir -p "$KIT/run"
 # The peer logs nothing per request; by default neither does jwtgate here.
 case ${ACCESS_LOG:-off} in
@@ -68,10 +79,13 @@ for r in $(seq "$ROUNDS"); do
 done | tee "$KIT/jwtgate/rotating.txt"
 python3 - "$KIT/jwtgate/rotating.txt" <<'PY'
 import statistics, sys
-rows = {}
+rows, cpu = {}, {}
 for line in open(sys.argv[1]):
-    name, rps, p99 = line.split()
+    name, rps, p99, cpu_us = line.split()
     rows.setdefault(name, []).append(float(rps))
+    cpu.setdefault(name, []).append(float(cpu_us))
 h, j = statistics.median(rows["haproxy-rs256"]), statistics.median(rows["jwtgate-rs256-rotating"])
-print(f"rotating RS256 tokens: jwtgate {j:.0f} req/s vs haproxy-rs256 {h:.0f} -> ratio {j/h:.2f}")
+hc, jc = statistics.median(cpu["haproxy-rs256"]), statistics.median(cpu["jwtgate-rs256-rotating"])
+print(f"rotating RS256 tokens: jwtgate {j:.0f} req/s vs haproxy-rs256 {h:.0f} -> ratio {j/h:.2f}; "
+      f"proxy CPU per request {jc:.1f} us vs {hc:.1f} us")
 PY
