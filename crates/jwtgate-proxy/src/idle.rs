@@ -97,15 +97,6 @@ impl IdleWatch {
             conns.insert(id.0, Entry { activity, task });
         }
     }
-
-    /// How many connections are watched.
-    pub fn len(&self) -> usize {
-        self.inner.conns.lock().map_or(0, |c| c.len())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 impl Inner {
