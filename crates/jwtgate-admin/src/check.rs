@@ -8,7 +8,7 @@ use std::path::Path;
 
 use jwtgate_config::{compile_source, read_source, Config, ConfigError, ConfigErrors, RawConfig};
 
-use crate::persist::parent_dir;
+use jwtgate_state::parent_dir;
 
 /// A config file read and compiled at start.
 pub struct Loaded {

@@ -16,7 +16,6 @@ mod error;
 mod input;
 mod live;
 pub mod openapi;
-mod persist;
 mod policy_edit;
 mod protect;
 mod revocations;

@@ -24,8 +24,8 @@ use tracing::{info, warn};
 
 use crate::check::{compile_checked, compile_text, Loaded};
 use crate::error::AdminError;
-use crate::persist::{parent_dir, write_atomically};
 use crate::protect;
+use jwtgate_state::{parent_dir, write_private};
 
 /// Written at the top of the file by the admin API, so that whoever opens
 /// it knows why their comments are gone.
@@ -288,7 +288,7 @@ impl LiveConfig {
         protect::check(&self.source.load(), &source).map_err(Rejection::Protected)?;
         if let Some(text) = write {
             let (path, text) = (self.path.clone(), text.to_owned());
-            tokio::task::spawn_blocking(move || write_atomically(&path, &text))
+            tokio::task::spawn_blocking(move || write_private(&path, text.as_bytes()))
                 .await
                 .map_err(|e| Rejection::Persist(e.to_string()))?
                 .map_err(|e| Rejection::Persist(format!("{}: {e}", self.path.display())))?;

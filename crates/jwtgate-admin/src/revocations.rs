@@ -1,6 +1,6 @@
 //! `POST /admin/v1/revocations {"token": "..."}`: blacklist a token with the
-//! rules of a logout (SPEC §3.4): the store holds the token's SHA-256
-//! digest, the entry lasts until the token's `exp` plus the largest leeway
+//! rules of a logout (SPEC §3.4): the store holds the SHA-256 of the
+//! token's signing input (§3.11), the entry lasts until the token's `exp` plus the largest leeway
 //! of any route (so no route can still accept it), and `201` is sent only
 //! once the store has durably accepted it, else `503`.
 //!
@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use jwtgate_config::RawConfig;
-use jwtgate_core::jwt::{token_digest, Token};
+use jwtgate_core::jwt::{RevocationKey, Token};
 use jwtgate_core::policy::{numeric_date, sources};
 use jwtgate_store::Entry;
 use serde_json::{json, Value};
@@ -34,7 +34,7 @@ pub async fn revoke(State(s): State<AdminState>, body: Bytes) -> Result<Response
         .map_err(|_| AdminError::field("token", "its exp claim is not a NumericDate"))?;
     let expires_at = exp.map(|exp| exp.saturating_add(max_leeway(&s.live.source())));
     let entry = Entry {
-        digest: token_digest(token),
+        digest: RevocationKey::of(&parsed).signing_input,
         // No exp: the token never expires, neither does its revocation.
         expires_at: expires_at.unwrap_or(i64::MAX),
     };

@@ -18,6 +18,9 @@ use crate::error::{child, index, Errors};
 use crate::model::*;
 use crate::raw::*;
 
+/// The shortest HMAC secret accepted (SPEC §3.11).
+pub const MIN_SECRET_BYTES: usize = 32;
+
 /// Methods a route may list (any RFC 9110 token is allowed, upper case).
 fn valid_method(m: &str) -> bool {
     !m.is_empty()
@@ -37,6 +40,21 @@ pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Op
     let tls = raw.tls.as_ref().and_then(|t| tls(t, base_dir, errors));
     let admin = raw.admin.as_ref().and_then(|a| admin(a, errors));
     let store = store(raw.store.as_ref(), base_dir, errors);
+    let state_dir = match (&raw.state_dir, &store) {
+        (Some(dir), _) if dir.is_empty() => {
+            errors.add("state_dir", "must not be empty");
+            PathBuf::new()
+        }
+        (Some(dir), _) => resolve(base_dir, dir),
+        (None, Some(StoreConfig::Embedded { path })) => path.clone(),
+        (None, _) => resolve(base_dir, "./data"),
+    };
+    let client_body_timeout = ms(
+        raw.client_body_timeout_ms,
+        60_000,
+        "client_body_timeout_ms",
+        errors,
+    );
     let consumers = consumers(&raw.consumers, base_dir, errors);
     let routes = routes(&raw.routes, errors);
     if !errors.is_empty() {
@@ -47,6 +65,8 @@ pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Op
         tls,
         admin,
         store: store?,
+        state_dir,
+        client_body_timeout,
         consumers: Arc::new(consumers),
         routes,
         raw,
@@ -364,6 +384,24 @@ pub(crate) fn consumer(
         } else {
             secret.as_bytes().to_vec()
         };
+        // RFC 7518 §3.2: an HMAC key at least as long as the hash output;
+        // a short secret falls to an offline guess from one token.
+        if bytes.len() < MIN_SECRET_BYTES && !bytes.is_empty() {
+            let decoded = if j.base64_secret.unwrap_or(false) {
+                " after base64 decoding"
+            } else {
+                ""
+            };
+            errors.add(
+                &child(&jloc, "secret"),
+                format!(
+                    "is {} bytes{decoded}; an HMAC secret needs at least {MIN_SECRET_BYTES} \
+                     (RFC 7518 §3.2), e.g. `openssl rand -base64 48`",
+                    bytes.len()
+                ),
+            );
+            return None;
+        }
         VerifyKey::from_secret(alg, &bytes)
             .map_err(|e| errors.add(&child(&jloc, "secret"), e.to_string()))
     } else {

@@ -22,6 +22,7 @@ mod tests;
 
 use std::path::Path;
 
+pub use compile::MIN_SECRET_BYTES;
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
 pub use raw::*;

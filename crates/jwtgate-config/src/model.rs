@@ -19,6 +19,11 @@ pub struct Config {
     pub tls: Option<TlsMaterial>,
     pub admin: Option<AdminConfig>,
     pub store: StoreConfig,
+    /// This node's own state (SPEC §3.11): key-set caches, the blacklist
+    /// snapshot, the last config applied from etcd.
+    pub state_dir: PathBuf,
+    /// How long a request body may stall between two reads (SPEC §3.11).
+    pub client_body_timeout: Duration,
     pub consumers: Arc<ConsumerRegistry>,
     pub routes: Vec<Route>,
     /// The file as read (after `${ENV}` expansion), for the admin API.

@@ -13,6 +13,10 @@ pub struct RawConfig {
     pub admin: Option<RawAdmin>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<RawStore>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_body_timeout_ms: Option<u64>,
     pub consumers: Vec<RawConsumer>,
     pub routes: Vec<RawRoute>,
 }

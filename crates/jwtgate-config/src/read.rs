@@ -32,6 +32,8 @@ pub(crate) fn config(root: &Value, errors: &mut Errors) -> RawConfig {
     if let Some(s) = o.child_obj("store", errors) {
         raw.store = Some(store(s, errors));
     }
+    raw.state_dir = o.string("state_dir", errors);
+    raw.client_body_timeout_ms = o.u64("client_body_timeout_ms", errors);
     for (loc, v) in o.list("consumers", errors) {
         if let Some(c) = obj(v, &loc, errors) {
             raw.consumers.push(consumer(c, errors));

@@ -25,7 +25,7 @@ const MINIMAL: &str = r#"
 listen: "127.0.0.1:0"
 consumers:
   - username: alice
-    jwt: { key: user123, secret: s3cret }
+    jwt: { key: user123, secret: s3cret-0123456789abcdef0123456789abcdef }
 routes:
   - name: echo
     paths: ["/*"]
@@ -106,7 +106,7 @@ fn both_path_modes_are_an_error() {
 fn duplicate_consumer_keys_are_rejected() {
     let errs = errors(&MINIMAL.replace(
         "consumers:\n",
-        "consumers:\n  - username: mallory\n    jwt: { key: user123, secret: other }\n",
+        "consumers:\n  - username: mallory\n    jwt: { key: user123, secret: other-0123456789abcdef0123456789abcdef }\n",
     ));
     assert!(
         errs.iter()
@@ -137,7 +137,7 @@ fn rs256_consumer_needs_a_usable_public_key() {
         ("secret: s", "consumers[0].jwt.secret: is not used by RS256"),
     ] {
         let yaml = MINIMAL.replace(
-            "jwt: { key: user123, secret: s3cret }",
+            "jwt: { key: user123, secret: s3cret-0123456789abcdef0123456789abcdef }",
             &format!("jwt: {{ key: user123, algorithm: RS256, {material} }}"),
         );
         let errs = errors(&yaml);
@@ -147,7 +147,7 @@ fn rs256_consumer_needs_a_usable_public_key() {
         );
     }
     let ok = MINIMAL.replace(
-        "jwt: { key: user123, secret: s3cret }",
+        "jwt: { key: user123, secret: s3cret-0123456789abcdef0123456789abcdef }",
         "jwt: { key: user123, algorithm: RS256, public_key_file: rsa.pub }",
     );
     assert!(load(&ok).is_ok());
@@ -223,4 +223,36 @@ fn realm_must_be_header_safe() {
         "{errs:?}"
     );
     assert!(load(&MINIMAL.replace("jwt: {}", "jwt: { realm: my-api }")).is_ok());
+}
+
+#[test]
+fn regression_short_hmac_secret_accepted() {
+    // RFC 7518 §3.2: at least the hash output, 32 bytes for HS256.
+    let short = MINIMAL.replace(
+        "secret: s3cret-0123456789abcdef0123456789abcdef",
+        "secret: s3cret",
+    );
+    let errs = errors(&short);
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("consumers[0].jwt.secret: is 6 bytes")
+                && e.contains("at least 32")),
+        "{errs:?}"
+    );
+    // Counted after base64 decoding: 24 bytes spelled in 32 characters.
+    let b64 = MINIMAL.replace(
+        "secret: s3cret-0123456789abcdef0123456789abcdef",
+        "secret: \"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3\", base64_secret: true",
+    );
+    let errs = errors(&b64);
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("is 24 bytes after base64 decoding")),
+        "{errs:?}"
+    );
+    let exactly = MINIMAL.replace(
+        "secret: s3cret-0123456789abcdef0123456789abcdef",
+        "secret: 0123456789abcdef0123456789abcdef",
+    );
+    assert!(load(&exactly).is_ok());
 }

@@ -9,7 +9,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion};
 use jwtgate_core::clock::FixedClock;
 use jwtgate_core::consumer::{Consumer, ConsumerRegistry};
-use jwtgate_core::jwt::{token_digest, Algorithm, SigningKey, Token, VerifyKey};
+use jwtgate_core::jwt::{Algorithm, RevocationKey, SigningKey, Token, VerifyKey};
 use jwtgate_core::policy::cache::VerifiedCache;
 use jwtgate_core::policy::{authenticate, authenticate_cached, JwtPolicy};
 use serde_json::{json, Value};
@@ -116,8 +116,9 @@ fn lookups(c: &mut Criterion) {
     });
     let (signer, _) = keys(Algorithm::HS256);
     let token = signer.encode(&claims("key-42")).expect("sign");
-    c.bench_function("token_digest/sha256", |b| {
-        b.iter(|| token_digest(black_box(&token)))
+    let parsed = Token::parse(&token).expect("parse");
+    c.bench_function("revocation_key/sha256x2", |b| {
+        b.iter(|| RevocationKey::of(black_box(&parsed)))
     });
 }
 

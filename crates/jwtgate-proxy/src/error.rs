@@ -24,6 +24,12 @@ pub enum GatewayError {
     UpstreamTimeout(u128),
     #[error("revocation store unavailable: {0}")]
     StoreUnavailable(String),
+    #[error("invalid request method: {0:?} is a known method in another case")]
+    InvalidMethod(String),
+    #[error("invalid Host header: {0}")]
+    InvalidHost(#[from] crate::headers::BadHost),
+    #[error("request body stalled for {0} ms (client_body_timeout_ms)")]
+    ClientBodyTimeout(u128),
 }
 
 impl GatewayError {
@@ -36,6 +42,10 @@ impl GatewayError {
             GatewayError::RequestBody(_) => StatusCode::BAD_REQUEST,
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::InvalidMethod(_) | GatewayError::InvalidHost(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            GatewayError::ClientBodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -49,6 +59,9 @@ impl GatewayError {
             GatewayError::RequestBody(_) => "incomplete request body",
             GatewayError::UpstreamTimeout(_) => "upstream timed out",
             GatewayError::StoreUnavailable(_) => "revocation store unavailable",
+            GatewayError::InvalidMethod(_) => "invalid request method",
+            GatewayError::InvalidHost(_) => "invalid Host header",
+            GatewayError::ClientBodyTimeout(_) => "request body timed out",
         }
     }
 

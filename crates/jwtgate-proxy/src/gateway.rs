@@ -13,6 +13,7 @@ use jwtgate_core::policy::cache::VerifiedCache;
 
 use jwtgate_store::Revocations;
 
+use crate::headers::OwnedHeaders;
 use crate::router::Router;
 
 pub struct Gateway {
@@ -24,6 +25,12 @@ pub struct Gateway {
     /// afresh, so a changed consumer key is never served from the cache.
     pub verified: VerifiedCache,
     pub clock: SystemClock,
+    /// Header names only the gateway may set, whatever the route (SPEC
+    /// §3.11): identity headers and every route's `forward_claims`.
+    pub owned_headers: OwnedHeaders,
+    /// The largest `leeway_seconds` of any route: a revocation lasts until
+    /// `exp` plus this, so that no route can still accept the token.
+    pub max_leeway: i64,
     /// Each consumer's identity headers, keyed by the consumer's address in
     /// `consumers` (which this version holds): built here, not per request.
     identities: HashMap<usize, IdentityHeaders, foldhash::fast::RandomState>,
@@ -52,12 +59,17 @@ impl IdentityHeaders {
 
 impl Gateway {
     pub fn new(config: &Config, revocations: Arc<Revocations>) -> Self {
+        let policies = || config.routes.iter().filter_map(|r| r.jwt.as_deref());
         Gateway {
-            router: Router::new(&config.routes),
+            router: Router::new(&config.routes, config.client_body_timeout),
             consumers: Arc::clone(&config.consumers),
             revocations,
             verified: VerifiedCache::default(),
             clock: SystemClock,
+            owned_headers: OwnedHeaders::new(
+                policies().flat_map(|p| p.forward_claims.iter().map(|(_, h)| h.as_str())),
+            ),
+            max_leeway: policies().map(|p| p.leeway_seconds).max().unwrap_or(0),
             identities: config
                 .consumers
                 .iter()

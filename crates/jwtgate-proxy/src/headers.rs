@@ -8,9 +8,74 @@ use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION};
 pub const X_CONSUMER_USERNAME: HeaderName = HeaderName::from_static("x-consumer-username");
 pub const X_CONSUMER_CUSTOM_ID: HeaderName = HeaderName::from_static("x-consumer-custom-id");
 pub const X_CREDENTIAL_IDENTIFIER: HeaderName = HeaderName::from_static("x-credential-identifier");
+pub const X_ANONYMOUS_CONSUMER: HeaderName = HeaderName::from_static("x-anonymous-consumer");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// The identity headers of SPEC §3.2 and §3.8: only the gateway sets them.
+pub const IDENTITY_HEADERS: [&str; 4] = [
+    "x-consumer-username",
+    "x-consumer-custom-id",
+    "x-credential-identifier",
+    "x-anonymous-consumer",
+];
+
+/// Header names the gateway owns (SPEC §3.11): the identity headers and
+/// every route's `forward_claims` headers. A client's copy is removed from
+/// every request, whatever its route, compared case-insensitively with `_`
+/// and `-` alike: CGI-style upstreams read `X_Consumer_Username` as
+/// `HTTP_X_CONSUMER_USERNAME`, the same variable as the real header.
+///
+/// Built once per config version. A lookup first checks the name's length
+/// against a bit set of the owned lengths, so the usual headers (`host`,
+/// `accept`, `user-agent`) cost one shift and one test.
+#[derive(Debug, Clone, Default)]
+pub struct OwnedHeaders {
+    /// Lower case, `_` written as `-`.
+    names: Vec<Box<[u8]>>,
+    /// Bit n set: some owned name is n bytes long (names of 64 bytes and
+    /// more share bit 63 and are compared in full).
+    lengths: u64,
+}
+
+impl OwnedHeaders {
+    pub fn new<'a>(extra: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut owned = OwnedHeaders::default();
+        for name in IDENTITY_HEADERS.into_iter().chain(extra) {
+            let folded: Box<[u8]> = name.bytes().map(fold).collect();
+            if !owned.names.contains(&folded) {
+                owned.lengths |= length_bit(folded.len());
+                owned.names.push(folded);
+            }
+        }
+        owned
+    }
+
+    /// Whether `name` (as hyper gives it: lower case) is owned.
+    pub fn owns(&self, name: &str) -> bool {
+        let name = name.as_bytes();
+        if self.lengths & length_bit(name.len()) == 0 {
+            return false;
+        }
+        self.names.iter().any(|owned| {
+            owned.len() == name.len() && owned.iter().zip(name).all(|(&o, &n)| o == fold(n))
+        })
+    }
+}
+
+/// Lower case, and `_` as `-`.
+fn fold(b: u8) -> u8 {
+    match b {
+        b'_' => b'-',
+        b => b.to_ascii_lowercase(),
+    }
+}
+
+fn length_bit(len: usize) -> u64 {
+    1u64 << len.min(63)
+}
 
 /// Request headers that are hop-by-hop whatever `Connection` says. A match
 /// on the name's text: comparing `HeaderName`s one by one costs more.
@@ -33,20 +98,116 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     remove_matching(headers, is_hop_by_hop);
 }
 
-/// Removes the identity headers a client sent (only the gateway may set
-/// them: a client could otherwise impersonate a consumer to the upstream),
-/// and `extra` (a route's `forward_claims` headers, which an upstream trusts
-/// just as much).
-pub fn strip_identity<'a>(
-    headers: &mut HeaderMap,
-    extra: impl Iterator<Item = &'a HeaderName> + Clone,
-) {
+/// Removes the headers the gateway owns from a client's request (a client
+/// could otherwise impersonate a consumer to the upstream), and a client's
+/// `Forwarded` (the gateway states where a request came from in
+/// `X-Forwarded-*` and `X-Real-IP`; a client's own claim about that goes
+/// nowhere).
+pub fn strip_owned(headers: &mut HeaderMap, owned: &OwnedHeaders) {
     remove_matching(headers, |name| {
-        matches!(
-            name.as_str(),
-            "x-consumer-username" | "x-consumer-custom-id" | "x-credential-identifier"
-        ) || extra.clone().any(|e| e == name)
+        name.as_str() == "forwarded" || owned.owns(name.as_str())
     });
+}
+
+/// HTTP/2 splits `Cookie` into crumbs, one field each (RFC 9113 §8.2.3);
+/// an HTTP/1.1 upstream expects one `Cookie` line, so they are joined with
+/// `; `. Also joins the (non-conforming) several lines of an HTTP/1.1
+/// client, so that every upstream sees one cookie string.
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut crumbs = headers.get_all(http::header::COOKIE).iter();
+    let (Some(_), Some(_)) = (crumbs.next(), crumbs.next()) else {
+        return;
+    };
+    let mut joined = Vec::new();
+    for crumb in headers.get_all(http::header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(crumb.as_bytes());
+    }
+    // Made of header values and "; ": a valid value.
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)) {
+        headers.insert(http::header::COOKIE, v);
+    }
+}
+
+/// Why a `Host` is refused (SPEC §3.11): more than one, or not `host[:port]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BadHost {
+    #[error("more than one Host header")]
+    Several,
+    #[error("Host is not host[:port]")]
+    Syntax,
+}
+
+/// The request's host: the absolute-form or HTTP/2 authority, else `Host`.
+/// A `Host` that is there must be one `host[:port]`, whichever is used, so
+/// that no list, userinfo or path reaches the upstream as
+/// `X-Forwarded-Host` (host-header poisoning of reset links).
+pub fn request_host(
+    authority: Option<&http::uri::Authority>,
+    headers: &HeaderMap,
+) -> Result<Option<HeaderValue>, BadHost> {
+    let mut hosts = headers.get_all(http::header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(BadHost::Several);
+    }
+    if let Some(h) = host {
+        if !valid_host(h.as_bytes()) {
+            return Err(BadHost::Syntax);
+        }
+    }
+    match authority {
+        Some(a) if valid_host(a.as_str().as_bytes()) => Ok(HeaderValue::from_str(a.as_str()).ok()),
+        Some(_) => Err(BadHost::Syntax),
+        None => Ok(host.cloned()),
+    }
+}
+
+/// `host [":" port]` (RFC 9112 §3.2, RFC 3986 §3.2.2): a registered name of
+/// letters, digits, `-`, `.`, `_` and `~`, an IPv4 address (same
+/// characters), or an IPv6 literal in brackets; a port of 1 to 5 digits.
+/// Not: userinfo (`@`), paths, lists (`,`), spaces, percent escapes, empty.
+pub fn valid_host(value: &[u8]) -> bool {
+    let (host, port) = if let Some(rest) = value.strip_prefix(b"[") {
+        let Some(end) = rest.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let (literal, after) = rest.split_at(end);
+        let literal_ok = !literal.is_empty()
+            && literal.contains(&b':')
+            && literal
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+        if !literal_ok {
+            return false;
+        }
+        // `after` starts with the `]`.
+        match after.get(1..) {
+            Some([]) | None => return true,
+            Some([b':', port @ ..]) => (&b"x"[..], Some(port)),
+            Some(_) => return false,
+        }
+    } else {
+        match value.iter().position(|&b| b == b':') {
+            Some(colon) => (&value[..colon], value.get(colon + 1..)),
+            None => (value, None),
+        }
+    };
+    let name_ok = !host.is_empty()
+        && host
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+    let port_ok = port.is_none_or(|p| {
+        (1..=5).contains(&p.len())
+            && p.iter().all(u8::is_ascii_digit)
+            && std::str::from_utf8(p)
+                .ok()
+                .and_then(|p| p.parse::<u32>().ok())
+                .is_some_and(|n| n <= 65_535)
+    });
+    name_ok && port_ok
 }
 
 /// Removes every header `unwanted` picks, plus (when it picks `Connection`)
@@ -85,7 +246,9 @@ fn remove_matching(headers: &mut HeaderMap, unwanted: impl Fn(&HeaderName) -> bo
     }
 }
 
-/// Appends the peer to X-Forwarded-For; sets -Proto and -Host. `peer_ip` is
+/// Appends the peer to X-Forwarded-For; sets -Proto and -Host, and
+/// `X-Real-IP` to the peer (a client's own `X-Real-IP` is replaced, as
+/// nginx's `proxy_set_header X-Real-IP $remote_addr` does). `peer_ip` is
 /// the peer's address as a header value, made once per connection.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
@@ -106,6 +269,7 @@ pub fn set_forwarded(
     if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR, v);
     }
+    headers.insert(X_REAL_IP, peer_ip.clone());
     headers.insert(
         X_FORWARDED_PROTO,
         HeaderValue::from_static(if tls { "https" } else { "http" }),
@@ -166,6 +330,7 @@ mod tests {
         set_forwarded(&mut fresh, &v6, true, None);
         assert_eq!(fresh["x-forwarded-for"], "::1");
         assert_eq!(fresh["x-forwarded-proto"], "https");
+        assert_eq!(fresh["x-real-ip"], "::1");
         assert!(!fresh.contains_key("x-forwarded-host"));
     }
 
@@ -175,11 +340,113 @@ mod tests {
         h.insert(X_CONSUMER_USERNAME, HeaderValue::from_static("admin"));
         h.insert(X_CONSUMER_CUSTOM_ID, HeaderValue::from_static("c"));
         h.insert(X_CREDENTIAL_IDENTIFIER, HeaderValue::from_static("k"));
+        h.insert(X_ANONYMOUS_CONSUMER, HeaderValue::from_static("true"));
         h.insert("x-user-id", HeaderValue::from_static("1"));
+        h.insert("x_consumer_username", HeaderValue::from_static("admin"));
+        h.insert("x-consumer_custom-id", HeaderValue::from_static("c"));
+        h.insert("x_user_id", HeaderValue::from_static("1"));
+        h.insert("forwarded", HeaderValue::from_static("for=1.2.3.4"));
         h.insert("x-kept", HeaderValue::from_static("1"));
-        let extra = [HeaderName::from_static("x-user-id")];
-        strip_identity(&mut h, extra.iter());
-        assert_eq!(h.len(), 1);
-        assert!(h.contains_key("x-kept"));
+        h.insert("x-consumer-usernamex", HeaderValue::from_static("1"));
+        let owned = OwnedHeaders::new(["X-User-Id"]);
+        strip_owned(&mut h, &owned);
+        let mut left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["x-consumer-usernamex", "x-kept"]);
+    }
+
+    #[test]
+    fn owned_headers_compare_folded() {
+        let owned = OwnedHeaders::new([
+            "X-Tenant",
+            "x-a-very-long-header-name-beyond-sixty-four-bytes-for-the-bit-set-check",
+        ]);
+        assert!(owned.owns("x-tenant"));
+        assert!(owned.owns("x_tenant"));
+        assert!(owned.owns("x_consumer_custom_id"));
+        assert!(!owned.owns("x-tenants"));
+        assert!(!owned.owns("host"));
+        assert!(
+            owned.owns("x_a_very_long_header_name_beyond_sixty_four_bytes_for_the_bit_set_check")
+        );
+        assert!(
+            !owned.owns("x_a_very_long_header_name_beyond_sixty_four_bytes_for_the_bit_set_chexx")
+        );
+    }
+
+    #[test]
+    fn cookie_crumbs_are_joined() {
+        let mut h = HeaderMap::new();
+        h.append("cookie", HeaderValue::from_static("a=1"));
+        h.append("cookie", HeaderValue::from_static("b=2"));
+        h.append("cookie", HeaderValue::from_static("jwt=t"));
+        join_cookies(&mut h);
+        assert_eq!(h.get_all("cookie").iter().count(), 1);
+        assert_eq!(h["cookie"], "a=1; b=2; jwt=t");
+        let mut one = HeaderMap::new();
+        one.append("cookie", HeaderValue::from_static("a=1"));
+        join_cookies(&mut one);
+        assert_eq!(one["cookie"], "a=1");
+    }
+
+    #[test]
+    fn host_syntax() {
+        for ok in [
+            "api.example.com",
+            "api.example.com:443",
+            "localhost",
+            "127.0.0.1:8080",
+            "[::1]",
+            "[::1]:80",
+            "[2001:db8::1]:65535",
+            "under_score.example",
+            "a:1",
+        ] {
+            assert!(valid_host(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "",
+            "a.example, b.example",
+            "a.example,b.example",
+            "user@a.example",
+            "a.example/reset",
+            "a.example:",
+            "a.example:80:80",
+            "a.example:65536",
+            "a.example:123456",
+            "a.example:8a",
+            ":80",
+            "a example",
+            "a.example%2F",
+            "[::1",
+            "[]",
+            "[::1]x",
+            "[v1.x]",
+            "[fe80::1%25eth0]",
+            "a.example\\",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn request_host_refuses_several_and_bad_ones() {
+        let mut h = HeaderMap::new();
+        h.append("host", HeaderValue::from_static("a.example"));
+        assert_eq!(
+            request_host(None, &h).map(|v| v.map(|v| v.to_str().unwrap_or("").to_owned())),
+            Ok(Some("a.example".to_owned()))
+        );
+        h.append("host", HeaderValue::from_static("b.example"));
+        assert_eq!(request_host(None, &h), Err(BadHost::Several));
+        let mut bad = HeaderMap::new();
+        bad.append("host", HeaderValue::from_static("a.example/x"));
+        assert_eq!(request_host(None, &bad), Err(BadHost::Syntax));
+        let with_user: http::uri::Authority = "user@a.example".parse().expect("authority");
+        assert_eq!(
+            request_host(Some(&with_user), &HeaderMap::new()),
+            Err(BadHost::Syntax)
+        );
+        assert_eq!(request_host(None, &HeaderMap::new()), Ok(None));
     }
 }

@@ -1,9 +1,12 @@
 //! The request pipeline: the ONE place where the stages of handling a request
 //! are put in order. Someone adding a policy adds a stage here.
 //!
-//! 1. normalise the path (once; everything after sees only this path)
+//! 1. refuse what upstreams could read differently from the gateway: a
+//!    known method in another case, a malformed or repeated `Host`; then
+//!    normalise the path (once; everything after sees only this path)
 //! 2. match a route
-//! 3. strip client-sent identity headers and hop-by-hop headers
+//! 3. strip client-sent headers the gateway owns and hop-by-hop headers;
+//!    join cookie crumbs
 //! 4. decide whether the request needs a token, authenticate it, check the
 //!    blacklist; a logout request is answered (or forwarded) here
 //! 5. proxy to the upstream (or the echo upstream)
@@ -18,7 +21,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{HeaderMap, HeaderValue, COOKIE};
-use http::request::Parts;
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -166,12 +168,22 @@ async fn serve<'g>(
 ) -> Result<Response<GatewayBody>, GatewayError> {
     let (mut parts, body) = req.into_parts();
 
-    // 1. Normalise the path once. Routes, path rules, the logout path and the
-    //    upstream all see this same path, so no encoding trick can make the
-    //    rules see one resource and the upstream another (SPEC §3.3).
+    // 1. What an upstream could read differently from the gateway is
+    //    refused before anything looks at it (SPEC §3.11). A method that is
+    //    a known one in another case (`get`) would skip the rules written
+    //    for GET while a framework upper-cases it.
+    let method = Method::from_bytes(parts.method.as_str().as_bytes());
+    if method == Method::Other && Method::is_case_variant(parts.method.as_str().as_bytes()) {
+        return Err(GatewayError::InvalidMethod(parts.method.to_string()));
+    }
+    //    Normalise the path once. Routes, path rules, the logout path and
+    //    the upstream all see this same path, so no encoding trick can make
+    //    the rules see one resource and the upstream another (SPEC §3.3).
     let path = normalize(parts.uri.path()).map_err(|e| GatewayError::InvalidPath(e.reason))?;
     let mut query: Option<Cow<'_, str>> = parts.uri.query().map(Cow::Borrowed);
-    let host = request_host(&parts);
+    //    One `Host`, and only `host[:port]`: it routes, and it goes
+    //    upstream as X-Forwarded-Host.
+    let host = headers::request_host(parts.uri.authority(), &parts.headers)?;
 
     // 2. Route on path, then method and host.
     let host_name = host.as_ref().and_then(|h| h.to_str().ok()).map(strip_port);
@@ -182,32 +194,41 @@ async fn serve<'g>(
     outcome.route = Some(route);
 
     // 3. Identity headers are the gateway's to set: a client's copies are
-    //    removed from every request, authenticated or not, including the
-    //    route's forward_claims headers (an upstream trusts those too).
-    headers::strip_identity(
-        &mut parts.headers,
-        route.names.forward.iter().map(|(_, header)| header),
-    );
+    //    removed from every request, authenticated or not, whatever its
+    //    route, including every route's forward_claims headers (an upstream
+    //    trusts those too) and their `_` spellings.
+    headers::strip_owned(&mut parts.headers, &gw.owned_headers);
     //    Hop-by-hop headers go now too, before the gateway adds its own:
     //    a client's `Connection: x-consumer-username` names a header to drop,
     //    and must not drop the one stage 4 sets.
     headers::remove_hop_by_hop(&mut parts.headers);
+    //    One Cookie line, whatever HTTP/2 split it into: the token source
+    //    and the HTTP/1.1 upstream both read it whole.
+    headers::join_cookies(&mut parts.headers);
 
     // 4. Authenticate when the route's policy requires it for this request:
     //    the checks of SPEC §3.1 in order, then the blacklist (memory only).
     //    A logout request always needs a valid token.
     let mut logout = None;
     if let Some(policy) = &route.route.jwt {
-        let requirement =
-            policy.requirement(Method::from_bytes(parts.method.as_str().as_bytes()), &path);
+        let requirement = policy.requirement(method, &path);
         if requirement.token_required {
             let identity =
                 authenticate_request(gw, policy, &route.names, &parts.headers, query.as_deref())
-                    .map_err(|error| {
-                        outcome.auth = error.outcome();
-                        GatewayError::Unauthorized {
-                            error,
-                            realm: policy.realm.clone(),
+                    .map_err(|refusal| match refusal {
+                        Refusal::Auth(error) => {
+                            outcome.auth = error.outcome();
+                            GatewayError::Unauthorized {
+                                error,
+                                realm: policy.realm.clone(),
+                            }
+                        }
+                        Refusal::NotLoaded => {
+                            outcome.auth = "store_unavailable";
+                            GatewayError::StoreUnavailable(
+                        "the blacklist has not been loaded yet (no snapshot, store unreachable)"
+                            .into(),
+                    )
                         }
                     })?;
             outcome.auth = "ok";
@@ -222,7 +243,7 @@ async fn serve<'g>(
                 hide_credentials(
                     policy,
                     &route.names,
-                    identity.source,
+                    identity.carriers,
                     &mut parts.headers,
                     &mut query,
                 );
@@ -273,7 +294,7 @@ async fn serve<'g>(
     Ok(resp)
 }
 
-/// Which carrier held the token.
+/// Where a token was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Source {
     Header,
@@ -281,13 +302,47 @@ enum Source {
     Cookie,
 }
 
+impl Source {
+    fn bit(self) -> u8 {
+        match self {
+            Source::Header => 1,
+            Source::Query => 2,
+            Source::Cookie => 4,
+        }
+    }
+}
+
+/// The carriers that held the token (the same token may come twice).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Carriers(u8);
+
+impl Carriers {
+    fn has(self, source: Source) -> bool {
+        self.0 & source.bit() != 0
+    }
+}
+
 /// The consumer identity to send upstream.
 struct Identity {
     consumer: Arc<Consumer>,
     claims: Arc<serde_json::Map<String, serde_json::Value>>,
-    source: Source,
+    carriers: Carriers,
     /// The blacklist entry a logout with this token would write.
     revocation: Entry,
+}
+
+/// Why [`authenticate_request`] did not produce an identity.
+enum Refusal {
+    Auth(AuthError),
+    /// The node has no blacklist to check against yet (SPEC §3.11: it never
+    /// accepts a token it cannot check).
+    NotLoaded,
+}
+
+impl From<AuthError> for Refusal {
+    fn from(e: AuthError) -> Self {
+        Refusal::Auth(e)
+    }
 }
 
 impl Identity {
@@ -333,38 +388,59 @@ fn authenticate_request(
     names: &PolicyHeaders,
     headers: &HeaderMap,
     query: Option<&str>,
-) -> Result<Identity, AuthError> {
-    let (raw, source) = find_token(policy, names, headers, query).ok_or(AuthError::Missing)?;
+) -> Result<Identity, Refusal> {
+    let (raw, carriers) = find_token(policy, names, headers, query)?.ok_or(AuthError::Missing)?;
     let auth = authenticate_cached(policy, &gw.consumers, &raw, &gw.clock, &gw.verified)?;
-    // Last check of SPEC §3.1: not revoked. In memory, no network.
-    let now = gw.clock.now_unix();
-    let digest = auth.digest;
-    if gw.revocations.is_revoked(&digest, now) {
-        return Err(AuthError::Revoked);
+    // Last check of SPEC §3.1: not revoked. In memory, no network; a node
+    // that has not loaded its blacklist yet cannot tell, and says so.
+    if !gw.revocations.is_loaded() {
+        return Err(Refusal::NotLoaded);
     }
-    // A revocation lasts as long as the token could still be accepted.
+    let now = gw.clock.now_unix();
+    if gw.revocations.is_revoked(&auth.revocation.digests(), now) {
+        return Err(AuthError::Revoked.into());
+    }
+    // A revocation lasts as long as any route could still accept the
+    // token: its exp plus the largest leeway of the gateway, whichever
+    // route the logout came through (SPEC §3.11).
     let expires_at = numeric_date(&auth.claims, "exp")
         .ok()
         .flatten()
-        .map_or(i64::MAX, |exp| exp.saturating_add(policy.leeway_seconds));
+        .map_or(i64::MAX, |exp| exp.saturating_add(gw.max_leeway));
     Ok(Identity {
         consumer: auth.consumer,
         claims: auth.claims,
-        source,
-        revocation: Entry { digest, expires_at },
+        carriers,
+        revocation: Entry {
+            digest: auth.revocation.signing_input,
+            expires_at,
+        },
     })
 }
 
-/// The token from the first source present: header, query argument, cookie.
+/// The request's token, and every carrier that held it. The sources are
+/// tried in order (header, query argument, cookie), but all of them are
+/// read: a second, different token riding along (header and query, two
+/// `Authorization` headers, a repeated `jwt=`) is refused, or the gateway
+/// would verify one token while the upstream reads the other (SPEC §3.11).
 fn find_token<'a>(
     policy: &JwtPolicy,
     names: &PolicyHeaders,
     headers: &'a HeaderMap,
     query: Option<&'a str>,
-) -> Option<(Cow<'a, str>, Source)> {
+) -> Result<Option<(Cow<'a, str>, Carriers)>, AuthError> {
     let s = &policy.sources;
+    let mut found: Option<(Cow<'a, str>, Source, Carriers)> = None;
+    let mut offer = |token: Cow<'a, str>, source: Source| -> Result<(), AuthError> {
+        match &mut found {
+            None => found = Some((token, source, Carriers(source.bit()))),
+            Some((first, _, carriers)) if *first == token => carriers.0 |= source.bit(),
+            Some((_, first, _)) => return Err(AuthError::SeveralTokens(both(*first, source))),
+        }
+        Ok(())
+    };
     if let Some(name) = &names.token {
-        if let Some(v) = headers.get(name) {
+        for v in headers.get_all(name) {
             // A token is ASCII: check that first (fast); anything else is
             // decoded lossily and fails as a malformed token later.
             let token = match v.to_str() {
@@ -373,76 +449,79 @@ fn find_token<'a>(
                     sources::strip_bearer(&String::from_utf8_lossy(v.as_bytes())).to_owned(),
                 ),
             };
-            return Some((token, Source::Header));
+            offer(token, Source::Header)?;
         }
     }
     if let (Some(name), Some(q)) = (&s.query, query) {
-        if let Some(t) = sources::query_param(q, name) {
-            return Some((t, Source::Query));
+        for t in sources::query_params(q, name) {
+            offer(t, Source::Query)?;
         }
     }
     if let Some(name) = &s.cookie {
         for v in headers.get_all(COOKIE) {
-            if let Some(t) = v.to_str().ok().and_then(|c| sources::cookie_value(c, name)) {
-                return Some((Cow::Borrowed(t), Source::Cookie));
+            for t in v
+                .to_str()
+                .into_iter()
+                .flat_map(|c| sources::cookie_values(c, name))
+            {
+                offer(Cow::Borrowed(t), Source::Cookie)?;
             }
         }
     }
-    None
+    Ok(found.map(|(token, _, carriers)| (token, carriers)))
 }
 
-/// Removes the token's carrier before proxying (`hide_credentials`).
+/// How two carriers of different tokens are named in the log.
+fn both(first: Source, second: Source) -> &'static str {
+    match (first, second) {
+        (Source::Header, Source::Header) => "two token headers",
+        (Source::Header, Source::Query) => "header and query argument",
+        (Source::Header, Source::Cookie) => "header and cookie",
+        (Source::Query, Source::Query) => "a repeated query argument",
+        (Source::Query, Source::Cookie) => "query argument and cookie",
+        (Source::Cookie, Source::Cookie) => "a repeated cookie",
+        // Sources are read in the order header, query, cookie.
+        _ => "two carriers",
+    }
+}
+
+/// Removes the token's carriers before proxying (`hide_credentials`):
+/// every one that held it.
 fn hide_credentials(
     policy: &JwtPolicy,
     names: &PolicyHeaders,
-    source: Source,
+    carriers: Carriers,
     headers: &mut HeaderMap,
     query: &mut Option<Cow<'_, str>>,
 ) {
-    match source {
-        Source::Header => {
-            if let Some(name) = &names.token {
-                headers.remove(name);
-            }
+    if carriers.has(Source::Header) {
+        if let Some(name) = &names.token {
+            headers.remove(name);
         }
-        Source::Query => {
-            if let (Some(name), Some(q)) = (&policy.sources.query, query.as_deref()) {
-                *query = Some(Cow::Owned(sources::remove_query_param(q, name)));
-            }
+    }
+    if carriers.has(Source::Query) {
+        if let (Some(name), Some(q)) = (&policy.sources.query, query.as_deref()) {
+            *query = Some(Cow::Owned(sources::remove_query_param(q, name)));
         }
-        Source::Cookie => {
-            let Some(name) = &policy.sources.cookie else {
-                return;
-            };
-            let kept: Vec<String> = headers
-                .get_all(COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .map(|c| sources::remove_cookie(c, name))
-                .filter(|c| !c.is_empty())
-                .collect();
-            headers.remove(COOKIE);
-            for c in kept {
-                if let Ok(v) = HeaderValue::from_str(&c) {
-                    headers.append(COOKIE, v);
-                }
+    }
+    if carriers.has(Source::Cookie) {
+        let Some(name) = &policy.sources.cookie else {
+            return;
+        };
+        let kept: Vec<String> = headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(|c| sources::remove_cookie(c, name))
+            .filter(|c| !c.is_empty())
+            .collect();
+        headers.remove(COOKIE);
+        for c in kept {
+            if let Ok(v) = HeaderValue::from_str(&c) {
+                headers.append(COOKIE, v);
             }
         }
     }
-}
-
-/// The request's host: the absolute-form/HTTP/2 authority, else `Host`
-/// (a shared copy of the header value: no allocation). A `Host` that is not
-/// visible ASCII counts as absent, for routing and for X-Forwarded-Host.
-fn request_host(parts: &Parts) -> Option<HeaderValue> {
-    if let Some(a) = parts.uri.authority() {
-        return HeaderValue::from_str(a.as_str()).ok();
-    }
-    parts
-        .headers
-        .get(http::header::HOST)
-        .filter(|h| h.to_str().is_ok())
-        .cloned()
 }
 
 fn strip_port(host: &str) -> &str {

@@ -3,6 +3,7 @@
 //! One trie walk per request, whatever the number of routes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::HeaderName;
 
@@ -72,7 +73,9 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(routes: &[Route]) -> Self {
+    /// `body_timeout`: how long a client's request body may stall
+    /// between two reads (`client_body_timeout_ms`).
+    pub fn new(routes: &[Route], body_timeout: Duration) -> Self {
         let mut trie = PathTrie::new();
         let mut out = Vec::with_capacity(routes.len());
         // On the same path, a route that names the request's host beats one
@@ -90,7 +93,7 @@ impl Router {
         for route in routes {
             let target = match &route.upstream {
                 Upstream::Echo => Target::Echo,
-                Upstream::Nodes(n) => Target::Nodes(UpstreamTarget::new(n)),
+                Upstream::Nodes(n) => Target::Nodes(UpstreamTarget::new(n, body_timeout)),
             };
             out.push(Arc::new(RouteRuntime {
                 route: route.clone(),

@@ -56,6 +56,8 @@ pub struct UpstreamTarget {
     tls: bool,
     connect_timeout: Duration,
     read_timeout: Duration,
+    /// How long the client's request body may stall between two reads.
+    body_timeout: Duration,
     next: AtomicUsize,
 }
 
@@ -70,7 +72,8 @@ struct Node {
 type PoolKey = Arc<(String, bool)>;
 
 impl UpstreamTarget {
-    pub fn new(cfg: &UpstreamNodes) -> Self {
+    /// `body_timeout`: `client_body_timeout_ms` (SPEC §3.11).
+    pub fn new(cfg: &UpstreamNodes, body_timeout: Duration) -> Self {
         let nodes = cfg
             .nodes
             .iter()
@@ -89,6 +92,7 @@ impl UpstreamTarget {
             tls: cfg.tls,
             connect_timeout: cfg.connect_timeout,
             read_timeout: cfg.read_timeout,
+            body_timeout,
             next: AtomicUsize::new(0),
         }
     }
@@ -310,6 +314,7 @@ impl ConnPool {
             body_started: false,
             resent: false,
             read_timeout: target.read_timeout,
+            body_timeout: target.body_timeout,
         };
         let count = target.nodes.len();
         let start = target.next.fetch_add(1, Ordering::Relaxed);
@@ -397,6 +402,7 @@ struct Exchange<'a, B> {
     /// replayed on every pooled one.
     resent: bool,
     read_timeout: Duration,
+    body_timeout: Duration,
 }
 
 impl<B> Exchange<'_, B>
@@ -554,8 +560,16 @@ where
         let body = &mut *self.body;
         let chunked = self.framing == RequestFraming::Chunked;
         let read_timeout = self.read_timeout;
+        let body_timeout = self.body_timeout;
         let upload = async {
-            while let Some(frame) = body.frame().await {
+            // A client that stops sending its body (slow POST) ends the
+            // exchange: it holds the upstream connection too, which closes.
+            let stalled =
+                || Failure::Failed(GatewayError::ClientBodyTimeout(body_timeout.as_millis()));
+            while let Some(frame) = tokio::time::timeout(body_timeout, body.frame())
+                .await
+                .map_err(|_| stalled())?
+            {
                 let frame =
                     frame.map_err(|e| Failure::Failed(GatewayError::RequestBody(e.to_string())))?;
                 // Trailers are not forwarded.

@@ -50,10 +50,27 @@ impl Blacklist {
 
     /// Whether `digest` is revoked at `now`.
     pub fn contains(&self, digest: &Digest, now: i64) -> bool {
+        self.contains_any(std::slice::from_ref(digest), now)
+    }
+
+    /// Whether any of `digests` (one token's keys) is revoked at `now`:
+    /// one lock, one probe per digest.
+    pub fn contains_any(&self, digests: &[Digest], now: i64) -> bool {
         // A poisoned lock means a writer panicked mid-insert; the map itself
         // is still a valid map, so keep answering from it.
         let map = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        map.get(digest).is_some_and(|&exp| exp > now)
+        digests
+            .iter()
+            .any(|d| map.get(d).is_some_and(|&exp| exp > now))
+    }
+
+    /// Every entry alive at `now` (for the local snapshot).
+    pub fn live_entries(&self, now: i64) -> Vec<Entry> {
+        let map = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        map.iter()
+            .filter(|(_, &exp)| exp > now)
+            .map(|(&digest, &expires_at)| Entry { digest, expires_at })
+            .collect()
     }
 
     pub fn insert(&self, entry: Entry) {

@@ -14,6 +14,7 @@ mod blacklist;
 pub mod embedded;
 mod gate;
 pub mod redis;
+pub mod snapshot;
 mod sync;
 
 use std::sync::Arc;
@@ -21,7 +22,8 @@ use std::time::Duration;
 
 pub use blacklist::Blacklist;
 pub use gate::OpGate;
-pub use sync::{Revocations, SyncSettings};
+pub use snapshot::SnapshotFile;
+pub use sync::{LoadedFrom, Revocations, SyncSettings};
 
 use jwtgate_config::StoreConfig;
 
@@ -35,7 +37,7 @@ pub struct Entry {
     pub expires_at: i64,
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// pool_size operations in flight and pool_backlog already waiting.
     #[error("store busy: pool and backlog are full")]

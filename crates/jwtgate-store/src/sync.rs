@@ -6,6 +6,13 @@
 //! When the store is down the node keeps serving: it refuses the revocations
 //! it already knows, valid tokens still pass, logouts answer 503; when the
 //! store returns, the task resyncs and the node catches up.
+//!
+//! A shared (Redis) store's blacklist is also kept on local disk (the
+//! snapshot, SPEC §3.11), written after every full resync and, when the
+//! feed brought changes, at most every few seconds: a node that starts
+//! while Redis is down starts from it. With no snapshot, such a node has
+//! not *loaded* its blacklist ([`Revocations::is_loaded`]) and refuses
+//! tokens it cannot check until the first load succeeds.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,7 +21,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::snapshot::SnapshotFile;
 use crate::{Blacklist, Cursor, Digest, Entry, RevocationStore, StoreError};
+
+/// How often the snapshot is rewritten when the feed brought changes.
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(5);
 
 /// Timing of the sync task.
 #[derive(Debug, Clone)]
@@ -40,8 +51,28 @@ pub struct Revocations {
     store: Arc<dyn RevocationStore>,
     blacklist: Blacklist,
     connected: AtomicBool,
+    /// The blacklist was loaded, from the store or from the snapshot.
+    loaded: AtomicBool,
+    /// Where a shared store's blacklist is kept locally; `None` for the
+    /// embedded store, which is local already.
+    snapshot: Option<SnapshotFile>,
+    /// The blacklist changed since the snapshot was written.
+    dirty: AtomicBool,
     store_errors: AtomicU64,
     revoked: AtomicU64,
+}
+
+/// Where the blacklist came from at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadedFrom {
+    /// The store answered: `entries` live revocations; the feed stands at
+    /// `cursor`.
+    Store { entries: usize, cursor: Cursor },
+    /// The store did not answer; the local snapshot had `entries`.
+    Snapshot { entries: usize, error: StoreError },
+    /// Neither: requests that need a token are refused (503) until the
+    /// sync task's first load.
+    Nothing { error: StoreError },
 }
 
 pub fn unix_now() -> i64 {
@@ -52,19 +83,31 @@ pub fn unix_now() -> i64 {
 }
 
 impl Revocations {
-    pub fn new(store: Arc<dyn RevocationStore>) -> Arc<Self> {
+    /// `snapshot`: where to keep a shared store's blacklist locally.
+    pub fn new(store: Arc<dyn RevocationStore>, snapshot: Option<SnapshotFile>) -> Arc<Self> {
+        let snapshot = snapshot.filter(|_| store.is_shared());
         Arc::new(Revocations {
             store,
             blacklist: Blacklist::new(),
             connected: AtomicBool::new(false),
+            loaded: AtomicBool::new(false),
+            snapshot,
+            dirty: AtomicBool::new(false),
             store_errors: AtomicU64::new(0),
             revoked: AtomicU64::new(0),
         })
     }
 
-    /// Whether the token with this digest is revoked: memory only, no I/O.
-    pub fn is_revoked(&self, digest: &Digest, now: i64) -> bool {
-        self.blacklist.contains(digest, now)
+    /// Whether a token with any of these digests (one token's keys) is
+    /// revoked: memory only, no I/O.
+    pub fn is_revoked(&self, digests: &[Digest], now: i64) -> bool {
+        self.blacklist.contains_any(digests, now)
+    }
+
+    /// Whether the blacklist has been loaded (from the store or the local
+    /// snapshot). Until then no token can be checked.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Relaxed)
     }
 
     /// Records a revocation in the store, then in memory. An error means
@@ -73,6 +116,7 @@ impl Revocations {
         match self.store.revoke(entry).await {
             Ok(()) => {
                 self.blacklist.insert(entry);
+                self.dirty.store(true, Ordering::Relaxed);
                 self.revoked.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
@@ -89,6 +133,53 @@ impl Revocations {
         let (cursor, n) = self.resync(self.store.is_shared()).await?;
         self.connected.store(true, Ordering::Relaxed);
         Ok((n, cursor))
+    }
+
+    /// The start-up load: the store, else the local snapshot, else nothing
+    /// (and the node fails closed until the sync task loads it).
+    pub async fn load_at_start(&self) -> LoadedFrom {
+        let error = match self.load().await {
+            Ok((entries, cursor)) => return LoadedFrom::Store { entries, cursor },
+            Err(e) => e,
+        };
+        self.store_errors.fetch_add(1, Ordering::Relaxed);
+        let Some(file) = &self.snapshot else {
+            return LoadedFrom::Nothing { error };
+        };
+        match file.load(unix_now()) {
+            Ok(Some(entries)) => {
+                let n = entries.len();
+                self.blacklist.extend(entries);
+                self.loaded.store(true, Ordering::Relaxed);
+                LoadedFrom::Snapshot { entries: n, error }
+            }
+            Ok(None) => LoadedFrom::Nothing { error },
+            Err(e) => {
+                warn!(error = %e, "blacklist snapshot not used");
+                LoadedFrom::Nothing { error }
+            }
+        }
+    }
+
+    /// Writes the local snapshot, if this store keeps one.
+    async fn save_snapshot(&self) {
+        let Some(file) = self.snapshot.clone() else {
+            return;
+        };
+        self.dirty.store(false, Ordering::Relaxed);
+        let entries = self.blacklist.live_entries(unix_now());
+        let saved = tokio::task::spawn_blocking(move || file.save(&entries)).await;
+        match saved {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                self.dirty.store(true, Ordering::Relaxed);
+                warn!(error = %e, "cannot write the blacklist snapshot");
+            }
+            Err(e) => {
+                self.dirty.store(true, Ordering::Relaxed);
+                warn!(error = %e, "blacklist snapshot task failed");
+            }
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn RevocationStore> {
@@ -131,6 +222,7 @@ impl Revocations {
         let mut cursor = start.unwrap_or(Cursor::Start);
         let mut last_resync = Instant::now();
         let mut last_purge = Instant::now();
+        let mut last_snapshot = Instant::now();
         let mut backoff = Duration::from_millis(100);
         let mut outage_logged = false;
         while !*stop.borrow() {
@@ -150,6 +242,8 @@ impl Revocations {
                         last_resync = Instant::now();
                         backoff = Duration::from_millis(100);
                         self.connected.store(true, Ordering::Relaxed);
+                        self.save_snapshot().await;
+                        last_snapshot = Instant::now();
                     }
                     Err(e) => {
                         self.note_outage(&e, &mut outage_logged);
@@ -175,7 +269,18 @@ impl Revocations {
                     _ = stop.wait_for(|s| *s) => break,
                 };
                 match changes {
-                    Ok(entries) => self.blacklist.extend(entries),
+                    Ok(entries) => {
+                        if !entries.is_empty() {
+                            self.blacklist.extend(entries);
+                            self.dirty.store(true, Ordering::Relaxed);
+                        }
+                        if self.dirty.load(Ordering::Relaxed)
+                            && last_snapshot.elapsed() >= SNAPSHOT_EVERY
+                        {
+                            self.save_snapshot().await;
+                            last_snapshot = Instant::now();
+                        }
+                    }
                     Err(e) => {
                         self.note_outage(&e, &mut outage_logged);
                         need_resync = true;
@@ -203,6 +308,7 @@ impl Revocations {
         let entries = self.store.snapshot(unix_now()).await?;
         let n = entries.len();
         self.blacklist.extend(entries);
+        self.loaded.store(true, Ordering::Relaxed);
         Ok((pos, n))
     }
 

@@ -136,13 +136,14 @@ async fn conformance(name: &str, store: Arc<dyn RevocationStore>) {
     let t = Instant::now();
     store.revoke_batch(&bulk).await.expect("bulk revoke");
     let written = t.elapsed();
-    let revocations = Revocations::new(Arc::clone(&store));
+    let revocations = Revocations::new(Arc::clone(&store), None);
     let t = Instant::now();
     let (loaded, _) = revocations.load().await.expect("load");
     let load_time = t.elapsed();
     assert!(loaded >= 100_000, "{name}: loaded {loaded}");
-    assert!(revocations.is_revoked(&digest(50_000), NOW));
-    assert!(!revocations.is_revoked(&digest(999_999), NOW));
+    assert!(revocations.is_revoked(&[digest(50_000)], NOW));
+    assert!(!revocations.is_revoked(&[digest(999_999)], NOW));
+    assert!(revocations.is_revoked(&[digest(999_999), digest(50_001)], NOW));
     eprintln!("[{name}] 100000 entries: written in {written:?}, loaded at start in {load_time:?}");
 }
 

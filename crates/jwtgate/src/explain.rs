@@ -67,7 +67,7 @@ fn report(
     token: &str,
     out: &mut String,
 ) -> Result<Verdict, String> {
-    let router = Router::new(&config.routes);
+    let router = Router::new(&config.routes, config.client_body_timeout);
     let (method, raw_path) = match &args.request {
         Some(r) => {
             let (m, p) = r
@@ -389,7 +389,10 @@ fn revocation(config: &Config, token: &str) -> Revocation {
         Ok(r) => r,
         Err(e) => return Revocation::Unknown(format!("no async runtime: {e}")),
     };
-    let digest = jwtgate_core::jwt::token_digest(token);
+    let Ok(parsed) = jwtgate_core::jwt::Token::parse(token) else {
+        return Revocation::Unknown("the token does not parse".into());
+    };
+    let key = jwtgate_core::jwt::RevocationKey::of(&parsed);
     if let jwtgate_config::StoreConfig::Embedded { path } = &config.store {
         // Nothing was ever revoked there; do not create a store to find out.
         if !jwtgate_store::embedded::EmbeddedStore::exists(path) {
@@ -401,10 +404,23 @@ fn revocation(config: &Config, token: &str) -> Revocation {
             Ok(s) => s,
             Err(e) => return Revocation::Unknown(format!("cannot open the revocation store ({e}); a running gateway may hold the embedded store")),
         };
-        match store.lookup(&digest).await {
-            Ok(Some(until)) if until > SystemClock.now_unix() => Revocation::Revoked(until),
-            Ok(_) => Revocation::NotRevoked(store.kind()),
-            Err(e) => Revocation::Unknown(format!("cannot reach the {} store ({e})", store.kind())),
+        // Both keys: the signing input's, and the whole token's that older
+        // versions wrote (SPEC §3.11).
+        let mut latest = None;
+        for digest in key.digests() {
+            match store.lookup(&digest).await {
+                Ok(found) => latest = latest.max(found),
+                Err(e) => {
+                    return Revocation::Unknown(format!(
+                        "cannot reach the {} store ({e})",
+                        store.kind()
+                    ))
+                }
+            }
+        }
+        match latest {
+            Some(until) if until > SystemClock.now_unix() => Revocation::Revoked(until),
+            _ => Revocation::NotRevoked(store.kind()),
         }
     })
 }

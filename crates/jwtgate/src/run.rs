@@ -14,7 +14,8 @@ use jwtgate_admin::{AdminListener, AdminState, LiveConfig, Loaded, Trigger};
 use jwtgate_config::{load_file, Config};
 use jwtgate_proxy::metrics::MetricsHandle;
 use jwtgate_proxy::{Gateway, Listeners, SharedGateway};
-use jwtgate_store::{Revocations, SyncSettings};
+use jwtgate_state::StateDir;
+use jwtgate_store::{LoadedFrom, Revocations, SnapshotFile, SyncSettings};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -157,24 +158,42 @@ async fn open_revocations(
         }
     };
     let kind = store.kind();
-    let revocations = Revocations::new(store);
+    let state = StateDir::new(&config.state_dir);
+    let revocations = Revocations::new(store, Some(SnapshotFile::new(state.blacklist_snapshot())));
     let started = std::time::Instant::now();
-    let start = match revocations.load().await {
-        Ok((n, cursor)) => {
+    let start = match revocations.load_at_start().await {
+        LoadedFrom::Store { entries, cursor } => {
             info!(
                 store = kind,
-                revocations = n,
+                revocations = entries,
                 load_ms = started.elapsed().as_millis() as u64,
                 "revocation store ready"
             );
             Some(cursor)
         }
-        Err(e) if kind == "embedded" => {
-            error!("revocation store (embedded): {e}");
+        LoadedFrom::Snapshot { error, .. } | LoadedFrom::Nothing { error }
+            if kind == "embedded" =>
+        {
+            error!("revocation store (embedded): {error}");
             return None;
         }
-        Err(e) => {
-            warn!(store = kind, error = %e, "revocation store unreachable at start; serving, and retrying in the background");
+        LoadedFrom::Snapshot { entries, error } => {
+            warn!(
+                store = kind,
+                error = %error,
+                revocations = entries,
+                snapshot = %state.blacklist_snapshot().display(),
+                "revocation store unreachable at start; serving from the local snapshot of the blacklist, and retrying in the background"
+            );
+            None
+        }
+        LoadedFrom::Nothing { error } => {
+            warn!(
+                store = kind,
+                error = %error,
+                snapshot = %state.blacklist_snapshot().display(),
+                "revocation store unreachable at start and no local snapshot: requests that need a token get 503 until the blacklist loads; retrying in the background"
+            );
             None
         }
     };

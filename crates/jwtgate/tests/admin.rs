@@ -301,7 +301,7 @@ fn invalid_bodies_name_every_field() {
     let dup_key = node.admin(
         "PUT",
         "/admin/v1/consumers/mallory",
-        Some(json!({"jwt": {"key": "alice-key", "secret": "mallory-secret-0123456789abcdef"}})),
+        Some(json!({"jwt": {"key": "alice-key", "secret": "mallory-secret-0123456789abcdefgh"}})),
     );
     assert_eq!(dup_key.status, 400);
     assert_eq!(fields(&dup_key), ["jwt.key"], "{}", dup_key.text());

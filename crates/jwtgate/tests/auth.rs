@@ -481,31 +481,72 @@ fn token_is_taken_from_the_cookie() {
 }
 
 #[test]
-fn header_wins_over_query_which_wins_over_cookie() {
+fn regression_second_token_rides_along() {
+    // SPEC §3.11: the gateway would verify one token while the upstream
+    // reads the other. Two different tokens, in any two carriers, are one
+    // malformed request; the upstream never sees it.
     let up = Upstream::start();
     let gw = Gateway::start(&config(&up, "{}"));
     let (alice, admin) = (alice_token(), admin_token());
+    let forged = tamper_signature(&admin);
+    let cases = [
+        Req::get(&format!("/x?jwt={forged}")).bearer(&alice),
+        Req::get(&format!("/x?jwt={alice}")).header("Cookie", &format!("jwt={forged}")),
+        Req::get("/x")
+            .bearer(&alice)
+            .header("Cookie", &format!("jwt={forged}")),
+        Req::get(&format!("/x?jwt={alice}&jwt={forged}")),
+        Req::get("/x").header("Cookie", &format!("jwt={alice}; jwt={forged}")),
+        Req::get("/x")
+            .header("Cookie", &format!("jwt={alice}"))
+            .header("Cookie", &format!("jwt={forged}")),
+        Req::get("/x").bearer(&alice).bearer(&forged),
+        Req::get(&format!("/x?jwt={admin}")).bearer(&alice),
+        // A bad first token is not rescued by a good second one either.
+        Req::get(&format!("/x?jwt={alice}")).bearer("not-a-token"),
+        Req::get("/x?jwt=not-a-token").header("Cookie", &format!("jwt={alice}")),
+    ];
+    for (i, req) in cases.iter().enumerate() {
+        let resp = gw.send(req);
+        assert_refused(&resp, "JWT token invalid", "jwtgate", true);
+        assert_eq!(up.count(), 0, "case {i} reached the upstream");
+    }
+    assert!(
+        eventually(IO_TIMEOUT, || gw
+            .logs()
+            .contains("more than one distinct token")),
+        "{}",
+        gw.logs()
+    );
 
-    let resp = gw.send(&Req::get(&format!("/x?jwt={admin}")).bearer(&alice));
+    // The same token twice is one token.
+    let resp = gw.send(&Req::get(&format!("/x?jwt={alice}")).bearer(&alice));
     assert_accepted(&gw, &resp, &up, "alice");
-
-    let resp =
-        gw.send(&Req::get(&format!("/x?jwt={alice}")).header("Cookie", &format!("jwt={admin}")));
+    let resp = gw.send(&Req::get("/x").bearer(&alice).bearer(&alice));
     assert_accepted(&gw, &resp, &up, "alice");
-
     let resp = gw.send(
         &Req::get(&format!("/x?jwt={admin}"))
+            .bearer(&admin)
+            .header("Cookie", &format!("a=1; jwt={admin}")),
+    );
+    assert_accepted(&gw, &resp, &up, "admin");
+}
+
+#[test]
+fn hide_credentials_hides_every_carrier_of_the_token() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(&up, "{ hide_credentials: true }"));
+    let alice = alice_token();
+    let resp = gw.send(
+        &Req::get(&format!("/x?a=1&jwt={alice}"))
             .bearer(&alice)
-            .header("Cookie", &format!("jwt={admin}")),
+            .header("Cookie", &format!("a=1; jwt={alice}")),
     );
     assert_accepted(&gw, &resp, &up, "alice");
-
-    // The first source present is the one used: a bad header token is not
-    // rescued by a good query token.
-    let resp = gw.send(&Req::get(&format!("/x?jwt={alice}")).bearer("not-a-token"));
-    assert_refused(&resp, "JWT token invalid", "jwtgate", true);
-    let resp = gw.send(&Req::get("/x?jwt=not-a-token").header("Cookie", &format!("jwt={alice}")));
-    assert_refused(&resp, "JWT token invalid", "jwtgate", true);
+    let seen = up.last();
+    assert_eq!(seen.header("authorization"), None);
+    assert_eq!(seen.query(), Some("a=1"));
+    assert_eq!(seen.header("cookie"), Some("a=1"));
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::path::Path;
 use serde_json::json;
 use support::*;
 
-const SECRET: &str = "cli-secret-Zq8v1Kf3Lm9Rt2Wx6Yp4";
+const SECRET: &str = "cli-secret-Zq8v1Kf3Lm9Rt2Wx6Yp4-0123456789";
 
 /// alice (HS256, custom_id), admin (RS256, public key file relative to the
 /// config's directory), and two routes: default key claim, and
@@ -184,9 +184,9 @@ fn check_rejects_duplicate_consumer_keys() {
     let yaml = r#"listen: "127.0.0.1:0"
 consumers:
   - username: alice
-    jwt: { key: same-key, secret: "secret-one-1234567890" }
+    jwt: { key: same-key, secret: "secret-one-1234567890-0123456789abcdef" }
   - username: bob
-    jwt: { key: same-key, secret: "secret-two-1234567890" }
+    jwt: { key: same-key, secret: "secret-two-1234567890-0123456789abcdef" }
 routes:
   - name: r
     paths: ["/*"]
@@ -254,7 +254,10 @@ routes:
     let out = run_cli_env(
         &["check", "--config", &path],
         root(),
-        &[("JWTGATE_TEST_SECRET_7F3A", "from-the-environment-123")],
+        &[(
+            "JWTGATE_TEST_SECRET_7F3A",
+            "from-the-environment-0123456789abcdef",
+        )],
     );
     assert_eq!(out.code(), Some(0), "{}", out.all());
     let out = run_cli(&["check", "--config", &path], root());

@@ -9,7 +9,7 @@ mod support;
 
 use support::*;
 
-const SECRET: &str = "paths-secret-paths-secret";
+const SECRET: &str = "paths-secret-paths-secret-0123456789";
 
 fn config(up: &Upstream, jwt: &str) -> String {
     format!(
@@ -167,11 +167,12 @@ fn methods_prefixes_and_case_sensitivity() {
     assert!(needs("GET", "/v1/apis"));
     assert!(needs("GET", "/v1/apis/a"));
     assert!(needs("GET", "/v1/apisx"));
-    // A method that is not listed passes.
+    // A method that is not listed passes; HEAD is GET's (SPEC §3.11).
     assert!(!needs("POST", "/v1/apis"));
-    assert!(!needs("HEAD", "/v1/apis"));
-    // Exact entries are exact.
+    assert!(needs("HEAD", "/v1/apis"));
+    // Exact entries are exact, give or take one trailing slash.
     assert!(needs("POST", "/v1/orders"));
+    assert!(needs("POST", "/v1/orders/"));
     assert!(!needs("POST", "/v1/orders/1"));
     assert!(!needs("GET", "/v1/orders"));
     // ANY covers every method, including ones no list can name.
@@ -327,4 +328,80 @@ fn requests_that_need_no_token_are_not_validated_but_still_stripped() {
             );
         }
     }
+}
+
+#[test]
+fn regression_lowercase_method_skips_required_path() {
+    // Frameworks that upper-case the method would route `get` to the GET
+    // handler the rule protects.
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(&up, r#"{ required_paths: ["GET_/v1/admin*"] }"#));
+    for m in ["get", "Get", "gEt", "post", "Delete", "head", "options"] {
+        let resp = gw.send(&Req::new(m, "/v1/admin"));
+        assert_eq!(resp.status, 400, "{m}: {}", resp.text());
+        assert_eq!(resp.message().as_deref(), Some("invalid request method"));
+    }
+    assert_eq!(up.count(), 0);
+    // Methods that are not a known one in disguise are routed as before.
+    assert_eq!(gw.send(&Req::new("PROPFIND", "/v1/admin")).status, 200);
+    assert_eq!(gw.send(&Req::new("purge", "/v1/admin")).status, 200);
+    assert_eq!(gw.send(&Req::get("/v1/admin")).status, 401);
+}
+
+#[test]
+fn regression_head_skips_get_rule() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(&up, r#"{ required_paths: ["GET_/v1/admin*"] }"#));
+    let resp = gw.send(&Req::new("HEAD", "/v1/admin/users"));
+    assert_eq!(resp.status, 401);
+    assert_eq!(up.count(), 0);
+    let token = sign_hs("HS256", SECRET, claims_for("user123"));
+    let resp = gw.send(&Req::new("HEAD", "/v1/admin/users").bearer(&token));
+    assert_eq!(resp.status, 200);
+    assert_eq!(up.last().method, "HEAD");
+}
+
+#[test]
+fn regression_dot_segment_parameter_bypass() {
+    // Tomcat, Jetty and Spring resolve `..;` as `..`: through the open
+    // prefix, the upstream would serve /admin.
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(&up, r#"{ not_required_paths: ["ANY_/open/*"] }"#));
+    for target in [
+        "/open/..;/admin",
+        "/open/..;jsessionid=1/admin",
+        "/open/.;/../admin",
+        "/open/..%3b/admin",
+        "/open/%2e%2e;/admin",
+        "/open/%2E%2E%3B/admin",
+    ] {
+        let resp = gw.get(target);
+        assert_eq!(resp.status, 400, "{target}: {}", resp.text());
+        assert_eq!(resp.message().as_deref(), Some("invalid request path"));
+    }
+    assert_eq!(up.count(), 0);
+    // Matrix parameters on ordinary segments stay (they are data).
+    assert_eq!(gw.get("/open/a;v=1").status, 200);
+    assert_eq!(up.last().target, "/open/a;v=1");
+}
+
+#[test]
+fn regression_trailing_slash_skips_exact_rule() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(
+        &up,
+        r#"{ required_paths: ["GET_/v1/admin", "POST_/v1/reset/"] }"#,
+    ));
+    for (m, p) in [
+        ("GET", "/v1/admin"),
+        ("GET", "/v1/admin/"),
+        ("GET", "/v1//admin//"),
+        ("POST", "/v1/reset/"),
+        ("POST", "/v1/reset"),
+    ] {
+        assert_eq!(gw.send(&Req::new(m, p)).status, 401, "{m} {p}");
+    }
+    assert_eq!(up.count(), 0);
+    // Case stays significant (see README: case-insensitive upstreams).
+    assert_eq!(gw.get("/v1/Admin").status, 200);
 }

@@ -33,8 +33,10 @@ fn alice_token() -> String {
     )
 }
 
+/// SHA-256 of the token's signing input (SPEC §3.11), in hex.
 fn sha256_hex(token: &str) -> String {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes())
+    let signing_input = &token[..token.rfind('.').expect("a JWS")];
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, signing_input.as_bytes())
         .as_ref()
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -40,7 +40,7 @@ tls: {{ cert_file: "{TLS}/server.crt", key_file: "{TLS}/server.key" }}
 store: {{ path: data }}
 consumers:
   - username: alice
-    jwt: {{ key: user123, secret: tls-secret-tls-secret }}
+    jwt: {{ key: user123, secret: tls-secret-tls-secret-0123456789abcdef }}
 routes:
   - name: echo
     paths: ["/*"]

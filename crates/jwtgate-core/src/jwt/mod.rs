@@ -16,13 +16,47 @@ pub use keys::{KeyError, VerifyKey};
 pub use sign::{SignError, SigningKey};
 pub use token::{Token, TokenError, MAX_TOKEN_BYTES};
 
-/// SHA-256 of the token as presented: what the blacklist stores instead of
-/// the token itself.
-pub fn token_digest(raw: &str) -> [u8; 32] {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, raw.as_bytes());
+/// SHA-256 of `bytes`.
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
     let mut out = [0u8; 32];
     out.copy_from_slice(d.as_ref());
     out
+}
+
+/// Where a token stands in the blacklist (SPEC §3.4, §3.11): what is
+/// stored instead of the token itself.
+///
+/// A revocation names the token, not its encoding. The header and payload
+/// are covered by the signature, so an attacker cannot re-encode them; the
+/// signature is the one part a holder can re-encode without the key (ECDSA
+/// `s` and `n - s` both verify; RSA-PSS and ECDSA signers may produce a new
+/// signature for the same input). So the key is the SHA-256 of the signing
+/// input, `header.payload`, whatever signature rides along.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RevocationKey {
+    /// SHA-256 of `header.payload`: what revocations are written under.
+    pub signing_input: [u8; 32],
+    /// SHA-256 of the whole token text: what jwtgate wrote before
+    /// revocations were keyed on the signing input. Still checked, so that
+    /// blacklists written before an upgrade keep refusing what they
+    /// refused; such entries expire with their tokens.
+    pub legacy: [u8; 32],
+}
+
+impl RevocationKey {
+    /// The keys of a parsed token.
+    pub fn of(token: &Token<'_>) -> Self {
+        RevocationKey {
+            signing_input: sha256(token.signing_input()),
+            legacy: sha256(token.raw().as_bytes()),
+        }
+    }
+
+    /// Both digests, in the order the blacklist probes them.
+    pub fn digests(&self) -> [[u8; 32]; 2] {
+        [self.signing_input, self.legacy]
+    }
 }
 
 use std::fmt;

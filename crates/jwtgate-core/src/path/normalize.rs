@@ -41,6 +41,9 @@ const CONTROL_BYTE: InvalidPath = InvalidPath {
 const ABOVE_ROOT: InvalidPath = InvalidPath {
     reason: "climbs above root",
 };
+const DOT_SEGMENT_PARAMETER: InvalidPath = InvalidPath {
+    reason: "dot-segment with a \";\" parameter",
+};
 
 /// Normalises a request path (without its query string).
 ///
@@ -50,7 +53,10 @@ const ABOVE_ROOT: InvalidPath = InvalidPath {
 /// A trailing `.` or `..` segment leaves a trailing slash (`/a/b/..` is `/a/`).
 ///
 /// Refuses a path that does not start with `/`, climbs above `/`, contains an
-/// encoded `/`, `\` or NUL, a malformed escape, a raw `\`, or a control byte.
+/// encoded `/`, `\` or NUL, a malformed escape, a raw `\`, a control byte,
+/// or a `.` or `..` segment with a `;` parameter (`..;`, `.;jsessionid=x`,
+/// escaped or not), which Java servlet containers resolve as a dot-segment
+/// (SPEC §3.11).
 ///
 /// A path that is already normal is returned borrowed, without allocating:
 /// this runs on every request.
@@ -108,14 +114,29 @@ fn kept_escape(hi: Option<&u8>, lo: Option<&u8>) -> bool {
     }
 }
 
-/// True when `rest` (the text after a `/`) begins with a `.` or `..` segment.
+/// True when `rest` (the text after a `/`) begins with a `.` or `..` segment,
+/// or with one followed by a `;` parameter (`;` or its kept escape `%3B`):
+/// those take the slow path, which resolves or refuses them. (Any other
+/// escape that could spell a dot or a `;` is not a kept one, so the fast
+/// path gives up on it anyway.)
 fn starts_with_dot_segment(rest: &[u8]) -> bool {
-    let segment_end = |b: Option<&u8>| matches!(b, None | Some(b'/'));
+    let segment_end =
+        |tail: &[u8]| matches!(tail.first(), None | Some(b'/' | b';')) || tail.starts_with(b"%3B");
     match rest {
-        [b'.', b'.', tail @ ..] => segment_end(tail.first()),
-        [b'.', tail @ ..] => segment_end(tail.first()),
+        [b'.', b'.', tail @ ..] => segment_end(tail),
+        [b'.', tail @ ..] => segment_end(tail),
         _ => false,
     }
+}
+
+/// True for a decoded segment that is `.` or `..` followed by a `;`
+/// parameter (the `;` itself may be escaped, and stays `%3B` here).
+fn is_dot_with_parameter(segment: &str) -> bool {
+    let head_end = [segment.find(';'), segment.find("%3B")]
+        .into_iter()
+        .flatten()
+        .min();
+    head_end.is_some_and(|end| matches!(segment.get(..end), Some("." | "..")))
 }
 
 /// The allocating path: validates everything and rebuilds the path segment by
@@ -133,6 +154,9 @@ pub(super) fn normalize_slow(raw: &str) -> Result<String, InvalidPath> {
         let is_last = pieces.peek().is_none();
         segment.clear();
         decode_segment(piece, &mut segment)?;
+        if is_dot_with_parameter(&segment) {
+            return Err(DOT_SEGMENT_PARAMETER);
+        }
         match segment.as_str() {
             // Empty (a repeated or final '/') and "." segments vanish.
             "" | "." => {}

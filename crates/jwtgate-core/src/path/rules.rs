@@ -35,6 +35,19 @@ impl Method {
         }
     }
 
+    /// True for a method that is not exactly a known one but is one in
+    /// another case (`get`, `Post`): frameworks that upper-case methods
+    /// would route it as the known method while the rules did not see it
+    /// as one, so the gateway refuses it (SPEC §3.11).
+    pub fn is_case_variant(method: &[u8]) -> bool {
+        const KNOWN: [&[u8]; 9] = [
+            b"GET", b"POST", b"PUT", b"PATCH", b"DELETE", b"HEAD", b"OPTIONS", b"CONNECT", b"TRACE",
+        ];
+        KNOWN
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(method) && *k != method)
+    }
+
     /// Position of this method's trie in [`PathRules`]; `Other` has none.
     fn trie_index(self) -> Option<usize> {
         match self {
@@ -105,9 +118,13 @@ impl RuleMethod {
         }
     }
 
-    /// Whether a request with `method` is covered by this rule method.
+    /// Whether a request with `method` is covered by this rule method. A
+    /// `GET` rule also covers `HEAD` (SPEC §3.11): frameworks answer `HEAD`
+    /// with their `GET` handler.
     pub fn covers(self, method: Method) -> bool {
-        self.concrete() == Some(method) || self == RuleMethod::Any
+        self.concrete() == Some(method)
+            || self == RuleMethod::Any
+            || (self == RuleMethod::Get && method == Method::Head)
     }
 
     fn concrete(self) -> Option<Method> {
@@ -177,9 +194,14 @@ impl RuleEntry {
         })
     }
 
-    /// Whether a request matches this single entry.
+    /// Whether a request matches this single entry. An exact entry also
+    /// matches its path with or without one trailing slash: frameworks route
+    /// `/admin/` to `/admin`'s handler, and a rule must not let one of them
+    /// through unchecked.
     pub fn matches(&self, method: Method, path: &str) -> bool {
-        self.method.covers(method) && self.pattern.matches(path)
+        self.method.covers(method)
+            && (self.pattern.matches(path)
+                || (!self.pattern.is_prefix() && slash_twins(self.pattern.as_str(), path)))
     }
 }
 
@@ -205,22 +227,72 @@ pub struct PathRules {
     any: PathTrie<usize>,
 }
 
+/// True when `path` is the trailing-slash twin of the exact pattern text
+/// `exact`: `/a/` for `/a`, `/a` for `/a/`; `/` has none. The same rule as
+/// [`twin_pattern`], without allocating.
+fn slash_twins(exact: &str, path: &str) -> bool {
+    if exact == "/" {
+        return false;
+    }
+    match exact.strip_suffix('/') {
+        Some(without) => path == without,
+        None => path.len() == exact.len() + 1 && path.ends_with('/') && path.starts_with(exact),
+    }
+}
+
+/// The exact pattern an exact entry also covers (see [`RuleEntry::matches`]).
+fn twin_pattern(pattern: &PathPattern) -> Option<PathPattern> {
+    if pattern.is_prefix() || pattern.as_str() == "/" {
+        return None;
+    }
+    let text = pattern.as_str();
+    let twin = match text.strip_suffix('/') {
+        Some(without) => without.to_owned(),
+        None => format!("{text}/"),
+    };
+    PathPattern::parse(&twin).ok()
+}
+
 impl PathRules {
     pub fn compile(entries: &[RuleEntry]) -> PathRules {
         let mut rules = PathRules {
             entries: entries.to_vec(),
             ..PathRules::default()
         };
-        for (index, entry) in entries.iter().enumerate() {
-            let trie = match entry.method.concrete().and_then(Method::trie_index) {
-                Some(i) => rules.by_method.get_mut(i),
-                None => Some(&mut rules.any),
-            };
-            if let Some(trie) = trie {
-                trie.insert(&entry.pattern, index);
+        // Entries as written first, then their trailing-slash twins, so that
+        // within one trie node a path's own spelling beats a twin.
+        for twins in [false, true] {
+            for (index, entry) in entries.iter().enumerate() {
+                let pattern = if twins {
+                    match twin_pattern(&entry.pattern) {
+                        Some(p) => p,
+                        None => continue,
+                    }
+                } else {
+                    entry.pattern.clone()
+                };
+                rules.insert(entry.method, &pattern, index);
             }
         }
         rules
+    }
+
+    fn insert(&mut self, method: RuleMethod, pattern: &PathPattern, index: usize) {
+        let tries: &[Option<usize>] = match method {
+            RuleMethod::Any => &[None],
+            // A GET entry covers HEAD too.
+            RuleMethod::Get => &[Method::Get.trie_index(), Method::Head.trie_index()],
+            m => &[m.concrete().and_then(Method::trie_index)],
+        };
+        for &slot in tries {
+            let trie = match slot {
+                Some(i) => self.by_method.get_mut(i),
+                None => Some(&mut self.any),
+            };
+            if let Some(trie) = trie {
+                trie.insert(pattern, index);
+            }
+        }
     }
 
     /// The most specific entry matching the request, if any.
@@ -241,16 +313,23 @@ impl PathRules {
             .and_then(|trie| trie.first(path).copied());
         let any = self.any.first(path).copied();
         match (specific, any) {
-            (Some(s), Some(a)) if self.specificity(a) > self.specificity(s) => Some(a),
+            (Some(s), Some(a)) if self.specificity(a, path) > self.specificity(s, path) => Some(a),
             (Some(s), _) => Some(s),
             (None, a) => a,
         }
     }
 
-    /// Orders matching entries: (exact, length of the pattern text).
-    fn specificity(&self, index: usize) -> (bool, usize) {
-        self.entries.get(index).map_or((false, 0), |entry| {
-            (!entry.pattern.is_prefix(), entry.pattern.as_str().len())
+    /// Orders matching entries: exact, then the path's own spelling before
+    /// a trailing-slash twin, then (prefixes) the length of the pattern.
+    fn specificity(&self, index: usize, path: &str) -> (bool, bool, usize) {
+        self.entries.get(index).map_or((false, false, 0), |entry| {
+            let exact = !entry.pattern.is_prefix();
+            let prefix_len = if exact {
+                0
+            } else {
+                entry.pattern.as_str().len()
+            };
+            (exact, exact && entry.pattern.as_str() == path, prefix_len)
         })
     }
 

@@ -72,6 +72,40 @@ fn regression_path_dotdot_bypass() {
 }
 
 #[test]
+fn regression_dot_segment_parameter_bypass() {
+    // Tomcat, Jetty and Spring resolve `..;` as `..`: /open/..;/admin
+    // reaches /admin upstream while the gateway saw /open/..;/admin.
+    for raw in [
+        "/open/..;/admin",
+        "/open/..;jsessionid=x/admin",
+        "/open/.;/admin",
+        "/open/.;x=1",
+        "/open/..%3b/admin",
+        "/open/..%3B/admin",
+        "/open/%2e%2e;/admin",
+        "/open/%2E.%3b/admin",
+        "/open/.%2e;a/admin",
+        "/..;",
+    ] {
+        assert_eq!(
+            norm(raw),
+            Err("dot-segment with a \";\" parameter"),
+            "{raw}"
+        );
+    }
+    // Dots that are not a whole segment before the parameter are names.
+    for (raw, want) in [
+        ("/a/...;x", "/a/...;x"),
+        ("/a/..b;x", "/a/..b;x"),
+        ("/a/b..;x", "/a/b..;x"),
+        ("/a/;..", "/a/;.."),
+        ("/a/.x%3Bb", "/a/.x%3Bb"),
+    ] {
+        assert_eq!(norm(raw), Ok(want.to_owned()), "{raw}");
+    }
+}
+
+#[test]
 fn normalize_borrows_when_nothing_changes() {
     for raw in ["/", "/admin", "/a/b/", "/a%20b", "/..a/b.", "/a/%3A"] {
         assert!(matches!(normalize(raw), Ok(Cow::Borrowed(_))), "{raw}");
@@ -277,5 +311,56 @@ fn rules_other_method_only_matches_any() {
     let rules = PathRules::compile(&entries);
     assert!(rules.find(Method::Get, "/x").is_some());
     assert!(rules.find(Method::Other, "/x").is_none());
-    assert!(rules.find(Method::Head, "/x").is_none());
+    assert!(rules.find(Method::Post, "/x").is_none());
+}
+
+#[test]
+fn regression_get_rule_does_not_cover_head() {
+    // Frameworks answer HEAD with the GET handler: a GET_ entry covers it.
+    let entries = [
+        RuleEntry::parse("GET_/x").expect("valid"),
+        RuleEntry::parse("HEAD_/y").expect("valid"),
+    ];
+    let rules = PathRules::compile(&entries);
+    assert_eq!(rules.find_index(Method::Head, "/x"), Some(0));
+    assert_eq!(rules.find_index(Method::Head, "/y"), Some(1));
+    // ... but not the other way round.
+    assert_eq!(rules.find_index(Method::Get, "/y"), None);
+}
+
+#[test]
+fn regression_exact_rule_skipped_by_trailing_slash() {
+    let entries = [
+        RuleEntry::parse("GET_/admin").expect("valid"),
+        RuleEntry::parse("POST_/v1/orders/").expect("valid"),
+        RuleEntry::parse("ANY_/").expect("valid"),
+    ];
+    let rules = PathRules::compile(&entries);
+    assert_eq!(rules.find_index(Method::Get, "/admin"), Some(0));
+    assert_eq!(rules.find_index(Method::Get, "/admin/"), Some(0));
+    assert_eq!(rules.find_index(Method::Post, "/v1/orders"), Some(1));
+    assert_eq!(rules.find_index(Method::Post, "/v1/orders/"), Some(1));
+    // Only one slash, and only at the end.
+    assert_eq!(rules.find_index(Method::Get, "/admin/x"), None);
+    assert_eq!(rules.find_index(Method::Get, "/admi"), None);
+    // `/` has no twin.
+    assert_eq!(rules.find_index(Method::Get, "/"), Some(2));
+    // A path's own spelling beats a twin.
+    let both = [
+        RuleEntry::parse("GET_/a").expect("valid"),
+        RuleEntry::parse("GET_/a/").expect("valid"),
+    ];
+    let rules = PathRules::compile(&both);
+    assert_eq!(rules.find_index(Method::Get, "/a"), Some(0));
+    assert_eq!(rules.find_index(Method::Get, "/a/"), Some(1));
+}
+
+#[test]
+fn regression_lowercase_method_skips_rule() {
+    for m in ["get", "Get", "pOST", "delete", "options", "head", "Connect"] {
+        assert!(Method::is_case_variant(m.as_bytes()), "{m}");
+    }
+    for m in ["GET", "POST", "PURGE", "purge", "PROPFIND", ""] {
+        assert!(!Method::is_case_variant(m.as_bytes()), "{m}");
+    }
 }

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Map, Value};
 
 use crate::consumer::Consumer;
+use crate::jwt::RevocationKey;
 
 const SHARDS: usize = 16;
 
@@ -26,11 +27,11 @@ const SHARDS: usize = 16;
 #[derive(Debug, Clone)]
 pub enum Verdict {
     /// Signature valid for this consumer; claims as decoded, and the
-    /// token's SHA-256 (the blacklist key), so a hit hashes nothing.
+    /// token's blacklist keys, so a hit hashes nothing.
     Verified {
         consumer: Arc<Consumer>,
         claims: Arc<Map<String, Value>>,
-        digest: [u8; 32],
+        revocation: RevocationKey,
     },
     /// The signature did not verify.
     BadSignature,

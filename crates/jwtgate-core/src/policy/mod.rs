@@ -17,7 +17,7 @@ use serde_json::Value;
 use self::cache::{Verdict, VerifiedCache};
 use crate::clock::Clock;
 use crate::consumer::{Consumer, ConsumerRegistry};
-use crate::jwt::{Token, TokenError};
+use crate::jwt::{RevocationKey, Token, TokenError};
 use crate::path::{Method, PathRules, RuleEntry};
 
 /// Where a route looks for the token, in this order. `None` disables a source.
@@ -165,6 +165,8 @@ pub enum AuthError {
     Missing,
     #[error("malformed token: {0}")]
     Malformed(#[from] TokenError),
+    #[error("the request carries more than one distinct token ({0})")]
+    SeveralTokens(&'static str),
     #[error("payload has no {claim:?} claim")]
     MissingKeyClaim { claim: String },
     #[error("claim {claim:?} is not a string")]
@@ -199,7 +201,7 @@ impl AuthError {
     pub fn public_message(&self) -> &'static str {
         match self {
             AuthError::Missing => "Missing JWT token in request",
-            AuthError::Malformed(_) => "JWT token invalid",
+            AuthError::Malformed(_) | AuthError::SeveralTokens(_) => "JWT token invalid",
             AuthError::MissingKeyClaim { .. } | AuthError::KeyClaimNotString { .. } => {
                 "missing user key in JWT token"
             }
@@ -213,7 +215,7 @@ impl AuthError {
     pub fn outcome(&self) -> &'static str {
         match self {
             AuthError::Missing => "missing",
-            AuthError::Malformed(_) => "malformed",
+            AuthError::Malformed(_) | AuthError::SeveralTokens(_) => "malformed",
             AuthError::MissingKeyClaim { .. } | AuthError::KeyClaimNotString { .. } => {
                 "missing_key_claim"
             }
@@ -266,8 +268,8 @@ pub enum Step<'a> {
 pub struct Authenticated {
     pub consumer: Arc<Consumer>,
     pub claims: Arc<serde_json::Map<String, Value>>,
-    /// SHA-256 of the token: its key in the blacklist.
-    pub digest: [u8; 32],
+    /// Where the token stands in the blacklist.
+    pub revocation: RevocationKey,
 }
 
 /// Runs the checks of SPEC §3.1 in order, up to (not including) revocation.
@@ -293,13 +295,13 @@ pub fn authenticate_cached(
         Some(Verdict::Verified {
             consumer,
             claims,
-            digest,
+            revocation,
         }) => {
             check_claims(policy, &claims, clock.now_unix())?;
             Ok(Authenticated {
                 consumer,
                 claims,
-                digest,
+                revocation,
             })
         }
         Some(Verdict::BadSignature) => Err(AuthError::BadSignature),
@@ -312,7 +314,7 @@ pub fn authenticate_cached(
                     Verdict::Verified {
                         consumer: Arc::clone(&a.consumer),
                         claims: Arc::clone(&a.claims),
-                        digest: a.digest,
+                        revocation: a.revocation,
                     },
                 ),
                 Err(AuthError::BadSignature) => {
@@ -397,10 +399,11 @@ pub fn authenticate_traced(
     });
     checked?;
 
+    let revocation = RevocationKey::of(&token);
     Ok(Authenticated {
         consumer: Arc::clone(consumer),
         claims: Arc::new(token.into_claims()),
-        digest: crate::jwt::token_digest(raw),
+        revocation,
     })
 }
 

@@ -15,7 +15,16 @@ pub fn strip_bearer(value: &str) -> &str {
 
 /// The first `name=value` argument of a raw query string, percent-decoded.
 pub fn query_param<'a>(query: &'a str, name: &str) -> Option<Cow<'a, str>> {
-    query.split('&').find_map(|pair| {
+    query_params(query, name).next()
+}
+
+/// Every `name=value` argument of a raw query string, percent-decoded, in
+/// order (a repeated argument is how a second token rides along).
+pub fn query_params<'a, 'n>(
+    query: &'a str,
+    name: &'n str,
+) -> impl Iterator<Item = Cow<'a, str>> + use<'a, 'n> {
+    query.split('&').filter_map(move |pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         (k == name).then(|| percent_decode(v))
     })
@@ -23,7 +32,15 @@ pub fn query_param<'a>(query: &'a str, name: &str) -> Option<Cow<'a, str>> {
 
 /// The value of cookie `name` in a `Cookie` header.
 pub fn cookie_value<'a>(cookie_header: &'a str, name: &str) -> Option<&'a str> {
-    cookie_header.split(';').find_map(|pair| {
+    cookie_values(cookie_header, name).next()
+}
+
+/// Every value of cookie `name` in a `Cookie` header, in order.
+pub fn cookie_values<'a, 'n>(
+    cookie_header: &'a str,
+    name: &'n str,
+) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
+    cookie_header.split(';').filter_map(move |pair| {
         let (k, v) = pair.trim().split_once('=')?;
         (k.trim() == name).then(|| v.trim().trim_matches('"'))
     })
@@ -104,6 +121,10 @@ mod tests {
         assert_eq!(query_param("jwt=a%2Eb", "jwt").as_deref(), Some("a.b"));
         assert_eq!(cookie_value("a=1; jwt=t.o.k; b=2", "jwt"), Some("t.o.k"));
         assert_eq!(cookie_value("xjwt=1", "jwt"), None);
+        let all: Vec<_> = query_params("jwt=a&x=1&jwt=b%2E", "jwt").collect();
+        assert_eq!(all, ["a", "b."]);
+        let all: Vec<_> = cookie_values("jwt=a; x=1; jwt=b", "jwt").collect();
+        assert_eq!(all, ["a", "b"]);
     }
 
     #[test]

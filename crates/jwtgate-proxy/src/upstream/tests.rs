@@ -11,16 +11,27 @@ use tokio::net::TcpListener;
 use super::*;
 
 fn target(port: u16, read_timeout: Duration) -> UpstreamTarget {
-    UpstreamTarget::new(&UpstreamNodes {
-        nodes: vec![UpstreamNode {
-            host: "127.0.0.1".into(),
-            port,
-            authority: format!("127.0.0.1:{port}"),
-        }],
-        tls: false,
-        connect_timeout: Duration::from_secs(2),
-        read_timeout,
-    })
+    target_with_body_timeout(port, read_timeout, Duration::from_secs(60))
+}
+
+fn target_with_body_timeout(
+    port: u16,
+    read_timeout: Duration,
+    body_timeout: Duration,
+) -> UpstreamTarget {
+    UpstreamTarget::new(
+        &UpstreamNodes {
+            nodes: vec![UpstreamNode {
+                host: "127.0.0.1".into(),
+                port,
+                authority: format!("127.0.0.1:{port}"),
+            }],
+            tls: false,
+            connect_timeout: Duration::from_secs(2),
+            read_timeout,
+        },
+        body_timeout,
+    )
 }
 
 /// Reads one request (head, and a body framed by Content-Length or chunked)
@@ -488,12 +499,15 @@ async fn a_dead_node_is_skipped() {
         port: p,
         authority: format!("127.0.0.1:{p}"),
     };
-    let t = UpstreamTarget::new(&UpstreamNodes {
-        nodes: vec![node(dead_port), node(port)],
-        tls: false,
-        connect_timeout: Duration::from_secs(2),
-        read_timeout: Duration::from_secs(5),
-    });
+    let t = UpstreamTarget::new(
+        &UpstreamNodes {
+            nodes: vec![node(dead_port), node(port)],
+            tls: false,
+            connect_timeout: Duration::from_secs(2),
+            read_timeout: Duration::from_secs(5),
+        },
+        Duration::from_secs(60),
+    );
     let pool = ConnPool::default();
     for _ in 0..4 {
         let resp = pool.forward(&t, get("/")).await.unwrap();
@@ -663,4 +677,75 @@ async fn an_answer_before_the_whole_body_reaches_the_client() {
         "a connection with half a request body is not reused"
     );
     let _ = done_tx.send(());
+}
+
+/// One piece of body, then nothing, ever: a slow-POST client.
+struct StallingBody(Option<Bytes>);
+
+impl Body for StallingBody {
+    type Data = Bytes;
+    type Error = String;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, String>>> {
+        match self.get_mut().0.take() {
+            Some(piece) => Poll::Ready(Some(Ok(Frame::data(piece)))),
+            None => Poll::Pending,
+        }
+    }
+}
+
+#[tokio::test]
+async fn regression_slow_post_holds_client_and_upstream() {
+    // The upstream reads whatever comes and reports when the gateway
+    // closes the connection.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<Vec<u8>>();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+        let _ = closed_tx.send(seen);
+    });
+    let pool = ConnPool::default();
+    let t = target_with_body_timeout(port, Duration::from_secs(30), Duration::from_millis(200));
+    let body = StallingBody(Some(Bytes::from_static(b"first")));
+    let req = Request::post("/upload")
+        .header("content-length", "100")
+        .body(body)
+        .unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(10), pool.forward(&t, req))
+        .await
+        .expect("the stalled body ends the exchange")
+        .expect_err("a stalled body is an error");
+    assert!(matches!(err, GatewayError::ClientBodyTimeout(200)), "{err}");
+    assert_eq!(err.status(), StatusCode::REQUEST_TIMEOUT);
+    // The upstream connection is freed: closed, not pooled.
+    let seen = tokio::time::timeout(Duration::from_secs(10), closed_rx)
+        .await
+        .expect("the upstream connection is closed")
+        .unwrap();
+    assert!(
+        seen.windows(5).any(|w| w == b"first"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+    let idle = pool
+        .inner
+        .idle
+        .lock()
+        .unwrap()
+        .values()
+        .map(Vec::len)
+        .sum::<usize>();
+    assert_eq!(idle, 0);
 }

@@ -91,6 +91,10 @@ impl Node {
         self.logs.lock().unwrap().join("\n")
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Polls the log until it contains `needle` (at least `times` times).
     pub fn wait_log(&self, needle: &str, times: usize) {
         let ok = crate::support::eventually(Duration::from_secs(15), || {

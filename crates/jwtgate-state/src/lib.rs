@@ -1,0 +1,151 @@
+//! The files a node writes for itself (SPEC §3.11): the config write-back,
+//! the blacklist snapshot, the identity providers' last good key sets, and
+//! the last config applied from etcd.
+//!
+//! Every one is written the same way ([`write_private`]): a new file with
+//! an unpredictable name, created exclusively (never through a file or a
+//! symbolic link someone else planted) with owner-only permissions, synced,
+//! renamed over the old one, and the directory synced. A crash leaves the
+//! old file or the new one, never a mix; a local user who can write to the
+//! directory cannot make the gateway write through their file.
+//!
+//! What this crate does not do: decide what goes into a file, or when.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// A node's state directory (`state_dir`) and the names of what lives in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        StateDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Creates the directory (owner-only when it is new).
+    pub fn ensure(&self) -> std::io::Result<()> {
+        create_private_dir(&self.root)
+    }
+
+    /// The last blacklist this node saw of a shared (Redis) store.
+    pub fn blacklist_snapshot(&self) -> PathBuf {
+        self.root.join("blacklist.snapshot")
+    }
+
+    /// The last good key set of identity provider `name`.
+    pub fn provider_keys(&self, name: &str) -> PathBuf {
+        self.root
+            .join("providers")
+            .join(format!("{}.jwks.json", file_safe(name)))
+    }
+
+    /// The last configuration applied from etcd.
+    pub fn etcd_config(&self) -> PathBuf {
+        self.root.join("etcd-config.json")
+    }
+}
+
+/// `name` with every byte outside `[A-Za-z0-9._-]` escaped as `%XX`, so that
+/// no name can climb out of its directory or collide with another.
+fn file_safe(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-') || (b == b'.' && !out.is_empty()) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Creates `dir` and its missing parents; a directory this call creates is
+/// owner-only (`0700`).
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Replaces `path` with `bytes`, atomically, as a private file (`0600`).
+/// Creates the parent directory if it is missing.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = parent_dir(path);
+    create_private_dir(&dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "state".into());
+    // A few tries: a name can only be taken by chance, or by someone who
+    // guessed 128 random bits.
+    let mut last = None;
+    for _ in 0..4 {
+        let tmp = dir.join(format!(".{name}.{}.tmp", random_hex()?));
+        match write_new(&tmp, bytes) {
+            Ok(()) => {
+                if let Err(e) = std::fs::rename(&tmp, path) {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e);
+                }
+                // The rename is durable only once the directory is on disk.
+                return File::open(&dir)?.sync_all();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free temporary name")))
+}
+
+/// Creates `tmp` exclusively, owner-only, and writes and syncs `bytes`.
+/// `O_CREAT | O_EXCL` fails on any existing name, a planted symbolic link
+/// included (POSIX `open`: "If O_CREAT and O_EXCL are set, and path names a
+/// symbolic link, open() shall fail with [EEXIST]").
+fn write_new(tmp: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+fn random_hex() -> std::io::Result<String> {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| std::io::Error::other("no randomness"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,100 @@
+use super::*;
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).expect("meta").permissions().mode() & 0o777
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn replaces_the_file_owner_only_and_leaves_no_temp_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("jwtgate.yaml");
+    std::fs::write(&path, "old").expect("write");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    write_private(&path, b"new").expect("atomic write");
+    assert_eq!(std::fs::read_to_string(&path).expect("read"), "new");
+    #[cfg(unix)]
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(names(dir.path()), ["jwtgate.yaml"]);
+}
+
+#[test]
+#[cfg(unix)]
+fn regression_config_write_back_hijack() {
+    // A local user plants the file the old code would have written through
+    // (predictable name, not created exclusively): a link to a file they
+    // own, or to one they want overwritten. Nothing they planted is used.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("jwtgate.yaml");
+    std::fs::write(&path, "old").expect("write");
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "untouched").expect("write");
+    for pid_guess in [std::process::id(), 1, 2] {
+        let planted = dir
+            .path()
+            .join(format!(".jwtgate.yaml.jwtgate-tmp-{pid_guess}"));
+        std::os::unix::fs::symlink(&victim, &planted).expect("symlink");
+    }
+    write_private(&path, b"new").expect("write");
+    assert_eq!(std::fs::read_to_string(&path).expect("read"), "new");
+    assert_eq!(std::fs::read_to_string(&victim).expect("read"), "untouched");
+    // The written file is a regular file of ours, not a link.
+    let meta = std::fs::symlink_metadata(&path).expect("meta");
+    assert!(meta.file_type().is_file());
+    assert_eq!(mode(&path), 0o600);
+}
+
+#[test]
+#[cfg(unix)]
+fn a_planted_temporary_name_is_never_followed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "untouched").expect("write");
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&victim, &link).expect("symlink");
+    let err = write_new(&link, b"x").expect_err("exclusive create refuses");
+    assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+    assert_eq!(std::fs::read_to_string(&victim).expect("read"), "untouched");
+}
+
+#[test]
+fn creates_missing_directories_owner_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = StateDir::new(dir.path().join("state"));
+    let keys = state.provider_keys("corp");
+    write_private(&keys, b"{}").expect("write");
+    assert_eq!(std::fs::read(&keys).expect("read"), b"{}");
+    #[cfg(unix)]
+    {
+        assert_eq!(mode(state.root()), 0o700);
+        assert_eq!(mode(&state.root().join("providers")), 0o700);
+    }
+}
+
+#[test]
+fn provider_names_cannot_climb_out() {
+    let state = StateDir::new("/s");
+    assert_eq!(
+        state.provider_keys("../etc/passwd"),
+        Path::new("/s/providers/%2E.%2Fetc%2Fpasswd.jwks.json")
+    );
+    assert_eq!(
+        state.provider_keys("a.b"),
+        Path::new("/s/providers/a.b.jwks.json")
+    );
+    assert_ne!(state.provider_keys("a/b"), state.provider_keys("a%2Fb"));
+}

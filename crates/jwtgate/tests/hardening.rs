@@ -1,0 +1,501 @@
+//! Regression tests for the weaknesses an attack on the gateway found
+//! (issue 12, SPEC §3.11), each named after the weakness it pins, against
+//! the real binary. The path, method and token-carrier ones live beside
+//! their kin in `paths.rs` and `auth.rs`; the write-back's own unit test in
+//! `jwtgate-state`.
+
+#![allow(clippy::unwrap_used)]
+
+mod admin_support;
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use jwtgate_store::embedded::EmbeddedStore;
+use jwtgate_store::{Entry, RevocationStore};
+use jwtgate_testkit::RedisServer;
+use serde_json::json;
+use support::*;
+
+const SECRET: &str = "hardening-secret-0123456789abcdefghij";
+
+fn es256_config(store: &str, extra_routes: &str) -> String {
+    format!(
+        r#"listen: "127.0.0.1:0"
+store: {store}
+consumers:
+  - username: eve
+    jwt: {{ key: eve-key, algorithm: ES256, public_key_file: "{pubkey}" }}
+routes:
+  - name: app
+    paths: ["/app/*"]
+    upstream: {{ echo: true }}
+    jwt: {{ use_jwt_blacklist_revoking: true, logout_path: "POST_/app/logout" }}
+{extra_routes}"#,
+        pubkey = public_key_path("ES256"),
+    )
+}
+
+/// The P-256 group order.
+const P256_N: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+];
+
+/// `n - s`, big-endian.
+fn order_minus(n: &[u8; 32], s: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; 32];
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let mut d = i16::from(n[i]) - i16::from(s[i]) - borrow;
+        borrow = i16::from(d < 0);
+        if d < 0 {
+            d += 256;
+        }
+        out[i] = d as u8;
+    }
+    out
+}
+
+/// The same ES256 token with `s` replaced by `n - s`: a second valid
+/// signature anyone can make without the key.
+fn malleate_es256(token: &str) -> String {
+    let (input, sig) = token.rsplit_once('.').unwrap();
+    let sig = unb64(sig);
+    assert_eq!(sig.len(), 64);
+    let mut other = sig[..32].to_vec();
+    other.extend(order_minus(&P256_N, &sig[32..]));
+    format!("{input}.{}", b64(&other))
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    d.as_ref().try_into().unwrap()
+}
+
+#[test]
+fn regression_ecdsa_logout_revived_by_re_encoded_signature() {
+    let gw = Gateway::start(&es256_config("{ kind: embedded, path: ./data }", ""));
+    let token = sign_pk("ES256", claims_for("eve-key"));
+    let twin = malleate_es256(&token);
+    assert_ne!(token, twin);
+    // Both verify: the twin is as valid as the original...
+    assert_eq!(gw.send(&Req::get("/app/x").bearer(&twin)).status, 200);
+    let resp = gw.send(&Req::post("/app/logout").bearer(&token));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    // ... and as revoked: the blacklist names the signing input.
+    for t in [&token, &twin] {
+        let resp = gw.send(&Req::get("/app/x").bearer(t));
+        assert_refused(&resp, "JWT token has been revoked", "jwtgate", true);
+    }
+    // Logging out the twin revokes the original as well.
+    let other = sign_pk(
+        "ES256",
+        json!({"key": "eve-key", "exp": now() + 600, "n": 2}),
+    );
+    let resp = gw.send(&Req::post("/app/logout").bearer(&malleate_es256(&other)));
+    assert_eq!(resp.status, 200);
+    let resp = gw.send(&Req::get("/app/x").bearer(&other));
+    assert_refused(&resp, "JWT token has been revoked", "jwtgate", true);
+}
+
+#[test]
+fn regression_blacklist_written_before_the_upgrade_still_refuses() {
+    // Older versions keyed entries on the whole token's SHA-256: an
+    // embedded store and a Redis store holding such entries keep refusing.
+    let token = sign_pk("ES256", claims_for("eve-key"));
+    let legacy = sha256(token.as_bytes());
+    let exp = payload_of(&token)["exp"].as_i64().unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = EmbeddedStore::open(&dir.path().join("data")).unwrap();
+        store
+            .revoke(Entry {
+                digest: legacy,
+                expires_at: exp,
+            })
+            .await
+            .unwrap();
+    });
+    let config = dir.path().join("jwtgate.yaml");
+    std::fs::write(
+        &config,
+        es256_config("{ kind: embedded, path: ./data }", ""),
+    )
+    .unwrap();
+    let gw = Gateway::start_in(dir, config).unwrap();
+    let resp = gw.send(&Req::get("/app/x").bearer(&token));
+    assert_refused(&resp, "JWT token has been revoked", "jwtgate", true);
+    drop(gw);
+
+    let server = RedisServer::start();
+    let hex: String = legacy.iter().map(|b| format!("{b:02x}")).collect();
+    server.cli(&["ZADD", "{jwtgate}:revoked", &exp.to_string(), &hex]);
+    let store = format!("{{ kind: redis, host: 127.0.0.1, port: {} }}", server.port);
+    let gw = Gateway::start(&es256_config(&store, ""));
+    let resp = gw.send(&Req::get("/app/x").bearer(&token));
+    assert_refused(&resp, "JWT token has been revoked", "jwtgate", true);
+    let fresh = sign_pk(
+        "ES256",
+        json!({"key": "eve-key", "exp": now() + 600, "n": 3}),
+    );
+    assert_eq!(gw.send(&Req::get("/app/x").bearer(&fresh)).status, 200);
+}
+
+#[test]
+fn regression_logout_expires_while_a_lenient_route_accepts() {
+    // The logout route has no leeway, another route an hour: the entry must
+    // outlive the token's acceptance there.
+    let server = RedisServer::start();
+    let store = format!("{{ kind: redis, host: 127.0.0.1, port: {} }}", server.port);
+    let lenient = r#"  - name: lenient
+    paths: ["/lenient/*"]
+    upstream: { echo: true }
+    jwt: { leeway_seconds: 3600 }
+"#;
+    let gw = Gateway::start(&es256_config(&store, lenient));
+    let token = sign_pk("ES256", claims_for("eve-key"));
+    let exp = payload_of(&token)["exp"].as_i64().unwrap();
+    assert_eq!(
+        gw.send(&Req::post("/app/logout").bearer(&token)).status,
+        200
+    );
+    let (input, _) = token.rsplit_once('.').unwrap();
+    let hex: String = sha256(input.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let score = server.cli(&["ZSCORE", "{jwtgate}:revoked", &hex]);
+    assert_eq!(score.parse::<i64>().ok(), Some(exp + 3600), "{score}");
+    let resp = gw.send(&Req::get("/lenient/x").bearer(&token));
+    assert_refused(&resp, "JWT token has been revoked", "jwtgate", true);
+}
+
+fn wait_for_snapshot(path: &Path, entries: usize) {
+    // The magic line, 40 bytes an entry, a 32-byte checksum.
+    let want = 20 + 40 * entries as u64 + 32;
+    let ok = eventually(Duration::from_secs(20), || {
+        std::fs::metadata(path).is_ok_and(|m| m.len() >= want)
+    });
+    assert!(
+        ok,
+        "no snapshot with {entries} entries at {}",
+        path.display()
+    );
+}
+
+#[test]
+fn regression_node_started_while_redis_is_down_accepts_revoked_tokens() {
+    let mut server = RedisServer::start();
+    let state = tempfile::tempdir().unwrap();
+    let config = |state_dir: &Path, port: u16| {
+        let store = format!(
+            "{{ kind: redis, host: 127.0.0.1, port: {port}, connect_timeout_ms: 300, read_timeout_ms: 300, send_timeout_ms: 300 }}"
+        );
+        let open = r#"  - name: open
+    paths: ["/open/*"]
+    upstream: { echo: true }
+"#;
+        format!(
+            "state_dir: \"{}\"\n{}",
+            state_dir.display(),
+            es256_config(&store, open)
+        )
+    };
+    let a = Gateway::start(&config(state.path(), server.port));
+    let revoked = sign_pk("ES256", claims_for("eve-key"));
+    assert_eq!(
+        a.send(&Req::post("/app/logout").bearer(&revoked)).status,
+        200
+    );
+    let snapshot = state.path().join("blacklist.snapshot");
+    wait_for_snapshot(&snapshot, 1);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&snapshot).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the snapshot is private");
+    }
+    drop(a);
+    let port = server.port;
+    server.kill();
+
+    // From the snapshot: the logged-out token stays refused.
+    let b = Gateway::start(&config(state.path(), port));
+    let resp = b.send(&Req::get("/app/x").bearer(&revoked));
+    assert_refused(&resp, "JWT token has been revoked", "jwtgate", true);
+    let fresh = sign_pk(
+        "ES256",
+        json!({"key": "eve-key", "exp": now() + 600, "n": 4}),
+    );
+    assert_eq!(b.send(&Req::get("/app/x").bearer(&fresh)).status, 200);
+    assert!(
+        eventually(IO_TIMEOUT, || b.logs().contains("local snapshot")),
+        "{}",
+        b.logs()
+    );
+    drop(b);
+
+    // No snapshot: fail closed for requests that need a token.
+    let empty = tempfile::tempdir().unwrap();
+    let c = Gateway::start(&config(empty.path(), port));
+    for t in [&revoked, &fresh] {
+        let resp = c.send(&Req::get("/app/x").bearer(t));
+        assert_eq!(resp.status, 503, "{}", resp.text());
+        assert_eq!(
+            resp.message().as_deref(),
+            Some("revocation store unavailable")
+        );
+    }
+    // What needs no token still flows; a missing token is still a 401.
+    assert_eq!(c.get("/open/x").status, 200);
+    assert_eq!(c.get("/app/x").status, 401);
+    // Redis back (empty: it kept nothing): the node loads and serves.
+    server.restart();
+    let ok = eventually(Duration::from_secs(20), || {
+        c.send(&Req::get("/app/x").bearer(&fresh)).status == 200
+    });
+    assert!(ok, "{}", c.logs());
+}
+
+#[test]
+fn regression_config_write_back_hijack() {
+    use admin_support::{Node, KEY};
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+admin: {{ listen: "127.0.0.1:0", api_key: "{KEY}" }}
+routes:
+  - name: r
+    paths: ["/*"]
+    upstream: {{ echo: true }}
+"#
+    );
+    let node = Node::start(dir.path(), &yaml);
+    // A local user who can write to the directory plants the name the old
+    // write-back used (`.NAME.jwtgate-tmp-PID`), pointing at a file they own.
+    let victim = dir.path().join("attacker-owned");
+    std::fs::write(&victim, "attacker's file").unwrap();
+    let planted = dir
+        .path()
+        .join(format!(".jwtgate.yaml.jwtgate-tmp-{}", node.pid()));
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+
+    let body = json!({"jwt": {"key": "k", "secret": SECRET}});
+    let resp = node.admin("PUT", "/admin/v1/consumers/bob", Some(body));
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "attacker's file");
+    let meta = std::fs::symlink_metadata(&node.config_path).unwrap();
+    assert!(meta.file_type().is_file(), "the config is not a link");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert!(admin_support::read(&node.config_path).contains("username: bob"));
+}
+
+#[test]
+fn regression_identity_headers_spelled_with_underscores_pass() {
+    // And (weakness 9) forward_claims headers of another route: stripped on
+    // every route.
+    let up = Upstream::start();
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+consumers:
+  - username: alice
+    jwt: {{ key: user123, secret: "{SECRET}" }}
+routes:
+  - name: private
+    paths: ["/private/*"]
+    upstream: {{ nodes: ["{node}"] }}
+    jwt: {{ forward_claims: {{ sub: X-User-Id, tenant: X-Tenant }} }}
+  - name: open
+    paths: ["/open/*"]
+    upstream: {{ nodes: ["{node}"] }}
+"#,
+        node = up.node()
+    );
+    let gw = Gateway::start(&yaml);
+    let resp = gw.send(
+        &Req::get("/open/x")
+            .header("X_Consumer_Username", "admin")
+            .header("x-consumer_custom-id", "crm-1")
+            .header("X_CREDENTIAL_IDENTIFIER", "k")
+            .header("X-Anonymous-Consumer", "true")
+            .header("X_Anonymous_Consumer", "true")
+            .header("X-User-Id", "u-admin")
+            .header("x_user_id", "u-admin")
+            .header("X-Tenant", "acme")
+            .header("Forwarded", "for=10.9.9.9;host=evil.example")
+            .header("X-Real-IP", "10.9.9.9")
+            .header("X-Kept", "yes"),
+    );
+    assert_eq!(resp.status, 200);
+    let seen = up.last();
+    let names: Vec<&str> = seen.headers.iter().map(|(n, _)| n.as_str()).collect();
+    for gone in [
+        "x_consumer_username",
+        "x-consumer_custom-id",
+        "x_credential_identifier",
+        "x-anonymous-consumer",
+        "x_anonymous_consumer",
+        "x-user-id",
+        "x_user_id",
+        "x-tenant",
+        "forwarded",
+    ] {
+        assert!(
+            !names.contains(&gone),
+            "{gone} reached the upstream: {names:?}"
+        );
+    }
+    assert_eq!(seen.header("x-kept"), Some("yes"));
+    // X-Real-IP is the peer (weakness 14).
+    assert_eq!(seen.header_all("x-real-ip"), ["127.0.0.1"]);
+}
+
+#[test]
+fn regression_slow_post_holds_client_and_upstream() {
+    let up = Upstream::start();
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+client_body_timeout_ms: 500
+routes:
+  - name: up
+    paths: ["/*"]
+    upstream: {{ nodes: ["{}"] }}
+"#,
+        up.node()
+    );
+    let gw = Gateway::start(&yaml);
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.write_all(
+        b"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\nonly-a-little",
+    )
+    .unwrap();
+    let started = Instant::now();
+    let resp = read_response(&mut s, false).unwrap();
+    assert_eq!(resp.status, 408, "{}", resp.text());
+    assert_eq!(resp.message().as_deref(), Some("request body timed out"));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    // The connection is not kept for a next request.
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    // A body that keeps coming, however slowly, is not cut.
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 6\r\n\r\n")
+        .unwrap();
+    for piece in [b"ab", b"cd", b"ef"] {
+        std::thread::sleep(Duration::from_millis(300));
+        s.write_all(piece).unwrap();
+    }
+    let resp = read_response(&mut s, false).unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(up.last().body_len, 6);
+}
+
+#[test]
+fn regression_host_header_not_validated() {
+    let gw = Gateway::start(
+        r#"listen: "127.0.0.1:0"
+routes:
+  - name: echo
+    paths: ["/*"]
+    upstream: { echo: true }
+"#,
+    );
+    for host in [
+        "a.example, evil.example",
+        "user@evil.example",
+        "evil.example/reset",
+        "evil.example:80:80",
+        "evil.example:99999",
+        "evil example",
+        "[::1",
+    ] {
+        let resp = gw.send(&Req::get("/x").header("Host", host));
+        assert_eq!(resp.status, 400, "{host}: {}", resp.text());
+        assert_eq!(resp.message().as_deref(), Some("invalid Host header"));
+    }
+    let resp = gw.send(
+        &Req::get("/x")
+            .header("Host", "a.example")
+            .header("Host", "evil.example"),
+    );
+    assert_eq!(resp.status, 400);
+    for host in [
+        "api.example.com",
+        "api.example.com:8443",
+        "[::1]:80",
+        "127.0.0.1",
+    ] {
+        let resp = gw.send(&Req::get("/x").header("Host", host));
+        assert_eq!(resp.status, 200, "{host}");
+        assert_eq!(resp.json()["headers"]["x-forwarded-host"], host);
+    }
+}
+
+#[test]
+fn regression_h2_cookie_crumbs_reach_an_h1_upstream_split() {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let up = Upstream::start();
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+consumers:
+  - username: alice
+    jwt: {{ key: user123, secret: "{SECRET}" }}
+routes:
+  - name: h2
+    paths: ["/*"]
+    upstream: {{ nodes: ["{}"] }}
+    jwt: {{ cookie: jwt, header: "" }}
+"#,
+        up.node()
+    );
+    let gw = Gateway::start(&yaml);
+    let token = sign_hs("HS256", SECRET, claims_for("user123"));
+    let addr = gw.addr;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cookie = format!("jwt={token}");
+    let status = rt.block_on(async move {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        // Crumbs, as browsers send them over HTTP/2 (RFC 9113 §8.2.3); the
+        // token is in the last one.
+        let req = hyper::Request::get(format!("http://{addr}/x"))
+            .header("cookie", "a=1")
+            .header("cookie", "b=2")
+            .header("cookie", cookie)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = tokio::time::timeout(IO_TIMEOUT, sender.send_request(req))
+            .await
+            .unwrap()
+            .unwrap();
+        resp.status().as_u16()
+    });
+    assert_eq!(status, 200, "{}", gw.logs());
+    let seen = up.last();
+    assert_eq!(
+        seen.header_all("cookie"),
+        [format!("a=1; b=2; jwt={token}").as_str()]
+    );
+}
