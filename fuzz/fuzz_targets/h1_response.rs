@@ -1,0 +1,50 @@
+//! The upstream response parser: any bytes from an upstream give a head, a
+//! request for more, or a typed error, never a panic; the chunked decoder
+//! likewise on whatever follows the head, fed in pieces.
+#![no_main]
+
+use bytes::BytesMut;
+use http::Method;
+use jwtgate_proxy::h1::{parse_response_head, ChunkedDecoder, Decoded, ResponseFraming};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let method = if selector & 1 == 0 { Method::GET } else { Method::HEAD };
+    // The rest of the selector: how many bytes each read delivers.
+    let step = usize::from(selector >> 1).max(1);
+    let mut buf = BytesMut::new();
+    let mut input = rest.chunks(step);
+    let head = loop {
+        match parse_response_head(&mut buf, &method) {
+            Ok(Some(head)) => break head,
+            Ok(None) => match input.next() {
+                Some(piece) => buf.extend_from_slice(piece),
+                None => return,
+            },
+            Err(_) => return,
+        }
+    };
+    assert!(!head.headers.contains_key(http::header::TRANSFER_ENCODING));
+    assert!(!head.headers.contains_key(http::header::CONNECTION));
+    if head.framing != ResponseFraming::Chunked {
+        return;
+    }
+    let mut decoder = ChunkedDecoder::default();
+    loop {
+        match decoder.decode(&mut buf) {
+            Ok(Decoded::Data(d)) => assert!(!d.is_empty()),
+            Ok(Decoded::Done) => {
+                assert!(decoder.is_done());
+                return;
+            }
+            Ok(Decoded::NeedMore) => match input.next() {
+                Some(piece) => buf.extend_from_slice(piece),
+                None => return,
+            },
+            Err(_) => return,
+        }
+    }
+});
