@@ -13,6 +13,7 @@ mod check;
 mod consumers;
 pub mod endpoints;
 mod error;
+pub mod explain;
 mod input;
 mod live;
 pub mod openapi;

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use jwtgate_config::{to_yaml, Config, ConfigError, ConfigErrors, RawConfig};
+use jwtgate_keys::KeyService;
 use jwtgate_proxy::{metrics, Gateway, SharedGateway};
 use jwtgate_store::Revocations;
 use tokio::sync::Mutex;
@@ -84,6 +85,9 @@ pub struct LiveConfig {
     base_dir: PathBuf,
     gateway: SharedGateway,
     revocations: Arc<Revocations>,
+    /// The identity providers' keepers: a reload keeps the keys of a
+    /// provider whose origin did not change.
+    keys: Arc<KeyService>,
     /// The running source, for lock-free reads by GET handlers.
     source: ArcSwap<RawConfig>,
     /// The running admin key; empty when the admin API is disabled.
@@ -97,12 +101,14 @@ impl LiveConfig {
         loaded: Loaded,
         gateway: SharedGateway,
         revocations: Arc<Revocations>,
+        keys: Arc<KeyService>,
     ) -> Arc<Self> {
         Arc::new(LiveConfig {
             path: path.to_owned(),
             base_dir: parent_dir(path),
             gateway,
             revocations,
+            keys,
             source: ArcSwap::from_pointee(loaded.source),
             admin_key: ArcSwap::from_pointee(admin_key(&loaded.config)),
             state: Mutex::new(State {
@@ -127,6 +133,15 @@ impl LiveConfig {
 
     pub fn revocations(&self) -> &Arc<Revocations> {
         &self.revocations
+    }
+
+    pub fn keys(&self) -> &Arc<KeyService> {
+        &self.keys
+    }
+
+    /// The data plane's current version.
+    pub fn gateway(&self) -> Arc<Gateway> {
+        self.gateway.load_full()
     }
 
     /// Re-reads the file and applies it if it changed (or always, on
@@ -294,9 +309,11 @@ impl LiveConfig {
                 .map_err(|e| Rejection::Persist(format!("{}: {e}", self.path.display())))?;
         }
         warn_restart_only(&state.running, &config);
+        let ring = self.keys.apply(&config);
         self.gateway.store(Arc::new(Gateway::new(
             &config,
             Arc::clone(&self.revocations),
+            ring,
         )));
         self.admin_key.store(Arc::new(admin_key(&config)));
         self.source.store(Arc::new(source));

@@ -13,6 +13,7 @@ use jwtgate_core::consumer::{Consumer, ConsumerRegistry};
 use jwtgate_core::jwt::{Algorithm, VerifyKey};
 use jwtgate_core::path::{PathPattern, PathRules, RuleEntry};
 use jwtgate_core::policy::{JwtPolicy, Logout, PathScope, Protection, TokenSources};
+use jwtgate_core::provider::ProviderDirectory;
 
 use crate::error::{child, index, Errors};
 use crate::model::*;
@@ -56,7 +57,8 @@ pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Op
         errors,
     );
     let consumers = consumers(&raw.consumers, base_dir, errors);
-    let routes = routes(&raw.routes, errors);
+    let (providers, provider_sources) = crate::providers::compile(&raw.providers, base_dir, errors);
+    let routes = routes(&raw.routes, &providers, errors);
     if !errors.is_empty() {
         return None;
     }
@@ -68,6 +70,8 @@ pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Op
         state_dir,
         client_body_timeout,
         consumers: Arc::new(consumers),
+        providers: Arc::new(providers),
+        provider_sources,
         routes,
         raw,
     })
@@ -94,7 +98,7 @@ fn parse_addr(a: &str, loc: &str, errors: &mut Errors) -> Option<SocketAddr> {
     }
 }
 
-fn resolve(base_dir: &Path, file: &str) -> PathBuf {
+pub(crate) fn resolve(base_dir: &Path, file: &str) -> PathBuf {
     let p = Path::new(file);
     if p.is_absolute() || base_dir == Path::new(".") {
         p.to_owned()
@@ -103,7 +107,12 @@ fn resolve(base_dir: &Path, file: &str) -> PathBuf {
     }
 }
 
-fn read_file(base_dir: &Path, file: &str, loc: &str, errors: &mut Errors) -> Option<Vec<u8>> {
+pub(crate) fn read_file(
+    base_dir: &Path,
+    file: &str,
+    loc: &str,
+    errors: &mut Errors,
+) -> Option<Vec<u8>> {
     let path = resolve(base_dir, file);
     match std::fs::read(&path) {
         Ok(bytes) => Some(bytes),
@@ -440,7 +449,7 @@ pub(crate) fn consumer(
     })
 }
 
-fn routes(raw: &[RawRoute], errors: &mut Errors) -> Vec<Route> {
+fn routes(raw: &[RawRoute], providers: &ProviderDirectory, errors: &mut Errors) -> Vec<Route> {
     let mut names = HashSet::new();
     let mut out = Vec::new();
     for (i, r) in raw.iter().enumerate() {
@@ -451,14 +460,19 @@ fn routes(raw: &[RawRoute], errors: &mut Errors) -> Vec<Route> {
                 format!("duplicate route name {:?}", r.name),
             );
         }
-        if let Some(route) = route(r, &loc, errors) {
+        if let Some(route) = route(r, &loc, providers, errors) {
             out.push(route);
         }
     }
     out
 }
 
-pub(crate) fn route(r: &RawRoute, loc: &str, errors: &mut Errors) -> Option<Route> {
+pub(crate) fn route(
+    r: &RawRoute,
+    loc: &str,
+    providers: &ProviderDirectory,
+    errors: &mut Errors,
+) -> Option<Route> {
     if r.name.is_empty() {
         errors.add(&child(loc, "name"), "must not be empty");
     }
@@ -513,7 +527,7 @@ pub(crate) fn route(r: &RawRoute, loc: &str, errors: &mut Errors) -> Option<Rout
     let jwt = r
         .jwt
         .as_ref()
-        .and_then(|j| jwt_policy(j, &child(loc, "jwt"), errors));
+        .and_then(|j| jwt_policy(j, &child(loc, "jwt"), providers, errors));
     Some(Route {
         name: r.name.clone(),
         paths,
@@ -608,7 +622,12 @@ fn source(v: &Option<String>, default: &str, lower: bool) -> Option<String> {
     }
 }
 
-pub(crate) fn jwt_policy(j: &RawJwt, loc: &str, errors: &mut Errors) -> Option<JwtPolicy> {
+pub(crate) fn jwt_policy(
+    j: &RawJwt,
+    loc: &str,
+    providers: &ProviderDirectory,
+    errors: &mut Errors,
+) -> Option<JwtPolicy> {
     let at = |k: &str| child(loc, k);
     let key_claim_name = j.key_claim_name.clone().unwrap_or_else(|| "key".into());
     if key_claim_name.is_empty() {
@@ -699,6 +718,34 @@ pub(crate) fn jwt_policy(j: &RawJwt, loc: &str, errors: &mut Errors) -> Option<J
         undeletable: p.undeletable,
         immutable: p.immutable,
     });
+    let mut listed = Vec::new();
+    for (i, name) in j.providers.iter().flatten().enumerate() {
+        match providers.by_name(name) {
+            Some(p) if listed.contains(&p.index) => errors.add(
+                &index(&at("providers"), i),
+                format!("provider {name:?} is listed twice"),
+            ),
+            Some(p) => listed.push(p.index),
+            None => errors.add(
+                &index(&at("providers"), i),
+                format!("no provider named {name:?} (see providers:)"),
+            ),
+        }
+    }
+    listed.sort_unstable();
+    let takes_consumers = j.consumers.unwrap_or(true);
+    if !takes_consumers && j.providers.as_ref().is_none_or(Vec::is_empty) {
+        errors.add(
+            &at("consumers"),
+            "is false but the policy lists no providers: it would refuse every token",
+        );
+    }
+    let audiences = j.audiences.clone().unwrap_or_default();
+    for (i, a) in audiences.iter().enumerate() {
+        if a.is_empty() {
+            errors.add(&index(&at("audiences"), i), "must not be empty");
+        }
+    }
     Some(JwtPolicy {
         key_claim_name,
         sources,
@@ -715,5 +762,8 @@ pub(crate) fn jwt_policy(j: &RawJwt, loc: &str, errors: &mut Errors) -> Option<J
         scope,
         logout,
         protection: protection.unwrap_or_default(),
+        providers: listed,
+        consumers: takes_consumers,
+        audiences,
     })
 }

@@ -11,6 +11,7 @@
 mod compile;
 mod error;
 mod model;
+mod providers;
 mod raw;
 mod read;
 mod reader;
@@ -27,8 +28,8 @@ pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
 pub use raw::*;
 pub use source::{
-    compile_raw, compile_source, read_consumer, read_jwt, read_route, read_source, to_yaml,
-    ReadItem,
+    compile_raw, compile_source, read_consumer, read_jwt, read_provider, read_route, read_source,
+    to_yaml, ReadItem,
 };
 
 /// Loads and compiles the config file at `path`. Relative file references in

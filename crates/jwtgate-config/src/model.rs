@@ -8,8 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jwtgate_core::consumer::ConsumerRegistry;
+use jwtgate_core::jwt::{Algorithm, JwkSet};
 use jwtgate_core::path::PathPattern;
 use jwtgate_core::policy::JwtPolicy;
+use jwtgate_core::provider::ProviderDirectory;
 
 use crate::raw::RawConfig;
 
@@ -25,6 +27,10 @@ pub struct Config {
     /// How long a request body may stall between two reads (SPEC §3.11).
     pub client_body_timeout: Duration,
     pub consumers: Arc<ConsumerRegistry>,
+    /// Identity providers, found by issuer; `provider_sources[i]` says
+    /// where provider `i`'s keys come from.
+    pub providers: Arc<ProviderDirectory>,
+    pub provider_sources: Vec<ProviderSource>,
     pub routes: Vec<Route>,
     /// The file as read (after `${ENV}` expansion), for the admin API.
     pub raw: RawConfig,
@@ -178,4 +184,80 @@ pub struct UpstreamNode {
     pub port: u16,
     /// `host:port`, as sent in the upstream `Host` header.
     pub authority: String,
+}
+
+/// Where an identity provider's keys come from, and how they are kept
+/// fresh (SPEC §3.6). The fetcher (`jwtgate-keys`) works from this.
+#[derive(Clone)]
+pub struct ProviderSource {
+    pub name: String,
+    pub issuer: String,
+    pub keys: KeySource,
+    pub algorithms: Vec<Algorithm>,
+    /// Background refresh, unless the answer's `Cache-Control: max-age`
+    /// (within [60, 3600] s) says otherwise.
+    pub refresh: Duration,
+    /// At most one fetch for unknown kids per interval, counted from the
+    /// last fetch of any kind.
+    pub kid_miss_interval: Duration,
+    /// The last good keys are used this long after their last successful
+    /// fetch while the provider is unreachable.
+    pub max_stale: Duration,
+    /// Bounds each fetch, and how long a request waits for an unknown-kid
+    /// fetch.
+    pub fetch_timeout: Duration,
+    /// Extra trust for the provider's TLS certificate (PEM), beside the
+    /// system's roots.
+    pub ca_pem: Option<Vec<u8>>,
+    pub backchannel_logout_path: Option<String>,
+}
+
+impl std::fmt::Debug for ProviderSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderSource")
+            .field("name", &self.name)
+            .field("issuer", &self.issuer)
+            .field("keys", &self.keys)
+            .field("algorithms", &self.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProviderSource {
+    /// Whether a change from `self` to `next` needs the provider's keys to
+    /// be fetched afresh (the fetched keys stay good otherwise).
+    pub fn same_origin(&self, next: &ProviderSource) -> bool {
+        self.issuer == next.issuer
+            && self.algorithms == next.algorithms
+            && self.ca_pem == next.ca_pem
+            && match (&self.keys, &next.keys) {
+                (KeySource::Discovery, KeySource::Discovery) => true,
+                (KeySource::Uri(a), KeySource::Uri(b)) => a == b,
+                _ => false,
+            }
+    }
+}
+
+#[derive(Clone)]
+pub enum KeySource {
+    /// `{issuer}/.well-known/openid-configuration` names the `jwks_uri`.
+    Discovery,
+    Uri(String),
+    /// A local file, read and parsed with the config.
+    File {
+        path: PathBuf,
+        set: Arc<JwkSet>,
+    },
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::Discovery => f.write_str("Discovery"),
+            KeySource::Uri(u) => write!(f, "Uri({u:?})"),
+            KeySource::File { path, set } => {
+                write!(f, "File({}, {} keys)", path.display(), set.len())
+            }
+        }
+    }
 }

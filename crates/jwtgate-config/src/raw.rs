@@ -18,7 +18,42 @@ pub struct RawConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_body_timeout_ms: Option<u64>,
     pub consumers: Vec<RawConsumer>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<RawProvider>,
     pub routes: Vec<RawRoute>,
+}
+
+/// An identity provider (SPEC §3.6).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RawProvider {
+    pub name: String,
+    pub issuer: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub algorithms: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audiences: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kid_miss_interval_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_stale_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fetch_timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consumer_claim: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backchannel_logout_path: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -149,6 +184,12 @@ pub struct RawJwt {
     pub logout_forward: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub protection: Option<RawProtection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub providers: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consumers: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audiences: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

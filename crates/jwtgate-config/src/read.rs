@@ -39,6 +39,11 @@ pub(crate) fn config(root: &Value, errors: &mut Errors) -> RawConfig {
             raw.consumers.push(consumer(c, errors));
         }
     }
+    for (loc, v) in o.list("providers", errors) {
+        if let Some(p) = obj(v, &loc, errors) {
+            raw.providers.push(provider(p, errors));
+        }
+    }
     for (loc, v) in o.list("routes", errors) {
         if let Some(r) = obj(v, &loc, errors) {
             raw.routes.push(route(r, errors));
@@ -98,6 +103,28 @@ pub(crate) fn consumer(mut c: Obj<'_>, errors: &mut Errors) -> RawConsumer {
         custom_id,
         jwt,
     }
+}
+
+pub(crate) fn provider(mut p: Obj<'_>, errors: &mut Errors) -> RawProvider {
+    let raw = RawProvider {
+        name: p.required_string("name", errors).unwrap_or_default(),
+        issuer: p.required_string("issuer", errors).unwrap_or_default(),
+        discovery: p.bool("discovery", errors),
+        jwks_uri: p.string("jwks_uri", errors),
+        jwks_file: p.string("jwks_file", errors),
+        algorithms: p.strings("algorithms", errors),
+        audiences: p.strings("audiences", errors),
+        refresh_seconds: p.u64("refresh_seconds", errors),
+        kid_miss_interval_seconds: p.u64("kid_miss_interval_seconds", errors),
+        max_stale_seconds: p.u64("max_stale_seconds", errors),
+        fetch_timeout_ms: p.u64("fetch_timeout_ms", errors),
+        ca_file: p.string("ca_file", errors),
+        consumer_claim: p.string("consumer_claim", errors),
+        client_id: p.string("client_id", errors),
+        backchannel_logout_path: p.string("backchannel_logout_path", errors),
+    };
+    p.finish(errors);
+    raw
 }
 
 pub(crate) fn route(mut r: Obj<'_>, errors: &mut Errors) -> RawRoute {
@@ -167,6 +194,9 @@ pub(crate) fn jwt(mut j: Obj<'_>, errors: &mut Errors) -> RawJwt {
         use_jwt_blacklist_revoking: j.bool("use_jwt_blacklist_revoking", errors),
         logout_forward: j.bool("logout_forward", errors),
         protection,
+        providers: j.strings("providers", errors),
+        consumers: j.bool("consumers", errors),
+        audiences: j.strings("audiences", errors),
     };
     j.finish(errors);
     raw

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::error::{ConfigError, ConfigErrors, Errors};
 use crate::model::Config;
-use crate::raw::{RawConfig, RawConsumer, RawJwt, RawRoute};
+use crate::raw::{RawConfig, RawConsumer, RawJwt, RawProvider, RawRoute};
 use crate::reader::{obj, Obj};
 use crate::{compile, read, tree};
 
@@ -119,6 +119,11 @@ pub fn read_jwt(value: &Value, loc: &str) -> ReadItem<RawJwt> {
 /// Reads one consumer.
 pub fn read_consumer(value: &Value, loc: &str) -> ReadItem<RawConsumer> {
     read_item(value, loc, read::consumer)
+}
+
+/// Reads one identity provider.
+pub fn read_provider(value: &Value, loc: &str) -> ReadItem<RawProvider> {
+    read_item(value, loc, read::provider)
 }
 
 #[cfg(test)]

@@ -27,6 +27,8 @@ impl Consumer {
 #[derive(Debug, Default)]
 pub struct ConsumerRegistry {
     by_key: HashMap<String, Arc<Consumer>>,
+    /// username -> key, for identity providers' `consumer_claim`.
+    by_username: HashMap<String, String>,
 }
 
 /// Two consumers claim the same credential key.
@@ -49,12 +51,19 @@ impl ConsumerRegistry {
                 existing: existing.username.clone(),
             });
         }
+        self.by_username
+            .insert(consumer.username.clone(), consumer.key.clone());
         self.by_key.insert(consumer.key.clone(), Arc::new(consumer));
         Ok(())
     }
 
     pub fn get(&self, key: &str) -> Option<&Arc<Consumer>> {
         self.by_key.get(key)
+    }
+
+    /// The consumer with this username.
+    pub fn by_username(&self, username: &str) -> Option<&Arc<Consumer>> {
+        self.by_key.get(self.by_username.get(username)?)
     }
 
     pub fn len(&self) -> usize {

@@ -11,3 +11,4 @@ pub mod consumer;
 pub mod jwt;
 pub mod path;
 pub mod policy;
+pub mod provider;

@@ -10,7 +10,9 @@ use jwtgate_config::Config;
 use jwtgate_core::clock::SystemClock;
 use jwtgate_core::consumer::{Consumer, ConsumerRegistry};
 use jwtgate_core::policy::cache::VerifiedCache;
-
+use jwtgate_core::policy::AuthContext;
+use jwtgate_core::provider::{IdentityProvider, ProviderDirectory};
+use jwtgate_keys::ProviderKeyRing;
 use jwtgate_store::Revocations;
 
 use crate::headers::OwnedHeaders;
@@ -19,6 +21,10 @@ use crate::router::Router;
 pub struct Gateway {
     pub router: Router,
     pub consumers: Arc<ConsumerRegistry>,
+    /// Identity providers, and their keys as the background fetcher keeps
+    /// them (the keys change within a config version).
+    pub providers: Arc<ProviderDirectory>,
+    pub keys: Arc<ProviderKeyRing>,
     /// The blacklist outlives config versions: one per process.
     pub revocations: Arc<Revocations>,
     /// Tokens already verified under THIS config version; a reload starts
@@ -34,6 +40,9 @@ pub struct Gateway {
     /// Each consumer's identity headers, keyed by the consumer's address in
     /// `consumers` (which this version holds): built here, not per request.
     identities: HashMap<usize, IdentityHeaders, foldhash::fast::RandomState>,
+    /// Each provider's issuer as an `X-Credential-Identifier` value, by
+    /// provider index; `None` when the issuer cannot be a header value.
+    issuers: Vec<Option<HeaderValue>>,
 }
 
 /// The headers that tell the upstream who the consumer is (SPEC §3.2).
@@ -58,11 +67,15 @@ impl IdentityHeaders {
 }
 
 impl Gateway {
-    pub fn new(config: &Config, revocations: Arc<Revocations>) -> Self {
+    /// `keys`: the providers' key ring for this config
+    /// (`KeyService::apply`); [`ProviderKeyRing::empty`] when it has none.
+    pub fn new(config: &Config, revocations: Arc<Revocations>, keys: Arc<ProviderKeyRing>) -> Self {
         let policies = || config.routes.iter().filter_map(|r| r.jwt.as_deref());
         Gateway {
             router: Router::new(&config.routes, config.client_body_timeout),
             consumers: Arc::clone(&config.consumers),
+            providers: Arc::clone(&config.providers),
+            keys,
             revocations,
             verified: VerifiedCache::default(),
             clock: SystemClock,
@@ -75,7 +88,26 @@ impl Gateway {
                 .iter()
                 .map(|c| (Arc::as_ptr(c) as usize, IdentityHeaders::new(c)))
                 .collect(),
+            issuers: config
+                .providers
+                .iter()
+                .map(|p| HeaderValue::from_str(&p.issuer).ok())
+                .collect(),
         }
+    }
+
+    /// What authentication consults in this version.
+    pub fn auth_context(&self) -> AuthContext<'_> {
+        AuthContext {
+            consumers: &self.consumers,
+            providers: &self.providers,
+            keys: &*self.keys,
+        }
+    }
+
+    /// `provider`'s issuer as a header value.
+    pub fn issuer_header(&self, provider: &IdentityProvider) -> Option<&HeaderValue> {
+        self.issuers.get(provider.index)?.as_ref()
     }
 
     /// `consumer`'s prebuilt identity headers, if it belongs to this version.

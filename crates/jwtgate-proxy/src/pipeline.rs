@@ -27,7 +27,10 @@ use hyper::body::Incoming;
 use jwtgate_core::clock::Clock;
 use jwtgate_core::consumer::Consumer;
 use jwtgate_core::path::{normalize, Method};
-use jwtgate_core::policy::{authenticate_cached, numeric_date, sources, AuthError, JwtPolicy};
+use jwtgate_core::policy::{
+    authenticate_cached, numeric_date, sources, AuthError, JwtPolicy, Principal,
+};
+use jwtgate_core::provider::IdentityProvider;
 use jwtgate_store::Entry;
 
 use crate::body::GatewayBody;
@@ -71,6 +74,8 @@ impl ConnInfo {
 struct Outcome<'g> {
     route: Option<&'g RouteRuntime>,
     consumer: Option<Arc<Consumer>>,
+    /// The identity provider that issued the token, if one did.
+    provider: Option<Arc<IdentityProvider>>,
     auth: &'static str,
     detail: Option<String>,
 }
@@ -144,6 +149,10 @@ fn access_line(
             .as_ref()
             .map_or("-", |c| c.username.as_str()),
     );
+    if let Some(p) = &outcome.provider {
+        line.extend_from_slice(b" provider=");
+        push_quoted(line, &p.name);
+    }
     line.extend_from_slice(b" status=");
     push_u64(line, u64::from(status));
     line.extend_from_slice(b" auth=");
@@ -215,6 +224,7 @@ async fn serve<'g>(
         if requirement.token_required {
             let identity =
                 authenticate_request(gw, policy, &route.names, &parts.headers, query.as_deref())
+                    .await
                     .map_err(|refusal| match refusal {
                         Refusal::Auth(error) => {
                             outcome.auth = error.outcome();
@@ -232,7 +242,8 @@ async fn serve<'g>(
                         }
                     })?;
             outcome.auth = "ok";
-            outcome.consumer = Some(Arc::clone(&identity.consumer));
+            outcome.consumer = identity.principal.consumer().cloned();
+            outcome.provider = identity.principal.provider().cloned();
             if requirement.logout {
                 if let Some(l) = &policy.logout {
                     logout = Some((identity.revocation, l.forward));
@@ -322,9 +333,9 @@ impl Carriers {
     }
 }
 
-/// The consumer identity to send upstream.
+/// The identity to send upstream.
 struct Identity {
-    consumer: Arc<Consumer>,
+    principal: Principal,
     claims: Arc<serde_json::Map<String, serde_json::Value>>,
     carriers: Carriers,
     /// The blacklist entry a logout with this token would write.
@@ -347,24 +358,33 @@ impl From<AuthError> for Refusal {
 
 impl Identity {
     /// Sets the identity headers (made once per config version) and the
-    /// route's `forward_claims` headers.
+    /// route's `forward_claims` headers. A consumer's token: its username,
+    /// custom id and key. A provider's token (SPEC §3.6): the issuer as the
+    /// credential, and the consumer its `consumer_claim` names, if any.
     fn add_headers(&self, gw: &Gateway, names: &PolicyHeaders, headers: &mut HeaderMap) {
-        let made;
-        let ids = match gw.identity_headers(&self.consumer) {
-            Some(ids) => ids,
-            None => {
-                made = IdentityHeaders::new(&self.consumer);
-                &made
+        if let Some(consumer) = self.principal.consumer() {
+            let made;
+            let ids = match gw.identity_headers(consumer) {
+                Some(ids) => ids,
+                None => {
+                    made = IdentityHeaders::new(consumer);
+                    &made
+                }
+            };
+            if let Some(v) = &ids.username {
+                headers.insert(X_CONSUMER_USERNAME, v.clone());
             }
-        };
-        if let Some(v) = &ids.username {
-            headers.insert(X_CONSUMER_USERNAME, v.clone());
+            if let Some(v) = &ids.custom_id {
+                headers.insert(X_CONSUMER_CUSTOM_ID, v.clone());
+            }
+            if let (Some(v), Principal::Consumer(_)) = (&ids.credential, &self.principal) {
+                headers.insert(X_CREDENTIAL_IDENTIFIER, v.clone());
+            }
         }
-        if let Some(v) = &ids.custom_id {
-            headers.insert(X_CONSUMER_CUSTOM_ID, v.clone());
-        }
-        if let Some(v) = &ids.credential {
-            headers.insert(X_CREDENTIAL_IDENTIFIER, v.clone());
+        if let Some(provider) = self.principal.provider() {
+            if let Some(v) = gw.issuer_header(provider) {
+                headers.insert(X_CREDENTIAL_IDENTIFIER, v.clone());
+            }
         }
         for (claim, header) in &names.forward {
             let Some(value) = self.claims.get(claim) else {
@@ -382,7 +402,7 @@ impl Identity {
     }
 }
 
-fn authenticate_request(
+async fn authenticate_request(
     gw: &Gateway,
     policy: &JwtPolicy,
     names: &PolicyHeaders,
@@ -390,7 +410,25 @@ fn authenticate_request(
     query: Option<&str>,
 ) -> Result<Identity, Refusal> {
     let (raw, carriers) = find_token(policy, names, headers, query)?.ok_or(AuthError::Missing)?;
-    let auth = authenticate_cached(policy, &gw.consumers, &raw, &gw.clock, &gw.verified)?;
+    let ctx = gw.auth_context();
+    let auth = match authenticate_cached(policy, &ctx, &raw, &gw.clock, &gw.verified) {
+        Ok(auth) => auth,
+        // A provider's key set lacks the token's kid: the one case where a
+        // request may wait for a fetch (at most one per interval, merged;
+        // bounded by fetch_timeout_ms), then the token is checked again.
+        // Boxed: rare, and its future would otherwise swell every request's.
+        Err(e) => match e.unknown_kid() {
+            Some((index, kid)) => {
+                let (how, found) = Box::pin(gw.keys.refetch_for_unknown_kid(index, kid)).await;
+                tracing::debug!(kid, refetch = how.label(), found, "unknown kid");
+                if !found {
+                    return Err(e.into());
+                }
+                authenticate_cached(policy, &ctx, &raw, &gw.clock, &gw.verified)?
+            }
+            None => return Err(e.into()),
+        },
+    };
     // Last check of SPEC §3.1: not revoked. In memory, no network; a node
     // that has not loaded its blacklist yet cannot tell, and says so.
     if !gw.revocations.is_loaded() {
@@ -408,7 +446,7 @@ fn authenticate_request(
         .flatten()
         .map_or(i64::MAX, |exp| exp.saturating_add(gw.max_leeway));
     Ok(Identity {
-        consumer: auth.consumer,
+        principal: auth.principal,
         claims: auth.claims,
         carriers,
         revocation: Entry {

@@ -120,4 +120,9 @@ impl Router {
     pub fn by_name(&self, name: &str) -> Option<&Arc<RouteRuntime>> {
         self.routes.iter().find(|r| r.route.name == name)
     }
+
+    /// The first route, in config order, with a jwt policy.
+    pub fn first_with_policy(&self) -> Option<&Arc<RouteRuntime>> {
+        self.routes.iter().find(|r| r.route.jwt.is_some())
+    }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use jwtgate_admin::{AdminListener, AdminState, LiveConfig, Loaded, Trigger};
 use jwtgate_config::{load_file, Config};
+use jwtgate_keys::KeyService;
 use jwtgate_proxy::metrics::MetricsHandle;
 use jwtgate_proxy::{Gateway, Listeners, SharedGateway};
 use jwtgate_state::StateDir;
@@ -88,11 +89,16 @@ async fn serve(path: &Path, loaded: Loaded) -> ExitCode {
     let Some(revocations) = open_revocations(config, stop_rx.clone()).await else {
         return ExitCode::from(1);
     };
+    // Identity providers' keys: from their disk caches now, fetched in
+    // the background; never waited for.
+    let keys = KeyService::new(StateDir::new(&config.state_dir));
+    let ring = keys.apply(config);
     let gateway: SharedGateway = Arc::new(ArcSwap::from_pointee(Gateway::new(
         config,
         Arc::clone(&revocations),
+        ring,
     )));
-    let live = LiveConfig::new(path, loaded, Arc::clone(&gateway), revocations);
+    let live = LiveConfig::new(path, loaded, Arc::clone(&gateway), revocations, keys);
     let signals = match Signals::install() {
         Ok(s) => s,
         Err(e) => {

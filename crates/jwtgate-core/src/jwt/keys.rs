@@ -97,6 +97,55 @@ impl VerifyKey {
         })
     }
 
+    /// An RSA key from its modulus and exponent (big-endian bytes, as a
+    /// JWK's `n` and `e` carry them), for an RS* or PS* algorithm.
+    pub fn from_rsa_components(alg: Algorithm, n: &[u8], e: &[u8]) -> Result<Self, KeyError> {
+        if !alg.is_rsa() {
+            return Err(KeyError::Rejected(alg));
+        }
+        // PKCS#1 RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }
+        let mut body = der_integer(n);
+        body.extend(der_integer(e));
+        Self::from_public_der(alg, &der_wrap(0x30, &body))
+    }
+
+    /// An ECDSA key from its affine coordinates (as a JWK's `x` and `y`
+    /// carry them: big-endian, exactly the field size), for ES256/384/512.
+    pub fn from_ec_coordinates(alg: Algorithm, x: &[u8], y: &[u8]) -> Result<Self, KeyError> {
+        let size = match alg {
+            Algorithm::ES256 => 32,
+            Algorithm::ES384 => 48,
+            Algorithm::ES512 => 66,
+            _ => return Err(KeyError::Rejected(alg)),
+        };
+        if x.len() != size || y.len() != size {
+            return Err(KeyError::Rejected(alg));
+        }
+        // SEC1 uncompressed point: 0x04 || x || y.
+        let mut point = Vec::with_capacity(1 + 2 * size);
+        point.push(0x04);
+        point.extend_from_slice(x);
+        point.extend_from_slice(y);
+        Self::from_raw(alg, &point)
+    }
+
+    /// An Ed25519 key from its 32 raw bytes (a JWK's `x`).
+    pub fn from_ed25519(x: &[u8]) -> Result<Self, KeyError> {
+        if x.len() != 32 {
+            return Err(KeyError::Rejected(Algorithm::EdDSA));
+        }
+        Self::from_raw(Algorithm::EdDSA, x)
+    }
+
+    fn from_raw(alg: Algorithm, bytes: &[u8]) -> Result<Self, KeyError> {
+        let verify_alg = verification_alg(alg).ok_or(KeyError::NeedsSecret(alg))?;
+        let key = ParsedPublicKey::new(verify_alg, bytes).map_err(|_| KeyError::Rejected(alg))?;
+        Ok(VerifyKey {
+            alg,
+            material: Material::Public(key),
+        })
+    }
+
     pub fn algorithm(&self) -> Algorithm {
         self.alg
     }
@@ -109,6 +158,40 @@ impl VerifyKey {
             Material::Public(key) => key.verify_sig(message, signature).is_ok(),
         }
     }
+}
+
+/// A DER INTEGER holding the unsigned big-endian `value` (leading zeros
+/// dropped, one added when the top bit is set).
+fn der_integer(value: &[u8]) -> Vec<u8> {
+    let start = value.iter().position(|&b| b != 0).unwrap_or(value.len());
+    let mut content = Vec::with_capacity(value.len() + 1);
+    if value.get(start).is_none_or(|&b| b & 0x80 != 0) {
+        content.push(0);
+    }
+    content.extend_from_slice(value.get(start..).unwrap_or_default());
+    der_wrap(0x02, &content)
+}
+
+/// Tag, DER length, contents.
+fn der_wrap(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        // Fits in seven bits.
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes
+            .iter()
+            .position(|&b| b != 0)
+            .unwrap_or(bytes.len() - 1);
+        let significant = bytes.get(skip..).unwrap_or_default();
+        // At most size_of::<usize>() length bytes: far below 0x7f.
+        out.push(0x80 | significant.len() as u8);
+        out.extend_from_slice(significant);
+    }
+    out.extend_from_slice(content);
+    out
 }
 
 /// The modulus size of an RSA public key in SPKI or PKCS#1 DER.

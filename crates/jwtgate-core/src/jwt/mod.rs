@@ -5,6 +5,7 @@
 //! What this module does not do: decide which consumer a token belongs to, or
 //! whether its claims are acceptable; that is [`crate::policy`].
 
+pub mod jwk;
 pub mod keys;
 pub mod sign;
 pub mod token;
@@ -12,6 +13,7 @@ pub mod token;
 #[cfg(test)]
 mod tests;
 
+pub use jwk::{JwkSet, JwksError, KeyMiss};
 pub use keys::{KeyError, VerifyKey};
 pub use sign::{SignError, SigningKey};
 pub use token::{Token, TokenError, MAX_TOKEN_BYTES};

@@ -125,6 +125,20 @@ impl SigningKey {
         self.encode_with_header(&header, claims)
     }
 
+    /// A compact JWS whose header names the signing key's `kid` (as an
+    /// identity provider's tokens do); without one, as [`Self::encode`].
+    pub fn encode_with_kid(
+        &self,
+        claims: &Map<String, Value>,
+        kid: Option<&str>,
+    ) -> Result<String, SignError> {
+        let mut header = serde_json::json!({"alg": self.alg.as_str(), "typ": "JWT"});
+        if let (Some(kid), Value::Object(h)) = (kid, &mut header) {
+            h.insert("kid".into(), Value::String(kid.to_owned()));
+        }
+        self.encode_with_header(&header, claims)
+    }
+
     /// A compact JWS with an explicit header (tests use this to forge
     /// `alg: none`, mismatched algorithms and the like).
     pub fn encode_with_header(

@@ -10,7 +10,9 @@
 //! cache, so collisions cannot be aimed; a tenth of SipHash's cost on a
 //! token) and then compared on the whole token text; a
 //! cache lives in one config version, so a changed consumer or key is never
-//! served from an old entry.
+//! served from an old entry; an identity provider's keys change within a
+//! version, so its entries carry the key-set generation they were checked
+//! against, and a hit from another generation is verified again.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
@@ -18,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value};
 
-use crate::consumer::Consumer;
+use super::Principal;
 use crate::jwt::RevocationKey;
 
 const SHARDS: usize = 16;
@@ -26,15 +28,17 @@ const SHARDS: usize = 16;
 /// What is remembered about one token.
 #[derive(Debug, Clone)]
 pub enum Verdict {
-    /// Signature valid for this consumer; claims as decoded, and the
-    /// token's blacklist keys, so a hit hashes nothing.
+    /// Signature valid for this principal (a consumer, or a provider with
+    /// the key-set generation it was checked against); claims as decoded,
+    /// and the token's blacklist keys, so a hit hashes nothing.
     Verified {
-        consumer: Arc<Consumer>,
+        principal: Principal,
         claims: Arc<Map<String, Value>>,
         revocation: RevocationKey,
     },
-    /// The signature did not verify.
-    BadSignature,
+    /// The signature did not verify: with a consumer's key (`None`), or with
+    /// provider `index`'s keys of a `generation` (forgotten when they change).
+    BadSignature { keys: Option<(usize, u64)> },
 }
 
 #[derive(Debug)]

@@ -5,7 +5,10 @@
 //! What this does not do: read requests, consult the revocation store, or build
 //! responses. The data plane does those around [`authenticate`].
 
+mod authenticate;
 pub mod cache;
+#[cfg(test)]
+mod provider_tests;
 pub mod sources;
 #[cfg(test)]
 mod tests;
@@ -14,11 +17,13 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use self::cache::{Verdict, VerifiedCache};
-use crate::clock::Clock;
+pub use self::authenticate::{
+    authenticate, authenticate_cached, authenticate_traced, check_claims, numeric_date, Step,
+};
 use crate::consumer::{Consumer, ConsumerRegistry};
-use crate::jwt::{RevocationKey, Token, TokenError};
+use crate::jwt::{KeyMiss, RevocationKey, TokenError};
 use crate::path::{Method, PathRules, RuleEntry};
+use crate::provider::{IdentityProvider, KeyRing, NoKeys, ProviderDirectory};
 
 /// Where a route looks for the token, in this order. `None` disables a source.
 #[derive(Debug, Clone)]
@@ -99,6 +104,13 @@ pub struct JwtPolicy {
     /// Set when `use_jwt_blacklist_revoking` is on and a logout path is given.
     pub logout: Option<Logout>,
     pub protection: Protection,
+    /// Identity providers whose tokens this route accepts (indices into
+    /// the [`ProviderDirectory`]), sorted.
+    pub providers: Vec<usize>,
+    /// Tokens that no provider issued go the consumer-key way (SPEC §3.1).
+    pub consumers: bool,
+    /// Non-empty: replaces the providers' audiences on this route.
+    pub audiences: Vec<String>,
 }
 
 impl Default for JwtPolicy {
@@ -115,6 +127,9 @@ impl Default for JwtPolicy {
             scope: PathScope::All,
             logout: None,
             protection: Protection::default(),
+            providers: Vec::new(),
+            consumers: true,
+            audiences: Vec::new(),
         }
     }
 }
@@ -167,6 +182,25 @@ pub enum AuthError {
     Malformed(#[from] TokenError),
     #[error("the request carries more than one distinct token ({0})")]
     SeveralTokens(&'static str),
+    #[error("{0}")]
+    WrongIssuer(String),
+    #[error("token alg {token:?} is not among provider {provider:?}'s algorithms ({allowed})")]
+    AlgNotAllowed {
+        token: String,
+        provider: String,
+        allowed: String,
+    },
+    #[error("provider {provider:?}: {miss}")]
+    NoKey {
+        /// The provider's index: where a refetch is asked for an unknown kid.
+        index: usize,
+        provider: String,
+        miss: KeyMiss,
+    },
+    #[error("provider {provider:?} has no usable key set ({why})")]
+    KeysUnavailable { provider: String, why: String },
+    #[error("{0}")]
+    WrongAudience(String),
     #[error("payload has no {claim:?} claim")]
     MissingKeyClaim { claim: String },
     #[error("claim {claim:?} is not a string")]
@@ -220,7 +254,18 @@ impl AuthError {
                 "missing_key_claim"
             }
             AuthError::UnknownConsumer { .. } => "unknown_consumer",
-            AuthError::AlgMismatch { .. } | AuthError::CriticalHeader => "wrong_alg",
+            AuthError::AlgMismatch { .. }
+            | AuthError::CriticalHeader
+            | AuthError::AlgNotAllowed { .. } => "wrong_alg",
+            AuthError::WrongIssuer(_) => "wrong_issuer",
+            AuthError::WrongAudience(_) => "wrong_audience",
+            AuthError::NoKey { miss, .. } => match miss {
+                KeyMiss::Unfit { .. } | KeyMiss::KidNotString => "wrong_alg",
+                KeyMiss::UnknownKid(_) | KeyMiss::NoKeyForAlg(_) | KeyMiss::Ambiguous { .. } => {
+                    "unknown_kid"
+                }
+            },
+            AuthError::KeysUnavailable { .. } => "keys_unavailable",
             AuthError::BadSignature => "bad_signature",
             AuthError::Expired { .. } => "expired",
             AuthError::NotYetValid { .. } => "not_yet_valid",
@@ -234,228 +279,81 @@ impl AuthError {
     pub fn token_presented(&self) -> bool {
         !matches!(self, AuthError::Missing)
     }
+
+    /// The kid a provider's key set lacks: the one case where the request
+    /// path may ask for a refetch (SPEC §3.6).
+    pub fn unknown_kid(&self) -> Option<(usize, &str)> {
+        match self {
+            AuthError::NoKey {
+                index,
+                miss: KeyMiss::UnknownKid(kid),
+                ..
+            } => Some((*index, kid)),
+            _ => None,
+        }
+    }
 }
 
-/// One step of [`authenticate`], reported to an observer so that
-/// `token explain` shows exactly the path the gateway takes.
-#[derive(Debug)]
-pub enum Step<'a> {
-    Parsed(&'a Token<'a>),
-    KeyClaim {
-        claim: &'a str,
-        value: Option<&'a Value>,
-        claims: &'a serde_json::Map<String, Value>,
+/// Who a verified token speaks for.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// A consumer's own credential signed it (SPEC §3.1).
+    Consumer(Arc<Consumer>),
+    /// An identity provider signed it (SPEC §3.6); `consumer` when the
+    /// provider's `consumer_claim` names a configured consumer.
+    Provider {
+        provider: Arc<IdentityProvider>,
+        consumer: Option<Arc<Consumer>>,
+        /// The key-set generation it was verified with.
+        generation: u64,
     },
-    Consumer {
-        key: &'a str,
-        consumer: Option<&'a Consumer>,
-    },
-    Algorithm {
-        token: &'a str,
-        expected: &'static str,
-    },
-    Signature {
-        valid: bool,
-    },
-    Claims {
-        now: i64,
-        result: Result<(), &'a AuthError>,
-    },
+}
+
+impl Principal {
+    /// The consumer the request runs as, if any.
+    pub fn consumer(&self) -> Option<&Arc<Consumer>> {
+        match self {
+            Principal::Consumer(c) => Some(c),
+            Principal::Provider { consumer, .. } => consumer.as_ref(),
+        }
+    }
+
+    pub fn provider(&self) -> Option<&Arc<IdentityProvider>> {
+        match self {
+            Principal::Consumer(_) => None,
+            Principal::Provider { provider, .. } => Some(provider),
+        }
+    }
+}
+
+/// What authentication consults besides the token: the consumers, the
+/// identity providers, and the providers' current keys.
+#[derive(Clone, Copy)]
+pub struct AuthContext<'a> {
+    pub consumers: &'a ConsumerRegistry,
+    pub providers: &'a ProviderDirectory,
+    pub keys: &'a dyn KeyRing,
+}
+
+static NO_PROVIDERS: std::sync::LazyLock<ProviderDirectory> =
+    std::sync::LazyLock::new(ProviderDirectory::default);
+
+impl<'a> AuthContext<'a> {
+    /// Consumers only: no identity provider is configured.
+    pub fn consumers_only(consumers: &'a ConsumerRegistry) -> Self {
+        AuthContext {
+            consumers,
+            providers: &NO_PROVIDERS,
+            keys: &NoKeys,
+        }
+    }
 }
 
 /// A token that passed every check but revocation.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
-    pub consumer: Arc<Consumer>,
+    pub principal: Principal,
     pub claims: Arc<serde_json::Map<String, Value>>,
     /// Where the token stands in the blacklist.
     pub revocation: RevocationKey,
-}
-
-/// Runs the checks of SPEC §3.1 in order, up to (not including) revocation.
-pub fn authenticate(
-    policy: &JwtPolicy,
-    consumers: &ConsumerRegistry,
-    raw: &str,
-    clock: &dyn Clock,
-) -> Result<Authenticated, AuthError> {
-    authenticate_traced(policy, consumers, raw, clock, &mut |_| {})
-}
-
-/// [`authenticate`] through a [`VerifiedCache`]: a token seen before skips
-/// parsing and the signature check, never the claim checks.
-pub fn authenticate_cached(
-    policy: &JwtPolicy,
-    consumers: &ConsumerRegistry,
-    raw: &str,
-    clock: &dyn Clock,
-    cache: &VerifiedCache,
-) -> Result<Authenticated, AuthError> {
-    match cache.get(raw, &policy.key_claim_name) {
-        Some(Verdict::Verified {
-            consumer,
-            claims,
-            revocation,
-        }) => {
-            check_claims(policy, &claims, clock.now_unix())?;
-            Ok(Authenticated {
-                consumer,
-                claims,
-                revocation,
-            })
-        }
-        Some(Verdict::BadSignature) => Err(AuthError::BadSignature),
-        None => {
-            let result = authenticate_traced(policy, consumers, raw, clock, &mut |_| {});
-            match &result {
-                Ok(a) => cache.insert(
-                    raw,
-                    &policy.key_claim_name,
-                    Verdict::Verified {
-                        consumer: Arc::clone(&a.consumer),
-                        claims: Arc::clone(&a.claims),
-                        revocation: a.revocation,
-                    },
-                ),
-                Err(AuthError::BadSignature) => {
-                    cache.insert(raw, &policy.key_claim_name, Verdict::BadSignature)
-                }
-                // Claim failures may be temporary (nbf) and are cheap to
-                // reach again; everything else fails before any crypto.
-                Err(_) => {}
-            }
-            result
-        }
-    }
-}
-
-/// [`authenticate`] with an observer that sees each step.
-pub fn authenticate_traced(
-    policy: &JwtPolicy,
-    consumers: &ConsumerRegistry,
-    raw: &str,
-    clock: &dyn Clock,
-    observe: &mut dyn FnMut(Step<'_>),
-) -> Result<Authenticated, AuthError> {
-    let token = Token::parse(raw)?;
-    observe(Step::Parsed(&token));
-
-    let claim = policy.key_claim_name.as_str();
-    let value = token.claims().get(claim);
-    observe(Step::KeyClaim {
-        claim,
-        value,
-        claims: token.claims(),
-    });
-    let key = match value {
-        None => {
-            return Err(AuthError::MissingKeyClaim {
-                claim: claim.into(),
-            })
-        }
-        Some(Value::String(k)) => k.as_str(),
-        Some(_) => {
-            return Err(AuthError::KeyClaimNotString {
-                claim: claim.into(),
-            })
-        }
-    };
-
-    let consumer = consumers.get(key);
-    observe(Step::Consumer {
-        key,
-        consumer: consumer.map(|c| &**c),
-    });
-    let consumer = consumer.ok_or_else(|| AuthError::UnknownConsumer { key: key.into() })?;
-
-    let expected = consumer.algorithm().as_str();
-    observe(Step::Algorithm {
-        token: token.alg(),
-        expected,
-    });
-    if token.alg() != expected {
-        return Err(AuthError::AlgMismatch {
-            token: token.alg().into(),
-            expected,
-        });
-    }
-    if token.header().contains_key("crit") {
-        return Err(AuthError::CriticalHeader);
-    }
-
-    let valid = consumer
-        .verify_key
-        .verify(token.signing_input(), token.signature());
-    observe(Step::Signature { valid });
-    if !valid {
-        return Err(AuthError::BadSignature);
-    }
-
-    let now = clock.now_unix();
-    let checked = check_claims(policy, token.claims(), now);
-    observe(Step::Claims {
-        now,
-        result: checked.as_ref().map(|_| ()),
-    });
-    checked?;
-
-    let revocation = RevocationKey::of(&token);
-    Ok(Authenticated {
-        consumer: Arc::clone(consumer),
-        claims: Arc::new(token.into_claims()),
-        revocation,
-    })
-}
-
-/// Time and presence checks on a verified payload.
-pub fn check_claims(
-    policy: &JwtPolicy,
-    claims: &serde_json::Map<String, Value>,
-    now: i64,
-) -> Result<(), AuthError> {
-    for name in &policy.required_claims {
-        if !claims.contains_key(name) {
-            return Err(AuthError::MissingClaim(name.clone()));
-        }
-    }
-    let leeway = policy.leeway_seconds;
-    let exp = numeric_date(claims, "exp")?;
-    if let Some(exp) = exp {
-        // RFC 7519 §4.1.4: the current time must be before exp.
-        if now >= exp.saturating_add(leeway) {
-            return Err(AuthError::Expired { exp, now, leeway });
-        }
-    }
-    if let Some(nbf) = numeric_date(claims, "nbf")? {
-        if now.saturating_add(leeway) < nbf {
-            return Err(AuthError::NotYetValid { nbf, now, leeway });
-        }
-    }
-    if policy.max_lifetime_seconds > 0 {
-        let exp = exp.ok_or_else(|| AuthError::MissingClaim("exp".into()))?;
-        let lifetime = exp.saturating_sub(now);
-        if lifetime > policy.max_lifetime_seconds {
-            return Err(AuthError::LifetimeTooLong {
-                lifetime,
-                max: policy.max_lifetime_seconds,
-            });
-        }
-    }
-    Ok(())
-}
-
-/// A NumericDate claim as whole seconds (fractions truncated), if present.
-pub fn numeric_date(
-    claims: &serde_json::Map<String, Value>,
-    name: &str,
-) -> Result<Option<i64>, AuthError> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
-            .map(Some)
-            .ok_or_else(|| AuthError::NotNumericDate(name.into())),
-        Some(_) => Err(AuthError::NotNumericDate(name.into())),
-    }
 }

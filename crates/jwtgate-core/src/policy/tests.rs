@@ -31,7 +31,14 @@ fn sign(claims: Value) -> String {
 }
 
 fn auth(policy: &JwtPolicy, token: &str) -> Result<String, AuthError> {
-    authenticate(policy, &registry(), token, &FixedClock(NOW)).map(|a| a.consumer.username.clone())
+    let r = registry();
+    authenticate(
+        policy,
+        &AuthContext::consumers_only(&r),
+        token,
+        &FixedClock(NOW),
+    )
+    .map(|a| a.principal.consumer().expect("a consumer").username.clone())
 }
 
 #[test]
@@ -171,9 +178,10 @@ fn renamed_key_claim() {
 fn observer_sees_steps_in_order() {
     let t = sign(json!({"key": "user123", "exp": NOW + 60}));
     let mut names = Vec::new();
+    let r = registry();
     let _ = authenticate_traced(
         &JwtPolicy::default(),
-        &registry(),
+        &AuthContext::consumers_only(&r),
         &t,
         &FixedClock(NOW),
         &mut |s| {
@@ -184,6 +192,7 @@ fn observer_sees_steps_in_order() {
                 Step::Algorithm { .. } => "algorithm",
                 Step::Signature { .. } => "signature",
                 Step::Claims { .. } => "claims",
+                _ => "provider step",
             })
         },
     );
@@ -225,10 +234,23 @@ mod cached {
         let p = JwtPolicy::default();
         let t = sign(json!({"key": "user123", "exp": NOW + 10}));
         let r = registry();
-        assert!(authenticate_cached(&p, &r, &t, &FixedClock(NOW), &cache).is_ok());
+        assert!(authenticate_cached(
+            &p,
+            &AuthContext::consumers_only(&r),
+            &t,
+            &FixedClock(NOW),
+            &cache
+        )
+        .is_ok());
         assert_eq!(cache.len(), 1);
         // Same token, later: served from the cache, and refused as expired.
-        let later = authenticate_cached(&p, &r, &t, &FixedClock(NOW + 10), &cache);
+        let later = authenticate_cached(
+            &p,
+            &AuthContext::consumers_only(&r),
+            &t,
+            &FixedClock(NOW + 10),
+            &cache,
+        );
         assert!(matches!(later, Err(AuthError::Expired { .. })), "{later:?}");
     }
 
@@ -241,8 +263,19 @@ mod cached {
         let r = registry();
         for _ in 0..2 {
             assert_eq!(
-                authenticate_cached(&p, &r, &forged, &FixedClock(NOW), &cache)
-                    .map(|a| a.consumer.username.clone()),
+                authenticate_cached(
+                    &p,
+                    &AuthContext::consumers_only(&r),
+                    &forged,
+                    &FixedClock(NOW),
+                    &cache
+                )
+                .map(|a| a
+                    .principal
+                    .consumer()
+                    .expect("consumer")
+                    .username
+                    .clone()),
                 Err(AuthError::BadSignature)
             );
         }
@@ -254,15 +287,26 @@ mod cached {
         let cache = VerifiedCache::new(64);
         let t = sign(json!({"key": "user123", "sub": "x", "exp": NOW + 60}));
         let r = registry();
-        assert!(
-            authenticate_cached(&JwtPolicy::default(), &r, &t, &FixedClock(NOW), &cache).is_ok()
-        );
+        assert!(authenticate_cached(
+            &JwtPolicy::default(),
+            &AuthContext::consumers_only(&r),
+            &t,
+            &FixedClock(NOW),
+            &cache
+        )
+        .is_ok());
         let by_sub = JwtPolicy {
             key_claim_name: "sub".into(),
             ..JwtPolicy::default()
         };
         assert!(matches!(
-            authenticate_cached(&by_sub, &r, &t, &FixedClock(NOW), &cache),
+            authenticate_cached(
+                &by_sub,
+                &AuthContext::consumers_only(&r),
+                &t,
+                &FixedClock(NOW),
+                &cache
+            ),
             Err(AuthError::UnknownConsumer { .. })
         ));
     }
@@ -273,10 +317,14 @@ mod cached {
         let r = registry();
         for i in 0..500 {
             let t = sign(json!({"key": "user123", "exp": NOW + 60, "n": i}));
-            assert!(
-                authenticate_cached(&JwtPolicy::default(), &r, &t, &FixedClock(NOW), &cache)
-                    .is_ok()
-            );
+            assert!(authenticate_cached(
+                &JwtPolicy::default(),
+                &AuthContext::consumers_only(&r),
+                &t,
+                &FixedClock(NOW),
+                &cache
+            )
+            .is_ok());
         }
         assert!(cache.len() <= 32, "{}", cache.len());
     }

@@ -1,0 +1,341 @@
+//! What the gateway would do with a token on a request, step by step, and
+//! why (SPEC §1 `token explain`, §4 `POST /admin/v1/explain`). It drives
+//! the same code as the data plane (path normalisation, the router,
+//! `authenticate_traced`), so the report cannot drift from what the gateway
+//! does. It never holds key material.
+//!
+//! The report is a list of labelled lines and a verdict: the command line
+//! prints the lines, the admin API returns them as JSON.
+
+mod describe;
+
+use std::sync::Arc;
+
+use jwtgate_core::clock::{Clock, SystemClock};
+use jwtgate_core::jwt::{RevocationKey, Token};
+use jwtgate_core::path::{normalize, Method};
+use jwtgate_core::policy::{authenticate_traced, AuthContext, AuthError, JwtPolicy, PathScope};
+use jwtgate_proxy::router::Router;
+use serde::Serialize;
+
+/// What the gateway would do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Accepted,
+    Refused,
+    /// Everything checked out but the revocation store could not be read.
+    Undetermined,
+}
+
+/// One line of the report: `label` is empty on a continuation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Line {
+    #[serde(rename = "step")]
+    pub label: &'static str,
+    #[serde(rename = "detail")]
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub verdict: Verdict,
+    /// The HTTP status the request would get (200 when accepted).
+    pub status: u16,
+    /// The public message of a refusal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<&'static str>,
+    /// The precise reason of a refusal (what the log would say).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    #[serde(rename = "steps")]
+    pub lines: Vec<Line>,
+}
+
+impl Report {
+    fn new() -> Self {
+        Report {
+            verdict: Verdict::Refused,
+            status: 401,
+            message: None,
+            reason: None,
+            route: None,
+            lines: Vec::new(),
+        }
+    }
+
+    pub(crate) fn line(&mut self, label: &'static str, text: impl Into<String>) {
+        let text: String = text.into();
+        let mut parts = text.split('\n');
+        if let Some(first) = parts.next() {
+            self.lines.push(Line {
+                label,
+                text: first.to_owned(),
+            });
+        }
+        for more in parts {
+            self.lines.push(Line {
+                label: "",
+                text: more.to_owned(),
+            });
+        }
+    }
+
+    fn finish(mut self, verdict: Verdict, status: u16, headline: String) -> Self {
+        self.verdict = verdict;
+        self.status = status;
+        self.line("", "");
+        self.line("verdict", headline);
+        self
+    }
+
+    /// The report as the command line prints it: `label:` padded to 12
+    /// columns, continuations indented to match.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for l in &self.lines {
+            if l.label.is_empty() {
+                if l.text.is_empty() {
+                    out.push('\n');
+                } else {
+                    out.push_str(&format!("{:12}{}\n", "", l.text));
+                }
+            } else {
+                out.push_str(&format!("{:12}{}\n", format!("{}:", l.label), l.text));
+            }
+        }
+        out
+    }
+}
+
+/// Whether the token was logged out, as far as the caller can tell.
+pub enum Revocation {
+    /// Blacklisted until this Unix time.
+    Revoked(i64),
+    /// Not revoked; the store kind that was asked.
+    NotRevoked(&'static str),
+    /// Could not be told.
+    Unknown(String),
+}
+
+/// What a report is made from.
+pub struct Explain<'a> {
+    pub router: &'a Router,
+    pub auth: AuthContext<'a>,
+    /// Asks whether the token (by its blacklist keys) was logged out.
+    pub revocation: &'a dyn Fn(&RevocationKey) -> Revocation,
+}
+
+/// The request to explain: the token, and optionally the route by name
+/// and/or the request line (`GET /path`).
+pub struct Request<'a> {
+    pub token: &'a str,
+    pub route: Option<&'a str>,
+    pub request: Option<&'a str>,
+}
+
+/// A usage problem (an unknown route, a request line that is not one).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UsageError {
+    #[error("--request must look like \"GET /path\"")]
+    RequestLine,
+    #[error("no route named {0:?}")]
+    NoRoute(String),
+    #[error("no route has a jwt policy; pass --route")]
+    NoPolicy,
+}
+
+impl Explain<'_> {
+    pub fn report(&self, req: &Request<'_>) -> Result<Report, UsageError> {
+        let mut r = Report::new();
+        let (method, raw_path) = match req.request {
+            Some(line) => {
+                let (m, p) = line.trim().split_once(' ').ok_or(UsageError::RequestLine)?;
+                (m.trim().to_owned(), Some(p.trim().to_owned()))
+            }
+            None => ("GET".to_owned(), None),
+        };
+
+        // The request line and the normalised path, as the data plane sees
+        // them.
+        let path = match &raw_path {
+            Some(p) => {
+                let p = p.split('?').next().unwrap_or(p);
+                r.line("request", format!("{method} {p}"));
+                if Method::from_bytes(method.as_bytes()) == Method::Other
+                    && Method::is_case_variant(method.as_bytes())
+                {
+                    r.line(
+                        "method",
+                        format!("{method:?} is a known method in another case -> 400 {{\"message\":\"invalid request method\"}}"),
+                    );
+                    return Ok(r.finish(Verdict::Refused, 400, "REFUSED (400)".into()));
+                }
+                match normalize(p) {
+                    Ok(n) => {
+                        let same = if n == p { " (unchanged)" } else { "" };
+                        r.line("normalised", format!("{n}{same}"));
+                        Some(n.into_owned())
+                    }
+                    Err(e) => {
+                        r.line(
+                            "path",
+                            format!(
+                                "invalid ({}) -> 400 {{\"message\":\"invalid request path\"}}",
+                                e.reason
+                            ),
+                        );
+                        return Ok(r.finish(Verdict::Refused, 400, "REFUSED (400)".into()));
+                    }
+                }
+            }
+            None => None,
+        };
+
+        // The route.
+        let route = match (req.route, &path) {
+            (Some(name), _) => self
+                .router
+                .by_name(name)
+                .ok_or_else(|| UsageError::NoRoute(name.to_owned()))?,
+            (None, Some(p)) => match self.router.find(p, &method, None) {
+                Some(route) => route,
+                None => {
+                    r.line("route", format!("none matches {method} {p} -> 404"));
+                    return Ok(r.finish(Verdict::Refused, 404, "REFUSED (404)".into()));
+                }
+            },
+            (None, None) => self
+                .router
+                .first_with_policy()
+                .ok_or(UsageError::NoPolicy)?,
+        };
+        r.route = Some(route.route.name.clone());
+        let chosen = if req.route.is_none() && path.is_none() {
+            " (first route with a jwt policy; use --route or --request to choose)"
+        } else {
+            ""
+        };
+        r.line("route", format!("{}{chosen}", route.route.name));
+        let Some(policy) = &route.route.jwt else {
+            r.line("policy", "none: the route does not authenticate");
+            return Ok(r.finish(
+                Verdict::Accepted,
+                200,
+                "ACCEPTED (no authentication on this route)".into(),
+            ));
+        };
+
+        // The path rules.
+        if let Some(p) = &path {
+            let requirement = policy.requirement(Method::from_bytes(method.as_bytes()), p);
+            let mode = match &policy.scope {
+                PathScope::All => "every request needs a token (no path lists)",
+                PathScope::Required(_) => "required_paths (only listed requests need a token)",
+                PathScope::NotRequired(_) => {
+                    "not_required_paths (listed requests pass without a token)"
+                }
+            };
+            r.line("path rules", mode);
+            match requirement.rule {
+                Some(rule) => r.line("rule", format!("{rule} matched")),
+                None if !matches!(policy.scope, PathScope::All) => {
+                    r.line("rule", "no entry matched")
+                }
+                None => {}
+            }
+            if requirement.logout {
+                r.line(
+                    "logout",
+                    "this is the route's logout request; a valid token is always required",
+                );
+            }
+            if !requirement.token_required {
+                r.line("token", "not required here: the token is not validated, identity headers are still stripped");
+                return Ok(r.finish(Verdict::Accepted, 200, "ACCEPTED (no token needed)".into()));
+            }
+            r.line("token", "required");
+        }
+        Ok(self.token(policy, req.token, r))
+    }
+
+    fn token(&self, policy: &JwtPolicy, token: &str, mut r: Report) -> Report {
+        let clock = SystemClock;
+        let mut steps = Vec::new();
+        let result = authenticate_traced(policy, &self.auth, token, &clock, &mut |step| {
+            describe::step(step, policy, &self.auth, clock.now_unix(), &mut steps)
+        });
+        for (label, text) in steps {
+            r.line(label, text);
+        }
+        match result {
+            Ok(auth) => {
+                let who = match (&auth.principal.provider(), auth.principal.consumer()) {
+                    (Some(p), Some(c)) => {
+                        format!("provider {:?}, as consumer {:?}", p.name, c.username)
+                    }
+                    (Some(p), None) => format!("provider {:?}", p.name),
+                    (None, Some(c)) => format!("consumer {:?}", c.username),
+                    (None, None) => "nobody".to_owned(),
+                };
+                match (self.revocation)(&auth.revocation) {
+                    Revocation::Revoked(until) => {
+                        r.line(
+                            "revocation",
+                            format!("REVOKED (logged out; blacklisted until {until})"),
+                        );
+                        self.refused(r, &AuthError::Revoked)
+                    }
+                    Revocation::NotRevoked(kind) => {
+                        r.line(
+                            "revocation",
+                            format!("not revoked (checked in the {kind} store)"),
+                        );
+                        r.finish(Verdict::Accepted, 200, format!("ACCEPTED as {who}"))
+                    }
+                    Revocation::Unknown(why) => {
+                        // Never call a token accepted when it may have been
+                        // logged out.
+                        r.line("revocation", format!("NOT CHECKED: {why}"));
+                        r.finish(
+                            Verdict::Undetermined,
+                            200,
+                            format!("UNDETERMINED: valid for {who} unless it was logged out; the store could not be read"),
+                        )
+                    }
+                }
+            }
+            Err(e) => {
+                if let AuthError::Malformed(detail) = &e {
+                    r.line("parse", detail.to_string());
+                }
+                self.refused(r, &e)
+            }
+        }
+    }
+
+    fn refused(&self, mut r: Report, e: &AuthError) -> Report {
+        r.message = Some(e.public_message());
+        r.reason = Some(e.to_string());
+        let headline = format!("REFUSED: 401 {:?}", e.public_message());
+        let mut r = r.finish(Verdict::Refused, 401, headline);
+        r.line("reason", e.to_string());
+        r
+    }
+}
+
+/// The blacklist keys of a token that parses (for lookups by callers).
+pub fn revocation_key(token: &str) -> Option<RevocationKey> {
+    Token::parse(token).ok().map(|t| RevocationKey::of(&t))
+}
+
+/// A fixed key ring: the keys a one-shot tool loaded, by provider index.
+pub struct LoadedKeys(pub Vec<Option<Arc<jwtgate_core::provider::ProviderKeys>>>);
+
+impl jwtgate_core::provider::KeyRing for LoadedKeys {
+    fn current(&self, index: usize) -> Option<Arc<jwtgate_core::provider::ProviderKeys>> {
+        self.0.get(index)?.clone()
+    }
+}

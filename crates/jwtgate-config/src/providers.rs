@@ -1,0 +1,256 @@
+//! `providers:` (SPEC §3.6) compiled: each provider's identity for the core
+//! ([`IdentityProvider`], in a [`ProviderDirectory`] found by issuer) and
+//! where its keys come from for the fetcher ([`ProviderSource`]). A
+//! `jwks_file` is read and parsed here, so that a bad one is a located
+//! config error and a reload picks up its changes.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jwtgate_core::jwt::{Algorithm, JwkSet};
+use jwtgate_core::path::PathPattern;
+use jwtgate_core::provider::{IdentityProvider, ProviderDirectory};
+
+use crate::compile::{read_file, resolve};
+use crate::error::{child, index, Errors};
+use crate::model::{KeySource, ProviderSource};
+use crate::raw::RawProvider;
+
+/// Algorithms a provider uses unless it says otherwise.
+const DEFAULT_ALGORITHMS: [Algorithm; 1] = [Algorithm::RS256];
+
+pub(crate) fn compile(
+    raw: &[RawProvider],
+    base_dir: &Path,
+    errors: &mut Errors,
+) -> (ProviderDirectory, Vec<ProviderSource>) {
+    let mut directory = ProviderDirectory::new();
+    let mut sources = Vec::new();
+    let mut names = HashSet::new();
+    let mut paths = HashSet::new();
+    for (i, p) in raw.iter().enumerate() {
+        let loc = index("providers", i);
+        if p.name.is_empty() {
+            errors.add(&child(&loc, "name"), "must not be empty");
+        } else if !names.insert(p.name.as_str()) {
+            errors.add(
+                &child(&loc, "name"),
+                format!("duplicate provider {:?}", p.name),
+            );
+        }
+        let Some((identity, source)) = provider(p, &loc, base_dir, errors) else {
+            continue;
+        };
+        if let Some(path) = &source.backchannel_logout_path {
+            if !paths.insert(path.clone()) {
+                errors.add(
+                    &child(&loc, "backchannel_logout_path"),
+                    format!("{path:?} is already another provider's"),
+                );
+            }
+        }
+        match directory.insert(identity) {
+            Ok(_) => sources.push(source),
+            Err(e) => errors.add(&child(&loc, "issuer"), e.to_string()),
+        }
+    }
+    (directory, sources)
+}
+
+fn positive_secs(v: Option<u64>, default: u64, loc: &str, errors: &mut Errors) -> Duration {
+    let v = v.unwrap_or(default);
+    if v == 0 {
+        errors.add(loc, "must be greater than 0");
+    }
+    Duration::from_secs(v)
+}
+
+fn provider(
+    p: &RawProvider,
+    loc: &str,
+    base_dir: &Path,
+    errors: &mut Errors,
+) -> Option<(IdentityProvider, ProviderSource)> {
+    let at = |k: &str| child(loc, k);
+    if p.issuer.is_empty() {
+        errors.add(&at("issuer"), "must not be empty");
+    }
+    let algorithms = algorithms(p.algorithms.as_deref(), &at("algorithms"), errors);
+    let audiences = p.audiences.clone().unwrap_or_default();
+    for (i, a) in audiences.iter().enumerate() {
+        if a.is_empty() {
+            errors.add(&index(&at("audiences"), i), "must not be empty");
+        }
+    }
+    let keys = key_source(p, loc, base_dir, &algorithms, errors);
+    let ca_pem = p.ca_file.as_deref().and_then(|f| {
+        let pem = read_file(base_dir, f, &at("ca_file"), errors)?;
+        let certs = pem::parse_many(&pem)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|b| b.tag() == "CERTIFICATE")
+            .count();
+        if certs == 0 {
+            errors.add(&at("ca_file"), "holds no PEM CERTIFICATE");
+        }
+        Some(pem)
+    });
+    if p.ca_file.is_some() && matches!(keys, Some(KeySource::File { .. })) {
+        errors.add(
+            &at("ca_file"),
+            "is not used with jwks_file (nothing is fetched)",
+        );
+    }
+    let backchannel_logout_path = p
+        .backchannel_logout_path
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .and_then(|path| {
+            let ok = PathPattern::parse(path).is_ok_and(|pat| !pat.is_prefix())
+                && jwtgate_core::path::normalize(path).is_ok_and(|n| n == path);
+            if !ok {
+                errors.add(
+                    &at("backchannel_logout_path"),
+                    format!("{path:?} is not a normalised path starting with \"/\" (no \"*\")"),
+                );
+                return None;
+            }
+            Some(path.to_owned())
+        });
+    let client_id = p.client_id.clone().filter(|s| !s.is_empty());
+    if backchannel_logout_path.is_some() && client_id.is_none() {
+        errors.add(
+            &at("client_id"),
+            "is required with backchannel_logout_path: a logout token's aud must be it",
+        );
+    }
+    let refresh = positive_secs(p.refresh_seconds, 300, &at("refresh_seconds"), errors);
+    let kid_miss_interval = positive_secs(
+        p.kid_miss_interval_seconds,
+        30,
+        &at("kid_miss_interval_seconds"),
+        errors,
+    );
+    let max_stale = positive_secs(
+        p.max_stale_seconds,
+        86_400,
+        &at("max_stale_seconds"),
+        errors,
+    );
+    let fetch_timeout = Duration::from_millis(p.fetch_timeout_ms.unwrap_or(2000));
+    if fetch_timeout.is_zero() {
+        errors.add(&at("fetch_timeout_ms"), "must be greater than 0");
+    }
+    let identity = IdentityProvider {
+        index: 0,
+        name: p.name.clone(),
+        issuer: p.issuer.clone(),
+        algorithms: algorithms.clone(),
+        audiences,
+        consumer_claim: p.consumer_claim.clone().filter(|s| !s.is_empty()),
+        client_id,
+    };
+    let source = ProviderSource {
+        name: p.name.clone(),
+        issuer: p.issuer.clone(),
+        keys: keys?,
+        algorithms,
+        refresh,
+        kid_miss_interval,
+        max_stale,
+        fetch_timeout,
+        ca_pem,
+        backchannel_logout_path,
+    };
+    Some((identity, source))
+}
+
+fn algorithms(raw: Option<&[String]>, loc: &str, errors: &mut Errors) -> Vec<Algorithm> {
+    let Some(raw) = raw else {
+        return DEFAULT_ALGORITHMS.to_vec();
+    };
+    if raw.is_empty() {
+        errors.add(loc, "must list at least one algorithm (default: [RS256])");
+    }
+    let mut out = Vec::new();
+    for (i, name) in raw.iter().enumerate() {
+        let at = index(loc, i);
+        match name.parse::<Algorithm>() {
+            Ok(a) if a.is_hmac() => errors.add(
+                &at,
+                format!("{a} is never accepted from an identity provider: its key set is public"),
+            ),
+            Ok(a) if out.contains(&a) => errors.add(&at, format!("{a} is listed twice")),
+            Ok(a) => out.push(a),
+            Err(_) if name.eq_ignore_ascii_case("none") => {
+                errors.add(&at, "\"none\" is never accepted")
+            }
+            Err(e) => errors.add(&at, e.to_string()),
+        }
+    }
+    out
+}
+
+/// Exactly one of `discovery: true`, `jwks_uri`, `jwks_file`.
+fn key_source(
+    p: &RawProvider,
+    loc: &str,
+    base_dir: &Path,
+    algorithms: &[Algorithm],
+    errors: &mut Errors,
+) -> Option<KeySource> {
+    let at = |k: &str| child(loc, k);
+    let discovery = p.discovery.unwrap_or(false);
+    let set = [discovery, p.jwks_uri.is_some(), p.jwks_file.is_some()]
+        .iter()
+        .filter(|&&b| b)
+        .count();
+    if set != 1 {
+        errors.add(
+            loc,
+            "set exactly one of discovery: true, jwks_uri or jwks_file",
+        );
+        return None;
+    }
+    if discovery {
+        if !is_http_url(&p.issuer) {
+            errors.add(
+                &at("issuer"),
+                "must be an http(s) URL for discovery ({issuer}/.well-known/openid-configuration)",
+            );
+            return None;
+        }
+        return Some(KeySource::Discovery);
+    }
+    if let Some(uri) = &p.jwks_uri {
+        if !is_http_url(uri) {
+            errors.add(&at("jwks_uri"), format!("{uri:?} is not an http(s) URL"));
+            return None;
+        }
+        return Some(KeySource::Uri(uri.clone()));
+    }
+    let file = p.jwks_file.as_deref()?;
+    let bytes = read_file(base_dir, file, &at("jwks_file"), errors)?;
+    match JwkSet::parse(&bytes, algorithms) {
+        Ok(set) => Some(KeySource::File {
+            path: resolve(base_dir, file),
+            set: Arc::new(set),
+        }),
+        Err(e) => {
+            errors.add(&at("jwks_file"), format!("not a usable JWK Set: {e}"));
+            None
+        }
+    }
+}
+
+/// `http://` or `https://`, a host, no whitespace.
+fn is_http_url(s: &str) -> bool {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"));
+    let Some(rest) = rest else { return false };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    !host.is_empty() && !host.contains('@') && !s.chars().any(char::is_whitespace)
+}

@@ -1,0 +1,291 @@
+use serde_json::{json, Value};
+
+use super::*;
+use crate::jwt::{SigningKey, Token};
+
+const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata");
+
+fn jwk(name: &str) -> Value {
+    let text = std::fs::read_to_string(format!("{TESTDATA}/jwks/{name}.json")).expect("jwk");
+    serde_json::from_str(&text).expect("json")
+}
+
+fn set(keys: Vec<Value>) -> Vec<u8> {
+    json!({ "keys": keys }).to_string().into_bytes()
+}
+
+fn signer(alg: Algorithm, key_file: &str) -> SigningKey {
+    let pem = std::fs::read_to_string(format!("{TESTDATA}/keys/{key_file}")).expect("key");
+    SigningKey::from_private_pem(alg, &pem).expect("signing key")
+}
+
+fn sign(alg: Algorithm, key_file: &str, kid: Option<&str>) -> String {
+    let claims = json!({"iss": "https://idp.example", "exp": 4_000_000_000i64});
+    let Value::Object(claims) = claims else {
+        unreachable!()
+    };
+    signer(alg, key_file)
+        .encode_with_kid(&claims, kid)
+        .expect("sign")
+}
+
+fn verifies(set: &JwkSet, token: &str) -> Result<bool, KeyMiss> {
+    let t = Token::parse(token).expect("parse");
+    let alg: Algorithm = t.alg().parse().expect("alg");
+    let (_, key) = set.select(alg, t.header().get("kid"))?;
+    Ok(key.verify(t.signing_input(), t.signature()))
+}
+
+const ALL_ASYMMETRIC: [Algorithm; 10] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::ES512,
+    Algorithm::EdDSA,
+];
+
+#[test]
+fn every_key_type_verifies_tokens_of_its_algorithms() {
+    let doc = set(vec![
+        jwk("rsa"),
+        jwk("ec-p256"),
+        jwk("ec-p384"),
+        jwk("ec-p521"),
+        jwk("ed25519"),
+    ]);
+    let keys = JwkSet::parse(&doc, &ALL_ASYMMETRIC).expect("set");
+    assert_eq!(keys.len(), 5);
+    assert!(keys.skipped().is_empty());
+    for (alg, file, kid) in [
+        (Algorithm::RS256, "rsa.key", "rsa-1"),
+        (Algorithm::RS512, "rsa.key", "rsa-1"),
+        (Algorithm::PS256, "rsa.key", "rsa-1"),
+        (Algorithm::PS384, "rsa.key", "rsa-1"),
+        (Algorithm::ES256, "ec-p256.key", "ec-256"),
+        (Algorithm::ES384, "ec-p384.key", "ec-384"),
+        (Algorithm::ES512, "ec-p521.key", "ec-521"),
+        (Algorithm::EdDSA, "ed25519.key", "ed-1"),
+    ] {
+        let token = sign(alg, file, Some(kid));
+        assert_eq!(verifies(&keys, &token), Ok(true), "{alg}");
+        // The same kid with another key's signature does not verify.
+        let forged = sign(alg, if alg.is_rsa() { "rsa2.key" } else { file }, Some(kid));
+        if alg.is_rsa() {
+            assert_eq!(verifies(&keys, &forged), Ok(false), "{alg} forged");
+        }
+    }
+}
+
+#[test]
+fn a_kid_chooses_and_without_one_the_only_fitting_key_does() {
+    let keys = JwkSet::parse(
+        &set(vec![jwk("rsa"), jwk("rsa2"), jwk("ec-p256")]),
+        &[Algorithm::RS256, Algorithm::ES256],
+    )
+    .expect("set");
+    let t = sign(Algorithm::RS256, "rsa2.key", Some("rsa-2"));
+    assert_eq!(verifies(&keys, &t), Ok(true));
+    let t = sign(Algorithm::RS256, "rsa2.key", Some("nope"));
+    assert_eq!(verifies(&keys, &t), Err(KeyMiss::UnknownKid("nope".into())));
+    // No kid: ES256 has one key, RS256 two.
+    let t = sign(Algorithm::ES256, "ec-p256.key", None);
+    assert_eq!(verifies(&keys, &t), Ok(true));
+    let t = sign(Algorithm::RS256, "rsa.key", None);
+    assert_eq!(
+        verifies(&keys, &t),
+        Err(KeyMiss::Ambiguous {
+            alg: Algorithm::RS256,
+            count: 2
+        })
+    );
+    let keys = JwkSet::parse(
+        &set(vec![jwk("ec-p256")]),
+        &[Algorithm::RS256, Algorithm::ES256],
+    )
+    .expect("set");
+    let t = sign(Algorithm::RS256, "rsa.key", None);
+    assert_eq!(
+        verifies(&keys, &t),
+        Err(KeyMiss::NoKeyForAlg(Algorithm::RS256))
+    );
+    let odd = keys.select(Algorithm::ES256, Some(&json!(7)));
+    assert_eq!(odd.err(), Some(KeyMiss::KidNotString));
+}
+
+#[test]
+fn a_kid_naming_a_key_of_another_type_is_refused_with_the_reason() {
+    let keys = JwkSet::parse(
+        &set(vec![jwk("rsa"), jwk("ec-p256")]),
+        &[Algorithm::RS256, Algorithm::ES256],
+    )
+    .expect("set");
+    // An ES256 token naming the RSA key.
+    let t = sign(Algorithm::ES256, "ec-p256.key", Some("rsa-1"));
+    let miss = verifies(&keys, &t).expect_err("unfit");
+    assert_eq!(
+        miss.to_string(),
+        "key \"rsa-1\" does not fit ES256: it is an RSA 2048-bit key"
+    );
+    // A key whose own alg differs.
+    let mut pinned = jwk("rsa");
+    pinned["alg"] = json!("RS384");
+    let keys =
+        JwkSet::parse(&set(vec![pinned]), &[Algorithm::RS256, Algorithm::RS384]).expect("set");
+    let t = sign(Algorithm::RS256, "rsa.key", Some("rsa-1"));
+    assert_eq!(
+        verifies(&keys, &t).expect_err("unfit").to_string(),
+        "key \"rsa-1\" does not fit RS256: its alg is RS384"
+    );
+    let t = sign(Algorithm::RS384, "rsa.key", Some("rsa-1"));
+    assert_eq!(verifies(&keys, &t), Ok(true));
+}
+
+#[test]
+fn only_the_providers_algorithms_are_usable() {
+    let keys = JwkSet::parse(&set(vec![jwk("rsa")]), &[Algorithm::PS256]).expect("set");
+    let t = sign(Algorithm::RS256, "rsa.key", Some("rsa-1"));
+    assert!(matches!(verifies(&keys, &t), Err(KeyMiss::Unfit { .. })));
+    let t = sign(Algorithm::PS256, "rsa.key", Some("rsa-1"));
+    assert_eq!(verifies(&keys, &t), Ok(true));
+    // HS* in the list changes nothing: never from a key set.
+    let keys = JwkSet::parse(
+        &set(vec![jwk("rsa")]),
+        &[Algorithm::HS256, Algorithm::RS256],
+    )
+    .expect("set");
+    assert_eq!(
+        keys.keys()[0].algorithms().collect::<Vec<_>>(),
+        [Algorithm::RS256]
+    );
+}
+
+#[test]
+fn unusable_keys_are_skipped_with_a_reason() {
+    let mut enc = jwk("rsa2");
+    enc["use"] = json!("enc");
+    let mut oaep = jwk("rsa2");
+    oaep["alg"] = json!("RSA-OAEP");
+    oaep["kid"] = json!("oaep");
+    let oct = json!({"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"});
+    let oct_alg = json!({"kty": "RSA", "alg": "HS256", "n": "AQAB", "e": "AQAB", "kid": "h"});
+    let mut no_verify = jwk("ec-p256");
+    no_verify["key_ops"] = json!(["sign"]);
+    let bad_b64 = json!({"kty": "OKP", "crv": "Ed25519", "x": "not base64url!", "kid": "b"});
+    let padded = json!({"kty": "OKP", "crv": "Ed25519", "x": "AAAA=", "kid": "p"});
+    let short_ed = json!({"kty": "OKP", "crv": "Ed25519", "x": "AAAA", "kid": "s"});
+    let ed448 = json!({"kty": "OKP", "crv": "Ed448", "x": "AAAA", "kid": "448"});
+    let k256 = json!({"kty": "EC", "crv": "secp256k1", "x": "AAAA", "y": "AAAA"});
+    let off_curve = json!({"kty": "EC", "crv": "P-256", "kid": "off",
+        "x": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "y": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE"});
+    let doc = set(vec![
+        jwk("rsa"),
+        enc,
+        oaep,
+        oct,
+        oct_alg,
+        no_verify,
+        bad_b64,
+        padded,
+        short_ed,
+        ed448,
+        k256,
+        jwk("rsa1024"),
+        off_curve,
+        json!("a string"),
+        json!({"kty": 5}),
+        json!({"kty": "RSA", "kid": 12, "n": "AQAB", "e": "AQAB"}),
+    ]);
+    let keys = JwkSet::parse(&doc, &ALL_ASYMMETRIC).expect("one usable key");
+    assert_eq!(keys.len(), 1);
+    let reasons: Vec<&str> = keys.skipped().iter().map(|s| s.reason.as_str()).collect();
+    let invalid = |kind: &str, alg: &str| {
+        format!(
+            "not a valid {kind} key: the key is not a valid {alg} public key (wrong key type, curve, or an RSA key under 2048 bits)"
+        )
+    };
+    assert_eq!(
+        reasons,
+        [
+            "use is \"enc\", not \"sig\"",
+            "alg \"RSA-OAEP\" is not a supported signature algorithm",
+            "a symmetric (oct) key; never accepted from a key set",
+            "alg HS256 is symmetric; never accepted from a key set",
+            "key_ops does not include \"verify\"",
+            "x is not base64url",
+            "x is not base64url",
+            &invalid("OKP Ed25519", "EdDSA"),
+            "OKP curve \"Ed448\" is not supported",
+            "EC curve \"secp256k1\" is not supported",
+            "RSA key of 1024 bits; at least 2048 are required",
+            &invalid("EC P-256", "ES256"),
+            "not a JSON object",
+            "no kty",
+            "kid is not a string",
+        ]
+    );
+    let kids: Vec<Option<&str>> = keys.skipped().iter().map(|s| s.kid.as_deref()).collect();
+    assert_eq!(kids[1], Some("oaep"));
+    assert_eq!(keys.skipped()[10].index, 11);
+}
+
+#[test]
+fn documents_that_are_not_usable_sets_are_errors() {
+    for (doc, want) in [
+        (&b"not json"[..], "not JSON"),
+        (b"[]", "not a JWK Set"),
+        (b"{\"keys\": {}}", "not a JWK Set"),
+        (b"{}", "not a JWK Set"),
+        (b"{\"keys\": []}", "no usable signing key (the set is empty)"),
+        (
+            b"{\"keys\": [{\"kty\": \"oct\", \"k\": \"AAAA\"}]}",
+            "no usable signing key (the one key: a symmetric (oct) key; never accepted from a key set)",
+        ),
+    ] {
+        let err = JwkSet::parse(doc, &ALL_ASYMMETRIC).expect_err("refused");
+        assert!(err.to_string().starts_with(want), "{err}");
+    }
+    let many = set((0..=MAX_KEYS).map(|_| jwk("ec-p256")).collect());
+    assert_eq!(
+        JwkSet::parse(&many, &ALL_ASYMMETRIC).expect_err("too many"),
+        JwksError::TooManyKeys(MAX_KEYS + 1)
+    );
+}
+
+#[test]
+fn the_fingerprint_follows_the_usable_keys_only() {
+    let a = JwkSet::parse(&set(vec![jwk("rsa"), jwk("ec-p256")]), &ALL_ASYMMETRIC).expect("a");
+    let b = JwkSet::parse(
+        &set(vec![
+            jwk("ec-p256"),
+            json!({"kty": "oct", "k": "AAAA"}),
+            jwk("rsa"),
+        ]),
+        &ALL_ASYMMETRIC,
+    )
+    .expect("b");
+    assert_eq!(a.fingerprint(), b.fingerprint());
+    let c = JwkSet::parse(&set(vec![jwk("rsa2"), jwk("ec-p256")]), &ALL_ASYMMETRIC).expect("c");
+    assert_ne!(a.fingerprint(), c.fingerprint());
+}
+
+#[test]
+fn rsa_components_with_leading_zeros_and_odd_exponents_parse() {
+    // `n` with a leading zero byte, and e = 3 in one byte.
+    let mut k = jwk("rsa");
+    let n = URL_SAFE_NO_PAD
+        .decode(k["n"].as_str().expect("n"))
+        .expect("b64");
+    let mut padded = vec![0u8];
+    padded.extend(&n);
+    k["n"] = json!(URL_SAFE_NO_PAD.encode(&padded));
+    let keys = JwkSet::parse(&set(vec![k]), &[Algorithm::RS256]).expect("set");
+    let t = sign(Algorithm::RS256, "rsa.key", Some("rsa-1"));
+    assert_eq!(verifies(&keys, &t), Ok(true));
+    assert_eq!(keys.keys()[0].kind, KeyKind::Rsa { bits: 2048 });
+}

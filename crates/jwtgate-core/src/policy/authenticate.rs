@@ -1,0 +1,594 @@
+//! The checks that turn a raw token into a [`Principal`] or a typed
+//! refusal, in the order of SPEC §3.1 and §3.6:
+//!
+//! 1. the token parses;
+//! 2. its issuer decides the way: the `iss` of a provider the route lists
+//!    (provider keys), of a provider it does not list (refused), or of none
+//!    (the consumer-key way, if the route takes consumers);
+//! 3. consumer way: key claim, consumer, pinned algorithm, signature;
+//!    provider way: allowed algorithm, the key chosen by `kid`, signature;
+//! 4. `exp`/`nbf`, required claims, lifetime; for providers the audience.
+//!
+//! Revocation is the data plane's last check, in memory.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::cache::{Verdict, VerifiedCache};
+use super::{AuthContext, AuthError, Authenticated, JwtPolicy, Principal};
+use crate::clock::Clock;
+use crate::consumer::Consumer;
+use crate::jwt::jwk::Jwk;
+use crate::jwt::{Algorithm, RevocationKey, Token};
+use crate::provider::{IdentityProvider, ProviderKeys};
+
+/// One step of [`authenticate`], reported to an observer so that
+/// `token explain` shows exactly the path the gateway takes.
+#[derive(Debug)]
+pub enum Step<'a> {
+    Parsed(&'a Token<'a>),
+    /// Which way the token goes, by its `iss` (only when providers exist).
+    Issuer {
+        iss: Option<&'a str>,
+        provider: Option<&'a IdentityProvider>,
+        /// The route lists that provider.
+        listed: bool,
+    },
+    KeyClaim {
+        claim: &'a str,
+        value: Option<&'a Value>,
+        claims: &'a Map<String, Value>,
+    },
+    Consumer {
+        key: &'a str,
+        consumer: Option<&'a Consumer>,
+    },
+    Algorithm {
+        token: &'a str,
+        expected: &'static str,
+    },
+    /// The provider way: is the token's `alg` one the provider may use?
+    ProviderAlgorithm {
+        token: &'a str,
+        provider: &'a IdentityProvider,
+        allowed: bool,
+    },
+    /// The provider's key set, and the key the token's `kid` chose.
+    Key {
+        provider: &'a IdentityProvider,
+        kid: Option<&'a Value>,
+        keys: Option<&'a ProviderKeys>,
+        now: i64,
+        result: Result<&'a Jwk, &'a AuthError>,
+    },
+    Signature {
+        valid: bool,
+    },
+    Claims {
+        now: i64,
+        result: Result<(), &'a AuthError>,
+    },
+    Audience {
+        expected: &'a [String],
+        aud: Option<&'a Value>,
+        result: Result<(), &'a AuthError>,
+    },
+    /// The provider's `consumer_claim`, and the consumer it names.
+    ProviderConsumer {
+        claim: &'a str,
+        value: Option<&'a Value>,
+        consumer: Option<&'a Consumer>,
+    },
+}
+
+/// Runs the checks of SPEC §3.1 and §3.6 in order, up to (not including)
+/// revocation.
+pub fn authenticate(
+    policy: &JwtPolicy,
+    ctx: &AuthContext<'_>,
+    raw: &str,
+    clock: &dyn Clock,
+) -> Result<Authenticated, AuthError> {
+    authenticate_traced(policy, ctx, raw, clock, &mut |_| {})
+}
+
+/// [`authenticate`] with an observer that sees each step.
+pub fn authenticate_traced(
+    policy: &JwtPolicy,
+    ctx: &AuthContext<'_>,
+    raw: &str,
+    clock: &dyn Clock,
+    observe: &mut dyn FnMut(Step<'_>),
+) -> Result<Authenticated, AuthError> {
+    verify(policy, ctx, raw, clock, observe).0
+}
+
+/// [`authenticate`] through a [`VerifiedCache`]: a token seen before skips
+/// parsing and the signature check, never the checks that depend on the
+/// route or the time (issuer listed, claims, audience), and never a change
+/// of the provider's keys: an entry verified with another key-set
+/// generation is verified again.
+pub fn authenticate_cached(
+    policy: &JwtPolicy,
+    ctx: &AuthContext<'_>,
+    raw: &str,
+    clock: &dyn Clock,
+    cache: &VerifiedCache,
+) -> Result<Authenticated, AuthError> {
+    let now = clock.now_unix();
+    match cache.get(raw, &policy.key_claim_name) {
+        Some(Verdict::Verified {
+            principal,
+            claims,
+            revocation,
+        }) => {
+            if let Some(keys) = current_generation_keys(ctx, &principal) {
+                route_checks(policy, &principal, keys.as_deref(), &claims, now)?;
+                return Ok(Authenticated {
+                    principal,
+                    claims,
+                    revocation,
+                });
+            }
+        }
+        Some(Verdict::BadSignature { keys: None }) => return Err(AuthError::BadSignature),
+        Some(Verdict::BadSignature {
+            keys: Some((index, generation)),
+        }) => {
+            let current = ctx.keys.current(index).map(|k| k.generation);
+            if current == Some(generation) {
+                return Err(AuthError::BadSignature);
+            }
+        }
+        None => {}
+    }
+    let (result, keys) = verify(policy, ctx, raw, clock, &mut |_| {});
+    match &result {
+        Ok(a) => cache.insert(
+            raw,
+            &policy.key_claim_name,
+            Verdict::Verified {
+                principal: a.principal.clone(),
+                claims: Arc::clone(&a.claims),
+                revocation: a.revocation,
+            },
+        ),
+        Err(AuthError::BadSignature) => {
+            cache.insert(raw, &policy.key_claim_name, Verdict::BadSignature { keys })
+        }
+        // Claim failures may be temporary (nbf) and are cheap to reach
+        // again; everything else fails before any crypto.
+        Err(_) => {}
+    }
+    result
+}
+
+/// For a cached principal: `Some(keys)` when the verification still holds
+/// (a consumer's always does within a config version; a provider's while
+/// its key set is the generation it was verified with), with the
+/// provider's current keys.
+fn current_generation_keys(
+    ctx: &AuthContext<'_>,
+    principal: &Principal,
+) -> Option<Option<Arc<ProviderKeys>>> {
+    match principal {
+        Principal::Consumer(_) => Some(None),
+        Principal::Provider {
+            provider,
+            generation,
+            ..
+        } => {
+            let keys = ctx.keys.current(provider.index)?;
+            (keys.generation == *generation).then_some(Some(keys))
+        }
+    }
+}
+
+/// What a verified token must still pass on this route, at `now`: the
+/// route takes its kind of token, its key set is still usable, the time
+/// claims, and a provider token's audience.
+fn route_checks(
+    policy: &JwtPolicy,
+    principal: &Principal,
+    keys: Option<&ProviderKeys>,
+    claims: &Map<String, Value>,
+    now: i64,
+) -> Result<(), AuthError> {
+    match principal {
+        Principal::Consumer(_) => {
+            if !policy.consumers {
+                return Err(not_a_provider_token(claims));
+            }
+        }
+        Principal::Provider { provider, .. } => {
+            if policy.providers.binary_search(&provider.index).is_err() {
+                return Err(unlisted(provider));
+            }
+            if let Some(keys) = keys {
+                usable(provider, keys, now)?;
+            }
+        }
+    }
+    check_claims(policy, claims, now)?;
+    if let Principal::Provider { provider, .. } = principal {
+        check_audience(expected_audiences(policy, provider), claims)?;
+    }
+    Ok(())
+}
+
+/// The verification itself, and the provider key-set generation a bad
+/// signature was found with (so that the cache forgets it when the keys
+/// change).
+fn verify(
+    policy: &JwtPolicy,
+    ctx: &AuthContext<'_>,
+    raw: &str,
+    clock: &dyn Clock,
+    observe: &mut dyn FnMut(Step<'_>),
+) -> (Result<Authenticated, AuthError>, Option<(usize, u64)>) {
+    let token = match Token::parse(raw) {
+        Ok(t) => t,
+        Err(e) => return (Err(e.into()), None),
+    };
+    observe(Step::Parsed(&token));
+    let provider = match issuer(policy, ctx, &token, observe) {
+        Ok(p) => p,
+        Err(e) => return (Err(e), None),
+    };
+    match provider {
+        None => (consumer_way(policy, ctx, token, clock, observe), None),
+        Some(p) => provider_way(policy, ctx, token, p, clock, observe),
+    }
+}
+
+/// The provider whose keys check this token, or `None` for the consumer
+/// way; a refusal when the route takes neither.
+fn issuer<'c>(
+    policy: &JwtPolicy,
+    ctx: &AuthContext<'c>,
+    token: &Token<'_>,
+    observe: &mut dyn FnMut(Step<'_>),
+) -> Result<Option<&'c Arc<IdentityProvider>>, AuthError> {
+    if ctx.providers.is_empty() && policy.consumers {
+        return Ok(None);
+    }
+    let iss = token.claims().get("iss").and_then(Value::as_str);
+    let provider = iss.and_then(|iss| ctx.providers.by_issuer(iss));
+    let listed = provider.is_some_and(|p| policy.providers.binary_search(&p.index).is_ok());
+    observe(Step::Issuer {
+        iss,
+        provider: provider.map(|p| &**p),
+        listed,
+    });
+    match provider {
+        Some(p) if listed => Ok(Some(p)),
+        Some(p) => Err(unlisted(p)),
+        None if policy.consumers => Ok(None),
+        None => Err(not_a_provider_token(token.claims())),
+    }
+}
+
+fn unlisted(provider: &IdentityProvider) -> AuthError {
+    AuthError::WrongIssuer(format!(
+        "token issued by provider {:?}, which this route does not list",
+        provider.name
+    ))
+}
+
+fn not_a_provider_token(claims: &Map<String, Value>) -> AuthError {
+    AuthError::WrongIssuer(match claims.get("iss").and_then(Value::as_str) {
+        Some(iss) => format!(
+            "iss {iss:?} is not the issuer of a provider this route lists, and the route takes no consumer tokens (consumers: false)"
+        ),
+        None => "the token has no iss, and the route takes only provider tokens (consumers: false)"
+            .to_owned(),
+    })
+}
+
+/// SPEC §3.1: key claim, consumer, pinned algorithm, signature, claims.
+fn consumer_way(
+    policy: &JwtPolicy,
+    ctx: &AuthContext<'_>,
+    token: Token<'_>,
+    clock: &dyn Clock,
+    observe: &mut dyn FnMut(Step<'_>),
+) -> Result<Authenticated, AuthError> {
+    let claim = policy.key_claim_name.as_str();
+    let value = token.claims().get(claim);
+    observe(Step::KeyClaim {
+        claim,
+        value,
+        claims: token.claims(),
+    });
+    let key = match value {
+        None => {
+            return Err(AuthError::MissingKeyClaim {
+                claim: claim.into(),
+            })
+        }
+        Some(Value::String(k)) => k.as_str(),
+        Some(_) => {
+            return Err(AuthError::KeyClaimNotString {
+                claim: claim.into(),
+            })
+        }
+    };
+
+    let consumer = ctx.consumers.get(key);
+    observe(Step::Consumer {
+        key,
+        consumer: consumer.map(|c| &**c),
+    });
+    let consumer = consumer.ok_or_else(|| AuthError::UnknownConsumer { key: key.into() })?;
+
+    let expected = consumer.algorithm().as_str();
+    observe(Step::Algorithm {
+        token: token.alg(),
+        expected,
+    });
+    if token.alg() != expected {
+        return Err(AuthError::AlgMismatch {
+            token: token.alg().into(),
+            expected,
+        });
+    }
+    if token.header().contains_key("crit") {
+        return Err(AuthError::CriticalHeader);
+    }
+
+    let valid = consumer
+        .verify_key
+        .verify(token.signing_input(), token.signature());
+    observe(Step::Signature { valid });
+    if !valid {
+        return Err(AuthError::BadSignature);
+    }
+
+    let now = clock.now_unix();
+    let checked = check_claims(policy, token.claims(), now);
+    observe(Step::Claims {
+        now,
+        result: checked.as_ref().map(|_| ()),
+    });
+    checked?;
+
+    let revocation = RevocationKey::of(&token);
+    Ok(Authenticated {
+        principal: Principal::Consumer(Arc::clone(consumer)),
+        claims: Arc::new(token.into_claims()),
+        revocation,
+    })
+}
+
+/// SPEC §3.6: allowed algorithm, key by `kid`, signature, claims, audience.
+fn provider_way(
+    policy: &JwtPolicy,
+    ctx: &AuthContext<'_>,
+    token: Token<'_>,
+    provider: &Arc<IdentityProvider>,
+    clock: &dyn Clock,
+    observe: &mut dyn FnMut(Step<'_>),
+) -> (Result<Authenticated, AuthError>, Option<(usize, u64)>) {
+    let now = clock.now_unix();
+    let alg = token
+        .alg()
+        .parse::<Algorithm>()
+        .ok()
+        .filter(|a| provider.algorithms.contains(a) && !a.is_hmac());
+    observe(Step::ProviderAlgorithm {
+        token: token.alg(),
+        provider,
+        allowed: alg.is_some(),
+    });
+    let Some(alg) = alg else {
+        let allowed: Vec<&str> = provider.algorithms.iter().map(|a| a.as_str()).collect();
+        return (
+            Err(AuthError::AlgNotAllowed {
+                token: token.alg().into(),
+                provider: provider.name.clone(),
+                allowed: allowed.join(", "),
+            }),
+            None,
+        );
+    };
+    if token.header().contains_key("crit") {
+        return (Err(AuthError::CriticalHeader), None);
+    }
+
+    let keys = ctx.keys.current(provider.index);
+    let kid = token.header().get("kid");
+    let chosen = match &keys {
+        None => Err(AuthError::KeysUnavailable {
+            provider: provider.name.clone(),
+            why: "no key set fetched yet".into(),
+        }),
+        Some(k) => usable(provider, k, now).and_then(|()| {
+            k.set.select(alg, kid).map_err(|miss| AuthError::NoKey {
+                index: provider.index,
+                provider: provider.name.clone(),
+                miss,
+            })
+        }),
+    };
+    observe(Step::Key {
+        provider,
+        kid,
+        keys: keys.as_deref(),
+        now,
+        result: chosen.as_ref().map(|(jwk, _)| *jwk),
+    });
+    let (_, verifier) = match chosen {
+        Ok(c) => c,
+        Err(e) => return (Err(e), None),
+    };
+    // Set when a key was chosen, so `keys` is there.
+    let generation = keys.as_ref().map(|k| (provider.index, k.generation));
+
+    let valid = verifier.verify(token.signing_input(), token.signature());
+    observe(Step::Signature { valid });
+    if !valid {
+        return (Err(AuthError::BadSignature), generation);
+    }
+
+    let checked = check_claims(policy, token.claims(), now);
+    observe(Step::Claims {
+        now,
+        result: checked.as_ref().map(|_| ()),
+    });
+    if let Err(e) = checked {
+        return (Err(e), None);
+    }
+
+    let expected = expected_audiences(policy, provider);
+    let audience = check_audience(expected, token.claims());
+    observe(Step::Audience {
+        expected,
+        aud: token.claims().get("aud"),
+        result: audience.as_ref().map(|_| ()),
+    });
+    if let Err(e) = audience {
+        return (Err(e), None);
+    }
+
+    let consumer = provider.consumer_claim.as_deref().and_then(|claim| {
+        let value = token.claims().get(claim);
+        let consumer = value
+            .and_then(Value::as_str)
+            .and_then(|name| ctx.consumers.by_username(name));
+        observe(Step::ProviderConsumer {
+            claim,
+            value,
+            consumer: consumer.map(|c| &**c),
+        });
+        consumer.cloned()
+    });
+
+    let revocation = RevocationKey::of(&token);
+    let principal = Principal::Provider {
+        provider: Arc::clone(provider),
+        consumer,
+        generation: generation.map_or(0, |(_, g)| g),
+    };
+    (
+        Ok(Authenticated {
+            principal,
+            claims: Arc::new(token.into_claims()),
+            revocation,
+        }),
+        None,
+    )
+}
+
+/// A key set older than `max_stale_seconds` is not used.
+fn usable(provider: &IdentityProvider, keys: &ProviderKeys, now: i64) -> Result<(), AuthError> {
+    if keys.usable_at(now) {
+        return Ok(());
+    }
+    Err(AuthError::KeysUnavailable {
+        provider: provider.name.clone(),
+        why: format!(
+            "the last good key set is {}s old, older than max_stale_seconds ({}s)",
+            keys.age(now),
+            keys.max_stale.unwrap_or_default()
+        ),
+    })
+}
+
+/// The route's audiences when it sets some, else the provider's.
+fn expected_audiences<'a>(policy: &'a JwtPolicy, provider: &'a IdentityProvider) -> &'a [String] {
+    if policy.audiences.is_empty() {
+        &provider.audiences
+    } else {
+        &policy.audiences
+    }
+}
+
+/// `aud` (a string, or a list of strings) must contain one of `expected`;
+/// nothing is checked when `expected` is empty.
+pub fn check_audience(expected: &[String], claims: &Map<String, Value>) -> Result<(), AuthError> {
+    if expected.is_empty() {
+        return Ok(());
+    }
+    let wanted = |a: &str| expected.iter().any(|e| e == a);
+    let found = match claims.get("aud") {
+        None => "the token has no aud".to_owned(),
+        Some(Value::String(a)) if wanted(a) => return Ok(()),
+        Some(Value::String(a)) => format!("aud {a:?} is not"),
+        Some(Value::Array(items)) => {
+            if !items.iter().all(Value::is_string) {
+                return Err(AuthError::WrongAudience(
+                    "aud is a list holding something other than strings".into(),
+                ));
+            }
+            if items.iter().filter_map(Value::as_str).any(wanted) {
+                return Ok(());
+            }
+            format!("aud {} holds none of", Value::Array(items.clone()))
+        }
+        Some(other) => {
+            return Err(AuthError::WrongAudience(format!(
+                "aud is {}, not a string or a list of strings",
+                match other {
+                    Value::Number(_) => "a number",
+                    Value::Bool(_) => "a boolean",
+                    Value::Null => "null",
+                    _ => "an object",
+                }
+            )))
+        }
+    };
+    Err(AuthError::WrongAudience(format!(
+        "{found} one of the expected audiences {expected:?}"
+    )))
+}
+
+/// Time and presence checks on a verified payload.
+pub fn check_claims(
+    policy: &JwtPolicy,
+    claims: &Map<String, Value>,
+    now: i64,
+) -> Result<(), AuthError> {
+    for name in &policy.required_claims {
+        if !claims.contains_key(name) {
+            return Err(AuthError::MissingClaim(name.clone()));
+        }
+    }
+    let leeway = policy.leeway_seconds;
+    let exp = numeric_date(claims, "exp")?;
+    if let Some(exp) = exp {
+        // RFC 7519 §4.1.4: the current time must be before exp.
+        if now >= exp.saturating_add(leeway) {
+            return Err(AuthError::Expired { exp, now, leeway });
+        }
+    }
+    if let Some(nbf) = numeric_date(claims, "nbf")? {
+        if now.saturating_add(leeway) < nbf {
+            return Err(AuthError::NotYetValid { nbf, now, leeway });
+        }
+    }
+    if policy.max_lifetime_seconds > 0 {
+        let exp = exp.ok_or_else(|| AuthError::MissingClaim("exp".into()))?;
+        let lifetime = exp.saturating_sub(now);
+        if lifetime > policy.max_lifetime_seconds {
+            return Err(AuthError::LifetimeTooLong {
+                lifetime,
+                max: policy.max_lifetime_seconds,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A NumericDate claim as whole seconds (fractions truncated), if present.
+pub fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, AuthError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+            .map(Some)
+            .ok_or_else(|| AuthError::NotNumericDate(name.into())),
+        Some(_) => Err(AuthError::NotNumericDate(name.into())),
+    }
+}

@@ -1,0 +1,105 @@
+//! The last good key set of each provider, kept in `state_dir` so that a
+//! node restarting while its identity provider is unreachable keeps
+//! verifying (SPEC §3.6), up to `max_stale_seconds` after the fetch.
+//!
+//! The file holds the key set document as fetched, with the issuer and
+//! where and when it was fetched; it is parsed again on load (with the
+//! provider's current `algorithms`), never trusted as parsed keys.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+/// One provider's cache file.
+#[derive(Debug, Clone)]
+pub struct KeyCache {
+    path: PathBuf,
+}
+
+/// What a cache file holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cached {
+    pub issuer: String,
+    /// The URL the set came from.
+    pub source: String,
+    /// Unix seconds.
+    pub fetched_at: i64,
+    pub document: String,
+}
+
+impl KeyCache {
+    pub fn new(path: PathBuf) -> Self {
+        KeyCache { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes the set (a private file, replaced atomically).
+    pub fn save(&self, cached: &Cached) -> std::io::Result<()> {
+        let text = json!({
+            "version": 1,
+            "issuer": cached.issuer,
+            "source": cached.source,
+            "fetched_at": cached.fetched_at,
+            "jwks": cached.document,
+        })
+        .to_string();
+        jwtgate_state::write_private(&self.path, text.as_bytes())
+    }
+
+    /// The cached set; `Ok(None)` when there is none.
+    pub fn load(&self) -> Result<Option<Cached>, String> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("{}: {e}", self.path.display())),
+        };
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| format!("{}: not JSON: {e}", self.path.display()))?;
+        let field = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_owned);
+        let (Some(issuer), Some(source), Some(document), Some(fetched_at), Some(1)) = (
+            field("issuer"),
+            field("source"),
+            field("jwks"),
+            value.get("fetched_at").and_then(Value::as_i64),
+            value.get("version").and_then(Value::as_u64),
+        ) else {
+            return Err(format!(
+                "{}: not a jwtgate key cache (version 1)",
+                self.path.display()
+            ));
+        };
+        Ok(Some(Cached {
+            issuer,
+            source,
+            fetched_at,
+            document,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_damage() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = KeyCache::new(dir.path().join("providers/corp.jwks.json"));
+        assert_eq!(cache.load(), Ok(None));
+        let c = Cached {
+            issuer: "https://idp".into(),
+            source: "https://idp/keys".into(),
+            fetched_at: 1_700_000_000,
+            document: "{\"keys\":[]}".into(),
+        };
+        cache.save(&c).expect("save");
+        assert_eq!(cache.load(), Ok(Some(c)));
+        std::fs::write(cache.path(), "{\"version\": 2}").expect("write");
+        assert!(cache.load().is_err());
+        std::fs::write(cache.path(), "garbage").expect("write");
+        assert!(cache.load().is_err());
+    }
+}

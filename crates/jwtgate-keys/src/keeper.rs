@@ -1,0 +1,451 @@
+//! [`Keeper`]: keeps one identity provider's key set current.
+//!
+//! A background task fetches the set at start, then again after
+//! `refresh_seconds` (or the answer's `Cache-Control: max-age`, within
+//! [60, 3600] s), and backs off while the provider fails. Requests only
+//! read the current set ([`Keeper::current`]); the one exception, a token
+//! whose `kid` the set lacks, may wake the task for one early fetch per
+//! `kid_miss_interval_seconds` (counted from the last fetch of any kind),
+//! which every request that misses meanwhile waits for together
+//! ([`Keeper::refetch_for_unknown_kid`]). A fetch that fails, or brings a
+//! document that is not a usable set, never replaces the set in use.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwapOption;
+use jwtgate_config::{KeySource, ProviderSource};
+use jwtgate_core::jwt::JwkSet;
+use jwtgate_core::provider::ProviderKeys;
+use tokio::sync::{watch, Notify};
+use tracing::{info, warn};
+
+use crate::discovery;
+use crate::disk::{Cached, KeyCache};
+use crate::fetch::{FetchError, Fetcher};
+
+/// `Cache-Control: max-age` is honoured within these bounds (SPEC §3.6).
+const MIN_REFRESH: Duration = Duration::from_secs(60);
+const MAX_REFRESH: Duration = Duration::from_secs(3600);
+/// Retries after a failed fetch start here and double, up to this (or the
+/// refresh interval, if shorter).
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const MAX_RETRY: Duration = Duration::from_secs(60);
+
+/// Key-set generations are unique in the process, so a verified token
+/// remembered against one can never match a set it was not checked with.
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// How a provider stands, for `/status` (SPEC §3.6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderStatus {
+    /// `ok`: usable keys from the last fetch; `stale`: usable keys, but the
+    /// last fetch failed; `unavailable`: no usable keys.
+    pub state: &'static str,
+    pub keys: usize,
+    pub age_seconds: Option<i64>,
+    /// Why the last fetch failed, if it did.
+    pub last_error: Option<String>,
+}
+
+/// Why a request's unknown kid did or did not lead to a fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KidMiss {
+    /// A fetch was started for it.
+    Fetched,
+    /// A fetch was already running; it waited for that one.
+    Merged,
+    /// The last fetch was less than `kid_miss_interval_seconds` ago.
+    Throttled,
+    /// The set comes from a file: nothing to fetch.
+    Static,
+}
+
+impl KidMiss {
+    pub fn label(self) -> &'static str {
+        match self {
+            KidMiss::Fetched => "fetched",
+            KidMiss::Merged => "merged",
+            KidMiss::Throttled => "throttled",
+            KidMiss::Static => "static",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Gate {
+    /// When the last fetch of any kind started.
+    last_start: Option<Instant>,
+    in_flight: bool,
+}
+
+pub struct Keeper {
+    name: String,
+    settings: Mutex<Settings>,
+    current: ArcSwapOption<ProviderKeys>,
+    /// The `jwks_uri` discovery found.
+    discovered: Mutex<Option<String>>,
+    gate: Mutex<Gate>,
+    /// Counts finished fetches: what unknown-kid requests wait on.
+    done: watch::Sender<u64>,
+    wake: Notify,
+    last_error: Mutex<Option<String>>,
+    cache: Option<KeyCache>,
+}
+
+/// What may change without fetching the keys again.
+struct Settings {
+    source: ProviderSource,
+    fetcher: Fetcher,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these leaves plain data behind.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Keeper {
+    /// A keeper for `source`; for a fetched set, `cache` is where the last
+    /// good one is kept, and is loaded now if it is still usable.
+    pub fn new(source: ProviderSource, cache: Option<KeyCache>) -> Result<Arc<Keeper>, FetchError> {
+        let fetcher = Fetcher::new(source.ca_pem.as_deref(), source.fetch_timeout)?;
+        let keeper = Arc::new(Keeper {
+            name: source.name.clone(),
+            settings: Mutex::new(Settings { source, fetcher }),
+            current: ArcSwapOption::empty(),
+            discovered: Mutex::new(None),
+            gate: Mutex::new(Gate::default()),
+            done: watch::Sender::new(0),
+            wake: Notify::new(),
+            last_error: Mutex::new(None),
+            cache,
+        });
+        keeper.install_static_or_cached();
+        Ok(keeper)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The current key set, if any.
+    pub fn current(&self) -> Option<Arc<ProviderKeys>> {
+        self.current.load_full()
+    }
+
+    fn source(&self) -> ProviderSource {
+        lock(&self.settings).source.clone()
+    }
+
+    fn is_static(&self) -> bool {
+        matches!(lock(&self.settings).source.keys, KeySource::File { .. })
+    }
+
+    /// Takes new settings that keep the same origin (timings, staleness,
+    /// audiences...); a `jwks_file` set is taken as re-read.
+    pub fn update(&self, source: ProviderSource) -> Result<(), FetchError> {
+        let fetcher = Fetcher::new(source.ca_pem.as_deref(), source.fetch_timeout)?;
+        let max_stale = secs(source.max_stale);
+        *lock(&self.settings) = Settings { source, fetcher };
+        if self.is_static() {
+            self.install_static_or_cached();
+        } else if let Some(keys) = self.current() {
+            // Staleness follows the new setting.
+            self.current.store(Some(Arc::new(ProviderKeys {
+                set: Arc::clone(&keys.set),
+                generation: keys.generation,
+                fetched_at: keys.fetched_at,
+                max_stale: Some(max_stale),
+                source: keys.source.clone(),
+            })));
+        }
+        Ok(())
+    }
+
+    /// A `jwks_file` set, or the disk cache of a fetched one.
+    fn install_static_or_cached(&self) {
+        let source = self.source();
+        match &source.keys {
+            KeySource::File { path, set } => {
+                self.install(
+                    Arc::clone(set),
+                    unix_now(),
+                    None,
+                    path.display().to_string(),
+                );
+            }
+            KeySource::Discovery | KeySource::Uri(_) => self.load_cache(&source),
+        }
+    }
+
+    fn load_cache(&self, source: &ProviderSource) {
+        let Some(cache) = &self.cache else { return };
+        let cached = match cache.load() {
+            Ok(Some(c)) => c,
+            Ok(None) => return,
+            Err(e) => {
+                warn!(provider = %self.name, error = %e, "key cache not used");
+                return;
+            }
+        };
+        let max_stale = secs(source.max_stale);
+        let now = unix_now();
+        if cached.issuer != source.issuer {
+            warn!(provider = %self.name, "key cache is for another issuer; not used");
+            return;
+        }
+        if now > cached.fetched_at.saturating_add(max_stale) {
+            info!(provider = %self.name, age_s = now - cached.fetched_at, "key cache older than max_stale_seconds; not used");
+            return;
+        }
+        match JwkSet::parse(cached.document.as_bytes(), &source.algorithms) {
+            Ok(set) => {
+                info!(
+                    provider = %self.name,
+                    keys = set.len(),
+                    age_s = now - cached.fetched_at,
+                    "keys loaded from the disk cache until the provider answers"
+                );
+                self.install(
+                    Arc::new(set),
+                    cached.fetched_at,
+                    Some(max_stale),
+                    format!("disk cache of {}", cached.source),
+                );
+            }
+            Err(e) => warn!(provider = %self.name, error = %e, "key cache not used"),
+        }
+    }
+
+    /// Puts `set` in use; a new generation only when its keys differ.
+    fn install(&self, set: Arc<JwkSet>, fetched_at: i64, max_stale: Option<i64>, source: String) {
+        let generation = match self.current() {
+            Some(old) if old.set.fingerprint() == set.fingerprint() => old.generation,
+            _ => GENERATIONS.fetch_add(1, Ordering::Relaxed),
+        };
+        self.current.store(Some(Arc::new(ProviderKeys {
+            set,
+            generation,
+            fetched_at,
+            max_stale,
+            source,
+        })));
+    }
+
+    /// The background task: fetch, wait, fetch again. Returns only when
+    /// aborted.
+    pub async fn run(self: Arc<Self>) {
+        let mut retry = FIRST_RETRY;
+        // A scheduled fetch also rediscovers the jwks_uri; one woken by an
+        // unknown kid goes straight to the key set.
+        let mut scheduled = true;
+        loop {
+            let wait = match self.fetch(scheduled).await {
+                Ok(max_age) => {
+                    retry = FIRST_RETRY;
+                    let refresh = lock(&self.settings).source.refresh;
+                    max_age.map_or(refresh, |s| {
+                        Duration::from_secs(s).clamp(MIN_REFRESH, MAX_REFRESH)
+                    })
+                }
+                Err(_) => {
+                    let wait = retry;
+                    let cap = lock(&self.settings).source.refresh.min(MAX_RETRY);
+                    retry = (retry * 2).min(cap);
+                    wait
+                }
+            };
+            scheduled = tokio::select! {
+                _ = tokio::time::sleep(wait) => true,
+                _ = self.wake.notified() => false,
+            };
+        }
+    }
+
+    /// One fetch (`background`: also rediscover the `jwks_uri`). Returns
+    /// the answer's max-age.
+    async fn fetch(&self, background: bool) -> Result<Option<u64>, String> {
+        {
+            let mut gate = lock(&self.gate);
+            gate.last_start = Some(Instant::now());
+            gate.in_flight = true;
+        }
+        let result = self.fetch_and_install(background).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(Failure::Unreachable(_)) => "error",
+            Err(Failure::Invalid(_)) => "invalid",
+        };
+        metrics::counter!("jwtgate_jwks_fetch_total", "provider" => self.name.clone(), "outcome" => outcome)
+            .increment(1);
+        let result = result.map_err(|f| {
+            let why = f.to_string();
+            let first = lock(&self.last_error).replace(why.clone()).is_none();
+            if first {
+                warn!(provider = %self.name, error = %why, "key set fetch failed; the last good keys stay in use");
+            }
+            why
+        });
+        if result.is_ok() && lock(&self.last_error).take().is_some() {
+            info!(provider = %self.name, "key set fetched again");
+        }
+        lock(&self.gate).in_flight = false;
+        self.done.send_modify(|n| *n += 1);
+        result
+    }
+
+    async fn fetch_and_install(&self, background: bool) -> Result<Option<u64>, Failure> {
+        let (source, fetcher) = {
+            let s = lock(&self.settings);
+            (s.source.clone(), s.fetcher.clone())
+        };
+        let uri = match &source.keys {
+            KeySource::Uri(u) => u.clone(),
+            KeySource::File { .. } => return Ok(None),
+            KeySource::Discovery => {
+                let known = lock(&self.discovered).clone();
+                match known {
+                    Some(u) if !background => u,
+                    _ => {
+                        let url = discovery::discovery_url(&source.issuer);
+                        let doc = fetcher
+                            .get(&url)
+                            .await
+                            .map_err(|e| Failure::Unreachable(format!("discovery {url}: {e}")))?;
+                        let uri = discovery::jwks_uri(&doc.body, &source.issuer)
+                            .map_err(|e| Failure::Invalid(format!("{url}: {e}")))?;
+                        *lock(&self.discovered) = Some(uri.clone());
+                        uri
+                    }
+                }
+            }
+        };
+        let fetched = fetcher
+            .get(&uri)
+            .await
+            .map_err(|e| Failure::Unreachable(format!("{uri}: {e}")))?;
+        let set = JwkSet::parse(&fetched.body, &source.algorithms)
+            .map_err(|e| Failure::Invalid(format!("{uri}: not a usable JWK Set: {e}")))?;
+        for s in set.skipped() {
+            tracing::debug!(provider = %self.name, index = s.index, kid = ?s.kid, reason = %s.reason, "key skipped");
+        }
+        let now = unix_now();
+        let changed = self
+            .current()
+            .is_none_or(|old| old.set.fingerprint() != set.fingerprint());
+        if changed {
+            info!(provider = %self.name, keys = set.len(), source = %uri, "key set installed");
+        }
+        self.install(
+            Arc::new(set),
+            now,
+            Some(secs(source.max_stale)),
+            uri.clone(),
+        );
+        if let Some(cache) = &self.cache {
+            let cached = Cached {
+                issuer: source.issuer.clone(),
+                source: uri,
+                fetched_at: now,
+                document: String::from_utf8_lossy(&fetched.body).into_owned(),
+            };
+            let cache = cache.clone();
+            let saved = tokio::task::spawn_blocking(move || cache.save(&cached)).await;
+            if let Ok(Err(e)) | Err(e) = saved.map_err(std::io::Error::other) {
+                warn!(provider = %self.name, error = %e, "cannot write the key cache");
+            }
+        }
+        Ok(fetched.max_age)
+    }
+
+    /// One fetch now, for one-shot tools (no background task runs).
+    pub async fn fetch_now(&self) -> Result<(), String> {
+        self.fetch(true).await.map(|_| ())
+    }
+
+    /// A request met a token whose `kid` the current set lacks. Starts (or
+    /// joins) a fetch unless one started less than `kid_miss_interval` ago,
+    /// and waits for it at most `fetch_timeout`. Returns how it went and
+    /// whether the set now has `kid`.
+    pub async fn refetch_for_unknown_kid(&self, kid: &str) -> (KidMiss, bool) {
+        let (interval, timeout) = {
+            let s = lock(&self.settings);
+            (s.source.kid_miss_interval, s.source.fetch_timeout)
+        };
+        if self.is_static() {
+            return (KidMiss::Static, false);
+        }
+        let (how, before) = {
+            let mut gate = lock(&self.gate);
+            let before = *self.done.borrow();
+            if gate.in_flight {
+                (KidMiss::Merged, before)
+            } else if gate.last_start.is_some_and(|t| t.elapsed() < interval) {
+                drop(gate);
+                self.count_kid_miss(KidMiss::Throttled);
+                return (KidMiss::Throttled, false);
+            } else {
+                // Reserve the fetch: requests arriving from now on merge.
+                gate.last_start = Some(Instant::now());
+                gate.in_flight = true;
+                self.wake.notify_one();
+                (KidMiss::Fetched, before)
+            }
+        };
+        self.count_kid_miss(how);
+        let mut finished = self.done.subscribe();
+        let _ = tokio::time::timeout(timeout, finished.wait_for(|n| *n != before)).await;
+        let found = self.current().is_some_and(|k| k.set.has_kid(kid));
+        (how, found)
+    }
+
+    fn count_kid_miss(&self, how: KidMiss) {
+        metrics::counter!("jwtgate_jwks_kid_miss_total", "provider" => self.name.clone(), "outcome" => how.label())
+            .increment(1);
+    }
+
+    /// For `/status` and the age gauge.
+    pub fn status(&self, now: i64) -> ProviderStatus {
+        let keys = self.current();
+        let last_error = lock(&self.last_error).clone();
+        let usable = keys.as_ref().filter(|k| k.usable_at(now));
+        let state = match (usable, &last_error) {
+            (None, _) => "unavailable",
+            (Some(_), Some(_)) => "stale",
+            (Some(_), None) => "ok",
+        };
+        ProviderStatus {
+            state,
+            keys: usable.map_or(0, |k| k.set.len()),
+            age_seconds: keys.as_ref().map(|k| k.age(now)),
+            last_error,
+        }
+    }
+
+    /// Whether the task should be running (fetched sets only).
+    pub fn fetches(&self) -> bool {
+        !self.is_static()
+    }
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Why a fetch failed: the provider could not be reached or answered with
+/// an error, or it answered with something unusable.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("{0}")]
+    Invalid(String),
+}
