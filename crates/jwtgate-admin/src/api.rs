@@ -22,7 +22,7 @@ use tracing::{info, warn};
 use crate::endpoints::{Endpoint, Op, ENDPOINTS};
 use crate::error::AdminError;
 use crate::live::LiveConfig;
-use crate::{auth, consumers, openapi, revocations, routes};
+use crate::{auth, consumers, explain_api, openapi, providers, revocations, routes};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -65,7 +65,12 @@ fn handler(e: &Endpoint) -> MethodRouter<AdminState> {
         Op::GetConsumer => on(f, consumers::get),
         Op::PutConsumer => on(f, consumers::put),
         Op::DeleteConsumer => on(f, consumers::delete),
+        Op::ListProviders => on(f, providers::list),
+        Op::GetProvider => on(f, providers::get),
+        Op::PutProvider => on(f, providers::put),
+        Op::DeleteProvider => on(f, providers::delete),
         Op::Revoke => on(f, revocations::revoke),
+        Op::Explain => on(f, explain_api::explain),
         Op::OpenApi => on(f, || async { Json(openapi::document()) }),
         Op::Status => on(f, status),
         Op::Metrics => on(f, metrics),
@@ -88,18 +93,30 @@ impl<S: Send + Sync> FromRequestParts<S> for Name {
 }
 
 async fn status(State(s): State<AdminState>) -> Response {
-    if s.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response()
-    } else {
-        let body = Json(json!({ "status": "stopping" }));
-        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    let mut providers = serde_json::Map::new();
+    for (name, p) in s.live.keys().statuses() {
+        providers.insert(
+            name,
+            json!({ "state": p.state, "keys": p.keys, "age_seconds": p.age_seconds }),
+        );
     }
+    let (code, status) = if s.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "stopping")
+    };
+    let mut body = json!({ "status": status });
+    if !providers.is_empty() {
+        body["providers"] = serde_json::Value::Object(providers);
+    }
+    (code, Json(body)).into_response()
 }
 
 async fn metrics(State(s): State<AdminState>) -> Response {
     let Some(handle) = &s.metrics else {
         return AdminError::NotFound("metrics are not enabled".into()).into_response();
     };
+    s.live.keys().record_ages();
     let text = handle.render(s.live.revocations());
     let content_type = "text/plain; version=0.0.4; charset=utf-8";
     ([(header::CONTENT_TYPE, content_type)], text).into_response()

@@ -51,7 +51,12 @@ pub enum Op {
     GetConsumer,
     PutConsumer,
     DeleteConsumer,
+    ListProviders,
+    GetProvider,
+    PutProvider,
+    DeleteProvider,
     Revoke,
+    Explain,
     OpenApi,
     Status,
     Metrics,
@@ -86,6 +91,8 @@ pub const ROUTE: &str = "/admin/v1/routes/{name}";
 pub const ROUTE_JWT: &str = "/admin/v1/routes/{name}/jwt";
 pub const CONSUMERS: &str = "/admin/v1/consumers";
 pub const CONSUMER: &str = "/admin/v1/consumers/{username}";
+pub const PROVIDERS: &str = "/admin/v1/providers";
+pub const PROVIDER: &str = "/admin/v1/providers/{name}";
 
 pub const ENDPOINTS: &[Endpoint] = &[
     ep(
@@ -141,10 +148,40 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "Delete a consumer",
     ),
     ep(
+        Verb::Get,
+        PROVIDERS,
+        Op::ListProviders,
+        "List identity providers",
+    ),
+    ep(
+        Verb::Get,
+        PROVIDER,
+        Op::GetProvider,
+        "Get one identity provider",
+    ),
+    ep(
+        Verb::Put,
+        PROVIDER,
+        Op::PutProvider,
+        "Create or replace an identity provider",
+    ),
+    ep(
+        Verb::Delete,
+        PROVIDER,
+        Op::DeleteProvider,
+        "Delete an identity provider (refused while a route lists it)",
+    ),
+    ep(
         Verb::Post,
         "/admin/v1/revocations",
         Op::Revoke,
         "Blacklist a token until it expires",
+    ),
+    ep(
+        Verb::Post,
+        "/admin/v1/explain",
+        Op::Explain,
+        "What the gateway would do with a token on a request, step by step (token explain)",
     ),
     ep(
         Verb::Get,

@@ -14,11 +14,13 @@ mod consumers;
 pub mod endpoints;
 mod error;
 pub mod explain;
+mod explain_api;
 mod input;
 mod live;
 pub mod openapi;
 mod policy_edit;
 mod protect;
+mod providers;
 mod revocations;
 mod routes;
 

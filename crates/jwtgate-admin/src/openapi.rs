@@ -71,7 +71,9 @@ fn request_schema(op: Op) -> Option<Value> {
         Op::PutRoute => schema_ref("Route"),
         Op::PutJwt | Op::PatchJwt => schema_ref("Jwt"),
         Op::PutConsumer => schema_ref("Consumer"),
+        Op::PutProvider => schema_ref("Provider"),
         Op::Revoke => schema_ref("Revocation"),
+        Op::Explain => schema_ref("ExplainRequest"),
         _ => return None,
     })
 }
@@ -120,6 +122,19 @@ fn responses(op: Op) -> Map<String, Value> {
     let entries: Vec<(&str, Value)> = match op {
         Op::ListRoutes => vec![("200", list("routes", "Route"))],
         Op::ListConsumers => vec![("200", list("consumers", "Consumer"))],
+        Op::ListProviders => vec![("200", list("providers", "Provider"))],
+        Op::GetProvider => vec![
+            ("200", ok(schema_ref("Provider"))),
+            ("404", error("not found")),
+        ],
+        Op::PutProvider => write("Provider"),
+        Op::Explain => vec![
+            ("200", ok(schema_ref("ExplainReport"))),
+            (
+                "400",
+                error("invalid body, an unknown route, or a request line that is not \"METHOD /path\""),
+            ),
+        ],
         Op::GetRoute => vec![
             ("200", ok(schema_ref("Route"))),
             ("404", error("not found")),
@@ -135,7 +150,7 @@ fn responses(op: Op) -> Map<String, Value> {
         Op::PutRoute => write("Route"),
         Op::PutJwt | Op::PatchJwt => write("Jwt"),
         Op::PutConsumer => write("Consumer"),
-        Op::DeleteRoute | Op::DeleteJwt | Op::DeleteConsumer => delete,
+        Op::DeleteRoute | Op::DeleteJwt | Op::DeleteConsumer | Op::DeleteProvider => delete,
         Op::Revoke => vec![
             (
                 "201",
@@ -150,9 +165,16 @@ fn responses(op: Op) -> Map<String, Value> {
         Op::Status => vec![
             (
                 "200",
-                ok(
-                    json!({ "type": "object", "properties": { "status": { "type": "string", "enum": ["ready"] } } }),
-                ),
+                ok(json!({ "type": "object", "properties": {
+                    "status": { "type": "string", "enum": ["ready"] },
+                    "providers": { "type": "object", "additionalProperties": {
+                        "type": "object",
+                        "properties": {
+                            "state": { "type": "string", "enum": ["ok", "stale", "unavailable"] },
+                            "keys": { "type": "integer" },
+                            "age_seconds": { "type": "integer", "nullable": true }
+                        } } }
+                } })),
             ),
             ("503", json!({ "description": "stopping" })),
         ],
@@ -223,7 +245,10 @@ fn schemas() -> Value {
                     "type": "object",
                     "additionalProperties": false,
                     "properties": { "undeletable": boolean, "immutable": boolean }
-                }
+                },
+                "providers": { "type": "array", "items": { "type": "string" }, "description": "names of identity providers whose tokens this route accepts" },
+                "consumers": { "type": "boolean", "description": "default true: tokens no provider issued go the consumer-key way" },
+                "audiences": { "type": "array", "items": { "type": "string" }, "description": "non-empty: replaces the providers' audiences" }
             }
         },
         "Consumer": {
@@ -243,6 +268,40 @@ fn schemas() -> Value {
                         "base64_secret": boolean, "public_key": s, "public_key_file": s
                     }
                 }
+            }
+        },
+        "Provider": {
+            "type": "object",
+            "required": ["issuer"],
+            "additionalProperties": false,
+            "properties": {
+                "name": { "type": "string", "description": "optional in a body: the path names the provider" },
+                "issuer": { "type": "string", "description": "must equal the token's iss exactly" },
+                "discovery": boolean, "jwks_uri": s, "jwks_file": s,
+                "algorithms": { "type": "array", "items": { "type": "string" }, "description": "default [RS256]; HS* and none are refused" },
+                "audiences": strings,
+                "refresh_seconds": int, "kid_miss_interval_seconds": int, "max_stale_seconds": int,
+                "fetch_timeout_ms": int, "ca_file": s, "consumer_claim": s, "client_id": s,
+                "backchannel_logout_path": s
+            }
+        },
+        "ExplainRequest": {
+            "type": "object",
+            "required": ["token"],
+            "additionalProperties": false,
+            "properties": {
+                "token": s,
+                "request": { "type": "string", "description": "e.g. \"GET /v1/orders\"" },
+                "route": s
+            }
+        },
+        "ExplainReport": {
+            "type": "object",
+            "properties": {
+                "verdict": { "type": "string", "enum": ["accepted", "refused", "undetermined"] },
+                "status": { "type": "integer" },
+                "message": s, "reason": s, "route": s,
+                "steps": { "type": "array", "items": { "type": "object", "properties": { "step": s, "detail": s } } }
             }
         },
         "Revocation": {

@@ -52,8 +52,10 @@ pub struct CheckArgs {
 pub enum TokenCommand {
     /// Mint a token (for development and tests), printed on stdout.
     ///
-    /// Either for a consumer of a config (--config F --consumer NAME; RS/PS/ES/EdDSA
-    /// consumers also need --private-key), or from explicit --key/--alg/--secret|--private-key.
+    /// For a consumer of a config (--config F --consumer NAME; RS/PS/ES/EdDSA
+    /// consumers also need --private-key), as an identity provider of a config
+    /// (--config F --provider NAME --private-key FILE [--kid K]), or from explicit
+    /// --key/--alg/--secret|--private-key.
     Sign(SignArgs),
     /// Say, step by step, what the gateway would do with a token and why.
     /// Exit 0 if it would be accepted, 1 if refused, 2 on a usage or config error,
@@ -64,17 +66,26 @@ pub enum TokenCommand {
 
 #[derive(Args, Debug)]
 pub struct SignArgs {
-    /// Config file holding the consumer.
-    #[arg(long, short, requires = "consumer")]
+    /// Config file holding the consumer (or provider).
+    #[arg(long, short)]
     pub config: Option<PathBuf>,
     /// Consumer username in the config.
     #[arg(long, requires = "config")]
     pub consumer: Option<String>,
+    /// Identity provider of the config: the token gets its issuer as `iss`
+    /// and its first audience as `aud` (needs --private-key, and --kid
+    /// unless its key set has one key for --alg).
+    #[arg(long, requires = "config", conflicts_with = "consumer")]
+    pub provider: Option<String>,
+    /// `kid` header parameter: the provider key that signed the token.
+    #[arg(long)]
+    pub kid: Option<String>,
     /// Use this route's key_claim_name (with --config).
     #[arg(long, requires = "config")]
     pub route: Option<String>,
-    /// The consumer key to put in the key claim (without --config).
-    #[arg(long, conflicts_with = "consumer")]
+    /// The consumer key to put in the key claim (without --config); none:
+    /// no key claim (e.g. a provider-style token with --claim iss=...).
+    #[arg(long, conflicts_with_all = ["consumer", "provider"])]
     pub key: Option<String>,
     /// Algorithm (without --config): HS256 HS384 HS512 RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA.
     #[arg(long, conflicts_with = "consumer")]

@@ -115,9 +115,11 @@ async fn revocation(config: &Config, key: &RevocationKey) -> Revocation {
     }
     let store = match jwtgate_store::open(&config.store) {
         Ok(s) => s,
-        Err(e) => return Revocation::Unknown(format!(
+        Err(e) => {
+            return Revocation::Unknown(format!(
             "cannot open the revocation store ({e}); a running gateway may hold the embedded store"
-        )),
+        ))
+        }
     };
     // Both keys: the signing input's, and the whole token's that older
     // versions wrote (SPEC §3.11).

@@ -25,8 +25,32 @@ pub fn sign(args: &SignArgs) -> ExitCode {
 }
 
 fn mint(args: &SignArgs) -> Result<String, String> {
-    let (key, alg, secret, claim_name) = match (&args.config, &args.consumer) {
-        (Some(path), Some(name)) => {
+    let mut issued = Map::new();
+    let mut kid = args.kid.clone();
+    let (key, alg, secret, claim_name) = match (&args.config, &args.consumer, &args.provider) {
+        (Some(path), None, Some(name)) => {
+            let config = load_file(path).map_err(|e| format!("{}:\n{e}", path.display()))?;
+            let provider = config
+                .providers
+                .by_name(name)
+                .ok_or_else(|| format!("no provider {name:?} in {}", path.display()))?;
+            let alg = match &args.alg {
+                Some(a) => a.parse::<Algorithm>().map_err(|e| e.to_string())?,
+                None => *provider
+                    .algorithms
+                    .first()
+                    .ok_or("the provider has no algorithm")?,
+            };
+            if kid.is_none() {
+                kid = sole_kid(&config, provider.index, alg);
+            }
+            issued.insert("iss".into(), Value::String(provider.issuer.clone()));
+            if let Some(aud) = provider.audiences.first() {
+                issued.insert("aud".into(), Value::String(aud.clone()));
+            }
+            (None, alg.to_string(), None, None)
+        }
+        (Some(path), Some(name), None) => {
             let config = load_file(path).map_err(|e| format!("{}:\n{e}", path.display()))?;
             let consumer = config
                 .raw
@@ -50,13 +74,11 @@ fn mint(args: &SignArgs) -> Result<String, String> {
                 Some(s) => Some(s.clone().into_bytes()),
                 None => None,
             };
-            (cred.key.clone(), alg, secret, claim_name)
+            (Some(cred.key.clone()), alg, secret, claim_name)
         }
+        (Some(_), None, None) => return Err("with --config, give --consumer or --provider".into()),
         _ => {
-            let key = args
-                .key
-                .clone()
-                .ok_or("give --config and --consumer, or --key and --alg")?;
+            let key = args.key.clone();
             let alg = args.alg.clone().unwrap_or_else(|| "HS256".into());
             let secret = match &args.secret {
                 Some(s) if args.base64_secret => Some(decode_b64(s)?),
@@ -86,7 +108,10 @@ fn mint(args: &SignArgs) -> Result<String, String> {
         .clone()
         .or(claim_name)
         .unwrap_or_else(|| "key".into());
-    claims.insert(claim_name, Value::String(key));
+    if let Some(key) = key {
+        claims.insert(claim_name, Value::String(key));
+    }
+    claims.extend(issued);
     claims.insert("iat".into(), Value::from(now));
     if args.ttl > 0 {
         let ttl = i64::try_from(args.ttl).map_err(|_| "--ttl is too large")?;
@@ -99,7 +124,22 @@ fn mint(args: &SignArgs) -> Result<String, String> {
         let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_owned()));
         claims.insert(k.to_owned(), value);
     }
-    signer.encode(&claims).map_err(|e| e.to_string())
+    signer
+        .encode_with_kid(&claims, kid.as_deref())
+        .map_err(|e| e.to_string())
+}
+
+/// The kid of the only key of a `jwks_file` provider that fits `alg`.
+fn sole_kid(config: &jwtgate_config::Config, index: usize, alg: Algorithm) -> Option<String> {
+    let source = config.provider_sources.get(index)?;
+    let jwtgate_config::KeySource::File { set, .. } = &source.keys else {
+        return None;
+    };
+    let mut fitting = set.keys().iter().filter(|k| k.verifier(alg).is_some());
+    match (fitting.next(), fitting.next()) {
+        (Some(k), None) => k.kid.clone(),
+        _ => None,
+    }
 }
 
 fn decode_b64(s: &str) -> Result<Vec<u8>, String> {

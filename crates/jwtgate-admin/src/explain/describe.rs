@@ -174,19 +174,24 @@ pub(super) fn step(
             match keys {
                 Some(k) => say(
                     "key set",
-                    format!(
-                        "{} key(s) from {}, fetched {}s ago{}",
-                        k.set.len(),
-                        k.source,
-                        k.age(now),
-                        match k.max_stale {
-                            Some(max) if !k.usable_at(now) => {
-                                format!(" (STALE: older than max_stale_seconds {max})")
+                    match k.max_stale {
+                        None => format!(
+                            "{} key(s) from the file {} (jwks_file: reloaded with the config)",
+                            k.set.len(),
+                            k.source
+                        ),
+                        Some(max) => format!(
+                            "{} key(s) from {}, fetched {}s ago ({})",
+                            k.set.len(),
+                            k.source,
+                            k.age(now),
+                            if k.usable_at(now) {
+                                format!("usable up to {max}s after the fetch")
+                            } else {
+                                format!("STALE: older than max_stale_seconds {max}, not used")
                             }
-                            Some(max) => format!(" (usable up to {max}s after the fetch)"),
-                            None => " (a file: reloaded with the config)".to_owned(),
-                        }
-                    ),
+                        ),
+                    },
                 ),
                 None => say(
                     "key set",

@@ -1,0 +1,708 @@
+//! Identity providers (SPEC §3.6) against the real binary: a real OpenID
+//! provider nobody on the team wrote (panva's `oidc-provider`, discovery
+//! over HTTPS, JWT access tokens, key rotation by restart, outage by
+//! stopping it), and a key-set server of our own for what a real IdP will
+//! not do on demand (malformed sets, 500s, slow and oversized answers, and
+//! counting the fetches of a forged-`kid` flood).
+
+#![allow(clippy::unwrap_used)]
+
+mod admin_support;
+mod idp_support;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use idp_support::*;
+use jwtgate_testkit::oidc::{generate_keys, test_ca_file, OidcOptions, OidcProvider, TokenRequest};
+use serde_json::{json, Value};
+use support::*;
+
+const SECRET: &str = "providers-secret-0123456789abcdefghij";
+const RESOURCE: &str = "https://api.example.test/orders";
+
+/// A gateway with consumer `alice` (HS256), provider `corp` and route
+/// `api` listing it; `provider` is the provider's YAML body (after
+/// `- name: corp`), `jwt` extra route policy keys.
+fn config(upstream: &Upstream, provider: &str, jwt: &str) -> String {
+    format!(
+        r#"listen: "127.0.0.1:0"
+consumers:
+  - username: alice
+    jwt: {{ key: user123, secret: "{SECRET}" }}
+providers:
+  - name: corp
+{provider}
+routes:
+  - name: api
+    paths: ["/api/*"]
+    upstream: {{ nodes: ["{node}"] }}
+    jwt: {{ providers: [corp], forward_claims: {{ sub: X-User-Id }} {jwt} }}
+  - name: other
+    paths: ["/other/*"]
+    upstream: {{ echo: true }}
+    jwt: {{}}
+"#,
+        node = upstream.node()
+    )
+}
+
+fn oidc_provider_yaml(idp: &OidcProvider, extra: &str) -> String {
+    format!(
+        r#"    issuer: "{issuer}"
+    discovery: true
+    ca_file: "{ca}"
+    algorithms: [RS256, ES256]
+    audiences: ["{RESOURCE}"]
+{extra}"#,
+        issuer = idp.issuer,
+        ca = test_ca_file().display()
+    )
+}
+
+fn get(gw: &Gateway, token: &str) -> Response {
+    gw.send(&Req::get("/api/orders").bearer(token))
+}
+
+fn wait_status(gw: &Gateway, token: &str, status: u16, within: Duration) -> Response {
+    let deadline = Instant::now() + within;
+    loop {
+        let resp = get(gw, token);
+        if resp.status == status || Instant::now() > deadline {
+            return resp;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn tokens_of_a_real_openid_provider_are_accepted_through_discovery() {
+    let idp = OidcProvider::start(&OidcOptions {
+        tls: true,
+        roles: vec!["clerk".into()],
+        ..OidcOptions::default()
+    });
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(&up, &oidc_provider_yaml(&idp, ""), ""));
+    let token = idp.client_credentials_token("orders:read");
+    let resp = wait_status(&gw, &token, 200, Duration::from_secs(15));
+    assert_eq!(resp.status, 200, "{}\n{}", resp.text(), gw.logs());
+    let seen = up.last();
+    // SPEC §3.6: the issuer identifies the credential; no consumer.
+    assert_eq!(
+        seen.header("x-credential-identifier"),
+        Some(idp.issuer.as_str())
+    );
+    assert_eq!(seen.header("x-consumer-username"), None);
+    assert_eq!(seen.header("x-user-id"), Some("jwtgate-test"));
+    // Consumer tokens still work on the same route.
+    let alice = sign_hs("HS256", SECRET, claims_for("user123"));
+    assert_eq!(get(&gw, &alice).status, 200);
+    assert_eq!(up.last().header("x-consumer-username"), Some("alice"));
+    // A token for another resource: wrong audience.
+    let other = idp
+        .token(&TokenRequest {
+            scope: "orders:read".into(),
+            resource: Some("https://api.example.test/billing".into()),
+            ..TokenRequest::default()
+        })
+        .unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_refused(&get(&gw, &other), "failed to verify jwt", "jwtgate", true);
+    // A provider token on a route that does not list the provider.
+    let resp = gw.send(&Req::get("/other/x").bearer(&token));
+    assert_refused(&resp, "failed to verify jwt", "jwtgate", true);
+    assert!(
+        eventually(IO_TIMEOUT, || gw.logs().contains("auth=wrong_audience")
+            && gw.logs().contains("auth=wrong_issuer")),
+        "{}",
+        gw.logs()
+    );
+}
+
+#[test]
+fn es256_tokens_and_rotation_by_kid() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first.json");
+    let second = dir.path().join("second.json");
+    generate_keys(&first, &[("ES256", "es-1")]);
+    generate_keys(&second, &[("ES256", "es-2")]);
+    let mut opts = OidcOptions {
+        tls: true,
+        keys_file: Some(first.clone()),
+        access_token_alg: "ES256".into(),
+        id_token_alg: "ES256".into(),
+        ..OidcOptions::default()
+    };
+    let mut idp = OidcProvider::start(&opts);
+    let up = Upstream::start();
+    // A long refresh: only the unknown kid can make the gateway fetch.
+    let provider = oidc_provider_yaml(
+        &idp,
+        "    refresh_seconds: 3600\n    kid_miss_interval_seconds: 1\n",
+    );
+    let gw = Gateway::start(&config(&up, &provider, ""));
+    let old = idp.client_credentials_token("orders:read");
+    assert_eq!(
+        wait_status(&gw, &old, 200, Duration::from_secs(15)).status,
+        200
+    );
+
+    // The provider rotates (same port, a new key set).
+    opts.port = idp.port;
+    opts.keys_file = Some(second);
+    idp.restart(&opts);
+    let new = idp.client_credentials_token("orders:read");
+    // Its first request finds kid es-2 unknown, and a fetch brings it.
+    // (kid_miss_interval is 1 s: the fetch at start may be that recent.)
+    let resp = wait_status(&gw, &new, 200, Duration::from_secs(10));
+    assert_eq!(resp.status, 200, "{}\n{}", resp.text(), gw.logs());
+    // The old key is gone from the set: its token stops verifying at
+    // once, verified-token cache included.
+    assert_refused(&get(&gw, &old), "failed to verify jwt", "jwtgate", true);
+}
+
+#[test]
+fn an_idp_outage_keeps_the_last_good_keys_across_a_restart() {
+    let mut idp = OidcProvider::start(&OidcOptions {
+        tls: true,
+        ..OidcOptions::default()
+    });
+    let up = Upstream::start();
+    let state = tempfile::tempdir().unwrap();
+    let provider = oidc_provider_yaml(&idp, "    refresh_seconds: 1\n");
+    let yaml = format!(
+        "state_dir: \"{}\"\n{}",
+        state.path().display(),
+        config(&up, &provider, "")
+    );
+    let gw = Gateway::start(&yaml);
+    let token = idp.client_credentials_token("orders:read");
+    assert_eq!(
+        wait_status(&gw, &token, 200, Duration::from_secs(15)).status,
+        200
+    );
+    let cache = state.path().join("providers/corp.jwks.json");
+    assert!(eventually(IO_TIMEOUT, || cache.is_file()), "no key cache");
+
+    idp.kill();
+    // Refreshes fail; the keys in use stay, and /status says stale.
+    assert!(
+        eventually(Duration::from_secs(15), || gw
+            .logs()
+            .contains("key set fetch failed")),
+        "{}",
+        gw.logs()
+    );
+    assert_eq!(get(&gw, &token).status, 200);
+    drop(gw);
+
+    // A node restarting while the IdP is still down verifies from its disk
+    // cache (within max_stale_seconds), without waiting for the IdP.
+    let started = Instant::now();
+    let gw = Gateway::start(&yaml);
+    assert_eq!(get(&gw, &token).status, 200, "{}", gw.logs());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        gw.logs().contains("keys loaded from the disk cache"),
+        "{}",
+        gw.logs()
+    );
+}
+
+#[test]
+fn a_forged_kid_flood_costs_one_fetch_per_interval() {
+    let keys = KeyServer::start(false);
+    keys.set("/keys", Reply::json(&jwks(&[jwk("rsa", "good")])));
+    let up = Upstream::start();
+    let provider = format!(
+        "    issuer: \"https://idp.example\"\n    jwks_uri: \"{}\"\n    kid_miss_interval_seconds: 2\n",
+        keys.url("/keys")
+    );
+    let gw = Gateway::start(&config(&up, &provider, ""));
+    let claims = json!({"iss": "https://idp.example", "sub": "u", "exp": now() + 600});
+    let good = sign_kid("RS256", "rsa.key", Some("good"), claims.clone());
+    assert_eq!(
+        wait_status(&gw, &good, 200, Duration::from_secs(10)).status,
+        200
+    );
+    let before = keys.hits("/keys");
+    let started = Instant::now();
+    let mut rng = Rng::new(7);
+    let mut refused = 0;
+    // 600 tokens, each with a kid nobody published, for at least 3 s.
+    let mut n = 0;
+    while n < 600 || started.elapsed() < Duration::from_secs(3) {
+        let kid = format!("forged-{}", rng.next_u64());
+        let forged = sign_kid("RS256", "rsa2.key", Some(&kid), claims.clone());
+        let resp = get(&gw, &forged);
+        assert_refused(&resp, "failed to verify jwt", "jwtgate", true);
+        refused += 1;
+        n += 1;
+    }
+    let elapsed = started.elapsed();
+    let fetches = keys.hits("/keys") - before;
+    // At most one fetch per 2 s interval (plus one for the interval under
+    // way when the flood began), whatever the number of forged tokens.
+    let bound = elapsed.as_secs() as usize / 2 + 2;
+    eprintln!(
+        "forged-kid flood: {refused} forged kids in {elapsed:?} -> {fetches} key-set fetches"
+    );
+    assert!(
+        fetches <= bound,
+        "{fetches} fetches for {refused} forged kids in {elapsed:?} (bound {bound})"
+    );
+    assert_eq!(get(&gw, &good).status, 200, "the good token still passes");
+}
+
+#[test]
+fn bad_key_sets_never_replace_a_good_one() {
+    let keys = KeyServer::start(true);
+    keys.set("/keys", Reply::json(&jwks(&[jwk("rsa", "good")])));
+    let up = Upstream::start();
+    let provider = format!(
+        "    issuer: \"https://idp.example\"\n    jwks_uri: \"{}\"\n    ca_file: \"{TLS}/ca.crt\"\n    refresh_seconds: 1\n    fetch_timeout_ms: 500\n",
+        keys.url("/keys")
+    );
+    let yaml = format!(
+        "admin: {{ listen: \"127.0.0.1:0\", api_key: \"{}\" }}\n{}",
+        admin_support::KEY,
+        config(&up, &provider, "")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let node = admin_support::Node::start(dir.path(), &yaml);
+    let claims = json!({"iss": "https://idp.example", "sub": "u", "exp": now() + 600});
+    let good = sign_kid("RS256", "rsa.key", Some("good"), claims.clone());
+    let ok = eventually(Duration::from_secs(10), || {
+        node.send(&Req::get("/api/x").bearer(&good)).status == 200
+    });
+    assert!(ok, "{}", node.logs());
+    let mut oversized = b"{\"keys\":[".to_vec();
+    oversized.extend(std::iter::repeat_n(b' ', 2 * 1024 * 1024));
+    oversized.extend(b"]}");
+    let bad = [
+        Reply::raw("not json at all"),
+        Reply::json(&json!({"keys": "nope"})),
+        Reply::json(&jwks(&[
+            json!({"kty": "oct", "k": "c2VjcmV0", "kid": "good"}),
+        ])),
+        Reply::json(&jwks(&[jwk("rsa1024", "good")])),
+        Reply::json(&jwks(&[])),
+        Reply::status(500),
+        Reply::json(&jwks(&[jwk("rsa2", "good")])).delayed(Duration::from_secs(2)),
+        Reply::raw(oversized),
+    ];
+    for reply in bad {
+        let before = node
+            .metrics()
+            .value("jwtgate_jwks_fetch_total", &[("provider", "corp")]);
+        keys.set("/keys", reply);
+        let fetched = eventually(Duration::from_secs(15), || {
+            node.metrics()
+                .value("jwtgate_jwks_fetch_total", &[("provider", "corp")])
+                >= before + 2.0
+        });
+        assert!(fetched, "no fetch\n{}", node.logs());
+        assert_eq!(
+            node.send(&Req::get("/api/x").bearer(&good)).status,
+            200,
+            "a bad answer replaced the good keys\n{}",
+            node.logs()
+        );
+    }
+    let m = node.metrics();
+    assert!(
+        m.value("jwtgate_jwks_fetch_total", &[("outcome", "invalid")]) >= 4.0,
+        "{}",
+        m.0
+    );
+    assert!(
+        m.value("jwtgate_jwks_fetch_total", &[("outcome", "error")]) >= 3.0,
+        "{}",
+        m.0
+    );
+    // /status says the keys are stale: still served, the provider failing.
+    let status = Req::get("/status").try_send(node.admin).unwrap().json();
+    assert_eq!(status["providers"]["corp"]["state"], "stale", "{status}");
+    assert_eq!(status["providers"]["corp"]["keys"], 1);
+    assert!(m.has_family("jwtgate_jwks_age_seconds"), "{}", m.0);
+}
+
+#[test]
+fn providers_never_block_start_or_other_routes() {
+    // Twenty providers whose IdP does not answer (a port nobody listens
+    // on), and no disk cache.
+    let dead = dead_port();
+    let up = Upstream::start();
+    let mut providers = String::new();
+    let mut names = Vec::new();
+    for i in 0..20 {
+        providers.push_str(&format!(
+            "  - name: p{i}\n    issuer: \"https://idp-{i}.example\"\n    jwks_uri: \"https://127.0.0.1:{}/keys\"\n",
+            dead.port
+        ));
+        names.push(format!("p{i}"));
+    }
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+consumers:
+  - username: alice
+    jwt: {{ key: user123, secret: "{SECRET}" }}
+providers:
+{providers}routes:
+  - name: api
+    paths: ["/api/*"]
+    upstream: {{ nodes: ["{node}"] }}
+    jwt: {{ providers: [{list}] }}
+"#,
+        node = up.node(),
+        list = names.join(", ")
+    );
+    let started = Instant::now();
+    let gw = Gateway::start(&yaml);
+    let alice = sign_hs("HS256", SECRET, claims_for("user123"));
+    assert_eq!(get(&gw, &alice).status, 200);
+    let served = started.elapsed();
+    assert!(
+        served < Duration::from_secs(5),
+        "first request served after {served:?}"
+    );
+    eprintln!("20 unreachable providers: first consumer request served {served:?} after spawn");
+    // A provider token finds no keys: refused at once, not waited on.
+    let t = sign_kid(
+        "RS256",
+        "rsa.key",
+        Some("k"),
+        json!({"iss": "https://idp-3.example", "exp": now() + 60}),
+    );
+    let asked = Instant::now();
+    assert_refused(&get(&gw, &t), "failed to verify jwt", "jwtgate", true);
+    assert!(asked.elapsed() < Duration::from_secs(2));
+    assert!(
+        eventually(IO_TIMEOUT, || gw.logs().contains("auth=keys_unavailable")),
+        "{}",
+        gw.logs()
+    );
+}
+
+#[test]
+fn discovery_with_another_issuer_is_refused() {
+    let keys = KeyServer::start(true);
+    let issuer = keys.url("/realms/main");
+    keys.set(
+        "/realms/main/.well-known/openid-configuration",
+        Reply::json(&json!({"issuer": format!("{issuer}/"), "jwks_uri": keys.url("/keys")})),
+    );
+    keys.set("/keys", Reply::json(&jwks(&[jwk("rsa", "k1")])));
+    let up = Upstream::start();
+    let provider =
+        format!("    issuer: \"{issuer}\"\n    discovery: true\n    ca_file: \"{TLS}/ca.crt\"\n");
+    let gw = Gateway::start(&config(&up, &provider, ""));
+    let t = sign_kid(
+        "RS256",
+        "rsa.key",
+        Some("k1"),
+        json!({"iss": issuer, "exp": now() + 60}),
+    );
+    assert!(
+        eventually(IO_TIMEOUT, || gw.logs().contains("OIDC Discovery §4.3")),
+        "{}",
+        gw.logs()
+    );
+    assert_refused(&get(&gw, &t), "failed to verify jwt", "jwtgate", true);
+    assert_eq!(
+        keys.hits("/keys"),
+        0,
+        "keys fetched despite the issuer mismatch"
+    );
+    // Fixed: the keys come.
+    keys.serve_discovery(&issuer);
+    // (refresh_seconds defaults to 300: restart rather than wait.)
+    drop(gw);
+    let gw = Gateway::start(&config(&up, &provider, ""));
+    assert_eq!(
+        wait_status(&gw, &t, 200, Duration::from_secs(10)).status,
+        200
+    );
+}
+
+#[test]
+fn check_locates_every_provider_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.json"),
+        "{\"keys\": [{\"kty\": \"oct\", \"k\": \"AAAA\"}]}",
+    )
+    .unwrap();
+    let yaml = r#"listen: "127.0.0.1:0"
+providers:
+  - name: a
+    issuer: "https://a.example"
+    discovery: true
+    jwks_uri: "https://a.example/keys"
+  - name: b
+    issuer: "https://b.example"
+    jwks_uri: "ftp://b.example/keys"
+    algorithms: [HS256, none, RS999]
+  - name: c
+    issuer: "https://a.example"
+    jwks_file: bad.json
+  - name: d
+    issuer: "not a url"
+    discovery: true
+    backchannel_logout_path: "/bcl"
+routes:
+  - name: r
+    paths: ["/*"]
+    upstream: { echo: true }
+    jwt: { providers: [a, nope], consumers: false }
+  - name: s
+    paths: ["/s"]
+    upstream: { echo: true }
+    jwt: { consumers: false }
+"#;
+    let path = dir.path().join("jwtgate.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = run_cli(&["check", "--config", path.to_str().unwrap()], dir.path());
+    assert_eq!(out.code(), Some(1), "{}", out.all());
+    for want in [
+        "providers[0]: set exactly one of discovery: true, jwks_uri or jwks_file",
+        "providers[1].jwks_uri: \"ftp://b.example/keys\" is not an http(s) URL",
+        "providers[1].algorithms[0]: HS256 is never accepted from an identity provider",
+        "providers[1].algorithms[1]: \"none\" is never accepted",
+        "providers[1].algorithms[2]: unsupported algorithm \"RS999\"",
+        "providers[2].jwks_file: not a usable JWK Set: no usable signing key",
+        "providers[3].issuer: must be an http(s) URL for discovery",
+        "providers[3].client_id: is required with backchannel_logout_path",
+        "routes[0].jwt.providers[1]: no provider named \"nope\"",
+        "routes[1].jwt.consumers: is false but the policy lists no providers",
+    ] {
+        assert!(
+            out.stderr.contains(want),
+            "missing {want:?}:\n{}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn providers_through_the_admin_api() {
+    use admin_support::Node;
+    let keys = KeyServer::start(false);
+    keys.set("/keys", Reply::json(&jwks(&[jwk("ec-p256", "e1")])));
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+admin: {{ listen: "127.0.0.1:0", api_key: "{}" }}
+routes:
+  - name: api
+    paths: ["/api/*"]
+    upstream: {{ echo: true }}
+    jwt: {{}}
+"#,
+        admin_support::KEY
+    );
+    let node = Node::start(dir.path(), &yaml);
+    let body = json!({"issuer": "https://idp.example", "jwks_uri": keys.url("/keys"), "algorithms": ["ES256"]});
+    let resp = node.admin("PUT", "/admin/v1/providers/corp", Some(body.clone()));
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    let resp = node.admin(
+        "PATCH",
+        "/admin/v1/routes/api/jwt",
+        Some(json!({"providers": ["corp"]})),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let t = sign_kid(
+        "ES256",
+        "ec-p256.key",
+        Some("e1"),
+        json!({"iss": "https://idp.example", "exp": now() + 60}),
+    );
+    let ok = eventually(Duration::from_secs(10), || {
+        node.send(&Req::get("/api/x").bearer(&t)).status == 200
+    });
+    assert!(ok, "{}", node.logs());
+    let list = node.admin("GET", "/admin/v1/providers", None).json();
+    assert_eq!(list["providers"][0]["name"], "corp");
+    // Invalid bodies are located.
+    let resp = node.admin(
+        "PUT",
+        "/admin/v1/providers/bad",
+        Some(json!({"issuer": "https://x", "jwks_uri": "https://x/k", "algorithms": ["HS256"], "colour": 1})),
+    );
+    let msg = assert_json_error(&resp, 400);
+    let fields: Vec<String> = resp.json()["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(fields.contains(&"colour".to_owned()), "{msg}: {fields:?}");
+    assert!(fields.contains(&"algorithms[0]".to_owned()), "{fields:?}");
+    // A provider a route lists cannot go.
+    let resp = node.admin("DELETE", "/admin/v1/providers/corp", None);
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert!(
+        resp.text().contains("routes[0].jwt.providers[0]"),
+        "{}",
+        resp.text()
+    );
+    // The write-back holds it; the explain endpoint reports the provider way.
+    assert!(admin_support::read(&node.config_path).contains("jwks_uri"));
+    let report = node
+        .admin(
+            "POST",
+            "/admin/v1/explain",
+            Some(json!({"token": t, "request": "GET /api/x"})),
+        )
+        .json();
+    assert_eq!(report["verdict"], "accepted", "{report}");
+    let steps: Vec<String> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{}: {}",
+                s["step"].as_str().unwrap(),
+                s["detail"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let all = steps.join("\n");
+    assert!(
+        all.contains("issuer: \"https://idp.example\": provider \"corp\""),
+        "{all}"
+    );
+    assert!(all.contains("key: kid \"e1\": EC P-256 key"), "{all}");
+    assert!(!all.contains(&t), "the token is not echoed");
+}
+
+#[test]
+fn explain_says_why_a_key_did_not_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("keys.json"),
+        jwks(&[jwk("rsa", "r1"), jwk("ec-p256", "e1")]).to_string(),
+    )
+    .unwrap();
+    let yaml = r#"listen: "127.0.0.1:0"
+providers:
+  - name: corp
+    issuer: "https://idp.example"
+    jwks_file: keys.json
+    algorithms: [RS256, ES256]
+    audiences: [orders]
+routes:
+  - name: api
+    paths: ["/api/*"]
+    upstream: { echo: true }
+    jwt: { providers: [corp] }
+"#;
+    let path = dir.path().join("jwtgate.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let config = path.to_str().unwrap();
+    let explain = |t: &str| {
+        run_cli(
+            &[
+                "token",
+                "explain",
+                t,
+                "--config",
+                config,
+                "--request",
+                "GET /api/x",
+            ],
+            dir.path(),
+        )
+    };
+    let claims = json!({"iss": "https://idp.example", "aud": "orders", "exp": now() + 60});
+    // An ES256 token naming the RSA key.
+    let t = sign_kid("ES256", "ec-p256.key", Some("r1"), claims.clone());
+    let out = explain(&t);
+    assert_eq!(out.code(), Some(1), "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("key \"r1\" does not fit ES256: it is an RSA 2048-bit key"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("keys in the set: r1 (RSA 2048-bit), e1 (EC P-256)"),
+        "{}",
+        out.stdout
+    );
+    // The wrong audience, compared.
+    let mut wrong = claims.clone();
+    wrong["aud"] = json!(["billing"]);
+    let out = explain(&sign_kid("RS256", "rsa.key", Some("r1"), wrong));
+    assert!(
+        out.stdout
+            .contains("audience:   FAILED: aud [\"billing\"] holds none of"),
+        "{}",
+        out.stdout
+    );
+    // An issuer that is a near miss gets a hint.
+    let mut near = claims.clone();
+    near["iss"] = json!("https://idp.example/");
+    let out = explain(&sign_kid("RS256", "rsa.key", Some("r1"), near));
+    assert!(
+        out.stdout
+            .contains("hint: provider \"corp\" has issuer \"https://idp.example\""),
+        "{}",
+        out.stdout
+    );
+    // Accepted.
+    let out = explain(&sign_kid("RS256", "rsa.key", Some("r1"), claims));
+    assert_eq!(out.code(), Some(0), "{}", out.all());
+    assert!(
+        out.stdout.contains("ACCEPTED as provider \"corp\""),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.all().contains("\"n\""), "no key material");
+}
+
+/// The `jwks_file` of the quickstart example works end to end.
+#[test]
+fn the_quickstart_provider_example_works() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let quickstart = format!("{root}/examples/quickstart.yaml");
+    let yaml = std::fs::read_to_string(&quickstart)
+        .unwrap()
+        .replace("127.0.0.1:8080", "127.0.0.1:0")
+        .replace("\"../data\"", "\"./data\"")
+        .replace(
+            "\"idp/jwks.json\"",
+            &format!("\"{root}/examples/idp/jwks.json\""),
+        );
+    let gw = Gateway::start(&yaml);
+    let out = run_cli(
+        &[
+            "token",
+            "sign",
+            "--config",
+            &quickstart,
+            "--provider",
+            "example-idp",
+            "--private-key",
+            &format!("{root}/examples/idp/signing-key.pem"),
+            "--claim",
+            "sub=u-42",
+        ],
+        std::path::Path::new(root),
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.all());
+    let token = out.stdout.trim();
+    let resp = gw.send(&Req::get("/v1/orders").bearer(token));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let seen: Value = resp.json();
+    assert_eq!(seen["headers"]["x-user-id"], "u-42");
+    assert_eq!(
+        seen["headers"]["x-credential-identifier"],
+        "https://idp.example.test/realms/demo"
+    );
+}
