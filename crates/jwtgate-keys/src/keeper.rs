@@ -251,10 +251,7 @@ impl Keeper {
             let wait = match self.fetch(scheduled).await {
                 Ok(max_age) => {
                     retry = FIRST_RETRY;
-                    let refresh = lock(&self.settings).source.refresh;
-                    max_age.map_or(refresh, |s| {
-                        Duration::from_secs(s).clamp(MIN_REFRESH, MAX_REFRESH)
-                    })
+                    next_refresh(max_age, lock(&self.settings).source.refresh)
                 }
                 Err(_) => {
                     let wait = retry;
@@ -436,6 +433,14 @@ impl Keeper {
     }
 }
 
+/// When to fetch again after a success: the answer's `max-age` within
+/// [60, 3600] s when it has one, else `refresh_seconds`.
+fn next_refresh(max_age: Option<u64>, refresh: Duration) -> Duration {
+    max_age.map_or(refresh, |s| {
+        Duration::from_secs(s).clamp(MIN_REFRESH, MAX_REFRESH)
+    })
+}
+
 fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
@@ -448,4 +453,19 @@ enum Failure {
     Unreachable(String),
     #[error("{0}")]
     Invalid(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_age_wins_within_bounds() {
+        let refresh = Duration::from_secs(300);
+        assert_eq!(next_refresh(None, refresh), refresh);
+        assert_eq!(next_refresh(Some(600), refresh), Duration::from_secs(600));
+        assert_eq!(next_refresh(Some(0), refresh), MIN_REFRESH);
+        assert_eq!(next_refresh(Some(5), refresh), MIN_REFRESH);
+        assert_eq!(next_refresh(Some(86_400), refresh), MAX_REFRESH);
+    }
 }
