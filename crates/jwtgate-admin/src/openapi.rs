@@ -227,6 +227,16 @@ fn schemas() -> Value {
                     "properties": { "echo": boolean, "nodes": strings, "scheme": { "type": "string", "enum": ["http", "https"] },
                                     "connect_timeout_ms": int, "read_timeout_ms": int }
                 },
+                "cors": {
+                    "type": "object",
+                    "required": ["allow_origins"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "allow_origins": { "type": "array", "items": { "type": "string" }, "description": "origins (scheme://host[:port]) or [\"*\"]" },
+                        "allow_methods": strings, "allow_headers": strings, "expose_headers": strings,
+                        "allow_credentials": boolean, "max_age_seconds": int
+                    }
+                },
                 "jwt": schema_ref("Jwt")
             }
         },
@@ -246,6 +256,18 @@ fn schemas() -> Value {
                     "additionalProperties": false,
                     "properties": { "undeletable": boolean, "immutable": boolean }
                 },
+                "authorize": { "type": "array", "description": "first rule whose match fits applies", "items": {
+                    "type": "object",
+                    "required": ["match"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "match": { "type": "array", "items": { "type": "string" }, "description": "METHOD_PATH entries" },
+                        "scopes": { "type": "array", "items": { "type": "string" }, "description": "all required, in scope or scp" },
+                        "any_of": { "type": "object", "additionalProperties": { "type": "array", "items": { "type": "string" } }, "description": "claim path -> one of these values" },
+                        "all_of": { "type": "object", "additionalProperties": { "type": "array", "items": { "type": "string" } }, "description": "claim path -> every one of these values" }
+                    } } },
+                "authorize_default": { "type": "string", "enum": ["allow", "deny"] },
+                "anonymous_consumer": { "type": "string", "description": "a consumer requests without a token go upstream as" },
                 "providers": { "type": "array", "items": { "type": "string" }, "description": "names of identity providers whose tokens this route accepts" },
                 "consumers": { "type": "boolean", "description": "default true: tokens no provider issued go the consumer-key way" },
                 "audiences": { "type": "array", "items": { "type": "string" }, "description": "non-empty: replaces the providers' audiences" }

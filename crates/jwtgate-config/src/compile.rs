@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use jwtgate_core::claims::ClaimPath;
 use jwtgate_core::consumer::{Consumer, ConsumerRegistry};
 use jwtgate_core::jwt::{Algorithm, VerifyKey};
 use jwtgate_core::path::{PathPattern, PathRules, RuleEntry};
@@ -58,7 +59,11 @@ pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Op
     );
     let consumers = consumers(&raw.consumers, base_dir, errors);
     let (providers, provider_sources) = crate::providers::compile(&raw.providers, base_dir, errors);
-    let routes = routes(&raw.routes, &providers, errors);
+    let refs = Refs {
+        providers: &providers,
+        consumers: &consumers,
+    };
+    let routes = routes(&raw.routes, &refs, errors);
     if !errors.is_empty() {
         return None;
     }
@@ -449,7 +454,13 @@ pub(crate) fn consumer(
     })
 }
 
-fn routes(raw: &[RawRoute], providers: &ProviderDirectory, errors: &mut Errors) -> Vec<Route> {
+/// What routes may refer to by name.
+pub(crate) struct Refs<'a> {
+    pub(crate) providers: &'a ProviderDirectory,
+    pub(crate) consumers: &'a ConsumerRegistry,
+}
+
+fn routes(raw: &[RawRoute], refs: &Refs<'_>, errors: &mut Errors) -> Vec<Route> {
     let mut names = HashSet::new();
     let mut out = Vec::new();
     for (i, r) in raw.iter().enumerate() {
@@ -460,7 +471,7 @@ fn routes(raw: &[RawRoute], providers: &ProviderDirectory, errors: &mut Errors) 
                 format!("duplicate route name {:?}", r.name),
             );
         }
-        if let Some(route) = route(r, &loc, providers, errors) {
+        if let Some(route) = route(r, &loc, refs, errors) {
             out.push(route);
         }
     }
@@ -470,7 +481,7 @@ fn routes(raw: &[RawRoute], providers: &ProviderDirectory, errors: &mut Errors) 
 pub(crate) fn route(
     r: &RawRoute,
     loc: &str,
-    providers: &ProviderDirectory,
+    refs: &Refs<'_>,
     errors: &mut Errors,
 ) -> Option<Route> {
     if r.name.is_empty() {
@@ -527,13 +538,18 @@ pub(crate) fn route(
     let jwt = r
         .jwt
         .as_ref()
-        .and_then(|j| jwt_policy(j, &child(loc, "jwt"), providers, errors));
+        .and_then(|j| jwt_policy(j, &child(loc, "jwt"), refs, errors));
+    let cors = r
+        .cors
+        .as_ref()
+        .and_then(|c| crate::cors::compile(c, methods.as_deref(), &child(loc, "cors"), errors));
     Some(Route {
         name: r.name.clone(),
         paths,
         methods,
         hosts,
         upstream: upstream?,
+        cors,
         jwt: jwt.map(Arc::new),
     })
 }
@@ -625,9 +641,10 @@ fn source(v: &Option<String>, default: &str, lower: bool) -> Option<String> {
 pub(crate) fn jwt_policy(
     j: &RawJwt,
     loc: &str,
-    providers: &ProviderDirectory,
+    refs: &Refs<'_>,
     errors: &mut Errors,
 ) -> Option<JwtPolicy> {
+    let providers = refs.providers;
     let at = |k: &str| child(loc, k);
     let key_claim_name = j.key_claim_name.clone().unwrap_or_else(|| "key".into());
     if key_claim_name.is_empty() {
@@ -655,19 +672,23 @@ pub(crate) fn jwt_policy(
             "must be non-empty printable ASCII without '\"' or '\\'",
         );
     }
-    let forward_claims: Vec<(String, String)> = j
+    let forward_claims: Vec<(ClaimPath, String)> = j
         .forward_claims
         .clone()
         .unwrap_or_default()
         .into_iter()
-        .map(|(claim, header)| {
+        .filter_map(|(claim, header)| {
+            let loc = child(&at("forward_claims"), &claim);
             if !valid_header_name(&header) {
-                errors.add(
-                    &child(&at("forward_claims"), &claim),
-                    format!("{header:?} is not a valid header name"),
-                );
+                errors.add(&loc, format!("{header:?} is not a valid header name"));
             }
-            (claim, header.to_ascii_lowercase())
+            match ClaimPath::parse(&claim) {
+                Ok(path) => Some((path, header.to_ascii_lowercase())),
+                Err(e) => {
+                    errors.add(&loc, e.to_string());
+                    None
+                }
+            }
         })
         .collect();
     let required = j.required_paths.as_deref().unwrap_or_default();
@@ -765,5 +786,7 @@ pub(crate) fn jwt_policy(
         providers: listed,
         consumers: takes_consumers,
         audiences,
+        authorize: crate::authorization::authorize(j, loc, errors),
+        anonymous: crate::authorization::anonymous(j, loc, refs.consumers, errors),
     })
 }

@@ -8,7 +8,9 @@
 //! (`routes[1].jwt.required_paths[0]: unknown method "FETCH"`), and loading
 //! fails with all of them at once. Nothing here serves traffic.
 
+mod authorization;
 mod compile;
+mod cors;
 mod error;
 mod model;
 mod providers;

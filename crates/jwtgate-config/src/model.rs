@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jwtgate_core::consumer::ConsumerRegistry;
+use jwtgate_core::cors::CorsPolicy;
 use jwtgate_core::jwt::{Algorithm, JwkSet};
 use jwtgate_core::path::PathPattern;
 use jwtgate_core::policy::JwtPolicy;
@@ -137,6 +138,9 @@ pub struct Route {
     /// Lower-case host names; a leading `*.` is a wildcard. Empty = any host.
     pub hosts: Vec<String>,
     pub upstream: Upstream,
+    /// Browser calls from other origins (SPEC §3.9); `None`: a preflight is
+    /// an ordinary request.
+    pub cors: Option<CorsPolicy>,
     pub jwt: Option<Arc<JwtPolicy>>,
 }
 

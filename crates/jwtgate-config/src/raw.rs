@@ -133,7 +133,38 @@ pub struct RawRoute {
     pub hosts: Option<Vec<String>>,
     pub upstream: RawUpstream,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors: Option<RawCors>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt: Option<RawJwt>,
+}
+
+/// A route's `cors:` (SPEC §3.9).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RawCors {
+    pub allow_origins: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_methods: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_headers: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expose_headers: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_credentials: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_age_seconds: Option<u64>,
+}
+
+/// One `authorize` rule (SPEC §3.7).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RawAuthorizeRule {
+    #[serde(rename = "match")]
+    pub matches: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub any_of: Option<std::collections::BTreeMap<String, Vec<String>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub all_of: Option<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -190,6 +221,12 @@ pub struct RawJwt {
     pub consumers: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audiences: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorize: Option<Vec<RawAuthorizeRule>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorize_default: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anonymous_consumer: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

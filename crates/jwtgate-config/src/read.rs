@@ -105,6 +105,31 @@ pub(crate) fn consumer(mut c: Obj<'_>, errors: &mut Errors) -> RawConsumer {
     }
 }
 
+fn authorize_rules(j: &mut Obj<'_>, errors: &mut Errors) -> Option<Vec<RawAuthorizeRule>> {
+    if !j.has("authorize") {
+        let _ = j.list("authorize", errors);
+        return None;
+    }
+    let mut rules = Vec::new();
+    for (loc, v) in j.list("authorize", errors) {
+        let Some(mut r) = obj(v, &loc, errors) else {
+            continue;
+        };
+        if !r.has("match") {
+            errors.add(&r.at("match"), "is required (METHOD_PATH entries)");
+        }
+        let map = |m: Option<Vec<(String, Vec<String>)>>| m.map(|v| v.into_iter().collect());
+        rules.push(RawAuthorizeRule {
+            matches: r.strings("match", errors).unwrap_or_default(),
+            scopes: r.strings("scopes", errors),
+            any_of: map(r.string_lists_map("any_of", errors)),
+            all_of: map(r.string_lists_map("all_of", errors)),
+        });
+        r.finish(errors);
+    }
+    Some(rules)
+}
+
 pub(crate) fn provider(mut p: Obj<'_>, errors: &mut Errors) -> RawProvider {
     let raw = RawProvider {
         name: p.required_string("name", errors).unwrap_or_default(),
@@ -154,6 +179,24 @@ pub(crate) fn route(mut r: Obj<'_>, errors: &mut Errors) -> RawRoute {
             RawUpstream::default()
         }
     };
+    let cors = r.child_obj("cors", errors).map(|mut c| {
+        let raw = RawCors {
+            allow_origins: c.strings("allow_origins", errors).unwrap_or_default(),
+            allow_methods: c.strings("allow_methods", errors),
+            allow_headers: c.strings("allow_headers", errors),
+            expose_headers: c.strings("expose_headers", errors),
+            allow_credentials: c.bool("allow_credentials", errors),
+            max_age_seconds: c.u64("max_age_seconds", errors),
+        };
+        if !c.has("allow_origins") {
+            errors.add(
+                &c.at("allow_origins"),
+                "is required (e.g. [\"https://app.example.com\"])",
+            );
+        }
+        c.finish(errors);
+        raw
+    });
     let jwt = r.child_obj("jwt", errors).map(|j| jwt(j, errors));
     r.finish(errors);
     RawRoute {
@@ -162,6 +205,7 @@ pub(crate) fn route(mut r: Obj<'_>, errors: &mut Errors) -> RawRoute {
         methods,
         hosts,
         upstream,
+        cors,
         jwt,
     }
 }
@@ -197,6 +241,9 @@ pub(crate) fn jwt(mut j: Obj<'_>, errors: &mut Errors) -> RawJwt {
         providers: j.strings("providers", errors),
         consumers: j.bool("consumers", errors),
         audiences: j.strings("audiences", errors),
+        authorize: authorize_rules(&mut j, errors),
+        authorize_default: j.string("authorize_default", errors),
+        anonymous_consumer: j.string("anonymous_consumer", errors),
     };
     j.finish(errors);
     raw

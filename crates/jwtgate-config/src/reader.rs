@@ -171,6 +171,45 @@ impl<'v> Obj<'v> {
         }
     }
 
+    /// A mapping of string to list of strings (a single string counts as a
+    /// list of one), in file order.
+    pub(crate) fn string_lists_map(
+        &mut self,
+        key: &'static str,
+        errors: &mut Errors,
+    ) -> Option<Vec<(String, Vec<String>)>> {
+        let loc = self.at(key);
+        match self.get(key)? {
+            Value::Object(m) => Some(
+                m.iter()
+                    .filter_map(|(k, v)| {
+                        let at = child(&loc, k);
+                        let list = match v {
+                            Value::String(s) => vec![s.clone()],
+                            Value::Array(items) => items
+                                .iter()
+                                .enumerate()
+                                .filter_map(|(i, v)| as_string(v, &index(&at, i), errors))
+                                .collect(),
+                            other => {
+                                errors.add(
+                                    &at,
+                                    format!("expected a list of strings, found {}", kind(other)),
+                                );
+                                return None;
+                            }
+                        };
+                        Some((k.clone(), list))
+                    })
+                    .collect(),
+            ),
+            other => {
+                errors.add(&loc, format!("expected a mapping, found {}", kind(other)));
+                None
+            }
+        }
+    }
+
     /// Reports every key that was never asked for.
     pub(crate) fn finish(self, errors: &mut Errors) {
         for key in self.map.keys() {

@@ -6,8 +6,10 @@
 //! fuzzable, property-testable and benchmarkable in isolation. The data plane
 //! (`jwtgate-proxy`) and the config compiler (`jwtgate-config`) build on it.
 
+pub mod claims;
 pub mod clock;
 pub mod consumer;
+pub mod cors;
 pub mod jwt;
 pub mod path;
 pub mod policy;

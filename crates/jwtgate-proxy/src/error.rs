@@ -16,6 +16,9 @@ pub enum GatewayError {
     NoRoute,
     #[error("authentication refused: {error}")]
     Unauthorized { error: AuthError, realm: String },
+    /// Authenticated, but the route's `authorize` rules refuse (SPEC §3.7).
+    #[error("authorization refused: {detail}")]
+    Forbidden { detail: String, realm: String },
     #[error("upstream unavailable: {0}")]
     UpstreamUnavailable(String),
     #[error("request body broke off: {0}")]
@@ -38,6 +41,7 @@ impl GatewayError {
             GatewayError::InvalidPath(_) => StatusCode::BAD_REQUEST,
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
             GatewayError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            GatewayError::Forbidden { .. } => StatusCode::FORBIDDEN,
             GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             GatewayError::RequestBody(_) => StatusCode::BAD_REQUEST,
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -55,6 +59,7 @@ impl GatewayError {
             GatewayError::InvalidPath(_) => "invalid request path",
             GatewayError::NoRoute => "no route matched",
             GatewayError::Unauthorized { error, .. } => error.public_message(),
+            GatewayError::Forbidden { .. } => "insufficient scope",
             GatewayError::UpstreamUnavailable(_) => "upstream unavailable",
             GatewayError::RequestBody(_) => "incomplete request body",
             GatewayError::UpstreamTimeout(_) => "upstream timed out",
@@ -67,12 +72,18 @@ impl GatewayError {
 
     pub fn into_response(self) -> Response<GatewayBody> {
         let mut resp = json_message(self.status(), self.public_message());
-        if let GatewayError::Unauthorized { error, realm } = &self {
-            let challenge = if error.token_presented() {
-                format!("Bearer realm=\"{realm}\", error=\"invalid_token\"")
-            } else {
-                format!("Bearer realm=\"{realm}\"")
-            };
+        let challenge = match &self {
+            GatewayError::Unauthorized { error, realm } if error.token_presented() => {
+                Some(format!("Bearer realm=\"{realm}\", error=\"invalid_token\""))
+            }
+            GatewayError::Unauthorized { realm, .. } => Some(format!("Bearer realm=\"{realm}\"")),
+            // RFC 6750 §3.1.
+            GatewayError::Forbidden { realm, .. } => Some(format!(
+                "Bearer realm=\"{realm}\", error=\"insufficient_scope\""
+            )),
+            _ => None,
+        };
+        if let Some(challenge) = challenge {
             // The realm is validated as a header-safe string at config load;
             // fall back to a bare challenge rather than fail the response.
             let value =

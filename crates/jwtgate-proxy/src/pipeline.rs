@@ -24,6 +24,7 @@ use http::header::{HeaderMap, HeaderValue, COOKIE};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
+use jwtgate_core::claims;
 use jwtgate_core::clock::Clock;
 use jwtgate_core::consumer::Consumer;
 use jwtgate_core::path::{normalize, Method};
@@ -34,10 +35,13 @@ use jwtgate_core::provider::IdentityProvider;
 use jwtgate_store::Entry;
 
 use crate::body::GatewayBody;
+use crate::cors;
 use crate::echo;
 use crate::error::{json_message, GatewayError};
 use crate::gateway::{Gateway, IdentityHeaders};
-use crate::headers::{self, X_CONSUMER_CUSTOM_ID, X_CONSUMER_USERNAME, X_CREDENTIAL_IDENTIFIER};
+use crate::headers::{
+    self, X_ANONYMOUS_CONSUMER, X_CONSUMER_CUSTOM_ID, X_CONSUMER_USERNAME, X_CREDENTIAL_IDENTIFIER,
+};
 use crate::log_sink;
 use crate::router::{PolicyHeaders, RouteRuntime, Target};
 use crate::upstream::ConnPool;
@@ -73,6 +77,9 @@ impl ConnInfo {
 #[derive(Default)]
 struct Outcome<'g> {
     route: Option<&'g RouteRuntime>,
+    /// `Access-Control-Allow-Origin` for the response, when the route has
+    /// CORS and the request's origin is allowed.
+    origin: Option<HeaderValue>,
     consumer: Option<Arc<Consumer>>,
     /// The identity provider that issued the token, if one did.
     provider: Option<Arc<IdentityProvider>>,
@@ -92,13 +99,21 @@ pub async fn handle(
         auth: "none",
         ..Outcome::default()
     };
-    let resp = match serve(&gateway, pool, req, conn, &mut outcome).await {
+    let mut resp = match serve(&gateway, pool, req, conn, &mut outcome).await {
         Ok(resp) => resp,
         Err(e) => {
             outcome.detail = Some(e.to_string());
             e.into_response()
         }
     };
+    // Every answer of a CORS route to an allowed origin says so, the
+    // gateway's own refusals included (a browser app must read its 401).
+    if let (Some(origin), Some(policy)) = (
+        outcome.origin.take(),
+        outcome.route.and_then(|r| r.route.cors.as_ref()),
+    ) {
+        cors::decorate(policy, origin, resp.headers_mut());
+    }
     let elapsed = started.elapsed();
     // One access-log line per request. Never the token: only who and why.
     if tracing::enabled!(target: "jwtgate::access", tracing::Level::INFO) {
@@ -194,13 +209,30 @@ async fn serve<'g>(
     //    upstream as X-Forwarded-Host.
     let host = headers::request_host(parts.uri.authority(), &parts.headers)?;
 
-    // 2. Route on path, then method and host.
+    // 2. Route on path, then method and host. A CORS preflight is routed
+    //    by the method it asks about (a route for GET answers the OPTIONS
+    //    preflight of its GETs), and answered here, before any
+    //    authentication: browsers send preflights without credentials.
     let host_name = host.as_ref().and_then(|h| h.to_str().ok()).map(strip_port);
-    let route = gw
-        .router
-        .find(&path, parts.method.as_str(), host_name)
-        .ok_or(GatewayError::NoRoute)?;
+    let asked = cors::preflight_method(&parts.method, &parts.headers);
+    let preflight_route = asked
+        .and_then(|m| gw.router.find(&path, m, host_name))
+        .filter(|r| r.route.cors.is_some());
+    let route = match preflight_route {
+        Some(r) => r,
+        None => gw
+            .router
+            .find(&path, parts.method.as_str(), host_name)
+            .ok_or(GatewayError::NoRoute)?,
+    };
     outcome.route = Some(route);
+    if let Some(policy) = &route.route.cors {
+        if preflight_route.is_some() {
+            outcome.auth = "preflight";
+            return Ok(cors::preflight(policy, &parts.headers));
+        }
+        outcome.origin = cors::allowed_origin(policy, &parts.headers);
+    }
 
     // 3. Identity headers are the gateway's to set: a client's copies are
     //    removed from every request, authenticated or not, whatever its
@@ -222,32 +254,57 @@ async fn serve<'g>(
     if let Some(policy) = &route.route.jwt {
         let requirement = policy.requirement(method, &path);
         if requirement.token_required {
-            let identity =
+            let authenticated =
                 authenticate_request(gw, policy, &route.names, &parts.headers, query.as_deref())
-                    .await
-                    .map_err(|refusal| match refusal {
-                        Refusal::Auth(error) => {
-                            outcome.auth = error.outcome();
-                            GatewayError::Unauthorized {
-                                error,
-                                realm: policy.realm.clone(),
-                            }
-                        }
-                        Refusal::NotLoaded => {
-                            outcome.auth = "store_unavailable";
-                            GatewayError::StoreUnavailable(
+                    .await;
+            let identity = match (authenticated, &policy.anonymous) {
+                // No token at all, and the route serves guests: the request
+                // goes on as the anonymous consumer (SPEC §3.8). A token that
+                // fails any check never falls back to it; nor does a logout.
+                (Err(Refusal::Auth(AuthError::Missing)), Some(guest)) if !requirement.logout => {
+                    Ok(Identity::anonymous(guest))
+                }
+                (result, _) => result,
+            };
+            let identity = identity.map_err(|refusal| match refusal {
+                Refusal::Auth(error) => {
+                    outcome.auth = error.outcome();
+                    GatewayError::Unauthorized {
+                        error,
+                        realm: policy.realm.clone(),
+                    }
+                }
+                Refusal::NotLoaded => {
+                    outcome.auth = "store_unavailable";
+                    GatewayError::StoreUnavailable(
                         "the blacklist has not been loaded yet (no snapshot, store unreachable)"
                             .into(),
                     )
-                        }
-                    })?;
-            outcome.auth = "ok";
+                }
+            })?;
+            outcome.auth = if identity.is_anonymous() {
+                "anonymous"
+            } else {
+                "ok"
+            };
             outcome.consumer = identity.principal.consumer().cloned();
             outcome.provider = identity.principal.provider().cloned();
-            if requirement.logout {
-                if let Some(l) = &policy.logout {
-                    logout = Some((identity.revocation, l.forward));
+            // 4a. Authorization by claims (SPEC §3.7), on the same
+            //     normalised path. Logging out is never refused.
+            if let (Some(authorize), false) = (&policy.authorize, requirement.logout) {
+                let decision = authorize.decide(method, &path, identity.claims.as_deref());
+                if !decision.is_allowed() {
+                    outcome.auth = "forbidden";
+                    return Err(GatewayError::Forbidden {
+                        detail: decision.to_string(),
+                        realm: policy.realm.clone(),
+                    });
                 }
+            }
+            if let (true, Some(l), Some(entry)) =
+                (requirement.logout, &policy.logout, identity.revocation)
+            {
+                logout = Some((entry, l.forward));
             }
             identity.add_headers(gw, &route.names, &mut parts.headers);
             if policy.hide_credentials {
@@ -336,10 +393,11 @@ impl Carriers {
 /// The identity to send upstream.
 struct Identity {
     principal: Principal,
-    claims: Arc<serde_json::Map<String, serde_json::Value>>,
+    /// `None` for the anonymous consumer: no token, no claims.
+    claims: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
     carriers: Carriers,
     /// The blacklist entry a logout with this token would write.
-    revocation: Entry,
+    revocation: Option<Entry>,
 }
 
 /// Why [`authenticate_request`] did not produce an identity.
@@ -357,6 +415,19 @@ impl From<AuthError> for Refusal {
 }
 
 impl Identity {
+    fn anonymous(guest: &Arc<Consumer>) -> Identity {
+        Identity {
+            principal: Principal::Anonymous(Arc::clone(guest)),
+            claims: None,
+            carriers: Carriers::default(),
+            revocation: None,
+        }
+    }
+
+    fn is_anonymous(&self) -> bool {
+        matches!(self.principal, Principal::Anonymous(_))
+    }
+
     /// Sets the identity headers (made once per config version) and the
     /// route's `forward_claims` headers. A consumer's token: its username,
     /// custom id and key. A provider's token (SPEC §3.6): the issuer as the
@@ -386,16 +457,19 @@ impl Identity {
                 headers.insert(X_CREDENTIAL_IDENTIFIER, v.clone());
             }
         }
+        if self.is_anonymous() {
+            headers.insert(X_ANONYMOUS_CONSUMER, HeaderValue::from_static("true"));
+        }
+        let Some(claims) = &self.claims else {
+            return;
+        };
         for (claim, header) in &names.forward {
-            let Some(value) = self.claims.get(claim) else {
+            // SPEC §3.7: arrays joined with ",", objects as compact JSON; a
+            // value with a control character is not sent (no injection).
+            let Some(text) = claim.get(claims).and_then(claims::header_text) else {
                 continue;
             };
-            let text = match value {
-                serde_json::Value::String(s) => Cow::Borrowed(s.as_str()),
-                other => Cow::Owned(other.to_string()),
-            };
-            // A claim with characters a header cannot carry is not forwarded.
-            if let Ok(v) = HeaderValue::from_str(&text) {
+            if let Ok(v) = HeaderValue::from_bytes(text.as_bytes()) {
                 headers.insert(header.clone(), v);
             }
         }
@@ -447,12 +521,12 @@ async fn authenticate_request(
         .map_or(i64::MAX, |exp| exp.saturating_add(gw.max_leeway));
     Ok(Identity {
         principal: auth.principal,
-        claims: auth.claims,
+        claims: Some(auth.claims),
         carriers,
-        revocation: Entry {
+        revocation: Some(Entry {
             digest: auth.revocation.signing_input,
             expires_at,
-        },
+        }),
     })
 }
 

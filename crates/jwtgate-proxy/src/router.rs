@@ -8,6 +8,7 @@ use std::time::Duration;
 use http::header::HeaderName;
 
 use jwtgate_config::{Route, Upstream};
+use jwtgate_core::claims::ClaimPath;
 use jwtgate_core::path::PathTrie;
 
 use crate::metrics::RouteMetrics;
@@ -35,8 +36,8 @@ pub struct RouteRuntime {
 pub struct PolicyHeaders {
     /// The token's header source (`jwt.header`).
     pub token: Option<HeaderName>,
-    /// `forward_claims`: claim -> upstream header.
-    pub forward: Vec<(String, HeaderName)>,
+    /// `forward_claims`: claim path -> upstream header.
+    pub forward: Vec<(ClaimPath, HeaderName)>,
 }
 
 impl PolicyHeaders {

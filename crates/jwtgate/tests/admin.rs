@@ -538,7 +538,8 @@ fn openapi_document_matches_the_endpoints() {
         }
     }
     documented.sort();
-    // SPEC §4's table, plus PATCH of a policy and this document.
+    // SPEC §4's table (with its further endpoints), plus PATCH of a policy
+    // and this document.
     let mut expected = vec![
         "GET /admin/v1/routes",
         "GET /admin/v1/routes/{name}",
@@ -552,7 +553,12 @@ fn openapi_document_matches_the_endpoints() {
         "GET /admin/v1/consumers/{username}",
         "PUT /admin/v1/consumers/{username}",
         "DELETE /admin/v1/consumers/{username}",
+        "GET /admin/v1/providers",
+        "GET /admin/v1/providers/{name}",
+        "PUT /admin/v1/providers/{name}",
+        "DELETE /admin/v1/providers/{name}",
         "POST /admin/v1/revocations",
+        "POST /admin/v1/explain",
         "GET /admin/v1/openapi.json",
         "GET /status",
         "GET /metrics",

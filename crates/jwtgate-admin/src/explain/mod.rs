@@ -229,6 +229,7 @@ impl Explain<'_> {
         };
 
         // The path rules.
+        let mut logout = false;
         if let Some(p) = &path {
             let requirement = policy.requirement(Method::from_bytes(method.as_bytes()), p);
             let mode = match &policy.scope {
@@ -246,6 +247,7 @@ impl Explain<'_> {
                 }
                 None => {}
             }
+            logout = requirement.logout;
             if requirement.logout {
                 r.line(
                     "logout",
@@ -258,10 +260,22 @@ impl Explain<'_> {
             }
             r.line("token", "required");
         }
-        Ok(self.token(policy, req.token, r))
+        let request = path
+            .as_deref()
+            .filter(|_| !logout)
+            .map(|p| (Method::from_bytes(method.as_bytes()), p));
+        Ok(self.token(policy, req.token, request, r))
     }
 
-    fn token(&self, policy: &JwtPolicy, token: &str, mut r: Report) -> Report {
+    /// `request`: the method and normalised path, when the report has one
+    /// and it is not the logout request (which authorization never refuses).
+    fn token(
+        &self,
+        policy: &JwtPolicy,
+        token: &str,
+        request: Option<(Method, &str)>,
+        mut r: Report,
+    ) -> Report {
         let clock = SystemClock;
         let mut steps = Vec::new();
         let result = authenticate_traced(policy, &self.auth, token, &clock, &mut |step| {
@@ -293,12 +307,19 @@ impl Explain<'_> {
                             "revocation",
                             format!("not revoked (checked in the {kind} store)"),
                         );
+                        if let Some(denied) = authorized(policy, request, &auth.claims, &mut r) {
+                            return denied(r);
+                        }
                         r.finish(Verdict::Accepted, 200, format!("ACCEPTED as {who}"))
                     }
                     Revocation::Unknown(why) => {
                         // Never call a token accepted when it may have been
-                        // logged out.
+                        // logged out; refused by authorization, it is refused
+                        // either way.
                         r.line("revocation", format!("NOT CHECKED: {why}"));
+                        if let Some(denied) = authorized(policy, request, &auth.claims, &mut r) {
+                            return denied(r);
+                        }
                         r.finish(
                             Verdict::Undetermined,
                             200,
@@ -324,6 +345,32 @@ impl Explain<'_> {
         r.line("reason", e.to_string());
         r
     }
+}
+
+/// The authorization step, when the route has rules and the report a
+/// request: writes the decision, and returns how to finish a denial.
+fn authorized(
+    policy: &JwtPolicy,
+    request: Option<(Method, &str)>,
+    claims: &serde_json::Map<String, serde_json::Value>,
+    r: &mut Report,
+) -> Option<impl FnOnce(Report) -> Report> {
+    let (authorize, (method, path)) = (policy.authorize.as_ref()?, request?);
+    let decision = authorize.decide(method, path, Some(claims));
+    r.line("authorize", decision.to_string());
+    if decision.is_allowed() {
+        return None;
+    }
+    let reason = decision.to_string();
+    Some(move |mut r: Report| {
+        r.message = Some("insufficient scope");
+        r.reason = Some(reason);
+        r.finish(
+            Verdict::Refused,
+            403,
+            "REFUSED: 403 \"insufficient scope\"".into(),
+        )
+    })
 }
 
 /// The blacklist keys of a token that parses (for lookups by callers).

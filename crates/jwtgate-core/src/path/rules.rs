@@ -333,6 +333,25 @@ impl PathRules {
         })
     }
 
+    /// Every entry matching the request, by position in the list (an
+    /// entry may come more than once), in no particular order. Does not
+    /// allocate.
+    pub fn all_matching<'a>(
+        &'a self,
+        method: Method,
+        path: &'a str,
+    ) -> impl Iterator<Item = usize> + 'a {
+        let specific = method
+            .trie_index()
+            .and_then(|i| self.by_method.get(i))
+            .map(|trie| trie.matches(path));
+        specific
+            .into_iter()
+            .flatten()
+            .chain(self.any.matches(path))
+            .copied()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

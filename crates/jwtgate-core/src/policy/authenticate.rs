@@ -173,7 +173,7 @@ fn current_generation_keys(
     principal: &Principal,
 ) -> Option<Option<Arc<ProviderKeys>>> {
     match principal {
-        Principal::Consumer(_) => Some(None),
+        Principal::Consumer(_) | Principal::Anonymous(_) => Some(None),
         Principal::Provider {
             provider,
             generation,
@@ -196,7 +196,7 @@ fn route_checks(
     now: i64,
 ) -> Result<(), AuthError> {
     match principal {
-        Principal::Consumer(_) => {
+        Principal::Consumer(_) | Principal::Anonymous(_) => {
             if !policy.consumers {
                 return Err(not_a_provider_token(claims));
             }

@@ -6,6 +6,7 @@
 //! responses. The data plane does those around [`authenticate`].
 
 mod authenticate;
+pub mod authorize;
 pub mod cache;
 #[cfg(test)]
 mod provider_tests;
@@ -20,6 +21,8 @@ use serde_json::Value;
 pub use self::authenticate::{
     authenticate, authenticate_cached, authenticate_traced, check_claims, numeric_date, Step,
 };
+use self::authorize::Authorization;
+use crate::claims::ClaimPath;
 use crate::consumer::{Consumer, ConsumerRegistry};
 use crate::jwt::{KeyMiss, RevocationKey, TokenError};
 use crate::path::{Method, PathRules, RuleEntry};
@@ -98,8 +101,8 @@ pub struct JwtPolicy {
     /// 0 = unlimited.
     pub max_lifetime_seconds: i64,
     pub realm: String,
-    /// claim name -> upstream header name (lower-case).
-    pub forward_claims: Vec<(String, String)>,
+    /// claim path -> upstream header name (lower-case).
+    pub forward_claims: Vec<(ClaimPath, String)>,
     pub scope: PathScope,
     /// Set when `use_jwt_blacklist_revoking` is on and a logout path is given.
     pub logout: Option<Logout>,
@@ -111,6 +114,12 @@ pub struct JwtPolicy {
     pub consumers: bool,
     /// Non-empty: replaces the providers' audiences on this route.
     pub audiences: Vec<String>,
+    /// `authorize` rules and `authorize_default` (SPEC §3.7); `None` when
+    /// there are no rules and the default allows: nothing to decide.
+    pub authorize: Option<Authorization>,
+    /// The consumer a request carrying no token goes upstream as (SPEC
+    /// §3.8).
+    pub anonymous: Option<Arc<Consumer>>,
 }
 
 impl Default for JwtPolicy {
@@ -130,6 +139,8 @@ impl Default for JwtPolicy {
             providers: Vec::new(),
             consumers: true,
             audiences: Vec::new(),
+            authorize: None,
+            anonymous: None,
         }
     }
 }
@@ -307,20 +318,23 @@ pub enum Principal {
         /// The key-set generation it was verified with.
         generation: u64,
     },
+    /// No token at all, on a route with an `anonymous_consumer` (SPEC
+    /// §3.8): the request runs as that consumer, with no claims.
+    Anonymous(Arc<Consumer>),
 }
 
 impl Principal {
     /// The consumer the request runs as, if any.
     pub fn consumer(&self) -> Option<&Arc<Consumer>> {
         match self {
-            Principal::Consumer(c) => Some(c),
+            Principal::Consumer(c) | Principal::Anonymous(c) => Some(c),
             Principal::Provider { consumer, .. } => consumer.as_ref(),
         }
     }
 
     pub fn provider(&self) -> Option<&Arc<IdentityProvider>> {
         match self {
-            Principal::Consumer(_) => None,
+            Principal::Consumer(_) | Principal::Anonymous(_) => None,
             Principal::Provider { provider, .. } => Some(provider),
         }
     }

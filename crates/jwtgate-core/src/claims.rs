@@ -1,0 +1,190 @@
+//! Claims named by dotted paths into a token's payload (SPEC §3.7):
+//! `sub`, `realm_access.roles`, `resource_access.orders.roles`. Compiled
+//! once at config load; reading one walks the payload's objects, without
+//! allocating.
+//!
+//! A claim whose own name contains a dot cannot be addressed: every dot
+//! separates two levels.
+
+use std::borrow::Cow;
+
+use serde_json::{Map, Value};
+
+/// A compiled claim path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimPath {
+    text: String,
+    segments: Vec<String>,
+}
+
+/// Why a text is not a claim path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimPathError {
+    #[error("empty claim path")]
+    Empty,
+    #[error("claim path {0:?} has an empty segment (a dot at the start, at the end, or twice)")]
+    EmptySegment(String),
+}
+
+impl ClaimPath {
+    pub fn parse(text: &str) -> Result<ClaimPath, ClaimPathError> {
+        if text.is_empty() {
+            return Err(ClaimPathError::Empty);
+        }
+        let segments: Vec<String> = text.split('.').map(str::to_owned).collect();
+        if segments.iter().any(String::is_empty) {
+            return Err(ClaimPathError::EmptySegment(text.to_owned()));
+        }
+        Ok(ClaimPath {
+            text: text.to_owned(),
+            segments,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The value at this path, if every level is an object holding the
+    /// next name.
+    pub fn get<'a>(&self, claims: &'a Map<String, Value>) -> Option<&'a Value> {
+        let (first, rest) = self.segments.split_first()?;
+        let mut value = claims.get(first)?;
+        for segment in rest {
+            value = value.as_object()?.get(segment)?;
+        }
+        Some(value)
+    }
+}
+
+impl std::fmt::Display for ClaimPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// The values a claim offers for matching: a string is one value, an array
+/// of strings its members (other members are skipped); anything else
+/// offers none.
+pub fn values(claim: Option<&Value>) -> impl Iterator<Item = &str> {
+    let (one, many) = match claim {
+        Some(Value::String(s)) => (Some(s.as_str()), None),
+        Some(Value::Array(items)) => (None, Some(items.iter().filter_map(Value::as_str))),
+        _ => (None, None),
+    };
+    one.into_iter().chain(many.into_iter().flatten())
+}
+
+/// The text a claim is sent upstream as (`forward_claims`): a string as
+/// it is, an array joined with `,` (strings as they are, anything else as
+/// compact JSON), an object, number or boolean as compact JSON. `None` for
+/// `null` and for a text holding a control character (tab included): it
+/// would not be a header value, or could inject one.
+pub fn header_text(claim: &Value) -> Option<Cow<'_, str>> {
+    let text = match claim {
+        Value::Null => return None,
+        Value::String(s) => Cow::Borrowed(s.as_str()),
+        Value::Array(items) => {
+            let mut joined = String::new();
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    joined.push(',');
+                }
+                match item {
+                    Value::String(s) => joined.push_str(s),
+                    other => joined.push_str(&other.to_string()),
+                }
+            }
+            Cow::Owned(joined)
+        }
+        other => Cow::Owned(other.to_string()),
+    };
+    (!text.chars().any(char::is_control)).then_some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn claims() -> Map<String, Value> {
+        let Value::Object(m) = json!({
+            "sub": "u-1",
+            "realm_access": {"roles": ["admin", "clerk", 7]},
+            "resource_access": {"orders": {"roles": ["reader"]}},
+            "tenant": "acme",
+            "n": 42,
+            "flag": true,
+            "nothing": null,
+            "obj": {"a": [1, {"b": "c"}]},
+            "a.b": "flat"
+        }) else {
+            unreachable!()
+        };
+        m
+    }
+
+    fn path(s: &str) -> ClaimPath {
+        ClaimPath::parse(s).expect("valid")
+    }
+
+    #[test]
+    fn paths_walk_objects() {
+        let c = claims();
+        assert_eq!(path("sub").get(&c), Some(&json!("u-1")));
+        assert_eq!(
+            path("resource_access.orders.roles").get(&c),
+            Some(&json!(["reader"]))
+        );
+        assert_eq!(path("realm_access.roles.0").get(&c), None, "no array index");
+        assert_eq!(path("sub.x").get(&c), None);
+        assert_eq!(path("missing").get(&c), None);
+        // A claim named with a dot cannot be addressed.
+        assert_eq!(path("a.b").get(&c), None);
+        for bad in ["", ".a", "a.", "a..b"] {
+            assert!(ClaimPath::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn values_of_strings_and_arrays_only() {
+        let c = claims();
+        let v: Vec<&str> = values(path("realm_access.roles").get(&c)).collect();
+        assert_eq!(v, ["admin", "clerk"]);
+        assert_eq!(values(path("tenant").get(&c)).collect::<Vec<_>>(), ["acme"]);
+        for none in ["n", "flag", "nothing", "obj", "missing"] {
+            assert_eq!(values(path(none).get(&c)).count(), 0, "{none}");
+        }
+    }
+
+    #[test]
+    fn header_text_of_every_type() {
+        let c = claims();
+        let text = |p: &str| path(p).get(&c).and_then(header_text).map(Cow::into_owned);
+        assert_eq!(text("sub").as_deref(), Some("u-1"));
+        assert_eq!(text("realm_access.roles").as_deref(), Some("admin,clerk,7"));
+        assert_eq!(text("n").as_deref(), Some("42"));
+        assert_eq!(text("flag").as_deref(), Some("true"));
+        assert_eq!(text("obj").as_deref(), Some("{\"a\":[1,{\"b\":\"c\"}]}"));
+        assert_eq!(text("nothing"), None);
+        for injected in [
+            json!("a\r\nX-Consumer-Username: admin"),
+            json!("tab\there"),
+            json!(["ok", "bad\nline"]),
+            json!("nul\u{0}"),
+            json!("del\u{7f}"),
+        ] {
+            assert_eq!(header_text(&injected), None, "{injected}");
+        }
+        // An object's strings are escaped by JSON: no raw control character.
+        assert_eq!(
+            header_text(&json!({"a": "x\ny"})).as_deref(),
+            Some("{\"a\":\"x\\ny\"}")
+        );
+        assert_eq!(
+            header_text(&json!("ünïcode ✓")).as_deref(),
+            Some("ünïcode ✓")
+        );
+    }
+}

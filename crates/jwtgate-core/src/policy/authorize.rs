@@ -1,0 +1,215 @@
+//! Authorization by claims (SPEC §3.7): after a token is authenticated (or
+//! the anonymous consumer stands in), the route's `authorize` rules decide
+//! whether it may make this request.
+//!
+//! Compiled at config load into one [`PathRules`] over every rule's
+//! `match` entries, so finding the rule is one walk of the same trie, on the
+//! same normalised path, as the path rules; the rule that applies is the
+//! first in the list whose `match` fits (an exception goes before a stricter
+//! rule). A decision reads the payload in place: no allocation.
+
+use serde_json::{Map, Value};
+
+use crate::claims::{self, ClaimPath};
+use crate::path::{Method, PathRules, RuleEntry};
+
+/// One `authorize` rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizeRule {
+    /// Its position in the list (`authorize[i]`).
+    pub index: usize,
+    pub matches: Vec<RuleEntry>,
+    /// Every one required, in `scope` (space-separated) or `scp` (string
+    /// or array), read as one set.
+    pub scopes: Vec<String>,
+    /// Each claim must hold one of its values.
+    pub any_of: Vec<(ClaimPath, Vec<String>)>,
+    /// Each claim must hold every one of its values.
+    pub all_of: Vec<(ClaimPath, Vec<String>)>,
+}
+
+impl AuthorizeRule {
+    /// A rule with only `match`: it allows what it matches.
+    pub fn is_exception(&self) -> bool {
+        self.scopes.is_empty() && self.any_of.is_empty() && self.all_of.is_empty()
+    }
+}
+
+/// A route's compiled `authorize` rules and `authorize_default`.
+#[derive(Debug, Clone)]
+pub struct Authorization {
+    rules: Vec<AuthorizeRule>,
+    /// Every rule's match entries, flattened; `owner[i]` is the rule of
+    /// entry `i`.
+    entries: PathRules,
+    owner: Vec<usize>,
+    default_allow: bool,
+}
+
+/// What a rule found missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing<'a> {
+    Scope(&'a str),
+    AnyOf {
+        claim: &'a ClaimPath,
+        values: &'a [String],
+    },
+    AllOf {
+        claim: &'a ClaimPath,
+        value: &'a str,
+    },
+    /// No rule matched and `authorize_default` is `deny`.
+    NoRule,
+}
+
+/// The outcome of [`Authorization::decide`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision<'a> {
+    /// `rule`: the rule that allowed it; `None` when none matched and the
+    /// default allows.
+    Allow { rule: Option<&'a AuthorizeRule> },
+    Deny {
+        rule: Option<&'a AuthorizeRule>,
+        missing: Missing<'a>,
+    },
+}
+
+impl Decision<'_> {
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Decision::Allow { .. })
+    }
+}
+
+impl std::fmt::Display for Decision<'_> {
+    /// The reason, for the log and `token explain`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let which = |rule: &Option<&AuthorizeRule>| match rule {
+            Some(r) => format!("authorize[{}]", r.index),
+            None => "authorize_default".to_owned(),
+        };
+        match self {
+            Decision::Allow { rule } => write!(f, "allowed by {}", which(rule)),
+            Decision::Deny { rule, missing } => {
+                write!(f, "denied by {}: ", which(rule))?;
+                match missing {
+                    Missing::Scope(s) => write!(f, "scope {s:?} missing"),
+                    Missing::AnyOf { claim, values } => {
+                        write!(f, "claim {claim} holds none of {values:?}")
+                    }
+                    Missing::AllOf { claim, value } => {
+                        write!(f, "claim {claim} does not hold {value:?}")
+                    }
+                    Missing::NoRule => write!(f, "no rule matches and authorize_default is deny"),
+                }
+            }
+        }
+    }
+}
+
+impl Authorization {
+    pub fn new(rules: Vec<AuthorizeRule>, default_allow: bool) -> Self {
+        let mut flat = Vec::new();
+        let mut owner = Vec::new();
+        for (i, rule) in rules.iter().enumerate() {
+            for entry in &rule.matches {
+                flat.push(entry.clone());
+                owner.push(i);
+            }
+        }
+        Authorization {
+            entries: PathRules::compile(&flat),
+            owner,
+            rules,
+            default_allow,
+        }
+    }
+
+    pub fn rules(&self) -> &[AuthorizeRule] {
+        &self.rules
+    }
+
+    pub fn default_allow(&self) -> bool {
+        self.default_allow
+    }
+
+    /// The first rule, in list order, one of whose `match` entries fits.
+    pub fn rule_for(&self, method: Method, path: &str) -> Option<&AuthorizeRule> {
+        let first = self
+            .entries
+            .all_matching(method, path)
+            .filter_map(|entry| self.owner.get(entry).copied())
+            .min()?;
+        self.rules.get(first)
+    }
+
+    /// May a request with these claims (`None`: the anonymous consumer)
+    /// make `method path`?
+    pub fn decide(
+        &self,
+        method: Method,
+        path: &str,
+        claims: Option<&Map<String, Value>>,
+    ) -> Decision<'_> {
+        let Some(rule) = self.rule_for(method, path) else {
+            return if self.default_allow {
+                Decision::Allow { rule: None }
+            } else {
+                Decision::Deny {
+                    rule: None,
+                    missing: Missing::NoRule,
+                }
+            };
+        };
+        match check(rule, claims) {
+            None => Decision::Allow { rule: Some(rule) },
+            Some(missing) => Decision::Deny {
+                rule: Some(rule),
+                missing,
+            },
+        }
+    }
+}
+
+/// The first thing `rule` finds missing, if any.
+fn check<'r>(rule: &'r AuthorizeRule, claims: Option<&Map<String, Value>>) -> Option<Missing<'r>> {
+    for scope in &rule.scopes {
+        if !claims.is_some_and(|c| has_scope(c, scope)) {
+            return Some(Missing::Scope(scope));
+        }
+    }
+    for (claim, wanted) in &rule.any_of {
+        let held = claims.and_then(|c| claim.get(c));
+        if !claims::values(held).any(|v| wanted.iter().any(|w| w == v)) {
+            return Some(Missing::AnyOf {
+                claim,
+                values: wanted,
+            });
+        }
+    }
+    for (claim, wanted) in &rule.all_of {
+        let held = claims.and_then(|c| claim.get(c));
+        for w in wanted {
+            if !claims::values(held).any(|v| v == w) {
+                return Some(Missing::AllOf { claim, value: w });
+            }
+        }
+    }
+    None
+}
+
+/// `scope` (a space-separated string, RFC 8693 §4.2) and `scp` (a string,
+/// split the same way, or an array of strings, as Entra ID and Okta send
+/// it) read as one set.
+fn has_scope(claims: &Map<String, Value>, wanted: &str) -> bool {
+    let split = |s: &str| s.split(' ').any(|part| part == wanted);
+    let in_scope = matches!(claims.get("scope"), Some(Value::String(s)) if split(s));
+    in_scope
+        || match claims.get("scp") {
+            Some(Value::String(s)) => split(s),
+            Some(Value::Array(items)) => items.iter().any(|v| v.as_str() == Some(wanted)),
+            _ => false,
+        }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,210 @@
+use proptest::prelude::*;
+use serde_json::json;
+
+use super::*;
+
+fn rule(index: usize, matches: &[&str]) -> AuthorizeRule {
+    AuthorizeRule {
+        index,
+        matches: matches
+            .iter()
+            .map(|m| RuleEntry::parse(m).expect("entry"))
+            .collect(),
+        scopes: Vec::new(),
+        any_of: Vec::new(),
+        all_of: Vec::new(),
+    }
+}
+
+fn path(s: &str) -> ClaimPath {
+    ClaimPath::parse(s).expect("path")
+}
+
+fn claims(v: Value) -> Map<String, Value> {
+    let Value::Object(m) = v else { unreachable!() };
+    m
+}
+
+/// The Keycloak-style example of the README.
+fn keycloak() -> Authorization {
+    let mut write = rule(1, &["POST_/v1/orders*", "DELETE_/v1/orders*"]);
+    write.scopes = vec!["orders:write".into()];
+    write.any_of = vec![(
+        path("realm_access.roles"),
+        vec!["admin".into(), "clerk".into()],
+    )];
+    write.all_of = vec![(path("tenant"), vec!["acme".into()])];
+    let mut read = rule(2, &["GET_/v1/orders*"]);
+    read.scopes = vec!["orders:read".into()];
+    Authorization::new(
+        vec![rule(0, &["GET_/v1/orders/health"]), write, read],
+        false,
+    )
+}
+
+#[test]
+fn the_first_rule_whose_match_fits_applies() {
+    let a = keycloak();
+    let c = claims(json!({
+        "scope": "openid orders:write",
+        "scp": ["orders:read"],
+        "realm_access": {"roles": ["clerk"]},
+        "tenant": "acme"
+    }));
+    assert!(a.decide(Method::Post, "/v1/orders", Some(&c)).is_allowed());
+    assert!(a
+        .decide(Method::Delete, "/v1/orders/7", Some(&c))
+        .is_allowed());
+    // scp counts as scope.
+    assert!(a.decide(Method::Get, "/v1/orders/7", Some(&c)).is_allowed());
+    // GET covers HEAD.
+    assert!(a
+        .decide(Method::Head, "/v1/orders/7", Some(&c))
+        .is_allowed());
+    // The exception before the stricter rule: no claims needed.
+    assert_eq!(
+        a.decide(Method::Get, "/v1/orders/health", None),
+        Decision::Allow {
+            rule: a.rules().first()
+        }
+    );
+    // No rule: authorize_default deny.
+    let d = a.decide(Method::Put, "/v1/orders", Some(&c));
+    assert_eq!(
+        d,
+        Decision::Deny {
+            rule: None,
+            missing: Missing::NoRule
+        }
+    );
+    assert_eq!(
+        d.to_string(),
+        "denied by authorize_default: no rule matches and authorize_default is deny"
+    );
+}
+
+#[test]
+fn each_condition_names_what_is_missing() {
+    let a = keycloak();
+    let base = json!({
+        "scope": "orders:write",
+        "realm_access": {"roles": ["clerk"]},
+        "tenant": "acme"
+    });
+    let deny = |c: Value| {
+        a.decide(Method::Post, "/v1/orders", Some(&claims(c)))
+            .to_string()
+    };
+    let mut no_scope = base.clone();
+    no_scope["scope"] = json!("orders:writer orders");
+    assert_eq!(
+        deny(no_scope),
+        "denied by authorize[1]: scope \"orders:write\" missing"
+    );
+    let mut no_role = base.clone();
+    no_role["realm_access"]["roles"] = json!(["viewer", 1, null, ["admin"]]);
+    assert_eq!(
+        deny(no_role),
+        "denied by authorize[1]: claim realm_access.roles holds none of [\"admin\", \"clerk\"]"
+    );
+    let mut wrong_tenant = base.clone();
+    wrong_tenant["tenant"] = json!(["acme-2"]);
+    assert_eq!(
+        deny(wrong_tenant),
+        "denied by authorize[1]: claim tenant does not hold \"acme\""
+    );
+    // Anonymous: no claims at all.
+    assert_eq!(
+        a.decide(Method::Post, "/v1/orders", None).to_string(),
+        "denied by authorize[1]: scope \"orders:write\" missing"
+    );
+    assert!(a
+        .decide(Method::Post, "/v1/orders", Some(&claims(base)))
+        .is_allowed());
+}
+
+#[test]
+fn claim_values_of_every_type() {
+    let mut r = rule(0, &["ANY_/*"]);
+    r.any_of = vec![(path("roles"), vec!["admin".into()])];
+    r.all_of = vec![(path("groups"), vec!["a".into(), "b".into()])];
+    let a = Authorization::new(vec![r], true);
+    let ok = |c: Value| a.decide(Method::Get, "/x", Some(&claims(c))).is_allowed();
+    assert!(ok(json!({"roles": "admin", "groups": ["a", "b", "c"]})));
+    assert!(ok(json!({"roles": ["x", "admin"], "groups": ["b", "a"]})));
+    for bad in [
+        json!({"roles": "admin", "groups": ["a"]}),
+        json!({"roles": "admin", "groups": "a b"}),
+        json!({"roles": "administrator", "groups": ["a", "b"]}),
+        json!({"roles": "ADMIN", "groups": ["a", "b"]}),
+        json!({"roles": 1, "groups": ["a", "b"]}),
+        json!({"roles": {"admin": true}, "groups": ["a", "b"]}),
+        json!({"roles": null, "groups": ["a", "b"]}),
+        json!({"roles": [["admin"]], "groups": ["a", "b"]}),
+        json!({"groups": ["a", "b"]}),
+    ] {
+        assert!(!ok(bad.clone()), "{bad}");
+    }
+    // scope of another type matches nothing.
+    let mut s = rule(0, &["ANY_/*"]);
+    s.scopes = vec!["x".into()];
+    let a = Authorization::new(vec![s], true);
+    for c in [
+        json!({"scope": ["x"]}),
+        json!({"scope": 1}),
+        json!({"scp": {"x": 1}}),
+    ] {
+        assert!(
+            !a.decide(Method::Get, "/", Some(&claims(c.clone())))
+                .is_allowed(),
+            "{c}"
+        );
+    }
+    assert!(a
+        .decide(Method::Get, "/", Some(&claims(json!({"scp": "y x"}))))
+        .is_allowed());
+}
+
+// A naive model of the rule choice: the first rule, in list order, one of
+// whose entries matches on its own.
+fn model(rules: &[AuthorizeRule], method: Method, path: &str) -> Option<usize> {
+    rules
+        .iter()
+        .position(|r| r.matches.iter().any(|e| e.matches(method, path)))
+}
+
+fn entry() -> impl Strategy<Value = String> {
+    (
+        prop::sample::select(vec!["GET", "HEAD", "POST", "ANY"]),
+        "/[ab/]{0,4}\\*?",
+    )
+        .prop_map(|(m, p)| format!("{m}_{p}"))
+}
+
+proptest! {
+    #[test]
+    fn rule_choice_agrees_with_a_linear_scan(
+        specs in prop::collection::vec(prop::collection::vec(entry(), 1..4), 0..8),
+        requests in prop::collection::vec(
+            (prop::sample::select(vec![Method::Get, Method::Head, Method::Post, Method::Other]), "/[ab/]{0,6}"),
+            1..12,
+        ),
+    ) {
+        let rules: Vec<AuthorizeRule> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, ms)| {
+                let ms: Vec<&str> = ms.iter().map(String::as_str).collect();
+                rule(i, &ms)
+            })
+            .collect();
+        let a = Authorization::new(rules.clone(), true);
+        for (method, path) in &requests {
+            prop_assert_eq!(
+                a.rule_for(*method, path).map(|r| r.index),
+                model(&rules, *method, path),
+                "{:?} {:?}", method, path
+            );
+        }
+    }
+}

@@ -1,0 +1,559 @@
+//! Authorization by claims (SPEC §3.7), the anonymous consumer (§3.8) and
+//! CORS (§3.9) against the real binary: consumer tokens and a real
+//! OpenID provider's tokens (Keycloak-style `realm_access.roles`), the
+//! same normalised path as the path rules, claim values of every JSON
+//! type, and the odd origins browsers and attackers send.
+
+#![allow(clippy::unwrap_used)]
+
+mod admin_support;
+mod support;
+
+use jwtgate_testkit::oidc::{test_ca_file, OidcOptions, OidcProvider, TokenRequest};
+use serde_json::{json, Value};
+use support::*;
+
+const SECRET: &str = "authorize-secret-0123456789abcdefghijk";
+
+/// Consumers `alice` and `guest`; route `orders` with `jwt` (a flow
+/// mapping body), route `open` without a policy, both to `up`.
+fn config(up: &Upstream, jwt: &str, route_extra: &str) -> String {
+    format!(
+        r#"listen: "127.0.0.1:0"
+consumers:
+  - username: alice
+    custom_id: crm-42
+    jwt: {{ key: user123, secret: "{SECRET}" }}
+  - username: guest
+    custom_id: anon-1
+    jwt: {{ key: guest-key, secret: "guest-secret-0123456789abcdefghijklm" }}
+routes:
+  - name: orders
+    paths: ["/v1/*"]
+    upstream: {{ nodes: ["{node}"] }}
+{route_extra}    jwt: {jwt}
+  - name: open
+    paths: ["/open/*"]
+    upstream: {{ nodes: ["{node}"] }}
+"#,
+        node = up.node()
+    )
+}
+
+/// The README's Keycloak-style rules.
+const KEYCLOAK: &str = r#"
+      forward_claims: { sub: X-User-Id, realm_access.roles: X-Roles }
+      authorize:
+        - match: ["GET_/v1/orders/health"]
+        - match: ["POST_/v1/orders*", "DELETE_/v1/orders*"]
+          scopes: [orders:write]
+          any_of: { realm_access.roles: [admin, clerk] }
+        - match: ["GET_/v1/orders*"]
+          scopes: [orders:read]
+      authorize_default: deny
+"#;
+
+fn token(claims: Value) -> String {
+    let mut c = json!({"key": "user123", "sub": "u-1", "exp": now() + 600});
+    for (k, v) in claims.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    sign_hs("HS256", SECRET, c)
+}
+
+fn assert_forbidden(resp: &Response) {
+    assert_eq!(resp.status, 403, "{}", resp.text());
+    assert_eq!(resp.message().as_deref(), Some("insufficient scope"));
+    assert_eq!(
+        resp.header("www-authenticate"),
+        Some("Bearer realm=\"jwtgate\", error=\"insufficient_scope\"")
+    );
+}
+
+#[test]
+fn keycloak_style_roles_and_scopes_decide_per_method_and_path() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(&up, &format!("\n{KEYCLOAK}"), ""));
+    let writer =
+        token(json!({"scope": "openid orders:write", "realm_access": {"roles": ["clerk"]}}));
+    let reader = token(json!({"scope": "orders:read"}));
+    let both =
+        token(json!({"scope": "orders:read orders:write", "realm_access": {"roles": ["viewer"]}}));
+
+    assert_eq!(
+        gw.send(&Req::post("/v1/orders").bearer(&writer)).status,
+        200
+    );
+    assert_eq!(up.last().header("x-roles"), Some("clerk"));
+    assert_forbidden(&gw.send(&Req::post("/v1/orders").bearer(&reader)));
+    // Scope present, role missing.
+    assert_forbidden(&gw.send(&Req::new("DELETE", "/v1/orders/7").bearer(&both)));
+    assert_eq!(
+        gw.send(&Req::get("/v1/orders/7").bearer(&reader)).status,
+        200
+    );
+    // GET covers HEAD.
+    assert_eq!(
+        gw.send(&Req::new("HEAD", "/v1/orders/7").bearer(&reader))
+            .status,
+        200
+    );
+    assert_forbidden(&gw.send(&Req::get("/v1/orders/7").bearer(&writer)));
+    // The exception before the stricter rule.
+    assert_eq!(
+        gw.send(&Req::get("/v1/orders/health").bearer(&writer))
+            .status,
+        200
+    );
+    // No rule matches: authorize_default deny.
+    assert_forbidden(&gw.send(&Req::new("PUT", "/v1/orders/7").bearer(&both)));
+    // Authentication still comes first: 401, not 403.
+    let resp = gw.send(&Req::post("/v1/orders"));
+    assert_eq!(resp.status, 401);
+    let forged = tamper_signature(&writer);
+    assert_eq!(
+        gw.send(&Req::post("/v1/orders").bearer(&forged)).status,
+        401
+    );
+
+    // The rule and what it missed are in the log; the outcome is forbidden.
+    assert!(
+        eventually(IO_TIMEOUT, || gw.logs().contains(
+            "denied by authorize[1]: scope \\\"orders:write\\\" missing"
+        )),
+        "{}",
+        gw.logs()
+    );
+    assert!(gw.logs().contains("auth=forbidden"), "{}", gw.logs());
+}
+
+#[test]
+fn rules_see_the_normalised_path_and_no_encoding_skips_them() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(&up, &format!("\n{KEYCLOAK}"), ""));
+    let reader = token(json!({"scope": "orders:read"}));
+    for target in [
+        "/v1/public/../orders",
+        "/v1/%6Frders",
+        "/v1//orders",
+        "/v1/./orders/",
+        "/v1/orders/%2e%2e/orders",
+    ] {
+        let resp = gw.send(&Req::post(target).bearer(&reader));
+        assert_forbidden(&resp);
+    }
+    for target in ["/v1/orders/..;/x", "/v1/orders%2Fx", "/V1/orders"] {
+        let resp = gw.send(&Req::post(target).bearer(&reader));
+        assert_ne!(resp.status, 200, "{target}: {}", resp.text());
+    }
+    assert_eq!(up.count(), 0);
+}
+
+#[test]
+fn provider_tokens_are_authorized_by_their_roles() {
+    let idp = OidcProvider::start(&OidcOptions {
+        tls: true,
+        ..OidcOptions::default()
+    });
+    let up = Upstream::start();
+    let jwt = r#"
+      providers: [corp]
+      forward_claims: { realm_access.roles: X-Roles, scope: X-Scope }
+      authorize:
+        - match: ["ANY_/v1/admin*"]
+          any_of: { realm_access.roles: [admin] }
+        - match: ["ANY_/v1/*"]
+          scopes: [orders:read]
+"#;
+    let yaml = config(&up, jwt, "").replace(
+        "routes:",
+        &format!(
+            "providers:\n  - name: corp\n    issuer: \"{}\"\n    discovery: true\n    ca_file: \"{}\"\nroutes:",
+            idp.issuer,
+            test_ca_file().display()
+        ),
+    );
+    let gw = Gateway::start(&yaml);
+    let get = |roles: &[&str], scope: &str| {
+        let t = idp
+            .token(&TokenRequest {
+                scope: scope.into(),
+                roles: Some(roles.iter().map(|r| r.to_string()).collect()),
+                ..TokenRequest::default()
+            })
+            .unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        t
+    };
+    let admin = get(&["admin", "clerk"], "orders:read");
+    let clerk = get(&["clerk"], "orders:read");
+    let ok = eventually(std::time::Duration::from_secs(15), || {
+        gw.send(&Req::get("/v1/admin/users").bearer(&admin)).status == 200
+    });
+    assert!(ok, "{}", gw.logs());
+    assert_eq!(up.last().header("x-roles"), Some("admin,clerk"));
+    assert_eq!(up.last().header("x-scope"), Some("orders:read"));
+    assert_forbidden(&gw.send(&Req::get("/v1/admin/users").bearer(&clerk)));
+    assert_eq!(gw.send(&Req::get("/v1/orders").bearer(&clerk)).status, 200);
+    let no_scope = get(&["clerk"], "openid");
+    assert_forbidden(&gw.send(&Req::get("/v1/orders").bearer(&no_scope)));
+}
+
+#[test]
+fn forwarded_claims_of_every_type_and_no_injection() {
+    let up = Upstream::start();
+    let jwt = r#"{ forward_claims: { sub: X-Sub, realm_access.roles: X-Roles, org: X-Org, n: X-N, flag: X-Flag, nothing: X-Nothing, evil: X-Evil, tab: X-Tab, uni: X-Uni, mixed: X-Mixed } }"#;
+    let gw = Gateway::start(&config(&up, jwt, ""));
+    let t = token(json!({
+        "realm_access": {"roles": ["admin", "clerk"]},
+        "org": {"id": 7, "name": "acme"},
+        "n": 42.5,
+        "flag": false,
+        "nothing": null,
+        "evil": "x\r\nX-Consumer-Username: admin",
+        "tab": "a\tb",
+        "uni": "Zoë ✓",
+        "mixed": ["a", 1, {"b": null}, ["c"]]
+    }));
+    assert_eq!(gw.send(&Req::get("/v1/x").bearer(&t)).status, 200);
+    let seen = up.last();
+    assert_eq!(seen.header("x-sub"), Some("u-1"));
+    assert_eq!(seen.header("x-roles"), Some("admin,clerk"));
+    assert_eq!(seen.header("x-org"), Some("{\"id\":7,\"name\":\"acme\"}"));
+    assert_eq!(seen.header("x-n"), Some("42.5"));
+    assert_eq!(seen.header("x-flag"), Some("false"));
+    assert_eq!(seen.header("x-mixed"), Some("a,1,{\"b\":null},[\"c\"]"));
+    assert_eq!(seen.header("x-uni"), Some("Zoë ✓"));
+    for absent in ["x-nothing", "x-evil", "x-tab"] {
+        assert_eq!(seen.header(absent), None, "{absent}");
+    }
+    assert_eq!(seen.header_all("x-consumer-username"), ["alice"]);
+}
+
+#[test]
+fn the_anonymous_consumer_serves_requests_without_a_token_only() {
+    let up = Upstream::start();
+    let jwt = r#"
+      anonymous_consumer: guest
+      use_jwt_blacklist_revoking: true
+      logout_path: "POST_/v1/logout"
+      authorize:
+        - match: ["GET_/v1/catalog*"]
+        - match: ["ANY_/v1/*"]
+          scopes: [orders:read]
+"#;
+    let gw = Gateway::start(&config(&up, jwt, ""));
+    // No token: the guest, marked as such, with no credential.
+    let resp = gw.send(
+        &Req::get("/v1/catalog")
+            .header("X-Anonymous-Consumer", "false")
+            .header("X-Credential-Identifier", "forged"),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let seen = up.last();
+    assert_eq!(seen.header("x-consumer-username"), Some("guest"));
+    assert_eq!(seen.header("x-consumer-custom-id"), Some("anon-1"));
+    assert_eq!(seen.header_all("x-anonymous-consumer"), ["true"]);
+    assert_eq!(seen.header("x-credential-identifier"), None);
+    // Authorization applies to the guest, who has no claims.
+    assert_forbidden(&gw.get("/v1/orders"));
+    // A token that fails any check is refused, never downgraded.
+    let expired = token(json!({"exp": now() - 100, "scope": "orders:read"}));
+    let revoked = token(json!({"scope": "orders:read", "jti": "r"}));
+    assert_eq!(
+        gw.send(&Req::post("/v1/logout").bearer(&revoked)).status,
+        200
+    );
+    for bad in [
+        tamper_signature(&revoked),
+        expired,
+        revoked,
+        "not-a-jwt".to_owned(),
+        sign_hs("HS256", SECRET, json!({"key": "nobody", "exp": now() + 60})),
+    ] {
+        let resp = gw.send(&Req::get("/v1/catalog").bearer(&bad));
+        assert_eq!(resp.status, 401, "{}", resp.text());
+    }
+    // An authenticated request never carries the header.
+    let good = token(json!({"scope": "orders:read"}));
+    let resp = gw.send(
+        &Req::get("/v1/orders")
+            .bearer(&good)
+            .header("X-Anonymous-Consumer", "true"),
+    );
+    assert_eq!(resp.status, 200);
+    assert_eq!(up.last().header("x-anonymous-consumer"), None);
+    assert_eq!(up.last().header("x-consumer-username"), Some("alice"));
+    // The guest cannot log out: the logout path needs a token.
+    assert_eq!(gw.send(&Req::post("/v1/logout")).status, 401);
+    assert!(
+        eventually(IO_TIMEOUT, || gw.logs().contains("auth=anonymous")),
+        "{}",
+        gw.logs()
+    );
+}
+
+const CORS: &str = r#"    methods: [GET, POST]
+    cors:
+      allow_origins: ["https://app.example.com", "http://localhost:3000"]
+      allow_headers: [Authorization, Content-Type]
+      expose_headers: [X-Request-Id]
+      allow_credentials: true
+      max_age_seconds: 120
+"#;
+
+fn preflight(origin: &str) -> Req {
+    Req::new("OPTIONS", "/v1/orders")
+        .header("Origin", origin)
+        .header("Access-Control-Request-Method", "POST")
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization, content-type",
+        )
+}
+
+#[test]
+fn cors_preflights_are_answered_before_authentication() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(&up, "{}", CORS));
+    // The route takes GET and POST only; its preflight is still answered.
+    let resp = gw.send(&preflight("https://app.example.com"));
+    assert_eq!(resp.status, 204, "{}", resp.text());
+    assert_eq!(
+        resp.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert_eq!(
+        resp.header("access-control-allow-methods"),
+        Some("GET, POST")
+    );
+    assert_eq!(
+        resp.header("access-control-allow-headers"),
+        Some("Authorization, Content-Type")
+    );
+    assert_eq!(
+        resp.header("access-control-allow-credentials"),
+        Some("true")
+    );
+    assert_eq!(resp.header("access-control-max-age"), Some("120"));
+    assert!(resp.header("vary").unwrap().contains("Origin"));
+    assert_eq!(up.count(), 0, "a preflight never reaches the upstream");
+
+    // Odd origins: allowed only as browsers serialise the listed ones.
+    let mixed = gw.send(&preflight("HTTPS://App.Example.COM"));
+    assert_eq!(
+        mixed.header("access-control-allow-origin"),
+        Some("HTTPS://App.Example.COM")
+    );
+    for refused in [
+        "null",
+        "https://app.example.com/",
+        "https://app.example.com:8443",
+        "http://app.example.com",
+        "https://evil.example.com",
+        "https://app.example.com.evil.com",
+        "http://localhost:3001",
+    ] {
+        let resp = gw.send(&preflight(refused));
+        assert_eq!(resp.status, 204, "{refused}");
+        assert_eq!(
+            resp.header("access-control-allow-origin"),
+            None,
+            "{refused}"
+        );
+        assert_eq!(
+            resp.header("access-control-allow-methods"),
+            None,
+            "{refused}"
+        );
+    }
+
+    // Other responses: the allowed origin is echoed with Vary, on a 401 too
+    // (the app must be able to read it).
+    let resp = gw.send(&Req::get("/v1/orders").header("Origin", "http://localhost:3000"));
+    assert_eq!(resp.status, 401);
+    assert_eq!(
+        resp.header("access-control-allow-origin"),
+        Some("http://localhost:3000")
+    );
+    assert_eq!(
+        resp.header("access-control-expose-headers"),
+        Some("X-Request-Id")
+    );
+    let t = token(json!({}));
+    let resp = gw.send(
+        &Req::get("/v1/orders")
+            .bearer(&t)
+            .header("Origin", "https://app.example.com"),
+    );
+    assert_eq!(resp.status, 200);
+    assert_eq!(
+        resp.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert!(resp.header_all("vary").iter().any(|v| v.contains("Origin")));
+    let resp = gw.send(
+        &Req::get("/v1/orders")
+            .bearer(&t)
+            .header("Origin", "https://evil.example.com"),
+    );
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("access-control-allow-origin"), None);
+    // A preflight to a route without cors is an ordinary request: the
+    // open route has no policy and forwards it.
+    let resp = gw.send(
+        &Req::new("OPTIONS", "/open/x")
+            .header("Origin", "https://app.example.com")
+            .header("Access-Control-Request-Method", "GET"),
+    );
+    assert_eq!(resp.status, 200);
+    assert_eq!(up.last().method, "OPTIONS");
+}
+
+#[test]
+fn cors_with_any_origin_and_reflected_headers() {
+    let up = Upstream::start();
+    let cors = "    cors:\n      allow_origins: [\"*\"]\n";
+    let gw = Gateway::start(&config(&up, "{}", cors));
+    let resp = gw.send(&preflight("null"));
+    assert_eq!(resp.status, 204);
+    assert_eq!(resp.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        resp.header("access-control-allow-headers"),
+        Some("authorization, content-type")
+    );
+    assert_eq!(resp.header("access-control-allow-credentials"), None);
+    let resp = gw.send(
+        &Req::new("OPTIONS", "/v1/orders")
+            .header("Origin", "https://x.example")
+            .header("Access-Control-Request-Method", "GET")
+            .header("Access-Control-Request-Headers", "x-ok, bad header"),
+    );
+    assert_eq!(resp.status, 204);
+    assert_eq!(resp.header("access-control-allow-headers"), None);
+}
+
+#[test]
+fn check_locates_authorize_anonymous_and_cors_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = r#"listen: "127.0.0.1:0"
+consumers:
+  - username: alice
+    jwt: { key: k, secret: "check-secret-0123456789abcdefghijklmn" }
+routes:
+  - name: r
+    paths: ["/*"]
+    upstream: { echo: true }
+    cors:
+      allow_origins: ["*"]
+      allow_credentials: true
+    jwt:
+      anonymous_consumer: nobody
+      authorize_default: maybe
+      forward_claims: { "a..b": X-A }
+      authorize:
+        - match: []
+        - match: ["FETCH_/x"]
+          scopes: ["two words"]
+          any_of: { ".roles": [admin], tenant: [] }
+          colour: red
+  - name: s
+    paths: ["/s"]
+    upstream: { echo: true }
+    cors:
+      allow_origins: ["null", "https://a.example/", "https://b.example"]
+      allow_methods: [get]
+"#;
+    let path = dir.path().join("jwtgate.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = run_cli(&["check", "--config", path.to_str().unwrap()], dir.path());
+    assert_eq!(out.code(), Some(1), "{}", out.all());
+    for want in [
+        "routes[0].cors.allow_credentials: cannot be true with allow_origins [\"*\"]",
+        "routes[0].jwt.anonymous_consumer: no consumer named \"nobody\"",
+        "routes[0].jwt.authorize_default: \"maybe\" is not allow or deny",
+        "routes[0].jwt.forward_claims.a..b: claim path \"a..b\" has an empty segment",
+        "routes[0].jwt.authorize[0].match: needs at least one METHOD_PATH entry",
+        "routes[0].jwt.authorize[1].match[0]: unknown method \"FETCH\"",
+        "routes[0].jwt.authorize[1].scopes[0]: \"two words\" is not one scope",
+        "routes[0].jwt.authorize[1].any_of..roles: claim path \".roles\" has an empty segment",
+        "routes[0].jwt.authorize[1].any_of.tenant: needs at least one value",
+        "routes[0].jwt.authorize[1].colour: unknown key",
+        "routes[1].cors.allow_origins[0]: \"null\" is not allowed",
+        "routes[1].cors.allow_origins[1]: \"https://a.example/\" is not an origin",
+        "routes[1].cors.allow_methods[0]: invalid method \"get\"",
+    ] {
+        assert!(
+            out.stderr.contains(want),
+            "missing {want:?}:\n{}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn explain_names_the_failing_rule_and_immutable_covers_authorize() {
+    use admin_support::{Node, KEY};
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+admin: {{ listen: "127.0.0.1:0", api_key: "{KEY}" }}
+consumers:
+  - username: alice
+    jwt: {{ key: user123, secret: "{SECRET}" }}
+routes:
+  - name: orders
+    paths: ["/v1/*"]
+    upstream: {{ echo: true }}
+    jwt:
+      protection: {{ immutable: true }}
+      authorize:
+        - match: ["POST_/v1/orders*"]
+          scopes: [orders:write]
+"#
+    );
+    let node = Node::start(dir.path(), &yaml);
+    let reader = token(json!({"scope": "orders:read"}));
+    let report = node
+        .admin(
+            "POST",
+            "/admin/v1/explain",
+            Some(json!({"token": reader, "request": "POST /v1/orders"})),
+        )
+        .json();
+    assert_eq!(report["verdict"], "refused", "{report}");
+    assert_eq!(report["status"], 403);
+    assert_eq!(report["message"], "insufficient scope");
+    assert_eq!(
+        report["reason"],
+        "denied by authorize[0]: scope \"orders:write\" missing"
+    );
+    let out = run_cli(
+        &[
+            "token",
+            "explain",
+            &reader,
+            "--config",
+            node.config_path.to_str().unwrap(),
+            "--request",
+            "POST /v1/orders",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.code(), Some(1), "{}", out.all());
+    assert!(
+        out.stdout.contains("authorize:  denied by authorize[0]"),
+        "{}",
+        out.stdout
+    );
+    // The rules are part of the immutable policy.
+    let resp = node.admin(
+        "PATCH",
+        "/admin/v1/routes/orders/jwt",
+        Some(json!({"authorize": [{"match": ["ANY_/*"]}]})),
+    );
+    assert_eq!(resp.status, 409, "{}", resp.text());
+    assert!(resp.text().contains("protection.immutable"));
+}
