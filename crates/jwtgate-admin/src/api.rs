@@ -22,7 +22,7 @@ use tracing::{info, warn};
 use crate::endpoints::{Endpoint, Op, ENDPOINTS};
 use crate::error::AdminError;
 use crate::live::LiveConfig;
-use crate::{auth, consumers, explain_api, openapi, providers, revocations, routes};
+use crate::{auth, consumers, explain_api, openapi, providers, revocations, routes, subjects};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -70,6 +70,9 @@ fn handler(e: &Endpoint) -> MethodRouter<AdminState> {
         Op::PutProvider => on(f, providers::put),
         Op::DeleteProvider => on(f, providers::delete),
         Op::Revoke => on(f, revocations::revoke),
+        Op::CutOffSubject => on(f, subjects::create),
+        Op::ListSubjects => on(f, subjects::list),
+        Op::LiftSubject => on(f, subjects::delete),
         Op::Explain => on(f, explain_api::explain),
         Op::OpenApi => on(f, || async { Json(openapi::document()) }),
         Op::Status => on(f, status),

@@ -56,6 +56,9 @@ pub enum Op {
     PutProvider,
     DeleteProvider,
     Revoke,
+    CutOffSubject,
+    ListSubjects,
+    LiftSubject,
     Explain,
     OpenApi,
     Status,
@@ -92,6 +95,7 @@ pub const ROUTE_JWT: &str = "/admin/v1/routes/{name}/jwt";
 pub const CONSUMERS: &str = "/admin/v1/consumers";
 pub const CONSUMER: &str = "/admin/v1/consumers/{username}";
 pub const PROVIDERS: &str = "/admin/v1/providers";
+pub const SUBJECTS: &str = "/admin/v1/revocations/subjects";
 pub const PROVIDER: &str = "/admin/v1/providers/{name}";
 
 pub const ENDPOINTS: &[Endpoint] = &[
@@ -176,6 +180,19 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "/admin/v1/revocations",
         Op::Revoke,
         "Blacklist a token until it expires",
+    ),
+    ep(
+        Verb::Post,
+        SUBJECTS,
+        Op::CutOffSubject,
+        "Log a subject out everywhere: refuse its tokens issued until now",
+    ),
+    ep(Verb::Get, SUBJECTS, Op::ListSubjects, "List subject cut-offs"),
+    ep(
+        Verb::Delete,
+        SUBJECTS,
+        Op::LiftSubject,
+        "Delete a subject cut-off (same body as POST)",
     ),
     ep(
         Verb::Post,

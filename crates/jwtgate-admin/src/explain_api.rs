@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use jwtgate_core::clock::{Clock, SystemClock};
-use jwtgate_core::jwt::RevocationKey;
+use jwtgate_core::policy::Authenticated;
 use serde_json::Value;
 
 use crate::api::AdminState;
@@ -46,15 +46,18 @@ pub async fn explain(State(s): State<AdminState>, body: Bytes) -> Result<Respons
 
     let gw = s.live.gateway();
     let revocations = s.live.revocations();
-    let revocation = |key: &RevocationKey| {
+    let revocation = |auth: &Authenticated| {
         if !revocations.is_loaded() {
             return Revocation::Unknown("this node has not loaded its blacklist yet".into());
         }
-        if revocations.is_revoked(&key.digests(), SystemClock.now_unix()) {
+        let now = SystemClock.now_unix();
+        if revocations.is_revoked(&auth.revocation.digests(), now) {
             // The in-memory blacklist knows that, not until when.
-            Revocation::Revoked(0)
-        } else {
-            Revocation::NotRevoked(revocations.store().kind())
+            return Revocation::Revoked(0);
+        }
+        match revocations.cutoff_for(&crate::explain::token_subject(auth), now) {
+            Some(c) => Revocation::CutOff(format!("{} at {}", c.key, c.not_before)),
+            None => Revocation::NotRevoked(revocations.store().kind()),
         }
     };
     let explain = Explain {

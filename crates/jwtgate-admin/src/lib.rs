@@ -23,6 +23,7 @@ mod protect;
 mod providers;
 mod revocations;
 mod routes;
+mod subjects;
 
 pub use api::{router, AdminListener, AdminState};
 pub use check::{load, Loaded};

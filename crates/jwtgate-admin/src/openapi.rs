@@ -74,6 +74,7 @@ fn request_schema(op: Op) -> Option<Value> {
         Op::PutProvider => schema_ref("Provider"),
         Op::Revoke => schema_ref("Revocation"),
         Op::Explain => schema_ref("ExplainRequest"),
+        Op::CutOffSubject | Op::LiftSubject => schema_ref("SubjectRequest"),
         _ => return None,
     })
 }
@@ -128,6 +129,19 @@ fn responses(op: Op) -> Map<String, Value> {
             ("404", error("not found")),
         ],
         Op::PutProvider => write("Provider"),
+        Op::CutOffSubject => vec![
+            ("201", ok(schema_ref("SubjectCutoff"))),
+            ("400", error("invalid body")),
+            ("404", error("no such consumer or provider")),
+            ("503", error("revocation store unavailable")),
+        ],
+        Op::ListSubjects => vec![("200", list("subjects", "SubjectCutoff"))],
+        Op::LiftSubject => vec![
+            ("204", json!({ "description": "deleted" })),
+            ("400", error("invalid body")),
+            ("404", error("no such cut-off, consumer or provider")),
+            ("503", error("revocation store unavailable")),
+        ],
         Op::Explain => vec![
             ("200", ok(schema_ref("ExplainReport"))),
             (
@@ -268,6 +282,7 @@ fn schemas() -> Value {
                     } } },
                 "authorize_default": { "type": "string", "enum": ["allow", "deny"] },
                 "anonymous_consumer": { "type": "string", "description": "a consumer requests without a token go upstream as" },
+                "logout_everywhere_path": { "type": "string", "description": "METHOD_PATH: a valid token there cuts off its subject" },
                 "providers": { "type": "array", "items": { "type": "string" }, "description": "names of identity providers whose tokens this route accepts" },
                 "consumers": { "type": "boolean", "description": "default true: tokens no provider issued go the consumer-key way" },
                 "audiences": { "type": "array", "items": { "type": "string" }, "description": "non-empty: replaces the providers' audiences" }
@@ -305,6 +320,23 @@ fn schemas() -> Value {
                 "refresh_seconds": int, "kid_miss_interval_seconds": int, "max_stale_seconds": int,
                 "fetch_timeout_ms": int, "ca_file": s, "consumer_claim": s, "client_id": s,
                 "backchannel_logout_path": s
+            }
+        },
+        "SubjectRequest": {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "consumer": s, "provider": s,
+                "subject": { "type": "string", "description": "a consumer's token sub (optional: the whole consumer), a provider's (required)" },
+                "sid": { "type": "string", "description": "DELETE only: a back-channel logout's session cut-off" }
+            }
+        },
+        "SubjectCutoff": {
+            "type": "object",
+            "properties": {
+                "consumer": s, "provider": s, "subject": s, "sid": s,
+                "not_before": { "type": "integer", "description": "tokens issued at or before it (Unix seconds), or without iat, are refused" },
+                "expires_at": { "type": "integer", "description": "when it is forgotten (store.subject_retention_seconds)" }
             }
         },
         "ExplainRequest": {

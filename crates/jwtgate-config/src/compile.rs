@@ -57,6 +57,15 @@ pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Op
         "client_body_timeout_ms",
         errors,
     );
+    let retention = raw
+        .store
+        .as_ref()
+        .and_then(|s| s.subject_retention_seconds)
+        .unwrap_or(30 * 86_400);
+    if retention == 0 {
+        errors.add("store.subject_retention_seconds", "must be greater than 0");
+    }
+    let subject_retention = Duration::from_secs(retention);
     let consumers = consumers(&raw.consumers, base_dir, errors);
     let (providers, provider_sources) = crate::providers::compile(&raw.providers, base_dir, errors);
     let refs = Refs {
@@ -74,6 +83,7 @@ pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Op
         store: store?,
         state_dir,
         client_body_timeout,
+        subject_retention,
         consumers: Arc::new(consumers),
         providers: Arc::new(providers),
         provider_sources,
@@ -205,6 +215,7 @@ fn store(s: Option<&RawStore>, base_dir: &Path, errors: &mut Errors) -> Option<S
         }
     };
     let present = [
+        ("subject_retention_seconds", false),
         ("path", s.path.is_some()),
         ("host", s.host.is_some()),
         ("port", s.port.is_some()),
@@ -714,6 +725,23 @@ pub(crate) fn jwt_policy(
         (true, true) => PathScope::All,
     };
     let revoking = j.use_jwt_blacklist_revoking.unwrap_or(false);
+    let logout_everywhere = match j.logout_everywhere_path.as_deref().filter(|p| !p.is_empty()) {
+        None => None,
+        Some(p) => match RuleEntry::parse(p) {
+            Ok(entry) if revoking => Some(Logout::new(entry, false)),
+            Ok(_) => {
+                errors.add(
+                    &at("logout_everywhere_path"),
+                    "needs use_jwt_blacklist_revoking: true (cut-offs live in the revocation store)",
+                );
+                None
+            }
+            Err(e) => {
+                errors.add(&at("logout_everywhere_path"), e.to_string());
+                None
+            }
+        },
+    };
     let logout = match (revoking, j.logout_path.as_deref()) {
         (true, None) | (true, Some("")) => {
             errors.add(
@@ -788,5 +816,6 @@ pub(crate) fn jwt_policy(
         audiences,
         authorize: crate::authorization::authorize(j, loc, errors),
         anonymous: crate::authorization::anonymous(j, loc, refs.consumers, errors),
+        logout_everywhere,
     })
 }

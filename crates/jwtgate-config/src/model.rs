@@ -27,6 +27,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// How long a request body may stall between two reads (SPEC §3.11).
     pub client_body_timeout: Duration,
+    /// How long a subject cut-off is kept (SPEC §3.10).
+    pub subject_retention: Duration,
     pub consumers: Arc<ConsumerRegistry>,
     /// Identity providers, found by issuer; `provider_sources[i]` says
     /// where provider `i`'s keys come from.

@@ -98,6 +98,8 @@ pub struct RawStore {
     pub send_timeout_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keepalive_timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject_retention_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -227,6 +229,8 @@ pub struct RawJwt {
     pub authorize_default: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub anonymous_consumer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logout_everywhere_path: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

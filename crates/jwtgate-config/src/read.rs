@@ -69,6 +69,7 @@ fn store(mut s: Obj<'_>, errors: &mut Errors) -> RawStore {
         read_timeout_ms: s.u64("read_timeout_ms", errors),
         send_timeout_ms: s.u64("send_timeout_ms", errors),
         keepalive_timeout_ms: s.u64("keepalive_timeout_ms", errors),
+        subject_retention_seconds: s.u64("subject_retention_seconds", errors),
     };
     s.finish(errors);
     raw
@@ -244,6 +245,7 @@ pub(crate) fn jwt(mut j: Obj<'_>, errors: &mut Errors) -> RawJwt {
         authorize: authorize_rules(&mut j, errors),
         authorize_default: j.string("authorize_default", errors),
         anonymous_consumer: j.string("anonymous_consumer", errors),
+        logout_everywhere_path: j.string("logout_everywhere_path", errors),
     };
     j.finish(errors);
     raw

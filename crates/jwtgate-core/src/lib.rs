@@ -6,6 +6,7 @@
 //! fuzzable, property-testable and benchmarkable in isolation. The data plane
 //! (`jwtgate-proxy`) and the config compiler (`jwtgate-config`) build on it.
 
+pub mod backchannel;
 pub mod claims;
 pub mod clock;
 pub mod consumer;

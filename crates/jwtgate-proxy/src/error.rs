@@ -33,6 +33,9 @@ pub enum GatewayError {
     InvalidHost(#[from] crate::headers::BadHost),
     #[error("request body stalled for {0} ms (client_body_timeout_ms)")]
     ClientBodyTimeout(u128),
+    /// A logout-everywhere token names no subject to cut off.
+    #[error("the token names no subject (a provider token without sub)")]
+    NoSubject,
 }
 
 impl GatewayError {
@@ -50,6 +53,7 @@ impl GatewayError {
                 StatusCode::BAD_REQUEST
             }
             GatewayError::ClientBodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::NoSubject => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -67,6 +71,7 @@ impl GatewayError {
             GatewayError::InvalidMethod(_) => "invalid request method",
             GatewayError::InvalidHost(_) => "invalid Host header",
             GatewayError::ClientBodyTimeout(_) => "request body timed out",
+            GatewayError::NoSubject => "the token names no subject to log out",
         }
     }
 

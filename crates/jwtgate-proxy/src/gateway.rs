@@ -37,6 +37,13 @@ pub struct Gateway {
     /// The largest `leeway_seconds` of any route: a revocation lasts until
     /// `exp` plus this, so that no route can still accept the token.
     pub max_leeway: i64,
+    /// How long a subject cut-off is kept (seconds).
+    pub subject_retention: i64,
+    /// Back-channel logout paths (SPEC §3.10) -> provider index: the
+    /// gateway's, whatever the routes say.
+    pub backchannel: HashMap<String, usize>,
+    /// `client_body_timeout_ms`.
+    pub body_timeout: std::time::Duration,
     /// Each consumer's identity headers, keyed by the consumer's address in
     /// `consumers` (which this version holds): built here, not per request.
     identities: HashMap<usize, IdentityHeaders, foldhash::fast::RandomState>,
@@ -83,6 +90,15 @@ impl Gateway {
                 policies().flat_map(|p| p.forward_claims.iter().map(|(_, h)| h.as_str())),
             ),
             max_leeway: policies().map(|p| p.leeway_seconds).max().unwrap_or(0),
+            subject_retention: i64::try_from(config.subject_retention.as_secs())
+                .unwrap_or(i64::MAX),
+            backchannel: config
+                .provider_sources
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| Some((s.backchannel_logout_path.clone()?, i)))
+                .collect(),
+            body_timeout: config.client_body_timeout,
             identities: config
                 .consumers
                 .iter()

@@ -14,6 +14,7 @@ pub mod h1;
 pub mod headers;
 pub mod idle;
 pub mod log_sink;
+pub mod logout;
 pub mod metrics;
 pub mod pipeline;
 pub mod router;

@@ -32,7 +32,7 @@ use jwtgate_core::policy::{
     authenticate_cached, numeric_date, sources, AuthError, JwtPolicy, Principal,
 };
 use jwtgate_core::provider::IdentityProvider;
-use jwtgate_store::Entry;
+use jwtgate_store::{Entry, TokenSubject};
 
 use crate::body::GatewayBody;
 use crate::cors;
@@ -209,6 +209,18 @@ async fn serve<'g>(
     //    upstream as X-Forwarded-Host.
     let host = headers::request_host(parts.uri.authority(), &parts.headers)?;
 
+    // 1b. An identity provider's back-channel logout path belongs to the
+    //     gateway, whatever the routes say (SPEC §3.10).
+    if let Some(&index) = gw.backchannel.get(path.as_ref()) {
+        let done = crate::logout::backchannel(gw, index, &parts, body, gw.body_timeout).await;
+        outcome.auth = match done.outcome {
+            "ok" => "backchannel_logout",
+            _ => "backchannel_refused",
+        };
+        outcome.detail = done.detail;
+        return Ok(done.response);
+    }
+
     // 2. Route on path, then method and host. A CORS preflight is routed
     //    by the method it asks about (a route for GET answers the OPTIONS
     //    preflight of its GETs), and answered here, before any
@@ -291,7 +303,8 @@ async fn serve<'g>(
             outcome.provider = identity.principal.provider().cloned();
             // 4a. Authorization by claims (SPEC §3.7), on the same
             //     normalised path. Logging out is never refused.
-            if let (Some(authorize), false) = (&policy.authorize, requirement.logout) {
+            let leaving = requirement.logout || requirement.logout_everywhere;
+            if let (Some(authorize), false) = (&policy.authorize, leaving) {
                 let decision = authorize.decide(method, &path, identity.claims.as_deref());
                 if !decision.is_allowed() {
                     outcome.auth = "forbidden";
@@ -305,6 +318,18 @@ async fn serve<'g>(
                 (requirement.logout, &policy.logout, identity.revocation)
             {
                 logout = Some((entry, l.forward));
+            }
+            // 4b'. Log out everywhere: a cut-off for the token's own
+            //      subject, answered once durable.
+            if requirement.logout_everywhere {
+                let key = identity
+                    .claims
+                    .as_deref()
+                    .and_then(|c| crate::logout::own_subject(&identity.principal, c))
+                    .ok_or(GatewayError::NoSubject)?;
+                Box::pin(crate::logout::cut_off(gw, key)).await?;
+                outcome.auth = "logout_everywhere";
+                return Ok(json_message(StatusCode::OK, "logged out everywhere"));
             }
             identity.add_headers(gw, &route.names, &mut parts.headers);
             if policy.hide_credentials {
@@ -511,6 +536,21 @@ async fn authenticate_request(
     let now = gw.clock.now_unix();
     if gw.revocations.is_revoked(&auth.revocation.digests(), now) {
         return Err(AuthError::Revoked.into());
+    }
+    // Then the subject cut-offs (SPEC §3.10), also in memory; nothing to
+    // look at while there are none.
+    if gw.revocations.cutoff_count() > 0 {
+        let text = |name: &str| auth.claims.get(name).and_then(serde_json::Value::as_str);
+        let subject = TokenSubject {
+            consumer: auth.principal.consumer().map(|c| c.username.as_str()),
+            provider: auth.principal.provider().map(|p| p.name.as_str()),
+            sub: text("sub"),
+            sid: text("sid"),
+            iat: numeric_date(&auth.claims, "iat").ok().flatten(),
+        };
+        if let Some(cut) = gw.revocations.cutoff_for(&subject, now) {
+            return Err(AuthError::CutOff(format!("{} at {}", cut.key, cut.not_before)).into());
+        }
     }
     // A revocation lasts as long as any route could still accept the
     // token: its exp plus the largest leeway of the gateway, whichever

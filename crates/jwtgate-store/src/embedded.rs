@@ -9,9 +9,13 @@ use std::time::Duration;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::{Cursor, Entry, RevocationStore, StoreError};
+use crate::{Change, Cursor, Cutoff, Entry, RevocationStore, StoreError, SubjectKey};
 
 const REVOKED: TableDefinition<&[u8], i64> = TableDefinition::new("revoked");
+/// Subject cut-offs: encoded key -> (not_before, expires_at).
+const SUBJECTS: TableDefinition<&str, (i64, i64)> = TableDefinition::new("subjects");
+/// Keys recorded once (back-channel logout `jti`s) -> expiry.
+const ONCE: TableDefinition<&str, i64> = TableDefinition::new("once");
 const FILE: &str = "revocations.redb";
 
 pub struct EmbeddedStore {
@@ -33,6 +37,8 @@ impl EmbeddedStore {
         // Create the table so that readers never meet a missing table.
         let tx = db.begin_write().map_err(unavailable)?;
         tx.open_table(REVOKED).map_err(unavailable)?;
+        tx.open_table(SUBJECTS).map_err(unavailable)?;
+        tx.open_table(ONCE).map_err(unavailable)?;
         tx.commit().map_err(unavailable)?;
         Ok(EmbeddedStore { db: Arc::new(db) })
     }
@@ -141,10 +147,100 @@ impl RevocationStore for EmbeddedStore {
         &self,
         _cursor: &mut Cursor,
         wait: Duration,
-    ) -> Result<Vec<Entry>, StoreError> {
+    ) -> Result<Vec<Change>, StoreError> {
         // Only this node writes here, and it updates its blacklist itself.
         tokio::time::sleep(wait).await;
         Ok(Vec::new())
+    }
+
+    async fn cut_off(&self, cutoff: &Cutoff) -> Result<(), StoreError> {
+        let key = cutoff.key.encode();
+        let value = (cutoff.not_before, cutoff.expires_at);
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(unavailable)?;
+            {
+                let mut t = tx.open_table(SUBJECTS).map_err(unavailable)?;
+                let prev = t
+                    .get(key.as_str())
+                    .map_err(unavailable)?
+                    .map(|v| v.value());
+                let kept = prev.map_or(value, |p| (p.0.max(value.0), p.1.max(value.1)));
+                t.insert(key.as_str(), kept).map_err(unavailable)?;
+            }
+            tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn lift(&self, key: &SubjectKey) -> Result<bool, StoreError> {
+        let key = key.encode();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(unavailable)?;
+            let removed = {
+                let mut t = tx.open_table(SUBJECTS).map_err(unavailable)?;
+                let removed = t.remove(key.as_str()).map_err(unavailable)?.is_some();
+                removed
+            };
+            tx.commit().map_err(unavailable)?;
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn cutoffs(&self, now: i64) -> Result<Vec<Cutoff>, StoreError> {
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(unavailable)?;
+            let t = tx.open_table(SUBJECTS).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for row in t.iter().map_err(unavailable)? {
+                let (k, v) = row.map_err(unavailable)?;
+                let (not_before, expires_at) = v.value();
+                if let (Some(key), true) = (SubjectKey::decode(k.value()), expires_at > now) {
+                    out.push(Cutoff {
+                        key,
+                        not_before,
+                        expires_at,
+                    });
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn claim_once(&self, key: &str, expires_at: i64) -> Result<bool, StoreError> {
+        let key = key.to_owned();
+        let now = crate::sync::unix_now();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(unavailable)?;
+            let first = {
+                let mut t = tx.open_table(ONCE).map_err(unavailable)?;
+                let live = t
+                    .get(key.as_str())
+                    .map_err(unavailable)?
+                    .is_some_and(|v| v.value() > now);
+                if !live {
+                    t.insert(key.as_str(), expires_at).map_err(unavailable)?;
+                }
+                !live
+            };
+            tx.commit().map_err(unavailable)?;
+            Ok(first)
+        })
+        .await
+    }
+
+    async fn forget_once(&self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(unavailable)?;
+            tx.open_table(ONCE)
+                .map_err(unavailable)?
+                .remove(key.as_str())
+                .map_err(unavailable)?;
+            tx.commit().map_err(unavailable)
+        })
+        .await
     }
 
     async fn purge(&self, now: i64) -> Result<u64, StoreError> {
@@ -159,6 +255,15 @@ impl RevocationStore for EmbeddedStore {
                     keep
                 })
                 .map_err(unavailable)?;
+                let mut t = tx.open_table(SUBJECTS).map_err(unavailable)?;
+                t.retain(|_, (_, exp)| {
+                    let keep = exp > now;
+                    removed += u64::from(!keep);
+                    keep
+                })
+                .map_err(unavailable)?;
+                let mut t = tx.open_table(ONCE).map_err(unavailable)?;
+                t.retain(|_, exp| exp > now).map_err(unavailable)?;
             }
             tx.commit().map_err(unavailable)?;
             Ok(removed)

@@ -11,6 +11,7 @@
 //! instant they stop mattering.
 
 mod blacklist;
+pub mod cutoffs;
 pub mod embedded;
 mod gate;
 pub mod redis;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use blacklist::Blacklist;
+pub use cutoffs::{Cutoff, CutoffTable, Owner, Subject, SubjectKey, TokenSubject};
 pub use gate::OpGate;
 pub use snapshot::SnapshotFile;
 pub use sync::{LoadedFrom, Revocations, SyncSettings};
@@ -49,6 +51,15 @@ pub enum StoreError {
     /// Written to the primary, but no replica acknowledged it in time.
     #[error("not acknowledged by any replica")]
     NotReplicated,
+}
+
+/// One change another node made, as the feed delivers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Revoked(Entry),
+    CutOff(Cutoff),
+    /// A cut-off deleted through the admin API.
+    Lifted(SubjectKey),
 }
 
 /// Where stream consumers resume reading other nodes' revocations.
@@ -86,11 +97,30 @@ pub trait RevocationStore: Send + Sync {
     /// are returned by [`RevocationStore::changes`] from it.
     async fn position(&self) -> Result<Cursor, StoreError>;
 
-    /// Entries revoked (by any node) after `cursor`, waiting up to `wait` for
+    /// Changes made (by any node) after `cursor`, waiting up to `wait` for
     /// one; advances `cursor`. A store without a shared feed returns none.
-    async fn changes(&self, cursor: &mut Cursor, wait: Duration) -> Result<Vec<Entry>, StoreError>;
+    async fn changes(&self, cursor: &mut Cursor, wait: Duration)
+        -> Result<Vec<Change>, StoreError>;
 
-    /// Deletes entries expired at `now`; returns how many.
+    /// Records a subject cut-off (SPEC §3.10), keeping the later one if
+    /// there is one already; `Ok` only once durable, as for a revocation.
+    async fn cut_off(&self, cutoff: &Cutoff) -> Result<(), StoreError>;
+
+    /// Deletes a cut-off; `Ok(false)` when there was none.
+    async fn lift(&self, key: &SubjectKey) -> Result<bool, StoreError>;
+
+    /// Every cut-off still kept at `now` (a full resync).
+    async fn cutoffs(&self, now: i64) -> Result<Vec<Cutoff>, StoreError>;
+
+    /// Records `key` (e.g. a back-channel logout token's `jti`) until
+    /// `expires_at`; `Ok(false)` when it was recorded already: a replay.
+    async fn claim_once(&self, key: &str, expires_at: i64) -> Result<bool, StoreError>;
+
+    /// Forgets a key recorded by [`RevocationStore::claim_once`] (when what
+    /// it guarded could not be done, so that a retry is not a replay).
+    async fn forget_once(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Deletes entries and cut-offs expired at `now`; returns how many.
     async fn purge(&self, now: i64) -> Result<u64, StoreError>;
 
     /// Whether other nodes may write to this store (then the sync task

@@ -25,7 +25,9 @@ use redis::{
 use tokio::sync::Mutex;
 
 use crate::gate::OpGate;
-use crate::{from_hex, to_hex, Cursor, Entry, RevocationStore, StoreError};
+use crate::{
+    from_hex, to_hex, Change, Cursor, Cutoff, Entry, RevocationStore, StoreError, SubjectKey,
+};
 use jwtgate_config::{PoolConfig, RedisClusterConfig, RedisConfig};
 
 /// Feed entries kept in the stream; older ones are trimmed (approximately).
@@ -40,11 +42,44 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'd', ARGV[1], 'e', ARGV
 return 1
 ";
 
+/// A cut-off: the later of the stored and the new one, then the feed.
+const CUTOFF_SCRIPT: &str = r"
+local nb = tonumber(ARGV[2])
+local ex = tonumber(ARGV[3])
+local prev = redis.call('HGET', KEYS[1], ARGV[1])
+if prev then
+  local p_nb, p_ex = string.match(prev, '^(-?%d+):(-?%d+)$')
+  if p_nb then
+    nb = math.max(nb, tonumber(p_nb))
+    ex = math.max(ex, tonumber(p_ex))
+  end
+end
+local value = string.format('%d:%d', nb, ex)
+redis.call('HSET', KEYS[1], ARGV[1], value)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 't', 'c', 'k', ARGV[1], 'v', value)
+return 1
+";
+
+/// A cut-off deleted, and the feed told, if there was one.
+const LIFT_SCRIPT: &str = r"
+local n = redis.call('HDEL', KEYS[1], ARGV[1])
+if n == 1 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 't', 'l', 'k', ARGV[1])
+end
+return n
+";
+
 pub struct RedisStore {
     backend: Backend,
     gate: OpGate,
     zset: String,
     feed: String,
+    /// Subject cut-offs: hash of encoded key -> "not_before:expires_at".
+    subjects: String,
+    /// Prefix of keys recorded once (`SET NX`).
+    once: String,
+    cutoff_script: redis::Script,
+    lift_script: redis::Script,
     op_timeout: Duration,
     connect_timeout: Duration,
     kind: &'static str,
@@ -137,6 +172,10 @@ impl RedisStore {
             gate: OpGate::new(pool.pool_size, pool.pool_backlog, op_timeout),
             zset: format!("{{{name}}}:revoked"),
             feed: format!("{{{name}}}:feed"),
+            subjects: format!("{{{name}}}:subjects"),
+            once: format!("{{{name}}}:once:"),
+            cutoff_script: redis::Script::new(CUTOFF_SCRIPT),
+            lift_script: redis::Script::new(LIFT_SCRIPT),
             op_timeout,
             connect_timeout: pool.connect_timeout,
             kind,
@@ -271,6 +310,23 @@ impl RedisStore {
         }
     }
 
+    /// `Ok` once a replica has the last write, when the primary has
+    /// replicas (`WAIT 1`); at once when it has none.
+    async fn replicated(&self, conn: &mut Conn) -> Result<(), StoreError> {
+        if self.replica_count(conn).await? > 0 {
+            let wait_ms = u64::try_from(self.op_timeout.as_millis() / 2)
+                .unwrap_or(500)
+                .max(1);
+            let acked: i64 = self
+                .to_primary(conn, redis::cmd("WAIT").arg(1).arg(wait_ms))
+                .await?;
+            if acked < 1 {
+                return Err(StoreError::NotReplicated);
+            }
+        }
+        Ok(())
+    }
+
     /// Connected replicas of the primary holding our keys.
     async fn replica_count(&self, conn: &mut Conn) -> Result<u64, StoreError> {
         let info: String = self
@@ -302,19 +358,49 @@ impl FeedConn {
     }
 }
 
-fn parse_feed(reply: Option<StreamReadReply>, cursor: &mut Cursor) -> Vec<Entry> {
+fn parse_feed(reply: Option<StreamReadReply>, cursor: &mut Cursor) -> Vec<Change> {
     let mut out = Vec::new();
     for key in reply.map(|r| r.keys).unwrap_or_default() {
         for id in key.ids {
-            let digest = id.get::<String>("d").as_deref().and_then(from_hex);
-            let exp = id.get::<i64>("e");
-            if let (Some(digest), Some(expires_at)) = (digest, exp) {
-                out.push(Entry { digest, expires_at });
-            }
+            // Entries without a type are revocations (the feed's first form).
+            let change = match id.get::<String>("t").as_deref() {
+                None | Some("r") => {
+                    let digest = id.get::<String>("d").as_deref().and_then(from_hex);
+                    let exp = id.get::<i64>("e");
+                    digest
+                        .zip(exp)
+                        .map(|(digest, expires_at)| Change::Revoked(Entry { digest, expires_at }))
+                }
+                Some("c") => id
+                    .get::<String>("k")
+                    .as_deref()
+                    .and_then(SubjectKey::decode)
+                    .zip(id.get::<String>("v").as_deref().and_then(parse_cutoff_value))
+                    .map(|(key, (not_before, expires_at))| {
+                        Change::CutOff(Cutoff {
+                            key,
+                            not_before,
+                            expires_at,
+                        })
+                    }),
+                Some("l") => id
+                    .get::<String>("k")
+                    .as_deref()
+                    .and_then(SubjectKey::decode)
+                    .map(Change::Lifted),
+                Some(_) => None,
+            };
+            out.extend(change);
             *cursor = Cursor::At(id.id);
         }
     }
     out
+}
+
+/// `"not_before:expires_at"`.
+fn parse_cutoff_value(v: &str) -> Option<(i64, i64)> {
+    let (nb, ex) = v.split_once(':')?;
+    Some((nb.parse().ok()?, ex.parse().ok()?))
 }
 
 #[async_trait::async_trait]
@@ -331,18 +417,88 @@ impl RevocationStore for RedisStore {
                 Conn::Single(c) => inv.invoke_async(c).await.map_err(err)?,
                 Conn::Cluster(c) => inv.invoke_async(c).await.map_err(err)?,
             };
-            if self.replica_count(&mut conn).await? > 0 {
-                let wait_ms = u64::try_from(self.op_timeout.as_millis() / 2)
-                    .unwrap_or(500)
-                    .max(1);
-                let acked: i64 = self
-                    .to_primary(&mut conn, redis::cmd("WAIT").arg(1).arg(wait_ms))
-                    .await?;
-                if acked < 1 {
-                    return Err(StoreError::NotReplicated);
-                }
+            self.replicated(&mut conn).await
+        })
+        .await
+    }
+
+    async fn cut_off(&self, cutoff: &Cutoff) -> Result<(), StoreError> {
+        self.op(async {
+            let mut conn = self.conn().await?;
+            let mut inv = self.cutoff_script.key(&self.subjects);
+            inv.key(&self.feed)
+                .arg(cutoff.key.encode())
+                .arg(cutoff.not_before)
+                .arg(cutoff.expires_at)
+                .arg(FEED_MAX_LEN);
+            let _: i64 = match &mut conn {
+                Conn::Single(c) => inv.invoke_async(c).await.map_err(err)?,
+                Conn::Cluster(c) => inv.invoke_async(c).await.map_err(err)?,
+            };
+            self.replicated(&mut conn).await
+        })
+        .await
+    }
+
+    async fn lift(&self, key: &SubjectKey) -> Result<bool, StoreError> {
+        self.op(async {
+            let mut conn = self.conn().await?;
+            let mut inv = self.lift_script.key(&self.subjects);
+            inv.key(&self.feed).arg(key.encode()).arg(FEED_MAX_LEN);
+            let removed: i64 = match &mut conn {
+                Conn::Single(c) => inv.invoke_async(c).await.map_err(err)?,
+                Conn::Cluster(c) => inv.invoke_async(c).await.map_err(err)?,
+            };
+            self.replicated(&mut conn).await?;
+            Ok(removed == 1)
+        })
+        .await
+    }
+
+    async fn cutoffs(&self, now: i64) -> Result<Vec<Cutoff>, StoreError> {
+        let mut out = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, page): (u64, Vec<(String, String)>) = self
+                .op(async {
+                    let mut conn = self.conn().await?;
+                    let cmd = redis::cmd("HSCAN")
+                        .arg(&self.subjects)
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(SNAPSHOT_PAGE)
+                        .clone();
+                    Self::query(&mut conn, &cmd).await
+                })
+                .await?;
+            out.extend(page.into_iter().filter_map(|(k, v)| {
+                let key = SubjectKey::decode(&k)?;
+                let (not_before, expires_at) = parse_cutoff_value(&v)?;
+                (expires_at > now).then_some(Cutoff {
+                    key,
+                    not_before,
+                    expires_at,
+                })
+            }));
+            if next == 0 {
+                return Ok(out);
             }
-            Ok(())
+            cursor = next;
+        }
+    }
+
+    async fn claim_once(&self, key: &str, expires_at: i64) -> Result<bool, StoreError> {
+        self.op(async {
+            let mut conn = self.conn().await?;
+            let cmd = redis::cmd("SET")
+                .arg(format!("{}{key}", self.once))
+                .arg(1)
+                .arg("NX")
+                .arg("EXAT")
+                .arg(expires_at.max(1))
+                .clone();
+            let set: Option<String> = Self::query(&mut conn, &cmd).await?;
+            Ok(set.is_some())
         })
         .await
     }
@@ -449,7 +605,11 @@ impl RevocationStore for RedisStore {
         .await
     }
 
-    async fn changes(&self, cursor: &mut Cursor, wait: Duration) -> Result<Vec<Entry>, StoreError> {
+    async fn changes(
+        &self,
+        cursor: &mut Cursor,
+        wait: Duration,
+    ) -> Result<Vec<Change>, StoreError> {
         let from = match cursor {
             Cursor::Start => {
                 *cursor = self.position().await?;
@@ -486,17 +646,46 @@ impl RevocationStore for RedisStore {
         Ok(parse_feed(reply, cursor))
     }
 
-    async fn purge(&self, now: i64) -> Result<u64, StoreError> {
+    async fn forget_once(&self, key: &str) -> Result<(), StoreError> {
         self.op(async {
             let mut conn = self.conn().await?;
-            let cmd = redis::cmd("ZREMRANGEBYSCORE")
-                .arg(&self.zset)
-                .arg("-inf")
-                .arg(now)
-                .clone();
-            Self::query(&mut conn, &cmd).await
+            let cmd = redis::cmd("DEL").arg(format!("{}{key}", self.once)).clone();
+            Self::query::<u64>(&mut conn, &cmd).await.map(|_| ())
         })
         .await
+    }
+
+    async fn purge(&self, now: i64) -> Result<u64, StoreError> {
+        let entries: u64 = self
+            .op(async {
+                let mut conn = self.conn().await?;
+                let cmd = redis::cmd("ZREMRANGEBYSCORE")
+                    .arg(&self.zset)
+                    .arg("-inf")
+                    .arg(now)
+                    .clone();
+                Self::query(&mut conn, &cmd).await
+            })
+            .await?;
+        // Cut-offs past their retention (kept for weeks: few go at once).
+        let expired: Vec<String> = {
+            let all = self.cutoffs(i64::MIN).await?;
+            all.into_iter()
+                .filter(|c| c.expires_at <= now)
+                .map(|c| c.key.encode())
+                .collect()
+        };
+        let mut subjects = 0u64;
+        for chunk in expired.chunks(1000) {
+            subjects += self
+                .op(async {
+                    let mut conn = self.conn().await?;
+                    let cmd = redis::cmd("HDEL").arg(&self.subjects).arg(chunk).clone();
+                    Self::query::<u64>(&mut conn, &cmd).await
+                })
+                .await?;
+        }
+        Ok(entries + subjects)
     }
 
     fn is_shared(&self) -> bool {

@@ -2,16 +2,20 @@
 //! of its Redis store, kept in `state_dir` so that a node starting while
 //! Redis is down keeps refusing every token it knew to be revoked.
 //!
-//! Format (version 1): the line `jwtgate-blacklist 1\n`, then the entries,
-//! 40 bytes each (32-byte digest, expiry as a little-endian i64), then the
-//! SHA-256 of everything before it. A file that does not check out is not
-//! used: better no snapshot (fail closed) than a truncated one.
+//! Format (version 2): the line `jwtgate-blacklist 2\n`; the number of
+//! blacklist entries (u64), the entries, 40 bytes each (32-byte digest,
+//! expiry), then the subject cut-offs, each its encoded key's length (u32),
+//! the key, `not_before` and `expires_at`; integers little-endian; then the
+//! SHA-256 of everything before it. Version 1 (entries only) is still
+//! read. A file that does not check out is not used: better no snapshot
+//! (fail closed) than a truncated one.
 
 use std::path::{Path, PathBuf};
 
-use crate::Entry;
+use crate::{Cutoff, Entry, SubjectKey};
 
-const MAGIC: &[u8] = b"jwtgate-blacklist 1\n";
+const MAGIC_V1: &[u8] = b"jwtgate-blacklist 1\n";
+const MAGIC: &[u8] = b"jwtgate-blacklist 2\n";
 const ENTRY: usize = 40;
 const CHECKSUM: usize = 32;
 
@@ -42,9 +46,10 @@ impl SnapshotFile {
         &self.path
     }
 
-    /// Writes `entries` (a private file, replaced atomically).
-    pub fn save(&self, entries: &[Entry]) -> Result<(), SnapshotError> {
-        jwtgate_state::write_private(&self.path, &encode(entries)).map_err(|source| {
+    /// Writes the blacklist and the cut-offs (a private file, replaced
+    /// atomically).
+    pub fn save(&self, entries: &[Entry], cutoffs: &[Cutoff]) -> Result<(), SnapshotError> {
+        jwtgate_state::write_private(&self.path, &encode(entries, cutoffs)).map_err(|source| {
             SnapshotError::Io {
                 path: self.path.clone(),
                 source,
@@ -52,8 +57,10 @@ impl SnapshotFile {
         })
     }
 
-    /// The entries alive at `now`; `Ok(None)` when there is no snapshot.
-    pub fn load(&self, now: i64) -> Result<Option<Vec<Entry>>, SnapshotError> {
+    /// The entries and cut-offs alive at `now`; `Ok(None)` when there is
+    /// no snapshot.
+    #[allow(clippy::type_complexity)]
+    pub fn load(&self, now: i64) -> Result<Option<(Vec<Entry>, Vec<Cutoff>)>, SnapshotError> {
         let bytes = match std::fs::read(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -64,10 +71,12 @@ impl SnapshotFile {
                 })
             }
         };
-        let entries = decode(&bytes).ok_or_else(|| SnapshotError::Damaged(self.path.clone()))?;
-        Ok(Some(
+        let (entries, cutoffs) =
+            decode(&bytes).ok_or_else(|| SnapshotError::Damaged(self.path.clone()))?;
+        Ok(Some((
             entries.into_iter().filter(|e| e.expires_at > now).collect(),
-        ))
+            cutoffs.into_iter().filter(|c| c.expires_at > now).collect(),
+        )))
     }
 }
 
@@ -78,47 +87,103 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
-pub(crate) fn encode(entries: &[Entry]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(MAGIC.len() + entries.len() * ENTRY + CHECKSUM);
+pub(crate) fn encode(entries: &[Entry], cutoffs: &[Cutoff]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MAGIC.len() + 8 + entries.len() * ENTRY + CHECKSUM);
     out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
     for e in entries {
         out.extend_from_slice(&e.digest);
         out.extend_from_slice(&e.expires_at.to_le_bytes());
+    }
+    for c in cutoffs {
+        let key = c.key.encode();
+        // Keys are short (names and subjects); a u32 always holds them.
+        out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(&c.not_before.to_le_bytes());
+        out.extend_from_slice(&c.expires_at.to_le_bytes());
     }
     let sum = sha256(&out);
     out.extend_from_slice(&sum);
     out
 }
 
-pub(crate) fn decode(bytes: &[u8]) -> Option<Vec<Entry>> {
+/// Reads `n` bytes off the front of `input`.
+fn take<'a>(input: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    let (head, rest) = (input.get(..n)?, input.get(n..)?);
+    *input = rest;
+    Some(head)
+}
+
+fn take_i64(input: &mut &[u8]) -> Option<i64> {
+    Some(i64::from_le_bytes(take(input, 8)?.try_into().ok()?))
+}
+
+fn take_entry(input: &mut &[u8]) -> Option<Entry> {
+    Some(Entry {
+        digest: take(input, 32)?.try_into().ok()?,
+        expires_at: take_i64(input)?,
+    })
+}
+
+#[allow(clippy::type_complexity)]
+pub(crate) fn decode(bytes: &[u8]) -> Option<(Vec<Entry>, Vec<Cutoff>)> {
     let body_len = bytes.len().checked_sub(CHECKSUM)?;
     let (body, sum) = bytes.split_at(body_len);
     if sha256(body) != sum {
         return None;
     }
-    let records = body.strip_prefix(MAGIC)?;
-    if records.len() % ENTRY != 0 {
-        return None;
+    if let Some(records) = body.strip_prefix(MAGIC_V1) {
+        if records.len() % ENTRY != 0 {
+            return None;
+        }
+        let mut input = records;
+        let mut entries = Vec::with_capacity(records.len() / ENTRY);
+        while !input.is_empty() {
+            entries.push(take_entry(&mut input)?);
+        }
+        return Some((entries, Vec::new()));
     }
-    records
-        .chunks_exact(ENTRY)
-        .map(|r| {
-            let (digest, exp) = r.split_at(32);
-            Some(Entry {
-                digest: digest.try_into().ok()?,
-                expires_at: i64::from_le_bytes(exp.try_into().ok()?),
-            })
-        })
-        .collect()
+    let mut input = body.strip_prefix(MAGIC)?;
+    let count = u64::from_le_bytes(take(&mut input, 8)?.try_into().ok()?);
+    let count = usize::try_from(count).ok()?;
+    // Bounded by what the file holds, whatever the count says.
+    let mut entries = Vec::with_capacity(count.min(input.len() / ENTRY));
+    for _ in 0..count {
+        entries.push(take_entry(&mut input)?);
+    }
+    let mut cutoffs = Vec::new();
+    while !input.is_empty() {
+        let len = u32::from_le_bytes(take(&mut input, 4)?.try_into().ok()?);
+        let key = std::str::from_utf8(take(&mut input, usize::try_from(len).ok()?)?).ok()?;
+        cutoffs.push(Cutoff {
+            key: SubjectKey::decode(key)?,
+            not_before: take_i64(&mut input)?,
+            expires_at: take_i64(&mut input)?,
+        });
+    }
+    Some((entries, cutoffs))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Owner, Subject};
 
     fn entry(n: u8, exp: i64) -> Entry {
         Entry {
             digest: [n; 32],
+            expires_at: exp,
+        }
+    }
+
+    fn cutoff(sub: &str, exp: i64) -> Cutoff {
+        Cutoff {
+            key: SubjectKey {
+                owner: Owner::Provider("corp".into()),
+                subject: Subject::Sub(sub.into()),
+            },
+            not_before: 10,
             expires_at: exp,
         }
     }
@@ -128,23 +193,41 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = SnapshotFile::new(dir.path().join("state/blacklist.snapshot"));
         assert!(file.load(0).expect("no file is no snapshot").is_none());
-        file.save(&[entry(1, 100), entry(2, 50)]).expect("save");
-        let loaded = file.load(60).expect("load").expect("present");
-        assert_eq!(loaded, [entry(1, 100)]);
-        file.save(&[]).expect("save empty");
-        assert_eq!(file.load(0).expect("load"), Some(vec![]));
+        file.save(&[entry(1, 100), entry(2, 50)], &[cutoff("u-1", 100), cutoff("u-2", 50)])
+            .expect("save");
+        let (entries, cutoffs) = file.load(60).expect("load").expect("present");
+        assert_eq!(entries, [entry(1, 100)]);
+        assert_eq!(cutoffs, [cutoff("u-1", 100)]);
+        file.save(&[], &[]).expect("save empty");
+        assert_eq!(file.load(0).expect("load"), Some((vec![], vec![])));
+    }
+
+    #[test]
+    fn version_1_files_are_still_read() {
+        let mut v1 = MAGIC_V1.to_vec();
+        v1.extend_from_slice(&[7u8; 32]);
+        v1.extend_from_slice(&99i64.to_le_bytes());
+        let sum = sha256(&v1);
+        v1.extend_from_slice(&sum);
+        assert_eq!(decode(&v1), Some((vec![entry(7, 99)], vec![])));
     }
 
     #[test]
     fn a_damaged_file_is_refused() {
-        let good = encode(&[entry(1, 100), entry(2, 200)]);
+        let good = encode(&[entry(1, 100), entry(2, 200)], &[cutoff("x", 300)]);
         assert!(decode(&good).is_some());
-        for cut in [0, 5, MAGIC.len(), good.len() - 1] {
+        for cut in [0, 5, MAGIC.len(), MAGIC.len() + 8, good.len() - 1] {
             assert!(decode(&good[..cut]).is_none(), "cut at {cut}");
         }
         let mut flipped = good.clone();
-        flipped[MAGIC.len() + 3] ^= 1;
+        flipped[MAGIC.len() + 11] ^= 1;
         assert!(decode(&flipped).is_none());
+        // A count larger than the entries, with a valid checksum.
+        let mut lying = MAGIC.to_vec();
+        lying.extend_from_slice(&u64::MAX.to_le_bytes());
+        let sum = sha256(&lying);
+        lying.extend_from_slice(&sum);
+        assert!(decode(&lying).is_none());
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("s");
         std::fs::write(&path, b"garbage").expect("write");

@@ -22,7 +22,10 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::snapshot::SnapshotFile;
-use crate::{Blacklist, Cursor, Digest, Entry, RevocationStore, StoreError};
+use crate::{
+    Blacklist, Change, Cursor, Cutoff, CutoffTable, Digest, Entry, RevocationStore, StoreError,
+    SubjectKey, TokenSubject,
+};
 
 /// How often the snapshot is rewritten when the feed brought changes.
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(5);
@@ -50,6 +53,8 @@ impl Default for SyncSettings {
 pub struct Revocations {
     store: Arc<dyn RevocationStore>,
     blacklist: Blacklist,
+    /// Subject cut-offs (SPEC §3.10), kept like the blacklist.
+    cutoffs: CutoffTable,
     connected: AtomicBool,
     /// The blacklist was loaded, from the store or from the snapshot.
     loaded: AtomicBool,
@@ -89,6 +94,7 @@ impl Revocations {
         Arc::new(Revocations {
             store,
             blacklist: Blacklist::new(),
+            cutoffs: CutoffTable::new(),
             connected: AtomicBool::new(false),
             loaded: AtomicBool::new(false),
             snapshot,
@@ -102,6 +108,69 @@ impl Revocations {
     /// revoked: memory only, no I/O.
     pub fn is_revoked(&self, digests: &[Digest], now: i64) -> bool {
         self.blacklist.contains_any(digests, now)
+    }
+
+    /// The subject cut-off that refuses a token, if any: memory only.
+    pub fn cutoff_for(&self, token: &TokenSubject<'_>, now: i64) -> Option<Cutoff> {
+        self.cutoffs.refusing(token, now)
+    }
+
+    /// Every cut-off this node knows, alive at `now`.
+    pub fn cutoffs(&self, now: i64) -> Vec<Cutoff> {
+        self.cutoffs.all(now)
+    }
+
+    /// The cut-off of `key`, if this node knows one.
+    pub fn cutoff(&self, key: &SubjectKey) -> Option<Cutoff> {
+        self.cutoffs.get(key)
+    }
+
+    pub fn cutoff_count(&self) -> usize {
+        self.cutoffs.len()
+    }
+
+    /// Records a subject cut-off in the store, then in memory; an error
+    /// means nothing was recorded (the caller answers 503).
+    pub async fn cut_off(&self, cutoff: Cutoff) -> Result<(), StoreError> {
+        match self.store.cut_off(&cutoff).await {
+            Ok(()) => {
+                self.cutoffs.insert(&cutoff);
+                self.dirty.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.store_errors.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes a cut-off from the store and memory; `Ok(false)` when there
+    /// was none.
+    pub async fn lift(&self, key: &SubjectKey) -> Result<bool, StoreError> {
+        match self.store.lift(key).await {
+            Ok(found) => {
+                let here = self.cutoffs.remove(key);
+                self.dirty.store(true, Ordering::Relaxed);
+                Ok(found || here)
+            }
+            Err(e) => {
+                self.store_errors.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    /// See [`RevocationStore::claim_once`].
+    pub async fn claim_once(&self, key: &str, expires_at: i64) -> Result<bool, StoreError> {
+        self.store.claim_once(key, expires_at).await.inspect_err(|_| {
+            self.store_errors.fetch_add(1, Ordering::Relaxed);
+        })
+    }
+
+    /// See [`RevocationStore::forget_once`].
+    pub async fn forget_once(&self, key: &str) -> Result<(), StoreError> {
+        self.store.forget_once(key).await
     }
 
     /// Whether the blacklist has been loaded (from the store or the local
@@ -147,9 +216,10 @@ impl Revocations {
             return LoadedFrom::Nothing { error };
         };
         match file.load(unix_now()) {
-            Ok(Some(entries)) => {
+            Ok(Some((entries, cutoffs))) => {
                 let n = entries.len();
                 self.blacklist.extend(entries);
+                self.cutoffs.replace(cutoffs);
                 self.loaded.store(true, Ordering::Relaxed);
                 LoadedFrom::Snapshot { entries: n, error }
             }
@@ -167,8 +237,10 @@ impl Revocations {
             return;
         };
         self.dirty.store(false, Ordering::Relaxed);
-        let entries = self.blacklist.live_entries(unix_now());
-        let saved = tokio::task::spawn_blocking(move || file.save(&entries)).await;
+        let now = unix_now();
+        let entries = self.blacklist.live_entries(now);
+        let cutoffs = self.cutoffs.all(now);
+        let saved = tokio::task::spawn_blocking(move || file.save(&entries, &cutoffs)).await;
         match saved {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
@@ -261,6 +333,7 @@ impl Revocations {
                     warn!(store = self.store.kind(), error = %e, "purging expired revocations failed");
                 }
                 self.blacklist.purge(now);
+                self.cutoffs.purge(now);
                 last_purge = Instant::now();
             }
             if shared {
@@ -269,9 +342,9 @@ impl Revocations {
                     _ = stop.wait_for(|s| *s) => break,
                 };
                 match changes {
-                    Ok(entries) => {
-                        if !entries.is_empty() {
-                            self.blacklist.extend(entries);
+                    Ok(changes) => {
+                        if !changes.is_empty() {
+                            self.apply(changes);
                             self.dirty.store(true, Ordering::Relaxed);
                         }
                         if self.dirty.load(Ordering::Relaxed)
@@ -305,11 +378,29 @@ impl Revocations {
         } else {
             Cursor::Start
         };
-        let entries = self.store.snapshot(unix_now()).await?;
+        let now = unix_now();
+        let entries = self.store.snapshot(now).await?;
+        let cutoffs = self.store.cutoffs(now).await?;
         let n = entries.len();
         self.blacklist.extend(entries);
+        // Replaced, not merged: a cut-off deleted while this node was away
+        // is gone here too.
+        self.cutoffs.replace(cutoffs);
         self.loaded.store(true, Ordering::Relaxed);
         Ok((pos, n))
+    }
+
+    /// Changes other nodes made, from the feed.
+    fn apply(&self, changes: Vec<Change>) {
+        for change in changes {
+            match change {
+                Change::Revoked(e) => self.blacklist.insert(e),
+                Change::CutOff(c) => self.cutoffs.insert(&c),
+                Change::Lifted(k) => {
+                    self.cutoffs.remove(&k);
+                }
+            }
+        }
     }
 
     fn note_outage(&self, e: &StoreError, logged: &mut bool) {

@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use jwtgate_config::{PoolConfig, RedisClusterConfig, RedisConfig};
 use jwtgate_store::embedded::EmbeddedStore;
 use jwtgate_store::redis::RedisStore;
-use jwtgate_store::{Cursor, Entry, RevocationStore, Revocations};
+use jwtgate_store::{
+    Change, Cursor, Cutoff, Entry, Owner, RevocationStore, Revocations, Subject, SubjectKey,
+    TokenSubject,
+};
 use jwtgate_testkit::{RedisCluster, RedisServer};
 
 const NOW: i64 = 1_900_000_000;
@@ -116,7 +119,7 @@ async fn conformance(name: &str, store: Arc<dyn RevocationStore>) {
             .expect("changes");
         assert_eq!(
             seen,
-            vec![b],
+            vec![Change::Revoked(b)],
             "{name}: the feed delivers the new revocation"
         );
         let none = store
@@ -125,6 +128,8 @@ async fn conformance(name: &str, store: Arc<dyn RevocationStore>) {
             .expect("changes");
         assert!(none.is_empty(), "{name}: nothing new after the cursor");
     }
+
+    cutoffs_conform(name, &store).await;
 
     // 100 000 entries loaded at start
     let bulk: Vec<Entry> = (1000..101_000u32)
@@ -197,4 +202,89 @@ async fn redis_cluster_backend_conforms() {
     })
     .expect("store");
     conformance("redis_cluster", Arc::new(store)).await;
+}
+
+fn key(owner: Owner, subject: Subject) -> SubjectKey {
+    SubjectKey { owner, subject }
+}
+
+/// Subject cut-offs (SPEC §3.10) and once-only keys, on every backend.
+async fn cutoffs_conform(name: &str, store: &Arc<dyn RevocationStore>) {
+    let alice = key(Owner::Consumer("alice".into()), Subject::Every);
+    let bob_u1 = key(Owner::Consumer("bob".into()), Subject::Sub("u|1 \"odd\"".into()));
+    let corp_sid = key(Owner::Provider("corp".into()), Subject::Sid("s-1".into()));
+    let cut = |k: &SubjectKey, at: i64| Cutoff {
+        key: k.clone(),
+        not_before: at,
+        expires_at: at + 3600,
+    };
+    let mut cursor = if store.is_shared() {
+        Some(store.position().await.expect("position"))
+    } else {
+        None
+    };
+    store.cut_off(&cut(&alice, NOW)).await.expect("cut off");
+    store.cut_off(&cut(&bob_u1, NOW)).await.expect("cut off");
+    store.cut_off(&cut(&corp_sid, NOW)).await.expect("cut off");
+    // A later cut-off wins; an earlier one changes nothing.
+    store.cut_off(&cut(&alice, NOW + 100)).await.expect("later");
+    store.cut_off(&cut(&alice, NOW - 100)).await.expect("earlier");
+    let mut all = store.cutoffs(NOW).await.expect("cutoffs");
+    all.sort_by_key(|c| c.key.encode());
+    assert_eq!(all.len(), 3, "{name}: {all:?}");
+    let alice_now = all.iter().find(|c| c.key == alice).expect("alice");
+    assert_eq!(alice_now.not_before, NOW + 100, "{name}: the later cut-off is kept");
+    assert!(all.iter().any(|c| c.key == bob_u1), "{name}: odd subjects survive");
+    // Deleting: true once, then false.
+    assert!(store.lift(&corp_sid).await.expect("lift"), "{name}");
+    assert!(!store.lift(&corp_sid).await.expect("lift again"), "{name}");
+    assert_eq!(store.cutoffs(NOW).await.expect("cutoffs").len(), 2);
+    // Retention: gone from snapshots once expired, and purged.
+    assert!(store.cutoffs(NOW + 3600).await.expect("cutoffs").iter().all(|c| c.key == alice));
+    assert!(store.purge(NOW + 3650).await.expect("purge") >= 1);
+    assert!(store
+        .cutoffs(0)
+        .await
+        .expect("cutoffs")
+        .iter()
+        .all(|c| c.key != bob_u1));
+    // The feed carries cut-offs and deletions to the other nodes.
+    if let Some(cursor) = &mut cursor {
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            seen.extend(
+                store
+                    .changes(cursor, Duration::from_millis(200))
+                    .await
+                    .expect("changes"),
+            );
+        }
+        assert!(
+            seen.contains(&Change::CutOff(cut(&bob_u1, NOW))),
+            "{name}: {seen:?}"
+        );
+        assert!(seen.contains(&Change::Lifted(corp_sid.clone())), "{name}: {seen:?}");
+    }
+    // Once-only keys: a replay is seen as one.
+    let jti = format!("{name}-jti");
+    assert!(store.claim_once(&jti, NOW + 60).await.expect("claim"), "{name}");
+    assert!(!store.claim_once(&jti, NOW + 60).await.expect("claim again"), "{name}");
+    assert!(store.claim_once(&format!("{jti}-2"), NOW + 60).await.expect("other"));
+
+    // A node's view: loaded with the blacklist, checked in memory.
+    let revocations = Revocations::new(Arc::clone(store), None);
+    revocations.load().await.expect("load");
+    let token = TokenSubject {
+        consumer: Some("alice"),
+        sub: Some("anyone"),
+        iat: Some(NOW + 100),
+        ..TokenSubject::default()
+    };
+    assert!(revocations.cutoff_for(&token, NOW).is_some(), "{name}");
+    let later = TokenSubject {
+        iat: Some(NOW + 101),
+        ..token
+    };
+    assert!(revocations.cutoff_for(&later, NOW).is_none(), "{name}");
+    store.lift(&alice).await.expect("clean up");
 }

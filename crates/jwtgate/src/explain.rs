@@ -11,8 +11,8 @@ use std::sync::Arc;
 use jwtgate_admin::explain::{Explain, LoadedKeys, Request, Revocation, Verdict};
 use jwtgate_config::{load_file, Config};
 use jwtgate_core::clock::{Clock, SystemClock};
-use jwtgate_core::jwt::{RevocationKey, Token};
-use jwtgate_core::policy::AuthContext;
+use jwtgate_core::jwt::Token;
+use jwtgate_core::policy::{AuthContext, Authenticated};
 use jwtgate_proxy::router::Router;
 use jwtgate_state::StateDir;
 
@@ -48,7 +48,7 @@ pub fn explain(args: &ExplainArgs) -> ExitCode {
     };
     let router = Router::new(&config.routes, config.client_body_timeout);
     let keys = runtime.block_on(provider_keys(&config, &token));
-    let revocation = |key: &RevocationKey| runtime.block_on(revocation(&config, key));
+    let revocation = |auth: &Authenticated| runtime.block_on(revocation(&config, auth));
     let explain = Explain {
         router: &router,
         auth: AuthContext {
@@ -106,7 +106,8 @@ async fn provider_keys(config: &Config, token: &str) -> LoadedKeys {
 
 /// Asks the configured store directly whether the token was logged out.
 /// An embedded store held open by a running gateway cannot be read.
-async fn revocation(config: &Config, key: &RevocationKey) -> Revocation {
+async fn revocation(config: &Config, auth: &Authenticated) -> Revocation {
+    let key = &auth.revocation;
     if let jwtgate_config::StoreConfig::Embedded { path } = &config.store {
         // Nothing was ever revoked there; do not create a store to find out.
         if !jwtgate_store::embedded::EmbeddedStore::exists(path) {
@@ -135,8 +136,23 @@ async fn revocation(config: &Config, key: &RevocationKey) -> Revocation {
             }
         }
     }
-    match latest {
-        Some(until) if until > SystemClock.now_unix() => Revocation::Revoked(until),
-        _ => Revocation::NotRevoked(store.kind()),
+    let now = SystemClock.now_unix();
+    if let Some(until) = latest.filter(|&until| until > now) {
+        return Revocation::Revoked(until);
+    }
+    // The subject cut-offs, as the store holds them.
+    let table = jwtgate_store::CutoffTable::new();
+    match store.cutoffs(now).await {
+        Ok(all) => table.replace(all),
+        Err(e) => {
+            return Revocation::Unknown(format!(
+                "cannot read the subject cut-offs of the {} store ({e})",
+                store.kind()
+            ))
+        }
+    }
+    match table.refusing(&jwtgate_admin::explain::token_subject(auth), now) {
+        Some(c) => Revocation::CutOff(format!("{} at {}", c.key, c.not_before)),
+        None => Revocation::NotRevoked(store.kind()),
     }
 }

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use jwtgate_core::clock::{Clock, SystemClock};
 use jwtgate_core::jwt::{RevocationKey, Token};
 use jwtgate_core::path::{normalize, Method};
-use jwtgate_core::policy::{authenticate_traced, AuthContext, AuthError, JwtPolicy, PathScope};
+use jwtgate_core::policy::{
+    authenticate_traced, AuthContext, AuthError, Authenticated, JwtPolicy, PathScope,
+};
 use jwtgate_proxy::router::Router;
 use serde::Serialize;
 
@@ -114,6 +116,8 @@ impl Report {
 pub enum Revocation {
     /// Blacklisted until this Unix time.
     Revoked(i64),
+    /// A subject cut-off refuses it; which one.
+    CutOff(String),
     /// Not revoked; the store kind that was asked.
     NotRevoked(&'static str),
     /// Could not be told.
@@ -124,8 +128,9 @@ pub enum Revocation {
 pub struct Explain<'a> {
     pub router: &'a Router,
     pub auth: AuthContext<'a>,
-    /// Asks whether the token (by its blacklist keys) was logged out.
-    pub revocation: &'a dyn Fn(&RevocationKey) -> Revocation,
+    /// Asks whether the token was logged out: by its blacklist keys, or
+    /// by a cut-off of its subject.
+    pub revocation: &'a dyn Fn(&Authenticated) -> Revocation,
 }
 
 /// The request to explain: the token, and optionally the route by name
@@ -294,13 +299,20 @@ impl Explain<'_> {
                     (None, Some(c)) => format!("consumer {:?}", c.username),
                     (None, None) => "nobody".to_owned(),
                 };
-                match (self.revocation)(&auth.revocation) {
+                match (self.revocation)(&auth) {
                     Revocation::Revoked(until) => {
                         r.line(
                             "revocation",
                             format!("REVOKED (logged out; blacklisted until {until})"),
                         );
                         self.refused(r, &AuthError::Revoked)
+                    }
+                    Revocation::CutOff(which) => {
+                        r.line(
+                            "revocation",
+                            format!("REFUSED by a subject cut-off (logged out everywhere): {which}"),
+                        );
+                        self.refused(r, &AuthError::CutOff(which))
                     }
                     Revocation::NotRevoked(kind) => {
                         r.line(
@@ -384,5 +396,19 @@ pub struct LoadedKeys(pub Vec<Option<Arc<jwtgate_core::provider::ProviderKeys>>>
 impl jwtgate_core::provider::KeyRing for LoadedKeys {
     fn current(&self, index: usize) -> Option<Arc<jwtgate_core::provider::ProviderKeys>> {
         self.0.get(index)?.clone()
+    }
+}
+
+/// What the cut-off check knows of a verified token.
+pub fn token_subject(auth: &Authenticated) -> jwtgate_store::TokenSubject<'_> {
+    let text = |name: &str| auth.claims.get(name).and_then(serde_json::Value::as_str);
+    jwtgate_store::TokenSubject {
+        consumer: auth.principal.consumer().map(|c| c.username.as_str()),
+        provider: auth.principal.provider().map(|p| p.name.as_str()),
+        sub: text("sub"),
+        sid: text("sid"),
+        iat: jwtgate_core::policy::numeric_date(&auth.claims, "iat")
+            .ok()
+            .flatten(),
     }
 }

@@ -19,7 +19,7 @@ pub use sign::{SignError, SigningKey};
 pub use token::{Token, TokenError, MAX_TOKEN_BYTES};
 
 /// SHA-256 of `bytes`.
-fn sha256(bytes: &[u8]) -> [u8; 32] {
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
     let mut out = [0u8; 32];
     out.copy_from_slice(d.as_ref());

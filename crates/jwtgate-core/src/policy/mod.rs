@@ -19,7 +19,8 @@ use std::sync::Arc;
 use serde_json::Value;
 
 pub use self::authenticate::{
-    authenticate, authenticate_cached, authenticate_traced, check_claims, numeric_date, Step,
+    authenticate, authenticate_cached, authenticate_traced, check_audience, check_claims,
+    numeric_date, Step,
 };
 use self::authorize::Authorization;
 use crate::claims::ClaimPath;
@@ -120,6 +121,9 @@ pub struct JwtPolicy {
     /// The consumer a request carrying no token goes upstream as (SPEC
     /// §3.8).
     pub anonymous: Option<Arc<Consumer>>,
+    /// `logout_everywhere_path` (SPEC §3.10): a valid token there cuts off
+    /// its subject.
+    pub logout_everywhere: Option<Logout>,
 }
 
 impl Default for JwtPolicy {
@@ -141,6 +145,7 @@ impl Default for JwtPolicy {
             audiences: Vec::new(),
             authorize: None,
             anonymous: None,
+            logout_everywhere: None,
         }
     }
 }
@@ -153,6 +158,8 @@ pub struct Requirement<'a> {
     pub rule: Option<&'a RuleEntry>,
     /// The request is the route's logout request.
     pub logout: bool,
+    /// The request is the route's logout-everywhere request.
+    pub logout_everywhere: bool,
 }
 
 impl JwtPolicy {
@@ -161,6 +168,10 @@ impl JwtPolicy {
     pub fn requirement(&self, method: Method, path: &str) -> Requirement<'_> {
         let logout = self
             .logout
+            .as_ref()
+            .is_some_and(|l| l.matches(method, path));
+        let logout_everywhere = self
+            .logout_everywhere
             .as_ref()
             .is_some_and(|l| l.matches(method, path));
         let (listed, rule) = match &self.scope {
@@ -175,9 +186,10 @@ impl JwtPolicy {
             }
         };
         Requirement {
-            token_required: listed || logout,
+            token_required: listed || logout || logout_everywhere,
             rule,
-            logout,
+            logout: logout && !logout_everywhere,
+            logout_everywhere,
         }
     }
 }
@@ -239,6 +251,9 @@ pub enum AuthError {
     LifetimeTooLong { lifetime: i64, max: i64 },
     #[error("token has been revoked")]
     Revoked,
+    /// A subject cut-off refuses it (SPEC §3.10); which one.
+    #[error("token refused by a cut-off: {0}")]
+    CutOff(String),
 }
 
 impl AuthError {
@@ -251,7 +266,7 @@ impl AuthError {
                 "missing user key in JWT token"
             }
             AuthError::UnknownConsumer { .. } => "Invalid user key in JWT token",
-            AuthError::Revoked => "JWT token has been revoked",
+            AuthError::Revoked | AuthError::CutOff(_) => "JWT token has been revoked",
             _ => "failed to verify jwt",
         }
     }
@@ -282,7 +297,7 @@ impl AuthError {
             AuthError::NotYetValid { .. } => "not_yet_valid",
             AuthError::MissingClaim(_) | AuthError::NotNumericDate(_) => "bad_claims",
             AuthError::LifetimeTooLong { .. } => "lifetime_too_long",
-            AuthError::Revoked => "revoked",
+            AuthError::Revoked | AuthError::CutOff(_) => "revoked",
         }
     }
 

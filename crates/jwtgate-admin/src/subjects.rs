@@ -1,0 +1,148 @@
+//! `/admin/v1/revocations/subjects` (SPEC §3.10): log a subject out
+//! everywhere. `POST {"consumer": "alice"[, "subject": "u-1"]}` or
+//! `{"provider": "corp", "subject": "u-1"}` records a cut-off at the current
+//! second (`201`, the entry); `DELETE` with the same body removes it (`204`,
+//! `404` when there is none); `GET` lists them. Writes are acknowledged
+//! only once the store has them durably (else `503`), and reach every node
+//! through the same feed as revocations.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use jwtgate_core::clock::{Clock, SystemClock};
+use jwtgate_proxy::logout;
+use jwtgate_store::{Cutoff, Owner, Subject, SubjectKey};
+use serde_json::{json, Map, Value};
+use tracing::info;
+
+use crate::api::AdminState;
+use crate::error::AdminError;
+use crate::input::json_body;
+
+/// A cut-off as the API shows it.
+fn entry(c: &Cutoff) -> Value {
+    let mut v = Map::new();
+    match &c.key.owner {
+        Owner::Consumer(n) => v.insert("consumer".into(), json!(n)),
+        Owner::Provider(n) => v.insert("provider".into(), json!(n)),
+    };
+    match &c.key.subject {
+        Subject::Every => {}
+        Subject::Sub(s) => {
+            v.insert("subject".into(), json!(s));
+        }
+        Subject::Sid(s) => {
+            v.insert("sid".into(), json!(s));
+        }
+    }
+    v.insert("not_before".into(), json!(c.not_before));
+    v.insert("expires_at".into(), json!(c.expires_at));
+    Value::Object(v)
+}
+
+pub async fn list(State(s): State<AdminState>) -> Response {
+    let mut all = s.live.revocations().cutoffs(SystemClock.now_unix());
+    all.sort_by_key(|c| c.key.encode());
+    let subjects: Vec<Value> = all.iter().map(entry).collect();
+    Json(json!({ "subjects": subjects })).into_response()
+}
+
+pub async fn create(State(s): State<AdminState>, body: Bytes) -> Result<Response, AdminError> {
+    let key = subject_key(&s, &body, false)?;
+    let gw = s.live.gateway();
+    let cutoff = logout::cut_off(&gw, key)
+        .await
+        .map_err(|e| AdminError::StoreUnavailable(e.to_string()))?;
+    info!(target: "jwtgate::admin", cutoff = %cutoff.key, not_before = cutoff.not_before, "subject logged out everywhere through the admin API");
+    Ok((StatusCode::CREATED, Json(entry(&cutoff))).into_response())
+}
+
+pub async fn delete(State(s): State<AdminState>, body: Bytes) -> Result<StatusCode, AdminError> {
+    let key = subject_key(&s, &body, true)?;
+    let found = s
+        .live
+        .revocations()
+        .lift(&key)
+        .await
+        .map_err(|e| AdminError::StoreUnavailable(e.to_string()))?;
+    if !found {
+        return Err(AdminError::NotFound(format!("no cut-off for {key}")));
+    }
+    info!(target: "jwtgate::admin", cutoff = %key, "subject cut-off deleted through the admin API");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The body's subject, its owner checked against the running config (`404`
+/// for an unknown consumer or provider). `deleting`: a `sid` (from a
+/// back-channel logout) may be named too.
+fn subject_key(s: &AdminState, body: &Bytes, deleting: bool) -> Result<SubjectKey, AdminError> {
+    let value = json_body(body)?;
+    let Value::Object(map) = &value else {
+        return Err(AdminError::field(
+            "",
+            "expected a JSON object: {\"consumer\": ...[, \"subject\": ...]} or {\"provider\": ..., \"subject\": ...}",
+        ));
+    };
+    let allowed: &[&str] = if deleting {
+        &["consumer", "provider", "subject", "sid"]
+    } else {
+        &["consumer", "provider", "subject"]
+    };
+    if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(AdminError::field(unknown, "unknown key"));
+    }
+    let text = |key: &str| -> Result<Option<String>, AdminError> {
+        match map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(t)) if !t.is_empty() => Ok(Some(t.clone())),
+            Some(Value::String(_)) => Err(AdminError::field(key, "must not be empty")),
+            Some(_) => Err(AdminError::field(key, "expected a string")),
+        }
+    };
+    let (consumer, provider) = (text("consumer")?, text("provider")?);
+    let (subject, sid) = (text("subject")?, text("sid")?);
+    let gw = s.live.gateway();
+    let key = match (consumer, provider) {
+        (Some(_), Some(_)) => {
+            return Err(AdminError::field("provider", "name a consumer or a provider, not both"))
+        }
+        (None, None) => return Err(AdminError::field("consumer", "name a consumer or a provider")),
+        (Some(c), None) => {
+            if sid.is_some() {
+                return Err(AdminError::field("sid", "is a provider's (back-channel logout)"));
+            }
+            if gw.consumers.by_username(&c).is_none() {
+                return Err(AdminError::NotFound(format!("consumer {c:?} not found")));
+            }
+            SubjectKey {
+                owner: Owner::Consumer(c),
+                subject: subject.map_or(Subject::Every, Subject::Sub),
+            }
+        }
+        (None, Some(p)) => {
+            if gw.providers.by_name(&p).is_none() {
+                return Err(AdminError::NotFound(format!("provider {p:?} not found")));
+            }
+            let subject = match (subject, sid) {
+                (Some(s), None) => Subject::Sub(s),
+                (None, Some(s)) => Subject::Sid(s),
+                (Some(_), Some(_)) => {
+                    return Err(AdminError::field("sid", "name a subject or a sid, not both"))
+                }
+                (None, None) => {
+                    return Err(AdminError::field(
+                        "subject",
+                        "is required with a provider (its tokens are told apart by sub)",
+                    ))
+                }
+            };
+            SubjectKey {
+                owner: Owner::Provider(p),
+                subject,
+            }
+        }
+    };
+    Ok(key)
+}

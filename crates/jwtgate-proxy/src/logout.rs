@@ -1,0 +1,255 @@
+//! Logging out everywhere (SPEC §3.10): the subject cut-off a route's
+//! `logout_everywhere_path` records for its token's own subject, and OpenID
+//! Connect Back-Channel Logout, where an identity provider POSTs a signed
+//! logout token to a provider's `backchannel_logout_path`.
+//!
+//! Both record cut-offs in the revocation store, acknowledged only once
+//! durable (the same rule as a logout), so every node refuses the old
+//! tokens within the feed's latency.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use http::request::Parts;
+use http::{Method, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use jwtgate_core::backchannel::{self, LogoutError, IAT_SKEW_SECONDS};
+use jwtgate_core::clock::Clock;
+use jwtgate_core::policy::{sources, Principal};
+use jwtgate_store::{Cutoff, Owner, Subject, SubjectKey};
+use serde_json::{Map, Value};
+use tracing::{info, warn};
+
+use crate::body::GatewayBody;
+use crate::error::GatewayError;
+use crate::gateway::Gateway;
+
+/// A logout token, with its form, is small; anything larger is refused.
+const MAX_LOGOUT_BODY: usize = 64 * 1024;
+
+/// The cut-off a logout-everywhere request records: its consumer and
+/// `sub` (the whole consumer when the token has none), or its provider and
+/// `sub`.
+pub fn own_subject(principal: &Principal, claims: &Map<String, Value>) -> Option<SubjectKey> {
+    let sub = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned);
+    match principal {
+        Principal::Consumer(c) => Some(SubjectKey {
+            owner: Owner::Consumer(c.username.clone()),
+            subject: sub.map_or(Subject::Every, Subject::Sub),
+        }),
+        Principal::Provider { provider, .. } => Some(SubjectKey {
+            owner: Owner::Provider(provider.name.clone()),
+            subject: Subject::Sub(sub?),
+        }),
+        Principal::Anonymous(_) => None,
+    }
+}
+
+/// Records a cut-off of `key` at the current second.
+pub async fn cut_off(gw: &Gateway, key: SubjectKey) -> Result<Cutoff, GatewayError> {
+    let now = gw.clock.now_unix();
+    let cutoff = Cutoff {
+        key,
+        not_before: now,
+        expires_at: now.saturating_add(gw.subject_retention),
+    };
+    gw.revocations
+        .cut_off(cutoff.clone())
+        .await
+        .map_err(|e| GatewayError::StoreUnavailable(e.to_string()))?;
+    Ok(cutoff)
+}
+
+/// What the back-channel endpoint did, for the access log and metrics.
+pub struct Backchannel {
+    pub response: Response<GatewayBody>,
+    pub outcome: &'static str,
+    pub detail: Option<String>,
+}
+
+/// `POST {backchannel_logout_path}` of provider `index` (OIDC Back-Channel
+/// Logout 1.0 §2.5-2.8): `200` once the cut-offs are durable, `400
+/// {"error":"invalid_request"}` otherwise; other methods `405`.
+pub async fn backchannel(
+    gw: &Gateway,
+    index: usize,
+    parts: &Parts,
+    body: Incoming,
+    body_timeout: std::time::Duration,
+) -> Backchannel {
+    let provider_name = gw
+        .providers
+        .get(index)
+        .map(|p| p.name.clone())
+        .unwrap_or_default();
+    let result = logout(gw, index, parts, body, body_timeout).await;
+    let (response, outcome, detail) = match result {
+        Ok(done) => {
+            info!(provider = %provider_name, logged_out = %done, "back-channel logout");
+            let mut r = Response::new(GatewayBody::empty());
+            r.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            (r, "ok", Some(done))
+        }
+        Err(Refused::Method) => {
+            let mut r = invalid(StatusCode::METHOD_NOT_ALLOWED, "only POST");
+            r.headers_mut().insert(ALLOW, HeaderValue::from_static("POST"));
+            (r, "invalid", Some("method not allowed".into()))
+        }
+        Err(Refused::Request(why)) => {
+            warn!(provider = %provider_name, reason = %why, "back-channel logout refused");
+            (invalid(StatusCode::BAD_REQUEST, &why), "invalid", Some(why))
+        }
+        Err(Refused::Replay) => {
+            let why = "jti already used (a replayed logout token)".to_owned();
+            warn!(provider = %provider_name, reason = %why, "back-channel logout refused");
+            (invalid(StatusCode::BAD_REQUEST, &why), "replay", Some(why))
+        }
+        Err(Refused::Store(why)) => {
+            warn!(provider = %provider_name, error = %why, "back-channel logout not recorded: revocation store unavailable");
+            let r = invalid(StatusCode::BAD_REQUEST, "revocation store unavailable");
+            (r, "unavailable", Some(why))
+        }
+    };
+    metrics::counter!(
+        "jwtgate_backchannel_logout_total",
+        "provider" => provider_name,
+        "outcome" => outcome
+    )
+    .increment(1);
+    Backchannel {
+        response,
+        outcome,
+        detail,
+    }
+}
+
+enum Refused {
+    Method,
+    Request(String),
+    Replay,
+    Store(String),
+}
+
+/// `{"error":"invalid_request","error_description":...}` (BCL §2.8).
+fn invalid(status: StatusCode, description: &str) -> Response<GatewayBody> {
+    let body = serde_json::json!({ "error": "invalid_request", "error_description": description });
+    let mut r = Response::new(GatewayBody::full(body.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+async fn logout(
+    gw: &Gateway,
+    index: usize,
+    parts: &Parts,
+    body: Incoming,
+    body_timeout: std::time::Duration,
+) -> Result<String, Refused> {
+    if parts.method != Method::POST {
+        return Err(Refused::Method);
+    }
+    let form = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+    if !form {
+        return Err(Refused::Request(
+            "the body must be application/x-www-form-urlencoded".into(),
+        ));
+    }
+    let body = read_body(body, body_timeout).await?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| Refused::Request("the body is not UTF-8".into()))?;
+    let mut tokens = sources::query_params(text, "logout_token");
+    let raw = match (tokens.next(), tokens.next()) {
+        (Some(t), None) => t.replace('+', " "),
+        (None, _) => return Err(Refused::Request("no logout_token".into())),
+        (Some(_), Some(_)) => return Err(Refused::Request("more than one logout_token".into())),
+    };
+    let provider = gw
+        .providers
+        .get(index)
+        .ok_or_else(|| Refused::Request("no such provider".into()))?;
+    let now = gw.clock.now_unix();
+    let keys = || jwtgate_core::provider::KeyRing::current(&*gw.keys, index);
+    let token = match backchannel::validate(&raw, provider, keys().as_deref(), now) {
+        Err(e) if e.unknown_kid().is_some() => {
+            // The same rule as a request's unknown kid: one merged refetch
+            // per interval.
+            let kid = e.unknown_kid().unwrap_or_default().to_owned();
+            let (_, found) = gw.keys.refetch_for_unknown_kid(index, &kid).await;
+            if !found {
+                return Err(Refused::Request(e.to_string()));
+            }
+            backchannel::validate(&raw, provider, keys().as_deref(), now)
+        }
+        other => other,
+    }
+    .map_err(|e: LogoutError| Refused::Request(e.to_string()))?;
+
+    // A jti is accepted once, on any node: recorded before the cut-offs,
+    // forgotten again if they cannot be recorded (so the IdP's retry is
+    // not taken for a replay).
+    let once = once_key(&provider.name, &token.jti);
+    let expires = token.exp.saturating_add(IAT_SKEW_SECONDS);
+    match gw.revocations.claim_once(&once, expires).await {
+        Ok(true) => {}
+        Ok(false) => return Err(Refused::Replay),
+        Err(e) => return Err(Refused::Store(e.to_string())),
+    }
+    let mut done = Vec::new();
+    let owner = Owner::Provider(provider.name.clone());
+    let keys = [
+        token.sub.clone().map(Subject::Sub),
+        token.sid.clone().map(Subject::Sid),
+    ];
+    for subject in keys.into_iter().flatten() {
+        let key = SubjectKey {
+            owner: owner.clone(),
+            subject,
+        };
+        if let Err(e) = cut_off(gw, key.clone()).await {
+            let _ = gw.revocations.forget_once(&once).await;
+            return Err(Refused::Store(e.to_string()));
+        }
+        done.push(key.to_string());
+    }
+    Ok(done.join(", "))
+}
+
+async fn read_body(body: Incoming, timeout: std::time::Duration) -> Result<Bytes, Refused> {
+    let collected = tokio::time::timeout(timeout, Limited::new(body, MAX_LOGOUT_BODY).collect())
+        .await
+        .map_err(|_| Refused::Request("the body stalled".into()))?;
+    collected
+        .map(|c| c.to_bytes())
+        .map_err(|_| Refused::Request(format!("the body is larger than {MAX_LOGOUT_BODY} bytes, or broke off")))
+}
+
+/// The key a `jti` is recorded under: the provider and the jti, hashed
+/// (bounded length, whatever the token says).
+fn once_key(provider: &str, jti: &str) -> String {
+    let d = hex_sha256(format!("{provider}\0{jti}").as_bytes());
+    format!("bcl:{d}")
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let d = jwtgate_core::jwt::sha256(bytes);
+    let mut out = String::with_capacity(64);
+    for b in d {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
