@@ -187,7 +187,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
         Op::CutOffSubject,
         "Log a subject out everywhere: refuse its tokens issued until now",
     ),
-    ep(Verb::Get, SUBJECTS, Op::ListSubjects, "List subject cut-offs"),
+    ep(
+        Verb::Get,
+        SUBJECTS,
+        Op::ListSubjects,
+        "List subject cut-offs",
+    ),
     ep(
         Verb::Delete,
         SUBJECTS,

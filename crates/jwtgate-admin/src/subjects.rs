@@ -106,12 +106,23 @@ fn subject_key(s: &AdminState, body: &Bytes, deleting: bool) -> Result<SubjectKe
     let gw = s.live.gateway();
     let key = match (consumer, provider) {
         (Some(_), Some(_)) => {
-            return Err(AdminError::field("provider", "name a consumer or a provider, not both"))
+            return Err(AdminError::field(
+                "provider",
+                "name a consumer or a provider, not both",
+            ))
         }
-        (None, None) => return Err(AdminError::field("consumer", "name a consumer or a provider")),
+        (None, None) => {
+            return Err(AdminError::field(
+                "consumer",
+                "name a consumer or a provider",
+            ))
+        }
         (Some(c), None) => {
             if sid.is_some() {
-                return Err(AdminError::field("sid", "is a provider's (back-channel logout)"));
+                return Err(AdminError::field(
+                    "sid",
+                    "is a provider's (back-channel logout)",
+                ));
             }
             if gw.consumers.by_username(&c).is_none() {
                 return Err(AdminError::NotFound(format!("consumer {c:?} not found")));
@@ -129,7 +140,10 @@ fn subject_key(s: &AdminState, body: &Bytes, deleting: bool) -> Result<SubjectKe
                 (Some(s), None) => Subject::Sub(s),
                 (None, Some(s)) => Subject::Sid(s),
                 (Some(_), Some(_)) => {
-                    return Err(AdminError::field("sid", "name a subject or a sid, not both"))
+                    return Err(AdminError::field(
+                        "sid",
+                        "name a subject or a sid, not both",
+                    ))
                 }
                 (None, None) => {
                     return Err(AdminError::field(

@@ -725,7 +725,11 @@ pub(crate) fn jwt_policy(
         (true, true) => PathScope::All,
     };
     let revoking = j.use_jwt_blacklist_revoking.unwrap_or(false);
-    let logout_everywhere = match j.logout_everywhere_path.as_deref().filter(|p| !p.is_empty()) {
+    let logout_everywhere = match j
+        .logout_everywhere_path
+        .as_deref()
+        .filter(|p| !p.is_empty())
+    {
         None => None,
         Some(p) => match RuleEntry::parse(p) {
             Ok(entry) if revoking => Some(Logout::new(entry, false)),

@@ -93,7 +93,9 @@ pub fn validate(
     if token.header().contains_key("crit") {
         return Err(LogoutError::Critical);
     }
-    let keys = keys.filter(|k| k.usable_at(now)).ok_or(LogoutError::NoKeys)?;
+    let keys = keys
+        .filter(|k| k.usable_at(now))
+        .ok_or(LogoutError::NoKeys)?;
     let (_, key) = keys
         .set
         .select(alg, token.header().get("kid"))

@@ -97,7 +97,8 @@ pub async fn backchannel(
         }
         Err(Refused::Method) => {
             let mut r = invalid(StatusCode::METHOD_NOT_ALLOWED, "only POST");
-            r.headers_mut().insert(ALLOW, HeaderValue::from_static("POST"));
+            r.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST"));
             (r, "invalid", Some("method not allowed".into()))
         }
         Err(Refused::Request(why)) => {
@@ -162,15 +163,18 @@ async fn logout(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
     if !form {
         return Err(Refused::Request(
             "the body must be application/x-www-form-urlencoded".into(),
         ));
     }
     let body = read_body(body, body_timeout).await?;
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| Refused::Request("the body is not UTF-8".into()))?;
+    let text =
+        std::str::from_utf8(&body).map_err(|_| Refused::Request("the body is not UTF-8".into()))?;
     let mut tokens = sources::query_params(text, "logout_token");
     let raw = match (tokens.next(), tokens.next()) {
         (Some(t), None) => t.replace('+', " "),
@@ -232,9 +236,11 @@ async fn read_body(body: Incoming, timeout: std::time::Duration) -> Result<Bytes
     let collected = tokio::time::timeout(timeout, Limited::new(body, MAX_LOGOUT_BODY).collect())
         .await
         .map_err(|_| Refused::Request("the body stalled".into()))?;
-    collected
-        .map(|c| c.to_bytes())
-        .map_err(|_| Refused::Request(format!("the body is larger than {MAX_LOGOUT_BODY} bytes, or broke off")))
+    collected.map(|c| c.to_bytes()).map_err(|_| {
+        Refused::Request(format!(
+            "the body is larger than {MAX_LOGOUT_BODY} bytes, or broke off"
+        ))
+    })
 }
 
 /// The key a `jti` is recorded under: the provider and the jti, hashed

@@ -277,7 +277,11 @@ impl CutoffTable {
                 }
                 if let Some((sub, v)) = t.sub.and_then(|s| Some((s, o.subs.get(s)?))) {
                     if applies(v) {
-                        return Some(found(Owner::Consumer(name.into()), Subject::Sub(sub.into()), v));
+                        return Some(found(
+                            Owner::Consumer(name.into()),
+                            Subject::Sub(sub.into()),
+                            v,
+                        ));
                     }
                 }
             }
@@ -286,12 +290,20 @@ impl CutoffTable {
             if let Some(o) = tables.providers.get(name) {
                 if let Some((sub, v)) = t.sub.and_then(|s| Some((s, o.subs.get(s)?))) {
                     if applies(v) {
-                        return Some(found(Owner::Provider(name.into()), Subject::Sub(sub.into()), v));
+                        return Some(found(
+                            Owner::Provider(name.into()),
+                            Subject::Sub(sub.into()),
+                            v,
+                        ));
                     }
                 }
                 if let Some((sid, v)) = t.sid.and_then(|s| Some((s, o.sids.get(s)?))) {
                     if applies(v) {
-                        return Some(found(Owner::Provider(name.into()), Subject::Sid(sid.into()), v));
+                        return Some(found(
+                            Owner::Provider(name.into()),
+                            Subject::Sid(sid.into()),
+                            v,
+                        ));
                     }
                 }
             }
@@ -394,14 +406,38 @@ mod tests {
     #[test]
     fn keys_round_trip_whatever_the_names_hold() {
         for key in [
-            SubjectKey { owner: alice(), subject: Subject::Every },
-            SubjectKey { owner: alice(), subject: Subject::Sub("u|1\"x".into()) },
-            SubjectKey { owner: corp(), subject: Subject::Sid("s,1".into()) },
-            SubjectKey { owner: Owner::Provider("*".into()), subject: Subject::Sub("*".into()) },
+            SubjectKey {
+                owner: alice(),
+                subject: Subject::Every,
+            },
+            SubjectKey {
+                owner: alice(),
+                subject: Subject::Sub("u|1\"x".into()),
+            },
+            SubjectKey {
+                owner: corp(),
+                subject: Subject::Sid("s,1".into()),
+            },
+            SubjectKey {
+                owner: Owner::Provider("*".into()),
+                subject: Subject::Sub("*".into()),
+            },
         ] {
-            assert_eq!(SubjectKey::decode(&key.encode()), Some(key.clone()), "{}", key.encode());
+            assert_eq!(
+                SubjectKey::decode(&key.encode()),
+                Some(key.clone()),
+                "{}",
+                key.encode()
+            );
         }
-        for bad in ["", "[]", "[\"x\",\"a\",\"*\"]", "[\"c\",\"a\",\"sub\"]", "[\"c\",\"a\",\"*\",\"x\"]", "{}"] {
+        for bad in [
+            "",
+            "[]",
+            "[\"x\",\"a\",\"*\"]",
+            "[\"c\",\"a\",\"sub\"]",
+            "[\"c\",\"a\",\"*\",\"x\"]",
+            "{}",
+        ] {
             assert_eq!(SubjectKey::decode(bad), None, "{bad}");
         }
     }
@@ -420,10 +456,19 @@ mod tests {
             }
         }
         assert!(t.refusing(&token("u-1", Some(NOW - 5)), NOW).is_some());
-        assert!(t.refusing(&token("u-1", Some(NOW)), NOW).is_some(), "the same second");
+        assert!(
+            t.refusing(&token("u-1", Some(NOW)), NOW).is_some(),
+            "the same second"
+        );
         assert!(t.refusing(&token("u-1", None), NOW).is_some(), "no iat");
-        assert!(t.refusing(&token("u-1", Some(NOW + 1)), NOW).is_none(), "issued later");
-        assert!(t.refusing(&token("u-2", Some(NOW - 5)), NOW).is_none(), "another subject");
+        assert!(
+            t.refusing(&token("u-1", Some(NOW + 1)), NOW).is_none(),
+            "issued later"
+        );
+        assert!(
+            t.refusing(&token("u-2", Some(NOW - 5)), NOW).is_none(),
+            "another subject"
+        );
         // The whole consumer.
         t.insert(&cut(alice(), Subject::Every, NOW + 10));
         assert!(t.refusing(&token("u-2", Some(NOW + 5)), NOW).is_some());
@@ -448,7 +493,10 @@ mod tests {
     #[test]
     fn later_cut_offs_win_and_removal_and_replacement() {
         let t = CutoffTable::new();
-        let key = SubjectKey { owner: corp(), subject: Subject::Sub("u".into()) };
+        let key = SubjectKey {
+            owner: corp(),
+            subject: Subject::Sub("u".into()),
+        };
         t.insert(&cut(corp(), Subject::Sub("u".into()), NOW));
         t.insert(&cut(corp(), Subject::Sub("u".into()), NOW - 100));
         assert_eq!(t.get(&key).map(|c| c.not_before), Some(NOW));
@@ -459,7 +507,12 @@ mod tests {
         t.insert(&cut(alice(), Subject::Every, NOW));
         t.replace(vec![cut(corp(), Subject::Sid("x".into()), NOW)]);
         assert_eq!(t.len(), 1);
-        assert!(t.get(&SubjectKey { owner: alice(), subject: Subject::Every }).is_none());
+        assert!(t
+            .get(&SubjectKey {
+                owner: alice(),
+                subject: Subject::Every
+            })
+            .is_none());
         assert_eq!(t.all(NOW).len(), 1);
     }
 }

@@ -160,10 +160,7 @@ impl RevocationStore for EmbeddedStore {
             let tx = db.begin_write().map_err(unavailable)?;
             {
                 let mut t = tx.open_table(SUBJECTS).map_err(unavailable)?;
-                let prev = t
-                    .get(key.as_str())
-                    .map_err(unavailable)?
-                    .map(|v| v.value());
+                let prev = t.get(key.as_str()).map_err(unavailable)?.map(|v| v.value());
                 let kept = prev.map_or(value, |p| (p.0.max(value.0), p.1.max(value.1)));
                 t.insert(key.as_str(), kept).map_err(unavailable)?;
             }

@@ -375,7 +375,11 @@ fn parse_feed(reply: Option<StreamReadReply>, cursor: &mut Cursor) -> Vec<Change
                     .get::<String>("k")
                     .as_deref()
                     .and_then(SubjectKey::decode)
-                    .zip(id.get::<String>("v").as_deref().and_then(parse_cutoff_value))
+                    .zip(
+                        id.get::<String>("v")
+                            .as_deref()
+                            .and_then(parse_cutoff_value),
+                    )
                     .map(|(key, (not_before, expires_at))| {
                         Change::CutOff(Cutoff {
                             key,

@@ -193,8 +193,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = SnapshotFile::new(dir.path().join("state/blacklist.snapshot"));
         assert!(file.load(0).expect("no file is no snapshot").is_none());
-        file.save(&[entry(1, 100), entry(2, 50)], &[cutoff("u-1", 100), cutoff("u-2", 50)])
-            .expect("save");
+        file.save(
+            &[entry(1, 100), entry(2, 50)],
+            &[cutoff("u-1", 100), cutoff("u-2", 50)],
+        )
+        .expect("save");
         let (entries, cutoffs) = file.load(60).expect("load").expect("present");
         assert_eq!(entries, [entry(1, 100)]);
         assert_eq!(cutoffs, [cutoff("u-1", 100)]);

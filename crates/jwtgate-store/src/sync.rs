@@ -163,9 +163,12 @@ impl Revocations {
 
     /// See [`RevocationStore::claim_once`].
     pub async fn claim_once(&self, key: &str, expires_at: i64) -> Result<bool, StoreError> {
-        self.store.claim_once(key, expires_at).await.inspect_err(|_| {
-            self.store_errors.fetch_add(1, Ordering::Relaxed);
-        })
+        self.store
+            .claim_once(key, expires_at)
+            .await
+            .inspect_err(|_| {
+                self.store_errors.fetch_add(1, Ordering::Relaxed);
+            })
     }
 
     /// See [`RevocationStore::forget_once`].

@@ -211,7 +211,10 @@ fn key(owner: Owner, subject: Subject) -> SubjectKey {
 /// Subject cut-offs (SPEC §3.10) and once-only keys, on every backend.
 async fn cutoffs_conform(name: &str, store: &Arc<dyn RevocationStore>) {
     let alice = key(Owner::Consumer("alice".into()), Subject::Every);
-    let bob_u1 = key(Owner::Consumer("bob".into()), Subject::Sub("u|1 \"odd\"".into()));
+    let bob_u1 = key(
+        Owner::Consumer("bob".into()),
+        Subject::Sub("u|1 \"odd\"".into()),
+    );
     let corp_sid = key(Owner::Provider("corp".into()), Subject::Sid("s-1".into()));
     let cut = |k: &SubjectKey, at: i64| Cutoff {
         key: k.clone(),
@@ -228,19 +231,34 @@ async fn cutoffs_conform(name: &str, store: &Arc<dyn RevocationStore>) {
     store.cut_off(&cut(&corp_sid, NOW)).await.expect("cut off");
     // A later cut-off wins; an earlier one changes nothing.
     store.cut_off(&cut(&alice, NOW + 100)).await.expect("later");
-    store.cut_off(&cut(&alice, NOW - 100)).await.expect("earlier");
+    store
+        .cut_off(&cut(&alice, NOW - 100))
+        .await
+        .expect("earlier");
     let mut all = store.cutoffs(NOW).await.expect("cutoffs");
     all.sort_by_key(|c| c.key.encode());
     assert_eq!(all.len(), 3, "{name}: {all:?}");
     let alice_now = all.iter().find(|c| c.key == alice).expect("alice");
-    assert_eq!(alice_now.not_before, NOW + 100, "{name}: the later cut-off is kept");
-    assert!(all.iter().any(|c| c.key == bob_u1), "{name}: odd subjects survive");
+    assert_eq!(
+        alice_now.not_before,
+        NOW + 100,
+        "{name}: the later cut-off is kept"
+    );
+    assert!(
+        all.iter().any(|c| c.key == bob_u1),
+        "{name}: odd subjects survive"
+    );
     // Deleting: true once, then false.
     assert!(store.lift(&corp_sid).await.expect("lift"), "{name}");
     assert!(!store.lift(&corp_sid).await.expect("lift again"), "{name}");
     assert_eq!(store.cutoffs(NOW).await.expect("cutoffs").len(), 2);
     // Retention: gone from snapshots once expired, and purged.
-    assert!(store.cutoffs(NOW + 3600).await.expect("cutoffs").iter().all(|c| c.key == alice));
+    assert!(store
+        .cutoffs(NOW + 3600)
+        .await
+        .expect("cutoffs")
+        .iter()
+        .all(|c| c.key == alice));
     assert!(store.purge(NOW + 3650).await.expect("purge") >= 1);
     assert!(store
         .cutoffs(0)
@@ -263,13 +281,25 @@ async fn cutoffs_conform(name: &str, store: &Arc<dyn RevocationStore>) {
             seen.contains(&Change::CutOff(cut(&bob_u1, NOW))),
             "{name}: {seen:?}"
         );
-        assert!(seen.contains(&Change::Lifted(corp_sid.clone())), "{name}: {seen:?}");
+        assert!(
+            seen.contains(&Change::Lifted(corp_sid.clone())),
+            "{name}: {seen:?}"
+        );
     }
     // Once-only keys: a replay is seen as one.
     let jti = format!("{name}-jti");
-    assert!(store.claim_once(&jti, NOW + 60).await.expect("claim"), "{name}");
-    assert!(!store.claim_once(&jti, NOW + 60).await.expect("claim again"), "{name}");
-    assert!(store.claim_once(&format!("{jti}-2"), NOW + 60).await.expect("other"));
+    assert!(
+        store.claim_once(&jti, NOW + 60).await.expect("claim"),
+        "{name}"
+    );
+    assert!(
+        !store.claim_once(&jti, NOW + 60).await.expect("claim again"),
+        "{name}"
+    );
+    assert!(store
+        .claim_once(&format!("{jti}-2"), NOW + 60)
+        .await
+        .expect("other"));
 
     // A node's view: loaded with the blacklist, checked in memory.
     let revocations = Revocations::new(Arc::clone(store), None);

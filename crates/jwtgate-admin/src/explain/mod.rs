@@ -310,7 +310,9 @@ impl Explain<'_> {
                     Revocation::CutOff(which) => {
                         r.line(
                             "revocation",
-                            format!("REFUSED by a subject cut-off (logged out everywhere): {which}"),
+                            format!(
+                                "REFUSED by a subject cut-off (logged out everywhere): {which}"
+                            ),
                         );
                         self.refused(r, &AuthError::CutOff(which))
                     }

@@ -22,11 +22,15 @@ fn provider() -> IdentityProvider {
 }
 
 fn keys() -> ProviderKeys {
-    let jwk: Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{TESTDATA}/jwks/rsa.json")).expect("jwk"))
-            .expect("json");
-    let set = JwkSet::parse(json!({"keys": [jwk]}).to_string().as_bytes(), &[Algorithm::RS256])
-        .expect("set");
+    let jwk: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{TESTDATA}/jwks/rsa.json")).expect("jwk"),
+    )
+    .expect("json");
+    let set = JwkSet::parse(
+        json!({"keys": [jwk]}).to_string().as_bytes(),
+        &[Algorithm::RS256],
+    )
+    .expect("set");
     ProviderKeys {
         set: Arc::new(set),
         generation: 1,
@@ -61,7 +65,12 @@ fn sign_with(key: &str, kid: &str, claims: &Value) -> String {
 }
 
 fn check(claims: &Value) -> Result<LogoutToken, LogoutError> {
-    validate(&sign_with("rsa.key", "rsa-1", claims), &provider(), Some(&keys()), NOW)
+    validate(
+        &sign_with("rsa.key", "rsa-1", claims),
+        &provider(),
+        Some(&keys()),
+        NOW,
+    )
 }
 
 #[test]
@@ -89,9 +98,18 @@ fn every_missing_or_wrong_member_is_refused() {
         }
         check(&c)
     };
-    assert_eq!(with("iss", json!("https://idp.example/")), Err(LogoutError::Issuer));
-    assert!(matches!(with("aud", json!("orders-api")), Err(LogoutError::Audience(_))));
-    assert!(matches!(with("aud", Value::Null), Err(LogoutError::Audience(_))));
+    assert_eq!(
+        with("iss", json!("https://idp.example/")),
+        Err(LogoutError::Issuer)
+    );
+    assert!(matches!(
+        with("aud", json!("orders-api")),
+        Err(LogoutError::Audience(_))
+    ));
+    assert!(matches!(
+        with("aud", Value::Null),
+        Err(LogoutError::Audience(_))
+    ));
     assert_eq!(with("iat", Value::Null), Err(LogoutError::IssuedAt));
     assert_eq!(with("iat", json!(NOW - 600)), Err(LogoutError::IssuedAt));
     assert_eq!(with("iat", json!(NOW + 600)), Err(LogoutError::IssuedAt));
@@ -100,8 +118,14 @@ fn every_missing_or_wrong_member_is_refused() {
     assert_eq!(with("jti", Value::Null), Err(LogoutError::NoJti));
     assert_eq!(with("jti", json!("")), Err(LogoutError::NoJti));
     assert_eq!(with("events", Value::Null), Err(LogoutError::NoEvent));
-    assert_eq!(with("events", json!({LOGOUT_EVENT: "yes"})), Err(LogoutError::NoEvent));
-    assert_eq!(with("events", json!({"other": {}})), Err(LogoutError::NoEvent));
+    assert_eq!(
+        with("events", json!({LOGOUT_EVENT: "yes"})),
+        Err(LogoutError::NoEvent)
+    );
+    assert_eq!(
+        with("events", json!({"other": {}})),
+        Err(LogoutError::NoEvent)
+    );
     assert_eq!(with("nonce", json!("n")), Err(LogoutError::Nonce));
     let mut neither = claims();
     neither.as_object_mut().expect("object").remove("sub");
@@ -122,7 +146,9 @@ fn signatures_keys_and_algorithms_are_the_providers() {
     let e = validate(&other, &provider(), Some(&keys()), NOW).expect_err("unknown kid");
     assert_eq!(e.unknown_kid(), Some("rsa-2"));
     // An HS256 token is never a provider's.
-    let Value::Object(c) = claims() else { unreachable!() };
+    let Value::Object(c) = claims() else {
+        unreachable!()
+    };
     let hs = SigningKey::from_secret(Algorithm::HS256, &[1u8; 32])
         .expect("key")
         .encode(&c)
@@ -132,7 +158,12 @@ fn signatures_keys_and_algorithms_are_the_providers() {
         Err(LogoutError::Algorithm(_))
     ));
     assert_eq!(
-        validate(&sign_with("rsa.key", "rsa-1", &claims()), &provider(), None, NOW),
+        validate(
+            &sign_with("rsa.key", "rsa-1", &claims()),
+            &provider(),
+            None,
+            NOW
+        ),
         Err(LogoutError::NoKeys)
     );
     assert!(matches!(

@@ -1,0 +1,531 @@
+//! Log out everywhere (SPEC §3.10) against the real binary: subject
+//! cut-offs through the admin API and a route's `logout_everywhere_path`,
+//! in the embedded store, a real Redis shared by three nodes and a real
+//! Redis Cluster; OpenID Connect Back-Channel Logout sent by a real OpenID
+//! provider (panva's `oidc-provider`), and logout tokens of our own for
+//! what a real provider will not send (replays, nonces, foreign
+//! signatures, huge bodies).
+
+#![allow(clippy::unwrap_used)]
+
+mod admin_support;
+mod idp_support;
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use admin_support::{Node, KEY};
+use idp_support::{jwk, jwks, sign_kid};
+use jwtgate_testkit::oidc::{test_ca_file, LogoutRequest, OidcOptions, OidcProvider, TokenRequest};
+use jwtgate_testkit::{RedisCluster, RedisServer};
+use serde_json::{json, Value};
+use support::*;
+
+const SECRET: &str = "everywhere-secret-0123456789abcdefghij";
+const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// Consumer `alice`, provider `files` (its keys from a file: the test signs
+/// with testdata/keys/rsa.key), route `app` with a logout-everywhere path;
+/// the admin API on; `store` and `extra` (top-level YAML) as given.
+fn config(dir: &Path, store: &str, extra: &str) -> String {
+    std::fs::write(dir.join("keys.json"), jwks(&[jwk("rsa", "r1")]).to_string()).unwrap();
+    format!(
+        r#"listen: "127.0.0.1:0"
+admin: {{ listen: "127.0.0.1:0", api_key: "{KEY}" }}
+store: {store}
+consumers:
+  - username: alice
+    jwt: {{ key: user123, secret: "{SECRET}" }}
+providers:
+  - name: files
+    issuer: "https://files.example"
+    jwks_file: keys.json
+    client_id: gateway
+    backchannel_logout_path: /oidc/files/logout
+{extra}routes:
+  - name: app
+    paths: ["/app/*"]
+    upstream: {{ echo: true }}
+    jwt:
+      providers: [files]
+      use_jwt_blacklist_revoking: true
+      logout_path: "POST_/app/logout"
+      logout_everywhere_path: "POST_/app/logout-everywhere"
+"#
+    )
+}
+
+fn alice(sub: Option<&str>, iat: i64) -> String {
+    let mut c = json!({"key": "user123", "iat": iat, "exp": now() + 600});
+    if let Some(s) = sub {
+        c["sub"] = json!(s);
+    }
+    sign_hs("HS256", SECRET, c)
+}
+
+fn files_token(claims: Value) -> String {
+    let mut c = json!({"iss": "https://files.example", "exp": now() + 600});
+    for (k, v) in claims.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    sign_kid("RS256", "rsa.key", Some("r1"), c)
+}
+
+fn status(node: &Node, token: &str) -> u16 {
+    node.send(&Req::get("/app/x").bearer(token)).status
+}
+
+fn assert_cut(node: &Node, token: &str, what: &str) {
+    let resp = node.send(&Req::get("/app/x").bearer(token));
+    assert_refused(&resp, "JWT token has been revoked", "jwtgate", true);
+    let _ = what;
+}
+
+#[test]
+fn cut_offs_through_the_admin_api_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config(dir.path(), "{ kind: embedded, path: ./data }", "");
+    let mut node = Node::start(dir.path(), &yaml);
+    let t0 = now();
+    let u1 = alice(Some("u-1"), t0 - 10);
+    let u2 = alice(Some("u-2"), t0 - 10);
+    let no_iat = sign_hs(
+        "HS256",
+        SECRET,
+        json!({"key": "user123", "sub": "u-1", "exp": now() + 600}),
+    );
+    assert_eq!(status(&node, &u1), 200);
+
+    // One subject of a consumer.
+    let resp = node.admin(
+        "POST",
+        "/admin/v1/revocations/subjects",
+        Some(json!({"consumer": "alice", "subject": "u-1"})),
+    );
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    let entry = resp.json();
+    let cut_at = entry["not_before"].as_i64().unwrap();
+    assert!((t0..=now()).contains(&cut_at), "{entry}");
+    assert_eq!(entry["consumer"], "alice");
+    assert_eq!(entry["subject"], "u-1");
+    assert_cut(&node, &u1, "u-1");
+    assert_cut(&node, &no_iat, "no iat: refused");
+    assert_cut(&node, &alice(Some("u-1"), cut_at), "the same second");
+    assert_eq!(status(&node, &u2), 200, "another subject");
+    assert_eq!(
+        status(&node, &alice(Some("u-1"), cut_at + 1)),
+        200,
+        "issued after"
+    );
+
+    // A provider's subject.
+    let p = files_token(json!({"sub": "p-1", "iat": now() - 5}));
+    assert_eq!(status(&node, &p), 200);
+    let resp = node.admin(
+        "POST",
+        "/admin/v1/revocations/subjects",
+        Some(json!({"provider": "files", "subject": "p-1"})),
+    );
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    assert_cut(&node, &p, "provider subject");
+
+    // Listing, and errors.
+    let list = node
+        .admin("GET", "/admin/v1/revocations/subjects", None)
+        .json();
+    assert_eq!(list["subjects"].as_array().unwrap().len(), 2, "{list}");
+    for (body, code) in [
+        (json!({"consumer": "nobody"}), 404),
+        (json!({"provider": "nope", "subject": "x"}), 404),
+        (json!({"provider": "files"}), 400),
+        (json!({"consumer": "alice", "provider": "files"}), 400),
+        (json!({"consumer": "alice", "colour": 1}), 400),
+        (json!({"consumer": 7}), 400),
+        (json!({"consumer": ""}), 400),
+        (json!([]), 400),
+    ] {
+        let resp = node.admin("POST", "/admin/v1/revocations/subjects", Some(body.clone()));
+        assert_eq!(resp.status, code, "{body}: {}", resp.text());
+    }
+
+    // Survives a restart (durable in the embedded store).
+    node.stop();
+    let node = Node::start_on(&node.config_path, &[]);
+    assert_cut(&node, &u1, "after restart");
+    assert_cut(&node, &p, "after restart");
+    // The same body deletes it: the old tokens pass again.
+    let resp = node.admin(
+        "DELETE",
+        "/admin/v1/revocations/subjects",
+        Some(json!({"consumer": "alice", "subject": "u-1"})),
+    );
+    assert_eq!(resp.status, 204, "{}", resp.text());
+    assert_eq!(status(&node, &u1), 200);
+    let resp = node.admin(
+        "DELETE",
+        "/admin/v1/revocations/subjects",
+        Some(json!({"consumer": "alice", "subject": "u-1"})),
+    );
+    assert_eq!(resp.status, 404);
+
+    // The whole consumer.
+    let resp = node.admin(
+        "POST",
+        "/admin/v1/revocations/subjects",
+        Some(json!({"consumer": "alice"})),
+    );
+    assert_eq!(resp.status, 201);
+    assert_cut(&node, &u2, "every token of alice");
+    // explain says which cut-off.
+    let report = node
+        .admin(
+            "POST",
+            "/admin/v1/explain",
+            Some(json!({"token": u2, "request": "GET /app/x"})),
+        )
+        .json();
+    assert_eq!(report["message"], "JWT token has been revoked", "{report}");
+    assert!(
+        report["reason"]
+            .as_str()
+            .unwrap()
+            .contains("consumer \"alice\" at"),
+        "{report}"
+    );
+}
+
+#[test]
+fn the_logout_everywhere_path_cuts_off_the_tokens_own_subject() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(
+        dir.path(),
+        &config(dir.path(), "{ kind: embedded, path: ./data }", ""),
+    );
+    let before = now() - 10;
+    let laptop = alice(Some("u-1"), before);
+    let phone = alice(Some("u-1"), before + 1);
+    let other = alice(Some("u-2"), before);
+    let resp = node.send(&Req::post("/app/logout-everywhere").bearer(&phone));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.message().as_deref(), Some("logged out everywhere"));
+    assert_cut(&node, &laptop, "another session of u-1");
+    assert_cut(&node, &phone, "the token itself");
+    assert_eq!(status(&node, &other), 200);
+    // A token without sub cuts off the whole consumer.
+    let nosub = alice(None, before);
+    assert_eq!(
+        node.send(&Req::post("/app/logout-everywhere").bearer(&nosub))
+            .status,
+        200
+    );
+    assert_cut(&node, &other, "the whole consumer");
+    // A provider token: its provider and sub; without sub, 400.
+    let p = files_token(json!({"sub": "p-9", "iat": before}));
+    let p2 = files_token(json!({"sub": "p-9", "iat": before + 2, "jti": "2"}));
+    assert_eq!(
+        node.send(&Req::post("/app/logout-everywhere").bearer(&p))
+            .status,
+        200
+    );
+    assert_cut(&node, &p2, "provider sub");
+    let anonymous = files_token(json!({"iat": before}));
+    let resp = node.send(&Req::post("/app/logout-everywhere").bearer(&anonymous));
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    // No token: 401, nothing recorded.
+    assert_eq!(node.send(&Req::post("/app/logout-everywhere")).status, 401);
+}
+
+/// Three nodes on one Redis store (or cluster): a cut-off on A is refused
+/// by B and C; returns the propagation delays.
+fn propagation(store: &str, label: &str) {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes: Vec<Node> = dirs
+        .iter()
+        .map(|d| Node::start(d.path(), &config(d.path(), store, "")))
+        .collect();
+    let mut delays = Vec::new();
+    for i in 0..20 {
+        let sub = format!("prop-{i}");
+        let t = alice(Some(&sub), now() - 5);
+        for n in &nodes[1..] {
+            assert_eq!(status(n, &t), 200, "{label}: before the cut-off");
+        }
+        let resp = nodes[0].admin(
+            "POST",
+            "/admin/v1/revocations/subjects",
+            Some(json!({"consumer": "alice", "subject": sub})),
+        );
+        assert_eq!(resp.status, 201, "{label}: {}", resp.text());
+        let start = Instant::now();
+        for n in &nodes[1..] {
+            let ok = eventually(Duration::from_secs(2), || status(n, &t) == 401);
+            assert!(
+                ok,
+                "{label}: a node did not refuse within 2 s\n{}",
+                n.logs()
+            );
+        }
+        delays.push(start.elapsed());
+    }
+    delays.sort();
+    eprintln!(
+        "cut-off propagation A -> B and C over 20 cut-offs ({label}): p50 {:?}, p99 {:?}",
+        delays[delays.len() / 2],
+        delays[delays.len() - 1]
+    );
+    assert!(
+        delays[delays.len() - 1] < Duration::from_secs(1),
+        "{label}: {delays:?}"
+    );
+}
+
+#[test]
+fn cut_offs_reach_every_node_of_a_redis_store() {
+    let mut server = RedisServer::start();
+    let store = format!(
+        "{{ kind: redis, host: 127.0.0.1, port: {}, connect_timeout_ms: 300, read_timeout_ms: 300, send_timeout_ms: 300 }}",
+        server.port
+    );
+    propagation(&store, "standalone Redis");
+
+    // A store outage during a logout everywhere: 503, nothing half-recorded.
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &config(dir.path(), &store, ""));
+    let t = alice(Some("outage"), now() - 5);
+    server.kill();
+    let resp = node.send(&Req::post("/app/logout-everywhere").bearer(&t));
+    assert_eq!(resp.status, 503, "{}", resp.text());
+    let resp = node.admin(
+        "POST",
+        "/admin/v1/revocations/subjects",
+        Some(json!({"consumer": "alice", "subject": "outage"})),
+    );
+    assert_eq!(resp.status, 503, "{}", resp.text());
+    server.restart();
+    let back = eventually(Duration::from_secs(15), || status(&node, &t) == 200);
+    assert!(
+        back,
+        "the failed cut-off was not recorded anywhere\n{}",
+        node.logs()
+    );
+
+    // A node down during a cut-off refuses the old tokens as soon as it is
+    // back, before serving them.
+    let down = tempfile::tempdir().unwrap();
+    let yaml = config(down.path(), &store, "");
+    let mut b = Node::start(down.path(), &yaml);
+    let old = alice(Some("while-down"), now() - 5);
+    assert_eq!(status(&b, &old), 200);
+    b.stop();
+    let resp = node.admin(
+        "POST",
+        "/admin/v1/revocations/subjects",
+        Some(json!({"consumer": "alice", "subject": "while-down"})),
+    );
+    assert_eq!(resp.status, 201);
+    let b = Node::start_on(&b.config_path, &[]);
+    assert_cut(&b, &old, "first request after the restart");
+}
+
+#[test]
+fn cut_offs_reach_every_node_of_a_redis_cluster() {
+    let cluster = RedisCluster::start(3, 1);
+    let seeds: Vec<String> = cluster.seeds().iter().map(|s| format!("\"{s}\"")).collect();
+    let store = format!(
+        "{{ kind: redis_cluster, nodes: [{}], name: everywhere }}",
+        seeds.join(", ")
+    );
+    propagation(&store, "Redis Cluster");
+}
+
+#[test]
+fn back_channel_logout_from_a_real_openid_provider() {
+    let mut idp = OidcProvider::start(&OidcOptions {
+        tls: true,
+        client_id: "gateway".into(),
+        ..OidcOptions::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        r#"  - name: corp
+    issuer: "{}"
+    discovery: true
+    ca_file: "{}"
+    client_id: gateway
+    backchannel_logout_path: /oidc/corp/logout
+"#,
+        idp.issuer,
+        test_ca_file().display()
+    );
+    let yaml = config(dir.path(), "{ kind: embedded, path: ./data }", "")
+        .replace("providers:\n", &format!("providers:\n{extra}"))
+        .replace("providers: [files]", "providers: [files, corp]");
+    let node = Node::start(dir.path(), &yaml);
+    let token = |sub: &str, sid: &str, iat: Option<i64>| {
+        idp.token(&TokenRequest {
+            scope: "orders:read".into(),
+            sub: Some(sub.into()),
+            sid: Some(sid.into()),
+            claims: iat.map(|iat| json!({ "iat": iat })),
+            ..TokenRequest::default()
+        })
+        .unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let session = token("u-1", "s-1", None);
+    let same_session_other_user = token("u-2", "s-1", None);
+    let other = token("u-3", "s-3", None);
+    let ok = eventually(Duration::from_secs(15), || status(&node, &session) == 200);
+    assert!(ok, "{}", node.logs());
+
+    // The provider's own Back-Channel Logout implementation signs and
+    // sends the logout token to the gateway.
+    let uri = format!("http://{}/oidc/corp/logout", node.addr);
+    let outcome = idp.backchannel_logout(&LogoutRequest {
+        sub: "u-1".into(),
+        sid: Some("s-1".into()),
+        backchannel_logout_uri: Some(uri.clone()),
+        ..LogoutRequest::default()
+    });
+    assert!(outcome.delivered, "{outcome:?}\n{}", node.logs());
+    assert_cut(&node, &session, "the logged-out session");
+    assert_cut(&node, &same_session_other_user, "another token of the sid");
+    assert_eq!(status(&node, &other), 200, "another user and session");
+    let later = token("u-1", "s-9", Some(now() + 2));
+    assert_eq!(
+        status(&node, &later),
+        200,
+        "a token issued after the logout"
+    );
+
+    // A replayed logout token (same jti) is refused.
+    let replayed = outcome.logout_token.clone().unwrap();
+    let resp = node.send(
+        &Req::post("/oidc/corp/logout")
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(format!("logout_token={replayed}")),
+    );
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert_eq!(resp.json()["error"], "invalid_request");
+    assert_eq!(resp.header("cache-control"), Some("no-store"));
+
+    // A logout token of another provider, sent to corp's path.
+    let mut other_idp = OidcProvider::start(&OidcOptions {
+        tls: true,
+        client_id: "gateway".into(),
+        ..OidcOptions::default()
+    });
+    let foreign = other_idp.backchannel_logout(&LogoutRequest {
+        sub: "u-3".into(),
+        sid: None,
+        backchannel_logout_uri: Some(uri),
+        ..LogoutRequest::default()
+    });
+    assert!(!foreign.delivered, "{foreign:?}");
+    assert_eq!(foreign.status, Some(400));
+    assert_eq!(status(&node, &other), 200, "nothing was logged out");
+    other_idp.kill();
+    idp.kill();
+    let m = node.metrics();
+    assert!(
+        m.value("jwtgate_backchannel_logout_total", &[("outcome", "ok")]) >= 1.0,
+        "{}",
+        m.0
+    );
+    assert!(m.value("jwtgate_backchannel_logout_total", &[("outcome", "replay")]) >= 1.0);
+}
+
+/// Logout tokens of our own, signed with the `files` provider's key.
+fn logout_token(claims: Value) -> String {
+    let mut c = json!({
+        "iss": "https://files.example",
+        "aud": "gateway",
+        "iat": now(),
+        "exp": now() + 120,
+        "jti": format!("j-{}", now()),
+        "events": { EVENT: {} }
+    });
+    for (k, v) in claims.as_object().unwrap() {
+        if v.is_null() {
+            c.as_object_mut().unwrap().remove(k);
+        } else {
+            c[k] = v.clone();
+        }
+    }
+    sign_kid("RS256", "rsa.key", Some("r1"), c)
+}
+
+fn post_logout(node: &Node, body: &[u8], content_type: &str) -> Response {
+    node.send(
+        &Req::post("/oidc/files/logout")
+            .header("Content-Type", content_type)
+            .body(body.to_vec()),
+    )
+}
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+#[test]
+fn back_channel_logout_refuses_what_is_not_a_valid_logout_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(
+        dir.path(),
+        &config(dir.path(), "{ kind: embedded, path: ./data }", ""),
+    );
+    let victim = files_token(json!({"sub": "v-1", "iat": now() - 5}));
+    let bad = [
+        logout_token(json!({"sub": "v-1", "nonce": "n"})),
+        logout_token(json!({"sub": "v-1", "aud": "someone-else"})),
+        logout_token(json!({"sub": "v-1", "iss": "https://evil.example"})),
+        logout_token(json!({"sub": "v-1", "events": null})),
+        logout_token(json!({"sub": "v-1", "jti": null})),
+        logout_token(json!({"sub": "v-1", "iat": now() - 3600})),
+        logout_token(json!({"sub": "v-1", "exp": now() - 1})),
+        logout_token(json!({})),
+        sign_kid(
+            "RS256",
+            "rsa2.key",
+            Some("r1"),
+            json!({
+                "iss": "https://files.example", "aud": "gateway", "iat": now(), "exp": now() + 60,
+                "jti": "forged", "sub": "v-1", "events": { EVENT: {} }
+            }),
+        ),
+        "not-a-jwt".to_owned(),
+    ];
+    for t in &bad {
+        let resp = post_logout(&node, format!("logout_token={t}").as_bytes(), FORM);
+        assert_eq!(resp.status, 400, "{t}: {}", resp.text());
+        assert_eq!(resp.json()["error"], "invalid_request");
+    }
+    // Malformed forms and methods.
+    let good = logout_token(json!({"sub": "v-1", "jti": "good"}));
+    let twice = format!("logout_token={good}&logout_token={good}");
+    for (body, ct) in [
+        (b"".to_vec(), FORM),
+        (b"token=abc".to_vec(), FORM),
+        (twice.into_bytes(), FORM),
+        (
+            format!("logout_token={good}").into_bytes(),
+            "application/json",
+        ),
+        (vec![0xff, 0xfe], FORM),
+        (vec![b'a'; 200 * 1024], FORM),
+    ] {
+        let resp = post_logout(&node, &body, ct);
+        assert_eq!(resp.status, 400, "{}", resp.text());
+    }
+    let resp = node.send(&Req::get("/oidc/files/logout"));
+    assert_eq!(resp.status, 405);
+    assert_eq!(resp.header("allow"), Some("POST"));
+    assert_eq!(status(&node, &victim), 200, "nothing was logged out");
+    // The valid one works once.
+    let resp = post_logout(&node, format!("logout_token={good}").as_bytes(), FORM);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_cut(&node, &victim, "after the logout");
+    let resp = post_logout(&node, format!("logout_token={good}").as_bytes(), FORM);
+    assert_eq!(resp.status, 400, "replay");
+}
