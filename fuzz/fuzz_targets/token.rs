@@ -4,18 +4,20 @@
 
 use jwtgate_core::clock::FixedClock;
 use jwtgate_core::consumer::{Consumer, ConsumerRegistry};
-use jwtgate_core::jwt::{Algorithm, Token, VerifyKey};
-use jwtgate_core::policy::{authenticate, sources, JwtPolicy};
+use jwtgate_core::jwt::{Algorithm, RevocationKey, Token, VerifyKey};
+use jwtgate_core::policy::{authenticate, sources, AuthContext, JwtPolicy};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let _ = Token::parse(text);
+    if let Ok(t) = Token::parse(text) {
+        let _ = RevocationKey::of(&t);
+    }
     let _ = sources::strip_bearer(text);
-    let _ = sources::query_param(text, "jwt");
-    let _ = sources::cookie_value(text, "jwt");
+    let _ = sources::query_params(text, "jwt").count();
+    let _ = sources::cookie_values(text, "jwt").count();
     let mut consumers = ConsumerRegistry::new();
-    if let Ok(key) = VerifyKey::from_secret(Algorithm::HS256, b"fuzz-secret") {
+    if let Ok(key) = VerifyKey::from_secret(Algorithm::HS256, b"fuzz-secret-fuzz-secret-fuzz-sec") {
         let _ = consumers.insert(Consumer {
             username: "fuzz".into(),
             custom_id: None,
@@ -23,5 +25,10 @@ fuzz_target!(|data: &[u8]| {
             verify_key: key,
         });
     }
-    let _ = authenticate(&JwtPolicy::default(), &consumers, text, &FixedClock(1_700_000_000));
+    let _ = authenticate(
+        &JwtPolicy::default(),
+        &AuthContext::consumers_only(&consumers),
+        text,
+        &FixedClock(1_700_000_000),
+    );
 });
