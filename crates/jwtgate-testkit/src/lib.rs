@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
+pub mod etcd;
 pub mod oidc;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
