@@ -112,6 +112,9 @@ async fn status(State(s): State<AdminState>) -> Response {
     if !providers.is_empty() {
         body["providers"] = serde_json::Value::Object(providers);
     }
+    if let Some(source) = s.live.source_status() {
+        body["config_source"] = source;
+    }
     (code, Json(body)).into_response()
 }
 

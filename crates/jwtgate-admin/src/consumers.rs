@@ -52,13 +52,14 @@ pub async fn put(
 ) -> Result<Response, AdminError> {
     let mut value = json_body(&body)?;
     name_from_path(&mut value, "username", &name)?;
-    let ReadItem {
-        item: mut consumer,
-        errors: problems,
-    } = read_consumer(&value, "");
+    let read = read_consumer(&value, "");
     let (created, consumer) = s
         .live
         .update(|current| {
+            let ReadItem {
+                item: mut consumer,
+                errors: problems,
+            } = read.clone();
             let old = find(current, &name).ok();
             if consumer.jwt.secret.as_deref() == Some(MASK) {
                 let stored = old.and_then(|(_, c)| c.jwt.secret.clone());

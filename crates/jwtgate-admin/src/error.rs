@@ -38,6 +38,10 @@ pub enum AdminError {
         message: String,
         errors: ConfigErrors,
     },
+    /// The config source (etcd) cannot take the write now; nothing
+    /// changed.
+    #[error("{0}; the change was not made")]
+    SourceUnavailable(String),
     #[error("revocation store unavailable: {0}")]
     StoreUnavailable(String),
     /// The change was valid but could not be written to the config file; it
@@ -65,7 +69,9 @@ impl AdminError {
             AdminError::NotFound(_) => StatusCode::NOT_FOUND,
             AdminError::MalformedJson(_) | AdminError::Invalid { .. } => StatusCode::BAD_REQUEST,
             AdminError::Protected(_) | AdminError::FileConflict { .. } => StatusCode::CONFLICT,
-            AdminError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AdminError::StoreUnavailable(_) | AdminError::SourceUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             AdminError::Persist(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -19,13 +19,15 @@ mod input;
 mod live;
 pub mod openapi;
 mod policy_edit;
-mod protect;
+pub mod protect;
 mod providers;
 mod revocations;
 mod routes;
+pub mod source;
 mod subjects;
 
 pub use api::{router, AdminListener, AdminState};
 pub use check::{load, Loaded};
 pub use error::AdminError;
-pub use live::{Edit, LiveConfig, ReloadOutcome, Trigger};
+pub use live::{Edit, LiveConfig, ReloadOutcome, Running, Trigger};
+pub use source::etcd::EtcdSource;

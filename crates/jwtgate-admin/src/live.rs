@@ -1,37 +1,36 @@
 //! The live configuration, and the ONE path by which it changes. Admin API
-//! writes ([`LiveConfig::update`]) and reloads of the file (watcher, SIGHUP:
-//! [`LiveConfig::reload`]) all take the same steps:
+//! writes ([`LiveConfig::update`]), reloads of the node's file (watcher,
+//! SIGHUP: [`LiveConfig::reload`]) and, with etcd, the revisions every node
+//! follows, all take the same steps:
 //!
 //! 1. compile the new source config, collecting every error (`check`);
 //! 2. check protections, old against new (SPEC §3.5);
-//! 3. for an admin write, write the file back atomically;
-//! 4. swap the data plane's [`Gateway`] whole. Requests in flight keep the
-//!    version they started with; the next request sees the new one.
+//! 3. make it durable where the config lives: the file written back, or an
+//!    etcd transaction (the [`ConfigSource`]);
+//! 4. swap the data plane's [`Gateway`] whole ([`Running::install`]).
+//!    Requests in flight keep the version they started with; the next
+//!    request sees the new one.
 //!
-//! One async mutex serialises every change, so two admin writes (or a write
-//! and a reload) never lose each other's changes: each one reads, edits and
-//! applies the config while holding it.
+//! Where the routes, consumers and providers live is the config source's
+//! business (`source::file`, `source::etcd`); steps 1, 2 and 4 are the same
+//! code for both.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use jwtgate_config::{to_yaml, Config, ConfigError, ConfigErrors, RawConfig};
+use jwtgate_config::{Config, ConfigError, ConfigErrors, RawConfig};
 use jwtgate_keys::KeyService;
-use jwtgate_proxy::{metrics, Gateway, SharedGateway};
+use jwtgate_proxy::{Gateway, SharedGateway};
 use jwtgate_store::Revocations;
-use tokio::sync::Mutex;
-use tracing::{info, warn};
+use serde_json::Value;
+use tracing::warn;
 
-use crate::check::{compile_checked, compile_text, Loaded};
+use crate::check::{compile_checked, Loaded};
 use crate::error::AdminError;
-use crate::protect;
-use jwtgate_state::{parent_dir, write_private};
-
-/// Written at the top of the file by the admin API, so that whoever opens
-/// it knows why their comments are gone.
-const WRITTEN_HEADER: &str = "# Written by the jwtgate admin API. Comments and key order of the \
-                              hand-written file are not kept.\n";
+use crate::source::file::FileSource;
+use crate::source::{ConfigSource, SourceEdit};
+use jwtgate_state::parent_dir;
 
 /// What asked for a reload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,13 +51,6 @@ pub enum ReloadOutcome {
     Protected,
 }
 
-/// Why a change was not applied.
-enum Rejection {
-    Invalid(ConfigErrors),
-    Protected(String),
-    Persist(String),
-}
-
 /// An admin edit of the running source: the whole new source, where in it
 /// the edited item lies (`routes[2]`), what it is (for messages), what to
 /// answer once applied, and the shape errors the body's reader found.
@@ -72,50 +64,41 @@ pub struct Edit<T> {
     pub problems: Vec<ConfigError>,
 }
 
-struct State {
-    running: Config,
-    /// The file text the running config came from (or that we wrote).
-    applied_text: Option<String>,
-    /// The last file text evaluated, applied or not.
-    seen_text: Option<String>,
-}
-
-pub struct LiveConfig {
+/// What is running now, and step 4: putting a new version live.
+pub struct Running {
+    /// The node's own config file.
     path: PathBuf,
     base_dir: PathBuf,
     gateway: SharedGateway,
     revocations: Arc<Revocations>,
-    /// The identity providers' keepers: a reload keeps the keys of a
+    /// The identity providers' keepers: a change keeps the keys of a
     /// provider whose origin did not change.
     keys: Arc<KeyService>,
     /// The running source, for lock-free reads by GET handlers.
     source: ArcSwap<RawConfig>,
+    config: ArcSwap<Config>,
     /// The running admin key; empty when the admin API is disabled.
     admin_key: ArcSwap<String>,
-    state: Mutex<State>,
 }
 
-impl LiveConfig {
+impl Running {
     pub fn new(
         path: &Path,
-        loaded: Loaded,
+        source: RawConfig,
+        config: Config,
         gateway: SharedGateway,
         revocations: Arc<Revocations>,
         keys: Arc<KeyService>,
-    ) -> Arc<Self> {
-        Arc::new(LiveConfig {
+    ) -> Arc<Running> {
+        Arc::new(Running {
             path: path.to_owned(),
             base_dir: parent_dir(path),
             gateway,
             revocations,
             keys,
-            source: ArcSwap::from_pointee(loaded.source),
-            admin_key: ArcSwap::from_pointee(admin_key(&loaded.config)),
-            state: Mutex::new(State {
-                running: loaded.config,
-                applied_text: Some(loaded.text.clone()),
-                seen_text: Some(loaded.text),
-            }),
+            admin_key: ArcSwap::from_pointee(admin_key(&config)),
+            source: ArcSwap::from_pointee(source),
+            config: ArcSwap::from_pointee(config),
         })
     }
 
@@ -123,192 +106,30 @@ impl LiveConfig {
         &self.path
     }
 
+    /// Where relative file references of the config are resolved.
+    pub fn base_dir(&self) -> &Path {
+        &self.base_dir
+    }
+
     pub fn source(&self) -> Arc<RawConfig> {
         self.source.load_full()
     }
 
-    pub fn admin_key(&self) -> Arc<String> {
-        self.admin_key.load_full()
-    }
-
-    pub fn revocations(&self) -> &Arc<Revocations> {
-        &self.revocations
-    }
-
-    pub fn keys(&self) -> &Arc<KeyService> {
-        &self.keys
-    }
-
-    /// The data plane's current version.
-    pub fn gateway(&self) -> Arc<Gateway> {
-        self.gateway.load_full()
-    }
-
-    /// Re-reads the file and applies it if it changed (or always, on
-    /// SIGHUP). Logged and counted whatever the outcome.
-    pub async fn reload(&self, trigger: Trigger) -> ReloadOutcome {
-        let mut state = self.state.lock().await;
-        self.reload_locked(&mut state, trigger).await.0
-    }
-
-    async fn reload_locked(
+    /// Step 1 for a whole source config (`problems`: the reader's errors
+    /// for the item at `at`).
+    pub fn compile(
         &self,
-        state: &mut State,
-        trigger: Trigger,
-    ) -> (ReloadOutcome, Option<Rejection>) {
-        let path = self.path.display();
-        let text = match tokio::fs::read_to_string(&self.path).await {
-            Ok(t) => t,
-            Err(e) => {
-                // Editors may briefly remove the file; the next event retries.
-                warn!(
-                    outcome = "invalid",
-                    "config reload: cannot read {path}: {e}; the running config stays"
-                );
-                metrics::record_config_reload("invalid");
-                let errors = ConfigErrors::single("", format!("cannot read {path}: {e}"));
-                return (ReloadOutcome::Invalid, Some(Rejection::Invalid(errors)));
-            }
-        };
-        if trigger == Trigger::FileChanged && state.seen_text.as_deref() == Some(text.as_str()) {
-            return (ReloadOutcome::Unchanged, None);
-        }
-        state.seen_text = Some(text.clone());
-        let result = match compile_text(&text, &self.base_dir) {
-            Ok((source, config)) => self.apply(state, source, config, None).await,
-            Err(errors) => Err(Rejection::Invalid(errors)),
-        };
-        // Counted before it is logged, so whoever sees the log line sees
-        // the count too.
-        match result {
-            Ok(()) => {
-                state.applied_text = Some(text);
-                metrics::record_config_reload("applied");
-                info!(outcome = "applied", ?trigger, "config reloaded from {path}");
-                (ReloadOutcome::Applied, None)
-            }
-            Err(rejection) => {
-                let outcome = match &rejection {
-                    Rejection::Invalid(errors) => {
-                        metrics::record_config_reload("invalid");
-                        warn!(
-                            outcome = "invalid",
-                            ?trigger,
-                            problems = errors.0.len(),
-                            "config reload rejected: {path} is invalid; the running config stays"
-                        );
-                        for e in &errors.0 {
-                            warn!("{e}");
-                        }
-                        ReloadOutcome::Invalid
-                    }
-                    Rejection::Protected(why) | Rejection::Persist(why) => {
-                        metrics::record_config_reload("protected");
-                        warn!(
-                            outcome = "protected",
-                            ?trigger,
-                            "config reload rejected: {why}; the running config stays"
-                        );
-                        ReloadOutcome::Protected
-                    }
-                };
-                (outcome, Some(rejection))
-            }
-        }
+        source: &RawConfig,
+        problems: Vec<ConfigError>,
+        at: &str,
+    ) -> Result<Config, ConfigErrors> {
+        compile_checked(source, problems, at, &self.base_dir)
     }
 
-    /// Applies an admin edit and writes it to the file. The edit sees the
-    /// running source under the lock, so concurrent edits compose.
-    pub async fn update<T>(
-        &self,
-        edit: impl FnOnce(&RawConfig) -> Result<Edit<T>, AdminError>,
-    ) -> Result<T, AdminError> {
-        let mut state = self.state.lock().await;
-        self.adopt_file_edits(&mut state).await?;
-        let current = self.source.load_full();
-        let Edit {
-            source,
-            at,
-            what,
-            reply,
-            problems,
-        } = edit(&current)?;
-        let config = compile_checked(&source, problems, &at, &self.base_dir)
-            .map_err(|errors| AdminError::invalid(format!("invalid {what}"), errors))?;
-        let text = format!(
-            "{WRITTEN_HEADER}{}",
-            to_yaml(&source).map_err(AdminError::Persist)?
-        );
-        match self.apply(&mut state, source, config, Some(&text)).await {
-            Ok(()) => {
-                info!(target: "jwtgate::admin", change = %what, "admin change applied and written to {}", self.path.display());
-                state.applied_text = Some(text.clone());
-                state.seen_text = Some(text);
-                Ok(reply)
-            }
-            Err(Rejection::Invalid(errors)) => {
-                Err(AdminError::invalid(format!("invalid {what}"), errors))
-            }
-            Err(Rejection::Protected(why)) => Err(AdminError::Protected(why)),
-            Err(Rejection::Persist(why)) => Err(AdminError::Persist(why)),
-        }
-    }
-
-    /// Before an API write: if the file was edited by hand since it was last
-    /// applied (and the watcher has not caught up, or rejected the edit),
-    /// apply it first; if it cannot be applied, refuse the write rather than
-    /// overwrite the operator's edit.
-    async fn adopt_file_edits(&self, state: &mut State) -> Result<(), AdminError> {
-        let Ok(text) = tokio::fs::read_to_string(&self.path).await else {
-            warn!(
-                "{} is missing; the admin write will recreate it",
-                self.path.display()
-            );
-            return Ok(());
-        };
-        if state.applied_text.as_deref() == Some(text.as_str()) {
-            return Ok(());
-        }
-        match self.reload_locked(state, Trigger::Signal).await {
-            (_, None) => Ok(()),
-            (_, Some(rejection)) => {
-                let errors = match rejection {
-                    Rejection::Invalid(errors) => errors,
-                    Rejection::Protected(why) | Rejection::Persist(why) => {
-                        ConfigErrors::single("", why)
-                    }
-                };
-                Err(AdminError::FileConflict {
-                    message: format!(
-                        "{} has hand edits that were rejected; fix or revert them before \
-                         changing the config through the API",
-                        self.path.display()
-                    ),
-                    errors,
-                })
-            }
-        }
-    }
-
-    /// Steps 2 to 4 of the module doc, for a config compiled by step 1
-    /// (`check`). `write`: the file text to persist (admin writes); `None`
-    /// for reloads, whose text is already the file.
-    async fn apply(
-        &self,
-        state: &mut State,
-        source: RawConfig,
-        config: Config,
-        write: Option<&str>,
-    ) -> Result<(), Rejection> {
-        protect::check(&self.source.load(), &source).map_err(Rejection::Protected)?;
-        if let Some(text) = write {
-            let (path, text) = (self.path.clone(), text.to_owned());
-            tokio::task::spawn_blocking(move || write_private(&path, text.as_bytes()))
-                .await
-                .map_err(|e| Rejection::Persist(e.to_string()))?
-                .map_err(|e| Rejection::Persist(format!("{}: {e}", self.path.display())))?;
-        }
-        warn_restart_only(&state.running, &config);
+    /// Step 4: `config` (compiled from `source`, protections checked)
+    /// goes live. The caller serialises changes.
+    pub fn install(&self, source: RawConfig, config: Config) {
+        warn_restart_only(&self.config.load(), &config);
         let ring = self.keys.apply(&config);
         self.gateway.store(Arc::new(Gateway::new(
             &config,
@@ -317,8 +138,103 @@ impl LiveConfig {
         )));
         self.admin_key.store(Arc::new(admin_key(&config)));
         self.source.store(Arc::new(source));
-        state.running = config;
-        Ok(())
+        self.config.store(Arc::new(config));
+    }
+}
+
+pub struct LiveConfig {
+    running: Arc<Running>,
+    source: Arc<dyn ConfigSource>,
+}
+
+impl LiveConfig {
+    /// Everything in the node's file, written back on admin changes.
+    pub fn file(
+        path: &Path,
+        loaded: Loaded,
+        gateway: SharedGateway,
+        revocations: Arc<Revocations>,
+        keys: Arc<KeyService>,
+    ) -> Arc<Self> {
+        let running = Running::new(
+            path,
+            loaded.source,
+            loaded.config,
+            gateway,
+            revocations,
+            keys,
+        );
+        let source = Arc::new(FileSource::new(path, loaded.text));
+        Self::with_source(running, source)
+    }
+
+    /// `running` kept in step with `source`.
+    pub fn with_source(running: Arc<Running>, source: Arc<dyn ConfigSource>) -> Arc<Self> {
+        Arc::new(LiveConfig { running, source })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.running.path()
+    }
+
+    pub fn running(&self) -> &Arc<Running> {
+        &self.running
+    }
+
+    pub fn source(&self) -> Arc<RawConfig> {
+        self.running.source()
+    }
+
+    pub fn admin_key(&self) -> Arc<String> {
+        self.running.admin_key.load_full()
+    }
+
+    pub fn revocations(&self) -> &Arc<Revocations> {
+        &self.running.revocations
+    }
+
+    pub fn keys(&self) -> &Arc<KeyService> {
+        &self.running.keys
+    }
+
+    /// The data plane's current version.
+    pub fn gateway(&self) -> Arc<Gateway> {
+        self.running.gateway.load_full()
+    }
+
+    /// The config source's state, for `/status` (`None`: the file).
+    pub fn source_status(&self) -> Option<Value> {
+        self.source.status()
+    }
+
+    /// Re-reads the node's file and applies it if it changed (or always,
+    /// on SIGHUP). Logged and counted whatever the outcome.
+    pub async fn reload(&self, trigger: Trigger) -> ReloadOutcome {
+        self.source.reload(&self.running, trigger).await
+    }
+
+    /// Applies an admin edit once the config source holds it. `edit` sees
+    /// the running source and may run more than once (a source that
+    /// others write to retries it on the newer version), so concurrent
+    /// edits compose.
+    pub async fn update<T: Send>(
+        &self,
+        mut edit: impl FnMut(&RawConfig) -> Result<Edit<T>, AdminError> + Send,
+    ) -> Result<T, AdminError> {
+        let mut reply = None;
+        let mut make = |current: &RawConfig| {
+            let e = edit(current)?;
+            reply = Some(e.reply);
+            Ok(SourceEdit {
+                source: e.source,
+                at: e.at,
+                what: e.what,
+                problems: e.problems,
+            })
+        };
+        self.source.update(&self.running, &mut make).await?;
+        // `update` succeeds only after running the edit at least once.
+        reply.ok_or_else(|| AdminError::Persist("the change produced no answer".into()))
     }
 }
 
@@ -341,5 +257,8 @@ fn warn_restart_only(current: &Config, next: &Config) {
     }
     if next.store != current.store {
         warn!("store settings changed: they take effect on restart");
+    }
+    if next.config_source != current.config_source {
+        warn!("config_source changed: it takes effect on restart");
     }
 }

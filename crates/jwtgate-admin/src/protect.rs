@@ -16,6 +16,19 @@ use jwtgate_config::{RawConfig, RawJwt};
 
 /// Why a change was refused; the text names the protection.
 pub fn check(old: &RawConfig, new: &RawConfig) -> Result<(), String> {
+    let refusals: Vec<String> = violations(old, new)
+        .into_iter()
+        .map(|(_, why)| why)
+        .collect();
+    if refusals.is_empty() {
+        Ok(())
+    } else {
+        Err(refusals.join("; "))
+    }
+}
+
+/// Every protection the change breaks: (route name, why).
+pub fn violations(old: &RawConfig, new: &RawConfig) -> Vec<(String, String)> {
     let mut refusals = Vec::new();
     for route in &old.routes {
         let Some(policy) = &route.jwt else { continue };
@@ -28,28 +41,28 @@ pub fn check(old: &RawConfig, new: &RawConfig) -> Result<(), String> {
             .find(|r| r.name == route.name)
             .and_then(|r| r.jwt.as_ref());
         match next {
-            None if protection.undeletable => refusals.push(format!(
+            None if protection.undeletable => refusals.push((
+                route.name.clone(),
+                format!(
                 "the jwt policy of route {:?} is protected by protection.undeletable: it cannot \
                  be deleted (nor its route); first set protection.undeletable to false, in a \
                  change of its own",
                 route.name
+            ),
             )),
-            Some(next) if protection.immutable && !same_values(policy, next) => {
-                refusals.push(format!(
+            Some(next) if protection.immutable && !same_values(policy, next) => refusals.push((
+                route.name.clone(),
+                format!(
                     "the jwt policy of route {:?} is protected by protection.immutable: its \
                      values cannot be changed; first set protection.immutable to false, in a \
                      change of its own",
                     route.name
-                ))
-            }
+                ),
+            )),
             _ => {}
         }
     }
-    if refusals.is_empty() {
-        Ok(())
-    } else {
-        Err(refusals.join("; "))
-    }
+    refusals
 }
 
 /// Equal in everything but the protection flags.

@@ -50,13 +50,14 @@ pub async fn put(
 ) -> Result<Response, AdminError> {
     let mut value = json_body(&body)?;
     name_from_path(&mut value, "name", &name)?;
-    let ReadItem {
-        item: provider,
-        errors: problems,
-    } = read_provider(&value, "");
+    let read = read_provider(&value, "");
     let (created, provider) = s
         .live
         .update(|current| {
+            let ReadItem {
+                item: provider,
+                errors: problems,
+            } = read.clone();
             let old = find(current, &name).ok();
             no_new_env_refs(&provider, old.map(|(_, p)| p))?;
             let mut source = current.clone();

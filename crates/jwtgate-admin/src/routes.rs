@@ -52,13 +52,14 @@ pub async fn put(
 ) -> Result<Response, AdminError> {
     let mut value = json_body(&body)?;
     name_from_path(&mut value, "name", &name)?;
-    let ReadItem {
-        item: mut route,
-        errors: problems,
-    } = read_route(&value, "");
+    let read = read_route(&value, "");
     let (created, route) = s
         .live
         .update(|current| {
+            let ReadItem {
+                item: mut route,
+                errors: problems,
+            } = read.clone();
             let mut source = current.clone();
             let old = find(current, &name).ok();
             no_new_env_refs(&route, old.map(|(_, r)| r))?;
@@ -125,7 +126,7 @@ pub async fn put_jwt(
     let value = json_body(&body)?;
     let read = read_jwt(&value, "");
     set_policy(&s, &name, move |old| {
-        let mut read = read;
+        let mut read = read.clone();
         switch_mode(old, &mut read.item);
         Ok(read)
     })
@@ -194,7 +195,7 @@ pub async fn delete_jwt(
 async fn set_policy(
     s: &AdminState,
     name: &str,
-    make: impl FnOnce(Option<&RawJwt>) -> Result<ReadItem<RawJwt>, AdminError>,
+    make: impl Fn(Option<&RawJwt>) -> Result<ReadItem<RawJwt>, AdminError> + Send + Sync,
 ) -> Result<Response, AdminError> {
     let (created, jwt) = s
         .live

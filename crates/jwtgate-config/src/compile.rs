@@ -66,6 +66,10 @@ pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Op
         errors.add("store.subject_retention_seconds", "must be greater than 0");
     }
     let subject_retention = Duration::from_secs(retention);
+    let config_source = raw
+        .config_source
+        .as_ref()
+        .and_then(|c| crate::etcd_source::compile(c, base_dir, errors));
     let consumers = consumers(&raw.consumers, base_dir, errors);
     let (providers, provider_sources) = crate::providers::compile(&raw.providers, base_dir, errors);
     let refs = Refs {
@@ -84,6 +88,7 @@ pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Op
         state_dir,
         client_body_timeout,
         subject_retention,
+        config_source,
         consumers: Arc::new(consumers),
         providers: Arc::new(providers),
         provider_sources,

@@ -12,11 +12,13 @@ mod authorization;
 mod compile;
 mod cors;
 mod error;
+mod etcd_source;
 mod model;
 mod providers;
 mod raw;
 mod read;
 mod reader;
+mod shared;
 mod source;
 pub mod tree;
 
@@ -27,8 +29,10 @@ use std::path::Path;
 
 pub use compile::MIN_SECRET_BYTES;
 pub use error::{ConfigError, ConfigErrors};
+pub use etcd_source::check_node_file;
 pub use model::*;
 pub use raw::*;
+pub use shared::{locate_in, objects_to_yaml, ObjectId, ObjectKind, SharedObject, SharedObjects};
 pub use source::{
     compile_raw, compile_source, read_consumer, read_jwt, read_provider, read_route, read_source,
     to_yaml, ReadItem,

@@ -29,6 +29,9 @@ pub struct Config {
     pub client_body_timeout: Duration,
     /// How long a subject cut-off is kept (SPEC §3.10).
     pub subject_retention: Duration,
+    /// Where routes, consumers and providers live when not in the file
+    /// (SPEC §6).
+    pub config_source: Option<EtcdSettings>,
     pub consumers: Arc<ConsumerRegistry>,
     /// Identity providers, found by issuer; `provider_sources[i]` says
     /// where provider `i`'s keys come from.
@@ -266,4 +269,37 @@ impl std::fmt::Debug for KeySource {
             }
         }
     }
+}
+
+/// `config_source: {kind: etcd, ...}` compiled (SPEC §6).
+#[derive(Clone, PartialEq, Eq)]
+pub struct EtcdSettings {
+    /// `host:port`, scheme stripped.
+    pub endpoints: Vec<String>,
+    /// No trailing slash (`/jwtgate`).
+    pub prefix: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Set for `https://` endpoints.
+    pub tls: Option<EtcdTls>,
+    /// Bounds connecting and each etcd request.
+    pub dial_timeout: Duration,
+}
+
+impl std::fmt::Debug for EtcdSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdSettings")
+            .field("endpoints", &self.endpoints)
+            .field("prefix", &self.prefix)
+            .field("username", &self.username)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// TLS to etcd: extra trust, and a client certificate.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EtcdTls {
+    pub ca_pem: Option<Vec<u8>>,
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
 }

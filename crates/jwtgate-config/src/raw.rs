@@ -17,6 +17,8 @@ pub struct RawConfig {
     pub state_dir: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_body_timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_source: Option<RawConfigSource>,
     pub consumers: Vec<RawConsumer>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub providers: Vec<RawProvider>,
@@ -237,4 +239,50 @@ pub struct RawJwt {
 pub struct RawProtection {
     pub undeletable: bool,
     pub immutable: bool,
+}
+
+/// `config_source:` (SPEC §6).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RawConfigSource {
+    pub kind: String,
+    pub endpoints: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RawEtcdTls>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dial_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RawEtcdTls {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
+}
+
+impl RawConfig {
+    /// Whether the file names a config source (the routes, consumers and
+    /// providers then live there, not in the file).
+    pub fn has_config_source(&self) -> bool {
+        self.config_source.is_some()
+    }
+
+    /// The per-node part of a config: everything but routes, consumers and
+    /// providers.
+    pub fn node_part(&self) -> RawConfig {
+        RawConfig {
+            routes: Vec::new(),
+            consumers: Vec::new(),
+            providers: Vec::new(),
+            ..self.clone()
+        }
+    }
 }

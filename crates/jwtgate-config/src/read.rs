@@ -33,6 +33,27 @@ pub(crate) fn config(root: &Value, errors: &mut Errors) -> RawConfig {
         raw.store = Some(store(s, errors));
     }
     raw.state_dir = o.string("state_dir", errors);
+    if let Some(mut c) = o.child_obj("config_source", errors) {
+        let tls = c.child_obj("tls", errors).map(|mut t| {
+            let tls = RawEtcdTls {
+                ca_file: t.string("ca_file", errors),
+                cert_file: t.string("cert_file", errors),
+                key_file: t.string("key_file", errors),
+            };
+            t.finish(errors);
+            tls
+        });
+        raw.config_source = Some(RawConfigSource {
+            kind: c.required_string("kind", errors).unwrap_or_default(),
+            endpoints: c.strings("endpoints", errors).unwrap_or_default(),
+            prefix: c.string("prefix", errors),
+            username: c.string("username", errors),
+            password: c.string("password", errors),
+            tls,
+            dial_timeout_ms: c.u64("dial_timeout_ms", errors),
+        });
+        c.finish(errors);
+    }
     raw.client_body_timeout_ms = o.u64("client_body_timeout_ms", errors);
     for (loc, v) in o.list("consumers", errors) {
         if let Some(c) = obj(v, &loc, errors) {

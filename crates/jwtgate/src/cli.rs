@@ -32,6 +32,43 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Routes, consumers and providers in etcd (a config with a config_source).
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Make etcd hold exactly the routes, consumers and providers of FILE (whose
+    /// config_source says where), in one transaction. Unchanged objects are not
+    /// rewritten: pushing the same file twice changes nothing. Refused whole
+    /// (exit 1, etcd unchanged) if an object is invalid or a protection forbids
+    /// any part of it. Exit 3 if etcd cannot be reached.
+    Push(PushArgs),
+    /// Print the routes, consumers and providers etcd holds as YAML that `push`
+    /// accepts once a config_source is added (secrets as stored). Exit 1 if some
+    /// object in etcd could not be read (it is left out and named on stderr), 3 if
+    /// etcd cannot be reached.
+    Pull(PullArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// File with a config_source and the routes, consumers and providers to push.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Say what would change, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// File with the config_source to read from (a node's file will do).
+    #[arg(long, short)]
+    pub config: PathBuf,
 }
 
 #[derive(Args, Debug)]

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use jwtgate_admin::explain::{Explain, LoadedKeys, Request, Revocation, Verdict};
-use jwtgate_config::{load_file, Config};
+use jwtgate_config::Config;
 use jwtgate_core::clock::{Clock, SystemClock};
 use jwtgate_core::jwt::Token;
 use jwtgate_core::policy::{AuthContext, Authenticated};
@@ -19,10 +19,10 @@ use jwtgate_state::StateDir;
 use crate::cli::ExplainArgs;
 
 pub fn explain(args: &ExplainArgs) -> ExitCode {
-    let config = match load_file(&args.config) {
+    let config = match crate::config_cmd::load_full(&args.config) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("{}: invalid configuration:\n{e}", args.config.display());
+            eprintln!("invalid configuration: {e}");
             return ExitCode::from(2);
         }
     };

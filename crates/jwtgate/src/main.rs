@@ -8,6 +8,7 @@
 // 64 MiB target.
 
 mod cli;
+mod config_cmd;
 mod explain;
 mod file_watch;
 mod logging;
@@ -18,7 +19,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{Cli, Command, TokenCommand};
+use cli::{Cli, Command, ConfigCommand, TokenCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -35,5 +36,11 @@ fn main() -> ExitCode {
         Command::Token {
             command: TokenCommand::Explain(args),
         } => explain::explain(&args),
+        Command::Config {
+            command: ConfigCommand::Push(args),
+        } => config_cmd::push(&args.config, args.dry_run),
+        Command::Config {
+            command: ConfigCommand::Pull(args),
+        } => config_cmd::pull(&args.config),
     }
 }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use jwtgate_admin::{AdminListener, AdminState, LiveConfig, Loaded, Trigger};
-use jwtgate_config::{load_file, Config};
+use jwtgate_admin::{AdminListener, AdminState, EtcdSource, LiveConfig, Loaded, Running, Trigger};
+use jwtgate_config::{check_node_file, Config, ConfigErrors};
 use jwtgate_keys::KeyService;
 use jwtgate_proxy::metrics::MetricsHandle;
 use jwtgate_proxy::{Gateway, Listeners, SharedGateway};
@@ -21,8 +21,9 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+/// `jwtgate check`: the file as `run` would take it.
 pub fn check(path: &Path) -> ExitCode {
-    match load_file(path) {
+    match load_node(path) {
         Ok(_) => {
             println!("{}: ok", path.display());
             ExitCode::SUCCESS
@@ -37,10 +38,22 @@ pub fn check(path: &Path) -> ExitCode {
     }
 }
 
+/// Reads and compiles a node's file; with a `config_source`, it may hold
+/// only what is per node (SPEC §6).
+fn load_node(path: &Path) -> Result<Loaded, ConfigErrors> {
+    let loaded = jwtgate_admin::load(path)?;
+    let problems = check_node_file(&loaded.source);
+    if problems.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(ConfigErrors(problems))
+    }
+}
+
 pub fn run(path: &Path) -> ExitCode {
     crate::logging::init();
     // Read and compiled exactly as every later reload will be.
-    let loaded = match jwtgate_admin::load(path) {
+    let loaded = match load_node(path) {
         Ok(l) => l,
         Err(errors) => {
             error!("{}: invalid configuration", path.display());
@@ -98,7 +111,32 @@ async fn serve(path: &Path, loaded: Loaded) -> ExitCode {
         Arc::clone(&revocations),
         ring,
     )));
-    let live = LiveConfig::new(path, loaded, Arc::clone(&gateway), revocations, keys);
+    let live = match config.config_source.clone() {
+        None => LiveConfig::file(path, loaded, Arc::clone(&gateway), revocations, keys),
+        Some(settings) => {
+            // The routes, consumers and providers come from etcd (or its
+            // local copy) before the first request is served.
+            let state_dir = StateDir::new(&config.state_dir);
+            let node = loaded.source.clone();
+            let running = Running::new(
+                path,
+                loaded.source,
+                loaded.config,
+                Arc::clone(&gateway),
+                revocations,
+                keys,
+            );
+            let source = EtcdSource::start(
+                settings,
+                node,
+                Arc::clone(&running),
+                state_dir,
+                stop_rx.clone(),
+            )
+            .await;
+            LiveConfig::with_source(running, source)
+        }
+    };
     let signals = match Signals::install() {
         Ok(s) => s,
         Err(e) => {

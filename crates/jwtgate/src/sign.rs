@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use base64::Engine as _;
-use jwtgate_config::{load_file, RawCredential};
+use jwtgate_config::RawCredential;
 use jwtgate_core::clock::{Clock, SystemClock};
 use jwtgate_core::jwt::{Algorithm, SigningKey};
 use serde_json::{Map, Value};
@@ -29,7 +29,7 @@ fn mint(args: &SignArgs) -> Result<String, String> {
     let mut kid = args.kid.clone();
     let (key, alg, secret, claim_name) = match (&args.config, &args.consumer, &args.provider) {
         (Some(path), None, Some(name)) => {
-            let config = load_file(path).map_err(|e| format!("{}:\n{e}", path.display()))?;
+            let config = crate::config_cmd::load_full(path)?;
             let provider = config
                 .providers
                 .by_name(name)
@@ -51,7 +51,7 @@ fn mint(args: &SignArgs) -> Result<String, String> {
             (None, alg.to_string(), None, None)
         }
         (Some(path), Some(name), None) => {
-            let config = load_file(path).map_err(|e| format!("{}:\n{e}", path.display()))?;
+            let config = crate::config_cmd::load_full(path)?;
             let consumer = config
                 .raw
                 .consumers

@@ -1,0 +1,498 @@
+//! What a node makes of etcd's objects (SPEC §6): every revision goes
+//! through the same compile and protection check as a reload, object by
+//! object. An object that does not read, does not compile, or whose change
+//! a protection forbids is rejected — the node keeps its previous version
+//! of that object (and so of what depends on it) — while the other objects
+//! of the same revision apply. Every node runs the same steps on the same
+//! revisions in the same order, so every node rejects the same objects.
+//!
+//! No I/O here: the caller feeds changes and installs the result.
+
+use std::collections::BTreeMap;
+
+use jwtgate_config::{
+    locate_in, Config, ConfigErrors, ObjectId, ObjectKind, RawConfig, SharedObject, SharedObjects,
+};
+
+use crate::protect;
+
+/// One key's change as etcd reports it: its new bytes and mod revision,
+/// or `None` once deleted.
+pub type Incoming = (ObjectId, Option<(Vec<u8>, i64)>);
+
+/// Why an object was refused, and which of etcd's versions of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub mod_revision: i64,
+    /// `invalid` or `protected` (the reloads counter's outcomes).
+    pub outcome: &'static str,
+    pub reason: String,
+    /// The refused change, when it read (`None` inside: a deletion): it
+    /// is tried again whenever other objects change, so that an object
+    /// that arrived before what it depends on applies once that arrives.
+    pub retry: Option<Option<SharedObject>>,
+}
+
+/// The node's view: what is live, and what etcd holds.
+#[derive(Debug, Default)]
+pub struct Objects {
+    /// The node's own part (listen, admin, store, ...), from its file.
+    pub node: RawConfig,
+    /// The live objects.
+    pub live: SharedObjects,
+    /// The mod revision of each live object's version (a refused newer
+    /// version leaves the older one here).
+    pub versions: BTreeMap<ObjectId, i64>,
+    /// The mod revision of every key etcd holds under the prefix.
+    pub stored: BTreeMap<ObjectId, i64>,
+    pub refused: BTreeMap<ObjectId, Refusal>,
+    /// The last revision applied.
+    pub revision: i64,
+}
+
+/// What applying changes did.
+#[derive(Default)]
+pub struct Applied {
+    /// The new source and its compiled config, when anything changed.
+    pub config: Option<(RawConfig, Config)>,
+    pub changed: Vec<ObjectId>,
+    pub refused: Vec<(ObjectId, Refusal)>,
+}
+
+type Change = (ObjectId, Option<SharedObject>);
+
+/// Compiles a whole source config.
+pub trait Compile {
+    fn compile(&self, source: &RawConfig) -> Result<Config, ConfigErrors>;
+}
+
+impl<F: Fn(&RawConfig) -> Result<Config, ConfigErrors>> Compile for F {
+    fn compile(&self, source: &RawConfig) -> Result<Config, ConfigErrors> {
+        self(source)
+    }
+}
+
+impl Objects {
+    /// The source config the live objects make with the node's part.
+    pub fn source(&self) -> RawConfig {
+        self.live.with_node_part(&self.node)
+    }
+
+    /// Applies etcd's changes of one or more revisions, up to `revision`.
+    pub fn apply(&mut self, incoming: Vec<Incoming>, revision: i64, c: &dyn Compile) -> Applied {
+        let mut out = Applied::default();
+        let mut pending: Vec<(Change, i64)> = Vec::new();
+        for (id, new) in incoming {
+            match new {
+                Some((bytes, mod_revision)) => {
+                    self.stored.insert(id.clone(), mod_revision);
+                    match SharedObject::read(id.0, &id.1, &bytes) {
+                        Ok(object) if self.live.get(id.0, &id.1).as_ref() == Some(&object) => {
+                            // etcd holds what is live (an echo of our own
+                            // write, or a rewrite of the same value).
+                            self.versions.insert(id.clone(), mod_revision);
+                            self.refused.remove(&id);
+                        }
+                        Ok(object) => pending.push(((id, Some(object)), mod_revision)),
+                        Err(errors) => {
+                            let reason = located(id.0, &id.1, &errors);
+                            out.refused
+                                .push((id, refusal(mod_revision, "invalid", reason, None)));
+                        }
+                    }
+                }
+                None => {
+                    self.stored.remove(&id);
+                    if self.live.get(id.0, &id.1).is_some() {
+                        pending.push(((id, None), revision));
+                    } else {
+                        self.refused.remove(&id);
+                    }
+                }
+            }
+        }
+        if !pending.is_empty() {
+            // Something changes: what was refused before may fit now.
+            let fresh = pending.len();
+            let touched: Vec<ObjectId> = pending.iter().map(|((id, _), _)| id.clone()).collect();
+            for (id, r) in &self.refused {
+                if let Some(change) = &r.retry {
+                    if !touched.contains(id) && !out.refused.iter().any(|(i, _)| i == id) {
+                        pending.push(((id.clone(), change.clone()), r.mod_revision));
+                    }
+                }
+            }
+            let retried: Vec<ObjectId> = pending[fresh..]
+                .iter()
+                .map(|((id, _), _)| id.clone())
+                .collect();
+            let mut accepted = Vec::new();
+            let mut refused = Vec::new();
+            self.settle(pending, c, &mut accepted, &mut refused);
+            // Refused again: nothing new to report.
+            for (id, r) in refused {
+                if retried.contains(&id) {
+                    self.refused.insert(id, r);
+                } else {
+                    out.refused.push((id, r));
+                }
+            }
+            if !accepted.is_empty() {
+                for ((id, object), mod_revision) in accepted {
+                    match &object {
+                        Some(_) => self.versions.insert(id.clone(), mod_revision),
+                        None => self.versions.remove(&id),
+                    };
+                    self.live.set(id.0, &id.1, object);
+                    self.refused.remove(&id);
+                    out.changed.push(id);
+                }
+                let source = self.source();
+                // `settle` compiled exactly this set last; compiling again
+                // here keeps the code simple and cannot fail differently.
+                match c.compile(&source) {
+                    Ok(config) => out.config = Some((source, config)),
+                    Err(errors) => {
+                        // Unreachable by construction; refuse loudly rather
+                        // than serve something unchecked.
+                        tracing::error!("etcd objects compiled, then did not: {errors}");
+                    }
+                }
+            }
+        }
+        for (id, r) in &out.refused {
+            self.refused.insert(id.clone(), r.clone());
+        }
+        self.revision = self.revision.max(revision);
+        out
+    }
+
+    /// The largest subset of `pending` (in order) that compiles and breaks
+    /// no protection with what is live: errors are traced to the changes
+    /// they lie in, which are refused; an error that no single change
+    /// explains (a deleted provider a route still lists) splits the set
+    /// until it does.
+    fn settle(
+        &self,
+        mut pending: Vec<(Change, i64)>,
+        c: &dyn Compile,
+        accepted: &mut Vec<(Change, i64)>,
+        refused: &mut Vec<(ObjectId, Refusal)>,
+    ) {
+        while !pending.is_empty() {
+            let mut candidate = self.live.clone();
+            for (((kind, name), object), _) in accepted.iter().chain(&pending) {
+                candidate.set(*kind, name, object.clone());
+            }
+            let source = candidate.with_node_part(&self.node);
+            let current = self.source();
+            let violations = protect::violations(&current, &source);
+            let errors = if violations.is_empty() {
+                match c.compile(&source) {
+                    Ok(_) => {
+                        accepted.append(&mut pending);
+                        return;
+                    }
+                    Err(errors) => errors.0,
+                }
+            } else {
+                Vec::new()
+            };
+            // Trace each problem to a pending change.
+            let mut blamed: BTreeMap<ObjectId, (&'static str, Vec<String>)> = BTreeMap::new();
+            let mut unexplained = Vec::new();
+            let is_pending = |id: &ObjectId| pending.iter().any(|((p, _), _)| p == id);
+            for (route, why) in &violations {
+                let id = (ObjectKind::Route, route.clone());
+                if is_pending(&id) {
+                    let entry = blamed.entry(id).or_insert(("protected", Vec::new()));
+                    entry.0 = "protected";
+                    entry.1.push(why.clone());
+                } else {
+                    unexplained.push(why.clone());
+                }
+            }
+            for e in &errors {
+                match candidate.locate(&e.location) {
+                    Some(id) if is_pending(&id) => {
+                        let inner = jwtgate_config::ConfigError {
+                            location: SharedObjects::inner_location(&e.location).to_owned(),
+                            message: e.message.clone(),
+                        };
+                        let line = locate_in(id.0, &id.1, &inner);
+                        blamed
+                            .entry(id)
+                            .or_insert(("invalid", Vec::new()))
+                            .1
+                            .push(line);
+                    }
+                    _ => unexplained.push(e.to_string()),
+                }
+            }
+            if unexplained.is_empty() && !blamed.is_empty() {
+                pending.retain(|((id, change), mod_revision)| match blamed.remove(id) {
+                    Some((outcome, lines)) => {
+                        let r = refusal(
+                            *mod_revision,
+                            outcome,
+                            lines.join("; "),
+                            Some(change.clone()),
+                        );
+                        refused.push((id.clone(), r));
+                        false
+                    }
+                    None => true,
+                });
+                continue;
+            }
+            // Not explained by the changes themselves: find the culprits by
+            // halving.
+            if pending.len() == 1 {
+                if let Some((((kind, name), object), mod_revision)) = pending.pop() {
+                    let what = if object.is_some() {
+                        "change"
+                    } else {
+                        "deletion"
+                    };
+                    let object = object.clone();
+                    let outcome = if violations.is_empty() {
+                        "invalid"
+                    } else {
+                        "protected"
+                    };
+                    let reason = format!(
+                        "{}/{name}: this {what} breaks the rest of the config: {}",
+                        kind.dir(),
+                        unexplained.join("; ")
+                    );
+                    let r = refusal(mod_revision, outcome, reason, Some(object));
+                    refused.push(((kind, name), r));
+                }
+                return;
+            }
+            let second = pending.split_off(pending.len() / 2);
+            self.settle(pending, c, accepted, refused);
+            self.settle(second, c, accepted, refused);
+            return;
+        }
+    }
+}
+
+fn refusal(
+    mod_revision: i64,
+    outcome: &'static str,
+    reason: String,
+    retry: Option<Option<SharedObject>>,
+) -> Refusal {
+    Refusal {
+        mod_revision,
+        outcome,
+        reason,
+        retry,
+    }
+}
+
+fn located(kind: ObjectKind, name: &str, errors: &ConfigErrors) -> String {
+    errors
+        .0
+        .iter()
+        .map(|e| locate_in(kind, name, e))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    use jwtgate_config::compile_source;
+
+    fn compile(source: &RawConfig) -> Result<Config, ConfigErrors> {
+        compile_source(source, Path::new("."), &|_| None)
+    }
+
+    fn node() -> RawConfig {
+        jwtgate_config::read_source("listen: \"127.0.0.1:0\"\n")
+            .expect("yaml")
+            .into_result()
+            .expect("node")
+    }
+
+    fn put(kind: ObjectKind, name: &str, json: &str, rev: i64) -> Incoming {
+        ((kind, name.into()), Some((json.as_bytes().to_vec(), rev)))
+    }
+
+    fn route(name: &str, path: &str, rev: i64) -> Incoming {
+        put(
+            ObjectKind::Route,
+            name,
+            &format!(r#"{{"paths": ["{path}"], "upstream": {{"echo": true}}}}"#),
+            rev,
+        )
+    }
+
+    fn names(o: &Objects) -> Vec<String> {
+        o.source().routes.into_iter().map(|r| r.name).collect()
+    }
+
+    fn objects() -> Objects {
+        Objects {
+            node: node(),
+            ..Objects::default()
+        }
+    }
+
+    #[test]
+    fn good_objects_apply_and_bad_ones_are_refused_alone() {
+        let mut o = objects();
+        let applied = o.apply(
+            vec![
+                route("a", "/a", 2),
+                put(ObjectKind::Route, "bad-json", "{nope", 2),
+                route("bad-path", "no-slash", 2),
+                route("c", "/c", 2),
+            ],
+            2,
+            &compile,
+        );
+        assert!(applied.config.is_some());
+        assert_eq!(names(&o), ["a", "c"]);
+        let refused: Vec<_> = applied
+            .refused
+            .iter()
+            .map(|((_, n), r)| (n.as_str(), r.outcome))
+            .collect();
+        assert_eq!(refused, [("bad-json", "invalid"), ("bad-path", "invalid")]);
+        assert!(o.refused[&(ObjectKind::Route, "bad-path".into())]
+            .reason
+            .starts_with("routes/bad-path: paths[0]"));
+        assert_eq!(o.revision, 2);
+        // A good version of a refused object applies and clears the refusal.
+        o.apply(vec![route("bad-path", "/b", 3)], 3, &compile);
+        assert_eq!(names(&o), ["a", "bad-path", "c"]);
+        let still: Vec<_> = o.refused.keys().map(|(_, n)| n.as_str()).collect();
+        assert_eq!(still, ["bad-json"]);
+    }
+
+    #[test]
+    fn a_bad_new_version_keeps_the_previous_one() {
+        let mut o = objects();
+        o.apply(vec![route("a", "/a", 2)], 2, &compile);
+        let applied = o.apply(vec![route("a", "nope", 3)], 3, &compile);
+        assert!(applied.config.is_none(), "nothing changed");
+        assert_eq!(o.source().routes[0].paths, ["/a"]);
+        assert_eq!(o.versions[&(ObjectKind::Route, "a".into())], 2);
+        assert_eq!(o.stored[&(ObjectKind::Route, "a".into())], 3);
+    }
+
+    #[test]
+    fn a_deletion_that_breaks_a_dependent_is_refused() {
+        let mut o = objects();
+        let provider = r#"{"issuer": "https://idp.example", "jwks_uri": "https://idp.example/jwks", "algorithms": ["RS256"], "audiences": ["api"]}"#;
+        let uses =
+            r#"{"paths": ["/p"], "upstream": {"echo": true}, "jwt": {"providers": ["idp"]}}"#;
+        let applied = o.apply(
+            vec![
+                put(ObjectKind::Provider, "idp", provider, 2),
+                put(ObjectKind::Route, "p", uses, 2),
+            ],
+            2,
+            &compile,
+        );
+        assert!(applied.refused.is_empty(), "{:?}", applied.refused);
+        assert_eq!(o.live.len(), 2);
+        let applied = o.apply(
+            vec![
+                ((ObjectKind::Provider, "idp".into()), None),
+                route("other", "/o", 3),
+            ],
+            3,
+            &compile,
+        );
+        assert_eq!(applied.refused.len(), 1, "{:?}", applied.refused);
+        assert!(applied.refused[0].1.reason.contains("this deletion breaks"));
+        assert_eq!(names(&o), ["other", "p"]);
+        assert!(o.live.get(ObjectKind::Provider, "idp").is_some(), "kept");
+    }
+
+    #[test]
+    fn an_object_that_came_before_its_dependency_applies_once_it_arrives() {
+        let mut o = objects();
+        let uses =
+            r#"{"paths": ["/p"], "upstream": {"echo": true}, "jwt": {"providers": ["idp"]}}"#;
+        let applied = o.apply(vec![put(ObjectKind::Route, "p", uses, 2)], 2, &compile);
+        assert_eq!(applied.refused.len(), 1, "no provider idp yet");
+        let provider = r#"{"issuer": "https://idp.example", "jwks_uri": "https://idp.example/jwks", "algorithms": ["RS256"], "audiences": ["api"]}"#;
+        let applied = o.apply(
+            vec![put(ObjectKind::Provider, "idp", provider, 3)],
+            3,
+            &compile,
+        );
+        assert!(applied.refused.is_empty());
+        assert_eq!(names(&o), ["p"], "the route was tried again");
+        assert!(o.refused.is_empty());
+        assert_eq!(o.versions[&(ObjectKind::Route, "p".into())], 2);
+    }
+
+    #[test]
+    fn protections_refuse_their_route_only() {
+        let mut o = objects();
+        let locked = r#"{"paths": ["/l"], "upstream": {"echo": true}, "jwt": {"protection": {"undeletable": true, "immutable": true}}}"#;
+        o.apply(
+            vec![put(ObjectKind::Route, "locked", locked, 2)],
+            2,
+            &compile,
+        );
+        let changed = r#"{"paths": ["/l"], "upstream": {"echo": true}, "jwt": {"realm": "x", "protection": {"undeletable": true, "immutable": true}}}"#;
+        let applied = o.apply(
+            vec![
+                put(ObjectKind::Route, "locked", changed, 3),
+                route("b", "/b", 3),
+            ],
+            3,
+            &compile,
+        );
+        assert_eq!(applied.refused.len(), 1);
+        assert_eq!(applied.refused[0].1.outcome, "protected");
+        assert_eq!(names(&o), ["b", "locked"]);
+        let applied = o.apply(
+            vec![((ObjectKind::Route, "locked".into()), None)],
+            4,
+            &compile,
+        );
+        assert_eq!(applied.refused[0].1.outcome, "protected");
+        assert!(o
+            .stored
+            .get(&(ObjectKind::Route, "locked".into()))
+            .is_none());
+        assert_eq!(
+            names(&o),
+            ["b", "locked"],
+            "the deletion is refused, the route stays"
+        );
+    }
+
+    #[test]
+    fn duplicates_between_objects_refuse_the_newcomer() {
+        let mut o = objects();
+        let consumer = |key: &str| {
+            format!(
+                r#"{{"jwt": {{"key": "{key}", "secret": "0123456789abcdef0123456789abcdef"}}}}"#
+            )
+        };
+        o.apply(
+            vec![put(ObjectKind::Consumer, "alice", &consumer("k1"), 2)],
+            2,
+            &compile,
+        );
+        let applied = o.apply(
+            vec![put(ObjectKind::Consumer, "bob", &consumer("k1"), 3)],
+            3,
+            &compile,
+        );
+        assert_eq!(applied.refused.len(), 1, "same key as alice");
+        assert_eq!(applied.refused[0].0 .1, "bob");
+        assert_eq!(o.live.len(), 1);
+    }
+}

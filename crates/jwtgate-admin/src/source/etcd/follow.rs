@@ -1,0 +1,162 @@
+//! The task that keeps a node in step with etcd: connect, catch up from
+//! the last applied revision (in full when that is impossible), watch,
+//! apply each batch; on any loss, reconnect with backoff. Traffic never
+//! waits on any of it: requests run on the last installed config.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jwtgate_etcd::{Batch, Change, Etcd, EtcdError, WatchEnd};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::{EtcdSource, Phase};
+use crate::live::Running;
+
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+pub(super) async fn follow(
+    source: Arc<EtcdSource>,
+    running: Arc<Running>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = BACKOFF_MIN;
+    let mut etcd = source.client();
+    // The client reconnects by itself; after this many failures in a row a
+    // new one is made all the same (fresh endpoints, fresh credentials).
+    let mut failures = 0;
+    loop {
+        if stopping(&stop) {
+            return;
+        }
+        let result = match &etcd {
+            Some(e) => follow_once(&source, &running, e, &mut stop, &mut backoff).await,
+            None => match Etcd::connect(&source.settings).await {
+                Ok(e) => {
+                    etcd = Some(e);
+                    continue;
+                }
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        match result {
+            Ok(()) => return, // stopping
+            Err(e) => {
+                failures += 1;
+                if failures >= 3 {
+                    failures = 0;
+                    etcd = None;
+                }
+                {
+                    let mut shared = source.shared.lock().await;
+                    if shared.phase == Phase::Following {
+                        source.set_phase(&mut shared, Phase::Reconnecting);
+                        warn!(error = %e, "lost etcd; serving the last applied config and reconnecting");
+                    }
+                }
+                tracing::debug!(error = %e, ?backoff, "etcd: retrying");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Catches up, then applies the watch until it ends: `Ok` when stopping,
+/// `Err` (why) when etcd was lost or the watch must restart.
+async fn follow_once(
+    source: &EtcdSource,
+    running: &Running,
+    etcd: &Etcd,
+    stop: &mut watch::Receiver<bool>,
+    backoff: &mut Duration,
+) -> Result<(), String> {
+    let (now, _) = etcd.revision().await.map_err(|e| e.to_string())?;
+    let (full, applied) = {
+        let shared = source.shared.lock().await;
+        (
+            shared.full_reload || now < shared.objects.revision,
+            shared.objects.revision,
+        )
+    };
+    if full {
+        source
+            .full_reload(etcd, running)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let from = if full {
+        source.shared.lock().await.objects.revision
+    } else {
+        applied
+    };
+    let mut w = etcd.watch(from + 1).await.map_err(|e| e.to_string())?;
+    {
+        let mut shared = source.shared.lock().await;
+        if shared.phase != Phase::Held {
+            if shared.phase != Phase::Following {
+                info!(revision = from, "following etcd");
+            }
+            source.set_phase(&mut shared, Phase::Following);
+        }
+    }
+    source.set_client(Some(etcd.clone()));
+    *backoff = Duration::from_millis(200);
+    loop {
+        let next = tokio::select! {
+            next = w.next() => next,
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        };
+        match next {
+            Ok(batch) => apply_batch(source, running, etcd, batch)
+                .await
+                .map_err(|e| e.to_string())?,
+            Err(WatchEnd::Compacted(r)) => {
+                info!(
+                    compacted = r,
+                    "the etcd watch fell behind a compaction: reloading in full"
+                );
+                source.shared.lock().await.full_reload = true;
+                return Err(format!("compacted at {r}"));
+            }
+            Err(WatchEnd::Lost(e)) => return Err(e),
+        }
+    }
+}
+
+async fn apply_batch(
+    source: &EtcdSource,
+    running: &Running,
+    etcd: &Etcd,
+    batch: Batch,
+) -> Result<(), EtcdError> {
+    let mut shared = source.shared.lock().await;
+    if shared.phase == Phase::Held {
+        if batch.changes.iter().any(|c| matches!(c, Change::Put(_))) {
+            info!("objects arrived in etcd again: following what it holds");
+            drop(shared);
+            return source.full_reload(etcd, running).await;
+        }
+        shared.objects.revision = batch.revision;
+        let _ = source.applied.send_replace(batch.revision);
+        return Ok(());
+    }
+    let incoming = batch
+        .changes
+        .into_iter()
+        .map(|c| match c {
+            Change::Put(o) => ((o.kind, o.name), Some((o.value, o.mod_revision))),
+            Change::Delete { kind, name } => ((kind, name), None),
+        })
+        .collect();
+    source.apply_locked(&mut shared, running, incoming, batch.revision);
+    Ok(())
+}
+
+fn stopping(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow()
+}

@@ -1,0 +1,525 @@
+//! Routes, consumers and providers in etcd (SPEC §6), shared by every node.
+//!
+//! - Following ([`follow`]): each node loads every object at one revision,
+//!   then watches the prefix from the next; each batch of changes goes
+//!   through [`apply`] (per-object compile and protection check) and, when
+//!   anything changed, [`Running::install`]. A watch behind a compaction
+//!   reloads in full; a lost connection reconnects with backoff and
+//!   catches up from the last applied revision.
+//! - Admin writes ([`EtcdSource::update`]): the edit is compiled and
+//!   checked against the running source, then written in one transaction
+//!   that holds only if nothing under the prefix changed since the
+//!   revision the node applied (and each written key is as it was read);
+//!   on a conflict the node catches up and runs the edit again. The answer
+//!   waits until the node applied its own write.
+//! - The last applied objects are kept in `state_dir` ([`cache`]): a node
+//!   that starts while etcd is unreachable serves them.
+//!
+//! The node's own file holds only what is per node; it is still watched
+//! and reloaded (SIGHUP) like in file mode, and never written.
+
+mod apply;
+mod cache;
+mod follow;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use jwtgate_config::{check_node_file, ConfigErrors, EtcdSettings, RawConfig, SharedObjects};
+use jwtgate_etcd::{Etcd, EtcdError, Expect, Write};
+use jwtgate_proxy::metrics;
+use jwtgate_state::StateDir;
+use serde_json::{json, Value};
+use tokio::sync::{watch, Mutex};
+use tracing::{info, warn};
+
+use super::file::{log_rejection, Rejection};
+use super::{BoxFuture, ConfigSource, MakeEdit};
+use crate::check::compile_text;
+use crate::error::AdminError;
+use crate::live::{ReloadOutcome, Running, Trigger};
+use crate::protect;
+use apply::Objects;
+
+/// How often an admin write runs again after a conflict before giving up.
+const WRITE_ATTEMPTS: usize = 8;
+/// How long an admin write waits for the node to apply its own commit.
+const APPLY_WAIT: Duration = Duration::from_secs(3);
+
+/// Where the node stands with etcd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Never reached etcd, nothing cached: no routes yet.
+    Connecting,
+    /// etcd unreachable since start; serving the cached objects.
+    FromCache,
+    /// Watching etcd.
+    Following,
+    /// Lost etcd after following it; serving what was applied.
+    Reconnecting,
+    /// etcd came back empty at an older revision (restarted without its
+    /// data): the node keeps what it applied until objects arrive again.
+    Held,
+}
+
+impl Phase {
+    fn as_str(self) -> &'static str {
+        match self {
+            Phase::Connecting => "connecting",
+            Phase::FromCache => "from_cache",
+            Phase::Following => "following",
+            Phase::Reconnecting => "reconnecting",
+            Phase::Held => "held",
+        }
+    }
+}
+
+struct Shared {
+    objects: Objects,
+    phase: Phase,
+    /// Whether the next catch-up must read everything (after a compaction
+    /// or once a held node sees objects again).
+    full_reload: bool,
+}
+
+pub struct EtcdSource {
+    settings: EtcdSettings,
+    /// The node's own file.
+    path: PathBuf,
+    state_dir: StateDir,
+    shared: Mutex<Shared>,
+    /// A copy of the phase for `/status` without waiting on the lock.
+    phase: StdMutex<Phase>,
+    /// The connection, once made (the client reconnects by itself).
+    client: StdMutex<Option<Etcd>>,
+    /// The last revision applied, for admin writes waiting on their own.
+    applied: watch::Sender<i64>,
+    /// Admin writes of this node, one at a time.
+    writer: Mutex<()>,
+    /// The last objects written to the cache were these (revision, count).
+    cache_written: StdMutex<(i64, usize)>,
+}
+
+impl EtcdSource {
+    /// Loads the objects (from etcd, else from the cache), installs them,
+    /// and starts following etcd. `node`: the node's own file, read and
+    /// checked by the caller.
+    pub async fn start(
+        settings: EtcdSettings,
+        node: RawConfig,
+        running: Arc<Running>,
+        state_dir: StateDir,
+        stop: watch::Receiver<bool>,
+    ) -> Arc<EtcdSource> {
+        let source = Arc::new(EtcdSource {
+            path: running.path().to_owned(),
+            state_dir,
+            shared: Mutex::new(Shared {
+                objects: Objects {
+                    node: node.node_part(),
+                    ..Objects::default()
+                },
+                phase: Phase::Connecting,
+                full_reload: true,
+            }),
+            phase: StdMutex::new(Phase::Connecting),
+            client: StdMutex::new(None),
+            applied: watch::channel(0).0,
+            writer: Mutex::new(()),
+            cache_written: StdMutex::new((0, 0)),
+            settings,
+        });
+        source.initial_load(&running).await;
+        tokio::spawn(follow::follow(
+            Arc::clone(&source),
+            Arc::clone(&running),
+            stop,
+        ));
+        source
+    }
+
+    fn client(&self) -> Option<Etcd> {
+        self.client.lock().ok().and_then(|c| c.clone())
+    }
+
+    fn set_client(&self, etcd: Option<Etcd>) {
+        if let Ok(mut c) = self.client.lock() {
+            *c = etcd;
+        }
+    }
+
+    fn set_phase(&self, shared: &mut Shared, phase: Phase) {
+        shared.phase = phase;
+        if let Ok(mut p) = self.phase.lock() {
+            *p = phase;
+        }
+    }
+
+    fn prefix(&self) -> &str {
+        &self.settings.prefix
+    }
+
+    /// At start: everything from etcd if it answers within the dial
+    /// timeout, else from the cache, else nothing (no routes until etcd
+    /// answers).
+    async fn initial_load(&self, running: &Running) {
+        let started = std::time::Instant::now();
+        match Etcd::connect(&self.settings).await {
+            Ok(etcd) => match self.full_reload(&etcd, running).await {
+                Ok(()) => {
+                    self.set_client(Some(etcd));
+                    let shared = self.shared.lock().await;
+                    info!(
+                        objects = shared.objects.live.len(),
+                        refused = shared.objects.refused.len(),
+                        revision = shared.objects.revision,
+                        load_ms = started.elapsed().as_millis() as u64,
+                        "config source ready: etcd {} under {}",
+                        self.settings.endpoints.join(","),
+                        self.prefix()
+                    );
+                    return;
+                }
+                Err(e) => warn!(error = %e, "config source: cannot read etcd at start"),
+            },
+            Err(e) => warn!(error = %e, "config source: cannot reach etcd at start"),
+        }
+        let path = self.state_dir.etcd_config();
+        match cache::load(&path, self.prefix()) {
+            Ok(Some(cached)) => {
+                let mut shared = self.shared.lock().await;
+                self.apply_locked(&mut shared, running, cached.incoming, cached.revision);
+                self.set_phase(&mut shared, Phase::FromCache);
+                warn!(
+                    objects = shared.objects.live.len(),
+                    revision = cached.revision,
+                    "etcd unreachable at start: serving the last config applied from it ({}); following etcd once it answers",
+                    path.display()
+                );
+            }
+            Ok(None) => warn!(
+                "etcd unreachable at start and no local copy of its config ({}): serving no routes until etcd answers",
+                path.display()
+            ),
+            Err(e) => warn!(
+                error = %e,
+                "etcd unreachable at start and its local copy cannot be read: serving no routes until etcd answers"
+            ),
+        }
+    }
+
+    /// Reads every object and applies the difference with what is live.
+    async fn full_reload(&self, etcd: &Etcd, running: &Running) -> Result<(), EtcdError> {
+        let snapshot = etcd.snapshot().await?;
+        for stray in &snapshot.strays {
+            warn!(key = %stray, "etcd: a key under the prefix that names no route, consumer or provider; ignored");
+        }
+        let mut shared = self.shared.lock().await;
+        let went_back = snapshot.revision < shared.objects.revision;
+        if went_back && snapshot.objects.is_empty() && !shared.objects.live.is_empty() {
+            if shared.phase != Phase::Held {
+                tracing::error!(
+                    applied = shared.objects.revision,
+                    etcd = snapshot.revision,
+                    "etcd came back empty at an older revision (restarted without its data?): keeping the {} objects applied; admin writes answer 503 until objects are pushed again (jwtgate config push)",
+                    shared.objects.live.len()
+                );
+            }
+            shared.objects.stored.clear();
+            shared.objects.revision = snapshot.revision;
+            shared.full_reload = false;
+            self.set_phase(&mut shared, Phase::Held);
+            let _ = self.applied.send_replace(snapshot.revision);
+            return Ok(());
+        }
+        if went_back {
+            warn!(
+                applied = shared.objects.revision,
+                etcd = snapshot.revision,
+                "etcd's revision went back (a restored or another etcd): following what it holds now"
+            );
+            shared.objects.revision = 0;
+        }
+        let mut incoming = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for o in snapshot.objects {
+            let id = (o.kind, o.name);
+            let same = !went_back && shared.objects.stored.get(&id) == Some(&o.mod_revision);
+            if !same {
+                incoming.push((id.clone(), Some((o.value, o.mod_revision))));
+            }
+            seen.insert(id);
+        }
+        let known: Vec<_> = shared
+            .objects
+            .stored
+            .keys()
+            .chain(shared.objects.versions.keys())
+            .filter(|id| !seen.contains(*id))
+            .cloned()
+            .collect();
+        for id in known {
+            if !incoming.iter().any(|(i, _)| *i == id) {
+                incoming.push((id, None));
+            }
+        }
+        self.apply_locked(&mut shared, running, incoming, snapshot.revision);
+        shared.full_reload = false;
+        self.set_phase(&mut shared, Phase::Following);
+        Ok(())
+    }
+
+    /// Applies changes under the lock: install, log, count, cache.
+    fn apply_locked(
+        &self,
+        shared: &mut Shared,
+        running: &Running,
+        incoming: Vec<apply::Incoming>,
+        revision: i64,
+    ) {
+        let compile = |source: &RawConfig| running.compile(source, Vec::new(), "");
+        let applied = shared.objects.apply(incoming, revision, &compile);
+        for ((kind, name), refusal) in &applied.refused {
+            metrics::record_config_reload(refusal.outcome);
+            warn!(
+                outcome = refusal.outcome,
+                key = %format!("{}/{}/{name}", self.prefix(), kind.dir()),
+                revision = refusal.mod_revision,
+                "etcd object rejected; this node keeps its previous version: {}",
+                refusal.reason
+            );
+        }
+        if let Some((source, config)) = applied.config {
+            running.install(source, config);
+            metrics::record_config_reload("applied");
+            info!(
+                outcome = "applied",
+                revision,
+                changed = applied.changed.len(),
+                "config applied from etcd"
+            );
+        }
+        let _ = self.applied.send_replace(shared.objects.revision);
+        self.save_cache(&shared.objects);
+    }
+
+    /// Writes the cache when what is live moved on.
+    fn save_cache(&self, objects: &Objects) {
+        let mark = (objects.revision, objects.live.len());
+        if let Ok(mut last) = self.cache_written.lock() {
+            if *last == mark {
+                return;
+            }
+            *last = mark;
+        }
+        let bytes = cache::encode(self.prefix(), objects);
+        let path = self.state_dir.etcd_config();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = jwtgate_state::write_private(&path, &bytes) {
+                warn!(error = %e, "cannot keep a local copy of the config from etcd at {}", path.display());
+            }
+        });
+    }
+
+    async fn update_inner(&self, running: &Running, edit: MakeEdit<'_>) -> Result<(), AdminError> {
+        let _one_at_a_time = self.writer.lock().await;
+        for _ in 0..WRITE_ATTEMPTS {
+            let Some(etcd) = self.client() else {
+                return Err(unavailable("not connected yet"));
+            };
+            let (writes, read_at) = {
+                let shared = self.shared.lock().await;
+                if shared.phase == Phase::Held {
+                    return Err(unavailable(
+                        "it came back without its data; push the config again (jwtgate config push) before changing it through the API",
+                    ));
+                }
+                let current = running.source();
+                let e = edit(&current)?;
+                running
+                    .compile(&e.source, e.problems, &e.at)
+                    .map_err(|errors| AdminError::invalid(format!("invalid {}", e.what), errors))?;
+                protect::check(&current, &e.source).map_err(AdminError::Protected)?;
+                let next = SharedObjects::of(&e.source);
+                let writes: Vec<Write> = shared
+                    .objects
+                    .live
+                    .changes_to(&next)
+                    .into_iter()
+                    .map(|((kind, name), object)| {
+                        let expect = match shared.objects.stored.get(&(kind, name.clone())) {
+                            Some(r) => Expect::ModRevision(*r),
+                            None => Expect::Absent,
+                        };
+                        Write {
+                            kind,
+                            name,
+                            value: object.map(|o| o.to_json()),
+                            expect,
+                        }
+                    })
+                    .collect();
+                info!(target: "jwtgate::admin", change = %e.what, writes = writes.len(), "admin change: writing to etcd");
+                (writes, shared.objects.revision)
+            };
+            if writes.is_empty() {
+                return Ok(());
+            }
+            match etcd.commit(&writes, read_at).await {
+                Ok(revision) => {
+                    self.wait_applied(revision).await;
+                    return Ok(());
+                }
+                Err(EtcdError::Conflict) => {
+                    // Someone else wrote first: catch up and edit again.
+                    if let Ok((now, _)) = etcd.revision().await {
+                        self.wait_applied(now).await;
+                    }
+                }
+                Err(EtcdError::Unavailable(e)) => return Err(unavailable(&e)),
+            }
+        }
+        Err(AdminError::Protected(format!(
+            "etcd kept changing under this write ({WRITE_ATTEMPTS} attempts); try again"
+        )))
+    }
+
+    /// Waits (bounded) until this node applied `revision`.
+    async fn wait_applied(&self, revision: i64) {
+        let mut rx = self.applied.subscribe();
+        if tokio::time::timeout(APPLY_WAIT, rx.wait_for(|r| *r >= revision))
+            .await
+            .is_err()
+        {
+            warn!(
+                revision,
+                "etcd committed the change but this node has not applied it yet; it will once the watch delivers it"
+            );
+        }
+    }
+
+    async fn reload_inner(&self, running: &Running, trigger: Trigger) -> ReloadOutcome {
+        let path = self.path.display().to_string();
+        let text = match tokio::fs::read_to_string(&self.path).await {
+            Ok(t) => t,
+            Err(e) => {
+                let r = Rejection::Invalid(ConfigErrors::single(
+                    "",
+                    format!("cannot read {path}: {e}"),
+                ));
+                return log_rejection(&r, trigger, &path);
+            }
+        };
+        let mut shared = self.shared.lock().await;
+        let node = match compile_text(&text, running.base_dir()) {
+            Ok((node, _)) => node,
+            Err(errors) => return log_rejection(&Rejection::Invalid(errors), trigger, &path),
+        };
+        let problems = check_node_file(&node);
+        if !problems.is_empty() {
+            return log_rejection(&Rejection::Invalid(ConfigErrors(problems)), trigger, &path);
+        }
+        if node.node_part() == shared.objects.node && trigger == Trigger::FileChanged {
+            return ReloadOutcome::Unchanged;
+        }
+        let previous = std::mem::replace(&mut shared.objects.node, node.node_part());
+        let source = shared.objects.source();
+        match running.compile(&source, Vec::new(), "") {
+            Ok(config) => {
+                running.install(source, config);
+                metrics::record_config_reload("applied");
+                info!(
+                    outcome = "applied",
+                    ?trigger,
+                    "node config reloaded from {path}"
+                );
+                ReloadOutcome::Applied
+            }
+            Err(errors) => {
+                shared.objects.node = previous;
+                log_rejection(&Rejection::Invalid(errors), trigger, &path)
+            }
+        }
+    }
+
+    fn status_value(&self) -> Value {
+        let phase = self.phase.lock().map(|p| *p).unwrap_or(Phase::Connecting);
+        let mut v = json!({
+            "kind": "etcd",
+            "state": phase.as_str(),
+            "revision": *self.applied.borrow(),
+        });
+        if let Ok(shared) = self.shared.try_lock() {
+            v["objects"] = json!(shared.objects.live.len());
+            let refused: Vec<Value> = shared
+                .objects
+                .refused
+                .iter()
+                .map(|((kind, name), r)| {
+                    json!({
+                        "key": format!("{}/{}/{name}", self.prefix(), kind.dir()),
+                        "mod_revision": r.mod_revision,
+                        "outcome": r.outcome,
+                        "reason": r.reason,
+                    })
+                })
+                .collect();
+            v["refused"] = Value::Array(refused);
+        }
+        v
+    }
+}
+
+/// What a node would serve from etcd's objects (`(kind, name, value)`):
+/// the config, and why each refused object was refused. For the command
+/// line's token tools, which must see what the nodes see.
+pub fn as_a_node_would(
+    node: &RawConfig,
+    objects: Vec<(jwtgate_config::ObjectKind, String, Vec<u8>)>,
+    base_dir: &std::path::Path,
+) -> (Result<jwtgate_config::Config, ConfigErrors>, Vec<String>) {
+    let mut o = Objects {
+        node: node.node_part(),
+        ..Objects::default()
+    };
+    let incoming = objects
+        .into_iter()
+        .map(|(kind, name, value)| ((kind, name), Some((value, 0))))
+        .collect();
+    let compile =
+        |source: &RawConfig| crate::check::compile_checked(source, Vec::new(), "", base_dir);
+    let applied = o.apply(incoming, 0, &compile);
+    let refused = applied.refused.into_iter().map(|(_, r)| r.reason).collect();
+    let config = match applied.config {
+        Some((_, config)) => Ok(config),
+        None => compile(&o.source()),
+    };
+    (config, refused)
+}
+
+fn unavailable(detail: &str) -> AdminError {
+    AdminError::SourceUnavailable(format!("etcd unavailable: {detail}"))
+}
+
+impl ConfigSource for EtcdSource {
+    fn update<'a>(
+        &'a self,
+        running: &'a Running,
+        edit: MakeEdit<'a>,
+    ) -> BoxFuture<'a, Result<(), AdminError>> {
+        Box::pin(self.update_inner(running, edit))
+    }
+
+    fn reload<'a>(
+        &'a self,
+        running: &'a Running,
+        trigger: Trigger,
+    ) -> BoxFuture<'a, ReloadOutcome> {
+        Box::pin(self.reload_inner(running, trigger))
+    }
+
+    fn status(&self) -> Option<Value> {
+        Some(self.status_value())
+    }
+}

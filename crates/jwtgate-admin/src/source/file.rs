@@ -1,0 +1,223 @@
+//! The config file as the source of everything (no `config_source`): the
+//! watcher and SIGHUP reload it, admin writes write it back atomically.
+//!
+//! One async mutex serialises every change, so two admin writes (or a write
+//! and a reload) never lose each other's changes: each one reads, edits and
+//! applies the config while holding it.
+
+use std::path::{Path, PathBuf};
+
+use jwtgate_config::{to_yaml, ConfigErrors};
+use jwtgate_proxy::metrics;
+use jwtgate_state::write_private;
+use serde_json::Value;
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+use super::{BoxFuture, ConfigSource, MakeEdit};
+use crate::check::compile_text;
+use crate::error::AdminError;
+use crate::live::{ReloadOutcome, Running, Trigger};
+use crate::protect;
+
+/// Written at the top of the file by the admin API, so that whoever opens
+/// it knows why their comments are gone.
+const WRITTEN_HEADER: &str = "# Written by the jwtgate admin API. Comments and key order of the \
+                              hand-written file are not kept.\n";
+
+/// Why a change was not applied.
+pub(crate) enum Rejection {
+    Invalid(ConfigErrors),
+    Protected(String),
+}
+
+struct Texts {
+    /// The file text the running config came from (or that we wrote).
+    applied: Option<String>,
+    /// The last file text evaluated, applied or not.
+    seen: Option<String>,
+}
+
+pub struct FileSource {
+    path: PathBuf,
+    texts: Mutex<Texts>,
+}
+
+impl FileSource {
+    /// `text`: the file's text the running config was compiled from.
+    pub fn new(path: &Path, text: String) -> FileSource {
+        FileSource {
+            path: path.to_owned(),
+            texts: Mutex::new(Texts {
+                applied: Some(text.clone()),
+                seen: Some(text),
+            }),
+        }
+    }
+
+    async fn reload_locked(
+        &self,
+        running: &Running,
+        texts: &mut Texts,
+        trigger: Trigger,
+    ) -> (ReloadOutcome, Option<Rejection>) {
+        let path = self.path.display();
+        let text = match tokio::fs::read_to_string(&self.path).await {
+            Ok(t) => t,
+            Err(e) => {
+                // Editors may briefly remove the file; the next event retries.
+                warn!(
+                    outcome = "invalid",
+                    "config reload: cannot read {path}: {e}; the running config stays"
+                );
+                metrics::record_config_reload("invalid");
+                let errors = ConfigErrors::single("", format!("cannot read {path}: {e}"));
+                return (ReloadOutcome::Invalid, Some(Rejection::Invalid(errors)));
+            }
+        };
+        if trigger == Trigger::FileChanged && texts.seen.as_deref() == Some(text.as_str()) {
+            return (ReloadOutcome::Unchanged, None);
+        }
+        texts.seen = Some(text.clone());
+        let result = match compile_text(&text, running.base_dir()) {
+            Ok((source, config)) => match protect::check(&running.source(), &source) {
+                Ok(()) => {
+                    running.install(source, config);
+                    Ok(())
+                }
+                Err(why) => Err(Rejection::Protected(why)),
+            },
+            Err(errors) => Err(Rejection::Invalid(errors)),
+        };
+        // Counted before it is logged, so whoever sees the log line sees
+        // the count too.
+        match result {
+            Ok(()) => {
+                texts.applied = Some(text);
+                metrics::record_config_reload("applied");
+                info!(outcome = "applied", ?trigger, "config reloaded from {path}");
+                (ReloadOutcome::Applied, None)
+            }
+            Err(rejection) => (
+                log_rejection(&rejection, trigger, &path.to_string()),
+                Some(rejection),
+            ),
+        }
+    }
+
+    /// Before an API write: if the file was edited by hand since it was last
+    /// applied (and the watcher has not caught up, or rejected the edit),
+    /// apply it first; if it cannot be applied, refuse the write rather than
+    /// overwrite the operator's edit.
+    async fn adopt_file_edits(
+        &self,
+        running: &Running,
+        texts: &mut Texts,
+    ) -> Result<(), AdminError> {
+        let Ok(text) = tokio::fs::read_to_string(&self.path).await else {
+            warn!(
+                "{} is missing; the admin write will recreate it",
+                self.path.display()
+            );
+            return Ok(());
+        };
+        if texts.applied.as_deref() == Some(text.as_str()) {
+            return Ok(());
+        }
+        match self.reload_locked(running, texts, Trigger::Signal).await {
+            (_, None) => Ok(()),
+            (_, Some(rejection)) => {
+                let errors = match rejection {
+                    Rejection::Invalid(errors) => errors,
+                    Rejection::Protected(why) => ConfigErrors::single("", why),
+                };
+                Err(AdminError::FileConflict {
+                    message: format!(
+                        "{} has hand edits that were rejected; fix or revert them before \
+                         changing the config through the API",
+                        self.path.display()
+                    ),
+                    errors,
+                })
+            }
+        }
+    }
+
+    async fn update_inner(&self, running: &Running, edit: MakeEdit<'_>) -> Result<(), AdminError> {
+        let mut texts = self.texts.lock().await;
+        self.adopt_file_edits(running, &mut texts).await?;
+        let current = running.source();
+        let e = edit(&current)?;
+        let config = running
+            .compile(&e.source, e.problems, &e.at)
+            .map_err(|errors| AdminError::invalid(format!("invalid {}", e.what), errors))?;
+        protect::check(&current, &e.source).map_err(AdminError::Protected)?;
+        let text = format!(
+            "{WRITTEN_HEADER}{}",
+            to_yaml(&e.source).map_err(AdminError::Persist)?
+        );
+        let (path, bytes) = (self.path.clone(), text.clone().into_bytes());
+        tokio::task::spawn_blocking(move || write_private(&path, &bytes))
+            .await
+            .map_err(|e| AdminError::Persist(e.to_string()))?
+            .map_err(|err| AdminError::Persist(format!("{}: {err}", self.path.display())))?;
+        running.install(e.source, config);
+        info!(target: "jwtgate::admin", change = %e.what, "admin change applied and written to {}", self.path.display());
+        texts.applied = Some(text.clone());
+        texts.seen = Some(text);
+        Ok(())
+    }
+}
+
+impl ConfigSource for FileSource {
+    fn update<'a>(
+        &'a self,
+        running: &'a Running,
+        edit: MakeEdit<'a>,
+    ) -> BoxFuture<'a, Result<(), AdminError>> {
+        Box::pin(self.update_inner(running, edit))
+    }
+
+    fn reload<'a>(
+        &'a self,
+        running: &'a Running,
+        trigger: Trigger,
+    ) -> BoxFuture<'a, ReloadOutcome> {
+        Box::pin(async move {
+            let mut texts = self.texts.lock().await;
+            self.reload_locked(running, &mut texts, trigger).await.0
+        })
+    }
+
+    fn status(&self) -> Option<Value> {
+        None
+    }
+}
+
+/// Logs and counts a rejected reload of a node's file.
+pub(crate) fn log_rejection(rejection: &Rejection, trigger: Trigger, path: &str) -> ReloadOutcome {
+    match rejection {
+        Rejection::Invalid(errors) => {
+            metrics::record_config_reload("invalid");
+            warn!(
+                outcome = "invalid",
+                ?trigger,
+                problems = errors.0.len(),
+                "config reload rejected: {path} is invalid; the running config stays"
+            );
+            for e in &errors.0 {
+                warn!("{e}");
+            }
+            ReloadOutcome::Invalid
+        }
+        Rejection::Protected(why) => {
+            metrics::record_config_reload("protected");
+            warn!(
+                outcome = "protected",
+                ?trigger,
+                "config reload rejected: {why}; the running config stays"
+            );
+            ReloadOutcome::Protected
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! Routes, consumers and providers in etcd (SPEC §6), the engine APISIX
+//! keeps its configuration in: one key per object under a prefix
+//! (`{prefix}/routes/<name>`, `{prefix}/consumers/<username>`,
+//! `{prefix}/providers/<name>`), JSON in the admin API's shapes.
+//!
+//! What this crate does: connect (TLS, user and password), read every
+//! object at one revision ([`Etcd::snapshot`]), follow the changes from a
+//! revision on ([`Watch`]), and write a set of objects in one transaction
+//! that holds only if none of them changed since it was read
+//! ([`Etcd::commit`]). Every request is bounded by `dial_timeout_ms`.
+//!
+//! What it does not do: decide what an object means or whether it is
+//! valid: the values are bytes here; the control plane reads them with the
+//! config file's reader and applies them through its one path.
+
+use std::time::Duration;
+
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
+    SortOrder, SortTarget, TlsOptions, Txn, TxnOp, WatchOptions, WatchStream,
+};
+use jwtgate_config::EtcdSettings;
+pub use jwtgate_config::ObjectKind as Kind;
+
+/// One object as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Object {
+    pub kind: Kind,
+    pub name: String,
+    pub value: Vec<u8>,
+    /// The revision of its last change (what a write is conditioned on).
+    pub mod_revision: i64,
+}
+
+/// Every object under the prefix at one revision.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub objects: Vec<Object>,
+    pub revision: i64,
+    /// The cluster's id: a different one means another (or a re-created)
+    /// etcd.
+    pub cluster_id: u64,
+    /// Keys under the prefix that name no object (logged, ignored).
+    pub strays: Vec<String>,
+}
+
+/// One change a revision made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Put(Object),
+    Delete { kind: Kind, name: String },
+}
+
+/// The changes of one revision, in key order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub revision: i64,
+    pub changes: Vec<Change>,
+}
+
+/// Why a watch ended; the caller reconnects and, after a compaction,
+/// reloads in full.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WatchEnd {
+    #[error("the watch fell behind a compaction (compacted up to revision {0})")]
+    Compacted(i64),
+    #[error("the watch ended: {0}")]
+    Lost(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EtcdError {
+    #[error("etcd unavailable: {0}")]
+    Unavailable(String),
+    /// A condition of the transaction failed: someone changed one of the
+    /// objects since it was read.
+    #[error("etcd changed since it was read")]
+    Conflict,
+}
+
+/// What a write expects of its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// The key does not exist.
+    Absent,
+    /// The key was last changed at this revision.
+    ModRevision(i64),
+}
+
+/// One object to write (`value: None` deletes it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Write {
+    pub kind: Kind,
+    pub name: String,
+    pub value: Option<Vec<u8>>,
+    pub expect: Expect,
+}
+
+/// A connection to etcd under one prefix.
+#[derive(Clone)]
+pub struct Etcd {
+    client: Client,
+    prefix: String,
+    timeout: Duration,
+}
+
+/// Keys per page of a snapshot.
+const PAGE: i64 = 1000;
+/// The largest answer taken from etcd (a page, or one revision's events).
+const MAX_MESSAGE: usize = 64 << 20;
+
+/// The first key after every key that starts with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+fn unavailable(e: impl std::fmt::Display) -> EtcdError {
+    EtcdError::Unavailable(e.to_string())
+}
+
+impl Etcd {
+    /// Connects (and authenticates), within `dial_timeout`.
+    pub async fn connect(s: &EtcdSettings) -> Result<Etcd, EtcdError> {
+        let mut options = ConnectOptions::new()
+            .with_connect_timeout(s.dial_timeout)
+            .with_keep_alive(Duration::from_secs(10), s.dial_timeout)
+            .with_require_leader(true);
+        if let (Some(user), Some(password)) = (&s.username, &s.password) {
+            options = options.with_user(user.clone(), password.clone());
+        }
+        if let Some(tls) = &s.tls {
+            let mut t = TlsOptions::new().with_native_roots();
+            if let Some(ca) = &tls.ca_pem {
+                t = t.ca_certificate(Certificate::from_pem(ca));
+            }
+            if let Some((cert, key)) = &tls.identity {
+                t = t.identity(Identity::from_pem(cert, key));
+            }
+            options = options.with_tls(t);
+        }
+        let scheme = if s.tls.is_some() { "https" } else { "http" };
+        let endpoints: Vec<String> = s
+            .endpoints
+            .iter()
+            .map(|e| format!("{scheme}://{e}"))
+            .collect();
+        let client =
+            tokio::time::timeout(s.dial_timeout, Client::connect(endpoints, Some(options)))
+                .await
+                .map_err(|_| {
+                    EtcdError::Unavailable(format!("no answer within {:?}", s.dial_timeout))
+                })?
+                .map_err(unavailable)?;
+        Ok(Etcd {
+            client,
+            prefix: s.prefix.clone(),
+            timeout: s.dial_timeout,
+        })
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The key of an object.
+    pub fn key(&self, kind: Kind, name: &str) -> String {
+        format!("{}/{}/{name}", self.prefix, kind.dir())
+    }
+
+    /// The object a key names, if it names one.
+    fn parse_key(&self, key: &[u8]) -> Option<(Kind, String)> {
+        let key = std::str::from_utf8(key).ok()?;
+        let rest = key.strip_prefix(&self.prefix)?.strip_prefix('/')?;
+        let (dir, name) = rest.split_once('/')?;
+        let kind = Kind::from_dir(dir)?;
+        (!name.is_empty() && !name.contains('/')).then(|| (kind, name.to_owned()))
+    }
+
+    /// Runs one request within the timeout.
+    async fn bounded<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T, EtcdError> {
+        tokio::time::timeout(self.timeout, f)
+            .await
+            .map_err(|_| EtcdError::Unavailable(format!("no answer within {:?}", self.timeout)))?
+            .map_err(unavailable)
+    }
+
+    /// Every object under the prefix, at one revision, read in pages.
+    pub async fn snapshot(&self) -> Result<Snapshot, EtcdError> {
+        let mut kv = self
+            .client
+            .kv_client()
+            .max_decoding_message_size(MAX_MESSAGE);
+        let prefix = format!("{}/", self.prefix);
+        let end = prefix_end(prefix.as_bytes());
+        let mut snap = Snapshot::default();
+        let mut start = prefix.into_bytes();
+        loop {
+            let mut options = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(PAGE)
+                .with_sort(SortTarget::Key, SortOrder::Ascend);
+            if snap.revision > 0 {
+                options = options.with_revision(snap.revision);
+            }
+            let resp = self.bounded(kv.get(start.clone(), Some(options))).await?;
+            if snap.revision == 0 {
+                let header = resp.header();
+                snap.revision = header.map_or(0, |h| h.revision());
+                snap.cluster_id = header.map_or(0, |h| h.cluster_id());
+            }
+            for kv in resp.kvs() {
+                match self.parse_key(kv.key()) {
+                    Some((kind, name)) => snap.objects.push(Object {
+                        kind,
+                        name,
+                        value: kv.value().to_vec(),
+                        mod_revision: kv.mod_revision(),
+                    }),
+                    None => snap
+                        .strays
+                        .push(String::from_utf8_lossy(kv.key()).into_owned()),
+                }
+            }
+            match resp.kvs().last() {
+                Some(last) if resp.more() => {
+                    // The next page starts just after the last key.
+                    start = last.key().to_vec();
+                    start.push(0);
+                }
+                _ => break,
+            }
+        }
+        snap.objects
+            .sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+        Ok(snap)
+    }
+
+    /// The current revision and cluster id (a cheap read).
+    pub async fn revision(&self) -> Result<(i64, u64), EtcdError> {
+        let mut kv = self.client.kv_client();
+        let resp = self
+            .bounded(kv.get(
+                format!("{}/", self.prefix),
+                Some(GetOptions::new().with_prefix().with_count_only()),
+            ))
+            .await?;
+        let h = resp.header();
+        Ok((
+            h.map_or(0, |h| h.revision()),
+            h.map_or(0, |h| h.cluster_id()),
+        ))
+    }
+
+    /// Follows the changes under the prefix from revision `from` on.
+    pub async fn watch(&self, from: i64) -> Result<Watch, EtcdError> {
+        let mut w = self
+            .client
+            .watch_client()
+            .max_decoding_message_size(MAX_MESSAGE);
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(from)
+            .with_progress_notify();
+        let stream = self
+            .bounded(w.watch(format!("{}/", self.prefix), Some(options)))
+            .await?;
+        Ok(Watch {
+            stream,
+            etcd: self.clone(),
+        })
+    }
+
+    /// Writes `writes` in one transaction that holds only if nothing under
+    /// the prefix changed after revision `read_at` and every written key is
+    /// as expected (a key deleted since is not under the prefix any more);
+    /// `Conflict` otherwise. Returns the revision it made.
+    pub async fn commit(&self, writes: &[Write], read_at: i64) -> Result<i64, EtcdError> {
+        if writes.is_empty() {
+            return self.revision().await.map(|(r, _)| r);
+        }
+        let mut compares = Vec::with_capacity(writes.len() + 1);
+        compares.push(
+            Compare::mod_revision(format!("{}/", self.prefix), CompareOp::Less, read_at + 1)
+                .with_prefix(),
+        );
+        let mut ops = Vec::with_capacity(writes.len());
+        for w in writes {
+            let key = self.key(w.kind, &w.name);
+            compares.push(match w.expect {
+                Expect::Absent => Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+                Expect::ModRevision(r) => Compare::mod_revision(key.clone(), CompareOp::Equal, r),
+            });
+            ops.push(match &w.value {
+                Some(v) => TxnOp::put(key, v.clone(), None),
+                None => TxnOp::delete(key, None),
+            });
+        }
+        let txn = Txn::new().when(compares).and_then(ops);
+        let mut kv = self.client.kv_client();
+        let resp = self.bounded(kv.txn(txn)).await?;
+        if !resp.succeeded() {
+            return Err(EtcdError::Conflict);
+        }
+        Ok(resp.header().map_or(0, |h| h.revision()))
+    }
+}
+
+/// A watch on the prefix.
+pub struct Watch {
+    stream: WatchStream,
+    etcd: Etcd,
+}
+
+impl Watch {
+    /// The next revision's changes (progress notifications, which carry
+    /// none, are skipped).
+    pub async fn next(&mut self) -> Result<Batch, WatchEnd> {
+        loop {
+            let resp = self
+                .stream
+                .message()
+                .await
+                .map_err(|e| WatchEnd::Lost(e.to_string()))?
+                .ok_or_else(|| WatchEnd::Lost("the stream closed".into()))?;
+            if resp.compact_revision() > 0 {
+                return Err(WatchEnd::Compacted(resp.compact_revision()));
+            }
+            if resp.canceled() {
+                return Err(WatchEnd::Lost(format!(
+                    "canceled by etcd: {}",
+                    resp.cancel_reason()
+                )));
+            }
+            if resp.events().is_empty() {
+                continue;
+            }
+            let mut revision = 0;
+            let mut changes = Vec::with_capacity(resp.events().len());
+            for event in resp.events() {
+                let Some(kv) = event.kv() else { continue };
+                revision = revision.max(kv.mod_revision());
+                let Some((kind, name)) = self.etcd.parse_key(kv.key()) else {
+                    continue;
+                };
+                changes.push(match event.event_type() {
+                    EventType::Put => Change::Put(Object {
+                        kind,
+                        name,
+                        value: kv.value().to_vec(),
+                        mod_revision: kv.mod_revision(),
+                    }),
+                    EventType::Delete => Change::Delete { kind, name },
+                });
+            }
+            if let Some(h) = resp.header() {
+                revision = revision.max(h.revision());
+            }
+            return Ok(Batch { revision, changes });
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! `jwtgate config push` and `jwtgate config pull` (SPEC §6): the routes,
+//! consumers and providers of a file into etcd, in one transaction, and
+//! back out as YAML.
+//!
+//! Push makes etcd hold exactly the file's objects: objects etcd holds
+//! with the same value are not rewritten (pushing twice changes nothing),
+//! the others are put, and objects the file lacks are deleted. The whole
+//! push is refused (exit 1, etcd unchanged) if the objects do not compile
+//! or a protection forbids any part of it; the transaction holds only if
+//! nothing under the prefix changed since it was read (else it is
+//! recomputed, a few times).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use jwtgate_admin::protect;
+use jwtgate_config::{
+    compile_source, locate_in, objects_to_yaml, read_source, ConfigErrors, EtcdSettings, RawConfig,
+    SharedObject, SharedObjects,
+};
+use jwtgate_etcd::{Etcd, EtcdError, Expect, Snapshot, Write};
+use jwtgate_state::parent_dir;
+
+const PUSH_ATTEMPTS: usize = 5;
+
+/// Exit code when etcd cannot be reached.
+const UNAVAILABLE: u8 = 3;
+
+pub fn push(path: &Path, dry_run: bool) -> ExitCode {
+    let (settings, file) = match read(path) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let wanted = SharedObjects::of(&file);
+    if let Err(errors) = validate(&file, path) {
+        eprintln!(
+            "{}: {} problem(s); etcd unchanged",
+            path.display(),
+            errors.0.len()
+        );
+        for e in &errors.0 {
+            eprintln!("{e}");
+        }
+        return ExitCode::from(1);
+    }
+    block_on(async move {
+        let etcd = match Etcd::connect(&settings).await {
+            Ok(e) => e,
+            Err(e) => return unavailable(&e),
+        };
+        for _ in 0..PUSH_ATTEMPTS {
+            let snapshot = match etcd.snapshot().await {
+                Ok(s) => s,
+                Err(e) => return unavailable(&e),
+            };
+            let (held, unreadable) = held_objects(&snapshot);
+            for (key, why) in &unreadable {
+                eprintln!(
+                    "note: {key} in etcd is not a valid object ({why}); the push replaces it"
+                );
+            }
+            if let Err(why) =
+                protect::check(&held.with_node_part(&file), &wanted.with_node_part(&file))
+            {
+                eprintln!("refused: {why}");
+                eprintln!("etcd unchanged");
+                return ExitCode::from(1);
+            }
+            let writes = writes(&snapshot, &wanted);
+            if writes.is_empty() {
+                println!(
+                    "etcd already holds exactly these {} objects under {}: nothing to do",
+                    wanted.len(),
+                    settings.prefix
+                );
+                return ExitCode::SUCCESS;
+            }
+            let (puts, deletes) = (
+                writes.iter().filter(|w| w.value.is_some()).count(),
+                writes.iter().filter(|w| w.value.is_none()).count(),
+            );
+            if dry_run {
+                for w in &writes {
+                    let verb = if w.value.is_some() { "put" } else { "delete" };
+                    println!("{verb} {}", etcd.key(w.kind, &w.name));
+                }
+                println!("dry run: {puts} to put, {deletes} to delete; etcd unchanged");
+                return ExitCode::SUCCESS;
+            }
+            match etcd.commit(&writes, snapshot.revision).await {
+                Ok(revision) => {
+                    println!(
+                        "pushed {} objects under {} at revision {revision}: {puts} put, {deletes} deleted",
+                        wanted.len(),
+                        settings.prefix
+                    );
+                    return ExitCode::SUCCESS;
+                }
+                Err(EtcdError::Conflict) => continue,
+                Err(e) => return unavailable(&e),
+            }
+        }
+        eprintln!("etcd kept changing during the push ({PUSH_ATTEMPTS} attempts); etcd unchanged, try again");
+        ExitCode::from(1)
+    })
+}
+
+pub fn pull(path: &Path) -> ExitCode {
+    let (settings, _) = match read(path) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    block_on(async move {
+        let snapshot = match Etcd::connect(&settings).await {
+            Ok(etcd) => match etcd.snapshot().await {
+                Ok(s) => s,
+                Err(e) => return unavailable(&e),
+            },
+            Err(e) => return unavailable(&e),
+        };
+        let (held, unreadable) = held_objects(&snapshot);
+        match objects_to_yaml(&held) {
+            Ok(yaml) => print!("{yaml}"),
+            Err(e) => {
+                eprintln!("cannot write the objects as YAML: {e}");
+                return ExitCode::from(1);
+            }
+        }
+        if unreadable.is_empty() {
+            return ExitCode::SUCCESS;
+        }
+        for (key, why) in &unreadable {
+            eprintln!("{key}: not a valid object, left out: {why}");
+        }
+        eprintln!(
+            "{} object(s) in etcd could not be read (listed above); the YAML holds the others",
+            unreadable.len()
+        );
+        ExitCode::from(1)
+    })
+}
+
+/// The file, and its `config_source` compiled.
+fn read(path: &Path) -> Result<(EtcdSettings, RawConfig), ExitCode> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        eprintln!("cannot read {}: {e}", path.display());
+        ExitCode::from(2)
+    })?;
+    let file = match read_source(&text).and_then(|r| r.into_result()) {
+        Ok(f) => f,
+        Err(errors) => {
+            eprintln!("{}: {} problem(s)", path.display(), errors.0.len());
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            return Err(ExitCode::from(1));
+        }
+    };
+    if file.config_source.is_none() {
+        eprintln!(
+            "{}: needs a config_source (kind: etcd, endpoints, ...) saying where to push or pull",
+            path.display()
+        );
+        return Err(ExitCode::from(2));
+    }
+    // Only the config_source, with the real environment (its password may
+    // be a reference): the rest of a node's part is not needed here.
+    let source_only = RawConfig {
+        listen: vec!["127.0.0.1:0".into()],
+        config_source: file.config_source.clone(),
+        ..RawConfig::default()
+    };
+    let settings = compile_source(&source_only, &parent_dir(path), &|n| std::env::var(n).ok())
+        .map_err(|errors| {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            ExitCode::from(1)
+        })?
+        .config_source
+        .ok_or(ExitCode::from(2))?;
+    Ok((settings, file))
+}
+
+/// The objects compile as a node will compile them. `${ENV}` references
+/// the pushing machine does not have are checked with a stand-in value:
+/// each node resolves them from its own environment.
+fn validate(file: &RawConfig, path: &Path) -> Result<(), ConfigErrors> {
+    let missing = std::cell::RefCell::new(Vec::new());
+    let env = |name: &str| {
+        std::env::var(name).ok().or_else(|| {
+            missing.borrow_mut().push(name.to_owned());
+            Some(STAND_IN.to_owned())
+        })
+    };
+    let result = compile_source(
+        &SharedObjects::of(file).with_node_part(&node_only(file)),
+        &parent_dir(path),
+        &env,
+    );
+    let mut missing = missing.into_inner();
+    missing.sort();
+    missing.dedup();
+    for name in missing {
+        eprintln!("note: ${{{name}}} is not set here; checked with a stand-in, each node resolves it from its own environment");
+    }
+    result.map(|_| ())
+}
+
+const STAND_IN: &str = "stand-in-value-for-validation-0123456789abcdef";
+
+/// The node part a push is checked with: the file's own, with a listen
+/// address if it has none (a push file need not be a node's file).
+fn node_only(file: &RawConfig) -> RawConfig {
+    let mut node = file.node_part();
+    if node.listen.is_empty() {
+        node.listen = vec!["127.0.0.1:0".into()];
+    }
+    node
+}
+
+/// The objects etcd holds that read, and the keys that do not (with why).
+fn held_objects(snapshot: &Snapshot) -> (SharedObjects, Vec<(String, String)>) {
+    let mut held = SharedObjects::default();
+    let mut unreadable = Vec::new();
+    for o in &snapshot.objects {
+        match SharedObject::read(o.kind, &o.name, &o.value) {
+            Ok(object) => {
+                held.insert(object);
+            }
+            Err(errors) => {
+                let why = errors
+                    .0
+                    .iter()
+                    .map(|e| locate_in(o.kind, &o.name, e))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                unreadable.push((format!("{}/{}", o.kind.dir(), o.name), why));
+            }
+        }
+    }
+    (held, unreadable)
+}
+
+/// What makes etcd hold exactly `wanted`: changed and new objects put,
+/// missing ones deleted, each conditioned on the version read.
+fn writes(snapshot: &Snapshot, wanted: &SharedObjects) -> Vec<Write> {
+    let mut out = Vec::new();
+    for object in wanted.iter() {
+        let stored = snapshot
+            .objects
+            .iter()
+            .find(|o| o.kind == object.kind() && o.name == object.name());
+        let same = stored.is_some_and(|s| {
+            SharedObject::read(s.kind, &s.name, &s.value).is_ok_and(|held| held == object)
+        });
+        if same {
+            continue;
+        }
+        out.push(Write {
+            kind: object.kind(),
+            name: object.name().to_owned(),
+            value: Some(object.to_json()),
+            expect: stored.map_or(Expect::Absent, |s| Expect::ModRevision(s.mod_revision)),
+        });
+    }
+    for stored in &snapshot.objects {
+        if wanted.get(stored.kind, &stored.name).is_none() {
+            out.push(Write {
+                kind: stored.kind,
+                name: stored.name.clone(),
+                value: None,
+                expect: Expect::ModRevision(stored.mod_revision),
+            });
+        }
+    }
+    out
+}
+
+fn unavailable(e: &EtcdError) -> ExitCode {
+    eprintln!("{e}; etcd unchanged");
+    ExitCode::from(UNAVAILABLE)
+}
+
+fn block_on(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// A config file as the CLI's token commands use it: with a
+/// `config_source` and no objects of its own (a node's file), the routes,
+/// consumers and providers etcd holds are read in (objects that do not
+/// read are left out, with a note).
+pub fn load_full(path: &Path) -> Result<jwtgate_config::Config, String> {
+    let config =
+        jwtgate_config::load_file(path).map_err(|e| format!("{}:\n{e}", path.display()))?;
+    let Some(settings) = config.config_source.clone() else {
+        return Ok(config);
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let node = read_source(&text)
+        .and_then(|r| r.into_result())
+        .map_err(|e| format!("{}:\n{e}", path.display()))?;
+    if !SharedObjects::of(&node).is_empty() {
+        return Ok(config);
+    }
+    let snapshot = block_on_value(async move {
+        let etcd = Etcd::connect(&settings).await?;
+        etcd.snapshot().await
+    })
+    .map_err(|e| {
+        format!(
+            "{e} (the routes, consumers and providers of {} are there)",
+            path.display()
+        )
+    })?;
+    let objects = snapshot
+        .objects
+        .into_iter()
+        .map(|o| (o.kind, o.name, o.value))
+        .collect();
+    let (config, refused) =
+        jwtgate_admin::source::etcd::as_a_node_would(&node, objects, &parent_dir(path));
+    for why in refused {
+        eprintln!("note: left out, as the nodes leave it out: {why}");
+    }
+    config.map_err(|e| format!("{} with the objects in etcd:\n{e}", path.display()))
+}
+
+fn block_on_value<T>(
+    f: impl std::future::Future<Output = Result<T, EtcdError>>,
+) -> Result<T, EtcdError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| EtcdError::Unavailable(e.to_string()))?
+        .block_on(f)
+}
