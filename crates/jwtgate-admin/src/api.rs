@@ -95,24 +95,45 @@ impl<S: Send + Sync> FromRequestParts<S> for Name {
     }
 }
 
+/// `/status`: `ready` (200) once the node serves with everything it needs
+/// loaded; `starting` (503) while the blacklist, an identity provider's
+/// first keys or etcd's objects are still on their way (`waiting_for`
+/// says which); `stopping` (503) once shutdown began. Any answer at all
+/// means the process is alive.
 async fn status(State(s): State<AdminState>) -> Response {
     let mut providers = serde_json::Map::new();
+    let mut waiting = Vec::new();
+    if !s.live.revocations().is_loaded() {
+        waiting.push("revocation store".to_owned());
+    }
     for (name, p) in s.live.keys().statuses() {
+        if p.state == "loading" {
+            waiting.push(format!("keys of provider {name}"));
+        }
         providers.insert(
             name,
             json!({ "state": p.state, "keys": p.keys, "age_seconds": p.age_seconds }),
         );
     }
-    let (code, status) = if s.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready")
-    } else {
+    let source = s.live.source_status();
+    if source.as_ref().and_then(|v| v["state"].as_str()) == Some("connecting") {
+        waiting.push("etcd".to_owned());
+    }
+    let (code, status) = if !s.ready.load(Ordering::Relaxed) {
         (StatusCode::SERVICE_UNAVAILABLE, "stopping")
+    } else if !waiting.is_empty() {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting")
+    } else {
+        (StatusCode::OK, "ready")
     };
     let mut body = json!({ "status": status });
+    if status == "starting" {
+        body["waiting_for"] = json!(waiting);
+    }
     if !providers.is_empty() {
         body["providers"] = serde_json::Value::Object(providers);
     }
-    if let Some(source) = s.live.source_status() {
+    if let Some(source) = source {
         body["config_source"] = source;
     }
     (code, Json(body)).into_response()

@@ -48,7 +48,8 @@ pub(crate) fn unix_now() -> i64 {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderStatus {
     /// `ok`: usable keys from the last fetch; `stale`: usable keys, but the
-    /// last fetch failed; `unavailable`: no usable keys.
+    /// last fetch failed; `loading`: no keys yet, the first fetch still
+    /// running; `unavailable`: no usable keys.
     pub state: &'static str,
     pub keys: usize,
     pub age_seconds: Option<i64>,
@@ -415,6 +416,7 @@ impl Keeper {
         let last_error = lock(&self.last_error).clone();
         let usable = keys.as_ref().filter(|k| k.usable_at(now));
         let state = match (usable, &last_error) {
+            (None, None) if *self.done.borrow() == 0 && !self.is_static() => "loading",
             (None, _) => "unavailable",
             (Some(_), Some(_)) => "stale",
             (Some(_), None) => "ok",

@@ -16,6 +16,7 @@
 
 use std::cell::RefCell;
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -44,6 +45,19 @@ struct State {
 }
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
+
+/// Lines are JSON objects (`JWTGATE_LOG_FORMAT=json`), not text.
+static JSON: AtomicBool = AtomicBool::new(false);
+
+/// Chooses JSON lines (for the lines written here; tracing's own lines
+/// are configured alongside, by the binary).
+pub fn set_json(on: bool) {
+    JSON.store(on, Ordering::Relaxed);
+}
+
+pub fn json() -> bool {
+    JSON.load(Ordering::Relaxed)
+}
 
 /// Starts the writer thread. Until it runs (or if it cannot start), lines
 /// are written to stderr directly.
@@ -113,10 +127,17 @@ impl Shared {
         };
         let _ = out.write_all(spare);
         if dropped > 0 {
-            let _ = writeln!(
-                out,
-                "jwtgate: {dropped} log line(s) dropped: stderr too slow"
-            );
+            let _ = if json() {
+                writeln!(
+                    out,
+                    r#"{{"level":"WARN","target":"jwtgate::log","message":"log lines dropped: stderr too slow","dropped":{dropped}}}"#
+                )
+            } else {
+                writeln!(
+                    out,
+                    "jwtgate: {dropped} log line(s) dropped: stderr too slow"
+                )
+            };
         }
         let _ = out.flush();
         let written = spare.len();
@@ -280,6 +301,29 @@ pub fn push_quoted(out: &mut Vec<u8>, s: &str) {
     } else {
         let _ = write!(out, "{s:?}");
     }
+}
+
+/// Appends `s` as a JSON string: quotes, backslashes and control
+/// characters escaped, everything else as is (UTF-8).
+pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    for &b in s.as_bytes() {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0..=0x1f | 0x7f => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+            }
+            _ => out.push(b),
+        }
+    }
+    out.push(b'"');
 }
 
 /// Appends `ip:port` (`[ip]:port` for IPv6), as `Display` would.

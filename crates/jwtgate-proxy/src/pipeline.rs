@@ -117,8 +117,13 @@ pub async fn handle(
     let elapsed = started.elapsed();
     // One access-log line per request. Never the token: only who and why.
     if tracing::enabled!(target: "jwtgate::access", tracing::Level::INFO) {
+        let write = if log_sink::json() {
+            access_json
+        } else {
+            access_line
+        };
         log_sink::send_with(|line| {
-            access_line(
+            write(
                 line,
                 &method,
                 &outcome,
@@ -181,6 +186,51 @@ fn access_line(
         push_quoted(line, detail);
     }
     line.push(b'\n');
+}
+
+/// The access-log line as one JSON object (`JWTGATE_LOG_FORMAT=json`), in
+/// the shape of the other JSON lines (fields at the top level): the same
+/// fields as [`access_line`], numbers as numbers.
+fn access_json(
+    line: &mut Vec<u8>,
+    method: &http::Method,
+    outcome: &Outcome<'_>,
+    status: u16,
+    elapsed: std::time::Duration,
+    peer: &[u8],
+) {
+    use log_sink::{push_json_str, push_u64};
+    line.extend_from_slice(b"{\"timestamp\":\"");
+    log_sink::timestamp(line);
+    line.extend_from_slice(b"\",\"level\":\"INFO\",\"target\":\"jwtgate::access\",\"method\":");
+    push_json_str(line, method.as_str());
+    line.extend_from_slice(b",\"route\":");
+    push_json_str(line, outcome.route.map_or("-", |r| r.route.name.as_str()));
+    line.extend_from_slice(b",\"consumer\":");
+    push_json_str(
+        line,
+        outcome
+            .consumer
+            .as_ref()
+            .map_or("-", |c| c.username.as_str()),
+    );
+    if let Some(p) = &outcome.provider {
+        line.extend_from_slice(b",\"provider\":");
+        push_json_str(line, &p.name);
+    }
+    line.extend_from_slice(b",\"status\":");
+    push_u64(line, u64::from(status));
+    line.extend_from_slice(b",\"auth\":");
+    push_json_str(line, outcome.auth);
+    line.extend_from_slice(b",\"latency_us\":");
+    push_u64(line, u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
+    line.extend_from_slice(b",\"peer\":");
+    push_json_str(line, &String::from_utf8_lossy(peer));
+    if let Some(detail) = &outcome.detail {
+        line.extend_from_slice(b",\"detail\":");
+        push_json_str(line, detail);
+    }
+    line.extend_from_slice(b"}\n");
 }
 
 async fn serve<'g>(

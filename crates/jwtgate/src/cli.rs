@@ -22,8 +22,10 @@ pub struct Cli {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the gateway. Logs to stderr (filter with JWTGATE_LOG, e.g. "debug").
+    /// Run the gateway. Logs to stderr (filter with JWTGATE_LOG, e.g. "debug";
+    /// JWTGATE_LOG_FORMAT=json for one JSON object per line).
     /// SIGTERM/SIGINT: stop accepting, finish in-flight requests, exit 0. SIGHUP: reload the config.
+    /// Under systemd (Type=notify) it reports READY=1 once serving.
     Run(RunArgs),
     /// Validate a config file: exit 0 if valid, else list every problem with its location.
     Check(CheckArgs),
@@ -37,6 +39,15 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    ///
+    /// bash: jwtgate completions bash > /etc/bash_completion.d/jwtgate
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout: jwtgate man | man -l -
+    Man,
 }
 
 #[derive(Subcommand, Debug)]

@@ -120,7 +120,11 @@ pub fn pull(path: &Path) -> ExitCode {
         };
         let (held, unreadable) = held_objects(&snapshot);
         match objects_to_yaml(&held) {
-            Ok(yaml) => print!("{yaml}"),
+            Ok(yaml) => {
+                if crate::out::print(yaml.as_bytes()) != ExitCode::SUCCESS {
+                    return ExitCode::from(1);
+                }
+            }
             Err(e) => {
                 eprintln!("cannot write the objects as YAML: {e}");
                 return ExitCode::from(1);

@@ -1,6 +1,10 @@
 //! Installs the tracing subscriber: filter from `JWTGATE_LOG` (default
-//! info), lines written through the data plane's log sink (a writer thread),
-//! so that logging never costs a system call on the request path.
+//! info), layout from `JWTGATE_LOG_FORMAT` (`text`, the default, or
+//! `json`: one JSON object per line, fields at the top level, for Loki or
+//! Elasticsearch), lines written through the data plane's log sink (a
+//! writer thread), so that logging never costs a system call on the
+//! request path. The access log follows the same layout
+//! (`log_sink::set_json`).
 
 use jwtgate_proxy::log_sink::{self, Line};
 use tracing_subscriber::fmt::MakeWriter;
@@ -9,11 +13,30 @@ pub fn init() {
     log_sink::start();
     let filter = tracing_subscriber::EnvFilter::try_from_env("JWTGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let format = std::env::var("JWTGATE_LOG_FORMAT").unwrap_or_default();
+    let json = match format.as_str() {
+        "json" => true,
+        "" | "text" => false,
+        other => {
+            eprintln!("jwtgate: JWTGATE_LOG_FORMAT={other:?} is neither text nor json; using text");
+            false
+        }
+    };
+    log_sink::set_json(json);
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(Sink)
-        .with_ansi(false)
-        .init();
+        .with_ansi(false);
+    if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init();
+    } else {
+        builder.init();
+    }
 }
 
 pub use log_sink::flush;

@@ -12,12 +12,14 @@ mod config_cmd;
 mod explain;
 mod file_watch;
 mod logging;
+mod notify;
+mod out;
 mod run;
 mod sign;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use cli::{Cli, Command, ConfigCommand, TokenCommand};
 
@@ -42,5 +44,73 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Pull(args),
         } => config_cmd::pull(&args.config),
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "jwtgate", &mut script);
+            out::print(&script)
+        }
+        Command::Man => man(),
     }
+}
+
+/// The man page, from the same definitions as `--help`: the command and
+/// each subcommand (and theirs) as sections of one page.
+fn man() -> ExitCode {
+    let cmd = Cli::command();
+    let mut out = Vec::new();
+    let page = clap_mangen::Man::new(cmd.clone());
+    let rendered = page.render(&mut out).and_then(|()| {
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            subcommand_section(&mut out, sub, "jwtgate")?;
+        }
+        std::io::Write::write_all(&mut out, MAN_TAIL.as_bytes())
+    });
+    if let Err(e) = rendered {
+        eprintln!("jwtgate man: {e}");
+        return ExitCode::from(1);
+    }
+    out::print(&out)
+}
+
+/// What the definitions do not say: the environment and the files.
+const MAN_TAIL: &str = r#".SH ENVIRONMENT
+.TP
+\fBJWTGATE_LOG\fR
+Log filter (default \fIinfo\fR; e.g. \fIdebug\fR, or \fIinfo,jwtgate::access=off\fR).
+.TP
+\fBJWTGATE_LOG_FORMAT\fR
+\fItext\fR (default) or \fIjson\fR: one JSON object per line, the access log included. Never a token.
+.TP
+\fBNOTIFY_SOCKET\fR
+Set by systemd for Type=notify: READY=1 once serving, RELOADING=1 around SIGHUP, STOPPING=1.
+.TP
+\fB${NAME}\fR in the config
+Expanded from the environment (secrets, passwords).
+.SH FILES
+.TP
+\fI/etc/jwtgate/jwtgate.yaml\fR
+The packaged service's config.
+.TP
+\fI/var/lib/jwtgate\fR
+The packaged service's state_dir: embedded store, blacklist snapshot, key caches, the last config applied from etcd.
+.SH SEE ALSO
+The README and SPEC of the project; \fBsystemctl\fR(1) for the jwtgate.service unit.
+"#;
+
+/// One subcommand as a section: its synopsis, description and options.
+fn subcommand_section(out: &mut Vec<u8>, cmd: &clap::Command, parent: &str) -> std::io::Result<()> {
+    let name = format!("{parent} {}", cmd.get_name());
+    let cmd = cmd.clone().bin_name(name.clone());
+    let page = clap_mangen::Man::new(cmd.clone());
+    std::io::Write::write_all(out, format!(".SH \"{}\"\n", name.to_uppercase()).as_bytes())?;
+    page.render_synopsis_section(out)?;
+    page.render_description_section(out)?;
+    if cmd.get_arguments().any(|a| !a.is_hide_set()) {
+        page.render_options_section(out)?;
+    }
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        subcommand_section(out, sub, &name)?;
+    }
+    Ok(())
 }

@@ -58,7 +58,7 @@ pub fn run(path: &Path) -> ExitCode {
         Err(errors) => {
             error!("{}: invalid configuration", path.display());
             for e in &errors.0 {
-                eprintln!("{e}");
+                error!("{e}");
             }
             return ExitCode::from(2);
         }
@@ -155,6 +155,7 @@ async fn serve(path: &Path, loaded: Loaded) -> ExitCode {
         };
         tokio::spawn(listener.serve(state, stop_rx.clone()))
     });
+    crate::notify::notify("READY=1\nSTATUS=serving");
     if let Err(e) = listeners.serve(gateway, stop_rx).await {
         error!("{e}");
         return ExitCode::from(1);
@@ -267,10 +268,13 @@ impl Signals {
                 _ = self.int.recv() => { info!("SIGINT: shutting down"); break; }
                 _ = self.hup.recv() => {
                     info!("SIGHUP: reloading {}", live.path().display());
+                    crate::notify::notify("RELOADING=1");
                     live.reload(Trigger::Signal).await;
+                    crate::notify::notify("READY=1");
                 }
             }
         }
+        crate::notify::notify("STOPPING=1");
         let _ = stop.send(true);
     }
 }

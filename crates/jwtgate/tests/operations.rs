@@ -1,0 +1,328 @@
+//! What an operator wires jwtgate into, against the real binary: JSON log
+//! lines (every line parses, the access log has its fields, no token or
+//! secret ever appears), `/status` saying `starting` until the blacklist
+//! and a provider's first keys are there and `ready` after, systemd's
+//! readiness protocol on a real datagram socket (a path and an abstract
+//! name), and the man page and completions covering every subcommand
+//! `--help` lists.
+
+#![allow(clippy::unwrap_used)]
+
+mod admin_support;
+mod support;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use admin_support::{Node, KEY};
+use jwtgate_testkit::RedisServer;
+use serde_json::{json, Value};
+use support::*;
+
+const SECRET: &str = "operations-secret-0123456789abcdefghij";
+
+fn config(store: &str, extra: &str) -> String {
+    format!(
+        r#"listen: "127.0.0.1:0"
+admin: {{ listen: "127.0.0.1:0", api_key: "{KEY}" }}
+store: {store}
+consumers:
+  - username: alice
+    jwt: {{ key: user123, secret: "{SECRET}" }}
+{extra}routes:
+  - name: app
+    paths: ["/app/*"]
+    upstream: {{ echo: true }}
+    jwt:
+      use_jwt_blacklist_revoking: true
+      logout_path: "POST_/app/logout"
+"#
+    )
+}
+
+fn token() -> String {
+    sign_hs(
+        "HS256",
+        SECRET,
+        json!({"key": "user123", "exp": now() + 600}),
+    )
+}
+
+#[test]
+fn json_logs_parse_line_by_line_and_never_carry_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwtgate.yaml");
+    std::fs::write(&path, config("{ kind: embedded, path: ./data }", "")).unwrap();
+    let mut node = Node::start_on(&path, &[("JWTGATE_LOG_FORMAT", "json")]);
+    let good = token();
+    let forged = sign_hs(
+        "HS256",
+        "another-secret-0123456789abcdefghijkl",
+        json!({"key": "user123"}),
+    );
+    assert_eq!(node.send(&Req::get("/app/ok").bearer(&good)).status, 200);
+    assert_eq!(
+        node.send(&Req::get("/app/forged").bearer(&forged)).status,
+        401
+    );
+    assert_eq!(node.send(&Req::get("/app/none")).status, 401);
+    // Quotes, backslashes and control characters in what gets logged.
+    let odd = Req::get("/app/x").header("Authorization", "Bearer \"a\\b.c.d");
+    assert_eq!(node.send(&odd).status, 401);
+    assert_eq!(
+        node.send(&Req::post("/app/logout").bearer(&good)).status,
+        200
+    );
+    assert_eq!(node.send(&Req::get("/app/again").bearer(&good)).status, 401);
+    // A reload refused, a warning with its problems.
+    std::fs::write(&path, "listen: [oops\n").unwrap();
+    node.signal("HUP");
+    node.wait_log("config reload", 1);
+    assert!(node.stop().success());
+
+    let logs = node.logs();
+    let mut access = Vec::new();
+    for line in logs.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}\n--- all ---\n{logs}"));
+        for field in ["timestamp", "level", "target"] {
+            assert!(v[field].is_string(), "{field} missing: {line}");
+        }
+        if v["target"] == "jwtgate::access" {
+            access.push(v);
+        }
+    }
+    for secret in [good.as_str(), forged.as_str(), SECRET, KEY] {
+        assert!(
+            !logs.contains(secret),
+            "a token or secret in the log:\n{logs}"
+        );
+    }
+    let first_signature_part = &good[good.rfind('.').unwrap() + 1..];
+    assert!(!logs.contains(first_signature_part));
+    let paths: Vec<(&str, i64)> = access
+        .iter()
+        .map(|a| (a["auth"].as_str().unwrap(), a["status"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            ("ok", 200),
+            ("bad_signature", 401),
+            ("missing", 401),
+            ("malformed", 401),
+            ("logout", 200),
+            ("revoked", 401)
+        ],
+        "{logs}"
+    );
+    let ok = &access[0];
+    assert_eq!(ok["method"], "GET");
+    assert_eq!(ok["route"], "app");
+    assert_eq!(ok["consumer"], "alice");
+    assert!(ok["latency_us"].is_u64());
+    assert!(ok["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(access[1]["detail"].as_str().unwrap().contains("signature"));
+    assert!(
+        logs.contains(r#""level":"WARN""#),
+        "the refused reload warns:\n{logs}"
+    );
+}
+
+#[test]
+fn status_is_starting_until_the_blacklist_and_first_keys_are_there() {
+    let mut redis = RedisServer::start();
+    let store = format!(
+        "{{ kind: redis, host: 127.0.0.1, port: {}, connect_timeout_ms: 300, read_timeout_ms: 300, send_timeout_ms: 300 }}",
+        redis.port
+    );
+    redis.kill();
+    // A key server that accepts and never answers: the first fetch hangs
+    // until its timeout.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let jwks = format!("http://{}/jwks.json", silent.local_addr().unwrap());
+    let provider = format!(
+        r#"providers:
+  - name: slow
+    issuer: "https://slow.example"
+    jwks_uri: "{jwks}"
+    fetch_timeout_ms: 3000
+"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &config(&store, &provider));
+    let status = node.admin("GET", "/status", None);
+    assert_eq!(status.status, 503, "{}", status.text());
+    let body = status.json();
+    assert_eq!(body["status"], "starting");
+    assert_eq!(
+        body["waiting_for"],
+        json!(["revocation store", "keys of provider slow"]),
+        "{body}"
+    );
+    // The fetch times out: the provider is unavailable, no longer loading.
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            node.admin("GET", "/status", None).json()["waiting_for"] == json!(["revocation store"])
+        }),
+        "{}",
+        node.admin("GET", "/status", None).text()
+    );
+    redis.restart();
+    assert!(
+        eventually(Duration::from_secs(15), || node
+            .admin("GET", "/status", None)
+            .status
+            == 200),
+        "{}",
+        node.admin("GET", "/status", None).text()
+    );
+    let body = node.admin("GET", "/status", None).json();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["providers"]["slow"]["state"], "unavailable");
+    assert!(body.get("waiting_for").is_none());
+    drop(silent);
+}
+
+/// Datagrams a node sends to `NOTIFY_SOCKET`, in order.
+fn notifications(sock: &UnixDatagram, until: &str, timeout: Duration) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        if let Ok(n) = sock.recv(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let done = msg.contains(until);
+            got.push(msg);
+            if done {
+                return got;
+            }
+        }
+    }
+    panic!("no {until:?} within {timeout:?}; got {got:?}");
+}
+
+#[test]
+fn systemd_hears_ready_reloading_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&socket_path).unwrap();
+    let path = dir.path().join("jwtgate.yaml");
+    std::fs::write(&path, config("{ kind: embedded, path: ./data }", "")).unwrap();
+    let mut node = Node::start_on(&path, &[("NOTIFY_SOCKET", socket_path.to_str().unwrap())]);
+    let got = notifications(&sock, "READY=1", Duration::from_secs(10));
+    assert!(got[0].starts_with("READY=1"), "{got:?}");
+    // Serving by then.
+    assert_eq!(node.send(&Req::get("/app/x").bearer(&token())).status, 200);
+    node.signal("HUP");
+    let got = notifications(&sock, "READY=1", Duration::from_secs(10));
+    assert_eq!(got, ["RELOADING=1", "READY=1"]);
+    node.signal("TERM");
+    let got = notifications(&sock, "STOPPING=1", Duration::from_secs(10));
+    assert_eq!(got, ["STOPPING=1"]);
+    assert!(node.stop().success());
+}
+
+#[test]
+fn systemd_abstract_notify_socket() {
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("jwtgate-test-{}-{}", std::process::id(), now());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let sock = UnixDatagram::bind_addr(&addr).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwtgate.yaml");
+    std::fs::write(&path, config("{ kind: embedded, path: ./data }", "")).unwrap();
+    let _node = Node::start_on(&path, &[("NOTIFY_SOCKET", &format!("@{name}"))]);
+    let got = notifications(&sock, "READY=1", Duration::from_secs(10));
+    assert!(got[0].starts_with("READY=1"), "{got:?}");
+}
+
+/// The subcommands `--help` lists (`jwtgate`, or a subcommand).
+fn subcommands(args: &[&str]) -> Vec<String> {
+    let out = Command::new(BIN).args(args).arg("--help").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let section = text.split("Commands:").nth(1).unwrap_or("");
+    section
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn man_page_and_completions_cover_every_subcommand() {
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let man = run(&["man"]);
+    let bash = run(&["completions", "bash"]);
+    let zsh = run(&["completions", "zsh"]);
+    let fish = run(&["completions", "fish"]);
+    let top = subcommands(&[]);
+    assert!(top.len() >= 6, "{top:?}");
+    for sub in &top {
+        let heading = format!(".SH \"JWTGATE {}\"", sub.to_uppercase());
+        assert!(man.contains(&heading), "man page lacks {heading}");
+        for (shell, script) in [("bash", &bash), ("zsh", &zsh), ("fish", &fish)] {
+            assert!(
+                script.contains(sub.as_str()),
+                "{shell} completion lacks {sub}"
+            );
+        }
+        for inner in subcommands(&[sub]) {
+            let heading = format!(
+                ".SH \"JWTGATE {} {}\"",
+                sub.to_uppercase(),
+                inner.to_uppercase()
+            );
+            assert!(man.contains(&heading), "man page lacks {heading}");
+            assert!(bash.contains(&inner), "bash completion lacks {sub} {inner}");
+        }
+    }
+    // Every long option of `run` and `token sign` is in the page.
+    for (sub, opt) in [
+        ("run", "\\-\\-config"),
+        ("token sign", "\\-\\-private\\-key"),
+    ] {
+        assert!(man.contains(opt), "{sub}: {opt}");
+    }
+    assert!(man.contains("JWTGATE_LOG_FORMAT"));
+    assert!(
+        Command::new(BIN)
+            .args(["completions", "tcsh"])
+            .output()
+            .unwrap()
+            .status
+            .code()
+            == Some(2)
+    );
+}
+
+#[test]
+fn a_closed_pipe_is_no_panic() {
+    for args in [&["man"][..], &["completions", "zsh"][..]] {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 16];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        // stdout is closed now; the rest of the page meets a broken pipe.
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_ne!(out.status.code(), Some(101), "{args:?}");
+    }
+}

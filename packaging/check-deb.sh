@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Checks the Debian package the hard way (run by ./test, so by CI):
+#   1. builds it (packaging/build-deb.sh);
+#   2. inspects it: the files, their modes, the conffile, the dependencies;
+#   3. installs it with dpkg -i in a clean Debian 12 root (debootstrap,
+#      minbase + systemd; cached under ~/.cache/jwtgate), then checks that the
+#      files land where the unit expects them, that `systemd-analyze verify`
+#      accepts the unit, that the unit's own commands work as its user on the
+#      default config (check, then run: the embedded store opens in the
+#      StateDirectory and a request gets its 401), and that a purge removes
+#      it all.
+# Needs root (chroot) and debootstrap (installed with apt-get when missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fail() { echo "check-deb: FAILED: $*" >&2; exit 1; }
+[[ $(id -u) -eq 0 ]] || fail "needs root (dpkg -i in a chroot)"
+if ! command -v debootstrap >/dev/null 2>&1; then
+  echo "== installing debootstrap (apt-get)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap
+fi
+
+packaging/build-deb.sh
+deb=$(ls -t target/debian/jwtgate_*.deb | head -1)
+echo "== inspecting $deb"
+listing=$(dpkg-deb -c "$deb")
+for f in ./usr/bin/jwtgate ./etc/jwtgate/jwtgate.yaml ./usr/lib/systemd/system/jwtgate.service \
+         ./usr/share/man/man1/jwtgate.1.gz ./usr/share/bash-completion/completions/jwtgate \
+         ./usr/share/zsh/vendor-completions/_jwtgate ./usr/share/fish/vendor_completions.d/jwtgate.fish; do
+  grep -q " $f\$" <<<"$listing" || fail "$f is not in the package"
+done
+grep -q -- '-rw-r----- .* ./etc/jwtgate/jwtgate.yaml$' <<<"$listing" || fail "the config is not 0640 in the package"
+[[ $(dpkg-deb -f "$deb" Package) == jwtgate ]] || fail "package name"
+dpkg-deb -e "$deb" target/debian/control-check
+grep -qx /etc/jwtgate/jwtgate.yaml target/debian/control-check/conffiles || fail "the config is not a conffile"
+rm -rf target/debian/control-check
+
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/jwtgate
+base="$cache/bookworm-minbase-systemd-procps.tar"
+if [[ ! -f $base ]]; then
+  echo "== debootstrap Debian 12 (once; cached in $base)"
+  mkdir -p "$cache"
+  tmp=$(mktemp -d)
+  debootstrap --variant=minbase --include=systemd,passwd,procps bookworm "$tmp" http://deb.debian.org/debian
+  tar -C "$tmp" -cf "$base.part" .
+  rm -rf "$tmp"
+  mv "$base.part" "$base"
+fi
+
+root=$(mktemp -d /tmp/jwtgate-chroot.XXXXXX)
+cleanup() {
+  umount "$root/proc" 2>/dev/null || true
+  rm -rf "$root"
+}
+trap cleanup EXIT
+tar -C "$root" -xf "$base"
+chmod 0755 "$root"   # it is /: every user traverses it
+mount -t proc proc "$root/proc"
+cp "$deb" "$root/tmp/jwtgate.deb"
+in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
+
+echo "== dpkg -i in the Debian 12 root"
+in_root dpkg -i /tmp/jwtgate.deb
+in_root test -x /usr/bin/jwtgate || fail "no /usr/bin/jwtgate"
+in_root getent passwd jwtgate >/dev/null || fail "no jwtgate user"
+[[ $(in_root stat -c '%U:%G %a' /etc/jwtgate) == "root:jwtgate 770" ]] || fail "/etc/jwtgate is $(in_root stat -c '%U:%G %a' /etc/jwtgate)"
+[[ $(in_root stat -c '%U:%G %a' /etc/jwtgate/jwtgate.yaml) == "root:jwtgate 660" ]] || fail "the config's owner/mode"
+in_root test -L /etc/systemd/system/multi-user.target.wants/jwtgate.service || fail "the unit is not enabled"
+unit=/usr/lib/systemd/system/jwtgate.service
+for cmd in $(in_root sed -n 's/^Exec[A-Za-z]*=\([^ ]*\).*/\1/p' "$unit"); do
+  in_root test -x "$cmd" || fail "the unit runs $cmd, which is not there"
+done
+echo "== systemd-analyze verify"
+in_root systemd-analyze verify --man=no "$unit"   # no man-db in minbase: the page is checked below
+in_root zcat /usr/share/man/man1/jwtgate.1.gz | grep -q '^\.SH ENVIRONMENT' || fail "man page"
+
+echo "== the unit's commands, as its user, on the default config"
+in_root install -d -o jwtgate -g jwtgate -m 0700 /var/lib/jwtgate   # what StateDirectory= does
+in_root setpriv --reuid=jwtgate --regid=jwtgate --clear-groups --inh-caps=-all \
+  /usr/bin/jwtgate check --config /etc/jwtgate/jwtgate.yaml
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# The default config with only its port changed (the host may use 8080).
+in_root sh -c "sed 's/127.0.0.1:8080/127.0.0.1:$port/' /etc/jwtgate/jwtgate.yaml > /etc/jwtgate/port-check.yaml"
+in_root chown root:jwtgate /etc/jwtgate/port-check.yaml
+in_root chmod 0640 /etc/jwtgate/port-check.yaml
+chroot "$root" setpriv --reuid=jwtgate --regid=jwtgate --clear-groups --inh-caps=-all \
+  /usr/bin/jwtgate run --config /etc/jwtgate/port-check.yaml 2>"$root/tmp/run.log" &
+pid=$!
+code=000
+for _ in $(seq 1 100); do
+  code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/anything" || true)
+  [[ $code != 000 ]] && break
+  sleep 0.1
+done
+kill "$pid"; wait "$pid" || true
+[[ $code == 401 ]] || { cat "$root/tmp/run.log" >&2; fail "the default config answered $code, not 401"; }
+in_root test -f /var/lib/jwtgate/revocations.redb || in_root ls /var/lib/jwtgate | grep -q . || fail "nothing in the StateDirectory"
+in_root rm /etc/jwtgate/port-check.yaml
+
+echo "== dpkg --purge"
+in_root dpkg --purge jwtgate
+in_root test ! -e /usr/bin/jwtgate || fail "the binary stayed"
+in_root test ! -e /etc/jwtgate/jwtgate.yaml || fail "the config stayed after purge"
+in_root test ! -e /var/lib/jwtgate || fail "the state stayed after purge"
+! in_root getent passwd jwtgate >/dev/null || fail "the user stayed after purge"
+echo "check-deb: ok ($deb)"
