@@ -21,7 +21,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use jwtgate_config::{Config, ConfigError, ConfigErrors, RawConfig};
 use jwtgate_keys::KeyService;
-use jwtgate_proxy::{Gateway, SharedGateway};
+use jwtgate_proxy::{Gateway, SharedGateway, TlsServer};
 use jwtgate_store::Revocations;
 use serde_json::Value;
 use tracing::warn;
@@ -74,6 +74,9 @@ pub struct Running {
     /// The identity providers' keepers: a change keeps the keys of a
     /// provider whose origin did not change.
     keys: Arc<KeyService>,
+    /// The listeners' TLS: a change of certificates or settings serves
+    /// the next handshake.
+    tls: Option<Arc<TlsServer>>,
     /// The running source, for lock-free reads by GET handlers.
     source: ArcSwap<RawConfig>,
     config: ArcSwap<Config>,
@@ -89,6 +92,7 @@ impl Running {
         gateway: SharedGateway,
         revocations: Arc<Revocations>,
         keys: Arc<KeyService>,
+        tls: Option<Arc<TlsServer>>,
     ) -> Arc<Running> {
         Arc::new(Running {
             path: path.to_owned(),
@@ -96,6 +100,7 @@ impl Running {
             gateway,
             revocations,
             keys,
+            tls,
             admin_key: ArcSwap::from_pointee(admin_key(&config)),
             source: ArcSwap::from_pointee(source),
             config: ArcSwap::from_pointee(config),
@@ -116,20 +121,34 @@ impl Running {
     }
 
     /// Step 1 for a whole source config (`problems`: the reader's errors
-    /// for the item at `at`).
+    /// for the item at `at`), TLS keys checked against their certificates
+    /// too.
     pub fn compile(
         &self,
         source: &RawConfig,
         problems: Vec<ConfigError>,
         at: &str,
     ) -> Result<Config, ConfigErrors> {
-        compile_checked(source, problems, at, &self.base_dir)
+        let config = compile_checked(source, problems, at, &self.base_dir)?;
+        match config.tls.as_ref().map(jwtgate_proxy::tls::check) {
+            Some(errors) if !errors.is_empty() => Err(ConfigErrors(errors)),
+            _ => Ok(config),
+        }
     }
 
     /// Step 4: `config` (compiled from `source`, protections checked)
     /// goes live. The caller serialises changes.
     pub fn install(&self, source: RawConfig, config: Config) {
         warn_restart_only(&self.config.load(), &config);
+        if let (Some(server), Some(tls)) = (&self.tls, &config.tls) {
+            if self.config.load().tls.as_ref() != Some(tls) {
+                match server.update(tls) {
+                    Ok(()) => tracing::info!("TLS certificates and settings reloaded"),
+                    // `compile` checked them: only a library failure lands here.
+                    Err(e) => tracing::error!("TLS not reloaded, the previous settings stay: {e}"),
+                }
+            }
+        }
         let ring = self.keys.apply(&config);
         self.gateway.store(Arc::new(Gateway::new(
             &config,
@@ -155,6 +174,7 @@ impl LiveConfig {
         gateway: SharedGateway,
         revocations: Arc<Revocations>,
         keys: Arc<KeyService>,
+        tls: Option<Arc<TlsServer>>,
     ) -> Arc<Self> {
         let running = Running::new(
             path,
@@ -163,6 +183,7 @@ impl LiveConfig {
             gateway,
             revocations,
             keys,
+            tls,
         );
         let source = Arc::new(FileSource::new(path, loaded.text));
         Self::with_source(running, source)

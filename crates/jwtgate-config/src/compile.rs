@@ -39,7 +39,10 @@ pub(crate) fn valid_header_name(h: &str) -> bool {
 
 pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Option<Config> {
     let listen = listen(&raw.listen, errors);
-    let tls = raw.tls.as_ref().and_then(|t| tls(t, base_dir, errors));
+    let tls = raw
+        .tls
+        .as_ref()
+        .and_then(|t| crate::tls::compile(t, base_dir, errors));
     let admin = raw.admin.as_ref().and_then(|a| admin(a, errors));
     let store = store(raw.store.as_ref(), base_dir, errors);
     let state_dir = match (&raw.state_dir, &store) {
@@ -143,22 +146,6 @@ pub(crate) fn read_file(
     }
 }
 
-fn tls(t: &RawTls, base_dir: &Path, errors: &mut Errors) -> Option<TlsMaterial> {
-    let cert_pem = read_file(base_dir, &t.cert_file, "tls.cert_file", errors)?;
-    let key_pem = read_file(base_dir, &t.key_file, "tls.key_file", errors)?;
-    let blocks = |b: &[u8]| pem::parse_many(b).unwrap_or_default();
-    if !blocks(&cert_pem).iter().any(|p| p.tag() == "CERTIFICATE") {
-        errors.add("tls.cert_file", "holds no PEM CERTIFICATE");
-    }
-    if !blocks(&key_pem)
-        .iter()
-        .any(|p| p.tag().ends_with("PRIVATE KEY"))
-    {
-        errors.add("tls.key_file", "holds no PEM private key");
-    }
-    Some(TlsMaterial { cert_pem, key_pem })
-}
-
 fn admin(a: &RawAdmin, errors: &mut Errors) -> Option<AdminConfig> {
     let listen = parse_addr(&a.listen, "admin.listen", errors);
     if a.api_key.is_empty() {
@@ -170,6 +157,7 @@ fn admin(a: &RawAdmin, errors: &mut Errors) -> Option<AdminConfig> {
     Some(AdminConfig {
         listen: listen?,
         api_key: a.api_key.clone(),
+        console: a.console.unwrap_or(false),
     })
 }
 

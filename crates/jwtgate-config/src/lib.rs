@@ -20,6 +20,7 @@ mod read;
 mod reader;
 mod shared;
 mod source;
+mod tls;
 pub mod tree;
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use jwtgate_core::policy::JwtPolicy;
 use jwtgate_core::provider::ProviderDirectory;
 
 use crate::raw::RawConfig;
+pub use crate::tls::{CertificatePem, TlsMaterial, TlsVersion, CIPHER_SUITES};
 
 #[derive(Debug)]
 pub struct Config {
@@ -48,29 +49,19 @@ impl Config {
     }
 }
 
-/// PEM bytes of the listener certificate chain and private key.
-#[derive(Clone)]
-pub struct TlsMaterial {
-    pub cert_pem: Vec<u8>,
-    pub key_pem: Vec<u8>,
-}
-
-impl std::fmt::Debug for TlsMaterial {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TlsMaterial { .. }")
-    }
-}
-
 #[derive(Clone)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
     pub api_key: String,
+    /// Serve the web console at `/console/` (SPEC §7). Default false.
+    pub console: bool,
 }
 
 impl std::fmt::Debug for AdminConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdminConfig")
             .field("listen", &self.listen)
+            .field("console", &self.console)
             .finish_non_exhaustive()
     }
 }

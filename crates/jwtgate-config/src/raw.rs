@@ -4,6 +4,8 @@
 
 use serde::Serialize;
 
+pub use crate::tls::{RawCertificate, RawTls};
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RawConfig {
     pub listen: Vec<String>,
@@ -59,15 +61,12 @@ pub struct RawProvider {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct RawTls {
-    pub cert_file: String,
-    pub key_file: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RawAdmin {
     pub listen: String,
     pub api_key: String,
+    /// The web console at `/console/` (SPEC §7); absent means off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub console: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

@@ -15,17 +15,14 @@ pub(crate) fn config(root: &Value, errors: &mut Errors) -> RawConfig {
         listen: o.strings("listen", errors).unwrap_or_default(),
         ..RawConfig::default()
     };
-    if let Some(mut t) = o.child_obj("tls", errors) {
-        raw.tls = Some(RawTls {
-            cert_file: t.required_string("cert_file", errors).unwrap_or_default(),
-            key_file: t.required_string("key_file", errors).unwrap_or_default(),
-        });
-        t.finish(errors);
-    }
+    raw.tls = o
+        .child_obj("tls", errors)
+        .map(|t| crate::tls::read(t, errors));
     if let Some(mut a) = o.child_obj("admin", errors) {
         raw.admin = Some(RawAdmin {
             listen: a.required_string("listen", errors).unwrap_or_default(),
             api_key: a.required_string("api_key", errors).unwrap_or_default(),
+            console: a.bool("console", errors),
         });
         a.finish(errors);
     }

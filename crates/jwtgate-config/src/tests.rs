@@ -256,3 +256,18 @@ fn regression_short_hmac_secret_accepted() {
     );
     assert!(load(&exactly).is_ok());
 }
+
+#[test]
+fn admin_console_is_off_unless_set() {
+    let admin = |extra: &str| {
+        format!("{MINIMAL}admin: {{ listen: \"127.0.0.1:0\", api_key: k{extra} }}\n")
+    };
+    let console = |yaml: &str| load(yaml).expect("valid").admin.expect("admin").console;
+    assert!(!console(&admin("")));
+    assert!(!console(&admin(", console: false")));
+    assert!(console(&admin(", console: true")));
+    assert_eq!(
+        errors(&admin(", console: \"yes\"")),
+        vec!["admin.console: expected true or false, found a string"]
+    );
+}

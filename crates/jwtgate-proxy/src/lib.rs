@@ -19,7 +19,9 @@ pub mod metrics;
 pub mod pipeline;
 pub mod router;
 pub mod server;
+pub mod tls;
 pub mod upstream;
 
 pub use gateway::Gateway;
 pub use server::{Listeners, ServeError, SharedGateway};
+pub use tls::TlsServer;

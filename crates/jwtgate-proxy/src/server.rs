@@ -15,12 +15,12 @@ use hyper_util::server::graceful::GracefulShutdown;
 use jwtgate_config::TlsMaterial;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
-use tokio_rustls::TlsAcceptor;
 use tracing::{debug, error, info, warn};
 
 use crate::gateway::Gateway;
 use crate::idle::{IdleWatch, Tracked};
 use crate::pipeline::{self, ConnInfo};
+use crate::tls::TlsServer;
 use crate::upstream::ConnPool;
 
 /// How long in-flight requests may take to finish after a stop signal.
@@ -53,13 +53,15 @@ pub type SharedGateway = Arc<ArcSwap<Gateway>>;
 /// Bound listeners, ready to serve.
 pub struct Listeners {
     listeners: Vec<(TcpListener, SocketAddr)>,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<TlsServer>>,
 }
 
 impl Listeners {
     /// Binds every address now, so that bind errors surface before serving.
     pub async fn bind(addrs: &[SocketAddr], tls: Option<&TlsMaterial>) -> Result<Self, ServeError> {
-        let tls = tls.map(tls_acceptor).transpose()?;
+        let tls = tls
+            .map(|m| TlsServer::new(m).map_err(ServeError::Tls))
+            .transpose()?;
         let mut listeners = Vec::new();
         for &addr in addrs {
             let l = TcpListener::bind(addr)
@@ -71,6 +73,11 @@ impl Listeners {
             listeners.push((l, local));
         }
         Ok(Listeners { listeners, tls })
+    }
+
+    /// The listeners' TLS, for reloads of its certificates and settings.
+    pub fn tls(&self) -> Option<Arc<TlsServer>> {
+        self.tls.clone()
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
@@ -155,7 +162,7 @@ impl Listeners {
 /// One core's share of the data plane.
 struct Worker {
     listeners: Vec<std::net::TcpListener>,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<TlsServer>>,
     gateway: SharedGateway,
     stop: watch::Receiver<bool>,
 }
@@ -207,7 +214,7 @@ impl Worker {
 
 /// What every connection of a worker uses.
 struct Shared {
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<TlsServer>>,
     gateway: SharedGateway,
     pool: ConnPool,
     idle: IdleWatch,
@@ -273,8 +280,9 @@ async fn accept_loop(listener: TcpListener, shared: Shared, mut stop: watch::Rec
                     }
                 })
             }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
+            Some(tls) => {
+                // The current settings: a reload serves the next handshake.
+                let acceptor = tls.acceptor();
                 tokio::spawn(async move {
                     let _ticket = ticket;
                     // The idle watch bounds the handshake too.
@@ -293,22 +301,4 @@ async fn accept_loop(listener: TcpListener, shared: Shared, mut stop: watch::Rec
         };
         shared.idle.watch(id, activity, task.abort_handle());
     }
-}
-
-fn tls_acceptor(m: &TlsMaterial) -> Result<TlsAcceptor, ServeError> {
-    let certs = rustls_pemfile::certs(&mut m.cert_pem.as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ServeError::Tls(format!("certificate: {e}")))?;
-    let key = rustls_pemfile::private_key(&mut m.key_pem.as_slice())
-        .map_err(|e| ServeError::Tls(format!("private key: {e}")))?
-        .ok_or_else(|| ServeError::Tls("no private key in key_file".into()))?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ServeError::Tls(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| ServeError::Tls(e.to_string()))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
 }

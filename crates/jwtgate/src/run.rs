@@ -42,7 +42,10 @@ pub fn check(path: &Path) -> ExitCode {
 /// only what is per node (SPEC §6).
 fn load_node(path: &Path) -> Result<Loaded, ConfigErrors> {
     let loaded = jwtgate_admin::load(path)?;
-    let problems = check_node_file(&loaded.source);
+    let mut problems = check_node_file(&loaded.source);
+    if let Some(tls) = &loaded.config.tls {
+        problems.extend(jwtgate_proxy::tls::check(tls));
+    }
     if problems.is_empty() {
         Ok(loaded)
     } else {
@@ -111,8 +114,9 @@ async fn serve(path: &Path, loaded: Loaded) -> ExitCode {
         Arc::clone(&revocations),
         ring,
     )));
+    let tls = listeners.tls();
     let live = match config.config_source.clone() {
-        None => LiveConfig::file(path, loaded, Arc::clone(&gateway), revocations, keys),
+        None => LiveConfig::file(path, loaded, Arc::clone(&gateway), revocations, keys, tls),
         Some(settings) => {
             // The routes, consumers and providers come from etcd (or its
             // local copy) before the first request is served.
@@ -125,6 +129,7 @@ async fn serve(path: &Path, loaded: Loaded) -> ExitCode {
                 Arc::clone(&gateway),
                 revocations,
                 keys,
+                tls,
             );
             let source = EtcdSource::start(
                 settings,

@@ -72,7 +72,8 @@ impl Node {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             let logs = node.logs();
-            let data = address_after(&logs, "listening on http://");
+            let data = address_after(&logs, "listening on http://")
+                .or_else(|| address_after(&logs, "listening on https://"));
             let admin = address_after(&logs, "admin API listening at http://");
             if let (Some(data), Some(admin)) = (data, admin) {
                 node.addr = data;

@@ -1,0 +1,216 @@
+//! `tls:` on the listeners: the certificates (one by default, more chosen
+//! by SNI), the lowest protocol version, the cipher suites, and session
+//! resumption (stateless tickets, a server-side cache, or none) — the
+//! settings HAProxy's `bind ... ssl` and nginx's `ssl_*` give an operator.
+//!
+//! Read and compiled here (files read, PEM blocks and suite names checked);
+//! that a key matches its certificate is checked where the TLS library is,
+//! in the data plane, before a config goes live.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::compile::read_file;
+use crate::error::{child, index, Errors};
+use crate::reader::Obj;
+
+/// `tls:` as written.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RawTls {
+    pub cert_file: String,
+    pub key_file: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<RawCertificate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cipher_suites: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_tickets: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_cache: Option<u64>,
+}
+
+/// One more certificate, chosen when the client's SNI names it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RawCertificate {
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+/// The lowest TLS version accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    V1_2,
+    V1_3,
+}
+
+/// One certificate chain and its key, PEM.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CertificatePem {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    /// Where it is in the config (`tls`, `tls.certificates[0]`), for errors.
+    pub location: String,
+}
+
+impl std::fmt::Debug for CertificatePem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CertificatePem({})", self.location)
+    }
+}
+
+/// `tls:` compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsMaterial {
+    /// The first one answers clients without SNI, or whose SNI no
+    /// certificate names.
+    pub certificates: Vec<CertificatePem>,
+    pub min_version: TlsVersion,
+    /// Names as in [`CIPHER_SUITES`]; empty: the library's safe defaults.
+    pub cipher_suites: Vec<String>,
+    /// Stateless resumption tickets (TLS 1.2 and 1.3).
+    pub session_tickets: bool,
+    /// Entries of the server-side session cache; 0: none.
+    pub session_cache: usize,
+}
+
+/// The cipher suites jwtgate's TLS library offers, by their IANA names.
+pub const CIPHER_SUITES: [&str; 9] = [
+    "TLS13_AES_256_GCM_SHA384",
+    "TLS13_AES_128_GCM_SHA256",
+    "TLS13_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+];
+
+/// The default size of the session cache (as rustls's own default).
+const DEFAULT_SESSION_CACHE: u64 = 256;
+const MAX_SESSION_CACHE: u64 = 1 << 20;
+
+pub(crate) fn read(mut t: Obj<'_>, errors: &mut Errors) -> RawTls {
+    let mut certificates = Vec::new();
+    for (loc, v) in t.list("certificates", errors) {
+        if let Some(mut c) = crate::reader::obj(v, &loc, errors) {
+            certificates.push(RawCertificate {
+                cert_file: c.required_string("cert_file", errors).unwrap_or_default(),
+                key_file: c.required_string("key_file", errors).unwrap_or_default(),
+            });
+            c.finish(errors);
+        }
+    }
+    let raw = RawTls {
+        cert_file: t.required_string("cert_file", errors).unwrap_or_default(),
+        key_file: t.required_string("key_file", errors).unwrap_or_default(),
+        certificates,
+        min_version: t.string("min_version", errors),
+        cipher_suites: t.strings("cipher_suites", errors),
+        session_tickets: t.bool("session_tickets", errors),
+        session_cache: t.u64("session_cache", errors),
+    };
+    t.finish(errors);
+    raw
+}
+
+pub(crate) fn compile(t: &RawTls, base_dir: &Path, errors: &mut Errors) -> Option<TlsMaterial> {
+    let mut certificates = Vec::new();
+    let pairs = std::iter::once(("tls".to_owned(), &t.cert_file, &t.key_file)).chain(
+        t.certificates
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (index("tls.certificates", i), &c.cert_file, &c.key_file)),
+    );
+    for (loc, cert, key) in pairs {
+        if let Some(pem) = certificate(&loc, cert, key, base_dir, errors) {
+            certificates.push(pem);
+        }
+    }
+    let min_version = match t.min_version.as_deref() {
+        None | Some("1.2") => TlsVersion::V1_2,
+        Some("1.3") => TlsVersion::V1_3,
+        Some(other) => {
+            errors.add(
+                "tls.min_version",
+                format!("{other:?} is not a TLS version jwtgate speaks (\"1.2\" or \"1.3\")"),
+            );
+            TlsVersion::V1_2
+        }
+    };
+    let cipher_suites = t.cipher_suites.clone().unwrap_or_default();
+    for (i, s) in cipher_suites.iter().enumerate() {
+        if !CIPHER_SUITES.contains(&s.as_str()) {
+            errors.add(
+                &index("tls.cipher_suites", i),
+                format!(
+                    "unknown cipher suite {s:?} (known: {})",
+                    CIPHER_SUITES.join(", ")
+                ),
+            );
+        }
+    }
+    if t.cipher_suites.is_some() {
+        let tls13 = cipher_suites.iter().any(|s| s.starts_with("TLS13_"));
+        let tls12 = cipher_suites.iter().any(|s| !s.starts_with("TLS13_"));
+        if cipher_suites.is_empty() {
+            errors.add(
+                "tls.cipher_suites",
+                "must not be empty (leave it out for the defaults)",
+            );
+        } else if !tls13 {
+            errors.add(
+                "tls.cipher_suites",
+                "needs at least one TLS 1.3 suite (TLS13_...): TLS 1.3 is always on",
+            );
+        } else if min_version == TlsVersion::V1_2 && !tls12 {
+            errors.add(
+                "tls.cipher_suites",
+                "has no TLS 1.2 suite while min_version is 1.2: add one, or set min_version: \"1.3\"",
+            );
+        }
+    }
+    let cache = t.session_cache.unwrap_or(DEFAULT_SESSION_CACHE);
+    if cache > MAX_SESSION_CACHE {
+        errors.add(
+            "tls.session_cache",
+            format!("at most {MAX_SESSION_CACHE} entries"),
+        );
+    }
+    Some(TlsMaterial {
+        certificates,
+        min_version,
+        cipher_suites,
+        session_tickets: t.session_tickets.unwrap_or(true),
+        session_cache: usize::try_from(cache.min(MAX_SESSION_CACHE)).unwrap_or(0),
+    })
+}
+
+fn certificate(
+    loc: &str,
+    cert: &str,
+    key: &str,
+    base_dir: &Path,
+    errors: &mut Errors,
+) -> Option<CertificatePem> {
+    let cert_pem = read_file(base_dir, cert, &child(loc, "cert_file"), errors)?;
+    let key_pem = read_file(base_dir, key, &child(loc, "key_file"), errors)?;
+    let blocks = |b: &[u8]| pem::parse_many(b).unwrap_or_default();
+    if !blocks(&cert_pem).iter().any(|p| p.tag() == "CERTIFICATE") {
+        errors.add(&child(loc, "cert_file"), "holds no PEM CERTIFICATE");
+    }
+    if !blocks(&key_pem)
+        .iter()
+        .any(|p| p.tag().ends_with("PRIVATE KEY"))
+    {
+        errors.add(&child(loc, "key_file"), "holds no PEM private key");
+    }
+    Some(CertificatePem {
+        cert_pem,
+        key_pem,
+        location: loc.to_owned(),
+    })
+}

@@ -1,0 +1,212 @@
+//! TLS on the listeners (rustls with aws-lc-rs): the server config built
+//! from `tls:` — certificates chosen by SNI, lowest version, cipher suites,
+//! session resumption — and swapped whole on reload, so that a new
+//! certificate (SIGHUP after a renewal) serves the next handshake while
+//! established connections go on undisturbed.
+//!
+//! Session resumption: stateless tickets (keys rotated by the library
+//! every 6 hours) and/or a server-side cache; both survive reloads. One
+//! TLS 1.3 ticket per full handshake, not rustls's default two: a client
+//! keeps one per connection, and the second cost every full handshake a
+//! ticket's encryption and bytes on the wire for nothing (bench/tls.sh).
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use jwtgate_config::{CertificatePem, ConfigError, TlsMaterial, TlsVersion};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::{ClientHello, ProducesTickets, ResolvesServerCert, ServerSessionMemoryCache};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+use tokio_rustls::TlsAcceptor;
+
+/// TLS 1.3 tickets sent after a full handshake.
+const TICKETS_PER_HANDSHAKE: usize = 1;
+
+/// The listeners' TLS, reloadable.
+pub struct TlsServer {
+    config: ArcSwap<ServerConfig>,
+    /// Kept across reloads, so resumption survives them.
+    ticketer: Arc<dyn ProducesTickets>,
+    cache: Arc<ServerSessionMemoryCache>,
+    cache_size: usize,
+}
+
+impl std::fmt::Debug for TlsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsServer { .. }")
+    }
+}
+
+impl TlsServer {
+    pub fn new(m: &TlsMaterial) -> Result<Arc<TlsServer>, String> {
+        let ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| e.to_string())?;
+        let cache_size = m.session_cache.max(1);
+        let server = TlsServer {
+            config: ArcSwap::from_pointee(placeholder()?),
+            ticketer,
+            cache: ServerSessionMemoryCache::new(cache_size),
+            cache_size,
+        };
+        server.config.store(Arc::new(server.build(m)?));
+        Ok(Arc::new(server))
+    }
+
+    /// The acceptor for the next connection.
+    pub fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(self.config.load_full())
+    }
+
+    /// Puts `m` live for the next handshakes (a reload). A different cache
+    /// size takes effect on restart.
+    pub fn update(&self, m: &TlsMaterial) -> Result<(), String> {
+        let config = self.build(m)?;
+        self.config.store(Arc::new(config));
+        if m.session_cache.max(1) != self.cache_size {
+            tracing::warn!("tls.session_cache changed: it takes effect on restart");
+        }
+        Ok(())
+    }
+
+    fn build(&self, m: &TlsMaterial) -> Result<ServerConfig, String> {
+        let provider = Arc::new(provider(m));
+        let certs = Certificates::load(&m.certificates, &provider).map_err(|e| e.to_string())?;
+        let versions: &[&rustls::SupportedProtocolVersion] = match m.min_version {
+            TlsVersion::V1_2 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+            TlsVersion::V1_3 => &[&rustls::version::TLS13],
+        };
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(certs));
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        match (m.session_tickets, m.session_cache) {
+            (true, _) => {
+                config.ticketer = Arc::clone(&self.ticketer);
+                config.send_tls13_tickets = TICKETS_PER_HANDSHAKE;
+            }
+            (false, 0) => config.send_tls13_tickets = 0,
+            (false, _) => config.send_tls13_tickets = TICKETS_PER_HANDSHAKE,
+        }
+        config.session_storage = if m.session_cache > 0 {
+            self.cache.clone()
+        } else {
+            Arc::new(rustls::server::NoServerSessionStorage {})
+        };
+        Ok(config)
+    }
+}
+
+/// Checks what the config compiler could not (keys match their
+/// certificates, the chains parse), with the config's locations.
+pub fn check(m: &TlsMaterial) -> Vec<ConfigError> {
+    let provider = provider(m);
+    m.certificates
+        .iter()
+        .filter_map(|c| certified_key(c, &provider).err())
+        .collect()
+}
+
+fn provider(m: &TlsMaterial) -> CryptoProvider {
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    if !m.cipher_suites.is_empty() {
+        provider.cipher_suites.retain(|s| {
+            let name = format!("{:?}", s.suite());
+            m.cipher_suites.iter().any(|wanted| *wanted == name)
+        });
+    }
+    provider
+}
+
+/// A config whose certificates are set right after (`build` needs the
+/// server's ticketer and cache first).
+fn placeholder() -> Result<ServerConfig, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(Certificates { all: Vec::new() })))
+}
+
+fn certified_key(c: &CertificatePem, provider: &CryptoProvider) -> Result<Entry, ConfigError> {
+    let err = |at: &str, message: String| ConfigError {
+        location: format!("{}.{at}", c.location),
+        message,
+    };
+    let chain = rustls_pemfile::certs(&mut c.cert_pem.as_slice())
+        .collect::<Result<Vec<CertificateDer<'static>>, _>>()
+        .map_err(|e| err("cert_file", format!("not a PEM certificate chain: {e}")))?;
+    let Some(leaf) = chain.first().cloned() else {
+        return Err(err("cert_file", "holds no certificate".into()));
+    };
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut c.key_pem.as_slice())
+        .map_err(|e| err("key_file", format!("not a PEM private key: {e}")))?
+        .ok_or_else(|| err("key_file", "holds no private key".into()))?;
+    let key = CertifiedKey::from_der(chain, key, provider)
+        .map_err(|e| err("key_file", format!("does not go with the certificate: {e}")))?;
+    if webpki::EndEntityCert::try_from(&leaf).is_err() {
+        return Err(err(
+            "cert_file",
+            "the first certificate does not parse as X.509".into(),
+        ));
+    }
+    Ok(Entry {
+        key: Arc::new(key),
+        leaf,
+    })
+}
+
+struct Entry {
+    key: Arc<CertifiedKey>,
+    /// The end-entity certificate, matched against the client's SNI.
+    leaf: CertificateDer<'static>,
+}
+
+/// Chooses a certificate by SNI: the first whose names cover the name the
+/// client asked for (wildcards as browsers read them), else the first one.
+#[derive(Debug)]
+struct Certificates {
+    all: Vec<Entry>,
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Entry { .. }")
+    }
+}
+
+impl Certificates {
+    fn load(
+        pems: &[CertificatePem],
+        provider: &CryptoProvider,
+    ) -> Result<Certificates, ConfigError> {
+        let all = pems
+            .iter()
+            .map(|c| certified_key(c, provider))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Certificates { all })
+    }
+}
+
+impl ResolvesServerCert for Certificates {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let first = self.all.first()?;
+        if self.all.len() == 1 {
+            return Some(Arc::clone(&first.key));
+        }
+        let Some(name) = hello
+            .server_name()
+            .and_then(|n| ServerName::try_from(n).ok())
+        else {
+            return Some(Arc::clone(&first.key));
+        };
+        let chosen = self.all.iter().find(|e| {
+            webpki::EndEntityCert::try_from(&e.leaf)
+                .is_ok_and(|cert| cert.verify_is_valid_for_subject_name(&name).is_ok())
+        });
+        Some(Arc::clone(&chosen.unwrap_or(first).key))
+    }
+}

@@ -1,0 +1,360 @@
+//! The listeners' TLS settings an operator expects from HAProxy or nginx,
+//! against the real binary with real rustls clients: certificates chosen by
+//! SNI, the lowest version, the cipher suites, session resumption on and
+//! off, a certificate replaced by SIGHUP without dropping the connections
+//! already open, and keys that do not go with their certificate refused
+//! with their location. Test certificates beyond testdata/tls are made by
+//! `openssl` at test time.
+
+#![allow(clippy::unwrap_used)]
+
+mod admin_support;
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use admin_support::Node;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use rustls::client::Resumption;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, HandshakeKind, RootCertStore, SupportedProtocolVersion};
+use support::run_cli;
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+const TLS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/tls");
+
+/// A self-signed certificate for `name`, as (cert, key) files in `dir`.
+fn self_signed(dir: &Path, name: &str, tag: &str) -> (PathBuf, PathBuf) {
+    let cert = dir.join(format!("{tag}.crt"));
+    let key = dir.join(format!("{tag}.key"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args(["-days", "2", "-subj", &format!("/CN={name}")])
+        .args(["-addext", &format!("subjectAltName=DNS:{name}")])
+        // A leaf, not a CA (openssl's default for -x509): webpki refuses a
+        // CA certificate as a server's.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl must be installed (./test installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+fn roots(pem_file: &Path) -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    let pem = std::fs::read(pem_file).unwrap();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert: CertificateDer<'static> = cert.unwrap();
+        roots.add(cert).unwrap();
+    }
+    roots
+}
+
+fn client(trust: &Path, versions: &[&'static SupportedProtocolVersion]) -> ClientConfig {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut c = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots(trust))
+        .with_no_client_auth();
+    c.alpn_protocols = vec![b"http/1.1".to_vec()];
+    c
+}
+
+fn default_client(trust: &Path) -> ClientConfig {
+    client(trust, rustls::DEFAULT_VERSIONS)
+}
+
+async fn connect(
+    addr: SocketAddr,
+    config: &Arc<ClientConfig>,
+    name: &str,
+) -> Result<TlsStream<TcpStream>, String> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let name = ServerName::try_from(name.to_owned()).map_err(|e| e.to_string())?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::clone(config));
+    tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp))
+        .await
+        .map_err(|_| "handshake timed out".to_owned())?
+        .map_err(|e| e.to_string())
+}
+
+/// A keep-alive HTTP/1.1 client on one TLS connection.
+struct Conn {
+    send: hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+}
+
+impl Conn {
+    async fn open(tls: TlsStream<TcpStream>) -> Conn {
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        Conn { send }
+    }
+
+    async fn get(&mut self, path: &str) -> u16 {
+        let req = hyper::Request::get(path)
+            .header("host", "localhost")
+            .body(Empty::new())
+            .unwrap();
+        let resp = self.send.send_request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let _ = resp.into_body().collect().await.unwrap();
+        status
+    }
+}
+
+fn config(tls: &str) -> String {
+    format!(
+        r#"listen: "127.0.0.1:0"
+admin: {{ listen: "127.0.0.1:0", api_key: "{}" }}
+tls: {tls}
+store: {{ path: data }}
+consumers: []
+routes:
+  - name: echo
+    paths: ["/*"]
+    upstream: {{ echo: true }}
+"#,
+        admin_support::KEY
+    )
+}
+
+fn ca() -> PathBuf {
+    PathBuf::from(format!("{TLS}/ca.crt"))
+}
+
+fn default_tls(extra: &str) -> String {
+    format!(r#"{{ cert_file: "{TLS}/server.crt", key_file: "{TLS}/server.key"{extra} }}"#)
+}
+
+#[tokio::test]
+async fn sni_chooses_among_several_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api_cert, api_key) = self_signed(dir.path(), "api.example.test", "api");
+    let (www_cert, www_key) = self_signed(dir.path(), "*.www.example.test", "www");
+    let extra = format!(
+        r#", certificates: [{{ cert_file: "{}", key_file: "{}" }}, {{ cert_file: "{}", key_file: "{}" }}]"#,
+        api_cert.display(),
+        api_key.display(),
+        www_cert.display(),
+        www_key.display()
+    );
+    let node = Node::start(dir.path(), &config(&default_tls(&extra)));
+    let api = Arc::new(default_client(&api_cert));
+    let www = Arc::new(default_client(&www_cert));
+    let local = Arc::new(default_client(&ca()));
+    if let Err(e) = connect(node.addr, &api, "api.example.test").await {
+        panic!("api.example.test: {e}");
+    }
+    assert!(
+        connect(node.addr, &www, "shop.www.example.test")
+            .await
+            .is_ok(),
+        "wildcard"
+    );
+    assert!(
+        connect(node.addr, &local, "localhost").await.is_ok(),
+        "the first one by name"
+    );
+    // A name no certificate covers gets the first one, which the client
+    // trusting only the api certificate refuses.
+    let err = connect(node.addr, &api, "other.example.test")
+        .await
+        .unwrap_err();
+    assert!(err.contains("certificate"), "{err}");
+    let mut conn = Conn::open(connect(node.addr, &api, "api.example.test").await.unwrap()).await;
+    assert_eq!(conn.get("/x").await, 200);
+}
+
+#[tokio::test]
+async fn min_version_and_cipher_suites() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls12 = Arc::new(client(&ca(), &[&rustls::version::TLS12]));
+    // By default TLS 1.2 is accepted.
+    let node = Node::start(dir.path(), &config(&default_tls("")));
+    let s = connect(node.addr, &tls12, "localhost").await.unwrap();
+    assert_eq!(
+        s.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    drop(node);
+    let dir = tempfile::tempdir().unwrap();
+    let only13 =
+        default_tls(r#", min_version: "1.3", cipher_suites: [TLS13_CHACHA20_POLY1305_SHA256]"#);
+    let node = Node::start(dir.path(), &config(&only13));
+    assert!(
+        connect(node.addr, &tls12, "localhost").await.is_err(),
+        "TLS 1.2 refused"
+    );
+    let s = connect(node.addr, &Arc::new(default_client(&ca())), "localhost")
+        .await
+        .unwrap();
+    let suite = s.get_ref().1.negotiated_cipher_suite().unwrap();
+    assert_eq!(
+        format!("{:?}", suite.suite()),
+        "TLS13_CHACHA20_POLY1305_SHA256"
+    );
+    // A client without that suite cannot connect.
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider
+        .cipher_suites
+        .retain(|s| format!("{:?}", s.suite()) == "TLS13_AES_128_GCM_SHA256");
+    let aes_only = ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots(&ca()))
+        .with_no_client_auth();
+    assert!(connect(node.addr, &Arc::new(aes_only), "localhost")
+        .await
+        .is_err());
+}
+
+/// The kind of the second of two handshakes with one client config (whose
+/// session store keeps what the first one got).
+async fn second_handshake(
+    addr: SocketAddr,
+    versions: &[&'static SupportedProtocolVersion],
+) -> HandshakeKind {
+    let mut c = client(&ca(), versions);
+    c.resumption = Resumption::in_memory_sessions(16);
+    let c = Arc::new(c);
+    let mut first = Conn::open(connect(addr, &c, "localhost").await.unwrap()).await;
+    // TLS 1.3 tickets arrive after the handshake: one exchange takes them in.
+    assert_eq!(first.get("/x").await, 200);
+    let second = connect(addr, &c, "localhost").await.unwrap();
+    second.get_ref().1.handshake_kind().unwrap()
+}
+
+#[tokio::test]
+async fn session_resumption_on_and_off() {
+    let v13: &[&'static SupportedProtocolVersion] = &[&rustls::version::TLS13];
+    let v12: &[&'static SupportedProtocolVersion] = &[&rustls::version::TLS12];
+    for (settings, expected) in [
+        ("", HandshakeKind::Resumed),
+        (", session_tickets: false", HandshakeKind::Resumed),
+        (
+            ", session_tickets: false, session_cache: 0",
+            HandshakeKind::Full,
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::start(dir.path(), &config(&default_tls(settings)));
+        for versions in [v13, v12] {
+            let kind = second_handshake(node.addr, versions).await;
+            assert_eq!(kind, expected, "{settings:?}, {versions:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn sighup_replaces_the_certificate_and_keeps_open_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("live.crt");
+    let key = dir.path().join("live.key");
+    std::fs::copy(format!("{TLS}/server.crt"), &cert).unwrap();
+    std::fs::copy(format!("{TLS}/server.key"), &key).unwrap();
+    let tls = format!(
+        r#"{{ cert_file: "{}", key_file: "{}" }}"#,
+        cert.display(),
+        key.display()
+    );
+    let node = Node::start(dir.path(), &config(&tls));
+    let old_trust = Arc::new(default_client(&ca()));
+    let mut open = Conn::open(connect(node.addr, &old_trust, "localhost").await.unwrap()).await;
+    assert_eq!(open.get("/before").await, 200);
+    // The renewal: a new certificate and key, then SIGHUP.
+    let (new_cert, new_key) = self_signed(dir.path(), "localhost", "renewed");
+    std::fs::copy(&new_cert, &cert).unwrap();
+    std::fs::copy(&new_key, &key).unwrap();
+    node.signal("HUP");
+    node.wait_log("TLS certificates and settings reloaded", 1);
+    let new_trust = Arc::new(default_client(&new_cert));
+    assert!(
+        connect(node.addr, &new_trust, "localhost").await.is_ok(),
+        "the new certificate serves"
+    );
+    // A client that trusts only the old one (and holds no session ticket
+    // from before: a resumption would not show a certificate) is refused.
+    let fresh_old = Arc::new(default_client(&ca()));
+    assert!(
+        connect(node.addr, &fresh_old, "localhost").await.is_err(),
+        "the old one is gone"
+    );
+    assert_eq!(
+        open.get("/after").await,
+        200,
+        "the connection opened before stays up"
+    );
+    // A key that does not go with its certificate: the reload is refused,
+    // the renewed certificate stays.
+    let (_, wrong_key) = self_signed(dir.path(), "localhost", "stray");
+    std::fs::copy(&wrong_key, &key).unwrap();
+    node.signal("HUP");
+    node.wait_log("tls.key_file: does not go with the certificate", 1);
+    assert!(connect(node.addr, &new_trust, "localhost").await.is_ok());
+}
+
+#[test]
+fn check_locates_bad_tls_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, stray_key) = self_signed(dir.path(), "localhost", "stray");
+    let (api_cert, _) = self_signed(dir.path(), "api.example.test", "api");
+    let tls = format!(
+        r#"{{ cert_file: "{TLS}/server.crt", key_file: "{TLS}/server.key", min_version: "1.1", cipher_suites: [TLS_RSA_WITH_RC4_128_SHA], session_cache: 99999999, certificates: [{{ cert_file: "{}", key_file: "{}" }}] }}"#,
+        api_cert.display(),
+        stray_key.display()
+    );
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, config(&tls)).unwrap();
+    let out = run_cli(&["check", "--config", path.to_str().unwrap()], dir.path());
+    assert_eq!(out.code(), Some(1), "{}", out.all());
+    let all = out.all();
+    for located in [
+        "tls.min_version",
+        "tls.cipher_suites[0]",
+        "tls.session_cache",
+    ] {
+        assert!(all.contains(located), "{located} not reported:\n{all}");
+    }
+    // The key check needs a config that otherwise compiles.
+    let tls = format!(
+        r#"{{ cert_file: "{TLS}/server.crt", key_file: "{TLS}/server.key", certificates: [{{ cert_file: "{}", key_file: "{}" }}] }}"#,
+        api_cert.display(),
+        stray_key.display()
+    );
+    std::fs::write(&path, config(&tls)).unwrap();
+    let out = run_cli(&["check", "--config", path.to_str().unwrap()], dir.path());
+    assert_eq!(out.code(), Some(1), "{}", out.all());
+    assert!(
+        out.all()
+            .contains("tls.certificates[0].key_file: does not go with the certificate"),
+        "{}",
+        out.all()
+    );
+}
