@@ -1,37 +1,97 @@
 #!/usr/bin/env bash
 # Instructions per proxied request, counted by callgrind: stable on this
 # noisy shared machine where req/s swing by 2x between runs. Runs jwtgate
-# under valgrind against the kit's nginx upstream, sends N keep-alive
-# requests on one connection, and subtracts a zero-request run (start/stop).
+# under valgrind against the kit's nginx upstream, sends N requests, and
+# subtracts a zero-request run (start/stop).
 #
-#   bench/callgrind.sh [MODE] [N]      MODE: hs256 (default) | rs256 | plain | hs256-blacklist (written by bench/pairs.sh blacklist); N=2000
+#   bench/callgrind.sh [MODE] [N] [CLIENT]
+#     MODE   (bench/lib.sh): hs256 (default) | rs256 | plain | provider-rs256 |
+#            hs256-authorize10 | hs256-redis | hs256-cutoffs (hs256-redis with
+#            CUTOFFS subject cut-offs in Redis, default 100000)
+#     N      requests, default 2000
+#     CLIENT http (default: HTTP/1.1 keep-alive, one connection) | tls (the
+#            same over TLS 1.3) | handshake (a new TLS connection, full
+#            handshake, per request) | h2 (HTTP/2 over TLS, one connection,
+#            h2load)
 #   env KEEP=DIR keeps the loaded run's profile in DIR, to compare two modes
 #   by function, e.g. the connection tasks' share (startup excluded):
 #     callgrind_annotate --inclusive=yes DIR/cg.* | grep 'accept_loop::{{closure}}::{{closure}} '
-# Needs the kit prepared by bench/peers.sh, valgrind and python3.
+#   env BIN=path/to/jwtgate (default target/release/jwtgate, built by the caller)
+#   env ACCESS_LOG=on (default, as users run it) | off
+# Needs valgrind, python3, and for h2 h2load (the kit's setup installs it).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-KIT="${KIT:-/tmp/jwtgate-bench-peers}"
-MODE=${1:-hs256}; N=${2:-2000}
-BIN=${BIN:-$ROOT/target/release/jwtgate}
-[[ -f "$KIT/jwtgate/$MODE.yaml" ]] || { echo "run bench/peers.sh $MODE first (it prepares $KIT)" >&2; exit 1; }
-alg=hs256; [[ $MODE == rs256 ]] && alg=rs256
-TOKEN=$(cat "$KIT/tokens/$alg.valid.jwt")
-OUT=$(mktemp -d); trap 'rm -rf "$OUT"' EXIT
+source "$ROOT/bench/lib.sh"
+MODE=${1:-hs256}; N=${2:-2000}; CLIENT=${3:-http}
+kit_prepare
+TLS=""; [[ $CLIENT != http ]] && TLS=tls
+CONFIG=$(write_config "$MODE" $TLS)
+TOKEN=$(token_for "$MODE")
+OUT=$(mktemp -d)
+REDIS_PID=""
+cleanup() { [[ -n $REDIS_PID ]] && kill "$REDIS_PID" 2>/dev/null; rm -rf "$OUT"; }
+trap cleanup EXIT
+
+if [[ $MODE == hs256-redis || $MODE == hs256-cutoffs ]]; then
+  redis-server --port 18379 --bind 127.0.0.1 --save "" --appendonly no >/dev/null & REDIS_PID=$!
+  for _ in $(seq 100); do redis-cli -p 18379 ping >/dev/null 2>&1 && break; sleep 0.1; done
+  redis-cli -p 18379 flushall >/dev/null
+  if [[ $MODE == hs256-cutoffs ]]; then
+    # The store's own layout (crates/jwtgate-store: hash {name}:subjects,
+    # field = the subject key as a JSON array, value = not_before:expires_at).
+    python3 - "${CUTOFFS:-100000}" <<'PY' | redis-cli -p 18379 --pipe >/dev/null
+import json, sys, time
+n, now = int(sys.argv[1]), int(time.time())
+def cmd(*args):
+    out = f"*{len(args)}\r\n"
+    for a in args:
+        b = str(a).encode()
+        out += f"${len(b)}\r\n{b.decode()}\r\n"
+    sys.stdout.write(out)
+for i in range(n):
+    key = json.dumps(["c", f"decoy-{i % 50}", "sub", f"u-{i}"], separators=(",", ":"))
+    cmd("HSET", "{bench-hs256-cutoffs}:subjects", key, f"{now - 60}:{now + 86400}")
+PY
+    echo "$(redis-cli -p 18379 hlen '{bench-hs256-cutoffs}:subjects') cut-offs in Redis"
+  fi
+fi
 
 instructions() { # requests -> total instructions of one gateway run
   local n=$1 gw ng
   nginx -p "$KIT/" -e "$KIT/run/upstream-nginx.err" -c peers/upstream-nginx.conf & ng=$!
-  valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.$n.%p" "$BIN" run --config "$KIT/jwtgate/$MODE.yaml" \
+  local log=info; [[ ${ACCESS_LOG:-on} == off ]] && log=info,jwtgate::access=off
+  env JWTGATE_LOG=$log \
+    valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.$n.%p" "$BIN" run --config "$CONFIG" \
     > "$OUT/gw.$n.log" 2>&1 & gw=$!
-  for _ in $(seq 400); do (exec 3<>/dev/tcp/127.0.0.1/18090) 2>/dev/null && break; sleep 0.1; done
-  python3 - "$n" "$TOKEN" <<'PY'
-import socket, sys
-n, token = int(sys.argv[1]), sys.argv[2]
-s = socket.create_connection(("127.0.0.1", 18090))
-req = f"GET / HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+  for _ in $(seq 600); do (exec 3<>/dev/tcp/127.0.0.1/18090) 2>/dev/null && break; sleep 0.1; done
+  if ((n > 0)); then
+    if [[ $CLIENT == h2 ]]; then
+      h2load -n "$n" -c 1 -m 1 -H "authorization: Bearer $TOKEN" https://127.0.0.1:18090/ \
+        > "$OUT/h2load.$n.txt"
+      grep -q "succeeded, 0 failed" "$OUT/h2load.$n.txt" && grep -q "${n} succeeded" "$OUT/h2load.$n.txt" \
+        || { cat "$OUT/h2load.$n.txt" >&2; exit 1; }
+      grep -q "h2" "$OUT/h2load.$n.txt" || { echo "h2load did not speak h2" >&2; exit 1; }
+    else
+      python3 - "$n" "$TOKEN" "$CLIENT" "$KIT/keys/tls-ecdsa.crt" <<'PY'
+import socket, ssl, sys
+n, token, client, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+ctx = None
+if client != "http":
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+def connect():
+    s = socket.create_connection(("127.0.0.1", 18090))
+    if ctx is None:
+        return s
+    return ctx.wrap_socket(s, server_hostname="localhost")
+close = client == "handshake"
+req = (f"GET / HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n"
+       + ("Connection: close\r\n" if close else "") + "\r\n").encode()
+s = connect()
 buf = b""
-for _ in range(n):
+for i in range(n):
+    if close and i > 0:
+        s.close(); s = connect(); buf = b""
     s.sendall(req)
     while True:
         end = buf.find(b"\r\n\r\n")
@@ -42,12 +102,19 @@ for _ in range(n):
                 assert head.startswith("HTTP/1.1 200"), head
                 buf = buf[end + 4 + length:]
                 break
-        buf += s.recv(65536)
+        data = s.recv(65536)
+        assert data, "connection closed early"
+        buf += data
+if close and not ctx is None:
+    assert not s.session_reused, "a handshake was resumed"
+s.close()
 PY
+    fi
+  fi
   kill -TERM "$gw"; wait "$gw" || true; kill "$ng"; wait "$ng" 2>/dev/null || true
   callgrind_annotate "$OUT"/cg.$n.* | awk '/PROGRAM TOTALS/ && !done {gsub(",", "", $1); print $1; done = 1}'
 }
 zero=$(instructions 0)
 loaded=$(instructions "$N")
 if [[ -n ${KEEP:-} ]]; then mkdir -p "$KEEP"; cp "$OUT"/cg."$N".* "$KEEP"/; fi
-echo "$MODE: $(( (loaded - zero) / N )) instructions per request ($N requests; start/stop $zero)"
+echo "$MODE/$CLIENT: $(( (loaded - zero) / N )) instructions per request ($N requests; start/stop $zero)"

@@ -13,13 +13,12 @@
 #
 # Builds jwtgate (release), copies the read-only shared kit to a scratch dir
 # (setup.sh writes keys and tokens there), writes one jwtgate config per mode
-# (same rules as the peers: consumer user123 + decoys, key claim `key`, exp
-# required), then runs e.g. `run_peers.sh haproxy-hs256 custom` per mode and
+# (bench/lib.sh: same rules as the peers: consumer user123 + decoys, key
+# claim `key`, exp required), then runs e.g. `run_peers.sh haproxy-hs256 custom` per mode and
 # prints jwtgate's median req/s and p99 as a ratio of the peer row's.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-KIT_SRC="$ROOT/../shared/bench-peers"
-KIT="${KIT:-/tmp/jwtgate-bench-peers}"
+source "$ROOT/bench/lib.sh"
 MODES=("$@"); [[ ${#MODES[@]} -gt 0 ]] || MODES=(plain hs256 rs256 hs256-redis)
 export ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-10}
 case ${ACCESS_LOG:-off} in
@@ -30,47 +29,13 @@ esac
 echo "jwtgate access log: ${ACCESS_LOG:-off}"
 
 cargo build --release --manifest-path "$ROOT/Cargo.toml" -p jwtgate
-BIN="$ROOT/target/release/jwtgate"
-if [[ ! -f "$KIT/tokens/hs256.valid.jwt" ]]; then
-  rm -rf "$KIT"; cp -r "$KIT_SRC" "$KIT"; chmod -R u+w "$KIT"
-  (cd "$KIT" && ./setup.sh)
-fi
-CONF="$KIT/jwtgate"; mkdir -p "$CONF"
-
-consumers() { # $1 = hs256|rs256
-  echo "consumers:"
-  while read -r key secret; do
-    [[ -n $key ]] || continue
-    if [[ $1 == hs256 ]]; then
-      printf '  - username: %s\n    jwt: { key: %s, algorithm: HS256, secret: "%s" }\n' "$key" "$key" "$secret"
-    else
-      printf '  - username: %s\n    jwt: { key: %s, algorithm: RS256, public_key_file: %s }\n' "$key" "$key" "$KIT/keys/rs256-public.pem"
-    fi
-  done < "$KIT/keys/consumers.map"
-}
-config() { # mode -> yaml
-  local mode=$1 alg=hs256 jwt="    jwt: {}" store="store: { kind: embedded, path: $CONF/data-$1 }"
-  [[ $mode == rs256 ]] && alg=rs256
-  [[ $mode == plain ]] && jwt=""
-  [[ $mode == hs256-redis ]] && store="store: { kind: redis, host: 127.0.0.1, port: 18379 }"
-  cat <<YAML
-listen: "127.0.0.1:18090"
-$store
-$(consumers $alg)
-routes:
-  - name: bench
-    paths: ["/*"]
-    upstream: { nodes: ["127.0.0.1:18081"] }
-$jwt
-YAML
-}
+kit_prepare
 
 declare -A PEER=([plain]=haproxy-plain [hs256]=haproxy-hs256 [rs256]=haproxy-rs256 [hs256-redis]=haproxy-hs256)
 REDIS_PID=""
 trap '[[ -n $REDIS_PID ]] && kill $REDIS_PID 2>/dev/null || true' EXIT
 for mode in "${MODES[@]}"; do
-  config "$mode" > "$CONF/$mode.yaml"
-  "$BIN" check --config "$CONF/$mode.yaml" >/dev/null
+  write_config "$mode" >/dev/null
   if [[ $mode == hs256-redis && -z $REDIS_PID ]]; then
     taskset -c 1 redis-server --port 18379 --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
     REDIS_PID=$!

@@ -25,6 +25,7 @@ pub const JWT_AUTH: &str = "jwtgate_jwt_auth_total";
 pub const REVOCATIONS: &str = "jwtgate_revocations_total";
 pub const REVOCATION_STORE_ERRORS: &str = "jwtgate_revocation_store_errors_total";
 pub const CONFIG_RELOADS: &str = "jwtgate_config_reloads_total";
+pub const WORKER_CONNECTIONS: &str = "jwtgate_worker_connections_total";
 
 /// Request latency buckets, in seconds: from sub-millisecond (the gateway's
 /// own answers) to the upstream timeouts operators usually set.
@@ -63,6 +64,10 @@ pub fn install() -> Result<MetricsHandle, String> {
         "Revocation store operations that failed"
     );
     describe_counter!(CONFIG_RELOADS, "Config file reloads, by outcome");
+    describe_counter!(
+        WORKER_CONNECTIONS,
+        "Client connections accepted, by worker thread"
+    );
     // Families that may not move for a while still appear in the first scrape.
     for outcome in ["applied", "invalid", "protected"] {
         counter!(CONFIG_RELOADS, "outcome" => outcome).absolute(0);
@@ -163,6 +168,12 @@ impl RouteMetrics {
             None => counter!(JWT_AUTH, "route" => route(), "outcome" => auth).increment(1),
         }
     }
+}
+
+/// A worker's counter of accepted connections (a handle: counted per
+/// connection without a lookup).
+pub fn worker_connections(worker: usize) -> Counter {
+    counter!(WORKER_CONNECTIONS, "worker" => worker.to_string())
 }
 
 /// Counts one config reload: `applied`, `invalid` or `protected`.

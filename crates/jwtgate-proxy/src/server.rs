@@ -52,8 +52,27 @@ pub type SharedGateway = Arc<ArcSwap<Gateway>>;
 
 /// Bound listeners, ready to serve.
 pub struct Listeners {
-    listeners: Vec<(TcpListener, SocketAddr)>,
+    listeners: Vec<(std::net::TcpListener, SocketAddr)>,
     tls: Option<Arc<TlsServer>>,
+}
+
+/// Pending connections each listening socket may queue.
+const BACKLOG: i32 = 1024;
+
+/// A listening socket on `addr` in the address's `SO_REUSEPORT` group:
+/// each worker has its own, and the kernel spreads new connections over
+/// them evenly (by a hash of the connection's addresses), where one shared
+/// socket gives a burst to whichever worker wakes first.
+fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    #[cfg(unix)]
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
 }
 
 impl Listeners {
@@ -64,12 +83,17 @@ impl Listeners {
             .transpose()?;
         let mut listeners = Vec::new();
         for &addr in addrs {
-            let l = TcpListener::bind(addr)
-                .await
-                .map_err(|source| ServeError::Bind { addr, source })?;
-            let local = l
-                .local_addr()
-                .map_err(|source| ServeError::Bind { addr, source })?;
+            // A plain bind first: a port some other process listens on
+            // (even in a SO_REUSEPORT group of its own) is an error here,
+            // not a group to join silently.
+            if addr.port() != 0 {
+                drop(
+                    std::net::TcpListener::bind(addr)
+                        .map_err(|source| ServeError::Bind { addr, source })?,
+                );
+            }
+            let bound = reuseport_listener(addr).and_then(|l| Ok((l.local_addr()?, l)));
+            let (local, l) = bound.map_err(|source| ServeError::Bind { addr, source })?;
             listeners.push((l, local));
         }
         Ok(Listeners { listeners, tls })
@@ -99,29 +123,17 @@ impl Listeners {
         stop: watch::Receiver<bool>,
     ) -> Result<(), ServeError> {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let mut sockets = Vec::new();
-        for (listener, local) in self.listeners {
+        for (_, local) in &self.listeners {
             info!("listening on {scheme}://{local}");
-            let socket = listener.into_std().map_err(|source| ServeError::Bind {
-                addr: local,
-                source,
-            })?;
-            sockets.push(socket);
         }
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        info!(workers, "serving");
+        let sockets = worker_sockets(self.listeners, workers);
+        info!(workers = sockets.len(), "serving");
         let mut done = Vec::new();
-        let mut last_error = String::new();
-        for n in 0..workers {
-            let mine = match sockets.iter().map(|s| s.try_clone()).collect() {
-                Ok(mine) => mine,
-                Err(e) => {
-                    error!(error = %e, "worker {n}: cannot share the listening sockets");
-                    last_error = e.to_string();
-                    continue;
-                }
-            };
+        let mut last_error = String::from("no listening sockets for any worker");
+        for (n, mine) in sockets.into_iter().enumerate() {
             let worker = Worker {
+                id: n,
                 listeners: mine,
                 tls: self.tls.clone(),
                 gateway: Arc::clone(&gateway),
@@ -159,8 +171,44 @@ impl Listeners {
     }
 }
 
+/// The listening sockets of each of `workers` workers: the first takes the
+/// ones bound at start; each other binds its own in the same SO_REUSEPORT
+/// group (the same port, an ephemeral one included). Where that fails
+/// (no SO_REUSEPORT), the remaining workers share clones of the first ones.
+fn worker_sockets(
+    first: Vec<(std::net::TcpListener, SocketAddr)>,
+    workers: usize,
+) -> Vec<Vec<std::net::TcpListener>> {
+    let addrs: Vec<SocketAddr> = first.iter().map(|(_, a)| *a).collect();
+    let first: Vec<std::net::TcpListener> = first.into_iter().map(|(l, _)| l).collect();
+    let mut out = Vec::with_capacity(workers);
+    let mut own = true;
+    for n in 1..workers {
+        if own {
+            match addrs.iter().map(|a| reuseport_listener(*a)).collect() {
+                Ok(sockets) => {
+                    out.push(sockets);
+                    continue;
+                }
+                Err(e) => {
+                    warn!(error = %e, "workers from {n} on share the first listening socket (no SO_REUSEPORT): connections may spread unevenly");
+                    own = false;
+                }
+            }
+        }
+        match first.iter().map(|l| l.try_clone()).collect() {
+            Ok(clones) => out.push(clones),
+            Err(e) => error!(error = %e, "worker {n}: cannot share the listening sockets"),
+        }
+    }
+    out.insert(0, first);
+    out
+}
+
 /// One core's share of the data plane.
 struct Worker {
+    /// Its number, for the per-worker connection count.
+    id: usize,
     listeners: Vec<std::net::TcpListener>,
     tls: Option<Arc<TlsServer>>,
     gateway: SharedGateway,
@@ -171,6 +219,7 @@ impl Worker {
     async fn serve(self, idle_timeout: Duration, idle_sweep: Duration) {
         let pool = ConnPool::default();
         let idle = IdleWatch::start(idle_timeout, idle_sweep);
+        let accepted = crate::metrics::worker_connections(self.id);
         let graceful = Arc::new(GracefulShutdown::new());
         let mut tasks = Vec::new();
         for listener in self.listeners {
@@ -184,6 +233,7 @@ impl Worker {
             tasks.push(tokio::spawn(accept_loop(
                 listener,
                 Shared {
+                    accepted: accepted.clone(),
                     tls: self.tls.clone(),
                     gateway: Arc::clone(&self.gateway),
                     pool: pool.clone(),
@@ -214,6 +264,8 @@ impl Worker {
 
 /// What every connection of a worker uses.
 struct Shared {
+    /// Counts the worker's accepted connections.
+    accepted: metrics::Counter,
     tls: Option<Arc<TlsServer>>,
     gateway: SharedGateway,
     pool: ConnPool,
@@ -236,6 +288,7 @@ async fn accept_loop(listener: TcpListener, shared: Shared, mut stop: watch::Rec
                 continue;
             }
         };
+        shared.accepted.increment(1);
         let _ = stream.set_nodelay(true);
         let info = Arc::new(ConnInfo::new(peer, shared.tls.is_some()));
         let activity = shared.idle.activity();

@@ -326,3 +326,42 @@ fn a_closed_pipe_is_no_panic() {
         assert_ne!(out.status.code(), Some(101), "{args:?}");
     }
 }
+
+#[test]
+fn connections_spread_over_every_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &config("{ kind: embedded, path: ./data }", ""));
+    let logs = node.logs();
+    let workers: usize = logs
+        .split("workers=")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no worker count in the log:\n{logs}"));
+    let connections = 64;
+    for i in 0..connections {
+        // One request per connection: each is a new TCP connection.
+        let resp = node.send(&Req::get(&format!("/app/{i}")).bearer(&token()));
+        assert_eq!(resp.status, 200);
+    }
+    let metrics = node.metrics();
+    let counts: Vec<f64> = (0..workers)
+        .map(|w| {
+            metrics.value(
+                "jwtgate_worker_connections_total",
+                &[("worker", &w.to_string())],
+            )
+        })
+        .collect();
+    assert_eq!(
+        counts.iter().sum::<f64>(),
+        f64::from(connections),
+        "{counts:?}"
+    );
+    // Each worker has its own socket in one SO_REUSEPORT group: the kernel
+    // spreads connections by a hash of their addresses, so with 64 of them
+    // no worker is left idle (the odds are 2^-63 with two workers).
+    for (w, c) in counts.iter().enumerate() {
+        assert!(*c > 0.0, "worker {w} accepted nothing: {counts:?}");
+    }
+}

@@ -1,0 +1,109 @@
+# Shared by the bench scripts (source it): the peer kit in a scratch copy,
+# and jwtgate's config for each bench mode, doing the same work as the
+# peers' rows (consumer user123 among decoys, key claim `key`, exp required).
+#
+#   kit_prepare                 copies ../shared/bench-peers to $KIT and runs its setup once
+#   write_config MODE [tls]     writes $CONF/MODE[-tls].yaml, prints its path
+#   token_for MODE              prints the token a MODE request carries
+#
+# Modes: plain (no auth), hs256, rs256, hs256-redis (blacklist in Redis on
+# 127.0.0.1:18379), provider-rs256 (an identity provider: iss, aud, kid, the
+# kit's RS256 key as a JWK Set file), hs256-authorize10 (ten authorize rules,
+# the request's one checking a claim), hs256-cutoffs (hs256 with the
+# blacklist in Redis, which bench/callgrind.sh fills with subject cut-offs).
+ROOT="${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+KIT_SRC="$ROOT/../shared/bench-peers"
+KIT="${KIT:-/tmp/jwtgate-bench-peers}"
+CONF="$KIT/jwtgate"
+BIN="${BIN:-$ROOT/target/release/jwtgate}"
+
+kit_prepare() {
+  if [[ ! -f "$KIT/tokens/hs256.valid.jwt" ]]; then
+    rm -rf "$KIT"; cp -r "$KIT_SRC" "$KIT"; chmod -R u+w "$KIT"
+    (cd "$KIT" && ./setup.sh)
+  fi
+  mkdir -p "$CONF"
+}
+
+_consumers() { # $1 = hs256|rs256
+  echo "consumers:"
+  while read -r key secret; do
+    [[ -n $key ]] || continue
+    if [[ $1 == hs256 ]]; then
+      printf '  - username: %s\n    jwt: { key: %s, algorithm: HS256, secret: "%s" }\n' "$key" "$key" "$secret"
+    else
+      printf '  - username: %s\n    jwt: { key: %s, algorithm: RS256, public_key_file: %s }\n' "$key" "$key" "$KIT/keys/rs256-public.pem"
+    fi
+  done < "$KIT/keys/consumers.map"
+}
+
+# The kit's RS256 public key as a JWK Set with kid bench-1.
+_provider_jwks() {
+  "$KIT/.venv/bin/python" - "$KIT/keys/rs256-public.pem" > "$CONF/bench-idp.jwks.json" <<'PY'
+import json, sys
+from jwt.algorithms import RSAAlgorithm
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+key = load_pem_public_key(open(sys.argv[1], "rb").read())
+jwk = json.loads(RSAAlgorithm.to_jwk(key))
+jwk.update({"kid": "bench-1", "alg": "RS256", "use": "sig"})
+print(json.dumps({"keys": [jwk]}))
+PY
+}
+
+write_config() { # MODE [tls] -> path of the written config
+  local mode=$1 tls=${2:-} alg=hs256 jwt="    jwt: {}" extra="" providers=""
+  local store="store: { kind: embedded, path: $CONF/data-$mode${tls:+-tls} }"
+  local file="$CONF/$mode${tls:+-tls}.yaml"
+  case $mode in
+    plain) jwt="" ;;
+    hs256) ;;
+    rs256) alg=rs256 ;;
+    hs256-redis|hs256-cutoffs) store="store: { kind: redis, host: 127.0.0.1, port: 18379, name: bench-$mode }" ;;
+    provider-rs256)
+      alg=rs256
+      _provider_jwks
+      providers="providers:
+  - name: bench-idp
+    issuer: \"https://idp.bench.test\"
+    jwks_file: $CONF/bench-idp.jwks.json
+    algorithms: [RS256]
+    audiences: [bench]"
+      jwt="    jwt: { providers: [bench-idp] }" ;;
+    hs256-authorize10)
+      jwt="    jwt:
+      authorize:"
+      for i in 1 2 3 4 5 6 7 8 9; do
+        jwt+="
+        - { match: [\"POST_/area$i/*\", \"DELETE_/area$i/*\"], scopes: [\"area$i:write\"] }"
+      done
+      jwt+="
+        - { match: [\"GET_/*\"], all_of: { key: [user123] } }
+      authorize_default: deny" ;;
+    *) echo "unknown bench mode $mode" >&2; return 2 ;;
+  esac
+  [[ -n $tls ]] && extra="tls: { cert_file: \"$KIT/keys/tls-ecdsa.crt\", key_file: \"$KIT/keys/tls-ecdsa.key\" }"
+  cat > "$file" <<YAML
+listen: "127.0.0.1:18090"
+$extra
+$store
+$(_consumers $alg)
+$providers
+routes:
+  - name: bench
+    paths: ["/*"]
+    upstream: { nodes: ["127.0.0.1:18081"] }
+$jwt
+YAML
+  "$BIN" check --config "$file" >/dev/null
+  echo "$file"
+}
+
+token_for() { # MODE -> token
+  case $1 in
+    plain|hs256|hs256-redis|hs256-cutoffs|hs256-authorize10) cat "$KIT/tokens/hs256.valid.jwt" ;;
+    rs256) cat "$KIT/tokens/rs256.valid.jwt" ;;
+    provider-rs256)
+      "$BIN" token sign --config "$CONF/provider-rs256.yaml" --provider bench-idp \
+        --private-key "$KIT/keys/rs256-private.pem" --kid bench-1 --ttl 86400 --claim sub=u-1 ;;
+  esac
+}
