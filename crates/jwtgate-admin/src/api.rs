@@ -1,6 +1,7 @@
 //! The admin HTTP server (axum): the router built from [`ENDPOINTS`], the
-//! key check in front of `/admin/*`, the open `/status` and `/metrics`, and
-//! a listener that stops with the data plane.
+//! key check in front of `/admin/*`, the open `/status` and `/metrics`, the
+//! console's static files (`console`), and a listener that stops with the
+//! data plane.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +23,9 @@ use tracing::{info, warn};
 use crate::endpoints::{Endpoint, Op, ENDPOINTS};
 use crate::error::AdminError;
 use crate::live::LiveConfig;
-use crate::{auth, consumers, explain_api, openapi, providers, revocations, routes, subjects};
+use crate::{
+    auth, console, consumers, explain_api, openapi, providers, revocations, routes, subjects,
+};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -41,6 +44,7 @@ pub fn router(state: AdminState) -> Router {
         router = router.route(endpoint.path, handler(endpoint));
     }
     router
+        .merge(console::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -150,6 +154,11 @@ async fn metrics(State(s): State<AdminState>) -> Response {
 }
 
 async fn not_found() -> AdminError {
+    no_such_endpoint()
+}
+
+/// What a path that is not there gets (the console too, when it is off).
+pub(crate) fn no_such_endpoint() -> AdminError {
     AdminError::NotFound("no such endpoint (see GET /admin/v1/openapi.json)".into())
 }
 

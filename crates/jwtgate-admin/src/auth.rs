@@ -1,6 +1,8 @@
 //! `X-API-KEY` on every `/admin/*` request (SPEC §4), matched or not, so an
 //! unauthenticated caller cannot even learn which admin paths exist.
-//! `/status` and `/metrics` are open.
+//! `/status`, `/metrics` and the console's static files (`/console/`, which
+//! hold no data: the page signs in and calls `/admin/*` with the key) are
+//! open.
 //!
 //! The comparison is constant-time over SHA-256 digests of both keys: equal
 //! lengths, so neither the key's bytes nor its length leak through timing.

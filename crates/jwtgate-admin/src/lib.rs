@@ -10,6 +10,7 @@
 mod api;
 mod auth;
 mod check;
+mod console;
 mod consumers;
 pub mod endpoints;
 mod error;

@@ -259,9 +259,8 @@ fn regression_short_hmac_secret_accepted() {
 
 #[test]
 fn admin_console_is_off_unless_set() {
-    let admin = |extra: &str| {
-        format!("{MINIMAL}admin: {{ listen: \"127.0.0.1:0\", api_key: k{extra} }}\n")
-    };
+    let admin =
+        |extra: &str| format!("{MINIMAL}admin: {{ listen: \"127.0.0.1:0\", api_key: k{extra} }}\n");
     let console = |yaml: &str| load(yaml).expect("valid").admin.expect("admin").console;
     assert!(!console(&admin("")));
     assert!(!console(&admin(", console: false")));

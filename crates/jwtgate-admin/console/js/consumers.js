@@ -1,0 +1,198 @@
+// Consumers and their credentials. A secret is never shown: the API reads
+// it as "***", and a form left with an empty secret field sends "***"
+// back, which keeps the stored secret (the API's GET-edit-PUT round trip).
+
+import { api, get, seg } from './api.js';
+import { checkbox, code, h, heading, reload, statusLine, uid } from './dom.js';
+import { confirmChoice } from './dialog.js';
+import { FieldErrors } from './fields.js';
+
+export const ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512',
+  'ES256', 'ES384', 'ES512', 'EdDSA'];
+const MASK = '***';
+
+const isHmac = (alg) => (alg || 'HS256').startsWith('HS');
+
+function credentialWords(jwt) {
+  if (isHmac(jwt.algorithm)) return jwt.secret ? 'shared secret (hidden)' : 'no secret';
+  if (jwt.public_key_file) return ['public key file ', code(jwt.public_key_file)];
+  return jwt.public_key ? 'public key (PEM)' : 'no key';
+}
+
+export async function listPage(page) {
+  const { consumers } = await get('/admin/v1/consumers');
+  page.append(heading('Consumers'),
+    h('p', { class: 'lede' }, 'Callers that sign their own tokens: the token\'s key claim names the consumer, whose credential verifies it. Secrets are never shown.'),
+    h('p', {}, h('a', { class: 'button primary', href: '#/consumers/+new' }, 'New consumer')));
+  if (!consumers.length) {
+    page.append(h('p', {}, 'No consumers yet.'));
+    return;
+  }
+  page.append(h('ul', { class: 'cards' }, consumers.map((c) => h('li', { class: 'card', 'data-consumer': c.username },
+    h('h2', {}, h('a', { href: `#/consumers/${seg(c.username)}` }, c.username)),
+    h('dl', { class: 'facts' },
+      h('dt', {}, 'Key'), h('dd', {}, code(c.jwt.key)),
+      h('dt', {}, 'Algorithm'), h('dd', {}, c.jwt.algorithm || 'HS256'),
+      h('dt', {}, 'Credential'), h('dd', {}, credentialWords(c.jwt)),
+      c.custom_id ? [h('dt', {}, 'Custom ID'), h('dd', {}, c.custom_id)] : null)))));
+}
+
+/** A labelled text input registered for located errors. */
+export function textField(errors, name, label, value, props = {}) {
+  const id = uid('t');
+  const helpId = props.help ? `${id}-h` : null;
+  const input = h(props.multiline ? 'textarea' : 'input', {
+    id,
+    type: props.multiline ? undefined : (props.type || 'text'),
+    value: value ?? '',
+    autocomplete: props.autocomplete || 'off',
+    spellcheck: false,
+    placeholder: props.placeholder,
+    readOnly: props.readOnly,
+    required: props.required,
+    rows: props.rows,
+    'aria-describedby': helpId,
+  });
+  if (props.multiline) input.value = value ?? '';
+  const el = h('div', { class: 'field' }, h('label', { for: id }, label),
+    props.help ? h('p', { class: 'help', id: helpId }, props.help) : null, input);
+  errors.field(name, input);
+  return { input, el };
+}
+
+export async function editPage(page, username) {
+  const creating = username === '+new';
+  const original = creating ? { username: '', jwt: { key: '' } } : await get(`/admin/v1/consumers/${seg(username)}`);
+  const errors = new FieldErrors();
+  const status = statusLine();
+  const hadSecret = !creating && typeof original.jwt.secret === 'string';
+
+  const name = textField(errors, 'username', 'Username', original.username, {
+    readOnly: !creating,
+    required: true,
+    help: creating ? 'Sent upstream as X-Consumer-Username.' : 'A consumer is renamed by creating a new one and deleting this one.',
+  });
+  const customId = textField(errors, 'custom_id', 'Custom ID (optional)', original.custom_id, { help: 'Sent upstream as X-Consumer-Custom-ID.' });
+  const key = textField(errors, 'jwt.key', 'Key', original.jwt.key, { required: true, help: 'The value of the token\'s key claim that names this consumer; unique.' });
+  const algId = uid('alg');
+  const algorithm = h('select', { id: algId }, ALGORITHMS.map((a) => h('option', { value: a, selected: a === (original.jwt.algorithm || 'HS256') }, a)));
+  errors.field('jwt.algorithm', algorithm);
+  const secret = textField(errors, 'jwt.secret', hadSecret ? 'New secret (leave empty to keep the stored one)' : 'Secret', '', {
+    type: 'password',
+    autocomplete: 'new-password',
+    help: 'At least 32 bytes. It is never shown again, here or by the API.',
+  });
+  const b64 = checkbox('The secret is base64 of the key bytes (base64_secret)', original.jwt.base64_secret);
+  errors.field('jwt.base64_secret', b64.input, { after: b64.el });
+  const publicKey = textField(errors, 'jwt.public_key', 'Public key (PEM)', original.jwt.public_key, {
+    multiline: true,
+    rows: 6,
+    help: 'For RS*, PS*, ES* and EdDSA; or give a file below.',
+  });
+  const publicKeyFile = textField(errors, 'jwt.public_key_file', 'Public key file (path on the gateway)', original.jwt.public_key_file);
+  const hmacFields = h('div', { class: 'group' }, secret.el, b64.el);
+  const keyFields = h('div', { class: 'group' }, publicKey.el, publicKeyFile.el);
+  const showAlgFields = () => {
+    hmacFields.hidden = !isHmac(algorithm.value);
+    keyFields.hidden = isHmac(algorithm.value);
+  };
+  algorithm.addEventListener('change', showAlgFields);
+  showAlgFields();
+
+  const body = () => {
+    const c = structuredClone(original);
+    c.username = name.input.value.trim();
+    if (customId.input.value.trim()) c.custom_id = customId.input.value.trim();
+    else delete c.custom_id;
+    c.jwt.key = key.input.value.trim();
+    c.jwt.algorithm = algorithm.value;
+    if (isHmac(algorithm.value)) {
+      delete c.jwt.public_key;
+      delete c.jwt.public_key_file;
+      if (secret.input.value) c.jwt.secret = secret.input.value;
+      else if (hadSecret) c.jwt.secret = MASK;
+      else delete c.jwt.secret;
+      if (b64.input.checked) c.jwt.base64_secret = true;
+      else delete c.jwt.base64_secret;
+    } else {
+      delete c.jwt.secret;
+      delete c.jwt.base64_secret;
+      const pem = publicKey.input.value.trim();
+      const file = publicKeyFile.input.value.trim();
+      if (pem) c.jwt.public_key = `${pem}\n`;
+      else delete c.jwt.public_key;
+      if (file) c.jwt.public_key_file = file;
+      else delete c.jwt.public_key_file;
+    }
+    return c;
+  };
+
+  const save = h('button', { type: 'submit', class: 'primary' }, creating ? 'Create consumer' : 'Save consumer');
+  const form = h('form', {
+    class: 'panel',
+    novalidate: true,
+    on: {
+      submit: async (e) => {
+        e.preventDefault();
+        errors.clear();
+        const c = body();
+        if (!c.username) {
+          errors.show({ message: 'Not saved', errors: [{ field: 'username', message: 'is required' }] });
+          name.input.focus();
+          return;
+        }
+        save.disabled = true;
+        try {
+          await api('PUT', `/admin/v1/consumers/${seg(c.username)}`, c);
+          secret.input.value = '';
+          status.say(creating ? `Consumer ${c.username} created.` : 'Saved.', 'ok');
+          if (creating) location.hash = `#/consumers/${seg(c.username)}`;
+        } catch (err) {
+          status.say('Not saved.', 'bad');
+          errors.show(err, `Not saved: ${err.message}`);
+        } finally {
+          save.disabled = false;
+        }
+      },
+    },
+  },
+  name.el, customId.el, key.el,
+  h('div', { class: 'field' }, h('label', { for: algId }, 'Algorithm'), algorithm),
+  hmacFields, keyFields,
+  errors.summary,
+  h('div', { class: 'actions' }, save, status));
+
+  page.append(h('p', { class: 'crumbs' }, h('a', { href: '#/consumers' }, '\u2190 All consumers')),
+    heading(creating ? 'New consumer' : `Consumer ${original.username}`), form);
+  if (!creating) page.append(deletePanel('consumer', original.username, `/admin/v1/consumers/${seg(original.username)}`, '#/consumers'));
+}
+
+/** A delete button with its confirmation; back to `back` when done. */
+export function deletePanel(kind, name, path, back) {
+  const status = statusLine();
+  const button = h('button', {
+    type: 'button',
+    class: 'danger',
+    on: {
+      click: async () => {
+        const ok = await confirmChoice({
+          title: `Delete ${kind} ${name}?`,
+          body: [h('p', {}, `This cannot be undone from the console.`)],
+          confirm: `Delete ${kind}`,
+          cancel: 'Keep it',
+          danger: true,
+        });
+        if (!ok) return;
+        try {
+          await api('DELETE', path);
+          if (location.hash === back) reload();
+          else location.hash = back;
+        } catch (e) {
+          const where = e.errors.map((x) => `${x.field}: ${x.message}`).join('; ');
+          status.say(`Not deleted: ${e.message}${where ? ` (${where})` : ''}`, 'bad');
+        }
+      },
+    },
+  }, `Delete ${kind}`);
+  return h('section', { class: 'panel' }, h('h2', {}, 'Delete'), h('p', {}, button), status);
+}

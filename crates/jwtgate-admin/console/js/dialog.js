@@ -1,0 +1,36 @@
+// A confirmation that can be declined: a modal <dialog>, so focus stays in
+// it, Escape declines, and the safe choice has the focus first.
+
+import { h } from './dom.js';
+
+/**
+ * Resolves true when the user confirms. `body` is a list of nodes/strings.
+ */
+export function confirmChoice({ title, body, confirm, cancel = 'Cancel', danger = false }) {
+  return new Promise((resolve) => {
+    const titleId = `dlg-title-${Date.now()}`;
+    const no = h('button', { type: 'button', class: 'secondary', 'data-choice': 'cancel' }, cancel);
+    const yes = h('button', { type: 'button', class: danger ? 'danger' : 'primary', 'data-choice': 'confirm' }, confirm);
+    const dialog = h('dialog', { class: 'confirm', 'aria-labelledby': titleId },
+      h('h2', { id: titleId }, title),
+      h('div', { class: 'dialog-body' }, body),
+      h('div', { class: 'actions' }, no, yes));
+    let answered = false;
+    const done = (answer) => {
+      if (answered) return;
+      answered = true;
+      dialog.close();
+      dialog.remove();
+      resolve(answer);
+    };
+    no.addEventListener('click', () => done(false));
+    yes.addEventListener('click', () => done(true));
+    dialog.addEventListener('cancel', (e) => {
+      e.preventDefault();
+      done(false);
+    });
+    document.body.append(dialog);
+    dialog.showModal();
+    no.focus();
+  });
+}

@@ -1,0 +1,105 @@
+// Building DOM nodes without HTML strings: every value from the API goes
+// in as text, so nothing it returns can become markup or script. No inline
+// styles either (the Content-Security-Policy forbids them): looks are
+// classes from style.css.
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+let lastId = 0;
+
+/** A fresh id for label/aria wiring. */
+export function uid(prefix = 'f') {
+  lastId += 1;
+  return `${prefix}-${lastId}`;
+}
+
+function append(el, children) {
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+}
+
+/**
+ * h('button', { class: 'primary', type: 'submit', on: { click: f } }, 'Save')
+ * `class`, `for`, `role`, `aria-*`, `data-*` become attributes; `on` adds
+ * listeners; anything else is set as a property (value, checked, hidden...).
+ */
+export function h(tag, props = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(props || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === 'on') {
+      for (const [event, handler] of Object.entries(value)) el.addEventListener(event, handler);
+    } else if (key === 'class') {
+      el.className = Array.isArray(value) ? value.filter(Boolean).join(' ') : value;
+    } else if (key === 'for' || key === 'role' || key === 'list' || key.startsWith('aria-') || key.startsWith('data-')) {
+      el.setAttribute(key, value === true ? 'true' : String(value));
+    } else {
+      el[key] = value;
+    }
+  }
+  append(el, children);
+  return el;
+}
+
+/** An SVG element; every prop is an attribute. */
+export function svg(tag, attrs = {}, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value !== undefined && value !== null) el.setAttribute(key, String(value));
+  }
+  append(el, children);
+  return el;
+}
+
+export function clear(el) {
+  while (el.firstChild) el.firstChild.remove();
+  return el;
+}
+
+/** A page heading that takes focus after navigation. */
+export function heading(text, level = 1) {
+  return h(`h${level}`, { tabIndex: -1, class: 'page-title' }, text);
+}
+
+/** `<code>` around a value. */
+export function code(text) {
+  return h('code', {}, text);
+}
+
+/** A status line (polite live region) whose text can be set. */
+export function statusLine() {
+  const el = h('p', { role: 'status', class: 'status' });
+  el.say = (text, kind = 'ok') => {
+    el.className = `status ${text ? kind : ''}`;
+    el.textContent = text || '';
+  };
+  return el;
+}
+
+/** A labelled checkbox. */
+export function checkbox(label, checked, props = {}) {
+  const id = uid('c');
+  const input = h('input', { type: 'checkbox', id, checked: !!checked, ...props });
+  return { input, el: h('div', { class: 'check' }, input, h('label', { for: id }, label)) };
+}
+
+export function plural(n, one, many = `${one}s`) {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+export function formatTime(unixSeconds) {
+  if (unixSeconds === null || unixSeconds === undefined) return 'never';
+  return new Date(unixSeconds * 1000).toLocaleString();
+}
+
+/** Asks the app to render the current page again (after a change). */
+export function reload() {
+  document.dispatchEvent(new Event('console:reload'));
+}
+
+/** Text whose `backticked` parts (as the API's messages write them) become <code>. */
+export function rich(text) {
+  return String(text).split('`').map((part, i) => (i % 2 ? code(part) : part)).filter((p) => p !== '');
+}

@@ -1,0 +1,365 @@
+// The console's end-to-end scenario (SPEC §7, issue 19), run by
+// crates/jwtgate/tests/console.rs against a real gateway: Debian's Chromium
+// driven by playwright-core, which never downloads a browser.
+//
+//   node scenario.mjs --admin http://127.0.0.1:PORT --data http://127.0.0.1:PORT \
+//     --key ADMIN_KEY --secret ALICE_SECRET --out DIR [--chromium /usr/bin/chromium]
+//
+// The gateway must run the config of console.rs (routes `api` in
+// RequiredPath mode and `guarded` immutable, consumer alice with key
+// alice-key). Each check prints `ok - ...`; the first failure prints
+// `not ok - ...` and exits 1. Screenshots go to DIR. Node.js 18 or later.
+
+import { createHmac, randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { chromium } from 'playwright-core';
+
+const { values: args } = parseArgs({
+  options: {
+    admin: { type: 'string' },
+    data: { type: 'string' },
+    key: { type: 'string' },
+    secret: { type: 'string' },
+    out: { type: 'string' },
+    chromium: { type: 'string', default: '/usr/bin/chromium' },
+  },
+});
+for (const name of ['admin', 'data', 'key', 'secret', 'out']) {
+  if (!args[name]) {
+    console.error(`missing --${name}`);
+    process.exit(2);
+  }
+}
+const CONSOLE = `${args.admin}/console/`;
+mkdirSync(args.out, { recursive: true });
+
+let checks = 0;
+let step = 'start';
+function ok(what) {
+  checks += 1;
+  console.log(`ok ${checks} - ${what}`);
+}
+function check(cond, what, detail = '') {
+  if (!cond) throw new Error(`${what}${detail ? `: ${detail}` : ''}`);
+  ok(what);
+}
+
+// --- Tokens (HS256, the consumer's secret), signed here. ---------------------
+const b64url = (b) => Buffer.from(b).toString('base64url');
+function sign(claims) {
+  const input = `${b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))}.${b64url(JSON.stringify(claims))}`;
+  return `${input}.${createHmac('sha256', args.secret).update(input).digest('base64url')}`;
+}
+const now = () => Math.floor(Date.now() / 1000);
+const aliceToken = () => sign({ key: 'alice-key', iat: now(), exp: now() + 3600, jti: randomUUID() });
+
+// --- The admin API and the data plane, from outside the browser. ------------
+async function adminGet(path) {
+  const r = await fetch(`${args.admin}${path}`, { headers: { 'X-API-KEY': args.key } });
+  if (!r.ok) throw new Error(`GET ${path}: ${r.status}`);
+  return r.json();
+}
+async function dataPlane(method, path, token) {
+  const headers = token ? { Authorization: `Bearer ${token}` } : {};
+  const r = await fetch(`${args.data}${path}`, { method, headers });
+  const text = await r.text();
+  let message = null;
+  try {
+    message = JSON.parse(text).message ?? null;
+  } catch (e) { /* the echo upstream answers JSON without message */ }
+  return { status: r.status, message };
+}
+
+// --- The browser. ------------------------------------------------------------
+// Flags for a machine with no network beyond loopback; playwright starts
+// Chromium headless with a fresh, temporary profile (--user-data-dir).
+const browser = await chromium.launch({
+  executablePath: args.chromium,
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+context.setDefaultTimeout(10_000);
+const page = await context.newPage();
+
+const problems = [];
+page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+page.on('console', (m) => {
+  if (m.type() === 'error' && !/Failed to load resource: the server responded with a status of (400|401|404|409)/.test(m.text())) {
+    problems.push(`console error: ${m.text()}`);
+  }
+});
+await context.addInitScript(() => {
+  window.__csp = [];
+  document.addEventListener('securitypolicyviolation', (e) => {
+    window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`);
+  });
+});
+// Every request the page makes: where the key goes.
+const requests = [];
+page.on('request', (r) => requests.push({ url: r.url(), method: r.method(), headers: r.headers(), body: r.postData() }));
+
+let shot = 0;
+async function screenshot(name, opts = {}) {
+  shot += 1;
+  const file = join(args.out, `${String(shot).padStart(2, '0')}-${name}.png`);
+  await page.screenshot({ path: file, fullPage: true, ...opts });
+  console.log(`# screenshot ${file}`);
+}
+const text = (sel) => page.locator(sel).first().innerText();
+async function go(hash, ready) {
+  await page.evaluate((h) => { location.hash = h; }, hash);
+  await page.locator(ready).first().waitFor();
+}
+
+async function scenario() {
+  // --- The page and its headers. -------------------------------------------
+  step = 'load';
+  const resp = await page.goto(CONSOLE);
+  const h = resp.headers();
+  check(resp.status() === 200, 'GET /console/ answers 200', String(resp.status()));
+  const csp = h['content-security-policy'] || '';
+  check(csp.includes("script-src 'self'") && csp.includes("frame-ancestors 'none'") && !csp.includes('unsafe'),
+    'Content-Security-Policy without unsafe-inline', csp);
+  check(h['x-frame-options'] === 'DENY', 'X-Frame-Options: DENY', h['x-frame-options']);
+  check(h['x-content-type-options'] === 'nosniff', 'X-Content-Type-Options: nosniff');
+
+  // --- Sign in, keyboard only. ---------------------------------------------
+  step = 'sign in';
+  await page.locator('#key').waitFor();
+  check(await page.evaluate(() => document.activeElement && document.activeElement.id) === 'key',
+    'the key field has the focus on arrival');
+  await page.keyboard.type('not-the-admin-key');
+  await page.keyboard.press('Enter');
+  await page.locator('#key-error').waitFor();
+  const refused = await text('#key-error');
+  check(/wrong admin key/i.test(refused), 'a wrong key is refused and said so', refused);
+  check(await page.evaluate(() => sessionStorage.length === 0), 'a refused key is not kept');
+  await screenshot('sign-in-wrong-key');
+  // Select the field's text, type the right key, Tab to the button, Enter.
+  await page.keyboard.press('Control+A');
+  await page.keyboard.type(args.key);
+  await page.keyboard.press('Tab');
+  check(await page.evaluate(() => document.activeElement.id) === 'sign-in-button', 'Tab reaches the sign-in button');
+  await page.keyboard.press('Enter');
+  await page.locator('.cards [data-route="api"]').waitFor();
+  ok('signed in with the keyboard alone: the routes page shows');
+  const shown = await page.evaluate(() => document.body.innerText + [...document.querySelectorAll('input,textarea')].map((e) => e.value).join(' '));
+  check(!shown.includes(args.key), 'the key is not displayed after sign-in');
+  check(!page.url().includes(args.key), 'the key is not in the URL');
+  check(await page.evaluate(() => Object.values(sessionStorage).length === 1), 'the key is kept in sessionStorage');
+  await screenshot('routes');
+
+  // --- RequiredPath -> NotRequiredPath. ------------------------------------
+  step = 'switch mode';
+  check((await dataPlane('GET', '/api/private/x')).status === 401, 'before: GET /api/private/x needs a token (401)');
+  check((await dataPlane('GET', '/api/public')).status === 200, 'before: GET /api/public passes without a token');
+  await page.click('a[href="#/routes/api"]');
+  await page.locator('form.policy').waitFor();
+  check(/RequiredPath/.test(await text('.mode-now')) && (await page.locator('.mode-now').getAttribute('data-mode')) === 'required',
+    'the policy page says the mode in words: RequiredPath');
+  const required = page.locator('[data-lines="required_paths"] textarea');
+  check((await required.inputValue()) === 'GET_/api/private*\nPOST_/api/orders', 'the RequiredPath list is shown as lines');
+  await screenshot('policy-required-path');
+
+  // Decline first: the confirmation has the focus on "Keep", Enter declines.
+  await page.click('input[type=radio][value=not_required]');
+  const dialog = page.locator('dialog.confirm');
+  await dialog.waitFor();
+  const asked = await dialog.innerText();
+  check(/resets the\s+RequiredPath list/.test(asked), 'the confirmation names the list it resets', asked);
+  await screenshot('confirm-switch');
+  await page.keyboard.press('Enter');
+  await dialog.waitFor({ state: 'detached' });
+  check(await page.locator('input[type=radio][value=required]').isChecked(), 'declined: RequiredPath stays selected');
+  check((await required.inputValue()) === 'GET_/api/private*\nPOST_/api/orders', 'declined: the RequiredPath list is intact');
+  let policy = await adminGet('/admin/v1/routes/api/jwt');
+  check(JSON.stringify(policy.required_paths) === '["GET_/api/private*","POST_/api/orders"]' && !policy.not_required_paths,
+    'declined: nothing changed on the gateway', JSON.stringify(policy));
+
+  // Accept, fill the NotRequiredPath list, save.
+  await page.click('input[type=radio][value=not_required]');
+  await dialog.waitFor();
+  await page.click('dialog.confirm button[data-choice="confirm"]');
+  await dialog.waitFor({ state: 'detached' });
+  const notRequired = page.locator('[data-lines="not_required_paths"] textarea');
+  check(await notRequired.isVisible() && !(await required.isVisible()), 'accepted: the NotRequiredPath list replaces the RequiredPath one');
+  check((await required.inputValue()) === '', 'accepted: the RequiredPath list is reset');
+  await notRequired.fill('GET_/api/private*');
+  await page.click('form.policy button[type=submit]');
+  await page.locator('form.policy .status.ok').waitFor();
+  check(/NotRequiredPath/.test(await text('.mode-now')), 'saved: the page now says NotRequiredPath');
+  policy = await adminGet('/admin/v1/routes/api/jwt');
+  check(JSON.stringify(policy.not_required_paths) === '["GET_/api/private*"]' && policy.required_paths === undefined,
+    'saved: the gateway holds NotRequiredPath and no RequiredPath list', JSON.stringify(policy));
+  check((await dataPlane('GET', '/api/private/x')).status === 200, 'live: GET /api/private/x, which needed a token, now passes without one');
+  check((await dataPlane('GET', '/api/public')).status === 401, 'live: GET /api/public now needs a token');
+  await screenshot('policy-not-required-path');
+
+  // --- A bad entry, located next to its line. -------------------------------
+  step = 'located error';
+  await notRequired.fill('GET_/api/private*\nFETCH_/api/x\nGET_/api/health');
+  await page.click('form.policy button[type=submit]');
+  const lineError = page.locator('[data-lines="not_required_paths"] .line-errors li[data-line="2"]');
+  await lineError.waitFor();
+  const said = await lineError.innerText();
+  check(/Line 2/.test(said) && said.includes('FETCH_/api/x') && /unknown method/.test(said), 'the API\'s error for not_required_paths[1] is shown for line 2', said);
+  check(await page.locator('[data-lines="not_required_paths"] .lines-gutter div.bad').count() === 1
+    && /2/.test(await text('[data-lines="not_required_paths"] .lines-gutter div.bad')), 'the gutter marks line 2 and only it');
+  check(/unknown method/.test(await text('[data-lines="not_required_paths"] .lines-notes div[data-line="2"]')), 'the message sits beside line 2');
+  check(await notRequired.getAttribute('aria-invalid') === 'true', 'the list is marked invalid for assistive technology');
+  policy = await adminGet('/admin/v1/routes/api/jwt');
+  check(JSON.stringify(policy.not_required_paths) === '["GET_/api/private*"]', 'the invalid list was not applied');
+  await screenshot('policy-located-error');
+  await page.click('text=Discard changes');
+
+  // --- An immutable policy: the 409, explained; then lifted. ---------------
+  step = 'immutable';
+  await go('#/routes/guarded', 'form.policy');
+  check(await page.locator('input[data-flag=immutable]').isChecked(), 'guarded: "values cannot be changed" is ticked');
+  check(await page.locator('.notice').isVisible(), 'guarded: the page says the policy is immutable');
+  await page.click('input[type=radio][value=required]');
+  await page.locator('[data-lines="required_paths"] textarea').fill('GET_/guarded/private*');
+  await page.click('form.policy button[type=submit]');
+  await page.locator('.conflict').waitFor();
+  const conflict = await text('.conflict');
+  check(/409/.test(conflict) && /protection\.immutable/.test(conflict) && /Untick/.test(conflict), 'the 409 is explained, with how to lift the protection', conflict);
+  policy = await adminGet('/admin/v1/routes/guarded/jwt');
+  check(policy.required_paths === undefined, 'the immutable policy is unchanged');
+  await screenshot('immutable-409');
+  await page.locator('input[data-flag=immutable]').uncheck();
+  await page.locator('.protection .status.ok').waitFor();
+  policy = await adminGet('/admin/v1/routes/guarded/jwt');
+  check(policy.protection.immutable === false && policy.protection.undeletable === true && policy.required_paths === undefined,
+    'unticking lifts protection.immutable alone, in a change of its own');
+  await page.click('form.policy button[type=submit]');
+  await page.locator('form.policy .status.ok').waitFor();
+  check((await dataPlane('GET', '/guarded/open')).status === 200, 'after lifting: the change saves and is live');
+
+  // --- Revoke a token. ------------------------------------------------------
+  step = 'revoke';
+  const token = aliceToken();
+  check((await dataPlane('GET', '/api/orders', token)).status === 200, 'alice\'s token is accepted');
+  await go('#/revocations', '#page form textarea');
+  await page.getByLabel('Token (JWT)').fill(token);
+  await page.click('button:has-text("Revoke token")');
+  await page.locator('.status.ok:has-text("revoked until")').waitFor();
+  ok('the console says the token is revoked');
+  const after = await dataPlane('GET', '/api/orders', token);
+  check(after.status === 401 && after.message === 'JWT token has been revoked', 'the revoked token is refused on the data plane', JSON.stringify(after));
+  await page.getByLabel('Subject (sub claim)').fill('u-42');
+  await page.click('button:has-text("Log out everywhere")');
+  await page.locator('.status.ok:has-text("Cut off")').waitFor();
+  await page.locator('.cutoff:has-text("u-42")').waitFor();
+  ok('a subject cut-off is recorded and listed');
+  await screenshot('revocations');
+
+  // --- Explain a token that lacks the key claim. ----------------------------
+  step = 'explain';
+  await go('#/explain', '#page form textarea');
+  await page.getByLabel('Token (JWT)').fill(sign({ sub: 'alice-key', iat: now(), exp: now() + 600 }));
+  await page.getByLabel('Request line').fill('GET /api/orders');
+  await page.click('button:has-text("Explain")');
+  await page.locator('.report').waitFor();
+  const report = await text('.report h2');
+  check(/Refused: 401 missing user key in JWT token/.test(report), 'explain: refused, missing user key', report);
+  const hint = await text('.report .hint');
+  check(/key_claim_name: sub/.test(hint), 'explain: the hint says to set key_claim_name: sub', hint);
+  await screenshot('explain-hint');
+
+  // --- Consumers: the secret never shown, "***" round-trips. ----------------
+  step = 'consumers';
+  await go('#/consumers', '.cards [data-consumer="alice"]');
+  await screenshot('consumers');
+  await page.click('a[href="#/consumers/alice"]');
+  const secret = page.getByLabel('New secret (leave empty to keep the stored one)');
+  await secret.waitFor();
+  check((await secret.inputValue()) === '', 'the secret field is empty: the secret is never shown');
+  await screenshot('consumer-edit');
+  check(!(await page.evaluate(() => document.body.innerText)).includes('***'), 'the mask is not shown either');
+  await page.getByLabel('Custom ID (optional)').fill('crm-7');
+  const putSeen = page.waitForRequest((r) => r.method() === 'PUT' && r.url().endsWith('/admin/v1/consumers/alice'));
+  await page.click('button:has-text("Save consumer")');
+  const put = await putSeen;
+  check(JSON.parse(put.postData()).jwt.secret === '***', 'saving sends "***" back for the untouched secret');
+  await page.locator('form .status.ok').waitFor();
+  check((await dataPlane('GET', '/api/orders', aliceToken())).status === 200, 'the stored secret was kept: alice\'s new tokens pass');
+  check((await adminGet('/admin/v1/consumers/alice')).custom_id === 'crm-7', 'the edit was applied');
+  await go('#/consumers/+new', '#page form');
+  await page.getByLabel('Username').fill('bob');
+  await page.getByLabel('Key', { exact: true }).fill('bob-key');
+  await page.getByLabel('Secret', { exact: true }).fill('short');
+  await page.click('button:has-text("Create consumer")');
+  const secretError = page.locator('.field:has(label:text-is("Secret")) .field-error');
+  await secretError.waitFor();
+  check(/at least 32/.test(await secretError.innerText()), 'a consumer\'s error is shown next to its field (jwt.secret)');
+  await screenshot('consumer-located-error');
+
+  // --- Providers. ----------------------------------------------------------
+  step = 'providers';
+  await go('#/providers', '.cards [data-provider="corp"]');
+  check(/ok, 1 key/.test(await text('[data-provider="corp"]')), 'the provider is listed with its key state');
+  await screenshot('providers');
+  await page.click('a[href="#/providers/corp"]');
+  await page.getByLabel('Issuer', { exact: true }).waitFor();
+  check(await page.getByLabel('A JWK Set file on the gateway').isChecked(), 'the provider form shows where its keys come from');
+  await page.getByLabel('Audiences (comma separated)').fill('orders-api, billing-api');
+  await page.click('button:has-text("Save provider")');
+  await page.locator('#page form .status.ok').waitFor();
+  const corp = await adminGet('/admin/v1/providers/corp');
+  check(JSON.stringify(corp.audiences) === '["orders-api","billing-api"]' && corp.jwks_file && JSON.stringify(corp.algorithms) === '["ES256"]',
+    'a provider edit keeps the fields it did not touch', JSON.stringify(corp));
+  await screenshot('provider-edit');
+
+  // --- Auth outcomes since the page opened. ---------------------------------
+  step = 'outcomes';
+  await go('#/outcomes', '.outcomes-panel');
+  await page.waitForFunction(() => {
+    const n = (route, outcome) => Number(document.querySelector(`.outcome-row[data-route="${route}"] [data-outcome="${outcome}"] strong`)?.textContent || 0);
+    return n('api', 'revoked') >= 1 && n('api', 'not_required') >= 1 && n('api', 'ok') >= 2 && n('api', 'missing') >= 1;
+  }, null, { timeout: 15_000 });
+  check(await page.locator('.outcome-row[data-route="api"] svg.bar rect.o-revoked').count() === 1, 'the chart draws the revoked share of route api');
+  await screenshot('outcomes');
+
+  // --- A phone's width. ----------------------------------------------------
+  step = 'phone';
+  await page.setViewportSize({ width: 390, height: 844 });
+  await go('#/routes/api', 'form.policy');
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+  check(wide <= 390, 'at 390 px nothing is wider than the screen', `${wide}px`);
+  await screenshot('phone-policy');
+  await go('#/outcomes', '.outcome-row');
+  await screenshot('phone-outcomes');
+  await page.setViewportSize({ width: 1280, height: 800 });
+
+  // --- Where the key went, and sign-out. ------------------------------------
+  step = 'key hygiene';
+  const keyed = requests.filter((r) => r.headers['x-api-key'] === args.key);
+  check(keyed.length > 10 && keyed.every((r) => new URL(r.url).pathname.startsWith('/admin/')), 'the key is sent only as X-API-KEY, only to /admin/*');
+  check(requests.every((r) => !r.url.includes(args.key) && !(r.body || '').includes(args.key)), 'the key is never in a URL or a body');
+  check(requests.every((r) => r.url.startsWith(args.admin) || r.url.startsWith('data:')), 'nothing is loaded from outside the admin listener');
+  await page.click('#sign-out');
+  await page.locator('#sign-in-form').waitFor();
+  check(await page.evaluate(() => sessionStorage.length === 0), 'sign-out forgets the key');
+  const csp2 = await page.evaluate(() => window.__csp);
+  check(csp2.length === 0, 'no Content-Security-Policy violation', csp2.join('; '));
+  check(problems.length === 0, 'no script error', problems.join('; '));
+}
+
+try {
+  await scenario();
+  console.log(`# all ${checks} checks passed`);
+  await browser.close();
+} catch (e) {
+  console.log(`not ok - [${step}] ${e.message.split('\n')[0]}`);
+  console.error(e.stack);
+  try {
+    await page.screenshot({ path: join(args.out, `failure-${step.replace(/\W+/g, '-')}.png`), fullPage: true });
+  } catch (e2) { /* the browser may be gone */ }
+  if (problems.length) console.log(`# page problems: ${problems.join('; ')}`);
+  await browser.close();
+  process.exit(1);
+}
