@@ -220,6 +220,7 @@ impl Worker {
         let pool = ConnPool::default();
         let idle = IdleWatch::start(idle_timeout, idle_sweep);
         let accepted = crate::metrics::worker_connections(self.id);
+        let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let graceful = Arc::new(GracefulShutdown::new());
         let mut tasks = Vec::new();
         for listener in self.listeners {
@@ -234,6 +235,7 @@ impl Worker {
                 listener,
                 Shared {
                     accepted: accepted.clone(),
+                    count: Arc::clone(&count),
                     tls: self.tls.clone(),
                     gateway: Arc::clone(&self.gateway),
                     pool: pool.clone(),
@@ -248,6 +250,11 @@ impl Worker {
         for t in tasks {
             let _ = t.await;
         }
+        info!(
+            worker = self.id,
+            connections = count.load(std::sync::atomic::Ordering::Relaxed),
+            "worker stopped accepting"
+        );
         let Ok(graceful) = Arc::try_unwrap(graceful) else {
             warn!("connections still referenced at shutdown");
             return;
@@ -264,8 +271,10 @@ impl Worker {
 
 /// What every connection of a worker uses.
 struct Shared {
-    /// Counts the worker's accepted connections.
+    /// Counts the worker's accepted connections (the metric, and the
+    /// figure logged when it stops).
     accepted: metrics::Counter,
+    count: Arc<std::sync::atomic::AtomicU64>,
     tls: Option<Arc<TlsServer>>,
     gateway: SharedGateway,
     pool: ConnPool,
@@ -289,6 +298,9 @@ async fn accept_loop(listener: TcpListener, shared: Shared, mut stop: watch::Rec
             }
         };
         shared.accepted.increment(1);
+        shared
+            .count
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
         let info = Arc::new(ConnInfo::new(peer, shared.tls.is_some()));
         let activity = shared.idle.activity();

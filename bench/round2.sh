@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Performance, round two (issue 18): jwtgate as the kit's `custom` row in
+# the same run_peers.sh runs as HAProxy and nginx, each row doing the same
+# work as its peers, and the ratios (median req/s, median proxy CPU per
+# request) printed per row.
+#
+#   bench/round2.sh [row ...]    rows: twocores tls handshake h2 onecore (default: all)
+#   env ROUNDS=5 DURATION=10 ACCESS_LOG=off|on (onecore always runs both)
+#
+#   twocores   PIN=none, plain HTTP, HS256: haproxy-hs256 (nbthread 2),
+#              nginx-lua-hs256 (2 workers), jwtgate (a worker per core); the
+#              connections each jwtgate worker accepted, per round
+#   tls        TLS 1.3 keep-alive, HS256: haproxy-tls-hs256, nginx-lua-tls-hs256
+#   handshake  a new connection and a full TLS 1.3 handshake per request, no
+#              resumption anywhere (jwtgate: session_tickets false,
+#              session_cache 0, as the peers): the -handshake rows
+#   h2         HTTP/2 over TLS, HS256: haproxy-h2-hs256, nginx-h2-lua-hs256
+#   onecore    the one-core rows with jwtgate's access log ON (as users run
+#              it; the peers log nothing): hs256, rs256, plain vs HAProxy
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+source "$ROOT/bench/lib.sh"
+ROWS=("$@"); [[ ${#ROWS[@]} -gt 0 ]] || ROWS=(twocores tls handshake h2 onecore)
+export ROUNDS=${ROUNDS:-5} DURATION=${DURATION:-10}
+cargo build --release --manifest-path "$ROOT/Cargo.toml" -p jwtgate
+kit_prepare
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+
+log_env() { # on|off
+  [[ $1 == on ]] && echo "" || echo "env JWTGATE_LOG=info,jwtgate::access=off"
+}
+
+# run NAME CONFIG ALG PEERS... (env for run_peers.sh set by the caller)
+run() {
+  local name=$1 config=$2 alg=$3; shift 3
+  local out="$KIT/results/round2-$name-$STAMP"
+  mkdir -p "$out"
+  OUTDIR="$out" CUSTOM_NAME="jwtgate-$name" CUSTOM_PORT=18090 CUSTOM_ALG=$alg \
+    CUSTOM_CMD="$(log_env "${ACCESS_LOG:-off}") $BIN run --config $config 2>>$out/jwtgate.log" \
+    "$KIT/run_peers.sh" "$@" custom
+  echo "== $name"
+  python3 - "$out/summary.tsv" "jwtgate-$name" "$@" <<'PY'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+me, peers = sys.argv[2], sys.argv[3:]
+def med(row, col):
+    v = [float(r[col]) for r in rows if r["row"] == row and r[col] not in ("-", "")]
+    return statistics.median(v) if v else float("nan")
+cpu = "proxy_proc_us_per_req"
+print(f"{me}: {med(me,'rps'):.0f} req/s, {med(me,cpu):.1f} us CPU/req, p99 {med(me,'p99_ms'):.2f} ms")
+for p in peers:
+    print(f"  vs {p}: {med(p,'rps'):.0f} req/s, {med(p,cpu):.1f} us CPU/req -> "
+          f"req/s ratio {med(me,'rps')/med(p,'rps'):.2f}, CPU ratio {med(p,cpu)/med(me,cpu):.2f} (peer/jwtgate)")
+PY
+  if [[ -s $out/jwtgate.log ]] && grep -q "worker stopped accepting" "$out/jwtgate.log"; then
+    echo "  connections per worker, per round:"
+    grep "worker stopped accepting" "$out/jwtgate.log" |
+      sed -E 's/.*worker=([0-9]+) connections=([0-9]+).*/\1 \2/' |
+      awk '{ c[$1] = c[$1] " " $2 } END { for (w in c) print "    worker " w ":" c[w] }' | sort
+  fi
+  echo "  results: $out"
+}
+
+for row in "${ROWS[@]}"; do
+  case $row in
+    twocores)
+      PIN=none run twocores "$(write_config hs256)" hs256 haproxy-hs256 nginx-lua-hs256 ;;
+    tls)
+      CUSTOM_TLS=1 run tls "$(write_config hs256 tls)" hs256 haproxy-tls-hs256 nginx-lua-tls-hs256 ;;
+    handshake)
+      config=$(write_config hs256 tls)
+      # No resumption, as the peers (no cache, no tickets).
+      sed -i 's|^tls: { \(.*\) }$|tls: { \1, session_tickets: false, session_cache: 0 }|' "$config"
+      "$BIN" check --config "$config" >/dev/null
+      CUSTOM_HANDSHAKE=1 run handshake "$config" hs256 haproxy-tls-hs256-handshake nginx-lua-tls-hs256-handshake ;;
+    h2)
+      CUSTOM_H2=1 run h2 "$(write_config hs256 tls)" hs256 haproxy-h2-hs256 nginx-h2-lua-hs256 ;;
+    onecore)
+      for mode in hs256 rs256 plain; do
+        declare -A PEER=([plain]=haproxy-plain [hs256]=haproxy-hs256 [rs256]=haproxy-rs256)
+        alg=hs256; [[ $mode == rs256 ]] && alg=rs256
+        auth=yes; [[ $mode == plain ]] && auth=no
+        ACCESS_LOG=on CUSTOM_AUTH=$auth run "onecore-$mode-log" "$(write_config "$mode")" $alg "${PEER[$mode]}"
+      done ;;
+    *) echo "unknown row $row" >&2; exit 2 ;;
+  esac
+done
