@@ -102,8 +102,21 @@ await context.addInitScript(() => {
 const requests = [];
 page.on('request', (r) => requests.push({ url: r.url(), method: r.method(), headers: r.headers(), body: r.postData() }));
 
+// Every visible form field has a label (SPEC §7), checked on each page
+// that is photographed.
+let labelledPages = 0;
+async function assertLabelled(name) {
+  const unlabelled = await page.evaluate(() => [...document.querySelectorAll('input, select, textarea')]
+    .filter((e) => e.type !== 'hidden' && e.getClientRects().length > 0)
+    .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.getAttribute('aria-labelledby'))
+    .map((e) => e.outerHTML.slice(0, 80)));
+  if (unlabelled.length) throw new Error(`${name}: fields without a label: ${unlabelled.join(' | ')}`);
+  labelledPages += 1;
+}
+
 let shot = 0;
 async function screenshot(name, opts = {}) {
+  await assertLabelled(name);
   shot += 1;
   const file = join(args.out, `${String(shot).padStart(2, '0')}-${name}.png`);
   await page.screenshot({ path: file, fullPage: true, ...opts });
@@ -238,6 +251,13 @@ async function scenario() {
   await page.click('form.policy button[type=submit]');
   await page.locator('form.policy .status.ok').waitFor();
   check((await dataPlane('GET', '/guarded/open')).status === 200, 'after lifting: the change saves and is live');
+  await page.click('button:has-text("Remove the JWT policy")');
+  await dialog.waitFor();
+  await page.click('dialog.confirm button[data-choice="confirm"]');
+  const kept = page.locator('.conflict:has-text("protection.undeletable")');
+  await kept.waitFor();
+  check(/Cannot be deleted/.test(await kept.innerText()), 'deleting an undeletable policy: the 409 is explained too');
+  check((await adminGet('/admin/v1/routes/guarded/jwt')).protection.undeletable === true, 'the undeletable policy is still there');
 
   // --- Revoke a token. ------------------------------------------------------
   step = 'revoke';
@@ -347,6 +367,7 @@ async function scenario() {
   const csp2 = await page.evaluate(() => window.__csp);
   check(csp2.length === 0, 'no Content-Security-Policy violation', csp2.join('; '));
   check(problems.length === 0, 'no script error', problems.join('; '));
+  check(labelledPages >= 15, `every field has a label, on all ${labelledPages} pages photographed`);
 }
 
 try {

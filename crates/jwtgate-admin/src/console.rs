@@ -59,6 +59,7 @@ const ASSETS: &[Asset] = &[
     asset!("js/fields.js", JS),
     asset!("js/lines.js", JS),
     asset!("js/routes.js", JS),
+    asset!("js/policy.js", JS),
     asset!("js/consumers.js", JS),
     asset!("js/providers.js", JS),
     asset!("js/revocations.js", JS),

@@ -5,6 +5,7 @@
 import { api, ApiError, session, signedOut } from './api.js';
 import { clear, h } from './dom.js';
 import * as routes from './routes.js';
+import * as policy from './policy.js';
 import * as consumers from './consumers.js';
 import * as providers from './providers.js';
 import * as revocations from './revocations.js';
@@ -12,7 +13,7 @@ import * as explain from './explain.js';
 import * as outcomes from './outcomes.js';
 
 const SECTIONS = {
-  routes: { title: 'Routes', list: routes.listPage, item: routes.policyPage },
+  routes: { title: 'Routes', list: routes.listPage, item: policy.policyPage },
   consumers: { title: 'Consumers', list: consumers.listPage, item: consumers.editPage },
   providers: { title: 'Providers', list: providers.listPage, item: providers.editPage },
   revocations: { title: 'Revocations', list: revocations.page },

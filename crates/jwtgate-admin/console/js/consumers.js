@@ -3,9 +3,9 @@
 // back, which keeps the stored secret (the API's GET-edit-PUT round trip).
 
 import { api, get, seg } from './api.js';
-import { checkbox, code, h, heading, reload, statusLine, uid } from './dom.js';
-import { confirmChoice } from './dialog.js';
-import { FieldErrors } from './fields.js';
+import { checkbox, code, h, heading, statusLine, uid } from './dom.js';
+import { deleteSection } from './dialog.js';
+import { FieldErrors, textField } from './fields.js';
 
 export const ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512',
   'ES256', 'ES384', 'ES512', 'EdDSA'];
@@ -35,29 +35,6 @@ export async function listPage(page) {
       h('dt', {}, 'Algorithm'), h('dd', {}, c.jwt.algorithm || 'HS256'),
       h('dt', {}, 'Credential'), h('dd', {}, credentialWords(c.jwt)),
       c.custom_id ? [h('dt', {}, 'Custom ID'), h('dd', {}, c.custom_id)] : null)))));
-}
-
-/** A labelled text input registered for located errors. */
-export function textField(errors, name, label, value, props = {}) {
-  const id = uid('t');
-  const helpId = props.help ? `${id}-h` : null;
-  const input = h(props.multiline ? 'textarea' : 'input', {
-    id,
-    type: props.multiline ? undefined : (props.type || 'text'),
-    value: value ?? '',
-    autocomplete: props.autocomplete || 'off',
-    spellcheck: false,
-    placeholder: props.placeholder,
-    readOnly: props.readOnly,
-    required: props.required,
-    rows: props.rows,
-    'aria-describedby': helpId,
-  });
-  if (props.multiline) input.value = value ?? '';
-  const el = h('div', { class: 'field' }, h('label', { for: id }, label),
-    props.help ? h('p', { class: 'help', id: helpId }, props.help) : null, input);
-  errors.field(name, input);
-  return { input, el };
 }
 
 export async function editPage(page, username) {
@@ -164,35 +141,5 @@ export async function editPage(page, username) {
 
   page.append(h('p', { class: 'crumbs' }, h('a', { href: '#/consumers' }, '\u2190 All consumers')),
     heading(creating ? 'New consumer' : `Consumer ${original.username}`), form);
-  if (!creating) page.append(deletePanel('consumer', original.username, `/admin/v1/consumers/${seg(original.username)}`, '#/consumers'));
-}
-
-/** A delete button with its confirmation; back to `back` when done. */
-export function deletePanel(kind, name, path, back) {
-  const status = statusLine();
-  const button = h('button', {
-    type: 'button',
-    class: 'danger',
-    on: {
-      click: async () => {
-        const ok = await confirmChoice({
-          title: `Delete ${kind} ${name}?`,
-          body: [h('p', {}, `This cannot be undone from the console.`)],
-          confirm: `Delete ${kind}`,
-          cancel: 'Keep it',
-          danger: true,
-        });
-        if (!ok) return;
-        try {
-          await api('DELETE', path);
-          if (location.hash === back) reload();
-          else location.hash = back;
-        } catch (e) {
-          const where = e.errors.map((x) => `${x.field}: ${x.message}`).join('; ');
-          status.say(`Not deleted: ${e.message}${where ? ` (${where})` : ''}`, 'bad');
-        }
-      },
-    },
-  }, `Delete ${kind}`);
-  return h('section', { class: 'panel' }, h('h2', {}, 'Delete'), h('p', {}, button), status);
+  if (!creating) page.append(deleteSection('consumer', original.username, `/admin/v1/consumers/${seg(original.username)}`, '#/consumers'));
 }

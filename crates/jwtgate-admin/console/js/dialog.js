@@ -1,7 +1,8 @@
 // A confirmation that can be declined: a modal <dialog>, so focus stays in
 // it, Escape declines, and the safe choice has the focus first.
 
-import { h } from './dom.js';
+import { api } from './api.js';
+import { h, reload, statusLine } from './dom.js';
 
 /**
  * Resolves true when the user confirms. `body` is a list of nodes/strings.
@@ -33,4 +34,34 @@ export function confirmChoice({ title, body, confirm, cancel = 'Cancel', danger 
     dialog.showModal();
     no.focus();
   });
+}
+
+/** A delete button with its confirmation; back to `back` when done. */
+export function deleteSection(kind, name, path, back) {
+  const status = statusLine();
+  const button = h('button', {
+    type: 'button',
+    class: 'danger',
+    on: {
+      click: async () => {
+        const ok = await confirmChoice({
+          title: `Delete ${kind} ${name}?`,
+          body: [h('p', {}, `This cannot be undone from the console.`)],
+          confirm: `Delete ${kind}`,
+          cancel: 'Keep it',
+          danger: true,
+        });
+        if (!ok) return;
+        try {
+          await api('DELETE', path);
+          if (location.hash === back) reload();
+          else location.hash = back;
+        } catch (e) {
+          const where = e.errors.map((x) => `${x.field}: ${x.message}`).join('; ');
+          status.say(`Not deleted: ${e.message}${where ? ` (${where})` : ''}`, 'bad');
+        }
+      },
+    },
+  }, `Delete ${kind}`);
+  return h('section', { class: 'panel' }, h('h2', {}, 'Delete'), h('p', {}, button), status);
 }

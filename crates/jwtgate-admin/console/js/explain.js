@@ -4,8 +4,7 @@
 
 import { api, get } from './api.js';
 import { h, heading, rich, statusLine, uid } from './dom.js';
-import { FieldErrors } from './fields.js';
-import { textField } from './consumers.js';
+import { FieldErrors, textField } from './fields.js';
 
 function report(r) {
   const hints = r.steps.filter((s) => /^hint:/i.test(s.detail.trim()));

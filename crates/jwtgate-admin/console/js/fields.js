@@ -89,3 +89,26 @@ export class FieldErrors {
     this.summary.hidden = false;
   }
 }
+
+/** A labelled text input registered for located errors. */
+export function textField(errors, name, label, value, props = {}) {
+  const id = uid('t');
+  const helpId = props.help ? `${id}-h` : null;
+  const input = h(props.multiline ? 'textarea' : 'input', {
+    id,
+    type: props.multiline ? undefined : (props.type || 'text'),
+    value: value ?? '',
+    autocomplete: props.autocomplete || 'off',
+    spellcheck: false,
+    placeholder: props.placeholder,
+    readOnly: props.readOnly,
+    required: props.required,
+    rows: props.rows,
+    'aria-describedby': helpId,
+  });
+  if (props.multiline) input.value = value ?? '';
+  const el = h('div', { class: 'field' }, h('label', { for: id }, label),
+    props.help ? h('p', { class: 'help', id: helpId }, props.help) : null, input);
+  errors.field(name, input);
+  return { input, el };
+}

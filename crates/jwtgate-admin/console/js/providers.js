@@ -5,8 +5,8 @@
 
 import { api, get, seg } from './api.js';
 import { code, h, heading, statusLine, uid } from './dom.js';
-import { FieldErrors } from './fields.js';
-import { deletePanel, textField } from './consumers.js';
+import { deleteSection } from './dialog.js';
+import { FieldErrors, textField } from './fields.js';
 
 const words = (s) => s.split(/[\s,]+/).map((w) => w.trim()).filter(Boolean);
 
@@ -160,5 +160,5 @@ export async function editPage(page, name) {
 
   page.append(h('p', { class: 'crumbs' }, h('a', { href: '#/providers' }, '\u2190 All providers')),
     heading(creating ? 'New identity provider' : `Provider ${original.name}`), form);
-  if (!creating) page.append(deletePanel('provider', original.name, `/admin/v1/providers/${seg(original.name)}`, '#/providers'));
+  if (!creating) page.append(deleteSection('provider', original.name, `/admin/v1/providers/${seg(original.name)}`, '#/providers'));
 }

@@ -4,8 +4,7 @@
 
 import { api, get } from './api.js';
 import { code, formatTime, h, heading, reload, statusLine, uid } from './dom.js';
-import { FieldErrors } from './fields.js';
-import { textField } from './consumers.js';
+import { FieldErrors, textField } from './fields.js';
 
 function revokeForm() {
   const errors = new FieldErrors();
