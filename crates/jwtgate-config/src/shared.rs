@@ -68,6 +68,9 @@ impl std::fmt::Display for ObjectKind {
 pub type ObjectId = (ObjectKind, String);
 
 /// One shared object, read.
+// Short-lived (a change in flight); the sets keep routes, consumers and
+// providers unwrapped, so boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum SharedObject {
     Route(RawRoute),

@@ -114,7 +114,7 @@ fn provider(m: &TlsMaterial) -> CryptoProvider {
     if !m.cipher_suites.is_empty() {
         provider.cipher_suites.retain(|s| {
             let name = format!("{:?}", s.suite());
-            m.cipher_suites.iter().any(|wanted| *wanted == name)
+            m.cipher_suites.contains(&name)
         });
     }
     provider

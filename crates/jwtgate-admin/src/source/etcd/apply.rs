@@ -462,10 +462,7 @@ mod tests {
             &compile,
         );
         assert_eq!(applied.refused[0].1.outcome, "protected");
-        assert!(o
-            .stored
-            .get(&(ObjectKind::Route, "locked".into()))
-            .is_none());
+        assert!(!o.stored.contains_key(&(ObjectKind::Route, "locked".into())));
         assert_eq!(
             names(&o),
             ["b", "locked"],
