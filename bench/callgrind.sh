@@ -18,15 +18,19 @@
 #     callgrind_annotate --inclusive=yes DIR/cg.* | grep 'accept_loop::{{closure}}::{{closure}} '
 #   env BIN=path/to/jwtgate (default target/release/jwtgate, built by the caller)
 #   env ACCESS_LOG=on (default, as users run it) | off
+#   env TOKEN_KIND=forged-kid (provider modes: a kid the key set lacks; the
+#       answers are then 401, as expected)
 # Needs valgrind, python3, and for h2 h2load (the kit's setup installs it).
 set -euo pipefail
+shopt -s inherit_errexit   # a failed request in instructions() fails the run
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 source "$ROOT/bench/lib.sh"
 MODE=${1:-hs256}; N=${2:-2000}; CLIENT=${3:-http}
 kit_prepare
 TLS=""; [[ $CLIENT != http ]] && TLS=tls
 CONFIG=$(write_config "$MODE" $TLS)
-TOKEN=$(token_for "$MODE")
+TOKEN=$(token_for "$MODE" "${TOKEN_KIND:-}")
+EXPECT=200; [[ ${TOKEN_KIND:-} == forged-kid ]] && EXPECT=401
 OUT=$(mktemp -d)
 REDIS_PID=""
 cleanup() { [[ -n $REDIS_PID ]] && kill "$REDIS_PID" 2>/dev/null; rm -rf "$OUT"; }
@@ -72,9 +76,9 @@ instructions() { # requests -> total instructions of one gateway run
         || { cat "$OUT/h2load.$n.txt" >&2; exit 1; }
       grep -q "h2" "$OUT/h2load.$n.txt" || { echo "h2load did not speak h2" >&2; exit 1; }
     else
-      python3 - "$n" "$TOKEN" "$CLIENT" "$KIT/keys/tls-ecdsa.crt" <<'PY'
+      python3 - "$n" "$TOKEN" "$CLIENT" "$KIT/keys/tls-ecdsa.crt" "$EXPECT" <<'PY'
 import socket, ssl, sys
-n, token, client, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+n, token, client, ca, expect = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 ctx = None
 if client != "http":
     ctx = ssl.create_default_context(cafile=ca)
@@ -99,7 +103,7 @@ for i in range(n):
             head = buf[:end].decode()
             length = next(int(l.split(":")[1]) for l in head.split("\r\n") if l.lower().startswith("content-length"))
             if len(buf) >= end + 4 + length:
-                assert head.startswith("HTTP/1.1 200"), head
+                assert head.startswith("HTTP/1.1 " + expect), head
                 buf = buf[end + 4 + length:]
                 break
         data = s.recv(65536)
@@ -111,7 +115,8 @@ s.close()
 PY
     fi
   fi
-  kill -TERM "$gw"; wait "$gw" || true; kill "$ng"; wait "$ng" 2>/dev/null || true
+  kill -TERM "$gw" || { echo "the gateway died:" >&2; cat "$OUT/gw.$n.log" >&2; exit 1; }
+  wait "$gw" || true; kill "$ng"; wait "$ng" 2>/dev/null || true
   callgrind_annotate "$OUT"/cg.$n.* | awk '/PROGRAM TOTALS/ && !done {gsub(",", "", $1); print $1; done = 1}'
 }
 zero=$(instructions 0)

@@ -6,9 +6,10 @@
 #   write_config MODE [tls]     writes $CONF/MODE[-tls].yaml, prints its path
 #   token_for MODE              prints the token a MODE request carries
 #
-# Modes: plain (no auth), hs256, rs256, hs256-redis (blacklist in Redis on
-# 127.0.0.1:18379), provider-rs256 (an identity provider: iss, aud, kid, the
-# kit's RS256 key as a JWK Set file), hs256-authorize10 (ten authorize rules,
+# Modes: plain (no auth), hs256, rs256, es256 (consumers with a P-256 key
+# made here), hs256-redis (blacklist in Redis on 127.0.0.1:18379),
+# provider-rs256 and provider-es256 (an identity provider: iss, aud, kid,
+# the same keys as a JWK Set file), hs256-authorize10 (ten authorize rules,
 # the request's one checking a claim), hs256-cutoffs (hs256 with the
 # blacklist in Redis, which bench/callgrind.sh fills with subject cut-offs).
 ROOT="${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
@@ -22,7 +23,7 @@ kit_prepare() {
     rm -rf "$KIT"; cp -r "$KIT_SRC" "$KIT"; chmod -R u+w "$KIT"
     (cd "$KIT" && ./setup.sh)
   fi
-  mkdir -p "$CONF"
+  mkdir -p "$CONF" "$KIT/run/tmp"   # run/: the upstream nginx's scratch space
 }
 
 _consumers() { # $1 = hs256|rs256
@@ -31,24 +32,37 @@ _consumers() { # $1 = hs256|rs256
     [[ -n $key ]] || continue
     if [[ $1 == hs256 ]]; then
       printf '  - username: %s\n    jwt: { key: %s, algorithm: HS256, secret: "%s" }\n' "$key" "$key" "$secret"
+    elif [[ $1 == es256 ]]; then
+      printf '  - username: %s\n    jwt: { key: %s, algorithm: ES256, public_key_file: %s }\n' "$key" "$key" "$CONF/es256-public.pem"
     else
       printf '  - username: %s\n    jwt: { key: %s, algorithm: RS256, public_key_file: %s }\n' "$key" "$key" "$KIT/keys/rs256-public.pem"
     fi
   done < "$KIT/keys/consumers.map"
 }
 
-# The kit's RS256 public key as a JWK Set with kid bench-1.
+# A P-256 key pair for the ES256 modes (made once).
+_es256_keys() {
+  [[ -f $CONF/es256-private.pem ]] && return
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$CONF/es256-private.pem" 2>/dev/null
+  openssl pkey -in "$CONF/es256-private.pem" -pubout -out "$CONF/es256-public.pem"
+}
+
+# A public key (PEM) as a JWK Set with kid bench-1: ALG PEM > FILE
 _provider_jwks() {
-  "$KIT/.venv/bin/python" - "$KIT/keys/rs256-public.pem" > "$CONF/bench-idp.jwks.json" <<'PY'
+  "$KIT/.venv/bin/python" - "$1" "$2" > "$3" <<'PY'
 import json, sys
-from jwt.algorithms import RSAAlgorithm
+from jwt.algorithms import RSAAlgorithm, ECAlgorithm
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
-key = load_pem_public_key(open(sys.argv[1], "rb").read())
-jwk = json.loads(RSAAlgorithm.to_jwk(key))
-jwk.update({"kid": "bench-1", "alg": "RS256", "use": "sig"})
+alg, pem = sys.argv[1], sys.argv[2]
+key = load_pem_public_key(open(pem, "rb").read())
+jwk = json.loads((RSAAlgorithm if alg == "RS256" else ECAlgorithm).to_jwk(key))
+jwk.update({"kid": "bench-1", "alg": alg, "use": "sig"})
 print(json.dumps({"keys": [jwk]}))
 PY
 }
+
+# The private key and the consumer token of a mode's algorithm.
+_private_key() { [[ $1 == *es256* ]] && echo "$CONF/es256-private.pem" || echo "$KIT/keys/rs256-private.pem"; }
 
 write_config() { # MODE [tls] -> path of the written config
   local mode=$1 tls=${2:-} alg=hs256 jwt="    jwt: {}" extra="" providers=""
@@ -58,15 +72,18 @@ write_config() { # MODE [tls] -> path of the written config
     plain) jwt="" ;;
     hs256) ;;
     rs256) alg=rs256 ;;
+    es256) alg=es256; _es256_keys ;;
     hs256-redis|hs256-cutoffs) store="store: { kind: redis, host: 127.0.0.1, port: 18379, name: bench-$mode }" ;;
-    provider-rs256)
+    provider-rs256|provider-es256)
+      local upper=RS256 pem="$KIT/keys/rs256-public.pem"
       alg=rs256
-      _provider_jwks
+      if [[ $mode == provider-es256 ]]; then _es256_keys; upper=ES256; pem="$CONF/es256-public.pem"; alg=es256; fi
+      _provider_jwks $upper "$pem" "$CONF/$mode.jwks.json"
       providers="providers:
   - name: bench-idp
     issuer: \"https://idp.bench.test\"
-    jwks_file: $CONF/bench-idp.jwks.json
-    algorithms: [RS256]
+    jwks_file: $CONF/$mode.jwks.json
+    algorithms: [$upper]
     audiences: [bench]"
       jwt="    jwt: { providers: [bench-idp] }" ;;
     hs256-authorize10)
@@ -98,12 +115,15 @@ YAML
   echo "$file"
 }
 
-token_for() { # MODE -> token
+token_for() { # MODE [forged-kid] -> token (forged-kid: a kid the set does not hold)
+  local kid=bench-1; [[ ${2:-} == forged-kid ]] && kid=forged-$RANDOM
   case $1 in
     plain|hs256|hs256-redis|hs256-cutoffs|hs256-authorize10) cat "$KIT/tokens/hs256.valid.jwt" ;;
     rs256) cat "$KIT/tokens/rs256.valid.jwt" ;;
-    provider-rs256)
-      "$BIN" token sign --config "$CONF/provider-rs256.yaml" --provider bench-idp \
-        --private-key "$KIT/keys/rs256-private.pem" --kid bench-1 --ttl 86400 --claim sub=u-1 ;;
+    es256)
+      "$BIN" token sign --key user123 --alg ES256 --private-key "$CONF/es256-private.pem" --ttl 86400 ;;
+    provider-rs256|provider-es256)
+      "$BIN" token sign --config "$CONF/$1.yaml" --provider bench-idp \
+        --private-key "$(_private_key "$1")" --kid "$kid" --ttl 86400 --claim sub=u-1 ;;
   esac
 }

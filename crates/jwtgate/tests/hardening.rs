@@ -499,3 +499,40 @@ routes:
         [format!("a=1; b=2; jwt={token}").as_str()]
     );
 }
+
+/// Weakness 12: an HMAC secret under 32 bytes is refused at load, by
+/// `check` and by `run` (which does not start), with its location.
+#[test]
+fn regression_six_byte_hmac_secret_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("short.yaml");
+    let config = |secret: &str| {
+        format!(
+            r#"listen: "127.0.0.1:0"
+consumers:
+  - username: alice
+    jwt: {{ key: k1, secret: "{secret}" }}
+routes:
+  - name: r
+    paths: ["/*"]
+    upstream: {{ echo: true }}
+    jwt: {{}}
+"#
+        )
+    };
+    std::fs::write(&path, config("s3cret")).unwrap();
+    let out = run_cli(&["check", "--config", path.to_str().unwrap()], dir.path());
+    assert_eq!(out.code(), Some(1), "{}", out.all());
+    assert!(
+        out.all().contains("consumers[0].jwt.secret"),
+        "{}",
+        out.all()
+    );
+    assert!(out.all().contains("at least 32"), "{}", out.all());
+    let out = run_cli(&["run", "--config", path.to_str().unwrap()], dir.path());
+    assert_eq!(out.code(), Some(2), "run refuses to start: {}", out.all());
+    // 32 bytes is enough.
+    std::fs::write(&path, config(&"x".repeat(32))).unwrap();
+    let out = run_cli(&["check", "--config", path.to_str().unwrap()], dir.path());
+    assert_eq!(out.code(), Some(0), "{}", out.all());
+}
