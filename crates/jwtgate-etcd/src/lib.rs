@@ -5,14 +5,18 @@
 //!
 //! What this crate does: connect (TLS, user and password), read every
 //! object at one revision ([`Etcd::snapshot`]), follow the changes from a
-//! revision on ([`Watch`]), and write a set of objects in one transaction
-//! that holds only if none of them changed since it was read
-//! ([`Etcd::commit`]). Every request is bounded by `dial_timeout_ms`.
+//! revision on, one revision at a time ([`Watch`]), and write a set of
+//! objects in one transaction that holds only if none of them changed
+//! since it was read ([`Etcd::commit`]). Every request is bounded by
+//! `dial_timeout_ms`.
 //!
 //! What it does not do: decide what an object means or whether it is
-//! valid: the values are bytes here; the control plane reads them with the
-//! config file's reader and applies them through its one path.
+//! valid: the values are bytes here (only a name that cannot be a key's
+//! last segment is refused, [`name_problem`]); the control plane reads
+//! them with the config file's reader and applies them through its one
+//! path.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use etcd_client::{
@@ -94,6 +98,23 @@ pub struct Write {
     pub name: String,
     pub value: Option<Vec<u8>>,
     pub expect: Expect,
+}
+
+/// Why `name` cannot name an object in etcd, if it cannot: the name is the
+/// last segment of the object's key, and a `/` in it would make a key no
+/// node reads back as that object.
+pub fn name_problem(name: &str) -> Option<String> {
+    name.contains('/').then(|| {
+        format!("{name:?} cannot be a name in etcd: it must not contain \"/\" (the name is the last segment of the object's key)")
+    })
+}
+
+/// The field of an object that holds its name.
+pub fn name_field(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Consumer => "username",
+        Kind::Route | Kind::Provider => "name",
+    }
 }
 
 /// A connection to etcd under one prefix.
@@ -277,6 +298,7 @@ impl Etcd {
         Ok(Watch {
             stream,
             etcd: self.clone(),
+            queued: VecDeque::new(),
         })
     }
 
@@ -319,13 +341,19 @@ impl Etcd {
 pub struct Watch {
     stream: WatchStream,
     etcd: Etcd,
+    /// Revisions received and not handed out yet: one answer may carry
+    /// several (a watch that starts behind gets them all at once).
+    queued: VecDeque<Batch>,
 }
 
 impl Watch {
-    /// The next revision's changes (progress notifications, which carry
-    /// none, are skipped).
+    /// The next revision's changes, one revision at a time, in order
+    /// (progress notifications, which carry none, are skipped).
     pub async fn next(&mut self) -> Result<Batch, WatchEnd> {
         loop {
+            if let Some(batch) = self.queued.pop_front() {
+                return Ok(batch);
+            }
             let resp = self
                 .stream
                 .message()
@@ -344,28 +372,118 @@ impl Watch {
             if resp.events().is_empty() {
                 continue;
             }
-            let mut revision = 0;
-            let mut changes = Vec::with_capacity(resp.events().len());
-            for event in resp.events() {
-                let Some(kv) = event.kv() else { continue };
-                revision = revision.max(kv.mod_revision());
-                let Some((kind, name)) = self.etcd.parse_key(kv.key()) else {
-                    continue;
-                };
-                changes.push(match event.event_type() {
-                    EventType::Put => Change::Put(Object {
-                        kind,
-                        name,
-                        value: kv.value().to_vec(),
-                        mod_revision: kv.mod_revision(),
-                    }),
-                    EventType::Delete => Change::Delete { kind, name },
-                });
-            }
-            if let Some(h) = resp.header() {
-                revision = revision.max(h.revision());
-            }
-            return Ok(Batch { revision, changes });
+            let events = resp.events().iter().filter_map(|event| {
+                let kv = event.kv()?;
+                let parsed = self.etcd.parse_key(kv.key());
+                if parsed.is_none() {
+                    tracing::warn!(
+                        key = %String::from_utf8_lossy(kv.key()),
+                        "etcd: a key under the prefix that names no route, consumer or provider; ignored"
+                    );
+                }
+                let change = parsed.map(|(kind, name)| match event.event_type() {
+                        EventType::Put => Change::Put(Object {
+                            kind,
+                            name,
+                            value: kv.value().to_vec(),
+                            mod_revision: kv.mod_revision(),
+                        }),
+                        EventType::Delete => Change::Delete { kind, name },
+                    });
+                Some((kv.mod_revision(), change))
+            });
+            let header = resp.header().map_or(0, |h| h.revision());
+            self.queued = by_revision(events, header);
         }
+    }
+}
+
+/// One answer's events (in revision order, each with its revision; `None`:
+/// a key that names no object) as one batch per revision, so that a node
+/// applies each revision on its own, exactly as a node that watched all
+/// along did: two revisions applied as one could be refused together
+/// (lifting a protection, then the change it allowed) where one at a
+/// time they apply. When the answer's header is past its last event, an
+/// empty batch at the header's revision follows (nothing under the prefix
+/// changed up to it).
+fn by_revision(
+    events: impl IntoIterator<Item = (i64, Option<Change>)>,
+    header: i64,
+) -> VecDeque<Batch> {
+    let mut out: VecDeque<Batch> = VecDeque::new();
+    for (revision, change) in events {
+        if out.back().map(|last| last.revision) != Some(revision) {
+            out.push_back(Batch {
+                revision,
+                changes: Vec::new(),
+            });
+        }
+        if let (Some(batch), Some(change)) = (out.back_mut(), change) {
+            batch.changes.push(change);
+        }
+    }
+    if out.back().is_some_and(|last| header > last.revision) {
+        out.push_back(Batch {
+            revision: header,
+            changes: Vec::new(),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(name: &str, revision: i64) -> (i64, Option<Change>) {
+        let object = Object {
+            kind: Kind::Route,
+            name: name.into(),
+            value: b"{}".to_vec(),
+            mod_revision: revision,
+        };
+        (revision, Some(Change::Put(object)))
+    }
+
+    fn del(name: &str, revision: i64) -> (i64, Option<Change>) {
+        let change = Change::Delete {
+            kind: Kind::Route,
+            name: name.into(),
+        };
+        (revision, Some(change))
+    }
+
+    fn shape(batches: &VecDeque<Batch>) -> Vec<(i64, usize)> {
+        batches
+            .iter()
+            .map(|b| (b.revision, b.changes.len()))
+            .collect()
+    }
+
+    #[test]
+    fn names_with_a_slash_cannot_be_keys() {
+        assert!(name_problem("team/alice").is_some());
+        assert!(name_problem("alice").is_none());
+        assert!(name_problem("a.b-c_d@e").is_none());
+        assert_eq!(name_field(Kind::Consumer), "username");
+    }
+
+    #[test]
+    fn one_batch_per_revision() {
+        // A watch that starts behind: three revisions in one answer, the
+        // second a transaction of two keys, the header at the last event.
+        let batches = by_revision(vec![put("a", 7), put("b", 8), del("c", 8), put("a", 9)], 9);
+        assert_eq!(shape(&batches), [(7, 1), (8, 2), (9, 1)]);
+        assert_eq!(batches[1].changes[1], del("c", 8).1.expect("change"));
+    }
+
+    #[test]
+    fn a_header_past_the_events_ends_with_an_empty_batch() {
+        let batches = by_revision(vec![put("a", 7)], 12);
+        assert_eq!(shape(&batches), [(7, 1), (12, 0)]);
+        // Keys that name no object still count as their revision.
+        let batches = by_revision(vec![(5, None), put("a", 6)], 6);
+        assert_eq!(shape(&batches), [(5, 0), (6, 1)]);
+        assert!(by_revision(Vec::new(), 3).is_empty());
     }
 }

@@ -15,10 +15,10 @@ use std::process::ExitCode;
 
 use jwtgate_admin::protect;
 use jwtgate_config::{
-    compile_source, locate_in, objects_to_yaml, read_source, ConfigErrors, EtcdSettings, RawConfig,
-    SharedObject, SharedObjects,
+    compile_source, locate_in, objects_to_yaml, read_source, ConfigError, ConfigErrors,
+    EtcdSettings, ObjectKind, RawConfig, SharedObject, SharedObjects,
 };
-use jwtgate_etcd::{Etcd, EtcdError, Expect, Snapshot, Write};
+use jwtgate_etcd::{name_field, name_problem, Etcd, EtcdError, Expect, Snapshot, Write};
 use jwtgate_state::parent_dir;
 
 const PUSH_ATTEMPTS: usize = 5;
@@ -188,7 +188,10 @@ fn read(path: &Path) -> Result<(EtcdSettings, RawConfig), ExitCode> {
 
 /// The objects compile as a node will compile them. `${ENV}` references
 /// the pushing machine does not have are checked with a stand-in value:
-/// each node resolves them from its own environment.
+/// each node resolves them from its own environment. Compiled in the
+/// file's order, so that every location (`routes[2].paths[0]`) points into
+/// the file, and two objects of one name are an error, not one silently
+/// pushed over the other.
 fn validate(file: &RawConfig, path: &Path) -> Result<(), ConfigErrors> {
     let missing = std::cell::RefCell::new(Vec::new());
     let env = |name: &str| {
@@ -197,18 +200,50 @@ fn validate(file: &RawConfig, path: &Path) -> Result<(), ConfigErrors> {
             Some(STAND_IN.to_owned())
         })
     };
-    let result = compile_source(
-        &SharedObjects::of(file).with_node_part(&node_only(file)),
-        &parent_dir(path),
-        &env,
-    );
+    let as_written = RawConfig {
+        routes: file.routes.clone(),
+        consumers: file.consumers.clone(),
+        providers: file.providers.clone(),
+        ..node_only(file)
+    };
+    let result = compile_source(&as_written, &parent_dir(path), &env);
     let mut missing = missing.into_inner();
     missing.sort();
     missing.dedup();
     for name in missing {
         eprintln!("note: ${{{name}}} is not set here; checked with a stand-in, each node resolves it from its own environment");
     }
-    result.map(|_| ())
+    let mut errors = result.err().map(|e| e.0).unwrap_or_default();
+    let names = file
+        .routes
+        .iter()
+        .map(|r| (ObjectKind::Route, r.name.as_str()))
+        .enumerate()
+        .chain(
+            file.consumers
+                .iter()
+                .map(|c| (ObjectKind::Consumer, c.username.as_str()))
+                .enumerate(),
+        )
+        .chain(
+            file.providers
+                .iter()
+                .map(|p| (ObjectKind::Provider, p.name.as_str()))
+                .enumerate(),
+        );
+    for (i, (kind, name)) in names {
+        if let Some(problem) = name_problem(name) {
+            errors.push(ConfigError {
+                location: format!("{}[{i}].{}", kind.dir(), name_field(kind)),
+                message: problem,
+            });
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigErrors(errors))
+    }
 }
 
 const STAND_IN: &str = "stand-in-value-for-validation-0123456789abcdef";

@@ -207,7 +207,10 @@ impl Objects {
                 if is_pending(&id) {
                     let entry = blamed.entry(id).or_insert(("protected", Vec::new()));
                     entry.0 = "protected";
-                    entry.1.push(why.clone());
+                    // Located like every other refusal: the object first.
+                    entry
+                        .1
+                        .push(format!("{}/{route}: {why}", ObjectKind::Route.dir()));
                 } else {
                     unexplained.push(why.clone());
                 }
@@ -455,6 +458,10 @@ mod tests {
         );
         assert_eq!(applied.refused.len(), 1);
         assert_eq!(applied.refused[0].1.outcome, "protected");
+        assert!(applied.refused[0]
+            .1
+            .reason
+            .starts_with("routes/locked: the jwt policy of route \"locked\" is protected by protection.immutable"));
         assert_eq!(names(&o), ["b", "locked"]);
         let applied = o.apply(
             vec![((ObjectKind::Route, "locked".into()), None)],

@@ -4,11 +4,12 @@
 //! owner-only (consumer secrets may be in it); read back through the same
 //! object reader and compiler as etcd's own values.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use jwtgate_config::ObjectKind;
 #[cfg(test)]
 use jwtgate_config::SharedObject;
+use jwtgate_config::{ObjectId, ObjectKind};
 use serde::{Deserialize, Serialize};
 
 use super::apply::{Incoming, Objects};
@@ -23,6 +24,17 @@ struct CacheFile {
     prefix: String,
     revision: i64,
     objects: Vec<CachedObject>,
+    /// What etcd held at `revision`, refused versions included: at start,
+    /// whether etcd changed since (absent in files of earlier versions).
+    #[serde(default)]
+    stored: Option<Vec<StoredKey>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredKey {
+    kind: String,
+    name: String,
+    mod_revision: i64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -38,6 +50,8 @@ struct CachedObject {
 pub struct Cached {
     pub revision: i64,
     pub incoming: Vec<Incoming>,
+    /// The mod revision of every key etcd held at `revision`, if known.
+    pub stored: Option<BTreeMap<ObjectId, i64>>,
 }
 
 /// The file's bytes for the live objects.
@@ -56,11 +70,21 @@ pub fn encode(prefix: &str, objects: &Objects) -> Vec<u8> {
             value: serde_json::from_slice(&o.to_json()).unwrap_or_default(),
         })
         .collect();
+    let stored = objects
+        .stored
+        .iter()
+        .map(|((kind, name), mod_revision)| StoredKey {
+            kind: kind.dir().to_owned(),
+            name: name.clone(),
+            mod_revision: *mod_revision,
+        })
+        .collect();
     let file = CacheFile {
         format: FORMAT,
         prefix: prefix.to_owned(),
         revision: objects.revision,
         objects: cached,
+        stored: Some(stored),
     };
     serde_json::to_vec(&file).unwrap_or_default()
 }
@@ -85,17 +109,29 @@ pub fn load(path: &Path, prefix: &str) -> Result<Option<Cached>, String> {
     if file.prefix != prefix {
         return Ok(None);
     }
+    let kind_of = |dir: &str| {
+        ObjectKind::from_dir(dir).ok_or_else(|| format!("{}: unknown kind {dir:?}", path.display()))
+    };
     let mut incoming = Vec::with_capacity(file.objects.len());
     for o in file.objects {
-        let Some(kind) = ObjectKind::from_dir(&o.kind) else {
-            return Err(format!("{}: unknown kind {:?}", path.display(), o.kind));
-        };
+        let kind = kind_of(&o.kind)?;
         let bytes = serde_json::to_vec(&o.value).unwrap_or_default();
         incoming.push(((kind, o.name), Some((bytes, o.mod_revision))));
     }
+    let stored = match file.stored {
+        Some(keys) => {
+            let mut stored = BTreeMap::new();
+            for k in keys {
+                stored.insert((kind_of(&k.kind)?, k.name), k.mod_revision);
+            }
+            Some(stored)
+        }
+        None => None,
+    };
     Ok(Some(Cached {
         revision: file.revision,
         incoming,
+        stored,
     }))
 }
 
@@ -124,12 +160,23 @@ mod tests {
         assert_eq!(round_trip(&route), route);
         objects.live.insert(route);
         objects.versions.insert((ObjectKind::Route, "r".into()), 7);
+        // etcd holds a newer version of r (refused) and a key that did not read.
+        objects.stored.insert((ObjectKind::Route, "r".into()), 8);
+        objects
+            .stored
+            .insert((ObjectKind::Consumer, "bad".into()), 9);
         objects.revision = 9;
         std::fs::write(&path, encode("/jwtgate", &objects)).expect("write");
         let cached = load(&path, "/jwtgate").expect("load").expect("some");
         assert_eq!(cached.revision, 9);
         assert_eq!(cached.incoming.len(), 1);
         assert_eq!(cached.incoming[0].1.as_ref().map(|(_, r)| *r), Some(7));
+        assert_eq!(cached.stored.as_ref(), Some(&objects.stored));
+        // A file of the first version, without what etcd held.
+        let old = r#"{"format": 1, "prefix": "/jwtgate", "revision": 3, "objects": []}"#;
+        std::fs::write(&path, old).expect("write");
+        let cached = load(&path, "/jwtgate").expect("load").expect("some");
+        assert!(cached.stored.is_none());
         assert!(
             load(&path, "/other").expect("load").is_none(),
             "another prefix's cache"

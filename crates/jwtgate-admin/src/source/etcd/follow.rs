@@ -145,16 +145,20 @@ async fn apply_batch(
         let _ = source.applied.send_replace(batch.revision);
         return Ok(());
     }
-    let incoming = batch
-        .changes
+    let incoming = incoming(batch.changes);
+    source.apply_locked(&mut shared, running, incoming, batch.revision, "etcd");
+    Ok(())
+}
+
+/// One revision's changes as [`super::apply`] takes them.
+pub(super) fn incoming(changes: Vec<Change>) -> Vec<super::apply::Incoming> {
+    changes
         .into_iter()
         .map(|c| match c {
             Change::Put(o) => ((o.kind, o.name), Some((o.value, o.mod_revision))),
             Change::Delete { kind, name } => ((kind, name), None),
         })
-        .collect();
-    source.apply_locked(&mut shared, running, incoming, batch.revision);
-    Ok(())
+        .collect()
 }
 
 fn stopping(stop: &watch::Receiver<bool>) -> bool {

@@ -1,7 +1,7 @@
 //! Routes, consumers and providers in etcd (SPEC §6), shared by every node.
 //!
 //! - Following ([`follow`]): each node loads every object at one revision,
-//!   then watches the prefix from the next; each batch of changes goes
+//!   then watches the prefix from the next; each revision's changes go
 //!   through [`apply`] (per-object compile and protection check) and, when
 //!   anything changed, [`Running::install`]. A watch behind a compaction
 //!   reloads in full; a lost connection reconnects with backoff and
@@ -11,9 +11,14 @@
 //!   that holds only if nothing under the prefix changed since the
 //!   revision the node applied (and each written key is as it was read);
 //!   on a conflict the node catches up and runs the edit again. The answer
-//!   waits until the node applied its own write.
-//! - The last applied objects are kept in `state_dir` ([`cache`]): a node
-//!   that starts while etcd is unreachable serves them.
+//!   waits until the node applied its own write. A write etcd did not
+//!   answer (an election) is tried again for a while: it may have been
+//!   committed all the same, and the next attempt finds out.
+//! - The last applied objects are kept in `state_dir` ([`cache`]), with
+//!   what etcd held then. At start ([`start`]), a node serves them while
+//!   etcd is unreachable, and applies etcd's revisions since one by one,
+//!   as its peers did, so that a restart neither takes a version they
+//!   refused nor refuses one they took.
 //!
 //! The node's own file holds only what is per node; it is still watched
 //! and reloaded (SIGHUP) like in file mode, and never written.
@@ -21,6 +26,7 @@
 mod apply;
 mod cache;
 mod follow;
+mod start;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex as StdMutex};
@@ -43,9 +49,21 @@ use crate::protect;
 use apply::Objects;
 
 /// How often an admin write runs again after a conflict before giving up.
-const WRITE_ATTEMPTS: usize = 8;
+/// Any change under the prefix is a conflict (an edit is checked against
+/// the whole config), so busy writers on several nodes collide often; a
+/// random pause after each conflict keeps them from colliding in step.
+const WRITE_ATTEMPTS: usize = 32;
+/// The longest pause after a conflict; the first is up to 5 ms, doubled
+/// with each conflict.
+const CONFLICT_PAUSE_MAX: Duration = Duration::from_millis(250);
 /// How long an admin write waits for the node to apply its own commit.
 const APPLY_WAIT: Duration = Duration::from_secs(3);
+/// How long, in dial timeouts, an admin write keeps trying while etcd does
+/// not answer (an election, a member lost) before it answers 503.
+const UNAVAILABLE_TRIES_FOR: u32 = 2;
+/// The first pause before trying again after etcd did not answer; doubled
+/// each time.
+const UNAVAILABLE_PAUSE: Duration = Duration::from_millis(100);
 
 /// Where the node stands with etcd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +117,14 @@ pub struct EtcdSource {
     writer: Mutex<()>,
     /// The last objects written to the cache were these (revision, count).
     cache_written: StdMutex<(i64, usize)>,
+    /// Local copies made so far, and the last one written: the writes run
+    /// on blocking threads in any order, and an older copy must never
+    /// replace a newer one (a restart while etcd is down would bring back
+    /// what was deleted since).
+    copies_made: std::sync::atomic::AtomicU64,
+    copy_written: Arc<StdMutex<u64>>,
+    /// What `/status` shows: the live objects' count and the refusals.
+    view: StdMutex<(usize, Value)>,
 }
 
 impl EtcdSource {
@@ -128,14 +154,13 @@ impl EtcdSource {
             applied: watch::channel(0).0,
             writer: Mutex::new(()),
             cache_written: StdMutex::new((0, 0)),
+            copies_made: std::sync::atomic::AtomicU64::new(0),
+            copy_written: Arc::new(StdMutex::new(0)),
+            view: StdMutex::new((0, json!([]))),
             settings,
         });
         source.initial_load(&running).await;
-        tokio::spawn(follow::follow(
-            Arc::clone(&source),
-            Arc::clone(&running),
-            stop,
-        ));
+        spawn_follower(Arc::clone(&source), Arc::clone(&running), stop);
         source
     }
 
@@ -160,58 +185,17 @@ impl EtcdSource {
         &self.settings.prefix
     }
 
-    /// At start: everything from etcd if it answers within the dial
-    /// timeout, else from the cache, else nothing (no routes until etcd
-    /// answers).
-    async fn initial_load(&self, running: &Running) {
-        let started = std::time::Instant::now();
-        match Etcd::connect(&self.settings).await {
-            Ok(etcd) => match self.full_reload(&etcd, running).await {
-                Ok(()) => {
-                    self.set_client(Some(etcd));
-                    let shared = self.shared.lock().await;
-                    info!(
-                        objects = shared.objects.live.len(),
-                        refused = shared.objects.refused.len(),
-                        revision = shared.objects.revision,
-                        load_ms = started.elapsed().as_millis() as u64,
-                        "config source ready: etcd {} under {}",
-                        self.settings.endpoints.join(","),
-                        self.prefix()
-                    );
-                    return;
-                }
-                Err(e) => warn!(error = %e, "config source: cannot read etcd at start"),
-            },
-            Err(e) => warn!(error = %e, "config source: cannot reach etcd at start"),
-        }
-        let path = self.state_dir.etcd_config();
-        match cache::load(&path, self.prefix()) {
-            Ok(Some(cached)) => {
-                let mut shared = self.shared.lock().await;
-                self.apply_locked(&mut shared, running, cached.incoming, cached.revision);
-                self.set_phase(&mut shared, Phase::FromCache);
-                warn!(
-                    objects = shared.objects.live.len(),
-                    revision = cached.revision,
-                    "etcd unreachable at start: serving the last config applied from it ({}); following etcd once it answers",
-                    path.display()
-                );
-            }
-            Ok(None) => warn!(
-                "etcd unreachable at start and no local copy of its config ({}): serving no routes until etcd answers",
-                path.display()
-            ),
-            Err(e) => warn!(
-                error = %e,
-                "etcd unreachable at start and its local copy cannot be read: serving no routes until etcd answers"
-            ),
-        }
-    }
-
     /// Reads every object and applies the difference with what is live.
     async fn full_reload(&self, etcd: &Etcd, running: &Running) -> Result<(), EtcdError> {
         let snapshot = etcd.snapshot().await?;
+        self.apply_snapshot(snapshot, running).await;
+        Ok(())
+    }
+
+    /// Applies the difference between what etcd holds and what is live:
+    /// every object whose version is neither live nor already refused, and
+    /// the deletion of every live object etcd no longer holds.
+    async fn apply_snapshot(&self, snapshot: jwtgate_etcd::Snapshot, running: &Running) {
         for stray in &snapshot.strays {
             warn!(key = %stray, "etcd: a key under the prefix that names no route, consumer or provider; ignored");
         }
@@ -231,7 +215,7 @@ impl EtcdSource {
             shared.full_reload = false;
             self.set_phase(&mut shared, Phase::Held);
             let _ = self.applied.send_replace(snapshot.revision);
-            return Ok(());
+            return;
         }
         if went_back {
             warn!(
@@ -241,42 +225,58 @@ impl EtcdSource {
             );
             shared.objects.revision = 0;
         }
+        let objects = &shared.objects;
+        // Settled: the version etcd holds is the live one, or was refused
+        // already (not reported twice).
+        let settled = |id: &jwtgate_config::ObjectId, mod_revision: i64| {
+            objects.versions.get(id) == Some(&mod_revision)
+                || objects
+                    .refused
+                    .get(id)
+                    .is_some_and(|r| r.mod_revision == mod_revision)
+        };
         let mut incoming = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
         for o in snapshot.objects {
             let id = (o.kind, o.name);
-            let same = !went_back && shared.objects.stored.get(&id) == Some(&o.mod_revision);
-            if !same {
+            if went_back || !settled(&id, o.mod_revision) {
                 incoming.push((id.clone(), Some((o.value, o.mod_revision))));
             }
             seen.insert(id);
         }
-        let known: Vec<_> = shared
-            .objects
+        // Gone from etcd: deleted, unless that deletion was refused already.
+        let deletion_refused = |id: &jwtgate_config::ObjectId| {
+            objects
+                .refused
+                .get(id)
+                .is_some_and(|r| matches!(r.retry, Some(None)))
+        };
+        let mut known: Vec<_> = objects
             .stored
             .keys()
-            .chain(shared.objects.versions.keys())
-            .filter(|id| !seen.contains(*id))
+            .chain(objects.versions.keys())
+            .filter(|id| !seen.contains(*id) && (went_back || !deletion_refused(id)))
             .cloned()
             .collect();
+        known.sort();
+        known.dedup();
         for id in known {
-            if !incoming.iter().any(|(i, _)| *i == id) {
-                incoming.push((id, None));
-            }
+            incoming.push((id, None));
         }
-        self.apply_locked(&mut shared, running, incoming, snapshot.revision);
+        self.apply_locked(&mut shared, running, incoming, snapshot.revision, "etcd");
         shared.full_reload = false;
         self.set_phase(&mut shared, Phase::Following);
-        Ok(())
     }
 
     /// Applies changes under the lock: install, log, count, cache.
+    /// `from` says where the changes come from, for the log.
     fn apply_locked(
         &self,
         shared: &mut Shared,
         running: &Running,
         incoming: Vec<apply::Incoming>,
         revision: i64,
+        from: &str,
     ) {
         let compile = |source: &RawConfig| running.compile(source, Vec::new(), "");
         let applied = shared.objects.apply(incoming, revision, &compile);
@@ -297,9 +297,10 @@ impl EtcdSource {
                 outcome = "applied",
                 revision,
                 changed = applied.changed.len(),
-                "config applied from etcd"
+                "config applied from {from}"
             );
         }
+        self.update_view(&shared.objects);
         let _ = self.applied.send_replace(shared.objects.revision);
         self.save_cache(&shared.objects);
     }
@@ -315,15 +316,33 @@ impl EtcdSource {
         }
         let bytes = cache::encode(self.prefix(), objects);
         let path = self.state_dir.etcd_config();
+        let copy = 1 + self
+            .copies_made
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let written = Arc::clone(&self.copy_written);
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = jwtgate_state::write_private(&path, &bytes) {
-                warn!(error = %e, "cannot keep a local copy of the config from etcd at {}", path.display());
+            // One write at a time, and none over a newer copy.
+            let mut written = written.lock().unwrap_or_else(|e| e.into_inner());
+            if *written > copy {
+                return;
+            }
+            match jwtgate_state::write_private(&path, &bytes) {
+                Ok(()) => *written = copy,
+                Err(e) => {
+                    warn!(error = %e, "cannot keep a local copy of the config from etcd at {}", path.display())
+                }
             }
         });
     }
 
     async fn update_inner(&self, running: &Running, edit: MakeEdit<'_>) -> Result<(), AdminError> {
         let _one_at_a_time = self.writer.lock().await;
+        let mut pause = UNAVAILABLE_PAUSE;
+        // Why etcd did not answer the last attempt, if it did not, and
+        // since when it has not been answering.
+        let mut unanswered: Option<String> = None;
+        let mut unanswered_since: Option<tokio::time::Instant> = None;
+        let mut conflicts = 0u32;
         for _ in 0..WRITE_ATTEMPTS {
             let Some(etcd) = self.client() else {
                 return Err(unavailable("not connected yet"));
@@ -360,6 +379,16 @@ impl EtcdSource {
                         }
                     })
                     .collect();
+                if let Some((w, problem)) = writes.iter().find_map(|w| {
+                    let problem = w.value.as_ref().and(jwtgate_etcd::name_problem(&w.name))?;
+                    Some((w, problem))
+                }) {
+                    let field = jwtgate_etcd::name_field(w.kind);
+                    return Err(AdminError::invalid(
+                        format!("invalid {}", e.what),
+                        ConfigErrors::single(field, problem),
+                    ));
+                }
                 info!(target: "jwtgate::admin", change = %e.what, writes = writes.len(), "admin change: writing to etcd");
                 (writes, shared.objects.revision)
             };
@@ -372,17 +401,49 @@ impl EtcdSource {
                     return Ok(());
                 }
                 Err(EtcdError::Conflict) => {
-                    // Someone else wrote first: catch up and edit again.
-                    if let Ok((now, _)) = etcd.revision().await {
-                        self.wait_applied(now).await;
+                    // Someone else wrote first (or this very write, committed
+                    // by an attempt whose answer was lost): catch up and edit
+                    // again; nothing is left to write if it was this one.
+                    match etcd.revision().await {
+                        Ok((now, _)) => {
+                            unanswered = None;
+                            self.wait_applied(now).await;
+                        }
+                        Err(e) => unanswered = Some(e.to_string()),
                     }
+                    conflicts += 1;
+                    tokio::time::sleep(conflict_pause(conflicts)).await;
                 }
-                Err(EtcdError::Unavailable(e)) => return Err(unavailable(&e)),
+                // Not answered is not refused: a leader lost after it
+                // replicated the write commits it all the same. Trying again
+                // once etcd answers settles it (committed: a conflict, then
+                // nothing left to write; not committed: it is now), so the
+                // answer says what happened unless etcd stays away.
+                Err(EtcdError::Unavailable(e)) => unanswered = Some(e),
+            }
+            if let Some(e) = &unanswered {
+                // Counted from the first attempt left unanswered, so that
+                // one more always follows it (a timeout may also be this
+                // node's thread busy applying a large config while the
+                // answer waited).
+                let since = *unanswered_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() + pause > self.settings.dial_timeout * UNAVAILABLE_TRIES_FOR {
+                    break;
+                }
+                warn!(error = %e, "etcd did not answer an admin write; trying again in {pause:?}");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
             }
         }
-        Err(AdminError::Protected(format!(
-            "etcd kept changing under this write ({WRITE_ATTEMPTS} attempts); try again"
-        )))
+        match unanswered {
+            Some(e) => {
+                warn!(error = %e, "admin change not made: etcd unavailable");
+                Err(unavailable(&e))
+            }
+            None => Err(AdminError::Protected(format!(
+                "etcd kept changing under this write ({WRITE_ATTEMPTS} attempts); try again"
+            ))),
+        }
     }
 
     /// Waits (bounded) until this node applied `revision`.
@@ -450,24 +511,31 @@ impl EtcdSource {
             "state": phase.as_str(),
             "revision": *self.applied.borrow(),
         });
-        if let Ok(shared) = self.shared.try_lock() {
-            v["objects"] = json!(shared.objects.live.len());
-            let refused: Vec<Value> = shared
-                .objects
-                .refused
-                .iter()
-                .map(|((kind, name), r)| {
-                    json!({
-                        "key": format!("{}/{}/{name}", self.prefix(), kind.dir()),
-                        "mod_revision": r.mod_revision,
-                        "outcome": r.outcome,
-                        "reason": r.reason,
-                    })
-                })
-                .collect();
-            v["refused"] = Value::Array(refused);
+        if let Ok(view) = self.view.lock() {
+            v["objects"] = json!(view.0);
+            v["refused"] = view.1.clone();
         }
         v
+    }
+
+    /// Keeps what `/status` shows of the objects in step (the follower
+    /// applies on a thread of its own: `/status` never waits for it).
+    fn update_view(&self, objects: &Objects) {
+        let refused: Vec<Value> = objects
+            .refused
+            .iter()
+            .map(|((kind, name), r)| {
+                json!({
+                    "key": format!("{}/{}/{name}", self.prefix(), kind.dir()),
+                    "mod_revision": r.mod_revision,
+                    "outcome": r.outcome,
+                    "reason": r.reason,
+                })
+            })
+            .collect();
+        if let Ok(mut view) = self.view.lock() {
+            *view = (objects.live.len(), Value::Array(refused));
+        }
     }
 }
 
@@ -496,6 +564,42 @@ pub fn as_a_node_would(
         None => compile(&o.source()),
     };
     (config, refused)
+}
+
+/// A random pause of up to 5 ms after the first conflict, doubled with each
+/// one, at most [`CONFLICT_PAUSE_MAX`].
+fn conflict_pause(conflicts: u32) -> Duration {
+    let ceiling = Duration::from_millis(5)
+        .saturating_mul(1 << conflicts.min(16))
+        .min(CONFLICT_PAUSE_MAX);
+    let mut random = [0u8; 4];
+    // Without randomness, the longest pause: still bounded.
+    let fraction = match aws_lc_rs::rand::fill(&mut random) {
+        Ok(()) => f64::from(u32::from_le_bytes(random)) / f64::from(u32::MAX),
+        Err(_) => 1.0,
+    };
+    ceiling.mul_f64(fraction)
+}
+
+/// Runs the follower on a thread and a runtime of its own: applying a
+/// revision compiles the whole config, which on a large one takes long
+/// enough to hold up everything else on the control plane's one thread:
+/// the admin API, and the timeouts of its writes to etcd, which then
+/// expire while etcd's answer waits to be read.
+fn spawn_follower(source: Arc<EtcdSource>, running: Arc<Running>, stop: watch::Receiver<bool>) {
+    let (s, r, st) = (Arc::clone(&source), Arc::clone(&running), stop.clone());
+    let spawned = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .and_then(|runtime| {
+            std::thread::Builder::new()
+                .name("etcd-follower".into())
+                .spawn(move || runtime.block_on(follow::follow(s, r, st)))
+        });
+    if let Err(e) = spawned {
+        warn!(error = %e, "no thread of its own to follow etcd on; following it on the control plane's");
+        tokio::spawn(follow::follow(source, running, stop));
+    }
 }
 
 fn unavailable(detail: &str) -> AdminError {
