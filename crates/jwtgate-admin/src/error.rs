@@ -38,9 +38,9 @@ pub enum AdminError {
         message: String,
         errors: ConfigErrors,
     },
-    /// The config source (etcd) cannot take the write now; nothing
-    /// changed.
-    #[error("{0}; the change was not made")]
+    /// The config source (etcd) cannot take the write now; the message
+    /// says whether the change was made (not, or not known).
+    #[error("{0}")]
     SourceUnavailable(String),
     #[error("revocation store unavailable: {0}")]
     StoreUnavailable(String),

@@ -101,6 +101,9 @@ async fn serve(path: &Path, loaded: Loaded) -> ExitCode {
         },
         None => None,
     };
+    // The recorder first: what the store, the providers and etcd's first
+    // load count is counted too.
+    let metrics = admin_listener.as_ref().and_then(|_| install_metrics());
     let (stop_tx, stop_rx) = watch::channel(false);
     let Some(revocations) = open_revocations(config, stop_rx.clone()).await else {
         return ExitCode::from(1);
@@ -155,7 +158,7 @@ async fn serve(path: &Path, loaded: Loaded) -> ExitCode {
     let admin = admin_listener.map(|listener| {
         let state = AdminState {
             live,
-            metrics: install_metrics(),
+            metrics,
             ready: Arc::new(AtomicBool::new(true)),
         };
         tokio::spawn(listener.serve(state, stop_rx.clone()))

@@ -437,8 +437,13 @@ impl EtcdSource {
         }
         match unanswered {
             Some(e) => {
-                warn!(error = %e, "admin change not made: etcd unavailable");
-                Err(unavailable(&e))
+                // The cause is logged; the client learns what it can act on.
+                warn!(error = %e, "admin change: etcd did not answer; whether it was made is unknown");
+                Err(AdminError::SourceUnavailable(
+                    "etcd unavailable: it did not answer the write, so whether the change was \
+                     made is not known; read it back before trying again"
+                        .into(),
+                ))
             }
             None => Err(AdminError::Protected(format!(
                 "etcd kept changing under this write ({WRITE_ATTEMPTS} attempts); try again"
@@ -602,8 +607,11 @@ fn spawn_follower(source: Arc<EtcdSource>, running: Arc<Running>, stop: watch::R
     }
 }
 
+/// A write refused before anything was sent to etcd.
 fn unavailable(detail: &str) -> AdminError {
-    AdminError::SourceUnavailable(format!("etcd unavailable: {detail}"))
+    AdminError::SourceUnavailable(format!(
+        "etcd unavailable: {detail}; the change was not made"
+    ))
 }
 
 impl ConfigSource for EtcdSource {
