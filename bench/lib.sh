@@ -73,7 +73,7 @@ write_config() { # MODE [tls] -> path of the written config
     hs256) ;;
     rs256) alg=rs256 ;;
     es256) alg=es256; _es256_keys ;;
-    hs256-redis|hs256-cutoffs) store="store: { kind: redis, host: 127.0.0.1, port: 18379, name: bench-$mode }" ;;
+    hs256-redis|hs256-cutoffs) store="store: { kind: redis, host: 127.0.0.1, port: 18379 }" ;;
     provider-rs256|provider-es256)
       local upper=RS256 pem="$KIT/keys/rs256-public.pem"
       alg=rs256
