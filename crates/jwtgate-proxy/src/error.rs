@@ -6,7 +6,10 @@ use http::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use jwtgate_core::policy::AuthError;
 
+use std::sync::Arc;
+
 use crate::body::GatewayBody;
+use crate::router::Challenges;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -15,10 +18,16 @@ pub enum GatewayError {
     #[error("no route matches")]
     NoRoute,
     #[error("authentication refused: {error}")]
-    Unauthorized { error: AuthError, realm: String },
+    Unauthorized {
+        error: AuthError,
+        challenges: Arc<Challenges>,
+    },
     /// Authenticated, but the route's `authorize` rules refuse (SPEC §3.7).
     #[error("authorization refused: {detail}")]
-    Forbidden { detail: String, realm: String },
+    Forbidden {
+        detail: String,
+        challenges: Arc<Challenges>,
+    },
     #[error("upstream unavailable: {0}")]
     UpstreamUnavailable(String),
     #[error("request body broke off: {0}")]
@@ -78,22 +87,16 @@ impl GatewayError {
     pub fn into_response(self) -> Response<GatewayBody> {
         let mut resp = json_message(self.status(), self.public_message());
         let challenge = match &self {
-            GatewayError::Unauthorized { error, realm } if error.token_presented() => {
-                Some(format!("Bearer realm=\"{realm}\", error=\"invalid_token\""))
+            GatewayError::Unauthorized { error, challenges } if error.token_presented() => {
+                Some(&challenges.invalid)
             }
-            GatewayError::Unauthorized { realm, .. } => Some(format!("Bearer realm=\"{realm}\"")),
+            GatewayError::Unauthorized { challenges, .. } => Some(&challenges.missing),
             // RFC 6750 §3.1.
-            GatewayError::Forbidden { realm, .. } => Some(format!(
-                "Bearer realm=\"{realm}\", error=\"insufficient_scope\""
-            )),
+            GatewayError::Forbidden { challenges, .. } => Some(&challenges.scope),
             _ => None,
         };
-        if let Some(challenge) = challenge {
-            // The realm is validated as a header-safe string at config load;
-            // fall back to a bare challenge rather than fail the response.
-            let value =
-                HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Bearer"));
-            resp.headers_mut().insert(WWW_AUTHENTICATE, value);
+        if let Some(value) = challenge {
+            resp.headers_mut().insert(WWW_AUTHENTICATE, value.clone());
         }
         resp
     }
@@ -101,7 +104,10 @@ impl GatewayError {
 
 /// `{"message": "..."}` with the JSON content type.
 pub fn json_message(status: StatusCode, message: &str) -> Response<GatewayBody> {
-    let body = serde_json::json!({ "message": message }).to_string();
+    let mut body = Vec::with_capacity(message.len() + 16);
+    body.extend_from_slice(b"{\"message\":");
+    crate::log_sink::push_json_str(&mut body, message);
+    body.push(b'}');
     let mut resp = Response::new(GatewayBody::full(body));
     *resp.status_mut() = status;
     resp.headers_mut()

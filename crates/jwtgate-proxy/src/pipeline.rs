@@ -333,7 +333,7 @@ async fn serve<'g>(
                     outcome.auth = error.outcome();
                     GatewayError::Unauthorized {
                         error,
-                        realm: policy.realm.clone(),
+                        challenges: Arc::clone(&route.names.challenges),
                     }
                 }
                 Refusal::NotLoaded => {
@@ -360,7 +360,7 @@ async fn serve<'g>(
                     outcome.auth = "forbidden";
                     return Err(GatewayError::Forbidden {
                         detail: decision.to_string(),
-                        realm: policy.realm.clone(),
+                        challenges: Arc::clone(&route.names.challenges),
                     });
                 }
             }

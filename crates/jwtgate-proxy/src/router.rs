@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::HeaderName;
+use http::header::{HeaderName, HeaderValue};
 
 use jwtgate_config::{Route, Upstream};
 use jwtgate_core::claims::ClaimPath;
@@ -31,9 +31,46 @@ pub struct RouteRuntime {
     pub metrics: RouteMetrics,
 }
 
+/// A route's `WWW-Authenticate` answers (RFC 6750 §3), built once with its
+/// realm rather than formatted on every refusal.
+#[derive(Debug, Clone)]
+pub struct Challenges {
+    /// No token: `Bearer realm="..."`.
+    pub missing: HeaderValue,
+    /// A token that failed: `..., error="invalid_token"`.
+    pub invalid: HeaderValue,
+    /// Authenticated but not authorized: `..., error="insufficient_scope"`.
+    pub scope: HeaderValue,
+}
+
+impl Challenges {
+    pub fn new(realm: &str) -> Challenges {
+        // The realm is checked as a header-safe string at config load; a
+        // bare challenge is the fallback rather than a failed response.
+        let value = |text: String| {
+            HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("Bearer"))
+        };
+        Challenges {
+            missing: value(format!("Bearer realm=\"{realm}\"")),
+            invalid: value(format!("Bearer realm=\"{realm}\", error=\"invalid_token\"")),
+            scope: value(format!(
+                "Bearer realm=\"{realm}\", error=\"insufficient_scope\""
+            )),
+        }
+    }
+}
+
+impl Default for Challenges {
+    fn default() -> Self {
+        Challenges::new("jwtgate")
+    }
+}
+
 /// Parsed header names of a JWT policy (empty for a route without one).
 #[derive(Default)]
 pub struct PolicyHeaders {
+    /// The policy's `WWW-Authenticate` answers.
+    pub challenges: Arc<Challenges>,
     /// The token's header source (`jwt.header`).
     pub token: Option<HeaderName>,
     /// `forward_claims`: claim path -> upstream header.
@@ -48,6 +85,7 @@ impl PolicyHeaders {
         // Names are validated at config load; one that still fails to parse
         // is left out rather than failing every request.
         PolicyHeaders {
+            challenges: Arc::new(Challenges::new(&policy.realm)),
             token: policy
                 .sources
                 .header

@@ -341,14 +341,18 @@ impl PathRules {
         method: Method,
         path: &'a str,
     ) -> impl Iterator<Item = usize> + 'a {
+        // An empty trie is not walked (most rule sets leave ANY or most
+        // methods empty).
         let specific = method
             .trie_index()
             .and_then(|i| self.by_method.get(i))
+            .filter(|trie| !trie.is_empty())
             .map(|trie| trie.matches(path));
+        let any = (!self.any.is_empty()).then(|| self.any.matches(path));
         specific
             .into_iter()
             .flatten()
-            .chain(self.any.matches(path))
+            .chain(any.into_iter().flatten())
             .copied()
     }
 
