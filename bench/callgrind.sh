@@ -20,8 +20,10 @@
 #     callgrind_annotate --inclusive=yes DIR/cg.* | grep 'accept_loop::{{closure}}::{{closure}} '
 #   env BIN=path/to/jwtgate (default target/release/jwtgate, built by the caller)
 #   env ACCESS_LOG=on (default, as users run it) | off
-#   env TOKEN_KIND=forged-kid (provider modes: a kid the key set lacks; the
-#       answers are then 401, as expected)
+#   env TOKEN_KIND=forged-kid (provider modes: a kid the key set lacks, a
+#       new one per request; the answers are then 401, as expected) |
+#       fresh (provider-rs256: a new valid token per request, so each one
+#       is parsed and its signature checked: no verified-token cache hit)
 # Needs valgrind, python3, and for h2 h2load (the kit's setup installs it).
 set -euo pipefail
 shopt -s inherit_errexit   # a failed request in instructions() fails the run
@@ -33,6 +35,19 @@ TLS=""; [[ $CLIENT != http ]] && TLS=tls
 CONFIG=$(write_config "$MODE" $TLS)
 TOKEN=$(token_for "$MODE" "${TOKEN_KIND:-}")
 EXPECT=200; [[ ${TOKEN_KIND:-} == forged-kid ]] && EXPECT=401
+TOKENS="$CONF/tokens-${TOKEN_KIND:-none}.txt"; rm -f "$TOKENS"
+if [[ ${TOKEN_KIND:-} == forged-kid || ${TOKEN_KIND:-} == fresh ]]; then
+  [[ $MODE == provider-rs256 ]] || { echo "TOKEN_KIND needs MODE provider-rs256" >&2; exit 2; }
+  "$KIT/.venv/bin/python" - "$N" "$KIT/keys/rs256-private.pem" "${TOKEN_KIND}" > "$TOKENS" <<'PY'
+import sys, time, jwt
+n, key, kind = int(sys.argv[1]), open(sys.argv[2]).read(), sys.argv[3]
+now = int(time.time())
+for i in range(n):
+    kid = "bench-1" if kind == "fresh" else f"forged-{i}"
+    print(jwt.encode({"iss": "https://idp.bench.test", "aud": "bench", "sub": "u-1", "jti": f"t{i}",
+                      "iat": now, "exp": now + 86400}, key, algorithm="RS256", headers={"kid": kid}))
+PY
+fi
 OUT=$(mktemp -d)
 REDIS_PID=""
 cleanup() { [[ -n $REDIS_PID ]] && kill "$REDIS_PID" 2>/dev/null; rm -rf "$OUT"; }
@@ -78,9 +93,10 @@ instructions() { # requests -> total instructions of one gateway run
         || { cat "$OUT/h2load.$n.txt" >&2; exit 1; }
       grep -q "h2" "$OUT/h2load.$n.txt" || { echo "h2load did not speak h2" >&2; exit 1; }
     else
-      python3 - "$n" "$TOKEN" "$CLIENT" "$KIT/keys/tls-ecdsa.crt" "$EXPECT" <<'PY'
-import socket, ssl, sys
-n, token, client, ca, expect = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+      python3 - "$n" "$TOKEN" "$CLIENT" "$KIT/keys/tls-ecdsa.crt" "$EXPECT" "$TOKENS" <<'PY'
+import os, socket, ssl, sys
+n, token, client, ca, expect, tokens = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+tokens = open(tokens).read().split() if os.path.exists(tokens) else [token]
 ctx = None
 if client != "http":
     ctx = ssl.create_default_context(cafile=ca)
@@ -91,14 +107,14 @@ def connect():
         return s
     return ctx.wrap_socket(s, server_hostname="localhost")
 close = client == "handshake"
-req = (f"GET / HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n"
-       + ("Connection: close\r\n" if close else "") + "\r\n").encode()
+reqs = [(f"GET / HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {t}\r\n"
+         + ("Connection: close\r\n" if close else "") + "\r\n").encode() for t in tokens]
 s = connect()
 buf = b""
 for i in range(n):
     if close and i > 0:
         s.close(); s = connect(); buf = b""
-    s.sendall(req)
+    s.sendall(reqs[i % len(reqs)])
     while True:
         end = buf.find(b"\r\n\r\n")
         if end >= 0:

@@ -289,14 +289,19 @@ fn push_padded(out: &mut Vec<u8>, mut n: u64, width: usize) {
     out.extend_from_slice(&digits[i..]);
 }
 
-/// Appends `s` quoted as `{:?}` would, without `core::fmt` when it needs no
-/// escaping (route and consumer names almost never do).
+/// Appends `s` quoted as `{:?}` would, without `core::fmt` when it is
+/// printable ASCII (route and consumer names, refusal reasons with their
+/// quoted values): only `"` and `\` need a backslash then.
 pub fn push_quoted(out: &mut Vec<u8>, s: &str) {
-    if s.bytes()
-        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
-    {
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        out.reserve(s.len() + 2);
         out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
+        for &b in s.as_bytes() {
+            if b == b'"' || b == b'\\' {
+                out.push(b'\\');
+            }
+            out.push(b);
+        }
         out.push(b'"');
     } else {
         let _ = write!(out, "{s:?}");
@@ -439,6 +444,7 @@ mod tests {
             "a b",
             "quo\"te",
             "back\\slash",
+            "kid \"forged-1\" is not in the set \\ \"x\"",
             "tab\t",
             "é",
             "",
