@@ -33,12 +33,23 @@ echo "== a clean clone"
 git clone -q "$(pwd)" "$root/root/jwtgate"
 
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# The network's own trust, not a test dependency: where this machine reaches
+# the package registries through an intercepting proxy, its CA certificates
+# (and the variables that point tools at them) go in with the network.
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+  chroot "$root" update-ca-certificates >/dev/null
+fi
+ca_env=()
+for v in SSL_CERT_FILE SSL_CERT_DIR NODE_EXTRA_CA_CERTS CURL_CA_BUNDLE GIT_SSL_CAINFO REQUESTS_CA_BUNDLE PIP_CERT; do
+  if [[ -n ${!v:-} ]]; then ca_env+=("$v=${!v}"); fi
+done
 for fs in proc sys dev dev/pts; do mount --bind "/$fs" "$root/$fs"; done
 cleanup() { for fs in dev/pts dev sys proc; do umount -l "$root/$fs" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
 inside() {
-  chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb \
+  chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb "${ca_env[@]}" \
     PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     bash -c "cd /root/jwtgate && $1"
 }

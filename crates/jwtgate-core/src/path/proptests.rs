@@ -79,6 +79,7 @@ fn check_trie(texts: &[String], paths: &[String]) -> Result<(), TestCaseError> {
         let got: Vec<usize> = trie.matches(path).copied().collect();
         prop_assert_eq!(&got, &model_matches(&patterns, path), "path {:?}", path);
         prop_assert_eq!(trie.first(path), got.first());
+        prop_assert_eq!(trie.least(path), got.iter().min());
     }
     Ok(())
 }
@@ -115,6 +116,8 @@ proptest! {
             let want = model_find(&entries, *method, path);
             prop_assert_eq!(rules.find_index(*method, path), want, "{:?} {:?}", method, path);
             prop_assert_eq!(rules.find(*method, path), want.map(|i| &entries[i]));
+            let first = (0..entries.len()).find(|&i| entries[i].matches(*method, path));
+            prop_assert_eq!(rules.first_listed(*method, path), first, "{:?} {:?}", method, path);
         }
     }
 

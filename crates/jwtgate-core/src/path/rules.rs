@@ -333,27 +333,25 @@ impl PathRules {
         })
     }
 
-    /// Every entry matching the request, by position in the list (an
-    /// entry may come more than once), in no particular order. Does not
-    /// allocate.
-    pub fn all_matching<'a>(
-        &'a self,
-        method: Method,
-        path: &'a str,
-    ) -> impl Iterator<Item = usize> + 'a {
-        // An empty trie is not walked (most rule sets leave ANY or most
-        // methods empty).
+    /// The first entry in list order matching the request, whatever its
+    /// specificity (where the first rule listed wins, as in `authorize`).
+    /// Does not allocate; an empty trie is not walked (most rule sets leave
+    /// ANY or most methods empty).
+    pub fn first_listed(&self, method: Method, path: &str) -> Option<usize> {
         let specific = method
             .trie_index()
             .and_then(|i| self.by_method.get(i))
             .filter(|trie| !trie.is_empty())
-            .map(|trie| trie.matches(path));
-        let any = (!self.any.is_empty()).then(|| self.any.matches(path));
-        specific
-            .into_iter()
-            .flatten()
-            .chain(any.into_iter().flatten())
-            .copied()
+            .and_then(|trie| trie.least(path).copied());
+        let any = if self.any.is_empty() {
+            None
+        } else {
+            self.any.least(path).copied()
+        };
+        match (specific, any) {
+            (Some(s), Some(a)) => Some(s.min(a)),
+            (s, a) => s.or(a),
+        }
     }
 
     pub fn is_empty(&self) -> bool {

@@ -141,6 +141,15 @@ impl<T> Node<T> {
     }
 }
 
+/// The lesser of two optional values; `None` only when both are.
+fn lesser<'a, T: Ord>(a: Option<&'a T>, b: Option<&'a T>) -> Option<&'a T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
 impl<T> Default for PathTrie<T> {
     fn default() -> Self {
         PathTrie::new()
@@ -210,6 +219,33 @@ impl<T> PathTrie<T> {
     /// The most specific value matching `path`.
     pub fn first(&self, path: &str) -> Option<&T> {
         self.matches(path).next()
+    }
+
+    /// The least value whose pattern matches `path`, whatever its
+    /// specificity: for lists where the first entry listed wins. One walk
+    /// down, the same as [`PathTrie::matches`], with no climb back up.
+    pub fn least(&self, path: &str) -> Option<&T>
+    where
+        T: Ord,
+    {
+        let mut at = 0;
+        let mut rest = path.as_bytes();
+        let mut least = None;
+        loop {
+            let node = self.node(at);
+            least = lesser(least, node.prefix.iter().min());
+            let Some(&first) = rest.first() else {
+                return lesser(least, node.exact.iter().min());
+            };
+            let Some(child) = node.child(first) else {
+                return least;
+            };
+            match rest.strip_prefix(&*self.node(child).label) {
+                Some(after) => rest = after,
+                None => return least,
+            }
+            at = child;
+        }
     }
 
     fn node(&self, index: usize) -> &Node<T> {

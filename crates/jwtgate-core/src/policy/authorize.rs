@@ -133,13 +133,11 @@ impl Authorization {
     }
 
     /// The first rule, in list order, one of whose `match` entries fits.
+    /// The entries are flattened in rule order, so the first entry listed
+    /// that fits belongs to that rule.
     pub fn rule_for(&self, method: Method, path: &str) -> Option<&AuthorizeRule> {
-        let first = self
-            .entries
-            .all_matching(method, path)
-            .filter_map(|entry| self.owner.get(entry).copied())
-            .min()?;
-        self.rules.get(first)
+        let entry = self.entries.first_listed(method, path)?;
+        self.rules.get(*self.owner.get(entry)?)
     }
 
     /// May a request with these claims (`None`: the anonymous consumer)
