@@ -51,7 +51,8 @@ trap cleanup EXIT
 inside() {
   chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb "${ca_env[@]}" \
     PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    bash -c "cd /root/jwtgate && $1"
+    bash -c "cd /root/jwtgate || exit 1
+$1"
 }
 
 echo "== command 1: cargo run --release -- run --config examples/quickstart.yaml"
@@ -67,7 +68,7 @@ inside 'setsid cargo run --release --quiet -- run --config examples/quickstart.y
   exec 4<>/dev/tcp/127.0.0.1/8080
   printf "GET /orders HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer %s\r\nConnection: close\r\n\r\n" "$token" >&4
   head -1 <&4 | tee -a /tmp/quickstart.status
-  kill -- -"$group" || true
+  kill -- -"$group"
   grep -q "401" <(sed -n 1p /tmp/quickstart.status) && grep -q "200" <(sed -n 2p /tmp/quickstart.status)'
 echo "== command 2: ./test"
 inside './test'
