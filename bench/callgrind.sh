@@ -20,6 +20,9 @@
 #     callgrind_annotate --inclusive=yes DIR/cg.* | grep 'accept_loop::{{closure}}::{{closure}} '
 #   env BIN=path/to/jwtgate (default target/release/jwtgate, built by the caller)
 #   env ACCESS_LOG=on (default, as users run it) | off
+#   env CUTOFF_OWNER=decoys (hs256-cutoffs, default: the cut-offs name 50
+#       other consumers) | own (they name the request's own consumer, other
+#       subjects: the claims are read and looked up on every request)
 #   env TOKEN_KIND=forged-kid (provider modes: a kid the key set lacks, a
 #       new one per request; the answers are then 401, as expected) |
 #       fresh (provider-rs256: a new valid token per request, so each one
@@ -60,9 +63,9 @@ if [[ $MODE == hs256-redis || $MODE == hs256-cutoffs ]]; then
   if [[ $MODE == hs256-cutoffs ]]; then
     # The store's own layout (crates/jwtgate-store: hash {name}:subjects,
     # field = the subject key as a JSON array, value = not_before:expires_at).
-    python3 - "${CUTOFFS:-100000}" <<'PY' | redis-cli -p 18379 --pipe >/dev/null
+    python3 - "${CUTOFFS:-100000}" "${CUTOFF_OWNER:-decoys}" <<'PY' | redis-cli -p 18379 --pipe >/dev/null
 import json, sys, time
-n, now = int(sys.argv[1]), int(time.time())
+n, owners, now = int(sys.argv[1]), sys.argv[2], int(time.time())
 def cmd(*args):
     out = f"*{len(args)}\r\n"
     for a in args:
@@ -70,7 +73,8 @@ def cmd(*args):
         out += f"${len(b)}\r\n{b.decode()}\r\n"
     sys.stdout.write(out)
 for i in range(n):
-    key = json.dumps(["c", f"decoy-{i % 50}", "sub", f"u-{i}"], separators=(",", ":"))
+    owner = "user123" if owners == "own" else f"decoy-{i % 50}"
+    key = json.dumps(["c", owner, "sub", f"u-{i}"], separators=(",", ":"))
     cmd("HSET", "{jwtgate}:subjects", key, f"{now - 60}:{now + 86400}")
 PY
     echo "$(redis-cli -p 18379 hlen '{jwtgate}:subjects') cut-offs in Redis"

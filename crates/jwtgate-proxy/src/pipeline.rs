@@ -587,15 +587,18 @@ async fn authenticate_request(
     if gw.revocations.is_revoked(&auth.revocation.digests(), now) {
         return Err(AuthError::Revoked.into());
     }
-    // Then the subject cut-offs (SPEC §3.10), also in memory; nothing to
-    // look at while there are none.
-    if gw.revocations.cutoff_count() > 0 {
+    // Then the subject cut-offs (SPEC §3.10), also in memory; the claims
+    // are read only when a cut-off names the token's consumer or provider.
+    let consumer = auth.principal.consumer().map(|c| c.username.as_str());
+    let provider = auth.principal.provider().map(|p| p.name.as_str());
+    if gw.revocations.cutoffs_name(consumer, provider) {
         let text = |name: &str| auth.claims.get(name).and_then(serde_json::Value::as_str);
         let subject = TokenSubject {
-            consumer: auth.principal.consumer().map(|c| c.username.as_str()),
-            provider: auth.principal.provider().map(|p| p.name.as_str()),
+            consumer,
+            provider,
             sub: text("sub"),
-            sid: text("sid"),
+            // Only a provider's cut-offs name a session.
+            sid: provider.and_then(|_| text("sid")),
             iat: numeric_date(&auth.claims, "iat").ok().flatten(),
         };
         if let Some(cut) = gw.revocations.cutoff_for(&subject, now) {

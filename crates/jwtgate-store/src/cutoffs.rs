@@ -259,6 +259,18 @@ impl CutoffTable {
         self.len() == 0
     }
 
+    /// Whether any cut-off names this consumer or this provider. A token
+    /// of an owner no cut-off names needs none of its claims read, which
+    /// is the usual case however many cut-offs other owners have.
+    pub fn names_owner(&self, consumer: Option<&str>, provider: Option<&str>) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        let tables = self.read();
+        consumer.is_some_and(|n| tables.consumers.contains_key(n))
+            || provider.is_some_and(|n| tables.providers.contains_key(n))
+    }
+
     /// The cut-off that refuses this token at `now`, if any: one whose
     /// subject is the token's and that came at or after its `iat` (a token
     /// without `iat` is refused by any). Probes only the owners and
@@ -492,6 +504,28 @@ mod tests {
         assert_eq!(t.len(), 3);
         assert_eq!(t.purge(NOW + 3600), 2);
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn only_the_owners_cut_offs_name_are_named() {
+        let t = CutoffTable::new();
+        assert!(!t.names_owner(Some("alice"), None), "empty");
+        t.insert(&cut(alice(), Subject::Sub("u-1".into()), NOW));
+        t.insert(&cut(corp(), Subject::Sid("s-9".into()), NOW));
+        assert!(t.names_owner(Some("alice"), None));
+        assert!(t.names_owner(None, Some("corp")));
+        assert!(t.names_owner(Some("bob"), Some("corp")));
+        assert!(!t.names_owner(Some("bob"), None));
+        assert!(!t.names_owner(None, Some("other-idp")));
+        assert!(
+            !t.names_owner(Some("corp"), Some("alice")),
+            "kinds kept apart"
+        );
+        assert!(t.remove(&SubjectKey {
+            owner: alice(),
+            subject: Subject::Sub("u-1".into()),
+        }));
+        assert!(!t.names_owner(Some("alice"), None), "its last one removed");
     }
 
     #[test]

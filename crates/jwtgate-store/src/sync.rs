@@ -110,6 +110,11 @@ impl Revocations {
         self.blacklist.contains_any(digests, now)
     }
 
+    /// Whether any cut-off names this consumer or provider: memory only.
+    pub fn cutoffs_name(&self, consumer: Option<&str>, provider: Option<&str>) -> bool {
+        self.cutoffs.names_owner(consumer, provider)
+    }
+
     /// The subject cut-off that refuses a token, if any: memory only.
     pub fn cutoff_for(&self, token: &TokenSubject<'_>, now: i64) -> Option<Cutoff> {
         self.cutoffs.refusing(token, now)
