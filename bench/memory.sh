@@ -48,7 +48,7 @@ start=$(date +%s.%N)
 for _ in $(seq 600); do grep -q "listening on" "$WORK/log" && break; sleep 0.05; done
 ready=$(date +%s.%N)
 grep -q "listening on" "$WORK/log" || { cat "$WORK/log"; exit 1; }
-loaded=$(grep -o 'revocations=[0-9]*' "$WORK/log" | head -1)
+loaded=$(grep -o 'revocations=[0-9]* cutoffs=[0-9]*' "$WORK/log" | head -1)
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$GW/status")
 awk -v c="$CONSUMERS" -v r="$ROUTES" -v n="$REVOKED" -v k="$CUTOFFS" -v l="$loaded" -v s="$start" -v e="$ready" -v m="$rss" \
   'BEGIN { printf "consumers=%s routes=%s revoked=%s cutoffs=%s (%s): start to listening %.2f s, VmRSS %.1f MiB\n", c, r, n, k, l, e - s, m / 1024 }'

@@ -219,6 +219,7 @@ async fn open_revocations(
             info!(
                 store = kind,
                 revocations = entries,
+                cutoffs = revocations.cutoff_count(),
                 load_ms = started.elapsed().as_millis() as u64,
                 "revocation store ready"
             );
