@@ -12,7 +12,13 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 source "$ROOT/bench/lib.sh"
 N=${N:-10000}
-ulimit -n $((N * 2 + 1000))
+# Each process holds N connections plus its own files; HAProxy sizes its
+# file limit from maxconn (N + 100) as about twice that, and refuses to
+# start above the hard limit (20 000 here: N=9500 fits).
+need=$((2 * (N + 100) + 300)); hard=$(ulimit -Hn)
+[[ $hard == unlimited || $hard -ge $need ]] || {
+  echo "idle: N=$N needs $need open files (HAProxy: twice maxconn), the hard limit is $hard" >&2; exit 1; }
+ulimit -n "$need"
 cargo build --release --manifest-path "$ROOT/Cargo.toml" -p jwtgate
 kit_prepare
 TOKEN=$(cat "$KIT/tokens/hs256.valid.jwt")
