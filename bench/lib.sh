@@ -85,7 +85,7 @@ write_config() { # MODE [tls] -> path of the written config
     jwks_file: $CONF/$mode.jwks.json
     algorithms: [$upper]
     audiences: [bench]"
-      jwt="    jwt: { providers: [bench-idp] }" ;;
+      jwt="    jwt: { providers: [bench-idp], consumers: false }" ;;
     hs256-authorize10)
       jwt="    jwt:
       authorize:"
