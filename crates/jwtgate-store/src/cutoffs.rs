@@ -507,7 +507,7 @@ mod tests {
     }
 
     #[test]
-    fn only_the_owners_cut_offs_name_are_named() {
+    fn an_owner_is_named_only_while_a_cut_off_names_it() {
         let t = CutoffTable::new();
         assert!(!t.names_owner(Some("alice"), None), "empty");
         t.insert(&cut(alice(), Subject::Sub("u-1".into()), NOW));
