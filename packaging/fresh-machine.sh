@@ -13,6 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $(id -u) -eq 0 ]] || { echo "fresh-machine: needs root" >&2; exit 1; }
+mkdir -p target
+exec > >(tee target/fresh-machine.log) 2>&1
 
 root=${FRESH_ROOT:-/tmp/jwtgate-fresh}
 rm -rf "$root"
