@@ -2,7 +2,7 @@
 # jwtgate's identity-provider way (iss, aud, kid, a JWK Set) against
 # HAProxy's RS256 row, in the same run_peers.sh run.
 #
-#   bench/providers.sh            env ROUNDS=5 DURATION=10 ACCESS_LOG=off|on
+#   bench/providers.sh            env ROUNDS=5 DURATION=10 ACCESS_LOG=off|on ALG=rs256|es256
 #
 # The kit's RS256 tokens are consumer-style (a `key` claim, no iss). This
 # makes a copy of the kit whose rs256.valid.jwt is a provider token signed
@@ -14,6 +14,12 @@
 # runs with CUSTOM_AUTH=no and this script checks jwtgate itself first: the
 # token 200, a forged signature, another issuer, another audience and an
 # unknown kid 401.
+#
+# ALG=es256: jwtgate verifies ES256 provider tokens (a P-256 key as a JWK Set)
+# while HAProxy verifies its RS256 row, in the same run: the kit gives the
+# custom row the token file of its CUSTOM_ALG (hs256 or rs256 only), so the
+# copy's hs256.valid.jwt holds the ES256 provider token and the custom row
+# runs with CUSTOM_ALG=hs256.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 source "$ROOT/bench/lib.sh"
@@ -25,15 +31,22 @@ case ${ACCESS_LOG:-off} in
 esac
 cargo build --release --manifest-path "$ROOT/Cargo.toml" -p jwtgate
 kit_prepare
-CONFIG=$(write_config provider-rs256)
+ALG=${ALG:-rs256}
+case $ALG in rs256|es256) ;; *) echo "ALG must be rs256 or es256" >&2; exit 2 ;; esac
+CONFIG=$(write_config "provider-$ALG")
 PKIT="$KIT-provider"
 rm -rf "$PKIT"; cp -r "$KIT" "$PKIT"; rm -rf "$PKIT/results" "$PKIT/run"
 sign() { # extra args -> token
-  "$BIN" token sign --config "$CONFIG" --provider bench-idp --private-key "$KIT/keys/rs256-private.pem" \
+  "$BIN" token sign --config "$CONFIG" --provider bench-idp --private-key "$(_private_key "provider-$ALG")" \
     --kid bench-1 --ttl 86400 --claim key=user123 "$@"
 }
-sign > "$PKIT/tokens/rs256.valid.jwt"
-good=$(cat "$PKIT/tokens/rs256.valid.jwt")
+if [[ $ALG == rs256 ]]; then
+  sign > "$PKIT/tokens/rs256.valid.jwt"; custom_alg=rs256
+else
+  # HAProxy keeps the kit's RS256 token; jwtgate's row reads hs256.valid.jwt.
+  sign > "$PKIT/tokens/hs256.valid.jwt"; custom_alg=hs256
+fi
+good=$(cat "$PKIT/tokens/$custom_alg.valid.jwt")
 
 # jwtgate's own accept/reject check on the provider way.
 $LOG_ENV "$BIN" run --config "$CONFIG" 2>/tmp/jwtgate-providers-check.log & gw=$!
@@ -53,7 +66,7 @@ trap - EXIT
 echo "jwtgate provider way: accept/reject check passed"
 
 out="$PKIT/results/providers-$(date -u +%Y%m%dT%H%M%SZ)"
-OUTDIR="$out" CUSTOM_NAME=jwtgate-provider CUSTOM_PORT=18090 CUSTOM_ALG=rs256 CUSTOM_AUTH=no \
+OUTDIR="$out" CUSTOM_NAME=jwtgate-provider-$ALG CUSTOM_PORT=18090 CUSTOM_ALG=$custom_alg CUSTOM_AUTH=no \
   CUSTOM_CMD="$LOG_ENV $BIN run --config $CONFIG" \
   "$PKIT/run_peers.sh" haproxy-rs256 custom
 python3 "$PKIT/summarize.py" --ref haproxy-rs256 "$out/summary.tsv"
