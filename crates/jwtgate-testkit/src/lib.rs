@@ -80,6 +80,15 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
+    /// The gateway's `store:` for this server, with short timeouts so
+    /// that an outage is felt within a second.
+    pub fn store_yaml(&self) -> String {
+        format!(
+            "{{ kind: redis, host: 127.0.0.1, port: {}, connect_timeout_ms: 300, read_timeout_ms: 300, send_timeout_ms: 300 }}",
+            self.port
+        )
+    }
+
     /// A standalone server on a free port.
     pub fn start() -> RedisServer {
         Self::start_with(&[])

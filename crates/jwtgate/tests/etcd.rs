@@ -274,10 +274,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 fn three_nodes_share_one_etcd_and_one_redis() {
     let etcd = EtcdServer::start();
     let redis = RedisServer::start();
-    let store = format!(
-        "{{ kind: redis, host: 127.0.0.1, port: {}, connect_timeout_ms: 300, read_timeout_ms: 300, send_timeout_ms: 300 }}",
-        redis.port
-    );
+    let store = redis.store_yaml();
     let eps = vec![etcd.endpoint()];
     let nodes: Vec<(tempfile::TempDir, Node)> = (0..3).map(|_| start_node(&eps, &store)).collect();
     let all: Vec<&Node> = nodes.iter().map(|(_, n)| n).collect();

@@ -283,10 +283,7 @@ fn propagation(store: &str, label: &str) {
 #[test]
 fn cut_offs_reach_every_node_of_a_redis_store() {
     let mut server = RedisServer::start();
-    let store = format!(
-        "{{ kind: redis, host: 127.0.0.1, port: {}, connect_timeout_ms: 300, read_timeout_ms: 300, send_timeout_ms: 300 }}",
-        server.port
-    );
+    let store = server.store_yaml();
     propagation(&store, "standalone Redis");
 
     // A store outage during a logout everywhere: 503, nothing half-recorded.

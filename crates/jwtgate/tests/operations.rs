@@ -135,10 +135,7 @@ fn json_logs_parse_line_by_line_and_never_carry_a_token() {
 #[test]
 fn status_is_starting_until_the_blacklist_and_first_keys_are_there() {
     let mut redis = RedisServer::start();
-    let store = format!(
-        "{{ kind: redis, host: 127.0.0.1, port: {}, connect_timeout_ms: 300, read_timeout_ms: 300, send_timeout_ms: 300 }}",
-        redis.port
-    );
+    let store = redis.store_yaml();
     redis.kill();
     // A key server that accepts and never answers: the first fetch hangs
     // until its timeout.

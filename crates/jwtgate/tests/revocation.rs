@@ -75,15 +75,6 @@ fn embedded_store() -> &'static str {
     "{ kind: embedded, path: ./data }"
 }
 
-/// A standalone Redis store with short timeouts, so that an outage is felt
-/// within a second.
-fn redis_store(server: &RedisServer) -> String {
-    format!(
-        "{{ kind: redis, host: 127.0.0.1, port: {}, connect_timeout_ms: 300, read_timeout_ms: 300, send_timeout_ms: 300 }}",
-        server.port
-    )
-}
-
 /// Consumer `alice`; route `app` (`/app/*`, logout `POST_/app/logout`,
 /// answered by the gateway) to the recording upstream; route `other`
 /// (`/other/*`, echo, no logout path); route `lenient` (`/lenient/*`, echo,
@@ -739,7 +730,7 @@ fn redis_revocations_propagate_survive_an_outage_and_catch_up() {
     upstream: { echo: true }
     jwt: { use_jwt_blacklist_revoking: true, logout_path: "POST_/lean/logout", leeway_seconds: 30 }
 "#;
-    let yaml = config(&redis_store(&server), &up, lean);
+    let yaml = config(&server.store_yaml(), &up, lean);
     let a = Gateway::start(&yaml);
     let b = Gateway::start(&yaml);
     const ZSET: &str = "{jwtgate}:revoked";
@@ -963,7 +954,7 @@ fn redis_start_loads_a_large_blacklist() {
     assert_eq!(count, "100001");
 
     let start = Instant::now();
-    let gw = Gateway::start(&config(&redis_store(&server), &up, ""));
+    let gw = Gateway::start(&config(&server.store_yaml(), &up, ""));
     let listening = start.elapsed();
     let resp = get_app(&gw, &token);
     let answered = start.elapsed();
