@@ -1,11 +1,14 @@
 //! Authorization by claims (SPEC §3.7), per request: finding the rule (one
 //! trie walk, whatever the number of rules) and checking its scopes and
 //! claims in the payload, allowed and denied, with 10 and 1 000 rules.
+//! "allowed" is a token the gateway has seen (its cached payload
+//! remembers the rule it satisfies); "allowed-first" a payload checked for
+//! the first time, as for a new token.
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use jwtgate_core::claims::ClaimPath;
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
+use jwtgate_core::claims::{ClaimPath, Claims};
 use jwtgate_core::path::{Method, RuleEntry};
 use jwtgate_core::policy::authorize::{Authorization, AuthorizeRule};
 use serde_json::{json, Map, Value};
@@ -31,7 +34,11 @@ fn rules(count: usize) -> Authorization {
     Authorization::new(rules, false)
 }
 
-fn claims(scope: &str) -> Map<String, Value> {
+fn claims(scope: &str) -> Claims {
+    Claims::new(payload(scope))
+}
+
+fn payload(scope: &str) -> Map<String, Value> {
     let Value::Object(m) = json!({
         "sub": "u-1",
         "scope": format!("openid profile email {scope}"),
@@ -62,6 +69,17 @@ fn bench_decide(c: &mut Criterion) {
                 )
                 .is_allowed()
             })
+        });
+        let scope = format!("svc{hit}:write");
+        group.bench_with_input(BenchmarkId::new("allowed-first", count), &a, |b, a| {
+            b.iter_batched_ref(
+                || claims(&scope),
+                |fresh| {
+                    a.decide(black_box(Method::Post), black_box(&path), Some(fresh))
+                        .is_allowed()
+                },
+                BatchSize::SmallInput,
+            )
         });
         group.bench_with_input(BenchmarkId::new("denied", count), &a, |b, a| {
             b.iter(|| {

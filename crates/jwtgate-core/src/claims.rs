@@ -7,8 +7,83 @@
 //! separates two levels.
 
 use std::borrow::Cow;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Map, Value};
+
+/// How many rule verdicts a payload remembers (see [`Claims`]).
+const REMEMBERED: usize = 4;
+
+/// A verified token's payload, and the `authorize` rules it is known to
+/// satisfy.
+///
+/// A payload never changes once decoded, and a rule's verdict reads
+/// nothing but the payload, so a verdict holds for as long as the payload
+/// lives. The verified-token cache shares one `Claims` between every
+/// request that presents the token, so the rule check runs once per token
+/// and rule, not once per request. Only "satisfied" is remembered (a
+/// refusal is rare and is worked out again, with its reason); a rule is
+/// named by a stamp that is never reused (see
+/// `policy::authorize::Authorization`), so a verdict cannot be read back
+/// for another rule, another route or another config version.
+#[derive(Debug)]
+pub struct Claims {
+    map: Map<String, Value>,
+    /// Stamps of satisfied rules, one slot per rule position modulo
+    /// [`REMEMBERED`]; 0 is empty.
+    satisfied: [AtomicU64; REMEMBERED],
+}
+
+impl Claims {
+    pub fn new(map: Map<String, Value>) -> Self {
+        Claims {
+            map,
+            satisfied: Default::default(),
+        }
+    }
+
+    pub fn map(&self) -> &Map<String, Value> {
+        &self.map
+    }
+
+    fn slot(&self, stamp: u64) -> Option<&AtomicU64> {
+        // REMEMBERED is a power of two: the low bits (the rule's position)
+        // pick the slot.
+        self.satisfied.get(stamp as usize & (REMEMBERED - 1))
+    }
+
+    /// Whether the rule stamped `stamp` is known to be satisfied.
+    pub fn satisfies(&self, stamp: u64) -> bool {
+        // Relaxed: the stamp is the whole of what is read; nothing else is
+        // published with it.
+        stamp != 0
+            && self
+                .slot(stamp)
+                .is_some_and(|s| s.load(Ordering::Relaxed) == stamp)
+    }
+
+    /// Remember that the rule stamped `stamp` is satisfied.
+    pub fn remember_satisfied(&self, stamp: u64) {
+        if let Some(slot) = self.slot(stamp).filter(|_| stamp != 0) {
+            slot.store(stamp, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Deref for Claims {
+    type Target = Map<String, Value>;
+
+    fn deref(&self) -> &Map<String, Value> {
+        &self.map
+    }
+}
+
+impl From<Map<String, Value>> for Claims {
+    fn from(map: Map<String, Value>) -> Self {
+        Claims::new(map)
+    }
+}
 
 /// A compiled claim path.
 #[derive(Debug, Clone, PartialEq, Eq)]

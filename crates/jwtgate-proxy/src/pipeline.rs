@@ -469,7 +469,7 @@ impl Carriers {
 struct Identity {
     principal: Principal,
     /// `None` for the anonymous consumer: no token, no claims.
-    claims: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
+    claims: Option<Arc<claims::Claims>>,
     carriers: Carriers,
     /// The blacklist entry a logout with this token would write.
     revocation: Option<Entry>,

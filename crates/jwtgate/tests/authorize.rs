@@ -557,3 +557,59 @@ routes:
     assert_eq!(resp.status, 409, "{}", resp.text());
     assert!(resp.text().contains("protection.immutable"));
 }
+
+#[test]
+fn a_token_allowed_once_is_judged_again_by_changed_or_other_rules() {
+    // The verified-token cache remembers which rule a token satisfied; that
+    // must never answer for another route's rule at the same position, nor
+    // for the same route's rule after an admin write tightened it.
+    use admin_support::{Node, KEY};
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+admin: {{ listen: "127.0.0.1:0", api_key: "{KEY}" }}
+consumers:
+  - username: alice
+    jwt: {{ key: user123, secret: "{SECRET}" }}
+routes:
+  - name: orders
+    paths: ["/v1/*"]
+    upstream: {{ echo: true }}
+    jwt:
+      authorize:
+        - match: ["GET_/v1/orders*"]
+          scopes: [orders:read]
+  - name: admin-orders
+    paths: ["/v2/*"]
+    upstream: {{ echo: true }}
+    jwt:
+      authorize:
+        - match: ["GET_/v2/orders*"]
+          scopes: [orders:read]
+          any_of: {{ realm_access.roles: [admin] }}
+"#
+    );
+    let node = Node::start(dir.path(), &yaml);
+    let reader = token(json!({"scope": "orders:read", "realm_access": {"roles": ["clerk"]}}));
+    for _ in 0..3 {
+        assert_eq!(
+            node.send(&Req::get("/v1/orders/7").bearer(&reader)).status,
+            200
+        );
+        assert_forbidden(&node.send(&Req::get("/v2/orders/7").bearer(&reader)));
+    }
+    let resp = node.admin(
+        "PATCH",
+        "/admin/v1/routes/orders/jwt",
+        Some(json!({"authorize": [{"match": ["GET_/v1/orders*"], "scopes": ["orders:read"], "all_of": {"realm_access.roles": ["clerk", "auditor"]}}]})),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert!(
+        eventually(IO_TIMEOUT, || node
+            .send(&Req::get("/v1/orders/7").bearer(&reader))
+            .status
+            == 403),
+        "the tightened rule never refused the token it allowed before"
+    );
+    assert_forbidden(&node.send(&Req::get("/v1/orders/7").bearer(&reader)));
+}

@@ -366,7 +366,7 @@ impl Explain<'_> {
 fn authorized(
     policy: &JwtPolicy,
     request: Option<(Method, &str)>,
-    claims: &serde_json::Map<String, serde_json::Value>,
+    claims: &jwtgate_core::claims::Claims,
     r: &mut Report,
 ) -> Option<impl FnOnce(Report) -> Report> {
     let (authorize, (method, path)) = (policy.authorize.as_ref()?, request?);

@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 
 use super::cache::{Verdict, VerifiedCache};
 use super::{AuthContext, AuthError, Authenticated, JwtPolicy, Principal};
+use crate::claims::Claims;
 use crate::clock::Clock;
 use crate::consumer::Consumer;
 use crate::jwt::jwk::Jwk;
@@ -356,7 +357,7 @@ fn consumer_way(
     let revocation = RevocationKey::of(&token);
     Ok(Authenticated {
         principal: Principal::Consumer(Arc::clone(consumer)),
-        claims: Arc::new(token.into_claims()),
+        claims: Arc::new(Claims::new(token.into_claims())),
         revocation,
     })
 }
@@ -473,7 +474,7 @@ fn provider_way(
     (
         Ok(Authenticated {
             principal,
-            claims: Arc::new(token.into_claims()),
+            claims: Arc::new(Claims::new(token.into_claims())),
             revocation,
         }),
         None,

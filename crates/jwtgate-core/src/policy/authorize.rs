@@ -6,11 +6,14 @@
 //! `match` entries, so finding the rule is one walk of the same trie, on the
 //! same normalised path, as the path rules; the rule that applies is the
 //! first in the list whose `match` fits (an exception goes before a stricter
-//! rule). A decision reads the payload in place: no allocation.
+//! rule). A decision reads the payload in place: no allocation; a rule a
+//! cached token satisfied once is not checked again (see [`Claims`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Map, Value};
 
-use crate::claims::{self, ClaimPath};
+use crate::claims::{self, ClaimPath, Claims};
 use crate::path::{Method, PathRules, RuleEntry};
 
 /// One `authorize` rule.
@@ -44,6 +47,26 @@ pub struct Authorization {
     entries: PathRules,
     owner: Vec<usize>,
     default_allow: bool,
+    /// This instance's stamp; a rule's stamp adds its position (see
+    /// [`Claims`]). Never reused in the process, so a remembered verdict
+    /// cannot answer for another rule list. 0: nothing is remembered.
+    stamp: u64,
+}
+
+/// Bits of a rule stamp that hold the rule's position.
+const POSITION_BITS: u32 = 20;
+
+/// The next [`Authorization`]'s number.
+static NEXT_STAMP: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh stamp, or 0 once the numbers run out (after 2^44 rule lists).
+fn fresh_stamp() -> u64 {
+    let n = NEXT_STAMP.fetch_add(1, Ordering::Relaxed);
+    if n < 1 << (64 - POSITION_BITS) {
+        n << POSITION_BITS
+    } else {
+        0
+    }
 }
 
 /// What a rule found missing.
@@ -121,6 +144,7 @@ impl Authorization {
             owner,
             rules,
             default_allow,
+            stamp: fresh_stamp(),
         }
     }
 
@@ -136,19 +160,27 @@ impl Authorization {
     /// The entries are flattened in rule order, so the first entry listed
     /// that fits belongs to that rule.
     pub fn rule_for(&self, method: Method, path: &str) -> Option<&AuthorizeRule> {
+        self.position_for(method, path).map(|(_, rule)| rule)
+    }
+
+    fn position_for(&self, method: Method, path: &str) -> Option<(usize, &AuthorizeRule)> {
         let entry = self.entries.first_listed(method, path)?;
-        self.rules.get(*self.owner.get(entry)?)
+        let position = *self.owner.get(entry)?;
+        Some((position, self.rules.get(position)?))
+    }
+
+    /// The stamp naming the rule at `position` in this list, or 0.
+    fn rule_stamp(&self, position: usize) -> u64 {
+        match u64::try_from(position) {
+            Ok(p) if self.stamp != 0 && p < 1 << POSITION_BITS => self.stamp | p,
+            _ => 0,
+        }
     }
 
     /// May a request with these claims (`None`: the anonymous consumer)
     /// make `method path`?
-    pub fn decide(
-        &self,
-        method: Method,
-        path: &str,
-        claims: Option<&Map<String, Value>>,
-    ) -> Decision<'_> {
-        let Some(rule) = self.rule_for(method, path) else {
+    pub fn decide(&self, method: Method, path: &str, claims: Option<&Claims>) -> Decision<'_> {
+        let Some((position, rule)) = self.position_for(method, path) else {
             return if self.default_allow {
                 Decision::Allow { rule: None }
             } else {
@@ -158,8 +190,17 @@ impl Authorization {
                 }
             };
         };
-        match check(rule, claims) {
-            None => Decision::Allow { rule: Some(rule) },
+        let stamp = self.rule_stamp(position);
+        if claims.is_some_and(|c| c.satisfies(stamp)) {
+            return Decision::Allow { rule: Some(rule) };
+        }
+        match check(rule, claims.map(Claims::map)) {
+            None => {
+                if let Some(c) = claims {
+                    c.remember_satisfied(stamp);
+                }
+                Decision::Allow { rule: Some(rule) }
+            }
             Some(missing) => Decision::Deny {
                 rule: Some(rule),
                 missing,

@@ -18,9 +18,8 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
 
-use serde_json::{Map, Value};
-
 use super::Principal;
+use crate::claims::Claims;
 use crate::jwt::RevocationKey;
 
 const SHARDS: usize = 16;
@@ -33,7 +32,7 @@ pub enum Verdict {
     /// and the token's blacklist keys, so a hit hashes nothing.
     Verified {
         principal: Principal,
-        claims: Arc<Map<String, Value>>,
+        claims: Arc<Claims>,
         revocation: RevocationKey,
     },
     /// The signature did not verify: with a consumer's key (`None`), or with

@@ -16,8 +16,6 @@ mod tests;
 
 use std::sync::Arc;
 
-use serde_json::Value;
-
 pub use self::authenticate::{
     authenticate, authenticate_cached, authenticate_traced, check_audience, check_claims,
     numeric_date, Step,
@@ -382,7 +380,7 @@ impl<'a> AuthContext<'a> {
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     pub principal: Principal,
-    pub claims: Arc<serde_json::Map<String, Value>>,
+    pub claims: Arc<crate::claims::Claims>,
     /// Where the token stands in the blacklist.
     pub revocation: RevocationKey,
 }

@@ -20,9 +20,9 @@ fn path(s: &str) -> ClaimPath {
     ClaimPath::parse(s).expect("path")
 }
 
-fn claims(v: Value) -> Map<String, Value> {
+fn claims(v: Value) -> Claims {
     let Value::Object(m) = v else { unreachable!() };
-    m
+    Claims::new(m)
 }
 
 /// The Keycloak-style example of the README.
@@ -165,6 +165,48 @@ fn claim_values_of_every_type() {
         .is_allowed());
 }
 
+#[test]
+fn a_remembered_verdict_answers_only_for_its_own_rule() {
+    // One payload, as the verified-token cache shares it between requests.
+    let c = claims(json!({"scope": "orders:read", "realm_access": {"roles": ["clerk"]}}));
+    let mut lenient = rule(0, &["GET_/v1/orders*"]);
+    lenient.scopes = vec!["orders:read".into()];
+    let a = Authorization::new(vec![lenient], false);
+    assert!(a.decide(Method::Get, "/v1/orders", Some(&c)).is_allowed());
+    assert!(a.decide(Method::Get, "/v1/orders/7", Some(&c)).is_allowed());
+
+    // The same position in another list (another route, or the next
+    // config version): the verdict on `a`'s rule does not carry over.
+    let mut strict = rule(0, &["GET_/v1/orders*"]);
+    strict.scopes = vec!["orders:read".into()];
+    strict.any_of = vec![(path("realm_access.roles"), vec!["admin".into()])];
+    let b = Authorization::new(vec![strict], false);
+    let d = b.decide(Method::Get, "/v1/orders", Some(&c));
+    assert!(!d.is_allowed());
+    assert!(d.to_string().contains("realm_access.roles"), "{d}");
+    // Nor does a clone's memo reach the other list, and `a` still allows.
+    assert!(a.decide(Method::Get, "/v1/orders", Some(&c)).is_allowed());
+    assert!(!b.decide(Method::Get, "/v1/orders", Some(&c)).is_allowed());
+
+    // A denial is not remembered as anything: the same payload is denied
+    // with the same reason each time, and another rule of the same list
+    // that shares the memo slot (positions 0 and 4) is checked on its own.
+    let mut rules: Vec<AuthorizeRule> = (0..5).map(|i| rule(i, &[])).collect();
+    rules[0] = rule(0, &["GET_/a"]);
+    rules[0].scopes = vec!["orders:read".into()];
+    rules[4] = rule(4, &["GET_/e"]);
+    rules[4].scopes = vec!["orders:write".into()];
+    let slots = Authorization::new(rules, false);
+    for _ in 0..3 {
+        assert!(slots.decide(Method::Get, "/a", Some(&c)).is_allowed());
+        let d = slots.decide(Method::Get, "/e", Some(&c));
+        assert_eq!(
+            d.to_string(),
+            "denied by authorize[4]: scope \"orders:write\" missing"
+        );
+    }
+}
+
 // A naive model of the rule choice: the first rule, in list order, one of
 // whose entries matches on its own.
 fn model(rules: &[AuthorizeRule], method: Method, path: &str) -> Option<usize> {
@@ -204,6 +246,54 @@ proptest! {
                 a.rule_for(*method, path).map(|r| r.index),
                 model(&rules, *method, path),
                 "{:?} {:?}", method, path
+            );
+        }
+    }
+}
+
+proptest! {
+    // Every decision on a payload shared across requests (as the
+    // verified-token cache shares it) equals the decision on a fresh copy,
+    // whatever the order of requests and lists.
+    #[test]
+    fn remembered_verdicts_agree_with_fresh_checks(
+        specs in prop::collection::vec(
+            (entry(), prop::sample::subsequence(vec!["a", "b", "c"], 0..3)),
+            1..10,
+        ),
+        held in prop::sample::subsequence(vec!["a", "b", "c"], 0..3),
+        requests in prop::collection::vec(
+            (0..2usize, prop::sample::select(vec![Method::Get, Method::Head, Method::Post]), "/[ab/]{0,6}"),
+            1..24,
+        ),
+    ) {
+        let lists: Vec<Authorization> = (0..2)
+            .map(|shift| {
+                let rules = specs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (m, scopes))| {
+                        let mut r = rule(i, &[m.as_str()]);
+                        // The second list wants one more scope per rule.
+                        r.scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+                        if shift == 1 {
+                            r.scopes.push("c".into());
+                        }
+                        r
+                    })
+                    .collect();
+                Authorization::new(rules, shift == 0)
+            })
+            .collect();
+        let payload = json!({"scope": held.join(" ")});
+        let shared = claims(payload.clone());
+        for (list, method, path) in &requests {
+            let a = &lists[*list];
+            let fresh = claims(payload.clone());
+            prop_assert_eq!(
+                a.decide(*method, path, Some(&shared)).to_string(),
+                a.decide(*method, path, Some(&fresh)).to_string(),
+                "list {} {:?} {:?}", list, method, path
             );
         }
     }
