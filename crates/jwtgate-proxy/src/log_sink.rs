@@ -293,7 +293,14 @@ fn push_padded(out: &mut Vec<u8>, mut n: u64, width: usize) {
 /// printable ASCII (route and consumer names, refusal reasons with their
 /// quoted values): only `"` and `\` need a backslash then.
 pub fn push_quoted(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+    // Most names need no backslash at all: copied whole.
+    let verbatim = |b: &u8| (0x20..0x7f).contains(b) && *b != b'"' && *b != b'\\';
+    if s.as_bytes().iter().all(verbatim) {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         out.reserve(s.len() + 2);
         out.push(b'"');
         for &b in s.as_bytes() {
