@@ -15,10 +15,13 @@ fi
 echo "== cargo build --release -p jwtgate"
 cargo build --release -p jwtgate
 
-out=target/release/packaging
+# The target directory cargo uses (CARGO_TARGET_DIR honoured; cargo-deb
+# maps the `target/release/` asset paths of Cargo.toml onto it too).
+target=${CARGO_TARGET_DIR:-target}
+out=$target/release/packaging
 rm -rf "$out"
 mkdir -p "$out/completions"
-bin=target/release/jwtgate
+bin=$target/release/jwtgate
 "$bin" man | gzip -9n >"$out/jwtgate.1.gz"
 "$bin" completions bash >"$out/completions/jwtgate.bash"
 "$bin" completions zsh >"$out/completions/_jwtgate"

@@ -21,7 +21,8 @@ if ! command -v debootstrap >/dev/null 2>&1; then
 fi
 
 packaging/build-deb.sh
-deb=$(ls -t target/debian/jwtgate_*.deb | head -1)
+target=${CARGO_TARGET_DIR:-target}
+deb=$(ls -t "$target"/debian/jwtgate_*.deb | head -1)
 echo "== inspecting $deb"
 listing=$(dpkg-deb -c "$deb")
 for f in ./usr/bin/jwtgate ./etc/jwtgate/jwtgate.yaml ./usr/lib/systemd/system/jwtgate.service \
@@ -31,9 +32,9 @@ for f in ./usr/bin/jwtgate ./etc/jwtgate/jwtgate.yaml ./usr/lib/systemd/system/j
 done
 grep -q -- '-rw-r----- .* ./etc/jwtgate/jwtgate.yaml$' <<<"$listing" || fail "the config is not 0640 in the package"
 [[ $(dpkg-deb -f "$deb" Package) == jwtgate ]] || fail "package name"
-dpkg-deb -e "$deb" target/debian/control-check
-grep -qx /etc/jwtgate/jwtgate.yaml target/debian/control-check/conffiles || fail "the config is not a conffile"
-rm -rf target/debian/control-check
+dpkg-deb -e "$deb" "$target/debian/control-check"
+grep -qx /etc/jwtgate/jwtgate.yaml "$target/debian/control-check/conffiles" || fail "the config is not a conffile"
+rm -rf "$target/debian/control-check"
 
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/jwtgate
 base="$cache/bookworm-minbase-systemd-procps.tar"
