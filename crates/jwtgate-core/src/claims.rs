@@ -5,6 +5,9 @@
 //!
 //! A claim whose own name contains a dot cannot be addressed: every dot
 //! separates two levels.
+//!
+//! [`Claims`] is a verified token's payload as the gateway keeps it: the
+//! decoded map, and the `authorize` rules it is known to satisfy.
 
 use std::borrow::Cow;
 use std::ops::Deref;
@@ -36,6 +39,7 @@ pub struct Claims {
 }
 
 impl Claims {
+    /// A payload that has satisfied no rule yet.
     pub fn new(map: Map<String, Value>) -> Self {
         Claims {
             map,
@@ -43,14 +47,18 @@ impl Claims {
         }
     }
 
+    /// The decoded payload (also reached through `Deref`).
     pub fn map(&self) -> &Map<String, Value> {
         &self.map
     }
 
     fn slot(&self, stamp: u64) -> Option<&AtomicU64> {
-        // REMEMBERED is a power of two: the low bits (the rule's position)
-        // pick the slot.
-        self.satisfied.get(stamp as usize & (REMEMBERED - 1))
+        // Every bit of the stamp picks the slot (Fibonacci hashing: the top
+        // bits of a multiplication), so the first rules of two routes a
+        // token uses in turn do not keep evicting each other.
+        const SLOT_BITS: u32 = REMEMBERED.trailing_zeros();
+        let mixed = stamp.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOT_BITS);
+        self.satisfied.get(usize::try_from(mixed).unwrap_or(0))
     }
 
     /// Whether the rule stamped `stamp` is known to be satisfied.

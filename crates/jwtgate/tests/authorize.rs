@@ -561,8 +561,10 @@ routes:
 #[test]
 fn a_token_allowed_once_is_judged_again_by_changed_or_other_rules() {
     // The verified-token cache remembers which rule a token satisfied; that
-    // must never answer for another route's rule at the same position, nor
-    // for the same route's rule after an admin write tightened it.
+    // must never answer for another route's rule at the same position (the
+    // two routes below, taking turns). After an admin write tightened the
+    // rule, the new version's rule decides (a new version starts with a
+    // cache and stamps of its own).
     use admin_support::{Node, KEY};
     let dir = tempfile::tempdir().unwrap();
     let yaml = format!(

@@ -39,7 +39,7 @@ impl AuthorizeRule {
 }
 
 /// A route's compiled `authorize` rules and `authorize_default`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Authorization {
     rules: Vec<AuthorizeRule>,
     /// Every rule's match entries, flattened; `owner[i]` is the rule of
@@ -66,6 +66,20 @@ fn fresh_stamp() -> u64 {
         n << POSITION_BITS
     } else {
         0
+    }
+}
+
+impl Clone for Authorization {
+    /// A copy with a stamp of its own: what a payload remembers about one
+    /// list never answers for another, whatever becomes of either.
+    fn clone(&self) -> Self {
+        Authorization {
+            rules: self.rules.clone(),
+            entries: self.entries.clone(),
+            owner: self.owner.clone(),
+            default_allow: self.default_allow,
+            stamp: fresh_stamp(),
+        }
     }
 }
 

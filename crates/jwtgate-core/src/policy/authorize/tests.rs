@@ -184,26 +184,44 @@ fn a_remembered_verdict_answers_only_for_its_own_rule() {
     let d = b.decide(Method::Get, "/v1/orders", Some(&c));
     assert!(!d.is_allowed());
     assert!(d.to_string().contains("realm_access.roles"), "{d}");
-    // Nor does a clone's memo reach the other list, and `a` still allows.
+    // Taking turns changes nothing: `a` still allows, `b` still denies.
     assert!(a.decide(Method::Get, "/v1/orders", Some(&c)).is_allowed());
     assert!(!b.decide(Method::Get, "/v1/orders", Some(&c)).is_allowed());
+    // A clone has a stamp of its own, and the same verdicts.
+    let a2 = a.clone();
+    assert!(a2.decide(Method::Get, "/v1/orders", Some(&c)).is_allowed());
+    assert!(!b
+        .clone()
+        .decide(Method::Get, "/v1/orders", Some(&c))
+        .is_allowed());
 
-    // A denial is not remembered as anything: the same payload is denied
-    // with the same reason each time, and another rule of the same list
-    // that shares the memo slot (positions 0 and 4) is checked on its own.
-    let mut rules: Vec<AuthorizeRule> = (0..5).map(|i| rule(i, &[])).collect();
-    rules[0] = rule(0, &["GET_/a"]);
-    rules[0].scopes = vec!["orders:read".into()];
-    rules[4] = rule(4, &["GET_/e"]);
-    rules[4].scopes = vec!["orders:write".into()];
+    // Eight rules share four memo slots: whatever evicts what, each rule
+    // gives its own verdict every time, and a denial keeps its reason.
+    let rules: Vec<AuthorizeRule> = (0..8)
+        .map(|i| {
+            let mut r = rule(i, &[&format!("GET_/r{i}")]);
+            r.scopes = vec![if i % 2 == 0 {
+                "orders:read"
+            } else {
+                "orders:write"
+            }
+            .into()];
+            r
+        })
+        .collect();
     let slots = Authorization::new(rules, false);
-    for _ in 0..3 {
-        assert!(slots.decide(Method::Get, "/a", Some(&c)).is_allowed());
-        let d = slots.decide(Method::Get, "/e", Some(&c));
-        assert_eq!(
-            d.to_string(),
-            "denied by authorize[4]: scope \"orders:write\" missing"
-        );
+    for round in 0..3 {
+        for i in (0..8).map(|i| (i + round * 3) % 8) {
+            let d = slots.decide(Method::Get, &format!("/r{i}"), Some(&c));
+            if i % 2 == 0 {
+                assert!(d.is_allowed(), "rule {i}: {d}");
+            } else {
+                assert_eq!(
+                    d.to_string(),
+                    format!("denied by authorize[{i}]: scope \"orders:write\" missing")
+                );
+            }
+        }
     }
 }
 
