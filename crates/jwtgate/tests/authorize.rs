@@ -493,28 +493,37 @@ routes:
     }
 }
 
-#[test]
-fn explain_names_the_failing_rule_and_immutable_covers_authorize() {
-    use admin_support::{Node, KEY};
-    let dir = tempfile::tempdir().unwrap();
+/// A node with the admin API and consumer `alice`, serving `routes` (the
+/// YAML list items under `routes:`).
+fn admin_node(dir: &std::path::Path, routes: &str) -> admin_support::Node {
+    use admin_support::KEY;
     let yaml = format!(
         r#"listen: "127.0.0.1:0"
 admin: {{ listen: "127.0.0.1:0", api_key: "{KEY}" }}
 consumers:
   - username: alice
     jwt: {{ key: user123, secret: "{SECRET}" }}
-routes:
+routes:{routes}"#
+    );
+    admin_support::Node::start(dir, &yaml)
+}
+
+#[test]
+fn explain_names_the_failing_rule_and_immutable_covers_authorize() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = admin_node(
+        dir.path(),
+        r#"
   - name: orders
     paths: ["/v1/*"]
-    upstream: {{ echo: true }}
+    upstream: { echo: true }
     jwt:
-      protection: {{ immutable: true }}
+      protection: { immutable: true }
       authorize:
         - match: ["POST_/v1/orders*"]
           scopes: [orders:write]
-"#
+"#,
     );
-    let node = Node::start(dir.path(), &yaml);
     let reader = token(json!({"scope": "orders:read"}));
     let report = node
         .admin(
@@ -565,33 +574,27 @@ fn a_token_allowed_once_is_judged_again_by_changed_or_other_rules() {
     // two routes below, taking turns). After an admin write tightened the
     // rule, the new version's rule decides (a new version starts with a
     // cache and stamps of its own).
-    use admin_support::{Node, KEY};
     let dir = tempfile::tempdir().unwrap();
-    let yaml = format!(
-        r#"listen: "127.0.0.1:0"
-admin: {{ listen: "127.0.0.1:0", api_key: "{KEY}" }}
-consumers:
-  - username: alice
-    jwt: {{ key: user123, secret: "{SECRET}" }}
-routes:
+    let node = admin_node(
+        dir.path(),
+        r#"
   - name: orders
     paths: ["/v1/*"]
-    upstream: {{ echo: true }}
+    upstream: { echo: true }
     jwt:
       authorize:
         - match: ["GET_/v1/orders*"]
           scopes: [orders:read]
   - name: admin-orders
     paths: ["/v2/*"]
-    upstream: {{ echo: true }}
+    upstream: { echo: true }
     jwt:
       authorize:
         - match: ["GET_/v2/orders*"]
           scopes: [orders:read]
-          any_of: {{ realm_access.roles: [admin] }}
-"#
+          any_of: { realm_access.roles: [admin] }
+"#,
     );
-    let node = Node::start(dir.path(), &yaml);
     let reader = token(json!({"scope": "orders:read", "realm_access": {"roles": ["clerk"]}}));
     for _ in 0..3 {
         assert_eq!(
