@@ -33,8 +33,8 @@ const REMEMBERED: usize = 4;
 #[derive(Debug)]
 pub struct Claims {
     map: Map<String, Value>,
-    /// Stamps of satisfied rules, one slot per rule position modulo
-    /// [`REMEMBERED`]; 0 is empty.
+    /// Stamps of satisfied rules, each in the slot its hash picks; 0 is
+    /// empty.
     satisfied: [AtomicU64; REMEMBERED],
 }
 
@@ -84,12 +84,6 @@ impl Deref for Claims {
 
     fn deref(&self) -> &Map<String, Value> {
         &self.map
-    }
-}
-
-impl From<Map<String, Value>> for Claims {
-    fn from(map: Map<String, Value>) -> Self {
-        Claims::new(map)
     }
 }
 
