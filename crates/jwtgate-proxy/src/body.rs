@@ -1,8 +1,9 @@
-//! The one response body type of the data plane: either bytes the gateway
+//! The body types of the data plane. Responses: either bytes the gateway
 //! holds whole (its own answers, and upstream bodies that arrived with their
 //! head), or an upstream body streamed from the socket as the client side
-//! pulls it. An enum rather than a boxed trait object: no allocation per
-//! response.
+//! pulls it. Requests: read from the client's HTTP/1.1 connection by the
+//! connection's own reader, or from an HTTP/2 stream by hyper. Enums rather
+//! than boxed trait objects: no allocation per request or response.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -10,6 +11,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
+use hyper::body::Incoming;
 
 use crate::upstream::UpstreamBody;
 
@@ -73,6 +75,66 @@ impl Body for GatewayBody {
         match self {
             GatewayBody::Full(full) => full.size_hint(),
             GatewayBody::Upstream(body) => body.size_hint(),
+        }
+    }
+}
+
+/// A request body as the pipeline reads it.
+pub enum RequestBody<'c> {
+    /// The request has none (no `Content-Length` or 0, no chunked body).
+    Empty,
+    /// The rest of the request on the client's HTTP/1.1 connection, read by
+    /// the connection as the pipeline pulls it (`server::http1`).
+    H1(&'c mut (dyn ReadBody + Send)),
+    /// An HTTP/2 stream's body.
+    H2(Incoming),
+}
+
+/// The request body half of an HTTP/1.1 client connection.
+pub trait ReadBody {
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>>;
+    fn is_end_stream(&self) -> bool;
+    fn size_hint(&self) -> SizeHint;
+}
+
+impl std::fmt::Debug for RequestBody<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestBody::Empty => f.write_str("RequestBody::Empty"),
+            RequestBody::H1(body) => write!(f, "RequestBody::H1({:?})", body.size_hint()),
+            RequestBody::H2(body) => write!(f, "RequestBody::H2({:?})", body.size_hint()),
+        }
+    }
+}
+
+impl Body for RequestBody<'_> {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            RequestBody::Empty => Poll::Ready(None),
+            RequestBody::H1(body) => body.poll_data(cx),
+            RequestBody::H2(body) => Pin::new(body).poll_frame(cx).map_err(|e| e.into()),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Empty => true,
+            RequestBody::H1(body) => body.is_end_stream(),
+            RequestBody::H2(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Empty => SizeHint::with_exact(0),
+            RequestBody::H1(body) => body.size_hint(),
+            RequestBody::H2(body) => body.size_hint(),
         }
     }
 }

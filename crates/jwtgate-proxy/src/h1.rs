@@ -1,4 +1,4 @@
-//! HTTP/1.1 towards upstreams, as bytes and nothing else: the request head we
+//! HTTP/1.1 towards upstreams (towards clients: [`inbound`]), as bytes and nothing else: the request head we
 //! write, the response head we read (RFC 9112 §4–5), how the response body is
 //! delimited (§6.3) and the chunked decoder (§7.1). No sockets and no timers
 //! here — `upstream` does the I/O — so every rule below is tested on byte
@@ -568,6 +568,8 @@ fn hex_digit(b: u8) -> Option<u8> {
         _ => None,
     }
 }
+
+pub mod inbound;
 
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,6 @@ use http::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use jwtgate_core::backchannel::{self, LogoutError, IAT_SKEW_SECONDS};
 use jwtgate_core::clock::Clock;
 use jwtgate_core::policy::{sources, Principal};
@@ -20,7 +19,7 @@ use jwtgate_store::{Cutoff, Owner, Subject, SubjectKey};
 use serde_json::{Map, Value};
 use tracing::{info, warn};
 
-use crate::body::GatewayBody;
+use crate::body::{GatewayBody, RequestBody};
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 
@@ -78,7 +77,7 @@ pub async fn backchannel(
     gw: &Gateway,
     index: usize,
     parts: &Parts,
-    body: Incoming,
+    body: RequestBody<'_>,
     body_timeout: std::time::Duration,
 ) -> Backchannel {
     let provider_name = gw
@@ -152,7 +151,7 @@ async fn logout(
     gw: &Gateway,
     index: usize,
     parts: &Parts,
-    body: Incoming,
+    body: RequestBody<'_>,
     body_timeout: std::time::Duration,
 ) -> Result<String, Refused> {
     if parts.method != Method::POST {
@@ -232,7 +231,7 @@ async fn logout(
     Ok(done.join(", "))
 }
 
-async fn read_body(body: Incoming, timeout: std::time::Duration) -> Result<Bytes, Refused> {
+async fn read_body(body: RequestBody<'_>, timeout: std::time::Duration) -> Result<Bytes, Refused> {
     let collected = tokio::time::timeout(timeout, Limited::new(body, MAX_LOGOUT_BODY).collect())
         .await
         .map_err(|_| Refused::Request("the body stalled".into()))?;

@@ -23,7 +23,6 @@ use std::time::Instant;
 use http::header::{HeaderMap, HeaderValue, COOKIE};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use jwtgate_core::claims;
 use jwtgate_core::clock::Clock;
 use jwtgate_core::consumer::Consumer;
@@ -34,7 +33,7 @@ use jwtgate_core::policy::{
 use jwtgate_core::provider::IdentityProvider;
 use jwtgate_store::{Entry, TokenSubject};
 
-use crate::body::GatewayBody;
+use crate::body::{GatewayBody, RequestBody};
 use crate::cors;
 use crate::echo;
 use crate::error::{json_message, GatewayError};
@@ -90,7 +89,7 @@ struct Outcome<'g> {
 pub async fn handle(
     gateway: Arc<Gateway>,
     pool: &ConnPool,
-    req: Request<Incoming>,
+    req: Request<RequestBody<'_>>,
     conn: &ConnInfo,
 ) -> Response<GatewayBody> {
     let started = Instant::now();
@@ -236,7 +235,7 @@ fn access_json(
 async fn serve<'g>(
     gw: &'g Gateway,
     pool: &ConnPool,
-    req: Request<Incoming>,
+    req: Request<RequestBody<'_>>,
     conn: &ConnInfo,
     outcome: &mut Outcome<'g>,
 ) -> Result<Response<GatewayBody>, GatewayError> {

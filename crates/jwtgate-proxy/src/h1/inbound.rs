@@ -1,0 +1,359 @@
+//! HTTP/1.1 towards clients, as bytes: the request head a client writes
+//! (RFC 9112 §3–5), how its body is delimited (§6), and the response head we
+//! write back. No sockets here either — `server::http1` does the I/O — so
+//! every rule is tested on byte strings, the malformed ones a client may
+//! send included.
+//!
+//! Stricter than hyper's server, which this replaced, where two readings of
+//! a request are possible: `Transfer-Encoding` beside `Content-Length` is
+//! refused (hyper let the coding win and forwarded it), and a transfer
+//! coding other than exactly `chunked` is refused (`gzip, chunked` was
+//! accepted, and its `gzip` lost on the way upstream).
+
+use std::mem::MaybeUninit;
+
+use bytes::{Bytes, BytesMut};
+use http::header::TRANSFER_ENCODING;
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE, EXPECT};
+use http::{request, Method, Request, StatusCode, Uri, Version};
+
+use super::{head_end, parse_length, push_decimal};
+
+/// The largest request head accepted (request line and headers).
+pub const MAX_REQUEST_HEAD: usize = 64 * 1024;
+/// The most request headers accepted.
+const MAX_REQUEST_HEADERS: usize = 100;
+
+/// The first bytes of an HTTP/2 connection (RFC 9113 §3.4).
+pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// A request head no server could read one way only. Answered with
+/// [`HeadError::status`] and the connection closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    #[error("malformed request head: {0}")]
+    Malformed(&'static str),
+    #[error("request head larger than {MAX_REQUEST_HEAD} bytes or with more than {MAX_REQUEST_HEADERS} headers")]
+    TooLarge,
+    #[error("not HTTP/1.0 or HTTP/1.1")]
+    Version,
+    #[error("ambiguous or invalid body framing: {0}")]
+    Framing(&'static str),
+    #[error("transfer coding other than chunked")]
+    Coding,
+}
+
+impl HeadError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            HeadError::Malformed(_) | HeadError::Framing(_) => StatusCode::BAD_REQUEST,
+            HeadError::TooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            HeadError::Version => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            HeadError::Coding => StatusCode::NOT_IMPLEMENTED,
+        }
+    }
+}
+
+/// How the request body is delimited (RFC 9112 §6.3 items 4–6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    Empty,
+    Length(u64),
+    Chunked,
+}
+
+/// A parsed request head. Header values and the target share one buffer
+/// with the head bytes rather than one allocation each.
+#[derive(Debug)]
+pub struct RequestHead {
+    pub parts: request::Parts,
+    pub body: BodyFraming,
+    /// The client may send another request on this connection after this
+    /// one (HTTP/1.1 without `Connection: close`, or HTTP/1.0 with
+    /// `Connection: keep-alive`).
+    pub keep_alive: bool,
+    /// `Expect: 100-continue`: the client waits for `100 Continue` before
+    /// it sends the body.
+    pub expect_continue: bool,
+}
+
+/// Parses a request head from the front of `buf`. `Ok(None)`: incomplete,
+/// read more. On success the head's bytes are removed from `buf`, which then
+/// starts with the body (or the next pipelined request).
+pub fn parse_request_head(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadError> {
+    // RFC 9112 §2.2: empty lines before the request line are ignored.
+    let blank = buf
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
+    if blank > 0 {
+        let _ = buf.split_to(blank);
+    }
+    let Some(len) = head_end(buf) else {
+        if buf.len() >= MAX_REQUEST_HEAD {
+            return Err(HeadError::TooLarge);
+        }
+        return Ok(None);
+    };
+    if len > MAX_REQUEST_HEAD {
+        return Err(HeadError::TooLarge);
+    }
+    // Split off first, so that values can be slices of it.
+    let head: Bytes = buf.split_to(len).freeze();
+    let mut raw = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_REQUEST_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    match httparse::ParserConfig::default()
+        .parse_request_with_uninit_headers(&mut req, &head, &mut raw)
+    {
+        Ok(httparse::Status::Complete(n)) if n == len => {}
+        Ok(_) => return Err(HeadError::Malformed("malformed header section")),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(httparse::Error::Version) => return Err(HeadError::Version),
+        Err(httparse::Error::Token) => return Err(HeadError::Malformed("invalid method")),
+        Err(httparse::Error::HeaderName) => {
+            return Err(HeadError::Malformed("invalid header name"))
+        }
+        Err(httparse::Error::HeaderValue) => {
+            return Err(HeadError::Malformed("invalid header value"))
+        }
+        Err(_) => return Err(HeadError::Malformed("invalid request line")),
+    }
+    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
+        return Err(HeadError::Malformed("incomplete request line"));
+    };
+    let method = Method::from_bytes(method.as_bytes())
+        .map_err(|_| HeadError::Malformed("invalid method"))?;
+    let uri = Uri::from_maybe_shared(head.slice_ref(target.as_bytes()))
+        .map_err(|_| HeadError::Malformed("invalid request target"))?;
+    let version = if version == 0 {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+
+    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    let mut content_length: Option<u64> = None;
+    let mut transfer_encoding = false;
+    let mut chunked_count = 0u32;
+    let mut last_chunked = false;
+    let mut other_coding = false;
+    let mut close = false;
+    let mut keep_alive_token = false;
+    let mut expect_continue = false;
+    for h in req.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| HeadError::Malformed("invalid header name"))?;
+        if name == CONTENT_LENGTH {
+            // Repeated or listed values must all agree (RFC 9110 §8.6).
+            for part in h.value.split(|&b| b == b',') {
+                let n = parse_length(part).ok_or(HeadError::Framing("invalid Content-Length"))?;
+                match content_length {
+                    Some(prev) if prev != n => {
+                        return Err(HeadError::Framing("conflicting Content-Length values"))
+                    }
+                    _ => content_length = Some(n),
+                }
+            }
+        } else if name == TRANSFER_ENCODING {
+            for coding in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if coding.is_empty() {
+                    continue;
+                }
+                transfer_encoding = true;
+                last_chunked = coding.eq_ignore_ascii_case(b"chunked");
+                if last_chunked {
+                    chunked_count += 1;
+                } else {
+                    other_coding = true;
+                }
+            }
+        } else if name == CONNECTION {
+            for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive_token = true;
+                }
+            }
+        } else if name == EXPECT {
+            expect_continue = h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+        }
+        let value = HeaderValue::from_maybe_shared(head.slice_ref(h.value))
+            .map_err(|_| HeadError::Malformed("invalid header value"))?;
+        headers.append(name, value);
+    }
+
+    let body = if transfer_encoding {
+        // RFC 9112 §6.1: a coding in an HTTP/1.0 request, or beside a
+        // length, means some reader will frame this request differently.
+        if version == Version::HTTP_10 {
+            return Err(HeadError::Framing(
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ));
+        }
+        if content_length.is_some() {
+            return Err(HeadError::Framing(
+                "both Transfer-Encoding and Content-Length",
+            ));
+        }
+        if !last_chunked {
+            return Err(HeadError::Framing(
+                "Transfer-Encoding does not end in chunked",
+            ));
+        }
+        if chunked_count > 1 {
+            return Err(HeadError::Framing("chunked applied more than once"));
+        }
+        // Chunked is the only coding decoded here, and the only one that
+        // can go upstream: the pipeline re-frames the body, and any other
+        // coding would be lost with the header.
+        if other_coding {
+            return Err(HeadError::Coding);
+        }
+        BodyFraming::Chunked
+    } else {
+        match content_length {
+            Some(0) | None => BodyFraming::Empty,
+            Some(n) => BodyFraming::Length(n),
+        }
+    };
+    let keep_alive = !close && (version == Version::HTTP_11 || keep_alive_token);
+    let (mut parts, ()) = Request::new(()).into_parts();
+    parts.method = method;
+    parts.uri = uri;
+    parts.version = version;
+    parts.headers = headers;
+    Ok(Some(RequestHead {
+        parts,
+        body,
+        keep_alive,
+        expect_continue: expect_continue && version == Version::HTTP_11,
+    }))
+}
+
+/// How the response body goes to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseFraming {
+    /// No body follows the head: HEAD, 1xx, 204, 304. The response's own
+    /// `Content-Length` (what a GET would have had) is passed on for HEAD
+    /// and 304.
+    NoBody,
+    Length(u64),
+    Chunked,
+    /// Until the connection closes: a body of unknown length to an HTTP/1.0
+    /// client.
+    UntilClose,
+}
+
+impl ResponseFraming {
+    /// The framing of a response to a request of `method` and `version`,
+    /// with `status` and a body whose length is `length` when known.
+    pub fn choose(
+        method: &Method,
+        version: Version,
+        status: StatusCode,
+        length: Option<u64>,
+    ) -> Self {
+        if method == Method::HEAD
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
+            ResponseFraming::NoBody
+        } else if let Some(n) = length {
+            ResponseFraming::Length(n)
+        } else if version == Version::HTTP_11 {
+            ResponseFraming::Chunked
+        } else {
+            ResponseFraming::UntilClose
+        }
+    }
+}
+
+/// Whether the response's own headers ask for the connection to close.
+pub fn response_says_close(headers: &HeaderMap) -> bool {
+    headers.get_all(CONNECTION).iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+    })
+}
+
+/// Writes the status line and headers. Framing headers (`Content-Length`,
+/// `Transfer-Encoding`, `Connection`) are written from `framing` and
+/// `keep_alive`, never copied: the client frames the body exactly as it is
+/// sent. `date` is the `Date` value to add when the response has none.
+/// `keep_alive` says whether the connection stays open; `http10` whether
+/// the client speaks HTTP/1.0 (which closes unless told otherwise).
+pub fn encode_response_head(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    headers: &HeaderMap,
+    framing: ResponseFraming,
+    keep_alive: bool,
+    http10: bool,
+    date: &[u8],
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut has_date = false;
+    for (name, value) in headers {
+        if name == CONTENT_LENGTH {
+            // What a GET would have carried: the HEAD or 304 answer keeps it.
+            if framing != ResponseFraming::NoBody
+                || status == StatusCode::NO_CONTENT
+                || status.is_informational()
+            {
+                continue;
+            }
+        } else if name == TRANSFER_ENCODING || name == CONNECTION {
+            continue;
+        } else if name == DATE {
+            has_date = true;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !has_date {
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(date);
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        ResponseFraming::NoBody | ResponseFraming::UntilClose => {}
+        ResponseFraming::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        ResponseFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    if !keep_alive {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if http10 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The whole answer to a request head that could not be read: the status,
+/// no body, and the connection closes.
+pub fn encode_refusal(out: &mut Vec<u8>, status: StatusCode, date: &[u8]) {
+    encode_response_head(
+        out,
+        status,
+        &HeaderMap::new(),
+        ResponseFraming::Length(0),
+        false,
+        false,
+        date,
+    );
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,326 @@
+use super::*;
+
+fn parse(bytes: &[u8]) -> Result<Option<RequestHead>, HeadError> {
+    parse_request_head(&mut BytesMut::from(bytes))
+}
+
+fn head(bytes: &[u8]) -> RequestHead {
+    match parse(bytes) {
+        Ok(Some(h)) => h,
+        other => panic!("expected a head, got {other:?}"),
+    }
+}
+
+fn refused(bytes: &[u8]) -> StatusCode {
+    match parse(bytes) {
+        Err(e) => e.status(),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_get_is_read_with_its_headers_and_leaves_the_next_request_in_the_buffer() {
+    let mut buf = BytesMut::from(
+        &b"GET /a/b?q=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nx-a: 2\r\n\r\nGET /next HTTP/1.1\r\n"[..],
+    );
+    let h = parse_request_head(&mut buf).unwrap().unwrap();
+    assert_eq!(h.parts.method, Method::GET);
+    assert_eq!(h.parts.uri.path(), "/a/b");
+    assert_eq!(h.parts.uri.query(), Some("q=1"));
+    assert_eq!(h.parts.version, Version::HTTP_11);
+    let xa: Vec<_> = h.parts.headers.get_all("x-a").iter().collect();
+    assert_eq!(xa, ["1", "2"]);
+    assert_eq!(h.body, BodyFraming::Empty);
+    assert!(h.keep_alive);
+    assert!(!h.expect_continue);
+    assert_eq!(&buf[..], b"GET /next HTTP/1.1\r\n");
+}
+
+#[test]
+fn an_incomplete_head_asks_for_more_and_consumes_nothing() {
+    let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: x\r\n"[..]);
+    assert!(parse_request_head(&mut buf).unwrap().is_none());
+    assert_eq!(&buf[..], b"GET / HTTP/1.1\r\nHost: x\r\n");
+}
+
+#[test]
+fn empty_lines_before_the_request_line_are_skipped() {
+    let h = head(b"\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(h.parts.uri.path(), "/");
+}
+
+#[test]
+fn absolute_form_targets_keep_their_authority() {
+    let h = head(b"GET http://example.com:8080/p HTTP/1.1\r\nHost: example.com:8080\r\n\r\n");
+    assert_eq!(
+        h.parts.uri.authority().map(|a| a.as_str()),
+        Some("example.com:8080")
+    );
+    assert_eq!(h.parts.uri.path(), "/p");
+}
+
+#[test]
+fn body_framing_follows_content_length_and_chunked() {
+    assert_eq!(
+        head(b"POST / HTTP/1.1\r\nContent-Length: 12\r\n\r\n").body,
+        BodyFraming::Length(12)
+    );
+    assert_eq!(
+        head(b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n").body,
+        BodyFraming::Empty
+    );
+    // The same length repeated, on one line or two, is one length.
+    assert_eq!(
+        head(b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\n").body,
+        BodyFraming::Length(5)
+    );
+    assert_eq!(
+        head(b"POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n").body,
+        BodyFraming::Chunked
+    );
+}
+
+#[test]
+fn lengths_and_codings_that_two_readers_could_read_differently_are_refused() {
+    let bad = StatusCode::BAD_REQUEST;
+    // Smuggling shapes (RFC 9112 §6.1, §6.3).
+    assert_eq!(
+        refused(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"),
+        bad
+    );
+    assert_eq!(
+        refused(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"),
+        bad
+    );
+    assert_eq!(
+        refused(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+        bad
+    );
+    assert_eq!(
+        refused(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"),
+        bad
+    );
+    assert_eq!(
+        refused(b"POST / HTTP/1.1\r\nContent-Length: 5, 6\r\n\r\n"),
+        bad
+    );
+    assert_eq!(
+        refused(b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n"),
+        bad
+    );
+    assert_eq!(
+        refused(b"POST / HTTP/1.1\r\nContent-Length: 0x5\r\n\r\n"),
+        bad
+    );
+    assert_eq!(
+        refused(b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n"),
+        bad
+    );
+    assert_eq!(
+        refused(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
+        bad
+    );
+    assert_eq!(
+        refused(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
+        bad
+    );
+    assert_eq!(
+        refused(
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ),
+        bad
+    );
+    assert_eq!(
+        refused(b"POST / HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n"),
+        bad
+    );
+    // A coding we cannot decode, before the final chunked: not implemented
+    // (its meaning would be lost on the way upstream).
+    assert_eq!(
+        refused(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+        StatusCode::NOT_IMPLEMENTED
+    );
+}
+
+#[test]
+fn malformed_heads_are_bad_requests() {
+    let bad = StatusCode::BAD_REQUEST;
+    assert_eq!(refused(b"GARBAGE\r\n\r\n"), bad);
+    assert_eq!(refused(b"GET / HTTP/1.1\r\nNoColon\r\n\r\n"), bad);
+    assert_eq!(refused(b"GET / HTTP/1.1\r\nName : v\r\n\r\n"), bad);
+    assert_eq!(refused(b"GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n"), bad);
+    assert_eq!(refused(b"GET / HTTP/1.1\r\nA: b\0c\r\n\r\n"), bad);
+    assert_eq!(refused(b"GET / HTTP/1.1\r\nA: b\rc\r\n\r\n"), bad);
+    assert_eq!(refused(b"G\x01T / HTTP/1.1\r\n\r\n"), bad);
+    // A space in the target leaves `b HTTP/1.1` where the version goes:
+    // read as an unknown version, as hyper did.
+    assert_eq!(
+        refused(b"GET /a b HTTP/1.1\r\n\r\n"),
+        StatusCode::HTTP_VERSION_NOT_SUPPORTED
+    );
+}
+
+#[test]
+fn versions_other_than_1_0_and_1_1_are_not_supported() {
+    assert_eq!(
+        refused(b"GET / HTTP/2.0\r\n\r\n"),
+        StatusCode::HTTP_VERSION_NOT_SUPPORTED
+    );
+    assert_eq!(
+        refused(b"GET / HTTP/3.0\r\n\r\n"),
+        StatusCode::HTTP_VERSION_NOT_SUPPORTED
+    );
+}
+
+#[test]
+fn heads_too_large_or_with_too_many_headers_are_431() {
+    let big = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+    let mut long = b"GET / HTTP/1.1\r\nX: ".to_vec();
+    long.extend(std::iter::repeat_n(b'a', MAX_REQUEST_HEAD));
+    // Incomplete and already past the limit: refused without waiting.
+    assert_eq!(refused(&long), big);
+    long.extend_from_slice(b"\r\n\r\n");
+    assert_eq!(refused(&long), big);
+    let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+    for i in 0..=MAX_REQUEST_HEADERS {
+        many.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    assert_eq!(refused(&many), big);
+}
+
+#[test]
+fn keep_alive_and_expect_follow_the_version_and_connection_tokens() {
+    assert!(head(b"GET / HTTP/1.1\r\n\r\n").keep_alive);
+    assert!(!head(b"GET / HTTP/1.1\r\nConnection: Close\r\n\r\n").keep_alive);
+    assert!(!head(b"GET / HTTP/1.1\r\nConnection: x-a, close\r\n\r\n").keep_alive);
+    assert!(!head(b"GET / HTTP/1.0\r\n\r\n").keep_alive);
+    assert!(head(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
+    assert!(
+        head(b"POST / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\n")
+            .expect_continue
+    );
+    assert!(
+        !head(b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+            .expect_continue
+    );
+    assert!(!head(b"POST / HTTP/1.1\r\nExpect: something\r\n\r\n").expect_continue);
+}
+
+fn encoded(
+    status: u16,
+    headers: &[(&str, &str)],
+    framing: ResponseFraming,
+    keep_alive: bool,
+    http10: bool,
+) -> String {
+    let mut map = HeaderMap::new();
+    for (n, v) in headers {
+        map.append(
+            HeaderName::from_bytes(n.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    let mut out = Vec::new();
+    encode_response_head(
+        &mut out,
+        StatusCode::from_u16(status).unwrap(),
+        &map,
+        framing,
+        keep_alive,
+        http10,
+        b"Wed, 02 Dec 2026 14:00:00 GMT",
+    );
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn the_response_head_carries_our_framing_never_the_responses_own() {
+    assert_eq!(
+        encoded(200, &[("content-type", "text/plain"), ("content-length", "99"), ("transfer-encoding", "chunked"), ("connection", "x")], ResponseFraming::Length(5), true, false),
+        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ndate: Wed, 02 Dec 2026 14:00:00 GMT\r\ncontent-length: 5\r\n\r\n"
+    );
+    assert_eq!(
+        encoded(502, &[], ResponseFraming::Chunked, false, false),
+        "HTTP/1.1 502 Bad Gateway\r\ndate: Wed, 02 Dec 2026 14:00:00 GMT\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    );
+    // An HTTP/1.0 client that asked to keep the connection is told it is kept.
+    assert_eq!(
+        encoded(200, &[("date", "Thu, 01 Jan 1970 00:00:00 GMT")], ResponseFraming::Length(0), true, true),
+        "HTTP/1.1 200 OK\r\ndate: Thu, 01 Jan 1970 00:00:00 GMT\r\ncontent-length: 0\r\nconnection: keep-alive\r\n\r\n"
+    );
+    // HEAD and 304 keep the length a GET would have had; 204 has none.
+    assert!(encoded(
+        200,
+        &[("content-length", "42")],
+        ResponseFraming::NoBody,
+        true,
+        false
+    )
+    .contains("content-length: 42\r\n"));
+    assert!(encoded(
+        304,
+        &[("content-length", "42")],
+        ResponseFraming::NoBody,
+        true,
+        false
+    )
+    .contains("content-length: 42\r\n"));
+    assert!(!encoded(
+        204,
+        &[("content-length", "0")],
+        ResponseFraming::NoBody,
+        true,
+        false
+    )
+    .contains("content-length"));
+    // A status without a canonical reason still has a well-formed line.
+    assert!(
+        encoded(599, &[], ResponseFraming::Length(0), true, false).starts_with("HTTP/1.1 599 \r\n")
+    );
+}
+
+#[test]
+fn framing_is_chosen_by_method_status_length_and_version() {
+    use ResponseFraming::*;
+    let v11 = Version::HTTP_11;
+    assert_eq!(
+        ResponseFraming::choose(&Method::GET, v11, StatusCode::OK, Some(3)),
+        Length(3)
+    );
+    assert_eq!(
+        ResponseFraming::choose(&Method::GET, v11, StatusCode::OK, None),
+        Chunked
+    );
+    assert_eq!(
+        ResponseFraming::choose(&Method::GET, Version::HTTP_10, StatusCode::OK, None),
+        UntilClose
+    );
+    assert_eq!(
+        ResponseFraming::choose(&Method::HEAD, v11, StatusCode::OK, Some(3)),
+        NoBody
+    );
+    assert_eq!(
+        ResponseFraming::choose(&Method::GET, v11, StatusCode::NO_CONTENT, Some(0)),
+        NoBody
+    );
+    assert_eq!(
+        ResponseFraming::choose(&Method::GET, v11, StatusCode::NOT_MODIFIED, None),
+        NoBody
+    );
+}
+
+#[test]
+fn a_response_asking_to_close_is_seen() {
+    let mut h = HeaderMap::new();
+    assert!(!response_says_close(&h));
+    h.append(CONNECTION, HeaderValue::from_static("keep-alive, Close"));
+    assert!(response_says_close(&h));
+}
+
+#[test]
+fn the_preface_is_not_a_request() {
+    // What the connection loop checks before parsing: the preface would
+    // otherwise be read as a request of version HTTP/2.0.
+    assert_eq!(refused(H2_PREFACE), StatusCode::HTTP_VERSION_NOT_SUPPORTED);
+}

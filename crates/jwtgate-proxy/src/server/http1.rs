@@ -1,0 +1,609 @@
+//! Client connections speaking HTTP/1.1, served by a loop of our own: read a
+//! head, run the pipeline, write the answer, and again.
+//!
+//! Why not hyper's server, which this replaced: a connection there keeps an
+//! 8 KiB read buffer, an 8 KiB write buffer and a 3.6 KiB slot for the
+//! request's future for as long as it lives, 22.6 KiB per idle keep-alive
+//! connection where HAProxy keeps 1.4 KiB (`bench/idle.sh`). Here an idle
+//! connection holds its socket and nothing else: buffers come from a pool of
+//! the worker thread when bytes arrive and go back when the exchange ends,
+//! and the pipeline's future is boxed for the request only. It also costs
+//! fewer instructions per request (`bench/callgrind.sh plain`).
+//!
+//! The wire format (what is a valid head, how bodies are framed) is pure
+//! code in `h1::inbound`; this module only moves bytes.
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{Request, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tracing::debug;
+
+use crate::body::{BodyError, GatewayBody, ReadBody, RequestBody};
+use crate::h1::inbound::{
+    encode_refusal, encode_response_head, parse_request_head, response_says_close, BodyFraming,
+    RequestHead, ResponseFraming, H2_PREFACE,
+};
+use crate::h1::{push_chunk_size, ChunkedDecoder, Decoded};
+use crate::idle::Activity;
+use crate::pipeline::{self, ConnInfo};
+use crate::upstream::ConnPool;
+
+use super::SharedGateway;
+
+/// A client connection's byte stream: plain TCP or TLS over it.
+pub(super) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Ready when the socket under the stream has bytes to read. Waited on
+    /// while no buffer is held; only after a read that left the stream's
+    /// own buffers empty (see [`Conn::next_head`]).
+    fn poll_socket_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+impl Transport for TcpStream {
+    fn poll_socket_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_read_ready(cx)
+    }
+}
+
+impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
+    fn poll_socket_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_ref().0.poll_read_ready(cx)
+    }
+}
+
+/// What one connection's loop works with.
+pub(super) struct ConnCtx {
+    pub gateway: SharedGateway,
+    pub pool: ConnPool,
+    pub info: Arc<ConnInfo>,
+    pub activity: Arc<Activity>,
+    /// Turns true when the gateway stops: an idle connection closes, a busy
+    /// one closes after its answer.
+    pub stop: watch::Receiver<bool>,
+}
+
+/// How a connection's HTTP/1.1 service ended.
+pub(super) enum Served<IO> {
+    Closed,
+    /// The client opened with the HTTP/2 preface: the stream, with the bytes
+    /// already read put back in front of it, is for an HTTP/2 server.
+    H2(Rewind<IO>),
+}
+
+/// Serves HTTP/1.1 requests on `io` until the client or the gateway closes
+/// the connection.
+pub(super) async fn serve<IO: Transport>(io: IO, ctx: &ConnCtx) -> Served<IO> {
+    let mut conn = Conn {
+        io,
+        buf: BytesMut::new(),
+        last_read_filled: false,
+        body: Remaining::Done,
+        continue_due: false,
+        continue_sent: 0,
+    };
+    let mut first = true;
+    loop {
+        let head = match conn.next_head(first, ctx).await {
+            Next::Head(head) => head,
+            Next::H2 => {
+                let prefix = std::mem::take(&mut conn.buf).freeze();
+                return Served::H2(Rewind {
+                    prefix,
+                    io: conn.io,
+                });
+            }
+            Next::Refused(status) => {
+                conn.refuse(status).await;
+                return Served::Closed;
+            }
+            Next::Closed => {
+                conn.release_buffer();
+                return Served::Closed;
+            }
+        };
+        first = false;
+        let keep_alive = conn.exchange(head, ctx).await;
+        if !keep_alive {
+            let _ = conn.io.shutdown().await;
+            conn.release_buffer();
+            return Served::Closed;
+        }
+    }
+}
+
+// Returned once per request and matched at once: boxing the head would
+// cost an allocation per request to save a move.
+#[allow(clippy::large_enum_variant)]
+enum Next {
+    Head(RequestHead),
+    H2,
+    Refused(StatusCode),
+    Closed,
+}
+
+/// Reads one bounded piece of a request at a time.
+const READ_CHUNK: usize = 8 * 1024;
+
+struct Conn<IO> {
+    io: IO,
+    /// Bytes read and not yet used; empty and without capacity while the
+    /// connection idles.
+    buf: BytesMut,
+    /// The last read filled the buffer: the stream may hold more than the
+    /// socket shows (TLS plaintext already decrypted).
+    last_read_filled: bool,
+    /// The rest of the current request's body.
+    body: Remaining,
+    /// `100 Continue` is owed before the body is read.
+    continue_due: bool,
+    continue_sent: usize,
+}
+
+/// What is left of a request body on the connection.
+enum Remaining {
+    Done,
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    /// The body broke off or was malformed: the connection cannot be reused.
+    Broken,
+}
+
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+impl<IO: Transport> Conn<IO> {
+    /// Waits for the next request head. While nothing has arrived no buffer
+    /// is held; a stop closes the connection then.
+    async fn next_head(&mut self, first: bool, ctx: &ConnCtx) -> Next {
+        let mut stop = ctx.stop.clone();
+        loop {
+            if !self.buf.is_empty() {
+                if first && self.buf.len() >= H2_PREFACE.len() && self.buf.starts_with(H2_PREFACE) {
+                    return Next::H2;
+                }
+                let maybe_preface = first && H2_PREFACE.starts_with(&self.buf);
+                if !maybe_preface {
+                    match parse_request_head(&mut self.buf) {
+                        Ok(Some(head)) => return Next::Head(head),
+                        Ok(None) => {}
+                        Err(e) => {
+                            debug!(error = %e, "refused a request head");
+                            return Next::Refused(e.status());
+                        }
+                    }
+                }
+            }
+            if self.buf.is_empty() {
+                self.release_buffer();
+                if !self.last_read_filled {
+                    let ready = poll_fn(|cx| self.io.poll_socket_readable(cx));
+                    tokio::select! {
+                        biased;
+                        r = ready => if r.is_err() { return Next::Closed },
+                        _ = stop.wait_for(|s| *s) => return Next::Closed,
+                    }
+                }
+            }
+            match self.read().await {
+                Ok(0) | Err(_) => return Next::Closed,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// One read into the buffer, taking one from the pool if none is held.
+    async fn read(&mut self) -> io::Result<usize> {
+        poll_fn(|cx| self.poll_read(cx)).await
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() == 0 {
+            self.buf = take_buffer();
+        }
+        self.buf.reserve(READ_CHUNK);
+        let room = self.buf.capacity() - self.buf.len();
+        let n = ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut self.io),
+            cx,
+            &mut self.buf
+        ))?;
+        self.last_read_filled = n == room;
+        Poll::Ready(Ok(n))
+    }
+
+    /// Gives the read buffer back to the pool when it holds nothing.
+    fn release_buffer(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > 0 {
+            give_back(std::mem::take(&mut self.buf));
+        }
+    }
+
+    /// Answers a head that could not be read, and closes.
+    async fn refuse(&mut self, status: StatusCode) {
+        let mut out = Vec::new();
+        with_date(|date| encode_refusal(&mut out, status, date));
+        let _ = self.io.write_all(&out).await;
+        let _ = self.io.flush().await;
+        let _ = self.io.shutdown().await;
+        self.release_buffer();
+    }
+
+    /// Serves one request: the pipeline's answer is written whole. Returns
+    /// whether the connection can carry another request.
+    async fn exchange(&mut self, head: RequestHead, ctx: &ConnCtx) -> bool {
+        let busy = ctx.activity.begin();
+        let RequestHead {
+            parts,
+            body,
+            keep_alive,
+            expect_continue,
+        } = head;
+        let method = parts.method.clone();
+        let version = parts.version;
+        let http10 = version == http::Version::HTTP_10;
+        self.body = match body {
+            BodyFraming::Empty => Remaining::Done,
+            BodyFraming::Length(n) => Remaining::Length(n),
+            BodyFraming::Chunked => Remaining::Chunked(ChunkedDecoder::default()),
+        };
+        self.continue_due = expect_continue && body != BodyFraming::Empty;
+        self.continue_sent = 0;
+        let gateway = ctx.gateway.load_full();
+        let response = {
+            let body = match body {
+                BodyFraming::Empty => RequestBody::Empty,
+                _ => RequestBody::H1(self),
+            };
+            // Boxed for the request only: the connection's own future stays
+            // small while it idles.
+            Box::pin(pipeline::handle(
+                gateway,
+                &ctx.pool,
+                Request::from_parts(parts, body),
+                &ctx.info,
+            ))
+            .await
+        };
+        // A body the pipeline did not read to its end is skipped when it is
+        // already here; otherwise the connection cannot be reused (the
+        // client may still be sending it, or wait for `100 Continue`).
+        let mut keep_alive = keep_alive && self.skip_buffered_body() && !*ctx.stop.borrow();
+        let (parts, body) = response.into_parts();
+        if response_says_close(&parts.headers) {
+            keep_alive = false;
+        }
+        let framing =
+            ResponseFraming::choose(&method, version, parts.status, body.size_hint().exact());
+        if framing == ResponseFraming::UntilClose {
+            keep_alive = false;
+        }
+        let mut out = take_write_buffer();
+        with_date(|date| {
+            encode_response_head(
+                &mut out,
+                parts.status,
+                &parts.headers,
+                framing,
+                keep_alive,
+                http10,
+                date,
+            )
+        });
+        let sent = self.send_body(&mut out, body, framing).await;
+        give_back_write_buffer(out);
+        drop(busy);
+        sent.is_ok() && keep_alive
+    }
+
+    /// Writes the response body after the head already in `out`, framed as
+    /// `framing` says; small pieces are gathered into `out` and written
+    /// together. An error: the connection must close (the client got a
+    /// short or broken body, or went away).
+    async fn send_body(
+        &mut self,
+        out: &mut Vec<u8>,
+        mut body: GatewayBody,
+        framing: ResponseFraming,
+    ) -> io::Result<()> {
+        let mut left = match framing {
+            ResponseFraming::Length(n) => Some(n),
+            _ => None,
+        };
+        if framing != ResponseFraming::NoBody {
+            loop {
+                let frame = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+                let data = match frame {
+                    None => break,
+                    Some(Err(e)) => {
+                        debug!(error = %e, "response body broke off");
+                        self.io.write_all(out).await?;
+                        return Err(io::Error::other("response body broke off"));
+                    }
+                    Some(Ok(frame)) => match frame.into_data() {
+                        Ok(data) => data,
+                        // Trailers are not passed on.
+                        Err(_) => continue,
+                    },
+                };
+                if data.is_empty() {
+                    continue;
+                }
+                let data = match &mut left {
+                    Some(n) => {
+                        // More than the length announced: never sent.
+                        let take = usize::try_from(*n).map_or(data.len(), |n| n.min(data.len()));
+                        *n -= take as u64;
+                        data.slice(..take)
+                    }
+                    None => data,
+                };
+                if framing == ResponseFraming::Chunked {
+                    push_chunk_size(out, data.len());
+                }
+                self.push_or_write(out, &data).await?;
+                if framing == ResponseFraming::Chunked {
+                    out.extend_from_slice(b"\r\n");
+                }
+                if left == Some(0) {
+                    break;
+                }
+            }
+            if framing == ResponseFraming::Chunked {
+                out.extend_from_slice(b"0\r\n\r\n");
+            }
+        }
+        self.io.write_all(out).await?;
+        self.io.flush().await?;
+        out.clear();
+        if left.is_some_and(|n| n > 0) {
+            return Err(io::Error::other("response body shorter than its length"));
+        }
+        Ok(())
+    }
+
+    /// Appends `data` to `out` when it is small; otherwise writes `out` and
+    /// then `data` itself, without copying it.
+    async fn push_or_write(&mut self, out: &mut Vec<u8>, data: &Bytes) -> io::Result<()> {
+        if out.len() + data.len() <= GATHER {
+            out.extend_from_slice(data);
+            return Ok(());
+        }
+        self.io.write_all(out).await?;
+        out.clear();
+        self.io.write_all(data).await
+    }
+
+    /// Skips what is left of the request body if it is all in the buffer.
+    /// Whether the connection is then at the start of the next request.
+    fn skip_buffered_body(&mut self) -> bool {
+        loop {
+            match &mut self.body {
+                Remaining::Done => return true,
+                Remaining::Broken => return false,
+                Remaining::Length(n) => {
+                    let have = self.buf.len() as u64;
+                    if have < *n {
+                        return false;
+                    }
+                    // n <= have, a usize: no truncation.
+                    self.buf.advance(*n as usize);
+                    self.body = Remaining::Done;
+                }
+                Remaining::Chunked(decoder) => match decoder.decode(&mut self.buf) {
+                    Ok(Decoded::Data(_)) => {}
+                    Ok(Decoded::Done) => self.body = Remaining::Done,
+                    Ok(Decoded::NeedMore) | Err(_) => return false,
+                },
+            }
+        }
+    }
+
+    fn poll_send_continue(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some(rest) = CONTINUE.get(self.continue_sent..).filter(|r| !r.is_empty()) {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, rest))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.continue_sent += n;
+        }
+        ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+        self.continue_due = false;
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Responses up to this size (head and body) go out in one write.
+const GATHER: usize = 16 * 1024;
+
+impl<IO: Transport> ReadBody for Conn<IO> {
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if self.continue_due {
+            if let Err(e) = ready!(self.poll_send_continue(cx)) {
+                self.body = Remaining::Broken;
+                return Poll::Ready(Some(Err(e.into())));
+            }
+        }
+        loop {
+            match &mut self.body {
+                Remaining::Done => return Poll::Ready(None),
+                Remaining::Broken => {
+                    return Poll::Ready(Some(Err("the request body broke off".into())))
+                }
+                Remaining::Length(n) => {
+                    if !self.buf.is_empty() {
+                        let take =
+                            usize::try_from(*n).map_or(self.buf.len(), |n| n.min(self.buf.len()));
+                        let data = self.buf.split_to(take).freeze();
+                        *n -= take as u64;
+                        if *n == 0 {
+                            self.body = Remaining::Done;
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+                Remaining::Chunked(decoder) => match decoder.decode(&mut self.buf) {
+                    Ok(Decoded::Data(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                    Ok(Decoded::Done) => {
+                        self.body = Remaining::Done;
+                        return Poll::Ready(None);
+                    }
+                    Ok(Decoded::NeedMore) => {}
+                    Err(e) => {
+                        self.body = Remaining::Broken;
+                        return Poll::Ready(Some(Err(e.into())));
+                    }
+                },
+            }
+            match ready!(self.poll_read(cx)) {
+                Ok(0) => {
+                    self.body = Remaining::Broken;
+                    return Poll::Ready(Some(Err(
+                        "the client closed the connection mid-body".into()
+                    )));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.body = Remaining::Broken;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.body, Remaining::Done)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.body {
+            Remaining::Done => SizeHint::with_exact(0),
+            Remaining::Length(n) => SizeHint::with_exact(n),
+            Remaining::Chunked(_) | Remaining::Broken => SizeHint::default(),
+        }
+    }
+}
+
+/// A stream with bytes already read from it put back in front.
+pub(super) struct Rewind<IO> {
+    prefix: Bytes,
+    io: IO,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+// The worker thread's buffers. Each worker runs one thread, so these are
+// its own; a connection holds one only while bytes of an exchange are in it.
+
+/// Read buffers kept for reuse by one worker, at most.
+const POOLED: usize = 64;
+/// A read buffer grown past this (a large head) is freed, not pooled.
+const POOL_MAX_CAPACITY: usize = 4 * READ_CHUNK;
+
+thread_local! {
+    static READ_BUFFERS: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    static WRITE_BUFFER: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    static DATE: RefCell<CachedDate> = const { RefCell::new(CachedDate { second: 0, text: Vec::new() }) };
+}
+
+fn take_buffer() -> BytesMut {
+    READ_BUFFERS
+        .with(|pool| pool.borrow_mut().pop())
+        .unwrap_or_else(|| BytesMut::with_capacity(READ_CHUNK))
+}
+
+fn give_back(buf: BytesMut) {
+    if buf.capacity() > POOL_MAX_CAPACITY {
+        return;
+    }
+    READ_BUFFERS.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.len() < POOLED {
+            pool.push(buf);
+        }
+    });
+}
+
+/// The worker's write buffer, or a new one when another connection of the
+/// worker has it (while its write waits on a slow client).
+fn take_write_buffer() -> Vec<u8> {
+    WRITE_BUFFER.with(Cell::take)
+}
+
+fn give_back_write_buffer(mut out: Vec<u8>) {
+    if out.capacity() <= 2 * GATHER {
+        out.clear();
+        WRITE_BUFFER.with(|b| b.set(out));
+    }
+}
+
+/// The `Date` header's value, formatted once a second per worker.
+struct CachedDate {
+    second: u64,
+    text: Vec<u8>,
+}
+
+fn with_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+    let now = SystemTime::now();
+    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        if cached.second != second || cached.text.is_empty() {
+            cached.second = second;
+            cached.text = httpdate::fmt_http_date(now).into_bytes();
+        }
+        f(&cached.text)
+    })
+}
