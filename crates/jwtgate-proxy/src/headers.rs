@@ -136,15 +136,19 @@ pub fn join_cookies(headers: &mut HeaderMap) {
 pub enum BadHost {
     #[error("more than one Host header")]
     Several,
+    #[error("an HTTP/1.1 request without Host")]
+    Missing,
     #[error("Host is not host[:port]")]
     Syntax,
 }
 
 /// The request's host: the absolute-form or HTTP/2 authority, else `Host`.
+/// HTTP/1.1 requests must carry a `Host`.
 /// A `Host` that is there must be one `host[:port]`, whichever is used, so
 /// that no list, userinfo or path reaches the upstream as
 /// `X-Forwarded-Host` (host-header poisoning of reset links).
 pub fn request_host(
+    version: http::Version,
     authority: Option<&http::uri::Authority>,
     headers: &HeaderMap,
 ) -> Result<Option<HeaderValue>, BadHost> {
@@ -152,6 +156,11 @@ pub fn request_host(
     let host = hosts.next();
     if hosts.next().is_some() {
         return Err(BadHost::Several);
+    }
+    // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request
+    // without Host, even one with an absolute-form target.
+    if host.is_none() && version == http::Version::HTTP_11 {
+        return Err(BadHost::Missing);
     }
     if let Some(h) = host {
         if !valid_host(h.as_bytes()) {
@@ -431,22 +440,42 @@ mod tests {
 
     #[test]
     fn request_host_refuses_several_and_bad_ones() {
+        const V11: http::Version = http::Version::HTTP_11;
         let mut h = HeaderMap::new();
         h.append("host", HeaderValue::from_static("a.example"));
         assert_eq!(
-            request_host(None, &h).map(|v| v.map(|v| v.to_str().unwrap_or("").to_owned())),
+            request_host(V11, None, &h).map(|v| v.map(|v| v.to_str().unwrap_or("").to_owned())),
             Ok(Some("a.example".to_owned()))
         );
         h.append("host", HeaderValue::from_static("b.example"));
-        assert_eq!(request_host(None, &h), Err(BadHost::Several));
+        assert_eq!(request_host(V11, None, &h), Err(BadHost::Several));
         let mut bad = HeaderMap::new();
         bad.append("host", HeaderValue::from_static("a.example/x"));
-        assert_eq!(request_host(None, &bad), Err(BadHost::Syntax));
+        assert_eq!(request_host(V11, None, &bad), Err(BadHost::Syntax));
         let with_user: http::uri::Authority = "user@a.example".parse().expect("authority");
         assert_eq!(
-            request_host(Some(&with_user), &HeaderMap::new()),
+            request_host(http::Version::HTTP_2, Some(&with_user), &HeaderMap::new()),
             Err(BadHost::Syntax)
         );
-        assert_eq!(request_host(None, &HeaderMap::new()), Ok(None));
+        // HTTP/1.1 must name a host (RFC 9112 §3.2); HTTP/1.0 and HTTP/2
+        // (whose authority is passed as `authority`) need not.
+        assert_eq!(
+            request_host(V11, None, &HeaderMap::new()),
+            Err(BadHost::Missing)
+        );
+        let absolute: http::uri::Authority = "a.example".parse().expect("authority");
+        assert_eq!(
+            request_host(V11, Some(&absolute), &HeaderMap::new()),
+            Err(BadHost::Missing)
+        );
+        assert_eq!(
+            request_host(http::Version::HTTP_10, None, &HeaderMap::new()),
+            Ok(None)
+        );
+        assert_eq!(
+            request_host(http::Version::HTTP_2, Some(&absolute), &HeaderMap::new())
+                .map(|v| v.is_some()),
+            Ok(true)
+        );
     }
 }

@@ -254,9 +254,9 @@ async fn serve<'g>(
     //    the rules see one resource and the upstream another (SPEC §3.3).
     let path = normalize(parts.uri.path()).map_err(|e| GatewayError::InvalidPath(e.reason))?;
     let mut query: Option<Cow<'_, str>> = parts.uri.query().map(Cow::Borrowed);
-    //    One `Host`, and only `host[:port]`: it routes, and it goes
-    //    upstream as X-Forwarded-Host.
-    let host = headers::request_host(parts.uri.authority(), &parts.headers)?;
+    //    One `Host` (HTTP/1.1 must have it), and only `host[:port]`: it
+    //    routes, and it goes upstream as X-Forwarded-Host.
+    let host = headers::request_host(parts.version, parts.uri.authority(), &parts.headers)?;
 
     // 1b. An identity provider's back-channel logout path belongs to the
     //     gateway, whatever the routes say (SPEC §3.10).

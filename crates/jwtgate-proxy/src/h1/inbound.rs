@@ -35,6 +35,10 @@ pub enum HeadError {
     Malformed(&'static str),
     #[error("request head larger than {MAX_REQUEST_HEAD} bytes or with more than {MAX_REQUEST_HEADERS} headers")]
     TooLarge,
+    #[error("request line longer than {MAX_REQUEST_HEAD} bytes")]
+    TargetTooLong,
+    /// A 400, not a 505: what a client sends never gets a 5xx, and a line
+    /// that fails here is as often garbage (TLS bytes) as a real version.
     #[error("not HTTP/1.0 or HTTP/1.1")]
     Version,
     #[error("ambiguous or invalid body framing: {0}")]
@@ -46,9 +50,11 @@ pub enum HeadError {
 impl HeadError {
     pub fn status(&self) -> StatusCode {
         match self {
-            HeadError::Malformed(_) | HeadError::Framing(_) => StatusCode::BAD_REQUEST,
+            HeadError::Malformed(_) | HeadError::Framing(_) | HeadError::Version => {
+                StatusCode::BAD_REQUEST
+            }
             HeadError::TooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            HeadError::Version => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            HeadError::TargetTooLong => StatusCode::URI_TOO_LONG,
             HeadError::Coding => StatusCode::NOT_IMPLEMENTED,
         }
     }
@@ -91,12 +97,12 @@ pub fn parse_request_head(buf: &mut BytesMut) -> Result<Option<RequestHead>, Hea
     }
     let Some(len) = head_end(buf) else {
         if buf.len() >= MAX_REQUEST_HEAD {
-            return Err(HeadError::TooLarge);
+            return Err(too_large(buf));
         }
         return Ok(None);
     };
     if len > MAX_REQUEST_HEAD {
-        return Err(HeadError::TooLarge);
+        return Err(too_large(buf));
     }
     // Split off first, so that values can be slices of it.
     let head: Bytes = buf.split_to(len).freeze();
@@ -144,15 +150,14 @@ pub fn parse_request_head(buf: &mut BytesMut) -> Result<Option<RequestHead>, Hea
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| HeadError::Malformed("invalid header name"))?;
         if name == CONTENT_LENGTH {
-            // Repeated or listed values must all agree (RFC 9110 §8.6).
-            for part in h.value.split(|&b| b == b',') {
-                let n = parse_length(part).ok_or(HeadError::Framing("invalid Content-Length"))?;
-                match content_length {
-                    Some(prev) if prev != n => {
-                        return Err(HeadError::Framing("conflicting Content-Length values"))
-                    }
-                    _ => content_length = Some(n),
+            // One number per line; a line repeated with the same number is
+            // one length (RFC 9110 §8.6), a list on one line is refused.
+            let n = parse_length(h.value).ok_or(HeadError::Framing("invalid Content-Length"))?;
+            match content_length {
+                Some(prev) if prev != n => {
+                    return Err(HeadError::Framing("conflicting Content-Length values"))
                 }
+                _ => content_length = Some(n),
             }
         } else if name == TRANSFER_ENCODING {
             for coding in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
@@ -229,6 +234,14 @@ pub fn parse_request_head(buf: &mut BytesMut) -> Result<Option<RequestHead>, Hea
         keep_alive,
         expect_continue: expect_continue && version == Version::HTTP_11,
     }))
+}
+
+/// A head over the limit: 414 when its request line alone is, else 431.
+fn too_large(buf: &[u8]) -> HeadError {
+    match memchr::memchr(b'\n', buf) {
+        Some(end) if end < MAX_REQUEST_HEAD => HeadError::TooLarge,
+        _ => HeadError::TargetTooLong,
+    }
 }
 
 /// How the response body goes to the client.

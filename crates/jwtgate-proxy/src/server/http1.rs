@@ -112,11 +112,17 @@ pub(super) async fn serve<IO: Transport>(io: IO, ctx: &ConnCtx) -> Served<IO> {
             }
         };
         first = false;
-        let keep_alive = conn.exchange(head, ctx).await;
-        if !keep_alive {
-            let _ = conn.io.shutdown().await;
-            conn.release_buffer();
-            return Served::Closed;
+        match conn.exchange(head, ctx).await {
+            After::Next => {}
+            After::Close => {
+                let _ = conn.io.shutdown().await;
+                conn.release_buffer();
+                return Served::Closed;
+            }
+            After::Linger => {
+                conn.linger().await;
+                return Served::Closed;
+            }
         }
     }
 }
@@ -130,6 +136,23 @@ enum Next {
     Refused(StatusCode),
     Closed,
 }
+
+/// What becomes of the connection after an exchange.
+enum After {
+    /// Ready for the next request.
+    Next,
+    Close,
+    /// Close, reading and dropping what the client still sends for a
+    /// moment: the rest of a body that was not read.
+    Linger,
+}
+
+/// How long, and how many bytes, a closing connection reads and drops what
+/// the client is still sending, so that the answer reaches it rather than a
+/// reset (a socket closed with unread bytes sends RST, and the client's
+/// stack may drop the answer it had not read yet).
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+const LINGER_BYTES: usize = 1024 * 1024;
 
 /// Reads one bounded piece of a request at a time.
 const READ_CHUNK: usize = 8 * 1024;
@@ -231,15 +254,33 @@ impl<IO: Transport> Conn<IO> {
     async fn refuse(&mut self, status: StatusCode) {
         let mut out = Vec::new();
         with_date(|date| encode_refusal(&mut out, status, date));
-        let _ = self.io.write_all(&out).await;
-        let _ = self.io.flush().await;
+        if self.io.write_all(&out).await.is_ok() && self.io.flush().await.is_ok() {
+            self.linger().await;
+        }
+    }
+
+    /// Closes our side, then reads and drops what the client still sends,
+    /// within [`LINGER`] and [`LINGER_BYTES`].
+    async fn linger(&mut self) {
         let _ = self.io.shutdown().await;
+        self.buf.clear();
+        let mut dropped = 0;
+        let drain = async {
+            while dropped < LINGER_BYTES {
+                self.buf.clear();
+                match self.read().await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => dropped += n,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER, drain).await;
+        self.buf.clear();
         self.release_buffer();
     }
 
-    /// Serves one request: the pipeline's answer is written whole. Returns
-    /// whether the connection can carry another request.
-    async fn exchange(&mut self, head: RequestHead, ctx: &ConnCtx) -> bool {
+    /// Serves one request: the pipeline's answer is written whole.
+    async fn exchange(&mut self, head: RequestHead, ctx: &ConnCtx) -> After {
         let busy = ctx.activity.begin();
         let RequestHead {
             parts,
@@ -276,7 +317,8 @@ impl<IO: Transport> Conn<IO> {
         // A body the pipeline did not read to its end is skipped when it is
         // already here; otherwise the connection cannot be reused (the
         // client may still be sending it, or wait for `100 Continue`).
-        let mut keep_alive = keep_alive && self.skip_buffered_body() && !*ctx.stop.borrow();
+        let body_done = self.skip_buffered_body();
+        let mut keep_alive = keep_alive && body_done && !*ctx.stop.borrow();
         let (parts, body) = response.into_parts();
         if response_says_close(&parts.headers) {
             keep_alive = false;
@@ -301,7 +343,11 @@ impl<IO: Transport> Conn<IO> {
         let sent = self.send_body(&mut out, body, framing).await;
         give_back_write_buffer(out);
         drop(busy);
-        sent.is_ok() && keep_alive
+        match (sent.is_ok(), keep_alive, body_done) {
+            (true, true, _) => After::Next,
+            (true, false, false) => After::Linger,
+            _ => After::Close,
+        }
     }
 
     /// Writes the response body after the head already in `out`, framed as

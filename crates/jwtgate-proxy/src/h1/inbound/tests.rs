@@ -70,8 +70,9 @@ fn body_framing_follows_content_length_and_chunked() {
         BodyFraming::Empty
     );
     // The same length repeated, on one line or two, is one length.
+    // The same length on two lines is one length; a list is refused below.
     assert_eq!(
-        head(b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\n").body,
+        head(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n").body,
         BodyFraming::Length(5)
     );
     assert_eq!(
@@ -102,6 +103,10 @@ fn lengths_and_codings_that_two_readers_could_read_differently_are_refused() {
     );
     assert_eq!(
         refused(b"POST / HTTP/1.1\r\nContent-Length: 5, 6\r\n\r\n"),
+        bad
+    );
+    assert_eq!(
+        refused(b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n"),
         bad
     );
     assert_eq!(
@@ -152,24 +157,17 @@ fn malformed_heads_are_bad_requests() {
     assert_eq!(refused(b"GET / HTTP/1.1\r\nA: b\0c\r\n\r\n"), bad);
     assert_eq!(refused(b"GET / HTTP/1.1\r\nA: b\rc\r\n\r\n"), bad);
     assert_eq!(refused(b"G\x01T / HTTP/1.1\r\n\r\n"), bad);
-    // A space in the target leaves `b HTTP/1.1` where the version goes:
-    // read as an unknown version, as hyper did.
+    // A space in the target leaves `b HTTP/1.1` where the version goes.
     assert_eq!(
         refused(b"GET /a b HTTP/1.1\r\n\r\n"),
-        StatusCode::HTTP_VERSION_NOT_SUPPORTED
+        StatusCode::BAD_REQUEST
     );
 }
 
 #[test]
-fn versions_other_than_1_0_and_1_1_are_not_supported() {
-    assert_eq!(
-        refused(b"GET / HTTP/2.0\r\n\r\n"),
-        StatusCode::HTTP_VERSION_NOT_SUPPORTED
-    );
-    assert_eq!(
-        refused(b"GET / HTTP/3.0\r\n\r\n"),
-        StatusCode::HTTP_VERSION_NOT_SUPPORTED
-    );
+fn versions_other_than_1_0_and_1_1_are_bad_requests_not_5xx() {
+    assert_eq!(refused(b"GET / HTTP/2.0\r\n\r\n"), StatusCode::BAD_REQUEST);
+    assert_eq!(refused(b"GET / HTTP/3.0\r\n\r\n"), StatusCode::BAD_REQUEST);
 }
 
 #[test]
@@ -181,6 +179,12 @@ fn heads_too_large_or_with_too_many_headers_are_431() {
     assert_eq!(refused(&long), big);
     long.extend_from_slice(b"\r\n\r\n");
     assert_eq!(refused(&long), big);
+    // A request line alone over the limit: the target is too long.
+    let mut target = b"GET /".to_vec();
+    target.extend(std::iter::repeat_n(b'a', MAX_REQUEST_HEAD));
+    assert_eq!(refused(&target), StatusCode::URI_TOO_LONG);
+    target.extend_from_slice(b" HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(refused(&target), StatusCode::URI_TOO_LONG);
     let mut many = b"GET / HTTP/1.1\r\n".to_vec();
     for i in 0..=MAX_REQUEST_HEADERS {
         many.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
@@ -322,5 +326,5 @@ fn a_response_asking_to_close_is_seen() {
 fn the_preface_is_not_a_request() {
     // What the connection loop checks before parsing: the preface would
     // otherwise be read as a request of version HTTP/2.0.
-    assert_eq!(refused(H2_PREFACE), StatusCode::HTTP_VERSION_NOT_SUPPORTED);
+    assert_eq!(refused(H2_PREFACE), StatusCode::BAD_REQUEST);
 }
