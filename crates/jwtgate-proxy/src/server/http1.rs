@@ -35,7 +35,7 @@ use crate::h1::inbound::{
     RequestHead, ResponseFraming, H2_PREFACE,
 };
 use crate::h1::{push_chunk_size, ChunkedDecoder, Decoded};
-use crate::idle::Activity;
+use crate::idle::{Activity, Busy};
 use crate::pipeline::{self, ConnInfo};
 use crate::upstream::ConnPool;
 
@@ -85,6 +85,7 @@ pub(super) enum Served<IO> {
 pub(super) async fn serve<IO: Transport>(io: IO, ctx: &ConnCtx) -> Served<IO> {
     let mut conn = Conn {
         io,
+        stop: ctx.stop.clone(),
         buf: BytesMut::new(),
         last_read_filled: false,
         body: Remaining::Done,
@@ -93,7 +94,7 @@ pub(super) async fn serve<IO: Transport>(io: IO, ctx: &ConnCtx) -> Served<IO> {
     };
     let mut first = true;
     loop {
-        let head = match conn.next_head(first, ctx).await {
+        let head = match conn.next_head(first).await {
             Next::Head(head) => head,
             Next::H2 => {
                 let prefix = std::mem::take(&mut conn.buf).freeze();
@@ -159,6 +160,7 @@ const READ_CHUNK: usize = 8 * 1024;
 
 struct Conn<IO> {
     io: IO,
+    stop: watch::Receiver<bool>,
     /// Bytes read and not yet used; empty and without capacity while the
     /// connection idles.
     buf: BytesMut,
@@ -186,8 +188,7 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 impl<IO: Transport> Conn<IO> {
     /// Waits for the next request head. While nothing has arrived no buffer
     /// is held; a stop closes the connection then.
-    async fn next_head(&mut self, first: bool, ctx: &ConnCtx) -> Next {
-        let mut stop = ctx.stop.clone();
+    async fn next_head(&mut self, first: bool) -> Next {
         loop {
             if !self.buf.is_empty() {
                 if first && self.buf.len() >= H2_PREFACE.len() && self.buf.starts_with(H2_PREFACE) {
@@ -208,11 +209,12 @@ impl<IO: Transport> Conn<IO> {
             if self.buf.is_empty() {
                 self.release_buffer();
                 if !self.last_read_filled {
-                    let ready = poll_fn(|cx| self.io.poll_socket_readable(cx));
+                    let io = &self.io;
+                    let ready = poll_fn(|cx| io.poll_socket_readable(cx));
                     tokio::select! {
                         biased;
                         r = ready => if r.is_err() { return Next::Closed },
-                        _ = stop.wait_for(|s| *s) => return Next::Closed,
+                        _ = self.stop.wait_for(|s| *s) => return Next::Closed,
                     }
                 }
             }
@@ -318,7 +320,7 @@ impl<IO: Transport> Conn<IO> {
         // already here; otherwise the connection cannot be reused (the
         // client may still be sending it, or wait for `100 Continue`).
         let body_done = self.skip_buffered_body();
-        let mut keep_alive = keep_alive && body_done && !*ctx.stop.borrow();
+        let mut keep_alive = keep_alive && body_done && !*self.stop.borrow();
         let (parts, body) = response.into_parts();
         if response_says_close(&parts.headers) {
             keep_alive = false;
@@ -340,9 +342,8 @@ impl<IO: Transport> Conn<IO> {
                 date,
             )
         });
-        let sent = self.send_body(&mut out, body, framing).await;
+        let sent = self.send_body(&mut out, body, framing, busy).await;
         give_back_write_buffer(out);
-        drop(busy);
         match (sent.is_ok(), keep_alive, body_done) {
             (true, true, _) => After::Next,
             (true, false, false) => After::Linger,
@@ -354,11 +355,16 @@ impl<IO: Transport> Conn<IO> {
     /// `framing` says; small pieces are gathered into `out` and written
     /// together. An error: the connection must close (the client got a
     /// short or broken body, or went away).
+    ///
+    /// The connection stays `busy` while the body is produced; the last
+    /// write is not covered, so a client that stops reading is closed by the
+    /// idle watch like one that stops sending.
     async fn send_body(
         &mut self,
         out: &mut Vec<u8>,
         mut body: GatewayBody,
         framing: ResponseFraming,
+        busy: Busy,
     ) -> io::Result<()> {
         let mut left = match framing {
             ResponseFraming::Length(n) => Some(n),
@@ -407,6 +413,7 @@ impl<IO: Transport> Conn<IO> {
                 out.extend_from_slice(b"0\r\n\r\n");
             }
         }
+        drop(busy);
         self.io.write_all(out).await?;
         self.io.flush().await?;
         out.clear();
