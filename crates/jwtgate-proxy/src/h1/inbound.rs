@@ -24,6 +24,9 @@ pub const MAX_REQUEST_HEAD: usize = 64 * 1024;
 /// The most request headers accepted.
 const MAX_REQUEST_HEADERS: usize = 100;
 
+/// Headers the pipeline typically adds to a request before it goes upstream.
+const ADDED_UPSTREAM: usize = 8;
+
 /// The first bytes of an HTTP/2 connection (RFC 9113 §3.4).
 pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -137,7 +140,10 @@ pub fn parse_request_head(buf: &mut BytesMut) -> Result<Option<RequestHead>, Hea
         Version::HTTP_11
     };
 
-    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    // Room for what the pipeline adds on the way upstream (four forwarding
+    // headers, identity headers, forwarded claims): growing the map then
+    // would rehash it.
+    let mut headers = HeaderMap::with_capacity(req.headers.len() + ADDED_UPSTREAM);
     let mut content_length: Option<u64> = None;
     let mut transfer_encoding = false;
     let mut chunked_count = 0u32;

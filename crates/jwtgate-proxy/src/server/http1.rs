@@ -87,7 +87,9 @@ pub(super) async fn serve<IO: Transport>(io: IO, ctx: &ConnCtx) -> Served<IO> {
         io,
         stop: ctx.stop.clone(),
         buf: BytesMut::new(),
-        last_read_filled: false,
+        // A TLS handshake may have read the first request's records with
+        // its own: the first read does not wait on the socket.
+        may_hold_more: true,
         body: Remaining::Done,
         continue_due: false,
         continue_sent: 0,
@@ -164,9 +166,10 @@ struct Conn<IO> {
     /// Bytes read and not yet used; empty and without capacity while the
     /// connection idles.
     buf: BytesMut,
-    /// The last read filled the buffer: the stream may hold more than the
-    /// socket shows (TLS plaintext already decrypted).
-    last_read_filled: bool,
+    /// The stream may hold bytes the socket no longer shows (TLS plaintext
+    /// decrypted with the handshake, or beyond a read that filled the
+    /// buffer): read before waiting on the socket.
+    may_hold_more: bool,
     /// The rest of the current request's body.
     body: Remaining,
     /// `100 Continue` is owed before the body is read.
@@ -208,7 +211,7 @@ impl<IO: Transport> Conn<IO> {
             }
             if self.buf.is_empty() {
                 self.release_buffer();
-                if !self.last_read_filled {
+                if !self.may_hold_more {
                     let io = &self.io;
                     let ready = poll_fn(|cx| io.poll_socket_readable(cx));
                     tokio::select! {
@@ -241,7 +244,7 @@ impl<IO: Transport> Conn<IO> {
             cx,
             &mut self.buf
         ))?;
-        self.last_read_filled = n == room;
+        self.may_hold_more = n == room;
         Poll::Ready(Ok(n))
     }
 
