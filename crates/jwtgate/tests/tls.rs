@@ -79,7 +79,7 @@ routes:
     }
 }
 
-fn connector(alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+fn client_config(alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     let pem = std::fs::read(format!("{TLS}/ca.crt")).expect("CA cert");
     for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
@@ -92,7 +92,11 @@ fn connector(alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
+    Arc::new(config)
+}
+
+fn connector(alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+    tokio_rustls::TlsConnector::from(client_config(alpn))
 }
 
 async fn get(addr: SocketAddr, h2: bool, path: &str) -> (u16, Value) {
@@ -147,5 +151,67 @@ async fn http1_and_h2_over_tls() {
         let (status, body) = get(gw.addr, h2, "/private").await;
         assert_eq!(status, 401, "h2={h2}");
         assert_eq!(body["message"], "Missing JWT token in request");
+    }
+}
+
+/// A client that sends its request in the same write as its handshake's
+/// last message: the gateway reads the request's record with the handshake,
+/// and must answer it without waiting for more bytes on the socket (none
+/// come). Driven by hand over a blocking socket so that the two go out in
+/// one write.
+#[test]
+fn a_request_sent_with_the_handshake_finished_is_answered() {
+    use std::io::{Read, Write};
+    let gw = start();
+    for round in 0..5 {
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let mut tls =
+            rustls::ClientConnection::new(client_config(&[b"http/1.1"]), name).expect("client");
+        let mut sock = std::net::TcpStream::connect(gw.addr).expect("connect");
+        sock.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        // The handshake up to the client's Finished, which stays queued.
+        while tls.is_handshaking() {
+            while tls.wants_write() && tls.is_handshaking() {
+                tls.write_tls(&mut sock).expect("write handshake");
+            }
+            if !tls.is_handshaking() {
+                break;
+            }
+            tls.read_tls(&mut sock).expect("read handshake");
+            tls.process_new_packets().expect("handshake");
+        }
+        tls.writer()
+            .write_all(b"GET /public/with-finished HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .expect("queue request");
+        // Finished and the request, together.
+        let mut wire = Vec::new();
+        while tls.wants_write() {
+            tls.write_tls(&mut wire).expect("encode");
+        }
+        sock.write_all(&wire).expect("send Finished and request");
+        let mut answer = Vec::new();
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tls.read_tls(&mut sock).unwrap_or_else(|e| {
+                panic!(
+                    "round {round}: no answer to a request sent with the handshake: {e}; got {:?}",
+                    String::from_utf8_lossy(&answer)
+                )
+            });
+            assert!(n > 0, "round {round}: closed without an answer");
+            tls.process_new_packets().expect("records");
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = tls.reader().read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                answer.extend_from_slice(&chunk[..n]);
+            }
+        }
+        assert!(
+            answer.starts_with(b"HTTP/1.1 200"),
+            "round {round}: {:?}",
+            String::from_utf8_lossy(&answer)
+        );
     }
 }
