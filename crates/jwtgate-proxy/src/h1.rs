@@ -150,7 +150,9 @@ pub struct ResponseHead {
 
 /// Parses a response head from the front of `buf`. `Ok(None)`: incomplete,
 /// read more. On success the head's bytes are removed from `buf`, which then
-/// starts with the body. `request_method` decides whether a body follows.
+/// starts with the body, and the headers are in `spare`'s map (an empty one,
+/// with capacity from an earlier use), taken out of it. `request_method`
+/// decides whether a body follows.
 ///
 /// Hop-by-hop headers (RFC 9110 §7.6.1: `Connection` and the headers it
 /// names, `Keep-Alive`, `Transfer-Encoding`, `Upgrade`, `TE`, `Trailer`,
@@ -159,6 +161,7 @@ pub struct ResponseHead {
 pub fn parse_response_head(
     buf: &mut BytesMut,
     request_method: &Method,
+    spare: &mut HeaderMap,
 ) -> Result<Option<ResponseHead>, WireError> {
     let Some(len) = head_end(buf) else {
         // Not even the start of a status line: no point waiting for more.
@@ -192,7 +195,12 @@ pub fn parse_response_head(
     let status = StatusCode::from_u16(resp.code.unwrap_or(0))
         .map_err(|_| WireError::Head("invalid status code"))?;
 
-    let mut headers = HeaderMap::with_capacity(resp.headers.len());
+    let mut headers = std::mem::take(spare);
+    // Never a header of an earlier message: the map is meant to come empty.
+    if !headers.is_empty() {
+        headers.clear();
+    }
+    headers.reserve(resp.headers.len());
     let mut content_length: Option<u64> = None;
     let mut length_conflict = false;
     let mut transfer_encoding = false;

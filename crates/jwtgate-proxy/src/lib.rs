@@ -17,6 +17,7 @@ pub mod log_sink;
 pub mod logout;
 pub mod metrics;
 pub mod pipeline;
+pub mod recycle;
 pub mod router;
 pub mod server;
 pub mod tls;

@@ -371,7 +371,9 @@ async fn serve_connection<IO: Transport>(io: IO, ctx: ConnCtx, watcher: Watcher)
     });
     let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .serve_connection(TokioIo::new(io), service);
-    if let Err(e) = watcher.watch(conn).await {
+    // Boxed: the HTTP/2 connection's state would otherwise make every
+    // connection's task as large, idle HTTP/1.1 ones included.
+    if let Err(e) = Box::pin(watcher.watch(conn)).await {
         debug!(error = %e, "HTTP/2 connection ended with error");
     }
 }

@@ -31,6 +31,7 @@ use tracing::debug;
 use crate::body::{BodyError, GatewayBody};
 use crate::error::GatewayError;
 use crate::h1::{self, ChunkedDecoder, Decoded, RequestFraming, ResponseFraming, ResponseHead};
+use crate::recycle;
 
 /// Idle connections kept per node; more are closed when they come back.
 const MAX_IDLE_PER_NODE: usize = 256;
@@ -299,6 +300,22 @@ impl ConnPool {
         B::Error: std::fmt::Display,
     {
         let (mut parts, mut body) = req.into_parts();
+        let result = self.send(target, &mut parts, &mut body).await;
+        // The request's header map serves a later request or response.
+        recycle::give_header_map(std::mem::take(&mut parts.headers));
+        result
+    }
+
+    async fn send<B>(
+        &self,
+        target: &UpstreamTarget,
+        parts: &mut Parts,
+        body: &mut B,
+    ) -> Result<Response<GatewayBody>, GatewayError>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
         let framing = if body.is_end_stream() {
             RequestFraming::Empty
         } else {
@@ -308,8 +325,8 @@ impl ConnPool {
             }
         };
         let mut exchange = Exchange {
-            parts: &mut parts,
-            body: &mut body,
+            parts,
+            body,
             framing,
             body_started: false,
             resent: false,
@@ -652,16 +669,22 @@ fn next_final_head(
     method: &Method,
     node: &Node,
 ) -> Result<Option<ResponseHead>, Failure> {
-    loop {
-        match h1::parse_response_head(buf, method) {
+    let mut spare = recycle::header_map();
+    let head = loop {
+        match h1::parse_response_head(buf, method, &mut spare) {
             Ok(Some(head)) if head.status == StatusCode::SWITCHING_PROTOCOLS => {
-                return Err(upstream_error(node, "switched protocols unasked".into()))
+                break Err(upstream_error(node, "switched protocols unasked".into()));
             }
-            Ok(Some(head)) if head.status.is_informational() => continue,
-            Ok(head) => return Ok(head),
-            Err(e) => return Err(upstream_error(node, e.to_string())),
+            Ok(Some(head)) if head.status.is_informational() => {
+                recycle::give_header_map(head.headers);
+                spare = recycle::header_map();
+            }
+            Ok(head) => break Ok(head),
+            Err(e) => break Err(upstream_error(node, e.to_string())),
         }
-    }
+    };
+    recycle::give_header_map(spare);
+    head
 }
 
 fn closed_before_response(node: &Node) -> GatewayError {

@@ -88,8 +88,13 @@ pub struct RequestHead {
 
 /// Parses a request head from the front of `buf`. `Ok(None)`: incomplete,
 /// read more. On success the head's bytes are removed from `buf`, which then
-/// starts with the body (or the next pipelined request).
-pub fn parse_request_head(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadError> {
+/// starts with the body (or the next pipelined request), and the headers
+/// are in `spare`'s map (an empty one, with capacity from an earlier use),
+/// taken out of it.
+pub fn parse_request_head(
+    buf: &mut BytesMut,
+    spare: &mut HeaderMap,
+) -> Result<Option<RequestHead>, HeadError> {
     // RFC 9112 §2.2: empty lines before the request line are ignored.
     let blank = buf
         .iter()
@@ -143,7 +148,12 @@ pub fn parse_request_head(buf: &mut BytesMut) -> Result<Option<RequestHead>, Hea
     // Room for what the pipeline adds on the way upstream (four forwarding
     // headers, identity headers, forwarded claims): growing the map then
     // would rehash it.
-    let mut headers = HeaderMap::with_capacity(req.headers.len() + ADDED_UPSTREAM);
+    let mut headers = std::mem::take(spare);
+    // Never a header of an earlier message: the map is meant to come empty.
+    if !headers.is_empty() {
+        headers.clear();
+    }
+    headers.reserve(req.headers.len() + ADDED_UPSTREAM);
     let mut content_length: Option<u64> = None;
     let mut transfer_encoding = false;
     let mut chunked_count = 0u32;

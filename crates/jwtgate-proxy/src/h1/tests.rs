@@ -2,7 +2,7 @@ use super::*;
 
 fn head_of(bytes: &[u8], method: &Method) -> (Result<Option<ResponseHead>, WireError>, BytesMut) {
     let mut buf = BytesMut::from(bytes);
-    let r = parse_response_head(&mut buf, method);
+    let r = parse_response_head(&mut buf, method, &mut HeaderMap::new());
     (r, buf)
 }
 

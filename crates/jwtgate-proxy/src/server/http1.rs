@@ -13,7 +13,7 @@
 //! The wire format (what is a valid head, how bodies are framed) is pure
 //! code in `h1::inbound`; this module only moves bytes.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
@@ -37,6 +37,7 @@ use crate::h1::inbound::{
 use crate::h1::{push_chunk_size, ChunkedDecoder, Decoded};
 use crate::idle::{Activity, Busy};
 use crate::pipeline::{self, ConnInfo};
+use crate::recycle;
 use crate::upstream::ConnPool;
 
 use super::SharedGateway;
@@ -115,7 +116,10 @@ pub(super) async fn serve<IO: Transport>(io: IO, ctx: &ConnCtx) -> Served<IO> {
             }
         };
         first = false;
-        match conn.exchange(head, ctx).await {
+        // Boxed for the exchange only: the request's state (its head, the
+        // pipeline's future, the answer on its way out: 5 KiB) is not part
+        // of what an idle connection keeps.
+        match Box::pin(conn.exchange(head, ctx)).await {
             After::Next => {}
             After::Close => {
                 let _ = conn.io.shutdown().await;
@@ -199,7 +203,10 @@ impl<IO: Transport> Conn<IO> {
                 }
                 let maybe_preface = first && H2_PREFACE.starts_with(&self.buf);
                 if !maybe_preface {
-                    match parse_request_head(&mut self.buf) {
+                    let mut spare = recycle::header_map();
+                    let parsed = parse_request_head(&mut self.buf, &mut spare);
+                    recycle::give_header_map(spare);
+                    match parsed {
                         Ok(Some(head)) => return Next::Head(head),
                         Ok(None) => {}
                         Err(e) => {
@@ -235,7 +242,7 @@ impl<IO: Transport> Conn<IO> {
 
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.buf.capacity() == 0 {
-            self.buf = take_buffer();
+            self.buf = recycle::read_buffer(READ_CHUNK);
         }
         self.buf.reserve(READ_CHUNK);
         let room = self.buf.capacity() - self.buf.len();
@@ -251,7 +258,7 @@ impl<IO: Transport> Conn<IO> {
     /// Gives the read buffer back to the pool when it holds nothing.
     fn release_buffer(&mut self) {
         if self.buf.is_empty() && self.buf.capacity() > 0 {
-            give_back(std::mem::take(&mut self.buf));
+            recycle::give_read_buffer(std::mem::take(&mut self.buf), POOL_MAX_CAPACITY);
         }
     }
 
@@ -309,14 +316,12 @@ impl<IO: Transport> Conn<IO> {
                 BodyFraming::Empty => RequestBody::Empty,
                 _ => RequestBody::H1(self),
             };
-            // Boxed for the request only: the connection's own future stays
-            // small while it idles.
-            Box::pin(pipeline::handle(
+            pipeline::handle(
                 gateway,
                 &ctx.pool,
                 Request::from_parts(parts, body),
                 &ctx.info,
-            ))
+            )
             .await
         };
         // A body the pipeline did not read to its end is skipped when it is
@@ -333,7 +338,7 @@ impl<IO: Transport> Conn<IO> {
         if framing == ResponseFraming::UntilClose {
             keep_alive = false;
         }
-        let mut out = take_write_buffer();
+        let mut out = recycle::write_buffer();
         with_date(|date| {
             encode_response_head(
                 &mut out,
@@ -345,8 +350,9 @@ impl<IO: Transport> Conn<IO> {
                 date,
             )
         });
+        recycle::give_header_map(parts.headers);
         let sent = self.send_body(&mut out, body, framing, busy).await;
-        give_back_write_buffer(out);
+        recycle::give_write_buffer(out, 2 * GATHER);
         match (sent.is_ok(), keep_alive, body_done) {
             (true, true, _) => After::Next,
             (true, false, false) => After::Linger,
@@ -600,49 +606,11 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
     }
 }
 
-// The worker thread's buffers. Each worker runs one thread, so these are
-// its own; a connection holds one only while bytes of an exchange are in it.
-
-/// Read buffers kept for reuse by one worker, at most.
-const POOLED: usize = 64;
 /// A read buffer grown past this (a large head) is freed, not pooled.
 const POOL_MAX_CAPACITY: usize = 4 * READ_CHUNK;
 
 thread_local! {
-    static READ_BUFFERS: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
-    static WRITE_BUFFER: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
     static DATE: RefCell<CachedDate> = const { RefCell::new(CachedDate { second: 0, text: Vec::new() }) };
-}
-
-fn take_buffer() -> BytesMut {
-    READ_BUFFERS
-        .with(|pool| pool.borrow_mut().pop())
-        .unwrap_or_else(|| BytesMut::with_capacity(READ_CHUNK))
-}
-
-fn give_back(buf: BytesMut) {
-    if buf.capacity() > POOL_MAX_CAPACITY {
-        return;
-    }
-    READ_BUFFERS.with(|pool| {
-        let mut pool = pool.borrow_mut();
-        if pool.len() < POOLED {
-            pool.push(buf);
-        }
-    });
-}
-
-/// The worker's write buffer, or a new one when another connection of the
-/// worker has it (while its write waits on a slow client).
-fn take_write_buffer() -> Vec<u8> {
-    WRITE_BUFFER.with(Cell::take)
-}
-
-fn give_back_write_buffer(mut out: Vec<u8>) {
-    if out.capacity() <= 2 * GATHER {
-        out.clear();
-        WRITE_BUFFER.with(|b| b.set(out));
-    }
 }
 
 /// The `Date` header's value, formatted once a second per worker.

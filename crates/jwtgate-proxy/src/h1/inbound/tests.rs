@@ -1,7 +1,7 @@
 use super::*;
 
 fn parse(bytes: &[u8]) -> Result<Option<RequestHead>, HeadError> {
-    parse_request_head(&mut BytesMut::from(bytes))
+    parse_request_head(&mut BytesMut::from(bytes), &mut HeaderMap::new())
 }
 
 fn head(bytes: &[u8]) -> RequestHead {
@@ -23,7 +23,15 @@ fn a_get_is_read_with_its_headers_and_leaves_the_next_request_in_the_buffer() {
     let mut buf = BytesMut::from(
         &b"GET /a/b?q=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nx-a: 2\r\n\r\nGET /next HTTP/1.1\r\n"[..],
     );
-    let h = parse_request_head(&mut buf).unwrap().unwrap();
+    let mut spare = HeaderMap::with_capacity(32);
+    spare.insert(
+        "x-left-over",
+        HeaderValue::from_static("from an earlier use"),
+    );
+    let h = parse_request_head(&mut buf, &mut spare).unwrap().unwrap();
+    // The spare map was taken, emptied of what it held.
+    assert_eq!(spare.capacity(), 0);
+    assert!(h.parts.headers.get("x-left-over").is_none());
     assert_eq!(h.parts.method, Method::GET);
     assert_eq!(h.parts.uri.path(), "/a/b");
     assert_eq!(h.parts.uri.query(), Some("q=1"));
@@ -39,7 +47,10 @@ fn a_get_is_read_with_its_headers_and_leaves_the_next_request_in_the_buffer() {
 #[test]
 fn an_incomplete_head_asks_for_more_and_consumes_nothing() {
     let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: x\r\n"[..]);
-    assert!(parse_request_head(&mut buf).unwrap().is_none());
+    let mut spare = HeaderMap::with_capacity(8);
+    assert!(parse_request_head(&mut buf, &mut spare).unwrap().is_none());
+    // Not taken: the caller keeps it.
+    assert!(spare.capacity() > 0);
     assert_eq!(&buf[..], b"GET / HTTP/1.1\r\nHost: x\r\n");
 }
 
