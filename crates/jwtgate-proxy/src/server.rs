@@ -24,7 +24,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::body::RequestBody;
 use crate::gateway::Gateway;
-use crate::idle::{IdleWatch, Tracked};
+use crate::idle::{IdleWatch, Ticket, Tracked};
 use crate::pipeline::{self, ConnInfo};
 use crate::tls::TlsServer;
 use crate::upstream::ConnPool;
@@ -323,18 +323,17 @@ async fn accept_loop(listener: TcpListener, shared: Shared, mut stop: watch::Rec
         let ticket = shared.idle.ticket();
         let id = ticket.id();
         let task = match &shared.tls {
-            None => tokio::spawn(async move {
-                let _ticket = ticket;
-                serve_connection(stream, ctx, watcher).await;
-            }),
+            // The function's future itself, not one wrapped in a block: the
+            // block would keep its own copies of the arguments for as long
+            // as the connection lives.
+            None => tokio::spawn(serve_connection(stream, ctx, watcher, ticket)),
             Some(tls) => {
                 // The current settings: a reload serves the next handshake.
                 let acceptor = tls.acceptor();
                 tokio::spawn(async move {
-                    let _ticket = ticket;
                     // The idle watch bounds the handshake too.
                     match acceptor.accept(stream).await {
-                        Ok(stream) => serve_connection(stream, ctx, watcher).await,
+                        Ok(stream) => serve_connection(stream, ctx, watcher, ticket).await,
                         Err(e) => debug!(error = %e, "TLS handshake failed"),
                     }
                 })
@@ -345,8 +344,11 @@ async fn accept_loop(listener: TcpListener, shared: Shared, mut stop: watch::Rec
 }
 
 /// Serves one client connection: HTTP/1.1 by our own loop, or HTTP/2 by
-/// hyper's server when the client opens with the HTTP/2 preface.
-async fn serve_connection<IO: Transport>(io: IO, ctx: ConnCtx, watcher: Watcher) {
+/// hyper's server when the client opens with the HTTP/2 preface. `watcher`
+/// lets the drain at stop wait for the connection; `ticket` keeps it in the
+/// idle watch; both go when it ends.
+async fn serve_connection<IO: Transport>(io: IO, ctx: ConnCtx, watcher: Watcher, ticket: Ticket) {
+    let _ticket = ticket;
     let io = match http1::serve(io, &ctx).await {
         Served::Closed => return,
         Served::H2(io) => io,

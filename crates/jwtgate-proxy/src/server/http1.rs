@@ -107,7 +107,9 @@ pub(super) async fn serve<IO: Transport>(io: IO, ctx: &ConnCtx) -> Served<IO> {
                 });
             }
             Next::Refused(status) => {
-                conn.refuse(status).await;
+                // Boxed, as the exchange below and the linger: rare, and
+                // otherwise part of what every idle connection keeps.
+                Box::pin(conn.refuse(status)).await;
                 return Served::Closed;
             }
             Next::Closed => {
@@ -127,7 +129,7 @@ pub(super) async fn serve<IO: Transport>(io: IO, ctx: &ConnCtx) -> Served<IO> {
                 return Served::Closed;
             }
             After::Linger => {
-                conn.linger().await;
+                Box::pin(conn.linger()).await;
                 return Served::Closed;
             }
         }
