@@ -21,9 +21,10 @@ pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 pub enum GatewayBody {
     Full(Full<Bytes>),
-    /// Boxed: hyper moves the response many times on its way out, and the
-    /// connection inside is ten times the size of a `Full`. Only bodies that
-    /// did not arrive with their head pay for the allocation.
+    /// Boxed: the response is moved on its way out (many times by hyper,
+    /// for HTTP/2), and the connection inside is ten times the size of a
+    /// `Full`. Only bodies that did not arrive with their head pay for the
+    /// allocation.
     Upstream(Box<UpstreamBody>),
 }
 

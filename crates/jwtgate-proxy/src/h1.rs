@@ -37,7 +37,8 @@ pub enum WireError {
     Chunk(&'static str),
 }
 
-/// How the request body goes upstream.
+/// How a request body is delimited: as a client sent it (`inbound`), and as
+/// it goes upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestFraming {
     /// No body.
@@ -225,10 +226,7 @@ pub fn parse_response_head(
             // Chunked is the only coding decoded here, and the only one
             // accepted: any other could not be passed on once this header
             // is dropped.
-            for coding in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                if coding.is_empty() {
-                    continue;
-                }
+            for coding in tokens(h.value) {
                 if !coding.eq_ignore_ascii_case(b"chunked") || transfer_encoding {
                     only_chunked = false;
                 }
@@ -236,7 +234,7 @@ pub fn parse_response_head(
             }
             continue;
         } else if name == CONNECTION {
-            for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            for token in tokens(h.value) {
                 if token.eq_ignore_ascii_case(b"close") {
                     close = true;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") {
@@ -312,6 +310,15 @@ fn is_hop_by_hop_response(name: &HeaderName) -> bool {
         name.as_str(),
         "keep-alive" | "proxy-connection" | "te" | "trailer" | "upgrade" | "proxy-authenticate"
     )
+}
+
+/// The non-empty elements of a comma-separated header value, trimmed
+/// (RFC 9110 §5.6.1): `Connection` tokens, transfer codings.
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
 }
 
 /// The length of the head at the front of `buf` (through the empty line

@@ -17,7 +17,7 @@ use http::header::TRANSFER_ENCODING;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE, EXPECT};
 use http::{request, Method, Request, StatusCode, Uri, Version};
 
-use super::{head_end, parse_length, push_decimal};
+use super::{head_end, parse_length, push_decimal, tokens, RequestFraming, ResponseFraming};
 
 /// The largest request head accepted (request line and headers).
 pub const MAX_REQUEST_HEAD: usize = 64 * 1024;
@@ -40,8 +40,9 @@ pub enum HeadError {
     TooLarge,
     #[error("request line longer than {MAX_REQUEST_HEAD} bytes")]
     TargetTooLong,
-    /// A 400, not a 505: what a client sends never gets a 5xx, and a line
-    /// that fails here is as often garbage (TLS bytes) as a real version.
+    /// A 400, not a 505: what a client sends never gets a 5xx (the project's
+    /// rule), and a line that fails here is as often garbage (TLS bytes) as
+    /// a real version.
     #[error("not HTTP/1.0 or HTTP/1.1")]
     Version,
     #[error("ambiguous or invalid body framing: {0}")]
@@ -53,22 +54,16 @@ pub enum HeadError {
 impl HeadError {
     pub fn status(&self) -> StatusCode {
         match self {
-            HeadError::Malformed(_) | HeadError::Framing(_) | HeadError::Version => {
-                StatusCode::BAD_REQUEST
-            }
+            // RFC 9112 §6.1 suggests 501 for a coding the server does not
+            // know; 400 here too, by the same rule as `Version`.
+            HeadError::Malformed(_)
+            | HeadError::Framing(_)
+            | HeadError::Version
+            | HeadError::Coding => StatusCode::BAD_REQUEST,
             HeadError::TooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             HeadError::TargetTooLong => StatusCode::URI_TOO_LONG,
-            HeadError::Coding => StatusCode::NOT_IMPLEMENTED,
         }
     }
-}
-
-/// How the request body is delimited (RFC 9112 §6.3 items 4–6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyFraming {
-    Empty,
-    Length(u64),
-    Chunked,
 }
 
 /// A parsed request head. Header values and the target share one buffer
@@ -76,7 +71,7 @@ pub enum BodyFraming {
 #[derive(Debug)]
 pub struct RequestHead {
     pub parts: request::Parts,
-    pub body: BodyFraming,
+    pub body: RequestFraming,
     /// The client may send another request on this connection after this
     /// one (HTTP/1.1 without `Connection: close`, or HTTP/1.0 with
     /// `Connection: keep-alive`).
@@ -95,11 +90,16 @@ pub fn parse_request_head(
     buf: &mut BytesMut,
     spare: &mut HeaderMap,
 ) -> Result<Option<RequestHead>, HeadError> {
-    // RFC 9112 §2.2: empty lines before the request line are ignored.
-    let blank = buf
-        .iter()
-        .take_while(|&&b| b == b'\r' || b == b'\n')
-        .count();
+    // RFC 9112 §2.2: empty lines (CRLF or LF) before the request line are
+    // ignored; a lone CR is not one.
+    let mut blank = 0;
+    loop {
+        match buf.get(blank..) {
+            Some([b'\r', b'\n', ..]) => blank += 2,
+            Some([b'\n', ..]) => blank += 1,
+            _ => break,
+        }
+    }
     if blank > 0 {
         let _ = buf.split_to(blank);
     }
@@ -176,11 +176,10 @@ pub fn parse_request_head(
                 _ => content_length = Some(n),
             }
         } else if name == TRANSFER_ENCODING {
-            for coding in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                if coding.is_empty() {
-                    continue;
-                }
-                transfer_encoding = true;
+            // Present, even empty, it overrides any length (RFC 9112 §6.3):
+            // an empty one does not end in chunked, and is refused below.
+            transfer_encoding = true;
+            for coding in tokens(h.value) {
                 last_chunked = coding.eq_ignore_ascii_case(b"chunked");
                 if last_chunked {
                     chunked_count += 1;
@@ -189,7 +188,7 @@ pub fn parse_request_head(
                 }
             }
         } else if name == CONNECTION {
-            for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            for token in tokens(h.value) {
                 if token.eq_ignore_ascii_case(b"close") {
                     close = true;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") {
@@ -197,7 +196,9 @@ pub fn parse_request_head(
                 }
             }
         } else if name == EXPECT {
-            expect_continue = h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+            // Any line asking for it: a later, other expectation must not
+            // leave the client waiting for a `100 Continue` never sent.
+            expect_continue |= h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         }
         let value = HeaderValue::from_maybe_shared(head.slice_ref(h.value))
             .map_err(|_| HeadError::Malformed("invalid header value"))?;
@@ -231,11 +232,11 @@ pub fn parse_request_head(
         if other_coding {
             return Err(HeadError::Coding);
         }
-        BodyFraming::Chunked
+        RequestFraming::Chunked
     } else {
         match content_length {
-            Some(0) | None => BodyFraming::Empty,
-            Some(n) => BodyFraming::Length(n),
+            Some(0) | None => RequestFraming::Empty,
+            Some(n) => RequestFraming::Length(n),
         }
     };
     let keep_alive = !close && (version == Version::HTTP_11 || keep_alive_token);
@@ -252,6 +253,19 @@ pub fn parse_request_head(
     }))
 }
 
+/// Whether the bytes from `from` on (and the two before, where a line end
+/// may have begun) could complete a head in `buf`: an empty line, or the
+/// size limit reached. A connection that reads a head in many small pieces
+/// asks this of each new piece instead of parsing everything again, so a
+/// head sent a byte at a time costs linear, not quadratic, time.
+pub fn may_complete_head(buf: &[u8], from: usize) -> bool {
+    if buf.len() >= MAX_REQUEST_HEAD {
+        return true;
+    }
+    let start = from.saturating_sub(2).min(buf.len());
+    buf.get(start..).and_then(head_end).is_some()
+}
+
 /// A head over the limit: 414 when its request line alone is, else 431.
 fn too_large(buf: &[u8]) -> HeadError {
     match memchr::memchr(b'\n', buf) {
@@ -260,52 +274,38 @@ fn too_large(buf: &[u8]) -> HeadError {
     }
 }
 
-/// How the response body goes to the client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResponseFraming {
-    /// No body follows the head: HEAD, 1xx, 204, 304. The response's own
-    /// `Content-Length` (what a GET would have had) is passed on for HEAD
-    /// and 304.
-    NoBody,
-    Length(u64),
-    Chunked,
-    /// Until the connection closes: a body of unknown length to an HTTP/1.0
-    /// client.
-    UntilClose,
-}
-
-impl ResponseFraming {
-    /// The framing of a response to a request of `method` and `version`,
-    /// with `status` and a body whose length is `length` when known.
-    pub fn choose(
-        method: &Method,
-        version: Version,
-        status: StatusCode,
-        length: Option<u64>,
-    ) -> Self {
-        if method == Method::HEAD
-            || status.is_informational()
-            || status == StatusCode::NO_CONTENT
-            || status == StatusCode::NOT_MODIFIED
-        {
-            ResponseFraming::NoBody
-        } else if let Some(n) = length {
-            ResponseFraming::Length(n)
-        } else if version == Version::HTTP_11 {
-            ResponseFraming::Chunked
-        } else {
-            ResponseFraming::UntilClose
-        }
+/// How the response to a request of `method` and `version` is delimited,
+/// given its `status` and the body's length when known. `Empty` (HEAD, 1xx,
+/// 204, 304): no body follows the head, and the response's own
+/// `Content-Length` (what a GET would have had) is passed on for HEAD and
+/// 304. `UntilClose`: a body of unknown length to an HTTP/1.0 client.
+pub fn response_framing(
+    method: &Method,
+    version: Version,
+    status: StatusCode,
+    length: Option<u64>,
+) -> ResponseFraming {
+    if method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        ResponseFraming::Empty
+    } else if let Some(n) = length {
+        ResponseFraming::Length(n)
+    } else if version == Version::HTTP_11 {
+        ResponseFraming::Chunked
+    } else {
+        ResponseFraming::UntilClose
     }
 }
 
 /// Whether the response's own headers ask for the connection to close.
 pub fn response_says_close(headers: &HeaderMap) -> bool {
-    headers.get_all(CONNECTION).iter().any(|v| {
-        v.as_bytes()
-            .split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-    })
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .any(|v| tokens(v.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"close")))
 }
 
 /// Writes the status line and headers. Framing headers (`Content-Length`,
@@ -332,7 +332,7 @@ pub fn encode_response_head(
     for (name, value) in headers {
         if name == CONTENT_LENGTH {
             // What a GET would have carried: the HEAD or 304 answer keeps it.
-            if framing != ResponseFraming::NoBody
+            if framing != ResponseFraming::Empty
                 || status == StatusCode::NO_CONTENT
                 || status.is_informational()
             {
@@ -354,7 +354,7 @@ pub fn encode_response_head(
         out.extend_from_slice(b"\r\n");
     }
     match framing {
-        ResponseFraming::NoBody | ResponseFraming::UntilClose => {}
+        ResponseFraming::Empty | ResponseFraming::UntilClose => {}
         ResponseFraming::Length(n) => {
             out.extend_from_slice(b"content-length: ");
             push_decimal(out, n);

@@ -31,10 +31,10 @@ use tracing::debug;
 
 use crate::body::{BodyError, GatewayBody, ReadBody, RequestBody};
 use crate::h1::inbound::{
-    encode_refusal, encode_response_head, parse_request_head, response_says_close, BodyFraming,
-    RequestHead, ResponseFraming, H2_PREFACE,
+    encode_refusal, encode_response_head, may_complete_head, parse_request_head, response_framing,
+    response_says_close, RequestHead, H2_PREFACE,
 };
-use crate::h1::{push_chunk_size, ChunkedDecoder, Decoded};
+use crate::h1::{push_chunk_size, ChunkedDecoder, Decoded, RequestFraming, ResponseFraming};
 use crate::idle::{Activity, Busy};
 use crate::pipeline::{self, ConnInfo};
 use crate::recycle;
@@ -152,7 +152,7 @@ enum After {
     Next,
     Close,
     /// Close, reading and dropping what the client still sends for a
-    /// moment: the rest of a body that was not read.
+    /// moment: the rest of a body that was not read, pipelined requests.
     Linger,
 }
 
@@ -196,41 +196,65 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 impl<IO: Transport> Conn<IO> {
     /// Waits for the next request head. While nothing has arrived no buffer
-    /// is held; a stop closes the connection then.
+    /// is held; a stop closes the connection then, and while a head is only
+    /// partly here.
     async fn next_head(&mut self, first: bool) -> Next {
+        // Bytes of the buffer already known not to end a head.
+        let mut scanned = 0;
         loop {
             if !self.buf.is_empty() {
-                if first && self.buf.len() >= H2_PREFACE.len() && self.buf.starts_with(H2_PREFACE) {
-                    return Next::H2;
-                }
-                let maybe_preface = first && H2_PREFACE.starts_with(&self.buf);
-                if !maybe_preface {
-                    let mut spare = recycle::header_map();
-                    let parsed = parse_request_head(&mut self.buf, &mut spare);
-                    recycle::give_header_map(spare);
-                    match parsed {
-                        Ok(Some(head)) => return Next::Head(head),
-                        Ok(None) => {}
-                        Err(e) => {
-                            debug!(error = %e, "refused a request head");
-                            return Next::Refused(e.status());
+                if may_complete_head(&self.buf, scanned) {
+                    if first && self.buf.starts_with(H2_PREFACE) {
+                        return Next::H2;
+                    }
+                    // Could still become the HTTP/2 preface: read on.
+                    if !(first && H2_PREFACE.starts_with(&self.buf)) {
+                        let mut spare = recycle::header_map();
+                        let parsed = parse_request_head(&mut self.buf, &mut spare);
+                        recycle::give_header_map(spare);
+                        match parsed {
+                            Ok(Some(head)) => return Next::Head(head),
+                            Ok(None) => {}
+                            Err(e) => {
+                                debug!(error = %e, "refused a request head");
+                                return Next::Refused(e.status());
+                            }
                         }
                     }
                 }
+                scanned = self.buf.len();
             }
-            if self.buf.is_empty() {
-                self.release_buffer();
-                if !self.may_hold_more {
-                    let io = &self.io;
-                    let ready = poll_fn(|cx| io.poll_socket_readable(cx));
-                    tokio::select! {
-                        biased;
-                        r = ready => if r.is_err() { return Next::Closed },
-                        _ = self.stop.wait_for(|s| *s) => return Next::Closed,
+            let read = if !self.buf.is_empty() {
+                // A head partly here: read on, or close at a stop.
+                let mut stop = self.stop.clone();
+                tokio::select! {
+                    biased;
+                    r = self.read() => r,
+                    _ = stop.wait_for(|s| *s) => return Next::Closed,
+                }
+            } else if self.may_hold_more {
+                // The stream may have bytes the socket does not show: try it
+                // once; if it has none, wait on the socket like any idle one.
+                match poll_fn(|cx| Poll::Ready(self.poll_read(cx))).await {
+                    Poll::Ready(r) => r,
+                    Poll::Pending => {
+                        self.may_hold_more = false;
+                        self.release_buffer();
+                        continue;
                     }
                 }
-            }
-            match self.read().await {
+            } else {
+                self.release_buffer();
+                let io = &self.io;
+                let ready = poll_fn(|cx| io.poll_socket_readable(cx));
+                tokio::select! {
+                    biased;
+                    r = ready => if r.is_err() { return Next::Closed },
+                    _ = self.stop.wait_for(|s| *s) => return Next::Closed,
+                }
+                self.read().await
+            };
+            match read {
                 Ok(0) | Err(_) => return Next::Closed,
                 Ok(_) => {}
             }
@@ -268,7 +292,7 @@ impl<IO: Transport> Conn<IO> {
     async fn refuse(&mut self, status: StatusCode) {
         let mut out = Vec::new();
         with_date(|date| encode_refusal(&mut out, status, date));
-        if self.io.write_all(&out).await.is_ok() && self.io.flush().await.is_ok() {
+        if send_bounded(&mut self.io, &out).await.is_ok() {
             self.linger().await;
         }
     }
@@ -306,16 +330,16 @@ impl<IO: Transport> Conn<IO> {
         let version = parts.version;
         let http10 = version == http::Version::HTTP_10;
         self.body = match body {
-            BodyFraming::Empty => Remaining::Done,
-            BodyFraming::Length(n) => Remaining::Length(n),
-            BodyFraming::Chunked => Remaining::Chunked(ChunkedDecoder::default()),
+            RequestFraming::Empty => Remaining::Done,
+            RequestFraming::Length(n) => Remaining::Length(n),
+            RequestFraming::Chunked => Remaining::Chunked(ChunkedDecoder::default()),
         };
-        self.continue_due = expect_continue && body != BodyFraming::Empty;
+        self.continue_due = expect_continue && body != RequestFraming::Empty;
         self.continue_sent = 0;
         let gateway = ctx.gateway.load_full();
         let response = {
             let body = match body {
-                BodyFraming::Empty => RequestBody::Empty,
+                RequestFraming::Empty => RequestBody::Empty,
                 _ => RequestBody::H1(self),
             };
             pipeline::handle(
@@ -335,10 +359,19 @@ impl<IO: Transport> Conn<IO> {
         if response_says_close(&parts.headers) {
             keep_alive = false;
         }
-        let framing =
-            ResponseFraming::choose(&method, version, parts.status, body.size_hint().exact());
+        let framing = response_framing(&method, version, parts.status, body.size_hint().exact());
         if framing == ResponseFraming::UntilClose {
             keep_alive = false;
+        }
+        // A `100 Continue` begun while the body was read, then abandoned
+        // (the pipeline stopped reading): finished first, so that the answer
+        // does not start inside it.
+        if self.continue_sent > 0 && self.continue_due {
+            let rest = CONTINUE.get(self.continue_sent..).unwrap_or_default();
+            if send_bounded(&mut self.io, rest).await.is_err() {
+                return After::Close;
+            }
+            self.continue_due = false;
         }
         let mut out = recycle::write_buffer();
         with_date(|date| {
@@ -355,10 +388,13 @@ impl<IO: Transport> Conn<IO> {
         recycle::give_header_map(parts.headers);
         let sent = self.send_body(&mut out, body, framing, busy).await;
         recycle::give_write_buffer(out, 2 * GATHER);
-        match (sent.is_ok(), keep_alive, body_done) {
-            (true, true, _) => After::Next,
-            (true, false, false) => After::Linger,
-            _ => After::Close,
+        match (sent.is_ok(), keep_alive) {
+            (true, true) => After::Next,
+            // The client may still be sending (a body not read, requests
+            // pipelined behind this one): closing with bytes unread would
+            // reset the connection and could lose the answer just sent.
+            (true, false) => After::Linger,
+            (false, _) => After::Close,
         }
     }
 
@@ -367,9 +403,9 @@ impl<IO: Transport> Conn<IO> {
     /// together. An error: the connection must close (the client got a
     /// short or broken body, or went away).
     ///
-    /// The connection stays `busy` while the body is produced; the last
-    /// write is not covered, so a client that stops reading is closed by the
-    /// idle watch like one that stops sending.
+    /// The connection stays `busy` while the body is produced; every write
+    /// is bounded by [`SEND_TIMEOUT`], so a client that stops reading is
+    /// dropped however large the answer.
     async fn send_body(
         &mut self,
         out: &mut Vec<u8>,
@@ -381,14 +417,14 @@ impl<IO: Transport> Conn<IO> {
             ResponseFraming::Length(n) => Some(n),
             _ => None,
         };
-        if framing != ResponseFraming::NoBody {
+        if framing != ResponseFraming::Empty {
             loop {
                 let frame = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
                 let data = match frame {
                     None => break,
                     Some(Err(e)) => {
                         debug!(error = %e, "response body broke off");
-                        self.io.write_all(out).await?;
+                        send_bounded(&mut self.io, out).await?;
                         return Err(io::Error::other("response body broke off"));
                     }
                     Some(Ok(frame)) => match frame.into_data() {
@@ -425,8 +461,7 @@ impl<IO: Transport> Conn<IO> {
             }
         }
         drop(busy);
-        self.io.write_all(out).await?;
-        self.io.flush().await?;
+        send_bounded(&mut self.io, out).await?;
         out.clear();
         if left.is_some_and(|n| n > 0) {
             return Err(io::Error::other("response body shorter than its length"));
@@ -441,9 +476,9 @@ impl<IO: Transport> Conn<IO> {
             out.extend_from_slice(data);
             return Ok(());
         }
-        self.io.write_all(out).await?;
+        send_bounded(&mut self.io, out).await?;
         out.clear();
-        self.io.write_all(data).await
+        send_bounded(&mut self.io, data).await
     }
 
     /// Skips what is left of the request body if it is all in the buffer.
@@ -482,6 +517,34 @@ impl<IO: Transport> Conn<IO> {
         ready!(Pin::new(&mut self.io).poll_flush(cx))?;
         self.continue_due = false;
         Poll::Ready(Ok(()))
+    }
+}
+
+/// A write to the client that makes no progress for this long closes the
+/// connection (nginx's `send_timeout`): a client that stops reading cannot
+/// hold a response, its upstream body and its task forever.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Writes and flushes `data`. The timer is armed only when the socket does
+/// not take it all at once, which answers that fit its send buffer never do.
+async fn send_bounded<IO: AsyncWrite + Unpin>(io: &mut IO, data: &[u8]) -> io::Result<()> {
+    let mut written = 0;
+    let mut step = |cx: &mut Context<'_>| -> Poll<io::Result<()>> {
+        while let Some(rest) = data.get(written..).filter(|r| !r.is_empty()) {
+            let n = ready!(Pin::new(&mut *io).poll_write(cx, rest))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            written += n;
+        }
+        Pin::new(&mut *io).poll_flush(cx)
+    };
+    if let Poll::Ready(result) = poll_fn(|cx| Poll::Ready(step(cx))).await {
+        return result;
+    }
+    match tokio::time::timeout(SEND_TIMEOUT, poll_fn(step)).await {
+        Ok(result) => result,
+        Err(_) => Err(io::ErrorKind::TimedOut.into()),
     }
 }
 

@@ -38,7 +38,7 @@ fn a_get_is_read_with_its_headers_and_leaves_the_next_request_in_the_buffer() {
     assert_eq!(h.parts.version, Version::HTTP_11);
     let xa: Vec<_> = h.parts.headers.get_all("x-a").iter().collect();
     assert_eq!(xa, ["1", "2"]);
-    assert_eq!(h.body, BodyFraming::Empty);
+    assert_eq!(h.body, RequestFraming::Empty);
     assert!(h.keep_alive);
     assert!(!h.expect_continue);
     assert_eq!(&buf[..], b"GET /next HTTP/1.1\r\n");
@@ -56,8 +56,13 @@ fn an_incomplete_head_asks_for_more_and_consumes_nothing() {
 
 #[test]
 fn empty_lines_before_the_request_line_are_skipped() {
-    let h = head(b"\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let h = head(b"\r\n\nGET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(h.parts.uri.path(), "/");
+    // A lone CR is not an empty line.
+    assert_eq!(
+        refused(b"\rGET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+        StatusCode::BAD_REQUEST
+    );
 }
 
 #[test]
@@ -74,21 +79,21 @@ fn absolute_form_targets_keep_their_authority() {
 fn body_framing_follows_content_length_and_chunked() {
     assert_eq!(
         head(b"POST / HTTP/1.1\r\nContent-Length: 12\r\n\r\n").body,
-        BodyFraming::Length(12)
+        RequestFraming::Length(12)
     );
     assert_eq!(
         head(b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n").body,
-        BodyFraming::Empty
+        RequestFraming::Empty
     );
     // The same length repeated, on one line or two, is one length.
     // The same length on two lines is one length; a list is refused below.
     assert_eq!(
         head(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n").body,
-        BodyFraming::Length(5)
+        RequestFraming::Length(5)
     );
     assert_eq!(
         head(b"POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n").body,
-        BodyFraming::Chunked
+        RequestFraming::Chunked
     );
 }
 
@@ -150,11 +155,21 @@ fn lengths_and_codings_that_two_readers_could_read_differently_are_refused() {
         refused(b"POST / HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n"),
         bad
     );
-    // A coding we cannot decode, before the final chunked: not implemented
-    // (its meaning would be lost on the way upstream).
+    // A coding we cannot decode, before the final chunked (its meaning
+    // would be lost on the way upstream): 400, never a 5xx for client input.
     assert_eq!(
         refused(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
-        StatusCode::NOT_IMPLEMENTED
+        bad
+    );
+    // Present but empty, it still overrides the length, and does not end in
+    // chunked.
+    assert_eq!(
+        refused(b"POST / HTTP/1.1\r\nTransfer-Encoding:\r\nContent-Length: 5\r\n\r\n"),
+        bad
+    );
+    assert_eq!(
+        refused(b"POST / HTTP/1.1\r\nTransfer-Encoding: ,\r\n\r\n"),
+        bad
     );
 }
 
@@ -220,6 +235,10 @@ fn keep_alive_and_expect_follow_the_version_and_connection_tokens() {
             .expect_continue
     );
     assert!(!head(b"POST / HTTP/1.1\r\nExpect: something\r\n\r\n").expect_continue);
+    assert!(
+        head(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nExpect: other\r\nContent-Length: 3\r\n\r\n")
+            .expect_continue
+    );
 }
 
 fn encoded(
@@ -268,7 +287,7 @@ fn the_response_head_carries_our_framing_never_the_responses_own() {
     assert!(encoded(
         200,
         &[("content-length", "42")],
-        ResponseFraming::NoBody,
+        ResponseFraming::Empty,
         true,
         false
     )
@@ -276,7 +295,7 @@ fn the_response_head_carries_our_framing_never_the_responses_own() {
     assert!(encoded(
         304,
         &[("content-length", "42")],
-        ResponseFraming::NoBody,
+        ResponseFraming::Empty,
         true,
         false
     )
@@ -284,7 +303,7 @@ fn the_response_head_carries_our_framing_never_the_responses_own() {
     assert!(!encoded(
         204,
         &[("content-length", "0")],
-        ResponseFraming::NoBody,
+        ResponseFraming::Empty,
         true,
         false
     )
@@ -300,28 +319,28 @@ fn framing_is_chosen_by_method_status_length_and_version() {
     use ResponseFraming::*;
     let v11 = Version::HTTP_11;
     assert_eq!(
-        ResponseFraming::choose(&Method::GET, v11, StatusCode::OK, Some(3)),
+        response_framing(&Method::GET, v11, StatusCode::OK, Some(3)),
         Length(3)
     );
     assert_eq!(
-        ResponseFraming::choose(&Method::GET, v11, StatusCode::OK, None),
+        response_framing(&Method::GET, v11, StatusCode::OK, None),
         Chunked
     );
     assert_eq!(
-        ResponseFraming::choose(&Method::GET, Version::HTTP_10, StatusCode::OK, None),
+        response_framing(&Method::GET, Version::HTTP_10, StatusCode::OK, None),
         UntilClose
     );
     assert_eq!(
-        ResponseFraming::choose(&Method::HEAD, v11, StatusCode::OK, Some(3)),
-        NoBody
+        response_framing(&Method::HEAD, v11, StatusCode::OK, Some(3)),
+        Empty
     );
     assert_eq!(
-        ResponseFraming::choose(&Method::GET, v11, StatusCode::NO_CONTENT, Some(0)),
-        NoBody
+        response_framing(&Method::GET, v11, StatusCode::NO_CONTENT, Some(0)),
+        Empty
     );
     assert_eq!(
-        ResponseFraming::choose(&Method::GET, v11, StatusCode::NOT_MODIFIED, None),
-        NoBody
+        response_framing(&Method::GET, v11, StatusCode::NOT_MODIFIED, None),
+        Empty
     );
 }
 
@@ -338,4 +357,25 @@ fn the_preface_is_not_a_request() {
     // What the connection loop checks before parsing: the preface would
     // otherwise be read as a request of version HTTP/2.0.
     assert_eq!(refused(H2_PREFACE), StatusCode::BAD_REQUEST);
+}
+
+#[test]
+fn a_head_is_seen_complete_only_once_its_empty_line_or_the_limit_arrives() {
+    let head = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    // Fed a byte at a time, the question is asked of each new byte only.
+    let mut complete_at = None;
+    for end in 1..=head.len() {
+        if may_complete_head(&head[..end], end - 1) {
+            complete_at.get_or_insert(end);
+        }
+    }
+    assert_eq!(complete_at, Some(head.len()));
+    // The line end split over two pieces: CR LF | CR LF, and LF | LF.
+    assert!(may_complete_head(b"GET / HTTP/1.1\r\n\r\n", 16));
+    assert!(may_complete_head(b"GET / HTTP/1.1\n\n", 15));
+    assert!(!may_complete_head(b"GET / HTTP/1.1\r\nHost: x\r\n", 20));
+    let big = vec![b'a'; MAX_REQUEST_HEAD];
+    assert!(may_complete_head(&big, MAX_REQUEST_HEAD - 1));
+    // Asking beyond the end is asking nothing.
+    assert!(!may_complete_head(b"GET", 10));
 }
