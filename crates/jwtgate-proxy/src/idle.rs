@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -28,12 +28,20 @@ pub struct IdleWatch {
 }
 
 struct Inner {
-    /// Periods since the watch started; read when an exchange ends.
-    clock: Arc<AtomicU32>,
+    /// What every connection's activity reads.
+    shared: Arc<Shared>,
     /// A connection idle for more than this many periods is closed.
     limit: u32,
     next_id: AtomicU64,
     conns: Mutex<HashMap<u64, Entry, foldhash::fast::RandomState>>,
+}
+
+/// What the watch and its connections' activity records share.
+struct Shared {
+    /// Periods since the watch started; read when an exchange ends.
+    clock: AtomicU32,
+    /// The gateway is stopping: a connection closes after its exchange.
+    stopping: AtomicBool,
 }
 
 struct Entry {
@@ -51,7 +59,10 @@ impl IdleWatch {
         // that such a connection is not closed before `timeout`.
         let limit = timeout.as_nanos().div_ceil(period.as_nanos().max(1)) + 1;
         let inner = Arc::new(Inner {
-            clock: Arc::new(AtomicU32::new(0)),
+            shared: Arc::new(Shared {
+                clock: AtomicU32::new(0),
+                stopping: AtomicBool::new(false),
+            }),
             limit: u32::try_from(limit).unwrap_or(u32::MAX),
             next_id: AtomicU64::new(0),
             conns: Mutex::new(HashMap::default()),
@@ -76,9 +87,28 @@ impl IdleWatch {
     pub fn activity(&self) -> Arc<Activity> {
         Arc::new(Activity {
             busy: AtomicU32::new(0),
-            idle_since: AtomicU32::new(self.inner.clock.load(Ordering::Relaxed)),
-            clock: Arc::clone(&self.inner.clock),
+            idle_since: AtomicU32::new(self.inner.shared.clock.load(Ordering::Relaxed)),
+            waiting: AtomicBool::new(true),
+            shared: Arc::clone(&self.inner.shared),
         })
+    }
+
+    /// The gateway stops: every connection waiting for a request (or in its
+    /// TLS handshake) is closed now; the others close when their exchange
+    /// ends ([`Activity::stopping`]). Called on the worker's own thread, so
+    /// no connection of the worker runs meanwhile.
+    pub fn stop(&self) {
+        self.inner.shared.stopping.store(true, Ordering::Relaxed);
+        let Ok(mut conns) = self.inner.conns.lock() else {
+            return;
+        };
+        conns.retain(|_, e| {
+            if e.activity.waiting.load(Ordering::Relaxed) {
+                e.task.abort();
+                return false;
+            }
+            true
+        });
     }
 
     /// A ticket for a connection about to be spawned; the connection's task
@@ -101,7 +131,11 @@ impl IdleWatch {
 
 impl Inner {
     fn sweep(&self) {
-        let now = self.clock.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        let now = self
+            .shared
+            .clock
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(1);
         let Ok(mut conns) = self.conns.lock() else {
             return;
         };
@@ -150,15 +184,39 @@ impl Drop for Ticket {
 pub struct Activity {
     busy: AtomicU32,
     idle_since: AtomicU32,
-    clock: Arc<AtomicU32>,
+    /// Waiting for a request (or in the TLS handshake before the first):
+    /// a stop closes the connection at once.
+    waiting: AtomicBool,
+    shared: Arc<Shared>,
 }
 
 impl Activity {
     /// A request head is complete: the connection is busy until the
     /// returned guard (moved into the response body) is dropped.
     pub fn begin(self: &Arc<Self>) -> Busy {
+        self.waiting.store(false, Ordering::Relaxed);
         self.busy.fetch_add(1, Ordering::Relaxed);
         Busy(Arc::clone(self))
+    }
+
+    /// The connection waits for its next request: a stop closes it from now
+    /// on. False when the gateway is already stopping: the connection
+    /// closes itself instead.
+    pub fn await_request(&self) -> bool {
+        self.waiting.store(true, Ordering::Relaxed);
+        !self.stopping()
+    }
+
+    /// The connection no longer waits for a request, without an exchange:
+    /// it refuses a head, or it speaks HTTP/2, whose server says goodbye
+    /// itself at a stop (GOAWAY) and lets streams in flight finish.
+    pub fn stop_waiting(&self) {
+        self.waiting.store(false, Ordering::Relaxed);
+    }
+
+    /// The gateway is stopping: a connection closes once its exchange ends.
+    pub fn stopping(&self) -> bool {
+        self.shared.stopping.load(Ordering::Relaxed)
     }
 
     /// Periods idle at `now`; 0 while an exchange is in flight.
@@ -178,7 +236,7 @@ impl Drop for Busy {
         let a = &self.0;
         // The time first: the sweeper reads it only once busy is 0.
         a.idle_since
-            .store(a.clock.load(Ordering::Relaxed), Ordering::Relaxed);
+            .store(a.shared.clock.load(Ordering::Relaxed), Ordering::Relaxed);
         a.busy.fetch_sub(1, Ordering::Release);
     }
 }

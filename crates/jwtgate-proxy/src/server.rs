@@ -29,7 +29,7 @@ use crate::pipeline::{self, ConnInfo};
 use crate::tls::TlsServer;
 use crate::upstream::ConnPool;
 
-use http1::{ConnCtx, Served, Transport};
+use http1::{ConnCtx, Connection, Served, Transport};
 
 /// How long in-flight requests may take to finish after a stop signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -258,6 +258,8 @@ impl Worker {
         for t in tasks {
             let _ = t.await;
         }
+        // Idle connections close now; busy ones after their answer.
+        idle.stop();
         info!(
             worker = self.id,
             connections = count.load(std::sync::atomic::Ordering::Relaxed),
@@ -315,7 +317,6 @@ async fn accept_loop(listener: TcpListener, shared: Shared, mut stop: watch::Rec
             pool: shared.pool.clone(),
             info: Arc::new(ConnInfo::new(peer, shared.tls.is_some())),
             activity: shared.idle.activity(),
-            stop: stop.clone(),
         };
         let activity = Arc::clone(&ctx.activity);
         // Held for the connection's life: the drain at stop waits for it.
@@ -323,19 +324,20 @@ async fn accept_loop(listener: TcpListener, shared: Shared, mut stop: watch::Rec
         let ticket = shared.idle.ticket();
         let id = ticket.id();
         let task = match &shared.tls {
-            // The function's future itself, not one wrapped in a block: the
-            // block would keep its own copies of the arguments for as long
-            // as the connection lives.
             None => tokio::spawn(serve_connection(stream, ctx, watcher, ticket)),
             Some(tls) => {
                 // The current settings: a reload serves the next handshake.
                 let acceptor = tls.acceptor();
                 tokio::spawn(async move {
                     // The idle watch bounds the handshake too.
-                    match acceptor.accept(stream).await {
-                        Ok(stream) => serve_connection(stream, ctx, watcher, ticket).await,
-                        Err(e) => debug!(error = %e, "TLS handshake failed"),
-                    }
+                    let stream = match acceptor.accept(stream).await {
+                        Ok(stream) => stream,
+                        Err(e) => {
+                            debug!(error = %e, "TLS handshake failed");
+                            return;
+                        }
+                    };
+                    serve_connection(stream, ctx, watcher, ticket).await
                 })
             }
         };
@@ -347,19 +349,37 @@ async fn accept_loop(listener: TcpListener, shared: Shared, mut stop: watch::Rec
 /// hyper's server when the client opens with the HTTP/2 preface. `watcher`
 /// lets the drain at stop wait for the connection; `ticket` keeps it in the
 /// idle watch; both go when it ends.
-async fn serve_connection<IO: Transport>(io: IO, ctx: ConnCtx, watcher: Watcher, ticket: Ticket) {
-    let _ticket = ticket;
-    let io = match http1::serve(io, &ctx).await {
-        Served::Closed => return,
-        Served::H2(io) => io,
-    };
+///
+/// Not an `async fn`: one keeps a copy of its arguments beside what its body
+/// moves them into, for as long as the connection lives. Here the
+/// connection is built first and the future holds it once, in place.
+fn serve_connection<IO: Transport>(
+    io: IO,
+    ctx: ConnCtx,
+    watcher: Watcher,
+    ticket: Ticket,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut conn = Connection::new(io, ctx);
+    async move {
+        if let Served::H2 = conn.serve().await {
+            // Boxed: the HTTP/2 connection's state would otherwise make
+            // every connection's task as large, idle HTTP/1.1 ones included.
+            Box::pin(serve_h2(conn, watcher)).await;
+        }
+        drop(ticket);
+    }
+}
+
+/// Serves a connection whose client spoke the HTTP/2 preface.
+async fn serve_h2<IO: Transport>(conn: Connection<IO>, watcher: Watcher) {
+    let (io, ctx) = conn.into_h2();
     let ConnCtx {
         gateway,
         pool,
         info,
         activity,
-        stop: _,
     } = ctx;
+    activity.stop_waiting();
     let service = service_fn(move |req: Request<Incoming>| {
         let busy = activity.begin();
         let gw = gateway.load_full();
@@ -373,9 +393,7 @@ async fn serve_connection<IO: Transport>(io: IO, ctx: ConnCtx, watcher: Watcher,
     });
     let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .serve_connection(TokioIo::new(io), service);
-    // Boxed: the HTTP/2 connection's state would otherwise make every
-    // connection's task as large, idle HTTP/1.1 ones included.
-    if let Err(e) = Box::pin(watcher.watch(conn)).await {
+    if let Err(e) = watcher.watch(conn).await {
         debug!(error = %e, "HTTP/2 connection ended with error");
     }
 }

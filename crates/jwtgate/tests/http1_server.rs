@@ -1401,16 +1401,24 @@ fn closing_with_pipelined_bytes_unread_still_delivers_the_answer() {
     );
 }
 
-/// At a stop, a connection that never sent a byte and one idle between
-/// requests are closed at once, not kept until the 30 s idle timeout (which
-/// is also the drain's bound), and the process exits.
+/// At a stop, a connection that never sent a byte, one idle between
+/// requests and one part-way through a head are closed at once, not kept
+/// until the 30 s idle timeout (which is also the drain's bound), and the
+/// process exits.
 #[test]
 fn a_stop_closes_fresh_and_idle_connections_at_once() {
-    let (_up, mut gw) = start();
+    let (up, mut gw) = start();
     let mut fresh = Client::open(gw.addr);
     let mut idle = Client::open(gw.addr);
     idle.send(get("/o/before-stop"));
     assert_eq!(idle.reply().status, 200);
+    let mut partial = Client::open(gw.addr);
+    partial.send("GET /o/partial HTTP/1.1\r\nHost: 127.0");
+    // Most likely read by the gateway by the time another connection is
+    // answered; closed at the stop either way.
+    let mut probe = Client::open(gw.addr);
+    probe.send(get("/o/probe"));
+    assert_eq!(probe.reply().status, 200);
     gw.signal("TERM");
     assert!(
         gw.exited_within(Duration::from_secs(10)),
@@ -1419,4 +1427,10 @@ fn a_stop_closes_fresh_and_idle_connections_at_once() {
     );
     fresh.assert_closed("a fresh connection at a stop");
     idle.assert_closed("an idle connection at a stop");
+    partial.assert_closed("a connection with half a head at a stop");
+    assert!(
+        !up.targets().iter().any(|t| t == "/o/partial"),
+        "{:?}",
+        up.targets()
+    );
 }

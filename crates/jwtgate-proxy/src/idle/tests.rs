@@ -121,3 +121,34 @@ async fn a_tracked_body_passes_its_frames_and_frees_the_connection_when_dropped(
     assert_eq!(&bytes[..], b"hello");
     assert_eq!(activity.busy.load(Ordering::Relaxed), 0);
 }
+
+#[tokio::test]
+async fn a_stop_closes_waiting_connections_at_once_and_leaves_the_others_to_finish() {
+    // A timeout no test waits for: only the stop closes anything here.
+    let watch = IdleWatch::start(Duration::from_secs(3600), PERIOD);
+    let fresh = watch.activity();
+    let waiting = watch.activity();
+    assert!(waiting.await_request());
+    let busy = watch.activity();
+    let exchange = busy.begin();
+    let h2 = watch.activity();
+    h2.stop_waiting();
+    let tasks = [&fresh, &waiting, &busy, &h2].map(|a| watched(&watch, a));
+    assert!(!busy.stopping());
+
+    watch.stop();
+    let [fresh_task, waiting_task, busy_task, h2_task] = tasks;
+    for (name, task) in [("fresh", fresh_task), ("waiting", waiting_task)] {
+        let ended = tokio::time::timeout(BOUND, task).await;
+        let ended = ended.unwrap_or_else(|_| panic!("{name}: not closed at the stop"));
+        assert!(ended.unwrap_err().is_cancelled(), "{name}");
+    }
+    // The busy one is told, and closes itself after its exchange; the
+    // HTTP/2 one says goodbye itself.
+    assert!(busy.stopping());
+    assert!(!busy_task.is_finished() && !h2_task.is_finished());
+    assert_eq!(watched_count(&watch), 2);
+    // One that comes back for its next request is told to close instead.
+    drop(exchange);
+    assert!(!busy.await_request());
+}

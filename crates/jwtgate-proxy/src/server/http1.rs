@@ -27,7 +27,6 @@ use http::{Request, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use tracing::debug;
 
 use crate::body::{BodyError, GatewayBody, ReadBody, RequestBody};
@@ -68,74 +67,107 @@ pub(super) struct ConnCtx {
     pub gateway: SharedGateway,
     pub pool: ConnPool,
     pub info: Arc<ConnInfo>,
+    /// Whether an exchange is in flight; also says when the gateway stops
+    /// (an idle connection is closed then, a busy one closes after its
+    /// answer).
     pub activity: Arc<Activity>,
-    /// Turns true when the gateway stops: an idle connection closes, a busy
-    /// one closes after its answer.
-    pub stop: watch::Receiver<bool>,
 }
 
 /// How a connection's HTTP/1.1 service ended.
-pub(super) enum Served<IO> {
+pub(super) enum Served {
     Closed,
-    /// The client opened with the HTTP/2 preface: the stream, with the bytes
-    /// already read put back in front of it, is for an HTTP/2 server.
-    H2(Rewind<IO>),
+    /// The client opened with the HTTP/2 preface: see
+    /// [`Connection::into_h2`].
+    H2,
 }
 
-/// Serves HTTP/1.1 requests on `io` until the client or the gateway closes
-/// the connection.
-pub(super) async fn serve<IO: Transport>(io: IO, ctx: &ConnCtx) -> Served<IO> {
-    let mut conn = Conn {
-        io,
-        stop: ctx.stop.clone(),
-        buf: BytesMut::new(),
-        // A TLS handshake may have read the first request's records with
-        // its own: the first read does not wait on the socket.
-        may_hold_more: true,
-        body: Remaining::Done,
-        continue_due: false,
-        continue_sent: 0,
-    };
-    let mut first = true;
-    loop {
-        let head = match conn.next_head(first).await {
-            Next::Head(head) => head,
-            Next::H2 => {
-                let prefix = std::mem::take(&mut conn.buf).freeze();
-                return Served::H2(Rewind {
-                    prefix,
-                    io: conn.io,
-                });
-            }
-            Next::Refused(status) => {
-                // Boxed, as the exchange below and the linger: rare, and
-                // otherwise part of what every idle connection keeps.
-                Box::pin(conn.refuse(status)).await;
-                return Served::Closed;
-            }
-            Next::Closed => {
-                conn.release_buffer();
-                return Served::Closed;
-            }
-        };
-        first = false;
-        // Boxed for the exchange only: the request's state (its head, the
-        // pipeline's future, the answer on its way out: 5 KiB) is not part
-        // of what an idle connection keeps.
-        match Box::pin(conn.exchange(head, ctx)).await {
-            After::Next => {}
-            After::Close => {
-                // The client went away or stopped reading: nothing more is
-                // written, not even a TLS close_notify.
-                conn.release_buffer();
-                return Served::Closed;
-            }
-            After::Linger => {
-                Box::pin(conn.linger()).await;
-                return Served::Closed;
-            }
+/// One client connection: its stream, its HTTP/1.1 state and what it works
+/// with. This is what an idle keep-alive connection keeps (with its task),
+/// so it stays small: the connection's future holds it in place and borrows
+/// it, rather than moving it into futures of its own.
+pub(super) struct Connection<IO> {
+    conn: Conn<IO>,
+    ctx: ConnCtx,
+}
+
+impl<IO: Transport> Connection<IO> {
+    pub(super) fn new(io: IO, ctx: ConnCtx) -> Self {
+        Connection {
+            conn: Conn {
+                io,
+                buf: BytesMut::new(),
+                // A TLS handshake may have read the first request's records
+                // with its own: the first read does not wait on the socket.
+                may_hold_more: true,
+                body: Remaining::Done,
+                continue_due: false,
+                continue_sent: 0,
+            },
+            ctx,
         }
     }
+
+    /// Serves HTTP/1.1 requests until the client or the gateway closes the
+    /// connection, or the client turns out to speak HTTP/2.
+    pub(super) async fn serve(&mut self) -> Served {
+        let Connection { conn, ctx } = self;
+        let mut first = true;
+        // Decided in the loop, done after it: what is awaited inside the
+        // loop is all an idle connection's future has room for.
+        let end = loop {
+            let head = match conn.next_head(first, &ctx.activity).await {
+                Next::Head(head) => head,
+                Next::H2 => return Served::H2,
+                Next::Refused(status) => break End::Refuse(status),
+                Next::Closed => break End::Close,
+            };
+            first = false;
+            // Boxed for the exchange only: the request's state (its head,
+            // the pipeline's future, the answer on its way out: 5 KiB) is
+            // not part of what an idle connection keeps.
+            match Box::pin(conn.exchange(head, ctx)).await {
+                After::Next => {}
+                After::Close => break End::Close,
+                After::Linger => break End::Linger,
+            }
+        };
+        // Boxed, as the exchange: rare, and otherwise part of what every
+        // idle connection keeps.
+        match end {
+            End::Refuse(status) => {
+                ctx.activity.stop_waiting();
+                Box::pin(conn.refuse(status)).await;
+            }
+            End::Linger => Box::pin(conn.linger()).await,
+            // The client went away or stopped reading: nothing more is
+            // written, not even a TLS close_notify.
+            End::Close => conn.release_buffer(),
+        }
+        Served::Closed
+    }
+
+    /// After [`Served::H2`]: the stream, with the bytes already read put
+    /// back in front of it, and what the connection works with, for an
+    /// HTTP/2 server.
+    pub(super) fn into_h2(self) -> (Rewind<IO>, ConnCtx) {
+        let Connection { conn, ctx } = self;
+        let prefix = conn.buf.freeze();
+        (
+            Rewind {
+                prefix,
+                io: conn.io,
+            },
+            ctx,
+        )
+    }
+}
+
+/// How the HTTP/1.1 loop ends.
+enum End {
+    /// Answer a head that could not be read, then close.
+    Refuse(StatusCode),
+    Linger,
+    Close,
 }
 
 // Returned once per request and matched at once: boxing the head would
@@ -170,7 +202,6 @@ const READ_CHUNK: usize = 8 * 1024;
 
 struct Conn<IO> {
     io: IO,
-    stop: watch::Receiver<bool>,
     /// Bytes read and not yet used; empty and without capacity while the
     /// connection idles.
     buf: BytesMut,
@@ -198,9 +229,14 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 impl<IO: Transport> Conn<IO> {
     /// Waits for the next request head. While nothing has arrived no buffer
-    /// is held; a stop closes the connection then, and while a head is only
-    /// partly here.
-    async fn next_head(&mut self, first: bool) -> Next {
+    /// is held. Meanwhile the connection is waiting in `activity`: a stop
+    /// closes it (its task is dropped), and while a head is only partly
+    /// here.
+    async fn next_head(&mut self, first: bool, activity: &Activity) -> Next {
+        if !activity.await_request() {
+            // The gateway stopped while the previous exchange ran.
+            return Next::Closed;
+        }
         // Bytes of the buffer already known not to end a head.
         let mut scanned = 0;
         loop {
@@ -227,13 +263,8 @@ impl<IO: Transport> Conn<IO> {
                 scanned = self.buf.len();
             }
             let read = if !self.buf.is_empty() {
-                // A head partly here: read on, or close at a stop.
-                let mut stop = self.stop.clone();
-                tokio::select! {
-                    biased;
-                    r = self.read() => r,
-                    _ = stop.wait_for(|s| *s) => return Next::Closed,
-                }
+                // A head partly here: read on.
+                self.read().await
             } else if self.may_hold_more {
                 // The stream may have bytes the socket does not show: try it
                 // once; if it has none, wait on the socket like any idle one.
@@ -247,12 +278,14 @@ impl<IO: Transport> Conn<IO> {
                 }
             } else {
                 self.release_buffer();
-                let io = &self.io;
-                let ready = poll_fn(|cx| io.poll_socket_readable(cx));
-                tokio::select! {
-                    biased;
-                    r = ready => if r.is_err() { return Next::Closed },
-                    _ = self.stop.wait_for(|s| *s) => return Next::Closed,
+                // `&mut`: a shared borrow held across the wait would need the
+                // stream to be `Sync`.
+                let io = &mut self.io;
+                if poll_fn(move |cx| io.poll_socket_readable(cx))
+                    .await
+                    .is_err()
+                {
+                    return Next::Closed;
                 }
                 self.read().await
             };
@@ -359,7 +392,7 @@ impl<IO: Transport> Conn<IO> {
         // already here; otherwise the connection cannot be reused (the
         // client may still be sending it, or wait for `100 Continue`).
         let body_done = self.skip_buffered_body();
-        let mut keep_alive = keep_alive && body_done && !*self.stop.borrow();
+        let mut keep_alive = keep_alive && body_done && !ctx.activity.stopping();
         let (parts, body) = response.into_parts();
         if response_says_close(&parts.headers) {
             keep_alive = false;
