@@ -105,12 +105,7 @@ impl Node {
     }
 
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{sig} failed");
+        crate::support::send_signal(self.child.id(), sig);
     }
 
     /// Waits for the process to exit, up to `timeout`.

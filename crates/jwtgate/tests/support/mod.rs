@@ -147,12 +147,7 @@ impl Gateway {
 
     /// Sends the process a signal (`kill -SIG`).
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{sig} failed");
+        send_signal(self.child.id(), sig);
     }
 
     /// Waits up to `limit` for the process to exit; whether it did.
@@ -972,6 +967,16 @@ pub fn dead_port() -> DeadPort {
         port,
         _socket: socket,
     }
+}
+
+/// Sends process `pid` a signal (`kill -SIG`).
+pub fn send_signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{sig} failed");
 }
 
 /// Polls `f` until it returns true or `timeout` passes.
