@@ -1433,15 +1433,6 @@ fn etcd_pid(etcd: &EtcdServer) -> u32 {
     panic!("no process with {wanted}");
 }
 
-fn signal_pid(pid: u32, sig: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{sig} {pid}");
-}
-
 /// An admin write etcd does not answer in time (here: etcd frozen for more
 /// than a dial timeout, as in an election) is tried again, within a bound,
 /// and answered by what happened: a short stall is a 2xx, not a 503 whose
@@ -1457,7 +1448,7 @@ fn regression_an_admin_write_rides_out_a_short_etcd_stall() {
     wait_state(&node, "following");
     let pid = etcd_pid(&etcd);
     let resp = std::thread::scope(|s| {
-        signal_pid(pid, "STOP");
+        send_signal(pid, "STOP");
         let write = s.spawn(|| {
             node.admin(
                 "PUT",
@@ -1473,7 +1464,7 @@ fn regression_an_admin_write_rides_out_a_short_etcd_stall() {
                     .logs()
                     .contains("etcd did not answer an admin write; trying again")
         });
-        signal_pid(pid, "CONT");
+        send_signal(pid, "CONT");
         assert!(unanswered, "{}", node.logs());
         write.join().unwrap()
     });

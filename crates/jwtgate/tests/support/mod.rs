@@ -976,7 +976,7 @@ pub fn send_signal(pid: u32, sig: &str) {
         .arg(pid.to_string())
         .status()
         .unwrap();
-    assert!(status.success(), "kill -{sig} failed");
+    assert!(status.success(), "kill -{sig} {pid} failed");
 }
 
 /// Polls `f` until it returns true or `timeout` passes.
