@@ -37,6 +37,39 @@ pub(crate) fn valid_header_name(h: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// Headers a `forward_claims` entry may not name: the gateway sets them
+/// itself (the node's `Host`, the identity and `X-Forwarded-*` headers) or
+/// they frame the message or are hop-by-hop. A claim's header is also
+/// stripped from every client request (SPEC §3.2), so one of these would
+/// also take the client's `Host` or body framing away. Compared as the
+/// proxy strips owned headers: case-insensitively, `_` as `-`.
+const GATEWAY_SET_HEADERS: [&str; 19] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "x-consumer-username",
+    "x-consumer-custom-id",
+    "x-credential-identifier",
+    "x-anonymous-consumer",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+    "forwarded",
+];
+
+fn gateway_set_header(h: &str) -> bool {
+    let folded = h.to_ascii_lowercase().replace('_', "-");
+    GATEWAY_SET_HEADERS.contains(&folded.as_str())
+}
+
 pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Option<Config> {
     let listen = listen(&raw.listen, errors);
     let tls = raw
@@ -685,6 +718,14 @@ pub(crate) fn jwt_policy(
             let loc = child(&at("forward_claims"), &claim);
             if !valid_header_name(&header) {
                 errors.add(&loc, format!("{header:?} is not a valid header name"));
+            } else if gateway_set_header(&header) {
+                errors.add(
+                    &loc,
+                    format!(
+                        "{header:?} is a header the gateway sets or frames the request with; \
+                         name another header for the claim"
+                    ),
+                );
             }
             match ClaimPath::parse(&claim) {
                 Ok(path) => Some((path, header.to_ascii_lowercase())),

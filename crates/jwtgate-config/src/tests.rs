@@ -226,6 +226,32 @@ fn realm_must_be_header_safe() {
 }
 
 #[test]
+fn forward_claims_cannot_name_a_header_the_gateway_sets() {
+    for header in [
+        "Host",
+        "X-Forwarded-For",
+        "x_real_ip",
+        "X-Consumer-Username",
+        "Content-Length",
+    ] {
+        let yaml = MINIMAL.replace(
+            "jwt: {}",
+            &format!("jwt: {{ forward_claims: {{ sub: {header} }} }}"),
+        );
+        let errs = errors(&yaml);
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("routes[0].jwt.forward_claims.sub:")
+                    && e.contains("the gateway sets")),
+            "{header}: {errs:?}"
+        );
+    }
+    assert!(
+        load(&MINIMAL.replace("jwt: {}", "jwt: { forward_claims: { sub: X-User-Id } }")).is_ok()
+    );
+}
+
+#[test]
 fn regression_short_hmac_secret_accepted() {
     // RFC 7518 §3.2: at least the hash output, 32 bytes for HS256.
     let short = MINIMAL.replace(

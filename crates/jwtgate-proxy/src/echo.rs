@@ -1,6 +1,7 @@
 //! The built-in echo upstream: answers with the request as the upstream would
-//! have received it (method, normalised path, query, headers), as JSON. It
-//! lets a quickstart run with no other server.
+//! have received it (method, normalised path, query, headers: the client's
+//! and the gateway's own), as JSON. It lets a quickstart run with no other
+//! server.
 
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::request::Parts;
@@ -8,18 +9,24 @@ use http::Response;
 use serde_json::{Map, Value};
 
 use crate::body::GatewayBody;
+use crate::headers::GatewayHeaders;
 
-pub fn respond(parts: &Parts) -> Response<GatewayBody> {
+pub fn respond(parts: &Parts, added: &GatewayHeaders) -> Response<GatewayBody> {
     let mut headers = Map::new();
-    for (name, value) in &parts.headers {
-        let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        match headers.get_mut(name.as_str()) {
+    let client = parts
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_bytes()));
+    let gateway = added.iter().map(|(n, v)| -> (&str, &[u8]) { (n, v) });
+    for (name, value) in client.chain(gateway) {
+        let v = String::from_utf8_lossy(value).into_owned();
+        match headers.get_mut(name) {
             Some(Value::String(prev)) => {
                 prev.push_str(", ");
                 prev.push_str(&v);
             }
             _ => {
-                headers.insert(name.as_str().to_owned(), Value::String(v));
+                headers.insert(name.to_owned(), Value::String(v));
             }
         }
     }

@@ -13,9 +13,11 @@ use std::mem::MaybeUninit;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING,
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING,
 };
 use http::{Method, StatusCode, Version};
+
+use crate::headers::GatewayHeaders;
 
 /// The largest response head accepted (status line and headers).
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -49,30 +51,36 @@ pub enum RequestFraming {
     Chunked,
 }
 
-/// Writes the request line and headers. The client's own `Content-Length`
-/// and `Transfer-Encoding` are replaced by what `framing` says, so the upstream
-/// frames the body exactly as we send it (no smuggling through two lengths).
-/// `target` is an origin-form path and query that `http` has already
-/// validated; header names and values cannot hold CR or LF (`http` checks).
+/// Writes the request line, `host` (the upstream node's), the client's
+/// headers and then the gateway's own (`added`). The client's own `Host`,
+/// `Content-Length` and `Transfer-Encoding` are replaced: the node's name,
+/// and what `framing` says, so the upstream frames the body exactly as we
+/// send it (no smuggling through two lengths). `target` is an origin-form
+/// path and query that `http` has already validated; header names and
+/// values cannot hold CR or LF (`http` checks).
 pub fn encode_request_head(
     out: &mut Vec<u8>,
     method: &Method,
     target: &str,
+    host: &HeaderValue,
     headers: &HeaderMap,
+    added: &GatewayHeaders,
     framing: RequestFraming,
 ) {
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    out.extend_from_slice(host.as_bytes());
+    out.extend_from_slice(b"\r\n");
     for (name, value) in headers {
-        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+        if name == HOST || name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        push_field(out, name.as_str(), value.as_bytes());
+    }
+    for (name, value) in added.iter() {
+        push_field(out, name, value);
     }
     match framing {
         RequestFraming::Empty => {
@@ -88,6 +96,13 @@ pub fn encode_request_head(
         }
         RequestFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
 

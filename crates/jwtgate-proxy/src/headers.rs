@@ -5,14 +5,7 @@ use std::net::SocketAddr;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION};
 
-pub const X_CONSUMER_USERNAME: HeaderName = HeaderName::from_static("x-consumer-username");
-pub const X_CONSUMER_CUSTOM_ID: HeaderName = HeaderName::from_static("x-consumer-custom-id");
-pub const X_CREDENTIAL_IDENTIFIER: HeaderName = HeaderName::from_static("x-credential-identifier");
-pub const X_ANONYMOUS_CONSUMER: HeaderName = HeaderName::from_static("x-anonymous-consumer");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// The identity headers of SPEC §3.2 and §3.8: only the gateway sets them.
 pub const IDENTITY_HEADERS: [&str; 4] = [
@@ -100,12 +93,16 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Removes the headers the gateway owns from a client's request (a client
 /// could otherwise impersonate a consumer to the upstream), and a client's
-/// `Forwarded` (the gateway states where a request came from in
-/// `X-Forwarded-*` and `X-Real-IP`; a client's own claim about that goes
-/// nowhere).
+/// `Forwarded`, `X-Real-IP`, `X-Forwarded-Proto` and `X-Forwarded-Host`
+/// (the gateway states where a request came from in [`GatewayHeaders`]; a
+/// client's own claim about that goes nowhere). A client's X-Forwarded-For
+/// stays for [`take_forwarded_for`] to extend.
 pub fn strip_owned(headers: &mut HeaderMap, owned: &OwnedHeaders) {
     remove_matching(headers, |name| {
-        name.as_str() == "forwarded" || owned.owns(name.as_str())
+        matches!(
+            name.as_str(),
+            "forwarded" | "x-real-ip" | "x-forwarded-proto" | "x-forwarded-host"
+        ) || owned.owns(name.as_str())
     });
 }
 
@@ -255,42 +252,98 @@ fn remove_matching(headers: &mut HeaderMap, unwanted: impl Fn(&HeaderName) -> bo
     }
 }
 
-/// Appends the peer to X-Forwarded-For; sets -Proto and -Host, and
-/// `X-Real-IP` to the peer (a client's own `X-Real-IP` is replaced, as
-/// nginx's `proxy_set_header X-Real-IP $remote_addr` does). `peer_ip` is
-/// the peer's address as a header value, made once per connection.
-pub fn set_forwarded(
-    headers: &mut HeaderMap,
-    peer_ip: &HeaderValue,
-    tls: bool,
-    host: Option<HeaderValue>,
-) {
-    let xff = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
-        Some(prev) if !prev.trim_ascii().is_empty() => {
-            let mut v = Vec::with_capacity(prev.len() + 2 + peer_ip.len());
-            v.extend_from_slice(prev);
-            v.extend_from_slice(b", ");
-            v.extend_from_slice(peer_ip.as_bytes());
-            HeaderValue::from_maybe_shared(bytes::Bytes::from(v)).ok()
-        }
-        _ => Some(peer_ip.clone()),
-    };
-    if let Some(v) = xff {
-        headers.insert(X_FORWARDED_FOR, v);
+/// The headers the gateway itself states to the upstream: who the consumer
+/// is (SPEC §3.2, §3.8) and where the request came from (`X-Forwarded-*`,
+/// `X-Real-IP`). They are written after the client's own headers when the
+/// request head is encoded, never inserted into the client's header map:
+/// an insert hashes the name, probes, and may grow the map (HTTP/2 hands
+/// over maps sized to the client's headers), several hundred instructions
+/// each. The client's copies of these names are gone by then
+/// ([`strip_owned`], [`take_forwarded_for`]), so each is sent once.
+#[derive(Debug, Clone, Default)]
+pub struct GatewayHeaders {
+    pub consumer_username: Option<HeaderValue>,
+    pub consumer_custom_id: Option<HeaderValue>,
+    pub credential_identifier: Option<HeaderValue>,
+    pub anonymous_consumer: bool,
+    /// The client's X-Forwarded-For with the peer appended, or the peer.
+    pub forwarded_for: Option<HeaderValue>,
+    /// The peer, whatever the client said (as nginx's
+    /// `proxy_set_header X-Real-IP $remote_addr`).
+    pub real_ip: Option<HeaderValue>,
+    pub forwarded_proto: Option<&'static str>,
+    /// The request's host, when it had one.
+    pub forwarded_host: Option<HeaderValue>,
+}
+
+impl GatewayHeaders {
+    /// Sets where the request came from: `forwarded_for` as
+    /// [`take_forwarded_for`] made it, the peer's address, whether the
+    /// client spoke TLS, and the request's host.
+    pub fn set_forwarded(
+        &mut self,
+        forwarded_for: HeaderValue,
+        peer_ip: &HeaderValue,
+        tls: bool,
+        host: Option<HeaderValue>,
+    ) {
+        self.forwarded_for = Some(forwarded_for);
+        self.real_ip = Some(peer_ip.clone());
+        self.forwarded_proto = Some(if tls { "https" } else { "http" });
+        self.forwarded_host = host;
     }
-    headers.insert(X_REAL_IP, peer_ip.clone());
-    headers.insert(
-        X_FORWARDED_PROTO,
-        HeaderValue::from_static(if tls { "https" } else { "http" }),
-    );
-    match host {
-        Some(v) => {
-            headers.insert(X_FORWARDED_HOST, v);
+
+    /// Each header that is set, name (lower case) and value, in the order
+    /// they are sent.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &[u8])> {
+        fn value(v: &Option<HeaderValue>) -> Option<&[u8]> {
+            v.as_ref().map(HeaderValue::as_bytes)
         }
-        None => {
-            headers.remove(X_FORWARDED_HOST);
+        [
+            ("x-consumer-username", value(&self.consumer_username)),
+            ("x-consumer-custom-id", value(&self.consumer_custom_id)),
+            (
+                "x-credential-identifier",
+                value(&self.credential_identifier),
+            ),
+            (
+                "x-anonymous-consumer",
+                self.anonymous_consumer.then_some(b"true".as_slice()),
+            ),
+            ("x-forwarded-for", value(&self.forwarded_for)),
+            ("x-real-ip", value(&self.real_ip)),
+            ("x-forwarded-proto", self.forwarded_proto.map(str::as_bytes)),
+            ("x-forwarded-host", value(&self.forwarded_host)),
+        ]
+        .into_iter()
+        .filter_map(|(name, v)| Some((name, v?)))
+    }
+}
+
+/// Takes the client's X-Forwarded-For out of `headers` and returns it with
+/// the peer appended (its lines joined with `, `, as nginx's
+/// `$proxy_add_x_forwarded_for`), or the peer alone when the client sent
+/// none. `peer_ip` is the peer's address as a header value, made once per
+/// connection.
+pub fn take_forwarded_for(headers: &mut HeaderMap, peer_ip: &HeaderValue) -> HeaderValue {
+    let mut lines = headers.get_all(&X_FORWARDED_FOR).iter().peekable();
+    if lines.peek().is_none() {
+        return peer_ip.clone();
+    }
+    let mut joined = Vec::with_capacity(64);
+    for line in lines.map(|v| v.as_bytes().trim_ascii()) {
+        if !line.is_empty() {
+            joined.extend_from_slice(line);
+            joined.extend_from_slice(b", ");
         }
     }
+    headers.remove(&X_FORWARDED_FOR);
+    if joined.is_empty() {
+        return peer_ip.clone();
+    }
+    joined.extend_from_slice(peer_ip.as_bytes());
+    // Header values and ", ": a valid value.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)).unwrap_or_else(|_| peer_ip.clone())
 }
 
 /// The peer's IP address as a header value (once per connection).
@@ -319,37 +372,82 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_for_is_appended() {
-        let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+    fn forwarded_for_is_taken_and_extended() {
         let peer = peer_ip_value("127.0.0.1:5000".parse().expect("addr"));
-        set_forwarded(
-            &mut h,
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        h.append(
+            "x-forwarded-for",
+            HeaderValue::from_static(" 10.0.0.2, 10.0.0.3 "),
+        );
+        h.append("x-forwarded-for", HeaderValue::from_static(" "));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        assert_eq!(
+            take_forwarded_for(&mut h, &peer),
+            "10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1"
+        );
+        assert!(!h.contains_key("x-forwarded-for"), "the client's lines go");
+        assert!(h.contains_key("x-kept"));
+
+        let v6 = peer_ip_value("[::1]:5000".parse().expect("addr"));
+        let mut blank = HeaderMap::new();
+        blank.insert("x-forwarded-for", HeaderValue::from_static(""));
+        assert_eq!(take_forwarded_for(&mut blank, &v6), "::1");
+        assert!(blank.is_empty());
+        assert_eq!(take_forwarded_for(&mut HeaderMap::new(), &v6), "::1");
+    }
+
+    #[test]
+    fn gateway_headers_list_what_is_set_in_order() {
+        let peer = HeaderValue::from_static("127.0.0.1");
+        let mut added = GatewayHeaders::default();
+        assert_eq!(added.iter().count(), 0);
+        added.consumer_username = Some(HeaderValue::from_static("alice"));
+        added.anonymous_consumer = true;
+        added.set_forwarded(
+            HeaderValue::from_static("10.0.0.1, 127.0.0.1"),
             &peer,
-            false,
+            true,
             Some(HeaderValue::from_static("api.example.com")),
         );
-        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
-        assert_eq!(h["x-forwarded-proto"], "http");
-        assert_eq!(h["x-forwarded-host"], "api.example.com");
-
-        let mut fresh = HeaderMap::new();
-        fresh.insert("x-forwarded-host", HeaderValue::from_static("spoofed"));
-        let v6 = peer_ip_value("[::1]:5000".parse().expect("addr"));
-        set_forwarded(&mut fresh, &v6, true, None);
-        assert_eq!(fresh["x-forwarded-for"], "::1");
-        assert_eq!(fresh["x-forwarded-proto"], "https");
-        assert_eq!(fresh["x-real-ip"], "::1");
-        assert!(!fresh.contains_key("x-forwarded-host"));
+        let listed: Vec<(&str, &[u8])> = added.iter().collect();
+        assert_eq!(
+            listed,
+            [
+                ("x-consumer-username", b"alice".as_slice()),
+                ("x-anonymous-consumer", b"true"),
+                ("x-forwarded-for", b"10.0.0.1, 127.0.0.1"),
+                ("x-real-ip", b"127.0.0.1"),
+                ("x-forwarded-proto", b"https"),
+                ("x-forwarded-host", b"api.example.com"),
+            ]
+        );
+        added.set_forwarded(peer.clone(), &peer, false, None);
+        assert!(added
+            .iter()
+            .any(|(n, v)| n == "x-forwarded-proto" && v == b"http"));
+        assert!(added.iter().all(|(n, _)| n != "x-forwarded-host"));
+        // Every name is one the client's copies are stripped of.
+        let owned = OwnedHeaders::new([]);
+        for (name, _) in added.iter() {
+            let mut h = HeaderMap::new();
+            h.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static("spoof"),
+            );
+            strip_owned(&mut h, &owned);
+            let _ = take_forwarded_for(&mut h, &peer);
+            assert!(h.is_empty(), "{name} of the client survives");
+        }
     }
 
     #[test]
     fn identity_and_extra_headers_go_others_stay() {
         let mut h = HeaderMap::new();
-        h.insert(X_CONSUMER_USERNAME, HeaderValue::from_static("admin"));
-        h.insert(X_CONSUMER_CUSTOM_ID, HeaderValue::from_static("c"));
-        h.insert(X_CREDENTIAL_IDENTIFIER, HeaderValue::from_static("k"));
-        h.insert(X_ANONYMOUS_CONSUMER, HeaderValue::from_static("true"));
+        h.insert("x-consumer-username", HeaderValue::from_static("admin"));
+        h.insert("x-consumer-custom-id", HeaderValue::from_static("c"));
+        h.insert("x-credential-identifier", HeaderValue::from_static("k"));
+        h.insert("x-anonymous-consumer", HeaderValue::from_static("true"));
         h.insert("x-user-id", HeaderValue::from_static("1"));
         h.insert("x_consumer_username", HeaderValue::from_static("admin"));
         h.insert("x-consumer_custom-id", HeaderValue::from_static("c"));

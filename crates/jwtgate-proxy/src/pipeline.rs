@@ -38,9 +38,7 @@ use crate::cors;
 use crate::echo;
 use crate::error::{json_message, GatewayError};
 use crate::gateway::{Gateway, IdentityHeaders};
-use crate::headers::{
-    self, X_ANONYMOUS_CONSUMER, X_CONSUMER_CUSTOM_ID, X_CONSUMER_USERNAME, X_CREDENTIAL_IDENTIFIER,
-};
+use crate::headers::{self, GatewayHeaders};
 use crate::log_sink;
 use crate::router::{PolicyHeaders, RouteRuntime, Target};
 use crate::upstream::ConnPool;
@@ -312,6 +310,7 @@ async fn serve<'g>(
     //    the checks of SPEC §3.1 in order, then the blacklist (memory only).
     //    A logout request always needs a valid token.
     let mut logout = None;
+    let mut added = GatewayHeaders::default();
     if let Some(policy) = &route.route.jwt {
         let requirement = policy.requirement(method, &path);
         if requirement.token_required {
@@ -380,7 +379,7 @@ async fn serve<'g>(
                 outcome.auth = "logout_everywhere";
                 return Ok(json_message(StatusCode::OK, "logged out everywhere"));
             }
-            identity.add_headers(gw, &route.names, &mut parts.headers);
+            identity.add_headers(gw, &route.names, &mut added, &mut parts.headers);
             if policy.hide_credentials {
                 hide_credentials(
                     policy,
@@ -407,7 +406,8 @@ async fn serve<'g>(
     }
 
     // 5. Proxy. The upstream gets the normalised path and the query as sent.
-    headers::set_forwarded(&mut parts.headers, &conn.peer_ip, conn.tls, host);
+    let forwarded_for = headers::take_forwarded_for(&mut parts.headers, &conn.peer_ip);
+    added.set_forwarded(forwarded_for, &conn.peer_ip, conn.tls, host);
     let path_and_query = match query.as_deref() {
         Some(q) if !q.is_empty() => format!("{path}?{q}"),
         _ => path.into_owned(),
@@ -416,9 +416,9 @@ async fn serve<'g>(
         .map(Uri::from)
         .map_err(|_| GatewayError::InvalidPath("not a valid URI after normalisation"))?;
     let resp = match &route.target {
-        Target::Echo => echo::respond(&parts),
+        Target::Echo => echo::respond(&parts, &added),
         Target::Nodes(target) => {
-            pool.forward(target, Request::from_parts(parts, body))
+            pool.forward(target, Request::from_parts(parts, body), &added)
                 .await?
         }
     };
@@ -502,11 +502,18 @@ impl Identity {
         matches!(self.principal, Principal::Anonymous(_))
     }
 
-    /// Sets the identity headers (made once per config version) and the
-    /// route's `forward_claims` headers. A consumer's token: its username,
-    /// custom id and key. A provider's token (SPEC §3.6): the issuer as the
-    /// credential, and the consumer its `consumer_claim` names, if any.
-    fn add_headers(&self, gw: &Gateway, names: &PolicyHeaders, headers: &mut HeaderMap) {
+    /// Sets the identity headers (made once per config version) in `added`
+    /// and the route's `forward_claims` headers in `headers`. A consumer's
+    /// token: its username, custom id and key. A provider's token (SPEC
+    /// §3.6): the issuer as the credential, and the consumer its
+    /// `consumer_claim` names, if any.
+    fn add_headers(
+        &self,
+        gw: &Gateway,
+        names: &PolicyHeaders,
+        added: &mut GatewayHeaders,
+        headers: &mut HeaderMap,
+    ) {
         if let Some(consumer) = self.principal.consumer() {
             let made;
             let ids = match gw.identity_headers(consumer) {
@@ -516,24 +523,18 @@ impl Identity {
                     &made
                 }
             };
-            if let Some(v) = &ids.username {
-                headers.insert(X_CONSUMER_USERNAME, v.clone());
-            }
-            if let Some(v) = &ids.custom_id {
-                headers.insert(X_CONSUMER_CUSTOM_ID, v.clone());
-            }
-            if let (Some(v), Principal::Consumer(_)) = (&ids.credential, &self.principal) {
-                headers.insert(X_CREDENTIAL_IDENTIFIER, v.clone());
+            added.consumer_username.clone_from(&ids.username);
+            added.consumer_custom_id.clone_from(&ids.custom_id);
+            if let Principal::Consumer(_) = &self.principal {
+                added.credential_identifier.clone_from(&ids.credential);
             }
         }
         if let Some(provider) = self.principal.provider() {
             if let Some(v) = gw.issuer_header(provider) {
-                headers.insert(X_CREDENTIAL_IDENTIFIER, v.clone());
+                added.credential_identifier = Some(v.clone());
             }
         }
-        if self.is_anonymous() {
-            headers.insert(X_ANONYMOUS_CONSUMER, HeaderValue::from_static("true"));
-        }
+        added.anonymous_consumer = self.is_anonymous();
         let Some(claims) = &self.claims else {
             return;
         };

@@ -17,7 +17,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{HeaderValue, HOST};
+use http::header::HeaderValue;
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
@@ -31,6 +31,7 @@ use tracing::debug;
 use crate::body::{BodyError, GatewayBody};
 use crate::error::GatewayError;
 use crate::h1::{self, ChunkedDecoder, Decoded, RequestFraming, ResponseFraming, ResponseHead};
+use crate::headers::GatewayHeaders;
 use crate::recycle;
 
 /// Idle connections kept per node; more are closed when they come back.
@@ -286,21 +287,23 @@ enum Failure {
 }
 
 impl ConnPool {
-    /// Sends `req` (origin-form URI, headers already prepared) to the next
-    /// node of `target`, trying the others when a node cannot be reached.
-    /// Generic over the request body so that tests can send any body; the
-    /// gateway sends hyper's `Incoming`.
+    /// Sends `req` (origin-form URI, the client's headers already
+    /// prepared), with the gateway's own `added` headers and the node's
+    /// `Host`, to the next node of `target`, trying the others when a node
+    /// cannot be reached. Generic over the request body so that tests can
+    /// send any body; the gateway sends the client's.
     pub async fn forward<B>(
         &self,
         target: &UpstreamTarget,
         req: Request<B>,
+        added: &GatewayHeaders,
     ) -> Result<Response<GatewayBody>, GatewayError>
     where
         B: Body<Data = Bytes> + Unpin,
         B::Error: std::fmt::Display,
     {
         let (mut parts, mut body) = req.into_parts();
-        let result = self.send(target, &mut parts, &mut body).await;
+        let result = self.send(target, &mut parts, added, &mut body).await;
         // The request's header map serves a later request or response.
         recycle::give_header_map(std::mem::take(&mut parts.headers));
         result
@@ -310,6 +313,7 @@ impl ConnPool {
         &self,
         target: &UpstreamTarget,
         parts: &mut Parts,
+        added: &GatewayHeaders,
         body: &mut B,
     ) -> Result<Response<GatewayBody>, GatewayError>
     where
@@ -326,6 +330,7 @@ impl ConnPool {
         };
         let mut exchange = Exchange {
             parts,
+            added,
             body,
             framing,
             body_started: false,
@@ -340,10 +345,6 @@ impl ConnPool {
             let Some(node) = target.nodes.get((start + attempt) % count) else {
                 break;
             };
-            exchange
-                .parts
-                .headers
-                .insert(HOST, node.host_header.clone());
             // Pooled connections first. One the upstream closed under us is
             // replaced by the next, when the request may be sent again.
             while let Some(conn) = self.inner.take(&node.key) {
@@ -408,6 +409,7 @@ impl ConnPool {
 /// One request on its way upstream, possibly over more than one connection.
 struct Exchange<'a, B> {
     parts: &'a mut Parts,
+    added: &'a GatewayHeaders,
     body: &'a mut B,
     framing: RequestFraming,
     /// Once a piece of the body was read from the client, the request
@@ -515,7 +517,9 @@ where
             &mut conn.out,
             &self.parts.method,
             target,
+            &node.host_header,
             &self.parts.headers,
+            self.added,
             self.framing,
         );
         if conn.io.write_all(&conn.out).await.is_err() {

@@ -15,19 +15,23 @@ fn parsed(bytes: &[u8], method: &Method) -> (ResponseHead, BytesMut) {
 }
 
 #[test]
-fn request_head_replaces_the_clients_framing_headers() {
+fn request_head_replaces_the_clients_host_and_framing_headers() {
     let mut h = HeaderMap::new();
-    h.insert("host", HeaderValue::from_static("up:80"));
+    h.insert("host", HeaderValue::from_static("client.example"));
     h.insert("content-length", HeaderValue::from_static("999"));
     h.insert("transfer-encoding", HeaderValue::from_static("gzip"));
     h.append("x-a", HeaderValue::from_static("1"));
     h.append("x-a", HeaderValue::from_static("2"));
+    let node = HeaderValue::from_static("up:80");
+    let none = GatewayHeaders::default();
     let mut out = Vec::new();
     encode_request_head(
         &mut out,
         &Method::PUT,
         "/p?q=1",
+        &node,
         &h,
+        &none,
         RequestFraming::Length(12),
     );
     assert_eq!(
@@ -36,21 +40,56 @@ fn request_head_replaces_the_clients_framing_headers() {
     );
 
     let mut out = Vec::new();
-    encode_request_head(&mut out, &Method::POST, "/", &h, RequestFraming::Chunked);
+    let chunked = RequestFraming::Chunked;
+    encode_request_head(&mut out, &Method::POST, "/", &node, &h, &none, chunked);
     assert!(String::from_utf8(out)
         .unwrap()
         .ends_with("x-a: 2\r\ntransfer-encoding: chunked\r\n\r\n"));
 }
 
 #[test]
+fn request_head_sends_the_gateways_headers_after_the_clients() {
+    let mut h = HeaderMap::new();
+    h.insert("accept", HeaderValue::from_static("*/*"));
+    let peer = HeaderValue::from_static("10.1.2.3");
+    let mut added = GatewayHeaders {
+        consumer_username: Some(HeaderValue::from_static("alice")),
+        ..GatewayHeaders::default()
+    };
+    added.set_forwarded(peer.clone(), &peer, false, None);
+    let node = HeaderValue::from_static("up");
+    let mut out = Vec::new();
+    encode_request_head(
+        &mut out,
+        &Method::GET,
+        "/",
+        &node,
+        &h,
+        &added,
+        RequestFraming::Empty,
+    );
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "GET / HTTP/1.1\r\nhost: up\r\naccept: */*\r\nx-consumer-username: alice\r\n\
+         x-forwarded-for: 10.1.2.3\r\nx-real-ip: 10.1.2.3\r\nx-forwarded-proto: http\r\n\r\n"
+    );
+}
+
+#[test]
 fn an_empty_body_says_length_zero_only_for_methods_that_carry_one() {
     let h = HeaderMap::new();
+    let node = HeaderValue::from_static("up");
+    let none = GatewayHeaders::default();
+    let empty = RequestFraming::Empty;
     let mut out = Vec::new();
-    encode_request_head(&mut out, &Method::GET, "/", &h, RequestFraming::Empty);
-    assert_eq!(out, b"GET / HTTP/1.1\r\n\r\n");
+    encode_request_head(&mut out, &Method::GET, "/", &node, &h, &none, empty);
+    assert_eq!(out, b"GET / HTTP/1.1\r\nhost: up\r\n\r\n");
     out.clear();
-    encode_request_head(&mut out, &Method::POST, "/", &h, RequestFraming::Empty);
-    assert_eq!(out, b"POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
+    encode_request_head(&mut out, &Method::POST, "/", &node, &h, &none, empty);
+    assert_eq!(
+        out,
+        b"POST / HTTP/1.1\r\nhost: up\r\ncontent-length: 0\r\n\r\n"
+    );
 }
 
 #[test]

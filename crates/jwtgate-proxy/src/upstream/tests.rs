@@ -150,7 +150,10 @@ async fn a_sized_response_comes_whole_and_the_connection_is_reused() {
     let pool = ConnPool::default();
     let t = target(port, Duration::from_secs(5));
     for _ in 0..3 {
-        let resp = pool.forward(&t, get("/a?b=c")).await.unwrap();
+        let resp = pool
+            .forward(&t, get("/a?b=c"), &GatewayHeaders::default())
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["x-up"], "1");
         assert!(
@@ -191,7 +194,10 @@ async fn a_chunked_response_is_streamed_and_the_connection_reused() {
     });
     let pool = ConnPool::default();
     let t = target(port, Duration::from_secs(5));
-    let resp = pool.forward(&t, get("/")).await.unwrap();
+    let resp = pool
+        .forward(&t, get("/"), &GatewayHeaders::default())
+        .await
+        .unwrap();
     assert!(
         resp.headers().get("transfer-encoding").is_none(),
         "hop-by-hop"
@@ -202,7 +208,10 @@ async fn a_chunked_response_is_streamed_and_the_connection_reused() {
     release_tx.send(()).unwrap();
     let rest = body.collect().await.unwrap().to_bytes();
     assert_eq!(&rest[..], b"second");
-    let resp = pool.forward(&t, get("/")).await.unwrap();
+    let resp = pool
+        .forward(&t, get("/"), &GatewayHeaders::default())
+        .await
+        .unwrap();
     assert_eq!(body_of(resp).await.unwrap(), b"hello");
     server.abort();
 }
@@ -216,7 +225,10 @@ async fn a_body_until_close_is_read_to_the_end_and_not_reused() {
     let pool = ConnPool::default();
     let t = target(port, Duration::from_secs(5));
     for _ in 0..2 {
-        let resp = pool.forward(&t, get("/")).await.unwrap();
+        let resp = pool
+            .forward(&t, get("/"), &GatewayHeaders::default())
+            .await
+            .unwrap();
         assert_eq!(body_of(resp).await.unwrap(), b"all of it");
     }
     assert_eq!(
@@ -241,16 +253,25 @@ async fn head_204_and_interim_responses_carry_no_body() {
     let pool = ConnPool::default();
     let t = target(port, Duration::from_secs(5));
     let head = Request::head("/").body(Full::new(Bytes::new())).unwrap();
-    let resp = pool.forward(&t, head).await.unwrap();
+    let resp = pool
+        .forward(&t, head, &GatewayHeaders::default())
+        .await
+        .unwrap();
     assert_eq!(resp.headers()["content-length"], "1234");
     assert_eq!(body_of(resp).await.unwrap(), b"");
     let del = Request::delete("/").body(Full::new(Bytes::new())).unwrap();
-    let resp = pool.forward(&t, del).await.unwrap();
+    let resp = pool
+        .forward(&t, del, &GatewayHeaders::default())
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 204);
     let post = Request::post("/")
         .body(Full::new(Bytes::from_static(b"x")))
         .unwrap();
-    let resp = pool.forward(&t, post).await.unwrap();
+    let resp = pool
+        .forward(&t, post, &GatewayHeaders::default())
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 201);
     assert!(
         resp.headers().get("link").is_none(),
@@ -272,7 +293,10 @@ async fn a_request_body_without_length_goes_chunked() {
         Ok(Bytes::from(big.clone())),
     ]);
     let req = Request::post("/up").body(body).unwrap();
-    let resp = pool.forward(&t, req).await.unwrap();
+    let resp = pool
+        .forward(&t, req, &GatewayHeaders::default())
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let wire = seen.lock().unwrap()[0].clone();
     let head_end = find(&wire, b"\r\n\r\n").unwrap() + 4;
@@ -314,7 +338,7 @@ async fn a_pooled_connection_closed_by_the_upstream_is_replaced_for_a_get() {
     let t = target(port, Duration::from_secs(5));
     for i in 0..3 {
         let resp = pool
-            .forward(&t, get("/"))
+            .forward(&t, get("/"), &GatewayHeaders::default())
             .await
             .unwrap_or_else(|e| panic!("GET {i}: {e}"));
         assert_eq!(body_of(resp).await.unwrap(), b"hello");
@@ -326,7 +350,10 @@ async fn a_pooled_connection_closed_by_the_upstream_is_replaced_for_a_get() {
     let post = Request::post("/")
         .body(frames(vec![Ok(Bytes::from_static(b"once"))]))
         .unwrap();
-    let err = pool.forward(&t, post).await.unwrap_err();
+    let err = pool
+        .forward(&t, post, &GatewayHeaders::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, GatewayError::UpstreamUnavailable(_)), "{err}");
     assert_eq!(accepted.load(Ordering::SeqCst), 3);
 }
@@ -353,7 +380,10 @@ async fn a_connection_the_upstream_closed_while_idle_is_not_taken() {
     });
     let pool = ConnPool::default();
     let t = target(port, Duration::from_secs(5));
-    let resp = pool.forward(&t, get("/")).await.unwrap();
+    let resp = pool
+        .forward(&t, get("/"), &GatewayHeaders::default())
+        .await
+        .unwrap();
     assert_eq!(body_of(resp).await.unwrap(), b"hello");
     closed_rx.await.unwrap();
     // Let the runtime's driver see the FIN on the idle socket.
@@ -367,7 +397,10 @@ async fn a_connection_the_upstream_closed_while_idle_is_not_taken() {
     let post = Request::post("/")
         .body(frames(vec![Ok(Bytes::from_static(b"x"))]))
         .unwrap();
-    let resp = pool.forward(&t, post).await.unwrap();
+    let resp = pool
+        .forward(&t, post, &GatewayHeaders::default())
+        .await
+        .unwrap();
     assert_eq!(body_of(resp).await.unwrap(), b"new");
 }
 
@@ -383,7 +416,10 @@ async fn the_sweeper_closes_connections_the_upstream_closed() {
     });
     let pool = ConnPool::default();
     let t = target(port, Duration::from_secs(5));
-    let resp = pool.forward(&t, get("/")).await.unwrap();
+    let resp = pool
+        .forward(&t, get("/"), &GatewayHeaders::default())
+        .await
+        .unwrap();
     body_of(resp).await.unwrap();
     let idle = |p: &ConnPool| {
         p.inner
@@ -409,7 +445,10 @@ async fn connection_close_is_honoured() {
     let pool = ConnPool::default();
     let t = target(port, Duration::from_secs(5));
     for _ in 0..2 {
-        let resp = pool.forward(&t, get("/")).await.unwrap();
+        let resp = pool
+            .forward(&t, get("/"), &GatewayHeaders::default())
+            .await
+            .unwrap();
         assert!(resp.headers().get("connection").is_none());
         assert_eq!(body_of(resp).await.unwrap(), b"ok");
     }
@@ -426,7 +465,10 @@ async fn a_malformed_response_is_a_bad_gateway() {
         let (port, _, _) = upstream(move |_| Some(bad.to_vec())).await;
         let pool = ConnPool::default();
         let t = target(port, Duration::from_secs(5));
-        let err = pool.forward(&t, get("/")).await.unwrap_err();
+        let err = pool
+            .forward(&t, get("/"), &GatewayHeaders::default())
+            .await
+            .unwrap_err();
         assert!(matches!(err, GatewayError::UpstreamUnavailable(_)), "{err}");
     }
 }
@@ -439,10 +481,16 @@ async fn a_broken_chunked_body_cuts_the_response() {
     .await;
     let pool = ConnPool::default();
     let t = target(port, Duration::from_secs(5));
-    let resp = pool.forward(&t, get("/")).await.unwrap();
+    let resp = pool
+        .forward(&t, get("/"), &GatewayHeaders::default())
+        .await
+        .unwrap();
     let err = body_of(resp).await.unwrap_err();
     assert!(err.contains("CRLF"), "{err}");
-    let resp = pool.forward(&t, get("/")).await.unwrap();
+    let resp = pool
+        .forward(&t, get("/"), &GatewayHeaders::default())
+        .await
+        .unwrap();
     assert!(body_of(resp).await.is_err());
     assert_eq!(
         conns.load(Ordering::SeqCst),
@@ -464,9 +512,15 @@ async fn a_silent_upstream_times_out_and_a_stalled_body_fails() {
     .await;
     let pool = ConnPool::default();
     let t = target(port, Duration::from_millis(200));
-    let err = pool.forward(&t, get("/silent")).await.unwrap_err();
+    let err = pool
+        .forward(&t, get("/silent"), &GatewayHeaders::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, GatewayError::UpstreamTimeout(200)), "{err}");
-    let resp = pool.forward(&t, get("/stall")).await.unwrap();
+    let resp = pool
+        .forward(&t, get("/stall"), &GatewayHeaders::default())
+        .await
+        .unwrap();
     let err = body_of(resp).await.unwrap_err();
     assert!(err.contains("stalled for 200 ms"), "{err}");
 }
@@ -481,7 +535,11 @@ async fn a_request_body_that_breaks_off_is_the_clients_fault() {
         Err("client went away".into()),
     ]);
     let err = pool
-        .forward(&t, Request::post("/").body(body).unwrap())
+        .forward(
+            &t,
+            Request::post("/").body(body).unwrap(),
+            &GatewayHeaders::default(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, GatewayError::RequestBody(_)), "{err}");
@@ -510,7 +568,10 @@ async fn a_dead_node_is_skipped() {
     );
     let pool = ConnPool::default();
     for _ in 0..4 {
-        let resp = pool.forward(&t, get("/")).await.unwrap();
+        let resp = pool
+            .forward(&t, get("/"), &GatewayHeaders::default())
+            .await
+            .unwrap();
         assert_eq!(body_of(resp).await.unwrap(), b"hello");
     }
 }
@@ -520,9 +581,13 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
     let (port, conns, _) = upstream(|_| Some(OK_HELLO.to_vec())).await;
     let pool = ConnPool::default();
     let t = target(port, Duration::from_secs(5));
-    body_of(pool.forward(&t, get("/")).await.unwrap())
-        .await
-        .unwrap();
+    body_of(
+        pool.forward(&t, get("/"), &GatewayHeaders::default())
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     let idle = |p: &ConnPool| {
         p.inner
             .idle
@@ -539,9 +604,13 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
     assert_eq!(idle(&pool), 1, "not yet {IDLE_TIMEOUT:?}");
     pool.inner.sweep();
     assert_eq!(idle(&pool), 0);
-    body_of(pool.forward(&t, get("/")).await.unwrap())
-        .await
-        .unwrap();
+    body_of(
+        pool.forward(&t, get("/"), &GatewayHeaders::default())
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(conns.load(Ordering::SeqCst), 2);
 }
 
@@ -558,7 +627,10 @@ async fn a_written_request_is_resent_at_most_once() {
         pool.inner
             .put(Arc::clone(&key), Conn::new(Io::Plain(stream)));
     }
-    let err = pool.forward(&t, get("/")).await.unwrap_err();
+    let err = pool
+        .forward(&t, get("/"), &GatewayHeaders::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, GatewayError::UpstreamUnavailable(_)), "{err}");
     // Sent once, resent once; not on all five pooled connections and a new one.
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -625,7 +697,11 @@ async fn a_slow_upload_is_not_an_upstream_timeout() {
     let t = target(port, Duration::from_millis(200));
     let body = SlowBody::new(5, 10, Duration::from_millis(100));
     let resp = pool
-        .forward(&t, Request::post("/up").body(body).unwrap())
+        .forward(
+            &t,
+            Request::post("/up").body(body).unwrap(),
+            &GatewayHeaders::default(),
+        )
         .await
         .unwrap();
     assert_eq!(body_of(resp).await.unwrap(), b"hello");
@@ -659,7 +735,11 @@ async fn an_answer_before_the_whole_body_reaches_the_client() {
     let piece = Bytes::from(vec![b'x'; 1 << 20]);
     let body = frames((0..64).map(|_| Ok(piece.clone())).collect());
     let resp = pool
-        .forward(&t, Request::post("/").body(body).unwrap())
+        .forward(
+            &t,
+            Request::post("/").body(body).unwrap(),
+            &GatewayHeaders::default(),
+        )
         .await
         .unwrap();
     assert_eq!(resp.status(), 413);
@@ -723,10 +803,13 @@ async fn regression_slow_post_holds_client_and_upstream() {
         .header("content-length", "100")
         .body(body)
         .unwrap();
-    let err = tokio::time::timeout(Duration::from_secs(10), pool.forward(&t, req))
-        .await
-        .expect("the stalled body ends the exchange")
-        .expect_err("a stalled body is an error");
+    let err = tokio::time::timeout(
+        Duration::from_secs(10),
+        pool.forward(&t, req, &GatewayHeaders::default()),
+    )
+    .await
+    .expect("the stalled body ends the exchange")
+    .expect_err("a stalled body is an error");
     assert!(matches!(err, GatewayError::ClientBodyTimeout(200)), "{err}");
     assert_eq!(err.status(), StatusCode::REQUEST_TIMEOUT);
     // The upstream connection is freed: closed, not pooled.
