@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use crate::body::GatewayBody;
 use crate::headers::GatewayHeaders;
 
-pub fn respond(parts: &Parts, added: &GatewayHeaders) -> Response<GatewayBody> {
+pub fn respond(parts: &Parts, added: &GatewayHeaders<'_>) -> Response<GatewayBody> {
     let mut headers = Map::new();
     let client = parts
         .headers

@@ -64,7 +64,7 @@ pub fn encode_request_head(
     target: &str,
     host: &HeaderValue,
     headers: &HeaderMap,
-    added: &GatewayHeaders,
+    added: &GatewayHeaders<'_>,
     framing: RequestFraming,
 ) {
     out.extend_from_slice(method.as_str().as_bytes());

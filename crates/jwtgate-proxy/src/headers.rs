@@ -1,7 +1,7 @@
 //! Header rules of the proxy: hop-by-hop removal (RFC 9110 §7.6.1), identity
 //! headers the gateway alone may set, and the X-Forwarded-* family.
 
-use std::net::SocketAddr;
+use std::borrow::Cow;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION};
 
@@ -261,34 +261,34 @@ fn remove_matching(headers: &mut HeaderMap, unwanted: impl Fn(&HeaderName) -> bo
 /// each. The client's copies of these names are gone by then
 /// ([`strip_owned`], [`take_forwarded_for`]), so each is sent once.
 #[derive(Debug, Clone, Default)]
-pub struct GatewayHeaders {
+pub struct GatewayHeaders<'a> {
     pub consumer_username: Option<HeaderValue>,
     pub consumer_custom_id: Option<HeaderValue>,
     pub credential_identifier: Option<HeaderValue>,
     pub anonymous_consumer: bool,
     /// The client's X-Forwarded-For with the peer appended, or the peer.
-    pub forwarded_for: Option<HeaderValue>,
+    pub forwarded_for: Option<Cow<'a, [u8]>>,
     /// The peer, whatever the client said (as nginx's
     /// `proxy_set_header X-Real-IP $remote_addr`).
-    pub real_ip: Option<HeaderValue>,
+    pub real_ip: Option<&'a [u8]>,
     pub forwarded_proto: Option<&'static str>,
     /// The request's host, when it had one.
     pub forwarded_host: Option<HeaderValue>,
 }
 
-impl GatewayHeaders {
+impl<'a> GatewayHeaders<'a> {
     /// Sets where the request came from: `forwarded_for` as
     /// [`take_forwarded_for`] made it, the peer's address, whether the
     /// client spoke TLS, and the request's host.
     pub fn set_forwarded(
         &mut self,
-        forwarded_for: HeaderValue,
-        peer_ip: &HeaderValue,
+        forwarded_for: Cow<'a, [u8]>,
+        peer_ip: &'a [u8],
         tls: bool,
         host: Option<HeaderValue>,
     ) {
         self.forwarded_for = Some(forwarded_for);
-        self.real_ip = Some(peer_ip.clone());
+        self.real_ip = Some(peer_ip);
         self.forwarded_proto = Some(if tls { "https" } else { "http" });
         self.forwarded_host = host;
     }
@@ -310,8 +310,8 @@ impl GatewayHeaders {
                 "x-anonymous-consumer",
                 self.anonymous_consumer.then_some(b"true".as_slice()),
             ),
-            ("x-forwarded-for", value(&self.forwarded_for)),
-            ("x-real-ip", value(&self.real_ip)),
+            ("x-forwarded-for", self.forwarded_for.as_deref()),
+            ("x-real-ip", self.real_ip),
             ("x-forwarded-proto", self.forwarded_proto.map(str::as_bytes)),
             ("x-forwarded-host", value(&self.forwarded_host)),
         ]
@@ -323,12 +323,11 @@ impl GatewayHeaders {
 /// Takes the client's X-Forwarded-For out of `headers` and returns it with
 /// the peer appended (its lines joined with `, `, as nginx's
 /// `$proxy_add_x_forwarded_for`), or the peer alone when the client sent
-/// none. `peer_ip` is the peer's address as a header value, made once per
-/// connection.
-pub fn take_forwarded_for(headers: &mut HeaderMap, peer_ip: &HeaderValue) -> HeaderValue {
+/// none. `peer_ip` is the peer's address, formatted once per connection.
+pub fn take_forwarded_for<'a>(headers: &mut HeaderMap, peer_ip: &'a [u8]) -> Cow<'a, [u8]> {
     let mut lines = headers.get_all(&X_FORWARDED_FOR).iter().peekable();
     if lines.peek().is_none() {
-        return peer_ip.clone();
+        return Cow::Borrowed(peer_ip);
     }
     let mut joined = Vec::with_capacity(64);
     for line in lines.map(|v| v.as_bytes().trim_ascii()) {
@@ -339,16 +338,11 @@ pub fn take_forwarded_for(headers: &mut HeaderMap, peer_ip: &HeaderValue) -> Hea
     }
     headers.remove(&X_FORWARDED_FOR);
     if joined.is_empty() {
-        return peer_ip.clone();
+        return Cow::Borrowed(peer_ip);
     }
-    joined.extend_from_slice(peer_ip.as_bytes());
-    // Header values and ", ": a valid value.
-    HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)).unwrap_or_else(|_| peer_ip.clone())
-}
-
-/// The peer's IP address as a header value (once per connection).
-pub fn peer_ip_value(peer: SocketAddr) -> HeaderValue {
-    HeaderValue::from_str(&peer.ip().to_string()).unwrap_or(HeaderValue::from_static("unknown"))
+    // Header values, ", " and an IP address: a valid value.
+    joined.extend_from_slice(peer_ip);
+    Cow::Owned(joined)
 }
 
 #[cfg(test)]
@@ -373,7 +367,7 @@ mod tests {
 
     #[test]
     fn forwarded_for_is_taken_and_extended() {
-        let peer = peer_ip_value("127.0.0.1:5000".parse().expect("addr"));
+        let peer = b"127.0.0.1".as_slice();
         let mut h = HeaderMap::new();
         h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
         h.append(
@@ -383,30 +377,30 @@ mod tests {
         h.append("x-forwarded-for", HeaderValue::from_static(" "));
         h.insert("x-kept", HeaderValue::from_static("1"));
         assert_eq!(
-            take_forwarded_for(&mut h, &peer),
-            "10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1"
+            take_forwarded_for(&mut h, peer).as_ref(),
+            b"10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1"
         );
         assert!(!h.contains_key("x-forwarded-for"), "the client's lines go");
         assert!(h.contains_key("x-kept"));
 
-        let v6 = peer_ip_value("[::1]:5000".parse().expect("addr"));
+        let v6 = b"::1".as_slice();
         let mut blank = HeaderMap::new();
         blank.insert("x-forwarded-for", HeaderValue::from_static(""));
-        assert_eq!(take_forwarded_for(&mut blank, &v6), "::1");
+        assert_eq!(take_forwarded_for(&mut blank, v6).as_ref(), v6);
         assert!(blank.is_empty());
-        assert_eq!(take_forwarded_for(&mut HeaderMap::new(), &v6), "::1");
+        assert_eq!(take_forwarded_for(&mut HeaderMap::new(), v6).as_ref(), v6);
     }
 
     #[test]
     fn gateway_headers_list_what_is_set_in_order() {
-        let peer = HeaderValue::from_static("127.0.0.1");
+        let peer = b"127.0.0.1".as_slice();
         let mut added = GatewayHeaders::default();
         assert_eq!(added.iter().count(), 0);
         added.consumer_username = Some(HeaderValue::from_static("alice"));
         added.anonymous_consumer = true;
         added.set_forwarded(
-            HeaderValue::from_static("10.0.0.1, 127.0.0.1"),
-            &peer,
+            Cow::Borrowed(b"10.0.0.1, 127.0.0.1"),
+            peer,
             true,
             Some(HeaderValue::from_static("api.example.com")),
         );
@@ -422,7 +416,7 @@ mod tests {
                 ("x-forwarded-host", b"api.example.com"),
             ]
         );
-        added.set_forwarded(peer.clone(), &peer, false, None);
+        added.set_forwarded(Cow::Borrowed(peer), peer, false, None);
         assert!(added
             .iter()
             .any(|(n, v)| n == "x-forwarded-proto" && v == b"http"));
@@ -436,7 +430,7 @@ mod tests {
                 HeaderValue::from_static("spoof"),
             );
             strip_owned(&mut h, &owned);
-            let _ = take_forwarded_for(&mut h, &peer);
+            let _ = take_forwarded_for(&mut h, peer);
             assert!(h.is_empty(), "{name} of the client survives");
         }
     }

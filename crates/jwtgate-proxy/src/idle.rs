@@ -20,6 +20,8 @@ use std::time::Duration;
 use http_body::{Body, Frame, SizeHint};
 use tokio::task::AbortHandle;
 
+use crate::conn_info::ConnInfo;
+
 /// The connections of one worker, and the sweeper that closes idle ones.
 /// Dropping it stops the sweeper.
 #[derive(Clone)]
@@ -83,13 +85,15 @@ impl IdleWatch {
         IdleWatch { inner }
     }
 
-    /// A new connection's activity record, idle from now.
-    pub fn activity(&self) -> Arc<Activity> {
+    /// A new connection's activity record, idle from now, holding what the
+    /// connection knows about itself (one allocation for both).
+    pub fn activity(&self, info: ConnInfo) -> Arc<Activity> {
         Arc::new(Activity {
             busy: AtomicU32::new(0),
             idle_since: AtomicU32::new(self.inner.shared.clock.load(Ordering::Relaxed)),
             waiting: AtomicBool::new(true),
             shared: Arc::clone(&self.inner.shared),
+            info,
         })
     }
 
@@ -180,7 +184,7 @@ impl Drop for Ticket {
 }
 
 /// Whether a connection has an exchange in flight, and since when it has
-/// had none.
+/// had none; and what it knows about itself.
 pub struct Activity {
     busy: AtomicU32,
     idle_since: AtomicU32,
@@ -188,9 +192,15 @@ pub struct Activity {
     /// a stop closes the connection at once.
     waiting: AtomicBool,
     shared: Arc<Shared>,
+    info: ConnInfo,
 }
 
 impl Activity {
+    /// The connection's peer and whether it speaks TLS.
+    pub fn info(&self) -> &ConnInfo {
+        &self.info
+    }
+
     /// A request head is complete: the connection is busy until the
     /// returned guard (moved into the response body) is dropped.
     pub fn begin(self: &Arc<Self>) -> Busy {

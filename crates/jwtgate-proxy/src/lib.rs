@@ -6,6 +6,7 @@
 //! tokens itself (`jwtgate-core`); it wires those into HTTP.
 
 pub mod body;
+pub mod conn_info;
 pub mod cors;
 pub mod echo;
 pub mod error;

@@ -16,7 +16,6 @@
 //! in one place, `GatewayError::into_response`.
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -34,6 +33,7 @@ use jwtgate_core::provider::IdentityProvider;
 use jwtgate_store::{Entry, TokenSubject};
 
 use crate::body::{GatewayBody, RequestBody};
+use crate::conn_info::ConnInfo;
 use crate::cors;
 use crate::echo;
 use crate::error::{json_message, GatewayError};
@@ -42,32 +42,6 @@ use crate::headers::{self, GatewayHeaders};
 use crate::log_sink;
 use crate::router::{PolicyHeaders, RouteRuntime, Target};
 use crate::upstream::ConnPool;
-
-/// What a connection knows about itself; made once per connection.
-#[derive(Debug)]
-pub struct ConnInfo {
-    pub peer: SocketAddr,
-    pub tls: bool,
-    /// The peer's IP for X-Forwarded-For, formatted once.
-    peer_ip: HeaderValue,
-    /// `ip:port` for the access log, formatted once.
-    peer_text: Box<[u8]>,
-}
-
-impl ConnInfo {
-    pub fn new(peer: SocketAddr, tls: bool) -> Self {
-        ConnInfo {
-            peer,
-            tls,
-            peer_ip: headers::peer_ip_value(peer),
-            peer_text: {
-                let mut text = Vec::new();
-                log_sink::push_socket_addr(&mut text, peer);
-                text.into_boxed_slice()
-            },
-        }
-    }
-}
 
 /// Facts gathered along the way for the access log line, borrowed from the
 /// config version serving the request.
@@ -126,7 +100,7 @@ pub async fn handle(
                 &outcome,
                 resp.status().as_u16(),
                 elapsed,
-                &conn.peer_text,
+                conn.peer_text(),
             );
         });
     }
@@ -406,8 +380,8 @@ async fn serve<'g>(
     }
 
     // 5. Proxy. The upstream gets the normalised path and the query as sent.
-    let forwarded_for = headers::take_forwarded_for(&mut parts.headers, &conn.peer_ip);
-    added.set_forwarded(forwarded_for, &conn.peer_ip, conn.tls, host);
+    let forwarded_for = headers::take_forwarded_for(&mut parts.headers, conn.peer_ip());
+    added.set_forwarded(forwarded_for, conn.peer_ip(), conn.tls, host);
     let path_and_query = match query.as_deref() {
         Some(q) if !q.is_empty() => format!("{path}?{q}"),
         _ => path.into_owned(),
@@ -511,7 +485,7 @@ impl Identity {
         &self,
         gw: &Gateway,
         names: &PolicyHeaders,
-        added: &mut GatewayHeaders,
+        added: &mut GatewayHeaders<'_>,
         headers: &mut HeaderMap,
     ) {
         if let Some(consumer) = self.principal.consumer() {

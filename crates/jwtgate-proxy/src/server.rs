@@ -23,9 +23,10 @@ use tokio::sync::{oneshot, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::body::RequestBody;
+use crate::conn_info::ConnInfo;
 use crate::gateway::Gateway;
 use crate::idle::{IdleWatch, Ticket, Tracked};
-use crate::pipeline::{self, ConnInfo};
+use crate::pipeline;
 use crate::tls::TlsServer;
 use crate::upstream::ConnPool;
 
@@ -315,8 +316,9 @@ async fn accept_loop(listener: TcpListener, shared: Shared, mut stop: watch::Rec
         let ctx = ConnCtx {
             gateway: Arc::clone(&shared.gateway),
             pool: shared.pool.clone(),
-            info: Arc::new(ConnInfo::new(peer, shared.tls.is_some())),
-            activity: shared.idle.activity(),
+            activity: shared
+                .idle
+                .activity(ConnInfo::new(peer, shared.tls.is_some())),
         };
         let activity = Arc::clone(&ctx.activity);
         // Held for the connection's life: the drain at stop waits for it.
@@ -376,7 +378,6 @@ async fn serve_h2<IO: Transport>(conn: Connection<IO>, watcher: Watcher) {
     let ConnCtx {
         gateway,
         pool,
-        info,
         activity,
     } = ctx;
     activity.stop_waiting();
@@ -384,13 +385,13 @@ async fn serve_h2<IO: Transport>(conn: Connection<IO>, watcher: Watcher) {
         let busy = activity.begin();
         let gw = gateway.load_full();
         let pool = pool.clone();
-        let info = Arc::clone(&info);
+        let conn = Arc::clone(&activity);
         // Boxed: hyper spawns a task per stream holding this future, and a
         // pipeline's state machine moved twice by value into it cost more
         // (≈3 000 instructions a request, callgrind) than one allocation.
         Box::pin(async move {
             let req = req.map(RequestBody::H2);
-            let response = pipeline::handle(gw, &pool, req, &info).await;
+            let response = pipeline::handle(gw, &pool, req, conn.info()).await;
             Ok::<_, Infallible>(response.map(|body| Tracked::new(body, busy)))
         })
     });

@@ -296,7 +296,7 @@ impl ConnPool {
         &self,
         target: &UpstreamTarget,
         req: Request<B>,
-        added: &GatewayHeaders,
+        added: &GatewayHeaders<'_>,
     ) -> Result<Response<GatewayBody>, GatewayError>
     where
         B: Body<Data = Bytes> + Unpin,
@@ -313,7 +313,7 @@ impl ConnPool {
         &self,
         target: &UpstreamTarget,
         parts: &mut Parts,
-        added: &GatewayHeaders,
+        added: &GatewayHeaders<'_>,
         body: &mut B,
     ) -> Result<Response<GatewayBody>, GatewayError>
     where
@@ -409,7 +409,7 @@ impl ConnPool {
 /// One request on its way upstream, possibly over more than one connection.
 struct Exchange<'a, B> {
     parts: &'a mut Parts,
-    added: &'a GatewayHeaders,
+    added: &'a GatewayHeaders<'a>,
     body: &'a mut B,
     framing: RequestFraming,
     /// Once a piece of the body was read from the client, the request

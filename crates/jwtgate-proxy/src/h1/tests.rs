@@ -51,12 +51,12 @@ fn request_head_replaces_the_clients_host_and_framing_headers() {
 fn request_head_sends_the_gateways_headers_after_the_clients() {
     let mut h = HeaderMap::new();
     h.insert("accept", HeaderValue::from_static("*/*"));
-    let peer = HeaderValue::from_static("10.1.2.3");
+    let peer = b"10.1.2.3".as_slice();
     let mut added = GatewayHeaders {
         consumer_username: Some(HeaderValue::from_static("alice")),
         ..GatewayHeaders::default()
     };
-    added.set_forwarded(peer.clone(), &peer, false, None);
+    added.set_forwarded(std::borrow::Cow::Borrowed(peer), peer, false, None);
     let node = HeaderValue::from_static("up");
     let mut out = Vec::new();
     encode_request_head(

@@ -33,6 +33,11 @@ fn watched(watch: &IdleWatch, activity: &Arc<Activity>) -> tokio::task::JoinHand
     watched_until(watch, activity, pending())
 }
 
+/// A plain connection's record of itself.
+fn info() -> ConnInfo {
+    ConnInfo::new("127.0.0.1:5000".parse().expect("addr"), false)
+}
+
 /// How many connections the watch holds.
 fn watched_count(watch: &IdleWatch) -> usize {
     watch.inner.conns.lock().unwrap().len()
@@ -41,7 +46,7 @@ fn watched_count(watch: &IdleWatch) -> usize {
 #[tokio::test]
 async fn an_idle_connection_is_closed_after_the_timeout_and_not_before() {
     let watch = IdleWatch::start(TIMEOUT, PERIOD);
-    let activity = watch.activity();
+    let activity = watch.activity(info());
     let started = Instant::now();
     let task = watched(&watch, &activity);
     let ended = tokio::time::timeout(BOUND, task)
@@ -59,7 +64,7 @@ async fn an_idle_connection_is_closed_after_the_timeout_and_not_before() {
 #[tokio::test]
 async fn a_busy_connection_is_left_alone_and_its_idle_time_starts_when_the_exchange_ends() {
     let watch = IdleWatch::start(TIMEOUT, PERIOD);
-    let activity = watch.activity();
+    let activity = watch.activity(info());
     let busy = activity.begin();
     let task = watched(&watch, &activity);
     tokio::time::sleep(TIMEOUT * 4).await;
@@ -83,7 +88,7 @@ async fn a_busy_connection_is_left_alone_and_its_idle_time_starts_when_the_excha
 #[tokio::test]
 async fn exchanges_within_the_timeout_keep_a_connection_open() {
     let watch = IdleWatch::start(TIMEOUT, PERIOD);
-    let activity = watch.activity();
+    let activity = watch.activity(info());
     let task = watched(&watch, &activity);
     for _ in 0..10 {
         tokio::time::sleep(TIMEOUT / 4).await;
@@ -99,7 +104,7 @@ async fn exchanges_within_the_timeout_keep_a_connection_open() {
 #[tokio::test]
 async fn a_connection_that_ends_leaves_the_watch() {
     let watch = IdleWatch::start(Duration::from_secs(60), PERIOD);
-    let activity = watch.activity();
+    let activity = watch.activity(info());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = watched_until(&watch, &activity, async move {
         let _ = rx.await;
@@ -113,7 +118,7 @@ async fn a_connection_that_ends_leaves_the_watch() {
 #[tokio::test]
 async fn a_tracked_body_passes_its_frames_and_frees_the_connection_when_dropped() {
     let watch = IdleWatch::start(Duration::from_secs(60), PERIOD);
-    let activity = watch.activity();
+    let activity = watch.activity(info());
     let body = Tracked::new(Full::new(Bytes::from_static(b"hello")), activity.begin());
     assert_eq!(activity.busy.load(Ordering::Relaxed), 1);
     assert_eq!(body.size_hint().exact(), Some(5));
@@ -126,12 +131,12 @@ async fn a_tracked_body_passes_its_frames_and_frees_the_connection_when_dropped(
 async fn a_stop_closes_waiting_connections_at_once_and_leaves_the_others_to_finish() {
     // A timeout no test waits for: only the stop closes anything here.
     let watch = IdleWatch::start(Duration::from_secs(3600), PERIOD);
-    let fresh = watch.activity();
-    let waiting = watch.activity();
+    let fresh = watch.activity(info());
+    let waiting = watch.activity(info());
     assert!(waiting.await_request());
-    let busy = watch.activity();
+    let busy = watch.activity(info());
     let exchange = busy.begin();
-    let h2 = watch.activity();
+    let h2 = watch.activity(info());
     h2.stop_waiting();
     let tasks = [&fresh, &waiting, &busy, &h2].map(|a| watched(&watch, a));
     assert!(!busy.stopping());

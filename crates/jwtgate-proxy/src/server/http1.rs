@@ -38,7 +38,7 @@ use crate::h1::inbound::{
 };
 use crate::h1::{push_chunk_size, ChunkedDecoder, Decoded, RequestFraming, ResponseFraming};
 use crate::idle::{Activity, Busy};
-use crate::pipeline::{self, ConnInfo};
+use crate::pipeline;
 use crate::recycle;
 use crate::upstream::ConnPool;
 
@@ -68,10 +68,9 @@ impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
 pub(super) struct ConnCtx {
     pub gateway: SharedGateway,
     pub pool: ConnPool,
-    pub info: Arc<ConnInfo>,
     /// Whether an exchange is in flight; also says when the gateway stops
     /// (an idle connection is closed then, a busy one closes after its
-    /// answer).
+    /// answer). It holds the connection's peer ([`Activity::info`]).
     pub activity: Arc<Activity>,
 }
 
@@ -386,7 +385,7 @@ impl<IO: Transport> Conn<IO> {
                 gateway,
                 &ctx.pool,
                 Request::from_parts(parts, body),
-                &ctx.info,
+                ctx.activity.info(),
             )
             .await
         };
