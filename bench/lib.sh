@@ -98,7 +98,11 @@ write_config() { # MODE [tls] -> path of the written config
       authorize_default: deny" ;;
     *) echo "unknown bench mode $mode" >&2; return 2 ;;
   esac
-  [[ -n $tls ]] && extra="tls: { cert_file: \"$KIT/keys/tls-ecdsa.crt\", key_file: \"$KIT/keys/tls-ecdsa.key\" }"
+  # No session resumption, as the kit's TLS peers are set (HAProxy
+  # no-tls-tickets and cachesize 0, nginx ssl_session_tickets/cache off):
+  # the same work per handshake, no ticket for the client to take in.
+  [[ -n $tls ]] && extra="tls: { cert_file: \"$KIT/keys/tls-ecdsa.crt\", key_file: \"$KIT/keys/tls-ecdsa.key\",
+       session_tickets: false, session_cache: 0 }"
   cat > "$file" <<YAML
 listen: "127.0.0.1:18090"
 $extra
