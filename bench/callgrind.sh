@@ -20,6 +20,8 @@
 #     callgrind_annotate --inclusive=yes DIR/cg.* | grep 'accept_loop::{{closure}}::{{closure}} '
 #   env BIN=path/to/jwtgate (default target/release/jwtgate, built by the caller)
 #   env ACCESS_LOG=on (default, as users run it) | off
+#   env H2_STREAMS=M (CLIENT h2): streams in flight on the one connection,
+#       default 1 (each request alone); the kit's h2 rows run 10 a connection
 #   env CUTOFF_OWNER=decoys (hs256-cutoffs, default: the cut-offs name 50
 #       other consumers) | own (they name the request's own consumer, other
 #       subjects: the claims are read and looked up on every request)
@@ -91,7 +93,7 @@ instructions() { # requests -> total instructions of one gateway run
   for _ in $(seq 600); do (exec 3<>/dev/tcp/127.0.0.1/18090) 2>/dev/null && break; sleep 0.1; done
   if ((n > 0)); then
     if [[ $CLIENT == h2 ]]; then
-      h2load -n "$n" -c 1 -m 1 -H "authorization: Bearer $TOKEN" https://127.0.0.1:18090/ \
+      h2load -n "$n" -c 1 -m "${H2_STREAMS:-1}" -H "authorization: Bearer $TOKEN" https://127.0.0.1:18090/ \
         > "$OUT/h2load.$n.txt"
       grep -q "succeeded, 0 failed" "$OUT/h2load.$n.txt" && grep -q "${n} succeeded" "$OUT/h2load.$n.txt" \
         || { cat "$OUT/h2load.$n.txt" >&2; exit 1; }
