@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -36,6 +36,10 @@ struct Inner {
     limit: u32,
     next_id: AtomicU64,
     conns: Mutex<HashMap<u64, Entry, foldhash::fast::RandomState>>,
+    /// The worker's count of the connections placed on it (the server's
+    /// balance adds one per connection): each ticket takes one off as its
+    /// connection ends.
+    placed: Arc<AtomicUsize>,
 }
 
 /// What the watch and its connections' activity records share.
@@ -54,8 +58,9 @@ struct Entry {
 impl IdleWatch {
     /// Starts the sweeper on the current runtime. A connection is closed
     /// once it has been idle for at least `timeout`, and at most two
-    /// `period`s more.
-    pub fn start(timeout: Duration, period: Duration) -> Self {
+    /// `period`s more. `placed` counts the worker's connections; each
+    /// ticket's drop decrements it.
+    pub fn start(timeout: Duration, period: Duration, placed: Arc<AtomicUsize>) -> Self {
         // An exchange that ends just after a tick was due but before the
         // sweeper ran reads the previous period: one period of margin so
         // that such a connection is not closed before `timeout`.
@@ -68,6 +73,7 @@ impl IdleWatch {
             limit: u32::try_from(limit).unwrap_or(u32::MAX),
             next_id: AtomicU64::new(0),
             conns: Mutex::new(HashMap::default()),
+            placed,
         });
         let weak = Arc::downgrade(&inner);
         tokio::spawn(async move {
@@ -157,7 +163,8 @@ impl Inner {
     }
 }
 
-/// Removes a connection from the watch when its task ends, however it ends.
+/// Removes a connection from the watch when its task ends, however it ends,
+/// and takes it off the worker's count.
 pub struct Ticket {
     id: u64,
     watch: Weak<Inner>,
@@ -176,6 +183,10 @@ impl Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         if let Some(inner) = self.watch.upgrade() {
+            // Never below zero, whoever counted (or not) the connection.
+            let _ = inner
+                .placed
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
             if let Ok(mut conns) = inner.conns.lock() {
                 conns.remove(&self.id);
             }

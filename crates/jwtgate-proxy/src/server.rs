@@ -4,6 +4,7 @@
 //! the pipeline, and shut down gracefully: stop accepting, let in-flight
 //! requests finish (bounded).
 
+mod balance;
 mod http1;
 
 use std::convert::Infallible;
@@ -30,6 +31,7 @@ use crate::pipeline;
 use crate::tls::TlsServer;
 use crate::upstream::ConnPool;
 
+use balance::{Balance, Handover, Placed};
 use http1::{ConnCtx, Connection, Served, Transport};
 
 /// How long in-flight requests may take to finish after a stop signal.
@@ -138,12 +140,15 @@ impl Listeners {
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let sockets = worker_sockets(self.listeners, workers);
         info!(workers = sockets.len(), "serving");
+        let (balance, inboxes) = Balance::new(sockets.len());
         let mut done = Vec::new();
         let mut last_error = String::from("no listening sockets for any worker");
-        for (n, mine) in sockets.into_iter().enumerate() {
+        for (n, (mine, inbox)) in sockets.into_iter().zip(inboxes).enumerate() {
             let worker = Worker {
                 id: n,
                 listeners: mine,
+                inbox,
+                balance: Arc::clone(&balance),
                 tls: self.tls.clone(),
                 gateway: Arc::clone(&gateway),
                 stop: stop.clone(),
@@ -219,6 +224,9 @@ struct Worker {
     /// Its number, for the per-worker connection count.
     id: usize,
     listeners: Vec<std::net::TcpListener>,
+    /// Connections other workers accepted and handed over.
+    inbox: tokio::sync::mpsc::UnboundedReceiver<Handover>,
+    balance: Arc<Balance>,
     tls: Option<Arc<TlsServer>>,
     gateway: SharedGateway,
     stop: watch::Receiver<bool>,
@@ -226,12 +234,25 @@ struct Worker {
 
 impl Worker {
     async fn serve(self, idle_timeout: Duration, idle_sweep: Duration) {
-        let pool = ConnPool::default();
-        let idle = IdleWatch::start(idle_timeout, idle_sweep);
-        let accepted = crate::metrics::worker_connections(self.id);
+        let idle = IdleWatch::start(idle_timeout, idle_sweep, self.balance.placed(self.id));
         let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let graceful = Arc::new(GracefulShutdown::new());
-        let mut tasks = Vec::new();
+        let shared = Arc::new(Shared {
+            worker: self.id,
+            balance: self.balance,
+            accepted: crate::metrics::worker_connections(self.id),
+            count: Arc::clone(&count),
+            tls: self.tls.clone(),
+            gateway: Arc::clone(&self.gateway),
+            pool: ConnPool::default(),
+            idle: idle.clone(),
+            graceful: Arc::clone(&graceful),
+        });
+        let mut tasks = vec![tokio::spawn(inbox_loop(
+            self.inbox,
+            Arc::clone(&shared),
+            self.stop.clone(),
+        ))];
         for listener in self.listeners {
             let listener = match TcpListener::from_std(listener) {
                 Ok(l) => l,
@@ -242,18 +263,11 @@ impl Worker {
             };
             tasks.push(tokio::spawn(accept_loop(
                 listener,
-                Shared {
-                    accepted: accepted.clone(),
-                    count: Arc::clone(&count),
-                    tls: self.tls.clone(),
-                    gateway: Arc::clone(&self.gateway),
-                    pool: pool.clone(),
-                    idle: idle.clone(),
-                    graceful: Arc::clone(&graceful),
-                },
+                Arc::clone(&shared),
                 self.stop.clone(),
             )));
         }
+        drop(shared);
         let mut stop = self.stop;
         let _ = stop.wait_for(|s| *s).await;
         for t in tasks {
@@ -282,7 +296,10 @@ impl Worker {
 
 /// What every connection of a worker uses.
 struct Shared {
-    /// Counts the worker's accepted connections (the metric, and the
+    /// The worker's number.
+    worker: usize,
+    balance: Arc<Balance>,
+    /// Counts the connections the worker serves (the metric, and the
     /// figure logged when it stops).
     accepted: metrics::Counter,
     count: Arc<std::sync::atomic::AtomicU64>,
@@ -293,7 +310,7 @@ struct Shared {
     graceful: Arc<GracefulShutdown>,
 }
 
-async fn accept_loop(listener: TcpListener, shared: Shared, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -308,43 +325,76 @@ async fn accept_loop(listener: TcpListener, shared: Shared, mut stop: watch::Rec
                 continue;
             }
         };
-        shared.accepted.increment(1);
-        shared
-            .count
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
-        let ctx = ConnCtx {
-            gateway: Arc::clone(&shared.gateway),
-            pool: shared.pool.clone(),
-            activity: shared
-                .idle
-                .activity(ConnInfo::new(peer, shared.tls.is_some())),
-        };
-        let activity = Arc::clone(&ctx.activity);
-        // Held for the connection's life: the drain at stop waits for it.
-        let watcher = shared.graceful.watcher();
-        let ticket = shared.idle.ticket();
-        let id = ticket.id();
-        let task = match &shared.tls {
-            None => tokio::spawn(serve_connection(stream, ctx, watcher, ticket)),
-            Some(tls) => {
-                // The current settings: a reload serves the next handshake.
-                let acceptor = tls.acceptor();
-                tokio::spawn(async move {
-                    // The idle watch bounds the handshake too.
-                    let stream = match acceptor.accept(stream).await {
-                        Ok(stream) => stream,
-                        Err(e) => {
-                            debug!(error = %e, "TLS handshake failed");
-                            return;
-                        }
-                    };
-                    serve_connection(stream, ctx, watcher, ticket).await
-                })
-            }
-        };
-        shared.idle.watch(id, activity, task.abort_handle());
+        if let Placed::Here(stream) = shared.balance.place(shared.worker, stream, peer) {
+            start_connection(stream, peer, &shared);
+        }
     }
+}
+
+/// Serves the connections other workers hand over (see `balance`).
+async fn inbox_loop(
+    mut inbox: tokio::sync::mpsc::UnboundedReceiver<Handover>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            h = inbox.recv() => match h {
+                Some(h) => h,
+                None => return,
+            },
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match tokio::net::TcpStream::from_std(stream) {
+            Ok(stream) => start_connection(stream, peer, &shared),
+            Err(e) => {
+                // Its place was counted here: the ticket that gives it back
+                // never comes.
+                shared.balance.unplace(shared.worker);
+                debug!(error = %e, "cannot take over a connection; it is closed");
+            }
+        }
+    }
+}
+
+/// Spawns the task serving a connection placed on this worker.
+fn start_connection(stream: tokio::net::TcpStream, peer: SocketAddr, shared: &Shared) {
+    shared.accepted.increment(1);
+    shared
+        .count
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let ctx = ConnCtx {
+        gateway: Arc::clone(&shared.gateway),
+        pool: shared.pool.clone(),
+        activity: shared
+            .idle
+            .activity(ConnInfo::new(peer, shared.tls.is_some())),
+    };
+    let activity = Arc::clone(&ctx.activity);
+    // Held for the connection's life: the drain at stop waits for it.
+    let watcher = shared.graceful.watcher();
+    let ticket = shared.idle.ticket();
+    let id = ticket.id();
+    let task = match &shared.tls {
+        None => tokio::spawn(serve_connection(stream, ctx, watcher, ticket)),
+        Some(tls) => {
+            // The current settings: a reload serves the next handshake.
+            let acceptor = tls.acceptor();
+            tokio::spawn(async move {
+                // The idle watch bounds the handshake too.
+                let stream = match acceptor.accept(stream).await {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        debug!(error = %e, "TLS handshake failed");
+                        return;
+                    }
+                };
+                serve_connection(stream, ctx, watcher, ticket).await
+            })
+        }
+    };
+    shared.idle.watch(id, activity, task.abort_handle());
 }
 
 /// Serves one client connection: HTTP/1.1 by our own loop, or HTTP/2 by

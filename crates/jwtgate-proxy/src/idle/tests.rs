@@ -45,7 +45,7 @@ fn watched_count(watch: &IdleWatch) -> usize {
 
 #[tokio::test]
 async fn an_idle_connection_is_closed_after_the_timeout_and_not_before() {
-    let watch = IdleWatch::start(TIMEOUT, PERIOD);
+    let watch = IdleWatch::start(TIMEOUT, PERIOD, Arc::default());
     let activity = watch.activity(info());
     let started = Instant::now();
     let task = watched(&watch, &activity);
@@ -63,7 +63,7 @@ async fn an_idle_connection_is_closed_after_the_timeout_and_not_before() {
 
 #[tokio::test]
 async fn a_busy_connection_is_left_alone_and_its_idle_time_starts_when_the_exchange_ends() {
-    let watch = IdleWatch::start(TIMEOUT, PERIOD);
+    let watch = IdleWatch::start(TIMEOUT, PERIOD, Arc::default());
     let activity = watch.activity(info());
     let busy = activity.begin();
     let task = watched(&watch, &activity);
@@ -87,7 +87,7 @@ async fn a_busy_connection_is_left_alone_and_its_idle_time_starts_when_the_excha
 
 #[tokio::test]
 async fn exchanges_within_the_timeout_keep_a_connection_open() {
-    let watch = IdleWatch::start(TIMEOUT, PERIOD);
+    let watch = IdleWatch::start(TIMEOUT, PERIOD, Arc::default());
     let activity = watch.activity(info());
     let task = watched(&watch, &activity);
     for _ in 0..10 {
@@ -103,7 +103,7 @@ async fn exchanges_within_the_timeout_keep_a_connection_open() {
 
 #[tokio::test]
 async fn a_connection_that_ends_leaves_the_watch() {
-    let watch = IdleWatch::start(Duration::from_secs(60), PERIOD);
+    let watch = IdleWatch::start(Duration::from_secs(60), PERIOD, Arc::default());
     let activity = watch.activity(info());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = watched_until(&watch, &activity, async move {
@@ -117,7 +117,7 @@ async fn a_connection_that_ends_leaves_the_watch() {
 
 #[tokio::test]
 async fn a_tracked_body_passes_its_frames_and_frees_the_connection_when_dropped() {
-    let watch = IdleWatch::start(Duration::from_secs(60), PERIOD);
+    let watch = IdleWatch::start(Duration::from_secs(60), PERIOD, Arc::default());
     let activity = watch.activity(info());
     let body = Tracked::new(Full::new(Bytes::from_static(b"hello")), activity.begin());
     assert_eq!(activity.busy.load(Ordering::Relaxed), 1);
@@ -130,7 +130,7 @@ async fn a_tracked_body_passes_its_frames_and_frees_the_connection_when_dropped(
 #[tokio::test]
 async fn a_stop_closes_waiting_connections_at_once_and_leaves_the_others_to_finish() {
     // A timeout no test waits for: only the stop closes anything here.
-    let watch = IdleWatch::start(Duration::from_secs(3600), PERIOD);
+    let watch = IdleWatch::start(Duration::from_secs(3600), PERIOD, Arc::default());
     let fresh = watch.activity(info());
     let waiting = watch.activity(info());
     assert!(waiting.await_request());
@@ -156,4 +156,18 @@ async fn a_stop_closes_waiting_connections_at_once_and_leaves_the_others_to_fini
     // One that comes back for its next request is told to close instead.
     drop(exchange);
     assert!(!busy.await_request());
+}
+
+#[tokio::test]
+async fn an_ended_connection_gives_its_place_back() {
+    let placed = Arc::new(AtomicUsize::new(2));
+    let watch = IdleWatch::start(Duration::from_secs(60), PERIOD, Arc::clone(&placed));
+    let activity = watch.activity(info());
+    let task = watched_until(&watch, &activity, async {});
+    task.await.unwrap();
+    assert_eq!(placed.load(Ordering::Relaxed), 1);
+    // A ticket never counted does not take the count below zero.
+    placed.store(0, Ordering::Relaxed);
+    drop(watch.ticket());
+    assert_eq!(placed.load(Ordering::Relaxed), 0);
 }
