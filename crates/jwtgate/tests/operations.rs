@@ -324,10 +324,8 @@ fn a_closed_pipe_is_no_panic() {
     }
 }
 
-#[test]
-fn connections_spread_over_every_worker() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &config("{ kind: embedded, path: ./data }", ""));
+/// `jwtgate_worker_connections_total` of each worker the node's log names.
+fn connections_per_worker(node: &Node) -> Vec<f64> {
     let logs = node.logs();
     let workers: usize = logs
         .split("workers=")
@@ -335,21 +333,28 @@ fn connections_spread_over_every_worker() {
         .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no worker count in the log:\n{logs}"));
-    let connections = 64;
-    for i in 0..connections {
-        // One request per connection: each is a new TCP connection.
-        let resp = node.send(&Req::get(&format!("/app/{i}")).bearer(&token()));
-        assert_eq!(resp.status, 200);
-    }
     let metrics = node.metrics();
-    let counts: Vec<f64> = (0..workers)
+    (0..workers)
         .map(|w| {
             metrics.value(
                 "jwtgate_worker_connections_total",
                 &[("worker", &w.to_string())],
             )
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn connections_spread_over_every_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &config("{ kind: embedded, path: ./data }", ""));
+    let connections = 64;
+    for i in 0..connections {
+        // One request per connection: each is a new TCP connection.
+        let resp = node.send(&Req::get(&format!("/app/{i}")).bearer(&token()));
+        assert_eq!(resp.status, 200);
+    }
+    let counts = connections_per_worker(&node);
     assert_eq!(
         counts.iter().sum::<f64>(),
         f64::from(connections),
@@ -368,13 +373,6 @@ fn connections_that_stay_open_are_split_evenly_over_the_workers() {
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), &config("{ kind: embedded, path: ./data }", ""));
-    let workers = node
-        .logs()
-        .split("workers=")
-        .nth(1)
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse::<usize>().ok())
-        .expect("a worker count in the log");
     // 40 keep-alive connections, all open at once, each with one request
     // answered: the kernel's SO_REUSEPORT hash alone splits them unevenly
     // (as far apart as 26 and 14 about one time in twelve); the workers hand
@@ -393,15 +391,7 @@ fn connections_that_stay_open_are_split_evenly_over_the_workers() {
         assert_eq!(resp.status, 200);
         open.push(stream);
     }
-    let metrics = node.metrics();
-    let counts: Vec<f64> = (0..workers)
-        .map(|w| {
-            metrics.value(
-                "jwtgate_worker_connections_total",
-                &[("worker", &w.to_string())],
-            )
-        })
-        .collect();
+    let counts = connections_per_worker(&node);
     // The admin API's own connection (metrics) is not a data-plane one.
     assert_eq!(
         counts.iter().sum::<f64>(),

@@ -142,6 +142,12 @@ async fn body_of(resp: Response<GatewayBody>) -> Result<Vec<u8>, String> {
         .map_err(|e| e.to_string())
 }
 
+/// `GET /` through the pool, its body read whole.
+async fn get_through(pool: &ConnPool, t: &UpstreamTarget) -> Vec<u8> {
+    let resp = pool.forward(t, get("/"), &GatewayHeaders::default()).await;
+    body_of(resp.unwrap()).await.unwrap()
+}
+
 const OK_HELLO: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Up: 1\r\n\r\nhello";
 
 #[tokio::test]
@@ -581,13 +587,7 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
     let (port, conns, _) = upstream(|_| Some(OK_HELLO.to_vec())).await;
     let pool = ConnPool::default();
     let t = target(port, Duration::from_secs(5));
-    body_of(
-        pool.forward(&t, get("/"), &GatewayHeaders::default())
-            .await
-            .unwrap(),
-    )
-    .await
-    .unwrap();
+    get_through(&pool, &t).await;
     let idle = |p: &ConnPool| {
         p.inner
             .idle
@@ -604,13 +604,7 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
     assert_eq!(idle(&pool), 1, "not yet {IDLE_TIMEOUT:?}");
     pool.inner.sweep();
     assert_eq!(idle(&pool), 0);
-    body_of(
-        pool.forward(&t, get("/"), &GatewayHeaders::default())
-            .await
-            .unwrap(),
-    )
-    .await
-    .unwrap();
+    get_through(&pool, &t).await;
     assert_eq!(conns.load(Ordering::SeqCst), 2);
 }
 
