@@ -2,12 +2,12 @@
 //!
 //! Each worker accepts on its own socket of one `SO_REUSEPORT` group, and
 //! the kernel picks the socket by a hash of the connection's addresses: 50
-//! connections land 30 and 20 as often as 25 and 25, and since a connection
-//! stays on the worker that serves it, one core then does half as much
-//! again as the other (measured: 9.5 against 6.5 µs of CPU per request of
-//! the load, the lighter worker sleeping between short bursts while the
-//! other's clients queue; p99 4.4 ms against HAProxy's 1.5). So the worker
-//! that accepts a connection keeps it only while it serves no more
+//! connections split 30 and 20 or worse about one time in five, and since
+//! a connection stays on the worker that serves it, one core then does
+//! half as much again as the other (measured on the two-core bench: 9.5
+//! against 6.5 µs of CPU per request of the load, the lighter worker
+//! sleeping between short bursts while the other's clients queue). So the
+//! worker that accepts a connection keeps it only while it serves no more
 //! connections than the least busy worker; otherwise it hands the socket
 //! over, before any byte is read or the TLS handshake starts, as HAProxy
 //! hands an accepted connection to its least loaded thread.
