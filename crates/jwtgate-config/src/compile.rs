@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,6 +103,7 @@ pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Op
         errors.add("store.subject_retention_seconds", "must be greater than 0");
     }
     let subject_retention = Duration::from_secs(retention);
+    let workers = workers(raw.workers, errors);
     let config_source = raw
         .config_source
         .as_ref()
@@ -124,6 +126,7 @@ pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Op
         state_dir,
         client_body_timeout,
         subject_retention,
+        workers,
         config_source,
         consumers: Arc::new(consumers),
         providers: Arc::new(providers),
@@ -200,6 +203,24 @@ fn ms(v: Option<u64>, default: u64, loc: &str, errors: &mut Errors) -> Duration 
         errors.add(loc, "must be greater than 0");
     }
     Duration::from_millis(v)
+}
+
+/// Most data-plane workers a node may be told to run: far more than any
+/// machine's cores, few enough that a typo (an extra zero or three) is an
+/// error rather than thousands of threads.
+pub const MAX_WORKERS: u64 = 1024;
+
+fn workers(v: Option<u64>, errors: &mut Errors) -> Option<NonZeroUsize> {
+    let n = v?;
+    if n == 0 {
+        errors.add("workers", "must be at least 1 (omit it for one per core)");
+        return None;
+    }
+    if n > MAX_WORKERS {
+        errors.add("workers", format!("must be at most {MAX_WORKERS}"));
+        return None;
+    }
+    usize::try_from(n).ok().and_then(NonZeroUsize::new)
 }
 
 fn store(s: Option<&RawStore>, base_dir: &Path, errors: &mut Errors) -> Option<StoreConfig> {

@@ -3,6 +3,7 @@
 //! here needs checking again on the request path.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,9 @@ pub struct Config {
     pub client_body_timeout: Duration,
     /// How long a subject cut-off is kept (SPEC §3.10).
     pub subject_retention: Duration,
+    /// Data-plane worker threads; `None`: one per core the process may
+    /// run on.
+    pub workers: Option<NonZeroUsize>,
     /// Where routes, consumers and providers live when not in the file
     /// (SPEC §6).
     pub config_source: Option<EtcdSettings>,

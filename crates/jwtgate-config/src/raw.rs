@@ -20,6 +20,8 @@ pub struct RawConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_body_timeout_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub config_source: Option<RawConfigSource>,
     pub consumers: Vec<RawConsumer>,
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -52,6 +52,7 @@ pub(crate) fn config(root: &Value, errors: &mut Errors) -> RawConfig {
         c.finish(errors);
     }
     raw.client_body_timeout_ms = o.u64("client_body_timeout_ms", errors);
+    raw.workers = o.u64("workers", errors);
     for (loc, v) in o.list("consumers", errors) {
         if let Some(c) = obj(v, &loc, errors) {
             raw.consumers.push(consumer(c, errors));

@@ -296,3 +296,23 @@ fn admin_console_is_off_unless_set() {
         vec!["admin.console: expected true or false, found a string"]
     );
 }
+
+#[test]
+fn workers_default_to_one_per_core_and_must_be_between_1_and_1024() {
+    assert_eq!(load(MINIMAL).expect("valid").workers, None);
+    let with = |v: &str| format!("workers: {v}\n{MINIMAL}");
+    let c = load(&with("3")).expect("valid");
+    assert_eq!(c.workers.map(std::num::NonZeroUsize::get), Some(3));
+    assert_eq!(
+        c.raw.workers,
+        Some(3),
+        "kept for the admin API and write-back"
+    );
+    assert_eq!(
+        errors(&with("0")),
+        ["workers: must be at least 1 (omit it for one per core)"]
+    );
+    assert_eq!(errors(&with("1025")), ["workers: must be at most 1024"]);
+    assert_eq!(errors(&with("two")).len(), 1);
+    assert_eq!(errors(&with("-1")).len(), 1);
+}

@@ -9,6 +9,7 @@ mod http1;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,6 +66,8 @@ pub type SharedGateway = Arc<ArcSwap<Gateway>>;
 pub struct Listeners {
     listeners: Vec<(std::net::TcpListener, SocketAddr)>,
     tls: Option<Arc<TlsServer>>,
+    /// Worker threads to serve with; `None`: one per core.
+    workers: Option<NonZeroUsize>,
 }
 
 /// Pending connections each listening socket may queue.
@@ -107,7 +110,18 @@ impl Listeners {
             let (local, l) = bound.map_err(|source| ServeError::Bind { addr, source })?;
             listeners.push((l, local));
         }
-        Ok(Listeners { listeners, tls })
+        Ok(Listeners {
+            listeners,
+            tls,
+            workers: None,
+        })
+    }
+
+    /// Serve with `n` worker threads (the config's `workers`); `None`, the
+    /// default: one per core this process may run on.
+    pub fn with_workers(mut self, n: Option<NonZeroUsize>) -> Self {
+        self.workers = n;
+        self
     }
 
     /// The listeners' TLS, for reloads of its certificates and settings.
@@ -121,8 +135,8 @@ impl Listeners {
 
     /// Serves until `stop` turns true, then drains in-flight requests.
     ///
-    /// One worker thread per core this process may run on, each with a
-    /// current-thread runtime of its own accepting from the same listening
+    /// One worker thread per core this process may run on (or as many as
+    /// [`Listeners::with_workers`] says), each with a current-thread runtime of its own accepting from the same listening
     /// sockets: a connection, its requests, its upstream connections and
     /// their timers stay on one thread, with no work stealing between
     /// cores. Chosen by measurement over one multi-thread runtime: 4.9 %
@@ -137,7 +151,10 @@ impl Listeners {
         for (_, local) in &self.listeners {
             info!("listening on {scheme}://{local}");
         }
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = self
+            .workers
+            .or_else(|| std::thread::available_parallelism().ok())
+            .map_or(1, NonZeroUsize::get);
         let sockets = worker_sockets(self.listeners, workers);
         info!(workers = sockets.len(), "serving");
         let (balance, inboxes) = Balance::new(sockets.len());

@@ -370,7 +370,6 @@ fn connections_spread_over_every_worker() {
 
 #[test]
 fn connections_that_stay_open_are_split_evenly_over_the_workers() {
-    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), &config("{ kind: embedded, path: ./data }", ""));
     // 40 keep-alive connections, all open at once, each with one request
@@ -378,28 +377,69 @@ fn connections_that_stay_open_are_split_evenly_over_the_workers() {
     // (as far apart as 26 and 14 about one time in twelve); the workers hand
     // over connections until each serves as many as the others, give or
     // take one (two when two workers place one at the same instant).
-    let connections = 40;
+    let open = open_keep_alive(&node, 40);
+    assert_split_evenly(&connections_per_worker(&node), 40);
+    drop(open);
+}
+
+/// `n` keep-alive connections to `node`, each with one request answered,
+/// all left open.
+fn open_keep_alive(node: &Node, n: usize) -> Vec<std::net::TcpStream> {
+    use std::io::Write;
     let head = Req::get("/app/open")
         .bearer(&token())
         .header("Connection", "keep-alive")
         .head_bytes();
-    let mut open = Vec::new();
-    for _ in 0..connections {
-        let mut stream = connect(node.addr);
-        stream.write_all(&head).unwrap();
-        let resp = read_response(&mut stream, false).unwrap();
-        assert_eq!(resp.status, 200);
-        open.push(stream);
-    }
-    let counts = connections_per_worker(&node);
+    (0..n)
+        .map(|_| {
+            let mut stream = connect(node.addr);
+            stream.write_all(&head).unwrap();
+            let resp = read_response(&mut stream, false).unwrap();
+            assert_eq!(resp.status, 200);
+            stream
+        })
+        .collect()
+}
+
+/// The workers' connection counts add up to `total` and differ by at most
+/// two (two workers may place a connection at the same instant).
+fn assert_split_evenly(counts: &[f64], total: u32) {
     // The admin API's own connection (metrics) is not a data-plane one.
-    assert_eq!(
-        counts.iter().sum::<f64>(),
-        f64::from(connections),
-        "{counts:?}"
-    );
+    assert_eq!(counts.iter().sum::<f64>(), f64::from(total), "{counts:?}");
     let most = counts.iter().copied().fold(f64::MIN, f64::max);
     let least = counts.iter().copied().fold(f64::MAX, f64::min);
     assert!(most - least <= 2.0, "uneven: {counts:?}");
-    drop(open);
+}
+
+#[test]
+fn workers_sets_the_worker_threads_and_a_change_waits_for_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = "{ kind: embedded, path: ./data }";
+    // More workers than this machine's cores, as an operator may ask.
+    let node = Node::start(dir.path(), &config(store, "workers: 5\n"));
+    node.wait_log("workers=5", 1);
+    let open = open_keep_alive(&node, 30);
+    let counts = connections_per_worker(&node);
+    assert_eq!(counts.len(), 5, "{counts:?}");
+    assert_split_evenly(&counts, 30);
+    assert!(
+        counts.iter().all(|c| *c > 0.0),
+        "an idle worker: {counts:?}"
+    );
+
+    // The threads are started once: another count is logged on reload and
+    // waits for a restart; the node goes on serving with five.
+    std::fs::write(&node.config_path, config(store, "workers: 2\n")).unwrap();
+    node.signal("HUP");
+    node.wait_log("workers changed: it takes effect on restart", 1);
+    let more = open_keep_alive(&node, 5);
+    let counts = connections_per_worker(&node);
+    assert_split_evenly(&counts, 35);
+    assert_eq!(
+        node.logs().matches("workers=").count(),
+        1,
+        "{}",
+        node.logs()
+    );
+    drop((open, more));
 }
