@@ -8,6 +8,8 @@
 # schedstat and status, read before and after the measured run).
 #
 #   bench/threads.sh        env DURATION=10
+#                           env AFFINITY=auto: jwtgate with
+#                           `worker_cpu_affinity: auto` (each worker pinned)
 #
 # An even split is what `server/balance.rs` is for: with the kernel's
 # SO_REUSEPORT hash alone, one worker may serve 30 of the 50 connections.
@@ -18,6 +20,10 @@ DURATION=${DURATION:-10}
 cargo build --release --manifest-path "$ROOT/Cargo.toml" -p jwtgate
 kit_prepare
 CONFIG=$(write_config hs256)
+if [[ -n ${AFFINITY:-} ]]; then
+  sed "1i worker_cpu_affinity: ${AFFINITY}" "$CONFIG" > "$CONF/hs256-affinity.yaml"
+  CONFIG="$CONF/hs256-affinity.yaml"
+fi
 TOKEN=$(cat "$KIT/tokens/hs256.valid.jwt")
 export BENCH="$KIT"
 # HAProxy's HS256 config with two threads (as the kit's PIN=none runs it).

@@ -104,6 +104,17 @@ pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Op
     }
     let subject_retention = Duration::from_secs(retention);
     let workers = workers(raw.workers, errors);
+    let worker_cpu_affinity = match raw.worker_cpu_affinity.as_deref() {
+        None | Some("off") => WorkerAffinity::Off,
+        Some("auto") => WorkerAffinity::Auto,
+        Some(other) => {
+            errors.add(
+                "worker_cpu_affinity",
+                format!("must be \"auto\" or \"off\", not {other:?}"),
+            );
+            WorkerAffinity::Off
+        }
+    };
     let config_source = raw
         .config_source
         .as_ref()
@@ -127,6 +138,7 @@ pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Op
         client_body_timeout,
         subject_retention,
         workers,
+        worker_cpu_affinity,
         config_source,
         consumers: Arc::new(consumers),
         providers: Arc::new(providers),

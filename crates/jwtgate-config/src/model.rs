@@ -34,6 +34,7 @@ pub struct Config {
     /// Data-plane worker threads; `None`: one per core the process may
     /// run on.
     pub workers: Option<NonZeroUsize>,
+    pub worker_cpu_affinity: WorkerAffinity,
     /// Where routes, consumers and providers live when not in the file
     /// (SPEC §6).
     pub config_source: Option<EtcdSettings>,
@@ -51,6 +52,18 @@ impl Config {
     pub fn route(&self, name: &str) -> Option<&Route> {
         self.routes.iter().find(|r| r.name == name)
     }
+}
+
+/// Where the data plane's worker threads may run (nginx's
+/// `worker_cpu_affinity`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WorkerAffinity {
+    /// Wherever the scheduler puts them, within the process's CPUs.
+    #[default]
+    Off,
+    /// Worker `k` only on the `k`-th CPU the process may run on (wrapping
+    /// around when there are more workers than CPUs).
+    Auto,
 }
 
 #[derive(Clone)]

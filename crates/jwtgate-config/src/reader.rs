@@ -71,6 +71,16 @@ impl<'v> Obj<'v> {
         self.string(key, errors)
     }
 
+    /// A keyword with an `off` among its values: YAML reads an unquoted
+    /// `off` (or `no`, `false`) as the boolean false, which is taken as
+    /// "off"; `true` as "on", for the caller to accept or refuse.
+    pub(crate) fn keyword(&mut self, key: &'static str, errors: &mut Errors) -> Option<String> {
+        match self.get(key)? {
+            Value::Bool(b) => Some(if *b { "on" } else { "off" }.to_owned()),
+            other => as_string(other, &self.at(key), errors),
+        }
+    }
+
     pub(crate) fn bool(&mut self, key: &'static str, errors: &mut Errors) -> Option<bool> {
         match self.get(key)? {
             Value::Bool(b) => Some(*b),

@@ -316,3 +316,25 @@ fn workers_default_to_one_per_core_and_must_be_between_1_and_1024() {
     assert_eq!(errors(&with("two")).len(), 1);
     assert_eq!(errors(&with("-1")).len(), 1);
 }
+
+#[test]
+fn worker_cpu_affinity_is_auto_or_off_and_off_by_default() {
+    use crate::WorkerAffinity;
+    assert_eq!(
+        load(MINIMAL).expect("valid").worker_cpu_affinity,
+        WorkerAffinity::Off
+    );
+    let with = |v: &str| format!("worker_cpu_affinity: {v}\n{MINIMAL}");
+    assert_eq!(
+        load(&with("auto")).expect("valid").worker_cpu_affinity,
+        WorkerAffinity::Auto
+    );
+    assert_eq!(
+        load(&with("off")).expect("valid").worker_cpu_affinity,
+        WorkerAffinity::Off
+    );
+    assert_eq!(
+        errors(&with("'0-3'")),
+        [r#"worker_cpu_affinity: must be "auto" or "off", not "0-3""#]
+    );
+}

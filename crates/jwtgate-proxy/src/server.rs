@@ -4,6 +4,7 @@
 //! the pipeline, and shut down gracefully: stop accepting, let in-flight
 //! requests finish (bounded).
 
+mod affinity;
 mod balance;
 mod http1;
 
@@ -19,7 +20,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use jwtgate_config::TlsMaterial;
+use jwtgate_config::{TlsMaterial, WorkerAffinity};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tracing::{debug, error, info, warn};
@@ -68,6 +69,7 @@ pub struct Listeners {
     tls: Option<Arc<TlsServer>>,
     /// Worker threads to serve with; `None`: one per core.
     workers: Option<NonZeroUsize>,
+    affinity: WorkerAffinity,
 }
 
 /// Pending connections each listening socket may queue.
@@ -114,13 +116,16 @@ impl Listeners {
             listeners,
             tls,
             workers: None,
+            affinity: WorkerAffinity::Off,
         })
     }
 
     /// Serve with `n` worker threads (the config's `workers`); `None`, the
-    /// default: one per core this process may run on.
-    pub fn with_workers(mut self, n: Option<NonZeroUsize>) -> Self {
+    /// default: one per core this process may run on. `affinity`: whether
+    /// each is pinned to a CPU of its own (`worker_cpu_affinity`).
+    pub fn with_workers(mut self, n: Option<NonZeroUsize>, affinity: WorkerAffinity) -> Self {
         self.workers = n;
+        self.affinity = affinity;
         self
     }
 
@@ -156,7 +161,13 @@ impl Listeners {
             .or_else(|| std::thread::available_parallelism().ok())
             .map_or(1, NonZeroUsize::get);
         let sockets = worker_sockets(self.listeners, workers);
-        info!(workers = sockets.len(), "serving");
+        let cpus = affinity::plan(self.affinity, sockets.len());
+        match &cpus {
+            Some(cpus) => {
+                info!(workers = sockets.len(), cpus = %affinity::describe(cpus), "serving, each worker pinned to a CPU")
+            }
+            None => info!(workers = sockets.len(), "serving"),
+        }
         let (balance, inboxes) = Balance::new(sockets.len());
         let mut done = Vec::new();
         let mut last_error = String::from("no listening sockets for any worker");
@@ -171,9 +182,13 @@ impl Listeners {
                 stop: stop.clone(),
             };
             let (finished, wait) = oneshot::channel::<()>();
+            let cpu = cpus.as_ref().map(|c| c[n]);
             let started = std::thread::Builder::new()
                 .name(format!("jwtgate-worker-{n}"))
                 .spawn(move || {
+                    if let Some(cpu) = cpu {
+                        affinity::pin_current(n, cpu);
+                    }
                     match tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()

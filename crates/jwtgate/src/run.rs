@@ -85,7 +85,7 @@ pub fn run(path: &Path) -> ExitCode {
 async fn serve(path: &Path, loaded: Loaded) -> ExitCode {
     let config = &loaded.config;
     let listeners = match Listeners::bind(&config.listen, config.tls.as_ref()).await {
-        Ok(l) => l.with_workers(config.workers),
+        Ok(l) => l.with_workers(config.workers, config.worker_cpu_affinity),
         Err(e) => {
             error!("{e}");
             return ExitCode::from(1);

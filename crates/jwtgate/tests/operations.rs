@@ -431,7 +431,10 @@ fn workers_sets_the_worker_threads_and_a_change_waits_for_a_restart() {
     // waits for a restart; the node goes on serving with five.
     std::fs::write(&node.config_path, config(store, "workers: 2\n")).unwrap();
     node.signal("HUP");
-    node.wait_log("workers changed: it takes effect on restart", 1);
+    node.wait_log(
+        "workers or worker_cpu_affinity changed: it takes effect on restart",
+        1,
+    );
     let more = open_keep_alive(&node, 5);
     let counts = connections_per_worker(&node);
     assert_split_evenly(&counts, 35);
@@ -442,4 +445,86 @@ fn workers_sets_the_worker_threads_and_a_change_waits_for_a_restart() {
         node.logs()
     );
     drop((open, more));
+}
+
+/// The CPUs a thread may run on, from `Cpus_allowed_list` ("0-3,6").
+fn allowed_cpus(status_path: &std::path::Path) -> Vec<usize> {
+    let status = std::fs::read_to_string(status_path).unwrap();
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap_or_else(|| panic!("no Cpus_allowed_list in {}", status_path.display()))
+        .trim();
+    list.split(',')
+        .flat_map(|part| {
+            let (a, b) = part.split_once('-').unwrap_or((part, part));
+            a.parse::<usize>().unwrap()..=b.parse::<usize>().unwrap()
+        })
+        .collect()
+}
+
+/// The CPUs each of the node's worker threads may run on, in the order the
+/// workers were started, and those of the process itself.
+fn worker_cpus(node: &Node) -> (Vec<Vec<usize>>, Vec<usize>) {
+    let proc = std::path::PathBuf::from(format!("/proc/{}", node.pid()));
+    let mut workers: Vec<(u64, Vec<usize>)> = std::fs::read_dir(proc.join("task"))
+        .unwrap()
+        .filter_map(|t| {
+            let t = t.unwrap().path();
+            let comm = std::fs::read_to_string(t.join("comm")).ok()?;
+            // "jwtgate-worker-N", cut to 15 characters by the kernel.
+            comm.starts_with("jwtgate-worker").then(|| {
+                let tid = t.file_name().unwrap().to_str().unwrap().parse().unwrap();
+                (tid, allowed_cpus(&t.join("status")))
+            })
+        })
+        .collect();
+    workers.sort();
+    let process = allowed_cpus(&proc.join("status"));
+    (workers.into_iter().map(|(_, cpus)| cpus).collect(), process)
+}
+
+#[test]
+fn worker_cpu_affinity_auto_pins_each_worker_to_the_next_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = "{ kind: embedded, path: ./data }";
+    // Three workers: on two CPUs the third wraps around to the first.
+    let node = Node::start(
+        dir.path(),
+        &config(store, "workers: 3\nworker_cpu_affinity: auto\n"),
+    );
+    node.wait_log("each worker pinned to a CPU", 1);
+    let (workers, process) = worker_cpus(&node);
+    assert_eq!(workers.len(), 3, "{workers:?}");
+    for (k, cpus) in workers.iter().enumerate() {
+        assert_eq!(
+            cpus,
+            &[process[k % process.len()]],
+            "worker {k}: {workers:?}"
+        );
+    }
+    let want: Vec<String> = (0..3)
+        .map(|k| process[k % process.len()].to_string())
+        .collect();
+    assert!(
+        node.logs().contains(&format!("cpus={}", want.join(","))),
+        "{}",
+        node.logs()
+    );
+    let open = open_keep_alive(&node, 6);
+    assert_split_evenly(&connections_per_worker(&node), 6);
+    drop(open);
+}
+
+#[test]
+fn workers_are_not_pinned_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &config("{ kind: embedded, path: ./data }", ""));
+    node.wait_log("workers=", 1);
+    let (workers, process) = worker_cpus(&node);
+    assert!(!workers.is_empty());
+    for cpus in &workers {
+        assert_eq!(cpus, &process, "{workers:?}");
+    }
+    assert!(!node.logs().contains("pinned"), "{}", node.logs());
 }
