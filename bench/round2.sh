@@ -6,6 +6,8 @@
 #
 #   bench/round2.sh [row ...]    rows: twocores tls handshake h2 onecore (default: all)
 #   env ROUNDS=5 DURATION=10 ACCESS_LOG=off|on (onecore always runs both)
+#   env AFFINITY=auto: the twocores row's jwtgate with `worker_cpu_affinity:
+#       auto` (its workers pinned; the peers' threads are not)
 #
 #   twocores   PIN=none, plain HTTP, HS256: haproxy-hs256 (nbthread 2),
 #              nginx-lua-hs256 (2 workers), jwtgate (a worker per core); the
@@ -64,7 +66,12 @@ PY
 for row in "${ROWS[@]}"; do
   case $row in
     twocores)
-      PIN=none run twocores "$(write_config hs256)" hs256 haproxy-hs256 nginx-lua-hs256 ;;
+      config=$(write_config hs256)
+      if [[ -n ${AFFINITY:-} ]]; then
+        sed "1i worker_cpu_affinity: ${AFFINITY}" "$config" > "$CONF/hs256-affinity.yaml"
+        config="$CONF/hs256-affinity.yaml"
+      fi
+      PIN=none run twocores "$config" hs256 haproxy-hs256 nginx-lua-hs256 ;;
     tls)
       CUSTOM_TLS=1 run tls "$(write_config hs256 tls)" hs256 haproxy-tls-hs256 nginx-lua-tls-hs256 ;;
     handshake)
