@@ -34,10 +34,7 @@ export BENCH="$KIT"
 TOKEN=$(cat "$KIT/tokens/hs256.valid.jwt")
 SHIM="$KIT/lib/tls_client_shim.so"
 CIPHERS="TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256"
-sed -E 's/^([[:space:]]*)nbthread[[:space:]]+[0-9]+/\1nbthread 2/' \
-  "$KIT/peers/haproxy-hs256.cfg" > "$KIT/run/split-haproxy-hs256.cfg"
-grep -q "nbthread 2" "$KIT/run/split-haproxy-hs256.cfg" ||
-  { echo "cpu-split: no nbthread line in the kit's haproxy-hs256.cfg" >&2; exit 1; }
+HAPROXY_TWO=$(haproxy_two_threads split-haproxy-hs256)
 
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
@@ -74,7 +71,7 @@ run_one() {
         > "$KIT/run/split-jwtgate.log" 2>&1 & proxy_pid=$!; port=18090 ;;
     haproxy)
       case $row in
-        twocores) config="$KIT/run/split-haproxy-hs256.cfg"; port=18082 ;;
+        twocores) config=$HAPROXY_TWO; port=18082 ;;
         tls) config="$KIT/peers/haproxy-tls-hs256.cfg"; port=18442 ;;
         h2) config="$KIT/peers/haproxy-h2-hs256.cfg"; port=18446 ;;
       esac

@@ -5,6 +5,10 @@
 #   kit_prepare                 copies ../shared/bench-peers to $KIT and runs its setup once
 #   write_config MODE [tls]     writes $CONF/MODE[-tls].yaml, prints its path
 #   token_for MODE              prints the token a MODE request carries
+#   haproxy_two_threads NAME    writes the kit's haproxy-hs256.cfg with nbthread 2 as
+#                               run/NAME.cfg (as the kit's PIN=none runs it), prints its path
+#   with_affinity CONFIG        with env AFFINITY set: CONFIG plus `worker_cpu_affinity:
+#                               $AFFINITY` as a new file; prints the path to run with
 #
 # Modes: plain (no auth), hs256, rs256, es256 (consumers with a P-256 key
 # made here), hs256-redis (blacklist in Redis on 127.0.0.1:18379),
@@ -130,4 +134,18 @@ token_for() { # MODE [forged-kid] -> token (forged-kid: a kid the set does not h
       "$BIN" token sign --config "$CONF/$1.yaml" --provider bench-idp \
         --private-key "$(_private_key "$1")" --kid "$kid" --ttl 86400 --claim sub=u-1 ;;
   esac
+}
+
+haproxy_two_threads() { # NAME -> path of HAProxy's HS256 config with two threads
+  local out="$KIT/run/$1.cfg"
+  sed -E 's/^([[:space:]]*)nbthread[[:space:]]+[0-9]+/\1nbthread 2/' "$KIT/peers/haproxy-hs256.cfg" > "$out"
+  grep -q "nbthread 2" "$out" || { echo "no nbthread line in the kit's haproxy-hs256.cfg" >&2; return 1; }
+  echo "$out"
+}
+
+with_affinity() { # CONFIG -> CONFIG, or a copy with worker_cpu_affinity: $AFFINITY
+  if [[ -z ${AFFINITY:-} ]]; then echo "$1"; return; fi
+  local out="${1%.yaml}-affinity.yaml"
+  sed "1i worker_cpu_affinity: ${AFFINITY}" "$1" > "$out"
+  echo "$out"
 }

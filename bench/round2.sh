@@ -66,12 +66,7 @@ PY
 for row in "${ROWS[@]}"; do
   case $row in
     twocores)
-      config=$(write_config hs256)
-      if [[ -n ${AFFINITY:-} ]]; then
-        sed "1i worker_cpu_affinity: ${AFFINITY}" "$config" > "$CONF/hs256-affinity.yaml"
-        config="$CONF/hs256-affinity.yaml"
-      fi
-      PIN=none run twocores "$config" hs256 haproxy-hs256 nginx-lua-hs256 ;;
+      PIN=none run twocores "$(with_affinity "$(write_config hs256)")" hs256 haproxy-hs256 nginx-lua-hs256 ;;
     tls)
       CUSTOM_TLS=1 run tls "$(write_config hs256 tls)" hs256 haproxy-tls-hs256 nginx-lua-tls-hs256 ;;
     handshake)

@@ -19,18 +19,10 @@ source "$ROOT/bench/lib.sh"
 DURATION=${DURATION:-10}
 cargo build --release --manifest-path "$ROOT/Cargo.toml" -p jwtgate
 kit_prepare
-CONFIG=$(write_config hs256)
-if [[ -n ${AFFINITY:-} ]]; then
-  sed "1i worker_cpu_affinity: ${AFFINITY}" "$CONFIG" > "$CONF/hs256-affinity.yaml"
-  CONFIG="$CONF/hs256-affinity.yaml"
-fi
+CONFIG=$(with_affinity "$(write_config hs256)")
 TOKEN=$(cat "$KIT/tokens/hs256.valid.jwt")
 export BENCH="$KIT"
-# HAProxy's HS256 config with two threads (as the kit's PIN=none runs it).
-sed -E 's/^([[:space:]]*)nbthread[[:space:]]+[0-9]+/\1nbthread 2/' \
-  "$KIT/peers/haproxy-hs256.cfg" > "$KIT/run/threads-haproxy-hs256.cfg"
-grep -q "nbthread 2" "$KIT/run/threads-haproxy-hs256.cfg" ||
-  { echo "threads: no nbthread line in the kit's haproxy-hs256.cfg" >&2; exit 1; }
+HAPROXY_TWO=$(haproxy_two_threads threads-haproxy-hs256)
 
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
@@ -73,4 +65,4 @@ measure() { # NAME PORT CMD...
 
 measure jwtgate 18090 env JWTGATE_LOG=info,jwtgate::access=off "$BIN" run --config "$CONFIG"
 grep "worker stopped accepting" "$KIT/run/threads-jwtgate.log" | sed -E 's/.*(worker=[0-9]+ connections=[0-9]+).*/  \1 (warm-up included)/' || true
-measure haproxy 18082 haproxy -db -f "$KIT/run/threads-haproxy-hs256.cfg"
+measure haproxy 18082 haproxy -db -f "$HAPROXY_TWO"
