@@ -19,6 +19,13 @@
 #   h2         HTTP/2 over TLS, HS256: haproxy-h2-hs256, nginx-h2-lua-hs256
 #   onecore    the one-core rows with jwtgate's access log ON (as users run
 #              it; the peers log nothing): hs256, rs256, plain vs HAProxy
+#   tls-noauth, h2-noauth, twocores-noauth
+#              the ceiling of a row: jwtgate with no JWT check at all
+#              (CUSTOM_AUTH=no) against the peer's no-auth row and its HS256
+#              row. If jwtgate without auth is no faster than with it, and
+#              the load side's CPU (CPU 1, cpu1_busy) is the busy one, the row measures
+#              wrk or h2load and the upstream, not the proxy: no proxy work
+#              can raise the req/s ratio above this row's.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 source "$ROOT/bench/lib.sh"
@@ -49,9 +56,14 @@ def med(row, col):
     v = [float(r[col]) for r in rows if r["row"] == row and r[col] not in ("-", "")]
     return statistics.median(v) if v else float("nan")
 cpu = "proxy_proc_us_per_req"
-print(f"{me}: {med(me,'rps'):.0f} req/s, {med(me,cpu):.1f} us CPU/req, p99 {med(me,'p99_ms'):.2f} ms")
+def busy(row):
+    # CPU 0 (the proxy's) and CPU 1 (load generator and upstream) busy %,
+    # when pinned (in PIN=none runs both are shared).
+    p, l = med(row, "cpu0_busy"), med(row, "cpu1_busy")
+    return "" if p != p else f", busy CPU0 {p:.1f} % CPU1 {l:.1f} %"
+print(f"{me}: {med(me,'rps'):.0f} req/s, {med(me,cpu):.1f} us CPU/req, p99 {med(me,'p99_ms'):.2f} ms{busy(me)}")
 for p in peers:
-    print(f"  vs {p}: {med(p,'rps'):.0f} req/s, {med(p,cpu):.1f} us CPU/req -> "
+    print(f"  vs {p}: {med(p,'rps'):.0f} req/s, {med(p,cpu):.1f} us CPU/req{busy(p)} -> "
           f"req/s ratio {med(me,'rps')/med(p,'rps'):.2f}, CPU ratio {med(p,cpu)/med(me,cpu):.2f} (peer/jwtgate)")
 PY
   if [[ -s $out/jwtgate.log ]] && grep -q "worker stopped accepting" "$out/jwtgate.log"; then
@@ -84,6 +96,12 @@ for row in "${ROWS[@]}"; do
         auth=yes; [[ $mode == plain ]] && auth=no
         ACCESS_LOG=on CUSTOM_AUTH=$auth run "onecore-$mode-log" "$(write_config "$mode")" $alg "${PEER[$mode]}"
       done ;;
+    tls-noauth)
+      CUSTOM_TLS=1 CUSTOM_AUTH=no run tls-noauth "$(write_config plain tls)" hs256 haproxy-tls-plain haproxy-tls-hs256 ;;
+    h2-noauth)
+      CUSTOM_H2=1 CUSTOM_AUTH=no run h2-noauth "$(write_config plain tls)" hs256 haproxy-h2-plain haproxy-h2-hs256 ;;
+    twocores-noauth)
+      PIN=none CUSTOM_AUTH=no run twocores-noauth "$(with_affinity "$(write_config plain)")" hs256 haproxy-plain haproxy-hs256 nginx-lua-hs256 ;;
     *) echo "unknown row $row" >&2; exit 2 ;;
   esac
 done
