@@ -4,7 +4,8 @@
 # work as its peers, and the ratios (median req/s, median proxy CPU per
 # request) printed per row.
 #
-#   bench/round2.sh [row ...]    rows: twocores tls handshake h2 onecore (default: all)
+#   bench/round2.sh [row ...]    rows: twocores tls handshake h2 onecore (default:
+#       these five), tls-noauth h2-noauth twocores-noauth (the ceilings)
 #   env ROUNDS=5 DURATION=10 ACCESS_LOG=off|on (onecore always runs both)
 #   env AFFINITY=auto: the twocores row's jwtgate with `worker_cpu_affinity:
 #       auto` (its workers pinned; the peers' threads are not)
