@@ -24,9 +24,9 @@
 #              the ceiling of a row: jwtgate with no JWT check at all
 #              (CUSTOM_AUTH=no) against the peer's no-auth row and its HS256
 #              row. If jwtgate without auth is no faster than with it, and
-#              the load side's CPU (CPU 1, cpu1_busy) is the busy one, the row measures
-#              wrk or h2load and the upstream, not the proxy: no proxy work
-#              can raise the req/s ratio above this row's.
+#              the load side's CPU (CPU 1, cpu1_busy) is the busy one, the
+#              row measures wrk or h2load and the upstream, not the proxy:
+#              no proxy work can raise the req/s ratio above this row's.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 source "$ROOT/bench/lib.sh"
