@@ -33,15 +33,55 @@ const REMEMBERED: usize = 4;
 #[derive(Debug)]
 pub struct Claims {
     map: Map<String, Value>,
+    /// `exp`, `nbf` and `iat`, read once here rather than looked up in the
+    /// map by every request that presents the token.
+    exp: NumericDate,
+    nbf: NumericDate,
+    iat: NumericDate,
     /// Stamps of satisfied rules, each in the slot its hash picks; 0 is
     /// empty.
     satisfied: [AtomicU64; REMEMBERED],
+}
+
+/// A NumericDate claim (RFC 7519 §2) as a payload holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumericDate {
+    Absent,
+    /// Whole seconds since the epoch (a fraction is truncated).
+    At(i64),
+    /// There, but not a finite number.
+    Invalid,
+}
+
+impl NumericDate {
+    /// The claim `name` of `map`.
+    pub fn read(map: &Map<String, Value>, name: &str) -> NumericDate {
+        match map.get(name) {
+            None => NumericDate::Absent,
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+                .map_or(NumericDate::Invalid, NumericDate::At),
+            Some(_) => NumericDate::Invalid,
+        }
+    }
+
+    /// The date, if the claim is there and valid.
+    pub fn at(self) -> Option<i64> {
+        match self {
+            NumericDate::At(t) => Some(t),
+            NumericDate::Absent | NumericDate::Invalid => None,
+        }
+    }
 }
 
 impl Claims {
     /// A payload that has satisfied no rule yet.
     pub fn new(map: Map<String, Value>) -> Self {
         Claims {
+            exp: NumericDate::read(&map, "exp"),
+            nbf: NumericDate::read(&map, "nbf"),
+            iat: NumericDate::read(&map, "iat"),
             map,
             satisfied: Default::default(),
         }
@@ -50,6 +90,21 @@ impl Claims {
     /// The decoded payload (also reached through `Deref`).
     pub fn map(&self) -> &Map<String, Value> {
         &self.map
+    }
+
+    /// The `exp` claim, read when the payload was decoded.
+    pub fn exp(&self) -> NumericDate {
+        self.exp
+    }
+
+    /// The `nbf` claim, read when the payload was decoded.
+    pub fn nbf(&self) -> NumericDate {
+        self.nbf
+    }
+
+    /// The `iat` claim, read when the payload was decoded.
+    pub fn iat(&self) -> NumericDate {
+        self.iat
     }
 
     fn slot(&self, stamp: u64) -> Option<&AtomicU64> {
@@ -204,6 +259,36 @@ mod tests {
 
     fn path(s: &str) -> ClaimPath {
         ClaimPath::parse(s).expect("valid")
+    }
+
+    #[test]
+    fn numeric_dates_are_read_once_with_the_payload() {
+        let Value::Object(m) = json!({
+            "exp": 1_700_000_000,
+            "nbf": 1_600_000_000.9,
+            "iat": "yesterday",
+        }) else {
+            unreachable!()
+        };
+        let c = Claims::new(m);
+        assert_eq!(c.exp(), NumericDate::At(1_700_000_000));
+        assert_eq!(
+            c.nbf(),
+            NumericDate::At(1_600_000_000),
+            "fraction truncated"
+        );
+        assert_eq!(c.iat(), NumericDate::Invalid);
+        assert_eq!(c.iat().at(), None);
+        let m = claims();
+        assert_eq!(NumericDate::read(&m, "exp"), NumericDate::Absent);
+        for not_a_date in ["sub", "flag", "nothing", "obj", "realm_access"] {
+            assert_eq!(
+                NumericDate::read(&m, not_a_date),
+                NumericDate::Invalid,
+                "{not_a_date}"
+            );
+        }
+        assert_eq!(NumericDate::read(&m, "n").at(), Some(42));
     }
 
     #[test]

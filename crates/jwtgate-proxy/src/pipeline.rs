@@ -26,9 +26,7 @@ use jwtgate_core::claims;
 use jwtgate_core::clock::Clock;
 use jwtgate_core::consumer::Consumer;
 use jwtgate_core::path::{normalize, Method};
-use jwtgate_core::policy::{
-    authenticate_cached, numeric_date, sources, AuthError, JwtPolicy, Principal,
-};
+use jwtgate_core::policy::{authenticate_cached, sources, AuthError, JwtPolicy, Principal};
 use jwtgate_core::provider::IdentityProvider;
 use jwtgate_store::{Entry, TokenSubject};
 
@@ -573,7 +571,7 @@ async fn authenticate_request(
             sub: text("sub"),
             // Only a provider's cut-offs name a session.
             sid: provider.and_then(|_| text("sid")),
-            iat: numeric_date(&auth.claims, "iat").ok().flatten(),
+            iat: auth.claims.iat().at(),
         };
         if let Some(cut) = gw.revocations.cutoff_for(&subject, now) {
             return Err(AuthError::CutOff(format!("{} at {}", cut.key, cut.not_before)).into());
@@ -582,9 +580,10 @@ async fn authenticate_request(
     // A revocation lasts as long as any route could still accept the
     // token: its exp plus the largest leeway of the gateway, whichever
     // route the logout came through (SPEC §3.11).
-    let expires_at = numeric_date(&auth.claims, "exp")
-        .ok()
-        .flatten()
+    let expires_at = auth
+        .claims
+        .exp()
+        .at()
         .map_or(i64::MAX, |exp| exp.saturating_add(gw.max_leeway));
     Ok(Identity {
         principal: auth.principal,

@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use super::cache::{Verdict, VerifiedCache};
 use super::{AuthContext, AuthError, Authenticated, JwtPolicy, Principal};
-use crate::claims::Claims;
+use crate::claims::{Claims, NumericDate};
 use crate::clock::Clock;
 use crate::consumer::Consumer;
 use crate::jwt::jwk::Jwk;
@@ -193,7 +193,7 @@ fn route_checks(
     policy: &JwtPolicy,
     principal: &Principal,
     keys: Option<&ProviderKeys>,
-    claims: &Map<String, Value>,
+    claims: &Claims,
     now: i64,
 ) -> Result<(), AuthError> {
     match principal {
@@ -211,7 +211,7 @@ fn route_checks(
             }
         }
     }
-    check_claims(policy, claims, now)?;
+    check_claim_dates(policy, claims, claims.exp(), claims.nbf(), now)?;
     if let Principal::Provider { provider, .. } = principal {
         check_audience(expected_audiences(policy, provider), claims)?;
     }
@@ -550,20 +550,33 @@ pub fn check_claims(
     claims: &Map<String, Value>,
     now: i64,
 ) -> Result<(), AuthError> {
+    let exp = NumericDate::read(claims, "exp");
+    let nbf = NumericDate::read(claims, "nbf");
+    check_claim_dates(policy, claims, exp, nbf, now)
+}
+
+/// [`check_claims`] with `exp` and `nbf` already read from `claims`.
+fn check_claim_dates(
+    policy: &JwtPolicy,
+    claims: &Map<String, Value>,
+    exp: NumericDate,
+    nbf: NumericDate,
+    now: i64,
+) -> Result<(), AuthError> {
     for name in &policy.required_claims {
         if !claims.contains_key(name) {
             return Err(AuthError::MissingClaim(name.clone()));
         }
     }
     let leeway = policy.leeway_seconds;
-    let exp = numeric_date(claims, "exp")?;
+    let exp = date_or_error(exp, "exp")?;
     if let Some(exp) = exp {
         // RFC 7519 §4.1.4: the current time must be before exp.
         if now >= exp.saturating_add(leeway) {
             return Err(AuthError::Expired { exp, now, leeway });
         }
     }
-    if let Some(nbf) = numeric_date(claims, "nbf")? {
+    if let Some(nbf) = date_or_error(nbf, "nbf")? {
         if now.saturating_add(leeway) < nbf {
             return Err(AuthError::NotYetValid { nbf, now, leeway });
         }
@@ -583,13 +596,13 @@ pub fn check_claims(
 
 /// A NumericDate claim as whole seconds (fractions truncated), if present.
 pub fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, AuthError> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
-            .map(Some)
-            .ok_or_else(|| AuthError::NotNumericDate(name.into())),
-        Some(_) => Err(AuthError::NotNumericDate(name.into())),
+    date_or_error(NumericDate::read(claims, name), name)
+}
+
+fn date_or_error(date: NumericDate, name: &str) -> Result<Option<i64>, AuthError> {
+    match date {
+        NumericDate::Absent => Ok(None),
+        NumericDate::At(t) => Ok(Some(t)),
+        NumericDate::Invalid => Err(AuthError::NotNumericDate(name.into())),
     }
 }

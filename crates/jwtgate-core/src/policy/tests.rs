@@ -255,6 +255,46 @@ mod cached {
     }
 
     #[test]
+    fn a_hit_checks_each_route_s_time_rules() {
+        // The dates are read once, when the token is first verified; every
+        // hit still judges them by the route it arrives on.
+        let cache = VerifiedCache::new(64);
+        let r = registry();
+        let t = sign(json!({"key": "user123", "nbf": NOW + 5, "exp": NOW + 60}));
+        let on = |p: &JwtPolicy| {
+            authenticate_cached(
+                p,
+                &AuthContext::consumers_only(&r),
+                &t,
+                &FixedClock(NOW),
+                &cache,
+            )
+        };
+        let lenient = JwtPolicy {
+            leeway_seconds: 10,
+            ..JwtPolicy::default()
+        };
+        assert!(on(&lenient).is_ok());
+        assert_eq!(cache.len(), 1);
+        let strict = on(&JwtPolicy::default());
+        assert!(
+            matches!(strict, Err(AuthError::NotYetValid { nbf, .. }) if nbf == NOW + 5),
+            "{strict:?}"
+        );
+        let short = on(&JwtPolicy {
+            leeway_seconds: 10,
+            max_lifetime_seconds: 30,
+            ..JwtPolicy::default()
+        });
+        assert!(
+            matches!(short, Err(AuthError::LifetimeTooLong { lifetime: 60, .. })),
+            "{short:?}"
+        );
+        assert!(on(&lenient).is_ok());
+        assert_eq!(cache.len(), 1, "every answer came from the one entry");
+    }
+
+    #[test]
     fn bad_signatures_are_remembered_and_stay_bad() {
         let cache = VerifiedCache::new(64);
         let p = JwtPolicy::default();
