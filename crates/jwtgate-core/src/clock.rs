@@ -23,7 +23,8 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock frozen at one instant, for tests and for `token explain --now`.
+/// A clock frozen at one instant: for tests, for `token explain --now`, and
+/// for one request's checks, which read the wall clock once.
 #[derive(Debug, Clone, Copy)]
 pub struct FixedClock(pub i64);
 

@@ -23,7 +23,7 @@ use http::header::{HeaderMap, HeaderValue, COOKIE};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode};
 use jwtgate_core::claims;
-use jwtgate_core::clock::Clock;
+use jwtgate_core::clock::{Clock, FixedClock};
 use jwtgate_core::consumer::Consumer;
 use jwtgate_core::path::{normalize, Method};
 use jwtgate_core::policy::{authenticate_cached, sources, AuthError, JwtPolicy, Principal};
@@ -532,7 +532,9 @@ async fn authenticate_request(
 ) -> Result<Identity, Refusal> {
     let (raw, carriers) = find_token(policy, names, headers, query)?.ok_or(AuthError::Missing)?;
     let ctx = gw.auth_context();
-    let auth = match authenticate_cached(policy, &ctx, &raw, &gw.clock, &gw.verified) {
+    // The wall clock, read once for the request's checks.
+    let mut now = gw.clock.now_unix();
+    let auth = match authenticate_cached(policy, &ctx, &raw, &FixedClock(now), &gw.verified) {
         Ok(auth) => auth,
         // A provider's key set lacks the token's kid: the one case where a
         // request may wait for a fetch (at most one per interval, merged;
@@ -545,7 +547,9 @@ async fn authenticate_request(
                 if !found {
                     return Err(e.into());
                 }
-                authenticate_cached(policy, &ctx, &raw, &gw.clock, &gw.verified)?
+                // The fetch took time: read the clock again.
+                now = gw.clock.now_unix();
+                authenticate_cached(policy, &ctx, &raw, &FixedClock(now), &gw.verified)?
             }
             None => return Err(e.into()),
         },
@@ -555,7 +559,6 @@ async fn authenticate_request(
     if !gw.revocations.is_loaded() {
         return Err(Refusal::NotLoaded);
     }
-    let now = gw.clock.now_unix();
     if gw.revocations.is_revoked(&auth.revocation.digests(), now) {
         return Err(AuthError::Revoked.into());
     }
