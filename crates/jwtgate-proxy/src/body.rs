@@ -2,8 +2,8 @@
 //! holds whole (its own answers, and upstream bodies that arrived with their
 //! head), or an upstream body streamed from the socket as the client side
 //! pulls it. Requests: read from the client's HTTP/1.1 connection by the
-//! connection's own reader, or from an HTTP/2 stream by hyper. Enums rather
-//! than boxed trait objects: no allocation per request or response.
+//! connection's own reader, or from an HTTP/2 stream. Enums rather than
+//! boxed trait objects: no allocation per request or response.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -11,7 +11,6 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
-use hyper::body::Incoming;
 
 use crate::upstream::UpstreamBody;
 
@@ -88,7 +87,51 @@ pub enum RequestBody<'c> {
     /// the connection as the pipeline pulls it (`server::http1`).
     H1(&'c mut (dyn ReadBody + Send)),
     /// An HTTP/2 stream's body.
-    H2(Incoming),
+    H2(H2Body),
+}
+
+/// The body of a request on an HTTP/2 stream. What the pipeline reads is
+/// given back to the client's flow-control window as it is read, so a
+/// client can send at most a window ahead of the upstream.
+pub struct H2Body {
+    recv: h2::RecvStream,
+    /// What is left of the request's `Content-Length`, when it has one (h2
+    /// checks that the DATA frames add up to it).
+    length: Option<u64>,
+}
+
+impl H2Body {
+    pub fn new(recv: h2::RecvStream, length: Option<u64>) -> Self {
+        H2Body { recv, length }
+    }
+
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.recv.poll_data(cx) {
+            Poll::Ready(Some(Ok(data))) => {
+                // Read: the client may send as much again.
+                let _ = self.recv.flow_control().release_capacity(data.len());
+                if let Some(left) = &mut self.length {
+                    *left = left.saturating_sub(data.len() as u64);
+                }
+                Poll::Ready(Some(Ok(Frame::data(data))))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => match self.recv.poll_trailers(cx) {
+                Poll::Ready(Ok(Some(trailers))) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+                Poll::Ready(Ok(None)) => Poll::Ready(None),
+                Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e.into()))),
+                Poll::Pending => Poll::Pending,
+            },
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.length {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
 }
 
 /// The request body half of an HTTP/1.1 client connection.
@@ -119,7 +162,7 @@ impl Body for RequestBody<'_> {
         match self.get_mut() {
             RequestBody::Empty => Poll::Ready(None),
             RequestBody::H1(body) => body.poll_data(cx),
-            RequestBody::H2(body) => Pin::new(body).poll_frame(cx).map_err(|e| e.into()),
+            RequestBody::H2(body) => body.poll_data(cx),
         }
     }
 
@@ -127,7 +170,7 @@ impl Body for RequestBody<'_> {
         match self {
             RequestBody::Empty => true,
             RequestBody::H1(body) => body.is_end_stream(),
-            RequestBody::H2(body) => body.is_end_stream(),
+            RequestBody::H2(body) => body.recv.is_end_stream(),
         }
     }
 

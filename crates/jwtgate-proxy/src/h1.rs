@@ -350,7 +350,9 @@ fn head_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
-fn parse_length(s: &[u8]) -> Option<u64> {
+/// A `Content-Length` value (one of a list's): decimal digits only, with
+/// optional spaces around; `None` for anything else.
+pub fn parse_length(s: &[u8]) -> Option<u64> {
     let s = s.trim_ascii();
     if s.is_empty() || s.len() > 19 {
         return None;

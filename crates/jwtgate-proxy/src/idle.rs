@@ -48,6 +48,8 @@ struct Shared {
     clock: AtomicU32,
     /// The gateway is stopping: a connection closes after its exchange.
     stopping: AtomicBool,
+    /// Wakes the connections that wait for the stop ([`Activity::stopped`]).
+    stop: tokio::sync::Notify,
 }
 
 struct Entry {
@@ -69,6 +71,7 @@ impl IdleWatch {
             shared: Arc::new(Shared {
                 clock: AtomicU32::new(0),
                 stopping: AtomicBool::new(false),
+                stop: tokio::sync::Notify::new(),
             }),
             limit: u32::try_from(limit).unwrap_or(u32::MAX),
             next_id: AtomicU64::new(0),
@@ -109,6 +112,7 @@ impl IdleWatch {
     /// no connection of the worker runs meanwhile.
     pub fn stop(&self) {
         self.inner.shared.stopping.store(true, Ordering::Relaxed);
+        self.inner.shared.stop.notify_waiters();
         let Ok(mut conns) = self.inner.conns.lock() else {
             return;
         };
@@ -230,7 +234,8 @@ impl Activity {
 
     /// The connection no longer waits for a request, without an exchange:
     /// it refuses a head, or it speaks HTTP/2, whose server says goodbye
-    /// itself at a stop (GOAWAY) and lets streams in flight finish.
+    /// itself at a stop (GOAWAY, see [`Activity::stopped`]) and lets
+    /// streams in flight finish.
     pub fn stop_waiting(&self) {
         self.waiting.store(false, Ordering::Relaxed);
     }
@@ -238,6 +243,21 @@ impl Activity {
     /// The gateway is stopping: a connection closes once its exchange ends.
     pub fn stopping(&self) -> bool {
         self.shared.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Ready once the gateway stops: for a connection that says goodbye
+    /// itself (HTTP/2's GOAWAY) rather than be closed by the watch.
+    pub async fn stopped(&self) {
+        loop {
+            let mut notified = std::pin::pin!(self.shared.stop.notified());
+            // Registered before the flag is read: a stop in between is not
+            // missed.
+            notified.as_mut().enable();
+            if self.stopping() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Periods idle at `now`; 0 while an exchange is in flight.

@@ -1,35 +1,30 @@
 //! Listeners: accept connections, speak HTTP/1.1 (our own loop, `http1`) or
-//! HTTP/2 (hyper's, for a connection that opens with the HTTP/2 preface:
-//! h2c with prior knowledge, or ALPN `h2` over TLS), hand each request to
+//! HTTP/2 (our own loop over the `h2` crate, `http2`, for a connection that
+//! opens with the HTTP/2 preface: h2c with prior knowledge, or ALPN `h2`
+//! over TLS), hand each request to
 //! the pipeline, and shut down gracefully: stop accepting, let in-flight
 //! requests finish (bounded).
 
 mod affinity;
 mod balance;
 mod http1;
+mod http2;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use http::Request;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use jwtgate_config::{TlsMaterial, WorkerAffinity};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tracing::{debug, error, info, warn};
 
-use crate::body::RequestBody;
 use crate::conn_info::ConnInfo;
 use crate::gateway::Gateway;
-use crate::idle::{IdleWatch, Ticket, Tracked};
-use crate::pipeline;
+use crate::idle::{IdleWatch, Ticket};
 use crate::tls::TlsServer;
 use crate::upstream::ConnPool;
 
@@ -430,8 +425,8 @@ fn start_connection(stream: tokio::net::TcpStream, peer: SocketAddr, shared: &Sh
     shared.idle.watch(id, activity, task.abort_handle());
 }
 
-/// Serves one client connection: HTTP/1.1 by our own loop, or HTTP/2 by
-/// hyper's server when the client opens with the HTTP/2 preface. `watcher`
+/// Serves one client connection: HTTP/1.1, or HTTP/2 when the client opens
+/// with the HTTP/2 preface. `watcher`
 /// lets the drain at stop wait for the connection; `ticket` keeps it in the
 /// idle watch; both go when it ends.
 ///
@@ -455,32 +450,10 @@ fn serve_connection<IO: Transport>(
     }
 }
 
-/// Serves a connection whose client spoke the HTTP/2 preface.
+/// Serves a connection whose client spoke the HTTP/2 preface; `watcher`
+/// keeps the drain at stop waiting until its streams in flight are done.
 async fn serve_h2<IO: Transport>(conn: Connection<IO>, watcher: Watcher) {
     let (io, ctx) = conn.into_h2();
-    let ConnCtx {
-        gateway,
-        pool,
-        activity,
-    } = ctx;
-    activity.stop_waiting();
-    let service = service_fn(move |req: Request<Incoming>| {
-        let busy = activity.begin();
-        let gw = gateway.load_full();
-        let pool = pool.clone();
-        let conn = Arc::clone(&activity);
-        // Boxed: hyper spawns a task per stream holding this future, and a
-        // pipeline's state machine moved twice by value into it cost more
-        // (≈3 000 instructions a request, callgrind) than one allocation.
-        Box::pin(async move {
-            let req = req.map(RequestBody::H2);
-            let response = pipeline::handle(gw, &pool, req, conn.info()).await;
-            Ok::<_, Infallible>(response.map(|body| Tracked::new(body, busy)))
-        })
-    });
-    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(io), service);
-    if let Err(e) = watcher.watch(conn).await {
-        debug!(error = %e, "HTTP/2 connection ended with error");
-    }
+    http2::serve(io, ctx).await;
+    drop(watcher);
 }

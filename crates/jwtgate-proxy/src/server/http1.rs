@@ -723,7 +723,7 @@ struct CachedDate {
     text: Vec<u8>,
 }
 
-fn with_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+pub(super) fn with_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
     let now = SystemTime::now();
     let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     DATE.with(|cached| {

@@ -1,0 +1,299 @@
+//! Client connections speaking HTTP/2 (h2c with prior knowledge, or ALPN
+//! `h2` over TLS), served by a loop of our own over the `h2` crate's
+//! connection: accept a stream, run the pipeline, send the answer.
+//!
+//! Why not hyper's HTTP/2 server, which this replaced: it spawns a task per
+//! stream, which the connection's task must then wake and be woken by for
+//! every frame either sends, and on every answer it looks for and removes
+//! six connection-specific headers an answer of the gateway never has. Here
+//! a connection's streams run inside its own task, and the answers come
+//! without those headers by construction (`h1::parse_response_head` leaves
+//! hop-by-hop headers out; the gateway's own answers have none). Measured
+//! with `H2_STREAMS=10 bench/callgrind.sh hs256 4000 h2`.
+//!
+//! The settings are hyper's defaults, which jwtgate served with before:
+//! 1 MiB stream and connection windows, 16 KiB frames, 200 concurrent
+//! streams, a 16 KiB header list, 400 KiB of send buffer per stream.
+
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::Poll;
+
+use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use h2::server::SendResponse;
+use h2::{Reason, RecvStream, SendStream};
+use http::header::{HeaderValue, CONTENT_LENGTH, DATE};
+use http::{HeaderMap, Method, Request, Response};
+use http_body::Body;
+use tracing::debug;
+
+use crate::body::{GatewayBody, H2Body, RequestBody};
+use crate::gateway::Gateway;
+use crate::h1::parse_length;
+use crate::idle::Activity;
+use crate::pipeline;
+use crate::upstream::ConnPool;
+
+use super::http1::{with_date, ConnCtx, Rewind, Transport};
+
+const STREAM_WINDOW: u32 = 1024 * 1024;
+const CONNECTION_WINDOW: u32 = 1024 * 1024;
+const MAX_FRAME_SIZE: u32 = 16 * 1024;
+const MAX_CONCURRENT_STREAMS: u32 = 200;
+const MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
+const MAX_SEND_BUFFER: usize = 400 * 1024;
+/// Streams a client may make the server reset for its errors before the
+/// connection is closed (a cap on a flood of malformed requests).
+const MAX_LOCAL_ERROR_RESETS: usize = 1024;
+
+fn builder() -> h2::server::Builder {
+    let mut b = h2::server::Builder::new();
+    b.initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_FRAME_SIZE)
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(MAX_HEADER_LIST_SIZE)
+        .max_send_buffer_size(MAX_SEND_BUFFER)
+        .max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS));
+    b
+}
+
+/// Serves a connection whose client spoke the HTTP/2 preface, until the
+/// client closes it, an error ends it, or the gateway stops: then GOAWAY
+/// is sent and the streams in flight finish first.
+pub(super) async fn serve<IO: Transport>(io: Rewind<IO>, ctx: ConnCtx) {
+    let ConnCtx {
+        gateway,
+        pool,
+        activity,
+    } = ctx;
+    // A stop does not close it through the idle watch: it says GOAWAY.
+    activity.stop_waiting();
+    let mut conn = match builder().handshake::<_, Bytes>(io).await {
+        Ok(conn) => conn,
+        Err(e) => {
+            debug!(error = %e, "HTTP/2 handshake failed");
+            return;
+        }
+    };
+    let mut streams = FuturesUnordered::new();
+    let mut stopped = pin!(activity.stopped());
+    let mut going_away = false;
+    let ended = poll_fn(|cx| loop {
+        // The streams first: what they send is then flushed by the
+        // connection below, in the same poll.
+        while let Poll::Ready(Some(())) = streams.poll_next_unpin(cx) {}
+        if !going_away && stopped.as_mut().poll(cx).is_ready() {
+            conn.graceful_shutdown();
+            going_away = true;
+        }
+        match conn.poll_accept(cx) {
+            Poll::Ready(Some(Ok((req, respond)))) => {
+                let gw = gateway.load_full();
+                streams.push(exchange(req, respond, gw, &pool, &activity));
+            }
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+            Poll::Ready(None) => return Poll::Ready(Ok(())),
+            Poll::Pending => return Poll::Pending,
+        }
+    })
+    .await;
+    if let Err(e) = ended {
+        debug!(error = %e, "HTTP/2 connection ended with error");
+    }
+}
+
+/// One stream: the request through the pipeline, the answer back. The
+/// connection is busy until the answer is sent whole or abandoned. A client
+/// that resets the stream meanwhile drops the pipeline's work (the upstream
+/// request included) where it stands.
+async fn exchange(
+    req: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+    gateway: Arc<Gateway>,
+    pool: &ConnPool,
+    activity: &Arc<Activity>,
+) {
+    let _busy = activity.begin();
+    // Boxed: the pipeline's state is large, and this future is moved into
+    // the connection's set of streams by value.
+    let mut handled = Box::pin(pipeline::handle(
+        gateway,
+        pool,
+        request(req),
+        activity.info(),
+    ));
+    let response = poll_fn(|cx| {
+        if let Poll::Ready(response) = handled.as_mut().poll(cx) {
+            return Poll::Ready(Some(response));
+        }
+        respond.poll_reset(cx).map(|_| None)
+    })
+    .await;
+    let Some(response) = response else {
+        debug!("HTTP/2 stream reset by the client before its answer");
+        return;
+    };
+    if let Err(e) = send(response, respond).await {
+        debug!(error = %e, "HTTP/2 answer not sent whole");
+    }
+}
+
+/// The pipeline's view of a stream's request. A CONNECT's stream would be
+/// a tunnel, which the gateway does not open (the pipeline refuses its
+/// path-less target): its body is not read.
+fn request(req: Request<RecvStream>) -> Request<RequestBody<'static>> {
+    let (parts, recv) = req.into_parts();
+    let body = if recv.is_end_stream() || parts.method == Method::CONNECT {
+        RequestBody::Empty
+    } else {
+        RequestBody::H2(H2Body::new(recv, content_length(&parts.headers)))
+    };
+    Request::from_parts(parts, body)
+}
+
+/// The request's length, when every `Content-Length` it has says the same.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    let mut length = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        for part in value.as_bytes().split(|&b| b == b',') {
+            let n = parse_length(part)?;
+            if length.is_some_and(|l| l != n) {
+                return None;
+            }
+            length = Some(n);
+        }
+    }
+    length
+}
+
+/// Why an answer was not sent whole.
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    #[error("{0}")]
+    H2(#[from] h2::Error),
+    #[error("the client reset the stream")]
+    Reset,
+    #[error("upstream body: {0}")]
+    Body(crate::body::BodyError),
+}
+
+async fn send(
+    response: Response<GatewayBody>,
+    mut respond: SendResponse<Bytes>,
+) -> Result<(), SendError> {
+    let (mut parts, mut body) = response.into_parts();
+    if !parts.headers.contains_key(DATE) {
+        if let Ok(date) = with_date(HeaderValue::from_bytes) {
+            parts.headers.insert(DATE, date);
+        }
+    }
+    if body.is_end_stream() {
+        if let Err(e) = respond.send_response(Response::from_parts(parts, ()), true) {
+            respond.send_reset(Reason::INTERNAL_ERROR);
+            return Err(e.into());
+        }
+        return Ok(());
+    }
+    if !parts.headers.contains_key(CONTENT_LENGTH) {
+        if let Some(n) = body.size_hint().exact() {
+            parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
+        }
+    }
+    let mut stream = match respond.send_response(Response::from_parts(parts, ()), false) {
+        Ok(stream) => stream,
+        Err(e) => {
+            respond.send_reset(Reason::INTERNAL_ERROR);
+            return Err(e.into());
+        }
+    };
+    // A body the gateway holds whole is handed to h2 at once: waiting for
+    // the client's window first would hold no less memory.
+    let held = matches!(body, GatewayBody::Full(_));
+    loop {
+        let frame = poll_fn(|cx| {
+            if let Poll::Ready(frame) = std::pin::Pin::new(&mut body).poll_frame(cx) {
+                return Poll::Ready(Ok(frame));
+            }
+            stream.poll_reset(cx).map(|_| Err(SendError::Reset))
+        })
+        .await?;
+        let frame = match frame {
+            None => {
+                // Ended without saying so on its last frame.
+                stream.send_data(Bytes::new(), true)?;
+                return Ok(());
+            }
+            Some(Ok(frame)) => frame,
+            Some(Err(e)) => {
+                // The client must not take a cut-off body for a whole one.
+                stream.send_reset(Reason::INTERNAL_ERROR);
+                return Err(SendError::Body(e));
+            }
+        };
+        match frame.into_data() {
+            Ok(data) => {
+                let end = body.is_end_stream();
+                if !held && !data.is_empty() {
+                    window(&mut stream).await?;
+                }
+                stream.send_data(data, end)?;
+                if end {
+                    return Ok(());
+                }
+            }
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    stream.send_trailers(trailers)?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Waits until the stream may send: the client's window has room and what
+/// h2 buffers for the stream is under its cap. The whole chunk then goes
+/// to h2, which sends it as the window allows: a chunk in hand is held
+/// anyway, and the next one is not read from the upstream until this one
+/// is on its way. One byte is reserved, not the chunk, so a stream waiting
+/// here never holds the connection's window against another (hyper#4003).
+async fn window(stream: &mut SendStream<Bytes>) -> Result<(), SendError> {
+    stream.reserve_capacity(1);
+    while stream.capacity() == 0 {
+        match poll_fn(|cx| stream.poll_capacity(cx)).await {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(SendError::Reset),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(CONTENT_LENGTH, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn content_length_is_known_only_when_every_value_agrees() {
+        assert_eq!(content_length(&headers(&[])), None);
+        assert_eq!(content_length(&headers(&["42"])), Some(42));
+        assert_eq!(content_length(&headers(&["42", "42"])), Some(42));
+        assert_eq!(content_length(&headers(&["42, 42"])), Some(42));
+        assert_eq!(content_length(&headers(&["42", "43"])), None);
+        assert_eq!(content_length(&headers(&["42, 7"])), None);
+        assert_eq!(content_length(&headers(&["-1"])), None);
+        assert_eq!(content_length(&headers(&["4 2"])), None);
+        assert_eq!(content_length(&headers(&[""])), None);
+    }
+}

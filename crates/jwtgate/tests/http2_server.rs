@@ -1,0 +1,361 @@
+//! The HTTP/2 server (SPEC §5: h2c with prior knowledge on the plain
+//! listener; ALPN `h2` over TLS is in `tls.rs`), against the real binary and
+//! real upstreams, with the `h2` crate as the client so that windows, resets
+//! and GOAWAY are the test's to set and see: bodies larger than every
+//! window both ways, answers whose upstream sent hop-by-hop headers, a
+//! client resetting a stream in flight, and a stop while a stream is open.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::client::SendRequest;
+use support::*;
+
+const SECRET: &str = "http2-secret-0123456789abcdefghijkl";
+
+/// Two routes: `/slow/*` to an upstream that waits `slow` before its
+/// head, everything else to `up`; `/private/*` needs a token.
+fn config(up: &Upstream, slow: &Upstream) -> String {
+    format!(
+        r#"listen: "127.0.0.1:0"
+consumers:
+  - username: alice
+    jwt: {{ key: user123, secret: "{SECRET}" }}
+routes:
+  - name: private
+    paths: ["/private/*"]
+    upstream: {{ nodes: ["{up}"] }}
+    jwt: {{}}
+  - name: slow
+    paths: ["/slow/*"]
+    upstream: {{ nodes: ["{slow}"] }}
+  - name: open
+    paths: ["/*"]
+    upstream: {{ nodes: ["{up}"] }}
+"#,
+        up = up.node(),
+        slow = slow.node()
+    )
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Runs `f` bounded by [`IO_TIMEOUT`], with the gateway's logs on failure.
+fn run<T>(gw: &Gateway, f: impl Future<Output = Result<T, String>>) -> T {
+    let outcome = runtime().block_on(async {
+        tokio::time::timeout(IO_TIMEOUT, f)
+            .await
+            .unwrap_or_else(|_| Err("timed out".to_owned()))
+    });
+    outcome.unwrap_or_else(|e| panic!("{e}\n--- gateway logs ---\n{}", gw.logs()))
+}
+
+/// An h2c connection with prior knowledge; the client's stream window is
+/// `window` bytes (its connection window too), so that a large answer must
+/// wait for the client's WINDOW_UPDATEs.
+async fn connect_h2(
+    addr: SocketAddr,
+    window: u32,
+) -> Result<
+    (
+        SendRequest<Bytes>,
+        tokio::task::JoinHandle<Result<(), h2::Error>>,
+    ),
+    String,
+> {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (send, conn) = h2::client::Builder::new()
+        .initial_window_size(window)
+        .initial_connection_window_size(window)
+        .handshake(tcp)
+        .await
+        .map_err(|e| format!("h2 handshake: {e}"))?;
+    let conn = tokio::spawn(conn);
+    Ok((send, conn))
+}
+
+fn request(addr: SocketAddr, method: &str, path: &str) -> http::request::Builder {
+    http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+}
+
+/// Sends `body` on a stream as the client's window allows, in 16 KiB
+/// pieces, then ends the stream.
+async fn send_body(stream: &mut h2::SendStream<Bytes>, body: Vec<u8>) -> Result<(), String> {
+    let mut body = Bytes::from(body);
+    while !body.is_empty() {
+        stream.reserve_capacity(body.len().min(16 * 1024));
+        let granted = std::future::poll_fn(|cx| stream.poll_capacity(cx))
+            .await
+            .ok_or("the stream closed while sending")?
+            .map_err(|e| format!("capacity: {e}"))?;
+        let piece = body.split_to(granted.min(body.len()));
+        stream
+            .send_data(piece, false)
+            .map_err(|e| format!("send: {e}"))?;
+    }
+    stream
+        .send_data(Bytes::new(), true)
+        .map_err(|e| format!("end: {e}"))
+}
+
+/// The answer's status, headers and whole body, giving the window back as
+/// the body is read.
+async fn read_answer(
+    resp: h2::client::ResponseFuture,
+) -> Result<(u16, http::HeaderMap, Vec<u8>), String> {
+    let resp = resp.await.map_err(|e| format!("response: {e}"))?;
+    let (parts, mut body) = resp.into_parts();
+    let mut got = Vec::new();
+    while let Some(data) = body.data().await {
+        let data = data.map_err(|e| format!("body after {} bytes: {e}", got.len()))?;
+        let _ = body.flow_control().release_capacity(data.len());
+        got.extend_from_slice(&data);
+    }
+    Ok((parts.status.as_u16(), parts.headers, got))
+}
+
+const FIVE_MIB: usize = 5 * 1024 * 1024;
+
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(pattern_byte).collect()
+}
+
+#[test]
+fn request_bodies_larger_than_every_window_reach_the_upstream_whole() {
+    let up = Upstream::start();
+    let slow = Upstream::start_with("slow", Behavior::Slow(Duration::from_secs(5)));
+    let gw = Gateway::start(&config(&up, &slow));
+    let addr = gw.addr;
+    let statuses = run(&gw, async move {
+        let (send, _conn) = connect_h2(addr, 1024 * 1024).await?;
+        let mut send = send.ready().await.map_err(|e| e.to_string())?;
+        let mut statuses = Vec::new();
+        // With a Content-Length (sent upstream as such), then without one
+        // (sent upstream chunked).
+        for length in [true, false] {
+            let mut req = request(addr, "POST", "/upload");
+            if length {
+                req = req.header("content-length", FIVE_MIB.to_string());
+            }
+            let (resp, mut stream) = send
+                .send_request(req.body(()).unwrap(), false)
+                .map_err(|e| e.to_string())?;
+            send_body(&mut stream, pattern(FIVE_MIB)).await?;
+            let (status, _, body) = read_answer(resp).await?;
+            statuses.push((status, String::from_utf8_lossy(&body).into_owned()));
+        }
+        Ok(statuses)
+    });
+    for (status, body) in &statuses {
+        assert_eq!(*status, 200, "{body}\n{}", gw.logs());
+    }
+    let recs = up.records();
+    assert_eq!(recs.len(), 2, "{recs:?}");
+    for r in &recs {
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.body_len, FIVE_MIB, "{r:?}");
+        assert!(r.body_matches_pattern, "the body bytes changed on the way");
+    }
+    assert_eq!(
+        recs[0].header("content-length"),
+        Some(FIVE_MIB.to_string().as_str())
+    );
+    assert_eq!(recs[1].header("transfer-encoding"), Some("chunked"));
+}
+
+#[test]
+fn a_streamed_answer_larger_than_the_client_s_window_arrives_whole() {
+    let up = Upstream::start_with("big", Behavior::Stream(FIVE_MIB));
+    let slow = Upstream::start_with("slow", Behavior::Slow(Duration::from_secs(5)));
+    let gw = Gateway::start(&config(&up, &slow));
+    let addr = gw.addr;
+    let (status, headers, body) = run(&gw, async move {
+        // 64 KiB windows: the gateway must wait for the client's updates
+        // some eighty times.
+        let (send, _conn) = connect_h2(addr, 64 * 1024).await?;
+        let mut send = send.ready().await.map_err(|e| e.to_string())?;
+        let (resp, _) = send
+            .send_request(request(addr, "GET", "/download").body(()).unwrap(), true)
+            .map_err(|e| e.to_string())?;
+        read_answer(resp).await
+    });
+    assert_eq!(status, 200, "{}", gw.logs());
+    assert_eq!(headers.get("x-upstream-id").unwrap(), "big");
+    assert_eq!(body.len(), FIVE_MIB);
+    assert!(
+        body == pattern(FIVE_MIB),
+        "the answer's bytes changed on the way"
+    );
+}
+
+#[test]
+fn the_gateway_s_own_answers_and_hop_by_hop_upstream_headers_go_out_as_valid_http2() {
+    let up = Upstream::start_with("hop", Behavior::HopHeaders);
+    let slow = Upstream::start_with("slow", Behavior::Slow(Duration::from_secs(5)));
+    let gw = Gateway::start(&config(&up, &slow));
+    let addr = gw.addr;
+    let answers = run(&gw, async move {
+        let (send, _conn) = connect_h2(addr, 1024 * 1024).await?;
+        let mut answers = Vec::new();
+        for path in ["/private/x", "/hop"] {
+            let mut send = send.clone().ready().await.map_err(|e| e.to_string())?;
+            let (resp, _) = send
+                .send_request(request(addr, "GET", path).body(()).unwrap(), true)
+                .map_err(|e| e.to_string())?;
+            answers.push(read_answer(resp).await?);
+        }
+        Ok(answers)
+    });
+    // The gateway's own refusal: a JSON body, its length and a date, as
+    // over HTTP/1.1.
+    let (status, headers, body) = &answers[0];
+    assert_eq!(*status, 401, "{}", gw.logs());
+    assert!(headers.contains_key("date"), "{headers:?}");
+    assert_eq!(
+        headers.get("content-length").unwrap().to_str().unwrap(),
+        body.len().to_string()
+    );
+    let json: serde_json::Value = serde_json::from_slice(body).unwrap();
+    assert!(json["message"].is_string(), "{json}");
+    // An upstream answer with Connection, the header it names and
+    // Keep-Alive: HTTP/2 forbids connection-specific headers, and the
+    // end-to-end one still arrives.
+    let (status, headers, body) = &answers[1];
+    assert_eq!(*status, 200, "{}", gw.logs());
+    assert_eq!(&body[..], b"upstream ok");
+    assert_eq!(headers.get("x-up-end").unwrap(), "kept");
+    for hop in ["connection", "x-up-hop", "keep-alive"] {
+        assert!(!headers.contains_key(hop), "{hop} in {headers:?}");
+    }
+}
+
+/// A client that resets a stream while the gateway waits on the upstream
+/// drops the gateway's work for it where it stands (like hyper, whose
+/// server this replaced): no answer is made, so no access line is written,
+/// and the connection goes on serving its other streams.
+#[test]
+fn a_stream_the_client_resets_in_flight_is_dropped_and_the_connection_serves_on() {
+    let up = Upstream::start();
+    let slow = Upstream::start_with("slow", Behavior::Slow(Duration::from_millis(500)));
+    let mut gw = Gateway::start(&config(&up, &slow));
+    let addr = gw.addr;
+    let slow_started = {
+        let slow = &slow;
+        move || !slow.started().is_empty()
+    };
+    let (status, body) = run(&gw, async move {
+        let (send, _conn) = connect_h2(addr, 1024 * 1024).await?;
+        let mut send = send.ready().await.map_err(|e| e.to_string())?;
+        let (pending, mut stream) = send
+            .send_request(request(addr, "GET", "/slow/x").body(()).unwrap(), true)
+            .map_err(|e| e.to_string())?;
+        // Reset once the upstream has the request: the gateway is waiting
+        // on it.
+        let deadline = tokio::time::Instant::now() + IO_TIMEOUT;
+        while !slow_started() {
+            if tokio::time::Instant::now() > deadline {
+                return Err("the slow upstream never saw the request".into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stream.send_reset(h2::Reason::CANCEL);
+        drop(pending);
+        // The same connection answers the next stream.
+        let mut send = send.ready().await.map_err(|e| e.to_string())?;
+        let (resp, _) = send
+            .send_request(request(addr, "GET", "/fast").body(()).unwrap(), true)
+            .map_err(|e| e.to_string())?;
+        let (status, _, body) = read_answer(resp).await?;
+        // Past the slow upstream's answer, with the connection still open:
+        // had the reset stream gone on, its answer would have been made
+        // and logged by now.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        Ok((status, body))
+    });
+    assert_eq!(status, 200, "{}", gw.logs());
+    assert_eq!(&body[..], b"upstream ok");
+    assert_eq!(up.records().len(), 1);
+    let logs = gw.logs();
+    assert!(logs.contains("route=\"open\""), "{logs}");
+    assert!(
+        !logs.contains("route=\"slow\""),
+        "the reset stream was answered anyway:\n{logs}"
+    );
+    gw.assert_alive();
+}
+
+#[test]
+fn a_stop_lets_the_stream_in_flight_finish_then_says_goaway() {
+    let up = Upstream::start();
+    let slow = Upstream::start_with("slow", Behavior::Slow(Duration::from_millis(1500)));
+    let mut gw = Gateway::start(&config(&up, &slow));
+    let addr = gw.addr;
+    let pid_signal = {
+        let gw = &gw;
+        move || gw.signal("TERM")
+    };
+    let slow_started = {
+        let slow = &slow;
+        move || !slow.started().is_empty()
+    };
+    let (status, body, after) = run(&gw, async move {
+        let (send, conn) = connect_h2(addr, 1024 * 1024).await?;
+        let mut send = send.ready().await.map_err(|e| e.to_string())?;
+        let (resp, _) = send
+            .send_request(request(addr, "GET", "/slow/x").body(()).unwrap(), true)
+            .map_err(|e| e.to_string())?;
+        let deadline = tokio::time::Instant::now() + IO_TIMEOUT;
+        while !slow_started() {
+            if tokio::time::Instant::now() > deadline {
+                return Err("the slow upstream never saw the request".into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        pid_signal();
+        let (status, _, body) = read_answer(resp).await?;
+        // GOAWAY came, or comes: the connection ends without error, and no
+        // new stream is served on it.
+        let ended = tokio::time::timeout(Duration::from_secs(10), conn)
+            .await
+            .map_err(|_| "the connection stayed open after the stop".to_owned())?
+            .map_err(|e| e.to_string())?;
+        let after = match send.clone().ready().await {
+            Err(e) => format!("refused: {e}"),
+            Ok(mut s) => {
+                match s.send_request(request(addr, "GET", "/fast").body(()).unwrap(), true) {
+                    Err(e) => format!("refused: {e}"),
+                    Ok((resp, _)) => match resp.await {
+                        Err(e) => format!("refused: {e}"),
+                        Ok(r) => format!("served: {}", r.status()),
+                    },
+                }
+            }
+        };
+        ended.map_err(|e| format!("connection error: {e}"))?;
+        Ok((status, body, after))
+    });
+    assert_eq!(status, 200, "{}", gw.logs());
+    assert_eq!(&body[..], b"slow upstream ok");
+    assert!(after.starts_with("refused"), "{after}");
+    assert!(
+        gw.exited_within(Duration::from_secs(10)),
+        "still running 10 s after SIGTERM:\n{}",
+        gw.logs()
+    );
+    assert_eq!(up.records().len(), 0, "nothing reached the other upstream");
+}
