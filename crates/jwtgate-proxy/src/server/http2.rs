@@ -80,14 +80,21 @@ pub(super) async fn serve<IO: Transport>(io: Rewind<IO>, ctx: ConnCtx) {
     };
     let mut streams = FuturesUnordered::new();
     let mut stopped = pin!(activity.stopped());
+    // Polled once to register this task for the stop's wake-up; after
+    // that only when the flag says the gateway stops (a lock fewer on
+    // every wake-up of a busy connection).
+    let mut listening = false;
     let mut going_away = false;
     let ended = poll_fn(|cx| loop {
         // The streams first: what they send is then flushed by the
         // connection below, in the same poll.
         while let Poll::Ready(Some(())) = streams.poll_next_unpin(cx) {}
-        if !going_away && stopped.as_mut().poll(cx).is_ready() {
-            conn.graceful_shutdown();
-            going_away = true;
+        if !going_away && (!listening || activity.stopping()) {
+            listening = true;
+            if stopped.as_mut().poll(cx).is_ready() {
+                conn.graceful_shutdown();
+                going_away = true;
+            }
         }
         match conn.poll_accept(cx) {
             Poll::Ready(Some(Ok((req, respond)))) => {
