@@ -178,6 +178,45 @@ fn request_bodies_larger_than_every_window_reach_the_upstream_whole() {
     assert_eq!(recs[1].header("transfer-encoding"), Some("chunked"));
 }
 
+/// A request refused before its body is read (no token): the client gets
+/// its 401 while it is still sending, the rest of the body is discarded
+/// without holding the connection's window, and the next stream on the
+/// connection is served.
+#[test]
+fn a_refusal_before_the_body_is_read_leaves_the_connection_serving() {
+    let up = Upstream::start();
+    let slow = Upstream::start_with("slow", Behavior::Slow(Duration::from_secs(5)));
+    let gw = Gateway::start(&config(&up, &slow));
+    let addr = gw.addr;
+    let (refused, next) = run(&gw, async move {
+        let (send, _conn) = connect_h2(addr, 1024 * 1024).await?;
+        let mut send = send.ready().await.map_err(|e| e.to_string())?;
+        let req = request(addr, "POST", "/private/upload")
+            .header("content-length", FIVE_MIB.to_string())
+            .body(())
+            .unwrap();
+        let (resp, mut stream) = send.send_request(req, false).map_err(|e| e.to_string())?;
+        // The body goes on being sent (or is cut off by the gateway's
+        // reset) while the answer is read.
+        let sending = tokio::spawn(async move { send_body(&mut stream, pattern(FIVE_MIB)).await });
+        let (status, _, body) = read_answer(resp).await?;
+        let _ = sending.await;
+        let mut send = send.ready().await.map_err(|e| e.to_string())?;
+        let (resp, _) = send
+            .send_request(request(addr, "GET", "/next").body(()).unwrap(), true)
+            .map_err(|e| e.to_string())?;
+        let (next, _, _) = read_answer(resp).await?;
+        Ok(((status, body), next))
+    });
+    assert_eq!(refused.0, 401, "{}", gw.logs());
+    let json: serde_json::Value = serde_json::from_slice(&refused.1).unwrap();
+    assert!(json["message"].is_string(), "{json}");
+    assert_eq!(next, 200, "{}", gw.logs());
+    let recs = up.records();
+    assert_eq!(recs.len(), 1, "only the GET reached the upstream: {recs:?}");
+    assert_eq!(recs[0].target, "/next");
+}
+
 #[test]
 fn a_streamed_answer_larger_than_the_client_s_window_arrives_whole() {
     let up = Upstream::start_with("big", Behavior::Stream(FIVE_MIB));
