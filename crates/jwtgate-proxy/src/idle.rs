@@ -11,13 +11,10 @@
 //! request (`bench/callgrind.sh plain`).
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http_body::{Body, Frame, SizeHint};
 use tokio::task::AbortHandle;
 
 use crate::conn_info::ConnInfo;
@@ -217,7 +214,7 @@ impl Activity {
     }
 
     /// A request head is complete: the connection is busy until the
-    /// returned guard (moved into the response body) is dropped.
+    /// returned guard is dropped, once the answer is sent whole or abandoned.
     pub fn begin(self: &Arc<Self>) -> Busy {
         self.waiting.store(false, Ordering::Relaxed);
         self.busy.fetch_add(1, Ordering::Relaxed);
@@ -279,39 +276,6 @@ impl Drop for Busy {
         a.idle_since
             .store(a.shared.clock.load(Ordering::Relaxed), Ordering::Relaxed);
         a.busy.fetch_sub(1, Ordering::Release);
-    }
-}
-
-/// A response body that keeps its connection busy until it is sent whole
-/// or abandoned.
-pub struct Tracked<B> {
-    body: B,
-    _busy: Busy,
-}
-
-impl<B> Tracked<B> {
-    pub fn new(body: B, busy: Busy) -> Self {
-        Tracked { body, _busy: busy }
-    }
-}
-
-impl<B: Body + Unpin> Body for Tracked<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
     }
 }
 

@@ -1,9 +1,8 @@
 //! Listeners: accept connections, speak HTTP/1.1 (our own loop, `http1`) or
 //! HTTP/2 (our own loop over the `h2` crate, `http2`, for a connection that
 //! opens with the HTTP/2 preface: h2c with prior knowledge, or ALPN `h2`
-//! over TLS), hand each request to
-//! the pipeline, and shut down gracefully: stop accepting, let in-flight
-//! requests finish (bounded).
+//! over TLS), hand each request to the pipeline, and shut down gracefully:
+//! stop accepting, let in-flight requests finish (bounded).
 
 mod affinity;
 mod balance;
@@ -426,9 +425,8 @@ fn start_connection(stream: tokio::net::TcpStream, peer: SocketAddr, shared: &Sh
 }
 
 /// Serves one client connection: HTTP/1.1, or HTTP/2 when the client opens
-/// with the HTTP/2 preface. `watcher`
-/// lets the drain at stop wait for the connection; `ticket` keeps it in the
-/// idle watch; both go when it ends.
+/// with the HTTP/2 preface. `watcher` lets the drain at stop wait for the
+/// connection; `ticket` keeps it in the idle watch; both go when it ends.
 ///
 /// Not an `async fn`: one keeps a copy of its arguments beside what its body
 /// moves them into, for as long as the connection lives. Here the

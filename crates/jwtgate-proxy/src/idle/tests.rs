@@ -1,9 +1,6 @@
 use std::future::pending;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-
 use super::*;
 
 const PERIOD: Duration = Duration::from_millis(20);
@@ -116,15 +113,25 @@ async fn a_connection_that_ends_leaves_the_watch() {
 }
 
 #[tokio::test]
-async fn a_tracked_body_passes_its_frames_and_frees_the_connection_when_dropped() {
+async fn stopped_is_ready_when_the_gateway_stops_and_at_once_after() {
     let watch = IdleWatch::start(Duration::from_secs(60), PERIOD, Arc::default());
-    let activity = watch.activity(info());
-    let body = Tracked::new(Full::new(Bytes::from_static(b"hello")), activity.begin());
-    assert_eq!(activity.busy.load(Ordering::Relaxed), 1);
-    assert_eq!(body.size_hint().exact(), Some(5));
-    let bytes = body.collect().await.unwrap().to_bytes();
-    assert_eq!(&bytes[..], b"hello");
-    assert_eq!(activity.busy.load(Ordering::Relaxed), 0);
+    let h2 = watch.activity(info());
+    let waiter = Arc::clone(&h2);
+    let waiting = tokio::spawn(async move { waiter.stopped().await });
+    // Let it register, then nothing wakes it but the stop.
+    tokio::task::yield_now().await;
+    tokio::time::sleep(PERIOD * 3).await;
+    assert!(!waiting.is_finished(), "ready before any stop");
+    watch.stop();
+    tokio::time::timeout(BOUND, waiting)
+        .await
+        .expect("the stop did not wake it")
+        .unwrap();
+    // A connection that asks after the stop is told at once.
+    let late = watch.activity(info());
+    tokio::time::timeout(BOUND, late.stopped())
+        .await
+        .expect("not ready after the stop");
 }
 
 #[tokio::test]
