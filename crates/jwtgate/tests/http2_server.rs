@@ -129,6 +129,18 @@ async fn read_answer(
     Ok((parts.status.as_u16(), parts.headers, got))
 }
 
+/// Waits (bounded) until `up` has the head of a request.
+async fn until_started(up: &Upstream) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + IO_TIMEOUT;
+    while up.started().is_empty() {
+        if tokio::time::Instant::now() > deadline {
+            return Err("the slow upstream never saw the request".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
 const FIVE_MIB: usize = 5 * 1024 * 1024;
 
 fn pattern(n: usize) -> Vec<u8> {
@@ -293,10 +305,7 @@ fn a_stream_the_client_resets_in_flight_is_dropped_and_the_connection_serves_on(
     let slow = Upstream::start_with("slow", Behavior::Slow(Duration::from_millis(500)));
     let mut gw = Gateway::start(&config(&up, &slow));
     let addr = gw.addr;
-    let slow_started = {
-        let slow = &slow;
-        move || !slow.started().is_empty()
-    };
+    let slow = &slow;
     let (status, body) = run(&gw, async move {
         let (send, _conn) = connect_h2(addr, 1024 * 1024).await?;
         let mut send = send.ready().await.map_err(|e| e.to_string())?;
@@ -305,13 +314,7 @@ fn a_stream_the_client_resets_in_flight_is_dropped_and_the_connection_serves_on(
             .map_err(|e| e.to_string())?;
         // Reset once the upstream has the request: the gateway is waiting
         // on it.
-        let deadline = tokio::time::Instant::now() + IO_TIMEOUT;
-        while !slow_started() {
-            if tokio::time::Instant::now() > deadline {
-                return Err("the slow upstream never saw the request".into());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        until_started(slow).await?;
         stream.send_reset(h2::Reason::CANCEL);
         drop(pending);
         // The same connection answers the next stream.
@@ -348,23 +351,14 @@ fn a_stop_lets_the_stream_in_flight_finish_then_says_goaway() {
         let gw = &gw;
         move || gw.signal("TERM")
     };
-    let slow_started = {
-        let slow = &slow;
-        move || !slow.started().is_empty()
-    };
+    let slow = &slow;
     let (status, body, after) = run(&gw, async move {
         let (send, conn) = connect_h2(addr, 1024 * 1024).await?;
         let mut send = send.ready().await.map_err(|e| e.to_string())?;
         let (resp, _) = send
             .send_request(request(addr, "GET", "/slow/x").body(()).unwrap(), true)
             .map_err(|e| e.to_string())?;
-        let deadline = tokio::time::Instant::now() + IO_TIMEOUT;
-        while !slow_started() {
-            if tokio::time::Instant::now() > deadline {
-                return Err("the slow upstream never saw the request".into());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        until_started(slow).await?;
         pid_signal();
         let (status, _, body) = read_answer(resp).await?;
         // GOAWAY came, or comes: the connection ends without error, and no
