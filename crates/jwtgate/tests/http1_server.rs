@@ -27,7 +27,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::{claims_for, pattern_byte, sign_hs, Gateway};
+use support::{claims_for, pattern, sign_hs, Gateway};
 
 /// Upper bound for any single read in these tests: every exchange is on
 /// loopback, so anything slower is a hang.
@@ -75,10 +75,6 @@ fn token() -> String {
 /// A minimal keep-alive GET.
 fn get(target: &str) -> String {
     format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-}
-
-fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(pattern_byte).collect()
 }
 
 // ---------------------------------------------------------------------------

@@ -93,6 +93,17 @@ fn request(addr: SocketAddr, method: &str, path: &str) -> http::request::Builder
         .uri(format!("http://{addr}{path}"))
 }
 
+/// Opens a stream on the connection with a GET of `path` (no body).
+async fn get(
+    send: &SendRequest<Bytes>,
+    addr: SocketAddr,
+    path: &str,
+) -> Result<(h2::client::ResponseFuture, h2::SendStream<Bytes>), String> {
+    let mut send = send.clone().ready().await.map_err(|e| e.to_string())?;
+    send.send_request(request(addr, "GET", path).body(()).unwrap(), true)
+        .map_err(|e| e.to_string())
+}
+
 /// Sends `body` on a stream as the client's window allows, in 16 KiB
 /// pieces, then ends the stream.
 async fn send_body(stream: &mut h2::SendStream<Bytes>, body: Vec<u8>) -> Result<(), String> {
@@ -142,10 +153,6 @@ async fn until_started(up: &Upstream) -> Result<(), String> {
 }
 
 const FIVE_MIB: usize = 5 * 1024 * 1024;
-
-fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(pattern_byte).collect()
-}
 
 #[test]
 fn request_bodies_larger_than_every_window_reach_the_upstream_whole() {
@@ -213,10 +220,7 @@ fn a_refusal_before_the_body_is_read_leaves_the_connection_serving() {
         let sending = tokio::spawn(async move { send_body(&mut stream, pattern(FIVE_MIB)).await });
         let (status, _, body) = read_answer(resp).await?;
         let _ = sending.await;
-        let mut send = send.ready().await.map_err(|e| e.to_string())?;
-        let (resp, _) = send
-            .send_request(request(addr, "GET", "/next").body(()).unwrap(), true)
-            .map_err(|e| e.to_string())?;
+        let (resp, _) = get(&send, addr, "/next").await?;
         let (next, _, _) = read_answer(resp).await?;
         Ok(((status, body), next))
     });
@@ -239,10 +243,7 @@ fn a_streamed_answer_larger_than_the_client_s_window_arrives_whole() {
         // 64 KiB windows: the gateway must wait for the client's updates
         // some eighty times.
         let (send, _conn) = connect_h2(addr, 64 * 1024).await?;
-        let mut send = send.ready().await.map_err(|e| e.to_string())?;
-        let (resp, _) = send
-            .send_request(request(addr, "GET", "/download").body(()).unwrap(), true)
-            .map_err(|e| e.to_string())?;
+        let (resp, _) = get(&send, addr, "/download").await?;
         read_answer(resp).await
     });
     assert_eq!(status, 200, "{}", gw.logs());
@@ -264,10 +265,7 @@ fn the_gateway_s_own_answers_and_hop_by_hop_upstream_headers_go_out_as_valid_htt
         let (send, _conn) = connect_h2(addr, 1024 * 1024).await?;
         let mut answers = Vec::new();
         for path in ["/private/x", "/hop"] {
-            let mut send = send.clone().ready().await.map_err(|e| e.to_string())?;
-            let (resp, _) = send
-                .send_request(request(addr, "GET", path).body(()).unwrap(), true)
-                .map_err(|e| e.to_string())?;
+            let (resp, _) = get(&send, addr, path).await?;
             answers.push(read_answer(resp).await?);
         }
         Ok(answers)
@@ -308,20 +306,14 @@ fn a_stream_the_client_resets_in_flight_is_dropped_and_the_connection_serves_on(
     let slow = &slow;
     let (status, body) = run(&gw, async move {
         let (send, _conn) = connect_h2(addr, 1024 * 1024).await?;
-        let mut send = send.ready().await.map_err(|e| e.to_string())?;
-        let (pending, mut stream) = send
-            .send_request(request(addr, "GET", "/slow/x").body(()).unwrap(), true)
-            .map_err(|e| e.to_string())?;
+        let (pending, mut stream) = get(&send, addr, "/slow/x").await?;
         // Reset once the upstream has the request: the gateway is waiting
         // on it.
         until_started(slow).await?;
         stream.send_reset(h2::Reason::CANCEL);
         drop(pending);
         // The same connection answers the next stream.
-        let mut send = send.ready().await.map_err(|e| e.to_string())?;
-        let (resp, _) = send
-            .send_request(request(addr, "GET", "/fast").body(()).unwrap(), true)
-            .map_err(|e| e.to_string())?;
+        let (resp, _) = get(&send, addr, "/fast").await?;
         let (status, _, body) = read_answer(resp).await?;
         // Past the slow upstream's answer, with the connection still open:
         // had the reset stream gone on, its answer would have been made
@@ -354,10 +346,7 @@ fn a_stop_lets_the_stream_in_flight_finish_then_says_goaway() {
     let slow = &slow;
     let (status, body, after) = run(&gw, async move {
         let (send, conn) = connect_h2(addr, 1024 * 1024).await?;
-        let mut send = send.ready().await.map_err(|e| e.to_string())?;
-        let (resp, _) = send
-            .send_request(request(addr, "GET", "/slow/x").body(()).unwrap(), true)
-            .map_err(|e| e.to_string())?;
+        let (resp, _) = get(&send, addr, "/slow/x").await?;
         until_started(slow).await?;
         pid_signal();
         let (status, _, body) = read_answer(resp).await?;
@@ -367,17 +356,12 @@ fn a_stop_lets_the_stream_in_flight_finish_then_says_goaway() {
             .await
             .map_err(|_| "the connection stayed open after the stop".to_owned())?
             .map_err(|e| e.to_string())?;
-        let after = match send.clone().ready().await {
+        let after = match get(&send, addr, "/fast").await {
             Err(e) => format!("refused: {e}"),
-            Ok(mut s) => {
-                match s.send_request(request(addr, "GET", "/fast").body(()).unwrap(), true) {
-                    Err(e) => format!("refused: {e}"),
-                    Ok((resp, _)) => match resp.await {
-                        Err(e) => format!("refused: {e}"),
-                        Ok(r) => format!("served: {}", r.status()),
-                    },
-                }
-            }
+            Ok((resp, _)) => match resp.await {
+                Err(e) => format!("refused: {e}"),
+                Ok(r) => format!("served: {}", r.status()),
+            },
         };
         ended.map_err(|e| format!("connection error: {e}"))?;
         Ok((status, body, after))

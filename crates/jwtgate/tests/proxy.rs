@@ -580,10 +580,6 @@ routes:
 
 const FIVE_MIB: usize = 5 * 1024 * 1024;
 
-fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(pattern_byte).collect()
-}
-
 #[test]
 fn a_5_mib_request_body_reaches_the_upstream() {
     let up = Upstream::start();

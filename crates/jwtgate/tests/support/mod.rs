@@ -647,6 +647,11 @@ pub fn pattern_byte(i: usize) -> u8 {
     (i % 251) as u8
 }
 
+/// `n` bytes of the pattern: byte i is `pattern_byte(i)`.
+pub fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(pattern_byte).collect()
+}
+
 /// One request as the upstream received it.
 #[derive(Clone, Debug)]
 pub struct Recorded {
