@@ -690,3 +690,214 @@ routes:
         );
     }
 }
+
+/// An upstream that answers one request with a body of 1 GiB, written until
+/// the gateway stops taking it, and reports when its writes failed: when
+/// the gateway dropped the upstream connection.
+struct Endless {
+    addr: std::net::SocketAddr,
+    cut: std::sync::mpsc::Receiver<Instant>,
+}
+
+impl Endless {
+    fn start() -> Endless {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, cut) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let Ok((mut s, _)) = listener.accept() else {
+                return;
+            };
+            // Bounded: a write the gateway never takes fails after this.
+            let _ = s.set_write_timeout(Some(Duration::from_secs(150)));
+            let _ = s.set_read_timeout(Some(IO_TIMEOUT));
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut sent = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n")
+                .is_ok();
+            while sent {
+                sent = s.write_all(&chunk).is_ok();
+            }
+            let _ = tx.send(Instant::now());
+        });
+        Endless { addr, cut }
+    }
+
+    /// When the gateway dropped the connection, waiting up to `bound`.
+    fn cut_within(&self, bound: Duration) -> Option<Instant> {
+        self.cut.recv_timeout(bound).ok()
+    }
+}
+
+fn endless_config(endless: &Endless, up: &Upstream) -> String {
+    format!(
+        r#"listen: "127.0.0.1:0"
+routes:
+  - name: endless
+    paths: ["/endless"]
+    upstream: {{ nodes: ["{}"] }}
+  - name: open
+    paths: ["/*"]
+    upstream: {{ nodes: ["{}"] }}
+"#,
+        endless.addr,
+        up.node()
+    )
+}
+
+/// A client that stops reading its answer cannot hold the answer and its
+/// upstream connection forever (nginx's `send_timeout`, 60 s): over
+/// HTTP/1.1 a write that makes no progress for 60 s closes the connection;
+/// over HTTP/2 a stream that gets no window for 60 s is reset (`CANCEL`)
+/// while the connection's other streams go on. Either way the upstream
+/// connection is dropped then. Both run side by side; this test waits out
+/// the real 60 s.
+#[test]
+fn a_client_that_stops_reading_is_cut_off_after_60_s_and_its_upstream_freed() {
+    const EARLIEST: Duration = Duration::from_secs(59);
+    const LATEST: Duration = Duration::from_secs(80);
+    let up = Upstream::start();
+    let over_h1 = Endless::start();
+    let over_h2 = Endless::start();
+    let mut gw1 = Gateway::start(&endless_config(&over_h1, &up));
+    let mut gw2 = Gateway::start(&endless_config(&over_h2, &up));
+
+    // HTTP/1.1: the request sent, the answer never read.
+    let mut client = connect(gw1.addr);
+    std::io::Write::write_all(&mut client, b"GET /endless HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let asked = Instant::now();
+
+    // HTTP/2: one stream's window left shut; the others served.
+    let h2 = h2_stalled_stream(gw2.addr);
+
+    let cut = over_h1.cut_within(LATEST + Duration::from_secs(5));
+    let cut =
+        cut.unwrap_or_else(|| panic!("HTTP/1.1: the upstream was never dropped\n{}", gw1.logs()));
+    let waited = cut - asked;
+    assert!(
+        (EARLIEST..=LATEST).contains(&waited),
+        "HTTP/1.1: upstream dropped after {waited:?}, expected about 60 s"
+    );
+    // The client's connection is closed too: what is buffered, then EOF.
+    let closed = read_to_end_within(&mut client, Duration::from_secs(20));
+    assert!(
+        closed.is_ok(),
+        "HTTP/1.1: connection still open: {closed:?}"
+    );
+
+    let (reset_after, reason, others) = h2
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("HTTP/2: {e}\n{}", gw2.logs()));
+    assert_eq!(reason, Some(h2::Reason::CANCEL), "HTTP/2: the stream's end");
+    assert!(
+        (EARLIEST..=LATEST).contains(&reset_after),
+        "HTTP/2: stream reset after {reset_after:?}, expected about 60 s"
+    );
+    assert_eq!(others, [200, 200], "HTTP/2: the connection's other streams");
+    let cut = over_h2.cut_within(Duration::from_secs(10));
+    assert!(
+        cut.is_some(),
+        "HTTP/2: the upstream was not dropped with the stream\n{}",
+        gw2.logs()
+    );
+    gw1.assert_alive();
+    gw2.assert_alive();
+}
+
+/// Reads until EOF or a reset, within `bound`; the bytes read.
+fn read_to_end_within(s: &mut std::net::TcpStream, bound: Duration) -> Result<usize, String> {
+    use std::io::Read;
+    let deadline = Instant::now() + bound;
+    s.set_read_timeout(Some(bound)).map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0;
+    loop {
+        if Instant::now() > deadline {
+            return Err(format!("open after {total} bytes"));
+        }
+        match s.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => total += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(total),
+            Err(e) => return Err(format!("after {total} bytes: {e}")),
+        }
+    }
+}
+
+/// Over h2c: a GET of `/endless` whose 64 KiB stream window the client
+/// never gives back (its connection window is 8 MiB, so other streams are
+/// not held by it); one GET of `/` while it stalls and one after it ends.
+/// Returns how long after the answer's head the stream ended, the reset's
+/// reason, and the other two statuses.
+#[allow(clippy::type_complexity)]
+fn h2_stalled_stream(
+    addr: std::net::SocketAddr,
+) -> std::thread::JoinHandle<Result<(Duration, Option<h2::Reason>, Vec<u16>), String>> {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            tokio::time::timeout(Duration::from_secs(120), async move {
+                let tcp = tokio::net::TcpStream::connect(addr)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let (send, conn) = h2::client::Builder::new()
+                    .initial_window_size(64 * 1024)
+                    .initial_connection_window_size(8 * 1024 * 1024)
+                    .handshake::<_, bytes::Bytes>(tcp)
+                    .await
+                    .map_err(|e| format!("handshake: {e}"))?;
+                tokio::spawn(conn);
+                let stalled = h2_get(&send, addr, "/endless").await?;
+                let stalled = stalled.await.map_err(|e| format!("head: {e}"))?;
+                let head_at = tokio::time::Instant::now();
+                let mut body = stalled.into_body();
+                let mut statuses = Vec::new();
+                let other = h2_get(&send, addr, "/").await?;
+                statuses.push(other.await.map_err(|e| e.to_string())?.status().as_u16());
+                // Read what the window let through, never giving it back.
+                let reason = loop {
+                    match body.data().await {
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => break e.reason(),
+                        None => return Err("the endless answer ended".into()),
+                    }
+                };
+                let ended = head_at.elapsed();
+                let other = h2_get(&send, addr, "/").await?;
+                statuses.push(other.await.map_err(|e| e.to_string())?.status().as_u16());
+                Ok((ended, reason, statuses))
+            })
+            .await
+            .unwrap_or_else(|_| Err("no end within 120 s".into()))
+        })
+    })
+}
+
+/// Opens a stream with a GET of `path`.
+async fn h2_get(
+    send: &h2::client::SendRequest<bytes::Bytes>,
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> Result<h2::client::ResponseFuture, String> {
+    let mut send = send.clone().ready().await.map_err(|e| e.to_string())?;
+    let request = http::Request::get(format!("http://{addr}{path}"))
+        .body(())
+        .unwrap();
+    let (resp, _) = send
+        .send_request(request, true)
+        .map_err(|e| e.to_string())?;
+    Ok(resp)
+}

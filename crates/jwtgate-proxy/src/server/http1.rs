@@ -561,8 +561,9 @@ impl<IO: Transport> Conn<IO> {
 
 /// A write to the client that makes no progress for this long closes the
 /// connection (nginx's `send_timeout`): a client that stops reading cannot
-/// hold a response, its upstream body and its task forever.
-const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// hold a response, its upstream body and its task forever. Over HTTP/2, a
+/// stream whose client gives it no window for this long is reset.
+pub(super) const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Writes and flushes `data`. The timer is armed only when the socket does
 /// not take it all at once, which answers that fit its send buffer never do.

@@ -36,7 +36,7 @@ use crate::idle::Activity;
 use crate::pipeline;
 use crate::upstream::ConnPool;
 
-use super::http1::{with_date, ConnCtx, Rewind, Transport};
+use super::http1::{with_date, ConnCtx, Rewind, Transport, SEND_TIMEOUT};
 
 const STREAM_WINDOW: u32 = 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 1024 * 1024;
@@ -183,6 +183,8 @@ enum SendError {
     H2(#[from] h2::Error),
     #[error("the client reset the stream")]
     Reset,
+    #[error("the client's window stayed shut for {} s", SEND_TIMEOUT.as_secs())]
+    Stalled,
     #[error("upstream body: {0}")]
     Body(crate::body::BodyError),
 }
@@ -267,16 +269,32 @@ async fn send(
 /// anyway, and the next one is not read from the upstream until this one
 /// is on its way. One byte is reserved, not the chunk, so a stream waiting
 /// here never holds the connection's window against another (hyper#4003).
+///
+/// A client that gives no room for [`SEND_TIMEOUT`] (it stopped reading
+/// the stream, or the connection) gets the stream reset (`CANCEL`), which
+/// frees its upstream connection, as HTTP/1.1's no-progress write timeout
+/// does; its other streams go on. The timer is armed only when the stream
+/// must wait.
 async fn window(stream: &mut SendStream<Bytes>) -> Result<(), SendError> {
     stream.reserve_capacity(1);
-    while stream.capacity() == 0 {
-        match poll_fn(|cx| stream.poll_capacity(cx)).await {
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(e.into()),
-            None => return Err(SendError::Reset),
-        }
+    if stream.capacity() > 0 {
+        return Ok(());
     }
-    Ok(())
+    let room = async {
+        while stream.capacity() == 0 {
+            match poll_fn(|cx| stream.poll_capacity(cx)).await {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err(SendError::Reset),
+            }
+        }
+        Ok(())
+    };
+    let waited = tokio::time::timeout(SEND_TIMEOUT, room).await;
+    waited.unwrap_or_else(|_| {
+        stream.send_reset(Reason::CANCEL);
+        Err(SendError::Stalled)
+    })
 }
 
 #[cfg(test)]
