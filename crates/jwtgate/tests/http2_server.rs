@@ -10,11 +10,9 @@
 mod support;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use h2::client::SendRequest;
 use support::*;
 
 const SECRET: &str = "http2-secret-0123456789abcdefghijkl";
@@ -59,49 +57,6 @@ fn run<T>(gw: &Gateway, f: impl Future<Output = Result<T, String>>) -> T {
             .unwrap_or_else(|_| Err("timed out".to_owned()))
     });
     outcome.unwrap_or_else(|e| panic!("{e}\n--- gateway logs ---\n{}", gw.logs()))
-}
-
-/// An h2c connection with prior knowledge; the client's stream window is
-/// `window` bytes (its connection window too), so that a large answer must
-/// wait for the client's WINDOW_UPDATEs.
-async fn connect_h2(
-    addr: SocketAddr,
-    window: u32,
-) -> Result<
-    (
-        SendRequest<Bytes>,
-        tokio::task::JoinHandle<Result<(), h2::Error>>,
-    ),
-    String,
-> {
-    let tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (send, conn) = h2::client::Builder::new()
-        .initial_window_size(window)
-        .initial_connection_window_size(window)
-        .handshake(tcp)
-        .await
-        .map_err(|e| format!("h2 handshake: {e}"))?;
-    let conn = tokio::spawn(conn);
-    Ok((send, conn))
-}
-
-fn request(addr: SocketAddr, method: &str, path: &str) -> http::request::Builder {
-    http::Request::builder()
-        .method(method)
-        .uri(format!("http://{addr}{path}"))
-}
-
-/// Opens a stream on the connection with a GET of `path` (no body).
-async fn get(
-    send: &SendRequest<Bytes>,
-    addr: SocketAddr,
-    path: &str,
-) -> Result<(h2::client::ResponseFuture, h2::SendStream<Bytes>), String> {
-    let mut send = send.clone().ready().await.map_err(|e| e.to_string())?;
-    send.send_request(request(addr, "GET", path).body(()).unwrap(), true)
-        .map_err(|e| e.to_string())
 }
 
 /// Sends `body` on a stream as the client's window allows, in 16 KiB
@@ -161,13 +116,13 @@ fn request_bodies_larger_than_every_window_reach_the_upstream_whole() {
     let gw = Gateway::start(&config(&up, &slow));
     let addr = gw.addr;
     let statuses = run(&gw, async move {
-        let (send, _conn) = connect_h2(addr, 1024 * 1024).await?;
+        let (send, _conn) = connect_h2(addr, 1024 * 1024, 1024 * 1024).await?;
         let mut send = send.ready().await.map_err(|e| e.to_string())?;
         let mut statuses = Vec::new();
         // With a Content-Length (sent upstream as such), then without one
         // (sent upstream chunked).
         for length in [true, false] {
-            let mut req = request(addr, "POST", "/upload");
+            let mut req = h2_request(addr, "POST", "/upload");
             if length {
                 req = req.header("content-length", FIVE_MIB.to_string());
             }
@@ -208,9 +163,9 @@ fn a_refusal_before_the_body_is_read_leaves_the_connection_serving() {
     let gw = Gateway::start(&config(&up, &slow));
     let addr = gw.addr;
     let (refused, next) = run(&gw, async move {
-        let (send, _conn) = connect_h2(addr, 1024 * 1024).await?;
+        let (send, _conn) = connect_h2(addr, 1024 * 1024, 1024 * 1024).await?;
         let mut send = send.ready().await.map_err(|e| e.to_string())?;
-        let req = request(addr, "POST", "/private/upload")
+        let req = h2_request(addr, "POST", "/private/upload")
             .header("content-length", FIVE_MIB.to_string())
             .body(())
             .unwrap();
@@ -220,7 +175,7 @@ fn a_refusal_before_the_body_is_read_leaves_the_connection_serving() {
         let sending = tokio::spawn(async move { send_body(&mut stream, pattern(FIVE_MIB)).await });
         let (status, _, body) = read_answer(resp).await?;
         let _ = sending.await;
-        let (resp, _) = get(&send, addr, "/next").await?;
+        let (resp, _) = h2_get(&send, addr, "/next").await?;
         let (next, _, _) = read_answer(resp).await?;
         Ok(((status, body), next))
     });
@@ -242,8 +197,8 @@ fn a_streamed_answer_larger_than_the_client_s_window_arrives_whole() {
     let (status, headers, body) = run(&gw, async move {
         // 64 KiB windows: the gateway must wait for the client's updates
         // some eighty times.
-        let (send, _conn) = connect_h2(addr, 64 * 1024).await?;
-        let (resp, _) = get(&send, addr, "/download").await?;
+        let (send, _conn) = connect_h2(addr, 64 * 1024, 64 * 1024).await?;
+        let (resp, _) = h2_get(&send, addr, "/download").await?;
         read_answer(resp).await
     });
     assert_eq!(status, 200, "{}", gw.logs());
@@ -262,10 +217,10 @@ fn the_gateway_s_own_answers_and_hop_by_hop_upstream_headers_go_out_as_valid_htt
     let gw = Gateway::start(&config(&up, &slow));
     let addr = gw.addr;
     let answers = run(&gw, async move {
-        let (send, _conn) = connect_h2(addr, 1024 * 1024).await?;
+        let (send, _conn) = connect_h2(addr, 1024 * 1024, 1024 * 1024).await?;
         let mut answers = Vec::new();
         for path in ["/private/x", "/hop"] {
-            let (resp, _) = get(&send, addr, path).await?;
+            let (resp, _) = h2_get(&send, addr, path).await?;
             answers.push(read_answer(resp).await?);
         }
         Ok(answers)
@@ -305,15 +260,15 @@ fn a_stream_the_client_resets_in_flight_is_dropped_and_the_connection_serves_on(
     let addr = gw.addr;
     let slow = &slow;
     let (status, body) = run(&gw, async move {
-        let (send, _conn) = connect_h2(addr, 1024 * 1024).await?;
-        let (pending, mut stream) = get(&send, addr, "/slow/x").await?;
+        let (send, _conn) = connect_h2(addr, 1024 * 1024, 1024 * 1024).await?;
+        let (pending, mut stream) = h2_get(&send, addr, "/slow/x").await?;
         // Reset once the upstream has the request: the gateway is waiting
         // on it.
         until_started(slow).await?;
         stream.send_reset(h2::Reason::CANCEL);
         drop(pending);
         // The same connection answers the next stream.
-        let (resp, _) = get(&send, addr, "/fast").await?;
+        let (resp, _) = h2_get(&send, addr, "/fast").await?;
         let (status, _, body) = read_answer(resp).await?;
         // Past the slow upstream's answer, with the connection still open:
         // had the reset stream gone on, its answer would have been made
@@ -345,8 +300,8 @@ fn a_stop_lets_the_stream_in_flight_finish_then_says_goaway() {
     };
     let slow = &slow;
     let (status, body, after) = run(&gw, async move {
-        let (send, conn) = connect_h2(addr, 1024 * 1024).await?;
-        let (resp, _) = get(&send, addr, "/slow/x").await?;
+        let (send, conn) = connect_h2(addr, 1024 * 1024, 1024 * 1024).await?;
+        let (resp, _) = h2_get(&send, addr, "/slow/x").await?;
         until_started(slow).await?;
         pid_signal();
         let (status, _, body) = read_answer(resp).await?;
@@ -356,7 +311,7 @@ fn a_stop_lets_the_stream_in_flight_finish_then_says_goaway() {
             .await
             .map_err(|_| "the connection stayed open after the stop".to_owned())?
             .map_err(|e| e.to_string())?;
-        let after = match get(&send, addr, "/fast").await {
+        let after = match h2_get(&send, addr, "/fast").await {
             Err(e) => format!("refused: {e}"),
             Ok((resp, _)) => match resp.await {
                 Err(e) => format!("refused: {e}"),

@@ -850,22 +850,13 @@ fn h2_stalled_stream(
             .unwrap();
         rt.block_on(async move {
             tokio::time::timeout(Duration::from_secs(120), async move {
-                let tcp = tokio::net::TcpStream::connect(addr)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let (send, conn) = h2::client::Builder::new()
-                    .initial_window_size(64 * 1024)
-                    .initial_connection_window_size(8 * 1024 * 1024)
-                    .handshake::<_, bytes::Bytes>(tcp)
-                    .await
-                    .map_err(|e| format!("handshake: {e}"))?;
-                tokio::spawn(conn);
-                let stalled = h2_get(&send, addr, "/endless").await?;
+                let (send, _conn) = connect_h2(addr, 64 * 1024, 8 * 1024 * 1024).await?;
+                let (stalled, _) = h2_get(&send, addr, "/endless").await?;
                 let stalled = stalled.await.map_err(|e| format!("head: {e}"))?;
                 let head_at = tokio::time::Instant::now();
                 let mut body = stalled.into_body();
                 let mut statuses = Vec::new();
-                let other = h2_get(&send, addr, "/").await?;
+                let (other, _) = h2_get(&send, addr, "/").await?;
                 statuses.push(other.await.map_err(|e| e.to_string())?.status().as_u16());
                 // Read what the window let through, never giving it back.
                 let reason = loop {
@@ -876,7 +867,7 @@ fn h2_stalled_stream(
                     }
                 };
                 let ended = head_at.elapsed();
-                let other = h2_get(&send, addr, "/").await?;
+                let (other, _) = h2_get(&send, addr, "/").await?;
                 statuses.push(other.await.map_err(|e| e.to_string())?.status().as_u16());
                 Ok((ended, reason, statuses))
             })
@@ -884,20 +875,4 @@ fn h2_stalled_stream(
             .unwrap_or_else(|_| Err("no end within 120 s".into()))
         })
     })
-}
-
-/// Opens a stream with a GET of `path`.
-async fn h2_get(
-    send: &h2::client::SendRequest<bytes::Bytes>,
-    addr: std::net::SocketAddr,
-    path: &str,
-) -> Result<h2::client::ResponseFuture, String> {
-    let mut send = send.clone().ready().await.map_err(|e| e.to_string())?;
-    let request = http::Request::get(format!("http://{addr}{path}"))
-        .body(())
-        .unwrap();
-    let (resp, _) = send
-        .send_request(request, true)
-        .map_err(|e| e.to_string())?;
-    Ok(resp)
 }

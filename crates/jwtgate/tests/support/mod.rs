@@ -1215,3 +1215,51 @@ impl Rng {
         (0..len).map(|_| self.next_u64() as u8).collect()
     }
 }
+
+// ---------------------------------------------------------------------------
+// An HTTP/2 client (the `h2` crate: windows and resets are the test's)
+// ---------------------------------------------------------------------------
+
+/// An h2c connection with prior knowledge, with the client's stream and
+/// connection windows as given (a small one makes a large answer wait for
+/// the client's WINDOW_UPDATEs); the connection runs on a spawned task.
+pub async fn connect_h2(
+    addr: SocketAddr,
+    stream_window: u32,
+    connection_window: u32,
+) -> Result<
+    (
+        h2::client::SendRequest<Bytes>,
+        tokio::task::JoinHandle<Result<(), h2::Error>>,
+    ),
+    String,
+> {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (send, conn) = h2::client::Builder::new()
+        .initial_window_size(stream_window)
+        .initial_connection_window_size(connection_window)
+        .handshake(tcp)
+        .await
+        .map_err(|e| format!("h2 handshake: {e}"))?;
+    let conn = tokio::spawn(conn);
+    Ok((send, conn))
+}
+
+pub fn h2_request(addr: SocketAddr, method: &str, path: &str) -> http::request::Builder {
+    http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+}
+
+/// Opens a stream on the connection with a GET of `path` (no body).
+pub async fn h2_get(
+    send: &h2::client::SendRequest<Bytes>,
+    addr: SocketAddr,
+    path: &str,
+) -> Result<(h2::client::ResponseFuture, h2::SendStream<Bytes>), String> {
+    let mut send = send.clone().ready().await.map_err(|e| e.to_string())?;
+    send.send_request(h2_request(addr, "GET", path).body(()).unwrap(), true)
+        .map_err(|e| e.to_string())
+}
