@@ -250,6 +250,70 @@ routes:
     assert_eq!(up.count(), 1, "the request did reach the upstream");
 }
 
+/// The read timeout holds on a pooled upstream connection as on a new one
+/// (one timer serves all of a connection's requests): a slow answer on a
+/// reused connection is 504 after the timeout, not sooner nor later, and a
+/// connection whose last timer went off while it sat in the pool still
+/// serves a fast answer, then times out a slow one.
+#[test]
+fn the_read_timeout_holds_on_reused_upstream_connections() {
+    let up = RawUpstream::start(|head| {
+        if head.starts_with(b"GET /slow") {
+            std::thread::sleep(Duration::from_secs(10));
+        }
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()
+    });
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+workers: 1
+routes:
+  - name: timed
+    paths: ["/*"]
+    upstream: {{ nodes: ["{}"], read_timeout_ms: 500 }}
+"#,
+        up.addr
+    );
+    let gw = Gateway::start(&yaml);
+    let timed_504 = |what: &str| {
+        let asked = std::time::Instant::now();
+        let resp = gw.get("/slow");
+        let waited = asked.elapsed();
+        assert_json_error(&resp, 504);
+        assert!(
+            (Duration::from_millis(450)..Duration::from_secs(3)).contains(&waited),
+            "{what}: 504 after {waited:?}, expected about 500 ms"
+        );
+    };
+    assert_eq!(gw.get("/fast").status, 200);
+    assert_eq!(gw.get("/fast").status, 200);
+    assert_eq!(
+        up.connections(),
+        1,
+        "the second request reused the connection"
+    );
+    timed_504("a reused connection");
+    assert_eq!(
+        up.connections(),
+        1,
+        "the slow request went on the pooled connection"
+    );
+
+    // The timed-out connection is not pooled: a new one; its timer goes off
+    // while it idles past the timeout.
+    assert_eq!(gw.get("/fast").status, 200);
+    assert_eq!(up.connections(), 2);
+    std::thread::sleep(Duration::from_millis(1200));
+    let resp = gw.get("/fast");
+    assert_eq!(
+        resp.status,
+        200,
+        "a fast answer after the idle timer went off: {}",
+        gw.logs()
+    );
+    timed_504("a connection whose timer went off in the pool");
+    assert_eq!(up.connections(), 2, "both went on the pooled connection");
+}
+
 #[test]
 fn nodes_are_used_round_robin() {
     let a = Upstream::start_with("a", Behavior::Answer);

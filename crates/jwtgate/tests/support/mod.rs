@@ -942,6 +942,61 @@ impl Body for PatternBody {
     }
 }
 
+/// A keep-alive HTTP/1.1 upstream of raw bytes, for answers the recording
+/// [`Upstream`] cannot give: `answer` gets each request's head (requests
+/// have no body) and returns the bytes to send back, on the connection's
+/// own thread (it may wait). Counts the connections it accepts.
+pub struct RawUpstream {
+    pub addr: SocketAddr,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl RawUpstream {
+    pub fn start(answer: impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static) -> RawUpstream {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        let answer = Arc::new(answer);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { return };
+                count.fetch_add(1, Ordering::SeqCst);
+                let answer = Arc::clone(&answer);
+                std::thread::spawn(move || {
+                    let _ = s.set_read_timeout(Some(IO_TIMEOUT));
+                    let mut pending = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        let Some(end) = find(&pending, b"\r\n\r\n") else {
+                            match s.read(&mut buf) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => pending.extend_from_slice(&buf[..n]),
+                            }
+                            continue;
+                        };
+                        let head: Vec<u8> = pending.drain(..end + 4).collect();
+                        if s.write_all(&answer(&head)).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        RawUpstream { addr, accepted }
+    }
+
+    pub fn node(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// A raw connection with read and write deadlines.
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).unwrap();
