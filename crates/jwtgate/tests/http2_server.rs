@@ -248,6 +248,76 @@ fn the_gateway_s_own_answers_and_hop_by_hop_upstream_headers_go_out_as_valid_htt
     }
 }
 
+/// Answers without content (RFC 9110 §6.4.1) end with their headers, as
+/// over HTTP/1.1: a HEAD answered by the gateway itself (its 401 has a JSON
+/// text for a GET) or by the upstream, and an upstream's 204, whose
+/// `Content-Length: 0` does not go on (RFC 9110 §8.6). A DATA frame on a
+/// HEAD answer is a protocol error to h2 clients (and nghttp2's).
+#[test]
+fn answers_without_content_end_with_their_headers() {
+    let up = Upstream::start();
+    let raw = RawUpstream::start(|_| {
+        b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nX-Raw: kept\r\n\r\n".to_vec()
+    });
+    let gw = Gateway::start(&format!(
+        r#"listen: "127.0.0.1:0"
+consumers:
+  - username: alice
+    jwt: {{ key: user123, secret: "{SECRET}" }}
+routes:
+  - name: private
+    paths: ["/private/*"]
+    upstream: {{ nodes: ["{up}"] }}
+    jwt: {{}}
+  - name: nocontent
+    paths: ["/nocontent"]
+    upstream: {{ nodes: ["{raw}"] }}
+  - name: open
+    paths: ["/*"]
+    upstream: {{ nodes: ["{up}"] }}
+"#,
+        up = up.node(),
+        raw = raw.node()
+    ));
+    let addr = gw.addr;
+    let answers = run(&gw, async move {
+        let (send, _conn) = connect_h2(addr, 1024 * 1024, 1024 * 1024).await?;
+        let mut answers = Vec::new();
+        for (method, path) in [
+            ("HEAD", "/private/x"),
+            ("HEAD", "/open"),
+            ("GET", "/nocontent"),
+            ("GET", "/open"),
+        ] {
+            let mut ready = send.clone().ready().await.map_err(|e| e.to_string())?;
+            let request = h2_request(addr, method, path).body(()).unwrap();
+            let (resp, _) = ready
+                .send_request(request, true)
+                .map_err(|e| e.to_string())?;
+            let answer = read_answer(resp)
+                .await
+                .map_err(|e| format!("{method} {path}: {e}"))?;
+            answers.push(answer);
+        }
+        Ok(answers)
+    });
+    let (status, headers, body) = &answers[0];
+    assert_eq!(*status, 401, "{}", gw.logs());
+    assert!(body.is_empty(), "a HEAD answer's body: {body:?}");
+    assert!(!headers.contains_key("content-length"), "{headers:?}");
+    let (status, _, body) = &answers[1];
+    assert_eq!(*status, 200);
+    assert!(body.is_empty(), "a HEAD answer's body: {body:?}");
+    let (status, headers, body) = &answers[2];
+    assert_eq!(*status, 204);
+    assert!(body.is_empty());
+    assert!(!headers.contains_key("content-length"), "{headers:?}");
+    assert_eq!(headers.get("x-raw").unwrap(), "kept");
+    let (status, _, body) = &answers[3];
+    assert_eq!(*status, 200, "the connection serves on");
+    assert!(!body.is_empty());
+}
+
 /// A client that resets a stream while the gateway waits on the upstream
 /// drops the gateway's work for it where it stands (like hyper, whose
 /// server this replaced): no answer is made, so no access line is written,

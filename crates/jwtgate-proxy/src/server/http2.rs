@@ -16,6 +16,7 @@
 //! streams, a 16 KiB header list, 400 KiB of send buffer per stream.
 
 use std::future::{poll_fn, Future};
+use std::panic::AssertUnwindSafe;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -25,13 +26,14 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream, SendStream};
 use http::header::{HeaderValue, CONTENT_LENGTH, DATE};
-use http::{HeaderMap, Method, Request, Response};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body::Body;
-use tracing::debug;
+use tracing::{debug, error};
 
 use crate::body::{GatewayBody, H2Body, RequestBody};
 use crate::gateway::Gateway;
-use crate::h1::parse_length;
+use crate::h1::inbound::response_framing;
+use crate::h1::{parse_length, ResponseFraming};
 use crate::idle::Activity;
 use crate::pipeline;
 use crate::upstream::ConnPool;
@@ -116,6 +118,10 @@ pub(super) async fn serve<IO: Transport>(io: Rewind<IO>, ctx: ConnCtx) {
 /// connection is busy until the answer is sent whole or abandoned. A client
 /// that resets the stream meanwhile drops the pipeline's work (the upstream
 /// request included) where it stands.
+///
+/// A panic in the pipeline (none is known: this is a bound, not a path)
+/// resets this stream alone; the connection's other streams go on, as they
+/// did when each stream was a task of its own under hyper.
 async fn exchange(
     req: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
@@ -124,6 +130,7 @@ async fn exchange(
     activity: &Arc<Activity>,
 ) {
     let _busy = activity.begin();
+    let head = req.method() == Method::HEAD;
     // Boxed: the pipeline's state is large, and this future is moved into
     // the connection's set of streams by value.
     let mut handled = Box::pin(pipeline::handle(
@@ -133,19 +140,36 @@ async fn exchange(
         activity.info(),
     ));
     let response = poll_fn(|cx| {
-        if let Poll::Ready(response) = handled.as_mut().poll(cx) {
-            return Poll::Ready(Some(response));
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| handled.as_mut().poll(cx)));
+        match polled {
+            Ok(Poll::Ready(response)) => return Poll::Ready(Ok(response)),
+            Ok(Poll::Pending) => {}
+            Err(_) => return Poll::Ready(Err(Ended::Panicked)),
         }
-        respond.poll_reset(cx).map(|_| None)
+        respond.poll_reset(cx).map(|_| Err(Ended::Reset))
     })
     .await;
-    let Some(response) = response else {
-        debug!("HTTP/2 stream reset by the client before its answer");
-        return;
+    let response = match response {
+        Ok(response) => response,
+        Err(Ended::Reset) => {
+            debug!("HTTP/2 stream reset by the client before its answer");
+            return;
+        }
+        Err(Ended::Panicked) => {
+            error!("HTTP/2 stream: the request's handling panicked; the stream is reset");
+            respond.send_reset(Reason::INTERNAL_ERROR);
+            return;
+        }
     };
-    if let Err(e) = send(response, respond).await {
+    if let Err(e) = send(response, respond, head).await {
         debug!(error = %e, "HTTP/2 answer not sent whole");
     }
+}
+
+/// Why a stream ended without an answer.
+enum Ended {
+    Reset,
+    Panicked,
 }
 
 /// The pipeline's view of a stream's request. A CONNECT's stream would be
@@ -189,15 +213,32 @@ enum SendError {
     Body(crate::body::BodyError),
 }
 
+/// Sends the answer to a stream; `head`: the request was a HEAD. An answer
+/// that has no content (to HEAD, 1xx, 204, 304: RFC 9110 §6.4.1, the rule
+/// HTTP/1.1's framing follows) ends with its headers, its body unread; a
+/// `Content-Length` stays on a HEAD or 304 answer (what a GET would have
+/// carried) and leaves a 1xx or 204 (RFC 9110 §8.6).
 async fn send(
     response: Response<GatewayBody>,
     mut respond: SendResponse<Bytes>,
+    head: bool,
 ) -> Result<(), SendError> {
     let (mut parts, mut body) = response.into_parts();
     if !parts.headers.contains_key(DATE) {
         if let Ok(date) = with_date(HeaderValue::from_bytes) {
             parts.headers.insert(DATE, date);
         }
+    }
+    let method = if head { &Method::HEAD } else { &Method::GET };
+    let bodiless =
+        response_framing(method, Version::HTTP_2, parts.status, None) == ResponseFraming::Empty;
+    if bodiless {
+        if parts.status == StatusCode::NO_CONTENT || parts.status.is_informational() {
+            parts.headers.remove(CONTENT_LENGTH);
+        }
+        // Never read: the text of one of the gateway's own answers (an
+        // upstream's answer without content comes without a body).
+        body = GatewayBody::empty();
     }
     if body.is_end_stream() {
         if let Err(e) = respond.send_response(Response::from_parts(parts, ()), true) {
