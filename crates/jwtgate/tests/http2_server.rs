@@ -17,9 +17,9 @@ use support::*;
 
 const SECRET: &str = "http2-secret-0123456789abcdefghijkl";
 
-/// Two routes: `/slow/*` to an upstream that waits `slow` before its
-/// head, everything else to `up`; `/private/*` needs a token.
-fn config(up: &Upstream, slow: &Upstream) -> String {
+/// `/slow/*` to the node `slow` (in most tests an upstream that waits
+/// before its head), everything else to `up`; `/private/*` needs a token.
+fn config(up: &str, slow: &str) -> String {
     format!(
         r#"listen: "127.0.0.1:0"
 consumers:
@@ -36,9 +36,7 @@ routes:
   - name: open
     paths: ["/*"]
     upstream: {{ nodes: ["{up}"] }}
-"#,
-        up = up.node(),
-        slow = slow.node()
+"#
     )
 }
 
@@ -113,7 +111,7 @@ const FIVE_MIB: usize = 5 * 1024 * 1024;
 fn request_bodies_larger_than_every_window_reach_the_upstream_whole() {
     let up = Upstream::start();
     let slow = Upstream::start_with("slow", Behavior::Slow(Duration::from_secs(5)));
-    let gw = Gateway::start(&config(&up, &slow));
+    let gw = Gateway::start(&config(&up.node(), &slow.node()));
     let addr = gw.addr;
     let statuses = run(&gw, async move {
         let (send, _conn) = connect_h2(addr, 1024 * 1024, 1024 * 1024).await?;
@@ -160,7 +158,7 @@ fn request_bodies_larger_than_every_window_reach_the_upstream_whole() {
 fn a_refusal_before_the_body_is_read_leaves_the_connection_serving() {
     let up = Upstream::start();
     let slow = Upstream::start_with("slow", Behavior::Slow(Duration::from_secs(5)));
-    let gw = Gateway::start(&config(&up, &slow));
+    let gw = Gateway::start(&config(&up.node(), &slow.node()));
     let addr = gw.addr;
     let (refused, next) = run(&gw, async move {
         let (send, _conn) = connect_h2(addr, 1024 * 1024, 1024 * 1024).await?;
@@ -192,7 +190,7 @@ fn a_refusal_before_the_body_is_read_leaves_the_connection_serving() {
 fn a_streamed_answer_larger_than_the_client_s_window_arrives_whole() {
     let up = Upstream::start_with("big", Behavior::Stream(FIVE_MIB));
     let slow = Upstream::start_with("slow", Behavior::Slow(Duration::from_secs(5)));
-    let gw = Gateway::start(&config(&up, &slow));
+    let gw = Gateway::start(&config(&up.node(), &slow.node()));
     let addr = gw.addr;
     let (status, headers, body) = run(&gw, async move {
         // 64 KiB windows: the gateway must wait for the client's updates
@@ -214,7 +212,7 @@ fn a_streamed_answer_larger_than_the_client_s_window_arrives_whole() {
 fn the_gateway_s_own_answers_and_hop_by_hop_upstream_headers_go_out_as_valid_http2() {
     let up = Upstream::start_with("hop", Behavior::HopHeaders);
     let slow = Upstream::start_with("slow", Behavior::Slow(Duration::from_secs(5)));
-    let gw = Gateway::start(&config(&up, &slow));
+    let gw = Gateway::start(&config(&up.node(), &slow.node()));
     let addr = gw.addr;
     let answers = run(&gw, async move {
         let (send, _conn) = connect_h2(addr, 1024 * 1024, 1024 * 1024).await?;
@@ -259,26 +257,8 @@ fn answers_without_content_end_with_their_headers() {
     let raw = RawUpstream::start(|_| {
         b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nX-Raw: kept\r\n\r\n".to_vec()
     });
-    let gw = Gateway::start(&format!(
-        r#"listen: "127.0.0.1:0"
-consumers:
-  - username: alice
-    jwt: {{ key: user123, secret: "{SECRET}" }}
-routes:
-  - name: private
-    paths: ["/private/*"]
-    upstream: {{ nodes: ["{up}"] }}
-    jwt: {{}}
-  - name: nocontent
-    paths: ["/nocontent"]
-    upstream: {{ nodes: ["{raw}"] }}
-  - name: open
-    paths: ["/*"]
-    upstream: {{ nodes: ["{up}"] }}
-"#,
-        up = up.node(),
-        raw = raw.node()
-    ));
+    // The `slow` route goes to the raw upstream here.
+    let gw = Gateway::start(&config(&up.node(), &raw.node()));
     let addr = gw.addr;
     let answers = run(&gw, async move {
         let (send, _conn) = connect_h2(addr, 1024 * 1024, 1024 * 1024).await?;
@@ -286,7 +266,7 @@ routes:
         for (method, path) in [
             ("HEAD", "/private/x"),
             ("HEAD", "/open"),
-            ("GET", "/nocontent"),
+            ("GET", "/slow/nocontent"),
             ("GET", "/open"),
         ] {
             let mut ready = send.clone().ready().await.map_err(|e| e.to_string())?;
@@ -326,7 +306,7 @@ routes:
 fn a_stream_the_client_resets_in_flight_is_dropped_and_the_connection_serves_on() {
     let up = Upstream::start();
     let slow = Upstream::start_with("slow", Behavior::Slow(Duration::from_millis(500)));
-    let mut gw = Gateway::start(&config(&up, &slow));
+    let mut gw = Gateway::start(&config(&up.node(), &slow.node()));
     let addr = gw.addr;
     let slow = &slow;
     let (status, body) = run(&gw, async move {
@@ -362,7 +342,7 @@ fn a_stream_the_client_resets_in_flight_is_dropped_and_the_connection_serves_on(
 fn a_stop_lets_the_stream_in_flight_finish_then_says_goaway() {
     let up = Upstream::start();
     let slow = Upstream::start_with("slow", Behavior::Slow(Duration::from_millis(1500)));
-    let mut gw = Gateway::start(&config(&up, &slow));
+    let mut gw = Gateway::start(&config(&up.node(), &slow.node()));
     let addr = gw.addr;
     let pid_signal = {
         let gw = &gw;
