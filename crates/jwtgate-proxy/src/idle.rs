@@ -29,8 +29,9 @@ pub struct IdleWatch {
 struct Inner {
     /// What every connection's activity reads.
     shared: Arc<Shared>,
-    /// A connection idle for more than this many periods is closed.
-    limit: u32,
+    /// Periods more that a connection saying goodbye itself is given
+    /// before the watch closes it.
+    grace: u32,
     next_id: AtomicU64,
     conns: Mutex<HashMap<u64, Entry, foldhash::fast::RandomState>>,
     /// The worker's count of the connections placed on it (the server's
@@ -47,6 +48,10 @@ struct Shared {
     stopping: AtomicBool,
     /// Wakes the connections that wait for the stop ([`Activity::stopped`]).
     stop: tokio::sync::Notify,
+    /// How often the sweeper ticks.
+    period: Duration,
+    /// A connection idle for more than this many periods is closed.
+    limit: u32,
 }
 
 struct Entry {
@@ -57,20 +62,29 @@ struct Entry {
 impl IdleWatch {
     /// Starts the sweeper on the current runtime. A connection is closed
     /// once it has been idle for at least `timeout`, and at most two
-    /// `period`s more. `placed` counts the worker's connections; each
-    /// ticket's drop decrements it.
-    pub fn start(timeout: Duration, period: Duration, placed: Arc<AtomicUsize>) -> Self {
+    /// `period`s more; one that says goodbye itself is told then, and
+    /// closed by the watch if it is still there `grace` later. `placed`
+    /// counts the worker's connections; each ticket's drop decrements it.
+    pub fn start(
+        timeout: Duration,
+        grace: Duration,
+        period: Duration,
+        placed: Arc<AtomicUsize>,
+    ) -> Self {
+        let periods = |d: Duration| d.as_nanos().div_ceil(period.as_nanos().max(1));
         // An exchange that ends just after a tick was due but before the
         // sweeper ran reads the previous period: one period of margin so
         // that such a connection is not closed before `timeout`.
-        let limit = timeout.as_nanos().div_ceil(period.as_nanos().max(1)) + 1;
+        let limit = u32::try_from(periods(timeout) + 1).unwrap_or(u32::MAX);
         let inner = Arc::new(Inner {
             shared: Arc::new(Shared {
                 clock: AtomicU32::new(0),
                 stopping: AtomicBool::new(false),
                 stop: tokio::sync::Notify::new(),
+                period,
+                limit,
             }),
-            limit: u32::try_from(limit).unwrap_or(u32::MAX),
+            grace: u32::try_from(periods(grace)).unwrap_or(u32::MAX),
             next_id: AtomicU64::new(0),
             conns: Mutex::new(HashMap::default()),
             placed,
@@ -98,6 +112,7 @@ impl IdleWatch {
             busy: AtomicU32::new(0),
             idle_since: AtomicU32::new(self.inner.shared.clock.load(Ordering::Relaxed)),
             waiting: AtomicBool::new(true),
+            says_goodbye: AtomicBool::new(false),
             shared: Arc::clone(&self.inner.shared),
             info,
         })
@@ -155,7 +170,11 @@ impl Inner {
                 // Its ticket was dropped before it was watched.
                 return false;
             }
-            if e.activity.idle_for(now) > self.limit {
+            let mut limit = self.shared.limit;
+            if e.activity.says_goodbye.load(Ordering::Relaxed) {
+                limit = limit.saturating_add(self.grace);
+            }
+            if e.activity.idle_for(now) > limit {
                 e.task.abort();
                 return false;
             }
@@ -203,6 +222,9 @@ pub struct Activity {
     /// Waiting for a request (or in the TLS handshake before the first):
     /// a stop closes the connection at once.
     waiting: AtomicBool,
+    /// Closes itself when idle or at a stop (HTTP/2's GOAWAY); the watch
+    /// closes it only if it has not `grace` later.
+    says_goodbye: AtomicBool,
     shared: Arc<Shared>,
     info: ConnInfo,
 }
@@ -230,11 +252,30 @@ impl Activity {
     }
 
     /// The connection no longer waits for a request, without an exchange:
-    /// it refuses a head, or it speaks HTTP/2, whose server says goodbye
-    /// itself at a stop (GOAWAY, see [`Activity::stopped`]) and lets
-    /// streams in flight finish.
+    /// it refuses a head.
     pub fn stop_waiting(&self) {
         self.waiting.store(false, Ordering::Relaxed);
+    }
+
+    /// The connection speaks HTTP/2, whose server says goodbye itself
+    /// (GOAWAY) at a stop ([`Activity::stopped`]), letting streams in
+    /// flight finish, and when idle for the timeout ([`Activity::idle_left`]).
+    pub fn says_goodbye(&self) {
+        self.waiting.store(false, Ordering::Relaxed);
+        self.says_goodbye.store(true, Ordering::Relaxed);
+    }
+
+    /// How long until the connection has been idle for the timeout, by
+    /// the watch's clock: the whole timeout (and the watch's margin) while
+    /// an exchange is in flight. `None` once it has: time to say goodbye.
+    pub fn idle_left(&self) -> Option<Duration> {
+        let s = &self.shared;
+        let idle = self.idle_for(s.clock.load(Ordering::Relaxed));
+        // The same count as the sweep's, which closes other connections.
+        if idle > s.limit {
+            return None;
+        }
+        Some(s.period.saturating_mul(s.limit - idle + 1))
     }
 
     /// The gateway is stopping: a connection closes once its exchange ends.

@@ -40,6 +40,9 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// between `IDLE_TIMEOUT` and `IDLE_TIMEOUT + 2 * IDLE_SWEEP` after going
 /// idle.
 const IDLE_SWEEP: Duration = Duration::from_secs(1);
+/// An idle HTTP/2 connection says GOAWAY and closes once its client has
+/// answered the GOAWAY's PING; one still open this long after is closed.
+const GOODBYE_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -261,7 +264,12 @@ struct Worker {
 
 impl Worker {
     async fn serve(self, idle_timeout: Duration, idle_sweep: Duration) {
-        let idle = IdleWatch::start(idle_timeout, idle_sweep, self.balance.placed(self.id));
+        let idle = IdleWatch::start(
+            idle_timeout,
+            GOODBYE_GRACE,
+            idle_sweep,
+            self.balance.placed(self.id),
+        );
         let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let graceful = Arc::new(GracefulShutdown::new());
         let shared = Arc::new(Shared {

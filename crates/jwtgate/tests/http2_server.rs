@@ -381,3 +381,144 @@ fn a_stop_lets_the_stream_in_flight_finish_then_says_goaway() {
     );
     assert_eq!(up.records().len(), 0, "nothing reached the other upstream");
 }
+
+/// A client that opens a connection (preface and SETTINGS), sends no
+/// request, and reads frames: when `answers`, it acknowledges the server's
+/// SETTINGS and PINGs as a live client does; otherwise it answers nothing.
+/// When the first GOAWAY came and its error code, and when the connection
+/// closed, counted from the connection's start; bounded by `bound`.
+fn idle_h2_client(
+    addr: std::net::SocketAddr,
+    answers: bool,
+    bound: Duration,
+) -> Result<IdleEnd, String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .map_err(|e| e.to_string())?;
+    let mut goaway = None;
+    let mut pending = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = bound.checked_sub(started.elapsed()).ok_or("still open")?;
+        s.set_read_timeout(Some(left)).map_err(|e| e.to_string())?;
+        let n = match s.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
+            Err(e) => return Err(format!("after {:?}: {e}", started.elapsed())),
+        };
+        if n == 0 {
+            return Ok(IdleEnd {
+                goaway,
+                closed: started.elapsed(),
+            });
+        }
+        pending.extend_from_slice(&buf[..n]);
+        // Whole frames: 9 bytes of head (length, type, flags, stream), then
+        // the payload.
+        while pending.len() >= 9 {
+            let len = usize::from(pending[0]) << 16
+                | usize::from(pending[1]) << 8
+                | usize::from(pending[2]);
+            if pending.len() < 9 + len {
+                break;
+            }
+            let frame: Vec<u8> = pending.drain(..9 + len).collect();
+            let (kind, ack) = (frame[3], frame[4] & 1 == 1);
+            match kind {
+                0x7 if goaway.is_none() && len >= 8 => {
+                    let code = u32::from_be_bytes([frame[13], frame[14], frame[15], frame[16]]);
+                    goaway = Some((started.elapsed(), code));
+                }
+                0x4 if answers && !ack => {
+                    let _ = s.write_all(b"\0\0\0\x04\x01\0\0\0\0");
+                }
+                0x6 if answers && !ack && len == 8 => {
+                    let mut pong = b"\0\0\x08\x06\x01\0\0\0\0".to_vec();
+                    pong.extend_from_slice(&frame[9..]);
+                    let _ = s.write_all(&pong);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+struct IdleEnd {
+    /// When the first GOAWAY came, and its error code.
+    goaway: Option<(Duration, u32)>,
+    closed: Duration,
+}
+
+/// An HTTP/2 connection with no stream in flight for 30 s says GOAWAY
+/// (`NO_ERROR`) and closes once its client has answered the GOAWAY's PING,
+/// as nginx and HAProxy close idle HTTP/2 connections: a client that was
+/// about to send a request learns it was not taken, rather than see the
+/// connection drop. One whose client never answers is closed by the idle
+/// watch 10 s after the GOAWAY; one with a request every 10 s stays open.
+/// This test waits out the real 30 s.
+#[test]
+fn an_idle_connection_says_goaway_after_30_s_and_a_busy_one_stays_open() {
+    const EARLIEST: Duration = Duration::from_secs(29);
+    const LATEST: Duration = Duration::from_secs(45);
+    const BOUND: Duration = Duration::from_secs(90);
+    let up = Upstream::start();
+    let mut gw = Gateway::start(&config(&up.node(), &up.node()));
+    let addr = gw.addr;
+    let live = std::thread::spawn(move || idle_h2_client(addr, true, BOUND));
+    let silent = std::thread::spawn(move || idle_h2_client(addr, false, BOUND));
+    let busy = runtime().block_on(async {
+        let busy = async {
+            let (send, conn) = connect_h2(addr, 65_535, 65_535).await?;
+            for i in 0..5 {
+                if i > 0 {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                }
+                let (resp, _) = h2_get(&send, addr, &format!("/busy{i}")).await?;
+                let (status, _, _) = read_answer(resp).await?;
+                if status != 200 {
+                    return Err(format!("busy request {i} answered {status}"));
+                }
+            }
+            if conn.is_finished() {
+                return Err("a connection with a request every 10 s was closed".into());
+            }
+            Ok(())
+        };
+        tokio::time::timeout(BOUND, busy)
+            .await
+            .unwrap_or_else(|_| Err("timed out".into()))
+    });
+    busy.unwrap_or_else(|e| panic!("busy client: {e}\n--- gateway logs ---\n{}", gw.logs()));
+    for (name, client) in [("live", live), ("silent", silent)] {
+        let end = client
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{name} client: {e}\n{}", gw.logs()));
+        let (at, code) = end.goaway.unwrap_or_else(|| {
+            panic!(
+                "the {name} client got no GOAWAY (closed after {:?})",
+                end.closed
+            )
+        });
+        assert!(
+            (EARLIEST..=LATEST).contains(&at),
+            "{name}: GOAWAY after {at:?}, expected about 30 s"
+        );
+        assert_eq!(code, 0, "{name}: GOAWAY's error code");
+        let after = end.closed - at;
+        if name == "live" {
+            assert!(
+                after < Duration::from_secs(5),
+                "live: closed {after:?} after its GOAWAY, its PING answered"
+            );
+        } else {
+            assert!(
+                (Duration::from_secs(5)..=Duration::from_secs(20)).contains(&after),
+                "silent: closed {after:?} after its GOAWAY, expected about 10 s"
+            );
+        }
+    }
+    gw.assert_alive();
+}

@@ -5,6 +5,8 @@ use super::*;
 
 const PERIOD: Duration = Duration::from_millis(20);
 const TIMEOUT: Duration = Duration::from_millis(100);
+/// What a connection that says goodbye itself is given past the timeout.
+const GRACE: Duration = Duration::from_millis(300);
 /// Far beyond the timeout: only a broken sweeper takes this long.
 const BOUND: Duration = Duration::from_secs(10);
 
@@ -42,7 +44,7 @@ fn watched_count(watch: &IdleWatch) -> usize {
 
 #[tokio::test]
 async fn an_idle_connection_is_closed_after_the_timeout_and_not_before() {
-    let watch = IdleWatch::start(TIMEOUT, PERIOD, Arc::default());
+    let watch = IdleWatch::start(TIMEOUT, GRACE, PERIOD, Arc::default());
     let activity = watch.activity(info());
     let started = Instant::now();
     let task = watched(&watch, &activity);
@@ -60,7 +62,7 @@ async fn an_idle_connection_is_closed_after_the_timeout_and_not_before() {
 
 #[tokio::test]
 async fn a_busy_connection_is_left_alone_and_its_idle_time_starts_when_the_exchange_ends() {
-    let watch = IdleWatch::start(TIMEOUT, PERIOD, Arc::default());
+    let watch = IdleWatch::start(TIMEOUT, GRACE, PERIOD, Arc::default());
     let activity = watch.activity(info());
     let busy = activity.begin();
     let task = watched(&watch, &activity);
@@ -84,7 +86,7 @@ async fn a_busy_connection_is_left_alone_and_its_idle_time_starts_when_the_excha
 
 #[tokio::test]
 async fn exchanges_within_the_timeout_keep_a_connection_open() {
-    let watch = IdleWatch::start(TIMEOUT, PERIOD, Arc::default());
+    let watch = IdleWatch::start(TIMEOUT, GRACE, PERIOD, Arc::default());
     let activity = watch.activity(info());
     let task = watched(&watch, &activity);
     for _ in 0..10 {
@@ -98,9 +100,65 @@ async fn exchanges_within_the_timeout_keep_a_connection_open() {
     task.abort();
 }
 
+/// An HTTP/2 connection's loop: waits out `idle_left` as it says, and
+/// reports when it was first told the connection idled for the timeout;
+/// then it lingers, as one whose client never answers the GOAWAY.
+async fn says_goodbye(activity: Arc<Activity>, told: tokio::sync::oneshot::Sender<Instant>) {
+    while let Some(left) = activity.idle_left() {
+        tokio::time::sleep(left.min(PERIOD)).await;
+    }
+    let _ = told.send(Instant::now());
+    pending::<()>().await;
+}
+
+#[tokio::test]
+async fn a_connection_that_says_goodbye_is_told_at_the_timeout_and_closed_a_grace_later() {
+    let watch = IdleWatch::start(TIMEOUT, GRACE, PERIOD, Arc::default());
+    let activity = watch.activity(info());
+    activity.says_goodbye();
+    let started = Instant::now();
+    let (tx, told) = tokio::sync::oneshot::channel();
+    let task = watched_until(&watch, &activity, says_goodbye(Arc::clone(&activity), tx));
+    let told = tokio::time::timeout(BOUND, told)
+        .await
+        .expect("never told")
+        .unwrap();
+    assert!(told - started >= TIMEOUT, "told after {:?}", told - started);
+    assert!(!task.is_finished(), "closed by the watch when told");
+    let ended = tokio::time::timeout(BOUND, task)
+        .await
+        .expect("never closed");
+    assert!(ended.unwrap_err().is_cancelled());
+    assert!(
+        started.elapsed() >= TIMEOUT + GRACE,
+        "closed by the watch after {:?}, before the grace",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn idle_left_counts_from_the_end_of_the_last_exchange() {
+    let watch = IdleWatch::start(TIMEOUT, GRACE, PERIOD, Arc::default());
+    let activity = watch.activity(info());
+    activity.says_goodbye();
+    let fresh = activity.idle_left().expect("idle already");
+    assert!(fresh >= TIMEOUT, "{fresh:?}");
+    let busy = activity.begin();
+    tokio::time::sleep(TIMEOUT * 3).await;
+    let during = activity
+        .idle_left()
+        .expect("told while an exchange is in flight");
+    assert!(during >= TIMEOUT, "{during:?} left during an exchange");
+    drop(busy);
+    let after = activity.idle_left().expect("told as its exchange ended");
+    assert!(after >= TIMEOUT, "{after:?} left as its exchange ended");
+    tokio::time::sleep(TIMEOUT + PERIOD * 3).await;
+    assert_eq!(activity.idle_left(), None, "not told after the timeout");
+}
+
 #[tokio::test]
 async fn a_connection_that_ends_leaves_the_watch() {
-    let watch = IdleWatch::start(Duration::from_secs(60), PERIOD, Arc::default());
+    let watch = IdleWatch::start(Duration::from_secs(60), GRACE, PERIOD, Arc::default());
     let activity = watch.activity(info());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = watched_until(&watch, &activity, async move {
@@ -114,7 +172,7 @@ async fn a_connection_that_ends_leaves_the_watch() {
 
 #[tokio::test]
 async fn stopped_is_ready_when_the_gateway_stops_and_at_once_after() {
-    let watch = IdleWatch::start(Duration::from_secs(60), PERIOD, Arc::default());
+    let watch = IdleWatch::start(Duration::from_secs(60), GRACE, PERIOD, Arc::default());
     let h2 = watch.activity(info());
     let waiter = Arc::clone(&h2);
     let waiting = tokio::spawn(async move { waiter.stopped().await });
@@ -137,14 +195,14 @@ async fn stopped_is_ready_when_the_gateway_stops_and_at_once_after() {
 #[tokio::test]
 async fn a_stop_closes_waiting_connections_at_once_and_leaves_the_others_to_finish() {
     // A timeout no test waits for: only the stop closes anything here.
-    let watch = IdleWatch::start(Duration::from_secs(3600), PERIOD, Arc::default());
+    let watch = IdleWatch::start(Duration::from_secs(3600), GRACE, PERIOD, Arc::default());
     let fresh = watch.activity(info());
     let waiting = watch.activity(info());
     assert!(waiting.await_request());
     let busy = watch.activity(info());
     let exchange = busy.begin();
     let h2 = watch.activity(info());
-    h2.stop_waiting();
+    h2.says_goodbye();
     let tasks = [&fresh, &waiting, &busy, &h2].map(|a| watched(&watch, a));
     assert!(!busy.stopping());
 
@@ -168,7 +226,7 @@ async fn a_stop_closes_waiting_connections_at_once_and_leaves_the_others_to_fini
 #[tokio::test]
 async fn an_ended_connection_gives_its_place_back() {
     let placed = Arc::new(AtomicUsize::new(2));
-    let watch = IdleWatch::start(Duration::from_secs(60), PERIOD, Arc::clone(&placed));
+    let watch = IdleWatch::start(Duration::from_secs(60), GRACE, PERIOD, Arc::clone(&placed));
     let activity = watch.activity(info());
     let task = watched_until(&watch, &activity, async {});
     task.await.unwrap();

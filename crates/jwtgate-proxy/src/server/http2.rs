@@ -63,16 +63,21 @@ fn builder() -> h2::server::Builder {
 }
 
 /// Serves a connection whose client spoke the HTTP/2 preface, until the
-/// client closes it, an error ends it, or the gateway stops: then GOAWAY
-/// is sent and the streams in flight finish first.
+/// client closes it, an error ends it, it has been idle (no stream in
+/// flight) for the idle timeout, or the gateway stops: then GOAWAY is sent,
+/// the streams in flight finish, and the connection closes once the client
+/// has answered the GOAWAY's PING (h2's graceful shutdown: a request the
+/// client sent meanwhile is still served; one after is refused, and the
+/// client knows it may send it again).
 pub(super) async fn serve<IO: Transport>(io: Rewind<IO>, ctx: ConnCtx) {
     let ConnCtx {
         gateway,
         pool,
         activity,
     } = ctx;
-    // A stop does not close it through the idle watch: it says GOAWAY.
-    activity.stop_waiting();
+    // Neither a stop nor idleness closes it through the idle watch: it
+    // says GOAWAY (the watch closes it only if it is still there later).
+    activity.says_goodbye();
     let mut conn = match builder().handshake::<_, Bytes>(io).await {
         Ok(conn) => conn,
         Err(e) => {
@@ -87,6 +92,11 @@ pub(super) async fn serve<IO: Transport>(io: Rewind<IO>, ctx: ConnCtx) {
     // every wake-up of a busy connection).
     let mut listening = false;
     let mut going_away = false;
+    // Goes off when the connection may have idled for the timeout; then
+    // the watch's clock says whether it has. Polled once to register, then
+    // only when it went off: no cost to a busy connection's wake-ups.
+    let mut idle = pin!(tokio::time::sleep(activity.idle_left().unwrap_or_default()));
+    let mut timing = false;
     let ended = poll_fn(|cx| loop {
         // The streams first: what they send is then flushed by the
         // connection below, in the same poll.
@@ -96,6 +106,20 @@ pub(super) async fn serve<IO: Transport>(io: Rewind<IO>, ctx: ConnCtx) {
             if stopped.as_mut().poll(cx).is_ready() {
                 conn.graceful_shutdown();
                 going_away = true;
+            }
+        }
+        if !going_away && (!timing || idle.is_elapsed()) {
+            timing = true;
+            while idle.as_mut().poll(cx).is_ready() {
+                match activity.idle_left() {
+                    Some(left) => idle.as_mut().reset(tokio::time::Instant::now() + left),
+                    None => {
+                        debug!("HTTP/2 connection idle: GOAWAY");
+                        conn.graceful_shutdown();
+                        going_away = true;
+                        break;
+                    }
+                }
             }
         }
         match conn.poll_accept(cx) {
