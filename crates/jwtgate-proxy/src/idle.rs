@@ -278,6 +278,12 @@ impl Activity {
         Some(s.period.saturating_mul(s.limit - idle + 1))
     }
 
+    /// The watch's clock: periods since it started (seconds in the
+    /// gateway), for what needs no finer time than that.
+    pub fn clock(&self) -> u32 {
+        self.shared.clock.load(Ordering::Relaxed)
+    }
+
     /// The gateway is stopping: a connection closes once its exchange ends.
     pub fn stopping(&self) -> bool {
         self.shared.stopping.load(Ordering::Relaxed)

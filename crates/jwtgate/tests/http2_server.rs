@@ -522,3 +522,112 @@ fn an_idle_connection_says_goaway_after_30_s_and_a_busy_one_stays_open() {
     }
     gw.assert_alive();
 }
+
+/// Opens `n` streams with a GET of `path` each, and waits (bounded) until
+/// `up` has seen `seen` request heads in all: the gateway took the streams
+/// and sent their requests on. Fails when the connection (`conn`) ends.
+async fn open_streams(
+    (send, conn): &H2Conn,
+    addr: std::net::SocketAddr,
+    path: &str,
+    n: usize,
+    up: &Upstream,
+    seen: usize,
+) -> Result<Vec<h2::SendStream<Bytes>>, String> {
+    let mut streams = Vec::new();
+    for _ in 0..n {
+        let (_, stream) = h2_get(send, addr, path).await?;
+        streams.push(stream);
+    }
+    let deadline = tokio::time::Instant::now() + IO_TIMEOUT;
+    while up.started().len() < seen {
+        if conn.is_finished() {
+            return Err("the connection ended".into());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!(
+                "the upstream saw {} of {seen} requests",
+                up.started().len()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(streams)
+}
+
+type H2Conn = (
+    h2::client::SendRequest<Bytes>,
+    tokio::task::JoinHandle<Result<(), h2::Error>>,
+);
+
+/// A client that opens streams and resets them as soon as the gateway has
+/// sent their requests upstream, over and over (CVE-2023-44487's rapid
+/// reset, waiting until each stream is taken so that h2's own count of
+/// resets before acceptance does not see it), had the upstream work on
+/// every one of them at once, unbounded by the 200 concurrent streams.
+/// Now a connection on which more than half of the streams were reset
+/// early is closed with GOAWAY ENHANCE_YOUR_CALM once such resets pass
+/// 100; a client that cancels a few requests goes on, and so does every
+/// other connection.
+#[test]
+fn a_client_that_resets_its_streams_as_soon_as_taken_is_told_to_calm_down() {
+    const BATCH: usize = 40;
+    const BATCHES: usize = 20;
+    let up = Upstream::start();
+    let slow = Upstream::start_with("slow", Behavior::Slow(Duration::from_secs(3)));
+    let gw = Gateway::start(&config(&up.node(), &slow.node()));
+    let addr = gw.addr;
+    let slow = &slow;
+    let (attack, polite) = run(&gw, async move {
+        // A polite client cancels 30 requests it has just made, then asks
+        // again: answered, on the same connection.
+        let polite_conn = connect_h2(addr, 65_535, 65_535).await?;
+        for mut stream in open_streams(&polite_conn, addr, "/slow/polite", 30, slow, 30).await? {
+            stream.send_reset(h2::Reason::CANCEL);
+        }
+        let (resp, _) = h2_get(&polite_conn.0, addr, "/fast").await?;
+        let (polite, _, _) = read_answer(resp).await?;
+        if polite_conn.1.is_finished() {
+            return Err("the polite client's connection was closed".into());
+        }
+        // The rapid resets.
+        let attacker = connect_h2(addr, 65_535, 65_535).await?;
+        for batch in 0..BATCHES {
+            let seen = 30 + (batch + 1) * BATCH;
+            let Ok(streams) = open_streams(&attacker, addr, "/slow/reset", BATCH, slow, seen).await
+            else {
+                break;
+            };
+            for mut stream in streams {
+                stream.send_reset(h2::Reason::CANCEL);
+            }
+        }
+        let ended = tokio::time::timeout(Duration::from_secs(10), attacker.1)
+            .await
+            .map_err(|_| "the resetting client's connection stayed open".to_owned())?
+            .map_err(|e| e.to_string())?;
+        Ok((ended, polite))
+    });
+    assert_eq!(polite, 200, "{}", gw.logs());
+    let err = attack.expect_err("the resetting client's connection ended without error");
+    assert!(err.is_go_away(), "not a GOAWAY: {err}");
+    assert_eq!(err.reason(), Some(h2::Reason::ENHANCE_YOUR_CALM), "{err}");
+    let sent = slow.started().len() - 30;
+    assert!(
+        sent <= 200,
+        "{sent} of the resetting client's {} requests reached the upstream",
+        BATCH * BATCHES
+    );
+    assert!(
+        gw.logs().contains("GOAWAY ENHANCE_YOUR_CALM"),
+        "{}",
+        gw.logs()
+    );
+    // Every other client is served as before.
+    let fresh = run(&gw, async move {
+        let (send, _conn) = connect_h2(addr, 65_535, 65_535).await?;
+        let (resp, _) = h2_get(&send, addr, "/fast").await?;
+        Ok(read_answer(resp).await?.0)
+    });
+    assert_eq!(fresh, 200);
+}

@@ -28,7 +28,7 @@ use h2::{Reason, RecvStream, SendStream};
 use http::header::{HeaderValue, CONTENT_LENGTH, DATE};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body::Body;
-use tracing::{debug, error};
+use tracing::{debug, error, warn};
 
 use crate::body::{GatewayBody, H2Body, RequestBody};
 use crate::gateway::Gateway;
@@ -49,6 +49,39 @@ const MAX_SEND_BUFFER: usize = 400 * 1024;
 /// Streams a client may make the server reset for its errors before the
 /// connection is closed (a cap on a flood of malformed requests).
 const MAX_LOCAL_ERROR_RESETS: usize = 1024;
+/// Streams a client may reset early (see [`Resets`]) before the connection
+/// is closed for it, if they are more than half of its streams.
+const EARLY_RESETS_ALLOWED: u64 = 100;
+
+/// A client's resets of streams the gateway had accepted: a reset drops
+/// the stream's work, its upstream request included, and frees its place
+/// among the connection's 200 concurrent streams, but the upstream may
+/// already be working on it. A client that opened streams and reset them
+/// at once, over and over (the "rapid reset" of CVE-2023-44487 made to
+/// wait until each stream is accepted, which h2's own count of resets
+/// before acceptance does not see), had the upstream work on thousands of
+/// requests at once. As Envoy does, a connection on which more than half
+/// of the streams were reset early (before their answer, within a second
+/// or two of their request: the watch's clock) is closed with GOAWAY
+/// `ENHANCE_YOUR_CALM` once such resets pass [`EARLY_RESETS_ALLOWED`]. A
+/// client that cancels requests it waited for (an upstream slower than
+/// its user) is not counted.
+#[derive(Default)]
+struct Resets {
+    streams: u64,
+    early: u64,
+}
+
+impl Resets {
+    /// Counts a stream that ended; true when the connection must close.
+    fn count(&mut self, ended: Ended) -> bool {
+        self.streams += 1;
+        if ended == Ended::ResetEarly {
+            self.early += 1;
+        }
+        self.early > EARLY_RESETS_ALLOWED && self.early * 2 > self.streams
+    }
+}
 
 fn builder() -> h2::server::Builder {
     let mut b = h2::server::Builder::new();
@@ -97,10 +130,24 @@ pub(super) async fn serve<IO: Transport>(io: Rewind<IO>, ctx: ConnCtx) {
     // only when it went off: no cost to a busy connection's wake-ups.
     let mut idle = pin!(tokio::time::sleep(activity.idle_left().unwrap_or_default()));
     let mut timing = false;
+    let mut resets = Resets::default();
+    let mut calmed = false;
     let ended = poll_fn(|cx| loop {
         // The streams first: what they send is then flushed by the
         // connection below, in the same poll.
-        while let Poll::Ready(Some(())) = streams.poll_next_unpin(cx) {}
+        while let Poll::Ready(Some(ended)) = streams.poll_next_unpin(cx) {
+            if resets.count(ended) && !calmed {
+                warn!(
+                    peer = %String::from_utf8_lossy(activity.info().peer_text()),
+                    streams = resets.streams,
+                    reset_early = resets.early,
+                    "HTTP/2 client reset most of its streams as soon as they were taken: GOAWAY ENHANCE_YOUR_CALM"
+                );
+                conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
+                calmed = true;
+                going_away = true;
+            }
+        }
         if !going_away && (!listening || activity.stopping()) {
             listening = true;
             if stopped.as_mut().poll(cx).is_ready() {
@@ -152,8 +199,9 @@ async fn exchange(
     gateway: Arc<Gateway>,
     pool: &ConnPool,
     activity: &Arc<Activity>,
-) {
+) -> Ended {
     let _busy = activity.begin();
+    let accepted = activity.clock();
     let head = req.method() == Method::HEAD;
     // Boxed: the pipeline's state is large, and this future is moved into
     // the connection's set of streams by value.
@@ -175,23 +223,34 @@ async fn exchange(
     .await;
     let response = match response {
         Ok(response) => response,
-        Err(Ended::Reset) => {
-            debug!("HTTP/2 stream reset by the client before its answer");
-            return;
-        }
         Err(Ended::Panicked) => {
             error!("HTTP/2 stream: the request's handling panicked; the stream is reset");
             respond.send_reset(Reason::INTERNAL_ERROR);
-            return;
+            return Ended::Panicked;
+        }
+        Err(_) => {
+            debug!("HTTP/2 stream reset by the client before its answer");
+            // Within the tick it was taken in or the next: under 2 s.
+            if activity.clock().wrapping_sub(accepted) <= 1 {
+                return Ended::ResetEarly;
+            }
+            return Ended::Reset;
         }
     };
     if let Err(e) = send(response, respond, head).await {
         debug!(error = %e, "HTTP/2 answer not sent whole");
     }
+    Ended::Answered
 }
 
-/// Why a stream ended without an answer.
+/// How a stream ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Ended {
+    /// Its answer was sent (whole, or as far as the client took it).
+    Answered,
+    /// The client reset it before its answer, soon after its request.
+    ResetEarly,
+    /// The client reset it before its answer, after waiting for it.
     Reset,
     Panicked,
 }
