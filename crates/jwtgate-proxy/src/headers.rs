@@ -165,16 +165,40 @@ pub fn request_host(
         }
     }
     match authority {
-        Some(a) if valid_host(a.as_str().as_bytes()) => Ok(HeaderValue::from_str(a.as_str()).ok()),
+        Some(a) if valid_host(a.as_str().as_bytes()) => Ok(HeaderValue::from_str(a.as_str())
+            .ok()
+            .map(without_final_dot)),
         Some(_) => Err(BadHost::Syntax),
-        None => Ok(host.cloned()),
+        None => Ok(host.cloned().map(without_final_dot)),
     }
+}
+
+/// The host as it routes and goes upstream: a name's one final dot
+/// removed. `api.example.` is the same DNS name as `api.example`: a route
+/// for `hosts: [api.example]` must take it, and an upstream that drops the
+/// dot itself (Django does) must not see a request that bypassed that
+/// route. nginx removes it the same way.
+fn without_final_dot(host: HeaderValue) -> HeaderValue {
+    let bytes = host.as_bytes();
+    if bytes.starts_with(b"[") {
+        return host;
+    }
+    let end = bytes.iter().position(|&b| b == b':').unwrap_or(bytes.len());
+    if end == 0 || bytes[end - 1] != b'.' {
+        return host;
+    }
+    let mut trimmed = Vec::with_capacity(bytes.len() - 1);
+    trimmed.extend_from_slice(&bytes[..end - 1]);
+    trimmed.extend_from_slice(&bytes[end..]);
+    HeaderValue::from_bytes(&trimmed).unwrap_or(host)
 }
 
 /// `host [":" port]` (RFC 9112 §3.2, RFC 3986 §3.2.2): a registered name of
 /// letters, digits, `-`, `.`, `_` and `~`, an IPv4 address (same
 /// characters), or an IPv6 literal in brackets; a port of 1 to 5 digits.
-/// Not: userinfo (`@`), paths, lists (`,`), spaces, percent escapes, empty.
+/// Not: userinfo (`@`), paths, lists (`,`), spaces, percent escapes, empty,
+/// an empty label (a leading dot, two dots in a row: a final dot is the
+/// root's, and removed by [`request_host`]).
 pub fn valid_host(value: &[u8]) -> bool {
     let (host, port) = if let Some(rest) = value.strip_prefix(b"[") {
         let Some(end) = rest.iter().position(|&b| b == b']') else {
@@ -202,6 +226,8 @@ pub fn valid_host(value: &[u8]) -> bool {
         }
     };
     let name_ok = !host.is_empty()
+        && !host.starts_with(b".")
+        && !host.windows(2).any(|w| w == b"..")
         && host
             .iter()
             .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
@@ -525,9 +551,40 @@ mod tests {
             "[v1.x]",
             "[fe80::1%25eth0]",
             "a.example\\",
+            ".",
+            ".a.example",
+            "a..example",
+            "a.example..",
+            "a.example..:80",
         ] {
             assert!(!valid_host(bad.as_bytes()), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_names_final_dot_is_removed_from_the_host_that_routes_and_goes_upstream() {
+        let host = |value: &str| {
+            let mut h = HeaderMap::new();
+            h.append("host", HeaderValue::from_str(value).expect("value"));
+            request_host(http::Version::HTTP_11, None, &h)
+                .map(|v| v.map(|v| v.to_str().unwrap_or("").to_owned()))
+        };
+        for (sent, seen) in [
+            ("secret.example.", "secret.example"),
+            ("secret.example.:8443", "secret.example:8443"),
+            ("secret.example", "secret.example"),
+            ("127.0.0.1:80", "127.0.0.1:80"),
+            ("[::1]:80", "[::1]:80"),
+        ] {
+            assert_eq!(host(sent), Ok(Some(seen.to_owned())), "{sent}");
+        }
+        assert_eq!(host("secret.example.."), Err(BadHost::Syntax));
+        let authority: http::uri::Authority = "secret.example.:443".parse().expect("authority");
+        assert_eq!(
+            request_host(http::Version::HTTP_2, Some(&authority), &HeaderMap::new())
+                .map(|v| v.map(|v| v.to_str().unwrap_or("").to_owned())),
+            Ok(Some("secret.example:443".to_owned()))
+        );
     }
 
     #[test]

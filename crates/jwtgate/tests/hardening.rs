@@ -536,3 +536,72 @@ routes:
     let out = run_cli(&["check", "--config", path.to_str().unwrap()], dir.path());
     assert_eq!(out.code(), Some(0), "{}", out.all());
 }
+
+/// `secret.example.` is the same DNS name as `secret.example`; the final
+/// dot took a request past the route for `hosts: [secret.example]` (and
+/// its token check) to a catch-all route, with `X-Forwarded-Host:
+/// secret.example.` upstream, which an upstream that drops the dot itself
+/// (Django does) serves as the protected host. The dot is now removed, as
+/// nginx does, over HTTP/1.1 and HTTP/2 alike; empty labels are refused.
+#[test]
+fn regression_a_final_dot_in_the_host_skipped_a_host_scoped_route() {
+    let gw = Gateway::start(&format!(
+        r#"listen: "127.0.0.1:0"
+consumers:
+  - username: alice
+    jwt: {{ key: alice-key, secret: "{SECRET}" }}
+routes:
+  - name: hosted
+    paths: ["/h/*"]
+    hosts: ["secret.example"]
+    upstream: {{ echo: true }}
+    jwt: {{}}
+  - name: open
+    paths: ["/*"]
+    upstream: {{ echo: true }}
+"#
+    ));
+    for host in ["secret.example.", "Secret.Example.:8080", "secret.example"] {
+        let resp = gw.send(&Req::get("/h/x").header("Host", host));
+        assert_eq!(resp.status, 401, "Host: {host}: {}", resp.text());
+    }
+    let token = sign_hs("HS256", SECRET, claims_for("alice-key"));
+    let resp = gw.send(
+        &Req::get("/h/x")
+            .header("Host", "secret.example.")
+            .bearer(&token),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.json()["headers"]["x-forwarded-host"], "secret.example");
+    for host in [
+        "secret.example..",
+        ".secret.example",
+        "secret..example",
+        ".",
+    ] {
+        let resp = gw.send(&Req::get("/h/x").header("Host", host));
+        assert_eq!(resp.status, 400, "Host: {host}: {}", resp.text());
+        assert_eq!(resp.message().as_deref(), Some("invalid Host header"));
+    }
+    // HTTP/2's :authority the same.
+    let addr = gw.addr;
+    let status = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async move {
+            let (send, _conn) = connect_h2(addr, 65_535, 65_535).await?;
+            let mut send = send.ready().await.map_err(|e| e.to_string())?;
+            let req = http::Request::get(format!("http://secret.example.:{}/h/x", addr.port()))
+                .body(())
+                .unwrap();
+            let (resp, _) = send.send_request(req, true).map_err(|e| e.to_string())?;
+            let resp = tokio::time::timeout(IO_TIMEOUT, resp)
+                .await
+                .map_err(|_| "no answer".to_owned())?
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(resp.status().as_u16())
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", gw.logs()));
+    assert_eq!(status, 401, "{}", gw.logs());
+}
