@@ -380,9 +380,35 @@ fn regression_dot_segment_parameter_bypass() {
         assert_eq!(resp.message().as_deref(), Some("invalid request path"));
     }
     assert_eq!(up.count(), 0);
-    // Matrix parameters on ordinary segments stay (they are data).
-    assert_eq!(gw.get("/open/a;v=1").status, 200);
-    assert_eq!(up.last().target, "/open/a;v=1");
+    // An escaped `;` is data to them too: it stays.
+    assert_eq!(gw.get("/open/a%3Bv=1").status, 200);
+    assert_eq!(up.last().target, "/open/a%3Bv=1");
+}
+
+/// The same containers drop every segment's `;` parameters before they
+/// look for the resource: `/partial;x/admin` is `/partial/admin` to them,
+/// and a rule for `/partial/admin*` did not see it (found by review). A raw
+/// `;` anywhere in the path is refused, as Spring Security's default
+/// firewall does (stricter than SPEC §3.11, which names dot-segments only).
+#[test]
+fn regression_path_parameter_bypass() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(
+        &up,
+        r#"{ required_paths: ["ANY_/partial/admin*"] }"#,
+    ));
+    for target in [
+        "/partial;x/admin",
+        "/partial/admin;x",
+        "/partial;/admin/users",
+    ] {
+        let resp = gw.get(target);
+        assert_eq!(resp.status, 400, "{target}: {}", resp.text());
+        assert_eq!(resp.message().as_deref(), Some("invalid request path"));
+    }
+    assert_eq!(up.count(), 0);
+    assert_eq!(gw.get("/partial/admin").status, 401);
+    assert_eq!(gw.get("/partial/other").status, 200);
 }
 
 #[test]

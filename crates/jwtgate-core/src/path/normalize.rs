@@ -44,6 +44,9 @@ const ABOVE_ROOT: InvalidPath = InvalidPath {
 const DOT_SEGMENT_PARAMETER: InvalidPath = InvalidPath {
     reason: "dot-segment with a \";\" parameter",
 };
+const PATH_PARAMETER: InvalidPath = InvalidPath {
+    reason: "\";\" path parameter",
+};
 
 /// Normalises a request path (without its query string).
 ///
@@ -54,9 +57,14 @@ const DOT_SEGMENT_PARAMETER: InvalidPath = InvalidPath {
 ///
 /// Refuses a path that does not start with `/`, climbs above `/`, contains an
 /// encoded `/`, `\` or NUL, a malformed escape, a raw `\`, a control byte,
-/// or a `.` or `..` segment with a `;` parameter (`..;`, `.;jsessionid=x`,
+/// a `.` or `..` segment with a `;` parameter (`..;`, `.;jsessionid=x`,
 /// escaped or not), which Java servlet containers resolve as a dot-segment
-/// (SPEC §3.11).
+/// (SPEC §3.11), or any other `;` parameter (`/admin;x/users`): those
+/// containers drop a segment's parameters before they look for the
+/// resource, so `/partial;x/admin` is `/partial/admin` to them, and a rule
+/// or route for `/partial/admin*` would not have seen it (stricter than
+/// SPEC §3.11, as Spring Security's default firewall is). An escaped `%3B`
+/// is data to them, and stays.
 ///
 /// A path that is already normal is returned borrowed, without allocating:
 /// this runs on every request.
@@ -77,9 +85,10 @@ fn is_normal(path: &[u8]) -> bool {
     }
     let mut i = 0;
     while let Some(&b) = path.get(i) {
-        // Every byte above '/' except '\\' and DEL is plain (no escape, slash,
-        // dot or control): the common case, so it skips the match below.
-        if b > b'/' && b != b'\\' && b != 0x7f {
+        // Every byte above '/' except '\\', ';' and DEL is plain (no escape,
+        // slash, dot, parameter or control): the common case, so it skips
+        // the match below.
+        if b > b'/' && b != b'\\' && b != b';' && b != 0x7f {
             i += 1;
             continue;
         }
@@ -92,7 +101,7 @@ fn is_normal(path: &[u8]) -> bool {
                     return false;
                 }
             }
-            b'%' | b'\\' => return false,
+            b'%' | b'\\' | b';' => return false,
             b if b.is_ascii_control() => return false,
             _ => {}
         }
@@ -156,6 +165,10 @@ pub(super) fn normalize_slow(raw: &str) -> Result<String, InvalidPath> {
         decode_segment(piece, &mut segment)?;
         if is_dot_with_parameter(&segment) {
             return Err(DOT_SEGMENT_PARAMETER);
+        }
+        // A raw ';' (an escaped one stays "%3B" here).
+        if segment.contains(';') {
+            return Err(PATH_PARAMETER);
         }
         match segment.as_str() {
             // Empty (a repeated or final '/') and "." segments vanish.
