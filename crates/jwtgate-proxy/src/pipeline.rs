@@ -62,51 +62,97 @@ pub async fn handle(
     req: Request<RequestBody<'_>>,
     conn: &ConnInfo,
 ) -> Response<GatewayBody> {
-    let started = Instant::now();
-    let method = req.method().clone();
-    let mut outcome = Outcome {
-        auth: "none",
-        ..Outcome::default()
+    let mut record = Record {
+        gateway: &gateway,
+        conn,
+        method: req.method().clone(),
+        started: Instant::now(),
+        outcome: Outcome {
+            auth: "none",
+            ..Outcome::default()
+        },
+        answered: false,
     };
-    let mut resp = match serve(&gateway, pool, req, conn, &mut outcome).await {
+    let mut resp = match serve(&gateway, pool, req, conn, &mut record.outcome).await {
         Ok(resp) => resp,
         Err(e) => {
-            outcome.detail = Some(e.to_string());
+            record.outcome.detail = Some(e.to_string());
             e.into_response()
         }
     };
     // Every answer of a CORS route to an allowed origin says so, the
     // gateway's own refusals included (a browser app must read its 401).
     if let (Some(origin), Some(policy)) = (
-        outcome.origin.take(),
-        outcome.route.and_then(|r| r.route.cors.as_ref()),
+        record.outcome.origin.take(),
+        record.outcome.route.and_then(|r| r.route.cors.as_ref()),
     ) {
         cors::decorate(policy, origin, resp.headers_mut());
     }
-    let elapsed = started.elapsed();
-    // One access-log line per request. Never the token: only who and why.
-    if tracing::enabled!(target: "jwtgate::access", tracing::Level::INFO) {
-        let write = if log_sink::json() {
-            access_json
-        } else {
-            access_line
-        };
-        log_sink::send_with(|line| {
-            write(
-                line,
-                &method,
-                &outcome,
-                resp.status().as_u16(),
-                elapsed,
-                conn.peer_text(),
-            );
-        });
-    }
-    outcome
-        .route
-        .map_or(&gateway.router.unmatched, |r| &r.metrics)
-        .record(resp.status().as_u16(), outcome.auth, elapsed);
+    record.answered(resp.status().as_u16());
     resp
+}
+
+/// The status logged for a request whose client went away before its
+/// answer was made (an HTTP/2 stream reset, a connection dropped at a
+/// stop's deadline): nginx's 499.
+const CLIENT_GONE: u16 = 499;
+
+/// What a request's access line and metrics say, written once: when its
+/// answer is made, or, if its handling is dropped before that (the client
+/// went away, and its work with it), as [`CLIENT_GONE`] with the stage it
+/// had reached (its route, consumer and auth outcome so far).
+struct Record<'g> {
+    gateway: &'g Gateway,
+    conn: &'g ConnInfo,
+    method: http::Method,
+    started: Instant,
+    outcome: Outcome<'g>,
+    answered: bool,
+}
+
+impl Record<'_> {
+    fn answered(&mut self, status: u16) {
+        self.answered = true;
+        let elapsed = self.started.elapsed();
+        // One access-log line per request. Never the token: only who and why.
+        if tracing::enabled!(target: "jwtgate::access", tracing::Level::INFO) {
+            let write = if log_sink::json() {
+                access_json
+            } else {
+                access_line
+            };
+            log_sink::send_with(|line| {
+                write(
+                    line,
+                    &self.method,
+                    &self.outcome,
+                    status,
+                    elapsed,
+                    self.conn.peer_text(),
+                );
+            });
+        }
+        self.outcome
+            .route
+            .map_or(&self.gateway.router.unmatched, |r| &r.metrics)
+            .record(status, self.outcome.auth, elapsed);
+    }
+}
+
+impl Drop for Record<'_> {
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        // A panic in the handling (none is known) unwinds through here.
+        let (status, detail) = if std::thread::panicking() {
+            (500, "the request's handling panicked")
+        } else {
+            (CLIENT_GONE, "the client went away before the answer")
+        };
+        self.outcome.detail = Some(detail.into());
+        self.answered(status);
+    }
 }
 
 /// The access-log line, in the layout of the other log lines, with logfmt

@@ -300,8 +300,9 @@ fn answers_without_content_end_with_their_headers() {
 
 /// A client that resets a stream while the gateway waits on the upstream
 /// drops the gateway's work for it where it stands (like hyper, whose
-/// server this replaced): no answer is made, so no access line is written,
-/// and the connection goes on serving its other streams.
+/// server this replaced): no answer is made, its access line says 499
+/// (nginx's "client closed request"), and the connection goes on serving
+/// its other streams.
 #[test]
 fn a_stream_the_client_resets_in_flight_is_dropped_and_the_connection_serves_on() {
     let up = Upstream::start();
@@ -331,9 +332,15 @@ fn a_stream_the_client_resets_in_flight_is_dropped_and_the_connection_serves_on(
     assert_eq!(up.records().len(), 1);
     let logs = gw.logs();
     assert!(logs.contains("route=\"open\""), "{logs}");
+    let slow_lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("jwtgate::access") && l.contains("route=\"slow\""))
+        .collect();
+    assert_eq!(slow_lines.len(), 1, "{logs}");
     assert!(
-        !logs.contains("route=\"slow\""),
-        "the reset stream was answered anyway:\n{logs}"
+        slow_lines[0].contains("status=499")
+            && slow_lines[0].contains("detail=\"the client went away before the answer\""),
+        "the reset stream was answered anyway, or not logged as gone:\n{logs}"
     );
     gw.assert_alive();
 }
@@ -618,8 +625,17 @@ fn a_client_that_resets_its_streams_as_soon_as_taken_is_told_to_calm_down() {
         "{sent} of the resetting client's {} requests reached the upstream",
         BATCH * BATCHES
     );
+    // The warning, and a 499 line for each reset stream, in the log.
     assert!(
-        gw.logs().contains("GOAWAY ENHANCE_YOUR_CALM"),
+        eventually(IO_TIMEOUT, || gw
+            .logs()
+            .contains("GOAWAY ENHANCE_YOUR_CALM")),
+        "{}",
+        gw.logs()
+    );
+    assert!(
+        gw.logs()
+            .contains("route=\"slow\" consumer=\"-\" status=499"),
         "{}",
         gw.logs()
     );
