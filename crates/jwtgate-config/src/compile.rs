@@ -584,16 +584,24 @@ pub(crate) fn route(
         }
         ms.clone()
     });
+    // A name's final dot removed, as the gateway removes it from a
+    // request's host (`api.example.` is `api.example`): kept, the entry
+    // would match no request at all.
     let hosts: Vec<String> = r
         .hosts
         .clone()
         .unwrap_or_default()
         .iter()
-        .map(|h| h.to_ascii_lowercase())
+        .map(|h| {
+            let h = h.to_ascii_lowercase();
+            h.strip_suffix('.').map(str::to_owned).unwrap_or(h)
+        })
         .collect();
     for (i, h) in hosts.iter().enumerate() {
         let bare = h.strip_prefix("*.").unwrap_or(h);
+        let empty_label = bare.starts_with('.') || bare.ends_with('.') || bare.contains("..");
         if bare.is_empty()
+            || empty_label
             || !bare
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')

@@ -216,6 +216,35 @@ fn invalid_yaml_is_one_clear_error() {
 }
 
 #[test]
+fn a_route_host_loses_its_final_dot_and_empty_labels_are_errors() {
+    let with_hosts =
+        |hosts: &str| MINIMAL.replace("jwt: {}", &format!("jwt: {{}}\n    hosts: {hosts}"));
+    let config = load(&with_hosts(
+        r#"["Secret.Example.", "*.api.example.", "plain.example"]"#,
+    ))
+    .expect("valid hosts");
+    assert_eq!(
+        config.routes[0].hosts,
+        ["secret.example", "*.api.example", "plain.example"]
+    );
+    for bad in [
+        ".",
+        "a..example",
+        ".a.example",
+        "a.example..",
+        "*..example",
+        "*.",
+    ] {
+        let errs = errors(&with_hosts(&format!("[{bad:?}]")));
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("routes[0].hosts[0]: invalid host")),
+            "{bad}: {errs:?}"
+        );
+    }
+}
+
+#[test]
 fn realm_must_be_header_safe() {
     let errs = errors(&MINIMAL.replace("jwt: {}", "jwt: { realm: 'a\"b' }"));
     assert!(
