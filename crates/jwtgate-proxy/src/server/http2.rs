@@ -49,9 +49,11 @@ const MAX_SEND_BUFFER: usize = 400 * 1024;
 /// Streams a client may make the server reset for its errors before the
 /// connection is closed (a cap on a flood of malformed requests).
 const MAX_LOCAL_ERROR_RESETS: usize = 1024;
-/// Streams a client may reset early (see [`Resets`]) before the connection
-/// is closed for it, if they are more than half of its streams.
-const EARLY_RESETS_ALLOWED: u64 = 100;
+/// Streams a client may reset early (see [`Resets`]) in a burst before the
+/// connection is closed for it...
+const EARLY_RESET_BURST: u32 = 100;
+/// ...and how many more it may reset each second after that.
+const EARLY_RESETS_PER_SECOND: u32 = 10;
 
 /// A client's resets of streams the gateway had accepted: a reset drops
 /// the stream's work, its upstream request included, and frees its place
@@ -60,26 +62,48 @@ const EARLY_RESETS_ALLOWED: u64 = 100;
 /// at once, over and over (the "rapid reset" of CVE-2023-44487 made to
 /// wait until each stream is accepted, which h2's own count of resets
 /// before acceptance does not see), had the upstream work on thousands of
-/// requests at once. As Envoy does, a connection on which more than half
-/// of the streams were reset early (before their answer, within a second
-/// or two of their request: the watch's clock) is closed with GOAWAY
-/// `ENHANCE_YOUR_CALM` once such resets pass [`EARLY_RESETS_ALLOWED`]. A
-/// client that cancels requests it waited for (an upstream slower than
-/// its user) is not counted.
-#[derive(Default)]
+/// requests at once. A stream reset early (before its answer, within a
+/// second or two of its request: the watch's clock) spends one of the
+/// connection's [`EARLY_RESET_BURST`], which comes back at
+/// [`EARLY_RESETS_PER_SECOND`]; a connection that has none left is closed
+/// with GOAWAY `ENHANCE_YOUR_CALM`. A budget, not a share of the streams
+/// (Envoy's rule): answers the gateway makes at no cost (a 401) would
+/// otherwise buy resets one for one. A client that cancels requests it
+/// waited for (an upstream slower than its user) is not counted; one that
+/// cancels as its user types (a search box) stays well inside the rate.
 struct Resets {
-    streams: u64,
-    early: u64,
+    budget: u32,
+    /// The watch's clock when the budget was last topped up.
+    topped_up: u32,
 }
 
 impl Resets {
-    /// Counts a stream that ended; true when the connection must close.
-    fn count(&mut self, ended: Ended) -> bool {
-        self.streams += 1;
-        if ended == Ended::ResetEarly {
-            self.early += 1;
+    fn new(now: u32) -> Self {
+        Resets {
+            budget: EARLY_RESET_BURST,
+            topped_up: now,
         }
-        self.early > EARLY_RESETS_ALLOWED && self.early * 2 > self.streams
+    }
+
+    /// Counts a stream that ended, at `now` by the watch's clock (seconds);
+    /// true when the connection must close.
+    fn count(&mut self, ended: Ended, now: u32) -> bool {
+        if ended != Ended::ResetEarly {
+            return false;
+        }
+        let seconds = now.wrapping_sub(self.topped_up);
+        self.topped_up = now;
+        self.budget = seconds
+            .saturating_mul(EARLY_RESETS_PER_SECOND)
+            .saturating_add(self.budget)
+            .min(EARLY_RESET_BURST);
+        match self.budget.checked_sub(1) {
+            Some(left) => {
+                self.budget = left;
+                false
+            }
+            None => true,
+        }
     }
 }
 
@@ -130,18 +154,16 @@ pub(super) async fn serve<IO: Transport>(io: Rewind<IO>, ctx: ConnCtx) {
     // only when it went off: no cost to a busy connection's wake-ups.
     let mut idle = pin!(tokio::time::sleep(activity.idle_left().unwrap_or_default()));
     let mut timing = false;
-    let mut resets = Resets::default();
+    let mut resets = Resets::new(activity.clock());
     let mut calmed = false;
     let ended = poll_fn(|cx| loop {
         // The streams first: what they send is then flushed by the
         // connection below, in the same poll.
         while let Poll::Ready(Some(ended)) = streams.poll_next_unpin(cx) {
-            if resets.count(ended) && !calmed {
+            if !calmed && resets.count(ended, activity.clock()) {
                 warn!(
                     peer = %String::from_utf8_lossy(activity.info().peer_text()),
-                    streams = resets.streams,
-                    reset_early = resets.early,
-                    "HTTP/2 client reset most of its streams as soon as they were taken: GOAWAY ENHANCE_YOUR_CALM"
+                    "HTTP/2 client reset its streams as soon as they were taken, more than {EARLY_RESET_BURST} at once or {EARLY_RESETS_PER_SECOND} a second: GOAWAY ENHANCE_YOUR_CALM"
                 );
                 conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
                 calmed = true;
@@ -424,6 +446,39 @@ async fn window(stream: &mut SendStream<Bytes>) -> Result<(), SendError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn early_resets_spend_a_burst_that_comes_back_at_a_rate() {
+        let mut resets = Resets::new(7);
+        // Answers and late resets cost nothing, however many.
+        for _ in 0..10_000 {
+            assert!(!resets.count(Ended::Answered, 7));
+            assert!(!resets.count(Ended::Reset, 7));
+        }
+        for i in 0..EARLY_RESET_BURST {
+            assert!(
+                !resets.count(Ended::ResetEarly, 7),
+                "reset {i} of the burst"
+            );
+        }
+        assert!(resets.count(Ended::ResetEarly, 7), "one past the burst");
+        // Two seconds later, twice the rate has come back, and no more.
+        let mut resets = Resets::new(7);
+        for _ in 0..EARLY_RESET_BURST {
+            resets.count(Ended::ResetEarly, 7);
+        }
+        for i in 0..2 * EARLY_RESETS_PER_SECOND {
+            assert!(!resets.count(Ended::ResetEarly, 9), "reset {i} after 2 s");
+        }
+        assert!(resets.count(Ended::ResetEarly, 9));
+        // A long quiet spell fills the burst, never beyond it.
+        let mut resets = Resets::new(u32::MAX - 1);
+        let later = 10_000;
+        for _ in 0..EARLY_RESET_BURST {
+            assert!(!resets.count(Ended::ResetEarly, later));
+        }
+        assert!(resets.count(Ended::ResetEarly, later));
+    }
 
     fn headers(values: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();
