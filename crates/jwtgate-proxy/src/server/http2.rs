@@ -179,7 +179,13 @@ pub(super) async fn serve<IO: Transport>(io: Rewind<IO>, ctx: ConnCtx) {
         }
         if !going_away && (!timing || idle.is_elapsed()) {
             timing = true;
-            while idle.as_mut().poll(cx).is_ready() {
+            // Unconstrained: with the task's budget spent, a first poll
+            // would not register the timer, and it is not polled again
+            // until it has gone off.
+            while std::pin::Pin::new(&mut tokio::task::unconstrained(idle.as_mut()))
+                .poll(cx)
+                .is_ready()
+            {
                 match activity.idle_left() {
                     Some(left) => idle.as_mut().reset(tokio::time::Instant::now() + left),
                     None => {
