@@ -148,7 +148,7 @@ impl Drop for Record<'_> {
         let (status, detail) = if std::thread::panicking() {
             (500, "the request's handling panicked")
         } else {
-            (CLIENT_GONE, "the client went away before the answer")
+            (CLIENT_GONE, "the request ended before its answer: the client reset it, or the connection closed")
         };
         self.outcome.detail = Some(detail.into());
         self.answered(status);
