@@ -270,7 +270,7 @@ impl Activity {
     /// an exchange is in flight. `None` once it has: time to say goodbye.
     pub fn idle_left(&self) -> Option<Duration> {
         let s = &self.shared;
-        let idle = self.idle_for(s.clock.load(Ordering::Relaxed));
+        let idle = self.idle_for(self.clock());
         // The same count as the sweep's, which closes other connections.
         if idle > s.limit {
             return None;
