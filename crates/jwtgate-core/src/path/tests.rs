@@ -177,6 +177,11 @@ fn pattern_errors() {
             PatternError::MisplacedStar,
             "\"*\" is only allowed at the end of the path",
         ),
+        (
+            "/v1;x/*",
+            PatternError::Parameter,
+            "\";\" can never match: a request path with a \";\" parameter is refused",
+        ),
     ];
     for (text, err, message) in cases {
         assert_eq!(PathPattern::parse(text), Err(err), "{text}");

@@ -14,6 +14,8 @@ pub enum PatternError {
     NotAbsolute,
     #[error("\"*\" is only allowed at the end of the path")]
     MisplacedStar,
+    #[error("\";\" can never match: a request path with a \";\" parameter is refused")]
+    Parameter,
 }
 
 /// The path syntax shared by route `paths` and rule entries: exact (`/v1/x`),
@@ -40,6 +42,9 @@ impl PathPattern {
         };
         if text.contains('*') {
             return Err(PatternError::MisplacedStar);
+        }
+        if text.contains(';') {
+            return Err(PatternError::Parameter);
         }
         Ok(PathPattern {
             text: text.to_owned(),
