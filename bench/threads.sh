@@ -4,8 +4,9 @@
 # jwtgate (one worker per core) and HAProxy (nbthread 2), one after the
 # other, and per thread of each proxy: CPU time per request of the load,
 # time spent runnable but waiting for a core, scheduler slices, and
-# voluntary / involuntary context switches (from /proc/PID/task/TID/
-# schedstat and status, read before and after the measured run).
+# voluntary / involuntary context switches and moves between CPUs (from
+# /proc/PID/task/TID/ schedstat, status and sched, read before and after
+# the measured run).
 #
 #   bench/threads.sh        env DURATION=10
 #                           env AFFINITY=auto: jwtgate with
@@ -29,14 +30,15 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 nginx -p "$KIT/" -e "$KIT/run/upstream-nginx.err" -c peers/upstream-nginx.conf & PIDS+=($!)
 
-# pid/tid name run_ns wait_ns slices voluntary involuntary, one line a thread
+# pid/tid name run_ns wait_ns slices voluntary involuntary moves, one line a thread
 snapshot() {
   local t
   for t in /proc/"$1"/task/*; do
-    printf '%s %s %s %s %s\n' "$(basename "$t")" "$(tr ' ' '_' < "$t/comm")" \
+    printf '%s %s %s %s %s %s\n' "$(basename "$t")" "$(tr ' ' '_' < "$t/comm")" \
       "$(cat "$t/schedstat")" \
       "$(awk '/^voluntary_ctxt/ {print $2}' "$t/status")" \
-      "$(awk '/^nonvoluntary_ctxt/ {print $2}' "$t/status")"
+      "$(awk '/^nonvoluntary_ctxt/ {print $2}' "$t/status")" \
+      "$(awk '/^se.nr_migrations/ {m = $3} END {print m + 0}' "$t/sched" 2>/dev/null || echo 0)"
   done | sort
 }
 
@@ -57,10 +59,10 @@ measure() { # NAME PORT CMD...
   p99=$(awk '$1 == "99%" {print $2}' <<< "$out")
   echo "$name: $rps req/s, p50 $p50, p99 $p99"
   join <(echo "$before") <(echo "$after") | awk -v n="$requests" '
-    { run = ($9 - $3) / 1e3; wait = ($10 - $4) / 1e3; slices = $11 - $5
+    { run = ($10 - $3) / 1e3; wait = ($11 - $4) / 1e3; slices = $12 - $5
       if (run < 1e5) next   # threads that did (almost) nothing
-      printf "  thread %-8s %-18s %6.2f us CPU/req, %5.2f us/req waiting for a core, %6d slices, %6d voluntary / %6d involuntary switches\n",
-        $1, $2, run / n, wait / n, slices, $12 - $6, $13 - $7 }'
+      printf "  thread %-8s %-18s %6.2f us CPU/req, %5.2f us/req waiting for a core, %6d slices, %6d voluntary / %6d involuntary switches, %5d moves between CPUs\n",
+        $1, $2, run / n, wait / n, slices, $13 - $6, $14 - $7, $15 - $8 }'
 }
 
 measure jwtgate 18090 env JWTGATE_LOG=info,jwtgate::access=off "$BIN" run --config "$CONFIG"

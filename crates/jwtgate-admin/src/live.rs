@@ -279,8 +279,11 @@ fn warn_restart_only(current: &Config, next: &Config) {
     if next.store != current.store {
         warn!("store settings changed: they take effect on restart");
     }
-    if next.workers != current.workers || next.worker_cpu_affinity != current.worker_cpu_affinity {
-        warn!("workers or worker_cpu_affinity changed: it takes effect on restart");
+    if next.workers != current.workers
+        || next.worker_cpu_affinity != current.worker_cpu_affinity
+        || next.worker_yield != current.worker_yield
+    {
+        warn!("workers, worker_cpu_affinity or worker_yield changed: it takes effect on restart");
     }
     if next.config_source != current.config_source {
         warn!("config_source changed: it takes effect on restart");

@@ -115,6 +115,17 @@ pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Op
             WorkerAffinity::Off
         }
     };
+    let worker_yield = match raw.worker_yield.as_deref() {
+        None | Some("auto") => true,
+        Some("off") => false,
+        Some(other) => {
+            errors.add(
+                "worker_yield",
+                format!("must be \"auto\" or \"off\", not {other:?}"),
+            );
+            true
+        }
+    };
     let config_source = raw
         .config_source
         .as_ref()
@@ -139,6 +150,7 @@ pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Op
         subject_retention,
         workers,
         worker_cpu_affinity,
+        worker_yield,
         config_source,
         consumers: Arc::new(consumers),
         providers: Arc::new(providers),

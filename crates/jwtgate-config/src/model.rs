@@ -35,6 +35,10 @@ pub struct Config {
     /// run on.
     pub workers: Option<NonZeroUsize>,
     pub worker_cpu_affinity: WorkerAffinity,
+    /// `worker_yield: auto` (the default): an unpinned worker that may be
+    /// moved between CPUs yields its CPU once before it sleeps; `off`: it
+    /// sleeps at once.
+    pub worker_yield: bool,
     /// Where routes, consumers and providers live when not in the file
     /// (SPEC §6).
     pub config_source: Option<EtcdSettings>,

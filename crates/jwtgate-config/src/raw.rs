@@ -24,6 +24,8 @@ pub struct RawConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker_cpu_affinity: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_yield: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub config_source: Option<RawConfigSource>,
     pub consumers: Vec<RawConsumer>,
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -54,6 +54,7 @@ pub(crate) fn config(root: &Value, errors: &mut Errors) -> RawConfig {
     raw.client_body_timeout_ms = o.u64("client_body_timeout_ms", errors);
     raw.workers = o.u64("workers", errors);
     raw.worker_cpu_affinity = o.keyword("worker_cpu_affinity", errors);
+    raw.worker_yield = o.keyword("worker_yield", errors);
     for (loc, v) in o.list("consumers", errors) {
         if let Some(c) = obj(v, &loc, errors) {
             raw.consumers.push(consumer(c, errors));

@@ -367,3 +367,15 @@ fn worker_cpu_affinity_is_auto_or_off_and_off_by_default() {
         [r#"worker_cpu_affinity: must be "auto" or "off", not "0-3""#]
     );
 }
+
+#[test]
+fn worker_yield_is_auto_or_off_and_auto_by_default() {
+    assert!(load(MINIMAL).expect("valid").worker_yield);
+    let with = |v: &str| format!("worker_yield: {v}\n{MINIMAL}");
+    assert!(load(&with("auto")).expect("valid").worker_yield);
+    assert!(!load(&with("off")).expect("valid").worker_yield);
+    assert_eq!(
+        errors(&with("always")),
+        [r#"worker_yield: must be "auto" or "off", not "always""#]
+    );
+}

@@ -67,6 +67,9 @@ pub struct Listeners {
     /// Worker threads to serve with; `None`: one per core.
     workers: Option<NonZeroUsize>,
     affinity: WorkerAffinity,
+    /// Whether unpinned workers yield their CPU before they sleep
+    /// (`worker_yield`).
+    yields: bool,
 }
 
 /// Pending connections each listening socket may queue.
@@ -114,6 +117,7 @@ impl Listeners {
             tls,
             workers: None,
             affinity: WorkerAffinity::Off,
+            yields: true,
         })
     }
 
@@ -123,6 +127,13 @@ impl Listeners {
     pub fn with_workers(mut self, n: Option<NonZeroUsize>, affinity: WorkerAffinity) -> Self {
         self.workers = n;
         self.affinity = affinity;
+        self
+    }
+
+    /// Whether an unpinned worker yields its CPU once before it sleeps
+    /// (`worker_yield`; default true): see [`affinity::yield_before_sleep`].
+    pub fn with_worker_yield(mut self, yields: bool) -> Self {
+        self.yields = yields;
         self
     }
 
@@ -166,6 +177,7 @@ impl Listeners {
             }
             None => info!(workers = sockets.len(), "serving"),
         }
+        let yields = self.yields && cpus.is_none() && affinity::may_move();
         let (balance, inboxes) = Balance::new(sockets.len());
         let mut done = Vec::new();
         let mut last_error = String::from("no listening sockets for any worker");
@@ -187,10 +199,12 @@ impl Listeners {
                     if let Some(cpu) = cpu {
                         affinity::pin_current(n, cpu);
                     }
-                    match tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    {
+                    let mut runtime = tokio::runtime::Builder::new_current_thread();
+                    runtime.enable_all();
+                    if yields {
+                        runtime.on_thread_park(affinity::yield_before_sleep);
+                    }
+                    match runtime.build() {
                         Ok(rt) => rt.block_on(worker.serve(IDLE_TIMEOUT, IDLE_SWEEP)),
                         Err(e) => error!(error = %e, "worker {n}: cannot start its runtime"),
                     }

@@ -85,7 +85,9 @@ pub fn run(path: &Path) -> ExitCode {
 async fn serve(path: &Path, loaded: Loaded) -> ExitCode {
     let config = &loaded.config;
     let listeners = match Listeners::bind(&config.listen, config.tls.as_ref()).await {
-        Ok(l) => l.with_workers(config.workers, config.worker_cpu_affinity),
+        Ok(l) => l
+            .with_workers(config.workers, config.worker_cpu_affinity)
+            .with_worker_yield(config.worker_yield),
         Err(e) => {
             error!("{e}");
             return ExitCode::from(1);
