@@ -171,13 +171,17 @@ impl Listeners {
             .map_or(1, NonZeroUsize::get);
         let sockets = worker_sockets(self.listeners, workers);
         let cpus = affinity::plan(self.affinity, sockets.len());
+        let yields = self.yields && cpus.is_none() && affinity::may_move();
         match &cpus {
             Some(cpus) => {
                 info!(workers = sockets.len(), cpus = %affinity::describe(cpus), "serving, each worker pinned to a CPU")
             }
-            None => info!(workers = sockets.len(), "serving"),
+            None => info!(
+                workers = sockets.len(),
+                yield_before_sleep = yields,
+                "serving"
+            ),
         }
-        let yields = self.yields && cpus.is_none() && affinity::may_move();
         let (balance, inboxes) = Balance::new(sockets.len());
         let mut done = Vec::new();
         let mut last_error = String::from("no listening sockets for any worker");

@@ -528,3 +528,31 @@ fn workers_are_not_pinned_by_default() {
     }
     assert!(!node.logs().contains("pinned"), "{}", node.logs());
 }
+
+/// `worker_yield`: unpinned workers of a process that may run on more than
+/// one CPU yield before they sleep by default, and not when it is off (the
+/// start-up line says which; what the yield does is measured by
+/// `bench/threads.sh`, not timed here).
+#[test]
+fn unpinned_workers_yield_before_sleeping_unless_worker_yield_is_off() {
+    let store = "{ kind: embedded, path: ./data }";
+    let process = allowed_cpus(std::path::Path::new("/proc/self/status"));
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &config(store, "workers: 2\n"));
+    node.wait_log("workers=2", 1);
+    let want = format!("yield_before_sleep={}", process.len() > 1);
+    assert!(node.logs().contains(&want), "{want}: {}", node.logs());
+    drop(node);
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(
+        dir.path(),
+        &config(store, "workers: 2\nworker_yield: off\n"),
+    );
+    node.wait_log("workers=2", 1);
+    assert!(
+        node.logs().contains("yield_before_sleep=false"),
+        "{}",
+        node.logs()
+    );
+}

@@ -54,11 +54,11 @@ pub(super) fn may_move() -> bool {
 /// makes the very events it would wait for, so that the wait finds them
 /// ready instead of putting the worker to sleep. Each sleep is a wake-up
 /// later, and the scheduler may then move the woken worker to its waker's
-/// CPU: in the two-core benchmark the workers slept 2 000 times a second
-/// each, were moved 50 times a second, spent stretches both on one CPU
-/// with the other CPU idling 10–17 %, and the p99 was 4–5 ms. With the
-/// yield they sleep 40 times less, are moved almost never, both CPUs stay
-/// 98 % busy and the p99 halves (README, Benchmarks). One system call
+/// CPU: in the two-core benchmark the workers slept about 2 000 times a
+/// second each, were moved about 50 times a second, spent stretches both
+/// on one CPU with the other idling 7–17 %, and the p99 was 4–5 ms. With
+/// the yield they sleep 30–60 times less, move about once a second, both
+/// CPUs stay 98 % busy and the p99 halves (README, Benchmarks). One system call
 /// per wait, returning at once when nothing else is runnable; an idle
 /// gateway still sleeps in its wait. Not done for a pinned worker or a
 /// process on one CPU, which cannot be moved.
