@@ -104,28 +104,17 @@ pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Op
     }
     let subject_retention = Duration::from_secs(retention);
     let workers = workers(raw.workers, errors);
-    let worker_cpu_affinity = match raw.worker_cpu_affinity.as_deref() {
-        None | Some("off") => WorkerAffinity::Off,
-        Some("auto") => WorkerAffinity::Auto,
-        Some(other) => {
-            errors.add(
-                "worker_cpu_affinity",
-                format!("must be \"auto\" or \"off\", not {other:?}"),
-            );
-            WorkerAffinity::Off
-        }
+    let worker_cpu_affinity = if auto_or_off(
+        "worker_cpu_affinity",
+        raw.worker_cpu_affinity.as_deref(),
+        false,
+        errors,
+    ) {
+        WorkerAffinity::Auto
+    } else {
+        WorkerAffinity::Off
     };
-    let worker_yield = match raw.worker_yield.as_deref() {
-        None | Some("auto") => true,
-        Some("off") => false,
-        Some(other) => {
-            errors.add(
-                "worker_yield",
-                format!("must be \"auto\" or \"off\", not {other:?}"),
-            );
-            true
-        }
-    };
+    let worker_yield = auto_or_off("worker_yield", raw.worker_yield.as_deref(), true, errors);
     let config_source = raw
         .config_source
         .as_ref()
@@ -245,6 +234,20 @@ fn workers(v: Option<u64>, errors: &mut Errors) -> Option<NonZeroUsize> {
         return None;
     }
     usize::try_from(n).ok().and_then(NonZeroUsize::new)
+}
+
+/// A node setting that is `auto` (true) or `off` (false); `default` when
+/// absent.
+fn auto_or_off(key: &str, value: Option<&str>, default: bool, errors: &mut Errors) -> bool {
+    match value {
+        None => default,
+        Some("auto") => true,
+        Some("off") => false,
+        Some(other) => {
+            errors.add(key, format!("must be \"auto\" or \"off\", not {other:?}"));
+            default
+        }
+    }
 }
 
 fn store(s: Option<&RawStore>, base_dir: &Path, errors: &mut Errors) -> Option<StoreConfig> {
