@@ -1,7 +1,8 @@
 //! The body types of the data plane. Responses: either bytes the gateway
 //! holds whole (its own answers, and upstream bodies that arrived with their
 //! head), or an upstream body streamed from the socket as the client side
-//! pulls it. Requests: read from the client's HTTP/1.1 connection by the
+//! pulls it; either may carry the upstream's header lines, passed on as the
+//! bytes that came. Requests: read from the client's HTTP/1.1 connection by the
 //! connection's own reader, or from an HTTP/2 stream. Enums rather than
 //! boxed trait objects: no allocation per request or response.
 
@@ -9,16 +10,29 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 
+use crate::h1::PassedHeaders;
+use crate::recycle;
 use crate::upstream::UpstreamBody;
 
 /// A body that broke half way (the upstream closed early, sent a malformed
 /// chunk, or stalled): the client's response is cut off.
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
-pub enum GatewayBody {
+pub struct GatewayBody {
+    kind: Kind,
+    /// The upstream's header lines, when they are passed on as bytes
+    /// ([`PassedHeaders`]): they travel with the body, which every way out
+    /// hands to the client side, and cost no allocation. Whoever edits or
+    /// re-encodes the answer's headers first moves them into the map
+    /// ([`unpass_headers`]).
+    passed: Option<Box<PassedHeaders>>,
+}
+
+enum Kind {
     Full(Full<Bytes>),
     /// Boxed: the response is moved on its way out (many times by hyper,
     /// for HTTP/2), and the connection inside is ten times the size of a
@@ -29,22 +43,78 @@ pub enum GatewayBody {
 
 impl GatewayBody {
     pub fn full(bytes: impl Into<Bytes>) -> Self {
-        GatewayBody::Full(Full::new(bytes.into()))
+        GatewayBody {
+            kind: Kind::Full(Full::new(bytes.into())),
+            passed: None,
+        }
     }
 
     pub fn empty() -> Self {
-        GatewayBody::Full(Full::new(Bytes::new()))
+        GatewayBody::full(Bytes::new())
+    }
+
+    pub(crate) fn upstream(body: Box<UpstreamBody>) -> Self {
+        GatewayBody {
+            kind: Kind::Upstream(body),
+            passed: None,
+        }
+    }
+
+    /// The upstream's header lines go out with this body, as they came.
+    pub(crate) fn with_passed(mut self, passed: Option<Box<PassedHeaders>>) -> Self {
+        self.passed = passed;
+        self
+    }
+
+    /// The upstream's header lines passed on as bytes, if any; taken out.
+    pub fn take_passed(&mut self) -> Option<Box<PassedHeaders>> {
+        self.passed.take()
+    }
+
+    /// The gateway holds all of the body (its own answers, and upstream
+    /// bodies that arrived with their head).
+    pub fn is_held(&self) -> bool {
+        matches!(self.kind, Kind::Full(_))
+    }
+}
+
+/// Moves the upstream header lines a response passes on as bytes into its
+/// header map, ahead of the headers already there (the gateway's own).
+/// Before anything reads, edits or re-encodes the answer's headers.
+pub fn unpass_headers(resp: &mut Response<GatewayBody>) {
+    let Some(passed) = resp.body_mut().take_passed() else {
+        return;
+    };
+    let mut map = recycle::header_map();
+    passed.append_to(&mut map);
+    let own = std::mem::replace(resp.headers_mut(), map);
+    if !own.is_empty() {
+        let mut last = None;
+        for (name, value) in own {
+            // `None`: the same name as the entry before (`HeaderMap`'s
+            // iteration by value names each one once).
+            if let Some(name) = name {
+                last = Some(name);
+            }
+            if let Some(name) = &last {
+                resp.headers_mut().append(name.clone(), value);
+            }
+        }
+    } else {
+        recycle::give_header_map(own);
     }
 }
 
 impl std::fmt::Debug for GatewayBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            GatewayBody::Full(full) => write!(f, "GatewayBody::Full({:?})", full.size_hint()),
-            GatewayBody::Upstream(body) => {
-                write!(f, "GatewayBody::Upstream({:?})", body.size_hint())
-            }
+        match &self.kind {
+            Kind::Full(full) => write!(f, "GatewayBody::Full({:?})", full.size_hint())?,
+            Kind::Upstream(body) => write!(f, "GatewayBody::Upstream({:?})", body.size_hint())?,
         }
+        if let Some(passed) = &self.passed {
+            write!(f, " with {passed:?}")?;
+        }
+        Ok(())
     }
 }
 
@@ -56,25 +126,25 @@ impl Body for GatewayBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        match self.get_mut() {
-            GatewayBody::Full(full) => Pin::new(full)
+        match &mut self.get_mut().kind {
+            Kind::Full(full) => Pin::new(full)
                 .poll_frame(cx)
                 .map_err(|never| match never {}),
-            GatewayBody::Upstream(body) => body.poll_frame(cx),
+            Kind::Upstream(body) => body.poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            GatewayBody::Full(full) => full.is_end_stream(),
-            GatewayBody::Upstream(body) => body.is_end_stream(),
+        match &self.kind {
+            Kind::Full(full) => full.is_end_stream(),
+            Kind::Upstream(body) => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            GatewayBody::Full(full) => full.size_hint(),
-            GatewayBody::Upstream(body) => body.size_hint(),
+        match &self.kind {
+            Kind::Full(full) => full.size_hint(),
+            Kind::Upstream(body) => body.size_hint(),
         }
     }
 }
@@ -180,5 +250,55 @@ impl Body for RequestBody<'_> {
             RequestBody::H1(body) => body.size_hint(),
             RequestBody::H2(body) => body.size_hint(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use http::{HeaderMap, HeaderValue, Method};
+
+    use super::*;
+
+    #[test]
+    fn unpassing_puts_the_upstreams_headers_before_the_gateways_own() {
+        let head = crate::h1::parse_response_head(
+            &mut BytesMut::from(
+                &b"HTTP/1.1 200 OK\r\nVary: Accept\r\nContent-Length: 0\r\nSet-Cookie: a\r\nSet-Cookie: b\r\n\r\n"[..],
+            ),
+            &Method::GET,
+            &mut HeaderMap::new(),
+            true,
+        )
+        .unwrap()
+        .unwrap();
+        let mut resp = Response::new(GatewayBody::empty().with_passed(head.passed));
+        resp.headers_mut()
+            .append("x-gw", HeaderValue::from_static("1"));
+        resp.headers_mut()
+            .append("x-gw", HeaderValue::from_static("2"));
+        resp.headers_mut()
+            .append("vary", HeaderValue::from_static("Origin"));
+        unpass_headers(&mut resp);
+        assert!(resp.body_mut().take_passed().is_none(), "moved, not copied");
+        let entries: Vec<_> = resp
+            .headers()
+            .iter()
+            .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap()))
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                "vary: Accept",
+                "vary: Origin",
+                "set-cookie: a",
+                "set-cookie: b",
+                "x-gw: 1",
+                "x-gw: 2",
+            ]
+        );
+        // Nothing passed: nothing changes.
+        unpass_headers(&mut resp);
+        assert_eq!(resp.headers().len(), 6);
     }
 }

@@ -13,7 +13,7 @@ use std::mem::MaybeUninit;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING,
+    HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING,
 };
 use http::{Method, StatusCode, Version};
 
@@ -23,6 +23,8 @@ use crate::headers::GatewayHeaders;
 pub const MAX_HEAD: usize = 64 * 1024;
 /// The most response headers accepted.
 const MAX_HEADERS: usize = 100;
+// A bit per header in `parse_response_head`'s masks.
+const _: () = assert!(MAX_HEADERS <= 128);
 /// Chunk extensions and trailers are read and dropped, up to this many bytes.
 const MAX_CHUNK_META: usize = 16 * 1024;
 
@@ -157,27 +159,158 @@ pub struct ResponseHead {
     pub status: StatusCode,
     pub version: Version,
     /// The end-to-end headers, in the order received; hop-by-hop ones are
-    /// left out.
+    /// left out. Empty when they are in `passed`.
     pub headers: HeaderMap,
+    /// The end-to-end header lines as they arrived, when the response
+    /// allows passing them on as bytes (see [`PassedHeaders`]); `headers`
+    /// is then left empty. Boxed: the head is returned through several
+    /// futures, and the response it becomes is moved on its way out.
+    pub passed: Option<Box<PassedHeaders>>,
     pub framing: ResponseFraming,
     /// The connection may carry another request after this response.
     pub keep_alive: bool,
 }
 
+/// The stretches of header lines a passed-on head is kept as at most: the
+/// lines between the ones left out (framing, hop-by-hop). A head cut into
+/// more is parsed into a map instead.
+const MAX_RUNS: usize = 4;
+
+/// An upstream response's end-to-end header lines, kept as the bytes that
+/// arrived: an HTTP/1.1 client gets them copied as they are, with no header
+/// map built and torn down for each response (a fifth of a proxied
+/// request's instructions, `bench/callgrind.sh plain`). httparse has
+/// checked every name and value; the lines left out are the ones a map
+/// would not have held. Only for a response with a body framed by length
+/// or chunks and lines ending in CRLF; any other is parsed into a map.
+#[derive(Clone)]
+pub struct PassedHeaders {
+    head: Bytes,
+    /// `head[start..end]`: whole lines, each ending in CRLF.
+    runs: [(u32, u32); MAX_RUNS],
+    len: u8,
+    has_date: bool,
+}
+
+impl PassedHeaders {
+    /// The upstream sent a `Date`.
+    pub fn has_date(&self) -> bool {
+        self.has_date
+    }
+
+    /// The header lines, each ending in CRLF, in the order received.
+    pub fn runs(&self) -> impl Iterator<Item = &[u8]> {
+        self.runs
+            .iter()
+            .take(usize::from(self.len))
+            .map(|&(start, end)| self.head.get(start as usize..end as usize).unwrap_or_default())
+    }
+
+    /// Appends the headers to `map` (for an HTTP/2 client, or before the
+    /// gateway edits the answer's headers): names lower-cased, values
+    /// sharing the head's buffer.
+    pub fn append_to(&self, map: &mut HeaderMap) {
+        for run in self.runs() {
+            for line in run.split_inclusive(|&b| b == b'\n') {
+                let line = line.strip_suffix(b"\r\n").unwrap_or(line);
+                let Some(colon) = memchr::memchr(b':', line) else {
+                    continue;
+                };
+                let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+                // Both were checked by httparse, with the rules `http`
+                // applies: neither can fail here.
+                if let (Ok(name), Ok(value)) = (
+                    HeaderName::from_bytes(name),
+                    HeaderValue::from_maybe_shared(self.head.slice_ref(value)),
+                ) {
+                    map.append(name, value);
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for PassedHeaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut list = f.debug_list();
+        for run in self.runs() {
+            list.entry(&String::from_utf8_lossy(run));
+        }
+        list.finish()
+    }
+}
+
+/// What a response header is to the gateway, told from its name's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    /// Hop-by-hop whatever `Connection` says (RFC 9110 §7.6.1).
+    HopByHop,
+    Date,
+    EndToEnd,
+}
+
+impl Field {
+    fn of(name: &[u8]) -> Field {
+        // The length first: most names are ruled out by one compare.
+        match name.len() {
+            2 if same_name(name, b"te") => Field::HopByHop,
+            4 if same_name(name, b"date") => Field::Date,
+            7 if same_name(name, b"trailer") || same_name(name, b"upgrade") => Field::HopByHop,
+            10 if same_name(name, b"connection") => Field::Connection,
+            10 if same_name(name, b"keep-alive") => Field::HopByHop,
+            14 if same_name(name, b"content-length") => Field::ContentLength,
+            16 if same_name(name, b"proxy-connection") => Field::HopByHop,
+            17 if same_name(name, b"transfer-encoding") => Field::TransferEncoding,
+            18 if same_name(name, b"proxy-authenticate") => Field::HopByHop,
+            _ => Field::EndToEnd,
+        }
+    }
+}
+
+/// `name` (a token httparse has checked) is `lower` (lower-case letters and
+/// `-`) in any case. Setting bit 0x20 lower-cases a letter, and turns no
+/// other token character into a letter or `-`; so eight bytes are compared
+/// at a time.
+fn same_name(name: &[u8], lower: &[u8]) -> bool {
+    const CASE: u64 = 0x2020_2020_2020_2020;
+    let word = |bytes: &[u8]| u64::from_le_bytes(bytes.try_into().unwrap_or_default());
+    if name.len() != lower.len() {
+        return false;
+    }
+    let mut a = name.chunks_exact(8);
+    let mut b = lower.chunks_exact(8);
+    for (x, y) in (&mut a).zip(&mut b) {
+        if word(x) | CASE != word(y) {
+            return false;
+        }
+    }
+    a.remainder()
+        .iter()
+        .zip(b.remainder())
+        .all(|(&x, &y)| x | 0x20 == y)
+}
+
 /// Parses a response head from the front of `buf`. `Ok(None)`: incomplete,
 /// read more. On success the head's bytes are removed from `buf`, which then
-/// starts with the body, and the headers are in `spare`'s map (an empty one,
-/// with capacity from an earlier use), taken out of it. `request_method`
-/// decides whether a body follows.
+/// starts with the body, and the headers are either passed on as bytes
+/// ([`PassedHeaders`]) or in `spare`'s map (an empty one, with capacity from
+/// an earlier use), taken out of it. `request_method` decides whether a body
+/// follows; `pass_on` says whether the client side can take the lines as
+/// bytes (an HTTP/1.x client: HTTP/2 encodes every header anew).
 ///
 /// Hop-by-hop headers (RFC 9110 §7.6.1: `Connection` and the headers it
 /// names, `Keep-Alive`, `Transfer-Encoding`, `Upgrade`, `TE`, `Trailer`,
-/// `Proxy-*`) are read for framing and left out of `headers`: they describe
-/// this connection, not the response the client gets.
+/// `Proxy-*`) are read for framing and left out: they describe this
+/// connection, not the response the client gets. So is `Content-Length`
+/// when the body is chunked or passed on: the client side writes its own.
 pub fn parse_response_head(
     buf: &mut BytesMut,
     request_method: &Method,
     spare: &mut HeaderMap,
+    pass_on: bool,
 ) -> Result<Option<ResponseHead>, WireError> {
     let Some(len) = head_end(buf) else {
         // Not even the start of a status line: no point waiting for more.
@@ -211,67 +344,100 @@ pub fn parse_response_head(
     let status = StatusCode::from_u16(resp.code.unwrap_or(0))
         .map_err(|_| WireError::Head("invalid status code"))?;
 
-    let mut headers = std::mem::take(spare);
-    // Never a header of an earlier message: the map is meant to come empty.
-    if !headers.is_empty() {
-        headers.clear();
-    }
-    headers.reserve(resp.headers.len());
+    // One pass over the names: the framing, and the stretches of lines
+    // that could be passed on as they are.
+    let base = head.as_ptr().addr();
+    let offset = |s: &[u8]| s.as_ptr().addr() - base;
     let mut content_length: Option<u64> = None;
     let mut length_conflict = false;
     let mut transfer_encoding = false;
     let mut only_chunked = true;
     let mut close = false;
     let mut keep_alive_token = false;
+    let mut has_date = false;
+    // Which headers a map leaves out (by index: httparse allows at most
+    // MAX_HEADERS): hop-by-hop ones always, lengths beside chunked.
+    let mut hop_by_hop = 0u128;
+    let mut lengths = 0u128;
     // Headers `Connection` names besides close/keep-alive: rare.
     let mut connection_named: Vec<HeaderName> = Vec::new();
-    for h in resp.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| WireError::Head("invalid header name"))?;
-        if name == CONTENT_LENGTH {
-            // Repeated or listed values must all agree (RFC 9110 §8.6).
-            for part in h.value.split(|&b| b == b',') {
-                let n = parse_length(part).ok_or(WireError::ContentLength)?;
-                match content_length {
-                    Some(prev) if prev != n => length_conflict = true,
-                    _ => content_length = Some(n),
+    let mut runs = [(0u32, 0u32); MAX_RUNS];
+    let mut run_count = 0usize;
+    let mut run_start: Option<usize> = None;
+    // Lines ending in CRLF and few enough stretches: passing on is possible.
+    let mut passable = pass_on;
+    let mut close_run = |start: Option<usize>, end: usize, passable: &mut bool| {
+        if let Some(start) = start {
+            match (runs.get_mut(run_count), u32::try_from(start), u32::try_from(end)) {
+                (Some(run), Ok(start), Ok(end)) => {
+                    *run = (start, end);
+                    run_count += 1;
                 }
+                _ => *passable = false,
             }
-        } else if name == TRANSFER_ENCODING {
-            // Chunked is the only coding decoded here, and the only one
-            // accepted: any other could not be passed on once this header
-            // is dropped.
-            for coding in tokens(h.value) {
-                if !coding.eq_ignore_ascii_case(b"chunked") || transfer_encoding {
-                    only_chunked = false;
-                }
-                transfer_encoding = true;
-            }
-            continue;
-        } else if name == CONNECTION {
-            for token in tokens(h.value) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                    keep_alive_token = true;
-                } else if let Ok(named) = HeaderName::from_bytes(token) {
-                    connection_named.push(named);
-                }
-            }
-            continue;
         }
-        if is_hop_by_hop_response(&name) {
-            continue;
+    };
+    let headers_end = len - if head.ends_with(b"\r\n\r\n") { 2 } else { 1 };
+    for (i, h) in resp.headers.iter().enumerate() {
+        let line_start = offset(h.name.as_bytes());
+        let line_end = resp
+            .headers
+            .get(i + 1)
+            .map_or(headers_end, |next| offset(next.name.as_bytes()));
+        if !head[..line_end].ends_with(b"\r\n") {
+            passable = false;
         }
-        let value = HeaderValue::from_maybe_shared(head.slice_ref(h.value))
-            .map_err(|_| WireError::Head("invalid header value"))?;
-        headers.append(name, value);
+        let field = Field::of(h.name.as_bytes());
+        let bit = 1u128 << i;
+        match field {
+            Field::ContentLength => {
+                lengths |= bit;
+                // Repeated or listed values must all agree (RFC 9110 §8.6).
+                for part in h.value.split(|&b| b == b',') {
+                    let n = parse_length(part).ok_or(WireError::ContentLength)?;
+                    match content_length {
+                        Some(prev) if prev != n => length_conflict = true,
+                        _ => content_length = Some(n),
+                    }
+                }
+            }
+            Field::TransferEncoding => {
+                hop_by_hop |= bit;
+                // Chunked is the only coding decoded here, and the only one
+                // accepted: any other could not be passed on once this
+                // header is dropped.
+                for coding in tokens(h.value) {
+                    if !coding.eq_ignore_ascii_case(b"chunked") || transfer_encoding {
+                        only_chunked = false;
+                    }
+                    transfer_encoding = true;
+                }
+            }
+            Field::Connection => {
+                hop_by_hop |= bit;
+                for token in tokens(h.value) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        keep_alive_token = true;
+                    } else if let Ok(named) = HeaderName::from_bytes(token) {
+                        connection_named.push(named);
+                    }
+                }
+            }
+            Field::Date => has_date = true,
+            Field::HopByHop => hop_by_hop |= bit,
+            Field::EndToEnd => {}
+        }
+        if matches!(field, Field::Date | Field::EndToEnd) {
+            run_start.get_or_insert(line_start);
+        } else {
+            close_run(run_start.take(), line_start, &mut passable);
+        }
     }
+    close_run(run_start, headers_end, &mut passable);
     if length_conflict {
         return Err(WireError::ContentLength);
-    }
-    for name in connection_named {
-        headers.remove(name);
     }
 
     let version = if resp.version == Some(0) {
@@ -290,9 +456,6 @@ pub fn parse_response_head(
         if !only_chunked {
             return Err(WireError::Head("transfer coding other than chunked"));
         }
-        // Transfer-Encoding overrides Content-Length, which must not be
-        // passed on beside it (RFC 9112 §6.3 item 3).
-        headers.remove(CONTENT_LENGTH);
         ResponseFraming::Chunked
     } else {
         match content_length {
@@ -307,24 +470,56 @@ pub fn parse_response_head(
         // the upstream may be confused about where this message ends; do not
         // trust the next one (RFC 9112 §6.1, §6.3).
         && !(transfer_encoding && (content_length.is_some() || version == Version::HTTP_10));
+
+    // Passed on as bytes: a body the client side frames itself (the
+    // `Content-Length` left out is the one it writes), nothing named by
+    // `Connection` to take out.
+    let passed = (passable
+        && connection_named.is_empty()
+        && matches!(framing, ResponseFraming::Length(_) | ResponseFraming::Chunked))
+    .then(|| {
+        Box::new(PassedHeaders {
+            head: head.clone(),
+            runs,
+            // At most MAX_RUNS: cannot truncate.
+            len: run_count as u8,
+            has_date,
+        })
+    });
+    let mut headers = HeaderMap::new();
+    if passed.is_none() {
+        headers = std::mem::take(spare);
+        // Never a header of an earlier message: the map is meant to come
+        // empty.
+        if !headers.is_empty() {
+            headers.clear();
+        }
+        headers.reserve(resp.headers.len());
+        // Transfer-Encoding overrides Content-Length, which must not be
+        // passed on beside it (RFC 9112 §6.3 item 3).
+        let left_out = hop_by_hop | if transfer_encoding { lengths } else { 0 };
+        for (i, h) in resp.headers.iter().enumerate() {
+            if left_out & (1u128 << i) != 0 {
+                continue;
+            }
+            let name = HeaderName::from_bytes(h.name.as_bytes())
+                .map_err(|_| WireError::Head("invalid header name"))?;
+            let value = HeaderValue::from_maybe_shared(head.slice_ref(h.value))
+                .map_err(|_| WireError::Head("invalid header value"))?;
+            headers.append(name, value);
+        }
+        for name in connection_named {
+            headers.remove(name);
+        }
+    }
     Ok(Some(ResponseHead {
         status,
         version,
         headers,
+        passed,
         framing,
         keep_alive,
     }))
-}
-
-/// Response headers that are hop-by-hop whatever `Connection` says.
-/// `Connection` and `Transfer-Encoding` are handled before this is asked.
-/// A match on the name's text: comparing `HeaderName`s one by one cost more
-/// than the rest of the header's handling.
-fn is_hop_by_hop_response(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "keep-alive" | "proxy-connection" | "te" | "trailer" | "upgrade" | "proxy-authenticate"
-    )
 }
 
 /// The non-empty elements of a comma-separated header value, trimmed

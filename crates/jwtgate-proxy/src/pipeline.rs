@@ -30,7 +30,7 @@ use jwtgate_core::policy::{authenticate_cached, sources, AuthError, JwtPolicy, P
 use jwtgate_core::provider::IdentityProvider;
 use jwtgate_store::{Entry, TokenSubject};
 
-use crate::body::{GatewayBody, RequestBody};
+use crate::body::{unpass_headers, GatewayBody, RequestBody};
 use crate::conn_info::ConnInfo;
 use crate::cors;
 use crate::echo;
@@ -86,6 +86,7 @@ pub async fn handle(
         record.outcome.origin.take(),
         record.outcome.route.and_then(|r| r.route.cors.as_ref()),
     ) {
+        unpass_headers(&mut resp);
         cors::decorate(policy, origin, resp.headers_mut());
     }
     record.answered(resp.status().as_u16());

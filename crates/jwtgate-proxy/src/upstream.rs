@@ -19,7 +19,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::header::HeaderValue;
 use http::request::Parts;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use jwtgate_config::{UpstreamNode, UpstreamNodes};
@@ -485,19 +485,17 @@ where
         let ResponseHead {
             status,
             headers,
+            passed,
             framing,
             keep_alive,
             ..
         } = head;
-        let mut resp = Response::new(GatewayBody::empty());
-        *resp.status_mut() = status;
-        *resp.headers_mut() = headers;
         let done = Done {
             pool: Arc::clone(pool),
             key: Arc::clone(&node.key),
             keep_alive,
         };
-        *resp.body_mut() = match framing {
+        let body = match framing {
             ResponseFraming::Empty => {
                 done.release(conn);
                 GatewayBody::empty()
@@ -509,7 +507,7 @@ where
                 done.release(conn);
                 GatewayBody::full(body)
             }
-            framing => GatewayBody::Upstream(Box::new(UpstreamBody {
+            framing => GatewayBody::upstream(Box::new(UpstreamBody {
                 conn: Some(conn),
                 state: match framing {
                     ResponseFraming::Length(n) => BodyState::Length(n),
@@ -522,6 +520,9 @@ where
                 timer_armed: false,
             })),
         };
+        let mut resp = Response::new(body.with_passed(passed));
+        *resp.status_mut() = status;
+        *resp.headers_mut() = headers;
         Ok(resp)
     }
 
@@ -577,7 +578,7 @@ where
                 .map_err(|e| upstream_error(node, e.to_string()))?;
             let mut received = false;
             loop {
-                if let Some(head) = next_final_head(buf, &self.parts.method, node)? {
+                if let Some(head) = next_final_head(buf, self.parts, node)? {
                     return Ok(head);
                 }
                 buf.reserve(HEAD_READ);
@@ -615,7 +616,7 @@ where
     ) -> Result<Option<ResponseHead>, Failure> {
         let Conn { io, buf, out, .. } = conn;
         let (mut reader, mut writer) = tokio::io::split(io);
-        let method = &self.parts.method;
+        let parts = &*self.parts;
         let body = &mut *self.body;
         let chunked = self.framing == RequestFraming::Chunked;
         let read_timeout = self.read_timeout;
@@ -661,7 +662,7 @@ where
         };
         let answer = async {
             loop {
-                if let Some(head) = next_final_head(buf, method, node)? {
+                if let Some(head) = next_final_head(buf, parts, node)? {
                     return Ok::<ResponseHead, Failure>(head);
                 }
                 if buf.len() >= h1::MAX_HEAD {
@@ -708,12 +709,14 @@ async fn write_timed<W: AsyncWrite + Unpin>(
 /// does not pass protocol upgrades through.
 fn next_final_head(
     buf: &mut BytesMut,
-    method: &Method,
+    request: &Parts,
     node: &Node,
 ) -> Result<Option<ResponseHead>, Failure> {
+    // An HTTP/1.x client can take the upstream's header lines as they came.
+    let pass_on = request.version <= Version::HTTP_11;
     let mut spare = recycle::header_map();
     let head = loop {
-        match h1::parse_response_head(buf, method, &mut spare) {
+        match h1::parse_response_head(buf, &request.method, &mut spare, pass_on) {
             Ok(Some(head)) if head.status == StatusCode::SWITCHING_PROTOCOLS => {
                 break Err(upstream_error(node, "switched protocols unasked".into()));
             }

@@ -17,7 +17,9 @@ use http::header::TRANSFER_ENCODING;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE, EXPECT};
 use http::{request, Method, Request, StatusCode, Uri, Version};
 
-use super::{head_end, parse_length, push_decimal, tokens, RequestFraming, ResponseFraming};
+use super::{
+    head_end, parse_length, push_decimal, tokens, PassedHeaders, RequestFraming, ResponseFraming,
+};
 
 /// The largest request head accepted (request line and headers).
 pub const MAX_REQUEST_HEAD: usize = 64 * 1024;
@@ -314,9 +316,13 @@ pub fn response_says_close(headers: &HeaderMap) -> bool {
 /// sent. `date` is the `Date` value to add when the response has none.
 /// `keep_alive` says whether the connection stays open; `http10` whether
 /// the client speaks HTTP/1.0 (which closes unless told otherwise).
+/// `passed`: an upstream's header lines, copied first as they came (they
+/// hold no framing header), then `headers`, the gateway's own.
+#[allow(clippy::too_many_arguments)]
 pub fn encode_response_head(
     out: &mut Vec<u8>,
     status: StatusCode,
+    passed: Option<&PassedHeaders>,
     headers: &HeaderMap,
     framing: ResponseFraming,
     keep_alive: bool,
@@ -329,6 +335,12 @@ pub fn encode_response_head(
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     let mut has_date = false;
+    if let Some(passed) = passed {
+        for run in passed.runs() {
+            out.extend_from_slice(run);
+        }
+        has_date = passed.has_date();
+    }
     for (name, value) in headers {
         if name == CONTENT_LENGTH {
             // What a GET would have carried: the HEAD or 304 answer keeps it.
@@ -376,6 +388,7 @@ pub fn encode_refusal(out: &mut Vec<u8>, status: StatusCode, date: &[u8]) {
     encode_response_head(
         out,
         status,
+        None,
         &HeaderMap::new(),
         ResponseFraming::Length(0),
         false,

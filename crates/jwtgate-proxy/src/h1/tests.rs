@@ -2,16 +2,160 @@ use super::*;
 
 fn head_of(bytes: &[u8], method: &Method) -> (Result<Option<ResponseHead>, WireError>, BytesMut) {
     let mut buf = BytesMut::from(bytes);
-    let r = parse_response_head(&mut buf, method, &mut HeaderMap::new());
+    let r = parse_response_head(&mut buf, method, &mut HeaderMap::new(), true);
     (r, buf)
 }
 
+/// A complete head, with any header lines passed on as bytes moved into
+/// its map: what the client gets either way.
 fn parsed(bytes: &[u8], method: &Method) -> (ResponseHead, BytesMut) {
     let (r, buf) = head_of(bytes, method);
     match r {
-        Ok(Some(h)) => (h, buf),
+        Ok(Some(mut h)) => {
+            if let Some(passed) = h.passed.take() {
+                assert!(h.headers.is_empty(), "passed on and in the map");
+                passed.append_to(&mut h.headers);
+            }
+            (h, buf)
+        }
         other => panic!("expected a complete head, got {other:?}"),
     }
+}
+
+/// The head's header lines passed on as bytes, joined; `None` if the head
+/// went into a map.
+fn passed_lines(bytes: &[u8], method: &Method) -> Option<String> {
+    let (r, _) = head_of(bytes, method);
+    let head = r.unwrap().unwrap();
+    let passed = head.passed?;
+    assert!(head.headers.is_empty(), "passed on and in the map");
+    Some(
+        passed
+            .runs()
+            .map(|run| String::from_utf8(run.to_vec()).unwrap())
+            .collect(),
+    )
+}
+
+#[test]
+fn a_response_with_a_framed_body_passes_its_end_to_end_lines_on_as_they_came() {
+    let raw = b"HTTP/1.1 200 OK\r\nServer: up\r\nDate: Wed, 02 Dec 2026 14:00:00 GMT\r\n\
+        Content-Type: text/plain\r\nContent-Length: 2\r\nX-Trace:  a,b \r\n\
+        Connection: keep-alive\r\nKeep-Alive: timeout=5\r\nset-cookie: a=1\r\n\r\nok";
+    assert_eq!(
+        passed_lines(raw, &Method::GET).as_deref(),
+        Some(
+            "Server: up\r\nDate: Wed, 02 Dec 2026 14:00:00 GMT\r\nContent-Type: text/plain\r\n\
+             X-Trace:  a,b \r\nset-cookie: a=1\r\n"
+        ),
+        "framing and hop-by-hop lines left out, the rest byte for byte"
+    );
+    let (r, buf) = head_of(raw, &Method::GET);
+    let head = r.unwrap().unwrap();
+    assert_eq!(head.framing, ResponseFraming::Length(2));
+    assert!(head.keep_alive);
+    assert_eq!(&buf[..], b"ok");
+    let passed = head.passed.unwrap();
+    assert!(passed.has_date());
+
+    // Into a map (HTTP/2, CORS): lower-case names, values trimmed.
+    let mut map = HeaderMap::new();
+    passed.append_to(&mut map);
+    let entries: Vec<_> = map
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("server", "up"),
+            ("date", "Wed, 02 Dec 2026 14:00:00 GMT"),
+            ("content-type", "text/plain"),
+            ("x-trace", "a,b"),
+            ("set-cookie", "a=1"),
+        ]
+    );
+
+    // Chunked: the stale length beside it is left out too.
+    assert_eq!(
+        passed_lines(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n",
+            &Method::GET
+        )
+        .as_deref(),
+        Some("X-A: 1\r\n")
+    );
+    // No header at all, no Date.
+    let (r, _) = head_of(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", &Method::GET);
+    let passed = r.unwrap().unwrap().passed.unwrap();
+    assert_eq!(passed.runs().count(), 0);
+    assert!(!passed.has_date());
+}
+
+#[test]
+fn heads_that_cannot_be_passed_on_as_bytes_go_into_a_map() {
+    for (raw, method, why) in [
+        (
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nX-A: 1\r\n\r\n"[..],
+            Method::HEAD,
+            "no body: the length stays",
+        ),
+        (
+            b"HTTP/1.1 304 Not Modified\r\nX-A: 1\r\n\r\n",
+            Method::GET,
+            "no body",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\n",
+            Method::GET,
+            "until close",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nX-A: 1\nContent-Length: 0\r\n\r\n",
+            Method::GET,
+            "a bare line feed",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 0\n\n",
+            Method::GET,
+            "a bare line feed on the last line",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nConnection: X-A\r\nX-A: 1\r\nContent-Length: 0\r\n\r\n",
+            Method::GET,
+            "a header named by Connection",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nX-A: 1\r\nTE: x\r\nX-A: 1\r\nTrailer: x\r\nX-A: 1\r\n\
+              Upgrade: x\r\nX-A: 1\r\nKeep-Alive: x\r\nX-A: 1\r\nContent-Length: 0\r\n\r\n",
+            Method::GET,
+            "more stretches than kept",
+        ),
+    ] {
+        assert_eq!(passed_lines(raw, &method), None, "{why}");
+        let (h, _) = parsed(raw, &method);
+        let names: Vec<_> = h.headers.keys().map(|n| n.as_str()).collect();
+        let want: &[&str] = if method == Method::HEAD {
+            &["content-length", "x-a"]
+        } else if why == "a header named by Connection" {
+            &["content-length"]
+        } else if why.starts_with("a bare") || why.starts_with("more") {
+            &["x-a", "content-length"]
+        } else {
+            &["x-a"]
+        };
+        assert_eq!(names, want, "{why}");
+    }
+    // Four stretches are still passed on.
+    assert_eq!(
+        passed_lines(
+            b"HTTP/1.1 200 OK\r\nX-A: 1\r\nTE: x\r\nX-B: 2\r\nTrailer: x\r\nX-C: 3\r\n\
+              Upgrade: x\r\nX-D: 4\r\nContent-Length: 0\r\n\r\n",
+            &Method::GET
+        )
+        .as_deref(),
+        Some("X-A: 1\r\nX-B: 2\r\nX-C: 3\r\nX-D: 4\r\n")
+    );
 }
 
 #[test]
@@ -433,4 +577,48 @@ fn the_largest_chunk_size_is_accepted_without_overflow() {
         Decoded::Data(Bytes::from_static(b"ab"))
     );
     assert!(!dec.is_done());
+}
+
+#[test]
+fn header_names_are_told_apart_in_any_case_and_only_when_equal() {
+    // Every token character (RFC 9110 §5.6.2), in every position of every
+    // name the gateway looks for: the word-wise compare agrees with a
+    // byte-wise case-insensitive one.
+    let tchars: Vec<u8> = (0u8..=127)
+        .filter(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b))
+        .collect();
+    for name in [
+        "te",
+        "date",
+        "trailer",
+        "upgrade",
+        "connection",
+        "keep-alive",
+        "content-length",
+        "proxy-connection",
+        "transfer-encoding",
+        "proxy-authenticate",
+    ] {
+        let lower = name.as_bytes();
+        assert!(same_name(name.to_ascii_uppercase().as_bytes(), lower));
+        assert!(!same_name(&lower[1..], lower), "{name}: length");
+        for at in 0..lower.len() {
+            for &c in &tchars {
+                let mut probe = lower.to_vec();
+                probe[at] = c;
+                assert_eq!(
+                    same_name(&probe, lower),
+                    probe.eq_ignore_ascii_case(lower),
+                    "{name} with {:?} at {at}",
+                    c as char
+                );
+            }
+        }
+    }
+    assert_eq!(Field::of(b"Content-Length"), Field::ContentLength);
+    assert_eq!(Field::of(b"CONNECTION"), Field::Connection);
+    assert_eq!(Field::of(b"Keep-Alive"), Field::HopByHop);
+    assert_eq!(Field::of(b"Content-Type"), Field::EndToEnd);
+    assert_eq!(Field::of(b"content-lengtH"), Field::ContentLength);
+    assert_eq!(Field::of(b"content_length"), Field::EndToEnd);
 }

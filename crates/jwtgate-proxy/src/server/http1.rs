@@ -394,7 +394,8 @@ impl<IO: Transport> Conn<IO> {
         // client may still be sending it, or wait for `100 Continue`).
         let body_done = self.skip_buffered_body();
         let mut keep_alive = keep_alive && body_done && !ctx.activity.stopping();
-        let (parts, body) = response.into_parts();
+        let (parts, mut body) = response.into_parts();
+        let passed = body.take_passed();
         if response_says_close(&parts.headers) {
             keep_alive = false;
         }
@@ -417,6 +418,7 @@ impl<IO: Transport> Conn<IO> {
             encode_response_head(
                 &mut out,
                 parts.status,
+                passed.as_deref(),
                 &parts.headers,
                 framing,
                 keep_alive,

@@ -30,7 +30,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body::Body;
 use tracing::{debug, error, warn};
 
-use crate::body::{GatewayBody, H2Body, RequestBody};
+use crate::body::{unpass_headers, GatewayBody, H2Body, RequestBody};
 use crate::gateway::Gateway;
 use crate::h1::inbound::response_framing;
 use crate::h1::{parse_length, ResponseFraming};
@@ -327,10 +327,12 @@ enum SendError {
 /// `Content-Length` stays on a HEAD or 304 answer (what a GET would have
 /// carried) and leaves a 1xx or 204 (RFC 9110 §8.6).
 async fn send(
-    response: Response<GatewayBody>,
+    mut response: Response<GatewayBody>,
     mut respond: SendResponse<Bytes>,
     head: bool,
 ) -> Result<(), SendError> {
+    // HTTP/2 encodes every header anew (HPACK, names in lower case).
+    unpass_headers(&mut response);
     let (mut parts, mut body) = response.into_parts();
     if !parts.headers.contains_key(DATE) {
         if let Ok(date) = with_date(HeaderValue::from_bytes) {
@@ -369,7 +371,7 @@ async fn send(
     };
     // A body the gateway holds whole is handed to h2 at once: waiting for
     // the client's window first would hold no less memory.
-    let held = matches!(body, GatewayBody::Full(_));
+    let held = body.is_held();
     loop {
         let frame = poll_fn(|cx| {
             if let Poll::Ready(frame) = std::pin::Pin::new(&mut body).poll_frame(cx) {

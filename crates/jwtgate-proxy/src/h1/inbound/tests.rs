@@ -259,6 +259,7 @@ fn encoded(
     encode_response_head(
         &mut out,
         StatusCode::from_u16(status).unwrap(),
+        None,
         &map,
         framing,
         keep_alive,
@@ -378,4 +379,61 @@ fn a_head_is_seen_complete_only_once_its_empty_line_or_the_limit_arrives() {
     assert!(may_complete_head(&big, MAX_REQUEST_HEAD - 1));
     // Asking beyond the end is asking nothing.
     assert!(!may_complete_head(b"GET", 10));
+}
+
+/// An upstream's head parsed with its lines kept as bytes.
+fn passed_of(upstream_head: &[u8]) -> Box<PassedHeaders> {
+    let head = crate::h1::parse_response_head(
+        &mut BytesMut::from(upstream_head),
+        &Method::GET,
+        &mut HeaderMap::new(),
+        true,
+    );
+    head.unwrap().unwrap().passed.unwrap()
+}
+
+#[test]
+fn passed_lines_go_out_first_then_the_gateways_headers_then_our_framing() {
+    let passed = passed_of(
+        b"HTTP/1.1 200 OK\r\nServer: up\r\nContent-Length: 5\r\nConnection: keep-alive\r\nX-A: 1\r\n\r\n",
+    );
+    let mut own = HeaderMap::new();
+    own.insert("x-gw", HeaderValue::from_static("yes"));
+    let mut out = Vec::new();
+    encode_response_head(
+        &mut out,
+        StatusCode::OK,
+        Some(&passed),
+        &own,
+        ResponseFraming::Length(5),
+        true,
+        false,
+        b"Wed, 02 Dec 2026 14:00:00 GMT",
+    );
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "HTTP/1.1 200 OK\r\nServer: up\r\nX-A: 1\r\nx-gw: yes\r\n\
+         date: Wed, 02 Dec 2026 14:00:00 GMT\r\ncontent-length: 5\r\n\r\n"
+    );
+
+    // The upstream's own Date is kept and no second one is added.
+    let passed = passed_of(
+        b"HTTP/1.1 200 OK\r\nDATE: Thu, 01 Jan 1970 00:00:00 GMT\r\nTransfer-Encoding: chunked\r\n\r\n",
+    );
+    let mut out = Vec::new();
+    encode_response_head(
+        &mut out,
+        StatusCode::OK,
+        Some(&passed),
+        &HeaderMap::new(),
+        ResponseFraming::Chunked,
+        false,
+        false,
+        b"Wed, 02 Dec 2026 14:00:00 GMT",
+    );
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "HTTP/1.1 200 OK\r\nDATE: Thu, 01 Jan 1970 00:00:00 GMT\r\n\
+         transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    );
 }
