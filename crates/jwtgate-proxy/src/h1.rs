@@ -12,9 +12,7 @@
 use std::mem::MaybeUninit;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING,
-};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{Method, StatusCode, Version};
 
 use crate::headers::GatewayHeaders;
@@ -203,7 +201,11 @@ impl PassedHeaders {
         self.runs
             .iter()
             .take(usize::from(self.len))
-            .map(|&(start, end)| self.head.get(start as usize..end as usize).unwrap_or_default())
+            .map(|&(start, end)| {
+                self.head
+                    .get(start as usize..end as usize)
+                    .unwrap_or_default()
+            })
     }
 
     /// Appends the headers to `map` (for an HTTP/2 client, or before the
@@ -368,7 +370,11 @@ pub fn parse_response_head(
     let mut passable = pass_on;
     let mut close_run = |start: Option<usize>, end: usize, passable: &mut bool| {
         if let Some(start) = start {
-            match (runs.get_mut(run_count), u32::try_from(start), u32::try_from(end)) {
+            match (
+                runs.get_mut(run_count),
+                u32::try_from(start),
+                u32::try_from(end),
+            ) {
                 (Some(run), Ok(start), Ok(end)) => {
                     *run = (start, end);
                     run_count += 1;
@@ -476,7 +482,10 @@ pub fn parse_response_head(
     // `Connection` to take out.
     let passed = (passable
         && connection_named.is_empty()
-        && matches!(framing, ResponseFraming::Length(_) | ResponseFraming::Chunked))
+        && matches!(
+            framing,
+            ResponseFraming::Length(_) | ResponseFraming::Chunked
+        ))
     .then(|| {
         Box::new(PassedHeaders {
             head: head.clone(),

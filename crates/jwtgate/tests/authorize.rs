@@ -394,6 +394,15 @@ fn cors_preflights_are_answered_before_authentication() {
         Some("https://app.example.com")
     );
     assert!(resp.header_all("vary").iter().any(|v| v.contains("Origin")));
+    // The upstream's own headers come with the CORS ones, each once.
+    assert_eq!(resp.header_all("content-type"), ["text/plain"]);
+    assert_eq!(
+        resp.header_all("x-upstream-id").len(),
+        1,
+        "{:?}",
+        resp.headers
+    );
+    assert_eq!(resp.header_all("date").len(), 1, "{:?}", resp.headers);
     let resp = gw.send(
         &Req::get("/v1/orders")
             .bearer(&t)
@@ -410,6 +419,36 @@ fn cors_preflights_are_answered_before_authentication() {
     );
     assert_eq!(resp.status, 200);
     assert_eq!(up.last().method, "OPTIONS");
+}
+
+/// The route's CORS answer is the one the browser reads: an upstream's own
+/// `Access-Control-Allow-*` headers are replaced, its `Vary` kept beside
+/// the gateway's.
+#[test]
+fn the_routes_cors_headers_replace_the_upstreams_own() {
+    let up = Upstream::start_with("cors", Behavior::OwnCors);
+    let cors = "    cors:\n      allow_origins: [\"https://app.example.com\"]\n";
+    let gw = Gateway::start(&config(&up, "{}", cors));
+    let resp = gw.send(
+        &Req::get("/v1/orders")
+            .bearer(&token(json!({})))
+            .header("Origin", "https://app.example.com"),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(
+        resp.header_all("access-control-allow-origin"),
+        ["https://app.example.com"],
+        "{:?}",
+        resp.headers
+    );
+    assert_eq!(
+        resp.header("access-control-allow-credentials"),
+        None,
+        "the route does not allow credentials: {:?}",
+        resp.headers
+    );
+    assert_eq!(resp.header_all("vary"), ["Accept-Encoding", "Origin"]);
+    assert_eq!(resp.text(), "upstream ok");
 }
 
 #[test]

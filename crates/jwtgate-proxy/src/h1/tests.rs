@@ -86,7 +86,10 @@ fn a_response_with_a_framed_body_passes_its_end_to_end_lines_on_as_they_came() {
         Some("X-A: 1\r\n")
     );
     // No header at all, no Date.
-    let (r, _) = head_of(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", &Method::GET);
+    let (r, _) = head_of(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        &Method::GET,
+    );
     let passed = r.unwrap().unwrap().passed.unwrap();
     assert_eq!(passed.runs().count(), 0);
     assert!(!passed.has_date());

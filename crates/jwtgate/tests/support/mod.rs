@@ -638,6 +638,9 @@ pub enum Behavior {
     /// 200 with hop-by-hop response headers: `Connection: x-up-hop`,
     /// `X-Up-Hop`, `Keep-Alive`, and an end-to-end `X-Up-End`.
     HopHeaders,
+    /// 200 with CORS headers of its own (`Access-Control-Allow-Origin: *`,
+    /// `Access-Control-Allow-Credentials: true`) and `Vary: Accept-Encoding`.
+    OwnCors,
     /// 200 with a body of this many bytes, streamed (chunked) in 64 KiB
     /// pieces; byte i is `pattern_byte(i)`.
     Stream(usize),
@@ -863,7 +866,9 @@ async fn handle(
     let hop = matches!(behavior, Behavior::HopHeaders);
     let body: RespBody = match behavior {
         Behavior::HopHeaders => Full::new(Bytes::from_static(b"upstream ok")).boxed(),
-        Behavior::Answer => Full::new(Bytes::from_static(b"upstream ok")).boxed(),
+        Behavior::Answer | Behavior::OwnCors => {
+            Full::new(Bytes::from_static(b"upstream ok")).boxed()
+        }
         Behavior::Slow(d) => {
             tokio::time::sleep(d).await;
             Full::new(Bytes::from_static(b"slow upstream ok")).boxed()
@@ -890,6 +895,12 @@ async fn handle(
             .header("x-up-hop", "per-connection")
             .header("keep-alive", "timeout=99")
             .header("x-up-end", "kept");
+    }
+    if matches!(behavior, Behavior::OwnCors) {
+        resp = resp
+            .header("access-control-allow-origin", "*")
+            .header("access-control-allow-credentials", "true")
+            .header("vary", "Accept-Encoding");
     }
     let resp = resp.body(body).unwrap();
     Ok(resp)
