@@ -169,132 +169,6 @@ pub struct ResponseHead {
     pub keep_alive: bool,
 }
 
-/// The stretches of header lines a passed-on head is kept as at most: the
-/// lines between the ones left out (framing, hop-by-hop). A head cut into
-/// more is parsed into a map instead.
-const MAX_RUNS: usize = 4;
-
-/// An upstream response's end-to-end header lines, kept as the bytes that
-/// arrived: an HTTP/1.1 client gets them copied as they are, with no header
-/// map built and torn down for each response (a fifth of a proxied
-/// request's instructions, `bench/callgrind.sh plain`). httparse has
-/// checked every name and value; the lines left out are the ones a map
-/// would not have held. Only for a response with a body framed by length
-/// or chunks and lines ending in CRLF; any other is parsed into a map.
-#[derive(Clone)]
-pub struct PassedHeaders {
-    head: Bytes,
-    /// `head[start..end]`: whole lines, each ending in CRLF.
-    runs: [(u32, u32); MAX_RUNS],
-    len: u8,
-    has_date: bool,
-}
-
-impl PassedHeaders {
-    /// The upstream sent a `Date`.
-    pub fn has_date(&self) -> bool {
-        self.has_date
-    }
-
-    /// The header lines, each ending in CRLF, in the order received.
-    pub fn runs(&self) -> impl Iterator<Item = &[u8]> {
-        self.runs
-            .iter()
-            .take(usize::from(self.len))
-            .map(|&(start, end)| {
-                self.head
-                    .get(start as usize..end as usize)
-                    .unwrap_or_default()
-            })
-    }
-
-    /// Appends the headers to `map` (for an HTTP/2 client, or before the
-    /// gateway edits the answer's headers): names lower-cased, values
-    /// sharing the head's buffer.
-    pub fn append_to(&self, map: &mut HeaderMap) {
-        for run in self.runs() {
-            for line in run.split_inclusive(|&b| b == b'\n') {
-                let line = line.strip_suffix(b"\r\n").unwrap_or(line);
-                let Some(colon) = memchr::memchr(b':', line) else {
-                    continue;
-                };
-                let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
-                // Both were checked by httparse, with the rules `http`
-                // applies: neither can fail here.
-                if let (Ok(name), Ok(value)) = (
-                    HeaderName::from_bytes(name),
-                    HeaderValue::from_maybe_shared(self.head.slice_ref(value)),
-                ) {
-                    map.append(name, value);
-                }
-            }
-        }
-    }
-}
-
-impl std::fmt::Debug for PassedHeaders {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut list = f.debug_list();
-        for run in self.runs() {
-            list.entry(&String::from_utf8_lossy(run));
-        }
-        list.finish()
-    }
-}
-
-/// What a response header is to the gateway, told from its name's bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Field {
-    ContentLength,
-    TransferEncoding,
-    Connection,
-    /// Hop-by-hop whatever `Connection` says (RFC 9110 §7.6.1).
-    HopByHop,
-    Date,
-    EndToEnd,
-}
-
-impl Field {
-    fn of(name: &[u8]) -> Field {
-        // The length first: most names are ruled out by one compare.
-        match name.len() {
-            2 if same_name(name, b"te") => Field::HopByHop,
-            4 if same_name(name, b"date") => Field::Date,
-            7 if same_name(name, b"trailer") || same_name(name, b"upgrade") => Field::HopByHop,
-            10 if same_name(name, b"connection") => Field::Connection,
-            10 if same_name(name, b"keep-alive") => Field::HopByHop,
-            14 if same_name(name, b"content-length") => Field::ContentLength,
-            16 if same_name(name, b"proxy-connection") => Field::HopByHop,
-            17 if same_name(name, b"transfer-encoding") => Field::TransferEncoding,
-            18 if same_name(name, b"proxy-authenticate") => Field::HopByHop,
-            _ => Field::EndToEnd,
-        }
-    }
-}
-
-/// `name` (a token httparse has checked) is `lower` (lower-case letters and
-/// `-`) in any case. Setting bit 0x20 lower-cases a letter, and turns no
-/// other token character into a letter or `-`; so eight bytes are compared
-/// at a time.
-fn same_name(name: &[u8], lower: &[u8]) -> bool {
-    const CASE: u64 = 0x2020_2020_2020_2020;
-    let word = |bytes: &[u8]| u64::from_le_bytes(bytes.try_into().unwrap_or_default());
-    if name.len() != lower.len() {
-        return false;
-    }
-    let mut a = name.chunks_exact(8);
-    let mut b = lower.chunks_exact(8);
-    for (x, y) in (&mut a).zip(&mut b) {
-        if word(x) | CASE != word(y) {
-            return false;
-        }
-    }
-    a.remainder()
-        .iter()
-        .zip(b.remainder())
-        .all(|(&x, &y)| x | 0x20 == y)
-}
-
 /// Parses a response head from the front of `buf`. `Ok(None)`: incomplete,
 /// read more. On success the head's bytes are removed from `buf`, which then
 /// starts with the body, and the headers are either passed on as bytes
@@ -349,7 +223,7 @@ pub fn parse_response_head(
     // One pass over the names: the framing, and the stretches of lines
     // that could be passed on as they are.
     let base = head.as_ptr().addr();
-    let offset = |s: &[u8]| s.as_ptr().addr() - base;
+    let offset = |s: &[u8]| s.as_ptr().addr().saturating_sub(base);
     let mut content_length: Option<u64> = None;
     let mut length_conflict = false;
     let mut transfer_encoding = false;
@@ -390,7 +264,7 @@ pub fn parse_response_head(
             .headers
             .get(i + 1)
             .map_or(headers_end, |next| offset(next.name.as_bytes()));
-        if !head[..line_end].ends_with(b"\r\n") {
+        if !head.get(..line_end).is_some_and(|l| l.ends_with(b"\r\n")) {
             passable = false;
         }
         let field = Field::of(h.name.as_bytes());
@@ -495,32 +369,18 @@ pub fn parse_response_head(
             has_date,
         })
     });
-    let mut headers = HeaderMap::new();
-    if passed.is_none() {
-        headers = std::mem::take(spare);
-        // Never a header of an earlier message: the map is meant to come
-        // empty.
-        if !headers.is_empty() {
-            headers.clear();
-        }
-        headers.reserve(resp.headers.len());
+    let headers = match passed {
+        Some(_) => HeaderMap::new(),
         // Transfer-Encoding overrides Content-Length, which must not be
         // passed on beside it (RFC 9112 §6.3 item 3).
-        let left_out = hop_by_hop | if transfer_encoding { lengths } else { 0 };
-        for (i, h) in resp.headers.iter().enumerate() {
-            if left_out & (1u128 << i) != 0 {
-                continue;
-            }
-            let name = HeaderName::from_bytes(h.name.as_bytes())
-                .map_err(|_| WireError::Head("invalid header name"))?;
-            let value = HeaderValue::from_maybe_shared(head.slice_ref(h.value))
-                .map_err(|_| WireError::Head("invalid header value"))?;
-            headers.append(name, value);
-        }
-        for name in connection_named {
-            headers.remove(name);
-        }
-    }
+        None => header_map(
+            &head,
+            resp.headers,
+            hop_by_hop | if transfer_encoding { lengths } else { 0 },
+            connection_named,
+            spare,
+        )?,
+    };
     Ok(Some(ResponseHead {
         status,
         version,
@@ -529,6 +389,37 @@ pub fn parse_response_head(
         framing,
         keep_alive,
     }))
+}
+
+/// A head's headers in `spare`'s map, taken out of it: all but those
+/// `left_out` (bit i: the i-th header) and those `Connection` names.
+fn header_map(
+    head: &Bytes,
+    headers: &[httparse::Header<'_>],
+    left_out: u128,
+    connection_named: Vec<HeaderName>,
+    spare: &mut HeaderMap,
+) -> Result<HeaderMap, WireError> {
+    let mut map = std::mem::take(spare);
+    // Never a header of an earlier message: the map is meant to come empty.
+    if !map.is_empty() {
+        map.clear();
+    }
+    map.reserve(headers.len());
+    for (i, h) in headers.iter().enumerate() {
+        if left_out & (1u128 << i) != 0 {
+            continue;
+        }
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| WireError::Head("invalid header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice_ref(h.value))
+            .map_err(|_| WireError::Head("invalid header value"))?;
+        map.append(name, value);
+    }
+    for name in connection_named {
+        map.remove(name);
+    }
+    Ok(map)
 }
 
 /// The non-empty elements of a comma-separated header value, trimmed
@@ -806,6 +697,10 @@ fn hex_digit(b: u8) -> Option<u8> {
 }
 
 pub mod inbound;
+mod passed;
+
+pub use passed::PassedHeaders;
+use passed::{Field, MAX_RUNS};
 
 #[cfg(test)]
 mod tests;

@@ -1,3 +1,4 @@
+use super::passed::same_name;
 use super::*;
 
 fn head_of(bytes: &[u8], method: &Method) -> (Result<Option<ResponseHead>, WireError>, BytesMut) {

@@ -153,7 +153,15 @@ async fn idle_left_counts_from_the_end_of_the_last_exchange() {
     let after = activity.idle_left().expect("told as its exchange ended");
     assert!(after >= TIMEOUT, "{after:?} left as its exchange ended");
     tokio::time::sleep(TIMEOUT + PERIOD * 3).await;
-    assert_eq!(activity.idle_left(), None, "not told after the timeout");
+    // The watch's clock is a task's ticks, which a busy machine delays:
+    // bounded by BOUND, not by the timeout's margin.
+    let waited = tokio::time::timeout(BOUND, async {
+        while activity.idle_left().is_some() {
+            tokio::time::sleep(PERIOD).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "still told {:?} left", activity.idle_left());
 }
 
 #[tokio::test]
