@@ -4,7 +4,8 @@
 //! pulls it; either may carry the upstream's header lines, passed on as the
 //! bytes that came. Requests: read from the client's HTTP/1.1 connection by the
 //! connection's own reader, or from an HTTP/2 stream. Enums rather than
-//! boxed trait objects: no allocation per request or response.
+//! boxed trait objects: no allocation per request or response but a
+//! streamed body's and passed-on header lines' own boxes.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -26,9 +27,9 @@ pub struct GatewayBody {
     kind: Kind,
     /// The upstream's header lines, when they are passed on as bytes
     /// ([`PassedHeaders`]): they travel with the body, which every way out
-    /// hands to the client side, and cost no allocation. Whoever edits or
-    /// re-encodes the answer's headers first moves them into the map
-    /// ([`unpass_headers`]).
+    /// hands to the client side; boxed, so that a response without them is
+    /// no larger to move. Whoever edits or re-encodes the answer's headers
+    /// first moves them into the map ([`unpass_headers`]).
     passed: Option<Box<PassedHeaders>>,
 }
 
