@@ -2,7 +2,8 @@
 # Performance, round two (issue 18): jwtgate as the kit's `custom` row in
 # the same run_peers.sh runs as HAProxy and nginx, each row doing the same
 # work as its peers, and the ratios (median req/s, median proxy CPU per
-# request) printed per row.
+# request; and the kit's median of per-round req/s ratios, sorted rounds
+# beside it) printed per row.
 #
 #   bench/round2.sh [row ...]    rows: twocores tls handshake h2 onecore (default:
 #       these five), tls-noauth h2-noauth twocores-noauth (the ceilings)
@@ -62,10 +63,20 @@ def busy(row):
     # when pinned (in PIN=none runs both are shared).
     p, l = med(row, "cpu0_busy"), med(row, "cpu1_busy")
     return "" if p != p else f", busy CPU0 {p:.1f} % CPU1 {l:.1f} %"
+def per_round(p):
+    # The kit's own statistic (summarize.py): the ratio within each round,
+    # rows minutes apart, then the median; it cancels the machine's drift
+    # between rounds. The ratio of medians above is the stricter reading.
+    mine = {r["round"]: float(r["rps"]) for r in rows if r["row"] == me}
+    v = sorted(mine[r["round"]] / float(r["rps"]) for r in rows
+               if r["row"] == p and r["round"] in mine and float(r["rps"]) > 0)
+    return "" if not v else (f"; per round {statistics.median(v):.2f} "
+                             f"({' '.join(f'{x:.2f}' for x in v)})")
 print(f"{me}: {med(me,'rps'):.0f} req/s, {med(me,cpu):.1f} us CPU/req, p99 {med(me,'p99_ms'):.2f} ms{busy(me)}")
 for p in peers:
     print(f"  vs {p}: {med(p,'rps'):.0f} req/s, {med(p,cpu):.1f} us CPU/req{busy(p)} -> "
-          f"req/s ratio {med(me,'rps')/med(p,'rps'):.2f}, CPU ratio {med(p,cpu)/med(me,cpu):.2f} (peer/jwtgate)")
+          f"req/s ratio {med(me,'rps')/med(p,'rps'):.2f}, CPU ratio {med(p,cpu)/med(me,cpu):.2f} (peer/jwtgate)"
+          f"{per_round(p)}")
 PY
   if [[ -s $out/jwtgate.log ]] && grep -q "worker stopped accepting" "$out/jwtgate.log"; then
     echo "  connections per worker, per round:"
