@@ -12,6 +12,9 @@
 #     tls       TLS 1.3 keep-alive, HS256: proxy on CPU 0, wrk and the
 #               upstream on CPU 1 (the kit's pinned layout)
 #     h2        HTTP/2 over TLS, HS256, h2load -c10 -m10, pinned the same way
+#     onecore   plain HTTP, no auth, pinned the same way (wrk -t1 -c50):
+#               jwtgate with its access log on, as the kit's one-core
+#               no-auth row runs it, against haproxy-plain
 #
 # Per request, in µs of CPU (median of the rounds, jwtgate and HAProxy
 # alternating): proxy user / kernel (utime / stime of every thread, from
@@ -25,7 +28,7 @@ source "$ROOT/bench/lib.sh"
 ROUNDS=${ROUNDS:-3}; DURATION=${DURATION:-8}
 ROWS=("$@"); [[ ${#ROWS[@]} -gt 0 ]] || ROWS=(twocores tls h2)
 for row in "${ROWS[@]}"; do
-  [[ $row == twocores || $row == tls || $row == h2 ]] || { echo "unknown row $row" >&2; exit 2; }
+  [[ $row =~ ^(twocores|tls|h2|onecore)$ ]] || { echo "unknown row $row" >&2; exit 2; }
 done
 ((DURATION >= 3)) || { echo "DURATION must be at least 3 (seconds)" >&2; exit 2; }
 cargo build --release --manifest-path "$ROOT/Cargo.toml" -p jwtgate
@@ -66,20 +69,26 @@ run_one() {
   "${pin_load[@]}" nginx -p "$KIT/" -e "$KIT/run/upstream-nginx.err" -c peers/upstream-nginx.conf & ng=$!; PIDS+=("$ng")
   case $proxy in
     jwtgate)
-      config=$(write_config hs256 $([[ $row != twocores ]] && echo tls))
-      "${pin_proxy[@]}" env JWTGATE_LOG=info,jwtgate::access=off "$BIN" run --config "$config" \
+      local log=info,jwtgate::access=off
+      case $row in
+        twocores) config=$(write_config hs256) ;;
+        onecore) config=$(write_config plain); log=info ;;
+        *) config=$(write_config hs256 tls) ;;
+      esac
+      "${pin_proxy[@]}" env JWTGATE_LOG=$log "$BIN" run --config "$config" \
         > "$KIT/run/split-jwtgate.log" 2>&1 & proxy_pid=$!; port=18090 ;;
     haproxy)
       case $row in
         twocores) config=$HAPROXY_TWO; port=18082 ;;
         tls) config="$KIT/peers/haproxy-tls-hs256.cfg"; port=18442 ;;
         h2) config="$KIT/peers/haproxy-h2-hs256.cfg"; port=18446 ;;
+        onecore) config="$KIT/peers/haproxy-plain.cfg"; port=18084 ;;
       esac
       "${pin_proxy[@]}" haproxy -db -f "$config" > "$KIT/run/split-haproxy.log" 2>&1 & proxy_pid=$! ;;
   esac
   PIDS+=("$proxy_pid")
   wait_port 18081; wait_port "$port"
-  local scheme=https; [[ $row == twocores ]] && scheme=http
+  local scheme=https; [[ $row == twocores || $row == onecore ]] && scheme=http
   local url="$scheme://127.0.0.1:$port/"
   if [[ $row == h2 ]]; then
     client_cmd=("${pin_load[@]}" env LD_PRELOAD="$SHIM" h2load -t1 -c10 -m10 --tls13-ciphers="$CIPHERS"
