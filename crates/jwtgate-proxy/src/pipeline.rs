@@ -16,6 +16,7 @@
 //! in one place, `GatewayError::into_response`.
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -56,41 +57,51 @@ struct Outcome<'g> {
     detail: Option<String>,
 }
 
-pub async fn handle(
+/// Answers one request, whichever protocol brought it, and writes its
+/// access line and metrics once.
+///
+/// Not an `async fn`, which keeps each argument twice in its future (as
+/// passed, and as moved into its body): this future is part of every
+/// request's, allocated and copied once per request.
+// An `async fn` would copy `req` into its body's own slot.
+#[allow(clippy::manual_async_fn)]
+pub fn handle<'p, 'b, 'c>(
     gateway: Arc<Gateway>,
-    pool: &ConnPool,
-    req: Request<RequestBody<'_>>,
-    conn: &ConnInfo,
-) -> Response<GatewayBody> {
-    let mut record = Record {
-        gateway: &gateway,
-        conn,
-        method: req.method().clone(),
-        started: Instant::now(),
-        outcome: Outcome {
-            auth: "none",
-            ..Outcome::default()
-        },
-        answered: false,
-    };
-    let mut resp = match serve(&gateway, pool, req, conn, &mut record.outcome).await {
-        Ok(resp) => resp,
-        Err(e) => {
-            record.outcome.detail = Some(e.to_string());
-            e.into_response()
+    pool: &'p ConnPool,
+    req: Request<RequestBody<'b>>,
+    conn: &'c ConnInfo,
+) -> impl Future<Output = Response<GatewayBody>> + use<'p, 'b, 'c> {
+    async move {
+        let mut record = Record {
+            gateway: &gateway,
+            conn,
+            method: req.method().clone(),
+            started: Instant::now(),
+            outcome: Outcome {
+                auth: "none",
+                ..Outcome::default()
+            },
+            answered: false,
+        };
+        let mut resp = match serve(&gateway, pool, req, conn, &mut record.outcome).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                record.outcome.detail = Some(e.to_string());
+                e.into_response()
+            }
+        };
+        // Every answer of a CORS route to an allowed origin says so, the
+        // gateway's own refusals included (a browser app must read its 401).
+        if let (Some(origin), Some(policy)) = (
+            record.outcome.origin.take(),
+            record.outcome.route.and_then(|r| r.route.cors.as_ref()),
+        ) {
+            unpass_headers(&mut resp);
+            cors::decorate(policy, origin, resp.headers_mut());
         }
-    };
-    // Every answer of a CORS route to an allowed origin says so, the
-    // gateway's own refusals included (a browser app must read its 401).
-    if let (Some(origin), Some(policy)) = (
-        record.outcome.origin.take(),
-        record.outcome.route.and_then(|r| r.route.cors.as_ref()),
-    ) {
-        unpass_headers(&mut resp);
-        cors::decorate(policy, origin, resp.headers_mut());
+        record.answered(resp.status().as_u16());
+        resp
     }
-    record.answered(resp.status().as_u16());
-    resp
 }
 
 /// The status logged for a request whose client went away before its
@@ -249,210 +260,223 @@ fn access_json(
     line.extend_from_slice(b"}\n");
 }
 
-async fn serve<'g>(
+/// The stages of SPEC §3 for one request: refuse what could be read two
+/// ways, route, strip, authenticate and authorize, log out, proxy.
+///
+/// Not an `async fn`, for the reason [`handle`] is not: the request is
+/// taken apart first, and its parts are used in place.
+fn serve<'p, 'b, 'c, 'o, 'g>(
     gw: &'g Gateway,
-    pool: &ConnPool,
-    req: Request<RequestBody<'_>>,
-    conn: &ConnInfo,
-    outcome: &mut Outcome<'g>,
-) -> Result<Response<GatewayBody>, GatewayError> {
+    pool: &'p ConnPool,
+    req: Request<RequestBody<'b>>,
+    conn: &'c ConnInfo,
+    outcome: &'o mut Outcome<'g>,
+) -> impl Future<Output = Result<Response<GatewayBody>, GatewayError>> + use<'p, 'b, 'c, 'o, 'g> {
     let (mut parts, body) = req.into_parts();
-
-    // 1. What an upstream could read differently from the gateway is
-    //    refused before anything looks at it (SPEC §3.11). A method that is
-    //    a known one in another case (`get`) would skip the rules written
-    //    for GET while a framework upper-cases it.
-    let method = Method::from_bytes(parts.method.as_str().as_bytes());
-    if method == Method::Other && Method::is_case_variant(parts.method.as_str().as_bytes()) {
-        return Err(GatewayError::InvalidMethod(parts.method.to_string()));
-    }
-    //    Normalise the path once. Routes, path rules, the logout path and
-    //    the upstream all see this same path, so no encoding trick can make
-    //    the rules see one resource and the upstream another (SPEC §3.3).
-    let path = normalize(parts.uri.path()).map_err(|e| GatewayError::InvalidPath(e.reason))?;
-    let mut query: Option<Cow<'_, str>> = parts.uri.query().map(Cow::Borrowed);
-    //    One `Host` (HTTP/1.1 must have it), and only `host[:port]`: it
-    //    routes, and it goes upstream as X-Forwarded-Host.
-    let host = headers::request_host(parts.version, parts.uri.authority(), &parts.headers)?;
-
-    // 1b. An identity provider's back-channel logout path belongs to the
-    //     gateway, whatever the routes say (SPEC §3.10).
-    if let Some(&index) = gw.backchannel.get(path.as_ref()) {
-        let done = crate::logout::backchannel(gw, index, &parts, body, gw.body_timeout).await;
-        outcome.auth = match done.outcome {
-            "ok" => "backchannel_logout",
-            _ => "backchannel_refused",
-        };
-        outcome.detail = done.detail;
-        return Ok(done.response);
-    }
-
-    // 2. Route on path, then method and host. A CORS preflight is routed
-    //    by the method it asks about (a route for GET answers the OPTIONS
-    //    preflight of its GETs), and answered here, before any
-    //    authentication: browsers send preflights without credentials.
-    let host_name = host.as_ref().and_then(|h| h.to_str().ok()).map(strip_port);
-    let asked = cors::preflight_method(&parts.method, &parts.headers);
-    let preflight_route = asked
-        .and_then(|m| gw.router.find(&path, m, host_name))
-        .filter(|r| r.route.cors.is_some());
-    let route = match preflight_route {
-        Some(r) => r,
-        None => gw
-            .router
-            .find(&path, parts.method.as_str(), host_name)
-            .ok_or(GatewayError::NoRoute)?,
-    };
-    outcome.route = Some(route);
-    if let Some(policy) = &route.route.cors {
-        if preflight_route.is_some() {
-            outcome.auth = "preflight";
-            return Ok(cors::preflight(policy, &parts.headers));
+    async move {
+        // 1. What an upstream could read differently from the gateway is
+        //    refused before anything looks at it (SPEC §3.11). A method that is
+        //    a known one in another case (`get`) would skip the rules written
+        //    for GET while a framework upper-cases it.
+        let method = Method::from_bytes(parts.method.as_str().as_bytes());
+        if method == Method::Other && Method::is_case_variant(parts.method.as_str().as_bytes()) {
+            return Err(GatewayError::InvalidMethod(parts.method.to_string()));
         }
-        outcome.origin = cors::allowed_origin(policy, &parts.headers);
-    }
+        //    Normalise the path once. Routes, path rules, the logout path and
+        //    the upstream all see this same path, so no encoding trick can make
+        //    the rules see one resource and the upstream another (SPEC §3.3).
+        let path = normalize(parts.uri.path()).map_err(|e| GatewayError::InvalidPath(e.reason))?;
+        let mut query: Option<Cow<'_, str>> = parts.uri.query().map(Cow::Borrowed);
+        //    One `Host` (HTTP/1.1 must have it), and only `host[:port]`: it
+        //    routes, and it goes upstream as X-Forwarded-Host.
+        let host = headers::request_host(parts.version, parts.uri.authority(), &parts.headers)?;
 
-    // 3. Identity headers are the gateway's to set: a client's copies are
-    //    removed from every request, authenticated or not, whatever its
-    //    route, including every route's forward_claims headers (an upstream
-    //    trusts those too) and their `_` spellings.
-    headers::strip_owned(&mut parts.headers, &gw.owned_headers);
-    //    Hop-by-hop headers go now too, before the gateway adds its own:
-    //    a client's `Connection: x-consumer-username` names a header to drop,
-    //    and must not drop the one stage 4 sets.
-    headers::remove_hop_by_hop(&mut parts.headers);
-    //    One Cookie line, whatever HTTP/2 split it into: the token source
-    //    and the HTTP/1.1 upstream both read it whole.
-    headers::join_cookies(&mut parts.headers);
+        // 1b. An identity provider's back-channel logout path belongs to the
+        //     gateway, whatever the routes say (SPEC §3.10).
+        if let Some(&index) = gw.backchannel.get(path.as_ref()) {
+            let done = crate::logout::backchannel(gw, index, &parts, body, gw.body_timeout).await;
+            outcome.auth = match done.outcome {
+                "ok" => "backchannel_logout",
+                _ => "backchannel_refused",
+            };
+            outcome.detail = done.detail;
+            return Ok(done.response);
+        }
 
-    // 4. Authenticate when the route's policy requires it for this request:
-    //    the checks of SPEC §3.1 in order, then the blacklist (memory only).
-    //    A logout request always needs a valid token.
-    let mut logout = None;
-    let mut added = GatewayHeaders::default();
-    if let Some(policy) = &route.route.jwt {
-        let requirement = policy.requirement(method, &path);
-        if requirement.token_required {
-            let authenticated =
-                authenticate_request(gw, policy, &route.names, &parts.headers, query.as_deref())
-                    .await;
-            let identity = match (authenticated, &policy.anonymous) {
-                // No token at all, and the route serves guests: the request
-                // goes on as the anonymous consumer (SPEC §3.8). A token that
-                // fails any check never falls back to it; nor does a logout.
-                (Err(Refusal::Auth(AuthError::Missing)), Some(guest)) if !requirement.logout => {
-                    Ok(Identity::anonymous(guest))
-                }
-                (result, _) => result,
-            };
-            let identity = identity.map_err(|refusal| match refusal {
-                Refusal::Auth(error) => {
-                    outcome.auth = error.outcome();
-                    GatewayError::Unauthorized {
-                        error,
-                        challenges: Arc::clone(&route.names.challenges),
-                    }
-                }
-                Refusal::NotLoaded => {
-                    outcome.auth = "store_unavailable";
-                    GatewayError::StoreUnavailable(
-                        "the blacklist has not been loaded yet (no snapshot, store unreachable)"
-                            .into(),
-                    )
-                }
-            })?;
-            outcome.auth = if identity.is_anonymous() {
-                "anonymous"
-            } else {
-                "ok"
-            };
-            outcome.consumer = identity.principal.consumer().cloned();
-            outcome.provider = identity.principal.provider().cloned();
-            // 4a. Authorization by claims (SPEC §3.7), on the same
-            //     normalised path. Logging out is never refused.
-            let leaving = requirement.logout || requirement.logout_everywhere;
-            if let (Some(authorize), false) = (&policy.authorize, leaving) {
-                let decision = authorize.decide(method, &path, identity.claims.as_deref());
-                if !decision.is_allowed() {
-                    outcome.auth = "forbidden";
-                    return Err(GatewayError::Forbidden {
-                        detail: decision.to_string(),
-                        challenges: Arc::clone(&route.names.challenges),
-                    });
-                }
+        // 2. Route on path, then method and host. A CORS preflight is routed
+        //    by the method it asks about (a route for GET answers the OPTIONS
+        //    preflight of its GETs), and answered here, before any
+        //    authentication: browsers send preflights without credentials.
+        let host_name = host.as_ref().and_then(|h| h.to_str().ok()).map(strip_port);
+        let asked = cors::preflight_method(&parts.method, &parts.headers);
+        let preflight_route = asked
+            .and_then(|m| gw.router.find(&path, m, host_name))
+            .filter(|r| r.route.cors.is_some());
+        let route = match preflight_route {
+            Some(r) => r,
+            None => gw
+                .router
+                .find(&path, parts.method.as_str(), host_name)
+                .ok_or(GatewayError::NoRoute)?,
+        };
+        outcome.route = Some(route);
+        if let Some(policy) = &route.route.cors {
+            if preflight_route.is_some() {
+                outcome.auth = "preflight";
+                return Ok(cors::preflight(policy, &parts.headers));
             }
-            if let (true, Some(l), Some(entry)) =
-                (requirement.logout, &policy.logout, identity.revocation)
-            {
-                logout = Some((entry, l.forward));
-            }
-            // 4b'. Log out everywhere: a cut-off for the token's own
-            //      subject, answered once durable.
-            if requirement.logout_everywhere {
-                let key = identity
-                    .claims
-                    .as_deref()
-                    .and_then(|c| crate::logout::own_subject(&identity.principal, c))
-                    .ok_or(GatewayError::NoSubject)?;
-                Box::pin(crate::logout::cut_off(gw, key)).await?;
-                outcome.auth = "logout_everywhere";
-                return Ok(json_message(StatusCode::OK, "logged out everywhere"));
-            }
-            identity.add_headers(gw, &route.names, &mut added, &mut parts.headers);
-            if policy.hide_credentials {
-                hide_credentials(
+            outcome.origin = cors::allowed_origin(policy, &parts.headers);
+        }
+
+        // 3. Identity headers are the gateway's to set: a client's copies are
+        //    removed from every request, authenticated or not, whatever its
+        //    route, including every route's forward_claims headers (an upstream
+        //    trusts those too) and their `_` spellings.
+        headers::strip_owned(&mut parts.headers, &gw.owned_headers);
+        //    Hop-by-hop headers go now too, before the gateway adds its own:
+        //    a client's `Connection: x-consumer-username` names a header to drop,
+        //    and must not drop the one stage 4 sets.
+        headers::remove_hop_by_hop(&mut parts.headers);
+        //    One Cookie line, whatever HTTP/2 split it into: the token source
+        //    and the HTTP/1.1 upstream both read it whole.
+        headers::join_cookies(&mut parts.headers);
+
+        // 4. Authenticate when the route's policy requires it for this request:
+        //    the checks of SPEC §3.1 in order, then the blacklist (memory only).
+        //    A logout request always needs a valid token.
+        let mut logout = None;
+        let mut added = GatewayHeaders::default();
+        if let Some(policy) = &route.route.jwt {
+            let requirement = policy.requirement(method, &path);
+            if requirement.token_required {
+                let authenticated = authenticate_request(
+                    gw,
                     policy,
                     &route.names,
-                    identity.carriers,
-                    &mut parts.headers,
-                    &mut query,
-                );
+                    &parts.headers,
+                    query.as_deref(),
+                )
+                .await;
+                let identity = match (authenticated, &policy.anonymous) {
+                    // No token at all, and the route serves guests: the request
+                    // goes on as the anonymous consumer (SPEC §3.8). A token that
+                    // fails any check never falls back to it; nor does a logout.
+                    (Err(Refusal::Auth(AuthError::Missing)), Some(guest))
+                        if !requirement.logout =>
+                    {
+                        Ok(Identity::anonymous(guest))
+                    }
+                    (result, _) => result,
+                };
+                let identity = identity.map_err(|refusal| match refusal {
+                    Refusal::Auth(error) => {
+                        outcome.auth = error.outcome();
+                        GatewayError::Unauthorized {
+                            error,
+                            challenges: Arc::clone(&route.names.challenges),
+                        }
+                    }
+                    Refusal::NotLoaded => {
+                        outcome.auth = "store_unavailable";
+                        GatewayError::StoreUnavailable(
+                            "the blacklist has not been loaded yet (no snapshot, store unreachable)"
+                                .into(),
+                        )
+                    }
+                })?;
+                outcome.auth = if identity.is_anonymous() {
+                    "anonymous"
+                } else {
+                    "ok"
+                };
+                outcome.consumer = identity.principal.consumer().cloned();
+                outcome.provider = identity.principal.provider().cloned();
+                // 4a. Authorization by claims (SPEC §3.7), on the same
+                //     normalised path. Logging out is never refused.
+                let leaving = requirement.logout || requirement.logout_everywhere;
+                if let (Some(authorize), false) = (&policy.authorize, leaving) {
+                    let decision = authorize.decide(method, &path, identity.claims.as_deref());
+                    if !decision.is_allowed() {
+                        outcome.auth = "forbidden";
+                        return Err(GatewayError::Forbidden {
+                            detail: decision.to_string(),
+                            challenges: Arc::clone(&route.names.challenges),
+                        });
+                    }
+                }
+                if let (true, Some(l), Some(entry)) =
+                    (requirement.logout, &policy.logout, identity.revocation)
+                {
+                    logout = Some((entry, l.forward));
+                }
+                // 4b'. Log out everywhere: a cut-off for the token's own
+                //      subject, answered once durable.
+                if requirement.logout_everywhere {
+                    let key = identity
+                        .claims
+                        .as_deref()
+                        .and_then(|c| crate::logout::own_subject(&identity.principal, c))
+                        .ok_or(GatewayError::NoSubject)?;
+                    Box::pin(crate::logout::cut_off(gw, key)).await?;
+                    outcome.auth = "logout_everywhere";
+                    return Ok(json_message(StatusCode::OK, "logged out everywhere"));
+                }
+                identity.add_headers(gw, &route.names, &mut added, &mut parts.headers);
+                if policy.hide_credentials {
+                    hide_credentials(
+                        policy,
+                        &route.names,
+                        identity.carriers,
+                        &mut parts.headers,
+                        &mut query,
+                    );
+                }
+            } else {
+                outcome.auth = "not_required";
             }
-        } else {
-            outcome.auth = "not_required";
         }
-    }
 
-    // 4b. Logout: blacklist the token, and say so only once the store has it.
-    if let Some((entry, false)) = logout {
-        // Boxed, here and below: a store write is rare and its future large,
-        // and every request's future would otherwise carry its size.
-        Box::pin(gw.revocations.revoke(entry))
-            .await
-            .map_err(|e| GatewayError::StoreUnavailable(e.to_string()))?;
-        outcome.auth = "logout";
-        return Ok(json_message(StatusCode::OK, "logged out"));
-    }
-
-    // 5. Proxy. The upstream gets the normalised path and the query as sent.
-    let forwarded_for = headers::take_forwarded_for(&mut parts.headers, conn.peer_ip());
-    added.set_forwarded(forwarded_for, conn.peer_ip(), conn.tls, host);
-    let path_and_query = match query.as_deref() {
-        Some(q) if !q.is_empty() => format!("{path}?{q}"),
-        _ => path.into_owned(),
-    };
-    parts.uri = PathAndQuery::try_from(path_and_query)
-        .map(Uri::from)
-        .map_err(|_| GatewayError::InvalidPath("not a valid URI after normalisation"))?;
-    let resp = match &route.target {
-        Target::Echo => echo::respond(&parts, &added),
-        Target::Nodes(target) => {
-            pool.forward(target, Request::from_parts(parts, body), &added)
-                .await?
-        }
-    };
-
-    // 6. A forwarded logout (logout_forward: true) revokes only when the
-    //    upstream agreed (2xx), and the client hears "ok" only if it stuck.
-    if let Some((entry, true)) = logout {
-        if resp.status().is_success() {
+        // 4b. Logout: blacklist the token, and say so only once the store has it.
+        if let Some((entry, false)) = logout {
+            // Boxed, here and below: a store write is rare and its future large,
+            // and every request's future would otherwise carry its size.
             Box::pin(gw.revocations.revoke(entry))
                 .await
                 .map_err(|e| GatewayError::StoreUnavailable(e.to_string()))?;
             outcome.auth = "logout";
+            return Ok(json_message(StatusCode::OK, "logged out"));
         }
+
+        // 5. Proxy. The upstream gets the normalised path and the query as sent.
+        let forwarded_for = headers::take_forwarded_for(&mut parts.headers, conn.peer_ip());
+        added.set_forwarded(forwarded_for, conn.peer_ip(), conn.tls, host);
+        let path_and_query = match query.as_deref() {
+            Some(q) if !q.is_empty() => format!("{path}?{q}"),
+            _ => path.into_owned(),
+        };
+        parts.uri = PathAndQuery::try_from(path_and_query)
+            .map(Uri::from)
+            .map_err(|_| GatewayError::InvalidPath("not a valid URI after normalisation"))?;
+        let resp = match &route.target {
+            Target::Echo => echo::respond(&parts, &added),
+            Target::Nodes(target) => {
+                pool.forward(target, Request::from_parts(parts, body), &added)
+                    .await?
+            }
+        };
+
+        // 6. A forwarded logout (logout_forward: true) revokes only when the
+        //    upstream agreed (2xx), and the client hears "ok" only if it stuck.
+        if let Some((entry, true)) = logout {
+            if resp.status().is_success() {
+                Box::pin(gw.revocations.revoke(entry))
+                    .await
+                    .map_err(|e| GatewayError::StoreUnavailable(e.to_string()))?;
+                outcome.auth = "logout";
+            }
+        }
+        Ok(resp)
     }
-    Ok(resp)
 }
 
 /// Where a token was found.

@@ -319,21 +319,26 @@ impl ConnPool {
     /// `Host`, to the next node of `target`, trying the others when a node
     /// cannot be reached. Generic over the request body so that tests can
     /// send any body; the gateway sends the client's.
-    pub async fn forward<B>(
-        &self,
-        target: &UpstreamTarget,
+    ///
+    /// Not an `async fn`, which would keep the request twice in its future
+    /// (as passed, and taken apart): it is taken apart first.
+    pub fn forward<'a, 'h, B>(
+        &'a self,
+        target: &'a UpstreamTarget,
         req: Request<B>,
-        added: &GatewayHeaders<'_>,
-    ) -> Result<Response<GatewayBody>, GatewayError>
+        added: &'a GatewayHeaders<'h>,
+    ) -> impl Future<Output = Result<Response<GatewayBody>, GatewayError>> + use<'a, 'h, B>
     where
         B: Body<Data = Bytes> + Unpin,
         B::Error: std::fmt::Display,
     {
         let (mut parts, mut body) = req.into_parts();
-        let result = self.send(target, &mut parts, added, &mut body).await;
-        // The request's header map serves a later request or response.
-        recycle::give_header_map(std::mem::take(&mut parts.headers));
-        result
+        async move {
+            let result = self.send(target, &mut parts, added, &mut body).await;
+            // The request's header map serves a later request or response.
+            recycle::give_header_map(std::mem::take(&mut parts.headers));
+            result
+        }
     }
 
     async fn send<B>(

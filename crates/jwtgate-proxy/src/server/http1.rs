@@ -17,7 +17,7 @@
 //! code in `h1::inbound`; this module only moves bytes.
 
 use std::cell::RefCell;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -357,85 +357,97 @@ impl<IO: Transport> Conn<IO> {
     }
 
     /// Serves one request: the pipeline's answer is written whole.
-    async fn exchange(&mut self, head: RequestHead, ctx: &ConnCtx) -> After {
-        let busy = ctx.activity.begin();
+    ///
+    /// Not an `async fn`: that keeps each argument twice in its future (as
+    /// passed, and as moved into the body), and this future is allocated
+    /// and copied once per request. The head is taken apart before the
+    /// future is made, and its parts are used in place.
+    fn exchange<'a>(
+        &'a mut self,
+        head: RequestHead,
+        ctx: &'a ConnCtx,
+    ) -> impl Future<Output = After> + 'a {
         let RequestHead {
             parts,
             body,
             keep_alive,
             expect_continue,
         } = head;
-        let method = parts.method.clone();
-        let version = parts.version;
-        let http10 = version == http::Version::HTTP_10;
-        self.body = match body {
-            RequestFraming::Empty => Remaining::Done,
-            RequestFraming::Length(n) => Remaining::Length(n),
-            RequestFraming::Chunked => Remaining::Chunked(ChunkedDecoder::default()),
-        };
-        self.continue_due = expect_continue && body != RequestFraming::Empty;
-        self.continue_sent = 0;
-        let gateway = ctx.gateway.load_full();
-        let response = {
-            let body = match body {
-                RequestFraming::Empty => RequestBody::Empty,
-                _ => RequestBody::H1(self),
+        async move {
+            let busy = ctx.activity.begin();
+            let method = parts.method.clone();
+            let version = parts.version;
+            let http10 = version == http::Version::HTTP_10;
+            self.body = match body {
+                RequestFraming::Empty => Remaining::Done,
+                RequestFraming::Length(n) => Remaining::Length(n),
+                RequestFraming::Chunked => Remaining::Chunked(ChunkedDecoder::default()),
             };
-            pipeline::handle(
-                gateway,
-                &ctx.pool,
-                Request::from_parts(parts, body),
-                ctx.activity.info(),
-            )
-            .await
-        };
-        // A body the pipeline did not read to its end is skipped when it is
-        // already here; otherwise the connection cannot be reused (the
-        // client may still be sending it, or wait for `100 Continue`).
-        let body_done = self.skip_buffered_body();
-        let mut keep_alive = keep_alive && body_done && !ctx.activity.stopping();
-        let (parts, mut body) = response.into_parts();
-        let passed = body.take_passed();
-        if response_says_close(&parts.headers) {
-            keep_alive = false;
-        }
-        let framing = response_framing(&method, version, parts.status, body.size_hint().exact());
-        if framing == ResponseFraming::UntilClose {
-            keep_alive = false;
-        }
-        // A `100 Continue` begun while the body was read, then abandoned
-        // (the pipeline stopped reading): finished first, so that the answer
-        // does not start inside it.
-        if self.continue_sent > 0 && self.continue_due {
-            let rest = CONTINUE.get(self.continue_sent..).unwrap_or_default();
-            if send_bounded(&mut self.io, rest).await.is_err() {
-                return After::Close;
+            self.continue_due = expect_continue && body != RequestFraming::Empty;
+            self.continue_sent = 0;
+            let gateway = ctx.gateway.load_full();
+            let response = {
+                let body = match body {
+                    RequestFraming::Empty => RequestBody::Empty,
+                    _ => RequestBody::H1(self),
+                };
+                pipeline::handle(
+                    gateway,
+                    &ctx.pool,
+                    Request::from_parts(parts, body),
+                    ctx.activity.info(),
+                )
+                .await
+            };
+            // A body the pipeline did not read to its end is skipped when it is
+            // already here; otherwise the connection cannot be reused (the
+            // client may still be sending it, or wait for `100 Continue`).
+            let body_done = self.skip_buffered_body();
+            let mut keep_alive = keep_alive && body_done && !ctx.activity.stopping();
+            let (parts, mut body) = response.into_parts();
+            let passed = body.take_passed();
+            if response_says_close(&parts.headers) {
+                keep_alive = false;
             }
-            self.continue_due = false;
-        }
-        let mut out = recycle::write_buffer();
-        with_date(|date| {
-            encode_response_head(
-                &mut out,
-                parts.status,
-                passed.as_deref(),
-                &parts.headers,
-                framing,
-                keep_alive,
-                http10,
-                date,
-            )
-        });
-        recycle::give_header_map(parts.headers);
-        let sent = self.send_body(&mut out, body, framing, busy).await;
-        recycle::give_write_buffer(out, 2 * GATHER);
-        match (sent.is_ok(), keep_alive) {
-            (true, true) => After::Next,
-            // The client may still be sending (a body not read, requests
-            // pipelined behind this one): closing with bytes unread would
-            // reset the connection and could lose the answer just sent.
-            (true, false) => After::Linger,
-            (false, _) => After::Close,
+            let framing =
+                response_framing(&method, version, parts.status, body.size_hint().exact());
+            if framing == ResponseFraming::UntilClose {
+                keep_alive = false;
+            }
+            // A `100 Continue` begun while the body was read, then abandoned
+            // (the pipeline stopped reading): finished first, so that the answer
+            // does not start inside it.
+            if self.continue_sent > 0 && self.continue_due {
+                let rest = CONTINUE.get(self.continue_sent..).unwrap_or_default();
+                if send_bounded(&mut self.io, rest).await.is_err() {
+                    return After::Close;
+                }
+                self.continue_due = false;
+            }
+            let mut out = recycle::write_buffer();
+            with_date(|date| {
+                encode_response_head(
+                    &mut out,
+                    parts.status,
+                    passed.as_deref(),
+                    &parts.headers,
+                    framing,
+                    keep_alive,
+                    http10,
+                    date,
+                )
+            });
+            recycle::give_header_map(parts.headers);
+            let sent = self.send_body(&mut out, body, framing, busy).await;
+            recycle::give_write_buffer(out, 2 * GATHER);
+            match (sent.is_ok(), keep_alive) {
+                (true, true) => After::Next,
+                // The client may still be sending (a body not read, requests
+                // pipelined behind this one): closing with bytes unread would
+                // reset the connection and could lose the answer just sent.
+                (true, false) => After::Linger,
+                (false, _) => After::Close,
+            }
         }
     }
 
