@@ -63,7 +63,6 @@ struct Outcome<'g> {
 /// Not an `async fn`, which keeps each argument twice in its future (as
 /// passed, and as moved into its body): this future is part of every
 /// request's, allocated and copied once per request.
-// An `async fn` would copy `req` into its body's own slot.
 #[allow(clippy::manual_async_fn)]
 pub fn handle<'p, 'b, 'c>(
     gateway: Arc<Gateway>,
