@@ -45,6 +45,10 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// taking a connection need no clock.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 const IDLE_EPOCHS: u64 = IDLE_TIMEOUT.as_secs() / SWEEP_EVERY.as_secs();
+/// Buffers freed by a sweep from which the allocator is asked to return
+/// free pages to the system: glibc's own threshold for returning the top of
+/// its heap (`M_TRIM_THRESHOLD`'s default).
+const TRIM_AFTER: usize = 128 * 1024;
 /// Read sizes: a response head is small; a body may be large.
 const HEAD_READ: usize = 8 * 1024;
 const BODY_READ: usize = 32 * 1024;
@@ -194,6 +198,24 @@ impl Conn {
         }
     }
 
+    /// Frees the read buffer and the request head's buffer of a connection
+    /// a sweep finds idle; the next request on it allocates them anew. A
+    /// burst leaves up to [`MAX_IDLE_PER_NODE`] connections per node in the
+    /// pool, each holding a read buffer of at least [`HEAD_READ`] bytes, for
+    /// up to [`IDLE_TIMEOUT`]: 2 MiB a node for nothing (HAProxy and nginx
+    /// hold no buffer for an idle server connection either). Under load this
+    /// costs one allocation per pooled connection every [`SWEEP_EVERY`], not
+    /// one per request.
+    /// Returns the bytes freed.
+    fn shed_buffers(&mut self) -> usize {
+        // `is_open` kept only connections with nothing unread.
+        debug_assert!(self.buf.is_empty());
+        let freed = self.buf.capacity() + self.out.capacity();
+        self.buf = BytesMut::new();
+        self.out = Vec::new();
+        freed
+    }
+
     /// Whether an idle connection can take a request, without waiting: not
     /// if the upstream closed it or sent bytes nobody asked for. Costs no
     /// system call while the socket is not readable.
@@ -252,17 +274,25 @@ impl PoolInner {
     }
 
     /// Closes connections the upstream closed (or that idled too long), so
-    /// they do not sit in CLOSE_WAIT until a request comes for their node.
-    fn sweep(&self) {
+    /// they do not sit in CLOSE_WAIT until a request comes for their node;
+    /// the ones kept give back their buffers (see [`Conn::shed_buffers`]).
+    /// Returns how many bytes of buffers were freed.
+    fn sweep(&self) -> usize {
         let epoch = self.epoch.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut shed = 0;
         if let Ok(mut idle) = self.idle.lock() {
             idle.retain(|_, list| {
                 list.retain_mut(|c| {
-                    epoch.saturating_sub(c.idle_epoch) < IDLE_EPOCHS && c.is_open()
+                    let keep = epoch.saturating_sub(c.idle_epoch) < IDLE_EPOCHS && c.is_open();
+                    if keep {
+                        shed += c.shed_buffers();
+                    }
+                    keep
                 });
                 !list.is_empty()
             });
         }
+        shed
     }
 
     fn tls_connector(&self) -> Option<&tokio_rustls::TlsConnector> {
@@ -294,9 +324,21 @@ fn spawn_sweeper(pool: Weak<PoolInner>) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match pool.upgrade() {
+            let shed = match pool.upgrade() {
                 Some(p) => p.sweep(),
                 None => return,
+            };
+            // Freed buffers in the middle of the heap stay resident until
+            // the allocator is told to give their pages back.
+            if shed >= TRIM_AFTER {
+                let started = std::time::Instant::now();
+                let released = jwtgate_memory::give_back_free_memory();
+                tracing::debug!(
+                    shed,
+                    released,
+                    micros = started.elapsed().as_micros() as u64,
+                    "idle upstream buffers freed"
+                );
             }
         }
     });

@@ -414,6 +414,46 @@ async fn a_connection_the_upstream_closed_while_idle_is_not_taken() {
 }
 
 #[tokio::test]
+async fn a_swept_idle_connection_holds_no_buffer_and_is_still_reused() {
+    let (port, conns, seen) = upstream(|_| Some(OK_HELLO.to_vec())).await;
+    let pool = ConnPool::default();
+    let t = target(port, Duration::from_secs(5));
+    get_through(&pool, &t).await;
+    // The buffers' capacities of the idle connections: (read, request head).
+    let held = |p: &ConnPool| {
+        p.inner
+            .idle
+            .lock()
+            .unwrap()
+            .values()
+            .flatten()
+            .map(|c| (c.buf.capacity(), c.out.capacity()))
+            .collect::<Vec<_>>()
+    };
+    let before = held(&pool);
+    assert_eq!(before.len(), 1);
+    assert!(
+        before[0].0 >= HEAD_READ - OK_HELLO.len() && before[0].1 > 0,
+        "{before:?}"
+    );
+    assert_eq!(pool.inner.sweep(), before[0].0 + before[0].1);
+    assert_eq!(held(&pool), [(0, 0)], "kept, without its buffers");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(pool.inner.sweep(), 0, "nothing more to free while it idles");
+    // The next request takes the same connection and its buffers anew.
+    for _ in 0..2 {
+        assert_eq!(get_through(&pool, &t).await, b"hello");
+    }
+    assert_eq!(conns.load(Ordering::SeqCst), 1);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3);
+    assert!(
+        seen.iter().all(|r| r == &seen[0]),
+        "the same request head each time"
+    );
+}
+
+#[tokio::test]
 async fn the_sweeper_closes_connections_the_upstream_closed() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
