@@ -8,8 +8,8 @@
 //! heap after a burst of traffic stay in the process's resident set until
 //! something is allocated there again. `malloc_trim(0)` gives their whole
 //! pages back (`madvise(MADV_DONTNEED)`): after a 1 900-connection burst and
-//! the pool's sweep, 1 044 KiB came back where nothing had been freed before
-//! the sweep released the idle buffers (228 KiB). The only `unsafe` in the
+//! the pool's sweep, 1 044 KiB came back, against 228 KiB when the sweep
+//! had not freed the idle buffers first. The only `unsafe` in the
 //! tree is the call below: it takes no pointer and glibc documents it as
 //! thread-safe (MT-Safe), so nothing a caller does can make it unsound.
 //! Elsewhere (musl, other systems) it does nothing.

@@ -205,8 +205,7 @@ impl Conn {
     /// up to [`IDLE_TIMEOUT`]: 2 MiB a node for nothing (HAProxy and nginx
     /// hold no buffer for an idle server connection either). Under load this
     /// costs one allocation per pooled connection every [`SWEEP_EVERY`], not
-    /// one per request.
-    /// Returns the bytes freed.
+    /// one per request. Returns the bytes freed.
     fn shed_buffers(&mut self) -> usize {
         // `is_open` kept only connections with nothing unread.
         debug_assert!(self.buf.is_empty());
