@@ -148,6 +148,16 @@ async fn get_through(pool: &ConnPool, t: &UpstreamTarget) -> Vec<u8> {
     body_of(resp.unwrap()).await.unwrap()
 }
 
+/// `look` at each idle connection in the pool.
+fn idle_conns<T>(pool: &ConnPool, look: impl Fn(&Conn) -> T) -> Vec<T> {
+    let idle = pool.inner.idle.lock().unwrap();
+    idle.values().flatten().map(look).collect()
+}
+
+fn idle_count(pool: &ConnPool) -> usize {
+    idle_conns(pool, |_| ()).len()
+}
+
 /// The response's headers, the ones passed on as bytes included.
 fn headers_of(resp: &mut Response<GatewayBody>) -> &http::HeaderMap {
     crate::body::unpass_headers(resp);
@@ -420,16 +430,7 @@ async fn a_swept_idle_connection_holds_no_buffer_and_is_still_reused() {
     let t = target(port, Duration::from_secs(5));
     get_through(&pool, &t).await;
     // The buffers' capacities of the idle connections: (read, request head).
-    let held = |p: &ConnPool| {
-        p.inner
-            .idle
-            .lock()
-            .unwrap()
-            .values()
-            .flatten()
-            .map(|c| (c.buf.capacity(), c.out.capacity()))
-            .collect::<Vec<_>>()
-    };
+    let held = |p: &ConnPool| idle_conns(p, |c| (c.buf.capacity(), c.out.capacity()));
     let before = held(&pool);
     assert_eq!(before.len(), 1);
     assert!(
@@ -470,19 +471,10 @@ async fn the_sweeper_closes_connections_the_upstream_closed() {
         .await
         .unwrap();
     body_of(resp).await.unwrap();
-    let idle = |p: &ConnPool| {
-        p.inner
-            .idle
-            .lock()
-            .unwrap()
-            .values()
-            .map(Vec::len)
-            .sum::<usize>()
-    };
-    assert_eq!(idle(&pool), 1);
+    assert_eq!(idle_count(&pool), 1);
     tokio::time::sleep(Duration::from_millis(50)).await;
     pool.inner.sweep();
-    assert_eq!(idle(&pool), 0);
+    assert_eq!(idle_count(&pool), 0);
 }
 
 #[tokio::test]
@@ -631,22 +623,13 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
     let pool = ConnPool::default();
     let t = target(port, Duration::from_secs(5));
     get_through(&pool, &t).await;
-    let idle = |p: &ConnPool| {
-        p.inner
-            .idle
-            .lock()
-            .unwrap()
-            .values()
-            .map(Vec::len)
-            .sum::<usize>()
-    };
     // Sweeps count the idle time; the upstream keeps the connection open.
     for _ in 1..IDLE_EPOCHS {
         pool.inner.sweep();
     }
-    assert_eq!(idle(&pool), 1, "not yet {IDLE_TIMEOUT:?}");
+    assert_eq!(idle_count(&pool), 1, "not yet {IDLE_TIMEOUT:?}");
     pool.inner.sweep();
-    assert_eq!(idle(&pool), 0);
+    assert_eq!(idle_count(&pool), 0);
     get_through(&pool, &t).await;
     assert_eq!(conns.load(Ordering::SeqCst), 2);
 }
@@ -781,14 +764,7 @@ async fn an_answer_before_the_whole_body_reaches_the_client() {
         .unwrap();
     assert_eq!(resp.status(), 413);
     assert_eq!(body_of(resp).await.unwrap(), b"too big!");
-    let idle = pool
-        .inner
-        .idle
-        .lock()
-        .unwrap()
-        .values()
-        .map(Vec::len)
-        .sum::<usize>();
+    let idle = idle_count(&pool);
     assert_eq!(
         idle, 0,
         "a connection with half a request body is not reused"
@@ -859,13 +835,6 @@ async fn regression_slow_post_holds_client_and_upstream() {
         "{}",
         String::from_utf8_lossy(&seen)
     );
-    let idle = pool
-        .inner
-        .idle
-        .lock()
-        .unwrap()
-        .values()
-        .map(Vec::len)
-        .sum::<usize>();
+    let idle = idle_count(&pool);
     assert_eq!(idle, 0);
 }
