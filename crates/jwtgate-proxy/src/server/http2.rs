@@ -218,54 +218,62 @@ pub(super) async fn serve<IO: Transport>(io: Rewind<IO>, ctx: ConnCtx) {
 /// A panic in the pipeline (none is known: this is a bound, not a path)
 /// resets this stream alone; the connection's other streams go on, as they
 /// did when each stream was a task of its own under hyper.
-async fn exchange(
+///
+/// Not an `async fn`: one keeps its arguments twice, as passed and as
+/// moved into its body, for the stream's whole life, and this future is
+/// moved into the connection's set of streams by value. The request goes
+/// into the pipeline's (boxed) future here, before this one is made.
+fn exchange<'a>(
     req: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
     gateway: Arc<Gateway>,
-    pool: &ConnPool,
-    activity: &Arc<Activity>,
-) -> Ended {
-    let _busy = activity.begin();
+    pool: &'a ConnPool,
+    activity: &'a Arc<Activity>,
+) -> impl Future<Output = Ended> + 'a {
+    let busy = activity.begin();
     let accepted = activity.clock();
     let head = req.method() == Method::HEAD;
-    // Boxed: the pipeline's state is large, and this future is moved into
-    // the connection's set of streams by value.
+    // Boxed: the pipeline's state is large.
     let mut handled = Box::pin(pipeline::handle(
         gateway,
         pool,
         request(req),
         activity.info(),
     ));
-    let response = poll_fn(|cx| {
-        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| handled.as_mut().poll(cx)));
-        match polled {
-            Ok(Poll::Ready(response)) => return Poll::Ready(Ok(response)),
-            Ok(Poll::Pending) => {}
-            Err(_) => return Poll::Ready(Err(Ended::Panicked)),
-        }
-        respond.poll_reset(cx).map(|_| Err(Ended::Reset))
-    })
-    .await;
-    let response = match response {
-        Ok(response) => response,
-        Err(Ended::Panicked) => {
-            error!("HTTP/2 stream: the request's handling panicked; the stream is reset");
-            respond.send_reset(Reason::INTERNAL_ERROR);
-            return Ended::Panicked;
-        }
-        Err(_) => {
-            debug!("HTTP/2 stream reset by the client before its answer");
-            // Within the tick it was taken in or the next: under 2 s.
-            if activity.clock().wrapping_sub(accepted) <= 1 {
-                return Ended::ResetEarly;
+    async move {
+        let response = poll_fn(|cx| {
+            let polled = std::panic::catch_unwind(AssertUnwindSafe(|| handled.as_mut().poll(cx)));
+            match polled {
+                Ok(Poll::Ready(response)) => return Poll::Ready(Ok(response)),
+                Ok(Poll::Pending) => {}
+                Err(_) => return Poll::Ready(Err(Ended::Panicked)),
             }
-            return Ended::Reset;
+            respond.poll_reset(cx).map(|_| Err(Ended::Reset))
+        })
+        .await;
+        drop(handled);
+        let response = match response {
+            Ok(response) => response,
+            Err(Ended::Panicked) => {
+                error!("HTTP/2 stream: the request's handling panicked; the stream is reset");
+                respond.send_reset(Reason::INTERNAL_ERROR);
+                return Ended::Panicked;
+            }
+            Err(_) => {
+                debug!("HTTP/2 stream reset by the client before its answer");
+                // Within the tick it was taken in or the next: under 2 s.
+                if activity.clock().wrapping_sub(accepted) <= 1 {
+                    return Ended::ResetEarly;
+                }
+                return Ended::Reset;
+            }
+        };
+        if let Err(e) = send(response, respond, head).await {
+            debug!(error = %e, "HTTP/2 answer not sent whole");
         }
-    };
-    if let Err(e) = send(response, respond, head).await {
-        debug!(error = %e, "HTTP/2 answer not sent whole");
+        drop(busy);
+        Ended::Answered
     }
-    Ended::Answered
 }
 
 /// How a stream ended.
@@ -326,11 +334,30 @@ enum SendError {
 /// HTTP/1.1's framing follows) ends with its headers, its body unread; a
 /// `Content-Length` stays on a HEAD or 304 answer (what a GET would have
 /// carried) and leaves a 1xx or 204 (RFC 9110 §8.6).
-async fn send(
+///
+/// Not an `async fn`, for the reason [`exchange`] is not: the headers go
+/// out here, and the future holds only the stream and the body.
+fn send(
+    response: Response<GatewayBody>,
+    respond: SendResponse<Bytes>,
+    head: bool,
+) -> impl Future<Output = Result<(), SendError>> {
+    let started = send_head(response, respond, head);
+    async move {
+        match started? {
+            Some((stream, body)) => send_body(stream, body).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// Sends the answer's headers; the stream and the body to send on it, if
+/// the answer has content.
+fn send_head(
     mut response: Response<GatewayBody>,
     mut respond: SendResponse<Bytes>,
     head: bool,
-) -> Result<(), SendError> {
+) -> Result<Option<(SendStream<Bytes>, GatewayBody)>, SendError> {
     // HTTP/2 encodes every header anew (HPACK, names in lower case).
     unpass_headers(&mut response);
     let (mut parts, mut body) = response.into_parts();
@@ -355,20 +382,24 @@ async fn send(
             respond.send_reset(Reason::INTERNAL_ERROR);
             return Err(e.into());
         }
-        return Ok(());
+        return Ok(None);
     }
     if !parts.headers.contains_key(CONTENT_LENGTH) {
         if let Some(n) = body.size_hint().exact() {
             parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
         }
     }
-    let mut stream = match respond.send_response(Response::from_parts(parts, ()), false) {
-        Ok(stream) => stream,
+    match respond.send_response(Response::from_parts(parts, ()), false) {
+        Ok(stream) => Ok(Some((stream, body))),
         Err(e) => {
             respond.send_reset(Reason::INTERNAL_ERROR);
-            return Err(e.into());
+            Err(e.into())
         }
-    };
+    }
+}
+
+/// Sends an answer's content on its stream, as the client's window allows.
+async fn send_body(mut stream: SendStream<Bytes>, mut body: GatewayBody) -> Result<(), SendError> {
     // A body the gateway holds whole is handed to h2 at once: waiting for
     // the client's window first would hold no less memory.
     let held = body.is_held();
