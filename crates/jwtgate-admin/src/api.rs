@@ -14,6 +14,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodRouter};
 use axum::{middleware, Json, Router};
+use jwtgate_config::{RawConsumer, RawProvider, RawRoute};
 use jwtgate_proxy::metrics::MetricsHandle;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -24,7 +25,7 @@ use crate::endpoints::{Endpoint, Op, ENDPOINTS};
 use crate::error::AdminError;
 use crate::live::LiveConfig;
 use crate::{
-    auth, console, consumers, explain_api, openapi, providers, revocations, routes, subjects,
+    auth, console, consumers, explain_api, named, openapi, providers, revocations, routes, subjects,
 };
 
 /// What every handler shares.
@@ -60,7 +61,7 @@ fn handler(e: &Endpoint) -> MethodRouter<AdminState> {
         Op::ListRoutes => on(f, routes::list),
         Op::GetRoute => on(f, routes::get),
         Op::PutRoute => on(f, routes::put),
-        Op::DeleteRoute => on(f, routes::delete),
+        Op::DeleteRoute => on(f, named::delete::<RawRoute>),
         Op::GetJwt => on(f, routes::get_jwt),
         Op::PutJwt => on(f, routes::put_jwt),
         Op::PatchJwt => on(f, routes::patch_jwt),
@@ -68,11 +69,11 @@ fn handler(e: &Endpoint) -> MethodRouter<AdminState> {
         Op::ListConsumers => on(f, consumers::list),
         Op::GetConsumer => on(f, consumers::get),
         Op::PutConsumer => on(f, consumers::put),
-        Op::DeleteConsumer => on(f, consumers::delete),
+        Op::DeleteConsumer => on(f, named::delete::<RawConsumer>),
         Op::ListProviders => on(f, providers::list),
         Op::GetProvider => on(f, providers::get),
         Op::PutProvider => on(f, providers::put),
-        Op::DeleteProvider => on(f, providers::delete),
+        Op::DeleteProvider => on(f, named::delete::<RawProvider>),
         Op::Revoke => on(f, revocations::revoke),
         Op::CutOffSubject => on(f, subjects::create),
         Op::ListSubjects => on(f, subjects::list),

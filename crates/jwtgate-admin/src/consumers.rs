@@ -3,18 +3,16 @@
 //! stored secret.
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use bytes::Bytes;
-use jwtgate_config::{read_consumer, RawConfig, RawConsumer, ReadItem};
+use jwtgate_config::{read_consumer, RawConsumer, ReadItem};
 use serde::Serialize;
 
 use crate::api::{AdminState, Name};
 use crate::error::AdminError;
 use crate::input::{json_body, name_from_path, no_new_env_refs, MASK};
-use crate::live::Edit;
-use crate::routes::created_or_ok;
+use crate::named::{created_or_ok, find, put_edit};
 
 /// A consumer as GET shows it.
 pub fn masked(c: &RawConsumer) -> RawConsumer {
@@ -41,7 +39,7 @@ pub async fn get(
     Name(name): Name,
 ) -> Result<Json<RawConsumer>, AdminError> {
     let source = s.live.source();
-    let (_, c) = find(&source, &name)?;
+    let (_, c) = find::<RawConsumer>(&source, &name)?;
     Ok(Json(masked(c)))
 }
 
@@ -60,9 +58,9 @@ pub async fn put(
                 item: mut consumer,
                 errors: problems,
             } = read.clone();
-            let old = find(current, &name).ok();
+            let old = find::<RawConsumer>(current, &name).ok().map(|(_, c)| c);
             if consumer.jwt.secret.as_deref() == Some(MASK) {
-                let stored = old.and_then(|(_, c)| c.jwt.secret.clone());
+                let stored = old.and_then(|c| c.jwt.secret.clone());
                 consumer.jwt.secret = Some(stored.ok_or_else(|| {
                     AdminError::field(
                         "jwt.secret",
@@ -70,56 +68,9 @@ pub async fn put(
                     )
                 })?);
             }
-            no_new_env_refs(&consumer, old.map(|(_, c)| c))?;
-            let mut source = current.clone();
-            let (i, created) = match old {
-                Some((i, _)) => (i, false),
-                None => {
-                    source.consumers.push(RawConsumer::default());
-                    (source.consumers.len() - 1, true)
-                }
-            };
-            if let Some(slot) = source.consumers.get_mut(i) {
-                *slot = consumer.clone();
-            }
-            Ok(Edit {
-                source,
-                at: format!("consumers[{i}]"),
-                what: format!("consumer {name:?}"),
-                reply: (created, masked(&consumer)),
-                problems,
-            })
+            no_new_env_refs(&consumer, old)?;
+            Ok(put_edit(current, &name, consumer, problems))
         })
         .await?;
-    Ok(created_or_ok(created, Json(consumer)))
-}
-
-pub async fn delete(
-    State(s): State<AdminState>,
-    Name(name): Name,
-) -> Result<StatusCode, AdminError> {
-    s.live
-        .update(|current| {
-            let (i, _) = find(current, &name)?;
-            let mut source = current.clone();
-            source.consumers.remove(i);
-            Ok(Edit {
-                source,
-                at: String::new(),
-                what: format!("deletion of consumer {name:?}"),
-                reply: (),
-                problems: Vec::new(),
-            })
-        })
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-fn find<'a>(source: &'a RawConfig, name: &str) -> Result<(usize, &'a RawConsumer), AdminError> {
-    source
-        .consumers
-        .iter()
-        .enumerate()
-        .find(|(_, c)| c.username == name)
-        .ok_or_else(|| AdminError::NotFound(format!("consumer {name:?} not found")))
+    Ok(created_or_ok(created, Json(masked(&consumer))))
 }

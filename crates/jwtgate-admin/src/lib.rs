@@ -18,6 +18,7 @@ pub mod explain;
 mod explain_api;
 mod input;
 mod live;
+mod named;
 pub mod openapi;
 mod policy_edit;
 pub mod protect;

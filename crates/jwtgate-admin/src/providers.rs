@@ -8,18 +8,16 @@
 //! [`LiveConfig::update`]: crate::live::LiveConfig::update
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use bytes::Bytes;
-use jwtgate_config::{read_provider, RawConfig, RawProvider, ReadItem};
+use jwtgate_config::{read_provider, RawProvider, ReadItem};
 use serde::Serialize;
 
 use crate::api::{AdminState, Name};
 use crate::error::AdminError;
 use crate::input::{json_body, name_from_path, no_new_env_refs};
-use crate::live::Edit;
-use crate::routes::created_or_ok;
+use crate::named::{created_or_ok, find, put_edit};
 
 /// `{"providers": [...]}`.
 #[derive(Serialize)]
@@ -39,7 +37,7 @@ pub async fn get(
     Name(name): Name,
 ) -> Result<Json<RawProvider>, AdminError> {
     let source = s.live.source();
-    let (_, p) = find(&source, &name)?;
+    let (_, p) = find::<RawProvider>(&source, &name)?;
     Ok(Json(p.clone()))
 }
 
@@ -58,57 +56,10 @@ pub async fn put(
                 item: provider,
                 errors: problems,
             } = read.clone();
-            let old = find(current, &name).ok();
-            no_new_env_refs(&provider, old.map(|(_, p)| p))?;
-            let mut source = current.clone();
-            let (i, created) = match old {
-                Some((i, _)) => (i, false),
-                None => {
-                    source.providers.push(RawProvider::default());
-                    (source.providers.len() - 1, true)
-                }
-            };
-            if let Some(slot) = source.providers.get_mut(i) {
-                *slot = provider.clone();
-            }
-            Ok(Edit {
-                source,
-                at: format!("providers[{i}]"),
-                what: format!("provider {name:?}"),
-                reply: (created, provider.clone()),
-                problems,
-            })
+            let old = find::<RawProvider>(current, &name).ok().map(|(_, p)| p);
+            no_new_env_refs(&provider, old)?;
+            Ok(put_edit(current, &name, provider, problems))
         })
         .await?;
     Ok(created_or_ok(created, Json(provider)))
-}
-
-pub async fn delete(
-    State(s): State<AdminState>,
-    Name(name): Name,
-) -> Result<StatusCode, AdminError> {
-    s.live
-        .update(|current| {
-            let (i, _) = find(current, &name)?;
-            let mut source = current.clone();
-            source.providers.remove(i);
-            Ok(Edit {
-                source,
-                at: String::new(),
-                what: format!("deletion of provider {name:?}"),
-                reply: (),
-                problems: Vec::new(),
-            })
-        })
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-fn find<'a>(source: &'a RawConfig, name: &str) -> Result<(usize, &'a RawProvider), AdminError> {
-    source
-        .providers
-        .iter()
-        .enumerate()
-        .find(|(_, p)| p.name == name)
-        .ok_or_else(|| AdminError::NotFound(format!("provider {name:?} not found")))
 }

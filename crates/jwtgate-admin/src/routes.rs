@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
-use jwtgate_config::{read_jwt, read_route, RawConfig, RawJwt, RawRoute, ReadItem};
+use jwtgate_config::{read_jwt, read_route, RawJwt, RawRoute, ReadItem};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -20,6 +20,7 @@ use crate::api::{AdminState, Name};
 use crate::error::AdminError;
 use crate::input::{json_body, name_from_path, no_new_env_refs};
 use crate::live::Edit;
+use crate::named::{created_or_ok, find, put_edit};
 use crate::policy_edit::{is_empty_list, merge_patch, switch_mode};
 
 /// `{"routes": [...]}`, fields in the same order as a single GET.
@@ -41,7 +42,7 @@ pub async fn get(
     Name(name): Name,
 ) -> Result<Json<RawRoute>, AdminError> {
     let source = s.live.source();
-    let (_, route) = find(&source, &name)?;
+    let (_, route) = find::<RawRoute>(&source, &name)?;
     Ok(Json(route.clone()))
 }
 
@@ -60,53 +61,15 @@ pub async fn put(
                 item: mut route,
                 errors: problems,
             } = read.clone();
-            let mut source = current.clone();
-            let old = find(current, &name).ok();
-            no_new_env_refs(&route, old.map(|(_, r)| r))?;
+            let old = find::<RawRoute>(current, &name).ok().map(|(_, r)| r);
+            no_new_env_refs(&route, old)?;
             if let Some(jwt) = &mut route.jwt {
-                switch_mode(old.and_then(|(_, r)| r.jwt.as_ref()), jwt);
+                switch_mode(old.and_then(|r| r.jwt.as_ref()), jwt);
             }
-            let (i, created) = match old {
-                Some((i, _)) => (i, false),
-                None => {
-                    source.routes.push(RawRoute::default());
-                    (source.routes.len() - 1, true)
-                }
-            };
-            if let Some(slot) = source.routes.get_mut(i) {
-                *slot = route.clone();
-            }
-            Ok(Edit {
-                source,
-                at: format!("routes[{i}]"),
-                what: format!("route {name:?}"),
-                reply: (created, route),
-                problems,
-            })
+            Ok(put_edit(current, &name, route, problems))
         })
         .await?;
     Ok(created_or_ok(created, Json(route)))
-}
-
-pub async fn delete(
-    State(s): State<AdminState>,
-    Name(name): Name,
-) -> Result<StatusCode, AdminError> {
-    s.live
-        .update(|current| {
-            let (i, _) = find(current, &name)?;
-            let mut source = current.clone();
-            source.routes.remove(i);
-            Ok(Edit {
-                source,
-                at: String::new(),
-                what: format!("deletion of route {name:?}"),
-                reply: (),
-                problems: Vec::new(),
-            })
-        })
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn get_jwt(
@@ -114,7 +77,7 @@ pub async fn get_jwt(
     Name(name): Name,
 ) -> Result<Json<RawJwt>, AdminError> {
     let source = s.live.source();
-    let (_, route) = find(&source, &name)?;
+    let (_, route) = find::<RawRoute>(&source, &name)?;
     policy_of(route).cloned().map(Json)
 }
 
@@ -172,7 +135,7 @@ pub async fn delete_jwt(
 ) -> Result<StatusCode, AdminError> {
     s.live
         .update(|current| {
-            let (i, route) = find(current, &name)?;
+            let (i, route) = find::<RawRoute>(current, &name)?;
             policy_of(route)?;
             let mut source = current.clone();
             if let Some(r) = source.routes.get_mut(i) {
@@ -200,7 +163,7 @@ async fn set_policy(
     let (created, jwt) = s
         .live
         .update(|current| {
-            let (i, route) = find(current, name)?;
+            let (i, route) = find::<RawRoute>(current, name)?;
             let old = route.jwt.as_ref();
             let ReadItem {
                 item: jwt,
@@ -223,28 +186,10 @@ async fn set_policy(
     Ok(created_or_ok(created, Json(jwt)))
 }
 
-fn find<'a>(source: &'a RawConfig, name: &str) -> Result<(usize, &'a RawRoute), AdminError> {
-    source
-        .routes
-        .iter()
-        .enumerate()
-        .find(|(_, r)| r.name == name)
-        .ok_or_else(|| AdminError::NotFound(format!("route {name:?} not found")))
-}
-
 fn policy_of(route: &RawRoute) -> Result<&RawJwt, AdminError> {
     route.jwt.as_ref().ok_or_else(|| no_policy(&route.name))
 }
 
 fn no_policy(name: &str) -> AdminError {
     AdminError::NotFound(format!("route {name:?} has no jwt policy"))
-}
-
-pub fn created_or_ok(created: bool, body: impl IntoResponse) -> Response {
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    (status, body).into_response()
 }
