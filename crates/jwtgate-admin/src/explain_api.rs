@@ -51,9 +51,8 @@ pub async fn explain(State(s): State<AdminState>, body: Bytes) -> Result<Respons
             return Revocation::Unknown("this node has not loaded its blacklist yet".into());
         }
         let now = SystemClock.now_unix();
-        if revocations.is_revoked(&auth.revocation.digests(), now) {
-            // The in-memory blacklist knows that, not until when.
-            return Revocation::Revoked(0);
+        if let Some(until) = revocations.revoked_until(&auth.revocation.digests(), now) {
+            return Revocation::Revoked(until);
         }
         match revocations.cutoff_for(&crate::explain::token_subject(auth), now) {
             Some(c) => Revocation::CutOff(format!("{} at {}", c.key, c.not_before)),

@@ -64,6 +64,18 @@ impl Blacklist {
             .any(|d| map.get(d).is_some_and(|&exp| exp > now))
     }
 
+    /// Until when any of `digests` is revoked, if one is at `now`: the
+    /// latest of their expiries. For reports (`token explain`); the request
+    /// path asks [`Self::contains_any`].
+    pub fn revoked_until(&self, digests: &[Digest], now: i64) -> Option<i64> {
+        let map = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        digests
+            .iter()
+            .filter_map(|d| map.get(d).copied())
+            .filter(|&exp| exp > now)
+            .max()
+    }
+
     /// Every entry alive at `now` (for the local snapshot).
     pub fn live_entries(&self, now: i64) -> Vec<Entry> {
         let map = self.entries.read().unwrap_or_else(|p| p.into_inner());
@@ -134,5 +146,21 @@ mod tests {
         assert!(!b.contains(&[2; 32], 0));
         assert_eq!(b.purge(100), 1);
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn revoked_until_is_the_latest_live_expiry_of_the_tokens_digests() {
+        let b = Blacklist::new();
+        for (digest, expires_at) in [([1; 32], 100), ([2; 32], 300), ([3; 32], 50)] {
+            b.insert(Entry { digest, expires_at });
+        }
+        assert_eq!(b.revoked_until(&[[1; 32], [2; 32]], 60), Some(300));
+        assert_eq!(
+            b.revoked_until(&[[3; 32], [1; 32]], 60),
+            Some(100),
+            "expired entries do not count"
+        );
+        assert_eq!(b.revoked_until(&[[3; 32]], 60), None);
+        assert_eq!(b.revoked_until(&[[9; 32]], 0), None);
     }
 }

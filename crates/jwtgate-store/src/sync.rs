@@ -110,6 +110,12 @@ impl Revocations {
         self.blacklist.contains_any(digests, now)
     }
 
+    /// Until when a token with any of these digests is revoked, if it is:
+    /// memory only, for reports.
+    pub fn revoked_until(&self, digests: &[Digest], now: i64) -> Option<i64> {
+        self.blacklist.revoked_until(digests, now)
+    }
+
     /// Whether any cut-off names this consumer or provider: memory only.
     pub fn cutoffs_name(&self, consumer: Option<&str>, provider: Option<&str>) -> bool {
         self.cutoffs.names_owner(consumer, provider)

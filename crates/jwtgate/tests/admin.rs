@@ -594,6 +594,13 @@ fn revocation_through_the_api() {
     let refused = node.send(&Req::get("/api/x").bearer(&t));
     assert_refused(&refused, "JWT token has been revoked", "jwtgate", true);
     assert_eq!(node.metrics().value("jwtgate_revocations_total", &[]), 1.0);
+    // explain says until when, as the CLI's does.
+    let report = node
+        .admin("POST", "/admin/v1/explain", Some(json!({"token": t})))
+        .json();
+    assert_eq!(report["message"], "JWT token has been revoked", "{report}");
+    let until = format!("until {}", payload_of(&t)["exp"]);
+    assert!(report.to_string().contains(&until), "{until} in {report}");
 
     for body in [
         json!({"token": "not-a-jwt"}),

@@ -303,7 +303,7 @@ impl Explain<'_> {
                     Revocation::Revoked(until) => {
                         r.line(
                             "revocation",
-                            format!("REVOKED (logged out; blacklisted until {until})"),
+                            format!("REVOKED (on the blacklist until {until}: logged out, or revoked through the admin API)"),
                         );
                         self.refused(r, &AuthError::Revoked)
                     }
