@@ -24,7 +24,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway. Logs to stderr (filter with JWTGATE_LOG, e.g. "debug";
     /// JWTGATE_LOG_FORMAT=json for one JSON object per line).
-    /// SIGTERM/SIGINT: stop accepting, finish in-flight requests, exit 0. SIGHUP: reload the config.
+    /// SIGTERM/SIGINT: stop accepting, finish in-flight requests (30 s bound), exit 0.
+    /// SIGHUP, or an edit of the file: reload the config (an invalid one is
+    /// rejected and the running config stays).
     /// Under systemd (Type=notify) it reports READY=1 once serving.
     Run(RunArgs),
     /// Validate a config file: exit 0 if valid, else list every problem with its location.
@@ -135,7 +137,9 @@ pub struct SignArgs {
     /// no key claim (e.g. a provider-style token with --claim iss=...).
     #[arg(long, conflicts_with_all = ["consumer", "provider"])]
     pub key: Option<String>,
-    /// Algorithm (without --config): HS256 HS384 HS512 RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA.
+    /// Algorithm: HS256 (the default) HS384 HS512 RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA.
+    /// With --provider: one of its algorithms (default: its first). Not with
+    /// --consumer, whose credential sets it.
     #[arg(long, conflicts_with = "consumer")]
     pub alg: Option<String>,
     /// HMAC secret (without --config).

@@ -496,6 +496,9 @@ fn regression_second_token_rides_along() {
             .bearer(&alice)
             .header("Cookie", &format!("jwt={forged}")),
         Req::get(&format!("/x?jwt={alice}&jwt={forged}")),
+        // An encoded name is the same argument to the upstream's parser.
+        Req::get(&format!("/x?jwt={alice}&%6Awt={forged}")),
+        Req::get(&format!("/x?%6a%77%74={forged}")).bearer(&alice),
         Req::get("/x").header("Cookie", &format!("jwt={alice}; jwt={forged}")),
         Req::get("/x")
             .header("Cookie", &format!("jwt={alice}"))
@@ -547,6 +550,10 @@ fn hide_credentials_hides_every_carrier_of_the_token() {
     assert_eq!(seen.header("authorization"), None);
     assert_eq!(seen.query(), Some("a=1"));
     assert_eq!(seen.header("cookie"), Some("a=1"));
+    // The token under an encoded name is hidden too.
+    let resp = gw.send(&Req::get(&format!("/x?%6Awt={alice}&b=2")));
+    assert_accepted(&gw, &resp, &up, "alice");
+    assert_eq!(up.last().query(), Some("b=2"));
 }
 
 #[test]

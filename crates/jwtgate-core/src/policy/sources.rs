@@ -19,15 +19,22 @@ pub fn query_param<'a>(query: &'a str, name: &str) -> Option<Cow<'a, str>> {
 }
 
 /// Every `name=value` argument of a raw query string, percent-decoded, in
-/// order (a repeated argument is how a second token rides along).
+/// order (a repeated argument is how a second token rides along). Names are
+/// compared decoded, as the upstream's query parser will read them: `%6Awt`
+/// is `jwt` too, and so a second token, not an argument to pass by.
 pub fn query_params<'a, 'n>(
     query: &'a str,
     name: &'n str,
 ) -> impl Iterator<Item = Cow<'a, str>> + use<'a, 'n> {
     query.split('&').filter_map(move |pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| percent_decode(v))
+        is_named(k, name).then(|| percent_decode(v))
     })
+}
+
+/// Whether a raw query argument name is `name` once percent-decoded.
+fn is_named(raw: &str, name: &str) -> bool {
+    raw == name || (raw.contains('%') && percent_decode(raw) == name)
 }
 
 /// The value of cookie `name` in a `Cookie` header.
@@ -50,7 +57,9 @@ pub fn cookie_values<'a, 'n>(
 pub fn remove_query_param(query: &str, name: &str) -> String {
     query
         .split('&')
-        .filter(|pair| !pair.is_empty() && pair.split_once('=').map_or(*pair, |(k, _)| k) != name)
+        .filter(|pair| {
+            !pair.is_empty() && !is_named(pair.split_once('=').map_or(*pair, |(k, _)| k), name)
+        })
         .collect::<Vec<_>>()
         .join("&")
 }
@@ -121,6 +130,8 @@ mod tests {
         assert_eq!(query_param("jwt=a%2Eb", "jwt").as_deref(), Some("a.b"));
         assert_eq!(cookie_value("a=1; jwt=t.o.k; b=2", "jwt"), Some("t.o.k"));
         assert_eq!(cookie_value("xjwt=1", "jwt"), None);
+        assert_eq!(query_param("%6Awt=x.y.z", "jwt").as_deref(), Some("x.y.z"));
+        assert_eq!(query_param("%6Awtx=1&jw%74=2", "jwt").as_deref(), Some("2"));
         let all: Vec<_> = query_params("jwt=a&x=1&jwt=b%2E", "jwt").collect();
         assert_eq!(all, ["a", "b."]);
         let all: Vec<_> = cookie_values("jwt=a; x=1; jwt=b", "jwt").collect();
@@ -131,6 +142,11 @@ mod tests {
     fn credentials_can_be_removed() {
         assert_eq!(remove_query_param("a=1&jwt=x&b=2", "jwt"), "a=1&b=2");
         assert_eq!(remove_query_param("jwt=x", "jwt"), "");
+        // An encoded name is the same argument to the upstream's parser.
+        assert_eq!(
+            remove_query_param("jwt=x&%6Awt=y&%6a%77%74=z&a=1", "jwt"),
+            "a=1"
+        );
         assert_eq!(remove_cookie("a=1; jwt=x; b=2", "jwt"), "a=1; b=2");
     }
 }
