@@ -96,7 +96,10 @@ impl Gateway {
                 .provider_sources
                 .iter()
                 .enumerate()
-                .filter_map(|(i, s)| Some((s.backchannel_logout_path.clone()?, i)))
+                .filter_map(|(i, s)| {
+                    let path = s.backchannel_logout_path.as_deref()?;
+                    Some((jwtgate_core::path::match_form(path).into_owned(), i))
+                })
                 .collect(),
             body_timeout: config.client_body_timeout,
             identities: config

@@ -26,7 +26,7 @@ use http::{Request, Response, StatusCode};
 use jwtgate_core::claims;
 use jwtgate_core::clock::{Clock, FixedClock};
 use jwtgate_core::consumer::Consumer;
-use jwtgate_core::path::{normalize, Method};
+use jwtgate_core::path::{match_form, normalize, Method};
 use jwtgate_core::policy::{authenticate_cached, sources, AuthError, JwtPolicy, Principal};
 use jwtgate_core::provider::IdentityProvider;
 use jwtgate_store::{Entry, TokenSubject};
@@ -285,6 +285,10 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
         //    the upstream all see this same path, so no encoding trick can make
         //    the rules see one resource and the upstream another (SPEC §3.3).
         let path = normalize(parts.uri.path()).map_err(|e| GatewayError::InvalidPath(e.reason))?;
+        //    Routes and rules read the escapes of `:`, `@`, `+`, UTF-8... as
+        //    the characters, as the upstream's framework will (`match_form`);
+        //    borrowed, no work, for a path without `%`.
+        let matched = match_form(&path);
         let mut query: Option<Cow<'_, str>> = parts.uri.query().map(Cow::Borrowed);
         //    One `Host` (HTTP/1.1 must have it), and only `host[:port]`: it
         //    routes, and it goes upstream as X-Forwarded-Host.
@@ -292,7 +296,7 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
 
         // 1b. An identity provider's back-channel logout path belongs to the
         //     gateway, whatever the routes say (SPEC §3.10).
-        if let Some(&index) = gw.backchannel.get(path.as_ref()) {
+        if let Some(&index) = gw.backchannel.get(matched.as_ref()) {
             let done = crate::logout::backchannel(gw, index, &parts, body, gw.body_timeout).await;
             outcome.auth = match done.outcome {
                 "ok" => "backchannel_logout",
@@ -309,13 +313,13 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
         let host_name = host.as_ref().and_then(|h| h.to_str().ok()).map(strip_port);
         let asked = cors::preflight_method(&parts.method, &parts.headers);
         let preflight_route = asked
-            .and_then(|m| gw.router.find(&path, m, host_name))
+            .and_then(|m| gw.router.find(&matched, m, host_name))
             .filter(|r| r.route.cors.is_some());
         let route = match preflight_route {
             Some(r) => r,
             None => gw
                 .router
-                .find(&path, parts.method.as_str(), host_name)
+                .find(&matched, parts.method.as_str(), host_name)
                 .ok_or(GatewayError::NoRoute)?,
         };
         outcome.route = Some(route);
@@ -346,7 +350,7 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
         let mut logout = None;
         let mut added = GatewayHeaders::default();
         if let Some(policy) = &route.route.jwt {
-            let requirement = policy.requirement(method, &path);
+            let requirement = policy.requirement(method, &matched);
             if requirement.token_required {
                 let authenticated = authenticate_request(
                     gw,
@@ -394,7 +398,7 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
                 //     normalised path. Logging out is never refused.
                 let leaving = requirement.logout || requirement.logout_everywhere;
                 if let (Some(authorize), false) = (&policy.authorize, leaving) {
-                    let decision = authorize.decide(method, &path, identity.claims.as_deref());
+                    let decision = authorize.decide(method, &matched, identity.claims.as_deref());
                     if !decision.is_allowed() {
                         outcome.auth = "forbidden";
                         return Err(GatewayError::Forbidden {

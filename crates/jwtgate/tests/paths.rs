@@ -129,6 +129,39 @@ fn regression_bypasses_in_not_required_paths_mode() {
 }
 
 #[test]
+fn regression_escaped_reserved_and_utf8_characters_still_match_their_rule() {
+    // A framework decodes every escape before it routes: `/orders%3Acancel`
+    // is `/orders:cancel` to it. A rule written either way guards both
+    // spellings; the upstream gets the normalised path (SPEC §3.3).
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(
+        &up,
+        r#"{ required_paths: ["GET_/orders:cancel", "GET_/u/@me", "GET_/caf\u00e9*", "GET_/a%2Cb"] }"#,
+    ));
+    for (target, upstream_path) in [
+        ("/orders:cancel", "/orders:cancel"),
+        ("/orders%3Acancel", "/orders%3Acancel"),
+        ("/orders%3acancel", "/orders%3Acancel"),
+        ("/u/%40me", "/u/%40me"),
+        ("/u/@me/", "/u/@me/"),
+        ("/caf%C3%A9", "/caf%C3%A9"),
+        ("/caf%c3%a9/menu", "/caf%C3%A9/menu"),
+        ("/a,b", "/a,b"),
+        ("/a%2cb", "/a%2Cb"),
+    ] {
+        up.clear();
+        let anonymous = gw.send(&Req::get(target));
+        assert_refused(&anonymous, "Missing JWT token in request", "jwtgate", false);
+        assert_eq!(up.count(), 0, "{target} reached the upstream without a token");
+        let resp = gw.send(&Req::get(target).bearer(&token()));
+        assert_eq!(resp.status, 200, "{target}: {}", resp.text());
+        assert_eq!(up.last().path(), upstream_path, "{target}");
+    }
+    // An escaped `;` is data, not the `:` of the rule: another path.
+    assert_eq!(gw.send(&Req::get("/orders%3Bcancel")).status, 200);
+}
+
+#[test]
 fn regression_absolute_form_target_is_matched_on_its_path() {
     let up = Upstream::start();
     let gw = Gateway::start(&config(&up, r#"{ required_paths: ["ANY_/admin*"] }"#));

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use jwtgate_core::clock::{Clock, SystemClock};
 use jwtgate_core::jwt::{RevocationKey, Token};
-use jwtgate_core::path::{normalize, Method};
+use jwtgate_core::path::{match_form, normalize, Method};
 use jwtgate_core::policy::{
     authenticate_traced, AuthContext, AuthError, Authenticated, JwtPolicy, PathScope,
 };
@@ -182,7 +182,8 @@ impl Explain<'_> {
                     Ok(n) => {
                         let same = if n == p { " (unchanged)" } else { "" };
                         r.line("normalised", format!("{n}{same}"));
-                        Some(n.into_owned())
+                        // Routes and rules meet it in this form (pipeline).
+                        Some(match_form(&n).into_owned())
                     }
                     Err(e) => {
                         r.line(

@@ -47,7 +47,7 @@ impl PathPattern {
             return Err(PatternError::Parameter);
         }
         Ok(PathPattern {
-            text: text.to_owned(),
+            text: super::match_form(text).into_owned(),
             prefix,
         })
     }

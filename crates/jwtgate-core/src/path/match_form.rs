@@ -1,0 +1,124 @@
+//! The form in which routes and rules meet a request's path.
+//!
+//! [`normalize`](super::normalize) keeps the escapes of reserved characters
+//! (SPEC §3.3: only unreserved ones are decoded), and that path is what goes
+//! upstream. But an upstream's framework decodes every escape before it
+//! routes: to Spring, Go's `net/http`, Django or Flask, `/orders%3Acancel`
+//! is `/orders:cancel` and `/caf%C3%A9` is `/café`. A rule written with the
+//! character itself would miss the escaped spelling of the very path it
+//! guards. So matching decodes, on both sides, the escapes of the
+//! characters that may stand raw in a path segment and mean the same there
+//! (RFC 3986 §3.3: `:` `@` and the sub-delimiters but `;`), of unreserved
+//! ones, and of UTF-8 beyond ASCII. The escapes that could change where the
+//! path splits (`%2F`, `%3F`, `%23`, `%25`, `%3B`), control and other
+//! characters stay as they are. The upstream still gets the normalised path.
+
+use std::borrow::Cow;
+
+/// `path` (a normalised request path, or a route's or rule's pattern) in the
+/// form matching compares. Borrowed, without work beyond one scan, when it
+/// holds no `%`: nearly every request.
+pub fn match_form(path: &str) -> Cow<'_, str> {
+    if !path.contains('%') {
+        return Cow::Borrowed(path);
+    }
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b != b'%' {
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        match escaped(bytes, i) {
+            Some(c) if c < 0x80 && same_raw(c) => {
+                out.push(c);
+                i += 3;
+            }
+            Some(c) if c >= 0x80 => {
+                // A run of escaped bytes beyond ASCII: decoded if it is UTF-8,
+                // kept escaped (as it came) if it is not.
+                let mut run = Vec::new();
+                let mut j = i;
+                while let Some(c) = escaped(bytes, j).filter(|&c| c >= 0x80) {
+                    run.push(c);
+                    j += 3;
+                }
+                match std::str::from_utf8(&run) {
+                    Ok(text) => out.extend_from_slice(text.as_bytes()),
+                    Err(_) => out.extend_from_slice(bytes.get(i..j).unwrap_or_default()),
+                }
+                i = j;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    // Only whole UTF-8 sequences were put in for escapes; the rest is the
+    // input's own bytes, so this cannot fail; should it, matching falls back
+    // to the path as it is.
+    match String::from_utf8(out) {
+        Ok(s) => Cow::Owned(s),
+        Err(_) => Cow::Borrowed(path),
+    }
+}
+
+/// The byte a `%XX` at `i` stands for.
+fn escaped(bytes: &[u8], i: usize) -> Option<u8> {
+    let hex = |b: u8| (b as char).to_digit(16);
+    match (bytes.get(i), bytes.get(i + 1), bytes.get(i + 2)) {
+        (Some(b'%'), Some(&h), Some(&l)) => {
+            // Two hex digits: the value fits a byte.
+            Some((hex(h)? * 16 + hex(l)?) as u8)
+        }
+        _ => None,
+    }
+}
+
+/// Whether an ASCII character means the same raw or escaped in a path
+/// segment: unreserved, `:`, `@`, and the sub-delimiters but `;`.
+fn same_raw(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"-._~:@!$&'()*+,=".contains(&c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_that_mean_the_same_raw_are_decoded() {
+        assert_eq!(match_form("/req/orders%3Acancel"), "/req/orders:cancel");
+        assert_eq!(match_form("/req/orders%3acancel"), "/req/orders:cancel");
+        assert_eq!(match_form("/req/%40me"), "/req/@me");
+        assert_eq!(
+            match_form("/a%21%24%26%27%28%29%2A%2B%2C%3D"),
+            "/a!$&'()*+,="
+        );
+        assert_eq!(match_form("/caf%C3%A9"), "/café");
+        assert_eq!(match_form("/caf%c3%a9/x"), "/café/x");
+        assert_eq!(match_form("/%7Euser"), "/~user");
+    }
+
+    #[test]
+    fn escapes_that_could_split_the_path_stay() {
+        for kept in [
+            "/a%2Fb", "/a%3Fb", "/a%23b", "/a%25b", "/a%3Bb", "/a%20b", "/a%01b", "/a%5Cb",
+        ] {
+            assert_eq!(match_form(kept), kept);
+        }
+        // Not UTF-8: kept as it came, the rest of the path still decoded.
+        assert_eq!(match_form("/%C3%28%3A"), "/%C3(:");
+        assert_eq!(match_form("/%FF%3A"), "/%FF:");
+        // Malformed escapes are left alone (normalize refuses them anyway).
+        assert_eq!(match_form("/a%3"), "/a%3");
+        assert_eq!(match_form("/a%zz%3A"), "/a%zz:");
+    }
+
+    #[test]
+    fn a_path_without_escapes_is_borrowed() {
+        assert!(matches!(match_form("/v1/orders:cancel"), Cow::Borrowed(_)));
+    }
+}
