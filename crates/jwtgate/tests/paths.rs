@@ -152,7 +152,11 @@ fn regression_escaped_reserved_and_utf8_characters_still_match_their_rule() {
         up.clear();
         let anonymous = gw.send(&Req::get(target));
         assert_refused(&anonymous, "Missing JWT token in request", "jwtgate", false);
-        assert_eq!(up.count(), 0, "{target} reached the upstream without a token");
+        assert_eq!(
+            up.count(),
+            0,
+            "{target} reached the upstream without a token"
+        );
         let resp = gw.send(&Req::get(target).bearer(&token()));
         assert_eq!(resp.status, 200, "{target}: {}", resp.text());
         assert_eq!(up.last().path(), upstream_path, "{target}");
