@@ -281,6 +281,14 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
         if method == Method::Other && Method::is_case_variant(parts.method.as_str().as_bytes()) {
             return Err(GatewayError::InvalidMethod(parts.method.to_string()));
         }
+        //    CONNECT asks for a tunnel, which the gateway does not make: a 2xx
+        //    passed back from an upstream would tell a proxy in front that
+        //    one is open.
+        if parts.method == http::Method::CONNECT {
+            return Err(GatewayError::InvalidMethod(
+                "CONNECT (the gateway opens no tunnels)".into(),
+            ));
+        }
         //    Normalise the path once. Routes, path rules, the logout path and
         //    the upstream all see this same path, so no encoding trick can make
         //    the rules see one resource and the upstream another (SPEC §3.3).

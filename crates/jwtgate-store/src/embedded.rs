@@ -26,12 +26,33 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+/// Creates `file`, empty and owner-only, unless it exists (the store of an
+/// earlier run, opened as it is).
+fn create_private_file(file: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(file) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 impl EmbeddedStore {
-    /// Opens (or creates) the store in directory `dir`.
+    /// Opens (or creates) the store in directory `dir`. What this creates
+    /// is owner-only (SPEC §3.11): the directory `0700`, the file `0600`,
+    /// made with an exclusive create (redb fills an empty file).
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir)
+        jwtgate_state::create_private_dir(dir)
             .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
         let file = dir.join(FILE);
+        create_private_file(&file)
+            .map_err(|e| unavailable(format!("cannot create {}: {e}", file.display())))?;
         let db =
             Database::create(&file).map_err(|e| unavailable(format!("{}: {e}", file.display())))?;
         // Create the table so that readers never meet a missing table.

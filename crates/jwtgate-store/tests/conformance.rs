@@ -174,6 +174,35 @@ async fn embedded_backend_survives_reopen() {
     assert!(store.snapshot(NOW).await.expect("snap").contains(&e));
 }
 
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_files_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().expect("tempdir");
+    let dir = parent.path().join("data");
+    let e = Entry {
+        digest: digest(8),
+        expires_at: NOW + 3600,
+    };
+    EmbeddedStore::open(&dir)
+        .expect("open")
+        .revoke(e)
+        .await
+        .expect("revoke");
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700, "the directory it created");
+    assert_eq!(
+        mode(&dir.join("revocations.redb")),
+        0o600,
+        "the store's file"
+    );
+    // Reopened: the same file, still private, still holding the entry.
+    let store = EmbeddedStore::open(&dir).expect("reopen");
+    assert!(store.snapshot(NOW).await.expect("snap").contains(&e));
+    assert_eq!(mode(&dir.join("revocations.redb")), 0o600);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_backend_conforms() {
     let server = RedisServer::start();

@@ -386,6 +386,19 @@ fn regression_lowercase_method_skips_required_path() {
 }
 
 #[test]
+fn connect_opens_no_tunnel() {
+    // A 2xx to CONNECT tells a proxy in front that a tunnel is open.
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(&up, r#"{ required_paths: ["GET_/v1/admin*"] }"#));
+    for target in ["/public/a", "/v1/admin"] {
+        let resp = gw.send(&Req::new("CONNECT", target).bearer(&token()));
+        assert_eq!(resp.status, 400, "{target}: {}", resp.text());
+        assert_eq!(resp.message().as_deref(), Some("invalid request method"));
+    }
+    assert_eq!(up.count(), 0);
+}
+
+#[test]
 fn regression_head_skips_get_rule() {
     let up = Upstream::start();
     let gw = Gateway::start(&config(&up, r#"{ required_paths: ["GET_/v1/admin*"] }"#));
