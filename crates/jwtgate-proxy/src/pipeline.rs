@@ -281,18 +281,19 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
         if method == Method::Other && Method::is_case_variant(parts.method.as_str().as_bytes()) {
             return Err(GatewayError::InvalidMethod(parts.method.to_string()));
         }
+        //    Normalise the path once. Routes, path rules, the logout path and
+        //    the upstream all see this same path, so no encoding trick can make
+        //    the rules see one resource and the upstream another (SPEC §3.3).
+        let path = normalize(parts.uri.path()).map_err(|e| GatewayError::InvalidPath(e.reason))?;
         //    CONNECT asks for a tunnel, which the gateway does not make: a 2xx
         //    passed back from an upstream would tell a proxy in front that
-        //    one is open.
+        //    one is open. (Its usual authority form has no path: refused
+        //    just above.)
         if parts.method == http::Method::CONNECT {
             return Err(GatewayError::InvalidMethod(
                 "CONNECT (the gateway opens no tunnels)".into(),
             ));
         }
-        //    Normalise the path once. Routes, path rules, the logout path and
-        //    the upstream all see this same path, so no encoding trick can make
-        //    the rules see one resource and the upstream another (SPEC §3.3).
-        let path = normalize(parts.uri.path()).map_err(|e| GatewayError::InvalidPath(e.reason))?;
         //    Routes and rules read the escapes of `:`, `@`, `+`, UTF-8... as
         //    the characters, as the upstream's framework will (`match_form`);
         //    borrowed, no work, for a path without `%`.
