@@ -162,10 +162,15 @@ pub struct Route {
 }
 
 impl Route {
+    /// Whether the route takes `method`. `GET` also takes `HEAD`, as a
+    /// `GET_` rule entry covers it (SPEC §3.11) and nginx's `limit_except
+    /// GET` does: frameworks answer `HEAD` with their `GET` handler, so a
+    /// `HEAD` must not fall through to another route with other rules.
     pub fn allows_method(&self, method: &str) -> bool {
-        self.methods
-            .as_ref()
-            .is_none_or(|m| m.iter().any(|x| x == method))
+        self.methods.as_ref().is_none_or(|m| {
+            m.iter()
+                .any(|x| x == method || (method == "HEAD" && x == "GET"))
+        })
     }
 
     /// `host` is the request's host without port, any case.

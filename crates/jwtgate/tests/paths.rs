@@ -399,6 +399,41 @@ fn connect_opens_no_tunnel() {
 }
 
 #[test]
+fn regression_head_does_not_fall_through_a_get_route_to_an_open_one() {
+    // A route for GET takes HEAD too: frameworks answer HEAD with the GET
+    // handler, and a HEAD routed past it to an open catch-all skipped its
+    // token check.
+    let up = Upstream::start();
+    let gw = Gateway::start(&format!(
+        r#"listen: "127.0.0.1:0"
+consumers:
+  - username: alice
+    jwt: {{ key: user123, secret: "{SECRET}" }}
+routes:
+  - name: orders
+    paths: ["/orders/*"]
+    methods: [GET, POST]
+    upstream: {{ nodes: ["{node}"] }}
+    jwt: {{}}
+  - name: open
+    paths: ["/*"]
+    upstream: {{ nodes: ["{node}"] }}
+"#,
+        node = up.node()
+    ));
+    let resp = gw.send(&Req::new("HEAD", "/orders/1"));
+    assert_eq!(resp.status, 401, "{resp:?}");
+    assert_eq!(up.count(), 0);
+    assert_eq!(
+        gw.send(&Req::new("HEAD", "/orders/1").bearer(&token()))
+            .status,
+        200
+    );
+    // Other methods the route does not list still go on to the next route.
+    assert_eq!(gw.send(&Req::new("DELETE", "/orders/1")).status, 200);
+}
+
+#[test]
 fn regression_head_skips_get_rule() {
     let up = Upstream::start();
     let gw = Gateway::start(&config(&up, r#"{ required_paths: ["GET_/v1/admin*"] }"#));
