@@ -137,6 +137,8 @@ pub enum BadHost {
     Missing,
     #[error("Host is not host[:port]")]
     Syntax,
+    #[error("an HTTP/2 request whose Host differs from its :authority")]
+    Conflicting,
 }
 
 /// The request's host: the absolute-form or HTTP/2 authority, else `Host`.
@@ -162,6 +164,15 @@ pub fn request_host(
     if let Some(h) = host {
         if !valid_host(h.as_bytes()) {
             return Err(BadHost::Syntax);
+        }
+    }
+    // RFC 9113 §8.3.1: a server SHOULD treat an HTTP/2 request whose Host
+    // names another entity than its :authority as malformed: one of the
+    // two routes, the upstream might read the other. (HTTP/1.1's absolute
+    // form overrides Host, RFC 9112 §3.2.2.)
+    if let (Some(a), Some(h), http::Version::HTTP_2) = (authority, host, version) {
+        if !a.as_str().as_bytes().eq_ignore_ascii_case(h.as_bytes()) {
+            return Err(BadHost::Conflicting);
         }
     }
     match authority {

@@ -187,6 +187,52 @@ fn a_refusal_before_the_body_is_read_leaves_the_connection_serving() {
 }
 
 #[test]
+fn a_host_that_differs_from_the_authority_is_a_400_and_the_connection_serves_on() {
+    // RFC 9113 §8.3.1: one of the two would route, the upstream might read
+    // the other.
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(&up.node(), &up.node()));
+    let addr = gw.addr;
+    let answers = run(&gw, async move {
+        let (send, _conn) = connect_h2(addr, 1024 * 1024, 1024 * 1024).await?;
+        let mut answers = Vec::new();
+        for host in [
+            "other.example",
+            "127.0.0.1",
+            &addr.to_string().to_uppercase(),
+        ] {
+            let mut send = send.clone().ready().await.map_err(|e| e.to_string())?;
+            let req = h2_request(addr, "GET", "/open")
+                .header("host", host)
+                .body(())
+                .unwrap();
+            let (resp, _) = send.send_request(req, true).map_err(|e| e.to_string())?;
+            let (status, _, body) = read_answer(resp).await?;
+            answers.push((
+                host.to_owned(),
+                status,
+                String::from_utf8_lossy(&body).into_owned(),
+            ));
+        }
+        Ok(answers)
+    });
+    for (host, status, body) in &answers[..2] {
+        assert_eq!(*status, 400, "host {host}: {body}");
+        assert!(body.contains("invalid Host header"), "host {host}: {body}");
+    }
+    let (host, status, body) = &answers[2];
+    assert_eq!(
+        *status, 200,
+        "host {host} is the authority, in another case: {body}"
+    );
+    assert_eq!(
+        up.records().len(),
+        1,
+        "only the agreeing request went upstream"
+    );
+}
+
+#[test]
 fn a_streamed_answer_larger_than_the_client_s_window_arrives_whole() {
     let up = Upstream::start_with("big", Behavior::Stream(FIVE_MIB));
     let slow = Upstream::start_with("slow", Behavior::Slow(Duration::from_secs(5)));
