@@ -140,6 +140,14 @@ impl Running {
     /// goes live. The caller serialises changes.
     pub fn install(&self, source: RawConfig, config: Config) {
         warn_restart_only(&self.config.load(), &config);
+        // Valid, but probably not what was meant: said once, when it first
+        // goes live (`jwtgate check` prints them too).
+        let before = jwtgate_config::warnings(&self.config.load());
+        for w in jwtgate_config::warnings(&config) {
+            if !before.contains(&w) {
+                warn!("config: {w}");
+            }
+        }
         if let (Some(server), Some(tls)) = (&self.tls, &config.tls) {
             if self.config.load().tls.as_ref() != Some(tls) {
                 match server.update(tls) {

@@ -22,6 +22,7 @@ mod shared;
 mod source;
 mod tls;
 pub mod tree;
+mod warnings;
 
 #[cfg(test)]
 mod tests;
@@ -38,6 +39,7 @@ pub use source::{
     compile_raw, compile_source, read_consumer, read_jwt, read_provider, read_route, read_source,
     to_yaml, ReadItem,
 };
+pub use warnings::warnings;
 
 /// Loads and compiles the config file at `path`. Relative file references in
 /// it (`public_key_file`, `tls.*_file`, `store.path`) are resolved against

@@ -29,7 +29,8 @@ pub enum Command {
     /// rejected and the running config stays).
     /// Under systemd (Type=notify) it reports READY=1 once serving.
     Run(RunArgs),
-    /// Validate a config file: exit 0 if valid, else list every problem with its location.
+    /// Validate a config file: exit 0 if valid (a "warning:" line for each setting
+    /// that does nothing), else list every problem with its location.
     Check(CheckArgs),
     /// Mint or explain tokens.
     Token {

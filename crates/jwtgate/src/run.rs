@@ -24,8 +24,12 @@ use tracing::{error, info, warn};
 /// `jwtgate check`: the file as `run` would take it.
 pub fn check(path: &Path) -> ExitCode {
     match load_node(path) {
-        Ok(_) => {
+        Ok(loaded) => {
             println!("{}: ok", path.display());
+            // Valid, but probably not what was meant: said, not refused.
+            for w in jwtgate_config::warnings(&loaded.config) {
+                eprintln!("warning: {w}");
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -79,6 +83,9 @@ pub fn run(path: &Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    for w in jwtgate_config::warnings(&loaded.config) {
+        warn!("config: {w}");
+    }
     runtime.block_on(serve(path, loaded))
 }
 

@@ -118,6 +118,40 @@ fn check_accepts_a_valid_config() {
     drop(dir);
 }
 
+#[test]
+fn check_warns_of_what_does_nothing_and_still_accepts_it() {
+    let yaml = r#"listen: "127.0.0.1:0"
+routes:
+  - name: one
+    paths: ["/one/*"]
+    upstream: { echo: true }
+    jwt: { logout_path: "POST_/one/logout" }
+  - name: two
+    paths: ["/one/*"]
+    upstream: { echo: true }
+"#;
+    let (dir, path) = config_dir(yaml);
+    let out = run_cli(&["check", "--config", &path], root());
+    assert_eq!(out.code(), Some(0), "{}", out.all());
+    assert!(out.stdout.contains(": ok"), "{}", out.all());
+    for expected in [
+        "warning: routes[0].jwt.logout_path: does nothing while use_jwt_blacklist_revoking is not true",
+        "warning: routes[1]: route \"two\" is never matched: route \"one\" (routes[0])",
+    ] {
+        assert!(out.stderr.contains(expected), "{expected}\n{}", out.all());
+    }
+    // A gateway started on it says the same in its log.
+    let gw = Gateway::start(yaml);
+    assert!(
+        eventually(IO_TIMEOUT, || gw
+            .logs()
+            .contains("config: routes[0].jwt.logout_path: does nothing")),
+        "{}",
+        gw.logs()
+    );
+    drop(dir);
+}
+
 fn assert_located(out: &Output, location: &str) {
     let found = out.stderr.lines().any(|l| {
         l.trim_start().starts_with(&format!("{location}:")) || l.contains(&format!(" {location}: "))

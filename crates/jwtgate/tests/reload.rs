@@ -157,6 +157,15 @@ fn hand_edits_are_picked_up_in_place_and_by_rename() {
     assert!(eventually(WAIT, || applied() >= 2.0), "{}", node.logs());
     // The API sees what the file says.
     assert_eq!(node.admin("GET", "/admin/v1/routes/two", None).status, 200);
+
+    // An edit that is valid but does nothing goes live with a warning.
+    let shadowed = config(&up.node(), &["one", "two"], "guarded")
+        + "  - name: again\n    paths: [\"/two/*\"]\n    upstream: { echo: true }\n";
+    std::fs::write(&node.config_path, shadowed).unwrap();
+    node.wait_log(
+        "config: routes[4]: route \"again\" is never matched: route \"two\" (routes[3])",
+        1,
+    );
 }
 
 #[test]

@@ -1,0 +1,133 @@
+//! What a valid config may say that is almost surely not what its operator
+//! meant: a setting that does nothing, a route that can never be reached.
+//! `jwtgate check` prints these, and a node logs them each time a config
+//! goes live; none refuses the config, so one that loaded yesterday still
+//! loads.
+
+use std::collections::BTreeSet;
+
+use crate::error::ConfigError;
+use crate::model::{Config, Route};
+
+/// Every warning for `config`, located as its errors would be.
+pub fn warnings(config: &Config) -> Vec<ConfigError> {
+    let mut found = Vec::new();
+    let mut warn =
+        |location: String, message: String| found.push(ConfigError { location, message });
+    for (i, raw) in config.raw.routes.iter().enumerate() {
+        let Some(jwt) = &raw.jwt else { continue };
+        let at = format!("routes[{i}].jwt");
+        let revoking = jwt.use_jwt_blacklist_revoking == Some(true);
+        if !revoking && jwt.logout_path.as_deref().is_some_and(|p| !p.is_empty()) {
+            warn(
+                format!("{at}.logout_path"),
+                "does nothing while use_jwt_blacklist_revoking is not true: \
+                 requests to it are proxied like any other and no token is revoked"
+                    .into(),
+            );
+        }
+        let lists_providers = jwt.providers.as_ref().is_some_and(|p| !p.is_empty());
+        if !lists_providers && jwt.audiences.as_ref().is_some_and(|a| !a.is_empty()) {
+            warn(
+                format!("{at}.audiences"),
+                "does nothing: the route lists no providers, and audiences apply to \
+                 their tokens"
+                    .into(),
+            );
+        }
+    }
+    for (j, later) in config.routes.iter().enumerate() {
+        let shadow = config.routes[..j]
+            .iter()
+            .position(|earlier| same_requests(earlier, later));
+        if let Some(i) = shadow {
+            warn(
+                format!("routes[{j}]"),
+                format!(
+                    "route {:?} is never matched: route {:?} (routes[{i}]) has the same \
+                     paths, methods and hosts and comes first",
+                    later.name, config.routes[i].name
+                ),
+            );
+        }
+    }
+    found
+}
+
+/// Whether two routes take exactly the same requests: the same paths, the
+/// same methods and the same hosts, in any order.
+fn same_requests(a: &Route, b: &Route) -> bool {
+    let paths = |r: &Route| {
+        r.paths
+            .iter()
+            .map(|p| (p.as_str().to_owned(), p.is_prefix()))
+            .collect::<BTreeSet<_>>()
+    };
+    let methods = |r: &Route| {
+        r.methods
+            .as_ref()
+            .map(|m| m.iter().cloned().collect::<BTreeSet<_>>())
+    };
+    let hosts = |r: &Route| r.hosts.iter().cloned().collect::<BTreeSet<_>>();
+    paths(a) == paths(b) && methods(a) == methods(b) && hosts(a) == hosts(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn warnings_of(routes: &str) -> Vec<String> {
+        let text = format!(
+            "listen: \"127.0.0.1:0\"\nproviders:\n  - name: corp\n    issuer: https://idp.example\n    jwks_uri: https://idp.example/keys\nroutes:\n{routes}"
+        );
+        let config = crate::load_str(&text, Path::new("."), &|_| None)
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        warnings(&config).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_clean_config_has_none() {
+        let w = warnings_of(
+            "  - name: a\n    paths: [\"/a/*\"]\n    upstream: { echo: true }\n    jwt: { providers: [corp], audiences: [api] }\n  - name: b\n    paths: [\"/a/*\"]\n    methods: [POST]\n    upstream: { echo: true }\n",
+        );
+        assert!(w.is_empty(), "{w:?}");
+    }
+
+    #[test]
+    fn a_logout_path_without_revoking_is_a_warning() {
+        let w = warnings_of(
+            "  - name: a\n    paths: [\"/*\"]\n    upstream: { echo: true }\n    jwt: { logout_path: \"POST_/logout\" }\n",
+        );
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("routes[0].jwt.logout_path: does nothing"),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn audiences_without_providers_is_a_warning() {
+        let w = warnings_of(
+            "  - name: a\n    paths: [\"/*\"]\n    upstream: { echo: true }\n    jwt: { audiences: [api] }\n",
+        );
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("routes[0].jwt.audiences: does nothing"),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn a_route_that_an_earlier_one_shadows_is_a_warning() {
+        let w = warnings_of(
+            "  - name: a\n    paths: [\"/x\", \"/y/*\"]\n    methods: [GET, POST]\n    upstream: { echo: true }\n  - name: b\n    paths: [\"/y/*\", \"/x\"]\n    methods: [POST, GET]\n    upstream: { echo: true }\n",
+        );
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("routes[1]: route \"b\" is never matched: route \"a\" (routes[0])"),
+            "{w:?}"
+        );
+    }
+}
