@@ -60,12 +60,19 @@ fn man() -> ExitCode {
     let cmd = Cli::command();
     let mut out = Vec::new();
     let page = clap_mangen::Man::new(cmd.clone());
-    let rendered = page.render(&mut out).and_then(|()| {
+    // Not `render`: its SUBCOMMANDS section points at jwtgate-run(1) and
+    // the like, pages that do not exist; the subcommands are sections here.
+    let rendered = (|| {
+        page.render_title(&mut out)?;
+        page.render_name_section(&mut out)?;
+        page.render_synopsis_section(&mut out)?;
+        page.render_description_section(&mut out)?;
+        page.render_options_section(&mut out)?;
         for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
             subcommand_section(&mut out, sub, "jwtgate")?;
         }
         std::io::Write::write_all(&mut out, MAN_TAIL.as_bytes())
-    });
+    })();
     if let Err(e) = rendered {
         eprintln!("jwtgate man: {e}");
         return ExitCode::from(1);
@@ -74,7 +81,20 @@ fn man() -> ExitCode {
 }
 
 /// What the definitions do not say: the environment and the files.
-const MAN_TAIL: &str = r#".SH ENVIRONMENT
+const MAN_TAIL: &str = r#".SH EXIT STATUS
+.TP
+\fB0\fR
+Success; for \fBcheck\fR a valid file; for \fBtoken explain\fR the token would be accepted.
+.TP
+\fB1\fR
+\fBcheck\fR: the file is invalid (every problem listed); \fBtoken explain\fR: refused; \fBconfig push\fR and \fBconfig pull\fR: refused whole, or an object could not be read; \fBrun\fR: could not start (a port, the store).
+.TP
+\fB2\fR
+A usage or configuration error (\fBrun\fR: the config is invalid).
+.TP
+\fB3\fR
+\fBtoken explain\fR: valid, but the revocation store could not be read; \fBconfig push\fR and \fBconfig pull\fR: etcd unreachable.
+.SH ENVIRONMENT
 .TP
 \fBJWTGATE_LOG\fR
 Log filter (default \fIinfo\fR; e.g. \fIdebug\fR, or \fIinfo,jwtgate::access=off\fR).

@@ -294,6 +294,12 @@ fn man_page_and_completions_cover_every_subcommand() {
         assert!(man.contains(opt), "{sub}: {opt}");
     }
     assert!(man.contains("JWTGATE_LOG_FORMAT"));
+    assert!(man.contains(".SH EXIT STATUS"));
+    // One page: no reference to a jwtgate-run(1) that does not exist.
+    assert!(
+        !man.contains("jwtgate\\-"),
+        "a per-subcommand page is named"
+    );
     assert!(
         Command::new(BIN)
             .args(["completions", "tcsh"])
