@@ -145,8 +145,16 @@ fn certified_key(c: &CertificatePem, provider: &CryptoProvider) -> Result<Entry,
     let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut c.key_pem.as_slice())
         .map_err(|e| err("key_file", format!("not a PEM private key: {e}")))?
         .ok_or_else(|| err("key_file", "holds no private key".into()))?;
-    let key = CertifiedKey::from_der(chain, key, provider)
-        .map_err(|e| err("key_file", format!("does not go with the certificate: {e}")))?;
+    let key = CertifiedKey::from_der(chain, key, provider).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(_) => err(
+            "key_file",
+            "is not the private key of cert_file's first certificate".into(),
+        ),
+        other => err(
+            "key_file",
+            format!("cannot be used with the certificate: {other}"),
+        ),
+    })?;
     if webpki::EndEntityCert::try_from(&leaf).is_err() {
         return Err(err(
             "cert_file",

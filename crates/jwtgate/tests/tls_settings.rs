@@ -316,7 +316,7 @@ async fn sighup_replaces_the_certificate_and_keeps_open_connections() {
     let (_, wrong_key) = self_signed(dir.path(), "localhost", "stray");
     std::fs::copy(&wrong_key, &key).unwrap();
     node.signal("HUP");
-    node.wait_log("tls.key_file: does not go with the certificate", 1);
+    node.wait_log("tls.key_file: is not the private key of cert_file", 1);
     assert!(connect(node.addr, &new_trust, "localhost").await.is_ok());
 }
 
@@ -353,7 +353,7 @@ fn check_locates_bad_tls_settings() {
     assert_eq!(out.code(), Some(1), "{}", out.all());
     assert!(
         out.all()
-            .contains("tls.certificates[0].key_file: does not go with the certificate"),
+            .contains("tls.certificates[0].key_file: is not the private key of cert_file"),
         "{}",
         out.all()
     );

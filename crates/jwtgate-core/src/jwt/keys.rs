@@ -63,7 +63,7 @@ impl VerifyKey {
     /// A public key from PEM: `PUBLIC KEY` (SubjectPublicKeyInfo) for every
     /// asymmetric algorithm, or `RSA PUBLIC KEY` (PKCS#1) for RS*/PS*.
     pub fn from_public_pem(alg: Algorithm, pem_text: &str) -> Result<Self, KeyError> {
-        let block = pem::parse(pem_text.trim()).map_err(|e| KeyError::Pem(e.to_string()))?;
+        let block = pem::parse(pem_text.trim()).map_err(|e| KeyError::Pem(pem_problem(&e)))?;
         match block.tag() {
             "PUBLIC KEY" => {}
             "RSA PUBLIC KEY" if alg.is_rsa() => {}
@@ -265,4 +265,16 @@ fn verification_alg(alg: Algorithm) -> Option<&'static dyn VerificationAlgorithm
         Algorithm::EdDSA => &signature::ED25519,
         Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => return None,
     })
+}
+
+/// What is wrong with a PEM document, in words (the `pem` crate's own
+/// message for a broken frame is "malformedframing").
+fn pem_problem(e: &pem::PemError) -> String {
+    match e {
+        pem::PemError::MalformedFraming => {
+            "expected a -----BEGIN ...----- line, base64, then the matching -----END ...----- line"
+                .into()
+        }
+        other => other.to_string(),
+    }
 }

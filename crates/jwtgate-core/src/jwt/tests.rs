@@ -85,7 +85,11 @@ fn key_material_is_pinned_to_its_algorithm() {
     assert!(VerifyKey::from_public_pem(Algorithm::ES256, &rsa_pub).is_err());
     assert!(VerifyKey::from_public_pem(Algorithm::ES384, &read("ec-p256.pub")).is_err());
     assert!(VerifyKey::from_public_pem(Algorithm::EdDSA, &read("ec-p256.pub")).is_err());
-    assert!(VerifyKey::from_public_pem(Algorithm::RS256, "not a pem").is_err());
+    let not_pem = VerifyKey::from_public_pem(Algorithm::RS256, "not a pem").unwrap_err();
+    assert!(
+        not_pem.to_string().contains("expected a -----BEGIN"),
+        "says what a PEM document looks like: {not_pem}"
+    );
     assert_eq!(
         VerifyKey::from_public_pem(Algorithm::RS256, &read("rsa1024.pub")).unwrap_err(),
         KeyError::Rejected(Algorithm::RS256)
