@@ -220,14 +220,66 @@ impl<'v> Obj<'v> {
         }
     }
 
-    /// Reports every key that was never asked for.
+    /// Reports every key that was never asked for, with the known key it
+    /// was most likely meant to be.
     pub(crate) fn finish(self, errors: &mut Errors) {
         for key in self.map.keys() {
             if !self.known.contains(&key.as_str()) {
-                errors.add(&child(&self.loc, key), "unknown key");
+                let message = match likely_meant(key, &self.known) {
+                    Some(meant) => format!("unknown key (did you mean {meant:?}?)"),
+                    None => "unknown key".to_owned(),
+                };
+                errors.add(&child(&self.loc, key), message);
             }
         }
     }
+}
+
+/// The known key a mistyped one was most likely meant to be: one within two
+/// edits of it (`not_requried_paths`), or one it starts (`read_timeout` for
+/// `read_timeout_ms`); none if that is not one key.
+fn likely_meant<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
+    let lower = key.to_ascii_lowercase();
+    let close: Vec<&str> = known
+        .iter()
+        .copied()
+        .filter(|k| edit_distance(&lower, k) <= 2 || (lower.len() >= 4 && k.starts_with(&lower)))
+        .collect();
+    match close.as_slice() {
+        [one] => Some(one),
+        _ => known
+            .iter()
+            .copied()
+            .find(|k| edit_distance(&lower, k) <= 1),
+    }
+}
+
+/// Levenshtein distance, counting a swap of two neighbours as one edit
+/// (the typo most often made); keys are short.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    if let Some(first) = rows.first_mut() {
+        for (j, cell) in first.iter_mut().enumerate() {
+            *cell = j;
+        }
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut d = (rows[i - 1][j] + 1)
+                .min(rows[i][j - 1] + 1)
+                .min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = d;
+        }
+    }
+    rows[a.len()][b.len()]
 }
 
 fn as_string(v: &Value, loc: &str, errors: &mut Errors) -> Option<String> {

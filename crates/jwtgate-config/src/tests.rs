@@ -379,3 +379,26 @@ fn worker_yield_is_auto_or_off_and_auto_by_default() {
         [r#"worker_yield: must be "auto" or "off", not "always""#]
     );
 }
+
+#[test]
+fn an_unknown_key_names_the_one_it_was_likely_meant_to_be() {
+    let errs = errors(
+        &MINIMAL
+            .replace(
+                "jwt: {}",
+                "jwt: { not_requried_paths: [\"GET_/a\"], Realm: x, colour: red }",
+            )
+            .replace(
+                "upstream: { echo: true }",
+                "upstream: { echo: true, read_timeout: 5 }",
+            ),
+    );
+    for want in [
+        "routes[0].jwt.not_requried_paths: unknown key (did you mean \"not_required_paths\"?)",
+        "routes[0].jwt.Realm: unknown key (did you mean \"realm\"?)",
+        "routes[0].upstream.read_timeout: unknown key (did you mean \"read_timeout_ms\"?)",
+        "routes[0].jwt.colour: unknown key",
+    ] {
+        assert!(errs.iter().any(|e| e == want), "{want:?} in {errs:#?}");
+    }
+}
