@@ -96,12 +96,20 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// `Forwarded`, `X-Real-IP`, `X-Forwarded-Proto` and `X-Forwarded-Host`
 /// (the gateway states where a request came from in [`GatewayHeaders`]; a
 /// client's own claim about that goes nowhere). A client's X-Forwarded-For
-/// stays for [`take_forwarded_for`] to extend.
+/// stays for [`take_forwarded_for`] to extend. So do a client's
+/// `X-Original-URL` and `X-Rewrite-URL`: IIS's URL Rewrite and Symfony
+/// before 2.7.49 take the path from them, past the rules that matched the
+/// request's own path; only a server-side rewriter may set them.
 pub fn strip_owned(headers: &mut HeaderMap, owned: &OwnedHeaders) {
     remove_matching(headers, |name| {
         matches!(
             name.as_str(),
-            "forwarded" | "x-real-ip" | "x-forwarded-proto" | "x-forwarded-host"
+            "forwarded"
+                | "x-real-ip"
+                | "x-forwarded-proto"
+                | "x-forwarded-host"
+                | "x-original-url"
+                | "x-rewrite-url"
         ) || owned.owns(name.as_str())
     });
 }

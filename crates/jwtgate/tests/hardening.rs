@@ -334,6 +334,8 @@ routes:
             .header("X-Tenant", "acme")
             .header("Forwarded", "for=10.9.9.9;host=evil.example")
             .header("X-Real-IP", "10.9.9.9")
+            .header("X-Original-URL", "/admin/delete")
+            .header("x-rewrite-url", "/admin/delete")
             .header("X-Kept", "yes"),
     );
     assert_eq!(resp.status, 200);
@@ -349,6 +351,8 @@ routes:
         "x_user_id",
         "x-tenant",
         "forwarded",
+        "x-original-url",
+        "x-rewrite-url",
     ] {
         assert!(
             !names.contains(&gone),
