@@ -74,6 +74,9 @@ done
 echo "== systemd-analyze verify"
 in_root systemd-analyze verify --man=no "$unit"   # no man-db in minbase: the page is checked below
 in_root zcat /usr/share/man/man1/jwtgate.1.gz | grep -q '^\.SH ENVIRONMENT' || fail "man page"
+for doc in README.md SECURITY.md SPEC.md; do
+  in_root test -s "/usr/share/doc/jwtgate/$doc" || fail "/usr/share/doc/jwtgate/$doc"
+done
 
 echo "== the unit's commands, as its user, on the default config"
 in_root install -d -o jwtgate -g jwtgate -m 0700 /var/lib/jwtgate   # what StateDirectory= does

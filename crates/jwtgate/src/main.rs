@@ -115,7 +115,7 @@ The packaged service's config.
 \fI/var/lib/jwtgate\fR
 The packaged service's state_dir: embedded store, blacklist snapshot, key caches, the last config applied from etcd.
 .SH SEE ALSO
-The README and SPEC of the project; \fBsystemctl\fR(1) for the jwtgate.service unit.
+The README and SPEC (the product contract) of the project, in \fI/usr/share/doc/jwtgate\fR; \fBsystemctl\fR(1) for the jwtgate.service unit.
 "#;
 
 /// One subcommand as a section: its synopsis, description and options.
