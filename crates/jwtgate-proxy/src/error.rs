@@ -36,8 +36,12 @@ pub enum GatewayError {
     UpstreamTimeout(u128),
     #[error("revocation store unavailable: {0}")]
     StoreUnavailable(String),
-    #[error("invalid request method: {0:?} is a known method in another case")]
+    #[error("invalid request method: {0}")]
     InvalidMethod(String),
+    /// More header fields than an HTTP/1.1 head may carry (HTTP/2: its
+    /// own limit is on their size).
+    #[error("more than {0} request header fields")]
+    TooManyHeaders(usize),
     #[error("invalid Host header: {0}")]
     InvalidHost(#[from] crate::headers::BadHost),
     #[error("request body stalled for {0} ms (client_body_timeout_ms)")]
@@ -63,6 +67,7 @@ impl GatewayError {
             }
             GatewayError::ClientBodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             GatewayError::NoSubject => StatusCode::BAD_REQUEST,
+            GatewayError::TooManyHeaders(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }
 
@@ -81,6 +86,7 @@ impl GatewayError {
             GatewayError::InvalidHost(_) => "invalid Host header",
             GatewayError::ClientBodyTimeout(_) => "request body timed out",
             GatewayError::NoSubject => "the token names no subject to log out",
+            GatewayError::TooManyHeaders(_) => "request header fields too large",
         }
     }
 

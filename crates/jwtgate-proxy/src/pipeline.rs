@@ -279,7 +279,10 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
         //    for GET while a framework upper-cases it.
         let method = Method::from_bytes(parts.method.as_str().as_bytes());
         if method == Method::Other && Method::is_case_variant(parts.method.as_str().as_bytes()) {
-            return Err(GatewayError::InvalidMethod(parts.method.to_string()));
+            return Err(GatewayError::InvalidMethod(format!(
+                "{:?} is a known method in another case",
+                parts.method.as_str()
+            )));
         }
         //    Normalise the path once. Routes, path rules, the logout path and
         //    the upstream all see this same path, so no encoding trick can make
@@ -291,9 +294,10 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
         //    just above.)
         if parts.method == http::Method::CONNECT {
             return Err(GatewayError::InvalidMethod(
-                "CONNECT (the gateway opens no tunnels)".into(),
+                "CONNECT: the gateway opens no tunnels".into(),
             ));
         }
+
         //    Routes and rules read the escapes of `:`, `@`, `+`, UTF-8... as
         //    the characters, as the upstream's framework will (`match_form`);
         //    borrowed, no work, for a path without `%`.
@@ -352,6 +356,14 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
         //    One Cookie line, whatever HTTP/2 split it into: the token source
         //    and the HTTP/1.1 upstream both read it whole.
         headers::join_cookies(&mut parts.headers);
+        //    As many header fields as an HTTP/1.1 head may carry, whichever
+        //    protocol brought them (HTTP/1.1's reader refuses more itself;
+        //    HTTP/2's cookie crumbs are one field by now).
+        if parts.headers.len() > crate::h1::inbound::MAX_REQUEST_HEADERS {
+            return Err(GatewayError::TooManyHeaders(
+                crate::h1::inbound::MAX_REQUEST_HEADERS,
+            ));
+        }
 
         // 4. Authenticate when the route's policy requires it for this request:
         //    the checks of SPEC §3.1 in order, then the blacklist (memory only).

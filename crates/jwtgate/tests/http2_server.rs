@@ -233,6 +233,48 @@ fn a_host_that_differs_from_the_authority_is_a_400_and_the_connection_serves_on(
 }
 
 #[test]
+fn more_header_fields_than_http1_takes_are_a_431_but_cookie_crumbs_count_as_one() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(&up.node(), &up.node()));
+    let addr = gw.addr;
+    let answers = run(&gw, async move {
+        let (send, _conn) = connect_h2(addr, 1024 * 1024, 1024 * 1024).await?;
+        let mut answers = Vec::new();
+        for many_fields in [true, false] {
+            let mut req = h2_request(addr, "GET", "/open");
+            for i in 0..150 {
+                req = if many_fields {
+                    req.header(format!("x-field-{i}"), "v")
+                } else {
+                    req.header("cookie", format!("c{i}=v"))
+                };
+            }
+            let mut send = send.clone().ready().await.map_err(|e| e.to_string())?;
+            let (resp, _) = send
+                .send_request(req.body(()).unwrap(), true)
+                .map_err(|e| e.to_string())?;
+            let (status, _, body) = read_answer(resp).await?;
+            answers.push((status, String::from_utf8_lossy(&body).into_owned()));
+        }
+        Ok(answers)
+    });
+    assert_eq!(answers[0].0, 431, "{}", answers[0].1);
+    assert!(
+        answers[0].1.contains("request header fields too large"),
+        "{}",
+        answers[0].1
+    );
+    assert_eq!(
+        answers[1].0, 200,
+        "150 cookie crumbs are one Cookie: {}",
+        answers[1].1
+    );
+    let seen = up.records();
+    assert_eq!(seen.len(), 1, "only the cookie request went upstream");
+    assert_eq!(seen[0].header_all("cookie").len(), 1);
+}
+
+#[test]
 fn a_streamed_answer_larger_than_the_client_s_window_arrives_whole() {
     let up = Upstream::start_with("big", Behavior::Stream(FIVE_MIB));
     let slow = Upstream::start_with("slow", Behavior::Slow(Duration::from_secs(5)));

@@ -24,7 +24,7 @@ use super::{
 /// The largest request head accepted (request line and headers).
 pub const MAX_REQUEST_HEAD: usize = 64 * 1024;
 /// The most request headers accepted.
-const MAX_REQUEST_HEADERS: usize = 100;
+pub const MAX_REQUEST_HEADERS: usize = 100;
 
 /// Headers the pipeline typically adds to a request before it goes upstream.
 const ADDED_UPSTREAM: usize = 8;
