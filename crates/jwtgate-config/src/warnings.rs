@@ -14,6 +14,18 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
     let mut found = Vec::new();
     let mut warn =
         |location: String, message: String| found.push(ConfigError { location, message });
+    if let Some(admin) = &config.admin {
+        if admin.api_key.len() < crate::MIN_SECRET_BYTES {
+            warn(
+                "admin.api_key".into(),
+                format!(
+                    "is shorter than {} bytes: whoever guesses it rewrites the policy \
+                     (make one with `openssl rand -base64 32`)",
+                    crate::MIN_SECRET_BYTES
+                ),
+            );
+        }
+    }
     for (i, raw) in config.raw.routes.iter().enumerate() {
         let Some(jwt) = &raw.jwt else { continue };
         let at = format!("routes[{i}].jwt");
@@ -93,6 +105,27 @@ mod tests {
             "  - name: a\n    paths: [\"/a/*\"]\n    upstream: { echo: true }\n    jwt: { providers: [corp], audiences: [api] }\n  - name: b\n    paths: [\"/a/*\"]\n    methods: [POST]\n    upstream: { echo: true }\n",
         );
         assert!(w.is_empty(), "{w:?}");
+    }
+
+    #[test]
+    fn a_short_admin_key_is_a_warning() {
+        let admin = |key: &str| {
+            let text = format!(
+                "listen: \"127.0.0.1:0\"\nadmin: {{ listen: \"127.0.0.1:0\", api_key: {key} }}\n"
+            );
+            let config = crate::load_str(&text, Path::new("."), &|_| None).expect("valid");
+            warnings(&config)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        let w = admin("change-me");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("admin.api_key: is shorter than 32 bytes"),
+            "{w:?}"
+        );
+        assert!(admin("0123456789abcdef0123456789abcdef").is_empty());
     }
 
     #[test]
