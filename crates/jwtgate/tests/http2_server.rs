@@ -93,6 +93,18 @@ async fn read_answer(
     Ok((parts.status.as_u16(), parts.headers, got))
 }
 
+/// Sends `req` (no body) on a new stream and reads its answer: the status
+/// and the body as text.
+async fn ask(
+    send: &h2::client::SendRequest<Bytes>,
+    req: http::Request<()>,
+) -> Result<(u16, String), String> {
+    let mut send = send.clone().ready().await.map_err(|e| e.to_string())?;
+    let (resp, _) = send.send_request(req, true).map_err(|e| e.to_string())?;
+    let (status, _, body) = read_answer(resp).await?;
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
 /// Waits (bounded) until `up` has the head of a request.
 async fn until_started(up: &Upstream) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + IO_TIMEOUT;
@@ -201,18 +213,9 @@ fn a_host_that_differs_from_the_authority_is_a_400_and_the_connection_serves_on(
             "127.0.0.1",
             &addr.to_string().to_uppercase(),
         ] {
-            let mut send = send.clone().ready().await.map_err(|e| e.to_string())?;
-            let req = h2_request(addr, "GET", "/open")
-                .header("host", host)
-                .body(())
-                .unwrap();
-            let (resp, _) = send.send_request(req, true).map_err(|e| e.to_string())?;
-            let (status, _, body) = read_answer(resp).await?;
-            answers.push((
-                host.to_owned(),
-                status,
-                String::from_utf8_lossy(&body).into_owned(),
-            ));
+            let req = h2_request(addr, "GET", "/open").header("host", host);
+            let (status, body) = ask(&send, req.body(()).unwrap()).await?;
+            answers.push((host.to_owned(), status, body));
         }
         Ok(answers)
     });
@@ -249,12 +252,7 @@ fn more_header_fields_than_http1_takes_are_a_431_but_cookie_crumbs_count_as_one(
                     req.header("cookie", format!("c{i}=v"))
                 };
             }
-            let mut send = send.clone().ready().await.map_err(|e| e.to_string())?;
-            let (resp, _) = send
-                .send_request(req.body(()).unwrap(), true)
-                .map_err(|e| e.to_string())?;
-            let (status, _, body) = read_answer(resp).await?;
-            answers.push((status, String::from_utf8_lossy(&body).into_owned()));
+            answers.push(ask(&send, req.body(()).unwrap()).await?);
         }
         Ok(answers)
     });
