@@ -99,6 +99,13 @@ mod tests {
         warnings(&config).iter().map(ToString::to_string).collect()
     }
 
+    /// The one warning of a config with `routes`.
+    fn only_warning(routes: &str) -> String {
+        let w = warnings_of(routes);
+        assert_eq!(w.len(), 1, "{w:?}");
+        w.into_iter().next().unwrap_or_default()
+    }
+
     #[test]
     fn a_clean_config_has_none() {
         let w = warnings_of(
@@ -129,38 +136,23 @@ mod tests {
     }
 
     #[test]
-    fn a_logout_path_without_revoking_is_a_warning() {
-        let w = warnings_of(
-            "  - name: a\n    paths: [\"/*\"]\n    upstream: { echo: true }\n    jwt: { logout_path: \"POST_/logout\" }\n",
-        );
-        assert_eq!(w.len(), 1, "{w:?}");
-        assert!(
-            w[0].starts_with("routes[0].jwt.logout_path: does nothing"),
-            "{w:?}"
-        );
-    }
-
-    #[test]
-    fn audiences_without_providers_is_a_warning() {
-        let w = warnings_of(
-            "  - name: a\n    paths: [\"/*\"]\n    upstream: { echo: true }\n    jwt: { audiences: [api] }\n",
-        );
-        assert_eq!(w.len(), 1, "{w:?}");
-        assert!(
-            w[0].starts_with("routes[0].jwt.audiences: does nothing"),
-            "{w:?}"
-        );
-    }
-
-    #[test]
-    fn a_route_that_an_earlier_one_shadows_is_a_warning() {
-        let w = warnings_of(
-            "  - name: a\n    paths: [\"/x\", \"/y/*\"]\n    methods: [GET, POST]\n    upstream: { echo: true }\n  - name: b\n    paths: [\"/y/*\", \"/x\"]\n    methods: [POST, GET]\n    upstream: { echo: true }\n",
-        );
-        assert_eq!(w.len(), 1, "{w:?}");
-        assert!(
-            w[0].starts_with("routes[1]: route \"b\" is never matched: route \"a\" (routes[0])"),
-            "{w:?}"
-        );
+    fn what_does_nothing_is_one_warning_each() {
+        for (routes, expected) in [
+            (
+                "  - name: a\n    paths: [\"/*\"]\n    upstream: { echo: true }\n    jwt: { logout_path: \"POST_/logout\" }\n",
+                "routes[0].jwt.logout_path: does nothing",
+            ),
+            (
+                "  - name: a\n    paths: [\"/*\"]\n    upstream: { echo: true }\n    jwt: { audiences: [api] }\n",
+                "routes[0].jwt.audiences: does nothing",
+            ),
+            (
+                "  - name: a\n    paths: [\"/x\", \"/y/*\"]\n    methods: [GET, POST]\n    upstream: { echo: true }\n  - name: b\n    paths: [\"/y/*\", \"/x\"]\n    methods: [POST, GET]\n    upstream: { echo: true }\n",
+                "routes[1]: route \"b\" is never matched: route \"a\" (routes[0])",
+            ),
+        ] {
+            let w = only_warning(routes);
+            assert!(w.starts_with(expected), "{expected:?}: {w}");
+        }
     }
 }

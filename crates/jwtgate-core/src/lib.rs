@@ -13,5 +13,6 @@ pub mod consumer;
 pub mod cors;
 pub mod jwt;
 pub mod path;
+pub mod percent;
 pub mod policy;
 pub mod provider;

@@ -15,6 +15,8 @@
 
 use std::borrow::Cow;
 
+use crate::percent::escaped_at;
+
 /// `path` (a normalised request path, or a route's or rule's pattern) in the
 /// form matching compares. Borrowed, without work beyond one scan, when it
 /// holds no `%`: nearly every request.
@@ -31,7 +33,7 @@ pub fn match_form(path: &str) -> Cow<'_, str> {
             i += 1;
             continue;
         }
-        match escaped(bytes, i) {
+        match escaped_at(bytes, i) {
             Some(c) if c < 0x80 && same_raw(c) => {
                 out.push(c);
                 i += 3;
@@ -41,7 +43,7 @@ pub fn match_form(path: &str) -> Cow<'_, str> {
                 // kept escaped (as it came) if it is not.
                 let mut run = Vec::new();
                 let mut j = i;
-                while let Some(c) = escaped(bytes, j).filter(|&c| c >= 0x80) {
+                while let Some(c) = escaped_at(bytes, j).filter(|&c| c >= 0x80) {
                     run.push(c);
                     j += 3;
                 }
@@ -63,18 +65,6 @@ pub fn match_form(path: &str) -> Cow<'_, str> {
     match String::from_utf8(out) {
         Ok(s) => Cow::Owned(s),
         Err(_) => Cow::Borrowed(path),
-    }
-}
-
-/// The byte a `%XX` at `i` stands for.
-fn escaped(bytes: &[u8], i: usize) -> Option<u8> {
-    let hex = |b: u8| (b as char).to_digit(16);
-    match (bytes.get(i), bytes.get(i + 1), bytes.get(i + 2)) {
-        (Some(b'%'), Some(&h), Some(&l)) => {
-            // Two hex digits: the value fits a byte.
-            Some((hex(h)? * 16 + hex(l)?) as u8)
-        }
-        _ => None,
     }
 }
 

@@ -8,6 +8,8 @@
 
 use std::borrow::Cow;
 
+use crate::percent::decode_pair;
+
 /// Why a request path was refused. The reason is for the log; the client only
 /// ever sees the fixed public message ("invalid request path").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -225,13 +227,6 @@ fn decode_segment(piece: &str, out: &mut String) -> Result<(), InvalidPath> {
         }
     }
     Ok(())
-}
-
-fn decode_pair(hi: u8, lo: u8) -> Option<u8> {
-    let digit = |b: u8| char::from(b).to_digit(16);
-    // Both digits are < 16, so the value fits in a u8.
-    let value = digit(hi)? * 16 + digit(lo)?;
-    u8::try_from(value).ok()
 }
 
 fn upper_hex_digit(nibble: u8) -> char {

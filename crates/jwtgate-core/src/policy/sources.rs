@@ -85,23 +85,16 @@ fn percent_decode(s: &str) -> Cow<'_, str> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (
-            bytes.get(i),
-            bytes.get(i + 1).and_then(|&b| hex(b)),
-            bytes.get(i + 2).and_then(|&b| hex(b)),
-        ) {
-            (Some(b'%'), Some(h), Some(l)) => {
-                // h and l are hex digits, so the value fits a byte.
-                out.push((h * 16 + l) as u8);
+    while let Some(&b) = bytes.get(i) {
+        match crate::percent::escaped_at(bytes, i) {
+            Some(decoded) => {
+                out.push(decoded);
                 i += 3;
             }
-            (Some(&b), _, _) => {
+            None => {
                 out.push(b);
                 i += 1;
             }
-            (None, _, _) => break,
         }
     }
     Cow::Owned(String::from_utf8_lossy(&out).into_owned())
