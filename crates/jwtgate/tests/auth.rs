@@ -499,6 +499,7 @@ fn regression_second_token_rides_along() {
         // An encoded name is the same argument to the upstream's parser.
         Req::get(&format!("/x?jwt={alice}&%6Awt={forged}")),
         Req::get(&format!("/x?%6a%77%74={forged}")).bearer(&alice),
+        Req::get(&format!("/x?JWT={forged}")).bearer(&alice),
         Req::get("/x").header("Cookie", &format!("jwt={alice}; jwt={forged}")),
         Req::get("/x")
             .header("Cookie", &format!("jwt={alice}"))

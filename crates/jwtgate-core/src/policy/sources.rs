@@ -20,8 +20,9 @@ pub fn query_param<'a>(query: &'a str, name: &str) -> Option<Cow<'a, str>> {
 
 /// Every `name=value` argument of a raw query string, percent-decoded, in
 /// order (a repeated argument is how a second token rides along). Names are
-/// compared decoded, as the upstream's query parser will read them: `%6Awt`
-/// is `jwt` too, and so a second token, not an argument to pass by.
+/// compared decoded and without regard to ASCII case, as some upstream's
+/// query parser will read them (ASP.NET ignores case): `%6Awt` and `JWT`
+/// are `jwt` too, and so a second token, not an argument to pass by.
 pub fn query_params<'a, 'n>(
     query: &'a str,
     name: &'n str,
@@ -32,9 +33,11 @@ pub fn query_params<'a, 'n>(
     })
 }
 
-/// Whether a raw query argument name is `name` once percent-decoded.
+/// Whether a raw query argument name is `name` once percent-decoded, in
+/// any ASCII case.
 fn is_named(raw: &str, name: &str) -> bool {
-    raw == name || (raw.contains('%') && percent_decode(raw) == name)
+    raw.eq_ignore_ascii_case(name)
+        || (raw.contains('%') && percent_decode(raw).eq_ignore_ascii_case(name))
 }
 
 /// The value of cookie `name` in a `Cookie` header.
@@ -125,6 +128,7 @@ mod tests {
         assert_eq!(cookie_value("xjwt=1", "jwt"), None);
         assert_eq!(query_param("%6Awt=x.y.z", "jwt").as_deref(), Some("x.y.z"));
         assert_eq!(query_param("%6Awtx=1&jw%74=2", "jwt").as_deref(), Some("2"));
+        assert_eq!(query_param("Jwt=3", "jwt").as_deref(), Some("3"));
         let all: Vec<_> = query_params("jwt=a&x=1&jwt=b%2E", "jwt").collect();
         assert_eq!(all, ["a", "b."]);
         let all: Vec<_> = cookie_values("jwt=a; x=1; jwt=b", "jwt").collect();
@@ -137,7 +141,7 @@ mod tests {
         assert_eq!(remove_query_param("jwt=x", "jwt"), "");
         // An encoded name is the same argument to the upstream's parser.
         assert_eq!(
-            remove_query_param("jwt=x&%6Awt=y&%6a%77%74=z&a=1", "jwt"),
+            remove_query_param("jwt=x&%6Awt=y&%6a%77%74=z&JWT=w&a=1", "jwt"),
             "a=1"
         );
         assert_eq!(remove_cookie("a=1; jwt=x; b=2", "jwt"), "a=1; b=2");
