@@ -4,7 +4,8 @@
 //! goes live; none refuses the config, so one that loaded yesterday still
 //! loads.
 
-use std::collections::BTreeSet;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::error::ConfigError;
 use crate::model::{Config, Route};
@@ -48,40 +49,46 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
             );
         }
     }
-    for (j, later) in config.routes.iter().enumerate() {
-        let shadow = config.routes[..j]
-            .iter()
-            .position(|earlier| same_requests(earlier, later));
-        if let Some(i) = shadow {
-            warn(
-                format!("routes[{j}]"),
-                format!(
-                    "route {:?} is never matched: route {:?} (routes[{i}]) has the same \
-                     paths, methods and hosts and comes first",
-                    later.name, config.routes[i].name
-                ),
-            );
+    // Once per route, not per pair: a config may hold thousands.
+    let mut first_with: HashMap<RequestsKey, usize> = HashMap::new();
+    for (j, route) in config.routes.iter().enumerate() {
+        match first_with.entry(requests_key(route)) {
+            Entry::Vacant(slot) => {
+                slot.insert(j);
+            }
+            Entry::Occupied(first) => {
+                let i = *first.get();
+                warn(
+                    format!("routes[{j}]"),
+                    format!(
+                        "route {:?} is never matched: route {:?} (routes[{i}]) has the same \
+                         paths, methods and hosts and comes first",
+                        route.name, config.routes[i].name
+                    ),
+                );
+            }
         }
     }
     found
 }
 
-/// Whether two routes take exactly the same requests: the same paths, the
-/// same methods and the same hosts, in any order.
-fn same_requests(a: &Route, b: &Route) -> bool {
-    let paths = |r: &Route| {
+/// The requests a route takes: its paths, methods and hosts, in a set
+/// each (order in the file does not matter).
+type RequestsKey = (
+    BTreeSet<(String, bool)>,
+    Option<BTreeSet<String>>,
+    BTreeSet<String>,
+);
+
+fn requests_key(r: &Route) -> RequestsKey {
+    (
         r.paths
             .iter()
             .map(|p| (p.as_str().to_owned(), p.is_prefix()))
-            .collect::<BTreeSet<_>>()
-    };
-    let methods = |r: &Route| {
-        r.methods
-            .as_ref()
-            .map(|m| m.iter().cloned().collect::<BTreeSet<_>>())
-    };
-    let hosts = |r: &Route| r.hosts.iter().cloned().collect::<BTreeSet<_>>();
-    paths(a) == paths(b) && methods(a) == methods(b) && hosts(a) == hosts(b)
+            .collect(),
+        r.methods.as_ref().map(|m| m.iter().cloned().collect()),
+        r.hosts.iter().cloned().collect(),
+    )
 }
 
 #[cfg(test)]
