@@ -15,6 +15,7 @@
 //! business (`source::file`, `source::etcd`); steps 1, 2 and 4 are the same
 //! code for both.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -139,17 +140,22 @@ impl Running {
     /// Step 4: `config` (compiled from `source`, protections checked)
     /// goes live. The caller serialises changes.
     pub fn install(&self, source: RawConfig, config: Config) {
-        warn_restart_only(&self.config.load(), &config);
+        let current = self.config.load();
+        warn_restart_only(&current, &config);
         // Valid, but probably not what was meant: said once, when it first
         // goes live (`jwtgate check` prints them too).
-        let before = jwtgate_config::warnings(&self.config.load());
+        let before: HashSet<String> = jwtgate_config::warnings(&current)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         for w in jwtgate_config::warnings(&config) {
+            let w = w.to_string();
             if !before.contains(&w) {
                 warn!("config: {w}");
             }
         }
         if let (Some(server), Some(tls)) = (&self.tls, &config.tls) {
-            if self.config.load().tls.as_ref() != Some(tls) {
+            if current.tls.as_ref() != Some(tls) {
                 match server.update(tls) {
                     Ok(()) => tracing::info!("TLS certificates and settings reloaded"),
                     // `compile` checked them: only a library failure lands here.

@@ -285,8 +285,9 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
             )));
         }
         //    Normalise the path once. Routes, path rules, the logout path and
-        //    the upstream all see this same path, so no encoding trick can make
-        //    the rules see one resource and the upstream another (SPEC §3.3).
+        //    the upstream all see this same path (the matchers in its
+        //    `match_form`, below), so no encoding trick can make the rules
+        //    see one resource and the upstream another (SPEC §3.3).
         let path = normalize(parts.uri.path()).map_err(|e| GatewayError::InvalidPath(e.reason))?;
         //    CONNECT asks for a tunnel, which the gateway does not make: a 2xx
         //    passed back from an upstream would tell a proxy in front that
@@ -297,7 +298,6 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
                 "CONNECT: the gateway opens no tunnels".into(),
             ));
         }
-
         //    Routes and rules read the escapes of `:`, `@`, `+`, UTF-8... as
         //    the characters, as the upstream's framework will (`match_form`);
         //    borrowed, no work, for a path without `%`.

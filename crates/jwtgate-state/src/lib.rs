@@ -116,11 +116,11 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Err(last.unwrap_or_else(|| std::io::Error::other("no free temporary name")))
 }
 
-/// Creates `tmp` exclusively, owner-only, and writes and syncs `bytes`.
+/// Creates `path` exclusively and owner-only (`0600`), for writing.
 /// `O_CREAT | O_EXCL` fails on any existing name, a planted symbolic link
 /// included (POSIX `open`: "If O_CREAT and O_EXCL are set, and path names a
 /// symbolic link, open() shall fail with [EEXIST]").
-fn write_new(tmp: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub fn create_private_file(path: &Path) -> std::io::Result<File> {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -128,7 +128,12 @@ fn write_new(tmp: &Path, bytes: &[u8]) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(tmp)?;
+    options.open(path)
+}
+
+/// Creates `tmp` exclusively, owner-only, and writes and syncs `bytes`.
+fn write_new(tmp: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = create_private_file(tmp)?;
     file.write_all(bytes)?;
     file.sync_all()
 }

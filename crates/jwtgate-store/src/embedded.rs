@@ -28,15 +28,8 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 
 /// Creates `file`, empty and owner-only, unless it exists (the store of an
 /// earlier run, opened as it is).
-fn create_private_file(file: &Path) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    match options.open(file) {
+fn create_unless_there(file: &Path) -> std::io::Result<()> {
+    match jwtgate_state::create_private_file(file) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
@@ -51,7 +44,7 @@ impl EmbeddedStore {
         jwtgate_state::create_private_dir(dir)
             .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
         let file = dir.join(FILE);
-        create_private_file(&file)
+        create_unless_there(&file)
             .map_err(|e| unavailable(format!("cannot create {}: {e}", file.display())))?;
         let db =
             Database::create(&file).map_err(|e| unavailable(format!("{}: {e}", file.display())))?;
