@@ -212,6 +212,23 @@ async function scenario() {
   check((await dataPlane('GET', '/api/public')).status === 401, 'live: GET /api/public now needs a token');
   await screenshot('policy-not-required-path');
 
+  // --- A save the gateway takes but warns about. ----------------------------
+  step = 'warnings';
+  const revoking = page.getByLabel(/Revoke the token on logout/);
+  await revoking.uncheck();
+  await page.click('form.policy button[type=submit]');
+  const warned = page.locator('#warnings');
+  await warned.waitFor();
+  const warning = await warned.innerText();
+  check(/Saved, but/.test(warning) && warning.includes('routes[0].jwt.logout_path: does nothing while use_jwt_blacklist_revoking is not true'),
+    'a save that leaves the logout path doing nothing is made, with the gateway\'s warning above the page', warning);
+  check((await adminGet('/admin/v1/routes/api/jwt')).use_jwt_blacklist_revoking === false, 'the warned-about change was saved');
+  await screenshot('policy-saved-with-warning');
+  await revoking.check();
+  await page.click('form.policy button[type=submit]');
+  await warned.waitFor({ state: 'hidden' });
+  check((await adminGet('/admin/v1/routes/api/jwt')).use_jwt_blacklist_revoking === true, 'revoking on again: saved, and no warning left');
+
   // --- A bad entry, located next to its line. -------------------------------
   step = 'located error';
   await notRequired.fill('GET_/api/private*\nFETCH_/api/x\nGET_/api/health');

@@ -51,7 +51,7 @@ pub async fn put(
     let mut value = json_body(&body)?;
     name_from_path(&mut value, "username", &name)?;
     let read = read_consumer(&value, "");
-    let (created, consumer) = s
+    let ((created, consumer), warnings) = s
         .live
         .update(|current| {
             let ReadItem {
@@ -72,5 +72,5 @@ pub async fn put(
             Ok(put_edit(current, &name, consumer, problems))
         })
         .await?;
-    Ok(created_or_ok(created, Json(masked(&consumer))))
+    Ok(created_or_ok(created, (warnings, Json(masked(&consumer)))))
 }

@@ -27,6 +27,7 @@ mod revocations;
 mod routes;
 pub mod source;
 mod subjects;
+mod warnings;
 
 pub use api::{router, AdminListener, AdminState};
 pub use check::{load, Loaded};

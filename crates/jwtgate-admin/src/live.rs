@@ -31,6 +31,7 @@ use crate::check::{compile_checked, Loaded};
 use crate::error::AdminError;
 use crate::source::file::FileSource;
 use crate::source::{ConfigSource, SourceEdit};
+use crate::warnings::Warnings;
 use jwtgate_state::parent_dir;
 
 /// What asked for a reload.
@@ -137,6 +138,20 @@ impl Running {
         }
     }
 
+    /// The config warnings `next` has and the running config does not:
+    /// what a change to `next` brings.
+    pub fn new_warnings(&self, next: &Config) -> Vec<String> {
+        let before: HashSet<String> = jwtgate_config::warnings(&self.config.load())
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        jwtgate_config::warnings(next)
+            .iter()
+            .map(ToString::to_string)
+            .filter(|w| !before.contains(w))
+            .collect()
+    }
+
     /// Step 4: `config` (compiled from `source`, protections checked)
     /// goes live. The caller serialises changes.
     pub fn install(&self, source: RawConfig, config: Config) {
@@ -144,15 +159,8 @@ impl Running {
         warn_restart_only(&current, &config);
         // Valid, but probably not what was meant: said once, when it first
         // goes live (`jwtgate check` prints them too).
-        let before: HashSet<String> = jwtgate_config::warnings(&current)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        for w in jwtgate_config::warnings(&config) {
-            let w = w.to_string();
-            if !before.contains(&w) {
-                warn!("config: {w}");
-            }
+        for w in self.new_warnings(&config) {
+            warn!("config: {w}");
         }
         if let (Some(server), Some(tls)) = (&self.tls, &config.tls) {
             if current.tls.as_ref() != Some(tls) {
@@ -251,11 +259,12 @@ impl LiveConfig {
     /// Applies an admin edit once the config source holds it. `edit` sees
     /// the running source and may run more than once (a source that
     /// others write to retries it on the newer version), so concurrent
-    /// edits compose.
+    /// edits compose. Answers with the edit's reply and the config warnings
+    /// it brings, for the client.
     pub async fn update<T: Send>(
         &self,
         mut edit: impl FnMut(&RawConfig) -> Result<Edit<T>, AdminError> + Send,
-    ) -> Result<T, AdminError> {
+    ) -> Result<(T, Warnings), AdminError> {
         let mut reply = None;
         let mut make = |current: &RawConfig| {
             let e = edit(current)?;
@@ -267,9 +276,11 @@ impl LiveConfig {
                 problems: e.problems,
             })
         };
-        self.source.update(&self.running, &mut make).await?;
+        let warnings = self.source.update(&self.running, &mut make).await?;
         // `update` succeeds only after running the edit at least once.
-        reply.ok_or_else(|| AdminError::Persist("the change produced no answer".into()))
+        let reply =
+            reply.ok_or_else(|| AdminError::Persist("the change produced no answer".into()))?;
+        Ok((reply, Warnings(warnings)))
     }
 }
 

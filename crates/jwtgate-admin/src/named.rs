@@ -13,6 +13,7 @@ use jwtgate_config::{ConfigError, RawConfig, RawConsumer, RawProvider, RawRoute}
 use crate::api::{AdminState, Name};
 use crate::error::AdminError;
 use crate::live::Edit;
+use crate::warnings::Warnings;
 
 /// An item of one of the config's named lists.
 pub trait Named: Clone + Default + Send + Sync + 'static {
@@ -98,14 +99,21 @@ pub fn created_or_ok(created: bool, body: impl IntoResponse) -> Response {
     (status, body).into_response()
 }
 
+/// A DELETE's answer: 204, with the warnings the deletion brings (a route
+/// left shadowing another, for one).
+pub fn no_content(warnings: Warnings) -> Response {
+    (StatusCode::NO_CONTENT, warnings, ()).into_response()
+}
+
 /// `DELETE /admin/v1/{list}/{name}`: 204, or 404 if there is no such item.
 /// Whatever still refers to it (a route naming a deleted provider) fails
 /// the new version's compilation, and the deletion with it.
 pub async fn delete<T: Named>(
     State(s): State<AdminState>,
     Name(name): Name,
-) -> Result<StatusCode, AdminError> {
-    s.live
+) -> Result<Response, AdminError> {
+    let ((), warnings) = s
+        .live
         .update(|current| {
             let (i, _) = find::<T>(current, &name)?;
             let mut source = current.clone();
@@ -119,5 +127,5 @@ pub async fn delete<T: Named>(
             })
         })
         .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(no_content(warnings))
 }

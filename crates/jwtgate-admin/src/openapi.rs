@@ -86,15 +86,21 @@ fn responses(op: Op) -> Map<String, Value> {
             json!({ "type": "object", "properties": { key: { "type": "array", "items": schema_ref(item) } } }),
         )
     };
+    // A config write that is made may still warn (`jwtgate check`'s warnings).
+    let warnings = json!({ "Warning": {
+        "description": "one `299 jwtgate \"<location>: <text>\"` per config warning the write brings \
+                        (a setting that does nothing, a route never matched)",
+        "schema": { "type": "string" }
+    } });
     let write = |schema: &str| {
         vec![
             (
                 "200",
-                json!({ "description": "replaced", "content": { "application/json": { "schema": schema_ref(schema) } } }),
+                json!({ "description": "replaced", "headers": warnings, "content": { "application/json": { "schema": schema_ref(schema) } } }),
             ),
             (
                 "201",
-                json!({ "description": "created", "content": { "application/json": { "schema": schema_ref(schema) } } }),
+                json!({ "description": "created", "headers": warnings, "content": { "application/json": { "schema": schema_ref(schema) } } }),
             ),
             (
                 "400",
@@ -112,7 +118,10 @@ fn responses(op: Op) -> Map<String, Value> {
         ]
     };
     let delete = vec![
-        ("204", json!({ "description": "deleted" })),
+        (
+            "204",
+            json!({ "description": "deleted", "headers": warnings }),
+        ),
         ("404", error("not found")),
         ("409", error("refused by protection.undeletable")),
         (

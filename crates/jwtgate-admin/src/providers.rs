@@ -49,7 +49,7 @@ pub async fn put(
     let mut value = json_body(&body)?;
     name_from_path(&mut value, "name", &name)?;
     let read = read_provider(&value, "");
-    let (created, provider) = s
+    let ((created, provider), warnings) = s
         .live
         .update(|current| {
             let ReadItem {
@@ -61,5 +61,5 @@ pub async fn put(
             Ok(put_edit(current, &name, provider, problems))
         })
         .await?;
-    Ok(created_or_ok(created, Json(provider)))
+    Ok(created_or_ok(created, (warnings, Json(provider))))
 }

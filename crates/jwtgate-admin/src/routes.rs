@@ -8,7 +8,6 @@
 //! [`LiveConfig::update`]: crate::live::LiveConfig::update
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
@@ -20,7 +19,7 @@ use crate::api::{AdminState, Name};
 use crate::error::AdminError;
 use crate::input::{json_body, name_from_path, no_new_env_refs};
 use crate::live::Edit;
-use crate::named::{created_or_ok, find, put_edit};
+use crate::named::{created_or_ok, find, no_content, put_edit};
 use crate::policy_edit::{is_empty_list, merge_patch, switch_mode};
 
 /// `{"routes": [...]}`, fields in the same order as a single GET.
@@ -54,7 +53,7 @@ pub async fn put(
     let mut value = json_body(&body)?;
     name_from_path(&mut value, "name", &name)?;
     let read = read_route(&value, "");
-    let (created, route) = s
+    let ((created, route), warnings) = s
         .live
         .update(|current| {
             let ReadItem {
@@ -69,7 +68,7 @@ pub async fn put(
             Ok(put_edit(current, &name, route, problems))
         })
         .await?;
-    Ok(created_or_ok(created, Json(route)))
+    Ok(created_or_ok(created, (warnings, Json(route))))
 }
 
 pub async fn get_jwt(
@@ -132,8 +131,9 @@ pub async fn patch_jwt(
 pub async fn delete_jwt(
     State(s): State<AdminState>,
     Name(name): Name,
-) -> Result<StatusCode, AdminError> {
-    s.live
+) -> Result<Response, AdminError> {
+    let ((), warnings) = s
+        .live
         .update(|current| {
             let (i, route) = find::<RawRoute>(current, &name)?;
             policy_of(route)?;
@@ -150,7 +150,7 @@ pub async fn delete_jwt(
             })
         })
         .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(no_content(warnings))
 }
 
 /// Creates or replaces a route's policy with what `make` builds from the
@@ -160,7 +160,7 @@ async fn set_policy(
     name: &str,
     make: impl Fn(Option<&RawJwt>) -> Result<ReadItem<RawJwt>, AdminError> + Send + Sync,
 ) -> Result<Response, AdminError> {
-    let (created, jwt) = s
+    let ((created, jwt), warnings) = s
         .live
         .update(|current| {
             let (i, route) = find::<RawRoute>(current, name)?;
@@ -183,7 +183,7 @@ async fn set_policy(
             })
         })
         .await?;
-    Ok(created_or_ok(created, Json(jwt)))
+    Ok(created_or_ok(created, (warnings, Json(jwt))))
 }
 
 fn policy_of(route: &RawRoute) -> Result<&RawJwt, AdminError> {

@@ -126,6 +126,60 @@ fn routes_crud() {
     assert_eq!(again.message().unwrap(), "route \"orders\" not found");
 }
 
+/// A write that is valid but does nothing, or hides something, is made
+/// and says so: one `Warning: 299` header per warning it brings (those of
+/// `jwtgate check`), none for warnings already there or for a clean write.
+#[test]
+fn admin_writes_carry_the_warnings_they_bring() {
+    let (_dir, node) = start();
+    let logout = node.admin(
+        "PATCH",
+        "/admin/v1/routes/api/jwt",
+        Some(json!({"logout_path": "POST_/api/logout"})),
+    );
+    assert_eq!(logout.status, 200, "{}", logout.text());
+    assert_eq!(
+        logout.header_all("warning"),
+        [
+            "299 jwtgate \"routes[0].jwt.logout_path: does nothing while \
+          use_jwt_blacklist_revoking is not true: requests to it are proxied like any \
+          other and no token is revoked\""
+        ]
+    );
+    // Already there: not said again on an unrelated write.
+    let realm = node.admin(
+        "PATCH",
+        "/admin/v1/routes/api/jwt",
+        Some(json!({"realm": "api"})),
+    );
+    assert_eq!(realm.status, 200, "{}", realm.text());
+    assert_eq!(realm.header_all("warning"), Vec::<&str>::new());
+
+    // A new route that the first one hides.
+    let shadowed = json!({"paths": ["/api/*"], "upstream": {"echo": true}});
+    let created = node.admin("PUT", "/admin/v1/routes/again", Some(shadowed));
+    assert_eq!(created.status, 201, "{}", created.text());
+    assert_eq!(created.json()["name"], "again", "the body is the route");
+    let said = created.header_all("warning");
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].starts_with("299 jwtgate \"routes[2]: route \\\"again\\\" is never matched"),
+        "{said:?}"
+    );
+
+    // Fixing the policy brings none; deleting the hidden route neither.
+    let fixed = node.admin(
+        "PATCH",
+        "/admin/v1/routes/api/jwt",
+        Some(json!({"use_jwt_blacklist_revoking": true})),
+    );
+    assert_eq!(fixed.status, 200, "{}", fixed.text());
+    assert_eq!(fixed.header_all("warning"), Vec::<&str>::new());
+    let deleted = node.admin("DELETE", "/admin/v1/routes/again", None);
+    assert_eq!(deleted.status, 204);
+    assert_eq!(deleted.header_all("warning"), Vec::<&str>::new());
+}
+
 #[test]
 fn jwt_policy_crud() {
     let (_dir, node) = start();

@@ -3,9 +3,10 @@
 //! browser — Debian's Chromium driven by `testdata/console/scenario.mjs`
 //! (playwright-core under Node.js): sign-in (a wrong key refused, keyboard
 //! only), the RequiredPath -> NotRequiredPath switch with its confirmation
-//! declined then accepted and the change live on the data plane, a located
-//! error beside its line, the 409 of an immutable policy explained, a token
-//! revoked and refused on the data plane, explain's hint for a token
+//! declined then accepted and the change live on the data plane, a save
+//! made with the gateway's warning above the page, a located error beside
+//! its line, the 409 of an immutable policy explained, a token revoked and
+//! refused on the data plane, explain's hint for a token
 //! without the key claim, consumers, providers, the auth-outcome chart and
 //! a phone's width.
 //!

@@ -330,6 +330,21 @@ fn three_nodes_share_one_etcd_and_one_redis() {
         Some(json!({"paths": ["/via-c/*"], "upstream": {"echo": true}})),
     );
     assert_eq!(put.status, 201, "{}", put.text());
+    assert_eq!(put.header_all("warning"), Vec::<&str>::new());
+    // A write that etcd takes but that does nothing says so to its writer.
+    let hidden = c.admin(
+        "PUT",
+        "/admin/v1/routes/via-c-again",
+        Some(json!({"paths": ["/via-c/*"], "upstream": {"echo": true}})),
+    );
+    assert_eq!(hidden.status, 201, "{}", hidden.text());
+    let said = hidden.header_all("warning");
+    assert!(
+        said.len() == 1 && said[0].contains("route \\\"via-c-again\\\" is never matched"),
+        "{said:?}"
+    );
+    let del = c.admin("DELETE", "/admin/v1/routes/via-c-again", None);
+    assert_eq!(del.status, 204, "{}", del.text());
     let del = b.admin("DELETE", "/admin/v1/routes/shared", None);
     assert_eq!(del.status, 204, "{}", del.text());
     let bob = Req::get("/app/x").bearer(&sign_hs("HS256", bob_secret, claims_for("bob-key")));

@@ -24,6 +24,23 @@ export class ApiError extends Error {
 /** Raised (and announced) when the key stops being accepted. */
 export const signedOut = new EventTarget();
 
+/**
+ * Announced after each write the gateway took: `detail` is the config
+ * warnings it brought (a setting that does nothing, a route never
+ * matched), empty if none. They come as `Warning: 299 jwtgate "..."`
+ * headers, which fetch joins with ", ".
+ */
+export const written = new EventTarget();
+
+export function warningsOf(header) {
+  if (!header) return [];
+  // Header values reach JavaScript as one character per byte: read the
+  // bytes back as the UTF-8 the gateway sent.
+  const bytes = Uint8Array.from(header, (c) => c.charCodeAt(0) & 0xff);
+  const text = new TextDecoder().decode(bytes);
+  return [...text.matchAll(/299 jwtgate "((?:[^"\\]|\\.)*)"/g)].map((m) => m[1].replace(/\\(.)/g, '$1'));
+}
+
 export async function api(method, path, body, key = session.key()) {
   const headers = { Accept: 'application/json', 'X-API-KEY': key || '' };
   const init = { method, headers, cache: 'no-store', credentials: 'omit', redirect: 'error' };
@@ -51,6 +68,9 @@ export async function api(method, path, body, key = session.key()) {
       signedOut.dispatchEvent(new Event('signed-out'));
     }
     throw new ApiError(resp.status, json);
+  }
+  if (method !== 'GET') {
+    written.dispatchEvent(new CustomEvent('written', { detail: warningsOf(resp.headers.get('Warning')) }));
   }
   return json;
 }

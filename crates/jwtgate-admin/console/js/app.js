@@ -2,7 +2,7 @@
 // (#/routes, #/routes/orders, ...). The key is never part of a URL: the
 // hash names only pages. Pages render into #page from the admin API.
 
-import { api, ApiError, session, signedOut } from './api.js';
+import { api, ApiError, session, signedOut, written } from './api.js';
 import { clear, h } from './dom.js';
 import * as routes from './routes.js';
 import * as policy from './policy.js';
@@ -27,6 +27,7 @@ const keyInput = $('key');
 const keyError = $('key-error');
 const app = $('app');
 const page = $('page');
+const warnings = $('warnings');
 let cleanup = null;
 let generation = 0;
 
@@ -53,6 +54,7 @@ async function render({ focus = true } = {}) {
     return;
   }
   const mine = ++generation;
+  showWarnings([]);
   if (cleanup) cleanup();
   cleanup = null;
   const section = SECTIONS[where.section];
@@ -81,11 +83,31 @@ async function render({ focus = true } = {}) {
   if (focus && title) title.focus();
 }
 
+// What the last write brought, above the page until the next write or page.
+function showWarnings(said) {
+  if (!said.length) {
+    warnings.hidden = true;
+    clear(warnings);
+    return;
+  }
+  const dismiss = h('button', { type: 'button', class: 'link' }, 'Dismiss');
+  dismiss.addEventListener('click', () => showWarnings([]));
+  warnings.replaceChildren(
+    h('p', { class: 'warnings-title' }, `Saved, but the gateway warns that ${said.length === 1 ? 'this does' : 'these do'} not do what it probably should:`),
+    h('ul', {}, ...said.map((w) => h('li', {}, w))),
+    dismiss,
+  );
+  warnings.hidden = false;
+}
+
+written.addEventListener('written', (e) => showWarnings(e.detail));
+
 function showSignIn(message) {
   generation += 1;
   if (cleanup) cleanup();
   cleanup = null;
   outcomes.stop();
+  showWarnings([]);
   clear(page);
   app.hidden = true;
   $('sign-out').hidden = true;

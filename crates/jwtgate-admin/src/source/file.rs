@@ -143,7 +143,11 @@ impl FileSource {
         }
     }
 
-    async fn update_inner(&self, running: &Running, edit: MakeEdit<'_>) -> Result<(), AdminError> {
+    async fn update_inner(
+        &self,
+        running: &Running,
+        edit: MakeEdit<'_>,
+    ) -> Result<Vec<String>, AdminError> {
         let mut texts = self.texts.lock().await;
         self.adopt_file_edits(running, &mut texts).await?;
         let current = running.source();
@@ -161,11 +165,12 @@ impl FileSource {
             .await
             .map_err(|e| AdminError::Persist(e.to_string()))?
             .map_err(|err| AdminError::Persist(format!("{}: {err}", self.path.display())))?;
+        let warnings = running.new_warnings(&config);
         running.install(e.source, config);
         info!(target: "jwtgate::admin", change = %e.what, "admin change applied and written to {}", self.path.display());
         texts.applied = Some(text.clone());
         texts.seen = Some(text);
-        Ok(())
+        Ok(warnings)
     }
 }
 
@@ -174,7 +179,7 @@ impl ConfigSource for FileSource {
         &'a self,
         running: &'a Running,
         edit: MakeEdit<'a>,
-    ) -> BoxFuture<'a, Result<(), AdminError>> {
+    ) -> BoxFuture<'a, Result<Vec<String>, AdminError>> {
         Box::pin(self.update_inner(running, edit))
     }
 

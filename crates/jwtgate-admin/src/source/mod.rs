@@ -32,12 +32,13 @@ pub type MakeEdit<'a> = &'a mut (dyn FnMut(&RawConfig) -> Result<SourceEdit, Adm
 pub trait ConfigSource: Send + Sync {
     /// Makes an admin edit durable in the source and live on this node:
     /// compile, protection check, persist, install. Answers once both
-    /// are done, or with why not (nothing changed then).
+    /// are done, with the config warnings the edit brings
+    /// ([`Running::new_warnings`]), or with why not (nothing changed then).
     fn update<'a>(
         &'a self,
         running: &'a Running,
         edit: MakeEdit<'a>,
-    ) -> BoxFuture<'a, Result<(), AdminError>>;
+    ) -> BoxFuture<'a, Result<Vec<String>, AdminError>>;
 
     /// Re-reads the node's own file (watcher, SIGHUP).
     fn reload<'a>(&'a self, running: &'a Running, trigger: Trigger)

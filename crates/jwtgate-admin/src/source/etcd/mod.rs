@@ -335,8 +335,15 @@ impl EtcdSource {
         });
     }
 
-    async fn update_inner(&self, running: &Running, edit: MakeEdit<'_>) -> Result<(), AdminError> {
+    async fn update_inner(
+        &self,
+        running: &Running,
+        edit: MakeEdit<'_>,
+    ) -> Result<Vec<String>, AdminError> {
         let _one_at_a_time = self.writer.lock().await;
+        // What the last attempt that had something to write brings: an
+        // attempt after a lost answer finds its change already live.
+        let mut warnings = Vec::new();
         let mut pause = UNAVAILABLE_PAUSE;
         // Why etcd did not answer the last attempt, if it did not, and
         // since when it has not been answering.
@@ -347,7 +354,7 @@ impl EtcdSource {
             let Some(etcd) = self.client() else {
                 return Err(unavailable("not connected yet"));
             };
-            let (writes, read_at) = {
+            let (writes, read_at, brings) = {
                 let shared = self.shared.lock().await;
                 if shared.phase == Phase::Held {
                     return Err(unavailable(
@@ -356,10 +363,11 @@ impl EtcdSource {
                 }
                 let current = running.source();
                 let e = edit(&current)?;
-                running
+                let config = running
                     .compile(&e.source, e.problems, &e.at)
                     .map_err(|errors| AdminError::invalid(format!("invalid {}", e.what), errors))?;
                 protect::check(&current, &e.source).map_err(AdminError::Protected)?;
+                let brings = running.new_warnings(&config);
                 let next = SharedObjects::of(&e.source);
                 let writes: Vec<Write> = shared
                     .objects
@@ -390,15 +398,16 @@ impl EtcdSource {
                     ));
                 }
                 info!(target: "jwtgate::admin", change = %e.what, writes = writes.len(), "admin change: writing to etcd");
-                (writes, shared.objects.revision)
+                (writes, shared.objects.revision, brings)
             };
             if writes.is_empty() {
-                return Ok(());
+                return Ok(warnings);
             }
+            warnings = brings;
             match etcd.commit(&writes, read_at).await {
                 Ok(revision) => {
                     self.wait_applied(revision).await;
-                    return Ok(());
+                    return Ok(warnings);
                 }
                 Err(EtcdError::Conflict) => {
                     // Someone else wrote first (or this very write, committed
@@ -619,7 +628,7 @@ impl ConfigSource for EtcdSource {
         &'a self,
         running: &'a Running,
         edit: MakeEdit<'a>,
-    ) -> BoxFuture<'a, Result<(), AdminError>> {
+    ) -> BoxFuture<'a, Result<Vec<String>, AdminError>> {
         Box::pin(self.update_inner(running, edit))
     }
 
