@@ -110,8 +110,10 @@ pub enum TokenCommand {
     Sign(SignArgs),
     /// Say, step by step, what the gateway would do with a token and why.
     /// Exit 0 if it would be accepted, 1 if refused, 2 on a usage or config error,
-    /// 3 if valid but the revocation store could not be read (e.g. an embedded
-    /// store held by a running gateway).
+    /// 3 if it cannot tell: valid but the revocation store could not be read
+    /// (e.g. an embedded store held by a running gateway), or a node file's
+    /// routes are in etcd, which did not answer, and the node kept no local
+    /// copy of them (with one, that copy is read, with a note).
     Explain(ExplainArgs),
 }
 

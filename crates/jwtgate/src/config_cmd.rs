@@ -19,7 +19,7 @@ use jwtgate_config::{
     EtcdSettings, ObjectKind, RawConfig, SharedObject, SharedObjects,
 };
 use jwtgate_etcd::{name_field, name_problem, Etcd, EtcdError, Expect, Snapshot, Write};
-use jwtgate_state::parent_dir;
+use jwtgate_state::{parent_dir, StateDir};
 
 const PUSH_ATTEMPTS: usize = 5;
 
@@ -337,41 +337,91 @@ fn block_on(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
 /// A config file as the CLI's token commands use it: with a
 /// `config_source` and no objects of its own (a node's file), the routes,
 /// consumers and providers etcd holds are read in (objects that do not
-/// read are left out, with a note).
-pub fn load_full(path: &Path) -> Result<jwtgate_config::Config, String> {
-    let config =
-        jwtgate_config::load_file(path).map_err(|e| format!("{}:\n{e}", path.display()))?;
+/// read are left out, with a note). When etcd does not answer, those of
+/// the node's local copy in `state_dir` (what it applied last), with a
+/// note saying so.
+pub fn load_full(path: &Path) -> Result<jwtgate_config::Config, NoConfig> {
+    let invalid =
+        |e: &dyn std::fmt::Display| NoConfig::Invalid(format!("{}:\n{e}", path.display()));
+    let config = jwtgate_config::load_file(path).map_err(|e| invalid(&e))?;
     let Some(settings) = config.config_source.clone() else {
         return Ok(config);
     };
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| NoConfig::Invalid(format!("{}: {e}", path.display())))?;
     let node = read_source(&text)
         .and_then(|r| r.into_result())
-        .map_err(|e| format!("{}:\n{e}", path.display()))?;
+        .map_err(|e| invalid(&e))?;
     if !SharedObjects::of(&node).is_empty() {
         return Ok(config);
     }
+    let prefix = settings.prefix.clone();
     let snapshot = block_on_value(async move {
         let etcd = Etcd::connect(&settings).await?;
         etcd.snapshot().await
-    })
-    .map_err(|e| {
-        format!(
-            "{e} (the routes, consumers and providers of {} are there)",
-            path.display()
-        )
-    })?;
-    let objects = snapshot
-        .objects
-        .into_iter()
-        .map(|o| (o.kind, o.name, o.value))
-        .collect();
+    });
+    let (objects, from) = match snapshot {
+        Ok(snapshot) => {
+            let objects = snapshot
+                .objects
+                .into_iter()
+                .map(|o| (o.kind, o.name, o.value))
+                .collect();
+            (objects, "the objects in etcd".to_owned())
+        }
+        Err(e) => {
+            let state_dir = StateDir::new(&config.state_dir);
+            let copy = jwtgate_admin::source::etcd::local_copy(&state_dir, &prefix);
+            match copy {
+                Ok(Some(copy)) => {
+                    eprintln!(
+                        "note: {e}; reading this node's local copy {} instead (etcd revision {}: \
+                         what the node applied last, which may be behind etcd)",
+                        copy.path.display(),
+                        copy.revision
+                    );
+                    let from = format!("the objects of {}", copy.path.display());
+                    (copy.objects, from)
+                }
+                Ok(None) => {
+                    return Err(NoConfig::Unavailable(format!(
+                        "{e}, and this node kept no local copy in {} (the routes, consumers and \
+                         providers of {} are in etcd)",
+                        config.state_dir.display(),
+                        path.display()
+                    )))
+                }
+                Err(why) => {
+                    return Err(NoConfig::Unavailable(format!(
+                        "{e}, and this node's local copy cannot be read: {why}"
+                    )))
+                }
+            }
+        }
+    };
     let (config, refused) =
         jwtgate_admin::source::etcd::as_a_node_would(&node, objects, &parent_dir(path));
     for why in refused {
         eprintln!("note: left out, as the nodes leave it out: {why}");
     }
-    config.map_err(|e| format!("{} with the objects in etcd:\n{e}", path.display()))
+    config.map_err(|e| NoConfig::Invalid(format!("{} with {from}:\n{e}", path.display())))
+}
+
+/// Why [`load_full`] has no config.
+pub enum NoConfig {
+    /// The file, or it with the objects from etcd, is not a valid config.
+    Invalid(String),
+    /// Its objects are in etcd, which did not answer, and there is no local
+    /// copy to read instead.
+    Unavailable(String),
+}
+
+impl From<NoConfig> for String {
+    fn from(why: NoConfig) -> String {
+        match why {
+            NoConfig::Invalid(s) | NoConfig::Unavailable(s) => s,
+        }
+    }
 }
 
 fn block_on_value<T>(

@@ -17,13 +17,19 @@ use jwtgate_proxy::router::Router;
 use jwtgate_state::StateDir;
 
 use crate::cli::ExplainArgs;
+use crate::config_cmd::NoConfig;
 
 pub fn explain(args: &ExplainArgs) -> ExitCode {
     let config = match crate::config_cmd::load_full(&args.config) {
         Ok(c) => c,
-        Err(e) => {
+        Err(NoConfig::Invalid(e)) => {
             eprintln!("invalid configuration: {e}");
             return ExitCode::from(2);
+        }
+        // The token may well be fine: no verdict without the routes.
+        Err(NoConfig::Unavailable(e)) => {
+            eprintln!("cannot tell: {e}");
+            return ExitCode::from(3);
         }
     };
     let token = if args.token == "-" {

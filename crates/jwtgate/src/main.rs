@@ -93,7 +93,7 @@ Success; for \fBcheck\fR a valid file; for \fBtoken explain\fR the token would b
 A usage or configuration error (\fBrun\fR: the config is invalid).
 .TP
 \fB3\fR
-\fBtoken explain\fR: valid, but the revocation store could not be read; \fBconfig push\fR and \fBconfig pull\fR: etcd unreachable.
+\fBtoken explain\fR: cannot tell (valid, but the revocation store could not be read; or the routes are in an etcd that did not answer and the node kept no local copy); \fBconfig push\fR and \fBconfig pull\fR: etcd unreachable.
 .SH ENVIRONMENT
 .TP
 \fBJWTGATE_LOG\fR

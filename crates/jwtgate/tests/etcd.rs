@@ -1196,6 +1196,50 @@ fn a_node_starts_from_its_local_copy_while_etcd_is_down_then_follows() {
     );
     assert_eq!(resp.status, 503, "{}", resp.text());
 
+    // token explain with etcd down: A's file reads A's copy, and says so;
+    // C's has nothing to read, so there is no verdict (exit 3).
+    let explain = |node: &Node| {
+        let config = node.config_path.to_str().unwrap().to_owned();
+        let token = alice_token("cache");
+        run_cli(
+            &[
+                "token",
+                "explain",
+                &token,
+                "--config",
+                &config,
+                "--request",
+                "GET /locked/x",
+            ],
+            node.config_path.parent().unwrap(),
+        )
+    };
+    // (Undetermined all the same: A, running, holds its embedded store.)
+    let out = explain(&a);
+    assert!(
+        out.stderr.contains("reading this node's local copy")
+            && out.stderr.contains("etcd-config.json"),
+        "{}",
+        out.all()
+    );
+    for line in [
+        "route:      locked",
+        "consumer:   \"alice\"",
+        "signature:  valid",
+    ] {
+        assert!(out.stdout.contains(line), "{line}: {}", out.all());
+    }
+    assert!(
+        out.stdout.contains("the store could not be read"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(out.code(), Some(3), "{}", out.all());
+    let out = explain(&c);
+    assert_eq!(out.code(), Some(3), "{}", out.all());
+    assert!(out.stdout.is_empty(), "{}", out.all());
+    assert!(out.stderr.contains("kept no local copy"), "{}", out.all());
+
     // etcd answers: both follow it. A replays what it missed revision by
     // revision (the lifted protection, then the change), as B applied it.
     etcd.restart();

@@ -580,6 +580,34 @@ pub fn as_a_node_would(
     (config, refused)
 }
 
+/// The objects a node kept in its local copy in `state_dir` (what it
+/// applied last) and the etcd revision they are at, for
+/// [`as_a_node_would`] when etcd does not answer a command; `Ok(None)` if
+/// the node kept none for `prefix`.
+pub fn local_copy(state_dir: &StateDir, prefix: &str) -> Result<Option<LocalCopy>, String> {
+    let path = state_dir.etcd_config();
+    let Some(cached) = cache::load(&path, prefix)? else {
+        return Ok(None);
+    };
+    let objects = cached
+        .incoming
+        .into_iter()
+        .filter_map(|((kind, name), value)| value.map(|(bytes, _)| (kind, name, bytes)))
+        .collect();
+    Ok(Some(LocalCopy {
+        path,
+        revision: cached.revision,
+        objects,
+    }))
+}
+
+/// What [`local_copy`] finds.
+pub struct LocalCopy {
+    pub path: PathBuf,
+    pub revision: i64,
+    pub objects: Vec<(jwtgate_config::ObjectKind, String, Vec<u8>)>,
+}
+
 /// A random pause of up to 5 ms after the first conflict, doubled with each
 /// one, at most [`CONFLICT_PAUSE_MAX`].
 fn conflict_pause(conflicts: u32) -> Duration {
