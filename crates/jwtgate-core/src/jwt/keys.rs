@@ -24,6 +24,8 @@ pub enum KeyError {
     PemTag(String),
     #[error("the key is not a valid {0} public key (wrong key type, curve, or an RSA key under 2048 bits)")]
     Rejected(Algorithm),
+    #[error("an Ed25519 key of small order: it would verify forged signatures")]
+    SmallOrder,
 }
 
 /// A key that can check one algorithm's signatures.
@@ -80,17 +82,18 @@ impl VerifyKey {
         if alg.is_rsa() && rsa_modulus_bits(der).is_none_or(|bits| bits < 2048) {
             return Err(KeyError::Rejected(alg));
         }
-        let key = ParsedPublicKey::new(verify_alg, der)
-            .or_else(|e| {
-                // Ed25519 keys are parsed from their raw 32 bytes: take them
-                // from the end of the SubjectPublicKeyInfo.
-                if alg == Algorithm::EdDSA && der.len() == 44 {
-                    ParsedPublicKey::new(verify_alg, &der[12..])
-                } else {
-                    Err(e)
-                }
-            })
-            .map_err(|_| KeyError::Rejected(alg))?;
+        if alg == Algorithm::EdDSA {
+            // An Ed25519 SubjectPublicKeyInfo (RFC 8410) is this fixed
+            // prefix and the key's 32 raw bytes: checked, then parsed.
+            const ED25519_SPKI: [u8; 12] = [
+                0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+            ];
+            return match der.split_at_checked(ED25519_SPKI.len()) {
+                Some((prefix, raw)) if prefix == ED25519_SPKI => Self::from_ed25519(raw),
+                _ => Err(KeyError::Rejected(alg)),
+            };
+        }
+        let key = ParsedPublicKey::new(verify_alg, der).map_err(|_| KeyError::Rejected(alg))?;
         Ok(VerifyKey {
             alg,
             material: Material::Public(key),
@@ -134,6 +137,9 @@ impl VerifyKey {
         if x.len() != 32 {
             return Err(KeyError::Rejected(Algorithm::EdDSA));
         }
+        if ed25519_small_order(x) {
+            return Err(KeyError::SmallOrder);
+        }
         Self::from_raw(Algorithm::EdDSA, x)
     }
 
@@ -158,6 +164,54 @@ impl VerifyKey {
             Material::Public(key) => key.verify_sig(message, signature).is_ok(),
         }
     }
+}
+
+/// Whether the 32 bytes encode a point of small order (1, 2, 4 or 8) or a
+/// non-canonical encoding of one. As a public key such a point verifies a
+/// signature (R = the identity, S = 0) over every message, so anyone could
+/// sign as its owner; RFC 8032's verification does not refuse it, and
+/// aws-lc-rs does not either. The list and its comparison (the sign bit
+/// ignored) are libsodium's `has_small_order`; a key of the wrong length
+/// counts as weak.
+fn ed25519_small_order(key: &[u8]) -> bool {
+    const SMALL_ORDER: [[u8; 32]; 7] = [
+        // y = 0 (order 4)
+        [0; 32],
+        // y = 1 (order 1, the identity)
+        [
+            1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0,
+        ],
+        // the two y of the points of order 8
+        [
+            0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef,
+            0x98, 0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88,
+            0x6d, 0x53, 0xfc, 0x05,
+        ],
+        [
+            0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10,
+            0x67, 0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77,
+            0x92, 0xac, 0x03, 0x7a,
+        ],
+        // y = p - 1 (order 2), then p and p + 1: non-canonical 0 and 1
+        ed25519_p_plus(-1),
+        ed25519_p_plus(0),
+        ed25519_p_plus(1),
+    ];
+    let Ok(key) = <&[u8; 32]>::try_from(key) else {
+        return true;
+    };
+    SMALL_ORDER
+        .iter()
+        .any(|weak| weak[..31] == key[..31] && weak[31] == key[31] & 0x7f)
+}
+
+/// p + `delta` (p = 2^255 - 19), little-endian, for -1 <= delta <= 1.
+const fn ed25519_p_plus(delta: i8) -> [u8; 32] {
+    let mut p = [0xff; 32];
+    p[0] = (0xed_i16 + delta as i16) as u8;
+    p[31] = 0x7f;
+    p
 }
 
 /// A DER INTEGER holding the unsigned big-endian `value` (leading zeros

@@ -97,6 +97,69 @@ fn key_material_is_pinned_to_its_algorithm() {
     assert!(VerifyKey::from_secret(Algorithm::HS256, b"").is_err());
 }
 
+/// An Ed25519 public key of small order verifies R = identity, S = 0 over
+/// every message: refused at load, as a JWK's `x` or as a PEM, in each of
+/// its encodings (sign bit set, non-canonical), while a real key loads.
+#[test]
+fn regression_small_order_ed25519_keys_are_refused() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let identity = {
+        let mut k = [0u8; 32];
+        k[0] = 1;
+        k
+    };
+    // The forgery such a key would accept.
+    let mut forged_sig = [0u8; 64];
+    forged_sig[0] = 1;
+    let ring =
+        aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ED25519, identity);
+    assert!(
+        ring.verify(b"any message", &forged_sig).is_ok(),
+        "the library alone takes it: the check is ours"
+    );
+    let order8 = "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05";
+    let mut weak: Vec<[u8; 32]> = vec![identity, [0; 32]];
+    let mut o8 = [0u8; 32];
+    for (i, byte) in o8.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&order8[2 * i..2 * i + 2], 16).unwrap();
+    }
+    weak.push(o8);
+    let mut minus_one = [0xff; 32];
+    minus_one[0] = 0xec;
+    minus_one[31] = 0x7f;
+    weak.push(minus_one);
+    let mut p_plus_one = minus_one;
+    p_plus_one[0] = 0xee;
+    weak.push(p_plus_one);
+    let mut identity_signed = identity;
+    identity_signed[31] |= 0x80;
+    weak.push(identity_signed);
+    for key in &weak {
+        assert_eq!(
+            VerifyKey::from_ed25519(key).unwrap_err(),
+            KeyError::SmallOrder,
+            "{key:02x?}"
+        );
+        let mut spki = vec![
+            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+        ];
+        spki.extend_from_slice(key);
+        let pem = format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            b64.encode(&spki)
+        );
+        assert_eq!(
+            VerifyKey::from_public_pem(Algorithm::EdDSA, &pem).unwrap_err(),
+            KeyError::SmallOrder,
+            "{pem}"
+        );
+    }
+    let real =
+        VerifyKey::from_public_pem(Algorithm::EdDSA, &read("ed25519.pub")).expect("a real key");
+    assert!(!real.verify(b"any message", &forged_sig));
+}
+
 #[test]
 fn rs_hs_confusion_does_not_verify() {
     // The classic attack: HMAC the token with the RSA public key's text.

@@ -200,6 +200,9 @@ fn unusable_keys_are_skipped_with_a_reason() {
         json!("a string"),
         json!({"kty": 5}),
         json!({"kty": "RSA", "kid": 12, "n": "AQAB", "e": "AQAB"}),
+        // The identity point: it verifies R = identity, S = 0 for anything.
+        json!({"kty": "OKP", "crv": "Ed25519", "kid": "small",
+            "x": "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}),
     ]);
     let keys = JwkSet::parse(&doc, &ALL_ASYMMETRIC).expect("one usable key");
     assert_eq!(keys.len(), 1);
@@ -227,6 +230,7 @@ fn unusable_keys_are_skipped_with_a_reason() {
             "not a JSON object",
             "no kty",
             "kid is not a string",
+            "not a valid OKP Ed25519 key: an Ed25519 key of small order: it would verify forged signatures",
         ]
     );
     let kids: Vec<Option<&str>> = keys.skipped().iter().map(|s| s.kid.as_deref()).collect();
