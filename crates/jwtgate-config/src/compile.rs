@@ -179,6 +179,14 @@ pub(crate) fn resolve(base_dir: &Path, file: &str) -> PathBuf {
     }
 }
 
+/// The most a file a config names (a key, a certificate, a key set) may
+/// hold: as much as a fetched key set may.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// A file a config names: a regular file of at most [`MAX_FILE_BYTES`].
+/// Its name may come from an admin request or an etcd object, so neither
+/// a device (`/dev/zero`, read until memory runs out) nor a FIFO (whose
+/// open and read wait for a writer, holding up the control plane) is read.
 pub(crate) fn read_file(
     base_dir: &Path,
     file: &str,
@@ -186,13 +194,44 @@ pub(crate) fn read_file(
     errors: &mut Errors,
 ) -> Option<Vec<u8>> {
     let path = resolve(base_dir, file);
-    match std::fs::read(&path) {
+    match read_bounded(&path) {
         Ok(bytes) => Some(bytes),
         Err(e) => {
             errors.add(loc, format!("cannot read {}: {e}", path.display()));
             None
         }
     }
+}
+
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    use std::os::unix::fs::OpenOptionsExt;
+    // Non-blocking, so that opening a FIFO does not wait for a writer; it
+    // changes nothing for a regular file's reads.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("larger than {MAX_FILE_BYTES} bytes"),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    // Bounded again: a file may grow, or (procfs) say it is empty.
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("larger than {MAX_FILE_BYTES} bytes"),
+        ));
+    }
+    Ok(bytes)
 }
 
 fn admin(a: &RawAdmin, errors: &mut Errors) -> Option<AdminConfig> {

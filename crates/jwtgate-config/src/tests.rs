@@ -402,3 +402,50 @@ fn an_unknown_key_names_the_one_it_was_likely_meant_to_be() {
         assert!(errs.iter().any(|e| e == want), "{want:?} in {errs:#?}");
     }
 }
+
+/// A file a config names may come from an admin request or an etcd object:
+/// a device would be read until memory runs out, a FIFO would hold the
+/// control plane until someone writes to it. Both, a directory and a file
+/// over the limit are located errors, at once.
+#[test]
+fn regression_named_files_are_regular_and_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    let big = dir.path().join("big.pem");
+    std::fs::write(&big, vec![b'A'; (crate::MAX_FILE_BYTES + 1) as usize]).expect("write");
+    let consumer = |name: &str, file: &std::path::Path| {
+        format!(
+            "  - username: {name}\n    jwt: {{ key: {name}, algorithm: RS256, public_key_file: \"{}\" }}\n",
+            file.display()
+        )
+    };
+    let yaml = format!(
+        "listen: \"127.0.0.1:0\"\nconsumers:\n{}{}{}{}routes: []\n",
+        consumer("zero", std::path::Path::new("/dev/zero")),
+        consumer("fifo", &fifo),
+        consumer("dir", dir.path()),
+        consumer("big", &big),
+    );
+    let got = errors(&yaml);
+    assert_eq!(got.len(), 4, "{got:#?}");
+    for (i, why) in [
+        "not a regular file",
+        "not a regular file",
+        "not a regular file",
+        "larger than 1048576 bytes",
+    ]
+    .iter()
+    .enumerate()
+    {
+        assert!(
+            got[i].starts_with(&format!("consumers[{i}].jwt.public_key_file: cannot read "))
+                && got[i].ends_with(why),
+            "{i}: {got:#?}"
+        );
+    }
+}

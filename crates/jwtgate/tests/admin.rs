@@ -180,6 +180,19 @@ fn admin_writes_carry_the_warnings_they_bring() {
     assert_eq!(deleted.header_all("warning"), Vec::<&str>::new());
 }
 
+/// A key file named in a body is read only if it is a regular file of at
+/// most 1 MiB: `/dev/zero` was read until the kernel killed the gateway.
+#[test]
+fn regression_a_key_file_that_never_ends_is_refused() {
+    let (_dir, node) = start();
+    let body = json!({"issuer": "https://i.example", "jwks_file": "/dev/zero"});
+    let resp = node.admin("PUT", "/admin/v1/providers/p1", Some(body));
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert_eq!(fields(&resp), ["jwks_file"]);
+    assert!(resp.text().contains("not a regular file"), "{}", resp.text());
+    assert_eq!(node.get("/api/x").status, 401, "still serving");
+}
+
 #[test]
 fn jwt_policy_crud() {
     let (_dir, node) = start();
