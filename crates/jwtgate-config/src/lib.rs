@@ -34,7 +34,10 @@ pub use error::{ConfigError, ConfigErrors};
 pub use etcd_source::check_node_file;
 pub use model::*;
 pub use raw::*;
-pub use shared::{locate_in, objects_to_yaml, ObjectId, ObjectKind, SharedObject, SharedObjects};
+pub use shared::{
+    env_refs_outside_secrets, locate_in, objects_to_yaml, ObjectId, ObjectKind, SharedObject,
+    SharedObjects, ENV_REF_FIELD,
+};
 pub use source::{
     compile_raw, compile_source, read_consumer, read_jwt, read_provider, read_route, read_source,
     to_yaml, ReadItem,

@@ -113,6 +113,10 @@ impl SharedObject {
     pub fn read(kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<SharedObject, ConfigErrors> {
         let mut value: Value = serde_json::from_slice(bytes)
             .map_err(|e| ConfigErrors::single("", format!("not JSON: {e}")))?;
+        let refs = env_refs_outside_secrets(kind, &value);
+        if !refs.is_empty() {
+            return Err(ConfigErrors(refs));
+        }
         if let Value::Object(map) = &mut value {
             match map.get(kind.name_field()) {
                 None => {
@@ -137,6 +141,53 @@ impl SharedObject {
             }
         })
     }
+}
+
+/// The one field of a shared object that may hold a `${ENV}` reference,
+/// which each node resolves from its own environment: a consumer's HMAC
+/// secret. Anywhere else, whoever may write to etcd could copy a node's
+/// environment (its admin key, the Redis password) into a realm or a header
+/// that every client sees; the admin API refuses new references for the
+/// same reason.
+pub const ENV_REF_FIELD: (ObjectKind, &str) = (ObjectKind::Consumer, "jwt.secret");
+
+/// Every `${...}` in `value` (an object of `kind`) outside
+/// [`ENV_REF_FIELD`], located inside the object.
+pub fn env_refs_outside_secrets(kind: ObjectKind, value: &Value) -> Vec<ConfigError> {
+    fn walk(value: &Value, loc: String, allowed: Option<&str>, found: &mut Vec<ConfigError>) {
+        match value {
+            Value::String(s) if s.contains("${") && Some(loc.as_str()) != allowed => {
+                found.push(ConfigError {
+                    location: loc,
+                    message: format!(
+                        "${{...}} environment references are taken only in a consumer's {} \
+                         of an object in etcd",
+                        ENV_REF_FIELD.1
+                    ),
+                });
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(item, format!("{loc}[{i}]"), allowed, found);
+                }
+            }
+            Value::Object(map) => {
+                for (k, v) in map {
+                    let at = if loc.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{loc}.{k}")
+                    };
+                    walk(v, at, allowed, found);
+                }
+            }
+            _ => {}
+        }
+    }
+    let allowed = (kind == ENV_REF_FIELD.0).then_some(ENV_REF_FIELD.1);
+    let mut found = Vec::new();
+    walk(value, String::new(), allowed, &mut found);
+    found
 }
 
 /// A set of shared objects, each kind in name order (the order every node

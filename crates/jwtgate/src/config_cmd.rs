@@ -15,8 +15,8 @@ use std::process::ExitCode;
 
 use jwtgate_admin::protect;
 use jwtgate_config::{
-    compile_source, locate_in, objects_to_yaml, read_source, ConfigError, ConfigErrors,
-    EtcdSettings, ObjectKind, RawConfig, SharedObject, SharedObjects,
+    compile_source, env_refs_outside_secrets, locate_in, objects_to_yaml, read_source, ConfigError,
+    ConfigErrors, EtcdSettings, ObjectKind, RawConfig, SharedObject, SharedObjects,
 };
 use jwtgate_etcd::{name_field, name_problem, Etcd, EtcdError, Expect, Snapshot, Write};
 use jwtgate_state::{parent_dir, StateDir};
@@ -239,10 +239,35 @@ fn validate(file: &RawConfig, path: &Path) -> Result<(), ConfigErrors> {
             });
         }
     }
+    // What the nodes would refuse: `${ENV}` outside a consumer's secret.
+    let json = |v: Result<serde_json::Value, _>| v.unwrap_or_default();
+    let routes = file.routes.iter().map(|r| json(serde_json::to_value(r)));
+    env_refs(ObjectKind::Route, routes, &mut errors);
+    let consumers = file.consumers.iter().map(|c| json(serde_json::to_value(c)));
+    env_refs(ObjectKind::Consumer, consumers, &mut errors);
+    let providers = file.providers.iter().map(|p| json(serde_json::to_value(p)));
+    env_refs(ObjectKind::Provider, providers, &mut errors);
     if errors.is_empty() {
         Ok(())
     } else {
         Err(ConfigErrors(errors))
+    }
+}
+
+/// The `${ENV}` references of `items` (the file's list of `kind`, as
+/// JSON) that the nodes would refuse, located in the file.
+fn env_refs(
+    kind: ObjectKind,
+    items: impl Iterator<Item = serde_json::Value>,
+    errors: &mut Vec<ConfigError>,
+) {
+    for (i, value) in items.enumerate() {
+        for e in env_refs_outside_secrets(kind, &value) {
+            errors.push(ConfigError {
+                location: format!("{}[{i}].{}", kind.dir(), e.location),
+                message: e.message,
+            });
+        }
     }
 }
 

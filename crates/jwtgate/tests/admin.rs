@@ -189,7 +189,11 @@ fn regression_a_key_file_that_never_ends_is_refused() {
     let resp = node.admin("PUT", "/admin/v1/providers/p1", Some(body));
     assert_eq!(resp.status, 400, "{}", resp.text());
     assert_eq!(fields(&resp), ["jwks_file"]);
-    assert!(resp.text().contains("not a regular file"), "{}", resp.text());
+    assert!(
+        resp.text().contains("not a regular file"),
+        "{}",
+        resp.text()
+    );
     assert_eq!(node.get("/api/x").status, 401, "still serving");
 }
 

@@ -2118,6 +2118,37 @@ fn secrets_in_etcd_may_be_references_each_node_resolves() {
         a.send(&alice).json()["headers"]["x-consumer-custom-id"],
         "crm-2"
     );
+    // Anywhere else, a reference would hand a node's environment to every
+    // client (a realm is in each 401): the nodes refuse the object, and a
+    // push refuses the file.
+    let leak = r#"{"paths": ["/leak/*"], "upstream": {"echo": true}, "jwt": {"realm": "${ALICE_SECRET}"}}"#;
+    etcd.put(&key("routes", "leak"), leak);
+    let ok = eventually(WAIT, || {
+        refused(&a)
+            .iter()
+            .any(|(k, o, _)| k == &key("routes", "leak") && o == "invalid")
+    });
+    assert!(ok, "{}", source_status(&a));
+    a.wait_log(
+        "jwt.realm: ${...} environment references are taken only in a consumer's jwt.secret",
+        1,
+    );
+    let resp = a.get("/leak/x");
+    assert_eq!(resp.status, 404, "{:?}", resp.header("www-authenticate"));
+    assert!(!a.logs().contains(SECRET));
+    let leaky = format!(
+        "{objects}  - name: leak\n    paths: [\"/leak/*\"]\n    upstream: {{ echo: true }}\n    jwt: {{ realm: \"${{ALICE_SECRET}}\" }}\n"
+    );
+    let out = push(dir.path(), &eps, &leaky, &["--dry-run"]);
+    assert_eq!(out.code(), Some(1), "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("routes[1].jwt.realm: ${...} environment references are taken only in"),
+        "{}",
+        out.all()
+    );
+    etcd.del(&key("routes", "leak"));
+
     // pull gives the reference back.
     let pull_file = dir.path().join("pull.yaml");
     std::fs::write(&pull_file, source_block(&eps, "")).unwrap();
