@@ -49,6 +49,22 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
             );
         }
     }
+    for (i, p) in config.raw.providers.iter().enumerate() {
+        let (field, url) = match (&p.jwks_uri, p.discovery) {
+            (Some(uri), _) => ("jwks_uri", uri.as_str()),
+            (None, Some(true)) => ("issuer", p.issuer.as_str()),
+            _ => continue,
+        };
+        if let Some(host) = plain_http_host(url).filter(|h| !is_loopback(h)) {
+            warn(
+                format!("providers[{i}].{field}"),
+                format!(
+                    "fetches keys over plain http from {host}, not a loopback address: \
+                     whoever is on the way can replace them (use https://)"
+                ),
+            );
+        }
+    }
     // Once per route, not per pair: a config may hold thousands.
     let mut first_with: HashMap<RequestsKey, usize> = HashMap::new();
     for (j, route) in config.routes.iter().enumerate() {
@@ -70,6 +86,27 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
         }
     }
     found
+}
+
+/// The host of a plain `http://` URL; `None` for any other.
+fn plain_http_host(url: &str) -> Option<&str> {
+    let (scheme, rest) = (url.get(..7)?, url.get(7..)?);
+    if !scheme.eq_ignore_ascii_case("http://") {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    Some(match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    })
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The requests a route takes: its paths, methods and hosts, in a set
@@ -161,5 +198,28 @@ mod tests {
             let w = only_warning(routes);
             assert!(w.starts_with(expected), "{expected:?}: {w}");
         }
+    }
+
+    #[test]
+    fn plain_http_key_sets_off_loopback_are_warned_about() {
+        let text = "listen: \"127.0.0.1:0\"\nproviders:\n\
+            - { name: a, issuer: https://a.example, jwks_uri: \"http://idp.corp:8080/keys\" }\n\
+            - { name: b, issuer: \"http://10.0.0.5/realms/b\", discovery: true }\n\
+            - { name: c, issuer: https://c.example, jwks_uri: \"http://127.0.0.1:8080/keys\" }\n\
+            - { name: d, issuer: https://d.example, jwks_uri: \"http://[::1]:9/k\" }\n\
+            - { name: e, issuer: https://e.example, jwks_uri: \"http://localhost/k\" }\n\
+            - { name: f, issuer: https://f.example, discovery: true }\n\
+            routes: []\n";
+        let config = crate::load_str(text, Path::new("."), &|_| None).expect("valid");
+        let w: Vec<String> = warnings(&config).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            w,
+            [
+                "providers[0].jwks_uri: fetches keys over plain http from idp.corp, not a \
+                 loopback address: whoever is on the way can replace them (use https://)",
+                "providers[1].issuer: fetches keys over plain http from 10.0.0.5, not a \
+                 loopback address: whoever is on the way can replace them (use https://)",
+            ]
+        );
     }
 }

@@ -16,6 +16,11 @@ pub enum DiscoveryError {
     NoJwksUri,
     #[error("the discovery document's jwks_uri {0:?} is not an http(s) URL")]
     BadJwksUri(String),
+    #[error(
+        "the discovery document's jwks_uri {0:?} is plain http, while the issuer is https: \
+         the keys would travel unprotected (OIDC Discovery §3 requires TLS)"
+    )]
+    Downgrade(String),
 }
 
 /// `{issuer}/.well-known/openid-configuration` (OIDC Discovery §4).
@@ -27,7 +32,8 @@ pub fn discovery_url(issuer: &str) -> String {
 }
 
 /// The `jwks_uri` of a discovery document whose `issuer` is exactly
-/// `expected`.
+/// `expected`; an https issuer's keys come over https too, or whoever is
+/// on the way to a plain-http `jwks_uri` chooses the keys.
 pub fn jwks_uri(document: &[u8], expected: &str) -> Result<String, DiscoveryError> {
     let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(document) else {
         return Err(DiscoveryError::NotAnObject);
@@ -49,6 +55,9 @@ pub fn jwks_uri(document: &[u8], expected: &str) -> Result<String, DiscoveryErro
     let http = uri.starts_with("https://") || uri.starts_with("http://");
     if !http || uri.parse::<http::Uri>().is_err() {
         return Err(DiscoveryError::BadJwksUri(uri.to_owned()));
+    }
+    if expected.starts_with("https://") && !uri.starts_with("https://") {
+        return Err(DiscoveryError::Downgrade(uri.to_owned()));
     }
     Ok(uri.to_owned())
 }
@@ -86,6 +95,30 @@ mod tests {
         assert_eq!(
             discovery_url("https://idp/realms/a/"),
             "https://idp/realms/a/.well-known/openid-configuration"
+        );
+    }
+
+    /// A discovery document fetched over TLS must not send the key fetch
+    /// over plain http: whoever is on that path would choose the keys.
+    #[test]
+    fn regression_an_https_issuer_keeps_its_keys_on_https() {
+        let doc = |jwks: &str, issuer: &str| {
+            format!(r#"{{"issuer": "{issuer}", "jwks_uri": "{jwks}"}}"#).into_bytes()
+        };
+        let https = "https://idp.example/realms/a";
+        assert_eq!(
+            jwks_uri(&doc("http://idp.example/keys", https), https),
+            Err(DiscoveryError::Downgrade("http://idp.example/keys".into()))
+        );
+        assert_eq!(
+            jwks_uri(&doc("HTTP://idp.example/keys", https), https),
+            Err(DiscoveryError::BadJwksUri("HTTP://idp.example/keys".into()))
+        );
+        // A plain-http issuer (on loopback, say) may name plain-http keys.
+        let http = "http://127.0.0.1:8080/realms/a";
+        assert_eq!(
+            jwks_uri(&doc("http://127.0.0.1:8080/keys", http), http).as_deref(),
+            Ok("http://127.0.0.1:8080/keys")
         );
     }
 }
