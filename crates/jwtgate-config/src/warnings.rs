@@ -50,6 +50,20 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
         }
     }
     for (i, p) in config.raw.providers.iter().enumerate() {
+        if let Some(claim) = p
+            .consumer_claim
+            .as_deref()
+            .filter(|c| USER_CHOSEN_CLAIMS.contains(c))
+        {
+            warn(
+                format!("providers[{i}].consumer_claim"),
+                format!(
+                    "{claim:?} is a claim many IdPs let their users choose (OIDC Core §5.7): \
+                     a user who picks a consumer's username reaches the upstream as that \
+                     consumer; name one the IdP sets (azp, client_id, sub)"
+                ),
+            );
+        }
         let (field, url) = match (&p.jwks_uri, p.discovery) {
             (Some(uri), _) => ("jwks_uri", uri.as_str()),
             (None, Some(true)) => ("issuer", p.issuer.as_str()),
@@ -87,6 +101,18 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
     }
     found
 }
+
+/// Standard claims an end user may edit at many IdPs (OIDC Core §5.1).
+const USER_CHOSEN_CLAIMS: [&str; 8] = [
+    "preferred_username",
+    "email",
+    "name",
+    "nickname",
+    "given_name",
+    "family_name",
+    "middle_name",
+    "upn",
+];
 
 /// The host of a plain `http://` URL; `None` for any other.
 fn plain_http_host(url: &str) -> Option<&str> {
@@ -219,6 +245,24 @@ mod tests {
                  loopback address: whoever is on the way can replace them (use https://)",
                 "providers[1].issuer: fetches keys over plain http from 10.0.0.5, not a \
                  loopback address: whoever is on the way can replace them (use https://)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_consumer_claim_the_user_chooses_is_warned_about() {
+        let text = "listen: \"127.0.0.1:0\"\nproviders:\n\
+            - { name: a, issuer: https://a.example, discovery: true, consumer_claim: preferred_username }\n\
+            - { name: b, issuer: https://b.example, discovery: true, consumer_claim: azp }\n\
+            routes: []\n";
+        let config = crate::load_str(text, Path::new("."), &|_| None).expect("valid");
+        let w: Vec<String> = warnings(&config).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            w,
+            [
+                "providers[0].consumer_claim: \"preferred_username\" is a claim many IdPs let \
+              their users choose (OIDC Core §5.7): a user who picks a consumer's username \
+              reaches the upstream as that consumer; name one the IdP sets (azp, client_id, sub)"
             ]
         );
     }
