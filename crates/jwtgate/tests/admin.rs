@@ -431,13 +431,26 @@ fn protected_policy_refusals_and_a_deliberate_lift() {
         Some("Bearer realm=\"guarded\"")
     );
 
-    // The route's own values are not the policy's.
-    let moved = node.admin(
+    // The route's own values are not the policy's: it may take more
+    // requests, but not fewer (moved away, it would guard nothing).
+    let wider = node.admin(
         "PUT",
         "/admin/v1/routes/guarded",
         Some(json!({"paths": ["/guarded/*", "/g/*"], "upstream": {"echo": true}, "jwt": policy})),
     );
-    assert_eq!(moved.status, 200, "{}", moved.text());
+    assert_eq!(wider.status, 200, "{}", wider.text());
+    let moved = node.admin(
+        "PUT",
+        "/admin/v1/routes/guarded",
+        Some(json!({"paths": ["/nowhere-ever"], "upstream": {"echo": true}, "jwt": policy})),
+    );
+    assert_eq!(moved.status, 409, "{}", moved.text());
+    assert!(
+        moved.message().unwrap().contains("cannot narrow"),
+        "{}",
+        moved.text()
+    );
+    assert_eq!(node.get("/guarded/x").status, 401, "still guarded");
 
     // Lifting the protection is a change of its own; then the rest is allowed.
     let lift = json!({"protection": {"undeletable": false, "immutable": false}});
