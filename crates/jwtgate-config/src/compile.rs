@@ -179,6 +179,10 @@ pub(crate) fn resolve(base_dir: &Path, file: &str) -> PathBuf {
     }
 }
 
+/// A realm longer than this would make every 401 heavy (a client may
+/// refuse the header); realms are names.
+const MAX_REALM_BYTES: usize = 256;
+
 /// The most a file a config names (a key, a certificate, a key set) may
 /// hold: as much as a fetched key set may.
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
@@ -240,6 +244,13 @@ fn admin(a: &RawAdmin, errors: &mut Errors) -> Option<AdminConfig> {
         errors.add(
             "admin.api_key",
             "must not be empty when the admin API is enabled",
+        );
+    } else if a.api_key.chars().any(char::is_control) || a.api_key.trim() != a.api_key {
+        // X-API-KEY arrives trimmed, and cannot carry control characters.
+        errors.add(
+            "admin.api_key",
+            "must not hold control characters or start or end with whitespace: no \
+             X-API-KEY header could match it",
         );
     }
     Some(AdminConfig {
@@ -468,6 +479,19 @@ fn consumers(raw: &[RawConsumer], base_dir: &Path, errors: &mut Errors) -> Consu
     registry
 }
 
+/// Why `value` cannot be an identity header's value as it is: a control
+/// character (CR, LF, NUL, DEL...), or whitespace at either end, which a
+/// header loses. `None` when it can.
+fn header_value_problem(value: &str) -> Option<&'static str> {
+    if value.chars().any(char::is_control) {
+        Some("must not hold control characters (it is sent upstream in a header)")
+    } else if value.trim() != value {
+        Some("must not start or end with whitespace (it is sent upstream in a header)")
+    } else {
+        None
+    }
+}
+
 pub(crate) fn consumer(
     c: &RawConsumer,
     loc: &str,
@@ -481,6 +505,17 @@ pub(crate) fn consumer(
     let j = &c.jwt;
     if j.key.is_empty() {
         errors.add(&child(&jloc, "key"), "must not be empty");
+    }
+    // Each goes upstream in an identity header (X-Consumer-Username,
+    // -Custom-ID, X-Credential-Identifier), which could not carry it.
+    for (at, value) in [
+        (child(loc, "username"), Some(&c.username)),
+        (child(loc, "custom_id"), c.custom_id.as_ref()),
+        (child(&jloc, "key"), Some(&j.key)),
+    ] {
+        if let Some(problem) = value.and_then(|v| header_value_problem(v)) {
+            errors.add(&at, problem);
+        }
     }
     let alg: Algorithm = match j.algorithm.as_deref().unwrap_or("HS256").parse() {
         Ok(a) => a,
@@ -793,15 +828,19 @@ pub(crate) fn jwt_policy(
         }
     }
     let realm = j.realm.clone().unwrap_or_else(|| "jwtgate".into());
-    // The realm goes into a quoted WWW-Authenticate parameter.
+    // The realm goes into a quoted WWW-Authenticate parameter of every 401.
     if realm.is_empty()
+        || realm.len() > MAX_REALM_BYTES
         || realm
             .chars()
             .any(|c| c == '"' || c == '\\' || c.is_control() || !c.is_ascii())
     {
         errors.add(
             &at("realm"),
-            "must be non-empty printable ASCII without '\"' or '\\'",
+            format!(
+                "must be non-empty printable ASCII without '\"' or '\\', at most \
+                 {MAX_REALM_BYTES} characters"
+            ),
         );
     }
     let forward_claims: Vec<(ClaimPath, String)> = j

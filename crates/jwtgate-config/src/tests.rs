@@ -449,3 +449,65 @@ fn regression_named_files_are_regular_and_bounded() {
         );
     }
 }
+
+/// A consumer's username, custom_id and key go upstream in identity headers:
+/// a CR or LF there made the gateway drop the header silently, and a key of
+/// spaces could never match a trimmed header. A realm is bounded.
+#[test]
+fn regression_identity_values_fit_a_header_and_realms_are_bounded() {
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+consumers:
+  - username: "ev\r\nil"
+    custom_id: "a\r\nX-Evil: 1"
+    jwt: {{ key: "b\u0000", secret: s3cret-0123456789abcdef0123456789abcdef }}
+  - username: " bob"
+    jwt: {{ key: " ", secret: s3cret-0123456789abcdef0123456789abcdef }}
+routes:
+  - name: r
+    paths: ["/*"]
+    upstream: {{ echo: true }}
+    jwt: {{ realm: "{}" }}
+"#,
+        "r".repeat(257)
+    );
+    let control = "must not hold control characters (it is sent upstream in a header)";
+    let space = "must not start or end with whitespace (it is sent upstream in a header)";
+    assert_eq!(
+        errors(&yaml),
+        [
+            format!("consumers[0].username: {control}"),
+            format!("consumers[0].custom_id: {control}"),
+            format!("consumers[0].jwt.key: {control}"),
+            format!("consumers[1].username: {space}"),
+            format!("consumers[1].jwt.key: {space}"),
+            "routes[0].jwt.realm: must be non-empty printable ASCII without '\"' or '\\', \
+             at most 256 characters"
+                .to_owned(),
+        ]
+    );
+    let fine = yaml.replace(&"r".repeat(257), &"r".repeat(256));
+    assert!(!errors(&fine).iter().any(|e| e.contains("realm")));
+}
+
+/// An admin key no header can carry locked the operator out.
+#[test]
+fn regression_an_admin_key_no_header_can_match_is_refused() {
+    // As YAML writes them (in double quotes, \a is the bell).
+    for key in [
+        " padded-key-0123456789abcdef0123456789 ",
+        "bell\\a-0123456789abcdef0123456789abcdef",
+    ] {
+        let yaml = format!(
+            "listen: \"127.0.0.1:0\"\nadmin: {{ listen: \"127.0.0.1:0\", api_key: \"{key}\" }}\nroutes: []\n"
+        );
+        assert_eq!(
+            errors(&yaml),
+            [
+                "admin.api_key: must not hold control characters or start or end with whitespace: \
+              no X-API-KEY header could match it"
+            ],
+            "{key:?}"
+        );
+    }
+}
