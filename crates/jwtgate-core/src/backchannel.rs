@@ -26,6 +26,8 @@ pub struct LogoutToken {
     pub sub: Option<String>,
     pub sid: Option<String>,
     pub jti: String,
+    /// Within [`IAT_SKEW_SECONDS`] of now.
+    pub iat: i64,
     pub exp: i64,
 }
 
@@ -148,6 +150,7 @@ pub fn validate(
         sub,
         sid,
         jti: jti.to_owned(),
+        iat,
         exp,
     })
 }

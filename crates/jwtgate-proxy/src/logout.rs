@@ -50,11 +50,19 @@ pub fn own_subject(principal: &Principal, claims: &Map<String, Value>) -> Option
 
 /// Records a cut-off of `key` at the current second.
 pub async fn cut_off(gw: &Gateway, key: SubjectKey) -> Result<Cutoff, GatewayError> {
-    let now = gw.clock.now_unix();
+    cut_off_at(gw, key, gw.clock.now_unix()).await
+}
+
+/// Records a cut-off of `key` at `not_before`.
+async fn cut_off_at(
+    gw: &Gateway,
+    key: SubjectKey,
+    not_before: i64,
+) -> Result<Cutoff, GatewayError> {
     let cutoff = Cutoff {
         key,
-        not_before: now,
-        expires_at: now.saturating_add(gw.subject_retention),
+        not_before,
+        expires_at: not_before.saturating_add(gw.subject_retention),
     };
     gw.revocations
         .cut_off(cutoff.clone())
@@ -211,6 +219,10 @@ async fn logout(
         Ok(false) => return Err(Refused::Replay),
         Err(e) => return Err(Refused::Store(e.to_string())),
     }
+    // At receipt (SPEC §3.10), or at the token's iat if the provider's
+    // clock is ahead of ours (by up to the skew taken): the tokens it issued
+    // just before the logout carry iats up to that, and are ended too.
+    let not_before = now.max(token.iat);
     let mut done = Vec::new();
     let owner = Owner::Provider(provider.name.clone());
     let keys = [
@@ -222,7 +234,7 @@ async fn logout(
             owner: owner.clone(),
             subject,
         };
-        if let Err(e) = cut_off(gw, key.clone()).await {
+        if let Err(e) = cut_off_at(gw, key.clone(), not_before).await {
             let _ = gw.revocations.forget_once(&once).await;
             return Err(Refused::Store(e.to_string()));
         }

@@ -525,4 +525,25 @@ fn back_channel_logout_refuses_what_is_not_a_valid_logout_token() {
     assert_cut(&node, &victim, "after the logout");
     let resp = post_logout(&node, format!("logout_token={good}").as_bytes(), FORM);
     assert_eq!(resp.status, 400, "replay");
+
+    // The provider's clock a minute ahead (within the skew taken): its
+    // logout ends the tokens it issued up to the logout by its own clock,
+    // not only those up to the gateway's now; later ones pass.
+    let ahead = now() + 60;
+    let before = files_token(json!({"sub": "w-1", "iat": ahead - 1}));
+    let at = files_token(json!({"sub": "w-1", "iat": ahead}));
+    let after = files_token(json!({"sub": "w-1", "iat": ahead + 5}));
+    for t in [&before, &at, &after] {
+        assert_eq!(status(&node, t), 200);
+    }
+    let skewed = logout_token(json!({"sub": "w-1", "jti": "ahead", "iat": ahead}));
+    let resp = post_logout(&node, format!("logout_token={skewed}").as_bytes(), FORM);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_cut(
+        &node,
+        &before,
+        "issued before the logout, by the provider's clock",
+    );
+    assert_cut(&node, &at, "issued in the logout's second");
+    assert_eq!(status(&node, &after), 200, "issued after it");
 }
