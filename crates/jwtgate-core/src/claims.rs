@@ -210,8 +210,10 @@ pub fn values(claim: Option<&Value>) -> impl Iterator<Item = &str> {
 /// The text a claim is sent upstream as (`forward_claims`): a string as
 /// it is, an array joined with `,` (strings as they are, anything else as
 /// compact JSON), an object, number or boolean as compact JSON. `None` for
-/// `null` and for a text holding a control character (tab included): it
-/// would not be a header value, or could inject one.
+/// `null`; for a text holding a control character (tab included): it
+/// would not be a header value, or could inject one; and for an array with
+/// a member that holds a `,` itself, which an upstream splitting the list
+/// would read as two (`["user", "x,admin"]` would grant `admin`).
 pub fn header_text(claim: &Value) -> Option<Cow<'_, str>> {
     let text = match claim {
         Value::Null => return None,
@@ -222,10 +224,14 @@ pub fn header_text(claim: &Value) -> Option<Cow<'_, str>> {
                 if i > 0 {
                     joined.push(',');
                 }
-                match item {
-                    Value::String(s) => joined.push_str(s),
-                    other => joined.push_str(&other.to_string()),
+                let member = match item {
+                    Value::String(s) => Cow::Borrowed(s.as_str()),
+                    other => Cow::Owned(other.to_string()),
+                };
+                if member.contains(',') {
+                    return None;
                 }
+                joined.push_str(&member);
             }
             Cow::Owned(joined)
         }
@@ -336,6 +342,9 @@ mod tests {
             json!(["ok", "bad\nline"]),
             json!("nul\u{0}"),
             json!("del\u{7f}"),
+            // A member that would read as two once the list is split.
+            json!(["user", "x,admin"]),
+            json!(["user", {"a": 1, "b": 2}]),
         ] {
             assert_eq!(header_text(&injected), None, "{injected}");
         }
