@@ -86,6 +86,17 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 /// Replaces `path` with `bytes`, atomically, as a private file (`0600`).
 /// Creates the parent directory if it is missing.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_private_if(path, bytes, || true).map(|_| ())
+}
+
+/// [`write_private`], if `still()` says so once the new file is on disk,
+/// right before it replaces `path` (whose owner may have changed it in the
+/// meantime). `Ok(false)`: not written, `path` untouched.
+pub fn write_private_if(
+    path: &Path,
+    bytes: &[u8],
+    still: impl FnOnce() -> bool,
+) -> std::io::Result<bool> {
     let dir = parent_dir(path);
     create_private_dir(&dir)?;
     let name = path
@@ -99,12 +110,16 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let tmp = dir.join(format!(".{name}.{}.tmp", random_hex()?));
         match write_new(&tmp, bytes) {
             Ok(()) => {
+                if !still() {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Ok(false);
+                }
                 if let Err(e) = std::fs::rename(&tmp, path) {
                     let _ = std::fs::remove_file(&tmp);
                     return Err(e);
                 }
                 // The rename is durable only once the directory is on disk.
-                return File::open(&dir)?.sync_all();
+                return File::open(&dir)?.sync_all().map(|()| true);
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
             Err(e) => {

@@ -98,3 +98,32 @@ fn provider_names_cannot_climb_out() {
     );
     assert_ne!(state.provider_keys("a/b"), state.provider_keys("a%2Fb"));
 }
+
+/// The write-back asks, once its new file is on disk, whether the file it
+/// replaces is still the one it read: an editor's save in between was
+/// overwritten. Told no, it leaves the file (and no temporary file) alone.
+#[test]
+fn regression_a_write_that_is_told_no_at_the_last_moment_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("jwtgate.yaml");
+    std::fs::write(&path, "by hand\n").expect("write");
+    let asked = std::cell::Cell::new(false);
+    let written = write_private_if(&path, b"by the API\n", || {
+        asked.set(true);
+        // What an editor saved while the API wrote.
+        std::fs::write(&path, "edited meanwhile\n").expect("edit");
+        false
+    })
+    .expect("no I/O error");
+    assert!(asked.get() && !written);
+    assert_eq!(
+        std::fs::read_to_string(&path).expect("read"),
+        "edited meanwhile\n"
+    );
+    assert_eq!(names(dir.path()), ["jwtgate.yaml"]);
+    assert!(write_private_if(&path, b"by the API\n", || true).expect("write"));
+    assert_eq!(
+        std::fs::read_to_string(&path).expect("read"),
+        "by the API\n"
+    );
+}

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use jwtgate_config::{to_yaml, ConfigErrors};
 use jwtgate_proxy::metrics;
-use jwtgate_state::write_private;
+use jwtgate_state::write_private_if;
 use serde_json::Value;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
@@ -161,10 +161,30 @@ impl FileSource {
             to_yaml(&e.source).map_err(AdminError::Persist)?
         );
         let (path, bytes) = (self.path.clone(), text.clone().into_bytes());
-        tokio::task::spawn_blocking(move || write_private(&path, &bytes))
-            .await
-            .map_err(|e| AdminError::Persist(e.to_string()))?
-            .map_err(|err| AdminError::Persist(format!("{}: {err}", self.path.display())))?;
+        let adopted = texts.applied.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            // An editor may have saved the file since it was adopted above:
+            // replacing it would silently drop that edit. Checked once the
+            // new text is on disk, right before the rename (the window left
+            // is a system call wide). A file gone is recreated.
+            write_private_if(&path, &bytes, || {
+                std::fs::read_to_string(&path)
+                    .map_or(true, |now| adopted.as_deref() == Some(now.as_str()))
+            })
+        })
+        .await
+        .map_err(|e| AdminError::Persist(e.to_string()))?
+        .map_err(|err| AdminError::Persist(format!("{}: {err}", self.path.display())))?;
+        if !written {
+            return Err(AdminError::FileConflict {
+                message: format!(
+                    "{} was edited while this change was being made; nothing was changed: \
+                     try again (the edit is applied first)",
+                    self.path.display()
+                ),
+                errors: ConfigErrors(Vec::new()),
+            });
+        }
         let warnings = running.new_warnings(&config);
         running.install(e.source, config);
         info!(target: "jwtgate::admin", change = %e.what, "admin change applied and written to {}", self.path.display());
