@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use jwtgate_config::{Config, ConfigError, ConfigErrors, RawConfig};
+use jwtgate_config::{Config, ConfigError, ConfigErrors, ObjectId, RawConfig};
 use jwtgate_keys::KeyService;
 use jwtgate_proxy::{Gateway, SharedGateway, TlsServer};
 use jwtgate_store::Revocations;
@@ -58,6 +58,9 @@ pub enum ReloadOutcome {
 /// answer once applied, and the shape errors the body's reader found.
 pub struct Edit<T> {
     pub source: RawConfig,
+    /// The object the edit is about (a route, for one of its policy), for a
+    /// source that keeps objects apart (etcd).
+    pub object: ObjectId,
     pub at: String,
     pub what: String,
     pub reply: T,
@@ -271,6 +274,7 @@ impl LiveConfig {
             reply = Some(e.reply);
             Ok(SourceEdit {
                 source: e.source,
+                object: e.object,
                 at: e.at,
                 what: e.what,
                 problems: e.problems,

@@ -8,7 +8,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use jwtgate_config::{ConfigError, RawConfig, RawConsumer, RawProvider, RawRoute};
+use jwtgate_config::{ConfigError, ObjectKind, RawConfig, RawConsumer, RawProvider, RawRoute};
 
 use crate::api::{AdminState, Name};
 use crate::error::AdminError;
@@ -21,6 +21,8 @@ pub trait Named: Clone + Default + Send + Sync + 'static {
     const LIST: &'static str;
     /// One item, in messages (`route`).
     const KIND: &'static str;
+    /// Its kind as a shared object (etcd's key).
+    const OBJECT: ObjectKind;
     fn list(source: &RawConfig) -> &Vec<Self>;
     fn list_mut(source: &mut RawConfig) -> &mut Vec<Self>;
     fn name(&self) -> &str;
@@ -29,10 +31,11 @@ pub trait Named: Clone + Default + Send + Sync + 'static {
 /// `impl Named`: the item type, its list's field in [`RawConfig`], what one
 /// is called, and the field that names it.
 macro_rules! named {
-    ($item:ty, $list:ident, $kind:literal, $name:ident) => {
+    ($item:ty, $list:ident, $kind:literal, $object:ident, $name:ident) => {
         impl Named for $item {
             const LIST: &'static str = stringify!($list);
             const KIND: &'static str = $kind;
+            const OBJECT: ObjectKind = ObjectKind::$object;
             fn list(source: &RawConfig) -> &Vec<Self> {
                 &source.$list
             }
@@ -46,9 +49,9 @@ macro_rules! named {
     };
 }
 
-named!(RawRoute, routes, "route", name);
-named!(RawConsumer, consumers, "consumer", username);
-named!(RawProvider, providers, "provider", name);
+named!(RawRoute, routes, "route", Route, name);
+named!(RawConsumer, consumers, "consumer", Consumer, username);
+named!(RawProvider, providers, "provider", Provider, name);
 
 /// The item called `name` and where it stands in its list; 404 if none is.
 pub fn find<'a, T: Named>(source: &'a RawConfig, name: &str) -> Result<(usize, &'a T), AdminError> {
@@ -82,6 +85,7 @@ pub fn put_edit<T: Named>(
     }
     Edit {
         source,
+        object: (T::OBJECT, name.to_owned()),
         at: format!("{}[{i}]", T::LIST),
         what: format!("{} {name:?}", T::KIND),
         reply: (created, item),
@@ -120,6 +124,7 @@ pub async fn delete<T: Named>(
             T::list_mut(&mut source).remove(i);
             Ok(Edit {
                 source,
+                object: (T::OBJECT, name.clone()),
                 at: String::new(),
                 what: format!("deletion of {} {name:?}", T::KIND),
                 reply: (),

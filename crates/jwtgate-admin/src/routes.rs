@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
-use jwtgate_config::{read_jwt, read_route, RawJwt, RawRoute, ReadItem};
+use jwtgate_config::{read_jwt, read_route, ObjectKind, RawJwt, RawRoute, ReadItem};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -143,6 +143,7 @@ pub async fn delete_jwt(
             }
             Ok(Edit {
                 source,
+                object: (ObjectKind::Route, name.to_owned()),
                 at: String::new(),
                 what: format!("deletion of the jwt policy of route {name:?}"),
                 reply: (),
@@ -176,6 +177,7 @@ async fn set_policy(
             }
             Ok(Edit {
                 source,
+                object: (ObjectKind::Route, name.to_owned()),
                 at: format!("routes[{i}].jwt"),
                 what: format!("jwt policy of route {name:?}"),
                 reply: (old.is_none(), jwt),

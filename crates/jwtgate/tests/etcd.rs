@@ -583,6 +583,58 @@ fn assert_refused_object(node: &Node, k: &str, outcome: &str, mod_revision: i64,
     );
 }
 
+/// A node keeps its version of an object whose newer version in etcd it
+/// refused. Putting that version back through the admin API writes it to
+/// etcd, though it is what the node runs: it answered 200 and wrote
+/// nothing, so new nodes went on without it.
+#[test]
+fn regression_an_admin_repair_of_a_refused_object_reaches_etcd() {
+    let etcd = EtcdServer::start();
+    let eps = vec![etcd.endpoint()];
+    let dir = tempfile::tempdir().unwrap();
+    let kept = format!(
+        "{BASE}  - name: locked\n    paths: [\"/locked/*\"]\n    upstream: {{ echo: true }}\n    jwt: {{ realm: v1, protection: {{ undeletable: true }} }}\n"
+    );
+    push_ok(dir.path(), &eps, &kept);
+    let (_d, a) = start_node(&eps, EMBEDDED);
+    wait_state(&a, "following");
+    // Someone deletes the protected route and spoils alice, with etcdctl.
+    etcd.del(&key("routes", "locked"));
+    etcd.put(
+        &key("consumers", "alice"),
+        r#"{"username": "alice", "jwt": {"key": "alice-key", "secret": "short"}}"#,
+    );
+    let ok = eventually(WAIT, || refused(&a).len() == 2);
+    assert!(ok, "{}", source_status(&a));
+    let alice = Req::get("/app/x").bearer(&alice_token("repair"));
+    assert_eq!(a.send(&alice).status, 200, "the node keeps its versions");
+
+    // The repair: each object put back as the node shows it.
+    let locked = a.admin("GET", "/admin/v1/routes/locked", None).json();
+    let put = a.admin("PUT", "/admin/v1/routes/locked", Some(locked));
+    assert_eq!(put.status, 200, "{}", put.text());
+    let shown = a.admin("GET", "/admin/v1/consumers/alice", None).json();
+    assert_eq!(shown["jwt"]["secret"], "***");
+    let put = a.admin("PUT", "/admin/v1/consumers/alice", Some(shown));
+    assert_eq!(put.status, 200, "{}", put.text());
+    let stored = etcd.get(&key("consumers", "alice")).unwrap();
+    assert!(
+        stored.contains(SECRET),
+        "etcd has the good secret again: {stored}"
+    );
+    assert!(
+        etcd.get(&key("routes", "locked")).is_some(),
+        "and the route"
+    );
+    let ok = eventually(WAIT, || refused(&a).is_empty());
+    assert!(ok, "{}", source_status(&a));
+    // A node that starts now has both.
+    let (_d2, b) = start_node(&eps, EMBEDDED);
+    wait_state(&b, "following");
+    assert_eq!(b.send(&alice).status, 200);
+    assert_eq!(realm(&b, "/locked/x"), "Bearer realm=\"v1\"");
+}
+
 #[test]
 fn objects_etcd_holds_that_do_not_fit_are_refused_on_every_node() {
     let etcd = EtcdServer::start();

@@ -10,7 +10,7 @@ pub mod file;
 use std::future::Future;
 use std::pin::Pin;
 
-use jwtgate_config::{ConfigError, RawConfig};
+use jwtgate_config::{ConfigError, ObjectId, RawConfig};
 use serde_json::Value;
 
 use crate::error::AdminError;
@@ -21,6 +21,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// An admin edit as a source sees it (the reply stays with the caller).
 pub struct SourceEdit {
     pub source: RawConfig,
+    /// The object the edit is about.
+    pub object: ObjectId,
     pub at: String,
     pub what: String,
     pub problems: Vec<ConfigError>,

@@ -369,10 +369,21 @@ impl EtcdSource {
                 protect::check(&current, &e.source).map_err(AdminError::Protected)?;
                 let brings = running.new_warnings(&config);
                 let next = SharedObjects::of(&e.source);
-                let writes: Vec<Write> = shared
-                    .objects
-                    .live
-                    .changes_to(&next)
+                let mut changes = shared.objects.live.changes_to(&next);
+                // The object the edit is about may be one whose version in
+                // etcd this node refused: etcd then holds something else
+                // than what is live here, so the edit writes what it says
+                // even if that is what is live (a repair through the API
+                // answered 200 and left etcd as it was).
+                let (kind, name) = &e.object;
+                let refused_here = shared.objects.refused.contains_key(&e.object);
+                let listed = changes.iter().any(|(id, _)| id == &e.object);
+                let held = shared.objects.stored.contains_key(&e.object);
+                let wanted = next.get(*kind, name);
+                if refused_here && !listed && (wanted.is_some() || held) {
+                    changes.push((e.object.clone(), wanted));
+                }
+                let writes: Vec<Write> = changes
                     .into_iter()
                     .map(|((kind, name), object)| {
                         let expect = match shared.objects.stored.get(&(kind, name.clone())) {
