@@ -79,6 +79,21 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
             );
         }
     }
+    for (j, route) in config.routes.iter().enumerate() {
+        match route.methods.as_deref() {
+            Some([]) => warn(
+                format!("routes[{j}].methods"),
+                "is empty: the route takes no request (leave methods out for every method)".into(),
+            ),
+            Some(methods) if methods.iter().all(|m| m.eq_ignore_ascii_case("CONNECT")) => warn(
+                format!("routes[{j}].methods"),
+                "CONNECT requests are refused (400) before any route is chosen: the route \
+                 takes no request"
+                    .into(),
+            ),
+            _ => {}
+        }
+    }
     // Once per route, not per pair: a config may hold thousands.
     let mut first_with: HashMap<RequestsKey, usize> = HashMap::new();
     for (j, route) in config.routes.iter().enumerate() {
@@ -263,6 +278,22 @@ mod tests {
                 "providers[0].consumer_claim: \"preferred_username\" is a claim many IdPs let \
               their users choose (OIDC Core §5.7): a user who picks a consumer's username \
               reaches the upstream as that consumer; name one the IdP sets (azp, client_id, sub)"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_route_whose_methods_take_nothing_is_warned_about() {
+        let w = warnings_of(
+            "  - name: a\n    paths: [\"/a/*\"]\n    methods: []\n    upstream: { echo: true }\n  - name: b\n    paths: [\"/b/*\"]\n    methods: [CONNECT]\n    upstream: { echo: true }\n",
+        );
+        assert_eq!(
+            w,
+            [
+                "routes[0].methods: is empty: the route takes no request (leave methods out for \
+                 every method)",
+                "routes[1].methods: CONNECT requests are refused (400) before any route is \
+                 chosen: the route takes no request",
             ]
         );
     }
