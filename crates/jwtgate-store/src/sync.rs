@@ -140,8 +140,9 @@ impl Revocations {
         self.cutoffs.len()
     }
 
-    /// Records a subject cut-off in the store, then in memory; an error
-    /// means nothing was recorded (the caller answers 503).
+    /// Records a subject cut-off in the store, then in memory; on an error
+    /// (the caller answers 503) it is not in memory, and not in the store
+    /// unless one that did not answer in time applies it later.
     pub async fn cut_off(&self, cutoff: Cutoff) -> Result<(), StoreError> {
         match self.store.cut_off(&cutoff).await {
             Ok(()) => {
