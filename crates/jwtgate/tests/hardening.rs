@@ -300,6 +300,43 @@ routes:
     assert!(admin_support::read(&node.config_path).contains("username: bob"));
 }
 
+/// A config file that is a link (to a checkout, say) was replaced by a
+/// regular file on the first admin write, so later edits of the file it
+/// pointed to were ignored. The link stays; its target gets the change.
+#[test]
+#[cfg(unix)]
+fn regression_a_linked_config_stays_a_link_after_a_write_back() {
+    use admin_support::{Node, KEY};
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("checkout");
+    std::fs::create_dir(&real).unwrap();
+    let target = real.join("gw.yaml");
+    std::fs::write(
+        &target,
+        format!(
+            "listen: \"127.0.0.1:0\"\nadmin: {{ listen: \"127.0.0.1:0\", api_key: \"{KEY}\" }}\nroutes: []\n"
+        ),
+    )
+    .unwrap();
+    let link = dir.path().join("jwtgate.yaml");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let node = Node::start_on(&link, &[]);
+    let body = json!({"jwt": {"key": "k", "secret": SECRET}});
+    let resp = node.admin("PUT", "/admin/v1/consumers/bob", Some(body));
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    let meta = std::fs::symlink_metadata(&link).unwrap();
+    assert!(meta.file_type().is_symlink(), "the config is still a link");
+    assert!(admin_support::read(&target).contains("username: bob"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let names: Vec<_> = std::fs::read_dir(&real)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["gw.yaml"], "no temporary file left");
+}
+
 #[test]
 fn regression_identity_headers_spelled_with_underscores_pass() {
     // And (weakness 9) forward_claims headers of another route: stripped on

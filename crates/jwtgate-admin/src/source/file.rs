@@ -163,6 +163,9 @@ impl FileSource {
         let (path, bytes) = (self.path.clone(), text.clone().into_bytes());
         let adopted = texts.applied.clone();
         let written = tokio::task::spawn_blocking(move || {
+            // A config that is a link (to a checkout, say) stays one: the
+            // file it points to is replaced, as an editor would.
+            let path = std::fs::canonicalize(&path).unwrap_or(path);
             // An editor may have saved the file since it was adopted above:
             // replacing it would silently drop that edit. Checked once the
             // new text is on disk, right before the rename (the window left
