@@ -197,6 +197,41 @@ fn regression_a_key_file_that_never_ends_is_refused() {
     assert_eq!(node.get("/api/x").status, 401, "still serving");
 }
 
+/// The explain endpoint reads `request` as a request line: a pasted one
+/// with its HTTP version is fine, a target with a space in it (which the
+/// data plane answers 400) is a usage error, not a verdict.
+#[test]
+fn regression_explain_reads_the_request_as_a_request_line() {
+    let (_dir, node) = start();
+    let token = token("alice-key", SECRET);
+    let ask = |request: &str| {
+        node.admin(
+            "POST",
+            "/admin/v1/explain",
+            Some(json!({"token": token, "request": request})),
+        )
+    };
+    for line in ["GET /api/x", "GET /api/x HTTP/1.1", "  GET   /api/x  "] {
+        let resp = ask(line);
+        assert_eq!(resp.status, 200, "{line:?}: {}", resp.text());
+        assert_eq!(
+            resp.json()["verdict"],
+            "accepted",
+            "{line:?}: {}",
+            resp.text()
+        );
+    }
+    for line in ["GET /api/x HTTP/1.1 extra", "GET /api/x y", "GET"] {
+        let resp = ask(line);
+        assert_eq!(resp.status, 400, "{line:?}: {}", resp.text());
+        assert!(
+            resp.message().unwrap().contains("must look like"),
+            "{}",
+            resp.text()
+        );
+    }
+}
+
 #[test]
 fn jwt_policy_crud() {
     let (_dir, node) = start();

@@ -144,7 +144,7 @@ pub struct Request<'a> {
 /// A usage problem (an unknown route, a request line that is not one).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UsageError {
-    #[error("--request must look like \"GET /path\"")]
+    #[error("--request must look like \"GET /path\" (an HTTP version may follow)")]
     RequestLine,
     #[error("no route named {0:?}")]
     NoRoute(String),
@@ -157,8 +157,15 @@ impl Explain<'_> {
         let mut r = Report::new();
         let (method, raw_path) = match req.request {
             Some(line) => {
-                let (m, p) = line.trim().split_once(' ').ok_or(UsageError::RequestLine)?;
-                (m.trim().to_owned(), Some(p.trim().to_owned()))
+                // As a request line reads: no space inside the target.
+                let parts: Vec<&str> = line.split_whitespace().collect();
+                match parts.as_slice() {
+                    [m, p] => ((*m).to_owned(), Some((*p).to_owned())),
+                    [m, p, version] if version.starts_with("HTTP/") => {
+                        ((*m).to_owned(), Some((*p).to_owned()))
+                    }
+                    _ => return Err(UsageError::RequestLine),
+                }
             }
             None => ("GET".to_owned(), None),
         };
