@@ -88,6 +88,14 @@ pub fn allowed_origin(policy: &CorsPolicy, headers: &HeaderMap) -> Option<Header
     }
 }
 
+/// `Vary: Origin` on a CORS route's answer to a request from no allowed
+/// origin: an allowed one would get `Access-Control-Allow-Origin` (Fetch
+/// §3.2.5 asks for it whenever that header may vary).
+pub fn vary(resp: &mut Response<GatewayBody>) {
+    resp.headers_mut()
+        .append(VARY, HeaderValue::from_static("Origin"));
+}
+
 /// The headers of a non-preflight response to an allowed origin; the
 /// upstream's own CORS headers are replaced, so a browser never sees two.
 pub fn decorate(policy: &CorsPolicy, origin: HeaderValue, headers: &mut HeaderMap) {

@@ -90,13 +90,17 @@ pub fn handle<'p, 'b, 'c>(
             }
         };
         // Every answer of a CORS route to an allowed origin says so, the
-        // gateway's own refusals included (a browser app must read its 401).
-        if let (Some(origin), Some(policy)) = (
-            record.outcome.origin.take(),
-            record.outcome.route.and_then(|r| r.route.cors.as_ref()),
-        ) {
-            unpass_headers(&mut resp);
-            cors::decorate(policy, origin, resp.headers_mut());
+        // gateway's own refusals included (a browser app must read its 401);
+        // the others say they would differ for another origin (a shared
+        // cache must not hand one origin's answer to the next).
+        let cors = record.outcome.route.and_then(|r| r.route.cors.as_ref());
+        match (record.outcome.origin.take(), cors) {
+            (Some(origin), Some(policy)) => {
+                unpass_headers(&mut resp);
+                cors::decorate(policy, origin, resp.headers_mut());
+            }
+            (None, Some(_)) if record.outcome.auth != "preflight" => cors::vary(&mut resp),
+            _ => {}
         }
         record.answered(resp.status().as_u16());
         resp

@@ -410,6 +410,14 @@ fn cors_preflights_are_answered_before_authentication() {
     );
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("access-control-allow-origin"), None);
+    // Another origin would have got one: a cache is told so, with no
+    // Origin at all too, and on a 401.
+    assert_eq!(resp.header_all("vary"), ["Origin"]);
+    let resp = gw.send(&Req::get("/v1/orders").bearer(&t));
+    assert_eq!(resp.header_all("vary"), ["Origin"]);
+    let resp = gw.send(&Req::get("/v1/orders"));
+    assert_eq!(resp.status, 401);
+    assert_eq!(resp.header_all("vary"), ["Origin"]);
     // A preflight to a route without cors is an ordinary request: the
     // open route has no policy and forwards it.
     let resp = gw.send(
