@@ -40,6 +40,23 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
             );
         }
         let lists_providers = jwt.providers.as_ref().is_some_and(|p| !p.is_empty());
+        let takes_consumers = jwt.consumers != Some(false) && !config.raw.consumers.is_empty();
+        let claim_rules = jwt.authorize.as_ref().is_some_and(|rules| {
+            rules.iter().any(|r| {
+                r.scopes.as_ref().is_some_and(|s| !s.is_empty())
+                    || r.any_of.as_ref().is_some_and(|m| !m.is_empty())
+                    || r.all_of.as_ref().is_some_and(|m| !m.is_empty())
+            })
+        });
+        if lists_providers && takes_consumers && claim_rules {
+            warn(
+                format!("{at}.authorize"),
+                "checks claims, and the route also takes consumer tokens, whose claims their \
+                 holder signs: any consumer can meet these rules (set consumers: false if \
+                 they are about what the providers grant)"
+                    .into(),
+            );
+        }
         if !lists_providers && jwt.audiences.as_ref().is_some_and(|a| !a.is_empty()) {
             warn(
                 format!("{at}.audiences"),
@@ -296,5 +313,31 @@ mod tests {
                  chosen: the route takes no request",
             ]
         );
+    }
+
+    #[test]
+    fn claim_rules_a_consumer_can_meet_by_signing_are_warned_about() {
+        let rule = "authorize: [{ match: [\"POST_/a/*\"], scopes: [w] }]";
+        let text = |consumers: &str| {
+            format!(
+                "listen: \"127.0.0.1:0\"\nconsumers:\n  - {{ username: c, jwt: {{ key: c, secret: s3cret-0123456789abcdef0123456789abcdef }} }}\nproviders:\n  - {{ name: corp, issuer: https://idp.example, jwks_uri: https://idp.example/keys }}\nroutes:\n  - name: a\n    paths: [\"/a/*\"]\n    upstream: {{ echo: true }}\n    jwt: {{ providers: [corp], {consumers}{rule} }}\n"
+            )
+        };
+        let of = |t: String| {
+            let config = crate::load_str(&t, Path::new("."), &|_| None).expect("valid");
+            warnings(&config)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            of(text("")),
+            [
+                "routes[0].jwt.authorize: checks claims, and the route also takes consumer \
+              tokens, whose claims their holder signs: any consumer can meet these rules (set \
+              consumers: false if they are about what the providers grant)"
+            ]
+        );
+        assert!(of(text("consumers: false, ")).is_empty());
     }
 }
