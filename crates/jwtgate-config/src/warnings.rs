@@ -1,23 +1,24 @@
 //! What a valid config may say that is almost surely not what its operator
-//! meant: a setting that does nothing, a route that can never be reached.
-//! `jwtgate check` prints these, and a node logs them each time a config
-//! goes live; none refuses the config, so one that loaded yesterday still
-//! loads.
+//! meant: a setting that does nothing, a route that can never be reached,
+//! or one that works but hands control to someone else (keys over plain
+//! http, a consumer claim users choose, claim rules a consumer can sign
+//! its way through). `jwtgate check` prints these, and a node logs them
+//! each time a config goes live; none refuses the config, so one that
+//! loaded yesterday still loads.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 
 use crate::error::ConfigError;
 use crate::model::{Config, Route};
+use crate::raw::{RawJwt, RawProvider};
 
 /// Every warning for `config`, located as its errors would be.
 pub fn warnings(config: &Config) -> Vec<ConfigError> {
-    let mut found = Vec::new();
-    let mut warn =
-        |location: String, message: String| found.push(ConfigError { location, message });
+    let mut found = Found::default();
     if let Some(admin) = &config.admin {
         if admin.api_key.len() < crate::MIN_SECRET_BYTES {
-            warn(
+            found.warn(
                 "admin.api_key".into(),
                 format!(
                     "is shorter than {} bytes: whoever guesses it rewrites the policy \
@@ -27,111 +28,142 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
             );
         }
     }
+    let has_consumers = !config.raw.consumers.is_empty();
     for (i, raw) in config.raw.routes.iter().enumerate() {
-        let Some(jwt) = &raw.jwt else { continue };
-        let at = format!("routes[{i}].jwt");
-        let revoking = jwt.use_jwt_blacklist_revoking == Some(true);
-        if !revoking && jwt.logout_path.as_deref().is_some_and(|p| !p.is_empty()) {
-            warn(
-                format!("{at}.logout_path"),
-                "does nothing while use_jwt_blacklist_revoking is not true: \
-                 requests to it are proxied like any other and no token is revoked"
-                    .into(),
-            );
-        }
-        let lists_providers = jwt.providers.as_ref().is_some_and(|p| !p.is_empty());
-        let takes_consumers = jwt.consumers != Some(false) && !config.raw.consumers.is_empty();
-        let claim_rules = jwt.authorize.as_ref().is_some_and(|rules| {
-            rules.iter().any(|r| {
-                r.scopes.as_ref().is_some_and(|s| !s.is_empty())
-                    || r.any_of.as_ref().is_some_and(|m| !m.is_empty())
-                    || r.all_of.as_ref().is_some_and(|m| !m.is_empty())
-            })
-        });
-        if lists_providers && takes_consumers && claim_rules {
-            warn(
-                format!("{at}.authorize"),
-                "checks claims, and the route also takes consumer tokens, whose claims their \
-                 holder signs: any consumer can meet these rules (set consumers: false if \
-                 they are about what the providers grant)"
-                    .into(),
-            );
-        }
-        if !lists_providers && jwt.audiences.as_ref().is_some_and(|a| !a.is_empty()) {
-            warn(
-                format!("{at}.audiences"),
-                "does nothing: the route lists no providers, and audiences apply to \
-                 their tokens"
-                    .into(),
-            );
+        if let Some(jwt) = &raw.jwt {
+            policy(jwt, &format!("routes[{i}].jwt"), has_consumers, &mut found);
         }
     }
     for (i, p) in config.raw.providers.iter().enumerate() {
-        if let Some(claim) = p
-            .consumer_claim
-            .as_deref()
-            .filter(|c| USER_CHOSEN_CLAIMS.contains(c))
-        {
-            warn(
-                format!("providers[{i}].consumer_claim"),
-                format!(
-                    "{claim:?} is a claim many IdPs let their users choose (OIDC Core §5.7): \
-                     a user who picks a consumer's username reaches the upstream as that \
-                     consumer; name one the IdP sets (azp, client_id, sub)"
-                ),
-            );
-        }
-        let (field, url) = match (&p.jwks_uri, p.discovery) {
-            (Some(uri), _) => ("jwks_uri", uri.as_str()),
-            (None, Some(true)) => ("issuer", p.issuer.as_str()),
-            _ => continue,
-        };
-        if let Some(host) = plain_http_host(url).filter(|h| !is_loopback(h)) {
-            warn(
-                format!("providers[{i}].{field}"),
-                format!(
-                    "fetches keys over plain http from {host}, not a loopback address: \
-                     whoever is on the way can replace them (use https://)"
-                ),
-            );
-        }
+        provider(p, &format!("providers[{i}]"), &mut found);
     }
     for (j, route) in config.routes.iter().enumerate() {
-        match route.methods.as_deref() {
-            Some([]) => warn(
-                format!("routes[{j}].methods"),
-                "is empty: the route takes no request (leave methods out for every method)".into(),
-            ),
-            Some(methods) if methods.iter().all(|m| m.eq_ignore_ascii_case("CONNECT")) => warn(
-                format!("routes[{j}].methods"),
-                "CONNECT requests are refused (400) before any route is chosen: the route \
-                 takes no request"
-                    .into(),
-            ),
-            _ => {}
-        }
+        methods(route, &format!("routes[{j}].methods"), &mut found);
     }
-    // Once per route, not per pair: a config may hold thousands.
+    shadowed(&config.routes, &mut found);
+    found.0
+}
+
+#[derive(Default)]
+struct Found(Vec<ConfigError>);
+
+impl Found {
+    fn warn(&mut self, location: String, message: String) {
+        self.0.push(ConfigError { location, message });
+    }
+}
+
+/// A route's jwt policy, at `at`.
+fn policy(jwt: &RawJwt, at: &str, has_consumers: bool, found: &mut Found) {
+    let revoking = jwt.use_jwt_blacklist_revoking == Some(true);
+    if !revoking && jwt.logout_path.as_deref().is_some_and(|p| !p.is_empty()) {
+        found.warn(
+            format!("{at}.logout_path"),
+            "does nothing while use_jwt_blacklist_revoking is not true: \
+             requests to it are proxied like any other and no token is revoked"
+                .into(),
+        );
+    }
+    let lists_providers = jwt.providers.as_ref().is_some_and(|p| !p.is_empty());
+    let takes_consumers = jwt.consumers != Some(false) && has_consumers;
+    let claim_rules = jwt.authorize.as_ref().is_some_and(|rules| {
+        rules.iter().any(|r| {
+            r.scopes.as_ref().is_some_and(|s| !s.is_empty())
+                || r.any_of.as_ref().is_some_and(|m| !m.is_empty())
+                || r.all_of.as_ref().is_some_and(|m| !m.is_empty())
+        })
+    });
+    if lists_providers && takes_consumers && claim_rules {
+        found.warn(
+            format!("{at}.authorize"),
+            "checks claims, and the route also takes consumer tokens, whose claims their \
+             holder signs: any consumer can meet these rules (set consumers: false if \
+             they are about what the providers grant)"
+                .into(),
+        );
+    }
+    if !lists_providers && jwt.audiences.as_ref().is_some_and(|a| !a.is_empty()) {
+        found.warn(
+            format!("{at}.audiences"),
+            "does nothing: the route lists no providers, and audiences apply to \
+             their tokens"
+                .into(),
+        );
+    }
+}
+
+/// An identity provider, at `at`.
+fn provider(p: &RawProvider, at: &str, found: &mut Found) {
+    if let Some(claim) = p
+        .consumer_claim
+        .as_deref()
+        .filter(|c| USER_CHOSEN_CLAIMS.contains(c))
+    {
+        found.warn(
+            format!("{at}.consumer_claim"),
+            format!(
+                "{claim:?} is a claim many IdPs let their users choose (OIDC Core §5.7): \
+                 a user who picks a consumer's username reaches the upstream as that \
+                 consumer; name one the IdP sets (azp, client_id, sub)"
+            ),
+        );
+    }
+    let (field, url) = match (&p.jwks_uri, p.discovery) {
+        (Some(uri), _) => ("jwks_uri", uri.as_str()),
+        (None, Some(true)) => ("issuer", p.issuer.as_str()),
+        _ => return,
+    };
+    if let Some(host) = plain_http_host(url).filter(|h| !is_loopback(h)) {
+        found.warn(
+            format!("{at}.{field}"),
+            format!(
+                "fetches keys over plain http from {host}, not a loopback address: \
+                 whoever is on the way can replace them (use https://)"
+            ),
+        );
+    }
+}
+
+/// A route's `methods`, at `at`, when they let no request in.
+fn methods(route: &Route, at: &str, found: &mut Found) {
+    match route.methods.as_deref() {
+        Some([]) => found.warn(
+            at.to_owned(),
+            "is empty: the route takes no request (leave methods out for every method)".into(),
+        ),
+        Some(methods) if methods.iter().all(|m| m.eq_ignore_ascii_case("CONNECT")) => found.warn(
+            at.to_owned(),
+            "CONNECT requests are refused (400) before any route is chosen: the route \
+             takes no request"
+                .into(),
+        ),
+        _ => {}
+    }
+}
+
+/// Routes an earlier one with the same paths, methods and hosts hides.
+/// Once per route, not per pair: a config may hold thousands.
+fn shadowed(routes: &[Route], found: &mut Found) {
     let mut first_with: HashMap<RequestsKey, usize> = HashMap::new();
-    for (j, route) in config.routes.iter().enumerate() {
+    for (j, route) in routes.iter().enumerate() {
         match first_with.entry(requests_key(route)) {
             Entry::Vacant(slot) => {
                 slot.insert(j);
             }
             Entry::Occupied(first) => {
                 let i = *first.get();
-                warn(
+                let first_name = routes.get(i).map(|r| r.name.as_str()).unwrap_or_default();
+                found.warn(
                     format!("routes[{j}]"),
                     format!(
                         "route {:?} is never matched: route {:?} (routes[{i}]) has the same \
                          paths, methods and hosts and comes first",
-                        route.name, config.routes[i].name
+                        route.name, first_name
                     ),
                 );
             }
         }
     }
-    found
 }
 
 /// Standard claims an end user may edit at many IdPs (OIDC Core §5.1).
