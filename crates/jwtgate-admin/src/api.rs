@@ -52,7 +52,27 @@ pub fn router(state: AdminState) -> Router {
             state.clone(),
             auth::require_key,
         ))
+        .layer(middleware::map_response(json_rejections))
         .with_state(state)
+}
+
+/// axum's own refusals of a request (a body over the limit, a body that
+/// could not be read) come as plain text; the API answers JSON (SPEC §4),
+/// so they are put in its shape, the text as the message.
+async fn json_rejections(resp: Response) -> Response {
+    let plain = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !(plain && resp.status().is_client_error()) {
+        return resp;
+    }
+    let status = resp.status();
+    let text = axum::body::to_bytes(resp.into_body(), 4096)
+        .await
+        .unwrap_or_default();
+    let message = String::from_utf8_lossy(&text).trim().to_owned();
+    (status, Json(json!({ "message": message }))).into_response()
 }
 
 fn handler(e: &Endpoint) -> MethodRouter<AdminState> {

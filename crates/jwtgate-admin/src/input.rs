@@ -25,7 +25,7 @@ pub fn json_body(body: &Bytes) -> Result<Value, AdminError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(AdminError::MalformedJson("the body is empty".into()));
     }
-    serde_json::from_slice(body).map_err(|e| AdminError::MalformedJson(e.to_string()))
+    jwtgate_config::tree::parse_json(body).map_err(AdminError::MalformedJson)
 }
 
 /// The resource's name in the body must be absent (the path names it) or

@@ -111,7 +111,7 @@ impl SharedObject {
     /// inside the object (`jwt.realm`); the name in the value, if any, must
     /// be the one in the key.
     pub fn read(kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<SharedObject, ConfigErrors> {
-        let mut value: Value = serde_json::from_slice(bytes)
+        let mut value = crate::tree::parse_json(bytes)
             .map_err(|e| ConfigErrors::single("", format!("not JSON: {e}")))?;
         let refs = env_refs_outside_secrets(kind, &value);
         if !refs.is_empty() {

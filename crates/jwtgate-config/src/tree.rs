@@ -2,9 +2,82 @@
 //! The tree (serde_json's `Value`) is what both YAML files and admin API JSON
 //! bodies become before the typed reader sees them.
 
+use serde::Deserialize as _;
 use serde_json::Value;
 
 use crate::error::{child, index, Errors};
+
+/// Parses JSON (an admin API body, an etcd object) into a tree, refusing
+/// an object that names a key twice, as the YAML reader does: where JSON
+/// parsers disagree (first wins, last wins), the gateway and whatever
+/// looked at the body before it would read two different configs.
+pub fn parse_json(bytes: &[u8]) -> Result<Value, String> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let Unique(value) = Unique::deserialize(&mut de).map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())?;
+    Ok(value)
+}
+
+/// A JSON value whose objects have no key twice.
+struct Unique(Value);
+
+impl<'de> serde::Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueVisitor).map(Unique)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        // JSON has no NaN or infinity, so this is always a number.
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Unique(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key {key:?} is given twice"
+                )));
+            }
+            let Unique(value) = map.next_value()?;
+            out.insert(key, value);
+        }
+        Ok(Value::Object(out))
+    }
+}
 
 /// Parses YAML text into a tree. A syntax error is reported as one error.
 pub fn parse_yaml(text: &str) -> Result<Value, String> {
@@ -91,5 +164,26 @@ mod tests {
         expand_env(&mut v, "", &env, &mut errors);
         let e = errors.into_result(()).unwrap_err();
         assert_eq!(e.0[0].location, "admin.api_key");
+    }
+
+    #[test]
+    fn json_with_a_key_given_twice_is_refused_anywhere() {
+        for dup in [
+            r#"{"paths": ["/y/*"], "paths": ["/z/*"]}"#,
+            r#"{"jwt": {"realm": "a", "realm": "b"}}"#,
+            r#"[{"a": 1}, {"b": 1, "b": 2}]"#,
+        ] {
+            let e = parse_json(dup.as_bytes()).unwrap_err();
+            assert!(e.contains("is given twice"), "{dup}: {e}");
+        }
+        let same = r#"{"a": {"k": 1}, "b": {"k": 2}, "n": [1, -2, 3.5, 18446744073709551615, 1e400],
+            "t": true, "f": false, "z": null, "s": "\u00e9\n"}"#;
+        let same = same.replace("1e400", "1e300");
+        assert_eq!(
+            parse_json(same.as_bytes()).unwrap(),
+            serde_json::from_str::<Value>(&same).unwrap()
+        );
+        assert!(parse_json(b"{} x").is_err(), "trailing characters");
+        assert!(parse_json(b"").is_err());
     }
 }
