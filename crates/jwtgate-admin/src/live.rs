@@ -157,12 +157,14 @@ impl Running {
 
     /// Step 4: `config` (compiled from `source`, protections checked)
     /// goes live. The caller serialises changes.
-    pub fn install(&self, source: RawConfig, config: Config) {
+    /// Answers with the warnings it brought (and logged).
+    pub fn install(&self, source: RawConfig, config: Config) -> Vec<String> {
         let current = self.config.load();
         warn_restart_only(&current, &config);
         // Valid, but probably not what was meant: said once, when it first
         // goes live (`jwtgate check` prints them too).
-        for w in self.new_warnings(&config) {
+        let brought = self.new_warnings(&config);
+        for w in &brought {
             warn!("config: {w}");
         }
         if let (Some(server), Some(tls)) = (&self.tls, &config.tls) {
@@ -183,6 +185,7 @@ impl Running {
         self.admin_key.store(Arc::new(admin_key(&config)));
         self.source.store(Arc::new(source));
         self.config.store(Arc::new(config));
+        brought
     }
 }
 

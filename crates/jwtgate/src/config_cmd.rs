@@ -240,13 +240,15 @@ fn validate(file: &RawConfig, path: &Path) -> Result<(), ConfigErrors> {
         }
     }
     // What the nodes would refuse: `${ENV}` outside a consumer's secret.
-    let json = |v: Result<serde_json::Value, _>| v.unwrap_or_default();
-    let routes = file.routes.iter().map(|r| json(serde_json::to_value(r)));
-    env_refs(ObjectKind::Route, routes, &mut errors);
-    let consumers = file.consumers.iter().map(|c| json(serde_json::to_value(c)));
-    env_refs(ObjectKind::Consumer, consumers, &mut errors);
-    let providers = file.providers.iter().map(|p| json(serde_json::to_value(p)));
-    env_refs(ObjectKind::Provider, providers, &mut errors);
+    for (kind, list) in [
+        (ObjectKind::Route, serde_json::to_value(&file.routes)),
+        (ObjectKind::Consumer, serde_json::to_value(&file.consumers)),
+        (ObjectKind::Provider, serde_json::to_value(&file.providers)),
+    ] {
+        if let Ok(serde_json::Value::Array(items)) = list {
+            env_refs(kind, &items, &mut errors);
+        }
+    }
     if errors.is_empty() {
         Ok(())
     } else {
@@ -256,13 +258,9 @@ fn validate(file: &RawConfig, path: &Path) -> Result<(), ConfigErrors> {
 
 /// The `${ENV}` references of `items` (the file's list of `kind`, as
 /// JSON) that the nodes would refuse, located in the file.
-fn env_refs(
-    kind: ObjectKind,
-    items: impl Iterator<Item = serde_json::Value>,
-    errors: &mut Vec<ConfigError>,
-) {
-    for (i, value) in items.enumerate() {
-        for e in env_refs_outside_secrets(kind, &value) {
+fn env_refs(kind: ObjectKind, items: &[serde_json::Value], errors: &mut Vec<ConfigError>) {
+    for (i, value) in items.iter().enumerate() {
+        for e in env_refs_outside_secrets(kind, value) {
             errors.push(ConfigError {
                 location: format!("{}[{i}].{}", kind.dir(), e.location),
                 message: e.message,

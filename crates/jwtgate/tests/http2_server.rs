@@ -105,6 +105,19 @@ async fn ask(
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
+/// Asks each of `reqs` in turn on one HTTP/2 connection; their answers.
+fn ask_each(gw: &Gateway, reqs: Vec<http::Request<()>>) -> Vec<(u16, String)> {
+    let addr = gw.addr;
+    run(gw, async move {
+        let (send, _conn) = connect_h2(addr, 1024 * 1024, 1024 * 1024).await?;
+        let mut answers = Vec::new();
+        for req in reqs {
+            answers.push(ask(&send, req).await?);
+        }
+        Ok(answers)
+    })
+}
+
 /// Waits (bounded) until `up` has the head of a request.
 async fn until_started(up: &Upstream) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + IO_TIMEOUT;
@@ -204,26 +217,24 @@ fn a_host_that_differs_from_the_authority_is_a_400_and_the_connection_serves_on(
     // the other.
     let up = Upstream::start();
     let gw = Gateway::start(&config(&up.node(), &up.node()));
-    let addr = gw.addr;
-    let answers = run(&gw, async move {
-        let (send, _conn) = connect_h2(addr, 1024 * 1024, 1024 * 1024).await?;
-        let mut answers = Vec::new();
-        for host in [
-            "other.example",
-            "127.0.0.1",
-            &addr.to_string().to_uppercase(),
-        ] {
-            let req = h2_request(addr, "GET", "/open").header("host", host);
-            let (status, body) = ask(&send, req.body(()).unwrap()).await?;
-            answers.push((host.to_owned(), status, body));
-        }
-        Ok(answers)
-    });
-    for (host, status, body) in &answers[..2] {
+    let hosts = [
+        "other.example".to_owned(),
+        "127.0.0.1".to_owned(),
+        gw.addr.to_string().to_uppercase(),
+    ];
+    let reqs = hosts
+        .iter()
+        .map(|host| {
+            let req = h2_request(gw.addr, "GET", "/open").header("host", host);
+            req.body(()).unwrap()
+        })
+        .collect();
+    let answers = ask_each(&gw, reqs);
+    for (host, (status, body)) in hosts.iter().zip(&answers).take(2) {
         assert_eq!(*status, 400, "host {host}: {body}");
         assert!(body.contains("invalid Host header"), "host {host}: {body}");
     }
-    let (host, status, body) = &answers[2];
+    let (host, (status, body)) = (&hosts[2], &answers[2]);
     assert_eq!(
         *status, 200,
         "host {host} is the authority, in another case: {body}"
@@ -239,12 +250,10 @@ fn a_host_that_differs_from_the_authority_is_a_400_and_the_connection_serves_on(
 fn more_header_fields_than_http1_takes_are_a_431_but_cookie_crumbs_count_as_one() {
     let up = Upstream::start();
     let gw = Gateway::start(&config(&up.node(), &up.node()));
-    let addr = gw.addr;
-    let answers = run(&gw, async move {
-        let (send, _conn) = connect_h2(addr, 1024 * 1024, 1024 * 1024).await?;
-        let mut answers = Vec::new();
-        for many_fields in [true, false] {
-            let mut req = h2_request(addr, "GET", "/open");
+    let reqs = [true, false]
+        .into_iter()
+        .map(|many_fields| {
+            let mut req = h2_request(gw.addr, "GET", "/open");
             for i in 0..150 {
                 req = if many_fields {
                     req.header(format!("x-field-{i}"), "v")
@@ -252,10 +261,10 @@ fn more_header_fields_than_http1_takes_are_a_431_but_cookie_crumbs_count_as_one(
                     req.header("cookie", format!("c{i}=v"))
                 };
             }
-            answers.push(ask(&send, req.body(()).unwrap()).await?);
-        }
-        Ok(answers)
-    });
+            req.body(()).unwrap()
+        })
+        .collect();
+    let answers = ask_each(&gw, reqs);
     assert_eq!(answers[0].0, 431, "{}", answers[0].1);
     assert!(
         answers[0].1.contains("request header fields too large"),

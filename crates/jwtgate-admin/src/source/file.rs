@@ -188,8 +188,7 @@ impl FileSource {
                 errors: ConfigErrors(Vec::new()),
             });
         }
-        let warnings = running.new_warnings(&config);
-        running.install(e.source, config);
+        let warnings = running.install(e.source, config);
         info!(target: "jwtgate::admin", change = %e.what, "admin change applied and written to {}", self.path.display());
         texts.applied = Some(text.clone());
         texts.seen = Some(text);
