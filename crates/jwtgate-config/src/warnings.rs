@@ -41,6 +41,7 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
         methods(route, &format!("routes[{j}].methods"), &mut found);
     }
     shadowed(&config.routes, &mut found);
+    names(config, &mut found);
     found.0
 }
 
@@ -165,6 +166,66 @@ fn shadowed(routes: &[Route], found: &mut Found) {
         }
     }
 }
+
+/// Names that load from a file but that etcd, an admin URL or a log line
+/// cannot carry as written. Refusing them would break files that load
+/// today, so they are warnings; Kong and APISIX keep names to a safe set
+/// from the start.
+fn names(config: &Config, found: &mut Found) {
+    let raw = &config.raw;
+    let lists: [(&str, Vec<&str>); 3] = [
+        (
+            "routes",
+            raw.routes.iter().map(|r| r.name.as_str()).collect(),
+        ),
+        (
+            "consumers",
+            raw.consumers.iter().map(|c| c.username.as_str()).collect(),
+        ),
+        (
+            "providers",
+            raw.providers.iter().map(|p| p.name.as_str()).collect(),
+        ),
+    ];
+    for (list, names) in lists {
+        let field = if list == "consumers" {
+            "username"
+        } else {
+            "name"
+        };
+        for (i, name) in names.into_iter().enumerate() {
+            if let Some(problem) = name_problem(name) {
+                found.warn(format!("{list}[{i}].{field}"), problem);
+            }
+        }
+    }
+}
+
+/// What is wrong with `name` as a name, if anything.
+fn name_problem(name: &str) -> Option<String> {
+    let why = if name.contains('/') {
+        "holds \"/\": it cannot move to etcd (`config push` refuses it), where the name is \
+         the last segment of the object's key"
+    } else if name.chars().any(char::is_control) {
+        "holds a control character, which log lines show escaped and an admin URL must \
+         percent-encode"
+    } else if name.trim() != name {
+        "starts or ends with whitespace, which nobody sees in a log line or the console"
+    } else if name == "." || name == ".." {
+        "is a dot segment, which HTTP clients remove from an admin URL unless it is \
+         percent-encoded"
+    } else if name.len() > MAX_NAME_BYTES {
+        "is over 256 bytes, and it goes into access log lines and identity headers"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "{name:?} {why}; a name of letters, digits and -._~@ travels everywhere"
+    ))
+}
+
+/// The longest name that is not warned about.
+const MAX_NAME_BYTES: usize = 256;
 
 /// Standard claims an end user may edit at many IdPs (OIDC Core §5.1).
 const USER_CHOSEN_CLAIMS: [&str; 8] = [
@@ -344,6 +405,69 @@ mod tests {
                 "routes[1].methods: CONNECT requests are refused (400) before any route is \
                  chosen: the route takes no request",
             ]
+        );
+    }
+
+    #[test]
+    fn names_etcd_an_admin_url_or_a_log_cannot_carry_are_warned_about() {
+        let long = "n".repeat(257);
+        let routes: String = [
+            "ok-name_1.v2~x@corp",
+            "a/b",
+            "tab\tx",
+            " pad",
+            "..",
+            long.as_str(),
+        ]
+        .iter()
+        .map(|n| {
+            format!(
+                "  - name: {n:?}\n    paths: [\"/{}\"]\n    upstream: {{ echo: true }}\n",
+                n.len()
+            )
+        })
+        .collect();
+        let w = warnings_of(&routes);
+        let located: Vec<&str> = w
+            .iter()
+            .map(|w| w.split(": ").next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            located,
+            [
+                "routes[1].name",
+                "routes[2].name",
+                "routes[3].name",
+                "routes[4].name",
+                "routes[5].name"
+            ],
+            "{w:?}"
+        );
+        assert!(w[0].contains("cannot move to etcd"), "{w:?}");
+        assert!(w[1].contains("control character"), "{w:?}");
+        assert!(w[2].contains("whitespace"), "{w:?}");
+        assert!(w[3].contains("dot segment"), "{w:?}");
+        assert!(w[4].contains("over 256 bytes"), "{w:?}");
+        assert!(name_problem(&"n".repeat(256)).is_none());
+        assert!(name_problem("alice@example.com").is_none());
+        assert!(name_problem(".hidden").is_none());
+    }
+
+    #[test]
+    fn consumer_and_provider_names_are_looked_at_too() {
+        let text = "listen: \"127.0.0.1:0\"\nconsumers:\n  - username: \"team/alice\"\n    jwt: { key: k1, secret: \"0123456789abcdef0123456789abcdef\" }\nproviders:\n  - name: \"..\"\n    issuer: https://idp.example\n    jwks_uri: https://idp.example/keys\nroutes:\n  - name: a\n    paths: [\"/a\"]\n    upstream: { echo: true }\n    jwt: {}\n";
+        let config =
+            crate::load_str(text, Path::new("."), &|_| None).unwrap_or_else(|e| panic!("{e}"));
+        let w: Vec<String> = warnings(&config).iter().map(ToString::to_string).collect();
+        assert!(
+            w.iter()
+                .any(|w| w.starts_with("consumers[0].username: \"team/alice\" holds \"/\"")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter()
+                .any(|w| w.starts_with("providers[0].name: \"..\" is a dot segment")),
+            "{w:?}"
         );
     }
 

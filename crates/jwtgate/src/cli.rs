@@ -30,7 +30,7 @@ pub enum Command {
     /// Under systemd (Type=notify) it reports READY=1 once serving.
     Run(RunArgs),
     /// Validate a config file: exit 0 if valid (a "warning:" line for each setting
-    /// that does nothing), else list every problem with its location.
+    /// that is valid but likely not meant), else list every problem with its location.
     Check(CheckArgs),
     /// Mint or explain tokens.
     Token {
