@@ -23,6 +23,7 @@ use redis::{
     RedisConnectionInfo,
 };
 use tokio::sync::Mutex;
+use tracing::warn;
 
 use crate::gate::OpGate;
 use crate::{
@@ -360,6 +361,7 @@ impl FeedConn {
 
 fn parse_feed(reply: Option<StreamReadReply>, cursor: &mut Cursor) -> Vec<Change> {
     let mut out = Vec::new();
+    let mut unread = Unread::default();
     for key in reply.map(|r| r.keys).unwrap_or_default() {
         for id in key.ids {
             // Entries without a type are revocations (the feed's first form).
@@ -394,11 +396,55 @@ fn parse_feed(reply: Option<StreamReadReply>, cursor: &mut Cursor) -> Vec<Change
                     .map(Change::Lifted),
                 Some(_) => None,
             };
-            out.extend(change);
+            match change {
+                Some(change) => out.push(change),
+                None => unread.note(&key.key, &id.id),
+            }
             *cursor = Cursor::At(id.id);
         }
     }
+    unread.report("changes feed");
     out
+}
+
+/// Entries of a Redis key this node cannot read: written by hand, by
+/// another program, or by a newer jwtgate. They are skipped, and said in
+/// one log line per read, since a revocation a node cannot read is one it
+/// does not enforce.
+#[derive(Default)]
+struct Unread {
+    count: usize,
+    first: Option<(String, String)>,
+}
+
+impl Unread {
+    /// `item` of `key` could not be read.
+    fn note(&mut self, key: &str, item: &str) {
+        self.count += 1;
+        if self.first.is_none() {
+            self.first = Some((key.to_owned(), shorten(item)));
+        }
+    }
+
+    fn report(self, what: &str) {
+        if let Some((key, item)) = self.first {
+            warn!(
+                skipped = self.count,
+                key = %key,
+                first = %item,
+                "revocation store: {} unreadable {what} entr{} in Redis skipped; a revocation \
+                 this node cannot read is not enforced here",
+                self.count,
+                if self.count == 1 { "y" } else { "ies" }
+            );
+        }
+    }
+}
+
+/// At most 80 characters of an entry, for a log line: an entry is
+/// whatever its writer put there.
+fn shorten(item: &str) -> String {
+    item.chars().take(80).flat_map(char::escape_debug).collect()
 }
 
 /// `"not_before:expires_at"`.
@@ -461,6 +507,7 @@ impl RevocationStore for RedisStore {
 
     async fn cutoffs(&self, now: i64) -> Result<Vec<Cutoff>, StoreError> {
         let mut out = Vec::new();
+        let mut unread = Unread::default();
         let mut cursor = 0u64;
         loop {
             let (next, page): (u64, Vec<(String, String)>) = self
@@ -475,16 +522,20 @@ impl RevocationStore for RedisStore {
                     Self::query(&mut conn, &cmd).await
                 })
                 .await?;
-            out.extend(page.into_iter().filter_map(|(k, v)| {
-                let key = SubjectKey::decode(&k)?;
-                let (not_before, expires_at) = parse_cutoff_value(&v)?;
-                (expires_at > now).then_some(Cutoff {
-                    key,
-                    not_before,
-                    expires_at,
-                })
-            }));
+            for (k, v) in page {
+                let read = SubjectKey::decode(&k).zip(parse_cutoff_value(&v));
+                match read {
+                    Some((key, (not_before, expires_at))) if expires_at > now => out.push(Cutoff {
+                        key,
+                        not_before,
+                        expires_at,
+                    }),
+                    Some(_) => {}
+                    None => unread.note(&self.subjects, &k),
+                }
+            }
             if next == 0 {
+                unread.report("subject cut-off");
                 return Ok(out);
             }
             cursor = next;
@@ -556,6 +607,7 @@ impl RevocationStore for RedisStore {
 
     async fn snapshot(&self, now: i64) -> Result<Vec<Entry>, StoreError> {
         let mut out = Vec::new();
+        let mut unread = Unread::default();
         let mut offset = 0usize;
         loop {
             let page: Vec<(String, f64)> = self
@@ -575,14 +627,18 @@ impl RevocationStore for RedisStore {
                 })
                 .await?;
             let n = page.len();
-            out.extend(page.into_iter().filter_map(|(hex, score)| {
-                Some(Entry {
-                    digest: from_hex(&hex)?,
+            for (hex, score) in page {
+                match from_hex(&hex) {
                     // Scores are whole seconds written by us; i64 range.
-                    expires_at: score as i64,
-                })
-            }));
+                    Some(digest) => out.push(Entry {
+                        digest,
+                        expires_at: score as i64,
+                    }),
+                    None => unread.note(&self.zset, &hex),
+                }
+            }
             if n < SNAPSHOT_PAGE {
+                unread.report("blacklist");
                 return Ok(out);
             }
             offset += n;

@@ -975,6 +975,61 @@ fn redis_start_loads_a_large_blacklist() {
     );
 }
 
+/// Entries a node cannot read (written by hand, by another program, by a
+/// newer jwtgate) are skipped, but said in the log: a revocation a node
+/// cannot read is one it does not enforce. The readable ones still hold.
+#[test]
+fn redis_entries_a_node_cannot_read_are_logged_not_silently_skipped() {
+    let _serial = serial();
+    let server = RedisServer::start();
+    let up = Upstream::start();
+    let token = alice_token();
+    let exp = payload_of(&token)["exp"].as_i64().unwrap().to_string();
+    let far = (now() + 3600).to_string();
+    server.cli(&["ZADD", "{jwtgate}:revoked", &exp, &sha256_hex(&token)]);
+    server.cli(&["ZADD", "{jwtgate}:revoked", &far, "not-a-digest"]);
+    server.cli(&["ZADD", "{jwtgate}:revoked", &far, &"zz".repeat(32)]);
+    server.cli(&["HSET", "{jwtgate}:subjects", "{\"not\":\"a key\"}", "1:2"]);
+
+    let gw = Gateway::start(&config(&server.store_yaml(), &up, ""));
+    assert_revoked(&get_app(&gw, &token));
+    assert_passes(&gw, &alice_token(), "a token not in the blacklist");
+    let logs = gw.logs();
+    let line = |what: &str| {
+        logs.lines()
+            .find(|l| l.contains(&format!("unreadable {what}")))
+            .unwrap_or_else(|| panic!("no log line for unreadable {what}:\n{logs}"))
+            .to_owned()
+    };
+    let blacklist = line("blacklist");
+    assert!(
+        blacklist.contains("skipped=2") && blacklist.contains("first=not-a-digest"),
+        "{blacklist}"
+    );
+    assert!(line("subject cut-off").contains("skipped=1"), "{logs}");
+
+    // The changes feed: an entry of a type this node does not know, while
+    // it runs, is said too, and the feed goes on past it.
+    server.cli(&["XADD", "{jwtgate}:feed", "*", "t", "z", "k", "v"]);
+    let later = alice_token_with_exp(now() + 600);
+    assert_logged_out(&gw, &logout(&gw, &later));
+    wait_refused(
+        &gw,
+        &later,
+        Duration::from_secs(10),
+        "a logout after the unreadable feed entry",
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gw.logs().contains("unreadable changes feed entry") {
+        assert!(
+            Instant::now() < deadline,
+            "no log line for the unreadable feed entry:\n{}",
+            gw.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 // ---------------------------------------------------------------------------
 // 5. pool_size / pool_backlog: fail fast when the store is busy
 // ---------------------------------------------------------------------------
