@@ -168,6 +168,38 @@ fn hand_edits_are_picked_up_in_place_and_by_rename() {
     );
 }
 
+/// A config that is a link into another directory (a checkout, say): an
+/// edit of the file it points to is picked up as an edit of the config,
+/// in place and by rename. The watch had been on the link's directory
+/// alone, so such an edit waited for SIGHUP.
+#[test]
+#[cfg(unix)]
+fn hand_edits_of_a_linked_configs_target_are_picked_up() {
+    let up = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let checkout = dir.path().join("checkout");
+    std::fs::create_dir(&checkout).unwrap();
+    let target = checkout.join("gw.yaml");
+    std::fs::write(&target, config(&up.node(), &[], "guarded")).unwrap();
+    let link = dir.path().join("jwtgate.yaml");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let node = Node::start_on(&link, &[]);
+    assert_eq!(node.get("/one/x").status, 404);
+
+    std::fs::write(&target, config(&up.node(), &["one"], "guarded")).unwrap();
+    assert!(
+        eventually(WAIT, || node.get("/one/x").status == 200),
+        "{}",
+        node.logs()
+    );
+    replace_by_rename(&target, &config(&up.node(), &["one", "two"], "guarded"));
+    assert!(
+        eventually(WAIT, || node.get("/two/x").status == 200),
+        "{}",
+        node.logs()
+    );
+}
+
 #[test]
 fn an_invalid_edit_is_rejected_while_traffic_keeps_flowing() {
     let up = Upstream::start();
