@@ -101,6 +101,23 @@ kill "$pid"; wait "$pid" || true
 in_root test -f /var/lib/jwtgate/revocations.redb || in_root ls /var/lib/jwtgate | grep -q . || fail "nothing in the StateDirectory"
 in_root rm /etc/jwtgate/port-check.yaml
 
+echo "== an upgrade acts on no link the service planted"
+# The service may write in /etc/jwtgate. A link it puts in the config's
+# place must not make the upgrade's root change the file it points to.
+in_root sh -c 'umask 077; echo secret > /root/victim'
+in_root cp -a /etc/jwtgate/jwtgate.yaml /tmp/jwtgate.yaml.orig
+in_root setpriv --reuid=jwtgate --regid=jwtgate --clear-groups --inh-caps=-all \
+  ln -sfn /root/victim /etc/jwtgate/jwtgate.yaml
+in_root dpkg -i --force-confold /tmp/jwtgate.deb
+[[ $(in_root stat -c '%U:%G %a' /root/victim) == "root:root 600" ]] \
+  || fail "the upgrade changed the file a planted link points to: $(in_root stat -c '%U:%G %a' /root/victim)"
+in_root mv -f /tmp/jwtgate.yaml.orig /etc/jwtgate/jwtgate.yaml
+# An operator's own owner and mode survive an upgrade.
+in_root chmod 0640 /etc/jwtgate/jwtgate.yaml
+in_root dpkg -i --force-confold /tmp/jwtgate.deb
+[[ $(in_root stat -c '%U:%G %a' /etc/jwtgate/jwtgate.yaml) == "root:jwtgate 640" ]] \
+  || fail "the upgrade reset the operator's mode: $(in_root stat -c '%U:%G %a' /etc/jwtgate/jwtgate.yaml)"
+
 echo "== dpkg --purge"
 in_root dpkg --purge jwtgate
 in_root test ! -e /usr/bin/jwtgate || fail "the binary stayed"
