@@ -27,7 +27,7 @@ use jwtgate_store::Revocations;
 use serde_json::Value;
 use tracing::warn;
 
-use crate::check::{compile_checked, Loaded};
+use crate::check::{compile_checked, compile_text, Loaded};
 use crate::error::AdminError;
 use crate::source::file::FileSource;
 use crate::source::{ConfigSource, SourceEdit};
@@ -134,11 +134,15 @@ impl Running {
         problems: Vec<ConfigError>,
         at: &str,
     ) -> Result<Config, ConfigErrors> {
-        let config = compile_checked(source, problems, at, &self.base_dir)?;
-        match config.tls.as_ref().map(jwtgate_proxy::tls::check) {
-            Some(errors) if !errors.is_empty() => Err(ConfigErrors(errors)),
-            _ => Ok(config),
-        }
+        tls_checked(compile_checked(source, problems, at, &self.base_dir)?)
+    }
+
+    /// Step 1 for the text of the node's file, TLS keys checked against
+    /// their certificates too: a reload with a key that does not match is
+    /// refused as a whole, as one with a missing key file is.
+    pub fn compile_text(&self, text: &str) -> Result<(RawConfig, Config), ConfigErrors> {
+        let (source, config) = compile_text(text, &self.base_dir)?;
+        Ok((source, tls_checked(config)?))
     }
 
     /// The config warnings `next` has and the running config does not:
@@ -167,12 +171,18 @@ impl Running {
         for w in &brought {
             warn!("config: {w}");
         }
+        let mut config = config;
         if let (Some(server), Some(tls)) = (&self.tls, &config.tls) {
             if current.tls.as_ref() != Some(tls) {
                 match server.update(tls) {
                     Ok(()) => tracing::info!("TLS certificates and settings reloaded"),
-                    // `compile` checked them: only a library failure lands here.
-                    Err(e) => tracing::error!("TLS not reloaded, the previous settings stay: {e}"),
+                    // `compile` checked them: only a library failure lands
+                    // here. The running config keeps saying what is served,
+                    // so the next reload tries again.
+                    Err(e) => {
+                        tracing::error!("TLS not reloaded, the previous settings stay: {e}");
+                        config.tls = current.tls.clone();
+                    }
                 }
             }
         }
@@ -186,6 +196,14 @@ impl Running {
         self.source.store(Arc::new(source));
         self.config.store(Arc::new(config));
         brought
+    }
+}
+
+/// `config` if its TLS keys match their certificates.
+fn tls_checked(config: Config) -> Result<Config, ConfigErrors> {
+    match config.tls.as_ref().map(jwtgate_proxy::tls::check) {
+        Some(errors) if !errors.is_empty() => Err(ConfigErrors(errors)),
+        _ => Ok(config),
     }
 }
 

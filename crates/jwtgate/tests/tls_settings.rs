@@ -311,12 +311,38 @@ async fn sighup_replaces_the_certificate_and_keeps_open_connections() {
         200,
         "the connection opened before stays up"
     );
-    // A key that does not go with its certificate: the reload is refused,
-    // the renewed certificate stays.
+    // A key that does not go with its certificate, in the same edit as a
+    // new lowest version: the reload is refused as a whole (it had been
+    // counted "applied", with the version change dropped and never tried
+    // again), the renewed certificate stays.
     let (_, wrong_key) = self_signed(dir.path(), "localhost", "stray");
     std::fs::copy(&wrong_key, &key).unwrap();
+    let tls13 = format!(
+        r#"{{ cert_file: "{}", key_file: "{}", min_version: "1.3" }}"#,
+        cert.display(),
+        key.display()
+    );
+    std::fs::write(&node.config_path, config(&tls13)).unwrap();
+    let invalid = || {
+        node.metrics()
+            .value("jwtgate_config_reloads_total", &[("outcome", "invalid")])
+    };
+    let before = invalid();
     node.signal("HUP");
     node.wait_log("tls.key_file: is not the private key of cert_file", 1);
+    node.wait_log("config reload rejected", 1);
+    assert_eq!(invalid(), before + 1.0, "{}", node.logs());
+    assert!(connect(node.addr, &new_trust, "localhost").await.is_ok());
+    let tls12 = Arc::new(client(&new_cert, &[&rustls::version::TLS12]));
+    assert!(
+        connect(node.addr, &tls12, "localhost").await.is_ok(),
+        "nothing of the refused edit is live"
+    );
+    // The key put right: the edit goes live, version and all.
+    std::fs::copy(&new_key, &key).unwrap();
+    node.signal("HUP");
+    node.wait_log("TLS certificates and settings reloaded", 2);
+    assert!(connect(node.addr, &tls12, "localhost").await.is_err());
     assert!(connect(node.addr, &new_trust, "localhost").await.is_ok());
 }
 

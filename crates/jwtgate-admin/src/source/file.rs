@@ -15,7 +15,6 @@ use tokio::sync::Mutex;
 use tracing::{info, warn};
 
 use super::{BoxFuture, ConfigSource, MakeEdit};
-use crate::check::compile_text;
 use crate::error::AdminError;
 use crate::live::{ReloadOutcome, Running, Trigger};
 use crate::protect;
@@ -79,7 +78,7 @@ impl FileSource {
             return (ReloadOutcome::Unchanged, None);
         }
         texts.seen = Some(text.clone());
-        let result = match compile_text(&text, running.base_dir()) {
+        let result = match running.compile_text(&text) {
             Ok((source, config)) => match protect::check(&running.source(), &source) {
                 Ok(()) => {
                     running.install(source, config);
