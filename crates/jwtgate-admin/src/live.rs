@@ -332,8 +332,12 @@ fn warn_restart_only(current: &Config, next: &Config) {
     if next.workers != current.workers
         || next.worker_cpu_affinity != current.worker_cpu_affinity
         || next.worker_yield != current.worker_yield
+        || next.max_connections != current.max_connections
     {
-        warn!("workers, worker_cpu_affinity or worker_yield changed: it takes effect on restart");
+        warn!(
+            "workers, worker_cpu_affinity, worker_yield or max_connections changed: \
+             it takes effect on restart"
+        );
     }
     if next.config_source != current.config_source {
         warn!("config_source changed: it takes effect on restart");

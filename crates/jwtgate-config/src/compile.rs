@@ -115,6 +115,7 @@ pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Op
         WorkerAffinity::Off
     };
     let worker_yield = auto_or_off("worker_yield", raw.worker_yield.as_deref(), true, errors);
+    let max_connections = max_connections(raw.max_connections, errors);
     let config_source = raw
         .config_source
         .as_ref()
@@ -140,6 +141,7 @@ pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Op
         workers,
         worker_cpu_affinity,
         worker_yield,
+        max_connections,
         config_source,
         consumers: Arc::new(consumers),
         providers: Arc::new(providers),
@@ -284,6 +286,20 @@ fn workers(v: Option<u64>, errors: &mut Errors) -> Option<NonZeroUsize> {
         return None;
     }
     usize::try_from(n).ok().and_then(NonZeroUsize::new)
+}
+
+/// `max_connections`: at least 1; `None` when absent (the node derives it
+/// from its open-file limit).
+fn max_connections(v: Option<u64>, errors: &mut Errors) -> Option<NonZeroUsize> {
+    let n = v?;
+    let n = usize::try_from(n).ok().and_then(NonZeroUsize::new);
+    if n.is_none() {
+        errors.add(
+            "max_connections",
+            "must be at least 1 (omit it to derive it from the open-file limit)",
+        );
+    }
+    n
 }
 
 /// A node setting that is `auto` (true) or `off` (false); `default` when

@@ -39,6 +39,9 @@ pub struct Config {
     /// moved between CPUs yields its CPU once before it sleeps; `off`: it
     /// sleeps at once.
     pub worker_yield: bool,
+    /// Client connections served at once before accepting pauses; `None`:
+    /// derived from the open-file limit at start.
+    pub max_connections: Option<NonZeroUsize>,
     /// Where routes, consumers and providers live when not in the file
     /// (SPEC §6).
     pub config_source: Option<EtcdSettings>,

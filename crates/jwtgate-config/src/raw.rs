@@ -26,6 +26,8 @@ pub struct RawConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker_yield: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub config_source: Option<RawConfigSource>,
     pub consumers: Vec<RawConsumer>,
     #[serde(skip_serializing_if = "Vec::is_empty")]

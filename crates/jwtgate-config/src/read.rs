@@ -55,6 +55,7 @@ pub(crate) fn config(root: &Value, errors: &mut Errors) -> RawConfig {
     raw.workers = o.u64("workers", errors);
     raw.worker_cpu_affinity = o.keyword("worker_cpu_affinity", errors);
     raw.worker_yield = o.keyword("worker_yield", errors);
+    raw.max_connections = o.u64("max_connections", errors);
     for (loc, v) in o.list("consumers", errors) {
         if let Some(c) = obj(v, &loc, errors) {
             raw.consumers.push(consumer(c, errors));

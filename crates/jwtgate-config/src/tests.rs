@@ -381,6 +381,19 @@ fn worker_yield_is_auto_or_off_and_auto_by_default() {
 }
 
 #[test]
+fn max_connections_is_at_least_one_and_derived_when_absent() {
+    assert_eq!(load(MINIMAL).expect("valid").max_connections, None);
+    let with = |v: &str| format!("max_connections: {v}\n{MINIMAL}");
+    let n = load(&with("20000")).expect("valid").max_connections;
+    assert_eq!(n.map(std::num::NonZeroUsize::get), Some(20_000));
+    assert_eq!(
+        errors(&with("0")),
+        ["max_connections: must be at least 1 (omit it to derive it from the open-file limit)"]
+    );
+    assert_eq!(errors(&with("-1")).len(), 1);
+}
+
+#[test]
 fn an_unknown_key_names_the_one_it_was_likely_meant_to_be() {
     let errs = errors(
         &MINIMAL

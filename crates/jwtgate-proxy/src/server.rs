@@ -70,6 +70,9 @@ pub struct Listeners {
     /// Whether unpinned workers yield their CPU before they sleep
     /// (`worker_yield`).
     yields: bool,
+    /// Connections served at once before accepting pauses
+    /// (`max_connections`).
+    max_connections: usize,
 }
 
 /// Pending connections each listening socket may queue.
@@ -118,6 +121,7 @@ impl Listeners {
             workers: None,
             affinity: WorkerAffinity::Off,
             yields: true,
+            max_connections: usize::MAX,
         })
     }
 
@@ -134,6 +138,16 @@ impl Listeners {
     /// (`worker_yield`; default true): see [`affinity::yield_before_sleep`].
     pub fn with_worker_yield(mut self, yields: bool) -> Self {
         self.yields = yields;
+        self
+    }
+
+    /// Serve at most `n` client connections at once (`max_connections`):
+    /// with that many open, no worker accepts another until one ends, and
+    /// new ones wait in the listening socket's queue, as with HAProxy's
+    /// `maxconn`. It keeps file descriptors for the upstreams, the store,
+    /// etcd and the admin API when clients would take them all.
+    pub fn with_max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
         self
     }
 
@@ -182,7 +196,7 @@ impl Listeners {
                 "serving"
             ),
         }
-        let (balance, inboxes) = Balance::new(sockets.len());
+        let (balance, inboxes) = Balance::new(sockets.len(), self.max_connections);
         let mut done = Vec::new();
         let mut last_error = String::from("no listening sockets for any worker");
         for (n, (mine, inbox)) in sockets.into_iter().zip(inboxes).enumerate() {
@@ -365,6 +379,19 @@ struct Shared {
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     loop {
+        if shared.balance.is_full() {
+            if PAUSED_SAID.due() {
+                warn!(
+                    max_connections = shared.balance.limit(),
+                    "max_connections reached: accepting paused until a connection ends \
+                     (said once a minute at most)"
+                );
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(FULL_RECHECK) => continue,
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = stop.wait_for(|s| *s) => return,
@@ -373,7 +400,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
             Ok(x) => x,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
-                warn!(error = %e, "accept failed");
+                if ACCEPT_FAILED_SAID.due() {
+                    warn!(error = %e, "accept failed (said once a minute at most)");
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -382,6 +411,42 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
         if let Placed::Here(stream) = shared.balance.place(shared.worker, stream, peer) {
             start_connection(stream, peer, &shared);
         }
+    }
+}
+
+/// How often a worker at `max_connections` looks again.
+const FULL_RECHECK: Duration = Duration::from_millis(10);
+
+static PAUSED_SAID: OncePer = OncePer::minute();
+static ACCEPT_FAILED_SAID: OncePer = OncePer::minute();
+
+/// A log line said at most once a period, by whichever worker comes first.
+struct OncePer {
+    /// Seconds since the Unix epoch when it was last said (0: never).
+    last: std::sync::atomic::AtomicU64,
+    every: u64,
+}
+
+impl OncePer {
+    const fn minute() -> Self {
+        OncePer {
+            last: std::sync::atomic::AtomicU64::new(0),
+            every: 60,
+        }
+    }
+
+    /// Whether to say it now; if so, the next time is a period away.
+    fn due(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.last.load(Relaxed);
+        (last == 0 || now.saturating_sub(last) >= self.every)
+            && self
+                .last
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_ok()
     }
 }
 

@@ -10,6 +10,7 @@
 mod cli;
 mod config_cmd;
 mod explain;
+mod fd_limit;
 mod file_watch;
 mod logging;
 mod notify;

@@ -3,6 +3,7 @@
 //! API; SIGHUP: reload). Reloads, like admin API writes, go through
 //! [`LiveConfig`], the one path by which the running config changes.
 
+use std::num::NonZeroUsize;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -94,7 +95,10 @@ async fn serve(path: &Path, loaded: Loaded) -> ExitCode {
     let listeners = match Listeners::bind(&config.listen, config.tls.as_ref()).await {
         Ok(l) => l
             .with_workers(config.workers, config.worker_cpu_affinity)
-            .with_worker_yield(config.worker_yield),
+            .with_worker_yield(config.worker_yield)
+            .with_max_connections(crate::fd_limit::max_connections(
+                config.max_connections.map(NonZeroUsize::get),
+            )),
         Err(e) => {
             error!("{e}");
             return ExitCode::from(1);

@@ -646,3 +646,53 @@ routes:
         .unwrap_or_else(|e| panic!("{e}\n{}", gw.logs()));
     assert_eq!(status, 401, "{}", gw.logs());
 }
+
+/// Clients that open connections and never finish a request head (or a
+/// TLS handshake) took every file descriptor the process had, and the
+/// data plane logged `accept failed: Too many open files` forty times a
+/// second while real clients and the admin API waited. `max_connections`
+/// (by default what the open-file limit leaves room for) pauses accepting
+/// instead: a new client waits in the listening socket's queue and is
+/// served once a connection ends, as with HAProxy's `maxconn`.
+#[test]
+fn regression_silent_connections_cannot_take_every_descriptor() {
+    let gw = Gateway::start(
+        "listen: \"127.0.0.1:0\"\nworkers: 2\nmax_connections: 3\nroutes:\n  - name: open\n    paths: [\"/*\"]\n    upstream: { echo: true }\n",
+    );
+    let silent: Vec<TcpStream> = (0..3).map(|_| connect(gw.addr)).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gw.logs().contains("max_connections reached") {
+        assert!(
+            Instant::now() < deadline,
+            "accepting never paused:\n{}",
+            gw.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The kernel completes the fourth client's handshake; the gateway does
+    // not take it while three are open.
+    let mut waiting = connect(gw.addr);
+    waiting
+        .write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    waiting
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let early = waiting.read(&mut byte);
+    assert!(
+        early.as_ref().is_err_and(|e| matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )),
+        "answered while at max_connections: {early:?}"
+    );
+    drop(silent);
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let resp = read_response(&mut waiting, false).unwrap();
+    assert_eq!(resp.status, 200, "served once the others ended");
+    let said = gw.logs().matches("max_connections reached").count();
+    assert_eq!(said, 1, "said once a minute at most:\n{}", gw.logs());
+}

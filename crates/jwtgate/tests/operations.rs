@@ -438,7 +438,7 @@ fn workers_sets_the_worker_threads_and_a_change_waits_for_a_restart() {
     std::fs::write(&node.config_path, config(store, "workers: 2\n")).unwrap();
     node.signal("HUP");
     node.wait_log(
-        "workers, worker_cpu_affinity or worker_yield changed: it takes effect on restart",
+        "workers, worker_cpu_affinity, worker_yield or max_connections changed: it takes effect on restart",
         1,
     );
     let more = open_keep_alive(&node, 5);

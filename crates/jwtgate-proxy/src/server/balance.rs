@@ -34,6 +34,9 @@ pub(super) struct Balance {
     /// idle-watch ticket gives its place back when it ends).
     placed: Vec<Arc<AtomicUsize>>,
     inboxes: Vec<mpsc::UnboundedSender<Handover>>,
+    /// Connections all workers together serve before they stop accepting
+    /// (`max_connections`).
+    limit: usize,
 }
 
 /// Where [`Balance::place`] put a connection.
@@ -45,14 +48,32 @@ pub(super) enum Placed {
 }
 
 impl Balance {
-    /// A balance over `workers` workers, and each worker's inbox.
-    pub(super) fn new(workers: usize) -> (Arc<Self>, Vec<mpsc::UnboundedReceiver<Handover>>) {
+    /// A balance over `workers` workers serving at most `limit`
+    /// connections together, and each worker's inbox.
+    pub(super) fn new(
+        workers: usize,
+        limit: usize,
+    ) -> (Arc<Self>, Vec<mpsc::UnboundedReceiver<Handover>>) {
         let (inboxes, receivers) = (0..workers).map(|_| mpsc::unbounded_channel()).unzip();
         let balance = Balance {
             placed: (0..workers).map(|_| Arc::default()).collect(),
             inboxes,
+            limit,
         };
         (Arc::new(balance), receivers)
+    }
+
+    /// Whether the workers serve `max_connections` connections: then none
+    /// accepts another until one ends. The count is read without a lock,
+    /// so workers accepting at the same instant may pass it by one each.
+    pub(super) fn is_full(&self) -> bool {
+        let serving: usize = self.placed.iter().map(|n| n.load(Ordering::Relaxed)).sum();
+        serving >= self.limit
+    }
+
+    /// The most connections served at once.
+    pub(super) fn limit(&self) -> usize {
+        self.limit
     }
 
     /// Worker `worker`'s count, which its idle watch decrements as its

@@ -29,7 +29,7 @@ fn counts(balance: &Balance) -> Vec<usize> {
 
 #[tokio::test]
 async fn a_burst_one_worker_accepts_is_split_evenly() {
-    let (balance, mut inboxes) = Balance::new(2);
+    let (balance, mut inboxes) = Balance::new(2, usize::MAX);
     let mut kept = 0;
     let mut clients = Vec::new();
     for (stream, peer, client) in accepted(10).await {
@@ -56,7 +56,7 @@ async fn a_burst_one_worker_accepts_is_split_evenly() {
 #[tokio::test]
 async fn a_handed_over_socket_carries_the_clients_bytes() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (balance, mut inboxes) = Balance::new(2);
+    let (balance, mut inboxes) = Balance::new(2, usize::MAX);
     let mut conns = accepted(2).await.into_iter();
     let (first, peer, _c1) = conns.next().unwrap();
     assert!(matches!(balance.place(0, first, peer), Placed::Here(_)));
@@ -75,7 +75,7 @@ async fn a_handed_over_socket_carries_the_clients_bytes() {
 
 #[tokio::test]
 async fn a_worker_keeps_what_it_accepts_while_others_are_as_busy() {
-    let (balance, _inboxes) = Balance::new(3);
+    let (balance, _inboxes) = Balance::new(3, usize::MAX);
     balance.placed[1].store(4, Ordering::Relaxed);
     balance.placed[2].store(3, Ordering::Relaxed);
     balance.placed[0].store(3, Ordering::Relaxed);
@@ -90,7 +90,7 @@ async fn a_worker_keeps_what_it_accepts_while_others_are_as_busy() {
 
 #[tokio::test]
 async fn a_stopped_worker_is_handed_nothing() {
-    let (balance, mut inboxes) = Balance::new(2);
+    let (balance, mut inboxes) = Balance::new(2, usize::MAX);
     drop(inboxes.pop()); // worker 1 stopped
     balance.placed[0].store(5, Ordering::Relaxed);
     let (stream, peer, _client) = accepted(1).await.pop().unwrap();
@@ -104,7 +104,7 @@ async fn a_stopped_worker_is_handed_nothing() {
 
 #[test]
 fn a_place_given_back_never_goes_below_zero() {
-    let (balance, _inboxes) = Balance::new(1);
+    let (balance, _inboxes) = Balance::new(1, usize::MAX);
     balance.unplace(0);
     assert_eq!(counts(&balance), [0]);
     balance.placed[0].store(2, Ordering::Relaxed);
