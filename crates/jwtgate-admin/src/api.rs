@@ -14,11 +14,15 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodRouter};
 use axum::{middleware, Json, Router};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use jwtgate_config::{RawConsumer, RawProvider, RawRoute};
 use jwtgate_proxy::metrics::MetricsHandle;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tracing::{info, warn};
 
 use crate::endpoints::{Endpoint, Op, ENDPOINTS};
@@ -48,6 +52,7 @@ pub fn router(state: AdminState) -> Router {
         .merge(console::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(read_body_in_time))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,
@@ -207,6 +212,14 @@ impl AdminListener {
 
     /// Serves until `stop` turns true, then lets in-flight admin requests
     /// finish (the caller bounds the wait).
+    ///
+    /// HTTP/1.1, with the bounds a data-plane connection has: a request
+    /// head must arrive within [`HEAD_TIMEOUT`] (an idle keep-alive
+    /// connection is closed then too), a body may not stall for longer
+    /// than [`BODY_TIMEOUT`], and at most [`MAX_CONNECTIONS`] are served
+    /// at once (more wait in the listening socket's queue). Without them
+    /// anyone who reaches the port could hold connections open until the
+    /// process had no file descriptor left, for the data plane either.
     pub async fn serve(self, state: AdminState, stop: watch::Receiver<bool>) {
         // Not "listening on http://": that line announces the data plane.
         info!("admin API listening at http://{}", self.local);
@@ -214,19 +227,101 @@ impl AdminListener {
             tokio::spawn(upkeep(handle, stop.clone()));
         }
         let ready = Arc::clone(&state.ready);
-        let mut stop_rx = stop;
-        let shutdown = async move {
-            let _ = stop_rx.wait_for(|s| *s).await;
-            ready.store(false, Ordering::Relaxed);
-        };
-        if let Err(e) = axum::serve(self.listener, router(state))
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            warn!(error = %e, "admin API stopped with an error");
+        let service = TowerToHyperService::new(router(state));
+        let graceful = GracefulShutdown::new();
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let mut stop = stop;
+        loop {
+            let slot = tokio::select! {
+                s = Arc::clone(&slots).acquire_owned() => s,
+                _ = stop.wait_for(|s| *s) => break,
+            };
+            let Ok(slot) = slot else { break };
+            let accepted = tokio::select! {
+                a = self.listener.accept() => a,
+                _ = stop.wait_for(|s| *s) => break,
+            };
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    warn!(error = %e, "admin API: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEAD_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service.clone());
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                let _ = conn.await;
+                drop(slot);
+            });
         }
+        ready.store(false, Ordering::Relaxed);
+        graceful.shutdown().await;
         info!("admin API stopped");
     }
+}
+
+/// How long a client has to send a request head, on a new connection or
+/// between two requests of a kept-alive one, as on the data plane.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a request body may stall between two reads.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Admin connections served at once: operators, scrapers and load
+/// balancers' `/status` checks, far from this many.
+const MAX_CONNECTIONS: usize = 256;
+
+/// The most a request body may hold (axum's own default limit, which the
+/// handlers' extractors apply as well).
+const BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// Reads a request's body before the handler runs, each read bounded by
+/// [`BODY_TIMEOUT`]: a client that stops sending gets 408 and its
+/// connection ends, where it had held the connection (and a descriptor)
+/// for as long as it liked. Reading first keeps the handler itself whole:
+/// a write is never cut off halfway by a timeout.
+async fn read_body_in_time(req: axum::extract::Request, next: middleware::Next) -> Response {
+    use http_body_util::BodyExt;
+    let (parts, mut body) = req.into_parts();
+    let mut bytes = Vec::new();
+    loop {
+        let frame = match tokio::time::timeout(BODY_TIMEOUT, body.frame()).await {
+            Err(_) => {
+                let message = format!("the request body stalled for {}s", BODY_TIMEOUT.as_secs());
+                let mut resp =
+                    AdminError::Body(StatusCode::REQUEST_TIMEOUT, message).into_response();
+                resp.headers_mut().insert(
+                    header::CONNECTION,
+                    header::HeaderValue::from_static("close"),
+                );
+                return resp;
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                let message = format!("cannot read the request body: {e}");
+                return AdminError::Body(StatusCode::BAD_REQUEST, message).into_response();
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > BODY_LIMIT {
+                let message = format!("the request body is over {BODY_LIMIT} bytes");
+                return AdminError::Body(StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
 }
 
 /// Histogram samples are drained into buckets here, not only on scrape,

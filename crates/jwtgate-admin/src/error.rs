@@ -48,6 +48,10 @@ pub enum AdminError {
     /// was not applied either, so file and memory still agree.
     #[error("cannot write the config file: {0}")]
     Persist(String),
+    /// The request's body could not be taken: it stalled (408), it is too
+    /// large (413), or it could not be read (400).
+    #[error("{1}")]
+    Body(StatusCode, String),
 }
 
 impl AdminError {
@@ -73,6 +77,7 @@ impl AdminError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             AdminError::Persist(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AdminError::Body(status, _) => *status,
         }
     }
 }

@@ -835,3 +835,112 @@ fn metrics_move_as_requests_are_made() {
         assert!(after.has_family(family), "{family} missing:\n{}", after.0);
     }
 }
+
+/// The admin listener had no bound at all: connections that sent nothing,
+/// half a head, or half a body stayed open as long as their client liked,
+/// and twenty thousand of them took every file descriptor the process had,
+/// so the data plane could not accept either. It now has the data plane's
+/// bounds: a head within 30 s (an idle kept-alive connection included), a
+/// body that does not stall 30 s (408), and at most 256 connections at once
+/// (more wait in the listening socket's queue). This test waits out the
+/// real 30 s.
+#[test]
+fn regression_admin_connections_are_bounded_in_time_and_number() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+    const EARLIEST: Duration = Duration::from_secs(29);
+    const LATEST: Duration = Duration::from_secs(45);
+    let (_dir, node) = start();
+    let admin = node.admin;
+    let open = || {
+        let s = TcpStream::connect(admin).unwrap();
+        s.set_read_timeout(Some(LATEST)).unwrap();
+        s
+    };
+    /// Reads until the node closes the connection: what came, and when.
+    fn until_closed(mut s: TcpStream, from: Instant) -> (String, Duration) {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("still open after {:?}: {e}", from.elapsed()),
+            }
+        }
+        (String::from_utf8_lossy(&got).into_owned(), from.elapsed())
+    }
+
+    // At most 256 at once: the 257th waits until one of them ends.
+    let mut held: Vec<TcpStream> = (0..256).map(|_| open()).collect();
+    let mut waiting = open();
+    waiting
+        .write_all(b"GET /status HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    waiting
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let early = waiting.read(&mut [0u8; 1]);
+    assert!(
+        early.as_ref().is_err_and(|e| matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )),
+        "answered with 256 connections open: {early:?}"
+    );
+    held.clear();
+    waiting.set_read_timeout(Some(LATEST)).unwrap();
+    let (answer, _) = until_closed(waiting, Instant::now());
+    assert!(
+        answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.1 503"),
+        "{answer}"
+    );
+
+    // In time: silent, half a head, an idle kept-alive connection, and a
+    // body that stalls.
+    let started = Instant::now();
+    let silent = open();
+    let mut half_head = open();
+    half_head.write_all(b"GET /status HTTP/1.1\r\nHo").unwrap();
+    let mut kept = open();
+    kept.write_all(b"GET /status HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let mut half_body = open();
+    half_body
+        .write_all(
+            format!(
+                "PUT /admin/v1/consumers/slow HTTP/1.1\r\nHost: a\r\nX-API-KEY: {KEY}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"jw"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let waits: Vec<_> = [silent, half_head, kept, half_body]
+        .into_iter()
+        .map(|s| std::thread::spawn(move || until_closed(s, started)))
+        .collect();
+    let results: Vec<(String, Duration)> = waits.into_iter().map(|w| w.join().unwrap()).collect();
+    for (name, (got, after)) in ["silent", "half a head", "kept alive", "half a body"]
+        .iter()
+        .zip(&results)
+    {
+        assert!(
+            (EARLIEST..=LATEST).contains(after),
+            "{name}: closed after {after:?}, expected about 30 s; got {got:?}"
+        );
+    }
+    assert!(
+        results[2].0.starts_with("HTTP/1.1 "),
+        "kept alive: answered first"
+    );
+    let stalled = &results[3].0;
+    assert!(stalled.starts_with("HTTP/1.1 408"), "{stalled}");
+    assert!(stalled.contains("the request body stalled"), "{stalled}");
+    // Nothing of the stalled write was applied.
+    assert_eq!(
+        node.admin("GET", "/admin/v1/consumers/slow", None).status,
+        404
+    );
+}
