@@ -24,6 +24,7 @@ pub const HTTP_DURATION: &str = "jwtgate_http_request_duration_seconds";
 pub const JWT_AUTH: &str = "jwtgate_jwt_auth_total";
 pub const REVOCATIONS: &str = "jwtgate_revocations_total";
 pub const REVOCATION_STORE_ERRORS: &str = "jwtgate_revocation_store_errors_total";
+pub const REVOCATION_STORE_LOSSES: &str = "jwtgate_revocation_store_losses_total";
 pub const CONFIG_RELOADS: &str = "jwtgate_config_reloads_total";
 pub const WORKER_CONNECTIONS: &str = "jwtgate_worker_connections_total";
 
@@ -63,6 +64,10 @@ pub fn install() -> Result<MetricsHandle, String> {
         REVOCATION_STORE_ERRORS,
         "Revocation store operations that failed"
     );
+    describe_counter!(
+        REVOCATION_STORE_LOSSES,
+        "Times the shared revocation store was found to have lost entries, and this node wrote back what it holds"
+    );
     describe_counter!(CONFIG_RELOADS, "Config file reloads, by outcome");
     describe_counter!(
         WORKER_CONNECTIONS,
@@ -81,6 +86,7 @@ impl MetricsHandle {
     pub fn render(&self, revocations: &Revocations) -> String {
         counter!(REVOCATIONS).absolute(revocations.revoked_count());
         counter!(REVOCATION_STORE_ERRORS).absolute(revocations.store_errors());
+        counter!(REVOCATION_STORE_LOSSES).absolute(revocations.store_losses());
         self.0.render()
     }
 

@@ -123,6 +123,14 @@ pub trait RevocationStore: Send + Sync {
     /// Deletes entries and cut-offs expired at `now`; returns how many.
     async fn purge(&self, now: i64) -> Result<u64, StoreError>;
 
+    /// What the store holds a record of, as a value that changes only when
+    /// it loses that record (a Redis primary restarted empty, a flush): a
+    /// node that finds it changed writes back what it holds. `None`: the
+    /// store keeps what it was given for as long as it exists (embedded).
+    async fn generation(&self) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+
     /// Whether other nodes may write to this store (then the sync task
     /// follows the change feed).
     fn is_shared(&self) -> bool;

@@ -6,7 +6,9 @@
 //!   source of truth for full resyncs and purges;
 //! - `{name}:feed`: stream of revocations (capped), which every node follows
 //!   with a blocking `XREAD` on a dedicated connection: unlike pub/sub, a node
-//!   that reconnects resumes where it stopped.
+//!   that reconnects resumes where it stopped;
+//! - `{name}:generation`: a value set once; a node that finds it changed
+//!   knows the keys beside it were lost, and writes back what it holds.
 //!
 //! A revocation is one script (ZADD + XADD) and, when the primary has
 //! replicas, `WAIT 1` on the same node: `Ok` means a replica has it too.
@@ -79,6 +81,9 @@ pub struct RedisStore {
     subjects: String,
     /// Prefix of keys recorded once (`SET NX`).
     once: String,
+    /// A value set once (`SET NX`) and kept: if it changes, the keys beside
+    /// it were lost with it (same hash tag: same node).
+    generation: String,
     cutoff_script: redis::Script,
     lift_script: redis::Script,
     op_timeout: Duration,
@@ -175,6 +180,7 @@ impl RedisStore {
             feed: format!("{{{name}}}:feed"),
             subjects: format!("{{{name}}}:subjects"),
             once: format!("{{{name}}}:once:"),
+            generation: format!("{{{name}}}:generation"),
             cutoff_script: redis::Script::new(CUTOFF_SCRIPT),
             lift_script: redis::Script::new(LIFT_SCRIPT),
             op_timeout,
@@ -540,6 +546,28 @@ impl RevocationStore for RedisStore {
             }
             cursor = next;
         }
+    }
+
+    async fn generation(&self) -> Result<Option<String>, StoreError> {
+        let fresh = format!(
+            "{:x}-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+            std::process::id()
+        );
+        self.op(async {
+            let mut conn = self.conn().await?;
+            let set = redis::cmd("SET")
+                .arg(&self.generation)
+                .arg(&fresh)
+                .arg("NX")
+                .clone();
+            let _: Option<String> = Self::query(&mut conn, &set).await?;
+            let get = redis::cmd("GET").arg(&self.generation).clone();
+            Self::query(&mut conn, &get).await
+        })
+        .await
     }
 
     async fn claim_once(&self, key: &str, expires_at: i64) -> Result<bool, StoreError> {

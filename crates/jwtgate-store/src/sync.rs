@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::snapshot::SnapshotFile;
 use crate::{
@@ -64,6 +64,10 @@ pub struct Revocations {
     /// The blacklist changed since the snapshot was written.
     dirty: AtomicBool,
     store_errors: AtomicU64,
+    /// Times the store was found to have lost entries (see `resync`).
+    store_lost: AtomicU64,
+    /// The store's generation when this node last read it all.
+    generation: std::sync::Mutex<Option<String>>,
     revoked: AtomicU64,
 }
 
@@ -100,6 +104,8 @@ impl Revocations {
             snapshot,
             dirty: AtomicBool::new(false),
             store_errors: AtomicU64::new(0),
+            store_lost: AtomicU64::new(0),
+            generation: std::sync::Mutex::new(None),
             revoked: AtomicU64::new(0),
         })
     }
@@ -286,6 +292,10 @@ impl Revocations {
     }
 
     /// Store operations that failed (revocations, resyncs, feed reads).
+    pub fn store_losses(&self) -> u64 {
+        self.store_lost.load(Ordering::Relaxed)
+    }
+
     pub fn store_errors(&self) -> u64 {
         self.store_errors.load(Ordering::Relaxed)
     }
@@ -385,6 +395,12 @@ impl Revocations {
         }
     }
 
+    /// Loads everything the store holds. A store whose generation changed
+    /// since this node last read it lost what it held (a Redis primary
+    /// restarted empty, a flush): then this node first writes back the
+    /// revocations and cut-offs it holds, so that a token refused before
+    /// stays refused on every node, restarted ones included, rather than
+    /// being let in by the loss.
     async fn resync(&self, shared: bool) -> Result<(Cursor, usize), StoreError> {
         // Position first: anything revoked during the snapshot is then seen
         // by the feed too (duplicates are harmless).
@@ -394,6 +410,14 @@ impl Revocations {
             Cursor::Start
         };
         let now = unix_now();
+        let generation = self.store.generation().await?;
+        let known = self.generation_read().clone();
+        if let (Some(known), Some(now_at)) = (&known, &generation) {
+            if known != now_at {
+                self.republish(known, now_at, now).await?;
+            }
+        }
+        *self.generation_read() = generation;
         let entries = self.store.snapshot(now).await?;
         let cutoffs = self.store.cutoffs(now).await?;
         let n = entries.len();
@@ -403,6 +427,35 @@ impl Revocations {
         self.cutoffs.replace(cutoffs);
         self.loaded.store(true, Ordering::Relaxed);
         Ok((pos, n))
+    }
+
+    fn generation_read(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.generation
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes every revocation and cut-off this node holds back to a store
+    /// that lost them. Cut-offs lifted during the loss come back too: with
+    /// the store's record gone, refusing is the side to err on.
+    async fn republish(&self, was: &str, is: &str, now: i64) -> Result<(), StoreError> {
+        let entries = self.blacklist.live_entries(now);
+        let cutoffs = self.cutoffs.all(now);
+        error!(
+            store = self.store.kind(),
+            generation_was = was,
+            generation_is = is,
+            revocations = entries.len(),
+            cutoffs = cutoffs.len(),
+            "revocation store lost data: its generation changed since this node read it; \
+             writing back the revocations and cut-offs this node holds"
+        );
+        self.store.revoke_batch(&entries).await?;
+        for c in &cutoffs {
+            self.store.cut_off(c).await?;
+        }
+        self.store_lost.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Changes other nodes made, from the feed.

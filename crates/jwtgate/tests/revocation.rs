@@ -928,6 +928,29 @@ fn redis_revocations_propagate_survive_an_outage_and_catch_up() {
     }
     assert_passes(&b, &good, "B after Redis restart");
     assert_passes(&c, &good, "C once its blacklist loaded");
+
+    // Redis came back empty. A and B had read its feed further than it now
+    // goes, so they know it lost entries, and write back what they hold: a
+    // node started now refuses the tokens revoked before the loss too (it
+    // had let them in, and disagreed with A and B until they expired).
+    let said = |gw: &Gateway| gw.logs().contains("revocation store lost data");
+    assert!(
+        eventually(Duration::from_secs(10), || said(&a) && said(&b)),
+        "A:\n{}\nB:\n{}",
+        a.logs(),
+        b.logs()
+    );
+    for t in &revoked {
+        let back = eventually(Duration::from_secs(10), || {
+            !server.cli(&["ZSCORE", ZSET, &sha256_hex(t)]).is_empty()
+        });
+        assert!(back, "a revocation from before the loss is in Redis again");
+    }
+    let d = Gateway::start(&yaml);
+    for t in &revoked {
+        assert_revoked(&get_app(&d, t));
+    }
+    assert_passes(&d, &good, "D, started after the loss");
 }
 
 #[test]
