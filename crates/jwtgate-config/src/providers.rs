@@ -226,7 +226,8 @@ fn key_source(
     }
     if let Some(uri) = &p.jwks_uri {
         if !is_http_url(uri) {
-            errors.add(&at("jwks_uri"), format!("{uri:?} is not an http(s) URL"));
+            let shown = jwtgate_core::redact::url_for_display(uri);
+            errors.add(&at("jwks_uri"), format!("{shown:?} is not an http(s) URL"));
             return None;
         }
         return Some(KeySource::Uri(uri.clone()));

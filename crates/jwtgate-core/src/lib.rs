@@ -16,3 +16,4 @@ pub mod path;
 pub mod percent;
 pub mod policy;
 pub mod provider;
+pub mod redact;

@@ -102,7 +102,7 @@ impl Fetcher {
     }
 
     async fn get_unbounded(&self, url: &str) -> Result<Fetched, FetchError> {
-        let bad = || FetchError::BadUrl(url.to_owned());
+        let bad = || FetchError::BadUrl(jwtgate_core::redact::url_for_display(url));
         let uri: Uri = url.parse().map_err(|_| bad())?;
         let tls = match uri.scheme_str() {
             Some("https") => true,

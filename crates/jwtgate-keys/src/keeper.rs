@@ -18,6 +18,7 @@ use arc_swap::ArcSwapOption;
 use jwtgate_config::{KeySource, ProviderSource};
 use jwtgate_core::jwt::JwkSet;
 use jwtgate_core::provider::ProviderKeys;
+use jwtgate_core::redact::url_for_display as shown;
 use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 
@@ -314,12 +315,11 @@ impl Keeper {
                     Some(u) if !background => u,
                     _ => {
                         let url = discovery::discovery_url(&source.issuer);
-                        let doc = fetcher
-                            .get(&url)
-                            .await
-                            .map_err(|e| Failure::Unreachable(format!("discovery {url}: {e}")))?;
+                        let doc = fetcher.get(&url).await.map_err(|e| {
+                            Failure::Unreachable(format!("discovery {}: {e}", shown(&url)))
+                        })?;
                         let uri = discovery::jwks_uri(&doc.body, &source.issuer)
-                            .map_err(|e| Failure::Invalid(format!("{url}: {e}")))?;
+                            .map_err(|e| Failure::Invalid(format!("{}: {e}", shown(&url))))?;
                         *lock(&self.discovered) = Some(uri.clone());
                         uri
                     }
@@ -329,9 +329,9 @@ impl Keeper {
         let fetched = fetcher
             .get(&uri)
             .await
-            .map_err(|e| Failure::Unreachable(format!("{uri}: {e}")))?;
+            .map_err(|e| Failure::Unreachable(format!("{}: {e}", shown(&uri))))?;
         let set = JwkSet::parse(&fetched.body, &source.algorithms)
-            .map_err(|e| Failure::Invalid(format!("{uri}: not a usable JWK Set: {e}")))?;
+            .map_err(|e| Failure::Invalid(format!("{}: not a usable JWK Set: {e}", shown(&uri))))?;
         for s in set.skipped() {
             tracing::debug!(provider = %self.name, index = s.index, kid = ?s.kid, reason = %s.reason, "key skipped");
         }
@@ -340,7 +340,7 @@ impl Keeper {
             .current()
             .is_none_or(|old| old.set.fingerprint() != set.fingerprint());
         if changed {
-            info!(provider = %self.name, keys = set.len(), source = %uri, "key set installed");
+            info!(provider = %self.name, keys = set.len(), source = %shown(&uri), "key set installed");
         }
         self.install(
             Arc::new(set),

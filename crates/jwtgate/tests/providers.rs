@@ -706,3 +706,81 @@ fn the_quickstart_provider_example_works() {
         "https://idp.example.test/realms/demo"
     );
 }
+
+/// A key-set URL may carry a credential (`?access_token=${IDP_TOKEN}`, a
+/// user part). References are expanded before the URL is used, and the
+/// expanded URL had been written whole in the log ("key set installed",
+/// "key set fetch failed"), in `token explain` and the admin API's explain,
+/// and in config errors. Each now shows the URL with its user part and
+/// query values as `***`.
+#[test]
+fn regression_a_key_set_urls_credentials_stay_out_of_logs_and_explain() {
+    const CREDENTIAL: &str = "idp-token-that-must-not-leak";
+    let keys = KeyServer::start(false);
+    keys.set("/keys", Reply::json(&jwks(&[jwk("rsa", "r1")])));
+    let up = Upstream::start();
+    let provider = format!(
+        "    issuer: \"https://idp.example\"\n    jwks_uri: \"{}?access_token=${{IDP_TOKEN}}\"\n    algorithms: [RS256]\n    kid_miss_interval_seconds: 1\n",
+        keys.url("/keys")
+    );
+    let yaml = config(&up, &provider, "");
+    let env = [("IDP_TOKEN", CREDENTIAL)];
+    let gw = Gateway::start_with_env(&yaml, &env);
+    let claims = json!({"iss": "https://idp.example", "sub": "u-1", "exp": now() + 60});
+    let token = sign_kid("RS256", "rsa.key", Some("r1"), claims);
+    assert_eq!(
+        wait_status(&gw, &token, 200, Duration::from_secs(10)).status,
+        200
+    );
+    // The key set goes away: the failed fetch is logged too.
+    keys.set("/keys", Reply::status(500));
+    let unknown = sign_kid(
+        "RS256",
+        "rsa.key",
+        Some("r2"),
+        json!({"iss": "https://idp.example", "exp": now() + 60}),
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let _ = get(&gw, &unknown);
+            gw.logs().contains("key set fetch failed")
+        }),
+        "{}",
+        gw.logs()
+    );
+    let logs = gw.logs();
+    assert!(!logs.contains(CREDENTIAL), "{logs}");
+    assert!(logs.contains("/keys?access_token=***"), "{logs}");
+
+    let out = run_cli_env(
+        &[
+            "token",
+            "explain",
+            &token,
+            "--config",
+            gw.config_path.to_str().unwrap(),
+            "--request",
+            "GET /api/x",
+        ],
+        gw.dir.path(),
+        &env,
+    );
+    assert!(!out.all().contains(CREDENTIAL), "{}", out.all());
+    assert!(out.stdout.contains("access_token=***"), "{}", out.stdout);
+
+    // A config error about the URL shows it the same way.
+    let bad = yaml.replace("jwks_uri: \"http://", "jwks_uri: \"ftp://user:pw@");
+    std::fs::write(&gw.config_path, &bad).unwrap();
+    let out = run_cli_env(
+        &["check", "--config", gw.config_path.to_str().unwrap()],
+        gw.dir.path(),
+        &env,
+    );
+    assert_eq!(out.code(), Some(1), "{}", out.all());
+    assert!(
+        !out.all().contains(CREDENTIAL) && !out.all().contains("user:pw"),
+        "{}",
+        out.all()
+    );
+    assert!(out.all().contains("\"ftp://***@"), "{}", out.all());
+}

@@ -183,7 +183,7 @@ pub(super) fn step(
                         Some(max) => format!(
                             "{} key(s) from {}, fetched {}s ago ({})",
                             k.set.len(),
-                            k.source,
+                            jwtgate_core::redact::url_for_display(&k.source),
                             k.age(now),
                             if k.usable_at(now) {
                                 format!("usable up to {max}s after the fetch")
