@@ -377,7 +377,7 @@ impl Watch {
                 let parsed = self.etcd.parse_key(kv.key());
                 if parsed.is_none() {
                     tracing::warn!(
-                        key = %String::from_utf8_lossy(kv.key()),
+                        key = ?String::from_utf8_lossy(kv.key()),
                         "etcd: a key under the prefix that names no route, consumer or provider; ignored"
                     );
                 }

@@ -1824,9 +1824,24 @@ fn regression_names_with_a_slash_are_refused_not_lost() {
 
     // Written by hand under such a key: ignored, and said so.
     etcd.put(&format!("{PREFIX}/consumers/team/carol"), "{}");
-    node.wait_log(&format!("key={PREFIX}/consumers/team/carol"), 1);
+    node.wait_log(&format!("key=\"{PREFIX}/consumers/team/carol\""), 1);
     etcd.put(&key("routes", "next"), &route_json(&["/next/*"]));
     wait_get(&node, "/next/x", 200);
+
+    // What an etcd writer puts in a key cannot end a log line, colour it,
+    // or forge a line after it: control characters are escaped, in a
+    // stray key and in a refused object's key and reason alike.
+    let forged = "\n2026-01-01T00:00:00Z  INFO jwtgate::access: FORGED \u{1b}[2J";
+    etcd.put(&format!("{PREFIX}/stray{forged}"), "x");
+    etcd.put(&key("routes", &format!("bad{forged}")), "{not json");
+    node.wait_log("FORGED \\u{1b}[2J", 2);
+    let logs = node.logs();
+    assert!(
+        !logs
+            .lines()
+            .any(|l| l.starts_with("2026-01-01") || l.contains('\u{1b}')),
+        "{logs}"
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -197,7 +197,7 @@ impl EtcdSource {
     /// the deletion of every live object etcd no longer holds.
     async fn apply_snapshot(&self, snapshot: jwtgate_etcd::Snapshot, running: &Running) {
         for stray in &snapshot.strays {
-            warn!(key = %stray, "etcd: a key under the prefix that names no route, consumer or provider; ignored");
+            warn!(key = ?stray, "etcd: a key under the prefix that names no route, consumer or provider; ignored");
         }
         let mut shared = self.shared.lock().await;
         let went_back = snapshot.revision < shared.objects.revision;
@@ -284,10 +284,10 @@ impl EtcdSource {
             metrics::record_config_reload(refusal.outcome);
             warn!(
                 outcome = refusal.outcome,
-                key = %format!("{}/{}/{name}", self.prefix(), kind.dir()),
+                key = ?format!("{}/{}/{name}", self.prefix(), kind.dir()),
                 revision = refusal.mod_revision,
                 "etcd object rejected; this node keeps its previous version: {}",
-                refusal.reason
+                printable(&refusal.reason)
             );
         }
         if let Some((source, config)) = applied.config {
@@ -682,4 +682,19 @@ impl ConfigSource for EtcdSource {
     fn status(&self) -> Option<Value> {
         Some(self.status_value())
     }
+}
+
+/// `text` with its control characters escaped (`\n`, `\u{1b}`): what an
+/// etcd writer put in a key reaches a log line, which it must not be able
+/// to end, or colour, or forge a second one after.
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
