@@ -353,12 +353,23 @@ async function scenario() {
 
   // --- Auth outcomes since the page opened. ---------------------------------
   step = 'outcomes';
+  // A route whose name holds a NUL (the config may name it so): its
+  // refusals are its own, not "ok" on a route "orders" (the chart's key
+  // had been the two names joined by a NUL).
+  for (let i = 0; i < 3; i++) {
+    check((await dataPlane('GET', '/spoof/x', 'not-a-token')).status === 401, 'a malformed token is refused');
+  }
   await go('#/outcomes', '.outcomes-panel');
   await page.waitForFunction(() => {
     const n = (route, outcome) => Number(document.querySelector(`.outcome-row[data-route="${route}"] [data-outcome="${outcome}"] strong`)?.textContent || 0);
     return n('api', 'revoked') >= 1 && n('api', 'not_required') >= 1 && n('api', 'ok') >= 2 && n('api', 'missing') >= 1;
   }, null, { timeout: 15_000 });
   check(await page.locator('.outcome-row[data-route="api"] svg.bar rect.o-revoked').count() === 1, 'the chart draws the revoked share of route api');
+  await page.waitForFunction(() => [...document.querySelectorAll('.outcome-row')]
+    .some((li) => li.dataset.route === 'orders\u0000ok' && li.querySelector('[data-outcome="malformed"] strong')?.textContent === '3'),
+  null, { timeout: 15_000 });
+  const spoofed = await page.evaluate(() => [...document.querySelectorAll('.outcome-row')].map((li) => li.dataset.route));
+  check(!spoofed.includes('orders'), 'a NUL in a route name does not make another route\'s row', JSON.stringify(spoofed));
   await screenshot('outcomes');
 
   // --- A phone's width. ----------------------------------------------------

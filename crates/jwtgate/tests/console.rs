@@ -114,6 +114,10 @@ routes:
     jwt:
       realm: guarded
       protection: {{ undeletable: true, immutable: true }}
+  - name: "orders\0ok"
+    paths: ["/spoof/*"]
+    upstream: {{ echo: true }}
+    jwt: {{}}
 "#,
         jwks = jwks.display()
     )
@@ -290,6 +294,7 @@ fn console_scenario_in_a_real_browser() {
         "the revoked token is refused on the data plane",
         "explain: the hint says to set key_claim_name: sub",
         "the chart draws the revoked share of route api",
+        "a NUL in a route name does not make another route's row",
         "at 390 px nothing is wider than the screen",
         "no Content-Security-Policy violation",
         "checks passed",

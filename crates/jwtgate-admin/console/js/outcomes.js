@@ -27,7 +27,7 @@ const rank = (o) => (ORDER.indexOf(o) === -1 ? ORDER.length : ORDER.indexOf(o));
 
 const state = {
   timer: null,
-  baseline: null, // Map "route\0outcome" -> value at the first reading
+  baseline: null, // Map '["route","outcome"]' -> value at the first reading
   latest: null,
   openedAt: null,
   readAt: null,
@@ -39,7 +39,8 @@ function readings(text) {
   const m = new Map();
   for (const s of parse(text)) {
     if (s.name !== FAMILY) continue;
-    const key = `${s.labels.route ?? ''}\u0000${s.labels.outcome ?? ''}`;
+    // JSON, not a separator: a route name may hold any character.
+    const key = JSON.stringify([s.labels.route ?? '', s.labels.outcome ?? '']);
     m.set(key, (m.get(key) || 0) + s.value);
   }
   return m;
@@ -79,15 +80,16 @@ export function stop() {
 
 /** {route: {outcome: count}} since the first reading. */
 export function sinceOpened() {
-  const out = {};
+  // No prototype: a route may be named __proto__.
+  const out = Object.create(null);
   if (!state.latest) return out;
   for (const [key, value] of state.latest) {
     const before = state.baseline.get(key) || 0;
     // A smaller value means the gateway restarted: count from zero.
     const delta = value >= before ? value - before : value;
     if (delta <= 0) continue;
-    const [route, outcome] = key.split('\u0000');
-    out[route] = out[route] || {};
+    const [route, outcome] = JSON.parse(key);
+    out[route] = out[route] || Object.create(null);
     out[route][outcome] = delta;
   }
   return out;
