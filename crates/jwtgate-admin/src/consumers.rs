@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::api::{AdminState, Name};
 use crate::error::AdminError;
-use crate::input::{json_body, name_from_path, no_new_env_refs, MASK};
+use crate::input::{json_body, name_from_path, new_name_is_plain, no_new_env_refs, MASK};
 use crate::named::{created_or_ok, find, put_edit};
 
 /// A consumer as GET shows it.
@@ -59,6 +59,7 @@ pub async fn put(
                 errors: problems,
             } = read.clone();
             let old = find::<RawConsumer>(current, &name).ok().map(|(_, c)| c);
+            new_name_is_plain("username", &name, old.is_some())?;
             if consumer.jwt.secret.as_deref() == Some(MASK) {
                 let stored = old.and_then(|c| c.jwt.secret.clone());
                 consumer.jwt.secret = Some(stored.ok_or_else(|| {

@@ -48,6 +48,17 @@ pub fn name_from_path(body: &mut Value, key: &str, name: &str) -> Result<(), Adm
     }
 }
 
+/// Refuses a name a write would create that etcd, an admin URL or a log
+/// line cannot carry as written (`jwtgate check` warns about such a name
+/// in a file, where refusing it would break a config that loads today).
+/// An object that exists keeps its name, and may be edited under it.
+pub fn new_name_is_plain(field: &str, name: &str, exists: bool) -> Result<(), AdminError> {
+    match jwtgate_config::name_problem(name) {
+        Some(why) if !exists => Err(AdminError::field(field, why)),
+        _ => Ok(()),
+    }
+}
+
 /// Converts a reader error into the API's 400.
 pub fn invalid_body(errors: ConfigErrors) -> AdminError {
     AdminError::invalid("invalid request body", errors)

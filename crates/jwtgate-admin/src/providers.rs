@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::api::{AdminState, Name};
 use crate::error::AdminError;
-use crate::input::{json_body, name_from_path, no_new_env_refs};
+use crate::input::{json_body, name_from_path, new_name_is_plain, no_new_env_refs};
 use crate::named::{created_or_ok, find, put_edit};
 
 /// `{"providers": [...]}`.
@@ -57,6 +57,7 @@ pub async fn put(
                 errors: problems,
             } = read.clone();
             let old = find::<RawProvider>(current, &name).ok().map(|(_, p)| p);
+            new_name_is_plain("name", &name, old.is_some())?;
             no_new_env_refs(&provider, old)?;
             Ok(put_edit(current, &name, provider, problems))
         })

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::api::{AdminState, Name};
 use crate::error::AdminError;
-use crate::input::{json_body, name_from_path, no_new_env_refs};
+use crate::input::{json_body, name_from_path, new_name_is_plain, no_new_env_refs};
 use crate::live::Edit;
 use crate::named::{created_or_ok, find, no_content, put_edit};
 use crate::policy_edit::{is_empty_list, merge_patch, switch_mode};
@@ -61,6 +61,7 @@ pub async fn put(
                 errors: problems,
             } = read.clone();
             let old = find::<RawRoute>(current, &name).ok().map(|(_, r)| r);
+            new_name_is_plain("name", &name, old.is_some())?;
             no_new_env_refs(&route, old)?;
             if let Some(jwt) = &mut route.jwt {
                 switch_mode(old.and_then(|r| r.jwt.as_ref()), jwt);

@@ -42,7 +42,7 @@ pub use source::{
     compile_raw, compile_source, read_consumer, read_jwt, read_provider, read_route, read_source,
     to_yaml, ReadItem,
 };
-pub use warnings::warnings;
+pub use warnings::{name_problem, warnings};
 
 /// Loads and compiles the config file at `path`. Relative file references in
 /// it (`public_key_file`, `tls.*_file`, `store.path`) are resolved against

@@ -201,8 +201,9 @@ fn names(config: &Config, found: &mut Found) {
     }
 }
 
-/// What is wrong with `name` as a name, if anything.
-fn name_problem(name: &str) -> Option<String> {
+/// What is wrong with `name` as a route, consumer or provider name, if
+/// anything: said by `check`, and refused by the admin API for a new one.
+pub fn name_problem(name: &str) -> Option<String> {
     let why = if name.contains('/') {
         "holds \"/\": it cannot move to etcd (`config push` refuses it), where the name is \
          the last segment of the object's key"

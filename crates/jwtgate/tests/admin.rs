@@ -944,3 +944,61 @@ fn regression_admin_connections_are_bounded_in_time_and_number() {
         404
     );
 }
+
+/// Names the admin API would create that etcd, an admin URL or a log line
+/// cannot carry as written are refused (a NUL had reached the console's
+/// chart, `..` made a route no browser could open, `/` a route that could
+/// never move to etcd). A file may still hold them (`check` warns), and an
+/// object that exists under such a name can still be edited.
+#[test]
+fn regression_new_names_are_plain() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = base()
+        + "  - name: \"odd\\tname\"\n    paths: [\"/odd/*\"]\n    upstream: { echo: true }\n";
+    let node = Node::start(dir.path(), &yaml);
+    let route = json!({"paths": ["/n/*"], "upstream": {"echo": true}});
+    for (path, why) in [
+        ("/admin/v1/routes/tab%09x", "control character"),
+        ("/admin/v1/routes/nul%00x", "control character"),
+        ("/admin/v1/routes/%2E%2E", "dot segment"),
+        ("/admin/v1/routes/a%2Fb", "cannot move to etcd"),
+        ("/admin/v1/routes/%20pad", "whitespace"),
+    ] {
+        let resp = node.admin("PUT", path, Some(route.clone()));
+        assert_eq!(resp.status, 400, "{path}: {}", resp.text());
+        let error = &resp.json()["errors"][0];
+        assert_eq!(error["field"], "name", "{path}: {}", resp.text());
+        assert!(
+            error["message"].as_str().unwrap_or_default().contains(why),
+            "{path}: {}",
+            resp.text()
+        );
+    }
+    let consumer = json!({"jwt": {"key": "k-1", "secret": SECRET}});
+    let resp = node.admin("PUT", "/admin/v1/consumers/team%2Fbob", Some(consumer));
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert_eq!(resp.json()["errors"][0]["field"], "username");
+    let provider = json!({"issuer": "https://idp.example", "jwks_uri": "https://idp.example/keys"});
+    let resp = node.admin("PUT", "/admin/v1/providers/..", Some(provider));
+    assert_ne!(resp.status, 201, "{}", resp.text());
+    let resp = node.admin(
+        "PUT",
+        "/admin/v1/providers/%2E",
+        Some(json!({"issuer": "https://idp.example", "jwks_uri": "https://idp.example/keys"})),
+    );
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    // Plain names are taken; an existing odd one stays editable.
+    let resp = node.admin(
+        "PUT",
+        "/admin/v1/routes/ok-name_1.v2~x@corp",
+        Some(route.clone()),
+    );
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    let resp = node.admin(
+        "PUT",
+        "/admin/v1/routes/odd%09name",
+        Some(json!({"paths": ["/odd2/*"], "upstream": {"echo": true}})),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(node.get("/odd2/x").status, 200);
+}
