@@ -170,6 +170,18 @@ impl Drop for Record<'_> {
     }
 }
 
+/// The most of a method an access-log line holds: a client may send one as
+/// long as the request line allows (64 KiB), and the registered ones are
+/// under 20 bytes.
+const LOGGED_METHOD_BYTES: usize = 64;
+
+/// `method` for the access log: whole, or its first [`LOGGED_METHOD_BYTES`]
+/// bytes (a method is ASCII, so any cut is on a character boundary).
+fn method_for_log(method: &http::Method) -> &str {
+    let m = method.as_str();
+    m.get(..LOGGED_METHOD_BYTES).unwrap_or(m)
+}
+
 /// The access-log line, in the layout of the other log lines, with logfmt
 /// fields: `... INFO jwtgate::access: method=GET route="orders"
 /// consumer="alice" status=200 auth=ok latency_us=412 peer=10.0.0.7:51234`.
@@ -188,7 +200,7 @@ fn access_line(
     use log_sink::{push_quoted, push_u64};
     log_sink::timestamp(line);
     line.extend_from_slice(b"  INFO jwtgate::access: method=");
-    line.extend_from_slice(method.as_str().as_bytes());
+    line.extend_from_slice(method_for_log(method).as_bytes());
     line.extend_from_slice(b" route=");
     push_quoted(line, outcome.route.map_or("-", |r| r.route.name.as_str()));
     line.extend_from_slice(b" consumer=");
@@ -233,7 +245,7 @@ fn access_json(
     line.extend_from_slice(b"{\"timestamp\":\"");
     log_sink::timestamp(line);
     line.extend_from_slice(b"\",\"level\":\"INFO\",\"target\":\"jwtgate::access\",\"method\":");
-    push_json_str(line, method.as_str());
+    push_json_str(line, method_for_log(method));
     line.extend_from_slice(b",\"route\":");
     push_json_str(line, outcome.route.map_or("-", |r| r.route.name.as_str()));
     line.extend_from_slice(b",\"consumer\":");

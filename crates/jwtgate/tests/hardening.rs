@@ -696,3 +696,35 @@ fn regression_silent_connections_cannot_take_every_descriptor() {
     let said = gw.logs().matches("max_connections reached").count();
     assert_eq!(said, 1, "said once a minute at most:\n{}", gw.logs());
 }
+
+/// A client's method went into the access log whole: one request with a
+/// 30 000-byte method made a 30 KB log line. At most its first 64 bytes
+/// are logged now (registered methods are under 20); the request is
+/// answered as before.
+#[test]
+fn regression_a_long_method_is_cut_in_the_access_log() {
+    let gw = Gateway::start(
+        "listen: \"127.0.0.1:0\"\nroutes:\n  - name: open\n    paths: [\"/*\"]\n    upstream: { echo: true }\n",
+    );
+    let method = "FOOBAR".repeat(5000);
+    let resp = gw.send(&Req::new(&method, "/x"));
+    assert!(resp.status < 500, "{}", resp.status);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        if let Some(l) = gw
+            .logs()
+            .lines()
+            .find(|l| l.contains("jwtgate::access"))
+            .map(str::to_owned)
+        {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "no access line:\n{}", gw.logs());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        line.contains(&format!("method={} ", &method[..64])),
+        "{line}"
+    );
+    assert!(line.len() < 1000, "{} bytes: {line}", line.len());
+}
