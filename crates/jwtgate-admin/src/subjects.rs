@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use jwtgate_core::clock::{Clock, SystemClock};
+use jwtgate_core::jwt::MAX_TOKEN_BYTES;
 use jwtgate_proxy::logout;
 use jwtgate_store::{Cutoff, Owner, Subject, SubjectKey};
 use serde_json::{json, Map, Value};
@@ -96,6 +97,12 @@ fn subject_key(s: &AdminState, body: &Bytes, deleting: bool) -> Result<SubjectKe
     let text = |key: &str| -> Result<Option<String>, AdminError> {
         match map.get(key) {
             None | Some(Value::Null) => Ok(None),
+            // Longer than a whole token may be, no token can carry it:
+            // stored, it would only fill the store and every node's memory.
+            Some(Value::String(t)) if t.len() > MAX_TOKEN_BYTES => Err(AdminError::field(
+                key,
+                format!("is over {MAX_TOKEN_BYTES} bytes, more than a whole token may hold"),
+            )),
             Some(Value::String(t)) if !t.is_empty() => Ok(Some(t.clone())),
             Some(Value::String(_)) => Err(AdminError::field(key, "must not be empty")),
             Some(_) => Err(AdminError::field(key, "expected a string")),
