@@ -58,7 +58,31 @@ pub fn router(state: AdminState) -> Router {
             auth::require_key,
         ))
         .layer(middleware::map_response(json_rejections))
+        .layer(middleware::map_response(guarded))
         .with_state(state)
+}
+
+/// Headers every admin answer carries unless it set its own (the console's
+/// files set a policy of their own): answers hold consumers, claims and
+/// explain reports, which no cache may keep and no page may frame or
+/// sniff into something else.
+async fn guarded(mut resp: Response) -> Response {
+    use header::HeaderValue;
+    let headers = resp.headers_mut();
+    for (name, value) in [
+        (header::CACHE_CONTROL, "no-store"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+    ] {
+        headers
+            .entry(name)
+            .or_insert_with(|| HeaderValue::from_static(value));
+    }
+    resp
 }
 
 /// axum's own refusals of a request (a body over the limit, a body that

@@ -1002,3 +1002,46 @@ fn regression_new_names_are_plain() {
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(node.get("/odd2/x").status, 200);
 }
+
+/// Admin answers hold consumers, claims and explain reports: none may be
+/// kept by a cache, framed or sniffed into something else, whatever the
+/// status (only the console's files had said so).
+#[test]
+fn admin_answers_are_not_cached_framed_or_sniffed() {
+    let (_dir, node) = start();
+    let answers = [
+        node.admin("GET", "/admin/v1/consumers", None),
+        node.admin("GET", "/admin/v1/nope", None),
+        node.admin("PUT", "/admin/v1/routes/api", Some(json!({"paths": 1}))),
+        node.admin_raw(&Req::get("/admin/v1/consumers")),
+        node.admin_raw(&Req::get("/console/nope")),
+    ];
+    for resp in &answers {
+        assert_eq!(
+            resp.header("cache-control"),
+            Some("no-store"),
+            "{}",
+            resp.status
+        );
+        assert_eq!(
+            resp.header("x-content-type-options"),
+            Some("nosniff"),
+            "{}",
+            resp.status
+        );
+        assert_eq!(
+            resp.header("x-frame-options"),
+            Some("DENY"),
+            "{}",
+            resp.status
+        );
+        let csp = resp.header("content-security-policy").unwrap_or_default();
+        assert!(
+            csp.contains("frame-ancestors 'none'"),
+            "{}: {csp}",
+            resp.status
+        );
+    }
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status).collect();
+    assert_eq!(statuses[..4], [200, 404, 400, 401]);
+}

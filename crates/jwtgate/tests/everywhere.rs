@@ -145,7 +145,10 @@ fn cut_offs_through_the_admin_api_survive_a_restart() {
         (json!({"consumer": ""}), 400),
         (json!([]), 400),
         // Longer than a whole token: no token could carry it.
-        (json!({"consumer": "alice", "subject": "s".repeat(8 * 1024 + 1)}), 400),
+        (
+            json!({"consumer": "alice", "subject": "s".repeat(8 * 1024 + 1)}),
+            400,
+        ),
     ] {
         let resp = node.admin("POST", "/admin/v1/revocations/subjects", Some(body.clone()));
         assert_eq!(resp.status, code, "{body}: {}", resp.text());
