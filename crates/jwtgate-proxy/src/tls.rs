@@ -81,7 +81,9 @@ impl TlsServer {
             .map_err(|e| e.to_string())?
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(certs));
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // http/1.0 too, as nginx offers it: a client that names only it
+        // (`curl --http1.0`) was refused with no_application_protocol.
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), b"http/1.0".to_vec()];
         match (m.session_tickets, m.session_cache) {
             (true, _) => {
                 config.ticketer = Arc::clone(&self.ticketer);

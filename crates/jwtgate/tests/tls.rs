@@ -154,6 +154,35 @@ async fn http1_and_h2_over_tls() {
     }
 }
 
+/// A client that offers only `http/1.0` in ALPN (`curl --http1.0`) is
+/// served HTTP/1.0, as by nginx: it had been refused in the handshake with
+/// `no_application_protocol`.
+#[tokio::test]
+async fn an_http_1_0_client_is_served_over_tls() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = start();
+    let tcp = TcpStream::connect(gw.addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = connector(&[b"http/1.0"])
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.0"[..]));
+    tls.write_all(b"GET /public/x HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), tls.read_to_end(&mut answer))
+        .await
+        .expect("in time")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
+        "{answer}"
+    );
+}
+
 /// A client that sends its request in the same write as its handshake's
 /// last message: the gateway reads the request's record with the handshake,
 /// and must answer it without waiting for more bytes on the socket (none
