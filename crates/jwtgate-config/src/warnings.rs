@@ -83,6 +83,16 @@ fn policy(jwt: &RawJwt, at: &str, has_consumers: bool, found: &mut Found) {
                 .into(),
         );
     }
+    if let Some(leeway) = jwt.leeway_seconds.filter(|&l| l > MAX_SKEW_SECONDS) {
+        found.warn(
+            format!("{at}.leeway_seconds"),
+            format!(
+                "{leeway} s lets a token in that long after its exp (and before its nbf): \
+                 leeway is for clocks that disagree, by seconds (Envoy allows 60 by \
+                 default, Kong 0); more than {MAX_SKEW_SECONDS} is a longer token lifetime"
+            ),
+        );
+    }
     if !lists_providers && jwt.audiences.as_ref().is_some_and(|a| !a.is_empty()) {
         found.warn(
             format!("{at}.audiences"),
@@ -92,6 +102,10 @@ fn policy(jwt: &RawJwt, at: &str, has_consumers: bool, found: &mut Found) {
         );
     }
 }
+
+/// The most leeway not warned about: clocks that disagree by more than
+/// five minutes are broken, and Kerberos refuses them too.
+const MAX_SKEW_SECONDS: u64 = 300;
 
 /// An identity provider, at `at`.
 fn provider(p: &RawProvider, at: &str, found: &mut Found) {
@@ -390,6 +404,19 @@ mod tests {
               their users choose (OIDC Core §5.7): a user who picks a consumer's username \
               reaches the upstream as that consumer; name one the IdP sets (azp, client_id, sub)"
             ]
+        );
+    }
+
+    #[test]
+    fn a_leeway_longer_than_any_clock_skew_is_warned_about() {
+        let route = |l: u64| {
+            format!("  - name: a\n    paths: [\"/a/*\"]\n    upstream: {{ echo: true }}\n    jwt: {{ leeway_seconds: {l} }}\n")
+        };
+        assert!(warnings_of(&route(300)).is_empty());
+        let w = only_warning(&route(18_446_744_073_709_551_615));
+        assert!(
+            w.starts_with("routes[0].jwt.leeway_seconds: 18446744073709551615 s lets a token in"),
+            "{w}"
         );
     }
 
