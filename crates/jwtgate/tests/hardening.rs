@@ -660,37 +660,21 @@ fn regression_silent_connections_cannot_take_every_descriptor() {
         "listen: \"127.0.0.1:0\"\nworkers: 2\nmax_connections: 3\nroutes:\n  - name: open\n    paths: [\"/*\"]\n    upstream: { echo: true }\n",
     );
     let silent: Vec<TcpStream> = (0..3).map(|_| connect(gw.addr)).collect();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !gw.logs().contains("max_connections reached") {
-        assert!(
-            Instant::now() < deadline,
-            "accepting never paused:\n{}",
-            gw.logs()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let paused = || gw.logs().contains("max_connections reached");
+    assert!(
+        eventually(Duration::from_secs(10), paused),
+        "accepting never paused:\n{}",
+        gw.logs()
+    );
     // The kernel completes the fourth client's handshake; the gateway does
     // not take it while three are open.
     let mut waiting = connect(gw.addr);
-    waiting
-        .write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
-        .unwrap();
-    waiting
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let mut byte = [0u8; 1];
-    let early = waiting.read(&mut byte);
-    assert!(
-        early.as_ref().is_err_and(|e| matches!(
-            e.kind(),
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-        )),
-        "answered while at max_connections: {early:?}"
+    assert_not_taken(
+        &mut waiting,
+        b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n",
+        "while at max_connections",
     );
     drop(silent);
-    waiting
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
     let resp = read_response(&mut waiting, false).unwrap();
     assert_eq!(resp.status, 200, "served once the others ended");
     let said = gw.logs().matches("max_connections reached").count();
@@ -709,19 +693,13 @@ fn regression_a_long_method_is_cut_in_the_access_log() {
     let method = "FOOBAR".repeat(5000);
     let resp = gw.send(&Req::new(&method, "/x"));
     assert!(resp.status < 500, "{}", resp.status);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let line = loop {
-        if let Some(l) = gw
-            .logs()
-            .lines()
-            .find(|l| l.contains("jwtgate::access"))
-            .map(str::to_owned)
-        {
-            break l;
-        }
-        assert!(Instant::now() < deadline, "no access line:\n{}", gw.logs());
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let logged = || gw.logs().contains("jwtgate::access");
+    assert!(eventually(Duration::from_secs(10), logged), "{}", gw.logs());
+    let logs = gw.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("jwtgate::access"))
+        .unwrap_or_default();
     assert!(
         line.contains(&format!("method={} ", &method[..64])),
         "{line}"

@@ -1042,15 +1042,12 @@ fn redis_entries_a_node_cannot_read_are_logged_not_silently_skipped() {
         Duration::from_secs(10),
         "a logout after the unreadable feed entry",
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !gw.logs().contains("unreadable changes feed entry") {
-        assert!(
-            Instant::now() < deadline,
-            "no log line for the unreadable feed entry:\n{}",
-            gw.logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let said = || gw.logs().contains("unreadable changes feed entry");
+    assert!(
+        eventually(Duration::from_secs(10), said),
+        "no log line for the unreadable feed entry:\n{}",
+        gw.logs()
+    );
 }
 
 // ---------------------------------------------------------------------------

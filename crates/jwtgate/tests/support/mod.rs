@@ -1008,6 +1008,26 @@ impl RawUpstream {
     }
 }
 
+/// Sends `request` on `stream` and asserts that nothing is answered for
+/// half a second: the server has not taken the connection (it waits in the
+/// listening socket's queue). The stream's read deadline is `IO_TIMEOUT`
+/// afterwards.
+pub fn assert_not_taken(stream: &mut TcpStream, request: &[u8], what: &str) {
+    stream.write_all(request).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let early = stream.read(&mut [0u8; 1]);
+    assert!(
+        early.as_ref().is_err_and(|e| matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )),
+        "answered {what}: {early:?}"
+    );
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+}
+
 /// A raw connection with read and write deadlines.
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).unwrap();
