@@ -23,6 +23,7 @@ mod source;
 mod tls;
 pub mod tree;
 mod warnings;
+mod x509;
 
 #[cfg(test)]
 mod tests;

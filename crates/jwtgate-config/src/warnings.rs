@@ -42,7 +42,39 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
     }
     shadowed(&config.routes, &mut found);
     names(config, &mut found);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    certificates(config, now, &mut found);
     found.0
+}
+
+/// Certificates clients refuse at `now`: expired, or not valid yet. They
+/// load (nginx and HAProxy load them too), and serve nobody.
+fn certificates(config: &Config, now: i64, found: &mut Found) {
+    let Some(tls) = &config.tls else { return };
+    for c in &tls.certificates {
+        let blocks = pem::parse_many(&c.cert_pem).unwrap_or_default();
+        let leaf = blocks.iter().find(|p| p.tag() == "CERTIFICATE");
+        let Some((not_before, not_after)) = leaf.and_then(|p| crate::x509::validity(p.contents()))
+        else {
+            continue;
+        };
+        let at = format!("{}.cert_file", c.location);
+        if not_after < now {
+            let on = crate::x509::date(not_after);
+            found.warn(
+                at,
+                format!("expired on {on}: clients refuse it (renew it, then SIGHUP)"),
+            );
+        } else if not_before > now {
+            let from = crate::x509::date(not_before);
+            found.warn(
+                at,
+                format!("is not valid before {from}: clients refuse it until then"),
+            );
+        }
+    }
 }
 
 #[derive(Default)]
@@ -417,6 +449,33 @@ mod tests {
         assert!(
             w.starts_with("routes[0].jwt.leeway_seconds: 18446744073709551615 s lets a token in"),
             "{w}"
+        );
+    }
+
+    #[test]
+    fn certificates_clients_refuse_now_are_warned_about() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/tls");
+        let text = format!(
+            "listen: \"127.0.0.1:0\"\ntls: {{ cert_file: \"{dir}/server.crt\", key_file: \"{dir}/server.key\" }}\nroutes: []\n"
+        );
+        let config =
+            crate::load_str(&text, Path::new("."), &|_| None).unwrap_or_else(|e| panic!("{e}"));
+        let at = |now: i64| {
+            let mut found = Found::default();
+            certificates(&config, now, &mut found);
+            found.0.iter().map(ToString::to_string).collect::<Vec<_>>()
+        };
+        // testdata/tls/server.crt: valid from 2026-11-22 20:12:49 to
+        // 2126-10-29 20:12:49 (UTC).
+        assert!(at(1_795_378_369).is_empty());
+        assert!(at(4_948_978_369).is_empty());
+        assert_eq!(
+            at(4_948_978_370),
+            ["tls.cert_file: expired on 2126-10-29: clients refuse it (renew it, then SIGHUP)"]
+        );
+        assert_eq!(
+            at(1_795_378_368),
+            ["tls.cert_file: is not valid before 2026-11-22: clients refuse it until then"]
         );
     }
 

@@ -1,0 +1,171 @@
+//! The validity period of an X.509 certificate (RFC 5280 §4.1), read from
+//! its DER: what `jwtgate check` needs to warn about a certificate that has
+//! expired or is not valid yet. Only the path to `validity` is walked;
+//! nothing here decides whether a certificate is trusted (the TLS library
+//! does, with the whole certificate).
+
+/// `notBefore` and `notAfter`, in Unix seconds; `None` if `der` is not a
+/// certificate this can read.
+pub fn validity(der: &[u8]) -> Option<(i64, i64)> {
+    let (cert, _) = element(der, SEQUENCE)?;
+    let (mut tbs, _) = element(cert, SEQUENCE)?;
+    if tbs.first() == Some(&VERSION) {
+        tbs = element(tbs, VERSION)?.1;
+    }
+    let tbs = element(tbs, INTEGER)?.1; // serialNumber
+    let tbs = element(tbs, SEQUENCE)?.1; // signature
+    let tbs = element(tbs, SEQUENCE)?.1; // issuer
+    let (validity, _) = element(tbs, SEQUENCE)?;
+    let (not_before, rest) = time(validity)?;
+    let (not_after, _) = time(rest)?;
+    Some((not_before, not_after))
+}
+
+const INTEGER: u8 = 0x02;
+const SEQUENCE: u8 = 0x30;
+const UTC_TIME: u8 = 0x17;
+const GENERALIZED_TIME: u8 = 0x18;
+/// `[0] EXPLICIT Version`.
+const VERSION: u8 = 0xa0;
+
+/// The content of the element at the start of `der` if its tag is `tag`,
+/// and what follows it.
+fn element(der: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (&first, rest) = der.split_first()?;
+    if first != tag {
+        return None;
+    }
+    let (&len, rest) = rest.split_first()?;
+    let (len, rest) = if len < 0x80 {
+        (usize::from(len), rest)
+    } else {
+        let n = usize::from(len & 0x7f);
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let (bytes, rest) = (rest.get(..n)?, rest.get(n..)?);
+        let len = bytes
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        (len, rest)
+    };
+    Some((rest.get(..len)?, rest.get(len..)?))
+}
+
+/// A `Time` (UTCTime or GeneralizedTime, in the `Z` forms RFC 5280
+/// requires) at the start of `der`, and what follows it.
+fn time(der: &[u8]) -> Option<(i64, &[u8])> {
+    let (text, year, rest) = match *der.first()? {
+        UTC_TIME => {
+            let (text, rest) = element(der, UTC_TIME)?;
+            let yy = digits(text.get(..2)?)?;
+            // RFC 5280 §4.1.2.5.1: 50-99 are 19xx, 00-49 are 20xx.
+            let year = if yy >= 50 { 1900 + yy } else { 2000 + yy };
+            (text.get(2..)?, year, rest)
+        }
+        GENERALIZED_TIME => {
+            let (text, rest) = element(der, GENERALIZED_TIME)?;
+            (text.get(4..)?, digits(text.get(..4)?)?, rest)
+        }
+        _ => return None,
+    };
+    // MMDDHHMMSSZ
+    if text.len() != 11 || text.last() != Some(&b'Z') {
+        return None;
+    }
+    let field = |i: usize| digits(text.get(i..i + 2)?);
+    let (month, day) = (field(0)?, field(2)?);
+    let (hour, minute, second) = (field(4)?, field(6)?, field(8)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some((days * 86_400 + hour * 3_600 + minute * 60 + second, rest))
+}
+
+fn digits(text: &[u8]) -> Option<i64> {
+    text.iter().try_fold(0i64, |acc, &b| {
+        b.is_ascii_digit().then(|| acc * 10 + i64::from(b - b'0'))
+    })
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar
+/// (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `unix` as `YYYY-MM-DD`, for messages.
+pub fn date(unix: i64) -> String {
+    let z = unix.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SERVER_CRT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/tls/server.crt");
+
+    #[test]
+    fn the_test_certificates_validity_is_read() {
+        let pem = pem::parse(std::fs::read(SERVER_CRT).unwrap_or_default()).ok();
+        let der = pem.as_ref().map(pem::Pem::contents).unwrap_or_default();
+        // `openssl x509 -noout -startdate -enddate`: Nov 22 20:12:49 2026
+        // GMT (UTCTime) and Oct 29 20:12:49 2126 GMT (GeneralizedTime).
+        assert_eq!(validity(der), Some((1_795_378_369, 4_948_978_369)));
+        assert_eq!(date(1_795_378_369), "2026-11-22");
+        assert_eq!(date(4_948_978_369), "2126-10-29");
+    }
+
+    #[test]
+    fn times_and_dates_round_trip() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(date(0), "1970-01-01");
+        assert_eq!(date(951_782_400), "2000-02-29");
+        assert_eq!(
+            time(b"\x17\x0d491231235959Z"),
+            Some((2_524_607_999, &b""[..]))
+        );
+        assert_eq!(
+            time(b"\x17\x0d500101000000Z").map(|t| t.0),
+            Some(-631_152_000)
+        );
+    }
+
+    #[test]
+    fn what_is_not_a_certificate_reads_as_none() {
+        for der in [
+            &b""[..],
+            b"\x30",
+            b"\x30\x80",
+            b"\x30\x85\x01\x02\x03\x04\x05",
+            b"\x30\x03\x02\x01\x01",
+            b"\x17\x0d491231235959+",
+        ] {
+            assert_eq!(validity(der), None, "{der:?}");
+        }
+        assert_eq!(time(b"\x17\x0d491331235959Z"), None, "month 13");
+        assert_eq!(time(b"\x18\x0f2049123123595aZ"), None, "not digits");
+    }
+}
