@@ -183,6 +183,43 @@ async fn an_http_1_0_client_is_served_over_tls() {
     );
 }
 
+/// ALPN decides the protocol (RFC 9113 §3.3, RFC 7301). After `h2` a
+/// connection must open with the HTTP/2 preface: HTTP/1.1 there is a
+/// connection error, as in Envoy. After `http/1.1` the preface is not
+/// HTTP/2: it is read as a request line, and refused. Each had been served
+/// in the protocol the client's first bytes spoke, whatever ALPN chose.
+#[tokio::test]
+async fn alpn_decides_the_protocol() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = start();
+    let answer_to = |alpn: &'static [u8], first: &'static [u8]| async move {
+        let tcp = TcpStream::connect(gw.addr).await.expect("connect");
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let mut tls = connector(&[alpn])
+            .connect(name, tcp)
+            .await
+            .expect("TLS handshake");
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(alpn));
+        tls.write_all(first).await.expect("write");
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(30), tls.read_to_end(&mut answer));
+        let _ = read.await.expect("closed in time");
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let h1 = answer_to(b"h2", b"GET /public/x HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    assert_eq!(h1, "", "HTTP/1.1 after ALPN h2 is not answered");
+    let preface = answer_to(b"http/1.1", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+    assert!(
+        preface.starts_with("HTTP/1.1 "),
+        "the preface after ALPN http/1.1 is read as HTTP/1.1: {preface:?}"
+    );
+    assert!(!preface.starts_with("HTTP/1.1 200"), "{preface:?}");
+    // And each protocol still works after its own ALPN.
+    for h2 in [false, true] {
+        assert_eq!(get(gw.addr, h2, "/public/x").await.0, 200, "h2={h2}");
+    }
+}
+
 /// A client that sends its request in the same write as its handshake's
 /// last message: the gateway reads the request's record with the handshake,
 /// and must answer it without waiting for more bytes on the socket (none

@@ -50,17 +50,46 @@ pub(super) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// while no buffer is held; only after a read that left the stream's
     /// own buffers empty (see [`Conn::next_head`]).
     fn poll_socket_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+
+    /// What the connection's first bytes may be, as its TLS handshake's
+    /// ALPN decided (RFC 9113 §3.3, RFC 7301): after `h2` only the HTTP/2
+    /// preface, after `http/1.1` or `http/1.0` only HTTP/1.x; with no ALPN
+    /// (plain TCP, or a client that offered none) either, as it opens.
+    fn preface(&self) -> Preface;
+}
+
+/// Whether a connection may or must open with the HTTP/2 preface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Preface {
+    /// Either protocol: HTTP/2 if the first bytes are its preface.
+    Sniff,
+    /// HTTP/2 only: other first bytes close the connection.
+    Required,
+    /// HTTP/1.x only: the preface is read as a request line (and refused).
+    Refused,
 }
 
 impl Transport for TcpStream {
     fn poll_socket_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.poll_read_ready(cx)
     }
+
+    fn preface(&self) -> Preface {
+        Preface::Sniff
+    }
 }
 
 impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
     fn poll_socket_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.get_ref().0.poll_read_ready(cx)
+    }
+
+    fn preface(&self) -> Preface {
+        match self.get_ref().1.alpn_protocol() {
+            Some(b"h2") => Preface::Required,
+            Some(_) => Preface::Refused,
+            None => Preface::Sniff,
+        }
     }
 }
 
@@ -112,17 +141,18 @@ impl<IO: Transport> Connection<IO> {
     /// connection, or the client turns out to speak HTTP/2.
     pub(super) async fn serve(&mut self) -> Served {
         let Connection { conn, ctx } = self;
-        let mut first = true;
+        let mut preface = conn.io.preface();
         // Decided in the loop, done after it: what is awaited inside the
         // loop is all an idle connection's future has room for.
         let end = loop {
-            let head = match conn.next_head(first, &ctx.activity).await {
+            let head = match conn.next_head(preface, &ctx.activity).await {
                 Next::Head(head) => head,
                 Next::H2 => return Served::H2,
                 Next::Refused(status) => break End::Refuse(status),
                 Next::Closed => break End::Close,
             };
-            first = false;
+            // Only a connection's first bytes may be the preface.
+            preface = Preface::Refused;
             // Boxed for the exchange only: the request's state (its head,
             // the pipeline's future, the answer on its way out: 5 KiB) is
             // not part of what an idle connection keeps.
@@ -233,7 +263,7 @@ impl<IO: Transport> Conn<IO> {
     /// is held. Meanwhile the connection is waiting in `activity`: a stop
     /// closes it (its task is dropped), and while a head is only partly
     /// here.
-    async fn next_head(&mut self, first: bool, activity: &Activity) -> Next {
+    async fn next_head(&mut self, preface: Preface, activity: &Activity) -> Next {
         if !activity.await_request() {
             // The gateway stopped while the previous exchange ran.
             return Next::Closed;
@@ -241,13 +271,24 @@ impl<IO: Transport> Conn<IO> {
         // Bytes of the buffer already known not to end a head.
         let mut scanned = 0;
         loop {
-            if !self.buf.is_empty() {
+            if !self.buf.is_empty() && preface == Preface::Required {
+                if self.buf.starts_with(H2_PREFACE) {
+                    return Next::H2;
+                }
+                if !H2_PREFACE.starts_with(&self.buf) {
+                    // ALPN said h2 and the client says something else:
+                    // a connection error (RFC 9113 §3.3), as in Envoy.
+                    debug!("ALPN h2, but the connection did not open with the HTTP/2 preface");
+                    return Next::Closed;
+                }
+            } else if !self.buf.is_empty() {
+                let sniff = preface == Preface::Sniff;
                 if may_complete_head(&self.buf, scanned) {
-                    if first && self.buf.starts_with(H2_PREFACE) {
+                    if sniff && self.buf.starts_with(H2_PREFACE) {
                         return Next::H2;
                     }
                     // Could still become the HTTP/2 preface: read on.
-                    if !(first && H2_PREFACE.starts_with(&self.buf)) {
+                    if !(sniff && H2_PREFACE.starts_with(&self.buf)) {
                         let mut spare = recycle::header_map();
                         let parsed = parse_request_head(&mut self.buf, &mut spare);
                         recycle::give_header_map(spare);
