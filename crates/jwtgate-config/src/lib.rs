@@ -23,7 +23,6 @@ mod source;
 mod tls;
 pub mod tree;
 mod warnings;
-mod x509;
 
 #[cfg(test)]
 mod tests;

@@ -56,19 +56,20 @@ fn certificates(config: &Config, now: i64, found: &mut Found) {
     for c in &tls.certificates {
         let blocks = pem::parse_many(&c.cert_pem).unwrap_or_default();
         let leaf = blocks.iter().find(|p| p.tag() == "CERTIFICATE");
-        let Some((not_before, not_after)) = leaf.and_then(|p| crate::x509::validity(p.contents()))
+        let Some((not_before, not_after)) =
+            leaf.and_then(|p| jwtgate_core::x509::validity(p.contents()))
         else {
             continue;
         };
         let at = format!("{}.cert_file", c.location);
         if not_after < now {
-            let on = crate::x509::date(not_after);
+            let on = jwtgate_core::x509::date(not_after);
             found.warn(
                 at,
                 format!("expired on {on}: clients refuse it (renew it, then SIGHUP)"),
             );
         } else if not_before > now {
-            let from = crate::x509::date(not_before);
+            let from = jwtgate_core::x509::date(not_before);
             found.warn(
                 at,
                 format!("is not valid before {from}: clients refuse it until then"),

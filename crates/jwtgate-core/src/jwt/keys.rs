@@ -250,17 +250,17 @@ fn der_wrap(tag: u8, content: &[u8]) -> Vec<u8> {
 
 /// The modulus size of an RSA public key in SPKI or PKCS#1 DER.
 fn rsa_modulus_bits(der: &[u8]) -> Option<usize> {
-    let (tag, body, _) = der_tlv(der)?;
+    let (tag, body, _) = crate::der::tlv(der)?;
     if tag != 0x30 {
         return None;
     }
-    let (tag, first, rest) = der_tlv(body)?;
+    let (tag, first, rest) = crate::der::tlv(body)?;
     let pkcs1 = match tag {
         // PKCS#1 RSAPublicKey: SEQUENCE { INTEGER n, INTEGER e }.
         0x02 => return Some(integer_bits(first)),
         // SPKI: SEQUENCE { AlgorithmIdentifier, BIT STRING { 0x00, PKCS#1 } }.
         0x30 => {
-            let (tag, bits, _) = der_tlv(rest)?;
+            let (tag, bits, _) = crate::der::tlv(rest)?;
             if tag != 0x03 {
                 return None;
             }
@@ -268,8 +268,8 @@ fn rsa_modulus_bits(der: &[u8]) -> Option<usize> {
         }
         _ => return None,
     };
-    let (tag, seq, _) = der_tlv(pkcs1)?;
-    let (tag2, n, _) = der_tlv(seq)?;
+    let (tag, seq, _) = crate::der::tlv(pkcs1)?;
+    let (tag2, n, _) = crate::der::tlv(seq)?;
     (tag == 0x30 && tag2 == 0x02).then(|| integer_bits(n))
 }
 
@@ -279,28 +279,6 @@ fn integer_bits(n: &[u8]) -> usize {
         None => return 0,
     };
     n.len() * 8 - n.first().map_or(0, |b| b.leading_zeros() as usize)
-}
-
-/// One DER tag-length-value: (tag, contents, rest). Short and long lengths.
-fn der_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 {
-            return None;
-        }
-        let (len_bytes, rest) = (rest.get(..n)?, rest.get(n..)?);
-        (
-            len_bytes
-                .iter()
-                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b)),
-            rest,
-        )
-    };
-    Some((tag, rest.get(..len)?, rest.get(len..)?))
 }
 
 /// The aws-lc-rs verification algorithm for an asymmetric JWS algorithm.

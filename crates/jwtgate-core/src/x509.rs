@@ -31,25 +31,8 @@ const VERSION: u8 = 0xa0;
 /// The content of the element at the start of `der` if its tag is `tag`,
 /// and what follows it.
 fn element(der: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
-    let (&first, rest) = der.split_first()?;
-    if first != tag {
-        return None;
-    }
-    let (&len, rest) = rest.split_first()?;
-    let (len, rest) = if len < 0x80 {
-        (usize::from(len), rest)
-    } else {
-        let n = usize::from(len & 0x7f);
-        if n == 0 || n > 4 {
-            return None;
-        }
-        let (bytes, rest) = (rest.get(..n)?, rest.get(n..)?);
-        let len = bytes
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        (len, rest)
-    };
-    Some((rest.get(..len)?, rest.get(len..)?))
+    let (found, content, rest) = crate::der::tlv(der)?;
+    (found == tag).then_some((content, rest))
 }
 
 /// A `Time` (UTCTime or GeneralizedTime, in the `Z` forms RFC 5280
