@@ -269,7 +269,10 @@ impl AdminListener {
                 Ok((stream, _)) => stream,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
-                    warn!(error = %e, "admin API: accept failed");
+                    static SAID: jwtgate_proxy::OncePer = jwtgate_proxy::OncePer::minute();
+                    if SAID.due() {
+                        warn!(error = %e, "admin API: accept failed (said once a minute at most)");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }

@@ -17,6 +17,7 @@ pub mod idle;
 pub mod log_sink;
 pub mod logout;
 pub mod metrics;
+pub mod once_per;
 pub mod pipeline;
 pub mod recycle;
 pub mod router;
@@ -25,5 +26,6 @@ pub mod tls;
 pub mod upstream;
 
 pub use gateway::Gateway;
+pub use once_per::OncePer;
 pub use server::{Listeners, ServeError, SharedGateway};
 pub use tls::TlsServer;

@@ -417,38 +417,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
 /// How often a worker at `max_connections` looks again.
 const FULL_RECHECK: Duration = Duration::from_millis(10);
 
-static PAUSED_SAID: OncePer = OncePer::minute();
-static ACCEPT_FAILED_SAID: OncePer = OncePer::minute();
-
-/// A log line said at most once a period, by whichever worker comes first.
-struct OncePer {
-    /// Seconds since the Unix epoch when it was last said (0: never).
-    last: std::sync::atomic::AtomicU64,
-    every: u64,
-}
-
-impl OncePer {
-    const fn minute() -> Self {
-        OncePer {
-            last: std::sync::atomic::AtomicU64::new(0),
-            every: 60,
-        }
-    }
-
-    /// Whether to say it now; if so, the next time is a period away.
-    fn due(&self) -> bool {
-        use std::sync::atomic::Ordering::Relaxed;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let last = self.last.load(Relaxed);
-        (last == 0 || now.saturating_sub(last) >= self.every)
-            && self
-                .last
-                .compare_exchange(last, now, Relaxed, Relaxed)
-                .is_ok()
-    }
-}
+static PAUSED_SAID: crate::OncePer = crate::OncePer::minute();
+static ACCEPT_FAILED_SAID: crate::OncePer = crate::OncePer::minute();
 
 /// Serves the connections other workers hand over (see `balance`).
 async fn inbox_loop(
