@@ -378,15 +378,10 @@ struct Shared {
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let (balance, me) = (&shared.balance, shared.worker);
     loop {
-        if shared.balance.is_full() {
-            if PAUSED_SAID.due() {
-                warn!(
-                    max_connections = shared.balance.limit(),
-                    "max_connections reached: accepting paused until a connection ends \
-                     (said once a minute at most)"
-                );
-            }
+        if balance.is_full() {
+            said_paused(balance);
             tokio::select! {
                 _ = tokio::time::sleep(FULL_RECHECK) => continue,
                 _ = stop.wait_for(|s| *s) => return,
@@ -407,10 +402,31 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
                 continue;
             }
         };
+        // The exact check: a worker that was waiting to accept when the
+        // limit was reached holds its connection, unserved, until a place
+        // is free (one such connection a worker at most).
+        while !balance.reserve(me) {
+            said_paused(balance);
+            tokio::select! {
+                _ = tokio::time::sleep(FULL_RECHECK) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
         let _ = stream.set_nodelay(true);
-        if let Placed::Here(stream) = shared.balance.place(shared.worker, stream, peer) {
+        if let Placed::Here(stream) = balance.place(me, stream, peer) {
             start_connection(stream, peer, &shared);
         }
+    }
+}
+
+/// Logs that accepting paused at `max_connections`, once a minute at most.
+fn said_paused(balance: &Balance) {
+    if PAUSED_SAID.due() {
+        warn!(
+            max_connections = balance.limit(),
+            "max_connections reached: accepting paused until a connection ends \
+             (said once a minute at most)"
+        );
     }
 }
 

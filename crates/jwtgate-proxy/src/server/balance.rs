@@ -33,6 +33,9 @@ pub(super) struct Balance {
     /// Connections placed on each worker and not yet ended (a connection's
     /// idle-watch ticket gives its place back when it ends).
     placed: Vec<Arc<AtomicUsize>>,
+    /// Places each worker reserved for the connection it waits to accept
+    /// (one at most): counted against the limit, not in the balance.
+    reserved: Vec<AtomicUsize>,
     inboxes: Vec<mpsc::UnboundedSender<Handover>>,
     /// Connections all workers together serve before they stop accepting
     /// (`max_connections`).
@@ -57,6 +60,7 @@ impl Balance {
         let (inboxes, receivers) = (0..workers).map(|_| mpsc::unbounded_channel()).unzip();
         let balance = Balance {
             placed: (0..workers).map(|_| Arc::default()).collect(),
+            reserved: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
             inboxes,
             limit,
         };
@@ -64,11 +68,36 @@ impl Balance {
     }
 
     /// Whether the workers serve `max_connections` connections: then none
-    /// accepts another until one ends. The count is read without a lock,
-    /// so workers accepting at the same instant may pass it by one each.
+    /// should accept another until one ends.
     pub(super) fn is_full(&self) -> bool {
-        let serving: usize = self.placed.iter().map(|n| n.load(Ordering::Relaxed)).sum();
-        serving >= self.limit
+        let count = |v: &[AtomicUsize]| v.iter().map(|n| n.load(Ordering::Relaxed)).sum::<usize>();
+        let placed: usize = self.placed.iter().map(|n| n.load(Ordering::Relaxed)).sum();
+        placed + count(&self.reserved) >= self.limit
+    }
+
+    /// Reserves a place on worker `me` for a connection it accepted, unless
+    /// the workers' connections and reservations together would pass
+    /// `max_connections`: then `false`, and nothing is reserved. This is
+    /// the exact check ([`Balance::is_full`] before accepting is not: a
+    /// worker already waiting to accept when the limit is reached takes
+    /// one more). Two workers reserving at once both count both
+    /// reservations (sequentially consistent: each sees the other's), and
+    /// may both be refused, and try again.
+    pub(super) fn reserve(&self, me: usize) -> bool {
+        self.reserved[me].fetch_add(1, Ordering::SeqCst);
+        let count = |v: &[AtomicUsize]| v.iter().map(|n| n.load(Ordering::SeqCst)).sum::<usize>();
+        let placed: usize = self.placed.iter().map(|n| n.load(Ordering::SeqCst)).sum();
+        if placed + count(&self.reserved) > self.limit {
+            self.unreserve(me);
+            return false;
+        }
+        true
+    }
+
+    /// Gives back worker `me`'s reservation: it stops, or its accept failed.
+    pub(super) fn unreserve(&self, me: usize) {
+        let _ = self.reserved[me]
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
     }
 
     /// The most connections served at once.
@@ -82,11 +111,20 @@ impl Balance {
         Arc::clone(&self.placed[worker])
     }
 
-    /// Places a connection worker `me` accepted: on `me` unless it serves
-    /// more than [`SLACK`] connections more than the least busy worker. The
-    /// chosen worker's count goes up now, so that a burst accepted faster
-    /// than the other workers take their handovers still spreads evenly.
+    /// Places a connection worker `me` accepted on the place it reserved
+    /// ([`Balance::reserve`]): on `me` unless it serves more than [`SLACK`]
+    /// connections more than the least busy worker. The chosen worker's
+    /// count goes up now, so that a burst accepted faster than the other
+    /// workers take their handovers still spreads evenly; then the
+    /// reservation is given back (in that order, so that the two together
+    /// never count below the connections there are).
     pub(super) fn place(&self, me: usize, stream: TcpStream, peer: SocketAddr) -> Placed {
+        let placed = self.place_unreserved(me, stream, peer);
+        self.unreserve(me);
+        placed
+    }
+
+    fn place_unreserved(&self, me: usize, stream: TcpStream, peer: SocketAddr) -> Placed {
         let mine = self.placed[me].load(Ordering::Relaxed);
         let least = (0..self.placed.len())
             .filter(|&w| w != me)
@@ -103,15 +141,15 @@ impl Balance {
         self.keep(me, stream)
     }
 
+    fn keep(&self, me: usize, stream: TcpStream) -> Placed {
+        self.placed[me].fetch_add(1, Ordering::SeqCst);
+        Placed::Here(stream)
+    }
+
     /// Takes back a place counted for a connection that will not be served.
     pub(super) fn unplace(&self, worker: usize) {
         let _ = self.placed[worker]
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
-    }
-
-    fn keep(&self, me: usize, stream: TcpStream) -> Placed {
-        self.placed[me].fetch_add(1, Ordering::Relaxed);
-        Placed::Here(stream)
     }
 
     /// Sends the socket to worker `to`. Gives it back, registered with the
