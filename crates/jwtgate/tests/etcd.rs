@@ -571,7 +571,7 @@ fn assert_refused_object(node: &Node, k: &str, outcome: &str, mod_revision: i64,
     let logged = eventually(WAIT, || {
         node.logs().lines().any(|l| {
             l.contains("etcd object rejected; this node keeps its previous version")
-                && l.contains(&format!("key={k}"))
+                && l.contains(&format!("key=\"{k}\""))
                 && l.contains(&format!("outcome=\"{outcome}\""))
                 && l.contains(reason)
         })
