@@ -10,7 +10,10 @@ use clap::{Args, Parser, Subcommand};
     version,
     about = "An API gateway whose heart is a JWT authentication policy",
     long_about = "jwtgate proxies HTTP traffic and enforces JWT authentication per route: \
-consumer key claim (APISIX/Kong style), RequiredPath/NotRequiredPath rules and a logout blacklist.\n\n\
+consumer key claim (APISIX/Kong style) or tokens from identity providers (JWKS, OpenID Connect \
+discovery), RequiredPath/NotRequiredPath rules, authorization by claims, CORS, a logout blacklist \
+and log-out-everywhere (subject cut-offs, OIDC back-channel logout). Routes, consumers and \
+providers come from the config file or from etcd.\n\n\
 Quickstart: jwtgate run --config examples/quickstart.yaml"
 )]
 pub struct Cli {
