@@ -5,10 +5,12 @@
 //!
 //! - `undeletable`: the policy must still exist, on a route of that name.
 //! - `immutable`: the policy's values must not change, and the requests it
-//!   applies to (its route's `paths`, `methods` and `hosts`) must not
-//!   narrow: moving the route to a path nobody calls, then adding an open
-//!   one where it was, would undo the policy without touching it (beyond
-//!   SPEC §3.5). Adding a path, a method or a host is allowed.
+//!   applies to must not shrink (beyond SPEC §3.5): its route's `paths`,
+//!   `methods` and `hosts` must not narrow, and no other route may come to
+//!   take some of its requests (a more specific path, a host named, an
+//!   earlier place in the file). Either would undo the policy for those
+//!   requests without touching it. Adding a path, a method or a host is
+//!   allowed.
 //!
 //! Lifting a protection is deliberate and takes its own change: a change
 //! that alters ONLY the `protection` flags of a policy is always allowed
@@ -16,7 +18,10 @@
 //! Deleting an immutable policy that is not also undeletable is allowed:
 //! deletion is what `undeletable` guards.
 
-use jwtgate_config::{RawConfig, RawJwt, RawRoute};
+use std::collections::BTreeMap;
+
+use jwtgate_config::{RawConfig, RawJwt, RawRoute, RouteChoice};
+use jwtgate_core::path::PathPattern;
 
 /// Why a change was refused; the text names the protection.
 pub fn check(old: &RawConfig, new: &RawConfig) -> Result<(), String> {
@@ -76,7 +81,71 @@ pub fn violations(old: &RawConfig, new: &RawConfig) -> Vec<(String, String)> {
             _ => {}
         }
     }
+    refusals.extend(taken(old, new));
     refusals
+}
+
+/// Requests an immutable policy applies to that another route would take
+/// after the change, each pair once with an example: (taking route, why).
+/// Routes that narrowed are left to [`narrows`]'s refusal.
+fn taken(old: &RawConfig, new: &RawConfig) -> Vec<(String, String)> {
+    let guarded: Vec<&RawRoute> = old
+        .routes
+        .iter()
+        .filter(|r| {
+            r.jwt
+                .as_ref()
+                .and_then(|j| j.protection)
+                .is_some_and(|p| p.immutable)
+        })
+        .filter(|r| {
+            new.routes
+                .iter()
+                .find(|n| n.name == r.name)
+                .is_some_and(|n| n.jwt.is_some() && !narrows(r, n))
+        })
+        .collect();
+    if guarded.is_empty() {
+        return Vec::new();
+    }
+    let patterns: Vec<PathPattern> = guarded
+        .iter()
+        .flat_map(|r| &r.paths)
+        .filter_map(|p| PathPattern::parse(p).ok())
+        .collect();
+    let before = RouteChoice::new(&old.routes);
+    let after = RouteChoice::new(&new.routes);
+    let samples = RouteChoice::samples(&[&before, &after], |path| {
+        patterns.iter().any(|p| p.matches(path))
+    });
+    let mut found: BTreeMap<(&str, &str), &str> = BTreeMap::new();
+    for sample in &samples {
+        let Some(owner) = before.choose(sample) else {
+            continue;
+        };
+        if !guarded.iter().any(|r| r.name == owner) {
+            continue;
+        }
+        match after.choose(sample) {
+            Some(taker) if taker != owner => {
+                found.entry((owner, taker)).or_insert(&sample.shown);
+            }
+            _ => {}
+        }
+    }
+    found
+        .into_iter()
+        .map(|((owner, taker), example)| {
+            (
+                taker.to_owned(),
+                format!(
+                    "the jwt policy of route {owner:?} is protected by protection.immutable: \
+                     route {taker:?} would take requests it applies to (e.g. {example}); first \
+                     set protection.immutable to false, in a change of its own"
+                ),
+            )
+        })
+        .collect()
 }
 
 /// Whether `next` leaves out a request `old` takes: one of its paths, or
@@ -240,5 +309,92 @@ mod tests {
         let mut moved = route(&["/elsewhere/*"], None, None);
         moved.routes[0].jwt = policy("a", true, false);
         assert!(check(&free, &moved).is_ok());
+    }
+
+    /// A more specific open route ahead of an immutable policy's route took
+    /// its requests with the policy untouched: the other half of "the
+    /// requests it applies to cannot narrow".
+    #[test]
+    fn regression_immutable_keeps_its_requests_from_other_routes() {
+        let route = |name: &str, paths: &[&str], methods: Option<&[&str]>, hosts: &[&str]| {
+            let strings = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+            RawRoute {
+                name: name.into(),
+                paths: strings(paths),
+                methods: methods.map(strings),
+                hosts: (!hosts.is_empty()).then(|| strings(hosts)),
+                ..RawRoute::default()
+            }
+        };
+        let locked = || {
+            let mut r = route("orders", &["/v1/*"], Some(&["GET", "POST"]), &[]);
+            r.jwt = policy("a", false, true);
+            r
+        };
+        let with = |others: Vec<RawRoute>, locked_first: bool| {
+            let mut routes = others;
+            if locked_first {
+                routes.insert(0, locked());
+            } else {
+                routes.push(locked());
+            }
+            RawConfig {
+                routes,
+                ..RawConfig::default()
+            }
+        };
+        let old = with(vec![route("health", &["/health"], None, &[])], true);
+        for (taker, example) in [
+            (route("open", &["/v1/orders"], None, &[]), "GET /v1/orders"),
+            (
+                route("open", &["/v1/orders/*"], Some(&["POST"]), &[]),
+                "POST /v1/orders/*",
+            ),
+            (
+                route("open", &["/v1/*"], None, &["a.example"]),
+                "(host a.example)",
+            ),
+            (route("open", &["/v1/x"], Some(&["GET"]), &[]), "GET /v1/x"),
+        ] {
+            let mut next = old.clone();
+            next.routes.push(taker);
+            let msg = check(&old, &next).expect_err(example);
+            assert!(
+                msg.contains("protection.immutable")
+                    && msg.contains("route \"open\" would take requests")
+                    && msg.contains(example),
+                "{example}: {msg}"
+            );
+            assert_eq!(violations(&old, &next)[0].0, "open", "blamed on the taker");
+        }
+        // The same pattern earlier in the file takes them too; later, not.
+        let same = route("open", &["/v1/*"], None, &[]);
+        assert!(check(&old, &with(vec![same.clone()], false)).is_err());
+        assert!(check(&old, &with(vec![same], true)).is_ok());
+        // Routes that take none of its requests are free to come and go.
+        for free in [
+            route("open", &["/v2/*"], None, &[]),
+            route("open", &["/v1/orders"], Some(&["DELETE"]), &[]),
+            route("open", &["/v*"], None, &[]),
+        ] {
+            let mut next = old.clone();
+            next.routes.push(free.clone());
+            assert!(check(&old, &next).is_ok(), "{free:?}");
+        }
+        let mut next = old.clone();
+        next.routes.retain(|r| r.name != "health");
+        assert!(check(&old, &next).is_ok(), "deleting another route");
+        // Requests another route already took are not the policy's.
+        let old = with(vec![route("public", &["/v1/public/*"], None, &[])], true);
+        let mut next = old.clone();
+        next.routes
+            .push(route("open", &["/v1/public/x"], None, &[]));
+        assert!(check(&old, &next).is_ok());
+        // Lifting immutable first allows it.
+        let mut lifted = old.clone();
+        lifted.routes[0].jwt = policy("a", false, false);
+        let mut next = lifted.clone();
+        next.routes.push(route("open", &["/v1/orders"], None, &[]));
+        assert!(check(&lifted, &next).is_ok());
     }
 }

@@ -694,13 +694,9 @@ pub(crate) fn route(
     // would match no request at all.
     let hosts: Vec<String> = r
         .hosts
-        .clone()
-        .unwrap_or_default()
         .iter()
-        .map(|h| {
-            let h = h.to_ascii_lowercase();
-            h.strip_suffix('.').map(str::to_owned).unwrap_or(h)
-        })
+        .flatten()
+        .map(|h| crate::host_entry(h))
         .collect();
     for (i, h) in hosts.iter().enumerate() {
         let bare = h.strip_prefix("*.").unwrap_or(h);

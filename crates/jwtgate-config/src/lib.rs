@@ -18,6 +18,7 @@ mod providers;
 mod raw;
 mod read;
 mod reader;
+mod routing;
 mod shared;
 mod source;
 mod tls;
@@ -34,6 +35,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use etcd_source::check_node_file;
 pub use model::*;
 pub use raw::*;
+pub use routing::{host_entry, route_trie, takes_host, takes_method, RouteChoice, SampleRequest};
 pub use shared::{
     env_refs_outside_secrets, locate_in, objects_to_yaml, ObjectId, ObjectKind, SharedObject,
     SharedObjects, ENV_REF_FIELD,

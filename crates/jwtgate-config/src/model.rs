@@ -165,30 +165,17 @@ pub struct Route {
 }
 
 impl Route {
-    /// Whether the route takes `method`. `GET` also takes `HEAD`, as a
-    /// `GET_` rule entry covers it (SPEC §3.11) and nginx's `limit_except
-    /// GET` does: frameworks answer `HEAD` with their `GET` handler, so a
-    /// `HEAD` must not fall through to another route with other rules.
+    /// Whether the route takes `method` ([`crate::takes_method`]).
+    #[inline]
     pub fn allows_method(&self, method: &str) -> bool {
-        self.methods.as_ref().is_none_or(|m| {
-            m.iter()
-                .any(|x| x == method || (method == "HEAD" && x == "GET"))
-        })
+        crate::takes_method(self.methods.as_deref(), method)
     }
 
-    /// `host` is the request's host without port, any case.
+    /// `host` is the request's host without port, any case
+    /// ([`crate::takes_host`]).
+    #[inline]
     pub fn allows_host(&self, host: Option<&str>) -> bool {
-        if self.hosts.is_empty() {
-            return true;
-        }
-        let Some(host) = host else { return false };
-        self.hosts.iter().any(|h| match h.strip_prefix("*.") {
-            Some(suffix) => host.len().checked_sub(suffix.len() + 1).is_some_and(|cut| {
-                host.as_bytes().get(cut) == Some(&b'.')
-                    && host[cut + 1..].eq_ignore_ascii_case(suffix)
-            }),
-            None => host.eq_ignore_ascii_case(h),
-        })
+        crate::takes_host(&self.hosts, host)
     }
 }
 

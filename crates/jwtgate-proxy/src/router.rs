@@ -115,20 +115,12 @@ impl Router {
     /// `body_timeout`: how long a client's request body may stall
     /// between two reads (`client_body_timeout_ms`).
     pub fn new(routes: &[Route], body_timeout: Duration) -> Self {
-        let mut trie = PathTrie::new();
+        let trie = jwtgate_config::route_trie(
+            routes
+                .iter()
+                .map(|r| (r.paths.as_slice(), r.hosts.is_empty())),
+        );
         let mut out = Vec::with_capacity(routes.len());
-        // On the same path, a route that names the request's host beats one
-        // that takes any host (as in Kong, APISIX and Envoy), whatever their
-        // order in the file: the trie keeps insertion order within a pattern,
-        // so insert host-specific routes first.
-        let mut order: Vec<usize> = (0..routes.len()).collect();
-        order.sort_by_key(|&i| routes.get(i).is_none_or(|r| r.hosts.is_empty()));
-        for &i in &order {
-            let Some(route) = routes.get(i) else { continue };
-            for p in &route.paths {
-                trie.insert(p, i);
-            }
-        }
         for route in routes {
             let target = match &route.upstream {
                 Upstream::Echo => Target::Echo,

@@ -513,6 +513,23 @@ fn protected_policy_refusals_and_a_deliberate_lift() {
         moved.text()
     );
     assert_eq!(node.get("/guarded/x").status, 401, "still guarded");
+    // Nor may another route take some of them: an open route on a more
+    // specific path would undo the policy there without touching it.
+    let open = json!({"paths": ["/guarded/x"], "upstream": {"echo": true}});
+    let taken = node.admin("PUT", "/admin/v1/routes/open", Some(open.clone()));
+    assert_eq!(taken.status, 409, "{}", taken.text());
+    assert!(
+        taken
+            .message()
+            .unwrap()
+            .contains("route \"open\" would take requests it applies to (e.g. GET /guarded/x)"),
+        "{}",
+        taken.text()
+    );
+    assert_eq!(node.get("/guarded/x").status, 401, "still guarded");
+    let beside = json!({"paths": ["/g2/*"], "upstream": {"echo": true}});
+    let elsewhere = node.admin("PUT", "/admin/v1/routes/open", Some(beside));
+    assert_eq!(elsewhere.status, 201, "{}", elsewhere.text());
 
     // Lifting the protection is a change of its own; then the rest is allowed.
     let lift = json!({"protection": {"undeletable": false, "immutable": false}});
