@@ -712,43 +712,56 @@ fn request_body_is_streamed_not_buffered() {
 }
 
 /// The client receives the first part of a response while the upstream is
-/// still holding back the rest.
+/// still holding back the rest: a large part, and a small one as a
+/// server-sent event or a long poll sends (once held back until 16 KiB had
+/// gathered or the body ended, over HTTP/1.x, status line included).
 #[test]
 fn response_body_is_streamed_not_buffered() {
     use std::io::{Read, Write};
-    let up = Upstream::start_with("gated", Behavior::Gated);
-    let gw = Gateway::start(&open_route(&up));
-    let mut s = connect(gw.addr);
-    s.write_all(b"GET /stream-down HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 8192];
-    let marker = b"<first-part-end>";
-    while !got.windows(marker.len()).any(|w| w == marker) {
-        match s.read(&mut buf) {
-            Ok(0) => panic!(
-                "connection closed early: {:?}",
-                String::from_utf8_lossy(&got)
-            ),
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) => {
-                up.open_gate();
-                panic!(
-                    "the first part of the response did not arrive while the upstream held the rest ({e}): \
-                     the gateway buffers response bodies\n{}",
-                    gw.logs()
-                );
+    for (name, behavior) in [("large", Behavior::Gated), ("event", Behavior::GatedEvent)] {
+        let up = Upstream::start_with("gated", behavior);
+        let gw = Gateway::start(&open_route(&up));
+        let mut s = connect(gw.addr);
+        s.write_all(b"GET /stream-down HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 8192];
+        let marker = b"<first-part-end>";
+        while !got.windows(marker.len()).any(|w| w == marker) {
+            match s.read(&mut buf) {
+                Ok(0) => panic!(
+                    "{name}: connection closed early: {:?}",
+                    String::from_utf8_lossy(&got)
+                ),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => {
+                    up.open_gate();
+                    panic!(
+                        "{name}: the first part of the response did not arrive while the upstream \
+                         held the rest ({e}): the gateway buffers response bodies; got {:?}\n{}",
+                        String::from_utf8_lossy(&got),
+                        gw.logs()
+                    );
+                }
             }
         }
+        // Had it been held back, it would come with the rest, once the
+        // upstream stopped waiting for the gate.
+        assert!(
+            !got.windows(GATED_LAST.len()).any(|w| w == GATED_LAST),
+            "{name}: the first part came only with the last: the gateway buffers response \
+             bodies\n{}",
+            gw.logs()
+        );
+        up.open_gate();
+        s.read_to_end(&mut got).unwrap();
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 200"), "{name}: {text:.200}");
+        assert!(
+            text.contains("<last-part>"),
+            "{name}: the rest of the body never arrived"
+        );
     }
-    up.open_gate();
-    s.read_to_end(&mut got).unwrap();
-    let text = String::from_utf8_lossy(&got);
-    assert!(text.starts_with("HTTP/1.1 200"), "{text:.200}");
-    assert!(
-        text.contains("<last-part>"),
-        "the rest of the body never arrived"
-    );
 }
 
 /// Hop-by-hop headers are removed in the response direction too (SPEC §5).

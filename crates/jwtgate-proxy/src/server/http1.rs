@@ -494,7 +494,7 @@ impl<IO: Transport> Conn<IO> {
 
     /// Writes the response body after the head already in `out`, framed as
     /// `framing` says; small pieces are gathered into `out` and written
-    /// together. An error: the connection must close (the client got a
+    /// together, and written as soon as the body has nothing more ready. An error: the connection must close (the client got a
     /// short or broken body, or went away).
     ///
     /// The connection stays `busy` while the body is produced; every write
@@ -513,7 +513,20 @@ impl<IO: Transport> Conn<IO> {
         };
         if framing != ResponseFraming::Empty {
             loop {
-                let frame = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+                let frame =
+                    match poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
+                        Poll::Ready(frame) => frame,
+                        // Nothing more for now: what is gathered goes out, so
+                        // that a stream of small pieces (server-sent events, a
+                        // long poll) reaches the client as it comes.
+                        Poll::Pending => {
+                            if !out.is_empty() {
+                                send_bounded(&mut self.io, out).await?;
+                                out.clear();
+                            }
+                            poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+                        }
+                    };
                 let data = match frame {
                     None => break,
                     Some(Err(e)) => {

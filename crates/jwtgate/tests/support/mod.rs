@@ -635,6 +635,9 @@ pub enum Behavior {
     /// 200, streamed: [`GATED_FIRST`] at once, then waits until
     /// [`Upstream::open_gate`] (at most [`IO_TIMEOUT`]), then [`GATED_LAST`].
     Gated,
+    /// As [`Behavior::Gated`], with a first part of a few bytes, as a
+    /// server-sent event: [`EVENT_FIRST`].
+    GatedEvent,
     /// 200 with hop-by-hop response headers: `Connection: x-up-hop`,
     /// `X-Up-Hop`, `Keep-Alive`, and an end-to-end `X-Up-End`.
     HopHeaders,
@@ -874,11 +877,15 @@ async fn handle(
             Full::new(Bytes::from_static(b"slow upstream ok")).boxed()
         }
         Behavior::Stream(n) => PatternBody { sent: 0, total: n }.boxed(),
-        Behavior::Gated => {
+        Behavior::Gated | Behavior::GatedEvent => {
             let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
             let mut gate = st.gate.subscribe();
+            let first = match behavior {
+                Behavior::Gated => Bytes::from(GATED_FIRST.to_vec()),
+                _ => Bytes::from_static(EVENT_FIRST),
+            };
             tokio::spawn(async move {
-                let _ = tx.send(Bytes::from(GATED_FIRST.to_vec())).await;
+                let _ = tx.send(first).await;
                 let _ = tokio::time::timeout(IO_TIMEOUT, gate.wait_for(|open| *open)).await;
                 let _ = tx.send(Bytes::from_static(GATED_LAST)).await;
             });
@@ -913,6 +920,8 @@ pub static GATED_FIRST: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(
     v
 });
 pub const GATED_LAST: &[u8] = b"<last-part>";
+/// The first part of a [`Behavior::GatedEvent`] body: one small event.
+pub const EVENT_FIRST: &[u8] = b"data: first\n\n<first-part-end>";
 
 struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
 
