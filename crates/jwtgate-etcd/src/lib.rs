@@ -266,6 +266,68 @@ impl Etcd {
         Ok(snap)
     }
 
+    /// The key of every object under the prefix as it stood at `revision`,
+    /// with its mod revision, in key order (values left out); `None` when
+    /// etcd no longer keeps that revision (compacted). A node that comes
+    /// back compares it with what it applied there: a different answer
+    /// means etcd lost its data (or these are other endpoints), which a
+    /// watch from the next revision would never show.
+    pub async fn keys_at(
+        &self,
+        revision: i64,
+    ) -> Result<Option<Vec<(Kind, String, i64)>>, EtcdError> {
+        let mut kv = self
+            .client
+            .kv_client()
+            .max_decoding_message_size(MAX_MESSAGE);
+        let prefix = format!("{}/", self.prefix);
+        let end = prefix_end(prefix.as_bytes());
+        let mut out = Vec::new();
+        let mut start = prefix.into_bytes();
+        loop {
+            let options = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(PAGE)
+                .with_keys_only()
+                .with_revision(revision)
+                .with_sort(SortTarget::Key, SortOrder::Ascend);
+            let resp = match tokio::time::timeout(
+                self.timeout,
+                kv.get(start.clone(), Some(options)),
+            )
+            .await
+            {
+                Err(_) => {
+                    return Err(EtcdError::Unavailable(format!(
+                        "no answer within {:?}",
+                        self.timeout
+                    )))
+                }
+                Ok(Err(e))
+                    if e.to_string()
+                        .contains("required revision has been compacted") =>
+                {
+                    return Ok(None)
+                }
+                Ok(Err(e)) => return Err(unavailable(e)),
+                Ok(Ok(resp)) => resp,
+            };
+            out.extend(resp.kvs().iter().filter_map(|kv| {
+                self.parse_key(kv.key())
+                    .map(|(kind, name)| (kind, name, kv.mod_revision()))
+            }));
+            match resp.kvs().last() {
+                Some(last) if resp.more() => {
+                    start = last.key().to_vec();
+                    start.push(0);
+                }
+                _ => break,
+            }
+        }
+        out.sort();
+        Ok(Some(out))
+    }
+
     /// The current revision and cluster id (a cheap read).
     pub async fn revision(&self) -> Result<(i64, u64), EtcdError> {
         let mut kv = self.client.kv_client();

@@ -588,6 +588,36 @@ impl EtcdServer {
         self.apply_auth();
     }
 
+    /// As [`EtcdServer::restart_empty`], but the new member has already
+    /// taken `writes` puts of keys outside any test's prefix
+    /// (`/elsewhere/N`) when it starts answering on its port: an etcd that
+    /// lost its data and whose revision then went past what its clients
+    /// knew (shared with other applications). The writes are made while it
+    /// listens on another client port, so no client sees it in between.
+    pub fn restart_empty_after(&mut self, writes: usize) {
+        assert!(
+            !self.in_cluster,
+            "restart_empty_after: member {} belongs to a cluster",
+            self.name
+        );
+        self.kill();
+        self.dir = tempfile::tempdir().expect("tempdir");
+        self.client.user = None;
+        let (port, endpoints) = (self.port, self.client.endpoints.clone());
+        let scheme = if self.opts.tls { "https" } else { "http" };
+        self.port = claim_port();
+        self.client.endpoints = vec![format!("{scheme}://127.0.0.1:{}", self.port)];
+        self.respawn();
+        for i in 0..writes {
+            self.client.put(&format!("/elsewhere/{i}"), "x");
+        }
+        self.kill();
+        self.port = port;
+        self.client.endpoints = endpoints;
+        self.respawn();
+        self.apply_auth();
+    }
+
     /// Spawns on the same ports, retrying (bounded) while a port is still
     /// taken by someone else.
     fn respawn(&mut self) {

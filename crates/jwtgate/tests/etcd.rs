@@ -1086,7 +1086,7 @@ fn nodes_catch_up_revision_by_revision_after_a_restart_or_a_lost_watch() {
     wait_get(&a, "/compacted-in/x", 200);
     wait_get(&a, "/while-down/x", 404);
     a.wait_log(
-        "the etcd watch fell behind a compaction: reloading in full",
+        "etcd compacted the revisions this node missed: reloading in full",
         1,
     );
     wait_state(&a, "following");
@@ -1337,7 +1337,10 @@ fn etcd_restarted_empty_holds_the_nodes_until_a_push() {
             "{}",
             resp.text()
         );
-        n.wait_log("etcd came back empty at an older revision", 1);
+        n.wait_log(
+            "etcd came back empty, without the revisions this node applied",
+            1,
+        );
     }
     assert_eq!(etcd.get(&key("routes", "new")), None);
 
@@ -1359,6 +1362,68 @@ fn etcd_restarted_empty_holds_the_nodes_until_a_push() {
     );
     assert_eq!(resp.status, 201, "{}", resp.text());
     wait_get(all[1], "/new/x", 200);
+}
+
+/// etcd lost its data and took other writes (an etcd shared with other
+/// applications) before the nodes came back: its revision is past theirs, so
+/// only its history shows what happened. Found by an outside review: the
+/// nodes followed it as if nothing had happened (`following`, the lost
+/// objects still served), admin deletes looped on conflicts, a consumer
+/// pushed away kept authenticating on the running nodes and not on a
+/// restarted one.
+#[test]
+fn regression_etcd_restarted_empty_past_the_nodes_revision_holds_them_too() {
+    let mut etcd = EtcdServer::start();
+    let eps = vec![etcd.endpoint()];
+    let dir = tempfile::tempdir().unwrap();
+    push_ok(dir.path(), &eps, BASE);
+    let mut nodes: Vec<(tempfile::TempDir, Node)> =
+        (0..3).map(|_| start_node(&eps, EMBEDDED)).collect();
+    let alice = Req::get("/app/x").bearer(&alice_token("past"));
+    for (_, n) in &nodes {
+        wait_status(n, &alice, 200);
+        wait_state(n, "following");
+    }
+    // The third node is down meanwhile; it comes back on its local copy.
+    let _ = nodes[2].1.stop();
+
+    let applied = etcd.revision();
+    etcd.restart_empty_after(applied as usize + 5);
+    assert!(etcd.revision() > applied, "the new etcd is past the nodes");
+    let path = nodes[2].0.path().join("jwtgate.yaml");
+    nodes[2].1 = Node::start_on(&path, &[]);
+    for (_, n) in &nodes {
+        wait_state(n, "held");
+        assert_eq!(n.send(&alice).status, 200, "nothing silently dropped");
+        let resp = n.admin("DELETE", "/admin/v1/consumers/alice", None);
+        assert_eq!(resp.status, 503, "{}", resp.text());
+        assert!(
+            resp.message().unwrap().contains("config push"),
+            "{}",
+            resp.text()
+        );
+    }
+    for (_, n) in &nodes[..2] {
+        n.wait_log(
+            "etcd does not hold what this node applied at its last revision",
+            1,
+        );
+    }
+    nodes[2].1.wait_log(
+        "etcd does not hold what this node's local copy says it held",
+        1,
+    );
+
+    // A push of the objects without alice: every node follows it.
+    let bob = BASE.replace("alice", "bob").replace("crm-1", "crm-2");
+    push_ok(dir.path(), &eps, &bob);
+    let bob_req = Req::get("/app/x").bearer(&token("bob-key"));
+    for (_, n) in &nodes {
+        wait_state(n, "following");
+        wait_status(n, &bob_req, 200);
+        wait_status(n, &alice, 401);
+        assert!(refused(n).is_empty(), "{}", source_status(n));
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -76,13 +76,47 @@ async fn follow_once(
     backoff: &mut Duration,
 ) -> Result<(), String> {
     let (now, _) = etcd.revision().await.map_err(|e| e.to_string())?;
-    let (full, applied) = {
+    let (mut full, applied, stored) = {
         let shared = source.shared.lock().await;
+        let stored: Vec<_> = shared
+            .objects
+            .stored
+            .iter()
+            .map(|((kind, name), r)| (*kind, name.clone(), *r))
+            .collect();
         (
             shared.full_reload || now < shared.objects.revision,
             shared.objects.revision,
+            stored,
         )
     };
+    // Watching from the next revision assumes etcd still holds the history
+    // this node applied. One that lost its data and took other writes since
+    // is past that revision yet holds none of it: the watch would show
+    // nothing, and the node would follow an etcd it no longer matches.
+    if !full && applied > 0 {
+        match etcd.keys_at(applied).await.map_err(|e| e.to_string())? {
+            Some(keys) if keys == stored => {}
+            Some(_) => {
+                warn!(
+                    applied,
+                    etcd = now,
+                    "etcd does not hold what this node applied at its last revision (it lost its data, or these are other endpoints): reloading in full"
+                );
+                let mut shared = source.shared.lock().await;
+                shared.history_lost = true;
+                full = true;
+            }
+            // Compacted: the history cannot be checked; read everything.
+            None => {
+                info!(
+                    applied,
+                    "etcd compacted the revisions this node missed: reloading in full"
+                );
+                full = true;
+            }
+        }
+    }
     if full {
         source
             .full_reload(etcd, running)

@@ -99,6 +99,11 @@ struct Shared {
     /// Whether the next catch-up must read everything (after a compaction
     /// or once a held node sees objects again).
     full_reload: bool,
+    /// Set when etcd, back after a loss, no longer held what this node
+    /// applied at its last revision, although its revision is not behind
+    /// (its data lost, then other writes): the next full reload treats it
+    /// as a revision that went back.
+    history_lost: bool,
 }
 
 pub struct EtcdSource {
@@ -148,6 +153,7 @@ impl EtcdSource {
                 },
                 phase: Phase::Connecting,
                 full_reload: true,
+                history_lost: false,
             }),
             phase: StdMutex::new(Phase::Connecting),
             client: StdMutex::new(None),
@@ -200,13 +206,14 @@ impl EtcdSource {
             warn!(key = ?stray, "etcd: a key under the prefix that names no route, consumer or provider; ignored");
         }
         let mut shared = self.shared.lock().await;
-        let went_back = snapshot.revision < shared.objects.revision;
+        let history_lost = std::mem::take(&mut shared.history_lost);
+        let went_back = snapshot.revision < shared.objects.revision || history_lost;
         if went_back && snapshot.objects.is_empty() && !shared.objects.live.is_empty() {
             if shared.phase != Phase::Held {
                 tracing::error!(
                     applied = shared.objects.revision,
                     etcd = snapshot.revision,
-                    "etcd came back empty at an older revision (restarted without its data?): keeping the {} objects applied; admin writes answer 503 until objects are pushed again (jwtgate config push)",
+                    "etcd came back empty, without the revisions this node applied (restarted without its data?): keeping the {} objects applied; admin writes answer 503 until objects are pushed again (jwtgate config push)",
                     shared.objects.live.len()
                 );
             }
@@ -221,7 +228,7 @@ impl EtcdSource {
             warn!(
                 applied = shared.objects.revision,
                 etcd = snapshot.revision,
-                "etcd's revision went back (a restored or another etcd): following what it holds now"
+                "etcd no longer holds the revisions this node applied (a restored or another etcd): following what it holds now"
             );
             shared.objects.revision = 0;
         }

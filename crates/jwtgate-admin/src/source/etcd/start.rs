@@ -108,9 +108,26 @@ impl EtcdSource {
                 .map(|o| ((o.kind, o.name.clone()), o.mod_revision))
                 .collect();
             // Unchanged since the copy: no revision to replay (and the
-            // watch would have nothing to send).
+            // watch would have nothing to send). Changed, and etcd no longer
+            // holds what the copy says it held then (its data lost, other
+            // writes since): nothing to replay either, and what it holds now
+            // is taken as from an etcd that went back.
             if snapshot.revision > from && now != then {
-                self.replay(etcd, running, from, snapshot.revision).await;
+                match etcd.keys_at(from).await? {
+                    Some(keys) if keys.iter().map(|(k, n, r)| ((*k, n.clone()), *r)).eq(then) => {
+                        self.replay(etcd, running, from, snapshot.revision).await;
+                    }
+                    Some(_) => {
+                        warn!(
+                            applied = from,
+                            etcd = snapshot.revision,
+                            "etcd does not hold what this node's local copy says it held at that revision (it lost its data, or these are other endpoints)"
+                        );
+                        self.shared.lock().await.history_lost = true;
+                    }
+                    // Compacted: the snapshot applies as a difference.
+                    None => {}
+                }
             }
         }
         self.apply_snapshot(snapshot, running).await;
