@@ -53,8 +53,21 @@ pub async fn cut_off(gw: &Gateway, key: SubjectKey) -> Result<Cutoff, GatewayErr
     cut_off_at(gw, key, gw.clock.now_unix()).await
 }
 
+/// The second a logout-everywhere request made with a token issued at
+/// `iat` cuts off at: now, or the token's own `iat` when its issuer's clock
+/// is ahead of ours by up to [`IAT_SKEW_SECONDS`] (as the back-channel
+/// takes a logout token's), so that the token that asked, and those issued
+/// with it, are ended too. An `iat` further ahead is not trusted to move the
+/// cut-off: the token is then ended by the blacklist instead.
+pub fn own_cut_off_second(now: i64, iat: Option<i64>) -> i64 {
+    match iat {
+        Some(iat) if iat > now && iat <= now.saturating_add(IAT_SKEW_SECONDS) => iat,
+        _ => now,
+    }
+}
+
 /// Records a cut-off of `key` at `not_before`.
-async fn cut_off_at(
+pub async fn cut_off_at(
     gw: &Gateway,
     key: SubjectKey,
     not_before: i64,

@@ -457,7 +457,17 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
                         .as_deref()
                         .and_then(|c| crate::logout::own_subject(&identity.principal, c))
                         .ok_or(GatewayError::NoSubject)?;
-                    Box::pin(crate::logout::cut_off(gw, key)).await?;
+                    let iat = identity.claims.as_deref().and_then(|c| c.iat().at());
+                    let at = crate::logout::own_cut_off_second(gw.clock.now_unix(), iat);
+                    Box::pin(crate::logout::cut_off_at(gw, key, at)).await?;
+                    // A token whose iat is past even that second would
+                    // outlive its own logout: it is blacklisted as well.
+                    if let (Some(entry), true) = (identity.revocation, iat.is_some_and(|i| i > at))
+                    {
+                        Box::pin(gw.revocations.revoke(entry))
+                            .await
+                            .map_err(|e| GatewayError::StoreUnavailable(e.to_string()))?;
+                    }
                     outcome.auth = "logout_everywhere";
                     return Ok(json_message(StatusCode::OK, "logged out everywhere"));
                 }

@@ -241,6 +241,54 @@ fn the_logout_everywhere_path_cuts_off_the_tokens_own_subject() {
     assert_eq!(node.send(&Req::post("/app/logout-everywhere")).status, 401);
 }
 
+/// A token whose issuer's clock is ahead (its iat a few seconds in the
+/// future) outlived its own "log out everywhere", which cut off at the
+/// gateway's second. Found by an outside review. Now the cut-off moves to
+/// its iat within the back-channel's skew (120 s), and a token whose iat is
+/// further ahead is blacklisted itself, leaving the cut-off at now.
+#[test]
+fn regression_a_token_issued_ahead_is_ended_by_its_own_logout_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(
+        dir.path(),
+        &config(dir.path(), "{ kind: embedded, path: ./data }", ""),
+    );
+    let ahead = alice(Some("u-5"), now() + 5);
+    let sibling = alice(Some("u-5"), now() + 4);
+    assert_eq!(status(&node, &ahead), 200);
+    let resp = node.send(&Req::post("/app/logout-everywhere").bearer(&ahead));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_cut(&node, &ahead, "the token itself");
+    assert_cut(&node, &sibling, "a token issued with it");
+
+    let far = alice(Some("u-6"), now() + 1_000_000);
+    assert_eq!(status(&node, &far), 200);
+    let resp = node.send(&Req::post("/app/logout-everywhere").bearer(&far));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_cut(&node, &far, "the token itself, blacklisted");
+    let listed = node
+        .admin("GET", "/admin/v1/revocations/subjects", None)
+        .json();
+    let cut = listed["subjects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["subject"] == "u-6")
+        .cloned()
+        .unwrap();
+    let at = cut["not_before"].as_i64().unwrap();
+    assert!(
+        at <= now(),
+        "an iat that far ahead does not move the cut-off: {cut}"
+    );
+    let next = alice(Some("u-6"), now() + 1);
+    assert_eq!(
+        status(&node, &next),
+        200,
+        "a token issued after the cut-off"
+    );
+}
+
 /// Three nodes on one Redis store (or cluster): a cut-off on A is refused
 /// by B and C; returns the propagation delays.
 fn propagation(store: &str, label: &str) {
