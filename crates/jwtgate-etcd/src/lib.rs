@@ -82,6 +82,20 @@ pub enum EtcdError {
     Conflict,
 }
 
+impl EtcdError {
+    /// Whether the request never left this node: etcd refused the
+    /// connection (nothing listens there), so a write was certainly not
+    /// made. Any other failure may come after etcd took the request.
+    pub fn never_sent(&self) -> bool {
+        match self {
+            EtcdError::Unavailable(e) => {
+                e.contains("tcp connect error") || e.contains("Connection refused")
+            }
+            EtcdError::Conflict => false,
+        }
+    }
+}
+
 /// What a write expects of its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {

@@ -355,6 +355,9 @@ impl EtcdSource {
         // Why etcd did not answer the last attempt, if it did not, and
         // since when it has not been answering.
         let mut unanswered: Option<String> = None;
+        // Whether an unanswered write may have reached etcd (else each one
+        // was refused a connection: certainly not made).
+        let mut maybe_sent = false;
         let mut unanswered_since: Option<tokio::time::Instant> = None;
         let mut conflicts = 0u32;
         for _ in 0..WRITE_ATTEMPTS {
@@ -446,7 +449,10 @@ impl EtcdSource {
                 // once etcd answers settles it (committed: a conflict, then
                 // nothing left to write; not committed: it is now), so the
                 // answer says what happened unless etcd stays away.
-                Err(EtcdError::Unavailable(e)) => unanswered = Some(e),
+                Err(e) => {
+                    maybe_sent |= !e.never_sent();
+                    unanswered = Some(e.to_string());
+                }
             }
             if let Some(e) = &unanswered {
                 // Counted from the first attempt left unanswered, so that
@@ -463,6 +469,10 @@ impl EtcdSource {
             }
         }
         match unanswered {
+            Some(e) if !maybe_sent => {
+                warn!(error = %e, "admin change: etcd could not be reached; nothing was written");
+                Err(unavailable("it could not be reached"))
+            }
             Some(e) => {
                 // The cause is logged; the client learns what it can act on.
                 warn!(error = %e, "admin change: etcd did not answer; whether it was made is unknown");
