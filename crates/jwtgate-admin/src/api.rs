@@ -154,7 +154,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Name {
 /// first keys or etcd's objects are still on their way (`waiting_for`
 /// says which); `stopping` (503) once shutdown began. Any answer at all
 /// means the process is alive.
-async fn status(State(s): State<AdminState>) -> Response {
+async fn status(State(s): State<AdminState>, headers: header::HeaderMap) -> Response {
     let mut providers = serde_json::Map::new();
     let mut waiting = Vec::new();
     if !s.live.revocations().is_loaded() {
@@ -187,7 +187,17 @@ async fn status(State(s): State<AdminState>) -> Response {
     if !providers.is_empty() {
         body["providers"] = serde_json::Value::Object(providers);
     }
-    if let Some(source) = source {
+    if let Some(mut source) = source {
+        // Why an object was refused quotes what etcd holds (a resolved
+        // secret's length, say): only for the holder of the key.
+        let given = headers.get(crate::auth::HEADER).map(|v| v.as_bytes());
+        if !crate::auth::key_matches(s.live.admin_key().as_bytes(), given) {
+            if let Some(refused) = source["refused"].as_array_mut() {
+                for r in refused.iter_mut().filter_map(|r| r.as_object_mut()) {
+                    r.remove("reason");
+                }
+            }
+        }
         body["config_source"] = source;
     }
     (code, Json(body)).into_response()

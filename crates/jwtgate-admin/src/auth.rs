@@ -2,7 +2,8 @@
 //! unauthenticated caller cannot even learn which admin paths exist.
 //! `/status`, `/metrics` and the console's static files (`/console/`, which
 //! hold no data: the page signs in and calls `/admin/*` with the key) are
-//! open.
+//! open; `/status` gives the reasons for refused etcd objects only with the
+//! key (they quote what etcd holds, resolved secrets' lengths included).
 //!
 //! The comparison is constant-time over SHA-256 digests of both keys: equal
 //! lengths, so neither the key's bytes nor its length leak through timing.
@@ -36,7 +37,7 @@ pub async fn require_key(State(state): State<AdminState>, req: Request, next: Ne
     }
 }
 
-fn key_matches(expected: &[u8], given: Option<&[u8]>) -> bool {
+pub(crate) fn key_matches(expected: &[u8], given: Option<&[u8]>) -> bool {
     let Some(given) = given else { return false };
     // An empty configured key never matches (the config refuses one anyway).
     if expected.is_empty() {

@@ -567,6 +567,28 @@ fn assert_refused_object(node: &Node, k: &str, outcome: &str, mod_revision: i64,
         source_status(node),
         node.logs()
     );
+    // The reason quotes what etcd holds: `/status` gives it only with the
+    // admin key (a `${HOME}` secret's length was readable by anyone).
+    let with_key = node
+        .admin_raw(&Req::get("/status").header("x-api-key", KEY))
+        .json();
+    let entry = |status: &Value| {
+        status["config_source"]["refused"]
+            .as_array()
+            .and_then(|l| l.iter().find(|r| r["key"] == k).cloned())
+            .unwrap_or_default()
+    };
+    assert!(
+        entry(&with_key)["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(reason)),
+        "{with_key}"
+    );
+    let open = entry(&status_of(node));
+    assert!(
+        open.get("reason").is_none() && open["outcome"] == outcome,
+        "{open}"
+    );
     // Log lines go out through a writer thread: poll for it too.
     let logged = eventually(WAIT, || {
         node.logs().lines().any(|l| {
