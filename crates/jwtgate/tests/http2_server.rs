@@ -246,6 +246,48 @@ fn a_host_that_differs_from_the_authority_is_a_400_and_the_connection_serves_on(
     );
 }
 
+/// RFC 9113 §8.2.1: a field value that starts or ends with whitespace is
+/// malformed (HTTP/1.x trims it, so the upstream could read it otherwise);
+/// it was passed on as it came. The stream is reset, the connection serves
+/// on.
+#[test]
+fn a_field_value_with_whitespace_at_an_end_resets_its_stream_only() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(&up.node(), &up.node()));
+    let addr = gw.addr;
+    let reasons = run(&gw, async move {
+        let (send, _conn) = connect_h2(addr, 1024 * 1024, 1024 * 1024).await?;
+        let mut reasons = Vec::new();
+        for value in [" v", "v ", "v\t"] {
+            let req = h2_request(addr, "GET", "/open")
+                .header("x-a", http::HeaderValue::from_str(value).unwrap())
+                .body(())
+                .unwrap();
+            let mut ready = send.clone().ready().await.map_err(|e| e.to_string())?;
+            let (resp, _) = ready.send_request(req, true).map_err(|e| e.to_string())?;
+            match resp.await {
+                Err(e) => reasons.push(e.reason()),
+                Ok(r) => return Err(format!("{value:?}: answered {}", r.status())),
+            }
+        }
+        let fine = h2_request(addr, "GET", "/open")
+            .header("x-a", "v w")
+            .body(())
+            .unwrap();
+        let (status, body) = ask(&send, fine).await?;
+        if status != 200 {
+            return Err(format!("then {status}: {body}"));
+        }
+        Ok(reasons)
+    });
+    assert_eq!(reasons, vec![Some(h2::Reason::PROTOCOL_ERROR); 3]);
+    assert_eq!(
+        up.records().len(),
+        1,
+        "only the well-formed request went upstream"
+    );
+}
+
 #[test]
 fn more_header_fields_than_http1_takes_are_a_431_but_cookie_crumbs_count_as_one() {
     let up = Upstream::start();

@@ -195,7 +195,12 @@ pub(super) async fn serve<IO: Transport>(io: Rewind<IO>, ctx: ConnCtx) {
             }
         }
         match conn.poll_accept(cx) {
-            Poll::Ready(Some(Ok((req, respond)))) => {
+            Poll::Ready(Some(Ok((req, mut respond)))) => {
+                if edge_whitespace(req.headers()) {
+                    debug!("HTTP/2 request with a field value that starts or ends with whitespace: malformed, stream reset");
+                    respond.send_reset(Reason::PROTOCOL_ERROR);
+                    continue;
+                }
                 let gw = gateway.load_full();
                 streams.push(exchange(req, respond, gw, &pool, &activity));
             }
@@ -299,6 +304,17 @@ fn request(req: Request<RecvStream>) -> Request<RequestBody<'static>> {
         RequestBody::H2(H2Body::new(recv, content_length(&parts.headers)))
     };
     Request::from_parts(parts, body)
+}
+
+/// Whether a field value starts or ends with a space or a tab, which makes
+/// the request malformed (RFC 9113 §8.2.1): HTTP/1.x would trim it, so the
+/// upstream might read the value otherwise than the gateway did.
+fn edge_whitespace(headers: &HeaderMap) -> bool {
+    let edge = |b: Option<&u8>| matches!(b, Some(b' ' | b'\t'));
+    headers.values().any(|v| {
+        let b = v.as_bytes();
+        edge(b.first()) || edge(b.last())
+    })
 }
 
 /// The request's length, when every `Content-Length` it has says the same.
