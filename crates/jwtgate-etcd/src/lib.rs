@@ -231,50 +231,26 @@ impl Etcd {
 
     /// Every object under the prefix, at one revision, read in pages.
     pub async fn snapshot(&self) -> Result<Snapshot, EtcdError> {
-        let mut kv = self
-            .client
-            .kv_client()
-            .max_decoding_message_size(MAX_MESSAGE);
-        let prefix = format!("{}/", self.prefix);
-        let end = prefix_end(prefix.as_bytes());
         let mut snap = Snapshot::default();
-        let mut start = prefix.into_bytes();
-        loop {
-            let mut options = GetOptions::new()
-                .with_range(end.clone())
-                .with_limit(PAGE)
-                .with_sort(SortTarget::Key, SortOrder::Ascend);
-            if snap.revision > 0 {
-                options = options.with_revision(snap.revision);
-            }
-            let resp = self.bounded(kv.get(start.clone(), Some(options))).await?;
-            if snap.revision == 0 {
-                let header = resp.header();
-                snap.revision = header.map_or(0, |h| h.revision());
-                snap.cluster_id = header.map_or(0, |h| h.cluster_id());
-            }
-            for kv in resp.kvs() {
-                match self.parse_key(kv.key()) {
-                    Some((kind, name)) => snap.objects.push(Object {
-                        kind,
-                        name,
-                        value: kv.value().to_vec(),
-                        mod_revision: kv.mod_revision(),
-                    }),
-                    None => snap
-                        .strays
-                        .push(String::from_utf8_lossy(kv.key()).into_owned()),
-                }
-            }
-            match resp.kvs().last() {
-                Some(last) if resp.more() => {
-                    // The next page starts just after the last key.
-                    start = last.key().to_vec();
-                    start.push(0);
-                }
-                _ => break,
-            }
-        }
+        let read = self
+            .read_prefix(0, false, |kv| match self.parse_key(kv.key()) {
+                Some((kind, name)) => snap.objects.push(Object {
+                    kind,
+                    name,
+                    value: kv.value().to_vec(),
+                    mod_revision: kv.mod_revision(),
+                }),
+                None => snap
+                    .strays
+                    .push(String::from_utf8_lossy(kv.key()).into_owned()),
+            })
+            .await?;
+        // Compacted between two pages (etcd moved on meanwhile): the caller
+        // reads again.
+        let (revision, cluster_id) = read
+            .ok_or_else(|| EtcdError::Unavailable("compacted while the prefix was read".into()))?;
+        snap.revision = revision;
+        snap.cluster_id = cluster_id;
         snap.objects
             .sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
         Ok(snap)
@@ -290,27 +266,51 @@ impl Etcd {
         &self,
         revision: i64,
     ) -> Result<Option<Vec<(Kind, String, i64)>>, EtcdError> {
+        let mut out = Vec::new();
+        let read = self
+            .read_prefix(revision, true, |kv| {
+                if let Some((kind, name)) = self.parse_key(kv.key()) {
+                    out.push((kind, name, kv.mod_revision()));
+                }
+            })
+            .await?;
+        out.sort();
+        Ok(read.map(|_| out))
+    }
+
+    /// Reads every key under the prefix in pages, at `revision` (0: the
+    /// current one, which the first page fixes), values left out when
+    /// `keys_only`, and hands each to `each`. The revision and cluster id
+    /// read at; `None` when that revision is compacted.
+    async fn read_prefix(
+        &self,
+        revision: i64,
+        keys_only: bool,
+        mut each: impl FnMut(&etcd_client::KeyValue),
+    ) -> Result<Option<(i64, u64)>, EtcdError> {
         let mut kv = self
             .client
             .kv_client()
             .max_decoding_message_size(MAX_MESSAGE);
         let prefix = format!("{}/", self.prefix);
         let end = prefix_end(prefix.as_bytes());
-        let mut out = Vec::new();
+        let mut at: Option<(i64, u64)> = None;
         let mut start = prefix.into_bytes();
         loop {
-            let options = GetOptions::new()
+            let mut options = GetOptions::new()
                 .with_range(end.clone())
                 .with_limit(PAGE)
-                .with_keys_only()
-                .with_revision(revision)
                 .with_sort(SortTarget::Key, SortOrder::Ascend);
-            let resp = match tokio::time::timeout(
-                self.timeout,
-                kv.get(start.clone(), Some(options)),
-            )
-            .await
-            {
+            match at {
+                Some((r, _)) => options = options.with_revision(r),
+                None if revision > 0 => options = options.with_revision(revision),
+                None => {}
+            }
+            if keys_only {
+                options = options.with_keys_only();
+            }
+            let answer = tokio::time::timeout(self.timeout, kv.get(start.clone(), Some(options)));
+            let resp = match answer.await {
                 Err(_) => {
                     return Err(EtcdError::Unavailable(format!(
                         "no answer within {:?}",
@@ -326,20 +326,23 @@ impl Etcd {
                 Ok(Err(e)) => return Err(unavailable(e)),
                 Ok(Ok(resp)) => resp,
             };
-            out.extend(resp.kvs().iter().filter_map(|kv| {
-                self.parse_key(kv.key())
-                    .map(|(kind, name)| (kind, name, kv.mod_revision()))
-            }));
+            if at.is_none() {
+                let header = resp.header();
+                let current = header.map_or(0, |h| h.revision());
+                let read_at = if revision > 0 { revision } else { current };
+                at = Some((read_at, header.map_or(0, |h| h.cluster_id())));
+            }
+            resp.kvs().iter().for_each(&mut each);
             match resp.kvs().last() {
                 Some(last) if resp.more() => {
+                    // The next page starts just after the last key.
                     start = last.key().to_vec();
                     start.push(0);
                 }
                 _ => break,
             }
         }
-        out.sort();
-        Ok(Some(out))
+        Ok(at)
     }
 
     /// The current revision and cluster id (a cheap read).
