@@ -25,6 +25,10 @@ pub struct Cached {
     /// Unix seconds.
     pub fetched_at: i64,
     pub document: String,
+    /// A digest of how the provider's keys were found and trusted (its key
+    /// source and `ca_file`): a cache written under another is not used.
+    /// `None` in caches written before it was recorded.
+    pub origin: Option<String>,
 }
 
 impl KeyCache {
@@ -44,6 +48,7 @@ impl KeyCache {
             "source": cached.source,
             "fetched_at": cached.fetched_at,
             "jwks": cached.document,
+            "origin": cached.origin,
         })
         .to_string();
         jwtgate_state::write_private(&self.path, text.as_bytes())
@@ -76,6 +81,7 @@ impl KeyCache {
             source,
             fetched_at,
             document,
+            origin: field("origin"),
         }))
     }
 }
@@ -94,6 +100,7 @@ mod tests {
             source: "https://idp/keys".into(),
             fetched_at: 1_700_000_000,
             document: "{\"keys\":[]}".into(),
+            origin: Some("abc".into()),
         };
         cache.save(&c).expect("save");
         assert_eq!(cache.load(), Ok(Some(c)));

@@ -204,6 +204,19 @@ impl Keeper {
             warn!(provider = %self.name, "key cache is for another issuer; not used");
             return;
         }
+        // Keys fetched from a source the provider no longer names (a moved
+        // jwks_uri, discovery switched, another ca_file) are not trusted
+        // until the new source answers: moving away from a source is what
+        // an operator does when it cannot be trusted.
+        let moved = match (&cached.origin, &source.keys) {
+            (Some(origin), _) => *origin != self::origin(source),
+            (None, KeySource::Uri(uri)) => cached.source != *uri,
+            (None, _) => false,
+        };
+        if moved {
+            warn!(provider = %self.name, "key cache is from another key source or ca_file; not used");
+            return;
+        }
         if now > cached.fetched_at.saturating_add(max_stale) {
             info!(provider = %self.name, age_s = now - cached.fetched_at, "key cache older than max_stale_seconds; not used");
             return;
@@ -354,6 +367,7 @@ impl Keeper {
                 source: uri,
                 fetched_at: now,
                 document: String::from_utf8_lossy(&fetched.body).into_owned(),
+                origin: Some(origin(&source)),
             };
             let cache = cache.clone();
             let saved = tokio::task::spawn_blocking(move || cache.save(&cached)).await;
@@ -441,6 +455,24 @@ fn next_refresh(max_age: Option<u64>, refresh: Duration) -> Duration {
     max_age.map_or(refresh, |s| {
         Duration::from_secs(s).clamp(MIN_REFRESH, MAX_REFRESH)
     })
+}
+
+/// A digest of how a provider's keys are found and trusted: its key source
+/// and its `ca_file`'s certificates. A digest, so that the credential a
+/// `jwks_uri` may carry is not written to the cache a second time.
+fn origin(source: &ProviderSource) -> String {
+    let keys = match &source.keys {
+        KeySource::Discovery => "discovery".to_owned(),
+        KeySource::Uri(uri) => format!("jwks_uri {uri}"),
+        KeySource::File { path, .. } => format!("jwks_file {}", path.display()),
+    };
+    let mut text = keys.into_bytes();
+    text.push(0);
+    text.extend_from_slice(source.ca_pem.as_deref().unwrap_or_default());
+    jwtgate_core::jwt::sha256(&text)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn secs(d: Duration) -> i64 {

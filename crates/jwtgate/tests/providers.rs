@@ -210,6 +210,24 @@ fn an_idp_outage_keeps_the_last_good_keys_across_a_restart() {
         "{}",
         gw.logs()
     );
+    drop(gw);
+
+    // The provider moved to another key source (the old one could not be
+    // trusted any more), which does not answer yet: the cached keys of the
+    // old source are not used (they were, for up to max_stale_seconds;
+    // found by an outside review).
+    let moved = yaml.replace("discovery: true", "jwks_uri: \"https://127.0.0.1:1/keys\"");
+    assert_ne!(moved, yaml);
+    let gw = Gateway::start(&moved);
+    assert!(
+        eventually(IO_TIMEOUT, || gw.logs().contains(
+            "key cache is from another key source or ca_file; not used"
+        )),
+        "{}",
+        gw.logs()
+    );
+    assert_eq!(get(&gw, &token).status, 401, "{}", gw.logs());
+    assert!(!gw.logs().contains("keys loaded from the disk cache"));
 }
 
 #[test]
