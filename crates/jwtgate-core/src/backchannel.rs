@@ -113,7 +113,7 @@ pub fn validate(
     check_audience(std::slice::from_ref(&client_id), claims)
         .map_err(|e| LogoutError::Audience(e.to_string()))?;
     let iat = integer(claims, "iat").ok_or(LogoutError::IssuedAt)?;
-    if (now - iat).abs() > IAT_SKEW_SECONDS {
+    if now.abs_diff(iat) > IAT_SKEW_SECONDS.unsigned_abs() {
         return Err(LogoutError::IssuedAt);
     }
     let exp = integer(claims, "exp").ok_or(LogoutError::Expired)?;

@@ -113,6 +113,11 @@ fn every_missing_or_wrong_member_is_refused() {
     assert_eq!(with("iat", Value::Null), Err(LogoutError::IssuedAt));
     assert_eq!(with("iat", json!(NOW - 600)), Err(LogoutError::IssuedAt));
     assert_eq!(with("iat", json!(NOW + 600)), Err(LogoutError::IssuedAt));
+    // now - iat is i64::MIN, whose abs() wrapped to itself (below the skew)
+    // in a release build.
+    let wraps = i64::MIN.wrapping_add(NOW);
+    assert_eq!(with("iat", json!(wraps)), Err(LogoutError::IssuedAt));
+    assert_eq!(with("iat", json!(i64::MIN)), Err(LogoutError::IssuedAt));
     assert_eq!(with("exp", Value::Null), Err(LogoutError::Expired));
     assert_eq!(with("exp", json!(NOW)), Err(LogoutError::Expired));
     assert_eq!(with("jti", Value::Null), Err(LogoutError::NoJti));
