@@ -323,7 +323,9 @@ fn schemas() -> Value {
             "properties": {
                 "name": { "type": "string", "description": "optional in a body: the path names the provider" },
                 "issuer": { "type": "string", "description": "must equal the token's iss exactly" },
-                "discovery": boolean, "jwks_uri": s, "jwks_file": s,
+                "discovery": boolean,
+                "jwks_uri": { "type": "string", "description": "its user part and query values read \"***\"; send it back as shown to keep it" },
+                "jwks_file": s,
                 "algorithms": { "type": "array", "items": { "type": "string" }, "description": "default [RS256]; HS* and none are refused" },
                 "audiences": strings,
                 "refresh_seconds": int, "kid_miss_interval_seconds": int, "max_stale_seconds": int,

@@ -3,7 +3,9 @@
 //! [`LiveConfig::update`], like routes and consumers; a provider whose
 //! origin (issuer, key source, algorithms, trust) is unchanged keeps its
 //! fetched keys. Deleting a provider a route still lists is refused with
-//! the route's location.
+//! the route's location. A `jwks_uri`'s credentials (user part, query
+//! values) are never returned: they read `***`, and sending the URL back
+//! as shown keeps the stored one, as a consumer's secret does.
 //!
 //! [`LiveConfig::update`]: crate::live::LiveConfig::update
 
@@ -12,24 +14,30 @@ use axum::response::Response;
 use axum::Json;
 use bytes::Bytes;
 use jwtgate_config::{read_provider, RawProvider, ReadItem};
+use jwtgate_core::redact::url_for_display;
 use serde::Serialize;
 
 use crate::api::{AdminState, Name};
 use crate::error::AdminError;
-use crate::input::{json_body, name_from_path, new_name_is_plain, no_new_env_refs};
+use crate::input::{json_body, name_from_path, new_name_is_plain, no_new_env_refs, MASK};
 use crate::named::{created_or_ok, find, put_edit};
+
+/// A provider as GET shows it: the `jwks_uri` without its credentials.
+pub fn masked(p: &RawProvider) -> RawProvider {
+    let mut p = p.clone();
+    p.jwks_uri = p.jwks_uri.as_deref().map(url_for_display);
+    p
+}
 
 /// `{"providers": [...]}`.
 #[derive(Serialize)]
-pub struct ProviderList<'a> {
-    providers: &'a [RawProvider],
+pub struct ProviderList {
+    providers: Vec<RawProvider>,
 }
 
 pub async fn list(State(s): State<AdminState>) -> Response {
-    let source = s.live.source();
-    axum::response::IntoResponse::into_response(Json(ProviderList {
-        providers: &source.providers,
-    }))
+    let providers = s.live.source().providers.iter().map(masked).collect();
+    axum::response::IntoResponse::into_response(Json(ProviderList { providers }))
 }
 
 pub async fn get(
@@ -38,7 +46,25 @@ pub async fn get(
 ) -> Result<Json<RawProvider>, AdminError> {
     let source = s.live.source();
     let (_, p) = find::<RawProvider>(&source, &name)?;
-    Ok(Json(p.clone()))
+    Ok(Json(masked(p)))
+}
+
+/// A `jwks_uri` sent back as GET showed it is the stored one; a masked
+/// value that is not is refused rather than stored.
+fn unmask(sent: &mut Option<String>, stored: Option<&str>) -> Result<(), AdminError> {
+    let Some(uri) = sent.as_deref().filter(|u| u.contains(MASK)) else {
+        return Ok(());
+    };
+    match stored {
+        Some(stored) if url_for_display(stored) == uri => {
+            *sent = Some(stored.to_owned());
+            Ok(())
+        }
+        _ => Err(AdminError::field(
+            "jwks_uri",
+            format!("{MASK:?} marks a masked credential; send the real URL"),
+        )),
+    }
 }
 
 pub async fn put(
@@ -53,14 +79,18 @@ pub async fn put(
         .live
         .update(|current| {
             let ReadItem {
-                item: provider,
+                item: mut provider,
                 errors: problems,
             } = read.clone();
             let old = find::<RawProvider>(current, &name).ok().map(|(_, p)| p);
             new_name_is_plain("name", &name, old.is_some())?;
+            unmask(
+                &mut provider.jwks_uri,
+                old.and_then(|p| p.jwks_uri.as_deref()),
+            )?;
             no_new_env_refs(&provider, old)?;
             Ok(put_edit(current, &name, provider, problems))
         })
         .await?;
-    Ok(created_or_ok(created, (warnings, Json(provider))))
+    Ok(created_or_ok(created, (warnings, Json(masked(&provider)))))
 }

@@ -596,6 +596,41 @@ routes:
     );
     assert!(all.contains("key: kid \"e1\": EC P-256 key"), "{all}");
     assert!(!all.contains(&t), "the token is not echoed");
+
+    // A credential written in the URL itself is not returned (it was, in
+    // clear: found by an outside review); the URL sent back as shown keeps
+    // the stored one, and a masked URL that is not is refused.
+    let secret_uri = format!("{}?access_token=literal-credential-xyz", keys.url("/keys"));
+    let body =
+        json!({"issuer": "https://idp.example", "jwks_uri": secret_uri, "algorithms": ["ES256"]});
+    let resp = node.admin("PUT", "/admin/v1/providers/corp", Some(body));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let shown = node.admin("GET", "/admin/v1/providers/corp", None);
+    let list = node.admin("GET", "/admin/v1/providers", None);
+    for answer in [&resp, &shown, &list] {
+        assert!(
+            !answer.text().contains("literal-credential-xyz"),
+            "{}",
+            answer.text()
+        );
+        assert!(
+            answer.text().contains("access_token=***"),
+            "{}",
+            answer.text()
+        );
+    }
+    let resp = node.admin("PUT", "/admin/v1/providers/corp", Some(shown.json()));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert!(
+        admin_support::read(&node.config_path).contains("access_token=literal-credential-xyz"),
+        "the stored URL is kept"
+    );
+    assert_eq!(node.send(&Req::get("/api/x").bearer(&t)).status, 200);
+    let mut other = shown.json();
+    other["jwks_uri"] = json!(format!("{}?access_token=***", keys.url("/other")));
+    let resp = node.admin("PUT", "/admin/v1/providers/corp", Some(other));
+    let msg = assert_json_error(&resp, 400);
+    assert!(resp.text().contains("jwks_uri"), "{msg}");
 }
 
 #[test]
