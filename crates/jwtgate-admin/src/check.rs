@@ -49,8 +49,13 @@ pub fn compile_checked(
         Ok(config) if problems.is_empty() => Ok(config),
         Ok(_) => Err(ConfigErrors(problems)),
         Err(more) => {
+            // Against the reader's problems only: a compile error about a
+            // whole section (`routes[0].jwt: both lists set`) must not hide
+            // the others inside it.
+            let shape = problems.len();
             for e in relocate(more, at).0 {
-                if !problems.iter().any(|p| within(&e.location, &p.location)) {
+                let said = problems.get(..shape).unwrap_or_default();
+                if !said.iter().any(|p| within(&e.location, &p.location)) {
                     problems.push(e);
                 }
             }

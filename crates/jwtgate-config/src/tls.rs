@@ -196,8 +196,10 @@ fn certificate(
     base_dir: &Path,
     errors: &mut Errors,
 ) -> Option<CertificatePem> {
-    let cert_pem = read_file(base_dir, cert, &child(loc, "cert_file"), errors)?;
-    let key_pem = read_file(base_dir, key, &child(loc, "key_file"), errors)?;
+    // Both read before either failure returns: every problem is listed.
+    let cert_pem = read_file(base_dir, cert, &child(loc, "cert_file"), errors);
+    let key_pem = read_file(base_dir, key, &child(loc, "key_file"), errors);
+    let (cert_pem, key_pem) = (cert_pem?, key_pem?);
     let blocks = |b: &[u8]| pem::parse_many(b).unwrap_or_default();
     if !blocks(&cert_pem).iter().any(|p| p.tag() == "CERTIFICATE") {
         errors.add(&child(loc, "cert_file"), "holds no PEM CERTIFICATE");

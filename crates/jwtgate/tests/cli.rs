@@ -213,6 +213,46 @@ routes:
     drop(dir);
 }
 
+/// A problem about a whole section (`routes[0].jwt: both path modes`) hid
+/// every other one inside it, and a missing certificate the key file's
+/// (found by an outside review): SPEC §1 wants every problem listed.
+#[test]
+fn regression_a_section_wide_problem_hides_none_inside_it() {
+    let yaml = r#"listen: "127.0.0.1:0"
+tls: { cert_file: ./missing.crt, key_file: ./missing.key }
+consumers:
+  - username: guest
+    jwt: { key: guest-key, secret: "guest-secret-0123456789abcdefghijkl" }
+routes:
+  - name: r
+    paths: ["/*"]
+    upstream: { echo: true }
+    jwt:
+      required_paths: ["GET_/a"]
+      not_required_paths: ["GET_/b"]
+      use_jwt_blacklist_revoking: true
+      logout_path: "BAD"
+      logout_everywhere_path: "ALSO_BAD"
+      authorize_default: bogus
+      anonymous_consumer: nobody
+"#;
+    let (dir, path) = config_dir(yaml);
+    let out = run_cli(&["check", "--config", &path], root());
+    assert_eq!(out.code(), Some(1), "{}", out.all());
+    for location in [
+        "tls.cert_file",
+        "tls.key_file",
+        "routes[0].jwt",
+        "routes[0].jwt.logout_path",
+        "routes[0].jwt.logout_everywhere_path",
+        "routes[0].jwt.authorize_default",
+        "routes[0].jwt.anonymous_consumer",
+    ] {
+        assert_located(&out, location);
+    }
+    drop(dir);
+}
+
 #[test]
 fn check_rejects_duplicate_consumer_keys() {
     let yaml = r#"listen: "127.0.0.1:0"
