@@ -19,7 +19,7 @@ pub struct Loaded {
 
 /// Reads and compiles the file the way every later reload will.
 pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
-    let text = std::fs::read_to_string(path)
+    let text = jwtgate_config::read_text_bounded(path, jwtgate_config::MAX_CONFIG_BYTES)
         .map_err(|e| ConfigErrors::single("", format!("cannot read {}: {e}", path.display())))?;
     let (source, config) = compile_text(&text, &parent_dir(path))?;
     Ok(Loaded {

@@ -46,11 +46,46 @@ pub use source::{
 };
 pub use warnings::{name_problem, warnings};
 
+/// The most a config file may hold: a file of 100 000 consumers is about
+/// 15 MiB.
+pub const MAX_CONFIG_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Reads a text file that may be large but not unbounded: a config file,
+/// a key given on the command line. At most `limit` bytes; a directory or a
+/// device is refused (a FIFO is read, as `--config <(...)` gives one).
+pub fn read_text_bounded(path: &Path, limit: u64) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind};
+    use std::os::unix::fs::FileTypeExt;
+    let file = std::fs::File::open(path)?;
+    let kind = file.metadata()?.file_type();
+    if kind.is_dir() || kind.is_char_device() || kind.is_block_device() || kind.is_socket() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    read_bounded_from(file, limit)
+}
+
+/// Reads at most `limit` bytes of UTF-8 text from `input` (standard input,
+/// say); more is an error, not a larger allocation.
+pub fn read_bounded_from(input: impl std::io::Read, limit: u64) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    let mut bytes = Vec::new();
+    input
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("larger than {limit} bytes"),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| Error::new(ErrorKind::InvalidData, "not UTF-8 text"))
+}
+
 /// Loads and compiles the config file at `path`. Relative file references in
 /// it (`public_key_file`, `tls.*_file`, `store.path`) are resolved against
 /// the file's directory.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path)
+    let text = read_text_bounded(path, MAX_CONFIG_BYTES)
         .map_err(|e| ConfigErrors::single("", format!("cannot read {}: {e}", path.display())))?;
     let base = path
         .parent()

@@ -225,14 +225,45 @@ impl<'v> Obj<'v> {
     pub(crate) fn finish(self, errors: &mut Errors) {
         for key in self.map.keys() {
             if !self.known.contains(&key.as_str()) {
-                let message = match likely_meant(key, &self.known) {
-                    Some(meant) => format!("unknown key (did you mean {meant:?}?)"),
-                    None => "unknown key".to_owned(),
-                };
-                errors.add(&child(&self.loc, key), message);
+                let (shown, message) = unknown_key(key, &self.known);
+                errors.add(&child(&self.loc, &shown), message);
             }
         }
     }
+}
+
+/// How an unknown key is shown, and what is said of it. A key is never
+/// echoed whole when it may carry a value: `secret:abc` (no space after
+/// the colon) is one key in YAML, so it is cut at its colon; a long one is
+/// cut too (known keys are short, and the suggestion's cost grows with the
+/// key's length).
+fn unknown_key(key: &str, known: &[&str]) -> (String, String) {
+    const SHOWN: usize = 64;
+    if let Some((name, _)) = key.split_once(':').filter(|(name, _)| !name.is_empty()) {
+        let hint = if known.contains(&name) {
+            format!("unknown key (a missing space after {name:?}? write \"{name}: value\")")
+        } else {
+            "unknown key (a missing space after a \":\"?)".to_owned()
+        };
+        return (format!("{}:…", cut(name, SHOWN)), hint);
+    }
+    if key.len() > SHOWN {
+        return (format!("{}…", cut(key, SHOWN)), "unknown key".to_owned());
+    }
+    let message = match likely_meant(key, known) {
+        Some(meant) => format!("unknown key (did you mean {meant:?}?)"),
+        None => "unknown key".to_owned(),
+    };
+    (key.to_owned(), message)
+}
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or_default()
 }
 
 /// The known key a mistyped one was most likely meant to be: one within two
@@ -299,5 +330,32 @@ fn describe(v: &Value) -> String {
     match v {
         Value::Number(n) => format!("{n}"),
         other => kind(other).to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_key_is_shown_without_what_may_be_a_value() {
+        let known = ["key", "secret", "algorithm"];
+        let (shown, message) = unknown_key("secret:Hunter2", &known);
+        assert_eq!(shown, "secret:…");
+        assert!(
+            message.contains("missing space after \"secret\""),
+            "{message}"
+        );
+        let (shown, _) = unknown_key("colour:Hunter2", &known);
+        assert_eq!(shown, "colour:…");
+        let (shown, message) = unknown_key("secert", &known);
+        assert_eq!(shown, "secert");
+        assert!(message.contains("did you mean \"secret\""), "{message}");
+        // A long key is cut (on a character boundary) and not compared
+        // with every known key: the edit distance is quadratic.
+        let long = "é".repeat(100_000);
+        let (shown, message) = unknown_key(&long, &known);
+        assert!(shown.len() <= 64 + "…".len(), "{}", shown.len());
+        assert_eq!(message, "unknown key");
     }
 }

@@ -84,7 +84,10 @@ pub fn parse_yaml(text: &str) -> Result<Value, String> {
     if text.trim().is_empty() {
         return Ok(Value::Object(Default::default()));
     }
-    serde_saphyr::from_str::<Value>(text).map_err(|e| e.to_string())
+    // No snippet of the text around a syntax error: the lines it quotes may
+    // hold a secret, and the message goes to the log on a reload.
+    let options = serde_saphyr::options! { with_snippet: false };
+    serde_saphyr::from_str_with_options::<Value>(text, options).map_err(|e| e.to_string())
 }
 
 /// Replaces `${NAME}` in every string value with the environment variable
@@ -114,21 +117,34 @@ pub(crate) fn expand_env(
     }
 }
 
+/// Replaces each `${NAME}`; `$${` is a literal `${`. Errors never quote
+/// the value: it may be a secret that merely holds a `${`.
 fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(start) = rest.find("${") {
+        let at = s.len() - rest.len() + start;
+        if let Some(before) = rest[..start].strip_suffix('$') {
+            out.push_str(before);
+            out.push_str("${");
+            rest = &rest[start + 2..];
+            continue;
+        }
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| format!("unterminated \"${{\" in {s:?}"))?;
+        let end = after.find('}').ok_or_else(|| {
+            format!("unterminated \"${{\" at byte {at} (write \"$${{\" for a literal \"${{\")")
+        })?;
         let name = &after[..end];
         let valid = !name.is_empty()
+            && name.len() <= 128
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             && !name.starts_with(|c: char| c.is_ascii_digit());
         if !valid {
-            return Err(format!("invalid environment variable name {name:?}"));
+            return Err(format!(
+                "invalid environment variable name after the \"${{\" at byte {at} (letters, digits \
+                 and _, not first a digit; write \"$${{\" for a literal \"${{\")"
+            ));
         }
         let v = lookup(name).ok_or_else(|| format!("environment variable {name} is not set"))?;
         out.push_str(&v);
@@ -155,6 +171,14 @@ mod tests {
             .contains("UNSET is not set"));
         assert!(expand("${oops", &env).is_err());
         assert!(expand("${1X}", &env).is_err());
+        // A literal "${", and errors that never quote the value.
+        assert_eq!(expand("a$${SET}b", &env), Ok("a${SET}b".into()));
+        assert_eq!(expand("$${x y}${SET}", &env), Ok("${x y}value".into()));
+        for secret in ["Sup3r${S3cret", "Sup3r${S3 cret}"] {
+            let e = expand(secret, &env).unwrap_err();
+            assert!(!e.contains("Sup3r") && !e.contains("S3"), "{e}");
+            assert!(e.contains("byte 5"), "{e}");
+        }
     }
 
     #[test]

@@ -146,10 +146,11 @@ pub fn pull(path: &Path) -> ExitCode {
 
 /// The file, and its `config_source` compiled.
 fn read(path: &Path) -> Result<(EtcdSettings, RawConfig), ExitCode> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        eprintln!("cannot read {}: {e}", path.display());
-        ExitCode::from(2)
-    })?;
+    let text =
+        jwtgate_config::read_text_bounded(path, jwtgate_config::MAX_CONFIG_BYTES).map_err(|e| {
+            eprintln!("cannot read {}: {e}", path.display());
+            ExitCode::from(2)
+        })?;
     let file = match read_source(&text).and_then(|r| r.into_result()) {
         Ok(f) => f,
         Err(errors) => {
@@ -370,7 +371,7 @@ pub fn load_full(path: &Path) -> Result<jwtgate_config::Config, NoConfig> {
     let Some(settings) = config.config_source.clone() else {
         return Ok(config);
     };
-    let text = std::fs::read_to_string(path)
+    let text = jwtgate_config::read_text_bounded(path, jwtgate_config::MAX_CONFIG_BYTES)
         .map_err(|e| NoConfig::Invalid(format!("{}: {e}", path.display())))?;
     let node = read_source(&text)
         .and_then(|r| r.into_result())

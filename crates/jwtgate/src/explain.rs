@@ -4,7 +4,6 @@
 //! disk cache, else one fetch) and asks the configured store about
 //! revocation; the report itself is `jwtgate_admin::explain`.
 
-use std::io::Read as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -33,12 +32,15 @@ pub fn explain(args: &ExplainArgs) -> ExitCode {
         }
     };
     let token = if args.token == "-" {
-        let mut s = String::new();
-        if let Err(e) = std::io::stdin().read_to_string(&mut s) {
-            eprintln!("cannot read the token from stdin: {e}");
-            return ExitCode::from(2);
+        // Far more than any token the gateway takes (8 KiB), far less than
+        // what an endless stdin would be.
+        match jwtgate_config::read_bounded_from(std::io::stdin().lock(), 1024 * 1024) {
+            Ok(s) => s.trim().to_owned(),
+            Err(e) => {
+                eprintln!("cannot read the token from stdin: {e}");
+                return ExitCode::from(2);
+            }
         }
-        s.trim().to_owned()
     } else {
         args.token.trim().to_owned()
     };

@@ -96,7 +96,7 @@ fn mint(args: &SignArgs) -> Result<String, String> {
         let file = args.private_key.as_ref().ok_or_else(|| {
             format!("{alg} needs --private-key FILE (the config holds only the public key)")
         })?;
-        let pem = std::fs::read_to_string(file)
+        let pem = jwtgate_config::read_text_bounded(file, jwtgate_config::MAX_FILE_BYTES)
             .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
         SigningKey::from_private_pem(alg, &pem).map_err(|e| e.to_string())?
     };

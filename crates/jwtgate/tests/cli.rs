@@ -364,6 +364,74 @@ routes:
     drop(dir);
 }
 
+#[test]
+fn check_refuses_what_is_not_a_config_file_with_a_clear_error() {
+    // A device would be read forever; a directory is not a file.
+    for path in ["/dev/zero", "/tmp"] {
+        let out = run_cli(&["check", "--config", path], root());
+        assert_ne!(out.code(), Some(0), "{path}:\n{}", out.all());
+        assert!(
+            out.stderr.contains("cannot read") && out.stderr.contains(path),
+            "{path}:\n{}",
+            out.all()
+        );
+    }
+    // A file past the size cap is refused before it is read (sparse: it
+    // takes no disk).
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.yaml");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(65 * 1024 * 1024)
+        .unwrap();
+    let out = run_cli(&["check", "--config", big.to_str().unwrap()], root());
+    assert_ne!(out.code(), Some(0), "{}", out.all());
+    assert!(out.stderr.contains("larger than"), "{}", out.all());
+}
+
+#[test]
+fn config_errors_never_echo_a_value_that_may_be_a_secret() {
+    // "secret:abc" without a space is one YAML key; "${" in a secret is
+    // written "$${"; a syntax error quotes no line of the file.
+    let yaml = r#"listen: "127.0.0.1:0"
+consumers:
+  - username: alice
+    jwt: { key: user123, "secret:Hunter2-Zq8v1Kf3Lm9Rt2Wx6Yp4": x }
+  - username: bob
+    jwt: { key: bob-key, secret: "Pa55${w0rd-Zq8v1Kf3Lm9Rt2Wx6Yp4-0123" }
+routes:
+  - name: r
+    paths: ["/*"]
+    upstream: { echo: true }
+"#;
+    let (dir, path) = config_dir(yaml);
+    let out = run_cli(&["check", "--config", &path], root());
+    assert_ne!(out.code(), Some(0), "{}", out.all());
+    assert!(!out.all().contains("Hunter2"), "{}", out.all());
+    assert!(!out.all().contains("w0rd"), "{}", out.all());
+    assert!(out.stderr.contains("missing space"), "{}", out.all());
+    assert!(out.stderr.contains("$${"), "{}", out.all());
+    drop(dir);
+
+    let escaped = yaml
+        .replace(
+            r#""secret:Hunter2-Zq8v1Kf3Lm9Rt2Wx6Yp4": x"#,
+            "secret: ok-Zq8v1Kf3Lm9Rt2Wx6Yp4-0123456789",
+        )
+        .replace("Pa55${", "Pa55$${");
+    let (dir, path) = config_dir(&escaped);
+    let out = run_cli(&["check", "--config", &path], root());
+    assert_eq!(out.code(), Some(0), "$${{ is a literal:\n{}", out.all());
+    drop(dir);
+
+    let (dir, path) =
+        config_dir("consumers:\n  - username: carol\n    jwt: { secret: [Hunter2-Zq8v1Kf3 }\n");
+    let out = run_cli(&["check", "--config", &path], root());
+    assert_ne!(out.code(), Some(0), "{}", out.all());
+    assert!(!out.all().contains("Hunter2"), "{}", out.all());
+    drop(dir);
+}
+
 // ---------------------------------------------------------------------------
 // jwtgate token sign
 // ---------------------------------------------------------------------------
@@ -589,6 +657,27 @@ fn token_explain_exit_codes() {
     ];
     assert_eq!(explain(&good, &scoped).code(), Some(0));
     assert_eq!(explain(&expired, &scoped).code(), Some(1));
+    drop(dir);
+}
+
+#[test]
+fn token_explain_reads_a_token_from_stdin_and_bounds_it() {
+    let up = Upstream::start();
+    let (dir, config) = config_dir(&gateway_config(&up));
+    let good = sign_hs("HS256", SECRET, claims_for("user123"));
+    let input = dir.path().join("token");
+    std::fs::write(&input, format!("{good}\n")).unwrap();
+    let args = [
+        "token", "explain", "-", "--config", &config, "--route", "main",
+    ];
+    let out = run_cli_stdin(&args, root(), std::fs::File::open(&input).unwrap());
+    assert_eq!(out.code(), Some(0), "{}", out.all());
+    assert!(out.stdout.contains("alice"), "{}", out.all());
+
+    // An endless standard input is not read to its end.
+    let out = run_cli_stdin(&args, root(), std::fs::File::open("/dev/zero").unwrap());
+    assert_eq!(out.code(), Some(2), "{}", out.all());
+    assert!(out.stderr.contains("larger than"), "{}", out.all());
     drop(dir);
 }
 

@@ -61,7 +61,7 @@ impl FileSource {
         trigger: Trigger,
     ) -> (ReloadOutcome, Option<Rejection>) {
         let path = self.path.display();
-        let text = match tokio::fs::read_to_string(&self.path).await {
+        let text = match read_config(&self.path).await {
             Ok(t) => t,
             Err(e) => {
                 // Editors may briefly remove the file; the next event retries.
@@ -113,7 +113,7 @@ impl FileSource {
         running: &Running,
         texts: &mut Texts,
     ) -> Result<(), AdminError> {
-        let Ok(text) = tokio::fs::read_to_string(&self.path).await else {
+        let Ok(text) = read_config(&self.path).await else {
             warn!(
                 "{} is missing; the admin write will recreate it",
                 self.path.display()
@@ -170,7 +170,7 @@ impl FileSource {
             // new text is on disk, right before the rename (the window left
             // is a system call wide). A file gone is recreated.
             write_private_if(&path, &bytes, || {
-                std::fs::read_to_string(&path)
+                jwtgate_config::read_text_bounded(&path, jwtgate_config::MAX_CONFIG_BYTES)
                     .map_or(true, |now| adopted.as_deref() == Some(now.as_str()))
             })
         })
@@ -246,4 +246,15 @@ pub(crate) fn log_rejection(rejection: &Rejection, trigger: Trigger, path: &str)
             ReloadOutcome::Protected
         }
     }
+}
+
+/// The node's config file, read off the runtime's thread and bounded
+/// ([`jwtgate_config::MAX_CONFIG_BYTES`]).
+pub(crate) async fn read_config(path: &std::path::Path) -> std::io::Result<String> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        jwtgate_config::read_text_bounded(&path, jwtgate_config::MAX_CONFIG_BYTES)
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }

@@ -273,12 +273,21 @@ pub fn run_cli(args: &[&str], cwd: &Path) -> Output {
 }
 
 pub fn run_cli_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Output {
+    run_cli_with(args, cwd, env, Stdio::null())
+}
+
+/// `run_cli` with standard input read from `stdin` (a file, say).
+pub fn run_cli_stdin(args: &[&str], cwd: &Path, stdin: impl Into<Stdio>) -> Output {
+    run_cli_with(args, cwd, &[], stdin.into())
+}
+
+fn run_cli_with(args: &[&str], cwd: &Path, env: &[(&str, &str)], stdin: Stdio) -> Output {
     let mut child = Command::new(BIN)
         .args(args)
         .current_dir(cwd)
         .envs(env.iter().copied())
         .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -504,7 +504,7 @@ impl EtcdSource {
 
     async fn reload_inner(&self, running: &Running, trigger: Trigger) -> ReloadOutcome {
         let path = self.path.display().to_string();
-        let text = match tokio::fs::read_to_string(&self.path).await {
+        let text = match super::file::read_config(&self.path).await {
             Ok(t) => t,
             Err(e) => {
                 let r = Rejection::Invalid(ConfigErrors::single(
