@@ -317,8 +317,18 @@ fn as_string(v: &Value, loc: &str, errors: &mut Errors) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
         // YAML users write `port: 6379` and `key: 12345` without quotes;
-        // numbers where a string is expected are taken as their text.
-        Value::Number(n) => Some(n.to_string()),
+        // a whole number where a string is expected is taken as its text.
+        // Any other number is not: its text would not be what was written
+        // (`0777` and `1e3` read as floats, "777.0" and "1000.0"; a number
+        // past 2^64 loses digits).
+        Value::Number(n) if n.is_u64() || n.is_i64() => Some(n.to_string()),
+        Value::Number(_) => {
+            errors.add(
+                loc,
+                "expected a string, found a number that is not a whole number below 2^64 (write the value in quotes)",
+            );
+            None
+        }
         other => {
             errors.add(loc, format!("expected a string, found {}", kind(other)));
             None
@@ -357,5 +367,21 @@ mod tests {
         let (shown, message) = unknown_key(&long, &known);
         assert!(shown.len() <= 64 + "…".len(), "{}", shown.len());
         assert_eq!(message, "unknown key");
+    }
+
+    #[test]
+    fn only_a_whole_number_is_taken_as_text() {
+        for (yaml, text) in [("k: 12345", Some("12345")), ("k: -7", Some("-7"))] {
+            let v = crate::tree::parse_yaml(yaml).unwrap();
+            let mut errors = Errors::default();
+            assert_eq!(as_string(&v["k"], "k", &mut errors).as_deref(), text);
+            assert!(errors.is_empty(), "{yaml}");
+        }
+        for yaml in ["k: 0777", "k: 1e3", "k: 1.5", "k: 123456789012345678901234"] {
+            let v = crate::tree::parse_yaml(yaml).unwrap();
+            let mut errors = Errors::default();
+            assert_eq!(as_string(&v["k"], "k", &mut errors), None, "{yaml}");
+            assert!(!errors.is_empty(), "{yaml}");
+        }
     }
 }
