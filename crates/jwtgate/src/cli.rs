@@ -178,7 +178,7 @@ pub struct ExplainArgs {
     /// Route whose policy applies (default: the route matching --request, else the first route with a jwt policy).
     #[arg(long)]
     pub route: Option<String>,
-    /// The request, e.g. "GET /v1/orders".
+    /// The request, e.g. "GET /v1/orders". The token is taken to ride in the route's header; a different one in the query (?jwt=) is refused, as the gateway takes one token per request.
     #[arg(long)]
     pub request: Option<String>,
 }

@@ -657,6 +657,25 @@ fn token_explain_exit_codes() {
     ];
     assert_eq!(explain(&good, &scoped).code(), Some(0));
     assert_eq!(explain(&expired, &scoped).code(), Some(1));
+
+    // The gateway takes one token per request (SPEC §3.11): a different
+    // one in the query argument is refused, the same one is one token.
+    let with_query = |query: &str| {
+        let request = format!("GET /main/orders?a=1&{query}");
+        explain(&good, &["--config", &config, "--request", &request])
+    };
+    let out = with_query(&format!("jwt={}", good.replace('.', "%2E")));
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "the same token, percent-encoded:\n{}",
+        out.all()
+    );
+    let other = sign_hs("HS256", SECRET, json!({"key": "user123", "sub": "other"}));
+    let out = with_query(&format!("JWT={other}"));
+    assert_eq!(out.code(), Some(1), "a second token:\n{}", out.all());
+    assert!(out.stdout.contains("different token"), "{}", out.all());
+    assert!(out.stdout.contains("401"), "{}", out.all());
     drop(dir);
 }
 

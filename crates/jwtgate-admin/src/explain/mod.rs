@@ -15,7 +15,7 @@ use jwtgate_core::clock::{Clock, SystemClock};
 use jwtgate_core::jwt::{RevocationKey, Token};
 use jwtgate_core::path::{match_form, normalize, Method};
 use jwtgate_core::policy::{
-    authenticate_traced, AuthContext, AuthError, Authenticated, JwtPolicy, PathScope,
+    authenticate_traced, sources, AuthContext, AuthError, Authenticated, JwtPolicy, PathScope,
 };
 use jwtgate_proxy::router::Router;
 use serde::Serialize;
@@ -172,6 +172,10 @@ impl Explain<'_> {
 
         // The request line and the normalised path, as the data plane sees
         // them.
+        let query = raw_path
+            .as_deref()
+            .and_then(|p| p.split_once('?'))
+            .map(|(_, q)| q);
         let path = match &raw_path {
             Some(p) => {
                 let p = p.split('?').next().unwrap_or(p);
@@ -272,6 +276,10 @@ impl Explain<'_> {
                 return Ok(r.finish(Verdict::Accepted, 200, "ACCEPTED (no token needed)".into()));
             }
             r.line("token", "required");
+            r = match one_token(policy, req.token, query, r) {
+                Ok(r) => r,
+                Err(refused) => return Ok(refused),
+            };
         }
         let request = path
             .as_deref()
@@ -421,4 +429,40 @@ pub fn token_subject(auth: &Authenticated) -> jwtgate_store::TokenSubject<'_> {
             .ok()
             .flatten(),
     }
+}
+
+/// The token is taken to travel in the route's header; one in the
+/// request's query argument too is the same token, or a second one that the
+/// gateway refuses (SPEC §3.11): then the finished report is the error.
+fn one_token(
+    policy: &JwtPolicy,
+    token: &str,
+    query: Option<&str>,
+    mut r: Report,
+) -> Result<Report, Report> {
+    let (Some(name), Some(query)) = (&policy.sources.query, query) else {
+        return Ok(r);
+    };
+    let token = sources::strip_bearer(token);
+    let mut carried = false;
+    for t in sources::query_params(query, name) {
+        if t != token {
+            r.line(
+                "token",
+                format!(
+                    "a different token in the query argument {name:?} as well -> 401 \
+                     {{\"message\":\"JWT token invalid\"}} (one token per request)"
+                ),
+            );
+            return Err(r.finish(Verdict::Refused, 401, "REFUSED (401)".into()));
+        }
+        carried = true;
+    }
+    if carried {
+        r.line(
+            "token",
+            format!("the query argument {name:?} carries the same token (one token)"),
+        );
+    }
+    Ok(r)
 }
