@@ -227,7 +227,15 @@ fn key_source(
     if let Some(uri) = &p.jwks_uri {
         if !is_http_url(uri) {
             let shown = jwtgate_core::redact::url_for_display(uri);
-            errors.add(&at("jwks_uri"), format!("{shown:?} is not an http(s) URL"));
+            let message = if has_user_part(uri) {
+                format!(
+                    "{shown:?}: a user part (user:password@host) is not supported; put the \
+                     credential in the query (?access_token=${{IDP_TOKEN}})"
+                )
+            } else {
+                format!("{shown:?} is not an http(s) URL")
+            };
+            errors.add(&at("jwks_uri"), message);
             return None;
         }
         return Some(KeySource::Uri(uri.clone()));
@@ -244,6 +252,17 @@ fn key_source(
             None
         }
     }
+}
+
+/// Whether an http(s) URL names a user (`https://user:pw@host/`).
+fn has_user_part(s: &str) -> bool {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .unwrap_or_default();
+    rest.split(['/', '?', '#'])
+        .next()
+        .is_some_and(|authority| authority.contains('@'))
 }
 
 /// `http://` or `https://`, a host, no whitespace.

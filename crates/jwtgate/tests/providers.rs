@@ -836,4 +836,16 @@ fn regression_a_key_set_urls_credentials_stay_out_of_logs_and_explain() {
         out.all()
     );
     assert!(out.all().contains("\"ftp://***@"), "{}", out.all());
+
+    // A user part is refused as such, not as "not an http(s) URL".
+    let bad = yaml.replace("jwks_uri: \"http://", "jwks_uri: \"http://user:pw@");
+    std::fs::write(&gw.config_path, &bad).unwrap();
+    let out = run_cli_env(
+        &["check", "--config", gw.config_path.to_str().unwrap()],
+        gw.dir.path(),
+        &env,
+    );
+    assert_eq!(out.code(), Some(1), "{}", out.all());
+    assert!(!out.all().contains("user:pw"), "{}", out.all());
+    assert!(out.all().contains("user part"), "{}", out.all());
 }
