@@ -139,8 +139,9 @@ pub struct SignArgs {
     /// Use this route's key_claim_name (with --config).
     #[arg(long, requires = "config")]
     pub route: Option<String>,
-    /// The consumer key to put in the key claim (without --config); none:
-    /// no key claim (e.g. a provider-style token with --claim iss=...).
+    /// The consumer key to put in the key claim (without --config). Left
+    /// out, the token has no key claim (e.g. a provider-style token with
+    /// --claim iss=...).
     #[arg(long, conflicts_with_all = ["consumer", "provider"])]
     pub key: Option<String>,
     /// Algorithm: HS256 (the default) HS384 HS512 RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA.

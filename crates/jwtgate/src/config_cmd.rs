@@ -97,7 +97,16 @@ pub fn push(path: &Path, dry_run: bool) -> ExitCode {
                     return ExitCode::SUCCESS;
                 }
                 Err(EtcdError::Conflict) => continue,
-                Err(e) => return unavailable(&e),
+                Err(e) if e.never_sent() => return unavailable(&e),
+                Err(e) => {
+                    // The transaction may have reached etcd before the
+                    // answer was lost.
+                    eprintln!(
+                        "{e}; the push may or may not have been made: run it again (pushing \
+                         twice changes nothing) or see with --dry-run"
+                    );
+                    return ExitCode::from(UNAVAILABLE);
+                }
             }
         }
         eprintln!("etcd kept changing during the push ({PUSH_ATTEMPTS} attempts); etcd unchanged, try again");
@@ -114,9 +123,9 @@ pub fn pull(path: &Path) -> ExitCode {
         let snapshot = match Etcd::connect(&settings).await {
             Ok(etcd) => match etcd.snapshot().await {
                 Ok(s) => s,
-                Err(e) => return unavailable(&e),
+                Err(e) => return unreadable(&e),
             },
-            Err(e) => return unavailable(&e),
+            Err(e) => return unreadable(&e),
         };
         let (held, unreadable) = held_objects(&snapshot);
         match objects_to_yaml(&held) {
@@ -340,8 +349,15 @@ fn writes(snapshot: &Snapshot, wanted: &SharedObjects) -> Vec<Write> {
     out
 }
 
+/// etcd did not answer before anything was written.
 fn unavailable(e: &EtcdError) -> ExitCode {
     eprintln!("{e}; etcd unchanged");
+    ExitCode::from(UNAVAILABLE)
+}
+
+/// etcd did not answer a read (`pull` writes nothing).
+fn unreadable(e: &EtcdError) -> ExitCode {
+    eprintln!("{e}");
     ExitCode::from(UNAVAILABLE)
 }
 

@@ -94,7 +94,12 @@ fn mint(args: &SignArgs) -> Result<String, String> {
         SigningKey::from_secret(alg, &secret).map_err(|e| e.to_string())?
     } else {
         let file = args.private_key.as_ref().ok_or_else(|| {
-            format!("{alg} needs --private-key FILE (the config holds only the public key)")
+            let why = if args.config.is_some() {
+                " (the config holds only the public key)"
+            } else {
+                ""
+            };
+            format!("{alg} needs --private-key FILE{why}")
         })?;
         let pem = jwtgate_config::read_text_bounded(file, jwtgate_config::MAX_FILE_BYTES)
             .map_err(|e| format!("cannot read {}: {e}", file.display()))?;

@@ -1194,6 +1194,22 @@ fn etcd_down_keeps_traffic_on_the_last_config_and_refuses_writes() {
         false,
     );
     assert_eq!(source_status(&node)["state"], "reconnecting");
+    // The command line says as much: a push was not made, a pull (which
+    // writes nothing) just could not read.
+    let out = push(dir.path(), &eps, BASE, &[]);
+    assert_eq!(out.code(), Some(3), "{}", out.all());
+    assert!(out.stderr.ends_with("etcd unchanged\n"), "{}", out.all());
+    let out = run_cli(
+        &[
+            "config",
+            "pull",
+            "--config",
+            dir.path().join("push.yaml").to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.code(), Some(3), "{}", out.all());
+    assert!(!out.stderr.contains("unchanged"), "{}", out.all());
 
     // etcd back: what etcdctl changed meanwhile applies, writes work again.
     etcd.restart();
