@@ -44,7 +44,7 @@ pub(crate) fn valid_header_name(h: &str) -> bool {
 /// stripped from every client request (SPEC §3.2), so one of these would
 /// also take the client's `Host` or body framing away. Compared as the
 /// proxy strips owned headers: case-insensitively, `_` as `-`.
-const GATEWAY_SET_HEADERS: [&str; 19] = [
+const GATEWAY_SET_HEADERS: [&str; 31] = [
     "host",
     "content-length",
     "transfer-encoding",
@@ -64,6 +64,21 @@ const GATEWAY_SET_HEADERS: [&str; 19] = [
     "x-forwarded-host",
     "x-real-ip",
     "forwarded",
+    // What a client may not send (the proxy strips them from each request).
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-path",
+    "x-forwarded-uri",
+    "x-forwarded-url",
+    "x-forwarded-server",
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "x-original-url",
+    "x-rewrite-url",
+    // A forwarded claim's header is stripped from every client request:
+    // named after a token carrier, it would take every token away.
+    "authorization",
+    "cookie",
 ];
 
 fn gateway_set_header(h: &str) -> bool {
@@ -647,10 +662,41 @@ fn routes(raw: &[RawRoute], refs: &Refs<'_>, errors: &mut Errors) -> Vec<Route> 
             );
         }
         if let Some(route) = route(r, &loc, refs, errors) {
-            out.push(route);
+            out.push((i, route));
         }
     }
-    out
+    forwarded_claims_carry_no_token(&out, errors);
+    out.into_iter().map(|(_, route)| route).collect()
+}
+
+/// A `forward_claims` header is stripped from every client request, on
+/// every route: one named after a route's token header would take every
+/// token sent in it away before authentication.
+/// `routes`: each with its index in the file.
+fn forwarded_claims_carry_no_token(routes: &[(usize, Route)], errors: &mut Errors) {
+    let fold = |h: &str| h.to_ascii_lowercase().replace('_', "-");
+    let carriers: Vec<(String, &str)> = routes
+        .iter()
+        .filter_map(|(_, r)| {
+            let header = r.jwt.as_ref()?.sources.header.as_deref()?;
+            Some((fold(header), r.name.as_str()))
+        })
+        .collect();
+    for (i, r) in routes {
+        let Some(policy) = &r.jwt else { continue };
+        for (claim, header) in &policy.forward_claims {
+            if let Some((_, carrier)) = carriers.iter().find(|(h, _)| *h == fold(header)) {
+                errors.add(
+                    &child(&child(&index("routes", *i), "jwt"), "forward_claims"),
+                    format!(
+                        "{claim}: {header:?} is route {carrier:?}'s token header; every \
+                         client's copy of a forwarded claim's header is removed, so its \
+                         tokens would be too: name another header"
+                    ),
+                );
+            }
+        }
+    }
 }
 
 pub(crate) fn route(
@@ -868,8 +914,8 @@ pub(crate) fn jwt_policy(
                 errors.add(
                     &loc,
                     format!(
-                        "{header:?} is a header the gateway sets or frames the request with; \
-                         name another header for the claim"
+                        "{header:?} is a header the gateway sets, strips from clients or frames \
+                         the request with, or a token carrier; name another header for the claim"
                     ),
                 );
             }

@@ -72,6 +72,14 @@ impl GatewayBody {
         self.passed.take()
     }
 
+    /// Whether an upstream header line passed on as bytes has a name that
+    /// starts with `prefix` (lower case).
+    pub fn passes_name_starting(&self, prefix: &[u8]) -> bool {
+        self.passed
+            .as_ref()
+            .is_some_and(|p| p.has_name_starting(prefix))
+    }
+
     /// The gateway holds all of the body (its own answers, and upstream
     /// bodies that arrived with their head).
     pub fn is_held(&self) -> bool {

@@ -4,10 +4,10 @@
 //! core's `CorsPolicy`, compiled at config load.
 
 use http::header::{
-    HeaderMap, HeaderValue, ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS,
-    ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS,
-    ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, ORIGIN,
-    VARY,
+    HeaderMap, HeaderName, HeaderValue, ACCESS_CONTROL_ALLOW_CREDENTIALS,
+    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
+    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS,
+    ACCESS_CONTROL_REQUEST_METHOD, ORIGIN, VARY,
 };
 use http::{Method, Response, StatusCode};
 use jwtgate_core::cors::CorsPolicy;
@@ -96,9 +96,43 @@ pub fn vary(resp: &mut Response<GatewayBody>) {
         .append(VARY, HeaderValue::from_static("Origin"));
 }
 
+/// The CORS answer headers: on a CORS route only the gateway sends them.
+const ANSWER_HEADERS: [HeaderName; 6] = [
+    ACCESS_CONTROL_ALLOW_ORIGIN,
+    ACCESS_CONTROL_ALLOW_CREDENTIALS,
+    ACCESS_CONTROL_ALLOW_METHODS,
+    ACCESS_CONTROL_ALLOW_HEADERS,
+    ACCESS_CONTROL_EXPOSE_HEADERS,
+    ACCESS_CONTROL_MAX_AGE,
+];
+
+/// Removes the upstream's CORS answer headers: on a CORS route the
+/// gateway's policy alone says which origins may read an answer (an
+/// upstream that reflects `Origin`, or sends `*`, would grant the others).
+/// The headers must be in the map ([`crate::body::unpass_headers`]).
+pub fn withhold(headers: &mut HeaderMap) {
+    if headers.is_empty() {
+        return;
+    }
+    for name in ANSWER_HEADERS {
+        headers.remove(name);
+    }
+}
+
+/// Whether an answer carries a CORS answer header of the upstream's,
+/// in its map or in the lines it passes on as bytes.
+pub fn upstream_answers(resp: &Response<GatewayBody>) -> bool {
+    resp.body().passes_name_starting(b"access-control-")
+        || resp
+            .headers()
+            .keys()
+            .any(|name| name.as_str().starts_with("access-control-"))
+}
+
 /// The headers of a non-preflight response to an allowed origin; the
 /// upstream's own CORS headers are replaced, so a browser never sees two.
 pub fn decorate(policy: &CorsPolicy, origin: HeaderValue, headers: &mut HeaderMap) {
+    withhold(headers);
     headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
     if policy.credentials {
         headers.insert(

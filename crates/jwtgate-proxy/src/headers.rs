@@ -15,8 +15,33 @@ pub const IDENTITY_HEADERS: [&str; 4] = [
     "x-anonymous-consumer",
 ];
 
-/// Header names the gateway owns (SPEC §3.11): the identity headers and
-/// every route's `forward_claims` headers. A client's copy is removed from
+/// What a client may not say of where its request came from or where it
+/// was going, in any spelling: the gateway states the first in
+/// [`GatewayHeaders`], and upstreams build URLs and redirects from the
+/// rest (Spring, Symfony and Rails read `X-Forwarded-Port` and `-Prefix`;
+/// IIS's URL Rewrite and Symfony before 2.7.49 take the path from
+/// `X-Original-URL` and `X-Rewrite-URL`, past the rules that matched the
+/// request's own path). Kong sets the same family itself.
+pub const CLIENT_MAY_NOT_SEND: [&str; 14] = [
+    "forwarded",
+    "x-real-ip",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-path",
+    "x-forwarded-uri",
+    "x-forwarded-url",
+    "x-forwarded-server",
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "x-original-url",
+    "x-rewrite-url",
+];
+
+/// Header names the gateway owns (SPEC §3.11): the identity headers, the
+/// ones a client may not send ([`CLIENT_MAY_NOT_SEND`]) and every route's
+/// `forward_claims` headers. A client's copy is removed from
 /// every request, whatever its route, compared case-insensitively with `_`
 /// and `-` alike: CGI-style upstreams read `X_Consumer_Username` as
 /// `HTTP_X_CONSUMER_USERNAME`, the same variable as the real header.
@@ -36,7 +61,8 @@ pub struct OwnedHeaders {
 impl OwnedHeaders {
     pub fn new<'a>(extra: impl IntoIterator<Item = &'a str>) -> Self {
         let mut owned = OwnedHeaders::default();
-        for name in IDENTITY_HEADERS.into_iter().chain(extra) {
+        let fixed = IDENTITY_HEADERS.into_iter().chain(CLIENT_MAY_NOT_SEND);
+        for name in fixed.chain(extra) {
             let folded: Box<[u8]> = name.bytes().map(fold).collect();
             if !owned.names.contains(&folded) {
                 owned.lengths |= length_bit(folded.len());
@@ -91,27 +117,25 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     remove_matching(headers, is_hop_by_hop);
 }
 
-/// Removes the headers the gateway owns from a client's request (a client
-/// could otherwise impersonate a consumer to the upstream), and a client's
-/// `Forwarded`, `X-Real-IP`, `X-Forwarded-Proto` and `X-Forwarded-Host`
-/// (the gateway states where a request came from in [`GatewayHeaders`]; a
-/// client's own claim about that goes nowhere). A client's X-Forwarded-For
-/// stays for [`take_forwarded_for`] to extend. So do a client's
-/// `X-Original-URL` and `X-Rewrite-URL`: IIS's URL Rewrite and Symfony
-/// before 2.7.49 take the path from them, past the rules that matched the
-/// request's own path; only a server-side rewriter may set them.
+/// Removes the headers the gateway owns ([`OwnedHeaders`]) from a
+/// client's request: a client could otherwise impersonate a consumer, or
+/// say where the request came from, to the upstream. A client's
+/// `X-Forwarded-For` stays for [`take_forwarded_for`] to extend; in another
+/// spelling (`X_Forwarded_For`, which a CGI-style upstream reads as the
+/// same variable) it goes.
 pub fn strip_owned(headers: &mut HeaderMap, owned: &OwnedHeaders) {
     remove_matching(headers, |name| {
-        matches!(
-            name.as_str(),
-            "forwarded"
-                | "x-real-ip"
-                | "x-forwarded-proto"
-                | "x-forwarded-host"
-                | "x-original-url"
-                | "x-rewrite-url"
-        ) || owned.owns(name.as_str())
+        owned.owns(name.as_str()) || is_forwarded_for_respelled(name.as_str())
     });
+}
+
+/// `x_forwarded_for`, `x-forwarded_for`: not the header, but the same
+/// variable to a CGI-style upstream.
+fn is_forwarded_for_respelled(name: &str) -> bool {
+    const NAME: &[u8] = b"x-forwarded-for";
+    name.len() == NAME.len()
+        && name.contains('_')
+        && name.bytes().zip(NAME).all(|(n, &o)| fold(n) == o)
 }
 
 /// HTTP/2 splits `Cookie` into crumbs, one field each (RFC 9113 §8.2.3);
@@ -492,13 +516,19 @@ mod tests {
         h.insert("x-consumer_custom-id", HeaderValue::from_static("c"));
         h.insert("x_user_id", HeaderValue::from_static("1"));
         h.insert("forwarded", HeaderValue::from_static("for=1.2.3.4"));
+        h.insert("x_original_url", HeaderValue::from_static("/admin"));
+        h.insert("x_real_ip", HeaderValue::from_static("6.6.6.6"));
+        h.insert("x-forwarded-prefix", HeaderValue::from_static("//evil"));
+        h.insert("x_forwarded_port", HeaderValue::from_static("443"));
+        h.insert("x_forwarded_for", HeaderValue::from_static("6.6.6.6"));
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
         h.insert("x-kept", HeaderValue::from_static("1"));
         h.insert("x-consumer-usernamex", HeaderValue::from_static("1"));
         let owned = OwnedHeaders::new(["X-User-Id"]);
         strip_owned(&mut h, &owned);
         let mut left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
-        assert_eq!(left, ["x-consumer-usernamex", "x-kept"]);
+        assert_eq!(left, ["x-consumer-usernamex", "x-forwarded-for", "x-kept"]);
     }
 
     #[test]

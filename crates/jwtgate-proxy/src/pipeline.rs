@@ -92,14 +92,21 @@ pub fn handle<'p, 'b, 'c>(
         // Every answer of a CORS route to an allowed origin says so, the
         // gateway's own refusals included (a browser app must read its 401);
         // the others say they would differ for another origin (a shared
-        // cache must not hand one origin's answer to the next).
+        // cache must not hand one origin's answer to the next) and carry
+        // no CORS header of the upstream's.
         let cors = record.outcome.route.and_then(|r| r.route.cors.as_ref());
         match (record.outcome.origin.take(), cors) {
             (Some(origin), Some(policy)) => {
                 unpass_headers(&mut resp);
                 cors::decorate(policy, origin, resp.headers_mut());
             }
-            (None, Some(_)) if record.outcome.auth != "preflight" => cors::vary(&mut resp),
+            (None, Some(_)) if record.outcome.auth != "preflight" => {
+                if cors::upstream_answers(&resp) {
+                    unpass_headers(&mut resp);
+                    cors::withhold(resp.headers_mut());
+                }
+                cors::vary(&mut resp);
+            }
             _ => {}
         }
         record.answered(resp.status().as_u16());
@@ -400,9 +407,10 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
                 let identity = match (authenticated, &policy.anonymous) {
                     // No token at all, and the route serves guests: the request
                     // goes on as the anonymous consumer (SPEC §3.8). A token that
-                    // fails any check never falls back to it; nor does a logout.
+                    // fails any check never falls back to it; nor does a logout,
+                    // here or everywhere (a guest has nothing to log out).
                     (Err(Refusal::Auth(AuthError::Missing)), Some(guest))
-                        if !requirement.logout =>
+                        if !requirement.logout && !requirement.logout_everywhere =>
                     {
                         Ok(Identity::anonymous(guest))
                     }
@@ -761,12 +769,20 @@ fn find_token<'a>(
     }
     if let Some(name) = &s.cookie {
         for v in headers.get_all(COOKIE) {
-            for t in v
-                .to_str()
-                .into_iter()
-                .flat_map(|c| sources::cookie_values(c, name))
-            {
-                offer(Cow::Borrowed(t), Source::Cookie)?;
+            match v.to_str() {
+                Ok(c) => {
+                    for t in sources::cookie_values(c, name) {
+                        offer(Cow::Borrowed(t), Source::Cookie)?;
+                    }
+                }
+                // A byte past ASCII in another cookie must not hide this
+                // one: the upstream's parser still reads it.
+                Err(_) => {
+                    let c = String::from_utf8_lossy(v.as_bytes());
+                    for t in sources::cookie_values(&c, name) {
+                        offer(Cow::Owned(t.to_owned()), Source::Cookie)?;
+                    }
+                }
             }
         }
     }
@@ -810,16 +826,15 @@ fn hide_credentials(
         let Some(name) = &policy.sources.cookie else {
             return;
         };
-        let kept: Vec<String> = headers
+        let kept: Vec<Vec<u8>> = headers
             .get_all(COOKIE)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(|c| sources::remove_cookie(c, name))
+            .map(|v| sources::remove_cookie(v.as_bytes(), name))
             .filter(|c| !c.is_empty())
             .collect();
         headers.remove(COOKIE);
         for c in kept {
-            if let Ok(v) = HeaderValue::from_str(&c) {
+            if let Ok(v) = HeaderValue::from_bytes(&c) {
                 headers.append(COOKIE, v);
             }
         }

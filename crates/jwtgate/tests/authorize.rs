@@ -457,6 +457,25 @@ fn the_routes_cors_headers_replace_the_upstreams_own() {
     );
     assert_eq!(resp.header_all("vary"), ["Accept-Encoding", "Origin"]);
     assert_eq!(resp.text(), "upstream ok");
+
+    // Another origin, or none, gets none of the upstream's CORS headers
+    // (its `*` would grant what the route's policy does not).
+    for origin in [Some("https://evil.example"), None] {
+        let mut req = Req::get("/v1/orders").bearer(&token(json!({})));
+        if let Some(origin) = origin {
+            req = req.header("Origin", origin);
+        }
+        let resp = gw.send(&req);
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        for name in [
+            "access-control-allow-origin",
+            "access-control-allow-credentials",
+        ] {
+            assert_eq!(resp.header(name), None, "{origin:?}: {:?}", resp.headers);
+        }
+        assert_eq!(resp.header_all("vary"), ["Accept-Encoding", "Origin"]);
+        assert_eq!(resp.text(), "upstream ok");
+    }
 }
 
 #[test]
@@ -531,6 +550,45 @@ routes:
         "routes[1].cors.allow_origins[0]: \"null\" is not allowed",
         "routes[1].cors.allow_origins[1]: \"https://a.example/\" is not an origin",
         "routes[1].cors.allow_methods[0]: invalid method \"get\"",
+    ] {
+        assert!(
+            out.stderr.contains(want),
+            "missing {want:?}:\n{}",
+            out.stderr
+        );
+    }
+}
+
+/// A forwarded claim's header is stripped from every client request:
+/// named after a token carrier, or a header the gateway owns, it would take
+/// every token away (or forward a claim under a name the gateway rewrites).
+#[test]
+fn check_refuses_a_forwarded_claim_named_after_a_carrier() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = r#"listen: "127.0.0.1:0"
+consumers:
+  - username: alice
+    jwt: { key: k, secret: "check-secret-0123456789abcdefghijklmn" }
+routes:
+  - name: a
+    paths: ["/a/*"]
+    upstream: { echo: true }
+    jwt:
+      forward_claims: { sub: Authorization, tenant: Cookie, org: X_Forwarded_Prefix, team: X-Api-Token }
+  - name: b
+    paths: ["/b/*"]
+    upstream: { echo: true }
+    jwt: { header: x-api-token }
+"#;
+    let path = dir.path().join("jwtgate.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = run_cli(&["check", "--config", path.to_str().unwrap()], dir.path());
+    assert_eq!(out.code(), Some(1), "{}", out.all());
+    for want in [
+        "routes[0].jwt.forward_claims.sub: \"Authorization\" is a header the gateway sets",
+        "routes[0].jwt.forward_claims.tenant: \"Cookie\" is a header the gateway sets",
+        "routes[0].jwt.forward_claims.org: \"X_Forwarded_Prefix\" is a header the gateway sets",
+        "routes[0].jwt.forward_claims: team: \"x-api-token\" is route \"b\"'s token header",
     ] {
         assert!(
             out.stderr.contains(want),

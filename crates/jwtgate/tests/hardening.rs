@@ -373,6 +373,12 @@ routes:
             .header("X-Real-IP", "10.9.9.9")
             .header("X-Original-URL", "/admin/delete")
             .header("x-rewrite-url", "/admin/delete")
+            .header("X_Original_URL", "/admin/delete")
+            .header("X_Real_IP", "10.9.9.9")
+            .header("X_Forwarded_Host", "evil.example")
+            .header("X-Forwarded-Prefix", "//evil.example")
+            .header("X-Forwarded-Port", "8443")
+            .header("X_Forwarded_For", "10.9.9.9")
             .header("X-Kept", "yes"),
     );
     assert_eq!(resp.status, 200);
@@ -390,6 +396,12 @@ routes:
         "forwarded",
         "x-original-url",
         "x-rewrite-url",
+        "x_original_url",
+        "x_real_ip",
+        "x_forwarded_host",
+        "x-forwarded-prefix",
+        "x-forwarded-port",
+        "x_forwarded_for",
     ] {
         assert!(
             !names.contains(&gone),
@@ -399,6 +411,99 @@ routes:
     assert_eq!(seen.header("x-kept"), Some("yes"));
     // X-Real-IP is the peer (weakness 14).
     assert_eq!(seen.header_all("x-real-ip"), ["127.0.0.1"]);
+}
+
+/// A token carrier the upstream's parser reads must be one the gateway
+/// reads (SPEC §3.8, §3.11): a cookie line with a byte past ASCII, a
+/// cookie name in another case or percent-encoded, a `;`-separated query
+/// argument hid a second token, or a bad one from the anonymous fallback.
+#[test]
+fn regression_a_token_carrier_the_gateway_did_not_read() {
+    let up = Upstream::start();
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+consumers:
+  - username: alice
+    jwt: {{ key: user123, secret: "{SECRET}" }}
+  - username: guest
+    jwt: {{ key: guest-key, secret: "guest-secret-0123456789abcdefghijklm" }}
+routes:
+  - name: api
+    paths: ["/api/*"]
+    upstream: {{ nodes: ["{node}"] }}
+    jwt:
+      anonymous_consumer: guest
+      use_jwt_blacklist_revoking: true
+      logout_path: POST_/api/logout
+      logout_everywhere_path: POST_/api/logout-all
+  - name: hidden
+    paths: ["/hidden/*"]
+    upstream: {{ nodes: ["{node}"] }}
+    jwt: {{ hide_credentials: true }}
+"#,
+        node = up.node()
+    );
+    let gw = Gateway::start(&yaml);
+    let alice = sign_hs("HS256", SECRET, claims_for("user123"));
+    let other = sign_hs(
+        "HS256",
+        SECRET,
+        json!({"key": "user123", "sub": "someone-else", "exp": now() + 600}),
+    );
+    let forged = tamper_signature(&alice);
+
+    // A forged cookie token never goes upstream as the guest.
+    for cookie in [
+        format!("jwt={forged}; lang=café"),
+        format!("lang=café; JWT={forged}"),
+        format!("%6Awt={forged}"),
+    ] {
+        let resp = gw.send(&Req::get("/api/x").header("Cookie", &cookie));
+        assert_eq!(resp.status, 401, "{cookie}: {}", resp.text());
+    }
+    assert_eq!(
+        gw.send(&Req::get("/api/x?a=1;jwt=forged")).status,
+        401,
+        "a ;-separated query argument"
+    );
+    // A second, different token rides along nowhere.
+    for req in [
+        Req::get("/api/x")
+            .bearer(&alice)
+            .header("Cookie", &format!("jwt={other}; lang=café")),
+        Req::get("/api/x")
+            .bearer(&alice)
+            .header("Cookie", &format!("JWT={other}")),
+        Req::get("/api/x")
+            .bearer(&alice)
+            .header("Cookie", &format!("%6Awt={other}")),
+        Req::get(&format!("/api/x?a=1;jwt={other}")).bearer(&alice),
+    ] {
+        let resp = gw.send(&req);
+        assert_refused(&resp, "JWT token invalid", "jwtgate", true);
+    }
+    // The same token in a second carrier is one token.
+    let resp = gw.send(
+        &Req::get(&format!("/api/x?a=1;jwt={alice}"))
+            .bearer(&alice)
+            .header("Cookie", &format!("lang=café; JWT={alice}")),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+
+    // hide_credentials takes the cookie in any spelling, and leaves the
+    // others as they came, bytes past ASCII included.
+    let resp = gw.send(
+        &Req::get(&format!("/hidden/x?a=1;JWT={alice};b=2"))
+            .header("Cookie", &format!("lang=café; Jwt={alice}; b=2")),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let seen = up.last();
+    assert_eq!(seen.target, "/hidden/x?a=1;b=2");
+    assert_eq!(seen.header_all("cookie"), ["lang=café; b=2"]);
+
+    // The guest has nothing to log out everywhere.
+    let resp = gw.send(&Req::new("POST", "/api/logout-all"));
+    assert_refused(&resp, "Missing JWT token in request", "jwtgate", false);
 }
 
 #[test]

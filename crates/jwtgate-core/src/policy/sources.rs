@@ -22,12 +22,14 @@ pub fn query_param<'a>(query: &'a str, name: &str) -> Option<Cow<'a, str>> {
 /// order (a repeated argument is how a second token rides along). Names are
 /// compared decoded and without regard to ASCII case, as some upstream's
 /// query parser will read them (ASP.NET ignores case): `%6Awt` and `JWT`
-/// are `jwt` too, and so a second token, not an argument to pass by.
+/// are `jwt` too, and so a second token, not an argument to pass by. `;`
+/// separates arguments as `&` does, as it does for Rack and for Python
+/// before 3.9.2: `?a=1;jwt=...` holds a token for them.
 pub fn query_params<'a, 'n>(
     query: &'a str,
     name: &'n str,
 ) -> impl Iterator<Item = Cow<'a, str>> + use<'a, 'n> {
-    query.split('&').filter_map(move |pair| {
+    query.split(['&', ';']).filter_map(move |pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         is_named(k, name).then(|| percent_decode(v))
     })
@@ -45,38 +47,70 @@ pub fn cookie_value<'a>(cookie_header: &'a str, name: &str) -> Option<&'a str> {
     cookie_values(cookie_header, name).next()
 }
 
-/// Every value of cookie `name` in a `Cookie` header, in order.
+/// Every value of cookie `name` in a `Cookie` header, in order. Names are
+/// compared as query names are ([`query_params`]): ASP.NET Core reads
+/// cookie names without regard to case and PHP percent-decodes them, so
+/// `JWT` and `%6Awt` are `jwt` to some upstream.
 pub fn cookie_values<'a, 'n>(
     cookie_header: &'a str,
     name: &'n str,
 ) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
     cookie_header.split(';').filter_map(move |pair| {
         let (k, v) = pair.trim().split_once('=')?;
-        (k.trim() == name).then(|| v.trim().trim_matches('"'))
+        is_named(k.trim(), name).then(|| v.trim().trim_matches('"'))
     })
 }
 
-/// Removes argument `name` from a raw query string (for `hide_credentials`).
+/// Removes argument `name` from a raw query string (for `hide_credentials`),
+/// whether `&` or `;` separates it ([`query_params`]); the other arguments
+/// keep their separators.
 pub fn remove_query_param(query: &str, name: &str) -> String {
+    let named = |pair: &str| is_named(pair.split_once('=').map_or(pair, |(k, _)| k), name);
     query
         .split('&')
-        .filter(|pair| {
-            !pair.is_empty() && !is_named(pair.split_once('=').map_or(*pair, |(k, _)| k), name)
+        .filter_map(|part| {
+            let kept = if part.contains(';') {
+                let rest: Vec<&str> = part
+                    .split(';')
+                    .filter(|p| !p.is_empty() && !named(p))
+                    .collect();
+                rest.join(";")
+            } else if named(part) {
+                String::new()
+            } else {
+                part.to_owned()
+            };
+            (!kept.is_empty()).then_some(kept)
         })
         .collect::<Vec<_>>()
         .join("&")
 }
 
-/// Removes cookie `name` from a `Cookie` header value (for `hide_credentials`).
-pub fn remove_cookie(cookie_header: &str, name: &str) -> String {
-    cookie_header
-        .split(';')
-        .map(str::trim)
-        .filter(|pair| {
-            !pair.is_empty() && pair.split_once('=').map_or(*pair, |(k, _)| k.trim()) != name
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
+/// Removes cookie `name` from a `Cookie` header value (for
+/// `hide_credentials`), names compared as [`cookie_values`] does. Bytes,
+/// not text: a cookie line may carry bytes past ASCII, which stay as they
+/// are.
+pub fn remove_cookie(cookie_header: &[u8], name: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(cookie_header.len());
+    for pair in cookie_header.split(|&b| b == b';') {
+        let pair = pair.trim_ascii();
+        if pair.is_empty() {
+            continue;
+        }
+        let key = pair
+            .iter()
+            .position(|&b| b == b'=')
+            .map_or(pair, |eq| &pair[..eq])
+            .trim_ascii();
+        if std::str::from_utf8(key).is_ok_and(|k| is_named(k, name)) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.extend_from_slice(b"; ");
+        }
+        out.extend_from_slice(pair);
+    }
+    out
 }
 
 /// `%XX` decoding; `+` is kept as is (a JWT never contains one). Invalid
@@ -144,6 +178,25 @@ mod tests {
             remove_query_param("jwt=x&%6Awt=y&%6a%77%74=z&JWT=w&a=1", "jwt"),
             "a=1"
         );
-        assert_eq!(remove_cookie("a=1; jwt=x; b=2", "jwt"), "a=1; b=2");
+        assert_eq!(remove_cookie(b"a=1; jwt=x; b=2", "jwt"), b"a=1; b=2");
+        // `;` separates query arguments for some upstreams.
+        assert_eq!(
+            remove_query_param("a=1;jwt=x;b=2&c=3", "jwt"),
+            "a=1;b=2&c=3"
+        );
+        assert_eq!(remove_query_param("a=1&jwt=x;JWT=y", "jwt"), "a=1");
+        // Cookie names compare as query names; other bytes are kept.
+        assert_eq!(
+            remove_cookie(b"JWT=x; l=caf\xc3\xa9; %6Awt=y; a=\xe9", "jwt"),
+            b"l=caf\xc3\xa9; a=\xe9"
+        );
+    }
+
+    #[test]
+    fn every_spelling_of_the_name_is_a_carrier() {
+        let all: Vec<_> = query_params("a=1;jwt=x&b;JWT=y", "jwt").collect();
+        assert_eq!(all, ["x", "y"]);
+        let all: Vec<_> = cookie_values("JWT=a; %6Awt=b; jwtx=c", "jwt").collect();
+        assert_eq!(all, ["a", "b"]);
     }
 }

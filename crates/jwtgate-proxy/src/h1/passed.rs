@@ -43,6 +43,17 @@ impl PassedHeaders {
             })
     }
 
+    /// Whether a header's name starts with `prefix` (lower case), in any
+    /// case: a scan of the line starts, no parsing.
+    pub fn has_name_starting(&self, prefix: &[u8]) -> bool {
+        self.runs().any(|run| {
+            run.split_inclusive(|&b| b == b'\n').any(|line| {
+                line.get(..prefix.len())
+                    .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
+            })
+        })
+    }
+
     /// Appends the headers to `map` (for an HTTP/2 client, or before the
     /// gateway edits the answer's headers): names lower-cased, values
     /// sharing the head's buffer.
