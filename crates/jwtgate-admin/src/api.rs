@@ -310,6 +310,10 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a request body may stall between two reads.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a whole request body may take: a client trickling a byte now
+/// and then must not hold a connection for ever.
+const BODY_DEADLINE: Duration = Duration::from_secs(60);
+
 /// Admin connections served at once: operators, scrapers and load
 /// balancers' `/status` checks, far from this many.
 const MAX_CONNECTIONS: usize = 256;
@@ -323,21 +327,42 @@ const BODY_LIMIT: usize = 2 * 1024 * 1024;
 /// connection ends, where it had held the connection (and a descriptor)
 /// for as long as it liked. Reading first keeps the handler itself whole:
 /// a write is never cut off halfway by a timeout.
+/// Paths outside `/admin/` (`/status`, `/metrics`, the console's files)
+/// take no body, and anyone may send to them: a request there that has one
+/// is refused unread, so that no client without the key holds a
+/// connection by trickling a body.
 async fn read_body_in_time(req: axum::extract::Request, next: middleware::Next) -> Response {
     use http_body_util::BodyExt;
     let (parts, mut body) = req.into_parts();
+    let closing = |status, message: String| {
+        let mut resp = AdminError::Body(status, message).into_response();
+        resp.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+        resp
+    };
+    if !parts.uri.path().starts_with("/admin/") {
+        if !axum::body::HttpBody::is_end_stream(&body) {
+            let message = format!("{} takes no request body", parts.uri.path());
+            return closing(StatusCode::PAYLOAD_TOO_LARGE, message);
+        }
+        return next
+            .run(axum::extract::Request::from_parts(parts, body))
+            .await;
+    }
+    let deadline = tokio::time::Instant::now() + BODY_DEADLINE;
     let mut bytes = Vec::new();
     loop {
-        let frame = match tokio::time::timeout(BODY_TIMEOUT, body.frame()).await {
+        let until = deadline.min(tokio::time::Instant::now() + BODY_TIMEOUT);
+        let frame = match tokio::time::timeout_at(until, body.frame()).await {
+            Err(_) if until == deadline => {
+                let message = format!("the request body took over {}s", BODY_DEADLINE.as_secs());
+                return closing(StatusCode::REQUEST_TIMEOUT, message);
+            }
             Err(_) => {
                 let message = format!("the request body stalled for {}s", BODY_TIMEOUT.as_secs());
-                let mut resp =
-                    AdminError::Body(StatusCode::REQUEST_TIMEOUT, message).into_response();
-                resp.headers_mut().insert(
-                    header::CONNECTION,
-                    header::HeaderValue::from_static("close"),
-                );
-                return resp;
+                return closing(StatusCode::REQUEST_TIMEOUT, message);
             }
             Ok(None) => break,
             Ok(Some(Err(e))) => {

@@ -10,7 +10,8 @@
 //!   take some of its requests (a more specific path, a host named, an
 //!   earlier place in the file). Either would undo the policy for those
 //!   requests without touching it. Adding a path, a method or a host is
-//!   allowed.
+//!   allowed. The providers it names are part of it: what they trust
+//!   cannot change either.
 //!
 //! Lifting a protection is deliberate and takes its own change: a change
 //! that alters ONLY the `protection` flags of a policy is always allowed
@@ -20,7 +21,7 @@
 
 use std::collections::BTreeMap;
 
-use jwtgate_config::{RawConfig, RawJwt, RawRoute, RouteChoice};
+use jwtgate_config::{RawConfig, RawJwt, RawProvider, RawRoute, RouteChoice};
 use jwtgate_core::path::PathPattern;
 
 /// Why a change was refused; the text names the protection.
@@ -80,8 +81,49 @@ pub fn violations(old: &RawConfig, new: &RawConfig) -> Vec<(String, String)> {
             )),
             _ => {}
         }
+        if protection.immutable {
+            refusals.extend(trust_changed(route, policy, old, new));
+        }
     }
     refusals.extend(taken(old, new));
+    refusals
+}
+
+/// An immutable policy's providers are part of it: what a provider trusts
+/// (its issuer, keys, algorithms, audiences, how stale its keys may be,
+/// which claim names the consumer) decides which tokens the policy takes.
+/// How often it fetches may change.
+fn trust_changed(
+    route: &RawRoute,
+    policy: &RawJwt,
+    old: &RawConfig,
+    new: &RawConfig,
+) -> Vec<(String, String)> {
+    let trusted = |p: &RawProvider| RawProvider {
+        refresh_seconds: None,
+        kid_miss_interval_seconds: None,
+        fetch_timeout_ms: None,
+        ..p.clone()
+    };
+    let mut refusals = Vec::new();
+    for name in policy.providers.iter().flatten() {
+        let Some(before) = old.providers.iter().find(|p| &p.name == name) else {
+            continue;
+        };
+        let after = new.providers.iter().find(|p| &p.name == name);
+        if after.is_none_or(|after| trusted(after) != trusted(before)) {
+            refusals.push((
+                route.name.clone(),
+                format!(
+                    "the jwt policy of route {:?} is protected by protection.immutable: the \
+                     provider {name:?} it takes tokens from cannot be changed or deleted (only \
+                     refresh_seconds, kid_miss_interval_seconds and fetch_timeout_ms may); \
+                     first set protection.immutable to false, in a change of its own",
+                    route.name
+                ),
+            ));
+        }
+    }
     refusals
 }
 
@@ -226,6 +268,47 @@ mod tests {
             check(&old, &config(None)).is_ok(),
             "deletion is undeletable's job"
         );
+    }
+
+    /// Editing the provider an immutable policy takes tokens from changed
+    /// what it accepts (an audience dropped let other apps' tokens in).
+    #[test]
+    fn regression_immutable_covers_the_providers_it_names() {
+        let with = |immutable: bool, audiences: &[&str], refresh: Option<u64>| {
+            let mut c = config(policy("a", false, immutable));
+            if let Some(jwt) = c.routes[0].jwt.as_mut() {
+                jwt.providers = Some(vec!["corp".into()]);
+            }
+            c.providers = vec![
+                RawProvider {
+                    name: "corp".into(),
+                    issuer: "https://idp.example".into(),
+                    audiences: Some(audiences.iter().map(|a| (*a).to_owned()).collect()),
+                    refresh_seconds: refresh,
+                    ..RawProvider::default()
+                },
+                RawProvider {
+                    name: "other".into(),
+                    issuer: "https://other.example".into(),
+                    ..RawProvider::default()
+                },
+            ];
+            c
+        };
+        let old = with(true, &["orders-api"], None);
+        let msg = check(&old, &with(true, &[], None)).unwrap_err();
+        assert!(msg.contains("provider \"corp\""), "{msg}");
+        let mut gone = old.clone();
+        gone.providers.remove(0);
+        assert!(check(&old, &gone).is_err(), "deleting it");
+        // How often it fetches may change; so may another provider.
+        assert!(check(&old, &with(true, &["orders-api"], Some(60))).is_ok());
+        let mut other = old.clone();
+        other.providers[1].issuer = "https://else.example".into();
+        assert!(check(&old, &other).is_ok());
+        // Not immutable: anything goes.
+        let open = with(false, &["orders-api"], None);
+        assert!(check(&open, &with(false, &[], None)).is_ok());
     }
 
     #[test]

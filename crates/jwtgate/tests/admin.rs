@@ -197,6 +197,49 @@ fn regression_a_key_file_that_never_ends_is_refused() {
     assert_eq!(node.get("/api/x").status, 401, "still serving");
 }
 
+/// An immutable policy's providers are part of it: a provider edit that
+/// dropped its audiences let other apps' tokens through the route with the
+/// policy untouched.
+#[test]
+fn regression_an_immutable_policys_provider_cannot_change_what_it_trusts() {
+    let (_dir, node) = start();
+    let provider = |audiences: &[&str], refresh: u64| {
+        json!({"issuer": "https://idp.example", "jwks_uri": "https://127.0.0.1:9/keys",
+               "audiences": audiences, "refresh_seconds": refresh})
+    };
+    let put = |body| node.admin("PUT", "/admin/v1/providers/corp", Some(body));
+    assert_eq!(put(provider(&["orders-api"], 300)).status, 201);
+    let route = json!({"paths": ["/orders/*"], "upstream": {"echo": true},
+        "jwt": {"providers": ["corp"], "consumers": false,
+                "protection": {"immutable": true}}});
+    let resp = node.admin("PUT", "/admin/v1/routes/orders", Some(route));
+    assert_eq!(resp.status, 201, "{}", resp.text());
+
+    let resp = put(provider(&[], 300));
+    assert_eq!(resp.status, 409, "{}", resp.text());
+    assert!(
+        resp.message().is_some_and(
+            |m| m.contains("protection.immutable") && m.contains("the provider \"corp\"")
+        ),
+        "{}",
+        resp.text()
+    );
+    // Deleting it is refused too (the route still names it).
+    let resp = node.admin("DELETE", "/admin/v1/providers/corp", None);
+    assert!(matches!(resp.status, 400 | 409), "{}", resp.text());
+    assert_eq!(
+        node.admin("GET", "/admin/v1/providers/corp", None).status,
+        200
+    );
+    // How often it fetches may change.
+    let resp = put(provider(&["orders-api"], 60));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(
+        node.admin("GET", "/admin/v1/providers/corp", None).json()["audiences"],
+        json!(["orders-api"])
+    );
+}
+
 /// The explain endpoint reads `request` as a request line: a pasted one
 /// with its HTTP version is fine, a target with a space in it (which the
 /// data plane answers 400) is a usage error, not a verdict.
@@ -906,6 +949,46 @@ fn regression_admin_connections_are_bounded_in_time_and_number() {
         "{answer}"
     );
 
+    // A path anyone may ask (no key) takes no body: one is refused at
+    // once, unread, where a trickled body held the connection.
+    let mut open_path = open();
+    open_path
+        .write_all(b"GET /status HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\nx")
+        .unwrap();
+    let (answer, after) = until_closed(open_path, Instant::now());
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("takes no request body"), "{answer}");
+    assert!(after < Duration::from_secs(10), "{after:?}");
+
+    // A body trickled a byte at a time, never stalling 30 s, still ends
+    // within a minute.
+    let mut trickled = open();
+    trickled
+        .write_all(
+            format!(
+                "PUT /admin/v1/consumers/trickle HTTP/1.1\r\nHost: a\r\nX-API-KEY: {KEY}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    trickled
+        .set_read_timeout(Some(Duration::from_secs(80)))
+        .unwrap();
+    let trickle_started = Instant::now();
+    let trickler = {
+        let mut writer = trickled.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for _ in 0..20 {
+                std::thread::sleep(Duration::from_secs(5));
+                if writer.write_all(b" ").is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let trickle_wait = std::thread::spawn(move || until_closed(trickled, trickle_started));
+
     // In time: silent, half a head, an idle kept-alive connection, and a
     // body that stalls.
     let started = Instant::now();
@@ -950,6 +1033,14 @@ fn regression_admin_connections_are_bounded_in_time_and_number() {
     assert_eq!(
         node.admin("GET", "/admin/v1/consumers/slow", None).status,
         404
+    );
+    let (answer, after) = trickle_wait.join().unwrap();
+    trickler.join().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("took over 60s"), "{answer}");
+    assert!(
+        (Duration::from_secs(59)..=Duration::from_secs(75)).contains(&after),
+        "trickled: closed after {after:?}"
     );
 }
 
