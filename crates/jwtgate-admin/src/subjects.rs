@@ -76,8 +76,9 @@ pub async fn delete(State(s): State<AdminState>, body: Bytes) -> Result<StatusCo
 }
 
 /// The body's subject, its owner checked against the running config (`404`
-/// for an unknown consumer or provider). `deleting`: a `sid` (from a
-/// back-channel logout) may be named too.
+/// for an unknown consumer or provider) unless `deleting`: a cut-off may
+/// outlive its owner, and a `sid` (from a back-channel logout) may be
+/// named too.
 fn subject_key(s: &AdminState, body: &Bytes, deleting: bool) -> Result<SubjectKey, AdminError> {
     let value = json_body(body)?;
     let Value::Object(map) = &value else {
@@ -131,7 +132,10 @@ fn subject_key(s: &AdminState, body: &Bytes, deleting: bool) -> Result<SubjectKe
                     "is a provider's (back-channel logout)",
                 ));
             }
-            if gw.consumers.by_username(&c).is_none() {
+            // A cut-off outlives its consumer: lifting one whose consumer
+            // is gone must still be possible (re-created, it would refuse
+            // the new consumer's tokens).
+            if !deleting && gw.consumers.by_username(&c).is_none() {
                 return Err(AdminError::NotFound(format!("consumer {c:?} not found")));
             }
             SubjectKey {
@@ -140,7 +144,7 @@ fn subject_key(s: &AdminState, body: &Bytes, deleting: bool) -> Result<SubjectKe
             }
         }
         (None, Some(p)) => {
-            if gw.providers.by_name(&p).is_none() {
+            if !deleting && gw.providers.by_name(&p).is_none() {
                 return Err(AdminError::NotFound(format!("provider {p:?} not found")));
             }
             let subject = match (subject, sid) {

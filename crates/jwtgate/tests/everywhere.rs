@@ -198,6 +198,29 @@ fn cut_offs_through_the_admin_api_survive_a_restart() {
             .contains("consumer \"alice\" at"),
         "{report}"
     );
+
+    // A cut-off outlives its consumer, and can still be lifted once the
+    // consumer is gone (it was 404 "consumer not found", and a consumer
+    // made again under the name had its tokens refused for 30 days).
+    let resp = node.admin("DELETE", "/admin/v1/consumers/alice", None);
+    assert_eq!(resp.status, 204, "{}", resp.text());
+    let resp = node.admin(
+        "DELETE",
+        "/admin/v1/revocations/subjects",
+        Some(json!({"consumer": "alice"})),
+    );
+    assert_eq!(resp.status, 204, "{}", resp.text());
+    let listed = node
+        .admin("GET", "/admin/v1/revocations/subjects", None)
+        .json();
+    assert!(
+        !listed["subjects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["consumer"] == "alice" && c.get("subject").is_none()),
+        "{listed}"
+    );
 }
 
 #[test]
