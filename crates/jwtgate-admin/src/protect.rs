@@ -160,17 +160,17 @@ fn taken(old: &RawConfig, new: &RawConfig) -> Vec<(String, String)> {
     let samples = RouteChoice::samples(&[&before, &after], |path| {
         patterns.iter().any(|p| p.matches(path))
     });
-    let mut found: BTreeMap<(&str, &str), &str> = BTreeMap::new();
-    for sample in &samples {
-        let Some(owner) = before.choose(sample) else {
+    let mut found: BTreeMap<(&str, &str), String> = BTreeMap::new();
+    for sample in samples {
+        let Some(owner) = before.choose(&sample) else {
             continue;
         };
         if !guarded.iter().any(|r| r.name == owner) {
             continue;
         }
-        match after.choose(sample) {
+        match after.choose(&sample) {
             Some(taker) if taker != owner => {
-                found.entry((owner, taker)).or_insert(&sample.shown);
+                found.entry((owner, taker)).or_insert(sample.shown);
             }
             _ => {}
         }

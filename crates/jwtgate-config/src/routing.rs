@@ -147,11 +147,14 @@ impl<'a> RouteChoice<'a> {
     ///   that no exact entry or longer wildcard holds.
     ///
     /// `keep` picks the paths worth sampling (those a route of interest
-    /// takes), which keeps the product small.
+    /// takes), which keeps the product small. The samples are made one at a
+    /// time, as they are read: their number is the product of paths,
+    /// methods and hosts, and a change with many of both would otherwise
+    /// hold them all at once.
     pub fn samples(
         choices: &[&RouteChoice<'_>],
         keep: impl Fn(&str) -> bool,
-    ) -> Vec<SampleRequest> {
+    ) -> impl Iterator<Item = SampleRequest> {
         let all = || choices.iter().flat_map(|c| c.routes.iter());
         // The common methods first, so that examples read naturally.
         let mut methods: Vec<String> = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
@@ -220,24 +223,24 @@ impl<'a> RouteChoice<'a> {
             }
         }
 
-        let mut out = Vec::with_capacity(paths.len() * methods.len() * hosts.len());
-        for (path, shown) in &paths {
-            for method in &methods {
-                for host in &hosts {
+        paths.into_iter().flat_map(move |(path, shown)| {
+            let hosts = hosts.clone();
+            methods.clone().into_iter().flat_map(move |method| {
+                let (path, shown) = (path.clone(), shown.clone());
+                hosts.clone().into_iter().map(move |host| {
                     let on = host
                         .as_ref()
                         .map(|h| format!(" (host {h})"))
                         .unwrap_or_default();
-                    out.push(SampleRequest {
+                    SampleRequest {
+                        shown: format!("{method} {shown}{on}"),
                         method: method.clone(),
                         path: path.clone(),
-                        host: host.clone(),
-                        shown: format!("{method} {shown}{on}"),
-                    });
-                }
-            }
-        }
-        out
+                        host,
+                    }
+                })
+            })
+        })
     }
 }
 
@@ -311,7 +314,7 @@ mod tests {
             ),
         ];
         let choice = RouteChoice::new(&routes);
-        let samples = RouteChoice::samples(&[&choice], |_| true);
+        let samples: Vec<_> = RouteChoice::samples(&[&choice], |_| true).collect();
         let has = |f: &dyn Fn(&SampleRequest) -> bool| samples.iter().any(f);
         assert!(has(
             &|s| s.path == "/v1/\u{1}" && s.shown.starts_with("GET /v1/*")
@@ -324,7 +327,8 @@ mod tests {
         // A name under *.example that *.b.example does not take, and one it does.
         assert!(has(&|s| s.host.as_deref() == Some("sample.example")));
         assert!(has(&|s| s.host.as_deref() == Some("sample.b.example")));
-        let kept = RouteChoice::samples(&[&choice], |p| p.starts_with("/v1/orders"));
+        let kept: Vec<_> =
+            RouteChoice::samples(&[&choice], |p| p.starts_with("/v1/orders")).collect();
         assert!(kept.iter().all(|s| s.path.starts_with("/v1/orders")));
         assert!(!kept.is_empty());
     }
