@@ -1062,6 +1062,8 @@ fn regression_new_names_are_plain() {
         ("/admin/v1/routes/%2E%2E", "dot segment"),
         ("/admin/v1/routes/a%2Fb", "cannot move to etcd"),
         ("/admin/v1/routes/%20pad", "whitespace"),
+        ("/admin/v1/routes/orders%E2%80%8B", "invisible"),
+        ("/admin/v1/routes/%E2%80%AEsredro", "invisible"),
     ] {
         let resp = node.admin("PUT", path, Some(route.clone()));
         assert_eq!(resp.status, 400, "{path}: {}", resp.text());
