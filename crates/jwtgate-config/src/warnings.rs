@@ -27,6 +27,17 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
                 ),
             );
         }
+        if !admin.listen.ip().is_loopback() {
+            found.warn(
+                "admin.listen".into(),
+                format!(
+                    "{} is not loopback, and the admin listener speaks plain HTTP: the \
+                     X-API-KEY (and the console's sign-in) would cross the network in clear; \
+                     keep it on loopback, or reach it through an SSH tunnel or a TLS proxy",
+                    admin.listen
+                ),
+            );
+        }
     }
     let has_consumers = !config.raw.consumers.is_empty();
     for (i, raw) in config.raw.routes.iter().enumerate() {
@@ -392,6 +403,19 @@ mod tests {
             "{w:?}"
         );
         assert!(admin("0123456789abcdef0123456789abcdef").is_empty());
+    }
+
+    #[test]
+    fn an_admin_listener_off_loopback_is_a_warning() {
+        let text = "listen: \"127.0.0.1:0\"\nadmin: { listen: \"0.0.0.0:9180\", api_key: \
+                    0123456789abcdef0123456789abcdef }\n";
+        let config = crate::load_str(text, Path::new("."), &|_| None).expect("valid");
+        let w: Vec<String> = warnings(&config).iter().map(ToString::to_string).collect();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("admin.listen: 0.0.0.0:9180 is not loopback"),
+            "{w:?}"
+        );
     }
 
     #[test]
