@@ -35,11 +35,16 @@ pub fn query_params<'a, 'n>(
     })
 }
 
-/// Whether a raw query argument name is `name` once percent-decoded, in
-/// any ASCII case.
+/// Whether a raw query argument name is `name` once decoded, in any ASCII
+/// case, as the most lenient upstream parser reads it: PHP decodes `+` as
+/// a space and drops the spaces a name starts with (`?+jwt=` and
+/// `?%20jwt=` are its `jwt`).
 fn is_named(raw: &str, name: &str) -> bool {
     raw.eq_ignore_ascii_case(name)
-        || (raw.contains('%') && percent_decode(raw).eq_ignore_ascii_case(name))
+        || (raw.contains(['%', '+'])
+            && percent_decode(&raw.replace('+', " "))
+                .trim_start_matches(' ')
+                .eq_ignore_ascii_case(name))
 }
 
 /// The value of cookie `name` in a `Cookie` header.
@@ -198,5 +203,7 @@ mod tests {
         assert_eq!(all, ["x", "y"]);
         let all: Vec<_> = cookie_values("JWT=a; %6Awt=b; jwtx=c", "jwt").collect();
         assert_eq!(all, ["a", "b"]);
+        let all: Vec<_> = query_params("%20jwt=a&+jwt=b&+%20JWT=c&j+wt=d", "jwt").collect();
+        assert_eq!(all, ["a", "b", "c"]);
     }
 }
