@@ -38,13 +38,13 @@ pub(crate) fn valid_header_name(h: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// Headers a `forward_claims` entry may not name: the gateway sets them
-/// itself (the node's `Host`, the identity and `X-Forwarded-*` headers) or
-/// they frame the message or are hop-by-hop. A claim's header is also
-/// stripped from every client request (SPEC §3.2), so one of these would
-/// also take the client's `Host` or body framing away. Compared as the
-/// proxy strips owned headers: case-insensitively, `_` as `-`.
-const GATEWAY_SET_HEADERS: [&str; 31] = [
+/// Headers a `forward_claims` entry may not name besides the ones the
+/// gateway owns ([`jwtgate_core::owned_headers`]): they frame the message,
+/// are hop-by-hop, or carry tokens. A claim's header is also stripped from
+/// every client request (SPEC §3.2), so one of these would also take the
+/// client's `Host`, body framing or token away. Compared as the proxy
+/// strips owned headers: case-insensitively, `_` as `-`.
+const FRAMING_AND_CARRIERS: [&str; 13] = [
     "host",
     "content-length",
     "transfer-encoding",
@@ -55,35 +55,21 @@ const GATEWAY_SET_HEADERS: [&str; 31] = [
     "trailer",
     "upgrade",
     "proxy-authorization",
-    "x-consumer-username",
-    "x-consumer-custom-id",
-    "x-credential-identifier",
-    "x-anonymous-consumer",
     "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-real-ip",
-    "forwarded",
-    // What a client may not send (the proxy strips them from each request).
-    "x-forwarded-port",
-    "x-forwarded-prefix",
-    "x-forwarded-path",
-    "x-forwarded-uri",
-    "x-forwarded-url",
-    "x-forwarded-server",
-    "x-forwarded-ssl",
-    "x-forwarded-scheme",
-    "x-original-url",
-    "x-rewrite-url",
-    // A forwarded claim's header is stripped from every client request:
-    // named after a token carrier, it would take every token away.
     "authorization",
     "cookie",
 ];
 
 fn gateway_set_header(h: &str) -> bool {
+    use jwtgate_core::owned_headers::{CLIENT_MAY_NOT_SEND, IDENTITY_HEADERS};
     let folded = h.to_ascii_lowercase().replace('_', "-");
-    GATEWAY_SET_HEADERS.contains(&folded.as_str())
+    [
+        &FRAMING_AND_CARRIERS[..],
+        &IDENTITY_HEADERS,
+        &CLIENT_MAY_NOT_SEND,
+    ]
+    .iter()
+    .any(|list| list.contains(&folded.as_str()))
 }
 
 pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Option<Config> {

@@ -13,6 +13,7 @@ pub mod consumer;
 pub mod cors;
 pub mod der;
 pub mod jwt;
+pub mod owned_headers;
 pub mod path;
 pub mod percent;
 pub mod policy;

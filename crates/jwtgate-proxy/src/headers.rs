@@ -7,37 +7,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
-/// The identity headers of SPEC §3.2 and §3.8: only the gateway sets them.
-pub const IDENTITY_HEADERS: [&str; 4] = [
-    "x-consumer-username",
-    "x-consumer-custom-id",
-    "x-credential-identifier",
-    "x-anonymous-consumer",
-];
-
-/// What a client may not say of where its request came from or where it
-/// was going, in any spelling: the gateway states the first in
-/// [`GatewayHeaders`], and upstreams build URLs and redirects from the
-/// rest (Spring, Symfony and Rails read `X-Forwarded-Port` and `-Prefix`;
-/// IIS's URL Rewrite and Symfony before 2.7.49 take the path from
-/// `X-Original-URL` and `X-Rewrite-URL`, past the rules that matched the
-/// request's own path). Kong sets the same family itself.
-pub const CLIENT_MAY_NOT_SEND: [&str; 14] = [
-    "forwarded",
-    "x-real-ip",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-forwarded-port",
-    "x-forwarded-prefix",
-    "x-forwarded-path",
-    "x-forwarded-uri",
-    "x-forwarded-url",
-    "x-forwarded-server",
-    "x-forwarded-ssl",
-    "x-forwarded-scheme",
-    "x-original-url",
-    "x-rewrite-url",
-];
+use jwtgate_core::owned_headers::{CLIENT_MAY_NOT_SEND, IDENTITY_HEADERS};
 
 /// Header names the gateway owns (SPEC §3.11): the identity headers, the
 /// ones a client may not send ([`CLIENT_MAY_NOT_SEND`]) and every route's

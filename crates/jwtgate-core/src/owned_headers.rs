@@ -1,0 +1,36 @@
+//! Request headers only the gateway may set: a client's copy is removed
+//! from every request (SPEC §3.2, §3.8, §3.11), in any spelling, and no
+//! `forward_claims` entry may name one. The data plane strips them; the
+//! config compiler refuses them as a claim's header.
+
+/// The identity headers of SPEC §3.2 and §3.8.
+pub const IDENTITY_HEADERS: [&str; 4] = [
+    "x-consumer-username",
+    "x-consumer-custom-id",
+    "x-credential-identifier",
+    "x-anonymous-consumer",
+];
+
+/// What a client may not say of where its request came from or where it
+/// was going: the gateway states the first itself (`X-Real-IP`,
+/// `X-Forwarded-Proto`, `-Host`), and upstreams build URLs and redirects
+/// from the rest (Spring, Symfony and Rails read `X-Forwarded-Port` and
+/// `-Prefix`; IIS's URL Rewrite and Symfony before 2.7.49 take the path
+/// from `X-Original-URL` and `X-Rewrite-URL`, past the rules that matched
+/// the request's own path). Kong sets the same family itself.
+pub const CLIENT_MAY_NOT_SEND: [&str; 14] = [
+    "forwarded",
+    "x-real-ip",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-path",
+    "x-forwarded-uri",
+    "x-forwarded-url",
+    "x-forwarded-server",
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "x-original-url",
+    "x-rewrite-url",
+];
