@@ -326,11 +326,14 @@ const BODY_LIMIT: usize = 2 * 1024 * 1024;
 /// [`BODY_TIMEOUT`]: a client that stops sending gets 408 and its
 /// connection ends, where it had held the connection (and a descriptor)
 /// for as long as it liked. Reading first keeps the handler itself whole:
-/// a write is never cut off halfway by a timeout.
+/// a write is never cut off halfway by a timeout; nor may the whole body
+/// take over [`BODY_DEADLINE`].
+///
 /// Paths outside `/admin/` (`/status`, `/metrics`, the console's files)
-/// take no body, and anyone may send to them: a request there that has one
-/// is refused unread, so that no client without the key holds a
-/// connection by trickling a body.
+/// take no body, and anyone may send to them: a body sent there is left
+/// unread, the request answered as it would be without one, and the
+/// connection closed after the answer, so that no client without the key
+/// holds a connection by trickling a body.
 async fn read_body_in_time(req: axum::extract::Request, next: middleware::Next) -> Response {
     use http_body_util::BodyExt;
     let (parts, mut body) = req.into_parts();
@@ -343,13 +346,19 @@ async fn read_body_in_time(req: axum::extract::Request, next: middleware::Next) 
         resp
     };
     if !parts.uri.path().starts_with("/admin/") {
-        if !axum::body::HttpBody::is_end_stream(&body) {
-            let message = format!("{} takes no request body", parts.uri.path());
-            return closing(StatusCode::PAYLOAD_TOO_LARGE, message);
+        if axum::body::HttpBody::is_end_stream(&body) {
+            return next
+                .run(axum::extract::Request::from_parts(parts, body))
+                .await;
         }
-        return next
-            .run(axum::extract::Request::from_parts(parts, body))
-            .await;
+        drop(body);
+        let request = axum::extract::Request::from_parts(parts, axum::body::Body::empty());
+        let mut resp = next.run(request).await;
+        resp.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+        return resp;
     }
     let deadline = tokio::time::Instant::now() + BODY_DEADLINE;
     let mut bytes = Vec::new();

@@ -949,15 +949,22 @@ fn regression_admin_connections_are_bounded_in_time_and_number() {
         "{answer}"
     );
 
-    // A path anyone may ask (no key) takes no body: one is refused at
-    // once, unread, where a trickled body held the connection.
+    // A path anyone may ask (no key) takes no body: one is left unread,
+    // the request answered and the connection closed at once, where a
+    // trickled body held it.
     let mut open_path = open();
     open_path
         .write_all(b"GET /status HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\nx")
         .unwrap();
     let (answer, after) = until_closed(open_path, Instant::now());
-    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
-    assert!(answer.contains("takes no request body"), "{answer}");
+    assert!(
+        answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.1 503"),
+        "{answer}"
+    );
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
     assert!(after < Duration::from_secs(10), "{after:?}");
 
     // A body trickled a byte at a time, never stalling 30 s, still ends
