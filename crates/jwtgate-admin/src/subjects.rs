@@ -97,7 +97,7 @@ fn subject_key(s: &AdminState, body: &Bytes, deleting: bool) -> Result<SubjectKe
     }
     let text = |key: &str| -> Result<Option<String>, AdminError> {
         match map.get(key) {
-            None | Some(Value::Null) => Ok(None),
+            None => Ok(None),
             // Longer than a whole token may be, no token can carry it:
             // stored, it would only fill the store and every node's memory.
             Some(Value::String(t)) if t.len() > MAX_TOKEN_BYTES => Err(AdminError::field(

@@ -72,6 +72,10 @@ fn gateway_set_header(h: &str) -> bool {
     .any(|list| list.contains(&folded.as_str()))
 }
 
+/// The longest a subject cut-off may be kept: far past any token's life,
+/// and far from where a store's arithmetic on seconds overflows.
+const MAX_SUBJECT_RETENTION_SECONDS: u64 = 10 * 365 * 86_400;
+
 pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Option<Config> {
     let listen = listen(&raw.listen, errors);
     let tls = raw
@@ -102,6 +106,11 @@ pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Op
         .unwrap_or(30 * 86_400);
     if retention == 0 {
         errors.add("store.subject_retention_seconds", "must be greater than 0");
+    } else if retention > MAX_SUBJECT_RETENTION_SECONDS {
+        errors.add(
+            "store.subject_retention_seconds",
+            format!("is over {MAX_SUBJECT_RETENTION_SECONDS} (ten years)"),
+        );
     }
     let subject_retention = Duration::from_secs(retention);
     let workers = workers(raw.workers, errors);

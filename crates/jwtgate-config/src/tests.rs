@@ -51,6 +51,7 @@ fn every_error_is_reported_with_its_location() {
         r#"
 listen: "nonsense"
 bogus: 1
+store: { kind: embedded, path: ./data, subject_retention_seconds: 9223372036854775807 }
 consumers:
   - username: alice
     jwt: { key: k1, algorithm: HS999, secret: s }
@@ -79,6 +80,7 @@ routes:
         "routes[0].jwt.required_paths[3]:",
         "routes[0].jwt.required_paths[4]:",
         "routes[0].jwt.leeway_seconds: expected a non-negative integer",
+        "store.subject_retention_seconds: is over 315360000 (ten years)",
     ];
     for w in want {
         assert!(

@@ -28,13 +28,15 @@ const MAX_LOGOUT_BODY: usize = 64 * 1024;
 
 /// The cut-off a logout-everywhere request records: its consumer and
 /// `sub` (the whole consumer when the token has none), or its provider and
-/// `sub`.
+/// `sub`. A `sub` that is there but not a non-empty string names no
+/// subject (RFC 7519 §4.1.2: a string): taken as none, one user's "sign
+/// out everywhere" would have cut off every user of the consumer.
 pub fn own_subject(principal: &Principal, claims: &Map<String, Value>) -> Option<SubjectKey> {
-    let sub = claims
-        .get("sub")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned);
+    let sub = match claims.get("sub") {
+        None => None,
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(_) => return None,
+    };
     match principal {
         Principal::Consumer(c) => Some(SubjectKey {
             owner: Owner::Consumer(c.username.clone()),

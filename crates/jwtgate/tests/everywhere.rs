@@ -143,6 +143,8 @@ fn cut_offs_through_the_admin_api_survive_a_restart() {
         (json!({"consumer": "alice", "colour": 1}), 400),
         (json!({"consumer": 7}), 400),
         (json!({"consumer": ""}), 400),
+        // A null subject is not "every token of the consumer".
+        (json!({"consumer": "alice", "subject": null}), 400),
         (json!([]), 400),
         // Longer than a whole token: no token could carry it.
         (
@@ -240,6 +242,24 @@ fn the_logout_everywhere_path_cuts_off_the_tokens_own_subject() {
     assert_cut(&node, &laptop, "another session of u-1");
     assert_cut(&node, &phone, "the token itself");
     assert_eq!(status(&node, &other), 200);
+    // A sub that is not a string names no subject: it is refused, not
+    // taken as "the whole consumer".
+    let numeric = sign_hs(
+        "HS256",
+        SECRET,
+        json!({"key": "user123", "sub": 42, "iat": before, "exp": now() + 600}),
+    );
+    let resp = node.send(&Req::post("/app/logout-everywhere").bearer(&numeric));
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    let listed = node
+        .admin("GET", "/admin/v1/revocations/subjects", None)
+        .json();
+    assert!(
+        !listed
+            .to_string()
+            .contains("\"consumer\":\"alice\",\"not_before\""),
+        "{listed}"
+    );
     // A token without sub cuts off the whole consumer.
     let nosub = alice(None, before);
     assert_eq!(
