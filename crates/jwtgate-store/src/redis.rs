@@ -558,13 +558,19 @@ impl RevocationStore for RedisStore {
         );
         self.op(async {
             let mut conn = self.conn().await?;
+            // Read first: a full Redis (`maxmemory`, `noeviction`) refuses
+            // any SET, even one NX would skip, and a node must still load.
+            let get = redis::cmd("GET").arg(&self.generation).clone();
+            let known: Option<String> = Self::query(&mut conn, &get).await?;
+            if known.is_some() {
+                return Ok(known);
+            }
             let set = redis::cmd("SET")
                 .arg(&self.generation)
                 .arg(&fresh)
                 .arg("NX")
                 .clone();
             let _: Option<String> = Self::query(&mut conn, &set).await?;
-            let get = redis::cmd("GET").arg(&self.generation).clone();
             Self::query(&mut conn, &get).await
         })
         .await
@@ -641,11 +647,17 @@ impl RevocationStore for RedisStore {
             let page: Vec<(String, f64)> = self
                 .op(async {
                     let mut conn = self.conn().await?;
+                    // Highest expiry first: a purge (by any node, at any
+                    // time) removes the lowest, behind the pages still to
+                    // read, so an offset never skips a live entry; an entry
+                    // added meanwhile is at worst read twice (and comes by
+                    // the feed as well).
                     let cmd = redis::cmd("ZRANGE")
                         .arg(&self.zset)
-                        .arg(format!("({now}"))
                         .arg("+inf")
+                        .arg(format!("({now}"))
                         .arg("BYSCORE")
+                        .arg("REV")
                         .arg("LIMIT")
                         .arg(offset)
                         .arg(SNAPSHOT_PAGE)

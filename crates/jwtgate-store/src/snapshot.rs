@@ -2,20 +2,28 @@
 //! of its Redis store, kept in `state_dir` so that a node starting while
 //! Redis is down keeps refusing every token it knew to be revoked.
 //!
-//! Format (version 2): the line `jwtgate-blacklist 2\n`; the number of
-//! blacklist entries (u64), the entries, 40 bytes each (32-byte digest,
-//! expiry), then the subject cut-offs, each its encoded key's length (u32),
-//! the key, `not_before` and `expires_at`; integers little-endian; then the
-//! SHA-256 of everything before it. Version 1 (entries only) is still
-//! read. A file that does not check out is not used: better no snapshot
-//! (fail closed) than a truncated one.
+//! Format (version 3): the line `jwtgate-blacklist 3\n`; the store's
+//! generation when the copy was taken (its length, u32, 0 for none, and its
+//! bytes); the number of blacklist entries (u64), the entries, 40 bytes
+//! each (32-byte digest, expiry), then the subject cut-offs, each its
+//! encoded key's length (u32), the key, `not_before` and `expires_at`;
+//! integers little-endian; then the SHA-256 of everything before it.
+//! Versions 1 (entries only) and 2 (no generation) are still read. A file
+//! that does not check out is not used: better no snapshot (fail closed)
+//! than a truncated one.
+//!
+//! The generation lets a node that starts see that the store lost what it
+//! held since the copy was taken (a Redis restarted empty, a flush): it
+//! then writes the copy back before loading, rather than letting every
+//! token the copy refuses in.
 
 use std::path::{Path, PathBuf};
 
 use crate::{Cutoff, Entry, SubjectKey};
 
 const MAGIC_V1: &[u8] = b"jwtgate-blacklist 1\n";
-const MAGIC: &[u8] = b"jwtgate-blacklist 2\n";
+const MAGIC_V2: &[u8] = b"jwtgate-blacklist 2\n";
+const MAGIC: &[u8] = b"jwtgate-blacklist 3\n";
 const ENTRY: usize = 40;
 const CHECKSUM: usize = 32;
 
@@ -29,6 +37,15 @@ pub enum SnapshotError {
     },
     #[error("{0}: not a jwtgate blacklist snapshot, or damaged")]
     Damaged(PathBuf),
+}
+
+/// What a snapshot holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub entries: Vec<Entry>,
+    pub cutoffs: Vec<Cutoff>,
+    /// The store's generation when it was taken, if it had one.
+    pub generation: Option<String>,
 }
 
 /// Where the snapshot lives.
@@ -46,10 +63,10 @@ impl SnapshotFile {
         &self.path
     }
 
-    /// Writes the blacklist and the cut-offs (a private file, replaced
-    /// atomically).
-    pub fn save(&self, entries: &[Entry], cutoffs: &[Cutoff]) -> Result<(), SnapshotError> {
-        jwtgate_state::write_private(&self.path, &encode(entries, cutoffs)).map_err(|source| {
+    /// Writes the blacklist, the cut-offs and the store's generation (a
+    /// private file, replaced atomically).
+    pub fn save(&self, snapshot: &Snapshot) -> Result<(), SnapshotError> {
+        jwtgate_state::write_private(&self.path, &encode(snapshot)).map_err(|source| {
             SnapshotError::Io {
                 path: self.path.clone(),
                 source,
@@ -59,8 +76,7 @@ impl SnapshotFile {
 
     /// The entries and cut-offs alive at `now`; `Ok(None)` when there is
     /// no snapshot.
-    #[allow(clippy::type_complexity)]
-    pub fn load(&self, now: i64) -> Result<Option<(Vec<Entry>, Vec<Cutoff>)>, SnapshotError> {
+    pub fn load(&self, now: i64) -> Result<Option<Snapshot>, SnapshotError> {
         let bytes = match std::fs::read(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -71,12 +87,11 @@ impl SnapshotFile {
                 })
             }
         };
-        let (entries, cutoffs) =
+        let mut snapshot =
             decode(&bytes).ok_or_else(|| SnapshotError::Damaged(self.path.clone()))?;
-        Ok(Some((
-            entries.into_iter().filter(|e| e.expires_at > now).collect(),
-            cutoffs.into_iter().filter(|c| c.expires_at > now).collect(),
-        )))
+        snapshot.entries.retain(|e| e.expires_at > now);
+        snapshot.cutoffs.retain(|c| c.expires_at > now);
+        Ok(Some(snapshot))
     }
 }
 
@@ -87,9 +102,18 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
-pub(crate) fn encode(entries: &[Entry], cutoffs: &[Cutoff]) -> Vec<u8> {
+pub(crate) fn encode(snapshot: &Snapshot) -> Vec<u8> {
+    let Snapshot {
+        entries,
+        cutoffs,
+        generation,
+    } = snapshot;
     let mut out = Vec::with_capacity(MAGIC.len() + 8 + entries.len() * ENTRY + CHECKSUM);
     out.extend_from_slice(MAGIC);
+    let generation = generation.as_deref().unwrap_or_default();
+    // A generation is a short token the gateway wrote; a u32 holds it.
+    out.extend_from_slice(&(generation.len() as u32).to_le_bytes());
+    out.extend_from_slice(generation.as_bytes());
     out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
     for e in entries {
         out.extend_from_slice(&e.digest);
@@ -126,8 +150,7 @@ fn take_entry(input: &mut &[u8]) -> Option<Entry> {
     })
 }
 
-#[allow(clippy::type_complexity)]
-pub(crate) fn decode(bytes: &[u8]) -> Option<(Vec<Entry>, Vec<Cutoff>)> {
+pub(crate) fn decode(bytes: &[u8]) -> Option<Snapshot> {
     let body_len = bytes.len().checked_sub(CHECKSUM)?;
     let (body, sum) = bytes.split_at(body_len);
     if sha256(body) != sum {
@@ -142,9 +165,22 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<(Vec<Entry>, Vec<Cutoff>)> {
         while !input.is_empty() {
             entries.push(take_entry(&mut input)?);
         }
-        return Some((entries, Vec::new()));
+        return Some(Snapshot {
+            entries,
+            ..Snapshot::default()
+        });
     }
-    let mut input = body.strip_prefix(MAGIC)?;
+    let (mut input, generation) = match body.strip_prefix(MAGIC_V2) {
+        Some(rest) => (rest, None),
+        None => {
+            let mut input = body.strip_prefix(MAGIC)?;
+            let len = u32::from_le_bytes(take(&mut input, 4)?.try_into().ok()?);
+            let generation = std::str::from_utf8(take(&mut input, usize::try_from(len).ok()?)?)
+                .ok()?
+                .to_owned();
+            (input, (!generation.is_empty()).then_some(generation))
+        }
+    };
     let count = u64::from_le_bytes(take(&mut input, 8)?.try_into().ok()?);
     let count = usize::try_from(count).ok()?;
     // Bounded by what the file holds, whatever the count says.
@@ -162,7 +198,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<(Vec<Entry>, Vec<Cutoff>)> {
             expires_at: take_i64(&mut input)?,
         });
     }
-    Some((entries, cutoffs))
+    Some(Snapshot {
+        entries,
+        cutoffs,
+        generation,
+    })
 }
 
 #[cfg(test)]
@@ -193,16 +233,31 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = SnapshotFile::new(dir.path().join("state/blacklist.snapshot"));
         assert!(file.load(0).expect("no file is no snapshot").is_none());
-        file.save(
-            &[entry(1, 100), entry(2, 50)],
-            &[cutoff("u-1", 100), cutoff("u-2", 50)],
-        )
+        file.save(&Snapshot {
+            entries: vec![entry(1, 100), entry(2, 50)],
+            cutoffs: vec![cutoff("u-1", 100), cutoff("u-2", 50)],
+            generation: Some("19a-42".into()),
+        })
         .expect("save");
-        let (entries, cutoffs) = file.load(60).expect("load").expect("present");
-        assert_eq!(entries, [entry(1, 100)]);
-        assert_eq!(cutoffs, [cutoff("u-1", 100)]);
-        file.save(&[], &[]).expect("save empty");
-        assert_eq!(file.load(0).expect("load"), Some((vec![], vec![])));
+        let loaded = file.load(60).expect("load").expect("present");
+        assert_eq!(loaded.entries, [entry(1, 100)]);
+        assert_eq!(loaded.cutoffs, [cutoff("u-1", 100)]);
+        assert_eq!(loaded.generation.as_deref(), Some("19a-42"));
+        file.save(&Snapshot::default()).expect("save empty");
+        assert_eq!(file.load(0).expect("load"), Some(Snapshot::default()));
+    }
+
+    #[test]
+    fn version_2_files_are_still_read() {
+        let mut v2 = MAGIC_V2.to_vec();
+        v2.extend_from_slice(&1u64.to_le_bytes());
+        v2.extend_from_slice(&[7u8; 32]);
+        v2.extend_from_slice(&99i64.to_le_bytes());
+        let sum = sha256(&v2);
+        v2.extend_from_slice(&sum);
+        let read = decode(&v2).expect("read");
+        assert_eq!(read.entries, [entry(7, 99)]);
+        assert_eq!(read.generation, None);
     }
 
     #[test]
@@ -212,21 +267,35 @@ mod tests {
         v1.extend_from_slice(&99i64.to_le_bytes());
         let sum = sha256(&v1);
         v1.extend_from_slice(&sum);
-        assert_eq!(decode(&v1), Some((vec![entry(7, 99)], vec![])));
+        let read = decode(&v1).expect("read");
+        assert_eq!(read.entries, [entry(7, 99)]);
+        assert!(read.cutoffs.is_empty() && read.generation.is_none());
     }
 
     #[test]
     fn a_damaged_file_is_refused() {
-        let good = encode(&[entry(1, 100), entry(2, 200)], &[cutoff("x", 300)]);
+        let good = encode(&Snapshot {
+            entries: vec![entry(1, 100), entry(2, 200)],
+            cutoffs: vec![cutoff("x", 300)],
+            generation: Some("g".into()),
+        });
         assert!(decode(&good).is_some());
-        for cut in [0, 5, MAGIC.len(), MAGIC.len() + 8, good.len() - 1] {
+        for cut in [
+            0,
+            5,
+            MAGIC.len(),
+            MAGIC.len() + 5,
+            MAGIC.len() + 13,
+            good.len() - 1,
+        ] {
             assert!(decode(&good[..cut]).is_none(), "cut at {cut}");
         }
         let mut flipped = good.clone();
-        flipped[MAGIC.len() + 11] ^= 1;
+        flipped[MAGIC.len() + 16] ^= 1;
         assert!(decode(&flipped).is_none());
         // A count larger than the entries, with a valid checksum.
         let mut lying = MAGIC.to_vec();
+        lying.extend_from_slice(&0u32.to_le_bytes());
         lying.extend_from_slice(&u64::MAX.to_le_bytes());
         let sum = sha256(&lying);
         lying.extend_from_slice(&sum);

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use crate::snapshot::SnapshotFile;
+use crate::snapshot::{Snapshot, SnapshotFile};
 use crate::{
     Blacklist, Change, Cursor, Cutoff, CutoffTable, Digest, Entry, RevocationStore, StoreError,
     SubjectKey, TokenSubject,
@@ -227,27 +227,51 @@ impl Revocations {
 
     /// The start-up load: the store, else the local snapshot, else nothing
     /// (and the node fails closed until the sync task loads it).
+    ///
+    /// The snapshot is read into memory first, with the store generation it
+    /// was taken under: if the store has lost what it held since (a Redis
+    /// restarted empty while this node was down, a flush), the load writes
+    /// the snapshot back before reading the store ([`Self::resync`]), so
+    /// that no token this node refused comes back in by the loss. With the
+    /// store unreachable, the snapshot is what the node serves from, and the
+    /// sync task compares generations once the store answers.
     pub async fn load_at_start(&self) -> LoadedFrom {
+        let from_snapshot = self.read_snapshot();
         let error = match self.load().await {
-            Ok((entries, cursor)) => return LoadedFrom::Store { entries, cursor },
+            Ok((entries, cursor)) => {
+                // What the store gave is kept in the local copy soon, not
+                // only at the next change or full resync.
+                self.dirty.store(true, Ordering::Relaxed);
+                return LoadedFrom::Store { entries, cursor };
+            }
             Err(e) => e,
         };
         self.store_errors.fetch_add(1, Ordering::Relaxed);
-        let Some(file) = &self.snapshot else {
-            return LoadedFrom::Nothing { error };
-        };
-        match file.load(unix_now()) {
-            Ok(Some((entries, cutoffs))) => {
-                let n = entries.len();
-                self.blacklist.extend(entries);
-                self.cutoffs.replace(cutoffs);
+        match from_snapshot {
+            Some(entries) => {
                 self.loaded.store(true, Ordering::Relaxed);
-                LoadedFrom::Snapshot { entries: n, error }
+                LoadedFrom::Snapshot { entries, error }
             }
-            Ok(None) => LoadedFrom::Nothing { error },
+            None => LoadedFrom::Nothing { error },
+        }
+    }
+
+    /// Reads the local snapshot into memory (entries, cut-offs, and the
+    /// generation it was taken under); how many entries, if there was one.
+    fn read_snapshot(&self) -> Option<usize> {
+        let file = self.snapshot.as_ref()?;
+        match file.load(unix_now()) {
+            Ok(Some(snapshot)) => {
+                let n = snapshot.entries.len();
+                self.blacklist.extend(snapshot.entries);
+                self.cutoffs.replace(snapshot.cutoffs);
+                *self.generation_read() = snapshot.generation;
+                Some(n)
+            }
+            Ok(None) => None,
             Err(e) => {
                 warn!(error = %e, "blacklist snapshot not used");
-                LoadedFrom::Nothing { error }
+                None
             }
         }
     }
@@ -259,9 +283,12 @@ impl Revocations {
         };
         self.dirty.store(false, Ordering::Relaxed);
         let now = unix_now();
-        let entries = self.blacklist.live_entries(now);
-        let cutoffs = self.cutoffs.all(now);
-        let saved = tokio::task::spawn_blocking(move || file.save(&entries, &cutoffs)).await;
+        let snapshot = Snapshot {
+            entries: self.blacklist.live_entries(now),
+            cutoffs: self.cutoffs.all(now),
+            generation: self.generation_read().clone(),
+        };
+        let saved = tokio::task::spawn_blocking(move || file.save(&snapshot)).await;
         match saved {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
@@ -392,6 +419,11 @@ impl Revocations {
             {
                 break;
             }
+        }
+        // A change not yet in the local copy goes in before the node
+        // stops: a restart while the store is down serves from it.
+        if self.dirty.load(Ordering::Relaxed) {
+            self.save_snapshot().await;
         }
     }
 

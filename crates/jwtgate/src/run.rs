@@ -118,7 +118,7 @@ async fn serve(path: &Path, loaded: Loaded) -> ExitCode {
     // load count is counted too.
     let metrics = admin_listener.as_ref().and_then(|_| install_metrics());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let Some(revocations) = open_revocations(config, stop_rx.clone()).await else {
+    let Some((revocations, store_sync)) = open_revocations(config, stop_rx.clone()).await else {
         return ExitCode::from(1);
     };
     // Identity providers' keys: from their disk caches now, fetched in
@@ -190,12 +190,23 @@ async fn serve(path: &Path, loaded: Loaded) -> ExitCode {
             warn!("admin API requests still running after {ADMIN_DRAIN_TIMEOUT:?}; closing them");
         }
     }
+    // The sync task writes what the local copy of the blacklist lacks.
+    if tokio::time::timeout(STORE_SYNC_STOP_TIMEOUT, store_sync)
+        .await
+        .is_err()
+    {
+        warn!("the blacklist's local copy was not written within {STORE_SYNC_STOP_TIMEOUT:?}");
+    }
     info!("stopped");
     ExitCode::SUCCESS
 }
 
 /// How long admin requests may take to finish once the data plane stopped.
 const ADMIN_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the revocation store's sync task may take to write the local
+/// copy of the blacklist once the node stops.
+const STORE_SYNC_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The Prometheus recorder, only when `/metrics` can serve it.
 fn install_metrics() -> Option<MetricsHandle> {
@@ -215,7 +226,7 @@ fn install_metrics() -> Option<MetricsHandle> {
 async fn open_revocations(
     config: &Config,
     stop: watch::Receiver<bool>,
-) -> Option<Arc<Revocations>> {
+) -> Option<(Arc<Revocations>, tokio::task::JoinHandle<()>)> {
     let store = match jwtgate_store::open(&config.store) {
         Ok(s) => s,
         Err(e) => {
@@ -264,8 +275,8 @@ async fn open_revocations(
             None
         }
     };
-    tokio::spawn(Arc::clone(&revocations).sync(SyncSettings::default(), stop, start));
-    Some(revocations)
+    let sync = tokio::spawn(Arc::clone(&revocations).sync(SyncSettings::default(), stop, start));
+    Some((revocations, sync))
 }
 
 struct Signals {
