@@ -350,7 +350,13 @@ impl Revocations {
         let mut backoff = Duration::from_millis(100);
         let mut outage_logged = false;
         while !*stop.borrow() {
-            if need_resync || last_resync.elapsed() >= settings.resync_every {
+            // A store no other process writes (embedded: locked by this
+            // one) has nothing to catch up on, and a periodic resync would
+            // race this node's own writes: a cut-off recorded between its
+            // read and its replace of the cut-offs was dropped from memory
+            // until the next one, with no feed to bring it back.
+            let periodic = shared && last_resync.elapsed() >= settings.resync_every;
+            if need_resync || periodic {
                 match self.resync(shared).await {
                     Ok((pos, n)) => {
                         if outage_logged {
