@@ -63,6 +63,23 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 't', 'c', 'k', ARGV[1],
 return 1
 ";
 
+/// Cut-offs past their retention deleted, each only if it still is: one
+/// recorded again since the purge read it (a later `expires_at`) stays.
+const PURGE_CUTOFFS_SCRIPT: &str = r"
+local now = tonumber(ARGV[1])
+local n = 0
+for i = 2, #ARGV do
+  local v = redis.call('HGET', KEYS[1], ARGV[i])
+  if v then
+    local ex = string.match(v, '^-?%d+:(-?%d+)$')
+    if ex and tonumber(ex) <= now then
+      n = n + redis.call('HDEL', KEYS[1], ARGV[i])
+    end
+  end
+end
+return n
+";
+
 /// A cut-off deleted, and the feed told, if there was one.
 const LIFT_SCRIPT: &str = r"
 local n = redis.call('HDEL', KEYS[1], ARGV[1])
@@ -86,6 +103,7 @@ pub struct RedisStore {
     generation: String,
     cutoff_script: redis::Script,
     lift_script: redis::Script,
+    purge_cutoffs_script: redis::Script,
     op_timeout: Duration,
     connect_timeout: Duration,
     kind: &'static str,
@@ -183,6 +201,7 @@ impl RedisStore {
             generation: format!("{{{name}}}:generation"),
             cutoff_script: redis::Script::new(CUTOFF_SCRIPT),
             lift_script: redis::Script::new(LIFT_SCRIPT),
+            purge_cutoffs_script: redis::Script::new(PURGE_CUTOFFS_SCRIPT),
             op_timeout,
             connect_timeout: pool.connect_timeout,
             kind,
@@ -780,8 +799,13 @@ impl RevocationStore for RedisStore {
             subjects += self
                 .op(async {
                     let mut conn = self.conn().await?;
-                    let cmd = redis::cmd("HDEL").arg(&self.subjects).arg(chunk).clone();
-                    Self::query::<u64>(&mut conn, &cmd).await
+                    let mut inv = self.purge_cutoffs_script.key(&self.subjects);
+                    inv.arg(now).arg(chunk);
+                    let n: u64 = match &mut conn {
+                        Conn::Single(c) => inv.invoke_async(c).await.map_err(err)?,
+                        Conn::Cluster(c) => inv.invoke_async(c).await.map_err(err)?,
+                    };
+                    Ok(n)
                 })
                 .await?;
         }
