@@ -60,17 +60,6 @@ fn load_node(path: &Path) -> Result<Loaded, ConfigErrors> {
 
 pub fn run(path: &Path) -> ExitCode {
     crate::logging::init();
-    // Read and compiled exactly as every later reload will be.
-    let loaded = match load_node(path) {
-        Ok(l) => l,
-        Err(errors) => {
-            error!("{}: invalid configuration", path.display());
-            for e in &errors.0 {
-                error!("{e}");
-            }
-            return ExitCode::from(2);
-        }
-    };
     // The control plane (signals, reloads, the admin API, the blacklist's
     // sync) runs here, on one thread; the data plane's workers run
     // runtimes of their own (`Listeners::serve`).
@@ -84,13 +73,34 @@ pub fn run(path: &Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Signals are caught from here on: a SIGHUP (a reload, a certificate
+    // renewal's hook) sent while the node starts waits for it to be up,
+    // where its default action ended the process.
+    let signals = match runtime.block_on(async { Signals::install() }) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("cannot install signal handlers: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    // Read and compiled exactly as every later reload will be.
+    let loaded = match load_node(path) {
+        Ok(l) => l,
+        Err(errors) => {
+            error!("{}: invalid configuration", path.display());
+            for e in &errors.0 {
+                error!("{e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
     for w in jwtgate_config::warnings(&loaded.config) {
         warn!("config: {w}");
     }
-    runtime.block_on(serve(path, loaded))
+    runtime.block_on(serve(path, loaded, signals))
 }
 
-async fn serve(path: &Path, loaded: Loaded) -> ExitCode {
+async fn serve(path: &Path, loaded: Loaded, signals: Signals) -> ExitCode {
     let config = &loaded.config;
     let listeners = match Listeners::bind(&config.listen, config.tls.as_ref()).await {
         Ok(l) => l
@@ -156,13 +166,6 @@ async fn serve(path: &Path, loaded: Loaded) -> ExitCode {
             )
             .await;
             LiveConfig::with_source(running, source)
-        }
-    };
-    let signals = match Signals::install() {
-        Ok(s) => s,
-        Err(e) => {
-            error!("cannot install signal handlers: {e}");
-            return ExitCode::from(1);
         }
     };
     tokio::spawn(signals.handle(Arc::clone(&live), stop_tx));
