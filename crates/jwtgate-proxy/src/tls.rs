@@ -157,26 +157,36 @@ fn certified_key(c: &CertificatePem, provider: &CryptoProvider) -> Result<Entry,
             format!("cannot be used with the certificate: {other}"),
         ),
     })?;
-    if webpki::EndEntityCert::try_from(&leaf).is_err() {
+    let Ok(parsed) = webpki::EndEntityCert::try_from(&leaf) else {
         return Err(err(
             "cert_file",
             "the first certificate does not parse as X.509".into(),
         ));
-    }
+    };
+    let exact = parsed
+        .valid_dns_names()
+        .filter(|n| !n.starts_with('*'))
+        .map(str::to_ascii_lowercase)
+        .collect();
     Ok(Entry {
         key: Arc::new(key),
+        exact,
         leaf,
     })
 }
 
 struct Entry {
     key: Arc<CertifiedKey>,
+    /// The leaf's DNS names that are not wildcards, lower case: a client's
+    /// SNI equal to one picks this certificate before any wildcard does.
+    exact: Vec<String>,
     /// The end-entity certificate, matched against the client's SNI.
     leaf: CertificateDer<'static>,
 }
 
-/// Chooses a certificate by SNI: the first whose names cover the name the
-/// client asked for (wildcards as browsers read them), else the first one.
+/// Chooses a certificate by SNI: one that names it exactly, else the first
+/// whose names cover it (wildcards as browsers read them), else the first
+/// one. Exact before wildcard, as HAProxy and nginx choose.
 #[derive(Debug)]
 struct Certificates {
     all: Vec<Entry>,
@@ -207,10 +217,18 @@ impl ResolvesServerCert for Certificates {
         if self.all.len() == 1 {
             return Some(Arc::clone(&first.key));
         }
-        let Some(name) = hello
-            .server_name()
-            .and_then(|n| ServerName::try_from(n).ok())
-        else {
+        let Some(asked) = hello.server_name() else {
+            return Some(Arc::clone(&first.key));
+        };
+        let bare = asked.strip_suffix('.').unwrap_or(asked);
+        if let Some(exact) = self
+            .all
+            .iter()
+            .find(|e| e.exact.iter().any(|n| n.eq_ignore_ascii_case(bare)))
+        {
+            return Some(Arc::clone(&exact.key));
+        }
+        let Ok(name) = ServerName::try_from(asked) else {
             return Some(Arc::clone(&first.key));
         };
         let chosen = self.all.iter().find(|e| {

@@ -158,26 +158,38 @@ async fn sni_chooses_among_several_certificates() {
     let dir = tempfile::tempdir().unwrap();
     let (api_cert, api_key) = self_signed(dir.path(), "api.example.test", "api");
     let (www_cert, www_key) = self_signed(dir.path(), "*.www.example.test", "www");
+    // Listed after the wildcard that also covers it: an exact name is
+    // chosen first, as HAProxy and nginx choose.
+    let (shop_cert, shop_key) = self_signed(dir.path(), "shop.www.example.test", "shop");
     let extra = format!(
-        r#", certificates: [{{ cert_file: "{}", key_file: "{}" }}, {{ cert_file: "{}", key_file: "{}" }}]"#,
+        r#", certificates: [{{ cert_file: "{}", key_file: "{}" }}, {{ cert_file: "{}", key_file: "{}" }}, {{ cert_file: "{}", key_file: "{}" }}]"#,
         api_cert.display(),
         api_key.display(),
         www_cert.display(),
-        www_key.display()
+        www_key.display(),
+        shop_cert.display(),
+        shop_key.display()
     );
     let node = Node::start(dir.path(), &config(&default_tls(&extra)));
     let api = Arc::new(default_client(&api_cert));
     let www = Arc::new(default_client(&www_cert));
+    let shop = Arc::new(default_client(&shop_cert));
     let local = Arc::new(default_client(&ca()));
     if let Err(e) = connect(node.addr, &api, "api.example.test").await {
         panic!("api.example.test: {e}");
     }
     assert!(
-        connect(node.addr, &www, "shop.www.example.test")
+        connect(node.addr, &www, "cart.www.example.test")
             .await
             .is_ok(),
         "wildcard"
     );
+    if let Err(e) = connect(node.addr, &shop, "shop.www.example.test").await {
+        panic!("an exact name before an earlier wildcard: {e}");
+    }
+    if let Err(e) = connect(node.addr, &shop, "SHOP.www.example.test").await {
+        panic!("in any case: {e}");
+    }
     assert!(
         connect(node.addr, &local, "localhost").await.is_ok(),
         "the first one by name"
