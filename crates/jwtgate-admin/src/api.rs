@@ -322,6 +322,15 @@ const MAX_CONNECTIONS: usize = 256;
 /// handlers' extractors apply as well).
 const BODY_LIMIT: usize = 2 * 1024 * 1024;
 
+/// `resp`, with the connection closed after it.
+fn close_after(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    resp
+}
+
 /// Reads a request's body before the handler runs, each read bounded by
 /// [`BODY_TIMEOUT`]: a client that stops sending gets 408 and its
 /// connection ends, where it had held the connection (and a descriptor)
@@ -337,14 +346,8 @@ const BODY_LIMIT: usize = 2 * 1024 * 1024;
 async fn read_body_in_time(req: axum::extract::Request, next: middleware::Next) -> Response {
     use http_body_util::BodyExt;
     let (parts, mut body) = req.into_parts();
-    let closing = |status, message: String| {
-        let mut resp = AdminError::Body(status, message).into_response();
-        resp.headers_mut().insert(
-            header::CONNECTION,
-            header::HeaderValue::from_static("close"),
-        );
-        resp
-    };
+    let closing =
+        |status, message: String| close_after(AdminError::Body(status, message).into_response());
     if !parts.uri.path().starts_with("/admin/") {
         if axum::body::HttpBody::is_end_stream(&body) {
             return next
@@ -353,12 +356,7 @@ async fn read_body_in_time(req: axum::extract::Request, next: middleware::Next) 
         }
         drop(body);
         let request = axum::extract::Request::from_parts(parts, axum::body::Body::empty());
-        let mut resp = next.run(request).await;
-        resp.headers_mut().insert(
-            header::CONNECTION,
-            header::HeaderValue::from_static("close"),
-        );
-        return resp;
+        return close_after(next.run(request).await);
     }
     let deadline = tokio::time::Instant::now() + BODY_DEADLINE;
     let mut bytes = Vec::new();
