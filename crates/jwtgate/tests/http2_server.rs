@@ -13,6 +13,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
+use serde_json::json;
 use support::*;
 
 const SECRET: &str = "http2-secret-0123456789abcdefghijkl";
@@ -246,46 +247,63 @@ fn a_host_that_differs_from_the_authority_is_a_400_and_the_connection_serves_on(
     );
 }
 
-/// RFC 9113 §8.2.1: a field value that starts or ends with whitespace is
-/// malformed (HTTP/1.x trims it, so the upstream could read it otherwise);
-/// it was passed on as it came. The stream is reset, the connection serves
-/// on.
+/// A field value that starts or ends with a space or tab (RFC 9113 §8.2.1
+/// calls it malformed; curl sends `Authorization: Bearer ` so) is trimmed
+/// as HTTP/1.x trims it: the gateway checks the value the upstream reads,
+/// and the client gets the answer HAProxy, nginx and Envoy give, not a
+/// reset stream.
 #[test]
-fn a_field_value_with_whitespace_at_an_end_resets_its_stream_only() {
+fn field_values_are_trimmed_of_whitespace_at_their_ends() {
     let up = Upstream::start();
     let gw = Gateway::start(&config(&up.node(), &up.node()));
-    let addr = gw.addr;
-    let reasons = run(&gw, async move {
-        let (send, _conn) = connect_h2(addr, 1024 * 1024, 1024 * 1024).await?;
-        let mut reasons = Vec::new();
-        for value in [" v", "v ", "v\t"] {
-            let req = h2_request(addr, "GET", "/open")
+    let token = sign_hs(
+        "HS256",
+        SECRET,
+        json!({"key": "user123", "exp": now() + 600}),
+    );
+    let mut reqs = Vec::new();
+    for value in [" v", "v ", "v\t", "\t v w \t"] {
+        reqs.push(
+            h2_request(gw.addr, "GET", "/open")
                 .header("x-a", http::HeaderValue::from_str(value).unwrap())
                 .body(())
-                .unwrap();
-            let mut ready = send.clone().ready().await.map_err(|e| e.to_string())?;
-            let (resp, _) = ready.send_request(req, true).map_err(|e| e.to_string())?;
-            match resp.await {
-                Err(e) => reasons.push(e.reason()),
-                Ok(r) => return Err(format!("{value:?}: answered {}", r.status())),
-            }
-        }
-        let fine = h2_request(addr, "GET", "/open")
-            .header("x-a", "v w")
-            .body(())
-            .unwrap();
-        let (status, body) = ask(&send, fine).await?;
-        if status != 200 {
-            return Err(format!("then {status}: {body}"));
-        }
-        Ok(reasons)
-    });
-    assert_eq!(reasons, vec![Some(h2::Reason::PROTOCOL_ERROR); 3]);
+                .unwrap(),
+        );
+    }
+    for auth in [
+        format!("Bearer {token} "),
+        format!(" Bearer {token}"),
+        "Bearer ".into(),
+    ] {
+        reqs.push(
+            h2_request(gw.addr, "GET", "/private/x")
+                .header("authorization", http::HeaderValue::from_str(&auth).unwrap())
+                .body(())
+                .unwrap(),
+        );
+    }
+    let answers: Vec<u16> = ask_each(&gw, reqs).into_iter().map(|(s, _)| s).collect();
     assert_eq!(
-        up.records().len(),
-        1,
-        "only the well-formed request went upstream"
+        answers,
+        [200, 200, 200, 200, 200, 200, 401],
+        "{}",
+        gw.logs()
     );
+    let seen: Vec<String> = up
+        .records()
+        .iter()
+        .take(4)
+        .map(|r| r.header("x-a").unwrap_or("(none)").to_owned())
+        .collect();
+    assert_eq!(seen, ["v", "v", "v", "v w"]);
+    // The token the gateway checked is the one the upstream got.
+    for r in &up.records()[4..] {
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {token}").as_str())
+        );
+        assert_eq!(r.header("x-consumer-username"), Some("alice"));
+    }
 }
 
 #[test]

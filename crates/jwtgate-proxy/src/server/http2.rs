@@ -195,12 +195,8 @@ pub(super) async fn serve<IO: Transport>(io: Rewind<IO>, ctx: ConnCtx) {
             }
         }
         match conn.poll_accept(cx) {
-            Poll::Ready(Some(Ok((req, mut respond)))) => {
-                if edge_whitespace(req.headers()) {
-                    debug!("HTTP/2 request with a field value that starts or ends with whitespace: malformed, stream reset");
-                    respond.send_reset(Reason::PROTOCOL_ERROR);
-                    continue;
-                }
+            Poll::Ready(Some(Ok((mut req, respond)))) => {
+                trim_edge_whitespace(req.headers_mut());
                 let gw = gateway.load_full();
                 streams.push(exchange(req, respond, gw, &pool, &activity));
             }
@@ -306,15 +302,31 @@ fn request(req: Request<RecvStream>) -> Request<RequestBody<'static>> {
     Request::from_parts(parts, body)
 }
 
-/// Whether a field value starts or ends with a space or a tab, which makes
-/// the request malformed (RFC 9113 §8.2.1): HTTP/1.x would trim it, so the
-/// upstream might read the value otherwise than the gateway did.
-fn edge_whitespace(headers: &HeaderMap) -> bool {
-    let edge = |b: Option<&u8>| matches!(b, Some(b' ' | b'\t'));
-    headers.values().any(|v| {
-        let b = v.as_bytes();
-        edge(b.first()) || edge(b.last())
-    })
+/// Removes the spaces and tabs at either end of every field value, as an
+/// HTTP/1.x parser does (RFC 9112 §5), so that the gateway checks the value
+/// the upstream will read. RFC 9113 §8.2.1 calls such a request malformed,
+/// but clients send them (curl's `-H "Authorization: Bearer "`, cookies
+/// with a trailing space), and HAProxy, nginx and Envoy (nghttp2's
+/// `no_rfc9113_leading_and_trailing_ws_validation`) take them; resetting
+/// the stream failed those clients for nothing.
+fn trim_edge_whitespace(headers: &mut HeaderMap) {
+    let edge = |b: &u8| matches!(b, b' ' | b'\t');
+    for value in headers.values_mut() {
+        let bytes = value.as_bytes();
+        if !bytes.first().is_some_and(edge) && !bytes.last().is_some_and(edge) {
+            continue;
+        }
+        let start = bytes.iter().position(|b| !edge(b)).unwrap_or(bytes.len());
+        let end = bytes
+            .iter()
+            .rposition(|b| !edge(b))
+            .map_or(start, |i| i + 1);
+        // A part of a valid value is one: no new byte comes in.
+        if let Ok(mut trimmed) = HeaderValue::from_bytes(&bytes[start..end]) {
+            trimmed.set_sensitive(value.is_sensitive());
+            *value = trimmed;
+        }
+    }
 }
 
 /// The request's length, when every `Content-Length` it has says the same.
