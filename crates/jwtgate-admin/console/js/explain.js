@@ -50,7 +50,7 @@ export async function page(page) {
   const submit = h('button', { type: 'submit', class: 'primary' }, 'Explain');
   const form = h('form', {
     class: 'panel',
-    novalidate: true,
+    noValidate: true,
     on: {
       submit: async (e) => {
         e.preventDefault();

@@ -125,7 +125,7 @@ class PolicyEditor {
     this.save = h('button', { type: 'submit', class: 'primary' }, 'Save policy');
     const discard = h('button', { type: 'button', class: 'secondary', on: { click: () => this.reset() } }, 'Discard changes');
 
-    const form = h('form', { class: 'policy', novalidate: true, on: { submit: (e) => { e.preventDefault(); this.submit(); } } },
+    const form = h('form', { class: 'policy', noValidate: true, on: { submit: (e) => { e.preventDefault(); this.submit(); } } },
       this.frozen,
       h('section', { class: 'panel' },
         h('h2', {}, 'Who needs a token'),

@@ -127,7 +127,7 @@ export async function editPage(page, name) {
   const save = h('button', { type: 'submit', class: 'primary' }, creating ? 'Create provider' : 'Save provider');
   const form = h('form', {
     class: 'panel',
-    novalidate: true,
+    noValidate: true,
     on: {
       submit: async (e) => {
         e.preventDefault();

@@ -18,7 +18,7 @@ function revokeForm() {
   const submit = h('button', { type: 'submit', class: 'primary' }, 'Revoke token');
   return h('form', {
     class: 'panel',
-    novalidate: true,
+    noValidate: true,
     'aria-labelledby': 'revoke-title',
     on: {
       submit: async (e) => {
@@ -77,7 +77,7 @@ function subjectForm(consumers, providers) {
   const submit = h('button', { type: 'submit', class: 'primary' }, 'Log out everywhere');
   return h('form', {
     class: 'panel',
-    novalidate: true,
+    noValidate: true,
     'aria-labelledby': 'subject-title',
     on: {
       submit: async (e) => {
