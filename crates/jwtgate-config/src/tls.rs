@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::compile::read_file;
+use crate::compile::{read_file, resolve};
 use crate::error::{child, index, Errors};
 use crate::reader::Obj;
 
@@ -51,6 +51,9 @@ pub enum TlsVersion {
 pub struct CertificatePem {
     pub cert_pem: Vec<u8>,
     pub key_pem: Vec<u8>,
+    /// The key file's permission bits, for the warning about a key every
+    /// user of the machine may read.
+    pub key_mode: Option<u32>,
     /// Where it is in the config (`tls`, `tls.certificates[0]`), for errors.
     pub location: String,
 }
@@ -210,9 +213,13 @@ fn certificate(
     {
         errors.add(&child(loc, "key_file"), "holds no PEM private key");
     }
+    let key_mode = std::fs::metadata(resolve(base_dir, key))
+        .ok()
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()));
     Some(CertificatePem {
         cert_pem,
         key_pem,
+        key_mode,
         location: loc.to_owned(),
     })
 }

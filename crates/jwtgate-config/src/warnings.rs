@@ -12,6 +12,8 @@ use std::collections::{BTreeSet, HashMap};
 use crate::error::ConfigError;
 use crate::model::{Config, Route};
 use crate::raw::{RawJwt, RawProvider};
+use crate::tls::{TlsMaterial, TlsVersion};
+use jwtgate_core::x509::PublicKey;
 
 /// Every warning for `config`, located as its errors would be.
 pub fn warnings(config: &Config) -> Vec<ConfigError> {
@@ -61,12 +63,26 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
 }
 
 /// Certificates clients refuse at `now`: expired, or not valid yet. They
-/// load (nginx and HAProxy load them too), and serve nobody.
+/// load (nginx and HAProxy load them too), and serve nobody. And private
+/// keys every user of the machine may read (as OpenSSH warns).
 fn certificates(config: &Config, now: i64, found: &mut Found) {
     let Some(tls) = &config.tls else { return };
     for c in &tls.certificates {
+        if let Some(mode) = c.key_mode.filter(|m| m & 0o004 != 0) {
+            found.warn(
+                format!("{}.key_file", c.location),
+                format!(
+                    "every user of this machine may read this private key (mode {:04o}): \
+                     chmod 600, or 640 with the gateway's group (the package's is jwtgate)",
+                    mode & 0o7777
+                ),
+            );
+        }
         let blocks = pem::parse_many(&c.cert_pem).unwrap_or_default();
         let leaf = blocks.iter().find(|p| p.tag() == "CERTIFICATE");
+        if let Some(kind) = leaf.and_then(|p| jwtgate_core::x509::public_key(p.contents())) {
+            tls12_suites_for(tls, kind, &c.location, found);
+        }
         let Some((not_before, not_after)) =
             leaf.and_then(|p| jwtgate_core::x509::validity(p.contents()))
         else {
@@ -86,6 +102,40 @@ fn certificates(config: &Config, now: i64, found: &mut Found) {
                 format!("is not valid before {from}: clients refuse it until then"),
             );
         }
+    }
+}
+
+/// A certificate whose key no TLS 1.2 suite of an explicit `cipher_suites`
+/// signs with: TLS 1.2 clients that get it fail the handshake (rustls
+/// picks a suite by the certificate's key, ECDHE_RSA or ECDHE_ECDSA).
+fn tls12_suites_for(tls: &TlsMaterial, kind: PublicKey, location: &str, found: &mut Found) {
+    let tls12: Vec<&str> = tls
+        .cipher_suites
+        .iter()
+        .map(String::as_str)
+        .filter(|s| !s.starts_with("TLS13_"))
+        .collect();
+    if tls.min_version != TlsVersion::V1_2 || tls12.is_empty() {
+        return;
+    }
+    let (needs, words) = match kind {
+        PublicKey::Rsa { .. } => ("_RSA_", "an RSA key"),
+        PublicKey::Ecdsa => ("_ECDSA_", "an ECDSA key"),
+        PublicKey::Ed25519 => (
+            "_ECDSA_",
+            "an Ed25519 key (TLS 1.2 signs it in ECDSA suites)",
+        ),
+        PublicKey::Other => return,
+    };
+    if !tls12.iter().any(|s| s.contains(needs)) {
+        found.warn(
+            format!("{location}.cert_file"),
+            format!(
+                "has {words}, and tls.cipher_suites holds no TLS 1.2 suite for it \
+                 (TLS_ECDHE{needs}WITH_...): every TLS 1.2 client this certificate \
+                 answers fails the handshake; add one, or set min_version: \"1.3\""
+            ),
+        );
     }
 }
 
@@ -499,8 +549,16 @@ mod tests {
         let text = format!(
             "listen: \"127.0.0.1:0\"\ntls: {{ cert_file: \"{dir}/server.crt\", key_file: \"{dir}/server.key\" }}\nroutes: []\n"
         );
-        let config =
+        let mut config =
             crate::load_str(&text, Path::new("."), &|_| None).unwrap_or_else(|e| panic!("{e}"));
+        // The checkout's mode of the key file is not this test's matter.
+        for c in config
+            .tls
+            .iter_mut()
+            .flat_map(|t| t.certificates.iter_mut())
+        {
+            c.key_mode = Some(0o600);
+        }
         let at = |now: i64| {
             let mut found = Found::default();
             certificates(&config, now, &mut found);

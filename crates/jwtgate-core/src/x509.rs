@@ -1,12 +1,52 @@
-//! The validity period of an X.509 certificate (RFC 5280 §4.1), read from
-//! its DER: what `jwtgate check` needs to warn about a certificate that has
-//! expired or is not valid yet. Only the path to `validity` is walked;
-//! nothing here decides whether a certificate is trusted (the TLS library
-//! does, with the whole certificate).
+//! What `jwtgate check` and the TLS set-up read of an X.509 certificate
+//! (RFC 5280 §4.1) from its DER: the validity period, to warn about a
+//! certificate that has expired or is not valid yet, and the kind of its
+//! key (and an RSA key's size), to say why a small one is refused and
+//! whether the TLS 1.2 cipher suites fit it. Only the path to those fields is
+//! walked; nothing here decides whether a certificate is trusted (the TLS
+//! library does, with the whole certificate).
 
 /// `notBefore` and `notAfter`, in Unix seconds; `None` if `der` is not a
 /// certificate this can read.
 pub fn validity(der: &[u8]) -> Option<(i64, i64)> {
+    let (validity, _) = element(from_validity(der)?, SEQUENCE)?;
+    let (not_before, rest) = time(validity)?;
+    let (not_after, _) = time(rest)?;
+    Some((not_before, not_after))
+}
+
+/// The kind of a certificate's public key, as TLS 1.2 cipher suites name
+/// them (`ECDHE_RSA` or `ECDHE_ECDSA`, which Ed25519 keys use too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublicKey {
+    /// `rsaEncryption`, with its modulus size when it reads.
+    Rsa {
+        bits: Option<usize>,
+    },
+    Ecdsa,
+    Ed25519,
+    Other,
+}
+
+/// The certificate's public key kind; `None` for what this cannot read.
+pub fn public_key(der: &[u8]) -> Option<PublicKey> {
+    let tbs = element(from_validity(der)?, SEQUENCE)?.1; // validity
+    let tbs = element(tbs, SEQUENCE)?.1; // subject
+    let (spki, _) = element(tbs, SEQUENCE)?;
+    let (algorithm, _) = element(spki, SEQUENCE)?;
+    let (oid, _) = element(algorithm, OBJECT_IDENTIFIER)?;
+    Some(match oid {
+        RSA_ENCRYPTION => PublicKey::Rsa {
+            bits: crate::jwt::keys::rsa_modulus_bits(der_of_first(tbs)?),
+        },
+        EC_PUBLIC_KEY => PublicKey::Ecdsa,
+        ED25519 => PublicKey::Ed25519,
+        _ => PublicKey::Other,
+    })
+}
+
+/// The `tbsCertificate` fields from `validity` on.
+fn from_validity(der: &[u8]) -> Option<&[u8]> {
     let (cert, _) = element(der, SEQUENCE)?;
     let (mut tbs, _) = element(cert, SEQUENCE)?;
     if tbs.first() == Some(&VERSION) {
@@ -14,12 +54,22 @@ pub fn validity(der: &[u8]) -> Option<(i64, i64)> {
     }
     let tbs = element(tbs, INTEGER)?.1; // serialNumber
     let tbs = element(tbs, SEQUENCE)?.1; // signature
-    let tbs = element(tbs, SEQUENCE)?.1; // issuer
-    let (validity, _) = element(tbs, SEQUENCE)?;
-    let (not_before, rest) = time(validity)?;
-    let (not_after, _) = time(rest)?;
-    Some((not_before, not_after))
+    element(tbs, SEQUENCE).map(|(_, rest)| rest) // issuer
 }
+
+/// The whole first element of `der`, tag and length included.
+fn der_of_first(der: &[u8]) -> Option<&[u8]> {
+    let (_, _, rest) = crate::der::tlv(der)?;
+    der.get(..der.len() - rest.len())
+}
+
+/// 1.2.840.113549.1.1.1
+const RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+/// 1.2.840.10045.2.1
+const EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+/// 1.3.101.112
+const ED25519: &[u8] = &[0x2b, 0x65, 0x70];
+const OBJECT_IDENTIFIER: u8 = 0x06;
 
 const INTEGER: u8 = 0x02;
 const SEQUENCE: u8 = 0x30;
@@ -118,6 +168,14 @@ mod tests {
         assert_eq!(validity(der), Some((1_795_378_369, 4_948_978_369)));
         assert_eq!(date(1_795_378_369), "2026-11-22");
         assert_eq!(date(4_948_978_369), "2126-10-29");
+    }
+
+    #[test]
+    fn the_test_certificates_key_is_read() {
+        let pem = pem::parse(std::fs::read(SERVER_CRT).unwrap_or_default()).ok();
+        let der = pem.as_ref().map(pem::Pem::contents).unwrap_or_default();
+        assert_eq!(public_key(der), Some(PublicKey::Ecdsa));
+        assert_eq!(public_key(b"\x30\x03\x02\x01\x01"), None);
     }
 
     #[test]

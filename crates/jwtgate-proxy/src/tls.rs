@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use jwtgate_config::{CertificatePem, ConfigError, TlsMaterial, TlsVersion};
+use jwtgate_core::x509::PublicKey;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::{ClientHello, ProducesTickets, ResolvesServerCert, ServerSessionMemoryCache};
@@ -133,6 +134,9 @@ fn placeholder() -> Result<ServerConfig, String> {
         .with_cert_resolver(Arc::new(Certificates { all: Vec::new() })))
 }
 
+/// The smallest RSA key the crypto library loads (and browsers accept).
+const MIN_RSA_BITS: usize = 2048;
+
 fn certified_key(c: &CertificatePem, provider: &CryptoProvider) -> Result<Entry, ConfigError> {
     let err = |at: &str, message: String| ConfigError {
         location: format!("{}.{at}", c.location),
@@ -147,12 +151,25 @@ fn certified_key(c: &CertificatePem, provider: &CryptoProvider) -> Result<Entry,
     let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut c.key_pem.as_slice())
         .map_err(|e| err("key_file", format!("not a PEM private key: {e}")))?
         .ok_or_else(|| err("key_file", "holds no private key".into()))?;
-    let key = CertifiedKey::from_der(chain, key, provider).map_err(|e| match e {
-        rustls::Error::InconsistentKeys(_) => err(
+    let small_rsa = match jwtgate_core::x509::public_key(&leaf) {
+        Some(PublicKey::Rsa { bits: Some(bits) }) => Some(bits).filter(|&b| b < MIN_RSA_BITS),
+        _ => None,
+    };
+    let key = CertifiedKey::from_der(chain, key, provider).map_err(|e| match (e, small_rsa) {
+        (rustls::Error::InconsistentKeys(_), _) => err(
             "key_file",
             "is not the private key of cert_file's first certificate".into(),
         ),
-        other => err(
+        // aws-lc-rs loads no RSA key under 2048 bits, and says only that
+        // the key does not parse.
+        (_, Some(bits)) => err(
+            "key_file",
+            format!(
+                "is a {bits}-bit RSA key: too small, TLS needs at least {MIN_RSA_BITS} bits \
+                 (browsers refuse smaller ones too); make a new key and certificate"
+            ),
+        ),
+        (other, None) => err(
             "key_file",
             format!("cannot be used with the certificate: {other}"),
         ),

@@ -32,18 +32,22 @@ const TLS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/tls");
 
 /// A self-signed certificate for `name`, as (cert, key) files in `dir`.
 fn self_signed(dir: &Path, name: &str, tag: &str) -> (PathBuf, PathBuf) {
+    self_signed_key(
+        dir,
+        name,
+        tag,
+        &["ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    )
+}
+
+/// The same with `openssl req -newkey` arguments of one's own.
+fn self_signed_key(dir: &Path, name: &str, tag: &str, newkey: &[&str]) -> (PathBuf, PathBuf) {
     let cert = dir.join(format!("{tag}.crt"));
     let key = dir.join(format!("{tag}.key"));
     let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ])
+        .args(["req", "-x509", "-newkey"])
+        .args(newkey)
+        .arg("-nodes")
         .args(["-days", "2", "-subj", &format!("/CN={name}")])
         .args(["-addext", &format!("subjectAltName=DNS:{name}")])
         // A leaf, not a CA (openssl's default for -x509): webpki refuses a
@@ -247,6 +251,42 @@ async fn min_version_and_cipher_suites() {
         .is_err());
 }
 
+/// TLS 1.2 suites that none of a certificate's key signs with: `check`
+/// warns, and the warning is true (a TLS 1.2 client fails, TLS 1.3 works).
+#[tokio::test]
+async fn check_warns_when_no_tls12_suite_fits_a_certificates_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let suites = |tls12: &str| {
+        config(&default_tls(&format!(
+            r#", cipher_suites: [TLS13_AES_128_GCM_SHA256, {tls12}]"#
+        )))
+    };
+    let path = dir.path().join("suites.yaml");
+    let warning = "warning: tls.cert_file: has an ECDSA key, and tls.cipher_suites holds no TLS 1.2 suite for it";
+    // testdata/tls/server.crt holds an ECDSA P-256 key.
+    std::fs::write(&path, suites("TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256")).unwrap();
+    let out = run_cli(&["check", "--config", path.to_str().unwrap()], dir.path());
+    assert_eq!(out.code(), Some(0), "{}", out.all());
+    assert!(!out.stderr.contains(warning), "{}", out.all());
+    let rsa_only = suites("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256");
+    std::fs::write(&path, &rsa_only).unwrap();
+    let out = run_cli(&["check", "--config", path.to_str().unwrap()], dir.path());
+    assert_eq!(out.code(), Some(0), "{}", out.all());
+    assert!(out.stderr.contains(warning), "{}", out.all());
+
+    let node = Node::start(dir.path(), &rsa_only);
+    let tls12 = Arc::new(client(&ca(), &[&rustls::version::TLS12]));
+    assert!(
+        connect(node.addr, &tls12, "localhost").await.is_err(),
+        "a TLS 1.2 client finds no suite"
+    );
+    assert!(
+        connect(node.addr, &Arc::new(default_client(&ca())), "localhost")
+            .await
+            .is_ok()
+    );
+}
+
 /// The kind of the second of two handshakes with one client config (whose
 /// session store keeps what the first one got).
 async fn second_handshake(
@@ -395,4 +435,53 @@ fn check_locates_bad_tls_settings() {
         "{}",
         out.all()
     );
+
+    // A 1024-bit RSA key is refused as too small, not as a parse failure.
+    let (small_cert, small_key) =
+        self_signed_key(dir.path(), "small.example.test", "small", &["rsa:1024"]);
+    let tls = format!(
+        r#"{{ cert_file: "{TLS}/server.crt", key_file: "{TLS}/server.key", certificates: [{{ cert_file: "{}", key_file: "{}" }}] }}"#,
+        small_cert.display(),
+        small_key.display()
+    );
+    std::fs::write(&path, config(&tls)).unwrap();
+    let out = run_cli(&["check", "--config", path.to_str().unwrap()], dir.path());
+    assert_eq!(out.code(), Some(1), "{}", out.all());
+    assert!(
+        out.all().contains(
+            "tls.certificates[0].key_file: is a 1024-bit RSA key: too small, TLS needs at least 2048 bits"
+        ),
+        "{}",
+        out.all()
+    );
+}
+
+/// A private key every user may read is served, with a warning (OpenSSH
+/// refuses such a key; a gateway's operator gets told).
+#[test]
+fn check_warns_of_a_private_key_others_may_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(dir.path(), "localhost", "open");
+    let tls = format!(
+        r#"{{ cert_file: "{}", key_file: "{}" }}"#,
+        cert.display(),
+        key.display()
+    );
+    let path = dir.path().join("open.yaml");
+    std::fs::write(&path, config(&tls)).unwrap();
+    let check = || run_cli(&["check", "--config", path.to_str().unwrap()], dir.path());
+    for (mode, warned) in [(0o600, false), (0o640, false), (0o644, true), (0o604, true)] {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = check();
+        assert_eq!(out.code(), Some(0), "{mode:o}: {}", out.all());
+        assert_eq!(
+            out.stderr.contains(&format!(
+                "warning: tls.key_file: every user of this machine may read this private key (mode {mode:04o})"
+            )),
+            warned,
+            "{mode:o}: {}",
+            out.all()
+        );
+    }
 }

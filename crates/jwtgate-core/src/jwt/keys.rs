@@ -249,7 +249,7 @@ fn der_wrap(tag: u8, content: &[u8]) -> Vec<u8> {
 }
 
 /// The modulus size of an RSA public key in SPKI or PKCS#1 DER.
-fn rsa_modulus_bits(der: &[u8]) -> Option<usize> {
+pub(crate) fn rsa_modulus_bits(der: &[u8]) -> Option<usize> {
     let (tag, body, _) = crate::der::tlv(der)?;
     if tag != 0x30 {
         return None;
