@@ -334,6 +334,22 @@ async function scenario() {
   await secretError.waitFor();
   check(/at least 32/.test(await secretError.innerText()), 'a consumer\'s error is shown next to its field (jwt.secret)');
   await screenshot('consumer-located-error');
+  // A consumer without a credential (an anonymous consumer, or one a
+  // provider's consumer_claim names): the credential's fields go away.
+  await go('#/consumers', '.cards [data-consumer="alice"]');
+  await go('#/consumers/+new', '#page form');
+  await page.getByLabel('Username').fill('guest');
+  await page.getByLabel('Signs its own tokens (a JWT credential)').uncheck();
+  check(!(await page.getByLabel('Key', { exact: true }).isVisible()), 'without a credential the key field is hidden');
+  await page.click('button:has-text("Create consumer")');
+  await page.locator('form .status.ok').waitFor();
+  const guest = await adminGet('/admin/v1/consumers/guest');
+  check(guest.username === 'guest' && guest.jwt === undefined, 'a consumer is created without a credential', JSON.stringify(guest));
+  await go('#/consumers', '.cards [data-consumer="guest"]');
+  check(/none: signs no tokens/.test(await text('[data-consumer="guest"]')), 'the list says the consumer has no credential');
+  await page.click('a[href="#/consumers/guest"]');
+  await page.getByLabel('Signs its own tokens (a JWT credential)').waitFor();
+  check(!(await page.getByLabel('Signs its own tokens (a JWT credential)').isChecked()), 'its form shows it has no credential');
 
   // --- Providers. ----------------------------------------------------------
   step = 'providers';

@@ -17,8 +17,8 @@ use crate::named::{created_or_ok, find, put_edit};
 /// A consumer as GET shows it.
 pub fn masked(c: &RawConsumer) -> RawConsumer {
     let mut c = c.clone();
-    if c.jwt.secret.is_some() {
-        c.jwt.secret = Some(MASK.into());
+    if let Some(secret) = c.jwt.as_mut().and_then(|j| j.secret.as_mut()) {
+        *secret = MASK.into();
     }
     c
 }
@@ -60,14 +60,19 @@ pub async fn put(
             } = read.clone();
             let old = find::<RawConsumer>(current, &name).ok().map(|(_, c)| c);
             new_name_is_plain("username", &name, old.is_some())?;
-            if consumer.jwt.secret.as_deref() == Some(MASK) {
-                let stored = old.and_then(|c| c.jwt.secret.clone());
-                consumer.jwt.secret = Some(stored.ok_or_else(|| {
+            if let Some(secret) = consumer
+                .jwt
+                .as_mut()
+                .and_then(|j| j.secret.as_mut())
+                .filter(|s| *s == MASK)
+            {
+                let stored = old.and_then(|c| c.jwt.as_ref()?.secret.clone());
+                *secret = stored.ok_or_else(|| {
                     AdminError::field(
                         "jwt.secret",
                         format!("{MASK:?} is the masked value; send the real secret"),
                     )
-                })?);
+                })?;
             }
             no_new_env_refs(&consumer, old)?;
             Ok(put_edit(current, &name, consumer, problems))

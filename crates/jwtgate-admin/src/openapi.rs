@@ -299,13 +299,13 @@ fn schemas() -> Value {
         },
         "Consumer": {
             "type": "object",
-            "required": ["jwt"],
             "additionalProperties": false,
             "properties": {
                 "username": { "type": "string", "description": "optional in a body: the path names the consumer" },
                 "custom_id": s,
                 "jwt": {
                     "type": "object",
+                    "description": "the consumer's credential; absent: a consumer that signs no tokens (an anonymous_consumer, or one a provider's consumer_claim names)",
                     "required": ["key"],
                     "additionalProperties": false,
                     "properties": {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use jwtgate_core::claims::ClaimPath;
-use jwtgate_core::consumer::{Consumer, ConsumerRegistry};
+use jwtgate_core::consumer::{Consumer, ConsumerRegistry, Credential};
 use jwtgate_core::jwt::{Algorithm, VerifyKey};
 use jwtgate_core::path::{PathPattern, PathRules, RuleEntry};
 use jwtgate_core::policy::{JwtPolicy, Logout, PathScope, Protection, TokenSources};
@@ -528,25 +528,42 @@ pub(crate) fn consumer(
         errors.add(&child(loc, "username"), "must not be empty");
     }
     let jloc = child(loc, "jwt");
-    let j = &c.jwt;
-    if j.key.is_empty() {
-        errors.add(&child(&jloc, "key"), "must not be empty");
-    }
     // Each goes upstream in an identity header (X-Consumer-Username,
     // -Custom-ID, X-Credential-Identifier), which could not carry it.
     for (at, value) in [
         (child(loc, "username"), Some(&c.username)),
         (child(loc, "custom_id"), c.custom_id.as_ref()),
-        (child(&jloc, "key"), Some(&j.key)),
+        (child(&jloc, "key"), c.jwt.as_ref().map(|j| &j.key)),
     ] {
         if let Some(problem) = value.and_then(|v| header_value_problem(v)) {
             errors.add(&at, problem);
         }
     }
+    let credential = match &c.jwt {
+        Some(j) => Some(credential(j, &jloc, base_dir, errors)?),
+        None => None,
+    };
+    Some(Consumer {
+        username: c.username.clone(),
+        custom_id: c.custom_id.clone().filter(|s| !s.is_empty()),
+        credential,
+    })
+}
+
+/// A consumer's `jwt` credential, its key material parsed.
+fn credential(
+    j: &RawCredential,
+    jloc: &str,
+    base_dir: &Path,
+    errors: &mut Errors,
+) -> Option<Credential> {
+    if j.key.is_empty() {
+        errors.add(&child(jloc, "key"), "must not be empty");
+    }
     let alg: Algorithm = match j.algorithm.as_deref().unwrap_or("HS256").parse() {
         Ok(a) => a,
         Err(e) => {
-            errors.add(&child(&jloc, "algorithm"), e.to_string());
+            errors.add(&child(jloc, "algorithm"), e.to_string());
             return None;
         }
     };
@@ -557,13 +574,13 @@ pub(crate) fn consumer(
         ] {
             if k.1 {
                 errors.add(
-                    &child(&jloc, k.0),
+                    &child(jloc, k.0),
                     format!("is not used by {alg}; it takes a secret"),
                 );
             }
         }
         let Some(secret) = j.secret.as_deref() else {
-            errors.add(&child(&jloc, "secret"), format!("is required for {alg}"));
+            errors.add(&child(jloc, "secret"), format!("is required for {alg}"));
             return None;
         };
         let bytes = if j.base64_secret.unwrap_or(false) {
@@ -574,7 +591,7 @@ pub(crate) fn consumer(
             let decoded = engines.iter().find_map(|e| e.decode(secret.trim()).ok());
             let Some(decoded) = decoded else {
                 errors.add(
-                    &child(&jloc, "secret"),
+                    &child(jloc, "secret"),
                     "is not valid base64 (base64_secret is true)",
                 );
                 return None;
@@ -592,7 +609,7 @@ pub(crate) fn consumer(
                 ""
             };
             errors.add(
-                &child(&jloc, "secret"),
+                &child(jloc, "secret"),
                 format!(
                     "is {} bytes{decoded}; an HMAC secret needs at least {MIN_SECRET_BYTES} \
                      (RFC 7518 §3.2), e.g. `openssl rand -base64 48`",
@@ -602,27 +619,27 @@ pub(crate) fn consumer(
             return None;
         }
         VerifyKey::from_secret(alg, &bytes)
-            .map_err(|e| errors.add(&child(&jloc, "secret"), e.to_string()))
+            .map_err(|e| errors.add(&child(jloc, "secret"), e.to_string()))
     } else {
         if j.secret.is_some() {
             errors.add(
-                &child(&jloc, "secret"),
+                &child(jloc, "secret"),
                 format!("is not used by {alg}; it takes public_key or public_key_file"),
             );
         }
         let (pem, at) = match (&j.public_key, &j.public_key_file) {
             (Some(_), Some(_)) => {
-                errors.add(&jloc, "set public_key or public_key_file, not both");
+                errors.add(jloc, "set public_key or public_key_file, not both");
                 return None;
             }
-            (Some(p), None) => (p.clone().into_bytes(), child(&jloc, "public_key")),
+            (Some(p), None) => (p.clone().into_bytes(), child(jloc, "public_key")),
             (None, Some(f)) => {
-                let at = child(&jloc, "public_key_file");
+                let at = child(jloc, "public_key_file");
                 (read_file(base_dir, f, &at, errors)?, at)
             }
             (None, None) => {
                 errors.add(
-                    &child(&jloc, "public_key"),
+                    &child(jloc, "public_key"),
                     format!("is required for {alg} (PEM text, or public_key_file)"),
                 );
                 return None;
@@ -631,9 +648,7 @@ pub(crate) fn consumer(
         let text = String::from_utf8_lossy(&pem);
         VerifyKey::from_public_pem(alg, &text).map_err(|e| errors.add(&at, e.to_string()))
     };
-    Some(Consumer {
-        username: c.username.clone(),
-        custom_id: c.custom_id.clone().filter(|s| !s.is_empty()),
+    Some(Credential {
         key: j.key.clone(),
         verify_key: key.ok()?,
     })

@@ -116,7 +116,10 @@ pub struct RawConsumer {
     pub username: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub custom_id: Option<String>,
-    pub jwt: RawCredential,
+    /// None: a consumer with no credential of its own (the anonymous
+    /// consumer, or one an identity provider's `consumer_claim` names).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<RawCredential>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

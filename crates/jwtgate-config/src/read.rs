@@ -100,26 +100,18 @@ fn store(mut s: Obj<'_>, errors: &mut Errors) -> RawStore {
 pub(crate) fn consumer(mut c: Obj<'_>, errors: &mut Errors) -> RawConsumer {
     let username = c.required_string("username", errors).unwrap_or_default();
     let custom_id = c.string("custom_id", errors);
-    let jwt = match c.child_obj("jwt", errors) {
-        Some(mut j) => {
-            let cred = RawCredential {
-                key: j.required_string("key", errors).unwrap_or_default(),
-                algorithm: j.string("algorithm", errors),
-                secret: j.string("secret", errors),
-                base64_secret: j.bool("base64_secret", errors),
-                public_key: j.string("public_key", errors),
-                public_key_file: j.string("public_key_file", errors),
-            };
-            j.finish(errors);
-            cred
-        }
-        None => {
-            if !c.has("jwt") {
-                errors.add(&c.at("jwt"), "is required");
-            }
-            RawCredential::default()
-        }
-    };
+    let jwt = c.child_obj("jwt", errors).map(|mut j| {
+        let cred = RawCredential {
+            key: j.required_string("key", errors).unwrap_or_default(),
+            algorithm: j.string("algorithm", errors),
+            secret: j.string("secret", errors),
+            base64_secret: j.bool("base64_secret", errors),
+            public_key: j.string("public_key", errors),
+            public_key_file: j.string("public_key_file", errors),
+        };
+        j.finish(errors);
+        cred
+    });
     c.finish(errors);
     RawConsumer {
         username,

@@ -161,7 +161,10 @@ routes:
             .into_result()
             .expect("source");
         assert_eq!(
-            source.consumers[0].jwt.secret.as_deref(),
+            source.consumers[0]
+                .jwt
+                .as_ref()
+                .and_then(|j| j.secret.as_deref()),
             Some("${ALICE_SECRET}")
         );
         let via_source = compile_source(&source, Path::new("."), &env).expect("compiles");
@@ -190,7 +193,7 @@ routes:
             .expect("yaml")
             .into_result()
             .expect("source");
-        source.consumers[0].jwt.public_key =
+        source.consumers[0].jwt.as_mut().expect("jwt").public_key =
             Some("-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----\n".into());
         let text = to_yaml(&source).expect("yaml");
         assert_eq!(read_source(&text).expect("yaml").item, source, "{text}");
@@ -209,9 +212,12 @@ routes:
             .into_result()
             .unwrap_err();
         assert_eq!(errors.0[0].message, "expected a mapping, found a list");
-        let read = read_consumer(&serde_json::json!({"username": "u"}), "");
+        let read = read_consumer(&serde_json::json!({"username": "u", "jwt": 7}), "");
         assert_eq!(read.item.username, "u", "what could be read is kept");
         let errors = read.into_result().unwrap_err();
         assert_eq!(errors.0[0].location, "jwt");
+        // A consumer without a credential reads.
+        let read = read_consumer(&serde_json::json!({"username": "u"}), "");
+        assert_eq!(read.into_result().map(|c| c.jwt), Ok(None));
     }
 }

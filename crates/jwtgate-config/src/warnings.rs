@@ -7,11 +7,11 @@
 //! loaded yesterday still loads.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::error::ConfigError;
 use crate::model::{Config, Route};
-use crate::raw::{RawJwt, RawProvider};
+use crate::raw::{RawConfig, RawJwt, RawProvider};
 use crate::tls::{TlsMaterial, TlsVersion};
 use jwtgate_core::x509::PublicKey;
 
@@ -41,7 +41,8 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
             );
         }
     }
-    let has_consumers = !config.raw.consumers.is_empty();
+    // Only a consumer with a credential signs tokens of its own.
+    let has_consumers = config.raw.consumers.iter().any(|c| c.jwt.is_some());
     for (i, raw) in config.raw.routes.iter().enumerate() {
         if let Some(jwt) = &raw.jwt {
             policy(jwt, &format!("routes[{i}].jwt"), has_consumers, &mut found);
@@ -55,6 +56,7 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
     }
     shadowed(&config.routes, &mut found);
     names(config, &mut found);
+    unused_consumers(&config.raw, &mut found);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
@@ -145,6 +147,35 @@ struct Found(Vec<ConfigError>);
 impl Found {
     fn warn(&mut self, location: String, message: String) {
         self.0.push(ConfigError { location, message });
+    }
+}
+
+/// Consumers without a credential that nothing can name: no route has it
+/// as its `anonymous_consumer` and no provider has a `consumer_claim`.
+fn unused_consumers(raw: &RawConfig, found: &mut Found) {
+    if raw
+        .providers
+        .iter()
+        .any(|p| p.consumer_claim.as_deref().is_some_and(|c| !c.is_empty()))
+    {
+        return;
+    }
+    let anonymous: HashSet<&str> = raw
+        .routes
+        .iter()
+        .filter_map(|r| r.jwt.as_ref()?.anonymous_consumer.as_deref())
+        .collect();
+    for (i, c) in raw.consumers.iter().enumerate() {
+        if c.jwt.is_none() && !anonymous.contains(c.username.as_str()) {
+            found.warn(
+                format!("consumers[{i}].jwt"),
+                format!(
+                    "is absent, and no route names {:?} as its anonymous_consumer nor does \
+                     any provider have a consumer_claim: no request can run as this consumer",
+                    c.username
+                ),
+            );
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use jwtgate_core::clock::FixedClock;
-use jwtgate_core::consumer::{Consumer, ConsumerRegistry};
+use jwtgate_core::consumer::{Consumer, ConsumerRegistry, Credential};
 use jwtgate_core::jwt::{Algorithm, RevocationKey, SigningKey, Token, VerifyKey};
 use jwtgate_core::policy::cache::VerifiedCache;
 use jwtgate_core::policy::{authenticate, authenticate_cached, AuthContext, JwtPolicy};
@@ -72,8 +72,10 @@ fn registry(n: usize, alg: Algorithm) -> ConsumerRegistry {
         r.insert(Consumer {
             username: format!("consumer-{i}"),
             custom_id: None,
-            key: format!("key-{i}"),
-            verify_key,
+            credential: Some(Credential {
+                key: format!("key-{i}"),
+                verify_key,
+            }),
         })
         .expect("unique");
     }

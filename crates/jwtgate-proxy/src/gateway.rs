@@ -68,7 +68,10 @@ impl IdentityHeaders {
                 .custom_id
                 .as_deref()
                 .and_then(|id| HeaderValue::from_str(id).ok()),
-            credential: HeaderValue::from_str(&c.key).ok(),
+            credential: c
+                .credential
+                .as_ref()
+                .and_then(|cr| HeaderValue::from_str(&cr.key).ok()),
         }
     }
 }

@@ -67,7 +67,12 @@ fn mint(args: &SignArgs) -> Result<String, String> {
                 }
                 None => None,
             };
-            let cred: &RawCredential = &consumer.jwt;
+            let cred: &RawCredential = consumer.jwt.as_ref().ok_or_else(|| {
+                format!(
+                    "consumer {name:?} has no jwt credential: it cannot sign tokens of its own \
+                     (it is an anonymous consumer, or one an identity provider's consumer_claim names)"
+                )
+            })?;
             let alg = cred.algorithm.clone().unwrap_or_else(|| "HS256".into());
             let secret = match &cred.secret {
                 Some(s) if cred.base64_secret == Some(true) => Some(decode_b64(s)?),

@@ -295,6 +295,126 @@ fn the_anonymous_consumer_serves_requests_without_a_token_only() {
     );
 }
 
+/// A consumer without a `jwt` credential (README: beyond SPEC §2) is only a
+/// name requests run as: the anonymous consumer, and the consumer a real
+/// IdP's token names through `consumer_claim`. No key claim reaches it, and
+/// `token sign` refuses it.
+#[test]
+fn a_consumer_without_a_credential_is_only_a_name_requests_run_as() {
+    let idp = OidcProvider::start(&OidcOptions {
+        tls: true,
+        ..OidcOptions::default()
+    });
+    let up = Upstream::start();
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+consumers:
+  - username: alice
+    jwt: {{ key: user123, secret: "{SECRET}" }}
+  - username: guest
+    custom_id: anon-1
+  - username: {client}
+    custom_id: crm-7
+    jwt: null
+providers:
+  - name: corp
+    issuer: "{issuer}"
+    discovery: true
+    ca_file: "{ca}"
+    consumer_claim: client_id
+routes:
+  - name: orders
+    paths: ["/v1/*"]
+    upstream: {{ nodes: ["{node}"] }}
+    jwt: {{ providers: [corp], anonymous_consumer: guest }}
+"#,
+        client = jwtgate_testkit::oidc::DEFAULT_CLIENT_ID,
+        issuer = idp.issuer,
+        ca = test_ca_file().display(),
+        node = up.node()
+    );
+    let gw = Gateway::start(&yaml);
+
+    // No token: the guest.
+    let resp = gw.get("/v1/catalog");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let seen = up.last();
+    assert_eq!(seen.header("x-consumer-username"), Some("guest"));
+    assert_eq!(seen.header("x-consumer-custom-id"), Some("anon-1"));
+    assert_eq!(seen.header_all("x-anonymous-consumer"), ["true"]);
+    assert_eq!(seen.header("x-credential-identifier"), None);
+
+    // The IdP's token names its client, a consumer with no credential.
+    let request = TokenRequest {
+        scope: "orders:read".into(),
+        ..TokenRequest::default()
+    };
+    let access = idp.token(&request).unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        eventually(std::time::Duration::from_secs(15), || {
+            gw.send(&Req::get("/v1/orders").bearer(&access)).status == 200
+        }),
+        "{}",
+        gw.logs()
+    );
+    let seen = up.last();
+    assert_eq!(
+        seen.header("x-consumer-username"),
+        Some(jwtgate_testkit::oidc::DEFAULT_CLIENT_ID)
+    );
+    assert_eq!(seen.header("x-consumer-custom-id"), Some("crm-7"));
+    assert_eq!(seen.header("x-anonymous-consumer"), None);
+    assert_eq!(
+        seen.header("x-credential-identifier"),
+        Some(idp.issuer.as_str())
+    );
+
+    // Consumer tokens still work; no key names a consumer without one,
+    // not its username, not an empty key.
+    let alice = sign_hs(
+        "HS256",
+        SECRET,
+        json!({"key": "user123", "exp": now() + 60}),
+    );
+    assert_eq!(gw.send(&Req::get("/v1/x").bearer(&alice)).status, 200);
+    for key in ["guest", "", jwtgate_testkit::oidc::DEFAULT_CLIENT_ID] {
+        let forged = sign_hs("HS256", SECRET, json!({"key": key, "exp": now() + 60}));
+        let resp = gw.send(&Req::get("/v1/x").bearer(&forged));
+        assert_eq!(resp.status, 401, "{key:?}: {}", resp.text());
+        assert_eq!(
+            resp.message().as_deref(),
+            Some("Invalid user key in JWT token"),
+            "{key:?}"
+        );
+    }
+
+    // token sign has nothing to sign with.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwtgate.yaml");
+    std::fs::write(&path, &yaml).unwrap();
+    let out = run_cli(
+        &[
+            "token",
+            "sign",
+            "--config",
+            path.to_str().unwrap(),
+            "--consumer",
+            "guest",
+        ],
+        dir.path(),
+    );
+    assert_ne!(out.code(), Some(0), "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("consumer \"guest\" has no jwt credential"),
+        "{}",
+        out.all()
+    );
+}
+
 const CORS: &str = r#"    methods: [GET, POST]
     cors:
       allow_origins: ["https://app.example.com", "http://localhost:3000"]

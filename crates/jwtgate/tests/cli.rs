@@ -152,6 +152,56 @@ routes:
     drop(dir);
 }
 
+#[test]
+fn check_warns_of_a_consumer_without_a_credential_that_nothing_names() {
+    let config = |route_jwt: &str, providers: &str| {
+        format!(
+            r#"listen: "127.0.0.1:0"
+consumers:
+  - username: guest
+{providers}routes:
+  - name: one
+    paths: ["/one/*"]
+    upstream: {{ echo: true }}
+    jwt: {{ {route_jwt} }}
+"#
+        )
+    };
+    let warning = "warning: consumers[0].jwt: is absent, and no route names \"guest\"";
+    let (dir, path) = config_dir(&config("", ""));
+    let out = run_cli(&["check", "--config", &path], root());
+    assert_eq!(out.code(), Some(0), "{}", out.all());
+    assert!(out.stderr.contains(warning), "{}", out.all());
+    drop(dir);
+    // Named as a route's anonymous consumer, or reachable through a
+    // provider's consumer_claim: no warning.
+    let provider = "providers:\n  - { name: corp, issuer: \"https://idp.example\", jwks_file: keys.json, consumer_claim: azp }\n";
+    for yaml in [
+        config("anonymous_consumer: guest", ""),
+        config("providers: [corp]", provider),
+    ] {
+        let (dir, path) = config_dir(&yaml);
+        let jwk = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testdata/jwks/rsa.json"
+        ))
+        .unwrap();
+        std::fs::write(
+            dir.path().join("keys.json"),
+            format!(r#"{{"keys": [{jwk}]}}"#),
+        )
+        .unwrap();
+        let out = run_cli(&["check", "--config", &path], root());
+        assert_eq!(out.code(), Some(0), "{yaml}\n{}", out.all());
+        assert!(
+            !out.stderr.contains("consumers[0]"),
+            "{yaml}\n{}",
+            out.all()
+        );
+        drop(dir);
+    }
+}
+
 fn assert_located(out: &Output, location: &str) {
     let found = out.stderr.lines().any(|l| {
         l.trim_start().starts_with(&format!("{location}:")) || l.contains(&format!(" {location}: "))

@@ -117,12 +117,12 @@ pub(super) fn step(
             }
         }
         Step::Consumer { key, consumer } => match consumer {
-            Some(c) => say(
+            Some((c, credential)) => say(
                 "consumer",
                 format!(
                     "{:?} (key {key:?}, algorithm {})",
                     c.username,
-                    c.algorithm()
+                    credential.algorithm()
                 ),
             ),
             None => say(

@@ -19,7 +19,7 @@ use super::cache::{Verdict, VerifiedCache};
 use super::{AuthContext, AuthError, Authenticated, JwtPolicy, Principal};
 use crate::claims::{Claims, NumericDate};
 use crate::clock::Clock;
-use crate::consumer::Consumer;
+use crate::consumer::{Consumer, Credential};
 use crate::jwt::jwk::Jwk;
 use crate::jwt::{Algorithm, RevocationKey, Token};
 use crate::provider::{IdentityProvider, ProviderKeys};
@@ -43,7 +43,8 @@ pub enum Step<'a> {
     },
     Consumer {
         key: &'a str,
-        consumer: Option<&'a Consumer>,
+        /// The consumer whose credential has the key, and that credential.
+        consumer: Option<(&'a Consumer, &'a Credential)>,
     },
     Algorithm {
         token: &'a str,
@@ -316,14 +317,15 @@ fn consumer_way(
         }
     };
 
-    let consumer = ctx.consumers.get(key);
+    let found = ctx.consumers.get(key);
     observe(Step::Consumer {
         key,
-        consumer: consumer.map(|c| &**c),
+        consumer: found.map(|(c, credential)| (&**c, credential)),
     });
-    let consumer = consumer.ok_or_else(|| AuthError::UnknownConsumer { key: key.into() })?;
+    let (consumer, credential) =
+        found.ok_or_else(|| AuthError::UnknownConsumer { key: key.into() })?;
 
-    let expected = consumer.algorithm().as_str();
+    let expected = credential.algorithm().as_str();
     observe(Step::Algorithm {
         token: token.alg(),
         expected,
@@ -338,7 +340,7 @@ fn consumer_way(
         return Err(AuthError::CriticalHeader);
     }
 
-    let valid = consumer
+    let valid = credential
         .verify_key
         .verify(token.signing_input(), token.signature());
     observe(Step::Signature { valid });

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::cache::VerifiedCache;
 use super::*;
 use crate::clock::FixedClock;
-use crate::consumer::{Consumer, ConsumerRegistry};
+use crate::consumer::{Consumer, ConsumerRegistry, Credential};
 use crate::jwt::{Algorithm, JwkSet, SigningKey, VerifyKey};
 use crate::provider::{IdentityProvider, KeyRing, ProviderDirectory, ProviderKeys};
 
@@ -62,10 +62,21 @@ impl World {
             .insert(Consumer {
                 username: "alice".into(),
                 custom_id: None,
-                key: "user123".into(),
-                verify_key: VerifyKey::from_secret(Algorithm::HS256, &[7u8; 32]).expect("key"),
+                credential: Some(Credential {
+                    key: "user123".into(),
+                    verify_key: VerifyKey::from_secret(Algorithm::HS256, &[7u8; 32]).expect("key"),
+                }),
             })
             .expect("unique");
+        // A consumer with no credential: only a provider's consumer_claim
+        // (or the anonymous consumer) can name it.
+        consumers
+            .insert(Consumer {
+                username: "carol".into(),
+                custom_id: Some("crm-7".into()),
+                credential: None,
+            })
+            .expect("no key to clash");
         let mut providers = ProviderDirectory::new();
         for (name, issuer) in [("corp", ISS), ("other", "https://other.example")] {
             providers
@@ -168,6 +179,11 @@ fn consumer_claim_names_a_consumer_by_username() {
     // A name that is no consumer is accepted, without a consumer.
     let a = auth(&w, &route(), &rs256(json!({"preferred_username": "bob"}))).expect("ok");
     assert!(a.principal.consumer().is_none());
+    // A consumer without a credential is named all the same.
+    let a = auth(&w, &route(), &rs256(json!({"preferred_username": "carol"}))).expect("ok");
+    let carol = a.principal.consumer().expect("carol");
+    assert_eq!(carol.username, "carol");
+    assert!(carol.credential.is_none());
 }
 
 #[test]

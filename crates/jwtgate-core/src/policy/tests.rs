@@ -2,7 +2,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::clock::FixedClock;
-use crate::consumer::{Consumer, ConsumerRegistry};
+use crate::consumer::{Consumer, ConsumerRegistry, Credential};
 use crate::jwt::{Algorithm, SigningKey, VerifyKey};
 
 const NOW: i64 = 1_700_000_000;
@@ -13,8 +13,10 @@ fn registry() -> ConsumerRegistry {
     r.insert(Consumer {
         username: "alice".into(),
         custom_id: Some("crm-42".into()),
-        key: "user123".into(),
-        verify_key: VerifyKey::from_secret(Algorithm::HS256, SECRET).expect("key"),
+        credential: Some(Credential {
+            key: "user123".into(),
+            verify_key: VerifyKey::from_secret(Algorithm::HS256, SECRET).expect("key"),
+        }),
     })
     .expect("unique");
     r
