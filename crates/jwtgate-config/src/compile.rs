@@ -2,7 +2,7 @@
 //! cross-field rule (unique names and keys, one path mode per policy, ...),
 //! collecting every error with its location.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use jwtgate_core::claims::ClaimPath;
-use jwtgate_core::consumer::{Consumer, ConsumerRegistry, Credential};
+use jwtgate_core::consumer::{Consumer, ConsumerRegistry, Credential, DuplicateKey};
 use jwtgate_core::jwt::{Algorithm, VerifyKey};
 use jwtgate_core::path::{PathPattern, PathRules, RuleEntry};
 use jwtgate_core::policy::{JwtPolicy, Logout, PathScope, Protection, TokenSources};
@@ -488,18 +488,30 @@ pub(crate) fn split_host_port(s: &str) -> Option<(String, u16)> {
 fn consumers(raw: &[RawConsumer], base_dir: &Path, errors: &mut Errors) -> ConsumerRegistry {
     let mut registry = ConsumerRegistry::new();
     let mut names = HashSet::new();
+    // Credential keys as written, so that a clash is reported even when
+    // the earlier consumer has another problem (it is not in the registry).
+    let mut keys: HashMap<&str, &str> = HashMap::new();
     for (i, c) in raw.iter().enumerate() {
         let loc = index("consumers", i);
+        if !names.insert(c.username.as_str()) {
+            errors.add(
+                &child(&loc, "username"),
+                format!("duplicate consumer {:?}", c.username),
+            );
+        }
+        if let Some(j) = c.jwt.as_ref().filter(|j| !j.key.is_empty()) {
+            if let Some(existing) = keys.insert(&j.key, &c.username) {
+                let clash = DuplicateKey {
+                    key: j.key.clone(),
+                    existing: existing.to_owned(),
+                };
+                errors.add(&child(&loc, "jwt.key"), clash.to_string());
+                keys.insert(&j.key, existing);
+            }
+        }
         if let Some(consumer) = consumer(c, &loc, base_dir, errors) {
-            if !names.insert(c.username.clone()) {
-                errors.add(
-                    &child(&loc, "username"),
-                    format!("duplicate consumer {:?}", c.username),
-                );
-            }
-            if let Err(e) = registry.insert(consumer) {
-                errors.add(&child(&loc, "jwt.key"), e.to_string());
-            }
+            // A clash was reported above; the first consumer keeps the key.
+            let _ = registry.insert(consumer);
         }
     }
     registry

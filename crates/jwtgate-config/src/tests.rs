@@ -105,6 +105,24 @@ fn both_path_modes_are_an_error() {
 }
 
 #[test]
+fn a_key_clash_is_reported_even_when_the_first_consumer_has_another_problem() {
+    let errs = errors(&MINIMAL.replace(
+        "consumers:\n",
+        "consumers:\n  - username: bob\n    jwt: { key: shared, secret: short }\n  - username: carol\n    jwt: { key: shared, secret: other-0123456789abcdef0123456789abcdef }\n",
+    ));
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("consumers[0].jwt.secret: is 5 bytes")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter().any(|e| e.starts_with("consumers[1].jwt.key:")
+            && e.contains("already used by consumer \"bob\"")),
+        "{errs:?}"
+    );
+}
+
+#[test]
 fn duplicate_consumer_keys_are_rejected() {
     let errs = errors(&MINIMAL.replace(
         "consumers:\n",
