@@ -51,7 +51,8 @@ pub async fn put(
     let mut value = json_body(&body)?;
     name_from_path(&mut value, "username", &name)?;
     let read = read_consumer(&value, "");
-    let ((created, consumer), warnings) = s
+    let mut dropped_credential = false;
+    let ((created, consumer), mut warnings) = s
         .live
         .update(|current| {
             let ReadItem {
@@ -75,8 +76,18 @@ pub async fn put(
                 })?;
             }
             no_new_env_refs(&consumer, old)?;
+            dropped_credential = consumer.jwt.is_none() && old.is_some_and(|c| c.jwt.is_some());
             Ok(put_edit(current, &name, consumer, problems))
         })
         .await?;
+    if dropped_credential {
+        // A PUT replaces the whole consumer: a body without `jwt` (an
+        // edit of custom_id alone, say) removes the credential.
+        warnings.0.push(format!(
+            "jwt: removed with this write: consumer {name:?} has no credential now, and the \
+             tokens it signed are refused (PUT replaces the whole consumer; send its jwt to \
+             keep it)"
+        ));
+    }
     Ok(created_or_ok(created, (warnings, Json(masked(&consumer)))))
 }

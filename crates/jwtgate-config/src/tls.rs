@@ -47,7 +47,7 @@ pub enum TlsVersion {
 }
 
 /// One certificate chain and its key, PEM.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct CertificatePem {
     pub cert_pem: Vec<u8>,
     pub key_pem: Vec<u8>,
@@ -57,6 +57,18 @@ pub struct CertificatePem {
     /// Where it is in the config (`tls`, `tls.certificates[0]`), for errors.
     pub location: String,
 }
+
+/// The same chain, key and place; the key file's mode is not compared (a
+/// `chmod` alone is no new TLS set-up for a reload to make).
+impl PartialEq for CertificatePem {
+    fn eq(&self, other: &Self) -> bool {
+        self.cert_pem == other.cert_pem
+            && self.key_pem == other.key_pem
+            && self.location == other.location
+    }
+}
+
+impl Eq for CertificatePem {}
 
 impl std::fmt::Debug for CertificatePem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

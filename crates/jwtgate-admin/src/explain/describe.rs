@@ -128,8 +128,11 @@ pub(super) fn step(
             None => say(
                 "consumer",
                 format!(
-                    "no consumer has key {key:?} ({} consumer(s) configured)",
-                    ctx.consumers.len()
+                    "no consumer has key {key:?} ({} consumer(s) with a credential)",
+                    ctx.consumers
+                        .iter()
+                        .filter(|c| c.credential.is_some())
+                        .count()
                 ),
             ),
         },

@@ -512,6 +512,50 @@ mod tests {
     use super::*;
 
     #[test]
+    fn field_values_lose_the_spaces_and_tabs_at_their_ends_only() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("a", " v"),
+            ("b", "v\t"),
+            ("c", "\t v w \t"),
+            ("d", "   "),
+            ("e", "v w"),
+            ("f", ""),
+            ("g", "x "),
+            ("g", " y"),
+        ] {
+            headers.append(
+                http::header::HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let mut secret = HeaderValue::from_static("Bearer t ");
+        secret.set_sensitive(true);
+        headers.insert(http::header::AUTHORIZATION, secret);
+        trim_edge_whitespace(&mut headers);
+        let all = |name: &str| -> Vec<&[u8]> {
+            headers
+                .get_all(name)
+                .iter()
+                .map(HeaderValue::as_bytes)
+                .collect()
+        };
+        assert_eq!(all("a"), [b"v"]);
+        assert_eq!(all("b"), [b"v"]);
+        assert_eq!(all("c"), [b"v w"]);
+        assert_eq!(all("d"), [b""]);
+        assert_eq!(all("e"), [b"v w"]);
+        assert_eq!(all("f"), [b""]);
+        assert_eq!(all("g"), [b"x", b"y"], "each value of a repeated field");
+        let auth = headers.get(http::header::AUTHORIZATION);
+        assert_eq!(auth.map(HeaderValue::as_bytes), Some(&b"Bearer t"[..]));
+        assert!(
+            auth.is_some_and(HeaderValue::is_sensitive),
+            "kept sensitive"
+        );
+    }
+
+    #[test]
     fn early_resets_spend_a_burst_that_comes_back_at_a_rate() {
         let mut resets = Resets::new(7);
         for i in 0..EARLY_RESET_BURST {
