@@ -342,7 +342,8 @@ async function scenario() {
   await page.getByLabel('Signs its own tokens (a JWT credential)').uncheck();
   check(!(await page.getByLabel('Key', { exact: true }).isVisible()), 'without a credential the key field is hidden');
   await page.click('button:has-text("Create consumer")');
-  await page.locator('form .status.ok').waitFor();
+  // Once created, the page moves to the consumer's own (its form replaced).
+  await page.getByRole('heading', { name: 'Consumer guest' }).waitFor();
   const guest = await adminGet('/admin/v1/consumers/guest');
   check(guest.username === 'guest' && guest.jwt === undefined, 'a consumer is created without a credential', JSON.stringify(guest));
   await go('#/consumers', '.cards [data-consumer="guest"]');
