@@ -14,6 +14,7 @@ use bytes::Bytes;
 use jwtgate_core::clock::{Clock, SystemClock};
 use jwtgate_core::jwt::MAX_TOKEN_BYTES;
 use jwtgate_proxy::logout;
+use jwtgate_proxy::Gateway;
 use jwtgate_store::{Cutoff, Owner, Subject, SubjectKey};
 use serde_json::{json, Map, Value};
 use tracing::info;
@@ -21,6 +22,7 @@ use tracing::info;
 use crate::api::AdminState;
 use crate::error::AdminError;
 use crate::input::json_body;
+use crate::warnings::Warnings;
 
 /// A cut-off as the API shows it.
 fn entry(c: &Cutoff) -> Value {
@@ -57,7 +59,34 @@ pub async fn create(State(s): State<AdminState>, body: Bytes) -> Result<Response
         .await
         .map_err(|e| AdminError::StoreUnavailable(e.to_string()))?;
     info!(target: "jwtgate::admin", cutoff = %cutoff.key, not_before = cutoff.not_before, "subject logged out everywhere through the admin API");
-    Ok((StatusCode::CREATED, Json(entry(&cutoff))).into_response())
+    let warnings = Warnings(refuses_nothing(&gw, &cutoff.key).into_iter().collect());
+    Ok((StatusCode::CREATED, warnings, Json(entry(&cutoff))).into_response())
+}
+
+/// Why a cut-off can refuse no token under the running config: its
+/// consumer has no credential (it signs no tokens) and no provider's
+/// `consumer_claim` names consumers; the anonymous consumer's requests
+/// carry no token to refuse. It is kept all the same: a provider may be
+/// given a `consumer_claim` later.
+fn refuses_nothing(gw: &Gateway, key: &SubjectKey) -> Option<String> {
+    let Owner::Consumer(name) = &key.owner else {
+        return None;
+    };
+    let signs_none = gw
+        .consumers
+        .by_username(name)
+        .is_some_and(|c| c.credential.is_none());
+    let named_by_providers = gw
+        .providers
+        .iter()
+        .any(|p| p.consumer_claim.as_deref().is_some_and(|c| !c.is_empty()));
+    (signs_none && !named_by_providers).then(|| {
+        format!(
+            "consumer {name:?} has no jwt credential and no provider has a consumer_claim: \
+             no token runs as it, so this cut-off refuses nothing (anonymous requests carry \
+             no token)"
+        )
+    })
 }
 
 pub async fn delete(State(s): State<AdminState>, body: Bytes) -> Result<StatusCode, AdminError> {

@@ -204,6 +204,29 @@ fn a_put_without_jwt_makes_or_leaves_a_consumer_without_a_credential() {
         "{said:?}"
     );
 
+    // A cut-off on it is kept, and said to refuse nothing (no provider
+    // names consumers, and anonymous requests carry no token); one on a
+    // consumer with a credential is said nothing of.
+    let refuses_nothing = "has no jwt credential and no provider has a consumer_claim";
+    let cut = node.admin(
+        "POST",
+        "/admin/v1/revocations/subjects",
+        Some(json!({"consumer": "guest"})),
+    );
+    assert_eq!(cut.status, 201, "{}", cut.text());
+    let said = cut.header_all("warning");
+    assert!(
+        said.len() == 1 && said[0].contains(refuses_nothing),
+        "{said:?}"
+    );
+    let cut = node.admin(
+        "POST",
+        "/admin/v1/revocations/subjects",
+        Some(json!({"consumer": "alice", "subject": "u-9"})),
+    );
+    assert_eq!(cut.status, 201, "{}", cut.text());
+    assert_eq!(cut.header_all("warning"), Vec::<&str>::new());
+
     let alice = token("alice-key", SECRET);
     assert_eq!(node.send(&Req::get("/api/x").bearer(&alice)).status, 200);
     let edited = node.admin(
