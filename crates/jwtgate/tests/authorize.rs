@@ -308,6 +308,7 @@ fn a_consumer_without_a_credential_is_only_a_name_requests_run_as() {
     let up = Upstream::start();
     let yaml = format!(
         r#"listen: "127.0.0.1:0"
+admin: {{ listen: "127.0.0.1:0", api_key: "{key}" }}
 consumers:
   - username: alice
     jwt: {{ key: user123, secret: "{SECRET}" }}
@@ -331,9 +332,11 @@ routes:
         client = jwtgate_testkit::oidc::DEFAULT_CLIENT_ID,
         issuer = idp.issuer,
         ca = test_ca_file().display(),
-        node = up.node()
+        node = up.node(),
+        key = admin_support::KEY
     );
-    let gw = Gateway::start(&yaml);
+    let dir = tempfile::tempdir().unwrap();
+    let gw = admin_support::Node::start(dir.path(), &yaml);
 
     // No token: the guest.
     let resp = gw.get("/v1/catalog");
@@ -372,6 +375,26 @@ routes:
         Some(idp.issuer.as_str())
     );
 
+    // A cut-off of that consumer ends the IdP tokens mapped to it that
+    // were issued before it.
+    let cut = gw.admin(
+        "POST",
+        "/admin/v1/revocations/subjects",
+        Some(json!({"consumer": jwtgate_testkit::oidc::DEFAULT_CLIENT_ID})),
+    );
+    assert_eq!(cut.status, 201, "{}", cut.text());
+    assert_eq!(
+        cut.header_all("warning"),
+        Vec::<&str>::new(),
+        "a provider names it"
+    );
+    let resp = gw.send(&Req::get("/v1/orders").bearer(&access));
+    assert_eq!(resp.status, 401, "{}", resp.text());
+    assert_eq!(
+        resp.message().as_deref(),
+        Some("JWT token has been revoked")
+    );
+
     // Consumer tokens still work; no key names a consumer without one,
     // not its username, not an empty key.
     let alice = sign_hs(
@@ -392,15 +415,12 @@ routes:
     }
 
     // token sign has nothing to sign with.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("jwtgate.yaml");
-    std::fs::write(&path, &yaml).unwrap();
     let out = run_cli(
         &[
             "token",
             "sign",
             "--config",
-            path.to_str().unwrap(),
+            gw.config_path.to_str().unwrap(),
             "--consumer",
             "guest",
         ],
