@@ -13,6 +13,7 @@
 //! A revocation is one script (ZADD + XADD) and, when the primary has
 //! replicas, `WAIT 1` on the same node: `Ok` means a replica has it too.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
@@ -108,6 +109,8 @@ pub struct RedisStore {
     connect_timeout: Duration,
     kind: &'static str,
     script: redis::Script,
+    /// Whether the eviction policy was asked for ([`Self::warn_of_eviction`]).
+    eviction_checked: AtomicBool,
 }
 
 // One per store, built once: the size difference between variants is moot.
@@ -206,6 +209,7 @@ impl RedisStore {
             connect_timeout: pool.connect_timeout,
             kind,
             script: redis::Script::new(REVOKE_SCRIPT),
+            eviction_checked: AtomicBool::new(false),
         }
     }
 
@@ -286,6 +290,41 @@ impl RedisStore {
         match conn {
             Conn::Single(c) => cmd.query_async(c).await.map_err(err),
             Conn::Cluster(c) => cmd.query_async(c).await.map_err(err),
+        }
+    }
+
+    /// Warns, once a process, when the primary that holds our keys may
+    /// evict any key under memory pressure (`maxmemory-policy allkeys-*`):
+    /// the blacklist could go while the generation key stays, a loss no
+    /// node would see. Best effort: a Redis that refuses CONFIG (managed
+    /// services rename it) is not asked again.
+    async fn warn_of_eviction(&self) {
+        if self.eviction_checked.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let asked = self
+            .op(async {
+                let mut conn = self.conn().await?;
+                let cmd = redis::cmd("CONFIG")
+                    .arg("GET")
+                    .arg("maxmemory-policy")
+                    .clone();
+                self.to_primary::<Vec<String>>(&mut conn, &cmd).await
+            })
+            .await;
+        match asked {
+            Ok(reply) => {
+                if let Some(policy) = eviction_risk(&reply) {
+                    warn!(
+                        target: "jwtgate::store",
+                        policy,
+                        "Redis may evict the blacklist under memory pressure \
+                         (maxmemory-policy {policy}): logged-out tokens would be let in \
+                         again, unseen; set maxmemory-policy noeviction"
+                    );
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "Redis maxmemory-policy not readable"),
         }
     }
 
@@ -473,6 +512,17 @@ fn shorten(item: &str) -> String {
 }
 
 /// `"not_before:expires_at"`.
+/// The policy in a `CONFIG GET maxmemory-policy` reply (name, value) when
+/// it lets Redis evict keys without an expiry, ours among them.
+fn eviction_risk(reply: &[String]) -> Option<&str> {
+    match reply {
+        [name, policy] if name == "maxmemory-policy" && policy.starts_with("allkeys-") => {
+            Some(policy)
+        }
+        _ => None,
+    }
+}
+
 fn parse_cutoff_value(v: &str) -> Option<(i64, i64)> {
     let (nb, ex) = v.split_once(':')?;
     Some((nb.parse().ok()?, ex.parse().ok()?))
@@ -575,24 +625,27 @@ impl RevocationStore for RedisStore {
                 .map_or(0, |d| d.as_nanos()),
             std::process::id()
         );
-        self.op(async {
-            let mut conn = self.conn().await?;
-            // Read first: a full Redis (`maxmemory`, `noeviction`) refuses
-            // any SET, even one NX would skip, and a node must still load.
-            let get = redis::cmd("GET").arg(&self.generation).clone();
-            let known: Option<String> = Self::query(&mut conn, &get).await?;
-            if known.is_some() {
-                return Ok(known);
-            }
-            let set = redis::cmd("SET")
-                .arg(&self.generation)
-                .arg(&fresh)
-                .arg("NX")
-                .clone();
-            let _: Option<String> = Self::query(&mut conn, &set).await?;
-            Self::query(&mut conn, &get).await
-        })
-        .await
+        let generation = self
+            .op(async {
+                let mut conn = self.conn().await?;
+                // Read first: a full Redis (`maxmemory`, `noeviction`) refuses
+                // any SET, even one NX would skip, and a node must still load.
+                let get = redis::cmd("GET").arg(&self.generation).clone();
+                let known: Option<String> = Self::query(&mut conn, &get).await?;
+                if known.is_some() {
+                    return Ok(known);
+                }
+                let set = redis::cmd("SET")
+                    .arg(&self.generation)
+                    .arg(&fresh)
+                    .arg("NX")
+                    .clone();
+                let _: Option<String> = Self::query(&mut conn, &set).await?;
+                Self::query(&mut conn, &get).await
+            })
+            .await?;
+        self.warn_of_eviction().await;
+        Ok(generation)
     }
 
     async fn claim_once(&self, key: &str, expires_at: i64) -> Result<bool, StoreError> {

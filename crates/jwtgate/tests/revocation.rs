@@ -1097,6 +1097,37 @@ fn redis_entries_a_node_cannot_read_are_logged_not_silently_skipped() {
 // 5. pool_size / pool_backlog: fail fast when the store is busy
 // ---------------------------------------------------------------------------
 
+/// A Redis that may evict any key under memory pressure could drop the
+/// blacklist and keep its generation, a loss no node sees: the node says
+/// so once, at start. Redis's default (noeviction) brings no warning.
+#[test]
+fn a_redis_that_may_evict_the_blacklist_is_warned_about() {
+    let _serial = serial();
+    let warning =
+        "Redis may evict the blacklist under memory pressure (maxmemory-policy allkeys-lru)";
+    for (args, warned) in [
+        (&["--maxmemory-policy", "allkeys-lru"][..], true),
+        (&[][..], false),
+    ] {
+        let server = RedisServer::start_with(args);
+        let up = Upstream::start();
+        let store = format!("{{ kind: redis, host: 127.0.0.1, port: {} }}", server.port);
+        let gw = Gateway::start(&config(&store, &up, ""));
+        // Loaded (the warning comes with the first load): a logout works.
+        assert_logged_out(&gw, &logout(&gw, &alice_token()));
+        if warned {
+            assert!(
+                eventually(IO_TIMEOUT, || gw.logs().contains(warning)),
+                "{}",
+                gw.logs()
+            );
+            assert_eq!(gw.logs().matches(warning).count(), 1, "once: {}", gw.logs());
+        } else {
+            assert!(!gw.logs().contains("may evict"), "{}", gw.logs());
+        }
+    }
+}
+
 #[test]
 fn redis_busy_pool_with_no_backlog_fails_fast() {
     let _serial = serial();
