@@ -82,9 +82,17 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
-/// Removes hop-by-hop headers, including every header named in `Connection`.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    remove_matching(headers, is_hop_by_hop);
+/// Removes hop-by-hop headers, including every header named in
+/// `Connection`, but for the named ones `read_first` picks: those are left
+/// in place and returned, for the caller to remove once it has read them.
+/// A client's `Connection: Authorization` addresses its token to the
+/// gateway, which must still check it: removed before the check, a bad
+/// token would read as no token at all.
+pub fn remove_hop_by_hop(
+    headers: &mut HeaderMap,
+    read_first: impl Fn(&HeaderName) -> bool,
+) -> Vec<HeaderName> {
+    remove_matching(headers, is_hop_by_hop, read_first)
 }
 
 /// Removes the headers the gateway owns ([`OwnedHeaders`]) from a
@@ -94,9 +102,9 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// spelling (`X_Forwarded_For`, which a CGI-style upstream reads as the
 /// same variable) it goes.
 pub fn strip_owned(headers: &mut HeaderMap, owned: &OwnedHeaders) {
-    remove_matching(headers, |name| {
-        owned.owns(name.as_str()) || is_forwarded_for_respelled(name.as_str())
-    });
+    let unwanted =
+        |name: &HeaderName| owned.owns(name.as_str()) || is_forwarded_for_respelled(name.as_str());
+    remove_matching(headers, unwanted, |_| false);
 }
 
 /// `x_forwarded_for`, `x-forwarded_for`: not the header, but the same
@@ -161,6 +169,12 @@ pub fn request_host(
     // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request
     // without Host, even one with an absolute-form target.
     if host.is_none() && version == http::Version::HTTP_11 {
+        return Err(BadHost::Missing);
+    }
+    // HTTP/2 says it in :authority; with neither (RFC 9113 §8.3.1), the
+    // request routes as no host and goes upstream without one: refused as
+    // HTTP/1.1 is, and as nginx refuses it.
+    if host.is_none() && authority.is_none() && version == http::Version::HTTP_2 {
         return Err(BadHost::Missing);
     }
     if let Some(h) = host {
@@ -256,17 +270,23 @@ pub fn valid_host(value: &[u8]) -> bool {
 }
 
 /// Removes every header `unwanted` picks, plus (when it picks `Connection`)
-/// the headers `Connection` names. One pass over the names present: most
-/// requests carry none of them, and removing an absent name still hashes it.
-fn remove_matching(headers: &mut HeaderMap, unwanted: impl Fn(&HeaderName) -> bool) {
+/// the headers `Connection` names, but for those `kept` picks among the
+/// named: returned instead. One pass over the names present: most requests
+/// carry none of them, and removing an absent name still hashes it.
+fn remove_matching(
+    headers: &mut HeaderMap,
+    unwanted: impl Fn(&HeaderName) -> bool,
+    kept: impl Fn(&HeaderName) -> bool,
+) -> Vec<HeaderName> {
     let mut found: Vec<HeaderName> = Vec::new();
+    let mut left = Vec::new();
     for name in headers.keys() {
         if unwanted(name) {
             found.push(name.clone());
         }
     }
     if found.is_empty() {
-        return;
+        return left;
     }
     if found.contains(&CONNECTION) {
         for token in headers
@@ -282,13 +302,18 @@ fn remove_matching(headers: &mut HeaderMap, unwanted: impl Fn(&HeaderName) -> bo
                 continue;
             }
             if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-                found.push(name);
+                if kept(&name) {
+                    left.push(name);
+                } else {
+                    found.push(name);
+                }
             }
         }
     }
     for name in found {
         headers.remove(name);
     }
+    left
 }
 
 /// The headers the gateway itself states to the upstream: who the consumer
@@ -399,7 +424,7 @@ mod tests {
         h.insert("upgrade", HeaderValue::from_static("websocket"));
         h.insert("te", HeaderValue::from_static("trailers"));
         h.insert("x-kept", HeaderValue::from_static("1"));
-        remove_hop_by_hop(&mut h);
+        remove_hop_by_hop(&mut h, |_| false);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
     }

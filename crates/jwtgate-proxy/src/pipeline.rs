@@ -20,7 +20,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{HeaderMap, HeaderValue, COOKIE};
+use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, COOKIE};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode};
 use jwtgate_core::claims;
@@ -374,8 +374,16 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
         headers::strip_owned(&mut parts.headers, &gw.owned_headers);
         //    Hop-by-hop headers go now too, before the gateway adds its own:
         //    a client's `Connection: x-consumer-username` names a header to drop,
-        //    and must not drop the one stage 4 sets.
-        headers::remove_hop_by_hop(&mut parts.headers);
+        //    and must not drop the one stage 4 sets. A token carrier it names
+        //    is read first (stage 4) and dropped after: gone before the check,
+        //    a bad token would pass as none (and as the anonymous consumer).
+        let carrier = |name: &HeaderName| {
+            route.route.jwt.is_some()
+                && (name == AUTHORIZATION
+                    || name == COOKIE
+                    || route.names.token.as_ref() == Some(name))
+        };
+        let read_then_dropped = headers::remove_hop_by_hop(&mut parts.headers, carrier);
         //    One Cookie line, whatever HTTP/2 split it into: the token source
         //    and the HTTP/1.1 upstream both read it whole.
         headers::join_cookies(&mut parts.headers);
@@ -492,6 +500,9 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
             } else {
                 outcome.auth = "not_required";
             }
+        }
+        for name in read_then_dropped {
+            parts.headers.remove(name);
         }
 
         // 4b. Logout: blacklist the token, and say so only once the store has it.

@@ -276,8 +276,34 @@ fn the_anonymous_consumer_serves_requests_without_a_token_only() {
         let resp = gw.send(&Req::get("/v1/catalog").bearer(&bad));
         assert_eq!(resp.status, 401, "{}", resp.text());
     }
-    // An authenticated request never carries the header.
+    // Nor does a `Connection` header that names the carrier make a bad
+    // token into none (it was dropped as hop-by-hop before the check), and
+    // a bare `jwt` cookie is an (empty) token, as a bare `?jwt` is.
+    let expired = token(json!({"exp": now() - 100, "scope": "orders:read"}));
+    for req in [
+        Req::get("/v1/catalog")
+            .bearer(&expired)
+            .header("Connection", "close, Authorization"),
+        Req::get("/v1/catalog")
+            .header("Cookie", &format!("jwt={expired}"))
+            .header("Connection", "Cookie"),
+        Req::get("/v1/catalog").header("Cookie", "a=b; jwt; c=d"),
+    ] {
+        let resp = gw.send(&req);
+        assert_eq!(resp.status, 401, "{req:?}: {}", resp.text());
+    }
+    // A good token so addressed to the gateway is checked, and then goes
+    // no further (hop-by-hop).
     let good = token(json!({"scope": "orders:read"}));
+    let resp = gw.send(
+        &Req::get("/v1/orders")
+            .bearer(&good)
+            .header("Connection", "Authorization"),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(up.last().header("x-consumer-username"), Some("alice"));
+    assert_eq!(up.last().header("authorization"), None);
+    // An authenticated request never carries the header.
     let resp = gw.send(
         &Req::get("/v1/orders")
             .bearer(&good)

@@ -306,6 +306,32 @@ fn field_values_are_trimmed_of_whitespace_at_their_ends() {
     }
 }
 
+/// An HTTP/2 request with neither `:authority` nor `host` is refused, as
+/// HTTP/1.1 without Host is (and as nginx refuses it): it routed as no
+/// host and went upstream without one. A `host` field alone will do.
+#[test]
+fn a_request_with_no_authority_and_no_host_is_a_400() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(&up.node(), &up.node()));
+    // A relative URI: the h2 client sends :scheme and :path, no :authority.
+    let bare = || http::Request::builder().method("GET").uri("/open");
+    let answers = ask_each(
+        &gw,
+        vec![
+            bare().body(()).unwrap(),
+            bare().header("host", "api.example").body(()).unwrap(),
+        ],
+    );
+    assert_eq!(answers[0].0, 400, "{:?}", answers[0]);
+    assert_eq!(answers[1].0, 200, "{:?}", answers[1]);
+    assert_eq!(
+        up.records().len(),
+        1,
+        "only the one with a host went upstream"
+    );
+    assert_eq!(up.last().header("x-forwarded-host"), Some("api.example"));
+}
+
 #[test]
 fn more_header_fields_than_http1_takes_are_a_431_but_cookie_crumbs_count_as_one() {
     let up = Upstream::start();

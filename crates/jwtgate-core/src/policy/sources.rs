@@ -55,15 +55,26 @@ pub fn cookie_value<'a>(cookie_header: &'a str, name: &str) -> Option<&'a str> {
 /// Every value of cookie `name` in a `Cookie` header, in order. Names are
 /// compared as query names are ([`query_params`]): ASP.NET Core reads
 /// cookie names without regard to case and PHP percent-decodes them, so
-/// `JWT` and `%6Awt` are `jwt` to some upstream.
+/// `JWT` and `%6Awt` are `jwt` to some upstream. A bare `jwt` (no `=`) is
+/// the cookie with an empty value, as Go and PHP read it (and as a bare
+/// `?jwt` is the query argument): a token, if an empty one.
 pub fn cookie_values<'a, 'n>(
     cookie_header: &'a str,
     name: &'n str,
 ) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
     cookie_header.split(';').filter_map(move |pair| {
-        let (k, v) = pair.trim().split_once('=')?;
-        is_named(k.trim(), name).then(|| v.trim().trim_matches('"'))
+        let pair = pair.trim();
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        cookie_named(k, name).then(|| v.trim().trim_matches('"'))
     })
+}
+
+/// Whether a cookie's name, as it stands between `;` and `=`, is `name`:
+/// trimmed of whitespace (Unicode's, as some upstream's parser trims it),
+/// then compared as a query name ([`is_named`]). One rule for reading the
+/// token and for removing it ([`remove_cookie`]).
+fn cookie_named(raw: &str, name: &str) -> bool {
+    is_named(raw.trim(), name)
 }
 
 /// Removes argument `name` from a raw query string (for `hide_credentials`),
@@ -107,7 +118,7 @@ pub fn remove_cookie(cookie_header: &[u8], name: &str) -> Vec<u8> {
             .position(|&b| b == b'=')
             .map_or(pair, |eq| &pair[..eq])
             .trim_ascii();
-        if std::str::from_utf8(key).is_ok_and(|k| is_named(k, name)) {
+        if std::str::from_utf8(key).is_ok_and(|k| cookie_named(k, name)) {
             continue;
         }
         if !out.is_empty() {
@@ -205,5 +216,16 @@ mod tests {
         assert_eq!(all, ["a", "b"]);
         let all: Vec<_> = query_params("%20jwt=a&+jwt=b&+%20JWT=c&j+wt=d", "jwt").collect();
         assert_eq!(all, ["a", "b", "c"]);
+        // A bare name is the cookie, empty; a name padded with Unicode
+        // whitespace is the cookie too, and removed as it is read.
+        let all: Vec<_> = cookie_values("a=b; jwt; \u{a0}jwt=x; jwt\u{3000}=y", "jwt").collect();
+        assert_eq!(all, ["", "x", "y"]);
+        assert_eq!(
+            remove_cookie(
+                "a=1; \u{a0}jwt=x; \u{2003}JWT=y; jwt; b=2".as_bytes(),
+                "jwt"
+            ),
+            b"a=1; b=2"
+        );
     }
 }
