@@ -18,7 +18,7 @@ use std::cell::RefCell;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How long a busy writer waits between writes.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
@@ -228,35 +228,81 @@ pub fn flush() {
     }
 }
 
-/// Appends the current UTC time as `2026-11-22T20:59:57.515934Z`, the
+/// Appends the UTC time of `now` as `2026-11-22T20:59:57.515934Z`, the
 /// layout tracing uses for the other lines. The part up to the second is
 /// formatted once per second per thread.
-pub fn timestamp(out: &mut Vec<u8>) {
+///
+/// `now` is an instant the caller read anyway (a request's end, which also
+/// gives its duration): the wall time is that instant's distance from an
+/// anchor, a pair of wall and monotonic readings the thread takes afresh
+/// once a second, so a request's line costs no second clock read. A step
+/// of the wall clock shows within a second; a slew (at most 500 ppm) moves
+/// a line by under a millisecond.
+pub fn timestamp(out: &mut Vec<u8>, now: Instant) {
     thread_local! {
-        static SECOND: RefCell<(u64, [u8; 19])> = const { RefCell::new((u64::MAX, [0; 19])) };
+        static CLOCK: RefCell<Clock> = const {
+            RefCell::new(Clock { anchor: None, second: u64::MAX, text: [0; 19] })
+        };
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = now.as_secs();
-    SECOND.with(|cell| {
-        let mut cached = cell.borrow_mut();
-        if cached.0 != secs {
+    CLOCK.with(|clock| {
+        let clock = &mut *clock.borrow_mut();
+        let since_epoch = anchored(&mut clock.anchor, now, || {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+        });
+        let secs = since_epoch.as_secs();
+        if clock.second != secs {
             let mut text = Vec::with_capacity(19);
             date_time(&mut text, secs);
             if let Ok(fixed) = <[u8; 19]>::try_from(text.as_slice()) {
-                *cached = (secs, fixed);
+                (clock.second, clock.text) = (secs, fixed);
+                out.extend_from_slice(&clock.text);
             } else {
                 // A year past 9999: no cache, still a correct line.
                 out.extend_from_slice(&text);
-                return;
+            }
+        } else {
+            out.extend_from_slice(&clock.text);
+        }
+        out.push(b'.');
+        push_padded(out, u64::from(since_epoch.subsec_micros()), 6);
+        out.push(b'Z');
+    });
+}
+
+/// A thread's state for [`timestamp`].
+struct Clock {
+    /// A monotonic instant and the wall time (since the epoch) read with it.
+    anchor: Option<(Instant, Duration)>,
+    /// The second `text` shows, as `YYYY-MM-DDTHH:MM:SS`.
+    second: u64,
+    text: [u8; 19],
+}
+
+/// How long a thread's anchor of [`timestamp`] serves before the wall clock
+/// is read again.
+const ANCHOR_FOR: Duration = Duration::from_secs(1);
+
+/// The wall time (since the epoch) at `now`, from `anchor` while it is
+/// fresh; otherwise `wall()` is read and becomes the anchor.
+fn anchored(
+    anchor: &mut Option<(Instant, Duration)>,
+    now: Instant,
+    wall: impl FnOnce() -> Duration,
+) -> Duration {
+    if let Some((at, at_wall)) = *anchor {
+        // None for an instant before the anchor (read earlier, logged later):
+        // the clock is read rather than the time computed backwards.
+        if let Some(since) = now.checked_duration_since(at) {
+            if since < ANCHOR_FOR {
+                return at_wall + since;
             }
         }
-        out.extend_from_slice(&cached.1);
-    });
-    out.push(b'.');
-    push_padded(out, u64::from(now.subsec_micros()), 6);
-    out.push(b'Z');
+    }
+    let at_wall = wall();
+    *anchor = Some((now, at_wall));
+    at_wall
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` for a Unix time in seconds.
@@ -476,8 +522,8 @@ mod tests {
     #[test]
     fn timestamp_layout() {
         let mut out = Vec::new();
-        timestamp(&mut out);
-        timestamp(&mut out);
+        timestamp(&mut out, Instant::now());
+        timestamp(&mut out, Instant::now());
         let text = String::from_utf8(out).expect("utf8");
         assert_eq!(text.len(), 2 * 27, "{text}");
         for stamp in [&text[..27], &text[27..]] {
@@ -492,6 +538,35 @@ mod tests {
         let mut fixed = Vec::new();
         date_time(&mut fixed, 1_795_378_102);
         assert_eq!(fixed, b"2026-11-22T20:08:22");
+    }
+
+    #[test]
+    fn wall_time_from_an_anchor() {
+        let mut anchor = None;
+        let t0 = Instant::now();
+        let w0 = Duration::from_secs(1_795_378_102);
+        // The first reading anchors.
+        assert_eq!(anchored(&mut anchor, t0, || w0), w0);
+        // Within a second the wall clock is not read: the instant's distance
+        // from the anchor is added.
+        let later = t0 + Duration::from_millis(999);
+        let wall = anchored(&mut anchor, later, || panic!("the wall clock was read"));
+        assert_eq!(wall, w0 + Duration::from_millis(999));
+        // A second on, it is read again (a step of the wall clock shows).
+        let stepped = Duration::from_secs(1_900_000_000);
+        assert_eq!(anchored(&mut anchor, t0 + ANCHOR_FOR, || stepped), stepped);
+        assert_eq!(
+            anchored(
+                &mut anchor,
+                t0 + ANCHOR_FOR + Duration::from_micros(5),
+                || { panic!("read again") }
+            ),
+            stepped + Duration::from_micros(5)
+        );
+        // An instant before the anchor (taken earlier, logged later) is read
+        // from the clock, never computed backwards.
+        let w1 = Duration::from_secs(1_900_000_001);
+        assert_eq!(anchored(&mut anchor, t0, || w1), w1);
     }
 
     #[test]

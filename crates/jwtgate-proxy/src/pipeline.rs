@@ -135,7 +135,9 @@ struct Record<'g> {
 impl Record<'_> {
     fn answered(&mut self, status: u16) {
         self.answered = true;
-        let elapsed = self.started.elapsed();
+        // One clock read for the duration and the line's time.
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(self.started);
         // One access-log line per request. Never the token: only who and why.
         if tracing::enabled!(target: "jwtgate::access", tracing::Level::INFO) {
             let write = if log_sink::json() {
@@ -149,7 +151,7 @@ impl Record<'_> {
                     &self.method,
                     &self.outcome,
                     status,
-                    elapsed,
+                    (now, elapsed),
                     self.conn.peer_text(),
                 );
             });
@@ -201,11 +203,11 @@ fn access_line(
     method: &http::Method,
     outcome: &Outcome<'_>,
     status: u16,
-    elapsed: std::time::Duration,
+    (now, elapsed): (Instant, std::time::Duration),
     peer: &[u8],
 ) {
     use log_sink::{push_quoted, push_u64};
-    log_sink::timestamp(line);
+    log_sink::timestamp(line, now);
     line.extend_from_slice(b"  INFO jwtgate::access: method=");
     line.extend_from_slice(method_for_log(method).as_bytes());
     line.extend_from_slice(b" route=");
@@ -245,12 +247,12 @@ fn access_json(
     method: &http::Method,
     outcome: &Outcome<'_>,
     status: u16,
-    elapsed: std::time::Duration,
+    (now, elapsed): (Instant, std::time::Duration),
     peer: &[u8],
 ) {
     use log_sink::{push_json_str, push_u64};
     line.extend_from_slice(b"{\"timestamp\":\"");
-    log_sink::timestamp(line);
+    log_sink::timestamp(line, now);
     line.extend_from_slice(b"\",\"level\":\"INFO\",\"target\":\"jwtgate::access\",\"method\":");
     push_json_str(line, method_for_log(method));
     line.extend_from_slice(b",\"route\":");

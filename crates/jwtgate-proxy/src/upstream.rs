@@ -362,7 +362,9 @@ impl ConnPool {
     /// send any body; the gateway sends the client's.
     ///
     /// Not an `async fn`, which would keep the request twice in its future
-    /// (as passed, and taken apart): it is taken apart first.
+    /// (as passed, and taken apart): it is taken apart first. One future,
+    /// not one awaiting another: every level of a request's future is
+    /// copied whole into the one above it when awaited.
     pub fn forward<'a, 'h, B>(
         &'a self,
         target: &'a UpstreamTarget,
@@ -374,25 +376,6 @@ impl ConnPool {
         B::Error: std::fmt::Display,
     {
         let (mut parts, mut body) = req.into_parts();
-        async move {
-            let result = self.send(target, &mut parts, added, &mut body).await;
-            // The request's header map serves a later request or response.
-            recycle::give_header_map(std::mem::take(&mut parts.headers));
-            result
-        }
-    }
-
-    async fn send<B>(
-        &self,
-        target: &UpstreamTarget,
-        parts: &mut Parts,
-        added: &GatewayHeaders<'_>,
-        body: &mut B,
-    ) -> Result<Response<GatewayBody>, GatewayError>
-    where
-        B: Body<Data = Bytes> + Unpin,
-        B::Error: std::fmt::Display,
-    {
         let framing = if body.is_end_stream() {
             RequestFraming::Empty
         } else {
@@ -401,55 +384,64 @@ impl ConnPool {
                 None => RequestFraming::Chunked,
             }
         };
-        let mut exchange = Exchange {
-            parts,
-            added,
-            body,
-            framing,
-            body_started: false,
-            resent: false,
-            read_timeout: target.read_timeout,
-            body_timeout: target.body_timeout,
-        };
-        let count = target.nodes.len();
-        let start = target.next.fetch_add(1, Ordering::Relaxed);
-        let mut last_error = String::from("no upstream node");
-        for attempt in 0..count {
-            let Some(node) = target.nodes.get((start + attempt) % count) else {
-                break;
+        async move {
+            let mut exchange = Exchange {
+                parts: &mut parts,
+                added,
+                body: &mut body,
+                framing,
+                body_started: false,
+                resent: false,
+                read_timeout: target.read_timeout,
+                body_timeout: target.body_timeout,
             };
-            // Pooled connections first. One the upstream closed under us is
-            // replaced by the next, when the request may be sent again.
-            while let Some(conn) = self.inner.take(&node.key) {
-                match exchange.run(&self.inner, node, conn).await {
-                    Ok(resp) => return Ok(resp),
-                    Err(Failure::Closed { written }) if exchange.may_resend(written) => {
-                        debug!(node = %node.key.0, "pooled upstream connection was closed; retrying");
+            let result = 'sent: {
+                let count = target.nodes.len();
+                let start = target.next.fetch_add(1, Ordering::Relaxed);
+                let mut last_error = String::from("no upstream node");
+                for attempt in 0..count {
+                    let Some(node) = target.nodes.get((start + attempt) % count) else {
+                        break;
+                    };
+                    // Pooled connections first. One the upstream closed under
+                    // us is replaced by the next, when the request may be
+                    // sent again.
+                    while let Some(conn) = self.inner.take(&node.key) {
+                        match exchange.run(&self.inner, node, conn).await {
+                            Ok(resp) => break 'sent Ok(resp),
+                            Err(Failure::Closed { written }) if exchange.may_resend(written) => {
+                                debug!(node = %node.key.0, "pooled upstream connection was closed; retrying");
+                            }
+                            Err(Failure::Closed { .. }) => {
+                                break 'sent Err(closed_before_response(node))
+                            }
+                            Err(Failure::Failed(e)) => break 'sent Err(e),
+                        }
                     }
-                    Err(Failure::Closed { .. }) => return Err(closed_before_response(node)),
-                    Err(Failure::Failed(e)) => return Err(e),
+                    // Boxed: connecting is rare once the pool is warm, and its
+                    // future (a TLS handshake's state) would otherwise make
+                    // every request's future kilobytes larger.
+                    let conn = match Box::pin(self.connect(target, node)).await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            debug!(node = %node.key.0, error = %e, "upstream connect failed, trying next node");
+                            last_error = format!("{}: {e}", node.key.0);
+                            continue;
+                        }
+                    };
+                    break 'sent match exchange.run(&self.inner, node, conn).await {
+                        Ok(resp) => Ok(resp),
+                        Err(Failure::Closed { .. }) => Err(closed_before_response(node)),
+                        Err(Failure::Failed(e)) => Err(e),
+                    };
                 }
-            }
-            // Boxed: connecting is rare once the pool is warm, and its future
-            // (a TLS handshake's state) would otherwise make every request's
-            // future kilobytes larger, copied as hyper moves it.
-            let conn = match Box::pin(self.connect(target, node)).await {
-                Ok(c) => c,
-                Err(e) => {
-                    debug!(node = %node.key.0, error = %e, "upstream connect failed, trying next node");
-                    last_error = format!("{}: {e}", node.key.0);
-                    continue;
-                }
+                Err(GatewayError::UpstreamUnavailable(last_error))
             };
-            match exchange.run(&self.inner, node, conn).await {
-                Ok(resp) => return Ok(resp),
-                Err(Failure::Closed { .. }) => return Err(closed_before_response(node)),
-                Err(Failure::Failed(e)) => return Err(e),
-            }
+            // The request's header map serves a later request or response.
+            recycle::give_header_map(std::mem::take(&mut parts.headers));
+            result
         }
-        Err(GatewayError::UpstreamUnavailable(last_error))
     }
-
     async fn connect(&self, target: &UpstreamTarget, node: &Node) -> Result<Conn, String> {
         let connect = async {
             let stream = TcpStream::connect((node.host.as_str(), node.port))

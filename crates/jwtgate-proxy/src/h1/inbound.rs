@@ -313,7 +313,9 @@ pub fn response_says_close(headers: &HeaderMap) -> bool {
 /// Writes the status line and headers. Framing headers (`Content-Length`,
 /// `Transfer-Encoding`, `Connection`) are written from `framing` and
 /// `keep_alive`, never copied: the client frames the body exactly as it is
-/// sent. `date` is the `Date` value to add when the response has none.
+/// sent. `date` writes the `Date` value to add when the response has none;
+/// it is called only then (an upstream's answer usually has one, and the
+/// clock need not be read).
 /// `keep_alive` says whether the connection stays open; `http10` whether
 /// the client speaks HTTP/1.0 (which closes unless told otherwise).
 /// `passed`: an upstream's header lines, copied first as they came (they
@@ -327,7 +329,7 @@ pub fn encode_response_head(
     framing: ResponseFraming,
     keep_alive: bool,
     http10: bool,
-    date: &[u8],
+    date: impl FnOnce(&mut Vec<u8>),
 ) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
@@ -362,7 +364,7 @@ pub fn encode_response_head(
     }
     if !has_date {
         out.extend_from_slice(b"date: ");
-        out.extend_from_slice(date);
+        date(out);
         out.extend_from_slice(b"\r\n");
     }
     match framing {
@@ -393,7 +395,7 @@ pub fn encode_refusal(out: &mut Vec<u8>, status: StatusCode, date: &[u8]) {
         ResponseFraming::Length(0),
         false,
         false,
-        date,
+        |out| out.extend_from_slice(date),
     );
 }
 

@@ -466,18 +466,16 @@ impl<IO: Transport> Conn<IO> {
                 self.continue_due = false;
             }
             let mut out = recycle::write_buffer();
-            with_date(|date| {
-                encode_response_head(
-                    &mut out,
-                    parts.status,
-                    passed.as_deref(),
-                    &parts.headers,
-                    framing,
-                    keep_alive,
-                    http10,
-                    date,
-                )
-            });
+            encode_response_head(
+                &mut out,
+                parts.status,
+                passed.as_deref(),
+                &parts.headers,
+                framing,
+                keep_alive,
+                http10,
+                |out| with_date(|date| out.extend_from_slice(date)),
+            );
             recycle::give_header_map(parts.headers);
             let sent = self.send_body(&mut out, body, framing, busy).await;
             recycle::give_write_buffer(out, 2 * GATHER);
