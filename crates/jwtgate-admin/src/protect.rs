@@ -21,7 +21,9 @@
 
 use std::collections::BTreeMap;
 
-use jwtgate_config::{RawConfig, RawJwt, RawProvider, RawRoute, RouteChoice};
+use jwtgate_config::{
+    ObjectId, ObjectKind, RawConfig, RawJwt, RawProvider, RawRoute, RouteChoice, SampleRequest,
+};
 use jwtgate_core::path::PathPattern;
 
 /// Why a change was refused; the text names the protection.
@@ -37,8 +39,8 @@ pub fn check(old: &RawConfig, new: &RawConfig) -> Result<(), String> {
     }
 }
 
-/// Every protection the change breaks: (route name, why).
-pub fn violations(old: &RawConfig, new: &RawConfig) -> Vec<(String, String)> {
+/// Every protection the change breaks: (the object to blame, why).
+pub fn violations(old: &RawConfig, new: &RawConfig) -> Vec<(ObjectId, String)> {
     let mut refusals = Vec::new();
     for route in &old.routes {
         let Some(policy) = &route.jwt else { continue };
@@ -49,7 +51,7 @@ pub fn violations(old: &RawConfig, new: &RawConfig) -> Vec<(String, String)> {
         if let Some(next_route) = next_route.filter(|n| n.jwt.is_some()) {
             if protection.immutable && narrows(route, next_route) {
                 refusals.push((
-                    route.name.clone(),
+                    (ObjectKind::Route, route.name.clone()),
                     format!(
                         "the jwt policy of route {:?} is protected by protection.immutable: the \
                          requests it applies to (the route's paths, methods and hosts) cannot \
@@ -62,7 +64,7 @@ pub fn violations(old: &RawConfig, new: &RawConfig) -> Vec<(String, String)> {
         }
         match next_route.and_then(|r| r.jwt.as_ref()) {
             None if protection.undeletable => refusals.push((
-                route.name.clone(),
+                (ObjectKind::Route, route.name.clone()),
                 format!(
                 "the jwt policy of route {:?} is protected by protection.undeletable: it cannot \
                  be deleted (nor its route); first set protection.undeletable to false, in a \
@@ -71,7 +73,7 @@ pub fn violations(old: &RawConfig, new: &RawConfig) -> Vec<(String, String)> {
             ),
             )),
             Some(next) if protection.immutable && !same_values(policy, next) => refusals.push((
-                route.name.clone(),
+                (ObjectKind::Route, route.name.clone()),
                 format!(
                     "the jwt policy of route {:?} is protected by protection.immutable: its \
                      values cannot be changed; first set protection.immutable to false, in a \
@@ -98,7 +100,7 @@ fn trust_changed(
     policy: &RawJwt,
     old: &RawConfig,
     new: &RawConfig,
-) -> Vec<(String, String)> {
+) -> Vec<(ObjectId, String)> {
     let trusted = |p: &RawProvider| RawProvider {
         refresh_seconds: None,
         kid_miss_interval_seconds: None,
@@ -113,7 +115,7 @@ fn trust_changed(
         let after = new.providers.iter().find(|p| &p.name == name);
         if after.is_none_or(|after| trusted(after) != trusted(before)) {
             refusals.push((
-                route.name.clone(),
+                (ObjectKind::Route, route.name.clone()),
                 format!(
                     "the jwt policy of route {:?} is protected by protection.immutable: the \
                      provider {name:?} it takes tokens from cannot be changed or deleted (only \
@@ -127,10 +129,11 @@ fn trust_changed(
     refusals
 }
 
-/// Requests an immutable policy applies to that another route would take
-/// after the change, each pair once with an example: (taking route, why).
-/// Routes that narrowed are left to [`narrows`]'s refusal.
-fn taken(old: &RawConfig, new: &RawConfig) -> Vec<(String, String)> {
+/// Requests an immutable policy applies to that another route, or a
+/// provider's back-channel logout path, would take after the change, each
+/// pair once with an example: (the taker, why). Routes that narrowed are
+/// left to [`narrows`]'s refusal.
+fn taken(old: &RawConfig, new: &RawConfig) -> Vec<(ObjectId, String)> {
     let guarded: Vec<&RawRoute> = old
         .routes
         .iter()
@@ -175,11 +178,11 @@ fn taken(old: &RawConfig, new: &RawConfig) -> Vec<(String, String)> {
             _ => {}
         }
     }
-    found
+    let mut refusals: Vec<(ObjectId, String)> = found
         .into_iter()
         .map(|((owner, taker), example)| {
             (
-                taker.to_owned(),
+                (ObjectKind::Route, taker.to_owned()),
                 format!(
                     "the jwt policy of route {owner:?} is protected by protection.immutable: \
                      route {taker:?} would take requests it applies to (e.g. {example}); first \
@@ -187,7 +190,68 @@ fn taken(old: &RawConfig, new: &RawConfig) -> Vec<(String, String)> {
                 ),
             )
         })
-        .collect()
+        .collect();
+    refusals.extend(taken_by_backchannel(old, new, &before, &guarded));
+    refusals
+}
+
+/// A provider's `backchannel_logout_path` belongs to the gateway whatever
+/// the routes say (SPEC §3.10): every request to it, any method and host,
+/// is answered as a back-channel logout. One that comes to name a path an
+/// immutable policy applied to takes those requests, as a route would (a
+/// protected route's logout path among them: its users' logouts would be
+/// refused, their tokens left valid).
+fn taken_by_backchannel(
+    old: &RawConfig,
+    new: &RawConfig,
+    before: &RouteChoice<'_>,
+    guarded: &[&RawRoute],
+) -> Vec<(ObjectId, String)> {
+    let path_of = |p: &RawProvider| {
+        p.backchannel_logout_path
+            .as_deref()
+            .filter(|path| !path.is_empty())
+            .map(|path| jwtgate_core::path::match_form(path).into_owned())
+    };
+    let already: Vec<String> = old.providers.iter().filter_map(path_of).collect();
+    // The methods and hosts that routing tells apart, from the old routes.
+    let mut requests: Vec<(String, Option<String>)> = RouteChoice::samples(&[before], |_| true)
+        .map(|s| (s.method, s.host))
+        .collect();
+    requests.sort();
+    requests.dedup();
+    let mut refusals = Vec::new();
+    for provider in &new.providers {
+        let Some(path) = path_of(provider).filter(|p| !already.contains(p)) else {
+            continue;
+        };
+        let owner = requests.iter().find_map(|(method, host)| {
+            let sample = SampleRequest {
+                method: method.clone(),
+                path: path.clone(),
+                host: host.clone(),
+                shown: String::new(),
+            };
+            before
+                .choose(&sample)
+                .filter(|owner| guarded.iter().any(|r| r.name == *owner))
+                .map(|owner| (owner, method))
+        });
+        if let Some((owner, method)) = owner {
+            refusals.push((
+                (ObjectKind::Provider, provider.name.clone()),
+                format!(
+                    "the jwt policy of route {owner:?} is protected by protection.immutable: \
+                     the backchannel_logout_path of provider {:?} would take requests it \
+                     applies to (e.g. {method} {path}), which the gateway answers as \
+                     back-channel logouts whatever the routes say; choose another path, or \
+                     first set protection.immutable to false, in a change of its own",
+                    provider.name
+                ),
+            ));
+        }
+    }
+    refusals
 }
 
 /// Whether `next` leaves out a request `old` takes: one of its paths, or
@@ -448,7 +512,11 @@ mod tests {
                     && msg.contains(example),
                 "{example}: {msg}"
             );
-            assert_eq!(violations(&old, &next)[0].0, "open", "blamed on the taker");
+            assert_eq!(
+                violations(&old, &next)[0].0,
+                (ObjectKind::Route, "open".to_owned()),
+                "blamed on the taker"
+            );
         }
         // The same pattern earlier in the file takes them too; later, not.
         let same = route("open", &["/v1/*"], None, &[]);
@@ -478,6 +546,69 @@ mod tests {
         lifted.routes[0].jwt = policy("a", false, false);
         let mut next = lifted.clone();
         next.routes.push(route("open", &["/v1/orders"], None, &[]));
+        assert!(check(&lifted, &next).is_ok());
+    }
+
+    /// Found by an outside attack: a provider's back-channel logout path,
+    /// answered by the gateway whatever the routes say, took a protected
+    /// route's logout path (its users' logouts refused, their tokens left
+    /// valid) where a route doing the same was refused.
+    #[test]
+    fn regression_a_backchannel_logout_path_cannot_take_an_immutable_policys_requests() {
+        let mut locked = RawRoute {
+            name: "app".into(),
+            paths: vec!["/v1/*".into()],
+            hosts: Some(vec!["app.example".into()]),
+            ..RawRoute::default()
+        };
+        locked.jwt = policy("a", false, true);
+        let public = RawRoute {
+            name: "public".into(),
+            paths: vec!["/v1/public/*".into()],
+            ..RawRoute::default()
+        };
+        let provider = |name: &str, path: &str| RawProvider {
+            name: name.into(),
+            backchannel_logout_path: Some(path.into()),
+            ..RawProvider::default()
+        };
+        let old = RawConfig {
+            routes: vec![locked, public],
+            providers: vec![provider("kept", "/v1/bcl-kept")],
+            ..RawConfig::default()
+        };
+        let with = |p: RawProvider| {
+            let mut next = old.clone();
+            next.providers.push(p);
+            next
+        };
+        let next = with(provider("idp", "/v1/logout"));
+        let msg = check(&old, &next).expect_err("takes /v1/logout from the policy");
+        assert!(
+            msg.contains("protection.immutable")
+                && msg.contains("backchannel_logout_path of provider \"idp\"")
+                && msg.contains("/v1/logout"),
+            "{msg}"
+        );
+        assert_eq!(
+            violations(&old, &next)[0].0,
+            (ObjectKind::Provider, "idp".to_owned()),
+            "blamed on the provider"
+        );
+        // Paths the policy does not apply to are free: elsewhere, one another
+        // route already took, and one that was a back-channel path before.
+        for free in ["/oidc/bcl", "/v1/public/bcl", "/v1/bcl-kept"] {
+            assert!(check(&old, &with(provider("idp", free))).is_ok(), "{free}");
+        }
+        // Moving an existing provider's path onto the policy is refused too.
+        let mut moved = old.clone();
+        moved.providers[0].backchannel_logout_path = Some("/v1/orders".into());
+        assert!(check(&old, &moved).is_err());
+        // Lifting immutable first allows it.
+        let mut lifted = old.clone();
+        lifted.routes[0].jwt = policy("a", false, false);
+        let mut next = lifted.clone();
+        next.providers.push(provider("idp", "/v1/logout"));
         assert!(check(&lifted, &next).is_ok());
     }
 }

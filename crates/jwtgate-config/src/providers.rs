@@ -108,12 +108,18 @@ fn provider(
         .as_deref()
         .filter(|s| !s.is_empty())
         .and_then(|path| {
+            // A request's path never holds `?` or `#` (they start its query
+            // and fragment): such a path would never be matched.
             let ok = PathPattern::parse(path).is_ok_and(|pat| !pat.is_prefix())
-                && jwtgate_core::path::normalize(path).is_ok_and(|n| n == path);
+                && jwtgate_core::path::normalize(path).is_ok_and(|n| n == path)
+                && !path.contains(['?', '#']);
             if !ok {
                 errors.add(
                     &at("backchannel_logout_path"),
-                    format!("{path:?} is not a normalised path starting with \"/\" (no \"*\")"),
+                    format!(
+                        "{path:?} is not a normalised path starting with \"/\" (no \"*\", \
+                         no query)"
+                    ),
                 );
                 return None;
             }
@@ -233,7 +239,7 @@ fn key_source(
                      credential in the query (?access_token=${{IDP_TOKEN}})"
                 )
             } else {
-                format!("{shown:?} is not an http(s) URL")
+                format!("{shown:?} is not an http(s) URL (a host; a port, if any, 1 to 65535)")
             };
             errors.add(&at("jwks_uri"), message);
             return None;
@@ -265,12 +271,49 @@ fn has_user_part(s: &str) -> bool {
         .is_some_and(|authority| authority.contains('@'))
 }
 
-/// `http://` or `https://`, a host, no whitespace.
+/// `http://` or `https://`, a host (a name, an IPv4 address, or an IPv6
+/// one in brackets) and, if any, a port from 1 to 65535; no user part, no
+/// whitespace. What the fetch would refuse at every try is refused here,
+/// with the config's location (`http://[::1`, `http://idp:99999/`).
 fn is_http_url(s: &str) -> bool {
     let rest = s
         .strip_prefix("https://")
         .or_else(|| s.strip_prefix("http://"));
     let Some(rest) = rest else { return false };
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    !host.is_empty() && !host.contains('@') && !s.chars().any(char::is_whitespace)
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let Some((addr, after)) = v6.split_once(']') else {
+                return false;
+            };
+            if addr.parse::<std::net::Ipv6Addr>().is_err() {
+                return false;
+            }
+            match after {
+                "" => (addr, None),
+                _ => match after.strip_prefix(':') {
+                    Some(port) => (addr, Some(port)),
+                    None => return false,
+                },
+            }
+        }
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    // RFC 3986 §3.2.2 reg-name characters (a name, or IPv4 digits and dots).
+    let name_ok = |h: &str| {
+        !h.is_empty()
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b))
+    };
+    let port_ok = |p: &str| {
+        !p.is_empty()
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u16>().is_ok_and(|n| n > 0)
+    };
+    (authority.starts_with('[') || name_ok(host))
+        && port.is_none_or(port_ok)
+        && !s.chars().any(char::is_whitespace)
 }

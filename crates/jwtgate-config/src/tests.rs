@@ -544,3 +544,60 @@ fn regression_an_admin_key_no_header_can_match_is_refused() {
         );
     }
 }
+
+#[test]
+fn provider_urls_and_backchannel_paths_that_could_never_work_are_refused() {
+    let config = |jwks_uri: &str, path: &str| {
+        format!(
+            r#"
+listen: "127.0.0.1:0"
+providers:
+  - name: idp
+    issuer: "https://idp.example.com"
+    jwks_uri: "{jwks_uri}"
+    client_id: gw
+    backchannel_logout_path: "{path}"
+routes:
+  - name: r
+    paths: ["/*"]
+    upstream: {{ echo: true }}
+    jwt: {{ providers: [idp], consumers: false }}
+"#
+        )
+    };
+    for good in [
+        "https://idp.example.com/jwks",
+        "http://127.0.0.1:8080/jwks?tenant=a",
+        "https://[::1]:8443/jwks",
+        "https://[2001:db8::1]/jwks",
+        "http://idp_internal.local:65535",
+    ] {
+        load(&config(good, "/oidc/bcl")).unwrap_or_else(|e| panic!("{good}: {e}"));
+    }
+    for bad in [
+        "http://[::1",
+        "http://[::1]x/jwks",
+        "http://[not-v6]/jwks",
+        "http://127.0.0.1:99999/jwks",
+        "http://idp:0/jwks",
+        "http://idp:/jwks",
+        "http://idp:80x/jwks",
+        "http://:8080/jwks",
+        "http://id p/jwks",
+        "http://idp<x>/jwks",
+    ] {
+        let e = errors(&config(bad, "/oidc/bcl"));
+        assert!(
+            e.iter().any(|e| e.contains("providers[0].jwks_uri") && e.contains("is not an http(s) URL")),
+            "{bad}: {e:?}"
+        );
+    }
+    for bad in ["/oidc/bcl?x=1", "/oidc/bcl#f"] {
+        let e = errors(&config("https://idp.example.com/jwks", bad));
+        assert!(
+            e.iter()
+                .any(|e| e.contains("providers[0].backchannel_logout_path")),
+            "{bad}: {e:?}"
+        );
+    }
+}

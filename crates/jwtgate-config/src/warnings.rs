@@ -55,6 +55,7 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
         methods(route, &format!("routes[{j}].methods"), &mut found);
     }
     shadowed(&config.routes, &mut found);
+    backchannel_paths(&config.raw, &mut found);
     names(config, &mut found);
     unused_consumers(&config.raw, &mut found);
     let now = std::time::SystemTime::now()
@@ -232,6 +233,10 @@ fn policy(jwt: &RawJwt, at: &str, has_consumers: bool, found: &mut Found) {
 /// five minutes are broken, and Kerberos refuses them too.
 const MAX_SKEW_SECONDS: u64 = 300;
 
+/// A key-set fetch that may take longer than this is said: requests wait
+/// on it.
+const LONG_FETCH_MS: u64 = 30_000;
+
 /// An identity provider, at `at`.
 fn provider(p: &RawProvider, at: &str, found: &mut Found) {
     if let Some(claim) = p
@@ -245,6 +250,17 @@ fn provider(p: &RawProvider, at: &str, found: &mut Found) {
                 "{claim:?} is a claim many IdPs let their users choose (OIDC Core §5.7): \
                  a user who picks a consumer's username reaches the upstream as that \
                  consumer; name one the IdP sets (azp, client_id, sub)"
+            ),
+        );
+    }
+    if let Some(ms) = p.fetch_timeout_ms.filter(|ms| *ms > LONG_FETCH_MS) {
+        found.warn(
+            format!("{at}.fetch_timeout_ms"),
+            format!(
+                "{ms} ms: a request whose token names a kid not in the key set waits this \
+                 long for a fetch while the IdP is slow (SPEC §3.6), and a slow IdP holds \
+                 every such request; {LONG_FETCH_MS} ms or less keeps that bounded (default \
+                 2000)"
             ),
         );
     }
@@ -302,6 +318,50 @@ fn shadowed(routes: &[Route], found: &mut Found) {
                     ),
                 );
             }
+        }
+    }
+}
+
+/// A provider's back-channel logout path that a route names as one of its
+/// paths, or a policy as its `logout_path` or `logout_everywhere_path`: the
+/// gateway answers every request to it as a back-channel logout (SPEC
+/// §3.10), so the route never sees it and a user's logout there is refused.
+/// (A route whose prefix merely covers it, a catch-all, is the usual case.)
+fn backchannel_paths(raw: &RawConfig, found: &mut Found) {
+    let path_of_entry = |entry: &str| entry.split_once('_').map(|(_, path)| path.to_owned());
+    for (i, p) in raw.providers.iter().enumerate() {
+        let Some(path) = p
+            .backchannel_logout_path
+            .as_deref()
+            .filter(|p| !p.is_empty())
+        else {
+            continue;
+        };
+        let named = raw.routes.iter().enumerate().find_map(|(j, r)| {
+            if r.paths.iter().any(|rp| rp == path) {
+                return Some(format!(
+                    "route {:?} (routes[{j}]) names it as a path",
+                    r.name
+                ));
+            }
+            let jwt = r.jwt.as_ref()?;
+            [
+                ("logout_path", &jwt.logout_path),
+                ("logout_everywhere_path", &jwt.logout_everywhere_path),
+            ]
+            .into_iter()
+            .find(|(_, entry)| entry.as_deref().and_then(path_of_entry).as_deref() == Some(path))
+            .map(|(field, _)| format!("routes[{j}].jwt.{field} names it"))
+        });
+        if let Some(named) = named {
+            found.warn(
+                format!("providers[{i}].backchannel_logout_path"),
+                format!(
+                    "{path:?} is answered by the gateway as a back-channel logout whatever the \
+                     routes say, and {named}: those requests never reach the route (a user's \
+                     logout there is refused); choose another path"
+                ),
+            );
         }
     }
 }
@@ -725,5 +785,85 @@ mod tests {
             ]
         );
         assert!(of(text("consumers: false, ")).is_empty());
+    }
+
+    #[test]
+    fn a_backchannel_logout_path_a_route_names_is_said() {
+        let with = |routes: &str| {
+            let text = format!(
+                "listen: \"127.0.0.1:0\"\nproviders:\n  - name: corp\n    issuer: https://idp.example\n    \
+                 jwks_uri: https://idp.example/keys\n    client_id: gw\n    backchannel_logout_path: /v1/logout\n\
+                 routes:\n{routes}"
+            );
+            let config = crate::load_str(&text, Path::new("."), &|_| None)
+                .unwrap_or_else(|e| panic!("{e}\n{text}"));
+            warnings(&config)
+                .iter()
+                .map(ToString::to_string)
+                .filter(|w| w.contains("backchannel_logout_path"))
+                .collect::<Vec<_>>()
+        };
+        let policy = |extra: &str| {
+            format!(
+                "  - name: app\n    paths: [\"/v1/*\"]\n    upstream: {{ echo: true }}\n    \
+                 jwt: {{ providers: [corp], consumers: false, use_jwt_blacklist_revoking: true, {extra} }}\n"
+            )
+        };
+        for (routes, names) in [
+            (
+                policy("logout_path: \"POST_/v1/logout\""),
+                "routes[0].jwt.logout_path",
+            ),
+            (
+                policy(
+                    "logout_path: \"POST_/v1/bye\", logout_everywhere_path: \"POST_/v1/logout\"",
+                ),
+                "routes[0].jwt.logout_everywhere_path",
+            ),
+            (
+                "  - name: exact\n    paths: [\"/v1/logout\"]\n    upstream: { echo: true }\n"
+                    .to_owned(),
+                "route \"exact\" (routes[0])",
+            ),
+        ] {
+            let w = with(&routes);
+            assert!(
+                w.len() == 1
+                    && w[0].contains("providers[0].backchannel_logout_path")
+                    && w[0].contains(names),
+                "{routes}: {w:?}"
+            );
+        }
+        // A prefix (a catch-all) covering it is the usual case: nothing said.
+        assert_eq!(
+            with(&policy("logout_path: \"POST_/v1/bye\"")),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn a_long_key_fetch_timeout_is_said() {
+        let with = |ms: u64| {
+            let text = format!(
+                "listen: \"127.0.0.1:0\"\nproviders:\n  - name: corp\n    issuer: https://idp.example\n    \
+                 jwks_uri: https://idp.example/keys\n    fetch_timeout_ms: {ms}\nroutes: []\n"
+            );
+            let config = crate::load_str(&text, Path::new("."), &|_| None)
+                .unwrap_or_else(|e| panic!("{e}\n{text}"));
+            warnings(&config)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(with(30_000), Vec::<String>::new());
+        for ms in [30_001, u64::MAX] {
+            let w = with(ms);
+            assert!(
+                w.len() == 1
+                    && w[0].contains("providers[0].fetch_timeout_ms")
+                    && w[0].contains("waits"),
+                "{w:?}"
+            );
+        }
     }
 }

@@ -202,15 +202,15 @@ impl Objects {
             let mut blamed: BTreeMap<ObjectId, (&'static str, Vec<String>)> = BTreeMap::new();
             let mut unexplained = Vec::new();
             let is_pending = |id: &ObjectId| pending.iter().any(|((p, _), _)| p == id);
-            for (route, why) in &violations {
-                let id = (ObjectKind::Route, route.clone());
-                if is_pending(&id) {
-                    let entry = blamed.entry(id).or_insert(("protected", Vec::new()));
+            for (id, why) in &violations {
+                if is_pending(id) {
+                    let line = format!("{}/{}: {why}", id.0.dir(), id.1);
+                    let entry = blamed
+                        .entry(id.clone())
+                        .or_insert(("protected", Vec::new()));
                     entry.0 = "protected";
                     // Located like every other refusal: the object first.
-                    entry
-                        .1
-                        .push(format!("{}/{route}: {why}", ObjectKind::Route.dir()));
+                    entry.1.push(line);
                 } else {
                     unexplained.push(why.clone());
                 }
