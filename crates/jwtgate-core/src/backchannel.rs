@@ -16,6 +16,29 @@ use crate::provider::{IdentityProvider, ProviderKeys};
 /// The event a logout token must carry (BCL §2.4).
 pub const LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
+/// Whether a token is a logout token (BCL §2.4: typed `logout+jwt`, or
+/// carrying the back-channel `events` member), which must never pass as an
+/// access token: its `sub` is the user who logged out, and where a provider
+/// checks no audience (or lists its `client_id`) it would otherwise verify
+/// as one (RFC 8725 §3.11, cross-JWT confusion).
+pub fn is_logout_token(
+    header: &serde_json::Map<String, Value>,
+    claims: &serde_json::Map<String, Value>,
+) -> bool {
+    let typed = header
+        .get("typ")
+        .and_then(Value::as_str)
+        .is_some_and(|typ| {
+            let typ = typ.strip_prefix("application/").unwrap_or(typ);
+            typ.eq_ignore_ascii_case("logout+jwt")
+        });
+    typed
+        || claims
+            .get("events")
+            .and_then(Value::as_object)
+            .is_some_and(|events| events.contains_key(LOGOUT_EVENT))
+}
+
 /// How far `iat` may be from now (clock skew between the provider and the
 /// gateway); a logout token is sent at once, so an old one is a replay.
 pub const IAT_SKEW_SECONDS: i64 = 120;

@@ -398,6 +398,9 @@ fn provider_way(
     if token.header().contains_key("crit") {
         return (Err(AuthError::CriticalHeader), None);
     }
+    if crate::backchannel::is_logout_token(token.header(), token.claims()) {
+        return (Err(AuthError::LogoutToken), None);
+    }
 
     let keys = ctx.keys.current(provider.index);
     let kid = token.header().get("kid");

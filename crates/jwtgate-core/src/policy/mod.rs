@@ -235,6 +235,12 @@ pub enum AuthError {
     },
     #[error("header has a \"crit\" parameter, and no extension is understood")]
     CriticalHeader,
+    /// A provider's logout token (typed `logout+jwt`, or with the
+    /// back-channel `events` member) presented as an access token.
+    #[error(
+        "a logout token is not an access token (typ logout+jwt, or the back-channel events member)"
+    )]
+    LogoutToken,
     #[error("signature does not verify")]
     BadSignature,
     #[error("token expired at {exp} (now {now}, leeway {leeway}s)")]
@@ -278,6 +284,7 @@ impl AuthError {
                 "missing_key_claim"
             }
             AuthError::UnknownConsumer { .. } => "unknown_consumer",
+            AuthError::LogoutToken => "wrong_type",
             AuthError::AlgMismatch { .. }
             | AuthError::CriticalHeader
             | AuthError::AlgNotAllowed { .. } => "wrong_alg",

@@ -372,3 +372,52 @@ fn a_bad_signature_is_remembered_only_for_its_key_generation() {
     }));
     assert!(cached(&w).is_ok());
 }
+
+/// Found by an outside attack: a provider's logout token passed as an
+/// access token (for the user who logged out) where the route checks no
+/// audience, or lists the provider's client_id.
+#[test]
+fn a_logout_token_is_never_an_access_token() {
+    let w = World::new();
+    let key = SigningKey::from_private_pem(Algorithm::RS256, &read("keys/rsa.key")).expect("key");
+    let signed = |typ: Option<&str>, extra: Value| {
+        let mut header = json!({"alg": "RS256", "kid": "rsa-1"});
+        if let Some(typ) = typ {
+            header["typ"] = json!(typ);
+        }
+        key.encode_with_header(&header, &claims(extra))
+            .expect("sign")
+    };
+    let event = json!({ "events": { crate::backchannel::LOGOUT_EVENT: {} }, "jti": "j-1" });
+    for (what, token) in [
+        ("typ logout+jwt", signed(Some("logout+jwt"), json!({}))),
+        (
+            "typ application/logout+JWT",
+            signed(Some("application/logout+JWT"), json!({})),
+        ),
+        (
+            "the back-channel events member",
+            signed(Some("JWT"), event.clone()),
+        ),
+        ("both", signed(Some("logout+jwt"), event)),
+    ] {
+        let got = auth(&w, &route(), &token);
+        assert!(
+            matches!(got, Err(AuthError::LogoutToken)),
+            "{what}: {got:?}"
+        );
+        assert_eq!(got.expect_err("refused").outcome(), "wrong_type");
+    }
+    // Other types, and other events, are access tokens as before.
+    for (typ, extra) in [
+        (Some("JWT"), json!({})),
+        (Some("at+jwt"), json!({})),
+        (
+            None,
+            json!({ "events": { "https://example.com/other": {} } }),
+        ),
+    ] {
+        let token = signed(typ, extra.clone());
+        assert!(auth(&w, &route(), &token).is_ok(), "{typ:?} {extra}");
+    }
+}
