@@ -5,6 +5,7 @@
 //! open; `/status` gives the reasons for refused etcd objects only with the
 //! key (they quote what etcd holds, resolved secrets' lengths included).
 //!
+//! A request with two `X-API-KEY` headers is refused whatever they hold.
 //! The comparison is constant-time over SHA-256 digests of both keys: equal
 //! lengths, so neither the key's bytes nor its length leak through timing.
 
@@ -25,7 +26,14 @@ pub async fn require_key(State(state): State<AdminState>, req: Request, next: Ne
         return next.run(req).await;
     }
     let expected = state.live.admin_key();
-    let given = req.headers().get(HEADER).map(|v| v.as_bytes());
+    // Exactly one key: of two, neither is taken (a proxy in front and the
+    // gateway could each read a different one), as the data plane refuses
+    // two tokens.
+    let mut keys = req.headers().get_all(HEADER).iter();
+    let given = match (keys.next(), keys.next()) {
+        (Some(key), None) => Some(key.as_bytes()),
+        _ => None,
+    };
     if key_matches(expected.as_bytes(), given) {
         next.run(req).await
     } else {

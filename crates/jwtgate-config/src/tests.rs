@@ -133,6 +133,14 @@ fn duplicate_consumer_keys_are_rejected() {
             .any(|e| e.starts_with("consumers[1].jwt.key:") && e.contains("already used")),
         "{errs:?}"
     );
+    // Said at the other consumer too, naming this one: an admin write of
+    // either is told who holds the key (found by an outside attack: a PUT of
+    // the earlier one was told it held the key itself).
+    assert!(
+        errs.iter().any(|e| e.starts_with("consumers[0].jwt.key:")
+            && e.contains("also used by consumer \"alice\"")),
+        "{errs:?}"
+    );
 }
 
 #[test]

@@ -63,6 +63,13 @@ fn admin_requests_need_the_exact_key() {
         Req::get("/admin/v1/routes").header("X-API-KEY", "wrong"),
         Req::get("/admin/v1/routes").header("X-API-KEY", &format!("{KEY}x")),
         Req::get("/admin/v1/routes").header("X-API-KEY", ""),
+        // Two keys, the right one among them: neither is taken.
+        Req::get("/admin/v1/routes")
+            .header("X-API-KEY", KEY)
+            .header("X-API-KEY", "wrong"),
+        Req::get("/admin/v1/routes")
+            .header("X-API-KEY", "wrong")
+            .header("X-API-KEY", KEY),
         Req::get("/admin/v1/no-such-endpoint"),
         Req::new("DELETE", "/admin/v1/routes/api"),
     ] {
@@ -537,6 +544,29 @@ fn invalid_bodies_name_every_field() {
     );
     assert_eq!(dup.status, 400);
     assert_eq!(fields(&dup), ["jwt.key", "jwt.algorithm"], "{}", dup.text());
+    // The earlier consumer given a later one's key is told who holds it, in
+    // the body (found by an outside attack: it was told, at the other
+    // consumer's file location, that it held the key itself).
+    let partner = json!({"jwt": {"key": "partner-key", "secret": SECRET}});
+    assert_eq!(
+        node.admin("PUT", "/admin/v1/consumers/partner", Some(partner))
+            .status,
+        201
+    );
+    let taken = node.admin(
+        "PUT",
+        "/admin/v1/consumers/alice",
+        Some(json!({"jwt": {"key": "partner-key", "secret": SECRET}})),
+    );
+    assert_eq!(taken.status, 400, "{}", taken.text());
+    assert_eq!(fields(&taken), ["jwt.key"], "{}", taken.text());
+    assert!(
+        taken
+            .text()
+            .contains("also used by consumer \\\"partner\\\""),
+        "{}",
+        taken.text()
+    );
 
     for (body, what) in [("{", "malformed"), ("", "empty"), ("[1]", "not an object")] {
         let req = Req::new("PUT", "/admin/v1/routes/x")
