@@ -143,6 +143,25 @@ haproxy_two_threads() { # NAME -> path of HAProxy's HS256 config with two thread
   echo "$out"
 }
 
+haproxy_forwarding() { # -> path of the kit's haproxy-plain.cfg on port 18091, adding
+  # for every request what jwtgate sends upstream (SPEC §5): X-Forwarded-For
+  # appended, X-Real-IP, X-Forwarded-Proto and X-Forwarded-Host set, the
+  # node's Host. The peer doing jwtgate's forwarding work.
+  local out="$KIT/run/haproxy-forwarding.cfg"
+  sed -E -e 's/^([[:space:]]*bind[[:space:]]+)127\.0\.0\.1:18084/\1127.0.0.1:18091\
+    option forwardfor\
+    http-request set-header X-Real-IP %[src]\
+    http-request set-header X-Forwarded-Proto http\
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]/' \
+    -e 's/^([[:space:]]*http-reuse always)$/\1\
+    http-request set-header Host 127.0.0.1:18081/' \
+    "$KIT/peers/haproxy-plain.cfg" > "$out"
+  grep -q "X-Forwarded-Host" "$out" && grep -q "set-header Host" "$out" \
+    || { echo "the kit's haproxy-plain.cfg changed shape: no forwarding config made" >&2; return 1; }
+  haproxy -c -q -f "$out" || return 1
+  echo "$out"
+}
+
 with_affinity() { # CONFIG -> CONFIG, or a copy with worker_cpu_affinity: $AFFINITY
   if [[ -z ${AFFINITY:-} ]]; then echo "$1"; return; fi
   local out="${1%.yaml}-affinity.yaml"

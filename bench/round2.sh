@@ -6,7 +6,8 @@
 # beside it) printed per row.
 #
 #   bench/round2.sh [row ...]    rows: twocores tls handshake h2 onecore (default:
-#       these five), tls-noauth h2-noauth twocores-noauth (the ceilings)
+#       these five), tls-noauth h2-noauth twocores-noauth (the ceilings),
+#       forwarded (HAProxy doing jwtgate's forwarding work vs haproxy-plain)
 #   env ROUNDS=5 DURATION=10 ACCESS_LOG=off|on (onecore always runs both)
 #   env AFFINITY=auto: the twocores row's jwtgate with `worker_cpu_affinity:
 #       auto` (its workers pinned; the peers' threads are not)
@@ -41,16 +42,10 @@ log_env() { # on|off
   [[ $1 == on ]] && echo "" || echo "env JWTGATE_LOG=info,jwtgate::access=off"
 }
 
-# run NAME CONFIG ALG PEERS... (env for run_peers.sh set by the caller)
-run() {
-  local name=$1 config=$2 alg=$3; shift 3
-  local out="$KIT/results/round2-$name-$STAMP"
-  mkdir -p "$out"
-  OUTDIR="$out" CUSTOM_NAME="jwtgate-$name" CUSTOM_PORT=18090 CUSTOM_ALG=$alg \
-    CUSTOM_CMD="$(log_env "${ACCESS_LOG:-off}") $BIN run --config $config 2>>$out/jwtgate.log" \
-    "$KIT/run_peers.sh" "$@" custom
-  echo "== $name"
-  python3 - "$out/summary.tsv" "jwtgate-$name" "$@" <<'PY'
+# ratios SUMMARY ME PEERS...: both ratios of ME against each peer, from the
+# kit's summary.tsv.
+ratios() {
+  python3 - "$@" <<'PY'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 me, peers = sys.argv[2], sys.argv[3:]
@@ -75,9 +70,21 @@ def per_round(p):
 print(f"{me}: {med(me,'rps'):.0f} req/s, {med(me,cpu):.1f} us CPU/req, p99 {med(me,'p99_ms'):.2f} ms{busy(me)}")
 for p in peers:
     print(f"  vs {p}: {med(p,'rps'):.0f} req/s, {med(p,cpu):.1f} us CPU/req{busy(p)} -> "
-          f"req/s ratio {med(me,'rps')/med(p,'rps'):.2f}, CPU ratio {med(p,cpu)/med(me,cpu):.2f} (peer/jwtgate)"
+          f"req/s ratio {med(me,'rps')/med(p,'rps'):.2f}, CPU ratio {med(p,cpu)/med(me,cpu):.2f} (peer/{me})"
           f"{per_round(p)}")
 PY
+}
+
+# run NAME CONFIG ALG PEERS... (env for run_peers.sh set by the caller)
+run() {
+  local name=$1 config=$2 alg=$3; shift 3
+  local out="$KIT/results/round2-$name-$STAMP"
+  mkdir -p "$out"
+  OUTDIR="$out" CUSTOM_NAME="jwtgate-$name" CUSTOM_PORT=18090 CUSTOM_ALG=$alg \
+    CUSTOM_CMD="$(log_env "${ACCESS_LOG:-off}") $BIN run --config $config 2>>$out/jwtgate.log" \
+    "$KIT/run_peers.sh" "$@" custom
+  echo "== $name"
+  ratios "$out/summary.tsv" "jwtgate-$name" "$@"
   if [[ -s $out/jwtgate.log ]] && grep -q "worker stopped accepting" "$out/jwtgate.log"; then
     echo "  connections per worker, per round:"
     grep "worker stopped accepting" "$out/jwtgate.log" |
@@ -112,6 +119,17 @@ for row in "${ROWS[@]}"; do
       CUSTOM_TLS=1 CUSTOM_AUTH=no run tls-noauth "$(write_config plain tls)" hs256 haproxy-tls-plain haproxy-tls-hs256 ;;
     h2-noauth)
       CUSTOM_H2=1 CUSTOM_AUTH=no run h2-noauth "$(write_config plain tls)" hs256 haproxy-h2-plain haproxy-h2-hs256 ;;
+    forwarded)
+      # The one-core no-auth row's other reading: HAProxy doing the
+      # forwarding work jwtgate does for every request (SPEC §5: the
+      # X-Forwarded family and X-Real-IP set, the node's Host), which the
+      # kit's haproxy-plain does not, against haproxy-plain in the same run.
+      out="$KIT/results/round2-forwarded-$STAMP"; mkdir -p "$out"
+      OUTDIR="$out" CUSTOM_NAME=haproxy-forwarding CUSTOM_PORT=18091 CUSTOM_AUTH=no \
+        CUSTOM_CMD="haproxy -db -f $(haproxy_forwarding)" "$KIT/run_peers.sh" haproxy-plain custom
+      echo "== forwarded (HAProxy adding jwtgate's forwarding headers, against itself without)"
+      ratios "$out/summary.tsv" haproxy-forwarding haproxy-plain
+      echo "  results: $out" ;;
     twocores-noauth)
       PIN=none CUSTOM_AUTH=no run twocores-noauth "$(with_affinity "$(write_config plain)")" hs256 haproxy-plain haproxy-hs256 nginx-lua-hs256 ;;
     *) echo "unknown row $row" >&2; exit 2 ;;
