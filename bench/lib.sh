@@ -144,11 +144,11 @@ haproxy_two_threads() { # NAME -> path of HAProxy's HS256 config with two thread
 }
 
 haproxy_forwarding() { # -> path of the kit's haproxy-plain.cfg on port 18091, adding
-  # for every request what jwtgate sends upstream (SPEC §5): X-Forwarded-For
+  # for every request what jwtgate sends upstream (SPEC §5, §3.11): X-Forwarded-For
   # appended, X-Real-IP, X-Forwarded-Proto and X-Forwarded-Host set, the
   # node's Host. The peer doing jwtgate's forwarding work.
   local out="$KIT/run/haproxy-forwarding.cfg"
-  sed -E -e 's/^([[:space:]]*bind[[:space:]]+)127\.0\.0\.1:18084/\1127.0.0.1:18091\
+  sed -E -e 's/^([[:space:]]*bind[[:space:]]+)127\.0\.0\.1:18084(.*)$/\1127.0.0.1:18091\2\
     option forwardfor\
     http-request set-header X-Real-IP %[src]\
     http-request set-header X-Forwarded-Proto http\

@@ -121,12 +121,13 @@ for row in "${ROWS[@]}"; do
       CUSTOM_H2=1 CUSTOM_AUTH=no run h2-noauth "$(write_config plain tls)" hs256 haproxy-h2-plain haproxy-h2-hs256 ;;
     forwarded)
       # The one-core no-auth row's other reading: HAProxy doing the
-      # forwarding work jwtgate does for every request (SPEC §5: the
-      # X-Forwarded family and X-Real-IP set, the node's Host), which the
+      # forwarding work jwtgate does for every request (SPEC §5 and §3.11:
+      # the X-Forwarded family and X-Real-IP set, the node's Host), which the
       # kit's haproxy-plain does not, against haproxy-plain in the same run.
       out="$KIT/results/round2-forwarded-$STAMP"; mkdir -p "$out"
+      cfg=$(haproxy_forwarding)
       OUTDIR="$out" CUSTOM_NAME=haproxy-forwarding CUSTOM_PORT=18091 CUSTOM_AUTH=no \
-        CUSTOM_CMD="haproxy -db -f $(haproxy_forwarding)" "$KIT/run_peers.sh" haproxy-plain custom
+        CUSTOM_CMD="haproxy -db -f $cfg" "$KIT/run_peers.sh" haproxy-plain custom
       echo "== forwarded (HAProxy adding jwtgate's forwarding headers, against itself without)"
       ratios "$out/summary.tsv" haproxy-forwarding haproxy-plain
       echo "  results: $out" ;;

@@ -48,15 +48,7 @@ pub fn compile_checked(
     match compile_source(source, base_dir, &env) {
         Ok(config) if problems.is_empty() => Ok(config),
         Ok(_) => Err(ConfigErrors(problems)),
-        Err(mut more) => {
-            // An edit with problems of its own is told those: another
-            // object's side of the same problem (the other holder of a jwt
-            // key both name) would only repeat it, located elsewhere.
-            if !at.is_empty()
-                && (!problems.is_empty() || more.0.iter().any(|e| within(&e.location, at)))
-            {
-                more.0.retain(|e| within(&e.location, at));
-            }
+        Err(more) => {
             // Against the reader's problems only: a compile error about a
             // whole section (`routes[0].jwt: both lists set`) must not hide
             // the others inside it.

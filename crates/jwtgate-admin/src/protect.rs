@@ -214,17 +214,23 @@ fn taken_by_backchannel(
             .map(|path| jwtgate_core::path::match_form(path).into_owned())
     };
     let already: Vec<String> = old.providers.iter().filter_map(path_of).collect();
-    // The methods and hosts that routing tells apart, from the old routes.
-    let mut requests: Vec<(String, Option<String>)> = RouteChoice::samples(&[before], |_| true)
-        .map(|s| (s.method, s.host))
+    let added: Vec<(&RawProvider, String)> = new
+        .providers
+        .iter()
+        .filter_map(|p| Some((p, path_of(p).filter(|path| !already.contains(path))?)))
         .collect();
-    requests.sort();
-    requests.dedup();
+    if added.is_empty() {
+        return Vec::new();
+    }
+    // The methods and hosts that routing tells apart, from the old routes:
+    // the same for every path, so those of one sampled path.
+    let one_path = std::cell::Cell::new(true);
+    let requests: Vec<(String, Option<String>)> =
+        RouteChoice::samples(&[before], |_| one_path.replace(false))
+            .map(|s| (s.method, s.host))
+            .collect();
     let mut refusals = Vec::new();
-    for provider in &new.providers {
-        let Some(path) = path_of(provider).filter(|p| !already.contains(p)) else {
-            continue;
-        };
+    for (provider, path) in added {
         let owner = requests.iter().find_map(|(method, host)| {
             let sample = SampleRequest {
                 method: method.clone(),

@@ -488,10 +488,9 @@ pub(crate) fn split_host_port(s: &str) -> Option<(String, u16)> {
 fn consumers(raw: &[RawConsumer], base_dir: &Path, errors: &mut Errors) -> ConsumerRegistry {
     let mut registry = ConsumerRegistry::new();
     let mut names = HashSet::new();
-    // Credential keys as written, with the consumer and its place, so that
-    // a clash is reported even when the earlier consumer has another
-    // problem (it is not in the registry).
-    let mut keys: HashMap<&str, (&str, usize)> = HashMap::new();
+    // Credential keys as written, so that a clash is reported even when
+    // the earlier consumer has another problem (it is not in the registry).
+    let mut keys: HashMap<&str, &str> = HashMap::new();
     for (i, c) in raw.iter().enumerate() {
         let loc = index("consumers", i);
         if !names.insert(c.username.as_str()) {
@@ -501,22 +500,13 @@ fn consumers(raw: &[RawConsumer], base_dir: &Path, errors: &mut Errors) -> Consu
             );
         }
         if let Some(j) = c.jwt.as_ref().filter(|j| !j.key.is_empty()) {
-            if let Some((existing, at)) = keys.insert(&j.key, (&c.username, i)) {
+            if let Some(existing) = keys.insert(&j.key, &c.username) {
                 let clash = DuplicateKey {
                     key: j.key.clone(),
                     existing: existing.to_owned(),
                 };
                 errors.add(&child(&loc, "jwt.key"), clash.to_string());
-                // Said at both: whichever of the two was just changed (an
-                // admin write, a push) is told who holds the key.
-                errors.add(
-                    &child(&index("consumers", at), "jwt.key"),
-                    format!(
-                        "jwt key {:?} is also used by consumer {:?}",
-                        j.key, c.username
-                    ),
-                );
-                keys.insert(&j.key, (existing, at));
+                keys.insert(&j.key, existing);
             }
         }
         if let Some(consumer) = consumer(c, &loc, base_dir, errors) {

@@ -271,49 +271,39 @@ fn has_user_part(s: &str) -> bool {
         .is_some_and(|authority| authority.contains('@'))
 }
 
-/// `http://` or `https://`, a host (a name, an IPv4 address, or an IPv6
-/// one in brackets) and, if any, a port from 1 to 65535; no user part, no
-/// whitespace. What the fetch would refuse at every try is refused here,
+/// `http://` or `https://`, a host, a port (if any) from 1 to 65535, no
+/// user part, no whitespace: parsed as the key fetcher parses it
+/// (`http::Uri`), so what it would refuse at every try is refused here,
 /// with the config's location (`http://[::1`, `http://idp:99999/`).
 fn is_http_url(s: &str) -> bool {
-    let rest = s
-        .strip_prefix("https://")
-        .or_else(|| s.strip_prefix("http://"));
-    let Some(rest) = rest else { return false };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let (host, port) = match authority.strip_prefix('[') {
-        Some(v6) => {
-            let Some((addr, after)) = v6.split_once(']') else {
-                return false;
-            };
-            if addr.parse::<std::net::Ipv6Addr>().is_err() {
-                return false;
-            }
-            match after {
-                "" => (addr, None),
-                _ => match after.strip_prefix(':') {
-                    Some(port) => (addr, Some(port)),
-                    None => return false,
-                },
-            }
-        }
-        None => match authority.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        },
+    if s.chars().any(char::is_whitespace) {
+        return false;
+    }
+    let Ok(uri) = s.parse::<http::Uri>() else {
+        return false;
     };
-    // RFC 3986 §3.2.2 reg-name characters (a name, or IPv4 digits and dots).
-    let name_ok = |h: &str| {
-        !h.is_empty()
-            && h.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b))
+    let Some(authority) = uri.authority() else {
+        return false;
     };
-    let port_ok = |p: &str| {
-        !p.is_empty()
-            && p.bytes().all(|b| b.is_ascii_digit())
-            && p.parse::<u16>().is_ok_and(|n| n > 0)
+    // http::Uri takes `[::1]x` as a host; the fetcher could not connect to it.
+    let host = authority.host();
+    let host_ok = match host.strip_prefix('[') {
+        Some(v6) => v6
+            .strip_suffix(']')
+            .and_then(|a| a.split('%').next())
+            .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok()),
+        None => !host.is_empty(),
     };
-    (authority.starts_with('[') || name_ok(host))
-        && port.is_none_or(port_ok)
-        && !s.chars().any(char::is_whitespace)
+    // After the host: nothing, or `:` and a port (empty: the scheme's).
+    let port_ok = match authority.as_str().get(host.len()..).unwrap_or("x") {
+        "" => true,
+        rest => rest.strip_prefix(':').is_some_and(|p| {
+            p.is_empty()
+                || (p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|n| n > 0))
+        }),
+    };
+    matches!(uri.scheme_str(), Some("http" | "https"))
+        && !authority.as_str().contains('@')
+        && host_ok
+        && port_ok
 }

@@ -29,7 +29,12 @@ pub fn is_logout_token(
         .get("typ")
         .and_then(Value::as_str)
         .is_some_and(|typ| {
-            let typ = typ.strip_prefix("application/").unwrap_or(typ);
+            // A media type: its `application/` prefix in any case (RFC 7515
+            // §4.1.9).
+            let typ = match typ.get(..12) {
+                Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ[12..],
+                _ => typ,
+            };
             typ.eq_ignore_ascii_case("logout+jwt")
         });
     typed

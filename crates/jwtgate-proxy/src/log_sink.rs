@@ -247,9 +247,10 @@ pub fn timestamp(out: &mut Vec<u8>, now: Instant) {
     CLOCK.with(|clock| {
         let clock = &mut *clock.borrow_mut();
         let since_epoch = anchored(&mut clock.anchor, now, || {
-            SystemTime::now()
+            let wall = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
+                .unwrap_or_default();
+            (Instant::now(), wall)
         });
         let secs = since_epoch.as_secs();
         if clock.second != secs {
@@ -285,24 +286,30 @@ struct Clock {
 const ANCHOR_FOR: Duration = Duration::from_secs(1);
 
 /// The wall time (since the epoch) at `now`, from `anchor` while it is
-/// fresh; otherwise `wall()` is read and becomes the anchor.
+/// fresh; otherwise `fresh()` reads the two clocks together (an instant and
+/// the wall time at it), which become the anchor.
 fn anchored(
     anchor: &mut Option<(Instant, Duration)>,
     now: Instant,
-    wall: impl FnOnce() -> Duration,
+    fresh: impl FnOnce() -> (Instant, Duration),
 ) -> Duration {
     if let Some((at, at_wall)) = *anchor {
         // None for an instant before the anchor (read earlier, logged later):
-        // the clock is read rather than the time computed backwards.
+        // the anchor is renewed rather than the time computed backwards
+        // from an old one.
         if let Some(since) = now.checked_duration_since(at) {
             if since < ANCHOR_FOR {
                 return at_wall + since;
             }
         }
     }
-    let at_wall = wall();
-    *anchor = Some((now, at_wall));
-    at_wall
+    let (at, at_wall) = fresh();
+    *anchor = Some((at, at_wall));
+    match now.checked_duration_since(at) {
+        Some(since) => at_wall + since,
+        // `now` was read a moment before the pair: that much earlier.
+        None => at_wall.saturating_sub(at - now),
+    }
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` for a Unix time in seconds.
@@ -545,28 +552,32 @@ mod tests {
         let mut anchor = None;
         let t0 = Instant::now();
         let w0 = Duration::from_secs(1_795_378_102);
-        // The first reading anchors.
-        assert_eq!(anchored(&mut anchor, t0, || w0), w0);
-        // Within a second the wall clock is not read: the instant's distance
+        // The first reading anchors; `now` was read 3 µs before the pair.
+        let us = Duration::from_micros;
+        assert_eq!(anchored(&mut anchor, t0, || (t0 + us(3), w0)), w0 - us(3));
+        // Within a second the clocks are not read: the instant's distance
         // from the anchor is added.
         let later = t0 + Duration::from_millis(999);
-        let wall = anchored(&mut anchor, later, || panic!("the wall clock was read"));
-        assert_eq!(wall, w0 + Duration::from_millis(999));
-        // A second on, it is read again (a step of the wall clock shows).
+        let wall = anchored(&mut anchor, later, || panic!("the clocks were read"));
+        assert_eq!(wall, w0 + Duration::from_millis(999) - us(3));
+        // A second on, they are read again (a step of the wall clock shows).
         let stepped = Duration::from_secs(1_900_000_000);
-        assert_eq!(anchored(&mut anchor, t0 + ANCHOR_FOR, || stepped), stepped);
+        let t1 = t0 + us(3) + ANCHOR_FOR;
+        assert_eq!(anchored(&mut anchor, t1, || (t1, stepped)), stepped);
         assert_eq!(
-            anchored(
-                &mut anchor,
-                t0 + ANCHOR_FOR + Duration::from_micros(5),
-                || { panic!("read again") }
-            ),
-            stepped + Duration::from_micros(5)
+            anchored(&mut anchor, t1 + us(5), || panic!("read again")),
+            stepped + us(5)
         );
-        // An instant before the anchor (taken earlier, logged later) is read
-        // from the clock, never computed backwards.
-        let w1 = Duration::from_secs(1_900_000_001);
-        assert_eq!(anchored(&mut anchor, t0, || w1), w1);
+        // An instant before the anchor (taken earlier, logged later) renews
+        // it, and is placed before the new pair, never computed from the old.
+        let w1 = Duration::from_secs(1_900_000_010);
+        let t2 = t1 + Duration::from_secs(2);
+        let before = t1 - Duration::from_millis(1);
+        assert_eq!(
+            anchored(&mut anchor, before, || (t2, w1)),
+            w1 - Duration::from_millis(2_001)
+        );
+        assert_eq!(anchor, Some((t2, w1)));
     }
 
     #[test]

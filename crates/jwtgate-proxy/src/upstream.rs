@@ -442,6 +442,7 @@ impl ConnPool {
             result
         }
     }
+
     async fn connect(&self, target: &UpstreamTarget, node: &Node) -> Result<Conn, String> {
         let connect = async {
             let stream = TcpStream::connect((node.host.as_str(), node.port))

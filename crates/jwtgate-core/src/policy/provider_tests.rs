@@ -396,6 +396,10 @@ fn a_logout_token_is_never_an_access_token() {
             signed(Some("application/logout+JWT"), json!({})),
         ),
         (
+            "typ Application/Logout+JWT",
+            signed(Some("Application/Logout+JWT"), json!({})),
+        ),
+        (
             "the back-channel events member",
             signed(Some("JWT"), event.clone()),
         ),
