@@ -328,17 +328,36 @@ fn shadowed(routes: &[Route], found: &mut Found) {
 /// §3.10), so the route never sees it and a user's logout there is refused.
 /// (A route whose prefix merely covers it, a catch-all, is the usual case.)
 fn backchannel_paths(raw: &RawConfig, found: &mut Found) {
-    let path_of_entry = |entry: &str| entry.split_once('_').map(|(_, path)| path.to_owned());
+    use jwtgate_core::path::{match_form, Method, PathPattern, RuleEntry};
+    const METHODS: [Method; 8] = [
+        Method::Get,
+        Method::Post,
+        Method::Put,
+        Method::Patch,
+        Method::Delete,
+        Method::Head,
+        Method::Options,
+        Method::Other,
+    ];
+    // As the data plane matches: an entry's own rule (a prefix, or an exact
+    // path with or without a trailing slash), in any method.
+    let entry_takes = |entry: &str, path: &str| {
+        RuleEntry::parse(entry).is_ok_and(|e| METHODS.iter().any(|m| e.matches(*m, path)))
+    };
     for (i, p) in raw.providers.iter().enumerate() {
-        let Some(path) = p
+        let Some(raw_path) = p
             .backchannel_logout_path
             .as_deref()
             .filter(|p| !p.is_empty())
         else {
             continue;
         };
+        let path = match_form(raw_path);
         let named = raw.routes.iter().enumerate().find_map(|(j, r)| {
-            if r.paths.iter().any(|rp| rp == path) {
+            let exact = |rp: &String| {
+                PathPattern::parse(rp).is_ok_and(|pat| !pat.is_prefix() && pat.matches(&path))
+            };
+            if r.paths.iter().any(exact) {
                 return Some(format!(
                     "route {:?} (routes[{j}]) names it as a path",
                     r.name
@@ -350,16 +369,16 @@ fn backchannel_paths(raw: &RawConfig, found: &mut Found) {
                 ("logout_everywhere_path", &jwt.logout_everywhere_path),
             ]
             .into_iter()
-            .find(|(_, entry)| entry.as_deref().and_then(path_of_entry).as_deref() == Some(path))
-            .map(|(field, _)| format!("routes[{j}].jwt.{field} names it"))
+            .find(|(_, entry)| entry.as_deref().is_some_and(|e| entry_takes(e, &path)))
+            .map(|(field, _)| format!("routes[{j}].jwt.{field} takes it"))
         });
         if let Some(named) = named {
             found.warn(
                 format!("providers[{i}].backchannel_logout_path"),
                 format!(
-                    "{path:?} is answered by the gateway as a back-channel logout whatever the \
-                     routes say, and {named}: those requests never reach the route (a user's \
-                     logout there is refused); choose another path"
+                    "{raw_path:?} is answered by the gateway as a back-channel logout whatever \
+                     the routes say, and {named}: those requests never reach the route (a \
+                     user's logout there is refused); choose another path"
                 ),
             );
         }
@@ -812,7 +831,7 @@ mod tests {
         for (routes, names) in [
             (
                 policy("logout_path: \"POST_/v1/logout\""),
-                "routes[0].jwt.logout_path",
+                "routes[0].jwt.logout_path takes it",
             ),
             (
                 policy(
@@ -834,7 +853,17 @@ mod tests {
                 "{routes}: {w:?}"
             );
         }
-        // A prefix (a catch-all) covering it is the usual case: nothing said.
+        // As the data plane matches them: a prefix entry, the trailing-slash
+        // twin of an exact one, another method.
+        for entry in ["POST_/v1/*", "POST_/v1/logout/", "GET_/v1/logout"] {
+            let w = with(&policy(&format!("logout_path: \"{entry}\"")));
+            assert!(
+                w.len() == 1 && w[0].contains("routes[0].jwt.logout_path takes it"),
+                "{entry}: {w:?}"
+            );
+        }
+        // A prefix (a catch-all) route covering it is the usual case: nothing
+        // said; nor for a logout entry elsewhere.
         assert_eq!(
             with(&policy("logout_path: \"POST_/v1/bye\"")),
             Vec::<String>::new()
