@@ -16,7 +16,7 @@ use arc_swap::ArcSwap;
 use jwtgate_config::{CertificatePem, ConfigError, TlsMaterial, TlsVersion};
 use jwtgate_core::x509::PublicKey;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ProducesTickets, ResolvesServerCert, ServerSessionMemoryCache};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
@@ -180,15 +180,20 @@ fn certified_key(c: &CertificatePem, provider: &CryptoProvider) -> Result<Entry,
             "the first certificate does not parse as X.509".into(),
         ));
     };
-    let exact = parsed
-        .valid_dns_names()
-        .filter(|n| !n.starts_with('*'))
-        .map(str::to_ascii_lowercase)
-        .collect();
+    let (mut exact, mut wildcard) = (Vec::new(), Vec::new());
+    for name in parsed.valid_dns_names() {
+        let name = name.to_ascii_lowercase();
+        match name.strip_prefix('*') {
+            // webpki takes a wildcard only as the whole leftmost label.
+            Some(suffix) if suffix.starts_with('.') => wildcard.push(suffix.to_owned()),
+            Some(_) => {}
+            None => exact.push(name),
+        }
+    }
     Ok(Entry {
         key: Arc::new(key),
         exact,
-        leaf,
+        wildcard,
     })
 }
 
@@ -197,8 +202,24 @@ struct Entry {
     /// The leaf's DNS names that are not wildcards, lower case: a client's
     /// SNI equal to one picks this certificate before any wildcard does.
     exact: Vec<String>,
-    /// The end-entity certificate, matched against the client's SNI.
-    leaf: CertificateDer<'static>,
+    /// The leaf's wildcard names without their `*`, lower case
+    /// (`*.example.com` as `.example.com`), parsed once at load.
+    wildcard: Vec<String>,
+}
+
+/// Whether one of the wildcard names (as `Entry::wildcard` keeps them)
+/// covers `name` as browsers read it (RFC 6125 §6.4.3): the `*` stands for
+/// exactly one whole, non-empty label.
+fn wildcard_covers(wildcards: &[String], name: &str) -> bool {
+    wildcards.iter().any(|suffix| {
+        let Some(cut) = name.len().checked_sub(suffix.len()).filter(|&c| c > 0) else {
+            return false;
+        };
+        match (name.get(..cut), name.get(cut..)) {
+            (Some(label), Some(rest)) => rest.eq_ignore_ascii_case(suffix) && !label.contains('.'),
+            _ => false,
+        }
+    })
 }
 
 /// Chooses a certificate by SNI: one that names it exactly, else the first
@@ -245,13 +266,36 @@ impl ResolvesServerCert for Certificates {
         {
             return Some(Arc::clone(&exact.key));
         }
-        let Ok(name) = ServerName::try_from(asked) else {
-            return Some(Arc::clone(&first.key));
-        };
-        let chosen = self.all.iter().find(|e| {
-            webpki::EndEntityCert::try_from(&e.leaf)
-                .is_ok_and(|cert| cert.verify_is_valid_for_subject_name(&name).is_ok())
-        });
+        let chosen = self.all.iter().find(|e| wildcard_covers(&e.wildcard, bare));
         Some(Arc::clone(&chosen.unwrap_or(first).key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wildcard_covers;
+
+    #[test]
+    fn a_wildcard_covers_one_whole_label_in_any_case() {
+        let wildcards = vec![".www.example.test".to_owned()];
+        for covered in [
+            "cart.www.example.test",
+            "CART.WWW.Example.Test",
+            "x.www.example.test",
+        ] {
+            assert!(wildcard_covers(&wildcards, covered), "{covered}");
+        }
+        for not in [
+            "www.example.test",
+            ".www.example.test",
+            "a.b.www.example.test",
+            "cartwww.example.test",
+            "cart.www.example.test.evil",
+            "example.test",
+            "",
+        ] {
+            assert!(!wildcard_covers(&wildcards, not), "{not}");
+        }
+        assert!(!wildcard_covers(&[], "cart.www.example.test"));
     }
 }

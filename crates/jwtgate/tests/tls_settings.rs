@@ -188,6 +188,14 @@ async fn sni_chooses_among_several_certificates() {
             .is_ok(),
         "wildcard"
     );
+    // A wildcard stands for one label only: a deeper name gets the first
+    // certificate, which the client trusting only the wildcard refuses.
+    assert!(
+        connect(node.addr, &www, "a.cart.www.example.test")
+            .await
+            .is_err(),
+        "a wildcard covers one label"
+    );
     if let Err(e) = connect(node.addr, &shop, "shop.www.example.test").await {
         panic!("an exact name before an earlier wildcard: {e}");
     }
