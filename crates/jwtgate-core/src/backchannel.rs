@@ -126,11 +126,13 @@ pub fn validate(
     let keys = keys
         .filter(|k| k.usable_at(now))
         .ok_or(LogoutError::NoKeys)?;
-    let (_, key) = keys
-        .set
-        .select(alg, token.header().get("kid"))
-        .map_err(LogoutError::Key)?;
-    if !key.verify(token.signing_input(), token.signature()) {
+    let kid = token.header().get("kid");
+    let (_, key) = keys.set.select(alg, kid).map_err(LogoutError::Key)?;
+    if !key.verify(token.signing_input(), token.signature())
+        && !keys
+            .set
+            .twin_verifies(alg, kid, token.signing_input(), token.signature())
+    {
         return Err(LogoutError::Signature);
     }
     let claims = token.claims();

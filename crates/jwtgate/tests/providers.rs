@@ -719,6 +719,54 @@ routes:
     assert!(!out.all().contains("\"n\""), "no key material");
 }
 
+/// An IdP that publishes two keys under one `kid` (a rotation that reused
+/// it): a token signed by either verifies, as Envoy serves it; one signed
+/// by neither does not.
+#[test]
+fn keys_sharing_a_kid_each_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("keys.json"),
+        jwks(&[jwk("rsa", "k"), jwk("ec-p256", "k"), jwk("rsa2", "k")]).to_string(),
+    )
+    .unwrap();
+    let config = dir.path().join("jwtgate.yaml");
+    std::fs::write(
+        &config,
+        r#"listen: "127.0.0.1:0"
+providers:
+  - name: corp
+    issuer: "https://idp.example"
+    jwks_file: keys.json
+    algorithms: [RS256, ES256]
+routes:
+  - name: api
+    paths: ["/api/*"]
+    upstream: { echo: true }
+    jwt: { providers: [corp] }
+"#,
+    )
+    .unwrap();
+    let gw = Gateway::start_in(dir, config).unwrap();
+    let claims = json!({"iss": "https://idp.example", "exp": now() + 60});
+    for (alg, key) in [
+        ("RS256", "rsa.key"),
+        ("RS256", "rsa2.key"),
+        ("ES256", "ec-p256.key"),
+    ] {
+        let t = sign_kid(alg, key, Some("k"), claims.clone());
+        let resp = get(&gw, &t);
+        assert_eq!(resp.status, 200, "{alg} {key}: {}", resp.text());
+    }
+    // Neither RSA key under the kid made this signature.
+    let t = sign_kid("RS256", "rsa.key", Some("k"), claims);
+    let mut forged = t.rsplit_once('.').unwrap().0.to_owned();
+    let other = sign_kid("RS256", "rsa2.key", Some("k"), json!({"exp": now() + 60}));
+    forged.push('.');
+    forged.push_str(other.rsplit_once('.').unwrap().1);
+    assert_refused(&get(&gw, &forged), "failed to verify jwt", "jwtgate", true);
+}
+
 /// The `jwks_file` of the quickstart example works end to end.
 #[test]
 fn the_quickstart_provider_example_works() {

@@ -261,6 +261,31 @@ impl JwkSet {
             }
         }
     }
+
+    /// Whether another key under the token's `kid` that fits `alg`, after
+    /// the one `select` chose, verifies the signature. An IdP may publish
+    /// two keys under one kid (a rotation that reused it); each is tried in
+    /// turn, as Envoy does. Called only when the chosen key failed, so a
+    /// good token is verified once.
+    pub fn twin_verifies(
+        &self,
+        alg: Algorithm,
+        kid: Option<&Value>,
+        message: &[u8],
+        signature: &[u8],
+    ) -> bool {
+        let Some(Value::String(kid)) = kid else {
+            return false;
+        };
+        let Some(candidates) = self.by_kid.get(kid) else {
+            return false;
+        };
+        candidates
+            .iter()
+            .filter_map(|&i| self.keys.get(i)?.verifier(alg))
+            .skip(1)
+            .any(|key| key.verify(message, signature))
+    }
 }
 
 fn unfit_reason(key: &Jwk, alg: Algorithm) -> String {

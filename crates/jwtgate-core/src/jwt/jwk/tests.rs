@@ -293,3 +293,53 @@ fn rsa_components_with_leading_zeros_and_odd_exponents_parse() {
     assert_eq!(verifies(&keys, &t), Ok(true));
     assert_eq!(keys.keys()[0].kind, KeyKind::Rsa { bits: 2048 });
 }
+
+#[test]
+fn keys_sharing_a_kid_are_each_tried() {
+    let under = |name: &str, kid: &str| {
+        let mut key = jwk(name);
+        key["kid"] = json!(kid);
+        key
+    };
+    let both = JwkSet::parse(
+        &set(vec![
+            under("rsa", "shared"),
+            under("ec-p256", "shared"),
+            under("rsa2", "shared"),
+        ]),
+        &[Algorithm::RS256, Algorithm::ES256],
+    )
+    .expect("set");
+    let check = |keys: &JwkSet, alg: Algorithm, file: &str| {
+        let token = sign(alg, file, Some("shared"));
+        let t = Token::parse(&token).expect("parse");
+        let kid = t.header().get("kid");
+        let (_, first) = keys.select(alg, kid).expect("a key");
+        (
+            first.verify(t.signing_input(), t.signature()),
+            keys.twin_verifies(alg, kid, t.signing_input(), t.signature()),
+        )
+    };
+    // The first fitting key verifies; the later twin does not.
+    assert_eq!(check(&both, Algorithm::RS256, "rsa.key"), (true, false));
+    // The second RSA key under the kid verifies what the first does not.
+    assert_eq!(check(&both, Algorithm::RS256, "rsa2.key"), (false, true));
+    // A key of another type under the kid is no twin of an RSA one.
+    assert_eq!(check(&both, Algorithm::ES256, "ec-p256.key"), (true, false));
+    let one = JwkSet::parse(
+        &set(vec![under("rsa2", "shared"), under("ec-p256", "shared")]),
+        &[Algorithm::RS256, Algorithm::ES256],
+    )
+    .expect("set");
+    assert_eq!(check(&one, Algorithm::RS256, "rsa.key"), (false, false));
+    // No kid, or one naming no key: nothing more to try.
+    let token = sign(Algorithm::RS256, "rsa2.key", None);
+    let t = Token::parse(&token).expect("parse");
+    assert!(!both.twin_verifies(Algorithm::RS256, None, t.signing_input(), t.signature()));
+    assert!(!both.twin_verifies(
+        Algorithm::RS256,
+        Some(&json!("other")),
+        t.signing_input(),
+        t.signature()
+    ));
+}
