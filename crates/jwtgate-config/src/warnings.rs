@@ -51,6 +51,21 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
     for (i, p) in config.raw.providers.iter().enumerate() {
         provider(p, &format!("providers[{i}]"), &mut found);
     }
+    for (i, source) in config.provider_sources.iter().enumerate() {
+        if let crate::KeySource::File { set, .. } = &source.keys {
+            let private = set.private_keys();
+            if !private.is_empty() {
+                found.warn(
+                    format!("providers[{i}].jwks_file"),
+                    format!(
+                        "holds private key members (\"d\") for {}: the gateway needs only the \
+                         public ones; keep the signing key where only the issuer can read it",
+                        private.join(", ")
+                    ),
+                );
+            }
+        }
+    }
     for (j, route) in config.routes.iter().enumerate() {
         methods(route, &format!("routes[{j}].methods"), &mut found);
     }

@@ -354,6 +354,17 @@ impl Keeper {
             .is_none_or(|old| old.set.fingerprint() != set.fingerprint());
         if changed {
             info!(provider = %self.name, keys = set.len(), source = %shown(&uri), "key set installed");
+            let private = set.private_keys();
+            if !private.is_empty() {
+                warn!(
+                    provider = %self.name,
+                    kids = %private.join(", "),
+                    source = %shown(&uri),
+                    "the key set publishes private key members (\"d\"): whoever can read it can \
+                     sign tokens these keys accept; the IdP must publish public keys only \
+                     (the gateway uses the public members)"
+                );
+            }
         }
         self.install(
             Arc::new(set),

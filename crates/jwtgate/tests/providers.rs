@@ -348,6 +348,69 @@ fn bad_key_sets_never_replace_a_good_one() {
     assert!(m.has_family("jwtgate_jwks_age_seconds"), "{}", m.0);
 }
 
+/// A key set that publishes private key members lets anyone sign: the
+/// node says so when it installs one (its tokens still verify, as the IdP
+/// intends), and `check` says so of a `jwks_file` holding them.
+#[test]
+fn private_key_members_in_a_key_set_are_warned_about() {
+    let mut leaked = jwk("rsa", "leaky");
+    // The value is never parsed: its presence is what is said.
+    leaked["d"] = json!("AQAB");
+    let keys = KeyServer::start(true);
+    keys.set(
+        "/keys",
+        Reply::json(&jwks(&[jwk("ec-p256", "fine"), leaked.clone()])),
+    );
+    let up = Upstream::start();
+    let provider = format!(
+        "    issuer: \"https://idp.example\"\n    jwks_uri: \"{}\"\n    ca_file: \"{TLS}/ca.crt\"\n    algorithms: [RS256, ES256]\n",
+        keys.url("/keys")
+    );
+    let gw = Gateway::start(&config(&up, &provider, ""));
+    let claims = json!({"iss": "https://idp.example", "sub": "u", "exp": now() + 600});
+    let token = sign_kid("RS256", "rsa.key", Some("leaky"), claims);
+    let resp = wait_status(&gw, &token, 200, Duration::from_secs(10));
+    assert_eq!(resp.status, 200, "{}\n{}", resp.text(), gw.logs());
+    let warned = eventually(Duration::from_secs(5), || {
+        gw.logs()
+            .lines()
+            .any(|l| l.contains("publishes private key members") && l.contains("leaky"))
+    });
+    assert!(warned, "{}", gw.logs());
+    assert!(
+        !gw.logs()
+            .lines()
+            .any(|l| l.contains("private key members") && l.contains("fine")),
+        "only the key with private members is named\n{}",
+        gw.logs()
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("keys.json"), jwks(&[leaked]).to_string()).unwrap();
+    let yaml = r#"listen: "127.0.0.1:0"
+providers:
+  - name: corp
+    issuer: "https://idp.example"
+    jwks_file: keys.json
+routes:
+  - name: api
+    paths: ["/api/*"]
+    upstream: { echo: true }
+    jwt: { providers: [corp] }
+"#;
+    let path = dir.path().join("jwtgate.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = run_cli(&["check", "--config", path.to_str().unwrap()], dir.path());
+    assert_eq!(out.code(), Some(0), "{}", out.all());
+    assert!(
+        out.stderr.contains(
+            "warning: providers[0].jwks_file: holds private key members (\"d\") for leaky"
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn providers_never_block_start_or_other_routes() {
     // Twenty providers whose IdP does not answer (a port nobody listens

@@ -84,6 +84,10 @@ pub struct Jwk {
     pub kind: KeyKind,
     /// The key's own `alg`, when it names one.
     pub alg: Option<Algorithm>,
+    /// The entry also carried private key members (`d`, or RSA's `p`, `q`,
+    /// `dp`, `dq`, `qi`): whoever can read the set can sign with the key.
+    /// Only the public members are used.
+    pub private: bool,
     verifiers: Vec<VerifyKey>,
 }
 
@@ -204,6 +208,16 @@ impl JwkSet {
     /// generation of keys.
     pub fn fingerprint(&self) -> [u8; 32] {
         self.fingerprint
+    }
+
+    /// The usable keys the document published with private members, by
+    /// kid: a set an IdP serves so lets anyone sign tokens they accept.
+    pub fn private_keys(&self) -> Vec<String> {
+        self.keys
+            .iter()
+            .filter(|k| k.private)
+            .map(|k| k.kid.clone().unwrap_or_else(|| "(no kid)".to_owned()))
+            .collect()
     }
 
     /// Whether some key has this kid.
@@ -440,9 +454,14 @@ fn parse_key(entry: &Value, allowed: &[Algorithm]) -> Result<Jwk, String> {
         kid,
         kind,
         alg: own_alg,
+        private: PRIVATE_MEMBERS.iter().any(|m| o.contains_key(*m)),
         verifiers,
     })
 }
+
+/// JWK members that belong to a private key (RFC 7518 §6.2.2, §6.3.2;
+/// RFC 8037 §2).
+const PRIVATE_MEMBERS: [&str; 6] = ["d", "p", "q", "dp", "dq", "qi"];
 
 /// A base64url member (strict: no padding, no stray bits).
 fn member(o: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {

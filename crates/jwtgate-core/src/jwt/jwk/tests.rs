@@ -343,3 +343,25 @@ fn keys_sharing_a_kid_are_each_tried() {
         t.signature()
     ));
 }
+
+#[test]
+fn keys_published_with_private_members_are_named() {
+    let mut rsa = jwk("rsa");
+    rsa["p"] = json!("AQAB");
+    let mut ec = jwk("ec-p256");
+    ec["d"] = json!("AQAB");
+    ec.as_object_mut().map(|o| o.remove("kid"));
+    let keys = JwkSet::parse(
+        &set(vec![rsa, jwk("rsa2"), ec]),
+        &[Algorithm::RS256, Algorithm::ES256],
+    )
+    .expect("set");
+    assert_eq!(keys.private_keys(), ["rsa-1", "(no kid)"]);
+    // They still verify with their public members.
+    assert_eq!(
+        verifies(&keys, &sign(Algorithm::RS256, "rsa.key", Some("rsa-1"))),
+        Ok(true)
+    );
+    let public = JwkSet::parse(&set(vec![jwk("rsa")]), &[Algorithm::RS256]).expect("set");
+    assert!(public.private_keys().is_empty());
+}
