@@ -825,3 +825,40 @@ fn regression_a_long_method_is_cut_in_the_access_log() {
     );
     assert!(line.len() < 1000, "{} bytes: {line}", line.len());
 }
+
+/// `Authorization: \u{a0}Bearer <token>` verified the token: the scheme
+/// was found after Unicode whitespace (a no-break space) that HTTP does not
+/// count as whitespace, and the header went upstream as sent, where a
+/// stricter reader sees no bearer token. Only space and tab are skipped
+/// now (RFC 9110 §5.6.3); such a value is a malformed token.
+#[test]
+fn regression_unicode_space_before_the_bearer_scheme() {
+    let up = Upstream::start();
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+consumers:
+  - username: alice
+    jwt: {{ key: user123, secret: "{SECRET}" }}
+routes:
+  - name: api
+    paths: ["/api/*"]
+    upstream: {{ nodes: ["{node}"] }}
+    jwt: {{}}
+"#,
+        node = up.node()
+    );
+    let gw = Gateway::start(&yaml);
+    let alice = sign_hs("HS256", SECRET, claims_for("user123"));
+    for value in [format!("Bearer {alice}"), format!(" \tbearer \t{alice} ")] {
+        let resp = gw.send(&Req::get("/api/x").header("Authorization", &value));
+        assert_eq!(resp.status, 200, "{value:?}: {}", resp.text());
+    }
+    for value in [
+        format!("\u{a0}Bearer {alice}"),
+        format!("Bearer\u{2003}{alice}"),
+        format!("Bearer {alice}\u{a0}"),
+    ] {
+        let resp = gw.send(&Req::get("/api/x").header("Authorization", &value));
+        assert_refused(&resp, "JWT token invalid", "jwtgate", true);
+    }
+}

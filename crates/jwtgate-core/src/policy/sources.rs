@@ -4,13 +4,22 @@
 use std::borrow::Cow;
 
 /// The value of an `Authorization`-style header without its scheme: the
-/// `Bearer` scheme is matched case-insensitively and is optional.
+/// `Bearer` scheme is matched case-insensitively and is optional. Only
+/// HTTP's own whitespace (space and tab, RFC 9110 §5.6.3) is taken away:
+/// a no-break space or another Unicode space before the scheme is what an
+/// upstream reading the same header would not skip either.
 pub fn strip_bearer(value: &str) -> &str {
-    let v = value.trim();
+    let v = value.trim_matches(is_ows);
     match v.get(..7) {
-        Some(scheme) if scheme.eq_ignore_ascii_case("bearer ") => v[7..].trim_start(),
+        Some(scheme) if scheme.eq_ignore_ascii_case("bearer ") => {
+            v.get(7..).unwrap_or_default().trim_start_matches(is_ows)
+        }
         _ => v,
     }
+}
+
+fn is_ows(c: char) -> bool {
+    c == ' ' || c == '\t'
 }
 
 /// The first `name=value` argument of a raw query string, percent-decoded.
@@ -164,6 +173,12 @@ mod tests {
         assert_eq!(strip_bearer("BEARER  abc"), "abc");
         assert_eq!(strip_bearer("abc"), "abc");
         assert_eq!(strip_bearer("Bearer"), "Bearer");
+        assert_eq!(strip_bearer(" \tBearer \tabc\t "), "abc");
+        // Unicode spaces are not HTTP's whitespace: the value stays whole,
+        // and does not parse as a token.
+        assert_eq!(strip_bearer("\u{a0}Bearer abc"), "\u{a0}Bearer abc");
+        assert_eq!(strip_bearer("Bearer\u{2003}abc"), "Bearer\u{2003}abc");
+        assert_eq!(strip_bearer("Bearer abc\u{a0}"), "abc\u{a0}");
     }
 
     #[test]
