@@ -28,10 +28,7 @@ use jwtgate_core::path::PathPattern;
 
 /// Why a change was refused; the text names the protection.
 pub fn check(old: &RawConfig, new: &RawConfig) -> Result<(), String> {
-    let refusals: Vec<String> = violations(old, new)
-        .into_iter()
-        .map(|(_, why)| why)
-        .collect();
+    let refusals: Vec<String> = violations(old, new).into_iter().map(|v| v.why).collect();
     if refusals.is_empty() {
         Ok(())
     } else {
@@ -39,8 +36,28 @@ pub fn check(old: &RawConfig, new: &RawConfig) -> Result<(), String> {
     }
 }
 
-/// Every protection the change breaks: (the object to blame, why).
-pub fn violations(old: &RawConfig, new: &RawConfig) -> Vec<(ObjectId, String)> {
+/// A protection a change breaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The object to blame: the changed object that breaks it.
+    pub object: ObjectId,
+    /// The route whose protected policy it breaks.
+    pub guard: String,
+    pub why: String,
+}
+
+impl Violation {
+    fn new(object: ObjectId, guard: &str, why: String) -> Violation {
+        Violation {
+            object,
+            guard: guard.to_owned(),
+            why,
+        }
+    }
+}
+
+/// Every protection the change breaks.
+pub fn violations(old: &RawConfig, new: &RawConfig) -> Vec<Violation> {
     let mut refusals = Vec::new();
     for route in &old.routes {
         let Some(policy) = &route.jwt else { continue };
@@ -50,8 +67,9 @@ pub fn violations(old: &RawConfig, new: &RawConfig) -> Vec<(ObjectId, String)> {
         let next_route = new.routes.iter().find(|r| r.name == route.name);
         if let Some(next_route) = next_route.filter(|n| n.jwt.is_some()) {
             if protection.immutable && narrows(route, next_route) {
-                refusals.push((
+                refusals.push(Violation::new(
                     (ObjectKind::Route, route.name.clone()),
+                    &route.name,
                     format!(
                         "the jwt policy of route {:?} is protected by protection.immutable: the \
                          requests it applies to (the route's paths, methods and hosts) cannot \
@@ -63,8 +81,9 @@ pub fn violations(old: &RawConfig, new: &RawConfig) -> Vec<(ObjectId, String)> {
             }
         }
         match next_route.and_then(|r| r.jwt.as_ref()) {
-            None if protection.undeletable => refusals.push((
+            None if protection.undeletable => refusals.push(Violation::new(
                 (ObjectKind::Route, route.name.clone()),
+                &route.name,
                 format!(
                 "the jwt policy of route {:?} is protected by protection.undeletable: it cannot \
                  be deleted (nor its route); first set protection.undeletable to false, in a \
@@ -72,15 +91,18 @@ pub fn violations(old: &RawConfig, new: &RawConfig) -> Vec<(ObjectId, String)> {
                 route.name
             ),
             )),
-            Some(next) if protection.immutable && !same_values(policy, next) => refusals.push((
-                (ObjectKind::Route, route.name.clone()),
-                format!(
-                    "the jwt policy of route {:?} is protected by protection.immutable: its \
+            Some(next) if protection.immutable && !same_values(policy, next) => {
+                refusals.push(Violation::new(
+                    (ObjectKind::Route, route.name.clone()),
+                    &route.name,
+                    format!(
+                        "the jwt policy of route {:?} is protected by protection.immutable: its \
                      values cannot be changed; first set protection.immutable to false, in a \
                      change of its own",
-                    route.name
-                ),
-            )),
+                        route.name
+                    ),
+                ))
+            }
             _ => {}
         }
         if protection.immutable {
@@ -100,7 +122,7 @@ fn trust_changed(
     policy: &RawJwt,
     old: &RawConfig,
     new: &RawConfig,
-) -> Vec<(ObjectId, String)> {
+) -> Vec<Violation> {
     let trusted = |p: &RawProvider| RawProvider {
         refresh_seconds: None,
         kid_miss_interval_seconds: None,
@@ -114,8 +136,9 @@ fn trust_changed(
         };
         let after = new.providers.iter().find(|p| &p.name == name);
         if after.is_none_or(|after| trusted(after) != trusted(before)) {
-            refusals.push((
+            refusals.push(Violation::new(
                 (ObjectKind::Route, route.name.clone()),
+                &route.name,
                 format!(
                     "the jwt policy of route {:?} is protected by protection.immutable: the \
                      provider {name:?} it takes tokens from cannot be changed or deleted (only \
@@ -133,7 +156,7 @@ fn trust_changed(
 /// provider's back-channel logout path, would take after the change, each
 /// pair once with an example: (the taker, why). Routes that narrowed are
 /// left to [`narrows`]'s refusal.
-fn taken(old: &RawConfig, new: &RawConfig) -> Vec<(ObjectId, String)> {
+fn taken(old: &RawConfig, new: &RawConfig) -> Vec<Violation> {
     let guarded: Vec<&RawRoute> = old
         .routes
         .iter()
@@ -178,11 +201,12 @@ fn taken(old: &RawConfig, new: &RawConfig) -> Vec<(ObjectId, String)> {
             _ => {}
         }
     }
-    let mut refusals: Vec<(ObjectId, String)> = found
+    let mut refusals: Vec<Violation> = found
         .into_iter()
         .map(|((owner, taker), example)| {
-            (
+            Violation::new(
                 (ObjectKind::Route, taker.to_owned()),
+                owner,
                 format!(
                     "the jwt policy of route {owner:?} is protected by protection.immutable: \
                      route {taker:?} would take requests it applies to (e.g. {example}); first \
@@ -206,7 +230,7 @@ fn taken_by_backchannel(
     new: &RawConfig,
     before: &RouteChoice<'_>,
     guarded: &[&RawRoute],
-) -> Vec<(ObjectId, String)> {
+) -> Vec<Violation> {
     let path_of = |p: &RawProvider| {
         p.backchannel_logout_path
             .as_deref()
@@ -244,8 +268,9 @@ fn taken_by_backchannel(
                 .map(|owner| (owner, method))
         });
         if let Some((owner, method)) = owner {
-            refusals.push((
+            refusals.push(Violation::new(
                 (ObjectKind::Provider, provider.name.clone()),
+                owner,
                 format!(
                     "the jwt policy of route {owner:?} is protected by protection.immutable: \
                      the backchannel_logout_path of provider {:?} would take requests it \
@@ -519,7 +544,7 @@ mod tests {
                 "{example}: {msg}"
             );
             assert_eq!(
-                violations(&old, &next)[0].0,
+                violations(&old, &next)[0].object,
                 (ObjectKind::Route, "open".to_owned()),
                 "blamed on the taker"
             );
@@ -597,7 +622,7 @@ mod tests {
             "{msg}"
         );
         assert_eq!(
-            violations(&old, &next)[0].0,
+            violations(&old, &next)[0].object,
             (ObjectKind::Provider, "idp".to_owned()),
             "blamed on the provider"
         );

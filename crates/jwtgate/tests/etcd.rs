@@ -1045,7 +1045,7 @@ fn nodes_catch_up_revision_by_revision_after_a_restart_or_a_lost_watch() {
         Some(json!({"paths": ["/while-down/*"], "upstream": {"echo": true}})),
     );
     assert_eq!(put.status, 201, "{}", put.text());
-    let a = Node::start_on(&path, &[]);
+    let mut a = Node::start_on(&path, &[]);
     // Served before the first request: no wait.
     assert_eq!(a.get("/while-down/x").status, 200);
     assert_eq!(
@@ -1086,6 +1086,10 @@ fn nodes_catch_up_revision_by_revision_after_a_restart_or_a_lost_watch() {
 
     // Behind a compaction: A's watch is lost again, the revisions it
     // missed are compacted away; it reloads in full (a deletion included).
+    // The protected route was unlocked, changed and locked again in them:
+    // A cannot check that step by step, and follows what etcd holds, as B
+    // does (it had held on to v3 for good, refusing v4 as a one-step
+    // change of an immutable policy).
     a.signal("STOP");
     etcd.restart();
     let put = eventually(WAIT, || {
@@ -1103,6 +1107,7 @@ fn nodes_catch_up_revision_by_revision_after_a_restart_or_a_lost_watch() {
             .status,
         204
     );
+    unlock_and_change(&b, "v4");
     etcd.compact_to_current();
     a.signal("CONT");
     wait_get(&a, "/compacted-in/x", 200);
@@ -1112,7 +1117,34 @@ fn nodes_catch_up_revision_by_revision_after_a_restart_or_a_lost_watch() {
         1,
     );
     wait_state(&a, "following");
-    assert_eq!(realm(&a, "/locked/x"), "Bearer realm=\"v3\"");
+    assert_eq!(
+        realm(&a, "/locked/x"),
+        "Bearer realm=\"v4\"",
+        "{}\n{}",
+        source_status(&a),
+        a.logs()
+    );
+    assert!(refused(&a).is_empty(), "{}", source_status(&a));
+    a.wait_log(
+        "the protected policy of route \"locked\" changed in etcd revisions this node did not see",
+        1,
+    );
+
+    // The same across a restart: A is down while B does it again, and etcd
+    // compacts those revisions before A is back.
+    let a_path = a.config_path.clone();
+    assert!(a.stop().success());
+    unlock_and_change(&b, "v5");
+    etcd.compact_to_current();
+    let a = Node::start_on(&a_path, &[]);
+    wait_state(&a, "following");
+    assert_eq!(
+        realm(&a, "/locked/x"),
+        "Bearer realm=\"v5\"",
+        "{}\n{}",
+        source_status(&a),
+        a.logs()
+    );
     assert!(refused(&a).is_empty(), "{}", source_status(&a));
     // And it follows again.
     let put = b.admin(

@@ -8,7 +8,7 @@
 //!
 //! No I/O here: the caller feeds changes and installs the result.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use jwtgate_config::{
     locate_in, Config, ConfigErrors, ObjectId, ObjectKind, RawConfig, SharedObject, SharedObjects,
@@ -57,6 +57,10 @@ pub struct Applied {
     pub config: Option<(RawConfig, Config)>,
     pub changed: Vec<ObjectId>,
     pub refused: Vec<(ObjectId, Refusal)>,
+    /// Protected routes whose protection went unchecked for these changes:
+    /// they changed while the node missed etcd's history (see
+    /// [`Objects::apply_across_gap`]).
+    pub unchecked: BTreeSet<String>,
 }
 
 type Change = (ObjectId, Option<SharedObject>);
@@ -80,6 +84,27 @@ impl Objects {
 
     /// Applies etcd's changes of one or more revisions, up to `revision`.
     pub fn apply(&mut self, incoming: Vec<Incoming>, revision: i64, c: &dyn Compile) -> Applied {
+        self.apply_across_gap(incoming, revision, c, &BTreeSet::new())
+    }
+
+    /// Like [`Objects::apply`], for changes whose revisions the node did
+    /// not see one by one (etcd compacted them, or holds another history):
+    /// `unseen` names the protected routes that changed among them. What
+    /// happened to such a route in between is lost — its protection may
+    /// have been lifted in a change of its own, the policy changed, and the
+    /// protection set again, as the README tells operators to — so the
+    /// node cannot check its protection step by step as the nodes that saw
+    /// those revisions did, and follows what etcd holds for it instead of
+    /// holding on to a version the others left behind. The protections of
+    /// routes that did not change in between hold as always: every node
+    /// kept them throughout, and refused the same changes.
+    pub fn apply_across_gap(
+        &mut self,
+        incoming: Vec<Incoming>,
+        revision: i64,
+        c: &dyn Compile,
+        unseen: &BTreeSet<String>,
+    ) -> Applied {
         let mut out = Applied::default();
         let mut pending: Vec<(Change, i64)> = Vec::new();
         for (id, new) in incoming {
@@ -128,7 +153,14 @@ impl Objects {
                 .collect();
             let mut accepted = Vec::new();
             let mut refused = Vec::new();
-            self.settle(pending, c, &mut accepted, &mut refused);
+            self.settle(
+                pending,
+                c,
+                unseen,
+                &mut out.unchecked,
+                &mut accepted,
+                &mut refused,
+            );
             // Refused again: nothing new to report.
             for (id, r) in refused {
                 if retried.contains(&id) {
@@ -176,6 +208,8 @@ impl Objects {
         &self,
         mut pending: Vec<(Change, i64)>,
         c: &dyn Compile,
+        unseen: &BTreeSet<String>,
+        unchecked: &mut BTreeSet<String>,
         accepted: &mut Vec<(Change, i64)>,
         refused: &mut Vec<(ObjectId, Refusal)>,
     ) {
@@ -186,7 +220,14 @@ impl Objects {
             }
             let source = candidate.with_node_part(&self.node);
             let current = self.source();
-            let violations = protect::violations(&current, &source);
+            let mut violations = protect::violations(&current, &source);
+            violations.retain(|v| {
+                let seen = !unseen.contains(&v.guard);
+                if !seen {
+                    unchecked.insert(v.guard.clone());
+                }
+                seen
+            });
             let errors = if violations.is_empty() {
                 match c.compile(&source) {
                     Ok(_) => {
@@ -202,7 +243,10 @@ impl Objects {
             let mut blamed: BTreeMap<ObjectId, (&'static str, Vec<String>)> = BTreeMap::new();
             let mut unexplained = Vec::new();
             let is_pending = |id: &ObjectId| pending.iter().any(|((p, _), _)| p == id);
-            for (id, why) in &violations {
+            for protect::Violation {
+                object: id, why, ..
+            } in &violations
+            {
                 if is_pending(id) {
                     let line = format!("{}/{}: {why}", id.0.dir(), id.1);
                     let entry = blamed
@@ -274,8 +318,8 @@ impl Objects {
                 return;
             }
             let second = pending.split_off(pending.len() / 2);
-            self.settle(pending, c, accepted, refused);
-            self.settle(second, c, accepted, refused);
+            self.settle(pending, c, unseen, unchecked, accepted, refused);
+            self.settle(second, c, unseen, unchecked, accepted, refused);
             return;
         }
     }
@@ -475,6 +519,74 @@ mod tests {
             ["b", "locked"],
             "the deletion is refused, the route stays"
         );
+    }
+
+    #[test]
+    fn across_a_gap_a_changed_protected_route_is_followed_and_the_others_hold() {
+        let mut o = objects();
+        let locked = |realm: &str| {
+            format!(
+                r#"{{"paths": ["/l/*"], "upstream": {{"echo": true}}, "jwt": {{"realm": "{realm}", "protection": {{"undeletable": true, "immutable": true}}}}}}"#
+            )
+        };
+        let guard = r#"{"paths": ["/g/*"], "upstream": {"echo": true}, "jwt": {"protection": {"immutable": true}}}"#;
+        o.apply(
+            vec![
+                put(ObjectKind::Route, "locked", &locked("old"), 2),
+                put(ObjectKind::Route, "guard", guard, 2),
+            ],
+            2,
+            &compile,
+        );
+        let realm = |o: &Objects, name: &str| {
+            o.source()
+                .routes
+                .into_iter()
+                .find(|r| r.name == name)
+                .and_then(|r| r.jwt)
+                .and_then(|j| j.realm)
+        };
+        // Seen one by one, the one-step change is refused.
+        let mut seen = objects();
+        seen.apply(
+            vec![put(ObjectKind::Route, "locked", &locked("old"), 2)],
+            2,
+            &compile,
+        );
+        let applied = seen.apply(
+            vec![put(ObjectKind::Route, "locked", &locked("new"), 9)],
+            9,
+            &compile,
+        );
+        assert_eq!(applied.refused.len(), 1);
+        // Across a gap (lifted, changed, protected again at revisions 3 to
+        // 9, compacted): "locked" changed in it, so what etcd holds is
+        // followed; a route taking "guard"'s requests, which did not change
+        // in the gap, is refused as every node refused it.
+        let unseen = BTreeSet::from(["locked".to_owned()]);
+        let applied = o.apply_across_gap(
+            vec![
+                put(ObjectKind::Route, "locked", &locked("new"), 9),
+                route("taker", "/g/x", 8),
+            ],
+            9,
+            &compile,
+            &unseen,
+        );
+        assert_eq!(realm(&o, "locked").as_deref(), Some("new"));
+        assert_eq!(applied.unchecked, unseen);
+        assert_eq!(applied.refused.len(), 1, "{:?}", applied.refused);
+        assert_eq!(applied.refused[0].0, (ObjectKind::Route, "taker".into()));
+        assert_eq!(applied.refused[0].1.outcome, "protected");
+        // A deletion in the gap is followed too.
+        let applied = o.apply_across_gap(
+            vec![((ObjectKind::Route, "locked".into()), None)],
+            12,
+            &compile,
+            &unseen,
+        );
+        assert!(applied.refused.is_empty(), "{:?}", applied.refused);
+        assert_eq!(names(&o), ["guard"]);
     }
 
     #[test]

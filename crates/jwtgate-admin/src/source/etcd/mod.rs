@@ -28,6 +28,7 @@ mod cache;
 mod follow;
 mod start;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
@@ -233,6 +234,29 @@ impl EtcdSource {
             shared.objects.revision = 0;
         }
         let objects = &shared.objects;
+        // The protected routes that changed in revisions this node did not
+        // see one by one (all of them when etcd went back): their
+        // protection cannot be checked step by step (see
+        // `Objects::apply_across_gap`).
+        let in_etcd: BTreeMap<jwtgate_config::ObjectId, i64> = snapshot
+            .objects
+            .iter()
+            .map(|o| ((o.kind, o.name.clone()), o.mod_revision))
+            .collect();
+        let unseen: BTreeSet<String> = objects
+            .source()
+            .routes
+            .iter()
+            .filter(|r| r.jwt.as_ref().is_some_and(|j| j.protection.is_some()))
+            .filter(|r| {
+                let id = (jwtgate_config::ObjectKind::Route, r.name.clone());
+                match in_etcd.get(&id) {
+                    Some(&mod_revision) => went_back || mod_revision > objects.revision,
+                    None => went_back || objects.stored.contains_key(&id),
+                }
+            })
+            .map(|r| r.name.clone())
+            .collect();
         // Settled: the version etcd holds is the live one, or was refused
         // already (not reported twice).
         let settled = |id: &jwtgate_config::ObjectId, mod_revision: i64| {
@@ -270,7 +294,14 @@ impl EtcdSource {
         for id in known {
             incoming.push((id, None));
         }
-        self.apply_locked(&mut shared, running, incoming, snapshot.revision, "etcd");
+        self.apply_locked_across_gap(
+            &mut shared,
+            running,
+            incoming,
+            snapshot.revision,
+            "etcd",
+            &unseen,
+        );
         shared.full_reload = false;
         self.set_phase(&mut shared, Phase::Following);
     }
@@ -285,8 +316,31 @@ impl EtcdSource {
         revision: i64,
         from: &str,
     ) {
+        self.apply_locked_across_gap(shared, running, incoming, revision, from, &BTreeSet::new());
+    }
+
+    /// `unseen`: the protected routes that changed in revisions this node
+    /// did not see (`Objects::apply_across_gap`).
+    fn apply_locked_across_gap(
+        &self,
+        shared: &mut Shared,
+        running: &Running,
+        incoming: Vec<apply::Incoming>,
+        revision: i64,
+        from: &str,
+        unseen: &BTreeSet<String>,
+    ) {
         let compile = |source: &RawConfig| running.compile(source, Vec::new(), "");
-        let applied = shared.objects.apply(incoming, revision, &compile);
+        let applied = shared
+            .objects
+            .apply_across_gap(incoming, revision, &compile, unseen);
+        for route in &applied.unchecked {
+            warn!(
+                route = %route,
+                revision,
+                "the protected policy of route {route:?} changed in etcd revisions this node did not see (compacted, or another etcd history): its protection could not be checked step by step, so this node follows what etcd holds for it, as the nodes that saw those revisions do"
+            );
+        }
         for ((kind, name), refusal) in &applied.refused {
             metrics::record_config_reload(refusal.outcome);
             warn!(
