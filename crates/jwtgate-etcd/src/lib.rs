@@ -76,6 +76,11 @@ pub enum WatchEnd {
 pub enum EtcdError {
     #[error("etcd unavailable: {0}")]
     Unavailable(String),
+    /// etcd answered, and refused the request: authentication or
+    /// permission, or a request it does not take (too large, too many
+    /// operations). Certainly not made; trying again changes nothing.
+    #[error("etcd refused the request: {0}")]
+    Refused(String),
     /// A condition of the transaction failed: someone changed one of the
     /// objects since it was read.
     #[error("etcd changed since it was read")]
@@ -91,6 +96,7 @@ impl EtcdError {
             EtcdError::Unavailable(e) => {
                 e.contains("tcp connect error") || e.contains("Connection refused")
             }
+            EtcdError::Refused(_) => true,
             EtcdError::Conflict => false,
         }
     }
@@ -160,6 +166,23 @@ fn unavailable(e: impl std::fmt::Display) -> EtcdError {
     EtcdError::Unavailable(e.to_string())
 }
 
+/// An error of the etcd client: refused when etcd answered with a status
+/// that says it will not take the request, else unavailable.
+fn client_error(e: etcd_client::Error) -> EtcdError {
+    use tonic::Code;
+    match &e {
+        etcd_client::Error::GRpcStatus(status)
+            if matches!(
+                status.code(),
+                Code::InvalidArgument | Code::PermissionDenied | Code::Unauthenticated
+            ) =>
+        {
+            EtcdError::Refused(status.message().to_owned())
+        }
+        _ => unavailable(e),
+    }
+}
+
 impl Etcd {
     /// Connects (and authenticates), within `dial_timeout`.
     pub async fn connect(s: &EtcdSettings) -> Result<Etcd, EtcdError> {
@@ -226,7 +249,7 @@ impl Etcd {
         tokio::time::timeout(self.timeout, f)
             .await
             .map_err(|_| EtcdError::Unavailable(format!("no answer within {:?}", self.timeout)))?
-            .map_err(unavailable)
+            .map_err(client_error)
     }
 
     /// Every object under the prefix, at one revision, read in pages.
@@ -323,7 +346,7 @@ impl Etcd {
                 {
                     return Ok(None)
                 }
-                Ok(Err(e)) => return Err(unavailable(e)),
+                Ok(Err(e)) => return Err(client_error(e)),
                 Ok(Ok(resp)) => resp,
             };
             if at.is_none() {

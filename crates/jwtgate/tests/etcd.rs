@@ -2071,6 +2071,55 @@ fn a_node_reads_etcd_over_tls_with_a_password_from_its_environment() {
         "{}",
         out.all()
     );
+
+    // A user etcd lets read the prefix but not write it: the node follows,
+    // and an admin write is refused at once, saying so (it had answered
+    // after its retries that etcd did not answer and whether the change
+    // was made is not known).
+    for args in [
+        &["role", "add", "reader"][..],
+        &[
+            "role",
+            "grant-permission",
+            "reader",
+            "--prefix=true",
+            "read",
+            &format!("{PREFIX}/"),
+        ],
+        &["user", "add", "gw-reader:reader-pw-0123"],
+        &["user", "grant-role", "gw-reader", "reader"],
+    ] {
+        etcd.ctl(args);
+    }
+    let ro_extra = format!(
+        "  username: gw-reader\n  password: reader-pw-0123\n  tls: {{ ca_file: \"{}\" }}\n",
+        test_ca_file().display()
+    );
+    let ro_dir = tempfile::tempdir().unwrap();
+    let ro_path = ro_dir.path().join("jwtgate.yaml");
+    std::fs::write(&ro_path, node_file(&eps, EMBEDDED, &ro_extra)).unwrap();
+    let ro = Node::start_on(&ro_path, &[]);
+    wait_state(&ro, "following");
+    assert_eq!(ro.send(&alice).status, 200, "{}", ro.logs());
+    let put = ro.admin(
+        "PUT",
+        "/admin/v1/routes/not-allowed",
+        Some(json!({"paths": ["/not-allowed/*"], "upstream": {"echo": true}})),
+    );
+    assert_eq!(put.status, 503, "{}", put.text());
+    assert!(
+        put.text()
+            .contains("etcd refused the write (etcdserver: permission denied)")
+            && put.text().contains("the change was not made"),
+        "{}",
+        put.text()
+    );
+    assert!(
+        !ro.logs().contains("etcd did not answer an admin write"),
+        "refused is not retried:\n{}",
+        ro.logs()
+    );
+    assert!(etcd.get(&key("routes", "not-allowed")).is_none());
 }
 
 // ---------------------------------------------------------------------------

@@ -498,6 +498,16 @@ impl EtcdSource {
                     conflicts += 1;
                     tokio::time::sleep(conflict_pause(conflicts)).await;
                 }
+                // Refused (authentication, permission, a request etcd does
+                // not take): certainly not made, and the same again.
+                Err(EtcdError::Refused(why)) => {
+                    warn!(error = %why, "admin change: etcd refused the write; nothing was written");
+                    return Err(AdminError::SourceUnavailable(format!(
+                        "etcd refused the write ({}); the change was not made: check \
+                         config_source's username and password and what etcd lets that user do",
+                        printable(&why)
+                    )));
+                }
                 // Not answered is not refused: a leader lost after it
                 // replicated the write commits it all the same. Trying again
                 // once etcd answers settles it (committed: a conflict, then
