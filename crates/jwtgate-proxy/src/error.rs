@@ -30,6 +30,10 @@ pub enum GatewayError {
     },
     #[error("upstream unavailable: {0}")]
     UpstreamUnavailable(String),
+    /// A new upstream connection would pass the process's budget of them
+    /// (see `upstream::budget`).
+    #[error("{0} upstream connections open, the most this process may hold")]
+    UpstreamBudget(usize),
     #[error("request body broke off: {0}")]
     RequestBody(String),
     #[error("upstream timed out after {0} ms")]
@@ -59,6 +63,7 @@ impl GatewayError {
             GatewayError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             GatewayError::Forbidden { .. } => StatusCode::FORBIDDEN,
             GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamBudget(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::RequestBody(_) => StatusCode::BAD_REQUEST,
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -79,6 +84,7 @@ impl GatewayError {
             GatewayError::Unauthorized { error, .. } => error.public_message(),
             GatewayError::Forbidden { .. } => "insufficient scope",
             GatewayError::UpstreamUnavailable(_) => "upstream unavailable",
+            GatewayError::UpstreamBudget(_) => "too many requests in flight upstream",
             GatewayError::RequestBody(_) => "incomplete request body",
             GatewayError::UpstreamTimeout(_) => "upstream timed out",
             GatewayError::StoreUnavailable(_) => "revocation store unavailable",

@@ -25,7 +25,7 @@ use crate::conn_info::ConnInfo;
 use crate::gateway::Gateway;
 use crate::idle::{IdleWatch, Ticket};
 use crate::tls::TlsServer;
-use crate::upstream::ConnPool;
+use crate::upstream::{ConnPool, UpstreamBudget};
 
 use balance::{Balance, Handover, Placed};
 use http1::{ConnCtx, Connection, Served, Transport};
@@ -197,6 +197,9 @@ impl Listeners {
             ),
         }
         let (balance, inboxes) = Balance::new(sockets.len(), self.max_connections);
+        // As many upstream connections as client ones: the two descriptors a
+        // connection `max_connections` counts (see `upstream::budget`).
+        let budget = Arc::new(UpstreamBudget::new(self.max_connections));
         let mut done = Vec::new();
         let mut last_error = String::from("no listening sockets for any worker");
         for (n, (mine, inbox)) in sockets.into_iter().zip(inboxes).enumerate() {
@@ -205,6 +208,7 @@ impl Listeners {
                 listeners: mine,
                 inbox,
                 balance: Arc::clone(&balance),
+                budget: Arc::clone(&budget),
                 tls: self.tls.clone(),
                 gateway: Arc::clone(&gateway),
                 stop: stop.clone(),
@@ -289,6 +293,8 @@ struct Worker {
     /// Connections other workers accepted and handed over.
     inbox: tokio::sync::mpsc::UnboundedReceiver<Handover>,
     balance: Arc<Balance>,
+    /// Upstream connections, shared by every worker's pool.
+    budget: Arc<UpstreamBudget>,
     tls: Option<Arc<TlsServer>>,
     gateway: SharedGateway,
     stop: watch::Receiver<bool>,
@@ -311,7 +317,7 @@ impl Worker {
             count: Arc::clone(&count),
             tls: self.tls.clone(),
             gateway: Arc::clone(&self.gateway),
-            pool: ConnPool::default(),
+            pool: ConnPool::with_budget(self.budget),
             idle: idle.clone(),
             graceful: Arc::clone(&graceful),
         });

@@ -26,13 +26,17 @@ use jwtgate_config::{UpstreamNode, UpstreamNodes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::body::{BodyError, GatewayBody};
 use crate::error::GatewayError;
 use crate::h1::{self, ChunkedDecoder, Decoded, RequestFraming, ResponseFraming, ResponseHead};
 use crate::headers::GatewayHeaders;
 use crate::recycle;
+
+mod budget;
+
+pub use budget::{Permit, UpstreamBudget};
 
 /// Idle connections kept per node; more are closed when they come back.
 const MAX_IDLE_PER_NODE: usize = 256;
@@ -55,6 +59,9 @@ const BODY_READ: usize = 32 * 1024;
 /// Request body pieces up to this size are copied next to their chunk
 /// header, so that one write carries both.
 const COALESCE: usize = 16 * 1024;
+
+/// Said when the upstream budget turns a request away.
+static BUDGET_REACHED: crate::once_per::OncePer = crate::once_per::OncePer::minute();
 
 /// A route's upstream, compiled: nodes with their pool keys and headers.
 pub struct UpstreamTarget {
@@ -162,16 +169,20 @@ struct Conn {
     /// The response-head timer, one for the connection's life: see
     /// [`Conn::head_timer`].
     head_timer: Option<Pin<Box<Sleep>>>,
+    /// Its place in the process's [`UpstreamBudget`], given back when the
+    /// connection closes.
+    _permit: Permit,
 }
 
 impl Conn {
-    fn new(io: Io) -> Self {
+    fn new(io: Io, permit: Permit) -> Self {
         Conn {
             io,
             buf: BytesMut::new(),
             out: Vec::new(),
             idle_epoch: 0,
             head_timer: None,
+            _permit: permit,
         }
     }
 
@@ -237,6 +248,19 @@ pub struct ConnPool {
     inner: Arc<PoolInner>,
 }
 
+impl ConnPool {
+    /// A pool whose connections count against `budget`, which other pools
+    /// (the other workers') share.
+    pub fn with_budget(budget: Arc<UpstreamBudget>) -> ConnPool {
+        ConnPool {
+            inner: Arc::new(PoolInner {
+                budget,
+                ..PoolInner::default()
+            }),
+        }
+    }
+}
+
 #[derive(Default)]
 struct PoolInner {
     /// foldhash: SipHash of the key cost more than the rest of a pool take.
@@ -244,6 +268,8 @@ struct PoolInner {
     tls: OnceLock<Option<tokio_rustls::TlsConnector>>,
     sweeper: OnceLock<()>,
     epoch: AtomicU64,
+    /// Shared by every worker's pool.
+    budget: Arc<UpstreamBudget>,
 }
 
 impl PoolInner {
@@ -257,6 +283,25 @@ impl PoolInner {
                 list.push(conn);
             }
         }
+    }
+
+    /// Closes one idle connection, of any node, to make room in the budget;
+    /// false when none was idle.
+    fn close_one_idle(&self) -> bool {
+        let Ok(mut idle) = self.idle.lock() else {
+            return false;
+        };
+        let closed = idle.values_mut().find_map(Vec::pop);
+        idle.retain(|_, list| !list.is_empty());
+        closed.is_some()
+    }
+
+    /// A place in the budget for a new connection: closing an idle one of
+    /// this pool for it if need be.
+    fn permit(&self) -> Option<Permit> {
+        self.budget
+            .acquire()
+            .or_else(|| self.close_one_idle().then(|| self.budget.acquire())?)
     }
 
     fn take(&self, key: &PoolKey) -> Option<Conn> {
@@ -423,7 +468,18 @@ impl ConnPool {
                     // every request's future kilobytes larger.
                     let conn = match Box::pin(self.connect(target, node)).await {
                         Ok(c) => c,
-                        Err(e) => {
+                        // The budget is the process's: no other node has room.
+                        Err(ConnectError::Budget) => {
+                            let limit = self.inner.budget.limit();
+                            if BUDGET_REACHED.due() {
+                                warn!(
+                                    max_connections = limit,
+                                    "{limit} upstream connections open, the most this process may hold (max_connections): requests that need another are answered 503 (said once a minute at most)"
+                                );
+                            }
+                            break 'sent Err(GatewayError::UpstreamBudget(limit));
+                        }
+                        Err(ConnectError::Failed(e)) => {
                             debug!(node = %node.key.0, error = %e, "upstream connect failed, trying next node");
                             last_error = format!("{}: {e}", node.key.0);
                             continue;
@@ -443,14 +499,15 @@ impl ConnPool {
         }
     }
 
-    async fn connect(&self, target: &UpstreamTarget, node: &Node) -> Result<Conn, String> {
+    async fn connect(&self, target: &UpstreamTarget, node: &Node) -> Result<Conn, ConnectError> {
+        let permit = self.inner.permit().ok_or(ConnectError::Budget)?;
         let connect = async {
             let stream = TcpStream::connect((node.host.as_str(), node.port))
                 .await
                 .map_err(|e| e.to_string())?;
             let _ = stream.set_nodelay(true);
             if !target.tls {
-                return Ok(Conn::new(Io::Plain(stream)));
+                return Ok(Conn::new(Io::Plain(stream), permit));
             }
             let connector = self.inner.tls_connector().ok_or("TLS client unavailable")?;
             let name = rustls::pki_types::ServerName::try_from(node.host.clone())
@@ -459,17 +516,23 @@ impl ConnPool {
                 .connect(name, stream)
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok(Conn::new(Io::Tls(Box::new(tls))))
+            Ok(Conn::new(Io::Tls(Box::new(tls)), permit))
         };
-        tokio::time::timeout(target.connect_timeout, connect)
-            .await
-            .map_err(|_| {
-                format!(
-                    "connect timed out after {} ms",
-                    target.connect_timeout.as_millis()
-                )
-            })?
+        match tokio::time::timeout(target.connect_timeout, connect).await {
+            Ok(connected) => connected.map_err(ConnectError::Failed),
+            Err(_) => Err(ConnectError::Failed(format!(
+                "connect timed out after {} ms",
+                target.connect_timeout.as_millis()
+            ))),
+        }
     }
+}
+
+/// Why no connection to a node was made.
+enum ConnectError {
+    /// The process holds as many upstream connections as its budget allows.
+    Budget,
+    Failed(String),
 }
 
 /// One request on its way upstream, possibly over more than one connection.

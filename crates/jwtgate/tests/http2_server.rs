@@ -837,3 +837,58 @@ fn a_client_that_resets_its_streams_as_soon_as_taken_is_told_to_calm_down() {
     });
     assert_eq!(fresh, 200);
 }
+
+/// One HTTP/2 connection carries many streams, each proxied over an
+/// upstream connection of its own, and nothing held those to the
+/// descriptors `max_connections` counts on (two a connection): an attack
+/// with 6 connections of 200 streams took every descriptor, and the
+/// gateway stopped accepting anyone. Upstream connections are now held to
+/// `max_connections`, all workers together; a stream past it gets a 503 at
+/// once, and an idle connection makes room for a request to another node.
+#[test]
+fn regression_streams_cannot_open_more_upstream_connections_than_max_connections() {
+    let up = Upstream::start();
+    let slow = Upstream::start_with("slow", Behavior::Slow(Duration::from_millis(1500)));
+    let yaml = config(&up.node(), &slow.node()).replacen(
+        "listen: \"127.0.0.1:0\"\n",
+        "listen: \"127.0.0.1:0\"\nmax_connections: 3\n",
+        1,
+    );
+    let mut gw = Gateway::start(&yaml);
+    let addr = gw.addr;
+    let (mut slow_answers, fast) = run(&gw, async move {
+        let (send, _conn) = connect_h2(addr, 1024 * 1024, 1024 * 1024).await?;
+        let mut pending = Vec::new();
+        for i in 0..5 {
+            let (resp, _) = h2_get(&send, addr, &format!("/slow/{i}")).await?;
+            pending.push(read_answer(resp));
+        }
+        let mut answers = Vec::new();
+        for answer in pending {
+            let (status, _, body) = answer.await?;
+            answers.push((status, String::from_utf8_lossy(&body).into_owned()));
+        }
+        // The slow node's three connections idle in the pool now; the
+        // fast node's first request closes one of them to have its own.
+        let (resp, _) = h2_get(&send, addr, "/fast").await?;
+        let (status, _, _) = read_answer(resp).await?;
+        Ok((answers, status))
+    });
+    slow_answers.sort();
+    let statuses: Vec<u16> = slow_answers.iter().map(|(s, _)| *s).collect();
+    assert_eq!(statuses, [200, 200, 200, 503, 503], "{}", gw.logs());
+    assert_eq!(
+        slow_answers[3].1,
+        r#"{"message":"too many requests in flight upstream"}"#
+    );
+    assert_eq!(fast, 200, "{}", gw.logs());
+    assert_eq!(
+        gw.logs()
+            .matches("requests that need another are answered 503")
+            .count(),
+        1,
+        "said once a minute at most:\n{}",
+        gw.logs()
+    );
+    gw.assert_alive();
+}

@@ -11,9 +11,14 @@
 //! hop-by-hop headers out; the gateway's own answers have none). Measured
 //! with `H2_STREAMS=10 bench/callgrind.sh hs256 4000 h2`.
 //!
-//! The settings are hyper's defaults, which jwtgate served with before:
-//! 1 MiB stream and connection windows, 16 KiB frames, 200 concurrent
-//! streams, a 16 KiB header list, 400 KiB of send buffer per stream.
+//! The settings: 1 MiB stream and connection windows, 16 KiB frames and
+//! a 16 KiB header list (hyper's defaults, which jwtgate served with
+//! before); 100 concurrent streams (HAProxy's default; nginx 128) and
+//! 64 KiB of send buffer per stream, where hyper's 200 and 400 KiB let one
+//! client that sets huge windows and stops reading hold about 90 MB of
+//! answers read from upstreams and not sent (an attack measured it); now
+//! at most about 10 MB (the buffers and a read each), the most any
+//! connection holds.
 
 use std::future::{poll_fn, Future};
 use std::panic::AssertUnwindSafe;
@@ -43,9 +48,9 @@ use super::http1::{with_date, ConnCtx, Rewind, Transport, SEND_TIMEOUT};
 const STREAM_WINDOW: u32 = 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 1024 * 1024;
 const MAX_FRAME_SIZE: u32 = 16 * 1024;
-const MAX_CONCURRENT_STREAMS: u32 = 200;
+const MAX_CONCURRENT_STREAMS: u32 = 100;
 const MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
-const MAX_SEND_BUFFER: usize = 400 * 1024;
+const MAX_SEND_BUFFER: usize = 64 * 1024;
 /// Streams a client may make the server reset for its errors before the
 /// connection is closed (a cap on a flood of malformed requests).
 const MAX_LOCAL_ERROR_RESETS: usize = 1024;
@@ -57,7 +62,7 @@ const EARLY_RESETS_PER_SECOND: u32 = 10;
 
 /// A client's resets of streams the gateway had accepted: a reset drops
 /// the stream's work, its upstream request included, and frees its place
-/// among the connection's 200 concurrent streams, but the upstream may
+/// among the connection's 100 concurrent streams, but the upstream may
 /// already be working on it. A client that opened streams and reset them
 /// at once, over and over (the "rapid reset" of CVE-2023-44487 made to
 /// wait until each stream is accepted, which h2's own count of resets

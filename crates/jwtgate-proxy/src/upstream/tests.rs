@@ -644,8 +644,9 @@ async fn a_written_request_is_resent_at_most_once() {
     let key = Arc::clone(&t.nodes[0].key);
     for _ in 0..5 {
         let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let permit = pool.inner.permit().unwrap();
         pool.inner
-            .put(Arc::clone(&key), Conn::new(Io::Plain(stream)));
+            .put(Arc::clone(&key), Conn::new(Io::Plain(stream), permit));
     }
     let err = pool
         .forward(&t, get("/"), &GatewayHeaders::default())
