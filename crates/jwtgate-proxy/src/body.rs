@@ -8,6 +8,8 @@
 //! streamed body's and passed-on header lines' own boxes.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -177,14 +179,25 @@ pub struct H2Body {
     /// What is left of the request's `Content-Length`, when it has one (h2
     /// checks that the DATA frames add up to it).
     length: Option<u64>,
+    /// For a request that said `Expect: 100-continue`: set once the body
+    /// is first read, for the stream's loop to send `100 Continue` then,
+    /// as the HTTP/1.x server does.
+    wanted: Option<Arc<AtomicBool>>,
 }
 
 impl H2Body {
-    pub fn new(recv: h2::RecvStream, length: Option<u64>) -> Self {
-        H2Body { recv, length }
+    pub fn new(recv: h2::RecvStream, length: Option<u64>, wanted: Option<Arc<AtomicBool>>) -> Self {
+        H2Body {
+            recv,
+            length,
+            wanted,
+        }
     }
 
     fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if let Some(wanted) = self.wanted.take() {
+            wanted.store(true, Ordering::Release);
+        }
         match self.recv.poll_data(cx) {
             Poll::Ready(Some(Ok(data))) => {
                 // Read: the client may send as much again.

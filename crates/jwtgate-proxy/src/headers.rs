@@ -68,10 +68,14 @@ fn length_bit(len: usize) -> u64 {
 
 /// Request headers that are hop-by-hop whatever `Connection` says. A match
 /// on the name's text: comparing `HeaderName`s one by one costs more.
+/// `Expect` among them: the gateway answers `100-continue` itself, when it
+/// first reads the body (over HTTP/1.x and HTTP/2), as Envoy does; passed
+/// on, the upstream's own `100` went nowhere.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
         "connection"
+            | "expect"
             | "keep-alive"
             | "proxy-connection"
             | "te"

@@ -892,3 +892,57 @@ fn regression_streams_cannot_open_more_upstream_connections_than_max_connections
     );
     gw.assert_alive();
 }
+
+/// `Expect: 100-continue` over HTTP/2 got no `100`: clients waited for it
+/// (curl one second) before sending the body, and the expectation went to
+/// the upstream, whose own `100` the gateway drops. Now the gateway sends
+/// `100 Continue` when it first reads the body, as over HTTP/1.1, refuses
+/// without one, and the upstream never sees the expectation.
+#[test]
+fn regression_expect_100_continue_is_answered_over_http2() {
+    let up = Upstream::start();
+    let slow = Upstream::start_with("slow", Behavior::Slow(Duration::from_secs(5)));
+    let gw = Gateway::start(&config(&up.node(), &slow.node()));
+    let addr = gw.addr;
+    let (continued, status, refused) = run(&gw, async move {
+        let (send, _conn) = connect_h2(addr, 1024 * 1024, 1024 * 1024).await?;
+        let mut send = send.ready().await.map_err(|e| e.to_string())?;
+        let req = h2_request(addr, "POST", "/upload")
+            .header("expect", "100-continue")
+            .header("content-length", "5")
+            .body(())
+            .unwrap();
+        let (mut resp, mut stream) = send.send_request(req, false).map_err(|e| e.to_string())?;
+        // Nothing of the body is sent before the 100.
+        let interim = std::future::poll_fn(|cx| resp.poll_informational(cx))
+            .await
+            .ok_or("no informational answer")?
+            .map_err(|e| e.to_string())?;
+        send_body(&mut stream, b"hello".to_vec()).await?;
+        let (status, _, _) = read_answer(resp).await?;
+        // Refused before its body is read: no 100, the 401.
+        let req = h2_request(addr, "POST", "/private/x")
+            .header("expect", "100-continue")
+            .header("content-length", "5")
+            .body(())
+            .unwrap();
+        let (mut resp, _stream) = send.send_request(req, false).map_err(|e| e.to_string())?;
+        let interim_refused = std::future::poll_fn(|cx| resp.poll_informational(cx))
+            .await
+            .transpose()
+            .map_err(|e| e.to_string())?
+            .map(|r| r.status().as_u16());
+        let (refused, _, _) = read_answer(resp).await?;
+        Ok((
+            (interim.status().as_u16(), interim_refused),
+            status,
+            refused,
+        ))
+    });
+    assert_eq!(continued, (100, None), "{}", gw.logs());
+    assert_eq!((status, refused), (200, 401), "{}", gw.logs());
+    let recs = up.records();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0].body_len, 5);
+    assert_eq!(recs[0].header("expect"), None, "{recs:?}");
+}

@@ -23,6 +23,7 @@
 use std::future::{poll_fn, Future};
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 
@@ -30,7 +31,7 @@ use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream, SendStream};
-use http::header::{HeaderValue, CONTENT_LENGTH, DATE};
+use http::header::{HeaderValue, CONTENT_LENGTH, DATE, EXPECT};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body::Body;
 use tracing::{debug, error, warn};
@@ -239,13 +240,9 @@ fn exchange<'a>(
     let busy = activity.begin();
     let accepted = activity.clock();
     let head = req.method() == Method::HEAD;
+    let (req, mut continue_due) = request(req);
     // Boxed: the pipeline's state is large.
-    let mut handled = Box::pin(pipeline::handle(
-        gateway,
-        pool,
-        request(req),
-        activity.info(),
-    ));
+    let mut handled = Box::pin(pipeline::handle(gateway, pool, req, activity.info()));
     async move {
         let response = poll_fn(|cx| {
             let polled = std::panic::catch_unwind(AssertUnwindSafe(|| handled.as_mut().poll(cx)));
@@ -253,6 +250,17 @@ fn exchange<'a>(
                 Ok(Poll::Ready(response)) => return Poll::Ready(Ok(response)),
                 Ok(Poll::Pending) => {}
                 Err(_) => return Poll::Ready(Err(Ended::Panicked)),
+            }
+            // The body is wanted: the client waiting on its expectation
+            // may send it now (RFC 9110 §10.1.1).
+            if continue_due
+                .as_ref()
+                .is_some_and(|wanted| wanted.load(Ordering::Acquire))
+            {
+                continue_due = None;
+                let mut interim = Response::new(());
+                *interim.status_mut() = StatusCode::CONTINUE;
+                let _ = respond.send_informational(interim);
             }
             respond.poll_reset(cx).map(|_| Err(Ended::Reset))
         })
@@ -296,15 +304,30 @@ enum Ended {
 
 /// The pipeline's view of a stream's request. A CONNECT's stream would be
 /// a tunnel, which the gateway does not open (the pipeline refuses its
-/// path-less target): its body is not read.
-fn request(req: Request<RecvStream>) -> Request<RequestBody<'static>> {
+/// path-less target): its body is not read. With it, for a request that
+/// says `Expect: 100-continue` and has a body, the flag its body sets when
+/// first read.
+fn request(req: Request<RecvStream>) -> (Request<RequestBody<'static>>, Option<Arc<AtomicBool>>) {
     let (parts, recv) = req.into_parts();
+    let mut wanted = None;
     let body = if recv.is_end_stream() || parts.method == Method::CONNECT {
         RequestBody::Empty
     } else {
-        RequestBody::H2(H2Body::new(recv, content_length(&parts.headers)))
+        let expects = parts.headers.get_all(EXPECT).iter().any(|v| {
+            v.as_bytes()
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"100-continue")
+        });
+        if expects {
+            wanted = Some(Arc::new(AtomicBool::new(false)));
+        }
+        RequestBody::H2(H2Body::new(
+            recv,
+            content_length(&parts.headers),
+            wanted.clone(),
+        ))
     };
-    Request::from_parts(parts, body)
+    (Request::from_parts(parts, body), wanted)
 }
 
 /// Removes the spaces and tabs at either end of every field value, as an
