@@ -85,7 +85,7 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
 /// keys every user of the machine may read (as OpenSSH warns).
 fn certificates(config: &Config, now: i64, found: &mut Found) {
     let Some(tls) = &config.tls else { return };
-    for c in &tls.certificates {
+    for (i, c) in tls.certificates.iter().enumerate() {
         if let Some(mode) = c.key_mode.filter(|m| m & 0o004 != 0) {
             found.warn(
                 format!("{}.key_file", c.location),
@@ -100,6 +100,19 @@ fn certificates(config: &Config, now: i64, found: &mut Found) {
         let leaf = blocks.iter().find(|p| p.tag() == "CERTIFICATE");
         if let Some(kind) = leaf.and_then(|p| jwtgate_core::x509::public_key(p.contents())) {
             tls12_suites_for(tls, kind, &c.location, found);
+        }
+        // The first one serves every name no other covers; a later one only
+        // the names of its subjectAltName.
+        if i > 0 && leaf.and_then(|p| jwtgate_core::x509::has_dns_name(p.contents())) == Some(false)
+        {
+            found.warn(
+                format!("{}.cert_file", c.location),
+                "names no DNS name in its subjectAltName, and SNI chooses a certificate by \
+                 those alone (as clients check them, RFC 6125: a subject CN does not count): \
+                 no client gets it; reissue it with the names, or list it first to serve \
+                 every name the others do not cover"
+                    .into(),
+            );
         }
         let Some((not_before, not_after)) =
             leaf.and_then(|p| jwtgate_core::x509::validity(p.contents()))
@@ -701,6 +714,38 @@ mod tests {
             at(1_795_378_368),
             ["tls.cert_file: is not valid before 2026-11-22: clients refuse it until then"]
         );
+    }
+
+    #[test]
+    fn a_later_certificate_without_dns_names_is_warned_about() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/tls");
+        let load = |first: &str, second: &str| {
+            let text = format!(
+                "listen: \"127.0.0.1:0\"\ntls: {{ cert_file: \"{dir}/{first}\", key_file: \"{dir}/server.key\", certificates: [{{ cert_file: \"{dir}/{second}\", key_file: \"{dir}/server.key\" }}] }}\nroutes: []\n"
+            );
+            let mut config =
+                crate::load_str(&text, Path::new("."), &|_| None).unwrap_or_else(|e| panic!("{e}"));
+            for c in config
+                .tls
+                .iter_mut()
+                .flat_map(|t| t.certificates.iter_mut())
+            {
+                c.key_mode = Some(0o600);
+            }
+            let mut found = Found::default();
+            certificates(&config, 1_800_000_000, &mut found);
+            found.0.iter().map(ToString::to_string).collect::<Vec<_>>()
+        };
+        let w = load("server.crt", "cn-only.crt");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with(
+                "tls.certificates[0].cert_file: names no DNS name in its subjectAltName"
+            ),
+            "{w:?}"
+        );
+        // First, it serves every name the others do not cover.
+        assert!(load("cn-only.crt", "server.crt").is_empty());
     }
 
     #[test]

@@ -45,6 +45,45 @@ pub fn public_key(der: &[u8]) -> Option<PublicKey> {
     })
 }
 
+/// Whether the certificate names a DNS name in its `subjectAltName`
+/// (RFC 5280 §4.2.1.6), the only names TLS clients and the gateway's SNI
+/// choice match (RFC 6125 §6.4.4: not the subject's CN when there are
+/// none); `None` for what this cannot read.
+pub fn has_dns_name(der: &[u8]) -> Option<bool> {
+    let tbs = element(from_validity(der)?, SEQUENCE)?.1; // validity
+    let tbs = element(tbs, SEQUENCE)?.1; // subject
+    let mut rest = element(tbs, SEQUENCE)?.1; // subjectPublicKeyInfo
+                                              // issuerUniqueID [1], subjectUniqueID [2], then extensions [3].
+    while let Some((tag, content, after)) = crate::der::tlv(rest) {
+        if tag == EXTENSIONS {
+            let (mut extensions, _) = element(content, SEQUENCE)?;
+            while !extensions.is_empty() {
+                let (extension, after) = element(extensions, SEQUENCE)?;
+                extensions = after;
+                let (oid, mut fields) = element(extension, OBJECT_IDENTIFIER)?;
+                if oid != SUBJECT_ALT_NAME {
+                    continue;
+                }
+                if fields.first() == Some(&BOOLEAN) {
+                    fields = element(fields, BOOLEAN)?.1; // critical
+                }
+                let (value, _) = element(fields, OCTET_STRING)?;
+                let (mut names, _) = element(value, SEQUENCE)?;
+                while let Some((tag, _, after)) = crate::der::tlv(names) {
+                    if tag == DNS_NAME {
+                        return Some(true);
+                    }
+                    names = after;
+                }
+                return Some(false);
+            }
+            return Some(false);
+        }
+        rest = after;
+    }
+    Some(false)
+}
+
 /// The `tbsCertificate` fields from `validity` on.
 fn from_validity(der: &[u8]) -> Option<&[u8]> {
     let (cert, _) = element(der, SEQUENCE)?;
@@ -70,6 +109,14 @@ const EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
 /// 1.3.101.112
 const ED25519: &[u8] = &[0x2b, 0x65, 0x70];
 const OBJECT_IDENTIFIER: u8 = 0x06;
+/// 2.5.29.17
+const SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
+/// `[3] EXPLICIT Extensions`.
+const EXTENSIONS: u8 = 0xa3;
+/// `dNSName [2] IA5String` in a `GeneralName`.
+const DNS_NAME: u8 = 0x82;
+const BOOLEAN: u8 = 0x01;
+const OCTET_STRING: u8 = 0x04;
 
 const INTEGER: u8 = 0x02;
 const SEQUENCE: u8 = 0x30;
@@ -176,6 +223,24 @@ mod tests {
         let der = pem.as_ref().map(pem::Pem::contents).unwrap_or_default();
         assert_eq!(public_key(der), Some(PublicKey::Ecdsa));
         assert_eq!(public_key(b"\x30\x03\x02\x01\x01"), None);
+    }
+
+    #[test]
+    fn a_dns_name_in_the_subject_alt_name_is_found() {
+        let der_of = |path: &str| {
+            pem::parse(std::fs::read(path).unwrap_or_default())
+                .map(|p| p.contents().to_vec())
+                .unwrap_or_default()
+        };
+        // localhost and 127.0.0.1 in its subjectAltName.
+        assert_eq!(has_dns_name(&der_of(SERVER_CRT)), Some(true));
+        // Only a CN, and extensions that are not a subjectAltName.
+        let cn_only = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testdata/tls/cn-only.crt"
+        );
+        assert_eq!(has_dns_name(&der_of(cn_only)), Some(false));
+        assert_eq!(has_dns_name(b"\x30\x03\x02\x01\x01"), None);
     }
 
     #[test]
