@@ -470,14 +470,7 @@ impl ConnPool {
                         Ok(c) => c,
                         // The budget is the process's: no other node has room.
                         Err(ConnectError::Budget) => {
-                            let limit = self.inner.budget.limit();
-                            if BUDGET_REACHED.due() {
-                                warn!(
-                                    max_connections = limit,
-                                    "{limit} upstream connections open, the most this process may hold (max_connections): requests that need another are answered 503 (said once a minute at most)"
-                                );
-                            }
-                            break 'sent Err(GatewayError::UpstreamBudget(limit));
+                            break 'sent Err(budget_reached(self.inner.budget.limit()));
                         }
                         Err(ConnectError::Failed(e)) => {
                             debug!(node = %node.key.0, error = %e, "upstream connect failed, trying next node");
@@ -526,6 +519,21 @@ impl ConnPool {
             ))),
         }
     }
+}
+
+/// The answer to a request that needs an upstream connection past the
+/// budget, said in the log once a minute at most. Out of line: it stays
+/// out of every request's future and code.
+#[cold]
+#[inline(never)]
+fn budget_reached(limit: usize) -> GatewayError {
+    if BUDGET_REACHED.due() {
+        warn!(
+            max_connections = limit,
+            "{limit} upstream connections open, the most this process may hold (max_connections): requests that need another are answered 503 (said once a minute at most)"
+        );
+    }
+    GatewayError::UpstreamBudget(limit)
 }
 
 /// Why no connection to a node was made.
