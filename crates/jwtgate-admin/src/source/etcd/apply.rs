@@ -89,21 +89,24 @@ impl Objects {
 
     /// Like [`Objects::apply`], for changes whose revisions the node did
     /// not see one by one (etcd compacted them, or holds another history):
-    /// `unseen` names the protected routes that changed among them. What
-    /// happened to such a route in between is lost — its protection may
-    /// have been lifted in a change of its own, the policy changed, and the
-    /// protection set again, as the README tells operators to — so the
-    /// node cannot check its protection step by step as the nodes that saw
-    /// those revisions did, and follows what etcd holds for it instead of
-    /// holding on to a version the others left behind. The protections of
-    /// routes that did not change in between hold as always: every node
-    /// kept them throughout, and refused the same changes.
+    /// `unseen` names the objects that changed in them (deleted ones
+    /// included). What happened to a protected route among them is lost —
+    /// its protection may have been lifted in a change of its own, the
+    /// policy changed, and the protection set again, as the README tells
+    /// operators to — so a protection of such a route is not held against
+    /// a change to another of those objects: the node follows what etcd
+    /// holds, where holding on to its old version kept it on a policy the
+    /// other nodes had left, for good. Everything else is checked as
+    /// always, fail closed: the protections of routes that did not change
+    /// in the gap (every node kept them throughout, and refused the same
+    /// changes), and refused changes tried again, which the node checked
+    /// with their history.
     pub fn apply_across_gap(
         &mut self,
         incoming: Vec<Incoming>,
         revision: i64,
         c: &dyn Compile,
-        unseen: &BTreeSet<String>,
+        unseen: &BTreeSet<ObjectId>,
     ) -> Applied {
         let mut out = Applied::default();
         let mut pending: Vec<(Change, i64)> = Vec::new();
@@ -208,7 +211,7 @@ impl Objects {
         &self,
         mut pending: Vec<(Change, i64)>,
         c: &dyn Compile,
-        unseen: &BTreeSet<String>,
+        unseen: &BTreeSet<ObjectId>,
         unchecked: &mut BTreeSet<String>,
         accepted: &mut Vec<(Change, i64)>,
         refused: &mut Vec<(ObjectId, Refusal)>,
@@ -222,11 +225,12 @@ impl Objects {
             let current = self.source();
             let mut violations = protect::violations(&current, &source);
             violations.retain(|v| {
-                let seen = !unseen.contains(&v.guard);
-                if !seen {
+                let guard = (ObjectKind::Route, v.guard.clone());
+                let lost = unseen.contains(&guard) && unseen.contains(&v.object);
+                if lost {
                     unchecked.insert(v.guard.clone());
                 }
-                seen
+                !lost
             });
             let errors = if violations.is_empty() {
                 match c.compile(&source) {
@@ -563,7 +567,8 @@ mod tests {
         // 9, compacted): "locked" changed in it, so what etcd holds is
         // followed; a route taking "guard"'s requests, which did not change
         // in the gap, is refused as every node refused it.
-        let unseen = BTreeSet::from(["locked".to_owned()]);
+        let id = |name: &str| (ObjectKind::Route, name.to_owned());
+        let unseen = BTreeSet::from([id("locked"), id("taker")]);
         let applied = o.apply_across_gap(
             vec![
                 put(ObjectKind::Route, "locked", &locked("new"), 9),
@@ -574,10 +579,26 @@ mod tests {
             &unseen,
         );
         assert_eq!(realm(&o, "locked").as_deref(), Some("new"));
-        assert_eq!(applied.unchecked, unseen);
+        assert_eq!(applied.unchecked, BTreeSet::from(["locked".to_owned()]));
         assert_eq!(applied.refused.len(), 1, "{:?}", applied.refused);
-        assert_eq!(applied.refused[0].0, (ObjectKind::Route, "taker".into()));
+        assert_eq!(applied.refused[0].0, id("taker"));
         assert_eq!(applied.refused[0].1.outcome, "protected");
+        // A refusal checked with its history stays refused across a later
+        // gap in which "guard" changed (a path added): only what changed
+        // in the gap is taken on trust.
+        let guard_more = r#"{"paths": ["/g/*", "/g2/*"], "upstream": {"echo": true}, "jwt": {"protection": {"immutable": true}}}"#;
+        let applied = o.apply_across_gap(
+            vec![put(ObjectKind::Route, "guard", guard_more, 11)],
+            11,
+            &compile,
+            &BTreeSet::from([id("guard")]),
+        );
+        assert!(applied.refused.is_empty(), "{:?}", applied.refused);
+        assert!(
+            o.refused.contains_key(&id("taker")),
+            "taker retried and refused again"
+        );
+        assert!(!names(&o).contains(&"taker".to_owned()));
         // A deletion in the gap is followed too.
         let applied = o.apply_across_gap(
             vec![((ObjectKind::Route, "locked".into()), None)],
@@ -587,6 +608,13 @@ mod tests {
         );
         assert!(applied.refused.is_empty(), "{:?}", applied.refused);
         assert_eq!(names(&o), ["guard"]);
+        // With no gap, nothing is taken on trust.
+        let applied = o.apply(
+            vec![put(ObjectKind::Route, "guard", guard, 13)],
+            13,
+            &compile,
+        );
+        assert_eq!(applied.refused.len(), 1, "narrowing an immutable route");
     }
 
     #[test]

@@ -117,6 +117,7 @@ async fn follow_once(
                     applied,
                     "etcd compacted the revisions this node missed: reloading in full"
                 );
+                source.shared.lock().await.history_gap = true;
                 full = true;
             }
         }
@@ -158,7 +159,11 @@ async fn follow_once(
                     compacted = r,
                     "the etcd watch fell behind a compaction: reloading in full"
                 );
-                source.shared.lock().await.full_reload = true;
+                {
+                    let mut shared = source.shared.lock().await;
+                    shared.full_reload = true;
+                    shared.history_gap = true;
+                }
                 return Err(format!("compacted at {r}"));
             }
             Err(WatchEnd::Lost(e)) => return Err(e),

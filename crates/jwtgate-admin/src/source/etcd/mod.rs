@@ -105,6 +105,12 @@ struct Shared {
     /// (its data lost, then other writes): the next full reload treats it
     /// as a revision that went back.
     history_lost: bool,
+    /// Set when etcd compacted revisions this node had not applied (found
+    /// at a catch-up, or by a watch that fell behind): the next full
+    /// reload cannot check those revisions one by one (see
+    /// `Objects::apply_across_gap`). Not set when a replay merely stopped
+    /// early, or a held node sees objects again: those check as always.
+    history_gap: bool,
 }
 
 pub struct EtcdSource {
@@ -155,6 +161,7 @@ impl EtcdSource {
                 phase: Phase::Connecting,
                 full_reload: true,
                 history_lost: false,
+                history_gap: false,
             }),
             phase: StdMutex::new(Phase::Connecting),
             client: StdMutex::new(None),
@@ -208,6 +215,7 @@ impl EtcdSource {
         }
         let mut shared = self.shared.lock().await;
         let history_lost = std::mem::take(&mut shared.history_lost);
+        let history_gap = std::mem::take(&mut shared.history_gap);
         let went_back = snapshot.revision < shared.objects.revision || history_lost;
         if went_back && snapshot.objects.is_empty() && !shared.objects.live.is_empty() {
             if shared.phase != Phase::Held {
@@ -233,30 +241,34 @@ impl EtcdSource {
             );
             shared.objects.revision = 0;
         }
+        // What changed in revisions this node could not see one by one
+        // (etcd compacted them, or holds another history): objects whose
+        // version is newer than the node's revision, and those deleted
+        // since (see `Objects::apply_across_gap`). Nothing when no history
+        // was lost: every change is checked.
+        let gap = history_gap || went_back;
         let objects = &shared.objects;
-        // The protected routes that changed in revisions this node did not
-        // see one by one (all of them when etcd went back): their
-        // protection cannot be checked step by step (see
-        // `Objects::apply_across_gap`).
-        let in_etcd: BTreeMap<jwtgate_config::ObjectId, i64> = snapshot
-            .objects
-            .iter()
-            .map(|o| ((o.kind, o.name.clone()), o.mod_revision))
-            .collect();
-        let unseen: BTreeSet<String> = objects
-            .source()
-            .routes
-            .iter()
-            .filter(|r| r.jwt.as_ref().is_some_and(|j| j.protection.is_some()))
-            .filter(|r| {
-                let id = (jwtgate_config::ObjectKind::Route, r.name.clone());
-                match in_etcd.get(&id) {
-                    Some(&mod_revision) => went_back || mod_revision > objects.revision,
-                    None => went_back || objects.stored.contains_key(&id),
-                }
-            })
-            .map(|r| r.name.clone())
-            .collect();
+        let mut unseen: BTreeSet<jwtgate_config::ObjectId> = BTreeSet::new();
+        if gap {
+            let in_etcd: BTreeMap<jwtgate_config::ObjectId, i64> = snapshot
+                .objects
+                .iter()
+                .map(|o| ((o.kind, o.name.clone()), o.mod_revision))
+                .collect();
+            unseen.extend(
+                in_etcd
+                    .iter()
+                    .filter(|(_, &r)| went_back || r > objects.revision)
+                    .map(|(id, _)| id.clone()),
+            );
+            unseen.extend(
+                objects
+                    .stored
+                    .keys()
+                    .filter(|id| !in_etcd.contains_key(*id))
+                    .cloned(),
+            );
+        }
         // Settled: the version etcd holds is the live one, or was refused
         // already (not reported twice).
         let settled = |id: &jwtgate_config::ObjectId, mod_revision: i64| {
@@ -319,8 +331,8 @@ impl EtcdSource {
         self.apply_locked_across_gap(shared, running, incoming, revision, from, &BTreeSet::new());
     }
 
-    /// `unseen`: the protected routes that changed in revisions this node
-    /// did not see (`Objects::apply_across_gap`).
+    /// `unseen`: the objects that changed in revisions this node could not
+    /// see (`Objects::apply_across_gap`).
     fn apply_locked_across_gap(
         &self,
         shared: &mut Shared,
@@ -328,7 +340,7 @@ impl EtcdSource {
         incoming: Vec<apply::Incoming>,
         revision: i64,
         from: &str,
-        unseen: &BTreeSet<String>,
+        unseen: &BTreeSet<jwtgate_config::ObjectId>,
     ) {
         let compile = |source: &RawConfig| running.compile(source, Vec::new(), "");
         let applied = shared

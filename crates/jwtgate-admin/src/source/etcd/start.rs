@@ -125,8 +125,9 @@ impl EtcdSource {
                         );
                         self.shared.lock().await.history_lost = true;
                     }
-                    // Compacted: the snapshot applies as a difference.
-                    None => {}
+                    // Compacted: the snapshot applies as a difference,
+                    // across the gap.
+                    None => self.shared.lock().await.history_gap = true,
                 }
             }
         }
