@@ -76,9 +76,10 @@ pub enum WatchEnd {
 pub enum EtcdError {
     #[error("etcd unavailable: {0}")]
     Unavailable(String),
-    /// etcd answered, and refused the request: authentication or
-    /// permission, or a request it does not take (too large, too many
-    /// operations). Certainly not made; trying again changes nothing.
+    /// etcd answered, and refused the request: permission, or a request it
+    /// does not take (too large, too many operations, no user given where
+    /// authentication is on). Certainly not made; trying again changes
+    /// nothing.
     #[error("etcd refused the request: {0}")]
     Refused(String),
     /// A condition of the transaction failed: someone changed one of the
@@ -167,14 +168,16 @@ fn unavailable(e: impl std::fmt::Display) -> EtcdError {
 }
 
 /// An error of the etcd client: refused when etcd answered with a status
-/// that says it will not take the request, else unavailable.
+/// that says it will not take the request (a request it does not take, a
+/// user it does not let do it), else unavailable. `Unauthenticated` is
+/// not among them: it also says an auth token expired, which passes.
 fn client_error(e: etcd_client::Error) -> EtcdError {
     use tonic::Code;
     match &e {
         etcd_client::Error::GRpcStatus(status)
             if matches!(
                 status.code(),
-                Code::InvalidArgument | Code::PermissionDenied | Code::Unauthenticated
+                Code::InvalidArgument | Code::PermissionDenied
             ) =>
         {
             EtcdError::Refused(status.message().to_owned())
@@ -191,7 +194,11 @@ impl Etcd {
             .with_keep_alive(Duration::from_secs(10), s.dial_timeout)
             .with_require_leader(true);
         if let (Some(user), Some(password)) = (&s.username, &s.password) {
-            options = options.with_user(user.clone(), password.clone());
+            // etcd's auth tokens expire (simple tokens after 5 idle
+            // minutes): the client authenticates again and retries.
+            options = options
+                .with_user(user.clone(), password.clone())
+                .with_auto_token_refresh(true);
         }
         if let Some(tls) = &s.tls {
             let mut t = TlsOptions::new().with_native_roots();

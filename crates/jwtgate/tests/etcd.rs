@@ -2415,3 +2415,36 @@ fn secrets_in_etcd_may_be_references_each_node_resolves() {
         out.stdout
     );
 }
+
+/// etcd's auth tokens expire (simple tokens after `--auth-token-ttl` idle
+/// seconds, 300 by default): a node whose admin API had been idle that
+/// long could not write until it reconnected. The client authenticates
+/// again and the write goes through.
+#[test]
+fn an_expired_etcd_auth_token_is_renewed_for_an_admin_write() {
+    let password = "renewed-pw-0123";
+    let etcd = EtcdServer::start_with(&EtcdOptions {
+        auth: Some(("root".into(), password.into())),
+        extra_args: vec!["--auth-token-ttl=1".into()],
+        ..EtcdOptions::default()
+    });
+    let eps = vec![etcd.endpoint()];
+    let extra = format!("  username: root\n  password: \"{password}\"\n");
+    let dir = tempfile::tempdir().unwrap();
+    let out = push_env(dir.path(), &eps, &extra, BASE, &[], &[]);
+    assert_eq!(out.code(), Some(0), "{}", out.all());
+    let node_dir = tempfile::tempdir().unwrap();
+    let path = node_dir.path().join("jwtgate.yaml");
+    std::fs::write(&path, node_file(&eps, EMBEDDED, &extra)).unwrap();
+    let node = Node::start_on(&path, &[]);
+    wait_state(&node, "following");
+    // Past the token's life, idle.
+    std::thread::sleep(Duration::from_secs(3));
+    let put = node.admin(
+        "PUT",
+        "/admin/v1/routes/after-expiry",
+        Some(json!({"paths": ["/after-expiry/*"], "upstream": {"echo": true}})),
+    );
+    assert_eq!(put.status, 201, "{}\n{}", put.text(), node.logs());
+    assert!(etcd.get(&key("routes", "after-expiry")).is_some());
+}
