@@ -274,6 +274,10 @@ struct PoolInner {
 
 impl PoolInner {
     fn put(self: &Arc<Self>, key: PoolKey, mut conn: Conn) {
+        // Another request found no place: this one's goes back to it.
+        if self.budget.pressed() {
+            return;
+        }
         self.sweeper
             .get_or_init(|| spawn_sweeper(Arc::downgrade(self)));
         conn.idle_epoch = self.epoch.load(Ordering::Relaxed);
@@ -317,17 +321,20 @@ impl PoolInner {
         None
     }
 
-    /// Closes connections the upstream closed (or that idled too long), so
+    /// Closes connections the upstream closed (or that idled too long, or
+    /// all of them while the budget is pressed), so
     /// they do not sit in CLOSE_WAIT until a request comes for their node;
     /// the ones kept give back their buffers (see [`Conn::shed_buffers`]).
     /// Returns how many bytes of buffers were freed.
     fn sweep(&self) -> usize {
         let epoch = self.epoch.fetch_add(1, Ordering::Relaxed) + 1;
+        let pressed = self.budget.pressed();
         let mut shed = 0;
         if let Ok(mut idle) = self.idle.lock() {
             idle.retain(|_, list| {
                 list.retain_mut(|c| {
-                    let keep = epoch.saturating_sub(c.idle_epoch) < IDLE_EPOCHS && c.is_open();
+                    let keep =
+                        !pressed && epoch.saturating_sub(c.idle_epoch) < IDLE_EPOCHS && c.is_open();
                     if keep {
                         shed += c.shed_buffers();
                     }

@@ -11,14 +11,21 @@
 //! as Envoy's circuit breakers answer an overflow, and the descriptors for
 //! accepting clients, the store, etcd and the admin API stay free.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Upstream connections open now, and how many may be.
+///
+/// Each worker's pool keeps idle connections, which hold places too: when
+/// a request finds no place, the budget is *pressed*, and until a place is
+/// taken again every pool closes connections instead of keeping them idle
+/// (as they come back, and at its next sweep), so that one worker's idle
+/// connections do not turn another's requests away.
 #[derive(Debug)]
 pub struct UpstreamBudget {
     open: AtomicUsize,
     limit: usize,
+    pressed: AtomicBool,
 }
 
 impl Default for UpstreamBudget {
@@ -32,6 +39,7 @@ impl UpstreamBudget {
         UpstreamBudget {
             open: AtomicUsize::new(0),
             limit: limit.max(1),
+            pressed: AtomicBool::new(false),
         }
     }
 
@@ -47,12 +55,22 @@ impl UpstreamBudget {
     /// A place for one more connection, if the budget has one; given back
     /// when the permit drops (with its connection).
     pub fn acquire(self: &Arc<Self>) -> Option<Permit> {
-        self.open
+        let taken = self
+            .open
             .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |open| {
                 (open < self.limit).then_some(open + 1)
             })
-            .ok()?;
-        Some(Permit(Arc::clone(self)))
+            .is_ok();
+        if taken == self.pressed.load(Ordering::Relaxed) {
+            self.pressed.store(!taken, Ordering::Relaxed);
+        }
+        taken.then(|| Permit(Arc::clone(self)))
+    }
+
+    /// Whether the last request for a place found none: pools close idle
+    /// connections rather than keep them.
+    pub fn pressed(&self) -> bool {
+        self.pressed.load(Ordering::Relaxed)
     }
 }
 
@@ -75,11 +93,14 @@ mod tests {
         let budget = Arc::new(UpstreamBudget::new(2));
         let a = budget.acquire().expect("first");
         let b = budget.acquire().expect("second");
+        assert!(!budget.pressed());
         assert!(budget.acquire().is_none(), "full");
+        assert!(budget.pressed(), "a request found no place");
         assert_eq!(budget.open(), 2);
         drop(a);
         assert_eq!(budget.open(), 1);
         let c = budget.acquire().expect("a place came back");
+        assert!(!budget.pressed(), "a place was taken again");
         drop((b, c));
         assert_eq!(budget.open(), 0);
         assert_eq!(UpstreamBudget::new(0).limit(), 1, "never zero");

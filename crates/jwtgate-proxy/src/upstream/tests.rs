@@ -839,3 +839,44 @@ async fn regression_slow_post_holds_client_and_upstream() {
     let idle = idle_count(&pool);
     assert_eq!(idle, 0);
 }
+
+/// Two workers' pools share one budget. A connection idle in one pool
+/// holds its place: the other pool's request finds none (503). The budget
+/// is pressed then, so the first pool closes its connection when it comes
+/// back instead of keeping it, and the other pool's next request has its
+/// place.
+#[tokio::test]
+async fn a_pressed_budget_makes_other_pools_give_back_idle_connections() {
+    let (port, conns, _) = upstream(|_| Some(OK_HELLO.to_vec())).await;
+    let budget = Arc::new(UpstreamBudget::new(1));
+    let a = ConnPool::with_budget(Arc::clone(&budget));
+    let b = ConnPool::with_budget(Arc::clone(&budget));
+    let t = target(port, Duration::from_secs(5));
+    let ask = |pool: &ConnPool| {
+        let pool = pool.clone();
+        let t = &t;
+        async move {
+            match pool.forward(t, get("/"), &GatewayHeaders::default()).await {
+                Ok(resp) => body_of(resp).await.map(|_| 200).unwrap_or(0),
+                Err(e) => e.status().as_u16(),
+            }
+        }
+    };
+    assert_eq!(ask(&a).await, 200);
+    assert_eq!(budget.open(), 1, "idle in a's pool");
+    let refused = b
+        .forward(&t, get("/"), &GatewayHeaders::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, GatewayError::UpstreamBudget(1)),
+        "{refused}"
+    );
+    assert!(budget.pressed());
+    // a's connection serves once more, then is closed, not kept.
+    assert_eq!(ask(&a).await, 200);
+    assert_eq!(budget.open(), 0);
+    assert_eq!(ask(&b).await, 200);
+    assert!(!budget.pressed());
+    assert_eq!(conns.load(Ordering::SeqCst), 2);
+}
