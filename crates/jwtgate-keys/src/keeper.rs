@@ -229,6 +229,7 @@ impl Keeper {
                     age_s = now - cached.fetched_at,
                     "keys loaded from the disk cache until the provider answers"
                 );
+                self.warn_private(&set, &format!("disk cache of {}", shown(&cached.source)));
                 self.install(
                     Arc::new(set),
                     cached.fetched_at,
@@ -237,6 +238,21 @@ impl Keeper {
                 );
             }
             Err(e) => warn!(provider = %self.name, error = %e, "key cache not used"),
+        }
+    }
+
+    /// Says so when `set` publishes private key members.
+    fn warn_private(&self, set: &JwkSet, source: &str) {
+        let private = set.private_keys();
+        if !private.is_empty() {
+            warn!(
+                provider = %self.name,
+                kids = %private.join(", "),
+                source = %source,
+                "the key set publishes private key members (\"d\"): whoever can read it can \
+                 sign tokens these keys accept; the IdP must publish public keys only \
+                 (the gateway uses the public members)"
+            );
         }
     }
 
@@ -354,18 +370,10 @@ impl Keeper {
             .is_none_or(|old| old.set.fingerprint() != set.fingerprint());
         if changed {
             info!(provider = %self.name, keys = set.len(), source = %shown(&uri), "key set installed");
-            let private = set.private_keys();
-            if !private.is_empty() {
-                warn!(
-                    provider = %self.name,
-                    kids = %private.join(", "),
-                    source = %shown(&uri),
-                    "the key set publishes private key members (\"d\"): whoever can read it can \
-                     sign tokens these keys accept; the IdP must publish public keys only \
-                     (the gateway uses the public members)"
-                );
-            }
         }
+        // At every fetch, not only when the keys change: the fingerprint
+        // is of the public members.
+        self.warn_private(&set, &shown(&uri));
         self.install(
             Arc::new(set),
             now,
