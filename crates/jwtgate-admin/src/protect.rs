@@ -39,7 +39,9 @@ pub fn check(old: &RawConfig, new: &RawConfig) -> Result<(), String> {
 /// A protection a change breaks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
-    /// The object to blame: the changed object that breaks it.
+    /// The object to blame: the changed object that breaks it; for a
+    /// change of a provider an immutable policy trusts, the policy's route
+    /// (the provider is then found among the changes by elimination).
     pub object: ObjectId,
     /// The route whose protected policy it breaks.
     pub guard: String,
