@@ -681,15 +681,16 @@ mod tests {
         );
     }
 
-    #[test]
-    fn certificates_clients_refuse_now_are_warned_about() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/tls");
-        let text = format!(
-            "listen: \"127.0.0.1:0\"\ntls: {{ cert_file: \"{dir}/server.crt\", key_file: \"{dir}/server.key\" }}\nroutes: []\n"
-        );
+    const TLS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/tls");
+
+    /// The certificate warnings of a config whose `tls` block is `tls`
+    /// (paths in it relative to testdata/tls), at `now`.
+    fn certificate_warnings(tls: &str, now: i64) -> Vec<String> {
+        let tls = tls.replace("{dir}", TLS_DIR);
+        let text = format!("listen: \"127.0.0.1:0\"\ntls: {tls}\nroutes: []\n");
         let mut config =
             crate::load_str(&text, Path::new("."), &|_| None).unwrap_or_else(|e| panic!("{e}"));
-        // The checkout's mode of the key file is not this test's matter.
+        // The checkout's mode of the key file is not these tests' matter.
         for c in config
             .tls
             .iter_mut()
@@ -697,10 +698,18 @@ mod tests {
         {
             c.key_mode = Some(0o600);
         }
+        let mut found = Found::default();
+        certificates(&config, now, &mut found);
+        found.0.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn certificates_clients_refuse_now_are_warned_about() {
         let at = |now: i64| {
-            let mut found = Found::default();
-            certificates(&config, now, &mut found);
-            found.0.iter().map(ToString::to_string).collect::<Vec<_>>()
+            certificate_warnings(
+                r#"{ cert_file: "{dir}/server.crt", key_file: "{dir}/server.key" }"#,
+                now,
+            )
         };
         // testdata/tls/server.crt: valid from 2026-11-22 20:12:49 to
         // 2126-10-29 20:12:49 (UTC).
@@ -718,23 +727,13 @@ mod tests {
 
     #[test]
     fn a_later_certificate_without_dns_names_is_warned_about() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/tls");
         let load = |first: &str, second: &str| {
-            let text = format!(
-                "listen: \"127.0.0.1:0\"\ntls: {{ cert_file: \"{dir}/{first}\", key_file: \"{dir}/server.key\", certificates: [{{ cert_file: \"{dir}/{second}\", key_file: \"{dir}/server.key\" }}] }}\nroutes: []\n"
-            );
-            let mut config =
-                crate::load_str(&text, Path::new("."), &|_| None).unwrap_or_else(|e| panic!("{e}"));
-            for c in config
-                .tls
-                .iter_mut()
-                .flat_map(|t| t.certificates.iter_mut())
-            {
-                c.key_mode = Some(0o600);
-            }
-            let mut found = Found::default();
-            certificates(&config, 1_800_000_000, &mut found);
-            found.0.iter().map(ToString::to_string).collect::<Vec<_>>()
+            certificate_warnings(
+                &format!(
+                    r#"{{ cert_file: "{{dir}}/{first}", key_file: "{{dir}}/server.key", certificates: [{{ cert_file: "{{dir}}/{second}", key_file: "{{dir}}/server.key" }}] }}"#
+                ),
+                1_800_000_000,
+            )
         };
         let w = load("server.crt", "cn-only.crt");
         assert_eq!(w.len(), 1, "{w:?}");
