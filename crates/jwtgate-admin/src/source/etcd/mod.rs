@@ -350,7 +350,7 @@ impl EtcdSource {
             warn!(
                 route = %route,
                 revision,
-                "the protected policy of route {route:?} changed in etcd revisions this node did not see (compacted, or another etcd history): its protection could not be checked step by step, so this node follows what etcd holds for it, as the nodes that saw those revisions do"
+                "the protected policy of route {route:?} changed in etcd revisions this node did not see (compacted, or another etcd history): its protection could not be checked step by step, so for the objects that changed meanwhile this node follows what etcd holds"
             );
         }
         for ((kind, name), refusal) in &applied.refused {
