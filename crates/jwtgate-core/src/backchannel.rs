@@ -129,9 +129,10 @@ pub fn validate(
     let kid = token.header().get("kid");
     let (_, key) = keys.set.select(alg, kid).map_err(LogoutError::Key)?;
     if !key.verify(token.signing_input(), token.signature())
-        && !keys
+        && keys
             .set
-            .twin_verifies(alg, kid, token.signing_input(), token.signature())
+            .verifying_twin(alg, kid, token.signing_input(), token.signature())
+            .is_none()
     {
         return Err(LogoutError::Signature);
     }

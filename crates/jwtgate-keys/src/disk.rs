@@ -2,7 +2,8 @@
 //! node restarting while its identity provider is unreachable keeps
 //! verifying (SPEC §3.6), up to `max_stale_seconds` after the fetch.
 //!
-//! The file holds the key set document as fetched, with the issuer and
+//! The file holds the key set document as fetched, less any secret the
+//! provider published in it (`jwk::without_secrets`), with the issuer and
 //! where and when it was fetched; it is parsed again on load (with the
 //! provider's current `algorithms`), never trusted as parsed keys.
 

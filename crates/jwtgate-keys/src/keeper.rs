@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 use jwtgate_config::{KeySource, ProviderSource};
-use jwtgate_core::jwt::JwkSet;
+use jwtgate_core::jwt::{jwk, JwkSet};
 use jwtgate_core::provider::ProviderKeys;
 use jwtgate_core::redact::url_for_display as shown;
 use tokio::sync::{watch, Notify};
@@ -385,7 +385,9 @@ impl Keeper {
                 issuer: source.issuer.clone(),
                 source: uri,
                 fetched_at: now,
-                document: String::from_utf8_lossy(&fetched.body).into_owned(),
+                // Never a secret on disk, even one the IdP gave away.
+                document: jwk::without_secrets(&fetched.body)
+                    .unwrap_or_else(|| String::from_utf8_lossy(&fetched.body).into_owned()),
                 origin: Some(origin(&source)),
             };
             let cache = cache.clone();

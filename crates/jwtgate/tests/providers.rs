@@ -350,7 +350,8 @@ fn bad_key_sets_never_replace_a_good_one() {
 
 /// A key set that publishes private key members lets anyone sign: the
 /// node says so when it installs one (its tokens still verify, as the IdP
-/// intends), and `check` says so of a `jwks_file` holding them.
+/// intends), keeps none of them in its disk cache, and `check` says so of
+/// a `jwks_file` holding them.
 #[test]
 fn private_key_members_in_a_key_set_are_warned_about() {
     let mut leaked = jwk("rsa", "leaky");
@@ -366,7 +367,12 @@ fn private_key_members_in_a_key_set_are_warned_about() {
         "    issuer: \"https://idp.example\"\n    jwks_uri: \"{}\"\n    ca_file: \"{TLS}/ca.crt\"\n    algorithms: [RS256, ES256]\n    refresh_seconds: 1\n",
         keys.url("/keys")
     );
-    let gw = Gateway::start(&config(&up, &provider, ""));
+    let state = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(&format!(
+        "state_dir: \"{}\"\n{}",
+        state.path().display(),
+        config(&up, &provider, "")
+    ));
     let claims = json!({"iss": "https://idp.example", "sub": "u", "exp": now() + 600});
     let token = sign_kid("RS256", "rsa.key", Some("leaky"), claims);
     let resp = wait_status(&gw, &token, 200, Duration::from_secs(10));
@@ -387,6 +393,19 @@ fn private_key_members_in_a_key_set_are_warned_about() {
         "only the key with private members is named\n{}",
         gw.logs()
     );
+    // The disk cache holds the public members only.
+    let cache = state.path().join("providers/corp.jwks.json");
+    assert!(eventually(IO_TIMEOUT, || cache.is_file()), "no key cache");
+    let cached: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
+    let set: serde_json::Value = serde_json::from_str(cached["jwks"].as_str().unwrap()).unwrap();
+    let kept = &set["keys"][1];
+    assert_eq!(kept["kid"], "leaky", "{cached}");
+    assert!(
+        kept.get("d").is_none(),
+        "a private member on disk: {cached}"
+    );
+    assert_eq!(kept["n"], leaked["n"], "{cached}");
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("keys.json"), jwks(&[leaked]).to_string()).unwrap();
@@ -704,7 +723,8 @@ fn explain_says_why_a_key_did_not_fit() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("keys.json"),
-        jwks(&[jwk("rsa", "r1"), jwk("ec-p256", "e1")]).to_string(),
+        // rsa2 under r1 too: a rotation that reused the kid.
+        jwks(&[jwk("rsa", "r1"), jwk("ec-p256", "e1"), jwk("rsa2", "r1")]).to_string(),
     )
     .unwrap();
     let yaml = r#"listen: "127.0.0.1:0"
@@ -775,10 +795,20 @@ routes:
         out.stdout
     );
     // Accepted.
-    let out = explain(&sign_kid("RS256", "rsa.key", Some("r1"), claims));
+    let out = explain(&sign_kid("RS256", "rsa.key", Some("r1"), claims.clone()));
     assert_eq!(out.code(), Some(0), "{}", out.all());
     assert!(
         out.stdout.contains("ACCEPTED as provider \"corp\""),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("signature:  valid\n"), "{}", out.stdout);
+    // Accepted by the second key under the kid, and said so.
+    let out = explain(&sign_kid("RS256", "rsa2.key", Some("r1"), claims));
+    assert_eq!(out.code(), Some(0), "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("signature:  valid, by another key under the same kid: RSA"),
         "{}",
         out.stdout
     );

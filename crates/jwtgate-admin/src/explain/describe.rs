@@ -1,6 +1,7 @@
 //! Each step of `authenticate_traced` in words: what was looked for, what
 //! was found, and the hint that fixes the usual mistakes. Never a key.
 
+use jwtgate_core::jwt::jwk::Jwk;
 use jwtgate_core::policy::{AuthContext, JwtPolicy, Step};
 use serde_json::{Map, Value};
 
@@ -210,14 +211,7 @@ pub(super) fn step(
                 Some(other) => format!("kid {other} (not a string)"),
             };
             match result {
-                Ok(jwk) => say(
-                    "key",
-                    format!(
-                        "{kid_text}: {} key{}",
-                        jwk.kind.describe(),
-                        jwk.alg.map_or(String::new(), |a| format!(" (alg {a})"))
-                    ),
-                ),
+                Ok(jwk) => say("key", format!("{kid_text}: {}", key_text(jwk))),
                 Err(e) => {
                     say("key", format!("{kid_text}: {e}"));
                     if let Some(k) = keys {
@@ -249,9 +243,14 @@ pub(super) fn step(
                 }
             }
         }
-        Step::Signature { valid } => say(
+        Step::Signature { valid, twin } => say(
             "signature",
-            if valid {
+            if let Some(jwk) = twin {
+                format!(
+                    "valid, by another key under the same kid: {}",
+                    key_text(jwk)
+                )
+            } else if valid {
                 "valid".to_owned()
             } else {
                 "INVALID (wrong key, or the token was altered)".to_owned()
@@ -339,4 +338,13 @@ fn kind(v: &Value) -> &'static str {
         Value::Array(_) => "a list",
         Value::Object(_) => "an object",
     }
+}
+
+/// A key as `explain` names it: its kind, and its own `alg` if it has one.
+fn key_text(jwk: &Jwk) -> String {
+    format!(
+        "{} key{}",
+        jwk.kind.describe(),
+        jwk.alg.map_or(String::new(), |a| format!(" (alg {a})"))
+    )
 }

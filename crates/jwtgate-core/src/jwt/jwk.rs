@@ -26,6 +26,11 @@ use super::Algorithm;
 /// More keys than this is not a key set anyone publishes.
 pub const MAX_KEYS: usize = 100;
 
+/// Keys sharing one `kid` that are used; later ones are skipped. A token
+/// whose signature fails is tried against each (`twin_verifies`), so this
+/// bounds the signature checks one forged token costs.
+pub const MAX_KEYS_PER_KID: usize = 4;
+
 /// Why a document is not a usable JWK Set.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JwksError {
@@ -158,7 +163,21 @@ impl JwkSet {
         let mut set = JwkSet::default();
         for (index, entry) in entries.iter().enumerate() {
             let kid = entry.get("kid").and_then(Value::as_str).map(str::to_owned);
-            match parse_key(entry, &allowed) {
+            let parsed = parse_key(entry, &allowed).and_then(|key| {
+                let sharing = key
+                    .kid
+                    .as_ref()
+                    .and_then(|k| set.by_kid.get(k))
+                    .map_or(0, Vec::len);
+                if sharing < MAX_KEYS_PER_KID {
+                    Ok(key)
+                } else {
+                    Err(format!(
+                        "{MAX_KEYS_PER_KID} keys before it share its kid; no more are used"
+                    ))
+                }
+            });
+            match parsed {
                 Ok(key) => {
                     if let Some(kid) = &key.kid {
                         set.by_kid
@@ -276,29 +295,31 @@ impl JwkSet {
         }
     }
 
-    /// Whether another key under the token's `kid` that fits `alg`, after
-    /// the one `select` chose, verifies the signature. An IdP may publish
-    /// two keys under one kid (a rotation that reused it); each is tried in
-    /// turn, as Envoy does. Called only when the chosen key failed, so a
-    /// good token is verified once.
-    pub fn twin_verifies(
+    /// Another key under the token's `kid` that fits `alg`, after the one
+    /// `select` chose, that verifies the signature. An IdP may publish two
+    /// keys under one kid (a rotation that reused it); each is tried in
+    /// turn, as Envoy does (at most [`MAX_KEYS_PER_KID`]). Called only when
+    /// the chosen key failed, so a good token is verified once.
+    pub fn verifying_twin(
         &self,
         alg: Algorithm,
         kid: Option<&Value>,
         message: &[u8],
         signature: &[u8],
-    ) -> bool {
+    ) -> Option<&Jwk> {
         let Some(Value::String(kid)) = kid else {
-            return false;
+            return None;
         };
-        let Some(candidates) = self.by_kid.get(kid) else {
-            return false;
-        };
-        candidates
+        self.by_kid
+            .get(kid)?
             .iter()
-            .filter_map(|&i| self.keys.get(i)?.verifier(alg))
+            .filter_map(|&i| {
+                let key = self.keys.get(i)?;
+                Some((key, key.verifier(alg)?))
+            })
             .skip(1)
-            .any(|key| key.verify(message, signature))
+            .find(|(_, verifier)| verifier.verify(message, signature))
+            .map(|(key, _)| key)
     }
 }
 
@@ -462,6 +483,28 @@ fn parse_key(entry: &Value, allowed: &[Algorithm]) -> Result<Jwk, String> {
 /// JWK members that belong to a private key (RFC 7518 §6.2.2, §6.3.2;
 /// RFC 8037 §2).
 const PRIVATE_MEMBERS: [&str; 6] = ["d", "p", "q", "dp", "dq", "qi"];
+
+/// `document` with every secret a key set should never have held taken
+/// out of its keys: the private members, an RSA key's further primes
+/// (`oth`, RFC 7518 §6.3.2.7) and a symmetric key's `k` (§6.4.1). What is
+/// kept (the key cache on disk) then holds no more than a public set
+/// would. `None` when it holds none (keep the document as it is) or is not
+/// a JWK Set.
+pub fn without_secrets(document: &[u8]) -> Option<String> {
+    let mut value: Value = serde_json::from_slice(document).ok()?;
+    let keys = value.get_mut("keys")?.as_array_mut()?;
+    let mut removed = false;
+    for key in keys.iter_mut().filter_map(Value::as_object_mut) {
+        let symmetric = key.get("kty").and_then(Value::as_str) == Some("oct");
+        for member in PRIVATE_MEMBERS.iter().chain(&["oth"]) {
+            removed |= key.remove(*member).is_some();
+        }
+        if symmetric {
+            removed |= key.remove("k").is_some();
+        }
+    }
+    removed.then(|| value.to_string())
+}
 
 /// A base64url member (strict: no padding, no stray bits).
 fn member(o: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {

@@ -66,6 +66,9 @@ pub enum Step<'a> {
     },
     Signature {
         valid: bool,
+        /// The key that verified, when it was not the one [`Step::Key`]
+        /// chose but another under the same `kid`.
+        twin: Option<&'a Jwk>,
     },
     Claims {
         now: i64,
@@ -343,7 +346,7 @@ fn consumer_way(
     let valid = credential
         .verify_key
         .verify(token.signing_input(), token.signature());
-    observe(Step::Signature { valid });
+    observe(Step::Signature { valid, twin: None });
     if !valid {
         return Err(AuthError::BadSignature);
     }
@@ -431,12 +434,16 @@ fn provider_way(
     // Set when a key was chosen, so `keys` is there.
     let generation = keys.as_ref().map(|k| (provider.index, k.generation));
 
-    let valid = verifier.verify(token.signing_input(), token.signature())
-        || keys.as_ref().is_some_and(|k| {
+    let first = verifier.verify(token.signing_input(), token.signature());
+    let twin = match (first, &keys) {
+        (false, Some(k)) => {
             k.set
-                .twin_verifies(alg, kid, token.signing_input(), token.signature())
-        });
-    observe(Step::Signature { valid });
+                .verifying_twin(alg, kid, token.signing_input(), token.signature())
+        }
+        _ => None,
+    };
+    let valid = first || twin.is_some();
+    observe(Step::Signature { valid, twin });
     if !valid {
         return (Err(AuthError::BadSignature), generation);
     }

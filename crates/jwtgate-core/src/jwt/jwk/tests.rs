@@ -317,7 +317,8 @@ fn keys_sharing_a_kid_are_each_tried() {
         let (_, first) = keys.select(alg, kid).expect("a key");
         (
             first.verify(t.signing_input(), t.signature()),
-            keys.twin_verifies(alg, kid, t.signing_input(), t.signature()),
+            keys.verifying_twin(alg, kid, t.signing_input(), t.signature())
+                .is_some(),
         )
     };
     // The first fitting key verifies; the later twin does not.
@@ -335,13 +336,52 @@ fn keys_sharing_a_kid_are_each_tried() {
     // No kid, or one naming no key: nothing more to try.
     let token = sign(Algorithm::RS256, "rsa2.key", None);
     let t = Token::parse(&token).expect("parse");
-    assert!(!both.twin_verifies(Algorithm::RS256, None, t.signing_input(), t.signature()));
-    assert!(!both.twin_verifies(
-        Algorithm::RS256,
-        Some(&json!("other")),
-        t.signing_input(),
-        t.signature()
-    ));
+    assert!(both
+        .verifying_twin(Algorithm::RS256, None, t.signing_input(), t.signature())
+        .is_none());
+    assert!(both
+        .verifying_twin(
+            Algorithm::RS256,
+            Some(&json!("other")),
+            t.signing_input(),
+            t.signature()
+        )
+        .is_none());
+}
+
+#[test]
+fn at_most_four_keys_sharing_a_kid_are_used() {
+    let under = |name: &str, kid: &str| {
+        let mut key = jwk(name);
+        key["kid"] = json!(kid);
+        key
+    };
+    // Four that do not verify rsa2's tokens, then rsa2, all under one kid.
+    let mut keys: Vec<Value> = (0..MAX_KEYS_PER_KID).map(|_| under("rsa", "k")).collect();
+    keys.push(under("rsa2", "k"));
+    keys.push(under("rsa2", "other"));
+    let parsed = JwkSet::parse(&set(keys), &[Algorithm::RS256]).expect("set");
+    assert_eq!(parsed.len(), MAX_KEYS_PER_KID + 1);
+    let skipped = parsed.skipped();
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert_eq!(skipped[0].index, MAX_KEYS_PER_KID);
+    assert_eq!(skipped[0].kid.as_deref(), Some("k"));
+    assert!(
+        skipped[0].reason.contains("share its kid"),
+        "{}",
+        skipped[0].reason
+    );
+    let token = sign(Algorithm::RS256, "rsa2.key", Some("k"));
+    let t = Token::parse(&token).expect("parse");
+    let kid = t.header().get("kid");
+    assert!(parsed
+        .verifying_twin(Algorithm::RS256, kid, t.signing_input(), t.signature())
+        .is_none());
+    // Under a kid of its own it is used.
+    assert_eq!(
+        verifies(&parsed, &sign(Algorithm::RS256, "rsa2.key", Some("other"))),
+        Ok(true)
+    );
 }
 
 #[test]
@@ -364,4 +404,36 @@ fn keys_published_with_private_members_are_named() {
     );
     let public = JwkSet::parse(&set(vec![jwk("rsa")]), &[Algorithm::RS256]).expect("set");
     assert!(public.private_keys().is_empty());
+}
+
+#[test]
+fn secrets_are_taken_out_of_a_set_and_its_public_keys_kept() {
+    let mut rsa = jwk("rsa");
+    for m in ["d", "p", "q", "dp", "dq", "qi"] {
+        rsa[m] = json!("AQAB");
+    }
+    rsa["oth"] = json!([{"r": "AQAB", "d": "AQAB", "t": "AQAB"}]);
+    let mut ec = jwk("ec-p256");
+    ec["d"] = json!("AQAB");
+    let oct = json!({"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"});
+    let document = set(vec![rsa, jwk("rsa2"), ec, oct]);
+    let public = without_secrets(&document).expect("secrets removed");
+    for secret in [
+        "\"d\"", "\"p\"", "\"q\"", "\"dp\"", "\"dq\"", "\"qi\"", "\"oth\"", "\"k\"",
+    ] {
+        assert!(!public.contains(secret), "{secret} kept: {public}");
+    }
+    let algs = [Algorithm::RS256, Algorithm::ES256];
+    let before = JwkSet::parse(&document, &algs).expect("set");
+    let after = JwkSet::parse(public.as_bytes(), &algs).expect("set");
+    assert_eq!(after.fingerprint(), before.fingerprint());
+    assert!(after.private_keys().is_empty());
+    assert_eq!(after.len(), before.len());
+    // A public set is left as it came; what is not a set is not touched.
+    assert_eq!(
+        without_secrets(&set(vec![jwk("rsa"), jwk("ec-p256")])),
+        None
+    );
+    assert_eq!(without_secrets(b"not json"), None);
+    assert_eq!(without_secrets(b"{\"keys\": 3}"), None);
 }
