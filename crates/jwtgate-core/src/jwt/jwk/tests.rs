@@ -10,6 +10,13 @@ fn jwk(name: &str) -> Value {
     serde_json::from_str(&text).expect("json")
 }
 
+/// Test key `name` published under `kid`.
+fn under(name: &str, kid: &str) -> Value {
+    let mut key = jwk(name);
+    key["kid"] = json!(kid);
+    key
+}
+
 fn set(keys: Vec<Value>) -> Vec<u8> {
     json!({ "keys": keys }).to_string().into_bytes()
 }
@@ -296,11 +303,6 @@ fn rsa_components_with_leading_zeros_and_odd_exponents_parse() {
 
 #[test]
 fn keys_sharing_a_kid_are_each_tried() {
-    let under = |name: &str, kid: &str| {
-        let mut key = jwk(name);
-        key["kid"] = json!(kid);
-        key
-    };
     let both = JwkSet::parse(
         &set(vec![
             under("rsa", "shared"),
@@ -351,11 +353,6 @@ fn keys_sharing_a_kid_are_each_tried() {
 
 #[test]
 fn at_most_four_keys_sharing_a_kid_are_used() {
-    let under = |name: &str, kid: &str| {
-        let mut key = jwk(name);
-        key["kid"] = json!(kid);
-        key
-    };
     // Four that do not verify rsa2's tokens, then rsa2, all under one kid.
     let mut keys: Vec<Value> = (0..MAX_KEYS_PER_KID).map(|_| under("rsa", "k")).collect();
     keys.push(under("rsa2", "k"));
