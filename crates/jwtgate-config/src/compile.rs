@@ -38,13 +38,15 @@ pub(crate) fn valid_header_name(h: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// Headers a `forward_claims` entry may not name besides the ones the
-/// gateway owns ([`jwtgate_core::owned_headers`]): they frame the message,
-/// are hop-by-hop, or carry tokens. A claim's header is also stripped from
-/// every client request (SPEC §3.2), so one of these would also take the
-/// client's `Host`, body framing or token away. Compared as the proxy
-/// strips owned headers: case-insensitively, `_` as `-`.
-const FRAMING_AND_CARRIERS: [&str; 13] = [
+/// Headers that frame the message, are hop-by-hop, or that the gateway
+/// rewrites (`X-Forwarded-For`), besides the ones it owns
+/// ([`jwtgate_core::owned_headers`]). Neither a `forward_claims` entry nor
+/// a token header (`jwt.header`) may name one: a claim's header is stripped
+/// from every client request (SPEC §3.2), so one of these would take the
+/// client's `Host` or body framing away; a token there is stripped or
+/// consumed before it is read, so no token would ever be checked. Compared
+/// as the proxy strips owned headers: case-insensitively, `_` as `-`.
+const FRAMING: [&str; 10] = [
     "host",
     "content-length",
     "transfer-encoding",
@@ -54,22 +56,23 @@ const FRAMING_AND_CARRIERS: [&str; 13] = [
     "te",
     "trailer",
     "upgrade",
-    "proxy-authorization",
     "x-forwarded-for",
-    "authorization",
-    "cookie",
 ];
 
-fn gateway_set_header(h: &str) -> bool {
+/// Headers that carry credentials: no claim may be forwarded in one.
+const CARRIERS: [&str; 3] = ["proxy-authorization", "authorization", "cookie"];
+
+/// Whether `h` is a header the gateway owns or frames the request with.
+fn owned_or_framing(h: &str) -> bool {
     use jwtgate_core::owned_headers::{CLIENT_MAY_NOT_SEND, IDENTITY_HEADERS};
     let folded = h.to_ascii_lowercase().replace('_', "-");
-    [
-        &FRAMING_AND_CARRIERS[..],
-        &IDENTITY_HEADERS,
-        &CLIENT_MAY_NOT_SEND,
-    ]
-    .iter()
-    .any(|list| list.contains(&folded.as_str()))
+    [&FRAMING[..], &IDENTITY_HEADERS, &CLIENT_MAY_NOT_SEND]
+        .iter()
+        .any(|list| list.contains(&folded.as_str()))
+}
+
+fn gateway_set_header(h: &str) -> bool {
+    owned_or_framing(h) || CARRIERS.contains(&h.to_ascii_lowercase().replace('_', "-").as_str())
 }
 
 /// The longest a subject cut-off may be kept: far past any token's life,
@@ -905,6 +908,14 @@ pub(crate) fn jwt_policy(
     if let Some(h) = &sources.header {
         if !valid_header_name(h) {
             errors.add(&at("header"), format!("{h:?} is not a valid header name"));
+        } else if owned_or_framing(h) {
+            errors.add(
+                &at("header"),
+                format!(
+                    "{h:?} is a header the gateway sets, strips from clients or frames the \
+                     request with: a token there would never be read; name another header"
+                ),
+            );
         }
     }
     let realm = j.realm.clone().unwrap_or_else(|| "jwtgate".into());

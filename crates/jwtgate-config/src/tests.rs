@@ -300,6 +300,37 @@ fn forward_claims_cannot_name_a_header_the_gateway_sets() {
     );
 }
 
+/// A token in a header the gateway strips or consumes before it reads the
+/// token is never checked (with an anonymous consumer, a bad token became
+/// the guest): such a `jwt.header` is refused, as a claim's header is.
+#[test]
+fn the_token_header_cannot_be_one_the_gateway_sets_or_strips() {
+    for header in [
+        "X-Consumer-Username",
+        "x-anonymous-consumer",
+        "X_Real_IP",
+        "Forwarded",
+        "X-Original-URL",
+        "X-Forwarded-Host",
+        "X-Forwarded-For",
+        "Connection",
+        "Host",
+        "TE",
+    ] {
+        let yaml = MINIMAL.replace("jwt: {}", &format!("jwt: {{ header: {header} }}"));
+        let errs = errors(&yaml);
+        assert!(
+            errs.iter().any(|e| e.starts_with("routes[0].jwt.header:")
+                && e.contains("a token there would never be read")),
+            "{header}: {errs:?}"
+        );
+    }
+    for header in ["X-Api-Token", "Authorization", "Proxy-Authorization"] {
+        let yaml = MINIMAL.replace("jwt: {}", &format!("jwt: {{ header: {header} }}"));
+        assert!(load(&yaml).is_ok(), "{header}");
+    }
+}
+
 #[test]
 fn regression_short_hmac_secret_accepted() {
     // RFC 7518 §3.2: at least the hash output, 32 bytes for HS256.

@@ -136,7 +136,8 @@ fn regression_escaped_reserved_and_utf8_characters_still_match_their_rule() {
     let up = Upstream::start();
     let gw = Gateway::start(&config(
         &up,
-        r#"{ required_paths: ["GET_/orders:cancel", "GET_/u/@me", "GET_/caf\u00e9*", "GET_/a%2Cb"] }"#,
+        r#"{ required_paths: ["GET_/orders:cancel", "GET_/u/@me", "GET_/caf\u00e9*", "GET_/a%2Cb",
+             "GET_/r/tmpl/{id}*", "GET_/r/list%5b0%5d", "GET_/r/report q1"] }"#,
     ));
     for (target, upstream_path) in [
         ("/orders:cancel", "/orders:cancel"),
@@ -148,6 +149,13 @@ fn regression_escaped_reserved_and_utf8_characters_still_match_their_rule() {
         ("/caf%c3%a9/menu", "/caf%C3%A9/menu"),
         ("/a,b", "/a,b"),
         ("/a%2cb", "/a%2Cb"),
+        // Printable characters a path may not hold raw, escaped or not.
+        ("/r/tmpl/{id}", "/r/tmpl/{id}"),
+        ("/r/tmpl/%7Bid%7D/x", "/r/tmpl/%7Bid%7D/x"),
+        ("/r/tmpl/%7bid%7d", "/r/tmpl/%7Bid%7D"),
+        ("/r/list[0]", "/r/list[0]"),
+        ("/r/list%5B0%5D", "/r/list%5B0%5D"),
+        ("/r/report%20q1", "/r/report%20q1"),
     ] {
         up.clear();
         let anonymous = gw.send(&Req::get(target));
@@ -241,7 +249,8 @@ routes:
     paths: ["/*"]
     upstream: { echo: true }
     jwt:
-      required_paths: ["get_/x", "FETCH_/x", "GET/x", "GET_x", "GET_/a*b", "GET_"]
+      required_paths: ["get_/x", "FETCH_/x", "GET/x", "GET_x", "GET_/a*b", "GET_", "GET_/r/what?",
+                       "GET_/r/tab\t", "GET_/a%2Fb"]
 "#,
     )
     .expect("write");
@@ -255,13 +264,19 @@ routes:
         all.contains("routes[0].jwt") && all.contains("not_required_paths"),
         "{all}"
     );
-    for i in 0..6 {
+    for i in 0..9 {
         assert!(
             all.contains(&format!("routes[1].jwt.required_paths[{i}]:")),
             "entry {i} not reported:\n{all}"
         );
     }
     assert!(all.contains("\"FETCH\""), "{all}");
+    assert!(
+        all.contains(
+            "routes[1].jwt.required_paths[6]: \"?\" (it starts the query) can never match"
+        ),
+        "{all}"
+    );
 }
 
 #[test]

@@ -4,14 +4,14 @@
 //! (SPEC §3.3: only unreserved ones are decoded), and that path is what goes
 //! upstream. But an upstream's framework decodes every escape before it
 //! routes: to Spring, Go's `net/http`, Django or Flask, `/orders%3Acancel`
-//! is `/orders:cancel` and `/caf%C3%A9` is `/café`. A rule written with the
-//! character itself would miss the escaped spelling of the very path it
-//! guards. So matching decodes, on both sides, the escapes of the
-//! characters that may stand raw in a path segment and mean the same there
-//! (RFC 3986 §3.3: `:` `@` and the sub-delimiters but `;`), of unreserved
-//! ones, and of UTF-8 beyond ASCII. The escapes that could change where the
-//! path splits (`%2F`, `%3F`, `%23`, `%25`, `%3B`), control and other
-//! characters stay as they are. The upstream still gets the normalised path.
+//! is `/orders:cancel`, `/tmpl/%7Bid%7D` is `/tmpl/{id}` and `/caf%C3%A9`
+//! is `/café`. A rule written with the character itself would miss the
+//! escaped spelling of the very path it guards. So matching decodes, on
+//! both sides, the escape of every printable ASCII character (space
+//! included) but the ones that could change where the path splits or what
+//! it means (`/`, `?`, `#`, `%`, `;`, `\`), and of UTF-8 beyond ASCII. Those
+//! and control characters stay escaped, their hex upper-cased as
+//! normalisation writes it. The upstream still gets the normalised path.
 
 use std::borrow::Cow;
 
@@ -40,7 +40,7 @@ pub fn match_form(path: &str) -> Cow<'_, str> {
             }
             Some(c) if c >= 0x80 => {
                 // A run of escaped bytes beyond ASCII: decoded if it is UTF-8,
-                // kept escaped (as it came) if it is not.
+                // kept escaped (hex upper-cased) if it is not.
                 let mut run = Vec::new();
                 let mut j = i;
                 while let Some(c) = escaped_at(bytes, j).filter(|&c| c >= 0x80) {
@@ -49,11 +49,23 @@ pub fn match_form(path: &str) -> Cow<'_, str> {
                 }
                 match std::str::from_utf8(&run) {
                     Ok(text) => out.extend_from_slice(text.as_bytes()),
-                    Err(_) => out.extend_from_slice(bytes.get(i..j).unwrap_or_default()),
+                    Err(_) => out.extend(
+                        bytes
+                            .get(i..j)
+                            .unwrap_or_default()
+                            .iter()
+                            .map(u8::to_ascii_uppercase),
+                    ),
                 }
                 i = j;
             }
-            _ => {
+            Some(_) => {
+                // Kept escaped, spelled as normalisation spells it.
+                let kept = bytes.get(i..i + 3).unwrap_or_default();
+                out.extend(kept.iter().map(u8::to_ascii_uppercase));
+                i += 3;
+            }
+            None => {
                 out.push(b);
                 i += 1;
             }
@@ -68,10 +80,10 @@ pub fn match_form(path: &str) -> Cow<'_, str> {
     }
 }
 
-/// Whether an ASCII character means the same raw or escaped in a path
-/// segment: unreserved, `:`, `@`, and the sub-delimiters but `;`.
+/// Whether an ASCII character is read raw, escaped or not: printable, and
+/// not one that splits the path or gives it another meaning.
 fn same_raw(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || b"-._~:@!$&'()*+,=".contains(&c)
+    (b' '..=b'~').contains(&c) && !b"/?#%;\\".contains(&c)
 }
 
 #[cfg(test)]
@@ -90,18 +102,27 @@ mod tests {
         assert_eq!(match_form("/caf%C3%A9"), "/café");
         assert_eq!(match_form("/caf%c3%a9/x"), "/café/x");
         assert_eq!(match_form("/%7Euser"), "/~user");
+        // What frameworks decode too, though a path may not hold it raw.
+        assert_eq!(
+            match_form("/r/tmpl/%7Bid%7D/%5B0%5D%7c%5E%22%3C%3E%60%20x"),
+            "/r/tmpl/{id}/[0]|^\"<>` x"
+        );
+        assert_eq!(match_form("/r/a%7bb"), "/r/a{b");
     }
 
     #[test]
     fn escapes_that_could_split_the_path_stay() {
         for kept in [
-            "/a%2Fb", "/a%3Fb", "/a%23b", "/a%25b", "/a%3Bb", "/a%20b", "/a%01b", "/a%5Cb",
+            "/a%2Fb", "/a%3Fb", "/a%23b", "/a%25b", "/a%3Bb", "/a%01b", "/a%7F", "/a%5Cb",
         ] {
             assert_eq!(match_form(kept), kept);
+            // In either case of hex, as normalisation upper-cases it.
+            assert_eq!(match_form(&kept.to_ascii_lowercase()), kept);
         }
         // Not UTF-8: kept as it came, the rest of the path still decoded.
         assert_eq!(match_form("/%C3%28%3A"), "/%C3(:");
         assert_eq!(match_form("/%FF%3A"), "/%FF:");
+        assert_eq!(match_form("/%ff%3a"), "/%FF:");
         // Malformed escapes are left alone (normalize refuses them anyway).
         assert_eq!(match_form("/a%3"), "/a%3");
         assert_eq!(match_form("/a%zz%3A"), "/a%zz:");

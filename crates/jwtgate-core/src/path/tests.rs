@@ -187,6 +187,61 @@ fn pattern_errors() {
         assert_eq!(PathPattern::parse(text), Err(err), "{text}");
         assert_eq!(err.to_string(), message);
     }
+    // What no normalised request path holds.
+    for (text, what) in [
+        ("/r/what?", "\"?\" (it starts the query)"),
+        ("/r/c#1*", "\"#\" (it starts the fragment)"),
+        ("/r/tab\t", "a control character"),
+        ("/r/del\u{7f}", "a control character"),
+        ("/a\\b", "a backslash"),
+        ("/a%2fb*", "an escaped slash (%2F)"),
+        ("/a%5Cb", "an escaped backslash (%5C)"),
+        ("/a%00", "an escaped NUL (%00)"),
+        ("/a%zz", "a \"%\" that is not an escape (%XX)"),
+        ("/a%4*", "a \"%\" that is not an escape (%XX)"),
+    ] {
+        let err = PathPattern::parse(text).expect_err(text);
+        assert_eq!(err, PatternError::NeverMatches(what), "{text}");
+        assert_eq!(
+            err.to_string(),
+            format!("{what} can never match: no request path holds it")
+        );
+    }
+}
+
+/// Every spelling a framework reads as the same path meets the pattern,
+/// whichever spelling the pattern was written in (the escapes of printable
+/// characters a path may not hold raw, and hex in either case).
+#[test]
+fn a_pattern_matches_every_spelling_of_its_characters() {
+    let spellings: [(&str, &[&str]); 5] = [
+        (
+            "/r/tmpl/{id}",
+            &["/r/tmpl/%7Bid%7D", "/r/tmpl/%7bid%7d", "/r/tmpl/{id}"],
+        ),
+        ("/r/list[0]", &["/r/list%5B0%5D", "/r/list[0]"]),
+        ("/a/p|q", &["/a/p%7Cq", "/a/p|q"]),
+        ("/r/report q1", &["/r/report%20q1"]),
+        ("/r/pct%3fq", &["/r/pct%3Fq"]),
+    ];
+    for (written, requests) in spellings {
+        for pattern_text in [
+            written.to_owned(),
+            written.replace('{', "%7b").replace(' ', "%20"),
+        ] {
+            let pattern = PathPattern::parse(&pattern_text).expect("valid");
+            for request in requests {
+                let path = normalize(request).expect("a valid request path");
+                assert!(
+                    pattern.matches(&match_form(&path)),
+                    "{pattern_text} should match {request}"
+                );
+            }
+        }
+    }
+    // Kept escapes stay apart from what they stand for.
+    let pattern = PathPattern::parse("/r/pct%3Fq").expect("valid");
+    assert!(!pattern.matches(&match_form("/r/pct?q")));
 }
 
 #[test]

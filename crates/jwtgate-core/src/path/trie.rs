@@ -16,6 +16,11 @@ pub enum PatternError {
     MisplacedStar,
     #[error("\";\" can never match: a request path with a \";\" parameter is refused")]
     Parameter,
+    /// What no request path holds: `?` and `#` end a path, and a path with
+    /// a control character, a `\\`, an escaped `/`, `\\` or NUL, or a
+    /// malformed escape is refused.
+    #[error("{0} can never match: no request path holds it")]
+    NeverMatches(&'static str),
 }
 
 /// The path syntax shared by route `paths` and rule entries: exact (`/v1/x`),
@@ -46,6 +51,9 @@ impl PathPattern {
         if text.contains(';') {
             return Err(PatternError::Parameter);
         }
+        if let Some(what) = never_in_a_path(text) {
+            return Err(PatternError::NeverMatches(what));
+        }
         Ok(PathPattern {
             text: super::match_form(text).into_owned(),
             prefix,
@@ -70,6 +78,30 @@ impl PathPattern {
             path == self.text
         }
     }
+}
+
+/// What in a pattern's text no normalised request path can hold, if
+/// anything: such a pattern would never match.
+fn never_in_a_path(text: &str) -> Option<&'static str> {
+    let bytes = text.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        let what = match b {
+            b'?' => "\"?\" (it starts the query)",
+            b'#' => "\"#\" (it starts the fragment)",
+            b'\\' => "a backslash",
+            _ if b.is_ascii_control() => "a control character",
+            b'%' => match crate::percent::escaped_at(bytes, i) {
+                None => "a \"%\" that is not an escape (%XX)",
+                Some(b'/') => "an escaped slash (%2F)",
+                Some(b'\\') => "an escaped backslash (%5C)",
+                Some(0) => "an escaped NUL (%00)",
+                Some(_) => continue,
+            },
+            _ => continue,
+        };
+        return Some(what);
+    }
+    None
 }
 
 impl fmt::Display for PathPattern {
