@@ -38,41 +38,43 @@ pub(crate) fn valid_header_name(h: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// Headers that frame the message, are hop-by-hop, or that the gateway
-/// rewrites (`X-Forwarded-For`), besides the ones it owns
+/// Headers that frame the message or that the gateway rewrites
+/// (`X-Forwarded-For`), besides the hop-by-hop ones and the ones it owns
 /// ([`jwtgate_core::owned_headers`]). Neither a `forward_claims` entry nor
-/// a token header (`jwt.header`) may name one: a claim's header is stripped
-/// from every client request (SPEC §3.2), so one of these would take the
-/// client's `Host` or body framing away; a token there is stripped or
-/// consumed before it is read, so no token would ever be checked. Compared
-/// as the proxy strips owned headers: case-insensitively, `_` as `-`.
-const FRAMING: [&str; 10] = [
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "x-forwarded-for",
-];
+/// a token header (`jwt.header`) may name any of them: a claim's header is
+/// stripped from every client request (SPEC §3.2), so one of these would
+/// take the client's `Host` or body framing away; a token there is
+/// stripped or consumed before it is read, so no token would ever be
+/// checked.
+const FRAMING: [&str; 3] = ["host", "content-length", "x-forwarded-for"];
 
 /// Headers that carry credentials: no claim may be forwarded in one.
 const CARRIERS: [&str; 3] = ["proxy-authorization", "authorization", "cookie"];
 
-/// Whether `h` is a header the gateway owns or frames the request with.
-fn owned_or_framing(h: &str) -> bool {
-    use jwtgate_core::owned_headers::{CLIENT_MAY_NOT_SEND, IDENTITY_HEADERS};
-    let folded = h.to_ascii_lowercase().replace('_', "-");
-    [&FRAMING[..], &IDENTITY_HEADERS, &CLIENT_MAY_NOT_SEND]
-        .iter()
-        .any(|list| list.contains(&folded.as_str()))
+/// `h` as the proxy compares header names: lower case, `_` as `-`.
+fn folded(h: &str) -> String {
+    h.to_ascii_lowercase().replace('_', "-")
 }
 
-fn gateway_set_header(h: &str) -> bool {
-    owned_or_framing(h) || CARRIERS.contains(&h.to_ascii_lowercase().replace('_', "-").as_str())
+/// Whether a token header named `h` could never be read: the gateway owns
+/// it, frames the request with it or removes it as hop-by-hop first.
+fn never_read_as_token_header(h: &str) -> bool {
+    use jwtgate_core::owned_headers::{CLIENT_MAY_NOT_SEND, HOP_BY_HOP, IDENTITY_HEADERS};
+    let h = folded(h);
+    [
+        &FRAMING[..],
+        &HOP_BY_HOP,
+        &IDENTITY_HEADERS,
+        &CLIENT_MAY_NOT_SEND,
+    ]
+    .iter()
+    .any(|list| list.contains(&h.as_str()))
+}
+
+/// Whether a `forward_claims` entry may not name `h`: a header the gateway
+/// owns, frames the request with, removes as hop-by-hop, or a credential.
+fn not_a_claim_header(h: &str) -> bool {
+    never_read_as_token_header(h) || CARRIERS.contains(&folded(h).as_str())
 }
 
 /// The longest a subject cut-off may be kept: far past any token's life,
@@ -908,7 +910,7 @@ pub(crate) fn jwt_policy(
     if let Some(h) = &sources.header {
         if !valid_header_name(h) {
             errors.add(&at("header"), format!("{h:?} is not a valid header name"));
-        } else if owned_or_framing(h) {
+        } else if never_read_as_token_header(h) {
             errors.add(
                 &at("header"),
                 format!(
@@ -943,7 +945,7 @@ pub(crate) fn jwt_policy(
             let loc = child(&at("forward_claims"), &claim);
             if !valid_header_name(&header) {
                 errors.add(&loc, format!("{header:?} is not a valid header name"));
-            } else if gateway_set_header(&header) {
+            } else if not_a_claim_header(&header) {
                 errors.add(
                     &loc,
                     format!(

@@ -70,6 +70,7 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
         methods(route, &format!("routes[{j}].methods"), &mut found);
     }
     shadowed(&config.routes, &mut found);
+    never_matching(&config.raw, &mut found);
     backchannel_paths(&config.raw, &mut found);
     names(config, &mut found);
     unused_consumers(&config.raw, &mut found);
@@ -176,6 +177,55 @@ struct Found(Vec<ConfigError>);
 impl Found {
     fn warn(&mut self, location: String, message: String) {
         self.0.push(ConfigError { location, message });
+    }
+}
+
+/// Route paths and rule entries that hold what no normalised request path
+/// can (a raw `?`, a control character, an escaped `/`, ...): they never
+/// match. Warned, not refused: such entries loaded before they were told.
+fn never_matching(raw: &RawConfig, found: &mut Found) {
+    use jwtgate_core::path::{PathPattern, RuleEntry};
+    let mut tell = |location: String, what: Option<&'static str>| {
+        if let Some(what) = what {
+            found.warn(
+                location,
+                format!("{what} can never match: no request path holds it"),
+            );
+        }
+    };
+    let entry = |text: &str| RuleEntry::parse(text).ok()?.pattern.never_matches();
+    for (i, route) in raw.routes.iter().enumerate() {
+        let at = format!("routes[{i}]");
+        for (j, path) in route.paths.iter().enumerate() {
+            let what = PathPattern::parse(path)
+                .ok()
+                .and_then(|p| p.never_matches());
+            tell(format!("{at}.paths[{j}]"), what);
+        }
+        let Some(jwt) = &route.jwt else { continue };
+        let lists = [
+            ("required_paths", &jwt.required_paths),
+            ("not_required_paths", &jwt.not_required_paths),
+        ];
+        for (name, list) in lists {
+            for (k, text) in list.iter().flatten().enumerate() {
+                tell(format!("{at}.jwt.{name}[{k}]"), entry(text));
+            }
+        }
+        for (a, rule) in jwt.authorize.iter().flatten().enumerate() {
+            for (k, text) in rule.matches.iter().enumerate() {
+                tell(format!("{at}.jwt.authorize[{a}].match[{k}]"), entry(text));
+            }
+        }
+        let single = [
+            ("logout_path", &jwt.logout_path),
+            ("logout_everywhere_path", &jwt.logout_everywhere_path),
+        ];
+        for (name, text) in single {
+            if let Some(text) = text {
+                tell(format!("{at}.jwt.{name}"), entry(text));
+            }
+        }
     }
 }
 

@@ -34,3 +34,20 @@ pub const CLIENT_MAY_NOT_SEND: [&str; 14] = [
     "x-original-url",
     "x-rewrite-url",
 ];
+
+/// Request headers that are hop-by-hop whatever `Connection` says: the
+/// proxy removes them before it reads a token (`Expect` too: the gateway
+/// answers `100-continue` itself), so no token header may be one. The
+/// proxy matches them by text (`headers::is_hop_by_hop`); a test there
+/// holds it to this list.
+pub const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "expect",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+];

@@ -2,9 +2,11 @@
 //! node restarting while its identity provider is unreachable keeps
 //! verifying (SPEC §3.6), up to `max_stale_seconds` after the fetch.
 //!
-//! The file holds the key set document as fetched, less any secret the
-//! provider published in it (`jwk::without_secrets`), with the issuer and
-//! where and when it was fetched; it is parsed again on load (with the
+//! The file holds the key set document as fetched, each key cut down to
+//! the members that decide what it verifies (`jwk::public_document`: never
+//! a secret the provider published), with the issuer, where and when it was
+//! fetched, and which keys were published with private members (to be
+//! warned about again at a restart); it is parsed again on load (with the
 //! provider's current `algorithms`), never trusted as parsed keys.
 
 use std::path::{Path, PathBuf};
@@ -30,6 +32,10 @@ pub struct Cached {
     /// source and `ca_file`): a cache written under another is not used.
     /// `None` in caches written before it was recorded.
     pub origin: Option<String>,
+    /// The kids of the keys the provider published with private members
+    /// (which the document no longer holds). Empty in caches written
+    /// before it was recorded.
+    pub private_kids: Vec<String>,
 }
 
 impl KeyCache {
@@ -50,6 +56,7 @@ impl KeyCache {
             "fetched_at": cached.fetched_at,
             "jwks": cached.document,
             "origin": cached.origin,
+            "private_kids": cached.private_kids,
         })
         .to_string();
         jwtgate_state::write_private(&self.path, text.as_bytes())
@@ -83,6 +90,14 @@ impl KeyCache {
             fetched_at,
             document,
             origin: field("origin"),
+            private_kids: value
+                .get("private_kids")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
         }))
     }
 }
@@ -102,6 +117,7 @@ mod tests {
             fetched_at: 1_700_000_000,
             document: "{\"keys\":[]}".into(),
             origin: Some("abc".into()),
+            private_kids: vec!["leaky".into()],
         };
         cache.save(&c).expect("save");
         assert_eq!(cache.load(), Ok(Some(c)));

@@ -229,7 +229,19 @@ impl Keeper {
                     age_s = now - cached.fetched_at,
                     "keys loaded from the disk cache until the provider answers"
                 );
-                self.warn_private(&set, &format!("disk cache of {}", shown(&cached.source)));
+                // Said as at the fetch: from what it recorded, or (a cache
+                // written before keys were cut down) from what it holds.
+                let mut private = cached.private_kids.clone();
+                private.extend(set.private_keys());
+                private.sort();
+                private.dedup();
+                self.warn_private(
+                    &private,
+                    &format!("disk cache of {}", shown(&cached.source)),
+                );
+                if jwk::holds_more_than_public(cached.document.as_bytes()) {
+                    self.rewrite_public(cache, cached.clone(), private);
+                }
                 self.install(
                     Arc::new(set),
                     cached.fetched_at,
@@ -241,9 +253,25 @@ impl Keeper {
         }
     }
 
-    /// Says so when `set` publishes private key members.
-    fn warn_private(&self, set: &JwkSet, source: &str) {
-        let private = set.private_keys();
+    /// Writes again, cut down to public members, a cache an earlier
+    /// version wrote with all the provider published.
+    fn rewrite_public(&self, cache: &KeyCache, cached: Cached, private_kids: Vec<String>) {
+        let Some(document) = jwk::public_document(cached.document.as_bytes()) else {
+            return;
+        };
+        let public = Cached {
+            document,
+            private_kids,
+            ..cached
+        };
+        if let Err(e) = cache.save(&public) {
+            warn!(provider = %self.name, error = %e, "cannot write the key cache");
+        }
+    }
+
+    /// Says so when a key set publishes private key members (`private`:
+    /// the kids of the keys that do).
+    fn warn_private(&self, private: &[String], source: &str) {
         if !private.is_empty() {
             warn!(
                 provider = %self.name,
@@ -373,7 +401,8 @@ impl Keeper {
         }
         // At every fetch, not only when the keys change: the fingerprint
         // is of the public members.
-        self.warn_private(&set, &shown(&uri));
+        let private_kids = set.private_keys();
+        self.warn_private(&private_kids, &shown(&uri));
         self.install(
             Arc::new(set),
             now,
@@ -385,9 +414,11 @@ impl Keeper {
                 issuer: source.issuer.clone(),
                 source: uri,
                 fetched_at: now,
-                // Never a secret on disk, even one the IdP gave away.
-                document: jwk::without_secrets(&fetched.body)
+                // Never a secret on disk, even one the IdP gave away; who
+                // gave one away is kept, to be said again at a restart.
+                document: jwk::public_document(&fetched.body)
                     .unwrap_or_else(|| String::from_utf8_lossy(&fetched.body).into_owned()),
+                private_kids,
                 origin: Some(origin(&source)),
             };
             let cache = cache.clone();

@@ -66,8 +66,9 @@ fn length_bit(len: usize) -> u64 {
     1u64 << len.min(63)
 }
 
-/// Request headers that are hop-by-hop whatever `Connection` says. A match
-/// on the name's text: comparing `HeaderName`s one by one costs more.
+/// Request headers that are hop-by-hop whatever `Connection` says
+/// (`owned_headers::HOP_BY_HOP`, which a test holds this to). A match on
+/// the name's text: comparing `HeaderName`s one by one costs more.
 /// `Expect` among them: the gateway answers `100-continue` itself, when it
 /// first reads the body (over HTTP/1.x and HTTP/2), as Envoy does; passed
 /// on, the upstream's own `100` went nowhere.
@@ -416,6 +417,17 @@ pub fn take_forwarded_for<'a>(headers: &mut HeaderMap, peer_ip: &'a [u8]) -> Cow
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hop_by_hop_names_are_the_cores_list() {
+        use jwtgate_core::owned_headers::HOP_BY_HOP;
+        for name in HOP_BY_HOP {
+            assert!(is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
+        }
+        for name in ["authorization", "cookie", "host", "x-api-token"] {
+            assert!(!is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
+        }
+    }
 
     #[test]
     fn hop_by_hop_and_connection_named_headers_go() {

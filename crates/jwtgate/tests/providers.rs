@@ -396,9 +396,13 @@ fn private_key_members_in_a_key_set_are_warned_about() {
     // The disk cache holds the public members only.
     let cache = state.path().join("providers/corp.jwks.json");
     assert!(eventually(IO_TIMEOUT, || cache.is_file()), "no key cache");
-    let cached: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
-    let set: serde_json::Value = serde_json::from_str(cached["jwks"].as_str().unwrap()).unwrap();
+    let read_cache = || -> (Value, Value) {
+        let cached: Value =
+            serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
+        let set = serde_json::from_str(cached["jwks"].as_str().unwrap()).unwrap();
+        (cached, set)
+    };
+    let (mut cached, set) = read_cache();
     let kept = &set["keys"][1];
     assert_eq!(kept["kid"], "leaky", "{cached}");
     assert!(
@@ -406,6 +410,38 @@ fn private_key_members_in_a_key_set_are_warned_about() {
         "a private member on disk: {cached}"
     );
     assert_eq!(kept["n"], leaked["n"], "{cached}");
+    assert_eq!(cached["private_kids"], json!(["leaky"]), "{cached}");
+
+    // A restart while the IdP is down says it again, from the cache. Here
+    // the cache is as an earlier version wrote it (the set as fetched, no
+    // private_kids): it is said from what the set holds, and the file is
+    // written again without the secret.
+    drop(gw);
+    drop(keys);
+    cached["jwks"] = json!(jwks(&[jwk("ec-p256", "fine"), leaked.clone()]).to_string());
+    cached.as_object_mut().unwrap().remove("private_kids");
+    std::fs::write(&cache, cached.to_string()).unwrap();
+    let gw = Gateway::start(&format!(
+        "state_dir: \"{}\"\n{}",
+        state.path().display(),
+        config(&up, &provider, "")
+    ));
+    assert_eq!(get(&gw, &token).status, 200, "{}", gw.logs());
+    assert!(
+        gw.logs()
+            .lines()
+            .any(|l| l.contains("publishes private key members")
+                && l.contains("leaky")
+                && l.contains("disk cache")),
+        "{}",
+        gw.logs()
+    );
+    let (cached, set) = read_cache();
+    assert!(
+        set["keys"][1].get("d").is_none(),
+        "a private member on disk: {cached}"
+    );
+    assert_eq!(cached["private_kids"], json!(["leaky"]), "{cached}");
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("keys.json"), jwks(&[leaked]).to_string()).unwrap();

@@ -26,10 +26,16 @@ use super::Algorithm;
 /// More keys than this is not a key set anyone publishes.
 pub const MAX_KEYS: usize = 100;
 
-/// Keys sharing one `kid` that are used; later ones are skipped. A token
-/// whose signature fails is tried against each (`twin_verifies`), so this
-/// bounds the signature checks one forged token costs.
+/// Keys fitting a token's `alg` under its `kid` that are tried, in the
+/// set's order ([`JwkSet::verifying_twin`]): this bounds the signature
+/// checks one forged token costs.
 pub const MAX_KEYS_PER_KID: usize = 4;
+
+/// The members that decide what a key verifies: all a key is known by in
+/// its fingerprint and all the disk cache keeps of it.
+const PUBLIC_MEMBERS: [&str; 10] = [
+    "kid", "kty", "alg", "crv", "n", "e", "x", "y", "use", "key_ops",
+];
 
 /// Why a document is not a usable JWK Set.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -163,21 +169,7 @@ impl JwkSet {
         let mut set = JwkSet::default();
         for (index, entry) in entries.iter().enumerate() {
             let kid = entry.get("kid").and_then(Value::as_str).map(str::to_owned);
-            let parsed = parse_key(entry, &allowed).and_then(|key| {
-                let sharing = key
-                    .kid
-                    .as_ref()
-                    .and_then(|k| set.by_kid.get(k))
-                    .map_or(0, Vec::len);
-                if sharing < MAX_KEYS_PER_KID {
-                    Ok(key)
-                } else {
-                    Err(format!(
-                        "{MAX_KEYS_PER_KID} keys before it share its kid; no more are used"
-                    ))
-                }
-            });
-            match parsed {
+            match parse_key(entry, &allowed) {
                 Ok(key) => {
                     if let Some(kid) = &key.kid {
                         set.by_kid
@@ -298,8 +290,9 @@ impl JwkSet {
     /// Another key under the token's `kid` that fits `alg`, after the one
     /// `select` chose, that verifies the signature. An IdP may publish two
     /// keys under one kid (a rotation that reused it); each is tried in
-    /// turn, as Envoy does (at most [`MAX_KEYS_PER_KID`]). Called only when
-    /// the chosen key failed, so a good token is verified once.
+    /// turn, as Envoy does, up to [`MAX_KEYS_PER_KID`] fitting keys in
+    /// all. Called only when the chosen key failed, so a good token is
+    /// verified once.
     pub fn verifying_twin(
         &self,
         alg: Algorithm,
@@ -318,6 +311,7 @@ impl JwkSet {
                 Some((key, key.verifier(alg)?))
             })
             .skip(1)
+            .take(MAX_KEYS_PER_KID - 1)
             .find(|(_, verifier)| verifier.verify(message, signature))
             .map(|(key, _)| key)
     }
@@ -344,19 +338,16 @@ fn fingerprint(entries: &[Value], set: &JwkSet) -> [u8; 32] {
             let Some(o) = e.as_object() else {
                 return String::new();
             };
-            // The members that decide what a key verifies.
-            [
-                "kid", "kty", "alg", "crv", "n", "e", "x", "y", "use", "key_ops",
-            ]
-            .iter()
-            .map(|m| {
-                format!(
-                    "{m}={}",
-                    o.get(*m).map(Value::to_string).unwrap_or_default()
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\u{1f}")
+            PUBLIC_MEMBERS
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{m}={}",
+                        o.get(*m).map(Value::to_string).unwrap_or_default()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\u{1f}")
         })
         .collect();
     canonical.sort();
@@ -484,26 +475,38 @@ fn parse_key(entry: &Value, allowed: &[Algorithm]) -> Result<Jwk, String> {
 /// RFC 8037 §2).
 const PRIVATE_MEMBERS: [&str; 6] = ["d", "p", "q", "dp", "dq", "qi"];
 
-/// `document` with every secret a key set should never have held taken
-/// out of its keys: the private members, an RSA key's further primes
-/// (`oth`, RFC 7518 §6.3.2.7) and a symmetric key's `k` (§6.4.1). What is
-/// kept (the key cache on disk) then holds no more than a public set
-/// would. `None` when it holds none (keep the document as it is) or is not
-/// a JWK Set.
-pub fn without_secrets(document: &[u8]) -> Option<String> {
-    let mut value: Value = serde_json::from_slice(document).ok()?;
-    let keys = value.get_mut("keys")?.as_array_mut()?;
-    let mut removed = false;
-    for key in keys.iter_mut().filter_map(Value::as_object_mut) {
-        let symmetric = key.get("kty").and_then(Value::as_str) == Some("oct");
-        for member in PRIVATE_MEMBERS.iter().chain(&["oth"]) {
-            removed |= key.remove(*member).is_some();
-        }
-        if symmetric {
-            removed |= key.remove("k").is_some();
-        }
-    }
-    removed.then(|| value.to_string())
+/// `document` (a JWK Set) with each key cut down to the members that decide
+/// what it verifies, for the disk cache: whatever else a provider
+/// published (private members, an `oct` key's `k`, extensions) is never
+/// written. Keys the set holds in another form than an object are left
+/// out. `None` when it is not a JWK Set.
+pub fn public_document(document: &[u8]) -> Option<String> {
+    let value: Value = serde_json::from_slice(document).ok()?;
+    let keys = value.get("keys")?.as_array()?;
+    let public: Vec<Value> = keys
+        .iter()
+        .filter_map(Value::as_object)
+        .map(|key| {
+            let kept = PUBLIC_MEMBERS
+                .iter()
+                .filter_map(|m| Some(((*m).to_owned(), key.get(*m)?.clone())));
+            Value::Object(kept.collect())
+        })
+        .collect();
+    Some(serde_json::json!({ "keys": public }).to_string())
+}
+
+/// Whether `document` holds a key member beyond the public ones
+/// [`public_document`] keeps: a cache written before keys were cut down.
+pub fn holds_more_than_public(document: &[u8]) -> bool {
+    let Ok(value) = serde_json::from_slice::<Value>(document) else {
+        return false;
+    };
+    let keys = value.get("keys").and_then(Value::as_array);
+    keys.into_iter()
+        .flatten()
+        .filter_map(Value::as_object)
+        .any(|key| key.keys().any(|m| !PUBLIC_MEMBERS.contains(&m.as_str())))
 }
 
 /// A base64url member (strict: no padding, no stray bits).

@@ -11,7 +11,10 @@
 //! included) but the ones that could change where the path splits or what
 //! it means (`/`, `?`, `#`, `%`, `;`, `\`), and of UTF-8 beyond ASCII. Those
 //! and control characters stay escaped, their hex upper-cased as
-//! normalisation writes it. The upstream still gets the normalised path.
+//! normalisation writes it. A `*` is the one character read the other way:
+//! raw or escaped, it is `%2A`, since a pattern's raw `*` marks a prefix
+//! and its text must never hold one. The upstream still gets the
+//! normalised path.
 
 use std::borrow::Cow;
 
@@ -19,15 +22,20 @@ use crate::percent::escaped_at;
 
 /// `path` (a normalised request path, or a route's or rule's pattern) in the
 /// form matching compares. Borrowed, without work beyond one scan, when it
-/// holds no `%`: nearly every request.
+/// holds no `%` and no `*`: nearly every request.
 pub fn match_form(path: &str) -> Cow<'_, str> {
-    if !path.contains('%') {
+    if !path.bytes().any(|b| b == b'%' || b == b'*') {
         return Cow::Borrowed(path);
     }
     let bytes = path.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
+        if b == b'*' {
+            out.extend_from_slice(b"%2A");
+            i += 1;
+            continue;
+        }
         if b != b'%' {
             out.push(b);
             i += 1;
@@ -83,7 +91,7 @@ pub fn match_form(path: &str) -> Cow<'_, str> {
 /// Whether an ASCII character is read raw, escaped or not: printable, and
 /// not one that splits the path or gives it another meaning.
 fn same_raw(c: u8) -> bool {
-    (b' '..=b'~').contains(&c) && !b"/?#%;\\".contains(&c)
+    (b' '..=b'~').contains(&c) && !b"/?#%;\\*".contains(&c)
 }
 
 #[cfg(test)]
@@ -95,10 +103,7 @@ mod tests {
         assert_eq!(match_form("/req/orders%3Acancel"), "/req/orders:cancel");
         assert_eq!(match_form("/req/orders%3acancel"), "/req/orders:cancel");
         assert_eq!(match_form("/req/%40me"), "/req/@me");
-        assert_eq!(
-            match_form("/a%21%24%26%27%28%29%2A%2B%2C%3D"),
-            "/a!$&'()*+,="
-        );
+        assert_eq!(match_form("/a%21%24%26%27%28%29%2B%2C%3D"), "/a!$&'()+,=");
         assert_eq!(match_form("/caf%C3%A9"), "/café");
         assert_eq!(match_form("/caf%c3%a9/x"), "/café/x");
         assert_eq!(match_form("/%7Euser"), "/~user");
@@ -126,6 +131,13 @@ mod tests {
         // Malformed escapes are left alone (normalize refuses them anyway).
         assert_eq!(match_form("/a%3"), "/a%3");
         assert_eq!(match_form("/a%zz%3A"), "/a%zz:");
+    }
+
+    #[test]
+    fn a_star_is_always_escaped() {
+        for spelling in ["/pub*/x", "/pub%2A/x", "/pub%2a/x"] {
+            assert_eq!(match_form(spelling), "/pub%2A/x", "{spelling}");
+        }
     }
 
     #[test]

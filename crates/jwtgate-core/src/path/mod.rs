@@ -6,8 +6,9 @@
 //! route paths and rule entries; [`PathTrie`] matches a path against many
 //! patterns in one walk, and [`PathRules`] uses it to find the rule entry that
 //! applies to a request. Both sides meet in [`match_form`], which also reads
-//! the escaped spellings of `:`, `@`, the sub-delimiters and UTF-8 as the
-//! characters themselves, as the upstream's framework will.
+//! the escaped spellings of printable characters (but those that split a
+//! path or change its meaning) and of UTF-8 as the characters themselves,
+//! as the upstream's framework will.
 //!
 //! This module does not split off the query string (the caller does, at the
 //! first `?`), does not decide what a matching rule means (required or not is

@@ -69,6 +69,39 @@ fn model_find(entries: &[RuleEntry], method: Method, path: &str) -> Option<usize
         })
 }
 
+/// The compiled rules of `specs` (method, pattern) against a linear scan of
+/// the entries, for each of `requests` (paths as matching sees them).
+fn check_rules(
+    specs: &[(&str, String)],
+    requests: &[(Method, String)],
+) -> Result<(), TestCaseError> {
+    let entries: Vec<RuleEntry> = specs
+        .iter()
+        .map(|(m, p)| RuleEntry::parse(&format!("{m}_{p}")).expect("valid entry"))
+        .collect();
+    let rules = PathRules::compile(&entries);
+    for (method, path) in requests {
+        let want = model_find(&entries, *method, path);
+        prop_assert_eq!(
+            rules.find_index(*method, path),
+            want,
+            "{:?} {:?}",
+            method,
+            path
+        );
+        prop_assert_eq!(rules.find(*method, path), want.map(|i| &entries[i]));
+        let first = (0..entries.len()).find(|&i| entries[i].matches(*method, path));
+        prop_assert_eq!(
+            rules.first_listed(*method, path),
+            first,
+            "{:?} {:?}",
+            method,
+            path
+        );
+    }
+    Ok(())
+}
+
 fn check_trie(texts: &[String], paths: &[String]) -> Result<(), TestCaseError> {
     let patterns: Vec<PathPattern> = texts.iter().map(|t| parsed(t)).collect();
     let mut trie = PathTrie::new();
@@ -107,18 +140,58 @@ proptest! {
         specs in prop::collection::vec((rule_method(), pattern_text()), 0..24),
         requests in prop::collection::vec((request_method(), path_text()), 1..16),
     ) {
-        let entries: Vec<RuleEntry> = specs
+        check_rules(&specs, &requests)?;
+    }
+
+    /// The same with escapes that matching reads as characters, a `*` in
+    /// either spelling, and their trailing-slash twins: the compiled rules
+    /// and `RuleEntry::matches` agree on every request's match form.
+    #[test]
+    fn rules_agree_with_linear_scan_on_escapes(
+        specs in prop::collection::vec(
+            (rule_method(), "/(a|/|%2A|%2a|%7B|%7b|\\{|%20| ){0,4}\\*?"), 0..16),
+        requests in prop::collection::vec(
+            (request_method(), "/(a|/|%2A|\\*|%7B|%7b|\\{|%20){0,5}"), 1..16),
+    ) {
+        let requests: Vec<(Method, String)> = requests
             .iter()
-            .map(|(m, p)| RuleEntry::parse(&format!("{m}_{p}")).expect("valid entry"))
+            .filter_map(|(method, raw)| Some((*method, match_form(&normalize(raw).ok()?).into_owned())))
             .collect();
-        let rules = PathRules::compile(&entries);
-        for (method, path) in &requests {
-            let want = model_find(&entries, *method, path);
-            prop_assert_eq!(rules.find_index(*method, path), want, "{:?} {:?}", method, path);
-            prop_assert_eq!(rules.find(*method, path), want.map(|i| &entries[i]));
-            let first = (0..entries.len()).find(|&i| entries[i].matches(*method, path));
-            prop_assert_eq!(rules.first_listed(*method, path), first, "{:?} {:?}", method, path);
-        }
+        check_rules(&specs, &requests)?;
+    }
+
+    /// Matching's form of a path is a fixed point, and every spelling of a
+    /// path (each character raw or escaped, hex in either case) has the
+    /// same one, as a pattern written in any of them.
+    #[test]
+    fn match_form_is_one_form_for_every_spelling(
+        chars in prop::collection::vec(prop::sample::select(
+            vec!['a', '{', '}', '[', ']', '|', ':', '@', '*', '~', ' ', '"', '<', '^', '\'', '=']), 1..8),
+        spellings in prop::collection::vec(0u8..3, 8),
+    ) {
+        let spell = |shift: usize| -> String {
+            let mut out = String::from("/");
+            for (i, c) in chars.iter().enumerate() {
+                let how = spellings.get((i + shift) % spellings.len()).copied().unwrap_or(0);
+                // A pattern's raw `*` marks a prefix: escaped here.
+                let raw_ok = !matches!(c, ' ' | '"' | '<' | '^' | '{' | '}' | '|' | '[' | ']' | '*');
+                match how {
+                    0 if raw_ok => out.push(*c),
+                    1 => out.push_str(&format!("%{:02x}", u32::from(*c))),
+                    _ => out.push_str(&format!("%{:02X}", u32::from(*c))),
+                }
+            }
+            out
+        };
+        let (one, other) = (spell(0), spell(1));
+        let forms: Vec<String> = [&one, &other]
+            .iter()
+            .map(|raw| match_form(&normalize(raw).expect("valid")).into_owned())
+            .collect();
+        prop_assert_eq!(&forms[0], &forms[1], "{:?} {:?}", one, other);
+        prop_assert_eq!(match_form(&forms[0]).into_owned(), forms[0].clone());
+        let pattern = PathPattern::parse(&one).expect("valid pattern");
+        prop_assert!(pattern.matches(&forms[1]), "{:?} vs {:?}", one, other);
     }
 
     #[test]

@@ -229,7 +229,7 @@ pub struct PathRules {
 
 /// True when `path` is the trailing-slash twin of the exact pattern text
 /// `exact`: `/a/` for `/a`, `/a` for `/a/`; `/` has none. The same rule as
-/// [`twin_pattern`], without allocating.
+/// [`PathPattern::slash_twin`], without allocating.
 fn slash_twins(exact: &str, path: &str) -> bool {
     if exact == "/" {
         return false;
@@ -238,19 +238,6 @@ fn slash_twins(exact: &str, path: &str) -> bool {
         Some(without) => path == without,
         None => path.len() == exact.len() + 1 && path.ends_with('/') && path.starts_with(exact),
     }
-}
-
-/// The exact pattern an exact entry also covers (see [`RuleEntry::matches`]).
-fn twin_pattern(pattern: &PathPattern) -> Option<PathPattern> {
-    if pattern.is_prefix() || pattern.as_str() == "/" {
-        return None;
-    }
-    let text = pattern.as_str();
-    let twin = match text.strip_suffix('/') {
-        Some(without) => without.to_owned(),
-        None => format!("{text}/"),
-    };
-    PathPattern::parse(&twin).ok()
 }
 
 impl PathRules {
@@ -264,7 +251,7 @@ impl PathRules {
         for twins in [false, true] {
             for (index, entry) in entries.iter().enumerate() {
                 let pattern = if twins {
-                    match twin_pattern(&entry.pattern) {
+                    match entry.pattern.slash_twin() {
                         Some(p) => p,
                         None => continue,
                     }

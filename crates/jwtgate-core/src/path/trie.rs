@@ -16,11 +16,6 @@ pub enum PatternError {
     MisplacedStar,
     #[error("\";\" can never match: a request path with a \";\" parameter is refused")]
     Parameter,
-    /// What no request path holds: `?` and `#` end a path, and a path with
-    /// a control character, a `\\`, an escaped `/`, `\\` or NUL, or a
-    /// malformed escape is refused.
-    #[error("{0} can never match: no request path holds it")]
-    NeverMatches(&'static str),
 }
 
 /// The path syntax shared by route `paths` and rule entries: exact (`/v1/x`),
@@ -51,9 +46,6 @@ impl PathPattern {
         if text.contains(';') {
             return Err(PatternError::Parameter);
         }
-        if let Some(what) = never_in_a_path(text) {
-            return Err(PatternError::NeverMatches(what));
-        }
         Ok(PathPattern {
             text: super::match_form(text).into_owned(),
             prefix,
@@ -70,6 +62,42 @@ impl PathPattern {
         &self.text
     }
 
+    /// What in the pattern no normalised request path can hold, if
+    /// anything: such a pattern never matches (`check` warns of it; an
+    /// error would refuse, on upgrade, configs that loaded before). A
+    /// prefix may end inside an escape (`/a%2*` covers `/a%25x`).
+    pub fn never_matches(&self) -> Option<&'static str> {
+        let end = if self.prefix {
+            // An escape cut short at the end is a prefix of whole ones.
+            match self.text.as_bytes() {
+                [.., b'%'] => self.text.len() - 1,
+                [.., b'%', h] if h.is_ascii_hexdigit() => self.text.len() - 2,
+                _ => self.text.len(),
+            }
+        } else {
+            self.text.len()
+        };
+        never_in_a_path(self.text.get(..end).unwrap_or(&self.text))
+    }
+
+    /// The exact pattern an exact one also covers (SPEC §3.3's trailing
+    /// slash, see `RuleEntry::matches`): `/a/` for `/a`, `/a` for `/a/`;
+    /// none for `/` or a prefix. Built from the text as it is, never parsed
+    /// again: the text is in match form already.
+    pub fn slash_twin(&self) -> Option<PathPattern> {
+        if self.prefix || self.text == "/" {
+            return None;
+        }
+        let text = match self.text.strip_suffix('/') {
+            Some(without) => without.to_owned(),
+            None => format!("{}/", self.text),
+        };
+        Some(PathPattern {
+            text,
+            prefix: false,
+        })
+    }
+
     /// Whether `path` (already normalised) matches this one pattern.
     pub fn matches(&self, path: &str) -> bool {
         if self.prefix {
@@ -81,7 +109,7 @@ impl PathPattern {
 }
 
 /// What in a pattern's text no normalised request path can hold, if
-/// anything: such a pattern would never match.
+/// anything.
 fn never_in_a_path(text: &str) -> Option<&'static str> {
     let bytes = text.as_bytes();
     for (i, &b) in bytes.iter().enumerate() {

@@ -268,6 +268,18 @@ impl Output {
     }
 }
 
+/// `jwtgate check` of `yaml`, written to a fresh directory (also the
+/// working directory, for the paths it names).
+pub fn check_yaml(yaml: &str) -> Output {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("jwtgate.yaml");
+    std::fs::write(&path, yaml).expect("write");
+    run_cli(
+        &["check", "--config", path.to_str().expect("utf8")],
+        dir.path(),
+    )
+}
+
 pub fn run_cli(args: &[&str], cwd: &Path) -> Output {
     run_cli_env(args, cwd, &[])
 }

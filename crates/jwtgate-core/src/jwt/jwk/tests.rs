@@ -352,28 +352,27 @@ fn keys_sharing_a_kid_are_each_tried() {
 }
 
 #[test]
-fn at_most_four_keys_sharing_a_kid_are_used() {
+fn at_most_four_keys_sharing_a_kid_are_tried() {
     // Four that do not verify rsa2's tokens, then rsa2, all under one kid.
     let mut keys: Vec<Value> = (0..MAX_KEYS_PER_KID).map(|_| under("rsa", "k")).collect();
     keys.push(under("rsa2", "k"));
     keys.push(under("rsa2", "other"));
-    let parsed = JwkSet::parse(&set(keys), &[Algorithm::RS256]).expect("set");
-    assert_eq!(parsed.len(), MAX_KEYS_PER_KID + 1);
-    let skipped = parsed.skipped();
-    assert_eq!(skipped.len(), 1, "{skipped:?}");
-    assert_eq!(skipped[0].index, MAX_KEYS_PER_KID);
-    assert_eq!(skipped[0].kid.as_deref(), Some("k"));
-    assert!(
-        skipped[0].reason.contains("share its kid"),
-        "{}",
-        skipped[0].reason
-    );
-    let token = sign(Algorithm::RS256, "rsa2.key", Some("k"));
-    let t = Token::parse(&token).expect("parse");
-    let kid = t.header().get("kid");
-    assert!(parsed
-        .verifying_twin(Algorithm::RS256, kid, t.signing_input(), t.signature())
-        .is_none());
+    let parsed = JwkSet::parse(&set(keys.clone()), &[Algorithm::RS256]).expect("set");
+    // Every key is kept; only the trying stops.
+    assert_eq!(parsed.len(), MAX_KEYS_PER_KID + 2);
+    assert!(parsed.skipped().is_empty());
+    let twin = |set: &JwkSet| {
+        let token = sign(Algorithm::RS256, "rsa2.key", Some("k"));
+        let t = Token::parse(&token).expect("parse");
+        let kid = t.header().get("kid");
+        set.verifying_twin(Algorithm::RS256, kid, t.signing_input(), t.signature())
+            .map(|k| k.kid.clone())
+    };
+    assert_eq!(twin(&parsed), None);
+    // The fourth fitting key is still tried.
+    keys.remove(0);
+    let fourth = JwkSet::parse(&set(keys), &[Algorithm::RS256]).expect("set");
+    assert_eq!(twin(&fourth), Some(Some("k".to_owned())));
     // Under a kid of its own it is used.
     assert_eq!(
         verifies(&parsed, &sign(Algorithm::RS256, "rsa2.key", Some("other"))),
@@ -404,33 +403,53 @@ fn keys_published_with_private_members_are_named() {
 }
 
 #[test]
-fn secrets_are_taken_out_of_a_set_and_its_public_keys_kept() {
+fn the_cached_document_keeps_only_public_members() {
     let mut rsa = jwk("rsa");
-    for m in ["d", "p", "q", "dp", "dq", "qi"] {
+    for m in ["d", "p", "q", "dp", "dq", "qi", "x5c", "issuer"] {
         rsa[m] = json!("AQAB");
     }
     rsa["oth"] = json!([{"r": "AQAB", "d": "AQAB", "t": "AQAB"}]);
     let mut ec = jwk("ec-p256");
     ec["d"] = json!("AQAB");
-    let oct = json!({"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"});
-    let document = set(vec![rsa, jwk("rsa2"), ec, oct]);
-    let public = without_secrets(&document).expect("secrets removed");
-    for secret in [
-        "\"d\"", "\"p\"", "\"q\"", "\"dp\"", "\"dq\"", "\"qi\"", "\"oth\"", "\"k\"",
+    ec["use"] = json!("sig");
+    for oct in [
+        json!({"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"}),
+        json!({"kty": "OCT", "k": "c2VjcmV0"}),
+        json!({"kid": "h3", "k": "c2VjcmV0"}),
     ] {
-        assert!(!public.contains(secret), "{secret} kept: {public}");
+        let document = set(vec![
+            rsa.clone(),
+            jwk("rsa2"),
+            ec.clone(),
+            oct,
+            json!("junk"),
+        ]);
+        assert!(holds_more_than_public(&document));
+        let public = public_document(&document).expect("a set");
+        assert!(!holds_more_than_public(public.as_bytes()), "{public}");
+        let kept: Value = serde_json::from_str(&public).expect("json");
+        for key in kept["keys"].as_array().expect("keys") {
+            for member in key.as_object().expect("object").keys() {
+                assert!(
+                    PUBLIC_MEMBERS.contains(&member.as_str()),
+                    "{member}: {public}"
+                );
+            }
+        }
+        let algs = [Algorithm::RS256, Algorithm::ES256];
+        let before = JwkSet::parse(&document, &algs).expect("set");
+        let after = JwkSet::parse(public.as_bytes(), &algs).expect("set");
+        assert_eq!(after.fingerprint(), before.fingerprint());
+        assert_eq!(after.len(), before.len());
+        assert!(after.private_keys().is_empty());
+        assert_eq!(after.keys()[2].kid, before.keys()[2].kid);
     }
-    let algs = [Algorithm::RS256, Algorithm::ES256];
-    let before = JwkSet::parse(&document, &algs).expect("set");
-    let after = JwkSet::parse(public.as_bytes(), &algs).expect("set");
-    assert_eq!(after.fingerprint(), before.fingerprint());
-    assert!(after.private_keys().is_empty());
-    assert_eq!(after.len(), before.len());
-    // A public set is left as it came; what is not a set is not touched.
-    assert_eq!(
-        without_secrets(&set(vec![jwk("rsa"), jwk("ec-p256")])),
-        None
-    );
-    assert_eq!(without_secrets(b"not json"), None);
-    assert_eq!(without_secrets(b"{\"keys\": 3}"), None);
+    // A public set holds nothing more; what is not a set is not one.
+    assert!(!holds_more_than_public(&set(vec![
+        jwk("rsa"),
+        jwk("ec-p256")
+    ])));
+    assert_eq!(public_document(b"not json"), None);
+    assert_eq!(public_document(b"{\"keys\": 3}"), None);
+    assert!(!holds_more_than_public(b"not json"));
 }
