@@ -226,13 +226,20 @@ async fn logout(
 
     // A jti is accepted once, on any node: recorded before the cut-offs,
     // forgotten again if they cannot be recorded (so the IdP's retry is
-    // not taken for a replay).
+    // not taken for a replay). Forgotten too when the claim itself failed:
+    // one that timed out may still be carried out by a store that stalled
+    // (Redis executes it when it resumes), and would leave the jti used
+    // with no cut-off recorded. The forget follows the claim on the same
+    // connection, so it runs after it.
     let once = once_key(&provider.name, &token.jti);
     let expires = token.exp.saturating_add(IAT_SKEW_SECONDS);
     match gw.revocations.claim_once(&once, expires).await {
         Ok(true) => {}
         Ok(false) => return Err(Refused::Replay),
-        Err(e) => return Err(Refused::Store(e.to_string())),
+        Err(e) => {
+            let _ = gw.revocations.forget_once(&once).await;
+            return Err(Refused::Store(e.to_string()));
+        }
     }
     // At receipt (SPEC §3.10), or at the token's iat if the provider's
     // clock is ahead of ours (by up to the skew taken): the tokens it issued

@@ -37,6 +37,11 @@ use jwtgate_config::{PoolConfig, RedisClusterConfig, RedisConfig};
 /// Feed entries kept in the stream; older ones are trimmed (approximately).
 /// A node further behind than this catches up through a full resync.
 const FEED_MAX_LEN: u64 = 100_000;
+
+/// The latest expiry given to Redis (the last second of the year 9999): it
+/// refuses an `EXAT` whose milliseconds overflow, and a logout token may
+/// say any `exp`.
+const LATEST_EXPIRY: i64 = 253_402_300_799;
 /// Entries fetched per page in a full resync.
 const SNAPSHOT_PAGE: usize = 10_000;
 
@@ -656,7 +661,7 @@ impl RevocationStore for RedisStore {
                 .arg(1)
                 .arg("NX")
                 .arg("EXAT")
-                .arg(expires_at.max(1))
+                .arg(expires_at.clamp(1, LATEST_EXPIRY))
                 .clone();
             let set: Option<String> = Self::query(&mut conn, &cmd).await?;
             Ok(set.is_some())

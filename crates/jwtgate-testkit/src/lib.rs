@@ -141,6 +141,28 @@ impl RedisServer {
         }
     }
 
+    /// Stops the process (SIGSTOP): it holds its connections and answers
+    /// nothing, as a server stalled by a fork, an fsync or a failover,
+    /// until [`RedisServer::resume`].
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT): what it was sent meanwhile is
+    /// then executed.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        let Some(child) = &self.child else { return };
+        let status = Command::new("kill")
+            .args([which, &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {which} redis-server");
+    }
+
     /// Starts again on the same port and directory.
     pub fn restart(&mut self) {
         self.kill();
@@ -154,6 +176,7 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
+        // A paused server is killed all the same (SIGKILL is not held).
         self.kill();
     }
 }

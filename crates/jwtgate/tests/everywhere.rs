@@ -421,6 +421,50 @@ fn cut_offs_reach_every_node_of_a_redis_store() {
     assert_cut(&b, &old, "first request after the restart");
 }
 
+/// A back-channel logout that meets a stalled Redis (a fork, an fsync, a
+/// failover) is answered 400, and the provider's retry of the same logout
+/// token is taken once Redis is back: the claim of its jti that timed out,
+/// and that Redis carried out when it resumed, was forgotten. It used to
+/// stay, and every retry was refused as a replay while the user's tokens
+/// went on working.
+#[test]
+fn a_back_channel_logout_during_a_redis_stall_is_taken_on_the_retry() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &config(dir.path(), &server.store_yaml(), ""));
+    let victim = files_token(json!({"sub": "stall-1", "iat": now() - 5}));
+    assert_eq!(status(&node, &victim), 200);
+    let logout = logout_token(json!({"sub": "stall-1", "jti": "stalled"}));
+    let body = format!("logout_token={logout}");
+
+    server.pause();
+    let resp = post_logout(&node, body.as_bytes(), FORM);
+    server.resume();
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert!(resp.text().contains("unavailable"), "{}", resp.text());
+
+    let resp = post_logout(&node, body.as_bytes(), FORM);
+    assert_eq!(
+        resp.status,
+        200,
+        "the retry: {}\n{}",
+        resp.text(),
+        node.logs()
+    );
+    assert_cut(&node, &victim, "after the retried logout");
+    // And the jti is used now: a replay is refused.
+    let resp = post_logout(&node, body.as_bytes(), FORM);
+    assert_eq!(resp.status, 400, "replay");
+    assert!(resp.text().contains("replay"), "{}", resp.text());
+
+    // A logout token whose exp Redis cannot take as an expiry (its
+    // milliseconds overflow) is kept to the latest one it takes; it was
+    // refused as "revocation store unavailable".
+    let far = logout_token(json!({"sub": "stall-2", "jti": "far", "exp": 1e300}));
+    let resp = post_logout(&node, format!("logout_token={far}").as_bytes(), FORM);
+    assert_eq!(resp.status, 200, "{}\n{}", resp.text(), node.logs());
+}
+
 #[test]
 fn cut_offs_reach_every_node_of_a_redis_cluster() {
     let cluster = RedisCluster::start(3, 1);
