@@ -1,8 +1,9 @@
 //! `POST /admin/v1/revocations {"token": "..."}`: blacklist a token with the
 //! rules of a logout (SPEC §3.4): the store holds the SHA-256 of the
-//! token's signing input (§3.11), the entry lasts until the token's `exp` plus the largest leeway
-//! of any route (so no route can still accept it), and `201` is sent only
-//! once the store has durably accepted it, else `503`.
+//! token's signing input (§3.11), the entry lasts until the token's `exp`
+//! plus the largest leeway of any route (so no route can still accept it),
+//! at least a grace past `exp` (`jwt::revocation_expiry`), and `201` is
+//! sent only once the store has durably accepted it, else `503`.
 //!
 //! The token must be a well-formed JWT; its signature is not checked: the
 //! caller holds the admin key, and revoking a token that would be refused
@@ -14,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use jwtgate_config::RawConfig;
-use jwtgate_core::jwt::{RevocationKey, Token};
+use jwtgate_core::jwt::{revocation_expiry, RevocationKey, Token};
 use jwtgate_core::policy::{numeric_date, sources};
 use jwtgate_store::Entry;
 use serde_json::{json, Value};
@@ -32,7 +33,7 @@ pub async fn revoke(State(s): State<AdminState>, body: Bytes) -> Result<Response
         .map_err(|e| AdminError::field("token", format!("not a well-formed JWT: {e}")))?;
     let exp = numeric_date(parsed.claims(), "exp")
         .map_err(|_| AdminError::field("token", "its exp claim is not a NumericDate"))?;
-    let expires_at = exp.map(|exp| exp.saturating_add(max_leeway(&s.live.source())));
+    let expires_at = exp.map(|exp| revocation_expiry(exp, max_leeway(&s.live.source())));
     let entry = Entry {
         digest: RevocationKey::of(&parsed).signing_input,
         // No exp: the token never expires, neither does its revocation.

@@ -35,7 +35,8 @@ pub struct Gateway {
     /// §3.11): identity headers and every route's `forward_claims`.
     pub owned_headers: OwnedHeaders,
     /// The largest `leeway_seconds` of any route: a revocation lasts until
-    /// `exp` plus this, so that no route can still accept the token.
+    /// `exp` plus this, so that no route can still accept the token, and
+    /// at least `jwt::REVOCATION_GRACE_SECONDS` (`jwt::revocation_expiry`).
     pub max_leeway: i64,
     /// How long a subject cut-off is kept (seconds).
     pub subject_retention: i64,

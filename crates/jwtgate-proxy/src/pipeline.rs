@@ -26,6 +26,7 @@ use http::{Request, Response, StatusCode};
 use jwtgate_core::claims;
 use jwtgate_core::clock::{Clock, FixedClock};
 use jwtgate_core::consumer::Consumer;
+use jwtgate_core::jwt::revocation_expiry;
 use jwtgate_core::path::{match_form, normalize, Method};
 use jwtgate_core::policy::{authenticate_cached, sources, AuthError, JwtPolicy, Principal};
 use jwtgate_core::provider::IdentityProvider;
@@ -724,12 +725,12 @@ async fn authenticate_request(
     }
     // A revocation lasts as long as any route could still accept the
     // token: its exp plus the largest leeway of the gateway, whichever
-    // route the logout came through (SPEC §3.11).
+    // route the logout came through (SPEC §3.11), and a grace beyond it.
     let expires_at = auth
         .claims
         .exp()
         .at()
-        .map_or(i64::MAX, |exp| exp.saturating_add(gw.max_leeway));
+        .map_or(i64::MAX, |exp| revocation_expiry(exp, gw.max_leeway));
     Ok(Identity {
         principal: auth.principal,
         claims: Some(auth.claims),

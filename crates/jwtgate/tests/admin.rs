@@ -883,6 +883,35 @@ fn openapi_document_matches_the_endpoints() {
     }
 }
 
+/// A leeway raised after a logout does not bring the logged-out token back
+/// in the seconds it adds past the token's exp: the revocation outlives
+/// exp by a grace of 300 s whatever the leeway was. It used to end at exp
+/// plus the leeway of the moment, and the raised leeway let the token in.
+#[test]
+fn a_leeway_raised_after_a_revocation_does_not_revive_the_token() {
+    let (_dir, node) = start();
+    let mut claims = claims_for("alice-key");
+    claims["exp"] = json!(now() + 2);
+    let t = sign_hs("HS256", SECRET, claims);
+    let resp = node.admin("POST", "/admin/v1/revocations", Some(json!({"token": t})));
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    let raised = node.admin(
+        "PATCH",
+        "/admin/v1/routes/api/jwt",
+        Some(json!({"leeway_seconds": 60})),
+    );
+    assert_eq!(raised.status, 200, "{}", raised.text());
+    // Past its exp, within the new leeway: still revoked, not accepted.
+    std::thread::sleep(std::time::Duration::from_millis(3_500));
+    let refused = node.send(&Req::get("/api/x").bearer(&t));
+    assert_refused(&refused, "JWT token has been revoked", "jwtgate", true);
+    // A token that was never revoked, as old, is let in by the leeway.
+    let mut claims = claims_for("alice-key");
+    claims["exp"] = json!(now() - 2);
+    let other = sign_hs("HS256", SECRET, claims);
+    assert_eq!(node.send(&Req::get("/api/x").bearer(&other)).status, 200);
+}
+
 #[test]
 fn revocation_through_the_api() {
     let (_dir, node) = start();
@@ -890,7 +919,10 @@ fn revocation_through_the_api() {
     assert_eq!(node.send(&Req::get("/api/x").bearer(&t)).status, 200);
     let resp = node.admin("POST", "/admin/v1/revocations", Some(json!({"token": t})));
     assert_eq!(resp.status, 201, "{}", resp.text());
-    assert_eq!(resp.json()["expires_at"], payload_of(&t)["exp"]);
+    // Its exp, plus the grace a revocation gets beyond the largest leeway
+    // of any route (none here).
+    let exp = payload_of(&t)["exp"].as_i64().unwrap();
+    assert_eq!(resp.json()["expires_at"], exp + 300);
     let refused = node.send(&Req::get("/api/x").bearer(&t));
     assert_refused(&refused, "JWT token has been revoked", "jwtgate", true);
     assert_eq!(node.metrics().value("jwtgate_revocations_total", &[]), 1.0);
@@ -899,7 +931,7 @@ fn revocation_through_the_api() {
         .admin("POST", "/admin/v1/explain", Some(json!({"token": t})))
         .json();
     assert_eq!(report["message"], "JWT token has been revoked", "{report}");
-    let until = format!("until {}", payload_of(&t)["exp"]);
+    let until = format!("until {}", exp + 300);
     assert!(report.to_string().contains(&until), "{until} in {report}");
 
     for body in [

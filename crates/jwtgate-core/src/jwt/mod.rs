@@ -61,6 +61,19 @@ impl RevocationKey {
     }
 }
 
+/// The least a revocation outlives its token's `exp`, whatever the leeway
+/// of the routes when it was made: a `leeway_seconds` raised later, up to
+/// this (the most leeway `check` takes without a warning), does not bring
+/// a logged-out token back for the seconds it adds.
+pub const REVOCATION_GRACE_SECONDS: i64 = 300;
+
+/// Until when a revocation of a token expiring at `exp` lasts, where the
+/// largest leeway of any route is `max_leeway` (SPEC §3.11: no route may
+/// still accept it), and at least [`REVOCATION_GRACE_SECONDS`] past `exp`.
+pub fn revocation_expiry(exp: i64, max_leeway: i64) -> i64 {
+    exp.saturating_add(max_leeway.max(REVOCATION_GRACE_SECONDS))
+}
+
 use std::fmt;
 use std::str::FromStr;
 
