@@ -230,14 +230,22 @@ async fn logout(
     // one that timed out may still be carried out by a store that stalled
     // (Redis executes it when it resumes), and would leave the jti used
     // with no cut-off recorded. The forget follows the claim on the same
-    // connection, so it runs after it.
+    // connection, so it runs after it; and it takes back only this
+    // request's claim (its claimant), never one that another processing of
+    // the same token made and acted on.
     let once = once_key(&provider.name, &token.jti);
-    let expires = token.exp.saturating_add(IAT_SKEW_SECONDS);
-    match gw.revocations.claim_once(&once, expires).await {
+    let claimant = jwtgate_store::claim_owner();
+    // Validation refuses a logout token more than the skew past its iat:
+    // the claim is needed no longer than that, whatever its exp says.
+    let expires = token
+        .exp
+        .min(token.iat.saturating_add(IAT_SKEW_SECONDS))
+        .saturating_add(IAT_SKEW_SECONDS);
+    match gw.revocations.claim_once(&once, &claimant, expires).await {
         Ok(true) => {}
         Ok(false) => return Err(Refused::Replay),
         Err(e) => {
-            let _ = gw.revocations.forget_once(&once).await;
+            forget(gw, &once, &claimant).await;
             return Err(Refused::Store(e.to_string()));
         }
     }
@@ -257,12 +265,25 @@ async fn logout(
             subject,
         };
         if let Err(e) = cut_off_at(gw, key.clone(), not_before).await {
-            let _ = gw.revocations.forget_once(&once).await;
+            forget(gw, &once, &claimant).await;
             return Err(Refused::Store(e.to_string()));
         }
         done.push(key.to_string());
     }
     Ok(done.join(", "))
+}
+
+/// Takes back this request's claim of a logout token's jti; said when it
+/// cannot be: the provider's retries are then refused as replays until
+/// the claim expires.
+async fn forget(gw: &Gateway, once: &str, claimant: &str) {
+    if let Err(e) = gw.revocations.forget_once(once, claimant).await {
+        tracing::warn!(
+            error = %e,
+            "a back-channel logout failed, and its jti could not be released: \
+             the provider's retries are refused as replays until the logout token expires"
+        );
+    }
 }
 
 async fn read_body(body: RequestBody<'_>, timeout: std::time::Duration) -> Result<Bytes, Refused> {

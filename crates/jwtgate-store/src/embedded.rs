@@ -16,6 +16,10 @@ const REVOKED: TableDefinition<&[u8], i64> = TableDefinition::new("revoked");
 const SUBJECTS: TableDefinition<&str, (i64, i64)> = TableDefinition::new("subjects");
 /// Keys recorded once (back-channel logout `jti`s) -> expiry.
 const ONCE: TableDefinition<&str, i64> = TableDefinition::new("once");
+/// Who recorded each key of [`ONCE`] (`claim_once`'s owner), so that a
+/// forget takes back only its own claim. A key without one (recorded
+/// before owners were) is forgotten by nobody, and expires.
+const ONCE_OWNER: TableDefinition<&str, &str> = TableDefinition::new("once_owner");
 const FILE: &str = "revocations.redb";
 
 pub struct EmbeddedStore {
@@ -53,6 +57,7 @@ impl EmbeddedStore {
         tx.open_table(REVOKED).map_err(unavailable)?;
         tx.open_table(SUBJECTS).map_err(unavailable)?;
         tx.open_table(ONCE).map_err(unavailable)?;
+        tx.open_table(ONCE_OWNER).map_err(unavailable)?;
         tx.commit().map_err(unavailable)?;
         Ok(EmbeddedStore { db: Arc::new(db) })
     }
@@ -219,8 +224,13 @@ impl RevocationStore for EmbeddedStore {
         .await
     }
 
-    async fn claim_once(&self, key: &str, expires_at: i64) -> Result<bool, StoreError> {
-        let key = key.to_owned();
+    async fn claim_once(
+        &self,
+        key: &str,
+        owner: &str,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        let (key, owner) = (key.to_owned(), owner.to_owned());
         let now = crate::sync::unix_now();
         self.blocking(move |db| {
             let tx = db.begin_write().map_err(unavailable)?;
@@ -232,6 +242,10 @@ impl RevocationStore for EmbeddedStore {
                     .is_some_and(|v| v.value() > now);
                 if !live {
                     t.insert(key.as_str(), expires_at).map_err(unavailable)?;
+                    tx.open_table(ONCE_OWNER)
+                        .map_err(unavailable)?
+                        .insert(key.as_str(), owner.as_str())
+                        .map_err(unavailable)?;
                 }
                 !live
             };
@@ -241,14 +255,24 @@ impl RevocationStore for EmbeddedStore {
         .await
     }
 
-    async fn forget_once(&self, key: &str) -> Result<(), StoreError> {
-        let key = key.to_owned();
+    async fn forget_once(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        let (key, owner) = (key.to_owned(), owner.to_owned());
         self.blocking(move |db| {
             let tx = db.begin_write().map_err(unavailable)?;
-            tx.open_table(ONCE)
-                .map_err(unavailable)?
-                .remove(key.as_str())
-                .map_err(unavailable)?;
+            {
+                let mut owners = tx.open_table(ONCE_OWNER).map_err(unavailable)?;
+                let mine = owners
+                    .get(key.as_str())
+                    .map_err(unavailable)?
+                    .is_some_and(|v| v.value() == owner);
+                if mine {
+                    owners.remove(key.as_str()).map_err(unavailable)?;
+                    tx.open_table(ONCE)
+                        .map_err(unavailable)?
+                        .remove(key.as_str())
+                        .map_err(unavailable)?;
+                }
+            }
             tx.commit().map_err(unavailable)
         })
         .await
@@ -274,7 +298,19 @@ impl RevocationStore for EmbeddedStore {
                 })
                 .map_err(unavailable)?;
                 let mut t = tx.open_table(ONCE).map_err(unavailable)?;
-                t.retain(|_, exp| exp > now).map_err(unavailable)?;
+                let mut gone = Vec::new();
+                t.retain(|key, exp| {
+                    let keep = exp > now;
+                    if !keep {
+                        gone.push(key.to_owned());
+                    }
+                    keep
+                })
+                .map_err(unavailable)?;
+                let mut owners = tx.open_table(ONCE_OWNER).map_err(unavailable)?;
+                for key in &gone {
+                    owners.remove(key.as_str()).map_err(unavailable)?;
+                }
             }
             tx.commit().map_err(unavailable)?;
             Ok(removed)

@@ -113,12 +113,16 @@ pub trait RevocationStore: Send + Sync {
     async fn cutoffs(&self, now: i64) -> Result<Vec<Cutoff>, StoreError>;
 
     /// Records `key` (e.g. a back-channel logout token's `jti`) until
-    /// `expires_at`; `Ok(false)` when it was recorded already: a replay.
-    async fn claim_once(&self, key: &str, expires_at: i64) -> Result<bool, StoreError>;
+    /// `expires_at`, as `owner`'s (a [`claim_owner`] the caller made);
+    /// `Ok(false)` when it was recorded already: a replay.
+    async fn claim_once(&self, key: &str, owner: &str, expires_at: i64)
+        -> Result<bool, StoreError>;
 
-    /// Forgets a key recorded by [`RevocationStore::claim_once`] (when what
-    /// it guarded could not be done, so that a retry is not a replay).
-    async fn forget_once(&self, key: &str) -> Result<(), StoreError>;
+    /// Forgets `key` if `owner` recorded it with
+    /// [`RevocationStore::claim_once`] (when what it guarded could not be
+    /// done, so that a retry is not a replay). Another caller's claim
+    /// stays: a claim that failed here may have lost to one that worked.
+    async fn forget_once(&self, key: &str, owner: &str) -> Result<(), StoreError>;
 
     /// Deletes entries and cut-offs expired at `now`; returns how many.
     async fn purge(&self, now: i64) -> Result<u64, StoreError>;
@@ -147,6 +151,23 @@ pub fn open(config: &StoreConfig) -> Result<Arc<dyn RevocationStore>, StoreError
         StoreConfig::Redis(r) => Arc::new(redis::RedisStore::standalone(r)?),
         StoreConfig::RedisCluster(c) => Arc::new(redis::RedisStore::cluster(c)?),
     })
+}
+
+/// A new owner for [`RevocationStore::claim_once`]: 128 random bits, in
+/// hex; should the system's randomness fail, the time and a counter of
+/// this process, still unique here.
+pub fn claim_owner() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let mut bytes = [0u8; 32];
+    if aws_lc_rs::rand::fill(&mut bytes[..16]).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes[..16].copy_from_slice(&nanos.to_le_bytes());
+    }
+    bytes[16..24].copy_from_slice(&COUNT.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    to_hex(&bytes)
 }
 
 /// Lower-case hex of a digest, as stored in Redis.

@@ -42,6 +42,14 @@ const FEED_MAX_LEN: u64 = 100_000;
 /// refuses an `EXAT` whose milliseconds overflow, and a logout token may
 /// say any `exp`.
 const LATEST_EXPIRY: i64 = 253_402_300_799;
+
+/// Deletes a once-only key if the owner given recorded it (`forget_once`).
+const FORGET_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
 /// Entries fetched per page in a full resync.
 const SNAPSHOT_PAGE: usize = 10_000;
 
@@ -653,12 +661,17 @@ impl RevocationStore for RedisStore {
         Ok(generation)
     }
 
-    async fn claim_once(&self, key: &str, expires_at: i64) -> Result<bool, StoreError> {
+    async fn claim_once(
+        &self,
+        key: &str,
+        owner: &str,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
         self.op(async {
             let mut conn = self.conn().await?;
             let cmd = redis::cmd("SET")
                 .arg(format!("{}{key}", self.once))
-                .arg(1)
+                .arg(owner)
                 .arg("NX")
                 .arg("EXAT")
                 .arg(expires_at.clamp(1, LATEST_EXPIRY))
@@ -823,10 +836,18 @@ impl RevocationStore for RedisStore {
         Ok(parse_feed(reply, cursor))
     }
 
-    async fn forget_once(&self, key: &str) -> Result<(), StoreError> {
+    async fn forget_once(&self, key: &str, owner: &str) -> Result<(), StoreError> {
         self.op(async {
             let mut conn = self.conn().await?;
-            let cmd = redis::cmd("DEL").arg(format!("{}{key}", self.once)).clone();
+            // One command (not EVALSHA, then EVAL if the script is not
+            // loaded): it follows the claim on the connection, and runs
+            // after it.
+            let cmd = redis::cmd("EVAL")
+                .arg(FORGET_SCRIPT)
+                .arg(1)
+                .arg(format!("{}{key}", self.once))
+                .arg(owner)
+                .clone();
             Self::query::<u64>(&mut conn, &cmd).await.map(|_| ())
         })
         .await

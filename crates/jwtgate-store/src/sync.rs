@@ -180,9 +180,14 @@ impl Revocations {
     }
 
     /// See [`RevocationStore::claim_once`].
-    pub async fn claim_once(&self, key: &str, expires_at: i64) -> Result<bool, StoreError> {
+    pub async fn claim_once(
+        &self,
+        key: &str,
+        owner: &str,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
         self.store
-            .claim_once(key, expires_at)
+            .claim_once(key, owner, expires_at)
             .await
             .inspect_err(|_| {
                 self.store_errors.fetch_add(1, Ordering::Relaxed);
@@ -190,8 +195,8 @@ impl Revocations {
     }
 
     /// See [`RevocationStore::forget_once`].
-    pub async fn forget_once(&self, key: &str) -> Result<(), StoreError> {
-        self.store.forget_once(key).await
+    pub async fn forget_once(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        self.store.forget_once(key, owner).await
     }
 
     /// Whether the blacklist has been loaded (from the store or the local

@@ -9,8 +9,8 @@ use jwtgate_config::{PoolConfig, RedisClusterConfig, RedisConfig};
 use jwtgate_store::embedded::EmbeddedStore;
 use jwtgate_store::redis::RedisStore;
 use jwtgate_store::{
-    Change, Cursor, Cutoff, Entry, Owner, RevocationStore, Revocations, Subject, SubjectKey,
-    TokenSubject,
+    claim_owner, Change, Cursor, Cutoff, Entry, Owner, RevocationStore, Revocations, Subject,
+    SubjectKey, TokenSubject,
 };
 use jwtgate_testkit::{RedisCluster, RedisServer};
 
@@ -317,18 +317,44 @@ async fn cutoffs_conform(name: &str, store: &Arc<dyn RevocationStore>) {
     }
     // Once-only keys: a replay is seen as one.
     let jti = format!("{name}-jti");
+    let (first, second) = (claim_owner(), claim_owner());
+    assert_ne!(first, second);
     assert!(
-        store.claim_once(&jti, NOW + 60).await.expect("claim"),
+        store
+            .claim_once(&jti, &first, NOW + 60)
+            .await
+            .expect("claim"),
         "{name}"
     );
     assert!(
-        !store.claim_once(&jti, NOW + 60).await.expect("claim again"),
+        !store
+            .claim_once(&jti, &second, NOW + 60)
+            .await
+            .expect("claim again"),
         "{name}"
     );
     assert!(store
-        .claim_once(&format!("{jti}-2"), NOW + 60)
+        .claim_once(&format!("{jti}-2"), &second, NOW + 60)
         .await
         .expect("other"));
+    // A forget takes back its own claim only: the second caller, whose
+    // claim failed, leaves the first one's in place.
+    store.forget_once(&jti, &second).await.expect("forget");
+    assert!(
+        !store
+            .claim_once(&jti, &second, NOW + 60)
+            .await
+            .expect("claim after another's forget"),
+        "{name}: another caller's forget took the claim back"
+    );
+    store.forget_once(&jti, &first).await.expect("forget");
+    assert!(
+        store
+            .claim_once(&jti, &second, NOW + 60)
+            .await
+            .expect("claim after the owner's forget"),
+        "{name}: the owner's forget left the claim"
+    );
 
     // A node's view: loaded with the blacklist, checked in memory.
     let revocations = Revocations::new(Arc::clone(store), None);
