@@ -9,7 +9,9 @@
 #      (checked with a request: 401 without a token, 200 with one);
 #   2. ./test   (installs what the tests need, runs every test).
 # Logs to target/fresh-machine.log. Needs root (chroot). Takes long: it
-# builds everything from scratch and installs every test dependency.
+# builds everything from scratch and installs every test dependency. The
+# root stays in $FRESH_ROOT (/tmp/jwtgate-fresh) for a look inside, about
+# 10 GB: remove it when done (the next run replaces it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $(id -u) -eq 0 ]] || { echo "fresh-machine: needs root" >&2; exit 1; }
