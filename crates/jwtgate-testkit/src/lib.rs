@@ -156,10 +156,12 @@ impl RedisServer {
 
     fn signal(&self, which: &str) {
         let Some(child) = &self.child else { return };
-        let status = Command::new("kill")
-            .args([which, &child.id().to_string()])
+        // The shell's own kill: /bin/kill comes with procps, which a
+        // minimal Debian lacks, while sh is always there.
+        let status = Command::new("sh")
+            .args(["-c", &format!("kill {which} {}", child.id())])
             .status()
-            .expect("run kill");
+            .expect("run sh");
         assert!(status.success(), "kill {which} redis-server");
     }
 
