@@ -17,8 +17,11 @@ pub const IDENTITY_HEADERS: [&str; 4] = [
 /// from the rest (Spring, Symfony and Rails read `X-Forwarded-Port` and
 /// `-Prefix`; IIS's URL Rewrite and Symfony before 2.7.49 take the path
 /// from `X-Original-URL` and `X-Rewrite-URL`, past the rules that matched
-/// the request's own path). Kong sets the same family itself.
-pub const CLIENT_MAY_NOT_SEND: [&str; 14] = [
+/// the request's own path; nginx's `auth_request` convention passes the
+/// path in `X-Original-URI`, Envoy in `X-Envoy-Original-Path`, and IIS's
+/// ARR and some PHP frameworks take the host from `X-Original-Host` or
+/// `X-Host`). Kong sets the same family itself.
+pub const CLIENT_MAY_NOT_SEND: [&str; 18] = [
     "forwarded",
     "x-real-ip",
     "x-forwarded-proto",
@@ -33,6 +36,10 @@ pub const CLIENT_MAY_NOT_SEND: [&str; 14] = [
     "x-forwarded-scheme",
     "x-original-url",
     "x-rewrite-url",
+    "x-original-uri",
+    "x-envoy-original-path",
+    "x-original-host",
+    "x-host",
 ];
 
 /// Request headers that are hop-by-hop whatever `Connection` says: the

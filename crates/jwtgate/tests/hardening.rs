@@ -374,6 +374,10 @@ routes:
             .header("X-Original-URL", "/admin/delete")
             .header("x-rewrite-url", "/admin/delete")
             .header("X_Original_URL", "/admin/delete")
+            .header("X-Original-URI", "/admin/delete")
+            .header("x-envoy-original-path", "/admin/delete")
+            .header("X_Original_Host", "evil.example")
+            .header("X-Host", "evil.example")
             .header("X_Real_IP", "10.9.9.9")
             .header("X_Forwarded_Host", "evil.example")
             .header("X-Forwarded-Prefix", "//evil.example")
@@ -397,6 +401,10 @@ routes:
         "x-original-url",
         "x-rewrite-url",
         "x_original_url",
+        "x-original-uri",
+        "x-envoy-original-path",
+        "x_original_host",
+        "x-host",
         "x_real_ip",
         "x_forwarded_host",
         "x-forwarded-prefix",
