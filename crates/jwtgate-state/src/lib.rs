@@ -146,6 +146,79 @@ pub fn create_private_file(path: &Path) -> std::io::Result<File> {
     options.open(path)
 }
 
+/// A file a node keeps open and writes in place (the embedded store's
+/// database), opened for reading and writing by [`open_private_file`].
+#[derive(Debug)]
+pub struct PrivateFile {
+    pub file: File,
+    /// This call created it (empty, `0600`); else it was there before.
+    pub created: bool,
+}
+
+/// Opens `path` for reading and writing, creating it exclusively and
+/// owner-only (`0600`) if it is missing. Never through a symbolic link
+/// (`O_NOFOLLOW`: a link someone planted in the directory would make the
+/// gateway create or fill a file of their choosing), and only a regular
+/// file that no other user may write (`0600` or `0644`, not `0666`): a
+/// database another user can truncate or swap is not a record of anything.
+pub fn open_private_file(path: &Path) -> std::io::Result<PrivateFile> {
+    let created = match create_private_file(path) {
+        Ok(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+        Err(e) => return Err(e),
+    };
+    let mut options = OpenOptions::new();
+    options.read(true).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    let file = options.open(path).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            std::io::Error::other("is a symbolic link: refused, as the file must be the node's own")
+        } else {
+            e
+        }
+    })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("is not a regular file"));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o022 != 0 {
+            return Err(std::io::Error::other(format!(
+                "other users may write it (mode {mode:04o}): refused; make it owner-only (chmod 600)"
+            )));
+        }
+    }
+    Ok(PrivateFile { file, created })
+}
+
+/// Whether other users may write to `dir` (a group- or world-writable
+/// directory without the sticky bit): they can then remove or replace
+/// what the node keeps there.
+pub fn others_may_write(dir: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(dir)
+            .map(|m| {
+                let mode = m.permissions().mode();
+                mode & 0o022 != 0 && mode & 0o1000 == 0
+            })
+            .unwrap_or(false)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        false
+    }
+}
+
 /// Creates `tmp` exclusively, owner-only, and writes and syncs `bytes`.
 fn write_new(tmp: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut file = create_private_file(tmp)?;

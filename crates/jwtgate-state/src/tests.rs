@@ -127,3 +127,56 @@ fn regression_a_write_that_is_told_no_at_the_last_moment_changes_nothing() {
         "by the API\n"
     );
 }
+
+#[test]
+#[cfg(unix)]
+fn a_private_file_is_created_owner_only_and_never_opened_through_a_link() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.db");
+    let new = open_private_file(&path).expect("create");
+    assert!(new.created);
+    assert_eq!(mode(&path), 0o600);
+    drop(new);
+    let again = open_private_file(&path).expect("reopen");
+    assert!(!again.created);
+
+    // A planted link, dangling or to an existing empty file: refused, and
+    // nothing is created or written at its target.
+    let target = dir.path().join("elsewhere");
+    let link = dir.path().join("planted.db");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    let err = open_private_file(&link).expect_err("a dangling link");
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    assert!(!target.exists(), "the link's target was created");
+    std::fs::write(&target, b"").expect("victim");
+    let err = open_private_file(&link).expect_err("a link to a file");
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    assert_eq!(std::fs::metadata(&target).expect("victim").len(), 0);
+
+    // A file other users may write, or no file at all.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let err = open_private_file(&path).expect_err("world-writable");
+    assert!(err.to_string().contains("mode 0666"), "{err}");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    open_private_file(&path).expect("0644 is the owner's");
+    let err = open_private_file(dir.path()).expect_err("a directory");
+    assert!(!err.to_string().is_empty());
+}
+
+#[test]
+#[cfg(unix)]
+fn a_directory_others_may_write_is_told_apart_from_a_sticky_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let set = |m| std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(m));
+    set(0o700).expect("chmod");
+    assert!(!others_may_write(dir.path()));
+    set(0o777).expect("chmod");
+    assert!(others_may_write(dir.path()));
+    set(0o770).expect("chmod");
+    assert!(others_may_write(dir.path()));
+    set(0o1777).expect("chmod");
+    assert!(!others_may_write(dir.path()));
+    set(0o700).expect("chmod");
+}

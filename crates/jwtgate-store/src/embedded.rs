@@ -2,9 +2,17 @@
 //! acknowledged only after its write transaction has committed durably
 //! (fsync), so a `200 logged out` survives `kill -9`. Single node: there is
 //! no change feed to follow.
+//!
+//! The file is the node's record of every logout, so it is opened with
+//! care: never through a link, never one other users may write, and an
+//! empty or damaged one is an error, not a fresh start (a fresh start would
+//! let every revoked token back in). After an I/O error (a full disk) redb
+//! refuses every later write until the database is opened again; the store
+//! does that itself, at the next operation, once no operation still holds
+//! the old handle.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -23,20 +31,112 @@ const ONCE_OWNER: TableDefinition<&str, &str> = TableDefinition::new("once_owner
 const FILE: &str = "revocations.redb";
 
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    file: PathBuf,
+    /// `None` after an I/O error: opened again by the next operation.
+    db: Mutex<Option<Arc<Database>>>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-/// Creates `file`, empty and owner-only, unless it exists (the store of an
-/// earlier run, opened as it is).
-fn create_unless_there(file: &Path) -> std::io::Result<()> {
-    match jwtgate_state::create_private_file(file) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
+/// Whether `dir` holds anything: a store file missing from a directory in
+/// use is a loss worth a warning, not a first start.
+fn holds_files(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some())
+}
+
+/// Opens the database in `path`, creating it (empty, `0600`) if missing.
+/// `in_use`: the directory held other files before (see [`holds_files`]).
+fn open_database(path: &Path, in_use: bool) -> Result<Database, StoreError> {
+    let at = |e: &dyn std::fmt::Display| unavailable(format!("{}: {e}", path.display()));
+    let opened = jwtgate_state::open_private_file(path).map_err(|e| at(&e))?;
+    let len = opened.file.metadata().map_err(|e| at(&e))?.len();
+    if !opened.created && len == 0 {
+        return Err(at(
+            &"is empty, although a store was made there before: what it held \
+             is lost (a failed copy or restore, a full disk?). Restore it from a backup, \
+             or remove it to start with an empty blacklist",
+        ));
+    }
+    if opened.created && in_use {
+        tracing::warn!(
+            file = %path.display(),
+            "created an empty revocation store in a directory that already held files: \
+             if this node revoked tokens before, those revocations are lost"
+        );
+    }
+    let backend = redb::backends::FileBackend::new(opened.file).map_err(|e| at(&e))?;
+    // redb panics on some damage it meets while opening; the operator
+    // needs the file named, not a backtrace and a restart loop.
+    let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Database::builder().create_with_backend(backend)
+    }))
+    .map_err(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        at(&format!(
+            "is damaged ({what}): restore it from a backup, or move it away \
+             to start with an empty blacklist"
+        ))
+    })?
+    .map_err(|e| at(&e))?;
+    // Create the tables so that readers never meet a missing table.
+    let tx = db.begin_write().map_err(|e| at(&e))?;
+    for result in [
+        tx.open_table(REVOKED).map(drop),
+        tx.open_table(SUBJECTS).map(drop),
+        tx.open_table(ONCE).map(drop),
+        tx.open_table(ONCE_OWNER).map(drop),
+    ] {
+        result.map_err(|e| at(&e))?;
+    }
+    tx.commit().map_err(|e| at(&e))?;
+    Ok(db)
+}
+
+impl Shared {
+    /// The open database, opened again if an I/O error closed it.
+    fn database(&self) -> Result<Arc<Database>, StoreError> {
+        let mut slot = self.db.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(db) = &*slot {
+            return Ok(Arc::clone(db));
+        }
+        let db = Arc::new(open_database(&self.file, false)?);
+        tracing::warn!(file = %self.file.display(), "revocation store opened again after an I/O error");
+        *slot = Some(Arc::clone(&db));
+        Ok(db)
+    }
+
+    fn run<T>(&self, f: impl FnOnce(&Database) -> Result<T, redb::Error>) -> Result<T, StoreError> {
+        let db = self.database()?;
+        f(&db).map_err(|e| {
+            if matches!(e, redb::Error::Io(_) | redb::Error::PreviousIo) {
+                // redb takes no write after an I/O error until it is
+                // opened again: let go of this handle (the last one out
+                // closes the file) for the next operation to reopen.
+                let mut slot = self.db.lock().unwrap_or_else(PoisonError::into_inner);
+                if slot
+                    .as_ref()
+                    .is_some_and(|current| Arc::ptr_eq(current, &db))
+                {
+                    *slot = None;
+                    tracing::error!(
+                        file = %self.file.display(),
+                        error = %e,
+                        "revocation store I/O error: it is opened again at the next operation"
+                    );
+                }
+            }
+            unavailable(e)
+        })
     }
 }
 
@@ -45,21 +145,24 @@ impl EmbeddedStore {
     /// is owner-only (SPEC §3.11): the directory `0700`, the file `0600`,
     /// made with an exclusive create (redb fills an empty file).
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let in_use = holds_files(dir);
         jwtgate_state::create_private_dir(dir)
             .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        if jwtgate_state::others_may_write(dir) {
+            tracing::warn!(
+                dir = %dir.display(),
+                "other users may write to the revocation store's directory: they could remove \
+                 or replace the store; make it owner-only (chmod 700)"
+            );
+        }
         let file = dir.join(FILE);
-        create_unless_there(&file)
-            .map_err(|e| unavailable(format!("cannot create {}: {e}", file.display())))?;
-        let db =
-            Database::create(&file).map_err(|e| unavailable(format!("{}: {e}", file.display())))?;
-        // Create the table so that readers never meet a missing table.
-        let tx = db.begin_write().map_err(unavailable)?;
-        tx.open_table(REVOKED).map_err(unavailable)?;
-        tx.open_table(SUBJECTS).map_err(unavailable)?;
-        tx.open_table(ONCE).map_err(unavailable)?;
-        tx.open_table(ONCE_OWNER).map_err(unavailable)?;
-        tx.commit().map_err(unavailable)?;
-        Ok(EmbeddedStore { db: Arc::new(db) })
+        let db = open_database(&file, in_use)?;
+        Ok(EmbeddedStore {
+            shared: Arc::new(Shared {
+                file,
+                db: Mutex::new(Some(Arc::new(db))),
+            }),
+        })
     }
 
     /// Whether a store was ever created in `dir` (read-only tools use this
@@ -71,10 +174,10 @@ impl EmbeddedStore {
     /// redb is synchronous; run it off the async workers.
     async fn blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&Database) -> Result<T, redb::Error> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || f(&db))
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || shared.run(f))
             .await
             .map_err(|e| unavailable(format!("store task failed: {e}")))?
     }
@@ -84,19 +187,15 @@ impl EmbeddedStore {
 impl RevocationStore for EmbeddedStore {
     async fn revoke(&self, entry: Entry) -> Result<(), StoreError> {
         self.blocking(move |db| {
-            let tx = db.begin_write().map_err(unavailable)?;
+            let tx = db.begin_write()?;
             {
-                let mut t = tx.open_table(REVOKED).map_err(unavailable)?;
-                let prev = t
-                    .get(entry.digest.as_slice())
-                    .map_err(unavailable)?
-                    .map(|v| v.value());
+                let mut t = tx.open_table(REVOKED)?;
+                let prev = t.get(entry.digest.as_slice())?.map(|v| v.value());
                 let exp = prev.map_or(entry.expires_at, |p| p.max(entry.expires_at));
-                t.insert(entry.digest.as_slice(), exp)
-                    .map_err(unavailable)?;
+                t.insert(entry.digest.as_slice(), exp)?;
             }
             // Durability::Immediate is redb's default: commit returns after fsync.
-            tx.commit().map_err(unavailable)
+            Ok(tx.commit()?)
         })
         .await
     }
@@ -104,22 +203,18 @@ impl RevocationStore for EmbeddedStore {
     async fn revoke_batch(&self, entries: &[Entry]) -> Result<(), StoreError> {
         let entries = entries.to_vec();
         self.blocking(move |db| {
-            let tx = db.begin_write().map_err(unavailable)?;
+            let tx = db.begin_write()?;
             {
-                let mut t = tx.open_table(REVOKED).map_err(unavailable)?;
+                let mut t = tx.open_table(REVOKED)?;
                 for e in entries {
-                    let prev = t
-                        .get(e.digest.as_slice())
-                        .map_err(unavailable)?
-                        .map(|v| v.value());
+                    let prev = t.get(e.digest.as_slice())?.map(|v| v.value());
                     t.insert(
                         e.digest.as_slice(),
                         prev.map_or(e.expires_at, |p| p.max(e.expires_at)),
-                    )
-                    .map_err(unavailable)?;
+                    )?;
                 }
             }
-            tx.commit().map_err(unavailable)
+            Ok(tx.commit()?)
         })
         .await
     }
@@ -127,22 +222,20 @@ impl RevocationStore for EmbeddedStore {
     async fn lookup(&self, digest: &crate::Digest) -> Result<Option<i64>, StoreError> {
         let digest = *digest;
         self.blocking(move |db| {
-            let tx = db.begin_read().map_err(unavailable)?;
-            let t = tx.open_table(REVOKED).map_err(unavailable)?;
-            Ok(t.get(digest.as_slice())
-                .map_err(unavailable)?
-                .map(|v| v.value()))
+            let tx = db.begin_read()?;
+            let t = tx.open_table(REVOKED)?;
+            Ok(t.get(digest.as_slice())?.map(|v| v.value()))
         })
         .await
     }
 
     async fn snapshot(&self, now: i64) -> Result<Vec<Entry>, StoreError> {
         self.blocking(move |db| {
-            let tx = db.begin_read().map_err(unavailable)?;
-            let t = tx.open_table(REVOKED).map_err(unavailable)?;
+            let tx = db.begin_read()?;
+            let t = tx.open_table(REVOKED)?;
             let mut out = Vec::new();
-            for row in t.iter().map_err(unavailable)? {
-                let (k, v) = row.map_err(unavailable)?;
+            for row in t.iter()? {
+                let (k, v) = row?;
                 let exp = v.value();
                 if exp > now {
                     if let Ok(digest) = <[u8; 32]>::try_from(k.value()) {
@@ -176,14 +269,14 @@ impl RevocationStore for EmbeddedStore {
         let key = cutoff.key.encode();
         let value = (cutoff.not_before, cutoff.expires_at);
         self.blocking(move |db| {
-            let tx = db.begin_write().map_err(unavailable)?;
+            let tx = db.begin_write()?;
             {
-                let mut t = tx.open_table(SUBJECTS).map_err(unavailable)?;
-                let prev = t.get(key.as_str()).map_err(unavailable)?.map(|v| v.value());
+                let mut t = tx.open_table(SUBJECTS)?;
+                let prev = t.get(key.as_str())?.map(|v| v.value());
                 let kept = prev.map_or(value, |p| (p.0.max(value.0), p.1.max(value.1)));
-                t.insert(key.as_str(), kept).map_err(unavailable)?;
+                t.insert(key.as_str(), kept)?;
             }
-            tx.commit().map_err(unavailable)
+            Ok(tx.commit()?)
         })
         .await
     }
@@ -191,13 +284,13 @@ impl RevocationStore for EmbeddedStore {
     async fn lift(&self, key: &SubjectKey) -> Result<bool, StoreError> {
         let key = key.encode();
         self.blocking(move |db| {
-            let tx = db.begin_write().map_err(unavailable)?;
+            let tx = db.begin_write()?;
             let removed = {
-                let mut t = tx.open_table(SUBJECTS).map_err(unavailable)?;
-                let removed = t.remove(key.as_str()).map_err(unavailable)?.is_some();
+                let mut t = tx.open_table(SUBJECTS)?;
+                let removed = t.remove(key.as_str())?.is_some();
                 removed
             };
-            tx.commit().map_err(unavailable)?;
+            tx.commit()?;
             Ok(removed)
         })
         .await
@@ -205,11 +298,11 @@ impl RevocationStore for EmbeddedStore {
 
     async fn cutoffs(&self, now: i64) -> Result<Vec<Cutoff>, StoreError> {
         self.blocking(move |db| {
-            let tx = db.begin_read().map_err(unavailable)?;
-            let t = tx.open_table(SUBJECTS).map_err(unavailable)?;
+            let tx = db.begin_read()?;
+            let t = tx.open_table(SUBJECTS)?;
             let mut out = Vec::new();
-            for row in t.iter().map_err(unavailable)? {
-                let (k, v) = row.map_err(unavailable)?;
+            for row in t.iter()? {
+                let (k, v) = row?;
                 let (not_before, expires_at) = v.value();
                 if let (Some(key), true) = (SubjectKey::decode(k.value()), expires_at > now) {
                     out.push(Cutoff {
@@ -233,23 +326,18 @@ impl RevocationStore for EmbeddedStore {
         let (key, owner) = (key.to_owned(), owner.to_owned());
         let now = crate::sync::unix_now();
         self.blocking(move |db| {
-            let tx = db.begin_write().map_err(unavailable)?;
+            let tx = db.begin_write()?;
             let first = {
-                let mut t = tx.open_table(ONCE).map_err(unavailable)?;
-                let live = t
-                    .get(key.as_str())
-                    .map_err(unavailable)?
-                    .is_some_and(|v| v.value() > now);
+                let mut t = tx.open_table(ONCE)?;
+                let live = t.get(key.as_str())?.is_some_and(|v| v.value() > now);
                 if !live {
-                    t.insert(key.as_str(), expires_at).map_err(unavailable)?;
-                    tx.open_table(ONCE_OWNER)
-                        .map_err(unavailable)?
-                        .insert(key.as_str(), owner.as_str())
-                        .map_err(unavailable)?;
+                    t.insert(key.as_str(), expires_at)?;
+                    tx.open_table(ONCE_OWNER)?
+                        .insert(key.as_str(), owner.as_str())?;
                 }
                 !live
             };
-            tx.commit().map_err(unavailable)?;
+            tx.commit()?;
             Ok(first)
         })
         .await
@@ -258,46 +346,40 @@ impl RevocationStore for EmbeddedStore {
     async fn forget_once(&self, key: &str, owner: &str) -> Result<(), StoreError> {
         let (key, owner) = (key.to_owned(), owner.to_owned());
         self.blocking(move |db| {
-            let tx = db.begin_write().map_err(unavailable)?;
+            let tx = db.begin_write()?;
             {
-                let mut owners = tx.open_table(ONCE_OWNER).map_err(unavailable)?;
+                let mut owners = tx.open_table(ONCE_OWNER)?;
                 let mine = owners
-                    .get(key.as_str())
-                    .map_err(unavailable)?
+                    .get(key.as_str())?
                     .is_some_and(|v| v.value() == owner);
                 if mine {
-                    owners.remove(key.as_str()).map_err(unavailable)?;
-                    tx.open_table(ONCE)
-                        .map_err(unavailable)?
-                        .remove(key.as_str())
-                        .map_err(unavailable)?;
+                    owners.remove(key.as_str())?;
+                    tx.open_table(ONCE)?.remove(key.as_str())?;
                 }
             }
-            tx.commit().map_err(unavailable)
+            Ok(tx.commit()?)
         })
         .await
     }
 
     async fn purge(&self, now: i64) -> Result<u64, StoreError> {
         self.blocking(move |db| {
-            let tx = db.begin_write().map_err(unavailable)?;
+            let tx = db.begin_write()?;
             let mut removed = 0u64;
             {
-                let mut t = tx.open_table(REVOKED).map_err(unavailable)?;
+                let mut t = tx.open_table(REVOKED)?;
                 t.retain(|_, exp| {
                     let keep = exp > now;
                     removed += u64::from(!keep);
                     keep
-                })
-                .map_err(unavailable)?;
-                let mut t = tx.open_table(SUBJECTS).map_err(unavailable)?;
+                })?;
+                let mut t = tx.open_table(SUBJECTS)?;
                 t.retain(|_, (_, exp)| {
                     let keep = exp > now;
                     removed += u64::from(!keep);
                     keep
-                })
-                .map_err(unavailable)?;
-                let mut t = tx.open_table(ONCE).map_err(unavailable)?;
+                })?;
+                let mut t = tx.open_table(ONCE)?;
                 let mut gone = Vec::new();
                 t.retain(|key, exp| {
                     let keep = exp > now;
@@ -305,14 +387,13 @@ impl RevocationStore for EmbeddedStore {
                         gone.push(key.to_owned());
                     }
                     keep
-                })
-                .map_err(unavailable)?;
-                let mut owners = tx.open_table(ONCE_OWNER).map_err(unavailable)?;
+                })?;
+                let mut owners = tx.open_table(ONCE_OWNER)?;
                 for key in &gone {
-                    owners.remove(key.as_str()).map_err(unavailable)?;
+                    owners.remove(key.as_str())?;
                 }
             }
-            tx.commit().map_err(unavailable)?;
+            tx.commit()?;
             Ok(removed)
         })
         .await

@@ -203,6 +203,75 @@ async fn embedded_store_files_are_owner_only() {
     assert_eq!(mode(&dir.join("revocations.redb")), 0o600);
 }
 
+/// The store's file is the record of every logout: an empty or damaged
+/// one is an error naming it (a fresh empty store let every revoked token
+/// back in; a damaged one made redb panic), and a link planted where it
+/// goes is never followed.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_store_file_that_lost_its_content_is_refused_not_started_afresh() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("revocations.redb");
+    let e = Entry {
+        digest: digest(9),
+        expires_at: NOW + 3600,
+    };
+    EmbeddedStore::open(dir.path())
+        .expect("open")
+        .revoke(e)
+        .await
+        .expect("revoke");
+
+    // Emptied (a failed copy, a full disk): refused, and left as it is.
+    let kept = std::fs::read(&file).expect("read");
+    std::fs::write(&file, b"").expect("truncate");
+    let err = EmbeddedStore::open(dir.path())
+        .err()
+        .expect("an empty store file");
+    assert!(err.to_string().contains("is empty"), "{err}");
+    assert_eq!(std::fs::metadata(&file).expect("stat").len(), 0);
+
+    // Damaged inside: an error naming the file, not a panic.
+    let mut damaged = kept.clone();
+    for b in damaged.iter_mut().skip(4096).step_by(97) {
+        *b ^= 0xff;
+    }
+    std::fs::write(&file, &damaged).expect("damage");
+    let err = EmbeddedStore::open(dir.path())
+        .err()
+        .expect("a damaged store file");
+    let err = err.to_string();
+    assert!(err.contains("revocations.redb"), "{err}");
+
+    // Restored from the backup: every revocation is there.
+    std::fs::write(&file, &kept).expect("restore");
+    let store = EmbeddedStore::open(dir.path()).expect("restored");
+    assert!(store.snapshot(NOW).await.expect("snap").contains(&e));
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_store_never_opens_through_a_planted_link() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store_dir = dir.path().join("data");
+    std::fs::create_dir(&store_dir).expect("mkdir");
+    let target = dir.path().join("chosen-by-someone-else");
+    std::os::unix::fs::symlink(&target, store_dir.join("revocations.redb")).expect("symlink");
+    let err = EmbeddedStore::open(&store_dir)
+        .err()
+        .expect("a planted link");
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    assert!(!target.exists(), "the link's target was created");
+
+    // A link to an existing empty file: the file stays empty.
+    std::fs::write(&target, b"").expect("victim");
+    let err = EmbeddedStore::open(&store_dir)
+        .err()
+        .expect("a planted link");
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    assert_eq!(std::fs::metadata(&target).expect("stat").len(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_backend_conforms() {
     let server = RedisServer::start();

@@ -237,8 +237,22 @@ struct Node {
 
 impl Node {
     fn start(config: &Path) -> Node {
+        Node::start_via(config, &[])
+    }
+
+    /// Started through `wrapper` (a program and its arguments, given the
+    /// gateway's command line after them), which must exec it.
+    fn start_via(config: &Path, wrapper: &[&str]) -> Node {
         let dir = config.parent().unwrap();
-        let mut child = Command::new(BIN)
+        let mut command = match wrapper {
+            [] => Command::new(BIN),
+            [program, args @ ..] => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+        };
+        let mut child = command
             .arg("run")
             .arg("--config")
             .arg(config)
@@ -695,6 +709,56 @@ fn embedded_revocation_survives_kill_9_holds_no_token_and_explain_reports_it() {
         "{}",
         out.all()
     );
+}
+
+/// A full disk makes the embedded store's writes fail (503); once there is
+/// room again, logouts are taken without a restart. redb refuses every
+/// write after an I/O error until the database is opened again, which the
+/// store now does itself (before, every logout answered 503 until the node
+/// restarted, while `/status` said ready). The disk fills here as a
+/// file-size limit set on the running node (`prlimit`, util-linux): writes
+/// past it fail with EFBIG, as they would with ENOSPC. The node's shell
+/// ignores SIGXFSZ first, which the limit would otherwise end it with.
+#[test]
+fn an_embedded_store_takes_logouts_again_once_the_disk_has_room() {
+    let up = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("jwtgate.yaml");
+    std::fs::write(&cfg, config(embedded_store(), &up, "")).unwrap();
+    let node = Node::start_via(&cfg, &["sh", "-c", "trap '' XFSZ; exec \"$0\" \"$@\""]);
+    let pid = node.child.id().to_string();
+    let limit_file_size = |limit: &str| {
+        let status = Command::new("prlimit")
+            .args(["--pid", &pid, &format!("--fsize={limit}")])
+            .status()
+            .expect("prlimit (util-linux) must be installed");
+        assert!(status.success(), "prlimit --fsize={limit} failed");
+    };
+
+    let token = alice_token();
+    limit_file_size("4096:unlimited");
+    let resp = logout(&node, &token);
+    assert_eq!(resp.status, 503, "a logout on a full disk: {}", resp.text());
+    assert_eq!(resp.message().as_deref(), Some(UNAVAILABLE));
+    assert_passes(&node, &token, "a logout that answered 503");
+
+    limit_file_size("unlimited:unlimited");
+    assert_logged_out(&node, &logout(&node, &token));
+    assert_revoked(&get_app(&node, &token));
+    let other = alice_token();
+    assert_logged_out(&node, &logout(&node, &other));
+    let logged = eventually(Duration::from_secs(5), || {
+        let logs = node.logs();
+        logs.contains("revocation store I/O error")
+            && logs.contains("opened again after an I/O error")
+    });
+    assert!(logged, "{}", node.logs());
+
+    // What was taken after the error is on disk.
+    node.kill_hard();
+    let node = Node::start(&cfg);
+    assert_revoked(&get_app(&node, &token));
+    assert_revoked(&get_app(&node, &other));
 }
 
 fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
