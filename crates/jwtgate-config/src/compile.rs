@@ -181,7 +181,7 @@ fn parse_addr(a: &str, loc: &str, errors: &mut Errors) -> Option<SocketAddr> {
     match a.parse() {
         Ok(addr) => Some(addr),
         Err(_) => {
-            errors.add(loc, format!("{a:?} is not an IP:port address"));
+            errors.add(loc, format!("{:?} is not an IP:port address", shown(a)));
             None
         }
     }
@@ -414,9 +414,16 @@ fn store(s: Option<&RawStore>, base_dir: &Path, errors: &mut Errors) -> Option<S
         (pool, e)
     };
     match kind {
-        "embedded" => Some(StoreConfig::Embedded {
-            path: resolve(base_dir, s.path.as_deref().unwrap_or("./data")),
-        }),
+        "embedded" => {
+            let path = resolve(base_dir, s.path.as_deref().unwrap_or("./data"));
+            if path.exists() && !path.is_dir() {
+                errors.add(
+                    "store.path",
+                    "is a file: the embedded store's path is a directory (revocations.redb goes in it)",
+                );
+            }
+            Some(StoreConfig::Embedded { path })
+        }
         "redis" => {
             let (pool, e) = pool();
             errors_extend(errors, e);
@@ -432,8 +439,19 @@ fn store(s: Option<&RawStore>, base_dir: &Path, errors: &mut Errors) -> Option<S
             if database > 15 {
                 errors.add("store.database", "must be between 0 and 15");
             }
+            let host = s.host.clone().unwrap_or_else(|| "127.0.0.1".into());
+            if split_host_port(&format!("{host}:{port}")).is_none() || host.contains(['?', '#']) {
+                errors.add(
+                    "store.host",
+                    format!(
+                        "{:?} is not a host name or IP address (a URL? set store.host, \
+                         store.port and store.password apart)",
+                        shown(&host)
+                    ),
+                );
+            }
             Some(StoreConfig::Redis(RedisConfig {
-                host: s.host.clone().unwrap_or_else(|| "127.0.0.1".into()),
+                host,
                 port,
                 password: s.password.clone().filter(|p| !p.is_empty()),
                 database: u32::try_from(database).unwrap_or(0),
@@ -452,7 +470,10 @@ fn store(s: Option<&RawStore>, base_dir: &Path, errors: &mut Errors) -> Option<S
             }
             for (i, n) in nodes.iter().enumerate() {
                 if split_host_port(n).is_none() {
-                    errors.add(&index("store.nodes", i), format!("{n:?} is not host:port"));
+                    errors.add(
+                        &index("store.nodes", i),
+                        format!("{:?} is not host:port", shown(n)),
+                    );
                 }
             }
             Some(StoreConfig::RedisCluster(RedisClusterConfig {
@@ -480,6 +501,13 @@ fn errors_extend(errors: &mut Errors, other: Errors) {
 }
 
 /// `host:port` with a non-zero port; `[v6]:port` allowed.
+/// An address as an error shows it: a user part (`user:password@`) and
+/// query values hidden, as the value may hold a credential and reload
+/// errors go to the log.
+pub(crate) fn shown(address: &str) -> String {
+    jwtgate_core::redact::url_for_display(address)
+}
+
 pub(crate) fn split_host_port(s: &str) -> Option<(String, u16)> {
     let (host, port) = s.rsplit_once(':')?;
     let port: u16 = port.parse().ok().filter(|p| *p > 0)?;
@@ -834,7 +862,7 @@ fn upstream(u: &RawUpstream, loc: &str, errors: &mut Errors) -> Option<Upstream>
             None => {
                 errors.add(
                     &index(&child(loc, "nodes"), i),
-                    format!("{n:?} is not host:port"),
+                    format!("{:?} is not host:port", shown(n)),
                 );
                 None
             }

@@ -42,7 +42,7 @@ pub(crate) fn compile(
         if crate::compile::split_host_port(rest).is_none() || rest.contains('/') {
             errors.add(
                 &index(&at("endpoints"), i),
-                format!("{e:?} is not http(s)://host:port"),
+                format!("{:?} is not http(s)://host:port", crate::compile::shown(e)),
             );
             continue;
         }

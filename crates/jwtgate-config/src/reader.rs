@@ -234,18 +234,23 @@ impl<'v> Obj<'v> {
 
 /// How an unknown key is shown, and what is said of it. A key is never
 /// echoed whole when it may carry a value: `secret:abc` (no space after
-/// the colon) is one key in YAML, so it is cut at its colon; a long one is
-/// cut too (known keys are short, and the suggestion's cost grows with the
-/// key's length).
+/// the colon) is one key in YAML, and so are `secret=abc` and `secret abc`
+/// in a flow mapping, so it is cut at its first `:`, `=` or blank; a long
+/// one is cut too (known keys are short, and the suggestion's cost grows
+/// with the key's length).
 fn unknown_key(key: &str, known: &[&str]) -> (String, String) {
     const SHOWN: usize = 64;
-    if let Some((name, _)) = key.split_once(':').filter(|(name, _)| !name.is_empty()) {
-        let hint = if known.contains(&name) {
-            format!("unknown key (a missing space after {name:?}? write \"{name}: value\")")
-        } else {
-            "unknown key (a missing space after a \":\"?)".to_owned()
+    if let Some(at) = key.find([':', '=', ' ', '\t']).filter(|&at| at > 0) {
+        let (name, separator) = (&key[..at], &key[at..=at]);
+        let hint = match (known.contains(&name), separator) {
+            (true, ":") => {
+                format!("unknown key (a missing space after {name:?}? write \"{name}: value\")")
+            }
+            (true, _) => format!("unknown key (write \"{name}: value\")"),
+            (false, ":") => "unknown key (a missing space after a \":\"?)".to_owned(),
+            (false, _) => "unknown key".to_owned(),
         };
-        return (format!("{}:…", cut(name, SHOWN)), hint);
+        return (format!("{}{separator}…", cut(name, SHOWN)), hint);
     }
     if key.len() > SHOWN {
         return (format!("{}…", cut(key, SHOWN)), "unknown key".to_owned());
@@ -358,6 +363,15 @@ mod tests {
         );
         let (shown, _) = unknown_key("colour:Hunter2", &known);
         assert_eq!(shown, "colour:…");
+        // In a flow mapping, `{secret=Hunter2}` and `{secret Hunter2}` are
+        // keys too.
+        let (shown, message) = unknown_key("secret=Hunter2", &known);
+        assert_eq!(shown, "secret=…");
+        assert!(message.contains("write \"secret: value\""), "{message}");
+        let (shown, _) = unknown_key("secret Hunter2", &known);
+        assert_eq!(shown, "secret …");
+        let (shown, _) = unknown_key("colour=Hunter2", &known);
+        assert_eq!(shown, "colour=…");
         let (shown, message) = unknown_key("secert", &known);
         assert_eq!(shown, "secert");
         assert!(message.contains("did you mean \"secret\""), "{message}");

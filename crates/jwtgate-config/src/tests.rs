@@ -638,3 +638,87 @@ routes:
         );
     }
 }
+
+/// An address an error quotes may hold a credential (`user:password@`, a
+/// query token): reload errors go to the log, so it is shown without it.
+#[test]
+fn an_address_in_an_error_is_shown_without_its_credential() {
+    let secret = "SEKRET-0123456789";
+    let cases = [
+        (
+            r#"listen: "127.0.0.1:0""#.to_owned(),
+            format!(r#"listen: "u:{secret}@127.0.0.1:0""#),
+            "listen[0]",
+        ),
+        (
+            "upstream: { echo: true }".to_owned(),
+            format!(r#"upstream: {{ nodes: ["svc:{secret}@127.0.0.1:9000"] }}"#),
+            "routes[0].upstream.nodes[0]",
+        ),
+        (
+            "consumers:".to_owned(),
+            format!(
+                "store: {{ kind: redis_cluster, nodes: [\"redis://:{secret}@127.0.0.1:7000\"] }}\nconsumers:"
+            ),
+            "store.nodes[0]",
+        ),
+        (
+            "consumers:".to_owned(),
+            format!("store: {{ kind: redis, host: \"redis://:{secret}@127.0.0.1\" }}\nconsumers:"),
+            "store.host",
+        ),
+    ];
+    for (from, to, loc) in cases {
+        let yaml = MINIMAL.replacen(&from, &to, 1);
+        let errs = errors(&yaml);
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with(&format!("{loc}:")) && e.contains("***@127.0.0.1")),
+            "{loc}: {errs:?}"
+        );
+        assert!(!errs.iter().any(|e| e.contains(secret)), "{errs:?}");
+    }
+    let yaml = format!(
+        "listen: \"127.0.0.1:0\"\nconfig_source: {{ kind: etcd, endpoints: [\"http://root:{secret}@127.0.0.1:2379\"] }}\n"
+    );
+    let errs = errors(&yaml);
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("config_source.endpoints[0]:") && e.contains("***@127.0.0.1")),
+        "{errs:?}"
+    );
+    assert!(!errs.iter().any(|e| e.contains(secret)), "{errs:?}");
+    let yaml = MINIMAL.replace("jwt: {}", "jwt: {}\n  - name: x\n    paths: [\"/x\"]\n    upstream: { nodes: [\"127.0.0.1:1\"], x: 1 }\n    jwt: {}").replace("secret: s3cret", &format!("secret={secret}, s: s3cret"));
+    let errs = errors(&yaml);
+    assert!(errs.iter().any(|e| e.contains("secret=…")), "{errs:?}");
+    assert!(!errs.iter().any(|e| e.contains(secret)), "{errs:?}");
+}
+
+/// `check` says what `run` would refuse: an embedded store's path that is
+/// a file, not a directory.
+#[test]
+fn an_embedded_store_path_that_is_a_file_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("afile"), b"").expect("write");
+    let yaml = MINIMAL.replacen(
+        "consumers:",
+        "store: { kind: embedded, path: ./afile }\nconsumers:",
+        1,
+    );
+    let errs = load_str(&yaml, dir.path(), &|_| None)
+        .expect_err("a file as the store's path")
+        .0
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>();
+    assert!(
+        errs.iter().any(|e| e.starts_with("store.path: is a file")),
+        "{errs:?}"
+    );
+    let yaml = MINIMAL.replacen(
+        "consumers:",
+        "store: { kind: embedded, path: ./data }\nconsumers:",
+        1,
+    );
+    assert!(load_str(&yaml, dir.path(), &|_| None).is_ok());
+}
