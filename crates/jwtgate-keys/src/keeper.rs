@@ -217,8 +217,21 @@ impl Keeper {
             warn!(provider = %self.name, "key cache is from another key source or ca_file; not used");
             return;
         }
-        if now > cached.fetched_at.saturating_add(max_stale) {
-            info!(provider = %self.name, age_s = now - cached.fetched_at, "key cache older than max_stale_seconds; not used");
+        // A cache written while this clock (or the writer's) was ahead
+        // would never grow old: its age is counted from now instead, so
+        // max_stale_seconds still bounds how long it is used.
+        let fetched_at = if cached.fetched_at > now {
+            warn!(
+                provider = %self.name,
+                ahead_s = cached.fetched_at - now,
+                "key cache is dated in the future (a clock that was ahead?); its age is counted from now"
+            );
+            now
+        } else {
+            cached.fetched_at
+        };
+        if now > fetched_at.saturating_add(max_stale) {
+            info!(provider = %self.name, age_s = now - fetched_at, "key cache older than max_stale_seconds; not used");
             return;
         }
         match JwkSet::parse(cached.document.as_bytes(), &source.algorithms) {
@@ -226,7 +239,7 @@ impl Keeper {
                 info!(
                     provider = %self.name,
                     keys = set.len(),
-                    age_s = now - cached.fetched_at,
+                    age_s = now - fetched_at,
                     "keys loaded from the disk cache until the provider answers"
                 );
                 // Said as at the fetch: from what it recorded, or (a cache
@@ -244,7 +257,7 @@ impl Keeper {
                 }
                 self.install(
                     Arc::new(set),
-                    cached.fetched_at,
+                    fetched_at,
                     Some(max_stale),
                     format!("disk cache of {}", cached.source),
                 );
