@@ -11,8 +11,18 @@ use tracing_subscriber::fmt::MakeWriter;
 
 pub fn init() {
     log_sink::start();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("JWTGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let asked = std::env::var("JWTGATE_LOG").unwrap_or_default();
+    let filter = tracing_subscriber::EnvFilter::try_new(&asked)
+        .ok()
+        .filter(|_| !asked.is_empty())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    // rustls warns of what a client sent (an IP address as SNI, which wrk
+    // and many libraries send) once per handshake: any client could fill
+    // the log, past the access log's switch. Errors only, unless asked for.
+    let filter = match "rustls=error".parse() {
+        Ok(directive) if !asked.contains("rustls") => filter.add_directive(directive),
+        _ => filter,
+    };
     let format = std::env::var("JWTGATE_LOG_FORMAT").unwrap_or_default();
     let json = match format.as_str() {
         "json" => true,

@@ -493,3 +493,53 @@ fn check_warns_of_a_private_key_others_may_read() {
         );
     }
 }
+
+/// A client that sends an IP address as SNI (wrk does, and so do many
+/// libraries) made rustls log a warning per handshake: any client could
+/// fill the log, past the access log's switch (found by an outside
+/// attack). rustls logs errors only, unless `JWTGATE_LOG` names it.
+#[tokio::test]
+async fn a_client_cannot_fill_the_log_with_rustls_warnings() {
+    let handshake_with_ip_sni = |addr: SocketAddr| {
+        let out = Command::new("openssl")
+            .args(["s_client", "-connect", &addr.to_string()])
+            .args(["-servername", "127.0.0.1", "-brief"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("openssl must be installed (./test installs it)");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("CONNECTION ESTABLISHED"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    for (filter, quiet) in [
+        (None, true),
+        (Some("info,jwtgate::access=off"), true),
+        (Some("info,rustls=warn"), false),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwtgate.yaml");
+        std::fs::write(&path, config(&default_tls(""))).unwrap();
+        let env: Vec<(&str, &str)> = filter.map(|f| ("JWTGATE_LOG", f)).into_iter().collect();
+        let node = Node::start_on(&path, &env);
+        for _ in 0..3 {
+            handshake_with_ip_sni(node.addr);
+        }
+        // A line logged after the handshakes: the log is written in order,
+        // so a warning of theirs would be in by then.
+        node.signal("HUP");
+        node.wait_log("SIGHUP: reloading", 1);
+        let warned = node.logs().matches("Illegal SNI").count();
+        if quiet {
+            assert_eq!(warned, 0, "JWTGATE_LOG={filter:?}:\n{}", node.logs());
+        } else {
+            assert_eq!(
+                warned,
+                3,
+                "rustls=warn asks for its warnings:\n{}",
+                node.logs()
+            );
+        }
+    }
+}
