@@ -49,25 +49,42 @@ impl ConfigErrors {
 /// Collects errors while a config is read and compiled, so that all of them
 /// are reported at once.
 #[derive(Debug, Default)]
-pub(crate) struct Errors(Vec<ConfigError>);
+pub(crate) struct Errors {
+    list: Vec<ConfigError>,
+    /// Locations whose value could not be read as written (a `${NAME}`
+    /// that is not set): what later checks would say of the text left
+    /// there ("is 15 bytes") is about the reference, not the value, and
+    /// is not said.
+    unread: Vec<String>,
+}
 
 impl Errors {
     pub(crate) fn add(&mut self, location: &str, message: impl Into<String>) {
-        self.0.push(ConfigError {
+        if self.unread.iter().any(|loc| loc == location) {
+            return;
+        }
+        self.list.push(ConfigError {
             location: location.to_owned(),
             message: message.into(),
         });
     }
 
+    /// An error that leaves the value at `location` unread: the only one
+    /// said of it.
+    pub(crate) fn add_unread(&mut self, location: &str, message: impl Into<String>) {
+        self.add(location, message);
+        self.unread.push(location.to_owned());
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.list.is_empty()
     }
 
     pub(crate) fn into_result<T>(self, value: T) -> Result<T, ConfigErrors> {
-        if self.0.is_empty() {
+        if self.list.is_empty() {
             Ok(value)
         } else {
-            Err(ConfigErrors(self.0))
+            Err(ConfigErrors(self.list))
         }
     }
 }

@@ -190,6 +190,16 @@ fn env_expansion_and_unset_variables() {
         errs,
         vec!["admin.api_key: environment variable NOT_SET_ANYWHERE is not set"]
     );
+    // Only that is said of the value: not what later checks find in the
+    // reference left in its place (it "is 19 bytes", short for a secret).
+    let unset_secret = MINIMAL.replace(
+        "secret: s3cret-0123456789abcdef0123456789abcdef",
+        "secret: \"${ALICE_SECRET}\"",
+    );
+    assert_eq!(
+        errors(&unset_secret),
+        vec!["consumers[0].jwt.secret: environment variable ALICE_SECRET is not set"]
+    );
 }
 
 #[test]

@@ -101,7 +101,7 @@ pub(crate) fn expand_env(
     match value {
         Value::String(s) if s.contains("${") => match expand(s, lookup) {
             Ok(expanded) => *s = expanded,
-            Err(msg) => errors.add(loc, msg),
+            Err(msg) => errors.add_unread(loc, msg),
         },
         Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
