@@ -110,7 +110,7 @@ pub enum TokenCommand {
     /// consumers also need --private-key), as an identity provider of a config
     /// (--config F --provider NAME --private-key FILE [--kid K]), or from explicit
     /// --key/--alg/--secret|--private-key.
-    Sign(SignArgs),
+    Sign(Box<SignArgs>),
     /// Say, step by step, what the gateway would do with a token and why.
     /// Exit 0 if it would be accepted, 1 if refused, 2 on a usage or config error,
     /// 3 if it cannot tell: valid but the revocation store could not be read
@@ -149,9 +149,15 @@ pub struct SignArgs {
     /// --consumer, whose credential sets it.
     #[arg(long, conflicts_with = "consumer")]
     pub alg: Option<String>,
-    /// HMAC secret (without --config).
+    /// HMAC secret (without --config). On the command line, other local
+    /// users may read it (ps, /proc) and the shell keeps it: prefer
+    /// --secret-file.
     #[arg(long, conflicts_with = "consumer")]
     pub secret: Option<String>,
+    /// Read the HMAC secret from FILE, or from stdin with "-" (one final
+    /// newline is not part of it).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["consumer", "secret"])]
+    pub secret_file: Option<PathBuf>,
     /// The secret is base64 of the real key bytes.
     #[arg(long)]
     pub base64_secret: bool,

@@ -24,6 +24,25 @@ pub fn sign(args: &SignArgs) -> ExitCode {
     }
 }
 
+/// The secret in `file` (`-`: stdin), without one final newline.
+fn read_secret(file: &std::path::Path) -> Result<String, String> {
+    let text = if file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut std::io::Read::take(std::io::stdin(), jwtgate_config::MAX_FILE_BYTES),
+            &mut text,
+        )
+        .map_err(|e| format!("cannot read the secret from stdin: {e}"))?;
+        text
+    } else {
+        jwtgate_config::read_text_bounded(file, jwtgate_config::MAX_FILE_BYTES)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?
+    };
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    let text = text.strip_suffix('\r').unwrap_or(text);
+    Ok(text.to_owned())
+}
+
 fn mint(args: &SignArgs) -> Result<String, String> {
     let mut issued = Map::new();
     let mut kid = args.kid.clone();
@@ -85,9 +104,14 @@ fn mint(args: &SignArgs) -> Result<String, String> {
         _ => {
             let key = args.key.clone();
             let alg = args.alg.clone().unwrap_or_else(|| "HS256".into());
-            let secret = match &args.secret {
-                Some(s) if args.base64_secret => Some(decode_b64(s)?),
-                Some(s) => Some(s.clone().into_bytes()),
+            let given = match (&args.secret, &args.secret_file) {
+                (Some(s), _) => Some(s.clone()),
+                (None, Some(file)) => Some(read_secret(file)?),
+                (None, None) => None,
+            };
+            let secret = match given {
+                Some(s) if args.base64_secret => Some(decode_b64(&s)?),
+                Some(s) => Some(s.into_bytes()),
                 None => None,
             };
             (key, alg, secret, None)
@@ -95,7 +119,8 @@ fn mint(args: &SignArgs) -> Result<String, String> {
     };
     let alg: Algorithm = alg.parse().map_err(|e| format!("{e}"))?;
     let signer = if alg.is_hmac() {
-        let secret = secret.ok_or_else(|| format!("{alg} needs a secret (--secret)"))?;
+        let secret =
+            secret.ok_or_else(|| format!("{alg} needs a secret (--secret-file or --secret)"))?;
         SigningKey::from_secret(alg, &secret).map_err(|e| e.to_string())?
     } else {
         let file = args.private_key.as_ref().ok_or_else(|| {

@@ -614,6 +614,23 @@ fn token_sign_with_explicit_keys_is_accepted_by_the_gateway() {
     let resp = gw.send(&Req::get("/apim/x").bearer(&token));
     assert_eq!(resp.status, 200, "{:?}\n{}", resp.text(), gw.logs());
 
+    // The secret from a file or stdin, kept off the command line (other
+    // local users read argv); a final newline is not part of it.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("secret");
+    std::fs::write(&file, format!("{SECRET}\n")).unwrap();
+    let token = sign(&["--key", "user123", "--secret-file", file.to_str().unwrap()]);
+    let resp = gw.send(&Req::get("/main/x").bearer(&token));
+    assert_eq!(resp.status, 200, "{:?}\n{}", resp.text(), gw.logs());
+    let out = run_cli_stdin(
+        &["token", "sign", "--key", "user123", "--secret-file", "-"],
+        root(),
+        std::fs::File::open(&file).unwrap(),
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.all());
+    let resp = gw.send(&Req::get("/main/x").bearer(out.stdout.trim()));
+    assert_eq!(resp.status, 200, "{:?}\n{}", resp.text(), gw.logs());
+
     // A secret that is not alice's: refused.
     let token = sign(&[
         "--key",
