@@ -29,6 +29,16 @@ const ONCE: TableDefinition<&str, i64> = TableDefinition::new("once");
 /// before owners were) is forgotten by nobody, and expires.
 const ONCE_OWNER: TableDefinition<&str, &str> = TableDefinition::new("once_owner");
 const FILE: &str = "revocations.redb";
+/// A forgotten claim's owner, as [`ONCE_OWNER`] keeps it (the Redis
+/// store's mark, which a claim of another owner takes).
+const FORGOTTEN: &str = "forgotten:";
+const FORGOTTEN_SECONDS: i64 = 3600;
+
+/// Whether `holder` (of a live once-only key) is a forgotten claim of an
+/// owner other than `owner`, which `owner` may take.
+fn taken_back_from_another(holder: &str, owner: &str) -> bool {
+    holder.strip_prefix(FORGOTTEN).is_some_and(|by| by != owner)
+}
 
 pub struct EmbeddedStore {
     shared: Arc<Shared>,
@@ -329,13 +339,18 @@ impl RevocationStore for EmbeddedStore {
             let tx = db.begin_write()?;
             let first = {
                 let mut t = tx.open_table(ONCE)?;
+                let mut owners = tx.open_table(ONCE_OWNER)?;
                 let live = t.get(key.as_str())?.is_some_and(|v| v.value() > now);
-                if !live {
+                let holder = owners.get(key.as_str())?.map(|v| v.value().to_owned());
+                let free = !live
+                    || holder
+                        .as_deref()
+                        .is_some_and(|h| taken_back_from_another(h, &owner));
+                if free {
                     t.insert(key.as_str(), expires_at)?;
-                    tx.open_table(ONCE_OWNER)?
-                        .insert(key.as_str(), owner.as_str())?;
+                    owners.insert(key.as_str(), owner.as_str())?;
                 }
-                !live
+                free
             };
             tx.commit()?;
             Ok(first)
@@ -345,16 +360,22 @@ impl RevocationStore for EmbeddedStore {
 
     async fn forget_once(&self, key: &str, owner: &str) -> Result<(), StoreError> {
         let (key, owner) = (key.to_owned(), owner.to_owned());
+        let now = crate::sync::unix_now();
         self.blocking(move |db| {
             let tx = db.begin_write()?;
             {
+                let mut t = tx.open_table(ONCE)?;
                 let mut owners = tx.open_table(ONCE_OWNER)?;
+                let live = t.get(key.as_str())?.is_some_and(|v| v.value() > now);
                 let mine = owners
                     .get(key.as_str())?
                     .is_some_and(|v| v.value() == owner);
-                if mine {
-                    owners.remove(key.as_str())?;
-                    tx.open_table(ONCE)?.remove(key.as_str())?;
+                // As the Redis store does: the owner's claim, or none yet,
+                // becomes a mark that its claim was forgotten.
+                if !live || mine {
+                    let mark = format!("{FORGOTTEN}{owner}");
+                    t.insert(key.as_str(), now.saturating_add(FORGOTTEN_SECONDS))?;
+                    owners.insert(key.as_str(), mark.as_str())?;
                 }
             }
             Ok(tx.commit()?)

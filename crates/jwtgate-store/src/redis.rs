@@ -12,8 +12,17 @@
 //!
 //! A revocation is one script (ZADD + XADD) and, when the primary has
 //! replicas, `WAIT 1` on the same node: `Ok` means a replica has it too.
+//!
+//! The shared connection is built again after an operation on it fails
+//! (an error or a timeout), not left to the client's own reconnects: a
+//! standalone connection whose reconnect met a refused AUTH stayed broken
+//! for good, and a cluster connection kept a hung primary in its slot map
+//! after its replica took over (the client refreshes the map on MOVED and
+//! on connection errors, never on a timeout). Either way the node answered
+//! logouts 503 and missed other nodes' revocations while Redis answered.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
@@ -43,13 +52,35 @@ const FEED_MAX_LEN: u64 = 100_000;
 /// say any `exp`.
 const LATEST_EXPIRY: i64 = 253_402_300_799;
 
-/// Deletes a once-only key if the owner given recorded it (`forget_once`).
-const FORGET_SCRIPT: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+/// Records a once-only key for an owner (`claim_once`): taken when free,
+/// or when another owner's claim was forgotten there. A forgotten claim of
+/// this same owner is not taken again: that is its own claim arriving
+/// after its forget (a stalled Redis, a retried command).
+const CLAIM_SCRIPT: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v == false or (string.sub(v, 1, 10) == 'forgotten:' and v ~= 'forgotten:' .. ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[2])
+  return 1
 end
 return 0
 ";
+
+/// Forgets an owner's once-only key (`forget_once`): its claim, or no
+/// claim yet, becomes a mark that the owner's claim was forgotten, so that
+/// the claim, should it arrive after (over another connection, from a
+/// Redis that stalled), finds the key taken. Another owner's claim stays.
+const FORGET_SCRIPT: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v == false or v == ARGV[1] then
+  redis.call('SET', KEYS[1], 'forgotten:' .. ARGV[1], 'EX', ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// How long a forgotten claim's mark is kept: longer than any claim (a
+/// back-channel logout's lasts until at most its `iat` + 240 s).
+const FORGOTTEN_SECONDS: u64 = 3600;
 /// Entries fetched per page in a full resync.
 const SNAPSHOT_PAGE: usize = 10_000;
 
@@ -124,21 +155,31 @@ pub struct RedisStore {
     script: redis::Script,
     /// Whether the eviction policy was asked for ([`Self::warn_of_eviction`]).
     eviction_checked: AtomicBool,
+    /// Shared connections made so far (each is numbered by the count
+    /// before it).
+    conn_made: AtomicU64,
+    /// The connection each failed claim went over, by owner, for its
+    /// forget to follow it there ([`RevocationStore::forget_once`]).
+    failed_claims: std::sync::Mutex<HashMap<String, Conn>>,
 }
+
+/// Failed claims kept for their forget; more (callers that never forget)
+/// start the list afresh.
+const FAILED_CLAIMS_KEPT: usize = 1024;
 
 // One per store, built once: the size difference between variants is moot.
 #[allow(clippy::large_enum_variant)]
 enum Backend {
     Standalone {
         client: Client,
-        conn: Mutex<Option<ConnectionManager>>,
+        conn: Mutex<Option<(u64, ConnectionManager)>>,
         feed: Mutex<Option<MultiplexedConnection>>,
         pool: PoolConfig,
     },
     Cluster {
         client: ClusterClient,
         feed_client: ClusterClient,
-        conn: Mutex<Option<ClusterConnection>>,
+        conn: Mutex<Option<(u64, ClusterConnection)>>,
         feed: Mutex<Option<ClusterConnection>>,
     },
 }
@@ -223,18 +264,20 @@ impl RedisStore {
             kind,
             script: redis::Script::new(REVOKE_SCRIPT),
             eviction_checked: AtomicBool::new(false),
+            conn_made: AtomicU64::new(0),
+            failed_claims: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
-    /// The shared command connection, connecting on first use (and again
-    /// after a failed first connect). Reconnects after that are the client's.
+    /// The shared command connection, connecting on first use, and again
+    /// after an operation on it failed ([`Self::forget_conn`]).
     async fn conn(&self) -> Result<Conn, StoreError> {
         match &self.backend {
             Backend::Standalone {
                 client, conn, pool, ..
             } => {
                 let mut slot = conn.lock().await;
-                if let Some(c) = slot.as_ref() {
+                if let Some((_, c)) = slot.as_ref() {
                     return Ok(Conn::Single(c.clone()));
                 }
                 let config = ConnectionManagerConfig::new()
@@ -249,12 +292,12 @@ impl RedisStore {
                 .await
                 .map_err(|_| StoreError::Timeout(self.connect_timeout))?
                 .map_err(err)?;
-                *slot = Some(c.clone());
+                *slot = Some((self.conn_made.fetch_add(1, Ordering::Relaxed), c.clone()));
                 Ok(Conn::Single(c))
             }
             Backend::Cluster { client, conn, .. } => {
                 let mut slot = conn.lock().await;
-                if let Some(c) = slot.as_ref() {
+                if let Some((_, c)) = slot.as_ref() {
                     return Ok(Conn::Cluster(c.clone()));
                 }
                 let c = tokio::time::timeout(
@@ -264,21 +307,64 @@ impl RedisStore {
                 .await
                 .map_err(|_| StoreError::Timeout(self.connect_timeout))?
                 .map_err(err)?;
-                *slot = Some(c.clone());
+                *slot = Some((self.conn_made.fetch_add(1, Ordering::Relaxed), c.clone()));
                 Ok(Conn::Cluster(c))
             }
         }
     }
 
-    /// Runs `f` inside the pool gate and the operation timeout.
+    /// The number of the shared connection an operation starting now uses:
+    /// the one there, or else the next one made.
+    async fn conn_in_use(&self) -> u64 {
+        let there = match &self.backend {
+            Backend::Standalone { conn, .. } => conn.lock().await.as_ref().map(|(n, _)| *n),
+            Backend::Cluster { conn, .. } => conn.lock().await.as_ref().map(|(n, _)| *n),
+        };
+        there.unwrap_or_else(|| self.conn_made.load(Ordering::Relaxed))
+    }
+
+    /// Lets go of the shared connection after an operation that used
+    /// connection `used` (or an earlier one) failed, for the next operation
+    /// to connect afresh (a new cluster connection reads the slot map from
+    /// the seeds that answer). A connection made since is kept: a slow
+    /// failure of an older one says nothing of it.
+    async fn forget_conn(&self, used: u64) {
+        let forgot = match &self.backend {
+            Backend::Standalone { conn, .. } => {
+                let mut slot = conn.lock().await;
+                let stale = slot.as_ref().is_some_and(|(n, _)| *n <= used);
+                stale && slot.take().is_some()
+            }
+            Backend::Cluster { conn, .. } => {
+                let mut slot = conn.lock().await;
+                let stale = slot.as_ref().is_some_and(|(n, _)| *n <= used);
+                stale && slot.take().is_some()
+            }
+        };
+        if forgot {
+            tracing::debug!(
+                store = self.kind,
+                "store connection dropped after a failed operation"
+            );
+        }
+    }
+
+    /// Runs `f` inside the pool gate and the operation timeout; a failure
+    /// (but a busy pool or a write no replica took in time, which say
+    /// nothing of the connection) drops the shared connection.
     async fn op<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         F: std::future::Future<Output = Result<T, StoreError>>,
     {
         let _permit = self.gate.enter().await?;
-        tokio::time::timeout(self.op_timeout + self.connect_timeout, f)
+        let used = self.conn_in_use().await;
+        let result = tokio::time::timeout(self.op_timeout + self.connect_timeout, f)
             .await
-            .map_err(|_| StoreError::Timeout(self.op_timeout))?
+            .unwrap_or(Err(StoreError::Timeout(self.op_timeout)));
+        if let Err(StoreError::Timeout(_) | StoreError::Unavailable(_)) = &result {
+            self.forget_conn(used).await;
+        }
+        result
     }
 
     /// Sends a keyless command to the primary that owns our keys.
@@ -667,19 +753,36 @@ impl RevocationStore for RedisStore {
         owner: &str,
         expires_at: i64,
     ) -> Result<bool, StoreError> {
-        self.op(async {
-            let mut conn = self.conn().await?;
-            let cmd = redis::cmd("SET")
-                .arg(format!("{}{key}", self.once))
-                .arg(owner)
-                .arg("NX")
-                .arg("EXAT")
-                .arg(expires_at.clamp(1, LATEST_EXPIRY))
-                .clone();
-            let set: Option<String> = Self::query(&mut conn, &cmd).await?;
-            Ok(set.is_some())
-        })
-        .await
+        let mut used = None;
+        let result = self
+            .op(async {
+                let mut conn = self.conn().await?;
+                used = Some(conn.clone());
+                let cmd = redis::cmd("EVAL")
+                    .arg(CLAIM_SCRIPT)
+                    .arg(1)
+                    .arg(format!("{}{key}", self.once))
+                    .arg(owner)
+                    .arg(expires_at.clamp(1, LATEST_EXPIRY))
+                    .clone();
+                let taken: u64 = Self::query(&mut conn, &cmd).await?;
+                Ok(taken == 1)
+            })
+            .await;
+        // A claim that failed may still be carried out (a stalled Redis
+        // runs what it was sent when it resumes): its forget must follow
+        // it on the same connection, which the failure just let go of.
+        if let (Err(_), Some(conn)) = (&result, used) {
+            let mut failed = self
+                .failed_claims
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if failed.len() >= FAILED_CLAIMS_KEPT {
+                failed.clear();
+            }
+            failed.insert(owner.to_owned(), conn);
+        }
+        result
     }
 
     async fn revoke_batch(&self, entries: &[Entry]) -> Result<(), StoreError> {
@@ -837,20 +940,41 @@ impl RevocationStore for RedisStore {
     }
 
     async fn forget_once(&self, key: &str, owner: &str) -> Result<(), StoreError> {
-        self.op(async {
-            let mut conn = self.conn().await?;
-            // One command (not EVALSHA, then EVAL if the script is not
-            // loaded): it follows the claim on the connection, and runs
-            // after it.
-            let cmd = redis::cmd("EVAL")
-                .arg(FORGET_SCRIPT)
-                .arg(1)
-                .arg(format!("{}{key}", self.once))
-                .arg(owner)
-                .clone();
-            Self::query::<u64>(&mut conn, &cmd).await.map(|_| ())
-        })
-        .await
+        // Whether it runs before or after the claim, no claim of this
+        // owner is left (the mark of FORGET_SCRIPT).
+        let cmd = redis::cmd("EVAL")
+            .arg(FORGET_SCRIPT)
+            .arg(1)
+            .arg(format!("{}{key}", self.once))
+            .arg(owner)
+            .arg(FORGOTTEN_SECONDS)
+            .clone();
+        let failed_claim = self
+            .failed_claims
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(owner);
+        match failed_claim {
+            // After the claim, on its connection: what a stalled Redis
+            // runs when it resumes, it runs in order.
+            Some(mut conn) => {
+                let _permit = self.gate.enter().await?;
+                tokio::time::timeout(
+                    self.op_timeout + self.connect_timeout,
+                    Self::query::<u64>(&mut conn, &cmd),
+                )
+                .await
+                .unwrap_or(Err(StoreError::Timeout(self.op_timeout)))
+                .map(|_| ())
+            }
+            None => {
+                self.op(async {
+                    let mut conn = self.conn().await?;
+                    Self::query::<u64>(&mut conn, &cmd).await.map(|_| ())
+                })
+                .await
+            }
+        }
     }
 
     async fn purge(&self, now: i64) -> Result<u64, StoreError> {

@@ -354,6 +354,11 @@ impl Revocations {
         let mut last_snapshot = Instant::now();
         let mut backoff = Duration::from_millis(100);
         let mut outage_logged = false;
+        // Feed reads failed in a row. A feed that keeps failing while full
+        // resyncs work (a Redis user without XREAD) is not an outage that
+        // ends at the next resync: the backoff keeps growing and the log
+        // says so once, not twice a cycle.
+        let mut feed_failures = 0u32;
         while !*stop.borrow() {
             // A store no other process writes (embedded: locked by this
             // one) has nothing to catch up on, and a periodic resync would
@@ -364,18 +369,20 @@ impl Revocations {
             if need_resync || periodic {
                 match self.resync(shared).await {
                     Ok((pos, n)) => {
-                        if outage_logged {
-                            info!(
-                                store = self.store.kind(),
-                                entries = n,
-                                "revocation store reachable again; caught up"
-                            );
+                        if feed_failures < 2 {
+                            if outage_logged {
+                                info!(
+                                    store = self.store.kind(),
+                                    entries = n,
+                                    "revocation store reachable again; caught up"
+                                );
+                            }
+                            outage_logged = false;
+                            backoff = Duration::from_millis(100);
                         }
                         cursor = pos;
                         need_resync = false;
-                        outage_logged = false;
                         last_resync = Instant::now();
-                        backoff = Duration::from_millis(100);
                         self.connected.store(true, Ordering::Relaxed);
                         self.save_snapshot().await;
                         last_snapshot = Instant::now();
@@ -406,6 +413,12 @@ impl Revocations {
                 };
                 match changes {
                     Ok(changes) => {
+                        if feed_failures >= 2 {
+                            info!(store = self.store.kind(), "revocation feed readable again");
+                            outage_logged = false;
+                            backoff = Duration::from_millis(100);
+                        }
+                        feed_failures = 0;
                         if !changes.is_empty() {
                             self.apply(changes);
                             self.dirty.store(true, Ordering::Relaxed);
@@ -418,6 +431,16 @@ impl Revocations {
                         }
                     }
                     Err(e) => {
+                        feed_failures = feed_failures.saturating_add(1);
+                        if feed_failures == 2 {
+                            warn!(
+                                store = self.store.kind(),
+                                error = %e,
+                                "the revocation feed keeps failing while the store answers: other \
+                                 nodes' revocations arrive by full resyncs, at most {}s apart",
+                                settings.max_backoff.as_secs()
+                            );
+                        }
                         self.note_outage(&e, &mut outage_logged);
                         need_resync = true;
                         if wait_or_stop(&mut stop, backoff).await {

@@ -424,6 +424,35 @@ async fn cutoffs_conform(name: &str, store: &Arc<dyn RevocationStore>) {
             .expect("claim after the owner's forget"),
         "{name}: the owner's forget left the claim"
     );
+    // A forget that arrives before its claim (the claim went over a
+    // connection since dropped, to a Redis that stalled): the claim, late,
+    // finds the key taken, and a retry's claim takes it.
+    let late = format!("{jti}-late");
+    store
+        .forget_once(&late, &first)
+        .await
+        .expect("forget first");
+    assert!(
+        !store
+            .claim_once(&late, &first, NOW + 60)
+            .await
+            .expect("late claim"),
+        "{name}: a claim arriving after its own forget was taken"
+    );
+    assert!(
+        store
+            .claim_once(&late, &second, NOW + 60)
+            .await
+            .expect("retry"),
+        "{name}: a retry's claim was refused after a forget"
+    );
+    assert!(
+        !store
+            .claim_once(&late, &first, NOW + 60)
+            .await
+            .expect("replay"),
+        "{name}: a replay of the retried token was taken"
+    );
 
     // A node's view: loaded with the blacklist, checked in memory.
     let revocations = Revocations::new(Arc::clone(store), None);

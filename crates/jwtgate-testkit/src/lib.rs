@@ -285,12 +285,27 @@ impl RedisCluster {
     /// Kills node `i` and waits until a replica has taken over its slots.
     pub fn kill_and_wait_failover(&mut self, i: usize) {
         self.nodes[i].kill();
+        self.wait_failover(i);
+    }
+
+    /// Stops node `i` (SIGSTOP: it holds its connections and answers
+    /// nothing, as a hung host does) and waits until a replica has taken
+    /// over its slots. Killed on drop, or [`RedisServer::resume`]d.
+    pub fn pause_and_wait_failover(&mut self, i: usize) {
+        self.nodes[i].pause();
+        self.wait_failover(i);
+    }
+
+    /// Waits until every other running node sees node `i` failed and the
+    /// cluster whole again.
+    fn wait_failover(&self, i: usize) {
         let dead = self.nodes[i].port.to_string();
         let survivors: Vec<u16> = self
             .nodes
             .iter()
-            .filter(|n| n.is_running())
-            .map(|n| n.port)
+            .enumerate()
+            .filter(|(j, n)| *j != i && n.is_running())
+            .map(|(_, n)| n.port)
             .collect();
         for port in survivors {
             wait_until(

@@ -214,3 +214,40 @@ fn cluster_revocations_are_shared_and_survive_a_primary_failover() {
     let (token, _) = logout_until_accepted(&d, Duration::from_secs(30), "D after failover");
     wait_refused(&a, &token, Duration::from_secs(15), "A, logout on D");
 }
+
+/// A primary that hangs (SIGSTOP: a stuck host, a network that drops
+/// packets) rather than dies: once its replica has taken over, the nodes
+/// that were running take logouts again and refuse each other's. Before,
+/// their cluster connection kept the hung primary in its slot map (the
+/// client refreshes it on MOVED and connection errors, never on a
+/// timeout): logouts answered 503 for as long as it hung, and a token
+/// logged out through a node started meanwhile passed on them (found by
+/// an outside attack).
+#[test]
+fn a_hung_primary_is_left_behind_once_its_replica_has_taken_over() {
+    let mut cluster = RedisCluster::start(3, 1);
+    let seeds = cluster.seeds();
+    let up = Upstream::start();
+    let a = Gateway::start(&config(&seeds, &up));
+    let b = Gateway::start(&config(&seeds, &up));
+    let token = alice_token();
+    assert_logged_out(&a, &logout(&a, &token));
+    wait_refused(&b, &token, Duration::from_secs(2), "B, before the hang");
+
+    let owner = cluster.primary_for(ZSET);
+    let paused_at = Instant::now();
+    cluster.pause_and_wait_failover(owner);
+    eprintln!(
+        "primary paused; failover complete after {:?}",
+        paused_at.elapsed()
+    );
+
+    // The hung primary still holds the connections both nodes made to it.
+    let (token, took) = logout_until_accepted(&a, Duration::from_secs(20), "A after the failover");
+    eprintln!("logout on A accepted {took:?} after the failover completed");
+    let took = wait_refused(&b, &token, Duration::from_secs(15), "B, logout on A");
+    eprintln!("refused on B after {took:?}");
+    let (token, _) = logout_until_accepted(&b, Duration::from_secs(20), "B after the failover");
+    wait_refused(&a, &token, Duration::from_secs(15), "A, logout on B");
+    cluster.nodes[owner].resume();
+}
