@@ -163,6 +163,22 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0]
 }
 
+/// How long a request waits before it is made again after an endpoint
+/// refused the connection.
+const CONNECT_RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+/// Why a request within the timeout failed.
+enum Failure {
+    NoAnswer,
+    Client(etcd_client::Error),
+}
+
+/// Whether an endpoint refused the connection: the request never left.
+fn refused_connection(e: &etcd_client::Error) -> bool {
+    let e = e.to_string();
+    e.contains("tcp connect error") || e.contains("Connection refused")
+}
+
 fn unavailable(e: impl std::fmt::Display) -> EtcdError {
     EtcdError::Unavailable(e.to_string())
 }
@@ -248,15 +264,47 @@ impl Etcd {
         (!name.is_empty() && !name.contains('/')).then(|| (kind, name.to_owned()))
     }
 
-    /// Runs one request within the timeout.
-    async fn bounded<T>(
-        &self,
-        f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<T, EtcdError> {
-        tokio::time::timeout(self.timeout, f)
+    /// Runs one request within the timeout (`dial_timeout`), made by
+    /// `attempt`.
+    async fn bounded<T, Fut>(&self, attempt: impl FnMut() -> Fut) -> Result<T, EtcdError>
+    where
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        self.within_timeout(attempt)
             .await
-            .map_err(|_| EtcdError::Unavailable(format!("no answer within {:?}", self.timeout)))?
-            .map_err(client_error)
+            .map_err(|failure| match failure {
+                Failure::NoAnswer => self.no_answer(),
+                Failure::Client(e) => client_error(e),
+            })
+    }
+
+    fn no_answer(&self) -> EtcdError {
+        EtcdError::Unavailable(format!("no answer within {:?}", self.timeout))
+    }
+
+    /// Makes the request with `attempt`, and again, within the same
+    /// timeout, while an endpoint refuses the connection: the request never
+    /// left, and the client balances over the endpoints, so the next try
+    /// goes to one that is up (with one member of three down, `config push`
+    /// failed four times in five).
+    async fn within_timeout<T, Fut>(&self, mut attempt: impl FnMut() -> Fut) -> Result<T, Failure>
+    where
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, attempt()).await {
+                Err(_) => return Err(Failure::NoAnswer),
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) => {
+                    let again = tokio::time::Instant::now() + CONNECT_RETRY_PAUSE;
+                    if !refused_connection(&e) || again >= deadline {
+                        return Err(Failure::Client(e));
+                    }
+                    tokio::time::sleep_until(again).await;
+                }
+            }
+        }
     }
 
     /// Every object under the prefix, at one revision, read in pages.
@@ -318,7 +366,7 @@ impl Etcd {
         keys_only: bool,
         mut each: impl FnMut(&etcd_client::KeyValue),
     ) -> Result<Option<(i64, u64)>, EtcdError> {
-        let mut kv = self
+        let kv = self
             .client
             .kv_client()
             .max_decoding_message_size(MAX_MESSAGE);
@@ -339,22 +387,22 @@ impl Etcd {
             if keys_only {
                 options = options.with_keys_only();
             }
-            let answer = tokio::time::timeout(self.timeout, kv.get(start.clone(), Some(options)));
-            let resp = match answer.await {
-                Err(_) => {
-                    return Err(EtcdError::Unavailable(format!(
-                        "no answer within {:?}",
-                        self.timeout
-                    )))
-                }
-                Ok(Err(e))
+            let answer = self
+                .within_timeout(|| {
+                    let (mut kv, key, options) = (kv.clone(), start.clone(), options.clone());
+                    async move { kv.get(key, Some(options)).await }
+                })
+                .await;
+            let resp = match answer {
+                Err(Failure::NoAnswer) => return Err(self.no_answer()),
+                Err(Failure::Client(e))
                     if e.to_string()
                         .contains("required revision has been compacted") =>
                 {
                     return Ok(None)
                 }
-                Ok(Err(e)) => return Err(client_error(e)),
-                Ok(Ok(resp)) => resp,
+                Err(Failure::Client(e)) => return Err(client_error(e)),
+                Ok(resp) => resp,
             };
             if at.is_none() {
                 let header = resp.header();
@@ -377,12 +425,16 @@ impl Etcd {
 
     /// The current revision and cluster id (a cheap read).
     pub async fn revision(&self) -> Result<(i64, u64), EtcdError> {
-        let mut kv = self.client.kv_client();
+        let kv = self.client.kv_client();
         let resp = self
-            .bounded(kv.get(
-                format!("{}/", self.prefix),
-                Some(GetOptions::new().with_prefix().with_count_only()),
-            ))
+            .bounded(|| {
+                let mut kv = kv.clone();
+                let key = format!("{}/", self.prefix);
+                async move {
+                    kv.get(key, Some(GetOptions::new().with_prefix().with_count_only()))
+                        .await
+                }
+            })
             .await?;
         let h = resp.header();
         Ok((
@@ -393,7 +445,7 @@ impl Etcd {
 
     /// Follows the changes under the prefix from revision `from` on.
     pub async fn watch(&self, from: i64) -> Result<Watch, EtcdError> {
-        let mut w = self
+        let w = self
             .client
             .watch_client()
             .max_decoding_message_size(MAX_MESSAGE);
@@ -402,7 +454,11 @@ impl Etcd {
             .with_start_revision(from)
             .with_progress_notify();
         let stream = self
-            .bounded(w.watch(format!("{}/", self.prefix), Some(options)))
+            .bounded(|| {
+                let (mut w, key, options) =
+                    (w.clone(), format!("{}/", self.prefix), options.clone());
+                async move { w.watch(key, Some(options)).await }
+            })
             .await?;
         Ok(Watch {
             stream,
@@ -437,8 +493,13 @@ impl Etcd {
             });
         }
         let txn = Txn::new().when(compares).and_then(ops);
-        let mut kv = self.client.kv_client();
-        let resp = self.bounded(kv.txn(txn)).await?;
+        let kv = self.client.kv_client();
+        let resp = self
+            .bounded(|| {
+                let (mut kv, txn) = (kv.clone(), txn.clone());
+                async move { kv.txn(txn).await }
+            })
+            .await?;
         if !resp.succeeded() {
             return Err(EtcdError::Conflict);
         }

@@ -1501,6 +1501,37 @@ fn regression_etcd_restarted_empty_past_the_nodes_revision_holds_them_too() {
 // Elections and stalls: a three-member etcd losing its leader, a frozen etcd
 // ---------------------------------------------------------------------------
 
+/// A member down, quorum kept: `config push` goes through the members that
+/// are up, every time. The client balances requests over the endpoints,
+/// and a request sent to the dead one failed at once (four pushes in five,
+/// found by an outside attack); one refused a connection is made again,
+/// within `dial_timeout_ms`.
+#[test]
+fn config_push_goes_through_the_members_that_are_up() {
+    let mut cluster = EtcdCluster::start(3);
+    let eps = cluster.endpoints();
+    let leader = cluster.leader();
+    let down = (leader + 1) % 3;
+    cluster.members[down].kill();
+    cluster.wait_healthy();
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..8 {
+        let objects = BASE.replace("crm-1", &format!("crm-{i}"));
+        let out = push(dir.path(), &eps, &objects, &[]);
+        assert_eq!(
+            out.code(),
+            Some(0),
+            "push {i} with member {down} down\n{}",
+            out.all()
+        );
+    }
+    let stored = cluster.members[leader].get(&key("consumers", "alice"));
+    assert!(
+        stored.as_deref().is_some_and(|v| v.contains("crm-7")),
+        "{stored:?}"
+    );
+}
+
 #[test]
 fn admin_writes_through_a_leader_election() {
     let mut cluster = EtcdCluster::start(3);

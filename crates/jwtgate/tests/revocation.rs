@@ -979,7 +979,9 @@ fn redis_revocations_propagate_survive_an_outage_and_catch_up() {
     eprintln!("B refused the post-restart revocation after {took:?}");
     // C serves once its first load is done: its retries back off up to 2 s
     // apart while Redis was down, so it may still answer 503 at first.
-    let loaded = eventually(Duration::from_secs(10), || get_app(&c, &after).status != 503);
+    let loaded = eventually(Duration::from_secs(10), || {
+        get_app(&c, &after).status != 503
+    });
     assert!(loaded, "C never loaded the blacklist:\n{}", c.logs());
     let took = wait_refused(&c, &after, Duration::from_secs(10), "C after Redis restart");
     eprintln!("C (started during the outage) refused it after {took:?}");
