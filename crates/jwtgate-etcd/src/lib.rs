@@ -163,6 +163,14 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0]
 }
 
+/// How often each connection to a member is checked (an HTTP/2 PING,
+/// answered within `dial_timeout`): a member that hangs (a stuck host, a
+/// network that drops packets) refuses nothing, and the requests and the
+/// watch the client balanced onto it wait until this finds it gone. etcd
+/// ends a connection pinged more often than every 5 s
+/// (`--grpc-keepalive-min-time`).
+const KEEP_ALIVE: Duration = Duration::from_secs(6);
+
 /// How long a request waits before it is made again after an endpoint
 /// refused the connection.
 const CONNECT_RETRY_PAUSE: Duration = Duration::from_millis(20);
@@ -207,7 +215,7 @@ impl Etcd {
     pub async fn connect(s: &EtcdSettings) -> Result<Etcd, EtcdError> {
         let mut options = ConnectOptions::new()
             .with_connect_timeout(s.dial_timeout)
-            .with_keep_alive(Duration::from_secs(10), s.dial_timeout)
+            .with_keep_alive(KEEP_ALIVE, s.dial_timeout)
             .with_require_leader(true);
         if let (Some(user), Some(password)) = (&s.username, &s.password) {
             // etcd's auth tokens expire (simple tokens after 5 idle
