@@ -1144,6 +1144,28 @@ fn redis_with_password(server: &RedisServer, password: &str) -> impl Fn(&[&str])
     }
 }
 
+const NODE_PASSWORD: &str = "node-pass-0123456789";
+
+/// Two nodes on a Redis whose default user needs [`NODE_PASSWORD`], and
+/// the test's own way in (see [`redis_with_password`]).
+fn two_nodes_behind_a_password() -> (
+    RedisServer,
+    impl Fn(&[&str]) -> String,
+    Upstream,
+    Gateway,
+    Gateway,
+) {
+    let server = RedisServer::start();
+    let ops = redis_with_password(&server, NODE_PASSWORD);
+    let up = Upstream::start();
+    let store = server
+        .store_yaml()
+        .replace(" }", &format!(", password: {NODE_PASSWORD} }}"));
+    let a = Gateway::start(&config(&store, &up, ""));
+    let b = Gateway::start(&config(&store, &up, ""));
+    (server, ops, up, a, b)
+}
+
 /// Redis refusing the nodes' login for a few seconds (a password rotated
 /// in the wrong order) while their connections are dropped: once the login
 /// works again, each node takes logouts and refuses the other's, with no
@@ -1153,14 +1175,7 @@ fn redis_with_password(server: &RedisServer, password: &str) -> impl Fn(&[&str])
 #[test]
 fn a_login_refused_for_a_while_does_not_wedge_the_store_connection() {
     let _serial = serial();
-    let server = RedisServer::start();
-    let ops = redis_with_password(&server, "node-pass-0123456789");
-    let up = Upstream::start();
-    let store = server
-        .store_yaml()
-        .replace(" }", ", password: node-pass-0123456789 }");
-    let a = Gateway::start(&config(&store, &up, ""));
-    let b = Gateway::start(&config(&store, &up, ""));
+    let (_server, ops, _up, a, b) = two_nodes_behind_a_password();
     let token = alice_token();
     assert_logged_out(&a, &logout(&a, &token));
     wait_refused(&b, &token, Duration::from_secs(2), "B, before the rotation");
@@ -1173,10 +1188,7 @@ fn a_login_refused_for_a_while_does_not_wedge_the_store_connection() {
     let resp = logout(&a, &alice_token());
     assert_eq!(assert_json_error(&resp, 503), UNAVAILABLE);
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(
-        ops(&["CONFIG", "SET", "requirepass", "node-pass-0123456789"]),
-        "OK"
-    );
+    assert_eq!(ops(&["CONFIG", "SET", "requirepass", NODE_PASSWORD]), "OK");
 
     let (token, took) =
         logout_until_accepted(&a, Duration::from_secs(15), "A, login working again");
@@ -1193,14 +1205,7 @@ fn a_login_refused_for_a_while_does_not_wedge_the_store_connection() {
 #[test]
 fn a_feed_the_node_may_not_read_slows_its_resyncs_and_is_said_once() {
     let _serial = serial();
-    let server = RedisServer::start();
-    let ops = redis_with_password(&server, "node-pass-0123456789");
-    let up = Upstream::start();
-    let store = server
-        .store_yaml()
-        .replace(" }", ", password: node-pass-0123456789 }");
-    let a = Gateway::start(&config(&store, &up, ""));
-    let b = Gateway::start(&config(&store, &up, ""));
+    let (_server, ops, _up, a, b) = two_nodes_behind_a_password();
     assert_eq!(ops(&["ACL", "SETUSER", "default", "-xread"]), "OK");
     std::thread::sleep(Duration::from_secs(4));
     let token = alice_token();
