@@ -12,12 +12,16 @@ pub fn url_for_display(url: &str) -> String {
         Some(i) => url.split_at(i + 3),
         None => ("", url),
     };
+    // A user part ends at the last `@`: a password may hold a `/` (base64
+    // does) or a `?`, which no URL parser would take but an operator may
+    // write. (An `@` in a query value hides more than it needs to.)
+    let (user, rest) = match rest.rfind('@') {
+        Some(at) => ("***@", &rest[at + 1..]),
+        None => ("", rest),
+    };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
-    let host = match authority.rfind('@') {
-        Some(at) => format!("***@{}", &authority[at + 1..]),
-        None => authority.to_owned(),
-    };
+    let host = format!("{user}{authority}");
     let (before_fragment, fragment) = match tail.find('#') {
         Some(i) => tail.split_at(i),
         None => (tail, ""),
@@ -54,6 +58,8 @@ mod tests {
             ("https://svc:pw@idp.example/k", "https://***@idp.example/k"),
             ("https://tok@idp.example", "https://***@idp.example"),
             ("https://a@b@idp.example/?x", "https://***@idp.example/?***"),
+            ("redis://:pa/ss@10.0.0.5:6379", "redis://***@10.0.0.5:6379"),
+            ("svc:pw/x?y@127.0.0.1:9000", "***@127.0.0.1:9000"),
             (
                 "https://idp.example?k=v#frag",
                 "https://idp.example?k=***#frag",

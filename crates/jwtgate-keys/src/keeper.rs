@@ -218,18 +218,22 @@ impl Keeper {
             return;
         }
         // A cache written while this clock (or the writer's) was ahead
-        // would never grow old: its age is counted from now instead, so
-        // max_stale_seconds still bounds how long it is used.
-        let fetched_at = if cached.fetched_at > now {
+        // would never grow old: it is dated now instead, on disk too (else
+        // every restart would date it afresh), so max_stale_seconds still
+        // bounds how long it is used.
+        let mut cached = cached;
+        if cached.fetched_at > now {
             warn!(
                 provider = %self.name,
                 ahead_s = cached.fetched_at - now,
-                "key cache is dated in the future (a clock that was ahead?); its age is counted from now"
+                "key cache is dated in the future (a clock that was ahead?); it is dated now"
             );
-            now
-        } else {
-            cached.fetched_at
-        };
+            cached.fetched_at = now;
+            if let Err(e) = cache.save(&cached) {
+                warn!(provider = %self.name, error = %e, "cannot write the key cache");
+            }
+        }
+        let fetched_at = cached.fetched_at;
         if now > fetched_at.saturating_add(max_stale) {
             info!(provider = %self.name, age_s = now - fetched_at, "key cache older than max_stale_seconds; not used");
             return;

@@ -137,7 +137,7 @@ pub fn write_private_if(
 /// symbolic link, open() shall fail with [EEXIST]").
 pub fn create_private_file(path: &Path) -> std::io::Result<File> {
     let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
+    options.read(true).write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -146,27 +146,13 @@ pub fn create_private_file(path: &Path) -> std::io::Result<File> {
     options.open(path)
 }
 
-/// A file a node keeps open and writes in place (the embedded store's
-/// database), opened for reading and writing by [`open_private_file`].
-#[derive(Debug)]
-pub struct PrivateFile {
-    pub file: File,
-    /// This call created it (empty, `0600`); else it was there before.
-    pub created: bool,
-}
-
-/// Opens `path` for reading and writing, creating it exclusively and
-/// owner-only (`0600`) if it is missing. Never through a symbolic link
+/// Opens `path`, which must exist, for reading and writing in place (the
+/// embedded store's database). Never through a symbolic link
 /// (`O_NOFOLLOW`: a link someone planted in the directory would make the
-/// gateway create or fill a file of their choosing), and only a regular
-/// file that no other user may write (`0600` or `0644`, not `0666`): a
+/// gateway fill a file of their choosing), and only a regular file no
+/// other user may write (`0600` or `0644`, not `0660` or `0666`): a
 /// database another user can truncate or swap is not a record of anything.
-pub fn open_private_file(path: &Path) -> std::io::Result<PrivateFile> {
-    let created = match create_private_file(path) {
-        Ok(_) => true,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
-        Err(e) => return Err(e),
-    };
+pub fn open_private_file(path: &Path) -> std::io::Result<File> {
     let mut options = OpenOptions::new();
     options.read(true).write(true);
     #[cfg(unix)]
@@ -195,7 +181,47 @@ pub fn open_private_file(path: &Path) -> std::io::Result<PrivateFile> {
             )));
         }
     }
-    Ok(PrivateFile { file, created })
+    Ok(file)
+}
+
+/// Makes `path`, owner-only (`0600`), from a new file that `fill` first
+/// writes in full under an unpredictable name beside it, then links into
+/// place, so that a crash never leaves a half-made `path` (it leaves a
+/// `.NAME.*.tmp` file, which [`remove_leftovers`] takes away). Fails with
+/// `AlreadyExists` when `path` appeared meanwhile: that one is kept.
+pub fn create_private_whole(
+    path: &Path,
+    fill: impl FnOnce(File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let dir = parent_dir(path);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "state".into());
+    let tmp = dir.join(format!(".{name}.{}.tmp", random_hex()?));
+    let filled = create_private_file(&tmp).and_then(fill);
+    // A link, not a rename: it never replaces a `path` that appeared.
+    let placed = filled.and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    placed?;
+    File::open(&dir)?.sync_all()
+}
+
+/// Removes what [`create_private_whole`] left of `path` in a crash.
+pub fn remove_leftovers(path: &Path) {
+    let (Some(name), Ok(entries)) = (
+        path.file_name().map(|n| n.to_string_lossy().into_owned()),
+        std::fs::read_dir(parent_dir(path)),
+    ) else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if file.starts_with(&prefix) && file.ends_with(".tmp") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Whether other users may write to `dir` (a group- or world-writable

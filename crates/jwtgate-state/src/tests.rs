@@ -130,16 +130,31 @@ fn regression_a_write_that_is_told_no_at_the_last_moment_changes_nothing() {
 
 #[test]
 #[cfg(unix)]
-fn a_private_file_is_created_owner_only_and_never_opened_through_a_link() {
+fn a_private_file_is_made_whole_and_never_opened_through_a_link() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("store.db");
-    let new = open_private_file(&path).expect("create");
-    assert!(new.created);
+    create_private_whole(&path, |mut f| f.write_all(b"made")).expect("create");
     assert_eq!(mode(&path), 0o600);
-    drop(new);
-    let again = open_private_file(&path).expect("reopen");
-    assert!(!again.created);
+    assert_eq!(std::fs::read(&path).expect("read"), b"made");
+    assert_eq!(names(dir.path()), ["store.db"], "a temporary file was left");
+    // Never replaces what is there.
+    let err = create_private_whole(&path, |mut f| f.write_all(b"other")).expect_err("exists");
+    assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+    assert_eq!(std::fs::read(&path).expect("read"), b"made");
+    // A fill that fails leaves nothing.
+    let failed = dir.path().join("failed.db");
+    create_private_whole(&failed, |_| Err(std::io::Error::other("disk full"))).expect_err("fill");
+    assert!(!failed.exists());
+    assert_eq!(names(dir.path()), ["store.db"]);
+    // What a crash leaves is taken away.
+    std::fs::write(dir.path().join(".store.db.0123.tmp"), b"").expect("leftover");
+    remove_leftovers(&path);
+    assert_eq!(names(dir.path()), ["store.db"]);
+
+    open_private_file(&path).expect("open");
+    let err = open_private_file(&dir.path().join("missing.db")).expect_err("missing");
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
 
     // A planted link, dangling or to an existing empty file: refused, and
     // nothing is created or written at its target.
@@ -155,11 +170,10 @@ fn a_private_file_is_created_owner_only_and_never_opened_through_a_link() {
     assert_eq!(std::fs::metadata(&target).expect("victim").len(), 0);
 
     // A file other users may write, or no file at all.
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
-    let err = open_private_file(&path).expect_err("world-writable");
-    assert!(err.to_string().contains("mode 0666"), "{err}");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    open_private_file(&path).expect("0644 is the owner's");
+    for (m, refused) in [(0o666, true), (0o660, true), (0o644, false), (0o600, false)] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m)).expect("chmod");
+        assert_eq!(open_private_file(&path).is_err(), refused, "mode {m:o}");
+    }
     let err = open_private_file(dir.path()).expect_err("a directory");
     assert!(!err.to_string().is_empty());
 }

@@ -29,15 +29,19 @@ const ONCE: TableDefinition<&str, i64> = TableDefinition::new("once");
 /// before owners were) is forgotten by nobody, and expires.
 const ONCE_OWNER: TableDefinition<&str, &str> = TableDefinition::new("once_owner");
 const FILE: &str = "revocations.redb";
-/// A forgotten claim's owner, as [`ONCE_OWNER`] keeps it (the Redis
-/// store's mark, which a claim of another owner takes).
+/// The mark of forgotten claims, as [`ONCE_OWNER`] keeps it: the Redis
+/// store's (`forgotten:,o1,o2,`), which the claim of an owner it does not
+/// name takes.
 const FORGOTTEN: &str = "forgotten:";
 const FORGOTTEN_SECONDS: i64 = 3600;
+const MARK_MAX: usize = 4096;
 
-/// Whether `holder` (of a live once-only key) is a forgotten claim of an
-/// owner other than `owner`, which `owner` may take.
-fn taken_back_from_another(holder: &str, owner: &str) -> bool {
-    holder.strip_prefix(FORGOTTEN).is_some_and(|by| by != owner)
+/// Whether `holder` (of a live once-only key) is a mark of forgotten
+/// claims that does not name `owner`, which `owner` may take.
+fn taken_back_from_others(holder: &str, owner: &str) -> bool {
+    holder
+        .strip_prefix(FORGOTTEN)
+        .is_some_and(|names| !names.contains(&format!(",{owner},")))
 }
 
 pub struct EmbeddedStore {
@@ -60,27 +64,10 @@ fn holds_files(dir: &Path) -> bool {
     std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some())
 }
 
-/// Opens the database in `path`, creating it (empty, `0600`) if missing.
-/// `in_use`: the directory held other files before (see [`holds_files`]).
-fn open_database(path: &Path, in_use: bool) -> Result<Database, StoreError> {
-    let at = |e: &dyn std::fmt::Display| unavailable(format!("{}: {e}", path.display()));
-    let opened = jwtgate_state::open_private_file(path).map_err(|e| at(&e))?;
-    let len = opened.file.metadata().map_err(|e| at(&e))?.len();
-    if !opened.created && len == 0 {
-        return Err(at(
-            &"is empty, although a store was made there before: what it held \
-             is lost (a failed copy or restore, a full disk?). Restore it from a backup, \
-             or remove it to start with an empty blacklist",
-        ));
-    }
-    if opened.created && in_use {
-        tracing::warn!(
-            file = %path.display(),
-            "created an empty revocation store in a directory that already held files: \
-             if this node revoked tokens before, those revocations are lost"
-        );
-    }
-    let backend = redb::backends::FileBackend::new(opened.file).map_err(|e| at(&e))?;
+/// The redb database in `file`: opened, its tables made if missing (a
+/// new file, or one an older version wrote).
+fn database_in(file: std::fs::File) -> Result<Database, String> {
+    let backend = redb::backends::FileBackend::new(file).map_err(|e| e.to_string())?;
     // redb panics on some damage it meets while opening; the operator
     // needs the file named, not a backtrace and a restart loop.
     let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -92,24 +79,78 @@ fn open_database(path: &Path, in_use: bool) -> Result<Database, StoreError> {
             .map(|s| s.to_string())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        at(&format!(
+        format!(
             "is damaged ({what}): restore it from a backup, or move it away \
              to start with an empty blacklist"
-        ))
+        )
     })?
-    .map_err(|e| at(&e))?;
+    .map_err(|e| e.to_string())?;
     // Create the tables so that readers never meet a missing table.
-    let tx = db.begin_write().map_err(|e| at(&e))?;
+    let tx = db.begin_write().map_err(|e| e.to_string())?;
     for result in [
         tx.open_table(REVOKED).map(drop),
         tx.open_table(SUBJECTS).map(drop),
         tx.open_table(ONCE).map(drop),
         tx.open_table(ONCE_OWNER).map(drop),
     ] {
-        result.map_err(|e| at(&e))?;
+        result.map_err(|e| e.to_string())?;
     }
-    tx.commit().map_err(|e| at(&e))?;
+    tx.commit().map_err(|e| e.to_string())?;
     Ok(db)
+}
+
+/// How [`open_database`] meets a missing file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Missing {
+    /// A first start: make the store. `in_use`: the directory held other
+    /// files before (see [`holds_files`]), worth a warning.
+    Create { in_use: bool },
+    /// Opened again while the node runs: a missing file was removed under
+    /// it, and a fresh one would let every revoked token back in.
+    Refuse,
+}
+
+/// Opens the database in `path`. A new one is made whole beside it and
+/// linked into place, so a crash or a full disk while it is made never
+/// leaves an empty `path`: an empty file there is one that lost what it
+/// held, and is refused.
+fn open_database(path: &Path, missing: Missing) -> Result<Database, StoreError> {
+    let at = |e: &dyn std::fmt::Display| unavailable(format!("{}: {e}", path.display()));
+    let absent = matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+    match (absent, missing) {
+        (true, Missing::Refuse) => {
+            return Err(at(
+                &"was removed while the node ran: restore it, or restart the \
+                 node to start with an empty blacklist",
+            ))
+        }
+        (true, Missing::Create { in_use }) => {
+            jwtgate_state::remove_leftovers(path);
+            let made = jwtgate_state::create_private_whole(path, |file| {
+                database_in(file).map(drop).map_err(std::io::Error::other)
+            });
+            match made {
+                Ok(()) if in_use => tracing::warn!(
+                    file = %path.display(),
+                    "created an empty revocation store in a directory that already held files: \
+                     if this node revoked tokens before, those revocations are lost"
+                ),
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(at(&e)),
+            }
+        }
+        (false, _) => {}
+    }
+    let file = jwtgate_state::open_private_file(path).map_err(|e| at(&e))?;
+    if file.metadata().map_err(|e| at(&e))?.len() == 0 {
+        return Err(at(
+            &"is empty, although a store was made there before: what it held \
+             is lost (a failed copy or restore, a full disk?). Restore it from a backup, \
+             or remove it to start with an empty blacklist",
+        ));
+    }
+    database_in(file).map_err(|e| at(&e))
 }
 
 impl Shared {
@@ -119,7 +160,7 @@ impl Shared {
         if let Some(db) = &*slot {
             return Ok(Arc::clone(db));
         }
-        let db = Arc::new(open_database(&self.file, false)?);
+        let db = Arc::new(open_database(&self.file, Missing::Refuse)?);
         tracing::warn!(file = %self.file.display(), "revocation store opened again after an I/O error");
         *slot = Some(Arc::clone(&db));
         Ok(db)
@@ -153,7 +194,7 @@ impl Shared {
 impl EmbeddedStore {
     /// Opens (or creates) the store in directory `dir`. What this creates
     /// is owner-only (SPEC §3.11): the directory `0700`, the file `0600`,
-    /// made with an exclusive create (redb fills an empty file).
+    /// made whole under another name and linked into place.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let in_use = holds_files(dir);
         jwtgate_state::create_private_dir(dir)
@@ -166,7 +207,7 @@ impl EmbeddedStore {
             );
         }
         let file = dir.join(FILE);
-        let db = open_database(&file, in_use)?;
+        let db = open_database(&file, Missing::Create { in_use })?;
         Ok(EmbeddedStore {
             shared: Arc::new(Shared {
                 file,
@@ -342,10 +383,14 @@ impl RevocationStore for EmbeddedStore {
                 let mut owners = tx.open_table(ONCE_OWNER)?;
                 let live = t.get(key.as_str())?.is_some_and(|v| v.value() > now);
                 let holder = owners.get(key.as_str())?.map(|v| v.value().to_owned());
+                if live && holder.as_deref() == Some(owner.as_str()) {
+                    // The same claim, made again.
+                    return Ok(true);
+                }
                 let free = !live
                     || holder
                         .as_deref()
-                        .is_some_and(|h| taken_back_from_another(h, &owner));
+                        .is_some_and(|h| taken_back_from_others(h, &owner));
                 if free {
                     t.insert(key.as_str(), expires_at)?;
                     owners.insert(key.as_str(), owner.as_str())?;
@@ -367,13 +412,19 @@ impl RevocationStore for EmbeddedStore {
                 let mut t = tx.open_table(ONCE)?;
                 let mut owners = tx.open_table(ONCE_OWNER)?;
                 let live = t.get(key.as_str())?.is_some_and(|v| v.value() > now);
-                let mine = owners
-                    .get(key.as_str())?
-                    .is_some_and(|v| v.value() == owner);
-                // As the Redis store does: the owner's claim, or none yet,
-                // becomes a mark that its claim was forgotten.
-                if !live || mine {
-                    let mark = format!("{FORGOTTEN}{owner}");
+                let holder = owners.get(key.as_str())?.map(|v| v.value().to_owned());
+                // As the Redis store does: the owner's claim, none yet, or
+                // a mark of other forgotten claims becomes a mark that
+                // names this owner's too.
+                let mark = match holder {
+                    Some(h) if live && h == owner => Some(format!("{FORGOTTEN},{owner},")),
+                    Some(h) if live && taken_back_from_others(&h, &owner) && h.len() < MARK_MAX => {
+                        Some(format!("{h}{owner},"))
+                    }
+                    Some(_) if live => None,
+                    _ => Some(format!("{FORGOTTEN},{owner},")),
+                };
+                if let Some(mark) = mark {
                     t.insert(key.as_str(), now.saturating_add(FORGOTTEN_SECONDS))?;
                     owners.insert(key.as_str(), mark.as_str())?;
                 }

@@ -48,6 +48,10 @@ pub enum StoreError {
     Timeout(Duration),
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The store answered, with an error: out of memory, a command the
+    /// user may not run, a script error. The connection is fine.
+    #[error("store refused the operation: {0}")]
+    Refused(String),
     /// Written to the primary, but no replica acknowledged it in time.
     #[error("not acknowledged by any replica")]
     NotReplicated,

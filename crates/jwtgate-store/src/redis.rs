@@ -53,26 +53,39 @@ const FEED_MAX_LEN: u64 = 100_000;
 const LATEST_EXPIRY: i64 = 253_402_300_799;
 
 /// Records a once-only key for an owner (`claim_once`): taken when free,
-/// or when another owner's claim was forgotten there. A forgotten claim of
-/// this same owner is not taken again: that is its own claim arriving
-/// after its forget (a stalled Redis, a retried command).
+/// or when it holds the mark of forgotten claims ([`FORGET_SCRIPT`]) that
+/// does not name this owner; a mark that names it is this owner's claim
+/// arriving after its forget (a stalled Redis, a retried command), which
+/// finds the key taken. The owner's own claim, met again (a command the
+/// client sent twice), is taken: it is the same claim.
 const CLAIM_SCRIPT: &str = r"
 local v = redis.call('GET', KEYS[1])
-if v == false or (string.sub(v, 1, 10) == 'forgotten:' and v ~= 'forgotten:' .. ARGV[1]) then
+if v == ARGV[1] then
+  return 1
+end
+if v == false or (string.sub(v, 1, 10) == 'forgotten:'
+    and not string.find(v, ',' .. ARGV[1] .. ',', 1, true)) then
   redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[2])
   return 1
 end
 return 0
 ";
 
-/// Forgets an owner's once-only key (`forget_once`): its claim, or no
-/// claim yet, becomes a mark that the owner's claim was forgotten, so that
-/// the claim, should it arrive after (over another connection, from a
-/// Redis that stalled), finds the key taken. Another owner's claim stays.
+/// Forgets an owner's once-only key (`forget_once`): its claim, no claim
+/// yet, or a mark of other forgotten claims becomes (or grows into) a mark
+/// naming the owners whose claims were forgotten (`forgotten:,o1,o2,`), so
+/// that each one's claim, should it arrive after (over another connection,
+/// from a Redis that stalled), finds the key taken. Another owner's live
+/// claim stays.
 const FORGET_SCRIPT: &str = r"
 local v = redis.call('GET', KEYS[1])
 if v == false or v == ARGV[1] then
-  redis.call('SET', KEYS[1], 'forgotten:' .. ARGV[1], 'EX', ARGV[2])
+  redis.call('SET', KEYS[1], 'forgotten:,' .. ARGV[1] .. ',', 'EX', ARGV[2])
+  return 1
+end
+if string.sub(v, 1, 10) == 'forgotten:' and #v < 4096
+    and not string.find(v, ',' .. ARGV[1] .. ',', 1, true) then
+  redis.call('SET', KEYS[1], v .. ARGV[1] .. ',', 'EX', ARGV[2])
   return 1
 end
 return 0
@@ -163,6 +176,18 @@ pub struct RedisStore {
     failed_claims: std::sync::Mutex<HashMap<String, Conn>>,
 }
 
+tokio::task_local! {
+    /// The number of the shared connection the operation running in this
+    /// task got ([`RedisStore::op`]).
+    static CONN_USED: std::cell::Cell<Option<u64>>;
+}
+
+/// Records, for the operation running in this task, that it uses shared
+/// connection `n`.
+fn note_used(n: u64) {
+    let _ = CONN_USED.try_with(|used| used.set(Some(n)));
+}
+
 /// Failed claims kept for their forget; more (callers that never forget)
 /// start the list afresh.
 const FAILED_CLAIMS_KEPT: usize = 1024;
@@ -191,8 +216,40 @@ enum Conn {
     Cluster(ClusterConnection),
 }
 
-fn err(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+fn err(e: redis::RedisError) -> StoreError {
+    if answered(&e) {
+        StoreError::Refused(e.to_string())
+    } else {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+/// Whether Redis answered with the error, which then says nothing of the
+/// connection (out of memory, no permission for a command, a script
+/// error); anything else (I/O, a timeout, a refused login, a cluster
+/// moving under the client) may be the connection's.
+fn answered(e: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind as S};
+    if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
+        return false;
+    }
+    match e.kind() {
+        ErrorKind::Server(kind) => matches!(
+            kind,
+            S::ResponseError
+                | S::ExecAbort
+                | S::NoScript
+                | S::CrossSlot
+                | S::NotBusy
+                | S::NoSub
+                | S::NoPerm
+        ),
+        // Codes the client does not know: OOM is one, and so are NOAUTH
+        // and WRONGPASS, which are the login's.
+        ErrorKind::Extension => !matches!(e.code(), Some("NOAUTH" | "WRONGPASS")),
+        ErrorKind::UnexpectedReturnType | ErrorKind::Parse => true,
+        _ => false,
+    }
 }
 
 impl RedisStore {
@@ -277,7 +334,8 @@ impl RedisStore {
                 client, conn, pool, ..
             } => {
                 let mut slot = conn.lock().await;
-                if let Some((_, c)) = slot.as_ref() {
+                if let Some((n, c)) = slot.as_ref() {
+                    note_used(*n);
                     return Ok(Conn::Single(c.clone()));
                 }
                 let config = ConnectionManagerConfig::new()
@@ -292,12 +350,15 @@ impl RedisStore {
                 .await
                 .map_err(|_| StoreError::Timeout(self.connect_timeout))?
                 .map_err(err)?;
-                *slot = Some((self.conn_made.fetch_add(1, Ordering::Relaxed), c.clone()));
+                let n = self.conn_made.fetch_add(1, Ordering::Relaxed);
+                note_used(n);
+                *slot = Some((n, c.clone()));
                 Ok(Conn::Single(c))
             }
             Backend::Cluster { client, conn, .. } => {
                 let mut slot = conn.lock().await;
-                if let Some((_, c)) = slot.as_ref() {
+                if let Some((n, c)) = slot.as_ref() {
+                    note_used(*n);
                     return Ok(Conn::Cluster(c.clone()));
                 }
                 let c = tokio::time::timeout(
@@ -307,39 +368,28 @@ impl RedisStore {
                 .await
                 .map_err(|_| StoreError::Timeout(self.connect_timeout))?
                 .map_err(err)?;
-                *slot = Some((self.conn_made.fetch_add(1, Ordering::Relaxed), c.clone()));
+                let n = self.conn_made.fetch_add(1, Ordering::Relaxed);
+                note_used(n);
+                *slot = Some((n, c.clone()));
                 Ok(Conn::Cluster(c))
             }
         }
     }
 
-    /// The number of the shared connection an operation starting now uses:
-    /// the one there, or else the next one made.
-    async fn conn_in_use(&self) -> u64 {
-        let there = match &self.backend {
-            Backend::Standalone { conn, .. } => conn.lock().await.as_ref().map(|(n, _)| *n),
-            Backend::Cluster { conn, .. } => conn.lock().await.as_ref().map(|(n, _)| *n),
-        };
-        there.unwrap_or_else(|| self.conn_made.load(Ordering::Relaxed))
-    }
-
-    /// Lets go of the shared connection after an operation that used
-    /// connection `used` (or an earlier one) failed, for the next operation
-    /// to connect afresh (a new cluster connection reads the slot map from
-    /// the seeds that answer). A connection made since is kept: a slow
-    /// failure of an older one says nothing of it.
-    async fn forget_conn(&self, used: u64) {
+    /// Lets go of shared connection `used` after an operation on it
+    /// failed, for the next operation to connect afresh (a new cluster
+    /// connection reads the slot map from the seeds that answer). Another
+    /// connection in its place is kept, and so is this one when the slot is
+    /// busy (a connection being made: this one is gone already), so that
+    /// this never waits.
+    fn forget_conn(&self, used: u64) {
         let forgot = match &self.backend {
-            Backend::Standalone { conn, .. } => {
-                let mut slot = conn.lock().await;
-                let stale = slot.as_ref().is_some_and(|(n, _)| *n <= used);
-                stale && slot.take().is_some()
-            }
-            Backend::Cluster { conn, .. } => {
-                let mut slot = conn.lock().await;
-                let stale = slot.as_ref().is_some_and(|(n, _)| *n <= used);
-                stale && slot.take().is_some()
-            }
+            Backend::Standalone { conn, .. } => conn
+                .try_lock()
+                .is_ok_and(|mut slot| slot.take_if(|(n, _)| *n == used).is_some()),
+            Backend::Cluster { conn, .. } => conn
+                .try_lock()
+                .is_ok_and(|mut slot| slot.take_if(|(n, _)| *n == used).is_some()),
         };
         if forgot {
             tracing::debug!(
@@ -349,20 +399,29 @@ impl RedisStore {
         }
     }
 
-    /// Runs `f` inside the pool gate and the operation timeout; a failure
-    /// (but a busy pool or a write no replica took in time, which say
-    /// nothing of the connection) drops the shared connection.
+    /// Runs `f` inside the pool gate and the operation timeout. A timeout,
+    /// or an error that may be the connection's, drops the shared
+    /// connection `f` used (none when it got none); an error Redis answered
+    /// with (out of memory, no permission), a busy pool or a write no
+    /// replica took in time say nothing of the connection.
     async fn op<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         F: std::future::Future<Output = Result<T, StoreError>>,
     {
         let _permit = self.gate.enter().await?;
-        let used = self.conn_in_use().await;
-        let result = tokio::time::timeout(self.op_timeout + self.connect_timeout, f)
-            .await
-            .unwrap_or(Err(StoreError::Timeout(self.op_timeout)));
-        if let Err(StoreError::Timeout(_) | StoreError::Unavailable(_)) = &result {
-            self.forget_conn(used).await;
+        let limit = self.op_timeout + self.connect_timeout;
+        let (result, used) = CONN_USED
+            .scope(std::cell::Cell::new(None), async {
+                let result = tokio::time::timeout(limit, f)
+                    .await
+                    .unwrap_or(Err(StoreError::Timeout(self.op_timeout)));
+                (result, CONN_USED.with(std::cell::Cell::get))
+            })
+            .await;
+        if let (Err(StoreError::Timeout(_) | StoreError::Unavailable(_)), Some(used)) =
+            (&result, used)
+        {
+            self.forget_conn(used);
         }
         result
     }
@@ -380,7 +439,7 @@ impl RedisStore {
                     Route::with_key(self.zset.as_bytes(), SlotAddr::Master),
                 ));
                 let v = c.route_command(cmd.clone(), route).await.map_err(err)?;
-                redis::from_redis_value(v).map_err(err)
+                redis::from_redis_value(v).map_err(|e| StoreError::Refused(e.to_string()))
             }
         }
     }

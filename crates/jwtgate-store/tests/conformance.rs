@@ -249,6 +249,33 @@ async fn an_embedded_store_file_that_lost_its_content_is_refused_not_started_afr
     assert!(store.snapshot(NOW).await.expect("snap").contains(&e));
 }
 
+/// A node that crashed, or met a full disk, while it made its store left
+/// no empty store file (which every later start would refuse as a store
+/// that lost what it held), only a temporary one, which the next start
+/// takes away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_whose_making_was_cut_short_is_made_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join(".revocations.redb.0123abcd.tmp"), b"").expect("leftover");
+    let store = EmbeddedStore::open(dir.path()).expect("open after a cut-short start");
+    let e = Entry {
+        digest: digest(10),
+        expires_at: NOW + 3600,
+    };
+    store.revoke(e).await.expect("revoke");
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("read_dir")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(names, ["revocations.redb"]);
+}
+
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_embedded_store_never_opens_through_a_planted_link() {
@@ -452,6 +479,48 @@ async fn cutoffs_conform(name: &str, store: &Arc<dyn RevocationStore>) {
             .await
             .expect("replay"),
         "{name}: a replay of the retried token was taken"
+    );
+    // Two processings forgotten in turn (the second's forget met the
+    // first's mark): neither one's late claim takes the key, and a third
+    // retry does.
+    let twice = format!("{jti}-twice");
+    let third = jwtgate_store::claim_owner();
+    assert!(store
+        .claim_once(&twice, &second, NOW + 60)
+        .await
+        .expect("claim"));
+    store
+        .forget_once(&twice, &second)
+        .await
+        .expect("forget second");
+    store
+        .forget_once(&twice, &first)
+        .await
+        .expect("forget first");
+    for late in [&first, &second] {
+        assert!(
+            !store
+                .claim_once(&twice, late, NOW + 60)
+                .await
+                .expect("late claim"),
+            "{name}: a forgotten claim arriving late took the key"
+        );
+    }
+    assert!(
+        store
+            .claim_once(&twice, &third, NOW + 60)
+            .await
+            .expect("retry"),
+        "{name}: the retry after two forgotten claims was refused"
+    );
+    // The same claim made twice (a client that sent the command again,
+    // its first answer lost) is the same claim, not a replay.
+    assert!(
+        store
+            .claim_once(&twice, &third, NOW + 60)
+            .await
+            .expect("again"),
+        "{name}: a claim sent twice was taken for a replay"
     );
 
     // A node's view: loaded with the blacklist, checked in memory.

@@ -156,7 +156,7 @@ pub struct SignArgs {
     pub secret: Option<String>,
     /// Read the HMAC secret from FILE, or from stdin with "-" (one final
     /// newline is not part of it).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["consumer", "secret"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["consumer", "provider", "secret", "private_key"])]
     pub secret_file: Option<PathBuf>,
     /// The secret is base64 of the real key bytes.
     #[arg(long)]

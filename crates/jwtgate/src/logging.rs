@@ -20,7 +20,9 @@ pub fn init() {
     // and many libraries send) once per handshake: any client could fill
     // the log, past the access log's switch. Errors only, unless asked for.
     let filter = match "rustls=error".parse() {
-        Ok(directive) if !asked.contains("rustls") => filter.add_directive(directive),
+        Ok(directive) if !asked.contains("rustls") && asked.trim() != "off" => {
+            filter.add_directive(directive)
+        }
         _ => filter,
     };
     let format = std::env::var("JWTGATE_LOG_FORMAT").unwrap_or_default();

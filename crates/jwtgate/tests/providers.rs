@@ -231,6 +231,13 @@ fn an_idp_outage_keeps_the_last_good_keys_across_a_restart() {
         "{}",
         gw.logs()
     );
+    // Dated now on disk too: a restart does not date it afresh.
+    let redated: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    assert!(
+        redated["fetched_at"].as_i64().unwrap() <= now(),
+        "{redated}"
+    );
     let refused = eventually(Duration::from_secs(10), || get(&gw, &token).status != 200);
     assert!(
         refused,
