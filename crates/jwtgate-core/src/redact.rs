@@ -12,10 +12,19 @@ pub fn url_for_display(url: &str) -> String {
         Some(i) => url.split_at(i + 3),
         None => ("", url),
     };
-    // A user part ends at the last `@`: a password may hold a `/` (base64
-    // does) or a `?`, which no URL parser would take but an operator may
-    // write. (An `@` in a query value hides more than it needs to.)
-    let (user, rest) = match rest.rfind('@') {
+    // A user part ends at the last `@` that a host follows: a password
+    // may hold a `/` (base64 does) or a `?`, which no URL parser would
+    // take but an operator may write, and a query value may hold an `@`
+    // (an e-mail address), which no host follows.
+    let user_end = rest.match_indices('@').map(|(at, _)| at).rfind(|&at| {
+        let after = &rest[at + 1..];
+        let host = &after[..after.find(['/', '?', '#']).unwrap_or(after.len())];
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b))
+    });
+    let (user, rest) = match user_end {
         Some(at) => ("***@", &rest[at + 1..]),
         None => ("", rest),
     };
@@ -60,6 +69,10 @@ mod tests {
             ("https://a@b@idp.example/?x", "https://***@idp.example/?***"),
             ("redis://:pa/ss@10.0.0.5:6379", "redis://***@10.0.0.5:6379"),
             ("svc:pw/x?y@127.0.0.1:9000", "***@127.0.0.1:9000"),
+            (
+                "https://idp.example/jwks?user=ops@corp.example&access_token=S3CRET",
+                "https://idp.example/jwks?user=***&access_token=***",
+            ),
             (
                 "https://idp.example?k=v#frag",
                 "https://idp.example?k=***#frag",

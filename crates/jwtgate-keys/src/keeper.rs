@@ -26,6 +26,10 @@ use crate::discovery;
 use crate::disk::{Cached, KeyCache};
 use crate::fetch::{FetchError, Fetcher};
 
+/// How far ahead of this clock a key cache's date may be (clocks that
+/// disagree by seconds, as tokens' `iat` are taken).
+const FUTURE_SKEW_SECONDS: i64 = 120;
+
 /// `Cache-Control: max-age` is honoured within these bounds (SPEC §3.6).
 const MIN_REFRESH: Duration = Duration::from_secs(60);
 const MAX_REFRESH: Duration = Duration::from_secs(3600);
@@ -217,23 +221,20 @@ impl Keeper {
             warn!(provider = %self.name, "key cache is from another key source or ca_file; not used");
             return;
         }
-        // A cache written while this clock (or the writer's) was ahead
-        // would never grow old: it is dated now instead, on disk too (else
-        // every restart would date it afresh), so max_stale_seconds still
-        // bounds how long it is used.
-        let mut cached = cached;
-        if cached.fetched_at > now {
+        // A cache dated further ahead than clocks disagree was written by
+        // a clock that was ahead: it would never grow old, and
+        // max_stale_seconds would never end it. Not used (re-dating it
+        // would trust it afresh at each start, and a node whose clock is
+        // behind would date it wrong for good).
+        if cached.fetched_at > now.saturating_add(FUTURE_SKEW_SECONDS) {
             warn!(
                 provider = %self.name,
                 ahead_s = cached.fetched_at - now,
-                "key cache is dated in the future (a clock that was ahead?); it is dated now"
+                "key cache is dated in the future (a clock that was ahead?); not used"
             );
-            cached.fetched_at = now;
-            if let Err(e) = cache.save(&cached) {
-                warn!(provider = %self.name, error = %e, "cannot write the key cache");
-            }
+            return;
         }
-        let fetched_at = cached.fetched_at;
+        let fetched_at = cached.fetched_at.min(now);
         if now > fetched_at.saturating_add(max_stale) {
             info!(provider = %self.name, age_s = now - fetched_at, "key cache older than max_stale_seconds; not used");
             return;

@@ -200,8 +200,15 @@ pub fn create_private_whole(
         .unwrap_or_else(|| "state".into());
     let tmp = dir.join(format!(".{name}.{}.tmp", random_hex()?));
     let filled = create_private_file(&tmp).and_then(fill);
-    // A link, not a rename: it never replaces a `path` that appeared.
-    let placed = filled.and_then(|()| std::fs::hard_link(&tmp, path));
+    // A link, not a rename: it never replaces a `path` that appeared. A
+    // file system without links (vfat, some network ones) gets a rename,
+    // if `path` is still missing.
+    let placed = filled.and_then(|()| match std::fs::hard_link(&tmp, path) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists && !path.exists() => {
+            std::fs::rename(&tmp, path)
+        }
+        linked => linked,
+    });
     let _ = std::fs::remove_file(&tmp);
     placed?;
     File::open(&dir)?.sync_all()

@@ -24,24 +24,35 @@ const REVOKED: TableDefinition<&[u8], i64> = TableDefinition::new("revoked");
 const SUBJECTS: TableDefinition<&str, (i64, i64)> = TableDefinition::new("subjects");
 /// Keys recorded once (back-channel logout `jti`s) -> expiry.
 const ONCE: TableDefinition<&str, i64> = TableDefinition::new("once");
-/// Who recorded each key of [`ONCE`] (`claim_once`'s owner), so that a
-/// forget takes back only its own claim. A key without one (recorded
-/// before owners were) is forgotten by nobody, and expires.
+/// Who holds each key of [`ONCE`], and whose claims of it were forgotten,
+/// as the Redis store's value: `HOLDER|NAMES` ([`OnceRecord`]). A key
+/// without a record (claimed before owners were kept) is forgotten by
+/// nobody, and expires.
 const ONCE_OWNER: TableDefinition<&str, &str> = TableDefinition::new("once_owner");
 const FILE: &str = "revocations.redb";
-/// The mark of forgotten claims, as [`ONCE_OWNER`] keeps it: the Redis
-/// store's (`forgotten:,o1,o2,`), which the claim of an owner it does not
-/// name takes.
-const FORGOTTEN: &str = "forgotten:";
+/// How long the names of forgotten claims are kept.
 const FORGOTTEN_SECONDS: i64 = 3600;
-const MARK_MAX: usize = 4096;
+/// The most NAMES holds (some 60 forgotten claims of one key).
+const NAMES_MAX: usize = 4096;
 
-/// Whether `holder` (of a live once-only key) is a mark of forgotten
-/// claims that does not name `owner`, which `owner` may take.
-fn taken_back_from_others(holder: &str, owner: &str) -> bool {
-    holder
-        .strip_prefix(FORGOTTEN)
-        .is_some_and(|names| !names.contains(&format!(",{owner},")))
+/// A once-only key's record, as the Redis store keeps it (`HOLDER|NAMES`;
+/// a record without `|`, written before forgotten claims were named, is a
+/// holder's): the owner whose claim holds the key (empty when none does)
+/// and the owners whose claims were forgotten (`,o1,o2,`).
+struct OnceRecord<'a> {
+    holder: &'a str,
+    names: &'a str,
+}
+
+impl<'a> OnceRecord<'a> {
+    fn parse(record: &'a str) -> Self {
+        let (holder, names) = record.split_once('|').unwrap_or((record, ""));
+        OnceRecord { holder, names }
+    }
+
+    fn names(&self, owner: &str) -> bool {
+        self.names.contains(&format!(",{owner},"))
+    }
 }
 
 pub struct EmbeddedStore {
@@ -125,7 +136,6 @@ fn open_database(path: &Path, missing: Missing) -> Result<Database, StoreError> 
             ))
         }
         (true, Missing::Create { in_use }) => {
-            jwtgate_state::remove_leftovers(path);
             let made = jwtgate_state::create_private_whole(path, |file| {
                 database_in(file).map(drop).map_err(std::io::Error::other)
             });
@@ -196,6 +206,8 @@ impl EmbeddedStore {
     /// is owner-only (SPEC §3.11): the directory `0700`, the file `0600`,
     /// made whole under another name and linked into place.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        // What a start cut short left is no sign of a directory in use.
+        jwtgate_state::remove_leftovers(&dir.join(FILE));
         let in_use = holds_files(dir);
         jwtgate_state::create_private_dir(dir)
             .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
@@ -382,20 +394,22 @@ impl RevocationStore for EmbeddedStore {
                 let mut t = tx.open_table(ONCE)?;
                 let mut owners = tx.open_table(ONCE_OWNER)?;
                 let live = t.get(key.as_str())?.is_some_and(|v| v.value() > now);
-                let holder = owners.get(key.as_str())?.map(|v| v.value().to_owned());
-                if live && holder.as_deref() == Some(owner.as_str()) {
+                let record = owners.get(key.as_str())?.map(|v| v.value().to_owned());
+                // As CLAIM_SCRIPT of the Redis store does.
+                let taken = match (live, record.as_deref().map(OnceRecord::parse)) {
+                    (false, _) => Some(format!("{owner}|")),
+                    // Claimed before owners were kept.
+                    (true, None) => None,
                     // The same claim, made again.
-                    return Ok(true);
-                }
-                let free = !live
-                    || holder
-                        .as_deref()
-                        .is_some_and(|h| taken_back_from_others(h, &owner));
-                if free {
+                    (true, Some(r)) if r.holder == owner => return Ok(true),
+                    (true, Some(r)) if !r.holder.is_empty() || r.names(&owner) => None,
+                    (true, Some(r)) => Some(format!("{owner}|{}", r.names)),
+                };
+                if let Some(record) = &taken {
                     t.insert(key.as_str(), expires_at)?;
-                    owners.insert(key.as_str(), owner.as_str())?;
+                    owners.insert(key.as_str(), record.as_str())?;
                 }
-                free
+                taken.is_some()
             };
             tx.commit()?;
             Ok(first)
@@ -412,21 +426,27 @@ impl RevocationStore for EmbeddedStore {
                 let mut t = tx.open_table(ONCE)?;
                 let mut owners = tx.open_table(ONCE_OWNER)?;
                 let live = t.get(key.as_str())?.is_some_and(|v| v.value() > now);
-                let holder = owners.get(key.as_str())?.map(|v| v.value().to_owned());
-                // As the Redis store does: the owner's claim, none yet, or
-                // a mark of other forgotten claims becomes a mark that
-                // names this owner's too.
-                let mark = match holder {
-                    Some(h) if live && h == owner => Some(format!("{FORGOTTEN},{owner},")),
-                    Some(h) if live && taken_back_from_others(&h, &owner) && h.len() < MARK_MAX => {
-                        Some(format!("{h}{owner},"))
+                let record = owners.get(key.as_str())?.map(|v| v.value().to_owned());
+                // As FORGET_SCRIPT of the Redis store does.
+                let kept = match (live, record.as_deref().map(OnceRecord::parse)) {
+                    (false, _) => Some(format!("|,{owner},")),
+                    (true, None) => None,
+                    (true, Some(r)) if !r.holder.is_empty() && r.holder != owner => None,
+                    (true, Some(r)) if r.names(&owner) => None,
+                    (true, Some(r)) if r.names.len() >= NAMES_MAX => {
+                        tracing::warn!(
+                            key,
+                            "too many forgotten claims of one key to name another: that \
+                             claim, should it arrive late, may take the key"
+                        );
+                        None
                     }
-                    Some(_) if live => None,
-                    _ => Some(format!("{FORGOTTEN},{owner},")),
+                    (true, Some(r)) if r.names.is_empty() => Some(format!("|,{owner},")),
+                    (true, Some(r)) => Some(format!("|{}{owner},", r.names)),
                 };
-                if let Some(mark) = mark {
+                if let Some(record) = kept {
                     t.insert(key.as_str(), now.saturating_add(FORGOTTEN_SECONDS))?;
-                    owners.insert(key.as_str(), mark.as_str())?;
+                    owners.insert(key.as_str(), record.as_str())?;
                 }
             }
             Ok(tx.commit()?)

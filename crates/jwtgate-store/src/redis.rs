@@ -52,43 +52,61 @@ const FEED_MAX_LEN: u64 = 100_000;
 /// say any `exp`.
 const LATEST_EXPIRY: i64 = 253_402_300_799;
 
-/// Records a once-only key for an owner (`claim_once`): taken when free,
-/// or when it holds the mark of forgotten claims ([`FORGET_SCRIPT`]) that
-/// does not name this owner; a mark that names it is this owner's claim
-/// arriving after its forget (a stalled Redis, a retried command), which
-/// finds the key taken. The owner's own claim, met again (a command the
-/// client sent twice), is taken: it is the same claim.
+/// A once-only key's value is `HOLDER|NAMES`: the owner whose claim holds
+/// it (empty when none does) and the owners whose claims were forgotten
+/// (`,o1,o2,`, empty when none were). A value without `|` (written before
+/// forgotten claims were named) is a holder's.
+///
+/// `claim_once`: the holder's own claim, met again (a command the client
+/// sent twice), is taken: it is the same claim. Another holder, or a name
+/// in NAMES (that owner's claim arriving after its forget: a stalled Redis,
+/// a retried command), finds the key taken. Else the owner holds it, and
+/// NAMES are kept.
 const CLAIM_SCRIPT: &str = r"
-local v = redis.call('GET', KEYS[1])
-if v == ARGV[1] then
+local v = redis.call('GET', KEYS[1]) or '|'
+local bar = string.find(v, '|', 1, true)
+local holder, names = v, ''
+if bar then
+  holder = string.sub(v, 1, bar - 1)
+  names = string.sub(v, bar + 1)
+end
+if holder == ARGV[1] then
   return 1
 end
-if v == false or (string.sub(v, 1, 10) == 'forgotten:'
-    and not string.find(v, ',' .. ARGV[1] .. ',', 1, true)) then
-  redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[2])
-  return 1
+if holder ~= '' or string.find(names, ',' .. ARGV[1] .. ',', 1, true) then
+  return 0
 end
-return 0
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. names, 'EXAT', ARGV[2])
+return 1
 ";
 
-/// Forgets an owner's once-only key (`forget_once`): its claim, no claim
-/// yet, or a mark of other forgotten claims becomes (or grows into) a mark
-/// naming the owners whose claims were forgotten (`forgotten:,o1,o2,`), so
-/// that each one's claim, should it arrive after (over another connection,
-/// from a Redis that stalled), finds the key taken. Another owner's live
-/// claim stays.
+/// `forget_once`: the owner's claim, or no claim, gives way to a value
+/// held by none that names the owner among the forgotten (kept an hour),
+/// so that its claim, should it arrive after, finds the key taken. Another
+/// owner's claim stays (0). -1: NAMES is full (4 KiB, some 60 forgotten
+/// claims of one key), and the owner is not named.
 const FORGET_SCRIPT: &str = r"
-local v = redis.call('GET', KEYS[1])
-if v == false or v == ARGV[1] then
-  redis.call('SET', KEYS[1], 'forgotten:,' .. ARGV[1] .. ',', 'EX', ARGV[2])
+local v = redis.call('GET', KEYS[1]) or '|'
+local bar = string.find(v, '|', 1, true)
+local holder, names = v, ''
+if bar then
+  holder = string.sub(v, 1, bar - 1)
+  names = string.sub(v, bar + 1)
+end
+if holder ~= '' and holder ~= ARGV[1] then
+  return 0
+end
+if string.find(names, ',' .. ARGV[1] .. ',', 1, true) then
   return 1
 end
-if string.sub(v, 1, 10) == 'forgotten:' and #v < 4096
-    and not string.find(v, ',' .. ARGV[1] .. ',', 1, true) then
-  redis.call('SET', KEYS[1], v .. ARGV[1] .. ',', 'EX', ARGV[2])
-  return 1
+if #names >= 4096 then
+  return -1
 end
-return 0
+if names == '' then
+  names = ','
+end
+redis.call('SET', KEYS[1], '|' .. names .. ARGV[1] .. ',', 'EX', ARGV[2])
+return 1
 ";
 
 /// How long a forgotten claim's mark is kept: longer than any claim (a
@@ -1013,27 +1031,35 @@ impl RevocationStore for RedisStore {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(owner);
-        match failed_claim {
+        let forgot = match failed_claim {
             // After the claim, on its connection: what a stalled Redis
             // runs when it resumes, it runs in order.
             Some(mut conn) => {
                 let _permit = self.gate.enter().await?;
                 tokio::time::timeout(
                     self.op_timeout + self.connect_timeout,
-                    Self::query::<u64>(&mut conn, &cmd),
+                    Self::query::<i64>(&mut conn, &cmd),
                 )
                 .await
                 .unwrap_or(Err(StoreError::Timeout(self.op_timeout)))
-                .map(|_| ())
             }
             None => {
                 self.op(async {
                     let mut conn = self.conn().await?;
-                    Self::query::<u64>(&mut conn, &cmd).await.map(|_| ())
+                    Self::query::<i64>(&mut conn, &cmd).await
                 })
                 .await
             }
+        }?;
+        if forgot < 0 {
+            warn!(
+                target: "jwtgate::store",
+                key,
+                "too many forgotten claims of one key to name another: that claim, \
+                 should it arrive late, may take the key"
+            );
         }
+        Ok(())
     }
 
     async fn purge(&self, now: i64) -> Result<u64, StoreError> {

@@ -513,6 +513,37 @@ async fn cutoffs_conform(name: &str, store: &Arc<dyn RevocationStore>) {
             .expect("retry"),
         "{name}: the retry after two forgotten claims was refused"
     );
+    // A claim that took the key from forgotten ones keeps their names: it
+    // failed and was forgotten in turn, and the first one's claim, late,
+    // still finds the key taken.
+    let kept = format!("{jti}-kept");
+    let fourth = jwtgate_store::claim_owner();
+    store
+        .forget_once(&kept, &first)
+        .await
+        .expect("forget first");
+    assert!(store
+        .claim_once(&kept, &second, NOW + 60)
+        .await
+        .expect("claim second"));
+    store
+        .forget_once(&kept, &second)
+        .await
+        .expect("forget second");
+    assert!(
+        !store
+            .claim_once(&kept, &first, NOW + 60)
+            .await
+            .expect("late first"),
+        "{name}: a forgotten claim's name was lost when another claim took the key"
+    );
+    assert!(
+        store
+            .claim_once(&kept, &fourth, NOW + 60)
+            .await
+            .expect("retry"),
+        "{name}: the retry was refused"
+    );
     // The same claim made twice (a client that sent the command again,
     // its first answer lost) is the same claim, not a replay.
     assert!(
