@@ -144,6 +144,8 @@ pub struct Etcd {
     client: Client,
     prefix: String,
     timeout: Duration,
+    /// More than one endpoint: a request one refused may go to another.
+    several: bool,
 }
 
 /// Keys per page of a snapshot.
@@ -251,6 +253,7 @@ impl Etcd {
             client,
             prefix: s.prefix.clone(),
             timeout: s.dial_timeout,
+            several: s.endpoints.len() > 1,
         })
     }
 
@@ -291,10 +294,12 @@ impl Etcd {
     }
 
     /// Makes the request with `attempt`, and again, within the same
-    /// timeout, while an endpoint refuses the connection: the request never
-    /// left, and the client balances over the endpoints, so the next try
-    /// goes to one that is up (with one member of three down, `config push`
-    /// failed four times in five).
+    /// timeout, while an endpoint refuses the connection and there are
+    /// others: the request never left, and the client balances over the
+    /// endpoints, so the next try goes to one that is up (with one member
+    /// of three down, `config push` failed four times in five). With every
+    /// endpoint down, a try after the first waits for one to come up, and
+    /// the timeout says whether the request was made is not known.
     async fn within_timeout<T, Fut>(&self, mut attempt: impl FnMut() -> Fut) -> Result<T, Failure>
     where
         Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
@@ -306,7 +311,7 @@ impl Etcd {
                 Ok(Ok(v)) => return Ok(v),
                 Ok(Err(e)) => {
                     let again = tokio::time::Instant::now() + CONNECT_RETRY_PAUSE;
-                    if !refused_connection(&e) || again >= deadline {
+                    if !self.several || !refused_connection(&e) || again >= deadline {
                         return Err(Failure::Client(e));
                     }
                     tokio::time::sleep_until(again).await;
