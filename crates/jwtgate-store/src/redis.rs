@@ -52,6 +52,22 @@ const FEED_MAX_LEN: u64 = 100_000;
 /// say any `exp`.
 const LATEST_EXPIRY: i64 = 253_402_300_799;
 
+/// Lua that reads a once-only key's value into `holder` and `names`
+/// (below), for the two scripts that use it.
+macro_rules! once_record_lua {
+    () => {
+        r"
+local v = redis.call('GET', KEYS[1]) or '|'
+local bar = string.find(v, '|', 1, true)
+local holder, names = v, ''
+if bar then
+  holder = string.sub(v, 1, bar - 1)
+  names = string.sub(v, bar + 1)
+end
+"
+    };
+}
+
 /// A once-only key's value is `HOLDER|NAMES`: the owner whose claim holds
 /// it (empty when none does) and the owners whose claims were forgotten
 /// (`,o1,o2,`, empty when none were). A value without `|` (written before
@@ -62,14 +78,9 @@ const LATEST_EXPIRY: i64 = 253_402_300_799;
 /// in NAMES (that owner's claim arriving after its forget: a stalled Redis,
 /// a retried command), finds the key taken. Else the owner holds it, and
 /// NAMES are kept.
-const CLAIM_SCRIPT: &str = r"
-local v = redis.call('GET', KEYS[1]) or '|'
-local bar = string.find(v, '|', 1, true)
-local holder, names = v, ''
-if bar then
-  holder = string.sub(v, 1, bar - 1)
-  names = string.sub(v, bar + 1)
-end
+const CLAIM_SCRIPT: &str = concat!(
+    once_record_lua!(),
+    r"
 if holder == ARGV[1] then
   return 1
 end
@@ -78,21 +89,17 @@ if holder ~= '' or string.find(names, ',' .. ARGV[1] .. ',', 1, true) then
 end
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. names, 'EXAT', ARGV[2])
 return 1
-";
+"
+);
 
 /// `forget_once`: the owner's claim, or no claim, gives way to a value
 /// held by none that names the owner among the forgotten (kept an hour),
 /// so that its claim, should it arrive after, finds the key taken. Another
 /// owner's claim stays (0). -1: NAMES is full (4 KiB, some 60 forgotten
 /// claims of one key), and the owner is not named.
-const FORGET_SCRIPT: &str = r"
-local v = redis.call('GET', KEYS[1]) or '|'
-local bar = string.find(v, '|', 1, true)
-local holder, names = v, ''
-if bar then
-  holder = string.sub(v, 1, bar - 1)
-  names = string.sub(v, bar + 1)
-end
+const FORGET_SCRIPT: &str = concat!(
+    once_record_lua!(),
+    r"
 if holder ~= '' and holder ~= ARGV[1] then
   return 0
 end
@@ -107,7 +114,8 @@ if names == '' then
 end
 redis.call('SET', KEYS[1], '|' .. names .. ARGV[1] .. ',', 'EX', ARGV[2])
 return 1
-";
+"
+);
 
 /// How long a forgotten claim's mark is kept: longer than any claim (a
 /// back-channel logout's lasts until at most its `iat` + 240 s).
