@@ -55,6 +55,46 @@ impl<'a> OnceRecord<'a> {
     }
 }
 
+/// Where a once-only key stands.
+enum Once<'a> {
+    /// Never claimed, or its time is over.
+    Free,
+    /// Claimed before owners were kept: held by nobody known.
+    Unowned,
+    Held(OnceRecord<'a>),
+}
+
+/// Reads `key`'s standing in [`ONCE`] and [`ONCE_OWNER`] in one write
+/// transaction and lets `decide` say what to answer and what the key
+/// becomes (its expiry and record; `None`: left as it is).
+fn update_once<R>(
+    db: &Database,
+    key: &str,
+    now: i64,
+    decide: impl FnOnce(Once<'_>) -> (R, Option<(i64, String)>),
+) -> Result<R, redb::Error> {
+    let tx = db.begin_write()?;
+    let answer = {
+        let mut expiries = tx.open_table(ONCE)?;
+        let mut owners = tx.open_table(ONCE_OWNER)?;
+        let live = expiries.get(key)?.is_some_and(|v| v.value() > now);
+        let record = owners.get(key)?.map(|v| v.value().to_owned());
+        let once = match (live, record.as_deref()) {
+            (false, _) => Once::Free,
+            (true, None) => Once::Unowned,
+            (true, Some(r)) => Once::Held(OnceRecord::parse(r)),
+        };
+        let (answer, update) = decide(once);
+        if let Some((expires_at, record)) = update {
+            expiries.insert(key, expires_at)?;
+            owners.insert(key, record.as_str())?;
+        }
+        answer
+    };
+    tx.commit()?;
+    Ok(answer)
+}
+
 pub struct EmbeddedStore {
     shared: Arc<Shared>,
 }
@@ -389,30 +429,16 @@ impl RevocationStore for EmbeddedStore {
         let (key, owner) = (key.to_owned(), owner.to_owned());
         let now = crate::sync::unix_now();
         self.blocking(move |db| {
-            let tx = db.begin_write()?;
-            let first = {
-                let mut t = tx.open_table(ONCE)?;
-                let mut owners = tx.open_table(ONCE_OWNER)?;
-                let live = t.get(key.as_str())?.is_some_and(|v| v.value() > now);
-                let record = owners.get(key.as_str())?.map(|v| v.value().to_owned());
-                // As CLAIM_SCRIPT of the Redis store does.
-                let taken = match (live, record.as_deref().map(OnceRecord::parse)) {
-                    (false, _) => Some(format!("{owner}|")),
-                    // Claimed before owners were kept.
-                    (true, None) => None,
-                    // The same claim, made again.
-                    (true, Some(r)) if r.holder == owner => return Ok(true),
-                    (true, Some(r)) if !r.holder.is_empty() || r.names(&owner) => None,
-                    (true, Some(r)) => Some(format!("{owner}|{}", r.names)),
-                };
-                if let Some(record) = &taken {
-                    t.insert(key.as_str(), expires_at)?;
-                    owners.insert(key.as_str(), record.as_str())?;
-                }
-                taken.is_some()
-            };
-            tx.commit()?;
-            Ok(first)
+            // As CLAIM_SCRIPT of the Redis store does.
+            update_once(db, &key, now, |once| match once {
+                Once::Free => (true, Some((expires_at, format!("{owner}|")))),
+                // Claimed before owners were kept.
+                Once::Unowned => (false, None),
+                // The same claim, made again.
+                Once::Held(r) if r.holder == owner => (true, None),
+                Once::Held(r) if !r.holder.is_empty() || r.names(&owner) => (false, None),
+                Once::Held(r) => (true, Some((expires_at, format!("{owner}|{}", r.names)))),
+            })
         })
         .await
     }
@@ -420,20 +446,16 @@ impl RevocationStore for EmbeddedStore {
     async fn forget_once(&self, key: &str, owner: &str) -> Result<(), StoreError> {
         let (key, owner) = (key.to_owned(), owner.to_owned());
         let now = crate::sync::unix_now();
+        let kept_until = now.saturating_add(FORGOTTEN_SECONDS);
         self.blocking(move |db| {
-            let tx = db.begin_write()?;
-            {
-                let mut t = tx.open_table(ONCE)?;
-                let mut owners = tx.open_table(ONCE_OWNER)?;
-                let live = t.get(key.as_str())?.is_some_and(|v| v.value() > now);
-                let record = owners.get(key.as_str())?.map(|v| v.value().to_owned());
-                // As FORGET_SCRIPT of the Redis store does.
-                let kept = match (live, record.as_deref().map(OnceRecord::parse)) {
-                    (false, _) => Some(format!("|,{owner},")),
-                    (true, None) => None,
-                    (true, Some(r)) if !r.holder.is_empty() && r.holder != owner => None,
-                    (true, Some(r)) if r.names(&owner) => None,
-                    (true, Some(r)) if r.names.len() >= NAMES_MAX => {
+            // As FORGET_SCRIPT of the Redis store does.
+            update_once(db, &key, now, |once| {
+                let record = match once {
+                    Once::Free => Some(format!("|,{owner},")),
+                    Once::Unowned => None,
+                    Once::Held(r) if !r.holder.is_empty() && r.holder != owner => None,
+                    Once::Held(r) if r.names(&owner) => None,
+                    Once::Held(r) if r.names.len() >= NAMES_MAX => {
                         tracing::warn!(
                             key,
                             "too many forgotten claims of one key to name another: that \
@@ -441,15 +463,11 @@ impl RevocationStore for EmbeddedStore {
                         );
                         None
                     }
-                    (true, Some(r)) if r.names.is_empty() => Some(format!("|,{owner},")),
-                    (true, Some(r)) => Some(format!("|{}{owner},", r.names)),
+                    Once::Held(r) if r.names.is_empty() => Some(format!("|,{owner},")),
+                    Once::Held(r) => Some(format!("|{}{owner},", r.names)),
                 };
-                if let Some(record) = kept {
-                    t.insert(key.as_str(), now.saturating_add(FORGOTTEN_SECONDS))?;
-                    owners.insert(key.as_str(), record.as_str())?;
-                }
-            }
-            Ok(tx.commit()?)
+                ((), record.map(|r| (kept_until, r)))
+            })
         })
         .await
     }
