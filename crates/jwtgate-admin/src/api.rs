@@ -20,10 +20,11 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use jwtgate_config::{RawConsumer, RawProvider, RawRoute};
 use jwtgate_proxy::metrics::MetricsHandle;
+use jwtgate_proxy::TlsServer;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::endpoints::{Endpoint, Op, ENDPOINTS};
 use crate::error::AdminError;
@@ -231,13 +232,19 @@ async fn method_not_allowed() -> Response {
 pub struct AdminListener {
     listener: TcpListener,
     local: SocketAddr,
+    /// HTTPS (`admin.tls`), reloaded with the config.
+    tls: Option<Arc<TlsServer>>,
 }
 
 impl AdminListener {
-    pub async fn bind(addr: SocketAddr) -> std::io::Result<Self> {
+    pub async fn bind(addr: SocketAddr, tls: Option<Arc<TlsServer>>) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
-        Ok(AdminListener { listener, local })
+        Ok(AdminListener {
+            listener,
+            local,
+            tls,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -247,16 +254,18 @@ impl AdminListener {
     /// Serves until `stop` turns true, then lets in-flight admin requests
     /// finish (the caller bounds the wait).
     ///
-    /// HTTP/1.1, with the bounds a data-plane connection has: a request
-    /// head must arrive within [`HEAD_TIMEOUT`] (an idle keep-alive
-    /// connection is closed then too), a body may not stall for longer
+    /// HTTP/1.1 (over TLS with `admin.tls`), with the bounds a data-plane
+    /// connection has: a TLS handshake and a request head must each arrive
+    /// within [`HEAD_TIMEOUT`] (an idle keep-alive connection is closed
+    /// then too), a body may not stall for longer
     /// than [`BODY_TIMEOUT`], and at most [`MAX_CONNECTIONS`] are served
     /// at once (more wait in the listening socket's queue). Without them
     /// anyone who reaches the port could hold connections open until the
     /// process had no file descriptor left, for the data plane either.
     pub async fn serve(self, state: AdminState, stop: watch::Receiver<bool>) {
         // Not "listening on http://": that line announces the data plane.
-        info!("admin API listening at http://{}", self.local);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        info!("admin API listening at {scheme}://{}", self.local);
         if let Some(handle) = state.metrics.clone() {
             tokio::spawn(upkeep(handle, stop.clone()));
         }
@@ -287,13 +296,32 @@ impl AdminListener {
                     continue;
                 }
             };
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEAD_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service.clone());
-            let conn = graceful.watch(conn);
+            let watcher = graceful.watcher();
+            let service = service.clone();
+            // The current settings: a reload serves the next handshake.
+            let acceptor = self.tls.as_ref().map(|t| t.acceptor());
             tokio::spawn(async move {
-                let _ = conn.await;
+                let http = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEAD_TIMEOUT)
+                    .clone();
+                match acceptor {
+                    None => {
+                        let conn = http.serve_connection(TokioIo::new(stream), service);
+                        let _ = watcher.watch(conn).await;
+                    }
+                    Some(acceptor) => {
+                        let handshake = tokio::time::timeout(HEAD_TIMEOUT, acceptor.accept(stream));
+                        match handshake.await {
+                            Ok(Ok(stream)) => {
+                                let conn = http.serve_connection(TokioIo::new(stream), service);
+                                let _ = watcher.watch(conn).await;
+                            }
+                            Ok(Err(e)) => debug!(error = %e, "admin API: TLS handshake failed"),
+                            Err(_) => debug!("admin API: TLS handshake timed out"),
+                        }
+                    }
+                }
                 drop(slot);
             });
         }

@@ -106,6 +106,19 @@ pub fn relocate(errors: ConfigErrors, at: &str) -> ConfigErrors {
     )
 }
 
+/// What the config compiler could not check of `config`'s TLS, the data
+/// plane's and the admin listener's: keys that do not match their
+/// certificates, chains that do not parse.
+pub fn tls_problems(config: &Config) -> Vec<ConfigError> {
+    let admin = config.admin.as_ref().and_then(|a| a.tls.as_ref());
+    config
+        .tls
+        .iter()
+        .chain(admin)
+        .flat_map(jwtgate_proxy::tls::check)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

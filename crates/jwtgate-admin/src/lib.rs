@@ -30,7 +30,7 @@ mod subjects;
 mod warnings;
 
 pub use api::{router, AdminListener, AdminState};
-pub use check::{load, Loaded};
+pub use check::{load, tls_problems, Loaded};
 pub use error::AdminError;
-pub use live::{Edit, LiveConfig, ReloadOutcome, Running, Trigger};
+pub use live::{Edit, LiveConfig, ReloadOutcome, Running, TlsServers, Trigger};
 pub use source::etcd::EtcdSource;

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use jwtgate_config::{Config, ConfigError, ConfigErrors, ObjectId, RawConfig};
+use jwtgate_config::{Config, ConfigError, ConfigErrors, ObjectId, RawConfig, TlsMaterial};
 use jwtgate_keys::KeyService;
 use jwtgate_proxy::{Gateway, SharedGateway, TlsServer};
 use jwtgate_store::Revocations;
@@ -69,6 +69,14 @@ pub struct Edit<T> {
     pub problems: Vec<ConfigError>,
 }
 
+/// The TLS of the data plane's listeners and of the admin listener, each
+/// when it serves HTTPS.
+#[derive(Default)]
+pub struct TlsServers {
+    pub data: Option<Arc<TlsServer>>,
+    pub admin: Option<Arc<TlsServer>>,
+}
+
 /// What is running now, and step 4: putting a new version live.
 pub struct Running {
     /// The node's own config file.
@@ -81,7 +89,7 @@ pub struct Running {
     keys: Arc<KeyService>,
     /// The listeners' TLS: a change of certificates or settings serves
     /// the next handshake.
-    tls: Option<Arc<TlsServer>>,
+    tls: TlsServers,
     /// The running source, for lock-free reads by GET handlers.
     source: ArcSwap<RawConfig>,
     config: ArcSwap<Config>,
@@ -97,7 +105,7 @@ impl Running {
         gateway: SharedGateway,
         revocations: Arc<Revocations>,
         keys: Arc<KeyService>,
-        tls: Option<Arc<TlsServer>>,
+        tls: TlsServers,
     ) -> Arc<Running> {
         Arc::new(Running {
             path: path.to_owned(),
@@ -172,18 +180,16 @@ impl Running {
             warn!("config: {w}");
         }
         let mut config = config;
-        if let (Some(server), Some(tls)) = (&self.tls, &config.tls) {
-            if current.tls.as_ref() != Some(tls) {
-                match server.update(tls) {
-                    Ok(()) => tracing::info!("TLS certificates and settings reloaded"),
-                    // `compile` checked them: only a library failure lands
-                    // here. The running config keeps saying what is served,
-                    // so the next reload tries again.
-                    Err(e) => {
-                        tracing::error!("TLS not reloaded, the previous settings stay: {e}");
-                        config.tls = current.tls.clone();
-                    }
-                }
+        if let Some(server) = &self.tls.data {
+            let running = current.tls.as_ref();
+            if let Some(kept) = reload_tls(server, running, config.tls.as_ref()) {
+                config.tls = kept;
+            }
+        }
+        if let (Some(server), Some(admin)) = (&self.tls.admin, config.admin.as_mut()) {
+            let running = current.admin.as_ref().and_then(|a| a.tls.as_ref());
+            if let Some(kept) = reload_tls(server, running, admin.tls.as_ref()) {
+                admin.tls = kept;
             }
         }
         let ring = self.keys.apply(&config);
@@ -199,11 +205,38 @@ impl Running {
     }
 }
 
+/// Serves the next handshakes of `server` with `next`, when it differs from
+/// `running`. Answers with what the running config is to say instead of
+/// `next` when that failed: `running`, so the next reload tries again.
+fn reload_tls(
+    server: &TlsServer,
+    running: Option<&TlsMaterial>,
+    next: Option<&TlsMaterial>,
+) -> Option<Option<TlsMaterial>> {
+    let next = next.filter(|n| running != Some(*n))?;
+    match server.update(next) {
+        Ok(()) => {
+            tracing::info!("{}: TLS certificates and settings reloaded", next.at);
+            None
+        }
+        // `compile` checked them: only a library failure lands here.
+        Err(e) => {
+            tracing::error!(
+                "{}: TLS not reloaded, the previous settings stay: {e}",
+                next.at
+            );
+            Some(running.cloned())
+        }
+    }
+}
+
 /// `config` if its TLS keys match their certificates.
 fn tls_checked(config: Config) -> Result<Config, ConfigErrors> {
-    match config.tls.as_ref().map(jwtgate_proxy::tls::check) {
-        Some(errors) if !errors.is_empty() => Err(ConfigErrors(errors)),
-        _ => Ok(config),
+    let errors = crate::check::tls_problems(&config);
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(errors))
     }
 }
 
@@ -220,7 +253,7 @@ impl LiveConfig {
         gateway: SharedGateway,
         revocations: Arc<Revocations>,
         keys: Arc<KeyService>,
-        tls: Option<Arc<TlsServer>>,
+        tls: TlsServers,
     ) -> Arc<Self> {
         let running = Running::new(
             path,
@@ -325,6 +358,10 @@ fn warn_restart_only(current: &Config, next: &Config) {
     }
     if next.tls.is_some() != current.tls.is_some() {
         warn!("tls changed: it takes effect on restart");
+    }
+    let admin_tls = |c: &Config| c.admin.as_ref().is_some_and(|a| a.tls.is_some());
+    if admin_tls(next) != admin_tls(current) {
+        warn!("admin.tls turned on or off: it takes effect on restart");
     }
     if next.store != current.store {
         warn!("store settings changed: they take effect on restart");

@@ -86,8 +86,8 @@ pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Op
     let tls = raw
         .tls
         .as_ref()
-        .and_then(|t| crate::tls::compile(t, base_dir, errors));
-    let admin = raw.admin.as_ref().and_then(|a| admin(a, errors));
+        .and_then(|t| crate::tls::compile(t, "tls", base_dir, errors));
+    let admin = raw.admin.as_ref().and_then(|a| admin(a, base_dir, errors));
     let store = store(raw.store.as_ref(), base_dir, errors);
     let state_dir = match (&raw.state_dir, &store) {
         (Some(dir), _) if dir.is_empty() => {
@@ -255,7 +255,7 @@ fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn admin(a: &RawAdmin, errors: &mut Errors) -> Option<AdminConfig> {
+fn admin(a: &RawAdmin, base_dir: &Path, errors: &mut Errors) -> Option<AdminConfig> {
     let listen = parse_addr(&a.listen, "admin.listen", errors);
     if a.api_key.is_empty() {
         errors.add(
@@ -270,10 +270,15 @@ fn admin(a: &RawAdmin, errors: &mut Errors) -> Option<AdminConfig> {
              X-API-KEY header could match it",
         );
     }
+    let tls = a
+        .tls
+        .as_ref()
+        .and_then(|t| crate::tls::compile(t, "admin.tls", base_dir, errors));
     Some(AdminConfig {
         listen: listen?,
         api_key: a.api_key.clone(),
         console: a.console.unwrap_or(false),
+        tls,
     })
 }
 

@@ -79,6 +79,8 @@ pub struct AdminConfig {
     pub api_key: String,
     /// Serve the web console at `/console/` (SPEC §7). Default false.
     pub console: bool,
+    /// HTTPS on the admin listener (an addition to SPEC §4).
+    pub tls: Option<TlsMaterial>,
 }
 
 impl std::fmt::Debug for AdminConfig {
@@ -86,6 +88,7 @@ impl std::fmt::Debug for AdminConfig {
         f.debug_struct("AdminConfig")
             .field("listen", &self.listen)
             .field("console", &self.console)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }

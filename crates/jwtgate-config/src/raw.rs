@@ -75,6 +75,9 @@ pub struct RawAdmin {
     /// The web console at `/console/` (SPEC §7); absent means off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub console: Option<bool>,
+    /// HTTPS on the admin listener: the same settings as `tls:`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::RawTls>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

@@ -23,6 +23,9 @@ pub(crate) fn config(root: &Value, errors: &mut Errors) -> RawConfig {
             listen: a.required_string("listen", errors).unwrap_or_default(),
             api_key: a.required_string("api_key", errors).unwrap_or_default(),
             console: a.bool("console", errors),
+            tls: a
+                .child_obj("tls", errors)
+                .map(|t| crate::tls::read(t, errors)),
         });
         a.finish(errors);
     }

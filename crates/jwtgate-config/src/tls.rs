@@ -79,6 +79,8 @@ impl std::fmt::Debug for CertificatePem {
 /// `tls:` compiled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsMaterial {
+    /// Where it is in the config: `tls`, or `admin.tls`.
+    pub at: &'static str,
     /// The first one answers clients without SNI, or whose SNI no
     /// certificate names.
     pub certificates: Vec<CertificatePem>,
@@ -132,13 +134,20 @@ pub(crate) fn read(mut t: Obj<'_>, errors: &mut Errors) -> RawTls {
     raw
 }
 
-pub(crate) fn compile(t: &RawTls, base_dir: &Path, errors: &mut Errors) -> Option<TlsMaterial> {
+/// `t`, found at `at` (`tls`, or `admin.tls`), compiled.
+pub(crate) fn compile(
+    t: &RawTls,
+    at: &'static str,
+    base_dir: &Path,
+    errors: &mut Errors,
+) -> Option<TlsMaterial> {
     let mut certificates = Vec::new();
-    let pairs = std::iter::once(("tls".to_owned(), &t.cert_file, &t.key_file)).chain(
+    let list = child(at, "certificates");
+    let pairs = std::iter::once((at.to_owned(), &t.cert_file, &t.key_file)).chain(
         t.certificates
             .iter()
             .enumerate()
-            .map(|(i, c)| (index("tls.certificates", i), &c.cert_file, &c.key_file)),
+            .map(|(i, c)| (index(&list, i), &c.cert_file, &c.key_file)),
     );
     for (loc, cert, key) in pairs {
         if let Some(pem) = certificate(&loc, cert, key, base_dir, errors) {
@@ -150,17 +159,18 @@ pub(crate) fn compile(t: &RawTls, base_dir: &Path, errors: &mut Errors) -> Optio
         Some("1.3") => TlsVersion::V1_3,
         Some(other) => {
             errors.add(
-                "tls.min_version",
+                &child(at, "min_version"),
                 format!("{other:?} is not a TLS version jwtgate speaks (\"1.2\" or \"1.3\")"),
             );
             TlsVersion::V1_2
         }
     };
+    let suites_at = child(at, "cipher_suites");
     let cipher_suites = t.cipher_suites.clone().unwrap_or_default();
     for (i, s) in cipher_suites.iter().enumerate() {
         if !CIPHER_SUITES.contains(&s.as_str()) {
             errors.add(
-                &index("tls.cipher_suites", i),
+                &index(&suites_at, i),
                 format!(
                     "unknown cipher suite {s:?} (known: {})",
                     CIPHER_SUITES.join(", ")
@@ -173,17 +183,17 @@ pub(crate) fn compile(t: &RawTls, base_dir: &Path, errors: &mut Errors) -> Optio
         let tls12 = cipher_suites.iter().any(|s| !s.starts_with("TLS13_"));
         if cipher_suites.is_empty() {
             errors.add(
-                "tls.cipher_suites",
+                &suites_at,
                 "must not be empty (leave it out for the defaults)",
             );
         } else if !tls13 {
             errors.add(
-                "tls.cipher_suites",
+                &suites_at,
                 "needs at least one TLS 1.3 suite (TLS13_...): TLS 1.3 is always on",
             );
         } else if min_version == TlsVersion::V1_2 && !tls12 {
             errors.add(
-                "tls.cipher_suites",
+                &suites_at,
                 "has no TLS 1.2 suite while min_version is 1.2: add one, or set min_version: \"1.3\"",
             );
         }
@@ -191,11 +201,12 @@ pub(crate) fn compile(t: &RawTls, base_dir: &Path, errors: &mut Errors) -> Optio
     let cache = t.session_cache.unwrap_or(DEFAULT_SESSION_CACHE);
     if cache > MAX_SESSION_CACHE {
         errors.add(
-            "tls.session_cache",
+            &child(at, "session_cache"),
             format!("at most {MAX_SESSION_CACHE} entries"),
         );
     }
     Some(TlsMaterial {
+        at,
         certificates,
         min_version,
         cipher_suites,

@@ -29,13 +29,13 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
                 ),
             );
         }
-        if !admin.listen.ip().is_loopback() {
+        if !admin.listen.ip().is_loopback() && admin.tls.is_none() {
             found.warn(
                 "admin.listen".into(),
                 format!(
                     "{} is not loopback, and the admin listener speaks plain HTTP: the \
                      X-API-KEY (and the console's sign-in) would cross the network in clear; \
-                     keep it on loopback, or reach it through an SSH tunnel or a TLS proxy",
+                     set admin.tls, keep it on loopback, or reach it through an SSH tunnel",
                     admin.listen
                 ),
             );
@@ -85,7 +85,13 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
 /// load (nginx and HAProxy load them too), and serve nobody. And private
 /// keys every user of the machine may read (as OpenSSH warns).
 fn certificates(config: &Config, now: i64, found: &mut Found) {
-    let Some(tls) = &config.tls else { return };
+    let admin = config.admin.as_ref().and_then(|a| a.tls.as_ref());
+    for tls in config.tls.iter().chain(admin) {
+        certificates_of(tls, now, found);
+    }
+}
+
+fn certificates_of(tls: &TlsMaterial, now: i64, found: &mut Found) {
     for (i, c) in tls.certificates.iter().enumerate() {
         if let Some(mode) = c.key_mode.filter(|m| m & 0o004 != 0) {
             found.warn(
@@ -163,9 +169,10 @@ fn tls12_suites_for(tls: &TlsMaterial, kind: PublicKey, location: &str, found: &
         found.warn(
             format!("{location}.cert_file"),
             format!(
-                "has {words}, and tls.cipher_suites holds no TLS 1.2 suite for it \
+                "has {words}, and {}.cipher_suites holds no TLS 1.2 suite for it \
                  (TLS_ECDHE{needs}WITH_...): every TLS 1.2 client this certificate \
-                 answers fails the handshake; add one, or set min_version: \"1.3\""
+                 answers fails the handshake; add one, or set min_version: \"1.3\"",
+                tls.at
             ),
         );
     }

@@ -32,7 +32,16 @@ pub struct TlsServer {
     ticketer: Arc<dyn ProducesTickets>,
     cache: Arc<ServerSessionMemoryCache>,
     cache_size: usize,
+    /// The protocols offered by ALPN.
+    alpn: &'static [&'static [u8]],
 }
+
+/// The data plane's protocols. http/1.0 too, as nginx offers it: a client
+/// that names only it (`curl --http1.0`) was refused with
+/// no_application_protocol.
+const DATA_PLANE_ALPN: &[&[u8]] = &[b"h2", b"http/1.1", b"http/1.0"];
+/// The admin listener's: it speaks HTTP/1.x only.
+const HTTP1_ALPN: &[&[u8]] = &[b"http/1.1", b"http/1.0"];
 
 impl std::fmt::Debug for TlsServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -41,7 +50,20 @@ impl std::fmt::Debug for TlsServer {
 }
 
 impl TlsServer {
+    /// The data plane's TLS (HTTP/2 and HTTP/1.x).
     pub fn new(m: &TlsMaterial) -> Result<Arc<TlsServer>, String> {
+        Self::with_alpn(m, DATA_PLANE_ALPN)
+    }
+
+    /// TLS for a listener that speaks HTTP/1.x only (the admin API's).
+    pub fn http1(m: &TlsMaterial) -> Result<Arc<TlsServer>, String> {
+        Self::with_alpn(m, HTTP1_ALPN)
+    }
+
+    fn with_alpn(
+        m: &TlsMaterial,
+        alpn: &'static [&'static [u8]],
+    ) -> Result<Arc<TlsServer>, String> {
         let ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| e.to_string())?;
         let cache_size = m.session_cache.max(1);
         let server = TlsServer {
@@ -49,6 +71,7 @@ impl TlsServer {
             ticketer,
             cache: ServerSessionMemoryCache::new(cache_size),
             cache_size,
+            alpn,
         };
         server.config.store(Arc::new(server.build(m)?));
         Ok(Arc::new(server))
@@ -65,7 +88,7 @@ impl TlsServer {
         let config = self.build(m)?;
         self.config.store(Arc::new(config));
         if m.session_cache.max(1) != self.cache_size {
-            tracing::warn!("tls.session_cache changed: it takes effect on restart");
+            tracing::warn!("{}.session_cache changed: it takes effect on restart", m.at);
         }
         Ok(())
     }
@@ -82,9 +105,7 @@ impl TlsServer {
             .map_err(|e| e.to_string())?
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(certs));
-        // http/1.0 too, as nginx offers it: a client that names only it
-        // (`curl --http1.0`) was refused with no_application_protocol.
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), b"http/1.0".to_vec()];
+        config.alpn_protocols = self.alpn.iter().map(|p| p.to_vec()).collect();
         match (m.session_tickets, m.session_cache) {
             (true, _) => {
                 config.ticketer = Arc::clone(&self.ticketer);

@@ -11,11 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use jwtgate_admin::{AdminListener, AdminState, EtcdSource, LiveConfig, Loaded, Running, Trigger};
+use jwtgate_admin::{
+    AdminListener, AdminState, EtcdSource, LiveConfig, Loaded, Running, TlsServers, Trigger,
+};
 use jwtgate_config::{check_node_file, Config, ConfigErrors};
 use jwtgate_keys::KeyService;
 use jwtgate_proxy::metrics::MetricsHandle;
-use jwtgate_proxy::{Gateway, Listeners, SharedGateway};
+use jwtgate_proxy::{Gateway, Listeners, SharedGateway, TlsServer};
 use jwtgate_state::StateDir;
 use jwtgate_store::{LoadedFrom, Revocations, SnapshotFile, SyncSettings};
 use tokio::signal::unix::{signal, SignalKind};
@@ -48,9 +50,7 @@ pub fn check(path: &Path) -> ExitCode {
 fn load_node(path: &Path) -> Result<Loaded, ConfigErrors> {
     let loaded = jwtgate_admin::load(path)?;
     let mut problems = check_node_file(&loaded.source);
-    if let Some(tls) = &loaded.config.tls {
-        problems.extend(jwtgate_proxy::tls::check(tls));
-    }
+    problems.extend(jwtgate_admin::tls_problems(&loaded.config));
     if problems.is_empty() {
         Ok(loaded)
     } else {
@@ -114,8 +114,18 @@ async fn serve(path: &Path, loaded: Loaded, signals: Signals) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let admin_tls = match config.admin.as_ref().and_then(|a| a.tls.as_ref()) {
+        Some(m) => match TlsServer::http1(m) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                error!("admin.tls: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        None => None,
+    };
     let admin_listener = match &config.admin {
-        Some(admin) => match AdminListener::bind(admin.listen).await {
+        Some(admin) => match AdminListener::bind(admin.listen, admin_tls.clone()).await {
             Ok(l) => Some(l),
             Err(e) => {
                 error!("cannot listen on {} (admin API): {e}", admin.listen);
@@ -140,7 +150,10 @@ async fn serve(path: &Path, loaded: Loaded, signals: Signals) -> ExitCode {
         Arc::clone(&revocations),
         ring,
     )));
-    let tls = listeners.tls();
+    let tls = TlsServers {
+        data: listeners.tls(),
+        admin: admin_tls,
+    };
     let live = match config.config_source.clone() {
         None => LiveConfig::file(path, loaded, Arc::clone(&gateway), revocations, keys, tls),
         Some(settings) => {

@@ -543,3 +543,171 @@ async fn a_client_cannot_fill_the_log_with_rustls_warnings() {
         }
     }
 }
+
+/// A node whose admin listener serves HTTPS (`admin.tls`), the data plane
+/// plain HTTP.
+fn admin_tls_config(admin_tls: &str, admin_listen: &str) -> String {
+    format!(
+        r#"listen: "127.0.0.1:0"
+admin: {{ listen: "{admin_listen}", api_key: "{}", tls: {admin_tls} }}
+store: {{ path: data }}
+consumers: []
+routes:
+  - name: echo
+    paths: ["/*"]
+    upstream: {{ echo: true }}
+"#,
+        admin_support::KEY
+    )
+}
+
+/// One admin request over `tls`, with the admin key: the status and body.
+async fn admin_get(tls: TlsStream<TcpStream>, path: &str) -> (u16, String) {
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::get(path)
+        .header("host", "localhost")
+        .header("x-api-key", admin_support::KEY)
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Kong's `admin_listen ... ssl` and APISIX's admin TLS: the admin API and
+/// the console over HTTPS, HTTP/1.1 whatever the client offers by ALPN,
+/// plain HTTP refused, and the certificate renewed by SIGHUP like the
+/// data plane's.
+#[tokio::test]
+async fn the_admin_listener_speaks_https_with_admin_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("admin.crt");
+    let key = dir.path().join("admin.key");
+    std::fs::copy(format!("{TLS}/server.crt"), &cert).unwrap();
+    std::fs::copy(format!("{TLS}/server.key"), &key).unwrap();
+    let tls = format!(
+        r#"{{ cert_file: "{}", key_file: "{}" }}"#,
+        cert.display(),
+        key.display()
+    );
+    let node = Node::start(dir.path(), &admin_tls_config(&tls, "127.0.0.1:0"));
+    node.wait_log(&format!("admin API listening at https://{}", node.admin), 1);
+    // The data plane stays plain HTTP.
+    assert_eq!(node.get("/x").status, 200);
+
+    let mut offers_h2 = default_client(&ca());
+    offers_h2.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let trust = Arc::new(offers_h2);
+    let stream = connect(node.admin, &trust, "localhost").await.unwrap();
+    assert_eq!(
+        stream.get_ref().1.alpn_protocol(),
+        Some(&b"http/1.1"[..]),
+        "the admin listener speaks HTTP/1.x only"
+    );
+    let (status, body) = admin_get(stream, "/admin/v1/routes").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"echo\""), "{body}");
+    let stream = connect(node.admin, &trust, "localhost").await.unwrap();
+    assert_eq!(admin_get(stream, "/status").await.0, 200);
+
+    // Plain HTTP gets no answer from it: the key never crosses in clear.
+    let mut plain = TcpStream::connect(node.admin).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    plain
+        .write_all(b"GET /status HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut answer)).await;
+    assert!(
+        !answer.starts_with(b"HTTP/"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    // The renewal: a connection opened before stays up, the next handshake
+    // gets the new certificate.
+    let open = connect(node.admin, &trust, "localhost").await.unwrap();
+    let (new_cert, new_key) = self_signed(dir.path(), "localhost", "renewed");
+    std::fs::copy(&new_cert, &cert).unwrap();
+    std::fs::copy(&new_key, &key).unwrap();
+    node.signal("HUP");
+    node.wait_log("admin.tls: TLS certificates and settings reloaded", 1);
+    let renewed = Arc::new(default_client(&new_cert));
+    let stream = connect(node.admin, &renewed, "localhost").await.unwrap();
+    assert_eq!(admin_get(stream, "/status").await.0, 200);
+    let fresh_old = Arc::new(default_client(&ca()));
+    assert!(connect(node.admin, &fresh_old, "localhost").await.is_err());
+    assert_eq!(admin_get(open, "/status").await.0, 200);
+    assert_eq!(
+        node.logs()
+            .matches("TLS certificates and settings reloaded")
+            .count(),
+        1,
+        "the admin listener's, and no other:\n{}",
+        node.logs()
+    );
+}
+
+/// `admin.tls` is checked as `tls` is, with its own locations; with it,
+/// an admin listener off loopback is no longer warned about.
+#[test]
+fn check_locates_bad_admin_tls_settings_and_drops_the_plain_http_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("admin.yaml");
+    let check = |yaml: String| {
+        std::fs::write(&path, yaml).unwrap();
+        run_cli(&["check", "--config", path.to_str().unwrap()], dir.path())
+    };
+    let plain_warning = "admin.listen: 0.0.0.0:9180 is not loopback";
+    let out = check(
+        config(&default_tls("")).replace("127.0.0.1:0\", api_key", "0.0.0.0:9180\", api_key"),
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.all());
+    assert!(out.stderr.contains(plain_warning), "{}", out.all());
+    let out = check(admin_tls_config(&default_tls(""), "0.0.0.0:9180"));
+    assert_eq!(out.code(), Some(0), "{}", out.all());
+    assert!(!out.stderr.contains(plain_warning), "{}", out.all());
+
+    let (_, stray_key) = self_signed(dir.path(), "localhost", "stray");
+    let out = check(admin_tls_config(
+        &format!(
+            r#"{{ cert_file: "{TLS}/server.crt", key_file: "{}" }}"#,
+            stray_key.display()
+        ),
+        "127.0.0.1:0",
+    ));
+    assert_eq!(out.code(), Some(1), "{}", out.all());
+    assert!(
+        out.all()
+            .contains("admin.tls.key_file: is not the private key of cert_file"),
+        "{}",
+        out.all()
+    );
+    let out = check(admin_tls_config(
+        &default_tls(r#", min_version: "1.1", cipher_suites: [RC4], session_cache: 99999999"#),
+        "127.0.0.1:0",
+    ));
+    assert_eq!(out.code(), Some(1), "{}", out.all());
+    for located in [
+        "admin.tls.min_version",
+        "admin.tls.cipher_suites[0]",
+        "admin.tls.session_cache",
+    ] {
+        assert!(
+            out.all().contains(located),
+            "{located} not reported:\n{}",
+            out.all()
+        );
+    }
+    let out = check(admin_tls_config(
+        r#"{ cert_file: "nowhere.crt" }"#,
+        "127.0.0.1:0",
+    ));
+    assert_eq!(out.code(), Some(1), "{}", out.all());
+    assert!(out.all().contains("admin.tls.key_file"), "{}", out.all());
+}

@@ -74,7 +74,8 @@ impl Node {
             let logs = node.logs();
             let data = address_after(&logs, "listening on http://")
                 .or_else(|| address_after(&logs, "listening on https://"));
-            let admin = address_after(&logs, "admin API listening at http://");
+            let admin = address_after(&logs, "admin API listening at http://")
+                .or_else(|| address_after(&logs, "admin API listening at https://"));
             if let (Some(data), Some(admin)) = (data, admin) {
                 node.addr = data;
                 node.admin = admin;
