@@ -1000,10 +1000,15 @@ pub(crate) fn jwt_policy(
     let not_required = j.not_required_paths.as_deref().unwrap_or_default();
     let scope = match (required.is_empty(), not_required.is_empty()) {
         (false, false) => {
+            // Located at a field (the admin API and the console place an
+            // error by it), and each list's entries checked all the same:
+            // every problem is listed at once.
             errors.add(
-                loc,
-                "required_paths and not_required_paths are both set; a policy uses one mode or the other",
+                &at("not_required_paths"),
+                "is set together with required_paths; a policy uses one mode or the other",
             );
+            rule_list(required, &at("required_paths"), errors);
+            rule_list(not_required, &at("not_required_paths"), errors);
             PathScope::All
         }
         (false, true) => PathScope::Required(PathRules::compile(&rule_list(

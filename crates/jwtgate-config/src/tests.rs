@@ -91,16 +91,28 @@ routes:
 }
 
 #[test]
-fn both_path_modes_are_an_error() {
+fn both_path_modes_are_an_error_located_at_a_field_with_every_entry_checked() {
     let errs = errors(&MINIMAL.replace(
         "jwt: {}",
-        "jwt: { required_paths: [\"GET_/a\"], not_required_paths: [\"GET_/b\"] }",
+        "jwt: { required_paths: [\"FETCH_/a\"], not_required_paths: [\"GET_b\", \"GET_/c\"] }",
     ));
+    assert_eq!(errs.len(), 3, "{errs:#?}");
     assert!(
-        errs.iter().any(|e| e.contains("routes[0].jwt")
-            && e.contains("required_paths")
-            && e.contains("not_required_paths")),
-        "{errs:?}"
+        errs.iter().any(|e| e
+            .starts_with("routes[0].jwt.not_required_paths: is set together with required_paths")),
+        "{errs:#?}"
+    );
+    // Found by an outside audit: the entries went unchecked, so their
+    // errors showed only once the mode error was mended.
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("routes[0].jwt.required_paths[0]: ") && e.contains("FETCH")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("routes[0].jwt.not_required_paths[0]: ")),
+        "{errs:#?}"
     );
 }
 

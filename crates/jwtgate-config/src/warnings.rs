@@ -6,8 +6,7 @@
 //! each time a config goes live; none refuses the config, so one that
 //! loaded yesterday still loads.
 
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use crate::error::ConfigError;
 use crate::model::{Config, Route};
@@ -294,6 +293,19 @@ fn policy(jwt: &RawJwt, at: &str, has_consumers: bool, found: &mut Found) {
                 .into(),
         );
     }
+    if jwt
+        .required_claims
+        .as_ref()
+        .is_some_and(|c| !c.iter().any(|c| c == "exp"))
+    {
+        found.warn(
+            format!("{at}.required_claims"),
+            "leaves out exp: a token without exp passes, and is good for ever (its \
+             logout too lasts for ever); keep exp in the list unless the tokens are \
+             short-lived by other means"
+                .into(),
+        );
+    }
     if let Some(leeway) = jwt.leeway_seconds.filter(|&l| l > MAX_SKEW_SECONDS) {
         found.warn(
             format!("{at}.leeway_seconds"),
@@ -382,29 +394,75 @@ fn methods(route: &Route, at: &str, found: &mut Found) {
     }
 }
 
-/// Routes an earlier one with the same paths, methods and hosts hides.
-/// Once per route, not per pair: a config may hold thousands.
+/// Routes that come after others on every one of their paths, each
+/// taking all the methods and hosts it takes: they never see a request.
+/// "After" is as the router orders a path's routes: those that name hosts
+/// first, then in the file's order ([`crate::route_trie`]); an any-method
+/// route listed before a `methods: [POST]` one on the same path takes its
+/// POSTs too. Once per route, not per pair: a config may hold thousands.
 fn shadowed(routes: &[Route], found: &mut Found) {
-    let mut first_with: HashMap<RequestsKey, usize> = HashMap::new();
-    for (j, route) in routes.iter().enumerate() {
-        match first_with.entry(requests_key(route)) {
-            Entry::Vacant(slot) => {
-                slot.insert(j);
-            }
-            Entry::Occupied(first) => {
-                let i = *first.get();
-                let first_name = routes.get(i).map(|r| r.name.as_str()).unwrap_or_default();
-                found.warn(
-                    format!("routes[{j}]"),
-                    format!(
-                        "route {:?} is never matched: route {:?} (routes[{i}]) has the same \
-                         paths, methods and hosts and comes first",
-                        route.name, first_name
-                    ),
-                );
-            }
+    let mut order: Vec<usize> = (0..routes.len()).collect();
+    order.sort_by_key(|&i| routes.get(i).is_none_or(|r| r.hosts.is_empty()));
+    // Each path's routes so far, in the router's order.
+    let mut on_path: HashMap<(&str, bool), Vec<usize>> = HashMap::new();
+    for &j in &order {
+        let Some(route) = routes.get(j) else { continue };
+        let paths: Vec<(&str, bool)> = route
+            .paths
+            .iter()
+            .map(|p| (p.as_str(), p.is_prefix()))
+            .collect();
+        let takes_nothing = route.methods.as_ref().is_some_and(|m| m.is_empty());
+        let hidden_by = |p: &(&str, bool)| {
+            on_path.get(p).and_then(|earlier| {
+                earlier
+                    .iter()
+                    .copied()
+                    .find(|&i| routes.get(i).is_some_and(|first| covers(first, route)))
+            })
+        };
+        let hiders: Vec<Option<usize>> = paths.iter().map(&hidden_by).collect();
+        let first = hiders.first().copied().flatten();
+        if let Some(i) = first.filter(|_| !takes_nothing && hiders.iter().all(Option::is_some)) {
+            let first_name = routes.get(i).map(|r| r.name.as_str()).unwrap_or_default();
+            let others = if hiders.iter().all(|h| *h == Some(i)) {
+                ""
+            } else {
+                ", and others on its other paths,"
+            };
+            found.warn(
+                format!("routes[{j}]"),
+                format!(
+                    "route {:?} is never matched: route {:?} (routes[{i}]){others} comes \
+                     before it on its paths and takes every method and host it takes (on \
+                     a path, routes that name hosts come first, then the file's order: \
+                     list a route with methods before one that takes every method)",
+                    route.name, first_name,
+                ),
+            );
+        }
+        for p in paths {
+            on_path.entry(p).or_default().push(j);
         }
     }
+}
+
+/// Whether every request `later` takes (method and host) `first` takes too.
+fn covers(first: &Route, later: &Route) -> bool {
+    let methods = match (&first.methods, &later.methods) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(f), Some(l)) => l.iter().all(|m| crate::takes_method(Some(f), m)),
+    };
+    let hosts = match (first.hosts.is_empty(), later.hosts.is_empty()) {
+        (true, _) => true,
+        (false, true) => false,
+        (false, false) => later.hosts.iter().all(|h| {
+            first.hosts.contains(h)
+                || (!h.starts_with("*.") && crate::takes_host(&first.hosts, Some(h)))
+        }),
+    };
+    methods && hosts
 }
 
 /// A provider's back-channel logout path that a route names as one of its
@@ -582,23 +640,6 @@ fn is_loopback(host: &str) -> bool {
 
 /// The requests a route takes: its paths, methods and hosts, in a set
 /// each (order in the file does not matter).
-type RequestsKey = (
-    BTreeSet<(String, bool)>,
-    Option<BTreeSet<String>>,
-    BTreeSet<String>,
-);
-
-fn requests_key(r: &Route) -> RequestsKey {
-    (
-        r.paths
-            .iter()
-            .map(|p| (p.as_str().to_owned(), p.is_prefix()))
-            .collect(),
-        r.methods.as_ref().map(|m| m.iter().cloned().collect()),
-        r.hosts.iter().cloned().collect(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -624,9 +665,60 @@ mod tests {
     #[test]
     fn a_clean_config_has_none() {
         let w = warnings_of(
-            "  - name: a\n    paths: [\"/a/*\"]\n    upstream: { echo: true }\n    jwt: { providers: [corp], audiences: [api] }\n  - name: b\n    paths: [\"/a/*\"]\n    methods: [POST]\n    upstream: { echo: true }\n",
+            "  - name: b\n    paths: [\"/a/*\"]\n    methods: [POST]\n    upstream: { echo: true }\n  - name: a\n    paths: [\"/a/*\"]\n    upstream: { echo: true }\n    jwt: { providers: [corp], audiences: [api] }\n",
         );
         assert!(w.is_empty(), "{w:?}");
+    }
+
+    /// Found by an outside audit: a `methods: [POST]` route after an
+    /// any-method one on the same path never saw a request, unwarned.
+    #[test]
+    fn a_route_hidden_by_those_before_it_on_every_path_is_warned_about() {
+        let route = |name: &str, paths: &str, extra: &str| {
+            format!("  - name: {name}\n    paths: {paths}\n{extra}    upstream: {{ echo: true }}\n")
+        };
+        let hidden = |routes: &[String]| -> Vec<String> {
+            warnings_of(&routes.concat())
+                .into_iter()
+                .filter(|w| w.contains("is never matched"))
+                .collect()
+        };
+        let all = route("all", "[\"/a/*\"]", "");
+        let post = route("post", "[\"/a/*\"]", "    methods: [POST]\n");
+        let w = hidden(&[all.clone(), post.clone()]);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("routes[1]: route \"post\" is never matched: route \"all\" (routes[0]) comes before it"),
+            "{w:?}"
+        );
+        assert!(hidden(&[post.clone(), all.clone()]).is_empty());
+        // GET takes HEAD; a HEAD-only route after it is hidden, a GET-only
+        // one after a HEAD-only one is not.
+        let get = route("get", "[\"/a/*\"]", "    methods: [GET]\n");
+        let head = route("head", "[\"/a/*\"]", "    methods: [HEAD]\n");
+        assert_eq!(hidden(&[get.clone(), head.clone()]).len(), 1);
+        assert!(hidden(&[head.clone(), get.clone()]).is_empty());
+        // Routes that name hosts come first whatever the order: an
+        // any-host route before one does not hide it; one whose hosts
+        // cover another's, listed first, does.
+        let api = route("api", "[\"/a/*\"]", "    hosts: [api.example]\n");
+        let wild = route("wild", "[\"/a/*\"]", "    hosts: [\"*.example\"]\n");
+        assert!(hidden(&[all.clone(), api.clone()]).is_empty());
+        assert_eq!(hidden(&[api.clone(), all.clone()]).len(), 0);
+        let w = hidden(&[wild.clone(), api.clone()]);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("routes[1]: route \"api\""), "{w:?}");
+        assert!(hidden(&[api.clone(), wild.clone()]).is_empty());
+        // Every path must be hidden, by one route or several.
+        let two = route("two", "[\"/a/*\", \"/b\"]", "    methods: [POST]\n");
+        assert!(hidden(&[all.clone(), two.clone()]).is_empty());
+        let b = route("b", "[\"/b\"]", "");
+        let w = hidden(&[all.clone(), b.clone(), two.clone()]);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("routes[2]: route \"two\" is never matched: route \"all\" (routes[0]), and others on its other paths,"),
+            "{w:?}"
+        );
     }
 
     #[test]
@@ -673,6 +765,10 @@ mod tests {
             (
                 "  - name: a\n    paths: [\"/*\"]\n    upstream: { echo: true }\n    jwt: { audiences: [api] }\n",
                 "routes[0].jwt.audiences: does nothing",
+            ),
+            (
+                "  - name: a\n    paths: [\"/*\"]\n    upstream: { echo: true }\n    jwt: { required_claims: [iat] }\n",
+                "routes[0].jwt.required_claims: leaves out exp",
             ),
             (
                 "  - name: a\n    paths: [\"/x\", \"/y/*\"]\n    methods: [GET, POST]\n    upstream: { echo: true }\n  - name: b\n    paths: [\"/y/*\", \"/x\"]\n    methods: [POST, GET]\n    upstream: { echo: true }\n",
