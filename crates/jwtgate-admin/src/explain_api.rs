@@ -10,39 +10,30 @@ use axum::Json;
 use bytes::Bytes;
 use jwtgate_core::clock::{Clock, SystemClock};
 use jwtgate_core::policy::Authenticated;
-use serde_json::Value;
 
 use crate::api::AdminState;
 use crate::error::AdminError;
 use crate::explain::{Explain, Request, Revocation};
-use crate::input::json_body;
+use crate::input::{json_body, Members};
 
 pub async fn explain(State(s): State<AdminState>, body: Bytes) -> Result<Response, AdminError> {
     let value = json_body(&body)?;
-    let Value::Object(map) = &value else {
-        return Err(AdminError::field(
-            "",
-            "expected a JSON object {\"token\": \"...\", \"request\": \"GET /path\", \"route\": \"...\"}",
-        ));
-    };
-    if let Some(unknown) = map
-        .keys()
-        .find(|k| !matches!(k.as_str(), "token" | "request" | "route"))
-    {
-        return Err(AdminError::field(unknown, "unknown key"));
+    let mut members = Members::read(
+        &value,
+        &["token", "request", "route"],
+        "{\"token\": \"...\", \"request\": \"GET /path\", \"route\": \"...\"}",
+    )?;
+    let token = members.required("token", usize::MAX);
+    if token.is_some_and(|t| t.trim().is_empty()) {
+        members.problem("token", "must not be empty");
     }
-    let text = |key: &str| -> Result<Option<&str>, AdminError> {
-        match map.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.as_str())),
-            Some(_) => Err(AdminError::field(key, "expected a string")),
-        }
-    };
-    let token = text("token")?
-        .filter(|t| !t.trim().is_empty())
-        .ok_or_else(|| AdminError::field("token", "is required"))?;
+    let (route, request) = (
+        members.text("route", usize::MAX),
+        members.text("request", usize::MAX),
+    );
+    members.finish()?;
+    let token = token.ok_or_else(|| AdminError::field("token", "is required"))?;
     let token = jwtgate_core::policy::sources::strip_bearer(token.trim());
-    let (route, request) = (text("route")?, text("request")?);
 
     let gw = s.live.gateway();
     let revocations = s.live.revocations();

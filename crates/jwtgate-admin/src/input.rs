@@ -140,3 +140,74 @@ mod tests {
         assert!(name_from_path(&mut json!({"name": 1}), "name", "r").is_err());
     }
 }
+
+/// A small body of string members (`{"token": ...}`, a subject), read with
+/// every problem gathered: each unknown key and each member of the wrong
+/// type or empty is named together (SPEC §4), not only the first.
+pub struct Members<'a> {
+    map: &'a serde_json::Map<String, Value>,
+    errors: Vec<ConfigError>,
+}
+
+impl<'a> Members<'a> {
+    /// `value`'s members, its keys outside `allowed` noted; `shape` says
+    /// what is expected when it is not an object.
+    pub fn read(value: &'a Value, allowed: &[&str], shape: &str) -> Result<Self, AdminError> {
+        let Value::Object(map) = value else {
+            return Err(AdminError::field(
+                "",
+                format!("expected a JSON object {shape}"),
+            ));
+        };
+        let errors = map
+            .keys()
+            .filter(|k| !allowed.contains(&k.as_str()))
+            .map(|k| ConfigError {
+                location: k.clone(),
+                message: "unknown key".into(),
+            })
+            .collect();
+        Ok(Members { map, errors })
+    }
+
+    /// The string at `key` (absent or `null`: `None`), at most `max`
+    /// bytes; any other value, an empty string or a longer one is noted.
+    pub fn text(&mut self, key: &str, max: usize) -> Option<&'a str> {
+        let problem = match self.map.get(key) {
+            None | Some(Value::Null) => return None,
+            Some(Value::String(t)) if t.len() > max => {
+                format!("is over {max} bytes, more than a whole token may hold")
+            }
+            Some(Value::String(t)) if !t.is_empty() => return Some(t),
+            Some(Value::String(_)) => "must not be empty".to_owned(),
+            Some(_) => "expected a string".to_owned(),
+        };
+        self.problem(key, problem);
+        None
+    }
+
+    /// The same for a member that must be there.
+    pub fn required(&mut self, key: &str, max: usize) -> Option<&'a str> {
+        if matches!(self.map.get(key), None | Some(Value::Null)) {
+            self.problem(key, "is required");
+        }
+        self.text(key, max)
+    }
+
+    /// Notes a problem at `key`.
+    pub fn problem(&mut self, key: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            location: key.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// Every problem noted, as one `400`.
+    pub fn finish(self) -> Result<(), AdminError> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(invalid_body(ConfigErrors(self.errors)))
+        }
+    }
+}

@@ -23,7 +23,7 @@ use tracing::info;
 
 use crate::api::AdminState;
 use crate::error::AdminError;
-use crate::input::json_body;
+use crate::input::{json_body, Members};
 
 pub async fn revoke(State(s): State<AdminState>, body: Bytes) -> Result<Response, AdminError> {
     let value = json_body(&body)?;
@@ -51,21 +51,13 @@ pub async fn revoke(State(s): State<AdminState>, body: Bytes) -> Result<Response
 
 /// `{"token": "<string>"}` and nothing else.
 fn token_field(value: &Value) -> Result<&str, AdminError> {
-    let Value::Object(map) = value else {
-        return Err(AdminError::field(
-            "",
-            "expected a JSON object {\"token\": \"...\"}",
-        ));
-    };
-    if let Some(unknown) = map.keys().find(|k| k.as_str() != "token") {
-        return Err(AdminError::field(unknown, "unknown key"));
+    let mut body = Members::read(value, &["token"], "{\"token\": \"...\"}")?;
+    let token = body.required("token", usize::MAX);
+    if token.is_some_and(|t| t.trim().is_empty()) {
+        body.problem("token", "must not be empty");
     }
-    match map.get("token") {
-        Some(Value::String(t)) if !t.trim().is_empty() => Ok(t),
-        Some(Value::String(_)) => Err(AdminError::field("token", "must not be empty")),
-        Some(_) => Err(AdminError::field("token", "expected a string")),
-        None => Err(AdminError::field("token", "is required")),
-    }
+    body.finish()?;
+    token.ok_or_else(|| AdminError::field("token", "is required"))
 }
 
 fn max_leeway(source: &RawConfig) -> i64 {

@@ -21,7 +21,7 @@ use tracing::info;
 
 use crate::api::AdminState;
 use crate::error::AdminError;
-use crate::input::json_body;
+use crate::input::{json_body, Members};
 use crate::warnings::Warnings;
 
 /// A cut-off as the API shows it.
@@ -110,36 +110,22 @@ pub async fn delete(State(s): State<AdminState>, body: Bytes) -> Result<StatusCo
 /// named too.
 fn subject_key(s: &AdminState, body: &Bytes, deleting: bool) -> Result<SubjectKey, AdminError> {
     let value = json_body(body)?;
-    let Value::Object(map) = &value else {
-        return Err(AdminError::field(
-            "",
-            "expected a JSON object: {\"consumer\": ...[, \"subject\": ...]} or {\"provider\": ..., \"subject\": ...}",
-        ));
-    };
     let allowed: &[&str] = if deleting {
         &["consumer", "provider", "subject", "sid"]
     } else {
         &["consumer", "provider", "subject"]
     };
-    if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(AdminError::field(unknown, "unknown key"));
-    }
-    let text = |key: &str| -> Result<Option<String>, AdminError> {
-        match map.get(key) {
-            None => Ok(None),
-            // Longer than a whole token may be, no token can carry it:
-            // stored, it would only fill the store and every node's memory.
-            Some(Value::String(t)) if t.len() > MAX_TOKEN_BYTES => Err(AdminError::field(
-                key,
-                format!("is over {MAX_TOKEN_BYTES} bytes, more than a whole token may hold"),
-            )),
-            Some(Value::String(t)) if !t.is_empty() => Ok(Some(t.clone())),
-            Some(Value::String(_)) => Err(AdminError::field(key, "must not be empty")),
-            Some(_) => Err(AdminError::field(key, "expected a string")),
-        }
-    };
-    let (consumer, provider) = (text("consumer")?, text("provider")?);
-    let (subject, sid) = (text("subject")?, text("sid")?);
+    let mut members = Members::read(
+        &value,
+        allowed,
+        "{\"consumer\": ...[, \"subject\": ...]} or {\"provider\": ..., \"subject\": ...}",
+    )?;
+    // Longer than a whole token may be, no token can carry it: stored, it
+    // would only fill the store and every node's memory.
+    let mut text = |key: &str| members.text(key, MAX_TOKEN_BYTES).map(str::to_owned);
+    let (consumer, provider) = (text("consumer"), text("provider"));
+    let (subject, sid) = (text("subject"), text("sid"));
+    members.finish()?;
     let gw = s.live.gateway();
     let key = match (consumer, provider) {
         (Some(_), Some(_)) => {

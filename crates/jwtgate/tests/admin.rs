@@ -9,7 +9,7 @@ mod admin_support;
 mod support;
 
 use admin_support::*;
-use serde_json::json;
+use serde_json::{json, Value};
 use support::*;
 
 fn base() -> String {
@@ -943,6 +943,56 @@ fn revocation_through_the_api() {
         let resp = node.admin("POST", "/admin/v1/revocations", Some(body.clone()));
         assert_eq!(resp.status, 400, "{body}: {}", resp.text());
     }
+    // Every problem is named at once, an unknown key beside a member of
+    // the wrong type (an outside audit found only the unknown key named).
+    let fields = |path: &str, body: Value| -> Vec<String> {
+        let resp = node.admin("POST", path, Some(body));
+        assert_eq!(resp.status, 400, "{}", resp.text());
+        let mut f: Vec<String> = resp.json()["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    e["field"].as_str().unwrap(),
+                    e["message"].as_str().unwrap()
+                )
+            })
+            .collect();
+        f.sort();
+        f
+    };
+    assert_eq!(
+        fields("/admin/v1/revocations", json!({"token": 5, "x": 1})),
+        ["token: expected a string", "x: unknown key"]
+    );
+    assert_eq!(
+        fields("/admin/v1/revocations", json!({"y": 1})),
+        ["token: is required", "y: unknown key"]
+    );
+    assert_eq!(
+        fields(
+            "/admin/v1/explain",
+            json!({"token": " ", "route": 7, "z": null})
+        ),
+        [
+            "route: expected a string",
+            "token: must not be empty",
+            "z: unknown key"
+        ]
+    );
+    assert_eq!(
+        fields(
+            "/admin/v1/revocations/subjects",
+            json!({"consumer": "", "subject": [], "sid": "s"})
+        ),
+        [
+            "consumer: must not be empty",
+            "sid: unknown key",
+            "subject: expected a string"
+        ]
+    );
     assert!(!node.logs().contains(&t), "the token was logged");
 }
 
