@@ -106,41 +106,6 @@ fn walk(new: &Value, old: Option<&Value>, loc: &str, errors: &mut Vec<ConfigErro
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn env_references_only_where_they_already_were() {
-        let old = json!({"jwt": {"secret": "${S}", "key": "k"}});
-        assert!(no_new_env_refs(&old, Some(&old)).is_ok());
-        let moved = json!({"jwt": {"secret": "x", "key": "${S}"}});
-        let Err(AdminError::Invalid { errors, .. }) = no_new_env_refs(&moved, Some(&old)) else {
-            panic!("moved reference accepted");
-        };
-        assert_eq!(errors.0[0].location, "jwt.key");
-        assert!(no_new_env_refs(&json!({"a": ["${X}"]}), None).is_err());
-    }
-
-    #[test]
-    fn malformed_and_empty_bodies_are_400() {
-        for body in ["", "  ", "{", "{\"a\":}"] {
-            let err = json_body(&Bytes::from(body)).unwrap_err();
-            assert_eq!(err.status(), 400, "{body:?}");
-        }
-    }
-
-    #[test]
-    fn the_body_name_must_match_the_path() {
-        let mut v = json!({});
-        name_from_path(&mut v, "name", "r").expect("filled");
-        assert_eq!(v["name"], "r");
-        assert!(name_from_path(&mut json!({"name": "x"}), "name", "r").is_err());
-        assert!(name_from_path(&mut json!({"name": 1}), "name", "r").is_err());
-    }
-}
-
 /// A small body of string members (`{"token": ...}`, a subject), read with
 /// every problem gathered: each unknown key and each member of the wrong
 /// type or empty is named together (SPEC §4), not only the first.
@@ -209,5 +174,40 @@ impl<'a> Members<'a> {
         } else {
             Err(invalid_body(ConfigErrors(self.errors)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn env_references_only_where_they_already_were() {
+        let old = json!({"jwt": {"secret": "${S}", "key": "k"}});
+        assert!(no_new_env_refs(&old, Some(&old)).is_ok());
+        let moved = json!({"jwt": {"secret": "x", "key": "${S}"}});
+        let Err(AdminError::Invalid { errors, .. }) = no_new_env_refs(&moved, Some(&old)) else {
+            panic!("moved reference accepted");
+        };
+        assert_eq!(errors.0[0].location, "jwt.key");
+        assert!(no_new_env_refs(&json!({"a": ["${X}"]}), None).is_err());
+    }
+
+    #[test]
+    fn malformed_and_empty_bodies_are_400() {
+        for body in ["", "  ", "{", "{\"a\":}"] {
+            let err = json_body(&Bytes::from(body)).unwrap_err();
+            assert_eq!(err.status(), 400, "{body:?}");
+        }
+    }
+
+    #[test]
+    fn the_body_name_must_match_the_path() {
+        let mut v = json!({});
+        name_from_path(&mut v, "name", "r").expect("filled");
+        assert_eq!(v["name"], "r");
+        assert!(name_from_path(&mut json!({"name": "x"}), "name", "r").is_err());
+        assert!(name_from_path(&mut json!({"name": 1}), "name", "r").is_err());
     }
 }
