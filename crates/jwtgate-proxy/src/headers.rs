@@ -205,29 +205,34 @@ pub fn request_host(
     }
 }
 
-/// The host as it routes and goes upstream: a name's one final dot
-/// removed. `api.example.` is the same DNS name as `api.example`: a route
-/// for `hosts: [api.example]` must take it, and an upstream that drops the
-/// dot itself (Django does) must not see a request that bypassed that
-/// route. nginx removes it the same way.
+/// The host as it routes and goes upstream: an empty port and its `:`
+/// dropped (`api.example:` is `api.example`, RFC 3986 §6.2.3), and a
+/// name's one final dot removed. `api.example.` is the same DNS name as
+/// `api.example`: a route for `hosts: [api.example]` must take it, and an
+/// upstream that drops the dot itself (Django does) must not see a request
+/// that bypassed that route. nginx removes both the same way.
 fn without_final_dot(host: HeaderValue) -> HeaderValue {
     let bytes = host.as_bytes();
-    if bytes.starts_with(b"[") {
+    let bytes = bytes.strip_suffix(b":").unwrap_or(bytes);
+    let end = if bytes.starts_with(b"[") {
+        bytes.len()
+    } else {
+        bytes.iter().position(|&b| b == b':').unwrap_or(bytes.len())
+    };
+    let dot = end > 0 && !bytes.starts_with(b"[") && bytes[end - 1] == b'.';
+    if !dot && bytes.len() == host.as_bytes().len() {
         return host;
     }
-    let end = bytes.iter().position(|&b| b == b':').unwrap_or(bytes.len());
-    if end == 0 || bytes[end - 1] != b'.' {
-        return host;
-    }
-    let mut trimmed = Vec::with_capacity(bytes.len() - 1);
-    trimmed.extend_from_slice(&bytes[..end - 1]);
+    let mut trimmed = Vec::with_capacity(bytes.len());
+    trimmed.extend_from_slice(&bytes[..if dot { end - 1 } else { end }]);
     trimmed.extend_from_slice(&bytes[end..]);
     HeaderValue::from_bytes(&trimmed).unwrap_or(host)
 }
 
 /// `host [":" port]` (RFC 9112 §3.2, RFC 3986 §3.2.2): a registered name of
 /// letters, digits, `-`, `.`, `_` and `~`, an IPv4 address (same
-/// characters), or an IPv6 literal in brackets; a port of 1 to 5 digits.
+/// characters), or an IPv6 literal in brackets; a port of up to 5 digits
+/// (RFC 3986's `*DIGIT`: an empty one is no port).
 /// Not: userinfo (`@`), paths, lists (`,`), spaces, percent escapes, empty,
 /// an empty label (a leading dot, two dots in a row: a final dot is the
 /// root's, and removed by [`request_host`]).
@@ -264,12 +269,13 @@ pub fn valid_host(value: &[u8]) -> bool {
             .iter()
             .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
     let port_ok = port.is_none_or(|p| {
-        (1..=5).contains(&p.len())
-            && p.iter().all(u8::is_ascii_digit)
-            && std::str::from_utf8(p)
-                .ok()
-                .and_then(|p| p.parse::<u32>().ok())
-                .is_some_and(|n| n <= 65_535)
+        p.is_empty()
+            || (1..=5).contains(&p.len())
+                && p.iter().all(u8::is_ascii_digit)
+                && std::str::from_utf8(p)
+                    .ok()
+                    .and_then(|p| p.parse::<u32>().ok())
+                    .is_some_and(|n| n <= 65_535)
     });
     name_ok && port_ok
 }
@@ -588,6 +594,9 @@ mod tests {
             "[2001:db8::1]:65535",
             "under_score.example",
             "a:1",
+            // RFC 3986 §3.2.3: port = *DIGIT.
+            "a.example:",
+            "[::1]:",
         ] {
             assert!(valid_host(ok.as_bytes()), "{ok}");
         }
@@ -597,8 +606,8 @@ mod tests {
             "a.example,b.example",
             "user@a.example",
             "a.example/reset",
-            "a.example:",
             "a.example:80:80",
+            "a.example::",
             "a.example:65536",
             "a.example:123456",
             "a.example:8a",
@@ -635,6 +644,11 @@ mod tests {
             ("secret.example", "secret.example"),
             ("127.0.0.1:80", "127.0.0.1:80"),
             ("[::1]:80", "[::1]:80"),
+            // An empty port is no port (RFC 3986 §6.2.3), as nginx reads it.
+            ("secret.example:", "secret.example"),
+            ("secret.example.:", "secret.example"),
+            ("[::1]:", "[::1]"),
+            ("a:", "a"),
         ] {
             assert_eq!(host(sent), Ok(Some(seen.to_owned())), "{sent}");
         }
