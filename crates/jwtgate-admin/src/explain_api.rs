@@ -28,8 +28,8 @@ pub async fn explain(State(s): State<AdminState>, body: Bytes) -> Result<Respons
         members.problem("token", "must not be empty");
     }
     let (route, request) = (
-        members.text("route", usize::MAX),
-        members.text("request", usize::MAX),
+        members.nullable_text("route", usize::MAX),
+        members.nullable_text("request", usize::MAX),
     );
     members.finish()?;
     let token = token.ok_or_else(|| AdminError::field("token", "is required"))?;

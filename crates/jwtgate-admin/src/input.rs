@@ -135,11 +135,11 @@ impl<'a> Members<'a> {
         Ok(Members { map, errors })
     }
 
-    /// The string at `key` (absent or `null`: `None`), at most `max`
-    /// bytes; any other value, an empty string or a longer one is noted.
+    /// The string at `key` (absent: `None`), at most `max` bytes; any
+    /// other value (`null` too), an empty string or a longer one is noted.
     pub fn text(&mut self, key: &str, max: usize) -> Option<&'a str> {
         let problem = match self.map.get(key) {
-            None | Some(Value::Null) => return None,
+            None => return None,
             Some(Value::String(t)) if t.len() > max => {
                 format!("is over {max} bytes, more than a whole token may hold")
             }
@@ -151,12 +151,23 @@ impl<'a> Members<'a> {
         None
     }
 
-    /// The same for a member that must be there.
-    pub fn required(&mut self, key: &str, max: usize) -> Option<&'a str> {
-        if matches!(self.map.get(key), None | Some(Value::Null)) {
-            self.problem(key, "is required");
+    /// The same, `null` read as absent.
+    pub fn nullable_text(&mut self, key: &str, max: usize) -> Option<&'a str> {
+        match self.map.get(key) {
+            Some(Value::Null) => None,
+            _ => self.text(key, max),
         }
-        self.text(key, max)
+    }
+
+    /// The same for a member that must be there (and not `null`).
+    pub fn required(&mut self, key: &str, max: usize) -> Option<&'a str> {
+        match self.map.get(key) {
+            None | Some(Value::Null) => {
+                self.problem(key, "is required");
+                None
+            }
+            _ => self.text(key, max),
+        }
     }
 
     /// Notes a problem at `key`.

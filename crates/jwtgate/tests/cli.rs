@@ -292,7 +292,7 @@ routes:
     for location in [
         "tls.cert_file",
         "tls.key_file",
-        "routes[0].jwt",
+        "routes[0].jwt.not_required_paths",
         "routes[0].jwt.logout_path",
         "routes[0].jwt.logout_everywhere_path",
         "routes[0].jwt.authorize_default",
