@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::cluster::ClusterClient;
@@ -230,8 +230,13 @@ enum Backend {
     Cluster {
         client: ClusterClient,
         feed_client: ClusterClient,
-        conn: Mutex<Option<(u64, ClusterConnection)>>,
+        /// The command connection, and when an operation last took it.
+        conn: Mutex<Option<(u64, ClusterConnection, Instant)>>,
         feed: Mutex<Option<ClusterConnection>>,
+        /// A command connection idle this long is closed and made afresh
+        /// (`keepalive_timeout_ms`): a firewall or NAT that dropped the
+        /// idle flow meanwhile would have cost the next logout a timeout.
+        keepalive: Duration,
     },
 }
 
@@ -322,6 +327,7 @@ impl RedisStore {
                 feed_client,
                 conn: Mutex::new(None),
                 feed: Mutex::new(None),
+                keepalive: cfg.keepalive_timeout,
             },
             &cfg.pool,
             &cfg.name,
@@ -381,9 +387,17 @@ impl RedisStore {
                 *slot = Some((n, c.clone()));
                 Ok(Conn::Single(c))
             }
-            Backend::Cluster { client, conn, .. } => {
+            Backend::Cluster {
+                client,
+                conn,
+                keepalive,
+                ..
+            } => {
                 let mut slot = conn.lock().await;
-                if let Some((n, c)) = slot.as_ref() {
+                let now = Instant::now();
+                self.close_if_idle(&mut slot, *keepalive, now);
+                if let Some((n, c, used)) = slot.as_mut() {
+                    *used = now;
                     note_used(*n);
                     return Ok(Conn::Cluster(c.clone()));
                 }
@@ -396,8 +410,40 @@ impl RedisStore {
                 .map_err(err)?;
                 let n = self.conn_made.fetch_add(1, Ordering::Relaxed);
                 note_used(n);
-                *slot = Some((n, c.clone()));
+                *slot = Some((n, c.clone(), Instant::now()));
                 Ok(Conn::Cluster(c))
+            }
+        }
+    }
+
+    /// Closes the cluster's command connection in `slot` when no
+    /// operation took it for `keepalive` (`keepalive_timeout_ms`).
+    fn close_if_idle(
+        &self,
+        slot: &mut Option<(u64, ClusterConnection, Instant)>,
+        keepalive: Duration,
+        now: Instant,
+    ) {
+        if slot
+            .take_if(|(_, _, used)| now.duration_since(*used) > keepalive)
+            .is_some()
+        {
+            tracing::debug!(
+                store = self.kind,
+                "store connection idle past keepalive_timeout_ms: closed"
+            );
+        }
+    }
+
+    /// Closes an idle command connection on time, not only at its next
+    /// use: called by the feed's reader, about once a second. Never waits.
+    fn close_idle_conn(&self) {
+        if let Backend::Cluster {
+            conn, keepalive, ..
+        } = &self.backend
+        {
+            if let Ok(mut slot) = conn.try_lock() {
+                self.close_if_idle(&mut slot, *keepalive, Instant::now());
             }
         }
     }
@@ -415,7 +461,7 @@ impl RedisStore {
                 .is_ok_and(|mut slot| slot.take_if(|(n, _)| *n == used).is_some()),
             Backend::Cluster { conn, .. } => conn
                 .try_lock()
-                .is_ok_and(|mut slot| slot.take_if(|(n, _)| *n == used).is_some()),
+                .is_ok_and(|mut slot| slot.take_if(|(n, _, _)| *n == used).is_some()),
         };
         if forgot {
             tracing::debug!(
@@ -995,6 +1041,7 @@ impl RevocationStore for RedisStore {
             }
             Cursor::At(id) => id.clone(),
         };
+        self.close_idle_conn();
         let mut conn = self.feed_conn().await?;
         let block = u64::try_from(wait.min(FEED_BLOCK).as_millis())
             .unwrap_or(1000)
