@@ -240,8 +240,38 @@ pub fn header_text(claim: &Value) -> Option<Cow<'_, str>> {
     (!text.chars().any(char::is_control)).then_some(text)
 }
 
+/// The text a subject cut-off knows a claim by (`sub`, `sid`; SPEC §3.10):
+/// a string as it is, an integer as its decimal digits, anything else
+/// none. An issuer that writes `sub` as a number (`12`, against RFC 7519's
+/// StringOrURI) has its tokens accepted like any other, so its subjects
+/// must be reachable by a cut-off too: `"12"` names them.
+pub fn subject_text(claim: Option<&Value>) -> Option<Cow<'_, str>> {
+    match claim? {
+        Value::String(s) => Some(Cow::Borrowed(s.as_str())),
+        Value::Number(n) if n.is_i64() || n.is_u64() => Some(Cow::Owned(n.to_string())),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_subject_is_a_string_or_an_integer_as_its_digits() {
+        let text = |v: Value| subject_text(Some(&v)).map(Cow::into_owned);
+        assert_eq!(text(json!("u-1")), Some("u-1".into()));
+        assert_eq!(text(json!(12)), Some("12".into()));
+        assert_eq!(text(json!(-3)), Some("-3".into()));
+        assert_eq!(
+            text(json!(18_446_744_073_709_551_615_u64)),
+            Some("18446744073709551615".into())
+        );
+        assert_eq!(text(json!(1.5)), None);
+        assert_eq!(text(json!(true)), None);
+        assert_eq!(text(json!(["u-1"])), None);
+        assert_eq!(text(json!(null)), None);
+        assert_eq!(subject_text(None), None);
+    }
     use serde_json::json;
 
     use super::*;

@@ -23,7 +23,7 @@ use std::time::Instant;
 use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, COOKIE};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode};
-use jwtgate_core::claims;
+use jwtgate_core::claims::{self, subject_text};
 use jwtgate_core::clock::{Clock, FixedClock};
 use jwtgate_core::consumer::Consumer;
 use jwtgate_core::jwt::revocation_expiry;
@@ -710,13 +710,14 @@ async fn authenticate_request(
     let consumer = auth.principal.consumer().map(|c| c.username.as_str());
     let provider = auth.principal.provider().map(|p| p.name.as_str());
     if gw.revocations.cutoffs_name(consumer, provider) {
-        let text = |name: &str| auth.claims.get(name).and_then(serde_json::Value::as_str);
+        let sub = subject_text(auth.claims.get("sub"));
+        // Only a provider's cut-offs name a session.
+        let sid = provider.and_then(|_| subject_text(auth.claims.get("sid")));
         let subject = TokenSubject {
             consumer,
             provider,
-            sub: text("sub"),
-            // Only a provider's cut-offs name a session.
-            sid: provider.and_then(|_| text("sid")),
+            sub: sub.as_deref(),
+            sid: sid.as_deref(),
             iat: auth.claims.iat().at(),
         };
         if let Some(cut) = gw.revocations.cutoff_for(&subject, now) {
