@@ -13,6 +13,7 @@ use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use jwtgate_core::backchannel::{self, LogoutError, IAT_SKEW_SECONDS};
+use jwtgate_core::claims::subject_text;
 use jwtgate_core::clock::Clock;
 use jwtgate_core::policy::{sources, Principal};
 use jwtgate_store::{Cutoff, Owner, Subject, SubjectKey};
@@ -28,14 +29,16 @@ const MAX_LOGOUT_BODY: usize = 64 * 1024;
 
 /// The cut-off a logout-everywhere request records: its consumer and
 /// `sub` (the whole consumer when the token has none), or its provider and
-/// `sub`. A `sub` that is there but not a non-empty string names no
-/// subject (RFC 7519 §4.1.2: a string): taken as none, one user's "sign
-/// out everywhere" would have cut off every user of the consumer.
+/// `sub`. A `sub` that is there but neither a non-empty string nor an
+/// integer (named by its digits, as cut-offs read it) names no subject
+/// (RFC 7519 §4.1.2: a string): taken as none, one user's "sign out
+/// everywhere" would have cut off every user of the consumer.
 pub fn own_subject(principal: &Principal, claims: &Map<String, Value>) -> Option<SubjectKey> {
-    let sub = match claims.get("sub") {
-        None => None,
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-        Some(_) => return None,
+    // An integer names its subject by its digits, as cut-offs read it.
+    let sub = match (claims.get("sub"), subject_text(claims.get("sub"))) {
+        (None, _) => None,
+        (Some(_), Some(s)) if !s.is_empty() => Some(s.into_owned()),
+        (Some(_), _) => return None,
     };
     match principal {
         Principal::Consumer(c) => Some(SubjectKey {

@@ -242,15 +242,20 @@ fn the_logout_everywhere_path_cuts_off_the_tokens_own_subject() {
     assert_cut(&node, &laptop, "another session of u-1");
     assert_cut(&node, &phone, "the token itself");
     assert_eq!(status(&node, &other), 200);
-    // A sub that is not a string names no subject: it is refused, not
-    // taken as "the whole consumer".
-    let numeric = sign_hs(
-        "HS256",
-        SECRET,
-        json!({"key": "user123", "sub": 42, "iat": before, "exp": now() + 600}),
-    );
-    let resp = node.send(&Req::post("/app/logout-everywhere").bearer(&numeric));
-    assert_eq!(resp.status, 400, "{}", resp.text());
+    // A sub that is neither a string nor an integer names no subject: it
+    // is refused, not taken as "the whole consumer"; an integer is named
+    // by its digits, as cut-offs read it.
+    let with_sub = |sub: Value| {
+        sign_hs(
+            "HS256",
+            SECRET,
+            json!({"key": "user123", "sub": sub, "iat": before, "exp": now() + 600}),
+        )
+    };
+    for odd in [json!(true), json!(4.2), json!(["u-1"]), json!("")] {
+        let resp = node.send(&Req::post("/app/logout-everywhere").bearer(&with_sub(odd.clone())));
+        assert_eq!(resp.status, 400, "{odd}: {}", resp.text());
+    }
     let listed = node
         .admin("GET", "/admin/v1/revocations/subjects", None)
         .json();
@@ -258,6 +263,17 @@ fn the_logout_everywhere_path_cuts_off_the_tokens_own_subject() {
         !listed
             .to_string()
             .contains("\"consumer\":\"alice\",\"not_before\""),
+        "{listed}"
+    );
+    let numeric = with_sub(json!(42));
+    let resp = node.send(&Req::post("/app/logout-everywhere").bearer(&numeric));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_cut(&node, &numeric, "sub 42");
+    let listed = node
+        .admin("GET", "/admin/v1/revocations/subjects", None)
+        .json();
+    assert!(
+        listed.to_string().contains("\"subject\":\"42\""),
         "{listed}"
     );
     // A token without sub cuts off the whole consumer.
