@@ -1,7 +1,7 @@
 //! `/admin/v1/revocations/subjects` (SPEC §3.10): log a subject out
 //! everywhere. `POST {"consumer": "alice"[, "subject": "u-1"]}` or
-//! `{"provider": "corp", "subject": "u-1"}` records a cut-off at the current
-//! second (`201`, the entry); `DELETE` with the same body removes it (`204`,
+//! `{"provider": "corp", "subject": "u-1"}` (or `"sid"`: a session) records
+//! a cut-off at the current second (`201`, the entry); `DELETE` with the same body removes it (`204`,
 //! `404` when there is none); `GET` lists them. Writes are acknowledged
 //! only once the store has them durably (else `503`), and reach every node
 //! through the same feed as revocations.
@@ -106,19 +106,15 @@ pub async fn delete(State(s): State<AdminState>, body: Bytes) -> Result<StatusCo
 
 /// The body's subject, its owner checked against the running config (`404`
 /// for an unknown consumer or provider) unless `deleting`: a cut-off may
-/// outlive its owner, and a `sid` (from a back-channel logout) may be
-/// named too.
+/// outlive its owner. A provider's session (`sid`, as a back-channel
+/// logout records it) may be named instead of a subject, so that one lifted
+/// by mistake can be made again (beyond SPEC §3.10).
 fn subject_key(s: &AdminState, body: &Bytes, deleting: bool) -> Result<SubjectKey, AdminError> {
     let value = json_body(body)?;
-    let allowed: &[&str] = if deleting {
-        &["consumer", "provider", "subject", "sid"]
-    } else {
-        &["consumer", "provider", "subject"]
-    };
     let mut members = Members::read(
         &value,
-        allowed,
-        "{\"consumer\": ...[, \"subject\": ...]} or {\"provider\": ..., \"subject\": ...}",
+        &["consumer", "provider", "subject", "sid"],
+        "{\"consumer\": ...[, \"subject\": ...]} or {\"provider\": ..., \"subject\"|\"sid\": ...}",
     )?;
     // Longer than a whole token may be, no token can carry it: stored, it
     // would only fill the store and every node's memory.

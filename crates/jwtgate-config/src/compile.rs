@@ -140,6 +140,7 @@ pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Op
     let refs = Refs {
         providers: &providers,
         consumers: &consumers,
+        raw_providers: &raw.providers,
     };
     let routes = routes(&raw.routes, &refs, errors);
     if !errors.is_empty() {
@@ -708,6 +709,9 @@ fn credential(
 pub(crate) struct Refs<'a> {
     pub(crate) providers: &'a ProviderDirectory,
     pub(crate) consumers: &'a ConsumerRegistry,
+    /// The providers as written, invalid ones too: a route naming one of
+    /// those is told where its problem is, not that it does not exist.
+    pub(crate) raw_providers: &'a [RawProvider],
 }
 
 fn routes(raw: &[RawRoute], refs: &Refs<'_>, errors: &mut Errors) -> Vec<Route> {
@@ -1078,10 +1082,16 @@ pub(crate) fn jwt_policy(
                 format!("provider {name:?} is listed twice"),
             ),
             Some(p) => listed.push(p.index),
-            None => errors.add(
-                &index(&at("providers"), i),
-                format!("no provider named {name:?} (see providers:)"),
-            ),
+            None => match refs.raw_providers.iter().position(|p| &p.name == name) {
+                Some(k) => errors.add(
+                    &index(&at("providers"), i),
+                    format!("provider {name:?} is invalid (see providers[{k}])"),
+                ),
+                None => errors.add(
+                    &index(&at("providers"), i),
+                    format!("no provider named {name:?} (see providers:)"),
+                ),
+            },
         }
     }
     listed.sort_unstable();

@@ -744,3 +744,33 @@ fn an_embedded_store_path_that_is_a_file_is_refused() {
     );
     assert!(load_str(&yaml, dir.path(), &|_| None).is_ok());
 }
+
+/// A route naming a provider that is there but invalid is pointed at it,
+/// not told that it does not exist (an outside audit found "no provider
+/// named" for a provider in the file).
+#[test]
+fn a_route_naming_an_invalid_provider_is_pointed_at_it() {
+    let errs = errors(
+        &MINIMAL
+            .replace(
+                "routes:\n",
+                "providers:\n  - { name: corp, issuer: \"https://idp.example\", discovery: true, jwks_uri: \"https://idp.example/k\" }\nroutes:\n",
+            )
+            .replace("jwt: {}", "jwt: { providers: [corp, nope] }"),
+    );
+    assert!(
+        errs.iter().any(|e| e.starts_with("providers[0]")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e
+                == "routes[0].jwt.providers[0]: provider \"corp\" is invalid (see providers[0])"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("routes[0].jwt.providers[1]: no provider named \"nope\"")),
+        "{errs:#?}"
+    );
+}

@@ -985,12 +985,12 @@ fn revocation_through_the_api() {
     assert_eq!(
         fields(
             "/admin/v1/revocations/subjects",
-            json!({"consumer": "", "subject": [], "sid": "s"})
+            json!({"consumer": "", "subject": [], "who": "s"})
         ),
         [
             "consumer: must not be empty",
-            "sid: unknown key",
-            "subject: expected a string"
+            "subject: expected a string",
+            "who: unknown key"
         ]
     );
     assert!(!node.logs().contains(&t), "the token was logged");

@@ -739,3 +739,40 @@ fn a_sub_written_as_a_number_is_cut_off_by_its_digits() {
     assert_eq!(resp.status, 201, "{}", resp.text());
     assert_cut(&node, &p42, "provider sub 42");
 }
+
+/// A provider's session cut-off (`sid`, as a back-channel logout records
+/// it) can be made through the admin API too, not only lifted: one lifted
+/// by mistake can be made again (an outside audit found POST refusing it).
+#[test]
+fn a_providers_session_cut_off_is_made_lifted_and_made_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config(dir.path(), "{ kind: embedded, path: ./data }", "");
+    let node = Node::start(dir.path(), &yaml);
+    let t = files_token(json!({"sub": "p-1", "sid": "s-1", "iat": now() - 5}));
+    let other = files_token(json!({"sub": "p-1", "sid": "s-2", "iat": now() - 5}));
+    assert_eq!(status(&node, &t), 200);
+    let body = json!({"provider": "files", "sid": "s-1"});
+    let resp = node.admin("POST", "/admin/v1/revocations/subjects", Some(body.clone()));
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    assert_eq!(resp.json()["sid"], "s-1", "{}", resp.text());
+    assert_cut(&node, &t, "session s-1");
+    assert_eq!(status(&node, &other), 200, "another session of the subject");
+    let resp = node.admin(
+        "DELETE",
+        "/admin/v1/revocations/subjects",
+        Some(body.clone()),
+    );
+    assert_eq!(resp.status, 204, "{}", resp.text());
+    assert_eq!(status(&node, &t), 200);
+    let resp = node.admin("POST", "/admin/v1/revocations/subjects", Some(body));
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    assert_cut(&node, &t, "session s-1 again");
+    // A consumer has no sessions; a subject and a sid at once is one too many.
+    for bad in [
+        json!({"consumer": "alice", "sid": "s-1"}),
+        json!({"provider": "files", "subject": "p-1", "sid": "s-1"}),
+    ] {
+        let resp = node.admin("POST", "/admin/v1/revocations/subjects", Some(bad.clone()));
+        assert_eq!(resp.status, 400, "{bad}: {}", resp.text());
+    }
+}
