@@ -339,7 +339,7 @@ fn schemas() -> Value {
             "properties": {
                 "consumer": s, "provider": s,
                 "subject": { "type": "string", "description": "a consumer's token sub (optional: the whole consumer), a provider's (required)" },
-                "sid": { "type": "string", "description": "DELETE only: a back-channel logout's session cut-off" }
+                "sid": { "type": "string", "description": "with a provider, instead of subject: a session cut-off, as a back-channel logout records it" }
             }
         },
         "SubjectCutoff": {
