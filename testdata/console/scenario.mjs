@@ -88,7 +88,7 @@ const page = await context.newPage();
 const problems = [];
 page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
 page.on('console', (m) => {
-  if (m.type() === 'error' && !/Failed to load resource: the server responded with a status of (400|401|404|409)/.test(m.text())) {
+  if (m.type() === 'error' && !/Failed to load resource: the server responded with a status of (400|401|404|409|412)/.test(m.text())) {
     problems.push(`console error: ${m.text()}`);
   }
 });
@@ -244,6 +244,20 @@ async function scenario() {
   policy = await adminGet('/admin/v1/routes/api/jwt');
   check(JSON.stringify(policy.not_required_paths) === '["GET_/api/private*"]', 'the invalid list was not applied');
   await screenshot('policy-located-error');
+  // The logout path's own error, next to it (an outside audit found the
+  // message placed nowhere: the field was registered before its form).
+  await notRequired.fill('GET_/api/private*');
+  const logoutPath = page.getByLabel('Logout path (METHOD_PATH)');
+  const logoutWas = await logoutPath.inputValue();
+  await logoutPath.fill('BAD');
+  await page.click('form.policy button[type=submit]');
+  const logoutError = page.locator('form.policy .field-error:not([hidden])', { hasText: 'logout_path' });
+  await logoutError.waitFor();
+  const logoutSaid = await logoutError.innerText();
+  check(/logout_path/.test(logoutSaid) && /METHOD_PATH|"_"/.test(logoutSaid), 'the API\'s error for logout_path is shown next to the field', logoutSaid);
+  check((await logoutPath.getAttribute('aria-describedby')).split(' ').includes(await logoutError.getAttribute('id')),
+    'the logout path field is described by its error');
+  await logoutPath.fill(logoutWas);
   await page.click('text=Discard changes');
 
   // --- An immutable policy: the 409, explained; then lifted. ---------------
@@ -342,8 +356,13 @@ async function scenario() {
   await page.getByLabel('Signs its own tokens (a JWT credential)').uncheck();
   check(!(await page.getByLabel('Key', { exact: true }).isVisible()), 'without a credential the key field is hidden');
   await page.click('button:has-text("Create consumer")');
-  // Once created, the page moves to the consumer's own (its form replaced).
+  // Once created, the page moves to the consumer's own (its form replaced),
+  // and the warning the create brought stays above it (it was cleared by
+  // the move, found by an outside audit).
   await page.getByRole('heading', { name: 'Consumer guest' }).waitFor();
+  const createdWarning = await page.locator('#warnings').innerText();
+  check(await page.locator('#warnings').isVisible() && /consumers\[\d+\]\.jwt: is absent/.test(createdWarning),
+    'the warning a create brought is shown above the new consumer\'s page', createdWarning);
   const guest = await adminGet('/admin/v1/consumers/guest');
   check(guest.username === 'guest' && guest.jwt === undefined, 'a consumer is created without a credential', JSON.stringify(guest));
   await go('#/consumers', '.cards [data-consumer="guest"]');
@@ -351,6 +370,20 @@ async function scenario() {
   await page.click('a[href="#/consumers/guest"]');
   await page.getByLabel('Signs its own tokens (a JWT credential)').waitFor();
   check(!(await page.getByLabel('Signs its own tokens (a JWT credential)').isChecked()), 'its form shows it has no credential');
+
+  // "New consumer" with a taken name: refused at the name, never a
+  // replacement (an outside audit found alice's credential overwritten).
+  const aliceBefore = await adminGet('/admin/v1/consumers/alice');
+  await go('#/consumers/+new', '#page form');
+  await page.getByLabel('Username').fill('alice');
+  await page.getByLabel('Key', { exact: true }).fill('someone-else');
+  await page.getByLabel('Secret', { exact: true }).fill('another-secret-0123456789abcdef0123');
+  await page.click('button:has-text("Create consumer")');
+  const takenError = page.locator('.field:has(label:text-is("Username")) .field-error');
+  await takenError.waitFor();
+  check(/is taken/.test(await takenError.innerText()), 'creating a consumer under a taken name is refused next to the name', await takenError.innerText());
+  const aliceAfter = await adminGet('/admin/v1/consumers/alice');
+  check(JSON.stringify(aliceAfter) === JSON.stringify(aliceBefore), 'the existing consumer is unchanged', JSON.stringify(aliceAfter));
 
   // --- Providers. ----------------------------------------------------------
   step = 'providers';

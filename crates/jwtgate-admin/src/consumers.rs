@@ -11,7 +11,10 @@ use serde::Serialize;
 
 use crate::api::{AdminState, Name};
 use crate::error::AdminError;
-use crate::input::{json_body, name_from_path, new_name_is_plain, no_new_env_refs, MASK};
+use crate::input::{
+    create_only, exists_already, json_body, name_from_path, new_name_is_plain, no_new_env_refs,
+    MASK,
+};
 use crate::named::{created_or_ok, find, put_edit};
 
 /// A consumer as GET shows it.
@@ -46,8 +49,10 @@ pub async fn get(
 pub async fn put(
     State(s): State<AdminState>,
     Name(name): Name,
+    headers: http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, AdminError> {
+    let create_only = create_only(&headers);
     let mut value = json_body(&body)?;
     name_from_path(&mut value, "username", &name)?;
     let read = read_consumer(&value, "");
@@ -60,6 +65,9 @@ pub async fn put(
                 errors: problems,
             } = read.clone();
             let old = find::<RawConsumer>(current, &name).ok().map(|(_, c)| c);
+            if create_only && old.is_some() {
+                return Err(exists_already("a consumer", "username", &name));
+            }
             new_name_is_plain("username", &name, old.is_some())?;
             if let Some(secret) = consumer
                 .jwt

@@ -28,6 +28,13 @@ pub enum AdminError {
         message: String,
         errors: ConfigErrors,
     },
+    /// A create (`If-None-Match: *`) of an object that exists: `412`, the
+    /// name located.
+    #[error("{message}")]
+    Exists {
+        message: String,
+        errors: ConfigErrors,
+    },
     /// A protected policy would be deleted or changed (SPEC §3.5).
     #[error("{0}")]
     Protected(String),
@@ -73,6 +80,7 @@ impl AdminError {
             AdminError::NotFound(_) => StatusCode::NOT_FOUND,
             AdminError::MalformedJson(_) | AdminError::Invalid { .. } => StatusCode::BAD_REQUEST,
             AdminError::Protected(_) | AdminError::FileConflict { .. } => StatusCode::CONFLICT,
+            AdminError::Exists { .. } => StatusCode::PRECONDITION_FAILED,
             AdminError::StoreUnavailable(_) | AdminError::SourceUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -99,6 +107,7 @@ impl IntoResponse for AdminError {
                 "errors": [{ "field": "", "message": detail }],
             }),
             AdminError::Invalid { message, errors }
+            | AdminError::Exists { message, errors }
             | AdminError::FileConflict { message, errors } => json!({
                 "message": message,
                 "errors": field_errors(errors),

@@ -106,6 +106,24 @@ fn walk(new: &Value, old: Option<&Value>, loc: &str, errors: &mut Vec<ConfigErro
     }
 }
 
+/// Whether a PUT asks to create only (`If-None-Match: *`, RFC 9110
+/// §13.1.2): then an object that exists is not replaced.
+pub fn create_only(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::IF_NONE_MATCH)
+        .iter()
+        .any(|v| v.as_bytes().trim_ascii() == b"*")
+}
+
+/// The `412` a create-only PUT of an existing object gets (`what`: "a
+/// consumer"; `field`: where its name is).
+pub fn exists_already(what: &str, field: &str, name: &str) -> AdminError {
+    AdminError::Exists {
+        message: format!("{what} named {name:?} exists already (If-None-Match: *)"),
+        errors: ConfigErrors::single(field, "is taken: another name, or edit the existing one"),
+    }
+}
+
 /// A small body of string members (`{"token": ...}`, a subject), read with
 /// every problem gathered: each unknown key and each member of the wrong
 /// type or empty is named together (SPEC §4), not only the first.

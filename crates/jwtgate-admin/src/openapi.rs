@@ -79,6 +79,16 @@ fn request_schema(op: Op) -> Option<Value> {
     })
 }
 
+/// A PUT that `If-None-Match: *` makes a create: `412` when the object
+/// exists.
+fn created_only(mut write: Vec<(&'static str, Value)>) -> Vec<(&'static str, Value)> {
+    write.push((
+        "412",
+        error("If-None-Match: * was sent and the object exists (errors locates its name)"),
+    ));
+    write
+}
+
 fn responses(op: Op) -> Map<String, Value> {
     let ok = |schema: Value| json!({ "description": "OK", "content": { "application/json": { "schema": schema } } });
     let list = |key: &str, item: &str| {
@@ -137,7 +147,7 @@ fn responses(op: Op) -> Map<String, Value> {
             ("200", ok(schema_ref("Provider"))),
             ("404", error("not found")),
         ],
-        Op::PutProvider => write("Provider"),
+        Op::PutProvider => created_only(write("Provider")),
         Op::CutOffSubject => vec![
             ("201", ok(schema_ref("SubjectCutoff"))),
             ("400", error("invalid body")),
@@ -170,9 +180,9 @@ fn responses(op: Op) -> Map<String, Value> {
             ("200", ok(schema_ref("Consumer"))),
             ("404", error("not found")),
         ],
-        Op::PutRoute => write("Route"),
+        Op::PutRoute => created_only(write("Route")),
         Op::PutJwt | Op::PatchJwt => write("Jwt"),
-        Op::PutConsumer => write("Consumer"),
+        Op::PutConsumer => created_only(write("Consumer")),
         Op::DeleteRoute | Op::DeleteJwt | Op::DeleteConsumer | Op::DeleteProvider => delete,
         Op::Revoke => vec![
             (

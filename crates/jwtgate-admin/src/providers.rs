@@ -19,7 +19,10 @@ use serde::Serialize;
 
 use crate::api::{AdminState, Name};
 use crate::error::AdminError;
-use crate::input::{json_body, name_from_path, new_name_is_plain, no_new_env_refs, MASK};
+use crate::input::{
+    create_only, exists_already, json_body, name_from_path, new_name_is_plain, no_new_env_refs,
+    MASK,
+};
 use crate::named::{created_or_ok, find, put_edit};
 
 /// A provider as GET shows it: the `jwks_uri` without its credentials.
@@ -70,8 +73,10 @@ fn unmask(sent: &mut Option<String>, stored: Option<&str>) -> Result<(), AdminEr
 pub async fn put(
     State(s): State<AdminState>,
     Name(name): Name,
+    headers: http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, AdminError> {
+    let create_only = create_only(&headers);
     let mut value = json_body(&body)?;
     name_from_path(&mut value, "name", &name)?;
     let read = read_provider(&value, "");
@@ -83,6 +88,9 @@ pub async fn put(
                 errors: problems,
             } = read.clone();
             let old = find::<RawProvider>(current, &name).ok().map(|(_, p)| p);
+            if create_only && old.is_some() {
+                return Err(exists_already("a provider", "name", &name));
+            }
             new_name_is_plain("name", &name, old.is_some())?;
             unmask(
                 &mut provider.jwks_uri,

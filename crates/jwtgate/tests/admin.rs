@@ -1329,3 +1329,58 @@ fn admin_answers_are_not_cached_framed_or_sniffed() {
     let statuses: Vec<u16> = answers.iter().map(|r| r.status).collect();
     assert_eq!(statuses[..4], [200, 404, 400, 401]);
 }
+
+/// `If-None-Match: *` makes a PUT a create that never replaces (RFC 9110
+/// §13.1.2): `412`, located at the name, when the object exists; the
+/// console's "New consumer" and "New provider" send it (an outside audit
+/// found them silently replacing an object of the same name).
+#[test]
+fn a_create_only_put_never_replaces_an_object() {
+    let (_dir, node) = start();
+    let put = |path: &str, body: Value, create_only: bool| {
+        let mut req = Req::new("PUT", path)
+            .header("X-API-KEY", KEY)
+            .header("Content-Type", "application/json");
+        if create_only {
+            req = req.header("If-None-Match", "*");
+        }
+        node.admin_raw(&req.body(body.to_string()))
+    };
+    let alice = node.admin("GET", "/admin/v1/consumers/alice", None).json();
+    let other = json!({"jwt": {"key": "other-key", "secret": SECRET}});
+    let resp = put("/admin/v1/consumers/alice", other.clone(), true);
+    assert_eq!(resp.status, 412, "{}", resp.text());
+    assert_eq!(fields(&resp), ["username"]);
+    assert!(resp.text().contains("is taken"), "{}", resp.text());
+    assert_eq!(
+        node.admin("GET", "/admin/v1/consumers/alice", None).json(),
+        alice
+    );
+    assert_eq!(
+        put("/admin/v1/consumers/carol", other.clone(), true).status,
+        201
+    );
+    // Without the header, a PUT replaces, as documented.
+    assert_eq!(
+        put(
+            "/admin/v1/consumers/alice",
+            json!({"jwt": {"key": "alice-key", "secret": SECRET}}),
+            false
+        )
+        .status,
+        200
+    );
+    let route = json!({"paths": ["/x/*"], "upstream": {"echo": true}});
+    let resp = put("/admin/v1/routes/api", route.clone(), true);
+    assert_eq!(resp.status, 412, "{}", resp.text());
+    assert_eq!(fields(&resp), ["name"]);
+    assert_eq!(put("/admin/v1/routes/x", route, true).status, 201);
+    let provider = json!({"issuer": "https://idp.example", "jwks_uri": "https://idp.example/keys"});
+    assert_eq!(
+        put("/admin/v1/providers/corp", provider.clone(), true).status,
+        201
+    );
+    let resp = put("/admin/v1/providers/corp", provider, true);
+    assert_eq!(resp.status, 412, "{}", resp.text());
+    assert_eq!(fields(&resp), ["name"]);
+}

@@ -41,8 +41,20 @@ export function warningsOf(header) {
   return [...text.matchAll(/299 jwtgate "((?:[^"\\]|\\.)*)"/g)].map((m) => m[1].replace(/\\(.)/g, '$1'));
 }
 
-export async function api(method, path, body, key = session.key()) {
-  const headers = { Accept: 'application/json', 'X-API-KEY': key || '' };
+/**
+ * `extra`: more request headers (`If-None-Match: *` for a create that must
+ * not replace an object of the same name).
+ */
+export async function api(method, path, body, key = session.key(), extra = {}) {
+  // A config file may hold an object named `.` or `..` (`jwtgate check`
+  // warns; the API creates none), and no browser URL can name it: `%2E%2E`
+  // and every other spelling are resolved as a path step too. Said
+  // plainly rather than sent to another endpoint.
+  const step = path.split('?')[0].split('/').slice(1).find((p) => p === '.' || p === '..');
+  if (step) {
+    throw new Error(`An object named "${step}" cannot be reached from a browser, which reads it as a path step in any spelling: rename it in the config file, or through the admin API with curl (as %2E%2E).`);
+  }
+  const headers = { ...extra, Accept: 'application/json', 'X-API-KEY': key || '' };
   const init = { method, headers, cache: 'no-store', credentials: 'omit', redirect: 'error' };
   if (body !== undefined) {
     headers['Content-Type'] = method === 'PATCH' ? 'application/merge-patch+json' : 'application/json';
@@ -76,5 +88,11 @@ export async function api(method, path, body, key = session.key()) {
 }
 
 export const seg = (name) => encodeURIComponent(name);
+
+/**
+ * Set by a page that moves to another right after a write (a create), so
+ * that the warnings the write brought stay above the new page.
+ */
+export const keepWarnings = { once: false };
 
 export const get = (path) => api('GET', path);

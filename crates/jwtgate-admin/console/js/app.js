@@ -2,7 +2,7 @@
 // (#/routes, #/routes/orders, ...). The key is never part of a URL: the
 // hash names only pages. Pages render into #page from the admin API.
 
-import { api, ApiError, session, signedOut, written } from './api.js';
+import { api, ApiError, keepWarnings, session, signedOut, written } from './api.js';
 import { clear, h } from './dom.js';
 import * as routes from './routes.js';
 import * as policy from './policy.js';
@@ -54,7 +54,8 @@ async function render({ focus = true } = {}) {
     return;
   }
   const mine = ++generation;
-  showWarnings([]);
+  if (keepWarnings.once) keepWarnings.once = false;
+  else showWarnings([]);
   if (cleanup) cleanup();
   cleanup = null;
   const section = SECTIONS[where.section];

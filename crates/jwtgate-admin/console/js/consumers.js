@@ -2,7 +2,7 @@
 // it as "***", and a form left with an empty secret field sends "***"
 // back, which keeps the stored secret (the API's GET-edit-PUT round trip).
 
-import { api, get, seg } from './api.js';
+import { api, get, keepWarnings, seg } from './api.js';
 import { checkbox, code, h, heading, statusLine, uid } from './dom.js';
 import { deleteSection } from './dialog.js';
 import { FieldErrors, textField } from './fields.js';
@@ -133,10 +133,16 @@ export async function editPage(page, username) {
         }
         save.disabled = true;
         try {
-          await api('PUT', `/admin/v1/consumers/${seg(c.username)}`, c);
+          // A create must not replace an object of the same name: the
+          // gateway answers 412, located at the name, if there is one.
+          await api('PUT', `/admin/v1/consumers/${seg(c.username)}`, c, undefined,
+            creating ? { 'If-None-Match': '*' } : {});
           secret.input.value = '';
           status.say(creating ? `Consumer ${c.username} created.` : 'Saved.', 'ok');
-          if (creating) location.hash = `#/consumers/${seg(c.username)}`;
+          if (creating) {
+            keepWarnings.once = true;
+            location.hash = `#/consumers/${seg(c.username)}`;
+          }
         } catch (err) {
           status.say('Not saved.', 'bad');
           errors.show(err, `Not saved: ${err.message}`);

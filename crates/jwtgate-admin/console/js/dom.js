@@ -91,7 +91,11 @@ export function plural(n, one, many = `${one}s`) {
 
 export function formatTime(unixSeconds) {
   if (unixSeconds === null || unixSeconds === undefined) return 'never';
-  return new Date(unixSeconds * 1000).toLocaleString();
+  const at = new Date(unixSeconds * 1000);
+  // Past what a Date holds (an expiry saturated by an absurd leeway):
+  // as good as never.
+  if (Number.isNaN(at.getTime())) return 'the end of time';
+  return at.toLocaleString();
 }
 
 /** Asks the app to render the current page again (after a change). */

@@ -37,7 +37,13 @@ export class FieldErrors {
       return;
     }
     const message = h('p', { class: 'field-error', id: uid('err'), hidden: true });
-    (after || input).after(message);
+    // Placed after its anchor now if the anchor is in a tree already, else
+    // when first shown: a field registered before its form is assembled
+    // (`after` on a detached node does nothing) kept its message nowhere.
+    const place = () => {
+      if (!message.parentNode) (after || input).after(message);
+    };
+    place();
     const described = (input.getAttribute('aria-describedby') || '').split(' ').filter(Boolean);
     input.setAttribute('aria-describedby', [...described, message.id].join(' '));
     this.fields.set(name, {
@@ -48,6 +54,7 @@ export class FieldErrors {
           input.removeAttribute('aria-invalid');
           return;
         }
+        place();
         message.hidden = false;
         // Located as the API and `jwtgate check` locate it: field: message.
         message.replaceChildren(...errors.flatMap((e, i) => [i ? '; ' : '', e.field ? code(e.field) : '', e.field ? ': ' : '', ...rich(e.message)]));

@@ -3,7 +3,7 @@
 // A provider holds no secret. Fields the form does not show are kept as
 // they are (the body starts from what GET returned).
 
-import { api, get, seg } from './api.js';
+import { api, get, keepWarnings, seg } from './api.js';
 import { code, h, heading, statusLine, uid } from './dom.js';
 import { deleteSection } from './dialog.js';
 import { FieldErrors, textField } from './fields.js';
@@ -140,9 +140,15 @@ export async function editPage(page, name) {
         }
         save.disabled = true;
         try {
-          await api('PUT', `/admin/v1/providers/${seg(p.name)}`, p);
+          // A create must not replace an object of the same name: the
+          // gateway answers 412, located at the name, if there is one.
+          await api('PUT', `/admin/v1/providers/${seg(p.name)}`, p, undefined,
+            creating ? { 'If-None-Match': '*' } : {});
           status.say(creating ? `Provider ${p.name} created.` : 'Saved.', 'ok');
-          if (creating) location.hash = `#/providers/${seg(p.name)}`;
+          if (creating) {
+            keepWarnings.once = true;
+            location.hash = `#/providers/${seg(p.name)}`;
+          }
         } catch (err) {
           status.say('Not saved.', 'bad');
           errors.show(err, `Not saved: ${err.message}`);

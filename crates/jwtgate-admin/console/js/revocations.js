@@ -49,6 +49,13 @@ function describe(c) {
   return [who, what];
 }
 
+/** The same, as plain text (an accessible name). */
+function describeText(c) {
+  const who = c.consumer !== undefined ? `consumer ${c.consumer}` : `provider ${c.provider}`;
+  const what = c.subject !== undefined ? `, subject ${c.subject}` : c.sid !== undefined ? `, session ${c.sid}` : ', every subject';
+  return who + what;
+}
+
 function subjectForm(consumers, providers) {
   const errors = new FieldErrors();
   const status = statusLine();
@@ -118,6 +125,8 @@ function cutoffList(subjects) {
     const lift = h('button', {
       type: 'button',
       class: 'secondary',
+      // Every row's button says "Lift": its name says which cut-off.
+      'aria-label': `Lift the cut-off of ${describeText(c)}`,
       on: {
         click: async () => {
           try {
