@@ -146,7 +146,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Name {
         Path::<String>::from_request_parts(parts, state)
             .await
             .map(|Path(name)| Name(name))
-            .map_err(|e| AdminError::NotFound(format!("invalid path parameter: {e}")))
+            // A name that is no text (percent-decoded, not UTF-8) names
+            // nothing that could exist: invalid input, as SPEC §4 says.
+            .map_err(|e| AdminError::field("", format!("the name in the path: {e}")))
     }
 }
 

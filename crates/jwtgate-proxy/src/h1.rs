@@ -493,11 +493,13 @@ enum ChunkState {
     Data(u64),
     DataCr,
     DataLf,
-    /// Reading trailer lines after the last chunk.
+    /// Reading trailer lines after the last chunk, each checked as a
+    /// header line is (`name: value`); `in_value`: past this line's colon.
     Trailer {
         line_len: usize,
         total: usize,
         cr: bool,
+        in_value: bool,
     },
     Done,
 }
@@ -577,6 +579,7 @@ fn step(state: ChunkState, b: u8) -> Result<ChunkState, WireError> {
                         line_len: 0,
                         total: 0,
                         cr: false,
+                        in_value: false,
                     }
                 } else {
                     ChunkState::Data(value)
@@ -646,10 +649,17 @@ fn step(state: ChunkState, b: u8) -> Result<ChunkState, WireError> {
             line_len,
             total,
             cr,
+            in_value,
         } => {
             if total >= MAX_CHUNK_META {
                 return Err(WireError::Chunk("trailers too long"));
             }
+            let next = |line_len, cr, in_value| ChunkState::Trailer {
+                line_len,
+                total: total + 1,
+                cr,
+                in_value,
+            };
             if cr {
                 if b != b'\n' {
                     return Err(WireError::Chunk("expected LF after CR"));
@@ -657,26 +667,33 @@ fn step(state: ChunkState, b: u8) -> Result<ChunkState, WireError> {
                 if line_len == 0 {
                     ChunkState::Done
                 } else {
-                    ChunkState::Trailer {
-                        line_len: 0,
-                        total: total + 1,
-                        cr: false,
-                    }
+                    next(0, false, false)
                 }
             } else if b == b'\r' {
-                ChunkState::Trailer {
-                    line_len,
-                    total: total + 1,
-                    cr: true,
+                // A line with no colon is no field: whatever reads the
+                // message line by line (a proxy in front that ends the body
+                // at `0\r\n`) could take it for a request (RFC 9112 §7.1.2:
+                // trailers are fields, as in a header section).
+                if line_len > 0 && !in_value {
+                    return Err(WireError::Chunk("trailer line without a colon"));
                 }
+                next(line_len, true, in_value)
             } else if b == b'\n' {
                 return Err(WireError::Chunk("bare LF in trailers"));
-            } else {
-                ChunkState::Trailer {
-                    line_len: line_len + 1,
-                    total: total + 1,
-                    cr: false,
+            } else if in_value {
+                // A field value: visible characters, blanks, and obs-text.
+                if (b < 0x20 && b != b'\t') || b == 0x7f {
+                    return Err(WireError::Chunk("invalid byte in a trailer value"));
                 }
+                next(line_len + 1, false, true)
+            } else if b == b':' && line_len > 0 {
+                next(line_len + 1, false, true)
+            } else if is_tchar(b) {
+                next(line_len + 1, false, false)
+            } else if line_len == 0 && (b == b' ' || b == b'\t') {
+                return Err(WireError::Chunk("folded trailer line"));
+            } else {
+                return Err(WireError::Chunk("invalid trailer field name"));
             }
         }
         // Data and Done are handled by the caller and never reach here.
@@ -686,6 +703,11 @@ fn step(state: ChunkState, b: u8) -> Result<ChunkState, WireError> {
 
 /// The `digits` value once whitespace followed the chunk size.
 const BWS: u8 = 17;
+
+/// A byte of a field name (RFC 9110 §5.6.2 `tchar`).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
 
 fn hex_digit(b: u8) -> Option<u8> {
     match b {

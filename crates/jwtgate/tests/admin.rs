@@ -1384,3 +1384,25 @@ fn a_create_only_put_never_replaces_an_object() {
     assert_eq!(resp.status, 412, "{}", resp.text());
     assert_eq!(fields(&resp), ["name"]);
 }
+
+/// A name in the path that is no text once percent-decoded is invalid
+/// input (`400`, with `errors`), not a missing object (an outside audit
+/// found `404`).
+#[test]
+fn a_name_that_is_not_utf8_is_a_400() {
+    let (_dir, node) = start();
+    for method in ["GET", "PUT", "DELETE"] {
+        let resp = node.admin_raw(
+            &Req::new(method, "/admin/v1/consumers/a%FFb")
+                .header("X-API-KEY", KEY)
+                .header("Content-Type", "application/json")
+                .body("{}".to_owned()),
+        );
+        assert_eq!(resp.status, 400, "{method}: {}", resp.text());
+        assert!(
+            resp.json()["errors"].is_array(),
+            "{method}: {}",
+            resp.text()
+        );
+    }
+}

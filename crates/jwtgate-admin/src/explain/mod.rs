@@ -146,11 +146,12 @@ pub struct Request<'a> {
 /// A usage problem (an unknown route, a request line that is not one).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UsageError {
-    #[error("--request must look like \"GET /path\" (an HTTP version may follow)")]
+    // Said to the command line and the API alike: no flag named.
+    #[error("the request line must look like \"GET /path\" (an HTTP version may follow)")]
     RequestLine,
     #[error("no route named {0:?}")]
     NoRoute(String),
-    #[error("no route has a jwt policy; pass --route")]
+    #[error("no route has a jwt policy: name the route to check the token on")]
     NoPolicy,
 }
 

@@ -572,6 +572,48 @@ fn malformed_chunked_bodies_are_errors() {
     );
 }
 
+/// Trailer lines are fields, checked as header lines are: a line that is
+/// none (a request line, no colon, a folded line, an empty name, blanks
+/// before the colon, a control byte) is an error, not swallowed. An
+/// outside audit sent `0\r\nGET /pub/SMUG HTTP/1.1\r\n...`: a proxy in
+/// front that ends the body at `0\r\n` reads a request there.
+#[test]
+fn trailer_lines_that_are_no_fields_are_errors() {
+    for bad in [
+        &b"0\r\nGET /pub/SMUG HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        b"0\r\nnocolon\r\n\r\n",
+        b"0\r\nx : 1\r\n\r\n",
+        b"0\r\n: v\r\n\r\n",
+        b"0\r\nx: 1\r\n folded\r\n\r\n",
+        b"0\r\nx: a\x00b\r\n\r\n",
+        b"0\r\nx: a\x7fb\r\n\r\n",
+        b"0\r\nx(y): 1\r\n\r\n",
+    ] {
+        for step in [1, 3, 64] {
+            let r = decode_in_steps(bad, step);
+            assert!(
+                matches!(r, Err(WireError::Chunk(m)) if !m.starts_with("test")),
+                "{} -> {r:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+    for good in [
+        &b"0\r\nx-trailer: 1\r\n\r\n"[..],
+        b"0\r\nx-empty:\r\n\r\n",
+        b"0\r\nx-t:\t a b \xc3\xa9 \r\nX-Other!#$%&'*+-.^_`|~9: v\r\n\r\n",
+    ] {
+        for step in [1, 3, 64] {
+            let (data, rest) = decode_in_steps(good, step).unwrap();
+            assert!(
+                data.is_empty() && rest.is_empty(),
+                "{}",
+                String::from_utf8_lossy(good)
+            );
+        }
+    }
+}
+
 #[test]
 fn the_largest_chunk_size_is_accepted_without_overflow() {
     let mut dec = ChunkedDecoder::default();
