@@ -109,6 +109,12 @@ pub fn parse_request_head(
         if buf.len() >= MAX_REQUEST_HEAD {
             return Err(too_large(buf));
         }
+        // A CR that is not followed by LF ends no line (RFC 9112 §2.2): a
+        // head of such lines would never end, and only the header timeout
+        // answered it, 30 s later and with nothing.
+        if memchr::memchr_iter(b'\r', buf).any(|cr| buf.get(cr + 1).is_some_and(|&b| b != b'\n')) {
+            return Err(HeadError::Malformed("bare CR in the header section"));
+        }
         return Ok(None);
     };
     if len > MAX_REQUEST_HEAD {

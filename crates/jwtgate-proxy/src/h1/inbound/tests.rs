@@ -183,6 +183,10 @@ fn malformed_heads_are_bad_requests() {
     assert_eq!(refused(b"GET / HTTP/1.1\r\nA: b\0c\r\n\r\n"), bad);
     assert_eq!(refused(b"GET / HTTP/1.1\r\nA: b\rc\r\n\r\n"), bad);
     assert_eq!(refused(b"G\x01T / HTTP/1.1\r\n\r\n"), bad);
+    // Lines that end in a bare CR end no line: refused at once, not left to
+    // the header timeout (an outside audit waited 30 s for nothing).
+    assert_eq!(refused(b"GET / HTTP/1.1\rHost: x\r\r"), bad);
+    assert_eq!(refused(b"GET / HTTP/1.1\r\nHost: x\rX"), bad);
     // A space in the target leaves `b HTTP/1.1` where the version goes.
     assert_eq!(
         refused(b"GET /a b HTTP/1.1\r\n\r\n"),
