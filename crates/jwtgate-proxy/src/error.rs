@@ -30,6 +30,11 @@ pub enum GatewayError {
     },
     #[error("upstream unavailable: {0}")]
     UpstreamUnavailable(String),
+    /// The upstream answered, with something that is no HTTP/1.1 answer
+    /// (a malformed head, one too large, a `101` nobody asked for): as
+    /// unusable as a refused connection, and said apart from one.
+    #[error("invalid upstream response: {0}")]
+    UpstreamInvalid(String),
     /// A new upstream connection would pass the process's budget of them
     /// (see `upstream::budget`).
     #[error("{0} upstream connections open, the most this process may hold")]
@@ -62,7 +67,9 @@ impl GatewayError {
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
             GatewayError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             GatewayError::Forbidden { .. } => StatusCode::FORBIDDEN,
-            GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamUnavailable(_) | GatewayError::UpstreamInvalid(_) => {
+                StatusCode::BAD_GATEWAY
+            }
             GatewayError::UpstreamBudget(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::RequestBody(_) => StatusCode::BAD_REQUEST,
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -84,6 +91,7 @@ impl GatewayError {
             GatewayError::Unauthorized { error, .. } => error.public_message(),
             GatewayError::Forbidden { .. } => "insufficient scope",
             GatewayError::UpstreamUnavailable(_) => "upstream unavailable",
+            GatewayError::UpstreamInvalid(_) => "invalid upstream response",
             GatewayError::UpstreamBudget(_) => "too many requests in flight upstream",
             GatewayError::RequestBody(_) => "incomplete request body",
             GatewayError::UpstreamTimeout(_) => "upstream timed out",

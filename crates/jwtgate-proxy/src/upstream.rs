@@ -783,7 +783,7 @@ where
                     return Ok::<ResponseHead, Failure>(head);
                 }
                 if buf.len() >= h1::MAX_HEAD {
-                    return Err(upstream_error(node, "response head too large".into()));
+                    return Err(invalid_response(node, "response head too large".into()));
                 }
                 buf.reserve(HEAD_READ);
                 match reader.read_buf(buf).await {
@@ -835,14 +835,14 @@ fn next_final_head(
     let head = loop {
         match h1::parse_response_head(buf, &request.method, &mut spare, pass_on) {
             Ok(Some(head)) if head.status == StatusCode::SWITCHING_PROTOCOLS => {
-                break Err(upstream_error(node, "switched protocols unasked".into()));
+                break Err(invalid_response(node, "switched protocols unasked".into()));
             }
             Ok(Some(head)) if head.status.is_informational() => {
                 recycle::give_header_map(head.headers);
                 spare = recycle::header_map();
             }
             Ok(head) => break Ok(head),
-            Err(e) => break Err(upstream_error(node, e.to_string())),
+            Err(e) => break Err(invalid_response(node, e.to_string())),
         }
     };
     recycle::give_header_map(spare);
@@ -858,6 +858,14 @@ fn closed_before_response(node: &Node) -> GatewayError {
 
 fn upstream_error(node: &Node, what: String) -> Failure {
     Failure::Failed(GatewayError::UpstreamUnavailable(format!(
+        "{}: {what}",
+        node.key.0
+    )))
+}
+
+/// An answer that is no HTTP/1.1 answer.
+fn invalid_response(node: &Node, what: String) -> Failure {
+    Failure::Failed(GatewayError::UpstreamInvalid(format!(
         "{}: {what}",
         node.key.0
     )))
