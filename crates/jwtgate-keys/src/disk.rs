@@ -17,6 +17,9 @@ use serde_json::{json, Value};
 #[derive(Debug, Clone)]
 pub struct KeyCache {
     path: PathBuf,
+    /// Read, never written (`token explain`: a one-off look at a node's
+    /// state must not leave files there, owned by whoever ran it).
+    read_only: bool,
 }
 
 /// What a cache file holds.
@@ -40,15 +43,30 @@ pub struct Cached {
 
 impl KeyCache {
     pub fn new(path: PathBuf) -> Self {
-        KeyCache { path }
+        KeyCache {
+            path,
+            read_only: false,
+        }
+    }
+
+    /// A cache that is read and never written.
+    pub fn read_only(path: PathBuf) -> Self {
+        KeyCache {
+            path,
+            read_only: true,
+        }
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Writes the set (a private file, replaced atomically).
+    /// Writes the set (a private file, replaced atomically); a read-only
+    /// cache writes nothing.
     pub fn save(&self, cached: &Cached) -> std::io::Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
         let text = json!({
             "version": 1,
             "issuer": cached.issuer,

@@ -181,7 +181,9 @@ pub async fn load_once(source: &ProviderSource, state: &StateDir) -> Result<Prov
             source: path.display().to_string(),
         });
     }
-    let cache = disk::KeyCache::new(state.provider_keys(&source.name));
+    // Read, not written: this is a look from outside the node (`token
+    // explain`), often as another user than the service's.
+    let cache = disk::KeyCache::read_only(state.provider_keys(&source.name));
     let keeper = Keeper::new(source.clone(), Some(cache)).map_err(|e| e.to_string())?;
     if let Some(keys) = keeper.current() {
         if keys.usable_at(keeper::unix_now()) {

@@ -1051,3 +1051,60 @@ fn regression_a_key_set_urls_credentials_stay_out_of_logs_and_explain() {
     assert!(!out.all().contains("user:pw"), "{}", out.all());
     assert!(out.all().contains("user part"), "{}", out.all());
 }
+
+/// `token explain` reads a node's key cache and leaves nothing there: run
+/// as root on the package's config, the files it wrote were root's, and the
+/// service could no longer keep its cache (an outside audit). A key set it
+/// had to fetch is used and not saved.
+#[test]
+fn token_explain_writes_nothing_into_the_nodes_state_dir() {
+    let keys = KeyServer::start(false);
+    keys.set("/keys", Reply::json(&jwks(&[jwk("rsa", "r1")])));
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+state_dir: state
+providers:
+  - name: corp
+    issuer: "https://idp.example"
+    jwks_uri: "{}"
+routes:
+  - name: api
+    paths: ["/api/*"]
+    upstream: {{ echo: true }}
+    jwt: {{ providers: [corp] }}
+"#,
+        keys.url("/keys")
+    );
+    let path = dir.path().join("jwtgate.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let token = sign_kid(
+        "RS256",
+        "rsa.key",
+        Some("r1"),
+        json!({"iss": "https://idp.example", "exp": now() + 60}),
+    );
+    let out = run_cli(
+        &[
+            "token",
+            "explain",
+            &token,
+            "--config",
+            path.to_str().unwrap(),
+            "--request",
+            "GET /api/x",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.all());
+    assert!(
+        out.stdout.contains("ACCEPTED as provider \"corp\""),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !dir.path().join("state").join("providers").exists(),
+        "explain wrote a key cache: {:?}",
+        std::fs::read_dir(dir.path().join("state")).map(|d| d.count())
+    );
+}
