@@ -117,6 +117,30 @@ pub fn handle<'p, 'b, 'c>(
     }
 }
 
+/// The access line and metrics of a request whose head could not be read
+/// (a bad method token, framing that could smuggle, a head too large):
+/// answered by the connection before any route, and logged as any other
+/// request is (method `-`, no route, outcome `malformed`, the reason in
+/// `detail`), so that such an attempt leaves a trace with its peer.
+pub fn record_refused_head(gateway: &Gateway, conn: &ConnInfo, status: u16, why: &str) {
+    let mut record = Record {
+        gateway,
+        conn,
+        method: http::Method::from_bytes(b"-").unwrap_or(http::Method::GET),
+        started: Instant::now(),
+        outcome: Outcome {
+            route: None,
+            origin: None,
+            consumer: None,
+            provider: None,
+            auth: "malformed",
+            detail: Some(format!("the request head was refused: {why}")),
+        },
+        answered: false,
+    };
+    record.answered(status);
+}
+
 /// The status logged for a request whose client went away before its
 /// answer was made (an HTTP/2 stream reset, a connection dropped at a
 /// stop's deadline): nginx's 499.

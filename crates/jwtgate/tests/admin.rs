@@ -1406,3 +1406,61 @@ fn a_name_that_is_not_utf8_is_a_400() {
         );
     }
 }
+
+/// A request whose head cannot be read (framing that could smuggle, a head
+/// too large) is answered by the connection before any route, and logged
+/// and counted as every request is (an outside audit found no trace of
+/// such attempts but a DEBUG line without the peer).
+#[test]
+fn a_refused_request_head_gets_its_access_line_and_is_counted() {
+    use std::io::{Read, Write};
+    let (_dir, node) = start();
+    let before = node.metrics();
+    let send = |raw: &[u8]| -> String {
+        let mut s = std::net::TcpStream::connect(node.addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        s.write_all(raw).unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let smuggle = send(
+        b"POST /api/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+    );
+    assert!(smuggle.starts_with("HTTP/1.1 400"), "{smuggle}");
+    let mut big = b"GET /api/x HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 70_000));
+    big.extend_from_slice(b"\r\n\r\n");
+    let large = send(&big);
+    assert!(large.starts_with("HTTP/1.1 431"), "{large}");
+    node.wait_log("the request head was refused", 2);
+    let logs = node.logs();
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("jwtgate::access") && l.contains("the request head was refused"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{logs}");
+    assert!(
+        lines[0].contains("method=- ") && lines[0].contains("status=400"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].contains("auth=malformed") && lines[0].contains("peer=127.0.0.1:"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[1].contains("status=431"), "{}", lines[1]);
+    let after = node.metrics();
+    for code in ["400", "431"] {
+        let labels = [("route", ""), ("code", code)];
+        assert_eq!(
+            after.value("jwtgate_http_requests_total", &labels)
+                - before.value("jwtgate_http_requests_total", &labels),
+            1.0,
+            "{code}: {}",
+            after.0
+        );
+    }
+}

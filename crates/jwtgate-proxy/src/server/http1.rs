@@ -148,7 +148,7 @@ impl<IO: Transport> Connection<IO> {
             let head = match conn.next_head(preface, &ctx.activity).await {
                 Next::Head(head) => head,
                 Next::H2 => return Served::H2,
-                Next::Refused(status) => break End::Refuse(status),
+                Next::Refused(status, why) => break End::Refuse(status, why),
                 Next::Closed => break End::Close,
             };
             // Only a connection's first bytes may be the preface.
@@ -165,8 +165,14 @@ impl<IO: Transport> Connection<IO> {
         // Boxed, as the exchange: rare, and otherwise part of what every
         // idle connection keeps.
         match end {
-            End::Refuse(status) => {
+            End::Refuse(status, why) => {
                 ctx.activity.stop_waiting();
+                pipeline::record_refused_head(
+                    &ctx.gateway.load(),
+                    ctx.activity.info(),
+                    status.as_u16(),
+                    &why,
+                );
                 Box::pin(conn.refuse(status)).await;
             }
             End::Linger => Box::pin(conn.linger()).await,
@@ -195,8 +201,8 @@ impl<IO: Transport> Connection<IO> {
 
 /// How the HTTP/1.1 loop ends.
 enum End {
-    /// Answer a head that could not be read, then close.
-    Refuse(StatusCode),
+    /// Answer a head that could not be read (and why), then close.
+    Refuse(StatusCode, String),
     Linger,
     Close,
 }
@@ -207,7 +213,8 @@ enum End {
 enum Next {
     Head(RequestHead),
     H2,
-    Refused(StatusCode),
+    /// A head that could not be read: the answer's status, and why.
+    Refused(StatusCode, String),
     Closed,
 }
 
@@ -297,7 +304,7 @@ impl<IO: Transport> Conn<IO> {
                             Ok(None) => {}
                             Err(e) => {
                                 debug!(error = %e, "refused a request head");
-                                return Next::Refused(e.status());
+                                return Next::Refused(e.status(), e.to_string());
                             }
                         }
                     }
