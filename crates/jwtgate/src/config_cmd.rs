@@ -68,32 +68,39 @@ pub fn push(path: &Path, dry_run: bool) -> ExitCode {
             }
             let writes = writes(&snapshot, &wanted);
             if writes.is_empty() {
-                println!(
-                    "etcd already holds exactly these {} objects under {}: nothing to do",
-                    wanted.len(),
-                    settings.prefix
+                return crate::out::print_with(
+                    &format!(
+                        "etcd already holds exactly these {} objects under {}: nothing to do\n",
+                        wanted.len(),
+                        settings.prefix
+                    ),
+                    ExitCode::SUCCESS,
                 );
-                return ExitCode::SUCCESS;
             }
             let (puts, deletes) = (
                 writes.iter().filter(|w| w.value.is_some()).count(),
                 writes.iter().filter(|w| w.value.is_none()).count(),
             );
             if dry_run {
+                let mut text = String::new();
                 for w in &writes {
                     let verb = if w.value.is_some() { "put" } else { "delete" };
-                    println!("{verb} {}", etcd.key(w.kind, &w.name));
+                    text.push_str(&format!("{verb} {}\n", etcd.key(w.kind, &w.name)));
                 }
-                println!("dry run: {puts} to put, {deletes} to delete; etcd unchanged");
-                return ExitCode::SUCCESS;
+                text.push_str(&format!(
+                    "dry run: {puts} to put, {deletes} to delete; etcd unchanged\n"
+                ));
+                return crate::out::print_with(&text, ExitCode::SUCCESS);
             }
             match etcd.commit(&writes, snapshot.revision).await {
                 Ok(revision) => {
-                    println!(
-                        "pushed {} objects under {} at revision {revision}: {puts} put, {deletes} deleted",
+                    // Made: said whatever stdout does (status 0 all the same).
+                    let said = format!(
+                        "pushed {} objects under {} at revision {revision}: {puts} put, {deletes} deleted\n",
                         wanted.len(),
                         settings.prefix
                     );
+                    let _ = crate::out::print_with(&said, ExitCode::SUCCESS);
                     return ExitCode::SUCCESS;
                 }
                 Err(EtcdError::Conflict) => continue,

@@ -73,12 +73,12 @@ pub fn explain(args: &ExplainArgs) -> ExitCode {
     });
     match report {
         Ok(report) => {
-            print!("{}", report.text());
-            match report.verdict {
+            let code = match report.verdict {
                 Verdict::Accepted => ExitCode::SUCCESS,
                 Verdict::Refused => ExitCode::from(1),
                 Verdict::Undetermined => ExitCode::from(3),
-            }
+            };
+            crate::out::print_with(&report.text(), code)
         }
         Err(usage) => {
             eprintln!("jwtgate token explain: {usage}");

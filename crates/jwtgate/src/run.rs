@@ -28,12 +28,11 @@ use tracing::{error, info, warn};
 pub fn check(path: &Path) -> ExitCode {
     match load_node(path) {
         Ok(loaded) => {
-            println!("{}: ok", path.display());
             // Valid, but probably not what was meant: said, not refused.
             for w in jwtgate_config::warnings(&loaded.config) {
                 eprintln!("warning: {w}");
             }
-            ExitCode::SUCCESS
+            crate::out::print_with(&format!("{}: ok\n", path.display()), ExitCode::SUCCESS)
         }
         Err(errors) => {
             eprintln!("{}: {} problem(s)", path.display(), errors.0.len());

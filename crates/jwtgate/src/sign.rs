@@ -13,10 +13,7 @@ use crate::cli::SignArgs;
 
 pub fn sign(args: &SignArgs) -> ExitCode {
     match mint(args) {
-        Ok(token) => {
-            println!("{token}");
-            ExitCode::SUCCESS
-        }
+        Ok(token) => crate::out::print_with(&format!("{token}\n"), ExitCode::SUCCESS),
         Err(msg) => {
             eprintln!("jwtgate token sign: {msg}");
             ExitCode::from(2)

@@ -804,3 +804,58 @@ fn token_explain_suggests_the_key_claim_name() {
     assert_no_secret(&out);
     drop(dir);
 }
+
+/// A stdout that cannot be written is an exit status and a line on stderr,
+/// never a panic with a backtrace (exit 101 broke `explain`'s documented
+/// statuses, an outside audit found); a reader that leaves early (`| grep
+/// -q`) leaves the command's own status.
+#[test]
+fn a_stdout_that_cannot_be_written_is_no_panic() {
+    use std::process::{Command, Stdio};
+    let root_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let quickstart = format!("{root_dir}/examples/quickstart.yaml");
+    let secret = "0123456789abcdef0123456789abcdef";
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    for args in [
+        vec!["check", "--config", quickstart.as_str()],
+        vec!["token", "sign", "--key", "k", "--secret", secret],
+    ] {
+        let out = Command::new(BIN)
+            .args(&args)
+            .current_dir(root_dir)
+            .stdout(full())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot write to stdout"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    // explain's verdict survives a reader that closed its end.
+    let token = sign(&["--key", "user123", "--secret", secret]);
+    let mut child = Command::new(BIN)
+        .args(["token", "explain", &token, "--config", &quickstart])
+        .current_dir(root_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{:?}: {stderr}",
+        out.status
+    );
+}
