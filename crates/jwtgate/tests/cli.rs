@@ -859,3 +859,30 @@ fn a_stdout_that_cannot_be_written_is_no_panic() {
         out.status
     );
 }
+
+/// A `JWTGATE_LOG` that sets no level for everything (`loud`, a typo, is
+/// read as a target name) silenced every line, errors included: a failed
+/// start said nothing (an outside audit). Errors go through now, and the
+/// reading is said.
+#[test]
+fn a_log_filter_that_sets_no_level_still_lets_errors_through() {
+    let dir = tempfile::tempdir().unwrap();
+    for (filter, note) in [
+        ("loud", "sets no level"),
+        ("jwtgate_admin=debug", ""),
+        ("info,[", "is not a log filter"),
+    ] {
+        let out = run_cli_env(
+            &["run", "--config", "missing.yaml"],
+            dir.path(),
+            &[("JWTGATE_LOG", filter)],
+        );
+        assert_eq!(out.code(), Some(2), "{filter}: {}", out.all());
+        assert!(
+            out.stderr.contains("invalid configuration"),
+            "{filter}: {}",
+            out.all()
+        );
+        assert!(out.stderr.contains(note), "{filter}: {}", out.all());
+    }
+}
