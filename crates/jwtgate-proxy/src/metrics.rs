@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use jwtgate_store::Revocations;
 use metrics::{
-    counter, describe_counter, describe_histogram, histogram, Counter, Histogram, SharedString,
-    Unit,
+    counter, describe_counter, describe_gauge, describe_histogram, histogram, Counter, Histogram,
+    SharedString, Unit,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -72,6 +72,25 @@ pub fn install() -> Result<MetricsHandle, String> {
     describe_counter!(
         WORKER_CONNECTIONS,
         "Client connections accepted, by worker thread"
+    );
+    // Counted where they happen (jwtgate-keys, the logout module), described
+    // here with the rest, so that every family has its HELP line.
+    describe_counter!(
+        "jwtgate_jwks_fetch_total",
+        "Key set fetches of identity providers, by provider and outcome"
+    );
+    describe_gauge!(
+        "jwtgate_jwks_age_seconds",
+        Unit::Seconds,
+        "Seconds since each provider's keys were last fetched"
+    );
+    describe_counter!(
+        "jwtgate_jwks_kid_miss_total",
+        "Tokens naming a kid the provider's key set lacks, by provider and what was done"
+    );
+    describe_counter!(
+        "jwtgate_backchannel_logout_total",
+        "OpenID Connect back-channel logouts received, by provider and outcome"
     );
     // Families that may not move for a while still appear in the first scrape.
     for outcome in ["applied", "invalid", "protected"] {

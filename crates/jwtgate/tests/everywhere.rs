@@ -589,6 +589,11 @@ fn back_channel_logout_from_a_real_openid_provider() {
         m.0
     );
     assert!(m.value("jwtgate_backchannel_logout_total", &[("outcome", "replay")]) >= 1.0);
+    assert!(
+        m.0.contains("# HELP jwtgate_backchannel_logout_total "),
+        "{}",
+        m.0
+    );
 }
 
 /// Logout tokens of our own, signed with the `files` provider's key.

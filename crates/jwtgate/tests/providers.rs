@@ -368,6 +368,14 @@ fn bad_key_sets_never_replace_a_good_one() {
     assert_eq!(status["providers"]["corp"]["state"], "stale", "{status}");
     assert_eq!(status["providers"]["corp"]["keys"], 1);
     assert!(m.has_family("jwtgate_jwks_age_seconds"), "{}", m.0);
+    // Every family has its HELP line (an outside audit found these without).
+    for family in ["jwtgate_jwks_fetch_total", "jwtgate_jwks_age_seconds"] {
+        assert!(
+            m.0.contains(&format!("# HELP {family} ")),
+            "{family}: {}",
+            m.0
+        );
+    }
 }
 
 /// A key set that publishes private key members lets anyone sign: the

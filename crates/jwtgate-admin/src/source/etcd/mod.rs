@@ -211,7 +211,12 @@ impl EtcdSource {
     /// the deletion of every live object etcd no longer holds.
     async fn apply_snapshot(&self, snapshot: jwtgate_etcd::Snapshot, running: &Running) {
         for stray in &snapshot.strays {
-            warn!(key = ?stray, "etcd: a key under the prefix that names no route, consumer or provider; ignored");
+            // A &str: quoted in a text line, the key itself in a JSON one.
+            let key = printable(stray);
+            warn!(
+                key = key.as_str(),
+                "etcd: a key under the prefix that names no route, consumer or provider; ignored"
+            );
         }
         let mut shared = self.shared.lock().await;
         let history_lost = std::mem::take(&mut shared.history_lost);
@@ -355,9 +360,13 @@ impl EtcdSource {
         }
         for ((kind, name), refusal) in &applied.refused {
             metrics::record_config_reload(refusal.outcome);
+            // A &str: quoted in a text line, the key itself in a JSON one
+            // (a Debug value kept its quotes there); control characters
+            // escaped, so that no line of the log can be forged.
+            let key = printable(&format!("{}/{}/{name}", self.prefix(), kind.dir()));
             warn!(
                 outcome = refusal.outcome,
-                key = ?format!("{}/{}/{name}", self.prefix(), kind.dir()),
+                key = key.as_str(),
                 revision = refusal.mod_revision,
                 "etcd object rejected; this node keeps its previous version: {}",
                 printable(&refusal.reason)
