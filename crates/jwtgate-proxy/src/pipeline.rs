@@ -88,6 +88,11 @@ pub fn handle<'p, 'b, 'c>(
         let mut resp = match serve(&gateway, pool, req, conn, &mut record.outcome).await {
             Ok(resp) => resp,
             Err(e) => {
+                // A write the store could not take (a logout, a cut-off) is
+                // no `ok`, whatever its token was.
+                if matches!(e, GatewayError::StoreUnavailable(_)) {
+                    record.outcome.auth = "store_unavailable";
+                }
                 record.outcome.detail = Some(e.to_string());
                 e.into_response()
             }

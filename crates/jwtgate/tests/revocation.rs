@@ -740,6 +740,20 @@ fn an_embedded_store_takes_logouts_again_once_the_disk_has_room() {
     let resp = logout(&node, &token);
     assert_eq!(resp.status, 503, "a logout on a full disk: {}", resp.text());
     assert_eq!(resp.message().as_deref(), Some(UNAVAILABLE));
+    // Logged as what it was, not as the valid token's `ok` (an outside
+    // audit found failed logouts counted among the accepted requests).
+    let line = eventually(Duration::from_secs(5), || {
+        node.logs()
+            .lines()
+            .any(|l| l.contains("jwtgate::access") && l.contains("status=503"))
+    });
+    assert!(line, "{}", node.logs());
+    let logs = node.logs();
+    let failed = logs
+        .lines()
+        .find(|l| l.contains("jwtgate::access") && l.contains("status=503"))
+        .unwrap();
+    assert!(failed.contains("auth=store_unavailable"), "{failed}");
     assert_passes(&node, &token, "a logout that answered 503");
 
     limit_file_size("unlimited:unlimited");
