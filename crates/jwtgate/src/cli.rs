@@ -147,7 +147,16 @@ pub struct SignArgs {
     /// Algorithm: HS256 (the default) HS384 HS512 RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA.
     /// With --provider: one of its algorithms (default: its first). Not with
     /// --consumer, whose credential sets it.
-    #[arg(long, conflicts_with = "consumer")]
+    #[arg(
+        long,
+        conflicts_with = "consumer",
+        // Listed for the shell completions (and checked here too).
+        value_parser = [
+            "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+            "ES256", "ES384", "ES512", "EdDSA",
+        ],
+        hide_possible_values = true,
+    )]
     pub alg: Option<String>,
     /// HMAC secret (without --config). On the command line, other local
     /// users may read it (ps, /proc) and the shell keeps it: prefer

@@ -25,11 +25,20 @@ pub fn sign(args: &SignArgs) -> ExitCode {
 fn read_secret(file: &std::path::Path) -> Result<String, String> {
     let text = if file.as_os_str() == "-" {
         let mut text = String::new();
+        // One byte past the bound tells a longer input from one that fits:
+        // signing with the first MiB of it would be signing with a secret
+        // nobody gave.
         std::io::Read::read_to_string(
-            &mut std::io::Read::take(std::io::stdin(), jwtgate_config::MAX_FILE_BYTES),
+            &mut std::io::Read::take(std::io::stdin(), jwtgate_config::MAX_FILE_BYTES + 1),
             &mut text,
         )
         .map_err(|e| format!("cannot read the secret from stdin: {e}"))?;
+        if text.len() as u64 > jwtgate_config::MAX_FILE_BYTES {
+            return Err(format!(
+                "the secret on stdin is longer than {} bytes",
+                jwtgate_config::MAX_FILE_BYTES
+            ));
+        }
         text
     } else {
         jwtgate_config::read_text_bounded(file, jwtgate_config::MAX_FILE_BYTES)

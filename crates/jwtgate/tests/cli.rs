@@ -630,6 +630,24 @@ fn token_sign_with_explicit_keys_is_accepted_by_the_gateway() {
     assert_eq!(out.code(), Some(0), "{}", out.all());
     let resp = gw.send(&Req::get("/main/x").bearer(out.stdout.trim()));
     assert_eq!(resp.status, 200, "{:?}\n{}", resp.text(), gw.logs());
+    // Longer than the bound on stdin: refused, not signed with its first
+    // MiB (an outside audit), as a file that long is.
+    let long = dir.path().join("long");
+    std::fs::write(&long, "s".repeat(1024 * 1024 + 1)).unwrap();
+    let out = run_cli_stdin(
+        &["token", "sign", "--key", "user123", "--secret-file", "-"],
+        root(),
+        std::fs::File::open(&long).unwrap(),
+    );
+    assert_eq!(out.code(), Some(2), "{}", out.all());
+    assert!(out.stderr.contains("longer than"), "{}", out.all());
+    // The shells complete --alg with the algorithms, not with file names.
+    let bash = run_cli(&["completions", "bash"], root());
+    assert!(
+        bash.stdout.contains("HS256 HS384 HS512 RS256"),
+        "{}",
+        bash.stdout
+    );
 
     // A secret that is not alice's: refused.
     let token = sign(&[
