@@ -23,6 +23,9 @@ rm -rf "$out"
 mkdir -p "$out/completions"
 bin=$target/release/jwtgate
 "$bin" man | gzip -9n >"$out/jwtgate.1.gz"
+for doc in README.md SECURITY.md docs/SPEC.md; do
+  gzip -9n <"$doc" >"$out/$(basename "$doc").gz"
+done
 "$bin" completions bash >"$out/completions/jwtgate.bash"
 "$bin" completions zsh >"$out/completions/_jwtgate"
 "$bin" completions fish >"$out/completions/jwtgate.fish"

@@ -74,8 +74,10 @@ done
 echo "== systemd-analyze verify"
 in_root systemd-analyze verify --man=no "$unit"   # no man-db in minbase: the page is checked below
 in_root zcat /usr/share/man/man1/jwtgate.1.gz | grep -q '^\.SH ENVIRONMENT' || fail "man page"
-for doc in README.md SECURITY.md SPEC.md; do
+# Compressed, with a Debian changelog (Policy 12.3, 12.7).
+for doc in README.md.gz SECURITY.md.gz SPEC.md.gz changelog.Debian.gz; do
   in_root test -s "/usr/share/doc/jwtgate/$doc" || fail "/usr/share/doc/jwtgate/$doc"
+  in_root gzip -t "/usr/share/doc/jwtgate/$doc" || fail "/usr/share/doc/jwtgate/$doc is not gzip"
 done
 
 echo "== the unit's commands, as its user, on the default config"
