@@ -149,6 +149,21 @@ routes:
     )
 }
 
+/// The test certificate and key copied into `dir` as `<tag>.crt` and
+/// `<tag>.key`, for a renewal to replace, and the `tls:` value naming them.
+fn renewable_certificate(dir: &Path, tag: &str) -> (PathBuf, PathBuf, String) {
+    let cert = dir.join(format!("{tag}.crt"));
+    let key = dir.join(format!("{tag}.key"));
+    std::fs::copy(format!("{TLS}/server.crt"), &cert).unwrap();
+    std::fs::copy(format!("{TLS}/server.key"), &key).unwrap();
+    let tls = format!(
+        r#"{{ cert_file: "{}", key_file: "{}" }}"#,
+        cert.display(),
+        key.display()
+    );
+    (cert, key, tls)
+}
+
 fn ca() -> PathBuf {
     PathBuf::from(format!("{TLS}/ca.crt"))
 }
@@ -335,15 +350,7 @@ async fn session_resumption_on_and_off() {
 #[tokio::test]
 async fn sighup_replaces_the_certificate_and_keeps_open_connections() {
     let dir = tempfile::tempdir().unwrap();
-    let cert = dir.path().join("live.crt");
-    let key = dir.path().join("live.key");
-    std::fs::copy(format!("{TLS}/server.crt"), &cert).unwrap();
-    std::fs::copy(format!("{TLS}/server.key"), &key).unwrap();
-    let tls = format!(
-        r#"{{ cert_file: "{}", key_file: "{}" }}"#,
-        cert.display(),
-        key.display()
-    );
+    let (cert, key, tls) = renewable_certificate(dir.path(), "live");
     let node = Node::start(dir.path(), &config(&tls));
     let old_trust = Arc::new(default_client(&ca()));
     let mut open = Conn::open(connect(node.addr, &old_trust, "localhost").await.unwrap()).await;
@@ -585,15 +592,7 @@ async fn admin_get(tls: TlsStream<TcpStream>, path: &str) -> (u16, String) {
 #[tokio::test]
 async fn the_admin_listener_speaks_https_with_admin_tls() {
     let dir = tempfile::tempdir().unwrap();
-    let cert = dir.path().join("admin.crt");
-    let key = dir.path().join("admin.key");
-    std::fs::copy(format!("{TLS}/server.crt"), &cert).unwrap();
-    std::fs::copy(format!("{TLS}/server.key"), &key).unwrap();
-    let tls = format!(
-        r#"{{ cert_file: "{}", key_file: "{}" }}"#,
-        cert.display(),
-        key.display()
-    );
+    let (cert, key, tls) = renewable_certificate(dir.path(), "admin");
     let node = Node::start(dir.path(), &admin_tls_config(&tls, "127.0.0.1:0"));
     node.wait_log(&format!("admin API listening at https://{}", node.admin), 1);
     // The data plane stays plain HTTP.
