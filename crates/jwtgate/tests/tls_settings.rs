@@ -134,18 +134,23 @@ impl Conn {
 }
 
 fn config(tls: &str) -> String {
+    node_config(&format!(
+        "admin: {{ listen: \"127.0.0.1:0\", api_key: \"{}\" }}\ntls: {tls}\n",
+        admin_support::KEY
+    ))
+}
+
+/// A node with an echo route; `listeners`: its `admin:` and `tls:` lines.
+fn node_config(listeners: &str) -> String {
     format!(
         r#"listen: "127.0.0.1:0"
-admin: {{ listen: "127.0.0.1:0", api_key: "{}" }}
-tls: {tls}
-store: {{ path: data }}
+{listeners}store: {{ path: data }}
 consumers: []
 routes:
   - name: echo
     paths: ["/*"]
     upstream: {{ echo: true }}
-"#,
-        admin_support::KEY
+"#
     )
 }
 
@@ -554,18 +559,10 @@ async fn a_client_cannot_fill_the_log_with_rustls_warnings() {
 /// A node whose admin listener serves HTTPS (`admin.tls`), the data plane
 /// plain HTTP.
 fn admin_tls_config(admin_tls: &str, admin_listen: &str) -> String {
-    format!(
-        r#"listen: "127.0.0.1:0"
-admin: {{ listen: "{admin_listen}", api_key: "{}", tls: {admin_tls} }}
-store: {{ path: data }}
-consumers: []
-routes:
-  - name: echo
-    paths: ["/*"]
-    upstream: {{ echo: true }}
-"#,
+    node_config(&format!(
+        "admin: {{ listen: \"{admin_listen}\", api_key: \"{}\", tls: {admin_tls} }}\n",
         admin_support::KEY
-    )
+    ))
 }
 
 /// One admin request over `tls`, with the admin key: the status and body.
