@@ -76,6 +76,13 @@ fn status(node: &Node, token: &str) -> u16 {
     node.send(&Req::get("/app/x").bearer(token)).status
 }
 
+/// Records a cut-off through the admin API (`201`), answering its entry.
+fn cut_off(node: &Node, body: Value) -> Value {
+    let resp = node.admin("POST", "/admin/v1/revocations/subjects", Some(body));
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    resp.json()
+}
+
 fn assert_cut(node: &Node, token: &str, what: &str) {
     let resp = node.send(&Req::get("/app/x").bearer(token));
     assert_refused(&resp, "JWT token has been revoked", "jwtgate", true);
@@ -122,12 +129,7 @@ fn cut_offs_through_the_admin_api_survive_a_restart() {
     // A provider's subject.
     let p = files_token(json!({"sub": "p-1", "iat": now() - 5}));
     assert_eq!(status(&node, &p), 200);
-    let resp = node.admin(
-        "POST",
-        "/admin/v1/revocations/subjects",
-        Some(json!({"provider": "files", "subject": "p-1"})),
-    );
-    assert_eq!(resp.status, 201, "{}", resp.text());
+    cut_off(&node, json!({"provider": "files", "subject": "p-1"}));
     assert_cut(&node, &p, "provider subject");
 
     // Listing, and errors.
@@ -726,22 +728,12 @@ fn a_sub_written_as_a_number_is_cut_off_by_its_digits() {
     };
     let (n12, n13) = (numeric(json!(12)), numeric(json!(13)));
     assert_eq!(status(&node, &n12), 200);
-    let resp = node.admin(
-        "POST",
-        "/admin/v1/revocations/subjects",
-        Some(json!({"consumer": "alice", "subject": "12"})),
-    );
-    assert_eq!(resp.status, 201, "{}", resp.text());
+    cut_off(&node, json!({"consumer": "alice", "subject": "12"}));
     assert_cut(&node, &n12, "sub 12, cut off as \"12\"");
     assert_eq!(status(&node, &n13), 200, "another numeric subject");
     let p42 = files_token(json!({"sub": 42, "iat": now() - 5}));
     assert_eq!(status(&node, &p42), 200);
-    let resp = node.admin(
-        "POST",
-        "/admin/v1/revocations/subjects",
-        Some(json!({"provider": "files", "subject": "42"})),
-    );
-    assert_eq!(resp.status, 201, "{}", resp.text());
+    cut_off(&node, json!({"provider": "files", "subject": "42"}));
     assert_cut(&node, &p42, "provider sub 42");
 }
 
