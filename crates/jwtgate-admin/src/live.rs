@@ -173,13 +173,25 @@ impl Running {
     pub fn install(&self, source: RawConfig, config: Config) -> Vec<String> {
         let current = self.config.load();
         warn_restart_only(&current, &config);
+        // TLS turned on or off takes a restart: until then the running
+        // config says what the listeners serve, so that its warnings (an
+        // admin key crossing the network in clear) are about what is.
+        let mut config = config;
+        if self.tls.data.is_none() || config.tls.is_none() {
+            config.tls = current.tls.clone().filter(|_| self.tls.data.is_some());
+        }
+        if let Some(admin) = config.admin.as_mut() {
+            let served = current.admin.as_ref().and_then(|a| a.tls.clone());
+            if self.tls.admin.is_none() || admin.tls.is_none() {
+                admin.tls = served.filter(|_| self.tls.admin.is_some());
+            }
+        }
         // Valid, but probably not what was meant: said once, when it first
         // goes live (`jwtgate check` prints them too).
         let brought = self.new_warnings(&config);
         for w in &brought {
             warn!("config: {w}");
         }
-        let mut config = config;
         if let Some(server) = &self.tls.data {
             let running = current.tls.as_ref();
             if let Some(kept) = reload_tls(server, running, config.tls.as_ref()) {

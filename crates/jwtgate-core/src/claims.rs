@@ -255,6 +255,9 @@ pub fn subject_text(claim: Option<&Value>) -> Option<Cow<'_, str>> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
+    use super::*;
 
     #[test]
     fn a_subject_is_a_string_or_an_integer_as_its_digits() {
@@ -272,9 +275,6 @@ mod tests {
         assert_eq!(text(json!(null)), None);
         assert_eq!(subject_text(None), None);
     }
-    use serde_json::json;
-
-    use super::*;
 
     fn claims() -> Map<String, Value> {
         let Value::Object(m) = json!({

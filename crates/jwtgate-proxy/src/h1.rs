@@ -473,10 +473,26 @@ pub enum Decoded {
 
 /// Incremental `Transfer-Encoding: chunked` decoder (RFC 9112 §7.1). Strict:
 /// lines end in CRLF, sizes are hex of at most 16 digits. Extensions and
-/// trailers are read and dropped, within [`MAX_CHUNK_META`] bytes.
+/// trailers are read and dropped, within [`MAX_CHUNK_META`] bytes. A
+/// request's trailer lines ([`ChunkedDecoder::default`]) must be fields, as
+/// header lines are: a client's bytes that are none could be a request to
+/// a proxy in front. An upstream's ([`ChunkedDecoder::lenient`]) are only
+/// read to their end: the whole body has gone to the client by then, and a
+/// sloppy trailer line is no reason to cut the answer short.
 #[derive(Debug, Clone, Default)]
 pub struct ChunkedDecoder {
     state: ChunkState,
+    lenient: bool,
+}
+
+impl ChunkedDecoder {
+    /// For an upstream's answer: trailer lines are not checked.
+    pub fn lenient() -> Self {
+        ChunkedDecoder {
+            lenient: true,
+            ..ChunkedDecoder::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -550,15 +566,16 @@ impl ChunkedDecoder {
                 break Decoded::NeedMore;
             };
             used += 1;
-            self.state = step(self.state, b)?;
+            self.state = step(self.state, b, self.lenient)?;
         };
         buf.advance(used);
         Ok(result)
     }
 }
 
-/// One framing byte (anything but chunk data).
-fn step(state: ChunkState, b: u8) -> Result<ChunkState, WireError> {
+/// One framing byte (anything but chunk data); `lenient`: trailer lines
+/// are not checked as fields.
+fn step(state: ChunkState, b: u8, lenient: bool) -> Result<ChunkState, WireError> {
     Ok(match state {
         ChunkState::Size {
             value,
@@ -674,12 +691,14 @@ fn step(state: ChunkState, b: u8) -> Result<ChunkState, WireError> {
                 // message line by line (a proxy in front that ends the body
                 // at `0\r\n`) could take it for a request (RFC 9112 §7.1.2:
                 // trailers are fields, as in a header section).
-                if line_len > 0 && !in_value {
+                if line_len > 0 && !in_value && !lenient {
                     return Err(WireError::Chunk("trailer line without a colon"));
                 }
                 next(line_len, true, in_value)
             } else if b == b'\n' {
                 return Err(WireError::Chunk("bare LF in trailers"));
+            } else if lenient {
+                next(line_len + 1, false, in_value)
             } else if in_value {
                 // A field value: visible characters, blanks, and obs-text.
                 if (b < 0x20 && b != b'\t') || b == 0x7f {

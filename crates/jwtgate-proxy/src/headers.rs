@@ -197,11 +197,11 @@ pub fn request_host(
         }
     }
     match authority {
-        Some(a) if valid_host(a.as_str().as_bytes()) => Ok(HeaderValue::from_str(a.as_str())
-            .ok()
-            .map(without_final_dot)),
+        Some(a) if valid_host(a.as_str().as_bytes()) => {
+            Ok(HeaderValue::from_str(a.as_str()).ok().map(normalized_host))
+        }
         Some(_) => Err(BadHost::Syntax),
-        None => Ok(host.cloned().map(without_final_dot)),
+        None => Ok(host.cloned().map(normalized_host)),
     }
 }
 
@@ -211,7 +211,7 @@ pub fn request_host(
 /// `api.example`: a route for `hosts: [api.example]` must take it, and an
 /// upstream that drops the dot itself (Django does) must not see a request
 /// that bypassed that route. nginx removes both the same way.
-fn without_final_dot(host: HeaderValue) -> HeaderValue {
+fn normalized_host(host: HeaderValue) -> HeaderValue {
     let bytes = host.as_bytes();
     let bytes = bytes.strip_suffix(b":").unwrap_or(bytes);
     let end = if bytes.starts_with(b"[") {

@@ -628,7 +628,7 @@ where
                 conn: Some(conn),
                 state: match framing {
                     ResponseFraming::Length(n) => BodyState::Length(n),
-                    ResponseFraming::Chunked => BodyState::Chunked(ChunkedDecoder::default()),
+                    ResponseFraming::Chunked => BodyState::Chunked(ChunkedDecoder::lenient()),
                     _ => BodyState::UntilClose,
                 },
                 done,

@@ -85,10 +85,14 @@ fn update_once<R>(
             (true, Some(r)) => Once::Held(OnceRecord::parse(r)),
         };
         let (answer, update) = decide(once);
-        if let Some((expires_at, record)) = update {
-            expiries.insert(key, expires_at)?;
-            owners.insert(key, record.as_str())?;
-        }
+        let Some((expires_at, record)) = update else {
+            drop((expiries, owners));
+            // Nothing to write: no commit (and no fsync) for it.
+            tx.abort()?;
+            return Ok(answer);
+        };
+        expiries.insert(key, expires_at)?;
+        owners.insert(key, record.as_str())?;
         answer
     };
     tx.commit()?;

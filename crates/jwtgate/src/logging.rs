@@ -12,18 +12,18 @@ use tracing_subscriber::fmt::MakeWriter;
 pub fn init() {
     log_sink::start();
     let asked = std::env::var("JWTGATE_LOG").unwrap_or_default();
-    let mut filter = match tracing_subscriber::EnvFilter::try_new(&asked) {
-        Ok(f) if !asked.is_empty() => f,
-        Ok(_) => tracing_subscriber::EnvFilter::new("info"),
+    let (mut filter, parsed) = match tracing_subscriber::EnvFilter::try_new(&asked) {
+        Ok(f) if !asked.is_empty() => (f, true),
+        Ok(_) => (tracing_subscriber::EnvFilter::new("info"), false),
         Err(e) => {
             eprintln!("jwtgate: JWTGATE_LOG={asked:?} is not a log filter ({e}); using info");
-            tracing_subscriber::EnvFilter::new("info")
+            (tracing_subscriber::EnvFilter::new("info"), false)
         }
     };
     // A filter that sets no level for everything (`loud`, a typo, reads as
     // the name of a target) would silence every other line, start failures
     // included: errors still go through, and the reading is said.
-    if !asked.is_empty() && !sets_a_level(&asked) {
+    if parsed && !sets_a_level(&asked) {
         let targets = bare_targets(&asked);
         if !targets.is_empty() {
             eprintln!(
@@ -72,14 +72,18 @@ pub fn init() {
 
 pub use log_sink::flush;
 
-const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+/// Whether a directive is a level for every target (`info`, `DEBUG`, `4`),
+/// as the filter reads one.
+fn is_level(directive: &str) -> bool {
+    // An empty directive (`loud,`) parses as a level too: it is none.
+    let d = directive.trim();
+    !d.is_empty() && d.parse::<tracing::level_filters::LevelFilter>().is_ok()
+}
 
 /// Whether a filter's directives name a level for every target (`info`,
 /// `debug,hyper=warn`), not only for some (`jwtgate=debug`).
 fn sets_a_level(filter: &str) -> bool {
-    filter
-        .split(',')
-        .any(|d| LEVELS.iter().any(|l| d.trim().eq_ignore_ascii_case(l)))
+    filter.split(',').any(is_level)
 }
 
 /// The directives that are a bare word other than a level: target names.
@@ -87,8 +91,7 @@ fn bare_targets(filter: &str) -> Vec<&str> {
     filter
         .split(',')
         .map(str::trim)
-        .filter(|d| !d.is_empty() && !d.contains(['=', '[']))
-        .filter(|d| !LEVELS.iter().any(|l| d.eq_ignore_ascii_case(l)))
+        .filter(|d| !d.is_empty() && !d.contains(['=', '[']) && !is_level(d))
         .collect()
 }
 
@@ -100,5 +103,24 @@ impl<'a> MakeWriter<'a> for Sink {
 
     fn make_writer(&'a self) -> Line {
         Line::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_are_read_as_the_filter_reads_them() {
+        for level in ["info", "DEBUG", "4", "off", " warn "] {
+            assert!(is_level(level), "{level}");
+        }
+        for not in ["loud", "jwtgate=debug", "jwtgate::access", "", "6"] {
+            assert!(!is_level(not), "{not}");
+        }
+        assert!(sets_a_level("jwtgate=debug,info"));
+        assert!(!sets_a_level("jwtgate=debug,hyper=warn"));
+        assert!(!sets_a_level("loud,"));
+        assert_eq!(bare_targets("loud, jwtgate=debug, 3, info"), ["loud"]);
     }
 }

@@ -28,11 +28,13 @@ use tracing::{error, info, warn};
 pub fn check(path: &Path) -> ExitCode {
     match load_node(path) {
         Ok(loaded) => {
+            let code =
+                crate::out::print_with(&format!("{}: ok\n", path.display()), ExitCode::SUCCESS);
             // Valid, but probably not what was meant: said, not refused.
             for w in jwtgate_config::warnings(&loaded.config) {
                 eprintln!("warning: {w}");
             }
-            crate::out::print_with(&format!("{}: ok\n", path.display()), ExitCode::SUCCESS)
+            code
         }
         Err(errors) => {
             eprintln!("{}: {} problem(s)", path.display(), errors.0.len());

@@ -112,7 +112,7 @@ pub fn parse_request_head(
         // A CR that is not followed by LF ends no line (RFC 9112 §2.2): a
         // head of such lines would never end, and only the header timeout
         // answered it, 30 s later and with nothing.
-        if memchr::memchr_iter(b'\r', buf).any(|cr| buf.get(cr + 1).is_some_and(|&b| b != b'\n')) {
+        if bare_cr(buf) {
             return Err(HeadError::Malformed("bare CR in the header section"));
         }
         return Ok(None);
@@ -271,7 +271,15 @@ pub fn may_complete_head(buf: &[u8], from: usize) -> bool {
         return true;
     }
     let start = from.saturating_sub(2).min(buf.len());
-    buf.get(start..).and_then(head_end).is_some()
+    let piece = buf.get(start..).unwrap_or_default();
+    // A bare CR ends no line: a head of such lines never ends, so the
+    // parser is asked at once, and refuses it.
+    head_end(piece).is_some() || bare_cr(piece)
+}
+
+/// Whether `bytes` hold a CR followed by something other than LF.
+fn bare_cr(bytes: &[u8]) -> bool {
+    memchr::memchr_iter(b'\r', bytes).any(|cr| bytes.get(cr + 1).is_some_and(|&b| b != b'\n'))
 }
 
 /// A head over the limit: 414 when its request line alone is, else 431.

@@ -614,6 +614,29 @@ fn trailer_lines_that_are_no_fields_are_errors() {
     }
 }
 
+/// An upstream's trailer lines are read to their end, not checked: the
+/// body has gone to the client by then (a review found strict checks
+/// cutting answers short).
+#[test]
+fn an_upstreams_sloppy_trailers_do_not_cut_its_answer() {
+    let mut dec = ChunkedDecoder::lenient();
+    let mut buf = BytesMut::from(&b"3\r\nabc\r\n0\r\nX-Checksum : abc\r\nno colon\r\n\r\nNEXT"[..]);
+    let mut data = Vec::new();
+    loop {
+        match dec.decode(&mut buf).unwrap() {
+            Decoded::Data(d) => data.extend_from_slice(&d),
+            Decoded::Done => break,
+            Decoded::NeedMore => panic!("the answer is all there"),
+        }
+    }
+    assert_eq!(data, b"abc");
+    assert_eq!(&buf[..], b"NEXT");
+    // A bare LF still ends no line, either way.
+    let mut dec = ChunkedDecoder::lenient();
+    let mut buf = BytesMut::from(&b"0\r\nx: 1\n\r\n"[..]);
+    assert!(dec.decode(&mut buf).is_err());
+}
+
 #[test]
 fn the_largest_chunk_size_is_accepted_without_overflow() {
     let mut dec = ChunkedDecoder::default();
