@@ -123,8 +123,12 @@ async function screenshot(name, opts = {}) {
   console.log(`# screenshot ${file}`);
 }
 const text = (sel) => page.locator(sel).first().innerText();
+// Moves to a page and waits until it is shown: the body rendered for this
+// hash, not the page before it, which may hold the same elements (two route
+// policies are both a form.policy).
 async function go(hash, ready) {
   await page.evaluate((h) => { location.hash = h; }, hash);
+  await page.locator(`#page > .page-body[data-hash=${JSON.stringify(hash)}]`).waitFor();
   await page.locator(ready).first().waitFor();
 }
 

@@ -64,7 +64,9 @@ async function render({ focus = true } = {}) {
     else a.removeAttribute('aria-current');
   }
   document.title = `${section.title}${where.item && where.item !== '+new' ? `: ${where.item}` : ''} \u00b7 jwtgate console`;
-  const next = h('div', { class: 'page-body', 'aria-busy': 'true' });
+  // data-hash names the page a body shows, so a reader (or a test) can tell
+  // the new page from the one it replaces: both may hold the same elements.
+  const next = h('div', { class: 'page-body', 'aria-busy': 'true', 'data-hash': location.hash });
   try {
     const fn = where.item && section.item ? section.item : section.list;
     const done = await fn(next, where.item);
