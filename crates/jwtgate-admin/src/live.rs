@@ -42,7 +42,14 @@ pub enum Trigger {
     Signal,
     /// The watcher saw the file (or its directory) change.
     FileChanged,
+    /// An admin write found the file edited by hand since it was applied,
+    /// and applies the edit first.
+    AdminWrite,
 }
+
+/// How long a config file must be still before an edit of it is read: the
+/// writes of one save (an editor's truncate, then its pieces) settle first.
+pub const EDIT_SETTLE: std::time::Duration = std::time::Duration::from_millis(200);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReloadOutcome {

@@ -203,13 +203,26 @@ fn responses(op: Op) -> Map<String, Value> {
                     "providers": { "type": "object", "additionalProperties": {
                         "type": "object",
                         "properties": {
-                            "state": { "type": "string", "enum": ["ok", "stale", "unavailable"] },
+                            "state": { "type": "string", "enum": ["loading", "ok", "stale", "unavailable"] },
                             "keys": { "type": "integer" },
                             "age_seconds": { "type": "integer", "nullable": true }
+                        } } },
+                    "config_source": { "type": "object", "description": "with etcd; with a config file only while it holds a refused edit", "properties": {
+                        "kind": { "type": "string", "enum": ["etcd", "file"] },
+                        "state": { "type": "string", "description": "etcd: connecting, following, ..." },
+                        "revision": { "type": "integer" },
+                        "objects": { "type": "integer" },
+                        "refused": { "type": "array", "items": { "type": "object", "properties": {
+                            "key": { "type": "string", "description": "the etcd key, or the config file's path" },
+                            "mod_revision": { "type": "integer" },
+                            "since": { "type": "integer", "description": "file: when it was refused (Unix seconds)" },
+                            "outcome": { "type": "string", "enum": ["invalid", "protected"] },
+                            "reason": { "type": "string", "description": "only with the X-API-KEY" }
                         } } }
+                    } }
                 } })),
             ),
-            ("503", json!({ "description": "stopping" })),
+            ("503", json!({ "description": "starting (waiting_for names what), or stopping" })),
         ],
         Op::Metrics => vec![(
             "200",

@@ -183,7 +183,7 @@ async fn serve(path: &Path, loaded: Loaded, signals: Signals) -> ExitCode {
         }
     };
     tokio::spawn(signals.handle(Arc::clone(&live), stop_tx));
-    let _watcher = crate::file_watch::start(Arc::clone(&live), stop_rx.clone());
+    crate::file_watch::start(Arc::clone(&live), stop_rx.clone());
     // Listeners bound and store open: from here the node is ready.
     let admin = admin_listener.map(|listener| {
         let state = AdminState {

@@ -225,20 +225,42 @@ fn an_invalid_edit_is_rejected_while_traffic_keeps_flowing() {
     );
     traffic.wait_for(20);
     assert_eq!(node.get("/new/x").status, 404, "the running config stays");
-    let metrics = node.metrics();
-    assert_eq!(
-        metrics.value("jwtgate_config_reloads_total", &[("outcome", "invalid")]),
-        1.0
+    let invalid = || {
+        node.metrics()
+            .value("jwtgate_config_reloads_total", &[("outcome", "invalid")])
+    };
+    assert_eq!(invalid(), 1.0);
+    // /status says the file holds what the node refused; why, only to the
+    // holder of the key (it quotes the file).
+    let status = node.admin_raw(&Req::get("/status")).json();
+    let refused = &status["config_source"]["refused"][0];
+    assert_eq!(status["config_source"]["kind"], "file", "{status}");
+    assert_eq!(refused["outcome"], "invalid", "{status}");
+    assert_eq!(refused["key"], node.config_path.display().to_string());
+    assert!(refused["since"].as_u64().is_some(), "{status}");
+    assert!(refused.get("reason").is_none(), "{status}");
+    let status = node.admin("GET", "/status", None).json();
+    let reason = status["config_source"]["refused"][0]["reason"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        reason.contains("routes[0].jwt.colour: unknown key"),
+        "{status}"
     );
 
-    // The API refuses to overwrite the rejected hand edit ...
-    let write = node.admin(
-        "PUT",
-        "/admin/v1/routes/other",
-        Some(json!({"paths": ["/o/*"], "upstream": {"echo": true}})),
-    );
-    assert_eq!(write.status, 409, "{}", write.text());
-    assert!(write.json()["errors"].is_array());
+    // The API refuses to overwrite the rejected hand edit, every time,
+    // without counting or logging it again as a reload ...
+    for _ in 0..3 {
+        let write = node.admin(
+            "PUT",
+            "/admin/v1/routes/other",
+            Some(json!({"paths": ["/o/*"], "upstream": {"echo": true}})),
+        );
+        assert_eq!(write.status, 409, "{}", write.text());
+        assert!(write.json()["errors"].is_array());
+    }
+    assert_eq!(invalid(), 1.0, "{}", node.logs());
+    assert_eq!(node.logs().matches("config reload rejected").count(), 1);
     // ... until the file is fixed.
     replace_by_rename(&node.config_path, &config(&up.node(), &["new"], "guarded"));
     assert!(
@@ -246,6 +268,8 @@ fn an_invalid_edit_is_rejected_while_traffic_keeps_flowing() {
         "{}",
         node.logs()
     );
+    let status = node.admin("GET", "/status", None).json();
+    assert!(status.get("config_source").is_none(), "{status}");
     let write = node.admin(
         "PUT",
         "/admin/v1/routes/other",
@@ -260,6 +284,198 @@ fn an_invalid_edit_is_rejected_while_traffic_keeps_flowing() {
         failed.len(),
         ok + failed.len(),
         &failed[..failed.len().min(5)]
+    );
+}
+
+/// Writes `text` over the file in place, as an editor that truncates it
+/// and writes in pieces does, with `pause` between the pieces; returns the
+/// longest time actually taken between two writes.
+fn write_in_pieces(path: &std::path::Path, text: &str, pieces: usize, pause: Duration) -> Duration {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).unwrap();
+    let bytes = text.as_bytes();
+    let step = bytes.len().div_ceil(pieces);
+    let mut longest = Duration::ZERO;
+    let mut last = std::time::Instant::now();
+    for piece in bytes.chunks(step) {
+        std::thread::sleep(pause);
+        file.write_all(piece).unwrap();
+        file.flush().unwrap();
+        longest = longest.max(last.elapsed());
+        last = std::time::Instant::now();
+    }
+    longest
+}
+
+/// A save in pieces (an editor's truncate, then three writes 120 ms
+/// apart) is read once it is whole, never a piece: the watcher had read
+/// the file 200 ms after the first event, whatever came after, and applied
+/// or rejected what it found there.
+#[test]
+fn a_save_in_pieces_is_read_whole() {
+    let up = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &config(&up.node(), &[], "guarded"));
+    let count = |needle: &str| node.logs().matches(needle).count();
+    // On a loaded machine a pause may stretch past the watcher's 200 ms of
+    // quiet: such a try proves nothing, and another is made.
+    for n in 1..=5 {
+        let (applied, rejected) = (
+            count("config reloaded from"),
+            count("config reload rejected"),
+        );
+        let name = format!("piece{n}");
+        let text = config(&up.node(), &[&name], "guarded");
+        let longest = write_in_pieces(&node.config_path, &text, 3, Duration::from_millis(120));
+        assert!(
+            eventually(WAIT, || node.get(&format!("/{name}/x")).status == 200),
+            "{}",
+            node.logs()
+        );
+        node.wait_log("config reloaded from", applied + 1);
+        if longest < Duration::from_millis(170) {
+            assert_eq!(
+                (
+                    count("config reloaded from"),
+                    count("config reload rejected")
+                ),
+                (applied + 1, rejected),
+                "a piece of the save was read:\n{}",
+                node.logs()
+            );
+            return;
+        }
+    }
+    panic!("the machine never wrote three pieces within 170 ms of each other");
+}
+
+/// An admin write while a save in pieces is under way is refused (409,
+/// "being edited"), and the save, once whole, is applied: the first piece
+/// had been adopted at once, written back over the file, and the rest of
+/// the save lost (its routes gone).
+#[test]
+fn an_admin_write_during_a_save_in_pieces_adopts_no_piece() {
+    let up = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &config(&up.node(), &["kept"], "guarded"));
+    let whole = config(&up.node(), &["kept", "added"], "guarded");
+    // The first piece is a valid config on its own: every route but the
+    // last two (`kept`, `added`), cut at a list item.
+    let cut = whole.find("  - name: kept").unwrap();
+    for attempt in 1..=5 {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&node.config_path).unwrap();
+        file.write_all(&whole.as_bytes()[..cut]).unwrap();
+        file.flush().unwrap();
+        let written = std::time::Instant::now();
+        let writer = {
+            let (addr, path) = (node.admin, "/admin/v1/consumers/during");
+            std::thread::spawn(move || {
+                Req::new("PUT", path)
+                    .header("x-api-key", KEY)
+                    .header("content-type", "application/json")
+                    .body(r#"{"username":"during"}"#)
+                    .try_send(addr)
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        file.write_all(&whole.as_bytes()[cut..]).unwrap();
+        file.flush().unwrap();
+        let gap = written.elapsed();
+        let answer = writer.join().unwrap().unwrap();
+        if gap >= Duration::from_millis(150) {
+            // The second piece came too late to tell: start again.
+            std::fs::write(&node.config_path, config(&up.node(), &["kept"], "guarded")).unwrap();
+            assert!(eventually(WAIT, || node.get("/added/x").status == 404));
+            continue;
+        }
+        // Once whole, the save is what runs, and what the file says.
+        assert!(
+            eventually(WAIT, || node.get("/added/x").status == 200),
+            "attempt {attempt}: the save was lost ({} {}): {}\n{}",
+            answer.status,
+            answer.text(),
+            read(&node.config_path),
+            node.logs()
+        );
+        assert_eq!(node.get("/kept/x").status, 200, "{}", node.logs());
+        assert!(read(&node.config_path).contains("name: added"));
+        match answer.status {
+            409 => assert!(
+                answer.text().contains("is being edited"),
+                "{}",
+                answer.text()
+            ),
+            // The write came after the save (its thread was slow to start):
+            // it applied on top of the whole save.
+            200 | 201 => assert!(read(&node.config_path).contains("username: during")),
+            _ => panic!("{} {}", answer.status, answer.text()),
+        }
+        return;
+    }
+    panic!("the machine never wrote two pieces within 150 ms");
+}
+
+/// A config link pointed at another file (`ln -sfn`, a Kubernetes
+/// `..data` swap) is followed: an edit of the file it points to now is
+/// picked up. The watch had stayed on the file the link named at start.
+#[test]
+#[cfg(unix)]
+fn a_config_link_pointed_elsewhere_is_followed() {
+    let up = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real");
+    let other = dir.path().join("other");
+    std::fs::create_dir(&real).unwrap();
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(real.join("a.yaml"), config(&up.node(), &[], "guarded")).unwrap();
+    let link = dir.path().join("jwtgate.yaml");
+    std::os::unix::fs::symlink(real.join("a.yaml"), &link).unwrap();
+    let node = Node::start_on(&link, &[]);
+
+    // Pointed at another file of the same directory, by rename of a new
+    // link over it.
+    std::fs::write(real.join("b.yaml"), config(&up.node(), &["b"], "guarded")).unwrap();
+    let swap = dir.path().join("swap.tmp");
+    std::os::unix::fs::symlink(real.join("b.yaml"), &swap).unwrap();
+    std::fs::rename(&swap, &link).unwrap();
+    assert!(
+        eventually(WAIT, || node.get("/b/x").status == 200),
+        "{}",
+        node.logs()
+    );
+    // The swap's events may have queued one more reload: once it has run,
+    // only a watch on the new target sees the edit below.
+    std::thread::sleep(Duration::from_millis(1000));
+    std::fs::write(
+        real.join("b.yaml"),
+        config(&up.node(), &["b", "b2"], "guarded"),
+    )
+    .unwrap();
+    assert!(
+        eventually(WAIT, || node.get("/b2/x").status == 200),
+        "an edit of the link's new target: {}",
+        node.logs()
+    );
+
+    // Pointed into another directory.
+    std::fs::write(other.join("c.yaml"), config(&up.node(), &["c"], "guarded")).unwrap();
+    std::os::unix::fs::symlink(other.join("c.yaml"), &swap).unwrap();
+    std::fs::rename(&swap, &link).unwrap();
+    assert!(
+        eventually(WAIT, || node.get("/c/x").status == 200),
+        "{}",
+        node.logs()
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    replace_by_rename(
+        &other.join("c.yaml"),
+        &config(&up.node(), &["c", "c2"], "guarded"),
+    );
+    assert!(
+        eventually(WAIT, || node.get("/c2/x").status == 200),
+        "an edit in the link's new directory: {}",
+        node.logs()
     );
 }
 

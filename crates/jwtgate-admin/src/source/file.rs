@@ -10,13 +10,13 @@ use std::path::{Path, PathBuf};
 use jwtgate_config::{to_yaml, ConfigErrors};
 use jwtgate_proxy::metrics;
 use jwtgate_state::write_private_if;
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
 use super::{BoxFuture, ConfigSource, MakeEdit};
 use crate::error::AdminError;
-use crate::live::{ReloadOutcome, Running, Trigger};
+use crate::live::{ReloadOutcome, Running, Trigger, EDIT_SETTLE};
 use crate::protect;
 
 /// Written at the top of the file by the admin API, so that whoever opens
@@ -40,6 +40,11 @@ struct Texts {
 pub struct FileSource {
     path: PathBuf,
     texts: Mutex<Texts>,
+    /// What `/status` shows while the file holds what the node refused (an
+    /// edit that is invalid or touches a protected policy, a file that
+    /// cannot be read): the node runs on a config the file no longer says.
+    /// Kept apart from `texts`, which a reload holds across its awaits.
+    refused: std::sync::Mutex<Option<Value>>,
 }
 
 impl FileSource {
@@ -51,6 +56,7 @@ impl FileSource {
                 applied: Some(text.clone()),
                 seen: Some(text),
             }),
+            refused: std::sync::Mutex::new(None),
         }
     }
 
@@ -59,10 +65,10 @@ impl FileSource {
         running: &Running,
         texts: &mut Texts,
         trigger: Trigger,
-    ) -> (ReloadOutcome, Option<Rejection>) {
+    ) -> ReloadOutcome {
         let path = self.path.display();
-        let text = match read_config(&self.path).await {
-            Ok(t) => t,
+        match read_config(&self.path).await {
+            Ok(text) => self.evaluate(running, texts, trigger, text).0,
             Err(e) => {
                 // Editors may briefly remove the file; the next event retries.
                 warn!(
@@ -70,11 +76,26 @@ impl FileSource {
                     "config reload: cannot read {path}: {e}; the running config stays"
                 );
                 metrics::record_config_reload("invalid");
-                let errors = ConfigErrors::single("", format!("cannot read {path}: {e}"));
-                return (ReloadOutcome::Invalid, Some(Rejection::Invalid(errors)));
+                self.show_refused(Some(("invalid", format!("cannot read {path}: {e}"))));
+                ReloadOutcome::Invalid
             }
-        };
-        if trigger == Trigger::FileChanged && texts.seen.as_deref() == Some(text.as_str()) {
+        }
+    }
+
+    /// Applies the file's `text` if it is valid and leaves protected
+    /// policies alone; else says why not. Each text is logged and counted
+    /// once: an admin write that meets a refused edit again (and is refused
+    /// for it) is not another reload.
+    fn evaluate(
+        &self,
+        running: &Running,
+        texts: &mut Texts,
+        trigger: Trigger,
+        text: String,
+    ) -> (ReloadOutcome, Option<Rejection>) {
+        let path = self.path.display();
+        let seen = texts.seen.as_deref() == Some(text.as_str());
+        if trigger == Trigger::FileChanged && seen {
             return (ReloadOutcome::Unchanged, None);
         }
         texts.seen = Some(text.clone());
@@ -93,15 +114,40 @@ impl FileSource {
         match result {
             Ok(()) => {
                 texts.applied = Some(text);
+                self.show_refused(None);
                 metrics::record_config_reload("applied");
                 info!(outcome = "applied", ?trigger, "config reloaded from {path}");
                 (ReloadOutcome::Applied, None)
             }
-            Err(rejection) => (
-                log_rejection(&rejection, trigger, &path.to_string()),
-                Some(rejection),
-            ),
+            Err(rejection) => {
+                self.show_refused(Some(rejection.summary()));
+                let outcome = if trigger == Trigger::AdminWrite && seen {
+                    rejection.outcome()
+                } else {
+                    log_rejection(&rejection, trigger, &path.to_string())
+                };
+                (outcome, Some(rejection))
+            }
         }
+    }
+
+    /// Sets (or clears) what `/status` says the file holds that the node
+    /// refused: the outcome and why, since when.
+    fn show_refused(&self, refused: Option<(&'static str, String)>) {
+        let Ok(mut shown) = self.refused.lock() else {
+            return;
+        };
+        *shown = refused.map(|(outcome, reason)| {
+            let since = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            json!([{
+                "key": self.path.display().to_string(),
+                "outcome": outcome,
+                "since": since,
+                "reason": reason,
+            }])
+        });
     }
 
     /// Before an API write: if the file was edited by hand since it was last
@@ -123,7 +169,22 @@ impl FileSource {
         if texts.applied.as_deref() == Some(text.as_str()) {
             return Ok(());
         }
-        match self.reload_locked(running, texts, Trigger::Signal).await {
+        // An editor that truncates the file and writes it in pieces must
+        // not have its first piece adopted (and written back over the rest):
+        // the edit is taken once the file has been still for as long as the
+        // watcher waits, else the write is refused and may be tried again.
+        tokio::time::sleep(EDIT_SETTLE).await;
+        if read_config(&self.path).await.ok().as_deref() != Some(text.as_str()) {
+            return Err(AdminError::FileConflict {
+                message: format!(
+                    "{} is being edited; nothing was changed: try again once it is saved \
+                     (the edit is applied first)",
+                    self.path.display()
+                ),
+                errors: ConfigErrors(Vec::new()),
+            });
+        }
+        match self.evaluate(running, texts, Trigger::AdminWrite, text) {
             (_, None) => Ok(()),
             (_, Some(rejection)) => {
                 let errors = match rejection {
@@ -152,7 +213,7 @@ impl FileSource {
         let current = running.source();
         let e = edit(&current)?;
         let config = running
-            .compile(&e.source, e.problems, &e.at)
+            .compile_change(&e.source, e.problems, &e.at)
             .map_err(|errors| AdminError::invalid(format!("invalid {}", e.what), errors))?;
         protect::check(&current, &e.source).map_err(AdminError::Protected)?;
         let text = format!(
@@ -191,6 +252,7 @@ impl FileSource {
         info!(target: "jwtgate::admin", change = %e.what, "admin change applied and written to {}", self.path.display());
         texts.applied = Some(text.clone());
         texts.seen = Some(text);
+        self.show_refused(None);
         Ok(warnings)
     }
 }
@@ -211,12 +273,40 @@ impl ConfigSource for FileSource {
     ) -> BoxFuture<'a, ReloadOutcome> {
         Box::pin(async move {
             let mut texts = self.texts.lock().await;
-            self.reload_locked(running, &mut texts, trigger).await.0
+            self.reload_locked(running, &mut texts, trigger).await
         })
     }
 
+    /// Only while the file holds what the node refused: a node whose file
+    /// is what it runs says nothing of its source.
     fn status(&self) -> Option<Value> {
-        None
+        let refused = self.refused.lock().ok()?.clone()?;
+        Some(json!({ "kind": "file", "refused": refused }))
+    }
+}
+
+impl Rejection {
+    fn outcome(&self) -> ReloadOutcome {
+        match self {
+            Rejection::Invalid(_) => ReloadOutcome::Invalid,
+            Rejection::Protected(_) => ReloadOutcome::Protected,
+        }
+    }
+
+    /// The outcome's label and why, on one line, for `/status`.
+    fn summary(&self) -> (&'static str, String) {
+        match self {
+            Rejection::Invalid(errors) => (
+                "invalid",
+                errors
+                    .0
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            Rejection::Protected(why) => ("protected", why.clone()),
+        }
     }
 }
 
