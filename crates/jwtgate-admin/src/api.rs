@@ -19,7 +19,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use jwtgate_config::{RawConsumer, RawProvider, RawRoute};
-use jwtgate_proxy::metrics::MetricsHandle;
+use jwtgate_proxy::metrics::{self, MetricsHandle};
 use jwtgate_proxy::TlsServer;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -286,8 +286,8 @@ impl AdminListener {
                 a = self.listener.accept() => a,
                 _ = stop.wait_for(|s| *s) => break,
             };
-            let stream = match accepted {
-                Ok((stream, _)) => stream,
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
                     static SAID: jwtgate_proxy::OncePer = jwtgate_proxy::OncePer::minute();
@@ -319,8 +319,15 @@ impl AdminListener {
                                 let conn = http.serve_connection(TokioIo::new(stream), service);
                                 let _ = watcher.watch(conn).await;
                             }
-                            Ok(Err(e)) => debug!(error = %e, "admin API: TLS handshake failed"),
-                            Err(_) => debug!("admin API: TLS handshake timed out"),
+                            Ok(Err(e)) => {
+                                let reason = metrics::handshake_failure(&e);
+                                metrics::record_tls_handshake_failure("admin", reason);
+                                debug!(error = %e, %peer, reason, "admin API: TLS handshake failed");
+                            }
+                            Err(_) => {
+                                metrics::record_tls_handshake_failure("admin", "timeout");
+                                debug!(%peer, reason = "timeout", "admin API: TLS handshake failed");
+                            }
                         }
                     }
                 }

@@ -29,11 +29,25 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
     })
 }
 
-/// File text -> (source, compiled config).
+/// File text -> (source, compiled config). When it has problems, its TLS
+/// keys are checked against their certificates too, so that every problem
+/// is listed at once ([`tls_problems`] checks a config that compiled).
 pub fn compile_text(text: &str, base_dir: &Path) -> Result<(RawConfig, Config), ConfigErrors> {
     let read = read_source(text)?;
-    let config = compile_checked(&read.item, read.errors, "", base_dir)?;
-    Ok((read.item, config))
+    match compile_checked(&read.item, read.errors, "", base_dir) {
+        Ok(config) => Ok((read.item, config)),
+        Err(mut errors) => {
+            let sections = jwtgate_config::tls_sections(&read.item, base_dir, &env);
+            let more: Vec<ConfigError> = sections
+                .iter()
+                .flat_map(jwtgate_proxy::tls::check)
+                // A file already said to be unreadable or not PEM: once.
+                .filter(|e| !errors.0.iter().any(|said| said.location == e.location))
+                .collect();
+            errors.0.extend(more);
+            Err(errors)
+        }
+    }
 }
 
 /// Compiles `source`; `problems` are the reader's errors for the item at

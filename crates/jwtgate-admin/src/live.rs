@@ -152,6 +152,37 @@ impl Running {
         tls_checked(compile_checked(source, problems, at, &self.base_dir)?)
     }
 
+    /// Step 1 for a change of routes, consumers or providers (an admin
+    /// write, an etcd object): the TLS being served is kept rather than
+    /// read again from disk, where a certificate renewal may be half
+    /// written (it would refuse an unrelated change) or done and waiting
+    /// for its SIGHUP (it would go live unasked). A source whose TLS
+    /// settings differ from the running ones is compiled whole.
+    pub fn compile_change(
+        &self,
+        source: &RawConfig,
+        problems: Vec<ConfigError>,
+        at: &str,
+    ) -> Result<Config, ConfigErrors> {
+        let running = self.source.load();
+        let admin_tls = |c: &RawConfig| c.admin.as_ref().and_then(|a| a.tls.clone());
+        if source.tls != running.tls || admin_tls(source) != admin_tls(&running) {
+            return self.compile(source, problems, at);
+        }
+        let mut without = source.clone();
+        without.tls = None;
+        if let Some(admin) = without.admin.as_mut() {
+            admin.tls = None;
+        }
+        let mut config = compile_checked(&without, problems, at, &self.base_dir)?;
+        let current = self.config.load();
+        config.tls = current.tls.clone();
+        if let (Some(admin), Some(serving)) = (config.admin.as_mut(), current.admin.as_ref()) {
+            admin.tls = serving.tls.clone();
+        }
+        Ok(config)
+    }
+
     /// Step 1 for the text of the node's file, TLS keys checked against
     /// their certificates too: a reload with a key that does not match is
     /// refused as a whole, as one with a missing key file is.

@@ -42,7 +42,7 @@ pub use shared::{
 };
 pub use source::{
     compile_raw, compile_source, read_consumer, read_jwt, read_provider, read_route, read_source,
-    to_yaml, ReadItem,
+    tls_sections, to_yaml, ReadItem,
 };
 pub use warnings::{name_problem, warnings};
 

@@ -50,6 +50,34 @@ pub fn compile_source(
     compiled.ok_or_else(|| ConfigErrors::single("", "invalid configuration"))
 }
 
+/// The TLS sections of `source` (`tls`, `admin.tls`) that compile on their
+/// own, whatever else is wrong with it: what the TLS library alone can
+/// check of them (a key that is not its certificate's) is then listed with
+/// the config's other problems, not once those are mended. Their own
+/// errors are `compile_source`'s to report.
+pub fn tls_sections(
+    source: &RawConfig,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Vec<crate::TlsMaterial> {
+    let Ok(mut tree) = serde_json::to_value(source) else {
+        return Vec::new();
+    };
+    let mut errors = Errors::default();
+    tree::expand_env(&mut tree, "", env, &mut errors);
+    let raw = read::config(&tree, &mut errors);
+    let data = raw.tls.as_ref().map(|t| (t, "tls"));
+    let admin = raw
+        .admin
+        .as_ref()
+        .and_then(|a| a.tls.as_ref())
+        .map(|t| (t, "admin.tls"));
+    data.into_iter()
+        .chain(admin)
+        .filter_map(|(t, at)| crate::tls::compile(t, at, base_dir, &mut errors))
+        .collect()
+}
+
 /// Compiles an already expanded raw config.
 pub fn compile_raw(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigErrors> {
     let mut errors = Errors::default();

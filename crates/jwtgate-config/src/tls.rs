@@ -215,6 +215,30 @@ pub(crate) fn compile(
     })
 }
 
+/// What keeps `pem` from being a private key TLS can load, in words an
+/// operator can act on.
+fn key_problem(pem: &[u8]) -> Option<String> {
+    // An encrypted key: PKCS#8's own block, or the traditional OpenSSL
+    // headers (`Proc-Type: 4,ENCRYPTED`), which no PEM reader takes.
+    let text = String::from_utf8_lossy(pem);
+    if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        || text.contains("Proc-Type: 4,ENCRYPTED")
+    {
+        return Some(
+            "is encrypted: the gateway reads unencrypted keys only (decrypt it with \
+             `openssl pkey -in KEY -out PLAIN`, and keep PLAIN mode 0600)"
+                .into(),
+        );
+    }
+    match pem::parse_many(pem) {
+        Err(e) => Some(format!("is not valid PEM: {e}")),
+        Ok(blocks) if !blocks.iter().any(|p| p.tag().ends_with("PRIVATE KEY")) => {
+            Some("holds no PEM private key".into())
+        }
+        Ok(_) => None,
+    }
+}
+
 fn certificate(
     loc: &str,
     cert: &str,
@@ -226,15 +250,15 @@ fn certificate(
     let cert_pem = read_file(base_dir, cert, &child(loc, "cert_file"), errors);
     let key_pem = read_file(base_dir, key, &child(loc, "key_file"), errors);
     let (cert_pem, key_pem) = (cert_pem?, key_pem?);
-    let blocks = |b: &[u8]| pem::parse_many(b).unwrap_or_default();
-    if !blocks(&cert_pem).iter().any(|p| p.tag() == "CERTIFICATE") {
-        errors.add(&child(loc, "cert_file"), "holds no PEM CERTIFICATE");
+    match pem::parse_many(&cert_pem) {
+        Err(e) => errors.add(&child(loc, "cert_file"), format!("is not valid PEM: {e}")),
+        Ok(blocks) if !blocks.iter().any(|p| p.tag() == "CERTIFICATE") => {
+            errors.add(&child(loc, "cert_file"), "holds no PEM CERTIFICATE")
+        }
+        Ok(_) => {}
     }
-    if !blocks(&key_pem)
-        .iter()
-        .any(|p| p.tag().ends_with("PRIVATE KEY"))
-    {
-        errors.add(&child(loc, "key_file"), "holds no PEM private key");
+    if let Some(problem) = key_problem(&key_pem) {
+        errors.add(&child(loc, "key_file"), problem);
     }
     let key_mode = std::fs::metadata(resolve(base_dir, key))
         .ok()

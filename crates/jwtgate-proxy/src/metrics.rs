@@ -27,6 +27,7 @@ pub const REVOCATION_STORE_ERRORS: &str = "jwtgate_revocation_store_errors_total
 pub const REVOCATION_STORE_LOSSES: &str = "jwtgate_revocation_store_losses_total";
 pub const CONFIG_RELOADS: &str = "jwtgate_config_reloads_total";
 pub const WORKER_CONNECTIONS: &str = "jwtgate_worker_connections_total";
+pub const TLS_HANDSHAKE_FAILURES: &str = "jwtgate_tls_handshake_failures_total";
 
 /// Request latency buckets, in seconds: from sub-millisecond (the gateway's
 /// own answers) to the upstream timeouts operators usually set.
@@ -72,6 +73,10 @@ pub fn install() -> Result<MetricsHandle, String> {
     describe_counter!(
         WORKER_CONNECTIONS,
         "Client connections accepted, by worker thread"
+    );
+    describe_counter!(
+        TLS_HANDSHAKE_FAILURES,
+        "TLS handshakes that did not complete, by listener (data, admin) and reason (protocol, closed, timeout)"
     );
     // Counted where they happen (jwtgate-keys, the logout module), described
     // here with the rest, so that every family has its HELP line.
@@ -199,6 +204,23 @@ impl RouteMetrics {
 /// connection without a lookup).
 pub fn worker_connections(worker: usize) -> Counter {
     counter!(WORKER_CONNECTIONS, "worker" => worker.to_string())
+}
+
+/// Counts a TLS handshake on `listener` (`data`, `admin`) that did not
+/// complete: `timeout`, or as [`handshake_failure`] reads its error.
+pub fn record_tls_handshake_failure(listener: &'static str, reason: &'static str) {
+    counter!(TLS_HANDSHAKE_FAILURES, "listener" => listener, "reason" => reason).increment(1);
+}
+
+/// Why a handshake failed, as a label: `closed` when the client went away
+/// (a port scan, a health check that only connects), else `protocol` (no
+/// shared version, cipher or ALPN protocol; plain HTTP sent to the port).
+pub fn handshake_failure(e: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    match e.kind() {
+        UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe => "closed",
+        _ => "protocol",
+    }
 }
 
 /// Counts one config reload: `applied`, `invalid` or `protected`.

@@ -492,19 +492,44 @@ fn start_connection(stream: tokio::net::TcpStream, peer: SocketAddr, shared: &Sh
             // The current settings: a reload serves the next handshake.
             let acceptor = tls.acceptor();
             tokio::spawn(async move {
-                // The idle watch bounds the handshake too.
+                // The idle watch bounds the handshake too: aborted by it,
+                // the guard counts a timeout.
+                let guard = Handshaking(Some(peer));
                 let stream = match acceptor.accept(stream).await {
                     Ok(stream) => stream,
                     Err(e) => {
-                        debug!(error = %e, "TLS handshake failed");
+                        guard.done();
+                        let reason = crate::metrics::handshake_failure(&e);
+                        crate::metrics::record_tls_handshake_failure("data", reason);
+                        debug!(error = %e, %peer, reason, "TLS handshake failed");
                         return;
                     }
                 };
+                guard.done();
                 serve_connection(stream, ctx, watcher, ticket).await
             })
         }
     };
     shared.idle.watch(id, activity, task.abort_handle());
+}
+
+/// A TLS handshake under way; dropped before [`Handshaking::done`] (its
+/// task aborted by the idle watch), it was cut short by the timeout.
+struct Handshaking(Option<SocketAddr>);
+
+impl Handshaking {
+    fn done(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Handshaking {
+    fn drop(&mut self) {
+        if let Some(peer) = self.0 {
+            crate::metrics::record_tls_handshake_failure("data", "timeout");
+            debug!(%peer, reason = "timeout", "TLS handshake failed");
+        }
+    }
 }
 
 /// Serves one client connection: HTTP/1.1, or HTTP/2 when the client opens

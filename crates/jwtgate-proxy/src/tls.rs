@@ -179,7 +179,9 @@ fn certified_key(c: &CertificatePem, provider: &CryptoProvider) -> Result<Entry,
     let key = CertifiedKey::from_der(chain, key, provider).map_err(|e| match (e, small_rsa) {
         (rustls::Error::InconsistentKeys(_), _) => err(
             "key_file",
-            "is not the private key of cert_file's first certificate".into(),
+            "is not the private key of cert_file's first certificate (the server's own \
+             certificate comes first in cert_file, the CAs that signed it after it)"
+                .into(),
         ),
         // aws-lc-rs loads no RSA key under 2048 bits, and says only that
         // the key does not parse.
@@ -189,6 +191,12 @@ fn certified_key(c: &CertificatePem, provider: &CryptoProvider) -> Result<Entry,
                 "is a {bits}-bit RSA key: too small, TLS needs at least {MIN_RSA_BITS} bits \
                  (browsers refuse smaller ones too); make a new key and certificate"
             ),
+        ),
+        (other, None) if other.to_string().contains("failed to parse private key") => err(
+            "key_file",
+            "is not a kind of key TLS takes here: RSA (2048 bits or more), ECDSA on \
+             P-256, P-384 or P-521, or Ed25519"
+                .into(),
         ),
         (other, None) => err(
             "key_file",

@@ -433,14 +433,17 @@ fn check_locates_bad_tls_settings() {
     let out = run_cli(&["check", "--config", path.to_str().unwrap()], dir.path());
     assert_eq!(out.code(), Some(1), "{}", out.all());
     let all = out.all();
+    // The key that is not its certificate's is listed with the others (it
+    // was said only once they were mended).
     for located in [
         "tls.min_version",
         "tls.cipher_suites[0]",
         "tls.session_cache",
+        "tls.certificates[0].key_file: is not the private key of cert_file",
     ] {
         assert!(all.contains(located), "{located} not reported:\n{all}");
     }
-    // The key check needs a config that otherwise compiles.
+    // And alone.
     let tls = format!(
         r#"{{ cert_file: "{TLS}/server.crt", key_file: "{TLS}/server.key", certificates: [{{ cert_file: "{}", key_file: "{}" }}] }}"#,
         api_cert.display(),
@@ -474,6 +477,126 @@ fn check_locates_bad_tls_settings() {
         "{}",
         out.all()
     );
+}
+
+/// An encrypted key is named as one, in its two PEM forms (PKCS#8's own
+/// block, and the traditional OpenSSL headers); had been "holds no private
+/// key" and "not a PEM private key: InvalidCharacter(45)".
+#[test]
+fn check_names_an_encrypted_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(dir.path(), "localhost", "plain");
+    let path = dir.path().join("enc.yaml");
+    for (tag, args) in [
+        ("pkcs8", vec!["pkey", "-aes256"]),
+        ("traditional", vec!["ec", "-aes256"]),
+    ] {
+        let encrypted = dir.path().join(format!("{tag}.key"));
+        let out = Command::new("openssl")
+            .args(&args)
+            .arg("-in")
+            .arg(&key)
+            .args(["-passout", "pass:secret-pass", "-out"])
+            .arg(&encrypted)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tls = format!(
+            r#"{{ cert_file: "{}", key_file: "{}" }}"#,
+            cert.display(),
+            encrypted.display()
+        );
+        std::fs::write(&path, config(&tls)).unwrap();
+        let out = run_cli(&["check", "--config", path.to_str().unwrap()], dir.path());
+        assert_eq!(out.code(), Some(1), "{}", out.all());
+        assert!(
+            out.all()
+                .contains("tls.key_file: is encrypted: the gateway reads unencrypted keys only"),
+            "{tag}: {}",
+            out.all()
+        );
+        assert!(!out.all().contains("secret-pass"));
+    }
+}
+
+/// An admin write keeps the certificates being served: a renewal half
+/// written on disk (the new key, the old certificate) refused an unrelated
+/// consumer write as "invalid consumer" at tls.key_file, and a finished one
+/// went live with the next write, before its SIGHUP.
+#[tokio::test]
+async fn an_admin_write_keeps_the_certificates_being_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, tls) = renewable_certificate(dir.path(), "live");
+    let node = Node::start(dir.path(), &config(&tls));
+    let (new_cert, new_key) = self_signed(dir.path(), "localhost", "renewed");
+    std::fs::copy(&new_key, &key).unwrap();
+    let put = |name: &str| {
+        node.admin(
+            "PUT",
+            &format!("/admin/v1/consumers/{name}"),
+            Some(serde_json::json!({ "username": name })),
+        )
+    };
+    let w = put("carol");
+    assert_eq!(w.status, 201, "half a renewal on disk: {}", w.text());
+    std::fs::copy(&new_cert, &cert).unwrap();
+    let w = put("dave");
+    assert_eq!(w.status, 201, "{}", w.text());
+    let old_trust = Arc::new(default_client(&ca()));
+    let new_trust = Arc::new(default_client(&new_cert));
+    assert!(
+        connect(node.addr, &old_trust, "localhost").await.is_ok(),
+        "the certificate served before the writes still is"
+    );
+    assert!(connect(node.addr, &new_trust, "localhost").await.is_err());
+    assert!(!node
+        .logs()
+        .contains("TLS certificates and settings reloaded"));
+    // Its SIGHUP puts the renewal live.
+    node.signal("HUP");
+    node.wait_log("TLS certificates and settings reloaded", 1);
+    assert!(connect(node.addr, &new_trust, "localhost").await.is_ok());
+}
+
+/// Handshakes that fail are counted by listener and reason, and logged
+/// with the peer at debug: plain HTTP sent to the TLS port, a client that
+/// connects and leaves. They had left no trace at the default level.
+#[tokio::test]
+async fn failed_handshakes_are_counted() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &config(&default_tls("")));
+    let failures = |reason: &str| {
+        node.metrics().value(
+            "jwtgate_tls_handshake_failures_total",
+            &[("listener", "data"), ("reason", reason)],
+        )
+    };
+    let mut plain = TcpStream::connect(node.addr).await.unwrap();
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), plain.read_to_end(&mut answer)).await;
+    drop(TcpStream::connect(node.addr).await.unwrap());
+    assert!(
+        support::eventually(Duration::from_secs(15), || failures("protocol") == 1.0
+            && failures("closed") == 1.0),
+        "{}",
+        node.metrics().0
+    );
+    // A good handshake counts nothing.
+    assert!(
+        connect(node.addr, &Arc::new(default_client(&ca())), "localhost")
+            .await
+            .is_ok()
+    );
+    assert_eq!((failures("protocol"), failures("closed")), (1.0, 1.0));
 }
 
 /// A private key every user may read is served, with a warning (OpenSSH

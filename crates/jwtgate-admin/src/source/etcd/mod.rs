@@ -347,7 +347,7 @@ impl EtcdSource {
         from: &str,
         unseen: &BTreeSet<jwtgate_config::ObjectId>,
     ) {
-        let compile = |source: &RawConfig| running.compile(source, Vec::new(), "");
+        let compile = |source: &RawConfig| running.compile_change(source, Vec::new(), "");
         let applied = shared
             .objects
             .apply_across_gap(incoming, revision, &compile, unseen);
@@ -449,7 +449,7 @@ impl EtcdSource {
                 let current = running.source();
                 let e = edit(&current)?;
                 let config = running
-                    .compile(&e.source, e.problems, &e.at)
+                    .compile_change(&e.source, e.problems, &e.at)
                     .map_err(|errors| AdminError::invalid(format!("invalid {}", e.what), errors))?;
                 protect::check(&current, &e.source).map_err(AdminError::Protected)?;
                 let brings = running.new_warnings(&config);
