@@ -774,3 +774,16 @@ fn a_route_naming_an_invalid_provider_is_pointed_at_it() {
         "{errs:#?}"
     );
 }
+
+/// A key written twice is named, in the operator's words: the parser's
+/// advice to set one of its options (which the operator cannot) is cut.
+#[test]
+fn a_duplicate_key_is_named_without_the_parsers_advice() {
+    let yaml = MINIMAL.replace(
+        "listen: \"127.0.0.1:0\"",
+        "listen: \"127.0.0.1:0\"\nlisten: \"127.0.0.1:1\"",
+    );
+    let said = errors(&yaml).join("\n");
+    assert!(said.contains("duplicate mapping key"), "{said}");
+    assert!(!said.contains("DuplicateKeyPolicy"), "{said}");
+}

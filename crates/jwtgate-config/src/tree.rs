@@ -87,7 +87,14 @@ pub fn parse_yaml(text: &str) -> Result<Value, String> {
     // No snippet of the text around a syntax error: the lines it quotes may
     // hold a secret, and the message goes to the log on a reload.
     let options = serde_saphyr::options! { with_snippet: false };
-    serde_saphyr::from_str_with_options::<Value>(text, options).map_err(|e| e.to_string())
+    serde_saphyr::from_str_with_options::<Value>(text, options)
+        .map_err(|e| operators_words(&e.to_string()))
+}
+
+/// The parser's message without its advice to the program that calls it
+/// (a setting of the parser's options), which the operator cannot act on.
+fn operators_words(message: &str) -> String {
+    message.replace(", set DuplicateKeyPolicy in Options if acceptable", "")
 }
 
 /// Replaces `${NAME}` in every string value with the environment variable
