@@ -82,7 +82,10 @@ const browser = await chromium.launch({
     '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
 const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-context.setDefaultTimeout(10_000);
+// Waits for what the page does; a loaded machine's first navigation (a cold
+// browser) gets longer.
+context.setDefaultTimeout(15_000);
+context.setDefaultNavigationTimeout(60_000);
 const page = await context.newPage();
 
 const problems = [];

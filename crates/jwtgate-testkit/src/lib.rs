@@ -15,6 +15,8 @@ pub mod oidc;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(50);
+/// Start attempts when the port picked is taken meanwhile.
+const SPAWN_ATTEMPTS: usize = 6;
 
 fn require(binary: &str) -> PathBuf {
     let found = std::env::var_os("PATH").and_then(|paths| {
@@ -95,18 +97,27 @@ impl RedisServer {
     }
 
     pub fn start_with(extra: &[&str]) -> RedisServer {
+        let bus = extra.contains(&"--cluster-enabled");
         let mut s = RedisServer {
-            port: free_port(extra.contains(&"--cluster-enabled")),
+            port: free_port(bus),
             dir: tempfile::tempdir().expect("tempdir"),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
-        s.spawn();
-        s
+        // The port was free when picked; another test may take it first.
+        for _ in 0..SPAWN_ATTEMPTS {
+            if s.spawn() {
+                return s;
+            }
+            s.port = free_port(bus);
+        }
+        panic!("redis-server could not get a port of its own in {SPAWN_ATTEMPTS} tries");
     }
 
-    fn spawn(&mut self) {
-        let child = Command::new(require("redis-server"))
+    /// Starts the process; true once it, and not another test's server,
+    /// answers on the port; false if it exited (its port taken).
+    fn spawn(&mut self) -> bool {
+        let mut child = Command::new(require("redis-server"))
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--dir", &self.dir.path().display().to_string()])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
@@ -118,11 +129,29 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("start redis-server");
-        self.child = Some(child);
-        let port = self.port;
-        wait_until(READY_TIMEOUT, "redis-server to answer PING", || {
-            cli_text(port, &["PING"]) == "PONG"
-        });
+        let own = format!("process_id:{}", child.id());
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return false;
+            }
+            if cli_text(self.port, &["INFO", "server"])
+                .lines()
+                .any(|l| l.trim() == own)
+            {
+                self.child = Some(child);
+                return true;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "redis-server on port {} did not answer within {READY_TIMEOUT:?}",
+                    self.port
+                );
+            }
+            sleep(POLL);
+        }
     }
 
     pub fn addr(&self) -> String {
@@ -165,10 +194,17 @@ impl RedisServer {
         assert!(status.success(), "kill {which} redis-server");
     }
 
-    /// Starts again on the same port and directory.
+    /// Starts again on the same port and directory (retried a while, should
+    /// another test's server hold the port meanwhile).
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        for _ in 0..SPAWN_ATTEMPTS * 5 {
+            if self.spawn() {
+                return;
+            }
+            sleep(Duration::from_millis(200));
+        }
+        panic!("redis-server could not get its port {} back", self.port);
     }
 
     pub fn cli(&self, args: &[&str]) -> String {

@@ -1009,7 +1009,14 @@ fn unlock_and_change(node: &Node, to: &str) {
         Some(json!({"realm": to, "protection": {"immutable": true}})),
     );
     assert_eq!(change.status, 200, "{}", change.text());
-    assert_eq!(realm(node, "/locked/x"), format!("Bearer realm=\"{to}\""));
+    // Live here once this node's watch has delivered its own commit (the
+    // write waits for that a while, not forever).
+    let want = format!("Bearer realm=\"{to}\"");
+    assert!(
+        eventually(WAIT, || realm(node, "/locked/x") == want),
+        "{}",
+        node.logs()
+    );
 }
 
 #[test]
@@ -1062,14 +1069,18 @@ fn nodes_catch_up_revision_by_revision_after_a_restart_or_a_lost_watch() {
     a.signal("STOP");
     etcd.restart();
     wait_state(&b, "following");
+    // Until one lands: a try that reached etcd but answered 503 makes the
+    // next one a replacement (200).
     let ok = eventually(WAIT, || {
-        b.admin(
-            "PUT",
-            "/admin/v1/routes/probe",
-            Some(json!({"paths": ["/probe/*"], "upstream": {"echo": true}})),
+        matches!(
+            b.admin(
+                "PUT",
+                "/admin/v1/routes/probe",
+                Some(json!({"paths": ["/probe/*"], "upstream": {"echo": true}})),
+            )
+            .status,
+            200 | 201
         )
-        .status
-            == 201
     });
     assert!(ok, "B cannot write after etcd restarted:\n{}", b.logs());
     unlock_and_change(&b, "v3");
@@ -1093,13 +1104,15 @@ fn nodes_catch_up_revision_by_revision_after_a_restart_or_a_lost_watch() {
     a.signal("STOP");
     etcd.restart();
     let put = eventually(WAIT, || {
-        b.admin(
-            "PUT",
-            "/admin/v1/routes/compacted-in",
-            Some(json!({"paths": ["/compacted-in/*"], "upstream": {"echo": true}})),
+        matches!(
+            b.admin(
+                "PUT",
+                "/admin/v1/routes/compacted-in",
+                Some(json!({"paths": ["/compacted-in/*"], "upstream": {"echo": true}})),
+            )
+            .status,
+            200 | 201
         )
-        .status
-            == 201
     });
     assert!(put, "B cannot write after etcd restarted:\n{}", b.logs());
     assert_eq!(
@@ -1566,6 +1579,9 @@ fn admin_writes_through_a_leader_election() {
                     }
                     Err(e) => traffic_failures.lock().unwrap().push(e),
                 }
+                // Steady, not flat out: etcd's members share the two cores
+                // and must keep their heartbeats.
+                std::thread::sleep(Duration::from_millis(5));
             }
         });
         s.spawn(|| {
@@ -2292,7 +2308,9 @@ fn a_node_starts_on_1000_routes_and_10000_consumers() {
         put.text(),
         node.logs()
     );
-    assert_eq!(node.get("/r1000/x").status, 200);
+    // Live on the node (a debug build on a loaded machine may compile a
+    // config this size for longer than the write waits).
+    wait_get(&node, "/r1000/x", 200);
 
     // A restart: from the local copy, then what etcd holds.
     let cache = node

@@ -518,7 +518,7 @@ fn regression_slow_post_holds_client_and_upstream() {
     let up = Upstream::start();
     let yaml = format!(
         r#"listen: "127.0.0.1:0"
-client_body_timeout_ms: 500
+client_body_timeout_ms: 2000
 routes:
   - name: up
     paths: ["/*"]
@@ -541,7 +541,8 @@ routes:
     // The connection is not kept for a next request.
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest);
-    // A body that keeps coming, however slowly, is not cut.
+    // A body that keeps coming, however slowly, is not cut (pieces 300 ms
+    // apart, each well inside the 2 s a read may wait).
     let mut s = TcpStream::connect(gw.addr).unwrap();
     s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     s.write_all(b"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 6\r\n\r\n")
@@ -784,19 +785,30 @@ fn regression_silent_connections_cannot_take_every_descriptor() {
         "accepting never paused:\n{}",
         gw.logs()
     );
-    let (mut served, mut waiting) = (Vec::new(), Vec::new());
-    for mut c in clients {
-        c.set_read_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
-        match read_response(&mut c, false) {
-            Ok(resp) => {
-                assert_eq!(resp.status, 200);
-                served.push(c);
-            }
-            Err(_) => waiting.push(c),
-        }
-    }
+    // Which have an answer waiting, once three do (however slow the
+    // machine): the other three get none while the three stay open.
+    let answered = |c: &TcpStream| {
+        c.set_nonblocking(true).unwrap();
+        let has = matches!(c.peek(&mut [0u8; 1]), Ok(n) if n > 0);
+        c.set_nonblocking(false).unwrap();
+        has
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || clients
+            .iter()
+            .filter(|c| answered(c))
+            .count()
+            >= 3),
+        "fewer than 3 clients served:\n{}",
+        gw.logs()
+    );
+    let (mut served, waiting): (Vec<TcpStream>, Vec<TcpStream>) =
+        clients.into_iter().partition(|c| answered(c));
     assert_eq!((served.len(), waiting.len()), (3, 3), "max_connections: 3");
+    for c in &mut served {
+        c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        assert_eq!(read_response(c, false).unwrap().status, 200);
+    }
     // The served ones leave: each waiting one is served in turn.
     drop(served);
     for mut c in waiting {

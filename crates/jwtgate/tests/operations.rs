@@ -146,7 +146,7 @@ fn status_is_starting_until_the_blacklist_and_first_keys_are_there() {
   - name: slow
     issuer: "https://slow.example"
     jwks_uri: "{jwks}"
-    fetch_timeout_ms: 3000
+    fetch_timeout_ms: 8000
 "#
     );
     let dir = tempfile::tempdir().unwrap();
@@ -162,7 +162,7 @@ fn status_is_starting_until_the_blacklist_and_first_keys_are_there() {
     );
     // The fetch times out: the provider is unavailable, no longer loading.
     assert!(
-        eventually(Duration::from_secs(10), || {
+        eventually(Duration::from_secs(20), || {
             node.admin("GET", "/status", None).json()["waiting_for"] == json!(["revocation store"])
         }),
         "{}",

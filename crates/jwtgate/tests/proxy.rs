@@ -279,8 +279,10 @@ routes:
         let resp = gw.get("/slow");
         let waited = asked.elapsed();
         assert_json_error(&resp, 504);
+        // Not sooner than the timeout; far sooner than the 10 s answer a
+        // timer that did not hold would have waited for.
         assert!(
-            (Duration::from_millis(450)..Duration::from_secs(3)).contains(&waited),
+            (Duration::from_millis(450)..Duration::from_secs(8)).contains(&waited),
             "{what}: 504 after {waited:?}, expected about 500 ms"
         );
     };
