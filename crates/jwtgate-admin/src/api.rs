@@ -53,6 +53,7 @@ pub fn router(state: AdminState) -> Router {
         .merge(console::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(no_entity_tags))
         .layer(middleware::from_fn(read_body_in_time))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -61,6 +62,21 @@ pub fn router(state: AdminState) -> Router {
         .layer(middleware::map_response(json_rejections))
         .layer(middleware::map_response(guarded))
         .with_state(state)
+}
+
+/// `412` for an admin request whose `If-Match` names entity tags: the API
+/// gives none, so the condition cannot hold (RFC 9110 §13.1.1), and
+/// carrying on would replace whatever is there now. `If-Match: *` is the
+/// handlers' (replace only).
+async fn no_entity_tags(req: axum::extract::Request, next: middleware::Next) -> Response {
+    if req.uri().path().starts_with("/admin/") && crate::input::entity_tags_named(req.headers()) {
+        let message = "If-Match names an entity tag, and this API gives none: the condition \
+                       cannot hold (If-Match: * asks that the object exist, If-None-Match: * \
+                       that it not)";
+        let body = Json(json!({ "message": message }));
+        return (StatusCode::PRECONDITION_FAILED, body).into_response();
+    }
+    next.run(req).await
 }
 
 /// Headers every admin answer carries unless it set its own (the console's
@@ -301,7 +317,7 @@ impl AdminListener {
             let watcher = graceful.watcher();
             let service = service.clone();
             // The current settings: a reload serves the next handshake.
-            let acceptor = self.tls.as_ref().map(|t| t.acceptor());
+            let acceptor = self.tls.clone();
             tokio::spawn(async move {
                 let http = http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -312,18 +328,15 @@ impl AdminListener {
                         let conn = http.serve_connection(TokioIo::new(stream), service);
                         let _ = watcher.watch(conn).await;
                     }
-                    Some(acceptor) => {
-                        let handshake = tokio::time::timeout(HEAD_TIMEOUT, acceptor.accept(stream));
+                    Some(tls) => {
+                        let handshake =
+                            tokio::time::timeout(HEAD_TIMEOUT, tls.accept(stream, "admin", peer));
                         match handshake.await {
-                            Ok(Ok(stream)) => {
+                            Ok(Some(stream)) => {
                                 let conn = http.serve_connection(TokioIo::new(stream), service);
                                 let _ = watcher.watch(conn).await;
                             }
-                            Ok(Err(e)) => {
-                                let reason = metrics::handshake_failure(&e);
-                                metrics::record_tls_handshake_failure("admin", reason);
-                                debug!(error = %e, %peer, reason, "admin API: TLS handshake failed");
-                            }
+                            Ok(None) => {}
                             Err(_) => {
                                 metrics::record_tls_handshake_failure("admin", "timeout");
                                 debug!(%peer, reason = "timeout", "admin API: TLS handshake failed");

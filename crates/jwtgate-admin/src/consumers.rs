@@ -12,8 +12,7 @@ use serde::Serialize;
 use crate::api::{AdminState, Name};
 use crate::error::AdminError;
 use crate::input::{
-    create_only, exists_already, json_body, name_from_path, new_name_is_plain, no_new_env_refs,
-    MASK,
+    json_body, name_from_path, new_name_is_plain, no_new_env_refs, Precondition, MASK,
 };
 use crate::named::{created_or_ok, find, put_edit};
 
@@ -52,7 +51,7 @@ pub async fn put(
     headers: http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, AdminError> {
-    let create_only = create_only(&headers);
+    let precondition = Precondition::of(&headers);
     let mut value = json_body(&body)?;
     name_from_path(&mut value, "username", &name)?;
     let read = read_consumer(&value, "");
@@ -65,9 +64,7 @@ pub async fn put(
                 errors: problems,
             } = read.clone();
             let old = find::<RawConsumer>(current, &name).ok().map(|(_, c)| c);
-            if create_only && old.is_some() {
-                return Err(exists_already("a consumer", "username", &name));
-            }
+            precondition.check(old.is_some(), "a consumer", "username", &name)?;
             new_name_is_plain("username", &name, old.is_some())?;
             if let Some(secret) = consumer
                 .jwt

@@ -106,22 +106,70 @@ fn walk(new: &Value, old: Option<&Value>, loc: &str, errors: &mut Vec<ConfigErro
     }
 }
 
-/// Whether a PUT asks to create only (`If-None-Match: *`, RFC 9110
-/// §13.1.2): then an object that exists is not replaced.
-pub fn create_only(headers: &http::HeaderMap) -> bool {
-    headers
-        .get_all(http::header::IF_NONE_MATCH)
-        .iter()
-        .any(|v| v.as_bytes().trim_ascii() == b"*")
+/// What a PUT's conditional headers ask (RFC 9110 §13.1). The API gives
+/// no entity tags, so only `*` can be asked: an `If-Match` naming tags
+/// never holds, and is refused before any handler ([`entity_tags_named`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precondition {
+    None,
+    /// `If-None-Match: *`: create only; an object that exists is kept.
+    CreateOnly,
+    /// `If-Match: *`: replace only; a name not taken is not created.
+    ReplaceOnly,
 }
 
-/// The `412` a create-only PUT of an existing object gets (`what`: "a
-/// consumer"; `field`: where its name is).
-pub fn exists_already(what: &str, field: &str, name: &str) -> AdminError {
-    AdminError::Exists {
-        message: format!("{what} named {name:?} exists already (If-None-Match: *)"),
-        errors: ConfigErrors::single(field, "is taken: another name, or edit the existing one"),
+impl Precondition {
+    pub fn of(headers: &http::HeaderMap) -> Precondition {
+        let star = |name| {
+            headers
+                .get_all(name)
+                .iter()
+                .any(|v| v.as_bytes().trim_ascii() == b"*")
+        };
+        if star(http::header::IF_NONE_MATCH) {
+            Precondition::CreateOnly
+        } else if star(http::header::IF_MATCH) {
+            Precondition::ReplaceOnly
+        } else {
+            Precondition::None
+        }
     }
+
+    /// The `412` when the condition does not hold of an object that
+    /// `exists` or not (`what`: "a consumer"; `field`: where its name is).
+    pub fn check(
+        self,
+        exists: bool,
+        what: &str,
+        field: &str,
+        name: &str,
+    ) -> Result<(), AdminError> {
+        match (self, exists) {
+            (Precondition::CreateOnly, true) => Err(AdminError::Exists {
+                message: format!("{what} named {name:?} exists already (If-None-Match: *)"),
+                errors: ConfigErrors::single(
+                    field,
+                    "is taken: another name, or edit the existing one",
+                ),
+            }),
+            (Precondition::ReplaceOnly, false) => Err(AdminError::Exists {
+                message: format!("there is no {what} named {name:?} to replace (If-Match: *)"),
+                errors: ConfigErrors::single(field, "names nothing to replace"),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Whether a request's `If-Match` names entity tags (not `*`): none of
+/// the API's objects has one, so the condition cannot hold (`412`), where
+/// ignoring it would let a write meant for a version the client saw
+/// replace whatever is there now.
+pub fn entity_tags_named(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::IF_MATCH)
+        .iter()
+        .any(|v| v.as_bytes().trim_ascii() != b"*")
 }
 
 /// A small body of string members (`{"token": ...}`, a subject), read with

@@ -79,12 +79,16 @@ fn request_schema(op: Op) -> Option<Value> {
     })
 }
 
-/// A PUT that `If-None-Match: *` makes a create: `412` when the object
-/// exists.
+/// A PUT that `If-None-Match: *` makes a create and `If-Match: *` a
+/// replacement: `412` when the object exists, or does not; and any request
+/// whose `If-Match` names entity tags (the API gives none).
 fn created_only(mut write: Vec<(&'static str, Value)>) -> Vec<(&'static str, Value)> {
     write.push((
         "412",
-        error("If-None-Match: * was sent and the object exists (errors locates its name)"),
+        error(
+            "If-None-Match: * was sent and the object exists, or If-Match: * and it does not \
+             (errors locates its name); or If-Match named an entity tag, which this API never gives",
+        ),
     ));
     write
 }
@@ -181,7 +185,8 @@ fn responses(op: Op) -> Map<String, Value> {
             ("404", error("not found")),
         ],
         Op::PutRoute => created_only(write("Route")),
-        Op::PutJwt | Op::PatchJwt => write("Jwt"),
+        Op::PutJwt => created_only(write("Jwt")),
+        Op::PatchJwt => write("Jwt"),
         Op::PutConsumer => created_only(write("Consumer")),
         Op::DeleteRoute | Op::DeleteJwt | Op::DeleteConsumer | Op::DeleteProvider => delete,
         Op::Revoke => vec![

@@ -20,8 +20,7 @@ use serde::Serialize;
 use crate::api::{AdminState, Name};
 use crate::error::AdminError;
 use crate::input::{
-    create_only, exists_already, json_body, name_from_path, new_name_is_plain, no_new_env_refs,
-    MASK,
+    json_body, name_from_path, new_name_is_plain, no_new_env_refs, Precondition, MASK,
 };
 use crate::named::{created_or_ok, find, put_edit};
 
@@ -76,7 +75,7 @@ pub async fn put(
     headers: http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, AdminError> {
-    let create_only = create_only(&headers);
+    let precondition = Precondition::of(&headers);
     let mut value = json_body(&body)?;
     name_from_path(&mut value, "name", &name)?;
     let read = read_provider(&value, "");
@@ -88,9 +87,7 @@ pub async fn put(
                 errors: problems,
             } = read.clone();
             let old = find::<RawProvider>(current, &name).ok().map(|(_, p)| p);
-            if create_only && old.is_some() {
-                return Err(exists_already("a provider", "name", &name));
-            }
+            precondition.check(old.is_some(), "a provider", "name", &name)?;
             new_name_is_plain("name", &name, old.is_some())?;
             unmask(
                 &mut provider.jwks_uri,

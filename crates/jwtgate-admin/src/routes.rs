@@ -17,9 +17,7 @@ use serde_json::{json, Value};
 
 use crate::api::{AdminState, Name};
 use crate::error::AdminError;
-use crate::input::{
-    create_only, exists_already, json_body, name_from_path, new_name_is_plain, no_new_env_refs,
-};
+use crate::input::{json_body, name_from_path, new_name_is_plain, no_new_env_refs, Precondition};
 use crate::live::Edit;
 use crate::named::{created_or_ok, find, no_content, put_edit};
 use crate::policy_edit::{is_empty_list, merge_patch, switch_mode};
@@ -53,7 +51,7 @@ pub async fn put(
     headers: http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, AdminError> {
-    let create_only = create_only(&headers);
+    let precondition = Precondition::of(&headers);
     let mut value = json_body(&body)?;
     name_from_path(&mut value, "name", &name)?;
     let read = read_route(&value, "");
@@ -65,9 +63,7 @@ pub async fn put(
                 errors: problems,
             } = read.clone();
             let old = find::<RawRoute>(current, &name).ok().map(|(_, r)| r);
-            if create_only && old.is_some() {
-                return Err(exists_already("a route", "name", &name));
-            }
+            precondition.check(old.is_some(), "a route", "name", &name)?;
             new_name_is_plain("name", &name, old.is_some())?;
             no_new_env_refs(&route, old)?;
             if let Some(jwt) = &mut route.jwt {
@@ -91,11 +87,15 @@ pub async fn get_jwt(
 pub async fn put_jwt(
     State(s): State<AdminState>,
     Name(name): Name,
+    headers: http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, AdminError> {
+    let precondition = Precondition::of(&headers);
     let value = json_body(&body)?;
     let read = read_jwt(&value, "");
+    let route = name.clone();
     set_policy(&s, &name, move |old| {
+        precondition.check(old.is_some(), "a jwt policy on the route", "", &route)?;
         let mut read = read.clone();
         switch_mode(old, &mut read.item);
         Ok(read)

@@ -1383,6 +1383,52 @@ fn a_create_only_put_never_replaces_an_object() {
     let resp = put("/admin/v1/providers/corp", provider, true);
     assert_eq!(resp.status, 412, "{}", resp.text());
     assert_eq!(fields(&resp), ["name"]);
+
+    // A route's policy too (it was replaced).
+    let policy = node.admin("GET", "/admin/v1/routes/api/jwt", None).json();
+    let resp = put("/admin/v1/routes/api/jwt", json!({"realm": "other"}), true);
+    assert_eq!(resp.status, 412, "{}", resp.text());
+    assert_eq!(
+        node.admin("GET", "/admin/v1/routes/api/jwt", None).json(),
+        policy
+    );
+    assert_eq!(put("/admin/v1/routes/x/jwt", json!({}), true).status, 201);
+
+    // If-Match: * replaces only; an If-Match naming an entity tag (the API
+    // gives none) never holds: 412, nothing changed (it was ignored).
+    let conditional = |path: &str, if_match: &str, body: Value| {
+        node.admin_raw(
+            &Req::new("PUT", path)
+                .header("X-API-KEY", KEY)
+                .header("Content-Type", "application/json")
+                .header("If-Match", if_match)
+                .body(body.to_string()),
+        )
+    };
+    let dave = json!({"jwt": {"key": "dave-key", "secret": SECRET}});
+    let resp = conditional("/admin/v1/consumers/dave", "*", dave.clone());
+    assert_eq!(resp.status, 412, "{}", resp.text());
+    assert_eq!(fields(&resp), ["username"]);
+    assert_eq!(
+        node.admin("GET", "/admin/v1/consumers/dave", None).status,
+        404
+    );
+    let resp = conditional("/admin/v1/consumers/carol", "*", dave.clone());
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let carol = node.admin("GET", "/admin/v1/consumers/carol", None).json();
+    for tag in ["\"v1\"", "W/\"v1\", *"] {
+        let resp = conditional("/admin/v1/consumers/carol", tag, other.clone());
+        assert_eq!(resp.status, 412, "{tag}: {}", resp.text());
+        assert!(resp.text().contains("entity tag"), "{}", resp.text());
+    }
+    let delete = Req::new("DELETE", "/admin/v1/consumers/carol")
+        .header("X-API-KEY", KEY)
+        .header("If-Match", "\"v1\"");
+    assert_eq!(node.admin_raw(&delete).status, 412);
+    assert_eq!(
+        node.admin("GET", "/admin/v1/consumers/carol", None).json(),
+        carol
+    );
 }
 
 /// A name in the path that is no text once percent-decoded is invalid
