@@ -76,7 +76,7 @@ pub fn install() -> Result<MetricsHandle, String> {
     );
     describe_counter!(
         TLS_HANDSHAKE_FAILURES,
-        "TLS handshakes that did not complete, by listener (data, admin) and reason (protocol, closed, timeout)"
+        "TLS handshakes that did not complete, by listener (data, admin) and reason (plain_http, protocol, closed, timeout)"
     );
     // Counted where they happen (jwtgate-keys, the logout module), described
     // here with the rest, so that every family has its HELP line.

@@ -489,23 +489,14 @@ fn start_connection(stream: tokio::net::TcpStream, peer: SocketAddr, shared: &Sh
     let task = match &shared.tls {
         None => tokio::spawn(serve_connection(stream, ctx, watcher, ticket)),
         Some(tls) => {
-            // The current settings: a reload serves the next handshake.
-            let acceptor = tls.acceptor();
+            let tls = Arc::clone(tls);
             tokio::spawn(async move {
                 // The idle watch bounds the handshake too: aborted by it,
                 // the guard counts a timeout.
                 let guard = Handshaking(Some(peer));
-                let stream = match acceptor.accept(stream).await {
-                    Ok(stream) => stream,
-                    Err(e) => {
-                        guard.done();
-                        let reason = crate::metrics::handshake_failure(&e);
-                        crate::metrics::record_tls_handshake_failure("data", reason);
-                        debug!(error = %e, %peer, reason, "TLS handshake failed");
-                        return;
-                    }
-                };
+                let stream = tls.accept(stream, "data", peer).await;
                 guard.done();
+                let Some(stream) = stream else { return };
                 serve_connection(stream, ctx, watcher, ticket).await
             })
         }

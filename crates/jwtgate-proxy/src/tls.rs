@@ -22,6 +22,9 @@ use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
+/// What a client that sends plain HTTP to a TLS port gets.
+const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: 61\r\nConnection: close\r\n\r\n{\"message\":\"plain HTTP sent to an HTTPS port: use https://\"}\n";
+
 /// TLS 1.3 tickets sent after a full handshake.
 const TICKETS_PER_HANDSHAKE: usize = 1;
 
@@ -80,6 +83,43 @@ impl TlsServer {
     /// The acceptor for the next connection.
     pub fn acceptor(&self) -> TlsAcceptor {
         TlsAcceptor::from(self.config.load_full())
+    }
+
+    /// The TLS handshake of a connection accepted on `listener` ("data",
+    /// "admin"), with the current settings. A failure is counted and logged
+    /// at debug with the peer; a client that speaks plain HTTP to the port
+    /// (`curl http://host:443/`) is answered `400` in plain HTTP, as nginx
+    /// answers it, rather than with a TLS alert it cannot read. The caller
+    /// bounds the wait.
+    pub async fn accept(
+        &self,
+        mut stream: tokio::net::TcpStream,
+        listener: &'static str,
+        peer: std::net::SocketAddr,
+    ) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+        let acceptor = self.acceptor();
+        let mut first = [0u8; 1];
+        if let Ok(1) = stream.peek(&mut first).await {
+            // A TLS record starts with its content type (22: a handshake);
+            // an HTTP request with its method's capital letters.
+            if first[0].is_ascii_uppercase() {
+                use tokio::io::AsyncWriteExt;
+                crate::metrics::record_tls_handshake_failure(listener, "plain_http");
+                tracing::debug!(%peer, reason = "plain_http", "TLS handshake failed");
+                let _ = stream.write_all(PLAIN_HTTP_ANSWER).await;
+                let _ = stream.shutdown().await;
+                return None;
+            }
+        }
+        match acceptor.accept(stream).await {
+            Ok(tls) => Some(tls),
+            Err(e) => {
+                let reason = crate::metrics::handshake_failure(&e);
+                crate::metrics::record_tls_handshake_failure(listener, reason);
+                tracing::debug!(error = %e, %peer, reason, "TLS handshake failed");
+                None
+            }
+        }
     }
 
     /// Puts `m` live for the next handshakes (a reload). A different cache

@@ -566,10 +566,12 @@ async fn an_admin_write_keeps_the_certificates_being_served() {
 }
 
 /// Handshakes that fail are counted by listener and reason, and logged
-/// with the peer at debug: plain HTTP sent to the TLS port, a client that
-/// connects and leaves. They had left no trace at the default level.
+/// with the peer at debug: bytes that are no TLS, a client that connects
+/// and leaves. They had left no trace at the default level. Plain HTTP
+/// sent to the port is answered 400 in plain HTTP, as nginx answers it
+/// (it got a TLS alert, which curl shows as a protocol error).
 #[tokio::test]
-async fn failed_handshakes_are_counted() {
+async fn failed_handshakes_are_counted_and_plain_http_is_answered() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), &config(&default_tls("")));
@@ -579,18 +581,34 @@ async fn failed_handshakes_are_counted() {
             &[("listener", "data"), ("reason", reason)],
         )
     };
-    let mut plain = TcpStream::connect(node.addr).await.unwrap();
-    plain
-        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), plain.read_to_end(&mut answer)).await;
-    drop(TcpStream::connect(node.addr).await.unwrap());
+    let send = |bytes: &'static [u8]| async move {
+        let mut s = TcpStream::connect(node.addr).await.unwrap();
+        s.write_all(bytes).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer)).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let answer = send(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
     assert!(
-        support::eventually(Duration::from_secs(15), || failures("protocol") == 1.0
-            && failures("closed") == 1.0),
-        "{}",
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n")
+            && answer
+                .ends_with("{\"message\":\"plain HTTP sent to an HTTPS port: use https://\"}\n"),
+        "{answer:?}"
+    );
+    let garbage = send(b"\x00\x01\x02 not a TLS record\r\n").await;
+    assert!(!garbage.starts_with("HTTP/"), "{garbage:?}");
+    drop(TcpStream::connect(node.addr).await.unwrap());
+    let counted = || {
+        (
+            failures("plain_http"),
+            failures("protocol"),
+            failures("closed"),
+        )
+    };
+    assert!(
+        support::eventually(Duration::from_secs(15), || counted() == (1.0, 1.0, 1.0)),
+        "{:?}\n{}",
+        counted(),
         node.metrics().0
     );
     // A good handshake counts nothing.
@@ -599,7 +617,7 @@ async fn failed_handshakes_are_counted() {
             .await
             .is_ok()
     );
-    assert_eq!((failures("protocol"), failures("closed")), (1.0, 1.0));
+    assert_eq!(counted(), (1.0, 1.0, 1.0));
 }
 
 /// A private key every user may read is served, with a warning (OpenSSH
@@ -736,7 +754,8 @@ async fn the_admin_listener_speaks_https_with_admin_tls() {
     let stream = connect(node.admin, &trust, "localhost").await.unwrap();
     assert_eq!(admin_get(stream, "/status").await.0, 200);
 
-    // Plain HTTP gets no answer from it: the key never crosses in clear.
+    // Plain HTTP is not served (the key would cross in clear): its request
+    // is not read, and the answer only says to use https.
     let mut plain = TcpStream::connect(node.admin).await.unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     plain
@@ -745,10 +764,12 @@ async fn the_admin_listener_speaks_https_with_admin_tls() {
         .unwrap();
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
     assert!(
-        !answer.starts_with(b"HTTP/"),
-        "{}",
-        String::from_utf8_lossy(&answer)
+        answer.starts_with("HTTP/1.1 400 ")
+            && answer.contains("plain HTTP sent to an HTTPS port")
+            && !answer.contains("\"status\""),
+        "{answer}"
     );
 
     // The renewal: a connection opened before stays up, the next handshake
