@@ -91,6 +91,48 @@ fn certificates(config: &Config, now: i64, found: &mut Found) {
 }
 
 fn certificates_of(tls: &TlsMaterial, now: i64, found: &mut Found) {
+    // Each name SNI may choose by, and the first certificate that holds it
+    // (exact names and wildcards apart: an exact one wins over any
+    // wildcard, and among equals the first listed).
+    let mut holders: Vec<(String, &str)> = Vec::new();
+    for (i, c) in tls.certificates.iter().enumerate() {
+        let names = pem::parse_many(&c.cert_pem)
+            .ok()
+            .and_then(|blocks| {
+                let leaf = blocks.into_iter().find(|p| p.tag() == "CERTIFICATE")?;
+                jwtgate_core::x509::dns_names(leaf.contents())
+            })
+            .unwrap_or_default();
+        let names: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+        let earlier: Vec<&str> = names
+            .iter()
+            .filter_map(|n| {
+                holders
+                    .iter()
+                    .find(|(held, _)| held == n)
+                    .map(|(_, by)| *by)
+            })
+            .collect();
+        // The first certificate also serves names no other covers.
+        if i > 0 && !names.is_empty() && earlier.len() == names.len() {
+            let mut by = earlier.clone();
+            by.dedup();
+            found.warn(
+                format!("{}.cert_file", c.location),
+                format!(
+                    "SNI never chooses it: each of its names ({}) is held by a certificate \
+                     listed before it ({}); remove the one it replaces, or list it before",
+                    names.join(", "),
+                    by.join(", ")
+                ),
+            );
+        }
+        for n in names {
+            if !holders.iter().any(|(held, _)| *held == n) {
+                holders.push((n, c.location.as_str()));
+            }
+        }
+    }
     for (i, c) in tls.certificates.iter().enumerate() {
         if let Some(mode) = c.key_mode.filter(|m| m & 0o004 != 0) {
             found.warn(
@@ -898,6 +940,28 @@ mod tests {
         );
         // First, it serves every name the others do not cover.
         assert!(load("cn-only.crt", "server.crt").is_empty());
+    }
+
+    /// A certificate added after another holding the same names (a renewal
+    /// listed after the one it replaces) is never chosen: the first stays
+    /// served until it expires.
+    #[test]
+    fn a_certificate_whose_names_an_earlier_one_holds_is_warned_about() {
+        let w = certificate_warnings(
+            r#"{ cert_file: "{dir}/server.crt", key_file: "{dir}/server.key", certificates: [{ cert_file: "{dir}/cn-only.crt", key_file: "{dir}/server.key" }, { cert_file: "{dir}/server.crt", key_file: "{dir}/server.key" }] }"#,
+            1_800_000_000,
+        );
+        let shadowed: Vec<&String> = w
+            .iter()
+            .filter(|w| w.contains("SNI never chooses it"))
+            .collect();
+        assert_eq!(shadowed.len(), 1, "{w:?}");
+        assert!(
+            shadowed[0].starts_with(
+                "tls.certificates[1].cert_file: SNI never chooses it: each of its names (localhost"
+            ) && shadowed[0].contains("held by a certificate listed before it (tls)"),
+            "{w:?}"
+        );
     }
 
     #[test]

@@ -50,10 +50,17 @@ pub fn public_key(der: &[u8]) -> Option<PublicKey> {
 /// choice match (RFC 6125 §6.4.4: not the subject's CN when there are
 /// none); `None` for what this cannot read.
 pub fn has_dns_name(der: &[u8]) -> Option<bool> {
+    dns_names(der).map(|names| !names.is_empty())
+}
+
+/// The DNS names of the certificate's `subjectAltName`, as written
+/// (`*.example.com` included); `None` for what this cannot read.
+pub fn dns_names(der: &[u8]) -> Option<Vec<String>> {
     let tbs = element(from_validity(der)?, SEQUENCE)?.1; // validity
     let tbs = element(tbs, SEQUENCE)?.1; // subject
     let mut rest = element(tbs, SEQUENCE)?.1; // subjectPublicKeyInfo
                                               // issuerUniqueID [1], subjectUniqueID [2], then extensions [3].
+    let mut found = Vec::new();
     while let Some((tag, content, after)) = crate::der::tlv(rest) {
         if tag == EXTENSIONS {
             let (mut extensions, _) = element(content, SEQUENCE)?;
@@ -69,19 +76,19 @@ pub fn has_dns_name(der: &[u8]) -> Option<bool> {
                 }
                 let (value, _) = element(fields, OCTET_STRING)?;
                 let (mut names, _) = element(value, SEQUENCE)?;
-                while let Some((tag, _, after)) = crate::der::tlv(names) {
+                while let Some((tag, name, after)) = crate::der::tlv(names) {
                     if tag == DNS_NAME {
-                        return Some(true);
+                        found.push(String::from_utf8_lossy(name).into_owned());
                     }
                     names = after;
                 }
-                return Some(false);
+                return Some(found);
             }
-            return Some(false);
+            return Some(found);
         }
         rest = after;
     }
-    Some(false)
+    Some(found)
 }
 
 /// The `tbsCertificate` fields from `validity` on.
