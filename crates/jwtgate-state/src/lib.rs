@@ -110,6 +110,7 @@ pub fn write_private_if(
         let tmp = dir.join(format!(".{name}.{}.tmp", random_hex()?));
         match write_new(&tmp, bytes) {
             Ok(()) => {
+                keep_owner(path, &tmp);
                 if !still() {
                     let _ = std::fs::remove_file(&tmp);
                     return Ok(false);
@@ -129,6 +130,18 @@ pub fn write_private_if(
         }
     }
     Err(last.unwrap_or_else(|| std::io::Error::other("no free temporary name")))
+}
+
+/// Gives `tmp` the owner and group of the file it will replace, when the
+/// process may (root may; another user only its own uid and groups): a
+/// node run as root does not take the operator's file from the group that
+/// manages it. Owner-only it stays.
+fn keep_owner(path: &Path, tmp: &Path) {
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::MetadataExt;
+        let _ = std::os::unix::fs::chown(tmp, Some(meta.uid()), Some(meta.gid()));
+    }
 }
 
 /// Creates `path` exclusively and owner-only (`0600`), for writing.

@@ -194,3 +194,27 @@ fn a_directory_others_may_write_is_told_apart_from_a_sticky_one() {
     assert!(!others_may_write(dir.path()));
     set(0o700).expect("chmod");
 }
+
+/// The file replaced keeps its owner and group where the process may give
+/// them (as root: the one place it matters, a node run as root editing a
+/// file an operator's group manages); it had become root's.
+#[test]
+#[cfg(unix)]
+fn a_write_back_keeps_the_files_owner_and_group() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("jwtgate.yaml");
+    std::fs::write(&path, "by hand\n").expect("write");
+    // nobody:nogroup when root may give the file away; else the process's
+    // own, the only owner it can keep.
+    let (uid, gid) = if std::os::unix::fs::chown(&path, Some(65534), Some(65534)).is_ok() {
+        (65534, 65534)
+    } else {
+        let meta = std::fs::metadata(&path).expect("meta");
+        (meta.uid(), meta.gid())
+    };
+    assert!(write_private_if(&path, b"by the API\n", || true).expect("write"));
+    let meta = std::fs::metadata(&path).expect("meta");
+    assert_eq!((meta.uid(), meta.gid()), (uid, gid));
+    assert_eq!(mode(&path), 0o600);
+}
