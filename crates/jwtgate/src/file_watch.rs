@@ -27,15 +27,46 @@ use tracing::{info, warn};
 /// (`EDIT_SETTLE` of quiet) is not waited for beyond it.
 const MOST_SETTLE: Duration = Duration::from_secs(2);
 
-/// What is watched: a directory and the file name that matters in it.
-type Watched = Vec<(PathBuf, OsString)>;
+/// What is watched: the config's directory and name, and, when the config
+/// is a symbolic link (to a checkout, say), its target's: an edit of the
+/// target is an edit of the config.
+#[derive(Debug, Clone, PartialEq)]
+struct Watched {
+    own: (PathBuf, OsString),
+    target: Option<(PathBuf, OsString)>,
+    /// Whether the target's directory is another than the config's, and
+    /// needs a watch of its own.
+    elsewhere: bool,
+}
+
+impl Watched {
+    /// The file names that matter, in whichever watched directory.
+    fn names(&self) -> Vec<OsString> {
+        std::iter::once(&self.own)
+            .chain(&self.target)
+            .map(|(_, name)| name.clone())
+            .collect()
+    }
+
+    /// The target's directory, when it needs a watch of its own.
+    fn target_dir(&self) -> Option<&Path> {
+        self.target
+            .as_ref()
+            .filter(|_| self.elsewhere)
+            .map(|(dir, _)| dir.as_path())
+    }
+}
 
 /// Starts watching, on a task that keeps the watcher until `stop`. A
 /// warning if the platform cannot watch: SIGHUP still reloads.
 pub fn start(live: Arc<LiveConfig>, stop: watch::Receiver<bool>) {
     let path = live.path().to_owned();
-    let now = watched(&path);
-    let names = Arc::new(Mutex::new(names_of(&now)));
+    let now = watched(&path).unwrap_or_else(|| Watched {
+        own: dir_and_name(&path),
+        target: None,
+        elsewhere: false,
+    });
+    let names = Arc::new(Mutex::new(now.names()));
     let changed = Arc::new(Notify::new());
     let notify = Arc::clone(&changed);
     let filter = Arc::clone(&names);
@@ -49,8 +80,8 @@ pub fn start(live: Arc<LiveConfig>, stop: watch::Receiver<bool>) {
         Err(e) => warn!(error = %e, "config file watch error"),
     };
     let watcher = notify::recommended_watcher(handler).and_then(|mut w| {
-        w.watch(&now[0].0, RecursiveMode::NonRecursive)?;
-        watch_targets(&mut w, &now[1..]);
+        w.watch(&now.own.0, RecursiveMode::NonRecursive)?;
+        watch_target(&mut w, now.target_dir());
         Ok(w)
     });
     match watcher {
@@ -79,68 +110,71 @@ struct Watching {
 
 impl Watching {
     /// Watches where the config's link points now, if that moved; true if
-    /// it did (an edit made there before this call was not seen).
+    /// it did (an edit made there before this call was not seen). A link
+    /// that points nowhere for the moment (its target being replaced)
+    /// leaves the watches as they are, for the target's return.
     fn follow_link(&mut self) -> bool {
-        let next = watched(&self.path);
+        let Some(next) = watched(&self.path) else {
+            return false;
+        };
         if next == self.now {
             return false;
         }
-        for (dir, _) in &self.now[1..] {
-            if dir != &self.now[0].0 {
-                let _ = self.watcher.unwatch(dir);
-            }
+        if let Some(dir) = self.now.target_dir() {
+            let _ = self.watcher.unwatch(dir);
         }
-        watch_targets(&mut self.watcher, &next[1..]);
+        watch_target(&mut self.watcher, next.target_dir());
         if let Ok(mut names) = self.names.lock() {
-            *names = names_of(&next);
+            *names = next.names();
         }
-        info!(
-            "{} points elsewhere now: watching {}",
-            self.path.display(),
-            next.last().map_or(String::new(), |(dir, name)| dir
-                .join(name)
-                .display()
-                .to_string())
-        );
+        if let Some((dir, name)) = &next.target {
+            info!(
+                "{} points elsewhere now: watching {}",
+                self.path.display(),
+                dir.join(name).display()
+            );
+        }
         self.now = next;
         true
     }
 }
 
-fn watch_targets(w: &mut RecommendedWatcher, targets: &[(PathBuf, OsString)]) {
-    for (target, _) in targets {
-        if let Err(e) = w.watch(target, RecursiveMode::NonRecursive) {
+fn watch_target(w: &mut RecommendedWatcher, dir: Option<&Path>) {
+    if let Some(dir) = dir {
+        if let Err(e) = w.watch(dir, RecursiveMode::NonRecursive) {
             warn!(error = %e, "cannot watch {}, where the config's link points; \
-                  an edit there is applied on SIGHUP", target.display());
+                  an edit there is applied on SIGHUP", dir.display());
         }
     }
 }
 
-fn names_of(watched: &Watched) -> Vec<OsString> {
-    watched.iter().map(|(_, name)| name.clone()).collect()
-}
-
-/// The directories to watch and the file name that matters in each: the
-/// config's own, and, when the config is a symbolic link (to a checkout,
-/// say), its target's, so that an edit of the target is seen as well.
-fn watched(path: &Path) -> Watched {
-    let dir_and_name = |p: &Path| {
-        let dir = match p.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-            _ => Path::new(".").to_owned(),
-        };
-        (dir, p.file_name().map(|n| n.to_owned()).unwrap_or_default())
+fn dir_and_name(p: &Path) -> (PathBuf, OsString) {
+    let dir = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => Path::new(".").to_owned(),
     };
-    let mut watched = vec![dir_and_name(path)];
+    (dir, p.file_name().map(|n| n.to_owned()).unwrap_or_default())
+}
+
+/// What to watch for the config at `path`; `None` while it is a link that
+/// points nowhere.
+fn watched(path: &Path) -> Option<Watched> {
+    let own = dir_and_name(path);
     let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
-    if let Some(target) = is_link.then(|| std::fs::canonicalize(path).ok()).flatten() {
-        let target = dir_and_name(&target);
-        let same_dir = std::fs::canonicalize(&watched[0].0).is_ok_and(|d| d == target.0);
-        if !same_dir {
-            watched.push(target);
-        }
+    if !is_link {
+        return Some(Watched {
+            own,
+            target: None,
+            elsewhere: false,
+        });
     }
-    watched
+    let target = dir_and_name(&std::fs::canonicalize(path).ok()?);
+    let elsewhere = std::fs::canonicalize(&own.0).map_or(true, |d| d != target.0);
+    Some(Watched {
+        own,
+        target: Some(target),
+        elsewhere,
+    })
 }
 
 fn relevant(event: &Event, names: &[OsString]) -> bool {
@@ -176,6 +210,9 @@ async fn reload_on_change(
         loop {
             let quiet = Instant::now() + EDIT_SETTLE;
             tokio::select! {
+                // A new event wins over a quiet period that ended meanwhile
+                // (the task was slow to run): the file is not still.
+                biased;
                 _ = changed.notified(), if Instant::now() < most => {}
                 _ = tokio::time::sleep_until(quiet.min(most)) => break,
                 _ = stop.wait_for(|s| *s) => return,

@@ -70,7 +70,10 @@ impl FileSource {
         match read_config(&self.path).await {
             Ok(text) => self.evaluate(running, texts, trigger, text).0,
             Err(e) => {
-                // Editors may briefly remove the file; the next event retries.
+                // Editors may briefly remove the file; the next event retries,
+                // and reads even the text it had before as news (so that what
+                // /status says of the unreadable file goes).
+                texts.seen = None;
                 warn!(
                     outcome = "invalid",
                     "config reload: cannot read {path}: {e}; the running config stays"
@@ -137,10 +140,18 @@ impl FileSource {
         let Ok(mut shown) = self.refused.lock() else {
             return;
         };
-        *shown = refused.map(|(outcome, reason)| {
-            let since = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
+        // The same refusal again (a SIGHUP, an admin write meeting it) is
+        // not a new one: it keeps its `since`.
+        let next = refused.map(|(outcome, reason)| {
+            let kept = shown.as_ref().map(|v| &v[0]).and_then(|before| {
+                let same = before["outcome"] == outcome && before["reason"] == reason.as_str();
+                same.then(|| before["since"].as_u64()).flatten()
+            });
+            let since = kept.unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+            });
             json!([{
                 "key": self.path.display().to_string(),
                 "outcome": outcome,
@@ -148,6 +159,7 @@ impl FileSource {
                 "reason": reason,
             }])
         });
+        *shown = next;
     }
 
     /// Before an API write: if the file was edited by hand since it was last
@@ -173,8 +185,12 @@ impl FileSource {
         // not have its first piece adopted (and written back over the rest):
         // the edit is taken once the file has been still for as long as the
         // watcher waits, else the write is refused and may be tried again.
-        tokio::time::sleep(EDIT_SETTLE).await;
-        if read_config(&self.path).await.ok().as_deref() != Some(text.as_str()) {
+        // A text already evaluated (a refused edit) was seen settled.
+        let seen = texts.seen.as_deref() == Some(text.as_str());
+        if !seen {
+            tokio::time::sleep(EDIT_SETTLE).await;
+        }
+        if !seen && read_config(&self.path).await.ok().as_deref() != Some(text.as_str()) {
             return Err(AdminError::FileConflict {
                 message: format!(
                     "{} is being edited; nothing was changed: try again once it is saved \
