@@ -86,16 +86,28 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 /// Replaces `path` with `bytes`, atomically, as a private file (`0600`).
 /// Creates the parent directory if it is missing.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    write_private_if(path, bytes, || true).map(|_| ())
+    replace_private(path, bytes, || true, false).map(|_| ())
 }
 
-/// [`write_private`], if `still()` says so once the new file is on disk,
-/// right before it replaces `path` (whose owner may have changed it in the
-/// meantime). `Ok(false)`: not written, `path` untouched.
+/// [`write_private`] for a file an operator keeps (the config's
+/// write-back), if `still()` says so once the new file is on disk, right
+/// before it replaces `path` (whose owner may have changed it in the
+/// meantime). The new file keeps the owner and group of the regular file
+/// it replaces where the process may give them. `Ok(false)`: not written,
+/// `path` untouched.
 pub fn write_private_if(
     path: &Path,
     bytes: &[u8],
     still: impl FnOnce() -> bool,
+) -> std::io::Result<bool> {
+    replace_private(path, bytes, still, true)
+}
+
+fn replace_private(
+    path: &Path,
+    bytes: &[u8],
+    still: impl FnOnce() -> bool,
+    keep_owner: bool,
 ) -> std::io::Result<bool> {
     let dir = parent_dir(path);
     create_private_dir(&dir)?;
@@ -110,7 +122,9 @@ pub fn write_private_if(
         let tmp = dir.join(format!(".{name}.{}.tmp", random_hex()?));
         match write_new(&tmp, bytes) {
             Ok(()) => {
-                keep_owner(path, &tmp);
+                if keep_owner {
+                    give_owner_of(path, &tmp);
+                }
                 if !still() {
                     let _ = std::fs::remove_file(&tmp);
                     return Ok(false);
@@ -132,15 +146,18 @@ pub fn write_private_if(
     Err(last.unwrap_or_else(|| std::io::Error::other("no free temporary name")))
 }
 
-/// Gives `tmp` the owner and group of the file it will replace, when the
-/// process may (root may; another user only its own uid and groups): a
-/// node run as root does not take the operator's file from the group that
-/// manages it. Owner-only it stays.
-fn keep_owner(path: &Path, tmp: &Path) {
+/// Gives `tmp` the owner and group of the regular file it will replace,
+/// when the process may (root may; another user only its own uid and
+/// groups): a node run as root does not take the operator's file from the
+/// group that manages it. Owner-only it stays. Not through a link: the
+/// owner of one planted at `path` would be given the new file.
+fn give_owner_of(path: &Path, tmp: &Path) {
     #[cfg(unix)]
-    if let Ok(meta) = std::fs::metadata(path) {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
         use std::os::unix::fs::MetadataExt;
-        let _ = std::os::unix::fs::chown(tmp, Some(meta.uid()), Some(meta.gid()));
+        if meta.file_type().is_file() {
+            let _ = std::os::unix::fs::chown(tmp, Some(meta.uid()), Some(meta.gid()));
+        }
     }
 }
 

@@ -217,4 +217,23 @@ fn a_write_back_keeps_the_files_owner_and_group() {
     let meta = std::fs::metadata(&path).expect("meta");
     assert_eq!((meta.uid(), meta.gid()), (uid, gid));
     assert_eq!(mode(&path), 0o600);
+    // A state file (a snapshot, a cache: the node's own) is the node's, as
+    // it was: whoever planted one there is given nothing.
+    let state = dir.path().join("snapshot");
+    std::fs::write(&state, "planted\n").expect("write");
+    if std::os::unix::fs::chown(&state, Some(65534), Some(65534)).is_ok() {
+        write_private(&state, b"ours\n").expect("write");
+        let meta = std::fs::metadata(&state).expect("meta");
+        assert_eq!(meta.uid(), own_uid(), "a state file stays the node's");
+    }
+}
+
+/// The process's effective uid, as the files it creates get it.
+#[cfg(unix)]
+fn own_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let probe = dir.path().join("probe");
+    std::fs::write(&probe, "").expect("write");
+    std::fs::metadata(&probe).expect("meta").uid()
 }
