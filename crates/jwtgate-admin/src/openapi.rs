@@ -21,7 +21,8 @@ pub fn document() -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Routes, their jwt policies, consumers and revocations (SPEC §4). \
                 Changes apply to the next request and are written back to the config file. \
-                Secrets read as \"***\"."
+                Secrets read as \"***\". No entity tags are given: a write whose If-Match \
+                names one is 412 (If-Match: * and If-None-Match: * are taken by the PUTs)."
         },
         "components": {
             "securitySchemes": {

@@ -115,8 +115,12 @@ fn certificates_of(tls: &TlsMaterial, now: i64, found: &mut Found) {
             .collect();
         // The first certificate also serves names no other covers.
         if i > 0 && !names.is_empty() && earlier.len() == names.len() {
-            let mut by = earlier.clone();
-            by.dedup();
+            let mut by: Vec<&str> = Vec::new();
+            for holder in &earlier {
+                if !by.contains(holder) {
+                    by.push(holder);
+                }
+            }
             found.warn(
                 format!("{}.cert_file", c.location),
                 format!(

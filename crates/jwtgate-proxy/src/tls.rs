@@ -108,6 +108,22 @@ impl TlsServer {
                 tracing::debug!(%peer, reason = "plain_http", "TLS handshake failed");
                 let _ = stream.write_all(PLAIN_HTTP_ANSWER).await;
                 let _ = stream.shutdown().await;
+                // The request's bytes read and dropped before the close
+                // (a little, briefly), as nginx lingers: unread, they make
+                // the close a reset that some clients show instead of the
+                // answer.
+                use tokio::io::AsyncReadExt;
+                let mut sink = [0u8; 4096];
+                let linger = async {
+                    let mut left = 64 * 1024;
+                    while left > 0 {
+                        match stream.read(&mut sink).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => left -= n.min(left),
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), linger).await;
                 return None;
             }
         }
