@@ -255,6 +255,59 @@ fn an_idp_outage_keeps_the_last_good_keys_across_a_restart() {
     assert!(!gw.logs().contains("keys loaded from the disk cache"));
 }
 
+/// A provider that answers 429 with `Retry-After` is not asked again
+/// before then, neither by the retry schedule nor for unknown kids; then
+/// it is, and its keys serve. It had been asked again a second later,
+/// and once a second for unknown kids.
+#[test]
+fn a_providers_retry_after_is_honoured() {
+    let keys = KeyServer::start(false);
+    keys.set("/keys", Reply::status(429).header("retry-after", "6"));
+    let up = Upstream::start();
+    let provider = format!(
+        "    issuer: \"https://idp.example\"\n    jwks_uri: \"{}\"\n    kid_miss_interval_seconds: 1\n",
+        keys.url("/keys")
+    );
+    let gw = Gateway::start(&config(&up, &provider, ""));
+    assert!(
+        eventually(Duration::from_secs(10), || keys.hits("/keys") == 1),
+        "{}",
+        gw.logs()
+    );
+    let asked = Instant::now();
+    let claims = json!({"iss": "https://idp.example", "sub": "u", "exp": now() + 600});
+    let token = sign_kid("RS256", "rsa.key", Some("good"), claims);
+    // Unknown kids for 3 s (stopping early on a machine so slow that the 6
+    // s would be near): no fetch.
+    while asked.elapsed() < Duration::from_secs(3) {
+        assert_ne!(get(&gw, &token).status, 200);
+        std::thread::sleep(Duration::from_millis(100));
+        if asked.elapsed() > Duration::from_secs(5) {
+            break;
+        }
+    }
+    assert_eq!(
+        keys.hits("/keys"),
+        1,
+        "asked again within its Retry-After\n{}",
+        gw.logs()
+    );
+    assert!(
+        gw.logs()
+            .contains("asking to be asked again in 6 s (Retry-After)"),
+        "{}",
+        gw.logs()
+    );
+    // Once the wait is over, it is asked again, and its keys serve.
+    keys.set("/keys", Reply::json(&jwks(&[jwk("rsa", "good")])));
+    assert_eq!(
+        wait_status(&gw, &token, 200, Duration::from_secs(30)).status,
+        200,
+        "{}",
+        gw.logs()
+    );
+}
+
 #[test]
 fn a_forged_kid_flood_costs_one_fetch_per_interval() {
     let keys = KeyServer::start(false);
@@ -504,16 +557,18 @@ routes:
 
 #[test]
 fn providers_never_block_start_or_other_routes() {
-    // Twenty providers whose IdP does not answer (a port nobody listens
-    // on), and no disk cache.
-    let dead = dead_port();
+    // Twenty providers whose IdP takes connections and never answers,
+    // waited on for a minute each, and no disk cache: a start or a request
+    // that waited on them would outlast the harness's start timeout and
+    // the request's read timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
     let up = Upstream::start();
     let mut providers = String::new();
     let mut names = Vec::new();
     for i in 0..20 {
         providers.push_str(&format!(
-            "  - name: p{i}\n    issuer: \"https://idp-{i}.example\"\n    jwks_uri: \"https://127.0.0.1:{}/keys\"\n",
-            dead.port
+            "  - name: p{i}\n    issuer: \"https://idp-{i}.example\"\n    jwks_uri: \"https://127.0.0.1:{port}/keys\"\n    fetch_timeout_ms: 60000\n"
         ));
         names.push(format!("p{i}"));
     }

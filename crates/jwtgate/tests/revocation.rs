@@ -1351,7 +1351,7 @@ fn redis_busy_pool_with_no_backlog_fails_fast() {
     let server = RedisServer::start_with(&["--enable-debug-command", "yes"]);
     let up = Upstream::start();
     let store = format!(
-        "{{ kind: redis, host: 127.0.0.1, port: {}, pool_size: 1, pool_backlog: 0, connect_timeout_ms: 1000, read_timeout_ms: 3000, send_timeout_ms: 3000 }}",
+        "{{ kind: redis, host: 127.0.0.1, port: {}, pool_size: 1, pool_backlog: 0, connect_timeout_ms: 1000, read_timeout_ms: 8000, send_timeout_ms: 8000 }}",
         server.port
     );
     let gw = Gateway::start(&config(&store, &up, ""));
@@ -1359,6 +1359,8 @@ fn redis_busy_pool_with_no_backlog_fails_fast() {
 
     // DEBUG SLEEP blocks the whole server for 5 s: time enough, on a
     // loaded machine, to see it start and send the logouts while it lasts.
+    // The read timeout outlasts it: a logout that queued for the connection
+    // instead of failing at once would answer after Redis woke.
     let port = server.port;
     let (woke_tx, woke_rx) = mpsc::channel();
     std::thread::spawn(move || {
