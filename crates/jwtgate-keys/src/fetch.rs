@@ -9,11 +9,22 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CACHE_CONTROL, HOST, USER_AGENT};
+use http::header::{ACCEPT, CACHE_CONTROL, HOST, RETRY_AFTER, USER_AGENT};
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+
+/// A `Retry-After` value (RFC 9110 §10.2.3: delta-seconds or an HTTP
+/// date) as a wait from `now`; `None` for what is neither.
+pub fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
 
 /// Larger answers are refused: a key set is a few kilobytes.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -33,6 +44,10 @@ pub enum FetchError {
     Http(String),
     #[error("answered {0}, not 200")]
     Status(u16),
+    /// 429 or 503 with a `Retry-After` (RFC 9110 §10.2.3): the provider
+    /// asks to be left alone that long.
+    #[error("answered {status}, asking to be asked again in {} s (Retry-After)", wait.as_secs())]
+    Busy { status: u16, wait: Duration },
     #[error("the answer is larger than {MAX_BODY} bytes")]
     TooLarge,
 }
@@ -156,8 +171,25 @@ where
     let response = sender.send_request(request).await.map_err(http);
     let result = async {
         let response = response?;
-        if response.status() != StatusCode::OK {
-            return Err(FetchError::Status(response.status().as_u16()));
+        let status = response.status();
+        if matches!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        ) {
+            let wait = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| retry_after(v, std::time::SystemTime::now()));
+            if let Some(wait) = wait {
+                return Err(FetchError::Busy {
+                    status: status.as_u16(),
+                    wait,
+                });
+            }
+        }
+        if status != StatusCode::OK {
+            return Err(FetchError::Status(status.as_u16()));
         }
         let max_age = response
             .headers()
@@ -214,5 +246,22 @@ mod tests {
         assert_eq!(max_age("no-store"), Some(0));
         assert_eq!(max_age("public"), None);
         assert_eq!(max_age("max-age=-1"), None);
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert_eq!(retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+        // 2027-01-15T08:00:30Z is 1_800_000_030.
+        assert_eq!(
+            retry_after("Fri, 15 Jan 2027 08:00:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            retry_after("Fri, 15 Jan 2027 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("soon", now), None);
+        assert_eq!(retry_after("-5", now), None);
     }
 }

@@ -37,6 +37,9 @@ const MAX_REFRESH: Duration = Duration::from_secs(3600);
 /// refresh interval, if shorter).
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(60);
+/// The longest `Retry-After` honoured: a provider asking for more is asked
+/// again then (keys must not go stale on a typo in its configuration).
+const MOST_HELD_OFF: Duration = Duration::from_secs(600);
 
 /// Key-set generations are unique in the process, so a verified token
 /// remembered against one can never match a set it was not checked with.
@@ -91,6 +94,10 @@ struct Gate {
     /// When the last fetch of any kind started.
     last_start: Option<Instant>,
     in_flight: bool,
+    /// Until when the provider asked not to be asked again (a 429 or 503
+    /// with `Retry-After`): neither the schedule nor an unknown kid
+    /// fetches before.
+    held_off_until: Option<Instant>,
 }
 
 pub struct Keeper {
@@ -331,7 +338,7 @@ impl Keeper {
                     next_refresh(max_age, lock(&self.settings).source.refresh)
                 }
                 Err(_) => {
-                    let wait = retry;
+                    let wait = retry.max(self.held_off_for());
                     let cap = lock(&self.settings).source.refresh.min(MAX_RETRY);
                     retry = (retry * 2).min(cap);
                     wait
@@ -371,6 +378,9 @@ impl Keeper {
         if result.is_ok() && lock(&self.last_error).take().is_some() {
             info!(provider = %self.name, "key set fetched again");
         }
+        if result.is_ok() {
+            lock(&self.gate).held_off_until = None;
+        }
         lock(&self.gate).in_flight = false;
         self.done.send_modify(|n| *n += 1);
         result
@@ -391,6 +401,7 @@ impl Keeper {
                     _ => {
                         let url = discovery::discovery_url(&source.issuer);
                         let doc = fetcher.get(&url).await.map_err(|e| {
+                            self.hold_off_if_asked(&e);
                             Failure::Unreachable(format!("discovery {}: {e}", shown(&url)))
                         })?;
                         let uri = discovery::jwks_uri(&doc.body, &source.issuer)
@@ -401,10 +412,10 @@ impl Keeper {
                 }
             }
         };
-        let fetched = fetcher
-            .get(&uri)
-            .await
-            .map_err(|e| Failure::Unreachable(format!("{}: {e}", shown(&uri))))?;
+        let fetched = fetcher.get(&uri).await.map_err(|e| {
+            self.hold_off_if_asked(&e);
+            Failure::Unreachable(format!("{}: {e}", shown(&uri)))
+        })?;
         let set = JwkSet::parse(&fetched.body, &source.algorithms)
             .map_err(|e| Failure::Invalid(format!("{}: not a usable JWK Set: {e}", shown(&uri))))?;
         for s in set.skipped() {
@@ -448,6 +459,20 @@ impl Keeper {
         Ok(fetched.max_age)
     }
 
+    /// Honours an answer that asked not to be asked again for a while.
+    fn hold_off_if_asked(&self, e: &FetchError) {
+        if let FetchError::Busy { wait, .. } = e {
+            lock(&self.gate).held_off_until = Some(Instant::now() + (*wait).min(MOST_HELD_OFF));
+        }
+    }
+
+    /// How long the provider still asks not to be asked.
+    fn held_off_for(&self) -> Duration {
+        lock(&self.gate).held_off_until.map_or(Duration::ZERO, |t| {
+            t.saturating_duration_since(Instant::now())
+        })
+    }
+
     /// One fetch now, for one-shot tools (no background task runs).
     pub async fn fetch_now(&self) -> Result<(), String> {
         self.fetch(true).await.map(|_| ())
@@ -470,7 +495,9 @@ impl Keeper {
             let before = *self.done.borrow();
             if gate.in_flight {
                 (KidMiss::Merged, before)
-            } else if gate.last_start.is_some_and(|t| t.elapsed() < interval) {
+            } else if gate.last_start.is_some_and(|t| t.elapsed() < interval)
+                || gate.held_off_until.is_some_and(|t| t > Instant::now())
+            {
                 drop(gate);
                 self.count_kid_miss(KidMiss::Throttled);
                 return (KidMiss::Throttled, false);
