@@ -82,8 +82,8 @@ impl KeyCache {
 
     /// The cached set; `Ok(None)` when there is none.
     pub fn load(&self) -> Result<Option<Cached>, String> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(t) => t,
+        let text = match jwtgate_state::read_private(&self.path) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("{}: {e}", self.path.display())),
         };

@@ -237,3 +237,31 @@ fn own_uid() -> u32 {
     std::fs::write(&probe, "").expect("write");
     std::fs::metadata(&probe).expect("meta").uid()
 }
+
+/// A state file read back is refused through a link, as a non-file, and
+/// when other users may write it: what they could have planted is not
+/// trusted.
+#[test]
+#[cfg(unix)]
+fn a_state_file_others_could_have_planted_is_not_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cache.json");
+    write_private(&path, b"{}").expect("write");
+    assert_eq!(read_private(&path).expect("read"), b"{}");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let e = read_private(&path).expect_err("0666");
+    assert!(
+        e.to_string()
+            .contains("other users may write it (mode 0666)"),
+        "{e}"
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let link = dir.path().join("link.json");
+    std::os::unix::fs::symlink(&path, &link).expect("link");
+    let e = read_private(&link).expect_err("link");
+    assert!(e.to_string().contains("symbolic link"), "{e}");
+    assert!(read_private(dir.path()).is_err(), "a directory");
+    let missing = read_private(&dir.path().join("none")).expect_err("missing");
+    assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
+}

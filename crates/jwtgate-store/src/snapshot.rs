@@ -77,7 +77,7 @@ impl SnapshotFile {
     /// The entries and cut-offs alive at `now`; `Ok(None)` when there is
     /// no snapshot.
     pub fn load(&self, now: i64) -> Result<Option<Snapshot>, SnapshotError> {
-        let bytes = match std::fs::read(&self.path) {
+        let bytes = match jwtgate_state::read_private(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {

@@ -253,6 +253,41 @@ fn an_idp_outage_keeps_the_last_good_keys_across_a_restart() {
     );
     assert_eq!(get(&gw, &token).status, 401, "{}", gw.logs());
     assert!(!gw.logs().contains("keys loaded from the disk cache"));
+    drop(gw);
+
+    // A cache other users may write (or a link put in its place) is not
+    // trusted: anyone could have put their keys there (found by an outside
+    // audit: they verified tokens, as the store file's rule did not reach
+    // the cache).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let gw = Gateway::start(&yaml);
+        assert!(
+            eventually(IO_TIMEOUT, || gw
+                .logs()
+                .contains("other users may write it (mode 0666)")),
+            "{}",
+            gw.logs()
+        );
+        assert_ne!(get(&gw, &token).status, 200, "{}", gw.logs());
+        assert!(!gw.logs().contains("keys loaded from the disk cache"));
+        drop(gw);
+        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let elsewhere = state.path().join("elsewhere.json");
+        std::fs::rename(&cache, &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &cache).unwrap();
+        let gw = Gateway::start(&yaml);
+        assert!(
+            eventually(IO_TIMEOUT, || gw
+                .logs()
+                .contains("is a symbolic link: refused")),
+            "{}",
+            gw.logs()
+        );
+        assert_ne!(get(&gw, &token).status, 200, "{}", gw.logs());
+    }
 }
 
 /// A provider that answers 429 with `Retry-After` is not asked again

@@ -92,7 +92,7 @@ pub fn encode(prefix: &str, objects: &Objects) -> Vec<u8> {
 /// Reads the cache: `Ok(None)` when there is none (or it is another
 /// prefix's), `Err` when it cannot be read.
 pub fn load(path: &Path, prefix: &str) -> Result<Option<Cached>, String> {
-    let bytes = match std::fs::read(path) {
+    let bytes = match jwtgate_state::read_private(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("{}: {e}", path.display())),
