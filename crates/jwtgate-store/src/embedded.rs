@@ -105,8 +105,25 @@ pub struct EmbeddedStore {
 
 struct Shared {
     file: PathBuf,
-    /// `None` after an I/O error: opened again by the next operation.
-    db: Mutex<Option<Arc<Database>>>,
+    /// `None` after an I/O error: opened again by the next operation. With
+    /// the identity of the file it was opened on.
+    db: Mutex<Option<(Arc<Database>, FileId)>>,
+}
+
+/// A file's device and inode: which file a path names now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId(u64, u64);
+
+impl FileId {
+    fn of(meta: &std::fs::Metadata) -> FileId {
+        use std::os::unix::fs::MetadataExt;
+        FileId(meta.dev(), meta.ino())
+    }
+
+    /// The file at `path` now, not through a link; `None` if there is none.
+    fn at(path: &Path) -> Option<FileId> {
+        std::fs::symlink_metadata(path).ok().map(|m| FileId::of(&m))
+    }
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -169,7 +186,7 @@ enum Missing {
 /// linked into place, so a crash or a full disk while it is made never
 /// leaves an empty `path`: an empty file there is one that lost what it
 /// held, and is refused.
-fn open_database(path: &Path, missing: Missing) -> Result<Database, StoreError> {
+fn open_database(path: &Path, missing: Missing) -> Result<(Database, FileId), StoreError> {
     let at = |e: &dyn std::fmt::Display| unavailable(format!("{}: {e}", path.display()));
     let absent = matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
     match (absent, missing) {
@@ -197,32 +214,68 @@ fn open_database(path: &Path, missing: Missing) -> Result<Database, StoreError> 
         (false, _) => {}
     }
     let file = jwtgate_state::open_private_file(path).map_err(|e| at(&e))?;
-    if file.metadata().map_err(|e| at(&e))?.len() == 0 {
+    let meta = file.metadata().map_err(|e| at(&e))?;
+    let id = FileId::of(&meta);
+    if meta.len() == 0 {
         return Err(at(
             &"is empty, although a store was made there before: what it held \
              is lost (a failed copy or restore, a full disk?). Restore it from a backup, \
              or remove it to start with an empty blacklist",
         ));
     }
-    database_in(file).map_err(|e| at(&e))
+    database_in(file).map(|db| (db, id)).map_err(|e| at(&e))
 }
 
 impl Shared {
     /// The open database, opened again if an I/O error closed it.
-    fn database(&self) -> Result<Arc<Database>, StoreError> {
+    fn database(&self) -> Result<(Arc<Database>, FileId), StoreError> {
         let mut slot = self.db.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(db) = &*slot {
-            return Ok(Arc::clone(db));
+        if let Some((db, id)) = &*slot {
+            return Ok((Arc::clone(db), *id));
         }
-        let db = Arc::new(open_database(&self.file, Missing::Refuse)?);
+        let (db, id) = open_database(&self.file, Missing::Refuse)?;
+        let db = Arc::new(db);
         tracing::warn!(file = %self.file.display(), "revocation store opened again after an I/O error");
-        *slot = Some(Arc::clone(&db));
-        Ok(db)
+        *slot = Some((Arc::clone(&db), id));
+        Ok((db, id))
     }
 
+    /// Runs `f` on the database; what it did counts only if the file it
+    /// did it in is still the store's: one removed or replaced while the
+    /// node ran took the write with it (a revocation answered 200 there was
+    /// lost at the next start). Then `f`'s work is not acknowledged, and
+    /// the next operation opens whatever the path holds.
     fn run<T>(&self, f: impl FnOnce(&Database) -> Result<T, redb::Error>) -> Result<T, StoreError> {
-        let db = self.database()?;
-        f(&db).map_err(|e| {
+        let (db, id) = self.database()?;
+        let done = self.run_on(&db, f)?;
+        if FileId::at(&self.file) != Some(id) {
+            let mut slot = self.db.lock().unwrap_or_else(PoisonError::into_inner);
+            if slot
+                .as_ref()
+                .is_some_and(|(current, _)| Arc::ptr_eq(current, &db))
+            {
+                *slot = None;
+            }
+            tracing::error!(
+                file = %self.file.display(),
+                "the revocation store's file was removed or replaced while the node ran: \
+                 what was written went to the old file; restore the store, or restart the \
+                 node (a removed store starts empty: its revocations are lost)"
+            );
+            return Err(unavailable(format!(
+                "{}: was removed or replaced while the node ran",
+                self.file.display()
+            )));
+        }
+        Ok(done)
+    }
+
+    fn run_on<T>(
+        &self,
+        db: &Arc<Database>,
+        f: impl FnOnce(&Database) -> Result<T, redb::Error>,
+    ) -> Result<T, StoreError> {
+        f(db).map_err(|e| {
             if matches!(e, redb::Error::Io(_) | redb::Error::PreviousIo) {
                 // redb takes no write after an I/O error until it is
                 // opened again: let go of this handle (the last one out
@@ -230,7 +283,7 @@ impl Shared {
                 let mut slot = self.db.lock().unwrap_or_else(PoisonError::into_inner);
                 if slot
                     .as_ref()
-                    .is_some_and(|current| Arc::ptr_eq(current, &db))
+                    .is_some_and(|(current, _)| Arc::ptr_eq(current, db))
                 {
                     *slot = None;
                     tracing::error!(
@@ -263,11 +316,11 @@ impl EmbeddedStore {
             );
         }
         let file = dir.join(FILE);
-        let db = open_database(&file, Missing::Create { in_use })?;
+        let (db, id) = open_database(&file, Missing::Create { in_use })?;
         Ok(EmbeddedStore {
             shared: Arc::new(Shared {
                 file,
-                db: Mutex::new(Some(Arc::new(db))),
+                db: Mutex::new(Some((Arc::new(db), id))),
             }),
         })
     }

@@ -174,6 +174,35 @@ async fn embedded_backend_survives_reopen() {
     assert!(store.snapshot(NOW).await.expect("snap").contains(&e));
 }
 
+/// The store's file removed while the node runs: a revocation written
+/// into it is not acknowledged (it went to a file no restart finds, and a
+/// 200 for it had been lost at the next start), nor is any after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_into_a_store_file_removed_meanwhile_is_not_acknowledged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(dir.path()).expect("open");
+    let entry = |i| Entry {
+        digest: digest(i),
+        expires_at: NOW + 3600,
+    };
+    store.revoke(entry(1)).await.expect("revoke");
+    std::fs::remove_file(dir.path().join("revocations.redb")).expect("rm");
+    let e = store
+        .revoke(entry(2))
+        .await
+        .expect_err("into a removed file");
+    assert!(
+        e.to_string()
+            .contains("was removed or replaced while the node ran"),
+        "{e}"
+    );
+    let e = store.revoke(entry(3)).await.expect_err("and after");
+    assert!(
+        e.to_string().contains("was removed while the node ran"),
+        "{e}"
+    );
+}
+
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_store_files_are_owner_only() {
