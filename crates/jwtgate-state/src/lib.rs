@@ -188,15 +188,20 @@ pub fn open_private_file(path: &Path) -> std::io::Result<File> {
     open_checked(path, options)
 }
 
+/// Opens `path` for reading only, held to [`open_private_file`]'s rule.
+pub fn open_private_read(path: &Path) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    open_checked(path, options)
+}
+
 /// The whole of `path`, a state file the node wrote and reads back (a key
 /// cache, a blacklist snapshot, etcd's local copy), held to the same rule
 /// as [`open_private_file`]: not through a link, a regular file, and none
 /// other users may write. What another user could have planted or changed
 /// there is not trusted.
 pub fn read_private(path: &Path) -> std::io::Result<Vec<u8>> {
-    let mut options = OpenOptions::new();
-    options.read(true);
-    let mut file = open_checked(path, options)?;
+    let mut file = open_private_read(path)?;
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut file, &mut bytes)?;
     Ok(bytes)

@@ -298,6 +298,64 @@ impl Shared {
     }
 }
 
+/// When `digest` was revoked until, in `db`.
+fn lookup_in(
+    db: &impl ReadableDatabase,
+    digest: &crate::Digest,
+) -> Result<Option<i64>, redb::Error> {
+    let tx = db.begin_read()?;
+    let t = tx.open_table(REVOKED)?;
+    Ok(t.get(digest.as_slice())?.map(|v| v.value()))
+}
+
+/// The subject cut-offs alive at `now`, in `db`.
+fn cutoffs_in(db: &impl ReadableDatabase, now: i64) -> Result<Vec<Cutoff>, redb::Error> {
+    let tx = db.begin_read()?;
+    let t = tx.open_table(SUBJECTS)?;
+    let mut out = Vec::new();
+    for row in t.iter()? {
+        let (k, v) = row?;
+        let (not_before, expires_at) = v.value();
+        if let (Some(key), true) = (SubjectKey::decode(k.value()), expires_at > now) {
+            out.push(Cutoff {
+                key,
+                not_before,
+                expires_at,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The store read by a one-shot tool (`token explain`): opened read-only,
+/// so nothing is written into it (a store opened for writing is written
+/// at every open), never created, repaired or taken through a link. One a
+/// running node holds cannot be opened.
+pub struct ReadOnlyStore(redb::ReadOnlyDatabase);
+
+impl ReadOnlyStore {
+    pub fn open(dir: &Path) -> Result<ReadOnlyStore, StoreError> {
+        let path = dir.join(FILE);
+        let at = |e: &dyn std::fmt::Display| unavailable(format!("{}: {e}", path.display()));
+        let file = jwtgate_state::open_private_read(&path).map_err(|e| at(&e))?;
+        let backend = redb::backends::FileBackend::new(file).map_err(|e| at(&e))?;
+        let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Database::builder().open_read_only_with_backend(backend)
+        }))
+        .map_err(|_| at(&"is damaged: it cannot be read"))?
+        .map_err(|e| at(&e))?;
+        Ok(ReadOnlyStore(db))
+    }
+
+    pub fn lookup(&self, digest: &crate::Digest) -> Result<Option<i64>, StoreError> {
+        lookup_in(&self.0, digest).map_err(unavailable)
+    }
+
+    pub fn cutoffs(&self, now: i64) -> Result<Vec<Cutoff>, StoreError> {
+        cutoffs_in(&self.0, now).map_err(unavailable)
+    }
+}
+
 impl EmbeddedStore {
     /// Opens (or creates) the store in directory `dir`. What this creates
     /// is owner-only (SPEC §3.11): the directory `0700`, the file `0600`,
@@ -381,12 +439,7 @@ impl RevocationStore for EmbeddedStore {
 
     async fn lookup(&self, digest: &crate::Digest) -> Result<Option<i64>, StoreError> {
         let digest = *digest;
-        self.blocking(move |db| {
-            let tx = db.begin_read()?;
-            let t = tx.open_table(REVOKED)?;
-            Ok(t.get(digest.as_slice())?.map(|v| v.value()))
-        })
-        .await
+        self.blocking(move |db| lookup_in(db, &digest)).await
     }
 
     async fn snapshot(&self, now: i64) -> Result<Vec<Entry>, StoreError> {
@@ -457,24 +510,7 @@ impl RevocationStore for EmbeddedStore {
     }
 
     async fn cutoffs(&self, now: i64) -> Result<Vec<Cutoff>, StoreError> {
-        self.blocking(move |db| {
-            let tx = db.begin_read()?;
-            let t = tx.open_table(SUBJECTS)?;
-            let mut out = Vec::new();
-            for row in t.iter()? {
-                let (k, v) = row?;
-                let (not_before, expires_at) = v.value();
-                if let (Some(key), true) = (SubjectKey::decode(k.value()), expires_at > now) {
-                    out.push(Cutoff {
-                        key,
-                        not_before,
-                        expires_at,
-                    });
-                }
-            }
-            Ok(out)
-        })
-        .await
+        self.blocking(move |db| cutoffs_in(db, now)).await
     }
 
     async fn claim_once(

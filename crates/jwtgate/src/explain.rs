@@ -113,22 +113,32 @@ async fn provider_keys(config: &Config, token: &str) -> LoadedKeys {
 }
 
 /// Asks the configured store directly whether the token was logged out.
-/// An embedded store held open by a running gateway cannot be read.
+/// The embedded store is read without a write (read-only); one held open
+/// by a running gateway cannot be read.
 async fn revocation(config: &Config, auth: &Authenticated) -> Revocation {
     let key = &auth.revocation;
-    if let jwtgate_config::StoreConfig::Embedded { path } = &config.store {
-        // Nothing was ever revoked there; do not create a store to find out.
-        if !jwtgate_store::embedded::EmbeddedStore::exists(path) {
-            return Revocation::NotRevoked("embedded (empty)");
+    let store = match &config.store {
+        jwtgate_config::StoreConfig::Embedded { path } => {
+            // Nothing was ever revoked there; do not create a store to find out.
+            if !jwtgate_store::embedded::EmbeddedStore::exists(path) {
+                return Revocation::NotRevoked("embedded (empty)");
+            }
+            match jwtgate_store::embedded::ReadOnlyStore::open(path) {
+                Ok(s) => Reader::ReadOnly(s),
+                Err(e) => {
+                    return Revocation::Unknown(format!(
+                        "cannot read the revocation store ({e}); a running gateway holds the \
+                         embedded store while it runs"
+                    ))
+                }
+            }
         }
-    }
-    let store = match jwtgate_store::open(&config.store) {
-        Ok(s) => s,
-        Err(e) => {
-            return Revocation::Unknown(format!(
-            "cannot open the revocation store ({e}); a running gateway may hold the embedded store"
-        ))
-        }
+        other => match jwtgate_store::open(other) {
+            Ok(s) => Reader::Store(s),
+            Err(e) => {
+                return Revocation::Unknown(format!("cannot open the revocation store ({e})"))
+            }
+        },
     };
     // Both keys: the signing input's, and the whole token's that older
     // versions wrote (SPEC §3.11).
@@ -164,5 +174,41 @@ async fn revocation(config: &Config, auth: &Authenticated) -> Revocation {
     match table.refusing(&subject, now) {
         Some(c) => Revocation::CutOff(format!("{} at {}", c.key, c.not_before)),
         None => Revocation::NotRevoked(store.kind()),
+    }
+}
+
+/// Where `token explain` reads revocations: the embedded store read-only,
+/// or a shared store as the node reaches it.
+enum Reader {
+    ReadOnly(jwtgate_store::embedded::ReadOnlyStore),
+    Store(std::sync::Arc<dyn jwtgate_store::RevocationStore>),
+}
+
+impl Reader {
+    async fn lookup(
+        &self,
+        digest: &jwtgate_store::Digest,
+    ) -> Result<Option<i64>, jwtgate_store::StoreError> {
+        match self {
+            Reader::ReadOnly(s) => s.lookup(digest),
+            Reader::Store(s) => s.lookup(digest).await,
+        }
+    }
+
+    async fn cutoffs(
+        &self,
+        now: i64,
+    ) -> Result<Vec<jwtgate_store::Cutoff>, jwtgate_store::StoreError> {
+        match self {
+            Reader::ReadOnly(s) => s.cutoffs(now),
+            Reader::Store(s) => s.cutoffs(now).await,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Reader::ReadOnly(_) => "embedded",
+            Reader::Store(s) => s.kind(),
+        }
     }
 }

@@ -691,6 +691,8 @@ fn embedded_revocation_survives_kill_9_holds_no_token_and_explain_reports_it() {
             dir_path,
         )
     };
+    let store = dir.path().join("data/revocations.redb");
+    let stored = std::fs::read(&store).unwrap();
     let out = explain(&token);
     assert_eq!(out.code(), Some(1), "{}", out.all());
     assert!(
@@ -708,6 +710,12 @@ fn embedded_revocation_survives_kill_9_holds_no_token_and_explain_reports_it() {
             .any(|l| l.starts_with("revocation:") && l.contains("not revoked")),
         "{}",
         out.all()
+    );
+    // Read, not written: explain had opened the store for writing, which
+    // rewrote part of it at every run (found by an outside audit).
+    assert!(
+        std::fs::read(&store).unwrap() == stored,
+        "explain changed the store's file"
     );
 }
 
