@@ -416,6 +416,15 @@ fn an_admin_write_during_a_save_in_pieces_adopts_no_piece() {
     panic!("the machine never wrote two pieces within 150 ms");
 }
 
+/// Points the link at `target` as `ln -sfn` does: a new link renamed over
+/// it, so that it never points nowhere.
+#[cfg(unix)]
+fn repoint(link: &std::path::Path, target: &std::path::Path) {
+    let swap = link.with_extension("swap");
+    std::os::unix::fs::symlink(target, &swap).unwrap();
+    std::fs::rename(&swap, link).unwrap();
+}
+
 /// A config link pointed at another file (`ln -sfn`, a Kubernetes
 /// `..data` swap) is followed: an edit of the file it points to now is
 /// picked up. The watch had stayed on the file the link named at start.
@@ -436,9 +445,7 @@ fn a_config_link_pointed_elsewhere_is_followed() {
     // Pointed at another file of the same directory, by rename of a new
     // link over it.
     std::fs::write(real.join("b.yaml"), config(&up.node(), &["b"], "guarded")).unwrap();
-    let swap = dir.path().join("swap.tmp");
-    std::os::unix::fs::symlink(real.join("b.yaml"), &swap).unwrap();
-    std::fs::rename(&swap, &link).unwrap();
+    repoint(&link, &real.join("b.yaml"));
     assert!(
         eventually(WAIT, || node.get("/b/x").status == 200),
         "{}",
@@ -460,8 +467,7 @@ fn a_config_link_pointed_elsewhere_is_followed() {
 
     // Pointed into another directory.
     std::fs::write(other.join("c.yaml"), config(&up.node(), &["c"], "guarded")).unwrap();
-    std::os::unix::fs::symlink(other.join("c.yaml"), &swap).unwrap();
-    std::fs::rename(&swap, &link).unwrap();
+    repoint(&link, &other.join("c.yaml"));
     assert!(
         eventually(WAIT, || node.get("/c/x").status == 200),
         "{}",
@@ -509,9 +515,7 @@ fn a_config_links_target_is_watched_in_its_own_directory_and_through_its_absence
     let target = elsewhere.join("gw.yaml");
     let text = config(&up.node(), &["away"], "guarded");
     std::fs::write(&target, &text).unwrap();
-    let swap = dir.path().join("swap.tmp");
-    std::os::unix::fs::symlink(&target, &swap).unwrap();
-    std::fs::rename(&swap, &link).unwrap();
+    repoint(&link, &target);
     assert!(
         eventually(WAIT, || node.get("/away/x").status == 200),
         "{}",
