@@ -78,6 +78,7 @@ impl KeyCache {
         })
         .to_string();
         jwtgate_state::write_private(&self.path, text.as_bytes())
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))
     }
 
     /// The cached set; `Ok(None)` when there is none.

@@ -371,7 +371,11 @@ impl Keeper {
             let why = f.to_string();
             let first = lock(&self.last_error).replace(why.clone()).is_none();
             if first {
-                warn!(provider = %self.name, error = %why, "key set fetch failed; the last good keys stay in use");
+                if self.current().is_some() {
+                    warn!(provider = %self.name, error = %why, "key set fetch failed; the last good keys stay in use");
+                } else {
+                    warn!(provider = %self.name, error = %why, "key set fetch failed; no keys yet: the provider's tokens are refused until a fetch succeeds");
+                }
             }
             why
         });

@@ -333,6 +333,14 @@ fn a_providers_retry_after_is_honoured() {
         "{}",
         gw.logs()
     );
+    // It never had keys: the log says its tokens are refused, not that the
+    // last good keys stay in use.
+    assert!(
+        gw.logs()
+            .contains("no keys yet: the provider's tokens are refused"),
+        "{}",
+        gw.logs()
+    );
     // Once the wait is over, it is asked again, and its keys serve.
     keys.set("/keys", Reply::json(&jwks(&[jwk("rsa", "good")])));
     assert_eq!(
