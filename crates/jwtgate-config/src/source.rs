@@ -40,14 +40,24 @@ pub fn compile_source(
     base_dir: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigErrors> {
-    let mut tree = serde_json::to_value(source)
-        .map_err(|e| ConfigErrors::single("", format!("cannot represent the config: {e}")))?;
     let mut errors = Errors::default();
-    tree::expand_env(&mut tree, "", env, &mut errors);
-    let raw = read::config(&tree, &mut errors);
+    let raw = expanded(source, env, &mut errors)?;
     let compiled = compile::config(raw, base_dir, &mut errors);
     errors.into_result(())?;
     compiled.ok_or_else(|| ConfigErrors::single("", "invalid configuration"))
+}
+
+/// `source` with its `${NAME}` references replaced from `env`, read back
+/// (what cannot be read is in `errors`).
+fn expanded(
+    source: &RawConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Errors,
+) -> Result<RawConfig, ConfigErrors> {
+    let mut tree = serde_json::to_value(source)
+        .map_err(|e| ConfigErrors::single("", format!("cannot represent the config: {e}")))?;
+    tree::expand_env(&mut tree, "", env, errors);
+    Ok(read::config(&tree, errors))
 }
 
 /// The TLS sections of `source` (`tls`, `admin.tls`) that compile on their
@@ -60,12 +70,10 @@ pub fn tls_sections(
     base_dir: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Vec<crate::TlsMaterial> {
-    let Ok(mut tree) = serde_json::to_value(source) else {
+    let mut errors = Errors::default();
+    let Ok(raw) = expanded(source, env, &mut errors) else {
         return Vec::new();
     };
-    let mut errors = Errors::default();
-    tree::expand_env(&mut tree, "", env, &mut errors);
-    let raw = read::config(&tree, &mut errors);
     let data = raw.tls.as_ref().map(|t| (t, "tls"));
     let admin = raw
         .admin

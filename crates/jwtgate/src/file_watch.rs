@@ -40,6 +40,15 @@ struct Watched {
 }
 
 impl Watched {
+    /// The config's own directory and name alone (no link to follow).
+    fn own_only(path: &Path) -> Watched {
+        Watched {
+            own: dir_and_name(path),
+            target: None,
+            elsewhere: false,
+        }
+    }
+
     /// The file names that matter, in whichever watched directory.
     fn names(&self) -> Vec<OsString> {
         std::iter::once(&self.own)
@@ -61,11 +70,7 @@ impl Watched {
 /// warning if the platform cannot watch: SIGHUP still reloads.
 pub fn start(live: Arc<LiveConfig>, stop: watch::Receiver<bool>) {
     let path = live.path().to_owned();
-    let now = watched(&path).unwrap_or_else(|| Watched {
-        own: dir_and_name(&path),
-        target: None,
-        elsewhere: false,
-    });
+    let now = watched(&path).unwrap_or_else(|| Watched::own_only(&path));
     let names = Arc::new(Mutex::new(now.names()));
     let changed = Arc::new(Notify::new());
     let notify = Arc::clone(&changed);
@@ -159,15 +164,11 @@ fn dir_and_name(p: &Path) -> (PathBuf, OsString) {
 /// What to watch for the config at `path`; `None` while it is a link that
 /// points nowhere.
 fn watched(path: &Path) -> Option<Watched> {
-    let own = dir_and_name(path);
     let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
     if !is_link {
-        return Some(Watched {
-            own,
-            target: None,
-            elsewhere: false,
-        });
+        return Some(Watched::own_only(path));
     }
+    let own = dir_and_name(path);
     let target = dir_and_name(&std::fs::canonicalize(path).ok()?);
     let elsewhere = std::fs::canonicalize(&own.0).map_or(true, |d| d != target.0);
     Some(Watched {
