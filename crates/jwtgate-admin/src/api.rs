@@ -21,6 +21,7 @@ use hyper_util::service::TowerToHyperService;
 use jwtgate_config::{RawConsumer, RawProvider, RawRoute};
 use jwtgate_proxy::metrics::{self, MetricsHandle};
 use jwtgate_proxy::TlsServer;
+use jwtgate_store::{Revocations, StoreHealth};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -212,11 +213,14 @@ async fn status(State(s): State<AdminState>, headers: header::HeaderMap) -> Resp
     if !providers.is_empty() {
         body["providers"] = serde_json::Value::Object(providers);
     }
+    // Why a store operation or an object was refused names addresses, paths
+    // and what etcd holds (a resolved secret's length, say): only for the
+    // holder of the key.
+    let given = headers.get(crate::auth::HEADER).map(|v| v.as_bytes());
+    let trusted = crate::auth::key_matches(s.live.admin_key().as_bytes(), given);
+    body["revocation_store"] = revocation_store(s.live.revocations(), trusted);
     if let Some(mut source) = source {
-        // Why an object was refused quotes what etcd holds (a resolved
-        // secret's length, say): only for the holder of the key.
-        let given = headers.get(crate::auth::HEADER).map(|v| v.as_bytes());
-        if !crate::auth::key_matches(s.live.admin_key().as_bytes(), given) {
+        if !trusted {
             if let Some(refused) = source["refused"].as_array_mut() {
                 for r in refused.iter_mut().filter_map(|r| r.as_object_mut()) {
                     r.remove("reason");
@@ -226,6 +230,24 @@ async fn status(State(s): State<AdminState>, headers: header::HeaderMap) -> Resp
         body["config_source"] = source;
     }
     (code, Json(body)).into_response()
+}
+
+/// The blacklist store in `/status`: its kind and whether its last
+/// operation succeeded. A failing store does not make the node unready:
+/// requests are checked against the revocations already known (SPEC
+/// §3.5); logouts answer 503 until it answers again.
+fn revocation_store(revocations: &Revocations, trusted: bool) -> serde_json::Value {
+    let kind = revocations.store().kind();
+    match revocations.health() {
+        StoreHealth::Ok => json!({ "kind": kind, "state": "ok" }),
+        StoreHealth::Failing { since, error } => {
+            let mut v = json!({ "kind": kind, "state": "failing", "since": since });
+            if trusted {
+                v["error"] = json!(error);
+            }
+            v
+        }
+    }
 }
 
 async fn metrics(State(s): State<AdminState>) -> Response {

@@ -225,6 +225,12 @@ fn responses(op: Op) -> Map<String, Value> {
                             "outcome": { "type": "string", "enum": ["invalid", "protected"] },
                             "reason": { "type": "string", "description": "only with the X-API-KEY" }
                         } } }
+                    } },
+                    "revocation_store": { "type": "object", "description": "the blacklist store: whether its last operation (a write, a resync, a feed read, a purge) succeeded; failing leaves the node ready", "properties": {
+                        "kind": { "type": "string", "enum": ["embedded", "redis", "redis_cluster"] },
+                        "state": { "type": "string", "enum": ["ok", "failing"] },
+                        "since": { "type": "integer", "description": "failing: since when (Unix seconds)" },
+                        "error": { "type": "string", "description": "failing: the latest error, only with the X-API-KEY" }
                     } }
                 } })),
             ),

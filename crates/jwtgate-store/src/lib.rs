@@ -25,7 +25,7 @@ pub use blacklist::Blacklist;
 pub use cutoffs::{Cutoff, CutoffTable, Owner, Subject, SubjectKey, TokenSubject};
 pub use gate::OpGate;
 pub use snapshot::SnapshotFile;
-pub use sync::{LoadedFrom, Revocations, SyncSettings};
+pub use sync::{LoadedFrom, Revocations, StoreHealth, SyncSettings};
 
 use jwtgate_config::StoreConfig;
 

@@ -55,7 +55,9 @@ pub struct Revocations {
     blacklist: Blacklist,
     /// Subject cut-offs (SPEC §3.10), kept like the blacklist.
     cutoffs: CutoffTable,
-    connected: AtomicBool,
+    /// Whether the last store operation (a write, a resync, a feed read)
+    /// succeeded, and since when it has been failing.
+    health: std::sync::Mutex<StoreHealth>,
     /// The blacklist was loaded, from the store or from the snapshot.
     loaded: AtomicBool,
     /// Where a shared store's blacklist is kept locally; `None` for the
@@ -84,6 +86,16 @@ pub enum LoadedFrom {
     Nothing { error: StoreError },
 }
 
+/// What the store's last operation said (`GET /status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreHealth {
+    /// The last operation succeeded (or none has run yet).
+    Ok,
+    /// Operations have been failing since `since` (unix seconds); `error`
+    /// is the latest failure's message.
+    Failing { since: i64, error: String },
+}
+
 pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -99,7 +111,7 @@ impl Revocations {
             store,
             blacklist: Blacklist::new(),
             cutoffs: CutoffTable::new(),
-            connected: AtomicBool::new(false),
+            health: std::sync::Mutex::new(StoreHealth::Ok),
             loaded: AtomicBool::new(false),
             snapshot,
             dirty: AtomicBool::new(false),
@@ -150,33 +162,19 @@ impl Revocations {
     /// (the caller answers 503) it is not in memory, and not in the store
     /// unless one that did not answer in time applies it later.
     pub async fn cut_off(&self, cutoff: Cutoff) -> Result<(), StoreError> {
-        match self.store.cut_off(&cutoff).await {
-            Ok(()) => {
-                self.cutoffs.insert(&cutoff);
-                self.dirty.store(true, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(e) => {
-                self.store_errors.fetch_add(1, Ordering::Relaxed);
-                Err(e)
-            }
-        }
+        self.noted(self.store.cut_off(&cutoff).await)?;
+        self.cutoffs.insert(&cutoff);
+        self.dirty.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Deletes a cut-off from the store and memory; `Ok(false)` when there
     /// was none.
     pub async fn lift(&self, key: &SubjectKey) -> Result<bool, StoreError> {
-        match self.store.lift(key).await {
-            Ok(found) => {
-                let here = self.cutoffs.remove(key);
-                self.dirty.store(true, Ordering::Relaxed);
-                Ok(found || here)
-            }
-            Err(e) => {
-                self.store_errors.fetch_add(1, Ordering::Relaxed);
-                Err(e)
-            }
-        }
+        let found = self.noted(self.store.lift(key).await)?;
+        let here = self.cutoffs.remove(key);
+        self.dirty.store(true, Ordering::Relaxed);
+        Ok(found || here)
     }
 
     /// See [`RevocationStore::claim_once`].
@@ -186,17 +184,12 @@ impl Revocations {
         owner: &str,
         expires_at: i64,
     ) -> Result<bool, StoreError> {
-        self.store
-            .claim_once(key, owner, expires_at)
-            .await
-            .inspect_err(|_| {
-                self.store_errors.fetch_add(1, Ordering::Relaxed);
-            })
+        self.noted(self.store.claim_once(key, owner, expires_at).await)
     }
 
     /// See [`RevocationStore::forget_once`].
     pub async fn forget_once(&self, key: &str, owner: &str) -> Result<(), StoreError> {
-        self.store.forget_once(key, owner).await
+        self.noted(self.store.forget_once(key, owner).await)
     }
 
     /// Whether the blacklist has been loaded (from the store or the local
@@ -208,25 +201,17 @@ impl Revocations {
     /// Records a revocation in the store, then in memory. An error means
     /// nothing may be claimed: the caller answers 503.
     pub async fn revoke(&self, entry: Entry) -> Result<(), StoreError> {
-        match self.store.revoke(entry).await {
-            Ok(()) => {
-                self.blacklist.insert(entry);
-                self.dirty.store(true, Ordering::Relaxed);
-                self.revoked.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(e) => {
-                self.store_errors.fetch_add(1, Ordering::Relaxed);
-                Err(e)
-            }
-        }
+        self.noted(self.store.revoke(entry).await)?;
+        self.blacklist.insert(entry);
+        self.dirty.store(true, Ordering::Relaxed);
+        self.revoked.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Loads every live entry from the store into memory; returns how many
     /// and the feed position to follow from.
     pub async fn load(&self) -> Result<(usize, Cursor), StoreError> {
-        let (cursor, n) = self.resync(self.store.is_shared()).await?;
-        self.connected.store(true, Ordering::Relaxed);
+        let (cursor, n) = self.noted(self.resync(self.store.is_shared()).await)?;
         Ok((n, cursor))
     }
 
@@ -251,7 +236,6 @@ impl Revocations {
             }
             Err(e) => e,
         };
-        self.store_errors.fetch_add(1, Ordering::Relaxed);
         match from_snapshot {
             Some(entries) => {
                 self.loaded.store(true, Ordering::Relaxed);
@@ -319,8 +303,39 @@ impl Revocations {
         self.blacklist.is_empty()
     }
 
-    pub fn is_connected(&self) -> bool {
-        self.connected.load(Ordering::Relaxed)
+    /// What the store's last operation said: writes (revocations, cut-offs,
+    /// one-time claims), resyncs, feed reads and purges all count.
+    pub fn health(&self) -> StoreHealth {
+        self.health_lock().clone()
+    }
+
+    fn health_lock(&self) -> std::sync::MutexGuard<'_, StoreHealth> {
+        self.health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Passes `result` on, having recorded it in [`Self::health`] (and
+    /// an error in the error count).
+    fn noted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        match &result {
+            Ok(_) => *self.health_lock() = StoreHealth::Ok,
+            Err(e) => self.note_failure(e),
+        }
+        result
+    }
+
+    fn note_failure(&self, e: &StoreError) {
+        self.store_errors.fetch_add(1, Ordering::Relaxed);
+        let mut health = self.health_lock();
+        let since = match &*health {
+            StoreHealth::Failing { since, .. } => *since,
+            StoreHealth::Ok => unix_now(),
+        };
+        *health = StoreHealth::Failing {
+            since,
+            error: e.to_string(),
+        };
     }
 
     /// Store operations that failed (revocations, resyncs, feed reads).
@@ -379,11 +394,11 @@ impl Revocations {
                             }
                             outage_logged = false;
                             backoff = Duration::from_millis(100);
+                            *self.health_lock() = StoreHealth::Ok;
                         }
                         cursor = pos;
                         need_resync = false;
                         last_resync = Instant::now();
-                        self.connected.store(true, Ordering::Relaxed);
                         self.save_snapshot().await;
                         last_snapshot = Instant::now();
                     }
@@ -399,7 +414,7 @@ impl Revocations {
             }
             if last_purge.elapsed() >= settings.purge_every {
                 let now = unix_now();
-                if let Err(e) = self.store.purge(now).await {
+                if let Err(e) = self.noted(self.store.purge(now).await) {
                     warn!(store = self.store.kind(), error = %e, "purging expired revocations failed");
                 }
                 self.blacklist.purge(now);
@@ -413,6 +428,7 @@ impl Revocations {
                 };
                 match changes {
                     Ok(changes) => {
+                        *self.health_lock() = StoreHealth::Ok;
                         if feed_failures >= 2 {
                             info!(store = self.store.kind(), "revocation feed readable again");
                             outage_logged = false;
@@ -538,8 +554,7 @@ impl Revocations {
     }
 
     fn note_outage(&self, e: &StoreError, logged: &mut bool) {
-        self.store_errors.fetch_add(1, Ordering::Relaxed);
-        self.connected.store(false, Ordering::Relaxed);
+        self.note_failure(e);
         if !*logged {
             warn!(store = self.store.kind(), error = %e, "revocation store unreachable; serving from the revocations already known");
             *logged = true;

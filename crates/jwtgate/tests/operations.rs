@@ -184,6 +184,63 @@ fn status_is_starting_until_the_blacklist_and_first_keys_are_there() {
     drop(silent);
 }
 
+/// `/status` says whether the blacklist store answers (Kong's
+/// `database.reachable`): a Redis that went away shows as `failing`, with
+/// since when, while the node stays `ready` (it serves on the revocations
+/// it knows); why (the store's address) only for the holder of the key.
+/// Before, nothing in `/status` changed while every logout answered 503.
+#[test]
+fn status_says_when_the_revocation_store_fails_and_when_it_answers_again() {
+    let mut redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &config(&redis.store_yaml(), ""));
+    let anonymous = || node.admin_raw(&Req::get("/status"));
+    let body = anonymous().json();
+    assert_eq!(body["status"], "ready", "{body}");
+    assert_eq!(
+        body["revocation_store"],
+        json!({"kind": "redis", "state": "ok"}),
+        "{body}"
+    );
+
+    redis.kill();
+    let before = now();
+    let logout = node.send(&Req::post("/app/logout").bearer(&token()));
+    assert_eq!(logout.status, 503, "{}", logout.text());
+    let status = anonymous();
+    assert_eq!(status.status, 200, "{}", status.text());
+    let body = status.json();
+    assert_eq!(body["status"], "ready", "{body}");
+    let store = &body["revocation_store"];
+    assert_eq!(store["state"], "failing", "{body}");
+    let since = store["since"].as_i64().unwrap_or_else(|| panic!("{body}"));
+    assert!((before - 1..=now()).contains(&since), "{body}");
+    assert!(store.get("error").is_none(), "no key, no reason: {body}");
+    let keyed = node.admin("GET", "/status", None).json();
+    let error = keyed["revocation_store"]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(!error.is_empty(), "{keyed}");
+    // Still failing: the same `since`, not the latest failure's time.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(
+        node.send(&Req::post("/app/logout").bearer(&token())).status,
+        503
+    );
+    assert_eq!(anonymous().json()["revocation_store"]["since"], since);
+
+    redis.restart();
+    assert!(
+        eventually(Duration::from_secs(15), || anonymous().json()
+            ["revocation_store"]
+            == json!({"kind": "redis", "state": "ok"})),
+        "{}",
+        anonymous().text()
+    );
+    let logout = node.send(&Req::post("/app/logout").bearer(&token()));
+    assert_eq!(logout.status, 200, "{}", logout.text());
+}
+
 /// Datagrams a node sends to `NOTIFY_SOCKET`, in order.
 fn notifications(sock: &UnixDatagram, until: &str, timeout: Duration) -> Vec<String> {
     let deadline = Instant::now() + timeout;
