@@ -719,6 +719,48 @@ fn embedded_revocation_survives_kill_9_holds_no_token_and_explain_reports_it() {
     );
 }
 
+/// A store file damaged on disk is found at start, with the file named: a
+/// flipped bit inside a stored digest let that logged-out token pass again
+/// (redb reads pages without checking them), and a damaged page made redb
+/// panic at the first read. The start now reads every page against its
+/// checksum (redb's integrity check) and refuses a file that fails it.
+#[test]
+fn an_embedded_store_damaged_on_disk_is_refused_at_start_with_the_file_named() {
+    let up = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("jwtgate.yaml");
+    std::fs::write(&cfg, config(embedded_store(), &up, "")).unwrap();
+    let token = alice_token();
+    let node = Node::start(&cfg);
+    assert_logged_out(&node, &logout(&node, &token));
+    assert!(node.terminate().success());
+
+    let store = dir.path().join("data/revocations.redb");
+    let mut bytes = std::fs::read(&store).unwrap();
+    let digest = sha256(&token);
+    let at = bytes
+        .windows(digest.len())
+        .position(|w| w == digest.as_slice())
+        .expect("the store holds the token's digest");
+    bytes[at + 7] ^= 0x01;
+    std::fs::write(&store, &bytes).unwrap();
+
+    match Gateway::start_in(dir, cfg) {
+        Ok(gw) => panic!(
+            "started on a damaged store; the token: {}\n{}",
+            get_app(&gw, &token).status,
+            gw.logs()
+        ),
+        Err(logs) => {
+            assert!(
+                logs.contains("revocations.redb") && logs.contains("is damaged"),
+                "{logs}"
+            );
+            assert!(!logs.contains("panicked"), "{logs}");
+        }
+    }
+}
+
 /// A full disk makes the embedded store's writes fail (503); once there is
 /// room again, logouts are taken without a restart. redb refuses every
 /// write after an I/O error until the database is opened again, which the
