@@ -461,10 +461,14 @@ routes:
     let forged = tamper_signature(&alice);
 
     // A forged cookie token never goes upstream as the guest.
+    // After a comma or a space is Python's SimpleCookie's `jwt` too (an
+    // outside audit: the guest went upstream with this cookie).
     for cookie in [
         format!("jwt={forged}; lang=café"),
         format!("lang=café; JWT={forged}"),
         format!("%6Awt={forged}"),
+        format!("a=1, jwt={forged}"),
+        format!("a=1 jwt={forged}"),
     ] {
         let resp = gw.send(&Req::get("/api/x").header("Cookie", &cookie));
         assert_eq!(resp.status, 401, "{cookie}: {}", resp.text());
@@ -485,6 +489,12 @@ routes:
             .bearer(&alice)
             .header("Cookie", &format!("%6Awt={other}")),
         Req::get(&format!("/api/x?a=1;jwt={other}")).bearer(&alice),
+        Req::get("/api/x")
+            .bearer(&alice)
+            .header("Cookie", &format!("a=1, jwt={other}")),
+        Req::get("/api/x")
+            .bearer(&alice)
+            .header("Cookie", &format!("a=1 jwt={other}")),
     ] {
         let resp = gw.send(&req);
         assert_refused(&resp, "JWT token invalid", "jwtgate", true);
@@ -507,6 +517,11 @@ routes:
     let seen = up.last();
     assert_eq!(seen.target, "/hidden/x?a=1;b=2");
     assert_eq!(seen.header_all("cookie"), ["lang=café; b=2"]);
+    let resp = gw.send(
+        &Req::get("/hidden/x").header("Cookie", &format!("lang=café; a=1, jwt={alice}; b=2")),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(up.last().header_all("cookie"), ["lang=café; b=2"]);
 
     // The guest has nothing to log out everywhere.
     let resp = gw.send(&Req::new("POST", "/api/logout-all"));

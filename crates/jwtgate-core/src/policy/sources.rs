@@ -66,15 +66,61 @@ pub fn cookie_value<'a>(cookie_header: &'a str, name: &str) -> Option<&'a str> {
 /// cookie names without regard to case and PHP percent-decodes them, so
 /// `JWT` and `%6Awt` are `jwt` to some upstream. A bare `jwt` (no `=`) is
 /// the cookie with an empty value, as Go and PHP read it (and as a bare
-/// `?jwt` is the query argument): a token, if an empty one.
+/// `?jwt` is the query argument): a token, if an empty one. Cookies are
+/// read as the most lenient parser reads them ([`crumbs`]): `a=1, jwt=x`
+/// and `a=1 jwt=x` hold a `jwt` cookie for Python's `SimpleCookie`.
 pub fn cookie_values<'a, 'n>(
     cookie_header: &'a str,
     name: &'n str,
 ) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
-    cookie_header.split(';').filter_map(move |pair| {
-        let pair = pair.trim();
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        cookie_named(k, name).then(|| v.trim().trim_matches('"'))
+    cookie_header
+        .split(';')
+        .flat_map(crumbs)
+        .filter_map(move |(k, v)| cookie_named(k, name).then_some(v))
+}
+
+/// The cookies in one `;`-separated part of a `Cookie` header, as
+/// `(name, value)`. A part with no ASCII space, tab or comma inside is one
+/// `name=value` (a bare name has the empty value), as RFC 6265 has it.
+/// Otherwise it is read as Python's `SimpleCookie` (and RFC 2109's `,`)
+/// reads it: `name = value` pairs, each value ending at whitespace or a
+/// comma unless quoted, bare words skipped. Reading it only the strict way
+/// let `Cookie: a=1, jwt=<forged>` past the one-token rule while such an
+/// upstream read the forged token (an outside audit).
+fn crumbs(part: &str) -> impl Iterator<Item = (&str, &str)> {
+    let part = part.trim();
+    let strict = !part.contains([' ', '\t', ',']);
+    let mut rest = part;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if strict {
+            if std::mem::replace(&mut done, true) {
+                return None;
+            }
+            let (k, v) = part.split_once('=').unwrap_or((part, ""));
+            return Some((k, v.trim().trim_matches('"')));
+        }
+        loop {
+            rest = rest.trim_start_matches([' ', '\t', ',']);
+            if rest.is_empty() {
+                return None;
+            }
+            let end = rest.find(['=', ' ', '\t', ',']).unwrap_or(rest.len());
+            let key = &rest[..end];
+            let after = rest[end..].trim_start_matches([' ', '\t']);
+            let Some(value) = after.strip_prefix('=') else {
+                // A bare word: no cookie, for that reader.
+                rest = after;
+                continue;
+            };
+            let value = value.trim_start_matches([' ', '\t']);
+            let (value, tail) = match value.strip_prefix('"') {
+                Some(quoted) => quoted.split_once('"').unwrap_or((quoted, "")),
+                None => value.split_at(value.find([' ', '\t', ',']).unwrap_or(value.len())),
+            };
+            rest = tail;
+            return Some((key, value));
+        }
     })
 }
 
@@ -122,12 +168,9 @@ pub fn remove_cookie(cookie_header: &[u8], name: &str) -> Vec<u8> {
         if pair.is_empty() {
             continue;
         }
-        let key = pair
-            .iter()
-            .position(|&b| b == b'=')
-            .map_or(pair, |eq| &pair[..eq])
-            .trim_ascii();
-        if std::str::from_utf8(key).is_ok_and(|k| cookie_named(k, name)) {
+        // A part that holds the cookie however it is read goes whole.
+        let text = String::from_utf8_lossy(pair);
+        if crumbs(&text).any(|(k, _)| cookie_named(k, name)) {
             continue;
         }
         if !out.is_empty() {
@@ -198,6 +241,30 @@ mod tests {
         assert_eq!(all, ["a", "b."]);
         let all: Vec<_> = cookie_values("jwt=a; x=1; jwt=b", "jwt").collect();
         assert_eq!(all, ["a", "b"]);
+    }
+
+    #[test]
+    fn cookies_after_a_comma_or_a_space_are_read_as_python_reads_them() {
+        let all: Vec<_> = cookie_values("a=1, jwt=x", "jwt").collect();
+        assert_eq!(all, ["x"]);
+        let all: Vec<_> = cookie_values("a=1 jwt=x; b=2", "jwt").collect();
+        assert_eq!(all, ["x"]);
+        let all: Vec<_> = cookie_values("jwt=y; a=1,jwt=x", "jwt").collect();
+        assert_eq!(all, ["y", "x"]);
+        let all: Vec<_> = cookie_values("a = 1 ,\tJWT = \"x\" word", "jwt").collect();
+        assert_eq!(all, ["x"]);
+        let all: Vec<_> = cookie_values("a=\"1 jwt=q\" b=2", "jwt").collect();
+        assert!(all.is_empty(), "{all:?}");
+        let all: Vec<_> = cookie_values("a=1, \u{a0}jwt=x", "jwt").collect();
+        assert_eq!(all, ["x"]);
+        // Bare words are no cookie there; a part that is only a bare name
+        // still is (the empty token).
+        assert_eq!(cookie_values("a=1 jwt", "jwt").count(), 0);
+        assert_eq!(cookie_values("a=1; jwt", "jwt").collect::<Vec<_>>(), [""]);
+        // Removed with the part that holds it.
+        assert_eq!(remove_cookie(b"a=1, jwt=x; b=2", "jwt"), b"b=2");
+        assert_eq!(remove_cookie(b"c=3; a=1 JWT=x", "jwt"), b"c=3");
+        assert_eq!(remove_cookie(b"a=1, b=2; c=3", "jwt"), b"a=1, b=2; c=3");
     }
 
     #[test]
