@@ -36,6 +36,8 @@ pub enum OriginError {
     NotAnOrigin(String),
     #[error("\"null\" is not allowed: it is the origin of sandboxed frames and local files, which any page can produce")]
     Null,
+    #[error("{given:?} names its scheme's default port, which browsers leave out of Origin: write {bare:?}")]
+    DefaultPort { given: String, bare: String },
 }
 
 impl CorsPolicy {
@@ -90,8 +92,10 @@ pub fn canonical_origin(origin: &str) -> Option<String> {
         }
         (host, port)
     };
+    // Digits as a browser writes them: no leading zero.
     let port_ok = port.is_none_or(|p| {
         (1..=5).contains(&p.len())
+            && !p.starts_with('0')
             && p.bytes().all(|b| b.is_ascii_digit())
             && p.parse::<u32>().is_ok_and(|n| (1..=65_535).contains(&n))
     });
@@ -111,7 +115,22 @@ pub fn parse_origin(entry: &str) -> Result<String, OriginError> {
     if entry.eq_ignore_ascii_case("null") {
         return Err(OriginError::Null);
     }
-    canonical_origin(entry).ok_or_else(|| OriginError::NotAnOrigin(entry.to_owned()))
+    let origin =
+        canonical_origin(entry).ok_or_else(|| OriginError::NotAnOrigin(entry.to_owned()))?;
+    // A browser serialises `https://a.example:443` as `https://a.example`:
+    // the entry would never match (RFC 6454 §6.2).
+    let default_port = if origin.starts_with("https:") {
+        ":443"
+    } else {
+        ":80"
+    };
+    if let Some(bare) = origin.strip_suffix(default_port) {
+        return Err(OriginError::DefaultPort {
+            given: entry.to_owned(),
+            bare: bare.to_owned(),
+        });
+    }
+    Ok(origin)
 }
 
 #[cfg(test)]
@@ -192,9 +211,27 @@ mod tests {
             "https://*.example.com",
             "https://a.example:99999",
             "https://a.example:0",
+            "https://a.example:0443",
         ] {
             assert!(parse_origin(bad).is_err(), "{bad}");
         }
+        // A default port would never match what a browser sends.
+        for (given, bare) in [
+            ("https://a.example:443", "https://a.example"),
+            ("HTTP://A.example:80", "http://a.example"),
+            ("https://[::1]:443", "https://[::1]"),
+        ] {
+            assert_eq!(
+                parse_origin(given),
+                Err(OriginError::DefaultPort {
+                    given: given.into(),
+                    bare: bare.into()
+                })
+            );
+        }
+        assert!(parse_origin("https://a.example:80").is_ok());
+        assert!(parse_origin("http://a.example:443").is_ok());
+        assert!(parse_origin("https://a.example:8443").is_ok());
         assert_eq!(
             parse_origin("HTTPS://A.example:8443").as_deref(),
             Ok("https://a.example:8443")

@@ -96,25 +96,18 @@ pub fn vary(resp: &mut Response<GatewayBody>) {
         .append(VARY, HeaderValue::from_static("Origin"));
 }
 
-/// The CORS answer headers: on a CORS route only the gateway sends them.
-const ANSWER_HEADERS: [HeaderName; 6] = [
-    ACCESS_CONTROL_ALLOW_ORIGIN,
-    ACCESS_CONTROL_ALLOW_CREDENTIALS,
-    ACCESS_CONTROL_ALLOW_METHODS,
-    ACCESS_CONTROL_ALLOW_HEADERS,
-    ACCESS_CONTROL_EXPOSE_HEADERS,
-    ACCESS_CONTROL_MAX_AGE,
-];
-
-/// Removes the upstream's CORS answer headers: on a CORS route the
+/// Removes the upstream's CORS answer headers, every `Access-Control-*`
+/// one (`Access-Control-Allow-Private-Network` too): on a CORS route the
 /// gateway's policy alone says which origins may read an answer (an
 /// upstream that reflects `Origin`, or sends `*`, would grant the others).
 /// The headers must be in the map ([`crate::body::unpass_headers`]).
 pub fn withhold(headers: &mut HeaderMap) {
-    if headers.is_empty() {
-        return;
-    }
-    for name in ANSWER_HEADERS {
+    let theirs: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("access-control-"))
+        .cloned()
+        .collect();
+    for name in theirs {
         headers.remove(name);
     }
 }

@@ -596,7 +596,7 @@ fn cors_preflights_are_answered_before_authentication() {
 }
 
 /// The route's CORS answer is the one the browser reads: an upstream's own
-/// `Access-Control-Allow-*` headers are replaced, its `Vary` kept beside
+/// `Access-Control-*` headers are replaced, its `Vary` kept beside
 /// the gateway's.
 #[test]
 fn the_routes_cors_headers_replace_the_upstreams_own() {
@@ -621,6 +621,12 @@ fn the_routes_cors_headers_replace_the_upstreams_own() {
         "the route does not allow credentials: {:?}",
         resp.headers
     );
+    assert_eq!(
+        resp.header("access-control-allow-private-network"),
+        None,
+        "{:?}",
+        resp.headers
+    );
     assert_eq!(resp.header_all("vary"), ["Accept-Encoding", "Origin"]);
     assert_eq!(resp.text(), "upstream ok");
 
@@ -633,9 +639,12 @@ fn the_routes_cors_headers_replace_the_upstreams_own() {
         }
         let resp = gw.send(&req);
         assert_eq!(resp.status, 200, "{}", resp.text());
+        // Every `Access-Control-*` one (an outside audit found the
+        // private-network one passed).
         for name in [
             "access-control-allow-origin",
             "access-control-allow-credentials",
+            "access-control-allow-private-network",
         ] {
             assert_eq!(resp.header(name), None, "{origin:?}: {:?}", resp.headers);
         }
@@ -695,7 +704,7 @@ routes:
     paths: ["/s"]
     upstream: { echo: true }
     cors:
-      allow_origins: ["null", "https://a.example/", "https://b.example"]
+      allow_origins: ["null", "https://a.example/", "https://b.example", "https://c.example:443"]
       allow_methods: [get]
 "#;
     let path = dir.path().join("jwtgate.yaml");
@@ -716,6 +725,7 @@ routes:
         "routes[1].cors.allow_origins[0]: \"null\" is not allowed",
         "routes[1].cors.allow_origins[1]: \"https://a.example/\" is not an origin",
         "routes[1].cors.allow_methods[0]: invalid method \"get\"",
+        "routes[1].cors.allow_origins[3]: \"https://c.example:443\" names its scheme's default port, which browsers leave out of Origin: write \"https://c.example\"",
     ] {
         assert!(
             out.stderr.contains(want),

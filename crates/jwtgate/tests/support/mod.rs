@@ -928,6 +928,7 @@ async fn handle(
         resp = resp
             .header("access-control-allow-origin", "*")
             .header("access-control-allow-credentials", "true")
+            .header("access-control-allow-private-network", "true")
             .header("vary", "Accept-Encoding");
     }
     let resp = resp.body(body).unwrap();
