@@ -166,12 +166,12 @@ pub fn validate(
     if claims.contains_key("nonce") {
         return Err(LogoutError::Nonce);
     }
+    // Read as an access token's are for a cut-off (an integer as its
+    // digits, edge spaces off), so the cut-off ends the tokens it names.
     let text = |name: &str| {
-        claims
-            .get(name)
-            .and_then(Value::as_str)
+        crate::claims::subject_text(claims.get(name))
             .filter(|s| !s.is_empty())
-            .map(str::to_owned)
+            .map(std::borrow::Cow::into_owned)
     };
     let (sub, sid) = (text("sub"), text("sid"));
     if sub.is_none() && sid.is_none() {

@@ -38,6 +38,9 @@ pub struct Claims {
     exp: NumericDate,
     nbf: NumericDate,
     iat: NumericDate,
+    /// A registered claim the payload holds in a shape RFC 7519 does not
+    /// give it ([`malformed_claim`]), read once with the dates.
+    malformed: Option<&'static str>,
     /// Stamps of satisfied rules, each in the slot its hash picks; 0 is
     /// empty.
     satisfied: [AtomicU64; REMEMBERED],
@@ -82,6 +85,7 @@ impl Claims {
             exp: NumericDate::read(&map, "exp"),
             nbf: NumericDate::read(&map, "nbf"),
             iat: NumericDate::read(&map, "iat"),
+            malformed: malformed_claim(&map),
             map,
             satisfied: Default::default(),
         }
@@ -105,6 +109,11 @@ impl Claims {
     /// The `iat` claim, read when the payload was decoded.
     pub fn iat(&self) -> NumericDate {
         self.iat
+    }
+
+    /// See [`malformed_claim`], read when the payload was decoded.
+    pub fn malformed(&self) -> Option<&'static str> {
+        self.malformed
     }
 
     fn slot(&self, stamp: u64) -> Option<&AtomicU64> {
@@ -244,13 +253,31 @@ pub fn header_text(claim: &Value) -> Option<Cow<'_, str>> {
 /// a string as it is, an integer as its decimal digits, anything else
 /// none. An issuer that writes `sub` as a number (`12`, against RFC 7519's
 /// StringOrURI) has its tokens accepted like any other, so its subjects
-/// must be reachable by a cut-off too: `"12"` names them.
+/// must be reachable by a cut-off too: `"12"` names them. Spaces and tabs
+/// at either end are not part of it: forwarded in a header
+/// (`forward_claims`), `" u-1 "` is `u-1` to every upstream's parser, so
+/// the cut-off for `u-1` must end it too.
 pub fn subject_text(claim: Option<&Value>) -> Option<Cow<'_, str>> {
     match claim? {
-        Value::String(s) => Some(Cow::Borrowed(s.as_str())),
+        Value::String(s) => Some(Cow::Borrowed(s.trim_matches([' ', '\t']))),
         Value::Number(n) if n.is_i64() || n.is_u64() => Some(Cow::Owned(n.to_string())),
         _ => None,
     }
+}
+
+/// The first registered claim `map` holds in a shape RFC 7519 does not
+/// give it: an `iat` that is not a number, a `sub` or `sid` that is not a
+/// string (nor an integer, which [`subject_text`] reads as its digits).
+/// Such a token is refused: a cut-off could not name its subject (`"sub":
+/// ["u-1"]` went upstream as `u-1` while the cut-off for `u-1` let it
+/// pass), nor tell when it was issued.
+pub fn malformed_claim(map: &Map<String, Value>) -> Option<&'static str> {
+    if NumericDate::read(map, "iat") == NumericDate::Invalid {
+        return Some("iat");
+    }
+    ["sub", "sid"]
+        .into_iter()
+        .find(|name| map.get(*name).is_some_and(|v| subject_text(Some(v)).is_none()))
 }
 
 #[cfg(test)]

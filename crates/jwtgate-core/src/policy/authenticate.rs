@@ -216,6 +216,7 @@ fn route_checks(
         }
     }
     check_claim_dates(policy, claims, claims.exp(), claims.nbf(), now)?;
+    shaped(claims.malformed())?;
     if let Principal::Provider { provider, .. } = principal {
         check_audience(expected_audiences(policy, provider), claims)?;
     }
@@ -568,7 +569,18 @@ pub fn check_claims(
 ) -> Result<(), AuthError> {
     let exp = NumericDate::read(claims, "exp");
     let nbf = NumericDate::read(claims, "nbf");
-    check_claim_dates(policy, claims, exp, nbf, now)
+    check_claim_dates(policy, claims, exp, nbf, now)?;
+    shaped(crate::claims::malformed_claim(claims))
+}
+
+/// Refuses a payload with a registered claim in the wrong shape (see
+/// [`crate::claims::malformed_claim`]).
+fn shaped(malformed: Option<&'static str>) -> Result<(), AuthError> {
+    match malformed {
+        None => Ok(()),
+        Some("iat") => Err(AuthError::NotNumericDate("iat".into())),
+        Some(name) => Err(AuthError::NotASubject(name.into())),
+    }
 }
 
 /// [`check_claims`] with `exp` and `nbf` already read from `claims`.

@@ -251,6 +251,8 @@ pub enum AuthError {
     MissingClaim(String),
     #[error("claim {0:?} is not a NumericDate")]
     NotNumericDate(String),
+    #[error("claim {0:?} is neither a string nor an integer")]
+    NotASubject(String),
     #[error("token lifetime {lifetime}s exceeds max_lifetime_seconds {max}")]
     LifetimeTooLong { lifetime: i64, max: i64 },
     #[error("token has been revoked")]
@@ -279,28 +281,33 @@ impl AuthError {
     pub fn outcome(&self) -> &'static str {
         match self {
             AuthError::Missing => "missing",
-            AuthError::Malformed(_) | AuthError::SeveralTokens(_) => "malformed",
+            // A `crit` header is one the gateway cannot read, not a
+            // wrong algorithm (an outside audit found it counted as one).
+            AuthError::Malformed(_) | AuthError::SeveralTokens(_) | AuthError::CriticalHeader => {
+                "malformed"
+            }
             AuthError::MissingKeyClaim { .. } | AuthError::KeyClaimNotString { .. } => {
                 "missing_key_claim"
             }
             AuthError::UnknownConsumer { .. } => "unknown_consumer",
             AuthError::LogoutToken => "wrong_type",
-            AuthError::AlgMismatch { .. }
-            | AuthError::CriticalHeader
-            | AuthError::AlgNotAllowed { .. } => "wrong_alg",
+            AuthError::AlgMismatch { .. } | AuthError::AlgNotAllowed { .. } => "wrong_alg",
             AuthError::WrongIssuer(_) => "wrong_issuer",
             AuthError::WrongAudience(_) => "wrong_audience",
             AuthError::NoKey { miss, .. } => match miss {
-                KeyMiss::Unfit { .. } | KeyMiss::KidNotString => "wrong_alg",
-                KeyMiss::UnknownKid(_) | KeyMiss::NoKeyForAlg(_) | KeyMiss::Ambiguous { .. } => {
-                    "unknown_kid"
-                }
+                KeyMiss::Unfit { .. } => "wrong_alg",
+                KeyMiss::UnknownKid(_)
+                | KeyMiss::KidNotString
+                | KeyMiss::NoKeyForAlg(_)
+                | KeyMiss::Ambiguous { .. } => "unknown_kid",
             },
             AuthError::KeysUnavailable { .. } => "keys_unavailable",
             AuthError::BadSignature => "bad_signature",
             AuthError::Expired { .. } => "expired",
             AuthError::NotYetValid { .. } => "not_yet_valid",
-            AuthError::MissingClaim(_) | AuthError::NotNumericDate(_) => "bad_claims",
+            AuthError::MissingClaim(_)
+            | AuthError::NotNumericDate(_)
+            | AuthError::NotASubject(_) => "bad_claims",
             AuthError::LifetimeTooLong { .. } => "lifetime_too_long",
             AuthError::Revoked | AuthError::CutOff(_) => "revoked",
         }
