@@ -102,6 +102,9 @@ pub struct Running {
     config: ArcSwap<Config>,
     /// The running admin key; empty when the admin API is disabled.
     admin_key: ArcSwap<String>,
+    /// The config file's bytes changed and its writer has not closed it
+    /// yet (the file watch says so): what it holds may be half a save.
+    file_open: std::sync::atomic::AtomicBool,
 }
 
 impl Running {
@@ -124,7 +127,21 @@ impl Running {
             admin_key: ArcSwap::from_pointee(admin_key(&config)),
             source: ArcSwap::from_pointee(source),
             config: ArcSwap::from_pointee(config),
+            file_open: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// The file watch: whether the config file is being written (its bytes
+    /// changed since its writer last closed it).
+    pub fn note_file_open(&self, open: bool) {
+        self.file_open
+            .store(open, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the config file is being written: a hand edit is not read
+    /// from it until it is closed.
+    pub fn file_open(&self) -> bool {
+        self.file_open.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn path(&self) -> &Path {

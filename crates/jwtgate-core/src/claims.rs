@@ -275,9 +275,10 @@ pub fn malformed_claim(map: &Map<String, Value>) -> Option<&'static str> {
     if NumericDate::read(map, "iat") == NumericDate::Invalid {
         return Some("iat");
     }
-    ["sub", "sid"]
-        .into_iter()
-        .find(|name| map.get(*name).is_some_and(|v| subject_text(Some(v)).is_none()))
+    ["sub", "sid"].into_iter().find(|name| {
+        map.get(*name)
+            .is_some_and(|v| subject_text(Some(v)).is_none())
+    })
 }
 
 #[cfg(test)]

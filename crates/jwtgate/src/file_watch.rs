@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jwtgate_admin::{LiveConfig, Trigger, EDIT_SETTLE};
-use notify::event::{AccessKind, AccessMode};
+use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
@@ -75,10 +75,14 @@ pub fn start(live: Arc<LiveConfig>, stop: watch::Receiver<bool>) {
     let changed = Arc::new(Notify::new());
     let notify = Arc::clone(&changed);
     let filter = Arc::clone(&names);
+    let running = Arc::clone(live.running());
     let handler = move |res: notify::Result<Event>| match res {
         Ok(event) => {
-            let relevant = filter.lock().is_ok_and(|names| relevant(&event, &names));
-            if relevant {
+            let seen = filter
+                .lock()
+                .map_or(Seen::Nothing, |names| seen(&event, &names));
+            if seen != Seen::Nothing {
+                running.note_file_open(seen == Seen::Writing);
                 notify.notify_one();
             }
         }
@@ -178,19 +182,38 @@ fn watched(path: &Path) -> Option<Watched> {
     })
 }
 
-fn relevant(event: &Event, names: &[OsString]) -> bool {
-    let writes = match event.kind {
-        // Our own reads of the file show up as opens and closes.
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        EventKind::Access(_) => false,
-        _ => true,
+/// What an event says of the config's file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    /// Not about it, or only a read of it (ours show up as opens and
+    /// closes).
+    Nothing,
+    /// Its bytes changed, and its writer has not closed it yet: what it
+    /// holds may be half of what is being written.
+    Writing,
+    /// A change that leaves it whole: its writer closed it, or another
+    /// file was renamed over it (how editors, config managers and our own
+    /// write-back save), or it was made, removed, its mode changed.
+    Changed,
+}
+
+fn seen(event: &Event, names: &[OsString]) -> Seen {
+    let named = |p: &PathBuf| p.file_name().is_some_and(|n| names.iter().any(|m| n == m));
+    // Kubernetes swaps a `..data` link to a directory it wrote whole.
+    let swapped = |p: &PathBuf| {
+        p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(".."))
     };
-    writes
-        && event.paths.iter().any(|p| {
-            p.file_name().is_some_and(|n| {
-                names.iter().any(|m| n == m) || n.to_string_lossy().starts_with("..")
-            })
-        })
+    let file = event.paths.iter().any(named);
+    if !file && !event.paths.iter().any(swapped) {
+        return Seen::Nothing;
+    }
+    match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Seen::Changed,
+        EventKind::Access(_) => Seen::Nothing,
+        EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) if file => Seen::Writing,
+        _ => Seen::Changed,
+    }
 }
 
 async fn reload_on_change(
@@ -206,16 +229,36 @@ async fn reload_on_change(
         }
         // The file is read once it has been still for EDIT_SETTLE: the
         // pieces of one save (a truncate, then writes) are read whole, and
-        // a burst of saves once, at its end.
+        // a burst of saves once, at its end. A file still open for writing
+        // is not read at all, however long its writer pauses: a half that
+        // parses (the routes before a `jwt:` line) would go live, and
+        // serve a protected route without a token until the rest came (an
+        // outside audit). Its writer closing it, or a file renamed over
+        // it, is the end of the save. SIGHUP reads it at once.
         let most = Instant::now() + MOST_SETTLE;
+        let mut told = false;
         loop {
+            let open = live.running().file_open();
             let quiet = Instant::now() + EDIT_SETTLE;
+            let read_at = match (open, told) {
+                (true, _) => None,
+                (false, true) => Some(quiet),
+                (false, false) => Some(quiet.min(most)),
+            };
             tokio::select! {
                 // A new event wins over a quiet period that ended meanwhile
                 // (the task was slow to run): the file is not still.
                 biased;
-                _ = changed.notified(), if Instant::now() < most => {}
-                _ = tokio::time::sleep_until(quiet.min(most)) => break,
+                _ = changed.notified(), if open || Instant::now() < most => {}
+                _ = sleep_until_some(read_at) => break,
+                _ = tokio::time::sleep_until(most), if open && !told => {
+                    info!(
+                        "{} is open for writing: it is read once its writer closes it \
+                         (SIGHUP reads it now)",
+                        live.path().display()
+                    );
+                    told = true;
+                }
                 _ = stop.wait_for(|s| *s) => return,
             }
         }
@@ -223,5 +266,13 @@ async fn reload_on_change(
         if watching.follow_link() {
             live.reload(Trigger::FileChanged).await;
         }
+    }
+}
+
+/// Sleeps until `at`; never, for `None`.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

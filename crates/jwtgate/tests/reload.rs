@@ -168,6 +168,82 @@ fn hand_edits_are_picked_up_in_place_and_by_rename() {
     );
 }
 
+/// A file written in two pieces, its writer pausing between them with the
+/// file still open: the first piece parses (it ends just before the `api`
+/// route's `jwt:` line), and it was applied once it had been still for
+/// 200 ms, so `/api/` served requests without a token until the rest came
+/// (an outside audit). A file open for writing is read once closed.
+#[test]
+fn a_file_still_open_for_writing_is_not_read_before_its_writer_closes_it() {
+    use std::io::Write;
+    let up = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = |extra: &str| {
+        format!(
+            r#"listen: "127.0.0.1:0"
+admin: {{ listen: "127.0.0.1:0", api_key: "{KEY}" }}
+consumers:
+  - username: alice
+    jwt: {{ key: alice-key, secret: "{SECRET}" }}
+routes:
+{extra}  - name: api
+    paths: ["/api/*"]
+    upstream: {{ nodes: ["{node}"] }}
+    jwt: {{}}
+"#,
+            node = up.node()
+        )
+    };
+    let node = Node::start(dir.path(), &yaml(""));
+    assert_eq!(node.get("/api/x").status, 401);
+
+    let whole = yaml("  - name: one\n    paths: [\"/one/*\"]\n    upstream: { echo: true }\n");
+    let cut = whole.find("    jwt: {}").unwrap();
+    let (first, rest) = whole.split_at(cut);
+    let mut file = std::fs::File::create(&node.config_path).unwrap();
+    file.write_all(first.as_bytes()).unwrap();
+    file.flush().unwrap();
+    // Five times the settle period, and more than the 2 s cap on settling.
+    let paused = std::time::Instant::now();
+    while paused.elapsed() < Duration::from_millis(2500) {
+        let resp = node.get("/api/x");
+        assert_eq!(
+            resp.status,
+            401,
+            "a half-written config went live: {}\n{}",
+            resp.text(),
+            node.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    node.wait_log(
+        "is open for writing: it is read once its writer closes it",
+        1,
+    );
+    // Nor is it adopted by an admin write, which would write the half back
+    // over the file.
+    let during = json!({"username": "during"});
+    let resp = node.admin("PUT", "/admin/v1/consumers/during", Some(during.clone()));
+    assert_eq!(resp.status, 409, "{}", resp.text());
+    assert!(resp.text().contains("is being edited"), "{}", resp.text());
+    file.write_all(rest.as_bytes()).unwrap();
+    drop(file);
+    assert!(
+        eventually(WAIT, || node.get("/one/x").status == 200),
+        "{}",
+        node.logs()
+    );
+    assert_eq!(node.get("/api/x").status, 401);
+    assert!(
+        !node.logs().contains("config reload rejected"),
+        "{}",
+        node.logs()
+    );
+    let resp = node.admin("PUT", "/admin/v1/consumers/during", Some(during));
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    assert!(read(&node.config_path).contains("name: one"));
+}
+
 /// A config that is a link into another directory (a checkout, say): an
 /// edit of the file it points to is picked up as an edit of the config,
 /// in place and by rename. The watch had been on the link's directory
@@ -382,6 +458,8 @@ fn an_admin_write_during_a_save_in_pieces_adopts_no_piece() {
         file.write_all(&whole.as_bytes()[cut..]).unwrap();
         file.flush().unwrap();
         let gap = written.elapsed();
+        // The save ends as saves do: its writer closes the file.
+        drop(file);
         let answer = writer.join().unwrap().unwrap();
         if gap >= Duration::from_millis(150) {
             // The second piece came too late to tell: start again.

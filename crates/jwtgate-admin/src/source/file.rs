@@ -186,11 +186,15 @@ impl FileSource {
         // the edit is taken once the file has been still for as long as the
         // watcher waits, else the write is refused and may be tried again.
         // A text already evaluated (a refused edit) was seen settled.
+        // A file its writer holds open however long it pauses is being
+        // edited too (the file watch tells).
         let seen = texts.seen.as_deref() == Some(text.as_str());
         if !seen {
             tokio::time::sleep(EDIT_SETTLE).await;
         }
-        if !seen && read_config(&self.path).await.ok().as_deref() != Some(text.as_str()) {
+        let moved =
+            || async { read_config(&self.path).await.ok().as_deref() != Some(text.as_str()) };
+        if running.file_open() || (!seen && moved().await) {
             return Err(AdminError::FileConflict {
                 message: format!(
                     "{} is being edited; nothing was changed: try again once it is saved \
