@@ -104,7 +104,7 @@ pub struct Running {
     admin_key: ArcSwap<String>,
     /// The config file's bytes changed and its writer has not closed it
     /// yet (the file watch says so): what it holds may be half a save.
-    file_open: std::sync::atomic::AtomicBool,
+    file_open: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Running {
@@ -127,15 +127,16 @@ impl Running {
             admin_key: ArcSwap::from_pointee(admin_key(&config)),
             source: ArcSwap::from_pointee(source),
             config: ArcSwap::from_pointee(config),
-            file_open: std::sync::atomic::AtomicBool::new(false),
+            file_open: Arc::default(),
         })
     }
 
-    /// The file watch: whether the config file is being written (its bytes
-    /// changed since its writer last closed it).
-    pub fn note_file_open(&self, open: bool) {
-        self.file_open
-            .store(open, std::sync::atomic::Ordering::Relaxed);
+    /// Where the file watch says whether the config file is being written
+    /// (its bytes changed since its writer last closed it). A flag, not
+    /// the `Running`: the watcher's thread may outlive the node's shutdown,
+    /// and what it holds then (the revocation store) is not closed.
+    pub fn file_open_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        Arc::clone(&self.file_open)
     }
 
     /// Whether the config file is being written: a hand edit is not read

@@ -108,6 +108,8 @@ struct Shared {
     /// `None` after an I/O error: opened again by the next operation. With
     /// the identity of the file it was opened on.
     db: Mutex<Option<(Arc<Database>, FileId)>>,
+    /// [`RevocationStore::close`] was called: nothing opens it again.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 /// A file's device and inode: which file a path names now.
@@ -259,6 +261,9 @@ impl Shared {
         let mut slot = self.db.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((db, id)) = &*slot {
             return Ok((Arc::clone(db), *id));
+        }
+        if self.closed.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(unavailable("closed: the node is stopping"));
         }
         let (db, id) = open_database(&self.file, Missing::Refuse)?;
         let db = Arc::new(db);
@@ -426,6 +431,7 @@ impl EmbeddedStore {
             shared: Arc::new(Shared {
                 file,
                 db: Mutex::new(Some((Arc::new(db), id))),
+                closed: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -655,5 +661,21 @@ impl RevocationStore for EmbeddedStore {
 
     fn kind(&self) -> &'static str {
         "embedded"
+    }
+
+    fn close(&self) {
+        let shared = &self.shared;
+        shared
+            .closed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        // The last handle out (this one, or an operation in flight) closes
+        // the file.
+        drop(
+            shared
+                .db
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
     }
 }

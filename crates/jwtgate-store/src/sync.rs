@@ -291,6 +291,11 @@ impl Revocations {
         }
     }
 
+    /// See [`RevocationStore::close`]: once the sync task has stopped.
+    pub fn close(&self) {
+        self.store.close();
+    }
+
     pub fn store(&self) -> &Arc<dyn RevocationStore> {
         &self.store
     }

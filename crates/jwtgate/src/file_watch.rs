@@ -13,6 +13,7 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -75,14 +76,14 @@ pub fn start(live: Arc<LiveConfig>, stop: watch::Receiver<bool>) {
     let changed = Arc::new(Notify::new());
     let notify = Arc::clone(&changed);
     let filter = Arc::clone(&names);
-    let running = Arc::clone(live.running());
+    let file_open = live.running().file_open_flag();
     let handler = move |res: notify::Result<Event>| match res {
         Ok(event) => {
             let seen = filter
                 .lock()
                 .map_or(Seen::Nothing, |names| seen(&event, &names));
             if seen != Seen::Nothing {
-                running.note_file_open(seen == Seen::Writing);
+                file_open.store(seen == Seen::Writing, Ordering::Relaxed);
                 notify.notify_one();
             }
         }

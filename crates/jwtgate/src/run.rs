@@ -142,6 +142,7 @@ async fn serve(path: &Path, loaded: Loaded, signals: Signals) -> ExitCode {
     let Some((revocations, store_sync)) = open_revocations(config, stop_rx.clone()).await else {
         return ExitCode::from(1);
     };
+    let store = Arc::clone(&revocations);
     // Identity providers' keys: from their disk caches now, fetched in
     // the background; never waited for.
     let keys = KeyService::new(StateDir::new(&config.state_dir));
@@ -214,6 +215,7 @@ async fn serve(path: &Path, loaded: Loaded, signals: Signals) -> ExitCode {
     {
         warn!("the blacklist's local copy was not written within {STORE_SYNC_STOP_TIMEOUT:?}");
     }
+    store.close();
     info!("stopped");
     ExitCode::SUCCESS
 }
