@@ -297,6 +297,8 @@ mod tests {
             text(json!(18_446_744_073_709_551_615_u64)),
             Some("18446744073709551615".into())
         );
+        assert_eq!(text(json!(" u-1\t")), Some("u-1".into()));
+        assert_eq!(text(json!("u 1")), Some("u 1".into()));
         assert_eq!(text(json!(1.5)), None);
         assert_eq!(text(json!(true)), None);
         assert_eq!(text(json!(["u-1"])), None);

@@ -85,6 +85,14 @@ fn a_complete_logout_token_is_accepted() {
     let mut aud_list = claims();
     aud_list["aud"] = json!(["other", "gateway"]);
     assert!(check(&aud_list).is_ok());
+    // Subjects read as an access token's are for a cut-off: an integer as
+    // its digits (it was "neither sub nor sid"), edge spaces off.
+    let mut numeric = claims();
+    numeric["sub"] = json!(12);
+    numeric["sid"] = json!(" s-1 ");
+    let t = check(&numeric).expect("integer sub");
+    assert_eq!(t.sub.as_deref(), Some("12"));
+    assert_eq!(t.sid.as_deref(), Some("s-1"));
 }
 
 #[test]

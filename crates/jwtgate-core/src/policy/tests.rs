@@ -141,6 +141,68 @@ fn time_claims_with_leeway() {
     ));
 }
 
+/// `iat` must be a number, `sub` and `sid` strings (or integers, read as
+/// their digits): a subject cut-off could not name an array `sub` (it went
+/// upstream as `u-1`, and the cut-off for `u-1` let it pass), nor tell
+/// when a token with a string `iat` was issued.
+#[test]
+fn registered_claims_in_the_wrong_shape_are_refused() {
+    let p = JwtPolicy::default();
+    let with = |extra: Value| {
+        let mut claims = json!({"key": "user123", "exp": NOW + 60});
+        for (k, v) in extra.as_object().expect("object") {
+            claims[k] = v.clone();
+        }
+        let token = sign(claims.clone());
+        (
+            auth(&p, &token),
+            check_claims(&p, claims.as_object().expect("object"), NOW),
+        )
+    };
+    for bad in [
+        json!({"sub": ["u-1"]}),
+        json!({"sub": 123.0}),
+        json!({"sub": {"id": "u-1"}}),
+        json!({"sub": true}),
+        json!({"sub": null}),
+        json!({"sid": ["s-1"]}),
+    ] {
+        let name = bad
+            .as_object()
+            .and_then(|o| o.keys().next().cloned())
+            .expect("a key");
+        let (cached, direct) = with(bad.clone());
+        assert_eq!(cached, Err(AuthError::NotASubject(name.clone())), "{bad}");
+        assert_eq!(direct, Err(AuthError::NotASubject(name)), "{bad}");
+    }
+    for bad in [json!({"iat": "yesterday"}), json!({"iat": false})] {
+        let (cached, direct) = with(bad.clone());
+        assert_eq!(
+            cached,
+            Err(AuthError::NotNumericDate("iat".into())),
+            "{bad}"
+        );
+        assert_eq!(
+            direct,
+            Err(AuthError::NotNumericDate("iat".into())),
+            "{bad}"
+        );
+        assert_eq!(
+            AuthError::NotNumericDate("iat".into()).outcome(),
+            "bad_claims"
+        );
+    }
+    for good in [
+        json!({"sub": "u-1", "sid": "s-1", "iat": NOW}),
+        json!({"sub": 12, "iat": 1.5}),
+        json!({"sub": " u-1 "}),
+    ] {
+        let (cached, direct) = with(good.clone());
+        assert_eq!(cached, Ok("alice".into()), "{good}");
+        assert_eq!(direct, Ok(()), "{good}");
+    }
+}
+
 #[test]
 fn required_claims_and_lifetime() {
     let mut p = JwtPolicy {
