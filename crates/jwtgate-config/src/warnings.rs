@@ -12,6 +12,7 @@ use crate::error::ConfigError;
 use crate::model::{Config, Route};
 use crate::raw::{RawConfig, RawJwt, RawProvider};
 use crate::tls::{TlsMaterial, TlsVersion};
+use jwtgate_core::path::RuleEntry;
 use jwtgate_core::x509::PublicKey;
 
 /// Every warning for `config`, located as its errors would be.
@@ -73,6 +74,7 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
     backchannel_paths(&config.raw, &mut found);
     names(config, &mut found);
     unused_consumers(&config.raw, &mut found);
+    anonymous_with_credentials(&config.raw, &mut found);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
@@ -369,6 +371,86 @@ fn policy(jwt: &RawJwt, at: &str, has_consumers: bool, found: &mut Found) {
              their tokens"
                 .into(),
         );
+    }
+    authorize_scope(jwt, at, found);
+}
+
+/// `authorize` entries the path rules leave without a token to authorize:
+/// a request that needs no token is not authorized further (SPEC §3.7),
+/// so `DELETE_/a/*` with `scopes: [write]` does nothing while
+/// `required_paths` lists only `GET_/a/admin*` (an outside audit found such
+/// a `DELETE` served without a token, `check` saying ok). Envoy's RBAC,
+/// behind jwt_authn, would refuse it.
+fn authorize_scope(jwt: &RawJwt, at: &str, found: &mut Found) {
+    let entries = |list: &Option<Vec<String>>| -> Vec<RuleEntry> {
+        list.iter()
+            .flatten()
+            .filter_map(|e| RuleEntry::parse(e).ok())
+            .collect()
+    };
+    let required = entries(&jwt.required_paths);
+    let not_required = entries(&jwt.not_required_paths);
+    let (list, open) = match (&jwt.required_paths, &jwt.not_required_paths) {
+        (Some(_), _) => ("required_paths", false),
+        (None, Some(_)) => ("not_required_paths", true),
+        (None, None) => return,
+    };
+    for (i, rule) in jwt.authorize.iter().flatten().enumerate() {
+        for (j, text) in rule.matches.iter().enumerate() {
+            let Ok(entry) = RuleEntry::parse(text) else {
+                continue;
+            };
+            let untouched = if open {
+                not_required.iter().any(|n| entry.within(n))
+            } else {
+                !required.iter().any(|r| entry.overlaps(r))
+            };
+            if untouched {
+                let why = if open {
+                    format!("{list} takes every request it matches")
+                } else {
+                    format!("{list} takes none of the requests it matches")
+                };
+                found.warn(
+                    format!("{at}.authorize[{i}].match[{j}]"),
+                    format!(
+                        "{text:?} is never applied: {why}, and a request that needs no token \
+                         is not authorized at all (it goes upstream without one); list it in \
+                         required_paths to have it checked"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// A route's `anonymous_consumer` that has a credential of its own: a
+/// request with no token runs as the consumer a signed token names too,
+/// and an upstream cannot tell the two apart but by `X-Anonymous-Consumer`.
+/// Kong's anonymous consumer is one with no credentials.
+fn anonymous_with_credentials(raw: &RawConfig, found: &mut Found) {
+    for (i, route) in raw.routes.iter().enumerate() {
+        let Some(name) = route
+            .jwt
+            .as_ref()
+            .and_then(|j| j.anonymous_consumer.as_deref())
+        else {
+            continue;
+        };
+        if raw
+            .consumers
+            .iter()
+            .any(|c| c.username == name && c.jwt.is_some())
+        {
+            found.warn(
+                format!("routes[{i}].jwt.anonymous_consumer"),
+                format!(
+                    "{name:?} has a jwt credential: a request with no token runs as the same \
+                     consumer as that credential's tokens (told apart only by \
+                     X-Anonymous-Consumer); give the anonymous consumer no credential"
+                ),
+            );
+        }
     }
 }
 
@@ -706,6 +788,57 @@ mod tests {
         let w = warnings_of(routes);
         assert_eq!(w.len(), 1, "{w:?}");
         w.into_iter().next().unwrap_or_default()
+    }
+
+    /// An outside audit: `DELETE_/a/*` with scopes, while `required_paths`
+    /// lists only `GET_/a/admin*`, served a `DELETE` without a token,
+    /// `check` saying ok.
+    #[test]
+    fn authorize_entries_the_path_rules_leave_open_are_warned_about() {
+        let route = |rules: &str, matches: &str| {
+            format!(
+                "  - name: a\n    paths: [\"/a/*\"]\n    upstream: {{ echo: true }}\n    jwt:\n      providers: [corp]\n{rules}      authorize:\n        - match: {matches}\n          scopes: [write]\n"
+            )
+        };
+        let required = "      required_paths: [\"GET_/a/admin*\"]\n";
+        let w = only_warning(&route(required, "[\"DELETE_/a/*\"]"));
+        assert!(
+            w.starts_with("routes[0].jwt.authorize[0].match[0]: \"DELETE_/a/*\" is never applied: required_paths takes none of the requests it matches"),
+            "{w}"
+        );
+        // Partly covered, or covered: nothing to say.
+        assert!(warnings_of(&route(required, "[\"ANY_/a/*\"]")).is_empty());
+        assert!(warnings_of(&route(required, "[\"GET_/a/admin/x\"]")).is_empty());
+        let open = "      not_required_paths: [\"ANY_/a/public*\"]\n";
+        let w = only_warning(&route(open, "[\"GET_/a/x\", \"POST_/a/public/x\"]"));
+        assert!(
+            w.starts_with("routes[0].jwt.authorize[0].match[1]: \"POST_/a/public/x\" is never applied: not_required_paths takes every request it matches"),
+            "{w}"
+        );
+        assert!(warnings_of(&route("", "[\"DELETE_/a/*\"]")).is_empty());
+    }
+
+    #[test]
+    fn an_anonymous_consumer_with_a_credential_is_warned_about() {
+        let text = |credential: &str| {
+            format!(
+                "listen: \"127.0.0.1:0\"\nconsumers:\n  - username: guest\n{credential}routes:\n  - name: a\n    paths: [\"/a/*\"]\n    upstream: {{ echo: true }}\n    jwt: {{ anonymous_consumer: guest }}\n"
+            )
+        };
+        let of = |text: &str| -> Vec<String> {
+            let config = crate::load_str(text, Path::new("."), &|_| None)
+                .unwrap_or_else(|e| panic!("{e}\n{text}"));
+            warnings(&config).iter().map(ToString::to_string).collect()
+        };
+        let w = of(&text(
+            "    jwt: { key: g, secret: \"guest-secret-0123456789abcdefghijkl\" }\n",
+        ));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("routes[0].jwt.anonymous_consumer: \"guest\" has a jwt credential"),
+            "{w:?}"
+        );
+        assert!(of(&text("")).is_empty());
     }
 
     #[test]

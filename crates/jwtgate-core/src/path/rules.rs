@@ -205,6 +205,68 @@ impl RuleEntry {
     }
 }
 
+/// Every method a request can have, as rules see it.
+const ALL_METHODS: [Method; 8] = [
+    Method::Get,
+    Method::Post,
+    Method::Put,
+    Method::Patch,
+    Method::Delete,
+    Method::Head,
+    Method::Options,
+    Method::Other,
+];
+
+impl RuleEntry {
+    /// Whether some request matches both entries (for `check`'s warnings).
+    pub fn overlaps(&self, other: &RuleEntry) -> bool {
+        ALL_METHODS
+            .iter()
+            .any(|&m| self.method.covers(m) && other.method.covers(m))
+            && paths_overlap(&self.pattern, &other.pattern)
+    }
+
+    /// Whether every request this entry matches, `other` matches too.
+    pub fn within(&self, other: &RuleEntry) -> bool {
+        ALL_METHODS
+            .iter()
+            .all(|&m| !self.method.covers(m) || other.method.covers(m))
+            && path_within(&self.pattern, &other.pattern)
+    }
+}
+
+/// The paths an exact pattern matches: itself and its trailing-slash twin.
+fn exact_paths(p: &PathPattern) -> impl Iterator<Item = String> + '_ {
+    let text = p.as_str();
+    let twin = match text.strip_suffix('/') {
+        _ if text == "/" => None,
+        Some(without) => Some(without.to_owned()),
+        None => Some(format!("{text}/")),
+    };
+    std::iter::once(text.to_owned()).chain(twin)
+}
+
+/// Whether pattern `p` matches `path` (an exact one with its twin).
+fn pattern_takes(p: &PathPattern, path: &str) -> bool {
+    p.matches(path) || (!p.is_prefix() && slash_twins(p.as_str(), path))
+}
+
+fn paths_overlap(a: &PathPattern, b: &PathPattern) -> bool {
+    match (a.is_prefix(), b.is_prefix()) {
+        (true, true) => a.as_str().starts_with(b.as_str()) || b.as_str().starts_with(a.as_str()),
+        (false, _) => exact_paths(a).any(|path| pattern_takes(b, &path)),
+        (true, false) => exact_paths(b).any(|path| pattern_takes(a, &path)),
+    }
+}
+
+fn path_within(a: &PathPattern, b: &PathPattern) -> bool {
+    if a.is_prefix() {
+        b.is_prefix() && a.as_str().starts_with(b.as_str())
+    } else {
+        exact_paths(a).all(|path| pattern_takes(b, &path))
+    }
+}
+
 impl fmt::Display for RuleEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}_{}", self.method, self.pattern)

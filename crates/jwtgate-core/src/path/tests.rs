@@ -480,3 +480,50 @@ fn regression_lowercase_method_skips_rule() {
         assert!(!Method::is_case_variant(m.as_bytes()), "{m}");
     }
 }
+
+#[test]
+fn entries_overlap_and_contain_as_requests_see_them() {
+    let e = |s: &str| RuleEntry::parse(s).expect("entry");
+    // Some request matches both.
+    for (a, b) in [
+        ("DELETE_/a/*", "ANY_/a/x"),
+        ("ANY_/a/*", "GET_/a/b*"),
+        ("GET_/a/b*", "ANY_/a*"),
+        ("HEAD_/x", "GET_/x/"),
+        ("GET_/x", "GET_/x"),
+        ("POST_/x/", "ANY_/x*"),
+    ] {
+        assert!(e(a).overlaps(&e(b)), "{a} {b}");
+        assert!(e(b).overlaps(&e(a)), "{b} {a}");
+    }
+    // None does.
+    for (a, b) in [
+        ("DELETE_/a/*", "GET_/a/admin*"),
+        ("GET_/a/*", "GET_/b/*"),
+        ("GET_/x", "GET_/x/y"),
+        ("GET_/x", "GET_/xy*"),
+        ("HEAD_/x", "POST_/x"),
+    ] {
+        assert!(!e(a).overlaps(&e(b)), "{a} {b}");
+        assert!(!e(b).overlaps(&e(a)), "{b} {a}");
+    }
+    // Every request of the first, the second takes.
+    for (a, b) in [
+        ("GET_/a/b*", "ANY_/a/*"),
+        ("HEAD_/x", "GET_/x"),
+        ("GET_/x", "GET_/x/"),
+        ("GET_/x", "GET_/x*"),
+        ("DELETE_/a/x", "ANY_/a/*"),
+    ] {
+        assert!(e(a).within(&e(b)), "{a} within {b}");
+    }
+    for (a, b) in [
+        ("ANY_/a/*", "GET_/a/*"),
+        ("GET_/a/*", "GET_/a/b*"),
+        ("GET_/x", "GET_/x/*"),
+        ("GET_/a/*", "GET_/a/"),
+        ("GET_/x", "HEAD_/x"),
+    ] {
+        assert!(!e(a).within(&e(b)), "{a} not within {b}");
+    }
+}
