@@ -26,6 +26,8 @@ pub enum KeyError {
     Rejected(Algorithm),
     #[error("an Ed25519 key of small order: it would verify forged signatures")]
     SmallOrder,
+    #[error("an RSASSA-PSS key (id-RSASSA-PSS): JOSE RSA keys are rsaEncryption keys, for RS* and PS* alike; export the key as a plain RSA public key")]
+    PssOnly,
 }
 
 /// A key that can check one algorithm's signatures.
@@ -79,6 +81,10 @@ impl VerifyKey {
         let verify_alg = verification_alg(alg).ok_or(KeyError::NeedsSecret(alg))?;
         // aws-lc-rs checks the RSA modulus size only when verifying; refuse a
         // short key now, at load, instead of failing every request later.
+        if alg.is_rsa() && spki_algorithm(der) == Some(RSASSA_PSS) {
+            // aws-lc-rs took it, and then verified no RS256 signature.
+            return Err(KeyError::PssOnly);
+        }
         if alg.is_rsa() && rsa_modulus_bits(der).is_none_or(|bits| bits < 2048) {
             return Err(KeyError::Rejected(alg));
         }
@@ -249,6 +255,18 @@ fn der_wrap(tag: u8, content: &[u8]) -> Vec<u8> {
 }
 
 /// The modulus size of an RSA public key in SPKI or PKCS#1 DER.
+/// 1.2.840.113549.1.1.10, id-RSASSA-PSS: an RSA key restricted to PSS.
+const RSASSA_PSS: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a];
+
+/// The algorithm OID of a SubjectPublicKeyInfo; `None` for anything else
+/// (a PKCS#1 key among them).
+fn spki_algorithm(der: &[u8]) -> Option<&[u8]> {
+    let (tag, body, _) = crate::der::tlv(der)?;
+    let (tag2, algorithm, _) = crate::der::tlv(body).filter(|_| tag == 0x30)?;
+    let (tag3, oid, _) = crate::der::tlv(algorithm).filter(|_| tag2 == 0x30)?;
+    (tag3 == 0x06).then_some(oid)
+}
+
 pub(crate) fn rsa_modulus_bits(der: &[u8]) -> Option<usize> {
     let (tag, body, _) = crate::der::tlv(der)?;
     if tag != 0x30 {

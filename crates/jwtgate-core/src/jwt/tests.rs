@@ -94,6 +94,15 @@ fn key_material_is_pinned_to_its_algorithm() {
         VerifyKey::from_public_pem(Algorithm::RS256, &read("rsa1024.pub")).unwrap_err(),
         KeyError::Rejected(Algorithm::RS256)
     );
+    // An RSASSA-PSS key was taken, then verified no signature (an outside
+    // audit): refused at load, saying why.
+    for alg in [Algorithm::RS256, Algorithm::PS256] {
+        assert_eq!(
+            VerifyKey::from_public_pem(alg, &read("rsa-pss.pub")).unwrap_err(),
+            KeyError::PssOnly
+        );
+    }
+    assert!(VerifyKey::from_public_pem(Algorithm::PS256, &read("rsa.pub")).is_ok());
     assert!(VerifyKey::from_secret(Algorithm::HS256, b"").is_err());
 }
 
