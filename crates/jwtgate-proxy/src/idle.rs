@@ -19,6 +19,12 @@ use tokio::task::AbortHandle;
 
 use crate::conn_info::ConnInfo;
 
+/// Periods an idle HTTP/2 connection is given, once the gateway stopped
+/// and told it GOAWAY, to close itself before the watch closes it: its
+/// client has had the GOAWAY and the PING after it (nginx closes such a
+/// connection at once).
+const STOP_GRACE: u32 = 2;
+
 /// The connections of one worker, and the sweeper that closes idle ones.
 /// Dropping it stops the sweeper.
 #[derive(Clone)]
@@ -46,6 +52,8 @@ struct Shared {
     clock: AtomicU32,
     /// The gateway is stopping: a connection closes after its exchange.
     stopping: AtomicBool,
+    /// The clock when the stop came.
+    stopped_at: AtomicU32,
     /// Wakes the connections that wait for the stop ([`Activity::stopped`]).
     stop: tokio::sync::Notify,
     /// How often the sweeper ticks.
@@ -80,6 +88,7 @@ impl IdleWatch {
             shared: Arc::new(Shared {
                 clock: AtomicU32::new(0),
                 stopping: AtomicBool::new(false),
+                stopped_at: AtomicU32::new(0),
                 stop: tokio::sync::Notify::new(),
                 period,
                 limit,
@@ -123,7 +132,11 @@ impl IdleWatch {
     /// ends ([`Activity::stopping`]). Called on the worker's own thread, so
     /// no connection of the worker runs meanwhile.
     pub fn stop(&self) {
-        self.inner.shared.stopping.store(true, Ordering::Relaxed);
+        let shared = &self.inner.shared;
+        shared
+            .stopped_at
+            .store(shared.clock.load(Ordering::Relaxed), Ordering::Relaxed);
+        shared.stopping.store(true, Ordering::Relaxed);
         self.inner.shared.stop.notify_waiters();
         let Ok(mut conns) = self.inner.conns.lock() else {
             return;
@@ -171,10 +184,21 @@ impl Inner {
                 return false;
             }
             let mut limit = self.shared.limit;
+            let mut idle = e.activity.idle_for(now);
             if e.activity.says_goodbye.load(Ordering::Relaxed) {
                 limit = limit.saturating_add(self.grace);
+                if self.shared.stopping.load(Ordering::Relaxed) {
+                    // Told GOAWAY at the stop: idle since then (or since
+                    // its last exchange ended), it has STOP_GRACE to close
+                    // itself. A client that never reads held the whole
+                    // drain (30 s) otherwise, with no request in flight.
+                    let since_stop =
+                        now.wrapping_sub(self.shared.stopped_at.load(Ordering::Relaxed));
+                    idle = idle.min(since_stop);
+                    limit = limit.min(STOP_GRACE);
+                }
             }
-            if e.activity.idle_for(now) > limit {
+            if idle > limit {
                 e.task.abort();
                 return false;
             }

@@ -147,9 +147,23 @@ pub fn record_refused_head(gateway: &Gateway, conn: &ConnInfo, status: u16, why:
 }
 
 /// The status logged for a request whose client went away before its
-/// answer was made (an HTTP/2 stream reset, a connection dropped at a
-/// stop's deadline): nginx's 499.
+/// answer was made (an HTTP/2 stream reset, a connection closed): nginx's
+/// 499.
 const CLIENT_GONE: u16 = 499;
+
+/// The status logged for a request the node dropped as it stopped: still
+/// running when the drain ended ([`abandon_unanswered`]). Not 499: the
+/// client did not go away, the node did.
+const ABANDONED_AT_STOP: u16 = 503;
+
+/// Set when a worker's drain ends with requests still running: their
+/// handling is dropped next, and their lines say the node stopped.
+static ABANDONING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The drain has ended: requests dropped from now on were the node's doing.
+pub fn abandon_unanswered() {
+    ABANDONING.store(true, std::sync::atomic::Ordering::Relaxed);
+}
 
 /// What a request's access line and metrics say, written once: when its
 /// answer is made, or, if its handling is dropped before that (the client
@@ -203,6 +217,11 @@ impl Drop for Record<'_> {
         // A panic in the handling (none is known) unwinds through here.
         let (status, detail) = if std::thread::panicking() {
             (500, "the request's handling panicked")
+        } else if ABANDONING.load(std::sync::atomic::Ordering::Relaxed) {
+            (
+                ABANDONED_AT_STOP,
+                "the node stopped before its answer: the request was still running when its drain ended",
+            )
         } else {
             (CLIENT_GONE, "the request ended before its answer: the client reset it, or the connection closed")
         };

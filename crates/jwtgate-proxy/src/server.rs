@@ -362,7 +362,11 @@ impl Worker {
             .await
             .is_err()
         {
-            warn!("in-flight requests still running after {DRAIN_TIMEOUT:?}; closing them");
+            crate::pipeline::abandon_unanswered();
+            warn!(
+                "connections still open after {DRAIN_TIMEOUT:?} (requests in flight, or clients \
+                 that did not close); closing them"
+            );
         }
     }
 }

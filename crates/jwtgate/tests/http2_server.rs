@@ -571,6 +571,32 @@ fn a_stop_lets_the_stream_in_flight_finish_then_says_goaway() {
     assert_eq!(up.records().len(), 0, "nothing reached the other upstream");
 }
 
+/// At a stop, an HTTP/2 connection with no stream in flight whose client
+/// never answers the GOAWAY's PING is closed within a couple of seconds:
+/// it held the whole 30 s drain, which then warned of requests in flight
+/// that there were none of (an outside audit).
+#[test]
+fn at_a_stop_a_silent_idle_client_does_not_hold_the_drain() {
+    let up = Upstream::start();
+    let mut gw = Gateway::start(&config(&up.node(), &up.node()));
+    let addr = gw.addr;
+    let silent = std::thread::spawn(move || idle_h2_client(addr, false, Duration::from_secs(60)));
+    // The connection is served (its preface read) before the stop.
+    std::thread::sleep(Duration::from_millis(500));
+    gw.signal("TERM");
+    assert!(
+        gw.exited_within(Duration::from_secs(20)),
+        "still running 20 s after SIGTERM (the drain is 30 s):\n{}",
+        gw.logs()
+    );
+    let end = silent
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("silent client: {e}\n{}", gw.logs()));
+    assert!(end.goaway.is_some(), "no GOAWAY before the close");
+    assert!(!gw.logs().contains("still open after"), "{}", gw.logs());
+}
+
 /// A client that opens a connection (preface and SETTINGS), sends no
 /// request, and reads frames: when `answers`, it acknowledges the server's
 /// SETTINGS and PINGs as a live client does; otherwise it answers nothing.

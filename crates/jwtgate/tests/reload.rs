@@ -766,6 +766,51 @@ fn sigterm_lets_a_request_in_flight_finish_and_exits_0() {
     assert!(node.logs().contains("admin API stopped"));
 }
 
+/// A request still running when a stop's 30 s drain ends is dropped with
+/// its connection, and its access line says the node stopped (503), not
+/// that its client went away (499, as it said: an outside audit). This
+/// test waits out the real 30 s.
+#[test]
+fn a_request_still_running_when_the_drain_ends_is_logged_as_the_nodes_doing() {
+    let slow = Upstream::start_with("slow", Behavior::Slow(Duration::from_secs(120)));
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+admin: {{ listen: "127.0.0.1:0", api_key: "{KEY}" }}
+routes:
+  - name: slow
+    paths: ["/slow/*"]
+    upstream: {{ nodes: ["{node}"], read_timeout_ms: 120000 }}
+"#,
+        node = slow.node()
+    );
+    let mut node = Node::start(dir.path(), &yaml);
+    let addr = node.addr;
+    let in_flight = std::thread::spawn(move || Req::get("/slow/x").try_send(addr));
+    assert!(
+        eventually(WAIT, || !slow.started().is_empty()),
+        "request never reached the upstream"
+    );
+    node.signal("TERM");
+    let status = node.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "exit status {status}:\n{}", node.logs());
+    assert!(
+        in_flight.join().unwrap().is_err(),
+        "the request was answered"
+    );
+    let logs = node.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("jwtgate::access") && l.contains("route=\"slow\""))
+        .unwrap_or_else(|| panic!("no access line:\n{logs}"));
+    assert!(
+        line.contains("status=503")
+            && line.contains("the node stopped before its answer: the request was still running when its drain ended"),
+        "{line}"
+    );
+    assert!(logs.contains("connections still open after 30s"), "{logs}");
+}
+
 #[test]
 fn a_new_admin_key_in_the_file_applies_without_restart() {
     let up = Upstream::start();

@@ -244,3 +244,37 @@ async fn an_ended_connection_gives_its_place_back() {
     drop(watch.ticket());
     assert_eq!(placed.load(Ordering::Relaxed), 0);
 }
+
+/// At a stop, an HTTP/2 connection (told GOAWAY) whose client never closes
+/// it is closed a couple of periods later once idle, not after the idle
+/// timeout and grace: one that never read held the whole drain (an outside
+/// audit). One with an exchange in flight is left to finish it.
+#[tokio::test]
+async fn at_a_stop_an_idle_connection_that_says_goodbye_is_closed_soon() {
+    let grace = Duration::from_secs(60);
+    let watch = IdleWatch::start(Duration::from_secs(60), grace, PERIOD, Arc::default());
+    let idle = watch.activity(info());
+    idle.says_goodbye();
+    let busy_one = watch.activity(info());
+    busy_one.says_goodbye();
+    let exchange = busy_one.begin();
+    let idle_task = watched(&watch, &idle);
+    let busy_task = watched(&watch, &busy_one);
+    tokio::time::sleep(PERIOD * 3).await;
+    assert!(!idle_task.is_finished(), "closed before the stop");
+    watch.stop();
+    // Far less than the minute of idle timeout and the minute of grace.
+    let ended = tokio::time::timeout(BOUND, idle_task)
+        .await
+        .expect("not closed within the bound: the idle timeout and grace still applied");
+    assert!(ended.unwrap_err().is_cancelled());
+    assert!(
+        !busy_task.is_finished(),
+        "closed with an exchange in flight"
+    );
+    drop(exchange);
+    let ended = tokio::time::timeout(BOUND, busy_task)
+        .await
+        .expect("never closed once its exchange ended");
+    assert!(ended.unwrap_err().is_cancelled());
+}
