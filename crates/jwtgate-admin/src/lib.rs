@@ -23,6 +23,7 @@ pub mod openapi;
 mod policy_edit;
 pub mod protect;
 mod providers;
+mod reaper;
 mod revocations;
 mod routes;
 pub mod source;

@@ -105,6 +105,8 @@ pub struct Running {
     /// The config file's bytes changed and its writer has not closed it
     /// yet (the file watch says so): what it holds may be half a save.
     file_open: Arc<std::sync::atomic::AtomicBool>,
+    /// Drops each replaced gateway off the data plane.
+    reaper: crate::reaper::Reaper,
 }
 
 impl Running {
@@ -128,6 +130,7 @@ impl Running {
             source: ArcSwap::from_pointee(source),
             config: ArcSwap::from_pointee(config),
             file_open: Arc::default(),
+            reaper: crate::reaper::Reaper::start(),
         })
     }
 
@@ -261,11 +264,12 @@ impl Running {
             }
         }
         let ring = self.keys.apply(&config);
-        self.gateway.store(Arc::new(Gateway::new(
+        let replaced = self.gateway.swap(Arc::new(Gateway::new(
             &config,
             Arc::clone(&self.revocations),
             ring,
         )));
+        self.reaper.give(replaced);
         self.admin_key.store(Arc::new(admin_key(&config)));
         self.source.store(Arc::new(source));
         self.config.store(Arc::new(config));
