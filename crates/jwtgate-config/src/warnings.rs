@@ -70,6 +70,7 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
         methods(route, &format!("routes[{j}].methods"), &mut found);
     }
     shadowed(&config.routes, &mut found);
+    unprotected_twins(&config.routes, &mut found);
     never_matching(&config.raw, &mut found);
     backchannel_paths(&config.raw, &mut found);
     names(config, &mut found);
@@ -575,6 +576,74 @@ fn shadowed(routes: &[Route], found: &mut Found) {
     }
 }
 
+/// A route's exact path whose trailing-slash twin another route takes, one
+/// that needs no token: `/admin` on a route with `jwt`, a catch-all `/*`
+/// without, and `/admin/` reached the upstream unchecked (an outside
+/// audit). Route paths match exactly (as Envoy's and APISIX's do), but
+/// Spring, Rails, Express and Django serve both from one handler, which is
+/// why rule entries take the twin.
+fn unprotected_twins(routes: &[Route], found: &mut Found) {
+    let mut order: Vec<usize> = (0..routes.len()).collect();
+    order.sort_by_key(|&i| routes.get(i).is_none_or(|r| r.hosts.is_empty()));
+    let exact: HashSet<&str> = routes
+        .iter()
+        .flat_map(|r| r.paths.iter())
+        .filter(|p| !p.is_prefix())
+        .map(|p| p.as_str())
+        .collect();
+    for (i, route) in routes.iter().enumerate() {
+        if route.jwt.is_none() {
+            continue;
+        }
+        for (j, path) in route.paths.iter().enumerate() {
+            let p = path.as_str();
+            if path.is_prefix() || p == "/" {
+                continue;
+            }
+            let twin = match p.strip_suffix('/') {
+                Some(without) => without.to_owned(),
+                None => format!("{p}/"),
+            };
+            if exact.contains(twin.as_str()) {
+                continue;
+            }
+            // The most specific prefix that takes the twin, and the first
+            // route on it (in the router's order) that takes every method
+            // and host this one takes.
+            let longest = routes
+                .iter()
+                .flat_map(|r| r.paths.iter())
+                .filter(|q| q.is_prefix() && twin.starts_with(q.as_str()))
+                .map(|q| q.as_str().len())
+                .max();
+            let Some(longest) = longest else { continue };
+            let taker = order.iter().copied().find(|&k| {
+                routes.get(k).is_some_and(|r| {
+                    r.paths.iter().any(|q| {
+                        q.is_prefix() && q.as_str().len() == longest && twin.starts_with(q.as_str())
+                    }) && covers(r, route)
+                })
+            });
+            let Some(k) = taker.filter(|&k| k != i) else {
+                continue;
+            };
+            let Some(other) = routes.get(k).filter(|r| r.jwt.is_none()) else {
+                continue;
+            };
+            found.warn(
+                format!("routes[{i}].paths[{j}]"),
+                format!(
+                    "{p:?} is exact, and {twin:?} goes to route {:?} (routes[{k}]), which needs \
+                     no token: frameworks serve both from one handler; list {twin:?} too, or \
+                     write {:?}",
+                    other.name,
+                    format!("{}*", p.trim_end_matches('/'))
+                ),
+            );
+        }
+    }
+}
+
 /// Whether every request `later` takes (method and host) `first` takes too.
 fn covers(first: &Route, later: &Route) -> bool {
     let methods = match (&first.methods, &later.methods) {
@@ -839,6 +908,24 @@ mod tests {
             "{w:?}"
         );
         assert!(of(&text("")).is_empty());
+    }
+
+    #[test]
+    fn an_exact_path_whose_twin_goes_to_a_route_without_a_token_is_warned_about() {
+        let routes = |catch_all_jwt: &str, extra: &str| {
+            format!(
+                "  - name: admin\n    paths: [\"/admin\"{extra}]\n    upstream: {{ echo: true }}\n    jwt: {{}}\n  - name: rest\n    paths: [\"/*\"]\n    upstream: {{ echo: true }}\n{catch_all_jwt}"
+            )
+        };
+        let w = only_warning(&routes("", ""));
+        assert!(
+            w.starts_with("routes[0].paths[0]: \"/admin\" is exact, and \"/admin/\" goes to route \"rest\" (routes[1]), which needs no token"),
+            "{w}"
+        );
+        assert!(w.contains("write \"/admin*\""), "{w}");
+        // The twin listed, or a catch-all that checks tokens too: nothing.
+        assert!(warnings_of(&routes("", ", \"/admin/\"")).is_empty());
+        assert!(warnings_of(&routes("    jwt: {}\n", "")).is_empty());
     }
 
     #[test]
