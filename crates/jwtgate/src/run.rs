@@ -328,5 +328,20 @@ impl Signals {
         }
         crate::notify::notify("STOPPING=1");
         let _ = stop.send(true);
+        // A second SIGTERM or SIGINT (Ctrl-C twice) stops the node now,
+        // as nginx's fast shutdown: the requests still running are cut,
+        // and what a clean stop writes (the blacklist's local copy) may
+        // be left as it was. SIGHUP is no reload any more.
+        let again = loop {
+            tokio::select! {
+                _ = self.term.recv() => break ("SIGTERM", 143),
+                _ = self.int.recv() => break ("SIGINT", 130),
+                _ = self.hup.recv() => info!("SIGHUP while stopping: not reloaded"),
+            }
+        };
+        let (name, code) = again;
+        warn!("{name} again while stopping: exiting now, without waiting for the requests still running");
+        crate::logging::flush();
+        std::process::exit(code);
     }
 }

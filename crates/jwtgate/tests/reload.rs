@@ -811,6 +811,48 @@ routes:
     assert!(logs.contains("connections still open after 30s"), "{logs}");
 }
 
+/// A second SIGTERM while the node stops (Ctrl-C twice) exits at once,
+/// saying so, rather than wait out the drain for a request still running;
+/// it was ignored without a word (an outside audit).
+#[test]
+fn a_second_sigterm_while_stopping_exits_at_once() {
+    let slow = Upstream::start_with("slow", Behavior::Slow(Duration::from_secs(120)));
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+admin: {{ listen: "127.0.0.1:0", api_key: "{KEY}" }}
+routes:
+  - name: slow
+    paths: ["/slow/*"]
+    upstream: {{ nodes: ["{node}"], read_timeout_ms: 120000 }}
+"#,
+        node = slow.node()
+    );
+    let mut node = Node::start(dir.path(), &yaml);
+    let addr = node.addr;
+    let in_flight = std::thread::spawn(move || Req::get("/slow/x").try_send(addr));
+    assert!(
+        eventually(WAIT, || !slow.started().is_empty()),
+        "request never reached the upstream"
+    );
+    node.signal("TERM");
+    node.wait_log("SIGTERM: shutting down", 1);
+    node.signal("TERM");
+    // Far less than the 30 s drain the request would hold.
+    let status = node.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(143), "{}", node.logs());
+    assert!(
+        node.logs()
+            .contains("SIGTERM again while stopping: exiting now, without waiting for the requests still running"),
+        "{}",
+        node.logs()
+    );
+    assert!(
+        in_flight.join().unwrap().is_err(),
+        "the request was answered"
+    );
+}
+
 #[test]
 fn a_new_admin_key_in_the_file_applies_without_restart() {
     let up = Upstream::start();
