@@ -167,7 +167,7 @@ pub fn validate(
         return Err(LogoutError::Nonce);
     }
     // Read as an access token's are for a cut-off (an integer as its
-    // digits, edge spaces off), so the cut-off ends the tokens it names.
+    // digits), so the cut-off ends the tokens it names.
     let text = |name: &str| {
         crate::claims::subject_text(claims.get(name))
             .filter(|s| !s.is_empty())

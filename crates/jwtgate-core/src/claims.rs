@@ -253,13 +253,10 @@ pub fn header_text(claim: &Value) -> Option<Cow<'_, str>> {
 /// a string as it is, an integer as its decimal digits, anything else
 /// none. An issuer that writes `sub` as a number (`12`, against RFC 7519's
 /// StringOrURI) has its tokens accepted like any other, so its subjects
-/// must be reachable by a cut-off too: `"12"` names them. Spaces and tabs
-/// at either end are not part of it: forwarded in a header
-/// (`forward_claims`), `" u-1 "` is `u-1` to every upstream's parser, so
-/// the cut-off for `u-1` must end it too.
+/// must be reachable by a cut-off too: `"12"` names them.
 pub fn subject_text(claim: Option<&Value>) -> Option<Cow<'_, str>> {
     match claim? {
-        Value::String(s) => Some(Cow::Borrowed(s.trim_matches([' ', '\t']))),
+        Value::String(s) => Some(Cow::Borrowed(s.as_str())),
         Value::Number(n) if n.is_i64() || n.is_u64() => Some(Cow::Owned(n.to_string())),
         _ => None,
     }
@@ -267,18 +264,22 @@ pub fn subject_text(claim: Option<&Value>) -> Option<Cow<'_, str>> {
 
 /// The first registered claim `map` holds in a shape RFC 7519 does not
 /// give it: an `iat` that is not a number, a `sub` or `sid` that is not a
-/// string (nor an integer, which [`subject_text`] reads as its digits).
-/// Such a token is refused: a cut-off could not name its subject (`"sub":
-/// ["u-1"]` went upstream as `u-1` while the cut-off for `u-1` let it
-/// pass), nor tell when it was issued.
+/// string (nor an integer, which [`subject_text`] reads as its digits), or
+/// a string with a space or tab at an end. Such a token is refused: a
+/// cut-off could not name its subject (`"sub": ["u-1"]` went upstream as
+/// `u-1`, and `" u-1 "` is `u-1` to every header parser, while the cut-off
+/// for `u-1` let both pass), nor tell when it was issued.
 pub fn malformed_claim(map: &Map<String, Value>) -> Option<&'static str> {
     if NumericDate::read(map, "iat") == NumericDate::Invalid {
         return Some("iat");
     }
-    ["sub", "sid"].into_iter().find(|name| {
-        map.get(*name)
-            .is_some_and(|v| subject_text(Some(v)).is_none())
-    })
+    let named = |v: &Value| match v {
+        Value::String(s) => !s.starts_with([' ', '\t']) && !s.ends_with([' ', '\t']),
+        other => subject_text(Some(other)).is_some(),
+    };
+    ["sub", "sid"]
+        .into_iter()
+        .find(|name| map.get(*name).is_some_and(|v| !named(v)))
 }
 
 #[cfg(test)]
@@ -297,8 +298,6 @@ mod tests {
             text(json!(18_446_744_073_709_551_615_u64)),
             Some("18446744073709551615".into())
         );
-        assert_eq!(text(json!(" u-1\t")), Some("u-1".into()));
-        assert_eq!(text(json!("u 1")), Some("u 1".into()));
         assert_eq!(text(json!(1.5)), None);
         assert_eq!(text(json!(true)), None);
         assert_eq!(text(json!(["u-1"])), None);

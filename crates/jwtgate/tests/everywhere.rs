@@ -244,10 +244,11 @@ fn the_logout_everywhere_path_cuts_off_the_tokens_own_subject() {
     assert_cut(&node, &laptop, "another session of u-1");
     assert_cut(&node, &phone, "the token itself");
     assert_eq!(status(&node, &other), 200);
-    // A sub that is neither a string nor an integer names no subject: the
-    // token is refused (as it is on every route), not taken as "the whole
-    // consumer"; an empty one is refused here; an integer is named by its
-    // digits, as cut-offs read it.
+    // A sub that is neither a string nor an integer names no subject, nor
+    // one with a space at an end (`" u-1 "` is `u-1` to a header parser,
+    // but not to the cut-off for `u-1`): the token is refused (as it is on
+    // every route), not taken as "the whole consumer"; an empty one is
+    // refused here; an integer is named by its digits, as cut-offs read it.
     let with_sub = |sub: Value| {
         sign_hs(
             "HS256",
@@ -255,12 +256,18 @@ fn the_logout_everywhere_path_cuts_off_the_tokens_own_subject() {
             json!({"key": "user123", "sub": sub, "iat": before, "exp": now() + 600}),
         )
     };
-    for odd in [json!(true), json!(4.2), json!(["u-1"])] {
+    for odd in [
+        json!(true),
+        json!(4.2),
+        json!(["u-1"]),
+        json!(" \t"),
+        json!(" u-1"),
+    ] {
         let resp = node.send(&Req::post("/app/logout-everywhere").bearer(&with_sub(odd.clone())));
         assert_eq!(resp.status, 401, "{odd}: {}", resp.text());
         assert_eq!(resp.message().as_deref(), Some("failed to verify jwt"));
     }
-    for empty in [json!(""), json!(" \t")] {
+    for empty in [json!("")] {
         let resp = node.send(&Req::post("/app/logout-everywhere").bearer(&with_sub(empty.clone())));
         assert_eq!(resp.status, 400, "{empty}: {}", resp.text());
     }
@@ -284,15 +291,6 @@ fn the_logout_everywhere_path_cuts_off_the_tokens_own_subject() {
         listed.to_string().contains("\"subject\":\"42\""),
         "{listed}"
     );
-    // Edge spaces are not part of a subject: forwarded, ` u-3 ` is `u-3`
-    // to the upstream, and the cut-off for `u-3` ends it (it passed).
-    let resp = node.admin(
-        "POST",
-        "/admin/v1/revocations/subjects",
-        Some(json!({"consumer": "alice", "subject": "u-3"})),
-    );
-    assert_eq!(resp.status, 201, "{}", resp.text());
-    assert_cut(&node, &with_sub(json!(" u-3\t")), "sub ' u-3\\t'");
     // A token without sub cuts off the whole consumer.
     let nosub = alice(None, before);
     assert_eq!(
