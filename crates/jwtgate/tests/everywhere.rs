@@ -267,10 +267,8 @@ fn the_logout_everywhere_path_cuts_off_the_tokens_own_subject() {
         assert_eq!(resp.status, 401, "{odd}: {}", resp.text());
         assert_eq!(resp.message().as_deref(), Some("failed to verify jwt"));
     }
-    for empty in [json!("")] {
-        let resp = node.send(&Req::post("/app/logout-everywhere").bearer(&with_sub(empty.clone())));
-        assert_eq!(resp.status, 400, "{empty}: {}", resp.text());
-    }
+    let resp = node.send(&Req::post("/app/logout-everywhere").bearer(&with_sub(json!(""))));
+    assert_eq!(resp.status, 400, "an empty sub: {}", resp.text());
     let listed = node
         .admin("GET", "/admin/v1/revocations/subjects", None)
         .json();
