@@ -469,6 +469,9 @@ routes:
         format!("%6Awt={forged}"),
         format!("a=1, jwt={forged}"),
         format!("a=1 jwt={forged}"),
+        // ASP.NET Core resumes after what it cannot read (a review).
+        format!("a=1\"jwt={forged}"),
+        format!("a=\"x, jwt={forged}, y\""),
     ] {
         let resp = gw.send(&Req::get("/api/x").header("Cookie", &cookie));
         assert_eq!(resp.status, 401, "{cookie}: {}", resp.text());
@@ -495,6 +498,9 @@ routes:
         Req::get("/api/x")
             .bearer(&alice)
             .header("Cookie", &format!("a=1 jwt={other}")),
+        Req::get("/api/x")
+            .bearer(&alice)
+            .header("Cookie", &format!("a=1\\jwt={other}")),
     ] {
         let resp = gw.send(&req);
         assert_refused(&resp, "JWT token invalid", "jwtgate", true);

@@ -67,8 +67,11 @@ pub fn cookie_value<'a>(cookie_header: &'a str, name: &str) -> Option<&'a str> {
 /// `JWT` and `%6Awt` are `jwt` to some upstream. A bare `jwt` (no `=`) is
 /// the cookie with an empty value, as Go and PHP read it (and as a bare
 /// `?jwt` is the query argument): a token, if an empty one. Cookies are
-/// read as the most lenient parser reads them ([`crumbs`]): `a=1, jwt=x`
-/// and `a=1 jwt=x` hold a `jwt` cookie for Python's `SimpleCookie`.
+/// read every way an upstream's parser may read them: `a=1, jwt=x` and
+/// `a=1 jwt=x` hold a `jwt` cookie for Python's `SimpleCookie`
+/// ([`crumbs`]), `a=1"jwt=x` and `a="x, jwt=y"` for ASP.NET Core
+/// ([`resumed`]). Reading more than one parser would is the safe side: a
+/// second token only ever refuses the request.
 pub fn cookie_values<'a, 'n>(
     cookie_header: &'a str,
     name: &'n str,
@@ -76,7 +79,39 @@ pub fn cookie_values<'a, 'n>(
     cookie_header
         .split(';')
         .flat_map(crumbs)
+        .chain(resumed(cookie_header))
         .filter_map(move |(k, v)| cookie_named(k, name).then_some(v))
+}
+
+/// Whether `c` may not stand in a cookie's value (RFC 6265 §4.1.1's
+/// cookie-octet excludes them): a parser that meets one there drops the
+/// cookie, and one that resumes reading right after it (ASP.NET Core's)
+/// reads a `name=value` that starts there.
+fn breaks_a_cookie(c: char) -> bool {
+    matches!(c, '"' | '\\' | ',' | ' ' | '\t') || c.is_control()
+}
+
+/// The `name=value` pairs that start right after a character no cookie
+/// value may hold ([`breaks_a_cookie`]), quotes or not: where ASP.NET Core,
+/// skipping what it cannot read one character at a time, resumes. The
+/// name runs back to that character, the value on to the next one (or a
+/// `;`). `a=1"jwt=x` holds `jwt=x` for it, and `a="x, jwt=y"` holds `jwt=y`
+/// (it allows no space or comma inside quotes): read only as [`crumbs`]
+/// reads, both let a second token past the one-token rule. A space, tab or
+/// comma outside quotes is where [`crumbs`] reads a pair already.
+fn resumed(header: &str) -> impl Iterator<Item = (&str, &str)> {
+    header.split(';').flat_map(|part| {
+        let quoted = part.contains('"');
+        part.match_indices(move |c: char| {
+            breaks_a_cookie(c) && (quoted || !matches!(c, ',' | ' ' | '\t'))
+        })
+        .filter_map(move |(at, c)| {
+            let rest = part.get(at + c.len()..)?;
+            let end = rest.find(breaks_a_cookie).unwrap_or(rest.len());
+            let (key, value) = rest[..end].split_once('=')?;
+            Some((key, value))
+        })
+    })
 }
 
 /// The cookies in one `;`-separated part of a `Cookie` header, as
@@ -170,7 +205,10 @@ pub fn remove_cookie(cookie_header: &[u8], name: &str) -> Vec<u8> {
         }
         // A part that holds the cookie however it is read goes whole.
         let text = String::from_utf8_lossy(pair);
-        if crumbs(&text).any(|(k, _)| cookie_named(k, name)) {
+        if crumbs(&text)
+            .chain(resumed(&text))
+            .any(|(k, _)| cookie_named(k, name))
+        {
             continue;
         }
         if !out.is_empty() {
@@ -244,7 +282,7 @@ mod tests {
     }
 
     #[test]
-    fn cookies_after_a_comma_or_a_space_are_read_as_python_reads_them() {
+    fn cookies_are_read_as_lenient_parsers_read_them() {
         let all: Vec<_> = cookie_values("a=1, jwt=x", "jwt").collect();
         assert_eq!(all, ["x"]);
         let all: Vec<_> = cookie_values("a=1 jwt=x; b=2", "jwt").collect();
@@ -253,8 +291,21 @@ mod tests {
         assert_eq!(all, ["y", "x"]);
         let all: Vec<_> = cookie_values("a = 1 ,\tJWT = \"x\" word", "jwt").collect();
         assert_eq!(all, ["x"]);
+        // A quoted value that ASP.NET Core cannot read is resumed in.
         let all: Vec<_> = cookie_values("a=\"1 jwt=q\" b=2", "jwt").collect();
-        assert!(all.is_empty(), "{all:?}");
+        assert_eq!(all, ["q"]);
+        let all: Vec<_> = cookie_values("a=\"x, jwt=y, z\"", "jwt").collect();
+        assert_eq!(all, ["y"]);
+        let all: Vec<_> = cookie_values("a=1\"jwt=x; b=2", "jwt").collect();
+        assert_eq!(all, ["x"]);
+        let all: Vec<_> = cookie_values("a=1\\jwt=x", "jwt").collect();
+        assert_eq!(all, ["x"]);
+        // A value that holds `jwt=` after characters a value may hold is
+        // no cookie to anyone.
+        assert_eq!(
+            cookie_values("next=/a?b=1&jwt=x; c=/jwt=y", "jwt").count(),
+            0
+        );
         let all: Vec<_> = cookie_values("a=1, \u{a0}jwt=x", "jwt").collect();
         assert_eq!(all, ["x"]);
         // Bare words are no cookie there; a part that is only a bare name
@@ -265,6 +316,7 @@ mod tests {
         assert_eq!(remove_cookie(b"a=1, jwt=x; b=2", "jwt"), b"b=2");
         assert_eq!(remove_cookie(b"c=3; a=1 JWT=x", "jwt"), b"c=3");
         assert_eq!(remove_cookie(b"a=1, b=2; c=3", "jwt"), b"a=1, b=2; c=3");
+        assert_eq!(remove_cookie(b"a=1\"jwt=x; c=3", "jwt"), b"c=3");
     }
 
     #[test]
