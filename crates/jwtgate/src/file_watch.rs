@@ -82,10 +82,13 @@ pub fn start(live: Arc<LiveConfig>, stop: watch::Receiver<bool>) {
             let seen = filter
                 .lock()
                 .map_or(Seen::Nothing, |names| seen(&event, &names));
-            if seen != Seen::Nothing {
-                file_open.store(seen == Seen::Writing, Ordering::Relaxed);
-                notify.notify_one();
+            match seen {
+                Seen::Nothing => return,
+                Seen::Writing => file_open.store(true, Ordering::Relaxed),
+                Seen::Whole => file_open.store(false, Ordering::Relaxed),
+                Seen::Changed => {}
             }
+            notify.notify_one();
         }
         Err(e) => warn!(error = %e, "config file watch error"),
     };
@@ -192,13 +195,21 @@ enum Seen {
     /// Its bytes changed, and its writer has not closed it yet: what it
     /// holds may be half of what is being written.
     Writing,
-    /// A change that leaves it whole: its writer closed it, or another
-    /// file was renamed over it (how editors, config managers and our own
-    /// write-back save), or it was made, removed, its mode changed.
+    /// What it holds now is whole: its writer closed it, or another file
+    /// was renamed over it (how editors, config managers and our own
+    /// write-back save), it was made or removed, or the watch lost events
+    /// (an overflow: nothing is known to be open any more).
+    Whole,
+    /// Something else that may change what it says (its mode, a
+    /// Kubernetes `..data` swap): read again, but a writer that holds it
+    /// open still does.
     Changed,
 }
 
 fn seen(event: &Event, names: &[OsString]) -> Seen {
+    if event.need_rescan() {
+        return Seen::Whole;
+    }
     let named = |p: &PathBuf| p.file_name().is_some_and(|n| names.iter().any(|m| n == m));
     // Kubernetes swaps a `..data` link to a directory it wrote whole.
     let swapped = |p: &PathBuf| {
@@ -210,9 +221,14 @@ fn seen(event: &Event, names: &[OsString]) -> Seen {
         return Seen::Nothing;
     }
     match event.kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Seen::Changed,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) if file => Seen::Whole,
         EventKind::Access(_) => Seen::Nothing,
         EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) if file => Seen::Writing,
+        EventKind::Modify(ModifyKind::Name(_)) | EventKind::Create(_) | EventKind::Remove(_)
+            if file =>
+        {
+            Seen::Whole
+        }
         _ => Seen::Changed,
     }
 }
@@ -250,8 +266,9 @@ async fn reload_on_change(
                 // A new event wins over a quiet period that ended meanwhile
                 // (the task was slow to run): the file is not still.
                 biased;
-                _ = changed.notified(), if open || Instant::now() < most => {}
-                _ = sleep_until_some(read_at) => break,
+                _ = changed.notified(), if open || told || Instant::now() < most => {}
+                // An event that came with the quiet period's end says first.
+                _ = sleep_until_some(read_at) => if !live.running().file_open() { break },
                 _ = tokio::time::sleep_until(most), if open && !told => {
                     info!(
                         "{} is open for writing: it is read once its writer closes it \

@@ -203,6 +203,9 @@ routes:
     let mut file = std::fs::File::create(&node.config_path).unwrap();
     file.write_all(first.as_bytes()).unwrap();
     file.flush().unwrap();
+    // A change of its mode meanwhile is no end of the save (a review).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&node.config_path, std::fs::Permissions::from_mode(0o600)).unwrap();
     // Five times the settle period, and more than the 2 s cap on settling.
     let paused = std::time::Instant::now();
     while paused.elapsed() < Duration::from_millis(2500) {
