@@ -57,7 +57,7 @@ pub struct Revocations {
     cutoffs: CutoffTable,
     /// Whether the last store operation (a write, a resync, a feed read)
     /// succeeded, and since when it has been failing.
-    health: std::sync::Mutex<StoreHealth>,
+    health: std::sync::Mutex<Health>,
     /// The blacklist was loaded, from the store or from the snapshot.
     loaded: AtomicBool,
     /// Where a shared store's blacklist is kept locally; `None` for the
@@ -96,6 +96,32 @@ pub enum StoreHealth {
     Failing { since: i64, error: String },
 }
 
+/// Reads (resyncs, the feed) and writes (revocations, cut-offs, claims,
+/// purges) are followed apart: a Redis that answers reads but refuses
+/// writes (out of memory, a replica, an ACL) fails every logout while the
+/// feed reads on, and a read that works says nothing of the writes.
+#[derive(Debug, Default)]
+struct Health {
+    reads: Option<(i64, String)>,
+    writes: Option<(i64, String)>,
+}
+
+/// Which of a store's operations a result is about.
+#[derive(Clone, Copy)]
+enum Op {
+    Read,
+    Write,
+}
+
+impl Health {
+    fn slot(&mut self, op: Op) -> &mut Option<(i64, String)> {
+        match op {
+            Op::Read => &mut self.reads,
+            Op::Write => &mut self.writes,
+        }
+    }
+}
+
 pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -111,7 +137,7 @@ impl Revocations {
             store,
             blacklist: Blacklist::new(),
             cutoffs: CutoffTable::new(),
-            health: std::sync::Mutex::new(StoreHealth::Ok),
+            health: std::sync::Mutex::new(Health::default()),
             loaded: AtomicBool::new(false),
             snapshot,
             dirty: AtomicBool::new(false),
@@ -162,7 +188,7 @@ impl Revocations {
     /// (the caller answers 503) it is not in memory, and not in the store
     /// unless one that did not answer in time applies it later.
     pub async fn cut_off(&self, cutoff: Cutoff) -> Result<(), StoreError> {
-        self.noted(self.store.cut_off(&cutoff).await)?;
+        self.noted(Op::Write, self.store.cut_off(&cutoff).await)?;
         self.cutoffs.insert(&cutoff);
         self.dirty.store(true, Ordering::Relaxed);
         Ok(())
@@ -171,7 +197,7 @@ impl Revocations {
     /// Deletes a cut-off from the store and memory; `Ok(false)` when there
     /// was none.
     pub async fn lift(&self, key: &SubjectKey) -> Result<bool, StoreError> {
-        let found = self.noted(self.store.lift(key).await)?;
+        let found = self.noted(Op::Write, self.store.lift(key).await)?;
         let here = self.cutoffs.remove(key);
         self.dirty.store(true, Ordering::Relaxed);
         Ok(found || here)
@@ -184,12 +210,15 @@ impl Revocations {
         owner: &str,
         expires_at: i64,
     ) -> Result<bool, StoreError> {
-        self.noted(self.store.claim_once(key, owner, expires_at).await)
+        self.noted(
+            Op::Write,
+            self.store.claim_once(key, owner, expires_at).await,
+        )
     }
 
     /// See [`RevocationStore::forget_once`].
     pub async fn forget_once(&self, key: &str, owner: &str) -> Result<(), StoreError> {
-        self.noted(self.store.forget_once(key, owner).await)
+        self.noted(Op::Write, self.store.forget_once(key, owner).await)
     }
 
     /// Whether the blacklist has been loaded (from the store or the local
@@ -201,7 +230,7 @@ impl Revocations {
     /// Records a revocation in the store, then in memory. An error means
     /// nothing may be claimed: the caller answers 503.
     pub async fn revoke(&self, entry: Entry) -> Result<(), StoreError> {
-        self.noted(self.store.revoke(entry).await)?;
+        self.noted(Op::Write, self.store.revoke(entry).await)?;
         self.blacklist.insert(entry);
         self.dirty.store(true, Ordering::Relaxed);
         self.revoked.fetch_add(1, Ordering::Relaxed);
@@ -211,7 +240,7 @@ impl Revocations {
     /// Loads every live entry from the store into memory; returns how many
     /// and the feed position to follow from.
     pub async fn load(&self) -> Result<(usize, Cursor), StoreError> {
-        let (cursor, n) = self.noted(self.resync(self.store.is_shared()).await)?;
+        let (cursor, n) = self.noted(Op::Read, self.resync(self.store.is_shared()).await)?;
         Ok((n, cursor))
     }
 
@@ -311,10 +340,22 @@ impl Revocations {
     /// What the store's last operation said: writes (revocations, cut-offs,
     /// one-time claims), resyncs, feed reads and purges all count.
     pub fn health(&self) -> StoreHealth {
-        self.health_lock().clone()
+        let health = self.health_lock();
+        let failing = [&health.reads, &health.writes];
+        let since = failing.iter().filter_map(|f| f.as_ref().map(|f| f.0)).min();
+        // The latest failure says why.
+        let error = failing
+            .iter()
+            .filter_map(|f| f.as_ref())
+            .max_by_key(|f| f.0)
+            .map(|f| f.1.clone());
+        match (since, error) {
+            (Some(since), Some(error)) => StoreHealth::Failing { since, error },
+            _ => StoreHealth::Ok,
+        }
     }
 
-    fn health_lock(&self) -> std::sync::MutexGuard<'_, StoreHealth> {
+    fn health_lock(&self) -> std::sync::MutexGuard<'_, Health> {
         self.health
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -322,25 +363,24 @@ impl Revocations {
 
     /// Passes `result` on, having recorded it in [`Self::health`] (and
     /// an error in the error count).
-    fn noted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+    fn noted<T>(&self, op: Op, result: Result<T, StoreError>) -> Result<T, StoreError> {
         match &result {
-            Ok(_) => *self.health_lock() = StoreHealth::Ok,
-            Err(e) => self.note_failure(e),
+            Ok(_) => self.note_success(op),
+            Err(e) => self.note_failure(op, e),
         }
         result
     }
 
-    fn note_failure(&self, e: &StoreError) {
+    fn note_success(&self, op: Op) {
+        *self.health_lock().slot(op) = None;
+    }
+
+    fn note_failure(&self, op: Op, e: &StoreError) {
         self.store_errors.fetch_add(1, Ordering::Relaxed);
         let mut health = self.health_lock();
-        let since = match &*health {
-            StoreHealth::Failing { since, .. } => *since,
-            StoreHealth::Ok => unix_now(),
-        };
-        *health = StoreHealth::Failing {
-            since,
-            error: e.to_string(),
-        };
+        let slot = health.slot(op);
+        let since = slot.as_ref().map_or_else(unix_now, |f| f.0);
+        *slot = Some((since, e.to_string()));
     }
 
     /// Store operations that failed (revocations, resyncs, feed reads).
@@ -379,6 +419,7 @@ impl Revocations {
         // ends at the next resync: the backoff keeps growing and the log
         // says so once, not twice a cycle.
         let mut feed_failures = 0u32;
+        let mut purge_now = false;
         while !*stop.borrow() {
             // A store no other process writes (embedded: locked by this
             // one) has nothing to catch up on, and a periodic resync would
@@ -399,13 +440,16 @@ impl Revocations {
                             }
                             outage_logged = false;
                             backoff = Duration::from_millis(100);
-                            *self.health_lock() = StoreHealth::Ok;
+                            self.note_success(Op::Read);
                         }
                         cursor = pos;
                         need_resync = false;
                         last_resync = Instant::now();
                         self.save_snapshot().await;
                         last_snapshot = Instant::now();
+                        // Writes failed before: the purge, a write, says
+                        // now whether they work again.
+                        purge_now = self.health_lock().writes.is_some();
                     }
                     Err(e) => {
                         self.note_outage(&e, &mut outage_logged);
@@ -417,9 +461,10 @@ impl Revocations {
                     }
                 }
             }
-            if last_purge.elapsed() >= settings.purge_every {
+            if purge_now || last_purge.elapsed() >= settings.purge_every {
+                purge_now = false;
                 let now = unix_now();
-                if let Err(e) = self.noted(self.store.purge(now).await) {
+                if let Err(e) = self.noted(Op::Write, self.store.purge(now).await) {
                     warn!(store = self.store.kind(), error = %e, "purging expired revocations failed");
                 }
                 self.blacklist.purge(now);
@@ -433,7 +478,7 @@ impl Revocations {
                 };
                 match changes {
                     Ok(changes) => {
-                        *self.health_lock() = StoreHealth::Ok;
+                        self.note_success(Op::Read);
                         if feed_failures >= 2 {
                             info!(store = self.store.kind(), "revocation feed readable again");
                             outage_logged = false;
@@ -559,7 +604,7 @@ impl Revocations {
     }
 
     fn note_outage(&self, e: &StoreError, logged: &mut bool) {
-        self.note_failure(e);
+        self.note_failure(Op::Read, e);
         if !*logged {
             warn!(store = self.store.kind(), error = %e, "revocation store unreachable; serving from the revocations already known");
             *logged = true;

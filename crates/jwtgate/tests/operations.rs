@@ -239,6 +239,38 @@ fn status_says_when_the_revocation_store_fails_and_when_it_answers_again() {
     );
     let logout = node.send(&Req::post("/app/logout").bearer(&token()));
     assert_eq!(logout.status, 200, "{}", logout.text());
+
+    // A Redis that reads on but refuses writes (out of memory under
+    // noeviction): every logout fails, and so the store is failing,
+    // although the feed's reads work (a review found them clearing it).
+    redis.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    redis.cli(&["CONFIG", "SET", "maxmemory", "1"]);
+    let fresh = |jti: &str| {
+        sign_hs(
+            "HS256",
+            SECRET,
+            json!({"key": "user123", "exp": now() + 600, "jti": jti}),
+        )
+    };
+    let logout = node.send(&Req::post("/app/logout").bearer(&fresh("oom-1")));
+    assert_eq!(logout.status, 503, "{}", logout.text());
+    // Longer than a feed read blocks: a read came back meanwhile.
+    std::thread::sleep(Duration::from_millis(2500));
+    let keyed = node.admin("GET", "/status", None).json();
+    assert_eq!(keyed["revocation_store"]["state"], "failing", "{keyed}");
+    assert!(
+        keyed["revocation_store"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("OOM")),
+        "{keyed}"
+    );
+    redis.cli(&["CONFIG", "SET", "maxmemory", "0"]);
+    let logout = node.send(&Req::post("/app/logout").bearer(&fresh("oom-2")));
+    assert_eq!(logout.status, 200, "{}", logout.text());
+    assert_eq!(
+        anonymous().json()["revocation_store"],
+        json!({"kind": "redis", "state": "ok"})
+    );
 }
 
 /// Datagrams a node sends to `NOTIFY_SOCKET`, in order.
