@@ -44,7 +44,13 @@ impl Reaper {
             .spawn(move || {
                 let mut held: Vec<Box<dyn Held>> = Vec::new();
                 loop {
-                    match rx.recv_timeout(EVERY) {
+                    // Holding nothing, it sleeps until given something.
+                    let next = if held.is_empty() {
+                        rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+                    } else {
+                        rx.recv_timeout(EVERY)
+                    };
+                    match next {
                         Ok(value) => held.push(value),
                         Err(RecvTimeoutError::Timeout) => {}
                         // The node is going away: what is left goes with it.

@@ -76,6 +76,7 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
     names(config, &mut found);
     unused_consumers(&config.raw, &mut found);
     anonymous_with_credentials(&config.raw, &mut found);
+    default_ports(&config.raw, &mut found);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
@@ -418,6 +419,27 @@ fn authorize_scope(jwt: &RawJwt, at: &str, found: &mut Found) {
                         "{text:?} is never applied: {why}, and a request that needs no token \
                          is not authorized at all (it goes upstream without one); list it in \
                          required_paths to have it checked"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// CORS origins written with their scheme's default port: matched without
+/// it, as browsers send them (an outside audit found them never matching).
+fn default_ports(raw: &RawConfig, found: &mut Found) {
+    for (i, route) in raw.routes.iter().enumerate() {
+        let Some(cors) = &route.cors else { continue };
+        for (j, entry) in cors.allow_origins.iter().enumerate() {
+            let bare = jwtgate_core::cors::canonical_origin(entry)
+                .and_then(|o| jwtgate_core::cors::without_default_port(&o));
+            if let Some(bare) = bare {
+                found.warn(
+                    format!("routes[{i}].cors.allow_origins[{j}]"),
+                    format!(
+                        "{entry:?} names its scheme's default port, which browsers leave out \
+                         of Origin: it is matched as {bare:?}; write that"
                     ),
                 );
             }

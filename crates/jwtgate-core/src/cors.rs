@@ -36,8 +36,6 @@ pub enum OriginError {
     NotAnOrigin(String),
     #[error("\"null\" is not allowed: it is the origin of sandboxed frames and local files, which any page can produce")]
     Null,
-    #[error("{given:?} names its scheme's default port, which browsers leave out of Origin: write {bare:?}")]
-    DefaultPort { given: String, bare: String },
 }
 
 impl CorsPolicy {
@@ -117,20 +115,20 @@ pub fn parse_origin(entry: &str) -> Result<String, OriginError> {
     }
     let origin =
         canonical_origin(entry).ok_or_else(|| OriginError::NotAnOrigin(entry.to_owned()))?;
-    // A browser serialises `https://a.example:443` as `https://a.example`:
-    // the entry would never match (RFC 6454 §6.2).
+    Ok(without_default_port(&origin).unwrap_or(origin))
+}
+
+/// `origin` (canonical) without its scheme's default port, when it names
+/// it: a browser serialises `https://a.example:443` as `https://a.example`
+/// (RFC 6454 §6.2), so an entry written with it is matched without it, and
+/// `check` says so.
+pub fn without_default_port(origin: &str) -> Option<String> {
     let default_port = if origin.starts_with("https:") {
         ":443"
     } else {
         ":80"
     };
-    if let Some(bare) = origin.strip_suffix(default_port) {
-        return Err(OriginError::DefaultPort {
-            given: entry.to_owned(),
-            bare: bare.to_owned(),
-        });
-    }
-    Ok(origin)
+    origin.strip_suffix(default_port).map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -215,19 +213,13 @@ mod tests {
         ] {
             assert!(parse_origin(bad).is_err(), "{bad}");
         }
-        // A default port would never match what a browser sends.
+        // A default port is matched as browsers send the origin: without.
         for (given, bare) in [
             ("https://a.example:443", "https://a.example"),
             ("HTTP://A.example:80", "http://a.example"),
             ("https://[::1]:443", "https://[::1]"),
         ] {
-            assert_eq!(
-                parse_origin(given),
-                Err(OriginError::DefaultPort {
-                    given: given.into(),
-                    bare: bare.into()
-                })
-            );
+            assert_eq!(parse_origin(given).as_deref(), Ok(bare));
         }
         assert!(parse_origin("https://a.example:80").is_ok());
         assert!(parse_origin("http://a.example:443").is_ok());

@@ -197,6 +197,7 @@ async fn serve(path: &Path, loaded: Loaded, signals: Signals) -> ExitCode {
     crate::notify::notify("READY=1\nSTATUS=serving");
     if let Err(e) = listeners.serve(gateway, stop_rx).await {
         error!("{e}");
+        close(store).await;
         return ExitCode::from(1);
     }
     if let Some(admin) = admin {
@@ -215,9 +216,15 @@ async fn serve(path: &Path, loaded: Loaded, signals: Signals) -> ExitCode {
     {
         warn!("the blacklist's local copy was not written within {STORE_SYNC_STOP_TIMEOUT:?}");
     }
-    store.close();
+    close(store).await;
     info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Closes the blacklist store (its file's last write, for the embedded
+/// one) off the async workers.
+async fn close(store: Arc<Revocations>) {
+    let _ = tokio::task::spawn_blocking(move || store.close()).await;
 }
 
 /// How long admin requests may take to finish once the data plane stopped.

@@ -580,9 +580,14 @@ fn at_a_stop_a_silent_idle_client_does_not_hold_the_drain() {
     let up = Upstream::start();
     let mut gw = Gateway::start(&config(&up.node(), &up.node()));
     let addr = gw.addr;
-    let silent = std::thread::spawn(move || idle_h2_client(addr, false, Duration::from_secs(60)));
-    // The connection is served (its preface read) before the stop.
-    std::thread::sleep(Duration::from_millis(500));
+    let (served, is_served) = std::sync::mpsc::channel();
+    let silent = std::thread::spawn(move || {
+        idle_h2_client_told(addr, false, Duration::from_secs(60), Some(served))
+    });
+    // The connection is served (the server's SETTINGS came) before the stop.
+    is_served
+        .recv_timeout(Duration::from_secs(15))
+        .unwrap_or_else(|_| panic!("the connection was not served:\n{}", gw.logs()));
     gw.signal("TERM");
     assert!(
         gw.exited_within(Duration::from_secs(20)),
@@ -606,6 +611,17 @@ fn idle_h2_client(
     addr: std::net::SocketAddr,
     answers: bool,
     bound: Duration,
+) -> Result<IdleEnd, String> {
+    idle_h2_client_told(addr, answers, bound, None)
+}
+
+/// [`idle_h2_client`], saying on `served` when the server's first frame
+/// (its SETTINGS) came: the connection is being served.
+fn idle_h2_client_told(
+    addr: std::net::SocketAddr,
+    answers: bool,
+    bound: Duration,
+    mut served: Option<std::sync::mpsc::Sender<()>>,
 ) -> Result<IdleEnd, String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
@@ -640,6 +656,9 @@ fn idle_h2_client(
                 break;
             }
             let frame: Vec<u8> = pending.drain(..9 + len).collect();
+            if let Some(served) = served.take() {
+                let _ = served.send(());
+            }
             let (kind, ack) = (frame[3], frame[4] & 1 == 1);
             match kind {
                 0x7 if goaway.is_none() && len >= 8 => {

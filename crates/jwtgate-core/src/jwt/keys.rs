@@ -26,7 +26,7 @@ pub enum KeyError {
     Rejected(Algorithm),
     #[error("an Ed25519 key of small order: it would verify forged signatures")]
     SmallOrder,
-    #[error("an RSASSA-PSS key (id-RSASSA-PSS): JOSE RSA keys are rsaEncryption keys, for RS* and PS* alike; export the key as a plain RSA public key")]
+    #[error("an RSASSA-PSS key (id-RSASSA-PSS) cannot check RS* (PKCS#1 v1.5) signatures: give the key as a plain RSA public key (rsaEncryption), or use PS*")]
     PssOnly,
 }
 
@@ -79,12 +79,14 @@ impl VerifyKey {
     /// A public key from DER (SPKI, or PKCS#1 for RSA).
     pub fn from_public_der(alg: Algorithm, der: &[u8]) -> Result<Self, KeyError> {
         let verify_alg = verification_alg(alg).ok_or(KeyError::NeedsSecret(alg))?;
-        // aws-lc-rs checks the RSA modulus size only when verifying; refuse a
-        // short key now, at load, instead of failing every request later.
-        if alg.is_rsa() && spki_algorithm(der) == Some(RSASSA_PSS) {
-            // aws-lc-rs took it, and then verified no RS256 signature.
+        // A key restricted to PSS is no key for PKCS#1 v1.5: aws-lc-rs took
+        // it for RS256, and then verified no signature. (For PS* it is what
+        // it is for; left to aws-lc-rs.)
+        if alg.is_rsa() && !alg.is_pss() && spki_algorithm(der) == Some(RSASSA_PSS) {
             return Err(KeyError::PssOnly);
         }
+        // aws-lc-rs checks the RSA modulus size only when verifying; refuse a
+        // short key now, at load, instead of failing every request later.
         if alg.is_rsa() && rsa_modulus_bits(der).is_none_or(|bits| bits < 2048) {
             return Err(KeyError::Rejected(alg));
         }
@@ -254,7 +256,6 @@ fn der_wrap(tag: u8, content: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The modulus size of an RSA public key in SPKI or PKCS#1 DER.
 /// 1.2.840.113549.1.1.10, id-RSASSA-PSS: an RSA key restricted to PSS.
 const RSASSA_PSS: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a];
 
@@ -267,6 +268,7 @@ fn spki_algorithm(der: &[u8]) -> Option<&[u8]> {
     (tag3 == 0x06).then_some(oid)
 }
 
+/// The modulus size of an RSA public key in SPKI or PKCS#1 DER.
 pub(crate) fn rsa_modulus_bits(der: &[u8]) -> Option<usize> {
     let (tag, body, _) = crate::der::tlv(der)?;
     if tag != 0x30 {

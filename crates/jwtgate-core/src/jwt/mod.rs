@@ -149,6 +149,11 @@ impl Algorithm {
         )
     }
 
+    /// PS*: RSASSA-PSS.
+    pub fn is_pss(self) -> bool {
+        matches!(self, Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512)
+    }
+
     /// The HMAC of an HS* algorithm (one definition for signing and
     /// verifying).
     pub(crate) fn hmac(self) -> Option<aws_lc_rs::hmac::Algorithm> {
