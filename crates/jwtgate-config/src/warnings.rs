@@ -691,20 +691,10 @@ fn covers(first: &Route, later: &Route) -> bool {
 /// (A route whose prefix merely covers it, a catch-all, is the usual case.)
 fn backchannel_paths(raw: &RawConfig, found: &mut Found) {
     use jwtgate_core::path::{match_form, Method, PathPattern, RuleEntry};
-    const METHODS: [Method; 8] = [
-        Method::Get,
-        Method::Post,
-        Method::Put,
-        Method::Patch,
-        Method::Delete,
-        Method::Head,
-        Method::Options,
-        Method::Other,
-    ];
     // As the data plane matches: an entry's own rule (a prefix, or an exact
     // path with or without a trailing slash), in any method.
     let entry_takes = |entry: &str, path: &str| {
-        RuleEntry::parse(entry).is_ok_and(|e| METHODS.iter().any(|m| e.matches(*m, path)))
+        RuleEntry::parse(entry).is_ok_and(|e| Method::ALL.iter().any(|m| e.matches(*m, path)))
     };
     for (i, p) in raw.providers.iter().enumerate() {
         let Some(raw_path) = p

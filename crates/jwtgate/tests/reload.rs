@@ -769,12 +769,15 @@ fn sigterm_lets_a_request_in_flight_finish_and_exits_0() {
     assert!(node.logs().contains("admin API stopped"));
 }
 
-/// A request still running when a stop's 30 s drain ends is dropped with
-/// its connection, and its access line says the node stopped (503), not
-/// that its client went away (499, as it said: an outside audit). This
-/// test waits out the real 30 s.
-#[test]
-fn a_request_still_running_when_the_drain_ends_is_logged_as_the_nodes_doing() {
+/// A node with one request in flight that its upstream holds for two
+/// minutes (longer than any test waits): the upstream, the node's
+/// directory, the node, and the request's thread.
+fn a_request_held_upstream() -> (
+    Upstream,
+    tempfile::TempDir,
+    Node,
+    JoinHandle<Result<Response, String>>,
+) {
     let slow = Upstream::start_with("slow", Behavior::Slow(Duration::from_secs(120)));
     let dir = tempfile::tempdir().unwrap();
     let yaml = format!(
@@ -787,13 +790,23 @@ routes:
 "#,
         node = slow.node()
     );
-    let mut node = Node::start(dir.path(), &yaml);
+    let node = Node::start(dir.path(), &yaml);
     let addr = node.addr;
     let in_flight = std::thread::spawn(move || Req::get("/slow/x").try_send(addr));
     assert!(
         eventually(WAIT, || !slow.started().is_empty()),
         "request never reached the upstream"
     );
+    (slow, dir, node, in_flight)
+}
+
+/// A request still running when a stop's 30 s drain ends is dropped with
+/// its connection, and its access line says the node stopped (503), not
+/// that its client went away (499, as it said: an outside audit). This
+/// test waits out the real 30 s.
+#[test]
+fn a_request_still_running_when_the_drain_ends_is_logged_as_the_nodes_doing() {
+    let (_slow, _dir, mut node, in_flight) = a_request_held_upstream();
     node.signal("TERM");
     let status = node.wait_exit(Duration::from_secs(60));
     assert!(status.success(), "exit status {status}:\n{}", node.logs());
@@ -819,25 +832,7 @@ routes:
 /// it was ignored without a word (an outside audit).
 #[test]
 fn a_second_sigterm_while_stopping_exits_at_once() {
-    let slow = Upstream::start_with("slow", Behavior::Slow(Duration::from_secs(120)));
-    let dir = tempfile::tempdir().unwrap();
-    let yaml = format!(
-        r#"listen: "127.0.0.1:0"
-admin: {{ listen: "127.0.0.1:0", api_key: "{KEY}" }}
-routes:
-  - name: slow
-    paths: ["/slow/*"]
-    upstream: {{ nodes: ["{node}"], read_timeout_ms: 120000 }}
-"#,
-        node = slow.node()
-    );
-    let mut node = Node::start(dir.path(), &yaml);
-    let addr = node.addr;
-    let in_flight = std::thread::spawn(move || Req::get("/slow/x").try_send(addr));
-    assert!(
-        eventually(WAIT, || !slow.started().is_empty()),
-        "request never reached the upstream"
-    );
+    let (_slow, _dir, mut node, in_flight) = a_request_held_upstream();
     node.signal("TERM");
     node.wait_log("SIGTERM: shutting down", 1);
     node.signal("TERM");

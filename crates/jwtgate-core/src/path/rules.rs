@@ -22,6 +22,18 @@ pub enum Method {
 }
 
 impl Method {
+    /// Every method a request can have, as rules see it.
+    pub const ALL: [Method; 8] = [
+        Method::Get,
+        Method::Post,
+        Method::Put,
+        Method::Patch,
+        Method::Delete,
+        Method::Head,
+        Method::Options,
+        Method::Other,
+    ];
+
     pub fn from_bytes(method: &[u8]) -> Method {
         match method {
             b"GET" => Method::Get,
@@ -205,22 +217,10 @@ impl RuleEntry {
     }
 }
 
-/// Every method a request can have, as rules see it.
-const ALL_METHODS: [Method; 8] = [
-    Method::Get,
-    Method::Post,
-    Method::Put,
-    Method::Patch,
-    Method::Delete,
-    Method::Head,
-    Method::Options,
-    Method::Other,
-];
-
 impl RuleEntry {
     /// Whether some request matches both entries (for `check`'s warnings).
     pub fn overlaps(&self, other: &RuleEntry) -> bool {
-        ALL_METHODS
+        Method::ALL
             .iter()
             .any(|&m| self.method.covers(m) && other.method.covers(m))
             && paths_overlap(&self.pattern, &other.pattern)
@@ -228,7 +228,7 @@ impl RuleEntry {
 
     /// Whether every request this entry matches, `other` matches too.
     pub fn within(&self, other: &RuleEntry) -> bool {
-        ALL_METHODS
+        Method::ALL
             .iter()
             .all(|&m| !self.method.covers(m) || other.method.covers(m))
             && path_within(&self.pattern, &other.pattern)
