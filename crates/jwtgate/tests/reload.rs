@@ -22,17 +22,25 @@ use support::*;
 
 const WAIT: Duration = Duration::from_secs(15);
 
-/// A config with the `api` route on `upstream` (token required), a
-/// protected `guarded` route, and `extra` routes on the echo upstream.
-fn config(upstream: &str, extra: &[&str], guarded_realm: &str) -> String {
-    let mut yaml = format!(
+/// What every config here starts with: the listener, the admin API,
+/// consumer `alice`, and `routes:`.
+fn head() -> String {
+    format!(
         r#"listen: "127.0.0.1:0"
 admin: {{ listen: "127.0.0.1:0", api_key: "{KEY}" }}
 consumers:
   - username: alice
     jwt: {{ key: alice-key, secret: "{SECRET}" }}
 routes:
-  - name: api
+"#
+    )
+}
+
+/// A config with the `api` route on `upstream` (token required), a
+/// protected `guarded` route, and `extra` routes on the echo upstream.
+fn config(upstream: &str, extra: &[&str], guarded_realm: &str) -> String {
+    let mut yaml = format!(
+        r#"{head}  - name: api
     paths: ["/api/*"]
     upstream: {{ nodes: ["{upstream}"] }}
     jwt: {{}}
@@ -42,7 +50,8 @@ routes:
     jwt:
       realm: {guarded_realm}
       protection: {{ undeletable: true, immutable: true }}
-"#
+"#,
+        head = head()
     );
     for name in extra {
         yaml.push_str(&format!(
@@ -180,17 +189,12 @@ fn a_file_still_open_for_writing_is_not_read_before_its_writer_closes_it() {
     let dir = tempfile::tempdir().unwrap();
     let yaml = |extra: &str| {
         format!(
-            r#"listen: "127.0.0.1:0"
-admin: {{ listen: "127.0.0.1:0", api_key: "{KEY}" }}
-consumers:
-  - username: alice
-    jwt: {{ key: alice-key, secret: "{SECRET}" }}
-routes:
-{extra}  - name: api
+            r#"{head}{extra}  - name: api
     paths: ["/api/*"]
     upstream: {{ nodes: ["{node}"] }}
     jwt: {{}}
 "#,
+            head = head(),
             node = up.node()
         )
     };
