@@ -108,6 +108,15 @@ fn authenticate_paths(c: &mut Criterion) {
                     .is_err()
             })
         });
+        // A client retrying its expired token: refused from memory.
+        let expired = signer.encode(&claims("key-43")).expect("sign");
+        let later = FixedClock(NOW + 7200);
+        g.bench_function(format!("{alg}/expired_cached"), |b| {
+            b.iter(|| {
+                authenticate_cached(&policy, &consumers, black_box(&expired), &later, &cache)
+                    .is_err()
+            })
+        });
     }
     g.finish();
 }

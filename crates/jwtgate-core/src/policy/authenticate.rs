@@ -106,7 +106,7 @@ pub fn authenticate_traced(
     clock: &dyn Clock,
     observe: &mut dyn FnMut(Step<'_>),
 ) -> Result<Authenticated, AuthError> {
-    verify(policy, ctx, raw, clock, observe).0
+    verify(policy, ctx, raw, clock, observe).result
 }
 
 /// [`authenticate`] through a [`VerifiedCache`]: a token seen before skips
@@ -148,25 +148,55 @@ pub fn authenticate_cached(
         }
         None => {}
     }
-    let (result, keys) = verify(policy, ctx, raw, clock, &mut |_| {});
-    match &result {
-        Ok(a) => cache.insert(
-            raw,
-            &policy.key_claim_name,
-            Verdict::Verified {
-                principal: a.principal.clone(),
-                claims: Arc::clone(&a.claims),
-                revocation: a.revocation,
-            },
-        ),
-        Err(AuthError::BadSignature) => {
-            cache.insert(raw, &policy.key_claim_name, Verdict::BadSignature { keys })
-        }
-        // Claim failures may be temporary (nbf) and are cheap to reach
-        // again; everything else fails before any crypto.
-        Err(_) => {}
+    let checked = verify(policy, ctx, raw, clock, &mut |_| {});
+    if let Some(verdict) = checked.verdict {
+        cache.insert(raw, &policy.key_claim_name, verdict);
     }
-    result
+    checked.result
+}
+
+/// What [`verify`] found: its answer, and what a [`VerifiedCache`] may
+/// keep once a signature was checked. A token whose signature holds is
+/// kept even when its claims fail (expired, not yet valid, another
+/// audience): every hit runs [`route_checks`] again, so it is refused
+/// exactly as before, without the signature being checked again. Refusals
+/// before any crypto are not kept: they cost less than a look-up.
+struct Verification {
+    result: Result<Authenticated, AuthError>,
+    verdict: Option<Verdict>,
+}
+
+impl Verification {
+    /// The signature holds; `checked` is what the claims say.
+    fn signed(checked: Result<(), AuthError>, signed: Authenticated) -> Self {
+        let verdict = Verdict::Verified {
+            principal: signed.principal.clone(),
+            claims: Arc::clone(&signed.claims),
+            revocation: signed.revocation,
+        };
+        Verification {
+            result: checked.map(|()| signed),
+            verdict: Some(verdict),
+        }
+    }
+
+    /// The signature does not hold: with a consumer's key (`None`), or with
+    /// provider `index`'s keys of a `generation`.
+    fn bad_signature(keys: Option<(usize, u64)>) -> Self {
+        Verification {
+            result: Err(AuthError::BadSignature),
+            verdict: Some(Verdict::BadSignature { keys }),
+        }
+    }
+}
+
+impl From<AuthError> for Verification {
+    fn from(refused: AuthError) -> Self {
+        Verification {
+            result: Err(refused),
+            verdict: None,
+        }
+    }
 }
 
 /// For a cached principal: `Some(keys)` when the verification still holds
@@ -215,35 +245,32 @@ fn route_checks(
             }
         }
     }
-    check_claim_dates(policy, claims, claims.exp(), claims.nbf(), now)?;
-    shaped(claims.malformed())?;
+    claims_hold(policy, claims, now)?;
     if let Principal::Provider { provider, .. } = principal {
         check_audience(expected_audiences(policy, provider), claims)?;
     }
     Ok(())
 }
 
-/// The verification itself, and the provider key-set generation a bad
-/// signature was found with (so that the cache forgets it when the keys
-/// change).
+/// The verification itself.
 fn verify(
     policy: &JwtPolicy,
     ctx: &AuthContext<'_>,
     raw: &str,
     clock: &dyn Clock,
     observe: &mut dyn FnMut(Step<'_>),
-) -> (Result<Authenticated, AuthError>, Option<(usize, u64)>) {
+) -> Verification {
     let token = match Token::parse(raw) {
         Ok(t) => t,
-        Err(e) => return (Err(e.into()), None),
+        Err(e) => return AuthError::from(e).into(),
     };
     observe(Step::Parsed(&token));
     let provider = match issuer(policy, ctx, &token, observe) {
         Ok(p) => p,
-        Err(e) => return (Err(e), None),
+        Err(e) => return e.into(),
     };
     match provider {
-        None => (consumer_way(policy, ctx, token, clock, observe), None),
+        None => consumer_way(policy, ctx, token, clock, observe),
         Some(p) => provider_way(policy, ctx, token, p, clock, observe),
     }
 }
@@ -299,7 +326,43 @@ fn consumer_way(
     token: Token<'_>,
     clock: &dyn Clock,
     observe: &mut dyn FnMut(Step<'_>),
-) -> Result<Authenticated, AuthError> {
+) -> Verification {
+    let (consumer, credential) = match signer(policy, ctx, &token, observe) {
+        Ok(found) => found,
+        Err(e) => return e.into(),
+    };
+    let valid = credential
+        .verify_key
+        .verify(token.signing_input(), token.signature());
+    observe(Step::Signature { valid, twin: None });
+    if !valid {
+        return Verification::bad_signature(None);
+    }
+
+    let now = clock.now_unix();
+    let revocation = RevocationKey::of(&token);
+    let claims = Claims::new(token.into_claims());
+    let checked = claims_hold(policy, &claims, now);
+    observe(Step::Claims {
+        now,
+        result: checked.as_ref().map(|_| ()),
+    });
+    let signed = Authenticated {
+        principal: Principal::Consumer(Arc::clone(consumer)),
+        claims: Arc::new(claims),
+        revocation,
+    };
+    Verification::signed(checked, signed)
+}
+
+/// The consumer whose key must have signed `token` (by the key claim),
+/// and its credential, once the token's algorithm is the one pinned.
+fn signer<'c>(
+    policy: &JwtPolicy,
+    ctx: &AuthContext<'c>,
+    token: &Token<'_>,
+    observe: &mut dyn FnMut(Step<'_>),
+) -> Result<(&'c Arc<Consumer>, &'c Credential), AuthError> {
     let claim = policy.key_claim_name.as_str();
     let value = token.claims().get(claim);
     observe(Step::KeyClaim {
@@ -343,29 +406,7 @@ fn consumer_way(
     if token.header().contains_key("crit") {
         return Err(AuthError::CriticalHeader);
     }
-
-    let valid = credential
-        .verify_key
-        .verify(token.signing_input(), token.signature());
-    observe(Step::Signature { valid, twin: None });
-    if !valid {
-        return Err(AuthError::BadSignature);
-    }
-
-    let now = clock.now_unix();
-    let checked = check_claims(policy, token.claims(), now);
-    observe(Step::Claims {
-        now,
-        result: checked.as_ref().map(|_| ()),
-    });
-    checked?;
-
-    let revocation = RevocationKey::of(&token);
-    Ok(Authenticated {
-        principal: Principal::Consumer(Arc::clone(consumer)),
-        claims: Arc::new(Claims::new(token.into_claims())),
-        revocation,
-    })
+    Ok((consumer, credential))
 }
 
 /// SPEC §3.6: allowed algorithm, key by `kid`, signature, claims, audience.
@@ -376,7 +417,7 @@ fn provider_way(
     provider: &Arc<IdentityProvider>,
     clock: &dyn Clock,
     observe: &mut dyn FnMut(Step<'_>),
-) -> (Result<Authenticated, AuthError>, Option<(usize, u64)>) {
+) -> Verification {
     let now = clock.now_unix();
     let alg = token
         .alg()
@@ -390,20 +431,18 @@ fn provider_way(
     });
     let Some(alg) = alg else {
         let allowed: Vec<&str> = provider.algorithms.iter().map(|a| a.as_str()).collect();
-        return (
-            Err(AuthError::AlgNotAllowed {
-                token: token.alg().into(),
-                provider: provider.name.clone(),
-                allowed: allowed.join(", "),
-            }),
-            None,
-        );
+        return AuthError::AlgNotAllowed {
+            token: token.alg().into(),
+            provider: provider.name.clone(),
+            allowed: allowed.join(", "),
+        }
+        .into();
     };
     if token.header().contains_key("crit") {
-        return (Err(AuthError::CriticalHeader), None);
+        return AuthError::CriticalHeader.into();
     }
     if crate::backchannel::is_logout_token(token.header(), token.claims()) {
-        return (Err(AuthError::LogoutToken), None);
+        return AuthError::LogoutToken.into();
     }
 
     let keys = ctx.keys.current(provider.index);
@@ -430,7 +469,7 @@ fn provider_way(
     });
     let (_, verifier) = match chosen {
         Ok(c) => c,
-        Err(e) => return (Err(e), None),
+        Err(e) => return e.into(),
     };
     // Set when a key was chosen, so `keys` is there.
     let generation = keys.as_ref().map(|k| (provider.index, k.generation));
@@ -446,56 +485,57 @@ fn provider_way(
     let valid = first || twin.is_some();
     observe(Step::Signature { valid, twin });
     if !valid {
-        return (Err(AuthError::BadSignature), generation);
+        return Verification::bad_signature(generation);
     }
 
-    let checked = check_claims(policy, token.claims(), now);
+    let revocation = RevocationKey::of(&token);
+    let claims = Claims::new(token.into_claims());
+    let checked = claims_hold(policy, &claims, now);
     observe(Step::Claims {
         now,
         result: checked.as_ref().map(|_| ()),
     });
-    if let Err(e) = checked {
-        return (Err(e), None);
-    }
-
-    let expected = expected_audiences(policy, provider);
-    let audience = check_audience(expected, token.claims());
-    observe(Step::Audience {
-        expected,
-        aud: token.claims().get("aud"),
-        result: audience.as_ref().map(|_| ()),
+    let checked = checked.and_then(|()| {
+        let expected = expected_audiences(policy, provider);
+        let audience = check_audience(expected, &claims);
+        observe(Step::Audience {
+            expected,
+            aud: claims.get("aud"),
+            result: audience.as_ref().map(|_| ()),
+        });
+        audience
     });
-    if let Err(e) = audience {
-        return (Err(e), None);
-    }
 
-    let consumer = provider.consumer_claim.as_deref().and_then(|claim| {
-        let value = token.claims().get(claim);
+    // Mapped whatever the claims say: the token is remembered either way,
+    // and a later hit (once `nbf` has passed, or on a route with another
+    // audience) stands for that consumer.
+    let mapped = provider.consumer_claim.as_deref().map(|claim| {
+        let value = claims.get(claim);
         let consumer = value
             .and_then(Value::as_str)
             .and_then(|name| ctx.consumers.by_username(name));
+        (claim, value, consumer)
+    });
+    if let (Ok(()), Some((claim, value, consumer))) = (&checked, mapped) {
         observe(Step::ProviderConsumer {
             claim,
             value,
             consumer: consumer.map(|c| &**c),
         });
-        consumer.cloned()
-    });
+    }
+    let consumer = mapped.and_then(|(_, _, consumer)| consumer.cloned());
 
-    let revocation = RevocationKey::of(&token);
     let principal = Principal::Provider {
         provider: Arc::clone(provider),
         consumer,
         generation: generation.map_or(0, |(_, g)| g),
     };
-    (
-        Ok(Authenticated {
-            principal,
-            claims: Arc::new(Claims::new(token.into_claims())),
-            revocation,
-        }),
-        None,
-    )
+    let signed = Authenticated {
+        principal,
+        claims: Arc::new(claims),
+        revocation,
+    };
+    Verification::signed(checked, signed)
 }
 
 /// A key set older than `max_stale_seconds` is not used.
@@ -571,6 +611,13 @@ pub fn check_claims(
     let nbf = NumericDate::read(claims, "nbf");
     check_claim_dates(policy, claims, exp, nbf, now)?;
     shaped(crate::claims::malformed_claim(claims))
+}
+
+/// [`check_claims`] on a decoded payload, whose dates and shape were read
+/// once, when it was decoded.
+fn claims_hold(policy: &JwtPolicy, claims: &Claims, now: i64) -> Result<(), AuthError> {
+    check_claim_dates(policy, claims, claims.exp(), claims.nbf(), now)?;
+    shaped(claims.malformed())
 }
 
 /// Refuses a payload with a registered claim in the wrong shape (see

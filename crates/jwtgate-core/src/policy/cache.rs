@@ -3,8 +3,12 @@
 //! well under one. A hit skips parsing, consumer lookup and the signature
 //! check, but never the time checks: `exp`, `nbf`, required claims and
 //! lifetime are checked again on every hit (and the caller still checks the
-//! blacklist). Bad signatures are remembered too, so that refusing a replayed
-//! forgery costs no more than accepting a good token.
+//! blacklist). A token whose signature holds is remembered even when its
+//! claims fail (expired, not yet valid, another audience, a claim in the
+//! wrong shape): a hit judges the claims again and refuses it without the
+//! crypto. Bad signatures are remembered too, so that refusing a replayed
+//! forgery, or a client retrying an expired token, costs no more than
+//! accepting a good token.
 //!
 //! Safety: entries are found by a keyed hash (foldhash with a random seed per
 //! cache, so collisions cannot be aimed; a tenth of SipHash's cost on a

@@ -344,6 +344,43 @@ fn the_cache_follows_key_rotation_and_removal() {
 }
 
 #[test]
+fn a_provider_token_refused_for_its_claims_is_remembered_for_its_consumer() {
+    let w = World::new();
+    let cache = VerifiedCache::new(64);
+    let t = rs256(json!({"aud": "billing", "nbf": NOW + 5, "preferred_username": "carol"}));
+    let billing = JwtPolicy {
+        audiences: vec!["billing".into()],
+        ..route()
+    };
+    let at = |policy: &JwtPolicy, now: i64| {
+        authenticate_cached(policy, &w.ctx(), &t, &FixedClock(now), &cache)
+    };
+    assert_eq!(
+        at(&billing, NOW).expect_err("early").outcome(),
+        "not_yet_valid"
+    );
+    assert_eq!(cache.len(), 1, "kept although refused");
+    assert_eq!(
+        at(&route(), NOW + 5).expect_err("aud").outcome(),
+        "wrong_audience"
+    );
+    // Valid now, on the route that expects its audience: from the one
+    // entry, standing for the consumer its claim names.
+    let a = at(&billing, NOW + 5).expect("valid");
+    assert_eq!(
+        a.principal.consumer().map(|c| c.username.as_str()),
+        Some("carol")
+    );
+    assert_eq!(cache.len(), 1);
+    // The keys change: verified again, not answered from memory.
+    w.ring.set(&["ec-p256"], 2, NOW);
+    assert_eq!(
+        at(&billing, NOW + 5).expect_err("gone").outcome(),
+        "unknown_kid"
+    );
+}
+
+#[test]
 fn a_bad_signature_is_remembered_only_for_its_key_generation() {
     let w = World::new();
     let cache = VerifiedCache::new(64);

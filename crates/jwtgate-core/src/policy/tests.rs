@@ -361,6 +361,53 @@ mod cached {
     }
 
     #[test]
+    fn a_token_refused_for_its_claims_is_remembered() {
+        // Verified once, whatever its claims say: a client retrying an
+        // expired token costs a look-up, not a signature check.
+        let cache = VerifiedCache::new(64);
+        let r = registry();
+        let at = |t: &str, now: i64, r: &ConsumerRegistry| {
+            authenticate_cached(
+                &JwtPolicy::default(),
+                &AuthContext::consumers_only(r),
+                t,
+                &FixedClock(now),
+                &cache,
+            )
+        };
+        let expired = sign(json!({"key": "user123", "exp": NOW - 1}));
+        for _ in 0..2 {
+            let e = at(&expired, NOW, &r);
+            assert!(matches!(e, Err(AuthError::Expired { .. })), "{e:?}");
+        }
+        assert_eq!(cache.len(), 1, "kept after its first refusal");
+        // Not yet valid, then valid: the one entry answers both.
+        let early = sign(json!({"key": "user123", "nbf": NOW + 5, "exp": NOW + 60}));
+        let e = at(&early, NOW, &r);
+        assert!(matches!(e, Err(AuthError::NotYetValid { .. })), "{e:?}");
+        assert_eq!(cache.len(), 2);
+        // Served from memory: an empty registry, which would refuse it
+        // afresh, is not consulted (a cache lives in one config version).
+        let rekeyed = ConsumerRegistry::new();
+        let a = at(&early, NOW + 5, &rekeyed).expect("valid from nbf on");
+        assert_eq!(
+            a.principal.consumer().map(|c| c.username.as_str()),
+            Some("alice")
+        );
+        // A claim in the wrong shape is refused from memory too.
+        let shaped = sign(json!({"key": "user123", "sub": ["u-1"], "exp": NOW + 60}));
+        for _ in 0..2 {
+            let e = at(&shaped, NOW, &r);
+            assert!(matches!(e, Err(AuthError::NotASubject(_))), "{e:?}");
+        }
+        assert_eq!(cache.len(), 3);
+        assert!(matches!(
+            at(&shaped, NOW, &rekeyed),
+            Err(AuthError::NotASubject(_))
+        ));
+    }
+
+    #[test]
     fn bad_signatures_are_remembered_and_stay_bad() {
         let cache = VerifiedCache::new(64);
         let p = JwtPolicy::default();
