@@ -1510,6 +1510,57 @@ fn regression_etcd_restarted_empty_past_the_nodes_revision_holds_them_too() {
     }
 }
 
+/// A refused object that etcd lost with its data is no refusal any more.
+/// Found by an outside audit: a consumer refused for a key alice held
+/// stayed in the nodes' memory across the wipe, tried again with every
+/// change, and went live once alice was deleted, its token accepted,
+/// though etcd never held it again; `/status` kept listing it.
+#[test]
+fn regression_a_refusal_etcd_lost_with_its_data_never_goes_live() {
+    let mut etcd = EtcdServer::start();
+    let eps = vec![etcd.endpoint()];
+    let dir = tempfile::tempdir().unwrap();
+    push_ok(dir.path(), &eps, BASE);
+    let (_nd, node) = start_node(&eps, EMBEDDED);
+    let alice = Req::get("/app/x").bearer(&alice_token("lost"));
+    wait_status(&node, &alice, 200);
+    let mallory_secret = "mallory-secret-mallory-secret-0123456789";
+    etcd.put(
+        &key("consumers", "mallory"),
+        &json!({"jwt": {"key": "alice-key", "secret": mallory_secret}}).to_string(),
+    );
+    let mallory = Req::get("/app/x").bearer(&sign_hs(
+        "HS256",
+        mallory_secret,
+        json!({"key": "alice-key", "exp": now() + 600}),
+    ));
+    let is_refused = |n: &Node| refused(n).iter().any(|(k, _, _)| k.ends_with("/mallory"));
+    assert!(
+        eventually(Duration::from_secs(10), || is_refused(&node)),
+        "{}",
+        source_status(&node)
+    );
+    assert_eq!(node.send(&mallory).status, 401);
+
+    etcd.restart_empty();
+    wait_state(&node, "held");
+    assert!(
+        !is_refused(&node),
+        "etcd holds no mallory: {}",
+        source_status(&node)
+    );
+    push_ok(dir.path(), &eps, BASE);
+    wait_state(&node, "following");
+    // alice deleted: her key is free, and nothing may take it but what
+    // etcd holds.
+    assert_eq!(etcd.del(&key("consumers", "alice")), 1);
+    wait_status(&node, &alice, 401);
+    assert_eq!(node.send(&mallory).status, 401, "{}", source_status(&node));
+    assert!(refused(&node).is_empty(), "{}", source_status(&node));
+    let resp = node.admin("GET", "/admin/v1/consumers/mallory", None);
+    assert_eq!(resp.status, 404, "{}", resp.text());
+}
+
 // ---------------------------------------------------------------------------
 // Elections and stalls: a three-member etcd losing its leader, a frozen etcd
 // ---------------------------------------------------------------------------

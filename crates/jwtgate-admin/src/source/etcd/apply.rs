@@ -82,6 +82,18 @@ impl Objects {
         self.live.with_node_part(&self.node)
     }
 
+    /// Forgets the refused versions of objects etcd no longer holds
+    /// (`in_etcd` names those it holds): lost with etcd's data, or deleted
+    /// while this node was not watching. Kept, a refused change is tried
+    /// again whenever other objects change, and would bring back what etcd
+    /// does not hold: a consumer refused for a key another one held went
+    /// live once that one was deleted, after etcd had been wiped. A
+    /// refused deletion stays: the object it would remove is live here.
+    pub fn forget_refusals_of_absent(&mut self, in_etcd: &BTreeSet<ObjectId>) {
+        self.refused
+            .retain(|id, r| in_etcd.contains(id) || matches!(r.retry, Some(None)));
+    }
+
     /// Applies etcd's changes of one or more revisions, up to `revision`.
     pub fn apply(&mut self, incoming: Vec<Incoming>, revision: i64, c: &dyn Compile) -> Applied {
         self.apply_across_gap(incoming, revision, c, &BTreeSet::new())

@@ -232,6 +232,8 @@ impl EtcdSource {
                 );
             }
             shared.objects.stored.clear();
+            shared.objects.forget_refusals_of_absent(&BTreeSet::new());
+            self.update_view(&shared.objects);
             shared.objects.revision = snapshot.revision;
             shared.full_reload = false;
             self.set_phase(&mut shared, Phase::Held);
@@ -246,6 +248,12 @@ impl EtcdSource {
             );
             shared.objects.revision = 0;
         }
+        let in_etcd: BTreeSet<jwtgate_config::ObjectId> = snapshot
+            .objects
+            .iter()
+            .map(|o| (o.kind, o.name.clone()))
+            .collect();
+        shared.objects.forget_refusals_of_absent(&in_etcd);
         // What changed in revisions this node could not see one by one
         // (etcd compacted them, or holds another history): objects whose
         // version is newer than the node's revision, and those deleted
