@@ -436,6 +436,12 @@ async fn read_body_in_time(req: axum::extract::Request, next: middleware::Next) 
         let request = axum::extract::Request::from_parts(parts, axum::body::Body::empty());
         return close_after(next.run(request).await);
     }
+    let too_large = || format!("the request body is over {BODY_LIMIT} bytes");
+    // A Content-Length over the limit is answered at once, not after the
+    // body it announces was waited for.
+    if axum::body::HttpBody::size_hint(&body).lower() > BODY_LIMIT as u64 {
+        return closing(StatusCode::PAYLOAD_TOO_LARGE, too_large());
+    }
     let deadline = tokio::time::Instant::now() + BODY_DEADLINE;
     let mut bytes = Vec::new();
     loop {
@@ -458,8 +464,7 @@ async fn read_body_in_time(req: axum::extract::Request, next: middleware::Next) 
         };
         if let Ok(data) = frame.into_data() {
             if bytes.len() + data.len() > BODY_LIMIT {
-                let message = format!("the request body is over {BODY_LIMIT} bytes");
-                return AdminError::Body(StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
+                return closing(StatusCode::PAYLOAD_TOO_LARGE, too_large());
             }
             bytes.extend_from_slice(&data);
         }

@@ -88,6 +88,7 @@ pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Op
         .as_ref()
         .and_then(|t| crate::tls::compile(t, "tls", base_dir, errors));
     let admin = raw.admin.as_ref().and_then(|a| admin(a, base_dir, errors));
+    taken_twice(&listen, admin.as_ref().map(|a| a.listen), errors);
     let store = store(raw.store.as_ref(), base_dir, errors);
     let state_dir = match (&raw.state_dir, &store) {
         (Some(dir), _) if dir.is_empty() => {
@@ -176,6 +177,41 @@ fn listen(addrs: &[String], errors: &mut Errors) -> Vec<SocketAddr> {
         .enumerate()
         .filter_map(|(i, a)| parse_addr(a, &index("listen", i), errors))
         .collect()
+}
+
+/// Two listeners on one address would fail only when the node starts
+/// (`Address already in use`): said by `check` instead. A wildcard takes
+/// its port on every address of its family, and `[::]` takes IPv4's too
+/// (dual-stack, as the node binds it).
+fn taken_twice(listen: &[SocketAddr], admin: Option<SocketAddr>, errors: &mut Errors) {
+    let covers = |a: &SocketAddr, b: &SocketAddr| {
+        a.ip() == b.ip() || (a.ip().is_unspecified() && (a.is_ipv6() || b.is_ipv4()))
+    };
+    let clash = |a: &SocketAddr, b: &SocketAddr| {
+        a.port() != 0 && a.port() == b.port() && (covers(a, b) || covers(b, a))
+    };
+    for (i, a) in listen.iter().enumerate() {
+        if let Some(j) = listen[..i].iter().position(|b| clash(a, b)) {
+            errors.add(
+                &index("listen", i),
+                format!(
+                    "{a} overlaps listen[{j}] ({}): the node could not listen on both",
+                    listen[j]
+                ),
+            );
+        }
+    }
+    let Some(admin) = admin else { return };
+    if let Some(j) = listen.iter().position(|b| clash(&admin, b)) {
+        errors.add(
+            "admin.listen",
+            format!(
+                "{admin} overlaps listen[{j}] ({}), where the data plane listens: the admin API \
+                 needs an address of its own",
+                listen[j]
+            ),
+        );
+    }
 }
 
 fn parse_addr(a: &str, loc: &str, errors: &mut Errors) -> Option<SocketAddr> {

@@ -600,6 +600,55 @@ fn regression_an_admin_key_no_header_can_match_is_refused() {
     }
 }
 
+/// An outside audit: `check` said ok, and the node could not start
+/// (`Address already in use`).
+#[test]
+fn listeners_that_would_take_one_address_twice_are_refused() {
+    let config = |listen: &str, admin: &str| {
+        format!(
+            "listen: {listen}\nadmin: {{ listen: \"{admin}\", api_key: \"abcdefghijabcdefghijabcdefghij1234\" }}\nroutes: []\n"
+        )
+    };
+    assert_eq!(
+        errors(&config("\"127.0.0.1:8080\"", "127.0.0.1:8080")),
+        [
+            "admin.listen: 127.0.0.1:8080 overlaps listen[0] (127.0.0.1:8080), where the data \
+          plane listens: the admin API needs an address of its own"
+        ]
+    );
+    // A wildcard takes its port on every address of its family; `[::]`
+    // takes IPv4's too (dual-stack).
+    assert_eq!(
+        errors(&config(
+            "[\"[::1]:9000\", \"0.0.0.0:8080\"]",
+            "127.0.0.1:8080"
+        )),
+        [
+            "admin.listen: 127.0.0.1:8080 overlaps listen[1] (0.0.0.0:8080), where the data \
+          plane listens: the admin API needs an address of its own"
+        ]
+    );
+    assert_eq!(
+        errors(&config("[\"[::]:8080\", \"0.0.0.0:8080\", \"[::1]:8080\"]", "127.0.0.1:9180")),
+        [
+            "listen[1]: 0.0.0.0:8080 overlaps listen[0] ([::]:8080): the node could not listen on both",
+            "listen[2]: [::1]:8080 overlaps listen[0] ([::]:8080): the node could not listen on both",
+        ]
+    );
+    // Another port, another address of the family, or an ephemeral port:
+    // fine.
+    for (listen, admin) in [
+        ("\"127.0.0.1:8080\"", "127.0.0.1:9180"),
+        ("\"127.0.0.1:8080\"", "127.0.0.2:8080"),
+        ("\"0.0.0.0:8080\"", "[::1]:8080"),
+        ("[\"127.0.0.1:8080\", \"[::1]:8080\"]", "127.0.0.1:9180"),
+        ("\"127.0.0.1:0\"", "127.0.0.1:0"),
+    ] {
+        let yaml = config(listen, admin);
+        assert!(load(&yaml).is_ok(), "{yaml}");
+    }
+}
+
 #[test]
 fn provider_urls_and_backchannel_paths_that_could_never_work_are_refused() {
     let config = |jwks_uri: &str, path: &str| {

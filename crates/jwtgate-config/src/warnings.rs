@@ -29,6 +29,17 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
                 ),
             );
         }
+        if !admin.api_key.is_ascii() {
+            // curl sends UTF-8; a browser's fetch sends each character as
+            // one Latin-1 byte, which never matches.
+            found.warn(
+                "admin.api_key".into(),
+                "holds characters outside ASCII: the console cannot sign in with it (browsers \
+                 send header values as Latin-1, not UTF-8), though curl can; make one with \
+                 `openssl rand -base64 32`"
+                    .into(),
+            );
+        }
         if !admin.listen.ip().is_loopback() && admin.tls.is_none() {
             found.warn(
                 "admin.listen".into(),
@@ -869,6 +880,32 @@ mod tests {
         let w = warnings_of(routes);
         assert_eq!(w.len(), 1, "{w:?}");
         w.into_iter().next().unwrap_or_default()
+    }
+
+    /// An outside audit: a key with `é` worked with curl and never in the
+    /// console, `check` saying ok.
+    #[test]
+    fn an_admin_key_a_browser_cannot_send_is_warned_about() {
+        let with_key = |key: &str| {
+            let text = format!(
+                "listen: \"127.0.0.1:0\"\nadmin: {{ listen: \"127.0.0.1:0\", api_key: \"{key}\" }}\nroutes: []\n"
+            );
+            let config = crate::load_str(&text, Path::new("."), &|_| None)
+                .unwrap_or_else(|e| panic!("{e}\n{text}"));
+            warnings(&config)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        let w = with_key("abcdéfghijabcdefghijabcdefghij1234");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with(
+                "admin.api_key: holds characters outside ASCII: the console cannot sign in"
+            ),
+            "{w:?}"
+        );
+        assert!(with_key("abcdefghijabcdefghijabcdefghij12345").is_empty());
     }
 
     /// An outside audit: `DELETE_/a/*` with scopes, while `required_paths`

@@ -138,15 +138,25 @@ impl TlsServer {
         }
     }
 
-    /// Puts `m` live for the next handshakes (a reload). A different cache
-    /// size takes effect on restart.
+    /// Puts `m` live for the next handshakes (a reload). Turning the cache
+    /// off (`0`) or on applies at once; a different size takes effect on
+    /// restart.
     pub fn update(&self, m: &TlsMaterial) -> Result<(), String> {
         let config = self.build(m)?;
         self.config.store(Arc::new(config));
-        if m.session_cache.max(1) != self.cache_size {
-            tracing::warn!("{}.session_cache changed: it takes effect on restart", m.at);
+        if self.resized(m.session_cache) {
+            tracing::warn!(
+                "{}.session_cache size changed: it takes effect on restart (0, or on again, applies at once)",
+                m.at
+            );
         }
         Ok(())
+    }
+
+    /// `entries` asks for a cache of another size than the one this server
+    /// holds (`0`, no cache, never does: it is applied at once).
+    fn resized(&self, entries: usize) -> bool {
+        entries != 0 && entries != self.cache_size
     }
 
     fn build(&self, m: &TlsMaterial) -> Result<ServerConfig, String> {

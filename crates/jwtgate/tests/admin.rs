@@ -393,6 +393,27 @@ fn regression_bodies_with_a_key_twice_or_too_large_get_json_refusals() {
     );
     assert_eq!(resp.status, 413, "{}", resp.text());
     assert!(resp.message().is_some(), "JSON: {}", resp.text());
+
+    // Announced over the limit: answered before the body it announces
+    // (an outside audit: the node waited 30 s for it, then said 408), and
+    // the connection closed.
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(node.admin).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    s.write_all(
+        format!(
+            "PUT /admin/v1/consumers/big HTTP/1.1\r\nHost: a\r\nX-API-KEY: {KEY}\r\n\
+             Content-Type: application/json\r\nContent-Length: 3000000\r\n\r\n{{}}"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let read = s.read_to_string(&mut answer);
+    assert!(read.is_ok(), "{read:?}, so far: {answer:?}");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("is over 2097152 bytes"), "{answer}");
 }
 
 #[test]

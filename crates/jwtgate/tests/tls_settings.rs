@@ -353,6 +353,40 @@ async fn session_resumption_on_and_off() {
 }
 
 #[tokio::test]
+async fn a_reload_turns_resumption_off_at_once_and_only_a_new_cache_size_waits() {
+    let v12: &[&'static SupportedProtocolVersion] = &[&rustls::version::TLS12];
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &config(&default_tls("")));
+    assert_eq!(
+        second_handshake(node.addr, v12).await,
+        HandshakeKind::Resumed
+    );
+    // The file watch may apply an edit before its SIGHUP does: either
+    // reads the whole file, so one more reload means it is live.
+    let reload = |settings: &str| {
+        let reloaded = "TLS certificates and settings reloaded";
+        let before = node.logs().matches(reloaded).count();
+        std::fs::write(&node.config_path, config(&default_tls(settings))).unwrap();
+        node.signal("HUP");
+        node.wait_log(reloaded, before + 1);
+    };
+    let waits = "session_cache size changed: it takes effect on restart";
+    // Off: applied at once, and not said to wait for a restart.
+    reload(", session_tickets: false, session_cache: 0");
+    assert_eq!(second_handshake(node.addr, v12).await, HandshakeKind::Full);
+    // On again, at the size it started with: at once too.
+    reload(", session_tickets: false");
+    assert_eq!(
+        second_handshake(node.addr, v12).await,
+        HandshakeKind::Resumed
+    );
+    assert!(!node.logs().contains(waits), "{}", node.logs());
+    // Another size: that alone waits for a restart, and says so.
+    reload(", session_tickets: false, session_cache: 512");
+    node.wait_log(waits, 1);
+}
+
+#[tokio::test]
 async fn sighup_replaces_the_certificate_and_keeps_open_connections() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key, tls) = renewable_certificate(dir.path(), "live");
