@@ -1278,6 +1278,52 @@ fn etcd_down_keeps_traffic_on_the_last_config_and_refuses_writes() {
     assert!(etcd.get(&key("routes", "new")).is_some());
 }
 
+/// A copy the node does not use is said, with etcd up too. Found by an
+/// outside audit: a damaged or world-writable copy was dropped without a
+/// word, and the restarted node applied a protection-breaking version its
+/// peers had refused.
+#[test]
+fn a_local_copy_that_is_not_used_is_logged_whether_etcd_answers_or_not() {
+    let etcd = EtcdServer::start();
+    let eps = vec![etcd.endpoint()];
+    let dir = tempfile::tempdir().unwrap();
+    push_ok(dir.path(), &eps, BASE);
+    let (node_dir, mut node) = start_node(&eps, EMBEDDED);
+    wait_state(&node, "following");
+    let cache = node_dir.path().join("data/etcd-config.json");
+    assert!(eventually(WAIT, || cache.is_file()), "no local copy");
+    let path = node.config_path.clone();
+    let not_used = "the local copy of what this node applied from etcd is not used";
+    use std::os::unix::fs::PermissionsExt as _;
+    for what in ["garbage", "writable by all"] {
+        assert!(node.stop().success());
+        // A good copy first (the previous round left one behind).
+        assert!(cache.is_file(), "{what}");
+        if what == "garbage" {
+            std::fs::write(&cache, "garbage{").unwrap();
+        } else {
+            std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o666)).unwrap();
+        }
+        node = Node::start_on(&path, &[]);
+        wait_state(&node, "following");
+        node.wait_log(not_used, 1);
+        assert_eq!(
+            node.send(&Req::get("/app/x").bearer(&alice_token(what)))
+                .status,
+            200
+        );
+        // Written afresh once applied: private again.
+        assert!(
+            eventually(WAIT, || std::fs::metadata(&cache).is_ok_and(|m| m
+                .permissions()
+                .mode()
+                & 0o077
+                == 0)),
+            "{what}"
+        );
+    }
+}
+
 #[test]
 fn a_node_starts_from_its_local_copy_while_etcd_is_down_then_follows() {
     let mut etcd = EtcdServer::start();

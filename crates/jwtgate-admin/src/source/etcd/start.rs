@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use jwtgate_config::ObjectId;
 use jwtgate_etcd::{Etcd, EtcdError};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::{cache, follow, EtcdSource, Phase};
 use crate::live::Running;
@@ -47,7 +47,17 @@ impl EtcdSource {
                 (Ok(true), cached.stored)
             }
             Ok(None) => (Ok(false), None),
-            Err(e) => (Err(e), None),
+            Err(e) => {
+                // Said whether etcd answers or not: without the copy, the
+                // node cannot check etcd's changes since it stopped one by
+                // one, as its peers did (a version they refused may apply
+                // here).
+                error!(
+                    error = %e,
+                    "config source: the local copy of what this node applied from etcd is not used (damaged, or others may write it); it follows what etcd holds, without the refusals its peers made meanwhile: check /status of a peer for refused objects"
+                );
+                (Err(e), None)
+            }
         };
         match Etcd::connect(&self.settings).await {
             Ok(etcd) => match self.load_at_start(&etcd, running, etcd_then).await {
@@ -84,9 +94,8 @@ impl EtcdSource {
                 "etcd unreachable at start and no local copy of its config ({}): serving no routes until etcd answers",
                 path.display()
             ),
-            Err(e) => warn!(
-                error = %e,
-                "etcd unreachable at start and its local copy cannot be read: serving no routes until etcd answers"
+            Err(_) => warn!(
+                "etcd unreachable at start and its local copy is not used (above): serving no routes until etcd answers"
             ),
         }
     }
