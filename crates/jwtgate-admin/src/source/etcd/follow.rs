@@ -80,7 +80,7 @@ async fn follow_once(
     backoff: &mut Duration,
 ) -> Result<(), String> {
     let (now, _) = etcd.revision().await.map_err(|e| e.to_string())?;
-    let (mut full, applied, stored) = {
+    let (mut full, applied, stored, from_copy) = {
         let shared = source.shared.lock().await;
         let stored: Vec<_> = shared
             .objects
@@ -92,8 +92,25 @@ async fn follow_once(
             shared.full_reload || now < shared.objects.revision,
             shared.objects.revision,
             stored,
+            shared.phase == Phase::FromCache && !shared.full_reload,
         )
     };
+    // Started on its local copy while etcd was down: caught up now as it
+    // would have been at start. The copy keeps no refusals, so the
+    // versions its peers refused before it stopped are judged again (a
+    // watch from the copy's revision never shows them): refused here too,
+    // listed in `/status`, and tried again as theirs are.
+    if from_copy {
+        let then = stored
+            .iter()
+            .map(|(kind, name, r)| ((*kind, name.clone()), *r))
+            .collect();
+        source
+            .load_at_start(etcd, running, Some(then))
+            .await
+            .map_err(|e| e.to_string())?;
+        full = true;
+    }
     // Watching from the next revision assumes etcd still holds the history
     // this node applied. One that lost its data and took other writes since
     // is past that revision yet holds none of it: the watch would show
@@ -122,7 +139,7 @@ async fn follow_once(
             }
         }
     }
-    if full {
+    if full && !from_copy {
         source
             .full_reload(etcd, running)
             .await

@@ -102,7 +102,7 @@ impl EtcdSource {
 
     /// Brings the node (empty, or at its local copy's revision) to what
     /// etcd holds now. `etcd_then`: what etcd held at the copy's revision.
-    async fn load_at_start(
+    pub(super) async fn load_at_start(
         &self,
         etcd: &Etcd,
         running: &Running,
