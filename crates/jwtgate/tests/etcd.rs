@@ -1324,6 +1324,62 @@ fn a_local_copy_that_is_not_used_is_logged_whether_etcd_answers_or_not() {
     }
 }
 
+/// A node that started on its local copy while etcd was down judges, once
+/// etcd answers, the versions its peers refused before it stopped. Found
+/// by an outside audit: it listed none of them (`refused: []` while its
+/// peers listed them), never tried them again, and so parted from its
+/// peers once what blocked one was gone.
+#[test]
+fn a_node_back_on_its_local_copy_refuses_what_its_peers_refused() {
+    let mut etcd = EtcdServer::start();
+    let eps = vec![etcd.endpoint()];
+    let dir = tempfile::tempdir().unwrap();
+    push_ok(dir.path(), &eps, BASE);
+    let (_da, mut a) = start_node(&eps, EMBEDDED);
+    let (_db, b) = start_node(&eps, EMBEDDED);
+    let secret = "mallory-secret-mallory-secret-0123456789";
+    etcd.put(
+        &key("consumers", "mallory"),
+        &json!({"jwt": {"key": "alice-key", "secret": secret}}).to_string(),
+    );
+    let mallory = Req::get("/app/x").bearer(&sign_hs(
+        "HS256",
+        secret,
+        json!({"key": "alice-key", "exp": now() + 600}),
+    ));
+    let lists_mallory = |n: &Node| refused(n).iter().any(|(k, _, _)| k.ends_with("/mallory"));
+    for n in [&a, &b] {
+        assert!(
+            eventually(WAIT, || lists_mallory(n)),
+            "{}",
+            source_status(n)
+        );
+    }
+    let cache = a
+        .config_path
+        .parent()
+        .unwrap()
+        .join("data/etcd-config.json");
+    let written = eventually(WAIT, || {
+        std::fs::read_to_string(&cache).is_ok_and(|c| c.contains("mallory"))
+    });
+    assert!(written, "no local copy at the refusal's revision");
+    let path = a.config_path.clone();
+    assert!(a.stop().success());
+    etcd.kill();
+    a = Node::start_on(&path, &[]);
+    wait_state(&a, "from_cache");
+    etcd.restart();
+    wait_state(&a, "following");
+    assert!(lists_mallory(&a), "{}", source_status(&a));
+    // What blocked it goes: both nodes take it, as etcd holds it.
+    assert_eq!(etcd.del(&key("consumers", "alice")), 1);
+    for n in [&a, &b] {
+        wait_status(n, &mallory, 200);
+        assert!(refused(n).is_empty(), "{}", source_status(n));
+    }
+}
+
 #[test]
 fn a_node_starts_from_its_local_copy_while_etcd_is_down_then_follows() {
     let mut etcd = EtcdServer::start();
@@ -1474,9 +1530,12 @@ fn etcd_restarted_empty_holds_the_nodes_until_a_push() {
     }
     assert_eq!(etcd.get(&key("routes", "new")), None);
 
-    // A push restores etcd; the nodes follow it again (and what it adds).
+    // A push restores etcd; the nodes follow it again (and what it adds,
+    // and what it changes: the new history numbers its revisions from 1
+    // again, so alice's new version has the mod revision of the old one).
     let objects = format!(
-        "{BASE}  - name: restored\n    paths: [\"/restored/*\"]\n    upstream: {{ echo: true }}\n"
+        "{}  - name: restored\n    paths: [\"/restored/*\"]\n    upstream: {{ echo: true }}\n",
+        BASE.replace("crm-1", "crm-9")
     );
     push_ok(dir.path(), &eps, &objects);
     for n in &all {
@@ -1484,6 +1543,8 @@ fn etcd_restarted_empty_holds_the_nodes_until_a_push() {
         wait_state(n, "following");
         assert_eq!(n.send(&alice).status, 200);
         assert!(refused(n).is_empty(), "{}", source_status(n));
+        let got = n.admin("GET", "/admin/v1/consumers/alice", None);
+        assert_eq!(got.json()["custom_id"], "crm-9", "{}", got.text());
     }
     let resp = all[0].admin(
         "PUT",
@@ -1492,6 +1553,13 @@ fn etcd_restarted_empty_holds_the_nodes_until_a_push() {
     );
     assert_eq!(resp.status, 201, "{}", resp.text());
     wait_get(all[1], "/new/x", 200);
+    // An admin write of an object pushed again: etcd's key is known (it
+    // conflicted 32 times, found by an outside audit).
+    let resp = all[1].admin("DELETE", "/admin/v1/consumers/alice", None);
+    assert!(resp.status < 300, "{} {}", resp.status, resp.text());
+    for n in &all {
+        wait_status(n, &alice, 401);
+    }
 }
 
 /// etcd lost its data and took other writes (an etcd shared with other

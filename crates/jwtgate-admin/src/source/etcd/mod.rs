@@ -233,6 +233,15 @@ impl EtcdSource {
             }
             shared.objects.stored.clear();
             shared.objects.forget_refusals_of_absent(&BTreeSet::new());
+            // The live objects' mod revisions belong to the lost history:
+            // the new one numbers its revisions from 1 again, so a pushed
+            // object may get the same number, with another value or not,
+            // and pass for the live version (left unapplied, its key
+            // unknown to admin writes, which then conflicted for good).
+            // 0 is no key's mod revision.
+            for version in shared.objects.versions.values_mut() {
+                *version = 0;
+            }
             self.update_view(&shared.objects);
             shared.objects.revision = snapshot.revision;
             shared.full_reload = false;
