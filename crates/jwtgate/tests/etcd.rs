@@ -1624,6 +1624,68 @@ fn regression_etcd_restarted_empty_past_the_nodes_revision_holds_them_too() {
     }
 }
 
+/// A deletion refused before etcd lost its data does not hold back the
+/// object pushed again, even when the new history gives that object the
+/// refused delete's revision number and the node reads it in one full
+/// reload (an outside review's scenario: a refused deletion's number was
+/// compared as if it were a stored version's).
+#[test]
+fn regression_a_refused_deletion_settles_no_version_of_a_new_history() {
+    let mut etcd = EtcdServer::start();
+    let eps = vec![etcd.endpoint()];
+    let dir = tempfile::tempdir().unwrap();
+    let kept = |realm: &str| {
+        json!({"paths": ["/kept/*"], "upstream": {"echo": true},
+               "jwt": {"realm": realm, "protection": {"undeletable": true}}})
+        .to_string()
+    };
+    let objects = format!(
+        "{BASE}  - name: kept\n    paths: [\"/kept/*\"]\n    upstream: {{ echo: true }}\n    jwt: {{ realm: v1, protection: {{ undeletable: true }} }}\n"
+    );
+    push_ok(dir.path(), &eps, &objects);
+    let (_nd, node) = start_node(&eps, EMBEDDED);
+    wait_state(&node, "following");
+    let pushed_at = etcd.revision();
+    assert_eq!(etcd.del(&key("routes", "kept")), 1);
+    let deleted_at = pushed_at + 1;
+    let deletion_refused = || {
+        refused(&node)
+            .iter()
+            .any(|(k, _, r)| k.ends_with("/kept") && *r == deleted_at)
+    };
+    assert!(
+        eventually(WAIT, deletion_refused),
+        "{}",
+        source_status(&node)
+    );
+
+    etcd.restart_empty();
+    wait_state(&node, "held");
+    // Restored while the node is paused, then compacted, and its watch
+    // lost: it reads both revisions in one full reload.
+    node.signal("STOP");
+    push_ok(dir.path(), &eps, &objects);
+    assert_eq!(
+        etcd.revision(),
+        pushed_at,
+        "the new history numbers as the old one"
+    );
+    // The next revision is the refused delete's number.
+    etcd.put(&key("routes", "kept"), &kept("v2"));
+    etcd.compact_to_current();
+    etcd.restart();
+    node.signal("CONT");
+    wait_state(&node, "following");
+    let applied = eventually(WAIT, || realm(&node, "/kept/x") == "Bearer realm=\"v2\"");
+    assert!(applied, "{}\n{}", source_status(&node), node.logs());
+    let resp = node.admin(
+        "PUT",
+        "/admin/v1/routes/kept",
+        Some(serde_json::from_str(&kept("v3")).unwrap()),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+}
+
 /// A refused object that etcd lost with its data is no refusal any more.
 /// Found by an outside audit: a consumer refused for a key alice held
 /// stayed in the nodes' memory across the wipe, tried again with every
@@ -1673,6 +1735,32 @@ fn regression_a_refusal_etcd_lost_with_its_data_never_goes_live() {
     assert!(refused(&node).is_empty(), "{}", source_status(&node));
     let resp = node.admin("GET", "/admin/v1/consumers/mallory", None);
     assert_eq!(resp.status, 404, "{}", resp.text());
+}
+
+/// etcd lost its data and took exactly as many other writes as it had
+/// revisions: a node starting on its local copy finds etcd at the copy's
+/// revision, holding other objects. Found by an outside review: it took
+/// that for its own history, applied the difference, and dropped every
+/// route it served; it is held, as at any other revision.
+#[test]
+fn regression_etcd_restarted_empty_at_the_copy_s_very_revision_holds_a_restarted_node() {
+    let mut etcd = EtcdServer::start();
+    let eps = vec![etcd.endpoint()];
+    let dir = tempfile::tempdir().unwrap();
+    push_ok(dir.path(), &eps, BASE);
+    let (node_dir, mut node) = start_node(&eps, EMBEDDED);
+    let alice = Req::get("/app/x").bearer(&alice_token("same"));
+    wait_status(&node, &alice, 200);
+    let cache = node_dir.path().join("data/etcd-config.json");
+    assert!(eventually(WAIT, || cache.is_file()), "no local copy");
+    let applied = etcd.revision();
+    let path = node.config_path.clone();
+    assert!(node.stop().success());
+    etcd.restart_empty_after(applied as usize - 1);
+    assert_eq!(etcd.revision(), applied);
+    node = Node::start_on(&path, &[]);
+    wait_state(&node, "held");
+    assert_eq!(node.send(&alice).status, 200, "{}", node.logs());
 }
 
 // ---------------------------------------------------------------------------

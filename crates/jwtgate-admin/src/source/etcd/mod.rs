@@ -292,13 +292,14 @@ impl EtcdSource {
             );
         }
         // Settled: the version etcd holds is the live one, or was refused
-        // already (not reported twice).
+        // already (not reported twice). A refused deletion settles no
+        // version etcd holds (its number is the delete's revision, maybe of
+        // a history etcd lost).
         let settled = |id: &jwtgate_config::ObjectId, mod_revision: i64| {
             objects.versions.get(id) == Some(&mod_revision)
-                || objects
-                    .refused
-                    .get(id)
-                    .is_some_and(|r| r.mod_revision == mod_revision)
+                || objects.refused.get(id).is_some_and(|r| {
+                    r.mod_revision == mod_revision && !matches!(r.retry, Some(None))
+                })
         };
         let mut incoming = Vec::new();
         let mut seen = std::collections::BTreeSet::new();

@@ -121,7 +121,14 @@ impl EtcdSource {
             // holds what the copy says it held then (its data lost, other
             // writes since): nothing to replay either, and what it holds now
             // is taken as from an etcd that went back.
-            if snapshot.revision > from && now != then {
+            if snapshot.revision == from && now != then {
+                // The same revision, other objects: another history.
+                warn!(
+                    applied = from,
+                    "etcd does not hold what this node's local copy says it held at that revision (it lost its data, or these are other endpoints)"
+                );
+                self.shared.lock().await.history_lost = true;
+            } else if snapshot.revision > from && now != then {
                 match etcd.keys_at(from).await? {
                     Some(keys) if keys.iter().map(|(k, n, r)| ((*k, n.clone()), *r)).eq(then) => {
                         self.replay(etcd, running, from, snapshot.revision).await;
