@@ -181,17 +181,11 @@ fn listen(addrs: &[String], errors: &mut Errors) -> Vec<SocketAddr> {
 
 /// Two listeners on one address would fail only when the node starts
 /// (`Address already in use`): said by `check` instead. A wildcard takes
-/// its port on every address of its family, and `[::]` takes IPv4's too
-/// (dual-stack, as the node binds it).
+/// its port on every address of its family. (Whether `[::]` takes IPv4's
+/// too depends on the host: a warning, [`crate::warnings`].)
 fn taken_twice(listen: &[SocketAddr], admin: Option<SocketAddr>, errors: &mut Errors) {
-    let covers = |a: &SocketAddr, b: &SocketAddr| {
-        a.ip() == b.ip() || (a.ip().is_unspecified() && (a.is_ipv6() || b.is_ipv4()))
-    };
-    let clash = |a: &SocketAddr, b: &SocketAddr| {
-        a.port() != 0 && a.port() == b.port() && (covers(a, b) || covers(b, a))
-    };
     for (i, a) in listen.iter().enumerate() {
-        if let Some(j) = listen[..i].iter().position(|b| clash(a, b)) {
+        if let Some(j) = listen[..i].iter().position(|b| same_socket(a, b)) {
             errors.add(
                 &index("listen", i),
                 format!(
@@ -202,7 +196,7 @@ fn taken_twice(listen: &[SocketAddr], admin: Option<SocketAddr>, errors: &mut Er
         }
     }
     let Some(admin) = admin else { return };
-    if let Some(j) = listen.iter().position(|b| clash(&admin, b)) {
+    if let Some(j) = listen.iter().position(|b| same_socket(&admin, b)) {
         errors.add(
             "admin.listen",
             format!(
@@ -212,6 +206,24 @@ fn taken_twice(listen: &[SocketAddr], admin: Option<SocketAddr>, errors: &mut Er
             ),
         );
     }
+}
+
+/// `a` and `b` cannot both be bound, on any host: one port (not `0`, which
+/// the system picks), one family, and the same address (and interface) or
+/// a wildcard.
+fn same_socket(a: &SocketAddr, b: &SocketAddr) -> bool {
+    let one_address = match (a, b) {
+        (SocketAddr::V4(x), SocketAddr::V4(y)) => {
+            x.ip() == y.ip() || x.ip().is_unspecified() || y.ip().is_unspecified()
+        }
+        (SocketAddr::V6(x), SocketAddr::V6(y)) => {
+            (x.ip() == y.ip() && x.scope_id() == y.scope_id())
+                || x.ip().is_unspecified()
+                || y.ip().is_unspecified()
+        }
+        _ => false,
+    };
+    a.port() != 0 && a.port() == b.port() && one_address
 }
 
 fn parse_addr(a: &str, loc: &str, errors: &mut Errors) -> Option<SocketAddr> {

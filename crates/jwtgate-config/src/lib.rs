@@ -44,6 +44,7 @@ pub use source::{
     compile_raw, compile_source, read_consumer, read_jwt, read_provider, read_route, read_source,
     tls_sections, to_yaml, ReadItem,
 };
+pub use tls::DEFAULT_SESSION_CACHE;
 pub use warnings::{name_problem, warnings};
 
 /// The most a config file may hold: a file of 100 000 consumers is about

@@ -616,8 +616,7 @@ fn listeners_that_would_take_one_address_twice_are_refused() {
           plane listens: the admin API needs an address of its own"
         ]
     );
-    // A wildcard takes its port on every address of its family; `[::]`
-    // takes IPv4's too (dual-stack).
+    // A wildcard takes its port on every address of its family.
     assert_eq!(
         errors(&config(
             "[\"[::1]:9000\", \"0.0.0.0:8080\"]",
@@ -629,9 +628,9 @@ fn listeners_that_would_take_one_address_twice_are_refused() {
         ]
     );
     assert_eq!(
-        errors(&config("[\"[::]:8080\", \"0.0.0.0:8080\", \"[::1]:8080\"]", "127.0.0.1:9180")),
+        errors(&config("[\"[::]:8080\", \"[::1]:8080\", \"[::1]:8080\"]", "127.0.0.1:9180")),
         [
-            "listen[1]: 0.0.0.0:8080 overlaps listen[0] ([::]:8080): the node could not listen on both",
+            "listen[1]: [::1]:8080 overlaps listen[0] ([::]:8080): the node could not listen on both",
             "listen[2]: [::1]:8080 overlaps listen[0] ([::]:8080): the node could not listen on both",
         ]
     );
@@ -643,6 +642,14 @@ fn listeners_that_would_take_one_address_twice_are_refused() {
         ("\"0.0.0.0:8080\"", "[::1]:8080"),
         ("[\"127.0.0.1:8080\", \"[::1]:8080\"]", "127.0.0.1:9180"),
         ("\"127.0.0.1:0\"", "127.0.0.1:0"),
+        // Both stacks where `[::]` is IPv6 only (bindv6only=1, the BSDs):
+        // a warning, not an error.
+        ("[\"0.0.0.0:8080\", \"[::]:8080\"]", "127.0.0.1:9180"),
+        // One link-local address on two interfaces.
+        (
+            "[\"[fe80::1%1]:8080\", \"[fe80::1%2]:8080\"]",
+            "127.0.0.1:9180",
+        ),
     ] {
         let yaml = config(listen, admin);
         assert!(load(&yaml).is_ok(), "{yaml}");

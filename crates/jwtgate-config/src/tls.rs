@@ -107,7 +107,9 @@ pub const CIPHER_SUITES: [&str; 9] = [
 ];
 
 /// The default size of the session cache (as rustls's own default).
-const DEFAULT_SESSION_CACHE: u64 = 256;
+/// `session_cache` when unset; also the size a node started with the cache
+/// off (`0`) holds, so that turning it on by a reload applies at once.
+pub const DEFAULT_SESSION_CACHE: u64 = 256;
 const MAX_SESSION_CACHE: u64 = 1 << 20;
 
 pub(crate) fn read(mut t: Obj<'_>, errors: &mut Errors) -> RawTls {

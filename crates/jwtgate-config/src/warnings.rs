@@ -52,6 +52,7 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
             );
         }
     }
+    dual_stack(config, &mut found);
     // Only a consumer with a credential signs tokens of its own.
     let has_consumers = config.raw.consumers.iter().any(|c| c.jwt.is_some());
     for (i, raw) in config.raw.routes.iter().enumerate() {
@@ -93,6 +94,36 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     certificates(config, now, &mut found);
     found.0
+}
+
+/// `[::]:P` next to an IPv4 address on port P: fine where `[::]` is IPv6
+/// only, refused at start (`Address already in use`) where it takes IPv4
+/// too, as on Linux by default (the node leaves the choice to the host).
+fn dual_stack(config: &Config, found: &mut Found) {
+    let mut all: Vec<(String, std::net::SocketAddr)> = config
+        .listen
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (format!("listen[{i}]"), *a))
+        .collect();
+    if let Some(admin) = &config.admin {
+        all.push(("admin.listen".into(), admin.listen));
+    }
+    for (at, v4) in all.iter().filter(|(_, a)| a.is_ipv4() && a.port() != 0) {
+        let wildcard = all
+            .iter()
+            .find(|(_, a)| a.is_ipv6() && a.ip().is_unspecified() && a.port() == v4.port());
+        if let Some((_, v6)) = wildcard {
+            found.warn(
+                at.clone(),
+                format!(
+                    "{v4} may not be bound next to {v6}: where [::] takes IPv4 too (Linux's \
+                     default, net.ipv6.bindv6only = 0) the node stops with \"Address already in \
+                     use\"; there, {v6} alone serves both"
+                ),
+            );
+        }
+    }
 }
 
 /// Certificates clients refuse at `now`: expired, or not valid yet. They
@@ -906,6 +937,19 @@ mod tests {
             "{w:?}"
         );
         assert!(with_key("abcdefghijabcdefghijabcdefghij12345").is_empty());
+    }
+
+    #[test]
+    fn an_ipv4_listener_next_to_the_ipv6_wildcard_is_warned_about() {
+        let text = "listen: [\"[::]:8080\", \"0.0.0.0:8080\", \"127.0.0.1:9000\"]\nroutes: []\n";
+        let config = crate::load_str(text, Path::new("."), &|_| None)
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let w: Vec<String> = warnings(&config).iter().map(ToString::to_string).collect();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("listen[1]: 0.0.0.0:8080 may not be bound next to [::]:8080"),
+            "{w:?}"
+        );
     }
 
     /// An outside audit: `DELETE_/a/*` with scopes, while `required_paths`

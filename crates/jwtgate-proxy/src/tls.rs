@@ -68,7 +68,12 @@ impl TlsServer {
         alpn: &'static [&'static [u8]],
     ) -> Result<Arc<TlsServer>, String> {
         let ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| e.to_string())?;
-        let cache_size = m.session_cache.max(1);
+        // Off at start: the default size, so that a reload turning it on
+        // applies at once.
+        let cache_size = match m.session_cache {
+            0 => usize::try_from(jwtgate_config::DEFAULT_SESSION_CACHE).unwrap_or(1),
+            n => n,
+        };
         let server = TlsServer {
             config: ArcSwap::from_pointee(placeholder()?),
             ticketer,
@@ -146,7 +151,7 @@ impl TlsServer {
         self.config.store(Arc::new(config));
         if self.resized(m.session_cache) {
             tracing::warn!(
-                "{}.session_cache size changed: it takes effect on restart (0, or on again, applies at once)",
+                "{}.session_cache size changed: the new size takes effect on restart (turning it off, 0, or on again applies at once)",
                 m.at
             );
         }

@@ -356,11 +356,10 @@ async fn session_resumption_on_and_off() {
 async fn a_reload_turns_resumption_off_at_once_and_only_a_new_cache_size_waits() {
     let v12: &[&'static SupportedProtocolVersion] = &[&rustls::version::TLS12];
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &config(&default_tls("")));
-    assert_eq!(
-        second_handshake(node.addr, v12).await,
-        HandshakeKind::Resumed
-    );
+    // Started with resumption off.
+    let off = ", session_tickets: false, session_cache: 0";
+    let node = Node::start(dir.path(), &config(&default_tls(off)));
+    assert_eq!(second_handshake(node.addr, v12).await, HandshakeKind::Full);
     // The file watch may apply an edit before its SIGHUP does: either
     // reads the whole file, so one more reload means it is live.
     let reload = |settings: &str| {
@@ -370,12 +369,18 @@ async fn a_reload_turns_resumption_off_at_once_and_only_a_new_cache_size_waits()
         node.signal("HUP");
         node.wait_log(reloaded, before + 1);
     };
-    let waits = "session_cache size changed: it takes effect on restart";
-    // Off: applied at once, and not said to wait for a restart.
-    reload(", session_tickets: false, session_cache: 0");
+    let waits = "session_cache size changed: the new size takes effect on restart";
+    // On, at the default size: at once, and not said to wait for a restart.
+    let on = ", session_tickets: false";
+    reload(on);
+    assert_eq!(
+        second_handshake(node.addr, v12).await,
+        HandshakeKind::Resumed
+    );
+    // Off, and on again: at once too.
+    reload(off);
     assert_eq!(second_handshake(node.addr, v12).await, HandshakeKind::Full);
-    // On again, at the size it started with: at once too.
-    reload(", session_tickets: false");
+    reload(on);
     assert_eq!(
         second_handshake(node.addr, v12).await,
         HandshakeKind::Resumed
