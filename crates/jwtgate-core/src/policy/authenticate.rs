@@ -160,7 +160,7 @@ pub fn authenticate_cached(
 /// kept even when its claims fail (expired, not yet valid, another
 /// audience): every hit runs [`route_checks`] again, so it is refused
 /// exactly as before, without the signature being checked again. Refusals
-/// before any crypto are not kept: they cost less than a look-up.
+/// before any crypto are not kept: they are cheap to reach again.
 struct Verification {
     result: Result<Authenticated, AuthError>,
     verdict: Option<Verdict>,
