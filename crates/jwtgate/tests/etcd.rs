@@ -1737,6 +1737,113 @@ fn regression_a_refusal_etcd_lost_with_its_data_never_goes_live() {
     assert_eq!(resp.status, 404, "{}", resp.text());
 }
 
+/// A node that learns of a wiped etcd on its local copy, after the objects
+/// were pushed again, checks them as its peers did when they saw etcd come
+/// back empty. Found by an outside audit: the restarted node took a pushed
+/// version that broke a protection, which its peers refused, and served
+/// the route unchecked.
+#[test]
+fn regression_a_node_back_after_a_wipe_and_push_refuses_what_its_peers_refused() {
+    let mut etcd = EtcdServer::start();
+    let eps = vec![etcd.endpoint()];
+    let dir = tempfile::tempdir().unwrap();
+    push_ok(dir.path(), &eps, &with_locked());
+    let (_da, a) = start_node(&eps, EMBEDDED);
+    let (db, mut b) = start_node(&eps, EMBEDDED);
+    for n in [&a, &b] {
+        wait_state(n, "following");
+        assert_eq!(realm(n, "/locked/x"), "Bearer realm=\"v1\"");
+    }
+    let cache = db.path().join("data/etcd-config.json");
+    assert!(eventually(WAIT, || cache.is_file()), "no local copy");
+    let path = b.config_path.clone();
+    assert!(b.stop().success());
+    etcd.restart_empty();
+    wait_state(&a, "held");
+    // Pushed again, with a change the protection forbids.
+    push_ok(
+        dir.path(),
+        &eps,
+        &with_locked().replace("realm: v1", "realm: v9"),
+    );
+    wait_state(&a, "following");
+    b = Node::start_on(&path, &[]);
+    wait_state(&b, "following");
+    for n in [&a, &b] {
+        assert_eq!(realm(n, "/locked/x"), "Bearer realm=\"v1\"", "{}", n.logs());
+        let listed = refused(n)
+            .iter()
+            .any(|(k, outcome, _)| k.ends_with("/locked") && outcome == "protected");
+        assert!(listed, "{}\n{}", source_status(n), n.logs());
+    }
+}
+
+/// The same, for a deletion: pushed again without an undeletable route, a
+/// node back on its local copy keeps it, as its peers do (found by an
+/// outside audit: it dropped it).
+#[test]
+fn regression_a_node_back_after_a_wipe_keeps_an_undeletable_route_its_peers_keep() {
+    let mut etcd = EtcdServer::start();
+    let eps = vec![etcd.endpoint()];
+    let dir = tempfile::tempdir().unwrap();
+    let kept = format!(
+        "{BASE}  - name: kept\n    paths: [\"/kept/*\"]\n    upstream: {{ echo: true }}\n    jwt: {{ realm: v1, protection: {{ undeletable: true }} }}\n"
+    );
+    push_ok(dir.path(), &eps, &kept);
+    let (_da, a) = start_node(&eps, EMBEDDED);
+    let (db, mut b) = start_node(&eps, EMBEDDED);
+    for n in [&a, &b] {
+        wait_state(n, "following");
+    }
+    let cache = db.path().join("data/etcd-config.json");
+    assert!(eventually(WAIT, || cache.is_file()), "no local copy");
+    let path = b.config_path.clone();
+    assert!(b.stop().success());
+    etcd.restart_empty();
+    wait_state(&a, "held");
+    push_ok(dir.path(), &eps, BASE);
+    wait_state(&a, "following");
+    b = Node::start_on(&path, &[]);
+    wait_state(&b, "following");
+    for n in [&a, &b] {
+        assert_eq!(realm(n, "/kept/x"), "Bearer realm=\"v1\"", "{}", n.logs());
+    }
+}
+
+/// A node that lost its connection while etcd was wiped and the objects
+/// pushed again in as many revisions finds the same numbers when it is
+/// back: it compares the values too, takes what changed, and refuses
+/// what a protection forbids, as a node that saw etcd empty does.
+#[test]
+fn a_node_reconnecting_after_a_wipe_and_a_push_in_as_many_revisions_sees_the_new_history() {
+    let mut etcd = EtcdServer::start();
+    let eps = vec![etcd.endpoint()];
+    let dir = tempfile::tempdir().unwrap();
+    push_ok(dir.path(), &eps, &with_locked());
+    let (_da, a) = start_node(&eps, EMBEDDED);
+    wait_state(&a, "following");
+    let applied = etcd.revision();
+    // Paused through the wipe and the push: it never sees etcd empty.
+    a.signal("STOP");
+    etcd.restart_empty();
+    let pushed = with_locked()
+        .replace("realm: v1", "realm: v9")
+        .replace("crm-1", "crm-9");
+    push_ok(dir.path(), &eps, &pushed);
+    assert_eq!(etcd.revision(), applied, "numbered as the old history");
+    a.signal("CONT");
+    let took = eventually(WAIT, || {
+        a.admin("GET", "/admin/v1/consumers/alice", None).json()["custom_id"] == "crm-9"
+    });
+    assert!(took, "{}\n{}", source_status(&a), a.logs());
+    wait_state(&a, "following");
+    assert_eq!(realm(&a, "/locked/x"), "Bearer realm=\"v1\"");
+    let listed = refused(&a)
+        .iter()
+        .any(|(k, outcome, _)| k.ends_with("/locked") && outcome == "protected");
+    assert!(listed, "{}", source_status(&a));
+}
+
 /// etcd lost its data and took exactly as many other writes as it had
 /// revisions: a node starting on its local copy finds etcd at the copy's
 /// revision, holding other objects. Found by an outside review: it took

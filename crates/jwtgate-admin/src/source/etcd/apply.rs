@@ -94,13 +94,29 @@ impl Objects {
             .retain(|id, r| in_etcd.contains(id) || matches!(r.retry, Some(None)));
     }
 
+    /// Whether etcd gives a version this node applied (its mod revision)
+    /// another value: another history numbered as this node's (etcd
+    /// wiped, and the objects pushed again in as many revisions), which
+    /// the revisions alone do not tell. `etcd`: each object it holds, with
+    /// its bytes and mod revision.
+    pub fn renumbered<'a>(
+        &self,
+        etcd: impl IntoIterator<Item = (ObjectId, &'a [u8], i64)>,
+    ) -> bool {
+        etcd.into_iter().any(|(id, bytes, mod_revision)| {
+            self.versions.get(&id) == Some(&mod_revision)
+                && SharedObject::read(id.0, &id.1, bytes).ok() != self.live.get(id.0, &id.1)
+        })
+    }
+
     /// Applies etcd's changes of one or more revisions, up to `revision`.
     pub fn apply(&mut self, incoming: Vec<Incoming>, revision: i64, c: &dyn Compile) -> Applied {
         self.apply_across_gap(incoming, revision, c, &BTreeSet::new())
     }
 
     /// Like [`Objects::apply`], for changes whose revisions the node did
-    /// not see one by one (etcd compacted them, or holds another history):
+    /// not see one by one (etcd compacted them; another history is checked
+    /// as always, as the nodes that saw etcd come back empty check it):
     /// `unseen` names the objects that changed in them (deleted ones
     /// included). What happened to a protected route among them is lost —
     /// its protection may have been lifted in a change of its own, the

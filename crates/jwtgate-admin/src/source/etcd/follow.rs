@@ -80,7 +80,7 @@ async fn follow_once(
     backoff: &mut Duration,
 ) -> Result<(), String> {
     let (now, _) = etcd.revision().await.map_err(|e| e.to_string())?;
-    let (mut full, applied, stored, from_copy) = {
+    let (mut full, applied, stored, from_copy, reconnecting) = {
         let shared = source.shared.lock().await;
         let stored: Vec<_> = shared
             .objects
@@ -93,6 +93,7 @@ async fn follow_once(
             shared.objects.revision,
             stored,
             shared.phase == Phase::FromCache && !shared.full_reload,
+            shared.phase == Phase::Reconnecting,
         )
     };
     // Started on its local copy while etcd was down: caught up now as it
@@ -117,7 +118,28 @@ async fn follow_once(
     // nothing, and the node would follow an etcd it no longer matches.
     if !full && applied > 0 {
         match etcd.keys_at(applied).await.map_err(|e| e.to_string())? {
-            Some(keys) if keys == stored => {}
+            Some(keys) if keys == stored && !reconnecting => {}
+            Some(keys) if keys == stored => {
+                // Back after a loss, the same numbers may still be another
+                // history: etcd wiped, the objects pushed again in as many
+                // revisions.
+                let snapshot = etcd.snapshot().await.map_err(|e| e.to_string())?;
+                let renumbered = source.shared.lock().await.objects.renumbered(
+                    snapshot
+                        .objects
+                        .iter()
+                        .map(|o| ((o.kind, o.name.clone()), o.value.as_slice(), o.mod_revision)),
+                );
+                if renumbered {
+                    warn!(
+                        applied,
+                        etcd = now,
+                        "etcd holds other values under the revisions this node applied (it lost its data, and the objects were pushed again): reloading in full"
+                    );
+                    source.shared.lock().await.history_lost = true;
+                    full = true;
+                }
+            }
             Some(_) => {
                 warn!(
                     applied,

@@ -263,12 +263,16 @@ impl EtcdSource {
             .map(|o| (o.kind, o.name.clone()))
             .collect();
         shared.objects.forget_refusals_of_absent(&in_etcd);
-        // What changed in revisions this node could not see one by one
-        // (etcd compacted them, or holds another history): objects whose
-        // version is newer than the node's revision, and those deleted
-        // since (see `Objects::apply_across_gap`). Nothing when no history
-        // was lost: every change is checked.
-        let gap = history_gap || went_back;
+        // What changed in revisions etcd compacted before this node saw
+        // them: objects whose version is newer than the node's revision,
+        // and those deleted since (see `Objects::apply_across_gap`).
+        // Nothing otherwise: every change is checked. Another history (a
+        // wiped or restored etcd, other endpoints) is checked too: the
+        // nodes that saw it come back empty (`held`) check the objects
+        // pushed again, so one that learns of it later, on its local copy
+        // or after a lost connection, must check them the same way (it
+        // took a weakened protected route that its peers refused).
+        let gap = history_gap;
         let objects = &shared.objects;
         let mut unseen: BTreeSet<jwtgate_config::ObjectId> = BTreeSet::new();
         if gap {
@@ -373,7 +377,7 @@ impl EtcdSource {
             warn!(
                 route = %route,
                 revision,
-                "the protected policy of route {route:?} changed in etcd revisions this node did not see (compacted, or another etcd history): its protection could not be checked step by step, so for the objects that changed meanwhile this node follows what etcd holds"
+                "the protected policy of route {route:?} changed in etcd revisions this node did not see (compacted): its protection could not be checked step by step, so for the objects that changed meanwhile this node follows what etcd holds"
             );
         }
         for ((kind, name), refusal) in &applied.refused {

@@ -121,8 +121,15 @@ impl EtcdSource {
             // holds what the copy says it held then (its data lost, other
             // writes since): nothing to replay either, and what it holds now
             // is taken as from an etcd that went back.
-            if snapshot.revision == from && now != then {
-                // The same revision, other objects: another history.
+            let renumbered = self.shared.lock().await.objects.renumbered(
+                snapshot
+                    .objects
+                    .iter()
+                    .map(|o| ((o.kind, o.name.clone()), o.value.as_slice(), o.mod_revision)),
+            );
+            if renumbered || (snapshot.revision == from && now != then) {
+                // Another history: other objects at the same revision, or
+                // other values under the numbers this node applied.
                 warn!(
                     applied = from,
                     "etcd does not hold what this node's local copy says it held at that revision (it lost its data, or these are other endpoints)"
