@@ -181,6 +181,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Name {
 /// says which); `stopping` (503) once shutdown began. Any answer at all
 /// means the process is alive.
 async fn status(State(s): State<AdminState>, headers: header::HeaderMap) -> Response {
+    // Why a store operation, a key-set fetch or an object was refused
+    // names addresses, paths and what etcd holds (a resolved secret's
+    // length, say): only for the holder of the key.
+    let given = headers.get(crate::auth::HEADER).map(|v| v.as_bytes());
+    let trusted = crate::auth::key_matches(s.live.admin_key().as_bytes(), given);
     let mut providers = serde_json::Map::new();
     let mut waiting = Vec::new();
     if !s.live.revocations().is_loaded() {
@@ -190,10 +195,11 @@ async fn status(State(s): State<AdminState>, headers: header::HeaderMap) -> Resp
         if p.state == "loading" {
             waiting.push(format!("keys of provider {name}"));
         }
-        providers.insert(
-            name,
-            json!({ "state": p.state, "keys": p.keys, "age_seconds": p.age_seconds }),
-        );
+        let mut entry = json!({ "state": p.state, "keys": p.keys, "age_seconds": p.age_seconds });
+        if let (true, Some(why)) = (trusted, &p.last_error) {
+            entry["error"] = json!(why);
+        }
+        providers.insert(name, entry);
     }
     let source = s.live.source_status();
     if source.as_ref().and_then(|v| v["state"].as_str()) == Some("connecting") {
@@ -213,11 +219,6 @@ async fn status(State(s): State<AdminState>, headers: header::HeaderMap) -> Resp
     if !providers.is_empty() {
         body["providers"] = serde_json::Value::Object(providers);
     }
-    // Why a store operation or an object was refused names addresses, paths
-    // and what etcd holds (a resolved secret's length, say): only for the
-    // holder of the key.
-    let given = headers.get(crate::auth::HEADER).map(|v| v.as_bytes());
-    let trusted = crate::auth::key_matches(s.live.admin_key().as_bytes(), given);
     body["revocation_store"] = revocation_store(s.live.revocations(), trusted);
     if let Some(mut source) = source {
         if !trusted {

@@ -211,7 +211,8 @@ fn responses(op: Op) -> Map<String, Value> {
                         "properties": {
                             "state": { "type": "string", "enum": ["loading", "ok", "stale", "unavailable"] },
                             "keys": { "type": "integer" },
-                            "age_seconds": { "type": "integer", "nullable": true }
+                            "age_seconds": { "type": "integer", "nullable": true },
+                            "error": { "type": "string", "description": "why the last fetch failed (with the admin key only)" }
                         } } },
                     "config_source": { "type": "object", "description": "with etcd; with a config file only while it holds a refused edit", "properties": {
                         "kind": { "type": "string", "enum": ["etcd", "file"] },

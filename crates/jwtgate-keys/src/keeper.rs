@@ -10,7 +10,7 @@
 //! ([`Keeper::refetch_for_unknown_kid`]). A fetch that fails, or brings a
 //! document that is not a usable set, never replaces the set in use.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -111,6 +111,9 @@ pub struct Keeper {
     done: watch::Sender<u64>,
     wake: Notify,
     last_error: Mutex<Option<String>>,
+    /// The log said that the last good keys grew too old to use (once per
+    /// outage).
+    told_stale: AtomicBool,
     cache: Option<KeyCache>,
 }
 
@@ -139,6 +142,7 @@ impl Keeper {
             done: watch::Sender::new(0),
             wake: Notify::new(),
             last_error: Mutex::new(None),
+            told_stale: AtomicBool::new(false),
             cache,
         });
         keeper.install_static_or_cached();
@@ -335,7 +339,8 @@ impl Keeper {
             let wait = match self.fetch(scheduled).await {
                 Ok(max_age) => {
                     retry = FIRST_RETRY;
-                    next_refresh(max_age, lock(&self.settings).source.refresh)
+                    let source = &lock(&self.settings).source;
+                    next_refresh(max_age, source.refresh, source.max_stale)
                 }
                 Err(_) => {
                     let wait = retry.max(self.held_off_for());
@@ -369,16 +374,29 @@ impl Keeper {
             .increment(1);
         let result = result.map_err(|f| {
             let why = f.to_string();
-            let first = lock(&self.last_error).replace(why.clone()).is_none();
-            if first {
-                if self.current().is_some() {
-                    warn!(provider = %self.name, error = %why, "key set fetch failed; the last good keys stay in use");
-                } else {
-                    warn!(provider = %self.name, error = %why, "key set fetch failed; no keys yet: the provider's tokens are refused until a fetch succeeds");
+            // Said once per reason: a failing IdP's retries log nothing new
+            // until it fails otherwise, or its last keys grow too old.
+            let before = lock(&self.last_error).replace(why.clone());
+            let usable = self.current().map(|k| k.usable_at(unix_now()));
+            let stale_now = usable == Some(false) && !self.told_stale.swap(true, Ordering::Relaxed);
+            if before.as_deref() != Some(why.as_str()) || stale_now {
+                match usable {
+                    Some(true) => {
+                        warn!(provider = %self.name, error = %why, "key set fetch failed; the last good keys stay in use")
+                    }
+                    Some(false) => {
+                        warn!(provider = %self.name, error = %why, "key set fetch failed, and the last good keys are older than max_stale_seconds: the provider's tokens are refused until a fetch succeeds")
+                    }
+                    None => {
+                        warn!(provider = %self.name, error = %why, "key set fetch failed; no keys yet: the provider's tokens are refused until a fetch succeeds")
+                    }
                 }
             }
             why
         });
+        if result.is_ok() {
+            self.told_stale.store(false, Ordering::Relaxed);
+        }
         if result.is_ok() && lock(&self.last_error).take().is_some() {
             info!(provider = %self.name, "key set fetched again");
         }
@@ -551,11 +569,15 @@ impl Keeper {
 }
 
 /// When to fetch again after a success: the answer's `max-age` within
-/// [60, 3600] s when it has one, else `refresh_seconds`.
-fn next_refresh(max_age: Option<u64>, refresh: Duration) -> Duration {
-    max_age.map_or(refresh, |s| {
+/// [60, 3600] s when it has one, else `refresh_seconds`; and never past
+/// half of `max_stale_seconds`, so that keys a healthy IdP serves never
+/// grow too old to use (an IdP's long max-age switched its own tokens off
+/// for the rest of each hour), with room for a failed fetch's retries.
+fn next_refresh(max_age: Option<u64>, refresh: Duration, max_stale: Duration) -> Duration {
+    let chosen = max_age.map_or(refresh, |s| {
         Duration::from_secs(s).clamp(MIN_REFRESH, MAX_REFRESH)
-    })
+    });
+    chosen.min(max_stale / 2).max(Duration::from_secs(1))
 }
 
 /// A digest of how a provider's keys are found and trusted: its key source
@@ -597,10 +619,33 @@ mod tests {
     #[test]
     fn max_age_wins_within_bounds() {
         let refresh = Duration::from_secs(300);
-        assert_eq!(next_refresh(None, refresh), refresh);
-        assert_eq!(next_refresh(Some(600), refresh), Duration::from_secs(600));
-        assert_eq!(next_refresh(Some(0), refresh), MIN_REFRESH);
-        assert_eq!(next_refresh(Some(5), refresh), MIN_REFRESH);
-        assert_eq!(next_refresh(Some(86_400), refresh), MAX_REFRESH);
+        let day = Duration::from_secs(86_400);
+        assert_eq!(next_refresh(None, refresh, day), refresh);
+        assert_eq!(
+            next_refresh(Some(600), refresh, day),
+            Duration::from_secs(600)
+        );
+        assert_eq!(next_refresh(Some(0), refresh, day), MIN_REFRESH);
+        assert_eq!(next_refresh(Some(5), refresh, day), MIN_REFRESH);
+        assert_eq!(next_refresh(Some(86_400), refresh, day), MAX_REFRESH);
+    }
+
+    /// An outside audit: `max-age=3600` with `max_stale_seconds: 75` left
+    /// the keys of a healthy IdP unused from 75 s after each fetch.
+    #[test]
+    fn keys_are_fetched_again_before_they_grow_too_old_to_use() {
+        let refresh = Duration::from_secs(30);
+        let stale = Duration::from_secs(75);
+        assert_eq!(next_refresh(Some(3600), refresh, stale), stale / 2);
+        assert_eq!(
+            next_refresh(None, Duration::from_secs(60), stale),
+            stale / 2
+        );
+        assert_eq!(next_refresh(None, refresh, stale), refresh);
+        let tiny = Duration::from_secs(1);
+        assert_eq!(
+            next_refresh(Some(600), refresh, tiny),
+            Duration::from_secs(1)
+        );
     }
 }

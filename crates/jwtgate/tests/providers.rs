@@ -396,6 +396,39 @@ fn a_forged_kid_flood_costs_one_fetch_per_interval() {
     assert_eq!(get(&gw, &good).status, 200, "the good token still passes");
 }
 
+/// An outside audit: an IdP sending `Cache-Control: max-age=3600`, with
+/// `max_stale_seconds: 75`, was not asked again for an hour, and its
+/// tokens were refused from 75 s after each fetch, the IdP healthy all
+/// along. Fetched again by half of `max_stale_seconds` at the latest.
+#[test]
+fn a_long_max_age_never_lets_a_healthy_providers_keys_grow_too_old() {
+    let keys = KeyServer::start(false);
+    keys.set(
+        "/keys",
+        Reply::json(&jwks(&[jwk("rsa", "good")])).header("cache-control", "max-age=3600"),
+    );
+    let up = Upstream::start();
+    let provider = format!(
+        "    issuer: \"https://idp.example\"\n    jwks_uri: \"{}\"\n    max_stale_seconds: 4\n",
+        keys.url("/keys")
+    );
+    let gw = Gateway::start(&config(&up, &provider, ""));
+    let claims = json!({"iss": "https://idp.example", "sub": "u", "exp": now() + 600});
+    let token = sign_kid("RS256", "rsa.key", Some("good"), claims);
+    assert_eq!(
+        wait_status(&gw, &token, 200, Duration::from_secs(10)).status,
+        200,
+        "{}",
+        gw.logs()
+    );
+    let first = keys.hits("/keys");
+    // Past max_stale_seconds since the first fetch: fetched again, and
+    // its tokens still pass.
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(keys.hits("/keys") > first, "{}", gw.logs());
+    assert_eq!(get(&gw, &token).status, 200, "{}", gw.logs());
+}
+
 #[test]
 fn bad_key_sets_never_replace_a_good_one() {
     let keys = KeyServer::start(true);
@@ -462,10 +495,28 @@ fn bad_key_sets_never_replace_a_good_one() {
         "{}",
         m.0
     );
-    // /status says the keys are stale: still served, the provider failing.
+    // /status says the keys are stale: still served, the provider failing;
+    // why, to the holder of the admin key only.
     let status = Req::get("/status").try_send(node.admin).unwrap().json();
     assert_eq!(status["providers"]["corp"]["state"], "stale", "{status}");
     assert_eq!(status["providers"]["corp"]["keys"], 1);
+    assert!(
+        status["providers"]["corp"].get("error").is_none(),
+        "{status}"
+    );
+    let status = Req::get("/status")
+        .header("X-API-KEY", admin_support::KEY)
+        .try_send(node.admin)
+        .unwrap()
+        .json();
+    let why = status["providers"]["corp"]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(why.contains("larger than 1048576 bytes"), "{status}");
+    // Each new reason is logged, not only the first (an outside audit: a
+    // provider's later failures were never said).
+    let said = node.logs().matches("key set fetch failed").count();
+    assert!(said >= 6, "{said} lines\n{}", node.logs());
     assert!(m.has_family("jwtgate_jwks_age_seconds"), "{}", m.0);
     // Every family has its HELP line (an outside audit found these without).
     for family in ["jwtgate_jwks_fetch_total", "jwtgate_jwks_age_seconds"] {
