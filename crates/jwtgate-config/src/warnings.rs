@@ -528,6 +528,9 @@ const MAX_SKEW_SECONDS: u64 = 300;
 const LONG_FETCH_MS: u64 = 30_000;
 
 /// An identity provider, at `at`.
+/// The shortest refresh an IdP's `max-age` may ask for.
+const SHORTEST_REFRESH_SECONDS: u64 = 60;
+
 fn provider(p: &RawProvider, at: &str, found: &mut Found) {
     if let Some(claim) = p
         .consumer_claim
@@ -551,6 +554,22 @@ fn provider(p: &RawProvider, at: &str, found: &mut Found) {
                  long for a fetch while the IdP is slow (SPEC §3.6), and a slow IdP holds \
                  every such request; {LONG_FETCH_MS} ms or less keeps that bounded (default \
                  2000)"
+            ),
+        );
+    }
+    if let Some(secs) = p
+        .max_stale_seconds
+        .filter(|s| *s < 2 * SHORTEST_REFRESH_SECONDS)
+        .filter(|_| p.jwks_file.is_none())
+    {
+        found.warn(
+            format!("{at}.max_stale_seconds"),
+            format!(
+                "{secs} s: the keys are fetched again by half of it at the latest (every {} s \
+                 here, on every node), and an outage of the IdP longer than it refuses its \
+                 tokens; {} s or more keeps fetches at most once a minute",
+                (secs / 2).max(1),
+                2 * SHORTEST_REFRESH_SECONDS
             ),
         );
     }
@@ -911,6 +930,28 @@ mod tests {
         let w = warnings_of(routes);
         assert_eq!(w.len(), 1, "{w:?}");
         w.into_iter().next().unwrap_or_default()
+    }
+
+    #[test]
+    fn a_max_stale_that_forces_frequent_fetches_is_warned_about() {
+        let with = |secs: u64| {
+            let text = format!(
+                "listen: \"127.0.0.1:0\"\nproviders:\n  - name: corp\n    issuer: https://idp.example\n    jwks_uri: https://idp.example/keys\n    max_stale_seconds: {secs}\nroutes: []\n"
+            );
+            let config = crate::load_str(&text, Path::new("."), &|_| None)
+                .unwrap_or_else(|e| panic!("{e}\n{text}"));
+            warnings(&config)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        let w = with(5);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("providers[0].max_stale_seconds: 5 s: the keys are fetched again by half of it at the latest (every 2 s"),
+            "{w:?}"
+        );
+        assert!(with(120).is_empty());
     }
 
     /// An outside audit: a key with `é` worked with curl and never in the

@@ -1,6 +1,7 @@
 //! The OpenID Connect discovery document (OIDC Discovery 1.0 §3, §4): what
 //! it must say for the gateway to trust the `jwks_uri` in it.
 
+use jwtgate_core::redact::url_for_display;
 use serde_json::Value;
 
 /// Why a discovery document is not used.
@@ -43,9 +44,10 @@ pub fn jwks_uri(document: &[u8], expected: &str) -> Result<String, DiscoveryErro
         .and_then(Value::as_str)
         .unwrap_or_default();
     if found != expected {
+        // Shown as URLs are (a user part or a query may hold a secret).
         return Err(DiscoveryError::WrongIssuer {
-            found: found.to_owned(),
-            expected: expected.to_owned(),
+            found: url_for_display(found),
+            expected: url_for_display(expected),
         });
     }
     let uri = doc
@@ -54,10 +56,10 @@ pub fn jwks_uri(document: &[u8], expected: &str) -> Result<String, DiscoveryErro
         .ok_or(DiscoveryError::NoJwksUri)?;
     let http = uri.starts_with("https://") || uri.starts_with("http://");
     if !http || uri.parse::<http::Uri>().is_err() {
-        return Err(DiscoveryError::BadJwksUri(uri.to_owned()));
+        return Err(DiscoveryError::BadJwksUri(url_for_display(uri)));
     }
     if expected.starts_with("https://") && !uri.starts_with("https://") {
-        return Err(DiscoveryError::Downgrade(uri.to_owned()));
+        return Err(DiscoveryError::Downgrade(url_for_display(uri)));
     }
     Ok(uri.to_owned())
 }
@@ -65,6 +67,31 @@ pub fn jwks_uri(document: &[u8], expected: &str) -> Result<String, DiscoveryErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An outside review: an IdP's `jwks_uri` or issuer with a credential
+    /// reached the log and `/status` whole.
+    #[test]
+    fn urls_in_refusals_are_shown_without_their_secrets() {
+        let doc =
+            br#"{"issuer": "https://idp/a", "jwks_uri": "http://idp/keys?access_token=s3cret"}"#;
+        let e = jwks_uri(doc, "https://idp/a")
+            .expect_err("downgrade")
+            .to_string();
+        assert!(
+            !e.contains("s3cret") && e.contains("access_token=***"),
+            "{e}"
+        );
+        let doc = br#"{"issuer": "https://u:pw@idp/a", "jwks_uri": "ftp://idp/keys?k=s3cret"}"#;
+        let e = jwks_uri(doc, "https://idp/a")
+            .expect_err("issuer")
+            .to_string();
+        assert!(!e.contains("pw@"), "{e}");
+        let doc = br#"{"issuer": "https://idp/a", "jwks_uri": "ftp://idp/keys?k=s3cret"}"#;
+        let e = jwks_uri(doc, "https://idp/a")
+            .expect_err("scheme")
+            .to_string();
+        assert!(!e.contains("s3cret"), "{e}");
+    }
 
     #[test]
     fn the_issuer_must_match_exactly() {

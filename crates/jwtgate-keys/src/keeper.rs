@@ -114,6 +114,8 @@ pub struct Keeper {
     /// The log said that the last good keys grew too old to use (once per
     /// outage).
     told_stale: AtomicBool,
+    /// When a failed fetch was last logged.
+    last_said: Mutex<Option<Instant>>,
     cache: Option<KeyCache>,
 }
 
@@ -143,6 +145,7 @@ impl Keeper {
             wake: Notify::new(),
             last_error: Mutex::new(None),
             told_stale: AtomicBool::new(false),
+            last_said: Mutex::new(None),
             cache,
         });
         keeper.install_static_or_cached();
@@ -374,12 +377,18 @@ impl Keeper {
             .increment(1);
         let result = result.map_err(|f| {
             let why = f.to_string();
-            // Said once per reason: a failing IdP's retries log nothing new
-            // until it fails otherwise, or its last keys grow too old.
+            // Said when the outage begins, when its last keys grow too old,
+            // and when it fails for another reason, at most once a minute
+            // (reasons may alternate, or carry a changing figure): a
+            // failing IdP's retries do not fill the log. `/status` has the
+            // latest reason.
             let before = lock(&self.last_error).replace(why.clone());
             let usable = self.current().map(|k| k.usable_at(unix_now()));
             let stale_now = usable == Some(false) && !self.told_stale.swap(true, Ordering::Relaxed);
-            if before.as_deref() != Some(why.as_str()) || stale_now {
+            let other = before.as_ref().is_some_and(|b| *b != why)
+                && lock(&self.last_said).is_none_or(|t| t.elapsed() >= REASON_LOG_INTERVAL);
+            if before.is_none() || stale_now || other {
+                *lock(&self.last_said) = Some(Instant::now());
                 match usable {
                     Some(true) => {
                         warn!(provider = %self.name, error = %why, "key set fetch failed; the last good keys stay in use")
@@ -567,6 +576,9 @@ impl Keeper {
         !self.is_static()
     }
 }
+
+/// A provider failing for changing reasons logs at most this often.
+const REASON_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// When to fetch again after a success: the answer's `max-age` within
 /// [60, 3600] s when it has one, else `refresh_seconds`; and never past
