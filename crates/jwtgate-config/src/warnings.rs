@@ -920,7 +920,12 @@ mod tests {
         let text = format!(
             "listen: \"127.0.0.1:0\"\nproviders:\n  - name: corp\n    issuer: https://idp.example\n    jwks_uri: https://idp.example/keys\nroutes:\n{routes}"
         );
-        let config = crate::load_str(&text, Path::new("."), &|_| None)
+        warnings_of_file(&text)
+    }
+
+    /// Every warning of a whole config file's `text`.
+    fn warnings_of_file(text: &str) -> Vec<String> {
+        let config = crate::load_str(text, Path::new("."), &|_| None)
             .unwrap_or_else(|e| panic!("{e}\n{text}"));
         warnings(&config).iter().map(ToString::to_string).collect()
     }
@@ -938,12 +943,7 @@ mod tests {
             let text = format!(
                 "listen: \"127.0.0.1:0\"\nproviders:\n  - name: corp\n    issuer: https://idp.example\n    jwks_uri: https://idp.example/keys\n    max_stale_seconds: {secs}\nroutes: []\n"
             );
-            let config = crate::load_str(&text, Path::new("."), &|_| None)
-                .unwrap_or_else(|e| panic!("{e}\n{text}"));
-            warnings(&config)
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
+            warnings_of_file(&text)
         };
         let w = with(5);
         assert_eq!(w.len(), 1, "{w:?}");
@@ -962,12 +962,7 @@ mod tests {
             let text = format!(
                 "listen: \"127.0.0.1:0\"\nadmin: {{ listen: \"127.0.0.1:0\", api_key: \"{key}\" }}\nroutes: []\n"
             );
-            let config = crate::load_str(&text, Path::new("."), &|_| None)
-                .unwrap_or_else(|e| panic!("{e}\n{text}"));
-            warnings(&config)
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
+            warnings_of_file(&text)
         };
         let w = with_key("abcdéfghijabcdefghijabcdefghij1234");
         assert_eq!(w.len(), 1, "{w:?}");
@@ -983,9 +978,7 @@ mod tests {
     #[test]
     fn an_ipv4_listener_next_to_the_ipv6_wildcard_is_warned_about() {
         let text = "listen: [\"[::]:8080\", \"0.0.0.0:8080\", \"127.0.0.1:9000\"]\nroutes: []\n";
-        let config = crate::load_str(text, Path::new("."), &|_| None)
-            .unwrap_or_else(|e| panic!("{e}\n{text}"));
-        let w: Vec<String> = warnings(&config).iter().map(ToString::to_string).collect();
+        let w: Vec<String> = warnings_of_file(text);
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(
             w[0].starts_with("listen[1]: 0.0.0.0:8080 may not be bound next to [::]:8080"),
@@ -1028,11 +1021,7 @@ mod tests {
                 "listen: \"127.0.0.1:0\"\nconsumers:\n  - username: guest\n{credential}routes:\n  - name: a\n    paths: [\"/a/*\"]\n    upstream: {{ echo: true }}\n    jwt: {{ anonymous_consumer: guest }}\n"
             )
         };
-        let of = |text: &str| -> Vec<String> {
-            let config = crate::load_str(text, Path::new("."), &|_| None)
-                .unwrap_or_else(|e| panic!("{e}\n{text}"));
-            warnings(&config).iter().map(ToString::to_string).collect()
-        };
+        let of = |text: &str| -> Vec<String> { warnings_of_file(text) };
         let w = of(&text(
             "    jwt: { key: g, secret: \"guest-secret-0123456789abcdefghijkl\" }\n",
         ));
@@ -1127,11 +1116,7 @@ mod tests {
             let text = format!(
                 "listen: \"127.0.0.1:0\"\nadmin: {{ listen: \"127.0.0.1:0\", api_key: {key} }}\n"
             );
-            let config = crate::load_str(&text, Path::new("."), &|_| None).expect("valid");
-            warnings(&config)
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
+            warnings_of_file(&text)
         };
         let w = admin("change-me");
         assert_eq!(w.len(), 1, "{w:?}");
@@ -1146,8 +1131,7 @@ mod tests {
     fn an_admin_listener_off_loopback_is_a_warning() {
         let text = "listen: \"127.0.0.1:0\"\nadmin: { listen: \"0.0.0.0:9180\", api_key: \
                     0123456789abcdef0123456789abcdef }\n";
-        let config = crate::load_str(text, Path::new("."), &|_| None).expect("valid");
-        let w: Vec<String> = warnings(&config).iter().map(ToString::to_string).collect();
+        let w: Vec<String> = warnings_of_file(text);
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(
             w[0].starts_with("admin.listen: 0.0.0.0:9180 is not loopback"),
@@ -1190,8 +1174,7 @@ mod tests {
             - { name: e, issuer: https://e.example, jwks_uri: \"http://localhost/k\" }\n\
             - { name: f, issuer: https://f.example, discovery: true }\n\
             routes: []\n";
-        let config = crate::load_str(text, Path::new("."), &|_| None).expect("valid");
-        let w: Vec<String> = warnings(&config).iter().map(ToString::to_string).collect();
+        let w: Vec<String> = warnings_of_file(text);
         assert_eq!(
             w,
             [
@@ -1209,8 +1192,7 @@ mod tests {
             - { name: a, issuer: https://a.example, discovery: true, consumer_claim: preferred_username }\n\
             - { name: b, issuer: https://b.example, discovery: true, consumer_claim: azp }\n\
             routes: []\n";
-        let config = crate::load_str(text, Path::new("."), &|_| None).expect("valid");
-        let w: Vec<String> = warnings(&config).iter().map(ToString::to_string).collect();
+        let w: Vec<String> = warnings_of_file(text);
         assert_eq!(
             w,
             [
@@ -1511,12 +1493,7 @@ mod tests {
                 "listen: \"127.0.0.1:0\"\nproviders:\n  - name: corp\n    issuer: https://idp.example\n    \
                  jwks_uri: https://idp.example/keys\n    fetch_timeout_ms: {ms}\nroutes: []\n"
             );
-            let config = crate::load_str(&text, Path::new("."), &|_| None)
-                .unwrap_or_else(|e| panic!("{e}\n{text}"));
-            warnings(&config)
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
+            warnings_of_file(&text)
         };
         assert_eq!(with(30_000), Vec::<String>::new());
         for ms in [30_001, u64::MAX] {

@@ -206,6 +206,46 @@ fn refused(node: &Node) -> Vec<(String, String, i64)> {
         .collect()
 }
 
+/// Writes, with `etcdctl`, a consumer `mallory` holding alice's key (a
+/// duplicate every node refuses while alice has it); its request.
+fn put_mallory(etcd: &EtcdServer) -> Req {
+    let secret = "mallory-secret-mallory-secret-0123456789";
+    etcd.put(
+        &key("consumers", "mallory"),
+        &json!({"jwt": {"key": "alice-key", "secret": secret}}).to_string(),
+    );
+    Req::get("/app/x").bearer(&sign_hs(
+        "HS256",
+        secret,
+        json!({"key": "alice-key", "exp": now() + 600}),
+    ))
+}
+
+/// Whether `node` lists `mallory` among the objects it refuses.
+fn refuses_mallory(node: &Node) -> bool {
+    refused(node)
+        .iter()
+        .any(|(k, _, _)| k.ends_with("/mallory"))
+}
+
+/// Stops `node` once it kept a local copy of etcd's objects; its file, to
+/// start it again on that copy.
+fn stopped_with_its_copy(node: &mut Node) -> PathBuf {
+    let cache = node
+        .config_path
+        .parent()
+        .unwrap()
+        .join("data/etcd-config.json");
+    assert!(
+        eventually(WAIT, || cache.is_file()),
+        "no local copy at {}",
+        cache.display()
+    );
+    let path = node.config_path.clone();
+    assert!(node.stop().success());
+    path
+}
+
 fn reloads(node: &Node, outcome: &str) -> f64 {
     node.metrics()
         .value("jwtgate_config_reloads_total", &[("outcome", outcome)])
@@ -1337,20 +1377,10 @@ fn a_node_back_on_its_local_copy_refuses_what_its_peers_refused() {
     push_ok(dir.path(), &eps, BASE);
     let (_da, mut a) = start_node(&eps, EMBEDDED);
     let (_db, b) = start_node(&eps, EMBEDDED);
-    let secret = "mallory-secret-mallory-secret-0123456789";
-    etcd.put(
-        &key("consumers", "mallory"),
-        &json!({"jwt": {"key": "alice-key", "secret": secret}}).to_string(),
-    );
-    let mallory = Req::get("/app/x").bearer(&sign_hs(
-        "HS256",
-        secret,
-        json!({"key": "alice-key", "exp": now() + 600}),
-    ));
-    let lists_mallory = |n: &Node| refused(n).iter().any(|(k, _, _)| k.ends_with("/mallory"));
+    let mallory = put_mallory(&etcd);
     for n in [&a, &b] {
         assert!(
-            eventually(WAIT, || lists_mallory(n)),
+            eventually(WAIT, || refuses_mallory(n)),
             "{}",
             source_status(n)
         );
@@ -1371,7 +1401,7 @@ fn a_node_back_on_its_local_copy_refuses_what_its_peers_refused() {
     wait_state(&a, "from_cache");
     etcd.restart();
     wait_state(&a, "following");
-    assert!(lists_mallory(&a), "{}", source_status(&a));
+    assert!(refuses_mallory(&a), "{}", source_status(&a));
     // What blocked it goes: both nodes take it, as etcd holds it.
     assert_eq!(etcd.del(&key("consumers", "alice")), 1);
     for n in [&a, &b] {
@@ -1700,19 +1730,9 @@ fn regression_a_refusal_etcd_lost_with_its_data_never_goes_live() {
     let (_nd, node) = start_node(&eps, EMBEDDED);
     let alice = Req::get("/app/x").bearer(&alice_token("lost"));
     wait_status(&node, &alice, 200);
-    let mallory_secret = "mallory-secret-mallory-secret-0123456789";
-    etcd.put(
-        &key("consumers", "mallory"),
-        &json!({"jwt": {"key": "alice-key", "secret": mallory_secret}}).to_string(),
-    );
-    let mallory = Req::get("/app/x").bearer(&sign_hs(
-        "HS256",
-        mallory_secret,
-        json!({"key": "alice-key", "exp": now() + 600}),
-    ));
-    let is_refused = |n: &Node| refused(n).iter().any(|(k, _, _)| k.ends_with("/mallory"));
+    let mallory = put_mallory(&etcd);
     assert!(
-        eventually(Duration::from_secs(10), || is_refused(&node)),
+        eventually(Duration::from_secs(10), || refuses_mallory(&node)),
         "{}",
         source_status(&node)
     );
@@ -1721,7 +1741,7 @@ fn regression_a_refusal_etcd_lost_with_its_data_never_goes_live() {
     etcd.restart_empty();
     wait_state(&node, "held");
     assert!(
-        !is_refused(&node),
+        !refuses_mallory(&node),
         "etcd holds no mallory: {}",
         source_status(&node)
     );
@@ -1749,15 +1769,12 @@ fn regression_a_node_back_after_a_wipe_and_push_refuses_what_its_peers_refused()
     let dir = tempfile::tempdir().unwrap();
     push_ok(dir.path(), &eps, &with_locked());
     let (_da, a) = start_node(&eps, EMBEDDED);
-    let (db, mut b) = start_node(&eps, EMBEDDED);
+    let (_db, mut b) = start_node(&eps, EMBEDDED);
     for n in [&a, &b] {
         wait_state(n, "following");
         assert_eq!(realm(n, "/locked/x"), "Bearer realm=\"v1\"");
     }
-    let cache = db.path().join("data/etcd-config.json");
-    assert!(eventually(WAIT, || cache.is_file()), "no local copy");
-    let path = b.config_path.clone();
-    assert!(b.stop().success());
+    let path = stopped_with_its_copy(&mut b);
     etcd.restart_empty();
     wait_state(&a, "held");
     // Pushed again, with a change the protection forbids.
@@ -1791,14 +1808,11 @@ fn regression_a_node_back_after_a_wipe_keeps_an_undeletable_route_its_peers_keep
     );
     push_ok(dir.path(), &eps, &kept);
     let (_da, a) = start_node(&eps, EMBEDDED);
-    let (db, mut b) = start_node(&eps, EMBEDDED);
+    let (_db, mut b) = start_node(&eps, EMBEDDED);
     for n in [&a, &b] {
         wait_state(n, "following");
     }
-    let cache = db.path().join("data/etcd-config.json");
-    assert!(eventually(WAIT, || cache.is_file()), "no local copy");
-    let path = b.config_path.clone();
-    assert!(b.stop().success());
+    let path = stopped_with_its_copy(&mut b);
     etcd.restart_empty();
     wait_state(&a, "held");
     push_ok(dir.path(), &eps, BASE);
@@ -1855,14 +1869,11 @@ fn regression_etcd_restarted_empty_at_the_copy_s_very_revision_holds_a_restarted
     let eps = vec![etcd.endpoint()];
     let dir = tempfile::tempdir().unwrap();
     push_ok(dir.path(), &eps, BASE);
-    let (node_dir, mut node) = start_node(&eps, EMBEDDED);
+    let (_node_dir, mut node) = start_node(&eps, EMBEDDED);
     let alice = Req::get("/app/x").bearer(&alice_token("same"));
     wait_status(&node, &alice, 200);
-    let cache = node_dir.path().join("data/etcd-config.json");
-    assert!(eventually(WAIT, || cache.is_file()), "no local copy");
     let applied = etcd.revision();
-    let path = node.config_path.clone();
-    assert!(node.stop().success());
+    let path = stopped_with_its_copy(&mut node);
     etcd.restart_empty_after(applied as usize - 1);
     assert_eq!(etcd.revision(), applied);
     node = Node::start_on(&path, &[]);

@@ -339,14 +339,7 @@ fn consumer_way(
         return Verification::bad_signature(None);
     }
 
-    let now = clock.now_unix();
-    let revocation = RevocationKey::of(&token);
-    let claims = Claims::new(token.into_claims());
-    let checked = claims_hold(policy, &claims, now);
-    observe(Step::Claims {
-        now,
-        result: checked.as_ref().map(|_| ()),
-    });
+    let (revocation, claims, checked) = judge_claims(policy, token, clock.now_unix(), observe);
     let signed = Authenticated {
         principal: Principal::Consumer(Arc::clone(consumer)),
         claims: Arc::new(claims),
@@ -488,13 +481,7 @@ fn provider_way(
         return Verification::bad_signature(generation);
     }
 
-    let revocation = RevocationKey::of(&token);
-    let claims = Claims::new(token.into_claims());
-    let checked = claims_hold(policy, &claims, now);
-    observe(Step::Claims {
-        now,
-        result: checked.as_ref().map(|_| ()),
-    });
+    let (revocation, claims, checked) = judge_claims(policy, token, now, observe);
     let checked = checked.and_then(|()| {
         let expected = expected_audiences(policy, provider);
         let audience = check_audience(expected, &claims);
@@ -611,6 +598,24 @@ pub fn check_claims(
     let nbf = NumericDate::read(claims, "nbf");
     check_claim_dates(policy, claims, exp, nbf, now)?;
     shaped(crate::claims::malformed_claim(claims))
+}
+
+/// A token whose signature held: its blacklist keys, its decoded claims,
+/// and what they say at `now` (observed as [`Step::Claims`]).
+fn judge_claims(
+    policy: &JwtPolicy,
+    token: Token<'_>,
+    now: i64,
+    observe: &mut dyn FnMut(Step<'_>),
+) -> (RevocationKey, Claims, Result<(), AuthError>) {
+    let revocation = RevocationKey::of(&token);
+    let claims = Claims::new(token.into_claims());
+    let checked = claims_hold(policy, &claims, now);
+    observe(Step::Claims {
+        now,
+        result: checked.as_ref().map(|_| ()),
+    });
+    (revocation, claims, checked)
 }
 
 /// [`check_claims`] on a decoded payload, whose dates and shape were read
