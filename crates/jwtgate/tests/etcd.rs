@@ -106,6 +106,16 @@ fn push_env(
     run_cli_env(&all, dir, env)
 }
 
+/// One etcd member holding `objects` (`config push`): the member, its
+/// endpoints, and the directory of the pushed file (to push again).
+fn etcd_holding(objects: &str) -> (EtcdServer, Vec<String>, tempfile::TempDir) {
+    let etcd = EtcdServer::start();
+    let eps = vec![etcd.endpoint()];
+    let dir = tempfile::tempdir().unwrap();
+    push_ok(dir.path(), &eps, objects);
+    (etcd, eps, dir)
+}
+
 fn push_ok(dir: &Path, endpoints: &[String], objects: &str) {
     let out = push(dir, endpoints, objects, &[]);
     assert_eq!(out.code(), Some(0), "config push\n{}", out.all());
@@ -1061,10 +1071,7 @@ fn unlock_and_change(node: &Node, to: &str) {
 
 #[test]
 fn nodes_catch_up_revision_by_revision_after_a_restart_or_a_lost_watch() {
-    let mut etcd = EtcdServer::start();
-    let eps = vec![etcd.endpoint()];
-    let dir = tempfile::tempdir().unwrap();
-    push_ok(dir.path(), &eps, &with_locked());
+    let (mut etcd, eps, _dir) = etcd_holding(&with_locked());
     let (_da, mut a) = start_node(&eps, EMBEDDED);
     let (_db, b) = start_node(&eps, EMBEDDED);
     wait_state(&a, "following");
@@ -1211,10 +1218,7 @@ fn nodes_catch_up_revision_by_revision_after_a_restart_or_a_lost_watch() {
 
 #[test]
 fn etcd_down_keeps_traffic_on_the_last_config_and_refuses_writes() {
-    let mut etcd = EtcdServer::start();
-    let eps = vec![etcd.endpoint()];
-    let dir = tempfile::tempdir().unwrap();
-    push_ok(dir.path(), &eps, BASE);
+    let (mut etcd, eps, dir) = etcd_holding(BASE);
     let (_d, node) = start_node(&eps, EMBEDDED);
     wait_state(&node, "following");
     let alice = Req::get("/app/x").bearer(&alice_token("down"));
@@ -1324,10 +1328,7 @@ fn etcd_down_keeps_traffic_on_the_last_config_and_refuses_writes() {
 /// peers had refused.
 #[test]
 fn a_local_copy_that_is_not_used_is_logged_whether_etcd_answers_or_not() {
-    let etcd = EtcdServer::start();
-    let eps = vec![etcd.endpoint()];
-    let dir = tempfile::tempdir().unwrap();
-    push_ok(dir.path(), &eps, BASE);
+    let (_etcd, eps, _dir) = etcd_holding(BASE);
     let (node_dir, mut node) = start_node(&eps, EMBEDDED);
     wait_state(&node, "following");
     let cache = node_dir.path().join("data/etcd-config.json");
@@ -1371,10 +1372,7 @@ fn a_local_copy_that_is_not_used_is_logged_whether_etcd_answers_or_not() {
 /// peers once what blocked one was gone.
 #[test]
 fn a_node_back_on_its_local_copy_refuses_what_its_peers_refused() {
-    let mut etcd = EtcdServer::start();
-    let eps = vec![etcd.endpoint()];
-    let dir = tempfile::tempdir().unwrap();
-    push_ok(dir.path(), &eps, BASE);
+    let (mut etcd, eps, _dir) = etcd_holding(BASE);
     let (_da, mut a) = start_node(&eps, EMBEDDED);
     let (_db, b) = start_node(&eps, EMBEDDED);
     let mallory = put_mallory(&etcd);
@@ -1412,10 +1410,7 @@ fn a_node_back_on_its_local_copy_refuses_what_its_peers_refused() {
 
 #[test]
 fn a_node_starts_from_its_local_copy_while_etcd_is_down_then_follows() {
-    let mut etcd = EtcdServer::start();
-    let eps = vec![etcd.endpoint()];
-    let dir = tempfile::tempdir().unwrap();
-    push_ok(dir.path(), &eps, &with_locked());
+    let (mut etcd, eps, _dir) = etcd_holding(&with_locked());
     let (dir_a, mut a) = start_node(&eps, EMBEDDED);
     let (_dir_b, b) = start_node(&eps, EMBEDDED);
     wait_state(&a, "following");
@@ -1524,10 +1519,7 @@ fn a_node_starts_from_its_local_copy_while_etcd_is_down_then_follows() {
 
 #[test]
 fn etcd_restarted_empty_holds_the_nodes_until_a_push() {
-    let mut etcd = EtcdServer::start();
-    let eps = vec![etcd.endpoint()];
-    let dir = tempfile::tempdir().unwrap();
-    push_ok(dir.path(), &eps, BASE);
+    let (mut etcd, eps, dir) = etcd_holding(BASE);
     let nodes: Vec<(tempfile::TempDir, Node)> =
         (0..2).map(|_| start_node(&eps, EMBEDDED)).collect();
     let all: Vec<&Node> = nodes.iter().map(|(_, n)| n).collect();
@@ -1601,10 +1593,7 @@ fn etcd_restarted_empty_holds_the_nodes_until_a_push() {
 /// restarted one.
 #[test]
 fn regression_etcd_restarted_empty_past_the_nodes_revision_holds_them_too() {
-    let mut etcd = EtcdServer::start();
-    let eps = vec![etcd.endpoint()];
-    let dir = tempfile::tempdir().unwrap();
-    push_ok(dir.path(), &eps, BASE);
+    let (mut etcd, eps, dir) = etcd_holding(BASE);
     let mut nodes: Vec<(tempfile::TempDir, Node)> =
         (0..3).map(|_| start_node(&eps, EMBEDDED)).collect();
     let alice = Req::get("/app/x").bearer(&alice_token("past"));
@@ -1723,10 +1712,7 @@ fn regression_a_refused_deletion_settles_no_version_of_a_new_history() {
 /// though etcd never held it again; `/status` kept listing it.
 #[test]
 fn regression_a_refusal_etcd_lost_with_its_data_never_goes_live() {
-    let mut etcd = EtcdServer::start();
-    let eps = vec![etcd.endpoint()];
-    let dir = tempfile::tempdir().unwrap();
-    push_ok(dir.path(), &eps, BASE);
+    let (mut etcd, eps, dir) = etcd_holding(BASE);
     let (_nd, node) = start_node(&eps, EMBEDDED);
     let alice = Req::get("/app/x").bearer(&alice_token("lost"));
     wait_status(&node, &alice, 200);
@@ -1764,10 +1750,7 @@ fn regression_a_refusal_etcd_lost_with_its_data_never_goes_live() {
 /// the route unchecked.
 #[test]
 fn regression_a_node_back_after_a_wipe_and_push_refuses_what_its_peers_refused() {
-    let mut etcd = EtcdServer::start();
-    let eps = vec![etcd.endpoint()];
-    let dir = tempfile::tempdir().unwrap();
-    push_ok(dir.path(), &eps, &with_locked());
+    let (mut etcd, eps, dir) = etcd_holding(&with_locked());
     let (_da, a) = start_node(&eps, EMBEDDED);
     let (_db, mut b) = start_node(&eps, EMBEDDED);
     for n in [&a, &b] {
@@ -1830,10 +1813,7 @@ fn regression_a_node_back_after_a_wipe_keeps_an_undeletable_route_its_peers_keep
 /// what a protection forbids, as a node that saw etcd empty does.
 #[test]
 fn a_node_reconnecting_after_a_wipe_and_a_push_in_as_many_revisions_sees_the_new_history() {
-    let mut etcd = EtcdServer::start();
-    let eps = vec![etcd.endpoint()];
-    let dir = tempfile::tempdir().unwrap();
-    push_ok(dir.path(), &eps, &with_locked());
+    let (mut etcd, eps, dir) = etcd_holding(&with_locked());
     let (_da, a) = start_node(&eps, EMBEDDED);
     wait_state(&a, "following");
     let applied = etcd.revision();
@@ -1865,10 +1845,7 @@ fn a_node_reconnecting_after_a_wipe_and_a_push_in_as_many_revisions_sees_the_new
 /// route it served; it is held, as at any other revision.
 #[test]
 fn regression_etcd_restarted_empty_at_the_copy_s_very_revision_holds_a_restarted_node() {
-    let mut etcd = EtcdServer::start();
-    let eps = vec![etcd.endpoint()];
-    let dir = tempfile::tempdir().unwrap();
-    push_ok(dir.path(), &eps, BASE);
+    let (mut etcd, eps, _dir) = etcd_holding(BASE);
     let (_node_dir, mut node) = start_node(&eps, EMBEDDED);
     let alice = Req::get("/app/x").bearer(&alice_token("same"));
     wait_status(&node, &alice, 200);
@@ -2105,10 +2082,7 @@ fn etcd_pid(etcd: &EtcdServer) -> u32 {
 /// replicated the write).
 #[test]
 fn regression_an_admin_write_rides_out_a_short_etcd_stall() {
-    let etcd = EtcdServer::start();
-    let eps = vec![etcd.endpoint()];
-    let dir = tempfile::tempdir().unwrap();
-    push_ok(dir.path(), &eps, BASE);
+    let (etcd, eps, _dir) = etcd_holding(BASE);
     let (_d, node) = start_node(&eps, EMBEDDED);
     wait_state(&node, "following");
     let pid = etcd_pid(&etcd);
@@ -2337,10 +2311,7 @@ fn push_is_all_or_nothing_and_pull_gives_back_what_push_takes() {
 /// failed with "etcd kept changing").
 #[test]
 fn regression_names_with_a_slash_are_refused_not_lost() {
-    let etcd = EtcdServer::start();
-    let eps = vec![etcd.endpoint()];
-    let dir = tempfile::tempdir().unwrap();
-    push_ok(dir.path(), &eps, BASE);
+    let (etcd, eps, dir) = etcd_holding(BASE);
     let (_d, node) = start_node(&eps, EMBEDDED);
     wait_state(&node, "following");
     let rev = etcd.revision();
@@ -2579,10 +2550,7 @@ fn a_node_file_with_a_config_source_holds_no_routes() {
 
 #[test]
 fn the_node_file_still_reloads_and_keeps_etcd_objects() {
-    let etcd = EtcdServer::start();
-    let eps = vec![etcd.endpoint()];
-    let dir = tempfile::tempdir().unwrap();
-    push_ok(dir.path(), &eps, BASE);
+    let (_etcd, eps, _dir) = etcd_holding(BASE);
     let (_d, node) = start_node(&eps, EMBEDDED);
     wait_state(&node, "following");
     let alice = Req::get("/app/x").bearer(&alice_token("reload"));
