@@ -1584,6 +1584,55 @@ fn etcd_restarted_empty_holds_the_nodes_until_a_push() {
     }
 }
 
+/// An admin write that reaches a node between etcd's return and the node's
+/// catching up with it (its reconnect pause) waits for the catch-up, and is
+/// judged on what etcd holds then. Before, it was judged on what the node
+/// applied from the lost history and written into the empty etcd: the node
+/// then found one object there, not an empty etcd, and dropped every other
+/// route instead of holding them (a left-alone item of an earlier audit).
+#[test]
+fn regression_an_admin_write_while_reconnecting_waits_for_the_catch_up() {
+    let (mut etcd, eps, _dir) = etcd_holding(BASE);
+    let (_d, node) = start_node(&eps, EMBEDDED);
+    let alice = Req::get("/app/x").bearer(&alice_token("reconnecting"));
+    wait_status(&node, &alice, 200);
+    wait_state(&node, "following");
+
+    etcd.kill();
+    wait_state(&node, "reconnecting");
+    // The node's pause between tries grows to its longest (1 s); the write
+    // goes out as soon as etcd's port takes a connection again, well before
+    // the node's next try, most of the time.
+    std::thread::sleep(Duration::from_secs(3));
+    let port = etcd.port();
+    let resp = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let until = Instant::now() + WAIT;
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < until, "etcd never came back");
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            node.admin(
+                "PUT",
+                "/admin/v1/routes/new",
+                Some(json!({"paths": ["/new/*"], "upstream": {"echo": true}})),
+            )
+        });
+        etcd.restart_empty();
+        writer.join().unwrap()
+    });
+    assert_eq!(resp.status, 503, "{}", resp.text());
+    assert!(
+        resp.message().unwrap().contains("config push"),
+        "{}",
+        resp.text()
+    );
+    wait_state(&node, "held");
+    assert_eq!(etcd.get(&key("routes", "new")), None);
+    assert_eq!(node.send(&alice).status, 200, "nothing silently dropped");
+    assert_eq!(node.admin("GET", "/admin/v1/routes/app", None).status, 200);
+}
+
 /// etcd lost its data and took other writes (an etcd shared with other
 /// applications) before the nodes came back: its revision is past theirs, so
 /// only its history shows what happened. Found by an outside review: the

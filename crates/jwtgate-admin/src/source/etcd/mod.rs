@@ -119,8 +119,9 @@ pub struct EtcdSource {
     path: PathBuf,
     state_dir: StateDir,
     shared: Mutex<Shared>,
-    /// A copy of the phase for `/status` without waiting on the lock.
-    phase: StdMutex<Phase>,
+    /// A copy of the phase for `/status` without waiting on the lock, and
+    /// for admin writes waiting until the node caught up with etcd.
+    phase: watch::Sender<Phase>,
     /// The connection, once made (the client reconnects by itself).
     client: StdMutex<Option<Etcd>>,
     /// The last revision applied, for admin writes waiting on their own.
@@ -163,7 +164,7 @@ impl EtcdSource {
                 history_lost: false,
                 history_gap: false,
             }),
-            phase: StdMutex::new(Phase::Connecting),
+            phase: watch::channel(Phase::Connecting).0,
             client: StdMutex::new(None),
             applied: watch::channel(0).0,
             writer: Mutex::new(()),
@@ -190,9 +191,7 @@ impl EtcdSource {
 
     fn set_phase(&self, shared: &mut Shared, phase: Phase) {
         shared.phase = phase;
-        if let Ok(mut p) = self.phase.lock() {
-            *p = phase;
-        }
+        self.phase.send_replace(phase);
     }
 
     fn prefix(&self) -> &str {
@@ -461,6 +460,21 @@ impl EtcdSource {
             let Some(etcd) = self.client() else {
                 return Err(unavailable("not connected yet"));
             };
+            // Judged against what etcd holds, never against what a lost
+            // connection left: a write that reached etcd before this node
+            // caught up with it was checked against objects etcd may no
+            // longer hold, and written into an etcd that came back empty
+            // ended the hold (every other route dropped).
+            if !self
+                .caught_up(self.settings.dial_timeout * UNAVAILABLE_TRIES_FOR)
+                .await
+            {
+                return Err(if maybe_sent {
+                    unknown_outcome()
+                } else {
+                    unavailable("this node has not caught up with it since the connection was lost")
+                });
+            }
             let (writes, read_at, brings) = {
                 let shared = self.shared.lock().await;
                 if shared.phase == Phase::Held {
@@ -583,16 +597,21 @@ impl EtcdSource {
             Some(e) => {
                 // The cause is logged; the client learns what it can act on.
                 warn!(error = %e, "admin change: etcd did not answer; whether it was made is unknown");
-                Err(AdminError::SourceUnavailable(
-                    "etcd unavailable: it did not answer the write, so whether the change was \
-                     made is not known; read it back before trying again"
-                        .into(),
-                ))
+                Err(unknown_outcome())
             }
             None => Err(AdminError::Protected(format!(
                 "etcd kept changing under this write ({WRITE_ATTEMPTS} attempts); try again"
             ))),
         }
+    }
+
+    /// Waits (bounded) until this node follows etcd, or found that etcd
+    /// came back without its data (`held`). False if it did not in time.
+    async fn caught_up(&self, within: Duration) -> bool {
+        let mut rx = self.phase.subscribe();
+        let caught_up = rx.wait_for(|p| matches!(p, Phase::Following | Phase::Held));
+        let done = tokio::time::timeout(within, caught_up).await;
+        matches!(done, Ok(Ok(_)))
     }
 
     /// Waits (bounded) until this node applied `revision`.
@@ -654,7 +673,7 @@ impl EtcdSource {
     }
 
     fn status_value(&self) -> Value {
-        let phase = self.phase.lock().map(|p| *p).unwrap_or(Phase::Connecting);
+        let phase = *self.phase.borrow();
         let mut v = json!({
             "kind": "etcd",
             "state": phase.as_str(),
@@ -780,6 +799,15 @@ fn spawn_follower(source: Arc<EtcdSource>, running: Arc<Running>, stop: watch::R
 }
 
 /// A write refused before anything was sent to etcd.
+/// A write etcd may have committed without saying so.
+fn unknown_outcome() -> AdminError {
+    AdminError::SourceUnavailable(
+        "etcd unavailable: it did not answer the write, so whether the change was \
+         made is not known; read it back before trying again"
+            .into(),
+    )
+}
+
 fn unavailable(detail: &str) -> AdminError {
     AdminError::SourceUnavailable(format!(
         "etcd unavailable: {detail}; the change was not made"
