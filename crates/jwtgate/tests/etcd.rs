@@ -1887,6 +1887,49 @@ fn a_node_reconnecting_after_a_wipe_and_a_push_in_as_many_revisions_sees_the_new
     assert!(listed, "{}", source_status(&a));
 }
 
+/// As above, where the version that etcd's new history numbers as one this
+/// node refused is another: the node compared only the versions it applied,
+/// took the refused one for what etcd held, and kept its older version of
+/// the route while its peers took the new one (left alone at an earlier
+/// audit).
+#[test]
+fn regression_a_refused_version_numbered_again_with_another_value_is_seen() {
+    let (mut etcd, eps, dir) = etcd_holding(&with_locked());
+    let (_da, a) = start_node(&eps, EMBEDDED);
+    wait_state(&a, "following");
+    let locked = |realm: &str, paths: &[&str]| {
+        json!({
+            "paths": paths,
+            "upstream": {"echo": true},
+            "jwt": {"realm": realm, "protection": {"immutable": true}},
+        })
+        .to_string()
+    };
+    etcd.put(&key("routes", "locked"), &locked("v2", &["/locked/*"]));
+    let listed = eventually(WAIT, || {
+        refused(&a)
+            .iter()
+            .any(|(k, outcome, _)| k.ends_with("/locked") && outcome == "protected")
+    });
+    assert!(listed, "{}", source_status(&a));
+    let applied = etcd.revision();
+
+    // Paused through the wipe, the push and a change the protection allows
+    // (a path added), numbered as the refused version.
+    a.signal("STOP");
+    etcd.restart_empty();
+    push_ok(dir.path(), &eps, &with_locked());
+    let more = locked("v1", &["/locked/*", "/more/*"]);
+    etcd.put(&key("routes", "locked"), &more);
+    assert_eq!(etcd.revision(), applied, "numbered as the old history");
+    a.signal("CONT");
+    let took = eventually(WAIT, || a.get("/more/x").status == 401);
+    assert!(took, "{}\n{}", source_status(&a), a.logs());
+    assert_eq!(realm(&a, "/more/x"), "Bearer realm=\"v1\"");
+    wait_state(&a, "following");
+    assert!(refused(&a).is_empty(), "{}", source_status(&a));
+}
+
 /// etcd lost its data and took exactly as many other writes as it had
 /// revisions: a node starting on its local copy finds etcd at the copy's
 /// revision, holding other objects. Found by an outside review: it took

@@ -94,18 +94,33 @@ impl Objects {
             .retain(|id, r| in_etcd.contains(id) || matches!(r.retry, Some(None)));
     }
 
-    /// Whether etcd gives a version this node applied (its mod revision)
-    /// another value: another history numbered as this node's (etcd
-    /// wiped, and the objects pushed again in as many revisions), which
-    /// the revisions alone do not tell. `etcd`: each object it holds, with
-    /// its bytes and mod revision.
+    /// Whether etcd gives a version this node applied or refused (its mod
+    /// revision) another value: another history numbered as this node's
+    /// (etcd wiped, and the objects pushed again in as many revisions),
+    /// which the revisions alone do not tell. `etcd`: each object it
+    /// holds, with its bytes and mod revision.
     pub fn renumbered<'a>(
         &self,
         etcd: impl IntoIterator<Item = (ObjectId, &'a [u8], i64)>,
     ) -> bool {
         etcd.into_iter().any(|(id, bytes, mod_revision)| {
-            self.versions.get(&id) == Some(&mod_revision)
-                && SharedObject::read(id.0, &id.1, bytes).ok() != self.live.get(id.0, &id.1)
+            let now = || SharedObject::read(id.0, &id.1, bytes).ok();
+            let applied = self.versions.get(&id) == Some(&mod_revision)
+                && now() != self.live.get(id.0, &id.1);
+            // A refused version taken for the one etcd holds now was never
+            // looked at again: this node kept its older version while its
+            // peers took the new one.
+            let refused = self.refused.get(&id).is_some_and(|r| {
+                r.mod_revision == mod_revision
+                    && match &r.retry {
+                        Some(Some(refused)) => now().as_ref() != Some(refused),
+                        // A deletion's revision holding a value.
+                        Some(None) => true,
+                        // A value that did not read, which reads now.
+                        None => now().is_some(),
+                    }
+            });
+            applied || refused
         })
     }
 
