@@ -241,14 +241,22 @@ fn refuses_mallory(node: &Node) -> bool {
 /// Stops `node` once it kept a local copy of etcd's objects; its file, to
 /// start it again on that copy.
 fn stopped_with_its_copy(node: &mut Node) -> PathBuf {
+    stopped_once_its_copy_holds(node, "")
+}
+
+/// Stops `node` once its local copy of etcd's objects holds `text`; its
+/// file, to start it again on that copy.
+fn stopped_once_its_copy_holds(node: &mut Node, text: &str) -> PathBuf {
     let cache = node
         .config_path
         .parent()
         .unwrap()
         .join("data/etcd-config.json");
     assert!(
-        eventually(WAIT, || cache.is_file()),
-        "no local copy at {}",
+        eventually(WAIT, || {
+            std::fs::read_to_string(&cache).is_ok_and(|c| c.contains(text))
+        }),
+        "no local copy holding {text:?} at {}",
         cache.display()
     );
     let path = node.config_path.clone();
@@ -1080,18 +1088,7 @@ fn nodes_catch_up_revision_by_revision_after_a_restart_or_a_lost_watch() {
 
     // A is down while B unlocks the route and changes it (two revisions),
     // and a route is added and another removed: A catches up on restart.
-    let cache = a
-        .config_path
-        .parent()
-        .unwrap()
-        .join("data/etcd-config.json");
-    assert!(
-        eventually(WAIT, || cache.is_file()),
-        "no local copy at {}",
-        cache.display()
-    );
-    let path = a.config_path.clone();
-    assert!(a.stop().success());
+    let path = stopped_with_its_copy(&mut a);
     unlock_and_change(&b, "v2");
     let put = b.admin(
         "PUT",
@@ -1383,17 +1380,8 @@ fn a_node_back_on_its_local_copy_refuses_what_its_peers_refused() {
             source_status(n)
         );
     }
-    let cache = a
-        .config_path
-        .parent()
-        .unwrap()
-        .join("data/etcd-config.json");
-    let written = eventually(WAIT, || {
-        std::fs::read_to_string(&cache).is_ok_and(|c| c.contains("mallory"))
-    });
-    assert!(written, "no local copy at the refusal's revision");
-    let path = a.config_path.clone();
-    assert!(a.stop().success());
+    // The local copy at the refusal's revision.
+    let path = stopped_once_its_copy_holds(&mut a, "mallory");
     etcd.kill();
     a = Node::start_on(&path, &[]);
     wait_state(&a, "from_cache");
@@ -2744,17 +2732,7 @@ fn a_node_starts_on_1000_routes_and_10000_consumers() {
     wait_get(&node, "/r1000/x", 200);
 
     // A restart: from the local copy, then what etcd holds.
-    let cache = node
-        .config_path
-        .parent()
-        .unwrap()
-        .join("data/etcd-config.json");
-    let ok = eventually(WAIT, || {
-        std::fs::read_to_string(&cache).is_ok_and(|c| c.contains("/r1000/*"))
-    });
-    assert!(ok, "no local copy with the last write");
-    let path = node.config_path.clone();
-    assert!(node.stop().success());
+    let path = stopped_once_its_copy_holds(&mut node, "/r1000/*");
     let node = Node::start_on(&path, &[]);
     let restart_ms = ready_load_ms(&node, 11_001);
     assert!(
