@@ -153,7 +153,9 @@ impl Precondition {
                 ),
             }),
             (Precondition::ReplaceOnly, false) => Err(AdminError::Exists {
-                message: format!("there is no {what} named {name:?} to replace (If-Match: *)"),
+                message: format!(
+                    "{what} named {name:?} does not exist: nothing to replace (If-Match: *)"
+                ),
                 errors: ConfigErrors::single(field, "names nothing to replace"),
             }),
             _ => Ok(()),

@@ -82,7 +82,7 @@ fn not_a_claim_header(h: &str) -> bool {
 const MAX_SUBJECT_RETENTION_SECONDS: u64 = 10 * 365 * 86_400;
 
 pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Option<Config> {
-    let listen = listen(&raw.listen, errors);
+    let listen = listen(&raw.listen, raw.config_source.is_some(), errors);
     let tls = raw
         .tls
         .as_ref()
@@ -168,8 +168,16 @@ pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Op
     })
 }
 
-fn listen(addrs: &[String], errors: &mut Errors) -> Vec<SocketAddr> {
-    if addrs.is_empty() {
+/// `sourced`: the file names a `config_source`; without `listen`, it is
+/// more likely a file for `config push` than a node's own.
+fn listen(addrs: &[String], sourced: bool, errors: &mut Errors) -> Vec<SocketAddr> {
+    if addrs.is_empty() && sourced {
+        errors.add(
+            "listen",
+            "is required of a node's file (e.g. \"127.0.0.1:8080\"); a file of objects \
+             for etcd is checked by `jwtgate config push --dry-run`",
+        );
+    } else if addrs.is_empty() {
         errors.add("listen", "is required (e.g. \"127.0.0.1:8080\")");
     }
     addrs
@@ -494,7 +502,8 @@ fn store(s: Option<&RawStore>, base_dir: &Path, errors: &mut Errors) -> Option<S
                 errors.add("store.database", "must be between 0 and 15");
             }
             let host = s.host.clone().unwrap_or_else(|| "127.0.0.1".into());
-            if split_host_port(&format!("{host}:{port}")).is_none() || host.contains(['?', '#']) {
+            // The host checked on its own: a bad port is said once, above.
+            if split_host_port(&format!("{host}:6379")).is_none() || host.contains(['?', '#']) {
                 errors.add(
                     "store.host",
                     format!(

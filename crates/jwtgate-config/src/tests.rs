@@ -843,3 +843,44 @@ fn a_duplicate_key_is_named_without_the_parsers_advice() {
     assert!(said.contains("duplicate mapping key"), "{said}");
     assert!(!said.contains("DuplicateKeyPolicy"), "{said}");
 }
+
+/// A Redis port out of range is said once, at the port: the host beside it
+/// was said to be no host name too, sending the reader after a URL (an
+/// outside review of the README).
+#[test]
+fn a_redis_port_out_of_range_blames_the_port_alone() {
+    for port in ["0", "70000"] {
+        let yaml = MINIMAL.replace(
+            "consumers:",
+            &format!("store: {{ kind: redis, host: 127.0.0.1, port: {port} }}\nconsumers:"),
+        );
+        assert_eq!(
+            errors(&yaml),
+            [format!("store.port: {port} is not a TCP port")],
+            "{port}"
+        );
+    }
+}
+
+/// A file of objects for etcd (a `config_source`, no `listen`) given to
+/// `check` is pointed at `config push --dry-run` (an outside review: it was
+/// only told that `listen` is required).
+#[test]
+fn a_push_file_without_listen_is_pointed_at_config_push() {
+    let yaml = MINIMAL.replace(
+        "listen: \"127.0.0.1:0\"",
+        "config_source: { kind: etcd, endpoints: [\"http://127.0.0.1:2379\"] }",
+    );
+    let errs = errors(&yaml);
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("listen: is required of a node's file")
+                && e.contains("jwtgate config push --dry-run")),
+        "{errs:?}"
+    );
+    let errs = errors(&MINIMAL.replace("listen: \"127.0.0.1:0\"", ""));
+    assert!(
+        errs.contains(&"listen: is required (e.g. \"127.0.0.1:8080\")".to_owned()),
+        "{errs:?}"
+    );
+}

@@ -169,10 +169,10 @@ fn damaged(what: impl std::fmt::Display) -> String {
 /// (a 140 MB file, in the page cache). What redb can repair (its free-page
 /// bookkeeping, a commit cut short) it repairs, and that is logged.
 fn database_in(file: std::fs::File, path: &Path) -> Result<Database, String> {
-    let backend = redb::backends::FileBackend::new(file).map_err(|e| e.to_string())?;
+    let backend = redb::backends::FileBackend::new(file).map_err(open_error)?;
     let mut db = caught(|| Database::builder().create_with_backend(backend))
         .map_err(damaged)?
-        .map_err(|e| e.to_string())?;
+        .map_err(open_error)?;
     match caught(|| db.check_integrity()).map_err(damaged)? {
         Ok(true) => {}
         Ok(false) => tracing::warn!(
@@ -194,6 +194,18 @@ fn database_in(file: std::fs::File, path: &Path) -> Result<Database, String> {
     }
     tx.commit().map_err(|e| e.to_string())?;
     Ok(db)
+}
+
+/// redb's error opening a file, a file a running node holds said to be in
+/// use (redb: "Database already open. Cannot acquire lock.").
+fn open_error(e: redb::DatabaseError) -> String {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => "is in use by another process (another \
+             jwtgate with this store, or one still stopping): an embedded store serves one node \
+             at a time; nodes that share their revocations use Redis"
+            .to_owned(),
+        e => e.to_string(),
+    }
 }
 
 /// How [`open_database`] meets a missing file.
@@ -381,10 +393,10 @@ impl ReadOnlyStore {
         let path = dir.join(FILE);
         let at = |e: &dyn std::fmt::Display| unavailable(format!("{}: {e}", path.display()));
         let file = jwtgate_state::open_private_read(&path).map_err(|e| at(&e))?;
-        let backend = redb::backends::FileBackend::new(file).map_err(|e| at(&e))?;
+        let backend = redb::backends::FileBackend::new(file).map_err(|e| at(&open_error(e)))?;
         let db = caught(|| Database::builder().open_read_only_with_backend(backend))
             .map_err(|panic| at(&damaged(panic)))?
-            .map_err(|e| at(&e))?;
+            .map_err(|e| at(&open_error(e)))?;
         Ok(ReadOnlyStore(db, path))
     }
 

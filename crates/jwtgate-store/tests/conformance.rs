@@ -174,6 +174,22 @@ async fn embedded_backend_survives_reopen() {
     assert!(store.snapshot(NOW).await.expect("snap").contains(&e));
 }
 
+/// A store another node holds is said to be in use, not redb's "Database
+/// already open. Cannot acquire lock." (an outside review of the README).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_held_open_is_said_to_be_in_use() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _held = EmbeddedStore::open(dir.path()).expect("open");
+    let e = EmbeddedStore::open(dir.path())
+        .err()
+        .expect("held open")
+        .to_string();
+    assert!(
+        e.contains("revocations.redb: is in use by another process (another jwtgate"),
+        "{e}"
+    );
+}
+
 /// The store's file removed while the node runs: a revocation written
 /// into it is not acknowledged (it went to a file no restart finds, and a
 /// 200 for it had been lost at the next start), nor is any after it.

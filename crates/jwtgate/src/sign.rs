@@ -109,7 +109,17 @@ fn mint(args: &SignArgs) -> Result<String, String> {
         (Some(_), None, None) => return Err("with --config, give --consumer or --provider".into()),
         _ => {
             let key = args.key.clone();
-            let alg = args.alg.clone().unwrap_or_else(|| "HS256".into());
+            let alg = match (&args.alg, &args.private_key) {
+                (Some(alg), _) => alg.clone(),
+                // HS256's "needs a secret" pointed away from the key given.
+                (None, Some(_)) => {
+                    return Err("--private-key needs --alg, the algorithm it signs with \
+                         (RS256, PS256, ES256, EdDSA, ...): without --alg a token is HS256, \
+                         signed with a secret"
+                        .into())
+                }
+                (None, None) => "HS256".into(),
+            };
             let given = match (&args.secret, &args.secret_file) {
                 (Some(s), _) => Some(s.clone()),
                 (None, Some(file)) => Some(read_secret(file)?),

@@ -1431,6 +1431,10 @@ fn a_create_only_put_never_replaces_an_object() {
     assert_eq!(resp.status, 412, "{}", resp.text());
     assert_eq!(fields(&resp), ["username"]);
     assert_eq!(
+        resp.message().unwrap(),
+        "a consumer named \"dave\" does not exist: nothing to replace (If-Match: *)"
+    );
+    assert_eq!(
         node.admin("GET", "/admin/v1/consumers/dave", None).status,
         404
     );

@@ -599,6 +599,25 @@ fn token_sign_with_explicit_keys_is_accepted_by_the_gateway() {
     let resp = gw.send(&Req::get("/main/x").bearer(&token));
     assert_eq!(resp.status, 200, "{:?}\n{}", resp.text(), gw.logs());
     assert_eq!(up.last().header("x-consumer-username"), Some("admin"));
+    // A private key without --alg: said, rather than HS256's "needs a
+    // secret" (an outside review of the README).
+    let out = run_cli(
+        &[
+            "token",
+            "sign",
+            "--key",
+            "admin-key",
+            "--private-key",
+            &rsa_key,
+        ],
+        root(),
+    );
+    assert_eq!(out.code(), Some(2), "{}", out.all());
+    assert!(
+        out.stderr.contains("--private-key needs --alg"),
+        "{}",
+        out.all()
+    );
 
     let token = sign(&[
         "--key",
