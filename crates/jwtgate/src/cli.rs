@@ -27,7 +27,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway. Logs to stderr (filter with JWTGATE_LOG, e.g. "debug";
     /// JWTGATE_LOG_FORMAT=json for one JSON object per line).
-    /// SIGTERM/SIGINT: stop accepting, finish in-flight requests (30 s bound), exit 0.
+    /// SIGTERM/SIGINT: stop accepting, finish in-flight requests (30 s bound), exit 0;
+    /// a second one while it stops exits at once (143 SIGTERM, 130 SIGINT).
     /// SIGHUP, or an edit of the file: reload the config (an invalid one is
     /// rejected and the running config stays).
     /// Under systemd (Type=notify) it reports READY=1 once serving.
@@ -62,12 +63,13 @@ pub enum ConfigCommand {
     /// config_source says where), in one transaction. Unchanged objects are not
     /// rewritten: pushing the same file twice changes nothing. Refused whole
     /// (exit 1, etcd unchanged) if an object is invalid or a protection forbids
-    /// any part of it. Exit 3 if etcd cannot be reached.
+    /// any part of it. Exit 2 if FILE cannot be read or has no config_source, 3 if
+    /// etcd cannot be reached.
     Push(PushArgs),
     /// Print the routes, consumers and providers etcd holds as YAML that `push`
     /// accepts once a config_source is added (secrets as stored). Exit 1 if some
-    /// object in etcd could not be read (it is left out and named on stderr), 3 if
-    /// etcd cannot be reached.
+    /// object in etcd could not be read (it is left out and named on stderr), 2 if
+    /// FILE cannot be read or has no config_source, 3 if etcd cannot be reached.
     Pull(PullArgs),
 }
 

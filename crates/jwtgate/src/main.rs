@@ -108,6 +108,13 @@ Set by systemd for Type=notify: READY=1 once serving, RELOADING=1 around SIGHUP,
 .TP
 \fB${NAME}\fR in the config
 Expanded from the environment (secrets, passwords).
+.SH SIGNALS
+.TP
+\fBSIGTERM\fR, \fBSIGINT\fR
+\fBrun\fR stops accepting, finishes the requests in flight (30 s at most) and exits 0; a second one while it stops exits at once, 143 (SIGTERM) or 130 (SIGINT), cutting the requests still running.
+.TP
+\fBSIGHUP\fR
+\fBrun\fR reloads its config file (an invalid one is refused and the running config stays) and its TLS certificates.
 .SH FILES
 .TP
 \fI/etc/jwtgate/jwtgate.yaml\fR
