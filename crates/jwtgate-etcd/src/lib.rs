@@ -17,6 +17,8 @@
 //! path.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use etcd_client::{
@@ -141,11 +143,47 @@ pub fn name_field(kind: Kind) -> &'static str {
 /// A connection to etcd under one prefix.
 #[derive(Clone)]
 pub struct Etcd {
-    client: Client,
+    members: Arc<Members>,
     prefix: String,
     timeout: Duration,
-    /// More than one endpoint: a request one refused may go to another.
-    several: bool,
+}
+
+/// One client per endpoint, and the member requests go to. The etcd
+/// client's own balancing over every endpoint kept placing requests and
+/// the watch on a member that hangs (a stuck host, a network dropping
+/// packets): it refuses nothing, so until a connection's keep-alive found
+/// it gone, and again after each reconnection to it, a node stayed
+/// `reconnecting` for 15-26 s with two members of three answering (an
+/// outside chaos audit). Here a member that does not answer in time,
+/// refuses the connection or cannot serve (no leader) is left for the
+/// next one, by every later request and watch.
+struct Members {
+    endpoints: Vec<String>,
+    options: ConnectOptions,
+    /// Made when first used (no I/O without authentication).
+    clients: Vec<Mutex<Option<Client>>>,
+    current: AtomicUsize,
+}
+
+impl Members {
+    fn current(&self) -> usize {
+        self.current.load(Ordering::Relaxed) % self.endpoints.len()
+    }
+
+    /// Leaves member `i` for the next one, unless a request that failed
+    /// there too did already; its connection is made afresh when it is
+    /// chosen again.
+    fn leave(&self, i: usize) {
+        let next = (i + 1) % self.endpoints.len();
+        let _ = self
+            .current
+            .compare_exchange(i, next, Ordering::Relaxed, Ordering::Relaxed);
+        if let Some(slot) = self.clients.get(i) {
+            if let Ok(mut client) = slot.lock() {
+                *client = None;
+            }
+        }
+    }
 }
 
 /// Keys per page of a snapshot.
@@ -181,6 +219,32 @@ const CONNECT_RETRY_PAUSE: Duration = Duration::from_millis(20);
 enum Failure {
     NoAnswer,
     Client(etcd_client::Error),
+}
+
+impl Failure {
+    /// Whether the member, not the request, failed: no answer in time, no
+    /// connection, or an answer that it cannot serve now (no leader). Any
+    /// other answer (a refusal, a compacted revision) would be the same
+    /// from every member.
+    fn of_the_member(&self) -> bool {
+        use tonic::Code;
+        match self {
+            Failure::NoAnswer => true,
+            Failure::Client(
+                etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_),
+            ) => true,
+            Failure::Client(etcd_client::Error::GRpcStatus(status)) => matches!(
+                status.code(),
+                Code::Unavailable | Code::Unknown | Code::DeadlineExceeded | Code::Cancelled
+            ),
+            Failure::Client(_) => false,
+        }
+    }
+
+    /// Whether the member refused the connection: the request never left.
+    fn refused_connection(&self) -> bool {
+        matches!(self, Failure::Client(e) if refused_connection(e))
+    }
 }
 
 /// Whether an endpoint refused the connection: the request never left.
@@ -242,19 +306,52 @@ impl Etcd {
             .iter()
             .map(|e| format!("{scheme}://{e}"))
             .collect();
-        let client =
-            tokio::time::timeout(s.dial_timeout, Client::connect(endpoints, Some(options)))
-                .await
-                .map_err(|_| {
-                    EtcdError::Unavailable(format!("no answer within {:?}", s.dial_timeout))
-                })?
-                .map_err(unavailable)?;
-        Ok(Etcd {
-            client,
+        if endpoints.is_empty() {
+            return Err(EtcdError::Unavailable("no endpoints".into()));
+        }
+        let etcd = Etcd {
+            members: Arc::new(Members {
+                clients: endpoints.iter().map(|_| Mutex::new(None)).collect(),
+                endpoints,
+                options,
+                current: AtomicUsize::new(0),
+            }),
             prefix: s.prefix.clone(),
             timeout: s.dial_timeout,
-            several: s.endpoints.len() > 1,
-        })
+        };
+        // The first member that takes the connection (and, with a user,
+        // the authentication), within the timeout.
+        etcd.within_timeout(|_| async { Ok::<(), etcd_client::Error>(()) })
+            .await
+            .map_err(|failure| match failure {
+                Failure::NoAnswer => etcd.no_answer(),
+                Failure::Client(e) => client_error(e),
+            })?;
+        Ok(etcd)
+    }
+
+    /// Member `i`'s client, made if it is not yet (bounded by `deadline`).
+    async fn client_at(&self, i: usize, deadline: tokio::time::Instant) -> Result<Client, Failure> {
+        let m = &self.members;
+        let made = m.clients.get(i).and_then(|slot| slot.lock().ok()?.clone());
+        if let Some(client) = made {
+            return Ok(client);
+        }
+        let endpoint = [m.endpoints[i % m.endpoints.len()].as_str()];
+        let client = match tokio::time::timeout_at(
+            deadline,
+            Client::connect(endpoint, Some(m.options.clone())),
+        )
+        .await
+        {
+            Err(_) => return Err(Failure::NoAnswer),
+            Ok(Err(e)) => return Err(Failure::Client(e)),
+            Ok(Ok(client)) => client,
+        };
+        if let Some(Ok(mut slot)) = m.clients.get(i).map(|slot| slot.lock()) {
+            return Ok(slot.get_or_insert(client).clone());
+        }
+        Ok(client)
     }
 
     pub fn prefix(&self) -> &str {
@@ -276,8 +373,19 @@ impl Etcd {
     }
 
     /// Runs one request within the timeout (`dial_timeout`), made by
-    /// `attempt`.
-    async fn bounded<T, Fut>(&self, attempt: impl FnMut() -> Fut) -> Result<T, EtcdError>
+    /// `attempt` with the current member's client.
+    async fn bounded<T, Fut>(&self, attempt: impl FnMut(Client) -> Fut) -> Result<T, EtcdError>
+    where
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        self.on_a_member(attempt).await.map(|(answer, _)| answer)
+    }
+
+    /// As [`Etcd::bounded`], with the member that answered.
+    async fn on_a_member<T, Fut>(
+        &self,
+        attempt: impl FnMut(Client) -> Fut,
+    ) -> Result<(T, usize), EtcdError>
     where
         Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
     {
@@ -293,30 +401,44 @@ impl Etcd {
         EtcdError::Unavailable(format!("no answer within {:?}", self.timeout))
     }
 
-    /// Makes the request with `attempt`, and again, within the same
-    /// timeout, while an endpoint refuses the connection and there are
-    /// others: the request never left, and the client balances over the
-    /// endpoints, so the next try goes to one that is up (with one member
-    /// of three down, `config push` failed four times in five). With every
-    /// endpoint down, a try after the first waits for one to come up, and
-    /// the timeout says whether the request was made is not known.
-    async fn within_timeout<T, Fut>(&self, mut attempt: impl FnMut() -> Fut) -> Result<T, Failure>
+    /// Makes the request with `attempt` on the current member. A member
+    /// that failed it ([`Failure::of_the_member`]) is left for the next
+    /// one; the request is made again there, within the same timeout, when
+    /// the member refused the connection (the request never left: with one
+    /// member of three down, `config push` failed four times in five).
+    /// With every endpoint down, the timeout says whether the request was
+    /// made is not known. Returns the member that answered.
+    async fn within_timeout<T, Fut>(
+        &self,
+        mut attempt: impl FnMut(Client) -> Fut,
+    ) -> Result<(T, usize), Failure>
     where
         Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
     {
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
-            match tokio::time::timeout_at(deadline, attempt()).await {
-                Err(_) => return Err(Failure::NoAnswer),
-                Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) => {
-                    let again = tokio::time::Instant::now() + CONNECT_RETRY_PAUSE;
-                    if !self.several || !refused_connection(&e) || again >= deadline {
-                        return Err(Failure::Client(e));
-                    }
-                    tokio::time::sleep_until(again).await;
-                }
+            let i = self.members.current();
+            let result = match self.client_at(i, deadline).await {
+                Ok(client) => match tokio::time::timeout_at(deadline, attempt(client)).await {
+                    Err(_) => Err(Failure::NoAnswer),
+                    Ok(answer) => answer.map_err(Failure::Client),
+                },
+                Err(failure) => Err(failure),
+            };
+            let failure = match result {
+                Ok(v) => return Ok((v, i)),
+                Err(failure) => failure,
+            };
+            if !failure.of_the_member() {
+                return Err(failure);
             }
+            self.members.leave(i);
+            let again = tokio::time::Instant::now() + CONNECT_RETRY_PAUSE;
+            let several = self.members.endpoints.len() > 1;
+            if !several || !failure.refused_connection() || again >= deadline {
+                return Err(failure);
+            }
+            tokio::time::sleep_until(again).await;
         }
     }
 
@@ -379,10 +501,6 @@ impl Etcd {
         keys_only: bool,
         mut each: impl FnMut(&etcd_client::KeyValue),
     ) -> Result<Option<(i64, u64)>, EtcdError> {
-        let kv = self
-            .client
-            .kv_client()
-            .max_decoding_message_size(MAX_MESSAGE);
         let prefix = format!("{}/", self.prefix);
         let end = prefix_end(prefix.as_bytes());
         let mut at: Option<(i64, u64)> = None;
@@ -401,11 +519,13 @@ impl Etcd {
                 options = options.with_keys_only();
             }
             let answer = self
-                .within_timeout(|| {
-                    let (mut kv, key, options) = (kv.clone(), start.clone(), options.clone());
+                .within_timeout(|client| {
+                    let mut kv = client.kv_client().max_decoding_message_size(MAX_MESSAGE);
+                    let (key, options) = (start.clone(), options.clone());
                     async move { kv.get(key, Some(options)).await }
                 })
-                .await;
+                .await
+                .map(|(resp, _)| resp);
             let resp = match answer {
                 Err(Failure::NoAnswer) => return Err(self.no_answer()),
                 Err(Failure::Client(e))
@@ -438,10 +558,9 @@ impl Etcd {
 
     /// The current revision and cluster id (a cheap read).
     pub async fn revision(&self) -> Result<(i64, u64), EtcdError> {
-        let kv = self.client.kv_client();
         let resp = self
-            .bounded(|| {
-                let mut kv = kv.clone();
+            .bounded(|client| {
+                let mut kv = client.kv_client();
                 let key = format!("{}/", self.prefix);
                 async move {
                     kv.get(key, Some(GetOptions::new().with_prefix().with_count_only()))
@@ -458,25 +577,23 @@ impl Etcd {
 
     /// Follows the changes under the prefix from revision `from` on.
     pub async fn watch(&self, from: i64) -> Result<Watch, EtcdError> {
-        let w = self
-            .client
-            .watch_client()
-            .max_decoding_message_size(MAX_MESSAGE);
         let options = WatchOptions::new()
             .with_prefix()
             .with_start_revision(from)
             .with_progress_notify();
-        let stream = self
-            .bounded(|| {
-                let (mut w, key, options) =
-                    (w.clone(), format!("{}/", self.prefix), options.clone());
+        let (stream, member) = self
+            .on_a_member(|client| {
+                let mut w = client.watch_client().max_decoding_message_size(MAX_MESSAGE);
+                let (key, options) = (format!("{}/", self.prefix), options.clone());
                 async move { w.watch(key, Some(options)).await }
             })
             .await?;
         Ok(Watch {
             stream,
             etcd: self.clone(),
+            member,
             queued: VecDeque::new(),
+            asked: None,
         })
     }
 
@@ -506,10 +623,9 @@ impl Etcd {
             });
         }
         let txn = Txn::new().when(compares).and_then(ops);
-        let kv = self.client.kv_client();
         let resp = self
-            .bounded(|| {
-                let (mut kv, txn) = (kv.clone(), txn.clone());
+            .bounded(|client| {
+                let (mut kv, txn) = (client.kv_client(), txn.clone());
                 async move { kv.txn(txn).await }
             })
             .await?;
@@ -520,37 +636,38 @@ impl Etcd {
     }
 }
 
+/// How long a watch may be silent before the member is asked how far it
+/// got (a progress request, answered within `dial_timeout`): a member that
+/// hangs sends nothing and refuses nothing, and its connection's keep-alive
+/// takes 6 s and more to find it gone.
+const WATCH_QUIET: Duration = Duration::from_secs(2);
+
 /// A watch on the prefix.
 pub struct Watch {
     stream: WatchStream,
     etcd: Etcd,
+    /// The member it runs on.
+    member: usize,
     /// Revisions received and not handed out yet: one answer may carry
     /// several (a watch that starts behind gets them all at once).
     queued: VecDeque<Batch>,
+    /// When the member was asked how far it got, unanswered since.
+    asked: Option<tokio::time::Instant>,
 }
 
 impl Watch {
     /// The next revision's changes, one revision at a time, in order
-    /// (progress notifications, which carry none, are skipped).
+    /// (progress notifications, which carry none, are skipped). Lost when
+    /// the member leaves a progress request unanswered (it is then left
+    /// for the next one).
     pub async fn next(&mut self) -> Result<Batch, WatchEnd> {
         loop {
             if let Some(batch) = self.queued.pop_front() {
                 return Ok(batch);
             }
-            let resp = self
-                .stream
-                .message()
-                .await
-                .map_err(|e| WatchEnd::Lost(e.to_string()))?
-                .ok_or_else(|| WatchEnd::Lost("the stream closed".into()))?;
+            let resp = self.message().await?;
             if resp.compact_revision() > 0 {
                 return Err(WatchEnd::Compacted(resp.compact_revision()));
-            }
-            if resp.canceled() {
-                return Err(WatchEnd::Lost(format!(
-                    "canceled by etcd: {}",
-                    resp.cancel_reason()
-                )));
             }
             if resp.events().is_empty() {
                 continue;
@@ -577,6 +694,46 @@ impl Watch {
             });
             let header = resp.header().map_or(0, |h| h.revision());
             self.queued = by_revision(events, header);
+        }
+    }
+
+    /// The next answer of the member, which is asked how far it got after
+    /// [`WATCH_QUIET`] of silence and must answer within `dial_timeout`.
+    async fn message(&mut self) -> Result<etcd_client::WatchResponse, WatchEnd> {
+        loop {
+            let wake = match self.asked {
+                Some(at) => at + self.etcd.timeout,
+                None => tokio::time::Instant::now() + WATCH_QUIET,
+            };
+            tokio::select! {
+                message = self.stream.message() => {
+                    self.asked = None;
+                    let lost = match message {
+                        // A compaction cancels the watch too: told apart by the caller.
+                        Ok(Some(resp)) if !resp.canceled() || resp.compact_revision() > 0 => {
+                            return Ok(resp)
+                        }
+                        Ok(Some(resp)) => format!("canceled by etcd: {}", resp.cancel_reason()),
+                        Ok(None) => "the stream closed".to_owned(),
+                        Err(e) => e.to_string(),
+                    };
+                    self.etcd.members.leave(self.member);
+                    return Err(WatchEnd::Lost(lost));
+                }
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+            if self.asked.is_some() {
+                self.etcd.members.leave(self.member);
+                return Err(WatchEnd::Lost(format!(
+                    "the etcd member did not answer a progress request within {:?}",
+                    self.etcd.timeout
+                )));
+            }
+            if let Err(e) = self.stream.request_progress().await {
+                self.etcd.members.leave(self.member);
+                return Err(WatchEnd::Lost(e.to_string()));
+            }
+            self.asked = Some(tokio::time::Instant::now());
         }
     }
 }

@@ -365,6 +365,10 @@ fn three_nodes_share_one_etcd_and_one_redis() {
     );
     assert_eq!(put.status, 201, "{}", put.text());
     assert_eq!(a.get("/shared/x").status, 200, "live on A when A answers");
+    // Applied by A once etcd committed it, not when A's watch brings it
+    // back: a watch stuck on a hung etcd member left the node that answered
+    // on the old version for 15-26 s (an outside chaos audit).
+    a.wait_log("config applied from this node's admin write", 1);
     let stored: Value = serde_json::from_str(&etcd.get(&key("routes", "shared")).unwrap()).unwrap();
     assert_eq!(stored["paths"], json!(["/shared/*"]), "{stored}");
     for n in [b, c] {
@@ -2153,6 +2157,62 @@ fn etcd_pid(etcd: &EtcdServer) -> u32 {
         }
     }
     panic!("no process with {wanted}");
+}
+
+/// A member of three that hangs (stopped: it refuses nothing and answers
+/// nothing) is left for another by every node that was using it, while it
+/// stays stopped: changes made elsewhere reach them, and an admin write
+/// through one is made and live there when it answers. Found by an outside
+/// chaos audit: the etcd client's balancing kept the watch (and requests)
+/// on the stopped member, a node stayed `reconnecting` for 15-26 s, and
+/// one answered a secret's rotation 200 while it still took the old secret.
+#[test]
+fn regression_a_hung_member_is_left_for_another() {
+    let cluster = EtcdCluster::start(3);
+    // A follower (no election meanwhile), listed first: both nodes begin
+    // with it.
+    let leader = cluster.leader();
+    let hung = (leader + 1) % 3;
+    let mut eps = cluster.endpoints();
+    eps.swap(0, hung);
+    let dir = tempfile::tempdir().unwrap();
+    push_ok(dir.path(), &eps, BASE);
+    let nodes: Vec<(tempfile::TempDir, Node)> =
+        (0..2).map(|_| start_node(&eps, EMBEDDED)).collect();
+    let (a, b) = (&nodes[0].1, &nodes[1].1);
+    for n in [a, b] {
+        wait_state(n, "following");
+    }
+    let pid = etcd_pid(&cluster.members[hung]);
+    send_signal(pid, "STOP");
+    let stopped = Instant::now();
+    cluster.members[leader].put(
+        &key("routes", "while-hung"),
+        &route_json(&["/while-hung/*"]),
+    );
+    for n in [a, b] {
+        wait_get(n, "/while-hung/x", 200);
+    }
+    eprintln!(
+        "a member hung: a change made elsewhere served by both nodes {:?} after it stopped",
+        stopped.elapsed()
+    );
+    let put = a.admin(
+        "PUT",
+        "/admin/v1/routes/rotated",
+        Some(json!({"paths": ["/rotated/*"], "upstream": {"echo": true}})),
+    );
+    assert!(
+        put.status < 300,
+        "{} {}\n{}",
+        put.status,
+        put.text(),
+        a.logs()
+    );
+    assert_eq!(a.get("/rotated/x").status, 200, "live on A when A answers");
+    wait_get(b, "/rotated/x", 200);
+    wait_state(a, "following");
+    send_signal(pid, "CONT");
 }
 
 /// An admin write etcd does not answer in time (here: etcd frozen for more

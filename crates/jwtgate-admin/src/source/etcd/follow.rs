@@ -26,10 +26,9 @@ pub(super) async fn follow(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut backoff = BACKOFF_MIN;
+    // Its connection to a member that failed is made afresh when that
+    // member is chosen again (`jwtgate_etcd`), credentials included.
     let mut etcd = source.client();
-    // The client reconnects by itself; after this many failures in a row a
-    // new one is made all the same (fresh endpoints, fresh credentials).
-    let mut failures = 0;
     loop {
         if stopping(&stop) {
             return;
@@ -47,11 +46,6 @@ pub(super) async fn follow(
         match result {
             Ok(()) => return, // stopping
             Err(e) => {
-                failures += 1;
-                if failures >= 3 {
-                    failures = 0;
-                    etcd = None;
-                }
                 {
                     let mut shared = source.shared.lock().await;
                     if shared.phase == Phase::Following {

@@ -538,6 +538,7 @@ impl EtcdSource {
             warnings = brings;
             match etcd.commit(&writes, read_at).await {
                 Ok(revision) => {
+                    self.apply_own_write(running, writes, revision).await;
                     self.wait_applied(revision).await;
                     return Ok(warnings);
                 }
@@ -603,6 +604,35 @@ impl EtcdSource {
                 "etcd kept changing under this write ({WRITE_ATTEMPTS} attempts); try again"
             ))),
         }
+    }
+
+    /// Applies this node's own write, committed at `revision`, without
+    /// waiting for the watch to bring it back: the transaction held only if
+    /// nothing under the prefix changed since the revision the edit was
+    /// read at, so at `revision` etcd holds what this node applied and
+    /// `writes`, which the watch will deliver as that revision's changes
+    /// (applied here as the watch applies them; its delivery is then an
+    /// echo). Waiting for the watch, the node that answered 200 served the
+    /// old version for as long as its watch was stuck (on a hung etcd
+    /// member, 15-26 s: an outside chaos audit rotated a leaked secret, and
+    /// the old one kept passing there). Left to the watch when the node
+    /// already applied `revision` or later, or is held.
+    async fn apply_own_write(&self, running: &Running, writes: Vec<Write>, revision: i64) {
+        let mut shared = self.shared.lock().await;
+        if shared.phase == Phase::Held || shared.objects.revision >= revision {
+            return;
+        }
+        let incoming = writes
+            .into_iter()
+            .map(|w| ((w.kind, w.name), w.value.map(|v| (v, revision))))
+            .collect();
+        self.apply_locked(
+            &mut shared,
+            running,
+            incoming,
+            revision,
+            "this node's admin write",
+        );
     }
 
     /// Waits (bounded) until this node follows etcd, or found that etcd
