@@ -16,9 +16,10 @@
 //! them with the config file's reader and applies them through its one
 //! path.
 
+mod members;
+
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{
@@ -27,6 +28,7 @@ use etcd_client::{
 };
 use jwtgate_config::EtcdSettings;
 pub use jwtgate_config::ObjectKind as Kind;
+use members::{describe, Failure, Members};
 
 /// One object as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,44 +150,6 @@ pub struct Etcd {
     timeout: Duration,
 }
 
-/// One client per endpoint, and the member requests go to. The etcd
-/// client's own balancing over every endpoint kept placing requests and
-/// the watch on a member that hangs (a stuck host, a network dropping
-/// packets): it refuses nothing, so until a connection's keep-alive found
-/// it gone, and again after each reconnection to it, a node stayed
-/// `reconnecting` for 15-26 s with two members of three answering (an
-/// outside chaos audit). Here a member that does not answer in time,
-/// refuses the connection or cannot serve (no leader) is left for the
-/// next one, by every later request and watch.
-struct Members {
-    endpoints: Vec<String>,
-    options: ConnectOptions,
-    /// Made when first used (no I/O without authentication).
-    clients: Vec<Mutex<Option<Client>>>,
-    current: AtomicUsize,
-}
-
-impl Members {
-    fn current(&self) -> usize {
-        self.current.load(Ordering::Relaxed) % self.endpoints.len()
-    }
-
-    /// Leaves member `i` for the next one, unless a request that failed
-    /// there too did already; its connection is made afresh when it is
-    /// chosen again.
-    fn leave(&self, i: usize) {
-        let next = (i + 1) % self.endpoints.len();
-        let _ = self
-            .current
-            .compare_exchange(i, next, Ordering::Relaxed, Ordering::Relaxed);
-        if let Some(slot) = self.clients.get(i) {
-            if let Ok(mut client) = slot.lock() {
-                *client = None;
-            }
-        }
-    }
-}
-
 /// Keys per page of a snapshot.
 const PAGE: i64 = 1000;
 /// The largest answer taken from etcd (a page, or one revision's events).
@@ -204,54 +168,11 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 }
 
 /// How often each connection to a member is checked (an HTTP/2 PING,
-/// answered within `dial_timeout`): a member that hangs (a stuck host, a
-/// network that drops packets) refuses nothing, and the requests and the
-/// watch the client balanced onto it wait until this finds it gone. etcd
-/// ends a connection pinged more often than every 5 s
-/// (`--grpc-keepalive-min-time`).
+/// answered within `dial_timeout`), besides the requests that leave a
+/// member that does not answer them ([`members`]) and the quiet watch's
+/// question ([`Watch::next`]). etcd ends a connection pinged more often
+/// than every 5 s (`--grpc-keepalive-min-time`).
 const KEEP_ALIVE: Duration = Duration::from_secs(6);
-
-/// How long a request waits before it is made again after an endpoint
-/// refused the connection.
-const CONNECT_RETRY_PAUSE: Duration = Duration::from_millis(20);
-
-/// Why a request within the timeout failed.
-enum Failure {
-    NoAnswer,
-    Client(etcd_client::Error),
-}
-
-impl Failure {
-    /// Whether the member, not the request, failed: no answer in time, no
-    /// connection, or an answer that it cannot serve now (no leader). Any
-    /// other answer (a refusal, a compacted revision) would be the same
-    /// from every member.
-    fn of_the_member(&self) -> bool {
-        use tonic::Code;
-        match self {
-            Failure::NoAnswer => true,
-            Failure::Client(
-                etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_),
-            ) => true,
-            Failure::Client(etcd_client::Error::GRpcStatus(status)) => matches!(
-                status.code(),
-                Code::Unavailable | Code::Unknown | Code::DeadlineExceeded | Code::Cancelled
-            ),
-            Failure::Client(_) => false,
-        }
-    }
-
-    /// Whether the member refused the connection: the request never left.
-    fn refused_connection(&self) -> bool {
-        matches!(self, Failure::Client(e) if refused_connection(e))
-    }
-}
-
-/// Whether an endpoint refused the connection: the request never left.
-fn refused_connection(e: &etcd_client::Error) -> bool {
-    let e = e.to_string();
-    e.contains("tcp connect error") || e.contains("Connection refused")
-}
 
 fn unavailable(e: impl std::fmt::Display) -> EtcdError {
     EtcdError::Unavailable(e.to_string())
@@ -272,13 +193,22 @@ fn client_error(e: etcd_client::Error) -> EtcdError {
         {
             EtcdError::Refused(status.message().to_owned())
         }
-        _ => unavailable(e),
+        _ => unavailable(describe(&e)),
     }
 }
 
 impl Etcd {
-    /// Connects (and authenticates), within `dial_timeout`.
+    /// Connects (and authenticates), within `dial_timeout`; the
+    /// connections run on the caller's runtime.
     pub async fn connect(s: &EtcdSettings) -> Result<Etcd, EtcdError> {
+        Etcd::connect_on(s, tokio::runtime::Handle::current()).await
+    }
+
+    /// As [`Etcd::connect`], the connections running on `runtime`.
+    pub async fn connect_on(
+        s: &EtcdSettings,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<Etcd, EtcdError> {
         let mut options = ConnectOptions::new()
             .with_connect_timeout(s.dial_timeout)
             .with_keep_alive(KEEP_ALIVE, s.dial_timeout)
@@ -306,52 +236,19 @@ impl Etcd {
             .iter()
             .map(|e| format!("{scheme}://{e}"))
             .collect();
-        if endpoints.is_empty() {
-            return Err(EtcdError::Unavailable("no endpoints".into()));
-        }
+        let members = Members::new(endpoints, options, runtime)
+            .ok_or_else(|| EtcdError::Unavailable("no endpoints".into()))?;
         let etcd = Etcd {
-            members: Arc::new(Members {
-                clients: endpoints.iter().map(|_| Mutex::new(None)).collect(),
-                endpoints,
-                options,
-                current: AtomicUsize::new(0),
-            }),
+            members: Arc::new(members),
             prefix: s.prefix.clone(),
             timeout: s.dial_timeout,
         };
-        // The first member that takes the connection (and, with a user,
-        // the authentication), within the timeout.
-        etcd.within_timeout(|_| async { Ok::<(), etcd_client::Error>(()) })
-            .await
-            .map_err(|failure| match failure {
-                Failure::NoAnswer => etcd.no_answer(),
-                Failure::Client(e) => client_error(e),
-            })?;
+        // A member that takes the connection (with a user: that
+        // authenticates it), within the timeout; without a user, nothing
+        // is sent until the first request.
+        etcd.bounded(|_| async { Ok::<(), etcd_client::Error>(()) })
+            .await?;
         Ok(etcd)
-    }
-
-    /// Member `i`'s client, made if it is not yet (bounded by `deadline`).
-    async fn client_at(&self, i: usize, deadline: tokio::time::Instant) -> Result<Client, Failure> {
-        let m = &self.members;
-        let made = m.clients.get(i).and_then(|slot| slot.lock().ok()?.clone());
-        if let Some(client) = made {
-            return Ok(client);
-        }
-        let endpoint = [m.endpoints[i % m.endpoints.len()].as_str()];
-        let client = match tokio::time::timeout_at(
-            deadline,
-            Client::connect(endpoint, Some(m.options.clone())),
-        )
-        .await
-        {
-            Err(_) => return Err(Failure::NoAnswer),
-            Ok(Err(e)) => return Err(Failure::Client(e)),
-            Ok(Ok(client)) => client,
-        };
-        if let Some(Ok(mut slot)) = m.clients.get(i).map(|slot| slot.lock()) {
-            return Ok(slot.get_or_insert(client).clone());
-        }
-        Ok(client)
     }
 
     pub fn prefix(&self) -> &str {
@@ -378,68 +275,32 @@ impl Etcd {
     where
         Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
     {
-        self.on_a_member(attempt).await.map(|(answer, _)| answer)
+        self.on_a_member(attempt).await.map(|(answer, _, _)| answer)
     }
 
-    /// As [`Etcd::bounded`], with the member that answered.
+    /// As [`Etcd::bounded`], with the member that answered and its client.
     async fn on_a_member<T, Fut>(
         &self,
         attempt: impl FnMut(Client) -> Fut,
-    ) -> Result<(T, usize), EtcdError>
+    ) -> Result<(T, usize, Client), EtcdError>
     where
         Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
     {
-        self.within_timeout(attempt)
+        self.members
+            .run(self.timeout, attempt)
             .await
-            .map_err(|failure| match failure {
-                Failure::NoAnswer => self.no_answer(),
-                Failure::Client(e) => client_error(e),
-            })
+            .map_err(|failure| self.error_of(failure))
+    }
+
+    fn error_of(&self, failure: Failure) -> EtcdError {
+        match failure {
+            Failure::NoAnswer => self.no_answer(),
+            Failure::Client(e) => client_error(e),
+        }
     }
 
     fn no_answer(&self) -> EtcdError {
         EtcdError::Unavailable(format!("no answer within {:?}", self.timeout))
-    }
-
-    /// Makes the request with `attempt` on the current member. A member
-    /// that failed it ([`Failure::of_the_member`]) is left for the next
-    /// one; the request is made again there, within the same timeout, when
-    /// the member refused the connection (the request never left: with one
-    /// member of three down, `config push` failed four times in five).
-    /// With every endpoint down, the timeout says whether the request was
-    /// made is not known. Returns the member that answered.
-    async fn within_timeout<T, Fut>(
-        &self,
-        mut attempt: impl FnMut(Client) -> Fut,
-    ) -> Result<(T, usize), Failure>
-    where
-        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
-    {
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        loop {
-            let i = self.members.current();
-            let result = match self.client_at(i, deadline).await {
-                Ok(client) => match tokio::time::timeout_at(deadline, attempt(client)).await {
-                    Err(_) => Err(Failure::NoAnswer),
-                    Ok(answer) => answer.map_err(Failure::Client),
-                },
-                Err(failure) => Err(failure),
-            };
-            let failure = match result {
-                Ok(v) => return Ok((v, i)),
-                Err(failure) => failure,
-            };
-            if !failure.of_the_member() {
-                return Err(failure);
-            }
-            self.members.leave(i);
-            let again = tokio::time::Instant::now() + CONNECT_RETRY_PAUSE;
-            let several = self.members.endpoints.len() > 1;
-            if !several || !failure.refused_connection() || again >= deadline {
-                return Err(failure);
-            }
-            tokio::time::sleep_until(again).await;
-        }
     }
 
     /// Every object under the prefix, at one revision, read in pages.
@@ -519,13 +380,14 @@ impl Etcd {
                 options = options.with_keys_only();
             }
             let answer = self
-                .within_timeout(|client| {
+                .members
+                .run(self.timeout, |client| {
                     let mut kv = client.kv_client().max_decoding_message_size(MAX_MESSAGE);
                     let (key, options) = (start.clone(), options.clone());
                     async move { kv.get(key, Some(options)).await }
                 })
                 .await
-                .map(|(resp, _)| resp);
+                .map(|(resp, _, _)| resp);
             let resp = match answer {
                 Err(Failure::NoAnswer) => return Err(self.no_answer()),
                 Err(Failure::Client(e))
@@ -581,7 +443,7 @@ impl Etcd {
             .with_prefix()
             .with_start_revision(from)
             .with_progress_notify();
-        let (stream, member) = self
+        let (stream, member, client) = self
             .on_a_member(|client| {
                 let mut w = client.watch_client().max_decoding_message_size(MAX_MESSAGE);
                 let (key, options) = (format!("{}/", self.prefix), options.clone());
@@ -592,24 +454,36 @@ impl Etcd {
             stream,
             etcd: self.clone(),
             member,
+            client,
             queued: VecDeque::new(),
-            asked: None,
         })
     }
 
     /// Writes `writes` in one transaction that holds only if nothing under
     /// the prefix changed after revision `read_at` and every written key is
     /// as expected (a key deleted since is not under the prefix any more);
-    /// `Conflict` otherwise. Returns the revision it made.
-    pub async fn commit(&self, writes: &[Write], read_at: i64) -> Result<i64, EtcdError> {
+    /// `Conflict` otherwise. Returns the revision it made. `held`: a key
+    /// that must still be at that mod revision (the writer's newest): an
+    /// etcd that lost its data since it was read holds nothing under the
+    /// prefix, which the other conditions let pass.
+    pub async fn commit(
+        &self,
+        writes: &[Write],
+        read_at: i64,
+        held: Option<(Kind, &str, i64)>,
+    ) -> Result<i64, EtcdError> {
         if writes.is_empty() {
             return self.revision().await.map(|(r, _)| r);
         }
-        let mut compares = Vec::with_capacity(writes.len() + 1);
+        let mut compares = Vec::with_capacity(writes.len() + 2);
         compares.push(
             Compare::mod_revision(format!("{}/", self.prefix), CompareOp::Less, read_at + 1)
                 .with_prefix(),
         );
+        if let Some((kind, name, mod_revision)) = held {
+            let key = self.key(kind, name);
+            compares.push(Compare::mod_revision(key, CompareOp::Equal, mod_revision));
+        }
         let mut ops = Vec::with_capacity(writes.len());
         for w in writes {
             let key = self.key(w.kind, &w.name);
@@ -636,30 +510,32 @@ impl Etcd {
     }
 }
 
-/// How long a watch may be silent before the member is asked how far it
-/// got (a progress request, answered within `dial_timeout`): a member that
-/// hangs sends nothing and refuses nothing, and its connection's keep-alive
-/// takes 6 s and more to find it gone.
+/// How long a watch may be silent before its member is asked a small
+/// question (how many keys the prefix holds) on the watch's connection,
+/// to be answered within `dial_timeout`: a member that hangs sends nothing
+/// and refuses nothing, and its connection's keep-alive takes 6 s and more
+/// to find it gone. Not a progress request: etcd 3.4.38, 3.5.22 and 3.6.2
+/// on leave it unanswered while the watch waits for a revision etcd has
+/// not reached, which is where a watch that caught up waits.
 const WATCH_QUIET: Duration = Duration::from_secs(2);
 
 /// A watch on the prefix.
 pub struct Watch {
     stream: WatchStream,
     etcd: Etcd,
-    /// The member it runs on.
+    /// The member it runs on, and that member's client.
     member: usize,
+    client: Client,
     /// Revisions received and not handed out yet: one answer may carry
     /// several (a watch that starts behind gets them all at once).
     queued: VecDeque<Batch>,
-    /// When the member was asked how far it got, unanswered since.
-    asked: Option<tokio::time::Instant>,
 }
 
 impl Watch {
     /// The next revision's changes, one revision at a time, in order
     /// (progress notifications, which carry none, are skipped). Lost when
-    /// the member leaves a progress request unanswered (it is then left
-    /// for the next one).
+    /// the member, asked a question after [`WATCH_QUIET`] of silence, does
+    /// not answer it (it is then left for the next one).
     pub async fn next(&mut self) -> Result<Batch, WatchEnd> {
         loop {
             if let Some(batch) = self.queued.pop_front() {
@@ -697,44 +573,55 @@ impl Watch {
         }
     }
 
-    /// The next answer of the member, which is asked how far it got after
-    /// [`WATCH_QUIET`] of silence and must answer within `dial_timeout`.
+    /// The next answer of the member. After [`WATCH_QUIET`] of silence the
+    /// member is asked a question on the same connection; one that does not
+    /// answer within `dial_timeout` (or cannot serve: no leader) is left for
+    /// the next one, and the watch is lost.
     async fn message(&mut self) -> Result<etcd_client::WatchResponse, WatchEnd> {
         loop {
-            let wake = match self.asked {
-                Some(at) => at + self.etcd.timeout,
-                None => tokio::time::Instant::now() + WATCH_QUIET,
-            };
             tokio::select! {
-                message = self.stream.message() => {
-                    self.asked = None;
-                    let lost = match message {
-                        // A compaction cancels the watch too: told apart by the caller.
-                        Ok(Some(resp)) if !resp.canceled() || resp.compact_revision() > 0 => {
-                            return Ok(resp)
-                        }
-                        Ok(Some(resp)) => format!("canceled by etcd: {}", resp.cancel_reason()),
-                        Ok(None) => "the stream closed".to_owned(),
-                        Err(e) => e.to_string(),
-                    };
-                    self.etcd.members.leave(self.member);
-                    return Err(WatchEnd::Lost(lost));
-                }
-                _ = tokio::time::sleep_until(wake) => {}
+                message = self.stream.message() => return self.answered(message),
+                _ = tokio::time::sleep(WATCH_QUIET) => {}
             }
-            if self.asked.is_some() {
-                self.etcd.members.leave(self.member);
-                return Err(WatchEnd::Lost(format!(
-                    "the etcd member did not answer a progress request within {:?}",
-                    self.etcd.timeout
-                )));
+            let mut kv = self.client.kv_client();
+            let question = kv.get(
+                format!("{}/", self.etcd.prefix),
+                Some(GetOptions::new().with_prefix().with_count_only()),
+            );
+            let failure = tokio::select! {
+                message = self.stream.message() => return self.answered(message),
+                answer = tokio::time::timeout(self.etcd.timeout, question) => match answer {
+                    Err(_) => Failure::NoAnswer,
+                    Ok(Err(e)) => Failure::Client(e),
+                    Ok(Ok(_)) => continue,
+                },
+            };
+            if !failure.of_the_member() {
+                continue;
             }
-            if let Err(e) = self.stream.request_progress().await {
-                self.etcd.members.leave(self.member);
-                return Err(WatchEnd::Lost(e.to_string()));
-            }
-            self.asked = Some(tokio::time::Instant::now());
+            self.etcd.members.leave(self.member);
+            return Err(WatchEnd::Lost(format!(
+                "the watch's etcd member did not answer while it was quiet: {}",
+                self.etcd.error_of(failure)
+            )));
         }
+    }
+
+    /// An answer of the watch stream: lost (and its member left) when the
+    /// stream failed, closed or was canceled for a cause other than a
+    /// compaction, which the caller tells apart.
+    fn answered(
+        &self,
+        message: Result<Option<etcd_client::WatchResponse>, etcd_client::Error>,
+    ) -> Result<etcd_client::WatchResponse, WatchEnd> {
+        let lost = match message {
+            Ok(Some(resp)) if !resp.canceled() || resp.compact_revision() > 0 => return Ok(resp),
+            Ok(Some(resp)) => format!("canceled by etcd: {}", resp.cancel_reason()),
+            Ok(None) => "the stream closed".to_owned(),
+            Err(e) => describe(&e),
+        };
+        self.etcd.members.leave(self.member);
+        Err(WatchEnd::Lost(lost))
     }
 }
 

@@ -92,7 +92,7 @@ pub fn push(path: &Path, dry_run: bool) -> ExitCode {
                 ));
                 return crate::out::print_with(&text, ExitCode::SUCCESS);
             }
-            match etcd.commit(&writes, snapshot.revision).await {
+            match etcd.commit(&writes, snapshot.revision, None).await {
                 Ok(revision) => {
                     // Made: said whatever stdout does (status 0 all the same).
                     let said = format!(

@@ -2186,17 +2186,9 @@ fn regression_a_hung_member_is_left_for_another() {
     let pid = etcd_pid(&cluster.members[hung]);
     send_signal(pid, "STOP");
     let stopped = Instant::now();
-    cluster.members[leader].put(
-        &key("routes", "while-hung"),
-        &route_json(&["/while-hung/*"]),
-    );
-    for n in [a, b] {
-        wait_get(n, "/while-hung/x", 200);
-    }
-    eprintln!(
-        "a member hung: a change made elsewhere served by both nodes {:?} after it stopped",
-        stopped.elapsed()
-    );
+    // An admin write through A, whose watch is on the stopped member (2 s
+    // of silence pass before it asks): made through another member, and
+    // live on A when A answers.
     let put = a.admin(
         "PUT",
         "/admin/v1/routes/rotated",
@@ -2210,6 +2202,18 @@ fn regression_a_hung_member_is_left_for_another() {
         a.logs()
     );
     assert_eq!(a.get("/rotated/x").status, 200, "live on A when A answers");
+    // A change made through another member reaches both nodes.
+    cluster.members[leader].put(
+        &key("routes", "while-hung"),
+        &route_json(&["/while-hung/*"]),
+    );
+    for n in [a, b] {
+        wait_get(n, "/while-hung/x", 200);
+    }
+    eprintln!(
+        "a member hung: a change made elsewhere served by both nodes {:?} after it stopped",
+        stopped.elapsed()
+    );
     wait_get(b, "/rotated/x", 200);
     wait_state(a, "following");
     send_signal(pid, "CONT");

@@ -14,8 +14,8 @@ use super::{EtcdSource, Phase};
 use crate::live::Running;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
-/// Short: a try is one read, and every admin write waits on the watch it
-/// brings back (a write etcd took is applied once the watch delivers it).
+/// Short: a try is one read, and an admin write waits for the node to
+/// follow etcd again before it is judged.
 /// At 5 s, a loaded three-member etcd's election left the watch down 14 s
 /// after etcd had a leader again (CI, `admin_writes_through_a_leader_election`).
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -35,7 +35,7 @@ pub(super) async fn follow(
         }
         let result = match &etcd {
             Some(e) => follow_once(&source, &running, e, &mut stop, &mut backoff).await,
-            None => match Etcd::connect(&source.settings).await {
+            None => match Etcd::connect_on(&source.settings, source.runtime.clone()).await {
                 Ok(e) => {
                     etcd = Some(e);
                     continue;
@@ -221,7 +221,25 @@ async fn apply_batch(
         let _ = source.applied.send_replace(batch.revision);
         return Ok(());
     }
-    let incoming = incoming(batch.changes);
+    // A change older than the version of its object this node knows etcd
+    // holds is not applied over it: a watch catching up on a long backlog
+    // may bring revisions before one the node already applied (its own
+    // admin write, applied when etcd committed it, past a revision etcd's
+    // header gave before the backlog's end). `stored`, not the live
+    // versions: those may still carry the numbers of a history etcd lost.
+    let stored = &shared.objects.stored;
+    let newest = |id: &(jwtgate_config::ObjectKind, String)| stored.get(id).copied();
+    let changes = batch
+        .changes
+        .into_iter()
+        .filter(|change| match change {
+            Change::Put(o) => newest(&(o.kind, o.name.clone())).is_none_or(|r| o.mod_revision >= r),
+            Change::Delete { kind, name } => {
+                newest(&(*kind, name.clone())).is_none_or(|r| batch.revision >= r)
+            }
+        })
+        .collect();
+    let incoming = incoming(changes);
     source.apply_locked(&mut shared, running, incoming, batch.revision, "etcd");
     Ok(())
 }

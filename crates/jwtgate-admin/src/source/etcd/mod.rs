@@ -122,8 +122,12 @@ pub struct EtcdSource {
     /// A copy of the phase for `/status` without waiting on the lock, and
     /// for admin writes waiting until the node caught up with etcd.
     phase: watch::Sender<Phase>,
-    /// The connection, once made (the client reconnects by itself).
+    /// The connection, once made (a member's client is made again after
+    /// it failed, `jwtgate_etcd`).
     client: StdMutex<Option<Etcd>>,
+    /// The control plane's runtime, where the connections to etcd run
+    /// (the follower's thread may be busy compiling).
+    runtime: tokio::runtime::Handle,
     /// The last revision applied, for admin writes waiting on their own.
     applied: watch::Sender<i64>,
     /// Admin writes of this node, one at a time.
@@ -165,6 +169,7 @@ impl EtcdSource {
                 history_gap: false,
             }),
             phase: watch::channel(Phase::Connecting).0,
+            runtime: tokio::runtime::Handle::current(),
             client: StdMutex::new(None),
             applied: watch::channel(0).0,
             writer: Mutex::new(()),
@@ -475,7 +480,7 @@ impl EtcdSource {
                     unavailable("this node has not caught up with it since the connection was lost")
                 });
             }
-            let (writes, read_at, brings) = {
+            let (writes, read_at, brings, newest) = {
                 let shared = self.shared.lock().await;
                 if shared.phase == Phase::Held {
                     return Err(unavailable(
@@ -530,13 +535,25 @@ impl EtcdSource {
                     ));
                 }
                 info!(target: "jwtgate::admin", change = %e.what, writes = writes.len(), "admin change: writing to etcd");
-                (writes, shared.objects.revision, brings)
+                // The newest key etcd held when this edit was read, which it
+                // must still hold: one that came back empty since (a wipe
+                // within this attempt) takes no write.
+                let newest = shared
+                    .objects
+                    .stored
+                    .iter()
+                    .max_by_key(|(_, r)| **r)
+                    .map(|((kind, name), r)| (*kind, name.clone(), *r));
+                (writes, shared.objects.revision, brings, newest)
             };
             if writes.is_empty() {
                 return Ok(warnings);
             }
             warnings = brings;
-            match etcd.commit(&writes, read_at).await {
+            let held = newest
+                .as_ref()
+                .map(|(kind, name, r)| (*kind, name.as_str(), *r));
+            match etcd.commit(&writes, read_at, held).await {
                 Ok(revision) => {
                     self.apply_own_write(running, writes, revision).await;
                     self.wait_applied(revision).await;
@@ -616,10 +633,13 @@ impl EtcdSource {
     /// old version for as long as its watch was stuck (on a hung etcd
     /// member, 15-26 s: an outside chaos audit rotated a leaked secret, and
     /// the old one kept passing there). Left to the watch when the node
-    /// already applied `revision` or later, or is held.
+    /// already applied `revision` or later, or does not follow etcd now:
+    /// a catch-up (a full read of the prefix after a compaction, say) may
+    /// have read etcd before this commit, and would take it for a revision
+    /// that went back; every catch-up runs outside `following`.
     async fn apply_own_write(&self, running: &Running, writes: Vec<Write>, revision: i64) {
         let mut shared = self.shared.lock().await;
-        if shared.phase == Phase::Held || shared.objects.revision >= revision {
+        if shared.phase != Phase::Following || shared.objects.revision >= revision {
             return;
         }
         let incoming = writes
@@ -828,7 +848,6 @@ fn spawn_follower(source: Arc<EtcdSource>, running: Arc<Running>, stop: watch::R
     }
 }
 
-/// A write refused before anything was sent to etcd.
 /// A write etcd may have committed without saying so.
 fn unknown_outcome() -> AdminError {
     AdminError::SourceUnavailable(
@@ -838,6 +857,7 @@ fn unknown_outcome() -> AdminError {
     )
 }
 
+/// A write refused before anything was sent to etcd.
 fn unavailable(detail: &str) -> AdminError {
     AdminError::SourceUnavailable(format!(
         "etcd unavailable: {detail}; the change was not made"
