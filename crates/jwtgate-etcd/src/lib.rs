@@ -632,7 +632,8 @@ impl Watch {
 /// (lifting a protection, then the change it allowed) where one at a
 /// time they apply. When the answer's header is past its last event, an
 /// empty batch at the header's revision follows (nothing under the prefix
-/// changed up to it).
+/// changed up to it), unless the answer is as long as etcd sends one
+/// ([`WATCH_BATCH_MAX_REVS`]).
 fn by_revision(
     events: impl IntoIterator<Item = (i64, Option<Change>)>,
     header: i64,
@@ -649,7 +650,8 @@ fn by_revision(
             batch.changes.push(change);
         }
     }
-    if out.back().is_some_and(|last| header > last.revision) {
+    let whole = out.len() < WATCH_BATCH_MAX_REVS;
+    if whole && out.back().is_some_and(|last| header > last.revision) {
         out.push_back(Batch {
             revision: header,
             changes: Vec::new(),
@@ -657,6 +659,14 @@ fn by_revision(
     }
     out
 }
+
+/// The most revisions etcd puts in one answer to a watch that catches up
+/// (`watchBatchMaxRevs`): an answer that holds that many may have more to
+/// come, although its header gives etcd's current revision. Taken for the
+/// end of the backlog, that header moved the node's revision past changes
+/// still to come, and an admin write was judged against what the node had
+/// not caught up with (a review of stop 52's diff).
+const WATCH_BATCH_MAX_REVS: usize = 1000;
 
 #[cfg(test)]
 mod tests {
@@ -712,5 +722,16 @@ mod tests {
         let batches = by_revision(vec![(5, None), put("a", 6)], 6);
         assert_eq!(shape(&batches), [(5, 0), (6, 1)]);
         assert!(by_revision(Vec::new(), 3).is_empty());
+    }
+
+    #[test]
+    fn an_answer_as_long_as_etcd_sends_says_nothing_of_its_header() {
+        let backlog = |n: i64| (1..=n).map(|r| put("a", r)).collect::<Vec<_>>();
+        let batches = by_revision(backlog(999), 5000);
+        assert_eq!(batches.len(), 1000);
+        assert_eq!(batches.back().map(|b| b.revision), Some(5000));
+        let batches = by_revision(backlog(1000), 5000);
+        assert_eq!(batches.len(), 1000);
+        assert_eq!(batches.back().map(|b| b.revision), Some(1000));
     }
 }
