@@ -389,14 +389,13 @@ impl Etcd {
                 .await
                 .map(|(resp, _, _)| resp);
             let resp = match answer {
-                Err(Failure::NoAnswer) => return Err(self.no_answer()),
                 Err(Failure::Client(e))
                     if e.to_string()
                         .contains("required revision has been compacted") =>
                 {
                     return Ok(None)
                 }
-                Err(Failure::Client(e)) => return Err(client_error(e)),
+                Err(failure) => return Err(self.error_of(failure)),
                 Ok(resp) => resp,
             };
             if at.is_none() {

@@ -68,7 +68,8 @@ impl Failure {
 /// The cause may sit deep in the error's sources (a refused connection
 /// while authenticating reads "transport error" on its own).
 pub(crate) fn refused_connection(e: &etcd_client::Error) -> bool {
-    describe(e).contains("Connection refused") || describe(e).contains("tcp connect error")
+    let text = describe(e);
+    text.contains("Connection refused") || text.contains("tcp connect error")
 }
 
 /// The error with its sources: tonic's transport errors say nothing
