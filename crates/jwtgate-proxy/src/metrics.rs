@@ -28,6 +28,7 @@ pub const REVOCATION_STORE_LOSSES: &str = "jwtgate_revocation_store_losses_total
 pub const CONFIG_RELOADS: &str = "jwtgate_config_reloads_total";
 pub const WORKER_CONNECTIONS: &str = "jwtgate_worker_connections_total";
 pub const TLS_HANDSHAKE_FAILURES: &str = "jwtgate_tls_handshake_failures_total";
+pub const RESPONSES_CUT_OFF: &str = "jwtgate_upstream_responses_cut_off_total";
 
 /// Request latency buckets, in seconds: from sub-millisecond (the gateway's
 /// own answers) to the upstream timeouts operators usually set.
@@ -77,6 +78,10 @@ pub fn install() -> Result<MetricsHandle, String> {
     describe_counter!(
         TLS_HANDSHAKE_FAILURES,
         "TLS handshakes that did not complete, by listener (data, admin) and reason (plain_http, protocol, closed, timeout)"
+    );
+    describe_counter!(
+        RESPONSES_CUT_OFF,
+        "Responses whose body the upstream broke off after their head had gone to the client"
     );
     // Counted where they happen (jwtgate-keys, the logout module), described
     // here with the rest, so that every family has its HELP line.
@@ -210,6 +215,11 @@ pub fn worker_connections(worker: usize) -> Counter {
 /// complete: `timeout`, or as [`handshake_failure`] reads its error.
 pub fn record_tls_handshake_failure(listener: &'static str, reason: &'static str) {
     counter!(TLS_HANDSHAKE_FAILURES, "listener" => listener, "reason" => reason).increment(1);
+}
+
+/// Counts a response the upstream broke off after its head went out.
+pub fn record_response_cut_off() {
+    counter!(RESPONSES_CUT_OFF).increment(1);
 }
 
 /// Why a handshake failed, as a label: `closed` when the client went away

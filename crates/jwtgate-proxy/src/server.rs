@@ -440,6 +440,18 @@ fn said_paused(balance: &Balance) {
     }
 }
 
+/// Says that an upstream broke off a response body after its head had gone
+/// to the client (closed early, a malformed chunk, a stall past
+/// `read_timeout_ms`), and counts it: the access line, written when the
+/// head went out, holds the upstream's status. `then`: what became of the
+/// client's side.
+#[cold]
+#[inline(never)]
+fn response_cut_off(e: &crate::body::BodyError, then: &str) {
+    warn!("response cut off: {e}; the client has part of the answer, and {then}");
+    crate::metrics::record_response_cut_off();
+}
+
 /// How often a worker at `max_connections` looks again.
 const FULL_RECHECK: Duration = Duration::from_millis(10);
 

@@ -973,8 +973,7 @@ impl UpstreamBody {
                         self.conn = None;
                         return Poll::Ready(None);
                     }
-                    return self
-                        .fail("upstream closed the connection before the body ended".into());
+                    return self.fail("it closed the connection before the body ended".into());
                 }
                 Poll::Ready(Ok(_)) => self.timer_armed = false,
                 Poll::Ready(Err(e)) => return self.fail(e.into()),
@@ -1003,15 +1002,19 @@ impl UpstreamBody {
         self.timer_armed = true;
         if timer.as_mut().poll(cx).is_ready() {
             let ms = self.idle_timeout.as_millis();
-            return self.fail(format!("upstream body stalled for {ms} ms").into());
+            return self.fail(format!("its body stalled for {ms} ms (read_timeout_ms)").into());
         }
         Poll::Pending
     }
 
     /// The connection is closed, never reused; the client's response is cut.
+    /// The body cannot go on: the error names the upstream node, for the
+    /// log line that says the client got part of an answer.
+    #[cold]
     fn fail(&mut self, e: BodyError) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         self.conn = None;
-        Poll::Ready(Some(Err(e)))
+        let node = &self.done.key.0;
+        Poll::Ready(Some(Err(format!("upstream {node}: {e}").into())))
     }
 
     pub(crate) fn is_end_stream(&self) -> bool {

@@ -1001,3 +1001,69 @@ fn regression_expect_100_continue_is_answered_over_http2() {
     assert_eq!(recs[0].body_len, 5);
     assert_eq!(recs[0].header("expect"), None, "{recs:?}");
 }
+
+/// A response body the upstream breaks off after its head went out: the
+/// client has the head and the bytes that came, then a reset stream (never
+/// an end that would pass the body for whole); the log says why, and the
+/// connection serves on.
+#[test]
+fn a_response_the_upstream_cuts_off_ends_in_a_reset_stream() {
+    let up = Upstream::start();
+    let breaking = breaking_upstream();
+    let gw = Gateway::start(&format!(
+        r#"listen: "127.0.0.1:0"
+routes:
+  - name: breaking
+    paths: ["/closed"]
+    upstream: {{ nodes: ["{breaking}"] }}
+  - name: open
+    paths: ["/fast"]
+    upstream: {{ nodes: ["{}"] }}
+"#,
+        up.node()
+    ));
+    let addr = gw.addr;
+    let (cut, next) = run(&gw, async move {
+        let (send, _conn) = connect_h2(addr, 1024 * 1024, 1024 * 1024).await?;
+        let (resp, _) = h2_get(&send, addr, "/closed").await?;
+        // The head and the five bytes may still be queued when the reset
+        // goes out (h2 then drops them): what matters is that the stream
+        // never ends as if whole.
+        let end = match resp.await {
+            Err(e) => format!("reset before the head: {:?}", e.reason()),
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let mut body = resp.into_body();
+                let mut got = Vec::new();
+                loop {
+                    match body.data().await {
+                        Some(Ok(data)) => got.extend_from_slice(&data),
+                        Some(Err(e)) => {
+                            break format!("reset after {status} and {got:?}: {:?}", e.reason())
+                        }
+                        None => break format!("ended whole after {status} and {got:?}"),
+                    }
+                }
+            }
+        };
+        let (resp, _) = h2_get(&send, addr, "/fast").await?;
+        let (next, _, _) = read_answer(resp).await?;
+        Ok((end, next))
+    });
+    assert!(
+        cut.starts_with("reset") && cut.ends_with("Some(INTERNAL_ERROR)"),
+        "{cut}\n{}",
+        gw.logs()
+    );
+    assert_eq!(next, 200);
+    // Said once the reset is out: the client may see it first.
+    let said = format!(
+        "response cut off: upstream {breaking}: it closed the connection before the body ended; \
+         the client has part of the answer, and its stream is reset"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || gw.logs().contains(&said)),
+        "{}",
+        gw.logs()
+    );
+}

@@ -420,6 +420,83 @@ fn a_closed_pipe_is_no_panic() {
     }
 }
 
+/// What a client reads on a new connection for `GET target` until the
+/// gateway closes it.
+fn read_to_close(addr: std::net::SocketAddr, target: &str) -> String {
+    use std::io::Write;
+    let mut s = connect(addr);
+    s.write_all(format!("GET {target} HTTP/1.1\r\nHost: example\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got)
+        .unwrap_or_else(|e| panic!("{target}: not closed: {e}"));
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// A response body the upstream breaks off after its head went out (it
+/// closes early, sends a malformed chunk, stalls past `read_timeout_ms`):
+/// the client has the head and the bytes that came, and its connection is
+/// closed so it cannot take the body for whole; the log says why, naming
+/// the upstream, and `/metrics` counts it (nginx's "upstream prematurely
+/// closed connection", Envoy's `UPE`/`UC` flags).
+#[test]
+fn a_response_the_upstream_cuts_off_is_logged_and_counted() {
+    let up = breaking_upstream();
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(
+        dir.path(),
+        &format!(
+            r#"listen: "127.0.0.1:0"
+admin: {{ listen: "127.0.0.1:0", api_key: "{KEY}" }}
+routes:
+  - name: app
+    paths: ["/*"]
+    upstream: {{ nodes: ["{up}"], read_timeout_ms: 300 }}
+"#
+        ),
+    );
+    for (target, cause, part) in [
+        (
+            "/closed",
+            "it closed the connection before the body ended",
+            "hello",
+        ),
+        // Passed on chunked, without the last chunk that would end it.
+        (
+            "/chunk",
+            "malformed chunked body: invalid chunk size",
+            "5\r\nhello\r\n",
+        ),
+        (
+            "/stall",
+            "its body stalled for 300 ms (read_timeout_ms)",
+            "hello",
+        ),
+    ] {
+        let got = read_to_close(node.addr, target);
+        let (head, body) = got.split_once("\r\n\r\n").unwrap_or((&got, ""));
+        assert!(
+            head.starts_with("HTTP/1.1 200 ") && body == part,
+            "{target}: {got:?}"
+        );
+        node.wait_log(
+            &format!(
+                "response cut off: upstream {up}: {cause}; the client has part of the answer, \
+                 and its connection is closed"
+            ),
+            1,
+        );
+    }
+    let metrics = node.metrics();
+    assert_eq!(
+        metrics.value("jwtgate_upstream_responses_cut_off_total", &[]),
+        3.0,
+        "{}",
+        metrics.0
+    );
+    assert_eq!(node.logs().matches("response cut off").count(), 3);
+}
+
 /// `jwtgate_worker_connections_total` of each worker the node's log names.
 fn connections_per_worker(node: &Node) -> Vec<f64> {
     let logs = node.logs();

@@ -535,7 +535,7 @@ impl<IO: Transport> Conn<IO> {
                 let data = match frame {
                     None => break,
                     Some(Err(e)) => {
-                        debug!(error = %e, "response body broke off");
+                        super::response_cut_off(&e, "its connection is closed");
                         send_bounded(&mut self.io, out).await?;
                         return Err(io::Error::other("response body broke off"));
                     }

@@ -282,8 +282,10 @@ fn exchange<'a>(
                 return Ended::Reset;
             }
         };
-        if let Err(e) = send(response, respond, head).await {
-            debug!(error = %e, "HTTP/2 answer not sent whole");
+        match send(response, respond, head).await {
+            Ok(()) => {}
+            Err(SendError::Body(e)) => super::response_cut_off(&e, "its stream is reset"),
+            Err(e) => debug!(error = %e, "HTTP/2 answer not sent whole"),
         }
         drop(busy);
         Ended::Answered

@@ -1039,6 +1039,42 @@ impl RawUpstream {
     }
 }
 
+/// An upstream that breaks off every answer's body after sending its head
+/// and five bytes, as the request's path says: `/closed` closes the
+/// connection, `/chunk` sends a chunk size that is no number, `/stall`
+/// sends nothing more for 3 s.
+pub fn breaking_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            std::thread::spawn(move || {
+                let _ = s.set_read_timeout(Some(IO_TIMEOUT));
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match s.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let answer: &[u8] = if head.starts_with(b"GET /chunk") {
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n"
+                } else {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello"
+                };
+                let _ = s.write_all(answer);
+                if head.starts_with(b"GET /stall") {
+                    std::thread::sleep(Duration::from_secs(3));
+                }
+                // Dropped: the connection closes.
+            });
+        }
+    });
+    addr
+}
+
 /// Sends `request` on `stream` and asserts that nothing is answered for
 /// half a second: the server has not taken the connection (it waits in the
 /// listening socket's queue). The stream's read deadline is `IO_TIMEOUT`
