@@ -297,6 +297,41 @@ async function scenario() {
   check(/Cannot be deleted/.test(await kept.innerText()), 'deleting an undeletable policy: the 409 is explained too');
   check((await adminGet('/admin/v1/routes/guarded/jwt')).protection.undeletable === true, 'the undeletable policy is still there');
 
+  // --- A page left open while someone else saves. ---------------------------
+  // An outside audit found a stale page's save undoing another admin's
+  // change (and a stale protection toggle lifting their immutable): the
+  // console writes only the version it read (If-Match), so the save is
+  // refused and says so, and the other change stays.
+  step = 'stale page';
+  await go('#/routes/api', 'form.policy');
+  const seen = await adminGet('/admin/v1/routes/api/jwt');
+  const theirs = [...seen.not_required_paths, 'GET_/api/health'];
+  const meanwhile = await fetch(`${args.admin}/admin/v1/routes/api/jwt`, {
+    method: 'PATCH',
+    headers: { 'X-API-KEY': args.key, 'Content-Type': 'application/merge-patch+json' },
+    body: JSON.stringify({ not_required_paths: theirs }),
+  });
+  check(meanwhile.ok, 'another admin saves a change to the policy meanwhile', String(meanwhile.status));
+  await notRequired.fill([...seen.not_required_paths, 'GET_/api/docs'].join('\n'));
+  await page.click('form.policy button[type=submit]');
+  const staleSaid = page.locator('form.policy .error-summary:not([hidden])');
+  await staleSaid.waitFor();
+  check(/Someone changed this since the page loaded it, and nothing was saved/.test(await staleSaid.innerText()),
+    'the stale page\'s save is refused, and the page says why', await staleSaid.innerText());
+  check(JSON.stringify((await adminGet('/admin/v1/routes/api/jwt')).not_required_paths) === JSON.stringify(theirs),
+    'the other admin\'s change stays');
+  await screenshot('stale-page-refused');
+  // Read again (the page opened anew; a browser reload would also restart
+  // the outcomes counted below).
+  await go('#/routes', 'a[href="#/routes/api"]');
+  await go('#/routes/api', 'form.policy');
+  check((await notRequired.inputValue()) === theirs.join('\n'), 'read again: the page shows the other admin\'s change');
+  await notRequired.fill(seen.not_required_paths.join('\n'));
+  await page.click('form.policy button[type=submit]');
+  await page.locator('form.policy .status.ok').waitFor();
+  check(JSON.stringify((await adminGet('/admin/v1/routes/api/jwt')).not_required_paths) === JSON.stringify(seen.not_required_paths),
+    'read again, the change saves');
+
   // --- Revoke a token. ------------------------------------------------------
   step = 'revoke';
   const token = aliceToken();

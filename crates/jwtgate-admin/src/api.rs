@@ -45,6 +45,13 @@ pub struct AdminState {
     pub ready: Arc<AtomicBool>,
 }
 
+impl AdminState {
+    /// The entity tags of the objects, under the admin key now in force.
+    pub(crate) fn tagger(&self) -> crate::etag::Tagger {
+        crate::etag::Tagger::new(&self.live.admin_key())
+    }
+}
+
 pub fn router(state: AdminState) -> Router {
     let mut router = Router::new();
     for endpoint in ENDPOINTS {
@@ -65,25 +72,41 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-/// `412` for an admin write whose `If-Match` names entity tags: the API
-/// gives none, so the condition cannot hold (RFC 9110 §13.1.1), and
-/// carrying on would replace whatever is there now. `If-Match: *` is the
-/// handlers' (replace only).
+/// `412` for an admin write whose `If-Match` names entity tags where the
+/// API gives none (revocations, cut-offs, explain): the condition cannot
+/// hold (RFC 9110 §13.1.1), and carrying on would do what the client asked
+/// only of a version it had seen. Routes, their policies, consumers and
+/// providers carry tags: their handlers check them ([`crate::etag`]).
 async fn no_entity_tags(req: axum::extract::Request, next: middleware::Next) -> Response {
     // On the writes, which it guards; a read so conditioned only gets what
     // it would get anyway.
     let write = !req.method().is_safe();
+    let path = req.uri().path();
     if write
-        && req.uri().path().starts_with("/admin/")
-        && crate::input::entity_tags_named(req.headers())
+        && path.starts_with("/admin/")
+        && !tagged_object(path)
+        && !crate::etag::listed(req.headers(), header::IF_MATCH).is_empty()
     {
-        let message = "If-Match names an entity tag, and this API gives none: the condition \
-                       cannot hold (If-Match: * asks that the object exist, If-None-Match: * \
-                       that it not)";
+        let message = "If-Match names an entity tag, and this endpoint gives none: the \
+                       condition cannot hold (only routes, their jwt policies, consumers and \
+                       providers carry an ETag)";
         let body = Json(json!({ "message": message }));
         return (StatusCode::PRECONDITION_FAILED, body).into_response();
     }
     next.run(req).await
+}
+
+/// Whether `path` names an object that carries an entity tag:
+/// `/admin/v1/{routes,consumers,providers}/{name}`, `/admin/v1/routes/{name}/jwt`.
+fn tagged_object(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/admin/v1/") else {
+        return false;
+    };
+    let steps: Vec<&str> = rest.split('/').collect();
+    matches!(
+        steps.as_slice(),
+        ["routes" | "consumers" | "providers", name] | ["routes", name, "jwt"] if !name.is_empty()
+    )
 }
 
 /// Headers every admin answer carries unless it set its own (the console's

@@ -3,7 +3,7 @@
 //! stored secret.
 
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use jwtgate_config::{read_consumer, RawConsumer, ReadItem};
@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::api::{AdminState, Name};
 use crate::error::AdminError;
+use crate::etag;
 use crate::input::{
     json_body, name_from_path, new_name_is_plain, no_new_env_refs, Precondition, MASK,
 };
@@ -36,13 +37,10 @@ pub async fn list(State(s): State<AdminState>) -> Json<ConsumerList> {
     Json(ConsumerList { consumers })
 }
 
-pub async fn get(
-    State(s): State<AdminState>,
-    Name(name): Name,
-) -> Result<Json<RawConsumer>, AdminError> {
+pub async fn get(State(s): State<AdminState>, Name(name): Name) -> Result<Response, AdminError> {
     let source = s.live.source();
     let (_, c) = find::<RawConsumer>(&source, &name)?;
-    Ok(Json(masked(c)))
+    Ok((etag::header(&s.tagger().tag(c)), Json(masked(c))).into_response())
 }
 
 pub async fn put(
@@ -56,6 +54,7 @@ pub async fn put(
     name_from_path(&mut value, "username", &name)?;
     let read = read_consumer(&value, "");
     let mut dropped_credential = false;
+    let tags = s.tagger();
     let ((created, consumer), mut warnings) = s
         .live
         .update(|current| {
@@ -64,7 +63,14 @@ pub async fn put(
                 errors: problems,
             } = read.clone();
             let old = find::<RawConsumer>(current, &name).ok().map(|(_, c)| c);
-            precondition.check(old.is_some(), "a consumer", "username", &name)?;
+            let at = old.map(|c| tags.tag(c));
+            precondition.check(
+                old.is_some(),
+                at.as_deref(),
+                "a consumer",
+                "username",
+                &name,
+            )?;
             new_name_is_plain("username", &name, old.is_some())?;
             if let Some(secret) = consumer
                 .jwt
@@ -94,5 +100,9 @@ pub async fn put(
              keep it)"
         ));
     }
-    Ok(created_or_ok(created, (warnings, Json(masked(&consumer)))))
+    let tag = etag::header(&tags.tag(&consumer));
+    Ok(created_or_ok(
+        created,
+        (warnings, tag, Json(masked(&consumer))),
+    ))
 }

@@ -35,6 +35,10 @@ pub enum AdminError {
         message: String,
         errors: ConfigErrors,
     },
+    /// A write conditioned on a version (`If-Match` naming an entity tag)
+    /// of an object now at another: `412`, nothing written.
+    #[error("{0}")]
+    Changed(String),
     /// A protected policy would be deleted or changed (SPEC §3.5).
     #[error("{0}")]
     Protected(String),
@@ -80,7 +84,7 @@ impl AdminError {
             AdminError::NotFound(_) => StatusCode::NOT_FOUND,
             AdminError::MalformedJson(_) | AdminError::Invalid { .. } => StatusCode::BAD_REQUEST,
             AdminError::Protected(_) | AdminError::FileConflict { .. } => StatusCode::CONFLICT,
-            AdminError::Exists { .. } => StatusCode::PRECONDITION_FAILED,
+            AdminError::Exists { .. } | AdminError::Changed(_) => StatusCode::PRECONDITION_FAILED,
             AdminError::StoreUnavailable(_) | AdminError::SourceUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

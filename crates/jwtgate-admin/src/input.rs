@@ -106,72 +106,121 @@ fn walk(new: &Value, old: Option<&Value>, loc: &str, errors: &mut Vec<ConfigErro
     }
 }
 
-/// What a PUT's conditional headers ask (RFC 9110 §13.1). The API gives
-/// no entity tags, so only `*` can be asked: an `If-Match` naming tags
-/// never holds, and is refused before any handler ([`entity_tags_named`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Precondition {
-    None,
-    /// `If-None-Match: *`: create only; an object that exists is kept.
-    CreateOnly,
-    /// `If-Match: *`: replace only; a name not taken is not created.
-    ReplaceOnly,
+/// What a write's conditional headers ask (RFC 9110 §13.1): `If-Match`
+/// and `If-None-Match`, each `*` (the object exists, or not) or entity tags
+/// (the object is, or is not, at one of those versions: [`crate::etag`]).
+/// Every condition sent must hold, else `412` and nothing is written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Precondition {
+    if_match: Option<Condition>,
+    if_none_match: Option<Condition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Condition {
+    Any,
+    Tags(Vec<String>),
+}
+
+impl Condition {
+    fn of(headers: &http::HeaderMap, name: http::HeaderName) -> Option<Condition> {
+        let mut values = headers.get_all(&name).iter().peekable();
+        values.peek()?;
+        if values.any(|v| v.as_bytes().trim_ascii() == b"*") {
+            return Some(Condition::Any);
+        }
+        Some(Condition::Tags(crate::etag::listed(headers, name)))
+    }
+
+    /// Whether an object at `current` (`None`: there is none) meets it:
+    /// `*` any version, tags one of them (compared strongly: a weak tag,
+    /// `W/"..."`, is never one this API gives).
+    fn holds(&self, current: Option<&str>) -> bool {
+        match (self, current) {
+            (_, None) => false,
+            (Condition::Any, Some(_)) => true,
+            (Condition::Tags(tags), Some(tag)) => tags.iter().any(|t| t == tag),
+        }
+    }
 }
 
 impl Precondition {
     pub fn of(headers: &http::HeaderMap) -> Precondition {
-        let star = |name| {
-            headers
-                .get_all(name)
-                .iter()
-                .any(|v| v.as_bytes().trim_ascii() == b"*")
-        };
-        if star(http::header::IF_NONE_MATCH) {
-            Precondition::CreateOnly
-        } else if star(http::header::IF_MATCH) {
-            Precondition::ReplaceOnly
-        } else {
-            Precondition::None
+        Precondition {
+            if_match: Condition::of(headers, http::header::IF_MATCH),
+            if_none_match: Condition::of(headers, http::header::IF_NONE_MATCH),
         }
     }
 
-    /// The `412` when the condition does not hold of an object that
-    /// `exists` or not (`what`: "a consumer"; `field`: where its name is).
+    /// Its conditions on entity tags alone, and on `*` alone: a route's
+    /// policy exists or not (`*`), and carries its route's version (tags).
+    pub fn split(&self) -> (Precondition, Precondition) {
+        let keep = |c: &Option<Condition>, tags: bool| {
+            c.clone()
+                .filter(|c| matches!(c, Condition::Tags(_)) == tags)
+        };
+        (
+            Precondition {
+                if_match: keep(&self.if_match, true),
+                if_none_match: keep(&self.if_none_match, true),
+            },
+            Precondition {
+                if_match: keep(&self.if_match, false),
+                if_none_match: keep(&self.if_none_match, false),
+            },
+        )
+    }
+
+    /// The `412` when a condition does not hold: `exists` says whether the
+    /// object is there, `current` is the tag of the version it is at (a
+    /// route's policy is there or not, and carries its route's tag);
+    /// `what`: "a consumer"; `field`: where its name is.
     pub fn check(
-        self,
+        &self,
         exists: bool,
+        current: Option<&str>,
         what: &str,
         field: &str,
         name: &str,
     ) -> Result<(), AdminError> {
-        match (self, exists) {
-            (Precondition::CreateOnly, true) => Err(AdminError::Exists {
+        let at = current.filter(|_| exists);
+        match &self.if_match {
+            Some(m) if !exists => {
+                let header = if *m == Condition::Any {
+                    "If-Match: *"
+                } else {
+                    "If-Match"
+                };
+                return Err(AdminError::Exists {
+                    message: format!(
+                        "{what} named {name:?} does not exist: nothing to replace ({header})"
+                    ),
+                    errors: ConfigErrors::single(field, "names nothing to replace"),
+                });
+            }
+            Some(m) if !m.holds(at) => {
+                let now = current.unwrap_or("-");
+                return Err(AdminError::Changed(format!(
+                    "{what} named {name:?} changed since the version If-Match names: it is at \
+                     {now} now, and nothing was written (read it again, then write)"
+                )));
+            }
+            _ => {}
+        }
+        match &self.if_none_match {
+            Some(Condition::Any) if exists => Err(AdminError::Exists {
                 message: format!("{what} named {name:?} exists already (If-None-Match: *)"),
                 errors: ConfigErrors::single(
                     field,
                     "is taken: another name, or edit the existing one",
                 ),
             }),
-            (Precondition::ReplaceOnly, false) => Err(AdminError::Exists {
-                message: format!(
-                    "{what} named {name:?} does not exist: nothing to replace (If-Match: *)"
-                ),
-                errors: ConfigErrors::single(field, "names nothing to replace"),
-            }),
+            Some(m @ Condition::Tags(_)) if m.holds(at) => Err(AdminError::Changed(format!(
+                "{what} named {name:?} is at a version If-None-Match names: nothing was written"
+            ))),
             _ => Ok(()),
         }
     }
-}
-
-/// Whether a request's `If-Match` names entity tags (not `*`): none of
-/// the API's objects has one, so the condition cannot hold (`412`), where
-/// ignoring it would let a write meant for a version the client saw
-/// replace whatever is there now.
-pub fn entity_tags_named(headers: &http::HeaderMap) -> bool {
-    headers
-        .get_all(http::header::IF_MATCH)
-        .iter()
-        .any(|v| v.as_bytes().trim_ascii() != b"*")
 }
 
 /// A small body of string members (`{"token": ...}`, a subject), read with

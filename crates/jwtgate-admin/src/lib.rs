@@ -14,6 +14,7 @@ mod console;
 mod consumers;
 pub mod endpoints;
 mod error;
+mod etag;
 pub mod explain;
 mod explain_api;
 mod input;

@@ -12,11 +12,12 @@ use jwtgate_config::{ConfigError, ObjectKind, RawConfig, RawConsumer, RawProvide
 
 use crate::api::{AdminState, Name};
 use crate::error::AdminError;
+use crate::input::Precondition;
 use crate::live::Edit;
 use crate::warnings::Warnings;
 
 /// An item of one of the config's named lists.
-pub trait Named: Clone + Default + Send + Sync + 'static {
+pub trait Named: Clone + Default + serde::Serialize + Send + Sync + 'static {
     /// The list's key in the config (`routes`): the edit's location.
     const LIST: &'static str;
     /// One item, in messages (`route`).
@@ -109,17 +110,23 @@ pub fn no_content(warnings: Warnings) -> Response {
     (StatusCode::NO_CONTENT, warnings, ()).into_response()
 }
 
-/// `DELETE /admin/v1/{list}/{name}`: 204, or 404 if there is no such item.
-/// Whatever still refers to it (a route naming a deleted provider) fails
-/// the new version's compilation, and the deletion with it.
+/// `DELETE /admin/v1/{list}/{name}`: 204, or 404 if there is no such item
+/// (412 if `If-Match` names a version it is not at). Whatever still refers
+/// to it (a route naming a deleted provider) fails the new version's
+/// compilation, and the deletion with it.
 pub async fn delete<T: Named>(
     State(s): State<AdminState>,
     Name(name): Name,
+    headers: http::HeaderMap,
 ) -> Result<Response, AdminError> {
+    let precondition = Precondition::of(&headers);
+    let tags = s.tagger();
     let ((), warnings) = s
         .live
         .update(|current| {
-            let (i, _) = find::<T>(current, &name)?;
+            let (i, item) = find::<T>(current, &name)?;
+            let what = format!("a {}", T::KIND);
+            precondition.check(true, Some(&tags.tag(item)), &what, "", &name)?;
             let mut source = current.clone();
             T::list_mut(&mut source).remove(i);
             Ok(Edit {

@@ -21,8 +21,11 @@ pub fn document() -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Routes, their jwt policies, consumers and revocations (SPEC §4). \
                 Changes apply to the next request and are written back to the config file. \
-                Secrets read as \"***\". No entity tags are given: a write whose If-Match \
-                names one is 412 (If-Match: * and If-None-Match: * are taken by the PUTs)."
+                Secrets read as \"***\". A route (and its jwt policy, which carries the route's \
+                tag), a consumer or a provider is answered with an ETag; a write whose If-Match \
+                names another version is 412 and changes nothing (If-Match: * and \
+                If-None-Match: * are taken by the PUTs). Other endpoints give no tag: a write \
+                there whose If-Match names one is 412."
         },
         "components": {
             "securitySchemes": {
@@ -81,17 +84,42 @@ fn request_schema(op: Op) -> Option<Value> {
 }
 
 /// A PUT that `If-None-Match: *` makes a create and `If-Match: *` a
-/// replacement: `412` when the object exists, or does not; and any request
-/// whose `If-Match` names entity tags (the API gives none).
+/// replacement: `412` when the object exists, or does not, or when
+/// `If-Match` names a version (`ETag`) the object is not at.
 fn created_only(mut write: Vec<(&'static str, Value)>) -> Vec<(&'static str, Value)> {
     write.push((
         "412",
         error(
             "If-None-Match: * was sent and the object exists, or If-Match: * and it does not \
-             (errors locates its name); or If-Match named an entity tag, which this API never gives",
+             (errors locates its name); or If-Match names an entity tag the object is not at \
+             (changed since it was read): nothing was written",
         ),
     ));
     write
+}
+
+/// The `412` of a write whose `If-Match` names a version the object (a
+/// route, for its policy) is not at.
+fn stale() -> (&'static str, Value) {
+    (
+        "412",
+        error("If-Match names an entity tag the object is not at (changed since it was read): nothing was written"),
+    )
+}
+
+/// The `ETag` an object (a route's policy: its route's) is answered with.
+fn tagged(mut response: Value) -> Value {
+    let etag = json!({
+        "description": "the object's version: send it back as If-Match to write only that version",
+        "schema": { "type": "string" }
+    });
+    if let Some(map) = response.as_object_mut() {
+        let headers = map.entry("headers").or_insert_with(|| json!({}));
+        if let Some(h) = headers.as_object_mut() {
+            h.insert("ETag".into(), etag);
+        }
+    }
+    response
 }
 
 fn responses(op: Op) -> Map<String, Value> {
@@ -111,11 +139,15 @@ fn responses(op: Op) -> Map<String, Value> {
         vec![
             (
                 "200",
-                json!({ "description": "replaced", "headers": warnings, "content": { "application/json": { "schema": schema_ref(schema) } } }),
+                tagged(
+                    json!({ "description": "replaced", "headers": warnings, "content": { "application/json": { "schema": schema_ref(schema) } } }),
+                ),
             ),
             (
                 "201",
-                json!({ "description": "created", "headers": warnings, "content": { "application/json": { "schema": schema_ref(schema) } } }),
+                tagged(
+                    json!({ "description": "created", "headers": warnings, "content": { "application/json": { "schema": schema_ref(schema) } } }),
+                ),
             ),
             (
                 "400",
@@ -139,6 +171,7 @@ fn responses(op: Op) -> Map<String, Value> {
         ),
         ("404", error("not found")),
         ("409", error("refused by protection.undeletable")),
+        stale(),
         (
             "500",
             error("the config file could not be written; nothing was applied"),
@@ -149,7 +182,7 @@ fn responses(op: Op) -> Map<String, Value> {
         Op::ListConsumers => vec![("200", list("consumers", "Consumer"))],
         Op::ListProviders => vec![("200", list("providers", "Provider"))],
         Op::GetProvider => vec![
-            ("200", ok(schema_ref("Provider"))),
+            ("200", tagged(ok(schema_ref("Provider")))),
             ("404", error("not found")),
         ],
         Op::PutProvider => created_only(write("Provider")),
@@ -174,20 +207,24 @@ fn responses(op: Op) -> Map<String, Value> {
             ),
         ],
         Op::GetRoute => vec![
-            ("200", ok(schema_ref("Route"))),
+            ("200", tagged(ok(schema_ref("Route")))),
             ("404", error("not found")),
         ],
         Op::GetJwt => vec![
-            ("200", ok(schema_ref("Jwt"))),
+            ("200", tagged(ok(schema_ref("Jwt")))),
             ("404", error("no such route, or it has no jwt policy")),
         ],
         Op::GetConsumer => vec![
-            ("200", ok(schema_ref("Consumer"))),
+            ("200", tagged(ok(schema_ref("Consumer")))),
             ("404", error("not found")),
         ],
         Op::PutRoute => created_only(write("Route")),
         Op::PutJwt => created_only(write("Jwt")),
-        Op::PatchJwt => write("Jwt"),
+        Op::PatchJwt => {
+            let mut patch = write("Jwt");
+            patch.push(stale());
+            patch
+        }
         Op::PutConsumer => created_only(write("Consumer")),
         Op::DeleteRoute | Op::DeleteJwt | Op::DeleteConsumer | Op::DeleteProvider => delete,
         Op::Revoke => vec![

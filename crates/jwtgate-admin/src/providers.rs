@@ -10,7 +10,7 @@
 //! [`LiveConfig::update`]: crate::live::LiveConfig::update
 
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use jwtgate_config::{read_provider, RawProvider, ReadItem};
@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::api::{AdminState, Name};
 use crate::error::AdminError;
+use crate::etag;
 use crate::input::{
     json_body, name_from_path, new_name_is_plain, no_new_env_refs, Precondition, MASK,
 };
@@ -39,16 +40,13 @@ pub struct ProviderList {
 
 pub async fn list(State(s): State<AdminState>) -> Response {
     let providers = s.live.source().providers.iter().map(masked).collect();
-    axum::response::IntoResponse::into_response(Json(ProviderList { providers }))
+    Json(ProviderList { providers }).into_response()
 }
 
-pub async fn get(
-    State(s): State<AdminState>,
-    Name(name): Name,
-) -> Result<Json<RawProvider>, AdminError> {
+pub async fn get(State(s): State<AdminState>, Name(name): Name) -> Result<Response, AdminError> {
     let source = s.live.source();
     let (_, p) = find::<RawProvider>(&source, &name)?;
-    Ok(Json(masked(p)))
+    Ok((etag::header(&s.tagger().tag(p)), Json(masked(p))).into_response())
 }
 
 /// A `jwks_uri` sent back as GET showed it is the stored one; a masked
@@ -79,6 +77,7 @@ pub async fn put(
     let mut value = json_body(&body)?;
     name_from_path(&mut value, "name", &name)?;
     let read = read_provider(&value, "");
+    let tags = s.tagger();
     let ((created, provider), warnings) = s
         .live
         .update(|current| {
@@ -87,7 +86,8 @@ pub async fn put(
                 errors: problems,
             } = read.clone();
             let old = find::<RawProvider>(current, &name).ok().map(|(_, p)| p);
-            precondition.check(old.is_some(), "a provider", "name", &name)?;
+            let at = old.map(|p| tags.tag(p));
+            precondition.check(old.is_some(), at.as_deref(), "a provider", "name", &name)?;
             new_name_is_plain("name", &name, old.is_some())?;
             unmask(
                 &mut provider.jwks_uri,
@@ -97,5 +97,9 @@ pub async fn put(
             Ok(put_edit(current, &name, provider, problems))
         })
         .await?;
-    Ok(created_or_ok(created, (warnings, Json(masked(&provider)))))
+    let tag = etag::header(&tags.tag(&provider));
+    Ok(created_or_ok(
+        created,
+        (warnings, tag, Json(masked(&provider))),
+    ))
 }

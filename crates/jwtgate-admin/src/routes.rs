@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use crate::api::{AdminState, Name};
 use crate::error::AdminError;
+use crate::etag;
 use crate::input::{json_body, name_from_path, new_name_is_plain, no_new_env_refs, Precondition};
 use crate::live::Edit;
 use crate::named::{created_or_ok, find, no_content, put_edit};
@@ -36,13 +37,10 @@ pub async fn list(State(s): State<AdminState>) -> Response {
     .into_response()
 }
 
-pub async fn get(
-    State(s): State<AdminState>,
-    Name(name): Name,
-) -> Result<Json<RawRoute>, AdminError> {
+pub async fn get(State(s): State<AdminState>, Name(name): Name) -> Result<Response, AdminError> {
     let source = s.live.source();
     let (_, route) = find::<RawRoute>(&source, &name)?;
-    Ok(Json(route.clone()))
+    Ok((etag::header(&s.tagger().tag(route)), Json(route)).into_response())
 }
 
 pub async fn put(
@@ -55,6 +53,7 @@ pub async fn put(
     let mut value = json_body(&body)?;
     name_from_path(&mut value, "name", &name)?;
     let read = read_route(&value, "");
+    let tags = s.tagger();
     let ((created, route), warnings) = s
         .live
         .update(|current| {
@@ -63,7 +62,8 @@ pub async fn put(
                 errors: problems,
             } = read.clone();
             let old = find::<RawRoute>(current, &name).ok().map(|(_, r)| r);
-            precondition.check(old.is_some(), "a route", "name", &name)?;
+            let at = old.map(|r| tags.tag(r));
+            precondition.check(old.is_some(), at.as_deref(), "a route", "name", &name)?;
             new_name_is_plain("name", &name, old.is_some())?;
             no_new_env_refs(&route, old)?;
             if let Some(jwt) = &mut route.jwt {
@@ -72,16 +72,19 @@ pub async fn put(
             Ok(put_edit(current, &name, route, problems))
         })
         .await?;
-    Ok(created_or_ok(created, (warnings, Json(route))))
+    let tag = etag::header(&tags.tag(&route));
+    Ok(created_or_ok(created, (warnings, tag, Json(route))))
 }
 
+/// A route's policy, with its route's entity tag.
 pub async fn get_jwt(
     State(s): State<AdminState>,
     Name(name): Name,
-) -> Result<Json<RawJwt>, AdminError> {
+) -> Result<Response, AdminError> {
     let source = s.live.source();
     let (_, route) = find::<RawRoute>(&source, &name)?;
-    policy_of(route).cloned().map(Json)
+    let tag = etag::header(&s.tagger().tag(route));
+    Ok((tag, Json(policy_of(route)?)).into_response())
 }
 
 pub async fn put_jwt(
@@ -90,12 +93,12 @@ pub async fn put_jwt(
     headers: http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, AdminError> {
-    let precondition = Precondition::of(&headers);
     let value = json_body(&body)?;
     let read = read_jwt(&value, "");
     let route = name.clone();
-    set_policy(&s, &name, move |old| {
-        precondition.check(old.is_some(), "a jwt policy on the route", "", &route)?;
+    let (versions, presence) = Precondition::of(&headers).split();
+    set_policy(&s, &name, &versions, move |old| {
+        presence.check(old.is_some(), None, "a jwt policy on the route", "", &route)?;
         let mut read = read.clone();
         switch_mode(old, &mut read.item);
         Ok(read)
@@ -108,14 +111,16 @@ pub async fn put_jwt(
 pub async fn patch_jwt(
     State(s): State<AdminState>,
     Name(name): Name,
+    headers: http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, AdminError> {
+    let precondition = Precondition::of(&headers);
     let patch = json_body(&body)?;
     let Value::Object(patch) = patch else {
         return Err(AdminError::field("", "a merge patch must be a JSON object"));
     };
     let route = name.clone();
-    set_policy(&s, &name, move |old| {
+    set_policy(&s, &name, &precondition, move |old| {
         let old = old.ok_or_else(|| no_policy(&route))?;
         let mut merged = serde_json::to_value(old).unwrap_or_else(|_| json!({}));
         merge_patch(&mut merged, &patch);
@@ -139,12 +144,17 @@ pub async fn patch_jwt(
 pub async fn delete_jwt(
     State(s): State<AdminState>,
     Name(name): Name,
+    headers: http::HeaderMap,
 ) -> Result<Response, AdminError> {
+    let precondition = Precondition::of(&headers);
+    let tags = s.tagger();
     let ((), warnings) = s
         .live
         .update(|current| {
             let (i, route) = find::<RawRoute>(current, &name)?;
             policy_of(route)?;
+            let at = tags.tag(route);
+            precondition.check(true, Some(&at), "a route", "", &name)?;
             let mut source = current.clone();
             if let Some(r) = source.routes.get_mut(i) {
                 r.jwt = None;
@@ -163,16 +173,21 @@ pub async fn delete_jwt(
 }
 
 /// Creates or replaces a route's policy with what `make` builds from the
-/// current one.
+/// current one, if the route meets `precondition`'s entity tags (the
+/// policy's own `*` conditions are `make`'s). The answer carries the
+/// route's new tag.
 async fn set_policy(
     s: &AdminState,
     name: &str,
+    precondition: &Precondition,
     make: impl Fn(Option<&RawJwt>) -> Result<ReadItem<RawJwt>, AdminError> + Send + Sync,
 ) -> Result<Response, AdminError> {
-    let ((created, jwt), warnings) = s
+    let tags = s.tagger();
+    let ((created, jwt, tag), warnings) = s
         .live
         .update(|current| {
             let (i, route) = find::<RawRoute>(current, name)?;
+            precondition.check(true, Some(&tags.tag(route)), "a route", "", name)?;
             let old = route.jwt.as_ref();
             let ReadItem {
                 item: jwt,
@@ -180,20 +195,25 @@ async fn set_policy(
             } = make(old)?;
             no_new_env_refs(&jwt, old)?;
             let mut source = current.clone();
+            let mut tag = String::new();
             if let Some(r) = source.routes.get_mut(i) {
                 r.jwt = Some(jwt.clone());
+                tag = tags.tag(r);
             }
             Ok(Edit {
                 source,
                 object: (ObjectKind::Route, name.to_owned()),
                 at: format!("routes[{i}].jwt"),
                 what: format!("jwt policy of route {name:?}"),
-                reply: (old.is_none(), jwt),
+                reply: (old.is_none(), jwt, tag),
                 problems,
             })
         })
         .await?;
-    Ok(created_or_ok(created, (warnings, Json(jwt))))
+    Ok(created_or_ok(
+        created,
+        (warnings, etag::header(&tag), Json(jwt)),
+    ))
 }
 
 fn policy_of(route: &RawRoute) -> Result<&RawJwt, AdminError> {

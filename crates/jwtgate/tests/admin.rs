@@ -1415,8 +1415,8 @@ fn a_create_only_put_never_replaces_an_object() {
     );
     assert_eq!(put("/admin/v1/routes/x/jwt", json!({}), true).status, 201);
 
-    // If-Match: * replaces only; an If-Match naming an entity tag (the API
-    // gives none) never holds: 412, nothing changed (it was ignored).
+    // If-Match: * replaces only; an If-Match naming an entity tag the
+    // object is not at never holds: 412, nothing changed (it was ignored).
     let conditional = |path: &str, if_match: &str, body: Value| {
         node.admin_raw(
             &Req::new("PUT", path)
@@ -1444,7 +1444,12 @@ fn a_create_only_put_never_replaces_an_object() {
     for tag in ["\"v1\"", "W/\"v1\", *"] {
         let resp = conditional("/admin/v1/consumers/carol", tag, other.clone());
         assert_eq!(resp.status, 412, "{tag}: {}", resp.text());
-        assert!(resp.text().contains("entity tag"), "{}", resp.text());
+        assert!(
+            resp.text()
+                .contains("changed since the version If-Match names"),
+            "{}",
+            resp.text()
+        );
     }
     let delete = Req::new("DELETE", "/admin/v1/consumers/carol")
         .header("X-API-KEY", KEY)
@@ -1453,6 +1458,189 @@ fn a_create_only_put_never_replaces_an_object() {
     assert_eq!(
         node.admin("GET", "/admin/v1/consumers/carol", None).json(),
         carol
+    );
+}
+
+/// Entity tags (RFC 9110 §8.8.3, §13.1.1): a GET of a route, its policy, a
+/// consumer or a provider carries `ETag`; a write with `If-Match` naming the
+/// version read goes through and answers the new tag, one naming an older
+/// version is `412` and changes nothing. So two admins (a console left
+/// open, a script) cannot undo each other's change without a word: an
+/// outside audit found a stale console page lifting another admin's
+/// `protection.immutable`.
+#[test]
+fn a_write_conditioned_on_an_older_version_is_refused() {
+    let (_dir, node) = start();
+    let tagged = |method: &str, path: &str, tag: &str, body: Option<Value>| {
+        let mut req = Req::new(method, path)
+            .header("X-API-KEY", KEY)
+            .header("If-Match", tag);
+        if let Some(body) = body {
+            req = req
+                .header("Content-Type", "application/json")
+                .body(body.to_string());
+        }
+        node.admin_raw(&req)
+    };
+    let etag = |resp: &Response| {
+        let tag = resp
+            .header("etag")
+            .unwrap_or_else(|| panic!("no ETag: {resp:?}"));
+        assert!(
+            tag.len() == 34 && tag.starts_with('"') && tag.ends_with('"'),
+            "{tag}"
+        );
+        tag.to_owned()
+    };
+
+    // A consumer: the same object, the same tag; a change (of the secret
+    // alone too, which no GET shows), another.
+    let got = node.admin("GET", "/admin/v1/consumers/alice", None);
+    let t1 = etag(&got);
+    assert_eq!(
+        etag(&node.admin("GET", "/admin/v1/consumers/alice", None)),
+        t1
+    );
+    let mut alice = got.json();
+    alice["custom_id"] = json!("crm-2");
+    alice["jwt"]["secret"] = json!(SECRET);
+    let resp = tagged("PUT", "/admin/v1/consumers/alice", &t1, Some(alice.clone()));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let t2 = etag(&resp);
+    assert_ne!(t2, t1);
+    assert_eq!(
+        etag(&node.admin("GET", "/admin/v1/consumers/alice", None)),
+        t2
+    );
+    alice["custom_id"] = json!("crm-stale");
+    for stale in [t1.clone(), format!("W/{t2}"), "\"v1\"".to_owned()] {
+        let resp = tagged(
+            "PUT",
+            "/admin/v1/consumers/alice",
+            &stale,
+            Some(alice.clone()),
+        );
+        assert_eq!(resp.status, 412, "{stale}: {}", resp.text());
+        assert_eq!(
+            resp.message().unwrap(),
+            format!(
+                "a consumer named \"alice\" changed since the version If-Match names: it is \
+                 at {t2} now, and nothing was written (read it again, then write)"
+            )
+        );
+    }
+    let now = node.admin("GET", "/admin/v1/consumers/alice", None);
+    assert_eq!(
+        (etag(&now), now.json()["custom_id"].clone()),
+        (t2.clone(), json!("crm-2"))
+    );
+    alice["jwt"]["secret"] = json!("another-secret-0123456789abcdefghijklmn");
+    let resp = tagged(
+        "PUT",
+        "/admin/v1/consumers/alice",
+        &format!("\"x\", {t2}"),
+        Some(alice),
+    );
+    assert_eq!(resp.status, 200, "one of the tags listed: {}", resp.text());
+    let t3 = etag(&resp);
+    assert_ne!(t3, t2, "a new secret is a new version");
+    assert_eq!(
+        tagged("DELETE", "/admin/v1/consumers/alice", &t2, None).status,
+        412
+    );
+
+    // A route and its policy share the route's tag: the console reads the
+    // route and patches its policy.
+    let r1 = etag(&node.admin("GET", "/admin/v1/routes/guarded", None));
+    assert_eq!(
+        etag(&node.admin("GET", "/admin/v1/routes/guarded/jwt", None)),
+        r1
+    );
+    let lift = json!({"protection": {"undeletable": false, "immutable": false}});
+    let resp = tagged(
+        "PATCH",
+        "/admin/v1/routes/guarded/jwt",
+        &r1,
+        Some(json!({"protection": {"undeletable": false, "immutable": true}})),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let r2 = etag(&resp);
+    assert_ne!(r2, r1);
+    assert_eq!(
+        etag(&node.admin("GET", "/admin/v1/routes/guarded", None)),
+        r2
+    );
+    // The stale page's toggle: refused, the other admin's immutable stays.
+    let resp = tagged(
+        "PATCH",
+        "/admin/v1/routes/guarded/jwt",
+        &r1,
+        Some(lift.clone()),
+    );
+    assert_eq!(resp.status, 412, "{}", resp.text());
+    assert_eq!(
+        node.admin("GET", "/admin/v1/routes/guarded/jwt", None)
+            .json()["protection"],
+        json!({"undeletable": false, "immutable": true})
+    );
+    for (method, path) in [
+        ("DELETE", "/admin/v1/routes/guarded/jwt"),
+        ("DELETE", "/admin/v1/routes/guarded"),
+    ] {
+        assert_eq!(
+            tagged(method, path, &r1, None).status,
+            412,
+            "{method} {path}"
+        );
+    }
+    let resp = tagged(
+        "PUT",
+        "/admin/v1/routes/guarded/jwt",
+        &r1,
+        Some(json!({"realm": "r"})),
+    );
+    assert_eq!(resp.status, 412, "{}", resp.text());
+    assert_eq!(
+        tagged("PATCH", "/admin/v1/routes/guarded/jwt", &r2, Some(lift)).status,
+        200
+    );
+    let r3 = etag(&node.admin("GET", "/admin/v1/routes/guarded", None));
+    let resp = tagged("DELETE", "/admin/v1/routes/guarded", &r3, None);
+    assert_eq!(resp.status, 204, "{}", resp.text());
+
+    // A provider: created, its tag answered; deleted only at that version.
+    let provider = json!({"issuer": "https://idp.example", "jwks_uri": "https://idp.example/keys"});
+    let created = node.admin("PUT", "/admin/v1/providers/corp", Some(provider));
+    assert_eq!(created.status, 201, "{}", created.text());
+    let p1 = etag(&created);
+    assert_eq!(
+        etag(&node.admin("GET", "/admin/v1/providers/corp", None)),
+        p1
+    );
+    assert_eq!(
+        tagged("DELETE", "/admin/v1/providers/corp", "\"x\"", None).status,
+        412
+    );
+    assert_eq!(
+        tagged("DELETE", "/admin/v1/providers/corp", &p1, None).status,
+        204
+    );
+    let resp = tagged("DELETE", "/admin/v1/providers/corp", &p1, None);
+    assert_eq!(resp.status, 404, "{}", resp.text());
+
+    // Endpoints without tags refuse a condition on one, as before.
+    let t = token("alice-key", SECRET);
+    let resp = tagged(
+        "POST",
+        "/admin/v1/revocations",
+        &t3,
+        Some(json!({"token": t})),
+    );
+    assert_eq!(resp.status, 412, "{}", resp.text());
+    assert!(
+        resp.text().contains("this endpoint gives none"),
+        "{}",
+        resp.text()
     );
 }
 

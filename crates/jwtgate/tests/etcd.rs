@@ -328,6 +328,22 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 // Three nodes, one etcd, one Redis
 // ---------------------------------------------------------------------------
 
+/// Puts bob with `custom_id` through `node`, conditioned on `tag` if
+/// given; the tag it is answered with.
+fn put_bob_tag(node: &Node, secret: &str, custom_id: &str, tag: Option<&str>) -> String {
+    let body = json!({"custom_id": custom_id, "jwt": {"key": "bob-key", "secret": secret}});
+    let mut req = Req::new("PUT", "/admin/v1/consumers/bob")
+        .header("X-API-KEY", KEY)
+        .header("Content-Type", "application/json")
+        .body(body.to_string());
+    if let Some(tag) = tag {
+        req = req.header("If-Match", tag);
+    }
+    let resp = node.admin_raw(&req);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    resp.header("etag").unwrap().to_owned()
+}
+
 #[test]
 fn three_nodes_share_one_etcd_and_one_redis() {
     let etcd = EtcdServer::start();
@@ -412,6 +428,34 @@ fn three_nodes_share_one_etcd_and_one_redis() {
         wait_get(n, "/shared/x", 404);
     }
     assert_eq!(etcd.get(&key("routes", "shared")), None);
+
+    // Entity tags: the nodes share the admin key, so each gives bob's
+    // version the same tag, the one B answered his creation with; a write
+    // through A conditioned on what C showed goes through, and the version
+    // before it is refused through B.
+    let created = put_bob_tag(b, bob_secret, "crm-bob", None);
+    let tag_of = |n: &Node| {
+        let got = n.admin("GET", "/admin/v1/consumers/bob", None);
+        got.header("etag").unwrap_or_default().to_owned()
+    };
+    for n in &all {
+        assert!(
+            eventually(Duration::from_secs(10), || tag_of(n) == created),
+            "{} against {created}",
+            tag_of(n)
+        );
+    }
+    let moved = put_bob_tag(a, bob_secret, "crm-bob-2", Some(&tag_of(c)));
+    assert_ne!(moved, created);
+    let stale = b.admin_raw(
+        &Req::new("DELETE", "/admin/v1/consumers/bob")
+            .header("X-API-KEY", KEY)
+            .header("If-Match", &created),
+    );
+    assert_eq!(stale.status, 412, "{}", stale.text());
+    for n in &all {
+        assert!(eventually(Duration::from_secs(10), || tag_of(n) == moved));
+    }
 
     // Concurrent writers: distinct consumers through the three nodes at
     // once; none is lost.

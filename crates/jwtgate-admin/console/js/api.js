@@ -42,6 +42,20 @@ export function warningsOf(header) {
 }
 
 /**
+ * The version (entity tag) of each object this tab last read or wrote, by
+ * the object's path: a write to it goes with `If-Match`, so that a page
+ * left open while someone else saved is refused (412) rather than undo
+ * their change without a word. A route's policy carries its route's tag.
+ */
+const versions = new Map();
+const OBJECT = /^(\/admin\/v1\/(?:routes|consumers|providers)\/[^/?]+)(?:\/jwt)?(?:\?.*)?$/;
+const objectOf = (path) => (path.match(OBJECT) || [])[1];
+
+/** The message of a write refused because the object changed meanwhile. */
+export const STALE = 'Someone changed this since the page loaded it, and nothing was saved: '
+  + 'reload the page to see what the gateway holds now, then make your change again.';
+
+/**
  * `extra`: more request headers (`If-None-Match: *` for a create that must
  * not replace an object of the same name).
  */
@@ -55,6 +69,16 @@ export async function api(method, path, body, key = session.key(), extra = {}) {
     throw new Error(`An object named "${step}" cannot be reached from a browser, which reads it as a path step in any spelling: rename it in the config file, or through the admin API with curl (as %2E%2E).`);
   }
   const headers = { ...extra, Accept: 'application/json', 'X-API-KEY': key || '' };
+  const object = objectOf(path);
+  const read = versions.get(object);
+  const conditional = method !== 'GET' && read !== undefined && !('If-None-Match' in extra);
+  if (conditional) headers['If-Match'] = read;
+  // A list shows every object as it is now: what the tab read of one
+  // before no longer conditions a write from the list (a deletion).
+  if (method === 'GET' && !object) {
+    const list = path.split('?')[0];
+    for (const seen of [...versions.keys()]) if (seen.startsWith(`${list}/`)) versions.delete(seen);
+  }
   const init = { method, headers, cache: 'no-store', credentials: 'omit', redirect: 'error' };
   if (body !== undefined) {
     headers['Content-Type'] = method === 'PATCH' ? 'application/merge-patch+json' : 'application/json';
@@ -79,7 +103,14 @@ export async function api(method, path, body, key = session.key(), extra = {}) {
     if (resp.status === 401 && key === session.key()) {
       signedOut.dispatchEvent(new Event('signed-out'));
     }
-    throw new ApiError(resp.status, json);
+    const err = new ApiError(resp.status, json);
+    if (resp.status === 412 && conditional && !err.errors.length) err.message = STALE;
+    throw err;
+  }
+  if (object) {
+    const tag = resp.headers.get('ETag');
+    if (tag) versions.set(object, tag);
+    else if (method === 'DELETE') versions.delete(object);
   }
   if (method !== 'GET') {
     written.dispatchEvent(new CustomEvent('written', { detail: warningsOf(resp.headers.get('Warning')) }));
