@@ -404,6 +404,7 @@ fn store(s: Option<&RawStore>, base_dir: &Path, errors: &mut Errors) -> Option<S
         "redis" => &[
             "host",
             "port",
+            "username",
             "password",
             "database",
             "pool_size",
@@ -414,6 +415,7 @@ fn store(s: Option<&RawStore>, base_dir: &Path, errors: &mut Errors) -> Option<S
         ],
         "redis_cluster" => &[
             "nodes",
+            "username",
             "password",
             "name",
             "pool_size",
@@ -436,6 +438,7 @@ fn store(s: Option<&RawStore>, base_dir: &Path, errors: &mut Errors) -> Option<S
         ("path", s.path.is_some()),
         ("host", s.host.is_some()),
         ("port", s.port.is_some()),
+        ("username", s.username.is_some()),
         ("password", s.password.is_some()),
         ("database", s.database.is_some()),
         ("nodes", s.nodes.is_some()),
@@ -516,6 +519,7 @@ fn store(s: Option<&RawStore>, base_dir: &Path, errors: &mut Errors) -> Option<S
             Some(StoreConfig::Redis(RedisConfig {
                 host,
                 port,
+                username: acl_user(s, errors),
                 password: s.password.clone().filter(|p| !p.is_empty()),
                 database: u32::try_from(database).unwrap_or(0),
                 pool,
@@ -541,6 +545,7 @@ fn store(s: Option<&RawStore>, base_dir: &Path, errors: &mut Errors) -> Option<S
             }
             Some(StoreConfig::RedisCluster(RedisClusterConfig {
                 nodes,
+                username: acl_user(s, errors),
                 password: s.password.clone().filter(|p| !p.is_empty()),
                 name: s.name.clone().unwrap_or_else(|| "jwtgate".into()),
                 pool,
@@ -553,6 +558,26 @@ fn store(s: Option<&RawStore>, base_dir: &Path, errors: &mut Errors) -> Option<S
             }))
         }
     }
+}
+
+/// `store.username`: a Redis ACL user, which signs in with the password
+/// (`AUTH username password`); without one, the password is the `default`
+/// user's (`requirepass`).
+fn acl_user(s: &RawStore, errors: &mut Errors) -> Option<String> {
+    let user = s.username.clone().filter(|u| !u.is_empty())?;
+    if s.password.as_deref().is_none_or(str::is_empty) {
+        errors.add(
+            "store.username",
+            "needs store.password: Redis signs a user in with both (a `nopass` user takes any)",
+        );
+    }
+    if user.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        errors.add(
+            "store.username",
+            "holds whitespace or a control character, which no Redis user name does",
+        );
+    }
+    Some(user)
 }
 
 fn errors_extend(errors: &mut Errors, other: Errors) {

@@ -117,6 +117,8 @@ pub struct PoolConfig {
 pub struct RedisConfig {
     pub host: String,
     pub port: u16,
+    /// A Redis ACL user; `None`: the `default` user.
+    pub username: Option<String>,
     pub password: Option<String>,
     pub database: u32,
     pub pool: PoolConfig,
@@ -127,6 +129,7 @@ impl std::fmt::Debug for RedisConfig {
         f.debug_struct("RedisConfig")
             .field("host", &self.host)
             .field("port", &self.port)
+            .field("username", &self.username)
             .field("database", &self.database)
             .field("pool", &self.pool)
             .finish_non_exhaustive()
@@ -136,6 +139,8 @@ impl std::fmt::Debug for RedisConfig {
 #[derive(Clone, PartialEq)]
 pub struct RedisClusterConfig {
     pub nodes: Vec<String>,
+    /// A Redis ACL user; `None`: the `default` user.
+    pub username: Option<String>,
     pub password: Option<String>,
     pub name: String,
     pub pool: PoolConfig,
@@ -146,6 +151,7 @@ impl std::fmt::Debug for RedisClusterConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisClusterConfig")
             .field("nodes", &self.nodes)
+            .field("username", &self.username)
             .field("name", &self.name)
             .field("pool", &self.pool)
             .finish_non_exhaustive()

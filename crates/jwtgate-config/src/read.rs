@@ -84,6 +84,7 @@ fn store(mut s: Obj<'_>, errors: &mut Errors) -> RawStore {
         path: s.string("path", errors),
         host: s.string("host", errors),
         port: s.u64("port", errors),
+        username: s.string("username", errors),
         password: s.string("password", errors),
         database: s.u64("database", errors),
         nodes: s.strings("nodes", errors),

@@ -215,6 +215,43 @@ fn env_expansion_and_unset_variables() {
 }
 
 #[test]
+fn a_redis_acl_user_needs_its_password() {
+    for kind in [
+        "kind: redis",
+        "kind: redis_cluster, nodes: [\"127.0.0.1:7000\"]",
+    ] {
+        let errs = errors(&format!("{MINIMAL}store: {{ {kind}, username: gw }}\n"));
+        assert_eq!(
+            errs,
+            ["store.username: needs store.password: Redis signs a user in with both (a `nopass` user takes any)"],
+            "{kind}"
+        );
+        let errs = errors(&format!(
+            "{MINIMAL}store: {{ {kind}, username: \"g w\", password: p }}\n"
+        ));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+    }
+    let errs = errors(&format!(
+        "{MINIMAL}store: {{ kind: embedded, username: gw }}\n"
+    ));
+    assert_eq!(
+        errs,
+        ["store.username: is not a setting of store kind embedded"]
+    );
+    let ok = load(&format!(
+        "{MINIMAL}store: {{ kind: redis, username: gw, password: pw }}\n"
+    ))
+    .expect("valid");
+    let StoreConfig::Redis(r) = ok.store else {
+        panic!("redis")
+    };
+    assert_eq!(
+        (r.username.as_deref(), r.password.as_deref()),
+        (Some("gw"), Some("pw"))
+    );
+}
+
+#[test]
 fn store_keys_must_suit_the_kind() {
     let errs = errors(&format!(
         "{MINIMAL}store: {{ kind: embedded, host: x, pool_size: 0 }}\n"

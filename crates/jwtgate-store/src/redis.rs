@@ -289,6 +289,9 @@ impl RedisStore {
         if let Some(p) = &cfg.password {
             redis = redis.set_password(p);
         }
+        if let Some(u) = &cfg.username {
+            redis = redis.set_username(u);
+        }
         let info = ConnectionAddr::Tcp(cfg.host.clone(), cfg.port)
             .into_connection_info()
             .map_err(err)?
@@ -316,6 +319,9 @@ impl RedisStore {
                 .retries(2);
             if let Some(p) = &cfg.password {
                 b = b.password(p.clone());
+            }
+            if let Some(u) = &cfg.username {
+                b = b.username(u.clone());
             }
             b.build().map_err(err)
         };

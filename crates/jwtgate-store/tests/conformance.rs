@@ -350,6 +350,7 @@ async fn redis_backend_conforms() {
     let store = RedisStore::standalone(&RedisConfig {
         host: "127.0.0.1".into(),
         port: server.port,
+        username: None,
         password: None,
         database: 3,
         pool: pool(),
@@ -365,6 +366,7 @@ async fn redis_cluster_backend_conforms() {
     let cluster = RedisCluster::start(3, 1);
     let store = RedisStore::cluster(&RedisClusterConfig {
         nodes: cluster.seeds(),
+        username: None,
         password: None,
         name: "conformance".into(),
         pool: pool(),

@@ -37,6 +37,7 @@ async fn an_idle_cluster_command_connection_is_closed_after_keepalive_timeout() 
     let keepalive = Duration::from_millis(300);
     let store = RedisStore::cluster(&RedisClusterConfig {
         nodes: cluster.seeds(),
+        username: None,
         password: None,
         name: "keepalive".into(),
         pool: PoolConfig {

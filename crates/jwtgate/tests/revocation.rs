@@ -1232,6 +1232,59 @@ fn two_nodes_behind_a_password() -> (
     (server, ops, up, a, b)
 }
 
+/// `store.username`: the nodes sign in as a Redis ACL user limited to the
+/// keys the README names (`~{jwtgate}:*`), where the `default` user may
+/// touch none of them: logouts are taken and shared between the nodes, so
+/// the user is the one signed in and the README's rights are enough. A
+/// wrong password for that user: the node says the store is failing and
+/// logouts are 503, never passed as done.
+#[test]
+fn nodes_sign_in_as_a_redis_acl_user() {
+    let _serial = serial();
+    let server = RedisServer::start();
+    let ops = redis_with_password(&server, NODE_PASSWORD);
+    assert_eq!(
+        ops(&[
+            "ACL",
+            "SETUSER",
+            "gw",
+            "on",
+            ">gw-pass-0123456789",
+            "~{jwtgate}:*",
+            "+@all"
+        ]),
+        "OK"
+    );
+    assert_eq!(
+        ops(&["ACL", "SETUSER", "default", "resetkeys", "~nothing:*"]),
+        "OK"
+    );
+    let up = Upstream::start();
+    let as_user = |password: &str| {
+        server.store_yaml().replace(
+            " }",
+            &format!(", username: gw, password: \"{password}\" }}"),
+        )
+    };
+    let a = Gateway::start(&config(&as_user("gw-pass-0123456789"), &up, ""));
+    let b = Gateway::start(&config(&as_user("gw-pass-0123456789"), &up, ""));
+    let token = alice_token();
+    assert_logged_out(&a, &logout(&a, &token));
+    wait_refused(&b, &token, Duration::from_secs(15), "B, logout on A");
+    let (token, _) = logout_until_accepted(&b, Duration::from_secs(15), "B");
+    wait_refused(&a, &token, Duration::from_secs(15), "A, logout on B");
+    assert!(ops(&["ZCARD", "{jwtgate}:revoked"]).starts_with('2'));
+
+    // The default user's password, or a wrong one, under the ACL user's
+    // name: refused by Redis, said, and logouts are 503.
+    for wrong in [NODE_PASSWORD, "not-the-password-0123"] {
+        let c = Gateway::start(&config(&as_user(wrong), &up, ""));
+        let resp = logout(&c, &alice_token());
+        assert_eq!(assert_json_error(&resp, 503), UNAVAILABLE, "{wrong}");
+        assert!(!c.logs().contains(wrong), "the password was logged");
+    }
+}
+
 /// Redis refusing the nodes' login for a few seconds (a password rotated
 /// in the wrong order) while their connections are dropped: once the login
 /// works again, each node takes logouts and refuses the other's, with no
