@@ -256,3 +256,48 @@ fn a_hung_primary_is_left_behind_once_its_replica_has_taken_over() {
     wait_refused(&a, &token, Duration::from_secs(15), "A, logout on B");
     cluster.nodes[owner].resume();
 }
+
+/// `store.username` on a cluster: every node has an ACL user `gw`, and the
+/// `default` user may touch no key; two gateways signed in as `gw` share a
+/// logout (the slot map, the write and the feed all go as that user).
+#[test]
+fn cluster_nodes_sign_in_as_a_redis_acl_user() {
+    let cluster = RedisCluster::start(3, 0);
+    for node in &cluster.nodes {
+        assert_eq!(
+            node.cli(&[
+                "ACL",
+                "SETUSER",
+                "gw",
+                "on",
+                ">gw-pass-0123456789",
+                "~{jwtgate}:*",
+                "+@all"
+            ]),
+            "OK"
+        );
+        assert_eq!(
+            node.cli(&["ACL", "SETUSER", "default", "resetkeys", "~nothing:*"]),
+            "OK"
+        );
+    }
+    let up = Upstream::start();
+    let yaml = config(&cluster.seeds(), &up).replace(
+        "  name: jwtgate\n",
+        "  name: jwtgate\n  username: gw\n  password: gw-pass-0123456789\n",
+    );
+    let a = Gateway::start(&yaml);
+    let b = Gateway::start(&yaml);
+    let (token, _) = logout_until_accepted(&a, Duration::from_secs(15), "A as gw");
+    wait_refused(&b, &token, Duration::from_secs(15), "B, logout on A");
+
+    // Without the user, the password is taken as the default user's, which
+    // has none (and may write no key of the blacklist): 503, never
+    // "logged out".
+    let c = Gateway::start(&yaml.replace("  username: gw\n", ""));
+    let resp = logout(&c, &alice_token());
+    assert_eq!(
+        assert_json_error(&resp, 503),
+        "revocation store unavailable"
+    );
+}
