@@ -237,6 +237,10 @@ enum Backend {
         /// (`keepalive_timeout_ms`): a firewall or NAT that dropped the
         /// idle flow meanwhile would have cost the next logout a timeout.
         keepalive: Duration,
+        /// Each seed of `store.nodes` on its own, to check that they are
+        /// members of one cluster ([`RedisStore::warn_of_foreign_seeds`]).
+        seeds: std::sync::Arc<Vec<(String, Client)>>,
+        seeds_checked: AtomicBool,
     },
 }
 
@@ -327,6 +331,24 @@ impl RedisStore {
         };
         let client = build(cfg.pool.read_timeout + cfg.pool.send_timeout)?;
         let feed_client = build(FEED_BLOCK + cfg.pool.read_timeout + cfg.pool.send_timeout)?;
+        let mut login = RedisConnectionInfo::default();
+        if let Some(p) = &cfg.password {
+            login = login.set_password(p);
+        }
+        if let Some(u) = &cfg.username {
+            login = login.set_username(u);
+        }
+        let seeds = cfg
+            .nodes
+            .iter()
+            .map(|n| {
+                let info = format!("redis://{n}/")
+                    .into_connection_info()
+                    .map_err(err)?
+                    .set_redis_settings(login.clone());
+                Ok((n.clone(), Client::open(info).map_err(err)?))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Self::new(
             Backend::Cluster {
                 client,
@@ -334,6 +356,8 @@ impl RedisStore {
                 conn: Mutex::new(None),
                 feed: Mutex::new(None),
                 keepalive: cfg.keepalive_timeout,
+                seeds: std::sync::Arc::new(seeds),
+                seeds_checked: AtomicBool::new(false),
             },
             &cfg.pool,
             &cfg.name,
@@ -564,6 +588,73 @@ impl RedisStore {
         }
     }
 
+    /// Once, in the background: asks each cluster seed its node id and the
+    /// nodes it knows (`CLUSTER MYID`, `CLUSTER NODES`), and says so at
+    /// `ERROR` when the seeds that answer belong to more than one cluster
+    /// (one re-provisioned into another cluster): whichever a connection
+    /// reaches first is taken for the cluster, so nodes could keep their
+    /// blacklists in different clusters, each passing the others' logouts.
+    fn warn_of_foreign_seeds(&self) {
+        let Backend::Cluster {
+            seeds,
+            seeds_checked,
+            ..
+        } = &self.backend
+        else {
+            return;
+        };
+        if seeds.len() < 2 || seeds_checked.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let seeds = std::sync::Arc::clone(seeds);
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.op_timeout));
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for (seed, client) in seeds.iter() {
+                let asked = async {
+                    let mut c = client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await?;
+                    let id: String = redis::cmd("CLUSTER")
+                        .arg("MYID")
+                        .query_async(&mut c)
+                        .await?;
+                    let nodes: String = redis::cmd("CLUSTER")
+                        .arg("NODES")
+                        .query_async(&mut c)
+                        .await?;
+                    Ok::<_, redis::RedisError>((id, nodes))
+                };
+                match asked.await {
+                    Ok((id, nodes)) => answers.push(SeedAnswer {
+                        seed: seed.clone(),
+                        id,
+                        known: nodes
+                            .lines()
+                            .filter_map(|l| l.split(' ').next())
+                            .map(str::to_owned)
+                            .collect(),
+                    }),
+                    Err(e) => tracing::debug!(seed, error = %e, "cluster seed not asked"),
+                }
+            }
+            let groups = seed_clusters(&answers);
+            if groups.len() > 1 {
+                let said: Vec<String> = groups.iter().map(|g| g.join(", ")).collect();
+                tracing::error!(
+                    target: "jwtgate::store",
+                    "store.nodes: the seeds belong to {} different Redis clusters ({}): a node whose \
+                     connection reaches another cluster than its peers keeps its logouts there, and \
+                     each passes the tokens the others logged out; list the nodes of one cluster only",
+                    groups.len(),
+                    said.join(" / ")
+                );
+            }
+        });
+    }
+
     /// A dedicated connection for blocking XREADs, so that they never hold
     /// up revocations on the shared one.
     async fn feed_conn(&self) -> Result<FeedConn, StoreError> {
@@ -748,6 +839,45 @@ fn shorten(item: &str) -> String {
 }
 
 /// `"not_before:expires_at"`.
+/// What a cluster seed said of itself and its cluster.
+struct SeedAnswer {
+    seed: String,
+    /// `CLUSTER MYID`.
+    id: String,
+    /// The node ids of its `CLUSTER NODES`.
+    known: std::collections::HashSet<String>,
+}
+
+/// The seeds grouped by cluster: two are in one when either knows the
+/// other's node id (a node just joining may not know every peer yet).
+fn seed_clusters(answers: &[SeedAnswer]) -> Vec<Vec<String>> {
+    let mut group: Vec<usize> = (0..answers.len()).collect();
+    fn root(group: &mut [usize], mut i: usize) -> usize {
+        while group[i] != i {
+            group[i] = group[group[i]];
+            i = group[i];
+        }
+        i
+    }
+    for (i, a) in answers.iter().enumerate() {
+        for (j, b) in answers.iter().enumerate().skip(i + 1) {
+            if a.known.contains(&b.id) || b.known.contains(&a.id) {
+                let (ri, rj) = (root(&mut group, i), root(&mut group, j));
+                group[ri] = rj;
+            }
+        }
+    }
+    let mut clusters: Vec<(usize, Vec<String>)> = Vec::new();
+    for (i, a) in answers.iter().enumerate() {
+        let r = root(&mut group, i);
+        match clusters.iter_mut().find(|(root, _)| *root == r) {
+            Some((_, seeds)) => seeds.push(a.seed.clone()),
+            None => clusters.push((r, vec![a.seed.clone()])),
+        }
+    }
+    clusters.into_iter().map(|(_, seeds)| seeds).collect()
+}
+
 /// The policy in a `CONFIG GET maxmemory-policy` reply (name, value) when
 /// it lets Redis evict keys without an expiry, ours among them.
 fn eviction_risk(reply: &[String]) -> Option<&str> {
@@ -881,6 +1011,7 @@ impl RevocationStore for RedisStore {
             })
             .await?;
         self.warn_of_eviction().await;
+        self.warn_of_foreign_seeds();
         Ok(generation)
     }
 
@@ -1167,5 +1298,36 @@ impl RevocationStore for RedisStore {
 
     fn kind(&self) -> &'static str {
         self.kind
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn said(seed: &str, id: &str, known: &[&str]) -> SeedAnswer {
+        SeedAnswer {
+            seed: seed.into(),
+            id: id.into(),
+            known: known.iter().map(|k| (*k).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn seeds_are_grouped_by_the_cluster_that_knows_them() {
+        let one = [
+            said("a:1", "A", &["A", "B", "C"]),
+            said("b:1", "B", &["A", "B", "C"]),
+            // Just joined: knows only itself, but the others know it.
+            said("c:1", "C", &["C"]),
+        ];
+        assert_eq!(seed_clusters(&one), [vec!["a:1", "b:1", "c:1"]]);
+        let two = [
+            said("a:1", "A", &["A", "B"]),
+            said("x:1", "X", &["X"]),
+            said("b:1", "B", &["A", "B"]),
+        ];
+        assert_eq!(seed_clusters(&two), [vec!["a:1", "b:1"], vec!["x:1"]]);
+        assert!(seed_clusters(&[]).is_empty());
     }
 }

@@ -16,7 +16,7 @@ mod support;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use jwtgate_testkit::RedisCluster;
+use jwtgate_testkit::{RedisCluster, RedisServer};
 use serde_json::json;
 use support::*;
 
@@ -299,5 +299,53 @@ fn cluster_nodes_sign_in_as_a_redis_acl_user() {
     assert_eq!(
         assert_json_error(&resp, 503),
         "revocation store unavailable"
+    );
+}
+
+/// A seed of `store.nodes` that is a member of another cluster (a node
+/// re-provisioned into a cluster of its own: an outside audit found a node
+/// that reached it first keeping its logouts there, unseen by its peers,
+/// without a word): the node says at `ERROR` which seeds belong to which
+/// cluster. A node whose seeds are one cluster says nothing of the kind.
+#[test]
+fn seeds_of_two_clusters_are_said() {
+    let cluster = RedisCluster::start(3, 0);
+    let foreign = RedisServer::start_with(&[
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+    ]);
+    assert_eq!(
+        foreign.cli(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]),
+        "OK"
+    );
+    let up = Upstream::start();
+    let mut seeds = cluster.seeds();
+    let good = Gateway::start(&config(&seeds, &up));
+    seeds.push(foreign.addr());
+    let split = Gateway::start(&config(&seeds, &up));
+    let said = format!(
+        "store.nodes: the seeds belong to 2 different Redis clusters ({} / {})",
+        cluster.seeds().join(", "),
+        foreign.addr()
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || split.logs().contains(&said)),
+        "{}",
+        split.logs()
+    );
+    // The good node started with the other, and has read its seeds by now.
+    let (token, _) = logout_until_accepted(&good, Duration::from_secs(15), "good");
+    wait_refused(
+        &split,
+        &token,
+        Duration::from_secs(15),
+        "split, logout on good",
+    );
+    assert!(
+        !good.logs().contains("different Redis clusters"),
+        "{}",
+        good.logs()
     );
 }
