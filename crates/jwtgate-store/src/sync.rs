@@ -600,9 +600,22 @@ impl Revocations {
             "revocation store lost data: its generation changed since this node read it; \
              writing back the revocations and cut-offs this node holds"
         );
-        self.store.revoke_batch(&entries).await?;
-        for c in &cutoffs {
-            self.store.cut_off(c).await?;
+        let written = async {
+            self.store.revoke_batch(&entries).await?;
+            for c in &cutoffs {
+                self.store.cut_off(c).await?;
+            }
+            Ok::<_, StoreError>(())
+        };
+        if let Err(e) = written.await {
+            // Found again, and said again, at the next load; counted once
+            // written back.
+            warn!(
+                store = self.store.kind(),
+                error = %e,
+                "revocation store: the write-back was cut short; it starts over at the next load"
+            );
+            return Err(e);
         }
         self.store_lost.fetch_add(1, Ordering::Relaxed);
         Ok(())

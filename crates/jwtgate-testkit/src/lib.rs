@@ -73,6 +73,21 @@ pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool
     }
 }
 
+/// The README's Redis ACL user for jwtgate (`store.username: gw`, password
+/// [`ACL_PASSWORD`]): its keys only, every command.
+pub const ACL_USER: [&str; 7] = [
+    "ACL",
+    "SETUSER",
+    "gw",
+    "on",
+    ">gw-pass-0123456789",
+    "~{jwtgate}:*",
+    "+@all",
+];
+pub const ACL_PASSWORD: &str = "gw-pass-0123456789";
+/// The `default` user left able to touch no key of jwtgate's.
+pub const ACL_DEFAULT_NO_KEYS: [&str; 5] = ["ACL", "SETUSER", "default", "resetkeys", "~nothing:*"];
+
 /// One redis-server process.
 pub struct RedisServer {
     pub port: u16,

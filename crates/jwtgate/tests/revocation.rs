@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use jwtgate_testkit::RedisServer;
+use jwtgate_testkit::{RedisServer, ACL_DEFAULT_NO_KEYS, ACL_PASSWORD, ACL_USER};
 use serde_json::json;
 use support::*;
 
@@ -1243,22 +1243,8 @@ fn nodes_sign_in_as_a_redis_acl_user() {
     let _serial = serial();
     let server = RedisServer::start();
     let ops = redis_with_password(&server, NODE_PASSWORD);
-    assert_eq!(
-        ops(&[
-            "ACL",
-            "SETUSER",
-            "gw",
-            "on",
-            ">gw-pass-0123456789",
-            "~{jwtgate}:*",
-            "+@all"
-        ]),
-        "OK"
-    );
-    assert_eq!(
-        ops(&["ACL", "SETUSER", "default", "resetkeys", "~nothing:*"]),
-        "OK"
-    );
+    assert_eq!(ops(&ACL_USER), "OK");
+    assert_eq!(ops(&ACL_DEFAULT_NO_KEYS), "OK");
     let up = Upstream::start();
     let as_user = |password: &str| {
         server.store_yaml().replace(
@@ -1266,8 +1252,8 @@ fn nodes_sign_in_as_a_redis_acl_user() {
             &format!(", username: gw, password: \"{password}\" }}"),
         )
     };
-    let a = Gateway::start(&config(&as_user("gw-pass-0123456789"), &up, ""));
-    let b = Gateway::start(&config(&as_user("gw-pass-0123456789"), &up, ""));
+    let a = Gateway::start(&config(&as_user(ACL_PASSWORD), &up, ""));
+    let b = Gateway::start(&config(&as_user(ACL_PASSWORD), &up, ""));
     let token = alice_token();
     assert_logged_out(&a, &logout(&a, &token));
     wait_refused(&b, &token, Duration::from_secs(15), "B, logout on A");

@@ -16,7 +16,7 @@ mod support;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use jwtgate_testkit::{RedisCluster, RedisServer};
+use jwtgate_testkit::{RedisCluster, RedisServer, ACL_DEFAULT_NO_KEYS, ACL_PASSWORD, ACL_USER};
 use serde_json::json;
 use support::*;
 
@@ -264,27 +264,13 @@ fn a_hung_primary_is_left_behind_once_its_replica_has_taken_over() {
 fn cluster_nodes_sign_in_as_a_redis_acl_user() {
     let cluster = RedisCluster::start(3, 0);
     for node in &cluster.nodes {
-        assert_eq!(
-            node.cli(&[
-                "ACL",
-                "SETUSER",
-                "gw",
-                "on",
-                ">gw-pass-0123456789",
-                "~{jwtgate}:*",
-                "+@all"
-            ]),
-            "OK"
-        );
-        assert_eq!(
-            node.cli(&["ACL", "SETUSER", "default", "resetkeys", "~nothing:*"]),
-            "OK"
-        );
+        assert_eq!(node.cli(&ACL_USER), "OK");
+        assert_eq!(node.cli(&ACL_DEFAULT_NO_KEYS), "OK");
     }
     let up = Upstream::start();
     let yaml = config(&cluster.seeds(), &up).replace(
         "  name: jwtgate\n",
-        "  name: jwtgate\n  username: gw\n  password: gw-pass-0123456789\n",
+        &format!("  name: jwtgate\n  username: gw\n  password: {ACL_PASSWORD}\n"),
     );
     let a = Gateway::start(&yaml);
     let b = Gateway::start(&yaml);
