@@ -38,7 +38,8 @@ const MAX_REFRESH: Duration = Duration::from_secs(3600);
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(60);
 /// The longest `Retry-After` honoured: a provider asking for more is asked
-/// again then (keys must not go stale on a typo in its configuration).
+/// again then (keys must not go stale on a typo in its configuration; less
+/// when its keys would: [`Keeper::most_held_off`]).
 const MOST_HELD_OFF: Duration = Duration::from_secs(600);
 
 /// Key-set generations are unique in the process, so a verified token
@@ -307,7 +308,7 @@ impl Keeper {
         if !private.is_empty() {
             warn!(
                 provider = %self.name,
-                kids = %private.join(", "),
+                kids = ?private,
                 source = %source,
                 "the key set publishes private key members (\"d\"): whoever can read it can \
                  sign tokens these keys accept; the IdP must publish public keys only \
@@ -490,10 +491,34 @@ impl Keeper {
         Ok(fetched.max_age)
     }
 
-    /// Honours an answer that asked not to be asked again for a while.
+    /// Honours an answer that asked not to be asked again for a while, as
+    /// far as [`Self::most_held_off`] allows.
     fn hold_off_if_asked(&self, e: &FetchError) {
         if let FetchError::Busy { wait, .. } = e {
-            lock(&self.gate).held_off_until = Some(Instant::now() + (*wait).min(MOST_HELD_OFF));
+            let held = (*wait).min(self.most_held_off(unix_now()));
+            lock(&self.gate).held_off_until = Some(Instant::now() + held);
+        }
+    }
+
+    /// The longest a `Retry-After` may hold fetches off at `now`:
+    /// [`MOST_HELD_OFF`], and no more than half the time the keys in use
+    /// have left before they grow too old to use (`max_stale_seconds`), so
+    /// that a fetch and its retries come first: one answer, perhaps to a
+    /// fetch any client can cause with a made-up `kid`, must not make a
+    /// healthy provider's tokens refused for minutes. Without usable keys,
+    /// [`MAX_RETRY`].
+    fn most_held_off(&self, now: i64) -> Duration {
+        let left = self.current().map(|k| {
+            k.max_stale.map_or(i64::MAX, |max| {
+                k.fetched_at.saturating_add(max).saturating_sub(now)
+            })
+        });
+        match left {
+            Some(left) if left > 0 => {
+                let half = Duration::from_secs(u64::try_from(left / 2).unwrap_or(u64::MAX));
+                MOST_HELD_OFF.min(half.max(FIRST_RETRY))
+            }
+            _ => MAX_RETRY,
         }
     }
 

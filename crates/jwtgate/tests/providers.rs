@@ -351,6 +351,85 @@ fn a_providers_retry_after_is_honoured() {
     );
 }
 
+/// A `Retry-After` holds fetches off no longer than half the time the keys
+/// in use have left before `max_stale_seconds`: one 503 asking for 10
+/// minutes, to a fetch any client can cause with a made-up `kid`, had the
+/// provider's tokens refused once the keys grew stale, with the IdP long
+/// healthy again (an outside audit).
+#[test]
+fn a_retry_after_never_lets_the_keys_grow_stale() {
+    let keys = KeyServer::start(false);
+    keys.set("/keys", Reply::json(&jwks(&[jwk("rsa", "good")])));
+    let up = Upstream::start();
+    let provider = format!(
+        "    issuer: \"https://idp.example\"\n    jwks_uri: \"{}\"\n    kid_miss_interval_seconds: 1\n    max_stale_seconds: 8\n    refresh_seconds: 3600\n",
+        keys.url("/keys")
+    );
+    let gw = Gateway::start(&config(&up, &provider, ""));
+    let claims = json!({"iss": "https://idp.example", "sub": "u", "exp": now() + 600});
+    let good = sign_kid("RS256", "rsa.key", Some("good"), claims.clone());
+    assert_eq!(
+        wait_status(&gw, &good, 200, Duration::from_secs(10)).status,
+        200
+    );
+    let fetched = keys.hits("/keys");
+    // One busy answer, asking for 10 minutes, to the fetch a made-up kid
+    // causes; healthy again at once.
+    keys.set("/keys", Reply::status(503).header("retry-after", "600"));
+    let forged = sign_kid("RS256", "rsa.key", Some("made-up"), claims);
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let _ = get(&gw, &forged);
+            keys.hits("/keys") > fetched
+        }),
+        "{}",
+        gw.logs()
+    );
+    keys.set("/keys", Reply::json(&jwks(&[jwk("rsa", "good")])));
+    // Past max_stale_seconds from the last good fetch: the keys were
+    // fetched again before that, and the provider's tokens still pass.
+    std::thread::sleep(Duration::from_secs(10));
+    assert!(
+        keys.hits("/keys") >= fetched + 2,
+        "not asked again\n{}",
+        gw.logs()
+    );
+    let resp = get(&gw, &good);
+    assert_eq!(resp.status, 200, "{}\n{}", resp.text(), gw.logs());
+}
+
+/// Key ids come from the IdP: one holding a line break or an escape is
+/// written to the log escaped, never as a line of its own.
+#[test]
+fn a_key_id_cannot_write_a_log_line() {
+    let mut leaked = jwk(
+        "rsa",
+        "evil\n2026-12-06T00:00:00Z  INFO fake line\u{1b}[31m",
+    );
+    leaked["d"] = json!("AQAB");
+    let keys = KeyServer::start(false);
+    keys.set("/keys", Reply::json(&jwks(&[jwk("rsa", "good"), leaked])));
+    let up = Upstream::start();
+    let provider = format!(
+        "    issuer: \"https://idp.example\"\n    jwks_uri: \"{}\"\n",
+        keys.url("/keys")
+    );
+    let gw = Gateway::start(&config(&up, &provider, ""));
+    assert!(
+        eventually(Duration::from_secs(10), || gw
+            .logs()
+            .contains("publishes private key members")),
+        "{}",
+        gw.logs()
+    );
+    let logs = gw.logs();
+    assert!(
+        !logs.lines().any(|l| l.starts_with("2026-12-06T00:00:00Z")) && !logs.contains('\u{1b}'),
+        "{logs}"
+    );
+    assert!(logs.contains("evil\\n2026"), "{logs}");
+}
+
 #[test]
 fn a_forged_kid_flood_costs_one_fetch_per_interval() {
     let keys = KeyServer::start(false);
