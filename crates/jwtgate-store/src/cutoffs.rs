@@ -92,6 +92,12 @@ impl std::fmt::Display for SubjectKey {
     }
 }
 
+/// An `iat` further ahead of the node's clock than this says nothing of
+/// when the token was issued (a signer whose clock runs ahead, or one that
+/// sets it so): the token is taken as issued before any cut-off of its
+/// subject, which would otherwise never reach it.
+pub const FUTURE_IAT_SECONDS: i64 = 300;
+
 /// One cut-off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cutoff {
@@ -273,14 +279,18 @@ impl CutoffTable {
 
     /// The cut-off that refuses this token at `now`, if any: one whose
     /// subject is the token's and that came at or after its `iat` (a token
-    /// without `iat` is refused by any). Probes only the owners and
+    /// without `iat`, or whose `iat` is more than [`FUTURE_IAT_SECONDS`]
+    /// ahead of `now`, is refused by any). Probes only the owners and
     /// subjects the token names.
     pub fn refusing(&self, t: &TokenSubject<'_>, now: i64) -> Option<Cutoff> {
         if self.is_empty() {
             return None;
         }
         let tables = self.read();
-        let applies = |v: &(i64, i64)| v.1 > now && t.iat.is_none_or(|iat| iat <= v.0);
+        let issued = t
+            .iat
+            .filter(|iat| *iat <= now.saturating_add(FUTURE_IAT_SECONDS));
+        let applies = |v: &(i64, i64)| v.1 > now && issued.is_none_or(|iat| iat <= v.0);
         let found = |owner: Owner, subject: Subject, v: &(i64, i64)| Cutoff {
             key: SubjectKey { owner, subject },
             not_before: v.0,
@@ -481,6 +491,16 @@ mod tests {
             t.refusing(&token("u-1", Some(NOW + 1)), NOW).is_none(),
             "issued later"
         );
+        let ahead = NOW + FUTURE_IAT_SECONDS;
+        assert!(
+            t.refusing(&token("u-1", Some(ahead)), NOW).is_none(),
+            "a clock ahead"
+        );
+        assert!(
+            t.refusing(&token("u-1", Some(ahead + 1)), NOW).is_some(),
+            "an iat too far ahead tells nothing"
+        );
+        assert!(t.refusing(&token("u-1", Some(i64::MAX)), NOW).is_some());
         assert!(
             t.refusing(&token("u-2", Some(NOW - 5)), NOW).is_none(),
             "another subject"
