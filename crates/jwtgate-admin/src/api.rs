@@ -47,8 +47,8 @@ pub struct AdminState {
 
 impl AdminState {
     /// The entity tags of the objects, under the admin key now in force.
-    pub(crate) fn tagger(&self) -> crate::etag::Tagger {
-        crate::etag::Tagger::new(&self.live.admin_key())
+    pub(crate) fn tagger(&self) -> Arc<crate::etag::Tagger> {
+        self.live.tagger()
     }
 }
 

@@ -88,7 +88,7 @@ pub async fn put(
             }
             no_new_env_refs(&consumer, old)?;
             dropped_credential = consumer.jwt.is_none() && old.is_some_and(|c| c.jwt.is_some());
-            Ok(put_edit(current, &name, consumer, problems))
+            Ok(put_edit(current, &name, consumer, problems, &precondition))
         })
         .await?;
     if dropped_credential {

@@ -6,27 +6,48 @@
 //! that admin's change without a word).
 //!
 //! A tag is a digest of the object as stored, secrets and `${ENV}`
-//! references included, so any change of it gives another tag. Keyed with
-//! the admin key (HMAC-SHA-256, cut to 128 bits): the digest of a weak
-//! secret cannot be searched offline by whoever sees a tag without the key,
-//! and nodes that share a key (every node behind one admin address must)
-//! give the same tag for the same object, whichever answers. A new admin
-//! key changes every tag: a write with an older one is `412`, read again.
+//! references included, so any change of it gives another tag. Keyed
+//! (HMAC-SHA-256, cut to 128 bits) with a key drawn from the admin key by
+//! PBKDF2 (600 000 rounds, once per admin key): the digest of a weak secret
+//! cannot be searched offline by whoever sees a tag without the admin key,
+//! nor a tag (in a proxy's log, say) be used to search for the admin key
+//! itself faster than PBKDF2 allows; and nodes that share the admin key
+//! (every node behind one admin address must) give the same tag for the
+//! same object, whichever answers. A new admin key changes every tag: a
+//! write with an older one is `412`, read again.
 //!
 //! A route's policy (`/routes/{name}/jwt`) carries its route's tag: the
 //! console reads the route and writes its policy, and a tag may change more
 //! often than the representation it validates, never less.
 
-use aws_lc_rs::hmac;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+
+use aws_lc_rs::{hmac, pbkdf2};
 use http::HeaderValue;
 use serde::Serialize;
+
+/// PBKDF2-HMAC-SHA-256 rounds from the admin key to the tag key (OWASP's
+/// figure for passwords; a fraction of a second, once per key).
+const ROUNDS: u32 = 600_000;
+/// Fixed: every node must draw the same tag key from the same admin key.
+const SALT: &[u8] = b"jwtgate admin API entity tags";
 
 /// Makes the tags of one admin key.
 pub struct Tagger(hmac::Key);
 
 impl Tagger {
     pub fn new(admin_key: &str) -> Tagger {
-        Tagger(hmac::Key::new(hmac::HMAC_SHA256, admin_key.as_bytes()))
+        let mut key = [0u8; 32];
+        let rounds = NonZeroU32::new(ROUNDS).unwrap_or(NonZeroU32::MIN);
+        pbkdf2::derive(
+            pbkdf2::PBKDF2_HMAC_SHA256,
+            rounds,
+            SALT,
+            admin_key.as_bytes(),
+            &mut key,
+        );
+        Tagger(hmac::Key::new(hmac::HMAC_SHA256, &key))
     }
 
     /// `item`'s tag, quoted as the header carries it: `"` 32 hex digits `"`.
@@ -35,13 +56,37 @@ impl Tagger {
         // their maps sorted (BTreeMap): the same object, the same bytes.
         let bytes = serde_json::to_vec(item).unwrap_or_default();
         let digest = hmac::sign(&self.0, &bytes);
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut tag = String::with_capacity(34);
         tag.push('"');
         for b in digest.as_ref().iter().take(16) {
-            tag.push_str(&format!("{b:02x}"));
+            tag.push(char::from(HEX[usize::from(b >> 4)]));
+            tag.push(char::from(HEX[usize::from(b & 15)]));
         }
         tag.push('"');
         tag
+    }
+}
+
+/// The [`Tagger`] of the admin key in force, made again only when the key
+/// changes (a reload): drawing its key costs PBKDF2's rounds.
+#[derive(Default)]
+pub struct Taggers(Mutex<Option<(Arc<String>, Arc<Tagger>)>>);
+
+impl Taggers {
+    pub fn of(&self, admin_key: &Arc<String>) -> Arc<Tagger> {
+        let mut held = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match held.as_ref() {
+            Some((key, tagger)) if key == admin_key => Arc::clone(tagger),
+            _ => {
+                let tagger = Arc::new(Tagger::new(admin_key));
+                *held = Some((Arc::clone(admin_key), Arc::clone(&tagger)));
+                tagger
+            }
+        }
     }
 }
 
@@ -51,9 +96,10 @@ pub fn header(tag: &str) -> [(http::HeaderName, HeaderValue); 1] {
     [(http::header::ETAG, value)]
 }
 
-/// The entity tags a conditional header lists (`"a", W/"b"`), as written:
-/// compared as strings, a weak one never equals a tag this API gives, so
-/// it never passes `If-Match`'s strong comparison (RFC 9110 §13.1.1).
+/// The members a conditional header lists (`"a", W/"b"`, or `*`), as
+/// written: compared as strings, a weak tag never equals a tag this API
+/// gives, so it never passes `If-Match`'s strong comparison (RFC 9110
+/// §13.1.1); `If-None-Match` compares weakly (§13.1.2), by [`weak`].
 pub fn listed(headers: &http::HeaderMap, name: http::HeaderName) -> Vec<String> {
     headers
         .get_all(name)
@@ -61,8 +107,13 @@ pub fn listed(headers: &http::HeaderMap, name: http::HeaderName) -> Vec<String> 
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|t| t.trim().to_owned())
-        .filter(|t| !t.is_empty() && t != "*")
+        .filter(|t| !t.is_empty())
         .collect()
+}
+
+/// A tag with its weakness mark (`W/`) taken off, for a weak comparison.
+pub fn weak(tag: &str) -> &str {
+    tag.strip_prefix("W/").unwrap_or(tag)
 }
 
 #[cfg(test)]
@@ -96,6 +147,8 @@ mod tests {
             ["\"a\"", "W/\"b\"", "\"c\""]
         );
         h.insert(http::header::IF_MATCH, HeaderValue::from_static("*"));
-        assert!(listed(&h, http::header::IF_MATCH).is_empty());
+        assert_eq!(listed(&h, http::header::IF_MATCH), ["*"]);
+        assert_eq!(weak("W/\"b\""), "\"b\"");
+        assert_eq!(weak("\"b\""), "\"b\"");
     }
 }

@@ -123,22 +123,34 @@ enum Condition {
 }
 
 impl Condition {
-    fn of(headers: &http::HeaderMap, name: http::HeaderName) -> Option<Condition> {
-        let mut values = headers.get_all(&name).iter().peekable();
-        values.peek()?;
-        if values.any(|v| v.as_bytes().trim_ascii() == b"*") {
+    /// `star_wins`: a `*` listed among tags (no valid header holds both,
+    /// RFC 9110 §13.1.1) is taken as `*` rather than dropped. For
+    /// `If-None-Match`, so that the write is refused whatever is there; an
+    /// `If-Match` so written keeps only its tags, so that the write is not
+    /// made unless one of them holds.
+    fn of(headers: &http::HeaderMap, name: http::HeaderName, star_wins: bool) -> Option<Condition> {
+        headers.get(&name)?;
+        let listed = crate::etag::listed(headers, name);
+        let star = listed.iter().any(|t| t == "*");
+        if star && (star_wins || listed.len() == 1) {
             return Some(Condition::Any);
         }
-        Some(Condition::Tags(crate::etag::listed(headers, name)))
+        Some(Condition::Tags(
+            listed.into_iter().filter(|t| t != "*").collect(),
+        ))
     }
 
     /// Whether an object at `current` (`None`: there is none) meets it:
-    /// `*` any version, tags one of them (compared strongly: a weak tag,
-    /// `W/"..."`, is never one this API gives).
-    fn holds(&self, current: Option<&str>) -> bool {
+    /// `*` any version, tags one of them, compared strongly (`If-Match`: a
+    /// weak tag, `W/"..."`, is never one this API gives) or weakly
+    /// (`If-None-Match`, RFC 9110 §13.1.2).
+    fn holds(&self, current: Option<&str>, weakly: bool) -> bool {
         match (self, current) {
             (_, None) => false,
             (Condition::Any, Some(_)) => true,
+            (Condition::Tags(tags), Some(tag)) if weakly => {
+                tags.iter().any(|t| crate::etag::weak(t) == tag)
+            }
             (Condition::Tags(tags), Some(tag)) => tags.iter().any(|t| t == tag),
         }
     }
@@ -147,9 +159,16 @@ impl Condition {
 impl Precondition {
     pub fn of(headers: &http::HeaderMap) -> Precondition {
         Precondition {
-            if_match: Condition::of(headers, http::header::IF_MATCH),
-            if_none_match: Condition::of(headers, http::header::IF_NONE_MATCH),
+            if_match: Condition::of(headers, http::header::IF_MATCH, false),
+            if_none_match: Condition::of(headers, http::header::IF_NONE_MATCH, true),
         }
+    }
+
+    /// Whether it names versions (entity tags), not only `*`.
+    pub fn names_versions(&self) -> bool {
+        [&self.if_match, &self.if_none_match]
+            .iter()
+            .any(|c| matches!(c, Some(Condition::Tags(_))))
     }
 
     /// Its conditions on entity tags alone, and on `*` alone: a route's
@@ -198,7 +217,7 @@ impl Precondition {
                     errors: ConfigErrors::single(field, "names nothing to replace"),
                 });
             }
-            Some(m) if !m.holds(at) => {
+            Some(m) if !m.holds(at, false) => {
                 let now = current.unwrap_or("-");
                 return Err(AdminError::Changed(format!(
                     "{what} named {name:?} changed since the version If-Match names: it is at \
@@ -215,7 +234,7 @@ impl Precondition {
                     "is taken: another name, or edit the existing one",
                 ),
             }),
-            Some(m @ Condition::Tags(_)) if m.holds(at) => Err(AdminError::Changed(format!(
+            Some(m @ Condition::Tags(_)) if m.holds(at, true) => Err(AdminError::Changed(format!(
                 "{what} named {name:?} is at a version If-None-Match names: nothing was written"
             ))),
             _ => Ok(()),

@@ -74,6 +74,11 @@ pub struct Edit<T> {
     /// Non-empty: the body was not fully readable; the edit is refused with
     /// these and whatever else compiling the rest finds.
     pub problems: Vec<ConfigError>,
+    /// The write was asked only of a version (`If-Match` or
+    /// `If-None-Match` naming entity tags), judged against what this node
+    /// holds: a source whose node may hold another version than the one
+    /// shared (an object etcd holds that this node refused) refuses it.
+    pub versioned: bool,
 }
 
 /// The TLS of the data plane's listeners and of the admin listener, each
@@ -315,6 +320,8 @@ fn tls_checked(config: Config) -> Result<Config, ConfigErrors> {
 pub struct LiveConfig {
     running: Arc<Running>,
     source: Arc<dyn ConfigSource>,
+    /// The entity tags' maker for the admin key in force.
+    taggers: crate::etag::Taggers,
 }
 
 impl LiveConfig {
@@ -342,7 +349,11 @@ impl LiveConfig {
 
     /// `running` kept in step with `source`.
     pub fn with_source(running: Arc<Running>, source: Arc<dyn ConfigSource>) -> Arc<Self> {
-        Arc::new(LiveConfig { running, source })
+        Arc::new(LiveConfig {
+            running,
+            source,
+            taggers: crate::etag::Taggers::default(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -359,6 +370,11 @@ impl LiveConfig {
 
     pub fn admin_key(&self) -> Arc<String> {
         self.running.admin_key.load_full()
+    }
+
+    /// The entity tags of the objects, under the admin key in force.
+    pub(crate) fn tagger(&self) -> Arc<crate::etag::Tagger> {
+        self.taggers.of(&self.admin_key())
     }
 
     pub fn revocations(&self) -> &Arc<Revocations> {
@@ -404,6 +420,7 @@ impl LiveConfig {
                 at: e.at,
                 what: e.what,
                 problems: e.problems,
+                versioned: e.versioned,
             })
         };
         let warnings = self.source.update(&self.running, &mut make).await?;

@@ -71,6 +71,7 @@ pub fn put_edit<T: Named>(
     name: &str,
     item: T,
     problems: Vec<ConfigError>,
+    precondition: &Precondition,
 ) -> Edit<(bool, T)> {
     let mut source = current.clone();
     let list = T::list_mut(&mut source);
@@ -91,6 +92,7 @@ pub fn put_edit<T: Named>(
         what: format!("{} {name:?}", T::KIND),
         reply: (created, item),
         problems,
+        versioned: precondition.names_versions(),
     }
 }
 
@@ -136,6 +138,7 @@ pub async fn delete<T: Named>(
                 what: format!("deletion of {} {name:?}", T::KIND),
                 reply: (),
                 problems: Vec::new(),
+                versioned: precondition.names_versions(),
             })
         })
         .await?;

@@ -94,7 +94,7 @@ pub async fn put(
                 old.and_then(|p| p.jwks_uri.as_deref()),
             )?;
             no_new_env_refs(&provider, old)?;
-            Ok(put_edit(current, &name, provider, problems))
+            Ok(put_edit(current, &name, provider, problems, &precondition))
         })
         .await?;
     let tag = etag::header(&tags.tag(&provider));

@@ -20,7 +20,7 @@ use crate::error::AdminError;
 use crate::etag;
 use crate::input::{json_body, name_from_path, new_name_is_plain, no_new_env_refs, Precondition};
 use crate::live::Edit;
-use crate::named::{created_or_ok, find, no_content, put_edit};
+use crate::named::{created_or_ok, find, put_edit};
 use crate::policy_edit::{is_empty_list, merge_patch, switch_mode};
 
 /// `{"routes": [...]}`, fields in the same order as a single GET.
@@ -69,7 +69,7 @@ pub async fn put(
             if let Some(jwt) = &mut route.jwt {
                 switch_mode(old.and_then(|r| r.jwt.as_ref()), jwt);
             }
-            Ok(put_edit(current, &name, route, problems))
+            Ok(put_edit(current, &name, route, problems, &precondition))
         })
         .await?;
     let tag = etag::header(&tags.tag(&route));
@@ -148,7 +148,7 @@ pub async fn delete_jwt(
 ) -> Result<Response, AdminError> {
     let precondition = Precondition::of(&headers);
     let tags = s.tagger();
-    let ((), warnings) = s
+    let (tag, warnings) = s
         .live
         .update(|current| {
             let (i, route) = find::<RawRoute>(current, &name)?;
@@ -156,20 +156,29 @@ pub async fn delete_jwt(
             let at = tags.tag(route);
             precondition.check(true, Some(&at), "a route", "", &name)?;
             let mut source = current.clone();
+            let mut tag = String::new();
             if let Some(r) = source.routes.get_mut(i) {
                 r.jwt = None;
+                tag = tags.tag(r);
             }
             Ok(Edit {
                 source,
                 object: (ObjectKind::Route, name.to_owned()),
                 at: String::new(),
                 what: format!("deletion of the jwt policy of route {name:?}"),
-                reply: (),
+                reply: tag,
                 problems: Vec::new(),
+                versioned: precondition.names_versions(),
             })
         })
         .await?;
-    Ok(no_content(warnings))
+    // The route stays, at a new version: its tag, for the next write.
+    Ok((
+        axum::http::StatusCode::NO_CONTENT,
+        warnings,
+        etag::header(&tag),
+    )
+        .into_response())
 }
 
 /// Creates or replaces a route's policy with what `make` builds from the
@@ -207,6 +216,7 @@ async fn set_policy(
                 what: format!("jwt policy of route {name:?}"),
                 reply: (old.is_none(), jwt, tag),
                 problems,
+                versioned: precondition.names_versions(),
             })
         })
         .await?;

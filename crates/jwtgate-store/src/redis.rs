@@ -651,6 +651,13 @@ impl RedisStore {
                     groups.len(),
                     said.join(" / ")
                 );
+            } else {
+                tracing::info!(
+                    target: "jwtgate::store",
+                    "store.nodes: {} of {} seeds answered, all of one cluster",
+                    answers.len(),
+                    seeds.len()
+                );
             }
         });
     }
@@ -838,7 +845,6 @@ fn shorten(item: &str) -> String {
     item.chars().take(80).flat_map(char::escape_debug).collect()
 }
 
-/// `"not_before:expires_at"`.
 /// What a cluster seed said of itself and its cluster.
 struct SeedAnswer {
     seed: String,
@@ -889,6 +895,7 @@ fn eviction_risk(reply: &[String]) -> Option<&str> {
     }
 }
 
+/// `"not_before:expires_at"`.
 fn parse_cutoff_value(v: &str) -> Option<(i64, i64)> {
     let (nb, ex) = v.split_once(':')?;
     Some((nb.parse().ok()?, ex.parse().ok()?))

@@ -73,16 +73,41 @@ pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool
     }
 }
 
-/// The README's Redis ACL user for jwtgate (`store.username: gw`, password
-/// [`ACL_PASSWORD`]): its keys only, every command.
-pub const ACL_USER: [&str; 7] = [
+/// The README's least Redis ACL user for jwtgate (`store.username: gw`,
+/// password [`ACL_PASSWORD`]): its keys, and only the commands the README
+/// lists (those its scripts call included).
+pub const ACL_USER: &[&str] = &[
     "ACL",
     "SETUSER",
     "gw",
     "on",
     ">gw-pass-0123456789",
     "~{jwtgate}:*",
-    "+@all",
+    "resetchannels",
+    "-@all",
+    "+eval",
+    "+evalsha",
+    "+script|load",
+    "+zadd",
+    "+zrange",
+    "+zscore",
+    "+zremrangebyscore",
+    "+xadd",
+    "+xread",
+    "+xrevrange",
+    "+hscan",
+    "+hget",
+    "+hset",
+    "+hdel",
+    "+get",
+    "+set",
+    "+wait",
+    "+info",
+    "+ping",
+    "+cluster|slots",
+    "+cluster|myid",
+    "+cluster|nodes",
+    "+asking",
 ];
 pub const ACL_PASSWORD: &str = "gw-pass-0123456789";
 /// The `default` user left able to touch no key of jwtgate's.

@@ -1605,7 +1605,31 @@ fn a_write_conditioned_on_an_older_version_is_refused() {
         200
     );
     let r3 = etag(&node.admin("GET", "/admin/v1/routes/guarded", None));
-    let resp = tagged("DELETE", "/admin/v1/routes/guarded", &r3, None);
+    // If-None-Match compares weakly (RFC 9110 §13.1.2), and a `*` listed
+    // among tags is `*`: both refuse a write to the version they name.
+    for none_match in [format!("W/{r3}"), "\"x\", *".to_owned()] {
+        let resp = node.admin_raw(
+            &Req::new("PUT", "/admin/v1/routes/guarded/jwt")
+                .header("X-API-KEY", KEY)
+                .header("If-None-Match", &none_match)
+                .header("Content-Type", "application/json")
+                .body("{}".to_owned()),
+        );
+        assert_eq!(resp.status, 412, "{none_match}: {}", resp.text());
+    }
+    assert_eq!(
+        etag(&node.admin("GET", "/admin/v1/routes/guarded", None)),
+        r3
+    );
+    // Deleting the policy answers the route's new tag: the route stays.
+    let resp = tagged("DELETE", "/admin/v1/routes/guarded/jwt", &r3, None);
+    assert_eq!(resp.status, 204, "{}", resp.text());
+    let r4 = etag(&resp);
+    assert_eq!(
+        etag(&node.admin("GET", "/admin/v1/routes/guarded", None)),
+        r4
+    );
+    let resp = tagged("DELETE", "/admin/v1/routes/guarded", &r4, None);
     assert_eq!(resp.status, 204, "{}", resp.text());
 
     // A provider: created, its tag answered; deleted only at that version.

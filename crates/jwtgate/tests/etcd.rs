@@ -733,6 +733,30 @@ fn regression_an_admin_repair_of_a_refused_object_reaches_etcd() {
     let alice = Req::get("/app/x").bearer(&alice_token("repair"));
     assert_eq!(a.send(&alice).status, 200, "the node keeps its versions");
 
+    // A write asked only of the version this node shows cannot be judged
+    // here (etcd holds a newer one): 412, and etcd keeps what it holds.
+    let got = a.admin("GET", "/admin/v1/consumers/alice", None);
+    let tag = got.header("etag").unwrap().to_owned();
+    let conditional = a.admin_raw(
+        &Req::new("PUT", "/admin/v1/consumers/alice")
+            .header("X-API-KEY", KEY)
+            .header("If-Match", &tag)
+            .header("Content-Type", "application/json")
+            .body(got.json().to_string()),
+    );
+    assert_eq!(conditional.status, 412, "{}", conditional.text());
+    assert!(
+        conditional
+            .text()
+            .contains("this node holds an older version than etcd"),
+        "{}",
+        conditional.text()
+    );
+    assert!(etcd
+        .get(&key("consumers", "alice"))
+        .unwrap()
+        .contains("short"));
+
     // The repair: each object put back as the node shows it.
     let locked = a.admin("GET", "/admin/v1/routes/locked", None).json();
     let put = a.admin("PUT", "/admin/v1/routes/locked", Some(locked));

@@ -1243,7 +1243,7 @@ fn nodes_sign_in_as_a_redis_acl_user() {
     let _serial = serial();
     let server = RedisServer::start();
     let ops = redis_with_password(&server, NODE_PASSWORD);
-    assert_eq!(ops(&ACL_USER), "OK");
+    assert_eq!(ops(ACL_USER), "OK");
     assert_eq!(ops(&ACL_DEFAULT_NO_KEYS), "OK");
     let up = Upstream::start();
     let as_user = |password: &str| {
@@ -1260,6 +1260,18 @@ fn nodes_sign_in_as_a_redis_acl_user() {
     let (token, _) = logout_until_accepted(&b, Duration::from_secs(15), "B");
     wait_refused(&a, &token, Duration::from_secs(15), "A, logout on B");
     assert!(ops(&["ZCARD", "{jwtgate}:revoked"]).starts_with('2'));
+    // The README's least rights were enough for all of it (CONFIG GET,
+    // for the eviction warning, is optional).
+    for n in [&a, &b] {
+        let logs = n.logs();
+        assert!(
+            !logs
+                .lines()
+                .any(|l| l.contains("NOPERM") && !l.contains("config|get"))
+                && !logs.contains("revocation store unreachable"),
+            "{logs}"
+        );
+    }
 
     // The default user's password, or a wrong one, under the ACL user's
     // name: refused by Redis, said, and logouts are 503.

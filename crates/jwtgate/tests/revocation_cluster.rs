@@ -264,7 +264,7 @@ fn a_hung_primary_is_left_behind_once_its_replica_has_taken_over() {
 fn cluster_nodes_sign_in_as_a_redis_acl_user() {
     let cluster = RedisCluster::start(3, 0);
     for node in &cluster.nodes {
-        assert_eq!(node.cli(&ACL_USER), "OK");
+        assert_eq!(node.cli(ACL_USER), "OK");
         assert_eq!(node.cli(&ACL_DEFAULT_NO_KEYS), "OK");
     }
     let up = Upstream::start();
@@ -276,6 +276,18 @@ fn cluster_nodes_sign_in_as_a_redis_acl_user() {
     let b = Gateway::start(&yaml);
     let (token, _) = logout_until_accepted(&a, Duration::from_secs(15), "A as gw");
     wait_refused(&b, &token, Duration::from_secs(15), "B, logout on A");
+    // The README's least rights were enough for all of it (CONFIG GET,
+    // for the eviction warning, is optional).
+    for n in [&a, &b] {
+        let logs = n.logs();
+        assert!(
+            !logs
+                .lines()
+                .any(|l| l.contains("NOPERM") && !l.contains("config|get"))
+                && !logs.contains("revocation store unreachable"),
+            "{logs}"
+        );
+    }
 
     // Without the user, the password is taken as the default user's, which
     // has none (and may write no key of the blacklist): 503, never
@@ -321,7 +333,14 @@ fn seeds_of_two_clusters_are_said() {
         "{}",
         split.logs()
     );
-    // The good node started with the other, and has read its seeds by now.
+    // The good node's seeds: one cluster, said once it has asked them.
+    assert!(
+        eventually(Duration::from_secs(15), || good
+            .logs()
+            .contains("store.nodes: 3 of 3 seeds answered, all of one cluster")),
+        "{}",
+        good.logs()
+    );
     let (token, _) = logout_until_accepted(&good, Duration::from_secs(15), "good");
     wait_refused(
         &split,

@@ -26,6 +26,8 @@ pub struct SourceEdit {
     pub at: String,
     pub what: String,
     pub problems: Vec<ConfigError>,
+    /// Asked only of a version ([`crate::live::Edit::versioned`]).
+    pub versioned: bool,
 }
 
 /// Builds an edit from the running source; may be called more than once.

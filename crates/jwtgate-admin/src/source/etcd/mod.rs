@@ -461,10 +461,21 @@ impl EtcdSource {
         let mut maybe_sent = false;
         let mut unanswered_since: Option<tokio::time::Instant> = None;
         let mut conflicts = 0u32;
+        // A precondition (If-Match, If-None-Match) this node found false is
+        // judged again once, after catching up with etcd's newest revision:
+        // a tag read from a node further ahead must not be refused because
+        // this one has not applied that version yet.
+        let mut recheck = Recheck::No;
         for _ in 0..WRITE_ATTEMPTS {
             let Some(etcd) = self.client() else {
                 return Err(unavailable("not connected yet"));
             };
+            if recheck == Recheck::Due {
+                recheck = Recheck::Done;
+                if let Ok((now, _)) = etcd.revision().await {
+                    self.wait_applied(now).await;
+                }
+            }
             // Judged against what etcd holds, never against what a lost
             // connection left: a write that reached etcd before this node
             // caught up with it was checked against objects etcd may no
@@ -488,7 +499,24 @@ impl EtcdSource {
                     ));
                 }
                 let current = running.source();
-                let e = edit(&current)?;
+                let e = match edit(&current) {
+                    Ok(e) => e,
+                    Err(refused @ (AdminError::Changed(_) | AdminError::Exists { .. })) => {
+                        // An attempt left unanswered may have committed this
+                        // very write: the condition it was asked under now
+                        // fails against it, so "nothing was written" could
+                        // be false.
+                        if maybe_sent {
+                            return Err(unknown_outcome());
+                        }
+                        if recheck == Recheck::No {
+                            recheck = Recheck::Due;
+                            continue;
+                        }
+                        return Err(refused);
+                    }
+                    Err(e) => return Err(e),
+                };
                 let config = running
                     .compile_change(&e.source, e.problems, &e.at)
                     .map_err(|errors| AdminError::invalid(format!("invalid {}", e.what), errors))?;
@@ -503,6 +531,16 @@ impl EtcdSource {
                 // answered 200 and left etcd as it was).
                 let (kind, name) = &e.object;
                 let refused_here = shared.objects.refused.contains_key(&e.object);
+                if refused_here && e.versioned {
+                    // The version this node holds is not etcd's: a tag
+                    // naming it must not let the write replace the newer.
+                    return Err(AdminError::Changed(format!(
+                        "{}: this node holds an older version than etcd (it refused the \
+                         newer one: see /status), so a version named by If-Match or \
+                         If-None-Match cannot be judged here; nothing was written",
+                        e.what
+                    )));
+                }
                 let listed = changes.iter().any(|(id, _)| id == &e.object);
                 let held = shared.objects.stored.contains_key(&e.object);
                 let wanted = next.get(*kind, name);
@@ -849,6 +887,14 @@ fn spawn_follower(source: Arc<EtcdSource>, running: Arc<Running>, stop: watch::R
 }
 
 /// A write etcd may have committed without saying so.
+/// Whether a false precondition was judged again after catching up.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Recheck {
+    No,
+    Due,
+    Done,
+}
+
 fn unknown_outcome() -> AdminError {
     AdminError::SourceUnavailable(
         "etcd unavailable: it did not answer the write, so whether the change was \
