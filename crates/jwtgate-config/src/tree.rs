@@ -97,27 +97,59 @@ fn operators_words(message: &str) -> String {
     message.replace(", set DuplicateKeyPolicy in Options if acceptable", "")
 }
 
+/// The most one value may hold once its `${NAME}` references are
+/// replaced: a secret, a password, a URL are far smaller.
+const MAX_EXPANDED_VALUE: usize = 1024 * 1024;
+
 /// Replaces `${NAME}` in every string value with the environment variable
-/// `NAME`. An unset variable is an error at that value's location.
+/// `NAME`. An unset variable is an error at that value's location. What the
+/// references bring in all is bounded as the file is
+/// ([`crate::MAX_CONFIG_BYTES`]): a few bytes naming a large variable many
+/// times (in a file, or an object in etcd every node expands) must not
+/// take a node's memory.
 pub(crate) fn expand_env(
     value: &mut Value,
     loc: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
     errors: &mut Errors,
 ) {
+    let mut budget = Some(usize::try_from(crate::MAX_CONFIG_BYTES).unwrap_or(usize::MAX));
+    expand_within(value, loc, lookup, errors, &mut budget);
+}
+
+/// `budget`: what the values may still bring in; `None` once that was
+/// said (the config is refused: the values after are left as they are).
+fn expand_within(
+    value: &mut Value,
+    loc: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Errors,
+    budget: &mut Option<usize>,
+) {
     match value {
-        Value::String(s) if s.contains("${") => match expand(s, lookup) {
-            Ok(expanded) => *s = expanded,
-            Err(msg) => errors.add_unread(loc, msg),
-        },
+        Value::String(s) if s.contains("${") => {
+            let Some(left) = *budget else { return };
+            match expand(s, lookup, MAX_EXPANDED_VALUE.min(left)) {
+                Ok(expanded) => {
+                    *budget = Some(left - expanded.len().min(left));
+                    *s = expanded;
+                }
+                Err(msg) => {
+                    if msg.contains("the config would hold more than") {
+                        *budget = None;
+                    }
+                    errors.add_unread(loc, msg);
+                }
+            }
+        }
         Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                expand_env(item, &index(loc, i), lookup, errors);
+                expand_within(item, &index(loc, i), lookup, errors, budget);
             }
         }
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
-                expand_env(v, &child(loc, k), lookup, errors);
+                expand_within(v, &child(loc, k), lookup, errors, budget);
             }
         }
         _ => {}
@@ -125,8 +157,22 @@ pub(crate) fn expand_env(
 }
 
 /// Replaces each `${NAME}`; `$${` is a literal `${`. Errors never quote
-/// the value: it may be a secret that merely holds a `${`.
-fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+/// the value: it may be a secret that merely holds a `${`. The result may
+/// hold at most `most` bytes.
+fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>, most: usize) -> Result<String, String> {
+    let too_large = || {
+        if most < MAX_EXPANDED_VALUE {
+            format!(
+                "with its environment variables, the config would hold more than {} MiB",
+                crate::MAX_CONFIG_BYTES >> 20
+            )
+        } else {
+            format!(
+                "with its environment variables, this value would hold more than {} KiB",
+                MAX_EXPANDED_VALUE >> 10
+            )
+        }
+    };
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(start) = rest.find("${") {
@@ -154,8 +200,14 @@ fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, St
             ));
         }
         let v = lookup(name).ok_or_else(|| format!("environment variable {name} is not set"))?;
+        if out.len() + v.len() > most {
+            return Err(too_large());
+        }
         out.push_str(&v);
         rest = &after[end + 1..];
+    }
+    if out.len() + rest.len() > most {
+        return Err(too_large());
     }
     out.push_str(rest);
     Ok(out)
@@ -165,27 +217,64 @@ fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, St
 mod tests {
     use super::*;
 
+    fn expand_all(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+        expand(s, lookup, MAX_EXPANDED_VALUE)
+    }
+
     fn env(name: &str) -> Option<String> {
         (name == "SET").then(|| "value".to_owned())
     }
 
     #[test]
     fn expands_set_variables_and_reports_unset_ones() {
-        assert_eq!(expand("a-${SET}-b", &env), Ok("a-value-b".into()));
-        assert_eq!(expand("${SET}${SET}", &env), Ok("valuevalue".into()));
-        assert!(expand("${UNSET}", &env)
+        assert_eq!(expand_all("a-${SET}-b", &env), Ok("a-value-b".into()));
+        assert_eq!(expand_all("${SET}${SET}", &env), Ok("valuevalue".into()));
+        assert!(expand_all("${UNSET}", &env)
             .unwrap_err()
             .contains("UNSET is not set"));
-        assert!(expand("${oops", &env).is_err());
-        assert!(expand("${1X}", &env).is_err());
+        assert!(expand_all("${oops", &env).is_err());
+        assert!(expand_all("${1X}", &env).is_err());
         // A literal "${", and errors that never quote the value.
-        assert_eq!(expand("a$${SET}b", &env), Ok("a${SET}b".into()));
-        assert_eq!(expand("$${x y}${SET}", &env), Ok("${x y}value".into()));
+        assert_eq!(expand_all("a$${SET}b", &env), Ok("a${SET}b".into()));
+        assert_eq!(expand_all("$${x y}${SET}", &env), Ok("${x y}value".into()));
         for secret in ["Sup3r${S3cret", "Sup3r${S3 cret}"] {
-            let e = expand(secret, &env).unwrap_err();
+            let e = expand_all(secret, &env).unwrap_err();
             assert!(!e.contains("Sup3r") && !e.contains("S3"), "{e}");
             assert!(e.contains("byte 5"), "{e}");
         }
+    }
+
+    /// A few bytes naming a large variable many times (an outside audit
+    /// had a 48 KB file take 970 MB) are refused at their location.
+    #[test]
+    fn what_the_variables_bring_in_is_bounded() {
+        let big = |name: &str| (name == "BIG").then(|| "A".repeat(120 * 1024));
+        let nine = "${BIG}".repeat(9);
+        let e = expand(&nine, &big, MAX_EXPANDED_VALUE).unwrap_err();
+        assert!(
+            e.contains("this value would hold more than 1024 KiB"),
+            "{e}"
+        );
+        assert_eq!(
+            expand(&"${BIG}".repeat(8), &big, MAX_EXPANDED_VALUE).map(|s| s.len()),
+            Ok(8 * 120 * 1024)
+        );
+        // Many values, each within its bound: the whole is bounded too.
+        let values: Vec<Value> = (0..600)
+            .map(|_| Value::String("${BIG}".repeat(8)))
+            .collect();
+        let mut tree = serde_json::json!({ "routes": values });
+        let mut errors = Errors::default();
+        expand_env(&mut tree, "", &big, &mut errors);
+        let e = errors.into_result(()).unwrap_err();
+        assert_eq!(e.0.len(), 1, "said once: {e:?}");
+        assert_eq!(e.0[0].location, "routes[68]");
+        assert!(
+            e.0[0]
+                .message
+                .contains("the config would hold more than 64 MiB"),
+            "{e:?}"
+        );
     }
 
     #[test]
