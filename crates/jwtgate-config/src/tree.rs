@@ -92,9 +92,35 @@ pub fn parse_yaml(text: &str) -> Result<Value, String> {
 }
 
 /// The parser's message without its advice to the program that calls it
-/// (a setting of the parser's options), which the operator cannot act on.
+/// (a setting of its options, a function to call, a Rust type), which the
+/// operator cannot act on, and its limits in words.
 fn operators_words(message: &str) -> String {
-    message.replace(", set DuplicateKeyPolicy in Options if acceptable", "")
+    let mut said = message
+        .replace(", set DuplicateKeyPolicy in Options if acceptable", "")
+        .replace(
+            "multiple YAML documents detected; use from_str_multiple or from_str_multiple_with_options",
+            "a second YAML document (a config file holds one)",
+        )
+        .replace(
+            "cannot deserialize null into string; use Option<String>",
+            "a key or value that is null where text belongs",
+        );
+    for (budget, words) in [
+        (
+            "budget breached: Depth",
+            "nested deeper than the config allows (64 levels)",
+        ),
+        (
+            "budget breached: Nodes",
+            "more values than the config allows (250 000, aliases counted as they expand)",
+        ),
+    ] {
+        if let Some(at) = said.find(budget) {
+            let rest = said[at..].find('}').map_or("", |end| &said[at + end + 1..]);
+            said = format!("{}{words}{rest}", &said[..at]);
+        }
+    }
+    said
 }
 
 /// The most one value may hold once its `${NAME}` references are
@@ -275,6 +301,33 @@ mod tests {
                 .contains("the config would hold more than 64 MiB"),
             "{e:?}"
         );
+    }
+
+    /// The parser's limits and refusals in an operator's words, without
+    /// advice meant for the program (an outside audit quoted
+    /// `use from_str_multiple` and `Depth { depth: 65 }`).
+    #[test]
+    fn parser_messages_are_an_operators() {
+        let deep = format!("a: {}{}\n", "[".repeat(100), "]".repeat(100));
+        let laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n";
+        for (text, said) in [
+            (
+                deep.as_str(),
+                "nested deeper than the config allows (64 levels) at line 1",
+            ),
+            (
+                laughs,
+                "more values than the config allows (250 000, aliases counted as they expand)",
+            ),
+            (
+                "a: 1\n---\nb: 2\n",
+                "a second YAML document (a config file holds one) at line",
+            ),
+        ] {
+            let e = parse_yaml(text).unwrap_err();
+            assert!(e.contains(said), "{e}");
+            assert!(!e.contains("from_str") && !e.contains('{'), "{e}");
+        }
     }
 
     #[test]
