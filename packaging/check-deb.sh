@@ -59,6 +59,7 @@ chmod 0755 "$root"   # it is /: every user traverses it
 mount -t proc proc "$root/proc"
 cp "$deb" "$root/tmp/jwtgate.deb"
 in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 echo "== dpkg -i in the Debian 12 root"
 in_root dpkg -i /tmp/jwtgate.deb
@@ -84,7 +85,7 @@ echo "== the unit's commands, as its user, on the default config"
 in_root install -d -o jwtgate -g jwtgate -m 0700 /var/lib/jwtgate   # what StateDirectory= does
 in_root setpriv --reuid=jwtgate --regid=jwtgate --clear-groups --inh-caps=-all \
   /usr/bin/jwtgate check --config /etc/jwtgate/jwtgate.yaml
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 # The default config with only its port changed (the host may use 8080).
 in_root sh -c "sed 's/127.0.0.1:8080/127.0.0.1:$port/' /etc/jwtgate/jwtgate.yaml > /etc/jwtgate/port-check.yaml"
 in_root chown root:jwtgate /etc/jwtgate/port-check.yaml
@@ -130,8 +131,8 @@ if ! command -v systemd-nspawn >/dev/null 2>&1; then
   echo "== installing systemd-container (apt-get)"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends systemd-container
 fi
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-admin=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
+admin=$(free_port)
 key=check-deb-admin-key-0123456789abcdefghij
 in_root sh -c "umask 077; echo JWTGATE_ADMIN_KEY=$key > /etc/default/jwtgate"
 in_root sed -i -e "s/127.0.0.1:8080/127.0.0.1:$port/" \
@@ -143,9 +144,14 @@ umount "$root/proc"   # the container mounts its own
 systemd-nspawn -q -D "$root" --machine="$machine" --register=no --keep-unit --boot --console=pipe \
   >"$target/debian/nspawn.log" 2>&1 </dev/null &
 nspawn=$!
+init=""
 stop_container() {
   kill "$nspawn" 2>/dev/null || true
-  for _ in $(seq 1 100); do kill -0 "$nspawn" 2>/dev/null || return 0; sleep 0.1; done
+  # The container powers off (the service gets its stop timeout, 45 s).
+  for _ in $(seq 1 500); do kill -0 "$nspawn" 2>/dev/null || return 0; sleep 0.1; done
+  # Killing a PID namespace's init kills everything in it; nspawn alone
+  # would leave the container running.
+  [[ -n $init ]] && kill -9 "$init" 2>/dev/null || true
   kill -9 "$nspawn" 2>/dev/null || true
   wait "$nspawn" 2>/dev/null || true
 }
@@ -154,36 +160,37 @@ cleanup() {
   umount "$root/proc" 2>/dev/null || true
   rm -rf "$root"
 }
-# The container's init: the process systemd-nspawn started.
-init=""
+# The container's init: the systemd that systemd-nspawn started (not a
+# short-lived child of its own setting up the container).
 for _ in $(seq 1 100); do
-  init=$(pgrep -P "$nspawn" | head -1 || true)
+  init=$(pgrep -x systemd -P "$nspawn" | head -1 || true)
   [[ -n $init ]] && break
   sleep 0.1
 done
 [[ -n $init ]] || { cat "$target/debian/nspawn.log" >&2; fail "systemd-nspawn started no container"; }
 inside() { nsenter -t "$init" -m -u -i -n -p -- /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
+journal() { inside journalctl -u jwtgate --no-pager >&2 || cat "$target/debian/nspawn.log" >&2 || true; }
 state=""
 for _ in $(seq 1 300); do
   state=$(inside systemctl is-active jwtgate 2>/dev/null || true)
   [[ $state == active || $state == failed ]] && break
   sleep 0.1
 done
-[[ $state == active ]] || { inside journalctl -u jwtgate --no-pager >&2 || cat "$target/debian/nspawn.log" >&2; fail "the service is $state under systemd"; }
+[[ $state == active ]] || { journal; fail "the service is $state under systemd"; }
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/anything" || true)
 [[ $code == 401 ]] || fail "under systemd, a request without a token got $code, not 401"
 code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT -H "X-API-KEY: $key" -H 'Content-Type: application/json' \
   -d '{"jwt": {"key": "check-deb", "secret": "check-deb-secret-0123456789abcdefghij"}}' \
   "http://127.0.0.1:$admin/admin/v1/consumers/check-deb" || true)
-[[ $code == 201 ]] || { inside journalctl -u jwtgate --no-pager >&2 || true; fail "an admin write under systemd got $code, not 201"; }
+[[ $code == 201 ]] || { journal; fail "an admin write under systemd got $code, not 201"; }
 in_root grep -q 'username: check-deb' /etc/jwtgate/jwtgate.yaml || fail "the admin write was not written back"
-inside systemctl reload jwtgate
+inside systemctl reload jwtgate || { journal; fail "systemctl reload failed"; }
 sleep 1
 [[ $(inside systemctl show -p NRestarts --value jwtgate) == 0 && $(inside systemctl is-active jwtgate) == active ]] \
-  || { inside journalctl -u jwtgate --no-pager >&2 || true; fail "the service restarted or stopped under systemd"; }
-inside systemctl stop jwtgate
+  || { journal; fail "the service restarted or stopped under systemd"; }
+inside systemctl stop jwtgate || { journal; fail "systemctl stop failed"; }
 [[ $(inside systemctl show -p Result --value jwtgate) == success ]] \
-  || { inside journalctl -u jwtgate --no-pager >&2 || true; fail "the service did not stop cleanly"; }
+  || { journal; fail "the service did not stop cleanly"; }
 stop_container
 mount -t proc proc "$root/proc"
 in_root rm -f /etc/default/jwtgate

@@ -47,8 +47,8 @@ pub struct AdminState {
 
 impl AdminState {
     /// The entity tags of the objects, under the admin key now in force.
-    pub(crate) fn tagger(&self) -> Arc<crate::etag::Tagger> {
-        self.live.tagger()
+    pub(crate) async fn tagger(&self) -> Arc<crate::etag::Tagger> {
+        self.live.tagger().await
     }
 }
 
@@ -85,7 +85,9 @@ async fn no_entity_tags(req: axum::extract::Request, next: middleware::Next) -> 
     if write
         && path.starts_with("/admin/")
         && !tagged_object(path)
-        && !crate::etag::listed(req.headers(), header::IF_MATCH).is_empty()
+        && crate::etag::listed(req.headers(), header::IF_MATCH)
+            .iter()
+            .any(|t| t != "*")
     {
         let message = "If-Match names an entity tag, and this endpoint gives none: the \
                        condition cannot hold (only routes, their jwt policies, consumers and \

@@ -40,7 +40,7 @@ pub async fn list(State(s): State<AdminState>) -> Json<ConsumerList> {
 pub async fn get(State(s): State<AdminState>, Name(name): Name) -> Result<Response, AdminError> {
     let source = s.live.source();
     let (_, c) = find::<RawConsumer>(&source, &name)?;
-    Ok((etag::header(&s.tagger().tag(c)), Json(masked(c))).into_response())
+    Ok((etag::header(&s.tagger().await.tag(c)), Json(masked(c))).into_response())
 }
 
 pub async fn put(
@@ -54,7 +54,7 @@ pub async fn put(
     name_from_path(&mut value, "username", &name)?;
     let read = read_consumer(&value, "");
     let mut dropped_credential = false;
-    let tags = s.tagger();
+    let tags = s.tagger().await;
     let ((created, consumer), mut warnings) = s
         .live
         .update(|current| {

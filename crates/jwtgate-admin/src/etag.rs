@@ -28,8 +28,12 @@ use http::HeaderValue;
 use serde::Serialize;
 
 /// PBKDF2-HMAC-SHA-256 rounds from the admin key to the tag key (OWASP's
-/// figure for passwords; a fraction of a second, once per key).
-const ROUNDS: u32 = 600_000;
+/// figure for passwords; a fraction of a second, once per key, off the
+/// control plane's thread).
+const ROUNDS: NonZeroU32 = match NonZeroU32::new(600_000) {
+    Some(n) => n,
+    None => NonZeroU32::MIN,
+};
 /// Fixed: every node must draw the same tag key from the same admin key.
 const SALT: &[u8] = b"jwtgate admin API entity tags";
 
@@ -39,10 +43,9 @@ pub struct Tagger(hmac::Key);
 impl Tagger {
     pub fn new(admin_key: &str) -> Tagger {
         let mut key = [0u8; 32];
-        let rounds = NonZeroU32::new(ROUNDS).unwrap_or(NonZeroU32::MIN);
         pbkdf2::derive(
             pbkdf2::PBKDF2_HMAC_SHA256,
-            rounds,
+            ROUNDS,
             SALT,
             admin_key.as_bytes(),
             &mut key,
@@ -56,15 +59,9 @@ impl Tagger {
         // their maps sorted (BTreeMap): the same object, the same bytes.
         let bytes = serde_json::to_vec(item).unwrap_or_default();
         let digest = hmac::sign(&self.0, &bytes);
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut tag = String::with_capacity(34);
-        tag.push('"');
-        for b in digest.as_ref().iter().take(16) {
-            tag.push(char::from(HEX[usize::from(b >> 4)]));
-            tag.push(char::from(HEX[usize::from(b & 15)]));
-        }
-        tag.push('"');
-        tag
+        let digest: jwtgate_store::Digest = digest.as_ref().try_into().unwrap_or([0; 32]);
+        // 128 bits of it.
+        format!("\"{}\"", &jwtgate_store::to_hex(&digest)[..32])
     }
 }
 
@@ -74,19 +71,33 @@ impl Tagger {
 pub struct Taggers(Mutex<Option<(Arc<String>, Arc<Tagger>)>>);
 
 impl Taggers {
-    pub fn of(&self, admin_key: &Arc<String>) -> Arc<Tagger> {
-        let mut held = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match held.as_ref() {
-            Some((key, tagger)) if key == admin_key => Arc::clone(tagger),
-            _ => {
-                let tagger = Arc::new(Tagger::new(admin_key));
-                *held = Some((Arc::clone(admin_key), Arc::clone(&tagger)));
-                tagger
-            }
+    /// The tagger of `admin_key`; a new one is drawn on a blocking thread,
+    /// so that the rounds never hold up the control plane's other work.
+    pub async fn of(&self, admin_key: &Arc<String>) -> Arc<Tagger> {
+        if let Some(tagger) = self.held(admin_key) {
+            return tagger;
         }
+        let key = Arc::clone(admin_key);
+        let tagger = match tokio::task::spawn_blocking(move || Tagger::new(&key)).await {
+            Ok(t) => Arc::new(t),
+            // The blocking pool is gone (the node stops): drawn here.
+            Err(_) => Arc::new(Tagger::new(admin_key)),
+        };
+        *self.lock() = Some((Arc::clone(admin_key), Arc::clone(&tagger)));
+        tagger
+    }
+
+    fn held(&self, admin_key: &Arc<String>) -> Option<Arc<Tagger>> {
+        match self.lock().as_ref() {
+            Some((key, tagger)) if key == admin_key => Some(Arc::clone(tagger)),
+            _ => None,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Arc<String>, Arc<Tagger>)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -373,8 +373,8 @@ impl LiveConfig {
     }
 
     /// The entity tags of the objects, under the admin key in force.
-    pub(crate) fn tagger(&self) -> Arc<crate::etag::Tagger> {
-        self.taggers.of(&self.admin_key())
+    pub(crate) async fn tagger(&self) -> Arc<crate::etag::Tagger> {
+        self.taggers.of(&self.admin_key()).await
     }
 
     pub fn revocations(&self) -> &Arc<Revocations> {

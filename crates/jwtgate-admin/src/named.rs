@@ -122,7 +122,7 @@ pub async fn delete<T: Named>(
     headers: http::HeaderMap,
 ) -> Result<Response, AdminError> {
     let precondition = Precondition::of(&headers);
-    let tags = s.tagger();
+    let tags = s.tagger().await;
     let ((), warnings) = s
         .live
         .update(|current| {

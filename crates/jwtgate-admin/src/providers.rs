@@ -46,7 +46,7 @@ pub async fn list(State(s): State<AdminState>) -> Response {
 pub async fn get(State(s): State<AdminState>, Name(name): Name) -> Result<Response, AdminError> {
     let source = s.live.source();
     let (_, p) = find::<RawProvider>(&source, &name)?;
-    Ok((etag::header(&s.tagger().tag(p)), Json(masked(p))).into_response())
+    Ok((etag::header(&s.tagger().await.tag(p)), Json(masked(p))).into_response())
 }
 
 /// A `jwks_uri` sent back as GET showed it is the stored one; a masked
@@ -77,7 +77,7 @@ pub async fn put(
     let mut value = json_body(&body)?;
     name_from_path(&mut value, "name", &name)?;
     let read = read_provider(&value, "");
-    let tags = s.tagger();
+    let tags = s.tagger().await;
     let ((created, provider), warnings) = s
         .live
         .update(|current| {

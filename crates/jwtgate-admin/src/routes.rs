@@ -40,7 +40,7 @@ pub async fn list(State(s): State<AdminState>) -> Response {
 pub async fn get(State(s): State<AdminState>, Name(name): Name) -> Result<Response, AdminError> {
     let source = s.live.source();
     let (_, route) = find::<RawRoute>(&source, &name)?;
-    Ok((etag::header(&s.tagger().tag(route)), Json(route)).into_response())
+    Ok((etag::header(&s.tagger().await.tag(route)), Json(route)).into_response())
 }
 
 pub async fn put(
@@ -53,7 +53,7 @@ pub async fn put(
     let mut value = json_body(&body)?;
     name_from_path(&mut value, "name", &name)?;
     let read = read_route(&value, "");
-    let tags = s.tagger();
+    let tags = s.tagger().await;
     let ((created, route), warnings) = s
         .live
         .update(|current| {
@@ -83,7 +83,7 @@ pub async fn get_jwt(
 ) -> Result<Response, AdminError> {
     let source = s.live.source();
     let (_, route) = find::<RawRoute>(&source, &name)?;
-    let tag = etag::header(&s.tagger().tag(route));
+    let tag = etag::header(&s.tagger().await.tag(route));
     Ok((tag, Json(policy_of(route)?)).into_response())
 }
 
@@ -147,7 +147,7 @@ pub async fn delete_jwt(
     headers: http::HeaderMap,
 ) -> Result<Response, AdminError> {
     let precondition = Precondition::of(&headers);
-    let tags = s.tagger();
+    let tags = s.tagger().await;
     let (tag, warnings) = s
         .live
         .update(|current| {
@@ -191,7 +191,7 @@ async fn set_policy(
     precondition: &Precondition,
     make: impl Fn(Option<&RawJwt>) -> Result<ReadItem<RawJwt>, AdminError> + Send + Sync,
 ) -> Result<Response, AdminError> {
-    let tags = s.tagger();
+    let tags = s.tagger().await;
     let ((created, jwt, tag), warnings) = s
         .live
         .update(|current| {

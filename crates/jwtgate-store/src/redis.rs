@@ -651,10 +651,18 @@ impl RedisStore {
                     groups.len(),
                     said.join(" / ")
                 );
-            } else {
+            } else if answers.len() > 1 {
                 tracing::info!(
                     target: "jwtgate::store",
                     "store.nodes: {} of {} seeds answered, all of one cluster",
+                    answers.len(),
+                    seeds.len()
+                );
+            } else {
+                tracing::info!(
+                    target: "jwtgate::store",
+                    "store.nodes: {} of {} seeds answered at start, too few to tell whether \
+                     they are one cluster (not asked again)",
                     answers.len(),
                     seeds.len()
                 );

@@ -1666,6 +1666,14 @@ fn a_write_conditioned_on_an_older_version_is_refused() {
         "{}",
         resp.text()
     );
+    // `If-Match: *` names no tag: the revocation is made.
+    let resp = tagged(
+        "POST",
+        "/admin/v1/revocations",
+        "*",
+        Some(json!({"token": t})),
+    );
+    assert_eq!(resp.status, 201, "{}", resp.text());
 }
 
 /// A name in the path that is no text once percent-decoded is invalid

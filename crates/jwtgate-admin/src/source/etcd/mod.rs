@@ -466,7 +466,7 @@ impl EtcdSource {
         // a tag read from a node further ahead must not be refused because
         // this one has not applied that version yet.
         let mut recheck = Recheck::No;
-        for _ in 0..WRITE_ATTEMPTS {
+        for attempt in 0..WRITE_ATTEMPTS {
             let Some(etcd) = self.client() else {
                 return Err(unavailable("not connected yet"));
             };
@@ -501,15 +501,19 @@ impl EtcdSource {
                 let current = running.source();
                 let e = match edit(&current) {
                     Ok(e) => e,
-                    Err(refused @ (AdminError::Changed(_) | AdminError::Exists { .. })) => {
+                    Err(
+                        refused @ (AdminError::Changed(_)
+                        | AdminError::Exists { .. }
+                        | AdminError::NotFound(_)),
+                    ) => {
                         // An attempt left unanswered may have committed this
-                        // very write: the condition it was asked under now
-                        // fails against it, so "nothing was written" could
-                        // be false.
+                        // very write: the condition it was asked under, or
+                        // the object a deletion names, now fails against it,
+                        // so "nothing was written" could be false.
                         if maybe_sent {
                             return Err(unknown_outcome());
                         }
-                        if recheck == Recheck::No {
+                        if recheck == Recheck::No && attempt + 1 < WRITE_ATTEMPTS {
                             recheck = Recheck::Due;
                             continue;
                         }
