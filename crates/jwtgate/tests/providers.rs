@@ -356,13 +356,15 @@ fn a_providers_retry_after_is_honoured() {
 /// minutes, to a fetch any client can cause with a made-up `kid`, had the
 /// provider's tokens refused once the keys grew stale, with the IdP long
 /// healthy again (an outside audit).
-#[test]
-fn a_retry_after_never_lets_the_keys_grow_stale() {
+/// A key server publishing the key `good` over plain HTTP, a gateway whose
+/// provider reads it with `settings` (lines of the provider's YAML) and
+/// serves its tokens, the claims of those and a token signed with `good`.
+fn serving_good_key(settings: &str) -> (KeyServer, Upstream, Gateway, Value, String) {
     let keys = KeyServer::start(false);
     keys.set("/keys", Reply::json(&jwks(&[jwk("rsa", "good")])));
     let up = Upstream::start();
     let provider = format!(
-        "    issuer: \"https://idp.example\"\n    jwks_uri: \"{}\"\n    kid_miss_interval_seconds: 1\n    max_stale_seconds: 8\n    refresh_seconds: 3600\n",
+        "    issuer: \"https://idp.example\"\n    jwks_uri: \"{}\"\n{settings}",
         keys.url("/keys")
     );
     let gw = Gateway::start(&config(&up, &provider, ""));
@@ -371,6 +373,14 @@ fn a_retry_after_never_lets_the_keys_grow_stale() {
     assert_eq!(
         wait_status(&gw, &good, 200, Duration::from_secs(10)).status,
         200
+    );
+    (keys, up, gw, claims, good)
+}
+
+#[test]
+fn a_retry_after_never_lets_the_keys_grow_stale() {
+    let (keys, _up, gw, claims, good) = serving_good_key(
+        "    kid_miss_interval_seconds: 1\n    max_stale_seconds: 8\n    refresh_seconds: 3600\n",
     );
     let fetched = keys.hits("/keys");
     // One busy answer, asking for 10 minutes, to the fetch a made-up kid
@@ -432,20 +442,7 @@ fn a_key_id_cannot_write_a_log_line() {
 
 #[test]
 fn a_forged_kid_flood_costs_one_fetch_per_interval() {
-    let keys = KeyServer::start(false);
-    keys.set("/keys", Reply::json(&jwks(&[jwk("rsa", "good")])));
-    let up = Upstream::start();
-    let provider = format!(
-        "    issuer: \"https://idp.example\"\n    jwks_uri: \"{}\"\n    kid_miss_interval_seconds: 2\n",
-        keys.url("/keys")
-    );
-    let gw = Gateway::start(&config(&up, &provider, ""));
-    let claims = json!({"iss": "https://idp.example", "sub": "u", "exp": now() + 600});
-    let good = sign_kid("RS256", "rsa.key", Some("good"), claims.clone());
-    assert_eq!(
-        wait_status(&gw, &good, 200, Duration::from_secs(10)).status,
-        200
-    );
+    let (keys, _up, gw, claims, good) = serving_good_key("    kid_miss_interval_seconds: 2\n");
     let before = keys.hits("/keys");
     let started = Instant::now();
     let mut rng = Rng::new(7);

@@ -1075,6 +1075,19 @@ pub fn breaking_upstream() -> SocketAddr {
     addr
 }
 
+/// A node signed in as the README's least Redis ACL user met no command it
+/// may not run (`CONFIG GET`, for the eviction warning, is optional) and
+/// no outage.
+pub fn assert_least_redis_rights_were_enough(logs: &str) {
+    assert!(
+        !logs
+            .lines()
+            .any(|l| l.contains("NOPERM") && !l.contains("config|get"))
+            && !logs.contains("revocation store unreachable"),
+        "{logs}"
+    );
+}
+
 /// Sends `request` on `stream` and asserts that nothing is answered for
 /// half a second: the server has not taken the connection (it waits in the
 /// listening socket's queue). The stream's read deadline is `IO_TIMEOUT`
