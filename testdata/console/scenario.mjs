@@ -409,6 +409,20 @@ async function scenario() {
   check(guest.username === 'guest' && guest.jwt === undefined, 'a consumer is created without a credential', JSON.stringify(guest));
   await go('#/consumers', '.cards [data-consumer="guest"]');
   check(/none: signs no tokens/.test(await text('[data-consumer="guest"]')), 'the list says the consumer has no credential');
+  // A value holding a direction override (the API refuses them in names,
+  // not in a custom_id) is shown with the character made visible, never
+  // read backwards (an outside audit).
+  const bidi = await fetch(`${args.admin}/admin/v1/consumers/guest`, {
+    method: 'PUT',
+    headers: { 'X-API-KEY': args.key, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ custom_id: 'crm\u202e1-gnp' }),
+  });
+  check(bidi.ok, 'a custom_id with a right-to-left override is taken by the API', String(bidi.status));
+  await go('#/consumers/guest', '#page form');
+  await go('#/consumers', '.cards [data-consumer="guest"]');
+  const shownBidi = await text('[data-consumer="guest"]');
+  check(shownBidi.includes('crm\u27e8U+202E\u27e91-gnp') && !shownBidi.includes('\u202e'),
+    'the list shows the override as \u27e8U+202E\u27e9, not applied', shownBidi);
   await page.click('a[href="#/consumers/guest"]');
   await page.getByLabel('Signs its own tokens (a JWT credential)').waitFor();
   check(!(await page.getByLabel('Signs its own tokens (a JWT credential)').isChecked()), 'its form shows it has no credential');

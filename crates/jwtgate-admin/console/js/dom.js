@@ -13,10 +13,22 @@ export function uid(prefix = 'f') {
   return `${prefix}-${lastId}`;
 }
 
+// Characters that change how the text around them reads without showing
+// themselves: direction overrides, embeddings and isolates, zero-width
+// marks and joiners, the word joiner family, the byte-order mark. The API
+// refuses them in names; other values (a custom_id, a key, a subject) may
+// hold them, and one could make a value look like another.
+const UNSEEN = /[\u061C\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]/g;
+
+/** `text` with each such character shown as ⟨U+XXXX⟩. */
+export function visible(text) {
+  return text.replace(UNSEEN, (c) => `\u27e8U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, '0')}\u27e9`);
+}
+
 function append(el, children) {
   for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
-    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    el.append(child instanceof Node ? child : document.createTextNode(visible(String(child))));
   }
 }
 
