@@ -287,15 +287,22 @@ fn answered(e: &redis::RedisError) -> bool {
     }
 }
 
+/// How a connection signs in: `AUTH [username] password`, or not at all.
+fn login(username: Option<&str>, password: Option<&str>) -> RedisConnectionInfo {
+    let mut info = RedisConnectionInfo::default();
+    if let Some(p) = password {
+        info = info.set_password(p);
+    }
+    if let Some(u) = username {
+        info = info.set_username(u);
+    }
+    info
+}
+
 impl RedisStore {
     pub fn standalone(cfg: &RedisConfig) -> Result<Self, StoreError> {
-        let mut redis = RedisConnectionInfo::default().set_db(i64::from(cfg.database));
-        if let Some(p) = &cfg.password {
-            redis = redis.set_password(p);
-        }
-        if let Some(u) = &cfg.username {
-            redis = redis.set_username(u);
-        }
+        let redis =
+            login(cfg.username.as_deref(), cfg.password.as_deref()).set_db(i64::from(cfg.database));
         let info = ConnectionAddr::Tcp(cfg.host.clone(), cfg.port)
             .into_connection_info()
             .map_err(err)?
@@ -331,13 +338,7 @@ impl RedisStore {
         };
         let client = build(cfg.pool.read_timeout + cfg.pool.send_timeout)?;
         let feed_client = build(FEED_BLOCK + cfg.pool.read_timeout + cfg.pool.send_timeout)?;
-        let mut login = RedisConnectionInfo::default();
-        if let Some(p) = &cfg.password {
-            login = login.set_password(p);
-        }
-        if let Some(u) = &cfg.username {
-            login = login.set_username(u);
-        }
+        let login = login(cfg.username.as_deref(), cfg.password.as_deref());
         let seeds = cfg
             .nodes
             .iter()
