@@ -333,13 +333,10 @@ fn seeds_of_two_clusters_are_said() {
         "{}",
         good.logs()
     );
-    let (token, _) = logout_until_accepted(&good, Duration::from_secs(15), "good");
-    wait_refused(
-        &split,
-        &token,
-        Duration::from_secs(15),
-        "split, logout on good",
-    );
+    // The good node's logouts work. Whether the split node sees them is
+    // exactly what its seeds leave to chance (which cluster its connection
+    // reached first): what the ERROR line is there to say.
+    logout_until_accepted(&good, Duration::from_secs(15), "good");
     assert!(
         !good.logs().contains("different Redis clusters"),
         "{}",
