@@ -28,20 +28,22 @@ pub fn is_logout_token(
     let typed = header
         .get("typ")
         .and_then(Value::as_str)
-        .is_some_and(|typ| {
-            // A media type: its `application/` prefix in any case (RFC 7515
-            // §4.1.9).
-            let typ = match typ.get(..12) {
-                Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ[12..],
-                _ => typ,
-            };
-            typ.eq_ignore_ascii_case("logout+jwt")
-        });
+        .is_some_and(|typ| media_type_is(typ, "logout+jwt"));
     typed
         || claims
             .get("events")
             .and_then(Value::as_object)
             .is_some_and(|events| events.contains_key(LOGOUT_EVENT))
+}
+
+/// Whether `typ` (a media type, its `application/` prefix optional and in
+/// any case: RFC 7515 §4.1.9) names `wanted`.
+fn media_type_is(typ: &str, wanted: &str) -> bool {
+    let typ = match typ.get(..12) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ[12..],
+        _ => typ,
+    };
+    typ.eq_ignore_ascii_case(wanted)
 }
 
 /// How far `iat` may be from now (clock skew between the provider and the
@@ -91,6 +93,8 @@ pub enum LogoutError {
     NoSubject,
     #[error("header has a \"crit\" parameter")]
     Critical,
+    #[error("typ {0} names another kind of token (a logout token is typed logout+jwt, JWT, or not at all)")]
+    Type(String),
 }
 
 impl LogoutError {
@@ -122,6 +126,17 @@ pub fn validate(
         .ok_or_else(|| LogoutError::Algorithm(token.alg().to_owned()))?;
     if token.header().contains_key("crit") {
         return Err(LogoutError::Critical);
+    }
+    // Typed as another kind of token (an access token's `at+jwt`, an ID
+    // token's `id_token+jwt`...), it is not one a provider sent to log out,
+    // whatever its claims say (RFC 8725 §3.11, explicit typing).
+    if let Some(typ) = token.header().get("typ") {
+        let typ_ok = typ
+            .as_str()
+            .is_some_and(|t| media_type_is(t, "logout+jwt") || media_type_is(t, "JWT"));
+        if !typ_ok {
+            return Err(LogoutError::Type(typ.to_string()));
+        }
     }
     let keys = keys
         .filter(|k| k.usable_at(now))

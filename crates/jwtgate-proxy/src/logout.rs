@@ -121,24 +121,23 @@ pub async fn backchannel(
             (r, "ok", Some(done))
         }
         Err(Refused::Method) => {
-            let mut r = invalid(StatusCode::METHOD_NOT_ALLOWED, "only POST");
+            let mut r = invalid(StatusCode::METHOD_NOT_ALLOWED);
             r.headers_mut()
                 .insert(ALLOW, HeaderValue::from_static("POST"));
             (r, "invalid", Some("method not allowed".into()))
         }
         Err(Refused::Request(why)) => {
             warn!(provider = %provider_name, reason = %why, "back-channel logout refused");
-            (invalid(StatusCode::BAD_REQUEST, &why), "invalid", Some(why))
+            (invalid(StatusCode::BAD_REQUEST), "invalid", Some(why))
         }
         Err(Refused::Replay) => {
             let why = "jti already used (a replayed logout token)".to_owned();
             warn!(provider = %provider_name, reason = %why, "back-channel logout refused");
-            (invalid(StatusCode::BAD_REQUEST, &why), "replay", Some(why))
+            (invalid(StatusCode::BAD_REQUEST), "replay", Some(why))
         }
         Err(Refused::Store(why)) => {
             warn!(provider = %provider_name, error = %why, "back-channel logout not recorded: revocation store unavailable");
-            let r = invalid(StatusCode::BAD_REQUEST, "revocation store unavailable");
-            (r, "unavailable", Some(why))
+            (invalid(StatusCode::BAD_REQUEST), "unavailable", Some(why))
         }
     };
     metrics::counter!(
@@ -161,10 +160,12 @@ enum Refused {
     Store(String),
 }
 
-/// `{"error":"invalid_request","error_description":...}` (BCL §2.8).
-fn invalid(status: StatusCode, description: &str) -> Response<GatewayBody> {
-    let body = serde_json::json!({ "error": "invalid_request", "error_description": description });
-    let mut r = Response::new(GatewayBody::full(body.to_string()));
+/// `{"error":"invalid_request"}` (SPEC §3.10, BCL §2.8), with no
+/// `error_description`: why a token failed (its `aud`, a `kid` the keys
+/// lack, a `jti` already used) is the log's to say, not an unauthenticated
+/// caller's to learn (SPEC §3.2).
+fn invalid(status: StatusCode) -> Response<GatewayBody> {
+    let mut r = Response::new(GatewayBody::full(r#"{"error":"invalid_request"}"#));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

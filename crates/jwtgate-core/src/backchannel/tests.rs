@@ -181,3 +181,42 @@ fn signatures_keys_and_algorithms_are_the_providers() {
         Err(LogoutError::Malformed(_))
     ));
 }
+
+#[test]
+fn a_token_typed_as_another_kind_is_not_a_logout_token() {
+    let pem = std::fs::read_to_string(format!("{TESTDATA}/keys/rsa.key")).expect("key");
+    let key = SigningKey::from_private_pem(Algorithm::RS256, &pem).expect("key");
+    let Value::Object(c) = claims() else {
+        unreachable!()
+    };
+    let typed = |typ: Option<Value>| {
+        let mut header = json!({"alg": "RS256", "kid": "rsa-1"});
+        if let Some(typ) = typ {
+            header["typ"] = typ;
+        }
+        let token = key.encode_with_header(&header, &c).expect("sign");
+        validate(&token, &provider(), Some(&keys()), NOW)
+    };
+    for typ in [
+        None,
+        Some(json!("logout+jwt")),
+        Some(json!("application/Logout+JWT")),
+        Some(json!("JWT")),
+        Some(json!("jwt")),
+    ] {
+        assert!(typed(typ.clone()).is_ok(), "typ {typ:?}");
+    }
+    for typ in [
+        json!("at+jwt"),
+        json!("application/at+jwt"),
+        json!("id_token+jwt"),
+        json!("secevent+jwt"),
+        json!(""),
+        json!(7),
+    ] {
+        assert!(
+            matches!(typed(Some(typ.clone())), Err(LogoutError::Type(_))),
+            "typ {typ}"
+        );
+    }
+}
