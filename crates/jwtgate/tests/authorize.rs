@@ -86,6 +86,13 @@ fn keycloak_style_roles_and_scopes_decide_per_method_and_path() {
     );
     assert_eq!(up.last().header("x-roles"), Some("clerk"));
     assert_forbidden(&gw.send(&Req::post("/v1/orders").bearer(&reader)));
+    // `scope` as an array (PingFederate, Spring Authorization Server).
+    let listed =
+        token(json!({"scope": ["openid", "orders:write"], "realm_access": {"roles": ["clerk"]}}));
+    assert_eq!(
+        gw.send(&Req::post("/v1/orders").bearer(&listed)).status,
+        200
+    );
     // Scope present, role missing.
     assert_forbidden(&gw.send(&Req::new("DELETE", "/v1/orders/7").bearer(&both)));
     assert_eq!(

@@ -250,18 +250,17 @@ fn check<'r>(rule: &'r AuthorizeRule, claims: Option<&Map<String, Value>>) -> Op
     None
 }
 
-/// `scope` (a space-separated string, RFC 8693 §4.2) and `scp` (a string,
-/// split the same way, or an array of strings, as Entra ID and Okta send
-/// it) read as one set.
+/// `scope` (a space-separated string, RFC 8693 §4.2) and `scp` read as one
+/// set. Either may also be an array of strings: `scp` is one as Entra ID
+/// and Okta send it, and some providers send `scope` so too (beyond SPEC
+/// §3.7, which names `scope` a string).
 fn has_scope(claims: &Map<String, Value>, wanted: &str) -> bool {
-    let split = |s: &str| s.split(' ').any(|part| part == wanted);
-    let in_scope = matches!(claims.get("scope"), Some(Value::String(s)) if split(s));
-    in_scope
-        || match claims.get("scp") {
-            Some(Value::String(s)) => split(s),
-            Some(Value::Array(items)) => items.iter().any(|v| v.as_str() == Some(wanted)),
-            _ => false,
-        }
+    let holds = |claim: &str| match claims.get(claim) {
+        Some(Value::String(s)) => s.split(' ').any(|part| part == wanted),
+        Some(Value::Array(items)) => items.iter().any(|v| v.as_str() == Some(wanted)),
+        _ => false,
+    };
+    holds("scope") || holds("scp")
 }
 
 #[cfg(test)]

@@ -150,7 +150,9 @@ fn claim_values_of_every_type() {
     s.scopes = vec!["x".into()];
     let a = Authorization::new(vec![s], true);
     for c in [
-        json!({"scope": ["x"]}),
+        json!({"scope": [["x"]]}),
+        json!({"scope": ["x y"]}),
+        json!({"scope": [1, "y"]}),
         json!({"scope": 1}),
         json!({"scp": {"x": 1}}),
     ] {
@@ -160,9 +162,22 @@ fn claim_values_of_every_type() {
             "{c}"
         );
     }
-    assert!(a
-        .decide(Method::Get, "/", Some(&claims(json!({"scp": "y x"}))))
-        .is_allowed());
+    // A string split on spaces, an array of strings by its members, for
+    // `scope` (PingFederate and Spring Authorization Server send an array)
+    // as for `scp`.
+    for c in [
+        json!({"scp": "y x"}),
+        json!({"scp": ["y", "x"]}),
+        json!({"scope": "y x"}),
+        json!({"scope": ["y", "x"]}),
+        json!({"scope": [1, "x"]}),
+    ] {
+        assert!(
+            a.decide(Method::Get, "/", Some(&claims(c.clone())))
+                .is_allowed(),
+            "{c}"
+        );
+    }
 }
 
 #[test]
