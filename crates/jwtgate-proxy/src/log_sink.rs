@@ -127,17 +127,8 @@ impl Shared {
         };
         let _ = out.write_all(spare);
         if dropped > 0 {
-            let _ = if json() {
-                writeln!(
-                    out,
-                    r#"{{"level":"WARN","target":"jwtgate::log","message":"log lines dropped: stderr too slow","dropped":{dropped}}}"#
-                )
-            } else {
-                writeln!(
-                    out,
-                    "jwtgate: {dropped} log line(s) dropped: stderr too slow"
-                )
-            };
+            let _ = out.write_all(&dropped_line(dropped, Instant::now()));
+            metrics::counter!("jwtgate_log_lines_dropped_total").increment(dropped);
         }
         let _ = out.flush();
         let written = spare.len();
@@ -173,6 +164,27 @@ impl Shared {
             drop(st);
         }
     }
+}
+
+/// The line that says how many lines were dropped, laid out as tracing's
+/// other lines are (text or JSON), with their timestamp and level.
+fn dropped_line(dropped: u64, now: Instant) -> Vec<u8> {
+    let mut line = Vec::with_capacity(160);
+    if json() {
+        line.extend_from_slice(br#"{"timestamp":""#);
+        timestamp(&mut line, now);
+        line.extend_from_slice(
+            br#"","level":"WARN","message":"log lines dropped: stderr too slow","dropped":"#,
+        );
+        line.extend_from_slice(dropped.to_string().as_bytes());
+        line.extend_from_slice(b",\"target\":\"jwtgate::log\"}\n");
+    } else {
+        timestamp(&mut line, now);
+        line.extend_from_slice(b"  WARN jwtgate::log: log lines dropped: stderr too slow dropped=");
+        line.extend_from_slice(dropped.to_string().as_bytes());
+        line.push(b'\n');
+    }
+    line
 }
 
 thread_local! {
@@ -461,7 +473,14 @@ mod tests {
         assert_eq!(written, 8 + big.len());
         assert!(out.starts_with(b"one\ntwo\nxxx"));
         let text = String::from_utf8_lossy(&out[written..]).into_owned();
-        assert_eq!(text, "jwtgate: 1 log line(s) dropped: stderr too slow\n");
+        // Laid out as tracing's lines: a timestamp, the level, the target.
+        let (stamp, said) = text.split_once("  ").expect("a timestamp first");
+        assert_eq!(stamp.len(), "2026-11-22T20:59:57.515934Z".len(), "{text}");
+        assert!(stamp.ends_with('Z'), "{text}");
+        assert_eq!(
+            said,
+            "WARN jwtgate::log: log lines dropped: stderr too slow dropped=1\n"
+        );
         // The buffer is empty again and takes lines.
         sink.push(b"three\n");
         out.clear();

@@ -11,12 +11,17 @@ use tracing_subscriber::fmt::MakeWriter;
 
 pub fn init() {
     log_sink::start();
+    // What is said of the settings themselves goes out once the layout is
+    // set, as every other line is (one JSON object per line in `json`).
+    let mut notices = Vec::new();
     let asked = std::env::var("JWTGATE_LOG").unwrap_or_default();
     let (mut filter, parsed) = match tracing_subscriber::EnvFilter::try_new(&asked) {
         Ok(f) if !asked.is_empty() => (f, true),
         Ok(_) => (tracing_subscriber::EnvFilter::new("info"), false),
         Err(e) => {
-            eprintln!("jwtgate: JWTGATE_LOG={asked:?} is not a log filter ({e}); using info");
+            notices.push(format!(
+                "JWTGATE_LOG={asked:?} is not a log filter ({e}); using info"
+            ));
             (tracing_subscriber::EnvFilter::new("info"), false)
         }
     };
@@ -26,12 +31,11 @@ pub fn init() {
     if parsed && !sets_a_level(&asked) {
         let targets = bare_targets(&asked);
         if !targets.is_empty() {
-            eprintln!(
-                "jwtgate: JWTGATE_LOG={asked:?} sets no level (trace, debug, info, warn, error, \
-                 off) for everything: {} read as log target names; everything else logs errors \
-                 only",
+            notices.push(format!(
+                "JWTGATE_LOG={asked:?} sets no level (trace, debug, info, warn, error, off) for \
+                 everything: {} read as log target names; everything else logs errors only",
                 targets.join(", ")
-            );
+            ));
         }
         filter = filter.add_directive(tracing::level_filters::LevelFilter::ERROR.into());
     }
@@ -49,7 +53,9 @@ pub fn init() {
         "json" => true,
         "" | "text" => false,
         other => {
-            eprintln!("jwtgate: JWTGATE_LOG_FORMAT={other:?} is neither text nor json; using text");
+            notices.push(format!(
+                "JWTGATE_LOG_FORMAT={other:?} is neither text nor json; using text"
+            ));
             false
         }
     };
@@ -67,6 +73,11 @@ pub fn init() {
             .init();
     } else {
         builder.init();
+    }
+    // At ERROR: a filter that sets no level lets errors only through, and
+    // this is what the operator must read.
+    for notice in notices {
+        tracing::error!(target: "jwtgate::log", "{notice}");
     }
 }
 

@@ -921,5 +921,16 @@ fn a_log_filter_that_sets_no_level_still_lets_errors_through() {
             out.all()
         );
         assert!(out.stderr.contains(note), "{filter}: {}", out.all());
+        // Said in the log's layout: in JSON, as one object per line too.
+        let out = run_cli_env(
+            &["run", "--config", "missing.yaml"],
+            dir.path(),
+            &[("JWTGATE_LOG", filter), ("JWTGATE_LOG_FORMAT", "json")],
+        );
+        assert!(out.stderr.contains(note), "{filter}: {}", out.all());
+        for line in out.stderr.lines() {
+            let parsed: Result<serde_json::Value, _> = serde_json::from_str(line);
+            assert!(parsed.is_ok(), "{filter}: not JSON: {line}");
+        }
     }
 }
