@@ -19,6 +19,8 @@ use metrics::{
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+mod process;
+
 pub const HTTP_REQUESTS: &str = "jwtgate_http_requests_total";
 pub const HTTP_DURATION: &str = "jwtgate_http_request_duration_seconds";
 pub const JWT_AUTH: &str = "jwtgate_jwt_auth_total";
@@ -29,6 +31,9 @@ pub const CONFIG_RELOADS: &str = "jwtgate_config_reloads_total";
 pub const WORKER_CONNECTIONS: &str = "jwtgate_worker_connections_total";
 pub const TLS_HANDSHAKE_FAILURES: &str = "jwtgate_tls_handshake_failures_total";
 pub const RESPONSES_CUT_OFF: &str = "jwtgate_upstream_responses_cut_off_total";
+pub const ADMIN_REQUESTS: &str = "jwtgate_admin_requests_total";
+pub const LOG_LINES_DROPPED: &str = "jwtgate_log_lines_dropped_total";
+pub const BUILD_INFO: &str = "jwtgate_build_info";
 
 /// Request latency buckets, in seconds: from sub-millisecond (the gateway's
 /// own answers) to the upstream timeouts operators usually set.
@@ -102,10 +107,23 @@ pub fn install() -> Result<MetricsHandle, String> {
         "jwtgate_backchannel_logout_total",
         "OpenID Connect back-channel logouts received, by provider and outcome"
     );
+    describe_counter!(
+        ADMIN_REQUESTS,
+        "Admin API requests (/admin/*), by status code (401: no valid X-API-KEY)"
+    );
+    describe_counter!(
+        LOG_LINES_DROPPED,
+        "Log lines dropped because stderr could not keep up"
+    );
+    describe_gauge!(BUILD_INFO, "1, labelled with the running version");
+    metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    process::started();
     // Families that may not move for a while still appear in the first scrape.
     for outcome in ["applied", "invalid", "protected"] {
         counter!(CONFIG_RELOADS, "outcome" => outcome).absolute(0);
     }
+    counter!(RESPONSES_CUT_OFF).absolute(0);
+    counter!(LOG_LINES_DROPPED).absolute(0);
     ENABLED.store(true, Ordering::Relaxed);
     Ok(MetricsHandle(handle))
 }
@@ -116,7 +134,9 @@ impl MetricsHandle {
         counter!(REVOCATIONS).absolute(revocations.revoked_count());
         counter!(REVOCATION_STORE_ERRORS).absolute(revocations.store_errors());
         counter!(REVOCATION_STORE_LOSSES).absolute(revocations.store_losses());
-        self.0.render()
+        let mut text = self.0.render();
+        process::render(&mut text);
+        text
     }
 
     /// Drains histogram samples into their buckets; call every few seconds

@@ -86,6 +86,105 @@ fn admin_requests_need_the_exact_key() {
     assert_eq!(node.admin_raw(&Req::get("/metrics")).status, 200);
 }
 
+/// Every `/admin/*` request leaves a line naming its peer (an outside
+/// operations audit found a refused key logged at DEBUG only, without the
+/// peer, and no line for a change's author), and is counted by status.
+#[test]
+fn admin_requests_leave_an_audit_trail() {
+    let (_dir, node) = start();
+    let refused =
+        node.admin_raw(&Req::get("/admin/v1/consumers").header("X-API-KEY", "wrong-7Qx9z"));
+    assert_eq!(refused.status, 401);
+    let put = node.admin(
+        "PUT",
+        "/admin/v1/consumers/carol",
+        Some(json!({"jwt": {"key": "carol-key", "secret": SECRET}})),
+    );
+    assert_eq!(put.status, 201, "{}", put.text());
+    node.wait_log("admin request refused: no valid X-API-KEY", 1);
+    node.wait_log(
+        "method=PUT path=/admin/v1/consumers/carol status=201 peer=127.0.0.1:",
+        1,
+    );
+    let logs = node.logs();
+    let refusal = logs
+        .lines()
+        .find(|l| l.contains("admin request refused"))
+        .unwrap();
+    assert!(refusal.contains(" WARN "), "{refusal}");
+    assert!(
+        refusal.contains("path=/admin/v1/consumers status=401 peer=127.0.0.1:"),
+        "{refusal}"
+    );
+    assert!(
+        !logs.contains("wrong-7Qx9z"),
+        "the key sent is never logged: {logs}"
+    );
+    assert!(!logs.contains(KEY), "nor the right one: {logs}");
+    // Scrapes and the status endpoint are no audit matter: no line.
+    node.metrics();
+    node.admin_raw(&Req::get("/status"));
+    let m = node.metrics();
+    assert!(!node.logs().contains("path=/metrics"), "{}", node.logs());
+    assert_eq!(
+        m.value("jwtgate_admin_requests_total", &[("code", "401")]),
+        1.0,
+        "{}",
+        m.0
+    );
+    assert_eq!(
+        m.value("jwtgate_admin_requests_total", &[("code", "201")]),
+        1.0,
+        "{}",
+        m.0
+    );
+}
+
+/// What an operator alerts on is there from the first scrape: the
+/// `process_*` families, the version, and counters that may not move for
+/// a long while (an outside operations audit).
+#[test]
+fn metrics_hold_the_process_the_version_and_quiet_counters_from_the_start() {
+    let (_dir, node) = start();
+    let m = node.metrics();
+    for family in [
+        "jwtgate_upstream_responses_cut_off_total",
+        "jwtgate_log_lines_dropped_total",
+        "process_open_fds",
+        "process_max_fds",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_start_time_seconds",
+    ] {
+        assert!(m.has_family(family), "{family}:\n{}", m.0);
+        assert!(
+            m.0.contains(&format!("# TYPE {family} ")),
+            "{family} is typed:\n{}",
+            m.0
+        );
+    }
+    assert!(m.value("process_open_fds", &[]) >= 3.0, "{}", m.0);
+    assert!(
+        m.value("process_resident_memory_bytes", &[]) > 1e6,
+        "{}",
+        m.0
+    );
+    let started = m.value("process_start_time_seconds", &[]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        started <= now && started > now - 120.0,
+        "{started} vs {now}"
+    );
+    let version = format!(
+        "jwtgate_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(m.0.contains(&version), "{version}:\n{}", m.0);
+}
+
 #[test]
 fn routes_crud() {
     let (_dir, node) = start();
