@@ -371,15 +371,25 @@ pub fn parse_response_head(
     });
     let headers = match passed {
         Some(_) => HeaderMap::new(),
-        // Transfer-Encoding overrides Content-Length, which must not be
-        // passed on beside it (RFC 9112 §6.3 item 3).
-        None => header_map(
-            &head,
-            resp.headers,
-            hop_by_hop | if transfer_encoding { lengths } else { 0 },
-            connection_named,
-            spare,
-        )?,
+        None => {
+            let mut map = header_map(
+                &head,
+                resp.headers,
+                hop_by_hop | lengths,
+                connection_named,
+                spare,
+            )?;
+            // One `Content-Length`, the number read, however the upstream
+            // wrote it (`5, 5`, twice, `007`: RFC 9110 §8.6 has a recipient
+            // replace such a field with one valid value; an HTTP/2 client
+            // refuses the answer otherwise). Transfer-Encoding overrides
+            // it, and then it must not be passed on beside it (RFC 9112
+            // §6.3 item 3).
+            if let (Some(n), false) = (content_length, transfer_encoding) {
+                map.insert(http::header::CONTENT_LENGTH, HeaderValue::from(n));
+            }
+            map
+        }
     };
     Ok(Some(ResponseHead {
         status,

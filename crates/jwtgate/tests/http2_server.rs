@@ -479,6 +479,65 @@ fn answers_without_content_end_with_their_headers() {
     assert!(!body.is_empty());
 }
 
+/// An upstream's `Content-Length` written as a list (`5, 5`), twice, or
+/// with leading zeros is one length to HTTP/1.1 (RFC 9110 §8.6), and goes
+/// to an HTTP/2 client as one valid value, on a HEAD answer too: passed on
+/// as written, nghttp2 and curl refused the whole answer (an outside
+/// audit of hostile upstreams).
+#[test]
+fn an_upstream_length_written_oddly_reaches_http2_clients_as_one_value() {
+    let up = Upstream::start();
+    let raw = RawUpstream::start(|head| {
+        let head = String::from_utf8_lossy(head);
+        let lengths = if head.contains("/slow/list") {
+            "Content-Length: 5, 5\r\n"
+        } else if head.contains("/slow/twice") {
+            "Content-Length: 5\r\nContent-Length: 5\r\n"
+        } else {
+            "Content-Length: 005\r\n"
+        };
+        let body = if head.starts_with("HEAD") {
+            ""
+        } else {
+            "hello"
+        };
+        format!("HTTP/1.1 200 OK\r\n{lengths}X-Raw: kept\r\n\r\n{body}").into_bytes()
+    });
+    let gw = Gateway::start(&config(&up.node(), &raw.node()));
+    let addr = gw.addr;
+    let asked = [
+        ("GET", "/slow/list"),
+        ("GET", "/slow/twice"),
+        ("GET", "/slow/zeros"),
+        ("HEAD", "/slow/list"),
+        ("HEAD", "/slow/twice"),
+    ];
+    let answers = run(&gw, async move {
+        let (send, _conn) = connect_h2(addr, 1024 * 1024, 1024 * 1024).await?;
+        let mut answers = Vec::new();
+        for (method, path) in asked {
+            let mut ready = send.clone().ready().await.map_err(|e| e.to_string())?;
+            let request = h2_request(addr, method, path).body(()).unwrap();
+            let (resp, _) = ready
+                .send_request(request, true)
+                .map_err(|e| e.to_string())?;
+            let answer = read_answer(resp)
+                .await
+                .map_err(|e| format!("{method} {path}: {e}"))?;
+            answers.push(answer);
+        }
+        Ok(answers)
+    });
+    for ((method, path), (status, headers, body)) in asked.iter().zip(&answers) {
+        assert_eq!(*status, 200, "{method} {path}: {}", gw.logs());
+        let lengths: Vec<_> = headers.get_all("content-length").iter().collect();
+        assert_eq!(lengths, ["5"], "{method} {path}: {headers:?}");
+        let want: &[u8] = if *method == "HEAD" { b"" } else { b"hello" };
+        assert_eq!(&body[..], want, "{method} {path}");
+        assert_eq!(headers.get("x-raw").unwrap(), "kept");
+    }
+}
+
 /// A client that resets a stream while the gateway waits on the upstream
 /// drops the gateway's work for it where it stands (like hyper, whose
 /// server this replaced): no answer is made, its access line says 499
