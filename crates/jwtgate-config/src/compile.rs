@@ -59,6 +59,13 @@ fn folded(h: &str) -> String {
 /// Whether a token header named `h` could never be read: the gateway owns
 /// it, frames the request with it or removes it as hop-by-hop first.
 fn never_read_as_token_header(h: &str) -> bool {
+    use jwtgate_core::owned_headers::KONG_IDENTITY_HEADERS;
+    owned_or_framing(h) || KONG_IDENTITY_HEADERS.contains(&folded(h).as_str())
+}
+
+/// Whether `h` is a header the gateway owns, frames the request with, or
+/// removes as hop-by-hop.
+fn owned_or_framing(h: &str) -> bool {
     use jwtgate_core::owned_headers::{CLIENT_MAY_NOT_SEND, HOP_BY_HOP, IDENTITY_HEADERS};
     let h = folded(h);
     [
@@ -73,8 +80,10 @@ fn never_read_as_token_header(h: &str) -> bool {
 
 /// Whether a `forward_claims` entry may not name `h`: a header the gateway
 /// owns, frames the request with, removes as hop-by-hop, or a credential.
+/// Kong's identity headers it may name: a client's copy is removed from
+/// every request, and the claim's value is then the gateway's to set.
 fn not_a_claim_header(h: &str) -> bool {
-    never_read_as_token_header(h) || CARRIERS.contains(&folded(h).as_str())
+    owned_or_framing(h) || CARRIERS.contains(&folded(h).as_str())
 }
 
 /// The longest a subject cut-off may be kept: far past any token's life,

@@ -42,6 +42,40 @@ pub const CLIENT_MAY_NOT_SEND: [&str; 18] = [
     "x-host",
 ];
 
+/// The identity headers Kong's authentication plugins write (`jwt`,
+/// `key-auth`, `oauth2`, `openid-connect`, ACL groups) beside the ones
+/// jwtgate writes too: an upstream moved from behind Kong may trust them,
+/// so a client's copy is removed from every request as the gateway's own
+/// are (beyond SPEC §3.11, which names only jwtgate's). A `forward_claims`
+/// entry may still name one (`groups` as `X-Consumer-Groups`): it is then
+/// the gateway's to set, as every `forward_claims` header is.
+pub const KONG_IDENTITY_HEADERS: [&str; 8] = [
+    "x-consumer-id",
+    "x-consumer-groups",
+    "x-credential-username",
+    "x-authenticated-userid",
+    "x-authenticated-scope",
+    "x-authenticated-groups",
+    "x-anonymous-groups",
+    "x-userinfo",
+];
+
+/// Request headers that frame or carry a request, which a client could
+/// spell with `_` for `-` (`Transfer_Encoding`): not the header to the
+/// gateway or to HTTP, but the same variable (`HTTP_TRANSFER_ENCODING`)
+/// to a CGI-style upstream, which may read it as the real one. The real
+/// spelling is the gateway's to read or write (`X-Forwarded-For` it
+/// appends to); another spelling is removed.
+pub const RESPELLED_NOT_PASSED: [&str; 7] = [
+    "x-forwarded-for",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+];
+
 /// Request headers that are hop-by-hop whatever `Connection` says: the
 /// proxy removes them before it reads a token (`Expect` too: the gateway
 /// answers `100-continue` itself), so no token header may be one. The

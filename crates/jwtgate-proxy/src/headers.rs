@@ -7,11 +7,14 @@ use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
-use jwtgate_core::owned_headers::{CLIENT_MAY_NOT_SEND, IDENTITY_HEADERS};
+use jwtgate_core::owned_headers::{
+    CLIENT_MAY_NOT_SEND, IDENTITY_HEADERS, KONG_IDENTITY_HEADERS, RESPELLED_NOT_PASSED,
+};
 
-/// Header names the gateway owns (SPEC §3.11): the identity headers, the
-/// ones a client may not send ([`CLIENT_MAY_NOT_SEND`]) and every route's
-/// `forward_claims` headers. A client's copy is removed from
+/// Header names the gateway owns (SPEC §3.11): the identity headers (its
+/// own and Kong's, [`KONG_IDENTITY_HEADERS`]), the ones a client may not
+/// send ([`CLIENT_MAY_NOT_SEND`]) and every route's `forward_claims`
+/// headers. A client's copy is removed from
 /// every request, whatever its route, compared case-insensitively with `_`
 /// and `-` alike: CGI-style upstreams read `X_Consumer_Username` as
 /// `HTTP_X_CONSUMER_USERNAME`, the same variable as the real header.
@@ -31,7 +34,10 @@ pub struct OwnedHeaders {
 impl OwnedHeaders {
     pub fn new<'a>(extra: impl IntoIterator<Item = &'a str>) -> Self {
         let mut owned = OwnedHeaders::default();
-        let fixed = IDENTITY_HEADERS.into_iter().chain(CLIENT_MAY_NOT_SEND);
+        let fixed = IDENTITY_HEADERS
+            .into_iter()
+            .chain(KONG_IDENTITY_HEADERS)
+            .chain(CLIENT_MAY_NOT_SEND);
         for name in fixed.chain(extra) {
             let folded: Box<[u8]> = name.bytes().map(fold).collect();
             if !owned.names.contains(&folded) {
@@ -105,20 +111,20 @@ pub fn remove_hop_by_hop(
 /// say where the request came from, to the upstream. A client's
 /// `X-Forwarded-For` stays for [`take_forwarded_for`] to extend; in another
 /// spelling (`X_Forwarded_For`, which a CGI-style upstream reads as the
-/// same variable) it goes.
+/// same variable) it goes, as do the framing headers so spelled
+/// ([`RESPELLED_NOT_PASSED`]).
 pub fn strip_owned(headers: &mut HeaderMap, owned: &OwnedHeaders) {
-    let unwanted =
-        |name: &HeaderName| owned.owns(name.as_str()) || is_forwarded_for_respelled(name.as_str());
+    let unwanted = |name: &HeaderName| owned.owns(name.as_str()) || is_respelled(name.as_str());
     remove_matching(headers, unwanted, |_| false);
 }
 
-/// `x_forwarded_for`, `x-forwarded_for`: not the header, but the same
-/// variable to a CGI-style upstream.
-fn is_forwarded_for_respelled(name: &str) -> bool {
-    const NAME: &[u8] = b"x-forwarded-for";
-    name.len() == NAME.len()
-        && name.contains('_')
-        && name.bytes().zip(NAME).all(|(n, &o)| fold(n) == o)
+/// `transfer_encoding`, `x-forwarded_for`: not a header the gateway reads
+/// or writes, but the same variable to a CGI-style upstream.
+fn is_respelled(name: &str) -> bool {
+    name.contains('_')
+        && RESPELLED_NOT_PASSED.iter().any(|real| {
+            real.len() == name.len() && name.bytes().zip(real.bytes()).all(|(n, o)| fold(n) == o)
+        })
 }
 
 /// HTTP/2 splits `Cookie` into crumbs, one field each (RFC 9113 §8.2.3);
@@ -541,11 +547,31 @@ mod tests {
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
         h.insert("x-kept", HeaderValue::from_static("1"));
         h.insert("x-consumer-usernamex", HeaderValue::from_static("1"));
+        // Kong's identity headers, and framing headers spelled with `_`.
+        for kong in KONG_IDENTITY_HEADERS {
+            h.insert(kong, HeaderValue::from_static("root"));
+        }
+        h.insert("x_consumer_id", HeaderValue::from_static("evil"));
+        h.insert("transfer_encoding", HeaderValue::from_static("chunked"));
+        h.insert("content_length", HeaderValue::from_static("50"));
+        h.insert("content_type", HeaderValue::from_static("text/x"));
+        h.insert("proxy_authorization", HeaderValue::from_static("x"));
+        h.insert("content-type", HeaderValue::from_static("text/plain"));
+        h.insert("content-length", HeaderValue::from_static("5"));
         let owned = OwnedHeaders::new(["X-User-Id"]);
         strip_owned(&mut h, &owned);
         let mut left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
-        assert_eq!(left, ["x-consumer-usernamex", "x-forwarded-for", "x-kept"]);
+        assert_eq!(
+            left,
+            [
+                "content-length",
+                "content-type",
+                "x-consumer-usernamex",
+                "x-forwarded-for",
+                "x-kept"
+            ]
+        );
     }
 
     #[test]

@@ -337,6 +337,89 @@ fn regression_a_linked_config_stays_a_link_after_a_write_back() {
     assert_eq!(names, ["gw.yaml"], "no temporary file left");
 }
 
+/// Kong's identity headers (an upstream moved from behind Kong trusts
+/// them) and framing headers spelled with `_` (`Transfer_Encoding` is
+/// `HTTP_TRANSFER_ENCODING` to a CGI-style upstream) passed to the
+/// upstream beside the gateway's own (an outside hostile-upstream audit).
+/// A `forward_claims` entry may name a Kong header: the gateway sets it.
+#[test]
+fn kong_identity_headers_and_respelled_framing_headers_do_not_pass() {
+    let up = Upstream::start();
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+consumers:
+  - username: alice
+    jwt: {{ key: user123, secret: "{SECRET}" }}
+routes:
+  - name: private
+    paths: ["/private/*"]
+    upstream: {{ nodes: ["{node}"] }}
+    jwt: {{ forward_claims: {{ groups: X-Consumer-Groups }} }}
+  - name: open
+    paths: ["/open/*"]
+    upstream: {{ nodes: ["{node}"] }}
+"#,
+        node = up.node()
+    );
+    let gw = Gateway::start(&yaml);
+    let mut claims = claims_for("user123");
+    claims["groups"] = serde_json::json!(["staff"]);
+    let token = sign_hs("HS256", SECRET, claims);
+    for (path, bearer) in [("/open/x", None), ("/private/x", Some(&token))] {
+        let mut req = Req::post(path)
+            .header("X-Consumer-ID", "evil-id")
+            .header("X_Consumer_Groups", "admin")
+            .header("X-Consumer-Groups", "admin")
+            .header("X-Authenticated-Userid", "root")
+            .header("X-Authenticated-Scope", "all")
+            .header("X-Authenticated-Groups", "admin")
+            .header("X-Credential-Username", "root")
+            .header("X-Anonymous-Groups", "admin")
+            .header("X-Userinfo", "e30")
+            .header("Transfer_Encoding", "chunked")
+            .header("Content_Length", "50")
+            .header("Proxy_Authorization", "Basic eDp4")
+            .header("X-Kept", "yes")
+            .body("hello");
+        if let Some(t) = bearer {
+            req = req.bearer(t);
+        }
+        let resp = gw.send(&req);
+        assert_eq!(resp.status, 200, "{path}: {}", resp.text());
+        let seen = up.last();
+        let names: Vec<&str> = seen.headers.iter().map(|(n, _)| n.as_str()).collect();
+        for gone in [
+            "x-consumer-id",
+            "x_consumer_groups",
+            "x-authenticated-userid",
+            "x-authenticated-scope",
+            "x-authenticated-groups",
+            "x-credential-username",
+            "x-anonymous-groups",
+            "x-userinfo",
+            "transfer_encoding",
+            "content_length",
+            "proxy_authorization",
+        ] {
+            assert!(
+                !names.contains(&gone),
+                "{path}: {gone} reached the upstream: {names:?}"
+            );
+        }
+        assert_eq!(seen.header("x-kept"), Some("yes"), "{path}");
+        assert_eq!(seen.header("content-length"), Some("5"), "{path}");
+        assert_eq!(seen.body_len, 5, "{path}");
+        let groups: Vec<_> = seen
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "x-consumer-groups")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let want: &[&str] = if bearer.is_some() { &["staff"] } else { &[] };
+        assert_eq!(groups, want, "{path}: the gateway's value alone");
+    }
+}
+
 #[test]
 fn regression_identity_headers_spelled_with_underscores_pass() {
     // And (weakness 9) forward_claims headers of another route: stripped on
