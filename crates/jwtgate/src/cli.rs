@@ -30,8 +30,9 @@ pub enum Command {
     /// SIGTERM/SIGINT: stop accepting, finish in-flight requests (30 s bound), exit 0;
     /// a second one while it stops exits at once (143 SIGTERM, 130 SIGINT).
     /// SIGHUP, or an edit of the file: reload the config (an invalid one is
-    /// rejected and the running config stays).
-    /// Under systemd (Type=notify) it reports READY=1 once serving.
+    /// rejected and the running config stays). SIGUSR1/SIGUSR2 do nothing.
+    /// Under systemd (Type=notify) it reports READY=1 once serving, and in
+    /// STATUS= whether the last reload was applied or refused.
     Run(RunArgs),
     /// Validate a config file: exit 0 if valid (a "warning:" line for each setting
     /// that is valid but likely not meant), else list every problem with its location.

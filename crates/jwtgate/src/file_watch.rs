@@ -280,10 +280,12 @@ async fn reload_on_change(
                 _ = stop.wait_for(|s| *s) => return,
             }
         }
-        live.reload(Trigger::FileChanged).await;
+        let mut outcome = live.reload(Trigger::FileChanged).await;
         if watching.follow_link() {
-            live.reload(Trigger::FileChanged).await;
+            outcome = live.reload(Trigger::FileChanged).await;
         }
+        // What `systemctl status` shows follows the file as after a SIGHUP.
+        crate::notify::reloaded(outcome);
     }
 }
 

@@ -104,7 +104,7 @@ Log filter (default \fIinfo\fR; e.g. \fIdebug\fR, or \fIinfo,jwtgate::access=off
 \fItext\fR (default) or \fIjson\fR: one JSON object per line, the access log included. Never a token.
 .TP
 \fBNOTIFY_SOCKET\fR
-Set by systemd for Type=notify: READY=1 once serving, RELOADING=1 around SIGHUP, STOPPING=1.
+Set by systemd for Type=notify: READY=1 once serving, RELOADING=1 around SIGHUP, STOPPING=1; STATUS= says whether the last reload applied the file or it was refused.
 .TP
 \fB${NAME}\fR in the config
 Expanded from the environment (secrets, passwords).
@@ -115,6 +115,9 @@ Expanded from the environment (secrets, passwords).
 .TP
 \fBSIGHUP\fR
 \fBrun\fR reloads its config file (an invalid one is refused and the running config stays) and its TLS certificates.
+.TP
+\fBSIGUSR1\fR, \fBSIGUSR2\fR
+Do nothing but say so in the log (jwtgate logs to stderr: there is no log file to reopen).
 .SH FILES
 .TP
 \fI/etc/jwtgate/jwtgate.yaml\fR

@@ -18,6 +18,25 @@ pub fn notify(state: &str) {
     }
 }
 
+/// Tells systemd a reload is over, and in `STATUS=` (what `systemctl
+/// status` shows) whether the file went live: a refused file leaves the
+/// node serving its previous config, which the status then says until a
+/// reload applies one.
+pub fn reloaded(outcome: jwtgate_admin::ReloadOutcome) {
+    use jwtgate_admin::ReloadOutcome;
+    let status = match outcome {
+        ReloadOutcome::Applied | ReloadOutcome::Unchanged => "serving",
+        ReloadOutcome::Invalid => {
+            "serving the previous config: the config file was refused as invalid (see the log)"
+        }
+        ReloadOutcome::Protected => {
+            "serving the previous config: the config file was refused, it changes a protected \
+             policy (see the log)"
+        }
+    };
+    notify(&format!("READY=1\nSTATUS={status}"));
+}
+
 fn send(socket: &std::ffi::OsStr, state: &str) -> std::io::Result<()> {
     let sock = UnixDatagram::unbound()?;
     let bytes = socket.as_encoded_bytes();

@@ -305,10 +305,24 @@ async fn open_revocations(
     Some((revocations, sync))
 }
 
+/// The signals the node answers. SIGUSR1 and SIGUSR2 are caught to do
+/// nothing but say so: by default they end a process at once, and nginx
+/// and Envoy take SIGUSR1 to reopen their log files, HAProxy for a soft
+/// stop, so a logrotate hook or an operator's habit would have cut every
+/// request in flight.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
+}
+
+fn ignored(name: &str) {
+    warn!(
+        "{name} does nothing: jwtgate logs to stderr, so there is no log file to reopen \
+         (SIGHUP reloads the config, SIGTERM stops the node)"
+    );
 }
 
 impl Signals {
@@ -317,6 +331,8 @@ impl Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
             hup: signal(SignalKind::hangup())?,
+            usr1: signal(SignalKind::user_defined1())?,
+            usr2: signal(SignalKind::user_defined2())?,
         })
     }
 
@@ -328,9 +344,10 @@ impl Signals {
                 _ = self.hup.recv() => {
                     info!("SIGHUP: reloading {}", live.path().display());
                     crate::notify::notify("RELOADING=1");
-                    live.reload(Trigger::Signal).await;
-                    crate::notify::notify("READY=1");
+                    crate::notify::reloaded(live.reload(Trigger::Signal).await);
                 }
+                _ = self.usr1.recv() => ignored("SIGUSR1"),
+                _ = self.usr2.recv() => ignored("SIGUSR2"),
             }
         }
         crate::notify::notify("STOPPING=1");
@@ -344,6 +361,8 @@ impl Signals {
                 _ = self.term.recv() => break ("SIGTERM", 143),
                 _ = self.int.recv() => break ("SIGINT", 130),
                 _ = self.hup.recv() => info!("SIGHUP while stopping: not reloaded"),
+                _ = self.usr1.recv() => ignored("SIGUSR1"),
+                _ = self.usr2.recv() => ignored("SIGUSR2"),
             }
         };
         let (name, code) = again;

@@ -307,7 +307,32 @@ fn systemd_hears_ready_reloading_and_stopping() {
     assert_eq!(node.send(&Req::get("/app/x").bearer(&token())).status, 200);
     node.signal("HUP");
     let got = notifications(&sock, "READY=1", Duration::from_secs(10));
-    assert_eq!(got, ["RELOADING=1", "READY=1"]);
+    assert_eq!(got, ["RELOADING=1", "READY=1\nSTATUS=serving"]);
+    // A refused file is what `systemctl status` shows until one applies
+    // (an outside operations audit: a refused reload looked like a good one).
+    let good = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, "routes: [").unwrap();
+    let got = notifications(&sock, "STATUS=", Duration::from_secs(10));
+    assert!(
+        got.last()
+            .unwrap()
+            .contains("STATUS=serving the previous config: the config file was refused as invalid"),
+        "{got:?}"
+    );
+    std::fs::write(&path, good).unwrap();
+    let got = notifications(&sock, "STATUS=", Duration::from_secs(10));
+    assert_eq!(got.last().unwrap(), "READY=1\nSTATUS=serving", "{got:?}");
+    // SIGUSR1 and SIGUSR2 end a process by default: caught, they are said
+    // and change nothing (logrotate hooks send SIGUSR1 to nginx).
+    node.signal("USR1");
+    node.signal("USR2");
+    node.wait_log("SIGUSR2 does nothing", 1);
+    assert!(
+        node.logs().contains("SIGUSR1 does nothing"),
+        "{}",
+        node.logs()
+    );
+    assert_eq!(node.send(&Req::get("/app/x").bearer(&token())).status, 200);
     node.signal("TERM");
     let got = notifications(&sock, "STOPPING=1", Duration::from_secs(10));
     assert_eq!(got, ["STOPPING=1"]);
