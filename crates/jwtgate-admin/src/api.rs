@@ -296,6 +296,10 @@ async fn status(State(s): State<AdminState>, headers: header::HeaderMap) -> Resp
     body["revocation_store"] = revocation_store(s.live.revocations(), trusted);
     if let Some(mut source) = source {
         if !trusted {
+            // Why etcd is not followed names its members and user.
+            if let Some(source) = source.as_object_mut() {
+                source.remove("error");
+            }
             if let Some(refused) = source["refused"].as_array_mut() {
                 for r in refused.iter_mut().filter_map(|r| r.as_object_mut()) {
                     r.remove("reason");

@@ -76,7 +76,13 @@ pub(crate) fn refused_connection(e: &etcd_client::Error) -> bool {
 /// useful on their own ("transport error").
 pub(crate) fn describe(e: &etcd_client::Error) -> String {
     use etcd_client::Error;
-    let mut text = e.to_string();
+    // A gRPC status's own text is a dump of its fields, its source's
+    // debug form among them: its code in words and its message say it.
+    let mut text = match e {
+        Error::GRpcStatus(s) if s.message().is_empty() => s.code().description().to_owned(),
+        Error::GRpcStatus(s) => format!("{}: {}", s.code().description(), s.message()),
+        other => other.to_string(),
+    };
     let mut source: Option<&dyn std::error::Error> = match e {
         Error::TransportError(t) => std::error::Error::source(t),
         Error::GRpcStatus(s) => std::error::Error::source(s),
@@ -84,8 +90,12 @@ pub(crate) fn describe(e: &etcd_client::Error) -> String {
         _ => None,
     };
     while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
+        // Each layer often repeats the one below it ("tcp connect error").
+        let said = s.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
         source = s.source();
     }
     text

@@ -1504,6 +1504,28 @@ fn a_node_starts_from_its_local_copy_while_etcd_is_down_then_follows() {
     assert_eq!(c.send(&alice).status, 404);
     let status = c.admin_raw(&Req::get("/status"));
     assert_eq!(status.status, 503, "waiting for etcd: {}", status.text());
+    // Why, and since when, for whoever holds the key (an outside
+    // operations audit: `connecting`, and nothing more, for a minute of
+    // failed logins); a line once a minute while it lasts.
+    assert!(
+        status.json()["config_source"].get("error").is_none(),
+        "{}",
+        status.text()
+    );
+    let told = eventually(WAIT, || {
+        c.admin("GET", "/status", None).json()["config_source"]["error"].is_string()
+    });
+    let known = c.admin("GET", "/status", None).json();
+    assert!(told, "{known}");
+    let error = known["config_source"]["error"].as_str().unwrap();
+    assert!(
+        !error.contains("tonic::"),
+        "said in words, not a debug dump: {error}"
+    );
+    assert!(
+        known["config_source"]["since"].as_i64().unwrap() > 0,
+        "{known}"
+    );
     c.wait_log(
         "etcd unreachable at start and no local copy of its config",
         1,
@@ -1569,6 +1591,10 @@ fn a_node_starts_from_its_local_copy_while_etcd_is_down_then_follows() {
         wait_state(n, "following");
         assert_eq!(realm(n, "/locked/x"), "Bearer realm=\"v2\"", "{}", n.logs());
         assert!(refused(n).is_empty(), "{}", source_status(n));
+        // Reaching etcd is said, whichever way the node caught up.
+        n.wait_log("following etcd", 1);
+        let status = n.admin("GET", "/status", None).json();
+        assert!(status["config_source"].get("error").is_none(), "{status}");
     }
     assert_eq!(c.admin_raw(&Req::get("/status")).status, 200);
 }

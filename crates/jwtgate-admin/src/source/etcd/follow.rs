@@ -46,14 +46,25 @@ pub(super) async fn follow(
         match result {
             Ok(()) => return, // stopping
             Err(e) => {
-                {
+                let lost = {
                     let mut shared = source.shared.lock().await;
-                    if shared.phase == Phase::Following {
+                    let lost = shared.phase == Phase::Following;
+                    if lost {
                         source.set_phase(&mut shared, Phase::Reconnecting);
                         warn!(error = %e, "lost etcd; serving the last applied config and reconnecting");
                     }
+                    lost
+                };
+                source.trouble(&e);
+                // Said again once a minute while it lasts, whatever the
+                // phase: a node that never reached etcd (a wrong password,
+                // a firewall) must not go quiet after its first line.
+                static AGAIN: jwtgate_proxy::OncePer = jwtgate_proxy::OncePer::minute();
+                if AGAIN.due() && !lost {
+                    warn!(error = %e, state = source.phase_name(), "etcd still not followed: retrying (said once a minute at most)");
+                } else {
+                    tracing::debug!(error = %e, ?backoff, "etcd: retrying");
                 }
-                tracing::debug!(error = %e, ?backoff, "etcd: retrying");
             }
         }
         tokio::select! {
@@ -170,9 +181,6 @@ async fn follow_once(
     {
         let mut shared = source.shared.lock().await;
         if shared.phase != Phase::Held {
-            if shared.phase != Phase::Following {
-                info!(revision = from, "following etcd");
-            }
             source.set_phase(&mut shared, Phase::Following);
         }
     }

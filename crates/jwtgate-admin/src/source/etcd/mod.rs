@@ -142,6 +142,9 @@ pub struct EtcdSource {
     copy_written: Arc<StdMutex<u64>>,
     /// What `/status` shows: the live objects' count and the refusals.
     view: StdMutex<(usize, Value)>,
+    /// Why etcd is not followed, and since when (unix seconds): cleared
+    /// once it is.
+    trouble: StdMutex<Option<(String, i64)>>,
 }
 
 impl EtcdSource {
@@ -177,6 +180,7 @@ impl EtcdSource {
             copies_made: std::sync::atomic::AtomicU64::new(0),
             copy_written: Arc::new(StdMutex::new(0)),
             view: StdMutex::new((0, json!([]))),
+            trouble: StdMutex::new(None),
             settings,
         });
         source.initial_load(&running).await;
@@ -195,8 +199,40 @@ impl EtcdSource {
     }
 
     fn set_phase(&self, shared: &mut Shared, phase: Phase) {
+        // Reaching etcd, at start or after a loss, is said once, whichever
+        // way the node caught up (a watch, or a full read).
+        if phase == Phase::Following
+            && matches!(
+                shared.phase,
+                Phase::Connecting | Phase::FromCache | Phase::Reconnecting
+            )
+        {
+            info!(revision = shared.objects.revision, "following etcd");
+            if let Ok(mut trouble) = self.trouble.lock() {
+                *trouble = None;
+            }
+        }
         shared.phase = phase;
         self.phase.send_replace(phase);
+    }
+
+    /// Notes why the follower could not reach or read etcd, for `/status`
+    /// (`error`, and `since`: the first failure of the run).
+    pub(super) fn trouble(&self, error: &str) {
+        if let Ok(mut trouble) = self.trouble.lock() {
+            let since = trouble.as_ref().map_or_else(
+                || {
+                    use jwtgate_core::clock::Clock;
+                    jwtgate_core::clock::SystemClock.now_unix()
+                },
+                |(_, since)| *since,
+            );
+            *trouble = Some((error.to_owned(), since));
+        }
+    }
+
+    pub(super) fn phase_name(&self) -> &'static str {
+        self.phase.borrow().as_str()
     }
 
     fn prefix(&self) -> &str {
@@ -774,6 +810,12 @@ impl EtcdSource {
         if let Ok(view) = self.view.lock() {
             v["objects"] = json!(view.0);
             v["refused"] = view.1.clone();
+        }
+        if phase != Phase::Following {
+            if let Ok(Some((error, since))) = self.trouble.lock().as_deref() {
+                v["error"] = json!(error);
+                v["since"] = json!(since);
+            }
         }
         v
     }
