@@ -234,9 +234,12 @@ fn key_source(
         if !is_http_url(uri) {
             let shown = jwtgate_core::redact::url_for_display(uri);
             let message = if has_user_part(uri) {
+                // Not "${NAME}": the admin API and etcd objects take no
+                // references here (the literal value is then the way).
                 format!(
-                    "{shown:?}: a user part (user:password@host) is not supported; put the \
-                     credential in the query (?access_token=${{IDP_TOKEN}})"
+                    "{shown:?}: a user part (user:password@host) is not supported (it is not sent \
+                     as Basic authentication); a credential the key set's server takes in the \
+                     query may go there (?access_token=...)"
                 )
             } else {
                 format!("{shown:?} is not an http(s) URL (a host; a port, if any, 1 to 65535)")

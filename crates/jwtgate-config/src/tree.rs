@@ -200,6 +200,7 @@ fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>, most: usize) -> Resu
         }
     };
     let mut out = String::with_capacity(s.len());
+    let mut unset: Vec<&str> = Vec::new();
     let mut rest = s;
     while let Some(start) = rest.find("${") {
         let at = s.len() - rest.len() + start;
@@ -225,12 +226,28 @@ fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>, most: usize) -> Resu
                  and _, not first a digit; write \"$${{\" for a literal \"${{\")"
             ));
         }
-        let v = lookup(name).ok_or_else(|| format!("environment variable {name} is not set"))?;
+        rest = &after[end + 1..];
+        // Every unset one is said, not only the first.
+        let Some(v) = lookup(name) else {
+            if !unset.contains(&name) {
+                unset.push(name);
+            }
+            continue;
+        };
         if out.len() + v.len() > most {
             return Err(too_large());
         }
         out.push_str(&v);
-        rest = &after[end + 1..];
+    }
+    match unset.as_slice() {
+        [] => {}
+        [one] => return Err(format!("environment variable {one} is not set")),
+        [first @ .., last] => {
+            return Err(format!(
+                "environment variables {} and {last} are not set",
+                first.join(", ")
+            ))
+        }
     }
     if out.len() + rest.len() > most {
         return Err(too_large());
@@ -258,6 +275,15 @@ mod tests {
         assert!(expand_all("${UNSET}", &env)
             .unwrap_err()
             .contains("UNSET is not set"));
+        // Every unset variable of a value, each once.
+        assert_eq!(
+            expand_all("${A}-${SET}-${B}${A}${C}", &env).unwrap_err(),
+            "environment variables A, B and C are not set"
+        );
+        assert_eq!(
+            expand_all("${A}${B}", &env).unwrap_err(),
+            "environment variables A and B are not set"
+        );
         assert!(expand_all("${oops", &env).is_err());
         assert!(expand_all("${1X}", &env).is_err());
         // A literal "${", and errors that never quote the value.

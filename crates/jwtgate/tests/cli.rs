@@ -934,3 +934,27 @@ fn a_log_filter_that_sets_no_level_still_lets_errors_through() {
         }
     }
 }
+
+/// `check` names every unset variable of a value, not only the first (an
+/// outside conformance audit: SPEC §1's "every problem listed").
+#[test]
+fn check_names_every_unset_variable_of_a_value() {
+    let (dir, path) = config_dir(
+        "listen: \"127.0.0.1:0\"\n\
+         store: { kind: redis, host: \"${UNSET_H}\", password: \"${UNSET_A}${UNSET_B}\" }\n",
+    );
+    let out = run_cli(&["check", "--config", &path], dir.path());
+    assert_eq!(out.code(), Some(1), "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("store.password: environment variables UNSET_A and UNSET_B are not set"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        out.stderr
+            .contains("store.host: environment variable UNSET_H is not set"),
+        "{}",
+        out.all()
+    );
+}

@@ -1283,6 +1283,9 @@ fn regression_a_key_set_urls_credentials_stay_out_of_logs_and_explain() {
     assert_eq!(out.code(), Some(1), "{}", out.all());
     assert!(!out.all().contains("user:pw"), "{}", out.all());
     assert!(out.all().contains("user part"), "{}", out.all());
+    // Its advice holds wherever the provider is written: the admin API and
+    // etcd objects take no `${NAME}` there (an outside conformance audit).
+    assert!(!out.all().contains("${"), "{}", out.all());
 }
 
 /// `token explain` reads a node's key cache and leaves nothing there: run
