@@ -321,6 +321,7 @@ fn schemas() -> Value {
                     "type": "object",
                     "additionalProperties": false,
                     "properties": { "echo": boolean, "nodes": strings, "scheme": { "type": "string", "enum": ["http", "https"] },
+                                    "ca_file": { "type": "string", "description": "https only: PEM certificates trusted for the upstream's certificate instead of the system's roots; a path on the node, relative to its config file" },
                                     "connect_timeout_ms": int, "read_timeout_ms": int }
                 },
                 "cors": {

@@ -148,6 +148,7 @@ pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Op
     let consumers = consumers(&raw.consumers, base_dir, errors);
     let (providers, provider_sources) = crate::providers::compile(&raw.providers, base_dir, errors);
     let refs = Refs {
+        base_dir,
         providers: &providers,
         consumers: &consumers,
         raw_providers: &raw.providers,
@@ -798,6 +799,8 @@ fn credential(
 
 /// What routes may refer to by name.
 pub(crate) struct Refs<'a> {
+    /// Where files a route names (an upstream's `ca_file`) are read from.
+    pub(crate) base_dir: &'a Path,
     pub(crate) providers: &'a ProviderDirectory,
     pub(crate) consumers: &'a ConsumerRegistry,
     /// The providers as written, invalid ones too: a route naming one of
@@ -914,7 +917,7 @@ pub(crate) fn route(
             );
         }
     }
-    let upstream = upstream(&r.upstream, &child(loc, "upstream"), errors);
+    let upstream = upstream(&r.upstream, &child(loc, "upstream"), refs.base_dir, errors);
     let jwt = r
         .jwt
         .as_ref()
@@ -934,9 +937,13 @@ pub(crate) fn route(
     })
 }
 
-fn upstream(u: &RawUpstream, loc: &str, errors: &mut Errors) -> Option<Upstream> {
+fn upstream(u: &RawUpstream, loc: &str, base_dir: &Path, errors: &mut Errors) -> Option<Upstream> {
     if u.echo == Some(true) {
-        for (k, set) in [("nodes", u.nodes.is_some()), ("scheme", u.scheme.is_some())] {
+        for (k, set) in [
+            ("nodes", u.nodes.is_some()),
+            ("scheme", u.scheme.is_some()),
+            ("ca_file", u.ca_file.is_some()),
+        ] {
             if set {
                 errors.add(&child(loc, k), "is not used with echo: true");
             }
@@ -979,9 +986,14 @@ fn upstream(u: &RawUpstream, loc: &str, errors: &mut Errors) -> Option<Upstream>
             false
         }
     };
+    let trusted_ca_pem = u
+        .ca_file
+        .as_deref()
+        .and_then(|file| trusted_ca(file, tls, &child(loc, "ca_file"), base_dir, errors));
     Some(Upstream::Nodes(UpstreamNodes {
         nodes,
         tls,
+        trusted_ca_pem,
         connect_timeout: ms(
             u.connect_timeout_ms,
             2000,
@@ -995,6 +1007,31 @@ fn upstream(u: &RawUpstream, loc: &str, errors: &mut Errors) -> Option<Upstream>
             errors,
         ),
     }))
+}
+
+/// An upstream's `ca_file`: PEM certificates (a CA, or the upstream's own
+/// self-signed one) trusted for its certificates instead of the system's
+/// roots. Read at load, as every file the config names.
+fn trusted_ca(
+    file: &str,
+    tls: bool,
+    loc: &str,
+    base_dir: &Path,
+    errors: &mut Errors,
+) -> Option<std::sync::Arc<[u8]>> {
+    if !tls {
+        errors.add(loc, "is used only with scheme: https");
+        return None;
+    }
+    let pem = read_file(base_dir, file, loc, errors)?;
+    match pem::parse_many(&pem) {
+        Err(e) => errors.add(loc, format!("is not valid PEM: {e}")),
+        Ok(blocks) if !blocks.iter().any(|p| p.tag() == "CERTIFICATE") => {
+            errors.add(loc, "holds no PEM CERTIFICATE")
+        }
+        Ok(_) => return Some(pem.into()),
+    }
+    None
 }
 
 fn rule_list(list: &[String], loc: &str, errors: &mut Errors) -> Vec<RuleEntry> {

@@ -199,6 +199,10 @@ pub enum Upstream {
 pub struct UpstreamNodes {
     pub nodes: Vec<UpstreamNode>,
     pub tls: bool,
+    /// `ca_file`'s PEM certificates, which then alone are trusted for this
+    /// upstream's certificates (nginx's `proxy_ssl_trusted_certificate`);
+    /// `None`: the system's roots.
+    pub trusted_ca_pem: Option<std::sync::Arc<[u8]>>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
 }

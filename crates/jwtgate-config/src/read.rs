@@ -182,6 +182,7 @@ pub(crate) fn route(mut r: Obj<'_>, errors: &mut Errors) -> RawRoute {
                 echo: u.bool("echo", errors),
                 nodes: u.strings("nodes", errors),
                 scheme: u.string("scheme", errors),
+                ca_file: u.string("ca_file", errors),
                 connect_timeout_ms: u.u64("connect_timeout_ms", errors),
                 read_timeout_ms: u.u64("read_timeout_ms", errors),
             };

@@ -67,6 +67,10 @@ static BUDGET_REACHED: crate::once_per::OncePer = crate::once_per::OncePer::minu
 pub struct UpstreamTarget {
     nodes: Vec<Node>,
     tls: bool,
+    /// With a `ca_file`: a TLS client trusting it alone, made at load
+    /// (`None` inside if it could not be: no connection is made, never
+    /// one on the system's roots instead). Without: the pool's client.
+    own_tls: Option<Option<tokio_rustls::TlsConnector>>,
     connect_timeout: Duration,
     read_timeout: Duration,
     /// How long the client's request body may stall between two reads.
@@ -81,12 +85,36 @@ struct Node {
     key: PoolKey,
 }
 
-/// (authority, tls): connections are shared by every route using the node.
-type PoolKey = Arc<(String, bool)>;
+/// (authority, how it is reached): connections are shared by every route
+/// that reaches the node the same way.
+type PoolKey = Arc<(String, Trust)>;
+
+/// How a pooled connection was made: in clear, or over TLS with the
+/// certificate checked against the system's roots or a route's own
+/// (`ca_file`, told apart by a hash of its text). A connection checked
+/// against one set is never lent to a route that trusts another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Trust {
+    Plain,
+    SystemRoots,
+    OwnRoots(u64),
+}
 
 impl UpstreamTarget {
     /// `body_timeout`: `client_body_timeout_ms` (SPEC §3.11).
     pub fn new(cfg: &UpstreamNodes, body_timeout: Duration) -> Self {
+        let own_tls = cfg.trusted_ca_pem.as_deref().map(own_roots_client);
+        let trust = match (&cfg.trusted_ca_pem, cfg.tls) {
+            (_, false) => Trust::Plain,
+            (None, true) => Trust::SystemRoots,
+            (Some(pem), true) => {
+                use std::hash::{BuildHasher, Hasher};
+                // Fixed seed: the same text, the same pool across reloads.
+                let mut h = foldhash::quality::FixedState::with_seed(0).build_hasher();
+                h.write(pem);
+                Trust::OwnRoots(h.finish())
+            }
+        };
         let nodes = cfg
             .nodes
             .iter()
@@ -97,12 +125,13 @@ impl UpstreamTarget {
                 // fails becomes an empty Host rather than a panic.
                 host_header: HeaderValue::from_str(&n.authority)
                     .unwrap_or(HeaderValue::from_static("")),
-                key: Arc::new((n.authority.clone(), cfg.tls)),
+                key: Arc::new((n.authority.clone(), trust)),
             })
             .collect();
         UpstreamTarget {
             nodes,
             tls: cfg.tls,
+            own_tls,
             connect_timeout: cfg.connect_timeout,
             read_timeout: cfg.read_timeout,
             body_timeout,
@@ -365,6 +394,23 @@ impl PoolInner {
     }
 }
 
+/// A TLS client that trusts `pem`'s certificates alone (a route's
+/// `ca_file`, checked as PEM at load). `None` if none of them can be a
+/// root: the route's TLS connections then fail, as with no trust at all.
+fn own_roots_client(pem: &[u8]) -> Option<tokio_rustls::TlsConnector> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut &pem[..]).flatten() {
+        let _ = roots.add(cert);
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
 fn spawn_sweeper(pool: Weak<PoolInner>) {
     // Outside a runtime (never in the gateway) there is nothing to sweep with.
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
@@ -509,7 +555,11 @@ impl ConnPool {
             if !target.tls {
                 return Ok(Conn::new(Io::Plain(stream), permit));
             }
-            let connector = self.inner.tls_connector().ok_or("TLS client unavailable")?;
+            let connector = match &target.own_tls {
+                Some(own) => own.as_ref(),
+                None => self.inner.tls_connector(),
+            }
+            .ok_or("TLS client unavailable")?;
             let name = rustls::pki_types::ServerName::try_from(node.host.clone())
                 .map_err(|e| e.to_string())?;
             let tls = connector

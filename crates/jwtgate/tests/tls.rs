@@ -31,11 +31,8 @@ impl Drop for Gateway {
 
 fn start() -> Gateway {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("jwtgate.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"listen: "127.0.0.1:0"
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
 tls: {{ cert_file: "{TLS}/server.crt", key_file: "{TLS}/server.key" }}
 store: {{ path: data }}
 consumers:
@@ -47,9 +44,15 @@ routes:
     upstream: {{ echo: true }}
     jwt: {{ not_required_paths: ["GET_/public*"] }}
 "#
-        ),
-    )
-    .expect("write config");
+    );
+    spawn(dir, &yaml, "listening on https://")
+}
+
+/// Starts the gateway on `yaml`, in `dir`; its address from the log line
+/// that begins with `marker`.
+fn spawn(dir: tempfile::TempDir, yaml: &str, marker: &str) -> Gateway {
+    let config = dir.path().join("jwtgate.yaml");
+    std::fs::write(&config, yaml).expect("write config");
     let mut child = Command::new(env!("CARGO_BIN_EXE_jwtgate"))
         .args(["run", "--config"])
         .arg(&config)
@@ -60,16 +63,17 @@ routes:
         .expect("start jwtgate");
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();
+    let marker = marker.to_owned();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on https://").nth(1) {
+            if let Some(rest) = line.split(marker.as_str()).nth(1) {
                 let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
             }
         }
     });
     let addr = rx
         .recv_timeout(Duration::from_secs(20))
-        .expect("a `listening on https://` line")
+        .expect("a `listening on` line")
         .parse()
         .expect("address");
     Gateway {
@@ -279,5 +283,102 @@ fn a_request_sent_with_the_handshake_finished_is_answered() {
             "round {round}: {:?}",
             String::from_utf8_lossy(&answer)
         );
+    }
+}
+
+/// An HTTPS upstream whose certificate a private CA signed: reached with the
+/// route's `ca_file`, and only with it; a connection made under one trust is
+/// never lent to a route under another (an outside conformance audit: the
+/// system's roots were the only choice, so a private CA meant
+/// `SSL_CERT_FILE` for the whole process).
+#[test]
+fn an_https_upstream_is_trusted_through_the_route_s_ca_file() {
+    let upstream = start();
+    let up = upstream.addr;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+store: {{ path: data }}
+routes:
+  - name: private-ca
+    paths: ["/*"]
+    hosts: [ca.test]
+    upstream: {{ nodes: ["{up}"], scheme: https, ca_file: "{TLS}/ca.crt" }}
+  - name: another-ca
+    paths: ["/*"]
+    hosts: [other.test]
+    upstream: {{ nodes: ["{up}"], scheme: https, ca_file: "{TLS}/cn-only.crt" }}
+  - name: system-roots
+    paths: ["/*"]
+    upstream: {{ nodes: ["{up}"], scheme: https }}
+"#
+    );
+    let gw = spawn(dir, &yaml, "listening on http://");
+    let get = |host: &str| -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(gw.addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        write!(
+            s,
+            "GET /public/x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        answer
+    };
+    // Each twice: the second may take a pooled connection.
+    for round in 0..2 {
+        let ok = get("ca.test");
+        assert!(ok.starts_with("HTTP/1.1 200"), "round {round}: {ok}");
+        assert!(ok.contains("/public/x"), "the echo upstream's answer: {ok}");
+        for host in ["other.test", "gw"] {
+            let refused = get(host);
+            assert!(
+                refused.starts_with("HTTP/1.1 502"),
+                "round {round} {host}: {refused}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_upstream_ca_file_is_checked_at_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("not-pem.crt"), "hello").expect("write");
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+routes:
+  - name: a
+    paths: ["/a/*"]
+    upstream: {{ nodes: ["127.0.0.1:9"], ca_file: "{TLS}/ca.crt" }}
+  - name: b
+    paths: ["/b/*"]
+    upstream: {{ nodes: ["127.0.0.1:9"], scheme: https, ca_file: not-pem.crt }}
+  - name: c
+    paths: ["/c/*"]
+    upstream: {{ nodes: ["127.0.0.1:9"], scheme: https, ca_file: missing.crt }}
+  - name: d
+    paths: ["/d/*"]
+    upstream: {{ echo: true, ca_file: "{TLS}/ca.crt" }}
+"#
+    );
+    let config = dir.path().join("jwtgate.yaml");
+    std::fs::write(&config, yaml).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_jwtgate"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .expect("check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for said in [
+        "routes[0].upstream.ca_file: is used only with scheme: https",
+        "routes[1].upstream.ca_file: holds no PEM CERTIFICATE",
+        "routes[2].upstream.ca_file: cannot read",
+        "routes[3].upstream.ca_file: is not used with echo: true",
+    ] {
+        assert!(stderr.contains(said), "{said}: {stderr}");
     }
 }

@@ -27,6 +27,7 @@ fn target_with_body_timeout(
                 authority: format!("127.0.0.1:{port}"),
             }],
             tls: false,
+            trusted_ca_pem: None,
             connect_timeout: Duration::from_secs(2),
             read_timeout,
         },
@@ -606,6 +607,7 @@ async fn a_dead_node_is_skipped() {
         &UpstreamNodes {
             nodes: vec![node(dead_port), node(port)],
             tls: false,
+            trusted_ca_pem: None,
             connect_timeout: Duration::from_secs(2),
             read_timeout: Duration::from_secs(5),
         },
