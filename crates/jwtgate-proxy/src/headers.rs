@@ -21,28 +21,33 @@ use jwtgate_core::owned_headers::{
 ///
 /// Built once per config version. A lookup first checks the name's length
 /// against a bit set of the owned lengths, so the usual headers (`host`,
-/// `accept`, `user-agent`) cost one shift and one test.
+/// `accept`) cost one shift and one test, then compares only the owned
+/// names of its length (`authorization` meets `x-consumer-id` alone).
 #[derive(Debug, Clone, Default)]
 pub struct OwnedHeaders {
-    /// Lower case, `_` written as `-`.
-    names: Vec<Box<[u8]>>,
-    /// Bit n set: some owned name is n bytes long (names of 64 bytes and
-    /// more share bit 63 and are compared in full).
+    /// Lower case, `_` written as `-`; by length (index: the length, 63
+    /// for 63 bytes and more, whose names are compared in full).
+    by_length: Vec<Vec<Box<[u8]>>>,
+    /// Bit n set: some owned name is n bytes long (bit 63: 63 and more).
     lengths: u64,
 }
 
 impl OwnedHeaders {
     pub fn new<'a>(extra: impl IntoIterator<Item = &'a str>) -> Self {
-        let mut owned = OwnedHeaders::default();
+        let mut owned = OwnedHeaders {
+            by_length: vec![Vec::new(); 64],
+            lengths: 0,
+        };
         let fixed = IDENTITY_HEADERS
             .into_iter()
             .chain(KONG_IDENTITY_HEADERS)
             .chain(CLIENT_MAY_NOT_SEND);
         for name in fixed.chain(extra) {
             let folded: Box<[u8]> = name.bytes().map(fold).collect();
-            if !owned.names.contains(&folded) {
+            let bucket = &mut owned.by_length[folded.len().min(63)];
+            if !bucket.contains(&folded) {
                 owned.lengths |= length_bit(folded.len());
-                owned.names.push(folded);
+                bucket.push(folded);
             }
         }
         owned
@@ -54,7 +59,10 @@ impl OwnedHeaders {
         if self.lengths & length_bit(name.len()) == 0 {
             return false;
         }
-        self.names.iter().any(|owned| {
+        let Some(bucket) = self.by_length.get(name.len().min(63)) else {
+            return false;
+        };
+        bucket.iter().any(|owned| {
             owned.len() == name.len() && owned.iter().zip(name).all(|(&o, &n)| o == fold(n))
         })
     }
@@ -121,7 +129,19 @@ pub fn strip_owned(headers: &mut HeaderMap, owned: &OwnedHeaders) {
 /// `transfer_encoding`, `x-forwarded_for`: not a header the gateway reads
 /// or writes, but the same variable to a CGI-style upstream.
 fn is_respelled(name: &str) -> bool {
-    name.contains('_')
+    // Their lengths first, as `OwnedHeaders::owns` does: `host` and
+    // `authorization` cost a shift and a test.
+    const LENGTHS: u64 = {
+        let mut bits = 0u64;
+        let mut i = 0;
+        while i < RESPELLED_NOT_PASSED.len() {
+            bits |= 1u64 << RESPELLED_NOT_PASSED[i].len();
+            i += 1;
+        }
+        bits
+    };
+    LENGTHS & length_bit(name.len()) != 0
+        && name.as_bytes().contains(&b'_')
         && RESPELLED_NOT_PASSED.iter().any(|real| {
             real.len() == name.len() && name.bytes().zip(real.bytes()).all(|(n, o)| fold(n) == o)
         })
