@@ -334,6 +334,7 @@ impl LiveConfig {
         keys: Arc<KeyService>,
         tls: TlsServers,
     ) -> Arc<Self> {
+        let admin = loaded.config.admin.is_some();
         let running = Running::new(
             path,
             loaded.source,
@@ -343,6 +344,16 @@ impl LiveConfig {
             keys,
             tls,
         );
+        // Said at start rather than at the first admin write.
+        if admin {
+            if let Err(e) = jwtgate_state::can_replace(path) {
+                tracing::warn!(
+                    "admin API changes cannot be written back to {}: {e}; admin writes answer \
+                     500 until they can",
+                    path.display()
+                );
+            }
+        }
         let source = Arc::new(FileSource::new(path, loaded.text));
         Self::with_source(running, source)
     }

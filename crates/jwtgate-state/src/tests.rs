@@ -265,3 +265,30 @@ fn a_state_file_others_could_have_planted_is_not_read() {
     let missing = read_private(&dir.path().join("none")).expect_err("missing");
     assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
 }
+
+/// Whether a file could be replaced is found by making one beside it, and
+/// a failure names the directory, whose permissions are what matter (an
+/// outside operations audit: the write-back's error named the file).
+#[test]
+fn a_replacement_that_cannot_be_made_is_said_of_the_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("jwtgate.yaml");
+    std::fs::write(&path, "listen: x\n").expect("write");
+    can_replace(&path).expect("a writable directory");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(left, ["jwtgate.yaml"], "the probe is gone");
+    // A directory that cannot take a new file (root may write anywhere
+    // here: a missing one stands for it).
+    let gone = dir.path().join("gone").join("jwtgate.yaml");
+    let e = can_replace(&gone).expect_err("no directory");
+    assert!(
+        e.to_string().contains(&format!(
+            "cannot create a file in {} (the file is replaced by a new one written beside it)",
+            dir.path().join("gone").display()
+        )),
+        "{e}"
+    );
+}
