@@ -51,8 +51,9 @@ pub async fn put(
 ) -> Result<Response, AdminError> {
     let precondition = Precondition::of(&headers);
     let mut value = json_body(&body)?;
-    name_from_path(&mut value, "username", &name)?;
-    let read = read_consumer(&value, "");
+    let misnamed = name_from_path(&mut value, "username", &name);
+    let mut read = read_consumer(&value, "");
+    read.errors.splice(0..0, misnamed);
     let mut dropped_credential = false;
     let tags = s.tagger().await;
     let ((created, consumer), mut warnings) = s

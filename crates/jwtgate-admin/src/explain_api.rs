@@ -13,7 +13,7 @@ use jwtgate_core::policy::Authenticated;
 
 use crate::api::AdminState;
 use crate::error::AdminError;
-use crate::explain::{Explain, Request, Revocation};
+use crate::explain::{Explain, Request, Revocation, UsageError};
 use crate::input::{json_body, Members};
 
 pub async fn explain(State(s): State<AdminState>, body: Bytes) -> Result<Response, AdminError> {
@@ -31,11 +31,18 @@ pub async fn explain(State(s): State<AdminState>, body: Bytes) -> Result<Respons
         members.nullable_text("route", usize::MAX),
         members.nullable_text("request", usize::MAX),
     );
+    let gw = s.live.gateway();
+    // Said with the body's other problems, not one at a time (SPEC §4).
+    if request.is_some_and(|line| crate::explain::request_line(line).is_none()) {
+        members.problem("request", UsageError::RequestLine.to_string());
+    }
+    if let Some(name) = route.filter(|name| gw.router.by_name(name).is_none()) {
+        members.problem("route", UsageError::NoRoute(name.to_owned()).to_string());
+    }
     members.finish()?;
     let token = token.ok_or_else(|| AdminError::field("token", "is required"))?;
     let token = jwtgate_core::policy::sources::strip_bearer(token.trim());
 
-    let gw = s.live.gateway();
     let revocations = s.live.revocations();
     let revocation = |auth: &Authenticated| {
         if !revocations.is_loaded() {

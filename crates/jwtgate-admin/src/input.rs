@@ -30,22 +30,26 @@ pub fn json_body(body: &Bytes) -> Result<Value, AdminError> {
 
 /// The resource's name in the body must be absent (the path names it) or
 /// equal to the path's.
-pub fn name_from_path(body: &mut Value, key: &str, name: &str) -> Result<(), AdminError> {
+pub fn name_from_path(body: &mut Value, key: &str, name: &str) -> Option<ConfigError> {
     let Value::Object(map) = body else {
         // The typed reader reports a body that is not an object.
-        return Ok(());
+        return None;
     };
-    match map.get(key) {
-        None | Some(Value::Null) => {
-            map.insert(key.to_owned(), Value::String(name.to_owned()));
-            Ok(())
-        }
-        Some(Value::String(s)) if s == name => Ok(()),
-        Some(_) => Err(AdminError::field(
-            key,
-            format!("must be {name:?}, as in the request path (rename by creating the new one and deleting the old)"),
-        )),
-    }
+    let said = match map.get(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s == name => return None,
+        Some(_) => Some(ConfigError {
+            location: key.to_owned(),
+            message: format!(
+                "must be {name:?}, as in the request path (rename by creating the new one and \
+                 deleting the old)"
+            ),
+        }),
+    };
+    // The path's name either way, so the rest of the body is read and
+    // checked as that object's: every problem is said at once (SPEC §4).
+    map.insert(key.to_owned(), Value::String(name.to_owned()));
+    said
 }
 
 /// Refuses a name a write would create that etcd, an admin URL or a log
@@ -352,9 +356,13 @@ mod tests {
     #[test]
     fn the_body_name_must_match_the_path() {
         let mut v = json!({});
-        name_from_path(&mut v, "name", "r").expect("filled");
+        assert!(name_from_path(&mut v, "name", "r").is_none(), "filled");
         assert_eq!(v["name"], "r");
-        assert!(name_from_path(&mut json!({"name": "x"}), "name", "r").is_err());
-        assert!(name_from_path(&mut json!({"name": 1}), "name", "r").is_err());
+        for other in [json!({"name": "x"}), json!({"name": 1})] {
+            let mut v = other.clone();
+            let said = name_from_path(&mut v, "name", "r").expect("refused");
+            assert_eq!(said.location, "name", "{other}");
+            assert_eq!(v["name"], "r", "read on as the path's: {other}");
+        }
     }
 }

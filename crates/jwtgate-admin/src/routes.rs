@@ -51,8 +51,9 @@ pub async fn put(
 ) -> Result<Response, AdminError> {
     let precondition = Precondition::of(&headers);
     let mut value = json_body(&body)?;
-    name_from_path(&mut value, "name", &name)?;
-    let read = read_route(&value, "");
+    let misnamed = name_from_path(&mut value, "name", &name);
+    let mut read = read_route(&value, "");
+    read.errors.splice(0..0, misnamed);
     let tags = s.tagger().await;
     let ((created, route), warnings) = s
         .live

@@ -462,6 +462,16 @@ fn regression_explain_reads_the_request_as_a_request_line() {
         assert_eq!(fields(&resp), ["request"]);
         assert!(resp.text().contains("must look like"), "{}", resp.text());
     }
+    // Each problem of the body at once (an outside conformance audit: the
+    // route was named only once the request line was mended).
+    let resp = node.admin(
+        "POST",
+        "/admin/v1/explain",
+        Some(json!({"token": "x.y.z", "request": "BAD", "route": "nope"})),
+    );
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert_eq!(fields(&resp), ["request", "route"], "{}", resp.text());
+    assert!(resp.text().contains("no route named"), "{}", resp.text());
 }
 
 /// A body that names a key twice is refused, as the YAML reader refuses it
@@ -680,6 +690,33 @@ fn invalid_bodies_name_every_field() {
     );
     assert_eq!(renamed.status, 400);
     assert_eq!(fields(&renamed), ["name"]);
+    // A name unlike the path's hides none of the body's other problems
+    // (an outside conformance audit: only `username` was named).
+    let misnamed = node.admin(
+        "PUT",
+        "/admin/v1/consumers/zz",
+        Some(json!({"username": "other", "jwt": {"key": "", "secret": "short"}, "colour": 1})),
+    );
+    assert_eq!(misnamed.status, 400, "{}", misnamed.text());
+    let mut got = fields(&misnamed);
+    got.sort();
+    assert_eq!(
+        got,
+        ["colour", "jwt.key", "jwt.secret", "username"],
+        "{}",
+        misnamed.text()
+    );
+    let misnamed = node.admin(
+        "PUT",
+        "/admin/v1/routes/zz",
+        Some(json!({"name": "other", "paths": ["nope"], "upstream": {}})),
+    );
+    let got = fields(&misnamed);
+    assert!(
+        got.contains(&"name".to_owned()) && got.len() >= 3,
+        "{}",
+        misnamed.text()
+    );
     let env_ref = node.admin(
         "PUT",
         "/admin/v1/consumers/eve",

@@ -155,20 +155,24 @@ pub enum UsageError {
     NoPolicy,
 }
 
+/// A request line's method and target, as a request line reads (no space
+/// inside the target; an HTTP version may follow); `None` if it is not one.
+pub fn request_line(line: &str) -> Option<(&str, &str)> {
+    let parts: Vec<&str> = line.split_whitespace().collect();
+    match parts.as_slice() {
+        [m, p] => Some((m, p)),
+        [m, p, version] if version.starts_with("HTTP/") => Some((m, p)),
+        _ => None,
+    }
+}
+
 impl Explain<'_> {
     pub fn report(&self, req: &Request<'_>) -> Result<Report, UsageError> {
         let mut r = Report::new();
         let (method, raw_path) = match req.request {
             Some(line) => {
-                // As a request line reads: no space inside the target.
-                let parts: Vec<&str> = line.split_whitespace().collect();
-                match parts.as_slice() {
-                    [m, p] => ((*m).to_owned(), Some((*p).to_owned())),
-                    [m, p, version] if version.starts_with("HTTP/") => {
-                        ((*m).to_owned(), Some((*p).to_owned()))
-                    }
-                    _ => return Err(UsageError::RequestLine),
-                }
+                let (m, p) = request_line(line).ok_or(UsageError::RequestLine)?;
+                (m.to_owned(), Some(p.to_owned()))
             }
             None => ("GET".to_owned(), None),
         };
