@@ -294,6 +294,11 @@ async fn status(State(s): State<AdminState>, headers: header::HeaderMap) -> Resp
         body["providers"] = serde_json::Value::Object(providers);
     }
     body["revocation_store"] = revocation_store(s.live.revocations(), trusted);
+    // The config holds settings the node serves otherwise until a restart.
+    let pending = s.live.running().restart_pending();
+    if !pending.is_empty() {
+        body["restart_pending"] = json!(*pending);
+    }
     if let Some(mut source) = source {
         if !trusted {
             // Why etcd is not followed names its members and user.

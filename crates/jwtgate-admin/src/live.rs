@@ -112,6 +112,11 @@ pub struct Running {
     file_open: Arc<std::sync::atomic::AtomicBool>,
     /// Drops each replaced gateway off the data plane.
     reaper: crate::reaper::Reaper,
+    /// What the process set up once, at start.
+    started: StartOnly,
+    /// The settings the installed config holds otherwise than the process
+    /// serves them, until a restart (`/status`'s `restart_pending`).
+    pending: ArcSwap<Vec<&'static str>>,
 }
 
 impl Running {
@@ -132,6 +137,8 @@ impl Running {
             keys,
             tls,
             admin_key: ArcSwap::from_pointee(admin_key(&config)),
+            started: StartOnly::of(&config),
+            pending: ArcSwap::from_pointee(Vec::new()),
             source: ArcSwap::from_pointee(source),
             config: ArcSwap::from_pointee(config),
             file_open: Arc::default(),
@@ -155,6 +162,11 @@ impl Running {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The settings whose change waits for a restart (`listen`, `store`...).
+    pub fn restart_pending(&self) -> Arc<Vec<&'static str>> {
+        self.pending.load_full()
     }
 
     /// Where relative file references of the config are resolved.
@@ -236,7 +248,8 @@ impl Running {
     /// Answers with the warnings it brought (and logged).
     pub fn install(&self, source: RawConfig, config: Config) -> Vec<String> {
         let current = self.config.load();
-        warn_restart_only(&current, &config);
+        self.pending
+            .store(Arc::new(self.started.differences(&config)));
         // TLS turned on or off takes a restart: until then the running
         // config says what the listeners serve, so that its warnings (an
         // admin key crossing the network in clear) are about what is.
@@ -450,33 +463,95 @@ fn admin_key(config: &Config) -> String {
         .unwrap_or_default()
 }
 
-/// Listeners and the store are set up once per process.
-fn warn_restart_only(current: &Config, next: &Config) {
-    let admin_listen = |c: &Config| c.admin.as_ref().map(|a| a.listen);
-    if next.listen != current.listen || admin_listen(next) != admin_listen(current) {
-        warn!("listen addresses changed: they take effect on restart");
+/// The settings a process sets up once, at start: its listeners, the
+/// store, its workers, where its config comes from.
+struct StartOnly {
+    listen: Vec<std::net::SocketAddr>,
+    admin_listen: Option<std::net::SocketAddr>,
+    tls: bool,
+    admin_tls: bool,
+    store: jwtgate_config::StoreConfig,
+    workers: (
+        Option<std::num::NonZeroUsize>,
+        jwtgate_config::WorkerAffinity,
+        bool,
+        Option<std::num::NonZeroUsize>,
+    ),
+    config_source: Option<jwtgate_config::EtcdSettings>,
+}
+
+impl StartOnly {
+    fn of(c: &Config) -> StartOnly {
+        StartOnly {
+            listen: c.listen.clone(),
+            admin_listen: c.admin.as_ref().map(|a| a.listen),
+            tls: c.tls.is_some(),
+            admin_tls: c.admin.as_ref().is_some_and(|a| a.tls.is_some()),
+            store: c.store.clone(),
+            workers: (
+                c.workers,
+                c.worker_cpu_affinity,
+                c.worker_yield,
+                c.max_connections,
+            ),
+            config_source: c.config_source.clone(),
+        }
     }
-    if next.tls.is_some() != current.tls.is_some() {
-        warn!("tls changed: it takes effect on restart");
-    }
-    let admin_tls = |c: &Config| c.admin.as_ref().is_some_and(|a| a.tls.is_some());
-    if admin_tls(next) != admin_tls(current) {
-        warn!("admin.tls turned on or off: it takes effect on restart");
-    }
-    if next.store != current.store {
-        warn!("store settings changed: they take effect on restart");
-    }
-    if next.workers != current.workers
-        || next.worker_cpu_affinity != current.worker_cpu_affinity
-        || next.worker_yield != current.worker_yield
-        || next.max_connections != current.max_connections
-    {
-        warn!(
-            "workers, worker_cpu_affinity, worker_yield or max_connections changed: \
-             it takes effect on restart"
-        );
-    }
-    if next.config_source != current.config_source {
-        warn!("config_source changed: it takes effect on restart");
+
+    /// The settings `next` holds otherwise than the process serves them,
+    /// each said in the log: at every reload while it lasts (not only the
+    /// first), and never of a file put back as the process started.
+    fn differences(&self, next: &Config) -> Vec<&'static str> {
+        let now = StartOnly::of(next);
+        let mut pending = Vec::new();
+        let show = |l: &[std::net::SocketAddr], a: Option<std::net::SocketAddr>| {
+            let mut all: Vec<String> = l.iter().map(ToString::to_string).collect();
+            all.extend(a.map(|a| format!("admin {a}")));
+            all.join(", ")
+        };
+        if now.listen != self.listen || now.admin_listen != self.admin_listen {
+            warn!(
+                "listen addresses: the config says {}, the node listens on {} until a restart",
+                show(&now.listen, now.admin_listen),
+                show(&self.listen, self.admin_listen)
+            );
+            pending.push("listen");
+        }
+        let on_off = |on: bool| if on { "on" } else { "off" };
+        if now.tls != self.tls {
+            warn!(
+                "tls: the config turns it {}, the node serves with it {} until a restart",
+                on_off(now.tls),
+                on_off(self.tls)
+            );
+            pending.push("tls");
+        }
+        if now.admin_tls != self.admin_tls {
+            warn!(
+                "admin.tls: the config turns it {}, the admin API serves with it {} until a \
+                 restart",
+                on_off(now.admin_tls),
+                on_off(self.admin_tls)
+            );
+            pending.push("admin.tls");
+        }
+        // Not shown: it holds the store's password.
+        if now.store != self.store {
+            warn!("store: the config's settings differ from those the node started with; they take effect on restart");
+            pending.push("store");
+        }
+        if now.workers != self.workers {
+            warn!(
+                "workers, worker_cpu_affinity, worker_yield or max_connections: the config's \
+                 differ from those the node started with ({:?}); they take effect on restart",
+                self.workers
+            );
+            pending.push("workers");
+        }
+        if now.config_source != self.config_source {
+            warn!("config_source: the config's differs from the one the node started with; it takes effect on restart");
+            pending.push("config_source");
+        }
+        pending
     }
 }
