@@ -139,6 +139,7 @@ async fn serve(path: &Path, loaded: Loaded, signals: Signals) -> ExitCode {
     // load count is counted too.
     let metrics = admin_listener.as_ref().and_then(|_| install_metrics());
     let (stop_tx, stop_rx) = watch::channel(false);
+    state_dir_usable(&config.state_dir);
     let Some((revocations, store_sync)) = open_revocations(config, stop_rx.clone()).await else {
         return ExitCode::from(1);
     };
@@ -310,6 +311,24 @@ async fn open_revocations(
 /// and Envoy take SIGUSR1 to reopen their log files, HAProxy for a soft
 /// stop, so a logrotate hook or an operator's habit would have cut every
 /// request in flight.
+/// Says at start when `state_dir` cannot take files, rather than in a
+/// line per failed write later: what the node keeps there is what lets a
+/// restart serve while the store, an IdP or etcd is down (SPEC §3.11).
+fn state_dir_usable(dir: &std::path::Path) {
+    let state = StateDir::new(dir);
+    let usable = state
+        .ensure()
+        .and_then(|()| jwtgate_state::can_replace(&dir.join("jwtgate.probe")));
+    if let Err(e) = usable {
+        warn!(
+            "state_dir {}: {e}: the blacklist snapshot, the providers' key caches and the copy \
+             of etcd's config cannot be kept, so a restart while the store, an identity \
+             provider or etcd is down will have none of them to serve from",
+            dir.display()
+        );
+    }
+}
+
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,

@@ -773,3 +773,38 @@ fn unpinned_workers_yield_before_sleeping_unless_worker_yield_is_off() {
         node.logs()
     );
 }
+
+/// A `state_dir` that cannot take files is said at start, with what it
+/// costs, not only in a line per failed write later (an outside
+/// operations audit: `/status` said `ready` and nothing warned). Root may
+/// write anywhere here: a path under a regular file stands for a
+/// directory the node may not write.
+#[test]
+fn a_state_dir_that_cannot_take_files_is_said_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("blocker"), "a file").unwrap();
+    let node = Node::start(
+        dir.path(),
+        &config(
+            "{ kind: embedded, path: ./data }",
+            "state_dir: ./blocker/state\n",
+        ),
+    );
+    node.wait_log("cannot be kept, so a restart while the store", 1);
+    assert!(node.logs().contains("state_dir "), "{}", node.logs());
+    // It serves all the same.
+    assert_eq!(node.send(&Req::get("/app/x").bearer(&token())).status, 200);
+    // A usable one says nothing, and leaves no probe behind.
+    let ok = tempfile::tempdir().unwrap();
+    let node = Node::start(ok.path(), &config("{ kind: embedded, path: ./data }", ""));
+    assert_eq!(node.send(&Req::get("/app/x").bearer(&token())).status, 200);
+    assert!(!node.logs().contains("cannot be kept"), "{}", node.logs());
+    let probes = std::fs::read_dir(ok.path().join("data"))
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().contains("probe")
+        })
+        .count();
+    assert_eq!(probes, 0);
+}
