@@ -1009,9 +1009,9 @@ fn upstream(u: &RawUpstream, loc: &str, base_dir: &Path, errors: &mut Errors) ->
     }))
 }
 
-/// An upstream's `ca_file`: PEM certificates (a CA, or the upstream's own
-/// self-signed one) trusted for its certificates instead of the system's
-/// roots. Read at load, as every file the config names.
+/// An upstream's `ca_file`: PEM CA certificates trusted for its
+/// certificates instead of the system's roots. Read and checked at load,
+/// as every file the config names.
 fn trusted_ca(
     file: &str,
     tls: bool,
@@ -1023,15 +1023,7 @@ fn trusted_ca(
         errors.add(loc, "is used only with scheme: https");
         return None;
     }
-    let pem = read_file(base_dir, file, loc, errors)?;
-    match pem::parse_many(&pem) {
-        Err(e) => errors.add(loc, format!("is not valid PEM: {e}")),
-        Ok(blocks) if !blocks.iter().any(|p| p.tag() == "CERTIFICATE") => {
-            errors.add(loc, "holds no PEM CERTIFICATE")
-        }
-        Ok(_) => return Some(pem.into()),
-    }
-    None
+    crate::ca_file::read(base_dir, file, loc, errors).map(Into::into)
 }
 
 fn rule_list(list: &[String], loc: &str, errors: &mut Errors) -> Vec<RuleEntry> {

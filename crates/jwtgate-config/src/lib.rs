@@ -9,6 +9,7 @@
 //! fails with all of them at once. Nothing here serves traffic.
 
 mod authorization;
+mod ca_file;
 mod compile;
 mod cors;
 mod error;

@@ -85,18 +85,10 @@ fn provider(
         }
     }
     let keys = key_source(p, loc, base_dir, &algorithms, errors);
-    let ca_pem = p.ca_file.as_deref().and_then(|f| {
-        let pem = read_file(base_dir, f, &at("ca_file"), errors)?;
-        let certs = pem::parse_many(&pem)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|b| b.tag() == "CERTIFICATE")
-            .count();
-        if certs == 0 {
-            errors.add(&at("ca_file"), "holds no PEM CERTIFICATE");
-        }
-        Some(pem)
-    });
+    let ca_pem = p
+        .ca_file
+        .as_deref()
+        .and_then(|f| crate::ca_file::read(base_dir, f, &at("ca_file"), errors));
     if p.ca_file.is_some() && matches!(keys, Some(KeySource::File { .. })) {
         errors.add(
             &at("ca_file"),

@@ -67,10 +67,8 @@ static BUDGET_REACHED: crate::once_per::OncePer = crate::once_per::OncePer::minu
 pub struct UpstreamTarget {
     nodes: Vec<Node>,
     tls: bool,
-    /// With a `ca_file`: a TLS client trusting it alone, made at load
-    /// (`None` inside if it could not be: no connection is made, never
-    /// one on the system's roots instead). Without: the pool's client.
-    own_tls: Option<Option<tokio_rustls::TlsConnector>>,
+    /// Which TLS client makes this upstream's connections.
+    tls_client: TlsClient,
     connect_timeout: Duration,
     read_timeout: Duration,
     /// How long the client's request body may stall between two reads.
@@ -91,29 +89,38 @@ type PoolKey = Arc<(String, Trust)>;
 
 /// How a pooled connection was made: in clear, or over TLS with the
 /// certificate checked against the system's roots or a route's own
-/// (`ca_file`, told apart by a hash of its text). A connection checked
-/// against one set is never lent to a route that trusts another.
+/// (`ca_file`, told apart by the SHA-256 of its text). A connection
+/// checked against one set is never lent to a route that trusts another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Trust {
     Plain,
     SystemRoots,
-    OwnRoots(u64),
+    OwnRoots([u8; 32]),
+}
+
+/// The TLS client of an upstream's connections.
+enum TlsClient {
+    /// The pool's, on the system's roots (made when first needed).
+    Shared,
+    /// One trusting the route's `ca_file` alone, made at load.
+    Own(tokio_rustls::TlsConnector),
+    /// A `ca_file` whose client could not be made: no connection is made,
+    /// never one on the system's roots instead.
+    Unusable,
 }
 
 impl UpstreamTarget {
     /// `body_timeout`: `client_body_timeout_ms` (SPEC §3.11).
     pub fn new(cfg: &UpstreamNodes, body_timeout: Duration) -> Self {
-        let own_tls = cfg.trusted_ca_pem.as_deref().map(own_roots_client);
+        let tls_client = match cfg.trusted_ca_pem.as_deref() {
+            None => TlsClient::Shared,
+            Some(pem) => own_roots_client(pem).map_or(TlsClient::Unusable, TlsClient::Own),
+        };
         let trust = match (&cfg.trusted_ca_pem, cfg.tls) {
             (_, false) => Trust::Plain,
             (None, true) => Trust::SystemRoots,
-            (Some(pem), true) => {
-                use std::hash::{BuildHasher, Hasher};
-                // Fixed seed: the same text, the same pool across reloads.
-                let mut h = foldhash::quality::FixedState::with_seed(0).build_hasher();
-                h.write(pem);
-                Trust::OwnRoots(h.finish())
-            }
+            // The same text, the same pool, across reloads too.
+            (Some(pem), true) => Trust::OwnRoots(jwtgate_core::jwt::sha256(pem)),
         };
         let nodes = cfg
             .nodes
@@ -131,7 +138,7 @@ impl UpstreamTarget {
         UpstreamTarget {
             nodes,
             tls: cfg.tls,
-            own_tls,
+            tls_client,
             connect_timeout: cfg.connect_timeout,
             read_timeout: cfg.read_timeout,
             body_timeout,
@@ -382,26 +389,26 @@ impl PoolInner {
                 for cert in rustls_native_certs::load_native_certs().certs {
                     let _ = roots.add(cert);
                 }
-                let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-                let config = rustls::ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()
-                    .ok()?
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
-                Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
+                tls_client(roots)
             })
             .as_ref()
     }
 }
 
 /// A TLS client that trusts `pem`'s certificates alone (a route's
-/// `ca_file`, checked as PEM at load). `None` if none of them can be a
-/// root: the route's TLS connections then fail, as with no trust at all.
+/// `ca_file`, each checked at load as a trust anchor). `None` if one of
+/// them is not one after all: the route then makes no connection.
 fn own_roots_client(pem: &[u8]) -> Option<tokio_rustls::TlsConnector> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut &pem[..]).flatten() {
-        let _ = roots.add(cert);
+    for cert in rustls_pemfile::certs(&mut &pem[..]) {
+        roots.add(cert.ok()?).ok()?;
     }
+    tls_client(roots)
+}
+
+/// A TLS client (TLS 1.2 and 1.3, aws-lc) that checks servers against
+/// `roots`.
+fn tls_client(roots: rustls::RootCertStore) -> Option<tokio_rustls::TlsConnector> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -555,9 +562,10 @@ impl ConnPool {
             if !target.tls {
                 return Ok(Conn::new(Io::Plain(stream), permit));
             }
-            let connector = match &target.own_tls {
-                Some(own) => own.as_ref(),
-                None => self.inner.tls_connector(),
+            let connector = match &target.tls_client {
+                TlsClient::Shared => self.inner.tls_connector(),
+                TlsClient::Own(own) => Some(own),
+                TlsClient::Unusable => None,
             }
             .ok_or("TLS client unavailable")?;
             let name = rustls::pki_types::ServerName::try_from(node.host.clone())

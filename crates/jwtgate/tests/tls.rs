@@ -347,6 +347,13 @@ routes:
 fn an_upstream_ca_file_is_checked_at_load() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("not-pem.crt"), "hello").expect("write");
+    // A block that says CERTIFICATE and is none: no trust anchor.
+    let good = std::fs::read_to_string(format!("{TLS}/ca.crt")).expect("ca");
+    std::fs::write(
+        dir.path().join("bad-block.crt"),
+        format!("{good}-----BEGIN CERTIFICATE-----\nAAAAAAAA\n-----END CERTIFICATE-----\n"),
+    )
+    .expect("write");
     let yaml = format!(
         r#"listen: "127.0.0.1:0"
 routes:
@@ -362,6 +369,9 @@ routes:
   - name: d
     paths: ["/d/*"]
     upstream: {{ echo: true, ca_file: "{TLS}/ca.crt" }}
+  - name: e
+    paths: ["/e/*"]
+    upstream: {{ nodes: ["127.0.0.1:9"], scheme: https, ca_file: bad-block.crt }}
 "#
     );
     let config = dir.path().join("jwtgate.yaml");
@@ -378,6 +388,7 @@ routes:
         "routes[1].upstream.ca_file: holds no PEM CERTIFICATE",
         "routes[2].upstream.ca_file: cannot read",
         "routes[3].upstream.ca_file: is not used with echo: true",
+        "routes[4].upstream.ca_file: certificate 2 cannot be trusted as a CA",
     ] {
         assert!(stderr.contains(said), "{said}: {stderr}");
     }
