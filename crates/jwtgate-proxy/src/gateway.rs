@@ -92,6 +92,7 @@ impl Gateway {
             clock: SystemClock,
             owned_headers: OwnedHeaders::new(
                 policies().flat_map(|p| p.forward_claims.iter().map(|(_, h)| h.as_str())),
+                policies().filter_map(|p| p.sources.header.as_deref()),
             ),
             max_leeway: policies().map(|p| p.leeway_seconds).max().unwrap_or(0),
             subject_retention: i64::try_from(config.subject_retention.as_secs())

@@ -23,6 +23,12 @@ use jwtgate_core::owned_headers::{
 /// against a bit set of the owned lengths, so the usual headers (`host`,
 /// `accept`) cost one shift and one test, then compares only the owned
 /// names of its length (`authorization` meets `x-consumer-id` alone).
+///
+/// Also the headers a client may send only as they are spelled: framing
+/// headers ([`RESPELLED_NOT_PASSED`]) and every route's token header, which
+/// with `_` for `-` (`Transfer_Encoding`, `X_Api_Token`) are not the header
+/// to the gateway, but the same variable to a CGI-style upstream, which
+/// could read a second, unchecked token so.
 #[derive(Debug, Clone, Default)]
 pub struct OwnedHeaders {
     /// Lower case, `_` written as `-`; by length (index: the length, 63
@@ -30,13 +36,25 @@ pub struct OwnedHeaders {
     by_length: Vec<Vec<Box<[u8]>>>,
     /// Bit n set: some owned name is n bytes long (bit 63: 63 and more).
     lengths: u64,
+    /// Folded, with the real spelling (lower case) that is not removed.
+    respelled: Vec<Spellings>,
+    /// As `lengths`, for `respelled`.
+    respelled_lengths: u64,
 }
 
+/// A header name folded (lower case, `_` as `-`), and as it is spelled.
+type Spellings = (Box<[u8]>, Box<[u8]>);
+
 impl OwnedHeaders {
-    pub fn new<'a>(extra: impl IntoIterator<Item = &'a str>) -> Self {
+    /// `extra`: every route's `forward_claims` headers; `token_headers`:
+    /// every route's token header.
+    pub fn new<'a>(
+        extra: impl IntoIterator<Item = &'a str>,
+        token_headers: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
         let mut owned = OwnedHeaders {
             by_length: vec![Vec::new(); 64],
-            lengths: 0,
+            ..OwnedHeaders::default()
         };
         let fixed = IDENTITY_HEADERS
             .into_iter()
@@ -50,7 +68,33 @@ impl OwnedHeaders {
                 bucket.push(folded);
             }
         }
+        // A name with neither `-` nor `_` (`authorization`) has no other
+        // spelling.
+        let token_headers = token_headers.into_iter().filter(|h| h.contains(['-', '_']));
+        for real in RESPELLED_NOT_PASSED.into_iter().chain(token_headers) {
+            let entry: Spellings = (
+                real.bytes().map(fold).collect(),
+                real.bytes().map(|b| b.to_ascii_lowercase()).collect(),
+            );
+            if !owned.respelled.contains(&entry) {
+                owned.respelled_lengths |= length_bit(entry.0.len());
+                owned.respelled.push(entry);
+            }
+        }
         owned
+    }
+
+    /// Whether `name` (lower case) is one of [`Self::respelled`]'s names
+    /// written another way, `_` for `-` or the other way round:
+    /// `transfer_encoding`, `x_api_token`.
+    fn respelled(&self, name: &str) -> bool {
+        let name = name.as_bytes();
+        self.respelled_lengths & length_bit(name.len()) != 0
+            && self.respelled.iter().any(|(folded, real)| {
+                folded.len() == name.len()
+                    && **real != *name
+                    && folded.iter().zip(name).all(|(&o, &n)| o == fold(n))
+            })
     }
 
     /// Whether `name` (as hyper gives it: lower case) is owned.
@@ -122,29 +166,8 @@ pub fn remove_hop_by_hop(
 /// same variable) it goes, as do the framing headers so spelled
 /// ([`RESPELLED_NOT_PASSED`]).
 pub fn strip_owned(headers: &mut HeaderMap, owned: &OwnedHeaders) {
-    let unwanted = |name: &HeaderName| owned.owns(name.as_str()) || is_respelled(name.as_str());
+    let unwanted = |name: &HeaderName| owned.owns(name.as_str()) || owned.respelled(name.as_str());
     remove_matching(headers, unwanted, |_| false);
-}
-
-/// `transfer_encoding`, `x-forwarded_for`: not a header the gateway reads
-/// or writes, but the same variable to a CGI-style upstream.
-fn is_respelled(name: &str) -> bool {
-    // Their lengths first, as `OwnedHeaders::owns` does: `host` and
-    // `authorization` cost a shift and a test.
-    const LENGTHS: u64 = {
-        let mut bits = 0u64;
-        let mut i = 0;
-        while i < RESPELLED_NOT_PASSED.len() {
-            bits |= 1u64 << RESPELLED_NOT_PASSED[i].len();
-            i += 1;
-        }
-        bits
-    };
-    LENGTHS & length_bit(name.len()) != 0
-        && name.as_bytes().contains(&b'_')
-        && RESPELLED_NOT_PASSED.iter().any(|real| {
-            real.len() == name.len() && name.bytes().zip(real.bytes()).all(|(n, o)| fold(n) == o)
-        })
 }
 
 /// HTTP/2 splits `Cookie` into crumbs, one field each (RFC 9113 §8.2.3);
@@ -534,7 +557,7 @@ mod tests {
             .any(|(n, v)| n == "x-forwarded-proto" && v == b"http"));
         assert!(added.iter().all(|(n, _)| n != "x-forwarded-host"));
         // Every name is one the client's copies are stripped of.
-        let owned = OwnedHeaders::new([]);
+        let owned = OwnedHeaders::new([], []);
         for (name, _) in added.iter() {
             let mut h = HeaderMap::new();
             h.insert(
@@ -578,7 +601,15 @@ mod tests {
         h.insert("proxy_authorization", HeaderValue::from_static("x"));
         h.insert("content-type", HeaderValue::from_static("text/plain"));
         h.insert("content-length", HeaderValue::from_static("5"));
-        let owned = OwnedHeaders::new(["X-User-Id"]);
+        // A route's token header: as spelled it stays (the gateway reads
+        // it), with `_` for `-` it goes; one whose real name has a `_`
+        // stays as spelled.
+        h.insert("x-api-token", HeaderValue::from_static("t"));
+        h.insert("x_api_token", HeaderValue::from_static("other"));
+        h.insert("x_legacy_token", HeaderValue::from_static("t"));
+        h.insert("x-legacy_token", HeaderValue::from_static("other"));
+        h.insert("x-legacy-token", HeaderValue::from_static("other"));
+        let owned = OwnedHeaders::new(["X-User-Id"], ["X-Api-Token", "x_legacy_token"]);
         strip_owned(&mut h, &owned);
         let mut left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
@@ -587,19 +618,24 @@ mod tests {
             [
                 "content-length",
                 "content-type",
+                "x-api-token",
                 "x-consumer-usernamex",
                 "x-forwarded-for",
-                "x-kept"
+                "x-kept",
+                "x_legacy_token"
             ]
         );
     }
 
     #[test]
     fn owned_headers_compare_folded() {
-        let owned = OwnedHeaders::new([
-            "X-Tenant",
-            "x-a-very-long-header-name-beyond-sixty-four-bytes-for-the-bit-set-check",
-        ]);
+        let owned = OwnedHeaders::new(
+            [
+                "X-Tenant",
+                "x-a-very-long-header-name-beyond-sixty-four-bytes-for-the-bit-set-check",
+            ],
+            [],
+        );
         assert!(owned.owns("x-tenant"));
         assert!(owned.owns("x_tenant"));
         assert!(owned.owns("x_consumer_custom_id"));

@@ -355,6 +355,10 @@ routes:
     paths: ["/private/*"]
     upstream: {{ nodes: ["{node}"] }}
     jwt: {{ forward_claims: {{ groups: X-Consumer-Groups }} }}
+  - name: api
+    paths: ["/api/*"]
+    upstream: {{ nodes: ["{node}"] }}
+    jwt: {{ header: X-Api-Token }}
   - name: open
     paths: ["/open/*"]
     upstream: {{ nodes: ["{node}"] }}
@@ -362,6 +366,21 @@ routes:
         node = up.node()
     );
     let gw = Gateway::start(&yaml);
+    // A route's token header written with `_` is a second token to a
+    // CGI-style upstream, unchecked: it goes (a review of this change).
+    let other = sign_hs("HS256", SECRET, claims_for("nobody"));
+    let resp = gw.send(
+        &Req::get("/api/x")
+            .header(
+                "X-Api-Token",
+                &sign_hs("HS256", SECRET, claims_for("user123")),
+            )
+            .header("X_Api_Token", &other),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let seen = up.last();
+    assert!(seen.header("x_api_token").is_none(), "{:?}", seen.headers);
+    assert!(seen.header("x-api-token").is_some(), "{:?}", seen.headers);
     let mut claims = claims_for("user123");
     claims["groups"] = serde_json::json!(["staff"]);
     let token = sign_hs("HS256", SECRET, claims);
