@@ -98,12 +98,16 @@ async fn access_log(req: axum::extract::Request, next: middleware::Next) -> Resp
     let status = resp.status().as_u16();
     let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let peer = peer.map_or_else(|| "-".to_owned(), |p| p.to_string());
+    info!(target: "jwtgate::admin", %method, %path, status, %peer, latency_us, "admin request");
     if resp.status() == StatusCode::UNAUTHORIZED {
-        warn!(target: "jwtgate::admin", %method, %path, status, %peer, latency_us, "admin request refused: no valid X-API-KEY");
-    } else {
-        info!(target: "jwtgate::admin", %method, %path, status, %peer, latency_us, "admin request");
+        // At most once a minute: anyone who reaches the port may send
+        // these, and the lines above and the counter have every one.
+        static SAID: jwtgate_proxy::OncePer = jwtgate_proxy::OncePer::minute();
+        if SAID.due() {
+            warn!(target: "jwtgate::admin", %peer, "admin request refused: no valid X-API-KEY (said once a minute at most; every one is an access line and counted in jwtgate_admin_requests_total{{code=\"401\"}})");
+        }
     }
-    ::metrics::counter!("jwtgate_admin_requests_total", "code" => status.to_string()).increment(1);
+    ::metrics::counter!(metrics::ADMIN_REQUESTS, "code" => status.to_string()).increment(1);
     resp
 }
 

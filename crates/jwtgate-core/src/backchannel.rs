@@ -135,7 +135,17 @@ pub fn validate(
             .as_str()
             .is_some_and(|t| media_type_is(t, "logout+jwt") || media_type_is(t, "JWT"));
         if !typ_ok {
-            return Err(LogoutError::Type(typ.to_string()));
+            // Written by whoever posted it: a few bytes are enough to say.
+            let mut said = typ.to_string();
+            if said.len() > 64 {
+                let mut end = 64;
+                while !said.is_char_boundary(end) {
+                    end -= 1;
+                }
+                said.truncate(end);
+                said.push_str("...");
+            }
+            return Err(LogoutError::Type(said));
         }
     }
     let keys = keys

@@ -128,7 +128,7 @@ impl Shared {
         let _ = out.write_all(spare);
         if dropped > 0 {
             let _ = out.write_all(&dropped_line(dropped, Instant::now()));
-            metrics::counter!("jwtgate_log_lines_dropped_total").increment(dropped);
+            metrics::counter!(crate::metrics::LOG_LINES_DROPPED).increment(dropped);
         }
         let _ = out.flush();
         let written = spare.len();

@@ -1517,6 +1517,11 @@ fn a_node_starts_from_its_local_copy_while_etcd_is_down_then_follows() {
     });
     let known = c.admin("GET", "/status", None).json();
     assert!(told, "{known}");
+    let anonymous = c.admin_raw(&Req::get("/status")).json();
+    assert!(
+        anonymous["config_source"].get("error").is_none(),
+        "only for the key's holder: {anonymous}"
+    );
     let error = known["config_source"]["error"].as_str().unwrap();
     assert!(
         !error.contains("tonic::"),

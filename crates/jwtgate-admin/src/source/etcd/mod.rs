@@ -208,6 +208,9 @@ impl EtcdSource {
             )
         {
             info!(revision = shared.objects.revision, "following etcd");
+        }
+        // Connected again, whatever etcd held (`held`: it came back empty).
+        if matches!(phase, Phase::Following | Phase::Held) {
             if let Ok(mut trouble) = self.trouble.lock() {
                 *trouble = None;
             }
