@@ -25,7 +25,7 @@ use jwtgate_keys::KeyService;
 use jwtgate_proxy::{Gateway, SharedGateway, TlsServer};
 use jwtgate_store::Revocations;
 use serde_json::Value;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::check::{compile_checked, compile_text, Loaded};
 use crate::error::AdminError;
@@ -248,8 +248,20 @@ impl Running {
     /// Answers with the warnings it brought (and logged).
     pub fn install(&self, source: RawConfig, config: Config) -> Vec<String> {
         let current = self.config.load();
-        self.pending
-            .store(Arc::new(self.started.differences(&config)));
+        // Said when what waits for a restart changes (an admin write or an
+        // etcd revision that leaves it as it was says nothing again);
+        // `/status` lists it meanwhile.
+        let differences = self.started.differences(&config);
+        let names: Vec<&'static str> = differences.iter().map(|(name, _)| *name).collect();
+        let before = self.pending.swap(Arc::new(names.clone()));
+        if *before != names {
+            for (_, said) in &differences {
+                warn!("{said}");
+            }
+            if names.is_empty() {
+                info!("the config's restart-only settings are as the node serves them again");
+            }
+        }
         // TLS turned on or off takes a restart: until then the running
         // config says what the listeners serve, so that its warnings (an
         // admin key crossing the network in clear) are about what is.
@@ -359,7 +371,9 @@ impl LiveConfig {
         );
         // Said at start rather than at the first admin write.
         if admin {
-            if let Err(e) = jwtgate_state::can_replace(path) {
+            // The file a link names is the one written back (source/file.rs).
+            let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+            if let Err(e) = jwtgate_state::can_replace(&target) {
                 tracing::warn!(
                     "admin API changes cannot be written back to {}: {e}; admin writes answer \
                      500 until they can",
@@ -463,6 +477,14 @@ fn admin_key(config: &Config) -> String {
         .unwrap_or_default()
 }
 
+/// `workers`, `worker_cpu_affinity`, `worker_yield`, `max_connections`.
+type WorkerSettings = (
+    Option<std::num::NonZeroUsize>,
+    jwtgate_config::WorkerAffinity,
+    bool,
+    Option<std::num::NonZeroUsize>,
+);
+
 /// The settings a process sets up once, at start: its listeners, the
 /// store, its workers, where its config comes from.
 struct StartOnly {
@@ -471,12 +493,7 @@ struct StartOnly {
     tls: bool,
     admin_tls: bool,
     store: jwtgate_config::StoreConfig,
-    workers: (
-        Option<std::num::NonZeroUsize>,
-        jwtgate_config::WorkerAffinity,
-        bool,
-        Option<std::num::NonZeroUsize>,
-    ),
+    workers: WorkerSettings,
     config_source: Option<jwtgate_config::EtcdSettings>,
 }
 
@@ -499,9 +516,9 @@ impl StartOnly {
     }
 
     /// The settings `next` holds otherwise than the process serves them,
-    /// each said in the log: at every reload while it lasts (not only the
-    /// first), and never of a file put back as the process started.
-    fn differences(&self, next: &Config) -> Vec<&'static str> {
+    /// each with what to say of it: what the config says and what is
+    /// served (the store's settings excepted: they hold its password).
+    fn differences(&self, next: &Config) -> Vec<(&'static str, String)> {
         let now = StartOnly::of(next);
         let mut pending = Vec::new();
         let show = |l: &[std::net::SocketAddr], a: Option<std::net::SocketAddr>| {
@@ -510,47 +527,74 @@ impl StartOnly {
             all.join(", ")
         };
         if now.listen != self.listen || now.admin_listen != self.admin_listen {
-            warn!(
-                "listen addresses: the config says {}, the node listens on {} until a restart",
-                show(&now.listen, now.admin_listen),
-                show(&self.listen, self.admin_listen)
-            );
-            pending.push("listen");
+            pending.push((
+                "listen",
+                format!(
+                    "listen addresses: the config says {}, the node listens on {} until a restart",
+                    show(&now.listen, now.admin_listen),
+                    show(&self.listen, self.admin_listen)
+                ),
+            ));
         }
         let on_off = |on: bool| if on { "on" } else { "off" };
         if now.tls != self.tls {
-            warn!(
-                "tls: the config turns it {}, the node serves with it {} until a restart",
-                on_off(now.tls),
-                on_off(self.tls)
-            );
-            pending.push("tls");
+            pending.push((
+                "tls",
+                format!(
+                    "tls: the config turns it {}, the node serves with it {} until a restart",
+                    on_off(now.tls),
+                    on_off(self.tls)
+                ),
+            ));
         }
         if now.admin_tls != self.admin_tls {
-            warn!(
-                "admin.tls: the config turns it {}, the admin API serves with it {} until a \
-                 restart",
-                on_off(now.admin_tls),
-                on_off(self.admin_tls)
-            );
-            pending.push("admin.tls");
+            pending.push((
+                "admin.tls",
+                format!(
+                    "admin.tls: the config turns it {}, the admin API serves with it {} until a \
+                     restart",
+                    on_off(now.admin_tls),
+                    on_off(self.admin_tls)
+                ),
+            ));
         }
-        // Not shown: it holds the store's password.
         if now.store != self.store {
-            warn!("store: the config's settings differ from those the node started with; they take effect on restart");
-            pending.push("store");
+            pending.push((
+                "store",
+                "store: the config's settings differ from those the node started with; they \
+                 take effect on restart"
+                    .to_owned(),
+            ));
         }
         if now.workers != self.workers {
-            warn!(
-                "workers, worker_cpu_affinity, worker_yield or max_connections: the config's \
-                 differ from those the node started with ({:?}); they take effect on restart",
-                self.workers
-            );
-            pending.push("workers");
+            let show = |w: &WorkerSettings| {
+                let count = |n: Option<std::num::NonZeroUsize>| {
+                    n.map_or_else(|| "auto".to_owned(), |n| n.to_string())
+                };
+                format!(
+                    "workers {}, worker_cpu_affinity {:?}, worker_yield {}, max_connections {}",
+                    count(w.0),
+                    w.1,
+                    w.2,
+                    count(w.3)
+                )
+            };
+            pending.push((
+                "workers",
+                format!(
+                    "workers: the config says {}, the node runs with {} until a restart",
+                    show(&now.workers),
+                    show(&self.workers)
+                ),
+            ));
         }
         if now.config_source != self.config_source {
-            warn!("config_source: the config's differs from the one the node started with; it takes effect on restart");
-            pending.push("config_source");
+            pending.push((
+                "config_source",
+                "config_source: the config's differs from the one the node started with; it \
+                 takes effect on restart"
+                    .to_owned(),
+            ));
         }
         pending
     }

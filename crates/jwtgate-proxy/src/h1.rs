@@ -226,6 +226,10 @@ pub fn parse_response_head(
     let offset = |s: &[u8]| s.as_ptr().addr().saturating_sub(base);
     let mut content_length: Option<u64> = None;
     let mut length_conflict = false;
+    // One `Content-Length` line holding the number as it is written
+    // canonically: it can go on as it came.
+    let mut length_lines = 0u32;
+    let mut length_canonical = false;
     let mut transfer_encoding = false;
     let mut only_chunked = true;
     let mut close = false;
@@ -272,6 +276,10 @@ pub fn parse_response_head(
         match field {
             Field::ContentLength => {
                 lengths |= bit;
+                length_lines += 1;
+                length_canonical = !h.value.is_empty()
+                    && h.value.iter().all(u8::is_ascii_digit)
+                    && (h.value.len() == 1 || h.value[0] != b'0');
                 // Repeated or listed values must all agree (RFC 9110 §8.6).
                 for part in h.value.split(|&b| b == b',') {
                     let n = parse_length(part).ok_or(WireError::ContentLength)?;
@@ -372,20 +380,20 @@ pub fn parse_response_head(
     let headers = match passed {
         Some(_) => HeaderMap::new(),
         None => {
-            let mut map = header_map(
-                &head,
-                resp.headers,
-                hop_by_hop | lengths,
-                connection_named,
-                spare,
-            )?;
             // One `Content-Length`, the number read, however the upstream
             // wrote it (`5, 5`, twice, `007`: RFC 9110 §8.6 has a recipient
             // replace such a field with one valid value; an HTTP/2 client
-            // refuses the answer otherwise). Transfer-Encoding overrides
-            // it, and then it must not be passed on beside it (RFC 9112
-            // §6.3 item 3).
-            if let (Some(n), false) = (content_length, transfer_encoding) {
+            // refuses the answer otherwise); as it came when it is that
+            // already (no allocation). Transfer-Encoding overrides it, and
+            // then it must not be passed on beside it (RFC 9112 §6.3 item 3).
+            let as_came = length_lines == 1 && length_canonical && !transfer_encoding;
+            let left_out = if as_came {
+                hop_by_hop
+            } else {
+                hop_by_hop | lengths
+            };
+            let mut map = header_map(&head, resp.headers, left_out, connection_named, spare)?;
+            if let (Some(n), false, false) = (content_length, transfer_encoding, as_came) {
                 map.insert(http::header::CONTENT_LENGTH, HeaderValue::from(n));
             }
             map

@@ -120,7 +120,7 @@ fn replace_private(
     let mut last = None;
     for _ in 0..4 {
         let tmp = dir.join(format!(".{name}.{}.tmp", random_hex()?));
-        match write_new(&tmp, bytes).map_err(|e| in_dir(&dir, e)) {
+        match write_new(&tmp, bytes) {
             Ok(()) => {
                 if keep_owner {
                     give_owner_of(path, &tmp);
@@ -306,31 +306,30 @@ pub fn others_may_write(dir: &Path) -> bool {
     }
 }
 
-/// Creates `tmp` exclusively, owner-only, and writes and syncs `bytes`.
 /// Whether a file could replace `path` as [`write_private_if`] replaces
 /// one: a new file made (and removed) in its directory. Said before a
 /// write has to: an admin API whose changes cannot be saved.
 pub fn can_replace(path: &Path) -> std::io::Result<()> {
     let dir = parent_dir(path);
     let probe = dir.join(format!(".jwtgate-probe.{}.tmp", random_hex()?));
-    let made = write_new(&probe, b"").map_err(|e| in_dir(&dir, e));
+    let made = write_new(&probe, b"");
     let _ = std::fs::remove_file(&probe);
     made
 }
 
-/// A failure to make a file in `dir`, said of the directory: the file is
+/// Creates `tmp` exclusively, owner-only, and writes and syncs `bytes`.
+/// A file that cannot be made is said of its directory: a file is
 /// replaced by a new one written beside it, so the directory's
 /// permissions are what matter, not the file's.
-fn in_dir(dir: &Path, e: std::io::Error) -> std::io::Error {
-    let why = format!(
-        "cannot create a file in {} (the file is replaced by a new one written beside it): {e}",
-        dir.display()
-    );
-    std::io::Error::new(e.kind(), why)
-}
-
 fn write_new(tmp: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file = create_private_file(tmp)?;
+    let mut file = create_private_file(tmp).map_err(|e| {
+        let dir = parent_dir(tmp);
+        let why = format!(
+            "cannot create a file in {} (the file is replaced by a new one written beside it): {e}",
+            dir.display()
+        );
+        std::io::Error::new(e.kind(), why)
+    })?;
     file.write_all(bytes)?;
     file.sync_all()
 }

@@ -306,11 +306,6 @@ async fn open_revocations(
     Some((revocations, sync))
 }
 
-/// The signals the node answers. SIGUSR1 and SIGUSR2 are caught to do
-/// nothing but say so: by default they end a process at once, and nginx
-/// and Envoy take SIGUSR1 to reopen their log files, HAProxy for a soft
-/// stop, so a logrotate hook or an operator's habit would have cut every
-/// request in flight.
 /// Says at start when `state_dir` cannot take files, rather than in a
 /// line per failed write later: what the node keeps there is what lets a
 /// restart serve while the store, an IdP or etcd is down (SPEC §3.11).
@@ -329,6 +324,11 @@ fn state_dir_usable(dir: &std::path::Path) {
     }
 }
 
+/// The signals the node answers. SIGUSR1 and SIGUSR2 are caught to do
+/// nothing but say so: by default they end a process at once, and nginx
+/// and Envoy take SIGUSR1 to reopen their log files, HAProxy for a soft
+/// stop, so a logrotate hook or an operator's habit would have cut every
+/// request in flight.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,

@@ -320,18 +320,20 @@ fn systemd_hears_ready_reloading_and_stopping() {
         "{got:?}"
     );
     std::fs::write(&path, good).unwrap();
-    let got = notifications(&sock, "STATUS=", Duration::from_secs(10));
-    assert_eq!(got.last().unwrap(), "READY=1\nSTATUS=serving", "{got:?}");
+    // The file watch may have read the refused file more than once: its
+    // refusals may come first.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen: Vec<String> = Vec::new();
+    while !seen.iter().any(|m| m == "READY=1\nSTATUS=serving") {
+        assert!(Instant::now() < deadline, "never serving again: {seen:?}");
+        seen.extend(notifications(&sock, "STATUS=", Duration::from_secs(10)));
+    }
     // SIGUSR1 and SIGUSR2 end a process by default: caught, they are said
     // and change nothing (logrotate hooks send SIGUSR1 to nginx).
     node.signal("USR1");
     node.signal("USR2");
+    node.wait_log("SIGUSR1 does nothing", 1);
     node.wait_log("SIGUSR2 does nothing", 1);
-    assert!(
-        node.logs().contains("SIGUSR1 does nothing"),
-        "{}",
-        node.logs()
-    );
     assert_eq!(node.send(&Req::get("/app/x").bearer(&token())).status, 200);
     node.signal("TERM");
     let got = notifications(&sock, "STOPPING=1", Duration::from_secs(10));
@@ -629,29 +631,29 @@ fn workers_sets_the_worker_threads_and_a_change_waits_for_a_restart() {
     // waits for a restart; the node goes on serving with five.
     std::fs::write(&node.config_path, config(store, "workers: 2\n")).unwrap();
     node.signal("HUP");
-    let waits = "workers, worker_cpu_affinity, worker_yield or max_connections: the config's \
-                 differ from those the node started with";
+    let waits = "workers: the config says workers 2,";
     node.wait_log(waits, 1);
-    // Said again while it lasts, and in /status (an outside operations
-    // audit: said once, it was judged against the previous reload, so a
-    // file put back was told to restart for nothing). The file watch may
-    // have reloaded the edit too: counted from here.
-    let said = node.logs().matches(waits).count();
-    node.signal("HUP");
-    node.wait_log(waits, said + 1);
+    assert!(
+        node.logs().contains("the node runs with workers 5,"),
+        "what is served is said too: {}",
+        node.logs()
+    );
+    // Listed in /status until then (an outside operations audit: said
+    // once, judged against the previous reload, so a file put back was told
+    // to restart for nothing); said when that changes, not at every
+    // change of the config.
     let status = node.admin_raw(&Req::get("/status")).json();
     assert_eq!(status["restart_pending"], json!(["workers"]), "{status}");
-    let said = node.logs().matches(waits).count();
+    let reloads = node.logs().matches("trigger=Signal").count();
+    node.signal("HUP");
+    node.wait_log("trigger=Signal", reloads + 1);
+    assert_eq!(node.logs().matches(waits).count(), 1, "{}", node.logs());
     std::fs::write(&node.config_path, config(store, "workers: 5\n")).unwrap();
     node.signal("HUP");
-    let cleared = eventually(Duration::from_secs(10), || {
-        node.admin_raw(&Req::get("/status"))
-            .json()
-            .get("restart_pending")
-            .is_none()
-    });
-    assert!(cleared, "{}", node.logs());
-    assert_eq!(node.logs().matches(waits).count(), said, "{}", node.logs());
+    node.wait_log("restart-only settings are as the node serves them again", 1);
+    let status = node.admin_raw(&Req::get("/status")).json();
+    assert!(status.get("restart_pending").is_none(), "{status}");
+    assert_eq!(node.logs().matches(waits).count(), 1, "{}", node.logs());
     let more = open_keep_alive(&node, 5);
     let counts = connections_per_worker(&node);
     assert_split_evenly(&counts, 35);

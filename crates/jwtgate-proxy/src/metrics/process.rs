@@ -11,15 +11,39 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// which Linux fixes at 100 for every architecture's user-space ABI.
 const TICKS_PER_SECOND: f64 = 100.0;
 
-/// When the recorder was installed, at the process's start.
+/// When the process started (unix seconds).
 static STARTED: OnceLock<f64> = OnceLock::new();
 
-/// Notes the start time; call when the recorder is installed.
+/// Notes the start time, once: the kernel's (`/proc/self/stat`'s start
+/// in ticks after boot, plus the boot time of `/proc/stat`), else now.
 pub(super) fn started() {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    let _ = STARTED.set(now);
+    let kernel = || {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let boot = std::fs::read_to_string("/proc/stat").ok()?;
+        Some(boot_time(&boot)? + start_ticks(&stat)? as f64 / TICKS_PER_SECOND)
+    };
+    let at = kernel().unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
+    });
+    let _ = STARTED.set(at);
+}
+
+/// `btime` of `/proc/stat`: when the machine booted (unix seconds).
+fn boot_time(stat: &str) -> Option<f64> {
+    let line = stat.lines().find(|l| l.starts_with("btime "))?;
+    line["btime ".len()..]
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(|s| s as f64)
+}
+
+/// `starttime` of `/proc/self/stat` (field 22): ticks after boot.
+fn start_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// The families in Prometheus's text format, appended to `out`. Written
@@ -124,6 +148,11 @@ mod tests {
         let stat =
             "4242 (jw (x) gate) S 1 4242 4242 0 -1 4194560 900 0 0 0 250 75 0 0 20 0 4 0 100 0";
         assert_eq!(cpu_ticks(stat), Some(325));
+        assert_eq!(start_ticks(stat), Some(100));
+        assert_eq!(
+            boot_time("cpu 1 2 3\nbtime 1700000000\nprocesses 9\n"),
+            Some(1.7e9)
+        );
         assert_eq!(cpu_ticks("garbage"), None);
         assert!((seconds(325) - 3.25).abs() < 1e-9);
     }
