@@ -461,6 +461,16 @@ impl LiveConfig {
                 versioned: e.versioned,
             })
         };
+        // A body the reader refused is refused whatever the source holds
+        // now: said at once with every problem, also while etcd is down or
+        // this node catches up with it (it answered 503 then).
+        if let Ok(e) = make(&self.running.source()) {
+            if !e.problems.is_empty() {
+                if let Err(errors) = self.running.compile_change(&e.source, e.problems, &e.at) {
+                    return Err(AdminError::invalid(format!("invalid {}", e.what), errors));
+                }
+            }
+        }
         let warnings = self.source.update(&self.running, &mut make).await?;
         // `update` succeeds only after running the edit at least once.
         let reply =

@@ -1541,6 +1541,33 @@ fn a_node_starts_from_its_local_copy_while_etcd_is_down_then_follows() {
         Some(json!({"paths": ["/new/*"], "upstream": {"echo": true}})),
     );
     assert_eq!(resp.status, 503, "{}", resp.text());
+    // A body that is wrong whatever etcd holds is told so at once, every
+    // problem named (an outside conformance audit: 503 after the wait).
+    let resp = a.admin(
+        "PUT",
+        "/admin/v1/routes/new",
+        Some(json!({"paths": 5, "upstream": {"echo": "yes"}, "colour": 1})),
+    );
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    let body = resp.json();
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["field"].as_str())
+        .map(|f| {
+            if f.starts_with("upstream") {
+                "upstream"
+            } else {
+                f
+            }
+        })
+        .collect();
+    assert!(
+        fields.contains(&"paths") && fields.contains(&"upstream") && fields.contains(&"colour"),
+        "{}",
+        resp.text()
+    );
 
     // token explain with etcd down: A's file reads A's copy, and says so;
     // C's has nothing to read, so there is no verdict (exit 3).
