@@ -59,8 +59,11 @@ fn folded(h: &str) -> String {
 /// Whether a token header named `h` could never be read: the gateway owns
 /// it, frames the request with it or removes it as hop-by-hop first.
 fn never_read_as_token_header(h: &str) -> bool {
-    use jwtgate_core::owned_headers::KONG_IDENTITY_HEADERS;
-    owned_or_framing(h) || KONG_IDENTITY_HEADERS.contains(&folded(h).as_str())
+    use jwtgate_core::owned_headers::{KONG_IDENTITY_HEADERS, RESPELLED_NOT_PASSED};
+    let h_folded = folded(h);
+    owned_or_framing(h)
+        || KONG_IDENTITY_HEADERS.contains(&h_folded.as_str())
+        || RESPELLED_NOT_PASSED.contains(&h_folded.as_str())
 }
 
 /// Whether `h` is a header the gateway owns, frames the request with, or

@@ -38,6 +38,10 @@ pub struct OwnedHeaders {
     lengths: u64,
     /// Folded, with the real spelling (lower case) that is not removed.
     respelled: Vec<Spellings>,
+    /// Every route's token header as spelled (lower case): never removed
+    /// as another's respelling (two routes may name `X-Api-Token` and
+    /// `X_Api_Token`).
+    token_headers: Vec<Box<[u8]>>,
     /// As `lengths`, for `respelled`.
     respelled_lengths: u64,
 }
@@ -68,10 +72,19 @@ impl OwnedHeaders {
                 bucket.push(folded);
             }
         }
-        // A name with neither `-` nor `_` (`authorization`) has no other
-        // spelling.
-        let token_headers = token_headers.into_iter().filter(|h| h.contains(['-', '_']));
-        for real in RESPELLED_NOT_PASSED.into_iter().chain(token_headers) {
+        let token_headers: Vec<&str> = token_headers.into_iter().collect();
+        owned.token_headers = token_headers
+            .iter()
+            .map(|h| h.bytes().map(|b| b.to_ascii_lowercase()).collect())
+            .collect();
+        // Only a name written with `-` has a `_` spelling removed: one
+        // written with `_` (rare) would otherwise take the `-` spelling,
+        // an ordinary header, from every route; one with neither
+        // (`authorization`) has no other spelling.
+        let respellable = token_headers
+            .into_iter()
+            .filter(|h| h.contains('-') && !h.contains('_'));
+        for real in RESPELLED_NOT_PASSED.into_iter().chain(respellable) {
             let entry: Spellings = (
                 real.bytes().map(fold).collect(),
                 real.bytes().map(|b| b.to_ascii_lowercase()).collect(),
@@ -95,6 +108,7 @@ impl OwnedHeaders {
                     && **real != *name
                     && folded.iter().zip(name).all(|(&o, &n)| o == fold(n))
             })
+            && !self.token_headers.iter().any(|real| **real == *name)
     }
 
     /// Whether `name` (as hyper gives it: lower case) is owned.
@@ -607,8 +621,10 @@ mod tests {
         h.insert("x-api-token", HeaderValue::from_static("t"));
         h.insert("x_api_token", HeaderValue::from_static("other"));
         h.insert("x_legacy_token", HeaderValue::from_static("t"));
-        h.insert("x-legacy_token", HeaderValue::from_static("other"));
-        h.insert("x-legacy-token", HeaderValue::from_static("other"));
+        h.insert(
+            "x-legacy-token",
+            HeaderValue::from_static("an ordinary header"),
+        );
         let owned = OwnedHeaders::new(["X-User-Id"], ["X-Api-Token", "x_legacy_token"]);
         strip_owned(&mut h, &owned);
         let mut left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
@@ -622,9 +638,22 @@ mod tests {
                 "x-consumer-usernamex",
                 "x-forwarded-for",
                 "x-kept",
+                "x-legacy-token",
                 "x_legacy_token"
             ]
         );
+    }
+
+    /// Two routes may read one header in two spellings: neither is the
+    /// other's respelling to remove.
+    #[test]
+    fn a_token_header_a_route_reads_is_never_removed_as_a_respelling() {
+        let owned = OwnedHeaders::new([], ["X-Api-Token", "X_Api_Token"]);
+        let mut h = HeaderMap::new();
+        h.insert("x-api-token", HeaderValue::from_static("a"));
+        h.insert("x_api_token", HeaderValue::from_static("b"));
+        strip_owned(&mut h, &owned);
+        assert_eq!(h.len(), 2, "{h:?}");
     }
 
     #[test]
