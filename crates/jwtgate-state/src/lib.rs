@@ -311,7 +311,14 @@ pub fn others_may_write(dir: &Path) -> bool {
 /// write has to: an admin API whose changes cannot be saved.
 pub fn can_replace(path: &Path) -> std::io::Result<()> {
     let dir = parent_dir(path);
-    let probe = dir.join(format!(".jwtgate-probe.{}.tmp", random_hex()?));
+    // Not a random name: the first use of the system's random generator
+    // costs a start some 400 million instructions (aws-lc seeding its
+    // generator), and this file is empty and removed at once; created
+    // exclusively, a name someone planted is an error, never followed.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let probe = dir.join(format!(".jwtgate-probe.{}.{nanos}.tmp", std::process::id()));
     let made = write_new(&probe, b"");
     let _ = std::fs::remove_file(&probe);
     made
