@@ -12,23 +12,20 @@ use crate::error::Errors;
 /// and it holds at least one; else its problems, located at `loc`.
 pub(crate) fn read(base_dir: &Path, file: &str, loc: &str, errors: &mut Errors) -> Option<Vec<u8>> {
     let pem = read_file(base_dir, file, loc, errors)?;
-    let blocks = match pem::parse_many(&pem) {
-        Ok(blocks) => blocks,
-        Err(e) => {
-            errors.add(loc, format!("is not valid PEM: {e}"));
-            return None;
-        }
-    };
+    // Read as the TLS clients read it (rustls-pemfile), so what passes
+    // here is what they take.
     let mut certificates = 0;
     let mut usable = true;
-    for block in blocks.iter().filter(|b| b.tag() == "CERTIFICATE") {
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
         certificates += 1;
-        let der = rustls_pki_types::CertificateDer::from(block.contents());
-        if let Err(e) = webpki::anchor_from_trusted_cert(&der) {
-            errors.add(
-                loc,
-                format!("certificate {certificates} cannot be trusted as a CA: {e:?}"),
-            );
+        let problem = match &cert {
+            Err(e) => Some(format!("is not valid PEM: {e}")),
+            Ok(der) => webpki::anchor_from_trusted_cert(der)
+                .err()
+                .map(|e| format!("is not a certificate a TLS client can take: {e:?}")),
+        };
+        if let Some(problem) = problem {
+            errors.add(loc, format!("certificate {certificates} {problem}"));
             usable = false;
         }
     }

@@ -388,7 +388,7 @@ routes:
         "routes[1].upstream.ca_file: holds no PEM CERTIFICATE",
         "routes[2].upstream.ca_file: cannot read",
         "routes[3].upstream.ca_file: is not used with echo: true",
-        "routes[4].upstream.ca_file: certificate 2 cannot be trusted as a CA",
+        "routes[4].upstream.ca_file: certificate 2 is not a certificate a TLS client can take",
     ] {
         assert!(stderr.contains(said), "{said}: {stderr}");
     }
