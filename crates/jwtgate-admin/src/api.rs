@@ -82,8 +82,8 @@ pub struct Peer(pub SocketAddr);
 
 /// One line per `/admin/*` request, the admin API's audit trail (Kong's
 /// `admin_access.log`): method, path, status, the peer and the time taken,
-/// never the key. A refused key is a `WARN` naming the peer, so someone
-/// guessing it shows at the default level. Counted in
+/// never the key. Refused keys are also a `WARN` naming a peer, at most
+/// once a minute, so someone guessing shows at the default level. Counted in
 /// `jwtgate_admin_requests_total{code}`. `/status`, `/metrics` and the
 /// console's files, polled by machines or holding no data, get no line.
 async fn access_log(req: axum::extract::Request, next: middleware::Next) -> Response {
@@ -301,7 +301,7 @@ async fn status(State(s): State<AdminState>, headers: header::HeaderMap) -> Resp
     // The config holds settings the node serves otherwise until a restart.
     let pending = s.live.running().restart_pending();
     if !pending.is_empty() {
-        body["restart_pending"] = json!(*pending);
+        body["restart_pending"] = json!(pending);
     }
     if let Some(mut source) = source {
         if !trusted {

@@ -115,8 +115,9 @@ pub struct Running {
     /// What the process set up once, at start.
     started: StartOnly,
     /// The settings the installed config holds otherwise than the process
-    /// serves them, until a restart (`/status`'s `restart_pending`).
-    pending: ArcSwap<Vec<&'static str>>,
+    /// serves them, until a restart (`/status`'s `restart_pending`), each
+    /// with what the log said of it.
+    pending: ArcSwap<Vec<(&'static str, String)>>,
 }
 
 impl Running {
@@ -165,8 +166,8 @@ impl Running {
     }
 
     /// The settings whose change waits for a restart (`listen`, `store`...).
-    pub fn restart_pending(&self) -> Arc<Vec<&'static str>> {
-        self.pending.load_full()
+    pub fn restart_pending(&self) -> Vec<&'static str> {
+        self.pending.load().iter().map(|(name, _)| *name).collect()
     }
 
     /// Where relative file references of the config are resolved.
@@ -252,13 +253,12 @@ impl Running {
         // etcd revision that leaves it as it was says nothing again);
         // `/status` lists it meanwhile.
         let differences = self.started.differences(&config);
-        let names: Vec<&'static str> = differences.iter().map(|(name, _)| *name).collect();
-        let before = self.pending.swap(Arc::new(names.clone()));
-        if *before != names {
+        let before = self.pending.swap(Arc::new(differences.clone()));
+        if *before != differences {
             for (_, said) in &differences {
                 warn!("{said}");
             }
-            if names.is_empty() {
+            if differences.is_empty() {
                 info!("the config's restart-only settings are as the node serves them again");
             }
         }

@@ -386,7 +386,10 @@ pub fn parse_response_head(
             // refuses the answer otherwise); as it came when it is that
             // already (no allocation). Transfer-Encoding overrides it, and
             // then it must not be passed on beside it (RFC 9112 §6.3 item 3).
-            let as_came = length_lines == 1 && length_canonical && !transfer_encoding;
+            let as_came = length_lines == 1
+                && length_canonical
+                && !transfer_encoding
+                && !connection_named.contains(&http::header::CONTENT_LENGTH);
             let left_out = if as_came {
                 hop_by_hop
             } else {

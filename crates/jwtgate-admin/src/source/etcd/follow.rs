@@ -178,6 +178,8 @@ async fn follow_once(
         applied
     };
     let mut w = etcd.watch(from + 1).await.map_err(|e| e.to_string())?;
+    // Answering again, whatever the phase (a held node stays held).
+    source.clear_trouble();
     {
         let mut shared = source.shared.lock().await;
         if shared.phase != Phase::Held {

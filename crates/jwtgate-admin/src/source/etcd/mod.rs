@@ -211,9 +211,7 @@ impl EtcdSource {
         }
         // Connected again, whatever etcd held (`held`: it came back empty).
         if matches!(phase, Phase::Following | Phase::Held) {
-            if let Ok(mut trouble) = self.trouble.lock() {
-                *trouble = None;
-            }
+            self.clear_trouble();
         }
         shared.phase = phase;
         self.phase.send_replace(phase);
@@ -231,6 +229,13 @@ impl EtcdSource {
                 |(_, since)| *since,
             );
             *trouble = Some((error.to_owned(), since));
+        }
+    }
+
+    /// etcd answers: `/status` has no error to show.
+    pub(super) fn clear_trouble(&self) {
+        if let Ok(mut trouble) = self.trouble.lock() {
+            *trouble = None;
         }
     }
 
