@@ -119,6 +119,32 @@ fn ask_each(gw: &Gateway, reqs: Vec<http::Request<()>>) -> Vec<(u16, String)> {
     })
 }
 
+/// Asks each `(method, path)` in turn (no body) on one HTTP/2 connection;
+/// their statuses, headers and bodies.
+fn answers_to(gw: &Gateway, asked: &[(&str, &str)]) -> Vec<(u16, http::HeaderMap, Vec<u8>)> {
+    let addr = gw.addr;
+    let asked: Vec<(String, String)> = asked
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    run(gw, async move {
+        let (send, _conn) = connect_h2(addr, 1024 * 1024, 1024 * 1024).await?;
+        let mut answers = Vec::new();
+        for (method, path) in &asked {
+            let mut ready = send.clone().ready().await.map_err(|e| e.to_string())?;
+            let request = h2_request(addr, method, path).body(()).unwrap();
+            let (resp, _) = ready
+                .send_request(request, true)
+                .map_err(|e| e.to_string())?;
+            let answer = read_answer(resp)
+                .await
+                .map_err(|e| format!("{method} {path}: {e}"))?;
+            answers.push(answer);
+        }
+        Ok(answers)
+    })
+}
+
 /// Waits (bounded) until `up` has the head of a request.
 async fn until_started(up: &Upstream) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + IO_TIMEOUT;
@@ -440,28 +466,15 @@ fn answers_without_content_end_with_their_headers() {
     });
     // The `slow` route goes to the raw upstream here.
     let gw = Gateway::start(&config(&up.node(), &raw.node()));
-    let addr = gw.addr;
-    let answers = run(&gw, async move {
-        let (send, _conn) = connect_h2(addr, 1024 * 1024, 1024 * 1024).await?;
-        let mut answers = Vec::new();
-        for (method, path) in [
+    let answers = answers_to(
+        &gw,
+        &[
             ("HEAD", "/private/x"),
             ("HEAD", "/open"),
             ("GET", "/slow/nocontent"),
             ("GET", "/open"),
-        ] {
-            let mut ready = send.clone().ready().await.map_err(|e| e.to_string())?;
-            let request = h2_request(addr, method, path).body(()).unwrap();
-            let (resp, _) = ready
-                .send_request(request, true)
-                .map_err(|e| e.to_string())?;
-            let answer = read_answer(resp)
-                .await
-                .map_err(|e| format!("{method} {path}: {e}"))?;
-            answers.push(answer);
-        }
-        Ok(answers)
-    });
+        ],
+    );
     let (status, headers, body) = &answers[0];
     assert_eq!(*status, 401, "{}", gw.logs());
     assert!(body.is_empty(), "a HEAD answer's body: {body:?}");
@@ -504,7 +517,6 @@ fn an_upstream_length_written_oddly_reaches_http2_clients_as_one_value() {
         format!("HTTP/1.1 200 OK\r\n{lengths}X-Raw: kept\r\n\r\n{body}").into_bytes()
     });
     let gw = Gateway::start(&config(&up.node(), &raw.node()));
-    let addr = gw.addr;
     let asked = [
         ("GET", "/slow/list"),
         ("GET", "/slow/twice"),
@@ -512,22 +524,7 @@ fn an_upstream_length_written_oddly_reaches_http2_clients_as_one_value() {
         ("HEAD", "/slow/list"),
         ("HEAD", "/slow/twice"),
     ];
-    let answers = run(&gw, async move {
-        let (send, _conn) = connect_h2(addr, 1024 * 1024, 1024 * 1024).await?;
-        let mut answers = Vec::new();
-        for (method, path) in asked {
-            let mut ready = send.clone().ready().await.map_err(|e| e.to_string())?;
-            let request = h2_request(addr, method, path).body(()).unwrap();
-            let (resp, _) = ready
-                .send_request(request, true)
-                .map_err(|e| e.to_string())?;
-            let answer = read_answer(resp)
-                .await
-                .map_err(|e| format!("{method} {path}: {e}"))?;
-            answers.push(answer);
-        }
-        Ok(answers)
-    });
+    let answers = answers_to(&gw, &asked);
     for ((method, path), (status, headers, body)) in asked.iter().zip(&answers) {
         assert_eq!(*status, 200, "{method} {path}: {}", gw.logs());
         let lengths: Vec<_> = headers.get_all("content-length").iter().collect();
