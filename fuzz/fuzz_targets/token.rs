@@ -3,7 +3,7 @@
 #![no_main]
 
 use jwtgate_core::clock::FixedClock;
-use jwtgate_core::consumer::{Consumer, ConsumerRegistry};
+use jwtgate_core::consumer::{Consumer, ConsumerRegistry, Credential};
 use jwtgate_core::jwt::{Algorithm, RevocationKey, Token, VerifyKey};
 use jwtgate_core::policy::{authenticate, sources, AuthContext, JwtPolicy};
 use libfuzzer_sys::fuzz_target;
@@ -21,8 +21,10 @@ fuzz_target!(|data: &[u8]| {
         let _ = consumers.insert(Consumer {
             username: "fuzz".into(),
             custom_id: None,
-            key: "user123".into(),
-            verify_key: key,
+            credential: Some(Credential {
+                key: "user123".into(),
+                verify_key: key,
+            }),
         });
     }
     let _ = authenticate(
