@@ -33,7 +33,8 @@ use crate::endpoints::{Endpoint, Op, ENDPOINTS};
 use crate::error::AdminError;
 use crate::live::LiveConfig;
 use crate::{
-    auth, console, consumers, explain_api, named, openapi, providers, revocations, routes, subjects,
+    auth, console, consumers, explain_api, host, named, openapi, providers, revocations, routes,
+    subjects,
 };
 
 /// What every handler shares.
@@ -68,6 +69,10 @@ pub fn router(state: AdminState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            host::require_known_host,
         ))
         .layer(middleware::map_response(json_rejections))
         .layer(middleware::map_response(guarded))
@@ -431,9 +436,13 @@ impl AdminListener {
                 }
             };
             let watcher = graceful.watcher();
+            let over_tls = self.tls.is_some();
             let service = TowerToHyperService::new(router.clone().map_request(
                 move |mut req: http::Request<Incoming>| {
                     req.extensions_mut().insert(Peer(peer));
+                    if over_tls {
+                        req.extensions_mut().insert(host::OverTls);
+                    }
                     req
                 },
             ));

@@ -16,6 +16,10 @@ pub enum AdminError {
     /// `X-API-KEY` missing or wrong.
     #[error("missing or invalid X-API-KEY")]
     Unauthorized,
+    /// A plain-HTTP admin listener reached by a name it does not answer
+    /// to (`admin.allowed_hosts`): `421`.
+    #[error("{0}")]
+    UnknownHost(String),
     #[error("{0}")]
     NotFound(String),
     /// The body is not JSON at all.
@@ -81,6 +85,7 @@ impl AdminError {
     pub fn status(&self) -> StatusCode {
         match self {
             AdminError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AdminError::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
             AdminError::NotFound(_) => StatusCode::NOT_FOUND,
             AdminError::MalformedJson(_) | AdminError::Invalid { .. } => StatusCode::BAD_REQUEST,
             AdminError::Protected(_) | AdminError::FileConflict { .. } => StatusCode::CONFLICT,

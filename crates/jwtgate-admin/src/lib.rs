@@ -17,6 +17,7 @@ mod error;
 mod etag;
 pub mod explain;
 mod explain_api;
+mod host;
 mod input;
 mod live;
 mod named;

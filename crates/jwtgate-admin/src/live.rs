@@ -107,6 +107,8 @@ pub struct Running {
     config: ArcSwap<Config>,
     /// The running admin key; empty when the admin API is disabled.
     admin_key: ArcSwap<String>,
+    /// `admin.allowed_hosts` as running.
+    admin_hosts: ArcSwap<Vec<String>>,
     /// The config file's bytes changed and its writer has not closed it
     /// yet (the file watch says so): what it holds may be half a save.
     file_open: Arc<std::sync::atomic::AtomicBool>,
@@ -138,6 +140,7 @@ impl Running {
             keys,
             tls,
             admin_key: ArcSwap::from_pointee(admin_key(&config)),
+            admin_hosts: ArcSwap::from_pointee(admin_hosts(&config)),
             started: StartOnly::of(&config),
             pending: ArcSwap::from_pointee(Vec::new()),
             source: ArcSwap::from_pointee(source),
@@ -301,6 +304,7 @@ impl Running {
         )));
         self.reaper.give(replaced);
         self.admin_key.store(Arc::new(admin_key(&config)));
+        self.admin_hosts.store(Arc::new(admin_hosts(&config)));
         self.source.store(Arc::new(source));
         self.config.store(Arc::new(config));
         brought
@@ -410,6 +414,12 @@ impl LiveConfig {
         self.running.admin_key.load_full()
     }
 
+    /// The names a plain-HTTP admin listener answers to besides addresses
+    /// and `localhost` (`admin.allowed_hosts`).
+    pub fn admin_hosts(&self) -> Arc<Vec<String>> {
+        self.running.admin_hosts.load_full()
+    }
+
     /// The entity tags of the objects, under the admin key in force.
     pub(crate) async fn tagger(&self) -> Arc<crate::etag::Tagger> {
         self.taggers.of(&self.admin_key()).await
@@ -477,6 +487,14 @@ impl LiveConfig {
             reply.ok_or_else(|| AdminError::Persist("the change produced no answer".into()))?;
         Ok((reply, Warnings(warnings)))
     }
+}
+
+fn admin_hosts(config: &Config) -> Vec<String> {
+    config
+        .admin
+        .as_ref()
+        .map(|a| a.allowed_hosts.clone())
+        .unwrap_or_default()
 }
 
 fn admin_key(config: &Config) -> String {

@@ -66,6 +66,13 @@ fn operation(e: &Endpoint) -> Value {
         op.insert("security".into(), json!([{ "apiKey": [] }]));
         responses.insert("401".into(), error("missing or invalid X-API-KEY"));
     }
+    responses.insert(
+        "421".into(),
+        error(
+            "plain HTTP reached by a host name other than an address, localhost or one of \
+             admin.allowed_hosts (DNS rebinding)",
+        ),
+    );
     op.insert("responses".into(), Value::Object(responses));
     Value::Object(op)
 }

@@ -344,12 +344,50 @@ fn admin(a: &RawAdmin, base_dir: &Path, errors: &mut Errors) -> Option<AdminConf
         .tls
         .as_ref()
         .and_then(|t| crate::tls::compile(t, "admin.tls", base_dir, errors));
+    let allowed_hosts = a
+        .allowed_hosts
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(i, host)| allowed_host(host, &format!("admin.allowed_hosts[{i}]"), errors))
+        .collect();
     Some(AdminConfig {
         listen: listen?,
         api_key: a.api_key.clone(),
         console: a.console.unwrap_or(false),
         tls,
+        allowed_hosts,
     })
+}
+
+/// One entry of `admin.allowed_hosts`: a DNS name as a `Host` header holds
+/// it, without the port (`admin.example.internal`), `.name` for the name
+/// and every name under it, or `*` for any. Lower-cased, the trailing dot
+/// of an absolute name dropped.
+fn allowed_host(host: &str, loc: &str, errors: &mut Errors) -> Option<String> {
+    if host == "*" {
+        return Some(host.to_owned());
+    }
+    let name = host.strip_prefix('.').unwrap_or(host);
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+        errors.add(
+            loc,
+            format!(
+                "{:?} is not a host name (letters, digits, `-` and `_` in dot-separated labels,                  no port or scheme; `.example.com` takes example.com and every name under it, `*`                  any name; IP addresses and localhost are always answered)",
+                shown(host)
+            ),
+        );
+        return None;
+    }
+    let dot = if host.starts_with('.') { "." } else { "" };
+    Some(format!("{dot}{}", name.to_ascii_lowercase()))
 }
 
 fn ms(v: Option<u64>, default: u64, loc: &str, errors: &mut Errors) -> Duration {

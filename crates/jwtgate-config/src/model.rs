@@ -81,6 +81,12 @@ pub struct AdminConfig {
     pub console: bool,
     /// HTTPS on the admin listener (an addition to SPEC §4).
     pub tls: Option<TlsMaterial>,
+    /// The `Host` names a plain-HTTP admin listener answers to besides IP
+    /// literals and `localhost` (an addition to SPEC §4: a web page whose
+    /// name an attacker re-points at the listener's address must not reach
+    /// it, DNS rebinding). Lower case, without a trailing dot; `.name` takes
+    /// the name and every name under it, `*` any name.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl std::fmt::Debug for AdminConfig {
@@ -89,6 +95,7 @@ impl std::fmt::Debug for AdminConfig {
             .field("listen", &self.listen)
             .field("console", &self.console)
             .field("tls", &self.tls)
+            .field("allowed_hosts", &self.allowed_hosts)
             .finish_non_exhaustive()
     }
 }

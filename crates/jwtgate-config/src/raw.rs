@@ -78,6 +78,10 @@ pub struct RawAdmin {
     /// HTTPS on the admin listener: the same settings as `tls:`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<crate::tls::RawTls>,
+    /// Host names a plain-HTTP admin listener answers to besides IP
+    /// literals and `localhost` (DNS rebinding).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

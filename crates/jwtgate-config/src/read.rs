@@ -26,6 +26,7 @@ pub(crate) fn config(root: &Value, errors: &mut Errors) -> RawConfig {
             tls: a
                 .child_obj("tls", errors)
                 .map(|t| crate::tls::read(t, errors)),
+            allowed_hosts: a.strings("allowed_hosts", errors),
         });
         a.finish(errors);
     }

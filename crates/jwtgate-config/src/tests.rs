@@ -921,3 +921,35 @@ fn a_push_file_without_listen_is_pointed_at_config_push() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn admin_allowed_hosts_are_host_names_kept_in_lower_case() {
+    let admin = |hosts: &str| {
+        format!(
+            "{MINIMAL}admin: {{ listen: \"127.0.0.1:0\", api_key: \"${{ADMIN_KEY}}\", allowed_hosts: {hosts} }}\n"
+        )
+    };
+    let config = load(&admin(
+        r#"["Admin.Example.internal.", ".Corp.test", "*", "ops_1"]"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        config.admin.unwrap().allowed_hosts,
+        ["admin.example.internal", ".corp.test", "*", "ops_1"]
+    );
+    let errs = errors(&admin(
+        r#"["http://a.test", "a.test:9180", "", ".", "a..b", "*.corp.test", "a b", 7.5]"#,
+    ));
+    for i in 0..7 {
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with(&format!("admin.allowed_hosts[{i}]: "))),
+            "entry {i}: {errs:?}"
+        );
+    }
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("admin.allowed_hosts[7]: ")),
+        "{errs:?}"
+    );
+}

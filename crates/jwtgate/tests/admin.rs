@@ -86,6 +86,75 @@ fn admin_requests_need_the_exact_key() {
     assert_eq!(node.admin_raw(&Req::get("/metrics")).status, 200);
 }
 
+/// A web page whose name an attacker re-points at the admin listener's
+/// address (DNS rebinding) is the listener's own origin to the browser: an
+/// outside audit read `/status` and `/metrics` that way and, with a weak
+/// key, deleted a route's policy. A plain-HTTP listener answers only its
+/// addresses, `localhost` and the names of `admin.allowed_hosts`, which
+/// apply with the config.
+#[test]
+fn regression_a_rebound_name_does_not_reach_the_admin_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = base().replace(
+        r#"admin: { listen: "127.0.0.1:0", api_key: "admin-key-for-tests-0123456789" }"#,
+        r#"admin: { listen: "127.0.0.1:0", api_key: "admin-key-for-tests-0123456789", console: true }"#,
+    );
+    assert!(yaml.contains("console: true"), "{yaml}");
+    let node = Node::start(dir.path(), &yaml);
+    let as_host = |host: &str, path: &str| {
+        node.admin_raw(&Req::get(path).header("Host", host).header("X-API-KEY", KEY))
+    };
+    let port = node.admin.port();
+    for path in ["/status", "/metrics", "/console/", "/admin/v1/routes"] {
+        for host in [
+            format!("rebind.attacker.test:{port}"),
+            "attacker.test".to_owned(),
+            format!("localhost.attacker.test:{port}"),
+            format!("admin.example.internal:{port}"),
+        ] {
+            let resp = as_host(&host, path);
+            assert_eq!(resp.status, 421, "{host} {path}: {}", resp.text());
+            let message = resp.message().unwrap_or_default();
+            assert!(
+                message.contains("admin.allowed_hosts"),
+                "{host} {path}: {message}"
+            );
+        }
+        for host in [
+            format!("127.0.0.1:{port}"),
+            format!("localhost:{port}"),
+            "LOCALHOST".to_owned(),
+            format!("console.localhost:{port}"),
+        ] {
+            let resp = as_host(&host, path);
+            assert_eq!(resp.status, 200, "{host} {path}: {}", resp.text());
+        }
+    }
+    // Refused before the key is looked at, and logged like any admin request.
+    let refused = node.admin_raw(&Req::get("/admin/v1/routes").header("Host", "attacker.test"));
+    assert_eq!(refused.status, 421, "{}", refused.text());
+    node.wait_log("status=421", 1);
+
+    // Named in the config: answered, the change applied with the file.
+    let listed = yaml.replace(
+        "console: true }",
+        r#"console: true, allowed_hosts: ["admin.example.internal", ".corp.test"] }"#,
+    );
+    std::fs::write(&node.config_path, listed).unwrap();
+    let answered = || as_host(&format!("admin.example.internal:{port}"), "/status").status == 200;
+    assert!(
+        eventually(std::time::Duration::from_secs(10), answered),
+        "{}",
+        node.logs()
+    );
+    for host in ["ops.corp.test", "corp.test.", "a.b.corp.test"] {
+        assert_eq!(as_host(host, "/admin/v1/routes").status, 200, "{host}");
+    }
+    for host in ["badcorp.test", "attacker.test", "x.admin.example.internal"] {
+        assert_eq!(as_host(host, "/admin/v1/routes").status, 421, "{host}");
+    }
+}
+
 /// Every `/admin/*` request leaves a line naming its peer (an outside
 /// operations audit found a refused key logged at DEBUG only, without the
 /// peer, and no line for a change's author), and is counted by status.
@@ -521,7 +590,7 @@ fn regression_bodies_with_a_key_twice_or_too_large_get_json_refusals() {
         .unwrap();
     s.write_all(
         format!(
-            "PUT /admin/v1/consumers/big HTTP/1.1\r\nHost: a\r\nX-API-KEY: {KEY}\r\n\
+            "PUT /admin/v1/consumers/big HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-KEY: {KEY}\r\n\
              Content-Type: application/json\r\nContent-Length: 3000000\r\n\r\n{{}}"
         )
         .as_bytes(),
@@ -1280,7 +1349,7 @@ fn regression_admin_connections_are_bounded_in_time_and_number() {
     let mut waiting = open();
     assert_not_taken(
         &mut waiting,
-        b"GET /status HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
         "with 256 connections open",
     );
     held.clear();
@@ -1296,7 +1365,7 @@ fn regression_admin_connections_are_bounded_in_time_and_number() {
     // trickled body held it.
     let mut open_path = open();
     open_path
-        .write_all(b"GET /status HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\nx")
+        .write_all(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000\r\n\r\nx")
         .unwrap();
     let (answer, after) = until_closed(open_path, Instant::now());
     assert!(
@@ -1315,7 +1384,7 @@ fn regression_admin_connections_are_bounded_in_time_and_number() {
     trickled
         .write_all(
             format!(
-                "PUT /admin/v1/consumers/trickle HTTP/1.1\r\nHost: a\r\nX-API-KEY: {KEY}\r\n\
+                "PUT /admin/v1/consumers/trickle HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-KEY: {KEY}\r\n\
                  Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
             )
             .as_bytes(),
@@ -1345,13 +1414,13 @@ fn regression_admin_connections_are_bounded_in_time_and_number() {
     let mut half_head = open();
     half_head.write_all(b"GET /status HTTP/1.1\r\nHo").unwrap();
     let mut kept = open();
-    kept.write_all(b"GET /status HTTP/1.1\r\nHost: a\r\n\r\n")
+    kept.write_all(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .unwrap();
     let mut half_body = open();
     half_body
         .write_all(
             format!(
-                "PUT /admin/v1/consumers/slow HTTP/1.1\r\nHost: a\r\nX-API-KEY: {KEY}\r\n\
+                "PUT /admin/v1/consumers/slow HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-KEY: {KEY}\r\n\
                  Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"jw"
             )
             .as_bytes(),
