@@ -425,6 +425,18 @@ async function scenario() {
     'the list shows the override as \u27e8U+202E\u27e9, not applied', shownBidi);
   await page.click('a[href="#/consumers/guest"]');
   await page.getByLabel('Signs its own tokens (a JWT credential)').waitFor();
+  // Its edit form holds the value as it is (an input cannot show the
+  // character), and says so beneath it with the character made visible
+  // (a second audit found the form reading `crm...` backwards, unmarked).
+  const customId = page.getByLabel('Custom ID');
+  check(await customId.inputValue() === 'crm\u202e1-gnp', 'the form keeps the custom_id as stored', await customId.inputValue());
+  const note = page.locator('.field:has(label:has-text("Custom ID")) .unseen-note');
+  check(await note.isVisible() && (await note.innerText()).includes('crm\u27e8U+202E\u27e91-gnp'),
+    'beneath the field, a note shows the override made visible', await note.innerText());
+  await customId.fill('crm-1');
+  check(!(await note.isVisible()), 'the note goes once the value holds no such character');
+  await customId.fill('crm\u202e1-gnp');
+  check(await note.isVisible(), 'typing such a character brings the note back');
   check(!(await page.getByLabel('Signs its own tokens (a JWT credential)').isChecked()), 'its form shows it has no credential');
 
   // "New consumer" with a taken name: refused at the name, never a

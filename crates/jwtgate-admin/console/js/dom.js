@@ -25,6 +25,29 @@ export function visible(text) {
   return text.replace(UNSEEN, (c) => `\u27e8U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, '0')}\u27e9`);
 }
 
+/**
+ * A note to put under an input or textarea: while its value holds such
+ * characters, the value with each made visible (an input shows its value
+ * as the characters direct: an override there reads backwards). `update()`
+ * after setting the value from code; typing updates it.
+ */
+export function unseenNote(input) {
+  const note = h('p', { class: 'unseen-note', hidden: true, 'aria-live': 'polite' });
+  note.update = () => {
+    const value = input.value;
+    const holds = visible(value) !== value;
+    note.hidden = !holds;
+    note.replaceChildren();
+    if (holds) {
+      note.append('This value holds characters that change how text reads, made visible here: ',
+        h('code', {}, value));
+    }
+  };
+  input.addEventListener('input', note.update);
+  note.update();
+  return note;
+}
+
 function append(el, children) {
   for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;

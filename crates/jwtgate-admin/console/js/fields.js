@@ -4,7 +4,7 @@
 // registered ancestor (`algorithms`, `jwt.secret`); what matches nothing
 // goes to the form's summary, with its location spelled out.
 
-import { code, h, rich, uid } from './dom.js';
+import { code, h, rich, uid, unseenNote } from './dom.js';
 
 /** The ancestors of a location, nearest first: a.b[1].c -> a.b[1], a.b, a. */
 function ancestors(field) {
@@ -115,7 +115,7 @@ export function textField(errors, name, label, value, props = {}) {
   });
   if (props.multiline) input.value = value ?? '';
   const el = h('div', { class: 'field' }, h('label', { for: id }, label),
-    props.help ? h('p', { class: 'help', id: helpId }, props.help) : null, input);
+    props.help ? h('p', { class: 'help', id: helpId }, props.help) : null, input, unseenNote(input));
   errors.field(name, input);
   return { input, el };
 }

@@ -5,7 +5,7 @@
 // the gutter and the message in the column to its right) and, for screen
 // readers and narrow screens, in a list below tied to the textarea.
 
-import { h, rich, uid } from './dom.js';
+import { h, rich, uid, unseenNote } from './dom.js';
 
 export class LinesEditor {
   constructor({ name, label, help, entries = [] }) {
@@ -28,11 +28,13 @@ export class LinesEditor {
     this.gutter = h('div', { class: 'lines-gutter', 'aria-hidden': 'true' });
     this.notes = h('div', { class: 'lines-notes', 'aria-hidden': 'true' });
     this.list = h('ul', { class: 'line-errors', id: this.listId, hidden: true });
+    this.unseen = unseenNote(this.textarea);
     this.errors = new Map(); // line number -> messages
     this.el = h('div', { class: 'lines', 'data-lines': name },
       h('label', { for: id }, label),
       h('p', { class: 'help', id: helpId }, help),
       h('div', { class: 'lines-box' }, this.gutter, this.textarea, this.notes),
+      this.unseen,
       this.list);
     this.refresh();
   }
@@ -103,6 +105,7 @@ export class LinesEditor {
   }
 
   refresh() {
+    this.unseen.update();
     const count = this.textarea.value.split('\n').length;
     this.textarea.rows = Math.min(14, Math.max(4, count + 1));
     const rows = Math.max(count, this.textarea.rows);
