@@ -46,7 +46,7 @@ pub use source::{
     tls_sections, to_yaml, ReadItem,
 };
 pub use tls::DEFAULT_SESSION_CACHE;
-pub use warnings::{name_problem, warnings};
+pub use warnings::{name_problem, plain_http_off_loopback, warnings};
 
 /// The most a config file may hold: a file of 100 000 consumers is about
 /// 15 MiB.

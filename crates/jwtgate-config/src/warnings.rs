@@ -578,7 +578,7 @@ fn provider(p: &RawProvider, at: &str, found: &mut Found) {
         (None, Some(true)) => ("issuer", p.issuer.as_str()),
         _ => return,
     };
-    if let Some(host) = plain_http_host(url).filter(|h| !is_loopback(h)) {
+    if let Some(host) = plain_http_off_loopback(url) {
         found.warn(
             format!("{at}.{field}"),
             format!(
@@ -886,6 +886,13 @@ const USER_CHOSEN_CLAIMS: [&str; 8] = [
     "middle_name",
     "upn",
 ];
+
+/// The host of a plain `http://` URL whose host is not a loopback address:
+/// whoever is on the way reads and may replace what it serves. Also for a
+/// URL a discovery document names (`jwtgate-keys` logs it).
+pub fn plain_http_off_loopback(url: &str) -> Option<&str> {
+    plain_http_host(url).filter(|h| !is_loopback(h))
+}
 
 /// The host of a plain `http://` URL; `None` for any other.
 fn plain_http_host(url: &str) -> Option<&str> {

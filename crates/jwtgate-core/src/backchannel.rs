@@ -102,7 +102,7 @@ impl LogoutError {
     /// refetch may find it).
     pub fn unknown_kid(&self) -> Option<&str> {
         match self {
-            LogoutError::Key(KeyMiss::UnknownKid(k)) => Some(k),
+            LogoutError::Key(KeyMiss::UnknownKid(k) | KeyMiss::Unusable { kid: k, .. }) => Some(k),
             _ => None,
         }
     }

@@ -317,6 +317,43 @@ impl Keeper {
         }
     }
 
+    /// Says so when `next` cannot use a key the set in use has under the
+    /// same kid: a set with one usable key replaces a good one (SPEC
+    /// §3.6), so a rotation that broke a key would otherwise refuse its
+    /// tokens with only a debug line saying why.
+    fn warn_broken(&self, next: &JwkSet) {
+        let Some(now) = self.current() else { return };
+        for s in next.skipped() {
+            let Some(kid) = s.kid.as_deref() else {
+                continue;
+            };
+            if now.set.has_kid(kid) && !next.has_kid(kid) {
+                warn!(
+                    provider = %self.name,
+                    kid,
+                    reason = %s.reason,
+                    "the new key set holds a key the set in use has, but cannot use it: tokens \
+                     signed with it are refused from now on"
+                );
+            }
+        }
+    }
+
+    /// Says so when discovery names a key set over plain http off
+    /// loopback (`jwtgate check` warns of such a URL written in the config;
+    /// a discovered one is known only once fetched). Once per URL found.
+    fn warn_plain_http(&self, uri: &str) {
+        if let Some(host) = jwtgate_config::plain_http_off_loopback(uri) {
+            warn!(
+                provider = %self.name,
+                jwks_uri = %shown(uri),
+                "the discovery document names a key set over plain http from {host}, not a \
+                 loopback address: whoever is on the way can replace the keys (the IdP should \
+                 publish an https:// jwks_uri)"
+            );
+        }
+    }
+
     /// Puts `set` in use; a new generation only when its keys differ.
     fn install(&self, set: Arc<JwkSet>, fetched_at: i64, max_stale: Option<i64>, source: String) {
         let generation = match self.current() {
@@ -438,7 +475,10 @@ impl Keeper {
                         })?;
                         let uri = discovery::jwks_uri(&doc.body, &source.issuer)
                             .map_err(|e| Failure::Invalid(format!("{}: {e}", shown(&url))))?;
-                        *lock(&self.discovered) = Some(uri.clone());
+                        let before = lock(&self.discovered).replace(uri.clone());
+                        if before.as_ref() != Some(&uri) {
+                            self.warn_plain_http(&uri);
+                        }
                         uri
                     }
                 }
@@ -459,6 +499,7 @@ impl Keeper {
             .is_none_or(|old| old.set.fingerprint() != set.fingerprint());
         if changed {
             info!(provider = %self.name, keys = set.len(), source = %shown(&uri), "key set installed");
+            self.warn_broken(&set);
         }
         // At every fetch, not only when the keys change: the fingerprint
         // is of the public members.

@@ -356,6 +356,50 @@ fn a_providers_retry_after_is_honoured() {
 /// minutes, to a fetch any client can cause with a made-up `kid`, had the
 /// provider's tokens refused once the keys grew stale, with the IdP long
 /// healthy again (an outside audit).
+/// A set with one usable key replaces a good one (SPEC §3.6): when a
+/// rotation breaks a key the set in use has, its tokens are refused from
+/// then on, and an outside audit found only a debug line saying why and
+/// the refusal saying "no key has kid". Now a warning names the key and
+/// what is wrong with it, and so does the refusal.
+#[test]
+fn a_new_key_set_that_breaks_a_key_in_use_is_warned_of() {
+    let (keys, _up, gw, claims, good) =
+        serving_good_key("    kid_miss_interval_seconds: 1\n    refresh_seconds: 3600\n");
+    let mut broken = jwk("rsa", "good");
+    broken["n"] = json!("not base64url!");
+    keys.set("/keys", Reply::json(&jwks(&[broken, jwk("rsa2", "other")])));
+    // An unknown kid has the set fetched again.
+    let unknown = sign_kid("RS256", "rsa.key", Some("unknown"), claims);
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let _ = get(&gw, &unknown);
+            get(&gw, &good).status == 401
+        }),
+        "{}",
+        gw.logs()
+    );
+    let warned = "cannot use it: tokens signed with it are refused from now on";
+    assert!(
+        eventually(IO_TIMEOUT, || gw.logs().contains(warned)),
+        "{}",
+        gw.logs()
+    );
+    let logs = gw.logs();
+    let line = logs.lines().find(|l| l.contains(warned)).unwrap();
+    assert!(
+        line.contains("WARN") && line.contains("kid=\"good\""),
+        "{line}"
+    );
+    assert!(line.contains("n is not base64url"), "{line}");
+    assert!(
+        eventually(IO_TIMEOUT, || gw.logs().contains(
+            r#"the key set's key \"good\" is not usable: n is not base64url"#
+        )),
+        "{}",
+        gw.logs()
+    );
+}
+
 /// A key server publishing the key `good` over plain HTTP, a gateway whose
 /// provider reads it with `settings` (lines of the provider's YAML) and
 /// serves its tokens, the claims of those and a token signed with `good`.
@@ -779,6 +823,41 @@ providers:
         "{}",
         gw.logs()
     );
+}
+
+/// `jwtgate check` warns of a plain-http `jwks_uri` off loopback written
+/// in the config; one a discovery document names is known only once
+/// fetched, and an outside audit found it said nowhere. The node's log says
+/// it, once, and the keys are used as for any http issuer.
+#[test]
+fn a_discovered_plain_http_key_set_off_loopback_is_warned_of() {
+    let keys = KeyServer::start(false);
+    let issuer = keys.url("/realms/main");
+    // 0.0.0.0 reaches this machine's listeners, and is no loopback address.
+    let off_loopback = format!("http://0.0.0.0:{}/keys", keys.addr.port());
+    keys.set(
+        "/realms/main/.well-known/openid-configuration",
+        Reply::json(&json!({"issuer": issuer, "jwks_uri": off_loopback})),
+    );
+    keys.set("/keys", Reply::json(&jwks(&[jwk("rsa", "k1")])));
+    let up = Upstream::start();
+    let provider = format!("    issuer: \"{issuer}\"\n    discovery: true\n");
+    let gw = Gateway::start(&config(&up, &provider, ""));
+    let t = sign_kid(
+        "RS256",
+        "rsa.key",
+        Some("k1"),
+        json!({"iss": issuer, "exp": now() + 60}),
+    );
+    assert_eq!(
+        wait_status(&gw, &t, 200, Duration::from_secs(10)).status,
+        200,
+        "{}",
+        gw.logs()
+    );
+    let said = "names a key set over plain http from 0.0.0.0, not a loopback address";
+    assert_eq!(gw.logs().matches(said).count(), 1, "{}", gw.logs());
+    assert!(gw.logs().contains("provider=corp"), "{}", gw.logs());
 }
 
 #[test]

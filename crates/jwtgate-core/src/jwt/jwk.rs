@@ -138,6 +138,11 @@ pub struct JwkSet {
 pub enum KeyMiss {
     #[error("no key has kid {0:?}")]
     UnknownKid(String),
+    /// The set names the kid only on keys it could not take (the reason of
+    /// the first): to the request path a kid the set lacks, to the log
+    /// what is wrong with it.
+    #[error("the key set's key {kid:?} is not usable: {reason}")]
+    Unusable { kid: String, reason: String },
     #[error("key {kid:?} does not fit {alg}: {reason}")]
     Unfit {
         kid: String,
@@ -232,6 +237,18 @@ impl JwkSet {
     }
 
     /// Whether some key has this kid.
+    /// Why no taken key has `kid`: none in the document has it, or only
+    /// keys that were skipped.
+    fn missing(&self, kid: &str) -> KeyMiss {
+        match self.skipped.iter().find(|s| s.kid.as_deref() == Some(kid)) {
+            Some(s) => KeyMiss::Unusable {
+                kid: kid.to_owned(),
+                reason: s.reason.clone(),
+            },
+            None => KeyMiss::UnknownKid(kid.to_owned()),
+        }
+    }
+
     pub fn has_kid(&self, kid: &str) -> bool {
         self.by_kid.contains_key(kid)
     }
@@ -249,10 +266,9 @@ impl JwkSet {
     ) -> Result<(&Jwk, &VerifyKey), KeyMiss> {
         match kid {
             Some(Value::String(kid)) => {
-                let candidates = self
-                    .by_kid
-                    .get(kid)
-                    .ok_or_else(|| KeyMiss::UnknownKid(kid.clone()))?;
+                let Some(candidates) = self.by_kid.get(kid) else {
+                    return Err(self.missing(kid));
+                };
                 let mut reason = None;
                 for &i in candidates {
                     let Some(key) = self.keys.get(i) else {

@@ -297,6 +297,7 @@ impl AuthError {
             AuthError::NoKey { miss, .. } => match miss {
                 KeyMiss::Unfit { .. } => "wrong_alg",
                 KeyMiss::UnknownKid(_)
+                | KeyMiss::Unusable { .. }
                 | KeyMiss::KidNotString
                 | KeyMiss::NoKeyForAlg(_)
                 | KeyMiss::Ambiguous { .. } => "unknown_kid",
@@ -324,7 +325,7 @@ impl AuthError {
         match self {
             AuthError::NoKey {
                 index,
-                miss: KeyMiss::UnknownKid(kid),
+                miss: KeyMiss::UnknownKid(kid) | KeyMiss::Unusable { kid, .. },
                 ..
             } => Some((*index, kid)),
             _ => None,

@@ -99,6 +99,26 @@ fn a_kid_chooses_and_without_one_the_only_fitting_key_does() {
     assert_eq!(verifies(&keys, &t), Ok(true));
     let t = sign(Algorithm::RS256, "rsa2.key", Some("nope"));
     assert_eq!(verifies(&keys, &t), Err(KeyMiss::UnknownKid("nope".into())));
+    // A kid the document names only on a key it could not take: the miss
+    // says why (an outside audit found "no key has kid" for a key whose
+    // modulus a rotation had broken).
+    let mut broken = jwk("rsa2");
+    broken["n"] = json!("not base64url!");
+    let keys = JwkSet::parse(&set(vec![jwk("rsa"), broken]), &[Algorithm::RS256]).expect("set");
+    assert_eq!(verifies(&keys, &t), Err(KeyMiss::UnknownKid("nope".into())));
+    let t = sign(Algorithm::RS256, "rsa2.key", Some("rsa-2"));
+    assert_eq!(
+        verifies(&keys, &t),
+        Err(KeyMiss::Unusable {
+            kid: "rsa-2".into(),
+            reason: "n is not base64url".into()
+        })
+    );
+    let keys = JwkSet::parse(
+        &set(vec![jwk("rsa"), jwk("rsa2"), jwk("ec-p256")]),
+        &[Algorithm::RS256, Algorithm::ES256],
+    )
+    .expect("set");
     // No kid: ES256 has one key, RS256 two.
     let t = sign(Algorithm::ES256, "ec-p256.key", None);
     assert_eq!(verifies(&keys, &t), Ok(true));
