@@ -1698,6 +1698,41 @@ fn etcd_restarted_empty_holds_the_nodes_until_a_push() {
     }
 }
 
+/// Held on an empty etcd, a node follows it again at the first object that
+/// arrives, whoever wrote it: one stray write by another tool ends the hold
+/// and drops everything else the node kept (README). An outside audit found
+/// that said only as `changed=N` at INFO; the node now names what it
+/// dropped, in a warning that says how to bring it back.
+#[test]
+fn regression_leaving_the_hold_names_the_objects_it_drops() {
+    let (mut etcd, eps, _dir) = etcd_holding(BASE);
+    let (_d, node) = start_node(&eps, EMBEDDED);
+    let alice = Req::get("/app/x").bearer(&alice_token("stray"));
+    wait_status(&node, &alice, 200);
+    etcd.restart_empty();
+    wait_state(&node, "held");
+    assert_eq!(node.send(&alice).status, 200);
+
+    etcd.put(
+        &key("routes", "stray"),
+        r#"{"paths":["/stray/*"],"upstream":{"echo":true}}"#,
+    );
+    wait_get(&node, "/stray/x", 200);
+    wait_state(&node, "following");
+    wait_status(&node, &alice, 404);
+    let said = "following etcd again dropped objects this node kept while etcd was empty";
+    node.wait_log(said, 1);
+    let logs = node.logs();
+    let line = logs.lines().find(|l| l.contains(said)).unwrap();
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("dropped=2"), "{line}");
+    assert!(
+        line.contains("route app") && line.contains("consumer alice"),
+        "{line}"
+    );
+    assert!(line.contains("jwtgate config push"), "{line}");
+}
+
 /// An admin write that reaches a node between etcd's return and the node's
 /// catching up with it (its reconnect pause) waits for the catch-up, and is
 /// judged on what etcd holds then. Before, it was judged on what the node

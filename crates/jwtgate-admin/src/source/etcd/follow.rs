@@ -224,8 +224,38 @@ async fn apply_batch(
     if shared.phase == Phase::Held {
         if batch.changes.iter().any(|c| matches!(c, Change::Put(_))) {
             info!("objects arrived in etcd again: following what it holds");
+            let held: Vec<_> = shared
+                .objects
+                .live
+                .iter()
+                .map(|o| (o.kind(), o.name().to_owned()))
+                .collect();
             drop(shared);
-            return source.full_reload(etcd, running).await;
+            source.full_reload(etcd, running).await?;
+            // Whatever wrote them (a push, or one stray write by another
+            // tool): what the node kept and etcd does not hold is gone
+            // now, which an outside audit found said only as a count.
+            let shared = source.shared.lock().await;
+            let dropped: Vec<String> = held
+                .iter()
+                .filter(|(kind, name)| shared.objects.live.get(*kind, name).is_none())
+                .map(|(kind, name)| format!("{kind} {}", super::printable(name)))
+                .collect();
+            if !dropped.is_empty() {
+                const SHOWN: usize = 20;
+                let more = dropped.len().saturating_sub(SHOWN);
+                let mut list = dropped[..dropped.len().min(SHOWN)].join(", ");
+                if more > 0 {
+                    list.push_str(&format!(" and {more} more"));
+                }
+                warn!(
+                    dropped = dropped.len(),
+                    "following etcd again dropped objects this node kept while etcd was empty, \
+                     as etcd does not hold them: {list}; if they should stay, push the config \
+                     again (jwtgate config push)"
+                );
+            }
+            return Ok(());
         }
         shared.objects.revision = batch.revision;
         let _ = source.applied.send_replace(batch.revision);
