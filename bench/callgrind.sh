@@ -20,6 +20,8 @@
 #     callgrind_annotate --inclusive=yes DIR/cg.* | grep 'accept_loop::{{closure}}::{{closure}} '
 #   env BIN=path/to/jwtgate (default target/release/jwtgate, built by the caller)
 #   env ACCESS_LOG=on (default, as users run it) | off
+#   env ADMIN=off (default) | on: the admin API, and with it the per-request
+#       metrics (bench/lib.sh)
 #   env H2_STREAMS=M (CLIENT h2): streams in flight on the one connection,
 #       default 1 (each request alone); the kit's h2 rows run 10 a connection
 #   env CUTOFF_OWNER=decoys (hs256-cutoffs, default: the cut-offs name 50

@@ -107,6 +107,10 @@ write_config() { # MODE [tls] -> path of the written config
   # the same work per handshake, no ticket for the client to take in.
   [[ -n $tls ]] && extra="tls: { cert_file: \"$KIT/keys/tls-ecdsa.crt\", key_file: \"$KIT/keys/tls-ecdsa.key\",
        session_tickets: false, session_cache: 0 }"
+  # ADMIN=on: the admin API on, and with it the metrics every request
+  # records (off without it: nothing would serve /metrics).
+  [[ ${ADMIN:-off} == on ]] && extra+="
+admin: { listen: \"127.0.0.1:18091\", api_key: \"bench-admin-key-0123456789abcdef0123\" }"
   cat > "$file" <<YAML
 listen: "127.0.0.1:18090"
 $extra

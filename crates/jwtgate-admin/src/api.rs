@@ -348,7 +348,8 @@ async fn metrics(State(s): State<AdminState>) -> Response {
         return AdminError::NotFound("metrics are not enabled".into()).into_response();
     };
     s.live.keys().record_ages();
-    let text = handle.render(s.live.revocations());
+    let keys = s.live.keys();
+    let text = handle.render(s.live.revocations(), &|name| keys.runs(name));
     let content_type = "text/plain; version=0.0.4; charset=utf-8";
     ([(header::CONTENT_TYPE, content_type)], text).into_response()
 }

@@ -25,7 +25,7 @@ use jwtgate_core::jwt::JwkSet;
 use jwtgate_core::provider::{KeyRing, ProviderKeys};
 use jwtgate_state::StateDir;
 use tokio::task::JoinHandle;
-use tracing::warn;
+use tracing::{info, warn};
 
 pub use keeper::{Keeper, KidMiss, ProviderStatus};
 
@@ -105,8 +105,41 @@ impl KeyService {
                 },
             );
         }
+        let removed: Vec<String> = keepers
+            .keys()
+            .filter(|name| !wanted.contains(*name))
+            .cloned()
+            .collect();
         keepers.retain(|name, _| wanted.contains(name));
+        drop(keepers);
+        for name in removed {
+            self.forget_cache(&name);
+        }
         Arc::new(ProviderKeyRing { keepers: ring })
+    }
+
+    /// Removes a deleted provider's key cache: its keys must not outlive
+    /// it in `state_dir` (an outside soak audit found one file left per
+    /// provider ever deleted), nor greet a new provider of the same name.
+    fn forget_cache(&self, name: &str) {
+        let path = self.state.provider_keys(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                info!(provider = %name, path = %path.display(), "key cache of a removed provider deleted")
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                warn!(provider = %name, path = %path.display(), error = %e, "key cache of a removed provider not deleted")
+            }
+        }
+    }
+
+    /// Whether the running config holds a provider of this name.
+    pub fn runs(&self, name: &str) -> bool {
+        self.keepers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(name)
     }
 
     /// Each provider's status, by name (for `/status`).

@@ -9,17 +9,15 @@
 //! time.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use jwtgate_store::Revocations;
-use metrics::{
-    counter, describe_counter, describe_gauge, describe_histogram, histogram, Counter, Histogram,
-    SharedString, Unit,
-};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics::{counter, describe_counter, describe_gauge, Counter, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 mod process;
+mod routes;
 
 pub const HTTP_REQUESTS: &str = "jwtgate_http_requests_total";
 pub const HTTP_DURATION: &str = "jwtgate_http_request_duration_seconds";
@@ -49,20 +47,10 @@ pub struct MetricsHandle(PrometheusHandle);
 
 /// Installs the process-wide recorder. Call once, before serving.
 pub fn install() -> Result<MetricsHandle, String> {
+    // The per-route families are kept and written by `routes`, not here.
     let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), DURATION_BUCKETS)
-        .and_then(PrometheusBuilder::install_recorder)
+        .install_recorder()
         .map_err(|e| e.to_string())?;
-    describe_counter!(
-        HTTP_REQUESTS,
-        "HTTP requests answered, by route and status code"
-    );
-    describe_histogram!(
-        HTTP_DURATION,
-        Unit::Seconds,
-        "Time to answer a request (response head)"
-    );
-    describe_counter!(JWT_AUTH, "JWT policy decisions, by route and outcome");
     describe_counter!(
         REVOCATIONS,
         "Tokens this node revoked (logouts and admin API)"
@@ -129,12 +117,19 @@ pub fn install() -> Result<MetricsHandle, String> {
 }
 
 impl MetricsHandle {
-    /// The text for `GET /metrics`.
-    pub fn render(&self, revocations: &Revocations) -> String {
+    /// The text for `GET /metrics`. `provider_runs` tells the providers
+    /// the running config holds: the series of one deleted since are left
+    /// out (the exporter's registry keeps every series it was given).
+    pub fn render(
+        &self,
+        revocations: &Revocations,
+        provider_runs: &dyn Fn(&str) -> bool,
+    ) -> String {
         counter!(REVOCATIONS).absolute(revocations.revoked_count());
         counter!(REVOCATION_STORE_ERRORS).absolute(revocations.store_errors());
         counter!(REVOCATION_STORE_LOSSES).absolute(revocations.store_losses());
-        let mut text = self.0.render();
+        let mut text = without_gone_providers(&self.0.render(), provider_runs);
+        routes::render(&mut text);
         process::render(&mut text);
         text
     }
@@ -144,6 +139,42 @@ impl MetricsHandle {
     pub fn run_upkeep(&self) {
         self.0.run_upkeep();
     }
+}
+
+/// `text` without the samples labelled with a provider that does not run.
+fn without_gone_providers(text: &str, provider_runs: &dyn Fn(&str) -> bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let gone = !line.starts_with('#')
+            && provider_label(line).is_some_and(|name| !provider_runs(&name));
+        if !gone {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+/// The value of a sample line's `provider` label, unescaped.
+fn provider_label(line: &str) -> Option<String> {
+    let labels = &line[line.find('{')?..];
+    let start = labels
+        .match_indices("provider=\"")
+        .find(|&(i, _)| i > 0 && matches!(labels.as_bytes()[i - 1], b'{' | b','))?
+        .0
+        + "provider=\"".len();
+    let mut value = String::new();
+    let mut chars = labels[start..].chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(value),
+            '\\' => match chars.next()? {
+                'n' => value.push('\n'),
+                other => value.push(other),
+            },
+            c => value.push(c),
+        }
+    }
+    None
 }
 
 /// The auth outcome labels the pipeline reports (`"none"`: no policy ran,
@@ -171,27 +202,17 @@ const COMMON_CODES: [u16; 18] = [
     200, 201, 204, 301, 302, 304, 400, 401, 403, 404, 405, 409, 413, 429, 500, 502, 503, 504,
 ];
 
-/// One route's series handles (or the no-route series'), resolved in the
-/// registry on first use and then kept: looking three series up by name and
-/// labels on every request cost about 2 000 instructions, 5 % of a proxied
-/// request (callgrind, admin API on); a kept handle costs an atomic add. A
-/// reload builds new routes, whose handles resolve to the same series.
-pub struct RouteMetrics {
-    route: SharedString,
-    duration: OnceLock<Histogram>,
-    codes: [OnceLock<Counter>; COMMON_CODES.len()],
-    auth: [OnceLock<Counter>; AUTH_OUTCOMES.len()],
-}
+/// One route's series (or the no-route series'), found when the route is
+/// built: looking three series up by name and labels on every request cost
+/// about 2 000 instructions, 5 % of a proxied request (callgrind, admin API
+/// on); a count is an atomic add. A reload builds new routes, which find
+/// the same series; a deleted route's go with it (`routes`).
+pub struct RouteMetrics(Arc<routes::RouteSeries>);
 
 impl RouteMetrics {
     /// `route` is the route's name, `""` for requests no route matched.
     pub fn new(route: &str) -> Self {
-        RouteMetrics {
-            route: SharedString::from_shared(Arc::from(route)),
-            duration: OnceLock::new(),
-            codes: std::array::from_fn(|_| OnceLock::new()),
-            auth: std::array::from_fn(|_| OnceLock::new()),
-        }
+        RouteMetrics(routes::RouteSeries::of(route))
     }
 
     /// Counts one answered request. `auth` is the pipeline's auth outcome
@@ -200,28 +221,7 @@ impl RouteMetrics {
         if !ENABLED.load(Ordering::Relaxed) {
             return;
         }
-        let route = || self.route.clone();
-        match COMMON_CODES.iter().position(|&c| c == status) {
-            Some(i) => self.codes[i]
-                .get_or_init(
-                    || counter!(HTTP_REQUESTS, "route" => route(), "code" => code_label(status)),
-                )
-                .increment(1),
-            None => counter!(HTTP_REQUESTS, "route" => route(), "code" => code_label(status))
-                .increment(1),
-        }
-        self.duration
-            .get_or_init(|| histogram!(HTTP_DURATION, "route" => route()))
-            .record(elapsed.as_secs_f64());
-        if auth == "none" {
-            return;
-        }
-        match AUTH_OUTCOMES.iter().position(|&o| o == auth) {
-            Some(i) => self.auth[i]
-                .get_or_init(|| counter!(JWT_AUTH, "route" => route(), "outcome" => auth))
-                .increment(1),
-            None => counter!(JWT_AUTH, "route" => route(), "outcome" => auth).increment(1),
-        }
+        self.0.record(status, auth, elapsed);
     }
 }
 
@@ -258,28 +258,32 @@ pub fn record_config_reload(outcome: &'static str) {
     counter!(CONFIG_RELOADS, "outcome" => outcome).increment(1);
 }
 
-/// Status code labels without formatting the common ones.
-fn code_label(status: u16) -> SharedString {
-    let text = match status {
-        200 => "200",
-        201 => "201",
-        204 => "204",
-        301 => "301",
-        302 => "302",
-        304 => "304",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        405 => "405",
-        409 => "409",
-        413 => "413",
-        429 => "429",
-        500 => "500",
-        502 => "502",
-        503 => "503",
-        504 => "504",
-        other => return SharedString::from_owned(other.to_string()),
-    };
-    SharedString::const_str(text)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_of_providers_that_do_not_run_are_left_out() {
+        let text = "# HELP jwtgate_jwks_fetch_total Fetches\n\
+                    # TYPE jwtgate_jwks_fetch_total counter\n\
+                    jwtgate_jwks_fetch_total{provider=\"corp\",outcome=\"ok\"} 3\n\
+                    jwtgate_jwks_fetch_total{provider=\"gone\",outcome=\"ok\"} 1\n\
+                    jwtgate_jwks_kid_miss_total{outcome=\"fetched\",provider=\"a\\\"b\"} 2\n\
+                    jwtgate_jwks_kid_miss_total{outcome=\"fetched\",provider=\"a\\\\b\"} 2\n\
+                    jwtgate_admin_requests_total{code=\"200\"} 4\n";
+        let runs = |name: &str| name == "corp" || name == "a\"b";
+        let kept = without_gone_providers(text, &runs);
+        assert_eq!(
+            kept,
+            "# HELP jwtgate_jwks_fetch_total Fetches\n\
+             # TYPE jwtgate_jwks_fetch_total counter\n\
+             jwtgate_jwks_fetch_total{provider=\"corp\",outcome=\"ok\"} 3\n\
+             jwtgate_jwks_kid_miss_total{outcome=\"fetched\",provider=\"a\\\"b\"} 2\n\
+             jwtgate_admin_requests_total{code=\"200\"} 4\n"
+        );
+        // Only a label named provider counts, not one that ends so, nor
+        // text inside another label's value.
+        assert_eq!(provider_label("x{route=\"a,provider=\\\"b\\\"\"} 1"), None);
+        assert_eq!(provider_label("x{subprovider=\"b\"} 1"), None);
+    }
 }
