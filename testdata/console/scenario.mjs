@@ -445,6 +445,14 @@ async function scenario() {
   await go('#/consumers/+new', '#page form');
   await page.getByLabel('Username').fill('alice');
   await page.getByLabel('Key', { exact: true }).fill('someone-else');
+  // A secret pasted with a zero-width space: the note under the field says
+  // which character and where, never the secret (a review of the note
+  // found it printing a password field's value in clear).
+  await page.getByLabel('Secret', { exact: true }).fill('hid\u200bden-secret-0123456789abcdef');
+  const secretNote = page.locator('.field:has(label:text-is("Secret")) .unseen-note');
+  const secretNoteText = await secretNote.innerText();
+  check(await secretNote.isVisible() && secretNoteText.includes('\u27e8U+200B\u27e9 at position 4')
+    && !secretNoteText.includes('den-secret'), 'a secret\'s note names the character and its place, not the secret', secretNoteText);
   await page.getByLabel('Secret', { exact: true }).fill('another-secret-0123456789abcdef0123');
   await page.click('button:has-text("Create consumer")');
   const takenError = page.locator('.field:has(label:text-is("Username")) .field-error');

@@ -118,7 +118,7 @@ async fn access_log(req: axum::extract::Request, next: middleware::Next) -> Resp
 
 /// A request path as the log shows it: at most 256 bytes (anyone who
 /// reaches the port writes it, with or without the key).
-fn loggable_path(path: &str) -> String {
+pub(crate) fn loggable_path(path: &str) -> String {
     const MAX: usize = 256;
     if path.len() <= MAX {
         return path.to_owned();

@@ -17,6 +17,8 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use tracing::warn;
+
 use crate::api::AdminState;
 use crate::error::AdminError;
 
@@ -32,20 +34,44 @@ pub async fn require_known_host(
     if req.extensions().get::<OverTls>().is_some() {
         return next.run(req).await;
     }
-    // HTTP/1.1 has exactly one (hyper refuses a request without); an
-    // HTTP/1.0 one without comes from no browser.
+    // A browser always sends one (hyper takes an HTTP/1.x request
+    // without): a request without comes from no web page.
     let Some(host) = req.headers().get(header::HOST) else {
         return next.run(req).await;
     };
     let allowed = state.live.admin_hosts();
     match answered(host.as_bytes(), &allowed) {
         Ok(()) => next.run(req).await,
-        Err(name) => AdminError::UnknownHost(format!(
-            "this admin listener does not answer to the name {name:?}: list it in \
-             admin.allowed_hosts, or use its address or localhost"
-        ))
-        .into_response(),
+        Err(name) => {
+            // A scraper or load balancer that reaches the listener by a
+            // name not listed would otherwise fail with no word in the log
+            // (`/status` and `/metrics` get no access line).
+            static SAID: jwtgate_proxy::OncePer = jwtgate_proxy::OncePer::minute();
+            if SAID.due() {
+                let peer = req
+                    .extensions()
+                    .get::<crate::api::Peer>()
+                    .map_or_else(|| "-".to_owned(), |p| p.0.to_string());
+                warn!(
+                    target: "jwtgate::admin",
+                    host = %name,
+                    %peer,
+                    path = %crate::api::loggable_path(req.uri().path()),
+                    "admin listener reached by a name it does not answer to: 421 (list it in \
+                     admin.allowed_hosts if it is yours; said once a minute at most)"
+                );
+            }
+            refusal(name)
+        }
     }
+}
+
+fn refusal(name: String) -> Response {
+    AdminError::UnknownHost(format!(
+        "this admin listener does not answer to the name {name:?}: list it in \
+             admin.allowed_hosts, or use its address or localhost"
+    ))
+    .into_response()
 }
 
 /// `Ok` when `host` (a `Host` header's value) names the listener by an IP

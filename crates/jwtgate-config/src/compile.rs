@@ -380,7 +380,9 @@ fn allowed_host(host: &str, loc: &str, errors: &mut Errors) -> Option<String> {
         errors.add(
             loc,
             format!(
-                "{:?} is not a host name (letters, digits, `-` and `_` in dot-separated labels,                  no port or scheme; `.example.com` takes example.com and every name under it, `*`                  any name; IP addresses and localhost are always answered)",
+                "{:?} is not a host name (letters, digits, `-` and `_` in dot-separated labels, \
+                 no port or scheme; `.example.com` takes example.com and every name under it, `*` \
+                 any name; IP addresses and localhost are always answered)",
                 shown(host)
             ),
         );

@@ -952,4 +952,9 @@ fn admin_allowed_hosts_are_host_names_kept_in_lower_case() {
             .any(|e| e.starts_with("admin.allowed_hosts[7]: ")),
         "{errs:?}"
     );
+    let whole = "admin.allowed_hosts[1]: \"a.test:9180\" is not a host name (letters, digits, `-` \
+                 and `_` in dot-separated labels, no port or scheme; `.example.com` takes \
+                 example.com and every name under it, `*` any name; IP addresses and localhost \
+                 are always answered)";
+    assert!(errs.iter().any(|e| e == whole), "{errs:?}");
 }

@@ -10,6 +10,8 @@
 //! provider's current `algorithms`), never trusted as parsed keys.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 
@@ -20,6 +22,9 @@ pub struct KeyCache {
     /// Read, never written (`token explain`: a one-off look at a node's
     /// state must not leave files there, owned by whoever ran it).
     read_only: bool,
+    /// Set when its provider is removed or replaced: a save still on its
+    /// way (a fetch that was finishing) must not bring the file back.
+    retired: Arc<AtomicBool>,
 }
 
 /// What a cache file holds.
@@ -46,6 +51,7 @@ impl KeyCache {
         KeyCache {
             path,
             read_only: false,
+            retired: Arc::default(),
         }
     }
 
@@ -54,7 +60,13 @@ impl KeyCache {
         KeyCache {
             path,
             read_only: true,
+            retired: Arc::default(),
         }
+    }
+
+    /// Writes nothing from now on (this copy and every clone).
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
     }
 
     pub fn path(&self) -> &Path {
@@ -64,7 +76,7 @@ impl KeyCache {
     /// Writes the set (a private file, replaced atomically); a read-only
     /// cache writes nothing.
     pub fn save(&self, cached: &Cached) -> std::io::Result<()> {
-        if self.read_only {
+        if self.read_only || self.retired.load(Ordering::Acquire) {
             return Ok(());
         }
         let text = json!({
@@ -139,10 +151,17 @@ mod tests {
             private_kids: vec!["leaky".into()],
         };
         cache.save(&c).expect("save");
-        assert_eq!(cache.load(), Ok(Some(c)));
+        assert_eq!(cache.load(), Ok(Some(c.clone())));
         std::fs::write(cache.path(), "{\"version\": 2}").expect("write");
         assert!(cache.load().is_err());
         std::fs::write(cache.path(), "garbage").expect("write");
         assert!(cache.load().is_err());
+        // Retired (its provider removed): a clone on its way to save, as a
+        // fetch finishing meanwhile holds, writes nothing.
+        std::fs::remove_file(cache.path()).expect("remove");
+        let in_flight = cache.clone();
+        cache.retire();
+        in_flight.save(&c).expect("save");
+        assert_eq!(cache.load(), Ok(None));
     }
 }

@@ -638,6 +638,14 @@ impl Keeper {
     }
 
     /// Whether the task should be running (fetched sets only).
+    /// Its provider is removed or replaced: no fetch still on its way
+    /// writes the key cache any more.
+    pub fn retire(&self) {
+        if let Some(cache) = &self.cache {
+            cache.retire();
+        }
+    }
+
     pub fn fetches(&self) -> bool {
         !self.is_static()
     }

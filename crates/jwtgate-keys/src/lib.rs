@@ -81,6 +81,14 @@ impl KeyService {
                 }
                 continue;
             }
+            // Replaced (another origin, or a file now): the old keeper
+            // writes no more, and a file provider keeps no cache.
+            if let Some(old) = keepers.get(&source.name) {
+                old.keeper.retire();
+                if is_file(source) {
+                    self.forget_cache(&source.name);
+                }
+            }
             let cache = (!is_file(source))
                 .then(|| disk::KeyCache::new(self.state.provider_keys(&source.name)));
             let keeper = match Keeper::new(source.clone(), cache) {
@@ -106,9 +114,12 @@ impl KeyService {
             );
         }
         let removed: Vec<String> = keepers
-            .keys()
-            .filter(|name| !wanted.contains(*name))
-            .cloned()
+            .iter()
+            .filter(|(name, _)| !wanted.contains(*name))
+            .map(|(name, r)| {
+                r.keeper.retire();
+                name.clone()
+            })
             .collect();
         keepers.retain(|name, _| wanted.contains(name));
         drop(keepers);

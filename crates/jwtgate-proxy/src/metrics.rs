@@ -196,10 +196,11 @@ const AUTH_OUTCOMES: [&str; 14] = [
     "revoked",
 ];
 
-/// Status codes whose series handles a route keeps; others are looked up
-/// in the registry on each request.
-const COMMON_CODES: [u16; 18] = [
-    200, 201, 204, 301, 302, 304, 400, 401, 403, 404, 405, 409, 413, 429, 500, 502, 503, 504,
+/// Status codes a route counts without a lock; others take one (rare
+/// codes: a route serving one of these a lot would contend on it).
+const COMMON_CODES: [u16; 30] = [
+    101, 200, 201, 202, 204, 206, 301, 302, 303, 304, 307, 308, 400, 401, 403, 404, 405, 408, 409,
+    412, 413, 421, 422, 429, 431, 499, 500, 502, 503, 504,
 ];
 
 /// One route's series (or the no-route series'), found when the route is

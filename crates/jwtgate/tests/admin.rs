@@ -134,6 +134,17 @@ fn regression_a_rebound_name_does_not_reach_the_admin_listener() {
     let refused = node.admin_raw(&Req::get("/admin/v1/routes").header("Host", "attacker.test"));
     assert_eq!(refused.status, 421, "{}", refused.text());
     node.wait_log("status=421", 1);
+    // A scraper refused so is said too, once a minute at most, with the
+    // name (`/status` and `/metrics` get no access line).
+    let said = "admin listener reached by a name it does not answer to";
+    node.wait_log(said, 1);
+    let logs = node.logs();
+    let line = logs.lines().find(|l| l.contains(said)).unwrap();
+    assert!(
+        line.contains("WARN") && line.contains("host=rebind.attacker.test"),
+        "{line}"
+    );
+    assert_eq!(logs.matches(said).count(), 1, "{logs}");
 
     // Named in the config: answered, the change applied with the file.
     let listed = yaml.replace(

@@ -351,11 +351,6 @@ fn a_providers_retry_after_is_honoured() {
     );
 }
 
-/// A `Retry-After` holds fetches off no longer than half the time the keys
-/// in use have left before `max_stale_seconds`: one 503 asking for 10
-/// minutes, to a fetch any client can cause with a made-up `kid`, had the
-/// provider's tokens refused once the keys grew stale, with the IdP long
-/// healthy again (an outside audit).
 /// A set with one usable key replaces a good one (SPEC §3.6): when a
 /// rotation breaks a key the set in use has, its tokens are refused from
 /// then on, and an outside audit found only a debug line saying why and
@@ -421,6 +416,11 @@ fn serving_good_key(settings: &str) -> (KeyServer, Upstream, Gateway, Value, Str
     (keys, up, gw, claims, good)
 }
 
+/// A `Retry-After` holds fetches off no longer than half the time the keys
+/// in use have left before `max_stale_seconds`: one 503 asking for 10
+/// minutes, to a fetch any client can cause with a made-up `kid`, had the
+/// provider's tokens refused once the keys grew stale, with the IdP long
+/// healthy again (an outside audit).
 #[test]
 fn a_retry_after_never_lets_the_keys_grow_stale() {
     let (keys, _up, gw, claims, good) = serving_good_key(
@@ -1018,6 +1018,28 @@ routes:
     assert!(
         text.contains(r#"jwtgate_jwt_auth_total{route="api",outcome="missing"} 1"#),
         "{text}"
+    );
+
+    // A provider whose keys come from a file from now on keeps no cache.
+    let file = dir.path().join("temp2.json");
+    std::fs::write(&file, jwks(&[jwk("ec-p256", "e1")]).to_string()).unwrap();
+    let resp = node.admin(
+        "PUT",
+        "/admin/v1/providers/temp2",
+        Some(json!({"issuer": "https://idp2.example", "jwks_uri": keys.url("/keys"), "algorithms": ["ES256"]})),
+    );
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    let cache2 = state.join("providers/temp2.jwks.json");
+    assert!(eventually(Duration::from_secs(10), || cache2.exists()));
+    let resp = node.admin(
+        "PUT",
+        "/admin/v1/providers/temp2",
+        Some(json!({"issuer": "https://idp2.example", "jwks_file": file.to_str().unwrap(), "algorithms": ["ES256"]})),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert!(
+        !cache2.exists(),
+        "a provider on a key file keeps its old cache"
     );
 
     for path in ["/admin/v1/routes/temp-route", "/admin/v1/providers/temp"] {

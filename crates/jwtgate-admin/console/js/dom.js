@@ -25,11 +25,22 @@ export function visible(text) {
   return text.replace(UNSEEN, (c) => `\u27e8U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, '0')}\u27e9`);
 }
 
+/** Each such character of `text`: `U+200B at position 12` (from 1). */
+function unseenPositions(text) {
+  const found = [];
+  [...text].forEach((c, i) => {
+    if (visible(c) !== c) found.push(`${visible(c)} at position ${i + 1}`);
+  });
+  return found.join(', ');
+}
+
 /**
  * A note to put under an input or textarea: while its value holds such
  * characters, the value with each made visible (an input shows its value
- * as the characters direct: an override there reads backwards). `update()`
- * after setting the value from code; typing updates it.
+ * as the characters direct: an override there reads backwards); for a
+ * password field, which must not show its value, only which characters
+ * and where. `update()` after setting the value from code; typing updates
+ * it.
  */
 export function unseenNote(input) {
   const note = h('p', { class: 'unseen-note', hidden: true, 'aria-live': 'polite' });
@@ -38,7 +49,10 @@ export function unseenNote(input) {
     const holds = visible(value) !== value;
     note.hidden = !holds;
     note.replaceChildren();
-    if (holds) {
+    if (!holds) return;
+    if (input.type === 'password') {
+      note.append('This value holds characters that change how text reads: ', unseenPositions(value));
+    } else {
       note.append('This value holds characters that change how text reads, made visible here: ',
         h('code', {}, value));
     }

@@ -236,7 +236,6 @@ impl JwkSet {
             .collect()
     }
 
-    /// Whether some key has this kid.
     /// Why no taken key has `kid`: none in the document has it, or only
     /// keys that were skipped.
     fn missing(&self, kid: &str) -> KeyMiss {
@@ -249,6 +248,7 @@ impl JwkSet {
         }
     }
 
+    /// Whether some key has this kid.
     pub fn has_kid(&self, kid: &str) -> bool {
         self.by_kid.contains_key(kid)
     }

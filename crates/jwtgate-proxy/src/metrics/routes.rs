@@ -33,9 +33,28 @@ pub(crate) struct RouteSeries {
     sum_nanos: AtomicU64,
 }
 
-static TABLE: Mutex<BTreeMap<Arc<str>, Weak<RouteSeries>>> = Mutex::new(BTreeMap::new());
+/// The series by route name, held weakly; names whose routes are gone are
+/// swept out once the table has doubled since the last sweep (a sweep per
+/// series made would cost a start with N routes N²/2 checks), and at each
+/// scrape.
+struct Table {
+    series: BTreeMap<Arc<str>, Weak<RouteSeries>>,
+    sweep_at: usize,
+}
 
-fn table() -> std::sync::MutexGuard<'static, BTreeMap<Arc<str>, Weak<RouteSeries>>> {
+impl Table {
+    fn sweep(&mut self) {
+        self.series.retain(|_, s| s.strong_count() > 0);
+        self.sweep_at = (2 * self.series.len()).max(64);
+    }
+}
+
+static TABLE: Mutex<Table> = Mutex::new(Table {
+    series: BTreeMap::new(),
+    sweep_at: 64,
+});
+
+fn table() -> std::sync::MutexGuard<'static, Table> {
     TABLE.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -44,7 +63,7 @@ impl RouteSeries {
     /// holds, else new ones.
     pub(crate) fn of(route: &str) -> Arc<RouteSeries> {
         let mut table = table();
-        if let Some(series) = table.get(route).and_then(Weak::upgrade) {
+        if let Some(series) = table.series.get(route).and_then(Weak::upgrade) {
             return series;
         }
         let name: Arc<str> = Arc::from(route);
@@ -57,9 +76,10 @@ impl RouteSeries {
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
             sum_nanos: AtomicU64::new(0),
         });
-        // Names whose routes are gone leave with the next one made.
-        table.retain(|_, s| s.strong_count() > 0);
-        table.insert(name, Arc::downgrade(&series));
+        table.series.insert(name, Arc::downgrade(&series));
+        if table.series.len() >= table.sweep_at {
+            table.sweep();
+        }
         series
     }
 
@@ -99,8 +119,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub(crate) fn render(out: &mut String) {
     let live: Vec<Arc<RouteSeries>> = {
         let mut table = table();
-        table.retain(|_, s| s.strong_count() > 0);
-        table.values().filter_map(Weak::upgrade).collect()
+        table.sweep();
+        table.series.values().filter_map(Weak::upgrade).collect()
     };
     let mut requests = String::new();
     let mut durations = String::new();
@@ -185,7 +205,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, lines: &str) {
     if !out.is_empty() && !out.ends_with("\n\n") {
         out.push('\n');
     }
-    let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{lines}");
+    let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{lines}\n");
 }
 
 /// A label value as the text format writes it: `\`, `"` and line feeds
@@ -214,6 +234,21 @@ mod tests {
         let mut out = String::new();
         render(&mut out);
         out
+    }
+
+    #[test]
+    fn names_of_routes_gone_are_swept_without_a_scrape() {
+        // A node without the admin API is never scraped: route churn must
+        // not grow the table all the same.
+        for i in 0..1000 {
+            drop(RouteSeries::of(&format!("churned-{i}")));
+        }
+        let left = table()
+            .series
+            .keys()
+            .filter(|k| k.starts_with("churned-"))
+            .count();
+        assert!(left < 500, "{left} names of dropped routes kept");
     }
 
     #[test]
