@@ -25,13 +25,14 @@ use jwtgate_proxy::TlsServer;
 use jwtgate_store::{Revocations, StoreHealth};
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
 use crate::endpoints::{Endpoint, Op, ENDPOINTS};
 use crate::error::AdminError;
 use crate::live::LiveConfig;
+use crate::slots::Slots;
 use crate::{
     auth, console, consumers, explain_api, host, named, openapi, providers, revocations, routes,
     subjects,
@@ -399,7 +400,8 @@ impl AdminListener {
     /// within [`HEAD_TIMEOUT`] (an idle keep-alive connection is closed
     /// then too), a body may not stall for longer
     /// than [`BODY_TIMEOUT`], and at most [`MAX_CONNECTIONS`] are served
-    /// at once (more wait in the listening socket's queue). Without them
+    /// at once (a new one takes the place of the oldest idle one, see
+    /// [`Slots`]; with every one busy, it waits). Without them
     /// anyone who reaches the port could hold connections open until the
     /// process had no file descriptor left, for the data plane either.
     pub async fn serve(self, state: AdminState, stop: watch::Receiver<bool>) {
@@ -412,14 +414,9 @@ impl AdminListener {
         let ready = Arc::clone(&state.ready);
         let router = router(state);
         let graceful = GracefulShutdown::new();
-        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let slots = Slots::new(MAX_CONNECTIONS);
         let mut stop = stop;
         loop {
-            let slot = tokio::select! {
-                s = Arc::clone(&slots).acquire_owned() => s,
-                _ = stop.wait_for(|s| *s) => break,
-            };
-            let Ok(slot) = slot else { break };
             let accepted = tokio::select! {
                 a = self.listener.accept() => a,
                 _ = stop.wait_for(|s| *s) => break,
@@ -436,20 +433,38 @@ impl AdminListener {
                     continue;
                 }
             };
+            // Taken once a client is there: a full listener closes its
+            // oldest idle connection for it (`slots`), not before.
+            let slot = tokio::select! {
+                s = slots.acquire() => s,
+                _ = stop.wait_for(|s| *s) => break,
+            };
+            let Ok(slot) = slot else { break };
+            let place = slots.place();
             let watcher = graceful.watcher();
             let over_tls = self.tls.is_some();
-            let service = TowerToHyperService::new(router.clone().map_request(
-                move |mut req: http::Request<Incoming>| {
-                    req.extensions_mut().insert(Peer(peer));
-                    if over_tls {
-                        req.extensions_mut().insert(host::OverTls);
-                    }
-                    req
-                },
-            ));
+            let (busy, done) = (Arc::clone(&place.busy), Arc::clone(&place.busy));
+            let service = TowerToHyperService::new(
+                router
+                    .clone()
+                    .map_request(move |mut req: http::Request<Incoming>| {
+                        busy.fetch_add(1, Ordering::AcqRel);
+                        req.extensions_mut().insert(Peer(peer));
+                        if over_tls {
+                            req.extensions_mut().insert(host::OverTls);
+                        }
+                        req
+                    })
+                    .map_response(move |resp| {
+                        done.fetch_sub(1, Ordering::AcqRel);
+                        resp
+                    }),
+            );
             // The current settings: a reload serves the next handshake.
             let acceptor = self.tls.clone();
-            tokio::spawn(async move {
+            let ends = Arc::clone(&slots);
+            let id = place.id;
+            let task = tokio::spawn(async move {
                 let http = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(HEAD_TIMEOUT)
@@ -475,8 +490,10 @@ impl AdminListener {
                         }
                     }
                 }
+                ends.ended(id);
                 drop(slot);
             });
+            slots.running(id, task.abort_handle());
         }
         ready.store(false, Ordering::Relaxed);
         graceful.shutdown().await;

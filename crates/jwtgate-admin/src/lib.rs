@@ -28,6 +28,7 @@ mod providers;
 mod reaper;
 mod revocations;
 mod routes;
+mod slots;
 pub mod source;
 mod subjects;
 mod warnings;
