@@ -133,6 +133,30 @@ fn certificates(config: &Config, now: i64, found: &mut Found) {
     let admin = config.admin.as_ref().and_then(|a| a.tls.as_ref());
     for tls in config.tls.iter().chain(admin) {
         certificates_of(tls, now, found);
+        unused_suites(tls, found);
+    }
+}
+
+/// TLS 1.2 suites listed while `min_version` is `"1.3"`: no handshake
+/// can use them.
+fn unused_suites(tls: &TlsMaterial, found: &mut Found) {
+    if tls.min_version != TlsVersion::V1_3 {
+        return;
+    }
+    let unused: Vec<&str> = tls
+        .cipher_suites
+        .iter()
+        .map(String::as_str)
+        .filter(|s| !s.starts_with("TLS13_"))
+        .collect();
+    if !unused.is_empty() {
+        found.warn(
+            format!("{}.cipher_suites", tls.at),
+            format!(
+                "lists TLS 1.2 suites ({}) while min_version is \"1.3\": no handshake uses them",
+                unused.join(", ")
+            ),
+        );
     }
 }
 
@@ -171,7 +195,9 @@ fn certificates_of(tls: &TlsMaterial, now: i64, found: &mut Found) {
                 format!("{}.cert_file", c.location),
                 format!(
                     "SNI never chooses it: each of its names ({}) is held by a certificate \
-                     listed before it ({}); remove the one it replaces, or list it before",
+                     listed before it ({}); one certificate serves a name (an RSA and an \
+                     ECDSA one are not served side by side by the client's key type): \
+                     remove the one it replaces, or list it before",
                     names.join(", "),
                     by.join(", ")
                 ),
@@ -1243,6 +1269,27 @@ mod tests {
         let mut found = Found::default();
         certificates(&config, now, &mut found);
         found.0.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn tls_1_2_suites_listed_with_min_version_1_3_are_warned_about() {
+        let w = certificate_warnings(
+            r#"{ cert_file: "{dir}/server.crt", key_file: "{dir}/server.key", min_version: "1.3", cipher_suites: [TLS13_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256] }"#,
+            1_800_000_000,
+        );
+        assert!(
+            w.contains(
+                &"tls.cipher_suites: lists TLS 1.2 suites (TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256) \
+                  while min_version is \"1.3\": no handshake uses them"
+                    .to_owned()
+            ),
+            "{w:?}"
+        );
+        let w = certificate_warnings(
+            r#"{ cert_file: "{dir}/server.crt", key_file: "{dir}/server.key", min_version: "1.3", cipher_suites: [TLS13_AES_128_GCM_SHA256] }"#,
+            1_800_000_000,
+        );
+        assert!(!w.iter().any(|w| w.contains("cipher_suites")), "{w:?}");
     }
 
     #[test]
