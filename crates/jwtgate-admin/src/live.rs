@@ -414,6 +414,16 @@ impl LiveConfig {
         self.running.admin_key.load_full()
     }
 
+    /// The certificates each TLS listener serves (`data`, `admin`): their
+    /// places in the config and when they expire.
+    pub fn certificate_expiries(&self) -> Vec<(&'static str, Arc<Vec<jwtgate_proxy::Expiry>>)> {
+        let tls = &self.running.tls;
+        [("data", &tls.data), ("admin", &tls.admin)]
+            .into_iter()
+            .filter_map(|(listener, server)| Some((listener, server.as_ref()?.expiries())))
+            .collect()
+    }
+
     /// The names a plain-HTTP admin listener answers to besides addresses
     /// and `localhost` (`admin.allowed_hosts`).
     pub fn admin_hosts(&self) -> Arc<Vec<String>> {

@@ -28,4 +28,4 @@ pub mod upstream;
 pub use gateway::Gateway;
 pub use once_per::OncePer;
 pub use server::{Listeners, ServeError, SharedGateway};
-pub use tls::TlsServer;
+pub use tls::{Expiry, TlsServer};

@@ -141,6 +141,37 @@ impl MetricsHandle {
     }
 }
 
+/// The TLS certificates served, as `jwtgate_tls_certificate_expiry_timestamp_seconds`
+/// (when each expires, unix seconds; an alert rule compares it with
+/// `time()`): `certificates` holds each listener (`data`, `admin`) with
+/// each certificate's place in the config and its `notAfter`.
+pub fn write_certificate_expiries(out: &mut String, certificates: &[(&str, &[(String, i64)])]) {
+    use std::fmt::Write as _;
+    if certificates.iter().all(|(_, certs)| certs.is_empty()) {
+        return;
+    }
+    const NAME: &str = "jwtgate_tls_certificate_expiry_timestamp_seconds";
+    if !out.is_empty() && !out.ends_with("\n\n") {
+        out.push('\n');
+    }
+    let _ = write!(
+        out,
+        "# HELP {NAME} When each TLS certificate served expires (notAfter), by listener and place in the config\n\
+         # TYPE {NAME} gauge\n"
+    );
+    for (listener, certs) in certificates {
+        for (place, not_after) in certs.iter() {
+            // A place is the config's own text (`tls.certificates[1]`):
+            // nothing to escape.
+            let _ = writeln!(
+                out,
+                "{NAME}{{listener=\"{listener}\",certificate=\"{place}\"}} {not_after}"
+            );
+        }
+    }
+    out.push('\n');
+}
+
 /// `text` without the samples labelled with a provider that does not run.
 fn without_gone_providers(text: &str, provider_runs: &dyn Fn(&str) -> bool) -> String {
     let mut out = String::with_capacity(text.len());

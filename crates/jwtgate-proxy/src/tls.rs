@@ -31,6 +31,9 @@ const TICKETS_PER_HANDSHAKE: usize = 1;
 /// The listeners' TLS, reloadable.
 pub struct TlsServer {
     config: ArcSwap<ServerConfig>,
+    /// Each served certificate's place in the config and the end of its
+    /// validity (unix seconds), for `/metrics`.
+    expiries: ArcSwap<Vec<Expiry>>,
     /// Kept across reloads, so resumption survives them.
     ticketer: Arc<dyn ProducesTickets>,
     cache: Arc<ServerSessionMemoryCache>,
@@ -76,13 +79,21 @@ impl TlsServer {
         };
         let server = TlsServer {
             config: ArcSwap::from_pointee(placeholder()?),
+            expiries: ArcSwap::from_pointee(Vec::new()),
             ticketer,
             cache: ServerSessionMemoryCache::new(cache_size),
             cache_size,
             alpn,
         };
         server.config.store(Arc::new(server.build(m)?));
+        server.expiries.store(Arc::new(expiries(m)));
         Ok(Arc::new(server))
+    }
+
+    /// Each served certificate's place in the config (`tls`,
+    /// `tls.certificates[1]`) and when it expires (unix seconds).
+    pub fn expiries(&self) -> Arc<Vec<Expiry>> {
+        self.expiries.load_full()
     }
 
     /// The acceptor for the next connection.
@@ -149,6 +160,7 @@ impl TlsServer {
     pub fn update(&self, m: &TlsMaterial) -> Result<(), String> {
         let config = self.build(m)?;
         self.config.store(Arc::new(config));
+        self.expiries.store(Arc::new(expiries(m)));
         if self.resized(m.session_cache) {
             tracing::warn!(
                 "{}.session_cache size changed: the new size takes effect on restart (turning it off, 0, or on again applies at once)",
@@ -192,6 +204,24 @@ impl TlsServer {
         };
         Ok(config)
     }
+}
+
+/// A served certificate's place in the config (`tls.certificates[1]`) and
+/// the end of its validity (unix seconds).
+pub type Expiry = (String, i64);
+
+/// The end of each certificate's validity (its leaf's `notAfter`).
+fn expiries(m: &TlsMaterial) -> Vec<Expiry> {
+    m.certificates
+        .iter()
+        .filter_map(|c| {
+            let leaf = rustls_pemfile::certs(&mut c.cert_pem.as_slice())
+                .next()?
+                .ok()?;
+            let (_, not_after) = jwtgate_core::x509::validity(leaf.as_ref())?;
+            Some((c.location.clone(), not_after))
+        })
+        .collect()
 }
 
 /// Checks what the config compiler could not (keys match their

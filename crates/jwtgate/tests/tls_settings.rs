@@ -822,6 +822,25 @@ async fn the_admin_listener_speaks_https_with_admin_tls() {
         "{answer}"
     );
 
+    // When the served certificate expires, for an alert to compare with
+    // time() (an outside TLS audit found nothing said it while running).
+    let expiry = |metrics: &str| -> i64 {
+        let line = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(
+                    r#"jwtgate_tls_certificate_expiry_timestamp_seconds{listener="admin",certificate="admin.tls"} "#,
+                )
+            })
+            .unwrap_or_else(|| panic!("{metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let stream = connect(node.admin, &trust, "localhost").await.unwrap();
+    let (_, metrics) = admin_get(stream, "/metrics").await;
+    let before = expiry(&metrics);
+    assert!(before > support::now(), "{metrics}");
+    assert!(!metrics.contains(r#"listener="data""#), "{metrics}");
+
     // The renewal: a connection opened before stays up, the next handshake
     // gets the new certificate.
     let open = connect(node.admin, &trust, "localhost").await.unwrap();
@@ -833,6 +852,13 @@ async fn the_admin_listener_speaks_https_with_admin_tls() {
     let renewed = Arc::new(default_client(&new_cert));
     let stream = connect(node.admin, &renewed, "localhost").await.unwrap();
     assert_eq!(admin_get(stream, "/status").await.0, 200);
+    let stream = connect(node.admin, &renewed, "localhost").await.unwrap();
+    let (_, metrics) = admin_get(stream, "/metrics").await;
+    let after = expiry(&metrics);
+    assert!(
+        after > support::now() && after != before,
+        "{before} {after}"
+    );
     let fresh_old = Arc::new(default_client(&ca()));
     assert!(connect(node.admin, &fresh_old, "localhost").await.is_err());
     assert_eq!(admin_get(open, "/status").await.0, 200);
