@@ -17,7 +17,6 @@ use axum::{middleware, Json, Router};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use jwtgate_config::{RawConsumer, RawProvider, RawRoute};
 use jwtgate_proxy::metrics::{self, MetricsHandle};
@@ -406,8 +405,8 @@ impl AdminListener {
     /// within [`HEAD_TIMEOUT`] (an idle keep-alive connection is closed
     /// then too), a body may not stall for longer
     /// than [`BODY_TIMEOUT`], and at most [`MAX_CONNECTIONS`] are served
-    /// at once (a new one takes the place of the oldest idle one, see
-    /// [`Slots`]; with every one busy, it waits). Without them
+    /// at once (a new one has a connection of the peer holding the most
+    /// closed for it, see [`Slots`]). Without them
     /// anyone who reaches the port could hold connections open until the
     /// process had no file descriptor left, for the data plane either.
     pub async fn serve(self, state: AdminState, stop: watch::Receiver<bool>) {
@@ -419,7 +418,6 @@ impl AdminListener {
         }
         let ready = Arc::clone(&state.ready);
         let router = router(state);
-        let graceful = GracefulShutdown::new();
         let slots = Slots::new(MAX_CONNECTIONS);
         let mut stop = stop;
         loop {
@@ -439,15 +437,13 @@ impl AdminListener {
                     continue;
                 }
             };
-            // Taken once a client is there: a full listener closes its
-            // oldest idle connection for it (`slots`), not before.
-            let slot = tokio::select! {
-                s = slots.acquire() => s,
+            // Taken once a client is there: a full listener has a
+            // connection closed for it (`slots`), not before.
+            let place = tokio::select! {
+                p = slots.place(peer.ip()) => p,
                 _ = stop.wait_for(|s| *s) => break,
             };
-            let Ok(slot) = slot else { break };
-            let place = slots.place();
-            let watcher = graceful.watcher();
+            let Ok(place) = place else { break };
             let over_tls = self.tls.is_some();
             let (busy, done) = (Arc::clone(&place.busy), Arc::clone(&place.busy));
             let service = TowerToHyperService::new(
@@ -468,9 +464,8 @@ impl AdminListener {
             );
             // The current settings: a reload serves the next handshake.
             let acceptor = self.tls.clone();
-            let ends = Arc::clone(&slots);
-            let id = place.id;
-            let task = tokio::spawn(async move {
+            let stop = stop.clone();
+            tokio::spawn(async move {
                 let http = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(HEAD_TIMEOUT)
@@ -478,15 +473,21 @@ impl AdminListener {
                 match acceptor {
                     None => {
                         let conn = http.serve_connection(TokioIo::new(stream), service);
-                        let _ = watcher.watch(conn).await;
+                        until_closed(conn, &place, stop).await;
                     }
                     Some(tls) => {
                         let handshake =
                             tokio::time::timeout(HEAD_TIMEOUT, tls.accept(stream, "admin", peer));
-                        match handshake.await {
+                        // Asked to close before it is done: nothing was
+                        // asked of it yet, it goes at once.
+                        let done = tokio::select! {
+                            done = handshake => done,
+                            () = place.closing.notified() => return,
+                        };
+                        match done {
                             Ok(Some(stream)) => {
                                 let conn = http.serve_connection(TokioIo::new(stream), service);
-                                let _ = watcher.watch(conn).await;
+                                until_closed(conn, &place, stop).await;
                             }
                             Ok(None) => {}
                             Err(_) => {
@@ -496,15 +497,37 @@ impl AdminListener {
                         }
                     }
                 }
-                ends.ended(id);
-                drop(slot);
+                // The place (its slot) goes with the task.
             });
-            slots.running(id, task.abort_handle());
         }
         ready.store(false, Ordering::Relaxed);
-        graceful.shutdown().await;
+        slots.all_ended().await;
         info!("admin API stopped");
     }
+}
+
+/// Serves `conn` until it ends; at a stop, or when its place is asked for
+/// (a full listener, [`Slots`]), it is shut down gracefully: closed at
+/// once when idle, after the answer in progress otherwise.
+async fn until_closed<I, S, B>(
+    conn: http1::Connection<I, S>,
+    place: &crate::slots::Place,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        () = place.closing.notified() => {}
+        _ = stop.wait_for(|s| *s) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
 }
 
 /// How long a client has to send a request head, on a new connection or

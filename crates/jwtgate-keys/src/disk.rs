@@ -64,7 +64,9 @@ impl KeyCache {
         }
     }
 
-    /// Writes nothing from now on (this copy and every clone).
+    /// Writes nothing from now on (this copy and every clone). A save
+    /// already past its check may still land, one write's time after:
+    /// harmless, as a cache is used only by a provider of the same origin.
     pub fn retire(&self) {
         self.retired.store(true, Ordering::Release);
     }

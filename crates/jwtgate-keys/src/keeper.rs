@@ -637,7 +637,6 @@ impl Keeper {
         }
     }
 
-    /// Whether the task should be running (fetched sets only).
     /// Its provider is removed or replaced: no fetch still on its way
     /// writes the key cache any more.
     pub fn retire(&self) {
@@ -646,6 +645,7 @@ impl Keeper {
         }
     }
 
+    /// Whether the task should be running (fetched sets only).
     pub fn fetches(&self) -> bool {
         !self.is_static()
     }

@@ -66,6 +66,9 @@ impl KeyService {
         let mut keepers = self.keepers.lock().unwrap_or_else(|p| p.into_inner());
         let mut ring = Vec::with_capacity(config.provider_sources.len());
         let mut wanted = Vec::new();
+        // Providers whose key cache goes: removed, or on a key file now
+        // (deleted once the lock is let go).
+        let mut removed = Vec::new();
         for source in &config.provider_sources {
             wanted.push(source.name.clone());
             let reuse = keepers
@@ -86,7 +89,7 @@ impl KeyService {
             if let Some(old) = keepers.get(&source.name) {
                 old.keeper.retire();
                 if is_file(source) {
-                    self.forget_cache(&source.name);
+                    removed.push(source.name.clone());
                 }
             }
             let cache = (!is_file(source))
@@ -113,14 +116,15 @@ impl KeyService {
                 },
             );
         }
-        let removed: Vec<String> = keepers
-            .iter()
-            .filter(|(name, _)| !wanted.contains(*name))
-            .map(|(name, r)| {
-                r.keeper.retire();
-                name.clone()
-            })
-            .collect();
+        removed.extend(
+            keepers
+                .iter()
+                .filter(|(name, _)| !wanted.contains(*name))
+                .map(|(name, r)| {
+                    r.keeper.retire();
+                    name.clone()
+                }),
+        );
         keepers.retain(|name, _| wanted.contains(name));
         drop(keepers);
         for name in removed {

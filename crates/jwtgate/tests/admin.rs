@@ -1324,8 +1324,8 @@ fn metrics_move_as_requests_are_made() {
 /// so the data plane could not accept either. It now has the data plane's
 /// bounds: a head within 30 s (an idle kept-alive connection included), a
 /// body that does not stall 30 s (408), and at most 256 connections at once
-/// (more wait in the listening socket's queue). This test waits out the
-/// real 30 s.
+/// (a new one has a connection of the peer holding the most closed for it,
+/// an idle one first; see `slots`). This test waits out the real 30 s.
 #[test]
 fn regression_admin_connections_are_bounded_in_time_and_number() {
     use std::io::{Read, Write};
@@ -1390,7 +1390,7 @@ fn regression_admin_connections_are_bounded_in_time_and_number() {
     let (_, closed_after) = until_closed(held.remove(0), Instant::now());
     assert!(closed_after < Duration::from_secs(10), "{closed_after:?}");
     node.wait_log(
-        "admin listener full: the oldest connection with no request in progress",
+        "admin listener full: a connection of the peer holding the most was asked to close",
         1,
     );
     busy.write_all(b"{}").unwrap();

@@ -22,15 +22,50 @@ use super::{
 /// One route's counts (`""`: requests no route matched).
 pub(crate) struct RouteSeries {
     name: Arc<str>,
-    codes: [AtomicU64; COMMON_CODES.len()],
-    /// Counts of codes outside [`COMMON_CODES`] (rare: a lock is fine).
-    other_codes: Mutex<BTreeMap<u16, u64>>,
-    auth: [AtomicU64; AUTH_OUTCOMES.len()],
-    other_auth: Mutex<BTreeMap<&'static str, u64>>,
+    codes: Tally<u16>,
+    auth: Tally<&'static str>,
     /// Requests by the first bucket whose bound holds their duration
     /// (not cumulative; the last: beyond every bound).
     buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
     sum_nanos: AtomicU64,
+}
+
+/// Counts by a label's value: the common values without a lock, any
+/// other (rare) under one.
+struct Tally<K: 'static> {
+    common: &'static [K],
+    counts: Box<[AtomicU64]>,
+    others: Mutex<BTreeMap<K, u64>>,
+}
+
+impl<K: Copy + Ord + std::fmt::Display + 'static> Tally<K> {
+    fn new(common: &'static [K]) -> Self {
+        Tally {
+            common,
+            counts: common.iter().map(|_| AtomicU64::new(0)).collect(),
+            others: Mutex::default(),
+        }
+    }
+
+    fn add(&self, value: K) {
+        match self.common.iter().position(|&c| c == value) {
+            Some(i) => bump(&self.counts[i]),
+            None => *lock(&self.others).entry(value).or_default() += 1,
+        }
+    }
+
+    /// A line `family{route="...",label="value"} n` per value counted.
+    fn write(&self, out: &mut String, family: &str, route: &str, label: &str) {
+        let common = self
+            .common
+            .iter()
+            .zip(self.counts.iter())
+            .map(|(&value, n)| (value, n.load(Ordering::Relaxed)));
+        let others: Vec<(K, u64)> = lock(&self.others).iter().map(|(&v, &n)| (v, n)).collect();
+        for (value, n) in common.chain(others).filter(|&(_, n)| n > 0) {
+            let _ = writeln!(out, "{family}{{route=\"{route}\",{label}=\"{value}\"}} {n}");
+        }
+    }
 }
 
 /// The series by route name, held weakly; names whose routes are gone are
@@ -69,10 +104,8 @@ impl RouteSeries {
         let name: Arc<str> = Arc::from(route);
         let series = Arc::new(RouteSeries {
             name: Arc::clone(&name),
-            codes: std::array::from_fn(|_| AtomicU64::new(0)),
-            other_codes: Mutex::default(),
-            auth: std::array::from_fn(|_| AtomicU64::new(0)),
-            other_auth: Mutex::default(),
+            codes: Tally::new(&COMMON_CODES),
+            auth: Tally::new(&AUTH_OUTCOMES),
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
             sum_nanos: AtomicU64::new(0),
         });
@@ -84,10 +117,7 @@ impl RouteSeries {
     }
 
     pub(crate) fn record(&self, status: u16, auth: &'static str, elapsed: Duration) {
-        match COMMON_CODES.iter().position(|&c| c == status) {
-            Some(i) => bump(&self.codes[i]),
-            None => *lock(&self.other_codes).entry(status).or_default() += 1,
-        }
+        self.codes.add(status);
         let seconds = elapsed.as_secs_f64();
         let bucket = DURATION_BUCKETS
             .iter()
@@ -99,10 +129,7 @@ impl RouteSeries {
         if auth == "none" {
             return;
         }
-        match AUTH_OUTCOMES.iter().position(|&o| o == auth) {
-            Some(i) => bump(&self.auth[i]),
-            None => *lock(&self.other_auth).entry(auth).or_default() += 1,
-        }
+        self.auth.add(auth);
     }
 }
 
@@ -127,18 +154,7 @@ pub(crate) fn render(out: &mut String) {
     let mut auth = String::new();
     for s in &live {
         let route = label_value(&s.name);
-        let mut codes: Vec<(u16, u64)> = COMMON_CODES
-            .iter()
-            .zip(&s.codes)
-            .map(|(&code, n)| (code, n.load(Ordering::Relaxed)))
-            .collect();
-        codes.extend(lock(&s.other_codes).iter().map(|(&c, &n)| (c, n)));
-        for (code, n) in codes.into_iter().filter(|&(_, n)| n > 0) {
-            let _ = writeln!(
-                requests,
-                "{HTTP_REQUESTS}{{route=\"{route}\",code=\"{code}\"}} {n}"
-            );
-        }
+        s.codes.write(&mut requests, HTTP_REQUESTS, &route, "code");
         let counts: Vec<u64> = s
             .buckets
             .iter()
@@ -162,18 +178,7 @@ pub(crate) fn render(out: &mut String) {
                  {HTTP_DURATION}_count{{route=\"{route}\"}} {count}"
             );
         }
-        let mut outcomes: Vec<(&str, u64)> = AUTH_OUTCOMES
-            .iter()
-            .zip(&s.auth)
-            .map(|(&o, n)| (o, n.load(Ordering::Relaxed)))
-            .collect();
-        outcomes.extend(lock(&s.other_auth).iter().map(|(&o, &n)| (o, n)));
-        for (outcome, n) in outcomes.into_iter().filter(|&(_, n)| n > 0) {
-            let _ = writeln!(
-                auth,
-                "{JWT_AUTH}{{route=\"{route}\",outcome=\"{outcome}\"}} {n}"
-            );
-        }
+        s.auth.write(&mut auth, JWT_AUTH, &route, "outcome");
     }
     family(
         out,
