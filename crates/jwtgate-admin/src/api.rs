@@ -347,15 +347,10 @@ async fn metrics(State(s): State<AdminState>) -> Response {
     let Some(handle) = &s.metrics else {
         return AdminError::NotFound("metrics are not enabled".into()).into_response();
     };
-    s.live.keys().record_ages();
     let keys = s.live.keys();
+    keys.record_ages();
     let mut text = handle.render(s.live.revocations(), &|name| keys.runs(name));
-    let certificates = s.live.certificate_expiries();
-    let listed: Vec<(&str, &[(String, i64)])> = certificates
-        .iter()
-        .map(|(listener, certs)| (*listener, certs.as_slice()))
-        .collect();
-    metrics::write_certificate_expiries(&mut text, &listed);
+    metrics::write_certificate_expiries(&mut text, &s.live.certificate_expiries());
     let content_type = "text/plain; version=0.0.4; charset=utf-8";
     ([(header::CONTENT_TYPE, content_type)], text).into_response()
 }

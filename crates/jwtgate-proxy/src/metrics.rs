@@ -145,7 +145,10 @@ impl MetricsHandle {
 /// (when each expires, unix seconds; an alert rule compares it with
 /// `time()`): `certificates` holds each listener (`data`, `admin`) with
 /// each certificate's place in the config and its `notAfter`.
-pub fn write_certificate_expiries(out: &mut String, certificates: &[(&str, &[(String, i64)])]) {
+pub fn write_certificate_expiries(
+    out: &mut String,
+    certificates: &[(&str, Arc<Vec<crate::tls::Expiry>>)],
+) {
     use std::fmt::Write as _;
     if certificates.iter().all(|(_, certs)| certs.is_empty()) {
         return;
