@@ -106,6 +106,53 @@ pub const CIPHER_SUITES: [&str; 9] = [
     "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
 ];
 
+/// The suite a name written otherwise means: in another case, the RFC
+/// 8446 name of a TLS 1.3 suite (`TLS_AES_128_GCM_SHA256`), or OpenSSL's
+/// name (`ECDHE-RSA-AES128-GCM-SHA256`, as nginx and HAProxy configs
+/// hold them).
+fn suite_meant(written: &str) -> Option<&'static str> {
+    const OPENSSL: [(&str, &str); 6] = [
+        (
+            "ECDHE-ECDSA-AES256-GCM-SHA384",
+            "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+        ),
+        (
+            "ECDHE-ECDSA-AES128-GCM-SHA256",
+            "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+        ),
+        (
+            "ECDHE-ECDSA-CHACHA20-POLY1305",
+            "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+        ),
+        (
+            "ECDHE-RSA-AES256-GCM-SHA384",
+            "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+        ),
+        (
+            "ECDHE-RSA-AES128-GCM-SHA256",
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        ),
+        (
+            "ECDHE-RSA-CHACHA20-POLY1305",
+            "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+        ),
+    ];
+    let upper = written.trim().to_ascii_uppercase();
+    let tls13 = upper
+        .strip_prefix("TLS_")
+        .map(|rest| format!("TLS13_{rest}"));
+    CIPHER_SUITES
+        .iter()
+        .find(|&&name| name == upper || Some(name) == tls13.as_deref())
+        .copied()
+        .or_else(|| {
+            OPENSSL
+                .iter()
+                .find(|(alias, _)| *alias == upper)
+                .map(|&(_, name)| name)
+        })
+}
+
 /// The default size of the session cache (as rustls's own default).
 /// `session_cache` when unset; also the size a node started with the cache
 /// off (`0`) holds, so that turning it on by a reload applies at once.
@@ -171,10 +218,13 @@ pub(crate) fn compile(
     let cipher_suites = t.cipher_suites.clone().unwrap_or_default();
     for (i, s) in cipher_suites.iter().enumerate() {
         if !CIPHER_SUITES.contains(&s.as_str()) {
+            let hint = suite_meant(s)
+                .map(|name| format!(": write it as {name:?}"))
+                .unwrap_or_default();
             errors.add(
                 &index(&suites_at, i),
                 format!(
-                    "unknown cipher suite {s:?} (known: {})",
+                    "unknown cipher suite {s:?}{hint} (known: {})",
                     CIPHER_SUITES.join(", ")
                 ),
             );
@@ -271,4 +321,39 @@ fn certificate(
         key_mode,
         location: loc.to_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_suite_written_as_openssl_or_rfc_8446_names_it_is_named_back() {
+        for (written, meant) in [
+            (
+                "ECDHE-RSA-AES128-GCM-SHA256",
+                "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+            ),
+            (
+                "ecdhe-ecdsa-chacha20-poly1305",
+                "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+            ),
+            ("TLS_AES_128_GCM_SHA256", "TLS13_AES_128_GCM_SHA256"),
+            ("tls13_aes_256_gcm_sha384", "TLS13_AES_256_GCM_SHA384"),
+            (
+                "tls_ecdhe_rsa_with_aes_256_gcm_sha384",
+                "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+            ),
+        ] {
+            assert_eq!(suite_meant(written), Some(meant), "{written}");
+        }
+        for unknown in [
+            "DES-CBC3-SHA",
+            "TLS_RSA_WITH_AES_128_GCM_SHA256",
+            "AES128-SHA",
+            "",
+        ] {
+            assert_eq!(suite_meant(unknown), None, "{unknown}");
+        }
+    }
 }
