@@ -137,18 +137,22 @@ fn certificates(config: &Config, now: i64, found: &mut Found) {
     }
 }
 
+/// The TLS 1.2 suites an explicit `cipher_suites` lists.
+fn tls12_suites(tls: &TlsMaterial) -> Vec<&str> {
+    tls.cipher_suites
+        .iter()
+        .map(String::as_str)
+        .filter(|s| !s.starts_with("TLS13_"))
+        .collect()
+}
+
 /// TLS 1.2 suites listed while `min_version` is `"1.3"`: no handshake
 /// can use them.
 fn unused_suites(tls: &TlsMaterial, found: &mut Found) {
     if tls.min_version != TlsVersion::V1_3 {
         return;
     }
-    let unused: Vec<&str> = tls
-        .cipher_suites
-        .iter()
-        .map(String::as_str)
-        .filter(|s| !s.starts_with("TLS13_"))
-        .collect();
+    let unused = tls12_suites(tls);
     if !unused.is_empty() {
         found.warn(
             format!("{}.cipher_suites", tls.at),
@@ -264,12 +268,7 @@ fn certificates_of(tls: &TlsMaterial, now: i64, found: &mut Found) {
 /// signs with: TLS 1.2 clients that get it fail the handshake (rustls
 /// picks a suite by the certificate's key, ECDHE_RSA or ECDHE_ECDSA).
 fn tls12_suites_for(tls: &TlsMaterial, kind: PublicKey, location: &str, found: &mut Found) {
-    let tls12: Vec<&str> = tls
-        .cipher_suites
-        .iter()
-        .map(String::as_str)
-        .filter(|s| !s.starts_with("TLS13_"))
-        .collect();
+    let tls12 = tls12_suites(tls);
     if tls.min_version != TlsVersion::V1_2 || tls12.is_empty() {
         return;
     }
