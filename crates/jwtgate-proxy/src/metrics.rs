@@ -16,6 +16,7 @@ use jwtgate_store::Revocations;
 use metrics::{counter, describe_counter, describe_gauge, Counter, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+pub(crate) mod connections;
 mod process;
 mod routes;
 
@@ -130,6 +131,7 @@ impl MetricsHandle {
         counter!(REVOCATION_STORE_LOSSES).absolute(revocations.store_losses());
         let mut text = without_gone_providers(&self.0.render(), provider_runs);
         routes::render(&mut text);
+        connections::render(&mut text);
         process::render(&mut text);
         text
     }

@@ -197,6 +197,7 @@ impl Listeners {
             ),
         }
         let (balance, inboxes) = Balance::new(sockets.len(), self.max_connections);
+        crate::metrics::connections::serving(balance.counts(), self.max_connections);
         // As many upstream connections as client ones: the two descriptors a
         // connection `max_connections` counts (see `upstream::budget`).
         let budget = Arc::new(UpstreamBudget::new(self.max_connections));

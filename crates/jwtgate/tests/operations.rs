@@ -591,6 +591,51 @@ fn connections_that_stay_open_are_split_evenly_over_the_workers() {
     drop(open);
 }
 
+/// `jwtgate_worker_connections_open` of every worker, summed.
+fn open_connections(node: &Node) -> f64 {
+    let metrics = node.metrics();
+    let prefix = "jwtgate_worker_connections_open{";
+    metrics
+        .0
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn the_open_connections_and_the_limit_are_gauges() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(
+        dir.path(),
+        &config("{ kind: embedded, path: ./data }", "max_connections: 500\n"),
+    );
+    assert_eq!(
+        node.metrics().value("jwtgate_max_connections", &[]),
+        500.0,
+        "{}",
+        node.metrics().0
+    );
+    // The admin API's own connections (the scrape) are not counted.
+    assert_eq!(open_connections(&node), 0.0, "{}", node.metrics().0);
+    let open = open_keep_alive(&node, 12);
+    assert_eq!(open_connections(&node), 12.0, "{}", node.metrics().0);
+    // One that sent nothing yet counts too: it holds a place.
+    let silent = connect(node.addr);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while open_connections(&node) != 13.0 {
+        assert!(Instant::now() < deadline, "{}", node.metrics().0);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(open);
+    drop(silent);
+    // Each ends as the worker sees its close.
+    while open_connections(&node) != 0.0 {
+        assert!(Instant::now() < deadline, "{}", node.metrics().0);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// `n` keep-alive connections to `node`, each with one request answered,
 /// all left open.
 fn open_keep_alive(node: &Node, n: usize) -> Vec<std::net::TcpStream> {

@@ -105,6 +105,11 @@ impl Balance {
         self.limit
     }
 
+    /// Every worker's count, for the open-connections gauge.
+    pub(super) fn counts(&self) -> Vec<Arc<AtomicUsize>> {
+        self.placed.clone()
+    }
+
     /// Worker `worker`'s count, which its idle watch decrements as its
     /// connections end.
     pub(super) fn placed(&self, worker: usize) -> Arc<AtomicUsize> {
