@@ -232,6 +232,14 @@ pub(crate) fn route(mut r: Obj<'_>, errors: &mut Errors) -> RawRoute {
 }
 
 pub(crate) fn jwt(mut j: Obj<'_>, errors: &mut Errors) -> RawJwt {
+    // Empty, as a file cut just after `protection:` leaves it, it would
+    // read as no protection: refused, as an empty flag is.
+    if j.is_empty("protection") {
+        errors.add(
+            &j.at("protection"),
+            "is empty: write undeletable and immutable under it, or leave the key out",
+        );
+    }
     let protection = j.child_obj("protection", errors).map(|mut p| {
         let prot = RawProtection {
             undeletable: p.bool("undeletable", errors).unwrap_or(false),

@@ -49,6 +49,13 @@ impl<'v> Obj<'v> {
         self.map.get(key).filter(|v| !v.is_null())
     }
 
+    /// Whether `key` is there with an empty value (YAML's null); asking
+    /// counts as reading it.
+    pub(crate) fn is_empty(&mut self, key: &'static str) -> bool {
+        self.known.push(key);
+        self.map.get(key).is_some_and(Value::is_null)
+    }
+
     pub(crate) fn has(&self, key: &str) -> bool {
         self.map.get(key).is_some_and(|v| !v.is_null())
     }
@@ -81,7 +88,18 @@ impl<'v> Obj<'v> {
         }
     }
 
+    /// `true` or `false`. An empty value (`immutable:` with nothing after
+    /// it, as a file cut short leaves it) is refused, not taken as absent:
+    /// absent is `false` for every flag, and a file cut just after
+    /// `immutable:` would lift a protection (an outside reload audit).
     pub(crate) fn bool(&mut self, key: &'static str, errors: &mut Errors) -> Option<bool> {
+        if self.is_empty(key) {
+            errors.add(
+                &self.at(key),
+                "is empty: write true or false, or leave the key out",
+            );
+            return None;
+        }
         match self.get(key)? {
             Value::Bool(b) => Some(*b),
             other => {

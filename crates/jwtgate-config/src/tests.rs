@@ -438,6 +438,44 @@ fn admin_console_is_off_unless_set() {
     );
 }
 
+/// A file cut short just after `immutable:` or `protection:` (an outside
+/// reload audit) must not read as a protection lifted: an empty value is
+/// refused, for every flag.
+#[test]
+fn an_empty_flag_or_protection_is_refused_not_read_as_false() {
+    let with = |jwt: &str| MINIMAL.replace("    jwt: {}\n", jwt);
+    let protected =
+        with("    jwt:\n      protection:\n        undeletable: true\n        immutable: true\n");
+    let p = load(&protected).expect("valid").routes[0]
+        .jwt
+        .clone()
+        .expect("policy")
+        .protection;
+    assert!(p.undeletable && p.immutable);
+    assert_eq!(
+        errors(&with("    jwt:\n      protection:\n        undeletable: true\n        immutable:\n")),
+        vec!["routes[0].jwt.protection.immutable: is empty: write true or false, or leave the key out"]
+    );
+    assert_eq!(
+        errors(&with("    jwt:\n      protection:\n")),
+        vec!["routes[0].jwt.protection: is empty: write undeletable and immutable under it, or leave the key out"]
+    );
+    assert_eq!(
+        errors(&with("    jwt: { hide_credentials: }\n")),
+        vec!["routes[0].jwt.hide_credentials: is empty: write true or false, or leave the key out"]
+    );
+    // Left out, each is false, as before.
+    let open = load(&with("    jwt: { protection: { undeletable: true } }\n")).expect("valid");
+    assert!(
+        !open.routes[0]
+            .jwt
+            .as_ref()
+            .expect("policy")
+            .protection
+            .immutable
+    );
+}
+
 #[test]
 fn workers_default_to_one_per_core_and_must_be_between_1_and_1024() {
     assert_eq!(load(MINIMAL).expect("valid").workers, None);

@@ -659,6 +659,38 @@ fn a_file_edit_that_breaks_a_protection_is_rejected_as_a_whole() {
         metrics.value("jwtgate_config_reloads_total", &[("outcome", "protected")]),
         2.0
     );
+
+    // Cut short just after a flag, or after `protection:` (an outside
+    // reload audit: both read as false, the protection was lifted, and the
+    // routes after the cut deleted, in one reload): refused as invalid.
+    let block = config(&up.node(), &["after"], "guarded").replace(
+        "      protection: { undeletable: true, immutable: true }\n",
+        "      protection:\n        undeletable: true\n        immutable: true\n",
+    );
+    replace_by_rename(&node.config_path, &block);
+    assert!(
+        eventually(WAIT, || node.get("/after/x").status == 200),
+        "{}",
+        node.logs()
+    );
+    for (cut_after, refused) in [
+        (
+            "        immutable:",
+            "routes[1].jwt.protection.immutable: is empty",
+        ),
+        ("      protection:", "routes[1].jwt.protection: is empty"),
+    ] {
+        let cut = block.find(cut_after).unwrap() + cut_after.len();
+        replace_by_rename(&node.config_path, &block[..cut]);
+        node.wait_log(refused, 1);
+    }
+    assert_eq!(
+        node.get("/after/x").status,
+        200,
+        "the routes after the cut stay"
+    );
+    let resp = node.admin("DELETE", "/admin/v1/routes/guarded", None);
+    assert_eq!(resp.status, 409, "still protected: {}", resp.text());
 }
 
 #[test]
