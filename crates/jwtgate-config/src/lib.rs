@@ -22,6 +22,7 @@ mod reader;
 mod routing;
 mod shared;
 mod source;
+mod spelling;
 mod tls;
 pub mod tree;
 mod warnings;
@@ -102,8 +103,7 @@ pub fn load_str(
     base_dir: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigErrors> {
-    let mut tree = tree::parse_yaml(text)
-        .map_err(|msg| ConfigErrors::single("", format!("not valid YAML: {msg}")))?;
+    let mut tree = tree::parse_yaml(text).map_err(|msg| ConfigErrors::single("", msg))?;
     let mut errors = error::Errors::default();
     tree::expand_env(&mut tree, "", env, &mut errors);
     let raw = read::config(&tree, &mut errors);

@@ -23,8 +23,7 @@ use crate::{compile, read, tree};
 /// wrong types), so that compiling it can still report the rest. Only text
 /// that is not YAML at all is an `Err`.
 pub fn read_source(text: &str) -> Result<ReadItem<RawConfig>, ConfigErrors> {
-    let tree = tree::parse_yaml(text)
-        .map_err(|msg| ConfigErrors::single("", format!("not valid YAML: {msg}")))?;
+    let tree = tree::parse_yaml(text).map_err(|msg| ConfigErrors::single("", msg))?;
     let mut errors = Errors::default();
     let item = read::config(&tree, &mut errors);
     Ok(ReadItem {

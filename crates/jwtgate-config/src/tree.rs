@@ -79,7 +79,8 @@ impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
     }
 }
 
-/// Parses YAML text into a tree. A syntax error is reported as one error.
+/// Parses YAML text into a tree. A syntax error, or a number spelled
+/// otherwise than in decimal ([`crate::spelling`]), is reported as one error.
 pub fn parse_yaml(text: &str) -> Result<Value, String> {
     if text.trim().is_empty() {
         return Ok(Value::Object(Default::default()));
@@ -87,8 +88,12 @@ pub fn parse_yaml(text: &str) -> Result<Value, String> {
     // No snippet of the text around a syntax error: the lines it quotes may
     // hold a secret, and the message goes to the log on a reload.
     let options = serde_saphyr::options! { with_snippet: false };
-    serde_saphyr::from_str_with_options::<Value>(text, options)
-        .map_err(|e| operators_words(&e.to_string()))
+    let tree = serde_saphyr::from_str_with_options::<Value>(text, options)
+        .map_err(|e| format!("not valid YAML: {}", operators_words(&e.to_string())))?;
+    match crate::spelling::first_respelled_number(text) {
+        Some(problem) => Err(problem),
+        None => Ok(tree),
+    }
 }
 
 /// The parser's message without its advice to the program that calls it

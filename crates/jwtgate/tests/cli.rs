@@ -323,6 +323,45 @@ routes:
     drop(dir);
 }
 
+/// An outside operations audit: `key: 0x1F` became the key "31", and
+/// `check` said ok; tokens signed with the key as written were refused.
+#[test]
+fn check_refuses_a_value_yaml_reads_as_a_number_spelled_otherwise() {
+    let yaml = |key: &str| {
+        format!(
+            r#"listen: "127.0.0.1:0"
+consumers:
+  - username: alice
+    jwt: {{ key: {key}, secret: "secret-one-1234567890-0123456789abcdef" }}
+routes:
+  - name: r
+    paths: ["/*"]
+    upstream: {{ echo: true }}
+"#
+        )
+    };
+    for key in ["0x1F", "1_000", "+5", "0o17"] {
+        let (dir, path) = config_dir(&yaml(key));
+        let out = run_cli(&["check", "--config", &path], root());
+        assert_eq!(out.code(), Some(1), "{key}: {}", out.all());
+        assert!(
+            out.stderr
+                .contains("line 4 column 17: this value is a whole number to YAML")
+                // Never the value: it may be a password.
+                && (key != "0x1F" || !out.stderr.contains(key)),
+            "{key}: {}",
+            out.all()
+        );
+        drop(dir);
+    }
+    for key in ["\"0x1F\"", "12345"] {
+        let (dir, path) = config_dir(&yaml(key));
+        let out = run_cli(&["check", "--config", &path], root());
+        assert_eq!(out.code(), Some(0), "{key}: {}", out.all());
+        drop(dir);
+    }
+}
+
 #[test]
 fn check_rejects_rs256_consumers_without_a_usable_public_key() {
     let ec_pub = read_key("ec-p256.pub").replace('\n', "\n        ");
