@@ -123,6 +123,9 @@ Do nothing but say so in the log (jwtgate logs to stderr: there is no log file t
 \fI/etc/jwtgate/jwtgate.yaml\fR
 The packaged service's config.
 .TP
+\fI/etc/default/jwtgate\fR
+The packaged service's environment: secrets the config names as ${NAME}, JWTGATE_LOG, JWTGATE_LOG_FORMAT=json.
+.TP
 \fI/var/lib/jwtgate\fR
 The packaged service's state_dir: embedded store, blacklist snapshot, key caches, the last config applied from etcd.
 .SH SEE ALSO
