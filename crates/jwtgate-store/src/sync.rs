@@ -254,7 +254,10 @@ impl Revocations {
     /// Loads every live entry from the store into memory; returns how many
     /// and the feed position to follow from.
     pub async fn load(&self) -> Result<(usize, Cursor), StoreError> {
-        let (cursor, n) = self.noted(Op::Read, self.resync(self.store.is_shared()).await)?;
+        let (cursor, n) = self.noted(
+            Op::Read,
+            self.resync(self.store.is_shared(), &Cursor::Start).await,
+        )?;
         Ok((n, cursor))
     }
 
@@ -446,7 +449,7 @@ impl Revocations {
             // until the next one, with no feed to bring it back.
             let periodic = shared && last_resync.elapsed() >= settings.resync_every;
             if need_resync || periodic {
-                match self.resync(shared).await {
+                match self.resync(shared, &cursor).await {
                     Ok((pos, n)) => {
                         if feed_failures < 2 {
                             if outage_logged {
@@ -551,7 +554,15 @@ impl Revocations {
     /// revocations and cut-offs it holds, so that a token refused before
     /// stays refused on every node, restarted ones included, rather than
     /// being let in by the loss.
-    async fn resync(&self, shared: bool) -> Result<(Cursor, usize), StoreError> {
+    ///
+    /// A store can also go back in time with its generation unchanged: a
+    /// Redis restarted on an older RDB or AOF, a failover to a replica
+    /// that lagged (an outside Redis audit: cut-offs vanished on every
+    /// node, and a node started since let logged-out tokens in). So what
+    /// this node holds and the store lacks is written back too
+    /// ([`Self::write_back_missing`]). `followed`: where this node's feed
+    /// stood (`Start` when it has not followed it since it started).
+    async fn resync(&self, shared: bool, followed: &Cursor) -> Result<(Cursor, usize), StoreError> {
         // Position first: anything revoked during the snapshot is then seen
         // by the feed too (duplicates are harmless).
         let pos = if shared {
@@ -568,8 +579,18 @@ impl Revocations {
             }
         }
         *self.generation_read() = generation;
+        // What this node holds, read before the store: each of these was
+        // in the store before this read (a node keeps a revocation or a
+        // cut-off only once the store took it, or the feed brought it).
+        let held = (self.blacklist.live_entries(now), self.cutoffs.all(now));
         let entries = self.store.snapshot(now).await?;
-        let cutoffs = self.store.cutoffs(now).await?;
+        let mut cutoffs = self.store.cutoffs(now).await?;
+        if shared {
+            let restored = self
+                .write_back_missing(held, &entries, &cutoffs, followed)
+                .await?;
+            cutoffs.extend(restored);
+        }
         let n = entries.len();
         self.blacklist.extend(entries);
         // Replaced, not merged: a cut-off deleted while this node was away
@@ -577,6 +598,93 @@ impl Revocations {
         self.cutoffs.replace(cutoffs);
         self.loaded.store(true, Ordering::Relaxed);
         Ok((pos, n))
+    }
+
+    /// Writes back what this node holds and the store lacks; returns the
+    /// cut-offs so written. A revocation is never deleted before it
+    /// expires, so one the store lacks was lost. A cut-off may have been
+    /// lifted: only a node that has followed the feed compares them, after
+    /// reading the feed on from where it stood, and one lifted meanwhile is
+    /// not written back.
+    async fn write_back_missing(
+        &self,
+        (held_entries, held_cutoffs): (Vec<Entry>, Vec<Cutoff>),
+        entries: &[Entry],
+        cutoffs: &[Cutoff],
+        followed: &Cursor,
+    ) -> Result<Vec<Cutoff>, StoreError> {
+        let stored: std::collections::HashSet<&Digest> =
+            entries.iter().map(|e| &e.digest).collect();
+        let lost: Vec<Entry> = held_entries
+            .into_iter()
+            .filter(|e| !stored.contains(&e.digest))
+            .collect();
+        let mut lost_cutoffs = Vec::new();
+        if let Cursor::At(_) = followed {
+            let stored: std::collections::HashSet<&SubjectKey> =
+                cutoffs.iter().map(|c| &c.key).collect();
+            lost_cutoffs = held_cutoffs
+                .into_iter()
+                .filter(|c| !stored.contains(&c.key))
+                .collect();
+            if !lost_cutoffs.is_empty() {
+                let lifted = self.lifted_since(followed).await?;
+                lost_cutoffs.retain(|c| !lifted.contains(&c.key));
+            }
+        }
+        if lost.is_empty() && lost_cutoffs.is_empty() {
+            return Ok(lost_cutoffs);
+        }
+        error!(
+            store = self.store.kind(),
+            revocations = lost.len(),
+            cutoffs = lost_cutoffs.len(),
+            "revocation store lost data: it lacks revocations or cut-offs this node holds \
+             (restarted from an older copy, a failover to a replica that lagged, a flush); \
+             writing them back"
+        );
+        let written = async {
+            self.store.revoke_batch(&lost).await?;
+            for c in &lost_cutoffs {
+                self.store.cut_off(c).await?;
+            }
+            Ok::<_, StoreError>(())
+        };
+        if let Err(e) = written.await {
+            warn!(
+                store = self.store.kind(),
+                error = %e,
+                "revocation store: the write-back was cut short; it starts over at the next load"
+            );
+            return Err(e);
+        }
+        self.store_lost.fetch_add(1, Ordering::Relaxed);
+        Ok(lost_cutoffs)
+    }
+
+    /// The subjects whose cut-off the feed says was lifted after `from`.
+    async fn lifted_since(
+        &self,
+        from: &Cursor,
+    ) -> Result<std::collections::HashSet<SubjectKey>, StoreError> {
+        let mut cursor = from.clone();
+        let mut lifted = std::collections::HashSet::new();
+        // Bounded: a feed holds at most FEED_MAX_LEN entries, read 1 000 at
+        // a time.
+        for _ in 0..200 {
+            let changes = self
+                .store
+                .changes(&mut cursor, Duration::from_millis(1))
+                .await?;
+            if changes.is_empty() {
+                break;
+            }
+            lifted.extend(changes.into_iter().filter_map(|c| match c {
+                Change::Lifted(key) => Some(key),
+                _ => None,
+            }));
+        }
+        Ok(lifted)
     }
 
     fn generation_read(&self) -> std::sync::MutexGuard<'_, Option<String>> {

@@ -456,6 +456,61 @@ fn cut_offs_reach_every_node_of_a_redis_store() {
     assert_cut(&b, &old, "first request after the restart");
 }
 
+/// An outside Redis audit: a Redis restarted on an older copy of its data
+/// (its RDB, with the generation key in it) lost a cut-off and a logout,
+/// and no node noticed: the cut-off was gone from every node at its next
+/// resync, and a node started since let the logged-out token in. Each
+/// node now writes back what it holds and the store lacks.
+#[test]
+fn regression_a_redis_restored_from_an_older_copy_loses_no_cut_off_or_logout() {
+    let mut server = RedisServer::start();
+    let store = server.store_yaml();
+    let dir = tempfile::tempdir().unwrap();
+    let a = Node::start(dir.path(), &config(dir.path(), &store, ""));
+    // The copy Redis will come back from, taken before the changes.
+    assert_eq!(server.cli(&["SAVE"]), "OK");
+    let cut = alice(Some("u-cut"), now() - 5);
+    cut_off(&a, json!({"consumer": "alice", "subject": "u-cut"}));
+    let logged_out = alice(Some("u-out"), now() - 5);
+    let resp = a.send(&Req::post("/app/logout").bearer(&logged_out));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_cut(&a, &cut, "before");
+
+    server.restart();
+    assert_eq!(
+        server.cli(&["HLEN", "{jwtgate}:subjects"]),
+        "0",
+        "Redis came back from the older copy"
+    );
+    a.wait_log("it lacks revocations or cut-offs this node holds", 1);
+    assert!(
+        eventually(Duration::from_secs(15), || a
+            .metrics()
+            .value("jwtgate_revocation_store_losses_total", &[])
+            == 1.0),
+        "{}",
+        a.logs()
+    );
+    // Past the resync, and the next: still refused, and listed.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_cut(&a, &cut, "after the restore");
+    let listed = a
+        .admin("GET", "/admin/v1/revocations/subjects", None)
+        .text();
+    assert!(listed.contains("\"u-cut\""), "{listed}");
+    // A node started now reads both from Redis.
+    let fresh = tempfile::tempdir().unwrap();
+    let c = Node::start(fresh.path(), &config(fresh.path(), &store, ""));
+    assert_cut(&c, &cut, "a node started after the restore");
+    assert_refused(
+        &c.send(&Req::get("/app/x").bearer(&logged_out)),
+        "JWT token has been revoked",
+        "jwtgate",
+        true,
+    );
+    assert_eq!(status(&c, &alice(Some("u-other"), now() - 5)), 200);
+}
+
 /// A back-channel logout that meets a stalled Redis (a fork, an fsync, a
 /// failover) is answered 400, and the provider's retry of the same logout
 /// token is taken once Redis is back: the claim of its jti that timed out,
