@@ -36,6 +36,13 @@ use crate::{
 /// before a crash passed on the restarted node, and on it only, for the
 /// whole Redis outage, when the wait was 5 s).
 const SNAPSHOT_EVERY_MIN: Duration = Duration::from_secs(1);
+
+/// How often a node following a shared store's feed reads its generation:
+/// a flush under a running Redis breaks no connection, and a node started
+/// since reads the emptied store, letting in what the others refuse, until
+/// one of them resyncs (an outside Redis audit: 5 minutes). One GET each
+/// time.
+const GENERATION_CHECK_EVERY: Duration = Duration::from_secs(5);
 const SNAPSHOT_EVERY_MAX: Duration = Duration::from_secs(5);
 
 /// How long after a snapshot write that took `took` the next may come.
@@ -433,6 +440,7 @@ impl Revocations {
         let mut last_purge = Instant::now();
         let mut last_snapshot = Instant::now();
         let mut wait_to_snapshot = SNAPSHOT_EVERY_MIN;
+        let mut last_generation_check = Instant::now();
         let mut backoff = Duration::from_millis(100);
         let mut outage_logged = false;
         // Feed reads failed in a row. A feed that keeps failing while full
@@ -506,6 +514,15 @@ impl Revocations {
                             backoff = Duration::from_millis(100);
                         }
                         feed_failures = 0;
+                        if last_generation_check.elapsed() >= GENERATION_CHECK_EVERY {
+                            last_generation_check = Instant::now();
+                            // A failed read is the feed's business next time.
+                            if let Ok(now_at) = self.store.generation().await {
+                                if now_at != *self.generation_read() {
+                                    need_resync = true;
+                                }
+                            }
+                        }
                         if !changes.is_empty() {
                             self.apply(changes);
                             self.dirty.store(true, Ordering::Relaxed);

@@ -511,6 +511,44 @@ fn regression_a_redis_restored_from_an_older_copy_loses_no_cut_off_or_logout() {
     assert_eq!(status(&c, &alice(Some("u-other"), now() - 5)), 200);
 }
 
+/// An outside Redis audit: after a FLUSHALL under a running Redis (no
+/// connection breaks), a node started in the next 5 minutes let in the
+/// tokens the running nodes refused, until one of them resynced. A
+/// running node now reads the generation every 5 s and writes back.
+#[test]
+fn regression_a_flush_under_running_nodes_is_written_back_within_seconds() {
+    let server = RedisServer::start();
+    let store = server.store_yaml();
+    let dir = tempfile::tempdir().unwrap();
+    let a = Node::start(dir.path(), &config(dir.path(), &store, ""));
+    let logged_out = alice(Some("u-out"), now() - 5);
+    let resp = a.send(&Req::post("/app/logout").bearer(&logged_out));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let cut = alice(Some("u-cut"), now() - 5);
+    cut_off(&a, json!({"consumer": "alice", "subject": "u-cut"}));
+
+    assert_eq!(server.cli(&["FLUSHALL"]), "OK");
+    a.wait_log("its generation changed since this node read it", 1);
+    // Counted once written back.
+    assert!(
+        eventually(Duration::from_secs(15), || a
+            .metrics()
+            .value("jwtgate_revocation_store_losses_total", &[])
+            == 1.0),
+        "{}",
+        a.logs()
+    );
+    let fresh = tempfile::tempdir().unwrap();
+    let c = Node::start(fresh.path(), &config(fresh.path(), &store, ""));
+    assert_refused(
+        &c.send(&Req::get("/app/x").bearer(&logged_out)),
+        "JWT token has been revoked",
+        "jwtgate",
+        true,
+    );
+    assert_cut(&c, &cut, "a node started after the flush");
+}
+
 /// A back-channel logout that meets a stalled Redis (a fork, an fsync, a
 /// failover) is answered 400, and the provider's retry of the same logout
 /// token is taken once Redis is back: the claim of its jti that timed out,
