@@ -596,6 +596,19 @@ fn store(s: Option<&RawStore>, base_dir: &Path, errors: &mut Errors) -> Option<S
                     );
                 }
             }
+            // The keys' hash tag (`{name}:revoked`): empty, each key hashes
+            // whole, to its own slot, and every logout fails with CROSSSLOT
+            // (an outside Redis audit: `check` said ok). A brace would end
+            // or nest the tag.
+            if let Some(name) = &s.name {
+                if name.is_empty() || name.contains(['{', '}']) {
+                    errors.add(
+                        "store.name",
+                        "must be a non-empty name without { or } (it is the hash tag of the \
+                         store's keys, {name}:revoked)",
+                    );
+                }
+            }
             Some(StoreConfig::RedisCluster(RedisClusterConfig {
                 nodes,
                 username: acl_user(s, errors),

@@ -267,6 +267,22 @@ fn store_keys_must_suit_the_kind() {
             .any(|e| e.starts_with("store.nodes: is required")),
         "{errs:?}"
     );
+    // The keys' hash tag: empty, or with a brace, the keys spread over
+    // slots and every logout fails (an outside Redis audit).
+    for name in ["\"\"", "\"a}b\"", "\"{x\""] {
+        let errs = errors(&format!(
+            "{MINIMAL}store: {{ kind: redis_cluster, nodes: [\"127.0.0.1:7000\"], name: {name} }}\n"
+        ));
+        assert_eq!(
+            errs,
+            vec!["store.name: must be a non-empty name without { or } (it is the hash tag of the store's keys, {name}:revoked)"],
+            "{name}"
+        );
+    }
+    assert!(load(&format!(
+        "{MINIMAL}store: {{ kind: redis_cluster, nodes: [\"127.0.0.1:7000\"], name: gw-eu }}\n"
+    ))
+    .is_ok());
     let ok = load(&format!("{MINIMAL}store: {{ kind: redis, host: 127.0.0.1, port: 6380, pool_size: 2, pool_backlog: 0 }}\n")).expect("valid");
     let StoreConfig::Redis(r) = ok.store else {
         panic!("redis")
