@@ -42,14 +42,20 @@ pub fn init() {
     // rustls warns of what a client sent (an IP address as SNI, which wrk
     // and many libraries send) once per handshake: any client could fill
     // the log, past the access log's switch. Errors only, unless asked for.
-    let filter = match "rustls=error".parse() {
-        Ok(directive) if !asked.contains("rustls") && asked.trim() != "off" => {
-            filter.add_directive(directive)
+    // The Redis client warns of each failed connection to a cluster node,
+    // several times a second through an outage (an outside Redis audit:
+    // about 290 000 lines a day per node); jwtgate says an outage once and
+    // its end once. Errors only, unless asked for.
+    let mut filter = filter;
+    for (target, directive) in [("rustls", "rustls=error"), ("redis", "redis=error")] {
+        if let Ok(directive) = directive.parse() {
+            if !asked.contains(target) && asked.trim() != "off" {
+                filter = filter.add_directive(directive);
+            }
         }
-        _ => filter,
-    };
+    }
     let format = std::env::var("JWTGATE_LOG_FORMAT").unwrap_or_default();
-    let json = match format.as_str() {
+    let json = match format.to_ascii_lowercase().as_str() {
         "json" => true,
         "" | "text" => false,
         other => {
