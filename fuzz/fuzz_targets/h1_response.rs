@@ -12,7 +12,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else {
         return;
     };
-    let method = if selector & 1 == 0 { Method::GET } else { Method::HEAD };
+    let method = if selector & 1 == 0 {
+        Method::GET
+    } else {
+        Method::HEAD
+    };
     // Whether the client side could take the lines as bytes (HTTP/1.x).
     let pass_on = selector & 2 != 0;
     // The rest of the selector: how many bytes each read delivers.

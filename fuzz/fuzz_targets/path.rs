@@ -6,7 +6,9 @@ use jwtgate_core::path::{normalize, RuleEntry};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(n) = normalize(text) {
         assert!(n.starts_with('/'));
         assert!(!n.contains("//"));

@@ -9,7 +9,9 @@ use jwtgate_core::policy::{authenticate, sources, AuthContext, JwtPolicy};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(t) = Token::parse(text) {
         let _ = RevocationKey::of(&t);
     }
