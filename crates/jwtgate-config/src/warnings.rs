@@ -96,32 +96,35 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
     found.0
 }
 
-/// `[::]:P` next to an IPv4 address on port P: fine where `[::]` is IPv6
-/// only, refused at start (`Address already in use`) where it takes IPv4
-/// too, as on Linux by default (the node leaves the choice to the host).
+/// `[::]:P` on one listener and an IPv4 address on port P on the other
+/// (data plane and admin API): fine where `[::]` is IPv6 only, refused at
+/// start (`Address already in use`) where it takes IPv4 too, as on Linux by
+/// default. Within `listen` itself the node binds such a `[::]` IPv6 only,
+/// as nginx does, so that both are served.
 fn dual_stack(config: &Config, found: &mut Found) {
-    let mut all: Vec<(String, std::net::SocketAddr)> = config
+    let data: Vec<(String, std::net::SocketAddr)> = config
         .listen
         .iter()
         .enumerate()
         .map(|(i, a)| (format!("listen[{i}]"), *a))
         .collect();
-    if let Some(admin) = &config.admin {
-        all.push(("admin.listen".into(), admin.listen));
-    }
-    for (at, v4) in all.iter().filter(|(_, a)| a.is_ipv4() && a.port() != 0) {
-        let wildcard = all
-            .iter()
-            .find(|(_, a)| a.is_ipv6() && a.ip().is_unspecified() && a.port() == v4.port());
-        if let Some((_, v6)) = wildcard {
-            found.warn(
-                at.clone(),
-                format!(
-                    "{v4} may not be bound next to {v6}: where [::] takes IPv4 too (Linux's \
-                     default, net.ipv6.bindv6only = 0) the node stops with \"Address already in \
-                     use\"; there, {v6} alone serves both"
-                ),
-            );
+    let Some(admin) = &config.admin else { return };
+    let admin = [("admin.listen".to_owned(), admin.listen)];
+    for (ours, theirs) in [(&data[..], &admin[..]), (&admin[..], &data[..])] {
+        for (at, v4) in ours.iter().filter(|(_, a)| a.is_ipv4() && a.port() != 0) {
+            let wildcard = theirs
+                .iter()
+                .find(|(_, a)| a.is_ipv6() && a.ip().is_unspecified() && a.port() == v4.port());
+            if let Some((_, v6)) = wildcard {
+                found.warn(
+                    at.clone(),
+                    format!(
+                        "{v4} may not be bound next to {v6}: where [::] takes IPv4 too (Linux's \
+                         default, net.ipv6.bindv6only = 0) the node stops with \"Address already \
+                         in use\"; there, {v6} alone serves both"
+                    ),
+                );
+            }
         }
     }
 }
@@ -1009,11 +1012,15 @@ mod tests {
 
     #[test]
     fn an_ipv4_listener_next_to_the_ipv6_wildcard_is_warned_about() {
+        // Within `listen`, the node binds [::] IPv6 only: both are served.
         let text = "listen: [\"[::]:8080\", \"0.0.0.0:8080\", \"127.0.0.1:9000\"]\nroutes: []\n";
+        assert!(warnings_of_file(text).is_empty());
+        // Across the data plane and the admin API, the host decides.
+        let text = "listen: [\"[::]:8080\"]\nadmin: { listen: \"127.0.0.1:8080\", api_key: k }\nroutes: []\n";
         let w: Vec<String> = warnings_of_file(text);
-        assert_eq!(w.len(), 1, "{w:?}");
         assert!(
-            w[0].starts_with("listen[1]: 0.0.0.0:8080 may not be bound next to [::]:8080"),
+            w.iter().any(|w| w
+                .starts_with("admin.listen: 127.0.0.1:8080 may not be bound next to [::]:8080")),
             "{w:?}"
         );
     }

@@ -82,9 +82,13 @@ const BACKLOG: i32 = 1024;
 /// each worker has its own, and the kernel spreads new connections over
 /// them evenly (by a hash of the connection's addresses), where one shared
 /// socket gives a burst to whichever worker wakes first.
-fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+/// `v6_only`: see [`v6_only`].
+fn reuseport_listener(addr: SocketAddr, v6_only: bool) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if v6_only {
+        socket.set_only_v6(true)?;
+    }
     socket.set_reuse_address(true)?;
     #[cfg(unix)]
     socket.set_reuse_port(true)?;
@@ -92,6 +96,33 @@ fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     Ok(socket.into())
+}
+
+/// Whether `addr` is the IPv6 wildcard on a port the config also lists an
+/// IPv4 address on: it then takes IPv6 only, as nginx's `listen [::]:80`
+/// does by default, so that both are bound. Where `[::]` takes IPv4 too
+/// (Linux's default, `net.ipv6.bindv6only = 0`) the second bind failed with
+/// "Address already in use" while `check` passed (an outside operations
+/// audit). Alone, `[::]` is left to the host's default (both, on Linux).
+fn v6_only(addr: SocketAddr, all: &[SocketAddr]) -> bool {
+    addr.is_ipv6()
+        && addr.ip().is_unspecified()
+        && addr.port() != 0
+        && all.iter().any(|a| a.is_ipv4() && a.port() == addr.port())
+}
+
+/// Binds `addr` and lets it go: a port another process listens on (even in
+/// a SO_REUSEPORT group of its own) is an error here, not a group to join
+/// silently.
+fn probe(addr: SocketAddr, v6_only: bool) -> std::io::Result<()> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if v6_only {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1)
 }
 
 impl Listeners {
@@ -102,16 +133,11 @@ impl Listeners {
             .transpose()?;
         let mut listeners = Vec::new();
         for &addr in addrs {
-            // A plain bind first: a port some other process listens on
-            // (even in a SO_REUSEPORT group of its own) is an error here,
-            // not a group to join silently.
+            let v6_only = v6_only(addr, addrs);
             if addr.port() != 0 {
-                drop(
-                    std::net::TcpListener::bind(addr)
-                        .map_err(|source| ServeError::Bind { addr, source })?,
-                );
+                probe(addr, v6_only).map_err(|source| ServeError::Bind { addr, source })?;
             }
-            let bound = reuseport_listener(addr).and_then(|l| Ok((l.local_addr()?, l)));
+            let bound = reuseport_listener(addr, v6_only).and_then(|l| Ok((l.local_addr()?, l)));
             let (local, l) = bound.map_err(|source| ServeError::Bind { addr, source })?;
             listeners.push((l, local));
         }
@@ -266,7 +292,11 @@ fn worker_sockets(
     let mut own = true;
     for n in 1..workers {
         if own {
-            match addrs.iter().map(|a| reuseport_listener(*a)).collect() {
+            match addrs
+                .iter()
+                .map(|a| reuseport_listener(*a, v6_only(*a, &addrs)))
+                .collect()
+            {
                 Ok(sockets) => {
                     out.push(sockets);
                     continue;
@@ -570,4 +600,28 @@ async fn serve_h2<IO: Transport>(conn: Connection<IO>, watcher: Watcher) {
     let (io, ctx) = conn.into_h2();
     http2::serve(io, ctx).await;
     drop(watcher);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::v6_only;
+    use std::net::SocketAddr;
+
+    #[test]
+    fn the_ipv6_wildcard_takes_ipv6_only_beside_an_ipv4_address_on_its_port() {
+        let addrs = |list: &[&str]| -> Vec<SocketAddr> {
+            list.iter().map(|a| a.parse().unwrap()).collect()
+        };
+        let both = addrs(&["[::]:8080", "127.0.0.1:8080", "0.0.0.0:9000"]);
+        assert!(v6_only(both[0], &both));
+        assert!(!v6_only(both[1], &both), "IPv4 sockets have no such option");
+        // Alone, or beside another port, or not the wildcard: the host's
+        // default.
+        let alone = addrs(&["[::]:8080", "127.0.0.1:8081"]);
+        assert!(!v6_only(alone[0], &alone));
+        let loopback = addrs(&["[::1]:8080", "127.0.0.1:8080"]);
+        assert!(!v6_only(loopback[0], &loopback));
+        let ephemeral = addrs(&["[::]:0", "127.0.0.1:0"]);
+        assert!(!v6_only(ephemeral[0], &ephemeral));
+    }
 }
