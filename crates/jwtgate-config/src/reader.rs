@@ -257,6 +257,29 @@ impl<'v> Obj<'v> {
 /// one is cut too (known keys are short, and the suggestion's cost grows
 /// with the key's length).
 fn unknown_key(key: &str, known: &[&str]) -> (String, String) {
+    let (shown, message) = unknown_key_as_written(key, known);
+    (visible(&shown), message)
+}
+
+/// `s` with control characters and invisible or direction-changing ones
+/// escaped (`\n`, `\u{1b}`, `\u{202e}`): a key is printed by `check` to a
+/// terminal and logged at a reload, where it must not end the line, colour
+/// it, or forge another (an outside operations audit).
+fn visible(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else if crate::warnings::is_invisible(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn unknown_key_as_written(key: &str, known: &[&str]) -> (String, String) {
     const SHOWN: usize = 64;
     if let Some(at) = key.find([':', '=', ' ', '\t']).filter(|&at| at > 0) {
         let (name, separator) = (&key[..at], &key[at..=at]);
@@ -369,6 +392,14 @@ fn describe(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unknown_key_is_shown_with_its_control_and_invisible_characters_escaped() {
+        let (shown, _) = unknown_key("\u{1b}[31mevil\u{1b}[0m\nFAKE", &["key"]);
+        assert_eq!(shown, "\\u{1b}[31mevil\\u{1b}[0m\\nFAKE");
+        let (shown, _) = unknown_key("ke\u{202e}y", &["key"]);
+        assert_eq!(shown, "ke\\u{202e}y");
+    }
 
     #[test]
     fn an_unknown_key_is_shown_without_what_may_be_a_value() {

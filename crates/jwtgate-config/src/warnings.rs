@@ -891,7 +891,7 @@ pub fn name_problem(name: &str) -> Option<String> {
 /// Characters that show as nothing, or as an ordinary space, or that
 /// reorder the text around them: Unicode's format characters (Cf) in
 /// common use, and whitespace other than the ASCII space.
-fn is_invisible(c: char) -> bool {
+pub(crate) fn is_invisible(c: char) -> bool {
     matches!(c,
         '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
         | '\u{17B5}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
