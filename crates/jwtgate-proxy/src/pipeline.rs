@@ -285,9 +285,27 @@ fn access_line(
     line.extend_from_slice(peer);
     if let Some(detail) = &outcome.detail {
         line.extend_from_slice(b" detail=");
-        push_quoted(line, detail);
+        push_quoted(line, &bounded(detail));
     }
     line.push(b'\n');
+}
+
+/// The most of a `detail` an access line holds.
+const MAX_DETAIL: usize = 512;
+
+/// `detail` cut to [`MAX_DETAIL`] bytes, saying how long it was: it may
+/// quote what a client sent (a key claim, a `kid`, an `aud` up to the 8 KiB
+/// of a token), and a client must not set the size of every line it causes
+/// (an outside operations audit: a 3 213-byte line).
+fn bounded(detail: &str) -> std::borrow::Cow<'_, str> {
+    if detail.len() <= MAX_DETAIL {
+        return std::borrow::Cow::Borrowed(detail);
+    }
+    let mut end = MAX_DETAIL;
+    while !detail.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}… ({} bytes)", &detail[..end], detail.len()))
 }
 
 /// The access-log line as one JSON object (`JWTGATE_LOG_FORMAT=json`), in
@@ -330,7 +348,7 @@ fn access_json(
     push_json_str(line, &String::from_utf8_lossy(peer));
     if let Some(detail) = &outcome.detail {
         line.extend_from_slice(b",\"detail\":");
-        push_json_str(line, detail);
+        push_json_str(line, &bounded(detail));
     }
     line.extend_from_slice(b"}\n");
 }

@@ -51,6 +51,34 @@ fn token() -> String {
     )
 }
 
+/// An outside operations audit: a key claim, `kid` or `aud` a client
+/// wrote was quoted whole in the access line's detail, up to the 8 KiB of a
+/// token. It is cut, saying how long it was.
+#[test]
+fn what_a_client_wrote_is_quoted_in_the_access_log_up_to_a_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &config("{ kind: embedded, path: ./data }", ""));
+    let long_key = "k".repeat(3000);
+    let token = sign_hs(
+        "HS256",
+        SECRET,
+        json!({"key": long_key, "exp": now() + 600}),
+    );
+    assert_eq!(node.send(&Req::get("/app/x").bearer(&token)).status, 401);
+    node.wait_log("jwtgate::access", 1);
+    let logs = node.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("jwtgate::access") && l.contains("no consumer has key"))
+        .unwrap_or_else(|| panic!("no access line:\n{logs}"));
+    let detail = &line[line.find(" detail=").expect("a detail")..];
+    assert!(detail.len() < 600, "{} bytes: {line}", detail.len());
+    assert!(
+        detail.contains("kkkk") && detail.contains("bytes)"),
+        "{line}"
+    );
+}
+
 #[test]
 fn json_logs_parse_line_by_line_and_never_carry_a_token() {
     let dir = tempfile::tempdir().unwrap();
