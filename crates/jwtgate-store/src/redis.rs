@@ -164,12 +164,12 @@ end
 return n
 ";
 
-/// A cut-off deleted, and the feed told, if there was one.
+/// A cut-off deleted, and the feed told, whether or not the store still
+/// held it: a node that holds one the store lost must drop it too, not
+/// write it back at its next resync as lost.
 const LIFT_SCRIPT: &str = r"
 local n = redis.call('HDEL', KEYS[1], ARGV[1])
-if n == 1 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 't', 'l', 'k', ARGV[1])
-end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 't', 'l', 'k', ARGV[1])
 return n
 ";
 

@@ -37,6 +37,14 @@ use crate::{
 /// whole Redis outage, when the wait was 5 s).
 const SNAPSHOT_EVERY_MIN: Duration = Duration::from_secs(1);
 
+/// What expires within this many seconds is not compared with the store
+/// for losses: another node's purge (every 60 s), or its clock a little
+/// ahead, may have removed it first (a review: false losses, and alerts).
+const LOSS_MARGIN_SECONDS: i64 = 120;
+
+/// How soon a write-back the store refused is tried again.
+const WRITE_BACK_RETRY: Duration = Duration::from_secs(5);
+
 /// How often a node following a shared store's feed reads its generation:
 /// a flush under a running Redis breaks no connection, and a node started
 /// since reads the emptied store, letting in what the others refuse, until
@@ -92,6 +100,14 @@ pub struct Revocations {
     /// The store's generation when this node last read it all.
     generation: std::sync::Mutex<Option<String>>,
     revoked: AtomicU64,
+    /// Cut-offs lifted here or by the feed: a cut-off recorded while one
+    /// was lifted is left to the feed (see `cut_off`).
+    lifts: AtomicU64,
+    /// What the store lacks could not all be written back at the last
+    /// resync: the sync task tries again soon (see `write_back_missing`).
+    write_back_pending: AtomicBool,
+    /// The loss has been logged as an error; said again once it is over.
+    loss_said: AtomicBool,
 }
 
 /// Where the blacklist came from at start.
@@ -166,6 +182,9 @@ impl Revocations {
             store_lost: AtomicU64::new(0),
             generation: std::sync::Mutex::new(None),
             revoked: AtomicU64::new(0),
+            lifts: AtomicU64::new(0),
+            write_back_pending: AtomicBool::new(false),
+            loss_said: AtomicBool::new(false),
         })
     }
 
@@ -208,9 +227,18 @@ impl Revocations {
     /// Records a subject cut-off in the store, then in memory; on an error
     /// (the caller answers 503) it is not in memory, and not in the store
     /// unless one that did not answer in time applies it later.
+    ///
+    /// With a shared store, one lifted while the store took this one (on
+    /// another node, read from the feed meanwhile) may be this very one:
+    /// inserted after its lift, it would stay here while the store lacks
+    /// it, and be written back as lost at the next resync (a review). It is
+    /// then left to the feed, which brings the two in the store's order.
     pub async fn cut_off(&self, cutoff: Cutoff) -> Result<(), StoreError> {
+        let lifts = self.lifts.load(Ordering::SeqCst);
         self.noted(Op::Write, self.store.cut_off(&cutoff).await)?;
-        self.cutoffs.insert(&cutoff);
+        if !self.store.is_shared() || self.lifts.load(Ordering::SeqCst) == lifts {
+            self.cutoffs.insert(&cutoff);
+        }
         self.dirty.store(true, Ordering::Relaxed);
         Ok(())
     }
@@ -218,8 +246,12 @@ impl Revocations {
     /// Deletes a cut-off from the store and memory; `Ok(false)` when there
     /// was none.
     pub async fn lift(&self, key: &SubjectKey) -> Result<bool, StoreError> {
+        // Looked at first: the feed may bring this very lift, and remove
+        // it here, before the store has answered.
+        let here = self.cutoffs.get(key).is_some();
         let found = self.noted(Op::Write, self.store.lift(key).await)?;
-        let here = self.cutoffs.remove(key);
+        self.cutoffs.remove(key);
+        self.lifts.fetch_add(1, Ordering::SeqCst);
         self.dirty.store(true, Ordering::Relaxed);
         Ok(found || here)
     }
@@ -455,7 +487,10 @@ impl Revocations {
             // race this node's own writes: a cut-off recorded between its
             // read and its replace of the cut-offs was dropped from memory
             // until the next one, with no feed to bring it back.
-            let periodic = shared && last_resync.elapsed() >= settings.resync_every;
+            let periodic = shared
+                && (last_resync.elapsed() >= settings.resync_every
+                    || (self.write_back_pending.load(Ordering::Relaxed)
+                        && last_resync.elapsed() >= WRITE_BACK_RETRY));
             if need_resync || periodic {
                 match self.resync(shared, &cursor).await {
                     Ok((pos, n)) => {
@@ -599,14 +634,20 @@ impl Revocations {
         // What this node holds, read before the store: each of these was
         // in the store before this read (a node keeps a revocation or a
         // cut-off only once the store took it, or the feed brought it).
-        let held = (self.blacklist.live_entries(now), self.cutoffs.all(now));
+        // Not what expires within a purge's reach: another node's purge,
+        // or its clock a little ahead, removes those from the store first.
+        let margin = now.saturating_add(LOSS_MARGIN_SECONDS);
+        let held = (
+            self.blacklist.live_entries(margin),
+            self.cutoffs.all(margin),
+        );
         let entries = self.store.snapshot(now).await?;
         let mut cutoffs = self.store.cutoffs(now).await?;
         if shared {
-            let restored = self
+            let kept = self
                 .write_back_missing(held, &entries, &cutoffs, followed)
-                .await?;
-            cutoffs.extend(restored);
+                .await;
+            cutoffs.extend(kept);
         }
         let n = entries.len();
         self.blacklist.extend(entries);
@@ -618,18 +659,24 @@ impl Revocations {
     }
 
     /// Writes back what this node holds and the store lacks; returns the
-    /// cut-offs so written. A revocation is never deleted before it
-    /// expires, so one the store lacks was lost. A cut-off may have been
-    /// lifted: only a node that has followed the feed compares them, after
-    /// reading the feed on from where it stood, and one lifted meanwhile is
-    /// not written back.
+    /// cut-offs among them, which this node keeps whether or not the write
+    /// worked. A revocation is never deleted before it expires, so one the
+    /// store lacks was lost. A cut-off may have been lifted: only a node
+    /// that has followed the feed compares them, after reading the feed on
+    /// from where it stood, and one lifted meanwhile is not written back;
+    /// if the feed cannot be read, cut-offs wait for the next resync.
+    ///
+    /// Best effort: a write the store refuses (a replica still catching
+    /// up after a failover, a full Redis) does not stop the resync, which
+    /// still loads what the store holds; the sync task tries again soon
+    /// ([`Self::write_back_pending`]).
     async fn write_back_missing(
         &self,
         (held_entries, held_cutoffs): (Vec<Entry>, Vec<Cutoff>),
         entries: &[Entry],
         cutoffs: &[Cutoff],
         followed: &Cursor,
-    ) -> Result<Vec<Cutoff>, StoreError> {
+    ) -> Vec<Cutoff> {
         let stored: std::collections::HashSet<&Digest> =
             entries.iter().map(|e| &e.digest).collect();
         let lost: Vec<Entry> = held_entries
@@ -645,21 +692,35 @@ impl Revocations {
                 .filter(|c| !stored.contains(&c.key))
                 .collect();
             if !lost_cutoffs.is_empty() {
-                let lifted = self.lifted_since(followed).await?;
-                lost_cutoffs.retain(|c| !lifted.contains(&c.key));
+                match self.lifted_since(followed).await {
+                    Ok(lifted) => lost_cutoffs.retain(|c| !lifted.contains(&c.key)),
+                    Err(e) => {
+                        warn!(
+                            store = self.store.kind(),
+                            error = %e,
+                            "revocation store: the feed cannot be read to tell lifted cut-offs \
+                             from lost ones; they are compared again at the next resync"
+                        );
+                        lost_cutoffs.clear();
+                    }
+                }
             }
         }
         if lost.is_empty() && lost_cutoffs.is_empty() {
-            return Ok(lost_cutoffs);
+            self.write_back_pending.store(false, Ordering::Relaxed);
+            self.loss_said.store(false, Ordering::Relaxed);
+            return lost_cutoffs;
         }
-        error!(
-            store = self.store.kind(),
-            revocations = lost.len(),
-            cutoffs = lost_cutoffs.len(),
-            "revocation store lost data: it lacks revocations or cut-offs this node holds \
-             (restarted from an older copy, a failover to a replica that lagged, a flush); \
-             writing them back"
-        );
+        if !self.loss_said.swap(true, Ordering::Relaxed) {
+            error!(
+                store = self.store.kind(),
+                revocations = lost.len(),
+                cutoffs = lost_cutoffs.len(),
+                "revocation store lost data: it lacks revocations or cut-offs this node holds \
+                 (restarted from an older copy, a failover to a replica that lagged, a flush); \
+                 writing them back"
+            );
+        }
         let written = async {
             self.store.revoke_batch(&lost).await?;
             for c in &lost_cutoffs {
@@ -667,16 +728,25 @@ impl Revocations {
             }
             Ok::<_, StoreError>(())
         };
-        if let Err(e) = written.await {
-            warn!(
-                store = self.store.kind(),
-                error = %e,
-                "revocation store: the write-back was cut short; it starts over at the next load"
-            );
-            return Err(e);
+        match written.await {
+            Ok(()) => {
+                self.write_back_pending.store(false, Ordering::Relaxed);
+                self.loss_said.store(false, Ordering::Relaxed);
+                self.store_lost.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.note_failure(Op::Write, &e);
+                warn!(
+                    store = self.store.kind(),
+                    error = %e,
+                    "revocation store: the write-back was cut short; this node keeps them and \
+                     tries again in {}s",
+                    WRITE_BACK_RETRY.as_secs()
+                );
+                self.write_back_pending.store(true, Ordering::Relaxed);
+            }
         }
-        self.store_lost.fetch_add(1, Ordering::Relaxed);
-        Ok(lost_cutoffs)
+        lost_cutoffs
     }
 
     /// The subjects whose cut-off the feed says was lifted after `from`.
@@ -754,6 +824,7 @@ impl Revocations {
                 Change::CutOff(c) => self.cutoffs.insert(&c),
                 Change::Lifted(k) => {
                     self.cutoffs.remove(&k);
+                    self.lifts.fetch_add(1, Ordering::SeqCst);
                 }
             }
         }

@@ -511,6 +511,56 @@ fn regression_a_redis_restored_from_an_older_copy_loses_no_cut_off_or_logout() {
     assert_eq!(status(&c, &alice(Some("u-other"), now() - 5)), 200);
 }
 
+/// A review of the write-back above: a cut-off the store had lost, then
+/// lifted through another node, left no trace in the feed (the lift found
+/// nothing to delete), so a node that still held it wrote it back as lost
+/// at its next resync, undoing the lift. A lift now always reaches the
+/// feed, and what it lifted stays lifted on every node.
+#[test]
+fn regression_a_lift_of_a_cut_off_the_store_lost_is_not_undone_by_a_write_back() {
+    let server = RedisServer::start();
+    let store = server.store_yaml();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Node::start(da.path(), &config(da.path(), &store, ""));
+    let b = Node::start(db.path(), &config(db.path(), &store, ""));
+    let cut = alice(Some("u-cut"), now() - 5);
+    cut_off(&a, json!({"consumer": "alice", "subject": "u-cut"}));
+    assert!(eventually(Duration::from_secs(10), || status(&b, &cut) == 401));
+    // The store loses it (as from an older copy), then B lifts it.
+    assert_eq!(
+        server.cli(&[
+            "HDEL",
+            "{jwtgate}:subjects",
+            r#"["c","alice","sub","u-cut"]"#
+        ]),
+        "1"
+    );
+    let resp = b.admin(
+        "DELETE",
+        "/admin/v1/revocations/subjects",
+        Some(json!({"consumer": "alice", "subject": "u-cut"})),
+    );
+    assert_eq!(resp.status, 204, "{}", resp.text());
+    assert!(
+        eventually(Duration::from_secs(10), || status(&a, &cut) == 200),
+        "A still refuses it:\n{}",
+        a.logs()
+    );
+    // Every node's connections dropped: each resyncs on reconnecting.
+    server.cli(&["CLIENT", "KILL", "TYPE", "normal"]);
+    a.wait_log("revocation store", 1);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        server.cli(&["HLEN", "{jwtgate}:subjects"]),
+        "0",
+        "{}",
+        a.logs()
+    );
+    assert_eq!(status(&a, &cut), 200);
+    assert_eq!(status(&b, &cut), 200);
+    assert!(!a.logs().contains("lost data"), "{}", a.logs());
+}
+
 /// An outside Redis audit: after a FLUSHALL under a running Redis (no
 /// connection breaks), a node started in the next 5 minutes let in the
 /// tokens the running nodes refused, until one of them resynced. A

@@ -1322,6 +1322,21 @@ fn a_feed_the_node_may_not_read_slows_its_resyncs_and_is_said_once() {
     let (_server, ops, _up, a, b) = two_nodes_behind_a_password();
     assert_eq!(ops(&["ACL", "SETUSER", "default", "-xread"]), "OK");
     std::thread::sleep(Duration::from_secs(4));
+    // A cut-off B learns at a resync, then gone from the store (lifted by
+    // a node of another version, lost): B holds it, the store lacks it,
+    // and the feed that would tell a lift from a loss cannot be read. A
+    // review: the resync failed then, every time, and B took no revocation
+    // again until the cut-off's retention ended (weeks).
+    let field = r#"["c","alice","sub","u-x"]"#;
+    let value = format!("{}:{}", now() - 1, now() + 3600);
+    assert_eq!(ops(&["HSET", "{jwtgate}:subjects", field, &value]), "1");
+    let cut = sign_hs(
+        "HS256",
+        SECRET,
+        json!({"key": "user123", "sub": "u-x", "iat": now() - 10, "exp": now() + 600}),
+    );
+    wait_refused(&b, &cut, Duration::from_secs(10), "B, a cut-off by resync");
+    assert_eq!(ops(&["HDEL", "{jwtgate}:subjects", field]), "1");
     let token = alice_token();
     assert_logged_out(&a, &logout(&a, &token));
     wait_refused(&b, &token, Duration::from_secs(10), "B, without the feed");
