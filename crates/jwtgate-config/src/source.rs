@@ -99,6 +99,20 @@ pub fn to_yaml(source: &RawConfig) -> Result<String, String> {
     serde_saphyr::to_string(source).map_err(|e| e.to_string())
 }
 
+/// `value` without the `null` members of its objects, at every depth.
+fn without_null_members(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), without_null_members(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(without_null_members).collect()),
+        other => other.clone(),
+    }
+}
+
 /// What the reader made of one item (an admin API body): the item as far as
 /// it could be read (wrong fields left at their defaults) and every shape
 /// error, so that compiling it can still report the remaining problems.
@@ -118,13 +132,19 @@ impl<T> ReadItem<T> {
     }
 }
 
+/// One item of JSON (an admin API body, an etcd object). A member that is
+/// `null` is read as left out, as JSON clients write "the default" (and as
+/// a merge patch has it): unlike an empty value in a YAML file, where it is
+/// refused for a `true`/`false` setting (a file cut short there would read
+/// as `false`).
 fn read_item<T: Default>(
     value: &Value,
     loc: &str,
     read: impl FnOnce(Obj<'_>, &mut Errors) -> T,
 ) -> ReadItem<T> {
     let mut errors = Errors::default();
-    let item = obj(value, loc, &mut errors)
+    let value = without_null_members(value);
+    let item = obj(&value, loc, &mut errors)
         .map(|o| read(o, &mut errors))
         .unwrap_or_default();
     ReadItem {
@@ -254,5 +274,25 @@ routes:
         // A consumer without a credential reads.
         let read = read_consumer(&serde_json::json!({"username": "u"}), "");
         assert_eq!(read.into_result().map(|c| c.jwt), Ok(None));
+    }
+
+    /// A review: JSON clients write `null` for "the default"; only an
+    /// empty value in a YAML file (a file cut short) is refused.
+    #[test]
+    fn a_null_member_of_a_json_item_is_read_as_left_out() {
+        let jwt = read_jwt(
+            &serde_json::json!({"hide_credentials": null, "protection": null}),
+            "",
+        );
+        let jwt = jwt.into_result().expect("read");
+        assert_eq!((jwt.hide_credentials, jwt.protection), (None, None));
+        let jwt = read_jwt(&serde_json::json!({"protection": {"immutable": null}}), "");
+        assert!(
+            !jwt.into_result()
+                .expect("read")
+                .protection
+                .expect("given")
+                .immutable
+        );
     }
 }

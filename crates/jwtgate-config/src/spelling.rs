@@ -6,7 +6,7 @@
 //! value is refused with where it is, to be quoted (the text) or written in
 //! decimal (the number). Keys of mappings are text as written already.
 
-use granit_parser::{Event, Parser, ScalarStyle};
+use granit_parser::{Event, Parser, ScalarStyle, Tag};
 
 /// Where a node sits: a mapping alternates key and value.
 enum Frame {
@@ -40,8 +40,8 @@ pub(crate) fn first_respelled_number(text: &str) -> Option<String> {
                 _ => false,
             };
         match event {
-            Event::Scalar(value, ScalarStyle::Plain, _, None)
-                if !is_key && respelled_integer(&value) =>
+            Event::Scalar(value, ScalarStyle::Plain, _, tag)
+                if !is_key && read_as_resolved(tag.as_deref()) && respelled_integer(&value) =>
             {
                 found.push((span.start.line(), span.start.col() + 1));
             }
@@ -68,9 +68,21 @@ pub(crate) fn first_respelled_number(text: &str) -> Option<String> {
     ))
 }
 
+/// Whether a plain scalar with this tag is resolved as YAML resolves an
+/// untagged one: no tag, or an application's own (`!custom 0x1F` is 31 to
+/// the parser too); not `!!str`, `!` (text) or another core tag (`!!int`
+/// asks for the number).
+fn read_as_resolved(tag: Option<&Tag>) -> bool {
+    // The non-specific `!` comes as an empty handle and the suffix `!`.
+    let non_specific = |t: &Tag| t.handle().is_empty() && t.suffix() == "!";
+    tag.is_none_or(|t| !t.is_yaml_core_schema() && !non_specific(t))
+}
+
 /// Whether `s` is a whole number to YAML spelled otherwise than in plain
 /// decimal: a sign `+`, a leading zero, a `0x`/`0o`/`0b` radix, or `_`
-/// between digits.
+/// between digits. As the YAML reader has it (a review tried 170 000
+/// spellings): a radix or `_` spelling past the 64-bit range, and a
+/// leading zero with `_` (`0_1`), stay text, and are not counted.
 fn respelled_integer(s: &str) -> bool {
     let unsigned = s.strip_prefix(['+', '-']).unwrap_or(s);
     let radix = [
@@ -92,6 +104,22 @@ fn respelled_integer(s: &str) -> bool {
     if !well_formed {
         return false;
     }
+    if radix != 10 || digits.contains('_') {
+        if radix == 10 && digits.len() > 1 && digits.starts_with('0') {
+            return false;
+        }
+        let negative = s.starts_with('-');
+        let limit = if negative {
+            u128::from(i64::MIN.unsigned_abs())
+        } else {
+            u128::from(u64::MAX)
+        };
+        let in_range =
+            u128::from_str_radix(&digits.replace('_', ""), radix).is_ok_and(|n| n <= limit);
+        if !in_range {
+            return false;
+        }
+    }
     let plain_decimal = radix == 10
         && !s.starts_with('+')
         && !digits.contains('_')
@@ -107,7 +135,17 @@ mod tests {
     #[test]
     fn only_whole_numbers_spelled_otherwise_than_in_decimal_are_respelled() {
         for s in [
-            "0x1F", "0X1f", "0o17", "0b101", "+5", "-0", "007", "1_000", "-0x10",
+            "0x1F",
+            "0X1f",
+            "0o17",
+            "0b101",
+            "+5",
+            "-0",
+            "007",
+            "1_000",
+            "-0x10",
+            "0xFFFFFFFFFFFFFFFF",
+            "-0x8000000000000000",
         ] {
             assert!(respelled_integer(s), "{s}");
         }
@@ -125,6 +163,13 @@ mod tests {
             "1.5",
             "user123",
             "0xdeadbeefz",
+            // Kept as text by the YAML reader: past 64 bits, or `0` then `_`.
+            "0x10000000000000000",
+            "-0x8000000000000001",
+            "0_1",
+            "+0_7",
+            "0x6b3a9f0e4c2d1b8a7f6e5d4c3b2a19080706050403020100ffeeddccbbaa9988",
+            "1_000_000_000_000_000_000_000",
         ] {
             assert!(!respelled_integer(s), "{s}");
         }
@@ -146,6 +191,12 @@ mod tests {
             first_respelled_number("key: \"0x1F\"\n0x10: 31\nlist: [1, 2, '007']\nport: 6379\n"),
             None
         );
+        // A tag of the application's own is resolved as none is; `!!str`
+        // and `!` keep the text, `!!int` asks for the number.
+        assert!(first_respelled_number("v: !custom 0x1F\n").is_some());
+        for text in ["v: !!str 0x1F\n", "v: ! 0x1F\n", "v: !!int 0x1F\n"] {
+            assert_eq!(first_respelled_number(text), None, "{text}");
+        }
         let two = first_respelled_number("a: +5\nb:\n  - 1_000\n").expect("found");
         assert!(
             two.starts_with("line 1 column 4: this value")

@@ -49,7 +49,7 @@ pub fn init() {
     let mut filter = filter;
     for (target, directive) in [("rustls", "rustls=error"), ("redis", "redis=error")] {
         if let Ok(directive) = directive.parse() {
-            if !asked.contains(target) && asked.trim() != "off" {
+            if !names_target(&asked, target) && asked.trim() != "off" {
                 filter = filter.add_directive(directive);
             }
         }
@@ -58,9 +58,9 @@ pub fn init() {
     let json = match format.to_ascii_lowercase().as_str() {
         "json" => true,
         "" | "text" => false,
-        other => {
+        _ => {
             notices.push(format!(
-                "JWTGATE_LOG_FORMAT={other:?} is neither text nor json; using text"
+                "JWTGATE_LOG_FORMAT={format:?} is neither text nor json; using text"
             ));
             false
         }
@@ -88,6 +88,16 @@ pub fn init() {
 }
 
 pub use log_sink::flush;
+
+/// Whether one of `filter`'s directives is for `target` or a module of it
+/// (`rustls`, `rustls::server=debug`), not another crate that names it
+/// (`jwtgate_store::redis=debug`).
+fn names_target(filter: &str, target: &str) -> bool {
+    filter.split(',').any(|d| {
+        let name = d.split(['=', '[']).next().unwrap_or_default().trim();
+        name == target || name.starts_with(&format!("{target}::"))
+    })
+}
 
 /// Whether a directive is a level for every target (`info`, `DEBUG`, `4`),
 /// as the filter reads one.
@@ -126,6 +136,15 @@ impl<'a> MakeWriter<'a> for Sink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_crate_is_named_by_its_own_directives_only() {
+        assert!(names_target("info,redis=warn", "redis"));
+        assert!(names_target("redis::cluster_handling=debug", "redis"));
+        assert!(!names_target("info,jwtgate_store::redis=debug", "redis"));
+        assert!(!names_target("info", "rustls"));
+        assert!(names_target("debug, rustls[span]=trace", "rustls"));
+    }
 
     #[test]
     fn levels_are_read_as_the_filter_reads_them() {
