@@ -456,6 +456,19 @@ fn cut_offs_reach_every_node_of_a_redis_store() {
     assert_cut(&b, &old, "first request after the restart");
 }
 
+/// Waits until `node` counts one loss of the store: counted once what it
+/// held is written back.
+fn wait_for_one_loss_written_back(node: &Node) {
+    assert!(
+        eventually(Duration::from_secs(15), || node
+            .metrics()
+            .value("jwtgate_revocation_store_losses_total", &[])
+            == 1.0),
+        "{}",
+        node.logs()
+    );
+}
+
 /// An outside Redis audit: a Redis restarted on an older copy of its data
 /// (its RDB, with the generation key in it) lost a cut-off and a logout,
 /// and no node noticed: the cut-off was gone from every node at its next
@@ -483,14 +496,7 @@ fn regression_a_redis_restored_from_an_older_copy_loses_no_cut_off_or_logout() {
         "Redis came back from the older copy"
     );
     a.wait_log("it lacks revocations or cut-offs this node holds", 1);
-    assert!(
-        eventually(Duration::from_secs(15), || a
-            .metrics()
-            .value("jwtgate_revocation_store_losses_total", &[])
-            == 1.0),
-        "{}",
-        a.logs()
-    );
+    wait_for_one_loss_written_back(&a);
     // Past the resync, and the next: still refused, and listed.
     std::thread::sleep(Duration::from_secs(2));
     assert_cut(&a, &cut, "after the restore");
@@ -579,15 +585,7 @@ fn regression_a_flush_under_running_nodes_is_written_back_within_seconds() {
 
     assert_eq!(server.cli(&["FLUSHALL"]), "OK");
     a.wait_log("its generation changed since this node read it", 1);
-    // Counted once written back.
-    assert!(
-        eventually(Duration::from_secs(15), || a
-            .metrics()
-            .value("jwtgate_revocation_store_losses_total", &[])
-            == 1.0),
-        "{}",
-        a.logs()
-    );
+    wait_for_one_loss_written_back(&a);
     let fresh = tempfile::tempdir().unwrap();
     let c = Node::start(fresh.path(), &config(fresh.path(), &store, ""));
     assert_refused(
