@@ -16,7 +16,7 @@
 
 use std::cell::RefCell;
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -57,6 +57,27 @@ pub fn set_json(on: bool) {
 
 pub fn json() -> bool {
     JSON.load(Ordering::Relaxed)
+}
+
+/// Whether access lines are wanted, as the log filter said once it was
+/// installed: 0 not said (ask the filter), 1 yes, 2 no.
+static ACCESS: AtomicU8 = AtomicU8::new(0);
+
+/// Notes whether the filter lets `jwtgate::access` lines through. The
+/// filter is set once, at start: asked at each request, it cost about 140
+/// instructions of one (the dispatcher, then every directive's target
+/// compared), more with each directive (`bench/callgrind.sh plain`).
+pub fn set_access(on: bool) {
+    ACCESS.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+}
+
+/// Whether to write an access line (see [`set_access`]).
+pub fn access() -> bool {
+    match ACCESS.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => tracing::enabled!(target: "jwtgate::access", tracing::Level::INFO),
+    }
 }
 
 /// Starts the writer thread. Until it runs (or if it cannot start), lines

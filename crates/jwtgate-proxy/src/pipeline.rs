@@ -185,7 +185,7 @@ impl Record<'_> {
         let now = Instant::now();
         let elapsed = now.saturating_duration_since(self.started);
         // One access-log line per request. Never the token: only who and why.
-        if tracing::enabled!(target: "jwtgate::access", tracing::Level::INFO) {
+        if log_sink::access() {
             let write = if log_sink::json() {
                 access_json
             } else {

@@ -80,6 +80,10 @@ pub fn init() {
     } else {
         builder.init();
     }
+    log_sink::set_access(tracing::enabled!(
+        target: "jwtgate::access",
+        tracing::Level::INFO
+    ));
     // At ERROR: a filter that sets no level lets errors only through, and
     // this is what the operator must read.
     for notice in notices {

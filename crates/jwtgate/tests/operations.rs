@@ -51,6 +51,30 @@ fn token() -> String {
     )
 }
 
+/// `JWTGATE_LOG=info,jwtgate::access=off` turns the access log off, as
+/// the README says; the filter is asked once, at start, not per request.
+#[test]
+fn the_access_log_follows_the_log_filter() {
+    for (filter, lines) in [(None, 2), (Some("info,jwtgate::access=off"), 0)] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwtgate.yaml");
+        std::fs::write(&path, config("{ kind: embedded, path: ./data }", "")).unwrap();
+        let env: Vec<(&str, &str)> = filter.map(|f| ("JWTGATE_LOG", f)).into_iter().collect();
+        let node = Node::start_on(&path, &env);
+        assert_eq!(node.send(&Req::get("/app/x").bearer(&token())).status, 200);
+        assert_eq!(node.send(&Req::get("/app/x")).status, 401);
+        // A line logged after the requests: the log is written in order.
+        node.signal("HUP");
+        node.wait_log("SIGHUP: reloading", 1);
+        let logs = node.logs();
+        assert_eq!(
+            logs.matches("jwtgate::access").count(),
+            lines,
+            "JWTGATE_LOG={filter:?}:\n{logs}"
+        );
+    }
+}
+
 /// An outside operations audit: a key claim, `kid` or `aud` a client
 /// wrote was quoted whole in the access line's detail, up to the 8 KiB of a
 /// token. It is cut, saying how long it was.
