@@ -721,14 +721,7 @@ impl Revocations {
                  writing them back"
             );
         }
-        let written = async {
-            self.store.revoke_batch(&lost).await?;
-            for c in &lost_cutoffs {
-                self.store.cut_off(c).await?;
-            }
-            Ok::<_, StoreError>(())
-        };
-        match written.await {
+        match self.write_back(&lost, &lost_cutoffs).await {
             Ok(()) => {
                 self.write_back_pending.store(false, Ordering::Relaxed);
                 self.loss_said.store(false, Ordering::Relaxed);
@@ -747,6 +740,16 @@ impl Revocations {
             }
         }
         lost_cutoffs
+    }
+
+    /// Writes `entries` and `cutoffs` to the store, stopping at the first
+    /// failure.
+    async fn write_back(&self, entries: &[Entry], cutoffs: &[Cutoff]) -> Result<(), StoreError> {
+        self.store.revoke_batch(entries).await?;
+        for c in cutoffs {
+            self.store.cut_off(c).await?;
+        }
+        Ok(())
     }
 
     /// The subjects whose cut-off the feed says was lifted after `from`.
@@ -795,14 +798,7 @@ impl Revocations {
             "revocation store lost data: its generation changed since this node read it; \
              writing back the revocations and cut-offs this node holds"
         );
-        let written = async {
-            self.store.revoke_batch(&entries).await?;
-            for c in &cutoffs {
-                self.store.cut_off(c).await?;
-            }
-            Ok::<_, StoreError>(())
-        };
-        if let Err(e) = written.await {
+        if let Err(e) = self.write_back(&entries, &cutoffs).await {
             // Found again, and said again, at the next load; counted once
             // written back.
             warn!(
