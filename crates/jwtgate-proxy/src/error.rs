@@ -28,6 +28,14 @@ pub enum GatewayError {
         detail: String,
         challenges: Arc<Challenges>,
     },
+    /// The anonymous consumer stood in for a request without a token, and
+    /// the route's `authorize` rules refuse it (SPEC §3.8): answered as a
+    /// request without a token, since a token may pass.
+    #[error("no token in the request, and the anonymous consumer is refused: {detail}")]
+    AnonymousRefused {
+        detail: String,
+        challenges: Arc<Challenges>,
+    },
     #[error("upstream unavailable: {0}")]
     UpstreamUnavailable(String),
     /// The upstream answered, with something that is no HTTP/1.1 answer
@@ -65,7 +73,9 @@ impl GatewayError {
         match self {
             GatewayError::InvalidPath(_) => StatusCode::BAD_REQUEST,
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
-            GatewayError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            GatewayError::Unauthorized { .. } | GatewayError::AnonymousRefused { .. } => {
+                StatusCode::UNAUTHORIZED
+            }
             GatewayError::Forbidden { .. } => StatusCode::FORBIDDEN,
             GatewayError::UpstreamUnavailable(_) | GatewayError::UpstreamInvalid(_) => {
                 StatusCode::BAD_GATEWAY
@@ -90,6 +100,7 @@ impl GatewayError {
             GatewayError::NoRoute => "no route matched",
             GatewayError::Unauthorized { error, .. } => error.public_message(),
             GatewayError::Forbidden { .. } => "insufficient scope",
+            GatewayError::AnonymousRefused { .. } => AuthError::Missing.public_message(),
             GatewayError::UpstreamUnavailable(_) => "upstream unavailable",
             GatewayError::UpstreamInvalid(_) => "invalid upstream response",
             GatewayError::UpstreamBudget(_) => "too many requests in flight upstream",
@@ -110,7 +121,8 @@ impl GatewayError {
             GatewayError::Unauthorized { error, challenges } if error.token_presented() => {
                 Some(&challenges.invalid)
             }
-            GatewayError::Unauthorized { challenges, .. } => Some(&challenges.missing),
+            GatewayError::Unauthorized { challenges, .. }
+            | GatewayError::AnonymousRefused { challenges, .. } => Some(&challenges.missing),
             // RFC 6750 §3.1.
             GatewayError::Forbidden { challenges, .. } => Some(&challenges.scope),
             _ => None,

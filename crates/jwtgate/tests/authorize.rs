@@ -264,8 +264,24 @@ fn the_anonymous_consumer_serves_requests_without_a_token_only() {
     assert_eq!(seen.header("x-consumer-custom-id"), Some("anon-1"));
     assert_eq!(seen.header_all("x-anonymous-consumer"), ["true"]);
     assert_eq!(seen.header("x-credential-identifier"), None);
-    // Authorization applies to the guest, who has no claims.
-    assert_forbidden(&gw.get("/v1/orders"));
+    // Authorization applies to the guest, who has no claims; refused, it
+    // is asked for a token (401 without an error code, RFC 6750 §3.1, as
+    // Kong's acl answers its anonymous consumer), not told it lacks scope.
+    let resp = gw.get("/v1/orders");
+    assert_eq!(resp.status, 401, "{}", resp.text());
+    assert_eq!(
+        resp.message().as_deref(),
+        Some("Missing JWT token in request")
+    );
+    assert_eq!(
+        resp.header("www-authenticate"),
+        Some("Bearer realm=\"jwtgate\"")
+    );
+    assert_eq!(
+        up.last().path(),
+        "/v1/catalog",
+        "the refused guest went upstream"
+    );
     // A token that fails any check is refused, never downgraded.
     let expired = token(json!({"exp": now() - 100, "scope": "orders:read"}));
     let revoked = token(json!({"scope": "orders:read", "jti": "r"}));
@@ -326,6 +342,17 @@ fn the_anonymous_consumer_serves_requests_without_a_token_only() {
         "{}",
         gw.logs()
     );
+    // The refused guest's line says which rule and what it lacked.
+    let logs = gw.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("path=\"/v1/orders\"") && l.contains("status=401"))
+        .unwrap_or_else(|| panic!("no line for the refused guest:\n{logs}"));
+    assert!(
+        line.contains("auth=missing") && line.contains("anonymous consumer is refused"),
+        "{line}"
+    );
+    assert!(line.contains("orders:read"), "{line}");
 }
 
 /// A consumer without a `jwt` credential (README: beyond SPEC §2) is only a

@@ -101,6 +101,20 @@ fn what_a_client_wrote_is_quoted_in_the_access_log_up_to_a_bound() {
         detail.contains("kkkk") && detail.contains("bytes)"),
         "{line}"
     );
+    assert!(line.contains(" path=\"/app/x\" "), "{line}");
+
+    // The path a client sent, up to 512 bytes, then `…`.
+    let long_path = format!("/app/{}", "p".repeat(4000));
+    assert_eq!(node.send(&Req::get(&long_path)).status, 401);
+    node.wait_log("jwtgate::access", 2);
+    let logs = node.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("jwtgate::access") && l.contains("/app/ppp"))
+        .unwrap_or_else(|| panic!("no access line:\n{logs}"));
+    assert!(line.len() < 1000, "{} bytes: {line}", line.len());
+    let shown = format!("{}…", &long_path[..512]);
+    assert!(line.contains(&format!(" path={shown:?} ")), "{line}");
 }
 
 #[test]
@@ -115,7 +129,12 @@ fn json_logs_parse_line_by_line_and_never_carry_a_token() {
         "another-secret-0123456789abcdefghijkl",
         json!({"key": "user123"}),
     );
-    assert_eq!(node.send(&Req::get("/app/ok").bearer(&good)).status, 200);
+    // A query may carry a token: the line has the path, never the query.
+    assert_eq!(
+        node.send(&Req::get("/app/ok?access_token=query-secret-7").bearer(&good))
+            .status,
+        200
+    );
     assert_eq!(
         node.send(&Req::get("/app/forged").bearer(&forged)).status,
         401
@@ -147,7 +166,13 @@ fn json_logs_parse_line_by_line_and_never_carry_a_token() {
             access.push(v);
         }
     }
-    for secret in [good.as_str(), forged.as_str(), SECRET, KEY] {
+    for secret in [
+        good.as_str(),
+        forged.as_str(),
+        SECRET,
+        KEY,
+        "query-secret-7",
+    ] {
         assert!(
             !logs.contains(secret),
             "a token or secret in the log:\n{logs}"
@@ -173,6 +198,8 @@ fn json_logs_parse_line_by_line_and_never_carry_a_token() {
     );
     let ok = &access[0];
     assert_eq!(ok["method"], "GET");
+    assert_eq!(ok["path"], "/app/ok");
+    assert_eq!(access[1]["path"], "/app/forged");
     assert_eq!(ok["route"], "app");
     assert_eq!(ok["consumer"], "alice");
     assert!(ok["latency_us"].is_u64());
