@@ -46,6 +46,22 @@ pub(crate) fn authorize(j: &RawJwt, loc: &str, errors: &mut Errors) -> Option<Au
                     .ok()
             })
             .collect();
+        // An empty condition requires nothing: the rule would become an
+        // exception that allows all it matches (an outside audit), while
+        // an empty value list is refused.
+        for (key, empty) in [
+            ("scopes", r.scopes.as_ref().is_some_and(Vec::is_empty)),
+            ("any_of", r.any_of.as_ref().is_some_and(|m| m.is_empty())),
+            ("all_of", r.all_of.as_ref().is_some_and(|m| m.is_empty())),
+        ] {
+            if empty {
+                errors.add(
+                    &child(&at, key),
+                    "is empty, which requires nothing: list what the rule requires, or leave \
+                     the key out (a rule with only match allows what it matches)",
+                );
+            }
+        }
         let scopes = r.scopes.clone().unwrap_or_default();
         for (k, s) in scopes.iter().enumerate() {
             if s.is_empty() || s.contains(' ') {

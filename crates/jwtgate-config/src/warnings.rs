@@ -12,7 +12,7 @@ use crate::error::ConfigError;
 use crate::model::{Config, Route};
 use crate::raw::{RawConfig, RawJwt, RawProvider};
 use crate::tls::{TlsMaterial, TlsVersion};
-use jwtgate_core::path::RuleEntry;
+use jwtgate_core::path::{RuleEntry, RuleMethod};
 use jwtgate_core::x509::PublicKey;
 
 /// Every warning for `config`, located as its errors would be.
@@ -445,6 +445,69 @@ fn policy(jwt: &RawJwt, at: &str, has_consumers: bool, found: &mut Found) {
         );
     }
     authorize_scope(jwt, at, found);
+    forwarded_logouts(jwt, at, found);
+    dotted_claim_names(jwt, at, found);
+}
+
+/// A logout path that takes more than one request (a prefix, any method)
+/// with `logout_forward`: every request it takes goes upstream after its
+/// token's logout, and a logout is never refused by `authorize` rules (an
+/// outside audit reached `DELETE_/v5/auth/logout-all-sessions-of-tenant`
+/// with a token a rule refused everywhere else).
+fn forwarded_logouts(jwt: &RawJwt, at: &str, found: &mut Found) {
+    let rules = jwt.authorize.as_ref().is_some_and(|r| !r.is_empty());
+    let Some(Ok(entry)) = jwt.logout_path.as_deref().map(RuleEntry::parse) else {
+        return;
+    };
+    let wide = entry.pattern.is_prefix() || entry.method == RuleMethod::Any;
+    if rules && wide && jwt.logout_forward == Some(true) {
+        found.warn(
+            format!("{at}.logout_path"),
+            format!(
+                "{:?} takes {} and logout_forward sends each upstream, where authorize \
+                 rules are not applied (a logout is never refused): write the one logout \
+                 request (POST_/auth/logout)",
+                jwt.logout_path.as_deref().unwrap_or_default(),
+                if entry.pattern.is_prefix() {
+                    "every path under it"
+                } else {
+                    "every method"
+                }
+            ),
+        );
+    }
+}
+
+/// Claim paths whose first part is a URL: a dot splits a path (SPEC §3.7),
+/// so Auth0's namespaced `https://example.com/roles` is read as
+/// `https://example` → `com/roles`, and the rule or header never sees the
+/// claim the operator meant (an outside audit: `check` said ok).
+fn dotted_claim_names(jwt: &RawJwt, at: &str, found: &mut Found) {
+    let mut named: Vec<(String, &str)> = Vec::new();
+    for name in jwt.forward_claims.iter().flat_map(|m| m.keys()) {
+        named.push((format!("{at}.forward_claims.{name}"), name));
+    }
+    for (i, rule) in jwt.authorize.iter().flatten().enumerate() {
+        for (key, map) in [("any_of", &rule.any_of), ("all_of", &rule.all_of)] {
+            for name in map.iter().flat_map(|m| m.keys()) {
+                named.push((format!("{at}.authorize[{i}].{key}.{name}"), name));
+            }
+        }
+    }
+    for (loc, name) in named {
+        if name.contains("://") && name.contains('.') {
+            found.warn(
+                loc,
+                format!(
+                    "{name:?} is read as a path of {} nested claims, split at each dot: a claim \
+                     whose name holds a dot (a namespaced claim such as Auth0's \
+                     https://example.com/roles) cannot be addressed (SPEC §3.7); have the \
+                     identity provider also issue it under a name without dots",
+                    name.split('.').count()
+                ),
+            );
+        }
+    }
 }
 
 /// `authorize` entries the path rules leave without a token to authorize:
@@ -462,6 +525,16 @@ fn authorize_scope(jwt: &RawJwt, at: &str, found: &mut Found) {
     };
     let required = entries(&jwt.required_paths);
     let not_required = entries(&jwt.not_required_paths);
+    if jwt.required_paths.is_some() && jwt.authorize_default.as_deref() == Some("deny") {
+        found.warn(
+            format!("{at}.authorize_default"),
+            "deny refuses only requests that need a token: one required_paths does not \
+             list goes upstream without a token and is not authorized (SPEC §3.7); to \
+             refuse what no rule allows, leave required_paths out (every request then \
+             needs a token) and list the open ones in not_required_paths"
+                .into(),
+        );
+    }
     let (list, open) = match (&jwt.required_paths, &jwt.not_required_paths) {
         (Some(_), _) => ("required_paths", false),
         (None, Some(_)) => ("not_required_paths", true),
@@ -1051,6 +1124,61 @@ mod tests {
             "{w}"
         );
         assert!(warnings_of(&route("", "[\"DELETE_/a/*\"]")).is_empty());
+        // Deny by default beside required_paths refuses only what they list.
+        let deny = format!("{required}      authorize_default: deny\n");
+        let w = only_warning(&route(&deny, "[\"ANY_/a/*\"]"));
+        assert!(
+            w.starts_with(
+                "routes[0].jwt.authorize_default: deny refuses only requests that need a token"
+            ),
+            "{w}"
+        );
+        assert!(
+            warnings_of(&route("      authorize_default: deny\n", "[\"ANY_/a/*\"]")).is_empty()
+        );
+        let open_deny = format!("{open}      authorize_default: deny\n");
+        assert!(warnings_of(&route(&open_deny, "[\"ANY_/a/*\"]")).is_empty());
+    }
+
+    #[test]
+    fn a_forwarded_logout_path_that_takes_many_requests_is_warned_about() {
+        let route = |logout: &str, forward: &str| {
+            format!(
+                "  - name: a\n    paths: [\"/a/*\"]\n    upstream: {{ echo: true }}\n    jwt:\n      providers: [corp]\n      consumers: false\n      use_jwt_blacklist_revoking: true\n      logout_path: \"{logout}\"\n{forward}      authorize:\n        - match: [\"ANY_/a/*\"]\n          scopes: [admin]\n"
+            )
+        };
+        let forward = "      logout_forward: true\n";
+        for (logout, takes) in [
+            ("ANY_/a/auth/logout*", "every path under it"),
+            ("ANY_/a/auth/logout", "every method"),
+        ] {
+            let w = only_warning(&route(logout, forward));
+            assert!(
+                w.starts_with(&format!(
+                    "routes[0].jwt.logout_path: {logout:?} takes {takes}"
+                )),
+                "{w}"
+            );
+        }
+        assert!(warnings_of(&route("POST_/a/auth/logout", forward)).is_empty());
+        assert!(warnings_of(&route("ANY_/a/auth/logout*", "")).is_empty());
+    }
+
+    #[test]
+    fn a_claim_named_by_a_url_is_warned_about() {
+        let route = "  - name: a\n    paths: [\"/a/*\"]\n    upstream: { echo: true }\n    jwt:\n      providers: [corp]\n      consumers: false\n      forward_claims: { \"https://example.com/roles\": X-Roles, realm_access.roles: X-R }\n      authorize:\n        - match: [\"ANY_/a/*\"]\n          any_of: { \"https://example.com/roles\": [admin], resource_access.a.roles: [x] }\n";
+        let w = warnings_of(route);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w.iter().any(|w| w.starts_with("routes[0].jwt.forward_claims.https://example.com/roles: \"https://example.com/roles\" is read as a path of 2 nested claims")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter()
+                .any(|w| w
+                    .starts_with("routes[0].jwt.authorize[0].any_of.https://example.com/roles:")),
+            "{w:?}"
+        );
     }
 
     #[test]

@@ -755,6 +755,10 @@ routes:
           scopes: ["two words"]
           any_of: { ".roles": [admin], tenant: [] }
           colour: red
+        - match: ["GET_/y"]
+          scopes: []
+          any_of: {}
+          all_of: {}
   - name: s
     paths: ["/s"]
     upstream: { echo: true }
@@ -776,6 +780,9 @@ routes:
         "routes[0].jwt.authorize[1].scopes[0]: \"two words\" is not one scope",
         "routes[0].jwt.authorize[1].any_of..roles: claim path \".roles\" has an empty segment",
         "routes[0].jwt.authorize[1].any_of.tenant: needs at least one value",
+        "routes[0].jwt.authorize[2].scopes: is empty, which requires nothing",
+        "routes[0].jwt.authorize[2].any_of: is empty, which requires nothing",
+        "routes[0].jwt.authorize[2].all_of: is empty, which requires nothing",
         "routes[0].jwt.authorize[1].colour: unknown key",
         "routes[1].cors.allow_origins[0]: \"null\" is not allowed",
         "routes[1].cors.allow_origins[1]: \"https://a.example/\" is not an origin",
