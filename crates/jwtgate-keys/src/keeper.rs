@@ -376,8 +376,15 @@ impl Keeper {
         // A scheduled fetch also rediscovers the jwks_uri; one woken by an
         // unknown kid goes straight to the key set.
         let mut scheduled = true;
+        // When the next scheduled fetch is due. A woken fetch that succeeds
+        // leaves it where it was: any client can wake one with a made-up
+        // kid, and one every kid_miss_interval had put the rediscovery off
+        // for good (an outside audit: a moved jwks_uri, or a discovery
+        // document now naming another issuer, never seen).
+        let mut due = tokio::time::Instant::now();
         loop {
-            let wait = match self.fetch(scheduled).await {
+            let result = self.fetch(scheduled).await;
+            let wait = match result {
                 Ok(max_age) => {
                     retry = FIRST_RETRY;
                     let source = &lock(&self.settings).source;
@@ -390,8 +397,11 @@ impl Keeper {
                     wait
                 }
             };
+            if scheduled || result.is_err() {
+                due = tokio::time::Instant::now() + wait;
+            }
             scheduled = tokio::select! {
-                _ = tokio::time::sleep(wait) => true,
+                _ = tokio::time::sleep_until(due) => true,
                 _ = self.wake.notified() => false,
             };
         }
@@ -473,8 +483,15 @@ impl Keeper {
                             self.hold_off_if_asked(&e);
                             Failure::Unreachable(format!("discovery {}: {e}", shown(&url)))
                         })?;
-                        let uri = discovery::jwks_uri(&doc.body, &source.issuer)
-                            .map_err(|e| Failure::Invalid(format!("{}: {e}", shown(&url))))?;
+                        let uri = discovery::jwks_uri(&doc.body, &source.issuer).map_err(|e| {
+                            // What the IdP now says is refused (another
+                            // issuer, no jwks_uri): the key set it named
+                            // before is no longer fetched, not even for an
+                            // unknown kid, so its keys grow stale as in an
+                            // outage rather than staying fresh for ever.
+                            lock(&self.discovered).take();
+                            Failure::Invalid(format!("{}: {e}", shown(&url)))
+                        })?;
                         let before = lock(&self.discovered).replace(uri.clone());
                         if before.as_ref() != Some(&uri) {
                             self.warn_plain_http(&uri);

@@ -78,7 +78,7 @@ impl KeyService {
                 if let Err(e) = running.keeper.update(source.clone()) {
                     warn!(provider = %source.name, error = %e, "provider settings not applied");
                 }
-                ring.push(Arc::clone(&running.keeper));
+                ring.push(Some(Arc::clone(&running.keeper)));
                 if let Some(r) = keepers.get_mut(&source.name) {
                     r.source = source.clone();
                 }
@@ -98,15 +98,19 @@ impl KeyService {
                 Ok(k) => k,
                 Err(e) => {
                     // Only a broken ca_file gets here, and config load reads
-                    // it first; keep serving the other providers.
+                    // it first; keep serving the other providers. Its slot
+                    // stays, empty: the ring is read by the provider's
+                    // place in the config, and a slot skipped would hand
+                    // every later provider the next one's keys.
                     warn!(provider = %source.name, error = %e, "provider cannot fetch keys");
+                    ring.push(None);
                     continue;
                 }
             };
             let task = keeper
                 .fetches()
                 .then(|| tokio::spawn(Arc::clone(&keeper).run()));
-            ring.push(Arc::clone(&keeper));
+            ring.push(Some(Arc::clone(&keeper)));
             keepers.insert(
                 source.name.clone(),
                 Running {
@@ -184,9 +188,9 @@ fn is_file(source: &ProviderSource) -> bool {
 }
 
 /// One config version's view of the providers' keys: provider `i` of the
-/// config is `keepers[i]`.
+/// config is `keepers[i]` (`None`: it has no keeper, and no keys).
 pub struct ProviderKeyRing {
-    keepers: Vec<Arc<Keeper>>,
+    keepers: Vec<Option<Arc<Keeper>>>,
 }
 
 impl ProviderKeyRing {
@@ -200,20 +204,20 @@ impl ProviderKeyRing {
     /// See [`Keeper::refetch_for_unknown_kid`]; `(Throttled, false)` for an
     /// index this ring does not have.
     pub async fn refetch_for_unknown_kid(&self, index: usize, kid: &str) -> (KidMiss, bool) {
-        match self.keepers.get(index) {
+        match self.keeper(index) {
             Some(k) => k.refetch_for_unknown_kid(kid).await,
             None => (KidMiss::Throttled, false),
         }
     }
 
     pub fn keeper(&self, index: usize) -> Option<&Arc<Keeper>> {
-        self.keepers.get(index)
+        self.keepers.get(index)?.as_ref()
     }
 }
 
 impl KeyRing for ProviderKeyRing {
     fn current(&self, index: usize) -> Option<Arc<ProviderKeys>> {
-        self.keepers.get(index)?.current()
+        self.keeper(index)?.current()
     }
 }
 
@@ -258,4 +262,36 @@ fn clone_keys(k: &ProviderKeys) -> ProviderKeys {
 /// A JWK Set parsed for `source`'s algorithms (for tools and tests).
 pub fn parse_for(source: &ProviderSource, document: &[u8]) -> Result<JwkSet, String> {
     JwkSet::parse(document, &source.algorithms).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An outside audit, reading the code: a provider whose keeper could
+    /// not be made was skipped in the ring, which is read by a provider's
+    /// place in the config, so every later provider would have been handed
+    /// the next one's keys. Its place stays, without keys.
+    #[test]
+    fn a_provider_without_a_keeper_keeps_its_place_in_the_ring() {
+        let dir = tempfile::tempdir().unwrap();
+        let jwks = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/jwks/rsa.json");
+        let set = format!("{{\"keys\": [{}]}}", std::fs::read_to_string(jwks).unwrap());
+        std::fs::write(dir.path().join("keys.json"), set).unwrap();
+        let text = "listen: \"127.0.0.1:0\"\nproviders:\n  - name: broken\n    issuer: https://a.example\n    jwks_uri: https://a.example/keys\n  - name: filed\n    issuer: https://b.example\n    jwks_file: keys.json\nroutes: []\n";
+        let mut config = jwtgate_config::load_str(text, dir.path(), &|_| None).unwrap();
+        // What config load refuses, given anyway: a ca_file no TLS
+        // client can take.
+        config.provider_sources[0].ca_pem =
+            Some(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_vec());
+        let service = KeyService::new(StateDir::new(dir.path().join("state")));
+        let ring = service.apply(&config);
+        assert!(ring.current(0).is_none(), "the broken provider has keys");
+        let filed = ring.current(1).expect("the second provider's keys");
+        assert_eq!(
+            filed.source,
+            dir.path().join("keys.json").display().to_string()
+        );
+        assert!(ring.current(2).is_none());
+    }
 }

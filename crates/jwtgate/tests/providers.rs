@@ -516,6 +516,79 @@ fn a_forged_kid_flood_costs_one_fetch_per_interval() {
     assert_eq!(get(&gw, &good).status, 200, "the good token still passes");
 }
 
+/// An outside audit: a made-up `kid` every `kid_miss_interval_seconds`
+/// woke a fetch of the key set discovery had named, and each put the
+/// scheduled fetch, the one that reads the discovery document again, a
+/// whole `refresh_seconds` off: a moved key set was never found, and a
+/// document now naming another issuer never read, its old keys kept fresh.
+#[test]
+fn a_forged_kid_flood_never_puts_off_rediscovery() {
+    let keys = KeyServer::start(true);
+    let issuer = keys.url("/realms/main");
+    let document = "/realms/main/.well-known/openid-configuration";
+    keys.serve_discovery(&issuer);
+    keys.set("/keys", Reply::json(&jwks(&[jwk("rsa", "k1")])));
+    keys.set("/moved", Reply::json(&jwks(&[jwk("rsa2", "k2")])));
+    let up = Upstream::start();
+    let provider = format!(
+        "    issuer: \"{issuer}\"\n    discovery: true\n    ca_file: \"{TLS}/ca.crt\"\n    refresh_seconds: 3\n    kid_miss_interval_seconds: 1\n    max_stale_seconds: 8\n"
+    );
+    let gw = Gateway::start(&config(&up, &provider, ""));
+    let claims = json!({"iss": issuer, "sub": "u", "exp": now() + 600});
+    let k1 = sign_kid("RS256", "rsa.key", Some("k1"), claims.clone());
+    let k2 = sign_kid("RS256", "rsa2.key", Some("k2"), claims.clone());
+    assert_eq!(
+        wait_status(&gw, &k1, 200, Duration::from_secs(10)).status,
+        200
+    );
+    let mut n = 0;
+    // Forged kids every 0.4 s until `done` holds, for at most `within`.
+    let mut flood_until = |within: Duration, done: &dyn Fn() -> bool| {
+        let started = Instant::now();
+        while started.elapsed() < within {
+            n += 1;
+            let forged = sign_kid(
+                "RS256",
+                "rsa.key",
+                Some(&format!("forged-{n}")),
+                claims.clone(),
+            );
+            assert_eq!(get(&gw, &forged).status, 401);
+            if done() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(400));
+        }
+        false
+    };
+    // The IdP moves its key set.
+    keys.set(
+        document,
+        Reply::json(&json!({"issuer": issuer, "jwks_uri": keys.url("/moved")})),
+    );
+    let seen = flood_until(Duration::from_secs(15), &|| get(&gw, &k2).status == 200);
+    assert!(
+        seen,
+        "the moved key set never found under the flood\n{}",
+        gw.logs()
+    );
+    // The document now names another issuer: refused, and the keys it
+    // named before are fetched no more, flood or not, and grow stale.
+    keys.set(
+        document,
+        Reply::json(
+            &json!({"issuer": "https://someone-else.example", "jwks_uri": keys.url("/moved")}),
+        ),
+    );
+    let stale = flood_until(Duration::from_secs(25), &|| get(&gw, &k2).status == 401);
+    assert!(
+        stale,
+        "keys kept fresh past a refused document\n{}",
+        gw.logs()
+    );
+    assert!(gw.logs().contains("OIDC Discovery §4.3"), "{}", gw.logs());
+}
+
 /// An outside audit: an IdP sending `Cache-Control: max-age=3600`, with
 /// `max_stale_seconds: 75`, was not asked again for an hour, and its
 /// tokens were refused from 75 s after each fetch, the IdP healthy all
