@@ -19,6 +19,7 @@
 mod members;
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -541,35 +542,67 @@ impl Watch {
                 return Ok(batch);
             }
             let resp = self.message().await?;
-            if resp.compact_revision() > 0 {
-                return Err(WatchEnd::Compacted(resp.compact_revision()));
-            }
-            if resp.events().is_empty() {
-                continue;
-            }
-            let events = resp.events().iter().filter_map(|event| {
-                let kv = event.kv()?;
-                let parsed = self.etcd.parse_key(kv.key());
-                if parsed.is_none() {
-                    tracing::warn!(
-                        key = ?String::from_utf8_lossy(kv.key()),
-                        "etcd: a key under the prefix that names no route, consumer or provider; ignored"
-                    );
-                }
-                let change = parsed.map(|(kind, name)| match event.event_type() {
-                        EventType::Put => Change::Put(Object {
-                            kind,
-                            name,
-                            value: kv.value().to_vec(),
-                            mod_revision: kv.mod_revision(),
-                        }),
-                        EventType::Delete => Change::Delete { kind, name },
-                    });
-                Some((kv.mod_revision(), change))
-            });
-            let header = resp.header().map_or(0, |h| h.revision());
-            self.queued = by_revision(events, header);
+            self.queue(resp)?;
         }
+    }
+
+    /// The next revision's changes if they are already here (received, or
+    /// waiting on the connection), without waiting for any: a follower
+    /// applies what a burst of writes brought before installing the
+    /// config it makes. `None`: nothing is here yet.
+    pub fn ready(&mut self) -> Option<Result<Batch, WatchEnd>> {
+        loop {
+            if let Some(batch) = self.queued.pop_front() {
+                return Some(Ok(batch));
+            }
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            // `message` of tonic's stream only polls it: dropped while
+            // pending, it loses nothing.
+            let message = match std::pin::pin!(self.stream.message()).poll(&mut cx) {
+                std::task::Poll::Ready(m) => m,
+                std::task::Poll::Pending => return None,
+            };
+            let resp = match self.answered(message) {
+                Ok(resp) => resp,
+                Err(end) => return Some(Err(end)),
+            };
+            if let Err(end) = self.queue(resp) {
+                return Some(Err(end));
+            }
+        }
+    }
+
+    /// Queues an answer's changes, one batch per revision.
+    fn queue(&mut self, resp: etcd_client::WatchResponse) -> Result<(), WatchEnd> {
+        if resp.compact_revision() > 0 {
+            return Err(WatchEnd::Compacted(resp.compact_revision()));
+        }
+        if resp.events().is_empty() {
+            return Ok(());
+        }
+        let events = resp.events().iter().filter_map(|event| {
+            let kv = event.kv()?;
+            let parsed = self.etcd.parse_key(kv.key());
+            if parsed.is_none() {
+                tracing::warn!(
+                    key = ?String::from_utf8_lossy(kv.key()),
+                    "etcd: a key under the prefix that names no route, consumer or provider; ignored"
+                );
+            }
+            let change = parsed.map(|(kind, name)| match event.event_type() {
+                    EventType::Put => Change::Put(Object {
+                        kind,
+                        name,
+                        value: kv.value().to_vec(),
+                        mod_revision: kv.mod_revision(),
+                    }),
+                    EventType::Delete => Change::Delete { kind, name },
+                });
+            Some((kv.mod_revision(), change))
+        });
+        let header = resp.header().map_or(0, |h| h.revision());
+        self.queued = by_revision(events, header);
+        Ok(())
     }
 
     /// The next answer of the member. After [`WATCH_QUIET`] of silence the

@@ -199,11 +199,12 @@ impl Objects {
                 .collect();
             let mut accepted = Vec::new();
             let mut refused = Vec::new();
+            let mut compiled = None;
             self.settle(
                 pending,
                 c,
                 unseen,
-                &mut out.unchecked,
+                (&mut out.unchecked, &mut compiled),
                 &mut accepted,
                 &mut refused,
             );
@@ -226,9 +227,12 @@ impl Objects {
                     out.changed.push(id);
                 }
                 let source = self.source();
-                // `settle` compiled exactly this set last; compiling again
-                // here keeps the code simple and cannot fail differently.
-                match c.compile(&source) {
+                // `settle` compiled exactly this set last (a compile that
+                // fits makes its set the accepted one): that config is
+                // used, not compiled again, as a node following a burst of
+                // revisions compiles the whole config for each (an outside
+                // audit: 3 000 consumers, 300 puts, nodes 35 s behind).
+                match compiled.map_or_else(|| c.compile(&source), Ok) {
                     Ok(config) => out.config = Some((source, config)),
                     Err(errors) => {
                         // Unreachable by construction; refuse loudly rather
@@ -255,7 +259,7 @@ impl Objects {
         mut pending: Vec<(Change, i64)>,
         c: &dyn Compile,
         unseen: &BTreeSet<ObjectId>,
-        unchecked: &mut BTreeSet<String>,
+        (unchecked, compiled): (&mut BTreeSet<String>, &mut Option<Config>),
         accepted: &mut Vec<(Change, i64)>,
         refused: &mut Vec<(ObjectId, Refusal)>,
     ) {
@@ -277,8 +281,9 @@ impl Objects {
             });
             let errors = if violations.is_empty() {
                 match c.compile(&source) {
-                    Ok(_) => {
+                    Ok(config) => {
                         accepted.append(&mut pending);
+                        *compiled = Some(config);
                         return;
                     }
                     Err(errors) => errors.0,
@@ -365,8 +370,8 @@ impl Objects {
                 return;
             }
             let second = pending.split_off(pending.len() / 2);
-            self.settle(pending, c, unseen, unchecked, accepted, refused);
-            self.settle(second, c, unseen, unchecked, accepted, refused);
+            self.settle(pending, c, unseen, (unchecked, compiled), accepted, refused);
+            self.settle(second, c, unseen, (unchecked, compiled), accepted, refused);
             return;
         }
     }

@@ -193,10 +193,43 @@ async fn follow_once(
             next = w.next() => next,
             _ = stop.wait_for(|s| *s) => return Ok(()),
         };
+        let next = match next {
+            Ok(batch) => {
+                apply_batch(source, running, etcd, batch)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                // The revisions already here are applied before the config
+                // they make is installed, once (bounded, so that a long
+                // backlog still goes live as it is read).
+                let started = std::time::Instant::now();
+                let mut end = None;
+                for _ in 1..GROUP_MAX_REVISIONS {
+                    if started.elapsed() >= GROUP_MAX_TIME {
+                        break;
+                    }
+                    match w.ready() {
+                        Some(Ok(batch)) => apply_batch(source, running, etcd, batch)
+                            .await
+                            .map_err(|e| e.to_string())?,
+                        Some(Err(e)) => {
+                            end = Some(e);
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                let mut shared = source.shared.lock().await;
+                source.install_applied(&mut shared, running);
+                drop(shared);
+                match end {
+                    Some(e) => Err(e),
+                    None => continue,
+                }
+            }
+            Err(e) => Err(e),
+        };
         match next {
-            Ok(batch) => apply_batch(source, running, etcd, batch)
-                .await
-                .map_err(|e| e.to_string())?,
+            Ok(()) => {}
             Err(WatchEnd::Compacted(r)) => {
                 info!(
                     compacted = r,
@@ -280,9 +313,15 @@ async fn apply_batch(
         })
         .collect();
     let incoming = incoming(changes);
-    source.apply_locked(&mut shared, running, incoming, batch.revision, "etcd");
+    source.apply_uninstalled(&mut shared, running, incoming, batch.revision);
     Ok(())
 }
+
+/// The most revisions a follower applies before installing the config
+/// they make, and the longest it takes: a burst installs once, a backlog
+/// goes live as it is read.
+const GROUP_MAX_REVISIONS: usize = 1000;
+const GROUP_MAX_TIME: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// One revision's changes as [`super::apply`] takes them.
 pub(super) fn incoming(changes: Vec<Change>) -> Vec<super::apply::Incoming> {

@@ -94,9 +94,23 @@ impl Phase {
     }
 }
 
+/// See `Shared::uninstalled`.
+struct Uninstalled {
+    source: RawConfig,
+    config: jwtgate_config::Config,
+    revision: i64,
+    /// Objects changed since the last install.
+    changed: usize,
+    from: String,
+}
+
 struct Shared {
     objects: Objects,
     phase: Phase,
+    /// A config the watch applied and has not installed yet: revisions
+    /// already received are applied one by one, each checked as always,
+    /// and only the last config is installed (`EtcdSource::install_applied`).
+    uninstalled: Option<Uninstalled>,
     /// Whether the next catch-up must read everything (after a compaction
     /// or once a held node sees objects again).
     full_reload: bool,
@@ -167,6 +181,7 @@ impl EtcdSource {
                     ..Objects::default()
                 },
                 phase: Phase::Connecting,
+                uninstalled: None,
                 full_reload: true,
                 history_lost: false,
                 history_gap: false,
@@ -389,6 +404,7 @@ impl EtcdSource {
             "etcd",
             &unseen,
         );
+        self.install_applied(&mut shared, running);
         shared.full_reload = false;
         self.set_phase(&mut shared, Phase::Following);
     }
@@ -404,6 +420,48 @@ impl EtcdSource {
         from: &str,
     ) {
         self.apply_locked_across_gap(shared, running, incoming, revision, from, &BTreeSet::new());
+        self.install_applied(shared, running);
+    }
+
+    /// Like [`EtcdSource::apply_locked`], leaving the config it makes for
+    /// [`EtcdSource::install_applied`]: the watch applies the revisions
+    /// already received one by one, as always, and installs once. Each
+    /// install builds the whole gateway: a burst of single-object writes
+    /// had a node with 3 000 consumers 35 s behind (an outside audit).
+    fn apply_uninstalled(
+        &self,
+        shared: &mut Shared,
+        running: &Running,
+        incoming: Vec<apply::Incoming>,
+        revision: i64,
+    ) {
+        self.apply_locked_across_gap(
+            shared,
+            running,
+            incoming,
+            revision,
+            "etcd",
+            &BTreeSet::new(),
+        );
+    }
+
+    /// Installs the config applied and not installed yet, if any, and
+    /// says so; then `/status`, the applied revision and the local copy.
+    fn install_applied(&self, shared: &mut Shared, running: &Running) {
+        if let Some(u) = shared.uninstalled.take() {
+            running.install(u.source, u.config);
+            metrics::record_config_reload("applied");
+            info!(
+                outcome = "applied",
+                revision = u.revision,
+                changed = u.changed,
+                "config applied from {}",
+                u.from
+            );
+        }
+        self.update_view(&shared.objects);
+        let _ = self.applied.send_replace(shared.objects.revision);
+        self.save_cache(&shared.objects);
     }
 
     /// `unseen`: the objects that changed in revisions this node could not
@@ -443,18 +501,16 @@ impl EtcdSource {
             );
         }
         if let Some((source, config)) = applied.config {
-            running.install(source, config);
-            metrics::record_config_reload("applied");
-            info!(
-                outcome = "applied",
+            let changed =
+                applied.changed.len() + shared.uninstalled.as_ref().map_or(0, |u| u.changed);
+            shared.uninstalled = Some(Uninstalled {
+                source,
+                config,
                 revision,
-                changed = applied.changed.len(),
-                "config applied from {from}"
-            );
+                changed,
+                from: from.to_owned(),
+            });
         }
-        self.update_view(&shared.objects);
-        let _ = self.applied.send_replace(shared.objects.revision);
-        self.save_cache(&shared.objects);
     }
 
     /// Writes the cache when what is live moved on.
@@ -536,7 +592,10 @@ impl EtcdSource {
                 });
             }
             let (writes, read_at, brings, newest) = {
-                let shared = self.shared.lock().await;
+                let mut shared = self.shared.lock().await;
+                // The edit is made on what is installed, and conditioned
+                // on the versions applied: the two must be the same.
+                self.install_applied(&mut shared, running);
                 if shared.phase == Phase::Held {
                     return Err(unavailable(
                         "it came back without its data; push the config again (jwtgate config push) before changing it through the API",
@@ -792,6 +851,9 @@ impl EtcdSource {
         let source = shared.objects.source();
         match running.compile(&source, Vec::new(), "") {
             Ok(config) => {
+                // Made of every object applied: one applied and not yet
+                // installed is in it.
+                shared.uninstalled = None;
                 running.install(source, config);
                 metrics::record_config_reload("applied");
                 info!(
