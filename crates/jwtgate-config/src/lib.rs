@@ -39,8 +39,8 @@ pub use model::*;
 pub use raw::*;
 pub use routing::{host_entry, route_trie, takes_host, takes_method, RouteChoice, SampleRequest};
 pub use shared::{
-    env_refs_outside_secrets, locate_in, objects_to_yaml, ObjectId, ObjectKind, SharedObject,
-    SharedObjects, ENV_REF_FIELD,
+    env_refs_outside_secrets, locate_in, objects_to_yaml, route_protected, ObjectId, ObjectKind,
+    SharedObject, SharedObjects, ENV_REF_FIELD,
 };
 pub use source::{
     compile_raw, compile_source, read_consumer, read_jwt, read_provider, read_route, read_source,

@@ -199,6 +199,15 @@ pub struct SharedObjects {
     providers: BTreeMap<String, RawProvider>,
 }
 
+/// Whether `route`'s jwt policy carries a protection flag.
+pub fn route_protected(route: &RawRoute) -> bool {
+    route
+        .jwt
+        .as_ref()
+        .and_then(|j| j.protection)
+        .is_some_and(|p| p.undeletable || p.immutable)
+}
+
 impl SharedObjects {
     /// The routes, consumers and providers of a source config. A name that
     /// appears twice keeps its last object (compiling the config first
@@ -278,6 +287,11 @@ impl SharedObjects {
                 .cloned()
                 .map(SharedObject::Provider),
         }
+    }
+
+    /// Whether any route's jwt policy carries a protection flag.
+    pub fn any_protected(&self) -> bool {
+        self.routes.values().any(route_protected)
     }
 
     /// Every object, kinds in [`ObjectKind::ALL`] order, names in order.

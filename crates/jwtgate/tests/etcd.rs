@@ -1133,6 +1133,9 @@ fn a_burst_of_revisions_is_installed_once() {
             "c{i}"
         );
     }
+    // A line logged after the burst's: the log is written in order.
+    node.signal("HUP");
+    node.wait_log("SIGHUP: reloading", 1);
     let made = installs() - before;
     assert!(
         (1..10).contains(&made),

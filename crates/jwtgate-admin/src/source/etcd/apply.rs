@@ -124,6 +124,48 @@ impl Objects {
         })
     }
 
+    /// The changes of several revisions (in order) as the changes of the
+    /// last, when applying them so gives what applying them one by one
+    /// would: no protection anywhere (live, or in a change), no refusal
+    /// pending, every change reads, and the result compiles. Then every
+    /// revision's step would have been accepted, or refused and accepted
+    /// again with the last (a refused change is tried again whenever
+    /// another applies), and one compile replaces one per revision (an
+    /// outside audit: a burst of 300 single-object writes had nodes with
+    /// 3 000 consumers seconds behind). `None`: apply them one by one.
+    pub fn merged(
+        &self,
+        revisions: &[(Vec<Incoming>, i64)],
+        c: &dyn Compile,
+    ) -> Option<(Vec<Incoming>, i64)> {
+        let (_, last) = revisions.last()?;
+        if revisions.len() < 2 || !self.refused.is_empty() || self.live.any_protected() {
+            return None;
+        }
+        let mut merged: BTreeMap<ObjectId, Option<(Vec<u8>, i64)>> = BTreeMap::new();
+        for (incoming, _) in revisions {
+            for (id, change) in incoming {
+                merged.insert(id.clone(), change.clone());
+            }
+        }
+        let mut candidate = self.live.clone();
+        for (id, change) in &merged {
+            let object = match change {
+                Some((bytes, _)) => match SharedObject::read(id.0, &id.1, bytes) {
+                    Ok(SharedObject::Route(r)) if jwtgate_config::route_protected(&r) => {
+                        return None
+                    }
+                    Ok(object) => Some(object),
+                    Err(_) => return None,
+                },
+                None => None,
+            };
+            candidate.set(id.0, &id.1, object);
+        }
+        c.compile(&candidate.with_node_part(&self.node)).ok()?;
+        Some((merged.into_iter().collect(), *last))
+    }
+
     /// Applies etcd's changes of one or more revisions, up to `revision`.
     pub fn apply(&mut self, incoming: Vec<Incoming>, revision: i64, c: &dyn Compile) -> Applied {
         self.apply_across_gap(incoming, revision, c, &BTreeSet::new())
@@ -472,6 +514,78 @@ mod tests {
         assert_eq!(names(&o), ["a", "bad-path", "c"]);
         let still: Vec<_> = o.refused.keys().map(|(_, n)| n.as_str()).collect();
         assert_eq!(still, ["bad-json"]);
+    }
+
+    /// Revisions received together apply as one when that is what one by
+    /// one gives; else `merged` says no, and they apply one by one.
+    #[test]
+    fn revisions_merge_only_where_one_by_one_gives_the_same() {
+        let consumer = |name: &str, key: &str, rev: i64| {
+            put(
+                ObjectKind::Consumer,
+                name,
+                &format!(
+                    r#"{{"jwt": {{"key": "{key}", "secret": "0123456789abcdef0123456789abcdef"}}}}"#
+                ),
+                rev,
+            )
+        };
+        let mut o = objects();
+        o.apply(vec![route("a", "/a", 2)], 2, &compile);
+        // Plain changes: the last version of each, at the last revision,
+        // and what one by one would give.
+        let burst = vec![
+            (vec![consumer("c1", "k1", 3)], 3),
+            (vec![route("b", "/b", 4)], 4),
+            (vec![consumer("c1", "k1b", 5)], 5),
+            (vec![((ObjectKind::Route, "a".into()), None)], 6),
+        ];
+        let (incoming, revision) = o.merged(&burst, &compile).expect("mergeable");
+        assert_eq!((incoming.len(), revision), (3, 6));
+        let mut one_by_one = objects();
+        one_by_one.apply(vec![route("a", "/a", 2)], 2, &compile);
+        for (changes, rev) in burst.clone() {
+            one_by_one.apply(changes, rev, &compile);
+        }
+        o.apply(incoming, revision, &compile);
+        assert_eq!(o.source(), one_by_one.source());
+        assert_eq!(names(&o), ["b"]);
+        assert_eq!(o.revision, 6);
+        // One revision, a change that does not read or compile (two
+        // consumers with one key: one by one, the second is refused), a
+        // refusal pending: one by one.
+        assert!(o.merged(&burst[..1], &compile).is_none());
+        let bad = vec![
+            (vec![route("x", "no-slash", 7)], 7),
+            (vec![route("y", "/y", 8)], 8),
+        ];
+        assert!(o.merged(&bad, &compile).is_none());
+        let clash = vec![
+            (vec![consumer("d1", "same", 7)], 7),
+            (vec![consumer("d2", "same", 8)], 8),
+        ];
+        assert!(o.merged(&clash, &compile).is_none());
+        o.apply(vec![route("x", "no-slash", 7)], 7, &compile);
+        let later = vec![
+            (vec![route("y", "/y", 8)], 8),
+            (vec![route("z", "/z", 9)], 9),
+        ];
+        assert!(o.merged(&later, &compile).is_none(), "a refusal is pending");
+        // A protection, live or in a change (lifted, then the change it
+        // allows: together they would be refused): one by one.
+        let locked = r#"{"paths": ["/l"], "upstream": {"echo": true}, "jwt": {"protection": {"immutable": true}}}"#;
+        let mut p = objects();
+        let protect = vec![
+            (vec![put(ObjectKind::Route, "l", locked, 2)], 2),
+            (vec![route("m", "/m", 3)], 3),
+        ];
+        assert!(p.merged(&protect, &compile).is_none());
+        p.apply(vec![put(ObjectKind::Route, "l", locked, 2)], 2, &compile);
+        let plain = vec![
+            (vec![route("m", "/m", 3)], 3),
+            (vec![route("n", "/n", 4)], 4),
+        ];
+        assert!(p.merged(&plain, &compile).is_none());
     }
 
     #[test]

@@ -195,22 +195,14 @@ async fn follow_once(
         };
         let next = match next {
             Ok(batch) => {
-                apply_batch(source, running, etcd, batch)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                // The revisions already here are applied before the config
-                // they make is installed, once (bounded, so that a long
-                // backlog still goes live as it is read).
-                let started = std::time::Instant::now();
+                // The revisions already here are applied together, and the
+                // config they make is installed once (bounded, so that a
+                // long backlog still goes live as it is read).
+                let mut group = vec![batch];
                 let mut end = None;
-                for _ in 1..GROUP_MAX_REVISIONS {
-                    if started.elapsed() >= GROUP_MAX_TIME {
-                        break;
-                    }
+                while group.len() < GROUP_MAX_REVISIONS {
                     match w.ready() {
-                        Some(Ok(batch)) => apply_batch(source, running, etcd, batch)
-                            .await
-                            .map_err(|e| e.to_string())?,
+                        Some(Ok(batch)) => group.push(batch),
                         Some(Err(e)) => {
                             end = Some(e);
                             break;
@@ -218,9 +210,9 @@ async fn follow_once(
                         None => break,
                     }
                 }
-                let mut shared = source.shared.lock().await;
-                source.install_applied(&mut shared, running);
-                drop(shared);
+                apply_group(source, running, etcd, group)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 match end {
                     Some(e) => Err(e),
                     None => continue,
@@ -245,6 +237,45 @@ async fn follow_once(
             Err(WatchEnd::Lost(e)) => return Err(e),
         }
     }
+}
+
+/// Applies the revisions of `group` (in order) and installs the config
+/// they make once: as the changes of the last revision when that gives
+/// what applying them one by one would (`Objects::merged`), else one by
+/// one, each checked as always.
+async fn apply_group(
+    source: &EtcdSource,
+    running: &Running,
+    etcd: &Etcd,
+    group: Vec<Batch>,
+) -> Result<(), EtcdError> {
+    let merged = {
+        let mut shared = source.shared.lock().await;
+        if group.len() < 2 || shared.phase == Phase::Held {
+            false
+        } else {
+            let revisions: Vec<_> = group
+                .iter()
+                .map(|b| (fresh(&shared, b.changes.clone(), b.revision), b.revision))
+                .collect();
+            let compile = |s: &jwtgate_config::RawConfig| running.compile_change(s, Vec::new(), "");
+            match shared.objects.merged(&revisions, &compile) {
+                Some((incoming, revision)) => {
+                    source.apply_uninstalled(&mut shared, running, incoming, revision);
+                    true
+                }
+                None => false,
+            }
+        }
+    };
+    if !merged {
+        for batch in group {
+            apply_batch(source, running, etcd, batch).await?;
+        }
+    }
+    let mut shared = source.shared.lock().await;
+    source.install_applied(&mut shared, running);
+    Ok(())
 }
 
 async fn apply_batch(
@@ -294,34 +325,40 @@ async fn apply_batch(
         let _ = source.applied.send_replace(batch.revision);
         return Ok(());
     }
-    // A change older than the version of its object this node knows etcd
-    // holds is not applied over it: a watch catching up on a long backlog
-    // may bring revisions before one the node already applied (its own
-    // admin write, applied when etcd committed it, past a revision etcd's
-    // header gave before the backlog's end). `stored`, not the live
-    // versions: those may still carry the numbers of a history etcd lost.
-    let stored = &shared.objects.stored;
-    let newest = |id: &(jwtgate_config::ObjectKind, String)| stored.get(id).copied();
-    let changes = batch
-        .changes
-        .into_iter()
-        .filter(|change| match change {
-            Change::Put(o) => newest(&(o.kind, o.name.clone())).is_none_or(|r| o.mod_revision >= r),
-            Change::Delete { kind, name } => {
-                newest(&(*kind, name.clone())).is_none_or(|r| batch.revision >= r)
-            }
-        })
-        .collect();
-    let incoming = incoming(changes);
+    let incoming = fresh(&shared, batch.changes, batch.revision);
     source.apply_uninstalled(&mut shared, running, incoming, batch.revision);
     Ok(())
 }
 
+/// A revision's changes as [`super::apply`] takes them, less those older
+/// than the version of their object this node knows etcd holds, which are
+/// not applied over it: a watch catching up on a long backlog may bring
+/// revisions before one the node already applied (its own admin write,
+/// applied when etcd committed it, past a revision etcd's header gave
+/// before the backlog's end). `stored`, not the live versions: those may
+/// still carry the numbers of a history etcd lost.
+fn fresh(
+    shared: &super::Shared,
+    changes: Vec<Change>,
+    revision: i64,
+) -> Vec<super::apply::Incoming> {
+    let stored = &shared.objects.stored;
+    let newest = |id: &(jwtgate_config::ObjectKind, String)| stored.get(id).copied();
+    let changes = changes
+        .into_iter()
+        .filter(|change| match change {
+            Change::Put(o) => newest(&(o.kind, o.name.clone())).is_none_or(|r| o.mod_revision >= r),
+            Change::Delete { kind, name } => {
+                newest(&(*kind, name.clone())).is_none_or(|r| revision >= r)
+            }
+        })
+        .collect();
+    incoming(changes)
+}
+
 /// The most revisions a follower applies before installing the config
-/// they make, and the longest it takes: a burst installs once, a backlog
-/// goes live as it is read.
-const GROUP_MAX_REVISIONS: usize = 1000;
-const GROUP_MAX_TIME: std::time::Duration = std::time::Duration::from_millis(250);
+/// they make: a burst installs once, a backlog goes live as it is read.
+const GROUP_MAX_REVISIONS: usize = 200;
 
 /// One revision's changes as [`super::apply`] takes them.
 pub(super) fn incoming(changes: Vec<Change>) -> Vec<super::apply::Incoming> {
