@@ -286,7 +286,31 @@ async fn apply_batch(
 ) -> Result<(), EtcdError> {
     let mut shared = source.shared.lock().await;
     if shared.phase == Phase::Held {
-        if batch.changes.iter().any(|c| matches!(c, Change::Put(_))) {
+        // Only an object that reads ends the hold: one stray key no node
+        // can take (`not json`) had every node drop every route it kept
+        // (an outside audit).
+        let reads = |o: &jwtgate_etcd::Object| {
+            let read = jwtgate_config::SharedObject::read(o.kind, &o.name, &o.value);
+            if let Err(e) = &read {
+                warn!(
+                    key = %super::printable(&format!("{}/{}", o.kind.dir(), o.name)),
+                    revision = o.mod_revision,
+                    "etcd object rejected while etcd holds no config (this node keeps what it \
+                     serves until objects that read arrive): {}",
+                    super::printable(&e.to_string())
+                );
+            }
+            read.is_ok()
+        };
+        let arrived = batch
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Put(o) => Some(o),
+                Change::Delete { .. } => None,
+            })
+            .fold(false, |any, o| reads(o) || any);
+        if arrived {
             info!("objects arrived in etcd again: following what it holds");
             let held: Vec<_> = shared
                 .objects
