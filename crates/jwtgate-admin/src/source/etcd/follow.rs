@@ -302,14 +302,13 @@ async fn apply_batch(
             }
             read.is_ok()
         };
-        let arrived = batch
-            .changes
-            .iter()
-            .filter_map(|c| match c {
-                Change::Put(o) => Some(o),
-                Change::Delete { .. } => None,
-            })
-            .fold(false, |any, o| reads(o) || any);
+        // Every put looked at: each that does not read is logged.
+        let mut arrived = false;
+        for change in &batch.changes {
+            if let Change::Put(o) = change {
+                arrived |= reads(o);
+            }
+        }
         if arrived {
             info!("objects arrived in etcd again: following what it holds");
             let held: Vec<_> = shared
