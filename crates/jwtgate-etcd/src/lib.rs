@@ -214,13 +214,6 @@ impl Etcd {
             .with_connect_timeout(s.dial_timeout)
             .with_keep_alive(KEEP_ALIVE, s.dial_timeout)
             .with_require_leader(true);
-        if let (Some(user), Some(password)) = (&s.username, &s.password) {
-            // etcd's auth tokens expire (simple tokens after 5 idle
-            // minutes): the client authenticates again and retries.
-            options = options
-                .with_user(user.clone(), password.clone())
-                .with_auto_token_refresh(true);
-        }
         if let Some(tls) = &s.tls {
             let mut t = TlsOptions::new().with_native_roots();
             if let Some(ca) = &tls.ca_pem {
@@ -231,13 +224,25 @@ impl Etcd {
             }
             options = options.with_tls(t);
         }
+        // With a user, the options without it too: an etcd whose
+        // authentication is turned off refuses a client that signs in,
+        // where etcd's own client goes on without a token.
+        let mut unauthenticated = None;
+        if let (Some(user), Some(password)) = (&s.username, &s.password) {
+            unauthenticated = Some(options.clone());
+            // etcd's auth tokens expire (simple tokens after 5 idle
+            // minutes): the client authenticates again and retries.
+            options = options
+                .with_user(user.clone(), password.clone())
+                .with_auto_token_refresh(true);
+        }
         let scheme = if s.tls.is_some() { "https" } else { "http" };
         let endpoints: Vec<String> = s
             .endpoints
             .iter()
             .map(|e| format!("{scheme}://{e}"))
             .collect();
-        let members = Members::new(endpoints, options, runtime)
+        let members = Members::new(endpoints, (options, unauthenticated), runtime)
             .ok_or_else(|| EtcdError::Unavailable("no endpoints".into()))?;
         let etcd = Etcd {
             members: Arc::new(members),

@@ -105,6 +105,9 @@ pub(crate) struct Members {
     /// Never empty ([`Members::new`]).
     endpoints: Vec<String>,
     options: ConnectOptions,
+    /// `options` without the user, when they have one: for an etcd whose
+    /// authentication is turned off.
+    unauthenticated: Option<ConnectOptions>,
     /// Where the clients' connections run: the runtime the first connection
     /// was made from (the control plane's), never a thread that may be busy
     /// for a while (the etcd follower compiling a large config), on which
@@ -121,7 +124,7 @@ impl Members {
     /// their watches and requests over the members).
     pub(crate) fn new(
         endpoints: Vec<String>,
-        options: ConnectOptions,
+        (options, unauthenticated): (ConnectOptions, Option<ConnectOptions>),
         runtime: Handle,
     ) -> Option<Members> {
         if endpoints.is_empty() {
@@ -131,6 +134,7 @@ impl Members {
             clients: endpoints.iter().map(|_| Mutex::new(None)).collect(),
             endpoints,
             options,
+            unauthenticated,
             runtime,
             current: AtomicUsize::new(0),
         })
@@ -168,24 +172,45 @@ impl Members {
         if let Some(client) = made {
             return Ok(client);
         }
-        let endpoint = [self.endpoints[i % self.endpoints.len()].clone()];
-        let connect = self
-            .runtime
-            .spawn(Client::connect(endpoint, Some(self.options.clone())));
-        let abort = connect.abort_handle();
-        let client = match tokio::time::timeout_at(deadline, connect).await {
-            Err(_) => {
-                abort.abort();
-                return Err(Failure::NoAnswer);
+        let client = match self.connect(i, &self.options, deadline).await {
+            Err(Failure::Client(e)) if auth_not_enabled(&e) && self.unauthenticated.is_some() => {
+                tracing::warn!(
+                    endpoint = %self.endpoints[i % self.endpoints.len()],
+                    "etcd has authentication turned off: connecting without the configured \
+                     user (as etcd's own client does); every client may write the prefix"
+                );
+                let plain = self.unauthenticated.as_ref().unwrap_or(&self.options);
+                self.connect(i, plain, deadline).await?
             }
-            Ok(Err(_)) => return Err(Failure::NoAnswer),
-            Ok(Ok(Err(e))) => return Err(Failure::Client(e)),
-            Ok(Ok(Ok(client))) => client,
+            made => made?,
         };
         if let Some(Ok(mut slot)) = self.clients.get(i).map(Mutex::lock) {
             return Ok(slot.get_or_insert(client).clone());
         }
         Ok(client)
+    }
+
+    /// A client of member `i` made with `options`, within `deadline`.
+    async fn connect(
+        &self,
+        i: usize,
+        options: &ConnectOptions,
+        deadline: Instant,
+    ) -> Result<Client, Failure> {
+        let endpoint = [self.endpoints[i % self.endpoints.len()].clone()];
+        let connect = self
+            .runtime
+            .spawn(Client::connect(endpoint, Some(options.clone())));
+        let abort = connect.abort_handle();
+        match tokio::time::timeout_at(deadline, connect).await {
+            Err(_) => {
+                abort.abort();
+                Err(Failure::NoAnswer)
+            }
+            Ok(Err(_)) => Err(Failure::NoAnswer),
+            Ok(Ok(Err(e))) => Err(Failure::Client(e)),
+            Ok(Ok(Ok(client))) => Ok(client),
+        }
     }
 
     /// Makes the request with `attempt` on the current member, within
@@ -242,4 +267,10 @@ impl Members {
             tokio::time::sleep_until(again).await;
         }
     }
+}
+
+/// etcd's answer to a client that signs in while its authentication is
+/// turned off (`etcdserver: authentication is not enabled`).
+fn auth_not_enabled(e: &etcd_client::Error) -> bool {
+    e.to_string().contains("authentication is not enabled")
 }

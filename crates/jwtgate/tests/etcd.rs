@@ -3183,3 +3183,80 @@ fn an_expired_etcd_auth_token_is_renewed_for_an_admin_write() {
     assert_eq!(put.status, 201, "{}\n{}", put.text(), node.logs());
     assert!(etcd.get(&key("routes", "after-expiry")).is_some());
 }
+
+/// An outside audit: a node given a user and password could not use an
+/// etcd whose authentication is turned off (etcd answers a sign-in with
+/// "authentication is not enabled"), while etcd's own client goes on
+/// without a token: turning auth off for maintenance, or restoring into an
+/// etcd without it, cut off every node that had credentials.
+#[test]
+fn credentials_for_an_etcd_without_authentication_are_not_needed() {
+    let (_etcd, eps, _dir) = etcd_holding(BASE);
+    let extra = "  username: root\n  password: \"unused-pw-0123\"\n";
+    let node_dir = tempfile::tempdir().unwrap();
+    let path = node_dir.path().join("jwtgate.yaml");
+    std::fs::write(&path, node_file(&eps, EMBEDDED, extra)).unwrap();
+    let node = Node::start_on(&path, &[]);
+    wait_state(&node, "following");
+    assert_eq!(
+        node.send(&Req::get("/app/x").bearer(&alice_token("no-auth")))
+            .status,
+        200
+    );
+    let put = node.admin(
+        "PUT",
+        "/admin/v1/routes/without-auth",
+        Some(json!({"paths": ["/without-auth/*"], "upstream": {"echo": true}})),
+    );
+    assert_eq!(put.status, 201, "{}\n{}", put.text(), node.logs());
+    node.wait_log("etcd has authentication turned off", 1);
+}
+
+/// An outside audit restored etcd from an older snapshot: the nodes
+/// followed it, as they should, and a consumer deleted since the snapshot
+/// (a revoked credential) came back with only a count in the log. What
+/// following it changed is named.
+#[test]
+fn following_an_etcd_that_went_back_names_what_it_changed() {
+    let (mut etcd, eps, dir) = etcd_holding(BASE);
+    let (_d, mut node) = start_node(&eps, EMBEDDED);
+    wait_state(&node, "following");
+    // Past what the restored etcd will hold: carol added, alice deleted.
+    let put = node.admin(
+        "PUT",
+        "/admin/v1/consumers/carol",
+        Some(json!({"jwt": {"key": "carol-key", "secret": SECRET}})),
+    );
+    assert_eq!(put.status, 201, "{}", put.text());
+    for i in 0..3 {
+        let put = node.admin(
+            "PUT",
+            &format!("/admin/v1/routes/r{i}"),
+            Some(json!({"paths": [format!("/r{i}/*")], "upstream": {"echo": true}})),
+        );
+        assert_eq!(put.status, 201, "{}", put.text());
+    }
+    let del = node.admin("DELETE", "/admin/v1/consumers/alice", None);
+    assert!(del.status < 300, "{}", del.text());
+    let path = stopped_once_its_copy_holds(&mut node, "carol");
+    // etcd back from an older copy: what was first pushed, at a revision
+    // below the node's.
+    etcd.restart_empty();
+    push_ok(dir.path(), &eps, BASE);
+    let node = Node::start_on(&path, &[]);
+    wait_state(&node, "following");
+    wait_status(&node, &Req::get("/app/x").bearer(&alice_token("back")), 200);
+    node.wait_log("following the etcd that went back in time changed", 1);
+    let logs = node.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("went back in time changed"))
+        .unwrap_or_else(|| panic!("{logs}"));
+    for said in [
+        "consumer alice (added)",
+        "consumer carol (removed)",
+        "route r0 (removed)",
+    ] {
+        assert!(line.contains(said), "{said}: {line}");
+    }
+}

@@ -396,6 +396,7 @@ impl EtcdSource {
         for id in known {
             incoming.push((id, None));
         }
+        let before = went_back.then(|| shared.objects.live.clone());
         self.apply_locked_across_gap(
             &mut shared,
             running,
@@ -404,6 +405,9 @@ impl EtcdSource {
             "etcd",
             &unseen,
         );
+        if let Some(before) = before {
+            said_what_went_back(&before, &shared.objects.live);
+        }
         self.install_applied(&mut shared, running);
         shared.full_reload = false;
         self.set_phase(&mut shared, Phase::Following);
@@ -1051,6 +1055,43 @@ impl ConfigSource for EtcdSource {
 /// `text` with its control characters escaped (`\n`, `\u{1b}`): what an
 /// etcd writer put in a key reaches a log line, which it must not be able
 /// to end, or colour, or forge a second one after.
+/// Names what following an etcd that went back in time changed: a
+/// consumer deleted since the copy it was restored from is back, and
+/// that is a credential the operator revoked (an outside audit found only
+/// a count in the log).
+fn said_what_went_back(
+    before: &jwtgate_config::SharedObjects,
+    after: &jwtgate_config::SharedObjects,
+) {
+    let changes = before.changes_to(after);
+    if changes.is_empty() {
+        return;
+    }
+    const SHOWN: usize = 20;
+    let mut list: Vec<String> = changes
+        .iter()
+        .take(SHOWN)
+        .map(|((kind, name), now)| {
+            let what = match (now, before.get(*kind, name).is_some()) {
+                (None, _) => "removed",
+                (Some(_), true) => "changed",
+                (Some(_), false) => "added",
+            };
+            format!("{kind} {} ({what})", printable(name))
+        })
+        .collect();
+    if changes.len() > SHOWN {
+        list.push(format!("and {} more", changes.len() - SHOWN));
+    }
+    warn!(
+        changed = changes.len(),
+        "following the etcd that went back in time changed what this node served: {}; an object \
+         deleted since the copy etcd was restored from is back (a consumer's credential too): \
+         delete it again if it should stay gone",
+        list.join(", ")
+    );
+}
+
 fn printable(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
