@@ -597,37 +597,53 @@ impl Keeper {
     /// and waits for it at most `fetch_timeout`. Returns how it went and
     /// whether the set now has `kid`.
     pub async fn refetch_for_unknown_kid(&self, kid: &str) -> (KidMiss, bool) {
-        let (interval, timeout) = {
-            let s = lock(&self.settings);
-            (s.source.kid_miss_interval, s.source.fetch_timeout)
-        };
-        if self.is_static() {
-            return (KidMiss::Static, false);
+        let timeout = lock(&self.settings).source.fetch_timeout;
+        let (how, before) = self.start_for_request();
+        if matches!(how, KidMiss::Throttled | KidMiss::Static) {
+            return (how, false);
         }
-        let (how, before) = {
-            let mut gate = lock(&self.gate);
-            let before = *self.done.borrow();
-            if gate.in_flight {
-                (KidMiss::Merged, before)
-            } else if gate.last_start.is_some_and(|t| t.elapsed() < interval)
-                || gate.held_off_until.is_some_and(|t| t > Instant::now())
-            {
-                drop(gate);
-                self.count_kid_miss(KidMiss::Throttled);
-                return (KidMiss::Throttled, false);
-            } else {
-                // Reserve the fetch: requests arriving from now on merge.
-                gate.last_start = Some(Instant::now());
-                gate.in_flight = true;
-                self.wake.notify_one();
-                (KidMiss::Fetched, before)
-            }
-        };
-        self.count_kid_miss(how);
         let mut finished = self.done.subscribe();
         let _ = tokio::time::timeout(timeout, finished.wait_for(|n| *n != before)).await;
         let found = self.current().is_some_and(|k| k.set.has_kid(kid));
         (how, found)
+    }
+
+    /// A request met this provider's keys missing or too old to use: a
+    /// fetch starts now, within the budget of an unknown kid (one per
+    /// `kid_miss_interval_seconds`, none while a `Retry-After` holds),
+    /// and the request does not wait for it (it would be refused anyway
+    /// if the IdP is still down). Keys that grew stale in an outage were
+    /// otherwise fetched only on the background's backoff once the IdP
+    /// was back, up to a minute later (an outside audit).
+    pub fn refetch_for_unusable_keys(&self) -> KidMiss {
+        self.start_for_request().0
+    }
+
+    /// Starts (or joins) a fetch for a request unless one started less than
+    /// `kid_miss_interval` ago; counted. The fetch count before it.
+    fn start_for_request(&self) -> (KidMiss, u64) {
+        if self.is_static() {
+            return (KidMiss::Static, 0);
+        }
+        let interval = lock(&self.settings).source.kid_miss_interval;
+        let mut gate = lock(&self.gate);
+        let before = *self.done.borrow();
+        let how = if gate.in_flight {
+            KidMiss::Merged
+        } else if gate.last_start.is_some_and(|t| t.elapsed() < interval)
+            || gate.held_off_until.is_some_and(|t| t > Instant::now())
+        {
+            KidMiss::Throttled
+        } else {
+            // Reserve the fetch: requests arriving from now on merge.
+            gate.last_start = Some(Instant::now());
+            gate.in_flight = true;
+            self.wake.notify_one();
+            KidMiss::Fetched
+        };
+        drop(gate);
+        self.count_kid_miss(how);
+        (how, before)
     }
 
     fn count_kid_miss(&self, how: KidMiss) {

@@ -210,6 +210,12 @@ impl ProviderKeyRing {
         }
     }
 
+    /// See [`Keeper::refetch_for_unusable_keys`].
+    pub fn refetch_for_unusable_keys(&self, index: usize) -> KidMiss {
+        self.keeper(index)
+            .map_or(KidMiss::Throttled, |k| k.refetch_for_unusable_keys())
+    }
+
     pub fn keeper(&self, index: usize) -> Option<&Arc<Keeper>> {
         self.keepers.get(index)?.as_ref()
     }

@@ -803,7 +803,14 @@ async fn authenticate_request(
                 now = gw.clock.now_unix();
                 authenticate_cached(policy, &ctx, &raw, &FixedClock(now), &gw.verified)?
             }
-            None => return Err(e.into()),
+            None => {
+                // Its keys missing or too old to use: a fetch within the
+                // same budget, not waited for (`refetch_for_unusable_keys`).
+                if let Some(index) = e.unusable_keys() {
+                    gw.keys.refetch_for_unusable_keys(index);
+                }
+                return Err(e.into());
+            }
         },
     };
     // Last check of SPEC §3.1: not revoked. In memory, no network; a node

@@ -452,6 +452,34 @@ fn a_retry_after_never_lets_the_keys_grow_stale() {
     assert_eq!(resp.status, 200, "{}\n{}", resp.text(), gw.logs());
 }
 
+/// An outside audit: keys that grew stale in an outage were fetched again
+/// only on the background's backoff once the IdP was back (1, 2, 4 ... s,
+/// up to a minute), the provider's tokens refused meanwhile. A request
+/// for a provider whose keys are missing or too old may cause the fetch an
+/// unknown kid may: one per `kid_miss_interval_seconds`.
+#[test]
+fn stale_keys_are_mended_by_a_request_once_the_idp_is_back() {
+    let (keys, _up, gw, _claims, good) = serving_good_key(
+        "    kid_miss_interval_seconds: 1\n    max_stale_seconds: 3\n    refresh_seconds: 3600\n",
+    );
+    keys.set("/keys", Reply::status(500));
+    assert!(
+        eventually(Duration::from_secs(15), || get(&gw, &good).status == 401),
+        "{}",
+        gw.logs()
+    );
+    // Long enough for the background's retries to be 16 s apart.
+    std::thread::sleep(Duration::from_secs(15));
+    keys.set("/keys", Reply::json(&jwks(&[jwk("rsa", "good")])));
+    let back = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(4), || get(&gw, &good).status == 200),
+        "still refused {:?} after the IdP came back\n{}",
+        back.elapsed(),
+        gw.logs()
+    );
+}
+
 /// Key ids come from the IdP: one holding a line break or an escape is
 /// written to the log escaped, never as a line of its own.
 #[test]

@@ -442,6 +442,7 @@ fn provider_way(
     let kid = token.header().get("kid");
     let chosen = match &keys {
         None => Err(AuthError::KeysUnavailable {
+            index: provider.index,
             provider: provider.name.clone(),
             why: "no key set fetched yet".into(),
         }),
@@ -531,6 +532,7 @@ fn usable(provider: &IdentityProvider, keys: &ProviderKeys, now: i64) -> Result<
         return Ok(());
     }
     Err(AuthError::KeysUnavailable {
+        index: provider.index,
         provider: provider.name.clone(),
         why: format!(
             "the last good key set is {}s old, older than max_stale_seconds ({}s)",

@@ -219,7 +219,12 @@ pub enum AuthError {
         miss: KeyMiss,
     },
     #[error("provider {provider:?} has no usable key set ({why})")]
-    KeysUnavailable { provider: String, why: String },
+    KeysUnavailable {
+        /// The provider's place in the config (its key ring slot).
+        index: usize,
+        provider: String,
+        why: String,
+    },
     #[error("{0}")]
     WrongAudience(String),
     #[error("payload has no {claim:?} claim")]
@@ -319,8 +324,16 @@ impl AuthError {
         !matches!(self, AuthError::Missing)
     }
 
+    /// The provider whose keys are missing or too old to use.
+    pub fn unusable_keys(&self) -> Option<usize> {
+        match self {
+            AuthError::KeysUnavailable { index, .. } => Some(*index),
+            _ => None,
+        }
+    }
+
     /// The kid a provider's key set lacks: the one case where the request
-    /// path may ask for a refetch (SPEC §3.6).
+    /// path may wait for a refetch (SPEC §3.6).
     pub fn unknown_kid(&self) -> Option<(usize, &str)> {
         match self {
             AuthError::NoKey {
