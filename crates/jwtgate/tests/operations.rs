@@ -88,13 +88,18 @@ fn what_a_client_wrote_is_quoted_in_the_access_log_up_to_a_bound() {
         SECRET,
         json!({"key": long_key, "exp": now() + 600}),
     );
+    // The `n`th access line, which must hold `text`.
+    let access_line = |n: usize, text: &str| {
+        node.wait_log("jwtgate::access", n);
+        let logs = node.logs();
+        let line = logs
+            .lines()
+            .find(|l| l.contains("jwtgate::access") && l.contains(text))
+            .map(str::to_owned);
+        line.unwrap_or_else(|| panic!("no access line with {text:?}:\n{logs}"))
+    };
     assert_eq!(node.send(&Req::get("/app/x").bearer(&token)).status, 401);
-    node.wait_log("jwtgate::access", 1);
-    let logs = node.logs();
-    let line = logs
-        .lines()
-        .find(|l| l.contains("jwtgate::access") && l.contains("no consumer has key"))
-        .unwrap_or_else(|| panic!("no access line:\n{logs}"));
+    let line = access_line(1, "no consumer has key");
     let detail = &line[line.find(" detail=").expect("a detail")..];
     assert!(detail.len() < 600, "{} bytes: {line}", detail.len());
     assert!(
@@ -106,12 +111,7 @@ fn what_a_client_wrote_is_quoted_in_the_access_log_up_to_a_bound() {
     // The path a client sent, up to 512 bytes, then `…`.
     let long_path = format!("/app/{}", "p".repeat(4000));
     assert_eq!(node.send(&Req::get(&long_path)).status, 401);
-    node.wait_log("jwtgate::access", 2);
-    let logs = node.logs();
-    let line = logs
-        .lines()
-        .find(|l| l.contains("jwtgate::access") && l.contains("/app/ppp"))
-        .unwrap_or_else(|| panic!("no access line:\n{logs}"));
+    let line = access_line(2, "/app/ppp");
     assert!(line.len() < 1000, "{} bytes: {line}", line.len());
     let shown = format!("{}…", &long_path[..512]);
     assert!(line.contains(&format!(" path={shown:?} ")), "{line}");
