@@ -1102,7 +1102,6 @@ providers:
 // Faults
 // ---------------------------------------------------------------------------
 
-/// BASE and a route `locked` whose policy is immutable (realm v1).
 /// An outside audit: a burst of single-object writes (300 consumer puts
 /// with 3 000 consumers held) had each node compile and install the whole
 /// config once per revision, 35 s behind etcd, a deleted consumer's tokens
@@ -1110,7 +1109,14 @@ providers:
 /// by one, as always, and the config they make is installed once.
 #[test]
 fn a_burst_of_revisions_is_installed_once() {
-    let (etcd, eps, _dir) = etcd_holding(BASE);
+    // Applied as one change, and (a protected route live) one by one.
+    for (objects, held) in [(BASE.to_owned(), 2), (with_locked(), 3)] {
+        burst_installed_once(&objects, held);
+    }
+}
+
+fn burst_installed_once(objects: &str, held: u64) {
+    let (etcd, eps, _dir) = etcd_holding(objects);
     let (_d, node) = start_node(&eps, EMBEDDED);
     wait_state(&node, "following");
     let installs = || node.logs().matches("config applied from etcd").count();
@@ -1144,12 +1150,45 @@ fn a_burst_of_revisions_is_installed_once() {
     );
     assert_eq!(
         source_status(&node)["objects"].as_u64(),
-        Some(42),
+        Some(held + 40),
         "{}",
         source_status(&node)
     );
 }
 
+/// The review of the change above: a node held (etcd came back empty)
+/// wrote its local copy when a write was refused or a stray key came and
+/// went, with the new etcd's revision and nothing stored: restarted, it
+/// followed the empty etcd and dropped every route. Held, it writes no copy.
+#[test]
+fn regression_a_held_node_restarted_stays_held() {
+    let (mut etcd, eps, _dir) = etcd_holding(BASE);
+    let (_d, mut node) = start_node(&eps, EMBEDDED);
+    let alice = Req::get("/app/x").bearer(&alice_token("held-restart"));
+    wait_status(&node, &alice, 200);
+    let path = node.config_path.clone();
+    let copy = path.parent().unwrap().join("data/etcd-config.json");
+    assert!(eventually(WAIT, || copy.exists()), "no local copy");
+    etcd.restart_empty();
+    wait_state(&node, "held");
+    let resp = node.admin(
+        "PUT",
+        "/admin/v1/routes/n",
+        Some(json!({"paths": ["/n/*"], "upstream": {"echo": true}})),
+    );
+    assert_eq!(resp.status, 503, "{}", resp.text());
+    etcd.put(&key("routes", "junk"), "not json");
+    node.wait_log("etcd object rejected while etcd holds no config", 1);
+    etcd.del(&key("routes", "junk"));
+    // A write of the copy would be on its way by now.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(node.stop().success());
+    let node = Node::start_on(&path, &[]);
+    wait_state(&node, "held");
+    assert_eq!(node.send(&alice).status, 200, "{}", node.logs());
+}
+
+/// BASE and a route `locked` whose policy is immutable (realm v1).
 fn with_locked() -> String {
     format!(
         r#"{BASE}  - name: locked

@@ -269,8 +269,17 @@ async fn apply_group(
         }
     };
     if !merged {
+        // One by one, what is applied goes live at least every
+        // GROUP_MAX_TIME: an early revision of a long group (a consumer
+        // deleted) is not held back by the compiles of the later ones.
+        let mut since = std::time::Instant::now();
         for batch in group {
             apply_batch(source, running, etcd, batch).await?;
+            if since.elapsed() >= GROUP_MAX_TIME {
+                let mut shared = source.shared.lock().await;
+                source.install_applied(&mut shared, running);
+                since = std::time::Instant::now();
+            }
         }
     }
     let mut shared = source.shared.lock().await;
@@ -379,9 +388,11 @@ fn fresh(
     incoming(changes)
 }
 
-/// The most revisions a follower applies before installing the config
-/// they make: a burst installs once, a backlog goes live as it is read.
+/// The most revisions a follower takes together, and the longest it
+/// applies them one by one before installing what they made: a burst
+/// installs once, a backlog goes live as it is read.
 const GROUP_MAX_REVISIONS: usize = 200;
+const GROUP_MAX_TIME: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// One revision's changes as [`super::apply`] takes them.
 pub(super) fn incoming(changes: Vec<Change>) -> Vec<super::apply::Incoming> {

@@ -465,7 +465,13 @@ impl EtcdSource {
         }
         self.update_view(&shared.objects);
         let _ = self.applied.send_replace(shared.objects.revision);
-        self.save_cache(&shared.objects);
+        // Held, the node's objects are not etcd's (its revision is the new
+        // etcd's, what it stores is cleared): a copy written then would
+        // restart the node following an etcd that lost its data, every
+        // route dropped (the review of this change).
+        if shared.phase != Phase::Held {
+            self.save_cache(&shared.objects);
+        }
     }
 
     /// `unseen`: the objects that changed in revisions this node could not
@@ -597,14 +603,14 @@ impl EtcdSource {
             }
             let (writes, read_at, brings, newest) = {
                 let mut shared = self.shared.lock().await;
-                // The edit is made on what is installed, and conditioned
-                // on the versions applied: the two must be the same.
-                self.install_applied(&mut shared, running);
                 if shared.phase == Phase::Held {
                     return Err(unavailable(
                         "it came back without its data; push the config again (jwtgate config push) before changing it through the API",
                     ));
                 }
+                // The edit is made on what is installed, and conditioned
+                // on the versions applied: the two must be the same.
+                self.install_applied(&mut shared, running);
                 let current = running.source();
                 let e = match edit(&current) {
                     Ok(e) => e,
@@ -788,7 +794,13 @@ impl EtcdSource {
     /// that went back; every catch-up runs outside `following`.
     async fn apply_own_write(&self, running: &Running, writes: Vec<Write>, revision: i64) {
         let mut shared = self.shared.lock().await;
-        if shared.phase != Phase::Following || shared.objects.revision >= revision {
+        if shared.phase != Phase::Following {
+            return;
+        }
+        if shared.objects.revision >= revision {
+            // Applied by the watch, perhaps not installed yet: the write
+            // answers once it is live here.
+            self.install_applied(&mut shared, running);
             return;
         }
         let incoming = writes
@@ -1052,9 +1064,6 @@ impl ConfigSource for EtcdSource {
     }
 }
 
-/// `text` with its control characters escaped (`\n`, `\u{1b}`): what an
-/// etcd writer put in a key reaches a log line, which it must not be able
-/// to end, or colour, or forge a second one after.
 /// Names what following an etcd that went back in time changed: a
 /// consumer deleted since the copy it was restored from is back, and
 /// that is a credential the operator revoked (an outside audit found only
@@ -1092,6 +1101,9 @@ fn said_what_went_back(
     );
 }
 
+/// `text` with its control characters escaped (`\n`, `\u{1b}`): what an
+/// etcd writer put in a key reaches a log line, which it must not be able
+/// to end, or colour, or forge a second one after.
 fn printable(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
