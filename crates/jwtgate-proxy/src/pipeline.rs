@@ -253,15 +253,19 @@ const LOGGED_PATH_BYTES: usize = 512;
 
 /// The request's path for the access log, as the client sent it (its
 /// escapes too: what an attempt looked like), never its query, which may
-/// carry a token: whole, or its first [`LOGGED_PATH_BYTES`] bytes and
-/// `…`. A path is ASCII (the URI grammar), so any cut is on a character
-/// boundary.
+/// carry a token: whole, or its first [`LOGGED_PATH_BYTES`] bytes (cut
+/// back to a character boundary: the parsers take raw UTF-8 in a path)
+/// and `…`.
 fn path_for_log(uri: &http::Uri) -> Cow<'_, str> {
     let p = uri.path();
-    match p.get(..LOGGED_PATH_BYTES) {
-        Some(cut) if cut.len() < p.len() => Cow::Owned(format!("{cut}…")),
-        _ => Cow::Borrowed(p),
+    if p.len() <= LOGGED_PATH_BYTES {
+        return Cow::Borrowed(p);
     }
+    let mut end = LOGGED_PATH_BYTES;
+    while !p.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}…", &p[..end]))
 }
 
 /// The access-log line, in the layout of the other log lines, with logfmt

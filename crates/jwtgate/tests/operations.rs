@@ -115,6 +115,14 @@ fn what_a_client_wrote_is_quoted_in_the_access_log_up_to_a_bound() {
     assert!(line.len() < 1000, "{} bytes: {line}", line.len());
     let shown = format!("{}…", &long_path[..512]);
     assert!(line.contains(&format!(" path={shown:?} ")), "{line}");
+    // A character across the cut (the parsers take raw UTF-8): cut before
+    // it, never the whole path (the review: a 60 674-byte line).
+    let wide = format!("/app/{}é{}", "a".repeat(506), "b".repeat(8000));
+    assert_eq!(wide.find('é'), Some(511));
+    assert_eq!(node.send(&Req::get(&wide)).status, 401);
+    let line = access_line(3, "/app/aaa");
+    assert!(line.len() < 1000, "{} bytes: {line}", line.len());
+    assert!(line.contains(&format!("{}…", &wide[..511])), "{line}");
 }
 
 #[test]
