@@ -57,7 +57,9 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
     let has_consumers = config.raw.consumers.iter().any(|c| c.jwt.is_some());
     for (i, raw) in config.raw.routes.iter().enumerate() {
         if let Some(jwt) = &raw.jwt {
-            policy(jwt, &format!("routes[{i}].jwt"), has_consumers, &mut found);
+            let at = format!("routes[{i}].jwt");
+            policy(jwt, &at, has_consumers, &mut found);
+            authorize_scope(jwt, &raw.paths, &at, &mut found);
         }
     }
     for (i, p) in config.raw.providers.iter().enumerate() {
@@ -444,7 +446,6 @@ fn policy(jwt: &RawJwt, at: &str, has_consumers: bool, found: &mut Found) {
                 .into(),
         );
     }
-    authorize_scope(jwt, at, found);
     forwarded_logouts(jwt, at, found);
     dotted_claim_names(jwt, at, found);
 }
@@ -456,11 +457,12 @@ fn policy(jwt: &RawJwt, at: &str, has_consumers: bool, found: &mut Found) {
 /// with a token a rule refused everywhere else).
 fn forwarded_logouts(jwt: &RawJwt, at: &str, found: &mut Found) {
     let rules = jwt.authorize.as_ref().is_some_and(|r| !r.is_empty());
+    let revoking = jwt.use_jwt_blacklist_revoking == Some(true);
     let Some(Ok(entry)) = jwt.logout_path.as_deref().map(RuleEntry::parse) else {
         return;
     };
     let wide = entry.pattern.is_prefix() || entry.method == RuleMethod::Any;
-    if rules && wide && jwt.logout_forward == Some(true) {
+    if rules && revoking && wide && jwt.logout_forward == Some(true) {
         found.warn(
             format!("{at}.logout_path"),
             format!(
@@ -495,7 +497,8 @@ fn dotted_claim_names(jwt: &RawJwt, at: &str, found: &mut Found) {
         }
     }
     for (loc, name) in named {
-        if name.contains("://") && name.contains('.') {
+        let url = name.contains("://") || name.starts_with("urn:");
+        if url && name.contains('.') {
             found.warn(
                 loc,
                 format!(
@@ -516,7 +519,7 @@ fn dotted_claim_names(jwt: &RawJwt, at: &str, found: &mut Found) {
 /// `required_paths` lists only `GET_/a/admin*` (an outside audit found such
 /// a `DELETE` served without a token, `check` saying ok). Envoy's RBAC,
 /// behind jwt_authn, would refuse it.
-fn authorize_scope(jwt: &RawJwt, at: &str, found: &mut Found) {
+fn authorize_scope(jwt: &RawJwt, paths: &[String], at: &str, found: &mut Found) {
     let entries = |list: &Option<Vec<String>>| -> Vec<RuleEntry> {
         list.iter()
             .flatten()
@@ -525,7 +528,15 @@ fn authorize_scope(jwt: &RawJwt, at: &str, found: &mut Found) {
     };
     let required = entries(&jwt.required_paths);
     let not_required = entries(&jwt.not_required_paths);
-    if jwt.required_paths.is_some() && jwt.authorize_default.as_deref() == Some("deny") {
+    // Unless required_paths take every request of the route's paths.
+    let all_required = paths.iter().all(|p| {
+        RuleEntry::parse(&format!("ANY_{p}"))
+            .is_ok_and(|whole| required.iter().any(|r| whole.within(r)))
+    });
+    if jwt.required_paths.is_some()
+        && jwt.authorize_default.as_deref() == Some("deny")
+        && !all_required
+    {
         found.warn(
             format!("{at}.authorize_default"),
             "deny refuses only requests that need a token: one required_paths does not \
@@ -1138,6 +1149,9 @@ mod tests {
         );
         let open_deny = format!("{open}      authorize_default: deny\n");
         assert!(warnings_of(&route(&open_deny, "[\"ANY_/a/*\"]")).is_empty());
+        // required_paths that take every request of the route: deny covers all.
+        let whole = "      required_paths: [\"ANY_/a/*\"]\n      authorize_default: deny\n";
+        assert!(warnings_of(&route(whole, "[\"ANY_/a/*\"]")).is_empty());
     }
 
     #[test]
@@ -1162,13 +1176,21 @@ mod tests {
         }
         assert!(warnings_of(&route("POST_/a/auth/logout", forward)).is_empty());
         assert!(warnings_of(&route("ANY_/a/auth/logout*", "")).is_empty());
+        // Without revoking, the logout path is no logout (warned as such).
+        let inactive = route("ANY_/a/auth/logout*", forward)
+            .replace("      use_jwt_blacklist_revoking: true\n", "");
+        let w = only_warning(&inactive);
+        assert!(
+            w.contains("does nothing while use_jwt_blacklist_revoking"),
+            "{w}"
+        );
     }
 
     #[test]
     fn a_claim_named_by_a_url_is_warned_about() {
-        let route = "  - name: a\n    paths: [\"/a/*\"]\n    upstream: { echo: true }\n    jwt:\n      providers: [corp]\n      consumers: false\n      forward_claims: { \"https://example.com/roles\": X-Roles, realm_access.roles: X-R }\n      authorize:\n        - match: [\"ANY_/a/*\"]\n          any_of: { \"https://example.com/roles\": [admin], resource_access.a.roles: [x] }\n";
+        let route = "  - name: a\n    paths: [\"/a/*\"]\n    upstream: { echo: true }\n    jwt:\n      providers: [corp]\n      consumers: false\n      forward_claims: { \"https://example.com/roles\": X-Roles, realm_access.roles: X-R }\n      authorize:\n        - match: [\"ANY_/a/*\"]\n          any_of: { \"https://example.com/roles\": [admin], resource_access.a.roles: [x], \"urn:example.com:roles\": [editor] }\n";
         let w = warnings_of(route);
-        assert_eq!(w.len(), 2, "{w:?}");
+        assert_eq!(w.len(), 3, "{w:?}");
         assert!(
             w.iter().any(|w| w.starts_with("routes[0].jwt.forward_claims.https://example.com/roles: \"https://example.com/roles\" is read as a path of 2 nested claims")),
             "{w:?}"
