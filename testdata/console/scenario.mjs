@@ -469,10 +469,22 @@ async function scenario() {
   await page.click('a[href="#/providers/corp"]');
   await page.getByLabel('Issuer', { exact: true }).waitFor();
   check(await page.getByLabel('A JWK Set file on the gateway').isChecked(), 'the provider form shows where its keys come from');
-  await page.getByLabel('Audiences (comma separated)').fill('orders-api, billing-api');
+  // Saved untouched, a provider is unchanged: an audience holding a space
+  // or a comma stays one (an outside audit found it split, the provider
+  // then accepting each word).
+  const corpBefore = await adminGet('/admin/v1/providers/corp');
   await page.click('button:has-text("Save provider")');
   await page.locator('#page form .status.ok').waitFor();
-  const corp = await adminGet('/admin/v1/providers/corp');
+  const corpUntouched = await adminGet('/admin/v1/providers/corp');
+  check(JSON.stringify(corpUntouched) === JSON.stringify(corpBefore),
+    'a provider saved untouched is unchanged', JSON.stringify(corpUntouched));
+  await page.getByLabel('Audiences (one per line)').fill('orders-api\nbilling-api');
+  await page.click('button:has-text("Save provider")');
+  let corp = corpUntouched;
+  for (let i = 0; i < 50 && JSON.stringify(corp) === JSON.stringify(corpUntouched); i++) {
+    await page.waitForTimeout(100);
+    corp = await adminGet('/admin/v1/providers/corp');
+  }
   check(JSON.stringify(corp.audiences) === '["orders-api","billing-api"]' && corp.jwks_file && JSON.stringify(corp.algorithms) === '["ES256"]',
     'a provider edit keeps the fields it did not touch', JSON.stringify(corp));
   await screenshot('provider-edit');

@@ -99,7 +99,7 @@ providers:
     issuer: "https://idp.example.test/realms/demo"
     jwks_file: "{jwks}"
     algorithms: [ES256]
-    audiences: ["orders-api"]
+    audiences: ["orders-api", "orders api", "urn:a,b"]
 routes:
   - name: api
     paths: ["/api/*"]

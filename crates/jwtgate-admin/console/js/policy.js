@@ -5,7 +5,7 @@
 // of /admin/v1/routes/{name}/jwt, so untouched settings stay as they are.
 
 import { api, get, seg } from './api.js';
-import { checkbox, code, h, heading, plural, reload, statusLine, uid } from './dom.js';
+import { checkbox, code, h, heading, plural, reload, statusLine, uid, visible } from './dom.js';
 import { confirmChoice } from './dialog.js';
 import { FieldErrors } from './fields.js';
 import { LinesEditor } from './lines.js';
@@ -184,7 +184,9 @@ class PolicyEditor {
   }
 
   render() {
-    if (this.json) this.json.textContent = JSON.stringify(this.server, null, 2);
+    // Characters that act without showing (a right-to-left override) are
+    // shown, as everywhere else: a rule must not read differently here.
+    if (this.json) this.json.textContent = visible(JSON.stringify(this.server, null, 2));
     this.frozen.hidden = !(this.server.protection && this.server.protection.immutable);
     const server = modeOf(this.server);
     this.modeNow.replaceChildren('Now: ', h('strong', {}, MODES[server].name), ` \u2014 ${MODES[server].long}`);

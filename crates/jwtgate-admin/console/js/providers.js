@@ -8,7 +8,9 @@ import { code, h, heading, statusLine, uid } from './dom.js';
 import { deleteSection } from './dialog.js';
 import { FieldErrors, textField } from './fields.js';
 
-const words = (s) => s.split(/[\s,]+/).map((w) => w.trim()).filter(Boolean);
+// One entry per line: an audience may hold a space or a comma
+// (`My API`, `urn:a,b`), which a split on them would make two.
+const lines = (s) => s.split('\n').map((w) => w.trim()).filter(Boolean);
 
 function source(p) {
   if (p.jwks_file) return ['file ', code(p.jwks_file)];
@@ -82,8 +84,8 @@ export async function editPage(page, name) {
   }), uri.el, file.el);
   errors.field('discovery', radios.discovery, { after: sourceSet.lastChild });
 
-  const algorithms = textField(errors, 'algorithms', 'Algorithms (comma separated)', (original.algorithms || []).join(', '), { help: 'Default RS256. HS* and none are never accepted here.' });
-  const audiences = textField(errors, 'audiences', 'Audiences (comma separated)', (original.audiences || []).join(', '), { help: 'The token\'s aud must contain one; empty: not checked.' });
+  const algorithms = textField(errors, 'algorithms', 'Algorithms (one per line)', (original.algorithms || []).join('\n'), { multiline: true, help: 'Default RS256. HS* and none are never accepted here.' });
+  const audiences = textField(errors, 'audiences', 'Audiences (one per line)', (original.audiences || []).join('\n'), { multiline: true, help: 'The token\'s aud must contain one; empty: not checked.' });
   const consumerClaim = f('consumer_claim', 'Consumer claim (optional)', { help: 'A claim whose value is a consumer\'s username.' });
   const clientId = f('client_id', 'Client ID (optional)', { help: 'The gateway\'s client id at the provider, for back-channel logout.' });
   const backchannel = f('backchannel_logout_path', 'Back-channel logout path (optional)', { help: 'A path on the data plane for OpenID Connect Back-Channel Logout, e.g. /oidc/backchannel-logout.' });
@@ -95,31 +97,40 @@ export async function editPage(page, name) {
   ].map(([field, label]) => ({ field, ...textField(errors, field, label, original[field], { type: 'number' }) }));
   const caFile = f('ca_file', 'Extra CA file for the provider\'s TLS (optional)');
 
+  // A field whose text is as the page showed it is sent back as read: a
+  // save must change only what was edited (an outside audit: an untouched
+  // save split an audience at its space, widening what the provider
+  // accepts, and trimmed the issuer its tokens must match exactly).
+  const shown = new Map();
+  const untouched = (field) => field.input.value === shown.get(field);
   const body = () => {
     const p = structuredClone(original);
-    p.name = nameField.input.value.trim();
-    p.issuer = issuer.input.value.trim();
-    delete p.discovery;
-    delete p.jwks_uri;
-    delete p.jwks_file;
-    if (radios.discovery.checked) p.discovery = true;
-    if (radios.jwks_uri.checked) p.jwks_uri = uri.input.value.trim();
-    if (radios.jwks_file.checked) p.jwks_file = file.input.value.trim();
-    const lists = [['algorithms', algorithms], ['audiences', audiences]];
-    for (const [k, field] of lists) {
-      const w = words(field.input.value);
-      if (w.length) p[k] = w;
-      else delete p[k];
+    const set = (k, field, read) => {
+      if (untouched(field)) return;
+      const v = read(field.input.value);
+      if (v === undefined) delete p[k];
+      else p[k] = v;
+    };
+    const text = (v) => v.trim() || undefined;
+    if (creating) p.name = nameField.input.value.trim();
+    set('issuer', issuer, (v) => v || undefined);
+    const source = radios.discovery.checked ? 'discovery' : radios.jwks_uri.checked ? 'jwks_uri' : 'jwks_file';
+    if (source !== current) {
+      delete p.discovery;
+      delete p.jwks_uri;
+      delete p.jwks_file;
+      if (source === 'discovery') p.discovery = true;
+    }
+    if (source === 'jwks_uri') p.jwks_uri = untouched(uri) && current === 'jwks_uri' ? original.jwks_uri : uri.input.value.trim();
+    if (source === 'jwks_file') p.jwks_file = untouched(file) && current === 'jwks_file' ? original.jwks_file : file.input.value.trim();
+    for (const [k, field] of [['algorithms', algorithms], ['audiences', audiences]]) {
+      set(k, field, (v) => (lines(v).length ? lines(v) : undefined));
     }
     for (const [k, field] of [['consumer_claim', consumerClaim], ['client_id', clientId], ['backchannel_logout_path', backchannel], ['ca_file', caFile]]) {
-      const v = field.input.value.trim();
-      if (v) p[k] = v;
-      else delete p[k];
+      set(k, field, text);
     }
     for (const n of numbers) {
-      const v = n.input.value.trim();
-      if (v === '') delete p[n.field];
-      else p[n.field] = Number(v);
+      set(n.field, n, (v) => (v.trim() === '' ? undefined : Number(v)));
     }
     return p;
   };
@@ -163,6 +174,9 @@ export async function editPage(page, name) {
   errors.summary,
   h('div', { class: 'actions' }, save, status));
   showSource();
+  for (const field of [issuer, uri, file, algorithms, audiences, consumerClaim, clientId, backchannel, caFile, ...numbers]) {
+    shown.set(field, field.input.value);
+  }
 
   page.append(h('p', { class: 'crumbs' }, h('a', { href: '#/providers' }, '\u2190 All providers')),
     heading(creating ? 'New identity provider' : `Provider ${original.name}`), form);
