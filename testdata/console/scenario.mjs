@@ -489,6 +489,14 @@ async function scenario() {
     'a provider edit keeps the fields it did not touch', JSON.stringify(corp));
   await screenshot('provider-edit');
 
+  // A name in the URL that holds a direction-changing character is shown
+  // with it visible in the title too (an outside audit).
+  await page.evaluate(() => { location.hash = '#/providers/x%E2%80%AEy'; });
+  await page.waitForFunction(() => document.title.includes('Providers: '));
+  const title = await page.title();
+  check(title.includes('x\u27e8U+202E\u27e9y') && !title.includes('\u202e'),
+    'the title shows a direction-changing character of the URL', title);
+
   // --- Auth outcomes since the page opened. ---------------------------------
   step = 'outcomes';
   // A route whose name holds a NUL (the config may name it so): its

@@ -3,7 +3,7 @@
 // hash names only pages. Pages render into #page from the admin API.
 
 import { api, ApiError, keepWarnings, session, signedOut, written } from './api.js';
-import { clear, h } from './dom.js';
+import { clear, h, visible } from './dom.js';
 import * as routes from './routes.js';
 import * as policy from './policy.js';
 import * as consumers from './consumers.js';
@@ -63,7 +63,8 @@ async function render({ focus = true } = {}) {
     if (a.dataset.section === where.section) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
-  document.title = `${section.title}${where.item && where.item !== '+new' ? `: ${where.item}` : ''} \u00b7 jwtgate console`;
+  // The item comes from the URL, which anyone can write: shown, never acting.
+  document.title = `${section.title}${where.item && where.item !== '+new' ? `: ${visible(where.item)}` : ''} \u00b7 jwtgate console`;
   // data-hash names the page a body shows, so a reader (or a test) can tell
   // the new page from the one it replaces: both may hold the same elements.
   const next = h('div', { class: 'page-body', 'aria-busy': 'true', 'data-hash': location.hash });

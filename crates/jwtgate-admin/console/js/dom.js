@@ -122,7 +122,8 @@ export function statusLine() {
   const el = h('p', { role: 'status', class: 'status' });
   el.say = (text, kind = 'ok') => {
     el.className = `status ${text ? kind : ''}`;
-    el.textContent = text || '';
+    // It may quote what the API said of a value someone wrote.
+    el.textContent = visible(text || '');
   };
   return el;
 }
