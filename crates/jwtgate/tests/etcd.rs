@@ -3299,3 +3299,38 @@ fn following_an_etcd_that_went_back_names_what_it_changed() {
         assert!(line.contains(said), "{said}: {line}");
     }
 }
+
+/// A node back on its local copy replays the revisions it missed one by
+/// one, as always, and installs the config they make once (it installed
+/// each: with thousands of objects, every install builds the gateway).
+#[test]
+fn a_replay_at_start_is_installed_once() {
+    let (etcd, eps, _dir) = etcd_holding(BASE);
+    let (_d, mut node) = start_node(&eps, EMBEDDED);
+    wait_state(&node, "following");
+    let path = stopped_with_its_copy(&mut node);
+    for i in 0..20 {
+        etcd.put(
+            &key("consumers", &format!("r{i}")),
+            &json!({"jwt": {"key": format!("r{i}-key"), "secret": SECRET}}).to_string(),
+        );
+    }
+    let node = Node::start_on(&path, &[]);
+    wait_state(&node, "following");
+    for i in 0..20 {
+        let t = token(&format!("r{i}-key"));
+        assert_eq!(
+            node.send(&Req::get("/app/x").bearer(&t)).status,
+            200,
+            "r{i}"
+        );
+    }
+    node.signal("HUP");
+    node.wait_log("SIGHUP: reloading", 1);
+    let installs = node.logs().matches("config applied from etcd").count();
+    assert!(
+        (1..=3).contains(&installs),
+        "{installs} installs for a replay of 20 revisions\n{}",
+        node.logs()
+    );
+}

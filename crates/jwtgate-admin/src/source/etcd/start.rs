@@ -169,23 +169,25 @@ impl EtcdSource {
                 return;
             }
         };
+        // Each revision applied as always; the config they make is
+        // installed once, when the replay ends.
         loop {
             match tokio::time::timeout(self.settings.dial_timeout, watch.next()).await {
                 // A later revision is the follower's: its watch starts
                 // after `to`.
-                Ok(Ok(batch)) if batch.revision > to => return,
+                Ok(Ok(batch)) if batch.revision > to => break,
                 Ok(Ok(batch)) => {
                     let revision = batch.revision;
                     let incoming = follow::incoming(batch.changes);
                     let mut shared = self.shared.lock().await;
-                    self.apply_locked(&mut shared, running, incoming, revision, "etcd");
+                    self.apply_uninstalled(&mut shared, running, incoming, revision);
                     if revision == to {
-                        return;
+                        break;
                     }
                 }
                 Ok(Err(e)) => {
                     info!(error = %e, "cannot replay etcd's revisions since the local copy; applying the difference");
-                    return;
+                    break;
                 }
                 Err(_) => {
                     warn!(
@@ -194,9 +196,11 @@ impl EtcdSource {
                         "etcd sent no revision to replay within {:?}; applying the difference",
                         self.settings.dial_timeout
                     );
-                    return;
+                    break;
                 }
             }
         }
+        let mut shared = self.shared.lock().await;
+        self.install_applied(&mut shared, running);
     }
 }
