@@ -16,6 +16,7 @@ use jwtgate_core::backchannel::{self, LogoutError, IAT_SKEW_SECONDS};
 use jwtgate_core::claims::subject_text;
 use jwtgate_core::clock::Clock;
 use jwtgate_core::policy::{sources, Principal};
+use jwtgate_store::cutoffs::FUTURE_IAT_SECONDS;
 use jwtgate_store::{Cutoff, Owner, Subject, SubjectKey};
 use serde_json::{Map, Value};
 use tracing::{info, warn};
@@ -60,13 +61,15 @@ pub async fn cut_off(gw: &Gateway, key: SubjectKey) -> Result<Cutoff, GatewayErr
 
 /// The second a logout-everywhere request made with a token issued at
 /// `iat` cuts off at: now, or the token's own `iat` when its issuer's clock
-/// is ahead of ours by up to [`IAT_SKEW_SECONDS`] (as the back-channel
-/// takes a logout token's), so that the token that asked, and those issued
-/// with it, are ended too. An `iat` further ahead is not trusted to move the
-/// cut-off: the token is then ended by the blacklist instead.
+/// is ahead of ours by up to [`FUTURE_IAT_SECONDS`], beyond which a cut-off
+/// refuses a token whatever its `iat`, so that the token that asked, and
+/// those issued with it, are ended too (an outside audit: with the 120 s
+/// of the back-channel's skew here, the siblings of a token issued 121 to
+/// 300 s ahead passed). An `iat` further ahead is not trusted to move the
+/// cut-off: the token is ended by the blacklist.
 pub fn own_cut_off_second(now: i64, iat: Option<i64>) -> i64 {
     match iat {
-        Some(iat) if iat > now && iat <= now.saturating_add(IAT_SKEW_SECONDS) => iat,
+        Some(iat) if iat > now && iat <= now.saturating_add(FUTURE_IAT_SECONDS) => iat,
         _ => now,
     }
 }

@@ -592,10 +592,12 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
                     let iat = identity.claims.as_deref().and_then(|c| c.iat().at());
                     let at = crate::logout::own_cut_off_second(gw.clock.now_unix(), iat);
                     Box::pin(crate::logout::cut_off_at(gw, key, at)).await?;
-                    // A token whose iat is past even that second would
-                    // outlive its own logout: it is blacklisted as well.
-                    if let (Some(entry), true) = (identity.revocation, iat.is_some_and(|i| i > at))
-                    {
+                    // The token that asked is blacklisted as well, until
+                    // its exp as a logout's: the cut-off lasts only
+                    // `subject_retention_seconds` (an outside audit: a
+                    // token living longer passed again once it went), and
+                    // one issued past even its second would outlive it.
+                    if let Some(entry) = identity.revocation {
                         Box::pin(gw.revocations.revoke(entry))
                             .await
                             .map_err(|e| GatewayError::StoreUnavailable(e.to_string()))?;

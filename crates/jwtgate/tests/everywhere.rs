@@ -332,6 +332,18 @@ fn regression_a_token_issued_ahead_is_ended_by_its_own_logout_everywhere() {
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_cut(&node, &ahead, "the token itself");
     assert_cut(&node, &sibling, "a token issued with it");
+    // Up to 300 s ahead, where a cut-off starts refusing whatever the iat
+    // (an outside audit: 121 to 300 s ahead, the siblings passed).
+    let ahead = alice(Some("u-7"), now() + 200);
+    let sibling = alice(Some("u-7"), now() + 190);
+    assert_eq!(status(&node, &sibling), 200);
+    let resp = node.send(&Req::post("/app/logout-everywhere").bearer(&ahead));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_cut(
+        &node,
+        &sibling,
+        "a token issued 190 s ahead with one 200 s ahead",
+    );
 
     let far = alice(Some("u-6"), now() + 1_000_000);
     assert_eq!(status(&node, &far), 200);
@@ -358,6 +370,38 @@ fn regression_a_token_issued_ahead_is_ended_by_its_own_logout_everywhere() {
         status(&node, &next),
         200,
         "a token issued after the cut-off"
+    );
+}
+
+/// An outside audit: a cut-off is forgotten after
+/// `subject_retention_seconds`, and the token that asked for it, living
+/// longer, passed again. It is blacklisted until its exp, as a logout's.
+#[test]
+fn the_token_that_logged_out_everywhere_stays_refused_past_the_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(
+        dir.path(),
+        &config(
+            dir.path(),
+            "{ kind: embedded, path: ./data, subject_retention_seconds: 2 }",
+            "",
+        ),
+    );
+    let token = alice(Some("u-8"), now() - 5);
+    let resp = node.send(&Req::post("/app/logout-everywhere").bearer(&token));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_cut(&node, &token, "the token itself");
+    std::thread::sleep(Duration::from_secs(3));
+    let resp = node.send(&Req::get("/app/x").bearer(&token));
+    assert_eq!(
+        resp.status,
+        401,
+        "passed once the cut-off went: {}",
+        resp.text()
+    );
+    assert_eq!(
+        resp.message().as_deref(),
+        Some("JWT token has been revoked")
     );
 }
 
