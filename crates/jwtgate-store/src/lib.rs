@@ -131,6 +131,14 @@ pub trait RevocationStore: Send + Sync {
     /// Deletes entries and cut-offs expired at `now`; returns how many.
     async fn purge(&self, now: i64) -> Result<u64, StoreError>;
 
+    /// The store's own clock (unix seconds), when it has one apart from
+    /// the node's (Redis's `TIME`): a shared store is purged by the
+    /// earlier of the two, so that one node with a clock ahead does not
+    /// delete every node's revocations before they expire.
+    async fn clock(&self) -> Result<Option<i64>, StoreError> {
+        Ok(None)
+    }
+
     /// What the store holds a record of, as a value that changes only when
     /// it loses that record (a Redis primary restarted empty, a flush): a
     /// node that finds it changed writes back what it holds. `None`: the

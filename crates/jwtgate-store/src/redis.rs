@@ -1308,6 +1308,16 @@ impl RevocationStore for RedisStore {
         Ok(entries + subjects)
     }
 
+    async fn clock(&self) -> Result<Option<i64>, StoreError> {
+        let (secs, _micros): (i64, i64) = self
+            .op(async {
+                let mut conn = self.conn().await?;
+                Self::query(&mut conn, &redis::cmd("TIME")).await
+            })
+            .await?;
+        Ok(Some(secs))
+    }
+
     fn is_shared(&self) -> bool {
         true
     }

@@ -42,6 +42,61 @@ const SNAPSHOT_EVERY_MIN: Duration = Duration::from_secs(1);
 /// ahead, may have removed it first (a review: false losses, and alerts).
 const LOSS_MARGIN_SECONDS: i64 = 120;
 
+/// How far the wall clock may run ahead of the time passed between two
+/// purges before the purge stops trusting it.
+const CLOCK_JUMP_SECONDS: i64 = 60;
+
+/// How long a jump ahead is distrusted: a clock that stays there was
+/// likely behind before and set right.
+const CLOCK_JUMP_TRUSTED_AFTER: Duration = Duration::from_secs(3600);
+
+/// The time expired revocations are purged by: the wall clock, unless it
+/// jumped ahead of the time that passed since the last purge (an NTP
+/// step, a VM restored, a clock set wrong for a minute). A purge deletes
+/// for good what expired by the time it is given, so a clock hours ahead
+/// once had live revocations deleted, the tokens passing again once the
+/// clock was back (an outside audit). A jump is distrusted for
+/// [`CLOCK_JUMP_TRUSTED_AFTER`], then taken.
+#[derive(Debug, Default)]
+struct PurgeClock {
+    /// The wall time trusted at a monotonic instant.
+    base: Option<(i64, Instant)>,
+    /// Since when the wall clock has been ahead of it.
+    jumped: Option<Instant>,
+}
+
+impl PurgeClock {
+    fn trusted(&mut self, wall: i64, at: Instant) -> i64 {
+        let Some((base_wall, base_at)) = self.base else {
+            self.base = Some((wall, at));
+            return wall;
+        };
+        let passed =
+            i64::try_from(at.saturating_duration_since(base_at).as_secs()).unwrap_or(i64::MAX);
+        let expected = base_wall.saturating_add(passed);
+        if wall <= expected.saturating_add(CLOCK_JUMP_SECONDS) {
+            self.jumped = None;
+            self.base = Some((wall, at));
+            return wall;
+        }
+        let since = *self.jumped.get_or_insert_with(|| {
+            warn!(
+                ahead_seconds = wall - expected,
+                "the wall clock jumped ahead of the time that passed: expired revocations are \
+                 purged by the time the node kept, for up to an hour, so that none still live is \
+                 deleted"
+            );
+            at
+        });
+        if at.saturating_duration_since(since) >= CLOCK_JUMP_TRUSTED_AFTER {
+            self.jumped = None;
+            self.base = Some((wall, at));
+            return wall;
+        }
+        expected
+    }
+}
+
 /// How soon a write-back the store refused is tried again.
 const WRITE_BACK_RETRY: Duration = Duration::from_secs(5);
 
@@ -470,6 +525,7 @@ impl Revocations {
         let mut cursor = start.unwrap_or(Cursor::Start);
         let mut last_resync = Instant::now();
         let mut last_purge = Instant::now();
+        let mut purge_clock = PurgeClock::default();
         let mut last_snapshot = Instant::now();
         let mut wait_to_snapshot = SNAPSHOT_EVERY_MIN;
         let mut last_generation_check = Instant::now();
@@ -527,7 +583,10 @@ impl Revocations {
             }
             if purge_now || last_purge.elapsed() >= settings.purge_every {
                 purge_now = false;
-                let now = unix_now();
+                let mut now = purge_clock.trusted(unix_now(), Instant::now());
+                if let Ok(Some(store_now)) = self.store.clock().await {
+                    now = now.min(store_now);
+                }
                 if let Err(e) = self.noted(Op::Write, self.store.purge(now).await) {
                     warn!(store = self.store.kind(), error = %e, "purging expired revocations failed");
                 }
@@ -847,6 +906,40 @@ async fn wait_or_stop(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An outside audit: a clock hours ahead had a purge delete live
+    /// revocations for good. A jump ahead of the time passed is purged by
+    /// the time kept, for an hour; a clock that runs true is followed.
+    #[test]
+    fn a_purge_does_not_follow_a_clock_that_jumped_ahead() {
+        let start = Instant::now();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        let mut clock = PurgeClock::default();
+        assert_eq!(clock.trusted(1_000, at(0)), 1_000);
+        assert_eq!(clock.trusted(1_060, at(60)), 1_060, "in step");
+        assert_eq!(clock.trusted(1_150, at(120)), 1_150, "a little ahead");
+        // Two hours ahead: the time kept.
+        assert_eq!(clock.trusted(1_180 + 7_200, at(180)), 1_210);
+        assert_eq!(clock.trusted(1_240 + 7_200, at(240)), 1_270);
+        // Set back right: followed at once.
+        assert_eq!(clock.trusted(1_300, at(300)), 1_300);
+        // Ahead for good (it was behind before): taken after an hour.
+        assert_eq!(clock.trusted(1_360 + 7_200, at(360)), 1_360);
+        assert_eq!(
+            clock.trusted(1_360 + 7_200 + 3_599, at(360 + 3_599)),
+            1_360 + 3_599
+        );
+        assert_eq!(
+            clock.trusted(1_360 + 7_200 + 3_600, at(360 + 3_600)),
+            1_360 + 7_200 + 3_600
+        );
+        assert_eq!(
+            clock.trusted(1_360 + 7_200 + 3_660, at(360 + 3_660)),
+            1_360 + 7_200 + 3_660
+        );
+        // Behind: followed (it keeps what it would have purged).
+        assert_eq!(clock.trusted(5_000, at(360 + 3_720)), 5_000);
+    }
 
     #[test]
     fn the_snapshot_waits_twenty_times_its_write_between_one_and_five_seconds() {

@@ -34,6 +34,22 @@ fn pool() -> PoolConfig {
 }
 
 async fn conformance(name: &str, store: Arc<dyn RevocationStore>) {
+    // A shared store has a clock of its own (the purge takes the earlier
+    // of it and the node's); the embedded one has the node's.
+    let clock = store.clock().await.expect("clock");
+    if store.is_shared() {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let t = clock.unwrap_or_else(|| panic!("{name}: no clock"));
+        assert!(
+            (t - wall).abs() <= 5,
+            "{name}: its clock {t}, the wall {wall}"
+        );
+    } else {
+        assert_eq!(clock, None, "{name}");
+    }
     // revoke then lookup
     let a = Entry {
         digest: digest(1),
