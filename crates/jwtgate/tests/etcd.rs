@@ -1115,6 +1115,33 @@ fn a_burst_of_revisions_is_installed_once() {
     }
 }
 
+/// Consumers `{prefix}0..n`, one put each (a revision each).
+fn put_consumers(etcd: &EtcdServer, prefix: &str, n: usize) {
+    for i in 0..n {
+        etcd.put(
+            &key("consumers", &format!("{prefix}{i}")),
+            &json!({"jwt": {"key": format!("{prefix}{i}-key"), "secret": SECRET}}).to_string(),
+        );
+    }
+}
+
+/// Every token of [`put_consumers`]'s consumers passes on `node`.
+fn consumers_pass(node: &Node, prefix: &str, n: usize) {
+    for i in 0..n {
+        let t = token(&format!("{prefix}{i}-key"));
+        let status = node.send(&Req::get("/app/x").bearer(&t)).status;
+        assert_eq!(status, 200, "{prefix}{i}");
+    }
+}
+
+/// Returns once every line `node` logged so far can be read: a line
+/// logged after them is (the log is written in order).
+fn logged_so_far(node: &Node) {
+    let before = node.logs().matches("SIGHUP: reloading").count();
+    node.signal("HUP");
+    node.wait_log("SIGHUP: reloading", before + 1);
+}
+
 fn burst_installed_once(objects: &str, held: u64) {
     let (etcd, eps, _dir) = etcd_holding(objects);
     let (_d, node) = start_node(&eps, EMBEDDED);
@@ -1123,25 +1150,11 @@ fn burst_installed_once(objects: &str, held: u64) {
     let before = installs();
     // Stopped, the node reads the whole burst at once when it goes on.
     node.signal("STOP");
-    for i in 0..40 {
-        etcd.put(
-            &key("consumers", &format!("c{i}")),
-            &json!({"jwt": {"key": format!("c{i}-key"), "secret": SECRET}}).to_string(),
-        );
-    }
+    put_consumers(&etcd, "c", 40);
     node.signal("CONT");
     wait_status(&node, &Req::get("/app/x").bearer(&token("c39-key")), 200);
-    for i in 0..40 {
-        let t = token(&format!("c{i}-key"));
-        assert_eq!(
-            node.send(&Req::get("/app/x").bearer(&t)).status,
-            200,
-            "c{i}"
-        );
-    }
-    // A line logged after the burst's: the log is written in order.
-    node.signal("HUP");
-    node.wait_log("SIGHUP: reloading", 1);
+    consumers_pass(&node, "c", 40);
+    logged_so_far(&node);
     let made = installs() - before;
     assert!(
         (1..10).contains(&made),
@@ -3309,24 +3322,11 @@ fn a_replay_at_start_is_installed_once() {
     let (_d, mut node) = start_node(&eps, EMBEDDED);
     wait_state(&node, "following");
     let path = stopped_with_its_copy(&mut node);
-    for i in 0..20 {
-        etcd.put(
-            &key("consumers", &format!("r{i}")),
-            &json!({"jwt": {"key": format!("r{i}-key"), "secret": SECRET}}).to_string(),
-        );
-    }
+    put_consumers(&etcd, "r", 20);
     let node = Node::start_on(&path, &[]);
     wait_state(&node, "following");
-    for i in 0..20 {
-        let t = token(&format!("r{i}-key"));
-        assert_eq!(
-            node.send(&Req::get("/app/x").bearer(&t)).status,
-            200,
-            "r{i}"
-        );
-    }
-    node.signal("HUP");
-    node.wait_log("SIGHUP: reloading", 1);
+    consumers_pass(&node, "r", 20);
+    logged_so_far(&node);
     let installs = node.logs().matches("config applied from etcd").count();
     assert!(
         (1..=3).contains(&installs),
