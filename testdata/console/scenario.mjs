@@ -488,6 +488,24 @@ async function scenario() {
   check(JSON.stringify(corp.audiences) === '["orders-api","billing-api"]' && corp.jwks_file && JSON.stringify(corp.algorithms) === '["ES256"]',
     'a provider edit keeps the fields it did not touch', JSON.stringify(corp));
   await screenshot('provider-edit');
+  // A provider made in the console holds what was typed, and only that.
+  await go('#/providers/+new', '#page form');
+  await page.getByLabel('Name', { exact: true }).fill('made');
+  await page.getByLabel('Issuer', { exact: true }).fill('https://made.example/realm');
+  await page.getByLabel('A JWK Set file on the gateway').check();
+  await page.getByLabel('JWK Set file', { exact: true }).fill(corp.jwks_file);
+  await page.getByLabel('Algorithms (one per line)').fill('ES256');
+  await page.getByLabel('Audiences (one per line)').fill('My API\nurn:a,b');
+  await page.click('button:has-text("Create provider")');
+  let made = null;
+  for (let i = 0; i < 50 && !made; i++) {
+    await page.waitForTimeout(100);
+    made = await adminGet('/admin/v1/providers/made').catch(() => null);
+  }
+  check(made && made.issuer === 'https://made.example/realm' && made.jwks_file === corp.jwks_file
+    && !made.discovery && !made.jwks_uri && JSON.stringify(made.algorithms) === '["ES256"]'
+    && JSON.stringify(made.audiences) === '["My API","urn:a,b"]',
+    'a provider created in the console holds what was typed', JSON.stringify(made));
 
   // A name in the URL that holds a direction-changing character is shown
   // with it visible in the title too (an outside audit).
