@@ -447,7 +447,40 @@ fn policy(jwt: &RawJwt, at: &str, has_consumers: bool, found: &mut Found) {
         );
     }
     forwarded_logouts(jwt, at, found);
+    cookie_logouts(jwt, at, found);
     dotted_claim_names(jwt, at, found);
+}
+
+/// A logout or log-out-everywhere path that takes `GET` while the route
+/// reads tokens from a cookie: any web page can log its visitors out, as
+/// an `<img src>` or a link sends the cookie along (a `SameSite=Lax` one
+/// too, on a top-level navigation). Login CSRF's twin; OWASP's advice is a
+/// state-changing request that is never a `GET`.
+fn cookie_logouts(jwt: &RawJwt, at: &str, found: &mut Found) {
+    let cookie = jwt.cookie.as_deref().unwrap_or("jwt");
+    if cookie.is_empty() || jwt.use_jwt_blacklist_revoking != Some(true) {
+        return;
+    }
+    for (key, value) in [
+        ("logout_path", &jwt.logout_path),
+        ("logout_everywhere_path", &jwt.logout_everywhere_path),
+    ] {
+        let Some(Ok(entry)) = value.as_deref().map(RuleEntry::parse) else {
+            continue;
+        };
+        if matches!(entry.method, RuleMethod::Get | RuleMethod::Any) {
+            found.warn(
+                format!("{at}.{key}"),
+                format!(
+                    "{:?} takes GET and the route reads tokens from the {cookie:?} cookie: \
+                     any web page can log its visitors out (an <img> or a link sends the \
+                     cookie along); write a POST entry, or set cookie: \"\" if tokens never \
+                     ride in a cookie",
+                    value.as_deref().unwrap_or_default(),
+                ),
+            );
+        }
+    }
 }
 
 /// A logout path that takes more than one request (a prefix, any method)
@@ -1158,7 +1191,7 @@ mod tests {
     fn a_forwarded_logout_path_that_takes_many_requests_is_warned_about() {
         let route = |logout: &str, forward: &str| {
             format!(
-                "  - name: a\n    paths: [\"/a/*\"]\n    upstream: {{ echo: true }}\n    jwt:\n      providers: [corp]\n      consumers: false\n      use_jwt_blacklist_revoking: true\n      logout_path: \"{logout}\"\n{forward}      authorize:\n        - match: [\"ANY_/a/*\"]\n          scopes: [admin]\n"
+                "  - name: a\n    paths: [\"/a/*\"]\n    upstream: {{ echo: true }}\n    jwt:\n      providers: [corp]\n      consumers: false\n      cookie: \"\"\n      use_jwt_blacklist_revoking: true\n      logout_path: \"{logout}\"\n{forward}      authorize:\n        - match: [\"ANY_/a/*\"]\n          scopes: [admin]\n"
             )
         };
         let forward = "      logout_forward: true\n";
@@ -1184,6 +1217,38 @@ mod tests {
             w.contains("does nothing while use_jwt_blacklist_revoking"),
             "{w}"
         );
+    }
+
+    #[test]
+    fn a_logout_by_get_while_tokens_ride_in_a_cookie_is_warned_about() {
+        let route = |jwt: &str| {
+            format!(
+                "  - name: a\n    paths: [\"/a/*\"]\n    upstream: {{ echo: true }}\n    jwt: {{ providers: [corp], consumers: false, use_jwt_blacklist_revoking: true, {jwt} }}\n"
+            )
+        };
+        for (jwt, key) in [
+            ("logout_path: \"GET_/a/logout\"", "logout_path"),
+            ("logout_path: \"ANY_/a/logout\"", "logout_path"),
+            (
+                "logout_path: \"POST_/a/logout\", logout_everywhere_path: \"GET_/a/logout-all\"",
+                "logout_everywhere_path",
+            ),
+        ] {
+            let w = only_warning(&route(jwt));
+            assert!(
+                w.starts_with(&format!("routes[0].jwt.{key}: "))
+                    && w.contains("takes GET and the route reads tokens from the \"jwt\" cookie"),
+                "{w}"
+            );
+        }
+        let w = only_warning(&route("cookie: sess, logout_path: \"GET_/a/logout\""));
+        assert!(w.contains("the \"sess\" cookie"), "{w}");
+        for quiet in [
+            "logout_path: \"POST_/a/logout\", logout_everywhere_path: \"DELETE_/a/sessions\"",
+            "cookie: \"\", logout_path: \"GET_/a/logout\"",
+        ] {
+            assert!(warnings_of(&route(quiet)).is_empty(), "{quiet}");
+        }
     }
 
     #[test]
