@@ -120,6 +120,10 @@ async function assertLabelled(name) {
 let shot = 0;
 async function screenshot(name, opts = {}) {
   await assertLabelled(name);
+  // A long name (the routes hold one of 200 characters without a space)
+  // wraps: the page never grows wider than the window.
+  const wider = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(wider <= 0, `${name}: nothing is wider than the window`, `${wider}px wider`);
   shot += 1;
   const file = join(args.out, `${String(shot).padStart(2, '0')}-${name}.png`);
   await page.screenshot({ path: file, fullPage: true, ...opts });

@@ -118,8 +118,13 @@ routes:
     paths: ["/spoof/*"]
     upstream: {{ echo: true }}
     jwt: {{}}
+  - name: "reports-{long}"
+    paths: ["/reports/{segments}/*"]
+    upstream: {{ echo: true }}
 "#,
-        jwks = jwks.display()
+        jwks = jwks.display(),
+        long = "x".repeat(200),
+        segments = "segment".repeat(30),
     )
 }
 
@@ -298,6 +303,7 @@ fn console_scenario_in_a_real_browser() {
         "explain: the hint says to set key_claim_name: sub",
         "the chart draws the revoked share of route api",
         "a NUL in a route name does not make another route's row",
+        "routes: nothing is wider than the window",
         "at 390 px nothing is wider than the screen",
         "no Content-Security-Policy violation",
         "checks passed",
