@@ -5,12 +5,13 @@
 //! established connections go on undisturbed.
 //!
 //! Session resumption: stateless tickets (keys rotated by the library
-//! every 6 hours) and/or a server-side cache; both survive reloads. One
+//! every 6 hours) and/or a server-side cache; both survive reloads that
+//! keep the certificates, and start afresh when they change. One
 //! TLS 1.3 ticket per full handshake, not rustls's default two: a client
 //! keeps one per connection, and the second cost every full handshake a
 //! ticket's encryption and bytes on the wire for nothing (bench/tls.sh).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use jwtgate_config::{CertificatePem, ConfigError, TlsMaterial, TlsVersion};
@@ -34,12 +35,48 @@ pub struct TlsServer {
     /// Each served certificate's place in the config and the end of its
     /// validity (unix seconds), for `/metrics`.
     expiries: ArcSwap<Vec<Expiry>>,
-    /// Kept across reloads, so resumption survives them.
-    ticketer: Arc<dyn ProducesTickets>,
-    cache: Arc<ServerSessionMemoryCache>,
+    /// What resumes sessions, for the certificates it was made with.
+    resumption: Mutex<Resumption>,
     cache_size: usize,
     /// The protocols offered by ALPN.
     alpn: &'static [&'static [u8]],
+}
+
+/// Session tickets' keys and the session cache, kept across a reload
+/// that keeps the certificates and made afresh when they change: a
+/// resumed handshake shows no certificate, so a session begun under one
+/// since replaced or removed (a mis-issued certificate pulled, a name no
+/// longer served) would be honoured for as long as its ticket lives (an
+/// outside audit; nginx ties its sessions to its certificates too).
+struct Resumption {
+    /// SHA-256 of the certificates' chains and keys, in order.
+    certificates: [u8; 32],
+    ticketer: Arc<dyn ProducesTickets>,
+    cache: Arc<ServerSessionMemoryCache>,
+}
+
+impl Resumption {
+    fn new(certificates: [u8; 32], cache_size: usize) -> Result<Resumption, String> {
+        Ok(Resumption {
+            certificates,
+            ticketer: rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| e.to_string())?,
+            cache: ServerSessionMemoryCache::new(cache_size),
+        })
+    }
+}
+
+/// What identifies `certificates` for [`Resumption`]: their chains and
+/// keys, each with its length, so that no two lists hash alike by
+/// shifting bytes from one to the next.
+fn fingerprint(certificates: &[CertificatePem]) -> [u8; 32] {
+    let mut all = Vec::new();
+    for c in certificates {
+        for part in [&c.cert_pem, &c.key_pem] {
+            all.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            all.extend_from_slice(part);
+        }
+    }
+    jwtgate_core::jwt::sha256(&all)
 }
 
 /// The data plane's protocols. http/1.0 too, as nginx offers it: a client
@@ -70,7 +107,6 @@ impl TlsServer {
         m: &TlsMaterial,
         alpn: &'static [&'static [u8]],
     ) -> Result<Arc<TlsServer>, String> {
-        let ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| e.to_string())?;
         // Off at start: the default size, so that a reload turning it on
         // applies at once.
         let cache_size = match m.session_cache {
@@ -80,8 +116,7 @@ impl TlsServer {
         let server = TlsServer {
             config: ArcSwap::from_pointee(placeholder()?),
             expiries: ArcSwap::from_pointee(Vec::new()),
-            ticketer,
-            cache: ServerSessionMemoryCache::new(cache_size),
+            resumption: Mutex::new(Resumption::new(fingerprint(&m.certificates), cache_size)?),
             cache_size,
             alpn,
         };
@@ -189,16 +224,24 @@ impl TlsServer {
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(certs));
         config.alpn_protocols = self.alpn.iter().map(|p| p.to_vec()).collect();
+        let mut resumption = self
+            .resumption
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let certificates = fingerprint(&m.certificates);
+        if resumption.certificates != certificates {
+            *resumption = Resumption::new(certificates, self.cache_size)?;
+        }
         match (m.session_tickets, m.session_cache) {
             (true, _) => {
-                config.ticketer = Arc::clone(&self.ticketer);
+                config.ticketer = Arc::clone(&resumption.ticketer);
                 config.send_tls13_tickets = TICKETS_PER_HANDSHAKE;
             }
             (false, 0) => config.send_tls13_tickets = 0,
             (false, _) => config.send_tls13_tickets = TICKETS_PER_HANDSHAKE,
         }
         config.session_storage = if m.session_cache > 0 {
-            self.cache.clone()
+            resumption.cache.clone()
         } else {
             Arc::new(rustls::server::NoServerSessionStorage {})
         };

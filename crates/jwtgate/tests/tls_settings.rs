@@ -392,6 +392,71 @@ async fn a_reload_turns_resumption_off_at_once_and_only_a_new_cache_size_waits()
 }
 
 #[tokio::test]
+async fn a_session_begun_under_a_replaced_certificate_is_not_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, tls) = renewable_certificate(dir.path(), "live");
+    let (new_cert, new_key) = self_signed(dir.path(), "localhost", "renewed");
+    // Clients that trust both certificates: a refused handshake is not
+    // what tells a resumed session from a full one here.
+    let both = dir.path().join("both.crt");
+    let mut pem = std::fs::read(ca()).unwrap();
+    pem.extend(std::fs::read(&new_cert).unwrap());
+    std::fs::write(&both, pem).unwrap();
+    let node = Node::start(dir.path(), &config(&tls));
+    let v13: &[&'static SupportedProtocolVersion] = &[&rustls::version::TLS13];
+    let v12: &[&'static SupportedProtocolVersion] = &[&rustls::version::TLS12];
+    let clients: Vec<Arc<ClientConfig>> = [v13, v12]
+        .into_iter()
+        .map(|versions| {
+            let mut c = client(&both, versions);
+            c.resumption = Resumption::in_memory_sessions(16);
+            Arc::new(c)
+        })
+        .collect();
+    // Each handshake's kind; an exchange takes in the TLS 1.3 ticket that
+    // the next handshake resumes with.
+    let handshakes = || async {
+        let mut kinds = Vec::new();
+        for c in &clients {
+            let tls = connect(node.addr, c, "localhost").await.unwrap();
+            kinds.push(tls.get_ref().1.handshake_kind().unwrap());
+            assert_eq!(Conn::open(tls).await.get("/x").await, 200);
+        }
+        kinds
+    };
+    handshakes().await;
+    // A reload of other TLS settings keeps the sessions.
+    let suites = "TLS13_AES_256_GCM_SHA384, TLS13_AES_128_GCM_SHA256, \
+        TLS13_CHACHA20_POLY1305_SHA256, TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, \
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, \
+        TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, \
+        TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256";
+    let settings = tls.replace(" }", &format!(", cipher_suites: [{suites}] }}"));
+    std::fs::write(&node.config_path, config(&settings)).unwrap();
+    node.signal("HUP");
+    node.wait_log("TLS certificates and settings reloaded", 1);
+    assert_eq!(
+        handshakes().await,
+        [HandshakeKind::Resumed, HandshakeKind::Resumed]
+    );
+    // A renewal: the sessions begun under the old certificate are not
+    // resumed; each client sees the new one in a full handshake.
+    std::fs::copy(&new_cert, &cert).unwrap();
+    std::fs::copy(&new_key, &key).unwrap();
+    node.signal("HUP");
+    node.wait_log("TLS certificates and settings reloaded", 2);
+    assert_eq!(
+        handshakes().await,
+        [HandshakeKind::Full, HandshakeKind::Full]
+    );
+    // And the sessions begun under the new one resume.
+    assert_eq!(
+        handshakes().await,
+        [HandshakeKind::Resumed, HandshakeKind::Resumed]
+    );
+}
+
+#[tokio::test]
 async fn sighup_replaces_the_certificate_and_keeps_open_connections() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key, tls) = renewable_certificate(dir.path(), "live");
