@@ -648,11 +648,34 @@ async fn an_admin_write_keeps_the_certificates_being_served() {
             Some(serde_json::json!({ "username": name })),
         )
     };
+    // A SIGHUP meanwhile is refused, and /status says the file does not
+    // load; a write does not mend that, and does not hide it either.
+    node.signal("HUP");
+    node.wait_log("config reload rejected", 1);
+    let refused = || {
+        let status = node.admin("GET", "/status", None).json();
+        status["config_source"]["refused"][0]["reason"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    let mismatch = "tls.key_file: is not the private key of cert_file";
+    assert!(
+        refused().is_some_and(|r| r.contains(mismatch)),
+        "{:?}",
+        refused()
+    );
     let w = put("carol");
     assert_eq!(w.status, 201, "half a renewal on disk: {}", w.text());
+    assert!(
+        refused().is_some_and(|r| r.contains(mismatch)),
+        "{:?}",
+        refused()
+    );
+    node.wait_log("as written does not load", 1);
     std::fs::copy(&new_cert, &cert).unwrap();
     let w = put("dave");
     assert_eq!(w.status, 201, "{}", w.text());
+    assert_eq!(refused(), None, "the renewal done, the file loads");
     let old_trust = Arc::new(default_client(&ca()));
     let new_trust = Arc::new(default_client(&new_cert));
     assert!(

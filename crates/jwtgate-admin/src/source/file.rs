@@ -270,10 +270,37 @@ impl FileSource {
         }
         let warnings = running.install(e.source, config);
         info!(target: "jwtgate::admin", change = %e.what, "admin change applied and written to {}", self.path.display());
+        self.still_refused(running, &text);
         texts.applied = Some(text.clone());
         texts.seen = Some(text);
-        self.show_refused(None);
         Ok(warnings)
+    }
+
+    /// After an admin write of `text`: what `/status` says of the file. A
+    /// write keeps the TLS certificates being served without reading them,
+    /// so a reload refused for a renewal half-done on disk (a key that does
+    /// not go with its certificate) is not mended by it: the node could not
+    /// start from the file, and `/status` keeps saying so (an outside audit
+    /// saw one write clear the only sign). Checked only while a refusal is
+    /// shown, so that writes pay for a second compile only then.
+    fn still_refused(&self, running: &Running, text: &str) {
+        let shown = self.refused.lock().is_ok_and(|r| r.is_some());
+        if !shown {
+            return;
+        }
+        match running.compile_text(text) {
+            Ok(_) => self.show_refused(None),
+            Err(errors) => {
+                let rejection = Rejection::Invalid(errors);
+                warn!(
+                    "{} as written does not load (the node serves its running TLS settings \
+                     meanwhile, and could not start from it): {}",
+                    self.path.display(),
+                    rejection.summary().1
+                );
+                self.show_refused(Some(rejection.summary()));
+            }
+        }
     }
 }
 
