@@ -283,9 +283,29 @@ pub fn record_response_cut_off() {
 /// (a port scan, a health check that only connects), else `protocol` (no
 /// shared version, cipher or ALPN protocol; plain HTTP sent to the port).
 pub fn handshake_failure(e: &std::io::Error) -> &'static str {
+    use rustls::AlertDescription::{
+        BadCertificate, CertificateExpired, CertificateRevoked, CertificateUnknown, UnknownCA,
+        UnsupportedCertificate,
+    };
     use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
-    match e.kind() {
-        UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe => "closed",
+    let alert = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match (e.kind(), alert) {
+        (UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe, _) => "closed",
+        // The client refused the certificate (expired, not trusted, not
+        // for the name it asked): the operator's problem, not a scanner's.
+        (
+            _,
+            Some(rustls::Error::AlertReceived(
+                BadCertificate
+                | UnsupportedCertificate
+                | CertificateRevoked
+                | CertificateExpired
+                | CertificateUnknown
+                | UnknownCA,
+            )),
+        ) => "certificate",
         _ => "protocol",
     }
 }

@@ -745,6 +745,24 @@ async fn failed_handshakes_are_counted_and_plain_http_is_answered() {
             .is_ok()
     );
     assert_eq!(counted(), (1.0, 1.0, 1.0));
+    // A client that does not trust the certificate says so in an alert:
+    // counted apart, as the operator's problem (an expired certificate
+    // looks the same), not as noise.
+    let stranger = tempfile::tempdir().unwrap();
+    let (other, _) = self_signed(stranger.path(), "localhost", "other");
+    for versions in [
+        &[&rustls::version::TLS13][..],
+        &[&rustls::version::TLS12][..],
+    ] {
+        let distrust = Arc::new(client(&other, versions));
+        assert!(connect(node.addr, &distrust, "localhost").await.is_err());
+    }
+    assert!(
+        support::eventually(Duration::from_secs(15), || failures("certificate") == 2.0),
+        "{}",
+        node.metrics().0
+    );
+    assert_eq!(counted(), (1.0, 1.0, 1.0));
 }
 
 /// A private key every user may read is served, with a warning (OpenSSH
