@@ -645,14 +645,20 @@ fn step(state: ChunkState, b: u8, lenient: bool) -> Result<ChunkState, WireError
                     cr,
                 }
             } else if let (Some(d), true) = (hex_digit(b), digits < BWS) {
-                if digits >= 16 {
+                // Leading zeros are digits like any (RFC 9112 §7.1:
+                // `1*HEXDIG`; HAProxy takes them): what is bounded is the
+                // value, to 64 bits, and the line, with its extension.
+                if value >> 60 != 0 {
                     return Err(WireError::Chunk("chunk size too large"));
+                }
+                if ext_len >= MAX_CHUNK_META {
+                    return Err(WireError::Chunk("chunk size line too long"));
                 }
                 ChunkState::Size {
                     value: value << 4 | u64::from(d),
-                    digits: digits + 1,
+                    digits: (digits + 1).min(16),
                     in_ext,
-                    ext_len,
+                    ext_len: ext_len + 1,
                     cr,
                 }
             } else if b == b';' && digits > 0 {
@@ -660,7 +666,7 @@ fn step(state: ChunkState, b: u8, lenient: bool) -> Result<ChunkState, WireError
                     value,
                     digits,
                     in_ext: true,
-                    ext_len: 1,
+                    ext_len: ext_len + 1,
                     cr,
                 }
             } else if (b == b' ' || b == b'\t') && digits > 0 {

@@ -575,6 +575,7 @@ fn malformed_chunked_bodies_are_errors() {
         b"5\nhello\r\n",
         b"5\r\nhelloXX",
         b"11111111111111111\r\n",
+        b"0 0\r\n",
         b"5;a\x01b\r\n",
         b"0\r\nx: 1\n\r\n",
         b"-5\r\n",
@@ -663,13 +664,44 @@ fn an_upstreams_sloppy_trailers_do_not_cut_its_answer() {
 
 #[test]
 fn the_largest_chunk_size_is_accepted_without_overflow() {
-    let mut dec = ChunkedDecoder::default();
-    let mut buf = BytesMut::from(&b"ffffffffffffffff\r\nab"[..]);
+    for size in [&b"ffffffffffffffff"[..], b"0000ffffffffffffffff"] {
+        let mut dec = ChunkedDecoder::default();
+        let mut buf = BytesMut::from(size);
+        buf.extend_from_slice(b"\r\nab");
+        assert_eq!(
+            dec.decode(&mut buf).unwrap(),
+            Decoded::Data(Bytes::from_static(b"ab"))
+        );
+        assert!(!dec.is_done());
+    }
+    for too_large in [&b"10000000000000000"[..], b"00010000000000000000"] {
+        let mut dec = ChunkedDecoder::default();
+        let mut buf = BytesMut::from(too_large);
+        buf.extend_from_slice(b"\r\nab");
+        assert_eq!(
+            dec.decode(&mut buf).unwrap_err(),
+            WireError::Chunk("chunk size too large")
+        );
+    }
+}
+
+/// A size written with leading zeros past 16 digits is the size it says
+/// (RFC 9112 §7.1; HAProxy reads it so): it had been refused as too large.
+/// The line stays bounded, zeros and extension together.
+#[test]
+fn leading_zeros_of_a_chunk_size_are_read_and_the_line_bounded() {
+    let wire = b"0000000000000000000000000000005;a=b\r\nhello\r\n00000000000000000000\r\n\r\n";
+    for step in [1, 7, 64] {
+        let (data, rest) = decode_in_steps(wire, step).unwrap();
+        assert_eq!(data, b"hello", "step {step}");
+        assert!(rest.is_empty());
+    }
+    let mut zeros = vec![b'0'; MAX_CHUNK_META + 10];
+    zeros.extend_from_slice(b"5\r\nhello\r\n0\r\n\r\n");
     assert_eq!(
-        dec.decode(&mut buf).unwrap(),
-        Decoded::Data(Bytes::from_static(b"ab"))
+        decode_in_steps(&zeros, 4096).unwrap_err(),
+        WireError::Chunk("chunk size line too long")
     );
-    assert!(!dec.is_done());
 }
 
 #[test]
