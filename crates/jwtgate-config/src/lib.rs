@@ -67,6 +67,29 @@ pub fn read_text_bounded(path: &Path, limit: u64) -> std::io::Result<String> {
     read_bounded_from(file, limit)
 }
 
+/// Reads the text of the regular file at `path`, at most `limit` bytes,
+/// never waiting: a FIFO or a device is refused, and opened without
+/// blocking (a FIFO's open waits for a writer). For what a running node
+/// reads again (a reload, an admin write's look at the file): a FIFO put
+/// at the config's path had one reload wait for good, with the admin
+/// writes, the reloads after it and the shutdown behind it (an outside
+/// audit). A pipe given at start (`--config <(...)`) is read once, then.
+pub fn read_regular_text_bounded(path: &Path, limit: u64) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind};
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "not a regular file (a pipe or a device is read once, at start)",
+        ));
+    }
+    read_bounded_from(file, limit)
+}
+
 /// Reads at most `limit` bytes of UTF-8 text from `input` (standard input,
 /// say); more is an error, not a larger allocation.
 pub fn read_bounded_from(input: impl std::io::Read, limit: u64) -> std::io::Result<String> {

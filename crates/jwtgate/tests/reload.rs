@@ -713,6 +713,47 @@ fn sighup_reloads_the_file() {
     );
 }
 
+/// A FIFO put at the config's path (a generator writing through a named
+/// pipe) is refused, never waited on: a reload that opened it waited for a
+/// writer for good, and the admin writes, the reloads and the shutdown
+/// behind it with it (an outside audit: only SIGKILL stopped the node).
+#[test]
+fn a_fifo_at_the_configs_path_is_refused_without_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(&Upstream::start().node(), &[], "guarded");
+    let mut node = Node::start(dir.path(), &text);
+    let file = node.config_path.clone();
+    std::fs::remove_file(&file).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    node.signal("HUP");
+    node.wait_log("not a regular file", 1);
+    let status = node.admin("GET", "/status", None).json();
+    assert_eq!(
+        status["config_source"]["refused"][0]["outcome"], "invalid",
+        "{status}"
+    );
+    let w = node.admin(
+        "PUT",
+        "/admin/v1/routes/x",
+        Some(json!({ "paths": ["/x/*"], "upstream": { "echo": true } })),
+    );
+    assert_eq!(w.status, 409, "{}", w.text());
+    assert!(w.text().contains("not a regular file"), "{}", w.text());
+    assert_eq!(node.admin("GET", "/admin/v1/routes/x", None).status, 404);
+    // The file back: the next reload applies it, and the node stops as
+    // asked.
+    std::fs::remove_file(&file).unwrap();
+    std::fs::write(&file, &text).unwrap();
+    node.signal("HUP");
+    node.wait_log("config reloaded from", 1);
+    let stopped = node.stop();
+    assert_eq!(stopped.code(), Some(0), "{}", node.logs());
+}
+
 #[test]
 fn reloads_and_api_writes_under_continuous_load_lose_no_request() {
     let up = Upstream::start();

@@ -171,12 +171,27 @@ impl FileSource {
         running: &Running,
         texts: &mut Texts,
     ) -> Result<(), AdminError> {
-        let Ok(text) = read_config(&self.path).await else {
-            warn!(
-                "{} is missing; the admin write will recreate it",
-                self.path.display()
-            );
-            return Ok(());
+        let text = match read_config(&self.path).await {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                warn!(
+                    "{} is missing; the admin write will recreate it",
+                    self.path.display()
+                );
+                return Ok(());
+            }
+            // What is there cannot be read (a FIFO, a directory, text
+            // that is no UTF-8): not replaced unseen.
+            Err(e) => {
+                return Err(AdminError::FileConflict {
+                    message: format!(
+                        "cannot read {}: {e}; nothing was changed (admin changes are written \
+                         back to that file)",
+                        self.path.display()
+                    ),
+                    errors: ConfigErrors(Vec::new()),
+                })
+            }
         };
         if texts.applied.as_deref() == Some(text.as_str()) {
             return Ok(());
@@ -251,7 +266,7 @@ impl FileSource {
             // new text is on disk, right before the rename (the window left
             // is a system call wide). A file gone is recreated.
             write_private_if(&path, &bytes, || {
-                jwtgate_config::read_text_bounded(&path, jwtgate_config::MAX_CONFIG_BYTES)
+                jwtgate_config::read_regular_text_bounded(&path, jwtgate_config::MAX_CONFIG_BYTES)
                     .map_or(true, |now| adopted.as_deref() == Some(now.as_str()))
             })
         })
@@ -390,7 +405,7 @@ pub(crate) fn log_rejection(rejection: &Rejection, trigger: Trigger, path: &str)
 pub(crate) async fn read_config(path: &std::path::Path) -> std::io::Result<String> {
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || {
-        jwtgate_config::read_text_bounded(&path, jwtgate_config::MAX_CONFIG_BYTES)
+        jwtgate_config::read_regular_text_bounded(&path, jwtgate_config::MAX_CONFIG_BYTES)
     })
     .await
     .map_err(std::io::Error::other)?
