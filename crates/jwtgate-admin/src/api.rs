@@ -261,8 +261,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Name {
 /// `/status`: `ready` (200) once the node serves with everything it needs
 /// loaded; `starting` (503) while the blacklist, an identity provider's
 /// first keys or etcd's objects are still on their way (`waiting_for`
-/// says which); `stopping` (503) once shutdown began. Any answer at all
-/// means the process is alive.
+/// says which; a provider's keys only until the node has been ready once);
+/// `stopping` (503) once shutdown began. Any answer at all means the
+/// process is alive.
 async fn status(State(s): State<AdminState>, headers: header::HeaderMap) -> Response {
     // Why a store operation, a key-set fetch or an object was refused
     // names addresses, paths and what etcd holds (a resolved secret's
@@ -274,8 +275,9 @@ async fn status(State(s): State<AdminState>, headers: header::HeaderMap) -> Resp
     if !s.live.revocations().is_loaded() {
         waiting.push("revocation store".to_owned());
     }
+    let settled = s.live.settled();
     for (name, p) in s.live.keys().statuses() {
-        if p.state == "loading" {
+        if p.state == "loading" && !settled {
             waiting.push(format!("keys of provider {name}"));
         }
         let mut entry = json!({ "state": p.state, "keys": p.keys, "age_seconds": p.age_seconds });
@@ -287,6 +289,9 @@ async fn status(State(s): State<AdminState>, headers: header::HeaderMap) -> Resp
     let source = s.live.source_status();
     if source.as_ref().and_then(|v| v["state"].as_str()) == Some("connecting") {
         waiting.push("etcd".to_owned());
+    }
+    if waiting.is_empty() {
+        s.live.settle();
     }
     let (code, status) = if !s.ready.load(Ordering::Relaxed) {
         (StatusCode::SERVICE_UNAVAILABLE, "stopping")

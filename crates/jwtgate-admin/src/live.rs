@@ -351,6 +351,9 @@ pub struct LiveConfig {
     source: Arc<dyn ConfigSource>,
     /// The entity tags' maker for the admin key in force.
     taggers: crate::etag::Taggers,
+    /// Set once `/status` has found nothing to wait for: from then on a
+    /// provider's first keys no longer make the node `starting`.
+    settled: std::sync::atomic::AtomicBool,
 }
 
 impl LiveConfig {
@@ -395,7 +398,23 @@ impl LiveConfig {
             running,
             source,
             taggers: crate::etag::Taggers::default(),
+            settled: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Whether the node has been ready once (its first keys, blacklist and
+    /// etcd objects in): a provider added since (a reload, an admin write,
+    /// an etcd revision) is not waited for. Its tokens are new to the node
+    /// anyway, and a node out of rotation for its first fetch is every node
+    /// at once with etcd (an outside audit).
+    pub fn settled(&self) -> bool {
+        self.settled.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Marks the node as having been ready once ([`LiveConfig::settled`]).
+    pub fn settle(&self) {
+        self.settled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn path(&self) -> &Path {

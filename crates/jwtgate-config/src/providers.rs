@@ -59,6 +59,9 @@ pub(crate) fn compile(
     (directory, sources)
 }
 
+/// The longest a provider's key fetch may be given (`fetch_timeout_ms`).
+const MAX_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+
 fn positive_secs(v: Option<u64>, default: u64, loc: &str, errors: &mut Errors) -> Duration {
     let v = v.unwrap_or(default);
     if v == 0 {
@@ -140,6 +143,17 @@ fn provider(
     let fetch_timeout = Duration::from_millis(p.fetch_timeout_ms.unwrap_or(2000));
     if fetch_timeout.is_zero() {
         errors.add(&at("fetch_timeout_ms"), "must be greater than 0");
+    } else if fetch_timeout > MAX_FETCH_TIMEOUT {
+        // Unbounded, a provider's first fetch never ended: the node said
+        // `starting` for good, and each request with an unknown kid waited
+        // as long (an outside audit set u64::MAX).
+        errors.add(
+            &at("fetch_timeout_ms"),
+            format!(
+                "must be at most {} (a minute)",
+                MAX_FETCH_TIMEOUT.as_millis()
+            ),
+        );
     }
     let identity = IdentityProvider {
         index: 0,

@@ -748,6 +748,30 @@ fn listeners_that_would_take_one_address_twice_are_refused() {
 }
 
 #[test]
+fn a_key_fetch_timeout_is_bounded_to_a_minute() {
+    let config = |ms: u64| {
+        format!(
+            "listen: \"127.0.0.1:0\"\nproviders:\n  - name: idp\n    issuer: \"https://idp.example.com\"\n    \
+             jwks_uri: \"https://idp.example.com/jwks\"\n    fetch_timeout_ms: {ms}\nroutes: []\n"
+        )
+    };
+    for good in [1, 2000, 60_000] {
+        load(&config(good)).unwrap_or_else(|e| panic!("{good}: {e}"));
+    }
+    assert_eq!(
+        errors(&config(0)),
+        ["providers[0].fetch_timeout_ms: must be greater than 0"]
+    );
+    for bad in [60_001, u64::MAX] {
+        assert_eq!(
+            errors(&config(bad)),
+            ["providers[0].fetch_timeout_ms: must be at most 60000 (a minute)"],
+            "{bad}"
+        );
+    }
+}
+
+#[test]
 fn provider_urls_and_backchannel_paths_that_could_never_work_are_refused() {
     let config = |jwks_uri: &str, path: &str| {
         format!(

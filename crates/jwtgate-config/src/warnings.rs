@@ -1771,7 +1771,7 @@ mod tests {
             warnings_of_file(&text)
         };
         assert_eq!(with(30_000), Vec::<String>::new());
-        for ms in [30_001, u64::MAX] {
+        for ms in [30_001, 60_000] {
             let w = with(ms);
             assert!(
                 w.len() == 1

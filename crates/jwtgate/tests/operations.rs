@@ -268,6 +268,20 @@ fn status_is_starting_until_the_blacklist_and_first_keys_are_there() {
     assert_eq!(body["status"], "ready");
     assert_eq!(body["providers"]["slow"]["state"], "unavailable");
     assert!(body.get("waiting_for").is_none());
+    // A provider added once the node has been ready is not waited for: its
+    // first fetch took the node (every node, with etcd) out of rotation
+    // for as long as the fetch could last (an outside audit).
+    let added = node.admin(
+        "PUT",
+        "/admin/v1/providers/late",
+        Some(json!({ "issuer": "https://late.example", "jwks_uri": jwks, "fetch_timeout_ms": 60000 })),
+    );
+    assert_eq!(added.status, 201, "{}", added.text());
+    let status = node.admin("GET", "/status", None);
+    assert_eq!(status.status, 200, "{}", status.text());
+    let body = status.json();
+    assert_eq!(body["providers"]["late"]["state"], "loading", "{body}");
+    assert!(body.get("waiting_for").is_none(), "{body}");
     drop(silent);
 }
 
