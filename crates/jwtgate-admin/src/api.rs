@@ -457,9 +457,17 @@ impl AdminListener {
                         }
                         req
                     })
-                    .map_response(move |resp| {
-                        done.fetch_sub(1, Ordering::AcqRel);
-                        resp
+                    .map_response(move |resp: Response| {
+                        // In progress until its body is written out (or
+                        // the connection ends): the body owns the count.
+                        let answered = Answered(Arc::clone(&done));
+                        resp.map(|body| {
+                            use http_body_util::BodyExt;
+                            axum::body::Body::new(body.map_frame(move |frame| {
+                                let _ = &answered;
+                                frame
+                            }))
+                        })
                     }),
             );
             // The current settings: a reload serves the next handshake.
@@ -506,9 +514,23 @@ impl AdminListener {
     }
 }
 
+/// A request in progress on an admin connection, from its head read until
+/// its answer's body is written out (`Place::busy`).
+struct Answered(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Answered {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Serves `conn` until it ends; at a stop, or when its place is asked for
 /// (a full listener, [`Slots`]), it is shut down gracefully: closed at
-/// once when idle, after the answer in progress otherwise.
+/// once with no request in progress (idle, or a request head not done:
+/// hyper's graceful shutdown waited for such a head, up to its 30 s
+/// timeout, so 256 connections that each sent half a head kept `/status`
+/// from everyone — an outside audit), after the answer in progress
+/// otherwise.
 async fn until_closed<I, S, B>(
     conn: http1::Connection<I, S>,
     place: &crate::slots::Place,
@@ -523,7 +545,11 @@ async fn until_closed<I, S, B>(
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => return,
-        () = place.closing.notified() => {}
+        () = place.closing.notified() => {
+            if place.busy.load(Ordering::Acquire) == 0 {
+                return;
+            }
+        }
         _ = stop.wait_for(|s| *s) => {}
     }
     conn.as_mut().graceful_shutdown();
