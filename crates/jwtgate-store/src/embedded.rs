@@ -101,7 +101,15 @@ fn update_once<R>(
 
 pub struct EmbeddedStore {
     shared: Arc<Shared>,
+    /// The operations on blocking threads at once. redb takes one write
+    /// at a time, so more threads only wait on it: a flood of logouts
+    /// with distinct tokens held an OS thread each, a thousand and more
+    /// (an outside audit); past this many, they wait their turn here.
+    threads: Arc<tokio::sync::Semaphore>,
 }
+
+/// [`EmbeddedStore::threads`]' bound.
+const STORE_THREADS: usize = 8;
 
 struct Shared {
     file: PathBuf,
@@ -445,6 +453,7 @@ impl EmbeddedStore {
                 db: Mutex::new(Some((Arc::new(db), id))),
                 closed: std::sync::atomic::AtomicBool::new(false),
             }),
+            threads: Arc::new(tokio::sync::Semaphore::new(STORE_THREADS)),
         })
     }
 
@@ -460,9 +469,16 @@ impl EmbeddedStore {
         f: impl FnOnce(&Database) -> Result<T, redb::Error> + Send + 'static,
     ) -> Result<T, StoreError> {
         let shared = Arc::clone(&self.shared);
-        tokio::task::spawn_blocking(move || shared.run(f))
+        let turn = Arc::clone(&self.threads)
+            .acquire_owned()
             .await
-            .map_err(|e| unavailable(format!("store task failed: {e}")))?
+            .map_err(|e| unavailable(format!("store closed: {e}")))?;
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            shared.run(f)
+        })
+        .await
+        .map_err(|e| unavailable(format!("store task failed: {e}")))?
     }
 }
 
@@ -689,5 +705,42 @@ impl RevocationStore for EmbeddedStore {
                 .unwrap_or_else(PoisonError::into_inner)
                 .take(),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Many operations at once (a flood of logouts) run on at most
+    /// `STORE_THREADS` blocking threads; the others wait their turn, and
+    /// every one is done.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn operations_at_once_hold_a_bounded_number_of_threads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(EmbeddedStore::open(dir.path()).expect("open"));
+        let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let (store, now, most) = (Arc::clone(&store), Arc::clone(&now), Arc::clone(&most));
+                tokio::spawn(async move {
+                    store
+                        .blocking(move |_db| {
+                            let running = now.fetch_add(1, Ordering::SeqCst) + 1;
+                            most.fetch_max(running, Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(20));
+                            now.fetch_sub(1, Ordering::SeqCst);
+                            Ok(())
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("task").expect("operation");
+        }
+        let most = most.load(Ordering::SeqCst);
+        assert!((2..=STORE_THREADS).contains(&most), "{most} at once");
     }
 }
