@@ -367,6 +367,7 @@ impl LiveConfig {
         tls: TlsServers,
     ) -> Arc<Self> {
         let admin = loaded.config.admin.is_some();
+        let state = jwtgate_state::StateDir::new(&loaded.config.state_dir);
         let running = Running::new(
             path,
             loaded.source,
@@ -388,7 +389,8 @@ impl LiveConfig {
                 );
             }
         }
-        let source = Arc::new(FileSource::new(path, loaded.text));
+        let source = Arc::new(FileSource::new(path, loaded.text, state));
+        source.keep_protections(&running.source());
         Self::with_source(running, source)
     }
 

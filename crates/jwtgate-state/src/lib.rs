@@ -51,6 +51,12 @@ impl StateDir {
     pub fn etcd_config(&self) -> PathBuf {
         self.root.join("etcd-config.json")
     }
+
+    /// The routes and providers of the config a node ran from its file
+    /// while it held protected policies.
+    pub fn protected_policies(&self) -> PathBuf {
+        self.root.join("protected-policies.json")
+    }
 }
 
 /// `name` with every byte outside `[A-Za-z0-9._-]` escaped as `%XX`, so that

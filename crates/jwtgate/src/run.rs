@@ -98,6 +98,16 @@ pub fn run(path: &Path) -> ExitCode {
     for w in jwtgate_config::warnings(&loaded.config) {
         warn!("config: {w}");
     }
+    // A file that breaks a protection the node last served is refused as
+    // its reload was (an edit refused then must not go live at a restart).
+    if loaded.config.config_source.is_none() {
+        let state = StateDir::new(&loaded.config.state_dir);
+        if let Err(why) = jwtgate_admin::source::protected::check_start(&state, &loaded.source) {
+            error!("{}: invalid configuration", path.display());
+            error!("{why}");
+            return ExitCode::from(2);
+        }
+    }
     runtime.block_on(serve(path, loaded, signals))
 }
 

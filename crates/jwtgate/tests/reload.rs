@@ -693,6 +693,75 @@ fn a_file_edit_that_breaks_a_protection_is_rejected_as_a_whole() {
     assert_eq!(resp.status, 409, "still protected: {}", resp.text());
 }
 
+/// An edit refused at reload for breaking a protection is refused at the
+/// next start too: left in the file, it went live at a restart, without a
+/// word (an outside audit: the protected route served without a token).
+/// Lifting the protection alone is allowed, at a start as at a reload; and
+/// removing the record the message names starts from the file as it is.
+#[test]
+fn a_protection_broken_in_the_file_is_refused_at_the_next_start_too() {
+    let up = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(dir.path(), &config(&up.node(), &[], "guarded"));
+    let path = node.config_path.clone();
+    let record = dir.path().join("data/protected-policies.json");
+    assert!(record.is_file(), "kept while a policy is protected");
+    // The protected policy changed in the file, its protection left on.
+    let broken = config(&up.node(), &[], "guarded").replace(
+        "      realm: guarded\n",
+        "      realm: guarded\n      required_paths: [\"GET_/guarded/admin*\"]\n",
+    );
+    replace_by_rename(&path, &broken);
+    node.wait_log("protection.immutable", 1);
+    assert_eq!(node.stop().code(), Some(0));
+
+    let refused = run_cli(&["run", "--config", path.to_str().unwrap()], dir.path());
+    assert_eq!(refused.code(), Some(2), "{}", refused.all());
+    assert!(
+        refused.stderr.contains("protection.immutable")
+            && refused.stderr.contains("protected-policies.json"),
+        "{}",
+        refused.all()
+    );
+
+    // The protection lifted alone: the node starts, and the change is
+    // then a reload away.
+    let lifted = config(&up.node(), &[], "guarded").replace(
+        "protection: { undeletable: true, immutable: true }",
+        "protection: { undeletable: false, immutable: false }",
+    );
+    std::fs::write(&path, &lifted).unwrap();
+    let mut node = Node::start_on(&path, &[]);
+    assert_eq!(node.get("/guarded/x").status, 401);
+    assert!(!record.exists(), "nothing protected: nothing kept");
+    replace_by_rename(
+        &path,
+        &broken.replace(
+            "protection: { undeletable: true, immutable: true }",
+            "protection: { undeletable: false, immutable: false }",
+        ),
+    );
+    assert!(
+        eventually(WAIT, || node.get("/guarded/x").status == 200),
+        "{}",
+        node.logs()
+    );
+    assert_eq!(node.stop().code(), Some(0));
+
+    // Protected again, then broken while the node is down: removing the
+    // record (the way out the message gives) starts from the file.
+    std::fs::write(&path, config(&up.node(), &[], "guarded")).unwrap();
+    let mut node = Node::start_on(&path, &[]);
+    assert!(record.is_file());
+    assert_eq!(node.stop().code(), Some(0));
+    std::fs::write(&path, &broken).unwrap();
+    let refused = run_cli(&["run", "--config", path.to_str().unwrap()], dir.path());
+    assert_eq!(refused.code(), Some(2), "{}", refused.all());
+    std::fs::remove_file(&record).unwrap();
+    let node = Node::start_on(&path, &[]);
+    assert_eq!(node.get("/guarded/x").status, 200, "{}", node.logs());
+}
+
 #[test]
 fn sighup_reloads_the_file() {
     let up = Upstream::start();

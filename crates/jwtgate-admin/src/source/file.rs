@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use jwtgate_config::{to_yaml, ConfigErrors};
+use jwtgate_config::{to_yaml, ConfigErrors, RawConfig};
 use jwtgate_proxy::metrics;
 use jwtgate_state::write_private_if;
 use serde_json::{json, Value};
@@ -45,11 +45,16 @@ pub struct FileSource {
     /// cannot be read): the node runs on a config the file no longer says.
     /// Kept apart from `texts`, which a reload holds across its awaits.
     refused: std::sync::Mutex<Option<Value>>,
+    /// Where the protected policies served are kept for the next start
+    /// ([`super::protected`]), and the record last written.
+    state: jwtgate_state::StateDir,
+    kept: std::sync::Mutex<Option<Vec<u8>>>,
 }
 
 impl FileSource {
-    /// `text`: the file's text the running config was compiled from.
-    pub fn new(path: &Path, text: String) -> FileSource {
+    /// `text`: the file's text the running config was compiled from;
+    /// `state`: the node's `state_dir`.
+    pub fn new(path: &Path, text: String, state: jwtgate_state::StateDir) -> FileSource {
         FileSource {
             path: path.to_owned(),
             texts: Mutex::new(Texts {
@@ -57,6 +62,23 @@ impl FileSource {
                 seen: Some(text),
             }),
             refused: std::sync::Mutex::new(None),
+            state,
+            kept: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Keeps what the protections of `source` (now served) are checked
+    /// against at the next start; written only when it changed (a consumer
+    /// added changes nothing of it).
+    pub fn keep_protections(&self, source: &RawConfig) {
+        let record = super::protected::record(source);
+        let mut kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if kept.as_ref() != Some(&record) {
+            super::protected::keep(&self.state, &record);
+            *kept = Some(record);
         }
     }
 
@@ -105,6 +127,7 @@ impl FileSource {
         let result = match running.compile_text(&text) {
             Ok((source, config)) => match protect::check(&running.source(), &source) {
                 Ok(()) => {
+                    self.keep_protections(&source);
                     running.install(source, config);
                     Ok(())
                 }
@@ -283,6 +306,7 @@ impl FileSource {
                 errors: ConfigErrors(Vec::new()),
             });
         }
+        self.keep_protections(&e.source);
         let warnings = running.install(e.source, config);
         info!(target: "jwtgate::admin", change = %e.what, "admin change applied and written to {}", self.path.display());
         self.still_refused(running, &text);

@@ -6,6 +6,7 @@
 
 pub mod etcd;
 pub mod file;
+pub mod protected;
 
 use std::future::Future;
 use std::pin::Pin;
