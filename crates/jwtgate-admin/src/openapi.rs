@@ -139,7 +139,7 @@ fn responses(op: Op) -> Map<String, Value> {
     // A config write that is made may still warn (`jwtgate check`'s warnings).
     let warnings = json!({ "Warning": {
         "description": "one `299 jwtgate \"<location>: <text>\"` per config warning the write brings \
-                        (a setting that does nothing, a route never matched)",
+                        (a setting that does nothing, a route never matched); at most 20, the last saying how many more",
         "schema": { "type": "string" }
     } });
     let write = |schema: &str| {
