@@ -7,6 +7,9 @@ use crate::compile::valid_header_name;
 use crate::error::{child, index, Errors};
 use crate::raw::RawCors;
 
+/// The longest `max_age_seconds`.
+const MAX_AGE: u64 = 86_400;
+
 /// What a preflight allows when the route says nothing about methods.
 const DEFAULT_METHODS: &str = "GET, HEAD, PUT, PATCH, POST, DELETE";
 
@@ -67,6 +70,15 @@ pub(crate) fn compile(
             hs.join(", ")
         })
     };
+    let max_age = c.max_age_seconds.unwrap_or(600);
+    if max_age > MAX_AGE {
+        // Sent as written, u64::MAX included (an outside audit); no browser
+        // keeps a preflight that long.
+        errors.add(
+            &at("max_age_seconds"),
+            format!("must be at most {MAX_AGE} (a day: Firefox keeps a preflight that long at most, Chromium 2 hours)"),
+        );
+    }
     let headers = header_list(&c.allow_headers, "allow_headers", errors);
     let expose = header_list(&c.expose_headers, "expose_headers", errors).filter(|e| !e.is_empty());
     Some(CorsPolicy {
@@ -75,6 +87,6 @@ pub(crate) fn compile(
         headers,
         expose,
         credentials,
-        max_age: c.max_age_seconds.unwrap_or(600),
+        max_age,
     })
 }

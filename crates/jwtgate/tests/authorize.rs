@@ -765,6 +765,7 @@ routes:
     cors:
       allow_origins: ["null", "https://a.example/", "https://b.example"]
       allow_methods: [get]
+      max_age_seconds: 18446744073709551615
 "#;
     let path = dir.path().join("jwtgate.yaml");
     std::fs::write(&path, yaml).unwrap();
@@ -787,6 +788,7 @@ routes:
         "routes[1].cors.allow_origins[0]: \"null\" is not allowed",
         "routes[1].cors.allow_origins[1]: \"https://a.example/\" is not an origin",
         "routes[1].cors.allow_methods[0]: invalid method \"get\"",
+        "routes[1].cors.max_age_seconds: must be at most 86400",
     ] {
         assert!(
             out.stderr.contains(want),
