@@ -241,6 +241,16 @@ fn handler(e: &Endpoint) -> MethodRouter<AdminState> {
     }
 }
 
+/// Whether `path` holds a `%` not followed by two hex digits.
+fn broken_escape(path: &str) -> bool {
+    let b = path.as_bytes();
+    b.iter().enumerate().any(|(i, &c)| {
+        c == b'%'
+            && !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    })
+}
+
 /// The `{name}` / `{username}` path parameter, with rejections in the
 /// admin API's JSON shape.
 pub struct Name(pub String);
@@ -249,6 +259,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Name {
     type Rejection = AdminError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // A `%` that starts no escape (`/routes/a%2`): the decoder keeps it
+        // as written, and the route was created under a name the URL did
+        // not say (an outside audit). The whole path is checked: the
+        // other segments are fixed words.
+        if broken_escape(parts.uri.path()) {
+            return Err(AdminError::field(
+                "",
+                "the name in the path: a `%` that starts no escape (write `%25` for a `%`)",
+            ));
+        }
         Path::<String>::from_request_parts(parts, state)
             .await
             .map(|Path(name)| Name(name))

@@ -1546,6 +1546,27 @@ fn regression_new_names_are_plain() {
             resp.text()
         );
     }
+    // A `%` that starts no escape was taken as written: `/routes/a%2`
+    // created a route named `a%2`.
+    for path in [
+        "/admin/v1/routes/a%2",
+        "/admin/v1/routes/%",
+        "/admin/v1/routes/x%zz",
+    ] {
+        let resp = node.admin("PUT", path, Some(route.clone()));
+        assert_eq!(resp.status, 400, "{path}: {}", resp.text());
+        assert!(
+            resp.text().contains("starts no escape"),
+            "{path}: {}",
+            resp.text()
+        );
+    }
+    assert_eq!(
+        node.admin("PUT", "/admin/v1/routes/a%25b", Some(route.clone()))
+            .status,
+        201,
+        "a % written as %25 is a name's"
+    );
     let consumer = json!({"jwt": {"key": "k-1", "secret": SECRET}});
     let resp = node.admin("PUT", "/admin/v1/consumers/team%2Fbob", Some(consumer));
     assert_eq!(resp.status, 400, "{}", resp.text());
