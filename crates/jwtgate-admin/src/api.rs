@@ -478,8 +478,8 @@ impl AdminListener {
                         req
                     })
                     .map_response(move |resp: Response| {
-                        // In progress until its body is written out (or
-                        // the connection ends): the body owns the count.
+                        // In progress until its body's last frame is taken
+                        // (or the connection ends): the body owns the count.
                         let answered = Answered(Arc::clone(&done));
                         resp.map(|body| {
                             use http_body_util::BodyExt;
@@ -545,12 +545,12 @@ impl Drop for Answered {
 }
 
 /// Serves `conn` until it ends; at a stop, or when its place is asked for
-/// (a full listener, [`Slots`]), it is shut down gracefully: closed at
-/// once with no request in progress (idle, or a request head not done:
-/// hyper's graceful shutdown waited for such a head, up to its 30 s
-/// timeout, so 256 connections that each sent half a head kept `/status`
-/// from everyone — an outside audit), after the answer in progress
-/// otherwise.
+/// (a full listener, [`Slots`]), it is shut down gracefully: with no
+/// request in progress (idle, or a request head not done), within
+/// [`IDLE_CLOSE`] — hyper's graceful shutdown waited for such a head up to
+/// its 30 s timeout, so 256 connections that each sent half a head kept
+/// `/status` from everyone (an outside audit) —, after the answer in
+/// progress otherwise.
 async fn until_closed<I, S, B>(
     conn: http1::Connection<I, S>,
     place: &crate::slots::Place,
@@ -565,16 +565,24 @@ async fn until_closed<I, S, B>(
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => return,
-        () = place.closing.notified() => {
-            if place.busy.load(Ordering::Acquire) == 0 {
-                return;
-            }
-        }
+        () = place.closing.notified() => {}
         _ = stop.wait_for(|s| *s) => {}
     }
+    let idle = place.busy.load(Ordering::Acquire) == 0;
     conn.as_mut().graceful_shutdown();
+    if idle {
+        // An answer handed over may still sit in hyper's buffer: it gets a
+        // moment to be written out.
+        let _ = tokio::time::timeout(IDLE_CLOSE, conn).await;
+        return;
+    }
     let _ = conn.await;
 }
+
+/// How long a connection asked to close with no request in progress is
+/// given to write out an answer already handed over (the body's frames
+/// taken, its bytes still buffered) before it is dropped.
+const IDLE_CLOSE: Duration = Duration::from_secs(1);
 
 /// How long a client has to send a request head, on a new connection or
 /// between two requests of a kept-alive one, as on the data plane.

@@ -9,10 +9,11 @@
 //! API from everyone (an outside audit); and a peer that opens connections
 //! fast only closes its own.
 //!
-//! A connection asked to close is never cut off: it is told through
-//! [`Place::closing`], and its task shuts it down gracefully (hyper's
-//! `graceful_shutdown`: an idle one closes, a request in progress is
-//! answered whole first).
+//! A connection asked to close is told through [`Place::closing`], and its
+//! task shuts it down gracefully (hyper's `graceful_shutdown`): a request
+//! in progress is answered whole first; one with none (idle, or a head not
+//! done, which hyper would wait for) goes within a second, the time an
+//! answer already handed over has to be written out.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
