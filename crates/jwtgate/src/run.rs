@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 use jwtgate_admin::{
     AdminListener, AdminState, EtcdSource, LiveConfig, Loaded, Running, TlsServers, Trigger,
 };
-use jwtgate_config::{check_node_file, Config, ConfigErrors};
+use jwtgate_config::{check_node_file, Config, ConfigError, ConfigErrors};
 use jwtgate_keys::KeyService;
 use jwtgate_proxy::metrics::MetricsHandle;
 use jwtgate_proxy::{Gateway, Listeners, SharedGateway, TlsServer};
@@ -47,11 +47,23 @@ pub fn check(path: &Path) -> ExitCode {
 }
 
 /// Reads and compiles a node's file; with a `config_source`, it may hold
-/// only what is per node (SPEC §6).
+/// only what is per node (SPEC §6). A file that breaks a protection the
+/// node last served from it is refused as its reload was: an edit refused
+/// then must not go live at a restart (`check` says so too, when it can
+/// read the node's `state_dir`).
 fn load_node(path: &Path) -> Result<Loaded, ConfigErrors> {
     let loaded = jwtgate_admin::load(path)?;
     let mut problems = check_node_file(&loaded.source);
     problems.extend(jwtgate_admin::tls_problems(&loaded.config));
+    if loaded.config.config_source.is_none() {
+        let state = StateDir::new(&loaded.config.state_dir);
+        if let Err(why) = jwtgate_admin::source::protected::check_start(&state, &loaded.source) {
+            problems.push(ConfigError {
+                location: String::new(),
+                message: why,
+            });
+        }
+    }
     if problems.is_empty() {
         Ok(loaded)
     } else {
@@ -98,15 +110,11 @@ pub fn run(path: &Path) -> ExitCode {
     for w in jwtgate_config::warnings(&loaded.config) {
         warn!("config: {w}");
     }
-    // A file that breaks a protection the node last served is refused as
-    // its reload was (an edit refused then must not go live at a restart).
-    if loaded.config.config_source.is_none() {
+    if loaded.config.config_source.is_some() {
+        // Protections live in etcd's objects: a record a file config left
+        // would refuse a later start from a file on a policy long gone.
         let state = StateDir::new(&loaded.config.state_dir);
-        if let Err(why) = jwtgate_admin::source::protected::check_start(&state, &loaded.source) {
-            error!("{}: invalid configuration", path.display());
-            error!("{why}");
-            return ExitCode::from(2);
-        }
+        jwtgate_admin::source::protected::keep(&state, &[]);
     }
     runtime.block_on(serve(path, loaded, signals))
 }

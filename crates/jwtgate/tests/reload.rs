@@ -723,6 +723,14 @@ fn a_protection_broken_in_the_file_is_refused_at_the_next_start_too() {
         "{}",
         refused.all()
     );
+    // `check` (the unit's ExecStartPre, the package's reload) says so too.
+    let checked = run_cli(&["check", "--config", path.to_str().unwrap()], dir.path());
+    assert_eq!(checked.code(), Some(1), "{}", checked.all());
+    assert!(
+        checked.stderr.contains("protection.immutable"),
+        "{}",
+        checked.all()
+    );
 
     // The protection lifted alone: the node starts, and the change is
     // then a reload away.

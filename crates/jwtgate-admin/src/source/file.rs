@@ -77,8 +77,8 @@ impl FileSource {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if kept.as_ref() != Some(&record) {
-            super::protected::keep(&self.state, &record);
-            *kept = Some(record);
+            // Written again at the next change when it failed.
+            *kept = super::protected::keep(&self.state, &record).then_some(record);
         }
     }
 

@@ -28,25 +28,35 @@ pub fn record(source: &RawConfig) -> Vec<u8> {
 }
 
 /// Writes `record` ([`record`]) for the next start; an empty one removes
-/// what is kept.
-pub fn keep(state: &StateDir, record: &[u8]) {
+/// what is kept. Whether the record on disk is now `record`: one that could
+/// not be written is removed rather than left to check a later start
+/// against policies served before it.
+pub fn keep(state: &StateDir, record: &[u8]) -> bool {
     let path = state.protected_policies();
-    if record.is_empty() {
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                warn!(path = %path.display(), error = %e, "record of protected policies not removed")
-            }
+    let remove = || match std::fs::remove_file(&path) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => {
+            warn!(path = %path.display(), error = %e, "record of protected policies not removed");
+            false
         }
-        return;
+    };
+    if record.is_empty() {
+        return remove();
     }
-    if let Err(e) = jwtgate_state::write_private(&path, record) {
-        warn!(
-            path = %path.display(),
-            error = %e,
-            "record of protected policies not written: a restart will not check the file against them"
-        );
+    match jwtgate_state::write_private(&path, record) {
+        Ok(()) => true,
+        Err(e) => {
+            let removed = remove();
+            warn!(
+                path = %path.display(),
+                error = %e,
+                "record of protected policies not written{}: a restart will not check the file \
+                 against the protections served",
+                if removed { "" } else { " (nor the older one removed)" }
+            );
+            false
+        }
     }
 }
 
