@@ -71,7 +71,7 @@ pub fn install() -> Result<MetricsHandle, String> {
     );
     describe_counter!(
         TLS_HANDSHAKE_FAILURES,
-        "TLS handshakes that did not complete, by listener (data, admin) and reason (plain_http, protocol, closed, timeout)"
+        "TLS handshakes that did not complete, by listener (data, admin) and reason (plain_http, protocol, certificate, closed, timeout)"
     );
     describe_counter!(
         RESPONSES_CUT_OFF,
@@ -280,8 +280,9 @@ pub fn record_response_cut_off() {
 }
 
 /// Why a handshake failed, as a label: `closed` when the client went away
-/// (a port scan, a health check that only connects), else `protocol` (no
-/// shared version, cipher or ALPN protocol; plain HTTP sent to the port).
+/// (a port scan, a health check that only connects), `certificate` when it
+/// refused the certificate in an alert, else `protocol` (no shared version,
+/// cipher or ALPN protocol; bytes that are no TLS).
 pub fn handshake_failure(e: &std::io::Error) -> &'static str {
     use rustls::AlertDescription::{
         BadCertificate, CertificateExpired, CertificateRevoked, CertificateUnknown, UnknownCA,
