@@ -672,12 +672,15 @@ fn step(state: ChunkState, b: u8, lenient: bool) -> Result<ChunkState, WireError
             } else if (b == b' ' || b == b'\t') && digits > 0 {
                 // Whitespace after the size (BWS): only more of it, an
                 // extension or the end of the line may follow. `digits` past
-                // 16 marks that no digit may.
+                // 16 marks that no digit may. Counted with the line.
+                if ext_len >= MAX_CHUNK_META {
+                    return Err(WireError::Chunk("chunk size line too long"));
+                }
                 ChunkState::Size {
                     value,
                     digits: BWS,
                     in_ext,
-                    ext_len,
+                    ext_len: ext_len + 1,
                     cr,
                 }
             } else {

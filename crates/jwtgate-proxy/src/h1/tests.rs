@@ -702,6 +702,13 @@ fn leading_zeros_of_a_chunk_size_are_read_and_the_line_bounded() {
         decode_in_steps(&zeros, 4096).unwrap_err(),
         WireError::Chunk("chunk size line too long")
     );
+    let mut blanks = b"5".to_vec();
+    blanks.resize(MAX_CHUNK_META + 10, b' ');
+    blanks.extend_from_slice(b"\r\nhello\r\n0\r\n\r\n");
+    assert_eq!(
+        decode_in_steps(&blanks, 4096).unwrap_err(),
+        WireError::Chunk("chunk size line too long")
+    );
 }
 
 #[test]
