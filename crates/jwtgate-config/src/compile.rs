@@ -295,34 +295,7 @@ pub(crate) fn read_file(
 }
 
 fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::{Error, ErrorKind, Read};
-    use std::os::unix::fs::OpenOptionsExt;
-    // Non-blocking, so that opening a FIFO does not wait for a writer; it
-    // changes nothing for a regular file's reads.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
-    }
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!("larger than {MAX_FILE_BYTES} bytes"),
-        ));
-    }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    // Bounded again: a file may grow, or (procfs) say it is empty.
-    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!("larger than {MAX_FILE_BYTES} bytes"),
-        ));
-    }
-    Ok(bytes)
+    crate::read_regular_bounded(path, MAX_FILE_BYTES)
 }
 
 fn admin(a: &RawAdmin, base_dir: &Path, errors: &mut Errors) -> Option<AdminConfig> {

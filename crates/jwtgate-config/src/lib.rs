@@ -75,19 +75,42 @@ pub fn read_text_bounded(path: &Path, limit: u64) -> std::io::Result<String> {
 /// writes, the reloads after it and the shutdown behind it (an outside
 /// audit). A pipe given at start (`--config <(...)`) is read once, then.
 pub fn read_regular_text_bounded(path: &Path, limit: u64) -> std::io::Result<String> {
-    use std::io::{Error, ErrorKind};
+    String::from_utf8(read_regular_bounded(path, limit)?)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
+}
+
+/// The bytes of the regular file at `path`, at most `limit`, never
+/// waiting: a FIFO or a device is refused, opened without blocking (a
+/// FIFO's open waits for a writer; it changes nothing for a regular
+/// file's reads). The files a config names, and the config a running node
+/// reads again.
+pub fn read_regular_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            "not a regular file (a pipe or a device is read once, at start)",
-        ));
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
     }
-    read_bounded_from(file, limit)
+    let too_large = || {
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!("larger than {limit} bytes"),
+        )
+    };
+    if meta.len() > limit {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    // Bounded again: a file may grow, or (procfs) say it is empty.
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large());
+    }
+    Ok(bytes)
 }
 
 /// Reads at most `limit` bytes of UTF-8 text from `input` (standard input,

@@ -49,34 +49,20 @@ pub struct TlsServer {
 /// longer served) would be honoured for as long as its ticket lives (an
 /// outside audit; nginx ties its sessions to its certificates too).
 struct Resumption {
-    /// SHA-256 of the certificates' chains and keys, in order.
-    certificates: [u8; 32],
+    /// The certificates (chains, keys, places) it was made for.
+    certificates: Vec<CertificatePem>,
     ticketer: Arc<dyn ProducesTickets>,
     cache: Arc<ServerSessionMemoryCache>,
 }
 
 impl Resumption {
-    fn new(certificates: [u8; 32], cache_size: usize) -> Result<Resumption, String> {
+    fn new(certificates: Vec<CertificatePem>, cache_size: usize) -> Result<Resumption, String> {
         Ok(Resumption {
             certificates,
             ticketer: rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| e.to_string())?,
             cache: ServerSessionMemoryCache::new(cache_size),
         })
     }
-}
-
-/// What identifies `certificates` for [`Resumption`]: their chains and
-/// keys, each with its length, so that no two lists hash alike by
-/// shifting bytes from one to the next.
-fn fingerprint(certificates: &[CertificatePem]) -> [u8; 32] {
-    let mut all = Vec::new();
-    for c in certificates {
-        for part in [&c.cert_pem, &c.key_pem] {
-            all.extend_from_slice(&(part.len() as u64).to_be_bytes());
-            all.extend_from_slice(part);
-        }
-    }
-    jwtgate_core::jwt::sha256(&all)
 }
 
 /// The data plane's protocols. http/1.0 too, as nginx offers it: a client
@@ -116,7 +102,7 @@ impl TlsServer {
         let server = TlsServer {
             config: ArcSwap::from_pointee(placeholder()?),
             expiries: ArcSwap::from_pointee(Vec::new()),
-            resumption: Mutex::new(Resumption::new(fingerprint(&m.certificates), cache_size)?),
+            resumption: Mutex::new(Resumption::new(m.certificates.clone(), cache_size)?),
             cache_size,
             alpn,
         };
@@ -228,9 +214,8 @@ impl TlsServer {
             .resumption
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let certificates = fingerprint(&m.certificates);
-        if resumption.certificates != certificates {
-            *resumption = Resumption::new(certificates, self.cache_size)?;
+        if resumption.certificates != m.certificates {
+            *resumption = Resumption::new(m.certificates.clone(), self.cache_size)?;
         }
         match (m.session_tickets, m.session_cache) {
             (true, _) => {

@@ -289,8 +289,15 @@ impl FileSource {
             // new text is on disk, right before the rename (the window left
             // is a system call wide). A file gone is recreated.
             write_private_if(&path, &bytes, || {
-                jwtgate_config::read_regular_text_bounded(&path, jwtgate_config::MAX_CONFIG_BYTES)
-                    .map_or(true, |now| adopted.as_deref() == Some(now.as_str()))
+                // Only a file gone is recreated: one that no longer reads
+                // (a FIFO, no UTF-8) is not replaced unseen.
+                match jwtgate_config::read_regular_text_bounded(
+                    &path,
+                    jwtgate_config::MAX_CONFIG_BYTES,
+                ) {
+                    Ok(now) => adopted.as_deref() == Some(now.as_str()),
+                    Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+                }
             })
         })
         .await
