@@ -77,6 +77,16 @@ mod tests {
     use super::*;
     use axum::response::IntoResponse;
 
+    /// The `Warning` headers of `answer`, as text.
+    fn headers(answer: &axum::response::Response) -> Vec<&str> {
+        answer
+            .headers()
+            .get_all(WARNING)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect()
+    }
+
     #[test]
     fn each_warning_is_one_quoted_299_header() {
         let answer = (
@@ -87,12 +97,7 @@ mod tests {
             "body",
         )
             .into_response();
-        let got: Vec<&str> = answer
-            .headers()
-            .get_all(WARNING)
-            .iter()
-            .map(|v| v.to_str().unwrap())
-            .collect();
+        let got = headers(&answer);
         assert_eq!(
             got,
             [
@@ -115,12 +120,7 @@ mod tests {
             .map(|i| format!("routes[0].paths[{i}]: never matches"))
             .collect();
         let answer = (Warnings(many), "").into_response();
-        let got: Vec<&str> = answer
-            .headers()
-            .get_all(WARNING)
-            .iter()
-            .map(|v| v.to_str().unwrap())
-            .collect();
+        let got = headers(&answer);
         assert_eq!(got.len(), MAX_HEADERS + 1);
         assert_eq!(
             got[19],
