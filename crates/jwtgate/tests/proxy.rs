@@ -250,6 +250,44 @@ routes:
     assert_eq!(up.count(), 1, "the request did reach the upstream");
 }
 
+/// An upstream connection that answered a HEAD is not used again: an
+/// upstream that writes a body to a HEAD anyway (a classic handler bug), a
+/// moment late, would have it read as the next client's answer on the
+/// reused connection (an outside audit; bytes there before the connection
+/// is pooled, or while it waits in the pool, already close it).
+#[test]
+fn an_upstream_connection_that_answered_a_head_is_not_reused() {
+    let up = RawUpstream::start(|head| {
+        if head.starts_with(b"HEAD ") {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n".to_vec()
+        } else {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()
+        }
+    });
+    let yaml = format!(
+        "listen: \"127.0.0.1:0\"\nworkers: 1\nroutes:\n  - name: r\n    paths: [\"/*\"]\n    upstream: {{ nodes: [\"{}\"] }}\n",
+        up.addr
+    );
+    let gw = Gateway::start(&yaml);
+    assert_eq!(gw.get("/a").status, 200);
+    assert_eq!(gw.get("/b").status, 200);
+    assert_eq!(up.connections(), 1, "GETs reuse the connection");
+    let head = gw.send(&Req::new("HEAD", "/c"));
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        up.connections(),
+        1,
+        "the HEAD went on the pooled connection"
+    );
+    let after = gw.get("/d");
+    assert_eq!((after.status, after.body.as_slice()), (200, &b"ok"[..]));
+    assert_eq!(
+        up.connections(),
+        2,
+        "the connection that answered the HEAD was closed"
+    );
+}
+
 /// The read timeout holds on a pooled upstream connection as on a new one
 /// (one timer serves all of a connection's requests): a slow answer on a
 /// reused connection is 504 after the timeout, not sooner nor later, and a
