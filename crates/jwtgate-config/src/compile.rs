@@ -89,9 +89,10 @@ fn not_a_claim_header(h: &str) -> bool {
     owned_or_framing(h) || CARRIERS.contains(&folded(h).as_str())
 }
 
-/// The longest a subject cut-off may be kept: far past any token's life,
-/// and far from where a store's arithmetic on seconds overflows.
-const MAX_SUBJECT_RETENTION_SECONDS: u64 = 10 * 365 * 86_400;
+/// The longest a subject cut-off may be kept, and the longest of a
+/// provider's intervals: far past any token's life, and far from where a
+/// store's or a timer's arithmetic on seconds overflows.
+pub(crate) const TEN_YEARS_SECONDS: u64 = 10 * 365 * 86_400;
 
 pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Option<Config> {
     let listen = listen(&raw.listen, raw.config_source.is_some(), errors);
@@ -124,10 +125,10 @@ pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Op
         .unwrap_or(30 * 86_400);
     if retention == 0 {
         errors.add("store.subject_retention_seconds", "must be greater than 0");
-    } else if retention > MAX_SUBJECT_RETENTION_SECONDS {
+    } else if retention > TEN_YEARS_SECONDS {
         errors.add(
             "store.subject_retention_seconds",
-            format!("is over {MAX_SUBJECT_RETENTION_SECONDS} (ten years)"),
+            format!("is over {TEN_YEARS_SECONDS} (ten years)"),
         );
     }
     let subject_retention = Duration::from_secs(retention);

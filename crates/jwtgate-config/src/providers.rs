@@ -13,7 +13,7 @@ use jwtgate_core::jwt::{Algorithm, JwkSet};
 use jwtgate_core::path::PathPattern;
 use jwtgate_core::provider::{IdentityProvider, ProviderDirectory};
 
-use crate::compile::{read_file, resolve};
+use crate::compile::{read_file, resolve, TEN_YEARS_SECONDS};
 use crate::error::{child, index, Errors};
 use crate::model::{KeySource, ProviderSource};
 use crate::raw::RawProvider;
@@ -62,10 +62,16 @@ pub(crate) fn compile(
 /// The longest a provider's key fetch may be given (`fetch_timeout_ms`).
 const MAX_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// An interval in seconds: over 0, and at most ten years (unbounded, a
+/// `refresh_seconds` and a `max_stale_seconds` of u64::MAX overflowed the
+/// key keeper's timer and ended its task: keys never fetched again, an
+/// outside review).
 fn positive_secs(v: Option<u64>, default: u64, loc: &str, errors: &mut Errors) -> Duration {
     let v = v.unwrap_or(default);
     if v == 0 {
         errors.add(loc, "must be greater than 0");
+    } else if v > TEN_YEARS_SECONDS {
+        errors.add(loc, format!("is over {TEN_YEARS_SECONDS} (ten years)"));
     }
     Duration::from_secs(v)
 }

@@ -772,6 +772,30 @@ fn a_key_fetch_timeout_is_bounded_to_a_minute() {
 }
 
 #[test]
+fn a_providers_intervals_are_bounded_to_ten_years() {
+    let config = |key: &str, secs: u64| {
+        format!(
+            "listen: \"127.0.0.1:0\"\nproviders:\n  - name: idp\n    issuer: \"https://idp.example.com\"\n    \
+             jwks_uri: \"https://idp.example.com/jwks\"\n    {key}: {secs}\nroutes: []\n"
+        )
+    };
+    for key in [
+        "refresh_seconds",
+        "kid_miss_interval_seconds",
+        "max_stale_seconds",
+    ] {
+        load(&config(key, 315_360_000)).unwrap_or_else(|e| panic!("{key}: {e}"));
+        for bad in [315_360_001, u64::MAX] {
+            assert_eq!(
+                errors(&config(key, bad)),
+                [format!("providers[0].{key}: is over 315360000 (ten years)")],
+                "{key}: {bad}"
+            );
+        }
+    }
+}
+
+#[test]
 fn provider_urls_and_backchannel_paths_that_could_never_work_are_refused() {
     let config = |jwks_uri: &str, path: &str| {
         format!(

@@ -398,7 +398,10 @@ impl Keeper {
                 }
             };
             if scheduled || result.is_err() {
-                due = tokio::time::Instant::now() + wait;
+                // The config bounds the intervals; a wait past what a
+                // timer holds is "not before a long time" all the same.
+                let now = tokio::time::Instant::now();
+                due = now.checked_add(wait).unwrap_or(now + FAR_OFF);
             }
             scheduled = tokio::select! {
                 _ = tokio::time::sleep_until(due) => true,
@@ -683,6 +686,10 @@ impl Keeper {
         !self.is_static()
     }
 }
+
+/// The longest a background refresh is put off (ten years, the config's
+/// bound on a provider's intervals).
+const FAR_OFF: Duration = Duration::from_secs(10 * 365 * 86_400);
 
 /// A provider failing for changing reasons logs at most this often.
 const REASON_LOG_INTERVAL: Duration = Duration::from_secs(60);
