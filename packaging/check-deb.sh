@@ -7,8 +7,13 @@
 #      files land where the unit expects them, that `systemd-analyze verify`
 #      accepts the unit, that the unit's own commands work as its user on the
 #      default config (check, then run: the embedded store opens in the
-#      StateDirectory and a request gets its 401), and that a purge removes
-#      it all.
+#      StateDirectory and a request gets its 401);
+#   4. boots that root with its own systemd (systemd-nspawn --boot) and
+#      checks the service as the unit runs it: an admin write, a reload,
+#      upgrades (restarted onto the new version when it loads the config,
+#      left serving when it does not; a dpkg-statoverride kept), a stop;
+#   5. purges it (all gone but the user), and installs it again beside a
+#      jwtgate group made beforehand.
 # Needs root (chroot) and debootstrap (installed with apt-get when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -188,6 +193,35 @@ inside systemctl reload jwtgate || { journal; fail "systemctl reload failed"; }
 sleep 1
 [[ $(inside systemctl show -p NRestarts --value jwtgate) == 0 && $(inside systemctl is-active jwtgate) == active ]] \
   || { journal; fail "the service restarted or stopped under systemd"; }
+main_pid() { inside systemctl show -p MainPID --value jwtgate; }
+serving() {
+  [[ $(inside systemctl is-active jwtgate) == active ]] || return 1
+  [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/anything" || true) == 401 ]]
+}
+echo "== an upgrade restarts the node onto the new version when it loads the config"
+cp "$deb" "$root/root/jwtgate.deb"   # the booted root has /tmp of its own
+before=$(main_pid)
+inside dpkg -i --force-confold /root/jwtgate.deb >/dev/null || { journal; fail "the upgrade failed"; }
+after=$(main_pid)
+[[ $after != "$before" && $after != 0 ]] || { journal; fail "the upgrade did not restart the node ($before, $after)"; }
+serving || { journal; fail "the node does not serve after the upgrade"; }
+echo "== ... and leaves it serving when the new version refuses the config"
+in_root sed -i 's/^listen:/lissten:/' /etc/jwtgate/jwtgate.yaml
+said=$(inside dpkg -i --force-confold /root/jwtgate.deb 2>&1) || { echo "$said" >&2; fail "the upgrade failed"; }
+grep -q 'the running node keeps serving' <<<"$said" \
+  || { echo "$said" >&2; fail "the upgrade did not say it left the node running"; }
+inside journalctl -u jwtgate --no-pager | grep -q 'lissten: unknown key' \
+  || { journal; fail "the journal does not say why the upgrade left the node running"; }
+[[ $(main_pid) == "$after" ]] || { journal; fail "the upgrade restarted a node whose config the new version refuses"; }
+serving || { journal; fail "the node stopped serving at an upgrade it could not restart"; }
+in_root sed -i 's/^lissten:/listen:/' /etc/jwtgate/jwtgate.yaml
+echo "== an operator's mode on /etc/jwtgate (dpkg-statoverride) survives an upgrade"
+inside dpkg-statoverride --update --add root jwtgate 0750 /etc/jwtgate
+inside dpkg -i --force-confold /root/jwtgate.deb >/dev/null || { journal; fail "the upgrade failed"; }
+[[ $(in_root stat -c '%U:%G %a' /etc/jwtgate) == "root:jwtgate 750" ]] \
+  || fail "the upgrade reset /etc/jwtgate over a statoverride: $(in_root stat -c '%U:%G %a' /etc/jwtgate)"
+inside dpkg-statoverride --remove /etc/jwtgate
+inside chmod 0770 /etc/jwtgate
 inside systemctl stop jwtgate || { journal; fail "systemctl stop failed"; }
 [[ $(inside systemctl show -p Result --value jwtgate) == success ]] \
   || { journal; fail "the service did not stop cleanly"; }
@@ -203,4 +237,12 @@ in_root test ! -e /var/lib/jwtgate || fail "the state stayed after purge"
 # Debian keeps system users on purge: what the operator left in
 # /etc/jwtgate keeps a named group.
 in_root getent passwd jwtgate >/dev/null || fail "the user went with the purge"
+
+echo "== a jwtgate group made beforehand is taken as the user's"
+in_root userdel jwtgate
+in_root sh -c 'getent group jwtgate >/dev/null && groupdel jwtgate || true'
+in_root groupadd --system jwtgate
+in_root dpkg -i /tmp/jwtgate.deb || fail "the install failed beside an existing jwtgate group"
+[[ $(in_root id -gn jwtgate) == jwtgate ]] || fail "the user's group is $(in_root id -gn jwtgate)"
+in_root dpkg --purge jwtgate
 echo "check-deb: ok ($deb)"
