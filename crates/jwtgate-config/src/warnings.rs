@@ -89,6 +89,7 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
     backchannel_paths(&config.raw, &mut found);
     names(config, &mut found);
     unused_consumers(&config.raw, &mut found);
+    public_keys_as_secrets(&config.raw, &mut found);
     anonymous_with_credentials(&config.raw, &mut found);
     default_ports(&config.raw, &mut found);
     let now = std::time::SystemTime::now()
@@ -380,6 +381,32 @@ fn unused_consumers(raw: &RawConfig, found: &mut Found) {
                     "is absent, and no route names {:?} as its anonymous_consumer nor does \
                      any provider have a consumer_claim: no request can run as this consumer",
                     c.username
+                ),
+            );
+        }
+    }
+}
+
+/// An HS* consumer whose secret is a public key (PEM, or a JWK): the
+/// RS-to-HS confusion set up in the config, as it happens when a key meant
+/// for RS256 is pasted as the secret. Whoever holds the public key (it is
+/// public) signs tokens for that consumer (an outside audit).
+fn public_keys_as_secrets(raw: &RawConfig, found: &mut Found) {
+    for (i, c) in raw.consumers.iter().enumerate() {
+        let Some(secret) = c.jwt.as_ref().and_then(|j| j.secret.as_deref()) else {
+            continue;
+        };
+        let secret = secret.trim_start();
+        let pem = secret.starts_with("-----BEGIN");
+        let jwk = secret.starts_with('{') && secret.contains("\"kty\"");
+        if pem || jwk {
+            found.warn(
+                format!("consumers[{i}].jwt.secret"),
+                format!(
+                    "is a {}: an HMAC secret anyone holding that key can sign with (it is \
+                     public); for a key pair, give the public key as public_key with an \
+                     RS*/PS*/ES*/EdDSA algorithm",
+                    if pem { "PEM document" } else { "JWK" }
                 ),
             );
         }
@@ -1104,6 +1131,33 @@ mod tests {
             "{w:?}"
         );
         assert!(with(120).is_empty());
+    }
+
+    /// An outside audit: an HS256 consumer whose secret was a public key's
+    /// PEM passed `check` and the admin API silently.
+    #[test]
+    fn a_public_key_given_as_a_secret_is_warned_about() {
+        let with_secret = |secret: &str| {
+            let text = format!(
+                "listen: \"127.0.0.1:0\"\nconsumers:\n  - username: alice\n    jwt:\n      key: alice\n      \
+                 secret: {secret}\nroutes: []\n"
+            );
+            warnings_of_file(&text)
+        };
+        let pem = with_secret(
+            "\"-----BEGIN PUBLIC KEY-----\\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\\n-----END PUBLIC KEY-----\\n\"",
+        );
+        assert_eq!(pem.len(), 1, "{pem:?}");
+        assert!(
+            pem[0].starts_with(
+                "consumers[0].jwt.secret: is a PEM document: an HMAC secret anyone holding"
+            ),
+            "{pem:?}"
+        );
+        let jwk = with_secret(r#"'{"kty":"RSA","n":"0vx7","e":"AQAB"}'"#);
+        assert_eq!(jwk.len(), 1, "{jwk:?}");
+        assert!(jwk[0].contains("is a JWK"), "{jwk:?}");
+        assert!(with_secret("a-long-random-secret-of-sufficient-length-0123").is_empty());
     }
 
     /// An outside audit: a key with `é` worked with curl and never in the

@@ -383,10 +383,10 @@ fn a4_es512() {
         b64(A4_TOKEN.split('.').nth(1).expect("a payload")),
         b"Payload"
     );
-    assert_eq!(
+    assert!(matches!(
         Token::parse(A4_TOKEN).map(|_| ()),
-        Err(TokenError::NotJsonObject(Segment::Payload))
-    );
+        Err(TokenError::NotJson(Segment::Payload, _))
+    ));
     let (_, signature) = split_compact(A4_TOKEN);
     // Raw r || s, 2 × 66 octets.
     assert_eq!(signature.len(), 132);

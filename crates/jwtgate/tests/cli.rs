@@ -733,6 +733,49 @@ fn assert_no_secret(out: &Output) {
     );
 }
 
+/// A token that repeats a member name is read with the last of each (RFC
+/// 7515 §5.2); explain says it repeats them, where its pretty-printed
+/// header and payload could show only one (an outside audit:
+/// `{"alg":"none","alg":"HS256"}` showed as plain HS256).
+#[test]
+fn token_explain_says_which_member_names_a_token_repeats() {
+    let up = Upstream::start();
+    let (_dir, config) = config_dir(&gateway_config(&up));
+    let input = format!(
+        "{}.{}",
+        b64(br#"{"alg":"none","typ":"JWT","alg":"HS256"}"#),
+        b64(format!(
+            r#"{{"key":"nobody","exp":{},"key":"user123"}}"#,
+            now() + 600
+        )
+        .as_bytes())
+    );
+    let key = jwtgate_core::jwt::SigningKey::from_secret(
+        jwtgate_core::jwt::Algorithm::HS256,
+        SECRET.as_bytes(),
+    )
+    .unwrap();
+    let token = format!("{input}.{}", b64(&key.sign(input.as_bytes()).unwrap()));
+    let out = explain(&token, &["--config", &config, "--route", "main"]);
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "the last of each is read:\n{}",
+        out.all()
+    );
+    for part in ["header names \"alg\"", "payload names \"key\""] {
+        assert!(
+            out.stdout
+                .contains(&format!("repeated:   the {part} more than once")),
+            "{part}:\n{}",
+            out.all()
+        );
+    }
+    let plain = sign_hs("HS256", SECRET, claims_for("user123"));
+    let out = explain(&plain, &["--config", &config, "--route", "main"]);
+    assert!(!out.stdout.contains("repeated:"), "{}", out.all());
+}
+
 #[test]
 fn token_explain_exit_codes() {
     let up = Upstream::start();

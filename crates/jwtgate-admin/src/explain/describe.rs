@@ -17,6 +17,23 @@ pub(super) fn step(
         Step::Parsed(t) => {
             say("header", pretty(t.header()));
             say("payload", pretty(t.claims()));
+            let (in_header, in_payload) = t.repeated_members();
+            for (part, names) in [("header", in_header), ("payload", in_payload)] {
+                if !names.is_empty() {
+                    say(
+                        "repeated",
+                        format!(
+                            "the {part} names {} more than once: the last of each is the one read \
+                             (RFC 7515 §5.2), and shown above",
+                            names
+                                .iter()
+                                .map(|n| format!("{n:?}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    );
+                }
+            }
             for (name, label) in [("exp", "exp"), ("nbf", "nbf"), ("iat", "iat")] {
                 if let Some(Value::Number(n)) = t.claims().get(name) {
                     if let Some(at) = n.as_i64() {

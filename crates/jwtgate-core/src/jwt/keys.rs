@@ -22,8 +22,10 @@ pub enum KeyError {
     Pem(String),
     #[error("PEM block is {0:?}; expected \"PUBLIC KEY\" (or \"RSA PUBLIC KEY\" for RS*/PS*)")]
     PemTag(String),
-    #[error("the key is not a valid {0} public key (wrong key type, curve, or an RSA key under 2048 bits)")]
+    #[error("the key is not a valid {0} public key (wrong key type or curve, or an RSA key under 2048 bits or whose exponent is not an odd number of at least 3)")]
     Rejected(Algorithm),
+    #[error("the PEM text holds {0} blocks: a credential has one key (give another key its own consumer)")]
+    PemBlocks(usize),
     #[error("an Ed25519 key of small order: it would verify forged signatures")]
     SmallOrder,
     #[error("an RSASSA-PSS key (id-RSASSA-PSS) cannot check RS* (PKCS#1 v1.5) signatures: give the key as a plain RSA public key (rsaEncryption), or use PS*")]
@@ -68,6 +70,12 @@ impl VerifyKey {
     /// asymmetric algorithm, or `RSA PUBLIC KEY` (PKCS#1) for RS*/PS*.
     pub fn from_public_pem(alg: Algorithm, pem_text: &str) -> Result<Self, KeyError> {
         let block = pem::parse(pem_text.trim()).map_err(|e| KeyError::Pem(pem_problem(&e)))?;
+        // A second key after the first was ignored, silently: tokens signed
+        // with it were refused as forged (an outside audit).
+        let blocks = pem::parse_many(pem_text.trim()).map_or(1, |b| b.len());
+        if blocks > 1 {
+            return Err(KeyError::PemBlocks(blocks));
+        }
         match block.tag() {
             "PUBLIC KEY" => {}
             "RSA PUBLIC KEY" if alg.is_rsa() => {}

@@ -104,6 +104,13 @@ fn key_material_is_pinned_to_its_algorithm() {
     }
     assert!(VerifyKey::from_public_pem(Algorithm::PS256, &read("rsa.pub")).is_ok());
     assert!(VerifyKey::from_secret(Algorithm::HS256, b"").is_err());
+    // A second key after the first is refused, not ignored (tokens signed
+    // with it were refused as forged, with nothing said; an outside audit).
+    let two = format!("{}{}", read("ec-p256.pub"), read("ec-p256.pub"));
+    assert_eq!(
+        VerifyKey::from_public_pem(Algorithm::ES256, &two).unwrap_err(),
+        KeyError::PemBlocks(2)
+    );
 }
 
 /// An Ed25519 public key of small order verifies R = identity, S = 0 over
@@ -214,6 +221,36 @@ fn token_parsing_is_strict() {
     for (raw, want) in cases {
         assert_eq!(Token::parse(&raw).unwrap_err(), want, "{raw:.40}");
     }
+}
+
+/// JSON the parser does not read is said as such, with the limit met, not
+/// as "not a JSON object" (an outside audit: 127 nested arrays, a number
+/// past f64, a lone surrogate).
+#[test]
+fn json_past_the_parsers_limits_is_named() {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let header = b64(r#"{"alg":"HS256"}"#);
+    let deep = format!(r#"{{"a":{}{}}}"#, "[".repeat(200), "]".repeat(200));
+    for (payload, reason) in [
+        (deep.as_str(), "recursion limit exceeded"),
+        (r#"{"exp":1e400}"#, "number out of range"),
+        (r#"{"sub":"\udc00"}"#, "surrogate"),
+        (r#"{"sub":"x"} trailing"#, "trailing characters"),
+    ] {
+        let raw = format!("{header}.{}.", b64(payload));
+        match Token::parse(&raw).unwrap_err() {
+            TokenError::NotJson(token::Segment::Payload, why) => {
+                assert!(why.contains(reason), "{payload:.30}: {why}");
+            }
+            other => panic!("{payload:.30}: {other:?}"),
+        }
+    }
+    // JSON, but not an object: said as before.
+    assert_eq!(
+        Token::parse(&format!("{header}.{}.", b64("[1]"))).unwrap_err(),
+        TokenError::NotJsonObject(token::Segment::Payload)
+    );
 }
 
 #[test]

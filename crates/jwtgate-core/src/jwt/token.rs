@@ -23,6 +23,10 @@ pub enum TokenError {
     Base64(Segment),
     #[error("{0} segment is not a JSON object")]
     NotJsonObject(Segment),
+    /// Not JSON as this parser reads it: the reason names the limit met
+    /// (nesting deeper than 128, a number past f64, a lone surrogate).
+    #[error("{0} segment is not JSON this gateway reads: {1}")]
+    NotJson(Segment, String),
     #[error("header has no \"alg\" string")]
     MissingAlg,
 }
@@ -116,10 +120,52 @@ impl<'a> Token<'a> {
         &self.signature
     }
 
+    /// The member names the header and the payload each repeat. The last
+    /// of each is the one read (RFC 7515 §5.2, RFC 7519 §4, as PyJWT
+    /// does); `token explain` says so. Decodes again: not for the request
+    /// path.
+    pub fn repeated_members(&self) -> (Vec<String>, Vec<String>) {
+        let mut segments = self.raw.split('.');
+        let repeated = |segment: Option<&str>| {
+            URL_SAFE_NO_PAD
+                .decode(segment.unwrap_or_default())
+                .map(|json| repeated_names(&json))
+                .unwrap_or_default()
+        };
+        (repeated(segments.next()), repeated(segments.next()))
+    }
+
     /// The payload, keeping nothing else.
     pub fn into_claims(self) -> Map<String, Value> {
         self.claims
     }
+}
+
+/// The top-level member names a JSON object text repeats, each once.
+fn repeated_names(json: &[u8]) -> Vec<String> {
+    struct Names;
+    impl<'de> serde::de::Visitor<'de> for Names {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Vec<String>, A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            let mut repeated = Vec::new();
+            while let Some(name) = map.next_key::<String>()? {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                if !seen.insert(name.clone()) && !repeated.contains(&name) {
+                    repeated.push(name);
+                }
+            }
+            Ok(repeated)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(json);
+    serde::Deserializer::deserialize_map(&mut de, Names).unwrap_or_default()
 }
 
 fn decode_object(segment: &str, which: Segment) -> Result<Map<String, Value>, TokenError> {
@@ -128,6 +174,8 @@ fn decode_object(segment: &str, which: Segment) -> Result<Map<String, Value>, To
         .map_err(|_| TokenError::Base64(which))?;
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(map)) => Ok(map),
-        _ => Err(TokenError::NotJsonObject(which)),
+        Ok(_) => Err(TokenError::NotJsonObject(which)),
+        // serde_json's reasons name a position and a rule, never the text.
+        Err(e) => Err(TokenError::NotJson(which, e.to_string())),
     }
 }

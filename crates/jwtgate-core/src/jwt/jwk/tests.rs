@@ -236,7 +236,7 @@ fn unusable_keys_are_skipped_with_a_reason() {
     let reasons: Vec<&str> = keys.skipped().iter().map(|s| s.reason.as_str()).collect();
     let invalid = |kind: &str, alg: &str| {
         format!(
-            "not a valid {kind} key: the key is not a valid {alg} public key (wrong key type, curve, or an RSA key under 2048 bits)"
+            "not a valid {kind} key: the key is not a valid {alg} public key (wrong key type or curve, or an RSA key under 2048 bits or whose exponent is not an odd number of at least 3)"
         )
     };
     assert_eq!(
