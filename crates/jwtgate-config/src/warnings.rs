@@ -396,16 +396,20 @@ fn public_keys_as_secrets(raw: &RawConfig, found: &mut Found) {
         let Some(secret) = c.jwt.as_ref().and_then(|j| j.secret.as_deref()) else {
             continue;
         };
-        let secret = secret.trim_start();
-        let pem = secret.starts_with("-----BEGIN");
-        let jwk = secret.starts_with('{') && secret.contains("\"kty\"");
+        let pem = secret.trim_start().starts_with("-----BEGIN");
+        // An asymmetric JWK (an `oct` one is a secret, if not in this form).
+        let jwk = serde_json::from_str::<serde_json::Value>(secret).is_ok_and(|v| {
+            v.get("kty")
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|kty| kty != "oct")
+        });
         if pem || jwk {
             found.warn(
                 format!("consumers[{i}].jwt.secret"),
                 format!(
-                    "is a {}: an HMAC secret anyone holding that key can sign with (it is \
-                     public); for a key pair, give the public key as public_key with an \
-                     RS*/PS*/ES*/EdDSA algorithm",
+                    "is a {}: an HMAC secret whoever holds that key can sign with (a public key \
+                     is, by design, public); for a key pair, give the public key as public_key \
+                     with an RS*/PS*/ES*/EdDSA algorithm",
                     if pem { "PEM document" } else { "JWK" }
                 ),
             );
@@ -1150,13 +1154,14 @@ mod tests {
         assert_eq!(pem.len(), 1, "{pem:?}");
         assert!(
             pem[0].starts_with(
-                "consumers[0].jwt.secret: is a PEM document: an HMAC secret anyone holding"
+                "consumers[0].jwt.secret: is a PEM document: an HMAC secret whoever holds"
             ),
             "{pem:?}"
         );
         let jwk = with_secret(r#"'{"kty":"RSA","n":"0vx7","e":"AQAB"}'"#);
         assert_eq!(jwk.len(), 1, "{jwk:?}");
         assert!(jwk[0].contains("is a JWK"), "{jwk:?}");
+        assert!(with_secret(r#"'{"kty":"oct","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQ"}'"#).is_empty());
         assert!(with_secret("a-long-random-secret-of-sufficient-length-0123").is_empty());
     }
 

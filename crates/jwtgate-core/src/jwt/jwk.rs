@@ -440,9 +440,14 @@ fn parse_key(entry: &Value, allowed: &[Algorithm]) -> Result<Jwk, String> {
         other => return Err(format!("kty {other:?} is not supported")),
     };
     if let KeyKind::Rsa { bits } = kind {
-        if bits < 2048 {
+        if bits < *crate::jwt::keys::RSA_BITS.start() {
             return Err(format!(
                 "RSA key of {bits} bits; at least 2048 are required"
+            ));
+        }
+        if bits > *crate::jwt::keys::RSA_BITS.end() {
+            return Err(format!(
+                "RSA key of {bits} bits; at most 8192 are supported (no signature it makes verifies)"
             ));
         }
     }

@@ -22,7 +22,7 @@ pub enum KeyError {
     Pem(String),
     #[error("PEM block is {0:?}; expected \"PUBLIC KEY\" (or \"RSA PUBLIC KEY\" for RS*/PS*)")]
     PemTag(String),
-    #[error("the key is not a valid {0} public key (wrong key type or curve, or an RSA key under 2048 bits or whose exponent is not an odd number of at least 3)")]
+    #[error("the key is not a valid {0} public key (wrong key type or curve, or an RSA key outside 2048 to 8192 bits or whose exponent is not an odd number of at least 3)")]
     Rejected(Algorithm),
     #[error("the PEM text holds {0} blocks: a credential has one key (give another key its own consumer)")]
     PemBlocks(usize),
@@ -94,8 +94,9 @@ impl VerifyKey {
             return Err(KeyError::PssOnly);
         }
         // aws-lc-rs checks the RSA modulus size only when verifying; refuse a
-        // short key now, at load, instead of failing every request later.
-        if alg.is_rsa() && rsa_modulus_bits(der).is_none_or(|bits| bits < 2048) {
+        // key outside 2048..=8192 bits now, at load, instead of failing
+        // every request later.
+        if alg.is_rsa() && rsa_modulus_bits(der).is_none_or(|bits| !RSA_BITS.contains(&bits)) {
             return Err(KeyError::Rejected(alg));
         }
         if alg == Algorithm::EdDSA {
@@ -275,6 +276,9 @@ fn spki_algorithm(der: &[u8]) -> Option<&[u8]> {
     let (tag3, oid, _) = crate::der::tlv(algorithm).filter(|_| tag2 == 0x30)?;
     (tag3 == 0x06).then_some(oid)
 }
+
+/// The RSA modulus sizes aws-lc-rs verifies with (`RSA_*_2048_8192_*`).
+pub(crate) const RSA_BITS: std::ops::RangeInclusive<usize> = 2048..=8192;
 
 /// The modulus size of an RSA public key in SPKI or PKCS#1 DER.
 pub(crate) fn rsa_modulus_bits(der: &[u8]) -> Option<usize> {

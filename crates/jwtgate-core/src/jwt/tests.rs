@@ -104,6 +104,20 @@ fn key_material_is_pinned_to_its_algorithm() {
     }
     assert!(VerifyKey::from_public_pem(Algorithm::PS256, &read("rsa.pub")).is_ok());
     assert!(VerifyKey::from_secret(Algorithm::HS256, b"").is_err());
+    // Over 8192 bits, aws-lc-rs verifies no signature: refused at load
+    // (PKCS#1: SEQUENCE { INTEGER n of 8200 bits, INTEGER 65537 }).
+    let mut n = vec![0x00, 0x80];
+    n.resize(1 + 1025, 0x01);
+    let mut body = vec![0x02, 0x82, 0x04, 0x02];
+    body.extend(&n);
+    body.extend([0x02, 0x03, 0x01, 0x00, 0x01]);
+    let mut der = vec![0x30, 0x82];
+    der.extend(u16::try_from(body.len()).unwrap().to_be_bytes());
+    der.extend(body);
+    assert_eq!(
+        VerifyKey::from_public_der(Algorithm::RS256, &der).unwrap_err(),
+        KeyError::Rejected(Algorithm::RS256)
+    );
     // A second key after the first is refused, not ignored (tokens signed
     // with it were refused as forged, with nothing said; an outside audit).
     let two = format!("{}{}", read("ec-p256.pub"), read("ec-p256.pub"));

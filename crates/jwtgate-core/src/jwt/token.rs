@@ -25,7 +25,7 @@ pub enum TokenError {
     NotJsonObject(Segment),
     /// Not JSON as this parser reads it: the reason names the limit met
     /// (nesting deeper than 128, a number past f64, a lone surrogate).
-    #[error("{0} segment is not JSON this gateway reads: {1}")]
+    #[error("{0} segment is not JSON (or JSON past this parser's limits): {1}")]
     NotJson(Segment, String),
     #[error("header has no \"alg\" string")]
     MissingAlg,

@@ -223,6 +223,8 @@ fn unusable_keys_are_skipped_with_a_reason() {
         ed448,
         k256,
         jwk("rsa1024"),
+        // 8200 bits: aws-lc-rs verifies nothing past 8192.
+        json!({"kty": "RSA", "kid": "huge", "e": "AQAB", "n": format!("w{}", "A".repeat(1366))}),
         off_curve,
         json!("a string"),
         json!({"kty": 5}),
@@ -236,7 +238,7 @@ fn unusable_keys_are_skipped_with_a_reason() {
     let reasons: Vec<&str> = keys.skipped().iter().map(|s| s.reason.as_str()).collect();
     let invalid = |kind: &str, alg: &str| {
         format!(
-            "not a valid {kind} key: the key is not a valid {alg} public key (wrong key type or curve, or an RSA key under 2048 bits or whose exponent is not an odd number of at least 3)"
+            "not a valid {kind} key: the key is not a valid {alg} public key (wrong key type or curve, or an RSA key outside 2048 to 8192 bits or whose exponent is not an odd number of at least 3)"
         )
     };
     assert_eq!(
@@ -253,6 +255,7 @@ fn unusable_keys_are_skipped_with_a_reason() {
             "OKP curve \"Ed448\" is not supported",
             "EC curve \"secp256k1\" is not supported",
             "RSA key of 1024 bits; at least 2048 are required",
+            "RSA key of 8200 bits; at most 8192 are supported (no signature it makes verifies)",
             &invalid("EC P-256", "ES256"),
             "not a JSON object",
             "no kty",
