@@ -92,7 +92,7 @@ fn not_a_claim_header(h: &str) -> bool {
 /// The longest a subject cut-off may be kept, and the longest of a
 /// provider's intervals: far past any token's life, and far from where a
 /// store's or a timer's arithmetic on seconds overflows.
-pub(crate) const TEN_YEARS_SECONDS: u64 = 10 * 365 * 86_400;
+pub const TEN_YEARS_SECONDS: u64 = 10 * 365 * 86_400;
 
 pub(crate) fn config(raw: RawConfig, base_dir: &Path, errors: &mut Errors) -> Option<Config> {
     let listen = listen(&raw.listen, raw.config_source.is_some(), errors);

@@ -687,9 +687,9 @@ impl Keeper {
     }
 }
 
-/// The longest a background refresh is put off (ten years, the config's
-/// bound on a provider's intervals).
-const FAR_OFF: Duration = Duration::from_secs(10 * 365 * 86_400);
+/// The longest a background refresh is put off: the config's bound on a
+/// provider's intervals.
+const FAR_OFF: Duration = Duration::from_secs(jwtgate_config::TEN_YEARS_SECONDS);
 
 /// A provider failing for changing reasons logs at most this often.
 const REASON_LOG_INTERVAL: Duration = Duration::from_secs(60);
