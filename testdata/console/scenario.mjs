@@ -89,8 +89,12 @@ context.setDefaultNavigationTimeout(60_000);
 const page = await context.newPage();
 
 const problems = [];
+// Set while the scenario itself cuts the API off (the browser then logs
+// the failed load).
+let cutOff = false;
 page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
 page.on('console', (m) => {
+  if (cutOff && /Failed to load resource: net::ERR_FAILED/.test(m.text())) return;
   if (m.type() === 'error' && !/Failed to load resource: the server responded with a status of (400|401|404|409|412)/.test(m.text())) {
     problems.push(`console error: ${m.text()}`);
   }
@@ -133,8 +137,15 @@ const text = (sel) => page.locator(sel).first().innerText();
 // Moves to a page and waits until it is shown: the body rendered for this
 // hash, not the page before it, which may hold the same elements (two route
 // policies are both a form.policy).
-async function go(hash, ready) {
+// `leave`: the page holds unsaved edits, and the console asks before it
+// drops them; the answer is to leave.
+async function go(hash, ready, { leave = false } = {}) {
   await page.evaluate((h) => { location.hash = h; }, hash);
+  if (leave) {
+    const ask = page.locator('dialog.confirm', { hasText: 'Leave without saving?' });
+    await ask.waitFor();
+    await ask.locator('button[data-choice="confirm"]').click();
+  }
   await page.locator(`#page > .page-body[data-hash=${JSON.stringify(hash)}]`).waitFor();
   await page.locator(ready).first().waitFor();
 }
@@ -156,6 +167,13 @@ async function scenario() {
   await page.locator('#key').waitFor();
   check(await page.evaluate(() => document.activeElement && document.activeElement.id) === 'key',
     'the key field has the focus on arrival');
+  // The focus ring stands out from the white panel: 3:1 at least (WCAG
+  // 1.4.11; an outside audit measured the amber one at 1.9:1).
+  const ring = await page.evaluate(() => getComputedStyle(document.activeElement).outlineColor);
+  const [r, g, b] = ring.match(/\d+/g).map(Number).map((c) => c / 255)
+    .map((c) => (c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4));
+  const ringContrast = 1.05 / (0.2126 * r + 0.7152 * g + 0.0722 * b + 0.05);
+  check(ringContrast >= 3, 'the focus ring has at least 3:1 contrast against white', `${ring}: ${ringContrast.toFixed(2)}:1`);
   await page.keyboard.type('not-the-admin-key');
   await page.keyboard.press('Enter');
   await page.locator('#key-error').waitFor();
@@ -287,6 +305,7 @@ async function scenario() {
   await screenshot('immutable-409');
   await page.locator('input[data-flag=immutable]').uncheck();
   await page.locator('.protection .status.ok').waitFor();
+  check(await page.locator('.conflict').count() === 0, 'the 409 shown for the protection just lifted goes with it');
   policy = await adminGet('/admin/v1/routes/guarded/jwt');
   check(policy.protection.immutable === false && policy.protection.undeletable === true && policy.required_paths === undefined,
     'unticking lifts protection.immutable alone, in a change of its own');
@@ -325,9 +344,20 @@ async function scenario() {
   check(JSON.stringify((await adminGet('/admin/v1/routes/api/jwt')).not_required_paths) === JSON.stringify(theirs),
     'the other admin\'s change stays');
   await screenshot('stale-page-refused');
+  // What was typed is not saved: leaving asks first (an outside audit lost
+  // typed rules at a click on another section). Staying keeps them.
+  const typed = await notRequired.inputValue();
+  await page.click('#nav a[data-section="consumers"]');
+  const leaveAsk = page.locator('dialog.confirm', { hasText: 'Leave without saving?' });
+  await leaveAsk.waitFor();
+  await screenshot('leave-unsaved');
+  await page.keyboard.press('Escape');
+  await leaveAsk.waitFor({ state: 'detached' });
+  check(await page.evaluate(() => location.hash) === '#/routes/api' && (await notRequired.inputValue()) === typed,
+    'declining to leave keeps the page and what was typed');
   // Read again (the page opened anew; a browser reload would also restart
   // the outcomes counted below).
-  await go('#/routes', 'a[href="#/routes/api"]');
+  await go('#/routes', 'a[href="#/routes/api"]', { leave: true });
   await go('#/routes/api', 'form.policy');
   check((await notRequired.inputValue()) === theirs.join('\n'), 'read again: the page shows the other admin\'s change');
   await notRequired.fill(seen.not_required_paths.join('\n'));
@@ -369,7 +399,19 @@ async function scenario() {
 
   // --- Consumers: the secret never shown, "***" round-trips. ----------------
   step = 'consumers';
-  await go('#/consumers', '.cards [data-consumer="alice"]');
+  // A slow answer: the page being left is inert, and "Loading" says why
+  // (an outside audit saw the old page stay live, unmarked, for 6 s).
+  await page.route('**/admin/v1/consumers', async (r) => {
+    await new Promise((done) => setTimeout(done, 1500));
+    await r.continue();
+  });
+  await page.evaluate(() => { location.hash = '#/consumers'; });
+  await page.locator('#loading').waitFor();
+  check(await page.evaluate(() => document.getElementById('page').inert), 'while a page loads slowly, Loading shows and the page being left is inert');
+  await page.locator('#page > .page-body[data-hash="#/consumers"] .cards [data-consumer="alice"]').waitFor();
+  check(await page.locator('#loading').isHidden() && !(await page.evaluate(() => document.getElementById('page').inert)),
+    'once the page is shown, it is live and Loading is gone');
+  await page.unroute('**/admin/v1/consumers');
   await screenshot('consumers');
   await page.click('a[href="#/consumers/alice"]');
   const secret = page.getByLabel('New secret (leave empty to keep the stored one)');
@@ -396,7 +438,7 @@ async function scenario() {
   await screenshot('consumer-located-error');
   // A consumer without a credential (an anonymous consumer, or one a
   // provider's consumer_claim names): the credential's fields go away.
-  await go('#/consumers', '.cards [data-consumer="alice"]');
+  await go('#/consumers', '.cards [data-consumer="alice"]', { leave: true });
   await go('#/consumers/+new', '#page form');
   await page.getByLabel('Username').fill('guest');
   await page.getByLabel('Signs its own tokens (a JWT credential)').uncheck();
@@ -406,6 +448,7 @@ async function scenario() {
   // and the warning the create brought stays above it (it was cleared by
   // the move, found by an outside audit).
   await page.getByRole('heading', { name: 'Consumer guest' }).waitFor();
+  check(/Consumer guest created/.test(await text('#page .page-body .status.ok')), 'the new consumer\'s page says it was created');
   const createdWarning = await page.locator('#warnings').innerText();
   check(await page.locator('#warnings').isVisible() && /consumers\[\d+\]\.jwt: is absent/.test(createdWarning),
     'the warning a create brought is shown above the new consumer\'s page', createdWarning);
@@ -467,6 +510,18 @@ async function scenario() {
 
   // --- Providers. ----------------------------------------------------------
   step = 'providers';
+  // The refused "alice" form holds what was typed: left, as asked.
+  await go('#/routes', '.cards [data-route="api"]', { leave: true });
+  // A gateway that does not answer is said so, plainly.
+  cutOff = true;
+  await page.route('**/admin/v1/providers', (r) => r.abort());
+  await page.evaluate(() => { location.hash = '#/providers'; });
+  const noAnswer = page.locator('#page > .page-body[data-hash="#/providers"] .status.bad');
+  await noAnswer.waitFor();
+  check(/^The gateway did not answer/.test(await noAnswer.innerText()), 'an API that does not answer is said so', await noAnswer.innerText());
+  await page.unroute('**/admin/v1/providers');
+  await go('#/routes', '.cards [data-route="api"]');
+  cutOff = false;
   await go('#/providers', '.cards [data-provider="corp"]');
   check(/ok, 1 key/.test(await text('[data-provider="corp"]')), 'the provider is listed with its key state');
   await screenshot('providers');
@@ -491,6 +546,7 @@ async function scenario() {
   }
   check(JSON.stringify(corp.audiences) === '["orders-api","billing-api"]' && corp.jwks_file && JSON.stringify(corp.algorithms) === '["ES256"]',
     'a provider edit keeps the fields it did not touch', JSON.stringify(corp));
+  await page.locator('button:has-text("Save provider"):not([disabled])').waitFor();
   await screenshot('provider-edit');
   // A provider made in the console holds what was typed, and only that.
   await go('#/providers/+new', '#page form');
@@ -506,6 +562,8 @@ async function scenario() {
     await page.waitForTimeout(100);
     made = await adminGet('/admin/v1/providers/made').catch(() => null);
   }
+  await page.locator('#page > .page-body[data-hash="#/providers/made"]').waitFor();
+  check(/Provider made created/.test(await text('#page .page-body .status.ok')), 'the new provider\'s page says it was created');
   check(made && made.issuer === 'https://made.example/realm' && made.jwks_file === corp.jwks_file
     && !made.discovery && !made.jwks_uri && JSON.stringify(made.algorithms) === '["ES256"]'
     && JSON.stringify(made.audiences) === '["My API","urn:a,b"]',

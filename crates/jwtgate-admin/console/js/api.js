@@ -125,5 +125,7 @@ export const seg = (name) => encodeURIComponent(name);
  * that the warnings the write brought stay above the new page.
  */
 export const keepWarnings = { once: false };
+/** A line for the next page to show once (`Consumer bob created.`). */
+export const notice = { once: '' };
 
 export const get = (path) => api('GET', path);

@@ -2,7 +2,8 @@
 // (#/routes, #/routes/orders, ...). The key is never part of a URL: the
 // hash names only pages. Pages render into #page from the admin API.
 
-import { api, ApiError, keepWarnings, session, signedOut, written } from './api.js';
+import { api, ApiError, keepWarnings, notice, session, signedOut, written } from './api.js';
+import { confirmChoice } from './dialog.js';
 import { clear, h, visible } from './dom.js';
 import * as routes from './routes.js';
 import * as policy from './policy.js';
@@ -28,8 +29,29 @@ const keyError = $('key-error');
 const app = $('app');
 const page = $('page');
 const warnings = $('warnings');
+const loading = $('loading');
 let cleanup = null;
 let generation = 0;
+// The hash of the page shown (or being shown).
+let shownHash = '';
+
+// Unsaved edits: each edit form's fields (form[data-edit]) as last shown
+// or saved; leaving the page while they differ asks first (an outside
+// audit: typed path rules vanished at a click on another section).
+const savedFields = new WeakMap();
+const fieldsOf = (form) => JSON.stringify([...form.elements]
+  .map((e) => (e.type === 'checkbox' || e.type === 'radio' ? e.checked : e.value)));
+function markSaved(form) {
+  savedFields.set(form, fieldsOf(form));
+}
+function unsaved() {
+  return [...page.querySelectorAll('form[data-edit]')]
+    .some((f) => savedFields.has(f) && savedFields.get(f) !== fieldsOf(f));
+}
+// A form says it saved with a `console:saved` event.
+page.addEventListener('console:saved', (e) => {
+  if (e.target instanceof HTMLFormElement) markSaved(e.target);
+});
 
 function parseHash() {
   const m = /^#\/([a-z]+)(?:\/(.+))?$/.exec(location.hash);
@@ -54,6 +76,7 @@ async function render({ focus = true } = {}) {
     return;
   }
   const mine = ++generation;
+  shownHash = location.hash;
   if (keepWarnings.once) keepWarnings.once = false;
   else showWarnings([]);
   if (cleanup) cleanup();
@@ -68,6 +91,10 @@ async function render({ focus = true } = {}) {
   // data-hash names the page a body shows, so a reader (or a test) can tell
   // the new page from the one it replaces: both may hold the same elements.
   const next = h('div', { class: 'page-body', 'aria-busy': 'true', 'data-hash': location.hash });
+  // The page being left cannot be used while the next one loads, and a
+  // slow answer says so (a 6 s answer left the old page live, unmarked).
+  page.inert = true;
+  const slow = setTimeout(() => { if (mine === generation) loading.hidden = false; }, 300);
   try {
     const fn = where.item && section.item ? section.item : section.list;
     const done = await fn(next, where.item);
@@ -78,12 +105,29 @@ async function render({ focus = true } = {}) {
     if (typeof done === 'function') cleanup = done;
   } catch (e) {
     if (mine !== generation) return;
+    let said = String(e);
+    if (e instanceof ApiError) {
+      said = e.status ? `The gateway answered ${e.status}: ${e.message}` : `The gateway did not answer (is it running, and reachable from this browser?)`;
+    }
     next.replaceChildren(h('h1', { class: 'page-title', tabIndex: -1 }, section.title),
-      h('p', { class: 'status bad', role: 'alert' }, e instanceof ApiError ? `The gateway answered: ${e.message} (${e.status || 'no answer'})` : String(e)));
+      h('p', { class: 'status bad', role: 'alert' }, said));
+  } finally {
+    clearTimeout(slow);
+    if (mine === generation) {
+      loading.hidden = true;
+      page.inert = false;
+    }
   }
   next.removeAttribute('aria-busy');
   page.replaceChildren(next);
+  for (const form of page.querySelectorAll('form[data-edit]')) markSaved(form);
   const title = page.querySelector('.page-title');
+  if (notice.once) {
+    const line = h('p', { class: 'status ok', role: 'status' }, notice.once);
+    notice.once = '';
+    if (title) title.after(line);
+    else next.prepend(line);
+  }
   if (focus && title) title.focus();
 }
 
@@ -171,7 +215,30 @@ signedOut.addEventListener('signed-out', () => {
   showSignIn('The gateway no longer accepts this key (401). Sign in again.');
 });
 
-window.addEventListener('hashchange', () => render());
+let leaving = false;
+window.addEventListener('hashchange', async () => {
+  if (location.hash === shownHash && !leaving) return; // put back below
+  if (!leaving && shownHash && parseHash() && unsaved()) {
+    const target = location.hash;
+    history.replaceState(null, '', shownHash);
+    const leave = await confirmChoice({
+      title: 'Leave without saving?',
+      body: [h('p', {}, 'This page has changes that are not saved. They are lost if you leave it.')],
+      confirm: 'Leave without saving',
+      cancel: 'Stay on this page',
+      danger: true,
+    });
+    if (!leave) return;
+    leaving = true;
+    location.hash = target;
+    return;
+  }
+  leaving = false;
+  render();
+});
+window.addEventListener('beforeunload', (e) => {
+  if (unsaved()) e.preventDefault();
+});
 document.addEventListener('console:reload', () => render({ focus: false }));
 
 if (session.key()) showApp();

@@ -2,7 +2,7 @@
 // it as "***", and a form left with an empty secret field sends "***"
 // back, which keeps the stored secret (the API's GET-edit-PUT round trip).
 
-import { api, get, keepWarnings, seg } from './api.js';
+import { api, get, keepWarnings, notice, seg } from './api.js';
 import { checkbox, code, h, heading, statusLine, uid } from './dom.js';
 import { deleteSection } from './dialog.js';
 import { FieldErrors, textField } from './fields.js';
@@ -120,6 +120,7 @@ export async function editPage(page, username) {
   const save = h('button', { type: 'submit', class: 'primary' }, creating ? 'Create consumer' : 'Save consumer');
   const form = h('form', {
     class: 'panel',
+    'data-edit': true,
     noValidate: true,
     on: {
       submit: async (e) => {
@@ -138,9 +139,11 @@ export async function editPage(page, username) {
           await api('PUT', `/admin/v1/consumers/${seg(c.username)}`, c, undefined,
             creating ? { 'If-None-Match': '*' } : {});
           secret.input.value = '';
+          e.target.dispatchEvent(new Event('console:saved', { bubbles: true }));
           status.say(creating ? `Consumer ${c.username} created.` : 'Saved.', 'ok');
           if (creating) {
             keepWarnings.once = true;
+            notice.once = `Consumer ${c.username} created.`;
             location.hash = `#/consumers/${seg(c.username)}`;
           }
         } catch (err) {

@@ -125,7 +125,7 @@ class PolicyEditor {
     this.save = h('button', { type: 'submit', class: 'primary' }, 'Save policy');
     const discard = h('button', { type: 'button', class: 'secondary', on: { click: () => this.reset() } }, 'Discard changes');
 
-    const form = h('form', { class: 'policy', noValidate: true, on: { submit: (e) => { e.preventDefault(); this.submit(); } } },
+    const form = h('form', { class: 'policy', 'data-edit': true, noValidate: true, on: { submit: (e) => { e.preventDefault(); this.submit(e.target); } } },
       this.frozen,
       h('section', { class: 'panel' },
         h('h2', {}, 'Who needs a token'),
@@ -234,7 +234,7 @@ class PolicyEditor {
     return patch;
   }
 
-  async submit() {
+  async submit(form) {
     this.errors.clear();
     this.conflict.replaceChildren();
     const patch = this.patch();
@@ -252,6 +252,7 @@ class PolicyEditor {
     try {
       this.server = await api('PATCH', `/admin/v1/routes/${seg(this.name)}/jwt`, patch);
       this.reset();
+      form.dispatchEvent(new Event('console:saved', { bubbles: true }));
       this.status.say(`Saved. ${MODES[modeOf(this.server)].name} is live for new requests.`, 'ok');
     } catch (e) {
       this.status.say('Not saved.', 'bad');
@@ -275,6 +276,9 @@ class PolicyEditor {
         const saved = await api('PATCH', `/admin/v1/routes/${seg(this.name)}/jwt`, { protection: next });
         this.server = { ...this.server, protection: saved.protection };
         this.render();
+        // A refusal shown for the protection just changed is history now.
+        this.conflict.replaceChildren();
+        if (this.dangerSlot) this.dangerSlot.replaceChildren();
         const words = protectionWords(saved.protection);
         status.say(`Protection saved: ${words.length ? `the policy ${words.join(' and its ')}` : 'none'}.`, 'ok');
       } catch (e) {
@@ -298,6 +302,7 @@ class PolicyEditor {
 
   dangerPanel() {
     const slot = h('div', { class: 'conflict-slot' });
+    this.dangerSlot = slot;
     const status = statusLine();
     const remove = h('button', {
       type: 'button',

@@ -3,7 +3,7 @@
 // A provider holds no secret. Fields the form does not show are kept as
 // they are (the body starts from what GET returned).
 
-import { api, get, keepWarnings, seg } from './api.js';
+import { api, get, keepWarnings, notice, seg } from './api.js';
 import { code, h, heading, statusLine, uid } from './dom.js';
 import { deleteSection } from './dialog.js';
 import { FieldErrors, textField } from './fields.js';
@@ -138,6 +138,7 @@ export async function editPage(page, name) {
   const save = h('button', { type: 'submit', class: 'primary' }, creating ? 'Create provider' : 'Save provider');
   const form = h('form', {
     class: 'panel',
+    'data-edit': true,
     noValidate: true,
     on: {
       submit: async (e) => {
@@ -155,9 +156,11 @@ export async function editPage(page, name) {
           // gateway answers 412, located at the name, if there is one.
           await api('PUT', `/admin/v1/providers/${seg(p.name)}`, p, undefined,
             creating ? { 'If-None-Match': '*' } : {});
+          e.target.dispatchEvent(new Event('console:saved', { bubbles: true }));
           status.say(creating ? `Provider ${p.name} created.` : 'Saved.', 'ok');
           if (creating) {
             keepWarnings.once = true;
+            notice.once = `Provider ${p.name} created.`;
             location.hash = `#/providers/${seg(p.name)}`;
           }
         } catch (err) {
