@@ -609,6 +609,33 @@ async function scenario() {
   await screenshot('phone-outcomes');
   await page.setViewportSize({ width: 1280, height: 800 });
 
+  // --- A key the gateway stops taking, mid-edit. ----------------------------
+  step = 'key rotated';
+  await go('#/consumers/alice', '#page form');
+  // The gateway stops taking the key mid-edit (its admin.api_key was
+  // rotated: a 401, played here): sign in again, and the page comes back
+  // as it was, the edit kept (an outside audit lost a half-made consumer).
+  await page.getByLabel('Custom ID (optional)').fill('crm-9');
+  await page.route('**/admin/v1/consumers/alice', (r) => (r.request().method() === 'PUT'
+    ? r.fulfill({ status: 401, contentType: 'application/json', body: '{"message":"Invalid API key"}' })
+    : r.continue()));
+  await page.click('button:has-text("Save consumer")');
+  await page.locator('#sign-in-form').waitFor();
+  check(/no longer accepts this key/.test(await text('#key-error')) && /kept/.test(await text('#key-error')),
+    'a 401 mid-edit asks for the key again, and says the page is kept', await text('#key-error'));
+  await page.unroute('**/admin/v1/consumers/alice');
+  await page.locator('#key').fill('a-mistyped-key');
+  await page.keyboard.press('Enter');
+  await page.locator('#key-error', { hasText: 'Wrong admin key' }).waitFor();
+  await page.locator('#key').fill(args.key);
+  await page.keyboard.press('Enter');
+  await page.locator('#app:not([hidden])').waitFor();
+  check(await page.getByLabel('Custom ID (optional)').inputValue() === 'crm-9',
+    'signed in again (after a mistyped key), the page is back with the edit kept');
+  await page.click('button:has-text("Save consumer")');
+  await page.locator('form .status.ok', { hasText: 'Saved' }).waitFor();
+  check((await adminGet('/admin/v1/consumers/alice')).custom_id === 'crm-9', 'and it saves');
+
   // --- Where the key went, and sign-out. ------------------------------------
   step = 'key hygiene';
   const keyed = requests.filter((r) => r.headers['x-api-key'] === args.key);

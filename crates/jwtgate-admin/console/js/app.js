@@ -150,13 +150,21 @@ function showWarnings(said) {
 
 written.addEventListener('written', (e) => showWarnings(e.detail));
 
-function showSignIn(message) {
+// The page left for a sign-in the gateway asked for (its key changed)
+// while it held unsaved edits: shown again, as it was, after the sign-in
+// (an outside audit lost a half-made consumer, secret included).
+let keptHash = '';
+
+function showSignIn(message, { keep = false } = {}) {
   generation += 1;
-  if (cleanup) cleanup();
-  cleanup = null;
+  // Kept through a mistyped key too, until a sign-in or a sign-out.
+  if (keep) keptHash = unsaved() ? shownHash : '';
+  if (cleanup && !keptHash) cleanup();
+  if (!keptHash) cleanup = null;
   outcomes.stop();
   showWarnings([]);
-  clear(page);
+  if (keptHash) message += ' What this page holds, not saved yet, is kept until then.';
+  else clear(page);
   app.hidden = true;
   $('sign-out').hidden = true;
   signIn.hidden = false;
@@ -173,6 +181,15 @@ function showApp() {
   app.hidden = false;
   $('sign-out').hidden = false;
   outcomes.start();
+  const resume = keptHash && location.hash === keptHash;
+  keptHash = '';
+  if (resume) {
+    const title = page.querySelector('.page-title');
+    const line = h('p', { class: 'status info', role: 'status' }, 'Signed in again: your changes on this page are still here, not saved yet.');
+    if (title) title.after(line);
+    if (title) title.focus();
+    return;
+  }
   if (!parseHash()) location.replace('#/routes');
   render();
 }
@@ -205,6 +222,7 @@ $('sign-in-form').addEventListener('submit', async (e) => {
 });
 
 $('sign-out').addEventListener('click', () => {
+  keptHash = '';
   session.clear();
   showSignIn('');
   history.replaceState(null, '', location.pathname);
@@ -212,7 +230,7 @@ $('sign-out').addEventListener('click', () => {
 
 signedOut.addEventListener('signed-out', () => {
   session.clear();
-  showSignIn('The gateway no longer accepts this key (401). Sign in again.');
+  showSignIn('The gateway no longer accepts this key (401). Sign in again.', { keep: true });
 });
 
 let leaving = false;
