@@ -169,7 +169,11 @@ async function scenario() {
     'the key field has the focus on arrival');
   // The focus ring stands out from the white panel: 3:1 at least (WCAG
   // 1.4.11; an outside audit measured the amber one at 1.9:1).
-  const ring = await page.evaluate(() => getComputedStyle(document.activeElement).outlineColor);
+  const [ring, ringStyle, ringWidth] = await page.evaluate(() => {
+    const s = getComputedStyle(document.activeElement);
+    return [s.outlineColor, s.outlineStyle, parseFloat(s.outlineWidth)];
+  });
+  check(ringStyle !== 'none' && ringWidth >= 2, 'the focused field draws a focus ring', `${ringStyle} ${ringWidth}px`);
   const [r, g, b] = ring.match(/\d+/g).map(Number).map((c) => c / 255)
     .map((c) => (c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4));
   const ringContrast = 1.05 / (0.2126 * r + 0.7152 * g + 0.0722 * b + 0.05);
@@ -635,6 +639,23 @@ async function scenario() {
   await page.click('button:has-text("Save consumer")');
   await page.locator('form .status.ok', { hasText: 'Saved' }).waitFor();
   check((await adminGet('/admin/v1/consumers/alice')).custom_id === 'crm-9', 'and it saves');
+  // Edits left on purpose stay left: a 401 while the next page loads
+  // brings that page after the sign-in, not the one left (a review).
+  await page.getByLabel('Custom ID (optional)').fill('crm-10');
+  await page.route('**/admin/v1/routes', (r) => r.fulfill({ status: 401, contentType: 'application/json', body: '{"message":"Invalid API key"}' }));
+  await page.click('#nav a[data-section="routes"]');
+  const leaveIt = page.locator('dialog.confirm', { hasText: 'Leave without saving?' });
+  await leaveIt.waitFor();
+  await leaveIt.locator('button[data-choice="confirm"]').click();
+  await page.locator('#sign-in-form').waitFor();
+  check(!/kept/.test(await text('#key-error')), 'a page left on purpose is not kept through the sign-in', await text('#key-error'));
+  await page.unroute('**/admin/v1/routes');
+  await page.locator('#key').fill(args.key);
+  await page.keyboard.press('Enter');
+  await page.locator('#page > .page-body[data-hash="#/routes"] .cards [data-route="api"]').waitFor();
+  check(!(await page.evaluate(() => document.getElementById('page').inert)) && await page.locator('#loading').isHidden()
+    && /^Routes/.test(await page.title()), 'signed in again, the page chosen is shown, live', await page.title());
+  check((await adminGet('/admin/v1/consumers/alice')).custom_id === 'crm-9', 'the edit left was not saved');
 
   // --- Where the key went, and sign-out. ------------------------------------
   step = 'key hygiene';

@@ -40,18 +40,24 @@ let shownHash = '';
 // audit: typed path rules vanished at a click on another section).
 const savedFields = new WeakMap();
 const fieldsOf = (form) => JSON.stringify([...form.elements]
+  .filter((e) => e.matches('input, select, textarea'))
   .map((e) => (e.type === 'checkbox' || e.type === 'radio' ? e.checked : e.value)));
 function markSaved(form) {
   savedFields.set(form, fieldsOf(form));
 }
+const editForms = () => page.querySelectorAll('form[data-edit]');
+// Only the page shown counts: one being left (its successor loading) does
+// not (a review: a 401 meanwhile brought the page left back).
 function unsaved() {
-  return [...page.querySelectorAll('form[data-edit]')]
-    .some((f) => savedFields.has(f) && savedFields.get(f) !== fieldsOf(f));
+  if (!page.firstChild || page.firstChild.dataset.hash !== shownHash) return false;
+  return [...editForms()].some((f) => savedFields.has(f) && savedFields.get(f) !== fieldsOf(f));
 }
-// A form says it saved with a `console:saved` event.
+// A form says it saved with a `console:saved` event; a page whose object
+// is gone (deleted) drops its edits with `console:discard`.
 page.addEventListener('console:saved', (e) => {
   if (e.target instanceof HTMLFormElement) markSaved(e.target);
 });
+document.addEventListener('console:discard', () => editForms().forEach(markSaved));
 
 function parseHash() {
   const m = /^#\/([a-z]+)(?:\/(.+))?$/.exec(location.hash);
@@ -107,7 +113,9 @@ async function render({ focus = true } = {}) {
     if (mine !== generation) return;
     let said = String(e);
     if (e instanceof ApiError) {
-      said = e.status ? `The gateway answered ${e.status}: ${e.message}` : `The gateway did not answer (is it running, and reachable from this browser?)`;
+      if (!e.status) said = 'The gateway did not answer (is it running, and reachable from this browser?)';
+      else if (e.message === `HTTP ${e.status}`) said = `The gateway answered ${e.status}.`;
+      else said = `The gateway answered ${e.status}: ${e.message}`;
     }
     next.replaceChildren(h('h1', { class: 'page-title', tabIndex: -1 }, section.title),
       h('p', { class: 'status bad', role: 'alert' }, said));
@@ -154,11 +162,16 @@ written.addEventListener('written', (e) => showWarnings(e.detail));
 // while it held unsaved edits: shown again, as it was, after the sign-in
 // (an outside audit lost a half-made consumer, secret included).
 let keptHash = '';
+let keptTitle = '';
 
 function showSignIn(message, { keep = false } = {}) {
   generation += 1;
+  // A render cut short leaves nothing behind.
+  page.inert = false;
+  loading.hidden = true;
   // Kept through a mistyped key too, until a sign-in or a sign-out.
   if (keep) keptHash = unsaved() ? shownHash : '';
+  if (keptHash) keptTitle = document.title;
   if (cleanup && !keptHash) cleanup();
   if (!keptHash) cleanup = null;
   outcomes.stop();
@@ -184,8 +197,10 @@ function showApp() {
   const resume = keptHash && location.hash === keptHash;
   keptHash = '';
   if (resume) {
+    document.title = keptTitle;
     const title = page.querySelector('.page-title');
-    const line = h('p', { class: 'status info', role: 'status' }, 'Signed in again: your changes on this page are still here, not saved yet.');
+    for (const old of page.querySelectorAll('.resume-note')) old.remove();
+    const line = h('p', { class: 'status info resume-note', role: 'status' }, 'Signed in again: your changes on this page are still here, not saved yet.');
     if (title) title.after(line);
     if (title) title.focus();
     return;
@@ -233,25 +248,49 @@ signedOut.addEventListener('signed-out', () => {
   showSignIn('The gateway no longer accepts this key (401). Sign in again.', { keep: true });
 });
 
-let leaving = false;
+// Asks before unsaved edits are dropped; one question at a time. Leaving
+// forgets the edits, then goes to `target`.
+let asking = false;
+async function mayLeave() {
+  const leave = await confirmChoice({
+    title: 'Leave without saving?',
+    body: [h('p', {}, 'This page has changes that are not saved. They are lost if you leave it.')],
+    confirm: 'Leave without saving',
+    cancel: 'Stay on this page',
+    danger: true,
+  });
+  if (leave) editForms().forEach(markSaved);
+  return leave;
+}
+
+// A click on a link to another page asks before the hash changes, so the
+// browser's history stays as it was when the answer is to stay.
+document.addEventListener('click', async (e) => {
+  const a = e.target instanceof Element && e.target.closest('a[href^="#/"]');
+  if (!a || e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+  if (a.getAttribute('href') === location.hash || !unsaved()) return;
+  e.preventDefault();
+  if (asking) return;
+  asking = true;
+  const leave = await mayLeave();
+  asking = false;
+  if (leave) location.hash = a.getAttribute('href');
+});
+
+// Back, forward, or a hash set by script: the hash has changed already; it
+// is put back while the question is open (the entry then names this page).
 window.addEventListener('hashchange', async () => {
-  if (location.hash === shownHash && !leaving) return; // put back below
-  if (!leaving && shownHash && parseHash() && unsaved()) {
+  if (location.hash === shownHash) return;
+  if (shownHash && parseHash() && unsaved()) {
     const target = location.hash;
     history.replaceState(null, '', shownHash);
-    const leave = await confirmChoice({
-      title: 'Leave without saving?',
-      body: [h('p', {}, 'This page has changes that are not saved. They are lost if you leave it.')],
-      confirm: 'Leave without saving',
-      cancel: 'Stay on this page',
-      danger: true,
-    });
-    if (!leave) return;
-    leaving = true;
-    location.hash = target;
+    if (asking) return;
+    asking = true;
+    const leave = await mayLeave();
+    asking = false;
+    if (leave) location.hash = target;
     return;
   }
-  leaving = false;
   render();
 });
 window.addEventListener('beforeunload', (e) => {

@@ -30,6 +30,8 @@ export function confirmChoice({ title, body, confirm, cancel = 'Cancel', danger 
       e.preventDefault();
       done(false);
     });
+    // Closed any other way: declined, and the promise settles.
+    dialog.addEventListener('close', () => done(false));
     document.body.append(dialog);
     dialog.showModal();
     no.focus();
@@ -54,6 +56,8 @@ export function deleteSection(kind, name, path, back) {
         if (!ok) return;
         try {
           await api('DELETE', path);
+          // The object is gone: its form's edits go with it.
+          document.dispatchEvent(new Event('console:discard'));
           if (location.hash === back) reload();
           else location.hash = back;
         } catch (e) {

@@ -276,9 +276,9 @@ class PolicyEditor {
         const saved = await api('PATCH', `/admin/v1/routes/${seg(this.name)}/jwt`, { protection: next });
         this.server = { ...this.server, protection: saved.protection };
         this.render();
-        // A refusal shown for the protection just changed is history now.
-        this.conflict.replaceChildren();
-        if (this.dangerSlot) this.dangerSlot.replaceChildren();
+        // A refusal shown for a protection just lifted is history now.
+        if (!saved.protection || !saved.protection.immutable) this.conflict.replaceChildren();
+        if (this.dangerSlot && !(saved.protection && saved.protection.undeletable)) this.dangerSlot.replaceChildren();
         const words = protectionWords(saved.protection);
         status.say(`Protection saved: ${words.length ? `the policy ${words.join(' and its ')}` : 'none'}.`, 'ok');
       } catch (e) {
