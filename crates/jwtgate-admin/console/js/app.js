@@ -280,7 +280,8 @@ document.addEventListener('click', async (e) => {
 // Back, forward, or a hash set by script: the hash has changed already; it
 // is put back while the question is open (the entry then names this page).
 window.addEventListener('hashchange', async () => {
-  if (location.hash === shownHash) return;
+  // Signed out (a page kept behind the sign-in): nothing to ask or show.
+  if (!session.key() || location.hash === shownHash) return;
   if (shownHash && parseHash() && unsaved()) {
     const target = location.hash;
     history.replaceState(null, '', shownHash);
