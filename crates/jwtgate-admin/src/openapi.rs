@@ -341,6 +341,7 @@ fn schemas() -> Value {
                         "allow_credentials": boolean, "max_age_seconds": int
                     }
                 },
+                "websocket": { "type": "boolean", "description": "pass WebSocket handshakes (GET with Upgrade: websocket) to the upstream and tunnel the connection once it answers 101; default false" },
                 "jwt": schema_ref("Jwt")
             }
         },

@@ -956,6 +956,23 @@ pub(crate) fn route(
         .cors
         .as_ref()
         .and_then(|c| crate::cors::compile(c, methods.as_deref(), &child(loc, "cors"), errors));
+    let websocket = r.websocket == Some(true);
+    if websocket && matches!(upstream, Some(Upstream::Echo)) {
+        errors.add(
+            &child(loc, "websocket"),
+            "needs upstream nodes: the echo upstream speaks no WebSocket",
+        );
+    }
+    if websocket
+        && methods
+            .as_ref()
+            .is_some_and(|m| !m.iter().any(|m| m == "GET"))
+    {
+        errors.add(
+            &child(loc, "websocket"),
+            "needs GET among the route's methods: a WebSocket opens with a GET",
+        );
+    }
     Some(Route {
         name: r.name.clone(),
         paths,
@@ -963,6 +980,7 @@ pub(crate) fn route(
         hosts,
         upstream: upstream?,
         cors,
+        websocket,
         jwt: jwt.map(Arc::new),
     })
 }

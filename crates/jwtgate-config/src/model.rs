@@ -177,6 +177,10 @@ pub struct Route {
     /// Browser calls from other origins (SPEC §3.9); `None`: a preflight is
     /// an ordinary request.
     pub cors: Option<CorsPolicy>,
+    /// WebSocket handshakes are passed to the upstream, and the connection
+    /// becomes a tunnel once it agrees (`101`); `false`: the `Upgrade`
+    /// header is dropped as any hop-by-hop header.
+    pub websocket: bool,
     pub jwt: Option<Arc<JwtPolicy>>,
 }
 

@@ -159,6 +159,8 @@ pub struct RawRoute {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cors: Option<RawCors>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub websocket: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt: Option<RawJwt>,
 }
 

@@ -218,6 +218,7 @@ pub(crate) fn route(mut r: Obj<'_>, errors: &mut Errors) -> RawRoute {
         c.finish(errors);
         raw
     });
+    let websocket = r.bool("websocket", errors);
     let jwt = r.child_obj("jwt", errors).map(|j| jwt(j, errors));
     r.finish(errors);
     RawRoute {
@@ -227,6 +228,7 @@ pub(crate) fn route(mut r: Obj<'_>, errors: &mut Errors) -> RawRoute {
         hosts,
         upstream,
         cors,
+        websocket,
         jwt,
     }
 }

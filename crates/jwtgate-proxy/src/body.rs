@@ -19,7 +19,7 @@ use http_body_util::Full;
 
 use crate::h1::PassedHeaders;
 use crate::recycle;
-use crate::upstream::UpstreamBody;
+use crate::upstream::{Upgraded, UpstreamBody};
 
 /// A body that broke half way (the upstream closed early, sent a malformed
 /// chunk, or stalled): the client's response is cut off.
@@ -42,6 +42,9 @@ enum Kind {
     /// `Full`. Only bodies that did not arrive with their head pay for the
     /// allocation.
     Upstream(Box<UpstreamBody>),
+    /// A `101` to a WebSocket handshake: no body, but the upstream
+    /// connection, for the client side to join to the client's.
+    Tunnel(Box<Upgraded>),
 }
 
 impl GatewayBody {
@@ -60,6 +63,25 @@ impl GatewayBody {
         GatewayBody {
             kind: Kind::Upstream(body),
             passed: None,
+        }
+    }
+
+    pub(crate) fn tunnel(upgraded: Box<Upgraded>) -> Self {
+        GatewayBody {
+            kind: Kind::Tunnel(upgraded),
+            passed: None,
+        }
+    }
+
+    /// The upstream connection of a `101`, taken out; the body is empty
+    /// from then on.
+    pub(crate) fn take_tunnel(&mut self) -> Option<Box<Upgraded>> {
+        match std::mem::replace(&mut self.kind, Kind::Full(Full::new(Bytes::new()))) {
+            Kind::Tunnel(upgraded) => Some(upgraded),
+            other => {
+                self.kind = other;
+                None
+            }
         }
     }
 
@@ -121,6 +143,7 @@ impl std::fmt::Debug for GatewayBody {
         match &self.kind {
             Kind::Full(full) => write!(f, "GatewayBody::Full({:?})", full.size_hint())?,
             Kind::Upstream(body) => write!(f, "GatewayBody::Upstream({:?})", body.size_hint())?,
+            Kind::Tunnel(_) => write!(f, "GatewayBody::Tunnel")?,
         }
         if let Some(passed) = &self.passed {
             write!(f, " with {passed:?}")?;
@@ -142,6 +165,7 @@ impl Body for GatewayBody {
                 .poll_frame(cx)
                 .map_err(|never| match never {}),
             Kind::Upstream(body) => body.poll_frame(cx),
+            Kind::Tunnel(_) => Poll::Ready(None),
         }
     }
 
@@ -149,6 +173,7 @@ impl Body for GatewayBody {
         match &self.kind {
             Kind::Full(full) => full.is_end_stream(),
             Kind::Upstream(body) => body.is_end_stream(),
+            Kind::Tunnel(_) => true,
         }
     }
 
@@ -156,6 +181,7 @@ impl Body for GatewayBody {
         match &self.kind {
             Kind::Full(full) => full.size_hint(),
             Kind::Upstream(body) => body.size_hint(),
+            Kind::Tunnel(_) => SizeHint::with_exact(0),
         }
     }
 }

@@ -172,6 +172,35 @@ pub fn remove_hop_by_hop(
     remove_matching(headers, is_hop_by_hop, read_first)
 }
 
+/// Whether a request opens a WebSocket (RFC 6455 §4.1): a `GET` over
+/// HTTP/1.1 whose `Connection` names `upgrade` and whose one `Upgrade`
+/// field is `websocket`, any case. Nothing else is taken for one: an
+/// `Upgrade` that also offers another protocol (`h2c`: a tunnel past every
+/// rule to an upstream that speaks it) stays a hop-by-hop header, dropped.
+/// Read before [`remove_hop_by_hop`] takes both away.
+pub fn asks_for_websocket(
+    version: http::Version,
+    method: &http::Method,
+    headers: &HeaderMap,
+) -> bool {
+    if version != http::Version::HTTP_11 || method != http::Method::GET {
+        return false;
+    }
+    let mut upgrade = headers.get_all(http::header::UPGRADE).iter();
+    let (Some(protocol), None) = (upgrade.next(), upgrade.next()) else {
+        return false;
+    };
+    protocol
+        .as_bytes()
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"websocket")
+        && headers.get_all(CONNECTION).iter().any(|line| {
+            line.as_bytes()
+                .split(|&b| b == b',')
+                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
+        })
+}
+
 /// Removes the headers the gateway owns ([`OwnedHeaders`]) from a
 /// client's request: a client could otherwise impersonate a consumer, or
 /// say where the request came from, to the upstream. A client's
@@ -412,6 +441,10 @@ pub struct GatewayHeaders<'a> {
     pub forwarded_proto: Option<&'static str>,
     /// The request's host, when it had one.
     pub forwarded_host: Option<HeaderValue>,
+    /// The request opens a WebSocket on a route that passes them: the
+    /// upstream is asked to switch (`Connection: upgrade`, `Upgrade:
+    /// websocket`), the client's own copies having gone as hop-by-hop.
+    pub websocket: bool,
 }
 
 impl<'a> GatewayHeaders<'a> {
@@ -452,6 +485,11 @@ impl<'a> GatewayHeaders<'a> {
             ("x-real-ip", self.real_ip),
             ("x-forwarded-proto", self.forwarded_proto.map(str::as_bytes)),
             ("x-forwarded-host", value(&self.forwarded_host)),
+            (
+                "connection",
+                self.websocket.then_some(b"upgrade".as_slice()),
+            ),
+            ("upgrade", self.websocket.then_some(b"websocket".as_slice())),
         ]
         .into_iter()
         .filter_map(|(name, v)| Some((name, v?)))
@@ -496,6 +534,90 @@ mod tests {
         for name in ["authorization", "cookie", "host", "x-api-token"] {
             assert!(!is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
         }
+    }
+
+    #[test]
+    fn only_a_get_over_http11_upgrading_to_websocket_alone_opens_one() {
+        use http::{Method, Version};
+        let with = |lines: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (name, value) in lines {
+                h.append(*name, HeaderValue::from_static(value));
+            }
+            h
+        };
+        let handshake = with(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        assert!(asks_for_websocket(
+            Version::HTTP_11,
+            &Method::GET,
+            &handshake
+        ));
+        for (lines, what) in [
+            (
+                with(&[
+                    ("connection", "keep-alive, UPGRADE"),
+                    ("upgrade", " WebSocket "),
+                ]),
+                "any case, among other tokens",
+            ),
+            (
+                with(&[
+                    ("connection", "keep-alive"),
+                    ("connection", "upgrade"),
+                    ("upgrade", "websocket"),
+                ]),
+                "Connection on two lines",
+            ),
+        ] {
+            assert!(
+                asks_for_websocket(Version::HTTP_11, &Method::GET, &lines),
+                "{what}"
+            );
+        }
+        for (lines, what) in [
+            (with(&[("upgrade", "websocket")]), "no Connection: upgrade"),
+            (with(&[("connection", "upgrade")]), "no Upgrade"),
+            (
+                with(&[("connection", "upgrade"), ("upgrade", "h2c")]),
+                "h2c: a tunnel past the rules",
+            ),
+            (
+                with(&[("connection", "upgrade"), ("upgrade", "websocket, h2c")]),
+                "another protocol offered too",
+            ),
+            (
+                with(&[
+                    ("connection", "upgrade"),
+                    ("upgrade", "websocket"),
+                    ("upgrade", "h2c"),
+                ]),
+                "two Upgrade lines",
+            ),
+            (
+                with(&[("connection", "upgrades"), ("upgrade", "websocket")]),
+                "a token that only starts with upgrade",
+            ),
+        ] {
+            assert!(
+                !asks_for_websocket(Version::HTTP_11, &Method::GET, &lines),
+                "{what}"
+            );
+        }
+        assert!(!asks_for_websocket(
+            Version::HTTP_11,
+            &Method::POST,
+            &handshake
+        ));
+        assert!(!asks_for_websocket(
+            Version::HTTP_10,
+            &Method::GET,
+            &handshake
+        ));
+        assert!(!asks_for_websocket(
+            Version::HTTP_2,
+            &Method::GET,
+            &handshake
+        ));
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod recycle;
 pub mod router;
 pub mod server;
 pub mod tls;
+mod tunnel;
 pub mod upstream;
 
 pub use gateway::Gateway;

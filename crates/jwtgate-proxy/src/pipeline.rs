@@ -489,6 +489,13 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
                     || name == COOKIE
                     || route.names.token.as_ref() == Some(name))
         };
+        //    A WebSocket handshake is told apart first, on a route that
+        //    passes them: its `Connection` and `Upgrade` go too, and the
+        //    upstream is asked to switch in the gateway's own words. One
+        //    with a body is a plain request (a handshake has none).
+        let websocket = route.route.websocket
+            && matches!(body, RequestBody::Empty)
+            && headers::asks_for_websocket(parts.version, &parts.method, &parts.headers);
         let read_then_dropped = headers::remove_hop_by_hop(&mut parts.headers, carrier);
         //    One Cookie line, whatever HTTP/2 split it into: the token source
         //    and the HTTP/1.1 upstream both read it whole.
@@ -637,6 +644,7 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
         // 5. Proxy. The upstream gets the normalised path and the query as sent.
         let forwarded_for = headers::take_forwarded_for(&mut parts.headers, conn.peer_ip());
         added.set_forwarded(forwarded_for, conn.peer_ip(), conn.tls, host);
+        added.websocket = websocket;
         let path_and_query = match query.as_deref() {
             Some(q) if !q.is_empty() => format!("{path}?{q}"),
             _ => path.into_owned(),

@@ -626,6 +626,52 @@ struct Exchange<'a, B> {
     body_timeout: Duration,
 }
 
+/// An upstream connection that agreed to switch to the WebSocket protocol
+/// (`101`): from then on bytes pass both ways as they come, until either
+/// side closes or neither sends for `idle_timeout` (the route's
+/// `read_timeout_ms`, as nginx's `proxy_read_timeout` bounds its tunnels).
+/// It keeps its place in the upstream budget while open.
+pub(crate) struct Upgraded {
+    conn: Conn,
+    pub(crate) idle_timeout: Duration,
+}
+
+impl Upgraded {
+    /// What the upstream sent after its `101`, read with the head: the
+    /// tunnel's first bytes towards the client.
+    pub(crate) fn take_early(&mut self) -> BytesMut {
+        std::mem::take(&mut self.conn.buf)
+    }
+}
+
+impl AsyncRead for Upgraded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().conn.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Upgraded {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().conn.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().conn.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().conn.io).poll_shutdown(cx)
+    }
+}
+
 impl<B> Exchange<'_, B>
 where
     B: Body<Data = Bytes> + Unpin,
@@ -665,6 +711,19 @@ where
             keep_alive,
             ..
         } = head;
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            // Only ever an answer to a WebSocket handshake
+            // ([`next_final_head`]): the connection is the tunnel's now,
+            // never the pool's.
+            let tunnel = Upgraded {
+                conn,
+                idle_timeout: read_timeout,
+            };
+            let mut resp = Response::new(GatewayBody::tunnel(Box::new(tunnel)).with_passed(passed));
+            *resp.status_mut() = status;
+            *resp.headers_mut() = headers;
+            return Ok(resp);
+        }
         let done = Done {
             pool: Arc::clone(pool),
             key: Arc::clone(&node.key),
@@ -758,7 +817,7 @@ where
                 .map_err(|e| upstream_error(node, e.to_string()))?;
             let mut received = false;
             loop {
-                if let Some(head) = next_final_head(buf, self.parts, node)? {
+                if let Some(head) = next_final_head(buf, self.parts, self.added.websocket, node)? {
                     return Ok(head);
                 }
                 buf.reserve(HEAD_READ);
@@ -842,7 +901,7 @@ where
         };
         let answer = async {
             loop {
-                if let Some(head) = next_final_head(buf, parts, node)? {
+                if let Some(head) = next_final_head(buf, parts, false, node)? {
                     return Ok::<ResponseHead, Failure>(head);
                 }
                 if buf.len() >= h1::MAX_HEAD {
@@ -885,11 +944,14 @@ async fn write_timed<W: AsyncWrite + Unpin>(
 }
 
 /// The next final (non-1xx) response head in `buf`, if it is all there;
-/// interim responses are read and dropped. `101` is refused: the gateway
-/// does not pass protocol upgrades through.
+/// interim responses are read and dropped. `101` is final when the request
+/// asked for a WebSocket (`websocket`), and refused otherwise: an upstream
+/// that switches protocols unasked would have the client's next requests
+/// read as whatever it switched to.
 fn next_final_head(
     buf: &mut BytesMut,
     request: &Parts,
+    websocket: bool,
     node: &Node,
 ) -> Result<Option<ResponseHead>, Failure> {
     // An HTTP/1.x client can take the upstream's header lines as they came.
@@ -897,6 +959,9 @@ fn next_final_head(
     let mut spare = recycle::header_map();
     let head = loop {
         match h1::parse_response_head(buf, &request.method, &mut spare, pass_on) {
+            Ok(Some(head)) if head.status == StatusCode::SWITCHING_PROTOCOLS && websocket => {
+                break Ok(Some(head));
+            }
             Ok(Some(head)) if head.status == StatusCode::SWITCHING_PROTOCOLS => {
                 break Err(invalid_response(node, "switched protocols unasked".into()));
             }

@@ -40,7 +40,8 @@ export async function policyPage(page, name) {
     h('p', { class: 'lede' }, 'Paths ', route.paths.map((p) => [code(p), ' ']),
       route.methods ? ['\u00b7 methods ', route.methods.join(', '), ' '] : null,
       route.hosts ? ['\u00b7 hosts ', route.hosts.join(', '), ' '] : null,
-      '\u00b7 upstream ', route.upstream.echo ? 'built-in echo' : (route.upstream.nodes || []).join(', ')));
+      '\u00b7 upstream ', route.upstream.echo ? 'built-in echo' : (route.upstream.nodes || []).join(', '),
+      route.websocket ? ' \u00b7 WebSockets passed (token checked at the handshake)' : null));
 
   if (!route.jwt) {
     const status = statusLine();

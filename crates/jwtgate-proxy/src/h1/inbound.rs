@@ -398,6 +398,31 @@ pub fn encode_response_head(
     out.extend_from_slice(b"\r\n");
 }
 
+/// The head of a `101` that switches the connection to the WebSocket
+/// protocol: the upstream's end-to-end headers (`Sec-WebSocket-Accept`...),
+/// then `Connection` and `Upgrade` in the gateway's own words (the
+/// upstream's, hop-by-hop, were not kept).
+pub fn encode_switch_head(
+    out: &mut Vec<u8>,
+    passed: Option<&PassedHeaders>,
+    headers: &HeaderMap,
+    date: impl FnOnce(&mut Vec<u8>),
+) {
+    encode_response_head(
+        out,
+        StatusCode::SWITCHING_PROTOCOLS,
+        passed,
+        headers,
+        ResponseFraming::Empty,
+        true,
+        false,
+        date,
+    );
+    // In place of the head's closing empty line.
+    out.truncate(out.len() - 2);
+    out.extend_from_slice(b"connection: upgrade\r\nupgrade: websocket\r\n\r\n");
+}
+
 /// The whole answer to a request head that could not be read: the status,
 /// no body, and the connection closes.
 pub fn encode_refusal(out: &mut Vec<u8>, status: StatusCode, date: &[u8]) {

@@ -33,8 +33,8 @@ use tracing::debug;
 
 use crate::body::{BodyError, GatewayBody, ReadBody, RequestBody};
 use crate::h1::inbound::{
-    encode_refusal, encode_response_head, may_complete_head, parse_request_head, response_framing,
-    response_says_close, RequestHead, H2_PREFACE,
+    encode_refusal, encode_response_head, encode_switch_head, may_complete_head,
+    parse_request_head, response_framing, response_says_close, RequestHead, H2_PREFACE,
 };
 use crate::h1::{push_chunk_size, ChunkedDecoder, Decoded, RequestFraming, ResponseFraming};
 use crate::idle::{Activity, Busy};
@@ -453,6 +453,10 @@ impl<IO: Transport> Conn<IO> {
             let body_done = self.skip_buffered_body();
             let mut keep_alive = keep_alive && body_done && !ctx.activity.stopping();
             let (parts, mut body) = response.into_parts();
+            if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+                // Boxed: a tunnel's state is no part of every request's.
+                return Box::pin(self.switch(parts, body, ctx, busy)).await;
+            }
             let passed = body.take_passed();
             if response_says_close(&parts.headers) {
                 keep_alive = false;
@@ -495,6 +499,42 @@ impl<IO: Transport> Conn<IO> {
                 (false, _) => After::Close,
             }
         }
+    }
+
+    /// The upstream agreed to a WebSocket (`101`): its answer goes to the
+    /// client, then the two connections are joined until the tunnel ends,
+    /// and the client's closes.
+    async fn switch(
+        &mut self,
+        parts: http::response::Parts,
+        mut body: GatewayBody,
+        ctx: &ConnCtx,
+        busy: Busy,
+    ) -> After {
+        let passed = body.take_passed();
+        let Some(mut upstream) = body.take_tunnel() else {
+            // Only the upstream's own 101 to a handshake carries one.
+            debug!("a 101 without an upstream connection; closing");
+            return After::Close;
+        };
+        let mut out = recycle::write_buffer();
+        encode_switch_head(&mut out, passed.as_deref(), &parts.headers, |out| {
+            with_date(|date| out.extend_from_slice(date))
+        });
+        recycle::give_header_map(parts.headers);
+        // What the upstream sent after its 101 (a greeting), read with it.
+        out.extend_from_slice(&upstream.take_early());
+        let sent = send_bounded(&mut self.io, &out).await;
+        recycle::give_write_buffer(out, 2 * GATHER);
+        if sent.is_err() {
+            return After::Close;
+        }
+        let early = self.buf.split();
+        let ended =
+            crate::tunnel::join(&mut self.io, &early, &mut upstream, ctx.activity.stopped()).await;
+        debug!(ended = ended.as_str(), "WebSocket tunnel ended");
+        drop(busy);
+        After::Close
     }
 
     /// Writes the response body after the head already in `out`, framed as

@@ -126,7 +126,7 @@ impl Gateway {
                     let _ = child.wait();
                     let logs = logs.lock().unwrap().join("\n");
                     return Err(format!(
-                        "no `listening on http://` line ({e:?}); gateway output:\n{logs}"
+                        "no `listening on http(s)://` line ({e:?}); gateway output:\n{logs}"
                     ));
                 }
             }
@@ -240,8 +240,9 @@ pub fn strip_ansi(s: &str) -> String {
 }
 
 fn parse_listening(line: &str) -> Option<SocketAddr> {
-    let marker = "listening on http://";
-    let at = line.find(marker)? + marker.len();
+    let at = ["listening on http://", "listening on https://"]
+        .iter()
+        .find_map(|marker| Some(line.find(marker)? + marker.len()))?;
     let rest = &line[at..];
     let end = rest
         .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | '/' | ')'))

@@ -1,0 +1,134 @@
+//! A WebSocket's connection once its upstream agreed to switch (`101`):
+//! bytes pass both ways as they come, unread, until either side closes,
+//! neither sends for the route's read timeout, or the gateway stops. The
+//! handshake was authenticated like any request; what passes afterwards is
+//! the application's (beyond SPEC: the README's "WebSocket" says how).
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::Instant;
+
+use crate::upstream::Upgraded;
+
+/// Why a tunnel ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// One side closed, and the other's bytes in flight were passed on.
+    Closed,
+    /// Neither side sent anything for the idle timeout.
+    Idle,
+    /// The gateway is stopping.
+    Stopped,
+    /// A read or write failed (a reset, a broken TLS record).
+    Broken,
+}
+
+impl Ended {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Ended::Closed => "closed",
+            Ended::Idle => "idle",
+            Ended::Stopped => "stopped",
+            Ended::Broken => "broken",
+        }
+    }
+}
+
+/// Joins `client` to `upstream` until the tunnel ends. `client_early` is
+/// what the client sent after its handshake, read with it; it goes
+/// upstream first.
+pub(crate) async fn join<C>(
+    client: &mut C,
+    client_early: &[u8],
+    upstream: &mut Upgraded,
+    stopped: impl Future<Output = ()>,
+) -> Ended
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let idle = upstream.idle_timeout;
+    let moved = AtomicBool::new(false);
+    let run = async {
+        if !client_early.is_empty() && upstream.write_all(client_early).await.is_err() {
+            return Ended::Broken;
+        }
+        let mut client = Watched {
+            io: &mut *client,
+            moved: &moved,
+        };
+        let mut upstream = Watched {
+            io: &mut *upstream,
+            moved: &moved,
+        };
+        match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+            Ok(_) => Ended::Closed,
+            Err(_) => Ended::Broken,
+        }
+    };
+    // Checked four times a timeout: a quiet tunnel closes between 1 and
+    // 1.25 timeouts after its last byte, and a busy one costs no timer
+    // per read.
+    let quiet = async {
+        let step = (idle / 4).max(Duration::from_millis(10));
+        let mut last = Instant::now();
+        loop {
+            tokio::time::sleep(step).await;
+            if moved.swap(false, Ordering::Relaxed) {
+                last = Instant::now();
+            } else if last.elapsed() >= idle {
+                return Ended::Idle;
+            }
+        }
+    };
+    tokio::select! {
+        ended = run => ended,
+        ended = quiet => ended,
+        () = stopped => Ended::Stopped,
+    }
+}
+
+/// A stream that notes when bytes are read from it.
+struct Watched<'a, T> {
+    io: &'a mut T,
+    moved: &'a AtomicBool,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<'_, T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut *this.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.moved.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<'_, T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().io).poll_shutdown(cx)
+    }
+}

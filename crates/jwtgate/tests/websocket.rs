@@ -1,0 +1,588 @@
+//! WebSocket through the gateway (beyond SPEC; the README's "WebSocket"):
+//! a route with `websocket: true` passes the handshake, authenticated like
+//! any request, to a real WebSocket server (tungstenite), and joins the two
+//! connections once it answers `101`; a real WebSocket client on the other
+//! side. What does not open one stays a plain request.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use support::*;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+const SECRET: &str = "alice-secret-0123456789abcdefghij";
+const TLS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/tls");
+
+/// A WebSocket server on a loopback port: it records every request head
+/// it reads; a WebSocket handshake (to any path but `/refuse`) is accepted
+/// by tungstenite, greeted with `hello <x-consumer-username>` at once, and
+/// each message is echoed back; anything else gets `200 plain`.
+struct WsUpstream {
+    addr: SocketAddr,
+    heads: Arc<Mutex<Vec<String>>>,
+    /// Set when a tunnel's upstream side ended (close frame or EOF).
+    ended: Arc<Mutex<usize>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl WsUpstream {
+    fn start() -> WsUpstream {
+        WsUpstream::start_with(None)
+    }
+
+    /// Over TLS, with the test certificate (`testdata/tls`).
+    fn start_tls() -> WsUpstream {
+        let pem = |f: &str| std::fs::read(format!("{TLS}/{f}")).unwrap();
+        let certs = rustls_pemfile::certs(&mut pem("server.crt").as_slice())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls_pemfile::private_key(&mut pem("server.key").as_slice())
+            .unwrap()
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        WsUpstream::start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+    }
+
+    fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> WsUpstream {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let ended = Arc::new(Mutex::new(0));
+        let (h, e) = (heads.clone(), ended.clone());
+        runtime.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (h, e) = (h.clone(), e.clone());
+                match &tls {
+                    None => drop(tokio::spawn(serve(stream, h, e))),
+                    Some(acceptor) => {
+                        let accept = acceptor.accept(stream);
+                        tokio::spawn(async move {
+                            if let Ok(stream) = accept.await {
+                                serve(stream, h, e).await;
+                            }
+                        });
+                    }
+                }
+            }
+        });
+        WsUpstream {
+            addr,
+            heads,
+            ended,
+            _runtime: runtime,
+        }
+    }
+
+    fn node(&self) -> String {
+        self.addr.to_string()
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+
+    fn ended(&self) -> usize {
+        *self.ended.lock().unwrap()
+    }
+}
+
+async fn serve<S>(stream: S, heads: Arc<Mutex<Vec<String>>>, ended: Arc<Mutex<usize>>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (read, mut write) = tokio::io::split(stream);
+    let mut read = BufReader::new(read);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if read.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return;
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    heads.lock().unwrap().push(head.clone());
+    let lower = head.to_ascii_lowercase();
+    if !lower.contains("\r\nupgrade: websocket\r\n") {
+        let _ = write
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nplain")
+            .await;
+        return;
+    }
+    if head.starts_with("GET /refuse ") {
+        let _ = write
+            .write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 7\r\n\r\nno room")
+            .await;
+        return;
+    }
+    let user = lower
+        .lines()
+        .find_map(|l| l.strip_prefix("x-consumer-username: "))
+        .unwrap_or("nobody")
+        .to_string();
+    // The head read here goes to tungstenite again, ahead of the rest.
+    let replayed = std::io::Cursor::new(head.into_bytes()).chain(read);
+    let io = tokio::io::join(replayed, write);
+    let Ok(mut ws) = tokio_tungstenite::accept_async(io).await else {
+        return;
+    };
+    let _ = ws.send(Message::text(format!("hello {user}"))).await;
+    while let Some(Ok(msg)) = ws.next().await {
+        let reply = match msg {
+            Message::Text(t) => Message::text(format!("echo: {t}")),
+            Message::Binary(b) => Message::binary(b),
+            Message::Close(_) => break,
+            _ => continue,
+        };
+        if ws.send(reply).await.is_err() {
+            break;
+        }
+    }
+    *ended.lock().unwrap() += 1;
+}
+
+fn config(up: &WsUpstream, route_extra: &str) -> String {
+    format!(
+        r#"listen: "127.0.0.1:0"
+consumers:
+  - username: alice
+    jwt: {{ key: user123, algorithm: HS256, secret: "{SECRET}" }}
+routes:
+  - name: chat
+    paths: ["/*"]
+    upstream: {{ nodes: ["{node}"] }}
+    jwt: {{}}
+{route_extra}"#,
+        node = up.node(),
+    )
+}
+
+fn token() -> String {
+    sign_hs("HS256", SECRET, claims_for("user123"))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+type Client = tokio_tungstenite::WebSocketStream<TcpStream>;
+
+/// Opens a WebSocket to `path` through the gateway, with `token` as a
+/// bearer token if given.
+async fn open(gw: &Gateway, path: &str, token: Option<&str>) -> Result<Client, WsError> {
+    let mut req = format!("ws://{}{path}", gw.addr)
+        .into_client_request()
+        .unwrap();
+    if let Some(t) = token {
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    let tcp = TcpStream::connect(gw.addr).await.unwrap();
+    tokio_tungstenite::client_async(req, tcp)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+/// The next text message, within ten seconds.
+async fn next_text<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut tokio_tungstenite::WebSocketStream<S>,
+) -> String {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("no message within 10 s")
+            .expect("the WebSocket ended")
+            .expect("a WebSocket error");
+        match msg {
+            Message::Text(t) => return t.to_string(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+}
+
+fn refused_status(result: Result<Client, WsError>) -> u16 {
+    match result {
+        Err(WsError::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("expected an HTTP answer, got {e}"),
+        Ok(_) => panic!("the WebSocket opened"),
+    }
+}
+
+#[test]
+fn a_websocket_opens_through_an_authenticated_route_and_passes_both_ways() {
+    let up = WsUpstream::start();
+    let gw = Gateway::start(&config(&up, "    websocket: true\n"));
+    runtime().block_on(async {
+        let mut ws = open(&gw, "/chat?room=1", Some(&token()))
+            .await
+            .unwrap_or_else(|e| panic!("handshake failed: {e}\n{}", gw.logs()));
+        // Sent by the upstream right after its 101: often read with it.
+        assert_eq!(next_text(&mut ws).await, "hello alice");
+        for i in 0..3 {
+            ws.send(Message::text(format!("message {i}")))
+                .await
+                .unwrap();
+            assert_eq!(next_text(&mut ws).await, format!("echo: message {i}"));
+        }
+        // Larger than any buffer on the way, both ways.
+        let big: Vec<u8> = pattern(300_000);
+        ws.send(Message::binary(big.clone())).await.unwrap();
+        let back = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(back.into_data().as_ref(), big.as_slice());
+        ws.close(None).await.unwrap();
+    });
+    let heads = up.heads();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    let head = heads[0].to_ascii_lowercase();
+    assert!(head.starts_with("get /chat?room=1 http/1.1\r\n"), "{head}");
+    for line in [
+        "\r\nconnection: upgrade\r\n",
+        "\r\nupgrade: websocket\r\n",
+        "\r\nx-consumer-username: alice\r\n",
+        "\r\nsec-websocket-version: 13\r\n",
+        "\r\nsec-websocket-key: ",
+    ] {
+        assert!(head.contains(line), "upstream head lacks {line:?}:\n{head}");
+    }
+    wait_for(|| up.ended() == 1, "the upstream side of the tunnel to end");
+    wait_for(
+        || {
+            gw.logs().lines().any(|l| {
+                l.contains("jwtgate::access")
+                    && l.contains(" route=\"chat\" ")
+                    && l.contains(" consumer=\"alice\" ")
+                    && l.contains(" status=101 ")
+            })
+        },
+        &format!("an access log line with status 101:\n{}", gw.logs()),
+    );
+}
+
+/// `wss://` to the gateway's TLS listener, and TLS again to an `https`
+/// upstream: the tunnel joins two TLS streams.
+#[test]
+fn a_websocket_runs_over_tls_on_both_sides() {
+    let up = WsUpstream::start_tls();
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+tls: {{ cert_file: "{TLS}/server.crt", key_file: "{TLS}/server.key" }}
+consumers:
+  - username: alice
+    jwt: {{ key: user123, algorithm: HS256, secret: "{SECRET}" }}
+routes:
+  - name: chat
+    paths: ["/*"]
+    upstream: {{ nodes: ["{node}"], scheme: https, ca_file: "{TLS}/ca.crt" }}
+    websocket: true
+    jwt: {{}}
+"#,
+        node = up.node(),
+    );
+    let gw = Gateway::start(&yaml);
+    runtime().block_on(async {
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = std::fs::read(format!("{TLS}/ca.crt")).unwrap();
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        // As browsers open a WebSocket: HTTP/1.1 only.
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let tcp = TcpStream::connect(gw.addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let mut req = "wss://localhost/chat".into_client_request().unwrap();
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", token()).parse().unwrap(),
+        );
+        let (mut ws, _) = tokio_tungstenite::client_async(req, tls).await.unwrap();
+        assert_eq!(next_text(&mut ws).await, "hello alice");
+        let big = pattern(200_000);
+        ws.send(Message::binary(big.clone())).await.unwrap();
+        let back = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(back.into_data().as_ref(), big.as_slice());
+        ws.send(Message::text("over tls")).await.unwrap();
+        assert_eq!(next_text(&mut ws).await, "echo: over tls");
+        ws.close(None).await.unwrap();
+    });
+    let head = up.heads().pop().unwrap().to_ascii_lowercase();
+    assert!(head.contains("\r\nx-forwarded-proto: https\r\n"), "{head}");
+    wait_for(|| up.ended() == 1, "the upstream side of the tunnel to end");
+}
+
+/// A browser cannot set `Authorization` on a WebSocket: the token comes in
+/// the query (`?jwt=`), and `hide_credentials` keeps it from the upstream.
+#[test]
+fn a_browser_style_handshake_carries_its_token_in_the_query() {
+    let up = WsUpstream::start();
+    let yaml = config(&up, "    websocket: true\n")
+        .replace("    jwt: {}\n", "    jwt: { hide_credentials: true }\n");
+    assert!(yaml.contains("hide_credentials"), "{yaml}");
+    let gw = Gateway::start(&yaml);
+    runtime().block_on(async {
+        let path = format!("/chat?room=7&jwt={}", token());
+        let mut ws = open(&gw, &path, None).await.unwrap();
+        assert_eq!(next_text(&mut ws).await, "hello alice");
+        ws.close(None).await.unwrap();
+    });
+    let head = up.heads().pop().unwrap();
+    assert!(head.starts_with("GET /chat?room=7 HTTP/1.1\r\n"), "{head}");
+    assert!(!head.contains(&token()), "{head}");
+}
+
+#[test]
+fn a_handshake_without_a_valid_token_never_reaches_the_upstream() {
+    let up = WsUpstream::start();
+    let gw = Gateway::start(&config(&up, "    websocket: true\n"));
+    runtime().block_on(async {
+        assert_eq!(refused_status(open(&gw, "/chat", None).await), 401);
+        let forged = sign_hs(
+            "HS256",
+            "another-secret-0123456789abcdefghij",
+            claims_for("user123"),
+        );
+        assert_eq!(refused_status(open(&gw, "/chat", Some(&forged)).await), 401);
+        let expired = sign_hs(
+            "HS256",
+            SECRET,
+            json!({ "key": "user123", "exp": 1_000_000_000 }),
+        );
+        assert_eq!(
+            refused_status(open(&gw, "/chat", Some(&expired)).await),
+            401
+        );
+    });
+    assert_eq!(up.heads(), Vec::<String>::new());
+}
+
+#[test]
+fn an_upstream_refusing_the_handshake_is_answered_as_any_response() {
+    let up = WsUpstream::start();
+    let gw = Gateway::start(&config(&up, "    websocket: true\n"));
+    runtime().block_on(async {
+        assert_eq!(
+            refused_status(open(&gw, "/refuse", Some(&token())).await),
+            403
+        );
+        // The client's connection serves on.
+        let mut ws = open(&gw, "/chat", Some(&token())).await.unwrap();
+        assert_eq!(next_text(&mut ws).await, "hello alice");
+    });
+}
+
+#[test]
+fn without_websocket_true_a_handshake_is_a_plain_get() {
+    let up = WsUpstream::start();
+    let gw = Gateway::start(&config(&up, ""));
+    runtime().block_on(async {
+        assert_eq!(
+            refused_status(open(&gw, "/chat", Some(&token())).await),
+            200
+        );
+    });
+    let heads = up.heads();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    let head = heads[0].to_ascii_lowercase();
+    assert!(!head.contains("upgrade"), "{head}");
+}
+
+#[test]
+fn only_a_websocket_is_upgraded() {
+    let up = WsUpstream::start();
+    let gw = Gateway::start(&config(&up, "    websocket: true\n"));
+    let bearer = format!("Bearer {}", token());
+    for (connection, upgrade, what) in [
+        (
+            "Upgrade, HTTP2-Settings",
+            "h2c",
+            "h2c: a tunnel past every rule",
+        ),
+        (
+            "Upgrade",
+            "websocket, h2c",
+            "websocket offered with another",
+        ),
+        (
+            "keep-alive",
+            "websocket",
+            "Connection does not name upgrade",
+        ),
+    ] {
+        let resp = gw.send(
+            &Req::get("/chat")
+                .header("Authorization", &bearer)
+                .header("Connection", connection)
+                .header("Upgrade", upgrade)
+                .header("HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA")
+                .header("Sec-WebSocket-Version", "13")
+                .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        );
+        assert_eq!(resp.status, 200, "{what}: {:?}", resp.text());
+        let head = up.heads().pop().unwrap().to_ascii_lowercase();
+        assert!(!head.contains("upgrade"), "{what}: {head}");
+        if connection.contains("HTTP2-Settings") {
+            assert!(!head.contains("http2-settings"), "{what}: {head}");
+        }
+    }
+    // A handshake with a body is no handshake.
+    let resp = gw.send(
+        &Req::get("/chat")
+            .header("Authorization", &bearer)
+            .header("Connection", "Upgrade")
+            .header("Upgrade", "websocket")
+            .body("x"),
+    );
+    assert_eq!(resp.status, 200, "{:?}", resp.text());
+    let head = up.heads().pop().unwrap().to_ascii_lowercase();
+    assert!(!head.contains("upgrade"), "{head}");
+}
+
+#[test]
+fn a_quiet_websocket_closes_after_the_read_timeout_and_a_busy_one_stays() {
+    let up = WsUpstream::start();
+    let yaml = config(&up, "    websocket: true\n").replace(
+        &format!("nodes: [\"{}\"] }}", up.node()),
+        &format!("nodes: [\"{}\"], read_timeout_ms: 2000 }}", up.node()),
+    );
+    assert!(yaml.contains("read_timeout_ms: 2000"), "{yaml}");
+    let gw = Gateway::start(&yaml);
+    runtime().block_on(async {
+        let mut ws = open(&gw, "/chat", Some(&token())).await.unwrap();
+        assert_eq!(next_text(&mut ws).await, "hello alice");
+        // Well past the timeout, in steps well inside it: open throughout.
+        for i in 0..20 {
+            ws.send(Message::text(format!("{i}"))).await.unwrap();
+            assert_eq!(next_text(&mut ws).await, format!("echo: {i}"));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // Then quiet: the gateway closes it.
+        let started = std::time::Instant::now();
+        let end = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                match ws.next().await {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                    Some(Ok(_)) => {}
+                }
+            }
+        })
+        .await;
+        assert!(end.is_ok(), "a quiet WebSocket stayed open 20 s");
+        assert!(
+            started.elapsed() >= Duration::from_millis(1500),
+            "closed {:?} after the last message, before the timeout",
+            started.elapsed()
+        );
+    });
+    wait_for(|| up.ended() == 1, "the upstream side of the tunnel to end");
+}
+
+#[test]
+fn a_stop_closes_open_websockets() {
+    let up = WsUpstream::start();
+    let mut gw = Gateway::start(&config(&up, "    websocket: true\n"));
+    runtime().block_on(async {
+        let mut ws = open(&gw, "/chat", Some(&token())).await.unwrap();
+        assert_eq!(next_text(&mut ws).await, "hello alice");
+        gw.signal("TERM");
+        let end = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match ws.next().await {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                    Some(Ok(_)) => {}
+                }
+            }
+        })
+        .await;
+        assert!(end.is_ok(), "the WebSocket outlived the stop by 10 s");
+    });
+    // Not the 30 s drain: nothing else was in flight.
+    assert!(gw.exited_within(Duration::from_secs(10)), "{}", gw.logs());
+}
+
+#[test]
+fn websocket_needs_upstream_nodes_and_get() {
+    let base = r#"listen: "127.0.0.1:0"
+routes:
+  - name: chat
+    paths: ["/*"]
+"#;
+    for (route, expected) in [
+        (
+            "    upstream: { echo: true }\n    websocket: true\n",
+            "routes[0].websocket: needs upstream nodes",
+        ),
+        (
+            "    methods: [POST]\n    upstream: { nodes: [\"127.0.0.1:9\"] }\n    websocket: true\n",
+            "routes[0].websocket: needs GET among the route's methods",
+        ),
+        (
+            "    upstream: { nodes: [\"127.0.0.1:9\"] }\n    websocket: \"yes\"\n",
+            "routes[0].websocket",
+        ),
+    ] {
+        let out = check_yaml(&format!("{base}{route}"));
+        assert_ne!(out.code(), Some(0), "{route}: {}", out.all());
+        assert!(out.all().contains(expected), "{route}: {}", out.all());
+    }
+    let out = check_yaml(&format!(
+        "{base}    methods: [GET]\n    upstream: {{ nodes: [\"127.0.0.1:9\"] }}\n    websocket: true\n"
+    ));
+    assert_eq!(out.code(), Some(0), "{}", out.all());
+}
+
+fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}
