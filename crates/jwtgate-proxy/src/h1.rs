@@ -443,6 +443,34 @@ fn header_map(
     Ok(map)
 }
 
+/// Whether the response head at the front of `buf` (a `101`, complete)
+/// switches to the WebSocket protocol as RFC 6455 §4.1 has a client check:
+/// `Upgrade: websocket` and a `Connection` naming `upgrade`. A `101` that
+/// does not (it switched to something else, or says nothing) is no tunnel
+/// the gateway opens: its client's next bytes would reach the upstream as
+/// whatever that is, unchecked.
+pub fn switches_to_websocket(buf: &[u8]) -> bool {
+    let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut raw);
+    if !matches!(resp.parse(buf), Ok(httparse::Status::Complete(_))) {
+        return false;
+    }
+    let mut upgrade = resp
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("upgrade"));
+    let websocket = match (upgrade.next(), upgrade.next()) {
+        (Some(h), None) => h.value.trim_ascii().eq_ignore_ascii_case(b"websocket"),
+        _ => false,
+    };
+    websocket
+        && resp
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            .any(|h| tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"upgrade")))
+}
+
 /// The non-empty elements of a comma-separated header value, trimmed
 /// (RFC 9110 §5.6.1): `Connection` tokens, transfer codings.
 fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {

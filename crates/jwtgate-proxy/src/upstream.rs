@@ -958,8 +958,18 @@ fn next_final_head(
     let pass_on = request.version <= Version::HTTP_11;
     let mut spare = recycle::header_map();
     let head = loop {
+        // The head as it came, for a 101's hop-by-hop fields (the parse
+        // leaves them out); a handshake's only.
+        let switching = websocket && buf.starts_with(b"HTTP/1.1 101");
+        let raw = switching.then(|| buf.clone());
         match h1::parse_response_head(buf, &request.method, &mut spare, pass_on) {
             Ok(Some(head)) if head.status == StatusCode::SWITCHING_PROTOCOLS && websocket => {
+                if !raw.is_some_and(|raw| h1::switches_to_websocket(&raw)) {
+                    break Err(invalid_response(
+                        node,
+                        "a 101 without Upgrade: websocket and Connection: upgrade".into(),
+                    ));
+                }
                 break Ok(Some(head));
             }
             Ok(Some(head)) if head.status == StatusCode::SWITCHING_PROTOCOLS => {

@@ -134,6 +134,26 @@ where
             .await;
         return;
     }
+    if head.starts_with("GET /fake101 ") {
+        // Switches to nothing it names: a client behind would then talk
+        // raw HTTP to this server over the tunnel.
+        let _ = write
+            .write_all(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+            .await;
+        let mut rest = Vec::new();
+        let _ = read.read_to_end(&mut rest).await;
+        return;
+    }
+    if head.starts_with("GET /h2c101 ") {
+        let _ = write
+            .write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
+            )
+            .await;
+        let mut rest = Vec::new();
+        let _ = read.read_to_end(&mut rest).await;
+        return;
+    }
     if head.starts_with("GET /refuse ") {
         let _ = write
             .write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 7\r\n\r\nno room")
@@ -410,6 +430,14 @@ fn an_upstream_refusing_the_handshake_is_answered_as_any_response() {
             refused_status(open(&gw, "/refuse", Some(&token())).await),
             403
         );
+        // A 101 that does not switch to WebSocket opens no tunnel.
+        for path in ["/fake101", "/h2c101"] {
+            assert_eq!(
+                refused_status(open(&gw, path, Some(&token())).await),
+                502,
+                "{path}"
+            );
+        }
         // The client's connection serves on.
         let mut ws = open(&gw, "/chat", Some(&token())).await.unwrap();
         assert_eq!(next_text(&mut ws).await, "hello alice");

@@ -753,3 +753,24 @@ fn header_names_are_told_apart_in_any_case_and_only_when_equal() {
     assert_eq!(Field::of(b"content-lengtH"), Field::ContentLength);
     assert_eq!(Field::of(b"content_length"), Field::EndToEnd);
 }
+
+#[test]
+fn only_a_101_naming_websocket_in_upgrade_and_connection_switches_to_it() {
+    for head in [
+        &b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"[..],
+        b"HTTP/1.1 101 OK\r\nupgrade: WebSocket\r\nconnection: keep-alive, upgrade\r\n\r\n",
+    ] {
+        assert!(switches_to_websocket(head), "{}", String::from_utf8_lossy(head));
+    }
+    for head in [
+        &b"HTTP/1.1 101 Switching Protocols\r\n\r\n"[..],
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgraded\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n",
+    ] {
+        assert!(!switches_to_websocket(head), "{}", String::from_utf8_lossy(head));
+    }
+}
