@@ -199,6 +199,15 @@ async function scenario() {
   check(await page.evaluate(() => Object.values(sessionStorage).length === 1), 'the key is kept in sessionStorage');
   await screenshot('routes');
 
+  // --- A route that passes WebSockets says so. ------------------------------
+  step = 'websocket route';
+  await go('#/routes/chat', 'p.lede');
+  check(/WebSockets passed \(token checked at the handshake\)/.test(await text('p.lede')),
+    'a route that passes WebSockets says so, and that its token is checked at the handshake');
+  await go('#/routes/api', 'p.lede');
+  check(!/WebSocket/.test(await text('p.lede')), 'a route that does not pass them says nothing of WebSockets');
+  await go('#/routes', '.cards [data-route="api"]');
+
   // --- RequiredPath -> NotRequiredPath. ------------------------------------
   step = 'switch mode';
   check((await dataPlane('GET', '/api/private/x')).status === 401, 'before: GET /api/private/x needs a token (401)');

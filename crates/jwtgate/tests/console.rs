@@ -121,6 +121,10 @@ routes:
   - name: "reports-{long}"
     paths: ["/reports/{segments}/*"]
     upstream: {{ echo: true }}
+  - name: chat
+    paths: ["/chat"]
+    upstream: {{ nodes: ["127.0.0.1:9"] }}
+    websocket: true
 "#,
         jwks = jwks.display(),
         long = "x".repeat(200),
