@@ -19,7 +19,7 @@ use crate::upstream::Upgraded;
 /// Why a tunnel ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ended {
-    /// One side closed, and the other's bytes in flight were passed on.
+    /// One side closed; its close was passed on to the other.
     Closed,
     /// Neither side sent anything for the idle timeout.
     Idle,
@@ -58,15 +58,35 @@ where
         if !client_early.is_empty() && upstream.write_all(client_early).await.is_err() {
             return Ended::Broken;
         }
-        let mut client = Watched {
+        let (mut from_client, mut to_client) = tokio::io::split(Watched {
             io: &mut *client,
             moved: &moved,
-        };
-        let mut upstream = Watched {
+        });
+        let (mut from_upstream, mut to_upstream) = tokio::io::split(Watched {
             io: &mut *upstream,
             moved: &moved,
+        });
+        // Each way until its end, which is passed on (a FIN, a TLS
+        // close_notify). The first way to end ends the tunnel: a WebSocket
+        // says goodbye in its own frames before either side closes, and a
+        // tunnel half closed (its upstream gone, a client that never
+        // closes) would otherwise be held until the idle timeout (as nginx
+        // ends its tunnels).
+        let up = async {
+            let copied = tokio::io::copy(&mut from_client, &mut to_upstream).await;
+            let _ = to_upstream.shutdown().await;
+            copied
         };
-        match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        let down = async {
+            let copied = tokio::io::copy(&mut from_upstream, &mut to_client).await;
+            let _ = to_client.shutdown().await;
+            copied
+        };
+        let copied = tokio::select! {
+            copied = up => copied,
+            copied = down => copied,
+        };
+        match copied {
             Ok(_) => Ended::Closed,
             Err(_) => Ended::Broken,
         }

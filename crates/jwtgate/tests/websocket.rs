@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod admin_support;
 mod support;
 
 use std::net::SocketAddr;
@@ -217,15 +218,13 @@ type Client = tokio_tungstenite::WebSocketStream<TcpStream>;
 
 /// Opens a WebSocket to `path` through the gateway, with `token` as a
 /// bearer token if given.
-async fn open(gw: &Gateway, path: &str, token: Option<&str>) -> Result<Client, WsError> {
-    let mut req = format!("ws://{}{path}", gw.addr)
-        .into_client_request()
-        .unwrap();
+async fn open(addr: SocketAddr, path: &str, token: Option<&str>) -> Result<Client, WsError> {
+    let mut req = format!("ws://{addr}{path}").into_client_request().unwrap();
     if let Some(t) = token {
         req.headers_mut()
             .insert("authorization", format!("Bearer {t}").parse().unwrap());
     }
-    let tcp = TcpStream::connect(gw.addr).await.unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
     tokio_tungstenite::client_async(req, tcp)
         .await
         .map(|(ws, _)| ws)
@@ -262,7 +261,7 @@ fn a_websocket_opens_through_an_authenticated_route_and_passes_both_ways() {
     let up = WsUpstream::start();
     let gw = Gateway::start(&config(&up, "    websocket: true\n"));
     runtime().block_on(async {
-        let mut ws = open(&gw, "/chat?room=1", Some(&token()))
+        let mut ws = open(gw.addr, "/chat?room=1", Some(&token()))
             .await
             .unwrap_or_else(|e| panic!("handshake failed: {e}\n{}", gw.logs()));
         // Sent by the upstream right after its 101: often read with it.
@@ -387,7 +386,7 @@ fn a_browser_style_handshake_carries_its_token_in_the_query() {
     let gw = Gateway::start(&yaml);
     runtime().block_on(async {
         let path = format!("/chat?room=7&jwt={}", token());
-        let mut ws = open(&gw, &path, None).await.unwrap();
+        let mut ws = open(gw.addr, &path, None).await.unwrap();
         assert_eq!(next_text(&mut ws).await, "hello alice");
         ws.close(None).await.unwrap();
     });
@@ -401,20 +400,23 @@ fn a_handshake_without_a_valid_token_never_reaches_the_upstream() {
     let up = WsUpstream::start();
     let gw = Gateway::start(&config(&up, "    websocket: true\n"));
     runtime().block_on(async {
-        assert_eq!(refused_status(open(&gw, "/chat", None).await), 401);
+        assert_eq!(refused_status(open(gw.addr, "/chat", None).await), 401);
         let forged = sign_hs(
             "HS256",
             "another-secret-0123456789abcdefghij",
             claims_for("user123"),
         );
-        assert_eq!(refused_status(open(&gw, "/chat", Some(&forged)).await), 401);
+        assert_eq!(
+            refused_status(open(gw.addr, "/chat", Some(&forged)).await),
+            401
+        );
         let expired = sign_hs(
             "HS256",
             SECRET,
             json!({ "key": "user123", "exp": 1_000_000_000 }),
         );
         assert_eq!(
-            refused_status(open(&gw, "/chat", Some(&expired)).await),
+            refused_status(open(gw.addr, "/chat", Some(&expired)).await),
             401
         );
     });
@@ -427,19 +429,19 @@ fn an_upstream_refusing_the_handshake_is_answered_as_any_response() {
     let gw = Gateway::start(&config(&up, "    websocket: true\n"));
     runtime().block_on(async {
         assert_eq!(
-            refused_status(open(&gw, "/refuse", Some(&token())).await),
+            refused_status(open(gw.addr, "/refuse", Some(&token())).await),
             403
         );
         // A 101 that does not switch to WebSocket opens no tunnel.
         for path in ["/fake101", "/h2c101"] {
             assert_eq!(
-                refused_status(open(&gw, path, Some(&token())).await),
+                refused_status(open(gw.addr, path, Some(&token())).await),
                 502,
                 "{path}"
             );
         }
         // The client's connection serves on.
-        let mut ws = open(&gw, "/chat", Some(&token())).await.unwrap();
+        let mut ws = open(gw.addr, "/chat", Some(&token())).await.unwrap();
         assert_eq!(next_text(&mut ws).await, "hello alice");
     });
 }
@@ -450,7 +452,7 @@ fn without_websocket_true_a_handshake_is_a_plain_get() {
     let gw = Gateway::start(&config(&up, ""));
     runtime().block_on(async {
         assert_eq!(
-            refused_status(open(&gw, "/chat", Some(&token())).await),
+            refused_status(open(gw.addr, "/chat", Some(&token())).await),
             200
         );
     });
@@ -521,7 +523,7 @@ fn a_quiet_websocket_closes_after_the_read_timeout_and_a_busy_one_stays() {
     assert!(yaml.contains("read_timeout_ms: 2000"), "{yaml}");
     let gw = Gateway::start(&yaml);
     runtime().block_on(async {
-        let mut ws = open(&gw, "/chat", Some(&token())).await.unwrap();
+        let mut ws = open(gw.addr, "/chat", Some(&token())).await.unwrap();
         assert_eq!(next_text(&mut ws).await, "hello alice");
         // Well past the timeout, in steps well inside it: open throughout.
         for i in 0..20 {
@@ -550,12 +552,41 @@ fn a_quiet_websocket_closes_after_the_read_timeout_and_a_busy_one_stays() {
     wait_for(|| up.ended() == 1, "the upstream side of the tunnel to end");
 }
 
+/// `jwtgate_websockets_open` counts the tunnels open now.
+#[test]
+fn open_websockets_are_a_gauge() {
+    let up = WsUpstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config(&up, "    websocket: true\n").replace(
+        "listen: \"127.0.0.1:0\"\n",
+        &format!(
+            "listen: \"127.0.0.1:0\"\nadmin: {{ listen: \"127.0.0.1:0\", api_key: \"{}\" }}\n",
+            admin_support::KEY
+        ),
+    );
+    let node = admin_support::Node::start(dir.path(), &yaml);
+    let open_now = || node.metrics().value("jwtgate_websockets_open", &[]);
+    assert_eq!(open_now(), 0.0, "{}", node.metrics().0);
+    runtime().block_on(async {
+        let mut first = open(node.addr, "/chat", Some(&token())).await.unwrap();
+        let mut second = open(node.addr, "/chat", Some(&token())).await.unwrap();
+        assert_eq!(next_text(&mut first).await, "hello alice");
+        assert_eq!(next_text(&mut second).await, "hello alice");
+        assert_eq!(open_now(), 2.0, "{}", node.metrics().0);
+        first.close(None).await.unwrap();
+        while first.next().await.is_some() {}
+        wait_for(|| open_now() == 1.0, "one WebSocket open");
+        drop(second);
+        wait_for(|| open_now() == 0.0, "no WebSocket open");
+    });
+}
+
 #[test]
 fn a_stop_closes_open_websockets() {
     let up = WsUpstream::start();
     let mut gw = Gateway::start(&config(&up, "    websocket: true\n"));
     runtime().block_on(async {
-        let mut ws = open(&gw, "/chat", Some(&token())).await.unwrap();
+        let mut ws = open(gw.addr, "/chat", Some(&token())).await.unwrap();
         assert_eq!(next_text(&mut ws).await, "hello alice");
         gw.signal("TERM");
         let end = tokio::time::timeout(Duration::from_secs(10), async {

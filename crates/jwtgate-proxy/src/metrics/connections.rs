@@ -10,6 +10,27 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 pub const OPEN: &str = "jwtgate_worker_connections_open";
 pub const MAX: &str = "jwtgate_max_connections";
+pub const WEBSOCKETS: &str = "jwtgate_websockets_open";
+
+/// WebSockets open now, all workers together: counted as a tunnel opens
+/// and closes, never per request.
+static WEBSOCKETS_OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// Held while one WebSocket is open: counted in [`WEBSOCKETS`].
+pub(crate) struct OpenWebSocket(());
+
+impl OpenWebSocket {
+    pub(crate) fn new() -> Self {
+        WEBSOCKETS_OPEN.fetch_add(1, Ordering::Relaxed);
+        OpenWebSocket(())
+    }
+}
+
+impl Drop for OpenWebSocket {
+    fn drop(&mut self) {
+        WEBSOCKETS_OPEN.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// What the serving data plane counts.
 struct Counts {
@@ -28,7 +49,7 @@ pub(crate) fn serving(open: Vec<Arc<AtomicUsize>>, limit: usize) {
     *SERVING.lock().unwrap_or_else(PoisonError::into_inner) = Some(Counts { open, limit });
 }
 
-/// The two families in Prometheus's text format, appended to `out`; none
+/// The families in Prometheus's text format, appended to `out`; none
 /// before the data plane serves.
 pub(super) fn render(out: &mut String) {
     let serving = SERVING.lock().unwrap_or_else(PoisonError::into_inner);
@@ -47,6 +68,12 @@ pub(super) fn render(out: &mut String) {
         );
     }
     out.push('\n');
+    let _ = write!(
+        out,
+        "# HELP {WEBSOCKETS} WebSockets open (joined to their upstream after a 101)\n\
+         # TYPE {WEBSOCKETS} gauge\n{WEBSOCKETS} {}\n\n",
+        WEBSOCKETS_OPEN.load(Ordering::Relaxed)
+    );
     if counts.limit != usize::MAX {
         let _ = write!(
             out,
@@ -77,6 +104,9 @@ mod tests {
              # TYPE jwtgate_worker_connections_open gauge\n\
              jwtgate_worker_connections_open{worker=\"0\"} 3\n\
              jwtgate_worker_connections_open{worker=\"1\"} 2\n\n\
+             # HELP jwtgate_websockets_open WebSockets open (joined to their upstream after a 101)\n\
+             # TYPE jwtgate_websockets_open gauge\n\
+             jwtgate_websockets_open 0\n\n\
              # HELP jwtgate_max_connections Client connections served at once before accepting pauses (max_connections)\n\
              # TYPE jwtgate_max_connections gauge\n\
              jwtgate_max_connections 100\n\n"

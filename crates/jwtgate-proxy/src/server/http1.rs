@@ -530,9 +530,11 @@ impl<IO: Transport> Conn<IO> {
             return After::Close;
         }
         let early = self.buf.split();
+        let open = crate::metrics::connections::OpenWebSocket::new();
         let ended =
             crate::tunnel::join(&mut self.io, &early, &mut upstream, ctx.activity.stopped()).await;
         debug!(ended = ended.as_str(), "WebSocket tunnel ended");
+        drop(open);
         drop(busy);
         After::Close
     }
