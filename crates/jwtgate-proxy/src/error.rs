@@ -63,6 +63,11 @@ pub enum GatewayError {
     InvalidHost(#[from] crate::headers::BadHost),
     #[error("request body stalled for {0} ms (client_body_timeout_ms)")]
     ClientBodyTimeout(u128),
+    /// A page of another site opens a WebSocket with the cookie that carries
+    /// the token, which its browser added (cross-site WebSocket hijacking):
+    /// browsers apply no CORS to WebSockets.
+    #[error("cross-site WebSocket: {0}")]
+    CrossSiteWebSocket(String),
     /// A logout-everywhere token names no subject to cut off.
     #[error("the token names no subject (a provider token without sub)")]
     NoSubject,
@@ -76,7 +81,9 @@ impl GatewayError {
             GatewayError::Unauthorized { .. } | GatewayError::AnonymousRefused { .. } => {
                 StatusCode::UNAUTHORIZED
             }
-            GatewayError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            GatewayError::Forbidden { .. } | GatewayError::CrossSiteWebSocket(_) => {
+                StatusCode::FORBIDDEN
+            }
             GatewayError::UpstreamUnavailable(_) | GatewayError::UpstreamInvalid(_) => {
                 StatusCode::BAD_GATEWAY
             }
@@ -111,6 +118,7 @@ impl GatewayError {
             GatewayError::InvalidHost(_) => "invalid Host header",
             GatewayError::ClientBodyTimeout(_) => "request body timed out",
             GatewayError::NoSubject => "the token names no subject to log out",
+            GatewayError::CrossSiteWebSocket(_) => "cross-site WebSocket refused",
             GatewayError::TooManyHeaders(_) => "request header fields too large",
         }
     }

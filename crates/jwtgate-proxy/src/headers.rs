@@ -201,6 +201,30 @@ pub fn asks_for_websocket(
         })
 }
 
+/// Whether a browser's `Origin` (`scheme://host[:port]`) names the host the
+/// request was sent to (`Host`), any case, a scheme's default port written
+/// or not. The scheme is not compared: a gateway behind a balancer that
+/// ends TLS sees `http` for an `https` page. `null` (a sandboxed frame, a
+/// file) names no host.
+pub fn same_origin(origin: &HeaderValue, host: Option<&HeaderValue>) -> bool {
+    fn bare(authority: &[u8]) -> &[u8] {
+        authority
+            .strip_suffix(b":443")
+            .or_else(|| authority.strip_suffix(b":80"))
+            .unwrap_or(authority)
+    }
+    let origin = origin.as_bytes();
+    let Some(authority) = origin
+        .strip_prefix(b"https://")
+        .or_else(|| origin.strip_prefix(b"http://"))
+    else {
+        return false;
+    };
+    host.is_some_and(|host| {
+        !authority.is_empty() && bare(authority).eq_ignore_ascii_case(bare(host.as_bytes()))
+    })
+}
+
 /// Removes the headers the gateway owns ([`OwnedHeaders`]) from a
 /// client's request: a client could otherwise impersonate a consumer, or
 /// say where the request came from, to the upstream. A client's
@@ -617,6 +641,41 @@ mod tests {
             Version::HTTP_2,
             &Method::GET,
             &handshake
+        ));
+    }
+
+    #[test]
+    fn an_origin_is_the_same_when_it_names_the_host() {
+        let host = HeaderValue::from_static("App.Example.com");
+        for origin in [
+            "https://app.example.com",
+            "http://app.example.com",
+            "https://APP.example.com:443",
+            "http://app.example.com:80",
+        ] {
+            let origin = HeaderValue::from_static(origin);
+            assert!(same_origin(&origin, Some(&host)), "{origin:?}");
+        }
+        let with_port = HeaderValue::from_static("app.example.com:8443");
+        assert!(same_origin(
+            &HeaderValue::from_static("https://app.example.com:8443"),
+            Some(&with_port)
+        ));
+        for origin in [
+            "https://evil.example",
+            "https://app.example.com.evil.example",
+            "https://app.example.com:8443",
+            "null",
+            "app.example.com",
+            "https://",
+            "wss://app.example.com",
+        ] {
+            let origin = HeaderValue::from_static(origin);
+            assert!(!same_origin(&origin, Some(&host)), "{origin:?}");
+        }
+        assert!(!same_origin(
+            &HeaderValue::from_static("https://app.example.com"),
+            None
         ));
     }
 

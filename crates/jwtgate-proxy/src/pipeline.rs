@@ -612,6 +612,24 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
                     outcome.auth = "logout_everywhere";
                     return Ok(json_message(StatusCode::OK, "logged out everywhere"));
                 }
+                // 4c. A cookie is sent by the browser whichever page opens
+                //     the WebSocket, and browsers apply no CORS to one: a
+                //     handshake whose token came in a cookie is taken only
+                //     from the route's own host or an origin its `cors`
+                //     allows (cross-site WebSocket hijacking).
+                if websocket && identity.carriers.has(Source::Cookie) {
+                    if let Some(origin) = parts.headers.get(http::header::ORIGIN) {
+                        if outcome.origin.is_none() && !headers::same_origin(origin, host.as_ref())
+                        {
+                            outcome.auth = "forbidden";
+                            return Err(GatewayError::CrossSiteWebSocket(format!(
+                                "a WebSocket from {:?} with its token in a cookie: that \
+                                 origin is not the route's host nor allowed by its cors",
+                                String::from_utf8_lossy(origin.as_bytes())
+                            )));
+                        }
+                    }
+                }
                 identity.add_headers(gw, &route.names, &mut added, &mut parts.headers);
                 if policy.hide_credentials {
                     hide_credentials(

@@ -219,10 +219,19 @@ type Client = tokio_tungstenite::WebSocketStream<TcpStream>;
 /// Opens a WebSocket to `path` through the gateway, with `token` as a
 /// bearer token if given.
 async fn open(addr: SocketAddr, path: &str, token: Option<&str>) -> Result<Client, WsError> {
+    let bearer = token.map(|t| ("authorization", format!("Bearer {t}")));
+    open_with(addr, path, bearer.as_slice()).await
+}
+
+/// Opens a WebSocket to `path` through the gateway with `headers` added.
+async fn open_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&'static str, String)],
+) -> Result<Client, WsError> {
     let mut req = format!("ws://{addr}{path}").into_client_request().unwrap();
-    if let Some(t) = token {
-        req.headers_mut()
-            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    for (name, value) in headers {
+        req.headers_mut().insert(*name, value.parse().unwrap());
     }
     let tcp = TcpStream::connect(addr).await.unwrap();
     tokio_tungstenite::client_async(req, tcp)
@@ -393,6 +402,85 @@ fn a_browser_style_handshake_carries_its_token_in_the_query() {
     let head = up.heads().pop().unwrap();
     assert!(head.starts_with("GET /chat?room=7 HTTP/1.1\r\n"), "{head}");
     assert!(!head.contains(&token()), "{head}");
+}
+
+/// Browsers send a cookie whichever page opens the WebSocket, and apply no
+/// CORS to one: a handshake whose token came in a cookie is taken only
+/// from the route's own host or an origin its `cors` allows.
+#[test]
+fn a_cookie_token_opens_a_websocket_only_from_the_routes_own_or_an_allowed_origin() {
+    let up = WsUpstream::start();
+    let yaml = config(
+        &up,
+        "    websocket: true\n    cors: { allow_origins: [\"https://app.example\"], allow_credentials: true }\n",
+    );
+    let gw = Gateway::start(&yaml);
+    let cookie = ("cookie", format!("theme=dark; jwt={}", token()));
+    let origin = |o: &str| ("origin", o.to_string());
+    let own = format!("http://{}", gw.addr);
+    runtime().block_on(async {
+        for (headers, what) in [
+            (
+                vec![cookie.clone(), origin("https://app.example")],
+                "an origin cors allows",
+            ),
+            (vec![cookie.clone(), origin(&own)], "the route's own host"),
+            (vec![cookie.clone()], "no Origin: no browser"),
+            (
+                vec![
+                    ("authorization", format!("Bearer {}", token())),
+                    origin("https://evil.example"),
+                ],
+                "a token the page had to send itself",
+            ),
+        ] {
+            let mut ws = open_with(gw.addr, "/chat", &headers)
+                .await
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(next_text(&mut ws).await, "hello alice", "{what}");
+        }
+        let opened = up.heads().len();
+        for (headers, what) in [
+            (
+                vec![cookie.clone(), origin("https://evil.example")],
+                "another site",
+            ),
+            (vec![cookie.clone(), origin("null")], "a sandboxed frame"),
+            (
+                vec![cookie.clone(), origin("https://app.example.evil.example")],
+                "a name that starts like an allowed one",
+            ),
+        ] {
+            match open_with(gw.addr, "/chat", &headers).await {
+                Err(WsError::Http(resp)) => {
+                    assert_eq!(resp.status().as_u16(), 403, "{what}");
+                    let body = resp.body().clone().unwrap_or_default();
+                    let body = String::from_utf8_lossy(&body).to_string();
+                    assert!(
+                        body.contains("cross-site WebSocket refused"),
+                        "{what}: {body}"
+                    );
+                }
+                Err(e) => panic!("{what}: expected a 403, got {e}"),
+                Ok(_) => panic!("{what}: expected a 403, the WebSocket opened"),
+            }
+        }
+        assert_eq!(
+            up.heads().len(),
+            opened,
+            "a refused handshake reached the upstream"
+        );
+    });
+    wait_for(
+        || {
+            gw.logs().lines().any(|l| {
+                l.contains("status=403")
+                    && l.contains("cross-site WebSocket")
+                    && l.contains("evil.example")
+            })
+        },
+        "an access line that says why the handshake was refused",
+    );
 }
 
 #[test]
