@@ -257,6 +257,23 @@ async fn next_text<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// Whether the WebSocket ends (a close frame, the connection closed or
+/// broken) within `limit`; messages before that are skipped.
+async fn ends_within<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut tokio_tungstenite::WebSocketStream<S>,
+    limit: Duration,
+) -> bool {
+    let end = async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    };
+    tokio::time::timeout(limit, end).await.is_ok()
+}
+
 fn refused_status(result: Result<Client, WsError>) -> u16 {
     match result {
         Err(WsError::Http(resp)) => resp.status().as_u16(),
@@ -621,16 +638,10 @@ fn a_quiet_websocket_closes_after_the_read_timeout_and_a_busy_one_stays() {
         }
         // Then quiet: the gateway closes it.
         let started = std::time::Instant::now();
-        let end = tokio::time::timeout(Duration::from_secs(20), async {
-            loop {
-                match ws.next().await {
-                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-                    Some(Ok(_)) => {}
-                }
-            }
-        })
-        .await;
-        assert!(end.is_ok(), "a quiet WebSocket stayed open 20 s");
+        assert!(
+            ends_within(&mut ws, Duration::from_secs(20)).await,
+            "a quiet WebSocket stayed open 20 s"
+        );
         assert!(
             started.elapsed() >= Duration::from_millis(1500),
             "closed {:?} after the last message, before the timeout",
@@ -662,7 +673,7 @@ fn open_websockets_are_a_gauge() {
         assert_eq!(next_text(&mut second).await, "hello alice");
         assert_eq!(open_now(), 2.0, "{}", node.metrics().0);
         first.close(None).await.unwrap();
-        while first.next().await.is_some() {}
+        assert!(ends_within(&mut first, Duration::from_secs(10)).await);
         wait_for(|| open_now() == 1.0, "one WebSocket open");
         drop(second);
         wait_for(|| open_now() == 0.0, "no WebSocket open");
@@ -677,16 +688,10 @@ fn a_stop_closes_open_websockets() {
         let mut ws = open(gw.addr, "/chat", Some(&token())).await.unwrap();
         assert_eq!(next_text(&mut ws).await, "hello alice");
         gw.signal("TERM");
-        let end = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                match ws.next().await {
-                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-                    Some(Ok(_)) => {}
-                }
-            }
-        })
-        .await;
-        assert!(end.is_ok(), "the WebSocket outlived the stop by 10 s");
+        assert!(
+            ends_within(&mut ws, Duration::from_secs(10)).await,
+            "the WebSocket outlived the stop by 10 s"
+        );
     });
     // Not the 30 s drain: nothing else was in flight.
     assert!(gw.exited_within(Duration::from_secs(10)), "{}", gw.logs());
