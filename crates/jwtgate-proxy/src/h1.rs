@@ -82,6 +82,9 @@ pub fn encode_request_head(
     for (name, value) in added.iter() {
         push_field(out, name, value);
     }
+    if added.websocket {
+        out.extend_from_slice(b"connection: upgrade\r\nupgrade: websocket\r\n");
+    }
     match framing {
         RequestFraming::Empty => {
             // Servers may answer 411 to a POST without a length.
@@ -449,7 +452,7 @@ fn header_map(
 /// does not (it switched to something else, or says nothing) is no tunnel
 /// the gateway opens: its client's next bytes would reach the upstream as
 /// whatever that is, unchecked.
-pub fn switches_to_websocket(buf: &[u8]) -> bool {
+pub(crate) fn switches_to_websocket(buf: &[u8]) -> bool {
     let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut raw);
     if !matches!(resp.parse(buf), Ok(httparse::Status::Complete(_))) {

@@ -467,7 +467,9 @@ pub struct GatewayHeaders<'a> {
     pub forwarded_host: Option<HeaderValue>,
     /// The request opens a WebSocket on a route that passes them: the
     /// upstream is asked to switch (`Connection: upgrade`, `Upgrade:
-    /// websocket`), the client's own copies having gone as hop-by-hop.
+    /// websocket`, written by `h1::encode_request_head`), the client's own
+    /// copies having gone as hop-by-hop. Not among [`Self::iter`]'s: the
+    /// echo upstream never sees one.
     pub websocket: bool,
 }
 
@@ -509,11 +511,6 @@ impl<'a> GatewayHeaders<'a> {
             ("x-real-ip", self.real_ip),
             ("x-forwarded-proto", self.forwarded_proto.map(str::as_bytes)),
             ("x-forwarded-host", value(&self.forwarded_host)),
-            (
-                "connection",
-                self.websocket.then_some(b"upgrade".as_slice()),
-            ),
-            ("upgrade", self.websocket.then_some(b"websocket".as_slice())),
         ]
         .into_iter()
         .filter_map(|(name, v)| Some((name, v?)))

@@ -616,11 +616,16 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
                 //     the WebSocket, and browsers apply no CORS to one: a
                 //     handshake whose token came in a cookie is taken only
                 //     from the route's own host or an origin its `cors`
-                //     allows (cross-site WebSocket hijacking).
+                //     names and lets use credentials (not `*`, which never
+                //     does): cross-site WebSocket hijacking.
                 if websocket && identity.carriers.has(Source::Cookie) {
                     if let Some(origin) = parts.headers.get(http::header::ORIGIN) {
-                        if outcome.origin.is_none() && !headers::same_origin(origin, host.as_ref())
-                        {
+                        let trusted = outcome.origin.is_some()
+                            && route.route.cors.as_ref().is_some_and(|c| {
+                                c.credentials
+                                    && matches!(c.origins, jwtgate_core::cors::Origins::List(_))
+                            });
+                        if !trusted && !headers::same_origin(origin, host.as_ref()) {
                             outcome.auth = "forbidden";
                             return Err(GatewayError::CrossSiteWebSocket(format!(
                                 "a WebSocket from {:?} with its token in a cookie: that \

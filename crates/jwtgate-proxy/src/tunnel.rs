@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 
@@ -40,12 +41,16 @@ impl Ended {
     }
 }
 
+/// How long the other way of a tunnel is still passed on once one way has
+/// ended: a close frame, or the last bytes read, on their way.
+const GRACE: Duration = Duration::from_secs(2);
+
 /// Joins `client` to `upstream` until the tunnel ends. `client_early` is
 /// what the client sent after its handshake, read with it; it goes
-/// upstream first.
+/// upstream first (and its buffer is freed then).
 pub(crate) async fn join<C>(
     client: &mut C,
-    client_early: &[u8],
+    client_early: BytesMut,
     upstream: &mut Upgraded,
     stopped: impl Future<Output = ()>,
 ) -> Ended
@@ -55,9 +60,18 @@ where
     let idle = upstream.idle_timeout;
     let moved = AtomicBool::new(false);
     let run = async {
-        if !client_early.is_empty() && upstream.write_all(client_early).await.is_err() {
-            return Ended::Broken;
+        if !client_early.is_empty() {
+            // Flushed: over TLS a record may wait in the stream, and the
+            // copy below flushes only what it writes itself.
+            let sent = async {
+                upstream.write_all(&client_early).await?;
+                upstream.flush().await
+            };
+            if sent.await.is_err() {
+                return Ended::Broken;
+            }
         }
+        drop(client_early);
         let (mut from_client, mut to_client) = tokio::io::split(Watched {
             io: &mut *client,
             moved: &moved,
@@ -67,11 +81,12 @@ where
             moved: &moved,
         });
         // Each way until its end, which is passed on (a FIN, a TLS
-        // close_notify). The first way to end ends the tunnel: a WebSocket
-        // says goodbye in its own frames before either side closes, and a
-        // tunnel half closed (its upstream gone, a client that never
-        // closes) would otherwise be held until the idle timeout (as nginx
-        // ends its tunnels).
+        // close_notify). The first way to end ends the tunnel, once the
+        // other has had `GRACE` to pass on what is on its way (the close
+        // frame answering one): a WebSocket says goodbye in its own frames
+        // before either side closes, and a tunnel half closed (its upstream
+        // gone, a client that never closes) would otherwise be held until
+        // the idle timeout (nginx ends its tunnels so too).
         let up = async {
             let copied = tokio::io::copy(&mut from_client, &mut to_upstream).await;
             let _ = to_upstream.shutdown().await;
@@ -82,9 +97,17 @@ where
             let _ = to_client.shutdown().await;
             copied
         };
+        let (mut up, mut down) = (std::pin::pin!(up), std::pin::pin!(down));
+        let grace = GRACE.min(idle);
         let copied = tokio::select! {
-            copied = up => copied,
-            copied = down => copied,
+            copied = &mut up => {
+                let _ = tokio::time::timeout(grace, &mut down).await;
+                copied
+            }
+            copied = &mut down => {
+                let _ = tokio::time::timeout(grace, &mut up).await;
+                copied
+            }
         };
         match copied {
             Ok(_) => Ended::Closed,

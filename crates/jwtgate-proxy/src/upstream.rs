@@ -714,7 +714,9 @@ where
         if status == StatusCode::SWITCHING_PROTOCOLS {
             // Only ever an answer to a WebSocket handshake
             // ([`next_final_head`]): the connection is the tunnel's now,
-            // never the pool's.
+            // never the pool's, and needs no head buffer or timer.
+            conn.out = Vec::new();
+            conn.head_timer = None;
             let tunnel = Upgraded {
                 conn,
                 idle_timeout: read_timeout,
@@ -958,13 +960,13 @@ fn next_final_head(
     let pass_on = request.version <= Version::HTTP_11;
     let mut spare = recycle::header_map();
     let head = loop {
-        // The head as it came, for a 101's hop-by-hop fields (the parse
-        // leaves them out); a handshake's only.
-        let switching = websocket && buf.starts_with(b"HTTP/1.1 101");
-        let raw = switching.then(|| buf.clone());
+        // A 101's hop-by-hop fields, read before the parse leaves them
+        // out; a handshake's only.
+        let agrees =
+            websocket && buf.starts_with(b"HTTP/1.1 101") && h1::switches_to_websocket(buf);
         match h1::parse_response_head(buf, &request.method, &mut spare, pass_on) {
             Ok(Some(head)) if head.status == StatusCode::SWITCHING_PROTOCOLS && websocket => {
-                if !raw.is_some_and(|raw| h1::switches_to_websocket(&raw)) {
+                if !agrees {
                     break Err(invalid_response(
                         node,
                         "a 101 without Upgrade: websocket and Connection: upgrade".into(),

@@ -177,7 +177,14 @@ where
         let reply = match msg {
             Message::Text(t) => Message::text(format!("echo: {t}")),
             Message::Binary(b) => Message::binary(b),
-            Message::Close(_) => break,
+            Message::Close(_) => {
+                // Its answering close frame, queued by tungstenite, goes
+                // out before the connection closes; a moment late, as from
+                // a server that finishes its work first.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let _ = ws.flush().await;
+                break;
+            }
             _ => continue,
         };
         if ws.send(reply).await.is_err() {
@@ -336,6 +343,112 @@ fn a_websocket_opens_through_an_authenticated_route_and_passes_both_ways() {
     );
 }
 
+/// A client may send its first frame in the same write as its handshake,
+/// and the upstream its first frame with its 101: neither is lost on the
+/// way, and each goes only where it belongs.
+#[test]
+fn frames_sent_with_the_handshake_and_with_the_101_both_arrive() {
+    use std::io::{Read, Write};
+    let up = WsUpstream::start();
+    let gw = Gateway::start(&config(&up, "    websocket: true\n"));
+    let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut wire = format!(
+        "GET /chat HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Authorization: Bearer {}\r\n\r\n",
+        token()
+    )
+    .into_bytes();
+    // A masked text frame (RFC 6455 §5.2), in the same write.
+    let (payload, mask) = (b"early", [0x11u8, 0x22, 0x33, 0x44]);
+    wire.extend_from_slice(&[0x81, 0x80 | payload.len() as u8]);
+    wire.extend_from_slice(&mask);
+    wire.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    s.write_all(&wire).unwrap();
+    // The 101, then the upstream's unmasked frames: its greeting (written
+    // with its 101) and the echo of the early frame, in either read.
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let want = |got: &[u8]| {
+        let text = String::from_utf8_lossy(got);
+        text.contains("hello alice") && text.contains("echo: early")
+    };
+    while !want(&got) {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&got).to_string();
+    assert!(
+        text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("\r\nupgrade: websocket\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("\r\nsec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=\r\n"),
+        "{text}"
+    );
+    assert!(want(&got), "{text}");
+    // The early frame went upstream as WebSocket data, not as a request.
+    assert_eq!(up.heads().len(), 1, "{:?}", up.heads());
+}
+
+/// A client that sends its close frame and closes its side at once still
+/// gets the upstream's answering close frame: the other way is passed on
+/// for a moment after one way ends.
+#[test]
+fn a_client_closing_its_side_still_gets_the_answering_close_frame() {
+    use std::io::{Read, Write};
+    let up = WsUpstream::start();
+    let gw = Gateway::start(&config(&up, "    websocket: true\n"));
+    let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /chat HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Authorization: Bearer {}\r\n\r\n",
+        token()
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("hello alice") {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => panic!("no greeting: {}", String::from_utf8_lossy(&got)),
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+        }
+    }
+    // A masked close frame, code 1000, then our side closed.
+    let mask = [0x0au8, 0x0b, 0x0c, 0x0d];
+    let code = 1000u16.to_be_bytes();
+    s.write_all(&[
+        0x88,
+        0x82,
+        mask[0],
+        mask[1],
+        mask[2],
+        mask[3],
+        code[0] ^ mask[0],
+        code[1] ^ mask[1],
+    ])
+    .unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(
+        rest.windows(4).any(|w| w == [0x88, 0x02, 0x03, 0xe8]),
+        "no close frame answered: {rest:?}"
+    );
+}
+
 /// `wss://` to the gateway's TLS listener, and TLS again to an `https`
 /// upstream: the tunnel joins two TLS streams.
 #[test]
@@ -427,9 +540,19 @@ fn a_browser_style_handshake_carries_its_token_in_the_query() {
 #[test]
 fn a_cookie_token_opens_a_websocket_only_from_the_routes_own_or_an_allowed_origin() {
     let up = WsUpstream::start();
+    let more = |name: &str, cors: &str| {
+        format!(
+            "  - name: {name}\n    paths: [\"/{name}\"]\n    upstream: {{ nodes: [\"{}\"] }}\n    websocket: true\n    cors: {cors}\n    jwt: {{}}\n",
+            up.node()
+        )
+    };
     let yaml = config(
         &up,
-        "    websocket: true\n    cors: { allow_origins: [\"https://app.example\"], allow_credentials: true }\n",
+        &format!(
+            "    websocket: true\n    cors: {{ allow_origins: [\"https://app.example\"], allow_credentials: true }}\n{}{}",
+            more("star", "{ allow_origins: [\"*\"] }"),
+            more("nocred", "{ allow_origins: [\"https://app.example\"] }"),
+        ),
     );
     let gw = Gateway::start(&yaml);
     let cookie = ("cookie", format!("theme=dark; jwt={}", token()));
@@ -457,6 +580,24 @@ fn a_cookie_token_opens_a_websocket_only_from_the_routes_own_or_an_allowed_origi
             assert_eq!(next_text(&mut ws).await, "hello alice", "{what}");
         }
         let opened = up.heads().len();
+        for (path, headers, what) in [
+            (
+                "/star",
+                vec![cookie.clone(), origin("https://evil.example")],
+                "cors [\"*\"] lets no origin use credentials",
+            ),
+            (
+                "/nocred",
+                vec![cookie.clone(), origin("https://app.example")],
+                "an origin cors names without allow_credentials",
+            ),
+        ] {
+            match open_with(gw.addr, path, &headers).await {
+                Err(WsError::Http(resp)) => assert_eq!(resp.status().as_u16(), 403, "{what}"),
+                Err(e) => panic!("{what}: expected a 403, got {e}"),
+                Ok(_) => panic!("{what}: expected a 403, the WebSocket opened"),
+            }
+        }
         for (headers, what) in [
             (
                 vec![cookie.clone(), origin("https://evil.example")],
@@ -545,7 +686,7 @@ fn an_upstream_refusing_the_handshake_is_answered_as_any_response() {
                 "{path}"
             );
         }
-        // The client's connection serves on.
+        // The next handshake opens as usual.
         let mut ws = open(gw.addr, "/chat", Some(&token())).await.unwrap();
         assert_eq!(next_text(&mut ws).await, "hello alice");
     });

@@ -38,8 +38,10 @@ use crate::h1::inbound::{
 };
 use crate::h1::{push_chunk_size, ChunkedDecoder, Decoded, RequestFraming, ResponseFraming};
 use crate::idle::{Activity, Busy};
+use crate::metrics::connections::OpenWebSocket;
 use crate::pipeline;
 use crate::recycle;
+use crate::tunnel::Ended;
 use crate::upstream::ConnPool;
 
 use super::SharedGateway;
@@ -517,6 +519,8 @@ impl<IO: Transport> Conn<IO> {
             debug!("a 101 without an upstream connection; closing");
             return After::Close;
         };
+        // Counted before the client can hear of it.
+        let open = OpenWebSocket::new();
         let mut out = recycle::write_buffer();
         encode_switch_head(&mut out, passed.as_deref(), &parts.headers, |out| {
             with_date(|date| out.extend_from_slice(date))
@@ -529,14 +533,22 @@ impl<IO: Transport> Conn<IO> {
         if sent.is_err() {
             return After::Close;
         }
+        // The read buffer goes back to the pool: the tunnel reads into its
+        // own.
         let early = self.buf.split();
-        let open = crate::metrics::connections::OpenWebSocket::new();
+        self.release_buffer();
         let ended =
-            crate::tunnel::join(&mut self.io, &early, &mut upstream, ctx.activity.stopped()).await;
+            crate::tunnel::join(&mut self.io, early, &mut upstream, ctx.activity.stopped()).await;
         debug!(ended = ended.as_str(), "WebSocket tunnel ended");
         drop(open);
         drop(busy);
-        After::Close
+        match ended {
+            // The client may still be sending (its close frame): closed
+            // with bytes unread, the socket would reset, and could take
+            // the last frames written with it.
+            Ended::Closed => After::Linger,
+            Ended::Idle | Ended::Stopped | Ended::Broken => After::Close,
+        }
     }
 
     /// Writes the response body after the head already in `out`, framed as
