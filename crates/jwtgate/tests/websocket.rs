@@ -281,6 +281,18 @@ async fn ends_within<S: AsyncRead + AsyncWrite + Unpin>(
     tokio::time::timeout(limit, end).await.is_ok()
 }
 
+/// A WebSocket handshake to `/chat` with a valid bearer token, as bytes
+/// for a raw socket (RFC 6455's sample key).
+fn raw_handshake() -> Vec<u8> {
+    format!(
+        "GET /chat HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Authorization: Bearer {}\r\n\r\n",
+        token()
+    )
+    .into_bytes()
+}
+
 fn refused_status(result: Result<Client, WsError>) -> u16 {
     match result {
         Err(WsError::Http(resp)) => resp.status().as_u16(),
@@ -353,13 +365,7 @@ fn frames_sent_with_the_handshake_and_with_the_101_both_arrive() {
     let gw = Gateway::start(&config(&up, "    websocket: true\n"));
     let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut wire = format!(
-        "GET /chat HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-         Authorization: Bearer {}\r\n\r\n",
-        token()
-    )
-    .into_bytes();
+    let mut wire = raw_handshake();
     // A masked text frame (RFC 6455 §5.2), in the same write.
     let (payload, mask) = (b"early", [0x11u8, 0x22, 0x33, 0x44]);
     wire.extend_from_slice(&[0x81, 0x80 | payload.len() as u8]);
@@ -410,14 +416,7 @@ fn a_client_closing_its_side_still_gets_the_answering_close_frame() {
     let gw = Gateway::start(&config(&up, "    websocket: true\n"));
     let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET /chat HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-         Authorization: Bearer {}\r\n\r\n",
-        token()
-    )
-    .unwrap();
+    s.write_all(&raw_handshake()).unwrap();
     let mut got = Vec::new();
     let mut chunk = [0u8; 4096];
     while !String::from_utf8_lossy(&got).contains("hello alice") {
