@@ -341,7 +341,8 @@ fn schemas() -> Value {
                         "allow_credentials": boolean, "max_age_seconds": int
                     }
                 },
-                "websocket": { "type": "boolean", "description": "pass WebSocket handshakes (GET with Upgrade: websocket) to the upstream and tunnel the connection once it answers 101; default false" },
+                "websocket": { "type": "boolean", "description": "pass WebSocket handshakes (GET with Upgrade: websocket) to the upstream and tunnel the connection once it answers 101; an open WebSocket is closed when its token is revoked or its subject cut off; default false" },
+                "websocket_close_at_exp": { "type": "boolean", "description": "also close an open WebSocket when its token expires (exp plus the route's leeway); needs websocket: true; default false" },
                 "jwt": schema_ref("Jwt")
             }
         },

@@ -973,6 +973,13 @@ pub(crate) fn route(
             "needs GET among the route's methods: a WebSocket opens with a GET",
         );
     }
+    let websocket_close_at_exp = r.websocket_close_at_exp == Some(true);
+    if websocket_close_at_exp && !websocket {
+        errors.add(
+            &child(loc, "websocket_close_at_exp"),
+            "needs websocket: true: only a WebSocket outlives the request that opened it",
+        );
+    }
     Some(Route {
         name: r.name.clone(),
         paths,
@@ -981,6 +988,7 @@ pub(crate) fn route(
         upstream: upstream?,
         cors,
         websocket,
+        websocket_close_at_exp,
         jwt: jwt.map(Arc::new),
     })
 }

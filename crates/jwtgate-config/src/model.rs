@@ -181,6 +181,9 @@ pub struct Route {
     /// becomes a tunnel once it agrees (`101`); `false`: the `Upgrade`
     /// header is dropped as any hop-by-hop header.
     pub websocket: bool,
+    /// An open WebSocket is closed when the token that opened it expires
+    /// (`exp` plus the route's leeway), not only when it is revoked.
+    pub websocket_close_at_exp: bool,
     pub jwt: Option<Arc<JwtPolicy>>,
 }
 

@@ -161,6 +161,8 @@ pub struct RawRoute {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub websocket: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub websocket_close_at_exp: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt: Option<RawJwt>,
 }
 

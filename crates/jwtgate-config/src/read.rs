@@ -219,6 +219,7 @@ pub(crate) fn route(mut r: Obj<'_>, errors: &mut Errors) -> RawRoute {
         raw
     });
     let websocket = r.bool("websocket", errors);
+    let websocket_close_at_exp = r.bool("websocket_close_at_exp", errors);
     let jwt = r.child_obj("jwt", errors).map(|j| jwt(j, errors));
     r.finish(errors);
     RawRoute {
@@ -229,6 +230,7 @@ pub(crate) fn route(mut r: Obj<'_>, errors: &mut Errors) -> RawRoute {
         upstream,
         cors,
         websocket,
+        websocket_close_at_exp,
         jwt,
     }
 }

@@ -60,6 +60,13 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
             let at = format!("routes[{i}].jwt");
             policy(jwt, &at, has_consumers, &mut found);
             authorize_scope(jwt, &raw.paths, &at, &mut found);
+        } else if raw.websocket_close_at_exp == Some(true) {
+            found.warn(
+                format!("routes[{i}].websocket_close_at_exp"),
+                "does nothing: the route checks no token, so its WebSockets have none to \
+                 expire"
+                    .into(),
+            );
         }
     }
     for (i, p) in config.raw.providers.iter().enumerate() {
@@ -1275,6 +1282,25 @@ mod tests {
         assert!(
             w.contains("does nothing while use_jwt_blacklist_revoking"),
             "{w}"
+        );
+    }
+
+    #[test]
+    fn websocket_close_at_exp_on_a_route_without_jwt_is_warned_about() {
+        let route = |jwt: &str| {
+            format!(
+                "  - name: a\n    paths: [\"/a/*\"]\n    upstream: {{ nodes: [\"127.0.0.1:9\"] }}\n    websocket: true\n    websocket_close_at_exp: true\n{jwt}"
+            )
+        };
+        let w = only_warning(&route(""));
+        assert!(
+            w.starts_with(
+                "routes[0].websocket_close_at_exp: does nothing: the route checks no token"
+            ),
+            "{w}"
+        );
+        assert!(
+            warnings_of(&route("    jwt: { providers: [corp], consumers: false }\n")).is_empty()
         );
     }
 

@@ -85,6 +85,15 @@ impl GatewayBody {
         }
     }
 
+    /// A tunnel's ends with `token` (revoked, cut off, or expired where the
+    /// route says so); any other body has no use for it.
+    #[inline(never)]
+    pub(crate) fn hold_token(&mut self, token: Box<crate::tunnel::HeldToken>) {
+        if let Kind::Tunnel(upgraded) = &mut self.kind {
+            upgraded.token = Some(token);
+        }
+    }
+
     /// The upstream's header lines go out with this body, as they came.
     pub(crate) fn with_passed(mut self, passed: Option<Box<PassedHeaders>>) -> Self {
         self.passed = passed;

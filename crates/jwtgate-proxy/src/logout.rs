@@ -13,11 +13,11 @@ use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use jwtgate_core::backchannel::{self, LogoutError, IAT_SKEW_SECONDS};
-use jwtgate_core::claims::subject_text;
+use jwtgate_core::claims::{subject_text, Claims};
 use jwtgate_core::clock::Clock;
 use jwtgate_core::policy::{sources, Principal};
 use jwtgate_store::cutoffs::FUTURE_IAT_SECONDS;
-use jwtgate_store::{Cutoff, Owner, Subject, SubjectKey};
+use jwtgate_store::{Cutoff, Owner, Revocations, Subject, SubjectKey, TokenSubject};
 use serde_json::{Map, Value};
 use tracing::{info, warn};
 
@@ -52,6 +52,28 @@ pub fn own_subject(principal: &Principal, claims: &Map<String, Value>) -> Option
         }),
         Principal::Anonymous(_) => None,
     }
+}
+
+/// The subject cut-off that refuses a verified token of `consumer` or
+/// `provider` with these claims, if any: memory only. Only a provider's
+/// cut-offs name a session (`sid`).
+pub fn cutoff_refusing(
+    revocations: &Revocations,
+    claims: &Claims,
+    consumer: Option<&str>,
+    provider: Option<&str>,
+    now: i64,
+) -> Option<Cutoff> {
+    let sub = subject_text(claims.get("sub"));
+    let sid = provider.and_then(|_| subject_text(claims.get("sid")));
+    let subject = TokenSubject {
+        consumer,
+        provider,
+        sub: sub.as_deref(),
+        sid: sid.as_deref(),
+        iat: claims.iat().at(),
+    };
+    revocations.cutoff_for(&subject, now)
 }
 
 /// Records a cut-off of `key` at the current second.

@@ -23,16 +23,16 @@ use std::time::Instant;
 use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, COOKIE};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode};
-use jwtgate_core::claims::{self, subject_text};
+use jwtgate_core::claims;
 use jwtgate_core::clock::{Clock, FixedClock};
 use jwtgate_core::consumer::Consumer;
-use jwtgate_core::jwt::revocation_expiry;
+use jwtgate_core::jwt::{revocation_expiry, RevocationKey};
 use jwtgate_core::path::{match_form, normalize, Method};
 use jwtgate_core::policy::{
     authenticate_cached, sources, AuthError, Authenticated, JwtPolicy, Principal,
 };
 use jwtgate_core::provider::IdentityProvider;
-use jwtgate_store::{Entry, TokenSubject};
+use jwtgate_store::Entry;
 
 use crate::body::{unpass_headers, GatewayBody, RequestBody};
 use crate::conn_info::ConnInfo;
@@ -513,6 +513,10 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
         //    the checks of SPEC §3.1 in order, then the blacklist (memory only).
         //    A logout request always needs a valid token.
         let mut logout = None;
+        // A WebSocket's token, held by its tunnel once the upstream agrees.
+        // Boxed: it lives across the upstream's answer, in every request's
+        // future.
+        let mut held = None;
         let mut added = GatewayHeaders::default();
         if let Some(policy) = &route.route.jwt {
             let requirement = policy.requirement(method, &matched);
@@ -583,9 +587,11 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
                         });
                     }
                 }
-                if let (true, Some(l), Some(entry)) =
-                    (requirement.logout, &policy.logout, identity.revocation)
-                {
+                if let (true, Some(l), Some(entry)) = (
+                    requirement.logout,
+                    &policy.logout,
+                    identity.revocation.map(Revocable::entry),
+                ) {
                     logout = Some((entry, l.forward));
                 }
                 // 4b'. Log out everywhere: a cut-off for the token's own
@@ -604,7 +610,7 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
                     // `subject_retention_seconds` (an outside audit: a
                     // token living longer passed again once it went), and
                     // one issued past even its second would outlive it.
-                    if let Some(entry) = identity.revocation {
+                    if let Some(entry) = identity.revocation.map(Revocable::entry) {
                         Box::pin(gw.revocations.revoke(entry))
                             .await
                             .map_err(|e| GatewayError::StoreUnavailable(e.to_string()))?;
@@ -634,6 +640,12 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
                             )));
                         }
                     }
+                }
+                // 4d. A WebSocket lasts no longer than its token is good:
+                //     revoked or cut off (and expired, where the route
+                //     says so), its tunnel ends.
+                if websocket {
+                    held = hold(gw, route.route.websocket_close_at_exp, policy, &identity);
                 }
                 identity.add_headers(gw, &route.names, &mut added, &mut parts.headers);
                 if policy.hide_credentials {
@@ -675,13 +687,16 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
         parts.uri = PathAndQuery::try_from(path_and_query)
             .map(Uri::from)
             .map_err(|_| GatewayError::InvalidPath("not a valid URI after normalisation"))?;
-        let resp = match &route.target {
+        let mut resp = match &route.target {
             Target::Echo => echo::respond(&parts, &added),
             Target::Nodes(target) => {
                 pool.forward(target, Request::from_parts(parts, body), &added)
                     .await?
             }
         };
+        if let Some(token) = held {
+            resp.body_mut().hold_token(token);
+        }
 
         // 6. A forwarded logout (logout_forward: true) revokes only when the
         //    upstream agreed (2xx), and the client hears "ok" only if it stuck.
@@ -695,6 +710,32 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
         }
         Ok(resp)
     }
+}
+
+/// What a WebSocket's tunnel keeps of the token that opened it (none for
+/// the anonymous consumer): a handshake's, apart from every request's code.
+#[inline(never)]
+fn hold(
+    gw: &Gateway,
+    close_at_exp: bool,
+    policy: &JwtPolicy,
+    identity: &Identity,
+) -> Option<Box<crate::tunnel::HeldToken>> {
+    let (Some(claims), Some(revocable)) = (&identity.claims, identity.revocation) else {
+        return None;
+    };
+    let ends_at = claims
+        .exp()
+        .at()
+        .filter(|_| close_at_exp)
+        .map(|exp| exp.saturating_add(policy.leeway_seconds));
+    Some(Box::new(crate::tunnel::HeldToken::new(
+        Arc::clone(&gw.revocations),
+        revocable.key,
+        identity.principal.clone(),
+        Arc::clone(claims),
+        ends_at,
+    )))
 }
 
 /// Where a token was found.
@@ -731,8 +772,26 @@ struct Identity {
     /// `None` for the anonymous consumer: no token, no claims.
     claims: Option<Arc<claims::Claims>>,
     carriers: Carriers,
-    /// The blacklist entry a logout with this token would write.
-    revocation: Option<Entry>,
+    /// What revokes this token; `None` for the anonymous consumer.
+    revocation: Option<Revocable>,
+}
+
+/// A verified token's revocation keys, and until when a revocation of it
+/// must last.
+#[derive(Clone, Copy)]
+struct Revocable {
+    key: RevocationKey,
+    expires_at: i64,
+}
+
+impl Revocable {
+    /// The blacklist entry a logout of the token writes.
+    fn entry(self) -> Entry {
+        Entry {
+            digest: self.key.signing_input,
+            expires_at: self.expires_at,
+        }
+    }
 }
 
 /// Why [`authenticate_request`] did not produce an identity.
@@ -877,8 +936,8 @@ async fn authenticate_request(
         principal: auth.principal,
         claims: Some(auth.claims),
         carriers,
-        revocation: Some(Entry {
-            digest: auth.revocation.signing_input,
+        revocation: Some(Revocable {
+            key: auth.revocation,
             expires_at,
         }),
     })
@@ -895,17 +954,7 @@ fn cut_off_check(
     provider: Option<&str>,
     now: i64,
 ) -> Result<(), AuthError> {
-    let sub = subject_text(auth.claims.get("sub"));
-    // Only a provider's cut-offs name a session.
-    let sid = provider.and_then(|_| subject_text(auth.claims.get("sid")));
-    let subject = TokenSubject {
-        consumer,
-        provider,
-        sub: sub.as_deref(),
-        sid: sid.as_deref(),
-        iat: auth.claims.iat().at(),
-    };
-    match gw.revocations.cutoff_for(&subject, now) {
+    match crate::logout::cutoff_refusing(&gw.revocations, &auth.claims, consumer, provider, now) {
         Some(cut) => Err(AuthError::CutOff(format!(
             "{} at {}",
             cut.key, cut.not_before

@@ -1,8 +1,11 @@
 //! A WebSocket's connection once its upstream agreed to switch (`101`):
 //! bytes pass both ways as they come, unread, until either side closes,
-//! neither sends for the route's read timeout, or the gateway stops. The
-//! handshake was authenticated like any request; what passes afterwards is
-//! the application's (beyond SPEC: the README's "WebSocket" says how).
+//! neither sends for the route's read timeout, the token that opened it is
+//! revoked or expires ([`token`]), or the gateway stops. The handshake was
+//! authenticated like any request; what passes afterwards is the
+//! application's (beyond SPEC: the README's "WebSocket" says how).
+
+mod token;
 
 use std::future::Future;
 use std::io;
@@ -17,6 +20,8 @@ use tokio::time::Instant;
 
 use crate::upstream::Upgraded;
 
+pub(crate) use token::HeldToken;
+
 /// Why a tunnel ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ended {
@@ -28,6 +33,12 @@ pub(crate) enum Ended {
     Stopped,
     /// A read or write failed (a reset, a broken TLS record).
     Broken,
+    /// The token that opened it was revoked.
+    Revoked,
+    /// A cut-off names the token's subject.
+    CutOff,
+    /// The token expired, on a route with `websocket_close_at_exp`.
+    Expired,
 }
 
 impl Ended {
@@ -37,6 +48,9 @@ impl Ended {
             Ended::Idle => "idle",
             Ended::Stopped => "stopped",
             Ended::Broken => "broken",
+            Ended::Revoked => "revoked",
+            Ended::CutOff => "cut_off",
+            Ended::Expired => "expired",
         }
     }
 }
@@ -58,6 +72,13 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
 {
     let idle = upstream.idle_timeout;
+    let held = upstream.token.take();
+    let outlived = async {
+        match &held {
+            Some(token) => token.outlived().await,
+            None => std::future::pending().await,
+        }
+    };
     let moved = AtomicBool::new(false);
     let run = async {
         if !client_early.is_empty() {
@@ -132,6 +153,7 @@ where
     tokio::select! {
         ended = run => ended,
         ended = quiet => ended,
+        ended = outlived => ended,
         () = stopped => Ended::Stopped,
     }
 }

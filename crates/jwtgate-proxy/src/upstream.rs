@@ -634,6 +634,8 @@ struct Exchange<'a, B> {
 pub(crate) struct Upgraded {
     conn: Conn,
     pub(crate) idle_timeout: Duration,
+    /// The token that opened it, if one did: the tunnel ends with it.
+    pub(crate) token: Option<Box<crate::tunnel::HeldToken>>,
 }
 
 impl Upgraded {
@@ -720,6 +722,7 @@ where
             let tunnel = Upgraded {
                 conn,
                 idle_timeout: read_timeout,
+                token: None,
             };
             let mut resp = Response::new(GatewayBody::tunnel(Box::new(tunnel)).with_passed(passed));
             *resp.status_mut() = status;

@@ -163,6 +163,10 @@ pub struct Revocations {
     write_back_pending: AtomicBool,
     /// The loss has been logged as an error; said again once it is over.
     loss_said: AtomicBool,
+    /// Told whenever a revocation or a cut-off comes into memory (here,
+    /// from the feed, a resync or the snapshot): what holds a token past
+    /// its check (an open WebSocket) looks again then ([`Self::changes`]).
+    changed: watch::Sender<()>,
 }
 
 /// Where the blacklist came from at start.
@@ -240,7 +244,20 @@ impl Revocations {
             lifts: AtomicU64::new(0),
             write_back_pending: AtomicBool::new(false),
             loss_said: AtomicBool::new(false),
+            changed: watch::Sender::new(()),
         })
+    }
+
+    /// Wakes when a revocation or a cut-off comes into memory, however it
+    /// came (several at once may wake it once): a token checked before may
+    /// be refused now. Nothing is said of lifts and purges, which refuse
+    /// nothing more.
+    pub fn changes(&self) -> watch::Receiver<()> {
+        self.changed.subscribe()
+    }
+
+    fn tell_changed(&self) {
+        self.changed.send_replace(());
     }
 
     /// Whether a token with any of these digests (one token's keys) is
@@ -293,6 +310,7 @@ impl Revocations {
         self.noted(Op::Write, self.store.cut_off(&cutoff).await)?;
         if !self.store.is_shared() || self.lifts.load(Ordering::SeqCst) == lifts {
             self.cutoffs.insert(&cutoff);
+            self.tell_changed();
         }
         self.dirty.store(true, Ordering::Relaxed);
         Ok(())
@@ -340,6 +358,7 @@ impl Revocations {
     pub async fn revoke(&self, entry: Entry) -> Result<(), StoreError> {
         self.noted(Op::Write, self.store.revoke(entry).await)?;
         self.blacklist.insert(entry);
+        self.tell_changed();
         self.dirty.store(true, Ordering::Relaxed);
         self.revoked.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -394,6 +413,7 @@ impl Revocations {
                 let n = snapshot.entries.len();
                 self.blacklist.extend(snapshot.entries);
                 self.cutoffs.replace(snapshot.cutoffs);
+                self.tell_changed();
                 *self.generation_read() = snapshot.generation;
                 Some(n)
             }
@@ -713,6 +733,7 @@ impl Revocations {
         // Replaced, not merged: a cut-off deleted while this node was away
         // is gone here too.
         self.cutoffs.replace(cutoffs);
+        self.tell_changed();
         self.loaded.store(true, Ordering::Relaxed);
         Ok((pos, n))
     }
@@ -873,15 +894,25 @@ impl Revocations {
 
     /// Changes other nodes made, from the feed.
     fn apply(&self, changes: Vec<Change>) {
+        let mut refuse_more = false;
         for change in changes {
             match change {
-                Change::Revoked(e) => self.blacklist.insert(e),
-                Change::CutOff(c) => self.cutoffs.insert(&c),
+                Change::Revoked(e) => {
+                    self.blacklist.insert(e);
+                    refuse_more = true;
+                }
+                Change::CutOff(c) => {
+                    self.cutoffs.insert(&c);
+                    refuse_more = true;
+                }
                 Change::Lifted(k) => {
                     self.cutoffs.remove(&k);
                     self.lifts.fetch_add(1, Ordering::SeqCst);
                 }
             }
+        }
+        if refuse_more {
+            self.tell_changed();
         }
     }
 
@@ -939,6 +970,52 @@ mod tests {
         );
         // Behind: followed (it keeps what it would have purged).
         assert_eq!(clock.trusted(5_000, at(360 + 3_720)), 5_000);
+    }
+
+    /// What holds a token past its check (an open WebSocket) is woken by
+    /// a revocation, a cut-off and the feed's, not by a lift.
+    #[tokio::test]
+    async fn revocations_and_cut_offs_wake_whoever_watches_changes() {
+        use crate::cutoffs::{Owner, Subject};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(crate::embedded::EmbeddedStore::open(dir.path()).expect("open"));
+        let r = Revocations::new(store, None);
+        let mut changes = r.changes();
+        assert!(!changes.has_changed().expect("sender alive"));
+        r.revoke(Entry {
+            digest: [7; 32],
+            expires_at: unix_now() + 60,
+        })
+        .await
+        .expect("revoke");
+        assert!(changes.has_changed().expect("sender alive"), "a revocation");
+        changes.mark_unchanged();
+        let key = SubjectKey {
+            owner: Owner::Consumer("alice".into()),
+            subject: Subject::Every,
+        };
+        r.cut_off(Cutoff {
+            key: key.clone(),
+            not_before: unix_now(),
+            expires_at: unix_now() + 60,
+        })
+        .await
+        .expect("cut off");
+        assert!(changes.has_changed().expect("sender alive"), "a cut-off");
+        changes.mark_unchanged();
+        r.lift(&key).await.expect("lift");
+        assert!(!changes.has_changed().expect("sender alive"), "a lift");
+        r.apply(vec![Change::Revoked(Entry {
+            digest: [8; 32],
+            expires_at: unix_now() + 60,
+        })]);
+        assert!(changes.has_changed().expect("sender alive"), "the feed");
+        changes.mark_unchanged();
+        r.apply(vec![Change::Lifted(key)]);
+        assert!(
+            !changes.has_changed().expect("sender alive"),
+            "a lift from the feed"
+        );
     }
 
     #[test]

@@ -125,6 +125,8 @@ routes:
     paths: ["/chat"]
     upstream: {{ nodes: ["127.0.0.1:9"] }}
     websocket: true
+    websocket_close_at_exp: true
+    jwt: {{}}
 "#,
         jwks = jwks.display(),
         long = "x".repeat(200),

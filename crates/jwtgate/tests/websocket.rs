@@ -837,6 +837,168 @@ fn a_stop_closes_open_websockets() {
     assert!(gw.exited_within(Duration::from_secs(10)), "{}", gw.logs());
 }
 
+/// A route whose tokens log out at `POST /logout`, and one (`/short/*`)
+/// whose WebSockets close when their token expires; `top` goes first
+/// (an admin listener, a store).
+fn watched_config(up: &WsUpstream, top: &str) -> String {
+    format!(
+        r#"listen: "127.0.0.1:0"
+{top}consumers:
+  - username: alice
+    jwt: {{ key: user123, algorithm: HS256, secret: "{SECRET}" }}
+routes:
+  - name: short
+    paths: ["/short/*"]
+    upstream: {{ nodes: ["{node}"] }}
+    websocket: true
+    websocket_close_at_exp: true
+    jwt: {{}}
+  - name: chat
+    paths: ["/*"]
+    upstream: {{ nodes: ["{node}"] }}
+    websocket: true
+    jwt: {{ use_jwt_blacklist_revoking: true, logout_path: "POST_/logout" }}
+"#,
+        node = up.node(),
+    )
+}
+
+/// A token of alice's with these claims besides `key` and `iat`, and
+/// `exp` an hour away unless given.
+fn alice_token(extra: serde_json::Value) -> String {
+    let mut claims = claims_for("user123");
+    for (k, v) in extra.as_object().unwrap() {
+        claims[k] = v.clone();
+    }
+    sign_hs("HS256", SECRET, claims)
+}
+
+/// Whether `ws` still passes a message both ways.
+async fn still_open<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut tokio_tungstenite::WebSocketStream<S>,
+    text: &str,
+) -> bool {
+    if ws.send(Message::text(text.to_owned())).await.is_err() {
+        return false;
+    }
+    let answer = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
+    matches!(answer, Ok(Some(Ok(Message::Text(t)))) if t.as_str() == format!("echo: {text}"))
+}
+
+/// A logout of the token that opened a WebSocket closes it (two opened
+/// with it, both), and a WebSocket of another token stays open; the
+/// token's next handshake is refused.
+#[test]
+fn a_logout_closes_the_websockets_its_token_opened_and_only_those() {
+    let up = WsUpstream::start();
+    let gw = Gateway::start(&watched_config(&up, ""));
+    let (first, second) = (
+        alice_token(json!({"jti": "one"})),
+        alice_token(json!({"jti": "two"})),
+    );
+    runtime().block_on(async {
+        let mut a = open(gw.addr, "/chat", Some(&first)).await.unwrap();
+        let mut a2 = open(gw.addr, "/chat", Some(&first)).await.unwrap();
+        let mut b = open(gw.addr, "/chat", Some(&second)).await.unwrap();
+        for ws in [&mut a, &mut a2, &mut b] {
+            assert_eq!(next_text(ws).await, "hello alice");
+        }
+        assert!(still_open(&mut a, "before").await);
+        let resp = gw.send(&Req::post("/logout").bearer(&first));
+        assert_eq!(resp.status, 200, "{}\n{}", resp.text(), gw.logs());
+        for ws in [&mut a, &mut a2] {
+            assert!(
+                ends_within(ws, Duration::from_secs(10)).await,
+                "a logged-out token's WebSocket still open after 10 s\n{}",
+                gw.logs()
+            );
+        }
+        assert!(still_open(&mut b, "after").await, "{}", gw.logs());
+        assert_eq!(
+            refused_status(open(gw.addr, "/chat", Some(&first)).await),
+            401
+        );
+    });
+    wait_for(
+        || {
+            gw.logs()
+                .lines()
+                .filter(|l| {
+                    l.contains("WebSocket closed: the token that opened it no longer holds")
+                        && l.contains("ended=\"revoked\"")
+                })
+                .count()
+                == 2
+        },
+        &format!("two log lines saying why:\n{}", gw.logs()),
+    );
+}
+
+/// Two nodes on one real Redis: a cut-off of a subject made on one closes
+/// that subject's WebSocket open through the other (the feed brings it),
+/// and leaves another subject's open.
+#[test]
+fn a_cut_off_on_one_node_closes_the_subjects_websockets_on_another() {
+    let server = jwtgate_testkit::RedisServer::start();
+    let up = WsUpstream::start();
+    let top = format!(
+        "admin: {{ listen: \"127.0.0.1:0\", api_key: \"{}\" }}\nstore: {}\n",
+        admin_support::KEY,
+        server.store_yaml()
+    );
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let nodes = dirs
+        .each_ref()
+        .map(|d| admin_support::Node::start(d.path(), &watched_config(&up, &top)));
+    let (u1, u2) = (
+        alice_token(json!({"sub": "u-1", "iat": now() - 5})),
+        alice_token(json!({"sub": "u-2", "iat": now() - 5})),
+    );
+    runtime().block_on(async {
+        let mut one = open(nodes[1].addr, "/chat", Some(&u1)).await.unwrap();
+        let mut two = open(nodes[1].addr, "/chat", Some(&u2)).await.unwrap();
+        assert_eq!(next_text(&mut one).await, "hello alice");
+        assert_eq!(next_text(&mut two).await, "hello alice");
+        let cut = nodes[0].admin(
+            "POST",
+            "/admin/v1/revocations/subjects",
+            Some(json!({"consumer": "alice", "subject": "u-1"})),
+        );
+        assert_eq!(cut.status, 201, "{}", cut.text());
+        assert!(
+            ends_within(&mut one, Duration::from_secs(15)).await,
+            "a cut-off subject's WebSocket still open on the other node after 15 s\n{}",
+            nodes[1].logs()
+        );
+        assert!(still_open(&mut two, "other subject").await);
+    });
+}
+
+/// With `websocket_close_at_exp`, a WebSocket closes once its token
+/// expires, not before; without it (the default, as Kong and APISIX), one
+/// opened with the same token stays open past its `exp`.
+#[test]
+fn websocket_close_at_exp_closes_a_websocket_when_its_token_expires() {
+    let up = WsUpstream::start();
+    let gw = Gateway::start(&watched_config(&up, ""));
+    let exp = now() + 3;
+    let token = alice_token(json!({ "exp": exp }));
+    runtime().block_on(async {
+        let mut short = open(gw.addr, "/short/chat", Some(&token)).await.unwrap();
+        let mut chat = open(gw.addr, "/chat", Some(&token)).await.unwrap();
+        assert_eq!(next_text(&mut short).await, "hello alice");
+        assert_eq!(next_text(&mut chat).await, "hello alice");
+        assert!(still_open(&mut short, "before exp").await);
+        assert!(
+            ends_within(&mut short, Duration::from_secs(15)).await,
+            "still open 15 s after its token expired\n{}",
+            gw.logs()
+        );
+        assert!(now() >= exp, "closed before its token expired");
+        assert!(still_open(&mut chat, "past exp").await, "{}", gw.logs());
+    });
+}
+
 #[test]
 fn websocket_needs_upstream_nodes_and_get() {
     let base = r#"listen: "127.0.0.1:0"
@@ -856,6 +1018,10 @@ routes:
         (
             "    upstream: { nodes: [\"127.0.0.1:9\"] }\n    websocket: \"yes\"\n",
             "routes[0].websocket",
+        ),
+        (
+            "    upstream: { nodes: [\"127.0.0.1:9\"] }\n    websocket_close_at_exp: true\n",
+            "routes[0].websocket_close_at_exp: needs websocket: true",
         ),
     ] {
         let out = check_yaml(&format!("{base}{route}"));

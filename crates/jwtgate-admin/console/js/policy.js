@@ -32,6 +32,11 @@ export function conflictHelp(err) {
     body);
 }
 
+/** What ends a route's open WebSockets besides either side, for its page. */
+function webSocketEnds(route) {
+  return ` (closed when their token is revoked${route.websocket_close_at_exp ? ' or expires' : ''})`;
+}
+
 export async function policyPage(page, name) {
   const route = await get(`/admin/v1/routes/${seg(name)}`);
   page.append(
@@ -41,7 +46,7 @@ export async function policyPage(page, name) {
       route.methods ? ['\u00b7 methods ', route.methods.join(', '), ' '] : null,
       route.hosts ? ['\u00b7 hosts ', route.hosts.join(', '), ' '] : null,
       '\u00b7 upstream ', route.upstream.echo ? 'built-in echo' : (route.upstream.nodes || []).join(', '),
-      route.websocket ? ' \u00b7 WebSockets passed (token checked at the handshake)' : null));
+      route.websocket ? ` \u00b7 WebSockets passed${route.jwt ? webSocketEnds(route) : ''}` : null));
 
   if (!route.jwt) {
     const status = statusLine();
