@@ -29,7 +29,7 @@ use http::{Request, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tracing::{debug, info};
+use tracing::debug;
 
 use crate::body::{BodyError, GatewayBody, ReadBody, RequestBody};
 use crate::h1::inbound::{
@@ -539,13 +539,7 @@ impl<IO: Transport> Conn<IO> {
         self.release_buffer();
         let ended =
             crate::tunnel::join(&mut self.io, early, &mut upstream, ctx.activity.stopped()).await;
-        match ended {
-            Ended::Revoked | Ended::CutOff | Ended::Expired => info!(
-                ended = ended.as_str(),
-                "WebSocket closed: the token that opened it no longer holds"
-            ),
-            _ => debug!(ended = ended.as_str(), "WebSocket tunnel ended"),
-        }
+        debug!(ended = ended.as_str(), "WebSocket tunnel ended");
         drop(open);
         drop(busy);
         match ended {

@@ -15,6 +15,8 @@ use jwtgate_core::jwt::RevocationKey;
 use jwtgate_core::policy::Principal;
 use jwtgate_store::Revocations;
 
+use tracing::info;
+
 use super::Ended;
 
 /// The longest a tunnel sleeps towards its token's expiry before reading
@@ -72,8 +74,20 @@ impl HeldToken {
         None
     }
 
-    /// Resolves when the token should no longer hold the tunnel open.
+    /// Resolves when the token should no longer hold the tunnel open, and
+    /// says so in the log (whose token, and why).
     pub(crate) async fn outlived(&self) -> Ended {
+        let ended = self.no_longer_good().await;
+        info!(
+            ended = ended.as_str(),
+            consumer = self.principal.consumer().map(|c| c.username.as_str()),
+            provider = self.principal.provider().map(|p| p.name.as_str()),
+            "WebSocket closed: the token that opened it no longer holds"
+        );
+        ended
+    }
+
+    async fn no_longer_good(&self) -> Ended {
         // Subscribed before the first look: a revocation between the
         // handshake's check and here is seen by that look.
         let mut changes = self.revocations.changes();
