@@ -329,7 +329,9 @@ fn schemas() -> Value {
                     "additionalProperties": false,
                     "properties": { "echo": boolean, "nodes": strings, "scheme": { "type": "string", "enum": ["http", "https"] },
                                     "ca_file": { "type": "string", "description": "https only: PEM certificates trusted for the upstream's certificate instead of the system's roots; a path on the node, relative to its config file" },
-                                    "connect_timeout_ms": int, "read_timeout_ms": int }
+                                    "connect_timeout_ms": int, "read_timeout_ms": int,
+                                    "max_fails": { "type": "integer", "minimum": 0, "maximum": 1000, "description": "failed connects within fail_timeout_ms that leave a node out of the round robin for fail_timeout_ms (nginx's max_fails); 0: never; default 1" },
+                                    "fail_timeout_ms": { "type": "integer", "minimum": 1, "description": "default 10000" } }
                 },
                 "cors": {
                     "type": "object",

@@ -999,6 +999,8 @@ fn upstream(u: &RawUpstream, loc: &str, base_dir: &Path, errors: &mut Errors) ->
             ("nodes", u.nodes.is_some()),
             ("scheme", u.scheme.is_some()),
             ("ca_file", u.ca_file.is_some()),
+            ("max_fails", u.max_fails.is_some()),
+            ("fail_timeout_ms", u.fail_timeout_ms.is_some()),
         ] {
             if set {
                 errors.add(&child(loc, k), "is not used with echo: true");
@@ -1062,7 +1064,32 @@ fn upstream(u: &RawUpstream, loc: &str, base_dir: &Path, errors: &mut Errors) ->
             &child(loc, "read_timeout_ms"),
             errors,
         ),
+        max_fails: max_fails(u.max_fails, &child(loc, "max_fails"), errors),
+        fail_timeout: ms(
+            u.fail_timeout_ms,
+            10_000,
+            &child(loc, "fail_timeout_ms"),
+            errors,
+        ),
     }))
+}
+
+/// The most `max_fails` an upstream may say: more than any operator means
+/// (nginx's examples use 1 to 3), few enough that a typo is an error.
+const MAX_FAILS: u64 = 1000;
+
+/// An upstream's `max_fails`: 1 unless set, as nginx's; 0 turns the
+/// leaving out off.
+fn max_fails(v: Option<u64>, loc: &str, errors: &mut Errors) -> u32 {
+    let v = v.unwrap_or(1);
+    if v > MAX_FAILS {
+        errors.add(
+            loc,
+            format!("must be at most {MAX_FAILS} (0 never leaves a node out)"),
+        );
+        return 1;
+    }
+    u32::try_from(v).unwrap_or(1)
 }
 
 /// An upstream's `ca_file`: PEM CA certificates trusted for its

@@ -219,6 +219,10 @@ pub struct UpstreamNodes {
     pub trusted_ca_pem: Option<std::sync::Arc<[u8]>>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// Failed connects to a node within `fail_timeout` that leave it out of
+    /// the round robin for `fail_timeout` (nginx's `max_fails`); 0: never.
+    pub max_fails: u32,
+    pub fail_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -209,6 +209,10 @@ pub struct RawUpstream {
     pub connect_timeout_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub read_timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_fails: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fail_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

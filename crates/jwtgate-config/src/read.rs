@@ -186,6 +186,8 @@ pub(crate) fn route(mut r: Obj<'_>, errors: &mut Errors) -> RawRoute {
                 ca_file: u.string("ca_file", errors),
                 connect_timeout_ms: u.u64("connect_timeout_ms", errors),
                 read_timeout_ms: u.u64("read_timeout_ms", errors),
+                max_fails: u.u64("max_fails", errors),
+                fail_timeout_ms: u.u64("fail_timeout_ms", errors),
             };
             u.finish(errors);
             up

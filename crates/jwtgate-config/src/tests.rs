@@ -1060,3 +1060,45 @@ fn admin_allowed_hosts_are_host_names_kept_in_lower_case() {
                  are always answered)";
     assert!(errs.iter().any(|e| e == whole), "{errs:?}");
 }
+
+#[test]
+fn an_upstream_leaves_a_node_out_after_one_failed_connect_for_ten_seconds_unless_told() {
+    let route = |upstream: &str| {
+        format!("listen: \"127.0.0.1:0\"\nroutes:\n  - name: a\n    paths: [\"/*\"]\n    upstream: {upstream}\n")
+    };
+    let nodes = |c: &crate::Config| match &c.routes[0].upstream {
+        Upstream::Nodes(n) => (n.max_fails, n.fail_timeout),
+        Upstream::Echo => panic!("nodes expected"),
+    };
+    let c = load(&route("{ nodes: [\"127.0.0.1:9\"] }")).expect("valid");
+    assert_eq!(nodes(&c), (1, std::time::Duration::from_secs(10)));
+    let c = load(&route(
+        "{ nodes: [\"127.0.0.1:9\"], max_fails: 0, fail_timeout_ms: 2500 }",
+    ))
+    .expect("valid");
+    assert_eq!(nodes(&c), (0, std::time::Duration::from_millis(2500)));
+    for (upstream, expected) in [
+        (
+            "{ nodes: [\"127.0.0.1:9\"], max_fails: 1001 }",
+            "routes[0].upstream.max_fails: must be at most 1000 (0 never leaves a node out)",
+        ),
+        (
+            "{ nodes: [\"127.0.0.1:9\"], fail_timeout_ms: 0 }",
+            "routes[0].upstream.fail_timeout_ms: must be greater than 0",
+        ),
+        (
+            "{ nodes: [\"127.0.0.1:9\"], max_fails: -1 }",
+            "routes[0].upstream.max_fails",
+        ),
+        (
+            "{ echo: true, max_fails: 2 }",
+            "routes[0].upstream.max_fails: is not used with echo: true",
+        ),
+    ] {
+        let e = errors(&route(upstream));
+        assert!(
+            e.iter().any(|e| e.starts_with(expected)),
+            "{upstream}: {e:?}"
+        );
+    }
+}

@@ -30,6 +30,8 @@ pub const CONFIG_RELOADS: &str = "jwtgate_config_reloads_total";
 pub const WORKER_CONNECTIONS: &str = "jwtgate_worker_connections_total";
 pub const TLS_HANDSHAKE_FAILURES: &str = "jwtgate_tls_handshake_failures_total";
 pub const RESPONSES_CUT_OFF: &str = "jwtgate_upstream_responses_cut_off_total";
+pub const CONNECT_FAILURES: &str = "jwtgate_upstream_connect_failures_total";
+pub const NODES_LEFT_OUT: &str = "jwtgate_upstream_nodes_left_out_total";
 pub const ADMIN_REQUESTS: &str = "jwtgate_admin_requests_total";
 pub const LOG_LINES_DROPPED: &str = "jwtgate_log_lines_dropped_total";
 pub const BUILD_INFO: &str = "jwtgate_build_info";
@@ -76,6 +78,14 @@ pub fn install() -> Result<MetricsHandle, String> {
     describe_counter!(
         RESPONSES_CUT_OFF,
         "Responses whose body the upstream broke off after their head had gone to the client"
+    );
+    describe_counter!(
+        CONNECT_FAILURES,
+        "Connects to an upstream node that failed (refused, timed out, TLS), by node"
+    );
+    describe_counter!(
+        NODES_LEFT_OUT,
+        "Times an upstream node was left out of its route's round robin after max_fails failed connects, by node"
     );
     // Counted where they happen (jwtgate-keys, the logout module), described
     // here with the rest, so that every family has its HELP line.
@@ -272,6 +282,17 @@ pub fn worker_connections(worker: usize) -> Counter {
 /// complete: `timeout`, or as [`handshake_failure`] reads its error.
 pub fn record_tls_handshake_failure(listener: &'static str, reason: &'static str) {
     counter!(TLS_HANDSHAKE_FAILURES, "listener" => listener, "reason" => reason).increment(1);
+}
+
+/// Counts a connect to an upstream node (`host:port`) that failed.
+pub fn record_connect_failure(node: &str) {
+    counter!(CONNECT_FAILURES, "node" => node.to_owned()).increment(1);
+}
+
+/// Counts an upstream node left out of its route's round robin after
+/// failed connects.
+pub fn record_node_left_out(node: &str) {
+    counter!(NODES_LEFT_OUT, "node" => node.to_owned()).increment(1);
 }
 
 /// Counts a response the upstream broke off after its head went out.

@@ -35,8 +35,10 @@ use crate::headers::GatewayHeaders;
 use crate::recycle;
 
 mod budget;
+mod health;
 
 pub use budget::{Permit, UpstreamBudget};
+use health::NodeHealth;
 
 /// Idle connections kept per node; more are closed when they come back.
 const MAX_IDLE_PER_NODE: usize = 256;
@@ -73,6 +75,9 @@ pub struct UpstreamTarget {
     read_timeout: Duration,
     /// How long the client's request body may stall between two reads.
     body_timeout: Duration,
+    /// Failed connects within `fail_timeout_ms` that leave a node out.
+    max_fails: u32,
+    fail_timeout_ms: u64,
     next: AtomicUsize,
 }
 
@@ -81,6 +86,7 @@ struct Node {
     port: u16,
     host_header: HeaderValue,
     key: PoolKey,
+    health: NodeHealth,
 }
 
 /// (authority, how it is reached): connections are shared by every route
@@ -133,6 +139,7 @@ impl UpstreamTarget {
                 host_header: HeaderValue::from_str(&n.authority)
                     .unwrap_or(HeaderValue::from_static("")),
                 key: Arc::new((n.authority.clone(), trust)),
+                health: NodeHealth::default(),
             })
             .collect();
         UpstreamTarget {
@@ -142,6 +149,8 @@ impl UpstreamTarget {
             connect_timeout: cfg.connect_timeout,
             read_timeout: cfg.read_timeout,
             body_timeout,
+            max_fails: cfg.max_fails,
+            fail_timeout_ms: u64::try_from(cfg.fail_timeout.as_millis()).unwrap_or(u64::MAX),
             next: AtomicUsize::new(0),
         }
     }
@@ -504,10 +513,19 @@ impl ConnPool {
                 let count = target.nodes.len();
                 let start = target.next.fetch_add(1, Ordering::Relaxed);
                 let mut last_error = String::from("no upstream node");
+                // Whether a node left out is passed over: while another is
+                // in (asked only once one is out).
+                let mut pass_over = None;
                 for attempt in 0..count {
                     let Some(node) = target.nodes.get((start + attempt) % count) else {
                         break;
                     };
+                    if node.health.is_out()
+                        && *pass_over
+                            .get_or_insert_with(|| target.nodes.iter().any(|n| !n.health.is_out()))
+                    {
+                        continue;
+                    }
                     // Pooled connections first. One the upstream closed under
                     // us is replaced by the next, when the request may be
                     // sent again.
@@ -527,13 +545,17 @@ impl ConnPool {
                     // future (a TLS handshake's state) would otherwise make
                     // every request's future kilobytes larger.
                     let conn = match Box::pin(self.connect(target, node)).await {
-                        Ok(c) => c,
+                        Ok(c) => {
+                            node.health.connected();
+                            c
+                        }
                         // The budget is the process's: no other node has room.
                         Err(ConnectError::Budget) => {
                             break 'sent Err(budget_reached(self.inner.budget.limit()));
                         }
                         Err(ConnectError::Failed(e)) => {
                             debug!(node = %node.key.0, error = %e, "upstream connect failed, trying next node");
+                            connect_failed(target, node, &e);
                             last_error = format!("{}: {e}", node.key.0);
                             continue;
                         }
@@ -599,6 +621,27 @@ fn budget_reached(limit: usize) -> GatewayError {
         );
     }
     GatewayError::UpstreamBudget(limit)
+}
+
+/// Counts a failed connect to `node`, and says so when it leaves the node
+/// out of the round robin.
+#[cold]
+#[inline(never)]
+fn connect_failed(target: &UpstreamTarget, node: &Node, error: &str) {
+    crate::metrics::record_connect_failure(&node.key.0);
+    if node
+        .health
+        .connect_failed(target.max_fails, target.fail_timeout_ms)
+    {
+        crate::metrics::record_node_left_out(&node.key.0);
+        warn!(
+            node = %node.key.0,
+            error,
+            max_fails = target.max_fails,
+            fail_timeout_ms = target.fail_timeout_ms,
+            "upstream node left out of the round robin for fail_timeout_ms after max_fails failed connects"
+        );
+    }
 }
 
 /// Why no connection to a node was made.

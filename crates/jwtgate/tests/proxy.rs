@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod admin_support;
 mod support;
 
 use std::time::Duration;
@@ -415,6 +416,72 @@ routes:
         }
         assert_eq!(a.count(), 10, "{order}");
     }
+}
+
+/// nginx's `max_fails` / `fail_timeout`: a node whose connect failed is
+/// left out of the round robin (default `max_fails: 1`), so that of ten
+/// requests one pays its connect, not every other one; `max_fails: 0`
+/// keeps trying it. Counted per node in the metrics either way.
+#[test]
+fn a_node_whose_connect_failed_is_left_out_for_fail_timeout() {
+    let a = Upstream::start_with("alive", Behavior::Answer);
+    let dead_port = dead_port();
+    let dead = dead_port.node();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"listen: "127.0.0.1:0"
+admin: {{ listen: "127.0.0.1:0", api_key: "{key}" }}
+routes:
+  - name: always-tried
+    paths: ["/off/*"]
+    upstream: {{ nodes: ["{dead}", "{alive}"], max_fails: 0 }}
+  - name: failover
+    paths: ["/*"]
+    upstream: {{ nodes: ["{dead}", "{alive}"], fail_timeout_ms: 600000 }}
+"#,
+        key = admin_support::KEY,
+        alive = a.node(),
+    );
+    let node = admin_support::Node::start(dir.path(), &yaml);
+    let failures = |node: &admin_support::Node| {
+        let m = node.metrics();
+        (
+            m.value(
+                "jwtgate_upstream_connect_failures_total",
+                &[("node", &dead)],
+            ),
+            m.value("jwtgate_upstream_nodes_left_out_total", &[("node", &dead)]),
+        )
+    };
+    for i in 0..10 {
+        let resp = node.send(&Req::get(&format!("/f/{i}")));
+        assert_eq!(
+            resp.status,
+            200,
+            "request {i}: {}\n{}",
+            resp.text(),
+            node.logs()
+        );
+        assert_eq!(served_by(&resp), "alive");
+    }
+    assert_eq!(failures(&node), (1.0, 1.0), "{}", node.logs());
+    node.wait_log(
+        "upstream node left out of the round robin for fail_timeout_ms after max_fails failed connects",
+        1,
+    );
+    // max_fails: 0, another route's own round robin: every other request
+    // tries the dead node first.
+    for i in 0..10 {
+        let resp = node.send(&Req::get(&format!("/off/{i}")));
+        assert_eq!(
+            resp.status,
+            200,
+            "request {i}: {}\n{}",
+            resp.text(),
+            node.logs()
+        );
+    }
+    assert_eq!(failures(&node), (6.0, 1.0), "{}", node.logs());
 }
 
 // ---------------------------------------------------------------------------

@@ -30,6 +30,8 @@ fn target_with_body_timeout(
             trusted_ca_pem: None,
             connect_timeout: Duration::from_secs(2),
             read_timeout,
+            max_fails: 1,
+            fail_timeout: Duration::from_secs(10),
         },
         body_timeout,
     )
@@ -614,6 +616,8 @@ async fn a_dead_node_is_skipped() {
             trusted_ca_pem: None,
             connect_timeout: Duration::from_secs(2),
             read_timeout: Duration::from_secs(5),
+            max_fails: 1,
+            fail_timeout: Duration::from_secs(60),
         },
         Duration::from_secs(60),
     );
@@ -625,6 +629,28 @@ async fn a_dead_node_is_skipped() {
             .unwrap();
         assert_eq!(body_of(resp).await.unwrap(), b"hello");
     }
+    // Its first failed connect left it out (max_fails 1).
+    assert!(t.nodes[0].health.is_out());
+    assert!(!t.nodes[1].health.is_out());
+}
+
+/// A node left out is still tried while every node of the route is out:
+/// the route is not refused for want of a node in.
+#[tokio::test]
+async fn nodes_all_left_out_are_tried_all_the_same() {
+    let (port, _, _) = upstream(|_| Some(OK_HELLO.to_vec())).await;
+    let t = target(port, Duration::from_secs(5));
+    assert!(t.nodes[0].health.connect_failed(1, 60_000));
+    assert!(t.nodes[0].health.is_out());
+    let resp = ConnPool::default()
+        .forward(&t, get("/"), &GatewayHeaders::default())
+        .await
+        .unwrap();
+    assert_eq!(body_of(resp).await.unwrap(), b"hello");
+    assert!(
+        !t.nodes[0].health.is_out(),
+        "in again once it took a connection"
+    );
 }
 
 #[tokio::test]
