@@ -453,17 +453,21 @@ routes:
             m.value("jwtgate_upstream_nodes_left_out_total", &[("node", &dead)]),
         )
     };
-    for i in 0..10 {
-        let resp = node.send(&Req::get(&format!("/f/{i}")));
-        assert_eq!(
-            resp.status,
-            200,
-            "request {i}: {}\n{}",
-            resp.text(),
-            node.logs()
-        );
-        assert_eq!(served_by(&resp), "alive");
-    }
+    // Ten requests under `prefix`, each served by the live node.
+    let ten = |prefix: &str| {
+        for i in 0..10 {
+            let resp = node.send(&Req::get(&format!("{prefix}/{i}")));
+            assert_eq!(
+                resp.status,
+                200,
+                "request {i}: {}\n{}",
+                resp.text(),
+                node.logs()
+            );
+            assert_eq!(served_by(&resp), "alive");
+        }
+    };
+    ten("/f");
     assert_eq!(failures(&node), (1.0, 1.0), "{}", node.logs());
     node.wait_log(
         "upstream node left out of the round robin for fail_timeout_ms after max_fails failed connects",
@@ -471,16 +475,7 @@ routes:
     );
     // max_fails: 0, another route's own round robin: every other request
     // tries the dead node first.
-    for i in 0..10 {
-        let resp = node.send(&Req::get(&format!("/off/{i}")));
-        assert_eq!(
-            resp.status,
-            200,
-            "request {i}: {}\n{}",
-            resp.text(),
-            node.logs()
-        );
-    }
+    ten("/off");
     assert_eq!(failures(&node), (6.0, 1.0), "{}", node.logs());
 }
 
