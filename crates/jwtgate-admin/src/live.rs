@@ -42,6 +42,9 @@ pub enum Trigger {
     Signal,
     /// The watcher saw the file (or its directory) change.
     FileChanged,
+    /// The watcher saw a file the config names change (a certificate, a
+    /// key set): recompiled even if the config's own text is unchanged.
+    NamedFileChanged,
     /// An admin write found the file edited by hand since it was applied,
     /// and applies the edit first.
     AdminWrite,

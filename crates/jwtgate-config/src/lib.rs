@@ -15,6 +15,7 @@ mod cors;
 mod error;
 mod etcd_source;
 mod model;
+mod named_files;
 mod providers;
 mod raw;
 mod read;
@@ -36,6 +37,7 @@ pub use compile::{MAX_FILE_BYTES, MIN_SECRET_BYTES, TEN_YEARS_SECONDS};
 pub use error::{ConfigError, ConfigErrors};
 pub use etcd_source::check_node_file;
 pub use model::*;
+pub use named_files::named_files;
 pub use raw::*;
 pub use routing::{host_entry, route_trie, takes_host, takes_method, RouteChoice, SampleRequest};
 pub use shared::{

@@ -29,8 +29,9 @@ pub enum Command {
     /// JWTGATE_LOG_FORMAT=json for one JSON object per line).
     /// SIGTERM/SIGINT: stop accepting, finish in-flight requests (30 s bound), exit 0;
     /// a second one while it stops exits at once (143 SIGTERM, 130 SIGINT).
-    /// SIGHUP, or an edit of the file: reload the config (an invalid one is
-    /// rejected and the running config stays). SIGUSR1/SIGUSR2 do nothing.
+    /// SIGHUP, or an edit of the file or of a file it names (certificates,
+    /// keys, key sets): reload the config (an invalid one is rejected and
+    /// the running config stays). SIGUSR1/SIGUSR2 do nothing.
     /// Under systemd (Type=notify) it reports READY=1 once serving, and in
     /// STATUS= whether the last reload was applied or refused.
     Run(RunArgs),

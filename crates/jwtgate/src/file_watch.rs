@@ -10,10 +10,19 @@
 //! link is followed when it is pointed elsewhere. Reading the file is what
 //! decides: the same text as the running config (e.g. our own write-back)
 //! is no change.
+//!
+//! The files the config names (certificates and keys, key sets, trust
+//! anchors: `jwtgate_config::named_files`) are watched the same way, in
+//! their directories: a change of one recompiles the config as SIGHUP does
+//! (a renewal by certbot replaces the links in its `live/` directory; a
+//! renewal half done is refused, the certificates served stay, and its
+//! end is read again). Which files those are is looked at again after
+//! every reload, and every few seconds for the changes that come another
+//! way (SIGHUP, the admin API).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,6 +36,10 @@ use tracing::{info, warn};
 /// The longest a file written without pause waits to be read: settling
 /// (`EDIT_SETTLE` of quiet) is not waited for beyond it.
 const MOST_SETTLE: Duration = Duration::from_secs(2);
+
+/// How often the files the config names are looked at again when no
+/// reload of this watcher's changed them (SIGHUP, an admin write).
+const NAMED_FILES_EVERY: Duration = Duration::from_secs(5);
 
 /// What is watched: the config's directory and name, and, when the config
 /// is a symbolic link (to a checkout, say), its target's: an edit of the
@@ -73,12 +86,23 @@ pub fn start(live: Arc<LiveConfig>, stop: watch::Receiver<bool>) {
     let path = live.path().to_owned();
     let now = watched(&path).unwrap_or_else(|| Watched::own_only(&path));
     let names = Arc::new(Mutex::new(now.names()));
+    let named = Arc::new(Mutex::new(Vec::new()));
+    let named_changed = Arc::new(AtomicBool::new(false));
     let changed = Arc::new(Notify::new());
     let notify = Arc::clone(&changed);
     let filter = Arc::clone(&names);
+    let named_filter = Arc::clone(&named);
+    let named_flag = Arc::clone(&named_changed);
     let file_open = live.running().file_open_flag();
     let handler = move |res: notify::Result<Event>| match res {
         Ok(event) => {
+            if named_filter
+                .lock()
+                .is_ok_and(|files| names_one_of(&event, &files))
+            {
+                named_flag.store(true, Ordering::Relaxed);
+                notify.notify_one();
+            }
             let seen = filter
                 .lock()
                 .map_or(Seen::Nothing, |names| seen(&event, &names));
@@ -100,12 +124,16 @@ pub fn start(live: Arc<LiveConfig>, stop: watch::Receiver<bool>) {
     match watcher {
         Ok(w) => {
             info!("watching {} for changes", path.display());
-            let watching = Watching {
+            let mut watching = Watching {
                 watcher: w,
                 path,
                 now,
                 names,
+                named,
+                named_dirs: Vec::new(),
+                named_changed,
             };
+            watching.follow_named_files(&live);
             tokio::spawn(reload_on_change(live, watching, changed, stop));
         }
         Err(e) => warn!(error = %e, "cannot watch {}; reload with SIGHUP", path.display()),
@@ -119,6 +147,12 @@ struct Watching {
     path: PathBuf,
     now: Watched,
     names: Arc<Mutex<Vec<OsString>>>,
+    /// The files the config names, as events name them (their directory
+    /// made canonical), and the directories watched for them alone.
+    named: Arc<Mutex<Vec<PathBuf>>>,
+    named_dirs: Vec<PathBuf>,
+    /// One of them changed since the last reload.
+    named_changed: Arc<AtomicBool>,
 }
 
 impl Watching {
@@ -150,6 +184,73 @@ impl Watching {
         self.now = next;
         true
     }
+
+    /// Watches the directories of the files the running config names, if
+    /// they are others than last time. A directory that cannot be watched
+    /// (not there yet) is said once and looked at again next time.
+    fn follow_named_files(&mut self, live: &LiveConfig) {
+        let files: Vec<PathBuf> =
+            jwtgate_config::named_files(&live.source(), live.running().base_dir())
+                .iter()
+                .filter_map(|f| {
+                    let (dir, name) = dir_and_name(f);
+                    Some(std::fs::canonicalize(dir).ok()?.join(name))
+                })
+                .collect();
+        // The config's own directories are watched already.
+        let own: Vec<PathBuf> = std::iter::once(self.now.own.0.as_path())
+            .chain(self.now.target_dir())
+            .filter_map(|d| std::fs::canonicalize(d).ok())
+            .collect();
+        let mut dirs: Vec<PathBuf> = files
+            .iter()
+            .filter_map(|f| f.parent().map(Path::to_owned))
+            .filter(|d| !own.contains(d))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        if let Ok(mut named) = self.named.lock() {
+            *named = files;
+        }
+        if dirs == self.named_dirs {
+            return;
+        }
+        for gone in self.named_dirs.iter().filter(|d| !dirs.contains(d)) {
+            let _ = self.watcher.unwatch(gone);
+        }
+        let mut watched = Vec::new();
+        for dir in dirs {
+            if self.named_dirs.contains(&dir) {
+                watched.push(dir);
+                continue;
+            }
+            match self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                Ok(()) => watched.push(dir),
+                Err(e) => warn!(error = %e, "cannot watch {}, where the config names files; \
+                                a change there is applied on SIGHUP", dir.display()),
+            }
+        }
+        self.named_dirs = watched;
+    }
+}
+
+/// Whether `event` is about one of the files the config names (`files`,
+/// their directories canonical), or may be (the watch lost events).
+fn names_one_of(event: &Event, files: &[PathBuf]) -> bool {
+    if files.is_empty() {
+        return false;
+    }
+    if event.need_rescan() {
+        return true;
+    }
+    // Reads (ours included, at every reload) change nothing.
+    if matches!(event.kind, EventKind::Access(_)) {
+        return false;
+    }
+    event.paths.iter().any(|p| {
+        let (dir, name) = dir_and_name(p);
+        std::fs::canonicalize(dir).is_ok_and(|d| files.contains(&d.join(name)))
+    })
 }
 
 fn watch_target(w: &mut RecommendedWatcher, dir: Option<&Path>) {
@@ -239,9 +340,15 @@ async fn reload_on_change(
     changed: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut look_again = tokio::time::interval(NAMED_FILES_EVERY);
+    look_again.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = changed.notified() => {}
+            _ = look_again.tick() => {
+                watching.follow_named_files(&live);
+                continue;
+            }
             _ = stop.wait_for(|s| *s) => return,
         }
         // The file is read once it has been still for EDIT_SETTLE: the
@@ -280,10 +387,16 @@ async fn reload_on_change(
                 _ = stop.wait_for(|s| *s) => return,
             }
         }
-        let mut outcome = live.reload(Trigger::FileChanged).await;
+        let trigger = if watching.named_changed.swap(false, Ordering::Relaxed) {
+            Trigger::NamedFileChanged
+        } else {
+            Trigger::FileChanged
+        };
+        let mut outcome = live.reload(trigger).await;
         if watching.follow_link() {
             outcome = live.reload(Trigger::FileChanged).await;
         }
+        watching.follow_named_files(&live);
         // What `systemctl status` shows follows the file as after a SIGHUP.
         crate::notify::reloaded(outcome);
     }

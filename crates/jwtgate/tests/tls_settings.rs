@@ -525,6 +525,44 @@ async fn sighup_replaces_the_certificate_and_keeps_open_connections() {
     assert!(connect(node.addr, &new_trust, "localhost").await.is_ok());
 }
 
+/// A renewal written over the certificate and key files goes live without
+/// a SIGHUP: the node watches the files its config names. Written in two
+/// steps (the certificate, then its key), the half-done renewal is refused
+/// and the old certificate serves until the key lands.
+#[tokio::test]
+async fn a_certificate_renewed_on_disk_goes_live_without_a_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    let (cert, key, tls) = renewable_certificate(&certs, "live");
+    let node = Node::start(dir.path(), &config(&tls));
+    let old_trust = Arc::new(default_client(&ca()));
+    assert!(connect(node.addr, &old_trust, "localhost").await.is_ok());
+    let (new_cert, new_key) = self_signed(dir.path(), "localhost", "renewed");
+    // As certbot does: new files beside, renamed over the old ones.
+    let replace = |from: &Path, to: &Path| {
+        let tmp = to.with_extension("tmp");
+        std::fs::copy(from, &tmp).unwrap();
+        std::fs::rename(&tmp, to).unwrap();
+    };
+    replace(&new_cert, &cert);
+    replace(&new_key, &key);
+    node.wait_log("TLS certificates and settings reloaded", 1);
+    let new_trust = Arc::new(default_client(&new_cert));
+    assert!(
+        connect(node.addr, &new_trust, "localhost").await.is_ok(),
+        "the renewed certificate serves\n{}",
+        node.logs()
+    );
+    assert!(
+        connect(node.addr, &Arc::new(default_client(&ca())), "localhost")
+            .await
+            .is_err(),
+        "the old one is gone"
+    );
+    node.wait_log("trigger=NamedFileChanged", 1);
+}
+
 #[test]
 fn check_locates_bad_tls_settings() {
     let dir = tempfile::tempdir().unwrap();
