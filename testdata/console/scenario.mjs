@@ -202,7 +202,7 @@ async function scenario() {
   // --- A route that passes WebSockets says so. ------------------------------
   step = 'websocket route';
   await go('#/routes/chat', 'p.lede');
-  check(/WebSockets passed \(closed when their token is revoked or expires\)/.test(await text('p.lede')),
+  check(/WebSockets passed \(closed when their token is revoked or its subject cut off, or when it expires\)/.test(await text('p.lede')),
     'a route that passes WebSockets says so, and that they close when their token is revoked or expires');
   await go('#/routes/api', 'p.lede');
   check(!/WebSocket/.test(await text('p.lede')), 'a route that does not pass them says nothing of WebSockets');

@@ -7,6 +7,8 @@
 //! durable (the same rule as a logout), so every node refuses the old
 //! tokens within the feed's latency.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use http::request::Parts;
@@ -64,8 +66,7 @@ pub fn cutoff_refusing(
     provider: Option<&str>,
     now: i64,
 ) -> Option<Cutoff> {
-    let sub = subject_text(claims.get("sub"));
-    let sid = provider.and_then(|_| subject_text(claims.get("sid")));
+    let (sub, sid) = sub_and_sid(claims, provider.is_some());
     let subject = TokenSubject {
         consumer,
         provider,
@@ -74,6 +75,67 @@ pub fn cutoff_refusing(
         iat: claims.iat().at(),
     };
     revocations.cutoff_for(&subject, now)
+}
+
+/// The `sub` and `sid` a cut-off is matched on; a `sid` only for a
+/// provider's token.
+fn sub_and_sid(claims: &Claims, provider: bool) -> (Option<Cow<'_, str>>, Option<Cow<'_, str>>) {
+    let sid = if provider {
+        subject_text(claims.get("sid"))
+    } else {
+        None
+    };
+    (subject_text(claims.get("sub")), sid)
+}
+
+/// What a cut-off is matched on of a verified token, kept past its request
+/// (an open WebSocket): names, not the config's objects, so that nothing
+/// of an older config (a consumer's secret) stays in memory with it.
+pub struct HeldSubject {
+    consumer: Option<Box<str>>,
+    provider: Option<Box<str>>,
+    sub: Option<Box<str>>,
+    sid: Option<Box<str>>,
+    iat: Option<i64>,
+}
+
+impl HeldSubject {
+    pub fn of(principal: &Principal, claims: &Claims) -> Self {
+        let provider = principal.provider().map(|p| Box::from(p.name.as_str()));
+        let (sub, sid) = sub_and_sid(claims, provider.is_some());
+        HeldSubject {
+            consumer: principal.consumer().map(|c| Box::from(c.username.as_str())),
+            provider,
+            sub: sub.map(|s| Box::from(s.as_ref())),
+            sid: sid.map(|s| Box::from(s.as_ref())),
+            iat: claims.iat().at(),
+        }
+    }
+
+    pub fn consumer(&self) -> Option<&str> {
+        self.consumer.as_deref()
+    }
+
+    pub fn provider(&self) -> Option<&str> {
+        self.provider.as_deref()
+    }
+
+    /// The cut-off that refuses the token, if any: memory only.
+    pub fn cut_off_by(&self, revocations: &Revocations, now: i64) -> Option<Cutoff> {
+        if !revocations.cutoffs_name(self.consumer(), self.provider()) {
+            return None;
+        }
+        revocations.cutoff_for(
+            &TokenSubject {
+                consumer: self.consumer(),
+                provider: self.provider(),
+                sub: self.sub.as_deref(),
+                sid: self.sid.as_deref(),
+                iat: self.iat,
+            },
+            now,
+        )
+    }
 }
 
 /// Records a cut-off of `key` at the current second.

@@ -732,8 +732,8 @@ fn hold(
     Some(Box::new(crate::tunnel::HeldToken::new(
         Arc::clone(&gw.revocations),
         revocable.key,
-        identity.principal.clone(),
-        Arc::clone(claims),
+        &identity.principal,
+        claims,
         ends_at,
     )))
 }

@@ -38,6 +38,22 @@ impl Hasher for DigestHasher {
 
 type Map = HashMap<Digest, i64, BuildHasherDefault<DigestHasher>>;
 
+/// Keeps the later expiry of `entry`'s digest; true when that is `entry`'s
+/// and it was not held so long already.
+fn keep_later(map: &mut Map, entry: Entry) -> bool {
+    match map.get_mut(&entry.digest) {
+        Some(exp) if *exp >= entry.expires_at => false,
+        Some(exp) => {
+            *exp = entry.expires_at;
+            true
+        }
+        None => {
+            map.insert(entry.digest, entry.expires_at);
+            true
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Blacklist {
     entries: RwLock<Map>,
@@ -85,18 +101,21 @@ impl Blacklist {
             .collect()
     }
 
-    pub fn insert(&self, entry: Entry) {
+    /// Adds `entry` (a later expiry wins); true when it refuses more than
+    /// before: a digest not held, or held until earlier.
+    pub fn insert(&self, entry: Entry) -> bool {
         let mut map = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        let exp = map.entry(entry.digest).or_insert(entry.expires_at);
-        *exp = (*exp).max(entry.expires_at);
+        keep_later(&mut map, entry)
     }
 
-    pub fn extend(&self, entries: impl IntoIterator<Item = Entry>) {
+    /// [`Self::insert`] for each; true when any refuses more.
+    pub fn extend(&self, entries: impl IntoIterator<Item = Entry>) -> bool {
         let mut map = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        let mut more = false;
         for e in entries {
-            let exp = map.entry(e.digest).or_insert(e.expires_at);
-            *exp = (*exp).max(e.expires_at);
+            more |= keep_later(&mut map, e);
         }
+        more
     }
 
     /// Drops entries expired at `now`.

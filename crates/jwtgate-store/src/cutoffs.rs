@@ -150,15 +150,36 @@ impl Tables {
         }
     }
 
-    fn insert(&mut self, c: &Cutoff) {
+    /// Keeps `c`, or the later of it and the one of its key; true when
+    /// that refuses more than before (a new key, a later `not_before` or
+    /// expiry).
+    fn insert(&mut self, c: &Cutoff) -> bool {
         let owner = self.owner_mut(&c.key.owner);
         let value = (c.not_before, c.expires_at);
-        let added = match &c.key.subject {
+        let merged = match &c.key.subject {
             Subject::Every => merge(&mut owner.every, value),
             Subject::Sub(s) => merge_map(&mut owner.subs, s, value),
             Subject::Sid(s) => merge_map(&mut owner.sids, s, value),
         };
-        self.len += usize::from(added);
+        self.len += usize::from(merged == Merged::Added);
+        merged != Merged::Held
+    }
+
+    /// Whether `c` refuses nothing these do not (its key held, as late).
+    fn covers(&self, c: &Cutoff) -> bool {
+        let owners = match &c.key.owner {
+            Owner::Consumer(_) => &self.consumers,
+            Owner::Provider(_) => &self.providers,
+        };
+        let (Owner::Consumer(name) | Owner::Provider(name)) = &c.key.owner;
+        let held = owners.get(name).and_then(|o| match &c.key.subject {
+            Subject::Every => o.every,
+            Subject::Sub(s) => o.subs.get(s).copied(),
+            Subject::Sid(s) => o.sids.get(s).copied(),
+        });
+        held.is_some_and(|(not_before, expires_at)| {
+            not_before >= c.not_before && expires_at >= c.expires_at
+        })
     }
 
     fn remove(&mut self, key: &SubjectKey) -> bool {
@@ -185,31 +206,45 @@ impl Tables {
     }
 }
 
-/// Keeps the later cut-off; true when the slot was empty.
-fn merge(slot: &mut Option<(i64, i64)>, value: (i64, i64)) -> bool {
+/// What merging a cut-off into its slot did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Merged {
+    /// The slot was empty.
+    Added,
+    /// It held one that refused less (an earlier `not_before` or expiry).
+    Raised,
+    /// It held one that refused as much already.
+    Held,
+}
+
+/// Keeps the later of the slot's cut-off and `value`.
+fn merge(slot: &mut Option<(i64, i64)>, value: (i64, i64)) -> Merged {
     match slot {
-        Some(old) => {
-            *old = (old.0.max(value.0), old.1.max(value.1));
-            false
-        }
+        Some(old) => raise(old, value),
         None => {
             *slot = Some(value);
-            true
+            Merged::Added
         }
     }
 }
 
-fn merge_map(map: &mut HashMap<String, (i64, i64)>, key: &str, value: (i64, i64)) -> bool {
+fn merge_map(map: &mut HashMap<String, (i64, i64)>, key: &str, value: (i64, i64)) -> Merged {
     match map.get_mut(key) {
-        Some(old) => {
-            *old = (old.0.max(value.0), old.1.max(value.1));
-            false
-        }
+        Some(old) => raise(old, value),
         None => {
             map.insert(key.to_owned(), value);
-            true
+            Merged::Added
         }
     }
+}
+
+fn raise(old: &mut (i64, i64), value: (i64, i64)) -> Merged {
+    let later = (old.0.max(value.0), old.1.max(value.1));
+    if later == *old {
+        return Merged::Held;
+    }
+    *old = later;
+    Merged::Raised
 }
 
 /// Every cut-off a node knows, for the request path.
@@ -239,8 +274,9 @@ impl CutoffTable {
         out
     }
 
-    pub fn insert(&self, c: &Cutoff) {
-        self.change(|t| t.insert(c));
+    /// Adds `c`; true when it refuses more than before.
+    pub fn insert(&self, c: &Cutoff) -> bool {
+        self.change(|t| t.insert(c))
     }
 
     pub fn remove(&self, key: &SubjectKey) -> bool {
@@ -248,13 +284,18 @@ impl CutoffTable {
     }
 
     /// Replaces everything (a full resync: deletions missed while away
-    /// apply too).
-    pub fn replace(&self, all: impl IntoIterator<Item = Cutoff>) {
+    /// apply too); true when some cut-off refuses more than before.
+    pub fn replace(&self, all: impl IntoIterator<Item = Cutoff>) -> bool {
         let mut fresh = Tables::default();
-        for c in all {
-            fresh.insert(&c);
+        let all: Vec<Cutoff> = all.into_iter().collect();
+        for c in &all {
+            fresh.insert(c);
         }
-        self.change(|t| *t = fresh);
+        self.change(|t| {
+            let more = all.iter().any(|c| !t.covers(c));
+            *t = fresh;
+            more
+        })
     }
 
     pub fn len(&self) -> usize {

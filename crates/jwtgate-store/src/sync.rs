@@ -256,8 +256,13 @@ impl Revocations {
         self.changed.subscribe()
     }
 
-    fn tell_changed(&self) {
-        self.changed.send_replace(());
+    /// Tells the watchers when `more`: something now refuses what it did
+    /// not (a node's own write coming back in the feed, a resync that
+    /// brought nothing new, tell nothing).
+    fn tell_changed(&self, more: bool) {
+        if more {
+            self.changed.send_replace(());
+        }
     }
 
     /// Whether a token with any of these digests (one token's keys) is
@@ -309,8 +314,7 @@ impl Revocations {
         let lifts = self.lifts.load(Ordering::SeqCst);
         self.noted(Op::Write, self.store.cut_off(&cutoff).await)?;
         if !self.store.is_shared() || self.lifts.load(Ordering::SeqCst) == lifts {
-            self.cutoffs.insert(&cutoff);
-            self.tell_changed();
+            self.tell_changed(self.cutoffs.insert(&cutoff));
         }
         self.dirty.store(true, Ordering::Relaxed);
         Ok(())
@@ -357,8 +361,7 @@ impl Revocations {
     /// nothing may be claimed: the caller answers 503.
     pub async fn revoke(&self, entry: Entry) -> Result<(), StoreError> {
         self.noted(Op::Write, self.store.revoke(entry).await)?;
-        self.blacklist.insert(entry);
-        self.tell_changed();
+        self.tell_changed(self.blacklist.insert(entry));
         self.dirty.store(true, Ordering::Relaxed);
         self.revoked.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -411,9 +414,9 @@ impl Revocations {
         match file.load(unix_now()) {
             Ok(Some(snapshot)) => {
                 let n = snapshot.entries.len();
-                self.blacklist.extend(snapshot.entries);
-                self.cutoffs.replace(snapshot.cutoffs);
-                self.tell_changed();
+                let more = self.blacklist.extend(snapshot.entries);
+                let more = self.cutoffs.replace(snapshot.cutoffs) || more;
+                self.tell_changed(more);
                 *self.generation_read() = snapshot.generation;
                 Some(n)
             }
@@ -729,11 +732,11 @@ impl Revocations {
             cutoffs.extend(kept);
         }
         let n = entries.len();
-        self.blacklist.extend(entries);
+        let more = self.blacklist.extend(entries);
         // Replaced, not merged: a cut-off deleted while this node was away
         // is gone here too.
-        self.cutoffs.replace(cutoffs);
-        self.tell_changed();
+        let more = self.cutoffs.replace(cutoffs) || more;
+        self.tell_changed(more);
         self.loaded.store(true, Ordering::Relaxed);
         Ok((pos, n))
     }
@@ -898,12 +901,10 @@ impl Revocations {
         for change in changes {
             match change {
                 Change::Revoked(e) => {
-                    self.blacklist.insert(e);
-                    refuse_more = true;
+                    refuse_more |= self.blacklist.insert(e);
                 }
                 Change::CutOff(c) => {
-                    self.cutoffs.insert(&c);
-                    refuse_more = true;
+                    refuse_more |= self.cutoffs.insert(&c);
                 }
                 Change::Lifted(k) => {
                     self.cutoffs.remove(&k);
@@ -911,9 +912,7 @@ impl Revocations {
                 }
             }
         }
-        if refuse_more {
-            self.tell_changed();
-        }
+        self.tell_changed(refuse_more);
     }
 
     fn note_outage(&self, e: &StoreError, logged: &mut bool) {
@@ -990,6 +989,26 @@ mod tests {
         .expect("revoke");
         assert!(changes.has_changed().expect("sender alive"), "a revocation");
         changes.mark_unchanged();
+        // The same again (a node's own write, back from the feed): nothing
+        // new is refused.
+        r.apply(vec![Change::Revoked(Entry {
+            digest: [7; 32],
+            expires_at: unix_now() + 60,
+        })]);
+        assert!(!changes.has_changed().expect("sender alive"), "an echo");
+        // One past its time when it comes (the admin API revoking a token
+        // expired long ago) still tells, and is seen by whoever asks
+        // whether it was ever revoked.
+        r.apply(vec![Change::Revoked(Entry {
+            digest: [9; 32],
+            expires_at: unix_now() - 1,
+        })]);
+        assert!(
+            changes.has_changed().expect("sender alive"),
+            "an expired one"
+        );
+        assert!(r.is_revoked(&[[9; 32]], i64::MIN));
+        changes.mark_unchanged();
         let key = SubjectKey {
             owner: Owner::Consumer("alice".into()),
             subject: Subject::Every,
@@ -1016,6 +1035,9 @@ mod tests {
             !changes.has_changed().expect("sender alive"),
             "a lift from the feed"
         );
+        // A resync that brings nothing new tells nothing.
+        r.load().await.expect("load");
+        assert!(!changes.has_changed().expect("sender alive"), "a resync");
     }
 
     #[test]

@@ -161,7 +161,9 @@ async fn revocation(config: &Config, auth: &Authenticated) -> Revocation {
     // The subject cut-offs, as the store holds them.
     let table = jwtgate_store::CutoffTable::new();
     match store.cutoffs(now).await {
-        Ok(all) => table.replace(all),
+        Ok(all) => {
+            table.replace(all);
+        }
         Err(e) => {
             return Revocation::Unknown(format!(
                 "cannot read the subject cut-offs of the {} store ({e})",

@@ -838,7 +838,8 @@ fn a_stop_closes_open_websockets() {
 }
 
 /// A route whose tokens log out at `POST /logout`, and one (`/short/*`)
-/// whose WebSockets close when their token expires; `top` goes first
+/// whose WebSockets close when their token expires (2 s of leeway
+/// after); `top` goes first
 /// (an admin listener, a store).
 fn watched_config(up: &WsUpstream, top: &str) -> String {
     format!(
@@ -852,7 +853,7 @@ routes:
     upstream: {{ nodes: ["{node}"] }}
     websocket: true
     websocket_close_at_exp: true
-    jwt: {{}}
+    jwt: {{ leeway_seconds: 2 }}
   - name: chat
     paths: ["/*"]
     upstream: {{ nodes: ["{node}"] }}
@@ -972,31 +973,38 @@ fn a_cut_off_on_one_node_closes_the_subjects_websockets_on_another() {
         );
         assert!(still_open(&mut two, "other subject").await);
     });
+    nodes[1].wait_log("ended=\"cut_off\" consumer=\"alice\"", 1);
 }
 
-/// With `websocket_close_at_exp`, a WebSocket closes once its token
-/// expires, not before; without it (the default, as Kong and APISIX), one
-/// opened with the same token stays open past its `exp`.
+/// With `websocket_close_at_exp`, a WebSocket closes once the route
+/// would refuse its token (`exp` plus the route's leeway), not before;
+/// without it (the default, as Kong and APISIX), one opened with the same
+/// token stays open past its `exp`.
 #[test]
 fn websocket_close_at_exp_closes_a_websocket_when_its_token_expires() {
     let up = WsUpstream::start();
     let gw = Gateway::start(&watched_config(&up, ""));
-    let exp = now() + 3;
+    let exp = now() + 4;
     let token = alice_token(json!({ "exp": exp }));
     runtime().block_on(async {
         let mut short = open(gw.addr, "/short/chat", Some(&token)).await.unwrap();
         let mut chat = open(gw.addr, "/chat", Some(&token)).await.unwrap();
         assert_eq!(next_text(&mut short).await, "hello alice");
         assert_eq!(next_text(&mut chat).await, "hello alice");
+        assert!(now() < exp, "the set-up took past the token's exp");
         assert!(still_open(&mut short, "before exp").await);
         assert!(
             ends_within(&mut short, Duration::from_secs(15)).await,
             "still open 15 s after its token expired\n{}",
             gw.logs()
         );
-        assert!(now() >= exp, "closed before its token expired");
+        assert!(now() >= exp + 2, "closed before its exp plus the leeway");
         assert!(still_open(&mut chat, "past exp").await, "{}", gw.logs());
     });
+    wait_for(
+        || gw.logs().contains("ended=\"expired\" consumer=\"alice\""),
+        &format!("a log line saying why:\n{}", gw.logs()),
+    );
 }
 
 #[test]

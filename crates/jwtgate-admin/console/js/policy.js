@@ -34,7 +34,7 @@ export function conflictHelp(err) {
 
 /** What ends a route's open WebSockets besides either side, for its page. */
 function webSocketEnds(route) {
-  return ` (closed when their token is revoked${route.websocket_close_at_exp ? ' or expires' : ''})`;
+  return ` (closed when their token is revoked or its subject cut off${route.websocket_close_at_exp ? ', or when it expires' : ''})`;
 }
 
 export async function policyPage(page, name) {

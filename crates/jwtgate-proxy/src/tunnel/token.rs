@@ -4,20 +4,21 @@
 //! logout), on any node, and, where the route says
 //! `websocket_close_at_exp`, when the token expires. Revocations come
 //! into memory however they come (here, the feed, a resync); the tunnel
-//! looks again each time one does, and reads nothing otherwise.
+//! looks again each time one refuses something new, and reads nothing
+//! otherwise.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jwtgate_core::claims::Claims;
 use jwtgate_core::clock::{Clock, SystemClock};
 use jwtgate_core::jwt::RevocationKey;
 use jwtgate_core::policy::Principal;
 use jwtgate_store::Revocations;
-
 use tracing::info;
 
 use super::Ended;
+use crate::logout::HeldSubject;
 
 /// The longest a tunnel sleeps towards its token's expiry before reading
 /// the wall clock again: a clock set forward meanwhile is noticed.
@@ -26,8 +27,7 @@ const EXPIRY_STEP: Duration = Duration::from_secs(30);
 pub(crate) struct HeldToken {
     revocations: Arc<Revocations>,
     key: RevocationKey,
-    principal: Principal,
-    claims: Arc<Claims>,
+    subject: HeldSubject,
     /// When the route would refuse the token (`exp` plus its leeway), if
     /// the route closes WebSockets then.
     ends_at: Option<i64>,
@@ -37,15 +37,14 @@ impl HeldToken {
     pub(crate) fn new(
         revocations: Arc<Revocations>,
         key: RevocationKey,
-        principal: Principal,
-        claims: Arc<Claims>,
+        principal: &Principal,
+        claims: &Claims,
         ends_at: Option<i64>,
     ) -> Self {
         HeldToken {
             revocations,
             key,
-            principal,
-            claims,
+            subject: HeldSubject::of(principal, claims),
             ends_at,
         }
     }
@@ -54,24 +53,17 @@ impl HeldToken {
     /// for a revocation or a cut-off: the checks of the handshake's that
     /// can change while the token is held.
     fn refused(&self, now: i64) -> Option<Ended> {
-        if self.revocations.is_revoked(&self.key.digests(), now) {
+        // Any entry, however soon it expires: the handshake found none
+        // alive, and one that came since is a revocation made since, if
+        // already past its time (the admin API revoking a token expired
+        // longer than the revocation grace, on a route that lets its
+        // WebSockets outlive `exp`).
+        if self.revocations.is_revoked(&self.key.digests(), i64::MIN) {
             return Some(Ended::Revoked);
         }
-        let consumer = self.principal.consumer().map(|c| c.username.as_str());
-        let provider = self.principal.provider().map(|p| p.name.as_str());
-        if self.revocations.cutoffs_name(consumer, provider)
-            && crate::logout::cutoff_refusing(
-                &self.revocations,
-                &self.claims,
-                consumer,
-                provider,
-                now,
-            )
-            .is_some()
-        {
-            return Some(Ended::CutOff);
-        }
-        None
+        self.subject
+            .cut_off_by(&self.revocations, now)
+            .map(|_| Ended::CutOff)
     }
 
     /// Resolves when the token should no longer hold the tunnel open, and
@@ -80,8 +72,8 @@ impl HeldToken {
         let ended = self.no_longer_good().await;
         info!(
             ended = ended.as_str(),
-            consumer = self.principal.consumer().map(|c| c.username.as_str()),
-            provider = self.principal.provider().map(|p| p.name.as_str()),
+            consumer = self.subject.consumer(),
+            provider = self.subject.provider(),
             "WebSocket closed: the token that opened it no longer holds"
         );
         ended
@@ -95,15 +87,16 @@ impl HeldToken {
         let mut watching = true;
         let mut told = true;
         loop {
-            let now = SystemClock.now_unix();
             if told {
-                if let Some(ended) = self.refused(now) {
+                if let Some(ended) = self.refused(SystemClock.now_unix()) {
                     return ended;
                 }
             }
             let wait = match self.ends_at {
-                Some(end) if now >= end => return Ended::Expired,
-                Some(end) => Duration::from_secs(end.abs_diff(now)).min(EXPIRY_STEP),
+                Some(end) => match until(end) {
+                    Some(left) => left.min(EXPIRY_STEP),
+                    None => return Ended::Expired,
+                },
                 None => Duration::MAX,
             };
             told = tokio::select! {
@@ -115,6 +108,15 @@ impl HeldToken {
             };
         }
     }
+}
+
+/// How long until the second `end` begins (when a route refuses a token
+/// whose `exp` plus leeway is `end`), to the nanosecond; `None` once it has.
+fn until(end: i64) -> Option<Duration> {
+    let end = UNIX_EPOCH.checked_add(Duration::from_secs(u64::try_from(end).ok()?))?;
+    end.duration_since(SystemTime::now())
+        .ok()
+        .filter(|d| !d.is_zero())
 }
 
 /// Sleeps for `d`; `Duration::MAX` is for ever.
