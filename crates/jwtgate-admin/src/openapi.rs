@@ -331,7 +331,7 @@ fn schemas() -> Value {
                                     "ca_file": { "type": "string", "description": "https only: PEM certificates trusted for the upstream's certificate instead of the system's roots; a path on the node, relative to its config file" },
                                     "connect_timeout_ms": int, "read_timeout_ms": int,
                                     "max_fails": { "type": "integer", "minimum": 0, "maximum": 1000, "description": "failed connects within fail_timeout_ms that leave a node out of the round robin for fail_timeout_ms (nginx's max_fails); 0: never; default 1" },
-                                    "fail_timeout_ms": { "type": "integer", "minimum": 1, "description": "default 10000" } }
+                                    "fail_timeout_ms": { "type": "integer", "minimum": 1, "maximum": 86400000, "description": "how long a node is left out, and the window its failed connects are counted in; default 10000" } }
                 },
                 "cors": {
                     "type": "object",

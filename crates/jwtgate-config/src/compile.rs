@@ -1065,13 +1065,23 @@ fn upstream(u: &RawUpstream, loc: &str, base_dir: &Path, errors: &mut Errors) ->
             errors,
         ),
         max_fails: max_fails(u.max_fails, &child(loc, "max_fails"), errors),
-        fail_timeout: ms(
-            u.fail_timeout_ms,
-            10_000,
-            &child(loc, "fail_timeout_ms"),
-            errors,
-        ),
+        fail_timeout: fail_timeout(u.fail_timeout_ms, &child(loc, "fail_timeout_ms"), errors),
     }))
+}
+
+/// The longest `fail_timeout_ms`: a day. Longer is a typo (an extra
+/// zero or three), and would leave a node out for good.
+const MAX_FAIL_TIMEOUT_MS: u64 = 86_400_000;
+
+/// An upstream's `fail_timeout_ms`: 10 s unless set, as nginx's.
+fn fail_timeout(v: Option<u64>, loc: &str, errors: &mut Errors) -> Duration {
+    if v.is_some_and(|v| v > MAX_FAIL_TIMEOUT_MS) {
+        errors.add(
+            loc,
+            format!("must be at most {MAX_FAIL_TIMEOUT_MS} (a day)"),
+        );
+    }
+    ms(v.map(|v| v.min(MAX_FAIL_TIMEOUT_MS)), 10_000, loc, errors)
 }
 
 /// The most `max_fails` an upstream may say: more than any operator means

@@ -1091,6 +1091,10 @@ fn an_upstream_leaves_a_node_out_after_one_failed_connect_for_ten_seconds_unless
             "routes[0].upstream.max_fails",
         ),
         (
+            "{ nodes: [\"127.0.0.1:9\"], fail_timeout_ms: 86400001 }",
+            "routes[0].upstream.fail_timeout_ms: must be at most 86400000 (a day)",
+        ),
+        (
             "{ echo: true, max_fails: 2 }",
             "routes[0].upstream.max_fails: is not used with echo: true",
         ),

@@ -81,11 +81,11 @@ pub fn install() -> Result<MetricsHandle, String> {
     );
     describe_counter!(
         CONNECT_FAILURES,
-        "Connects to an upstream node that failed (refused, timed out, TLS), by node"
+        "Connects to an upstream node that failed (refused, timed out, TLS, DNS)"
     );
     describe_counter!(
         NODES_LEFT_OUT,
-        "Times an upstream node was left out of its route's round robin after max_fails failed connects, by node"
+        "Times an upstream node was left out of its route's round robin after max_fails failed connects"
     );
     // Counted where they happen (jwtgate-keys, the logout module), described
     // here with the rest, so that every family has its HELP line.
@@ -122,6 +122,8 @@ pub fn install() -> Result<MetricsHandle, String> {
         counter!(CONFIG_RELOADS, "outcome" => outcome).absolute(0);
     }
     counter!(RESPONSES_CUT_OFF).absolute(0);
+    counter!(CONNECT_FAILURES).absolute(0);
+    counter!(NODES_LEFT_OUT).absolute(0);
     counter!(LOG_LINES_DROPPED).absolute(0);
     ENABLED.store(true, Ordering::Relaxed);
     Ok(MetricsHandle(handle))
@@ -284,15 +286,17 @@ pub fn record_tls_handshake_failure(listener: &'static str, reason: &'static str
     counter!(TLS_HANDSHAKE_FAILURES, "listener" => listener, "reason" => reason).increment(1);
 }
 
-/// Counts a connect to an upstream node (`host:port`) that failed.
-pub fn record_connect_failure(node: &str) {
-    counter!(CONNECT_FAILURES, "node" => node.to_owned()).increment(1);
+/// Counts a connect to an upstream node that failed. Not by node: nodes
+/// come and go with routes (pod addresses), and a series per node would
+/// outlive its node; the log names it.
+pub fn record_connect_failure() {
+    counter!(CONNECT_FAILURES).increment(1);
 }
 
 /// Counts an upstream node left out of its route's round robin after
 /// failed connects.
-pub fn record_node_left_out(node: &str) {
-    counter!(NODES_LEFT_OUT, "node" => node.to_owned()).increment(1);
+pub fn record_node_left_out() {
+    counter!(NODES_LEFT_OUT).increment(1);
 }
 
 /// Counts a response the upstream broke off after its head went out.

@@ -124,7 +124,9 @@ impl Router {
         for route in routes {
             let target = match &route.upstream {
                 Upstream::Echo => Target::Echo,
-                Upstream::Nodes(n) => Target::Nodes(UpstreamTarget::new(n, body_timeout)),
+                Upstream::Nodes(n) => {
+                    Target::Nodes(UpstreamTarget::new(&route.name, n, body_timeout))
+                }
             };
             out.push(Arc::new(RouteRuntime {
                 route: route.clone(),

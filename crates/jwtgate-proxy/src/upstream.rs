@@ -38,7 +38,7 @@ mod budget;
 mod health;
 
 pub use budget::{Permit, UpstreamBudget};
-use health::NodeHealth;
+use health::{Failed, NodeHealth};
 
 /// Idle connections kept per node; more are closed when they come back.
 const MAX_IDLE_PER_NODE: usize = 256;
@@ -67,6 +67,8 @@ static BUDGET_REACHED: crate::once_per::OncePer = crate::once_per::OncePer::minu
 
 /// A route's upstream, compiled: nodes with their pool keys and headers.
 pub struct UpstreamTarget {
+    /// The route's name, for the log.
+    route: Arc<str>,
     nodes: Vec<Node>,
     tls: bool,
     /// Which TLS client makes this upstream's connections.
@@ -75,7 +77,8 @@ pub struct UpstreamTarget {
     read_timeout: Duration,
     /// How long the client's request body may stall between two reads.
     body_timeout: Duration,
-    /// Failed connects within `fail_timeout_ms` that leave a node out.
+    /// Failed connects within `fail_timeout_ms` that leave a node out; 0
+    /// for a route with one node, which has no other to send to.
     max_fails: u32,
     fail_timeout_ms: u64,
     next: AtomicUsize,
@@ -86,7 +89,7 @@ struct Node {
     port: u16,
     host_header: HeaderValue,
     key: PoolKey,
-    health: NodeHealth,
+    health: Arc<NodeHealth>,
 }
 
 /// (authority, how it is reached): connections are shared by every route
@@ -116,8 +119,9 @@ enum TlsClient {
 }
 
 impl UpstreamTarget {
-    /// `body_timeout`: `client_body_timeout_ms` (SPEC §3.11).
-    pub fn new(cfg: &UpstreamNodes, body_timeout: Duration) -> Self {
+    /// `route`'s upstream; `body_timeout`: `client_body_timeout_ms` (SPEC
+    /// §3.11).
+    pub fn new(route: &str, cfg: &UpstreamNodes, body_timeout: Duration) -> Self {
         let tls_client = match cfg.trusted_ca_pem.as_deref() {
             None => TlsClient::Shared,
             Some(pem) => own_roots_client(pem).map_or(TlsClient::Unusable, TlsClient::Own),
@@ -131,25 +135,29 @@ impl UpstreamTarget {
         let nodes = cfg
             .nodes
             .iter()
-            .map(|n: &UpstreamNode| Node {
-                host: n.host.clone(),
-                port: n.port,
-                // Validated as host:port at config load; a value that still
-                // fails becomes an empty Host rather than a panic.
-                host_header: HeaderValue::from_str(&n.authority)
-                    .unwrap_or(HeaderValue::from_static("")),
-                key: Arc::new((n.authority.clone(), trust)),
-                health: NodeHealth::default(),
+            .map(|n: &UpstreamNode| {
+                let key = Arc::new((n.authority.clone(), trust));
+                Node {
+                    host: n.host.clone(),
+                    port: n.port,
+                    // Validated as host:port at config load; a value that
+                    // still fails becomes an empty Host rather than a panic.
+                    host_header: HeaderValue::from_str(&n.authority)
+                        .unwrap_or(HeaderValue::from_static("")),
+                    health: NodeHealth::of(route, &key),
+                    key,
+                }
             })
-            .collect();
+            .collect::<Vec<_>>();
         UpstreamTarget {
+            route: Arc::from(route),
+            max_fails: if nodes.len() < 2 { 0 } else { cfg.max_fails },
             nodes,
             tls: cfg.tls,
             tls_client,
             connect_timeout: cfg.connect_timeout,
             read_timeout: cfg.read_timeout,
             body_timeout,
-            max_fails: cfg.max_fails,
             fail_timeout_ms: u64::try_from(cfg.fail_timeout.as_millis()).unwrap_or(u64::MAX),
             next: AtomicUsize::new(0),
         }
@@ -511,21 +519,31 @@ impl ConnPool {
             };
             let result = 'sent: {
                 let count = target.nodes.len();
-                let start = target.next.fetch_add(1, Ordering::Relaxed);
                 let mut last_error = String::from("no upstream node");
-                // Whether a node left out is passed over: while another is
-                // in (asked only once one is out).
-                let mut pass_over = None;
-                for attempt in 0..count {
-                    let Some(node) = target.nodes.get((start + attempt) % count) else {
+                let first = target.first_node();
+                // The nodes after the first, in turn; those left out are
+                // passed over, and tried last, when every other failed.
+                let mut passed_over: Vec<usize> = Vec::new();
+                let (mut attempt, mut retry) = (0, 0);
+                loop {
+                    let index = if attempt < count {
+                        let index = (first + attempt) % count;
+                        attempt += 1;
+                        if attempt > 1 && target.nodes[index].health.is_out(target.fail_timeout_ms)
+                        {
+                            passed_over.push(index);
+                            continue;
+                        }
+                        index
+                    } else if let Some(&index) = passed_over.get(retry) {
+                        retry += 1;
+                        index
+                    } else {
                         break;
                     };
-                    if node.health.is_out()
-                        && *pass_over
-                            .get_or_insert_with(|| target.nodes.iter().any(|n| !n.health.is_out()))
-                    {
-                        continue;
-                    }
+                    let Some(node) = target.nodes.get(index) else {
+                        break;
+                    };
                     // Pooled connections first. One the upstream closed under
                     // us is replaced by the next, when the request may be
                     // sent again.
@@ -623,18 +641,42 @@ fn budget_reached(limit: usize) -> GatewayError {
     GatewayError::UpstreamBudget(limit)
 }
 
+impl UpstreamTarget {
+    /// The node a request goes to first: the next in turn that is in. A
+    /// node left out passes its turn on (the others share its requests
+    /// evenly); once its time is over, the turn that finds it is its probe.
+    /// With every node out, the last one drawn.
+    fn first_node(&self) -> usize {
+        let count = self.nodes.len().max(1);
+        let mut turn = self.next.fetch_add(1, Ordering::Relaxed);
+        for _ in 1..count {
+            let out = self
+                .nodes
+                .get(turn % count)
+                .is_some_and(|n| n.health.is_out(self.fail_timeout_ms));
+            if !out {
+                break;
+            }
+            turn = self.next.fetch_add(1, Ordering::Relaxed);
+        }
+        turn % count
+    }
+}
+
 /// Counts a failed connect to `node`, and says so when it leaves the node
-/// out of the round robin.
+/// out of the round robin (once each time it goes out, not at each failed
+/// probe).
 #[cold]
 #[inline(never)]
 fn connect_failed(target: &UpstreamTarget, node: &Node, error: &str) {
-    crate::metrics::record_connect_failure(&node.key.0);
-    if node
+    crate::metrics::record_connect_failure();
+    let failed = node
         .health
-        .connect_failed(target.max_fails, target.fail_timeout_ms)
-    {
-        crate::metrics::record_node_left_out(&node.key.0);
+        .connect_failed(target.max_fails, target.fail_timeout_ms);
+    if failed == Failed::LeftOut {
+        crate::metrics::record_node_left_out();
         warn!(
+            route = %target.route,
             node = %node.key.0,
             error,
             max_fails = target.max_fails,

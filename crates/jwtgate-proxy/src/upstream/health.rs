@@ -3,56 +3,111 @@
 //! `fail_timeout` is left out of its route's round robin for
 //! `fail_timeout`, so that requests stop paying a dead node's connect
 //! (refused, or a whole `connect_timeout_ms` where it does not answer)
-//! before the next node serves them. Once that time is over the node is
-//! taken again, and one request finds out whether it is back. A node is
-//! never left out while every node of its route is: then each is tried,
-//! as before (Envoy's "panic" mode; a route with one node is never
-//! changed). Only connects count: a node that answers, however badly, is
-//! the application's to judge.
+//! before the next node serves them. Once that time is over, one request
+//! (the probe) is let through to it: a connect that works puts it back in,
+//! one that fails leaves it out for another `fail_timeout`. Nodes left out
+//! are still tried, last, when every other node failed or is out too
+//! (a route is never refused for want of a node in). Only connects count:
+//! a node that answers, however badly, is the application's to judge.
 //!
-//! Per route and config version: a reload starts every node afresh.
+//! Kept per route and node, across config versions (a reload, an admin
+//! change, an etcd revision): [`NodeHealth::of`].
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
+
+use super::PoolKey;
+
+/// A node of a route, as the health kept across config versions knows it.
+type HealthKey = (Arc<str>, PoolKey);
 
 #[derive(Default)]
 pub(super) struct NodeHealth {
     /// The [`now_ms`] until which the node is left out; 0: it is in.
     out_until: AtomicU64,
+    /// The request let through once that time was over is on its way: its
+    /// connect decides.
+    probing: AtomicBool,
     /// Failed connects counted since `counting_since` (a [`now_ms`]).
     fails: AtomicU32,
     counting_since: AtomicU64,
 }
 
+/// What a failed connect did to its node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Failed {
+    /// Counted; the node stays in.
+    Counted,
+    /// The node is left out now (it was in): said in the log.
+    LeftOut,
+    /// The node was out already, or its probe failed: out again.
+    StillOut,
+}
+
 impl NodeHealth {
-    /// Whether the node is left out now. One load while it is in.
+    /// The health of `node` on `route`: the one the previous config version
+    /// kept, if that version is still about (it is, while the next is
+    /// built), else a fresh one.
+    pub(super) fn of(route: &str, node: &PoolKey) -> Arc<NodeHealth> {
+        static KEPT: OnceLock<Mutex<HashMap<HealthKey, Weak<NodeHealth>>>> = OnceLock::new();
+        let Ok(mut kept) = KEPT.get_or_init(Mutex::default).lock() else {
+            return Arc::default();
+        };
+        let key: HealthKey = (Arc::from(route), Arc::clone(node));
+        if let Some(health) = kept.get(&key).and_then(Weak::upgrade) {
+            return health;
+        }
+        // Those of routes and nodes no version has any more go.
+        kept.retain(|_, h| h.strong_count() > 0);
+        let health = Arc::new(NodeHealth::default());
+        kept.insert(key, Arc::downgrade(&health));
+        health
+    }
+
+    /// Whether the node is left out now. One load while it is in. Once its
+    /// time is over, the first caller is let through (the probe) and the
+    /// others still find it out, until the probe's connect says.
     #[inline]
-    pub(super) fn is_out(&self) -> bool {
+    pub(super) fn is_out(&self, fail_timeout_ms: u64) -> bool {
         let until = self.out_until.load(Relaxed);
-        until != 0 && self.still_out(until)
+        until != 0 && self.still_out(until, fail_timeout_ms)
     }
 
     #[cold]
-    fn still_out(&self, until: u64) -> bool {
-        if now_ms() < until {
+    fn still_out(&self, until: u64, fail_timeout_ms: u64) -> bool {
+        let now = now_ms();
+        if now < until {
             return true;
         }
-        // Its time is over: in again, without reading the clock next time.
-        let _ = self.out_until.compare_exchange(until, 0, Relaxed, Relaxed);
-        false
+        // Its time is over: this caller probes it, the others wait for
+        // another `fail_timeout` or the probe's success.
+        let claimed = self
+            .out_until
+            .compare_exchange(until, now.saturating_add(fail_timeout_ms), Relaxed, Relaxed)
+            .is_ok();
+        if claimed {
+            self.probing.store(true, Relaxed);
+        }
+        !claimed
     }
 
-    /// A connect to the node failed; true when this leaves it out (from
-    /// now until `fail_timeout_ms` from now), for the log to say so once.
-    /// Counts are approximate under races (two failures at once may count
-    /// as one), which only shifts when the node is left out by a failure.
+    /// A connect to the node failed: counted, and the node left out when
+    /// that makes `max_fails` within `fail_timeout_ms`, or at once when it
+    /// was the probe. Counts are approximate under races (two failures at
+    /// once may count as one), which only shifts when the node is left out.
     #[cold]
-    pub(super) fn connect_failed(&self, max_fails: u32, fail_timeout_ms: u64) -> bool {
+    pub(super) fn connect_failed(&self, max_fails: u32, fail_timeout_ms: u64) -> Failed {
         if max_fails == 0 {
-            return false;
+            return Failed::Counted;
         }
         let now = now_ms();
+        let until = now.saturating_add(fail_timeout_ms);
+        if self.probing.swap(false, Relaxed) {
+            self.out_until.store(until, Relaxed);
+            return Failed::StillOut;
+        }
         let since = self.counting_since.load(Relaxed);
         let fails = if since == 0 || now.saturating_sub(since) >= fail_timeout_ms {
             self.counting_since.store(now, Relaxed);
@@ -62,19 +117,21 @@ impl NodeHealth {
             self.fails.fetch_add(1, Relaxed).saturating_add(1)
         };
         if fails < max_fails {
-            return false;
+            return Failed::Counted;
         }
         self.fails.store(0, Relaxed);
         self.counting_since.store(0, Relaxed);
-        let was = self
-            .out_until
-            .swap(now.saturating_add(fail_timeout_ms), Relaxed);
-        was == 0 || was <= now
+        let was = self.out_until.swap(until, Relaxed);
+        if was == 0 || was <= now {
+            Failed::LeftOut
+        } else {
+            Failed::StillOut
+        }
     }
 
     /// A connect to the node succeeded: the failures counted so far are
-    /// forgotten, and a node left out (tried because every node was) is in
-    /// again.
+    /// forgotten, and a node left out (its probe, or tried because every
+    /// other failed) is in again.
     pub(super) fn connected(&self) {
         if self.fails.load(Relaxed) != 0 {
             self.fails.store(0, Relaxed);
@@ -82,6 +139,7 @@ impl NodeHealth {
         }
         if self.out_until.load(Relaxed) != 0 {
             self.out_until.store(0, Relaxed);
+            self.probing.store(false, Relaxed);
         }
     }
 }
@@ -97,51 +155,77 @@ fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    const LONG: u64 = 60_000;
 
     #[test]
-    fn a_node_is_left_out_after_max_fails_within_the_timeout_and_taken_back_after_it() {
+    fn a_node_is_left_out_after_max_fails_within_the_timeout() {
         let h = NodeHealth::default();
-        assert!(!h.is_out());
-        assert!(!h.connect_failed(2, 60_000), "one of two");
-        assert!(!h.is_out());
-        assert!(h.connect_failed(2, 60_000), "the second leaves it out");
-        assert!(h.is_out());
-        assert!(!h.connect_failed(2, 60_000) && !h.connect_failed(2, 60_000));
-        assert!(h.is_out(), "still out; said once");
+        assert!(!h.is_out(LONG));
+        assert_eq!(h.connect_failed(2, LONG), Failed::Counted, "one of two");
+        assert!(!h.is_out(LONG));
+        assert_eq!(h.connect_failed(2, LONG), Failed::LeftOut);
+        assert!(h.is_out(LONG));
+        assert_eq!(h.connect_failed(2, LONG), Failed::Counted);
+        assert_eq!(h.connect_failed(2, LONG), Failed::StillOut, "said once");
+        assert!(h.is_out(LONG));
+    }
 
+    #[test]
+    fn once_its_time_is_over_one_request_probes_it() {
         let h = NodeHealth::default();
-        assert!(h.connect_failed(1, 1));
-        std::thread::sleep(std::time::Duration::from_millis(5));
-        assert!(!h.is_out(), "its time is over");
-        assert_eq!(h.out_until.load(Relaxed), 0, "no clock read next time");
-        assert!(h.connect_failed(1, 1), "out again at the next failure");
+        assert_eq!(h.connect_failed(1, 1), Failed::LeftOut);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!h.is_out(LONG), "the probe goes");
+        assert!(h.is_out(LONG), "the others do not");
+        assert!(h.is_out(LONG));
+        // The probe's connect fails: out again at once, whatever max_fails.
+        assert_eq!(h.connect_failed(3, 1), Failed::StillOut);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!h.is_out(LONG), "the next probe");
+        h.connected();
+        assert!(!h.is_out(LONG) && !h.is_out(LONG), "in again for all");
+        assert_eq!(h.connect_failed(3, LONG), Failed::Counted, "counted afresh");
     }
 
     #[test]
     fn failures_further_apart_than_the_timeout_or_a_connect_between_do_not_add_up() {
         let h = NodeHealth::default();
-        assert!(!h.connect_failed(2, 1));
-        std::thread::sleep(std::time::Duration::from_millis(5));
-        assert!(!h.connect_failed(2, 1), "the first one's window is over");
+        assert_eq!(h.connect_failed(2, 1), Failed::Counted);
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(h.connect_failed(2, 1), Failed::Counted, "a new window");
         let h = NodeHealth::default();
-        assert!(!h.connect_failed(2, 60_000));
+        assert_eq!(h.connect_failed(2, LONG), Failed::Counted);
         h.connected();
-        assert!(
-            !h.connect_failed(2, 60_000),
-            "counted afresh after a connect"
-        );
-        assert!(!h.is_out());
-        assert!(h.connect_failed(2, 60_000));
+        assert_eq!(h.connect_failed(2, LONG), Failed::Counted, "counted afresh");
+        assert!(!h.is_out(LONG));
+        assert_eq!(h.connect_failed(2, LONG), Failed::LeftOut);
         h.connected();
-        assert!(!h.is_out(), "a node that took a connection is in again");
+        assert!(!h.is_out(LONG), "a node that took a connection is in again");
     }
 
     #[test]
     fn max_fails_zero_never_leaves_a_node_out() {
         let h = NodeHealth::default();
         for _ in 0..10 {
-            assert!(!h.connect_failed(0, 60_000));
+            assert_eq!(h.connect_failed(0, LONG), Failed::Counted);
         }
-        assert!(!h.is_out());
+        assert!(!h.is_out(LONG));
+    }
+
+    #[test]
+    fn health_is_kept_for_a_route_and_node_while_a_version_holds_it() {
+        let node: PoolKey = Arc::new(("10.9.9.9:80".into(), super::super::Trust::Plain));
+        let first = NodeHealth::of("health-test", &node);
+        assert_eq!(first.connect_failed(1, LONG), Failed::LeftOut);
+        let next = NodeHealth::of("health-test", &node);
+        assert!(Arc::ptr_eq(&first, &next), "the next version shares it");
+        assert!(!Arc::ptr_eq(&first, &NodeHealth::of("other-route", &node)));
+        drop((first, next));
+        assert!(
+            !NodeHealth::of("health-test", &node).is_out(LONG),
+            "afresh once none holds it"
+        );
     }
 }
