@@ -549,7 +549,12 @@ impl ConnPool {
                     // sent again.
                     while let Some(conn) = self.inner.take(&node.key) {
                         match exchange.run(&self.inner, node, conn).await {
-                            Ok(resp) => break 'sent Ok(resp),
+                            Ok(resp) => {
+                                // A node out that answers over a kept
+                                // connection is up (its probe, say).
+                                node.health.answered();
+                                break 'sent Ok(resp);
+                            }
                             Err(Failure::Closed { written }) if exchange.may_resend(written) => {
                                 debug!(node = %node.key.0, "pooled upstream connection was closed; retrying");
                             }

@@ -142,6 +142,17 @@ impl NodeHealth {
             self.probing.store(false, Relaxed);
         }
     }
+
+    /// The node answered a request over a connection kept from before: a
+    /// node left out is in again (its probe found a kept connection, which
+    /// would otherwise leave it out for good while kept ones serve). One
+    /// load while it is in.
+    #[inline]
+    pub(super) fn answered(&self) {
+        if self.out_until.load(Relaxed) != 0 {
+            self.connected();
+        }
+    }
 }
 
 /// Milliseconds since the first call, plus one: never 0, which stands for
@@ -203,6 +214,17 @@ mod tests {
         assert_eq!(h.connect_failed(2, LONG), Failed::LeftOut);
         h.connected();
         assert!(!h.is_out(LONG), "a node that took a connection is in again");
+    }
+
+    #[test]
+    fn a_node_left_out_that_answers_over_a_kept_connection_is_in_again() {
+        let h = NodeHealth::default();
+        h.answered();
+        assert!(!h.is_out(LONG));
+        assert_eq!(h.connect_failed(1, LONG), Failed::LeftOut);
+        assert!(h.is_out(LONG));
+        h.answered();
+        assert!(!h.is_out(LONG));
     }
 
     #[test]
