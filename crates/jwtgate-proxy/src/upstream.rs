@@ -81,6 +81,9 @@ pub struct UpstreamTarget {
     /// for a route with one node, which has no other to send to.
     max_fails: u32,
     fail_timeout_ms: u64,
+    /// How long a node's probe keeps the others off it: `fail_timeout_ms`,
+    /// and at least the connect timeout (one probe at a time).
+    probe_ms: u64,
     next: AtomicUsize,
 }
 
@@ -158,7 +161,8 @@ impl UpstreamTarget {
             connect_timeout: cfg.connect_timeout,
             read_timeout: cfg.read_timeout,
             body_timeout,
-            fail_timeout_ms: u64::try_from(cfg.fail_timeout.as_millis()).unwrap_or(u64::MAX),
+            fail_timeout_ms: millis(cfg.fail_timeout),
+            probe_ms: millis(cfg.fail_timeout.max(cfg.connect_timeout)),
             next: AtomicUsize::new(0),
         }
     }
@@ -529,8 +533,7 @@ impl ConnPool {
                     let index = if attempt < count {
                         let index = (first + attempt) % count;
                         attempt += 1;
-                        if attempt > 1 && target.nodes[index].health.is_out(target.fail_timeout_ms)
-                        {
+                        if attempt > 1 && target.is_out(index) {
                             passed_over.push(index);
                             continue;
                         }
@@ -647,25 +650,45 @@ fn budget_reached(limit: usize) -> GatewayError {
 }
 
 impl UpstreamTarget {
+    /// Whether node `index` is left out (never with `max_fails: 0`, which
+    /// a node left out under an earlier version does not outlive).
+    #[inline]
+    fn is_out(&self, index: usize) -> bool {
+        self.max_fails != 0
+            && self
+                .nodes
+                .get(index)
+                .is_some_and(|n| n.health.is_out(self.probe_ms))
+    }
+
     /// The node a request goes to first: the next in turn that is in. A
     /// node left out passes its turn on (the others share its requests
     /// evenly); once its time is over, the turn that finds it is its probe.
-    /// With every node out, the last one drawn.
+    /// Other requests draw turns meanwhile, so the draws may come round to
+    /// a node out again: then the next node in that is in, and with every
+    /// node out, the first drawn.
     fn first_node(&self) -> usize {
         let count = self.nodes.len().max(1);
-        let mut turn = self.next.fetch_add(1, Ordering::Relaxed);
-        for _ in 1..count {
-            let out = self
-                .nodes
-                .get(turn % count)
-                .is_some_and(|n| n.health.is_out(self.fail_timeout_ms));
-            if !out {
-                break;
-            }
-            turn = self.next.fetch_add(1, Ordering::Relaxed);
+        let first = self.next.fetch_add(1, Ordering::Relaxed) % count;
+        if !self.is_out(first) {
+            return first;
         }
-        turn % count
+        for _ in 1..count {
+            let turn = self.next.fetch_add(1, Ordering::Relaxed) % count;
+            if !self.is_out(turn) {
+                return turn;
+            }
+        }
+        (1..count)
+            .map(|k| (first + k) % count)
+            .find(|&i| !self.is_out(i))
+            .unwrap_or(first)
     }
+}
+
+/// `d` in milliseconds, saturated.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Counts a failed connect to `node`, and says so when it leaves the node

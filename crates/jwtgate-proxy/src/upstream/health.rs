@@ -14,7 +14,7 @@
 //! change, an etcd revision): [`NodeHealth::of`].
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 
@@ -59,8 +59,14 @@ impl NodeHealth {
         if let Some(health) = kept.get(&key).and_then(Weak::upgrade) {
             return health;
         }
-        // Those of routes and nodes no version has any more go.
-        kept.retain(|_, h| h.strong_count() > 0);
+        // Those of routes and nodes no version has any more go, once the
+        // map has doubled since it was last swept (not at every new one:
+        // the first version's build would be quadratic).
+        static SWEPT_AT: AtomicUsize = AtomicUsize::new(0);
+        if kept.len() >= SWEPT_AT.load(Relaxed).saturating_mul(2).max(64) {
+            kept.retain(|_, h| h.strong_count() > 0);
+            SWEPT_AT.store(kept.len(), Relaxed);
+        }
         let health = Arc::new(NodeHealth::default());
         kept.insert(key, Arc::downgrade(&health));
         health
@@ -68,27 +74,30 @@ impl NodeHealth {
 
     /// Whether the node is left out now. One load while it is in. Once its
     /// time is over, the first caller is let through (the probe) and the
-    /// others still find it out, until the probe's connect says.
+    /// others still find it out for `probe_ms` more (at least the connect
+    /// timeout: one probe at a time), or until the probe's connect says.
     #[inline]
-    pub(super) fn is_out(&self, fail_timeout_ms: u64) -> bool {
+    pub(super) fn is_out(&self, probe_ms: u64) -> bool {
         let until = self.out_until.load(Relaxed);
-        until != 0 && self.still_out(until, fail_timeout_ms)
+        until != 0 && self.still_out(until, probe_ms)
     }
 
     #[cold]
-    fn still_out(&self, until: u64, fail_timeout_ms: u64) -> bool {
+    fn still_out(&self, until: u64, probe_ms: u64) -> bool {
         let now = now_ms();
         if now < until {
             return true;
         }
-        // Its time is over: this caller probes it, the others wait for
-        // another `fail_timeout` or the probe's success.
+        // Its time is over: this caller probes it, the others wait. Said
+        // before the claim, so that a connect of another request that puts
+        // the node in meanwhile clears it.
+        self.probing.store(true, Relaxed);
         let claimed = self
             .out_until
-            .compare_exchange(until, now.saturating_add(fail_timeout_ms), Relaxed, Relaxed)
+            .compare_exchange(until, now.saturating_add(probe_ms), Relaxed, Relaxed)
             .is_ok();
-        if claimed {
-            self.probing.store(true, Relaxed);
+        if !claimed {
+            self.probing.store(false, Relaxed);
         }
         !claimed
     }
@@ -139,6 +148,8 @@ impl NodeHealth {
         }
         if self.out_until.load(Relaxed) != 0 {
             self.out_until.store(0, Relaxed);
+        }
+        if self.probing.load(Relaxed) {
             self.probing.store(false, Relaxed);
         }
     }
@@ -149,7 +160,7 @@ impl NodeHealth {
     /// load while it is in.
     #[inline]
     pub(super) fn answered(&self) {
-        if self.out_until.load(Relaxed) != 0 {
+        if self.out_until.load(Relaxed) != 0 || self.probing.load(Relaxed) {
             self.connected();
         }
     }

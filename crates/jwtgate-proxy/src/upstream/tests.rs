@@ -599,16 +599,17 @@ async fn a_request_body_that_breaks_off_is_the_clients_fault() {
     assert_eq!(err.status(), StatusCode::BAD_REQUEST);
 }
 
-/// A target of `ports` (127.0.0.1), leaving a node out after one failed
-/// connect for a minute.
-fn target_of(ports: &[u16]) -> UpstreamTarget {
+/// A target of `ports` (127.0.0.1) on `route` (its own per test: the
+/// health of a route's nodes is kept process-wide), leaving a node out
+/// after one failed connect for a minute.
+fn target_of(route: &str, ports: &[u16]) -> UpstreamTarget {
     let node = |p: u16| UpstreamNode {
         host: "127.0.0.1".into(),
         port: p,
         authority: format!("127.0.0.1:{p}"),
     };
     UpstreamTarget::new(
-        "test",
+        route,
         &UpstreamNodes {
             nodes: ports.iter().map(|&p| node(p)).collect(),
             tls: false,
@@ -633,7 +634,7 @@ const MINUTE_MS: u64 = 60_000;
 #[tokio::test]
 async fn a_dead_node_is_skipped() {
     let (port, _, _) = upstream(|_| Some(OK_HELLO.to_vec())).await;
-    let t = target_of(&[dead_port().await, port]);
+    let t = target_of("dead-skipped", &[dead_port().await, port]);
     let pool = ConnPool::default();
     for _ in 0..4 {
         let resp = pool
@@ -654,7 +655,7 @@ async fn a_dead_node_is_skipped() {
 #[tokio::test]
 async fn a_node_left_out_is_tried_when_every_other_fails() {
     let (port, _, _) = upstream(|_| Some(OK_HELLO.to_vec())).await;
-    let t = target_of(&[port, dead_port().await]);
+    let t = target_of("tried-last", &[port, dead_port().await]);
     assert_eq!(
         t.nodes[0].health.connect_failed(1, MINUTE_MS),
         health::Failed::LeftOut
@@ -674,7 +675,7 @@ async fn a_node_left_out_is_tried_when_every_other_fails() {
 /// The one node of a route is never left out: there is no other.
 #[tokio::test]
 async fn a_route_with_one_node_never_leaves_it_out() {
-    let t = target_of(&[dead_port().await]);
+    let t = target_of("one-node", &[dead_port().await]);
     let pool = ConnPool::default();
     for _ in 0..2 {
         let err = pool
@@ -692,7 +693,7 @@ async fn a_route_with_one_node_never_leaves_it_out() {
 async fn a_node_left_out_passes_its_turns_on_evenly() {
     let (a, _, a_seen) = upstream(|_| Some(OK_HELLO.to_vec())).await;
     let (b, _, b_seen) = upstream(|_| Some(OK_HELLO.to_vec())).await;
-    let t = target_of(&[dead_port().await, a, b]);
+    let t = target_of("evenly", &[dead_port().await, a, b]);
     let pool = ConnPool::default();
     for _ in 0..31 {
         let resp = pool
