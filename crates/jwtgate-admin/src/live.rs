@@ -185,6 +185,11 @@ impl Running {
         self.source.load_full()
     }
 
+    /// The installed config, `${NAME}` references expanded.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
     /// Step 1 for a whole source config (`problems`: the reader's errors
     /// for the item at `at`), TLS keys checked against their certificates
     /// too.

@@ -1,14 +1,17 @@
 //! The files a config names (certificates and keys, key sets, trust
 //! anchors), where they are: a node watches them, so that a renewed
-//! certificate or a rotated key set goes live without a SIGHUP.
+//! certificate or a rotated key set goes live without a SIGHUP. Not the
+//! etcd client's: `config_source` applies at start only.
 
 use std::path::{Path, PathBuf};
 
 use crate::compile::resolve;
 use crate::raw::RawConfig;
 
-/// Every file `raw` names, resolved against `base_dir` (the config's
-/// directory) as loading resolves them, each once, in the order met.
+/// Every file `raw` names that a reload reads again, resolved against
+/// `base_dir` (the config's directory) as loading resolves them, each
+/// once, in the order met. `raw` is the compiled config's (its `${NAME}`
+/// references expanded).
 pub fn named_files(raw: &RawConfig, base_dir: &Path) -> Vec<PathBuf> {
     let mut names: Vec<&str> = Vec::new();
     let tls = raw
@@ -20,14 +23,6 @@ pub fn named_files(raw: &RawConfig, base_dir: &Path) -> Vec<PathBuf> {
         for c in &t.certificates {
             names.extend([c.cert_file.as_str(), c.key_file.as_str()]);
         }
-    }
-    if let Some(etcd) = raw.config_source.as_ref().and_then(|s| s.tls.as_ref()) {
-        names.extend(
-            [&etcd.ca_file, &etcd.cert_file, &etcd.key_file]
-                .into_iter()
-                .flatten()
-                .map(String::as_str),
-        );
     }
     for c in &raw.consumers {
         names.extend(c.jwt.as_ref().and_then(|j| j.public_key_file.as_deref()));

@@ -16,9 +16,12 @@
 //! their directories: a change of one recompiles the config as SIGHUP does
 //! (a renewal by certbot replaces the links in its `live/` directory; a
 //! renewal half done is refused, the certificates served stay, and its
-//! end is read again). Which files those are is looked at again after
-//! every reload, and every few seconds for the changes that come another
-//! way (SIGHUP, the admin API).
+//! end is read again). Which files those are, and what each is (links
+//! followed: device, inode, size, mtime), is looked at again after every
+//! reload and every 5 s: a config changed another way (SIGHUP, the admin
+//! API) is followed, and a change no event told of (a link re-pointed in
+//! a directory not watched, a directory replaced, a Kubernetes `..data`
+//! swap) is read within 5 s.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -131,6 +134,8 @@ pub fn start(live: Arc<LiveConfig>, stop: watch::Receiver<bool>) {
                 names,
                 named,
                 named_dirs: Vec::new(),
+                unwatchable: Vec::new(),
+                prints: Vec::new(),
                 named_changed,
             };
             watching.follow_named_files(&live);
@@ -151,6 +156,10 @@ struct Watching {
     /// made canonical), and the directories watched for them alone.
     named: Arc<Mutex<Vec<PathBuf>>>,
     named_dirs: Vec<PathBuf>,
+    /// Directories that could not be watched (said once).
+    unwatchable: Vec<PathBuf>,
+    /// What each named file was at the last look ([`fingerprint`]).
+    prints: Vec<Option<Fingerprint>>,
     /// One of them changed since the last reload.
     named_changed: Arc<AtomicBool>,
 }
@@ -186,18 +195,26 @@ impl Watching {
     }
 
     /// Watches the directories of the files the running config names, if
-    /// they are others than last time. A directory that cannot be watched
-    /// (not there yet) is said once and looked at again next time.
-    fn follow_named_files(&mut self, live: &LiveConfig) {
-        let files: Vec<PathBuf> =
-            jwtgate_config::named_files(&live.source(), live.running().base_dir())
-                .iter()
-                .filter_map(|f| {
-                    let (dir, name) = dir_and_name(f);
-                    Some(std::fs::canonicalize(dir).ok()?.join(name))
-                })
-                .collect();
-        // The config's own directories are watched already.
+    /// they are others than last time, and notes what each file is now;
+    /// true when one of them is not what it was at the last look: a change
+    /// no event told of (a directory replaced, a link re-pointed outside
+    /// the watched directories, a Kubernetes `..data` swap, an edit
+    /// between a reload and its watches). A directory that cannot be
+    /// watched is said once.
+    fn follow_named_files(&mut self, live: &LiveConfig) -> bool {
+        let config = live.running().config();
+        let named = jwtgate_config::named_files(&config.raw, live.running().base_dir());
+        let prints: Vec<Option<Fingerprint>> = named.iter().map(|f| fingerprint(f)).collect();
+        let moved = prints != self.prints;
+        self.prints = prints;
+        let files: Vec<PathBuf> = named
+            .iter()
+            .filter_map(|f| {
+                let (dir, name) = dir_and_name(f);
+                Some(std::fs::canonicalize(dir).ok()?.join(name))
+            })
+            .collect();
+        // The config's own directories are watched already, and stay so.
         let own: Vec<PathBuf> = std::iter::once(self.now.own.0.as_path())
             .chain(self.now.target_dir())
             .filter_map(|d| std::fs::canonicalize(d).ok())
@@ -213,10 +230,12 @@ impl Watching {
             *named = files;
         }
         if dirs == self.named_dirs {
-            return;
+            return moved;
         }
         for gone in self.named_dirs.iter().filter(|d| !dirs.contains(d)) {
-            let _ = self.watcher.unwatch(gone);
+            if !own.contains(gone) {
+                let _ = self.watcher.unwatch(gone);
+            }
         }
         let mut watched = Vec::new();
         for dir in dirs {
@@ -226,12 +245,38 @@ impl Watching {
             }
             match self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
                 Ok(()) => watched.push(dir),
-                Err(e) => warn!(error = %e, "cannot watch {}, where the config names files; \
-                                a change there is applied on SIGHUP", dir.display()),
+                Err(e) if !self.unwatchable.contains(&dir) => {
+                    warn!(error = %e, "cannot watch {}, where the config names files; \
+                          a change there is applied within 5 s, or on SIGHUP", dir.display());
+                    self.unwatchable.push(dir);
+                }
+                Err(_) => {}
             }
         }
         self.named_dirs = watched;
+        moved
     }
+}
+
+/// What a named file is, links followed: a file replaced, edited or
+/// pointed elsewhere is another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fingerprint {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+fn fingerprint(path: &Path) -> Option<Fingerprint> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some(Fingerprint {
+        dev: m.dev(),
+        ino: m.ino(),
+        len: m.len(),
+        modified: m.modified().ok(),
+    })
 }
 
 /// Whether `event` is about one of the files the config names (`files`,
@@ -346,8 +391,11 @@ async fn reload_on_change(
         tokio::select! {
             _ = changed.notified() => {}
             _ = look_again.tick() => {
-                watching.follow_named_files(&live);
-                continue;
+                if !watching.follow_named_files(&live) {
+                    continue;
+                }
+                // Changed with no event said: read as if one had.
+                watching.named_changed.store(true, Ordering::Relaxed);
             }
             _ = stop.wait_for(|s| *s) => return,
         }

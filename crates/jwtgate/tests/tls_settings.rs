@@ -563,6 +563,55 @@ async fn a_certificate_renewed_on_disk_goes_live_without_a_sighup() {
     node.wait_log("trigger=NamedFileChanged", 1);
 }
 
+/// The config names links (`tls.crt` -> `../live/tls.crt`) whose own
+/// links a renewal re-points (certbot's `live/` -> `archive/`), in a
+/// directory the node does not watch: what the files are is looked at
+/// again every 5 s, and the renewal goes live all the same.
+#[tokio::test]
+async fn a_renewal_behind_links_in_another_directory_goes_live() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let (conf, live, archive) = (
+        dir.path().join("conf"),
+        dir.path().join("live"),
+        dir.path().join("archive"),
+    );
+    for d in [&conf, &live, &archive] {
+        std::fs::create_dir(d).unwrap();
+    }
+    let (cert1, key1, _) = renewable_certificate(&archive, "1");
+    symlink(&cert1, live.join("tls.crt")).unwrap();
+    symlink(&key1, live.join("tls.key")).unwrap();
+    symlink("../live/tls.crt", conf.join("tls.crt")).unwrap();
+    symlink("../live/tls.key", conf.join("tls.key")).unwrap();
+    let tls = format!(
+        r#"{{ cert_file: "{}", key_file: "{}" }}"#,
+        conf.join("tls.crt").display(),
+        conf.join("tls.key").display()
+    );
+    let node = Node::start(dir.path(), &config(&tls));
+    assert!(
+        connect(node.addr, &Arc::new(default_client(&ca())), "localhost")
+            .await
+            .is_ok()
+    );
+    let (cert2, key2) = self_signed(&archive, "localhost", "2");
+    // As certbot re-points its links: a new link renamed over the old.
+    for (target, link) in [(&cert2, "tls.crt"), (&key2, "tls.key")] {
+        let tmp = live.join(format!("{link}.new"));
+        symlink(target, &tmp).unwrap();
+        std::fs::rename(&tmp, live.join(link)).unwrap();
+    }
+    node.wait_log("TLS certificates and settings reloaded", 1);
+    assert!(
+        connect(node.addr, &Arc::new(default_client(&cert2)), "localhost")
+            .await
+            .is_ok(),
+        "the renewed certificate serves\n{}",
+        node.logs()
+    );
+}
+
 #[test]
 fn check_locates_bad_tls_settings() {
     let dir = tempfile::tempdir().unwrap();
