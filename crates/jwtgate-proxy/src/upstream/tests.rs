@@ -637,11 +637,7 @@ async fn a_dead_node_is_skipped() {
     let t = target_of("dead-skipped", &[dead_port().await, port]);
     let pool = ConnPool::default();
     for _ in 0..4 {
-        let resp = pool
-            .forward(&t, get("/"), &GatewayHeaders::default())
-            .await
-            .unwrap();
-        assert_eq!(body_of(resp).await.unwrap(), b"hello");
+        assert_eq!(get_through(&pool, &t).await, b"hello");
     }
     // Its first failed connect left it out (max_fails 1).
     assert!(t.nodes[0].health.is_out(MINUTE_MS));
@@ -662,11 +658,7 @@ async fn a_node_left_out_is_tried_when_every_other_fails() {
     );
     let pool = ConnPool::default();
     for _ in 0..2 {
-        let resp = pool
-            .forward(&t, get("/"), &GatewayHeaders::default())
-            .await
-            .unwrap();
-        assert_eq!(body_of(resp).await.unwrap(), b"hello");
+        assert_eq!(get_through(&pool, &t).await, b"hello");
     }
     assert!(!t.nodes[0].health.is_out(MINUTE_MS), "in again");
     assert!(t.nodes[1].health.is_out(MINUTE_MS), "the dead one out");
@@ -696,11 +688,7 @@ async fn a_node_left_out_passes_its_turns_on_evenly() {
     let t = target_of("evenly", &[dead_port().await, a, b]);
     let pool = ConnPool::default();
     for _ in 0..31 {
-        let resp = pool
-            .forward(&t, get("/"), &GatewayHeaders::default())
-            .await
-            .unwrap();
-        assert_eq!(body_of(resp).await.unwrap(), b"hello");
+        assert_eq!(get_through(&pool, &t).await, b"hello");
     }
     let (a, b) = (a_seen.lock().unwrap().len(), b_seen.lock().unwrap().len());
     assert_eq!(a + b, 31);
