@@ -435,7 +435,10 @@ async fn reload_on_change(
                 _ = stop.wait_for(|s| *s) => return,
             }
         }
-        let trigger = if watching.named_changed.swap(false, Ordering::Relaxed) {
+        // A named file that is not what it was, whatever the event said (a
+        // Kubernetes `..data` swap names no file of ours), is read again.
+        let moved = watching.follow_named_files(&live);
+        let trigger = if watching.named_changed.swap(false, Ordering::Relaxed) || moved {
             Trigger::NamedFileChanged
         } else {
             Trigger::FileChanged
@@ -444,7 +447,12 @@ async fn reload_on_change(
         if watching.follow_link() {
             outcome = live.reload(Trigger::FileChanged).await;
         }
-        watching.follow_named_files(&live);
+        // The files the config names now; one changed since the look
+        // above is read once more.
+        if watching.follow_named_files(&live) {
+            watching.named_changed.store(true, Ordering::Relaxed);
+            changed.notify_one();
+        }
         // What `systemctl status` shows follows the file as after a SIGHUP.
         crate::notify::reloaded(outcome);
     }

@@ -612,6 +612,52 @@ async fn a_renewal_behind_links_in_another_directory_goes_live() {
     );
 }
 
+/// A Kubernetes Secret mounted as a volume: `tls.crt` -> `..data/tls.crt`,
+/// `..data` -> `..v1`, and an update swaps `..data` to a new directory in
+/// one rename (no event names `tls.crt`): it goes live all the same (an
+/// outside audit: the swap was read as an unchanged config).
+#[tokio::test]
+async fn a_kubernetes_secret_update_goes_live() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::create_dir(&secret).unwrap();
+    let v1 = secret.join("..v1");
+    std::fs::create_dir(&v1).unwrap();
+    std::fs::copy(format!("{TLS}/server.crt"), v1.join("tls.crt")).unwrap();
+    std::fs::copy(format!("{TLS}/server.key"), v1.join("tls.key")).unwrap();
+    symlink("..v1", secret.join("..data")).unwrap();
+    for f in ["tls.crt", "tls.key"] {
+        symlink(format!("..data/{f}"), secret.join(f)).unwrap();
+    }
+    let tls = format!(
+        r#"{{ cert_file: "{}", key_file: "{}" }}"#,
+        secret.join("tls.crt").display(),
+        secret.join("tls.key").display()
+    );
+    let node = Node::start(dir.path(), &config(&tls));
+    assert!(
+        connect(node.addr, &Arc::new(default_client(&ca())), "localhost")
+            .await
+            .is_ok()
+    );
+    let v2 = secret.join("..v2");
+    std::fs::create_dir(&v2).unwrap();
+    let (cert2, key2) = self_signed(dir.path(), "localhost", "v2");
+    std::fs::copy(&cert2, v2.join("tls.crt")).unwrap();
+    std::fs::copy(&key2, v2.join("tls.key")).unwrap();
+    symlink("..v2", secret.join("..data_tmp")).unwrap();
+    std::fs::rename(secret.join("..data_tmp"), secret.join("..data")).unwrap();
+    node.wait_log("TLS certificates and settings reloaded", 1);
+    assert!(
+        connect(node.addr, &Arc::new(default_client(&cert2)), "localhost")
+            .await
+            .is_ok(),
+        "the updated certificate serves\n{}",
+        node.logs()
+    );
+}
+
 #[test]
 fn check_locates_bad_tls_settings() {
     let dir = tempfile::tempdir().unwrap();
