@@ -161,12 +161,25 @@ fn renewable_certificate(dir: &Path, tag: &str) -> (PathBuf, PathBuf, String) {
     let key = dir.join(format!("{tag}.key"));
     std::fs::copy(format!("{TLS}/server.crt"), &cert).unwrap();
     std::fs::copy(format!("{TLS}/server.key"), &key).unwrap();
-    let tls = format!(
+    let tls = tls_of(&cert, &key);
+    (cert, key, tls)
+}
+
+/// The `tls:` value naming `cert` and `key`.
+fn tls_of(cert: &Path, key: &Path) -> String {
+    format!(
         r#"{{ cert_file: "{}", key_file: "{}" }}"#,
         cert.display(),
         key.display()
-    );
-    (cert, key, tls)
+    )
+}
+
+/// Whether the node at `addr` serves `localhost` a certificate `trust`
+/// (a PEM file) lets a client accept.
+async fn serves(addr: SocketAddr, trust: &Path) -> bool {
+    connect(addr, &Arc::new(default_client(trust)), "localhost")
+        .await
+        .is_ok()
 }
 
 fn ca() -> PathBuf {
@@ -536,8 +549,7 @@ async fn a_certificate_renewed_on_disk_goes_live_without_a_sighup() {
     std::fs::create_dir(&certs).unwrap();
     let (cert, key, tls) = renewable_certificate(&certs, "live");
     let node = Node::start(dir.path(), &config(&tls));
-    let old_trust = Arc::new(default_client(&ca()));
-    assert!(connect(node.addr, &old_trust, "localhost").await.is_ok());
+    assert!(serves(node.addr, &ca()).await);
     let (new_cert, new_key) = self_signed(dir.path(), "localhost", "renewed");
     // As certbot does: new files beside, renamed over the old ones.
     let replace = |from: &Path, to: &Path| {
@@ -548,18 +560,12 @@ async fn a_certificate_renewed_on_disk_goes_live_without_a_sighup() {
     replace(&new_cert, &cert);
     replace(&new_key, &key);
     node.wait_log("TLS certificates and settings reloaded", 1);
-    let new_trust = Arc::new(default_client(&new_cert));
     assert!(
-        connect(node.addr, &new_trust, "localhost").await.is_ok(),
+        serves(node.addr, &new_cert).await,
         "the renewed certificate serves\n{}",
         node.logs()
     );
-    assert!(
-        connect(node.addr, &Arc::new(default_client(&ca())), "localhost")
-            .await
-            .is_err(),
-        "the old one is gone"
-    );
+    assert!(!serves(node.addr, &ca()).await, "the old one is gone");
     node.wait_log("trigger=NamedFileChanged", 1);
 }
 
@@ -584,17 +590,9 @@ async fn a_renewal_behind_links_in_another_directory_goes_live() {
     symlink(&key1, live.join("tls.key")).unwrap();
     symlink("../live/tls.crt", conf.join("tls.crt")).unwrap();
     symlink("../live/tls.key", conf.join("tls.key")).unwrap();
-    let tls = format!(
-        r#"{{ cert_file: "{}", key_file: "{}" }}"#,
-        conf.join("tls.crt").display(),
-        conf.join("tls.key").display()
-    );
+    let tls = tls_of(&conf.join("tls.crt"), &conf.join("tls.key"));
     let node = Node::start(dir.path(), &config(&tls));
-    assert!(
-        connect(node.addr, &Arc::new(default_client(&ca())), "localhost")
-            .await
-            .is_ok()
-    );
+    assert!(serves(node.addr, &ca()).await);
     let (cert2, key2) = self_signed(&archive, "localhost", "2");
     // As certbot re-points its links: a new link renamed over the old.
     for (target, link) in [(&cert2, "tls.crt"), (&key2, "tls.key")] {
@@ -604,9 +602,7 @@ async fn a_renewal_behind_links_in_another_directory_goes_live() {
     }
     node.wait_log("TLS certificates and settings reloaded", 1);
     assert!(
-        connect(node.addr, &Arc::new(default_client(&cert2)), "localhost")
-            .await
-            .is_ok(),
+        serves(node.addr, &cert2).await,
         "the renewed certificate serves\n{}",
         node.logs()
     );
@@ -630,17 +626,9 @@ async fn a_kubernetes_secret_update_goes_live() {
     for f in ["tls.crt", "tls.key"] {
         symlink(format!("..data/{f}"), secret.join(f)).unwrap();
     }
-    let tls = format!(
-        r#"{{ cert_file: "{}", key_file: "{}" }}"#,
-        secret.join("tls.crt").display(),
-        secret.join("tls.key").display()
-    );
+    let tls = tls_of(&secret.join("tls.crt"), &secret.join("tls.key"));
     let node = Node::start(dir.path(), &config(&tls));
-    assert!(
-        connect(node.addr, &Arc::new(default_client(&ca())), "localhost")
-            .await
-            .is_ok()
-    );
+    assert!(serves(node.addr, &ca()).await);
     let v2 = secret.join("..v2");
     std::fs::create_dir(&v2).unwrap();
     let (cert2, key2) = self_signed(dir.path(), "localhost", "v2");
@@ -650,9 +638,7 @@ async fn a_kubernetes_secret_update_goes_live() {
     std::fs::rename(secret.join("..data_tmp"), secret.join("..data")).unwrap();
     node.wait_log("TLS certificates and settings reloaded", 1);
     assert!(
-        connect(node.addr, &Arc::new(default_client(&cert2)), "localhost")
-            .await
-            .is_ok(),
+        serves(node.addr, &cert2).await,
         "the updated certificate serves\n{}",
         node.logs()
     );
