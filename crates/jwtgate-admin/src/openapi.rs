@@ -327,7 +327,9 @@ fn schemas() -> Value {
                 "upstream": {
                     "type": "object",
                     "additionalProperties": false,
-                    "properties": { "echo": boolean, "nodes": strings, "scheme": { "type": "string", "enum": ["http", "https"] },
+                    "properties": { "echo": boolean,
+                                    "nodes": { "type": "array", "items": { "type": "string" }, "description": "host:port, optionally followed by weight=N (1 to 1000, default 1): the node's share of the route's requests" },
+                                    "scheme": { "type": "string", "enum": ["http", "https"] },
                                     "ca_file": { "type": "string", "description": "https only: PEM certificates trusted for the upstream's certificate instead of the system's roots; a path on the node, relative to its config file" },
                                     "connect_timeout_ms": int, "read_timeout_ms": int,
                                     "max_fails": { "type": "integer", "minimum": 0, "maximum": 1000, "description": "failed connects within fail_timeout_ms that leave a node out of the round robin for fail_timeout_ms (nginx's max_fails); 0: never; default 1" },

@@ -366,7 +366,7 @@ fn allowed_host(host: &str, loc: &str, errors: &mut Errors) -> Option<String> {
     Some(format!("{dot}{}", name.to_ascii_lowercase()))
 }
 
-fn ms(v: Option<u64>, default: u64, loc: &str, errors: &mut Errors) -> Duration {
+pub(crate) fn ms(v: Option<u64>, default: u64, loc: &str, errors: &mut Errors) -> Duration {
     let v = v.unwrap_or(default);
     if v == 0 {
         errors.add(loc, "must be greater than 0");
@@ -947,7 +947,8 @@ pub(crate) fn route(
             );
         }
     }
-    let upstream = upstream(&r.upstream, &child(loc, "upstream"), refs.base_dir, errors);
+    let upstream =
+        crate::upstream::upstream(&r.upstream, &child(loc, "upstream"), refs.base_dir, errors);
     let jwt = r
         .jwt
         .as_ref()
@@ -991,132 +992,6 @@ pub(crate) fn route(
         websocket_close_at_exp,
         jwt: jwt.map(Arc::new),
     })
-}
-
-fn upstream(u: &RawUpstream, loc: &str, base_dir: &Path, errors: &mut Errors) -> Option<Upstream> {
-    if u.echo == Some(true) {
-        for (k, set) in [
-            ("nodes", u.nodes.is_some()),
-            ("scheme", u.scheme.is_some()),
-            ("ca_file", u.ca_file.is_some()),
-            ("max_fails", u.max_fails.is_some()),
-            ("fail_timeout_ms", u.fail_timeout_ms.is_some()),
-        ] {
-            if set {
-                errors.add(&child(loc, k), "is not used with echo: true");
-            }
-        }
-        return Some(Upstream::Echo);
-    }
-    let nodes = u.nodes.clone().unwrap_or_default();
-    if nodes.is_empty() {
-        errors.add(
-            &child(loc, "nodes"),
-            "needs at least one host:port (or set echo: true)",
-        );
-    }
-    let nodes: Vec<UpstreamNode> = nodes
-        .iter()
-        .enumerate()
-        .filter_map(|(i, n)| match split_host_port(n) {
-            Some((host, port)) => Some(UpstreamNode {
-                authority: n.clone(),
-                host,
-                port,
-            }),
-            None => {
-                errors.add(
-                    &index(&child(loc, "nodes"), i),
-                    format!("{:?} is not host:port", shown(n)),
-                );
-                None
-            }
-        })
-        .collect();
-    let tls = match u.scheme.as_deref().unwrap_or("http") {
-        "http" => false,
-        "https" => true,
-        other => {
-            errors.add(
-                &child(loc, "scheme"),
-                format!("unknown scheme {other:?} (http or https)"),
-            );
-            false
-        }
-    };
-    let trusted_ca_pem = u
-        .ca_file
-        .as_deref()
-        .and_then(|file| trusted_ca(file, tls, &child(loc, "ca_file"), base_dir, errors));
-    Some(Upstream::Nodes(UpstreamNodes {
-        nodes,
-        tls,
-        trusted_ca_pem,
-        connect_timeout: ms(
-            u.connect_timeout_ms,
-            2000,
-            &child(loc, "connect_timeout_ms"),
-            errors,
-        ),
-        read_timeout: ms(
-            u.read_timeout_ms,
-            30_000,
-            &child(loc, "read_timeout_ms"),
-            errors,
-        ),
-        max_fails: max_fails(u.max_fails, &child(loc, "max_fails"), errors),
-        fail_timeout: fail_timeout(u.fail_timeout_ms, &child(loc, "fail_timeout_ms"), errors),
-    }))
-}
-
-/// The longest `fail_timeout_ms`: a day. Longer is a typo (an extra
-/// zero or three), and would leave a node out for good.
-const MAX_FAIL_TIMEOUT_MS: u64 = 86_400_000;
-
-/// An upstream's `fail_timeout_ms`: 10 s unless set, as nginx's.
-fn fail_timeout(v: Option<u64>, loc: &str, errors: &mut Errors) -> Duration {
-    if v.is_some_and(|v| v > MAX_FAIL_TIMEOUT_MS) {
-        errors.add(
-            loc,
-            format!("must be at most {MAX_FAIL_TIMEOUT_MS} (a day)"),
-        );
-    }
-    ms(v.map(|v| v.min(MAX_FAIL_TIMEOUT_MS)), 10_000, loc, errors)
-}
-
-/// The most `max_fails` an upstream may say: more than any operator means
-/// (nginx's examples use 1 to 3), few enough that a typo is an error.
-const MAX_FAILS: u64 = 1000;
-
-/// An upstream's `max_fails`: 1 unless set, as nginx's; 0 turns the
-/// leaving out off.
-fn max_fails(v: Option<u64>, loc: &str, errors: &mut Errors) -> u32 {
-    let v = v.unwrap_or(1);
-    if v > MAX_FAILS {
-        errors.add(
-            loc,
-            format!("must be at most {MAX_FAILS} (0 never leaves a node out)"),
-        );
-        return 1;
-    }
-    u32::try_from(v).unwrap_or(1)
-}
-
-/// An upstream's `ca_file`: PEM CA certificates trusted for its
-/// certificates instead of the system's roots. Read and checked at load,
-/// as every file the config names.
-fn trusted_ca(
-    file: &str,
-    tls: bool,
-    loc: &str,
-    base_dir: &Path,
-    errors: &mut Errors,
-) -> Option<std::sync::Arc<[u8]>> {
-    if !tls {
-        errors.add(loc, "is used only with scheme: https");
-        return None;
-    }
-    crate::ca_file::read(base_dir, file, loc, errors).map(Into::into)
 }
 
 fn rule_list(list: &[String], loc: &str, errors: &mut Errors) -> Vec<RuleEntry> {

@@ -26,6 +26,7 @@ mod source;
 mod spelling;
 mod tls;
 pub mod tree;
+mod upstream;
 mod warnings;
 
 #[cfg(test)]
@@ -49,6 +50,7 @@ pub use source::{
     tls_sections, to_yaml, ReadItem,
 };
 pub use tls::DEFAULT_SESSION_CACHE;
+pub use upstream::MAX_WEIGHT;
 pub use warnings::{name_problem, plain_http_off_loopback, warnings};
 
 /// The most a config file may hold: a file of 100 000 consumers is about

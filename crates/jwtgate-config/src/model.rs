@@ -231,6 +231,9 @@ pub struct UpstreamNode {
     pub port: u16,
     /// `host:port`, as sent in the upstream `Host` header.
     pub authority: String,
+    /// Its share of the route's requests against the other nodes' (1 to
+    /// [`crate::MAX_WEIGHT`]).
+    pub weight: u32,
 }
 
 /// Where an identity provider's keys come from, and how they are kept

@@ -1106,3 +1106,59 @@ fn an_upstream_leaves_a_node_out_after_one_failed_connect_for_ten_seconds_unless
         );
     }
 }
+
+#[test]
+fn an_upstream_node_may_say_its_weight_as_nginx_does() {
+    let route = |nodes: &str| {
+        format!("listen: \"127.0.0.1:0\"\nroutes:\n  - name: a\n    paths: [\"/*\"]\n    upstream: {{ nodes: {nodes} }}\n")
+    };
+    let c = load(&route(
+        r#"["10.0.0.1:80 weight=3", "[::1]:81", "b.test:82   weight=1000"]"#,
+    ))
+    .expect("valid");
+    let Upstream::Nodes(n) = &c.routes[0].upstream else {
+        panic!("nodes expected")
+    };
+    let seen: Vec<_> = n
+        .nodes
+        .iter()
+        .map(|n| (n.host.as_str(), n.port, n.authority.as_str(), n.weight))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("10.0.0.1", 80, "10.0.0.1:80", 3),
+            ("::1", 81, "[::1]:81", 1),
+            ("b.test", 82, "b.test:82", 1000),
+        ]
+    );
+    for (nodes, expected) in [
+        (
+            r#"["10.0.0.1:80 weight=0"]"#,
+            "routes[0].upstream.nodes[0]: weight=\"0\": a weight is a whole number from 1 to 1000",
+        ),
+        (
+            r#"["10.0.0.1:80", "10.0.0.2:80 weight=1001"]"#,
+            "routes[0].upstream.nodes[1]: weight=\"1001\": a weight",
+        ),
+        (
+            r#"["10.0.0.1:80 weight=x"]"#,
+            "routes[0].upstream.nodes[0]: weight=\"x\": a weight",
+        ),
+        (
+            r#"["10.0.0.1:80 weight=2 weight=3"]"#,
+            "routes[0].upstream.nodes[0]: says weight= twice",
+        ),
+        (
+            r#"["10.0.0.1:80 backup"]"#,
+            "routes[0].upstream.nodes[0]: unknown parameter \"backup\" after host:port (weight=N)",
+        ),
+        (
+            r#"["weight=2 10.0.0.1:80"]"#,
+            "routes[0].upstream.nodes[0]: \"weight=2 10.0.0.1:80\" is not host:port",
+        ),
+    ] {
+        let e = errors(&route(nodes));
+        assert!(e.iter().any(|e| e.starts_with(expected)), "{nodes}: {e:?}");
+    }
+}

@@ -84,6 +84,10 @@ pub struct UpstreamTarget {
     /// How long a node's probe keeps the others off it: `fail_timeout_ms`,
     /// and at least the connect timeout (one probe at a time).
     probe_ms: u64,
+    /// The nodes' turns when their weights differ: node indices, each
+    /// node as often as its weight, interleaved (nginx's smooth weighted
+    /// round robin, laid out at load). Empty: one turn each, in order.
+    turns: Box<[u32]>,
     next: AtomicUsize,
 }
 
@@ -163,6 +167,7 @@ impl UpstreamTarget {
             body_timeout,
             fail_timeout_ms: millis(cfg.fail_timeout),
             probe_ms: millis(cfg.fail_timeout.max(cfg.connect_timeout)),
+            turns: weighted_turns(&cfg.nodes),
             next: AtomicUsize::new(0),
         }
     }
@@ -662,19 +667,20 @@ impl UpstreamTarget {
     }
 
     /// The node a request goes to first: the next in turn that is in. A
-    /// node left out passes its turn on (the others share its requests
-    /// evenly); once its time is over, the turn that finds it is its probe.
+    /// node left out passes its turn on (the others share its requests as
+    /// they share the rest: evenly, or by weight); once its time is over,
+    /// the turn that finds it is its probe.
     /// Other requests draw turns meanwhile, so the draws may come round to
     /// a node out again: then the next node in that is in, and with every
     /// node out, the first drawn.
     fn first_node(&self) -> usize {
         let count = self.nodes.len().max(1);
-        let first = self.next.fetch_add(1, Ordering::Relaxed) % count;
+        let first = self.next_turn(count);
         if !self.is_out(first) {
             return first;
         }
         for _ in 1..count {
-            let turn = self.next.fetch_add(1, Ordering::Relaxed) % count;
+            let turn = self.next_turn(count);
             if !self.is_out(turn) {
                 return turn;
             }
@@ -683,6 +689,62 @@ impl UpstreamTarget {
             .map(|k| (first + k) % count)
             .find(|&i| !self.is_out(i))
             .unwrap_or(first)
+    }
+
+    /// The node whose turn is next.
+    #[inline]
+    fn next_turn(&self, count: usize) -> usize {
+        let drawn = self.next.fetch_add(1, Ordering::Relaxed);
+        match self.turns.len() {
+            0 => drawn % count,
+            n => self.turns.get(drawn % n).map_or(0, |&i| i as usize),
+        }
+    }
+}
+
+/// The turns of nodes whose weights differ (empty when they are all
+/// alike: one turn each, in order). Weights are divided by their greatest
+/// common divisor first, so that `[2, 2, 4]` takes four turns, not eight.
+/// Each node's turns are spread among the others' as nginx's smooth
+/// weighted round robin spreads them: weights 5, 1, 1 go a a b a c a a.
+fn weighted_turns(nodes: &[UpstreamNode]) -> Box<[u32]> {
+    let weights: Vec<u64> = nodes.iter().map(|n| u64::from(n.weight.max(1))).collect();
+    if weights.windows(2).all(|w| w[0] == w[1]) {
+        return Box::new([]);
+    }
+    let divisor = weights.iter().fold(0, |g, &w| gcd(g, w));
+    let weights: Vec<i64> = weights
+        .iter()
+        .map(|&w| i64::try_from(w / divisor).unwrap_or(1))
+        .collect();
+    let total: i64 = weights.iter().sum();
+    let mut current = vec![0i64; weights.len()];
+    (0..total)
+        .map(|_| {
+            for (c, w) in current.iter_mut().zip(&weights) {
+                *c += w;
+            }
+            // The first of the largest, so that the order is the list's.
+            let (best, _) = current
+                .iter()
+                .enumerate()
+                .fold(
+                    (0, i64::MIN),
+                    |(bi, bc), (i, &c)| if c > bc { (i, c) } else { (bi, bc) },
+                );
+            if let Some(c) = current.get_mut(best) {
+                *c -= total;
+            }
+            u32::try_from(best).unwrap_or(0)
+        })
+        .collect()
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
     }
 }
 

@@ -382,6 +382,31 @@ routes:
     );
 }
 
+/// `weight=N` after a node (nginx's `server` parameter) gives it that
+/// share of the requests, spread among the others' (smooth weighted round
+/// robin).
+#[test]
+fn nodes_take_requests_by_weight() {
+    let a = Upstream::start_with("a", Behavior::Answer);
+    let b = Upstream::start_with("b", Behavior::Answer);
+    let gw = Gateway::start(&format!(
+        r#"listen: "127.0.0.1:0"
+routes:
+  - name: weighted
+    paths: ["/*"]
+    upstream: {{ nodes: ["{} weight=3", "{}"] }}
+"#,
+        a.node(),
+        b.node()
+    ));
+    let served: String = (0..40)
+        .map(|i| served_by(&gw.get(&format!("/w/{i}"))).to_owned())
+        .collect();
+    assert_eq!((a.count(), b.count()), (30, 10), "{served}");
+    // Interleaved, never four of a's in a row: a a b a, a a b a, ...
+    assert!(!served.contains("aaaa"), "{served}");
+}
+
 #[test]
 fn a_dead_node_is_skipped_on_connect_failure() {
     let a = Upstream::start_with("alive", Behavior::Answer);

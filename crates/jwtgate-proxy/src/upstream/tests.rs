@@ -26,6 +26,7 @@ fn target_with_body_timeout(
                 host: "127.0.0.1".into(),
                 port,
                 authority: format!("127.0.0.1:{port}"),
+                weight: 1,
             }],
             tls: false,
             trusted_ca_pem: None,
@@ -607,6 +608,7 @@ fn target_of(route: &str, ports: &[u16]) -> UpstreamTarget {
         host: "127.0.0.1".into(),
         port: p,
         authority: format!("127.0.0.1:{p}"),
+        weight: 1,
     };
     UpstreamTarget::new(
         route,
@@ -693,6 +695,72 @@ async fn a_node_left_out_passes_its_turns_on_evenly() {
     let (a, b) = (a_seen.lock().unwrap().len(), b_seen.lock().unwrap().len());
     assert_eq!(a + b, 31);
     assert!(a.abs_diff(b) <= 2, "a {a}, b {b}");
+}
+
+fn weighted(weights: &[u32]) -> Vec<UpstreamNode> {
+    (1..)
+        .zip(weights)
+        .map(|(port, &weight)| UpstreamNode {
+            host: "127.0.0.1".into(),
+            port,
+            authority: format!("127.0.0.1:{port}"),
+            weight,
+        })
+        .collect()
+}
+
+/// nginx's smooth weighted round robin: each node's turns spread among
+/// the others', weights reduced by their common divisor; equal weights
+/// need no table.
+#[test]
+fn weighted_turns_interleave_as_nginx_does() {
+    assert_eq!(
+        &*weighted_turns(&weighted(&[5, 1, 1])),
+        &[0, 0, 1, 0, 2, 0, 0]
+    );
+    assert_eq!(&*weighted_turns(&weighted(&[2, 2, 4])), &[2, 0, 1, 2]);
+    assert_eq!(&*weighted_turns(&weighted(&[1, 3])), &[1, 0, 1, 1]);
+    assert!(weighted_turns(&weighted(&[3, 3, 3])).is_empty());
+    assert!(weighted_turns(&weighted(&[7])).is_empty());
+    let big = weighted_turns(&weighted(&[1000, 999]));
+    assert_eq!(big.len(), 1999);
+    assert_eq!(big.iter().filter(|&&i| i == 1).count(), 999);
+}
+
+/// Requests go to the nodes by weight; a node left out passes its turns
+/// to the others.
+#[tokio::test]
+async fn nodes_take_requests_by_weight() {
+    let (a, _, a_seen) = upstream(|_| Some(OK_HELLO.to_vec())).await;
+    let (b, _, b_seen) = upstream(|_| Some(OK_HELLO.to_vec())).await;
+    let dead = dead_port().await;
+    let mut nodes = weighted(&[3, 1, 4]);
+    for (node, port) in nodes.iter_mut().zip([a, b, dead]) {
+        node.port = port;
+        node.authority = format!("127.0.0.1:{port}");
+    }
+    let t = UpstreamTarget::new(
+        "weights",
+        &UpstreamNodes {
+            nodes,
+            tls: false,
+            trusted_ca_pem: None,
+            connect_timeout: Duration::from_secs(2),
+            read_timeout: Duration::from_secs(5),
+            max_fails: 1,
+            fail_timeout: Duration::from_secs(60),
+        },
+        Duration::from_secs(60),
+    );
+    let pool = ConnPool::default();
+    for _ in 0..40 {
+        assert_eq!(get_through(&pool, &t).await, b"hello");
+    }
+    assert!(t.nodes[2].health.is_out(MINUTE_MS), "the dead node is out");
+    let (a, b) = (a_seen.lock().unwrap().len(), b_seen.lock().unwrap().len());
+    assert_eq!(a + b, 40);
+    // 3 : 1 between the two alive, give or take the dead node's turns.
+    assert!((27..=33).contains(&a), "a {a}, b {b}");
 }
 
 #[tokio::test]
