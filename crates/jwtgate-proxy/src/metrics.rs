@@ -32,6 +32,7 @@ pub const TLS_HANDSHAKE_FAILURES: &str = "jwtgate_tls_handshake_failures_total";
 pub const RESPONSES_CUT_OFF: &str = "jwtgate_upstream_responses_cut_off_total";
 pub const CONNECT_FAILURES: &str = "jwtgate_upstream_connect_failures_total";
 pub const NODES_LEFT_OUT: &str = "jwtgate_upstream_nodes_left_out_total";
+pub const WEBSOCKETS_CLOSED_FOR_TOKEN: &str = "jwtgate_websockets_closed_for_token_total";
 pub const ADMIN_REQUESTS: &str = "jwtgate_admin_requests_total";
 pub const LOG_LINES_DROPPED: &str = "jwtgate_log_lines_dropped_total";
 pub const BUILD_INFO: &str = "jwtgate_build_info";
@@ -87,6 +88,10 @@ pub fn install() -> Result<MetricsHandle, String> {
         NODES_LEFT_OUT,
         "Times an upstream node was left out of its route's round robin after max_fails failed connects"
     );
+    describe_counter!(
+        WEBSOCKETS_CLOSED_FOR_TOKEN,
+        "WebSockets the gateway closed because the token that opened them no longer holds, by reason (revoked, cut_off, expired)"
+    );
     // Counted where they happen (jwtgate-keys, the logout module), described
     // here with the rest, so that every family has its HELP line.
     describe_counter!(
@@ -124,6 +129,9 @@ pub fn install() -> Result<MetricsHandle, String> {
     counter!(RESPONSES_CUT_OFF).absolute(0);
     counter!(CONNECT_FAILURES).absolute(0);
     counter!(NODES_LEFT_OUT).absolute(0);
+    for reason in ["revoked", "cut_off", "expired"] {
+        counter!(WEBSOCKETS_CLOSED_FOR_TOKEN, "reason" => reason).absolute(0);
+    }
     counter!(LOG_LINES_DROPPED).absolute(0);
     ENABLED.store(true, Ordering::Relaxed);
     Ok(MetricsHandle(handle))
@@ -297,6 +305,12 @@ pub fn record_connect_failure() {
 /// failed connects.
 pub fn record_node_left_out() {
     counter!(NODES_LEFT_OUT).increment(1);
+}
+
+/// Counts a WebSocket closed because the token that opened it no longer
+/// holds: `reason` is `revoked`, `cut_off` or `expired`.
+pub fn record_websocket_closed_for_token(reason: &'static str) {
+    counter!(WEBSOCKETS_CLOSED_FOR_TOKEN, "reason" => reason).increment(1);
 }
 
 /// Counts a response the upstream broke off after its head went out.

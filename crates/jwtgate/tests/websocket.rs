@@ -974,6 +974,21 @@ fn a_cut_off_on_one_node_closes_the_subjects_websockets_on_another() {
         assert!(still_open(&mut two, "other subject").await);
     });
     nodes[1].wait_log("ended=\"cut_off\" consumer=\"alice\"", 1);
+    // Counted on the node that closed it, by reason.
+    let closed = |node: &admin_support::Node, reason: &str| {
+        node.metrics().value(
+            "jwtgate_websockets_closed_for_token_total",
+            &[("reason", reason)],
+        )
+    };
+    assert_eq!(
+        closed(&nodes[1], "cut_off"),
+        1.0,
+        "{}",
+        nodes[1].metrics().0
+    );
+    assert_eq!(closed(&nodes[1], "revoked"), 0.0);
+    assert_eq!(closed(&nodes[0], "cut_off"), 0.0);
 }
 
 /// With `websocket_close_at_exp`, a WebSocket closes once the route

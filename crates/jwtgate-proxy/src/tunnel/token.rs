@@ -76,6 +76,7 @@ impl HeldToken {
             provider = self.subject.provider(),
             "WebSocket closed: the token that opened it no longer holds"
         );
+        crate::metrics::record_websocket_closed_for_token(ended.as_str());
         ended
     }
 
