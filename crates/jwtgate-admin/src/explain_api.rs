@@ -52,9 +52,7 @@ pub async fn explain(State(s): State<AdminState>, body: Bytes) -> Result<Respons
         if let Some(until) = revocations.revoked_until(&auth.revocation.digests(), now) {
             return Revocation::Revoked(until);
         }
-        let (sub, sid) = crate::explain::subject_texts(auth);
-        let subject = crate::explain::token_subject(auth, sub.as_deref(), sid.as_deref());
-        match revocations.cutoff_for(&subject, now) {
+        match crate::explain::token_subject(auth).cut_off_by(revocations, now) {
             Some(c) => Revocation::CutOff(format!("{} at {}", c.key, c.not_before)),
             None => Revocation::NotRevoked(revocations.store().kind()),
         }

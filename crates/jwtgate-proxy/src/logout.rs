@@ -120,21 +120,24 @@ impl HeldSubject {
         self.provider.as_deref()
     }
 
+    /// What a cut-off table is asked about (`token explain` asks the
+    /// store's own).
+    pub fn subject(&self) -> TokenSubject<'_> {
+        TokenSubject {
+            consumer: self.consumer(),
+            provider: self.provider(),
+            sub: self.sub.as_deref(),
+            sid: self.sid.as_deref(),
+            iat: self.iat,
+        }
+    }
+
     /// The cut-off that refuses the token, if any: memory only.
     pub fn cut_off_by(&self, revocations: &Revocations, now: i64) -> Option<Cutoff> {
         if !revocations.cutoffs_name(self.consumer(), self.provider()) {
             return None;
         }
-        revocations.cutoff_for(
-            &TokenSubject {
-                consumer: self.consumer(),
-                provider: self.provider(),
-                sub: self.sub.as_deref(),
-                sid: self.sid.as_deref(),
-                iat: self.iat,
-            },
-            now,
-        )
+        revocations.cutoff_for(&self.subject(), now)
     }
 }
 

@@ -171,9 +171,8 @@ async fn revocation(config: &Config, auth: &Authenticated) -> Revocation {
             ))
         }
     }
-    let (sub, sid) = jwtgate_admin::explain::subject_texts(auth);
-    let subject = jwtgate_admin::explain::token_subject(auth, sub.as_deref(), sid.as_deref());
-    match table.refusing(&subject, now) {
+    let subject = jwtgate_admin::explain::token_subject(auth);
+    match table.refusing(&subject.subject(), now) {
         Some(c) => Revocation::CutOff(format!("{} at {}", c.key, c.not_before)),
         None => Revocation::NotRevoked(store.kind()),
     }

@@ -9,10 +9,8 @@
 
 mod describe;
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
-use jwtgate_core::claims::subject_text;
 use jwtgate_core::clock::{Clock, SystemClock};
 use jwtgate_core::jwt::{RevocationKey, Token};
 use jwtgate_core::path::{match_form, normalize, Method};
@@ -424,31 +422,12 @@ impl jwtgate_core::provider::KeyRing for LoadedKeys {
     }
 }
 
-/// The texts of a verified token's `sub` and `sid`, as cut-offs name them
-/// ([`subject_text`]), for [`token_subject`].
-pub fn subject_texts(auth: &Authenticated) -> (Option<Cow<'_, str>>, Option<Cow<'_, str>>) {
-    (
-        subject_text(auth.claims.get("sub")),
-        subject_text(auth.claims.get("sid")),
-    )
-}
-
-/// What the cut-off check knows of a verified token; `sub` and `sid` from
-/// [`subject_texts`].
-pub fn token_subject<'a>(
-    auth: &'a Authenticated,
-    sub: Option<&'a str>,
-    sid: Option<&'a str>,
-) -> jwtgate_store::TokenSubject<'a> {
-    jwtgate_store::TokenSubject {
-        consumer: auth.principal.consumer().map(|c| c.username.as_str()),
-        provider: auth.principal.provider().map(|p| p.name.as_str()),
-        sub,
-        sid,
-        iat: jwtgate_core::policy::numeric_date(&auth.claims, "iat")
-            .ok()
-            .flatten(),
-    }
+/// What the cut-off check knows of a verified token: the gateway's own
+/// reading of it ([`jwtgate_proxy::logout::HeldSubject`]), so that
+/// `explain` and the gateway match cut-offs on the same `sub`, `sid` and
+/// `iat`.
+pub fn token_subject(auth: &Authenticated) -> jwtgate_proxy::logout::HeldSubject {
+    jwtgate_proxy::logout::HeldSubject::of(&auth.principal, &auth.claims)
 }
 
 /// The token is taken to travel in the route's header; one in the
