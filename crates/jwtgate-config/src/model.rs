@@ -212,6 +212,9 @@ pub enum Upstream {
 #[derive(Debug, Clone)]
 pub struct UpstreamNodes {
     pub nodes: Vec<UpstreamNode>,
+    /// The order in which the nodes take their turns when their weights
+    /// differ ([`crate::weighted_turns`]); empty: one turn each, in order.
+    pub turns: std::sync::Arc<[u32]>,
     pub tls: bool,
     /// `ca_file`'s PEM certificates, which then alone are trusted for this
     /// upstream's certificates (nginx's `proxy_ssl_trusted_certificate`);

@@ -1160,5 +1160,16 @@ fn an_upstream_node_may_say_its_weight_as_nginx_does() {
     ] {
         let e = errors(&route(nodes));
         assert!(e.iter().any(|e| e.starts_with(expected)), "{nodes}: {e:?}");
-    }
+    } // 101 nodes of 999 and one of 1000: 101 899 turns a round.
+    let many: Vec<String> = (1..=101)
+        .map(|p| format!("\"10.0.0.1:{p} weight=999\""))
+        .chain(["\"10.0.0.2:1 weight=1000\"".into()])
+        .collect();
+    let e = errors(&route(&format!("[{}]", many.join(", "))));
+    assert!(
+        e.iter().any(|e| e
+            == "routes[0].upstream.nodes: the weights take 101899 turns a round (their sum, \
+                divided by their greatest common divisor), more than 100000: use smaller weights"),
+        "{e:?}"
+    );
 }

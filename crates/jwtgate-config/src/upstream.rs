@@ -3,6 +3,7 @@
 //! timeouts, and when a node is left out (nginx's `max_fails`).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::compile::{ms, shown, split_host_port};
@@ -42,6 +43,13 @@ pub(crate) fn upstream(
         .enumerate()
         .filter_map(|(i, n)| node(n, &index(&child(loc, "nodes"), i), errors))
         .collect();
+    let turns = weighted_turns(&nodes).unwrap_or_else(|turns| {
+        errors.add(
+            &child(loc, "nodes"),
+            format!("the weights take {turns} turns a round (their sum, divided by their greatest common divisor), more than {MAX_TURNS}: use smaller weights"),
+        );
+        Arc::from([])
+    });
     let tls = match u.scheme.as_deref().unwrap_or("http") {
         "http" => false,
         "https" => true,
@@ -59,6 +67,7 @@ pub(crate) fn upstream(
         .and_then(|file| trusted_ca(file, tls, &child(loc, "ca_file"), base_dir, errors));
     Some(Upstream::Nodes(UpstreamNodes {
         nodes,
+        turns,
         tls,
         trusted_ca_pem,
         connect_timeout: ms(
@@ -172,4 +181,185 @@ fn node(text: &str, loc: &str, errors: &mut Errors) -> Option<UpstreamNode> {
         port,
         weight: weight.unwrap_or(1),
     })
+}
+
+/// The most turns a round of a route's weighted nodes may take: a hundred
+/// nodes of coprime weights up to [`MAX_WEIGHT`] fit, and the table (four
+/// bytes a turn) stays small.
+pub const MAX_TURNS: u64 = 100_000;
+
+/// The order in which `nodes` take their turns when their weights differ,
+/// as node indices: each node as often as its weight, divided by the
+/// weights' greatest common divisor (`[2, 2, 4]` takes four turns, not
+/// eight), spread among the others' as nginx's smooth weighted round robin
+/// spreads them (weights 5, 1, 1 go a a b a c a a). Empty when the weights
+/// are all alike: one turn each, in order. `Err(turns)` when a round would
+/// take more than [`MAX_TURNS`].
+pub fn weighted_turns(nodes: &[UpstreamNode]) -> Result<Arc<[u32]>, u64> {
+    let weights: Vec<u64> = nodes.iter().map(|n| u64::from(n.weight.max(1))).collect();
+    if weights.windows(2).all(|w| w[0] == w[1]) {
+        return Ok(Arc::from([]));
+    }
+    let divisor = weights.iter().fold(0, |g, &w| gcd(g, w));
+    let weights: Vec<u64> = weights.iter().map(|&w| w / divisor.max(1)).collect();
+    let total: u64 = weights.iter().sum();
+    if total > MAX_TURNS {
+        return Err(total);
+    }
+    Ok(smooth_weighted_round_robin(&weights, total).into())
+}
+
+/// nginx's smooth weighted round robin, a round of it: at turn `t` each
+/// node stands at `t * weight - total * turns_taken`, and the highest
+/// takes the turn (the first in the list among equals). Nodes of equal
+/// weight take their turns among themselves in list order, so each turn
+/// compares one node per distinct weight, not every node: a round of many
+/// nodes costs its turns times its distinct weights.
+fn smooth_weighted_round_robin(weights: &[u64], total: u64) -> Vec<u32> {
+    struct Group {
+        weight: u64,
+        /// Node indices, in list order.
+        members: Vec<u32>,
+        /// Turns its members have taken, in all.
+        taken: u64,
+    }
+    let mut by_weight: std::collections::BTreeMap<u64, Vec<u32>> = Default::default();
+    for (i, &w) in (0u32..).zip(weights) {
+        by_weight.entry(w).or_default().push(i);
+    }
+    let mut groups: Vec<Group> = by_weight
+        .into_iter()
+        .map(|(weight, members)| Group {
+            weight,
+            members,
+            taken: 0,
+        })
+        .collect();
+    let stand = |g: &Group, t: u64| {
+        let count = g.members.len() as u64;
+        // Its members have taken `taken / count` turns each, or one more
+        // (those before the next in list order).
+        let next = g
+            .members
+            .get((g.taken % count) as usize)
+            .copied()
+            .unwrap_or(0);
+        let value = i128::from(t * g.weight) - i128::from(total) * i128::from(g.taken / count);
+        (value, next)
+    };
+    (1..=total)
+        .map(|t| {
+            let mut best: Option<(usize, i128, u32)> = None;
+            for (gi, g) in groups.iter().enumerate() {
+                let (value, node) = stand(g, t);
+                if best.is_none_or(|(_, v, n)| value > v || (value == v && node < n)) {
+                    best = Some((gi, value, node));
+                }
+            }
+            let (gi, _, node) = best.unwrap_or_default();
+            if let Some(g) = groups.get_mut(gi) {
+                g.taken += 1;
+            }
+            node
+        })
+        .collect()
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn weighted(weights: &[u32]) -> Vec<UpstreamNode> {
+        (1..)
+            .zip(weights)
+            .map(|(port, &weight)| UpstreamNode {
+                host: "127.0.0.1".into(),
+                port,
+                authority: format!("127.0.0.1:{port}"),
+                weight,
+            })
+            .collect()
+    }
+
+    fn turns(weights: &[u32]) -> Vec<u32> {
+        weighted_turns(&weighted(weights)).unwrap().to_vec()
+    }
+
+    /// nginx's own, every node at every turn: the oracle.
+    fn nginx(weights: &[u64]) -> Vec<u32> {
+        let total: i64 = weights.iter().map(|&w| w as i64).sum();
+        let mut current = vec![0i64; weights.len()];
+        (0..total)
+            .map(|_| {
+                let mut best = 0;
+                for (i, w) in weights.iter().enumerate() {
+                    current[i] += *w as i64;
+                    if current[i] > current[best] {
+                        best = i;
+                    }
+                }
+                current[best] -= total;
+                best as u32
+            })
+            .collect()
+    }
+
+    #[test]
+    fn weighted_turns_interleave_as_nginx_does() {
+        assert_eq!(turns(&[5, 1, 1]), [0, 0, 1, 0, 2, 0, 0]);
+        assert_eq!(turns(&[2, 2, 4]), [2, 0, 1, 2]);
+        assert_eq!(turns(&[1, 3]), [1, 0, 1, 1]);
+        assert!(turns(&[3, 3, 3]).is_empty());
+        assert!(turns(&[7]).is_empty());
+        let big = turns(&[1000, 999]);
+        assert_eq!(big.len(), 1999);
+        assert_eq!(big.iter().filter(|&&i| i == 1).count(), 999);
+    }
+
+    /// Grouping nodes of equal weight changes no turn: the same as
+    /// nginx's, every node compared at every turn.
+    #[test]
+    fn grouped_turns_are_nginxs() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..300 {
+            let count = 1 + next(12) as usize;
+            let kinds = 1 + next(4);
+            let weights: Vec<u64> = (0..count).map(|_| 1 + next(kinds) * next(9)).collect();
+            let total = weights.iter().sum();
+            assert_eq!(
+                smooth_weighted_round_robin(&weights, total),
+                nginx(&weights),
+                "{weights:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_round_of_more_than_max_turns_is_refused() {
+        // 101 nodes of 999 and one of 1000: coprime, 101 899 turns.
+        let mut weights = vec![999; 101];
+        weights.push(1000);
+        assert_eq!(weighted_turns(&weighted(&weights)).unwrap_err(), 101_899);
+        // Many nodes of one weight and a few of another: a round costs
+        // turns times two weights, however many nodes.
+        let mut weights = vec![1; 50_000];
+        weights.extend([7; 3]);
+        let t = weighted_turns(&weighted(&weights)).unwrap();
+        assert_eq!(t.len(), 50_021);
+        assert_eq!(t.iter().filter(|&&i| i >= 50_000).count(), 21);
+    }
 }

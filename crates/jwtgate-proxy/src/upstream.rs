@@ -87,7 +87,7 @@ pub struct UpstreamTarget {
     /// The nodes' turns when their weights differ: node indices, each
     /// node as often as its weight, interleaved (nginx's smooth weighted
     /// round robin, laid out at load). Empty: one turn each, in order.
-    turns: Box<[u32]>,
+    turns: Arc<[u32]>,
     next: AtomicUsize,
 }
 
@@ -167,7 +167,7 @@ impl UpstreamTarget {
             body_timeout,
             fail_timeout_ms: millis(cfg.fail_timeout),
             probe_ms: millis(cfg.fail_timeout.max(cfg.connect_timeout)),
-            turns: weighted_turns(&cfg.nodes),
+            turns: cfg.turns.clone(),
             next: AtomicUsize::new(0),
         }
     }
@@ -699,52 +699,6 @@ impl UpstreamTarget {
             0 => drawn % count,
             n => self.turns.get(drawn % n).map_or(0, |&i| i as usize),
         }
-    }
-}
-
-/// The turns of nodes whose weights differ (empty when they are all
-/// alike: one turn each, in order). Weights are divided by their greatest
-/// common divisor first, so that `[2, 2, 4]` takes four turns, not eight.
-/// Each node's turns are spread among the others' as nginx's smooth
-/// weighted round robin spreads them: weights 5, 1, 1 go a a b a c a a.
-fn weighted_turns(nodes: &[UpstreamNode]) -> Box<[u32]> {
-    let weights: Vec<u64> = nodes.iter().map(|n| u64::from(n.weight.max(1))).collect();
-    if weights.windows(2).all(|w| w[0] == w[1]) {
-        return Box::new([]);
-    }
-    let divisor = weights.iter().fold(0, |g, &w| gcd(g, w));
-    let weights: Vec<i64> = weights
-        .iter()
-        .map(|&w| i64::try_from(w / divisor).unwrap_or(1))
-        .collect();
-    let total: i64 = weights.iter().sum();
-    let mut current = vec![0i64; weights.len()];
-    (0..total)
-        .map(|_| {
-            for (c, w) in current.iter_mut().zip(&weights) {
-                *c += w;
-            }
-            // The first of the largest, so that the order is the list's.
-            let (best, _) = current
-                .iter()
-                .enumerate()
-                .fold(
-                    (0, i64::MIN),
-                    |(bi, bc), (i, &c)| if c > bc { (i, c) } else { (bi, bc) },
-                );
-            if let Some(c) = current.get_mut(best) {
-                *c -= total;
-            }
-            u32::try_from(best).unwrap_or(0)
-        })
-        .collect()
-}
-
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
     }
 }
 

@@ -30,6 +30,7 @@ fn target_with_body_timeout(
             }],
             tls: false,
             trusted_ca_pem: None,
+            turns: Arc::from([]),
             connect_timeout: Duration::from_secs(2),
             read_timeout,
             max_fails: 1,
@@ -616,6 +617,7 @@ fn target_of(route: &str, ports: &[u16]) -> UpstreamTarget {
             nodes: ports.iter().map(|&p| node(p)).collect(),
             tls: false,
             trusted_ca_pem: None,
+            turns: Arc::from([]),
             connect_timeout: Duration::from_secs(2),
             read_timeout: Duration::from_secs(5),
             max_fails: 1,
@@ -709,24 +711,6 @@ fn weighted(weights: &[u32]) -> Vec<UpstreamNode> {
         .collect()
 }
 
-/// nginx's smooth weighted round robin: each node's turns spread among
-/// the others', weights reduced by their common divisor; equal weights
-/// need no table.
-#[test]
-fn weighted_turns_interleave_as_nginx_does() {
-    assert_eq!(
-        &*weighted_turns(&weighted(&[5, 1, 1])),
-        &[0, 0, 1, 0, 2, 0, 0]
-    );
-    assert_eq!(&*weighted_turns(&weighted(&[2, 2, 4])), &[2, 0, 1, 2]);
-    assert_eq!(&*weighted_turns(&weighted(&[1, 3])), &[1, 0, 1, 1]);
-    assert!(weighted_turns(&weighted(&[3, 3, 3])).is_empty());
-    assert!(weighted_turns(&weighted(&[7])).is_empty());
-    let big = weighted_turns(&weighted(&[1000, 999]));
-    assert_eq!(big.len(), 1999);
-    assert_eq!(big.iter().filter(|&&i| i == 1).count(), 999);
-}
-
 /// Requests go to the nodes by weight; a node left out passes its turns
 /// to the others.
 #[tokio::test]
@@ -742,6 +726,7 @@ async fn nodes_take_requests_by_weight() {
     let t = UpstreamTarget::new(
         "weights",
         &UpstreamNodes {
+            turns: jwtgate_config::weighted_turns(&nodes).unwrap(),
             nodes,
             tls: false,
             trusted_ca_pem: None,
