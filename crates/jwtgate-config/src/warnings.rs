@@ -56,6 +56,7 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
     // Only a consumer with a credential signs tokens of its own.
     let has_consumers = config.raw.consumers.iter().any(|c| c.jwt.is_some());
     for (i, raw) in config.raw.routes.iter().enumerate() {
+        one_node(&raw.upstream, &format!("routes[{i}].upstream"), &mut found);
         if let Some(jwt) = &raw.jwt {
             let at = format!("routes[{i}].jwt");
             policy(jwt, &at, has_consumers, &mut found);
@@ -1100,6 +1101,34 @@ fn is_loopback(host: &str) -> bool {
 
 /// The requests a route takes: its paths, methods and hosts, in a set
 /// each (order in the file does not matter).
+/// What leaves a node out or weighs it, on a route of one node: its one
+/// node is never left out (there is no other) and takes every request.
+/// `max_fails: 1` is the default written out, and `weight=1` too.
+fn one_node(upstream: &crate::RawUpstream, at: &str, found: &mut Found) {
+    let [node] = upstream.nodes.as_deref().unwrap_or_default() else {
+        return;
+    };
+    let why = "a route with one node never leaves it out (there is no other to send to)";
+    if upstream.max_fails.is_some_and(|m| m > 1) {
+        found.warn(format!("{at}.max_fails"), format!("does nothing: {why}"));
+    }
+    if upstream.fail_timeout_ms.is_some() {
+        found.warn(
+            format!("{at}.fail_timeout_ms"),
+            format!("does nothing: {why}"),
+        );
+    }
+    let weighed = node
+        .split_ascii_whitespace()
+        .any(|w| w.starts_with("weight=") && w != "weight=1");
+    if weighed {
+        found.warn(
+            format!("{at}.nodes[0]"),
+            "weight= does nothing: a route with one node sends it every request".into(),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -1283,6 +1312,37 @@ mod tests {
             w.contains("does nothing while use_jwt_blacklist_revoking"),
             "{w}"
         );
+    }
+
+    #[test]
+    fn what_leaves_nodes_out_or_weighs_them_on_a_route_of_one_node_is_warned_about() {
+        let route = |upstream: &str| {
+            format!("  - name: a\n    paths: [\"/a/*\"]\n    upstream: {upstream}\n")
+        };
+        for (upstream, expected) in [
+            (
+                r#"{ nodes: ["127.0.0.1:9"], max_fails: 3 }"#,
+                "routes[0].upstream.max_fails: does nothing: a route with one node never leaves it out",
+            ),
+            (
+                r#"{ nodes: ["127.0.0.1:9"], fail_timeout_ms: 3000 }"#,
+                "routes[0].upstream.fail_timeout_ms: does nothing: a route with one node never leaves it out",
+            ),
+            (
+                r#"{ nodes: ["127.0.0.1:9 weight=5"] }"#,
+                "routes[0].upstream.nodes[0]: weight= does nothing: a route with one node sends it every request",
+            ),
+        ] {
+            let w = only_warning(&route(upstream));
+            assert!(w.starts_with(expected), "{upstream}: {w}");
+        }
+        for upstream in [
+            r#"{ nodes: ["127.0.0.1:9", "127.0.0.1:10 weight=2"], max_fails: 3, fail_timeout_ms: 3000 }"#,
+            r#"{ nodes: ["127.0.0.1:9"], max_fails: 1 }"#,
+            r#"{ nodes: ["127.0.0.1:9 weight=1"] }"#,
+        ] {
+            assert!(warnings_of(&route(upstream)).is_empty(), "{upstream}");
+        }
     }
 
     #[test]
