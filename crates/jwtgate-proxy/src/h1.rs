@@ -220,8 +220,12 @@ pub fn parse_response_head(
         Err(httparse::Error::Version) => return Err(WireError::Head("not HTTP/1.x")),
         Err(_) => return Err(WireError::Head("invalid header")),
     }
+    // RFC 9110 §15: a code outside 100..=599 is invalid (`http` takes up
+    // to 999), and a client may not know what to make of one.
     let status = StatusCode::from_u16(resp.code.unwrap_or(0))
-        .map_err(|_| WireError::Head("invalid status code"))?;
+        .ok()
+        .filter(|s| s.as_u16() <= 599)
+        .ok_or(WireError::Head("invalid status code"))?;
 
     // One pass over the names: the framing, and the stretches of lines
     // that could be passed on as they are.

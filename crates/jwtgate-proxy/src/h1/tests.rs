@@ -475,6 +475,8 @@ fn malformed_heads_are_errors_not_panics() {
         &b"HTTP/2 200 OK\r\n\r\n"[..],
         b"HTTP/1.1 2000 OK\r\n\r\n",
         b"HTTP/1.1 099 Low\r\n\r\n",
+        b"HTTP/1.1 600 High\r\n\r\n",
+        b"HTTP/1.1 999 Weird\r\nContent-Length: 2\r\n\r\nok",
         b"SSH-2.0-OpenSSH\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nX: a\x00b\r\n\r\n",
