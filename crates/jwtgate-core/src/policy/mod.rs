@@ -256,7 +256,7 @@ pub enum AuthError {
     MissingClaim(String),
     #[error("claim {0:?} is not a NumericDate")]
     NotNumericDate(String),
-    #[error("claim {0:?} is neither a string nor an integer")]
+    #[error("claim {0:?} names no subject (a string without a space or tab at either end, or an integer)")]
     NotASubject(String),
     #[error("token lifetime {lifetime}s exceeds max_lifetime_seconds {max}")]
     LifetimeTooLong { lifetime: i64, max: i64 },

@@ -177,6 +177,12 @@ fn registered_claims_in_the_wrong_shape_are_refused() {
         assert_eq!(cached, Err(AuthError::NotASubject(name.clone())), "{bad}");
         assert_eq!(direct, Err(AuthError::NotASubject(name)), "{bad}");
     }
+    // What the log and `explain` say covers the string with a space at an
+    // end (an outside audit: "neither a string nor an integer" was said).
+    assert_eq!(
+        AuthError::NotASubject("sub".into()).to_string(),
+        "claim \"sub\" names no subject (a string without a space or tab at either end, or an integer)"
+    );
     for bad in [json!({"iat": "yesterday"}), json!({"iat": false})] {
         let (cached, direct) = with(bad.clone());
         assert_eq!(
