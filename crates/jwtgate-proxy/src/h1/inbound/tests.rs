@@ -73,6 +73,13 @@ fn absolute_form_targets_keep_their_authority() {
         Some("example.com:8080")
     );
     assert_eq!(h.parts.uri.path(), "/p");
+    let h = head(b"GET HTTPS://example.com/p HTTP/1.1\r\nHost: example.com\r\n\r\n");
+    assert_eq!(h.parts.uri.path(), "/p");
+    // Only http and https URIs.
+    for other in ["ftp", "ws", "file", "gopher"] {
+        let line = format!("GET {other}://example.com/p HTTP/1.1\r\nHost: example.com\r\n\r\n");
+        assert_eq!(refused(line.as_bytes()), StatusCode::BAD_REQUEST, "{other}");
+    }
 }
 
 #[test]
