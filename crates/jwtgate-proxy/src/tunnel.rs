@@ -5,12 +5,14 @@
 //! authenticated like any request; what passes afterwards is the
 //! application's (beyond SPEC: the README's "WebSocket" says how).
 
+mod frames;
 mod token;
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -42,6 +44,17 @@ pub(crate) enum Ended {
 }
 
 impl Ended {
+    /// The reason a close frame gives the client (code `1008`) when the
+    /// tunnel ended for its token.
+    fn close_reason(self) -> Option<&'static str> {
+        match self {
+            Ended::Revoked => Some("token revoked"),
+            Ended::CutOff => Some("token revoked: its subject was logged out"),
+            Ended::Expired => Some("token expired"),
+            _ => None,
+        }
+    }
+
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Ended::Closed => "closed",
@@ -58,6 +71,10 @@ impl Ended {
 /// How long the other way of a tunnel is still passed on once one way has
 /// ended: a close frame, or the last bytes read, on their way.
 const GRACE: Duration = Duration::from_secs(2);
+
+/// How long the close frame of a tunnel ended for its token may take to
+/// go out: a client that does not read is not waited for.
+const CLOSE_FRAME_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Joins `client` to `upstream` until the tunnel ends. `client_early` is
 /// what the client sent after its handshake, read with it; it goes
@@ -80,6 +97,10 @@ where
         }
     };
     let moved = AtomicBool::new(false);
+    // Only a tunnel that may end for its token says why in a close frame.
+    let frames = held
+        .as_ref()
+        .map(|_| Mutex::new(frames::FrameBoundary::default()));
     let run = async {
         if !client_early.is_empty() {
             // Flushed: over TLS a record may wait in the stream, and the
@@ -96,10 +117,12 @@ where
         let (mut from_client, mut to_client) = tokio::io::split(Watched {
             io: &mut *client,
             moved: &moved,
+            frames: frames.as_ref(),
         });
         let (mut from_upstream, mut to_upstream) = tokio::io::split(Watched {
             io: &mut *upstream,
             moved: &moved,
+            frames: None,
         });
         // Each way until its end, which is passed on (a FIN, a TLS
         // close_notify). The first way to end ends the tunnel, once the
@@ -150,18 +173,32 @@ where
             }
         }
     };
-    tokio::select! {
+    let ended = tokio::select! {
         ended = run => ended,
         ended = quiet => ended,
         ended = outlived => ended,
         () = stopped => Ended::Stopped,
+    };
+    let between_frames = frames
+        .and_then(|f| f.into_inner().ok())
+        .is_some_and(|f| f.between_frames());
+    if let (Some(reason), true) = (ended.close_reason(), between_frames) {
+        let said = async {
+            client.write_all(&frames::close_frame(reason)).await?;
+            client.flush().await?;
+            client.shutdown().await
+        };
+        let _ = tokio::time::timeout(CLOSE_FRAME_TIMEOUT, said).await;
     }
+    ended
 }
 
-/// A stream that notes when bytes are read from it.
+/// A stream that notes when bytes are read from it, and where the frames
+/// written to it stand (the client's, of a tunnel held by its token).
 struct Watched<'a, T> {
     io: &'a mut T,
     moved: &'a AtomicBool,
+    frames: Option<&'a Mutex<frames::FrameBoundary>>,
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Watched<'_, T> {
@@ -186,7 +223,14 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<'_, T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut *this.io).poll_write(cx, buf);
+        if let (Poll::Ready(Ok(n)), Some(frames)) = (&polled, this.frames) {
+            if let Ok(mut frames) = frames.lock() {
+                frames.passed(buf.get(..*n).unwrap_or(buf));
+            }
+        }
+        polled
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -281,6 +281,26 @@ async fn ends_within<S: AsyncRead + AsyncWrite + Unpin>(
     tokio::time::timeout(limit, end).await.is_ok()
 }
 
+/// The close frame that ends `ws` within `limit`: its code and reason;
+/// `None` when it ends otherwise (dropped, `1006`) or not at all.
+async fn close_frame_within<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut tokio_tungstenite::WebSocketStream<S>,
+    limit: Duration,
+) -> Option<(u16, String)> {
+    let end = async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return Some((u16::from(frame.code), frame.reason.to_string()))
+                }
+                None | Some(Err(_)) | Some(Ok(Message::Close(None))) => return None,
+                Some(Ok(_)) => {}
+            }
+        }
+    };
+    tokio::time::timeout(limit, end).await.ok().flatten()
+}
+
 /// A WebSocket handshake to `/chat` with a valid bearer token, as bytes
 /// for a raw socket (RFC 6455's sample key).
 fn raw_handshake() -> Vec<u8> {
@@ -907,10 +927,12 @@ fn a_logout_closes_the_websockets_its_token_opened_and_only_those() {
         assert!(still_open(&mut a, "before").await);
         let resp = gw.send(&Req::post("/logout").bearer(&first));
         assert_eq!(resp.status, 200, "{}\n{}", resp.text(), gw.logs());
+        // Closed with a close frame that says why (policy violation).
         for ws in [&mut a, &mut a2] {
-            assert!(
-                ends_within(ws, Duration::from_secs(10)).await,
-                "a logged-out token's WebSocket still open after 10 s\n{}",
+            assert_eq!(
+                close_frame_within(ws, Duration::from_secs(10)).await,
+                Some((1008, "token revoked".into())),
+                "a logged-out token's WebSocket not closed so within 10 s\n{}",
                 gw.logs()
             );
         }
@@ -966,9 +988,10 @@ fn a_cut_off_on_one_node_closes_the_subjects_websockets_on_another() {
             Some(json!({"consumer": "alice", "subject": "u-1"})),
         );
         assert_eq!(cut.status, 201, "{}", cut.text());
-        assert!(
-            ends_within(&mut one, Duration::from_secs(15)).await,
-            "a cut-off subject's WebSocket still open on the other node after 15 s\n{}",
+        assert_eq!(
+            close_frame_within(&mut one, Duration::from_secs(15)).await,
+            Some((1008, "token revoked: its subject was logged out".into())),
+            "a cut-off subject's WebSocket not closed so on the other node within 15 s\n{}",
             nodes[1].logs()
         );
         assert!(still_open(&mut two, "other subject").await);
@@ -1008,9 +1031,10 @@ fn websocket_close_at_exp_closes_a_websocket_when_its_token_expires() {
         assert_eq!(next_text(&mut chat).await, "hello alice");
         assert!(now() < exp, "the set-up took past the token's exp");
         assert!(still_open(&mut short, "before exp").await);
-        assert!(
-            ends_within(&mut short, Duration::from_secs(15)).await,
-            "still open 15 s after its token expired\n{}",
+        assert_eq!(
+            close_frame_within(&mut short, Duration::from_secs(15)).await,
+            Some((1008, "token expired".into())),
+            "not closed so within 15 s after its token expired\n{}",
             gw.logs()
         );
         assert!(now() >= exp + 2, "closed before its exp plus the leeway");
