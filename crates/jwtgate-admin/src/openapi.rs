@@ -305,6 +305,43 @@ fn schemas() -> Value {
     let strings = json!({ "type": "array", "items": { "type": "string" } });
     let int = json!({ "type": "integer", "minimum": 0 });
     let boolean = json!({ "type": "boolean" });
+    let payload_header = json!({ "type": "string", "description": "upstream header carrying the verified token's payload segment as it came (base64url), as Envoy's forward_payload_header; client copies are removed on every route" });
+    // Apart: one `json!` of every schema passes the macro's recursion limit.
+    let jwt = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "key_claim_name": s, "header": s, "query": s, "cookie": s,
+            "hide_credentials": boolean, "required_claims": strings,
+            "leeway_seconds": int, "max_lifetime_seconds": int, "realm": s,
+            "forward_claims": { "type": "object", "additionalProperties": { "type": "string" } },
+            "forward_payload_header": payload_header,
+            "required_paths": { "type": "array", "items": { "type": "string" }, "description": "METHOD_PATH; setting it resets not_required_paths" },
+            "not_required_paths": { "type": "array", "items": { "type": "string" }, "description": "METHOD_PATH; setting it resets required_paths" },
+            "logout_path": s, "use_jwt_blacklist_revoking": boolean, "logout_forward": boolean,
+            "protection": {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": { "undeletable": boolean, "immutable": boolean }
+            },
+            "authorize": { "type": "array", "description": "first rule whose match fits applies", "items": {
+                "type": "object",
+                "required": ["match"],
+                "additionalProperties": false,
+                "properties": {
+                    "match": { "type": "array", "items": { "type": "string" }, "description": "METHOD_PATH entries" },
+                    "scopes": { "type": "array", "items": { "type": "string" }, "description": "all required, in scope or scp" },
+                    "any_of": { "type": "object", "additionalProperties": { "type": "array", "items": { "type": "string" } }, "description": "claim path -> one of these values" },
+                    "all_of": { "type": "object", "additionalProperties": { "type": "array", "items": { "type": "string" } }, "description": "claim path -> every one of these values" }
+                } } },
+            "authorize_default": { "type": "string", "enum": ["allow", "deny"] },
+            "anonymous_consumer": { "type": "string", "description": "a consumer requests without a token go upstream as" },
+            "logout_everywhere_path": { "type": "string", "description": "METHOD_PATH: a valid token there cuts off its subject" },
+            "providers": { "type": "array", "items": { "type": "string" }, "description": "names of identity providers whose tokens this route accepts" },
+            "consumers": { "type": "boolean", "description": "default true: tokens no provider issued go the consumer-key way" },
+            "audiences": { "type": "array", "items": { "type": "string" }, "description": "non-empty: replaces the providers' audiences" }
+        }
+    });
     json!({
         "Error": {
             "type": "object",
@@ -350,40 +387,7 @@ fn schemas() -> Value {
                 "jwt": schema_ref("Jwt")
             }
         },
-        "Jwt": {
-            "type": "object",
-            "additionalProperties": false,
-            "properties": {
-                "key_claim_name": s, "header": s, "query": s, "cookie": s,
-                "hide_credentials": boolean, "required_claims": strings,
-                "leeway_seconds": int, "max_lifetime_seconds": int, "realm": s,
-                "forward_claims": { "type": "object", "additionalProperties": { "type": "string" } },
-                "required_paths": { "type": "array", "items": { "type": "string" }, "description": "METHOD_PATH; setting it resets not_required_paths" },
-                "not_required_paths": { "type": "array", "items": { "type": "string" }, "description": "METHOD_PATH; setting it resets required_paths" },
-                "logout_path": s, "use_jwt_blacklist_revoking": boolean, "logout_forward": boolean,
-                "protection": {
-                    "type": "object",
-                    "additionalProperties": false,
-                    "properties": { "undeletable": boolean, "immutable": boolean }
-                },
-                "authorize": { "type": "array", "description": "first rule whose match fits applies", "items": {
-                    "type": "object",
-                    "required": ["match"],
-                    "additionalProperties": false,
-                    "properties": {
-                        "match": { "type": "array", "items": { "type": "string" }, "description": "METHOD_PATH entries" },
-                        "scopes": { "type": "array", "items": { "type": "string" }, "description": "all required, in scope or scp" },
-                        "any_of": { "type": "object", "additionalProperties": { "type": "array", "items": { "type": "string" } }, "description": "claim path -> one of these values" },
-                        "all_of": { "type": "object", "additionalProperties": { "type": "array", "items": { "type": "string" } }, "description": "claim path -> every one of these values" }
-                    } } },
-                "authorize_default": { "type": "string", "enum": ["allow", "deny"] },
-                "anonymous_consumer": { "type": "string", "description": "a consumer requests without a token go upstream as" },
-                "logout_everywhere_path": { "type": "string", "description": "METHOD_PATH: a valid token there cuts off its subject" },
-                "providers": { "type": "array", "items": { "type": "string" }, "description": "names of identity providers whose tokens this route accepts" },
-                "consumers": { "type": "boolean", "description": "default true: tokens no provider issued go the consumer-key way" },
-                "audiences": { "type": "array", "items": { "type": "string" }, "description": "non-empty: replaces the providers' audiences" }
-            }
-        },
+        "Jwt": jwt,
         "Consumer": {
             "type": "object",
             "additionalProperties": false,

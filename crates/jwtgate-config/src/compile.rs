@@ -857,9 +857,9 @@ fn routes(raw: &[RawRoute], refs: &Refs<'_>, errors: &mut Errors) -> Vec<Route> 
     out.into_iter().map(|(_, route)| route).collect()
 }
 
-/// A `forward_claims` header is stripped from every client request, on
-/// every route: one named after a route's token header would take every
-/// token sent in it away before authentication.
+/// A `forward_claims` or `forward_payload_header` header is stripped from
+/// every client request, on every route: one named after a route's token
+/// header would take every token sent in it away before authentication.
 /// `routes`: each with its index in the file.
 fn forwarded_claims_carry_no_token(routes: &[(usize, Route)], errors: &mut Errors) {
     let fold = |h: &str| h.to_ascii_lowercase().replace('_', "-");
@@ -872,14 +872,23 @@ fn forwarded_claims_carry_no_token(routes: &[(usize, Route)], errors: &mut Error
         .collect();
     for (i, r) in routes {
         let Some(policy) = &r.jwt else { continue };
-        for (claim, header) in &policy.forward_claims {
+        let at = child(&index("routes", *i), "jwt");
+        let claims = policy
+            .forward_claims
+            .iter()
+            .map(|(claim, header)| (child(&at, "forward_claims"), format!("{claim}: "), header));
+        let payload = policy
+            .forward_payload_header
+            .iter()
+            .map(|header| (child(&at, "forward_payload_header"), String::new(), header));
+        for (loc, what, header) in claims.chain(payload) {
             if let Some((_, carrier)) = carriers.iter().find(|(h, _)| *h == fold(header)) {
                 errors.add(
-                    &child(&child(&index("routes", *i), "jwt"), "forward_claims"),
+                    &loc,
                     format!(
-                        "{claim}: {header:?} is route {carrier:?}'s token header; every \
-                         client's copy of a forwarded claim's header is removed, so its \
-                         tokens would be too: name another header"
+                        "{what}{header:?} is route {carrier:?}'s token header; every \
+                         client's copy of a forwarded header is removed, so its tokens \
+                         would be too: name another header"
                     ),
                 );
             }
@@ -1061,6 +1070,24 @@ pub(crate) fn jwt_policy(
             ),
         );
     }
+    let forward_payload_header = j.forward_payload_header.as_deref().and_then(|header| {
+        let loc = at("forward_payload_header");
+        if !valid_header_name(header) {
+            errors.add(&loc, format!("{header:?} is not a valid header name"));
+            None
+        } else if not_a_claim_header(header) {
+            errors.add(
+                &loc,
+                format!(
+                    "{header:?} is a header the gateway sets, strips from clients or frames the \
+                     request with, or a token carrier; name another header for the payload"
+                ),
+            );
+            None
+        } else {
+            Some(header.to_ascii_lowercase())
+        }
+    });
     let forward_claims: Vec<(ClaimPath, String)> = j
         .forward_claims
         .clone()
@@ -1209,6 +1236,7 @@ pub(crate) fn jwt_policy(
             .unwrap_or(i64::MAX),
         realm,
         forward_claims,
+        forward_payload_header,
         scope,
         logout,
         protection: protection.unwrap_or_default(),

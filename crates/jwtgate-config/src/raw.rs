@@ -238,6 +238,8 @@ pub struct RawJwt {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forward_claims: Option<std::collections::BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward_payload_header: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub required_paths: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_required_paths: Option<Vec<String>>,

@@ -267,6 +267,7 @@ pub(crate) fn jwt(mut j: Obj<'_>, errors: &mut Errors) -> RawJwt {
         forward_claims: j
             .string_map("forward_claims", errors)
             .map(|v| v.into_iter().collect()),
+        forward_payload_header: j.string("forward_payload_header", errors),
         required_paths: j.strings("required_paths", errors),
         not_required_paths: j.strings("not_required_paths", errors),
         logout_path: j.string("logout_path", errors),

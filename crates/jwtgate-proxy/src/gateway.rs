@@ -91,7 +91,10 @@ impl Gateway {
             verified: VerifiedCache::default(),
             clock: SystemClock,
             owned_headers: OwnedHeaders::new(
-                policies().flat_map(|p| p.forward_claims.iter().map(|(_, h)| h.as_str())),
+                policies().flat_map(|p| {
+                    let claims = p.forward_claims.iter().map(|(_, h)| h.as_str());
+                    claims.chain(p.forward_payload_header.as_deref())
+                }),
                 policies().filter_map(|p| p.sources.header.as_deref()),
             ),
             max_leeway: policies().map(|p| p.leeway_seconds).max().unwrap_or(0),

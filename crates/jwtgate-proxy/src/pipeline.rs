@@ -774,6 +774,9 @@ struct Identity {
     carriers: Carriers,
     /// What revokes this token; `None` for the anonymous consumer.
     revocation: Option<Revocable>,
+    /// The token's payload as it came (base64url), for a route's
+    /// `forward_payload_header`; `None` where none is named.
+    payload: Option<HeaderValue>,
 }
 
 /// A verified token's revocation keys, and until when a revocation of it
@@ -815,6 +818,7 @@ impl Identity {
             claims: None,
             carriers: Carriers::default(),
             revocation: None,
+            payload: None,
         }
     }
 
@@ -855,6 +859,9 @@ impl Identity {
             }
         }
         added.anonymous_consumer = self.is_anonymous();
+        if let (Some(header), Some(payload)) = (&names.payload, &self.payload) {
+            headers.insert(header.clone(), payload.clone());
+        }
         let Some(claims) = &self.claims else {
             return;
         };
@@ -932,6 +939,12 @@ async fn authenticate_request(
         .exp()
         .at()
         .map_or(i64::MAX, |exp| revocation_expiry(exp, gw.max_leeway));
+    // Base64url characters only (the token parsed), so a valid value.
+    let payload = names
+        .payload
+        .as_ref()
+        .and_then(|_| raw.split('.').nth(1))
+        .and_then(|p| HeaderValue::from_str(p).ok());
     Ok(Identity {
         principal: auth.principal,
         claims: Some(auth.claims),
@@ -940,6 +953,7 @@ async fn authenticate_request(
             key: auth.revocation,
             expires_at,
         }),
+        payload,
     })
 }
 

@@ -75,6 +75,8 @@ pub struct PolicyHeaders {
     pub token: Option<HeaderName>,
     /// `forward_claims`: claim path -> upstream header.
     pub forward: Vec<(ClaimPath, HeaderName)>,
+    /// `forward_payload_header`.
+    pub payload: Option<HeaderName>,
 }
 
 impl PolicyHeaders {
@@ -100,6 +102,10 @@ impl PolicyHeaders {
                         .map(|name| (claim.clone(), name))
                 })
                 .collect(),
+            payload: policy
+                .forward_payload_header
+                .as_deref()
+                .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
         }
     }
 }

@@ -1038,6 +1038,101 @@ fn client_sent_forward_claims_headers_are_removed() {
     );
 }
 
+/// `forward_payload_header` (Envoy's): the verified token's payload
+/// segment, as it came, in that header; a client's copy never passes, with
+/// a token, without one (a path that needs none), or on a route without
+/// `jwt`.
+#[test]
+fn forward_payload_header_carries_the_verified_payload_and_nothing_a_client_sent() {
+    use base64::Engine as _;
+    let up = Upstream::start();
+    let yaml = config(
+        &up,
+        r#"{ forward_payload_header: X-Jwt-Payload, not_required_paths: ["GET_/open"] }
+  - name: plain
+    paths: ["/plain/*"]
+    upstream: { nodes: ["NODE"] }"#,
+    )
+    .replace("NODE", &up.node());
+    let gw = Gateway::start(&yaml);
+    let token = sign_hs(
+        "HS256",
+        ALICE_SECRET,
+        json!({"key": "user123", "exp": now() + 600, "sub": "u-1", "roles": ["a", "b"]}),
+    );
+    let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"sub":"root"}"#);
+    let resp = gw.send(
+        &Req::get("/x")
+            .bearer(&token)
+            .header("X-Jwt-Payload", &forged),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let r = up.last();
+    let segment = token.split('.').nth(1).unwrap();
+    assert_eq!(
+        r.header_all("x-jwt-payload"),
+        vec![segment],
+        "{:?}",
+        r.headers
+    );
+    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(segment)
+        .unwrap();
+    let payload: serde_json::Value = serde_json::from_slice(&decoded).unwrap();
+    assert_eq!(payload["sub"], "u-1");
+    assert_eq!(payload["roles"], json!(["a", "b"]));
+    for path in ["/open", "/plain/x"] {
+        let resp = gw.send(&Req::get(path).header("X-Jwt-Payload", &forged));
+        assert_eq!(resp.status, 200, "{path}: {}", resp.text());
+        let r = up.last();
+        assert_eq!(
+            r.header_all("x-jwt-payload"),
+            Vec::<&str>::new(),
+            "{path}: a client's payload header reached the upstream: {:?}",
+            r.headers
+        );
+    }
+    // A refused token sends nothing upstream at all.
+    let bad = sign_hs(
+        "HS256",
+        "another-secret-0123456789abcdefghij",
+        claims_for("user123"),
+    );
+    assert_eq!(gw.send(&Req::get("/x").bearer(&bad)).status, 401);
+}
+
+/// The payload's header is checked as a forwarded claim's is: a valid
+/// name, not one the gateway owns, not a route's token carrier.
+#[test]
+fn a_forward_payload_header_the_gateway_owns_or_reads_tokens_from_is_refused() {
+    let up = Upstream::start();
+    for (jwt, want) in [
+        (
+            "{ forward_payload_header: Authorization }",
+            "routes[0].jwt.forward_payload_header: \"Authorization\" is a header the gateway sets",
+        ),
+        (
+            "{ forward_payload_header: X-Consumer-Username }",
+            "routes[0].jwt.forward_payload_header: \"X-Consumer-Username\" is a header the gateway sets",
+        ),
+        (
+            "{ forward_payload_header: \"X Payload\" }",
+            "routes[0].jwt.forward_payload_header: \"X Payload\" is not a valid header name",
+        ),
+        (
+            "{ forward_payload_header: X-Api-Token }\n  - name: b\n    paths: [\"/b/*\"]\n    upstream: { echo: true }\n    jwt: { header: x-api-token }",
+            "routes[0].jwt.forward_payload_header: \"x-api-token\" is route \"b\"'s token header",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwtgate.yaml");
+        std::fs::write(&path, config(&up, jwt)).unwrap();
+        let out = run_cli(&["check", "--config", path.to_str().unwrap()], dir.path());
+        assert_eq!(out.code(), Some(1), "{jwt}: {}", out.all());
+        assert!(out.stderr.contains(want), "{jwt}: missing {want:?}:\n{}", out.stderr);
+    }
+}
+
 #[test]
 fn client_sent_identity_headers_are_removed_on_a_route_without_jwt() {
     let up = Upstream::start();

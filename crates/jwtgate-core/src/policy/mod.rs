@@ -102,6 +102,9 @@ pub struct JwtPolicy {
     pub realm: String,
     /// claim path -> upstream header name (lower-case).
     pub forward_claims: Vec<(ClaimPath, String)>,
+    /// The upstream header that carries the verified token's payload as
+    /// it came, base64url (Envoy's `forward_payload_header`); lower-case.
+    pub forward_payload_header: Option<String>,
     pub scope: PathScope,
     /// Set when `use_jwt_blacklist_revoking` is on and a logout path is given.
     pub logout: Option<Logout>,
@@ -135,6 +138,7 @@ impl Default for JwtPolicy {
             max_lifetime_seconds: 0,
             realm: "jwtgate".into(),
             forward_claims: Vec::new(),
+            forward_payload_header: None,
             scope: PathScope::All,
             logout: None,
             protection: Protection::default(),
