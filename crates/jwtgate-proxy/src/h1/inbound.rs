@@ -146,14 +146,14 @@ pub fn parse_request_head(
     let method = Method::from_bytes(method.as_bytes())
         .map_err(|_| HeadError::Malformed("invalid method"))?;
     let uri = Uri::from_maybe_shared(head.slice_ref(target.as_bytes()))
-        .ok()
-        // An absolute-form target is an http or https URI (RFC 9112
-        // §3.2.2), never `ftp://` or the like (an outside audit).
-        .filter(|u| {
-            u.scheme()
-                .is_none_or(|s| *s == http::uri::Scheme::HTTP || *s == http::uri::Scheme::HTTPS)
-        })
-        .ok_or(HeadError::Malformed("invalid request target"))?;
+        .map_err(|_| HeadError::Malformed("invalid request target"))?;
+    // An absolute-form target is an http or https URI (RFC 9112 §3.2.2),
+    // never `ftp://` or the like (an outside audit).
+    if let Some(scheme) = uri.scheme() {
+        if *scheme != http::uri::Scheme::HTTP && *scheme != http::uri::Scheme::HTTPS {
+            return Err(HeadError::Malformed("invalid request target"));
+        }
+    }
     let version = if version == 0 {
         Version::HTTP_10
     } else {
