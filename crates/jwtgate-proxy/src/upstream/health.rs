@@ -51,25 +51,16 @@ impl NodeHealth {
     /// kept, if that version is still about (it is, while the next is
     /// built), else a fresh one.
     pub(super) fn of(route: &str, node: &PoolKey) -> Arc<NodeHealth> {
-        static KEPT: OnceLock<Mutex<HashMap<HealthKey, Weak<NodeHealth>>>> = OnceLock::new();
-        let Ok(mut kept) = KEPT.get_or_init(Mutex::default).lock() else {
-            return Arc::default();
-        };
-        let key: HealthKey = (Arc::from(route), Arc::clone(node));
-        if let Some(health) = kept.get(&key).and_then(Weak::upgrade) {
-            return health;
-        }
-        // Those of routes and nodes no version has any more go, once the
-        // map has doubled since it was last swept (not at every new one:
-        // the first version's build would be quadratic).
-        static SWEPT_AT: AtomicUsize = AtomicUsize::new(0);
-        if kept.len() >= SWEPT_AT.load(Relaxed).saturating_mul(2).max(64) {
-            kept.retain(|_, h| h.strong_count() > 0);
-            SWEPT_AT.store(kept.len(), Relaxed);
-        }
-        let health = Arc::new(NodeHealth::default());
-        kept.insert(key, Arc::downgrade(&health));
-        health
+        static KEPT: Kept<HealthKey, NodeHealth> = OnceLock::new();
+        kept(&KEPT, (Arc::from(route), Arc::clone(node)))
+    }
+
+    /// Whether the node is left out, its probe's time come or not: asked
+    /// when sharing out another node's turns, which claims no probe (the
+    /// node's own turn does).
+    #[inline]
+    pub(super) fn left_out(&self) -> bool {
+        self.out_until.load(Relaxed) != 0
     }
 
     /// Whether the node is left out now. One load while it is in. Once its
@@ -164,6 +155,53 @@ impl NodeHealth {
             self.connected();
         }
     }
+}
+
+/// Where `route`'s turns stand, across config versions: a reload or an
+/// admin change to anything goes on from the turn it had reached (an
+/// outside audit: each new version started from the first node, so a
+/// quiet route behind frequent admin writes sent nearly all to it).
+pub(super) fn route_turns(route: &str) -> Arc<AtomicUsize> {
+    static KEPT: Kept<Arc<str>, AtomicUsize> = OnceLock::new();
+    kept(&KEPT, Arc::from(route))
+}
+
+/// What config versions share, by key, while any version holds it.
+type Kept<K, V> = OnceLock<Mutex<KeptMap<K, V>>>;
+
+struct KeptMap<K, V> {
+    values: HashMap<K, Weak<V>>,
+    /// How many were left at the last sweep.
+    swept_at: usize,
+}
+
+impl<K, V> Default for KeptMap<K, V> {
+    fn default() -> Self {
+        KeptMap {
+            values: HashMap::new(),
+            swept_at: 0,
+        }
+    }
+}
+
+/// The `V` kept for `key`, if a version still holds it, else a fresh one.
+fn kept<K: std::hash::Hash + Eq, V: Default>(map: &Kept<K, V>, key: K) -> Arc<V> {
+    let Ok(mut kept) = map.get_or_init(Mutex::default).lock() else {
+        return Arc::default();
+    };
+    if let Some(value) = kept.values.get(&key).and_then(Weak::upgrade) {
+        return value;
+    }
+    // Those of keys no version has any more go, once the map has doubled
+    // since it was last swept (not at every new one: the first version's
+    // build would be quadratic).
+    if kept.values.len() >= kept.swept_at.saturating_mul(2).max(64) {
+        kept.values.retain(|_, v| v.strong_count() > 0);
+        kept.swept_at = kept.values.len();
+    }
+    let value = Arc::new(V::default());
+    kept.values.insert(key, Arc::downgrade(&value));
+    value
 }
 
 /// Milliseconds since the first call, plus one: never 0, which stands for
