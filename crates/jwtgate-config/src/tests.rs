@@ -1154,6 +1154,38 @@ fn an_upstream_node_may_say_its_weight_as_nginx_does() {
             "routes[0].upstream.nodes[0]: unknown parameter \"backup\" after host:port (weight=N)",
         ),
         (
+            r#"["10.0.0.1:80 weight=+3"]"#,
+            "routes[0].upstream.nodes[0]: weight=\"+3\": a weight",
+        ),
+        (
+            r#"["10.0.0.1:80 weight = 3"]"#,
+            "routes[0].upstream.nodes[0]: weight=N is written without spaces",
+        ),
+        (
+            r#"["10.0.0.1:80 weight =3"]"#,
+            "routes[0].upstream.nodes[0]: weight=N is written without spaces",
+        ),
+        (
+            r#"["::1"]"#,
+            "routes[0].upstream.nodes[0]: \"::1\" is not host:port",
+        ),
+        (
+            r#"["::1:8080"]"#,
+            "routes[0].upstream.nodes[0]: \"::1:8080\" is not host:port",
+        ),
+        (
+            r#"["[::1]:8080:5"]"#,
+            "routes[0].upstream.nodes[0]: \"[::1]:8080:5\" is not host:port",
+        ),
+        (
+            r#"["[not-v6]:8080"]"#,
+            "routes[0].upstream.nodes[0]: \"[not-v6]:8080\" is not host:port",
+        ),
+        (
+            r#"["10.0.0.1:+80"]"#,
+            "routes[0].upstream.nodes[0]: \"10.0.0.1:+80\" is not host:port",
+        ),
+        (
             r#"["weight=2 10.0.0.1:80"]"#,
             "routes[0].upstream.nodes[0]: \"weight=2 10.0.0.1:80\" is not host:port",
         ),

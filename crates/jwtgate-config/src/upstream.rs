@@ -152,20 +152,25 @@ fn node(text: &str, loc: &str, errors: &mut Errors) -> Option<UpstreamNode> {
         return None;
     };
     let mut weight = None;
-    for word in words {
+    let mut words = words.peekable();
+    while let Some(word) = words.next() {
         let Some(value) = word.strip_prefix("weight=") else {
-            errors.add(
-                loc,
-                format!("unknown parameter {word:?} after host:port (weight=N)"),
-            );
+            let spaced = word == "weight" || words.peek().is_some_and(|w| w.starts_with('='));
+            let what = if spaced {
+                "weight=N is written without spaces".to_owned()
+            } else {
+                format!("unknown parameter {word:?} after host:port (weight=N)")
+            };
+            errors.add(loc, what);
             return None;
         };
         if weight.is_some() {
             errors.add(loc, "says weight= twice");
             return None;
         }
+        let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
         match value.parse::<u32>() {
-            Ok(w) if (1..=MAX_WEIGHT).contains(&w) => weight = Some(w),
+            Ok(w) if digits && (1..=MAX_WEIGHT).contains(&w) => weight = Some(w),
             _ => {
                 errors.add(
                     loc,

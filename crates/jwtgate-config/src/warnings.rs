@@ -56,7 +56,7 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
     // Only a consumer with a credential signs tokens of its own.
     let has_consumers = config.raw.consumers.iter().any(|c| c.jwt.is_some());
     for (i, raw) in config.raw.routes.iter().enumerate() {
-        one_node(&raw.upstream, &format!("routes[{i}].upstream"), &mut found);
+        upstream_nodes(&raw.upstream, &format!("routes[{i}].upstream"), &mut found);
         if let Some(jwt) = &raw.jwt {
             let at = format!("routes[{i}].jwt");
             policy(jwt, &at, has_consumers, &mut found);
@@ -1101,18 +1101,40 @@ fn is_loopback(host: &str) -> bool {
 
 /// The requests a route takes: its paths, methods and hosts, in a set
 /// each (order in the file does not matter).
-/// What leaves a node out or weighs it, on a route of one node: its one
-/// node is never left out (there is no other) and takes every request.
-/// `max_fails: 1` is the default written out, and `weight=1` too.
-fn one_node(upstream: &crate::RawUpstream, at: &str, found: &mut Found) {
-    let [node] = upstream.nodes.as_deref().unwrap_or_default() else {
+/// What an upstream's nodes say that does nothing: what leaves a node out
+/// or weighs it, on a route of one node (its one node is never left out,
+/// and takes every request; `max_fails: 1` and `weight=1` are the defaults
+/// written out); `fail_timeout_ms` beside `max_fails: 0`; a node listed
+/// twice (it takes two turns: say `weight=` instead).
+fn upstream_nodes(upstream: &crate::RawUpstream, at: &str, found: &mut Found) {
+    let nodes = upstream.nodes.as_deref().unwrap_or_default();
+    if upstream.max_fails == Some(0) && upstream.fail_timeout_ms.is_some() {
+        found.warn(
+            format!("{at}.fail_timeout_ms"),
+            "does nothing: max_fails: 0 never leaves a node out".into(),
+        );
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let address = node.split_ascii_whitespace().next().unwrap_or_default();
+        if !seen.insert(address.to_ascii_lowercase()) {
+            found.warn(
+                format!("{at}.nodes[{i}]"),
+                format!(
+                    "{address:?} is listed twice: each listing takes its own turns and its \
+                     own health; give one listing weight=N instead"
+                ),
+            );
+        }
+    }
+    let [node] = nodes else {
         return;
     };
     let why = "a route with one node never leaves it out (there is no other to send to)";
     if upstream.max_fails.is_some_and(|m| m > 1) {
         found.warn(format!("{at}.max_fails"), format!("does nothing: {why}"));
     }
-    if upstream.fail_timeout_ms.is_some() {
+    if upstream.fail_timeout_ms.is_some() && upstream.max_fails != Some(0) {
         found.warn(
             format!("{at}.fail_timeout_ms"),
             format!("does nothing: {why}"),
@@ -1331,6 +1353,14 @@ mod tests {
             (
                 r#"{ nodes: ["127.0.0.1:9 weight=5"] }"#,
                 "routes[0].upstream.nodes[0]: weight= does nothing: a route with one node sends it every request",
+            ),
+            (
+                r#"{ nodes: ["127.0.0.1:9", "127.0.0.1:10"], max_fails: 0, fail_timeout_ms: 3000 }"#,
+                "routes[0].upstream.fail_timeout_ms: does nothing: max_fails: 0 never leaves a node out",
+            ),
+            (
+                r#"{ nodes: ["127.0.0.1:9 weight=2", "127.0.0.1:10", "127.0.0.1:9 weight=3"] }"#,
+                "routes[0].upstream.nodes[2]: \"127.0.0.1:9\" is listed twice",
             ),
         ] {
             let w = only_warning(&route(upstream));
