@@ -1244,6 +1244,15 @@ pub(crate) fn jwt_policy(
             errors.add(&index(&at("audiences"), i), "must not be empty");
         }
     }
+    if let Some(header) = &forward_payload_header {
+        let fold = |h: &str| h.to_ascii_lowercase().replace('_', "-");
+        if let Some((claim, _)) = forward_claims.iter().find(|(_, h)| fold(h) == fold(header)) {
+            errors.add(
+                &at("forward_payload_header"),
+                format!("{header:?} is also forward_claims' header for {claim}: name another"),
+            );
+        }
+    }
     Some(JwtPolicy {
         key_claim_name,
         sources,

@@ -249,12 +249,14 @@ fn smooth_weighted_round_robin(weights: &[u64], total: u64) -> Vec<u32> {
             .get((g.taken % count) as usize)
             .copied()
             .unwrap_or(0);
-        let value = i128::from(t * g.weight) - i128::from(total) * i128::from(g.taken / count);
+        // At most MAX_TURNS * MAX_WEIGHT: far inside an i64.
+        let value = i64::try_from(t * g.weight).unwrap_or(i64::MAX)
+            - i64::try_from(total * (g.taken / count)).unwrap_or(i64::MAX);
         (value, next)
     };
     (1..=total)
         .map(|t| {
-            let mut best: Option<(usize, i128, u32)> = None;
+            let mut best: Option<(usize, i64, u32)> = None;
             for (gi, g) in groups.iter().enumerate() {
                 let (value, node) = stand(g, t);
                 if best.is_none_or(|(_, v, n)| value > v || (value == v && node < n)) {

@@ -1099,8 +1099,6 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The requests a route takes: its paths, methods and hosts, in a set
-/// each (order in the file does not matter).
 /// What an upstream's nodes say that does nothing: what leaves a node out
 /// or weighs it, on a route of one node (its one node is never left out,
 /// and takes every request; `max_fails: 1` and `weight=1` are the defaults
@@ -1121,8 +1119,8 @@ fn upstream_nodes(upstream: &crate::RawUpstream, at: &str, found: &mut Found) {
             found.warn(
                 format!("{at}.nodes[{i}]"),
                 format!(
-                    "{address:?} is listed twice: each listing takes its own turns and its \
-                     own health; give one listing weight=N instead"
+                    "{address:?} is listed twice: each listing takes its own turns (its \
+                     health and connections are shared); give one listing weight=N instead"
                 ),
             );
         }

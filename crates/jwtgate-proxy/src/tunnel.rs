@@ -1,7 +1,9 @@
 //! A WebSocket's connection once its upstream agreed to switch (`101`):
-//! bytes pass both ways as they come, unread, until either side closes,
-//! neither sends for the route's read timeout, the token that opened it is
-//! revoked or expires ([`token`]), or the gateway stops. The handshake was
+//! bytes pass both ways as they come, unread (but for the heads of the
+//! frames to the client, where a token holds the tunnel: [`frames`]), until
+//! either side closes, neither sends for the route's read timeout, the
+//! token that opened it is revoked or expires ([`token`]: the client is
+//! told so in a close frame), or the gateway stops. The handshake was
 //! authenticated like any request; what passes afterwards is the
 //! application's (beyond SPEC: the README's "WebSocket" says how).
 
@@ -49,7 +51,7 @@ impl Ended {
     fn close_reason(self) -> Option<&'static str> {
         match self {
             Ended::Revoked => Some("token revoked"),
-            Ended::CutOff => Some("token revoked: its subject was logged out"),
+            Ended::CutOff => Some("token revoked: its subject was cut off"),
             Ended::Expired => Some("token expired"),
             _ => None,
         }
@@ -78,11 +80,12 @@ const CLOSE_FRAME_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Joins `client` to `upstream` until the tunnel ends. `client_early` is
 /// what the client sent after its handshake, read with it; it goes
-/// upstream first (and its buffer is freed then).
+/// upstream first (and its buffer is freed then). `greeting`: what the
+/// upstream sent after its `101`, already passed on to the client.
 pub(crate) async fn join<C>(
     client: &mut C,
     client_early: BytesMut,
-    upstream: &mut Upgraded,
+    (greeting, upstream): (&[u8], &mut Upgraded),
     stopped: impl Future<Output = ()>,
 ) -> Ended
 where
@@ -98,9 +101,11 @@ where
     };
     let moved = AtomicBool::new(false);
     // Only a tunnel that may end for its token says why in a close frame.
-    let frames = held
-        .as_ref()
-        .map(|_| Mutex::new(frames::FrameBoundary::default()));
+    let frames = held.as_ref().map(|_| {
+        let mut frames = frames::FrameBoundary::default();
+        frames.passed(greeting);
+        Mutex::new(frames)
+    });
     let run = async {
         if !client_early.is_empty() {
             // Flushed: over TLS a record may wait in the stream, and the
@@ -179,10 +184,10 @@ where
         ended = outlived => ended,
         () = stopped => Ended::Stopped,
     };
-    let between_frames = frames
+    let may_close = frames
         .and_then(|f| f.into_inner().ok())
-        .is_some_and(|f| f.between_frames());
-    if let (Some(reason), true) = (ended.close_reason(), between_frames) {
+        .is_some_and(|f| f.may_close());
+    if let (Some(reason), true) = (ended.close_reason(), may_close) {
         let said = async {
             client.write_all(&frames::close_frame(reason)).await?;
             client.flush().await?;
@@ -238,6 +243,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<'_, T> {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.get_mut().io).poll_shutdown(cx)
+        let this = self.get_mut();
+        // Nothing may follow a shutdown, a close frame included.
+        if let Some(Ok(mut frames)) = this.frames.map(Mutex::lock) {
+            frames.shut();
+        }
+        Pin::new(&mut *this.io).poll_shutdown(cx)
     }
 }

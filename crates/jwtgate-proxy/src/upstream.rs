@@ -34,6 +34,7 @@ use crate::h1::{self, ChunkedDecoder, Decoded, RequestFraming, ResponseFraming, 
 use crate::headers::GatewayHeaders;
 use crate::recycle;
 
+mod balance;
 mod budget;
 mod health;
 
@@ -144,6 +145,8 @@ impl UpstreamTarget {
             // The same text, the same pool, across reloads too.
             (Some(pem), true) => Trust::OwnRoots(jwtgate_core::jwt::sha256(pem)),
         };
+        // Shared turns go by the weights divided by their common divisor.
+        let divisor = cfg.nodes.iter().fold(0, |g, n| gcd(g, n.weight.max(1)));
         let nodes = cfg
             .nodes
             .iter()
@@ -152,7 +155,7 @@ impl UpstreamTarget {
                 Node {
                     host: n.host.clone(),
                     port: n.port,
-                    weight: n.weight.max(1),
+                    weight: n.weight.max(1) / divisor.max(1),
                     // Validated as host:port at config load; a value that
                     // still fails becomes an empty Host rather than a panic.
                     host_header: HeaderValue::from_str(&n.authority)
@@ -535,13 +538,13 @@ impl ConnPool {
             };
             let result = 'sent: {
                 let mut last_error = String::from("no upstream node");
-                let mut walk = Walk::from(target.first_node());
+                let mut walk = balance::Walk::from(target.first_node());
                 // Those left out, passed over by the walk: tried last, when
                 // every other failed.
                 let mut passed_over: Vec<usize> = Vec::new();
                 let mut retry = 0;
-                // When the first connect failed: further nodes are tried for
-                // a connect timeout more, no longer.
+                // When the first connect failed: nodes left out are tried
+                // for a connect timeout more, no longer.
                 let mut failing_since: Option<Instant> = None;
                 loop {
                     let index = match walk.next(target) {
@@ -550,6 +553,16 @@ impl ConnPool {
                             continue;
                         }
                         Some(index) => index,
+                        None if failing_since
+                            .is_some_and(|t| t.elapsed() >= target.connect_timeout) =>
+                        {
+                            if passed_over.get(retry).is_some() {
+                                last_error.push_str(
+                                    " (the nodes left out not tried: the connects took a connect timeout more)",
+                                );
+                            }
+                            break;
+                        }
                         None => match passed_over.get(retry) {
                             Some(&index) => {
                                 retry += 1;
@@ -580,12 +593,6 @@ impl ConnPool {
                             }
                             Err(Failure::Failed(e)) => break 'sent Err(e),
                         }
-                    }
-                    if failing_since.is_some_and(|t| t.elapsed() >= target.connect_timeout) {
-                        last_error.push_str(
-                            " (no further node tried: the connects took a connect timeout more)",
-                        );
-                        break;
                     }
                     // Boxed: connecting is rare once the pool is warm, and its
                     // future (a TLS handshake's state) would otherwise make
@@ -670,115 +677,11 @@ fn budget_reached(limit: usize) -> GatewayError {
     GatewayError::UpstreamBudget(limit)
 }
 
-impl UpstreamTarget {
-    /// Whether node `index` is left out (never with `max_fails: 0`, which
-    /// a node left out under an earlier version does not outlive).
-    #[inline]
-    fn is_out(&self, index: usize) -> bool {
-        self.max_fails != 0
-            && self
-                .nodes
-                .get(index)
-                .is_some_and(|n| n.health.is_out(self.probe_ms))
-    }
-
-    /// The node a request goes to first: the next in turn, unless it is
-    /// left out; then one the nodes in share its turn by (their weights),
-    /// and with every node out, the one drawn. Once a node's time is over,
-    /// the turn that finds it is its probe.
-    fn first_node(&self) -> usize {
-        let count = self.nodes.len().max(1);
-        let first = self.next_turn(count);
-        if !self.is_out(first) {
-            return first;
-        }
-        self.share(Some(first)).unwrap_or(first)
-    }
-
-    /// A node other than `except` that is in, chosen in proportion to the
-    /// weights of those in (turn by turn, from a count of its own): where
-    /// the turn of a node left out, or the next try after a node failed,
-    /// goes. Never the next node in the list: it would take the whole share
-    /// of a heavy node gone (an outside audit: 97% of it, against 3% for
-    /// the other). Reads every node: asked only when one is out or failed.
-    #[cold]
-    fn share(&self, except: Option<usize>) -> Option<usize> {
-        let sharing =
-            |i: usize, n: &Node| Some(i) != except && (self.max_fails == 0 || !n.health.left_out());
-        let total: u64 = (0..)
-            .zip(&self.nodes)
-            .filter(|&(i, n)| sharing(i, n))
-            .map(|(_, n)| u64::from(n.weight))
-            .sum();
-        if total == 0 {
-            return None;
-        }
-        let mut turn = self.spill.fetch_add(1, Ordering::Relaxed) as u64 % total;
-        for (i, n) in (0..).zip(&self.nodes) {
-            if !sharing(i, n) {
-                continue;
-            }
-            match turn.checked_sub(u64::from(n.weight)) {
-                Some(rest) => turn = rest,
-                None => return Some(i),
-            }
-        }
-        None
-    }
-
-    /// The node whose turn is next.
-    #[inline]
-    fn next_turn(&self, count: usize) -> usize {
-        let drawn = self.next.fetch_add(1, Ordering::Relaxed);
-        match self.turns.len() {
-            0 => drawn % count,
-            n => self.turns.get(drawn % n).map_or(0, |&i| i as usize),
-        }
-    }
-}
-
-/// The order in which a request tries a route's nodes: the first (its turn),
-/// then, once that failed, one the others' weights choose
-/// ([`UpstreamTarget::share`]) and the rest in list order from it.
-struct Walk {
-    first: usize,
-    /// Where the walk after the first starts; chosen when the first failed.
-    start: Option<usize>,
-    /// Nodes tried so far (the first included).
-    taken: usize,
-}
-
-impl From<usize> for Walk {
-    fn from(first: usize) -> Self {
-        Walk {
-            first,
-            start: None,
-            taken: 0,
-        }
-    }
-}
-
-impl Walk {
-    fn next(&mut self, target: &UpstreamTarget) -> Option<usize> {
-        let count = target.nodes.len();
-        if self.taken == 0 {
-            self.taken = 1;
-            return Some(self.first);
-        }
-        let first = self.first;
-        let start = *self
-            .start
-            .get_or_insert_with(|| target.share(Some(first)).unwrap_or(first));
-        // The others in list order from `start`, `first` passed over.
-        while self.taken < count.max(1) + 1 {
-            let k = self.taken - 1;
-            self.taken += 1;
-            let index = (start + k) % count;
-            if index != first {
-                return Some(index);
-            }
-        }
-        None
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
     }
 }
 

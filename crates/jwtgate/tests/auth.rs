@@ -1116,6 +1116,10 @@ fn a_forward_payload_header_the_gateway_owns_or_reads_tokens_from_is_refused() {
             "routes[0].jwt.forward_payload_header: \"X-Consumer-Username\" is a header the gateway sets",
         ),
         (
+            "{ forward_payload_header: X-Sub, forward_claims: { sub: x_sub } }",
+            "routes[0].jwt.forward_payload_header: \"x-sub\" is also forward_claims' header for sub",
+        ),
+        (
             "{ forward_payload_header: \"X Payload\" }",
             "routes[0].jwt.forward_payload_header: \"X Payload\" is not a valid header name",
         ),

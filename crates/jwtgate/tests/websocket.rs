@@ -990,7 +990,7 @@ fn a_cut_off_on_one_node_closes_the_subjects_websockets_on_another() {
         assert_eq!(cut.status, 201, "{}", cut.text());
         assert_eq!(
             close_frame_within(&mut one, Duration::from_secs(15)).await,
-            Some((1008, "token revoked: its subject was logged out".into())),
+            Some((1008, "token revoked: its subject was cut off".into())),
             "a cut-off subject's WebSocket not closed so on the other node within 15 s\n{}",
             nodes[1].logs()
         );

@@ -527,7 +527,8 @@ impl<IO: Transport> Conn<IO> {
         });
         recycle::give_header_map(parts.headers);
         // What the upstream sent after its 101 (a greeting), read with it.
-        out.extend_from_slice(&upstream.take_early());
+        let greeting = upstream.take_early();
+        out.extend_from_slice(&greeting);
         let sent = send_bounded(&mut self.io, &out).await;
         recycle::give_write_buffer(out, 2 * GATHER);
         if sent.is_err() {
@@ -537,8 +538,13 @@ impl<IO: Transport> Conn<IO> {
         // own.
         let early = self.buf.split();
         self.release_buffer();
-        let ended =
-            crate::tunnel::join(&mut self.io, early, &mut upstream, ctx.activity.stopped()).await;
+        let ended = crate::tunnel::join(
+            &mut self.io,
+            early,
+            (&greeting, &mut upstream),
+            ctx.activity.stopped(),
+        )
+        .await;
         debug!(ended = ended.as_str(), "WebSocket tunnel ended");
         drop(open);
         drop(busy);

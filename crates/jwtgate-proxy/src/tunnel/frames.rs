@@ -7,6 +7,9 @@
 /// The longest frame head: two bytes, an eight-byte length, a mask key.
 const MAX_HEAD: usize = 14;
 
+/// The close frame's opcode.
+const CLOSE: u8 = 0x8;
+
 /// What of the current frame has been passed on.
 #[derive(Debug, Default)]
 pub(crate) struct FrameBoundary {
@@ -15,6 +18,9 @@ pub(crate) struct FrameBoundary {
     have: usize,
     /// Bytes of the current frame's payload still to come.
     payload_left: u64,
+    /// A close frame has been passed on, or the stream shut: nothing more
+    /// may follow (RFC 6455 §5.5.1).
+    closed: bool,
 }
 
 impl FrameBoundary {
@@ -39,15 +45,21 @@ impl FrameBoundary {
             self.have += 1;
             if Some(self.have) == self.head_len() {
                 self.payload_left = self.payload_len();
+                self.closed |= self.head[0] & 0x0f == CLOSE;
                 self.have = 0;
             }
         }
     }
 
-    /// Whether whole frames only have been passed on: a close frame may
-    /// go next.
-    pub(crate) fn between_frames(&self) -> bool {
-        self.have == 0 && self.payload_left == 0
+    /// The stream was shut: nothing more may be written.
+    pub(crate) fn shut(&mut self) {
+        self.closed = true;
+    }
+
+    /// Whether a close frame may go next: whole frames only have been
+    /// passed on, none of them a close frame, and the stream is open.
+    pub(crate) fn may_close(&self) -> bool {
+        !self.closed && self.have == 0 && self.payload_left == 0
     }
 
     /// The length of the current frame's head, once its second byte is in.
@@ -79,9 +91,13 @@ impl FrameBoundary {
 }
 
 /// A close frame from the server (unmasked): `1008` (policy violation)
-/// and `reason` (at most 123 bytes).
+/// and `reason` (cut to 123 bytes, at a character's start).
 pub(crate) fn close_frame(reason: &str) -> Vec<u8> {
-    let reason = reason.as_bytes().get(..123).unwrap_or(reason.as_bytes());
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let reason = reason.as_bytes().get(..end).unwrap_or_default();
     let mut frame = Vec::with_capacity(4 + reason.len());
     // FIN and opcode 8 (close); the payload's length, unmasked.
     frame.push(0x88);
@@ -131,25 +147,39 @@ mod tests {
             let f = frame(payload, masked);
             let mut whole = FrameBoundary::default();
             whole.passed(&f);
-            assert!(whole.between_frames(), "{payload}");
+            assert!(whole.may_close(), "{payload}");
             let mut bytewise = FrameBoundary::default();
             for (i, b) in f.iter().enumerate() {
                 assert!(
-                    i == 0 || !bytewise.between_frames(),
+                    i == 0 || !bytewise.may_close(),
                     "{payload}: between frames at byte {i}"
                 );
                 bytewise.passed(std::slice::from_ref(b));
             }
-            assert!(bytewise.between_frames(), "{payload}");
+            assert!(bytewise.may_close(), "{payload}");
             // A frame and part of the next.
             let mut two = f.clone();
             two.extend_from_slice(&frame(3, false)[..2]);
             let mut split = FrameBoundary::default();
             split.passed(&two);
-            assert!(!split.between_frames(), "{payload}");
+            assert!(!split.may_close(), "{payload}");
             split.passed(&[0x5a; 3]);
-            assert!(split.between_frames(), "{payload}");
+            assert!(split.may_close(), "{payload}");
         }
+    }
+
+    /// After the upstream's own close frame, or a shutdown, no close frame
+    /// of the gateway's may follow.
+    #[test]
+    fn nothing_follows_a_close_frame_or_a_shutdown() {
+        let mut f = FrameBoundary::default();
+        f.passed(&frame(4, false));
+        f.passed(&close_frame("bye"));
+        assert!(!f.may_close());
+        let mut f = FrameBoundary::default();
+        f.passed(&frame(4, false));
+        f.shut();
+        assert!(!f.may_close());
     }
 
     #[test]
@@ -159,5 +189,7 @@ mod tests {
             b"\x88\x0f\x03\xf0token revoked".to_vec()
         );
         assert_eq!(close_frame(&"x".repeat(200)).len(), 4 + 123);
+        // Cut at a character's start: "é" is two bytes.
+        assert_eq!(close_frame(&"é".repeat(100)).len(), 4 + 122);
     }
 }

@@ -6,8 +6,9 @@
 //! before the next node serves them. Once that time is over, one request
 //! (the probe) is let through to it: a connect that works puts it back in,
 //! one that fails leaves it out for another `fail_timeout`. Nodes left out
-//! are still tried, last, when every other node failed or is out too
-//! (a route is never refused for want of a node in). Only connects count:
+//! are still tried, last, when every other node failed or is out too, for
+//! one more connect timeout after the first failed connect (the forward
+//! loop's). Only connects count:
 //! a node that answers, however badly, is the application's to judge.
 //!
 //! Kept per route and node, across config versions (a reload, an admin

@@ -831,28 +831,44 @@ fn black_hole() -> (std::net::TcpListener, Vec<std::net::TcpStream>, u16) {
     (listener, held, port)
 }
 
-/// Once a connect failed, further nodes are tried for one connect timeout
-/// more, no longer: a route of nodes that do not answer costs a request
-/// about two timeouts, not one per node (an outside audit: 5 nodes, 10 s
-/// each request).
+/// Nodes left out are tried last for one connect timeout after the first
+/// failed connect, no longer: once a route's nodes that do not answer are
+/// all out, a request costs about two timeouts, not one per node (an
+/// outside audit: 5 nodes, 10 s each request). Nodes in are all tried.
 #[tokio::test]
-async fn nodes_that_do_not_answer_are_tried_for_a_connect_timeout_more_only() {
+async fn nodes_left_out_are_tried_for_a_connect_timeout_more_only() {
     let holes = [black_hole(), black_hole(), black_hole(), black_hole()];
     let nodes: Vec<(u16, u32)> = holes.iter().map(|(_, _, p)| (*p, 1)).collect();
     let t = weighted_target("black-holes", &nodes, 1, Duration::from_millis(300));
     let pool = ConnPool::default();
-    let err = pool
-        .forward(&t, get("/"), &GatewayHeaders::default())
-        .await
-        .unwrap_err();
+    let none = GatewayHeaders::default();
+    let forward = || pool.forward(&t, get("/"), &none);
+    // The first request tries every node (each in when tried): all out.
+    let err = forward().await.unwrap_err();
     assert!(matches!(err, GatewayError::UpstreamUnavailable(_)), "{err}");
-    assert!(err.to_string().contains("no further node tried"), "{err}");
-    let out = t
-        .nodes
-        .iter()
-        .filter(|n| n.health.is_out(MINUTE_MS))
-        .count();
-    assert_eq!(out, 2, "two connects, each a whole timeout: {err}");
+    assert!(!err.to_string().contains("not tried"), "{err}");
+    assert!(t.nodes.iter().all(|n| n.health.is_out(MINUTE_MS)));
+    // The next tries the one its turn drew, one more, and gives up.
+    let err = forward().await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the nodes left out not tried: the connects took a connect timeout more"),
+        "{err}"
+    );
+}
+
+/// With `max_fails: 0`, every node is tried however long the others took:
+/// a node that answers is found behind two that do not.
+#[tokio::test]
+async fn with_max_fails_0_every_node_is_tried() {
+    let holes = [black_hole(), black_hole()];
+    let (alive, _, _) = upstream(|_| Some(OK_HELLO.to_vec())).await;
+    let nodes = [(holes[0].2, 1), (holes[1].2, 1), (alive, 1)];
+    let t = weighted_target("all-tried", &nodes, 0, Duration::from_millis(200));
+    let pool = ConnPool::default();
+    for _ in 0..3 {
+        assert_eq!(get_through(&pool, &t).await, b"hello");
+    }
 }
 
 #[tokio::test]
