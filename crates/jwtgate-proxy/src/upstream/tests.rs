@@ -714,28 +714,49 @@ async fn a_node_left_out_passes_its_turns_on_evenly() {
     assert!(a.abs_diff(b) <= 2, "a {a}, b {b}");
 }
 
+/// `requests` sent one at a time through `route`, of nodes (weight, alive:
+/// a dead one refuses connects): the target, and how many requests each
+/// node served (0 for a dead one).
+async fn served(
+    route: &str,
+    nodes: &[(u32, bool)],
+    max_fails: u32,
+    requests: usize,
+) -> (UpstreamTarget, Vec<usize>) {
+    let mut seen = Vec::new();
+    let mut spec = Vec::new();
+    for &(weight, alive) in nodes {
+        let port = if alive {
+            let (port, _, log) = upstream(|_| Some(OK_HELLO.to_vec())).await;
+            seen.push(Some(log));
+            port
+        } else {
+            seen.push(None);
+            dead_port().await
+        };
+        spec.push((port, weight));
+    }
+    let t = weighted_target(route, &spec, max_fails, Duration::from_secs(2));
+    let pool = ConnPool::default();
+    for _ in 0..requests {
+        assert_eq!(get_through(&pool, &t).await, b"hello");
+    }
+    let counts = seen
+        .iter()
+        .map(|log| log.as_ref().map_or(0, |l| l.lock().unwrap().len()))
+        .collect();
+    (t, counts)
+}
+
 /// Requests go to the nodes by weight; a node left out passes its turns
 /// to the others.
 #[tokio::test]
 async fn nodes_take_requests_by_weight() {
-    let (a, _, a_seen) = upstream(|_| Some(OK_HELLO.to_vec())).await;
-    let (b, _, b_seen) = upstream(|_| Some(OK_HELLO.to_vec())).await;
-    let dead = dead_port().await;
-    let t = weighted_target(
-        "weights",
-        &[(a, 3), (b, 1), (dead, 4)],
-        1,
-        Duration::from_secs(2),
-    );
-    let pool = ConnPool::default();
-    for _ in 0..40 {
-        assert_eq!(get_through(&pool, &t).await, b"hello");
-    }
+    let (t, n) = served("weights", &[(3, true), (1, true), (4, false)], 1, 40).await;
     assert!(t.nodes[2].health.is_out(MINUTE_MS), "the dead node is out");
-    let (a, b) = (a_seen.lock().unwrap().len(), b_seen.lock().unwrap().len());
-    assert_eq!(a + b, 40);
+    assert_eq!(n[0] + n[1], 40);
     // 3 : 1 between the two alive, give or take the dead node's turns.
-    assert!((27..=33).contains(&a), "a {a}, b {b}");
+    assert!((27..=33).contains(&n[0]), "{n:?}");
 }
 
 /// The turns of a heavy node left out go to the others by their weights,
@@ -743,27 +764,11 @@ async fn nodes_take_requests_by_weight() {
 /// the third node took 97% of the requests).
 #[tokio::test]
 async fn a_heavy_node_left_out_is_shared_by_weight_not_by_list_order() {
-    let (a, _, a_seen) = upstream(|_| Some(OK_HELLO.to_vec())).await;
-    let (b, _, b_seen) = upstream(|_| Some(OK_HELLO.to_vec())).await;
-    let (c, _, c_seen) = upstream(|_| Some(OK_HELLO.to_vec())).await;
-    let dead = dead_port().await;
-    let t = weighted_target(
-        "heavy-out",
-        &[(a, 1), (dead, 100), (b, 1), (c, 2)],
-        1,
-        Duration::from_secs(2),
-    );
-    let pool = ConnPool::default();
-    for _ in 0..200 {
-        assert_eq!(get_through(&pool, &t).await, b"hello");
-    }
-    let seen = |s: &Arc<Mutex<Vec<Vec<u8>>>>| s.lock().unwrap().len();
-    let (a, b, c) = (seen(&a_seen), seen(&b_seen), seen(&c_seen));
+    let nodes = [(1, true), (100, false), (1, true), (2, true)];
+    let (_, n) = served("heavy-out", &nodes, 1, 200).await;
+    let (a, b, c) = (n[0], n[2], n[3]);
     assert_eq!(a + b + c, 200);
-    assert!(
-        a.abs_diff(b) <= 4 && c.abs_diff(2 * a) <= 8,
-        "a {a}, b {b}, c {c}"
-    );
+    assert!(a.abs_diff(b) <= 4 && c.abs_diff(2 * a) <= 8, "{n:?}");
 }
 
 /// With `max_fails: 0` a dead node is tried at each of its turns, and the
@@ -771,22 +776,10 @@ async fn a_heavy_node_left_out_is_shared_by_weight_not_by_list_order() {
 /// list (an outside audit: 86% to it).
 #[tokio::test]
 async fn a_failed_nodes_requests_go_to_the_others_by_weight() {
-    let (a, _, a_seen) = upstream(|_| Some(OK_HELLO.to_vec())).await;
-    let (b, _, b_seen) = upstream(|_| Some(OK_HELLO.to_vec())).await;
-    let dead = dead_port().await;
-    let t = weighted_target(
-        "failed-shared",
-        &[(a, 1), (dead, 5), (b, 1)],
-        0,
-        Duration::from_secs(2),
-    );
-    let pool = ConnPool::default();
-    for _ in 0..70 {
-        assert_eq!(get_through(&pool, &t).await, b"hello");
-    }
-    let (a, b) = (a_seen.lock().unwrap().len(), b_seen.lock().unwrap().len());
-    assert_eq!(a + b, 70);
-    assert!(a.abs_diff(b) <= 2, "a {a}, b {b}");
+    let nodes = [(1, true), (5, false), (1, true)];
+    let (t, n) = served("failed-shared", &nodes, 0, 70).await;
+    assert_eq!(n[0] + n[2], 70);
+    assert!(n[0].abs_diff(n[2]) <= 2, "{n:?}");
     assert!(!t.nodes[1].health.is_out(MINUTE_MS), "never left out");
 }
 
