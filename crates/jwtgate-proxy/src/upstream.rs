@@ -92,8 +92,9 @@ pub struct UpstreamTarget {
     /// The next turn; kept across config versions ([`health::route_turns`]).
     next: Arc<AtomicUsize>,
     /// Turns of nodes left out or failed, shared out by weight among the
-    /// others ([`UpstreamTarget::share`]).
-    spill: AtomicUsize,
+    /// others, a count for each choice of a request
+    /// ([`UpstreamTarget::share`]).
+    spill: Box<[AtomicUsize; balance::WEIGHED_TRIES + 1]>,
 }
 
 struct Node {
@@ -178,7 +179,7 @@ impl UpstreamTarget {
             probe_ms: millis(cfg.fail_timeout.max(cfg.connect_timeout)),
             turns: cfg.turns.clone(),
             next: health::route_turns(route),
-            spill: AtomicUsize::new(0),
+            spill: Default::default(),
         }
     }
 }

@@ -29,21 +29,24 @@ impl UpstreamTarget {
         if !self.is_out(first) {
             return first;
         }
-        self.share(Some(first)).unwrap_or(first)
+        self.share(0, |i| i == first).unwrap_or(first)
     }
 
-    /// A node other than `except` that is in, chosen in proportion to the
-    /// weights of those in (turn by turn, from a count of its own): where
-    /// the turn of a node left out, or the next try after a node failed,
-    /// goes. Never the next node in the list: it would take the whole share
+    /// A node that is in and not `skipped`, chosen in proportion to the
+    /// weights of those (turn by turn, from a count of its own): where the
+    /// turn of a node left out, or the next try after a node failed, goes. Never the next node in the list: it would take the whole share
     /// of a heavy node gone (an outside audit: 97% of it, against 3% for
     /// the other). Reads every node: asked only when one is out or failed.
     /// The weights are divided by their common divisor at load, so that
     /// nodes of equal weight take these turns one each, not a hundred in a
     /// row (Kong's `weight=100` on every node).
-    pub(super) fn share(&self, except: Option<usize>) -> Option<usize> {
+    /// `depth`: which choice of a request this is (0 for a turn passed on,
+    /// then one per failed try), each counted apart, so that the requests
+    /// that come to a second choice share it as evenly as those at the
+    /// first (one count for all made them fall on the same node).
+    pub(super) fn share(&self, depth: usize, skipped: impl Fn(usize) -> bool) -> Option<usize> {
         let sharing =
-            |i: usize, n: &Node| Some(i) != except && (self.max_fails == 0 || !n.health.left_out());
+            |i: usize, n: &Node| !skipped(i) && (self.max_fails == 0 || !n.health.left_out());
         let total: u64 = (0..)
             .zip(&self.nodes)
             .filter(|&(i, n)| sharing(i, n))
@@ -52,7 +55,8 @@ impl UpstreamTarget {
         if total == 0 {
             return None;
         }
-        let mut turn = self.spill.fetch_add(1, Ordering::Relaxed) as u64 % total;
+        let count = self.spill.get(depth).or(self.spill.last())?;
+        let mut turn = count.fetch_add(1, Ordering::Relaxed) as u64 % total;
         for (i, n) in (0..).zip(&self.nodes) {
             if !sharing(i, n) {
                 continue;
@@ -77,47 +81,65 @@ impl UpstreamTarget {
 }
 
 /// The order in which a request tries a route's nodes: the first (its turn),
-/// then, once that failed, one the others' weights choose
-/// ([`UpstreamTarget::share`]) and the rest in list order from it.
+/// then, each time one failed, one the weights of those in and not tried
+/// yet choose ([`UpstreamTarget::share`]; an outside audit found the next
+/// in the list taking a second dead node's share), and last those left
+/// out, in list order. Past [`WEIGHED_TRIES`] failures the rest go in list
+/// order too: each weighed choice reads every node.
 pub(super) struct Walk {
     pub(super) first: usize,
-    /// Where the walk after the first starts; chosen when the first failed.
-    start: Option<usize>,
-    /// Nodes tried so far (the first included).
-    taken: usize,
+    /// The nodes tried (or passed over) so far, by index; made when the
+    /// first failed.
+    tried: Vec<bool>,
+    started: bool,
+    weighed: usize,
+    /// Where the list-order scan goes on from.
+    cursor: usize,
 }
+
+/// How many of a request's tries after the first are chosen by weight.
+pub(super) const WEIGHED_TRIES: usize = 8;
 
 impl From<usize> for Walk {
     fn from(first: usize) -> Self {
         Walk {
             first,
-            start: None,
-            taken: 0,
+            tried: Vec::new(),
+            started: false,
+            weighed: 0,
+            cursor: 0,
         }
     }
 }
 
 impl Walk {
     pub(super) fn next(&mut self, target: &UpstreamTarget) -> Option<usize> {
-        let count = target.nodes.len();
-        if self.taken == 0 {
-            self.taken = 1;
+        if !self.started {
+            self.started = true;
             return Some(self.first);
         }
-        let first = self.first;
-        let start = *self
-            .start
-            .get_or_insert_with(|| target.share(Some(first)).unwrap_or(first));
-        // The others in list order from `start`, `first` passed over
-        // (`count` is at least 1: a route has a node, and `first` is one).
-        while self.taken < count.max(1) + 1 {
-            let k = self.taken - 1;
-            self.taken += 1;
-            let index = (start + k) % count;
-            if index != first {
-                return Some(index);
+        if self.tried.is_empty() {
+            self.tried = vec![false; target.nodes.len()];
+            if let Some(first) = self.tried.get_mut(self.first) {
+                *first = true;
             }
         }
-        None
+        let weighed = if self.weighed < WEIGHED_TRIES {
+            self.weighed += 1;
+            let tried = &self.tried;
+            target.share(self.weighed, |i| tried.get(i).copied().unwrap_or(true))
+        } else {
+            None
+        };
+        let index = weighed.or_else(|| {
+            let rest = self.tried.get(self.cursor..)?;
+            let found = self.cursor + rest.iter().position(|&t| !t)?;
+            self.cursor = found + 1;
+            Some(found)
+        })?;
+        if let Some(t) = self.tried.get_mut(index) {
+            *t = true;
+        }
+        Some(index)
     }
 }

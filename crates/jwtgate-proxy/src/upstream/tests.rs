@@ -783,6 +783,21 @@ async fn a_failed_nodes_requests_go_to_the_others_by_weight() {
     assert!(!t.nodes[1].health.is_out(MINUTE_MS), "never left out");
 }
 
+/// Each try after a failed one is chosen by the weights of the nodes not
+/// tried yet: a second dead node's requests do not all go to the node
+/// after it in the list (an outside audit: 20% / 80%).
+#[tokio::test]
+async fn after_two_failed_nodes_the_rest_is_still_chosen_by_weight() {
+    let nodes = [(1, true), (5, false), (5, false), (1, true)];
+    let (_, n) = served("two-failed", &nodes, 0, 120).await;
+    assert_eq!(n[0] + n[3], 120);
+    assert!(n[0].abs_diff(n[3]) <= 4, "{n:?}");
+    let nodes = [(3, true), (50, false), (50, false), (1, true)];
+    let (_, n) = served("two-failed-weighed", &nodes, 0, 104).await;
+    assert_eq!(n[0] + n[3], 104);
+    assert!(n[0].abs_diff(78) <= 6, "3 : 1 {n:?}");
+}
+
 /// A new config version of a route goes on from the turn the last one
 /// reached (an outside audit: each admin write sent the next request to
 /// the first node).
