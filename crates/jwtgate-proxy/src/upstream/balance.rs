@@ -113,11 +113,20 @@ impl From<usize> for Walk {
 }
 
 impl Walk {
+    /// The next node to try. Inline for the first, which every request
+    /// asks for; the rest only after a failed connect.
+    #[inline]
     pub(super) fn next(&mut self, target: &UpstreamTarget) -> Option<usize> {
         if !self.started {
             self.started = true;
             return Some(self.first);
         }
+        self.after_a_failure(target)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn after_a_failure(&mut self, target: &UpstreamTarget) -> Option<usize> {
         if self.tried.is_empty() {
             self.tried = vec![false; target.nodes.len()];
             if let Some(first) = self.tried.get_mut(self.first) {
