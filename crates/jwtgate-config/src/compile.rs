@@ -883,12 +883,11 @@ fn routes(raw: &[RawRoute], refs: &Refs<'_>, errors: &mut Errors) -> Vec<Route> 
 /// header would take every token sent in it away before authentication.
 /// `routes`: each with its index in the file.
 fn forwarded_claims_carry_no_token(routes: &[(usize, Route)], errors: &mut Errors) {
-    let fold = |h: &str| h.to_ascii_lowercase().replace('_', "-");
     let carriers: Vec<(String, &str)> = routes
         .iter()
         .filter_map(|(_, r)| {
             let header = r.jwt.as_ref()?.sources.header.as_deref()?;
-            Some((fold(header), r.name.as_str()))
+            Some((folded(header), r.name.as_str()))
         })
         .collect();
     for (i, r) in routes {
@@ -903,7 +902,7 @@ fn forwarded_claims_carry_no_token(routes: &[(usize, Route)], errors: &mut Error
             .iter()
             .map(|header| (child(&at, "forward_payload_header"), String::new(), header));
         for (loc, what, header) in claims.chain(payload) {
-            if let Some((_, carrier)) = carriers.iter().find(|(h, _)| *h == fold(header)) {
+            if let Some((_, carrier)) = carriers.iter().find(|(h, _)| *h == folded(header)) {
                 errors.add(
                     &loc,
                     format!(
@@ -1245,8 +1244,11 @@ pub(crate) fn jwt_policy(
         }
     }
     if let Some(header) = &forward_payload_header {
-        let fold = |h: &str| h.to_ascii_lowercase().replace('_', "-");
-        if let Some((claim, _)) = forward_claims.iter().find(|(_, h)| fold(h) == fold(header)) {
+        let header_folded = folded(header);
+        if let Some((claim, _)) = forward_claims
+            .iter()
+            .find(|(_, h)| folded(h) == header_folded)
+        {
             errors.add(
                 &at("forward_payload_header"),
                 format!("{header:?} is also forward_claims' header for {claim}: name another"),

@@ -50,7 +50,7 @@ pub use source::{
     tls_sections, to_yaml, ReadItem,
 };
 pub use tls::DEFAULT_SESSION_CACHE;
-pub use upstream::{weighted_turns, MAX_TURNS, MAX_WEIGHT};
+pub use upstream::{divided_weights, weighted_turns, MAX_TURNS, MAX_WEIGHT};
 pub use warnings::{name_problem, plain_http_off_loopback, warnings};
 
 /// The most a config file may hold: a file of 100 000 consumers is about

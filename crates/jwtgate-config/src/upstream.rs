@@ -201,12 +201,10 @@ pub const MAX_TURNS: u64 = 100_000;
 /// are all alike: one turn each, in order. `Err(turns)` when a round would
 /// take more than [`MAX_TURNS`].
 pub fn weighted_turns(nodes: &[UpstreamNode]) -> Result<Arc<[u32]>, u64> {
-    let weights: Vec<u64> = nodes.iter().map(|n| u64::from(n.weight.max(1))).collect();
+    let weights: Vec<u64> = divided_weights(nodes).into_iter().map(u64::from).collect();
     if weights.windows(2).all(|w| w[0] == w[1]) {
         return Ok(Arc::from([]));
     }
-    let divisor = weights.iter().fold(0, |g, &w| gcd(g, w));
-    let weights: Vec<u64> = weights.iter().map(|&w| w / divisor.max(1)).collect();
     let total: u64 = weights.iter().sum();
     if total > MAX_TURNS {
         return Err(total);
@@ -272,7 +270,14 @@ fn smooth_weighted_round_robin(weights: &[u64], total: u64) -> Vec<u32> {
         .collect()
 }
 
-fn gcd(a: u64, b: u64) -> u64 {
+/// Each node's weight divided by the weights' greatest common divisor, in
+/// list order: `[2, 2, 4]` is `[1, 1, 2]`. A weight of 0 counts as 1.
+pub fn divided_weights(nodes: &[UpstreamNode]) -> Vec<u32> {
+    let divisor = nodes.iter().fold(0, |g, n| gcd(g, n.weight.max(1))).max(1);
+    nodes.iter().map(|n| n.weight.max(1) / divisor).collect()
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
     if b == 0 {
         a
     } else {
@@ -329,6 +334,15 @@ mod tests {
         let big = turns(&[1000, 999]);
         assert_eq!(big.len(), 1999);
         assert_eq!(big.iter().filter(|&&i| i == 1).count(), 999);
+    }
+
+    #[test]
+    fn weights_are_divided_by_their_common_divisor() {
+        assert_eq!(divided_weights(&weighted(&[2, 2, 4])), [1, 1, 2]);
+        assert_eq!(divided_weights(&weighted(&[6, 9])), [2, 3]);
+        assert_eq!(divided_weights(&weighted(&[5, 7])), [5, 7]);
+        assert_eq!(divided_weights(&weighted(&[0, 3])), [1, 3]);
+        assert_eq!(divided_weights(&weighted(&[])), [] as [u32; 0]);
     }
 
     /// Grouping nodes of equal weight changes no turn: the same as

@@ -147,16 +147,17 @@ impl UpstreamTarget {
             (Some(pem), true) => Trust::OwnRoots(jwtgate_core::jwt::sha256(pem)),
         };
         // Shared turns go by the weights divided by their common divisor.
-        let divisor = cfg.nodes.iter().fold(0, |g, n| gcd(g, n.weight.max(1)));
+        let weights = jwtgate_config::divided_weights(&cfg.nodes);
         let nodes = cfg
             .nodes
             .iter()
-            .map(|n: &UpstreamNode| {
+            .zip(weights)
+            .map(|(n, weight): (&UpstreamNode, u32)| {
                 let key = Arc::new((n.authority.clone(), trust));
                 Node {
                     host: n.host.clone(),
                     port: n.port,
-                    weight: n.weight.max(1) / divisor.max(1),
+                    weight,
                     // Validated as host:port at config load; a value that
                     // still fails becomes an empty Host rather than a panic.
                     host_header: HeaderValue::from_str(&n.authority)
@@ -676,14 +677,6 @@ fn budget_reached(limit: usize) -> GatewayError {
         );
     }
     GatewayError::UpstreamBudget(limit)
-}
-
-fn gcd(a: u32, b: u32) -> u32 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
 }
 
 /// `d` in milliseconds, saturated.
