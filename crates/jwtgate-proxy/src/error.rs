@@ -55,6 +55,10 @@ pub enum GatewayError {
     StoreUnavailable(String),
     #[error("invalid request method: {0}")]
     InvalidMethod(String),
+    /// An HTTP/2 `:scheme` other than http or https (an HTTP/1.1
+    /// absolute-form target with one is refused as it is read).
+    #[error("invalid request scheme: {0:?} is neither http nor https")]
+    InvalidScheme(String),
     /// More header fields than an HTTP/1.1 head may carry (HTTP/2: its
     /// own limit is on their size).
     #[error("more than {0} request header fields")]
@@ -91,9 +95,9 @@ impl GatewayError {
             GatewayError::RequestBody(_) => StatusCode::BAD_REQUEST,
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            GatewayError::InvalidMethod(_) | GatewayError::InvalidHost(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            GatewayError::InvalidMethod(_)
+            | GatewayError::InvalidScheme(_)
+            | GatewayError::InvalidHost(_) => StatusCode::BAD_REQUEST,
             GatewayError::ClientBodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             GatewayError::NoSubject => StatusCode::BAD_REQUEST,
             GatewayError::TooManyHeaders(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -115,6 +119,7 @@ impl GatewayError {
             GatewayError::UpstreamTimeout(_) => "upstream timed out",
             GatewayError::StoreUnavailable(_) => "revocation store unavailable",
             GatewayError::InvalidMethod(_) => "invalid request method",
+            GatewayError::InvalidScheme(_) => "invalid request scheme",
             GatewayError::InvalidHost(_) => "invalid Host header",
             GatewayError::ClientBodyTimeout(_) => "request body timed out",
             GatewayError::NoSubject => "the token names no subject to log out",

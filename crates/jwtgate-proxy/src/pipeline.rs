@@ -427,6 +427,13 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
                 "CONNECT: the gateway opens no tunnels".into(),
             ));
         }
+        //    An HTTP/2 `:scheme` names an http or https URI, as an HTTP/1.1
+        //    absolute-form target must (refused as it is read).
+        if let Some(scheme) = parts.uri.scheme_str() {
+            if scheme != "http" && scheme != "https" {
+                return Err(GatewayError::InvalidScheme(scheme.into()));
+            }
+        }
         //    Routes and rules read the escapes of `:`, `@`, `+`, UTF-8... as
         //    the characters, as the upstream's framework will (`match_form`);
         //    borrowed, no work, for a path without `%`.

@@ -358,6 +358,38 @@ fn a_request_with_no_authority_and_no_host_is_a_400() {
     assert_eq!(up.last().header("x-forwarded-host"), Some("api.example"));
 }
 
+/// `:scheme` names an http or https URI, as an HTTP/1.1 absolute-form
+/// target must: `ftp` or a made-up scheme is refused, not proxied as if
+/// it were http (nginx answers 400 too).
+#[test]
+fn a_scheme_other_than_http_or_https_is_a_400() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(&up.node(), &up.node()));
+    let with = |uri: String| {
+        http::Request::builder()
+            .method("GET")
+            .uri(uri)
+            .body(())
+            .unwrap()
+    };
+    let answers = ask_each(
+        &gw,
+        vec![
+            with(format!("ftp://{}/open", gw.addr)),
+            with(format!("x-made-up://{}/open", gw.addr)),
+            with(format!("https://{}/open", gw.addr)),
+            with(format!("http://{}/open", gw.addr)),
+        ],
+    );
+    for refused in &answers[..2] {
+        assert_eq!(refused.0, 400, "{refused:?}");
+        assert!(refused.1.contains("scheme"), "{refused:?}");
+    }
+    assert_eq!(answers[2].0, 200, "{:?}", answers[2]);
+    assert_eq!(answers[3].0, 200, "{:?}", answers[3]);
+    assert_eq!(up.records().len(), 2, "only http and https went upstream");
+}
+
 #[test]
 fn more_header_fields_than_http1_takes_are_a_431_but_cookie_crumbs_count_as_one() {
     let up = Upstream::start();
