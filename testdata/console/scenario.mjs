@@ -262,7 +262,7 @@ async function scenario() {
   const warned = page.locator('#warnings');
   await warned.waitFor();
   const warning = await warned.innerText();
-  check(/Saved, but/.test(warning) && warning.includes('routes[0].jwt.logout_path: does nothing while use_jwt_blacklist_revoking is not true'),
+  check(/Saved, but/.test(warning) && warning.includes('routes/api/jwt.logout_path: does nothing while use_jwt_blacklist_revoking is not true'),
     'a save that leaves the logout path doing nothing is made, with the gateway\'s warning above the page', warning);
   check((await adminGet('/admin/v1/routes/api/jwt')).use_jwt_blacklist_revoking === false, 'the warned-about change was saved');
   await screenshot('policy-saved-with-warning');
@@ -463,7 +463,7 @@ async function scenario() {
   await page.getByRole('heading', { name: 'Consumer guest' }).waitFor();
   check(/Consumer guest created/.test(await text('#page .page-body .status.ok')), 'the new consumer\'s page says it was created');
   const createdWarning = await page.locator('#warnings').innerText();
-  check(await page.locator('#warnings').isVisible() && /consumers\[\d+\]\.jwt: is absent/.test(createdWarning),
+  check(await page.locator('#warnings').isVisible() && /consumers\/guest\/jwt: is absent/.test(createdWarning),
     'the warning a create brought is shown above the new consumer\'s page', createdWarning);
   const guest = await adminGet('/admin/v1/consumers/guest');
   check(guest.username === 'guest' && guest.jwt === undefined, 'a consumer is created without a credential', JSON.stringify(guest));

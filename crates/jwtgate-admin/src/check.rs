@@ -67,7 +67,7 @@ pub fn compile_checked(
             // whole section (`routes[0].jwt: both lists set`) must not hide
             // the others inside it.
             let shape = problems.len();
-            for e in relocate(more, at).0 {
+            for e in relocate(more, at, source).0 {
                 let said = problems.get(..shape).unwrap_or_default();
                 if !said.iter().any(|p| within(&e.location, &p.location)) {
                     problems.push(e);
@@ -91,8 +91,11 @@ fn within(loc: &str, outer: &str) -> bool {
 }
 
 /// Errors located inside the edited item (`routes[2].jwt.realm`) are made
-/// relative to the request body (`jwt.realm`); others keep their location.
-pub fn relocate(errors: ConfigErrors, at: &str) -> ConfigErrors {
+/// relative to the request body (`jwt.realm`); those inside another route,
+/// consumer or provider name it as its admin path does
+/// (`routes/orders/jwt.forward_claims`): its place in the file means
+/// nothing to an admin client. Others keep their location.
+pub fn relocate(errors: ConfigErrors, at: &str, source: &RawConfig) -> ConfigErrors {
     if at.is_empty() {
         return errors;
     }
@@ -111,13 +114,49 @@ pub fn relocate(errors: ConfigErrors, at: &str) -> ConfigErrors {
             .0
             .into_iter()
             .map(|mut e| {
-                if let Some(loc) = inner(&e.location) {
+                if let Some(loc) = inner(&e.location).or_else(|| named(&e.location, source)) {
                     e.location = loc;
                 }
                 e
             })
             .collect(),
     )
+}
+
+/// `jwtgate check`'s warnings for `config` (compiled from `source`), as a
+/// node says them: one about a route, consumer or provider names it
+/// (`routes/orders/jwt.realm`), as admin and etcd clients know it; its
+/// place in a list means nothing to them.
+pub fn warnings(source: &RawConfig, config: &Config) -> Vec<String> {
+    jwtgate_config::warnings(config)
+        .into_iter()
+        .map(|mut w| {
+            if let Some(loc) = named(&w.location, source) {
+                w.location = loc;
+            }
+            w.to_string()
+        })
+        .collect()
+}
+
+/// `routes[1].jwt.realm` as `routes/orders/jwt.realm`, by the name of the
+/// item at that place in `source`; `None` outside the three lists.
+fn named(loc: &str, source: &RawConfig) -> Option<String> {
+    let (list, rest) = loc.split_once('[')?;
+    let (i, rest) = rest.split_once(']')?;
+    let i: usize = i.parse().ok()?;
+    let name = match list {
+        "routes" => &source.routes.get(i)?.name,
+        "consumers" => &source.consumers.get(i)?.username,
+        "providers" => &source.providers.get(i)?.name,
+        _ => return None,
+    };
+    let rest = rest.strip_prefix('.').unwrap_or(rest);
+    Some(if rest.is_empty() {
+        format!("{list}/{name}")
+    } else {
+        format!("{list}/{name}/{rest}")
+    })
 }
 
 /// What the config compiler could not check of `config`'s TLS, the data
@@ -142,23 +181,37 @@ mod tests {
     }
 
     #[test]
-    fn relocate_strips_the_edited_item_prefix_only() {
+    fn relocate_strips_the_edited_item_prefix_and_names_the_others() {
         let e = |l: &str| ConfigError {
             location: l.into(),
             message: "m".into(),
         };
+        let text = "consumers: [{username: alice}]\nroutes: [{name: orders, paths: [/o]}, {name: edited, paths: [/e]}]\n";
+        let source = read_source(text).expect("yaml").item;
         let out = relocate(
             ConfigErrors(vec![
                 e("routes[1].jwt.realm"),
                 e("routes[1]"),
                 e("routes[10].name"),
+                e("routes[0].jwt.forward_claims"),
+                e("routes[0]"),
                 e("consumers[0].jwt.key"),
+                e("listen"),
             ]),
             "routes[1]",
+            &source,
         );
         assert_eq!(
             locations(&out),
-            ["jwt.realm", "", "routes[10].name", "consumers[0].jwt.key"]
+            [
+                "jwt.realm",
+                "",
+                "routes[10].name",
+                "routes/orders/jwt.forward_claims",
+                "routes/orders",
+                "consumers/alice/jwt.key",
+                "listen"
+            ]
         );
     }
 

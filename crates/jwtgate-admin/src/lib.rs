@@ -34,7 +34,7 @@ mod subjects;
 mod warnings;
 
 pub use api::{router, AdminListener, AdminState};
-pub use check::{load, tls_problems, Loaded};
+pub use check::{load, tls_problems, warnings, Loaded};
 pub use error::AdminError;
 pub use live::{Edit, LiveConfig, ReloadOutcome, Running, TlsServers, Trigger, EDIT_SETTLE};
 pub use source::etcd::EtcdSource;

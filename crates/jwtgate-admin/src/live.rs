@@ -241,16 +241,17 @@ impl Running {
         Ok((source, tls_checked(config)?))
     }
 
-    /// The config warnings `next` has and the running config does not:
-    /// what a change to `next` brings.
-    pub fn new_warnings(&self, next: &Config) -> Vec<String> {
-        let before: HashSet<String> = jwtgate_config::warnings(&self.config.load())
-            .iter()
-            .map(ToString::to_string)
+    /// The config warnings `next` (compiled from `source`) has and the
+    /// running config does not: what a change to `next` brings. A warning
+    /// about a route, consumer or provider names it (`routes/orders/jwt`),
+    /// as admin and etcd clients know it, not by its place in the list.
+    pub fn new_warnings(&self, source: &RawConfig, next: &Config) -> Vec<String> {
+        let said = crate::check::warnings;
+        let before: HashSet<String> = said(&self.source.load(), &self.config.load())
+            .into_iter()
             .collect();
-        jwtgate_config::warnings(next)
-            .iter()
-            .map(ToString::to_string)
+        said(source, next)
+            .into_iter()
             .filter(|w| !before.contains(w))
             .collect()
     }
@@ -288,7 +289,7 @@ impl Running {
         }
         // Valid, but probably not what was meant: said once, when it first
         // goes live (`jwtgate check` prints them too).
-        let brought = self.new_warnings(&config);
+        let brought = self.new_warnings(&source, &config);
         for w in &brought {
             warn!("config: {w}");
         }

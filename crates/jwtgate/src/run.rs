@@ -107,7 +107,7 @@ pub fn run(path: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    for w in jwtgate_config::warnings(&loaded.config) {
+    for w in jwtgate_admin::warnings(&loaded.source, &loaded.config) {
         warn!("config: {w}");
     }
     if loaded.config.config_source.is_some() {

@@ -336,7 +336,7 @@ fn admin_writes_carry_the_warnings_they_bring() {
     assert_eq!(
         logout.header_all("warning"),
         [
-            "299 jwtgate \"routes[0].jwt.logout_path: does nothing while \
+            "299 jwtgate \"routes/api/jwt.logout_path: does nothing while \
           use_jwt_blacklist_revoking is not true: requests to it are proxied like any \
           other and no token is revoked\""
         ]
@@ -358,7 +358,7 @@ fn admin_writes_carry_the_warnings_they_bring() {
     let said = created.header_all("warning");
     assert_eq!(said.len(), 1, "{said:?}");
     assert!(
-        said[0].starts_with("299 jwtgate \"routes[2]: route \\\"again\\\" is never matched"),
+        said[0].starts_with("299 jwtgate \"routes/again: route \\\"again\\\" is never matched"),
         "{said:?}"
     );
 
@@ -395,7 +395,7 @@ fn a_put_without_jwt_makes_or_leaves_a_consumer_without_a_credential() {
     let said = guest.header_all("warning");
     assert_eq!(said.len(), 1, "{said:?}");
     assert!(
-        said[0].contains(".jwt: is absent, and no route names"),
+        said[0].contains("consumers/guest/jwt: is absent, and no route names"),
         "{said:?}"
     );
 
@@ -706,6 +706,42 @@ fn consumers_crud_with_secrets_masked() {
     assert_refused(&gone, "Invalid user key in JWT token", "jwtgate", true);
     assert_eq!(
         node.admin("GET", "/admin/v1/consumers/bob", None).status,
+        404
+    );
+}
+
+/// A write refused for what it does to another route names that route,
+/// not its place in the file, which an API client never sees.
+#[test]
+fn a_problem_in_another_route_is_located_by_its_name() {
+    let (_dir, node) = start();
+    let forwards = node.admin(
+        "PATCH",
+        "/admin/v1/routes/api/jwt",
+        Some(json!({"forward_claims": {"sub": "X-Sub"}})),
+    );
+    assert_eq!(forwards.status, 200, "{}", forwards.text());
+    let resp = node.admin(
+        "PUT",
+        "/admin/v1/routes/reads-x-sub",
+        Some(json!({"paths": ["/r/*"], "upstream": {"echo": true}, "jwt": {"header": "x-sub"}})),
+    );
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert_eq!(
+        fields(&resp),
+        ["routes/api/jwt.forward_claims"],
+        "{}",
+        resp.text()
+    );
+    assert!(
+        resp.text()
+            .contains("route \\\"reads-x-sub\\\"'s token header"),
+        "{}",
+        resp.text()
+    );
+    assert_eq!(
+        node.admin("GET", "/admin/v1/routes/reads-x-sub", None)
+            .status,
         404
     );
 }

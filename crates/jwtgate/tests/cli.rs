@@ -145,7 +145,7 @@ routes:
     assert!(
         eventually(IO_TIMEOUT, || gw
             .logs()
-            .contains("config: routes[0].jwt.logout_path: does nothing")),
+            .contains("config: routes/one/jwt.logout_path: does nothing")),
         "{}",
         gw.logs()
     );

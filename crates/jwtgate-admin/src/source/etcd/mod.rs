@@ -638,7 +638,7 @@ impl EtcdSource {
                     .compile_change(&e.source, e.problems, &e.at)
                     .map_err(|errors| AdminError::invalid(format!("invalid {}", e.what), errors))?;
                 protect::check(&current, &e.source).map_err(AdminError::Protected)?;
-                let brings = running.new_warnings(&config);
+                let brings = running.new_warnings(&e.source, &config);
                 let next = SharedObjects::of(&e.source);
                 let mut changes = shared.objects.live.changes_to(&next);
                 // The object the edit is about may be one whose version in
