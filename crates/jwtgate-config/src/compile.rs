@@ -1243,6 +1243,18 @@ pub(crate) fn jwt_policy(
             errors.add(&index(&at("audiences"), i), "must not be empty");
         }
     }
+    let required_claims = match &j.required_claims {
+        None => vec![ClaimPath::parse("exp").expect("a claim path")],
+        Some(names) => names
+            .iter()
+            .enumerate()
+            .filter_map(|(i, name)| {
+                ClaimPath::parse(name)
+                    .map_err(|e| errors.add(&index(&at("required_claims"), i), e.to_string()))
+                    .ok()
+            })
+            .collect(),
+    };
     if let Some(header) = &forward_payload_header {
         let header_folded = folded(header);
         if let Some((claim, _)) = forward_claims
@@ -1259,10 +1271,7 @@ pub(crate) fn jwt_policy(
         key_claim_name,
         sources,
         hide_credentials: j.hide_credentials.unwrap_or(false),
-        required_claims: j
-            .required_claims
-            .clone()
-            .unwrap_or_else(|| vec!["exp".into()]),
+        required_claims,
         leeway_seconds: i64::try_from(j.leeway_seconds.unwrap_or(0)).unwrap_or(i64::MAX),
         max_lifetime_seconds: i64::try_from(j.max_lifetime_seconds.unwrap_or(0))
             .unwrap_or(i64::MAX),

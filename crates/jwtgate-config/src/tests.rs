@@ -41,7 +41,8 @@ fn minimal_config_loads_with_defaults() {
     assert!(matches!(c.routes[0].upstream, Upstream::Echo));
     let jwt = c.routes[0].jwt.as_ref().expect("policy");
     assert_eq!(jwt.key_claim_name, "key");
-    assert_eq!(jwt.required_claims, vec!["exp".to_string()]);
+    let required: Vec<&str> = jwt.required_claims.iter().map(|c| c.as_str()).collect();
+    assert_eq!(required, ["exp"]);
     assert!(c.consumers.get("user123").is_some());
 }
 

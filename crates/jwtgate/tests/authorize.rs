@@ -749,6 +749,7 @@ routes:
       anonymous_consumer: nobody
       authorize_default: maybe
       forward_claims: { "a..b": X-A }
+      required_claims: [exp, "", "realm_access..roles"]
       authorize:
         - match: []
         - match: ["FETCH_/x"]
@@ -766,6 +767,13 @@ routes:
       allow_origins: ["null", "https://a.example/", "https://b.example"]
       allow_methods: [get]
       max_age_seconds: 18446744073709551615
+  - name: t
+    paths: ["/t"]
+    upstream: { echo: true }
+    cors:
+      allow_origins: ["https://a.example"]
+      allow_methods: []
+    jwt: { anonymous_consumer: "" }
 "#;
     let path = dir.path().join("jwtgate.yaml");
     std::fs::write(&path, yaml).unwrap();
@@ -789,6 +797,10 @@ routes:
         "routes[1].cors.allow_origins[1]: \"https://a.example/\" is not an origin",
         "routes[1].cors.allow_methods[0]: invalid method \"get\"",
         "routes[1].cors.max_age_seconds: must be at most 86400",
+        "routes[0].jwt.required_claims[1]: empty claim path",
+        "routes[0].jwt.required_claims[2]: claim path \"realm_access..roles\" has an empty segment",
+        "routes[2].cors.allow_methods: is empty, which allows no method",
+        "routes[2].jwt.anonymous_consumer: is empty: name a configured consumer",
     ] {
         assert!(
             out.stderr.contains(want),

@@ -645,9 +645,9 @@ fn check_claim_dates(
     nbf: NumericDate,
     now: i64,
 ) -> Result<(), AuthError> {
-    for name in &policy.required_claims {
-        if !claims.contains_key(name) {
-            return Err(AuthError::MissingClaim(name.clone()));
+    for path in &policy.required_claims {
+        if path.get(claims).is_none() {
+            return Err(AuthError::MissingClaim(path.as_str().to_owned()));
         }
     }
     let leeway = policy.leeway_seconds;

@@ -95,7 +95,8 @@ pub struct JwtPolicy {
     pub key_claim_name: String,
     pub sources: TokenSources,
     pub hide_credentials: bool,
-    pub required_claims: Vec<String>,
+    /// Claims a token must hold, as claim paths (`realm_access.roles`).
+    pub required_claims: Vec<ClaimPath>,
     pub leeway_seconds: i64,
     /// 0 = unlimited.
     pub max_lifetime_seconds: i64,
@@ -133,7 +134,7 @@ impl Default for JwtPolicy {
             key_claim_name: "key".into(),
             sources: TokenSources::default(),
             hide_credentials: false,
-            required_claims: vec!["exp".into()],
+            required_claims: vec![ClaimPath::parse("exp").expect("a claim path")],
             leeway_seconds: 0,
             max_lifetime_seconds: 0,
             realm: "jwtgate".into(),

@@ -213,12 +213,23 @@ fn registered_claims_in_the_wrong_shape_are_refused() {
 
 #[test]
 fn required_claims_and_lifetime() {
+    let path = |p: &str| ClaimPath::parse(p).expect("a claim path");
     let mut p = JwtPolicy {
-        required_claims: vec!["exp".into(), "sub".into()],
+        required_claims: vec![path("exp"), path("sub")],
         ..JwtPolicy::default()
     };
     let t = sign(json!({"key": "user123", "exp": NOW + 3600}));
     assert_eq!(auth(&p, &t), Err(AuthError::MissingClaim("sub".into())));
+    // A dotted entry is a path into the payload, never a name with a dot.
+    p.required_claims = vec![path("exp"), path("realm_access.roles")];
+    let nested =
+        sign(json!({"key": "user123", "exp": NOW + 3600, "realm_access": {"roles": ["a"]}}));
+    assert!(auth(&p, &nested).is_ok());
+    let dotted = sign(json!({"key": "user123", "exp": NOW + 3600, "realm_access.roles": ["a"]}));
+    assert_eq!(
+        auth(&p, &dotted),
+        Err(AuthError::MissingClaim("realm_access.roles".into()))
+    );
     p.required_claims = vec![];
     p.max_lifetime_seconds = 600;
     assert!(matches!(
