@@ -147,13 +147,18 @@ impl GatewayError {
     }
 }
 
-/// `{"message": "..."}` with the JSON content type.
-pub fn json_message(status: StatusCode, message: &str) -> Response<GatewayBody> {
+/// `{"message": "..."}`, the body of every answer the gateway makes itself.
+pub fn json_message_body(message: &str) -> Vec<u8> {
     let mut body = Vec::with_capacity(message.len() + 16);
     body.extend_from_slice(b"{\"message\":");
     crate::log_sink::push_json_str(&mut body, message);
     body.push(b'}');
-    let mut resp = Response::new(GatewayBody::full(body));
+    body
+}
+
+/// `{"message": "..."}` with the JSON content type.
+pub fn json_message(status: StatusCode, message: &str) -> Response<GatewayBody> {
+    let mut resp = Response::new(GatewayBody::full(json_message_body(message)));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -852,7 +852,20 @@ fn assert_refused_and_closed(raw: &[u8], status: u16) {
         .try_reply(false)
         .unwrap_or_else(|e| panic!("{what:?}: no answer: {e}\n{}", gw.logs()));
     assert_eq!(r.status, status, "{what:?}: {r:?}");
-    assert!(r.body.is_empty(), "{what:?}: {r:?}");
+    // Says why, as every answer of the gateway's own does.
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json"),
+        "{what:?}: {r:?}"
+    );
+    let said: serde_json::Value = serde_json::from_slice(&r.body)
+        .unwrap_or_else(|e| panic!("{what:?}: body not JSON ({e}): {r:?}"));
+    let why = said["message"].as_str().unwrap_or_default();
+    assert!(!why.is_empty(), "{what:?}: {r:?}");
+    assert!(
+        support::eventually(Duration::from_secs(5), || gw.logs().contains(why)),
+        "{what:?}: the log says {why:?} too"
+    );
     assert!(r.has_connection_close(), "{what:?}: {r:?}");
     c.assert_closed(&what);
     assert!(

@@ -431,18 +431,26 @@ pub fn encode_switch_head(
 }
 
 /// The whole answer to a request head that could not be read: the status,
-/// no body, and the connection closes.
-pub fn encode_refusal(out: &mut Vec<u8>, status: StatusCode, date: &[u8]) {
+/// `{"message": why}` as every answer of the gateway's own says why, and
+/// the connection closes.
+pub fn encode_refusal(out: &mut Vec<u8>, status: StatusCode, why: &str, date: &[u8]) {
+    let body = crate::error::json_message_body(why);
+    let mut headers = HeaderMap::with_capacity(1);
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     encode_response_head(
         out,
         status,
         None,
-        &HeaderMap::new(),
-        ResponseFraming::Length(0),
+        &headers,
+        ResponseFraming::Length(body.len() as u64),
         false,
         false,
         |out| out.extend_from_slice(date),
     );
+    out.extend_from_slice(&body);
 }
 
 #[cfg(test)]

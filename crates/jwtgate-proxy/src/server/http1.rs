@@ -175,7 +175,7 @@ impl<IO: Transport> Connection<IO> {
                     status.as_u16(),
                     &why,
                 );
-                Box::pin(conn.refuse(status)).await;
+                Box::pin(conn.refuse(status, &why)).await;
             }
             End::Linger => Box::pin(conn.linger()).await,
             // The client went away or stopped reading: nothing more is
@@ -374,10 +374,10 @@ impl<IO: Transport> Conn<IO> {
         }
     }
 
-    /// Answers a head that could not be read, and closes.
-    async fn refuse(&mut self, status: StatusCode) {
+    /// Answers a head that could not be read (`why`), and closes.
+    async fn refuse(&mut self, status: StatusCode, why: &str) {
         let mut out = Vec::new();
-        with_date(|date| encode_refusal(&mut out, status, date));
+        with_date(|date| encode_refusal(&mut out, status, why, date));
         if send_bounded(&mut self.io, &out).await.is_ok() {
             self.linger().await;
         }
