@@ -350,7 +350,7 @@ fn schemas() -> Value {
                 "message": s,
                 "errors": { "type": "array", "items": {
                     "type": "object",
-                    "properties": { "field": { "type": "string", "description": "location in the body, e.g. jwt.required_paths[0]" }, "message": s }
+                    "properties": { "field": { "type": "string", "description": "location in the body, e.g. jwt.required_paths[0]; in another object, by its name: routes/orders/jwt.forward_claims" }, "message": s }
                 } }
             }
         },

@@ -61,6 +61,7 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
             let at = format!("routes[{i}].jwt");
             policy(jwt, &at, has_consumers, &mut found);
             authorize_scope(jwt, &raw.paths, &at, &mut found);
+            dead_authorize_entries(jwt, &raw.paths, &at, &mut found);
         } else if raw.websocket_close_at_exp == Some(true) {
             found.warn(
                 format!("routes[{i}].websocket_close_at_exp"),
@@ -645,6 +646,53 @@ fn authorize_scope(jwt: &RawJwt, paths: &[String], at: &str, found: &mut Found) 
                         "{text:?} is never applied: {why}, and a request that needs no token \
                          is not authorized at all (it goes upstream without one); list it in \
                          required_paths to have it checked"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// `authorize` entries no request reaches: one outside every path of the
+/// route, and one an earlier rule's entry takes whole (the first rule
+/// whose match fits applies, SPEC §3.7, so a second rule for `GET_/x`
+/// with other scopes never applies; an outside audit).
+fn dead_authorize_entries(jwt: &RawJwt, paths: &[String], at: &str, found: &mut Found) {
+    let route: Vec<RuleEntry> = paths
+        .iter()
+        .filter_map(|p| RuleEntry::parse(&format!("ANY_{p}")).ok())
+        .collect();
+    let rules: Vec<Vec<RuleEntry>> = jwt
+        .authorize
+        .iter()
+        .flatten()
+        .map(|rule| {
+            rule.matches
+                .iter()
+                .filter_map(|e| RuleEntry::parse(e).ok())
+                .collect()
+        })
+        .collect();
+    for (i, rule) in jwt.authorize.iter().flatten().enumerate() {
+        for (j, text) in rule.matches.iter().enumerate() {
+            let Ok(entry) = RuleEntry::parse(text) else {
+                continue;
+            };
+            let loc = format!("{at}.authorize[{i}].match[{j}]");
+            if !route.is_empty() && !route.iter().any(|r| entry.overlaps(r)) {
+                found.warn(
+                    loc,
+                    format!("{text:?} is never applied: it matches none of the route's paths"),
+                );
+            } else if let Some(k) = rules[..i]
+                .iter()
+                .position(|earlier| earlier.iter().any(|e| entry.within(e)))
+            {
+                found.warn(
+                    loc,
+                    format!(
+                        "{text:?} is never applied: authorize[{k}] comes first and matches \
+                         every request it matches (the first rule that matches applies)"
                     ),
                 );
             }
@@ -1300,6 +1348,41 @@ mod tests {
         // required_paths that take every request of the route: deny covers all.
         let whole = "      required_paths: [\"ANY_/a/*\"]\n      authorize_default: deny\n";
         assert!(warnings_of(&route(whole, "[\"ANY_/a/*\"]")).is_empty());
+    }
+
+    #[test]
+    fn authorize_entries_no_request_reaches_are_warned_about() {
+        let route = |rules: &str| {
+            format!(
+                "  - name: a\n    paths: [\"/a/*\", \"/b\"]\n    upstream: {{ echo: true }}\n    jwt:\n      providers: [corp]\n      authorize:\n{rules}"
+            )
+        };
+        let rule = |matches: &str, scope: &str| {
+            format!("        - match: {matches}\n          scopes: [{scope}]\n")
+        };
+        let w = only_warning(&route(
+            &(rule("[\"ANY_/a/*\"]", "read") + &rule("[\"GET_/b\", \"POST_/a/x\"]", "write")),
+        ));
+        assert!(
+            w.starts_with("routes[0].jwt.authorize[1].match[1]: \"POST_/a/x\" is never applied: authorize[0] comes first"),
+            "{w}"
+        );
+        let w = only_warning(&route(&rule("[\"GET_/c/*\", \"GET_/b\"]", "read")));
+        assert!(
+            w.starts_with("routes[0].jwt.authorize[0].match[0]: \"GET_/c/*\" is never applied: it matches none of the route's paths"),
+            "{w}"
+        );
+        // Narrower first, or only overlapping, or the trailing-slash twin
+        // of a route path: each entry can apply.
+        assert!(warnings_of(&route(
+            &(rule("[\"GET_/a/x\"]", "read") + &rule("[\"ANY_/a/*\"]", "write"))
+        ))
+        .is_empty());
+        assert!(warnings_of(&route(
+            &(rule("[\"GET_/a/*\"]", "read") + &rule("[\"ANY_/a/x\"]", "write"))
+        ))
+        .is_empty());
+        assert!(warnings_of(&route(&rule("[\"GET_/b/\", \"GET_/a/\"]", "read"))).is_empty());
     }
 
     #[test]
