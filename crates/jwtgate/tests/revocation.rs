@@ -1557,3 +1557,45 @@ fn wait_until_unresponsive(port: u16) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// The quickstart as the README runs it: a consumer's token goes through,
+/// is logged out at the quickstart's logout path, and is refused after.
+#[test]
+fn the_quickstart_logs_a_token_out() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let quickstart = format!("{root}/examples/quickstart.yaml");
+    let yaml = std::fs::read_to_string(&quickstart)
+        .unwrap()
+        .replace("127.0.0.1:8080", "127.0.0.1:0")
+        .replace("\"../data\"", "\"./data\"")
+        .replace(
+            "\"idp/jwks.json\"",
+            &format!("\"{root}/examples/idp/jwks.json\""),
+        );
+    let gw = Gateway::start(&yaml);
+    let out = run_cli(
+        &[
+            "token",
+            "sign",
+            "--config",
+            &quickstart,
+            "--consumer",
+            "alice",
+            "--claim",
+            "sub=u-1",
+        ],
+        Path::new(root),
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.all());
+    let token = out.stdout.trim();
+    let orders = || gw.send(&Req::get("/v1/orders").bearer(token));
+    let before = orders();
+    assert_eq!(before.status, 200, "{}", before.text());
+    assert_eq!(before.json()["headers"]["x-user-id"], "u-1");
+    let logout = gw.send(&Req::new("POST", "/v1/logout").bearer(token));
+    assert_eq!(logout.status, 200, "{}", logout.text());
+    assert_eq!(logout.json()["message"], "logged out");
+    let after = orders();
+    assert_eq!(after.status, 401, "{}", after.text());
+    assert_eq!(after.json()["message"], "JWT token has been revoked");
+}
