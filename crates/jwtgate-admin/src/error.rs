@@ -20,6 +20,10 @@ pub enum AdminError {
     /// to (`admin.allowed_hosts`): `421`.
     #[error("{0}")]
     UnknownHost(String),
+    /// No `Host` where HTTP/1.1 needs one, two of them, or one that is not
+    /// `host[:port]`: `400`, as the data plane answers (RFC 9112 §3.2).
+    #[error("invalid Host header: {0}")]
+    BadHost(String),
     #[error("{0}")]
     NotFound(String),
     /// The body is not JSON at all.
@@ -86,6 +90,7 @@ impl AdminError {
         match self {
             AdminError::Unauthorized => StatusCode::UNAUTHORIZED,
             AdminError::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
+            AdminError::BadHost(_) => StatusCode::BAD_REQUEST,
             AdminError::NotFound(_) => StatusCode::NOT_FOUND,
             AdminError::MalformedJson(_) | AdminError::Invalid { .. } => StatusCode::BAD_REQUEST,
             AdminError::Protected(_) | AdminError::FileConflict { .. } => StatusCode::CONFLICT,

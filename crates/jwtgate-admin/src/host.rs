@@ -13,7 +13,6 @@
 use std::net::Ipv4Addr;
 
 use axum::extract::{Request, State};
-use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -31,12 +30,23 @@ pub async fn require_known_host(
     req: Request,
     next: Next,
 ) -> Response {
+    // The host as the data plane reads it: an absolute-form target's or
+    // HTTP/2's authority, else the one `Host`; none, two or a malformed
+    // one is a 400 over HTTPS too (an outside audit: hyper took them).
+    let host = match jwtgate_proxy::headers::request_host(
+        req.version(),
+        req.uri().authority(),
+        req.headers(),
+    ) {
+        Ok(host) => host,
+        Err(e) => return AdminError::BadHost(e.to_string()).into_response(),
+    };
     if req.extensions().get::<OverTls>().is_some() {
         return next.run(req).await;
     }
-    // A browser always sends one (hyper takes an HTTP/1.x request
-    // without): a request without comes from no web page.
-    let Some(host) = req.headers().get(header::HOST) else {
+    // A browser always sends one; HTTP/1.0 may go without: a request
+    // without comes from no web page.
+    let Some(host) = host else {
         return next.run(req).await;
     };
     let allowed = state.live.admin_hosts();

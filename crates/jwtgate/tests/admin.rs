@@ -166,6 +166,58 @@ fn regression_a_rebound_name_does_not_reach_the_admin_listener() {
     }
 }
 
+/// The admin listener reads `Host` as the data plane does (an outside
+/// audit): none on HTTP/1.1, two, or one that is not `host[:port]` is a
+/// `400` (RFC 9112 §3.2; hyper took them, and only the first of two was
+/// checked), and an absolute-form target's authority is the name checked.
+#[test]
+fn the_admin_listener_reads_host_as_the_data_plane_does() {
+    use std::io::{Read, Write};
+    let (_dir, node) = start();
+    let ask = |head: String| -> String {
+        let mut s = std::net::TcpStream::connect(node.admin).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let key = format!("X-API-KEY: {KEY}\r\nConnection: close\r\n");
+    for (what, head) in [
+        ("no Host", format!("GET /admin/v1/routes HTTP/1.1\r\n{key}\r\n")),
+        (
+            "two, the second foreign",
+            format!("GET /admin/v1/routes HTTP/1.1\r\nHost: localhost\r\nHost: attacker.test\r\n{key}\r\n"),
+        ),
+        (
+            "bare IPv6",
+            format!("GET /status HTTP/1.1\r\nHost: ::1\r\n{key}\r\n"),
+        ),
+    ] {
+        let answer = ask(head);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{what}: {answer}");
+        assert!(answer.contains("invalid Host header"), "{what}: {answer}");
+    }
+    // The absolute-form target names the host (RFC 9112 §3.2.2).
+    let answer = ask(format!(
+        "GET http://attacker.test/status HTTP/1.1\r\nHost: localhost\r\n{key}\r\n"
+    ));
+    assert!(answer.starts_with("HTTP/1.1 421"), "{answer}");
+    let answer = ask(format!(
+        "GET http://localhost/status HTTP/1.1\r\nHost: attacker.test\r\n{key}\r\n"
+    ));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // HTTP/1.0 may go without: from no web page.
+    let answer = ask("GET /status HTTP/1.0\r\n\r\n".into());
+    assert!(
+        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
+        "{answer}"
+    );
+    let answer = ask(format!("GET /status HTTP/1.1\r\nHost: [::1]\r\n{key}\r\n"));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
 /// Every `/admin/*` request leaves a line naming its peer (an outside
 /// operations audit found a refused key logged at DEBUG only, without the
 /// peer, and no line for a change's author), and is counted by status.
