@@ -287,10 +287,24 @@ fn taken_by_backchannel(
     refusals
 }
 
-/// Whether `next` leaves out a request `old` takes: one of its paths, or
-/// (a list where `old` had none, or a shorter one) one of its methods or
-/// hosts. No `methods` is every method; no `hosts`, or none listed, any host.
+/// Whether `next` leaves out a request `old` takes: one of its paths (a
+/// path `next` lists, or one under a prefix of `next`: `/w/*` covers
+/// `/w/a` and `/w/a*`), or (a list where `old` had none, or a shorter one)
+/// one of its methods or hosts. No `methods` is every method; no `hosts`,
+/// or none listed, any host. Another route that comes to take a request
+/// is [`taken`]'s to find.
 fn narrows(old: &RawRoute, next: &RawRoute) -> bool {
+    let prefixes: Vec<PathPattern> = next
+        .paths
+        .iter()
+        .filter_map(|p| PathPattern::parse(p).ok())
+        .filter(PathPattern::is_prefix)
+        .collect();
+    let path_kept = |old: &String| {
+        next.paths.contains(old)
+            || PathPattern::parse(old)
+                .is_ok_and(|o| prefixes.iter().any(|n| o.as_str().starts_with(n.as_str())))
+    };
     let covers = |next: &[String], old: &[String]| old.iter().all(|o| next.contains(o));
     let methods = match (&old.methods, &next.methods) {
         (_, None) => false,
@@ -306,7 +320,7 @@ fn narrows(old: &RawRoute, next: &RawRoute) -> bool {
             old.hosts.as_deref().unwrap_or_default(),
         ),
     };
-    !covers(&next.paths, &old.paths) || methods || hosts
+    !old.paths.iter().all(path_kept) || methods || hosts
 }
 
 /// Equal in everything but the protection flags.
@@ -461,6 +475,29 @@ mod tests {
             );
         }
         let ab: &[&str] = &["a.example", "b.example"];
+        let exact = route(&["/v1/a", "/v2/b*"], Some(gp), Some(a));
+        for (wider, what) in [
+            (
+                route(&["/v1/*", "/v2/*"], Some(gp), Some(a)),
+                "under prefixes",
+            ),
+            (route(&["/*"], Some(gp), Some(a)), "under the root prefix"),
+        ] {
+            assert_eq!(check(&exact, &wider), Ok(()), "{what}");
+        }
+        for (narrower, what) in [
+            (
+                route(&["/v1/a/*", "/v2/b*"], Some(gp), Some(a)),
+                "an exact path under its own prefix",
+            ),
+            (
+                route(&["/v1/a", "/v2/bc*"], Some(gp), Some(a)),
+                "a longer prefix",
+            ),
+        ] {
+            let msg = check(&exact, &narrower).expect_err(what);
+            assert!(msg.contains("cannot narrow"), "{what}: {msg}");
+        }
         for (wider, what) in [
             (
                 route(&["/v2/*", "/v1/*"], Some(&["POST", "GET"]), Some(a)),
