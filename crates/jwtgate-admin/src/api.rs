@@ -64,6 +64,7 @@ pub fn router(state: AdminState) -> Router {
         .merge(console::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(not_modified))
         .layer(middleware::from_fn(no_entity_tags))
         .layer(middleware::from_fn(read_body_in_time))
         .layer(middleware::from_fn_with_state(
@@ -154,6 +155,42 @@ async fn no_entity_tags(req: axum::extract::Request, next: middleware::Next) -> 
         return (StatusCode::PRECONDITION_FAILED, body).into_response();
     }
     next.run(req).await
+}
+
+/// `304 Not Modified` for a GET or HEAD whose `If-None-Match` names the
+/// tag its answer carries, or `*` (RFC 9110 §13.1.2: the origin server
+/// evaluates it; an outside audit found a 200 with the body), with the
+/// answer's other headers and no body.
+async fn not_modified(req: axum::extract::Request, next: middleware::Next) -> Response {
+    let reads = req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD;
+    let asked = if reads {
+        crate::etag::listed(req.headers(), header::IF_NONE_MATCH)
+    } else {
+        Vec::new()
+    };
+    let resp = next.run(req).await;
+    if asked.is_empty() || resp.status() != StatusCode::OK {
+        return resp;
+    }
+    let Some(tag) = resp
+        .headers()
+        .get(header::ETAG)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return resp;
+    };
+    let tag = crate::etag::weak(tag);
+    if !asked
+        .iter()
+        .any(|t| t == "*" || crate::etag::weak(t) == tag)
+    {
+        return resp;
+    }
+    let (mut parts, _) = resp.into_parts();
+    parts.status = StatusCode::NOT_MODIFIED;
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::CONTENT_TYPE);
+    Response::from_parts(parts, axum::body::Body::empty())
 }
 
 /// Whether `path` names an object that carries an entity tag:

@@ -1997,6 +1997,23 @@ fn a_write_conditioned_on_an_older_version_is_refused() {
         etag(&node.admin("GET", "/admin/v1/routes/guarded", None)),
         r3
     );
+    // A read naming the tag it would get is 304, with the tag, no body
+    // (RFC 9110 §13.1.2); another tag gets the object.
+    for (none_match, status) in [
+        (r3.clone(), 304),
+        (format!("W/{r3}"), 304),
+        ("\"x\", *".to_owned(), 304),
+        ("\"x\"".to_owned(), 200),
+    ] {
+        let resp = node.admin_raw(
+            &Req::get("/admin/v1/routes/guarded")
+                .header("X-API-KEY", KEY)
+                .header("If-None-Match", &none_match),
+        );
+        assert_eq!(resp.status, status, "{none_match}: {}", resp.text());
+        assert_eq!(etag(&resp), r3, "{none_match}");
+        assert_eq!(resp.body.is_empty(), status == 304, "{none_match}");
+    }
     // Deleting the policy answers the route's new tag: the route stays.
     let resp = tagged("DELETE", "/admin/v1/routes/guarded/jwt", &r3, None);
     assert_eq!(resp.status, 204, "{}", resp.text());
