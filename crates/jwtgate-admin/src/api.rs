@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use jwtgate_config::{RawConsumer, RawProvider, RawRoute};
+use jwtgate_config::{ConfigErrors, RawConsumer, RawProvider, RawRoute};
 use jwtgate_proxy::metrics::{self, MetricsHandle};
 use jwtgate_proxy::TlsServer;
 use jwtgate_store::{Revocations, StoreHealth};
@@ -301,9 +301,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Name {
         // not say (an outside audit). The whole path is checked: the
         // other segments are fixed words.
         if broken_escape(parts.uri.path()) {
-            return Err(AdminError::field(
-                "",
-                "the name in the path: a `%` that starts no escape (write `%25` for a `%`)",
+            return Err(AdminError::invalid(
+                "invalid name in the path",
+                ConfigErrors::single(
+                    "",
+                    "the name in the path: a `%` that starts no escape (write `%25` for a `%`)",
+                ),
             ));
         }
         Path::<String>::from_request_parts(parts, state)
@@ -311,7 +314,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Name {
             .map(|Path(name)| Name(name))
             // A name that is no text (percent-decoded, not UTF-8) names
             // nothing that could exist: invalid input, as SPEC §4 says.
-            .map_err(|e| AdminError::field("", format!("the name in the path: {e}")))
+            .map_err(|e| {
+                AdminError::invalid(
+                    "invalid name in the path",
+                    ConfigErrors::single("", format!("the name in the path: {e}")),
+                )
+            })
     }
 }
 

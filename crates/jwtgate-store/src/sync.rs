@@ -107,6 +107,11 @@ const WRITE_BACK_RETRY: Duration = Duration::from_secs(5);
 /// time.
 const GENERATION_CHECK_EVERY: Duration = Duration::from_secs(5);
 const SNAPSHOT_EVERY_MAX: Duration = Duration::from_secs(5);
+/// The most claims ([`Revocations::claim_once`]) a node keeps to write back
+/// after a loss: each lives until its token expires (a back-channel logout
+/// token: minutes), and only an identity provider's signed tokens make
+/// them. Past it, a claim is kept by the store alone.
+const HELD_CLAIMS_MAX: usize = 100_000;
 
 /// How long after a snapshot write that took `took` the next may come.
 fn snapshot_every(took: Duration) -> Duration {
@@ -163,6 +168,11 @@ pub struct Revocations {
     write_back_pending: AtomicBool,
     /// The loss has been logged as an error; said again once it is over.
     loss_said: AtomicBool,
+    /// The claims this node made and that have not expired, key -> (owner,
+    /// expiry): written back with the revocations and cut-offs when the
+    /// store lost them, so that a back-channel logout token is still taken
+    /// once (an outside audit replayed one after a Redis flush).
+    claims: std::sync::Mutex<std::collections::HashMap<String, (String, i64)>>,
     /// Told whenever a revocation or a cut-off comes into memory (here,
     /// from the feed, a resync or the snapshot): what holds a token past
     /// its check (an open WebSocket) looks again then ([`Self::changes`]).
@@ -244,6 +254,7 @@ impl Revocations {
             lifts: AtomicU64::new(0),
             write_back_pending: AtomicBool::new(false),
             loss_said: AtomicBool::new(false),
+            claims: std::sync::Mutex::new(std::collections::HashMap::new()),
             changed: watch::Sender::new(()),
         })
     }
@@ -340,15 +351,39 @@ impl Revocations {
         owner: &str,
         expires_at: i64,
     ) -> Result<bool, StoreError> {
-        self.noted(
+        let claimed = self.noted(
             Op::Write,
             self.store.claim_once(key, owner, expires_at).await,
-        )
+        )?;
+        if claimed && self.store.is_shared() {
+            let now = unix_now();
+            let mut held = self.held_claims();
+            if held.len() >= HELD_CLAIMS_MAX {
+                held.retain(|_, (_, expires)| *expires > now);
+            }
+            if held.len() < HELD_CLAIMS_MAX {
+                held.insert(key.to_owned(), (owner.to_owned(), expires_at));
+            }
+        }
+        Ok(claimed)
     }
 
     /// See [`RevocationStore::forget_once`].
     pub async fn forget_once(&self, key: &str, owner: &str) -> Result<(), StoreError> {
-        self.noted(Op::Write, self.store.forget_once(key, owner).await)
+        self.noted(Op::Write, self.store.forget_once(key, owner).await)?;
+        let mut held = self.held_claims();
+        if held.get(key).is_some_and(|(o, _)| o == owner) {
+            held.remove(key);
+        }
+        Ok(())
+    }
+
+    fn held_claims(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (String, i64)>> {
+        self.claims
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Whether the blacklist has been loaded (from the store or the local
@@ -825,12 +860,25 @@ impl Revocations {
         lost_cutoffs
     }
 
-    /// Writes `entries` and `cutoffs` to the store, stopping at the first
-    /// failure.
+    /// Writes `entries` and `cutoffs` to the store, then the claims this
+    /// node made that have not expired (a store that lost revocations lost
+    /// them too), stopping at the first failure.
     async fn write_back(&self, entries: &[Entry], cutoffs: &[Cutoff]) -> Result<(), StoreError> {
         self.store.revoke_batch(entries).await?;
         for c in cutoffs {
             self.store.cut_off(c).await?;
+        }
+        let now = unix_now();
+        let claims: Vec<(String, String, i64)> = {
+            let mut held = self.held_claims();
+            held.retain(|_, (_, expires)| *expires > now);
+            held.iter()
+                .map(|(key, (owner, expires))| (key.clone(), owner.clone(), *expires))
+                .collect()
+        };
+        for (key, owner, expires) in claims {
+            // Held already (another node wrote it back first): as meant.
+            self.store.claim_once(&key, &owner, expires).await?;
         }
         Ok(())
     }

@@ -78,7 +78,7 @@ pub enum ConfigCommand {
 #[derive(Args, Debug)]
 pub struct PushArgs {
     /// File with a config_source and the routes, consumers and providers to push.
-    #[arg(long, short)]
+    #[arg(long, short, value_name = "FILE")]
     pub config: PathBuf,
     /// Say what would change, change nothing.
     #[arg(long)]
@@ -88,21 +88,21 @@ pub struct PushArgs {
 #[derive(Args, Debug)]
 pub struct PullArgs {
     /// File with the config_source to read from (a node's file will do).
-    #[arg(long, short)]
+    #[arg(long, short, value_name = "FILE")]
     pub config: PathBuf,
 }
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// Config file (YAML).
-    #[arg(long, short, default_value = "jwtgate.yaml")]
+    #[arg(long, short, value_name = "FILE", default_value = "jwtgate.yaml")]
     pub config: PathBuf,
 }
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
     /// Config file (YAML).
-    #[arg(long, short)]
+    #[arg(long, short, value_name = "FILE")]
     pub config: PathBuf,
 }
 
@@ -127,7 +127,7 @@ pub enum TokenCommand {
 #[derive(Args, Debug)]
 pub struct SignArgs {
     /// Config file holding the consumer (or provider).
-    #[arg(long, short)]
+    #[arg(long, short, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Consumer username in the config.
     #[arg(long, requires = "config")]
@@ -193,7 +193,7 @@ pub struct ExplainArgs {
     /// The token, or "-" to read it from stdin (keeps it out of shell history).
     pub token: String,
     /// Config file.
-    #[arg(long, short)]
+    #[arg(long, short, value_name = "FILE")]
     pub config: PathBuf,
     /// Route whose policy applies (default: the route matching --request, else the first route with a jwt policy).
     #[arg(long)]

@@ -1648,6 +1648,7 @@ fn regression_new_names_are_plain() {
             "{path}: {}",
             resp.text()
         );
+        assert_eq!(resp.json()["message"], "invalid name in the path", "{path}");
     }
     assert_eq!(
         node.admin("PUT", "/admin/v1/routes/a%25b", Some(route.clone()))

@@ -641,6 +641,34 @@ fn regression_a_flush_under_running_nodes_is_written_back_within_seconds() {
     assert_cut(&c, &cut, "a node started after the flush");
 }
 
+/// An outside audit: after a FLUSHALL, a back-channel logout token already
+/// taken was taken again (the record of its jti was gone, and the node
+/// wrote back only revocations and cut-offs). A node now writes back the
+/// claims it made too: SPEC §3.10's "a jti is accepted once" holds.
+#[test]
+fn regression_a_used_logout_token_stays_used_after_a_flush() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &config(dir.path(), &server.store_yaml(), ""));
+    let logout = logout_token(json!({"sub": "flushed-1", "jti": "once-only"}));
+    let body = format!("logout_token={logout}");
+    let resp = post_logout(&node, body.as_bytes(), FORM);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+
+    assert_eq!(server.cli(&["FLUSHALL"]), "OK");
+    node.wait_log("its generation changed since this node read it", 1);
+    wait_for_one_loss_written_back(&node);
+    let resp = post_logout(&node, body.as_bytes(), FORM);
+    assert_eq!(
+        resp.status,
+        400,
+        "the replay: {}\n{}",
+        resp.text(),
+        node.logs()
+    );
+    node.wait_log("jti already used (a replayed logout token)", 1);
+}
+
 /// A back-channel logout that meets a stalled Redis (a fork, an fsync, a
 /// failover) is answered 400, and the provider's retry of the same logout
 /// token is taken once Redis is back: the claim of its jti that timed out,
