@@ -1450,17 +1450,8 @@ routes:
 /// The `jwks_file` of the quickstart example works end to end.
 #[test]
 fn the_quickstart_provider_example_works() {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-    let quickstart = format!("{root}/examples/quickstart.yaml");
-    let yaml = std::fs::read_to_string(&quickstart)
-        .unwrap()
-        .replace("127.0.0.1:8080", "127.0.0.1:0")
-        .replace("\"../data\"", "\"./data\"")
-        .replace(
-            "\"idp/jwks.json\"",
-            &format!("\"{root}/examples/idp/jwks.json\""),
-        );
-    let gw = Gateway::start(&yaml);
+    let (root, quickstart) = (REPO_ROOT, quickstart_path());
+    let gw = Gateway::start(&quickstart_yaml());
     let out = run_cli(
         &[
             "token",

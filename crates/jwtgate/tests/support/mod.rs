@@ -1430,3 +1430,24 @@ pub async fn h2_get(
     send.send_request(h2_request(addr, "GET", path).body(()).unwrap(), true)
         .map_err(|e| e.to_string())
 }
+
+/// The repository's root, where `examples/` lies.
+pub const REPO_ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+/// `examples/quickstart.yaml`, as the README runs it.
+pub fn quickstart_path() -> String {
+    format!("{REPO_ROOT}/examples/quickstart.yaml")
+}
+
+/// The quickstart's config for a test gateway: an ephemeral port, its
+/// blacklist in the test's directory, its key set file found from there.
+pub fn quickstart_yaml() -> String {
+    std::fs::read_to_string(quickstart_path())
+        .unwrap()
+        .replace("127.0.0.1:8080", "127.0.0.1:0")
+        .replace("\"../data\"", "\"./data\"")
+        .replace(
+            "\"idp/jwks.json\"",
+            &format!("\"{REPO_ROOT}/examples/idp/jwks.json\""),
+        )
+}
