@@ -106,22 +106,14 @@ fn claim_values(
 }
 
 /// The consumer named by `anonymous_consumer`, which must exist. An empty
-/// name is refused rather than read as none (Kong's `anonymous: ""`): the
-/// key is left out for that.
+/// name is none (as Kong's `anonymous: ""`), which `check` warns of.
 pub(crate) fn anonymous(
     j: &RawJwt,
     loc: &str,
     consumers: &ConsumerRegistry,
     errors: &mut Errors,
 ) -> Option<Arc<Consumer>> {
-    let name = j.anonymous_consumer.as_deref()?;
-    if name.is_empty() {
-        errors.add(
-            &child(loc, "anonymous_consumer"),
-            "is empty: name a configured consumer, or leave the key out for no anonymous consumer",
-        );
-        return None;
-    }
+    let name = j.anonymous_consumer.as_deref().filter(|n| !n.is_empty())?;
     let found = consumers.by_username(name).cloned();
     if found.is_none() {
         errors.add(

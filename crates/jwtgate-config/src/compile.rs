@@ -1244,7 +1244,7 @@ pub(crate) fn jwt_policy(
         }
     }
     let required_claims = match &j.required_claims {
-        None => vec![ClaimPath::parse("exp").expect("a claim path")],
+        None => vec![ClaimPath::exp()],
         Some(names) => names
             .iter()
             .enumerate()

@@ -47,13 +47,6 @@ pub(crate) fn compile(
     };
     let methods = match &c.allow_methods {
         Some(ms) => {
-            if ms.is_empty() {
-                errors.add(
-                    &at("allow_methods"),
-                    "is empty, which allows no method: every preflight would fail (leave it \
-                     out for the route's methods)",
-                );
-            }
             for (i, m) in ms.iter().enumerate() {
                 let token = !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase() || b == b'-');
                 if !token {

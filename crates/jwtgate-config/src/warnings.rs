@@ -428,6 +428,14 @@ fn public_keys_as_secrets(raw: &RawConfig, found: &mut Found) {
 
 /// A route's jwt policy, at `at`.
 fn policy(jwt: &RawJwt, at: &str, has_consumers: bool, found: &mut Found) {
+    if jwt.anonymous_consumer.as_deref() == Some("") {
+        found.warn(
+            format!("{at}.anonymous_consumer"),
+            "is empty, which is no anonymous consumer (as Kong's anonymous: \"\"): a request \
+             without a token is refused; leave the key out, or name a consumer (SPEC §3.8)"
+                .into(),
+        );
+    }
     let revoking = jwt.use_jwt_blacklist_revoking == Some(true);
     if !revoking && jwt.logout_path.as_deref().is_some_and(|p| !p.is_empty()) {
         found.warn(
@@ -559,6 +567,9 @@ fn forwarded_logouts(jwt: &RawJwt, at: &str, found: &mut Found) {
 /// claim the operator meant (an outside audit: `check` said ok).
 fn dotted_claim_names(jwt: &RawJwt, at: &str, found: &mut Found) {
     let mut named: Vec<(String, &str)> = Vec::new();
+    for (i, name) in jwt.required_claims.iter().flatten().enumerate() {
+        named.push((format!("{at}.required_claims[{i}]"), name));
+    }
     for name in jwt.forward_claims.iter().flat_map(|m| m.keys()) {
         named.push((format!("{at}.forward_claims.{name}"), name));
     }
@@ -705,6 +716,14 @@ fn dead_authorize_entries(jwt: &RawJwt, paths: &[String], at: &str, found: &mut 
 fn default_ports(raw: &RawConfig, found: &mut Found) {
     for (i, route) in raw.routes.iter().enumerate() {
         let Some(cors) = &route.cors else { continue };
+        if cors.allow_methods.as_ref().is_some_and(Vec::is_empty) {
+            found.warn(
+                format!("routes[{i}].cors.allow_methods"),
+                "is empty, which allows no method: every preflight fails (leave it out for \
+                 the route's methods)"
+                    .into(),
+            );
+        }
         for (j, entry) in cors.allow_origins.iter().enumerate() {
             let bare = jwtgate_core::cors::canonical_origin(entry)
                 .and_then(|o| jwtgate_core::cors::without_default_port(&o));
@@ -1507,11 +1526,38 @@ mod tests {
         }
     }
 
+    /// An outside audit: both loaded silently, the guest off and every
+    /// preflight answered with an empty Access-Control-Allow-Methods.
+    /// Warnings, not errors: configs that loaded before still load.
+    #[test]
+    fn an_empty_anonymous_consumer_or_cors_methods_list_is_warned_about() {
+        let w = only_warning(
+            "  - name: a\n    paths: [\"/a/*\"]\n    upstream: { echo: true }\n    jwt: { anonymous_consumer: \"\" }\n",
+        );
+        assert!(
+            w.starts_with(
+                "routes[0].jwt.anonymous_consumer: is empty, which is no anonymous consumer"
+            ),
+            "{w}"
+        );
+        let w = only_warning(
+            "  - name: a\n    paths: [\"/a/*\"]\n    upstream: { echo: true }\n    cors: { allow_origins: [\"https://a.example\"], allow_methods: [] }\n",
+        );
+        assert!(
+            w.starts_with("routes[0].cors.allow_methods: is empty, which allows no method"),
+            "{w}"
+        );
+    }
+
     #[test]
     fn a_claim_named_by_a_url_is_warned_about() {
-        let route = "  - name: a\n    paths: [\"/a/*\"]\n    upstream: { echo: true }\n    jwt:\n      providers: [corp]\n      consumers: false\n      forward_claims: { \"https://example.com/roles\": X-Roles, realm_access.roles: X-R }\n      authorize:\n        - match: [\"ANY_/a/*\"]\n          any_of: { \"https://example.com/roles\": [admin], resource_access.a.roles: [x], \"urn:example.com:roles\": [editor] }\n";
+        let route = "  - name: a\n    paths: [\"/a/*\"]\n    upstream: { echo: true }\n    jwt:\n      providers: [corp]\n      consumers: false\n      required_claims: [exp, \"https://example.com/tenant\", realm_access.roles]\n      forward_claims: { \"https://example.com/roles\": X-Roles, realm_access.roles: X-R }\n      authorize:\n        - match: [\"ANY_/a/*\"]\n          any_of: { \"https://example.com/roles\": [admin], resource_access.a.roles: [x], \"urn:example.com:roles\": [editor] }\n";
         let w = warnings_of(route);
-        assert_eq!(w.len(), 3, "{w:?}");
+        assert_eq!(w.len(), 4, "{w:?}");
+        assert!(
+            w.iter().any(|w| w.starts_with("routes[0].jwt.required_claims[1]: \"https://example.com/tenant\" is read as a path of 2 nested claims")),
+            "{w:?}"
+        );
         assert!(
             w.iter().any(|w| w.starts_with("routes[0].jwt.forward_claims.https://example.com/roles: \"https://example.com/roles\" is read as a path of 2 nested claims")),
             "{w:?}"

@@ -182,6 +182,14 @@ impl ClaimPath {
         })
     }
 
+    /// `exp`, the claim `required_claims` lists when not set.
+    pub fn exp() -> ClaimPath {
+        ClaimPath {
+            text: "exp".into(),
+            segments: vec!["exp".into()],
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         &self.text
     }
@@ -367,6 +375,7 @@ mod tests {
         assert_eq!(path("realm_access.roles.0").get(&c), None, "no array index");
         assert_eq!(path("sub.x").get(&c), None);
         assert_eq!(path("missing").get(&c), None);
+        assert_eq!(ClaimPath::exp(), path("exp"));
         // A claim named with a dot cannot be addressed.
         assert_eq!(path("a.b").get(&c), None);
         for bad in ["", ".a", "a.", "a..b"] {

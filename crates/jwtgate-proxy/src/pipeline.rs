@@ -430,7 +430,7 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
         //    An HTTP/2 `:scheme` names an http or https URI, as an HTTP/1.1
         //    absolute-form target must (refused as it is read).
         if let Some(scheme) = parts.uri.scheme_str() {
-            if scheme != "http" && scheme != "https" {
+            if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
                 return Err(GatewayError::InvalidScheme(scheme.into()));
             }
         }

@@ -369,13 +369,17 @@ impl Revocations {
     }
 
     /// See [`RevocationStore::forget_once`].
+    /// Forgotten here whatever the store answers: a forget that timed out
+    /// may have been carried out, and a write-back must not bring the claim
+    /// back (the provider's retry would be refused as a replay).
     pub async fn forget_once(&self, key: &str, owner: &str) -> Result<(), StoreError> {
-        self.noted(Op::Write, self.store.forget_once(key, owner).await)?;
-        let mut held = self.held_claims();
-        if held.get(key).is_some_and(|(o, _)| o == owner) {
-            held.remove(key);
+        {
+            let mut held = self.held_claims();
+            if held.get(key).is_some_and(|(o, _)| o == owner) {
+                held.remove(key);
+            }
         }
-        Ok(())
+        self.noted(Op::Write, self.store.forget_once(key, owner).await)
     }
 
     fn held_claims(

@@ -2015,6 +2015,19 @@ fn a_write_conditioned_on_an_older_version_is_refused() {
         assert_eq!(etag(&resp), r3, "{none_match}");
         assert_eq!(resp.body.is_empty(), status == 304, "{none_match}");
     }
+    let head = node.admin_raw(
+        &Req::new("HEAD", "/admin/v1/routes/guarded")
+            .header("X-API-KEY", KEY)
+            .header("If-None-Match", &r3),
+    );
+    assert_eq!(head.status, 304, "HEAD");
+    // An answer without a tag is not conditioned.
+    let list = node.admin_raw(
+        &Req::get("/admin/v1/routes")
+            .header("X-API-KEY", KEY)
+            .header("If-None-Match", "*"),
+    );
+    assert_eq!(list.status, 200, "{}", list.text());
     // Deleting the policy answers the route's new tag: the route stays.
     let resp = tagged("DELETE", "/admin/v1/routes/guarded/jwt", &r3, None);
     assert_eq!(resp.status, 204, "{}", resp.text());

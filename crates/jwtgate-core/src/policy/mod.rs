@@ -134,7 +134,7 @@ impl Default for JwtPolicy {
             key_claim_name: "key".into(),
             sources: TokenSources::default(),
             hide_credentials: false,
-            required_claims: vec![ClaimPath::parse("exp").expect("a claim path")],
+            required_claims: vec![ClaimPath::exp()],
             leeway_seconds: 0,
             max_lifetime_seconds: 0,
             realm: "jwtgate".into(),

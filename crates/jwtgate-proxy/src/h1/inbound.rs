@@ -445,7 +445,7 @@ pub fn encode_refusal(out: &mut Vec<u8>, status: StatusCode, why: &str, date: &[
         status,
         None,
         &headers,
-        ResponseFraming::Length(body.len() as u64),
+        ResponseFraming::Length(u64::try_from(body.len()).unwrap_or(u64::MAX)),
         false,
         false,
         |out| out.extend_from_slice(date),

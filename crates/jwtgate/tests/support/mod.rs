@@ -1442,12 +1442,18 @@ pub fn quickstart_path() -> String {
 /// The quickstart's config for a test gateway: an ephemeral port, its
 /// blacklist in the test's directory, its key set file found from there.
 pub fn quickstart_yaml() -> String {
-    std::fs::read_to_string(quickstart_path())
-        .unwrap()
-        .replace("127.0.0.1:8080", "127.0.0.1:0")
-        .replace("\"../data\"", "\"./data\"")
-        .replace(
+    let mut yaml = std::fs::read_to_string(quickstart_path()).unwrap();
+    for (from, to) in [
+        ("127.0.0.1:8080", "127.0.0.1:0".to_owned()),
+        ("\"../data\"", "\"./data\"".to_owned()),
+        (
             "\"idp/jwks.json\"",
-            &format!("\"{REPO_ROOT}/examples/idp/jwks.json\""),
-        )
+            format!("\"{REPO_ROOT}/examples/idp/jwks.json\""),
+        ),
+    ] {
+        // Else the test would bind 8080 or write into the repository.
+        assert!(yaml.contains(from), "the quickstart no longer says {from}");
+        yaml = yaml.replace(from, &to);
+    }
+    yaml
 }
