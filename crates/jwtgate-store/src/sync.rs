@@ -807,11 +807,13 @@ impl Revocations {
             .collect();
         let mut lost_cutoffs = Vec::new();
         if let Cursor::At(_) = followed {
-            let stored: std::collections::HashSet<&SubjectKey> =
-                cutoffs.iter().map(|c| &c.key).collect();
+            // Lost too: a later cut-off the store holds an earlier one of
+            // (a copy from before it moved): a cut-off only moves later.
+            let stored: std::collections::HashMap<&SubjectKey, i64> =
+                cutoffs.iter().map(|c| (&c.key, c.not_before)).collect();
             lost_cutoffs = held_cutoffs
                 .into_iter()
-                .filter(|c| !stored.contains(&c.key))
+                .filter(|c| stored.get(&c.key).is_none_or(|&at| at < c.not_before))
                 .collect();
             if !lost_cutoffs.is_empty() {
                 match self.lifted_since(followed).await {

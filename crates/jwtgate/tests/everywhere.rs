@@ -561,6 +561,41 @@ fn regression_a_redis_restored_from_an_older_copy_loses_no_cut_off_or_logout() {
     assert_eq!(status(&c, &alice(Some("u-other"), now() - 5)), 200);
 }
 
+/// A review: a Redis restored from a copy that held an earlier cut-off of
+/// the same subject was not seen to have lost the later one (compared by
+/// subject alone), and every node took the earlier one back: tokens issued
+/// between the two were let in again.
+#[test]
+fn regression_a_restored_earlier_cut_off_does_not_replace_the_later_one() {
+    let mut server = RedisServer::start();
+    let store = server.store_yaml();
+    let dir = tempfile::tempdir().unwrap();
+    let a = Node::start(dir.path(), &config(dir.path(), &store, ""));
+    let first = cut_off(&a, json!({"consumer": "alice", "subject": "u-moved"}));
+    let first_at = first["not_before"].as_i64().unwrap();
+    assert_eq!(server.cli(&["SAVE"]), "OK");
+    while now() < first_at + 2 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let between = alice(Some("u-moved"), first_at + 1);
+    assert_eq!(status(&a, &between), 200, "issued after the first cut-off");
+    let second = cut_off(&a, json!({"consumer": "alice", "subject": "u-moved"}));
+    assert!(
+        second["not_before"].as_i64().unwrap() > first_at + 1,
+        "{second}"
+    );
+    assert_cut(&a, &between, "after the second cut-off");
+
+    server.restart();
+    a.wait_log("it lacks revocations or cut-offs this node holds", 1);
+    wait_for_one_loss_written_back(&a);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_cut(&a, &between, "after the restore");
+    let fresh = tempfile::tempdir().unwrap();
+    let c = Node::start(fresh.path(), &config(fresh.path(), &store, ""));
+    assert_cut(&c, &between, "a node started after the restore");
+}
+
 /// A review of the write-back above: a cut-off the store had lost, then
 /// lifted through another node, left no trace in the feed (the lift found
 /// nothing to delete), so a node that still held it wrote it back as lost
