@@ -233,6 +233,7 @@ fn open_checked(path: &Path, mut options: OpenOptions) -> std::io::Result<File> 
     }
     #[cfg(unix)]
     {
+        use std::os::unix::fs::MetadataExt;
         use std::os::unix::fs::PermissionsExt;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o022 != 0 {
@@ -240,8 +241,27 @@ fn open_checked(path: &Path, mut options: OpenOptions) -> std::io::Result<File> 
                 "other users may write it (mode {mode:04o}): refused; make it owner-only (chmod 600)"
             )));
         }
+        let euid = rustix::process::geteuid().as_raw();
+        let dir_owner = || std::fs::metadata(parent_dir(path)).ok().map(|d| d.uid());
+        if !owner_trusted(euid, meta.uid(), dir_owner) {
+            return Err(std::io::Error::other(format!(
+                "is owned by uid {}, not by this process's uid {euid}: refused, as the file \
+                 must be the node's own (another user could have planted it)",
+                meta.uid()
+            )));
+        }
     }
     Ok(file)
+}
+
+/// Whether a state file owned by `owner` is the node's own for a process
+/// running as `euid`: its own file or root's (as ssh's StrictModes), or,
+/// for root (`token explain` run with sudo on a service's state), a file
+/// of the user who owns its directory, the service's (an outside audit: a
+/// key cache another user planted in a world-writable directory was
+/// loaded, and its key verified tokens).
+fn owner_trusted(euid: u32, owner: u32, dir_owner: impl FnOnce() -> Option<u32>) -> bool {
+    owner == euid || owner == 0 || (euid == 0 && dir_owner() == Some(owner))
 }
 
 /// Makes `path`, owner-only (`0600`), from a new file that `fill` first

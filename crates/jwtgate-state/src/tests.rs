@@ -292,3 +292,21 @@ fn a_replacement_that_cannot_be_made_is_said_of_the_directory() {
         "{e}"
     );
 }
+
+/// A state file must be the node's own: owned by the process's user, or,
+/// for root, by the user who owns its directory (a service's state read
+/// by `sudo jwtgate token explain`).
+#[test]
+fn a_state_file_of_another_user_is_not_the_nodes_own() {
+    let never = || -> Option<u32> { panic!("not asked") };
+    assert!(owner_trusted(1000, 1000, never));
+    assert!(owner_trusted(1000, 0, never), "root's");
+    assert!(!owner_trusted(1000, 65534, || Some(65534)), "not root");
+    assert!(owner_trusted(0, 0, never));
+    assert!(owner_trusted(0, 998, || Some(998)), "the service's own");
+    assert!(
+        !owner_trusted(0, 65534, || Some(0)),
+        "planted in root's directory"
+    );
+    assert!(!owner_trusted(0, 65534, || None));
+}
