@@ -340,6 +340,18 @@ fn state_dir_usable(dir: &std::path::Path) {
             dir.display()
         );
     }
+    // Files other users put there are refused as they are read; said at
+    // start too, as the store's directory is.
+    for d in [dir.to_path_buf(), dir.join("providers")] {
+        if jwtgate_state::others_may_write(&d) {
+            warn!(
+                "state_dir {}: other users may write to it (group- or world-writable, not \
+                 sticky): they could remove or replace what the node keeps there; make it \
+                 owner-only (chmod 700)",
+                d.display()
+            );
+        }
+    }
 }
 
 /// The signals the node answers. SIGUSR1 and SIGUSR2 are caught to do
