@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::error::ConfigError;
 use crate::model::{Config, Route};
-use crate::raw::{RawConfig, RawJwt, RawProvider};
+use crate::raw::{RawConfig, RawJwt, RawProvider, RawRoute};
 use crate::tls::{TlsMaterial, TlsVersion};
 use jwtgate_core::path::{RuleEntry, RuleMethod};
 use jwtgate_core::x509::PublicKey;
@@ -61,7 +61,7 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
             let at = format!("routes[{i}].jwt");
             policy(jwt, &at, has_consumers, &mut found);
             authorize_scope(jwt, &raw.paths, &at, &mut found);
-            dead_authorize_entries(jwt, &raw.paths, &at, &mut found);
+            dead_authorize_entries(jwt, raw, &at, &mut found);
         } else if raw.websocket_close_at_exp == Some(true) {
             found.warn(
                 format!("routes[{i}].websocket_close_at_exp"),
@@ -664,14 +664,28 @@ fn authorize_scope(jwt: &RawJwt, paths: &[String], at: &str, found: &mut Found) 
     }
 }
 
-/// `authorize` entries no request reaches: one outside every path of the
-/// route, and one an earlier rule's entry takes whole (the first rule
-/// whose match fits applies, SPEC §3.7, so a second rule for `GET_/x`
-/// with other scopes never applies; an outside audit).
-fn dead_authorize_entries(jwt: &RawJwt, paths: &[String], at: &str, found: &mut Found) {
-    let route: Vec<RuleEntry> = paths
+/// `authorize` entries no request reaches: one outside every path and
+/// method of the route, and one an earlier rule's entry takes whole (the
+/// first rule whose match fits applies, SPEC §3.7, so a second rule for
+/// `GET_/x` with other scopes never applies; an outside audit). A route
+/// method rule entries cannot name (`PURGE`) counts as any method.
+fn dead_authorize_entries(jwt: &RawJwt, raw: &RawRoute, at: &str, found: &mut Found) {
+    let any = ["ANY".to_owned()];
+    let methods = match raw.methods.as_deref() {
+        Some(ms)
+            if ms
+                .iter()
+                .all(|m| RuleEntry::parse(&format!("{m}_/")).is_ok()) =>
+        {
+            ms
+        }
+        _ => &any[..],
+    };
+    let route: Vec<RuleEntry> = raw
+        .paths
         .iter()
-        .filter_map(|p| RuleEntry::parse(&format!("ANY_{p}")).ok())
+        .flat_map(|p| methods.iter().map(move |m| format!("{m}_{p}")))
+        .filter_map(|entry| RuleEntry::parse(&entry).ok())
         .collect();
     let rules: Vec<Vec<RuleEntry>> = jwt
         .authorize
@@ -693,7 +707,10 @@ fn dead_authorize_entries(jwt: &RawJwt, paths: &[String], at: &str, found: &mut 
             if !route.is_empty() && !route.iter().any(|r| entry.overlaps(r)) {
                 found.warn(
                     loc,
-                    format!("{text:?} is never applied: it matches none of the route's paths"),
+                    format!(
+                        "{text:?} is never applied: it matches none of the route's paths and \
+                         methods"
+                    ),
                 );
             } else if let Some(k) = rules[..i]
                 .iter()
@@ -1402,6 +1419,22 @@ mod tests {
         ))
         .is_empty());
         assert!(warnings_of(&route(&rule("[\"GET_/b/\", \"GET_/a/\"]", "read"))).is_empty());
+        // Outside the route's methods: never applied; HEAD is GET's.
+        let get_only = |rules: &str| {
+            format!(
+                "  - name: a\n    paths: [\"/a/*\"]\n    methods: [GET]\n    upstream: {{ echo: true }}\n    jwt:\n      providers: [corp]\n      authorize:\n{rules}"
+            )
+        };
+        let w = only_warning(&get_only(&rule("[\"POST_/a/x\", \"HEAD_/a/x\"]", "read")));
+        assert!(
+            w.starts_with("routes[0].jwt.authorize[0].match[0]: \"POST_/a/x\" is never applied: it matches none of the route's paths and methods"),
+            "{w}"
+        );
+        let custom = get_only(&rule("[\"POST_/a/x\"]", "read")).replace("[GET]", "[GET, PURGE]");
+        assert!(
+            warnings_of(&custom).is_empty(),
+            "a method rules cannot name is any"
+        );
     }
 
     #[test]
