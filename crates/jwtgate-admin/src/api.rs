@@ -64,8 +64,8 @@ pub fn router(state: AdminState) -> Router {
         .merge(console::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(not_modified))
-        .layer(middleware::from_fn(no_entity_tags))
+        .layer(middleware::from_fn(crate::etag::not_modified))
+        .layer(middleware::from_fn(crate::etag::no_entity_tags))
         .layer(middleware::from_fn(read_body_in_time))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -129,81 +129,6 @@ pub(crate) fn loggable_path(path: &str) -> String {
         end -= 1;
     }
     format!("{}...", &path[..end])
-}
-
-/// `412` for an admin write whose `If-Match` names entity tags where the
-/// API gives none (revocations, cut-offs, explain): the condition cannot
-/// hold (RFC 9110 §13.1.1), and carrying on would do what the client asked
-/// only of a version it had seen. Routes, their policies, consumers and
-/// providers carry tags: their handlers check them ([`crate::etag`]).
-async fn no_entity_tags(req: axum::extract::Request, next: middleware::Next) -> Response {
-    // On the writes, which it guards; a read so conditioned only gets what
-    // it would get anyway.
-    let write = !req.method().is_safe();
-    let path = req.uri().path();
-    if write
-        && path.starts_with("/admin/")
-        && !tagged_object(path)
-        && crate::etag::listed(req.headers(), header::IF_MATCH)
-            .iter()
-            .any(|t| t != "*")
-    {
-        let message = "If-Match names an entity tag, and this endpoint gives none: the \
-                       condition cannot hold (only routes, their jwt policies, consumers and \
-                       providers carry an ETag)";
-        let body = Json(json!({ "message": message }));
-        return (StatusCode::PRECONDITION_FAILED, body).into_response();
-    }
-    next.run(req).await
-}
-
-/// `304 Not Modified` for a GET or HEAD whose `If-None-Match` names the
-/// tag its answer carries, or `*` (RFC 9110 §13.1.2: the origin server
-/// evaluates it; an outside audit found a 200 with the body), with the
-/// answer's other headers and no body.
-async fn not_modified(req: axum::extract::Request, next: middleware::Next) -> Response {
-    let reads = req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD;
-    let asked = if reads {
-        crate::etag::listed(req.headers(), header::IF_NONE_MATCH)
-    } else {
-        Vec::new()
-    };
-    let resp = next.run(req).await;
-    if asked.is_empty() || resp.status() != StatusCode::OK {
-        return resp;
-    }
-    let Some(tag) = resp
-        .headers()
-        .get(header::ETAG)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return resp;
-    };
-    let tag = crate::etag::weak(tag);
-    if !asked
-        .iter()
-        .any(|t| t == "*" || crate::etag::weak(t) == tag)
-    {
-        return resp;
-    }
-    let (mut parts, _) = resp.into_parts();
-    parts.status = StatusCode::NOT_MODIFIED;
-    parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.remove(header::CONTENT_TYPE);
-    Response::from_parts(parts, axum::body::Body::empty())
-}
-
-/// Whether `path` names an object that carries an entity tag:
-/// `/admin/v1/{routes,consumers,providers}/{name}`, `/admin/v1/routes/{name}/jwt`.
-fn tagged_object(path: &str) -> bool {
-    let Some(rest) = path.strip_prefix("/admin/v1/") else {
-        return false;
-    };
-    let steps: Vec<&str> = rest.split('/').collect();
-    matches!(
-        steps.as_slice(),
-        ["routes" | "consumers" | "providers", name] | ["routes", name, "jwt"] if !name.is_empty()
-    )
 }
 
 /// Headers every admin answer carries unless it set its own (the console's

@@ -19,13 +19,22 @@
 //! A route's policy (`/routes/{name}/jwt`) carries its route's tag: the
 //! console reads the route and writes its policy, and a tag may change more
 //! often than the representation it validates, never less.
+//!
+//! The two layers in front of every handler are here too: a GET whose
+//! `If-None-Match` names the answer's tag is `304` ([`not_modified`]), and a
+//! write whose `If-Match` names a tag where the API gives none is `412`
+//! ([`no_entity_tags`]).
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::{hmac, pbkdf2};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{middleware, Json};
 use http::HeaderValue;
 use serde::Serialize;
+use serde_json::json;
 
 /// PBKDF2-HMAC-SHA-256 rounds from the admin key to the tag key (OWASP's
 /// figure for passwords; a fraction of a second, once per key, off the
@@ -125,6 +134,81 @@ pub fn listed(headers: &http::HeaderMap, name: http::HeaderName) -> Vec<String> 
 /// A tag with its weakness mark (`W/`) taken off, for a weak comparison.
 pub fn weak(tag: &str) -> &str {
     tag.strip_prefix("W/").unwrap_or(tag)
+}
+
+/// `412` for an admin write whose `If-Match` names entity tags where the
+/// API gives none (revocations, cut-offs, explain): the condition cannot
+/// hold (RFC 9110 §13.1.1), and carrying on would do what the client asked
+/// only of a version it had seen. Routes, their policies, consumers and
+/// providers carry tags: their handlers check them ([`crate::etag`]).
+pub(crate) async fn no_entity_tags(
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    // On the writes, which it guards; a read so conditioned only gets what
+    // it would get anyway.
+    let write = !req.method().is_safe();
+    let path = req.uri().path();
+    if write
+        && path.starts_with("/admin/")
+        && !tagged_object(path)
+        && listed(req.headers(), header::IF_MATCH)
+            .iter()
+            .any(|t| t != "*")
+    {
+        let message = "If-Match names an entity tag, and this endpoint gives none: the \
+                       condition cannot hold (only routes, their jwt policies, consumers and \
+                       providers carry an ETag)";
+        let body = Json(json!({ "message": message }));
+        return (StatusCode::PRECONDITION_FAILED, body).into_response();
+    }
+    next.run(req).await
+}
+
+/// `304 Not Modified` for a GET or HEAD whose `If-None-Match` names the
+/// tag its answer carries, or `*` (RFC 9110 §13.1.2: the origin server
+/// evaluates it; an outside audit found a 200 with the body), with the
+/// answer's other headers and no body.
+pub(crate) async fn not_modified(req: axum::extract::Request, next: middleware::Next) -> Response {
+    let reads = req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD;
+    let asked = if reads {
+        listed(req.headers(), header::IF_NONE_MATCH)
+    } else {
+        Vec::new()
+    };
+    let resp = next.run(req).await;
+    if asked.is_empty() || resp.status() != StatusCode::OK {
+        return resp;
+    }
+    let Some(tag) = resp
+        .headers()
+        .get(header::ETAG)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return resp;
+    };
+    let tag = weak(tag);
+    if !asked.iter().any(|t| t == "*" || weak(t) == tag) {
+        return resp;
+    }
+    let (mut parts, _) = resp.into_parts();
+    parts.status = StatusCode::NOT_MODIFIED;
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::CONTENT_TYPE);
+    Response::from_parts(parts, axum::body::Body::empty())
+}
+
+/// Whether `path` names an object that carries an entity tag:
+/// `/admin/v1/{routes,consumers,providers}/{name}`, `/admin/v1/routes/{name}/jwt`.
+fn tagged_object(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/admin/v1/") else {
+        return false;
+    };
+    let steps: Vec<&str> = rest.split('/').collect();
+    matches!(
+        steps.as_slice(),
+        ["routes" | "consumers" | "providers", name] | ["routes", name, "jwt"] if !name.is_empty()
+    )
 }
 
 #[cfg(test)]
