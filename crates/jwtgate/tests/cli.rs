@@ -931,8 +931,7 @@ fn token_explain_suggests_the_key_claim_name() {
 #[test]
 fn a_stdout_that_cannot_be_written_is_no_panic() {
     use std::process::{Command, Stdio};
-    let root_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-    let quickstart = format!("{root_dir}/examples/quickstart.yaml");
+    let (root_dir, quickstart) = (REPO_ROOT, quickstart_path());
     let secret = "0123456789abcdef0123456789abcdef";
     let full = || {
         std::fs::OpenOptions::new()

@@ -1450,26 +1450,16 @@ routes:
 /// The `jwks_file` of the quickstart example works end to end.
 #[test]
 fn the_quickstart_provider_example_works() {
-    let (root, quickstart) = (REPO_ROOT, quickstart_path());
     let gw = Gateway::start(&quickstart_yaml());
-    let out = run_cli(
-        &[
-            "token",
-            "sign",
-            "--config",
-            &quickstart,
-            "--provider",
-            "example-idp",
-            "--private-key",
-            &format!("{root}/examples/idp/signing-key.pem"),
-            "--claim",
-            "sub=u-42",
-        ],
-        std::path::Path::new(root),
-    );
-    assert_eq!(out.code(), Some(0), "{}", out.all());
-    let token = out.stdout.trim();
-    let resp = gw.send(&Req::get("/v1/orders").bearer(token));
+    let token = sign_quickstart(&[
+        "--provider",
+        "example-idp",
+        "--private-key",
+        &format!("{REPO_ROOT}/examples/idp/signing-key.pem"),
+        "--claim",
+        "sub=u-42",
+    ]);
+    let resp = gw.send(&Req::get("/v1/orders").bearer(&token));
     assert_eq!(resp.status, 200, "{}", resp.text());
     let seen: Value = resp.json();
     assert_eq!(seen["headers"]["x-user-id"], "u-42");

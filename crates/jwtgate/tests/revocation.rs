@@ -1562,28 +1562,13 @@ fn wait_until_unresponsive(port: u16) {
 /// is logged out at the quickstart's logout path, and is refused after.
 #[test]
 fn the_quickstart_logs_a_token_out() {
-    let (root, quickstart) = (REPO_ROOT, quickstart_path());
     let gw = Gateway::start(&quickstart_yaml());
-    let out = run_cli(
-        &[
-            "token",
-            "sign",
-            "--config",
-            &quickstart,
-            "--consumer",
-            "alice",
-            "--claim",
-            "sub=u-1",
-        ],
-        Path::new(root),
-    );
-    assert_eq!(out.code(), Some(0), "{}", out.all());
-    let token = out.stdout.trim();
-    let orders = || gw.send(&Req::get("/v1/orders").bearer(token));
+    let token = sign_quickstart(&["--consumer", "alice", "--claim", "sub=u-1"]);
+    let orders = || gw.send(&Req::get("/v1/orders").bearer(&token));
     let before = orders();
     assert_eq!(before.status, 200, "{}", before.text());
     assert_eq!(before.json()["headers"]["x-user-id"], "u-1");
-    let logout = gw.send(&Req::new("POST", "/v1/logout").bearer(token));
+    let logout = gw.send(&Req::new("POST", "/v1/logout").bearer(&token));
     assert_eq!(logout.status, 200, "{}", logout.text());
     assert_eq!(logout.json()["message"], "logged out");
     let after = orders();

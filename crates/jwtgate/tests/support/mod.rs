@@ -1457,3 +1457,15 @@ pub fn quickstart_yaml() -> String {
     }
     yaml
 }
+
+/// A token `jwtgate token sign --config examples/quickstart.yaml` gives
+/// with `args` (`--consumer alice`, `--provider example-idp ...`), signed
+/// as the README signs it, from the repository's root.
+pub fn sign_quickstart(args: &[&str]) -> String {
+    let quickstart = quickstart_path();
+    let mut all = vec!["token", "sign", "--config", quickstart.as_str()];
+    all.extend_from_slice(args);
+    let out = run_cli(&all, Path::new(REPO_ROOT));
+    assert_eq!(out.code(), Some(0), "{}", out.all());
+    out.stdout.trim().to_owned()
+}
