@@ -913,7 +913,7 @@ fn shadowed(routes: &[Route], found: &mut Found) {
             found.warn(
                 format!("routes[{j}]"),
                 format!(
-                    "route {:?} is never matched: route {:?} (routes[{i}]){others} comes \
+                    "route {:?} is never matched: route {:?}{others} comes \
                      before it on its paths and takes every method and host it takes (on \
                      a path, routes that name hosts come first, then the file's order: \
                      list a route with methods before one that takes every method)",
@@ -984,7 +984,7 @@ fn unprotected_twins(routes: &[Route], found: &mut Found) {
             found.warn(
                 format!("routes[{i}].paths[{j}]"),
                 format!(
-                    "{p:?} is exact, and {twin:?} goes to route {:?} (routes[{k}]), which needs \
+                    "{p:?} is exact, and {twin:?} goes to route {:?}, which needs \
                      no token: frameworks serve both from one handler; list {twin:?} too, or \
                      write {:?}",
                     other.name,
@@ -1034,15 +1034,12 @@ fn backchannel_paths(raw: &RawConfig, found: &mut Found) {
             continue;
         };
         let path = match_form(raw_path);
-        let named = raw.routes.iter().enumerate().find_map(|(j, r)| {
+        let named = raw.routes.iter().find_map(|r| {
             let exact = |rp: &String| {
                 PathPattern::parse(rp).is_ok_and(|pat| !pat.is_prefix() && pat.matches(&path))
             };
             if r.paths.iter().any(exact) {
-                return Some(format!(
-                    "route {:?} (routes[{j}]) names it as a path",
-                    r.name
-                ));
+                return Some(format!("route {:?} names it as a path", r.name));
             }
             let jwt = r.jwt.as_ref()?;
             [
@@ -1051,7 +1048,7 @@ fn backchannel_paths(raw: &RawConfig, found: &mut Found) {
             ]
             .into_iter()
             .find(|(_, entry)| entry.as_deref().is_some_and(|e| entry_takes(e, &path)))
-            .map(|(field, _)| format!("routes[{j}].jwt.{field} takes it"))
+            .map(|(field, _)| format!("jwt.{field} of route {:?} takes it", r.name))
         });
         if let Some(named) = named {
             found.warn(
@@ -1631,7 +1628,7 @@ mod tests {
         };
         let w = only_warning(&routes("", ""));
         assert!(
-            w.starts_with("routes[0].paths[0]: \"/admin\" is exact, and \"/admin/\" goes to route \"rest\" (routes[1]), which needs no token"),
+            w.starts_with("routes[0].paths[0]: \"/admin\" is exact, and \"/admin/\" goes to route \"rest\", which needs no token"),
             "{w}"
         );
         assert!(w.contains("write \"/admin*\""), "{w}");
@@ -1666,7 +1663,9 @@ mod tests {
         let w = hidden(&[all.clone(), post.clone()]);
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(
-            w[0].starts_with("routes[1]: route \"post\" is never matched: route \"all\" (routes[0]) comes before it"),
+            w[0].starts_with(
+                "routes[1]: route \"post\" is never matched: route \"all\" comes before it"
+            ),
             "{w:?}"
         );
         assert!(hidden(&[post.clone(), all.clone()]).is_empty());
@@ -1694,7 +1693,7 @@ mod tests {
         let w = hidden(&[all.clone(), b.clone(), two.clone()]);
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(
-            w[0].starts_with("routes[2]: route \"two\" is never matched: route \"all\" (routes[0]), and others on its other paths,"),
+            w[0].starts_with("routes[2]: route \"two\" is never matched: route \"all\", and others on its other paths,"),
             "{w:?}"
         );
     }
@@ -1745,7 +1744,7 @@ mod tests {
             ),
             (
                 "  - name: a\n    paths: [\"/x\", \"/y/*\"]\n    methods: [GET, POST]\n    upstream: { echo: true }\n  - name: b\n    paths: [\"/y/*\", \"/x\"]\n    methods: [POST, GET]\n    upstream: { echo: true }\n",
-                "routes[1]: route \"b\" is never matched: route \"a\" (routes[0])",
+                "routes[1]: route \"b\" is never matched: route \"a\" comes before it",
             ),
         ] {
             let w = only_warning(routes);
@@ -2057,18 +2056,18 @@ mod tests {
         for (routes, names) in [
             (
                 policy("logout_path: \"POST_/v1/logout\""),
-                "routes[0].jwt.logout_path takes it",
+                "jwt.logout_path of route \"app\" takes it",
             ),
             (
                 policy(
                     "logout_path: \"POST_/v1/bye\", logout_everywhere_path: \"POST_/v1/logout\"",
                 ),
-                "routes[0].jwt.logout_everywhere_path",
+                "jwt.logout_everywhere_path of route \"app\" takes it",
             ),
             (
                 "  - name: exact\n    paths: [\"/v1/logout\"]\n    upstream: { echo: true }\n"
                     .to_owned(),
-                "route \"exact\" (routes[0])",
+                "route \"exact\" names it as a path",
             ),
         ] {
             let w = with(&routes);
@@ -2084,7 +2083,7 @@ mod tests {
         for entry in ["POST_/v1/*", "POST_/v1/logout/", "GET_/v1/logout"] {
             let w = with(&policy(&format!("logout_path: \"{entry}\"")));
             assert!(
-                w.len() == 1 && w[0].contains("routes[0].jwt.logout_path takes it"),
+                w.len() == 1 && w[0].contains("jwt.logout_path of route \"app\" takes it"),
                 "{entry}: {w:?}"
             );
         }

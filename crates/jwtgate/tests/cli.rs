@@ -136,7 +136,7 @@ routes:
     assert!(out.stdout.contains(": ok"), "{}", out.all());
     for expected in [
         "warning: routes[0].jwt.logout_path: does nothing while use_jwt_blacklist_revoking is not true",
-        "warning: routes[1]: route \"two\" is never matched: route \"one\" (routes[0])",
+        "warning: routes[1]: route \"two\" is never matched: route \"one\" comes before it",
     ] {
         assert!(out.stderr.contains(expected), "{expected}\n{}", out.all());
     }

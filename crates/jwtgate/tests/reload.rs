@@ -172,7 +172,7 @@ fn hand_edits_are_picked_up_in_place_and_by_rename() {
         + "  - name: again\n    paths: [\"/two/*\"]\n    upstream: { echo: true }\n";
     std::fs::write(&node.config_path, shadowed).unwrap();
     node.wait_log(
-        "config: routes/again: route \"again\" is never matched: route \"two\" (routes[3])",
+        "config: routes/again: route \"again\" is never matched: route \"two\" comes before it",
         1,
     );
 }
