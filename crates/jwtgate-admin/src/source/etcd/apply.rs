@@ -354,20 +354,25 @@ impl Objects {
                 }
             }
             for e in &errors {
-                match candidate.locate(&e.location) {
-                    Some(id) if is_pending(&id) => {
-                        let inner = jwtgate_config::ConfigError {
-                            location: SharedObjects::inner_location(&e.location).to_owned(),
-                            message: e.message.clone(),
-                        };
-                        let line = locate_in(id.0, &id.1, &inner);
-                        blamed
-                            .entry(id)
-                            .or_insert(("invalid", Vec::new()))
-                            .1
-                            .push(line);
-                    }
-                    _ => unexplained.push(e.to_string()),
+                let Some(id) = candidate.locate(&e.location) else {
+                    unexplained.push(e.to_string());
+                    continue;
+                };
+                // Named as etcd names it (`routes/anon: jwt.anonymous_consumer`):
+                // its place in a list means nothing there (an outside audit).
+                let inner = jwtgate_config::ConfigError {
+                    location: SharedObjects::inner_location(&e.location).to_owned(),
+                    message: e.message.clone(),
+                };
+                let line = locate_in(id.0, &id.1, &inner);
+                if is_pending(&id) {
+                    blamed
+                        .entry(id)
+                        .or_insert(("invalid", Vec::new()))
+                        .1
+                        .push(line);
+                } else {
+                    unexplained.push(line);
                 }
             }
             if unexplained.is_empty() && !blamed.is_empty() {
@@ -624,7 +629,11 @@ mod tests {
             &compile,
         );
         assert_eq!(applied.refused.len(), 1, "{:?}", applied.refused);
-        assert!(applied.refused[0].1.reason.contains("this deletion breaks"));
+        let reason = &applied.refused[0].1.reason;
+        assert!(
+            reason.starts_with("providers/idp: this deletion breaks the rest of the config: routes/p: jwt.providers[0]: "),
+            "the dependent named as etcd names it: {reason}"
+        );
         assert_eq!(names(&o), ["other", "p"]);
         assert!(o.live.get(ObjectKind::Provider, "idp").is_some(), "kept");
     }
