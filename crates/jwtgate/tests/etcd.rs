@@ -1353,6 +1353,14 @@ fn nodes_catch_up_revision_by_revision_after_a_restart_or_a_lost_watch() {
         "the protected policy of route \"locked\" changed in etcd revisions this node did not see",
         1,
     );
+    // And says so in /status, not only in the log (an outside audit:
+    // `following`, and nothing else, on a node out of step with others).
+    assert_eq!(
+        unchecked(&a),
+        [key("routes", "locked")],
+        "{}",
+        source_status(&a)
+    );
 
     // The same across a restart: A is down while B does it again, and etcd
     // compacts those revisions before A is back.
@@ -1378,6 +1386,35 @@ fn nodes_catch_up_revision_by_revision_after_a_restart_or_a_lost_watch() {
     );
     assert_eq!(put.status, 201, "{}", put.text());
     wait_get(&a, "/after-compaction/x", 200);
+    assert_eq!(
+        unchecked(&a),
+        [key("routes", "locked")],
+        "{}",
+        source_status(&a)
+    );
+    // A change of the route A sees step by step is checked again: the
+    // route is no longer listed.
+    unlock_and_change(&b, "v6");
+    let ok = eventually(WAIT, || realm(&a, "/locked/x") == "Bearer realm=\"v6\"");
+    assert!(ok, "{}\n{}", source_status(&a), a.logs());
+    assert!(unchecked(&a).is_empty(), "{}", source_status(&a));
+    assert!(unchecked(&b).is_empty(), "{}", source_status(&b));
+}
+
+/// The keys `/status` lists under `config_source.unchecked`.
+fn unchecked(node: &Node) -> Vec<String> {
+    let s = source_status(node);
+    s.get("unchecked")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .map(|u| {
+                    assert!(u["revision"].as_i64().unwrap() > 0, "{s}");
+                    u["key"].as_str().unwrap().to_owned()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[test]

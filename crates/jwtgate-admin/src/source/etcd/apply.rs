@@ -46,6 +46,12 @@ pub struct Objects {
     /// The mod revision of every key etcd holds under the prefix.
     pub stored: BTreeMap<ObjectId, i64>,
     pub refused: BTreeMap<ObjectId, Refusal>,
+    /// Protected routes whose protection went unchecked in a gap of
+    /// etcd's history (see [`Objects::apply_across_gap`]), each with the
+    /// revision that brought it: what `/status` lists, until the route
+    /// changes again, checked, or goes (an outside audit: such a node,
+    /// out of step with the others, said only `following`).
+    pub unchecked: BTreeMap<String, i64>,
     /// The last revision applied.
     pub revision: i64,
 }
@@ -260,6 +266,9 @@ impl Objects {
             }
             if !accepted.is_empty() {
                 for ((id, object), mod_revision) in accepted {
+                    if id.0 == ObjectKind::Route {
+                        self.unchecked.remove(&id.1);
+                    }
                     match &object {
                         Some(_) => self.versions.insert(id.clone(), mod_revision),
                         None => self.versions.remove(&id),
@@ -286,6 +295,9 @@ impl Objects {
         }
         for (id, r) in &out.refused {
             self.refused.insert(id.clone(), r.clone());
+        }
+        for route in &out.unchecked {
+            self.unchecked.insert(route.clone(), revision);
         }
         self.revision = self.revision.max(revision);
         out

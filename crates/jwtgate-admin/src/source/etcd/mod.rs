@@ -33,7 +33,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
-use jwtgate_config::{check_node_file, ConfigErrors, EtcdSettings, RawConfig, SharedObjects};
+use jwtgate_config::{
+    check_node_file, ConfigErrors, EtcdSettings, ObjectKind, RawConfig, SharedObjects,
+};
 use jwtgate_etcd::{Etcd, EtcdError, Expect, Write};
 use jwtgate_proxy::metrics;
 use jwtgate_state::StateDir;
@@ -95,6 +97,14 @@ impl Phase {
 }
 
 /// See `Shared::uninstalled`.
+/// What `/status` shows of the objects: how many are live, the
+/// refusals, and the protected routes taken unchecked across a gap.
+struct View {
+    objects: usize,
+    refused: Value,
+    unchecked: Vec<Value>,
+}
+
 struct Uninstalled {
     source: RawConfig,
     config: jwtgate_config::Config,
@@ -154,8 +164,8 @@ pub struct EtcdSource {
     /// what was deleted since).
     copies_made: std::sync::atomic::AtomicU64,
     copy_written: Arc<StdMutex<u64>>,
-    /// What `/status` shows: the live objects' count and the refusals.
-    view: StdMutex<(usize, Value)>,
+    /// What `/status` shows of the objects.
+    view: StdMutex<View>,
     /// Why etcd is not followed, and since when (unix seconds): cleared
     /// once it is.
     trouble: StdMutex<Option<(String, i64)>>,
@@ -194,7 +204,11 @@ impl EtcdSource {
             cache_written: StdMutex::new((0, 0)),
             copies_made: std::sync::atomic::AtomicU64::new(0),
             copy_written: Arc::new(StdMutex::new(0)),
-            view: StdMutex::new((0, json!([]))),
+            view: StdMutex::new(View {
+                objects: 0,
+                refused: json!([]),
+                unchecked: Vec::new(),
+            }),
             trouble: StdMutex::new(None),
             settings,
         });
@@ -894,8 +908,11 @@ impl EtcdSource {
             "revision": *self.applied.borrow(),
         });
         if let Ok(view) = self.view.lock() {
-            v["objects"] = json!(view.0);
-            v["refused"] = view.1.clone();
+            v["objects"] = json!(view.objects);
+            v["refused"] = view.refused.clone();
+            if !view.unchecked.is_empty() {
+                v["unchecked"] = json!(view.unchecked);
+            }
         }
         if phase != Phase::Following {
             if let Ok(Some((error, since))) = self.trouble.lock().as_deref() {
@@ -921,8 +938,22 @@ impl EtcdSource {
                 })
             })
             .collect();
+        let unchecked = objects
+            .unchecked
+            .iter()
+            .map(|(route, revision)| {
+                json!({
+                    "key": format!("{}/{}/{route}", self.prefix(), ObjectKind::Route.dir()),
+                    "revision": revision,
+                })
+            })
+            .collect();
         if let Ok(mut view) = self.view.lock() {
-            *view = (objects.live.len(), Value::Array(refused));
+            *view = View {
+                objects: objects.live.len(),
+                refused: Value::Array(refused),
+                unchecked,
+            };
         }
     }
 }
