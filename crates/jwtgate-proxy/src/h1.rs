@@ -789,7 +789,7 @@ fn step(state: ChunkState, b: u8, lenient: bool) -> Result<ChunkState, WireError
 const BWS: u8 = 17;
 
 /// A byte of a field name (RFC 9110 §5.6.2 `tchar`).
-fn is_tchar(b: u8) -> bool {
+pub(crate) fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 

@@ -29,6 +29,17 @@ pub const MAX_REQUEST_HEADERS: usize = 100;
 /// Headers the pipeline typically adds to a request before it goes upstream.
 const ADDED_UPSTREAM: usize = 8;
 
+/// What a request line httparse refused for a bad token holds wrong: the
+/// method, when it is not a token followed by one space, else the target.
+fn token_error(head: &[u8]) -> HeadError {
+    let method = head.iter().take_while(|&&b| b != b' ').count();
+    if method == 0 || !head[..method].iter().all(|&b| super::is_tchar(b)) {
+        HeadError::Malformed("invalid method")
+    } else {
+        HeadError::Malformed("invalid request target")
+    }
+}
+
 /// The first bytes of an HTTP/2 connection (RFC 9113 §3.4).
 pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -131,7 +142,10 @@ pub fn parse_request_head(
         Ok(_) => return Err(HeadError::Malformed("malformed header section")),
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
         Err(httparse::Error::Version) => return Err(HeadError::Version),
-        Err(httparse::Error::Token) => return Err(HeadError::Malformed("invalid method")),
+        // httparse says `Token` for a bad byte in the method and in the
+        // target alike: the error names the one that is (an outside audit:
+        // `GET /a<DEL>` was an "invalid method").
+        Err(httparse::Error::Token) => return Err(token_error(&head)),
         Err(httparse::Error::HeaderName) => {
             return Err(HeadError::Malformed("invalid header name"))
         }

@@ -194,6 +194,26 @@ fn malformed_heads_are_bad_requests() {
     // the header timeout (an outside audit waited 30 s for nothing).
     assert_eq!(refused(b"GET / HTTP/1.1\rHost: x\r\r"), bad);
     assert_eq!(refused(b"GET / HTTP/1.1\r\nHost: x\rX"), bad);
+    // The message names the part that is wrong (an outside audit: a bad
+    // byte in the target was an "invalid method").
+    for (line, said) in [
+        (&b"G\x01T / HTTP/1.1"[..], "invalid method"),
+        (b" / HTTP/1.1", "invalid method"),
+        (b"GET /o/\xe9 HTTP/1.1", "invalid request target"),
+        (b"GET /o/\x7f HTTP/1.1", "invalid request target"),
+        (b"GET /o/x\0y HTTP/1.1", "invalid request target"),
+        (b"GET  /o/x HTTP/1.1", "invalid request target"),
+    ] {
+        let mut bytes = line.to_vec();
+        bytes.extend_from_slice(b"\r\nHost: x\r\n\r\n");
+        let e = parse(&bytes).expect_err("refused");
+        assert_eq!(
+            e,
+            HeadError::Malformed(said),
+            "{}",
+            String::from_utf8_lossy(line)
+        );
+    }
     // A space in the target leaves `b HTTP/1.1` where the version goes.
     assert_eq!(
         refused(b"GET /a b HTTP/1.1\r\n\r\n"),
