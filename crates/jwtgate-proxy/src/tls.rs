@@ -321,6 +321,23 @@ fn certified_key(c: &CertificatePem, provider: &CryptoProvider) -> Result<Entry,
                  (browsers refuse smaller ones too); make a new key and certificate"
             ),
         ),
+        // webpki takes v3 certificates only, and says so in a debug dump
+        // (an outside audit: "invalid peer certificate:
+        // Other(OtherError(UnsupportedCertVersion))", at key_file).
+        (rustls::Error::InvalidCertificate(e), _)
+            if format!("{e:?}").contains("UnsupportedCertVersion") =>
+        {
+            err(
+                "cert_file",
+                "is an X.509 v1 certificate: TLS here takes v3 ones (with extensions: \
+                 `openssl req -x509`, or `openssl x509 -req` with `-extfile`)"
+                    .into(),
+            )
+        }
+        (rustls::Error::InvalidCertificate(e), _) => err(
+            "cert_file",
+            format!("the first certificate cannot be used by a server: {e}"),
+        ),
         (other, None) if other.to_string().contains("failed to parse private key") => err(
             "key_file",
             "is not a kind of key TLS takes here: RSA (2048 bits or more), ECDSA on \

@@ -705,6 +705,51 @@ fn check_locates_bad_tls_settings() {
     );
 }
 
+/// An X.509 v1 certificate (no extensions: what `openssl x509 -req`
+/// makes without `-extfile`) is named as one, at cert_file; it had been
+/// "tls.key_file: cannot be used with the certificate: invalid peer
+/// certificate: Other(OtherError(UnsupportedCertVersion))".
+#[test]
+fn check_names_a_v1_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, key) = self_signed(dir.path(), "localhost", "v3");
+    let (csr, v1) = (dir.path().join("v1.csr"), dir.path().join("v1.crt"));
+    for args in [
+        vec!["req", "-new", "-subj", "/CN=localhost", "-key"],
+        vec!["x509", "-req", "-days", "2", "-signkey"],
+    ] {
+        let mut cmd = Command::new("openssl");
+        cmd.args(&args).arg(&key);
+        if args[0] == "req" {
+            cmd.arg("-out").arg(&csr);
+        } else {
+            cmd.arg("-in").arg(&csr).arg("-out").arg(&v1);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let path = dir.path().join("v1.yaml");
+    let tls = format!(
+        r#"{{ cert_file: "{}", key_file: "{}" }}"#,
+        v1.display(),
+        key.display()
+    );
+    std::fs::write(&path, config(&tls)).unwrap();
+    let out = run_cli(&["check", "--config", path.to_str().unwrap()], dir.path());
+    assert_eq!(out.code(), Some(1), "{}", out.all());
+    assert!(
+        out.all()
+            .contains("tls.cert_file: is an X.509 v1 certificate: TLS here takes v3 ones"),
+        "{}",
+        out.all()
+    );
+    assert!(!out.all().contains("OtherError"), "{}", out.all());
+}
+
 /// An encrypted key is named as one, in its two PEM forms (PKCS#8's own
 /// block, and the traditional OpenSSL headers); had been "holds no private
 /// key" and "not a PEM private key: InvalidCharacter(45)".
