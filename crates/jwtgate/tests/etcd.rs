@@ -1409,7 +1409,7 @@ fn unchecked(node: &Node) -> Vec<String> {
         .map(|list| {
             list.iter()
                 .map(|u| {
-                    assert!(u["revision"].as_i64().unwrap() > 0, "{s}");
+                    assert!(u["mod_revision"].as_i64().unwrap() > 0, "{s}");
                     u["key"].as_str().unwrap().to_owned()
                 })
                 .collect()

@@ -48,7 +48,7 @@ pub struct Objects {
     pub refused: BTreeMap<ObjectId, Refusal>,
     /// Protected routes whose protection went unchecked in a gap of
     /// etcd's history (see [`Objects::apply_across_gap`]), each with the
-    /// revision that brought it: what `/status` lists, until the route
+    /// mod revision of its version: what `/status` lists, until the route
     /// changes again, checked, or goes (an outside audit: such a node,
     /// out of step with the others, said only `following`).
     pub unchecked: BTreeMap<String, i64>,
@@ -248,14 +248,23 @@ impl Objects {
             let mut accepted = Vec::new();
             let mut refused = Vec::new();
             let mut compiled = None;
+            let mut lost = BTreeSet::new();
             self.settle(
                 pending,
                 c,
                 unseen,
-                (&mut out.unchecked, &mut compiled),
+                (&mut lost, &mut compiled),
                 &mut accepted,
                 &mut refused,
             );
+            // A protection went unchecked only where the change it would
+            // have judged went live (a review: one refused anyway, or a
+            // route deleted, was listed too).
+            out.unchecked = lost
+                .into_iter()
+                .filter(|(_, object)| accepted.iter().any(|((id, _), _)| id == object))
+                .map(|(guard, _)| guard)
+                .collect();
             // Refused again: nothing new to report.
             for (id, r) in refused {
                 if retried.contains(&id) {
@@ -297,7 +306,10 @@ impl Objects {
             self.refused.insert(id.clone(), r.clone());
         }
         for route in &out.unchecked {
-            self.unchecked.insert(route.clone(), revision);
+            let id = (ObjectKind::Route, route.clone());
+            if let Some(&mod_revision) = self.versions.get(&id) {
+                self.unchecked.insert(route.clone(), mod_revision);
+            }
         }
         self.revision = self.revision.max(revision);
         out
@@ -313,7 +325,7 @@ impl Objects {
         mut pending: Vec<(Change, i64)>,
         c: &dyn Compile,
         unseen: &BTreeSet<ObjectId>,
-        (unchecked, compiled): (&mut BTreeSet<String>, &mut Option<Config>),
+        (unchecked, compiled): (&mut BTreeSet<(String, ObjectId)>, &mut Option<Config>),
         accepted: &mut Vec<(Change, i64)>,
         refused: &mut Vec<(ObjectId, Refusal)>,
     ) {
@@ -329,7 +341,7 @@ impl Objects {
                 let guard = (ObjectKind::Route, v.guard.clone());
                 let lost = unseen.contains(&guard) && unseen.contains(&v.object);
                 if lost {
-                    unchecked.insert(v.guard.clone());
+                    unchecked.insert((v.guard.clone(), v.object.clone()));
                 }
                 !lost
             });
@@ -763,6 +775,7 @@ mod tests {
         );
         assert_eq!(realm(&o, "locked").as_deref(), Some("new"));
         assert_eq!(applied.unchecked, BTreeSet::from(["locked".to_owned()]));
+        assert_eq!(o.unchecked, BTreeMap::from([("locked".to_owned(), 9)]));
         assert_eq!(applied.refused.len(), 1, "{:?}", applied.refused);
         assert_eq!(applied.refused[0].0, id("taker"));
         assert_eq!(applied.refused[0].1.outcome, "protected");
@@ -791,6 +804,20 @@ mod tests {
         );
         assert!(applied.refused.is_empty(), "{:?}", applied.refused);
         assert_eq!(names(&o), ["guard"]);
+        assert!(!o.unchecked.contains_key("locked"), "{:?}", o.unchecked);
+        // A gap change refused all the same (it names no provider) took
+        // nothing unchecked.
+        let before = o.unchecked.clone();
+        let broken = r#"{"paths": ["/g/*"], "upstream": {"echo": true}, "jwt": {"providers": ["nope"], "protection": {"immutable": true}}}"#;
+        let applied = o.apply_across_gap(
+            vec![put(ObjectKind::Route, "guard", broken, 12)],
+            12,
+            &compile,
+            &BTreeSet::from([id("guard")]),
+        );
+        assert_eq!(applied.refused.len(), 1, "{:?}", applied.refused);
+        assert!(applied.unchecked.is_empty(), "{:?}", applied.unchecked);
+        assert_eq!(o.unchecked, before);
         // With no gap, nothing is taken on trust.
         let applied = o.apply(
             vec![put(ObjectKind::Route, "guard", guard, 13)],

@@ -96,7 +96,6 @@ impl Phase {
     }
 }
 
-/// See `Shared::uninstalled`.
 /// What `/status` shows of the objects: how many are live, the
 /// refusals, and the protected routes taken unchecked across a gap.
 struct View {
@@ -105,6 +104,7 @@ struct View {
     unchecked: Vec<Value>,
 }
 
+/// See `Shared::uninstalled`.
 struct Uninstalled {
     source: RawConfig,
     config: jwtgate_config::Config,
@@ -944,7 +944,7 @@ impl EtcdSource {
             .map(|(route, revision)| {
                 json!({
                     "key": format!("{}/{}/{route}", self.prefix(), ObjectKind::Route.dir()),
-                    "revision": revision,
+                    "mod_revision": revision,
                 })
             })
             .collect();
