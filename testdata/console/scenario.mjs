@@ -645,9 +645,14 @@ async function scenario() {
   await page.locator('#app:not([hidden])').waitFor();
   check(await page.getByLabel('Custom ID (optional)').inputValue() === 'crm-9',
     'signed in again (after a mistyped key), the page is back with the edit kept');
+  const before = requests.length;
   await page.click('button:has-text("Save consumer")');
   await page.locator('form .status.ok', { hasText: 'Saved' }).waitFor();
   check((await adminGet('/admin/v1/consumers/alice')).custom_id === 'crm-9', 'and it saves');
+  const resumed = requests.slice(before).find((r) => r.method === 'PUT' && r.url.endsWith('/admin/v1/consumers/alice'));
+  check(resumed && /^"[0-9a-f]{32}"$/.test(resumed.headers['if-match'] || ''),
+    'the save after signing in again is asked only of the version the page read (If-Match)',
+    JSON.stringify(resumed && resumed.headers));
   // Edits left on purpose stay left: a 401 while the next page loads
   // brings that page after the sign-in, not the one left (a review).
   await page.getByLabel('Custom ID (optional)').fill('crm-10');

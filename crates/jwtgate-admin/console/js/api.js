@@ -57,9 +57,11 @@ export const STALE = 'Someone changed this since the page loaded it, and nothing
 
 /**
  * `extra`: more request headers (`If-None-Match: *` for a create that must
- * not replace an object of the same name).
+ * not replace an object of the same name). `forget: false`: a list read
+ * that shows nothing (the sign-in's check of the key) keeps the versions
+ * the tab read.
  */
-export async function api(method, path, body, key = session.key(), extra = {}) {
+export async function api(method, path, body, key = session.key(), extra = {}, { forget = true } = {}) {
   // A config file may hold an object named `.` or `..` (`jwtgate check`
   // warns; the API creates none), and no browser URL can name it: `%2E%2E`
   // and every other spelling are resolved as a path step too. Said
@@ -75,7 +77,7 @@ export async function api(method, path, body, key = session.key(), extra = {}) {
   if (conditional) headers['If-Match'] = read;
   // A list shows every object as it is now: what the tab read of one
   // before no longer conditions a write from the list (a deletion).
-  if (method === 'GET' && !object) {
+  if (forget && method === 'GET' && !object) {
     const list = path.split('?')[0];
     for (const seen of [...versions.keys()]) if (seen.startsWith(`${list}/`)) versions.delete(seen);
   }
