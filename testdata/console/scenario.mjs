@@ -670,6 +670,43 @@ async function scenario() {
   check(!(await page.evaluate(() => document.getElementById('page').inert)) && await page.locator('#loading').isHidden()
     && /^Routes/.test(await page.title()), 'signed in again, the page chosen is shown, live', await page.title());
   check((await adminGet('/admin/v1/consumers/alice')).custom_id === 'crm-9', 'the edit left was not saved');
+  // A policy page kept through a sign-in is still asked only of the
+  // version it read: another admin's save meanwhile is not undone (an
+  // outside audit: the sign-in's read of the route list dropped the
+  // version, and the save went without If-Match).
+  await go('#/routes/api', 'form.policy');
+  const keptPolicy = await adminGet('/admin/v1/routes/api/jwt');
+  await notRequired.fill([...keptPolicy.not_required_paths, 'GET_/api/kept'].join('\n'));
+  await page.route('**/admin/v1/routes/api/jwt', (r) => (r.request().method() === 'PATCH'
+    ? r.fulfill({ status: 401, contentType: 'application/json', body: '{"message":"Invalid API key"}' })
+    : r.continue()));
+  await page.click('form.policy button[type=submit]');
+  await page.locator('#sign-in-form').waitFor();
+  await page.unroute('**/admin/v1/routes/api/jwt');
+  const others = [...keptPolicy.not_required_paths, 'GET_/api/theirs'];
+  const theirSave = await fetch(`${args.admin}/admin/v1/routes/api/jwt`, {
+    method: 'PATCH',
+    headers: { 'X-API-KEY': args.key, 'Content-Type': 'application/merge-patch+json' },
+    body: JSON.stringify({ not_required_paths: others }),
+  });
+  check(theirSave.ok, 'another admin saves the policy while this page waits for the key', String(theirSave.status));
+  await page.locator('#key').fill(args.key);
+  await page.keyboard.press('Enter');
+  await page.locator('#app:not([hidden])').waitFor();
+  await page.click('form.policy button[type=submit]');
+  const keptStale = page.locator('form.policy .error-summary:not([hidden])');
+  await keptStale.waitFor();
+  check(/Someone changed this since the page loaded it, and nothing was saved/.test(await keptStale.innerText()),
+    'signed in again, the kept page\'s save is refused as stale', await keptStale.innerText());
+  check(JSON.stringify((await adminGet('/admin/v1/routes/api/jwt')).not_required_paths) === JSON.stringify(others),
+    'and the other admin\'s change stays');
+  const restored = await fetch(`${args.admin}/admin/v1/routes/api/jwt`, {
+    method: 'PATCH',
+    headers: { 'X-API-KEY': args.key, 'Content-Type': 'application/merge-patch+json' },
+    body: JSON.stringify({ not_required_paths: keptPolicy.not_required_paths }),
+  });
+  check(restored.ok, 'the policy is put back', String(restored.status));
+  await go('#/routes', 'a[href="#/routes/api"]', { leave: true });
 
   // --- Where the key went, and sign-out. ------------------------------------
   step = 'key hygiene';
