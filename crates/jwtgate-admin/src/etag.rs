@@ -20,7 +20,7 @@
 //! console reads the route and writes its policy, and a tag may change more
 //! often than the representation it validates, never less.
 //!
-//! The two layers in front of every handler are here too: a GET whose
+//! The two layers in front of every handler are here too: a GET or HEAD whose
 //! `If-None-Match` names the answer's tag is `304` ([`not_modified`]), and a
 //! write whose `If-Match` names a tag where the API gives none is `412`
 //! ([`no_entity_tags`]).
@@ -140,7 +140,7 @@ pub fn weak(tag: &str) -> &str {
 /// API gives none (revocations, cut-offs, explain): the condition cannot
 /// hold (RFC 9110 §13.1.1), and carrying on would do what the client asked
 /// only of a version it had seen. Routes, their policies, consumers and
-/// providers carry tags: their handlers check them ([`crate::etag`]).
+/// providers carry tags: their handlers check them against [`Tagger`]'s tags.
 pub(crate) async fn no_entity_tags(
     req: axum::extract::Request,
     next: middleware::Next,
