@@ -94,7 +94,7 @@ const problems = [];
 let cutOff = false;
 page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
 page.on('console', (m) => {
-  if (cutOff && /Failed to load resource: net::ERR_FAILED/.test(m.text())) return;
+  if (cutOff && /Failed to load resource: net::ERR_(FAILED|CONNECTION_REFUSED)/.test(m.text())) return;
   if (m.type() === 'error' && !/Failed to load resource: the server responded with a status of (400|401|404|409|412)/.test(m.text())) {
     problems.push(`console error: ${m.text()}`);
   }
@@ -208,6 +208,33 @@ async function scenario() {
   check(!/WebSocket/.test(await text('p.lede')), 'a route that does not pass them says nothing of WebSockets');
   await go('#/routes', '.cards [data-route="api"]');
 
+  // --- A route with an anonymous consumer says who a request with no token
+  // runs as (an outside audit: "every request needs a valid token" was
+  // shown while such requests passed as the anonymous consumer).
+  step = 'anonymous consumer';
+  const adminWrite = (method, path, body) => fetch(`${args.admin}${path}`, {
+    method,
+    headers: { 'X-API-KEY': args.key, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  check((await adminWrite('PUT', '/admin/v1/consumers/guest', {})).ok, 'a consumer guest is made');
+  check((await adminWrite('PUT', '/admin/v1/routes/anyone',
+    { paths: ['/anyone/*'], upstream: { echo: true }, jwt: { anonymous_consumer: 'guest' } })).ok, 'a route anyone with anonymous_consumer guest is made');
+  const anon = await dataPlane('GET', '/anyone/x');
+  check(anon.status === 200, 'a request with no token passes there', String(anon.status));
+  await go('#/routes/anyone', 'form.policy');
+  check(/runs as the anonymous consumer \u201cguest\u201d; a bad or expired token is still refused/.test(await text('.mode-now')),
+    'the policy page says a request with no token runs as the anonymous consumer', await text('.mode-now'));
+  await go('#/routes', '.cards [data-route="anyone"]');
+  const anonCard = await page.locator('.cards [data-route="anyone"]').innerText();
+  check(/with no token, runs as \u201cguest\u201d/.test(anonCard), 'and so does its card', anonCard);
+  const apiCard = await page.locator('.cards [data-route="api"]').innerText();
+  check(!/runs as/.test(apiCard), 'a route without one says nothing of it', apiCard);
+  check((await adminWrite('DELETE', '/admin/v1/routes/anyone')).ok && (await adminWrite('DELETE', '/admin/v1/consumers/guest')).ok,
+    'both are removed again');
+  await go('#/routes/api', 'form.policy');
+  await go('#/routes', '.cards [data-route="api"]');
+
   // --- RequiredPath -> NotRequiredPath. ------------------------------------
   step = 'switch mode';
   check((await dataPlane('GET', '/api/private/x')).status === 401, 'before: GET /api/private/x needs a token (401)');
@@ -244,9 +271,15 @@ async function scenario() {
   check(await notRequired.isVisible() && !(await required.isVisible()), 'accepted: the NotRequiredPath list replaces the RequiredPath one');
   check((await required.inputValue()) === '', 'accepted: the RequiredPath list is reset');
   await notRequired.fill('GET_/api/private*');
-  await page.click('form.policy button[type=submit]');
+  // Saved from the keyboard: the focus stays on the button (an outside
+  // audit: disabled while the request ran, it fell to the page).
+  await page.locator('form.policy button[type=submit]').focus();
+  await page.keyboard.press('Enter');
   await page.locator('form.policy .status.ok').waitFor();
   check(/NotRequiredPath/.test(await text('.mode-now')), 'saved: the page now says NotRequiredPath');
+  check(await page.evaluate(() => document.activeElement && document.activeElement.matches('form.policy button[type=submit]')),
+    'saved from the keyboard, the focus is still on the Save button',
+    await page.evaluate(() => document.activeElement && document.activeElement.outerHTML.slice(0, 80)));
   policy = await adminGet('/admin/v1/routes/api/jwt');
   check(JSON.stringify(policy.not_required_paths) === '["GET_/api/private*"]' && policy.required_paths === undefined,
     'saved: the gateway holds NotRequiredPath and no RequiredPath list', JSON.stringify(policy));
@@ -316,8 +349,12 @@ async function scenario() {
   policy = await adminGet('/admin/v1/routes/guarded/jwt');
   check(policy.required_paths === undefined, 'the immutable policy is unchanged');
   await screenshot('immutable-409');
-  await page.locator('input[data-flag=immutable]').uncheck();
+  // From the keyboard: the box keeps the focus through the save.
+  await page.locator('input[data-flag=immutable]').focus();
+  await page.keyboard.press('Space');
   await page.locator('.protection .status.ok').waitFor();
+  check(await page.evaluate(() => document.activeElement && document.activeElement.matches('input[data-flag=immutable]')),
+    'a protection ticked off from the keyboard keeps the focus on its box');
   check(await page.locator('.conflict').count() === 0, 'the 409 shown for the protection just lifted goes with it');
   policy = await adminGet('/admin/v1/routes/guarded/jwt');
   check(policy.protection.immutable === false && policy.protection.undeletable === true && policy.required_paths === undefined,
@@ -610,6 +647,20 @@ async function scenario() {
   const spoofed = await page.evaluate(() => [...document.querySelectorAll('.outcome-row')].map((li) => li.dataset.route));
   check(!spoofed.includes('orders'), 'a NUL in a route name does not make another route\'s row', JSON.stringify(spoofed));
   await screenshot('outcomes');
+  // A gateway that stops answering is said so as on the other pages, and
+  // the figures as those of the last reading (an outside audit: the
+  // browser's "Failed to fetch" beside an "Updated" time).
+  cutOff = true;
+  await page.route('**/metrics', (r) => r.abort('connectionrefused'));
+  const down = page.locator('.outcomes-panel .status.bad');
+  await down.waitFor({ timeout: 15_000 });
+  check(/The gateway did not answer|the gateway did not answer \(is it running/.test(await down.innerText()),
+    'metrics that do not answer: the gateway did not answer', await down.innerText());
+  check(/Last read at .*: the figures are as of then/.test(await text('.outcomes-panel .meta')),
+    'and the figures are said to be those of the last reading', await text('.outcomes-panel .meta'));
+  await page.unroute('**/metrics');
+  await down.waitFor({ state: 'detached', timeout: 15_000 });
+  cutOff = false;
 
   // --- A phone's width. ----------------------------------------------------
   step = 'phone';

@@ -4,7 +4,7 @@
 
 import { api, ApiError, keepWarnings, notice, session, signedOut, written } from './api.js';
 import { confirmChoice } from './dialog.js';
-import { clear, h, visible } from './dom.js';
+import { clear, disable, h, visible } from './dom.js';
 import * as routes from './routes.js';
 import * as policy from './policy.js';
 import * as consumers from './consumers.js';
@@ -217,7 +217,7 @@ $('sign-in-form').addEventListener('submit', async (e) => {
     showSignIn('Enter the admin key.');
     return;
   }
-  button.disabled = true;
+  const enable = disable([button]);
   keyError.hidden = true;
   try {
     // Any keyed read tells whether the key is right. It shows no list, so
@@ -236,7 +236,7 @@ $('sign-in-form').addEventListener('submit', async (e) => {
       ? 'Wrong admin key: the gateway refused it (401). Use the value of admin.api_key in the gateway\'s config.'
       : `Cannot check the key: ${err.message}.`);
   } finally {
-    button.disabled = false;
+    enable();
   }
 });
 

@@ -3,7 +3,7 @@
 // back, which keeps the stored secret (the API's GET-edit-PUT round trip).
 
 import { api, get, keepWarnings, notice, seg } from './api.js';
-import { checkbox, code, h, heading, statusLine, uid } from './dom.js';
+import { checkbox, code, disable, h, heading, statusLine, uid } from './dom.js';
 import { deleteSection } from './dialog.js';
 import { FieldErrors, textField } from './fields.js';
 
@@ -132,7 +132,7 @@ export async function editPage(page, username) {
           name.input.focus();
           return;
         }
-        save.disabled = true;
+        const enable = disable([save]);
         try {
           // A create must not replace an object of the same name: the
           // gateway answers 412, located at the name, if there is one.
@@ -150,7 +150,7 @@ export async function editPage(page, username) {
           status.say('Not saved.', 'bad');
           errors.show(err, `Not saved: ${err.message}`);
         } finally {
-          save.disabled = false;
+          enable();
         }
       },
     },

@@ -25,6 +25,23 @@ export function visible(text) {
   return text.replace(UNSEEN, (c) => `\u27e8U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, '0')}\u27e9`);
 }
 
+/**
+ * Disables `controls` while a request runs (no second submit meanwhile)
+ * and gives back a function that enables them again and returns the focus
+ * to the one that had it, if the focus fell to the page: a disabled
+ * control loses it, and a keyboard user had to Tab from the top again (an
+ * outside audit). A message that took the focus meanwhile keeps it.
+ */
+export function disable(controls) {
+  const had = controls.find((c) => c === document.activeElement);
+  controls.forEach((c) => { c.disabled = true; });
+  return () => {
+    controls.forEach((c) => { c.disabled = false; });
+    const now = document.activeElement;
+    if (had && had.isConnected && (!now || now === document.body)) had.focus();
+  };
+}
+
 /** Each such character of `text`: `U+200B at position 12` (from 1). */
 function unseenPositions(text) {
   const found = [];

@@ -3,7 +3,7 @@
 // with the hint that fixes the usual mistakes pulled to the top.
 
 import { api, get } from './api.js';
-import { h, heading, rich, statusLine, uid } from './dom.js';
+import { disable, h, heading, rich, statusLine, uid } from './dom.js';
 import { FieldErrors, textField } from './fields.js';
 
 function report(r) {
@@ -59,7 +59,7 @@ export async function page(page) {
         const body = { token: token.input.value.trim() };
         if (request.input.value.trim()) body.request = request.input.value.trim();
         if (route.value) body.route = route.value;
-        submit.disabled = true;
+        const enable = disable([submit]);
         try {
           const r = await api('POST', '/admin/v1/explain', body);
           status.say('');
@@ -68,7 +68,7 @@ export async function page(page) {
           status.say('No report.', 'bad');
           errors.show(err, `No report: ${err.message}`);
         } finally {
-          submit.disabled = false;
+          enable();
         }
       },
     },

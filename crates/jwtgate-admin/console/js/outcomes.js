@@ -59,7 +59,11 @@ async function poll() {
     state.readAt = Date.now();
     state.error = null;
   } catch (e) {
-    state.error = e.message || 'the gateway did not answer';
+    // fetch's own failure (a TypeError) is a gateway that did not
+    // answer, said as the other pages say it.
+    state.error = e instanceof TypeError || !e.message
+      ? 'the gateway did not answer (is it running, and reachable from this browser?)'
+      : e.message;
   }
   for (const f of state.listeners) f();
 }
@@ -131,7 +135,9 @@ function render(slot) {
     const n = Object.values(data).reduce((a, r) => a + Object.values(r).reduce((x, y) => x + y, 0), 0);
     parts.push(h('p', { class: 'meta' },
       `Since ${new Date(state.openedAt).toLocaleTimeString()}: ${plural(n, 'decision')}. `,
-      `Updated ${new Date(state.readAt).toLocaleTimeString()}, every ${INTERVAL_MS / 1000} s.`));
+      state.error
+        ? `Last read at ${new Date(state.readAt).toLocaleTimeString()}: the figures are as of then.`
+        : `Updated ${new Date(state.readAt).toLocaleTimeString()}, every ${INTERVAL_MS / 1000} s.`));
     parts.push(n ? chart(data) : h('p', { class: 'muted' }, 'No authentication decisions since the page opened. Requests to the gateway show here within seconds.'));
   }
   slot.replaceChildren(...parts);

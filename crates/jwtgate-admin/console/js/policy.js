@@ -5,11 +5,15 @@
 // of /admin/v1/routes/{name}/jwt, so untouched settings stay as they are.
 
 import { api, get, seg } from './api.js';
-import { checkbox, code, h, heading, plural, reload, statusLine, uid, visible } from './dom.js';
+import {
+  checkbox, code, disable, h, heading, plural, reload, statusLine, uid, visible,
+} from './dom.js';
 import { confirmChoice } from './dialog.js';
 import { FieldErrors } from './fields.js';
 import { LinesEditor } from './lines.js';
-import { ENTRY_HELP, MODES, modeOf, nonEmpty, protectionWords } from './routes.js';
+import {
+  ENTRY_HELP, MODES, anonymousWords, modeOf, nonEmpty, protectionWords,
+} from './routes.js';
 
 /** What a 409 means here, and how to get past it. */
 export function conflictHelp(err) {
@@ -195,7 +199,8 @@ class PolicyEditor {
     if (this.json) this.json.textContent = visible(JSON.stringify(this.server, null, 2));
     this.frozen.hidden = !(this.server.protection && this.server.protection.immutable);
     const server = modeOf(this.server);
-    this.modeNow.replaceChildren('Now: ', h('strong', {}, MODES[server].name), ` \u2014 ${MODES[server].long}`);
+    this.modeNow.replaceChildren('Now: ', h('strong', {}, MODES[server].name),
+      ` \u2014 ${MODES[server].long}${anonymousWords(this.server).long}`);
     this.modeNow.dataset.mode = server;
     for (const [key, editor] of Object.entries(this.lists)) editor.el.hidden = key !== this.mode;
     this.everyNote.hidden = this.mode !== 'every';
@@ -253,7 +258,7 @@ class PolicyEditor {
       this.lists[this.mode].textarea.focus();
       return;
     }
-    this.save.disabled = true;
+    const enable = disable([this.save]);
     this.status.say('Saving\u2026', 'info');
     try {
       this.server = await api('PATCH', `/admin/v1/routes/${seg(this.name)}/jwt`, patch);
@@ -265,7 +270,7 @@ class PolicyEditor {
       if (e.status === 409) this.conflict.replaceChildren(conflictHelp(e));
       else this.errors.show(e, `Not saved: ${e.message}`);
     } finally {
-      this.save.disabled = false;
+      enable();
     }
   }
 
@@ -277,7 +282,7 @@ class PolicyEditor {
     const boxes = [undeletable.input, immutable.input];
     const change = async () => {
       const next = { undeletable: undeletable.input.checked, immutable: immutable.input.checked };
-      boxes.forEach((b) => { b.disabled = true; });
+      const enable = disable(boxes);
       try {
         const saved = await api('PATCH', `/admin/v1/routes/${seg(this.name)}/jwt`, { protection: next });
         this.server = { ...this.server, protection: saved.protection };
@@ -292,7 +297,7 @@ class PolicyEditor {
         immutable.input.checked = !!(this.server.protection || {}).immutable;
         status.say(`Protection not changed: ${e.message}`, 'bad');
       } finally {
-        boxes.forEach((b) => { b.disabled = false; });
+        enable();
       }
     };
     boxes.forEach((b) => b.addEventListener('change', change));

@@ -4,7 +4,7 @@
 // they are (the body starts from what GET returned).
 
 import { api, get, keepWarnings, notice, seg } from './api.js';
-import { code, h, heading, statusLine, uid } from './dom.js';
+import { code, disable, h, heading, statusLine, uid } from './dom.js';
 import { deleteSection } from './dialog.js';
 import { FieldErrors, textField } from './fields.js';
 
@@ -150,7 +150,7 @@ export async function editPage(page, name) {
           nameField.input.focus();
           return;
         }
-        save.disabled = true;
+        const enable = disable([save]);
         try {
           // A create must not replace an object of the same name: the
           // gateway answers 412, located at the name, if there is one.
@@ -167,7 +167,7 @@ export async function editPage(page, name) {
           status.say('Not saved.', 'bad');
           errors.show(err, `Not saved: ${err.message}`);
         } finally {
-          save.disabled = false;
+          enable();
         }
       },
     },

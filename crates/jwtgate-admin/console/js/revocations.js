@@ -3,7 +3,7 @@
 // /admin/v1/revocations/subjects).
 
 import { api, get } from './api.js';
-import { code, formatTime, h, heading, reload, statusLine, uid } from './dom.js';
+import { code, disable, formatTime, h, heading, reload, statusLine, uid } from './dom.js';
 import { FieldErrors, textField } from './fields.js';
 
 function revokeForm() {
@@ -25,7 +25,7 @@ function revokeForm() {
         e.preventDefault();
         errors.clear();
         status.say('');
-        submit.disabled = true;
+        const enable = disable([submit]);
         try {
           const r = await api('POST', '/admin/v1/revocations', { token: token.input.value.trim() });
           token.input.value = '';
@@ -34,7 +34,7 @@ function revokeForm() {
           status.say('Not revoked.', 'bad');
           errors.show(err, `Not revoked: ${err.message}`);
         } finally {
-          submit.disabled = false;
+          enable();
         }
       },
     },
@@ -92,7 +92,7 @@ function subjectForm(consumers, providers) {
         errors.clear();
         const body = { [kind.consumer.checked ? 'consumer' : 'provider']: pick.value };
         if (subject.input.value.trim()) body.subject = subject.input.value.trim();
-        submit.disabled = true;
+        const enable = disable([submit]);
         try {
           const c = await api('POST', '/admin/v1/revocations/subjects', body);
           status.say(`Cut off at ${formatTime(c.not_before)}: tokens issued until then are refused.`, 'ok');
@@ -102,7 +102,7 @@ function subjectForm(consumers, providers) {
           status.say('Not cut off.', 'bad');
           errors.show(err, `Not cut off: ${err.message}`);
         } finally {
-          submit.disabled = false;
+          enable();
         }
       },
     },

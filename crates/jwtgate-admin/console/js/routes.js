@@ -2,7 +2,7 @@
 // one route is edited on its own page (policy.js).
 
 import { get, seg } from './api.js';
-import { code, h, heading } from './dom.js';
+import { code, h, heading, visible } from './dom.js';
 
 export const MODES = {
   every: {
@@ -25,6 +25,22 @@ export const MODES = {
 };
 
 export const nonEmpty = (l) => Array.isArray(l) && l.length > 0;
+
+/**
+ * What a policy's `anonymous_consumer` does to its mode, in words (an
+ * outside audit: "every request needs a valid token" was shown while a
+ * request with none ran as the anonymous consumer): `short` for a card,
+ * `long` after the mode's own sentence; empty without one.
+ */
+export function anonymousWords(jwt) {
+  const name = jwt && jwt.anonymous_consumer;
+  if (!name) return { short: '', long: '' };
+  const shown = `\u201c${visible(name)}\u201d`;
+  return {
+    short: `; with no token, runs as ${shown}`,
+    long: ` A request that needs a token and comes with none runs as the anonymous consumer ${shown}; a bad or expired token is still refused.`,
+  };
+}
 
 export function modeOf(jwt) {
   if (nonEmpty(jwt.required_paths)) return 'required';
@@ -59,7 +75,7 @@ export async function listPage(page) {
       h('h2', {}, h('a', { href: `#/routes/${seg(r.name)}` }, r.name)),
       h('p', { class: 'paths' }, r.paths.map((p) => [code(p), ' '])),
       jwt
-        ? h('p', {}, h('strong', { class: 'mode' }, mode.name), ` \u2014 ${mode.short}`)
+        ? h('p', {}, h('strong', { class: 'mode' }, mode.name), ` \u2014 ${mode.short}${anonymousWords(jwt).short}`)
         : h('p', { class: 'muted' }, 'No JWT policy: requests pass without a token.'),
       jwt && jwt.logout_path ? h('p', {}, 'Logout: ', code(jwt.logout_path),
         jwt.use_jwt_blacklist_revoking ? ' (blacklist on)' : ' (blacklist off)') : null,
