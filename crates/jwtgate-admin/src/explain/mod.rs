@@ -236,7 +236,9 @@ impl Explain<'_> {
         };
         r.route = Some(route.route.name.clone());
         let chosen = if req.route.is_none() && path.is_none() {
-            " (first route with a jwt policy; use --route or --request to choose)"
+            // Words for the command line and the console alike (its
+            // fields are not flags).
+            " (first route with a jwt policy; name a route or give a request line to choose)"
         } else {
             ""
         };
