@@ -298,6 +298,26 @@ fn certified_key(c: &CertificatePem, provider: &CryptoProvider) -> Result<Entry,
     let Some(leaf) = chain.first().cloned() else {
         return Err(err("cert_file", "holds no certificate".into()));
     };
+    // Read before the key is matched to it: webpki takes v3 certificates
+    // only, and rustls said so in a debug dump at key_file (an outside
+    // audit: "Other(OtherError(UnsupportedCertVersion))").
+    let parsed = match webpki::EndEntityCert::try_from(&leaf) {
+        Ok(parsed) => parsed,
+        Err(webpki::Error::UnsupportedCertVersion) => {
+            return Err(err(
+                "cert_file",
+                "is an X.509 v1 certificate: TLS here takes v3 ones (with extensions: \
+                 `openssl req -x509`, or `openssl x509 -req` with `-extfile`)"
+                    .into(),
+            ))
+        }
+        Err(_) => {
+            return Err(err(
+                "cert_file",
+                "the first certificate does not parse as X.509".into(),
+            ))
+        }
+    };
     let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut c.key_pem.as_slice())
         .map_err(|e| err("key_file", format!("not a PEM private key: {e}")))?
         .ok_or_else(|| err("key_file", "holds no private key".into()))?;
@@ -321,22 +341,9 @@ fn certified_key(c: &CertificatePem, provider: &CryptoProvider) -> Result<Entry,
                  (browsers refuse smaller ones too); make a new key and certificate"
             ),
         ),
-        // webpki takes v3 certificates only, and says so in a debug dump
-        // (an outside audit: "invalid peer certificate:
-        // Other(OtherError(UnsupportedCertVersion))", at key_file).
-        (rustls::Error::InvalidCertificate(e), _)
-            if format!("{e:?}").contains("UnsupportedCertVersion") =>
-        {
-            err(
-                "cert_file",
-                "is an X.509 v1 certificate: TLS here takes v3 ones (with extensions: \
-                 `openssl req -x509`, or `openssl x509 -req` with `-extfile`)"
-                    .into(),
-            )
-        }
-        (rustls::Error::InvalidCertificate(e), _) => err(
+        (rustls::Error::InvalidCertificate(_), _) => err(
             "cert_file",
-            format!("the first certificate cannot be used by a server: {e}"),
+            "the first certificate's public key cannot be read".into(),
         ),
         (other, None) if other.to_string().contains("failed to parse private key") => err(
             "key_file",
@@ -349,12 +356,6 @@ fn certified_key(c: &CertificatePem, provider: &CryptoProvider) -> Result<Entry,
             format!("cannot be used with the certificate: {other}"),
         ),
     })?;
-    let Ok(parsed) = webpki::EndEntityCert::try_from(&leaf) else {
-        return Err(err(
-            "cert_file",
-            "the first certificate does not parse as X.509".into(),
-        ));
-    };
     let (mut exact, mut wildcard) = (Vec::new(), Vec::new());
     for name in parsed.valid_dns_names() {
         let name = name.to_ascii_lowercase();
