@@ -32,8 +32,8 @@ use support::*;
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(240);
 
 fn repo_root() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    root.canonicalize().unwrap_or(root)
+    let root = Path::new(REPO_ROOT);
+    root.canonicalize().unwrap_or_else(|_| root.to_owned())
 }
 
 fn console_dir() -> PathBuf {
