@@ -1704,6 +1704,60 @@ fn a_node_starts_from_its_local_copy_while_etcd_is_down_then_follows() {
         "{}",
         resp.text()
     );
+    // So is an object wrong in itself: a consumer's short secret, a rule
+    // with an unknown method (an outside audit: 503 after the wait, then
+    // 400 once etcd was back). A route naming a provider this node does
+    // not know cannot be judged without etcd: 503.
+    let field_of = |resp: &Response| -> Vec<String> {
+        resp.json()["errors"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter_map(|e| e["field"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let resp = a.admin(
+        "PUT",
+        "/admin/v1/consumers/shape",
+        Some(json!({"jwt": {"key": "shape-key", "secret": "short"}})),
+    );
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert_eq!(field_of(&resp), ["jwt.secret"], "{}", resp.text());
+    let resp = a.admin(
+        "PUT",
+        "/admin/v1/routes/rule",
+        Some(json!({"paths": ["/rule/*"], "upstream": {"echo": true},
+                    "jwt": {"required_paths": ["FETCH_/rule/x"]}})),
+    );
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert_eq!(
+        field_of(&resp),
+        ["jwt.required_paths[0]"],
+        "{}",
+        resp.text()
+    );
+    let resp = a.admin(
+        "PUT",
+        "/admin/v1/routes/refs",
+        Some(json!({"paths": ["/refs/*"], "upstream": {"echo": true},
+                    "jwt": {"providers": ["seen-only-by-etcd"], "required_paths": ["FETCH_/refs/x"]}})),
+    );
+    assert_eq!(resp.status, 400, "its own problem is said: {}", resp.text());
+    assert_eq!(
+        field_of(&resp),
+        ["jwt.required_paths[0]"],
+        "{}",
+        resp.text()
+    );
+    let resp = a.admin(
+        "PUT",
+        "/admin/v1/routes/refs",
+        Some(json!({"paths": ["/refs/*"], "upstream": {"echo": true},
+                    "jwt": {"providers": ["seen-only-by-etcd"]}})),
+    );
+    assert_eq!(resp.status, 503, "{}", resp.text());
 
     // token explain with etcd down: A's file reads A's copy, and says so;
     // C's has nothing to read, so there is no verdict (exit 3).
