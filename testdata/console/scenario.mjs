@@ -280,6 +280,30 @@ async function scenario() {
   check(await page.evaluate(() => document.activeElement && document.activeElement.matches('form.policy button[type=submit]')),
     'saved from the keyboard, the focus is still on the Save button',
     await page.evaluate(() => document.activeElement && document.activeElement.outerHTML.slice(0, 80)));
+  // A long list: the gutter follows the lines, and a keystroke adds or
+  // drops rows rather than building them all again (an outside audit:
+  // 275 ms a keystroke at 2 000 entries).
+  const gutterRows = () => page.locator('[data-lines="not_required_paths"] .lines-gutter > div').count();
+  const long = Array.from({ length: 2000 }, (_, i) => `GET_/api/long/${i}`);
+  // Pasted (playwright's fill inserts text slower than a paste lands).
+  await page.evaluate((text) => {
+    const t = document.querySelector('[data-lines="not_required_paths"] textarea');
+    t.value = text;
+    t.dispatchEvent(new Event('input', { bubbles: true }));
+  }, long.join('\n'));
+  check(await gutterRows() === 2000, 'a 2 000-line list has 2 000 gutter rows', String(await gutterRows()));
+  await page.evaluate(() => { window.firstRow = document.querySelector('[data-lines="not_required_paths"] .lines-gutter > div'); });
+  await notRequired.press('End');
+  await page.keyboard.press('Control+End');
+  await page.keyboard.type('x');
+  await page.keyboard.press('Enter');
+  check(await gutterRows() === 2001, 'a new line adds its row', String(await gutterRows()));
+  check(await page.evaluate(() => document.querySelector('[data-lines="not_required_paths"] .lines-gutter > div') === window.firstRow),
+    'typing keeps the rows already there');
+  await page.keyboard.press('Backspace');
+  check(await gutterRows() === 2000, 'a line removed drops its row', String(await gutterRows()));
+  await notRequired.fill('GET_/api/private*');
+  check(await gutterRows() === 4, 'back to one line: the textarea\'s four rows', String(await gutterRows()));
   policy = await adminGet('/admin/v1/routes/api/jwt');
   check(JSON.stringify(policy.not_required_paths) === '["GET_/api/private*"]' && policy.required_paths === undefined,
     'saved: the gateway holds NotRequiredPath and no RequiredPath list', JSON.stringify(policy));

@@ -104,20 +104,35 @@ export class LinesEditor {
     this.textarea.setSelectionRange(start, start + (all[line - 1] || '').length);
   }
 
+  /**
+   * The gutter and the notes column follow the lines. Rebuilt only when
+   * the errors change; a keystroke adds or drops the rows that changed
+   * (an outside audit: rebuilding all of them at each keystroke took
+   * 275 ms with 2 000 entries).
+   */
   refresh() {
     this.unseen.update();
     const count = this.textarea.value.split('\n').length;
     this.textarea.rows = Math.min(14, Math.max(4, count + 1));
     const rows = Math.max(count, this.textarea.rows);
-    this.gutter.replaceChildren();
-    this.notes.replaceChildren();
-    for (let line = 1; line <= rows; line += 1) {
-      const errs = this.errors.get(line);
-      this.gutter.append(h('div', { class: errs ? 'bad' : '' }, errs ? `! ${line}` : String(line)));
-      this.notes.append(h('div', { class: errs ? 'bad' : '', 'data-line': line },
-        errs ? `\u2190 ${errs.map((e) => e.message).join('; ')}` : ''));
+    if (this.shownErrors !== this.errors) {
+      this.shownErrors = this.errors;
+      this.gutter.replaceChildren();
+      this.notes.replaceChildren();
+    }
+    while (this.gutter.childElementCount < rows) this.appendRow(this.gutter.childElementCount + 1);
+    while (this.gutter.childElementCount > rows) {
+      this.gutter.lastElementChild.remove();
+      this.notes.lastElementChild.remove();
     }
     this.sync();
+  }
+
+  appendRow(line) {
+    const errs = this.errors.get(line);
+    this.gutter.append(h('div', { class: errs ? 'bad' : '' }, errs ? `! ${line}` : String(line)));
+    this.notes.append(h('div', { class: errs ? 'bad' : '', 'data-line': line },
+      errs ? `\u2190 ${errs.map((e) => e.message).join('; ')}` : ''));
   }
 
   sync() {
