@@ -57,6 +57,22 @@ pub enum StoreError {
     NotReplicated,
 }
 
+impl StoreError {
+    /// Redis's `WRONGTYPE`: the key holds another kind of value than the
+    /// gateway keeps there (written by something else).
+    pub fn is_wrong_type(&self) -> bool {
+        matches!(self, StoreError::Refused(m) if m.contains("WRONGTYPE"))
+    }
+
+    /// The same error with the key it concerns named first.
+    pub fn at_key(self, key: &str) -> StoreError {
+        match self {
+            StoreError::Refused(m) => StoreError::Refused(format!("{key}: {m}")),
+            other => other,
+        }
+    }
+}
+
 /// One change another node made, as the feed delivers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {

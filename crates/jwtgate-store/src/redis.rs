@@ -978,7 +978,8 @@ impl RevocationStore for RedisStore {
                         .clone();
                     Self::query(&mut conn, &cmd).await
                 })
-                .await?;
+                .await
+                .map_err(|e| e.at_key(&self.subjects))?;
             for (k, v) in page {
                 let read = SubjectKey::decode(&k).zip(parse_cutoff_value(&v));
                 match read {
@@ -1025,7 +1026,8 @@ impl RevocationStore for RedisStore {
                 let _: Option<String> = Self::query(&mut conn, &set).await?;
                 Self::query(&mut conn, &get).await
             })
-            .await?;
+            .await
+            .map_err(|e| e.at_key(&self.generation))?;
         self.warn_of_eviction().await;
         self.warn_of_foreign_seeds();
         Ok(generation)

@@ -159,6 +159,10 @@ pub struct Revocations {
     store_lost: AtomicU64,
     /// The store's generation when this node last read it all.
     generation: std::sync::Mutex<Option<String>>,
+    /// Keys of the wrong kind already warned of ([`Self::say_wrong_type`]),
+    /// and whether the resync running met one.
+    wrong_type_said: std::sync::Mutex<std::collections::HashSet<String>>,
+    wrong_type_noted: AtomicBool,
     revoked: AtomicU64,
     /// Cut-offs lifted here or by the feed: a cut-off recorded while one
     /// was lifted is left to the feed (see `cut_off`).
@@ -250,6 +254,8 @@ impl Revocations {
             store_errors: AtomicU64::new(0),
             store_lost: AtomicU64::new(0),
             generation: std::sync::Mutex::new(None),
+            wrong_type_said: std::sync::Mutex::new(std::collections::HashSet::new()),
+            wrong_type_noted: AtomicBool::new(false),
             revoked: AtomicU64::new(0),
             lifts: AtomicU64::new(0),
             write_back_pending: AtomicBool::new(false),
@@ -744,7 +750,21 @@ impl Revocations {
             Cursor::Start
         };
         let now = unix_now();
-        let generation = self.store.generation().await?;
+        // A key holding another kind of value than the gateway keeps there
+        // (written by something else) is named and left out, not a resync
+        // that fails for good: one such key had stopped every node's
+        // sharing while logouts still answered 200 (an outside audit).
+        let generation = match self.store.generation().await {
+            Ok(g) => g,
+            Err(e) if e.is_wrong_type() => {
+                self.say_wrong_type(
+                    &e,
+                    "the store's losses (a flush) go unseen until it is deleted",
+                );
+                None
+            }
+            Err(e) => return Err(e),
+        };
         let known = self.generation_read().clone();
         if let (Some(known), Some(now_at)) = (&known, &generation) {
             if known != now_at {
@@ -763,18 +783,44 @@ impl Revocations {
             self.cutoffs.all(margin),
         );
         let entries = self.store.snapshot(now).await?;
-        let mut cutoffs = self.store.cutoffs(now).await?;
+        let mut cutoffs = match self.store.cutoffs(now).await {
+            Ok(c) => Some(c),
+            Err(e) if e.is_wrong_type() => {
+                self.say_wrong_type(
+                    &e,
+                    "cut-offs are neither read nor written there until it is deleted; this node \
+                     keeps those it holds",
+                );
+                None
+            }
+            Err(e) => return Err(e),
+        };
         if shared {
+            // Cut-offs unread are not written back over the key either.
+            let held = match cutoffs {
+                Some(_) => held,
+                None => (held.0, Vec::new()),
+            };
+            let read = cutoffs.as_deref().unwrap_or_default();
             let kept = self
-                .write_back_missing(held, &entries, &cutoffs, followed)
+                .write_back_missing(held, &entries, read, followed)
                 .await;
-            cutoffs.extend(kept);
+            if let Some(cutoffs) = cutoffs.as_mut() {
+                cutoffs.extend(kept);
+            }
         }
         let n = entries.len();
         let more = self.blacklist.extend(entries);
         // Replaced, not merged: a cut-off deleted while this node was away
         // is gone here too.
-        let more = self.cutoffs.replace(cutoffs) || more;
+        let more = match cutoffs {
+            Some(cutoffs) => self.cutoffs.replace(cutoffs) || more,
+            None => more,
+        };
+        if !self.wrong_type_noted.swap(false, Ordering::Relaxed) {
+            // Read whole: a key of the wrong kind again is said again.
+            self.wrong_type_lock().clear();
+        }
         self.tell_changed(more);
         self.loaded.store(true, Ordering::Relaxed);
         Ok((pos, n))
@@ -912,6 +958,26 @@ impl Revocations {
             }));
         }
         Ok(lifted)
+    }
+
+    /// Warns of a key holding another kind of value than the gateway keeps
+    /// there, once for each message until the store is read whole again.
+    fn say_wrong_type(&self, e: &StoreError, effect: &str) {
+        let said = e.to_string();
+        self.wrong_type_noted.store(true, Ordering::Relaxed);
+        if self.wrong_type_lock().insert(said.clone()) {
+            warn!(
+                store = self.store.kind(),
+                "revocation store: a key holds another kind of value than the gateway keeps \
+                 there ({said}): {effect}; delete it and the nodes write it again"
+            );
+        }
+    }
+
+    fn wrong_type_lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.wrong_type_said
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn generation_read(&self) -> std::sync::MutexGuard<'_, Option<String>> {

@@ -1068,3 +1068,50 @@ fn a_providers_session_cut_off_is_made_lifted_and_made_again() {
         assert_eq!(resp.status, 400, "{bad}: {}", resp.text());
     }
 }
+
+/// An outside Redis audit: a key of the gateway's holding another kind of
+/// value (`{jwtgate}:generation` a hash, `{jwtgate}:subjects` a list,
+/// written by something else) failed every node's resync for good, so a
+/// logout on one node answered 200 while the others let the token in, and
+/// the log said "broken pipe". Such a key is now named in the log and
+/// left out: the nodes follow each other again, and keep the cut-offs
+/// they hold.
+#[test]
+fn regression_a_key_of_the_wrong_kind_does_not_stop_the_nodes_sharing() {
+    let server = RedisServer::start();
+    let store = server.store_yaml();
+    let dir = tempfile::tempdir().unwrap();
+    let a = Node::start(dir.path(), &config(dir.path(), &store, ""));
+    let other = tempfile::tempdir().unwrap();
+    let b = Node::start(other.path(), &config(other.path(), &store, ""));
+    let cut = alice(Some("u-cut"), now() - 5);
+    cut_off(&a, json!({"consumer": "alice", "subject": "u-cut"}));
+    let ok = eventually(Duration::from_secs(10), || status(&b, &cut) == 401);
+    assert!(ok, "the cut-off never reached b:\n{}", b.logs());
+
+    server.cli(&["DEL", "{jwtgate}:generation", "{jwtgate}:subjects"]);
+    server.cli(&["HSET", "{jwtgate}:generation", "a", "b"]);
+    server.cli(&["RPUSH", "{jwtgate}:subjects", "x"]);
+    // Every node connects again, and reads the store whole.
+    server.cli(&["CLIENT", "KILL", "TYPE", "normal"]);
+    for node in [&a, &b] {
+        node.wait_log(
+            "a key holds another kind of value than the gateway keeps there",
+            2,
+        );
+    }
+    let logs = b.logs();
+    assert!(
+        logs.contains("{jwtgate}:generation: ") && logs.contains("{jwtgate}:subjects: "),
+        "each key is named:\n{logs}"
+    );
+    let token = alice(Some("u-out"), now() - 5);
+    let ok = eventually(Duration::from_secs(15), || {
+        a.send(&Req::post("/app/logout").bearer(&token)).status == 200
+    });
+    assert!(ok, "a logout never went through:\n{}", a.logs());
+    let ok = eventually(Duration::from_secs(10), || status(&b, &token) == 401);
+    assert!(ok, "b let in the token a logged out:\n{}", b.logs());
+    assert_cut(&b, &cut, "the cut-off b held");
+    assert_cut(&a, &cut, "the cut-off a held");
+}
