@@ -227,6 +227,18 @@ inside chmod 0770 /etc/jwtgate
 inside systemctl stop jwtgate || { journal; fail "systemctl stop failed"; }
 [[ $(inside systemctl show -p Result --value jwtgate) == success ]] \
   || { journal; fail "the service did not stop cleanly"; }
+echo "== a config that does not load fails the start once, not restarted"
+in_root sed -i 's/^listen:/lissten:/' /etc/jwtgate/jwtgate.yaml
+inside systemctl start jwtgate 2>/dev/null && { journal; fail "the service started on a config that does not load"; }
+sleep 3   # RestartSec=2s: a restart would have come
+[[ $(inside systemctl show -p NRestarts --value jwtgate) == 0 && $(inside systemctl show -p ExecMainStatus --value jwtgate) == 2 ]] \
+  || { journal; fail "a config that does not load was restarted, or did not exit 2"; }
+# Read whole first: grep -q leaving early would fail the pipe (pipefail).
+said=$(inside journalctl -u jwtgate --no-pager)
+grep -q 'lissten: unknown key' <<<"$said" \
+  || { journal; fail "the journal does not say why the service did not start"; }
+in_root sed -i 's/^lissten:/listen:/' /etc/jwtgate/jwtgate.yaml
+inside systemctl reset-failed jwtgate 2>/dev/null || true
 stop_container
 mount -t proc proc "$root/proc"
 in_root rm -f /etc/default/jwtgate

@@ -46,7 +46,7 @@ const GOODBYE_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {source}{hint}", hint = privileged_port_hint(*.addr, .source))]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
@@ -55,6 +55,18 @@ pub enum ServeError {
     Tls(String),
     #[error("no worker thread could start: {0}")]
     NoWorker(String),
+}
+
+/// What to add to a refused bind of a port below 1024: the capability it
+/// needs (an outside audit: the unit's user got "Permission denied" and no
+/// word of it).
+pub fn privileged_port_hint(addr: SocketAddr, e: &std::io::Error) -> &'static str {
+    if e.kind() == std::io::ErrorKind::PermissionDenied && addr.port() < 1024 {
+        " (a port below 1024 needs the CAP_NET_BIND_SERVICE capability: see the README's \
+         service section for the unit's drop-in)"
+    } else {
+        ""
+    }
 }
 
 /// The live configuration; swapped whole on reload.
@@ -604,8 +616,31 @@ async fn serve_h2<IO: Transport>(conn: Connection<IO>, watcher: Watcher) {
 
 #[cfg(test)]
 mod tests {
-    use super::v6_only;
+    use super::{v6_only, ServeError};
     use std::net::SocketAddr;
+
+    #[test]
+    fn a_port_below_1024_refused_says_the_capability_it_needs() {
+        let refused = |addr: &str, kind| {
+            ServeError::Bind {
+                addr: addr.parse().unwrap(),
+                source: std::io::Error::from(kind),
+            }
+            .to_string()
+        };
+        let said = refused("127.0.0.1:80", std::io::ErrorKind::PermissionDenied);
+        assert!(
+            said.starts_with("cannot listen on 127.0.0.1:80: "),
+            "{said}"
+        );
+        assert!(said.contains("CAP_NET_BIND_SERVICE"), "{said}");
+        for said in [
+            refused("127.0.0.1:8080", std::io::ErrorKind::PermissionDenied),
+            refused("127.0.0.1:80", std::io::ErrorKind::AddrInUse),
+        ] {
+            assert!(!said.contains("CAP_NET_BIND_SERVICE"), "{said}");
+        }
+    }
 
     #[test]
     fn the_ipv6_wildcard_takes_ipv6_only_beside_an_ipv4_address_on_its_port() {

@@ -33,7 +33,8 @@ pub enum Command {
     /// keys, key sets): reload the config (an invalid one is rejected and
     /// the running config stays). SIGUSR1/SIGUSR2 do nothing.
     /// Under systemd (Type=notify) it reports READY=1 once serving, and in
-    /// STATUS= whether the last reload was applied or refused.
+    /// STATUS= whether the last reload was applied or refused, and which
+    /// settings wait for a restart.
     Run(RunArgs),
     /// Validate a config file: exit 0 if valid (a "warning:" line for each setting
     /// that is valid but likely not meant), else list every problem with its location.
@@ -71,7 +72,8 @@ pub enum ConfigCommand {
     /// Print the routes, consumers and providers etcd holds as YAML that `push`
     /// accepts once a config_source is added (secrets as stored). Exit 1 if some
     /// object in etcd could not be read (it is left out and named on stderr), 2 if
-    /// FILE cannot be read or has no config_source, 3 if etcd cannot be reached.
+    /// FILE cannot be read, is not a valid config or has no config_source, 3 if etcd
+    /// cannot be reached.
     Pull(PullArgs),
 }
 

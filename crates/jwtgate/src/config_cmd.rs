@@ -27,7 +27,8 @@ const PUSH_ATTEMPTS: usize = 5;
 const UNAVAILABLE: u8 = 3;
 
 pub fn push(path: &Path, dry_run: bool) -> ExitCode {
-    let (settings, file) = match read(path) {
+    // An invalid file is a push refused whole.
+    let (settings, file) = match read(path, 1) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -122,7 +123,9 @@ pub fn push(path: &Path, dry_run: bool) -> ExitCode {
 }
 
 pub fn pull(path: &Path) -> ExitCode {
-    let (settings, _) = match read(path) {
+    // 1 is for an object etcd holds: a file that does not read is 2, as
+    // one that cannot be read (an outside audit found 1).
+    let (settings, _) = match read(path, 2) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -160,8 +163,9 @@ pub fn pull(path: &Path) -> ExitCode {
     })
 }
 
-/// The file, and its `config_source` compiled.
-fn read(path: &Path) -> Result<(EtcdSettings, RawConfig), ExitCode> {
+/// The file, and its `config_source` compiled; `invalid`: the exit code
+/// of a file that does not read as a config.
+fn read(path: &Path, invalid: u8) -> Result<(EtcdSettings, RawConfig), ExitCode> {
     let text =
         jwtgate_config::read_text_bounded(path, jwtgate_config::MAX_CONFIG_BYTES).map_err(|e| {
             eprintln!("cannot read {}: {e}", path.display());
@@ -174,7 +178,7 @@ fn read(path: &Path) -> Result<(EtcdSettings, RawConfig), ExitCode> {
             for e in &errors.0 {
                 eprintln!("{e}");
             }
-            return Err(ExitCode::from(1));
+            return Err(ExitCode::from(invalid));
         }
     };
     if file.config_source.is_none() {
@@ -196,7 +200,7 @@ fn read(path: &Path) -> Result<(EtcdSettings, RawConfig), ExitCode> {
             for e in &errors.0 {
                 eprintln!("{e}");
             }
-            ExitCode::from(1)
+            ExitCode::from(invalid)
         })?
         .config_source
         .ok_or(ExitCode::from(2))?;

@@ -454,7 +454,7 @@ async fn reload_on_change(
             changed.notify_one();
         }
         // What `systemctl status` shows follows the file as after a SIGHUP.
-        crate::notify::reloaded(outcome);
+        crate::notify::reloaded(outcome, &live.running().restart_pending());
     }
 }
 

@@ -104,7 +104,7 @@ Log filter (default \fIinfo\fR; e.g. \fIdebug\fR, or \fIinfo,jwtgate::access=off
 \fItext\fR (default) or \fIjson\fR: one JSON object per line, the access log included. Never a token.
 .TP
 \fBNOTIFY_SOCKET\fR
-Set by systemd for Type=notify: READY=1 once serving, RELOADING=1 around SIGHUP, STOPPING=1; STATUS= says whether the last reload applied the file or it was refused.
+Set by systemd for Type=notify: READY=1 once serving, RELOADING=1 around SIGHUP, STOPPING=1; STATUS= says whether the last reload applied the file or it was refused, and which settings wait for a restart.
 .TP
 \fB${NAME}\fR in the config
 Expanded from the environment (secrets, passwords).

@@ -21,17 +21,28 @@ pub fn notify(state: &str) {
 /// Tells systemd a reload is over, and in `STATUS=` (what `systemctl
 /// status` shows) whether the file went live: a refused file leaves the
 /// node serving its previous config, which the status then says until a
-/// reload applies one.
-pub fn reloaded(outcome: jwtgate_admin::ReloadOutcome) {
+/// reload applies one; settings the node serves otherwise until a restart
+/// (`restart_pending`: `listen`, `admin`...) are named (an outside audit:
+/// a reload that moved the admin API said `serving`, and the API stayed
+/// where it was).
+pub fn reloaded(outcome: jwtgate_admin::ReloadOutcome, restart_pending: &[&str]) {
     use jwtgate_admin::ReloadOutcome;
     let status = match outcome {
-        ReloadOutcome::Applied | ReloadOutcome::Unchanged => "serving",
+        ReloadOutcome::Applied | ReloadOutcome::Unchanged if restart_pending.is_empty() => {
+            "serving".to_owned()
+        }
+        ReloadOutcome::Applied | ReloadOutcome::Unchanged => format!(
+            "serving; the config's {} wait for a restart (systemctl restart; see the log)",
+            restart_pending.join(", ")
+        ),
         ReloadOutcome::Invalid => {
             "serving the previous config: the config file was refused as invalid (see the log)"
+                .to_owned()
         }
         ReloadOutcome::Protected => {
             "serving the previous config: the config file was refused, it changes a protected \
              policy (see the log)"
+                .to_owned()
         }
     };
     notify(&format!("READY=1\nSTATUS={status}"));

@@ -147,7 +147,8 @@ async fn serve(path: &Path, loaded: Loaded, signals: Signals) -> ExitCode {
         Some(admin) => match AdminListener::bind(admin.listen, admin_tls.clone()).await {
             Ok(l) => Some(l),
             Err(e) => {
-                error!("cannot listen on {} (admin API): {e}", admin.listen);
+                let hint = jwtgate_proxy::server::privileged_port_hint(admin.listen, &e);
+                error!("cannot listen on {} (admin API): {e}{hint}", admin.listen);
                 return ExitCode::from(1);
             }
         },
@@ -393,7 +394,8 @@ impl Signals {
                 _ = self.hup.recv() => {
                     info!("SIGHUP: reloading {}", live.path().display());
                     crate::notify::notify("RELOADING=1");
-                    crate::notify::reloaded(live.reload(Trigger::Signal).await);
+                    let outcome = live.reload(Trigger::Signal).await;
+                    crate::notify::reloaded(outcome, &live.running().restart_pending());
                 }
                 _ = self.usr1.recv() => ignored("SIGUSR1"),
                 _ = self.usr2.recv() => ignored("SIGUSR2"),

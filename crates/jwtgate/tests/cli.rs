@@ -1039,3 +1039,31 @@ fn check_names_every_unset_variable_of_a_value() {
         out.all()
     );
 }
+
+/// `config pull` keeps exit 1 for an object etcd holds that does not read:
+/// a FILE that is not a valid config is 2, as one that cannot be read (an
+/// outside audit found 1), before etcd is asked anything.
+#[test]
+fn config_pull_says_a_file_that_does_not_read_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pull.yaml");
+    for text in [
+        "config_source: [",
+        "config_source: { kind: etcd, endpoints: [\"http://127.0.0.1:9\"], bogus: 1 }\n",
+        "config_source: { kind: etcd, endpoints: [\"ftp://127.0.0.1:9\"] }\n",
+    ] {
+        std::fs::write(&path, text).unwrap();
+        let out = run_cli(
+            &["config", "pull", "--config", path.to_str().unwrap()],
+            dir.path(),
+        );
+        assert_eq!(out.code(), Some(2), "{text}\n{}", out.all());
+        assert!(!out.stderr.is_empty(), "{text}: says why");
+        // push refuses the same file whole: 1, as documented.
+        let out = run_cli(
+            &["config", "push", "--config", path.to_str().unwrap()],
+            dir.path(),
+        );
+        assert_eq!(out.code(), Some(1), "{text}\n{}", out.all());
+    }
+}

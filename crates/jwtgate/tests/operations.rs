@@ -420,13 +420,44 @@ fn systemd_hears_ready_reloading_and_stopping() {
             .contains("STATUS=serving the previous config: the config file was refused as invalid"),
         "{got:?}"
     );
-    std::fs::write(&path, good).unwrap();
+    std::fs::write(&path, &good).unwrap();
     // The file watch may have read the refused file more than once: its
     // refusals may come first.
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut seen: Vec<String> = Vec::new();
     while !seen.iter().any(|m| m == "READY=1\nSTATUS=serving") {
         assert!(Instant::now() < deadline, "never serving again: {seen:?}");
+        seen.extend(notifications(&sock, "STATUS=", Duration::from_secs(10)));
+    }
+    // A setting that waits for a restart is named (an outside packaging
+    // audit: a reload that moved the listener said `serving`, and the node
+    // stayed where it was).
+    std::fs::write(
+        &path,
+        good.replace(
+            "listen: \"127.0.0.1:0\"\nadmin",
+            "listen: \"127.0.0.2:0\"\nadmin",
+        ),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen: Vec<String> = Vec::new();
+    while !seen.iter().any(|m| m.contains("wait for a restart")) {
+        assert!(Instant::now() < deadline, "no restart said: {seen:?}");
+        seen.extend(notifications(&sock, "STATUS=", Duration::from_secs(10)));
+    }
+    assert!(
+        seen.iter().any(|m| m == "READY=1\nSTATUS=serving; the config's listen wait for a restart (systemctl restart; see the log)"),
+        "{seen:?}"
+    );
+    std::fs::write(&path, &good).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen: Vec<String> = Vec::new();
+    while !seen.iter().any(|m| m == "READY=1\nSTATUS=serving") {
+        assert!(
+            Instant::now() < deadline,
+            "the restart still said: {seen:?}"
+        );
         seen.extend(notifications(&sock, "STATUS=", Duration::from_secs(10)));
     }
     // SIGUSR1 and SIGUSR2 end a process by default: caught, they are said
