@@ -61,6 +61,14 @@ async function adminGet(path) {
   if (!r.ok) throw new Error(`GET ${path}: ${r.status}`);
   return r.json();
 }
+/** A policy change another admin makes meanwhile (merge patch). */
+function adminPatch(path, body) {
+  return fetch(`${args.admin}${path}`, {
+    method: 'PATCH',
+    headers: { 'X-API-KEY': args.key, 'Content-Type': 'application/merge-patch+json' },
+    body: JSON.stringify(body),
+  });
+}
 async function dataPlane(method, path, token) {
   const headers = token ? { Authorization: `Bearer ${token}` } : {};
   const r = await fetch(`${args.data}${path}`, { method, headers });
@@ -403,11 +411,7 @@ async function scenario() {
   await go('#/routes/api', 'form.policy');
   const seen = await adminGet('/admin/v1/routes/api/jwt');
   const theirs = [...seen.not_required_paths, 'GET_/api/health'];
-  const meanwhile = await fetch(`${args.admin}/admin/v1/routes/api/jwt`, {
-    method: 'PATCH',
-    headers: { 'X-API-KEY': args.key, 'Content-Type': 'application/merge-patch+json' },
-    body: JSON.stringify({ not_required_paths: theirs }),
-  });
+  const meanwhile = await adminPatch('/admin/v1/routes/api/jwt', { not_required_paths: theirs });
   check(meanwhile.ok, 'another admin saves a change to the policy meanwhile', String(meanwhile.status));
   await notRequired.fill([...seen.not_required_paths, 'GET_/api/docs'].join('\n'));
   await page.click('form.policy button[type=submit]');
@@ -759,11 +763,7 @@ async function scenario() {
   await page.locator('#sign-in-form').waitFor();
   await page.unroute('**/admin/v1/routes/api/jwt');
   const others = [...keptPolicy.not_required_paths, 'GET_/api/theirs'];
-  const theirSave = await fetch(`${args.admin}/admin/v1/routes/api/jwt`, {
-    method: 'PATCH',
-    headers: { 'X-API-KEY': args.key, 'Content-Type': 'application/merge-patch+json' },
-    body: JSON.stringify({ not_required_paths: others }),
-  });
+  const theirSave = await adminPatch('/admin/v1/routes/api/jwt', { not_required_paths: others });
   check(theirSave.ok, 'another admin saves the policy while this page waits for the key', String(theirSave.status));
   await page.locator('#key').fill(args.key);
   await page.keyboard.press('Enter');
@@ -775,11 +775,7 @@ async function scenario() {
     'signed in again, the kept page\'s save is refused as stale', await keptStale.innerText());
   check(JSON.stringify((await adminGet('/admin/v1/routes/api/jwt')).not_required_paths) === JSON.stringify(others),
     'and the other admin\'s change stays');
-  const restored = await fetch(`${args.admin}/admin/v1/routes/api/jwt`, {
-    method: 'PATCH',
-    headers: { 'X-API-KEY': args.key, 'Content-Type': 'application/merge-patch+json' },
-    body: JSON.stringify({ not_required_paths: keptPolicy.not_required_paths }),
-  });
+  const restored = await adminPatch('/admin/v1/routes/api/jwt', { not_required_paths: keptPolicy.not_required_paths });
   check(restored.ok, 'the policy is put back', String(restored.status));
   await go('#/routes', 'a[href="#/routes/api"]', { leave: true });
 

@@ -1718,46 +1718,40 @@ fn a_node_starts_from_its_local_copy_while_etcd_is_down_then_follows() {
             })
             .unwrap_or_default()
     };
-    let resp = a.admin(
-        "PUT",
-        "/admin/v1/consumers/shape",
-        Some(json!({"jwt": {"key": "shape-key", "secret": "short"}})),
-    );
-    assert_eq!(resp.status, 400, "{}", resp.text());
-    assert_eq!(field_of(&resp), ["jwt.secret"], "{}", resp.text());
-    let resp = a.admin(
-        "PUT",
-        "/admin/v1/routes/rule",
-        Some(json!({"paths": ["/rule/*"], "upstream": {"echo": true},
-                    "jwt": {"required_paths": ["FETCH_/rule/x"]}})),
-    );
-    assert_eq!(resp.status, 400, "{}", resp.text());
-    assert_eq!(
-        field_of(&resp),
-        ["jwt.required_paths[0]"],
-        "{}",
-        resp.text()
-    );
-    let resp = a.admin(
-        "PUT",
-        "/admin/v1/routes/refs",
-        Some(json!({"paths": ["/refs/*"], "upstream": {"echo": true},
-                    "jwt": {"providers": ["seen-only-by-etcd"], "required_paths": ["FETCH_/refs/x"]}})),
-    );
-    assert_eq!(resp.status, 400, "its own problem is said: {}", resp.text());
-    assert_eq!(
-        field_of(&resp),
-        ["jwt.required_paths[0]"],
-        "{}",
-        resp.text()
-    );
-    let resp = a.admin(
-        "PUT",
-        "/admin/v1/routes/refs",
-        Some(json!({"paths": ["/refs/*"], "upstream": {"echo": true},
-                    "jwt": {"providers": ["seen-only-by-etcd"]}})),
-    );
-    assert_eq!(resp.status, 503, "{}", resp.text());
+    for (path, body, status, fields) in [
+        (
+            "/admin/v1/consumers/shape",
+            json!({"jwt": {"key": "shape-key", "secret": "short"}}),
+            400,
+            vec!["jwt.secret"],
+        ),
+        (
+            "/admin/v1/routes/rule",
+            json!({"paths": ["/rule/*"], "upstream": {"echo": true},
+                   "jwt": {"required_paths": ["FETCH_/rule/x"]}}),
+            400,
+            vec!["jwt.required_paths[0]"],
+        ),
+        // Its own problem is said; its reference is etcd's to judge.
+        (
+            "/admin/v1/routes/refs",
+            json!({"paths": ["/refs/*"], "upstream": {"echo": true},
+                   "jwt": {"providers": ["seen-only-by-etcd"], "required_paths": ["FETCH_/refs/x"]}}),
+            400,
+            vec!["jwt.required_paths[0]"],
+        ),
+        (
+            "/admin/v1/routes/refs",
+            json!({"paths": ["/refs/*"], "upstream": {"echo": true},
+                   "jwt": {"providers": ["seen-only-by-etcd"]}}),
+            503,
+            vec![],
+        ),
+    ] {
+        let resp = a.admin("PUT", path, Some(body));
+        assert_eq!(resp.status, status, "{path}: {}", resp.text());
+        assert_eq!(field_of(&resp), fields, "{path}: {}", resp.text());
+    }
 
     // token explain with etcd down: A's file reads A's copy, and says so;
     // C's has nothing to read, so there is no verdict (exit 3).
