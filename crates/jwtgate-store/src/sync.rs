@@ -100,6 +100,11 @@ impl PurgeClock {
 /// How soon a write-back the store refused is tried again.
 const WRITE_BACK_RETRY: Duration = Duration::from_secs(5);
 
+/// What a node does while the subject cut-offs key holds another kind of
+/// value than the gateway keeps there.
+const CUTOFFS_KEY_WRONG: &str = "cut-offs are neither read nor written there until it is \
+                                 deleted; this node keeps those it holds";
+
 /// How often a node following a shared store's feed reads its generation:
 /// a flush under a running Redis breaks no connection, and a node started
 /// since reads the emptied store, letting in what the others refuse, until
@@ -750,6 +755,7 @@ impl Revocations {
             Cursor::Start
         };
         let now = unix_now();
+        self.wrong_type_noted.store(false, Ordering::Relaxed);
         // A key holding another kind of value than the gateway keeps there
         // (written by something else) is named and left out, not a resync
         // that fails for good: one such key had stopped every node's
@@ -786,11 +792,7 @@ impl Revocations {
         let mut cutoffs = match self.store.cutoffs(now).await {
             Ok(c) => Some(c),
             Err(e) if e.is_wrong_type() => {
-                self.say_wrong_type(
-                    &e,
-                    "cut-offs are neither read nor written there until it is deleted; this node \
-                     keeps those it holds",
-                );
+                self.say_wrong_type(&e, CUTOFFS_KEY_WRONG);
                 None
             }
             Err(e) => return Err(e),
@@ -918,7 +920,17 @@ impl Revocations {
     async fn write_back(&self, entries: &[Entry], cutoffs: &[Cutoff]) -> Result<(), StoreError> {
         self.store.revoke_batch(entries).await?;
         for c in cutoffs {
-            self.store.cut_off(c).await?;
+            match self.store.cut_off(c).await {
+                Ok(()) => {}
+                // None can be written there; the claims still are (a review:
+                // a flush's write-back failed here for good, and with it
+                // every resync).
+                Err(e) if e.is_wrong_type() => {
+                    self.say_wrong_type(&e, CUTOFFS_KEY_WRONG);
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
         }
         let now = unix_now();
         let claims: Vec<(String, String, i64)> = {

@@ -1115,3 +1115,36 @@ fn regression_a_key_of_the_wrong_kind_does_not_stop_the_nodes_sharing() {
     assert_cut(&b, &cut, "the cut-off b held");
     assert_cut(&a, &cut, "the cut-off a held");
 }
+
+/// The same key of the wrong kind when the store lost its generation (a
+/// flush of that key alone): the nodes write back what they hold, the
+/// cut-offs excepted, and go on sharing (a review: that write-back failed
+/// on the cut-offs, and with it every resync after).
+#[test]
+fn regression_a_write_back_skips_a_cut_offs_key_of_the_wrong_kind() {
+    let server = RedisServer::start();
+    let store = server.store_yaml();
+    let dir = tempfile::tempdir().unwrap();
+    let a = Node::start(dir.path(), &config(dir.path(), &store, ""));
+    let other = tempfile::tempdir().unwrap();
+    let b = Node::start(other.path(), &config(other.path(), &store, ""));
+    let cut = alice(Some("u-cut"), now() - 5);
+    cut_off(&a, json!({"consumer": "alice", "subject": "u-cut"}));
+    let ok = eventually(Duration::from_secs(10), || status(&b, &cut) == 401);
+    assert!(ok, "the cut-off never reached b:\n{}", b.logs());
+
+    server.cli(&["DEL", "{jwtgate}:subjects", "{jwtgate}:generation"]);
+    server.cli(&["RPUSH", "{jwtgate}:subjects", "x"]);
+    server.cli(&["CLIENT", "KILL", "TYPE", "normal"]);
+    for node in [&a, &b] {
+        node.wait_log("its generation changed since this node read it", 1);
+    }
+    let token = alice(Some("u-out"), now() - 5);
+    let ok = eventually(Duration::from_secs(15), || {
+        a.send(&Req::post("/app/logout").bearer(&token)).status == 200
+    });
+    assert!(ok, "a logout never went through:\n{}", a.logs());
+    let ok = eventually(Duration::from_secs(10), || status(&b, &token) == 401);
+    assert!(ok, "b let in the token a logged out:\n{}", b.logs());
+    assert_cut(&b, &cut, "the cut-off b held");
+}
