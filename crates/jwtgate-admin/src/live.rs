@@ -82,6 +82,10 @@ pub struct Edit<T> {
     /// holds: a source whose node may hold another version than the one
     /// shared (an object etcd holds that this node refused) refuses it.
     pub versioned: bool,
+    /// The body is the whole object (a PUT of a route, consumer or
+    /// provider), not a change merged onto this node's copy of it, which a
+    /// source others write to may hold at an older version.
+    pub whole: bool,
 }
 
 /// The TLS of the data plane's listeners and of the admin listener, each
@@ -509,6 +513,7 @@ impl LiveConfig {
                 what: e.what,
                 problems: e.problems,
                 versioned: e.versioned,
+                whole: e.whole,
             })
         };
         // A body the reader refused is refused whatever the source holds

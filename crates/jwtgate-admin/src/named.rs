@@ -93,6 +93,7 @@ pub fn put_edit<T: Named>(
         reply: (created, item),
         problems,
         versioned: precondition.names_versions(),
+        whole: true,
     }
 }
 
@@ -139,6 +140,7 @@ pub async fn delete<T: Named>(
                 reply: (),
                 problems: Vec::new(),
                 versioned: precondition.names_versions(),
+                whole: false,
             })
         })
         .await?;

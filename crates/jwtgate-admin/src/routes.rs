@@ -170,6 +170,7 @@ pub async fn delete_jwt(
                 reply: tag,
                 problems: Vec::new(),
                 versioned: precondition.names_versions(),
+                whole: false,
             })
         })
         .await?;
@@ -218,6 +219,7 @@ async fn set_policy(
                 reply: (old.is_none(), jwt, tag),
                 problems,
                 versioned: precondition.names_versions(),
+                whole: false,
             })
         })
         .await?;

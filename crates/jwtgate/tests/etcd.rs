@@ -1718,14 +1718,16 @@ fn a_node_starts_from_its_local_copy_while_etcd_is_down_then_follows() {
             })
             .unwrap_or_default()
     };
-    for (path, body, status, fields) in [
+    for (method, path, body, status, fields) in [
         (
+            "PUT",
             "/admin/v1/consumers/shape",
             json!({"jwt": {"key": "shape-key", "secret": "short"}}),
             400,
             vec!["jwt.secret"],
         ),
         (
+            "PUT",
             "/admin/v1/routes/rule",
             json!({"paths": ["/rule/*"], "upstream": {"echo": true},
                    "jwt": {"required_paths": ["FETCH_/rule/x"]}}),
@@ -1734,6 +1736,7 @@ fn a_node_starts_from_its_local_copy_while_etcd_is_down_then_follows() {
         ),
         // Its own problem is said; its reference is etcd's to judge.
         (
+            "PUT",
             "/admin/v1/routes/refs",
             json!({"paths": ["/refs/*"], "upstream": {"echo": true},
                    "jwt": {"providers": ["seen-only-by-etcd"], "required_paths": ["FETCH_/refs/x"]}}),
@@ -1741,14 +1744,24 @@ fn a_node_starts_from_its_local_copy_while_etcd_is_down_then_follows() {
             vec!["jwt.required_paths[0]"],
         ),
         (
+            "PUT",
             "/admin/v1/routes/refs",
             json!({"paths": ["/refs/*"], "upstream": {"echo": true},
                    "jwt": {"providers": ["seen-only-by-etcd"]}}),
             503,
             vec![],
         ),
+        // A change merged onto this node's copy, which etcd may hold newer:
+        // etcd's to judge too.
+        (
+            "PATCH",
+            "/admin/v1/routes/locked/jwt",
+            json!({"required_paths": ["FETCH_/locked/x"]}),
+            503,
+            vec![],
+        ),
     ] {
-        let resp = a.admin("PUT", path, Some(body));
+        let resp = a.admin(method, path, Some(body));
         assert_eq!(resp.status, status, "{path}: {}", resp.text());
         assert_eq!(field_of(&resp), fields, "{path}: {}", resp.text());
     }

@@ -29,6 +29,8 @@ pub struct SourceEdit {
     pub problems: Vec<ConfigError>,
     /// Asked only of a version ([`crate::live::Edit::versioned`]).
     pub versioned: bool,
+    /// The whole object ([`crate::live::Edit::whole`]).
+    pub whole: bool,
 }
 
 /// Builds an edit from the running source; may be called more than once.

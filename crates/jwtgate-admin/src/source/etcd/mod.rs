@@ -1079,9 +1079,12 @@ fn unknown_outcome() -> AdminError {
 /// found by compiling it with the node's part alone: a consumer or a
 /// provider by itself, a route beside the providers and consumers this
 /// node holds, its references to them left out (etcd may hold what this
-/// node has not seen). `None` when none is found (or the edit deletes).
+/// node has not seen). `None` when none is found, the edit deletes, or
+/// it merges a change onto this node's copy of the object, which may be
+/// older than etcd's (a review: a PATCH was refused for a field this node's
+/// copy lacked).
 fn invalid_whatever_etcd_holds(running: &Running, edit: MakeEdit<'_>) -> Option<AdminError> {
-    let e = edit(&running.source()).ok()?;
+    let e = edit(&running.source()).ok().filter(|e| e.whole)?;
     let (kind, name) = &e.object;
     let mut alone = e.source;
     match kind {
