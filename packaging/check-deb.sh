@@ -212,7 +212,8 @@ grep -q 'the running node keeps serving' <<<"$said" \
   || { echo "$said" >&2; fail "the upgrade did not say it left the node running"; }
 # The check's own summary line (the node's file watcher logs the problem too,
 # but not this line).
-inside journalctl -u jwtgate --no-pager | grep -q 'jwtgate.yaml: [0-9]* problem(s)' \
+said=$(inside journalctl -u jwtgate --no-pager || true)
+grep -q 'jwtgate.yaml: [0-9]* problem(s)' <<<"$said" \
   || { journal; fail "the journal does not say why the upgrade left the node running"; }
 [[ $(main_pid) == "$after" ]] || { journal; fail "the upgrade restarted a node whose config the new version refuses"; }
 serving || { journal; fail "the node stopped serving at an upgrade it could not restart"; }
@@ -229,12 +230,15 @@ inside systemctl stop jwtgate || { journal; fail "systemctl stop failed"; }
   || { journal; fail "the service did not stop cleanly"; }
 echo "== a config that does not load fails the start once, not restarted"
 in_root sed -i 's/^listen:/lissten:/' /etc/jwtgate/jwtgate.yaml
+# Only what this start logged: the upgrade above logged the same problem.
+since=$(inside date '+%Y-%m-%d %H:%M:%S')
+sleep 1
 inside systemctl start jwtgate 2>/dev/null && { journal; fail "the service started on a config that does not load"; }
 sleep 3   # RestartSec=2s: a restart would have come
 [[ $(inside systemctl show -p NRestarts --value jwtgate) == 0 && $(inside systemctl show -p ExecMainStatus --value jwtgate) == 2 ]] \
   || { journal; fail "a config that does not load was restarted, or did not exit 2"; }
 # Read whole first: grep -q leaving early would fail the pipe (pipefail).
-said=$(inside journalctl -u jwtgate --no-pager)
+said=$(inside journalctl -u jwtgate --no-pager --since "$since" || true)
 grep -q 'lissten: unknown key' <<<"$said" \
   || { journal; fail "the journal does not say why the service did not start"; }
 in_root sed -i 's/^lissten:/listen:/' /etc/jwtgate/jwtgate.yaml

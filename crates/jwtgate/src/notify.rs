@@ -32,7 +32,7 @@ pub fn reloaded(outcome: jwtgate_admin::ReloadOutcome, restart_pending: &[&str])
             "serving".to_owned()
         }
         ReloadOutcome::Applied | ReloadOutcome::Unchanged => format!(
-            "serving; the config's {} wait for a restart (systemctl restart; see the log)",
+            "serving; waiting for a restart (systemctl restart; see the log): {}",
             restart_pending.join(", ")
         ),
         ReloadOutcome::Invalid => {
