@@ -1069,6 +1069,33 @@ fn a_providers_session_cut_off_is_made_lifted_and_made_again() {
     }
 }
 
+/// Two nodes on `server`'s store, and a token of a subject cut off on the
+/// first that the second refuses too; the nodes' directories are kept with
+/// them.
+fn two_nodes_sharing_a_cut_off(
+    server: &RedisServer,
+) -> ([tempfile::TempDir; 2], Node, Node, String) {
+    let store = server.store_yaml();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let [a, b] = [&dirs[0], &dirs[1]].map(|d| Node::start(d.path(), &config(d.path(), &store, "")));
+    let cut = alice(Some("u-cut"), now() - 5);
+    cut_off(&a, json!({"consumer": "alice", "subject": "u-cut"}));
+    let ok = eventually(Duration::from_secs(10), || status(&b, &cut) == 401);
+    assert!(ok, "the cut-off never reached b:\n{}", b.logs());
+    (dirs, a, b, cut)
+}
+
+/// A token logged out on `a` (once its store takes logouts) is refused by `b`.
+fn a_logout_reaches(a: &Node, b: &Node) {
+    let token = alice(Some("u-out"), now() - 5);
+    let ok = eventually(Duration::from_secs(15), || {
+        a.send(&Req::post("/app/logout").bearer(&token)).status == 200
+    });
+    assert!(ok, "a logout never went through:\n{}", a.logs());
+    let ok = eventually(Duration::from_secs(10), || status(b, &token) == 401);
+    assert!(ok, "b let in the token a logged out:\n{}", b.logs());
+}
+
 /// An outside Redis audit: a key of the gateway's holding another kind of
 /// value (`{jwtgate}:generation` a hash, `{jwtgate}:subjects` a list,
 /// written by something else) failed every node's resync for good, so a
@@ -1079,15 +1106,7 @@ fn a_providers_session_cut_off_is_made_lifted_and_made_again() {
 #[test]
 fn regression_a_key_of_the_wrong_kind_does_not_stop_the_nodes_sharing() {
     let server = RedisServer::start();
-    let store = server.store_yaml();
-    let dir = tempfile::tempdir().unwrap();
-    let a = Node::start(dir.path(), &config(dir.path(), &store, ""));
-    let other = tempfile::tempdir().unwrap();
-    let b = Node::start(other.path(), &config(other.path(), &store, ""));
-    let cut = alice(Some("u-cut"), now() - 5);
-    cut_off(&a, json!({"consumer": "alice", "subject": "u-cut"}));
-    let ok = eventually(Duration::from_secs(10), || status(&b, &cut) == 401);
-    assert!(ok, "the cut-off never reached b:\n{}", b.logs());
+    let (_dirs, a, b, cut) = two_nodes_sharing_a_cut_off(&server);
 
     server.cli(&["DEL", "{jwtgate}:generation", "{jwtgate}:subjects"]);
     server.cli(&["HSET", "{jwtgate}:generation", "a", "b"]);
@@ -1105,13 +1124,7 @@ fn regression_a_key_of_the_wrong_kind_does_not_stop_the_nodes_sharing() {
         logs.contains("{jwtgate}:generation: ") && logs.contains("{jwtgate}:subjects: "),
         "each key is named:\n{logs}"
     );
-    let token = alice(Some("u-out"), now() - 5);
-    let ok = eventually(Duration::from_secs(15), || {
-        a.send(&Req::post("/app/logout").bearer(&token)).status == 200
-    });
-    assert!(ok, "a logout never went through:\n{}", a.logs());
-    let ok = eventually(Duration::from_secs(10), || status(&b, &token) == 401);
-    assert!(ok, "b let in the token a logged out:\n{}", b.logs());
+    a_logout_reaches(&a, &b);
     assert_cut(&b, &cut, "the cut-off b held");
     assert_cut(&a, &cut, "the cut-off a held");
 }
@@ -1123,15 +1136,7 @@ fn regression_a_key_of_the_wrong_kind_does_not_stop_the_nodes_sharing() {
 #[test]
 fn regression_a_write_back_skips_a_cut_offs_key_of_the_wrong_kind() {
     let server = RedisServer::start();
-    let store = server.store_yaml();
-    let dir = tempfile::tempdir().unwrap();
-    let a = Node::start(dir.path(), &config(dir.path(), &store, ""));
-    let other = tempfile::tempdir().unwrap();
-    let b = Node::start(other.path(), &config(other.path(), &store, ""));
-    let cut = alice(Some("u-cut"), now() - 5);
-    cut_off(&a, json!({"consumer": "alice", "subject": "u-cut"}));
-    let ok = eventually(Duration::from_secs(10), || status(&b, &cut) == 401);
-    assert!(ok, "the cut-off never reached b:\n{}", b.logs());
+    let (_dirs, a, b, cut) = two_nodes_sharing_a_cut_off(&server);
 
     server.cli(&["DEL", "{jwtgate}:subjects", "{jwtgate}:generation"]);
     server.cli(&["RPUSH", "{jwtgate}:subjects", "x"]);
@@ -1139,12 +1144,6 @@ fn regression_a_write_back_skips_a_cut_offs_key_of_the_wrong_kind() {
     for node in [&a, &b] {
         node.wait_log("its generation changed since this node read it", 1);
     }
-    let token = alice(Some("u-out"), now() - 5);
-    let ok = eventually(Duration::from_secs(15), || {
-        a.send(&Req::post("/app/logout").bearer(&token)).status == 200
-    });
-    assert!(ok, "a logout never went through:\n{}", a.logs());
-    let ok = eventually(Duration::from_secs(10), || status(&b, &token) == 401);
-    assert!(ok, "b let in the token a logged out:\n{}", b.logs());
+    a_logout_reaches(&a, &b);
     assert_cut(&b, &cut, "the cut-off b held");
 }
