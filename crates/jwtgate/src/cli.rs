@@ -177,7 +177,7 @@ pub struct SignArgs {
     #[arg(long)]
     pub base64_secret: bool,
     /// PEM private key file (PKCS#8, or PKCS#1/SEC1) for RS*, PS*, ES*, EdDSA.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     pub private_key: Option<PathBuf>,
     /// Claim that carries the consumer key (default: the route's key_claim_name, else "key").
     #[arg(long)]

@@ -526,23 +526,34 @@ fn man_page_and_completions_cover_every_subcommand() {
     let top = subcommands(&[]);
     assert!(top.len() >= 6, "{top:?}");
     for sub in &top {
-        let heading = format!(".SH \"JWTGATE {}\"", sub.to_uppercase());
-        assert!(man.contains(&heading), "man page lacks {heading}");
         for (shell, script) in [("bash", &bash), ("zsh", &zsh), ("fish", &fish)] {
             assert!(
                 script.contains(sub.as_str()),
                 "{shell} completion lacks {sub}"
             );
         }
-        for inner in subcommands(&[sub]) {
-            let heading = format!(
-                ".SH \"JWTGATE {} {}\"",
-                sub.to_uppercase(),
-                inner.to_uppercase()
-            );
+        let inners = subcommands(&[sub]);
+        // Each command that does something is a subsection of one page.
+        if inners.is_empty() {
+            let heading = format!(".SS \"jwtgate {sub}\"");
+            assert!(man.contains(&heading), "man page lacks {heading}");
+        }
+        for inner in inners {
+            let heading = format!(".SS \"jwtgate {sub} {inner}\"");
             assert!(man.contains(&heading), "man page lacks {heading}");
             assert!(bash.contains(&inner), "bash completion lacks {sub} {inner}");
         }
+    }
+    // One SYNOPSIS and one OPTIONS section, whose lines say what options
+    // take, as --help does.
+    assert_eq!(man.matches(".SH SYNOPSIS").count(), 1);
+    assert_eq!(man.matches(".SH OPTIONS").count(), 1);
+    for line in [
+        r"\fBjwtgate run\fR [\fB\-c\fR|\fB\-\-config\fR \fIFILE\fR]",
+        r"\fBjwtgate config push\fR \fB\-c\fR|\fB\-\-config\fR \fIFILE\fR [\fB\-\-dry\-run\fR]",
+        r"\fBjwtgate completions\fR \fISHELL\fR",
+    ] {
+        assert!(man.contains(line), "synopsis lacks {line}");
     }
     // Every long option of `run` and `token sign` is in the page.
     for (sub, opt) in [
