@@ -272,11 +272,11 @@ fn check_warns_of_entries_that_never_match() {
         r#"listen: "127.0.0.1:0"
 routes:
   - name: a
-    paths: ["/a?x", "/ok/*"]
+    paths: ["/a?x", "/ok/*", "/v2//admin/*", "/well/.*"]
     upstream: { echo: true }
     jwt:
-      required_paths: ["GET_/r/what?", "GET_/r/tab\t", "GET_/a%2Fb*", "GET_/fine%2*"]
-      authorize: [{ match: ["GET_/a#b"], scopes: [x] }]
+      required_paths: ["GET_/r/what?", "GET_/r/tab\t", "GET_/a%2Fb*", "GET_/fine%2*", "GET_/ok/x/../dots", "ANY_/ok/./dot*"]
+      authorize: [{ match: ["GET_/a#b"], scopes: [x] }, { match: ["GET_/ok//secret*"], scopes: [write] }]
 "#,
     );
     assert_eq!(out.code(), Some(0), "{}", out.all());
@@ -286,11 +286,18 @@ routes:
         "warning: routes[0].jwt.required_paths[1]: a control character can never match",
         "warning: routes[0].jwt.required_paths[2]: an escaped slash (%2F) can never match",
         "warning: routes[0].jwt.authorize[0].match[0]: \"#\" (it starts the fragment) can never match",
+        // Requests are matched normalised: no `//`, no dot segment.
+        "warning: routes[0].paths[2]: an empty segment (\"//\": request paths have repeated slashes merged) can never match",
+        "warning: routes[0].jwt.required_paths[4]: a dot segment (\".\" or \"..\": request paths have them resolved) can never match",
+        "warning: routes[0].jwt.required_paths[5]: a dot segment",
+        "warning: routes[0].jwt.authorize[1].match[0]: an empty segment",
     ] {
         assert!(out.stderr.contains(line), "{line}\n{}", out.stderr);
     }
     assert!(!out.stderr.contains("required_paths[3]"), "{}", out.stderr);
     assert!(!out.stderr.contains("routes[0].paths[1]"), "{}", out.stderr);
+    // A prefix's last segment is not whole: `/well/.*` covers `/well/.x`.
+    assert!(!out.stderr.contains("routes[0].paths[3]"), "{}", out.stderr);
 }
 
 #[test]

@@ -189,6 +189,9 @@ fn pattern_errors() {
     }
 }
 
+const EMPTY_SEGMENT: &str = "an empty segment (\"//\": request paths have repeated slashes merged)";
+const DOT_SEGMENT: &str = "a dot segment (\".\" or \"..\": request paths have them resolved)";
+
 /// What no normalised request path holds loads (it did before), and is
 /// said: such a pattern never matches.
 #[test]
@@ -205,6 +208,17 @@ fn patterns_that_never_match_are_told() {
         ("/a%zz", "a \"%\" that is not an escape (%XX)"),
         ("/a%4", "a \"%\" that is not an escape (%XX)"),
         ("/a%zz*", "a \"%\" that is not an escape (%XX)"),
+        ("/enc//double", EMPTY_SEGMENT),
+        ("//x", EMPTY_SEGMENT),
+        ("/v2//admin/*", EMPTY_SEGMENT),
+        ("/a//*", EMPTY_SEGMENT),
+        ("/enc/x/../dots", DOT_SEGMENT),
+        ("/enc/./dot2*", DOT_SEGMENT),
+        ("/enc/end/.", DOT_SEGMENT),
+        ("/enc/end/..", DOT_SEGMENT),
+        ("/.", DOT_SEGMENT),
+        ("/a/%2e%2E/b", DOT_SEGMENT),
+        ("/a/.%2e/*", DOT_SEGMENT),
     ] {
         let pattern = PathPattern::parse(text).expect(text);
         assert_eq!(pattern.never_matches(), Some(what), "{text}");
@@ -218,6 +232,14 @@ fn patterns_that_never_match_are_told() {
         "/report q1",
         "/x%2A",
         "/*",
+        "/",
+        "/a/",
+        "/a/*",
+        "/a/.*",
+        "/a/..*",
+        "/a/.well-known",
+        "/a/..b/c.",
+        "/a/...",
     ] {
         let pattern = PathPattern::parse(text).expect(text);
         assert_eq!(pattern.never_matches(), None, "{text}");

@@ -78,6 +78,32 @@ impl PathPattern {
             self.text.len()
         };
         never_in_a_path(self.text.get(..end).unwrap_or(&self.text))
+            .or_else(|| self.unnormal_segment())
+    }
+
+    /// A segment normalisation takes out of every request path: an empty
+    /// one (`//`), merged, or `.` and `..`, resolved. A prefix's last
+    /// segment is not whole yet (`/a/.*` covers `/a/.well-known`), nor is
+    /// the empty one after a final `/` (the trailing slash paths keep).
+    fn unnormal_segment(&self) -> Option<&'static str> {
+        let mut segments = self.text.split('/').skip(1).peekable();
+        while let Some(segment) = segments.next() {
+            let last = segments.peek().is_none();
+            match segment {
+                "" if !last => {
+                    return Some(
+                        "an empty segment (\"//\": request paths have repeated slashes merged)",
+                    )
+                }
+                "." | ".." if !(last && self.prefix) => {
+                    return Some(
+                        "a dot segment (\".\" or \"..\": request paths have them resolved)",
+                    )
+                }
+                _ => {}
+            }
+        }
+        None
     }
 
     /// The exact pattern an exact one also covers (SPEC §3.3's trailing
