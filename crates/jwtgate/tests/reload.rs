@@ -770,6 +770,49 @@ fn a_protection_broken_in_the_file_is_refused_at_the_next_start_too() {
     assert_eq!(node.get("/guarded/x").status, 200, "{}", node.logs());
 }
 
+/// The same edit beside a new `state_dir` (or embedded `store.path`, which
+/// it defaults to), where no record was: refused at the reload, and at the
+/// next start too (an outside audit: the start looked for the record in
+/// the new directory only, found none, and served the edit).
+#[test]
+fn a_protection_broken_beside_a_new_state_dir_is_refused_at_the_next_start_too() {
+    let up = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(dir.path(), &config(&up.node(), &[], "guarded"));
+    let path = node.config_path.clone();
+    let unprotected = config(&up.node(), &[], "guarded").replace(
+        "protection: { undeletable: true, immutable: true }",
+        "protection: { undeletable: false, immutable: false }",
+    );
+    let moved = format!("state_dir: moved\n{unprotected}");
+    replace_by_rename(
+        &path,
+        &moved.replace("      realm: guarded\n", "      realm: open\n"),
+    );
+    node.wait_log("protection.immutable", 1);
+    assert!(
+        dir.path().join("moved/protected-policies.json").is_file(),
+        "the record follows the file"
+    );
+    assert_eq!(node.stop().code(), Some(0));
+    let refused = run_cli(&["run", "--config", path.to_str().unwrap()], dir.path());
+    assert_eq!(refused.code(), Some(2), "{}", refused.all());
+    assert!(
+        refused.stderr.contains("protection.immutable"),
+        "{}",
+        refused.all()
+    );
+    let checked = run_cli(&["check", "--config", path.to_str().unwrap()], dir.path());
+    assert_eq!(checked.code(), Some(1), "{}", checked.all());
+
+    // Moved with the protection only lifted (an allowed edit): the node
+    // starts in the new directory, which then keeps no record.
+    std::fs::write(&path, &moved).unwrap();
+    let node = Node::start_on(&path, &[]);
+    assert_eq!(node.get("/guarded/x").status, 401, "{}", node.logs());
+    assert!(!dir.path().join("moved/protected-policies.json").exists());
+}
+
 #[test]
 fn sighup_reloads_the_file() {
     let up = Upstream::start();

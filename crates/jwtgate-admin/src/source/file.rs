@@ -82,6 +82,17 @@ impl FileSource {
         }
     }
 
+    /// The file names another `state_dir` (it waits for a restart): the
+    /// record of the policies `served` goes there too, since the next start
+    /// reads it there. Without it, an edit refused here (a protection
+    /// lifted, a policy changed) beside a new `state_dir` found no record
+    /// at the start and went live (an outside audit).
+    fn keep_where_the_file_moves(&self, next: &jwtgate_state::StateDir, served: &RawConfig) {
+        if next != &self.state {
+            super::protected::keep(next, &super::protected::record(served));
+        }
+    }
+
     async fn reload_locked(
         &self,
         running: &Running,
@@ -125,14 +136,21 @@ impl FileSource {
         }
         texts.seen = Some(text.clone());
         let result = match running.compile_text(&text) {
-            Ok((source, config)) => match protect::check(&running.source(), &source) {
-                Ok(()) => {
-                    self.keep_protections(&source);
-                    running.install(source, config);
-                    Ok(())
+            Ok((source, config)) => {
+                let next_state = jwtgate_state::StateDir::new(&config.state_dir);
+                match protect::check(&running.source(), &source) {
+                    Ok(()) => {
+                        self.keep_protections(&source);
+                        self.keep_where_the_file_moves(&next_state, &source);
+                        running.install(source, config);
+                        Ok(())
+                    }
+                    Err(why) => {
+                        self.keep_where_the_file_moves(&next_state, &running.source());
+                        Err(Rejection::Protected(why))
+                    }
                 }
-                Err(why) => Err(Rejection::Protected(why)),
-            },
+            }
             Err(errors) => Err(Rejection::Invalid(errors)),
         };
         // Counted before it is logged, so whoever sees the log line sees
