@@ -60,6 +60,7 @@ pub fn warnings(config: &Config) -> Vec<ConfigError> {
         if let Some(jwt) = &raw.jwt {
             let at = format!("routes[{i}].jwt");
             policy(jwt, &at, has_consumers, &mut found);
+            unchecked_audience(&config.raw.providers, jwt, &at, &mut found);
             authorize_scope(jwt, &raw.paths, &at, &mut found);
             dead_authorize_entries(jwt, raw, &at, &mut found);
         } else if raw.websocket_close_at_exp == Some(true) {
@@ -504,6 +505,33 @@ fn policy(jwt: &RawJwt, at: &str, has_consumers: bool, found: &mut Found) {
 /// an `<img src>` or a link sends the cookie along (a `SameSite=Lax` one
 /// too, on a top-level navigation). Login CSRF's twin; OWASP's advice is a
 /// state-changing request that is never a `GET`.
+/// A provider a route lists with no audience on either side: `aud` is not
+/// checked, so every token its issuer signs passes, whoever it was made
+/// for: an ID token given to a browser app, a token for another API of the
+/// same IdP (RFC 9068 §4 asks resource servers to check `aud`).
+fn unchecked_audience(providers: &[RawProvider], jwt: &RawJwt, at: &str, found: &mut Found) {
+    if jwt.audiences.as_ref().is_some_and(|a| !a.is_empty()) {
+        return;
+    }
+    for (j, name) in jwt.providers.iter().flatten().enumerate() {
+        let unchecked = providers
+            .iter()
+            .find(|p| &p.name == name)
+            .is_some_and(|p| p.audiences.as_ref().is_none_or(Vec::is_empty));
+        if unchecked {
+            found.warn(
+                format!("{at}.providers[{j}]"),
+                format!(
+                    "{name} has no audiences and the route gives none: aud is not checked, so \
+                     any token {name}'s issuer signs passes here, whoever it was made for (an ID \
+                     token, a token for another client or API); list this API's audience in \
+                     the provider's audiences or the route's"
+                ),
+            );
+        }
+    }
+}
+
 fn cookie_logouts(jwt: &RawJwt, at: &str, found: &mut Found) {
     let cookie = jwt.cookie.as_deref().unwrap_or("jwt");
     if cookie.is_empty() || jwt.use_jwt_blacklist_revoking != Some(true) {
@@ -1238,7 +1266,7 @@ mod tests {
 
     fn warnings_of(routes: &str) -> Vec<String> {
         let text = format!(
-            "listen: \"127.0.0.1:0\"\nproviders:\n  - name: corp\n    issuer: https://idp.example\n    jwks_uri: https://idp.example/keys\nroutes:\n{routes}"
+            "listen: \"127.0.0.1:0\"\nproviders:\n  - name: corp\n    issuer: https://idp.example\n    jwks_uri: https://idp.example/keys\n    audiences: [api]\nroutes:\n{routes}"
         );
         warnings_of_file(&text)
     }
@@ -1699,6 +1727,28 @@ mod tests {
     }
 
     #[test]
+    fn a_provider_listed_with_no_audience_on_either_side_is_a_warning() {
+        let with = |provider: &str, route: &str| {
+            warnings_of_file(&format!(
+                "listen: \"127.0.0.1:0\"\nproviders:\n  - name: corp\n    issuer: https://idp.example\n    jwks_uri: https://idp.example/keys\n{provider}  - name: other\n    issuer: https://other.example\n    jwks_uri: https://other.example/keys\n    audiences: [api]\nroutes:\n  - name: a\n    paths: [\"/a/*\"]\n    upstream: {{ echo: true }}\n    jwt: {{ providers: [other, corp], consumers: false{route} }}\n"
+            ))
+        };
+        let w = with("", "");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with(
+                "routes[0].jwt.providers[1]: corp has no audiences and the route gives none: \
+                 aud is not checked"
+            ),
+            "{w:?}"
+        );
+        assert_eq!(with("    audiences: []\n", ""), w, "[] is none");
+        assert!(with("    audiences: [api]\n", "").is_empty());
+        assert!(with("", ", audiences: [orders]").is_empty());
+        assert_eq!(with("", ", audiences: []"), w);
+    }
+
+    #[test]
     fn a_short_admin_key_is_a_warning() {
         let admin = |key: &str| {
             let text = format!(
@@ -2010,7 +2060,7 @@ mod tests {
         let rule = "authorize: [{ match: [\"POST_/a/*\"], scopes: [w] }]";
         let text = |consumers: &str| {
             format!(
-                "listen: \"127.0.0.1:0\"\nconsumers:\n  - {{ username: c, jwt: {{ key: c, secret: s3cret-0123456789abcdef0123456789abcdef }} }}\nproviders:\n  - {{ name: corp, issuer: https://idp.example, jwks_uri: https://idp.example/keys }}\nroutes:\n  - name: a\n    paths: [\"/a/*\"]\n    upstream: {{ echo: true }}\n    jwt: {{ providers: [corp], {consumers}{rule} }}\n"
+                "listen: \"127.0.0.1:0\"\nconsumers:\n  - {{ username: c, jwt: {{ key: c, secret: s3cret-0123456789abcdef0123456789abcdef }} }}\nproviders:\n  - {{ name: corp, issuer: https://idp.example, jwks_uri: https://idp.example/keys, audiences: [api] }}\nroutes:\n  - name: a\n    paths: [\"/a/*\"]\n    upstream: {{ echo: true }}\n    jwt: {{ providers: [corp], {consumers}{rule} }}\n"
             )
         };
         let of = |t: String| {

@@ -34,6 +34,13 @@ pub const MAX_BODY: usize = 1024 * 1024;
 pub enum FetchError {
     #[error("{0:?} is not an http(s) URL with a host")]
     BadUrl(String),
+    /// A discovered `jwks_uri` with `user:password@` (a configured one is
+    /// refused with the config).
+    #[error(
+        "{0:?}: a user part (user:password@host) is not supported (it is not sent as Basic \
+         authentication)"
+    )]
+    UserPart(String),
     #[error("timed out after {0} ms")]
     Timeout(u128),
     #[error("cannot connect: {0}")]
@@ -126,7 +133,9 @@ impl Fetcher {
         };
         let authority = uri.authority().ok_or_else(bad)?.clone();
         if authority.as_str().contains('@') {
-            return Err(bad());
+            return Err(FetchError::UserPart(jwtgate_core::redact::url_for_display(
+                url,
+            )));
         }
         let host = authority
             .host()
@@ -263,5 +272,20 @@ mod tests {
         );
         assert_eq!(retry_after("soon", now), None);
         assert_eq!(retry_after("-5", now), None);
+    }
+
+    /// Refused before any connection, each saying why, a secret never shown.
+    #[tokio::test]
+    async fn urls_a_fetch_refuses_say_why() {
+        let fetcher = Fetcher::new(None, Duration::from_secs(1)).expect("fetcher");
+        let user = fetcher.get("http://user:pw5ecret@127.0.0.1:1/keys").await;
+        let Err(e) = user else { panic!("fetched") };
+        assert_eq!(
+            e.to_string(),
+            "\"http://***@127.0.0.1:1/keys\": a user part (user:password@host) is not supported \
+             (it is not sent as Basic authentication)"
+        );
+        let ftp = fetcher.get("ftp://127.0.0.1:1/keys").await;
+        assert!(matches!(ftp, Err(FetchError::BadUrl(_))), "{ftp:?}");
     }
 }
