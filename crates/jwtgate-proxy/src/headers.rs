@@ -21,8 +21,12 @@ use jwtgate_core::owned_headers::{
 ///
 /// Built once per config version. A lookup first checks the name's length
 /// against a bit set of the owned lengths, so the usual headers (`host`,
-/// `accept`) cost one shift and one test, then compares only the owned
-/// names of its length (`authorization` meets `x-consumer-id` alone).
+/// `accept`) cost one shift and one test, then searches only the owned
+/// names of its length (`authorization` meets `x-consumer-id` alone),
+/// kept sorted: a config with thousands of `forward_claims` headers (an
+/// etcd writer may send one) costs a binary search, not a scan, and is
+/// built in n log n, not n² (an outside audit: 40 000 of them took 1.9 s
+/// to build at each revision).
 ///
 /// Also the headers a client may send only as they are spelled: framing
 /// headers ([`RESPELLED_NOT_PASSED`]) and every route's token header, which
@@ -32,7 +36,8 @@ use jwtgate_core::owned_headers::{
 #[derive(Debug, Clone, Default)]
 pub struct OwnedHeaders {
     /// Lower case, `_` written as `-`; by length (index: the length, 63
-    /// for 63 bytes and more, whose names are compared in full).
+    /// for 63 bytes and more, whose names are compared in full); each
+    /// bucket sorted, without duplicates.
     by_length: Vec<Vec<Box<[u8]>>>,
     /// Bit n set: some owned name is n bytes long (bit 63: 63 and more).
     lengths: u64,
@@ -66,11 +71,14 @@ impl OwnedHeaders {
             .chain(CLIENT_MAY_NOT_SEND);
         for name in fixed.chain(extra) {
             let folded: Box<[u8]> = name.bytes().map(fold).collect();
-            let bucket = &mut owned.by_length[folded.len().min(63)];
-            if !bucket.contains(&folded) {
-                owned.lengths |= length_bit(folded.len());
+            owned.lengths |= length_bit(folded.len());
+            if let Some(bucket) = owned.by_length.get_mut(folded.len().min(63)) {
                 bucket.push(folded);
             }
+        }
+        for bucket in &mut owned.by_length {
+            bucket.sort_unstable();
+            bucket.dedup();
         }
         let token_headers: Vec<&str> = token_headers.into_iter().collect();
         owned.token_headers = token_headers
@@ -120,9 +128,10 @@ impl OwnedHeaders {
         let Some(bucket) = self.by_length.get(name.len().min(63)) else {
             return false;
         };
-        bucket.iter().any(|owned| {
-            owned.len() == name.len() && owned.iter().zip(name).all(|(&o, &n)| o == fold(n))
-        })
+        // Ordered as the folded bytes, which `name` is compared as.
+        bucket
+            .binary_search_by(|owned| owned.iter().copied().cmp(name.iter().map(|&n| fold(n))))
+            .is_ok()
     }
 }
 
@@ -820,6 +829,32 @@ mod tests {
                 "x_legacy_token"
             ]
         );
+    }
+
+    /// Thousands of `forward_claims` headers (an etcd object may hold
+    /// them), given in any case and twice over: each is owned in every
+    /// spelling, its neighbours in order are not, and the fixed ones stay.
+    #[test]
+    fn many_extra_headers_are_each_owned() {
+        let names: Vec<String> = (0..5000).rev().map(|i| format!("X-C{i}")).collect();
+        let owned = OwnedHeaders::new(
+            names.iter().chain(&names).map(String::as_str),
+            ["authorization"],
+        );
+        for i in [0, 1, 999, 2500, 4999] {
+            assert!(owned.owns(&format!("x-c{i}")), "x-c{i}");
+            assert!(owned.owns(&format!("x_c{i}")), "x_c{i}");
+        }
+        for other in ["x-c5000", "x-c", "x-c01", "x-d1", "x-c1x"] {
+            assert!(!owned.owns(other), "{other}");
+        }
+        assert!(owned.owns("x-consumer-username"));
+        assert!(owned.owns("x_consumer_username"));
+        let long = format!("x-{}", "a".repeat(80));
+        let with_long = OwnedHeaders::new([long.as_str(), "X-Zz"], []);
+        assert!(with_long.owns(&long));
+        assert!(!with_long.owns(&format!("{long}b")));
+        assert!(!with_long.owns(&long[..70]));
     }
 
     /// Two routes may read one header in two spellings: neither is the

@@ -61,6 +61,12 @@ const WRITE_ATTEMPTS: usize = 32;
 const CONFLICT_PAUSE_MAX: Duration = Duration::from_millis(250);
 /// How long an admin write waits for the node to apply its own commit.
 const APPLY_WAIT: Duration = Duration::from_secs(3);
+/// How many times an admin write waits [`APPLY_WAIT`] in vain for the node
+/// to apply what etcd holds after a conflict before it answers 503: a node
+/// that applies etcd's changes more slowly than they come (a backlog of
+/// large objects, each revision checked) conflicts again at every attempt,
+/// and 32 attempts held the write for minutes (an outside audit).
+const BEHIND_TRIES: u32 = 2;
 /// How long, in dial timeouts, an admin write keeps trying while etcd does
 /// not answer (an election, a member lost) before it answers 503.
 const UNAVAILABLE_TRIES_FOR: u32 = 2;
@@ -594,6 +600,7 @@ impl EtcdSource {
         let mut maybe_sent = false;
         let mut unanswered_since: Option<tokio::time::Instant> = None;
         let mut conflicts = 0u32;
+        let mut behind = 0u32;
         // A precondition (If-Match, If-None-Match) this node found false is
         // judged again once, after catching up with etcd's newest revision:
         // a tag read from a node further ahead must not be refused because
@@ -744,7 +751,16 @@ impl EtcdSource {
                     match etcd.revision().await {
                         Ok((now, _)) => {
                             unanswered = None;
-                            self.wait_applied(now).await;
+                            if !self.wait_applied(now).await {
+                                behind += 1;
+                                if behind >= BEHIND_TRIES {
+                                    return Err(if maybe_sent {
+                                        unknown_outcome()
+                                    } else {
+                                        self.behind(now).await
+                                    });
+                                }
+                            }
                         }
                         Err(e) => unanswered = Some(e.to_string()),
                     }
@@ -848,18 +864,32 @@ impl EtcdSource {
         matches!(done, Ok(Ok(_)))
     }
 
-    /// Waits (bounded) until this node applied `revision`.
-    async fn wait_applied(&self, revision: i64) {
+    /// Waits (bounded) until this node applied `revision`; false if it
+    /// did not in time.
+    async fn wait_applied(&self, revision: i64) -> bool {
         let mut rx = self.applied.subscribe();
-        if tokio::time::timeout(APPLY_WAIT, rx.wait_for(|r| *r >= revision))
+        let applied = tokio::time::timeout(APPLY_WAIT, rx.wait_for(|r| *r >= revision))
             .await
-            .is_err()
-        {
+            .is_ok_and(|r| r.is_ok());
+        if !applied {
             warn!(
                 revision,
-                "etcd committed the change but this node has not applied it yet; it will once the watch delivers it"
+                "etcd is at this revision, and this node has not applied it yet; it will once the watch delivers it"
             );
         }
+        applied
+    }
+
+    /// The answer to a write this node cannot judge: it is behind etcd
+    /// (at revision `now`) and does not catch up.
+    async fn behind(&self, now: i64) -> AdminError {
+        let applied = self.shared.lock().await.objects.revision;
+        AdminError::SourceUnavailable(format!(
+            "this node is behind etcd (it has applied revision {applied}, etcd is at {now}) and \
+             did not catch up within {} s, so it cannot judge the change; the change was not \
+             made: try again, or through another node (/status says where each stands)",
+            (APPLY_WAIT * BEHIND_TRIES).as_secs()
+        ))
     }
 
     async fn reload_inner(&self, running: &Running, trigger: Trigger) -> ReloadOutcome {
