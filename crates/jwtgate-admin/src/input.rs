@@ -68,6 +68,16 @@ pub fn invalid_body(errors: ConfigErrors) -> AdminError {
     AdminError::invalid("invalid request body", errors)
 }
 
+/// Why a new value holding `${` is refused: in the config file (where a
+/// write goes, and whose text etcd objects share) it reads as a reference,
+/// which only the file's author sets; `$${` there is its escape, which the
+/// API takes as two characters, so it was refused as a reference too, and
+/// said so (an outside audit).
+const ENV_REF_REFUSED: &str = "holds \"${\", which the admin API does not take in a new \
+                               value: in the config file it reads as an environment reference \
+                               (${NAME}, set in the file only; there $${ writes a literal ${), \
+                               and the API takes values as they are, escapes included";
+
 /// Refuses `${...}` in `new` unless the same string sits at the same place
 /// in `old` (the stored item, as its source).
 pub fn no_new_env_refs<T: Serialize>(new: &T, old: Option<&T>) -> Result<(), AdminError> {
@@ -93,7 +103,7 @@ fn walk(new: &Value, old: Option<&Value>, loc: &str, errors: &mut Vec<ConfigErro
     match new {
         Value::String(s) if s.contains("${") && old != Some(new) => errors.push(ConfigError {
             location: loc.to_owned(),
-            message: "${...} environment references can only be set in the config file".into(),
+            message: ENV_REF_REFUSED.into(),
         }),
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
@@ -343,6 +353,22 @@ mod tests {
         };
         assert_eq!(errors.0[0].location, "jwt.key");
         assert!(no_new_env_refs(&json!({"a": ["${X}"]}), None).is_err());
+        // The file's escape is two characters here, and says what it meets.
+        let Err(AdminError::Invalid { errors, .. }) =
+            no_new_env_refs(&json!({"jwt": {"secret": "$${X}zz"}}), None)
+        else {
+            panic!("escape accepted");
+        };
+        assert!(
+            errors.0[0].message.starts_with("holds \"${\""),
+            "{}",
+            errors.0[0].message
+        );
+        assert!(
+            errors.0[0].message.contains("$${"),
+            "{}",
+            errors.0[0].message
+        );
     }
 
     #[test]
