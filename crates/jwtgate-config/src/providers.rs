@@ -269,10 +269,39 @@ fn key_source(
             set: Arc::new(set),
         }),
         Err(e) => {
-            errors.add(&at("jwks_file"), format!("not a usable JWK Set: {e}"));
+            let why = values_hidden(&e.to_string());
+            errors.add(&at("jwks_file"), format!("not a usable JWK Set: {why}"));
             None
         }
     }
+}
+
+/// A key set's error with each quoted value it repeats from the document
+/// (`kty "X" is not supported`) as `"..."`: the path is the writer's choice
+/// (an admin API caller, an etcd writer), the file the node's, and nothing
+/// of a file's content is shown (an outside audit read a member of an
+/// arbitrary JSON file so). What is wrong is still said.
+fn values_hidden(message: &str) -> String {
+    let mut shown = String::with_capacity(message.len());
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        if c != '"' {
+            shown.push(c);
+            continue;
+        }
+        // To the closing quote, past escaped ones.
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '"' => break,
+                _ => {}
+            }
+        }
+        shown.push_str("\"...\"");
+    }
+    shown
 }
 
 /// Whether an http(s) URL names a user (`https://user:pw@host/`).

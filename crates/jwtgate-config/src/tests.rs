@@ -1206,3 +1206,36 @@ fn an_upstream_node_may_say_its_weight_as_nginx_does() {
         "{e:?}"
     );
 }
+
+/// A `jwks_file` may be any JSON file of the node, named by an admin API
+/// caller or an etcd writer: its refusal says what is wrong, and repeats
+/// none of the file's values (an outside audit read a `kty` and a `crv`
+/// back so).
+#[test]
+fn regression_a_jwks_file_refusal_shows_none_of_its_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let provider = |name: &str, body: &str| {
+        let file = dir.path().join(format!("{name}.json"));
+        std::fs::write(&file, body).expect("write");
+        format!(
+            "  - name: {name}\n    issuer: https://{name}.example\n    jwks_file: \"{}\"\n",
+            file.display()
+        )
+    };
+    let yaml = format!(
+        "listen: \"127.0.0.1:0\"\nproviders:\n{}{}{}routes: []\n",
+        provider("kty", r#"{"keys":[{"kty":"SECRET-1"}]}"#),
+        provider(
+            "crv",
+            r#"{"keys":[{"kty":"EC","crv":"SECRET-2"},{"kty":"x\"SECRET-3"}]}"#
+        ),
+        provider("use", r#"{"keys":[{"kty":"RSA","use":"SECRET-4"}]}"#),
+    );
+    let got = errors(&yaml);
+    assert_eq!(got.len(), 3, "{got:#?}");
+    let all = got.join("\n");
+    assert!(!all.contains("SECRET"), "{all}");
+    assert!(all.contains("kty \"...\" is not supported"), "{all}");
+    assert!(all.contains("EC curve \"...\" is not supported"), "{all}");
+    assert!(all.contains("use is \"...\", not sig"), "{all}");
+}

@@ -393,7 +393,7 @@ fn parse_key(entry: &Value, allowed: &[Algorithm]) -> Result<Jwk, String> {
     match o.get("use") {
         None => {}
         Some(Value::String(u)) if u == "sig" => {}
-        Some(Value::String(u)) => return Err(format!("use is {u:?}, not \"sig\"")),
+        Some(Value::String(u)) => return Err(format!("use is {u:?}, not sig")),
         Some(_) => return Err("use is not a string".into()),
     }
     if let Some(ops) = o.get("key_ops") {

@@ -244,7 +244,7 @@ fn unusable_keys_are_skipped_with_a_reason() {
     assert_eq!(
         reasons,
         [
-            "use is \"enc\", not \"sig\"",
+            "use is \"enc\", not sig",
             "alg \"RSA-OAEP\" is not a supported signature algorithm",
             "a symmetric (oct) key; never accepted from a key set",
             "alg HS256 is symmetric; never accepted from a key set",
