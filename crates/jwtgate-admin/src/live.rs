@@ -402,8 +402,8 @@ impl LiveConfig {
                 );
             }
         }
-        let source = Arc::new(FileSource::new(path, loaded.text, state));
-        source.keep_protections(&running.source());
+        let source = Arc::new(FileSource::new(path, loaded.text, state.clone()));
+        source.keep_protections(&running.source(), &state);
         Self::with_source(running, source)
     }
 

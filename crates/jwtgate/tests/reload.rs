@@ -813,6 +813,71 @@ fn a_protection_broken_beside_a_new_state_dir_is_refused_at_the_next_start_too()
     assert!(!dir.path().join("moved/protected-policies.json").exists());
 }
 
+/// The record in a moved `state_dir` follows the admin API's writes too
+/// (a review): a protection set through the API after the move guards the
+/// next start there, and a change made through the API once it is lifted
+/// does not refuse that start.
+#[test]
+fn the_record_in_a_moved_state_dir_follows_admin_writes() {
+    let up = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &config(&up.node(), &[], "guarded"));
+    let path = node.config_path.clone();
+    let record = dir.path().join("moved/protected-policies.json");
+    // Moved, and the protection lifted (allowed): nothing protected.
+    let unprotected = config(&up.node(), &[], "guarded").replace(
+        "protection: { undeletable: true, immutable: true }",
+        "protection: { undeletable: false, immutable: false }",
+    );
+    replace_by_rename(&path, &format!("state_dir: moved\n{unprotected}"));
+    assert!(
+        eventually(WAIT, || node.logs().contains("config reloaded")),
+        "{}",
+        node.logs()
+    );
+    // Protected again through the API: the record is in the moved directory.
+    let protect = json!({"protection": {"undeletable": true, "immutable": true}});
+    let resp = node.admin("PATCH", "/admin/v1/routes/guarded/jwt", Some(protect));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert!(record.is_file(), "{}", node.logs());
+    let mut node = node;
+    assert_eq!(node.stop().code(), Some(0));
+    // Changed in the file while the node is down: refused at the start.
+    let written = admin_support::read(&path);
+    assert!(written.contains("state_dir: moved"), "{written}");
+    let changed = written.replace("realm: guarded", "realm: changed");
+    assert_ne!(changed, written);
+    std::fs::write(&path, &changed).unwrap();
+    let refused = run_cli(&["run", "--config", path.to_str().unwrap()], dir.path());
+    assert_eq!(refused.code(), Some(2), "{}", refused.all());
+    assert!(
+        refused.stderr.contains("protection.immutable"),
+        "{}",
+        refused.all()
+    );
+
+    // Back as written, the node starts; lifted then changed through the
+    // API, the next start takes the file as it is.
+    std::fs::write(&path, &written).unwrap();
+    let node = Node::start_on(&path, &[]);
+    let lift = json!({"protection": {"undeletable": false, "immutable": false}});
+    let resp = node.admin("PATCH", "/admin/v1/routes/guarded/jwt", Some(lift));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let resp = node.admin(
+        "PATCH",
+        "/admin/v1/routes/guarded/jwt",
+        Some(json!({"realm": "open"})),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let mut node = node;
+    assert_eq!(node.stop().code(), Some(0));
+    let node = Node::start_on(&path, &[]);
+    assert_eq!(
+        node.get("/guarded/x").header("www-authenticate"),
+        Some("Bearer realm=\"open\"")
+    );
+}
+
 #[test]
 fn sighup_reloads_the_file() {
     let up = Upstream::start();

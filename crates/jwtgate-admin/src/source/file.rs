@@ -49,6 +49,9 @@ pub struct FileSource {
     /// ([`super::protected`]), and the record last written.
     state: jwtgate_state::StateDir,
     kept: std::sync::Mutex<Option<Vec<u8>>>,
+    /// Another `state_dir` the file names (it waits for a restart), and the
+    /// record last written there: the next start reads it there.
+    kept_named: std::sync::Mutex<Option<(jwtgate_state::StateDir, Vec<u8>)>>,
 }
 
 impl FileSource {
@@ -64,13 +67,16 @@ impl FileSource {
             refused: std::sync::Mutex::new(None),
             state,
             kept: std::sync::Mutex::new(None),
+            kept_named: std::sync::Mutex::new(None),
         }
     }
 
     /// Keeps what the protections of `source` (now served) are checked
-    /// against at the next start; written only when it changed (a consumer
+    /// against at the next start, in this node's `state_dir` and in `named`,
+    /// the one the file names; written only when it changed (a consumer
     /// added changes nothing of it).
-    pub fn keep_protections(&self, source: &RawConfig) {
+    pub fn keep_protections(&self, source: &RawConfig, named: &jwtgate_state::StateDir) {
+        self.keep_named(named, source);
         let record = super::protected::record(source);
         let mut kept = self
             .kept
@@ -82,14 +88,30 @@ impl FileSource {
         }
     }
 
-    /// The file names another `state_dir` (it waits for a restart): the
-    /// record of the policies `served` goes there too, since the next start
-    /// reads it there. Without it, an edit refused here (a protection
-    /// lifted, a policy changed) beside a new `state_dir` found no record
-    /// at the start and went live (an outside audit).
-    fn keep_where_the_file_moves(&self, next: &jwtgate_state::StateDir, served: &RawConfig) {
-        if next != &self.state {
-            super::protected::keep(next, &super::protected::record(served));
+    /// The file names `named` as its `state_dir`: when that is another
+    /// than this node's (it waits for a restart), the record of the
+    /// policies `served` goes there too, since the next start reads it
+    /// there, and follows every later change (an admin write included: a
+    /// review). Without it, an edit refused here (a protection lifted, a
+    /// policy changed) beside a new `state_dir` found no record at the
+    /// start and went live (an outside audit). A directory the file no
+    /// longer names loses the record written there.
+    fn keep_named(&self, named: &jwtgate_state::StateDir, served: &RawConfig) {
+        let mut kept = self
+            .kept_named
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((before, _)) = kept.as_ref().filter(|(dir, _)| dir != named) {
+            super::protected::keep(before, &[]);
+            *kept = None;
+        }
+        if named == &self.state {
+            return;
+        }
+        let record = super::protected::record(served);
+        if kept.as_ref().map(|(_, r)| r) != Some(&record) && super::protected::keep(named, &record)
+        {
+            *kept = Some((named.clone(), record));
         }
     }
 
@@ -140,13 +162,12 @@ impl FileSource {
                 let next_state = jwtgate_state::StateDir::new(&config.state_dir);
                 match protect::check(&running.source(), &source) {
                     Ok(()) => {
-                        self.keep_protections(&source);
-                        self.keep_where_the_file_moves(&next_state, &source);
+                        self.keep_protections(&source, &next_state);
                         running.install(source, config);
                         Ok(())
                     }
                     Err(why) => {
-                        self.keep_where_the_file_moves(&next_state, &running.source());
+                        self.keep_named(&next_state, &running.source());
                         Err(Rejection::Protected(why))
                     }
                 }
@@ -331,7 +352,8 @@ impl FileSource {
                 errors: ConfigErrors(Vec::new()),
             });
         }
-        self.keep_protections(&e.source);
+        let named = jwtgate_state::StateDir::new(&config.state_dir);
+        self.keep_protections(&e.source, &named);
         let warnings = running.install(e.source, config);
         info!(target: "jwtgate::admin", change = %e.what, "admin change applied and written to {}", self.path.display());
         self.still_refused(running, &text);
