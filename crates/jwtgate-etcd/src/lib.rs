@@ -442,6 +442,29 @@ impl Etcd {
         ))
     }
 
+    /// The revision of the newest key under the prefix (0 when it holds
+    /// none): what a node that applied it holds of etcd, but for deletions
+    /// made since, which leave no key. Unlike [`Etcd::revision`], writes
+    /// outside the prefix (another application, another prefix's nodes)
+    /// do not move it.
+    pub async fn newest_under_prefix(&self) -> Result<i64, EtcdError> {
+        let resp = self
+            .bounded(|client| {
+                let mut kv = client.kv_client();
+                let key = format!("{}/", self.prefix);
+                async move {
+                    let options = GetOptions::new()
+                        .with_prefix()
+                        .with_keys_only()
+                        .with_limit(1)
+                        .with_sort(SortTarget::Mod, SortOrder::Descend);
+                    kv.get(key, Some(options)).await
+                }
+            })
+            .await?;
+        Ok(resp.kvs().first().map_or(0, |kv| kv.mod_revision()))
+    }
+
     /// Follows the changes under the prefix from revision `from` on.
     pub async fn watch(&self, from: i64) -> Result<Watch, EtcdError> {
         let options = WatchOptions::new()

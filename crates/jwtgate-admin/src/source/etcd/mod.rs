@@ -61,11 +61,12 @@ const WRITE_ATTEMPTS: usize = 32;
 const CONFLICT_PAUSE_MAX: Duration = Duration::from_millis(250);
 /// How long an admin write waits for the node to apply its own commit.
 const APPLY_WAIT: Duration = Duration::from_secs(3);
-/// How many times an admin write waits [`APPLY_WAIT`] in vain for the node
-/// to apply what etcd holds after a conflict before it answers 503: a node
-/// that applies etcd's changes more slowly than they come (a backlog of
-/// large objects, each revision checked) conflicts again at every attempt,
-/// and 32 attempts held the write for minutes (an outside audit).
+/// How many times in a row an admin write waits [`APPLY_WAIT`] in vain for
+/// the node to apply the newest change under the prefix after a conflict
+/// before it answers 503: a node that applies etcd's changes more slowly
+/// than they come (a backlog of large objects, each revision checked)
+/// conflicts again at every attempt, and 32 attempts held the write for
+/// minutes (an outside audit).
 const BEHIND_TRIES: u32 = 2;
 /// How long, in dial timeouts, an admin write keeps trying while etcd does
 /// not answer (an election, a member lost) before it answers 503.
@@ -612,6 +613,8 @@ impl EtcdSource {
             };
             if recheck == Recheck::Due {
                 recheck = Recheck::Done;
+                // etcd's revision, past deletions too (which leave no key
+                // to date them): a precondition is judged on all of it.
                 if let Ok((now, _)) = etcd.revision().await {
                     self.wait_applied(now).await;
                 }
@@ -748,16 +751,22 @@ impl EtcdSource {
                     // Someone else wrote first (or this very write, committed
                     // by an attempt whose answer was lost): catch up and edit
                     // again; nothing is left to write if it was this one.
-                    match etcd.revision().await {
-                        Ok((now, _)) => {
+                    // The newest change under the prefix, not etcd's revision,
+                    // which writes outside it move too: a node that applied
+                    // every change of its prefix waited for one that never
+                    // came, and was then said to be behind (a review).
+                    match etcd.newest_under_prefix().await {
+                        Ok(newest) => {
                             unanswered = None;
-                            if !self.wait_applied(now).await {
+                            if self.wait_applied(newest).await {
+                                behind = 0;
+                            } else {
                                 behind += 1;
                                 if behind >= BEHIND_TRIES {
                                     return Err(if maybe_sent {
                                         unknown_outcome()
                                     } else {
-                                        self.behind(now).await
+                                        self.behind(newest).await
                                     });
                                 }
                             }
@@ -881,13 +890,15 @@ impl EtcdSource {
     }
 
     /// The answer to a write this node cannot judge: it is behind etcd
-    /// (at revision `now`) and does not catch up.
-    async fn behind(&self, now: i64) -> AdminError {
+    /// (whose newest change under the prefix is at `newest`) and did not
+    /// catch up in [`BEHIND_TRIES`] waits in a row.
+    async fn behind(&self, newest: i64) -> AdminError {
         let applied = self.shared.lock().await.objects.revision;
         AdminError::SourceUnavailable(format!(
-            "this node is behind etcd (it has applied revision {applied}, etcd is at {now}) and \
-             did not catch up within {} s, so it cannot judge the change; the change was not \
-             made: try again, or through another node (/status says where each stands)",
+            "this node is behind etcd (it has applied revision {applied}, etcd's newest change \
+             is at {newest}) and did not catch up within {} s, so it cannot judge the change; \
+             the change was not made: try again, or through another node (/status says where \
+             each stands)",
             (APPLY_WAIT * BEHIND_TRIES).as_secs()
         ))
     }
