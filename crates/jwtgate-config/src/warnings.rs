@@ -332,7 +332,16 @@ fn never_matching(raw: &RawConfig, found: &mut Found) {
             );
         }
     };
-    let entry = |text: &str| RuleEntry::parse(text).ok()?.pattern.never_matches();
+    // An exact entry also covers its trailing-slash twin (`GET_/a//`
+    // covers `/a/`): it never matches only if the twin cannot either.
+    let entry = |text: &str| {
+        let pattern = RuleEntry::parse(text).ok()?.pattern;
+        let never = pattern.never_matches()?;
+        match pattern.slash_twin() {
+            Some(twin) if twin.never_matches().is_none() => None,
+            _ => Some(never),
+        }
+    };
     for (i, route) in raw.routes.iter().enumerate() {
         let at = format!("routes[{i}]");
         for (j, path) in route.paths.iter().enumerate() {
@@ -500,11 +509,6 @@ fn policy(jwt: &RawJwt, at: &str, has_consumers: bool, found: &mut Found) {
     dotted_claim_names(jwt, at, found);
 }
 
-/// A logout or log-out-everywhere path that takes `GET` while the route
-/// reads tokens from a cookie: any web page can log its visitors out, as
-/// an `<img src>` or a link sends the cookie along (a `SameSite=Lax` one
-/// too, on a top-level navigation). Login CSRF's twin; OWASP's advice is a
-/// state-changing request that is never a `GET`.
 /// A provider a route lists with no audience on either side: `aud` is not
 /// checked, so every token its issuer signs passes, whoever it was made
 /// for: an ID token given to a browser app, a token for another API of the
@@ -532,6 +536,11 @@ fn unchecked_audience(providers: &[RawProvider], jwt: &RawJwt, at: &str, found: 
     }
 }
 
+/// A logout or log-out-everywhere path that takes `GET` while the route
+/// reads tokens from a cookie: any web page can log its visitors out, as
+/// an `<img src>` or a link sends the cookie along (a `SameSite=Lax` one
+/// too, on a top-level navigation). Login CSRF's twin; OWASP's advice is a
+/// state-changing request that is never a `GET`.
 fn cookie_logouts(jwt: &RawJwt, at: &str, found: &mut Found) {
     let cookie = jwt.cookie.as_deref().unwrap_or("jwt");
     if cookie.is_empty() || jwt.use_jwt_blacklist_revoking != Some(true) {

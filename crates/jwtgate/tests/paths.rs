@@ -275,7 +275,7 @@ routes:
     paths: ["/a?x", "/ok/*", "/v2//admin/*", "/well/.*"]
     upstream: { echo: true }
     jwt:
-      required_paths: ["GET_/r/what?", "GET_/r/tab\t", "GET_/a%2Fb*", "GET_/fine%2*", "GET_/ok/x/../dots", "ANY_/ok/./dot*"]
+      required_paths: ["GET_/r/what?", "GET_/r/tab\t", "GET_/a%2Fb*", "GET_/fine%2*", "GET_/ok/x/../dots", "ANY_/ok/./dot*", "GET_/ok/twin//"]
       authorize: [{ match: ["GET_/a#b"], scopes: [x] }, { match: ["GET_/ok//secret*"], scopes: [write] }]
 "#,
     );
@@ -296,6 +296,9 @@ routes:
     }
     assert!(!out.stderr.contains("required_paths[3]"), "{}", out.stderr);
     assert!(!out.stderr.contains("routes[0].paths[1]"), "{}", out.stderr);
+    // An exact entry covers its trailing-slash twin: `GET_/ok/twin//`
+    // guards `/ok/twin/`.
+    assert!(!out.stderr.contains("required_paths[6]"), "{}", out.stderr);
     // A prefix's last segment is not whole: `/well/.*` covers `/well/.x`.
     assert!(!out.stderr.contains("routes[0].paths[3]"), "{}", out.stderr);
 }
