@@ -1223,7 +1223,9 @@ fn regression_a_jwks_file_refusal_shows_none_of_its_values() {
         )
     };
     let yaml = format!(
-        "listen: \"127.0.0.1:0\"\nproviders:\n{}{}{}routes: []\n",
+        "listen: \"127.0.0.1:0\"\nproviders:\n{}{}{}{}{}routes: []\n",
+        provider("set", r#"{"kid":"SECRET-5"}"#),
+        provider("ops", r#"{"keys":[{"kty":"RSA","key_ops":["SECRET-6"]}]}"#),
         provider("kty", r#"{"keys":[{"kty":"SECRET-1"}]}"#),
         provider(
             "crv",
@@ -1232,9 +1234,15 @@ fn regression_a_jwks_file_refusal_shows_none_of_its_values() {
         provider("use", r#"{"keys":[{"kty":"RSA","use":"SECRET-4"}]}"#),
     );
     let got = errors(&yaml);
-    assert_eq!(got.len(), 3, "{got:#?}");
+    assert_eq!(got.len(), 5, "{got:#?}");
     let all = got.join("\n");
     assert!(!all.contains("SECRET"), "{all}");
+    // What is wrong is still said, in the gateway's own words.
+    assert!(
+        all.contains("expected an object with a keys member that is a list"),
+        "{all}"
+    );
+    assert!(all.contains("key_ops does not include verify"), "{all}");
     assert!(all.contains("kty \"...\" is not supported"), "{all}");
     assert!(all.contains("EC curve \"...\" is not supported"), "{all}");
     assert!(all.contains("use is \"...\", not sig"), "{all}");

@@ -42,7 +42,7 @@ const PUBLIC_MEMBERS: [&str; 10] = [
 pub enum JwksError {
     #[error("not JSON: {0}")]
     NotJson(String),
-    #[error("not a JWK Set: expected an object with a \"keys\" list")]
+    #[error("not a JWK Set: expected an object with a keys member that is a list")]
     NotASet,
     #[error("{0} keys; at most {MAX_KEYS} are accepted")]
     TooManyKeys(usize),
@@ -401,7 +401,7 @@ fn parse_key(entry: &Value, allowed: &[Algorithm]) -> Result<Jwk, String> {
             .as_array()
             .is_some_and(|ops| ops.iter().any(|op| op.as_str() == Some("verify")));
         if !verifies {
-            return Err("key_ops does not include \"verify\"".into());
+            return Err("key_ops does not include verify".into());
         }
     }
     let own_alg = match o.get("alg") {

@@ -248,7 +248,7 @@ fn unusable_keys_are_skipped_with_a_reason() {
             "alg \"RSA-OAEP\" is not a supported signature algorithm",
             "a symmetric (oct) key; never accepted from a key set",
             "alg HS256 is symmetric; never accepted from a key set",
-            "key_ops does not include \"verify\"",
+            "key_ops does not include verify",
             "x is not base64url",
             "x is not base64url",
             &invalid("OKP Ed25519", "EdDSA"),
