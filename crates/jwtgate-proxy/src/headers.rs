@@ -85,6 +85,8 @@ impl OwnedHeaders {
             .iter()
             .map(|h| h.bytes().map(|b| b.to_ascii_lowercase()).collect())
             .collect();
+        owned.token_headers.sort_unstable();
+        owned.token_headers.dedup();
         // Only a name written with `-` has a `_` spelling removed: one
         // written with `_` (rare) would otherwise take the `-` spelling,
         // an ordinary header, from every route; one with neither
@@ -97,11 +99,11 @@ impl OwnedHeaders {
                 real.bytes().map(fold).collect(),
                 real.bytes().map(|b| b.to_ascii_lowercase()).collect(),
             );
-            if !owned.respelled.contains(&entry) {
-                owned.respelled_lengths |= length_bit(entry.0.len());
-                owned.respelled.push(entry);
-            }
+            owned.respelled_lengths |= length_bit(entry.0.len());
+            owned.respelled.push(entry);
         }
+        owned.respelled.sort_unstable();
+        owned.respelled.dedup();
         owned
     }
 
@@ -110,13 +112,32 @@ impl OwnedHeaders {
     /// `transfer_encoding`, `x_api_token`.
     fn respelled(&self, name: &str) -> bool {
         let name = name.as_bytes();
-        self.respelled_lengths & length_bit(name.len()) != 0
-            && self.respelled.iter().any(|(folded, real)| {
-                folded.len() == name.len()
-                    && **real != *name
-                    && folded.iter().zip(name).all(|(&o, &n)| o == fold(n))
-            })
-            && !self.token_headers.iter().any(|real| **real == *name)
+        if self.respelled_lengths & length_bit(name.len()) == 0 {
+            return false;
+        }
+        let other_spelling =
+            |(folded, real): &Spellings| **real != *name && same_folded(folded, name);
+        let respelled = if self.respelled.len() <= SCANNED {
+            self.respelled.iter().any(other_spelling)
+        } else {
+            // Sorted by the folded name: the spellings of `name`'s are a run.
+            let order = |folded: &[u8]| folded.iter().copied().cmp(name.iter().map(|&n| fold(n)));
+            let start = self.respelled.partition_point(|(f, _)| order(f).is_lt());
+            self.respelled
+                .get(start..)
+                .unwrap_or_default()
+                .iter()
+                .take_while(|(f, _)| order(f).is_eq())
+                .any(other_spelling)
+        };
+        let a_token_header = if self.token_headers.len() <= SCANNED {
+            self.token_headers.iter().any(|real| **real == *name)
+        } else {
+            self.token_headers
+                .binary_search_by(|real| (**real).cmp(name))
+                .is_ok()
+        };
+        respelled && !a_token_header
     }
 
     /// Whether `name` (as hyper gives it: lower case) is owned.
@@ -129,9 +150,7 @@ impl OwnedHeaders {
             return false;
         };
         if bucket.len() <= SCANNED {
-            return bucket.iter().any(|owned| {
-                owned.len() == name.len() && owned.iter().zip(name).all(|(&o, &n)| o == fold(n))
-            });
+            return bucket.iter().any(|owned| same_folded(owned, name));
         }
         // Ordered as the folded bytes, which `name` is compared as.
         bucket
@@ -140,10 +159,15 @@ impl OwnedHeaders {
     }
 }
 
-/// Buckets this small (every one, with a few `forward_claims`) are
-/// scanned: a comparison that stops at the first byte that differs costs
+/// Lists this small (every one, with a few `forward_claims` and token
+/// headers) are scanned: a comparison that stops at the first byte that differs costs
 /// less than a search's ordered ones.
 const SCANNED: usize = 8;
+
+/// Whether `name` folded is `folded`.
+fn same_folded(folded: &[u8], name: &[u8]) -> bool {
+    folded.len() == name.len() && folded.iter().zip(name).all(|(&o, &n)| o == fold(n))
+}
 
 /// Lower case, and `_` as `-`.
 fn fold(b: u8) -> u8 {
@@ -865,6 +889,75 @@ mod tests {
         assert!(with_long.owns(&long));
         assert!(!with_long.owns(&format!("{long}b")));
         assert!(!with_long.owns(&long[..70]));
+    }
+
+    /// The sorted, searched sets against the plain definition, on names
+    /// drawn from a few letters, `-` and `_` (so that many fold together),
+    /// 1 to 80 bytes long (so that the 63+ bucket holds many, searched),
+    /// in sets scanned and searched alike.
+    #[test]
+    fn owned_and_respelled_agree_with_their_definition() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut name = |upper: bool| -> String {
+            let len = 1 + next(80) as usize;
+            let short = next(2) == 0;
+            (0..if short { len % 6 + 1 } else { len })
+                .map(|_| {
+                    let c = b"ab-_c"[next(5) as usize];
+                    if upper && next(3) == 0 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                } as char)
+                .collect()
+        };
+        let folded = |s: &str| s.bytes().map(fold).collect::<Vec<u8>>();
+        for (extras, tokens) in [(3, 2), (400, 40)] {
+            let extra: Vec<String> = (0..extras).map(|_| name(true)).collect();
+            let token: Vec<String> = (0..tokens).map(|_| name(true)).collect();
+            let owned = OwnedHeaders::new(
+                extra.iter().map(String::as_str),
+                token.iter().map(String::as_str),
+            );
+            let all_owned: Vec<Vec<u8>> = IDENTITY_HEADERS
+                .into_iter()
+                .chain(KONG_IDENTITY_HEADERS)
+                .chain(CLIENT_MAY_NOT_SEND)
+                .chain(extra.iter().map(String::as_str))
+                .map(folded)
+                .collect();
+            let respellable: Vec<&str> = RESPELLED_NOT_PASSED
+                .into_iter()
+                .chain(
+                    token
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|h| h.contains('-') && !h.contains('_')),
+                )
+                .collect();
+            let tokens_lower: Vec<String> = token.iter().map(|t| t.to_ascii_lowercase()).collect();
+            let probes = extra
+                .iter()
+                .chain(&token)
+                .map(|n| n.to_ascii_lowercase().replace('-', "_"))
+                .chain((0..3000).map(|_| name(false)));
+            for probe in probes {
+                let owns = all_owned.contains(&folded(&probe));
+                assert_eq!(owned.owns(&probe), owns, "owns {probe:?}");
+                let respelled = respellable
+                    .iter()
+                    .any(|r| folded(r) == folded(&probe) && r.to_ascii_lowercase() != probe)
+                    && !tokens_lower.contains(&probe);
+                assert_eq!(owned.respelled(&probe), respelled, "respelled {probe:?}");
+            }
+        }
     }
 
     /// Two routes may read one header in two spellings: neither is the
