@@ -42,17 +42,36 @@ fn render() -> std::io::Result<Vec<u8>> {
     let mut text = String::from(".SH OPTIONS\n");
     text.push_str(&options(cmd.get_arguments().filter(|a| !a.is_hide_set())));
     text.push_str(".SH COMMANDS\n");
-    for (name, leaf) in &commands {
-        text.push_str(&format!(".SS \"{}\"\n", escape(name)));
-        let about = leaf.get_long_about().or(leaf.get_about());
-        if let Some(about) = about {
-            text.push_str(&paragraphs(&about.to_string(), ".PP"));
-        }
-        text.push_str(&options(listed(leaf)));
-    }
+    commands_section(&cmd, "jwtgate", &mut text);
     out.extend_from_slice(text.as_bytes());
     out.extend_from_slice(TAIL.as_bytes());
     Ok(out)
+}
+
+/// Each command that does something as a subsection: its description and
+/// options; a group of them (`token`) is said in a paragraph before them.
+fn commands_section(cmd: &Command, name: &str, text: &mut String) {
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        let full = format!("{name} {}", sub.get_name());
+        let about = sub
+            .get_long_about()
+            .or(sub.get_about())
+            .map(ToString::to_string);
+        if sub.has_subcommands() {
+            text.push_str(&format!(
+                ".PP\n\\fB{}\\fR: {}\n",
+                escape(&full),
+                escape_line(about.as_deref().unwrap_or_default().trim())
+            ));
+            commands_section(sub, &full, text);
+            continue;
+        }
+        text.push_str(&format!(".SS \"{}\"\n", escape(&full)));
+        if let Some(about) = about {
+            text.push_str(&paragraphs(&about, ".PP"));
+        }
+        text.push_str(&options(listed(sub)));
+    }
 }
 
 /// The commands that do something (`token sign`, not `token`), with their

@@ -555,6 +555,13 @@ fn man_page_and_completions_cover_every_subcommand() {
     ] {
         assert!(man.contains(line), "synopsis lacks {line}");
     }
+    // A group of commands is said before them.
+    for group in [
+        r"\fBjwtgate token\fR: Mint or explain tokens",
+        r"\fBjwtgate config\fR: Routes, consumers and providers in etcd",
+    ] {
+        assert!(man.contains(group), "man page lacks {group}");
+    }
     // Every long option of `run` and `token sign` is in the page.
     for (sub, opt) in [
         ("run", "\\-\\-config"),
