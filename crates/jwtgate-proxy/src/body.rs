@@ -12,11 +12,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
 use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 
+use crate::error::GatewayError;
 use crate::h1::PassedHeaders;
 use crate::recycle;
 use crate::upstream::{Upgraded, UpstreamBody};
@@ -206,6 +209,10 @@ pub enum RequestBody<'c> {
     H2(H2Body),
 }
 
+/// How much of an HTTP/2 request's body is read before an upstream
+/// connection is taken for it ([`H2Body::read_ahead`]).
+pub const READ_AHEAD: usize = 64 * 1024;
+
 /// The body of a request on an HTTP/2 stream. What the pipeline reads is
 /// given back to the client's flow-control window as it is read, so a
 /// client can send at most a window ahead of the upstream.
@@ -218,6 +225,8 @@ pub struct H2Body {
     /// is first read, for the stream's loop to send `100 Continue` then,
     /// as the HTTP/1.x server does.
     wanted: Option<Arc<AtomicBool>>,
+    /// What [`H2Body::read_ahead`] read, not yet passed on.
+    ahead: Bytes,
 }
 
 impl H2Body {
@@ -226,12 +235,58 @@ impl H2Body {
             recv,
             length,
             wanted,
+            ahead: Bytes::new(),
         }
+    }
+
+    /// Reads the body until it ends or [`READ_AHEAD`] bytes have come,
+    /// each read waiting `stall` at most, before an upstream connection is
+    /// taken for it. One HTTP/2 connection carries up to 100 streams, each
+    /// proxied over an upstream connection of its own: a client that
+    /// opened streams and sent their bodies slowly, or never, held as many
+    /// upstream connections (the process's budget, and the upstream's
+    /// workers) with a handful of connections. Now a stream holds one only
+    /// once its body has ended or 64 KiB of it came. A body that ended here
+    /// goes upstream with its `Content-Length`, as nginx sends a body it
+    /// buffered.
+    pub(crate) async fn read_ahead(&mut self, stall: Duration) -> Result<(), GatewayError> {
+        if let Some(wanted) = self.wanted.take() {
+            wanted.store(true, Ordering::Release);
+        }
+        let mut ahead = BytesMut::new();
+        let ended = loop {
+            if ahead.len() >= READ_AHEAD {
+                break false;
+            }
+            let read = tokio::time::timeout(stall, self.recv.data())
+                .await
+                .map_err(|_| GatewayError::ClientBodyTimeout(stall.as_millis()))?;
+            match read {
+                Some(Ok(data)) => {
+                    let _ = self.recv.flow_control().release_capacity(data.len());
+                    ahead.extend_from_slice(&data);
+                }
+                Some(Err(e)) => return Err(GatewayError::RequestBody(e.to_string())),
+                None => break true,
+            }
+        };
+        if ended && self.length.is_none() {
+            self.length = Some(ahead.len() as u64);
+        }
+        self.ahead = ahead.freeze();
+        Ok(())
     }
 
     fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         if let Some(wanted) = self.wanted.take() {
             wanted.store(true, Ordering::Release);
+        }
+        if !self.ahead.is_empty() {
+            let data = std::mem::take(&mut self.ahead);
+            if let Some(left) = &mut self.length {
+                *left = left.saturating_sub(data.len() as u64);
+            }
+            return Poll::Ready(Some(Ok(Frame::data(data))));
         }
         match self.recv.poll_data(cx) {
             Poll::Ready(Some(Ok(data))) => {
@@ -297,7 +352,7 @@ impl Body for RequestBody<'_> {
         match self {
             RequestBody::Empty => true,
             RequestBody::H1(body) => body.is_end_stream(),
-            RequestBody::H2(body) => body.recv.is_end_stream(),
+            RequestBody::H2(body) => body.ahead.is_empty() && body.recv.is_end_stream(),
         }
     }
 

@@ -400,7 +400,7 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
     conn: &'c ConnInfo,
     outcome: &'o mut Outcome<'g>,
 ) -> impl Future<Output = Result<Response<GatewayBody>, GatewayError>> + use<'p, 'b, 'c, 'o, 'g> {
-    let (mut parts, body) = req.into_parts();
+    let (mut parts, mut body) = req.into_parts();
     async move {
         // 1. What an upstream could read differently from the gateway is
         //    refused before anything looks at it (SPEC §3.11). A method that is
@@ -697,6 +697,11 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
         let mut resp = match &route.target {
             Target::Echo => echo::respond(&parts, &added),
             Target::Nodes(target) => {
+                if let RequestBody::H2(h2) = &mut body {
+                    // Boxed: rare beside GETs, and its future would
+                    // otherwise be in every request's.
+                    Box::pin(h2.read_ahead(gw.body_timeout)).await?;
+                }
                 pool.forward(target, Request::from_parts(parts, body), &added)
                     .await?
             }

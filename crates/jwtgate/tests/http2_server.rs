@@ -1036,6 +1036,94 @@ fn regression_streams_cannot_open_more_upstream_connections_than_max_connections
     gw.assert_alive();
 }
 
+/// A stream's body was streamed upstream as it came, so each stream whose
+/// client sent its body slowly, or never, held an upstream connection: a
+/// handful of HTTP/2 connections of 100 such streams took the process's
+/// whole upstream budget (every other client got 503) and as many of the
+/// upstream's workers. Now up to 64 KiB of a body is read before an
+/// upstream connection is taken: the open streams hold none, a body that
+/// ended goes upstream whole with its length, and one that stalls is a 408
+/// the upstream never saw.
+#[test]
+fn regression_streams_whose_bodies_have_not_come_hold_no_upstream_connection() {
+    let up = Upstream::start();
+    let slow = Upstream::start_with("slow", Behavior::Slow(Duration::from_secs(5)));
+    let yaml = config(&up.node(), &slow.node()).replacen(
+        "listen: \"127.0.0.1:0\"\n",
+        "listen: \"127.0.0.1:0\"\nmax_connections: 3\nclient_body_timeout_ms: 1500\n",
+        1,
+    );
+    let mut gw = Gateway::start(&yaml);
+    let addr = gw.addr;
+    let up_seen = &up;
+    let (while_open, posted, stalled) = run(&gw, async move {
+        let (send, _conn) = connect_h2(addr, 1024 * 1024, 1024 * 1024).await?;
+        let mut open = Vec::new();
+        for i in 0..5 {
+            let mut ready = send.clone().ready().await.map_err(|e| e.to_string())?;
+            let req = h2_request(addr, "POST", &format!("/upload/{i}"))
+                .body(())
+                .unwrap();
+            let (resp, mut stream) = ready.send_request(req, false).map_err(|e| e.to_string())?;
+            stream
+                .send_data(Bytes::from_static(b"part "), false)
+                .map_err(|e| e.to_string())?;
+            open.push((resp, stream));
+        }
+        // Five bodies begun and not ended, on a budget of three: another
+        // request still finds an upstream connection.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (resp, _) = h2_get(&send, addr, "/meanwhile").await?;
+        let (meanwhile, _, _) = read_answer(resp).await?;
+        let seen = up_seen.started();
+        let mut posted = Vec::new();
+        for (resp, mut stream) in open {
+            stream
+                .send_data(Bytes::from_static(b"and the rest"), true)
+                .map_err(|e| e.to_string())?;
+            posted.push(read_answer(resp).await?.0);
+        }
+        // A body that stops coming: a 408 once the read waited the
+        // client body timeout.
+        let mut ready = send.clone().ready().await.map_err(|e| e.to_string())?;
+        let req = h2_request(addr, "POST", "/stalled").body(()).unwrap();
+        let (resp, mut stream) = ready.send_request(req, false).map_err(|e| e.to_string())?;
+        stream
+            .send_data(Bytes::from_static(b"only this"), false)
+            .map_err(|e| e.to_string())?;
+        let (status, _, body) = read_answer(resp).await?;
+        drop(stream);
+        Ok(((meanwhile, seen), posted, (status, body)))
+    });
+    assert_eq!(
+        while_open,
+        (200, vec!["/meanwhile".to_owned()]),
+        "{}",
+        gw.logs()
+    );
+    assert_eq!(posted, [200; 5], "{}", gw.logs());
+    assert_eq!(stalled.0, 408, "{}", gw.logs());
+    assert_eq!(
+        String::from_utf8_lossy(&stalled.1),
+        r#"{"message":"request body timed out"}"#
+    );
+    let recs = up.records();
+    let uploads: Vec<&Recorded> = recs.iter().filter(|r| r.method == "POST").collect();
+    assert_eq!(
+        uploads.len(),
+        5,
+        "the stalled one never went upstream: {recs:?}"
+    );
+    for r in uploads {
+        assert_eq!(r.body_len, "part and the rest".len(), "{r:?}");
+        // Sent without a length, ended within what is read ahead: it goes
+        // with its length.
+        assert_eq!(r.header("content-length"), Some("17"), "{r:?}");
+        assert_eq!(r.header("transfer-encoding"), None, "{r:?}");
+    }
+    gw.assert_alive();
+}
+
 /// `Expect: 100-continue` over HTTP/2 got no `100`: clients waited for it
 /// (curl one second) before sending the body, and the expectation went to
 /// the upstream, whose own `100` the gateway drops. Now the gateway sends
