@@ -631,8 +631,19 @@ fn serve<'p, 'b, 'c, 'o, 'g>(
                 //     from the route's own host or an origin its `cors`
                 //     names and lets use credentials (not `*`, which never
                 //     does): cross-site WebSocket hijacking.
+                //     Two `Origin` fields (no browser sends them) are
+                //     refused: only the first was looked at (an outside
+                //     audit), and an upstream may read the other.
                 if websocket && identity.carriers.has(Source::Cookie) {
-                    if let Some(origin) = parts.headers.get(http::header::ORIGIN) {
+                    let mut origins = parts.headers.get_all(http::header::ORIGIN).iter();
+                    if let Some(origin) = origins.next() {
+                        if origins.next().is_some() {
+                            outcome.auth = "forbidden";
+                            return Err(GatewayError::CrossSiteWebSocket(
+                                "a WebSocket with its token in a cookie and more than one Origin"
+                                    .to_owned(),
+                            ));
+                        }
                         let trusted = outcome.origin.is_some()
                             && route.route.cors.as_ref().is_some_and(|c| {
                                 c.credentials

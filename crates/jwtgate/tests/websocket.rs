@@ -238,7 +238,7 @@ async fn open_with(
 ) -> Result<Client, WsError> {
     let mut req = format!("ws://{addr}{path}").into_client_request().unwrap();
     for (name, value) in headers {
-        req.headers_mut().insert(*name, value.parse().unwrap());
+        req.headers_mut().append(*name, value.parse().unwrap());
     }
     let tcp = TcpStream::connect(addr).await.unwrap();
     tokio_tungstenite::client_async(req, tcp)
@@ -626,6 +626,18 @@ fn a_cookie_token_opens_a_websocket_only_from_the_routes_own_or_an_allowed_origi
             (
                 vec![cookie.clone(), origin("https://app.example.evil.example")],
                 "a name that starts like an allowed one",
+            ),
+            (
+                vec![cookie.clone(), origin(&own), origin("https://evil.example")],
+                "two origins, the first the route's own",
+            ),
+            (
+                vec![
+                    cookie.clone(),
+                    origin("https://app.example"),
+                    origin("https://evil.example"),
+                ],
+                "two origins, the first one cors allows",
             ),
         ] {
             match open_with(gw.addr, "/chat", &headers).await {
