@@ -13,7 +13,8 @@
 #      upgrades (restarted onto the new version when it loads the config,
 #      left serving when it does not; a dpkg-statoverride kept), a stop;
 #   5. purges it (all gone but the user), and installs it again beside a
-#      jwtgate group made beforehand.
+#      jwtgate group made beforehand, and beside a jwtgate user made
+#      beforehand without one.
 # Needs root (chroot) and debootstrap (installed with apt-get when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +41,10 @@ grep -q -- '-rw-r----- .* ./etc/jwtgate/jwtgate.yaml$' <<<"$listing" || fail "th
 dpkg-deb -e "$deb" "$target/debian/control-check"
 grep -qx /etc/jwtgate/jwtgate.yaml "$target/debian/control-check/conffiles" || fail "the config is not a conffile"
 rm -rf "$target/debian/control-check"
+# The copyright file in DEP-5 form: a Files paragraph and its licence's.
+copyright=$(dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/share/doc/jwtgate/copyright)
+grep -qx 'Files: \*' <<<"$copyright" || fail "the copyright file has no Files paragraph"
+grep -q '/usr/share/common-licenses/Apache-2.0' <<<"$copyright" || fail "the copyright file does not point to the licence"
 
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/jwtgate
 base="$cache/bookworm-minbase-systemd-procps.tar"
@@ -275,4 +280,13 @@ in_root dpkg -i /tmp/jwtgate.deb
 [[ $(in_root stat -c '%U:%G %a' /etc/jwtgate) == "root:jwtgate 750" ]] || fail "the install reset /etc/jwtgate over a statoverride: $(in_root stat -c '%U:%G %a' /etc/jwtgate)"
 in_root dpkg --purge jwtgate
 in_root dpkg-statoverride --remove /etc/jwtgate
+echo "== a jwtgate user made beforehand without a jwtgate group gets one"
+in_root userdel jwtgate
+in_root sh -c 'getent group jwtgate >/dev/null && groupdel jwtgate || true'
+in_root useradd --system --gid users --no-create-home --shell /usr/sbin/nologin jwtgate
+in_root dpkg -i /tmp/jwtgate.deb || fail "the install failed beside a jwtgate user with no jwtgate group"
+in_root id -Gn jwtgate | tr ' ' '\n' | grep -qx jwtgate || fail "the user is not in a jwtgate group: $(in_root id -Gn jwtgate)"
+[[ $(in_root stat -c '%U:%G %a' /etc/jwtgate) == "root:jwtgate 770" ]] || fail "/etc/jwtgate is $(in_root stat -c '%U:%G %a' /etc/jwtgate)"
+[[ $(in_root stat -c '%U:%G' /var/lib/jwtgate) == "jwtgate:jwtgate" ]] || fail "/var/lib/jwtgate is $(in_root stat -c '%U:%G' /var/lib/jwtgate)"
+in_root dpkg --purge jwtgate
 echo "check-deb: ok ($deb)"

@@ -233,7 +233,7 @@ fn key_source(
         return None;
     }
     if discovery {
-        if !is_http_url(&p.issuer) {
+        if http_url_problem(&p.issuer).is_some() {
             errors.add(
                 &at("issuer"),
                 "must be an http(s) URL for discovery ({issuer}/.well-known/openid-configuration)",
@@ -243,7 +243,7 @@ fn key_source(
         return Some(KeySource::Discovery);
     }
     if let Some(uri) = &p.jwks_uri {
-        if !is_http_url(uri) {
+        if let Some(why) = http_url_problem(uri) {
             let shown = jwtgate_core::redact::url_for_display(uri);
             let message = if has_user_part(uri) {
                 // Not "${NAME}": the admin API and etcd objects take no
@@ -254,7 +254,7 @@ fn key_source(
                      query may go there (?access_token=...)"
                 )
             } else {
-                format!("{shown:?} is not an http(s) URL (a host; a port, if any, 1 to 65535)")
+                format!("{shown:?} is not an http(s) URL: {why}")
             };
             errors.add(&at("jwks_uri"), message);
             return None;
@@ -315,19 +315,26 @@ fn has_user_part(s: &str) -> bool {
         .is_some_and(|authority| authority.contains('@'))
 }
 
-/// `http://` or `https://`, a host, a port (if any) from 1 to 65535, no
-/// user part, no whitespace: parsed as the key fetcher parses it
-/// (`http::Uri`), so what it would refuse at every try is refused here,
-/// with the config's location (`http://[::1`, `http://idp:99999/`).
-fn is_http_url(s: &str) -> bool {
+/// What keeps `s` from being `http://` or `https://`, a host, a port (if
+/// any) from 1 to 65535, no user part, no whitespace, if anything: parsed
+/// as the key fetcher parses it (`http::Uri`), so what it would refuse at
+/// every try is refused here, with the config's location (`http://[::1`,
+/// `http://idp:99999/`).
+fn http_url_problem(s: &str) -> Option<&'static str> {
     if s.chars().any(char::is_whitespace) {
-        return false;
+        return Some("it holds whitespace (percent-encode it: %20)");
     }
     let Ok(uri) = s.parse::<http::Uri>() else {
-        return false;
+        return Some(
+            "not a URI: a character that must be percent-encoded (such as <, >, \", {, }, |, \\, ^, ` \
+             or any non-ASCII), or a malformed host or port",
+        );
     };
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Some("its scheme is not http or https");
+    }
     let Some(authority) = uri.authority() else {
-        return false;
+        return Some("it has no host");
     };
     // http::Uri takes `[::1]x` as a host; the fetcher could not connect to it.
     let host = authority.host();
@@ -346,8 +353,13 @@ fn is_http_url(s: &str) -> bool {
                 || (p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|n| n > 0))
         }),
     };
-    matches!(uri.scheme_str(), Some("http" | "https"))
-        && !authority.as_str().contains('@')
-        && host_ok
-        && port_ok
+    if authority.as_str().contains('@') {
+        Some("a user part (user:password@host) is not supported")
+    } else if !host_ok {
+        Some("its host is not a name or an address")
+    } else if !port_ok {
+        Some("its port is not 1 to 65535")
+    } else {
+        None
+    }
 }

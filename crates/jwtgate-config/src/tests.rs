@@ -847,6 +847,22 @@ routes:
             "{bad}: {e:?}"
         );
     }
+    // The message says what is wrong: a character to escape in the query
+    // was told as a bad host or port (an outside audit).
+    for (bad, why) in [
+        ("https://idp.example/jwks?x=<b>", "must be percent-encoded"),
+        ("http://id p/jwks", "whitespace"),
+        ("ftp://idp/jwks", "scheme is not http or https"),
+        ("http://idp:0/jwks", "port is not 1 to 65535"),
+        ("http://[not-v6]/jwks", "host is not a name or an address"),
+    ] {
+        let e = errors(&config(bad, "/oidc/bcl"));
+        assert!(
+            e.iter()
+                .any(|e| e.contains("providers[0].jwks_uri") && e.contains(why)),
+            "{bad}: {e:?}"
+        );
+    }
     for bad in ["/oidc/bcl?x=1", "/oidc/bcl#f"] {
         let e = errors(&config("https://idp.example.com/jwks", bad));
         assert!(

@@ -904,6 +904,17 @@ fn eviction_risk(reply: &[String]) -> Option<&str> {
     }
 }
 
+/// The store's generation as the node compares it: only ever equal to
+/// another, so bytes that are not UTF-8 (written by hand) are told in hex
+/// rather than refused, which stopped the node taking changes, or made
+/// lossy, which could take two for one.
+fn generation_text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| {
+        let hex: String = e.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        format!("bytes:{hex}")
+    })
+}
+
 /// `"not_before:expires_at"`.
 fn parse_cutoff_value(v: &str) -> Option<(i64, i64)> {
     let (nb, ex) = v.split_once(':')?;
@@ -967,7 +978,10 @@ impl RevocationStore for RedisStore {
         let mut unread = Unread::default();
         let mut cursor = 0u64;
         loop {
-            let (next, page): (u64, Vec<(String, String)>) = self
+            // Bytes, not strings: one field or value that is not UTF-8
+            // (written by hand or by another program) failed the whole
+            // read, and the node stopped taking changes (an outside audit).
+            let (next, page): (u64, Vec<(Vec<u8>, Vec<u8>)>) = self
                 .op(async {
                     let mut conn = self.conn().await?;
                     let cmd = redis::cmd("HSCAN")
@@ -981,7 +995,10 @@ impl RevocationStore for RedisStore {
                 .await
                 .map_err(|e| e.at_key(&self.subjects))?;
             for (k, v) in page {
-                let read = SubjectKey::decode(&k).zip(parse_cutoff_value(&v));
+                let read = std::str::from_utf8(&k)
+                    .ok()
+                    .and_then(SubjectKey::decode)
+                    .zip(std::str::from_utf8(&v).ok().and_then(parse_cutoff_value));
                 match read {
                     Some((key, (not_before, expires_at))) if expires_at > now => out.push(Cutoff {
                         key,
@@ -989,7 +1006,7 @@ impl RevocationStore for RedisStore {
                         expires_at,
                     }),
                     Some(_) => {}
-                    None => unread.note(&self.subjects, &k),
+                    None => unread.note(&self.subjects, &String::from_utf8_lossy(&k)),
                 }
             }
             if next == 0 {
@@ -1014,9 +1031,9 @@ impl RevocationStore for RedisStore {
                 // Read first: a full Redis (`maxmemory`, `noeviction`) refuses
                 // any SET, even one NX would skip, and a node must still load.
                 let get = redis::cmd("GET").arg(&self.generation).clone();
-                let known: Option<String> = Self::query(&mut conn, &get).await?;
-                if known.is_some() {
-                    return Ok(known);
+                let known: Option<Vec<u8>> = Self::query(&mut conn, &get).await?;
+                if let Some(known) = known {
+                    return Ok(Some(generation_text(known)));
                 }
                 let set = redis::cmd("SET")
                     .arg(&self.generation)
@@ -1024,7 +1041,8 @@ impl RevocationStore for RedisStore {
                     .arg("NX")
                     .clone();
                 let _: Option<String> = Self::query(&mut conn, &set).await?;
-                Self::query(&mut conn, &get).await
+                let known: Option<Vec<u8>> = Self::query(&mut conn, &get).await?;
+                Ok(known.map(generation_text))
             })
             .await
             .map_err(|e| e.at_key(&self.generation))?;
@@ -1123,7 +1141,8 @@ impl RevocationStore for RedisStore {
         let mut unread = Unread::default();
         let mut offset = 0usize;
         loop {
-            let page: Vec<(String, f64)> = self
+            // Bytes, as the cut-offs' (above).
+            let page: Vec<(Vec<u8>, f64)> = self
                 .op(async {
                     let mut conn = self.conn().await?;
                     // Highest expiry first: a purge (by any node, at any
@@ -1147,13 +1166,13 @@ impl RevocationStore for RedisStore {
                 .await?;
             let n = page.len();
             for (hex, score) in page {
-                match from_hex(&hex) {
+                match std::str::from_utf8(&hex).ok().and_then(from_hex) {
                     // Scores are whole seconds written by us; i64 range.
                     Some(digest) => out.push(Entry {
                         digest,
                         expires_at: score as i64,
                     }),
-                    None => unread.note(&self.zset, &hex),
+                    None => unread.note(&self.zset, &String::from_utf8_lossy(&hex)),
                 }
             }
             if n < SNAPSHOT_PAGE {
@@ -1174,7 +1193,9 @@ impl RevocationStore for RedisStore {
                 .arg("COUNT")
                 .arg(1)
                 .clone();
-            let last: Vec<(String, Vec<String>)> = Self::query(&mut conn, &cmd).await?;
+            // The entry's fields as bytes: only its id (Redis's own, ASCII)
+            // is wanted, and a field that is not UTF-8 failed the read.
+            let last: Vec<(String, Vec<Vec<u8>>)> = Self::query(&mut conn, &cmd).await?;
             Ok(Cursor::At(
                 last.into_iter()
                     .next()

@@ -250,6 +250,19 @@ impl RedisServer {
     pub fn cli(&self, args: &[&str]) -> String {
         cli_text(self.port, args)
     }
+
+    /// As [`RedisServer::cli`], with arguments that may not be UTF-8 (what
+    /// another program may write into jwtgate's keys).
+    pub fn cli_bytes(&self, args: &[&[u8]]) -> String {
+        use std::os::unix::ffi::OsStrExt;
+        let out = Command::new(require("redis-cli"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args.iter().map(|a| std::ffi::OsStr::from_bytes(a)))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
 }
 
 impl Drop for RedisServer {

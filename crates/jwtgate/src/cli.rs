@@ -185,7 +185,7 @@ pub struct SignArgs {
     /// Lifetime in seconds: exp = now + ttl. 0 = no exp claim.
     #[arg(long, default_value_t = 3600)]
     pub ttl: u64,
-    /// Extra claim, repeatable: k=v. v is parsed as JSON when it parses (123, true, null, "quoted"), else a string.
+    /// Extra claim, repeatable: k=v. v is parsed as JSON when it parses (123, true, null, "quoted"), else a string. It replaces a claim the command sets (the key claim, iat, exp): --claim exp=1 makes an expired token.
     #[arg(long = "claim", value_name = "K=V")]
     pub claims: Vec<String>,
 }

@@ -172,7 +172,17 @@ fn mint(args: &SignArgs) -> Result<String, String> {
         let (k, v) = kv
             .split_once('=')
             .ok_or_else(|| format!("--claim {kv:?}: expected k=v"))?;
+        if k.is_empty() {
+            return Err(format!("--claim {kv:?}: the claim has no name"));
+        }
         let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_owned()));
+        // A time claim that is not a number (`exp=tomorrow`) makes a token
+        // every gateway refuses: said here rather than found there.
+        if matches!(k, "exp" | "nbf" | "iat") && !value.is_number() {
+            return Err(format!(
+                "--claim {kv:?}: {k} is a NumericDate, seconds since 1970 (RFC 7519 §2)"
+            ));
+        }
         claims.insert(k.to_owned(), value);
     }
     signer

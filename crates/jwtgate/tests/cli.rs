@@ -614,6 +614,30 @@ fn token_sign_ttl_and_claims() {
     let header: serde_json::Value =
         serde_json::from_slice(&unb64(token.split('.').next().unwrap())).unwrap();
     assert_eq!(header["alg"], "HS256");
+    // A claim replaces one the command sets: an expired token on purpose.
+    let p = payload_of(&sign(&[
+        "--key", "user123", "--secret", SECRET, "--claim", "exp=1",
+    ]));
+    assert_eq!(p["exp"], json!(1));
+    // A claim with no name, or a time that is not a number, is refused
+    // rather than signed into a token every gateway refuses (an outside
+    // audit).
+    for (claim, said) in [
+        ("=v", "the claim has no name"),
+        ("exp=tomorrow", "exp is a NumericDate"),
+        ("nbf=\"1\"", "nbf is a NumericDate"),
+        ("iat=true", "iat is a NumericDate"),
+    ] {
+        let out = run_cli(
+            &[
+                "token", "sign", "--key", "user123", "--secret", SECRET, "--claim", claim,
+            ],
+            root(),
+        );
+        assert_eq!(out.code(), Some(2), "{claim}: {}", out.all());
+        assert!(out.stderr.contains(said), "{claim}: {}", out.all());
+        assert!(out.stdout.is_empty(), "{claim}: {}", out.all());
+    }
 }
 
 #[test]

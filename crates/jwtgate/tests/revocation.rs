@@ -1417,6 +1417,61 @@ fn redis_entries_a_node_cannot_read_are_logged_not_silently_skipped() {
     );
 }
 
+/// Entries that are not UTF-8 at all (another program's binary data, or
+/// `redis-cli` by hand): one such field, member, feed entry or generation
+/// failed the whole read of its key, the node's `/status` said `failing`,
+/// and logouts on other nodes stopped reaching it while they still
+/// answered `200` (an outside audit). Now they are skipped and said as the
+/// other unreadable entries are, and revocations spread between nodes.
+#[test]
+fn regression_entries_that_are_not_utf8_are_skipped_and_revocations_still_spread() {
+    let _serial = serial();
+    let server = RedisServer::start();
+    let up = Upstream::start();
+    let far = (now() + 3600).to_string();
+    server.cli_bytes(&[b"SET", b"{jwtgate}:generation", b"g\xff\xfe"]);
+    server.cli_bytes(&[b"ZADD", b"{jwtgate}:revoked", far.as_bytes(), b"zz\xff"]);
+    server.cli_bytes(&[b"HSET", b"{jwtgate}:subjects", b"\xff\xfe", b"1:2"]);
+    server.cli_bytes(&[b"HSET", b"{jwtgate}:subjects", b"[\"c\"]", b"\xff"]);
+    // The feed's last entry: where a node starting reads from.
+    server.cli_bytes(&[b"XADD", b"{jwtgate}:feed", b"*", b"t", b"c", b"k", b"\xff"]);
+
+    let a = Gateway::start(&config(&server.store_yaml(), &up, ""));
+    let b = Gateway::start(&config(&server.store_yaml(), &up, ""));
+    let token = alice_token();
+    assert_passes(&b, &token, "before the logout");
+    assert_logged_out(&a, &logout(&a, &token));
+    wait_refused(
+        &b,
+        &token,
+        Duration::from_secs(10),
+        "B, after a logout on A",
+    );
+    let logs = a.logs();
+    for (what, skipped) in [("blacklist", 1), ("subject cut-off", 2)] {
+        let line = logs
+            .lines()
+            .find(|l| l.contains(&format!("unreadable {what}")))
+            .unwrap_or_else(|| panic!("no log line for unreadable {what}:\n{logs}"));
+        assert!(line.contains(&format!("skipped={skipped}")), "{line}");
+    }
+    // A generation that changes to other bytes that are not UTF-8 either
+    // is a change all the same: the store lost its data, and each node
+    // writes back what it knows.
+    server.cli_bytes(&[b"SET", b"{jwtgate}:generation", b"h\xff\xfe"]);
+    server.cli_bytes(&[b"DEL", b"{jwtgate}:revoked"]);
+    let written_back = || {
+        !server
+            .cli(&["ZSCORE", "{jwtgate}:revoked", &sha256_hex(&token)])
+            .is_empty()
+    };
+    assert!(
+        eventually(Duration::from_secs(20), written_back),
+        "the logout was not written back after the generation changed:\n{}",
+        a.logs()
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 5. pool_size / pool_backlog: fail fast when the store is busy
 // ---------------------------------------------------------------------------
