@@ -50,6 +50,13 @@ fn main() -> ExitCode {
             let mut cmd = Cli::command();
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut cmd, "jwtgate", &mut script);
+            if shell == clap_complete::Shell::Fish {
+                // clap_complete's fish script offers no values for a
+                // positional argument: `completions <TAB>` listed files.
+                script.extend_from_slice(
+                    b"complete -c jwtgate -n \"__fish_jwtgate_using_subcommand completions\" -f -a \"bash zsh fish elvish powershell\"\n",
+                );
+            }
             out::print(&script)
         }
         Command::Man => manpage::print(),

@@ -730,6 +730,16 @@ fn token_sign_with_explicit_keys_is_accepted_by_the_gateway() {
         "{}",
         bash.stdout
     );
+    // fish completes `completions` with the shells, not with file names.
+    let fish = run_cli(&["completions", "fish"], root());
+    assert!(
+        fish.stdout.lines().any(
+            |l| l.contains("__fish_jwtgate_using_subcommand completions")
+                && l.contains("-a \"bash zsh fish elvish powershell\"")
+        ),
+        "{}",
+        fish.stdout
+    );
 
     // A secret that is not alice's: refused.
     let token = sign(&[
