@@ -401,27 +401,58 @@ pub fn push_quoted(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-/// Appends `s` as a JSON string: quotes, backslashes and control
-/// characters escaped, everything else as is (UTF-8).
+/// Appends `s` as a JSON string: quotes, backslashes, control characters
+/// and the invisible characters that change how a line reads (bidi
+/// controls such as U+202E, zero-width ones, line separators: see
+/// [`misleads`]) escaped, everything else as is (UTF-8). A request path
+/// with U+202E went raw into JSON lines, shown reversed by a terminal or
+/// a log viewer, where the text format escapes it (an outside audit).
 pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
-    for &b in s.as_bytes() {
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0..=0x1f | 0x7f => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[usize::from(b >> 4)]);
-                out.push(HEX[usize::from(b & 0xf)]);
-            }
-            _ => out.push(b),
+    for c in s.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            '\0'..='\u{1f}' | '\u{7f}' => push_json_escape(out, u32::from(c)),
+            ' '..='~' => out.push(c as u8),
+            c if misleads(c) => push_json_escape(out, u32::from(c)),
+            c => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
         }
     }
     out.push(b'"');
+}
+
+/// `\uXXXX` for a character of the Basic Multilingual Plane.
+fn push_json_escape(out: &mut Vec<u8>, c: u32) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.extend_from_slice(b"\\u");
+    for shift in [12, 8, 4, 0] {
+        out.push(HEX[(c >> shift & 0xf) as usize]);
+    }
+}
+
+/// The characters a JSON line escapes beyond the ASCII controls: the C1
+/// controls, and the invisible format characters that reorder or hide
+/// what follows (bidi embeddings, overrides and isolates, zero-width
+/// characters, line and paragraph separators, the byte order mark), all
+/// in the Basic Multilingual Plane.
+fn misleads(c: char) -> bool {
+    matches!(
+        c,
+        '\u{80}'..='\u{9f}'
+            | '\u{ad}'
+            | '\u{61c}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+    )
 }
 
 /// Appends `ip:port` (`[ip]:port` for IPv6), as `Display` would.
@@ -563,6 +594,37 @@ mod tests {
             let mut out = Vec::new();
             push_socket_addr(&mut out, addr);
             assert_eq!(String::from_utf8(out).expect("utf8"), a);
+        }
+    }
+
+    /// JSON strings read back as what was written, and no character that
+    /// reorders or hides what follows goes out raw: a path with U+202E
+    /// was shown reversed by a terminal (an outside audit).
+    #[test]
+    fn json_strings_escape_controls_and_misleading_characters() {
+        for (s, written) in [
+            ("/a\u{202e}evil", r#""/a\u202eevil""#),
+            ("q\"b\\n\n\u{1}\u{7f}", r#""q\"b\\n\n\u0001\u007f""#),
+            (
+                "\u{200b}\u{2028}\u{2066}\u{feff}\u{85}",
+                r#""\u200b\u2028\u2066\ufeff\u0085""#,
+            ),
+            ("é日本😀", "\"é日本😀\""),
+            ("/orders/42", r#""/orders/42""#),
+        ] {
+            let mut out = Vec::new();
+            push_json_str(&mut out, s);
+            let text = String::from_utf8(out).expect("utf8");
+            assert_eq!(text, written);
+            let read: String = serde_json::from_str(&text).expect("valid JSON");
+            assert_eq!(read, s);
+        }
+        // Every misleading character is one of the Basic Multilingual Plane
+        // (four hex digits say it whole), and none is printable ASCII.
+        for c in (0..=0x10ffff_u32).filter_map(char::from_u32) {
+            if misleads(c) {
+                assert!(u32::from(c) <= 0xffff && !c.is_ascii(), "{c:?}");
+            }
         }
     }
 
