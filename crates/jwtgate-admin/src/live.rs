@@ -203,7 +203,76 @@ impl Running {
         problems: Vec<ConfigError>,
         at: &str,
     ) -> Result<Config, ConfigErrors> {
-        tls_checked(compile_checked(source, problems, at, &self.base_dir)?)
+        self.no_worse_certificates(tls_checked(compile_checked(
+            source,
+            problems,
+            at,
+            &self.base_dir,
+        )?)?)
+    }
+
+    /// `config` unless it would serve, in place of a certificate clients
+    /// accept today, one that has expired or is not valid yet: every
+    /// client would be refused until the next good reload. A renewal gone
+    /// wrong (the old file copied back, a half-written one, the wrong
+    /// file) is refused as a whole, as a key that does not match its
+    /// certificate is, and the certificate serving stays. At start, and
+    /// where the one serving is no better, it is a warning
+    /// (`jwtgate check`), as nginx serves what it is given.
+    fn no_worse_certificates(&self, config: Config) -> Result<Config, ConfigErrors> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let good = |v: Option<(i64, i64)>| v.is_some_and(|(from, to)| from <= now && now <= to);
+        let running = self.config.load();
+        let admin_tls = |c: &Config| c.admin.as_ref().and_then(|a| a.tls.clone());
+        let pairs = [
+            (config.tls.clone(), running.tls.clone()),
+            (admin_tls(&config), admin_tls(&running)),
+        ];
+        let mut errors = Vec::new();
+        for (next, serving) in pairs {
+            let (Some(next), Some(serving)) = (next, serving) else {
+                continue;
+            };
+            for cert in &next.certificates {
+                let Some(old) = serving
+                    .certificates
+                    .iter()
+                    .find(|o| o.location == cert.location)
+                else {
+                    continue;
+                };
+                let validity = cert.validity();
+                if old.cert_pem == cert.cert_pem || good(validity) || !good(old.validity()) {
+                    continue;
+                }
+                let Some((from, to)) = validity else {
+                    continue;
+                };
+                let date = jwtgate_core::x509::date;
+                let until = old.validity().map_or(0, |(_, to)| to);
+                let what = if to < now {
+                    format!("expired on {}", date(to))
+                } else {
+                    format!("is not valid before {}", date(from))
+                };
+                errors.push(ConfigError {
+                    location: format!("{}.cert_file", cert.location),
+                    message: format!(
+                        "{what}, where the certificate served there is good until {}: \
+                         clients would refuse every handshake; the one serving stays (renew \
+                         the file, then SIGHUP)",
+                        date(until)
+                    ),
+                });
+            }
+        }
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
     }
 
     /// Step 1 for a change of routes, consumers or providers (an admin
@@ -242,7 +311,7 @@ impl Running {
     /// refused as a whole, as one with a missing key file is.
     pub fn compile_text(&self, text: &str) -> Result<(RawConfig, Config), ConfigErrors> {
         let (source, config) = compile_text(text, &self.base_dir)?;
-        Ok((source, tls_checked(config)?))
+        Ok((source, self.no_worse_certificates(tls_checked(config)?)?))
     }
 
     /// The config warnings `next` (compiled from `source`) has and the

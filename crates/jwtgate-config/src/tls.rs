@@ -58,6 +58,16 @@ pub struct CertificatePem {
     pub location: String,
 }
 
+impl CertificatePem {
+    /// The first certificate's `notBefore` and `notAfter` (Unix seconds),
+    /// when it reads.
+    pub fn validity(&self) -> Option<(i64, i64)> {
+        let blocks = pem::parse_many(&self.cert_pem).ok()?;
+        let leaf = blocks.iter().find(|p| p.tag() == "CERTIFICATE")?;
+        jwtgate_core::x509::validity(leaf.contents())
+    }
+}
+
 /// The same chain, key and place; the key file's mode is not compared (a
 /// `chmod` alone is no new TLS set-up for a reload to make).
 impl PartialEq for CertificatePem {

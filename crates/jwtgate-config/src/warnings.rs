@@ -258,9 +258,7 @@ fn certificates_of(tls: &TlsMaterial, now: i64, found: &mut Found) {
                     .into(),
             );
         }
-        let Some((not_before, not_after)) =
-            leaf.and_then(|p| jwtgate_core::x509::validity(p.contents()))
-        else {
+        let Some((not_before, not_after)) = c.validity() else {
             continue;
         };
         let at = format!("{}.cert_file", c.location);

@@ -538,6 +538,144 @@ async fn sighup_replaces_the_certificate_and_keeps_open_connections() {
     assert!(connect(node.addr, &new_trust, "localhost").await.is_ok());
 }
 
+/// A certificate of `name` signed by its own key with the given validity
+/// (`openssl ca -startdate/-enddate`, as `req -x509` takes only a number of
+/// days from now): (cert, key) files in `dir`.
+fn dated_certificate(
+    dir: &Path,
+    name: &str,
+    tag: &str,
+    from: &str,
+    to: &str,
+) -> (PathBuf, PathBuf) {
+    let ca = dir.join(format!("{tag}-ca"));
+    std::fs::create_dir_all(&ca).unwrap();
+    std::fs::write(ca.join("index.txt"), "").unwrap();
+    std::fs::write(ca.join("serial"), "01\n").unwrap();
+    let cnf = ca.join("ca.cnf");
+    std::fs::write(
+        &cnf,
+        format!(
+            "[ ca ]\ndefault_ca = own\n[ own ]\ndatabase = {0}/index.txt\nnew_certs_dir = {0}\n\
+             serial = {0}/serial\ndefault_md = sha256\npolicy = any\ncopy_extensions = copy\n\
+             unique_subject = no\n[ any ]\ncommonName = supplied\n",
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let (cert, key, csr) = (
+        dir.join(format!("{tag}.crt")),
+        dir.join(format!("{tag}.key")),
+        ca.join("req.csr"),
+    );
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl must be installed (./test installs it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-subj",
+        &format!("/CN={name}"),
+        "-addext",
+        &format!("subjectAltName=DNS:{name}"),
+        "-addext",
+        "basicConstraints=critical,CA:FALSE",
+        "-addext",
+        "extendedKeyUsage=serverAuth",
+        "-keyout",
+        &path(&key),
+        "-out",
+        &path(&csr),
+    ]);
+    openssl(&[
+        "ca",
+        "-batch",
+        "-notext",
+        "-config",
+        &path(&cnf),
+        "-selfsign",
+        "-keyfile",
+        &path(&key),
+        "-in",
+        &path(&csr),
+        "-startdate",
+        from,
+        "-enddate",
+        to,
+        "-out",
+        &path(&cert),
+    ]);
+    (cert, key)
+}
+
+/// A reload put in service a certificate that had expired, or was not
+/// valid yet, in place of one clients accepted: every handshake failed
+/// until the next good reload (a renewal gone wrong: the old file copied
+/// back, the wrong file; an outside audit). Now such a reload is refused
+/// as a whole, said with both dates, and the certificate serving stays; a
+/// good one then goes live.
+#[tokio::test]
+async fn a_reload_never_puts_an_expired_certificate_in_place_of_a_good_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    let (cert, key, tls) = renewable_certificate(&certs, "live");
+    let node = Node::start(dir.path(), &config(&tls));
+    assert!(serves(node.addr, &ca()).await);
+    let reloads = |outcome: &str| {
+        node.metrics()
+            .value("jwtgate_config_reloads_total", &[("outcome", outcome)])
+    };
+    let applied = reloads("applied");
+    for (tag, from, to, said) in [
+        (
+            "expired",
+            "20200101000000Z",
+            "20200201000000Z",
+            "expired on 2020-02-01",
+        ),
+        (
+            "early",
+            "20900101000000Z",
+            "20910101000000Z",
+            "is not valid before 2090-01-01",
+        ),
+    ] {
+        let (bad_cert, bad_key) = dated_certificate(dir.path(), "localhost", tag, from, to);
+        std::fs::copy(&bad_key, &key).unwrap();
+        std::fs::copy(&bad_cert, &cert).unwrap();
+        node.signal("HUP");
+        node.wait_log(
+            &format!("tls.cert_file: {said}, where the certificate served there is good until"),
+            1,
+        );
+        assert!(serves(node.addr, &ca()).await, "{tag}: {}", node.logs());
+        assert_eq!(reloads("applied"), applied, "{tag}: {}", node.logs());
+    }
+    // A good renewal goes live.
+    let (new_cert, new_key) = self_signed(dir.path(), "localhost", "renewed");
+    std::fs::copy(&new_key, &key).unwrap();
+    std::fs::copy(&new_cert, &cert).unwrap();
+    node.signal("HUP");
+    node.wait_log("TLS certificates and settings reloaded", 1);
+    assert!(serves(node.addr, &new_cert).await, "{}", node.logs());
+    assert!(!serves(node.addr, &ca()).await);
+}
+
 /// A renewal written over the certificate and key files goes live without
 /// a SIGHUP: the node watches the files its config names. Written in two
 /// steps (the certificate, then its key), the half-done renewal is refused
