@@ -270,7 +270,7 @@ fn visible(s: &str) -> String {
     for c in s.chars() {
         if c.is_control() {
             out.extend(c.escape_debug());
-        } else if crate::warnings::is_invisible(c) {
+        } else if jwtgate_core::invisible::is_invisible(c) {
             out.extend(c.escape_unicode());
         } else {
             out.push(c);

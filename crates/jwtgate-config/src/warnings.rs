@@ -1143,7 +1143,7 @@ pub fn name_problem(name: &str) -> Option<String> {
          percent-encode"
     } else if name.trim() != name {
         "starts or ends with whitespace, which nobody sees in a log line or the console"
-    } else if name.chars().any(is_invisible) {
+    } else if name.chars().any(jwtgate_core::invisible::is_invisible) {
         "holds an invisible or direction-changing character (a zero-width space, a \
          right-to-left override, a non-breaking or line-separating space), which makes it \
          look like another name in the console, the metrics and the log"
@@ -1158,18 +1158,6 @@ pub fn name_problem(name: &str) -> Option<String> {
     Some(format!(
         "{name:?} {why}; a name of letters, digits and -._~@ travels everywhere"
     ))
-}
-
-/// Characters that show as nothing, or as an ordinary space, or that
-/// reorder the text around them: Unicode's format characters (Cf) in
-/// common use, and whitespace other than the ASCII space.
-pub(crate) fn is_invisible(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
-        | '\u{17B5}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
-        | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}' | '\u{E0000}'..='\u{E007F}')
-        || (c != ' ' && c.is_whitespace())
 }
 
 /// The longest name that is not warned about.

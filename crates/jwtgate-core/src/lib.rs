@@ -12,6 +12,7 @@ pub mod clock;
 pub mod consumer;
 pub mod cors;
 pub mod der;
+pub mod invisible;
 pub mod jwt;
 pub mod owned_headers;
 pub mod path;

@@ -210,12 +210,15 @@ pub enum RequestBody<'c> {
 }
 
 /// How much of an HTTP/2 request's body is read before an upstream
-/// connection is taken for it ([`H2Body::read_ahead`]).
-pub const READ_AHEAD: usize = 64 * 1024;
+/// connection is taken for it ([`H2Body::read_ahead`]): nginx's
+/// `client_body_buffer_size` on 64-bit systems, one 16 KiB DATA frame.
+pub const READ_AHEAD: usize = 16 * 1024;
 
 /// The body of a request on an HTTP/2 stream. What the pipeline reads is
 /// given back to the client's flow-control window as it is read, so a
-/// client can send at most a window ahead of the upstream.
+/// client can send at most a window ahead of what the gateway took: the
+/// first [`READ_AHEAD`] bytes before an upstream connection is taken, the
+/// rest as the upstream takes it.
 pub struct H2Body {
     recv: h2::RecvStream,
     /// What is left of the request's `Content-Length`, when it has one (h2
@@ -246,34 +249,41 @@ impl H2Body {
     /// opened streams and sent their bodies slowly, or never, held as many
     /// upstream connections (the process's budget, and the upstream's
     /// workers) with a handful of connections. Now a stream holds one only
-    /// once its body has ended or 64 KiB of it came. A body that ended here
-    /// goes upstream with its `Content-Length`, as nginx sends a body it
-    /// buffered.
+    /// once its body has ended or 16 KiB of it came, and at most about
+    /// 32 KiB of it is held meanwhile (the window is given back as it is
+    /// read, so that streams never wait on each other's bodies for it). A
+    /// body that ended here goes upstream with its `Content-Length`, as
+    /// nginx sends a body it buffered.
     pub(crate) async fn read_ahead(&mut self, stall: Duration) -> Result<(), GatewayError> {
         if let Some(wanted) = self.wanted.take() {
             wanted.store(true, Ordering::Release);
         }
-        let mut ahead = BytesMut::new();
-        let ended = loop {
-            if ahead.len() >= READ_AHEAD {
-                break false;
-            }
+        let mut copied = BytesMut::new();
+        let (ahead, ended) = loop {
             let read = tokio::time::timeout(stall, self.recv.data())
                 .await
                 .map_err(|_| GatewayError::ClientBodyTimeout(stall.as_millis()))?;
-            match read {
-                Some(Ok(data)) => {
-                    let _ = self.recv.flow_control().release_capacity(data.len());
-                    ahead.extend_from_slice(&data);
-                }
+            let data = match read {
+                Some(Ok(data)) => data,
                 Some(Err(e)) => return Err(GatewayError::RequestBody(e.to_string())),
-                None => break true,
+                None => break (copied.freeze(), true),
+            };
+            let _ = self.recv.flow_control().release_capacity(data.len());
+            let ended = self.recv.is_end_stream();
+            // A body in one DATA frame (most small POSTs), or a first frame
+            // as long as what is read ahead: kept as it came, not copied.
+            if copied.is_empty() && (ended || data.len() >= READ_AHEAD) {
+                break (data, ended);
+            }
+            copied.extend_from_slice(&data);
+            if ended || copied.len() >= READ_AHEAD {
+                break (copied.freeze(), ended);
             }
         };
         if ended && self.length.is_none() {
             self.length = Some(ahead.len() as u64);
         }
-        self.ahead = ahead.freeze();
+        self.ahead = ahead;
         Ok(())
     }
 

@@ -1040,7 +1040,7 @@ fn regression_streams_cannot_open_more_upstream_connections_than_max_connections
 /// client sent its body slowly, or never, held an upstream connection: a
 /// handful of HTTP/2 connections of 100 such streams took the process's
 /// whole upstream budget (every other client got 503) and as many of the
-/// upstream's workers. Now up to 64 KiB of a body is read before an
+/// upstream's workers. Now up to 16 KiB of a body is read before an
 /// upstream connection is taken: the open streams hold none, a body that
 /// ended goes upstream whole with its length, and one that stalls is a 408
 /// the upstream never saw.
@@ -1050,7 +1050,7 @@ fn regression_streams_whose_bodies_have_not_come_hold_no_upstream_connection() {
     let slow = Upstream::start_with("slow", Behavior::Slow(Duration::from_secs(5)));
     let yaml = config(&up.node(), &slow.node()).replacen(
         "listen: \"127.0.0.1:0\"\n",
-        "listen: \"127.0.0.1:0\"\nmax_connections: 3\nclient_body_timeout_ms: 1500\n",
+        "listen: \"127.0.0.1:0\"\nmax_connections: 3\nclient_body_timeout_ms: 4000\n",
         1,
     );
     let mut gw = Gateway::start(&yaml);
@@ -1071,11 +1071,20 @@ fn regression_streams_whose_bodies_have_not_come_hold_no_upstream_connection() {
             open.push((resp, stream));
         }
         // Five bodies begun and not ended, on a budget of three: another
-        // request still finds an upstream connection.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // request still finds an upstream connection. First an answer the
+        // gateway makes itself: once it came, the five streams were taken
+        // and run as far as they go (the old code had taken its three
+        // upstream connections by then).
+        let (resp, _) = h2_get(&send, addr, "/private/sync").await?;
+        let (sync, _, _) = read_answer(resp).await?;
+        if sync != 401 {
+            return Err(format!("/private/sync answered {sync}"));
+        }
         let (resp, _) = h2_get(&send, addr, "/meanwhile").await?;
         let (meanwhile, _, _) = read_answer(resp).await?;
         let seen = up_seen.started();
+        // Ended one after the other: each then takes an upstream
+        // connection, on a budget of three.
         let mut posted = Vec::new();
         for (resp, mut stream) in open {
             stream
@@ -1093,6 +1102,18 @@ fn regression_streams_whose_bodies_have_not_come_hold_no_upstream_connection() {
             .map_err(|e| e.to_string())?;
         let (status, _, body) = read_answer(resp).await?;
         drop(stream);
+        // A body of just what is read ahead, in one DATA frame that ends
+        // the stream, goes with its length too.
+        let mut ready = send.clone().ready().await.map_err(|e| e.to_string())?;
+        let req = h2_request(addr, "POST", "/whole").body(()).unwrap();
+        let (resp, mut stream) = ready.send_request(req, false).map_err(|e| e.to_string())?;
+        stream
+            .send_data(Bytes::from(pattern(16 * 1024)), true)
+            .map_err(|e| e.to_string())?;
+        let whole = read_answer(resp).await?.0;
+        if whole != 200 {
+            return Err(format!("/whole answered {whole}"));
+        }
         Ok(((meanwhile, seen), posted, (status, body)))
     });
     assert_eq!(
@@ -1108,7 +1129,13 @@ fn regression_streams_whose_bodies_have_not_come_hold_no_upstream_connection() {
         r#"{"message":"request body timed out"}"#
     );
     let recs = up.records();
-    let uploads: Vec<&Recorded> = recs.iter().filter(|r| r.method == "POST").collect();
+    let whole = recs.iter().find(|r| r.target == "/whole").unwrap();
+    assert_eq!(whole.header("content-length"), Some("16384"), "{whole:?}");
+    assert!(whole.body_matches_pattern, "{whole:?}");
+    let uploads: Vec<&Recorded> = recs
+        .iter()
+        .filter(|r| r.method == "POST" && r.target.starts_with("/upload/"))
+        .collect();
     assert_eq!(
         uploads.len(),
         5,

@@ -17,8 +17,9 @@
 //! 64 KiB of send buffer per stream, where hyper's 200 and 400 KiB let one
 //! client that sets huge windows and stops reading hold about 90 MB of
 //! answers read from upstreams and not sent (an attack measured it); now
-//! at most about 10 MB (the buffers and a read each), the most any
-//! connection holds.
+//! at most about 10 MB (the buffers and a read each), with about 3 MB of
+//! request bodies read before their upstream is chosen (32 KiB a stream at
+//! most: `H2Body::read_ahead`), the most any connection holds.
 
 use std::future::{poll_fn, Future};
 use std::panic::AssertUnwindSafe;
