@@ -29,10 +29,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-use redis::streams::StreamReadReply;
 use redis::{
     AsyncConnectionConfig, Client, Cmd, ConnectionAddr, FromRedisValue, IntoConnectionInfo,
-    RedisConnectionInfo,
+    RedisConnectionInfo, Value,
 };
 use tokio::sync::Mutex;
 use tracing::warn;
@@ -766,29 +765,39 @@ impl FeedConn {
     }
 }
 
-fn parse_feed(reply: Option<StreamReadReply>, cursor: &mut Cursor) -> Vec<Change> {
+/// The changes in an `XREAD` reply, read from the raw reply rather than
+/// redis-rs's `StreamReadReply`, which takes field names as strings: one
+/// name that was not UTF-8 (written by hand, another program) failed the
+/// whole read, again at each try, and the node resynced in a loop rather
+/// than skip the entry (a review). An entry it cannot read is skipped and
+/// said; the cursor goes past it.
+fn parse_feed(reply: Value, cursor: &mut Cursor) -> Vec<Change> {
     let mut out = Vec::new();
     let mut unread = Unread::default();
-    for key in reply.map(|r| r.keys).unwrap_or_default() {
-        for id in key.ids {
+    for (key, entries) in stream_keys(reply) {
+        for entry in entries {
+            let Some((id, fields)) = stream_entry(entry) else {
+                unread.note(&key, "an entry without an id");
+                continue;
+            };
+            let field = |name: &[u8]| {
+                fields
+                    .iter()
+                    .find(|(n, _)| n.as_slice() == name)
+                    .and_then(|(_, v)| std::str::from_utf8(v).ok())
+            };
             // Entries without a type are revocations (the feed's first form).
-            let change = match id.get::<String>("t").as_deref() {
+            let change = match field(b"t") {
                 None | Some("r") => {
-                    let digest = id.get::<String>("d").as_deref().and_then(from_hex);
-                    let exp = id.get::<i64>("e");
+                    let digest = field(b"d").and_then(from_hex);
+                    let exp = field(b"e").and_then(|e| e.parse::<i64>().ok());
                     digest
                         .zip(exp)
                         .map(|(digest, expires_at)| Change::Revoked(Entry { digest, expires_at }))
                 }
-                Some("c") => id
-                    .get::<String>("k")
-                    .as_deref()
+                Some("c") => field(b"k")
                     .and_then(SubjectKey::decode)
-                    .zip(
-                        id.get::<String>("v")
-                            .as_deref()
-                            .and_then(parse_cutoff_value),
-                    )
+                    .zip(field(b"v").and_then(parse_cutoff_value))
                     .map(|(key, (not_before, expires_at))| {
                         Change::CutOff(Cutoff {
                             key,
@@ -796,22 +805,85 @@ fn parse_feed(reply: Option<StreamReadReply>, cursor: &mut Cursor) -> Vec<Change
                             expires_at,
                         })
                     }),
-                Some("l") => id
-                    .get::<String>("k")
-                    .as_deref()
-                    .and_then(SubjectKey::decode)
-                    .map(Change::Lifted),
+                Some("l") => field(b"k").and_then(SubjectKey::decode).map(Change::Lifted),
                 Some(_) => None,
             };
             match change {
                 Some(change) => out.push(change),
-                None => unread.note(&key.key, &id.id),
+                None => unread.note(&key, &id),
             }
-            *cursor = Cursor::At(id.id);
+            *cursor = Cursor::At(id);
         }
     }
     unread.report("changes feed");
     out
+}
+
+/// The streams of an `XREAD` reply, each with its entries: an array of
+/// `[key, entries]` pairs (RESP2) or a map (RESP3); none when it timed out.
+fn stream_keys(reply: Value) -> Vec<(String, Vec<Value>)> {
+    let pairs: Vec<(Value, Value)> = match reply {
+        Value::Array(streams) => streams
+            .into_iter()
+            .filter_map(|stream| match stream {
+                Value::Array(pair) => {
+                    let mut pair = pair.into_iter();
+                    pair.next().zip(pair.next())
+                }
+                _ => None,
+            })
+            .collect(),
+        Value::Map(streams) => streams,
+        _ => Vec::new(),
+    };
+    pairs
+        .into_iter()
+        .filter_map(|(key, entries)| match (text(&key), entries) {
+            (Some(key), Value::Array(entries)) => Some((key, entries)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A stream entry's fields, names and values, as bytes.
+type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// One stream entry, `[id, [field, value, ...]]`: its id and its fields.
+fn stream_entry(entry: Value) -> Option<(String, Fields)> {
+    let Value::Array(parts) = entry else {
+        return None;
+    };
+    let mut parts = parts.into_iter();
+    let id = text(&parts.next()?)?;
+    let mut fields = Vec::new();
+    if let Some(Value::Array(flat)) = parts.next() {
+        let mut flat = flat.into_iter();
+        while let (Some(name), Some(value)) = (flat.next(), flat.next()) {
+            if let (Some(name), Some(value)) = (bytes(name), bytes(value)) {
+                fields.push((name, value));
+            }
+        }
+    }
+    Some((id, fields))
+}
+
+/// A bulk or simple string's bytes; an integer's digits.
+fn bytes(value: Value) -> Option<Vec<u8>> {
+    match value {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.into_bytes()),
+        Value::Int(n) => Some(n.to_string().into_bytes()),
+        _ => None,
+    }
+}
+
+/// A string reply as text, when it is UTF-8.
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
 }
 
 /// Entries of a Redis key this node cannot read: written by hand, by
@@ -1232,18 +1304,17 @@ impl RevocationStore for RedisStore {
             .arg(&from)
             .clone();
         let limit = FEED_BLOCK + self.op_timeout + self.connect_timeout;
-        let reply =
-            match tokio::time::timeout(limit, conn.query::<Option<StreamReadReply>>(&cmd)).await {
-                Ok(Ok(r)) => r,
-                Ok(Err(e)) => {
-                    self.drop_feed().await;
-                    return Err(e);
-                }
-                Err(_) => {
-                    self.drop_feed().await;
-                    return Err(StoreError::Timeout(limit));
-                }
-            };
+        let reply = match tokio::time::timeout(limit, conn.query::<Value>(&cmd)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                self.drop_feed().await;
+                return Err(e);
+            }
+            Err(_) => {
+                self.drop_feed().await;
+                return Err(StoreError::Timeout(limit));
+            }
+        };
         Ok(parse_feed(reply, cursor))
     }
 

@@ -1438,6 +1438,9 @@ fn regression_entries_that_are_not_utf8_are_skipped_and_revocations_still_spread
 
     let a = Gateway::start(&config(&server.store_yaml(), &up, ""));
     let b = Gateway::start(&config(&server.store_yaml(), &up, ""));
+    // While they run, a feed entry whose field name is not UTF-8: skipped,
+    // not a failed read of the feed each time it is read again.
+    server.cli_bytes(&[b"XADD", b"{jwtgate}:feed", b"*", b"\xff", b"x"]);
     let token = alice_token();
     assert_passes(&b, &token, "before the logout");
     assert_logged_out(&a, &logout(&a, &token));
@@ -1447,6 +1450,14 @@ fn regression_entries_that_are_not_utf8_are_skipped_and_revocations_still_spread
         Duration::from_secs(10),
         "B, after a logout on A",
     );
+    assert!(
+        eventually(Duration::from_secs(10), || b
+            .logs()
+            .contains("unreadable changes feed entry")),
+        "{}",
+        b.logs()
+    );
+    assert!(!b.logs().contains("feed keeps failing"), "{}", b.logs());
     let logs = a.logs();
     for (what, skipped) in [("blacklist", 1), ("subject cut-off", 2)] {
         let line = logs
