@@ -1224,6 +1224,27 @@ fn regression_a_held_node_restarted_stays_held() {
     assert_eq!(node.send(&alice).status, 200, "{}", node.logs());
 }
 
+/// A revision that deletes every object (one `etcdctl del --prefix` typed
+/// against the wrong cluster) is applied, as every revision is (SPEC §6),
+/// but was said only in the INFO line of any change while every route
+/// went (an outside audit): now a warning says what it did and how to
+/// put it back.
+#[test]
+fn a_revision_that_deletes_every_object_is_warned_about() {
+    let (etcd, eps, _dir) = etcd_holding(BASE);
+    let (_d, node) = start_node(&eps, EMBEDDED);
+    let alice = Req::get("/app/x").bearer(&alice_token("emptied"));
+    wait_status(&node, &alice, 200);
+    let said = "etcd holds no route, consumer or provider under /jwtgate any more";
+    // One object less: no warning.
+    assert_eq!(etcd.del(&key("consumers", "alice")), 1);
+    wait_status(&node, &alice, 401);
+    assert!(!node.logs().contains(said), "{}", node.logs());
+    etcd.ctl(&["del", "--prefix", &format!("{PREFIX}/")]);
+    wait_status(&node, &alice, 404);
+    node.wait_log(said, 1);
+}
+
 /// BASE and a route `locked` whose policy is immutable (realm v1).
 fn with_locked() -> String {
     format!(

@@ -474,6 +474,22 @@ impl EtcdSource {
     /// says so; then `/status`, the applied revision and the local copy.
     fn install_applied(&self, shared: &mut Shared, running: &Running) {
         if let Some(u) = shared.uninstalled.take() {
+            let holds = |c: &RawConfig| {
+                !(c.routes.is_empty() && c.consumers.is_empty() && c.providers.is_empty())
+            };
+            // Applied, as every revision is (SPEC §6), but not said as any
+            // other change: one `etcdctl del --prefix` against the wrong
+            // cluster left every node serving no route, said in an INFO
+            // line (an outside audit).
+            if holds(&running.source()) && !holds(&u.source) {
+                warn!(
+                    revision = u.revision,
+                    "etcd holds no route, consumer or provider under {} any more: this node \
+                     now serves none (every request is a 404); if that was not meant, \
+                     `jwtgate config push` puts them back",
+                    self.prefix()
+                );
+            }
             running.install(u.source, u.config);
             metrics::record_config_reload("applied");
             info!(
