@@ -174,6 +174,19 @@ fn tls_of(cert: &Path, key: &Path) -> String {
     )
 }
 
+/// A node serving the test CA's certificate from files in a directory of
+/// their own (a directory watch sees only theirs), to be renewed: the
+/// node's directory, the certificate and key files, the node.
+async fn node_with_renewable_certificate() -> (tempfile::TempDir, PathBuf, PathBuf, Node) {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    let (cert, key, tls) = renewable_certificate(&certs, "live");
+    let node = Node::start(dir.path(), &config(&tls));
+    assert!(serves(node.addr, &ca()).await);
+    (dir, cert, key, node)
+}
+
 /// Whether the node at `addr` serves `localhost` a certificate `trust`
 /// (a PEM file) lets a client accept.
 async fn serves(addr: SocketAddr, trust: &Path) -> bool {
@@ -630,12 +643,7 @@ fn dated_certificate(
 /// good one then goes live.
 #[tokio::test]
 async fn a_reload_never_puts_an_expired_certificate_in_place_of_a_good_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
-    std::fs::create_dir(&certs).unwrap();
-    let (cert, key, tls) = renewable_certificate(&certs, "live");
-    let node = Node::start(dir.path(), &config(&tls));
-    assert!(serves(node.addr, &ca()).await);
+    let (dir, cert, key, node) = node_with_renewable_certificate().await;
     let reloads = |outcome: &str| {
         node.metrics()
             .value("jwtgate_config_reloads_total", &[("outcome", outcome)])
@@ -682,12 +690,7 @@ async fn a_reload_never_puts_an_expired_certificate_in_place_of_a_good_one() {
 /// and the old certificate serves until the key lands.
 #[tokio::test]
 async fn a_certificate_renewed_on_disk_goes_live_without_a_sighup() {
-    let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
-    std::fs::create_dir(&certs).unwrap();
-    let (cert, key, tls) = renewable_certificate(&certs, "live");
-    let node = Node::start(dir.path(), &config(&tls));
-    assert!(serves(node.addr, &ca()).await);
+    let (dir, cert, key, node) = node_with_renewable_certificate().await;
     let (new_cert, new_key) = self_signed(dir.path(), "localhost", "renewed");
     // As certbot does: new files beside, renamed over the old ones.
     let replace = |from: &Path, to: &Path| {
