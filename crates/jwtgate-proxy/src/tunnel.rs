@@ -1,9 +1,9 @@
 //! A WebSocket's connection once its upstream agreed to switch (`101`):
 //! bytes pass both ways as they come, unread (but for the heads of the
-//! frames to the client, where a token holds the tunnel: [`frames`]), until
-//! either side closes, neither sends for the route's read timeout, the
-//! token that opened it is revoked or expires ([`token`]: the client is
-//! told so in a close frame), or the gateway stops. The handshake was
+//! frames, where a token holds the tunnel: [`frames`]), until either side
+//! closes, neither sends for the route's read timeout, the token that
+//! opened it is revoked or expires ([`token`]: both sides are told so in a
+//! close frame), or the gateway stops. The handshake was
 //! authenticated like any request; what passes afterwards is the
 //! application's (beyond SPEC: the README's "WebSocket" says how).
 
@@ -100,12 +100,15 @@ where
         }
     };
     let moved = AtomicBool::new(false);
-    // Only a tunnel that may end for its token says why in a close frame.
-    let frames = held.as_ref().map(|_| {
+    // Only a tunnel that may end for its token says why in a close frame,
+    // to both sides: where the frames each was sent stand.
+    let boundary = |sent: &[u8]| {
         let mut frames = frames::FrameBoundary::default();
-        frames.passed(greeting);
+        frames.passed(sent);
         Mutex::new(frames)
-    });
+    };
+    let frames = held.as_ref().map(|_| boundary(greeting));
+    let frames_up = held.as_ref().map(|_| boundary(&client_early));
     let run = async {
         if !client_early.is_empty() {
             // Flushed: over TLS a record may wait in the stream, and the
@@ -127,7 +130,7 @@ where
         let (mut from_upstream, mut to_upstream) = tokio::io::split(Watched {
             io: &mut *upstream,
             moved: &moved,
-            frames: None,
+            frames: frames_up.as_ref(),
         });
         // Each way until its end, which is passed on (a FIN, a TLS
         // close_notify). The first way to end ends the tunnel, once the
@@ -184,18 +187,39 @@ where
         ended = outlived => ended,
         () = stopped => Ended::Stopped,
     };
-    let may_close = frames
-        .and_then(|f| f.into_inner().ok())
-        .is_some_and(|f| f.may_close());
-    if let (Some(reason), true) = (ended.close_reason(), may_close) {
+    let may_close = |frames: Option<Mutex<frames::FrameBoundary>>| {
+        frames
+            .and_then(|f| f.into_inner().ok())
+            .is_some_and(|f| f.may_close())
+    };
+    if let Some(reason) = ended.close_reason() {
+        // The upstream is told too, as the client would tell it (masked):
+        // it ended the session for the token, not a broken connection.
+        let to_client =
+            may_close(frames).then(|| (&mut *client, frames::close_frame(reason, None)));
+        let to_upstream = may_close(frames_up).then(|| {
+            (
+                &mut *upstream,
+                frames::close_frame(reason, Some(frames::mask_key())),
+            )
+        });
+        // Each side's failure is its own: the other is still told.
         let said = async {
-            client.write_all(&frames::close_frame(reason)).await?;
-            client.flush().await?;
-            client.shutdown().await
+            let _ = tokio::join!(say(to_client), say(to_upstream));
         };
         let _ = tokio::time::timeout(CLOSE_FRAME_TIMEOUT, said).await;
     }
     ended
+}
+
+/// Writes a close frame to one side of a tunnel, then shuts it.
+async fn say<T: AsyncWrite + Unpin>(side: Option<(&mut T, Vec<u8>)>) -> io::Result<()> {
+    let Some((io, frame)) = side else {
+        return Ok(());
+    };
+    io.write_all(&frame).await?;
+    io.flush().await?;
+    io.shutdown().await
 }
 
 /// A stream that notes when bytes are read from it, and where the frames

@@ -33,8 +33,12 @@ struct WsUpstream {
     heads: Arc<Mutex<Vec<String>>>,
     /// Set when a tunnel's upstream side ended (close frame or EOF).
     ended: Arc<Mutex<usize>>,
+    /// The close frames it got: code and reason.
+    closes: Closes,
     _runtime: tokio::runtime::Runtime,
 }
+
+type Closes = Arc<Mutex<Vec<(u16, String)>>>;
 
 impl WsUpstream {
     fn start() -> WsUpstream {
@@ -72,17 +76,18 @@ impl WsUpstream {
         let addr = listener.local_addr().unwrap();
         let heads = Arc::new(Mutex::new(Vec::new()));
         let ended = Arc::new(Mutex::new(0));
-        let (h, e) = (heads.clone(), ended.clone());
+        let closes = Closes::default();
+        let (h, e, c) = (heads.clone(), ended.clone(), closes.clone());
         runtime.spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (h, e) = (h.clone(), e.clone());
+                let (h, e, c) = (h.clone(), e.clone(), c.clone());
                 match &tls {
-                    None => drop(tokio::spawn(serve(stream, h, e))),
+                    None => drop(tokio::spawn(serve(stream, h, e, c))),
                     Some(acceptor) => {
                         let accept = acceptor.accept(stream);
                         tokio::spawn(async move {
                             if let Ok(stream) = accept.await {
-                                serve(stream, h, e).await;
+                                serve(stream, h, e, c).await;
                             }
                         });
                     }
@@ -93,6 +98,7 @@ impl WsUpstream {
             addr,
             heads,
             ended,
+            closes,
             _runtime: runtime,
         }
     }
@@ -108,10 +114,18 @@ impl WsUpstream {
     fn ended(&self) -> usize {
         *self.ended.lock().unwrap()
     }
+
+    fn closes(&self) -> Vec<(u16, String)> {
+        self.closes.lock().unwrap().clone()
+    }
 }
 
-async fn serve<S>(stream: S, heads: Arc<Mutex<Vec<String>>>, ended: Arc<Mutex<usize>>)
-where
+async fn serve<S>(
+    stream: S,
+    heads: Arc<Mutex<Vec<String>>>,
+    ended: Arc<Mutex<usize>>,
+    closes: Closes,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (read, mut write) = tokio::io::split(stream);
@@ -177,7 +191,14 @@ where
         let reply = match msg {
             Message::Text(t) => Message::text(format!("echo: {t}")),
             Message::Binary(b) => Message::binary(b),
-            Message::Close(_) => {
+            Message::Close(frame) => {
+                if let Some(frame) = frame {
+                    let code = u16::from(frame.code);
+                    closes
+                        .lock()
+                        .unwrap()
+                        .push((code, frame.reason.to_string()));
+                }
                 // Its answering close frame, queued by tungstenite, goes
                 // out before the connection closes; a moment late, as from
                 // a server that finishes its work first.
@@ -954,6 +975,13 @@ fn a_logout_closes_the_websockets_its_token_opened_and_only_those() {
             401
         );
     });
+    // The upstream is told as the client is (it had a bare close: its
+    // session seemed broken, not ended for the token), in a masked frame
+    // its WebSocket library takes.
+    wait_for(
+        || up.closes() == vec![(1008, "token revoked".to_owned()); 2],
+        "a close frame 1008 to the upstream of each WebSocket closed",
+    );
     wait_for(
         || {
             gw.logs()

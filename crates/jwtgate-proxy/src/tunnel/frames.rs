@@ -1,7 +1,8 @@
-//! Where the WebSocket frames passed on to the client stand (RFC 6455
-//! §5.2), so that a tunnel the gateway ends for its token can say why in a
-//! close frame (`1008`, policy violation) rather than drop the connection
-//! mid-message: one may go only between two frames. Only the frame heads
+//! Where the WebSocket frames passed on to the client, and to the
+//! upstream, stand (RFC 6455 §5.2), so that a tunnel the gateway ends for
+//! its token can say why to both in a close frame (`1008`, policy
+//! violation) rather than drop the connection mid-message: one may go only
+//! between two frames. Only the frame heads
 //! are read, and only those passed on; payloads are counted, not looked at.
 
 /// The longest frame head: two bytes, an eight-byte length, a mask key.
@@ -90,21 +91,45 @@ impl FrameBoundary {
     }
 }
 
-/// A close frame from the server (unmasked): `1008` (policy violation)
-/// and `reason` (cut to 123 bytes, at a character's start).
-pub(crate) fn close_frame(reason: &str) -> Vec<u8> {
+/// A close frame: `1008` (policy violation) and `reason` (cut to 123
+/// bytes, at a character's start); from the server unmasked, from the
+/// client side (to the upstream) masked with `mask` (RFC 6455 §5.3).
+pub(crate) fn close_frame(reason: &str, mask: Option<[u8; 4]>) -> Vec<u8> {
     let mut end = reason.len().min(123);
     while !reason.is_char_boundary(end) {
         end -= 1;
     }
     let reason = reason.as_bytes().get(..end).unwrap_or_default();
-    let mut frame = Vec::with_capacity(4 + reason.len());
-    // FIN and opcode 8 (close); the payload's length, unmasked.
+    let mut payload = Vec::with_capacity(2 + reason.len());
+    payload.extend_from_slice(&1008u16.to_be_bytes());
+    payload.extend_from_slice(reason);
+    let mut frame = Vec::with_capacity(6 + payload.len());
+    // FIN and opcode 8 (close); the mask bit and the payload's length.
     frame.push(0x88);
-    frame.push(2 + reason.len() as u8);
-    frame.extend_from_slice(&1008u16.to_be_bytes());
-    frame.extend_from_slice(reason);
+    let length = payload.len() as u8;
+    match mask {
+        None => {
+            frame.push(length);
+            frame.extend_from_slice(&payload);
+        }
+        Some(key) => {
+            frame.push(0x80 | length);
+            frame.extend_from_slice(&key);
+            frame.extend(payload.iter().zip(key.iter().cycle()).map(|(b, k)| b ^ k));
+        }
+    }
     frame
+}
+
+/// A masking key for a frame to the upstream: the standard library's
+/// per-process random hash keys, as no frame's content is to be guessed
+/// from it (RFC 6455 §10.3); not a secret.
+pub(crate) fn mask_key() -> [u8; 4] {
+    use std::hash::{BuildHasher, Hasher};
+    let bits = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    (bits as u32).to_be_bytes()
 }
 
 #[cfg(test)]
@@ -174,7 +199,7 @@ mod tests {
     fn nothing_follows_a_close_frame_or_a_shutdown() {
         let mut f = FrameBoundary::default();
         f.passed(&frame(4, false));
-        f.passed(&close_frame("bye"));
+        f.passed(&close_frame("bye", None));
         assert!(!f.may_close());
         let mut f = FrameBoundary::default();
         f.passed(&frame(4, false));
@@ -185,11 +210,22 @@ mod tests {
     #[test]
     fn the_close_frame_says_1008_and_why() {
         assert_eq!(
-            close_frame("token revoked"),
+            close_frame("token revoked", None),
             b"\x88\x0f\x03\xf0token revoked".to_vec()
         );
-        assert_eq!(close_frame(&"x".repeat(200)).len(), 4 + 123);
+        assert_eq!(close_frame(&"x".repeat(200), None).len(), 4 + 123);
         // Cut at a character's start: "é" is two bytes.
-        assert_eq!(close_frame(&"é".repeat(100)).len(), 4 + 122);
+        assert_eq!(close_frame(&"é".repeat(100), None).len(), 4 + 122);
+        // To the upstream: masked, as a client's frames are; the payload
+        // unmasks to the same code and reason.
+        let key = [0x37, 0xfa, 0x21, 0x3d];
+        let masked = close_frame("token revoked", Some(key));
+        assert_eq!(&masked[..6], &[0x88, 0x8f, 0x37, 0xfa, 0x21, 0x3d]);
+        let unmasked: Vec<u8> = masked[6..]
+            .iter()
+            .zip(key.iter().cycle())
+            .map(|(b, k)| b ^ k)
+            .collect();
+        assert_eq!(unmasked, b"\x03\xf0token revoked");
     }
 }
