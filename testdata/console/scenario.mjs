@@ -87,7 +87,11 @@ const browser = await chromium.launch({
   executablePath: args.chromium,
   headless: true,
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    // A name other than loopback's for the admin listener (the node lists
+    // it in admin.allowed_hosts): a page the browser does not count as a
+    // secure context, as one from another machine over plain HTTP.
+    '--host-resolver-rules=MAP console.test 127.0.0.1'],
 });
 const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
 // Waits for what the page does; a loaded machine's first navigation (a cold
@@ -169,6 +173,17 @@ async function scenario() {
     'Content-Security-Policy without unsafe-inline', csp);
   check(h['x-frame-options'] === 'DENY', 'X-Frame-Options: DENY', h['x-frame-options']);
   check(h['x-content-type-options'] === 'nosniff', 'X-Content-Type-Options: nosniff');
+  await page.locator('#key').waitFor();
+  check(await page.locator('#insecure').isHidden(), 'no plain-HTTP warning on loopback');
+  // The same page by a name that is not loopback's, over plain HTTP: the
+  // key would cross the network in clear, and the sign-in says so.
+  const remote = await context.newPage();
+  await remote.goto(CONSOLE.replace(/\/\/[^/:]+/, '//console.test'));
+  await remote.locator('#insecure').waitFor();
+  const insecureSaid = await remote.locator('#insecure').innerText();
+  check(/crosses the network in clear/.test(insecureSaid) && /admin\.tls/.test(insecureSaid),
+    'a console served over plain HTTP off loopback warns before the key is typed', insecureSaid);
+  await remote.close();
 
   // --- Sign in, keyboard only. ---------------------------------------------
   step = 'sign in';

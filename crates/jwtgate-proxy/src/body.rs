@@ -209,6 +209,23 @@ pub enum RequestBody<'c> {
     H2(H2Body),
 }
 
+/// What a request body's failure `e` is to the gateway: the client's
+/// reset of its HTTP/2 stream (logged 499, as a reset before the answer
+/// is: an outside audit found such streams logged and counted as 400s, and
+/// uncounted by the connection's budget of early resets), or a body that
+/// broke off. `e` as the body gave it: an `h2::Error`, or one boxed.
+pub(crate) fn request_body_error<E: std::fmt::Display + 'static>(e: &E) -> GatewayError {
+    let any: &dyn std::any::Any = e;
+    let h2 = any
+        .downcast_ref::<h2::Error>()
+        .or_else(|| any.downcast_ref::<BodyError>()?.downcast_ref::<h2::Error>());
+    if h2.is_some_and(|e| e.is_reset() && e.is_remote()) {
+        GatewayError::ClientReset
+    } else {
+        GatewayError::RequestBody(e.to_string())
+    }
+}
+
 /// How much of an HTTP/2 request's body is read before an upstream
 /// connection is taken for it ([`H2Body::read_ahead`]): nginx's
 /// `client_body_buffer_size` on 64-bit systems, one 16 KiB DATA frame.
@@ -265,7 +282,7 @@ impl H2Body {
                 .map_err(|_| GatewayError::ClientBodyTimeout(stall.as_millis()))?;
             let data = match read {
                 Some(Ok(data)) => data,
-                Some(Err(e)) => return Err(GatewayError::RequestBody(e.to_string())),
+                Some(Err(e)) => return Err(request_body_error(&e)),
                 None => break (copied.freeze(), true),
             };
             let _ = self.recv.flow_control().release_capacity(data.len());

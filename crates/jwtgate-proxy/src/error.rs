@@ -49,6 +49,11 @@ pub enum GatewayError {
     UpstreamBudget(usize),
     #[error("request body broke off: {0}")]
     RequestBody(String),
+    /// The client reset its HTTP/2 stream while the gateway read or
+    /// passed on its body: logged as a stream reset before its answer is
+    /// (499), not as a body the client sent wrong.
+    #[error("the client reset the stream while it sent the body")]
+    ClientReset,
     #[error("upstream timed out after {0} ms")]
     UpstreamTimeout(u128),
     #[error("revocation store unavailable: {0}")]
@@ -93,6 +98,11 @@ impl GatewayError {
             }
             GatewayError::UpstreamBudget(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::RequestBody(_) => StatusCode::BAD_REQUEST,
+            // nginx's 499, as `pipeline::CLIENT_GONE`: no answer reaches
+            // the client, the number is the log's.
+            GatewayError::ClientReset => {
+                StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
+            }
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::InvalidMethod(_)
@@ -116,6 +126,7 @@ impl GatewayError {
             GatewayError::UpstreamInvalid(_) => "invalid upstream response",
             GatewayError::UpstreamBudget(_) => "too many requests in flight upstream",
             GatewayError::RequestBody(_) => "incomplete request body",
+            GatewayError::ClientReset => "the client reset the stream",
             GatewayError::UpstreamTimeout(_) => "upstream timed out",
             GatewayError::StoreUnavailable(_) => "revocation store unavailable",
             GatewayError::InvalidMethod(_) => "invalid request method",

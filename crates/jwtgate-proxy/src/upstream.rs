@@ -516,7 +516,7 @@ impl ConnPool {
     ) -> impl Future<Output = Result<Response<GatewayBody>, GatewayError>> + use<'a, 'h, B>
     where
         B: Body<Data = Bytes> + Unpin,
-        B::Error: std::fmt::Display,
+        B::Error: std::fmt::Display + 'static,
     {
         let (mut parts, mut body) = req.into_parts();
         let framing = if body.is_end_stream() {
@@ -783,7 +783,7 @@ impl AsyncWrite for Upgraded {
 impl<B> Exchange<'_, B>
 where
     B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
+    B::Error: std::fmt::Display + 'static,
 {
     /// Sending again is safe if the upstream cannot have seen the request,
     /// or once if the method is idempotent (RFC 9110 §9.2.2) and the body
@@ -981,7 +981,7 @@ where
                 .map_err(|_| stalled())?
             {
                 let frame =
-                    frame.map_err(|e| Failure::Failed(GatewayError::RequestBody(e.to_string())))?;
+                    frame.map_err(|e| Failure::Failed(crate::body::request_body_error(&e)))?;
                 // Trailers are not forwarded.
                 let Ok(data) = frame.into_data() else {
                     continue;

@@ -89,7 +89,7 @@ fn config(console: Option<bool>) -> String {
     let jwks = repo_root().join("examples/idp/jwks.json");
     format!(
         r#"listen: "127.0.0.1:0"
-admin: {{ listen: "127.0.0.1:0", api_key: "{KEY}"{console} }}
+admin: {{ listen: "127.0.0.1:0", api_key: "{KEY}", allowed_hosts: ["console.test"]{console} }}
 consumers:
   - username: alice
     custom_id: crm-1

@@ -981,6 +981,87 @@ fn a_client_that_resets_its_streams_as_soon_as_taken_is_told_to_calm_down() {
     assert_eq!(fresh, 200);
 }
 
+/// Streams the client reset while it sent their bodies ended in the
+/// pipeline's answer to the broken body, a 400, so they never spent the
+/// connection's budget of early resets: past the first 16 KiB each such
+/// stream opened an upstream connection, and a client reset hundreds
+/// with no GOAWAY (an outside audit). Now they count as resets (a 499 line
+/// each, as for any stream reset before its answer), and the connection is
+/// told to calm down.
+#[test]
+fn a_client_that_resets_streams_while_sending_their_bodies_is_told_to_calm_down() {
+    const BATCH: usize = 40;
+    const BATCHES: usize = 10;
+    let up = Upstream::start();
+    let slow = Upstream::start_with("slow", Behavior::Slow(Duration::from_secs(3)));
+    let gw = Gateway::start(&config(&up.node(), &slow.node()));
+    let addr = gw.addr;
+    let gw_logs = &gw;
+    let ended = run(&gw, async move {
+        let (send, conn) = connect_h2(addr, 65_535, 65_535).await?;
+        'batches: for batch in 0..BATCHES {
+            let mut streams = Vec::new();
+            for i in 0..BATCH {
+                let Ok(mut ready) = send.clone().ready().await else {
+                    break 'batches;
+                };
+                let req = h2_request(addr, "POST", &format!("/upload/{batch}/{i}"))
+                    .body(())
+                    .unwrap();
+                let Ok((_, mut stream)) = ready.send_request(req, false) else {
+                    break 'batches;
+                };
+                // Past what is read ahead, or within it.
+                let length = if i % 2 == 0 { 20_000 } else { 100 };
+                if stream
+                    .send_data(Bytes::from(pattern(length)), false)
+                    .is_err()
+                {
+                    break 'batches;
+                }
+                streams.push(stream);
+            }
+            for mut stream in streams {
+                stream.send_reset(h2::Reason::CANCEL);
+            }
+            // The batch's streams done with (their lines written) before
+            // the next: the connection takes 100 streams at once.
+            let deadline = tokio::time::Instant::now() + IO_TIMEOUT;
+            while gw_logs.logs().matches("status=499").count() < (batch + 1) * BATCH {
+                if conn.is_finished() || tokio::time::Instant::now() > deadline {
+                    break 'batches;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        let ended = tokio::time::timeout(Duration::from_secs(10), conn)
+            .await
+            .map_err(|_| "the resetting client's connection stayed open".to_owned())?
+            .map_err(|e| e.to_string())?;
+        Ok(ended)
+    });
+    let err = ended.expect_err("the connection ended without error");
+    assert!(err.is_go_away(), "not a GOAWAY: {err}\n{}", gw.logs());
+    assert_eq!(err.reason(), Some(h2::Reason::ENHANCE_YOUR_CALM), "{err}");
+    assert!(
+        eventually(IO_TIMEOUT, || gw
+            .logs()
+            .contains("GOAWAY ENHANCE_YOUR_CALM")),
+        "{}",
+        gw.logs()
+    );
+    let logs = gw.logs();
+    assert!(
+        !logs.contains("status=400"),
+        "a reset stream logged as a 400:\n{logs}"
+    );
+    assert!(
+        logs.contains("status=499")
+            && logs.contains("the client reset the stream while it sent the body"),
+        "{logs}"
+    );
+}
+
 /// One HTTP/2 connection carries many streams, each proxied over an
 /// upstream connection of its own, and nothing held those to the
 /// descriptors `max_connections` counts on (two a connection): an attack

@@ -209,6 +209,11 @@ function showApp() {
   render();
 }
 
+// A page a browser does not count as a secure context came over plain
+// HTTP from a name other than loopback's: the key would cross the network
+// in clear (`jwtgate check` warns of such an admin.listen too).
+$('insecure').hidden = window.isSecureContext;
+
 $('sign-in-form').addEventListener('submit', async (e) => {
   e.preventDefault();
   const key = keyInput.value;

@@ -242,12 +242,22 @@ fn exchange<'a>(
     let accepted = activity.clock();
     let head = req.method() == Method::HEAD;
     let (req, mut continue_due) = request(req);
+    let has_body = !matches!(req.body(), RequestBody::Empty);
     // Boxed: the pipeline's state is large.
     let mut handled = Box::pin(pipeline::handle(gateway, pool, req, activity.info()));
     async move {
         let response = poll_fn(|cx| {
             let polled = std::panic::catch_unwind(AssertUnwindSafe(|| handled.as_mut().poll(cx)));
             match polled {
+                // A client that reset its stream while it sent the body:
+                // the pipeline ends on the broken body (a 499 line), and
+                // the stream ends as a reset, spending the connection's
+                // budget of early ones (an outside audit: resets after
+                // each stream's first 16 KiB went upstream were answers,
+                // a new upstream connection each, and never a GOAWAY).
+                Ok(Poll::Ready(_)) if has_body && respond.poll_reset(cx).is_ready() => {
+                    return Poll::Ready(Err(Ended::Reset));
+                }
                 Ok(Poll::Ready(response)) => return Poll::Ready(Ok(response)),
                 Ok(Poll::Pending) => {}
                 Err(_) => return Poll::Ready(Err(Ended::Panicked)),
