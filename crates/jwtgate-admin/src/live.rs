@@ -212,57 +212,80 @@ impl Running {
     }
 
     /// `config` unless it would serve, in place of a certificate clients
-    /// accept today, one that has expired or is not valid yet: every
-    /// client would be refused until the next good reload. A renewal gone
-    /// wrong (the old file copied back, a half-written one, the wrong
-    /// file) is refused as a whole, as a key that does not match its
-    /// certificate is, and the certificate serving stays. At start, and
-    /// where the one serving is no better, it is a warning
-    /// (`jwtgate check`), as nginx serves what it is given.
+    /// accept today, one that has expired: every client would be refused
+    /// until the next good reload. A renewal gone wrong (the old file
+    /// copied back, the wrong file) is refused as a whole, as a key that
+    /// does not match its certificate is, and the certificate serving
+    /// stays. Compared as SNI chooses (for each name a good certificate
+    /// serving today answers, and without SNI), not by place in the list,
+    /// which a reload may change (the review). At start, where the one
+    /// serving is no better, and for a certificate not valid yet (a
+    /// renewal whose notBefore is the moment it was issued, on a node whose
+    /// clock is a little behind, would be refused and never tried again:
+    /// the review), it is a warning (`jwtgate check`), as nginx serves what
+    /// it is given.
     fn no_worse_certificates(&self, config: Config) -> Result<Config, ConfigErrors> {
+        use jwtgate_config::{chosen_for, CertificatePem};
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        let good = |v: Option<(i64, i64)>| v.is_some_and(|(from, to)| from <= now && now <= to);
+        let good = |c: &CertificatePem| {
+            c.validity()
+                .is_some_and(|(from, to)| from <= now && now <= to)
+        };
+        let expired_on = |c: &CertificatePem| c.validity().map(|(_, to)| to).filter(|&to| to < now);
         let running = self.config.load();
         let admin_tls = |c: &Config| c.admin.as_ref().and_then(|a| a.tls.clone());
         let pairs = [
             (config.tls.clone(), running.tls.clone()),
             (admin_tls(&config), admin_tls(&running)),
         ];
-        let mut errors = Vec::new();
+        let mut errors: Vec<ConfigError> = Vec::new();
         for (next, serving) in pairs {
             let (Some(next), Some(serving)) = (next, serving) else {
                 continue;
             };
-            for cert in &next.certificates {
-                let Some(old) = serving
-                    .certificates
-                    .iter()
-                    .find(|o| o.location == cert.location)
-                else {
+            // A handshake without SNI, and each name a good certificate
+            // serving today holds (a wildcard's by a name under it).
+            let mut asked: Vec<Option<String>> = vec![None];
+            for cert in serving.certificates.iter().filter(|c| good(c)) {
+                for name in cert.dns_names() {
+                    asked.push(Some(match name.strip_prefix('*') {
+                        Some(suffix) => format!("jwtgate-any{suffix}"),
+                        None => name,
+                    }));
+                }
+            }
+            for name in asked {
+                let (Some(old), Some(new)) = (
+                    chosen_for(&serving.certificates, name.as_deref()),
+                    chosen_for(&next.certificates, name.as_deref()),
+                ) else {
                     continue;
                 };
-                let validity = cert.validity();
-                if old.cert_pem == cert.cert_pem || good(validity) || !good(old.validity()) {
+                let Some(to) = expired_on(new) else {
+                    continue;
+                };
+                let location = format!("{}.cert_file", new.location);
+                if old.cert_pem == new.cert_pem
+                    || !good(old)
+                    || errors.iter().any(|e| e.location == location)
+                {
                     continue;
                 }
-                let Some((from, to)) = validity else {
-                    continue;
-                };
                 let date = jwtgate_core::x509::date;
                 let until = old.validity().map_or(0, |(_, to)| to);
-                let what = if to < now {
-                    format!("expired on {}", date(to))
-                } else {
-                    format!("is not valid before {}", date(from))
+                let whom = match name.as_deref() {
+                    None => "to clients without SNI".to_owned(),
+                    Some(n) => format!("for {}", n.replace("jwtgate-any.", "*.")),
                 };
                 errors.push(ConfigError {
-                    location: format!("{}.cert_file", cert.location),
+                    location,
                     message: format!(
-                        "{what}, where the certificate served there is good until {}: \
-                         clients would refuse every handshake; the one serving stays (renew \
-                         the file, then SIGHUP)",
+                        "expired on {}, and would be served {whom} in place of a certificate \
+                         good until {}: clients would refuse every handshake; the one serving \
+                         stays (renew the file, then SIGHUP)",
+                        date(to),
                         date(until)
                     ),
                 });

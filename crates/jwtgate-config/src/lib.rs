@@ -49,7 +49,7 @@ pub use source::{
     compile_raw, compile_source, read_consumer, read_jwt, read_provider, read_route, read_source,
     tls_sections, to_yaml, ReadItem,
 };
-pub use tls::DEFAULT_SESSION_CACHE;
+pub use tls::{chosen_for, DEFAULT_SESSION_CACHE};
 pub use upstream::{divided_weights, weighted_turns, MAX_TURNS, MAX_WEIGHT};
 pub use warnings::{name_problem, plain_http_off_loopback, warnings};
 

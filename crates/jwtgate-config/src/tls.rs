@@ -62,10 +62,52 @@ impl CertificatePem {
     /// The first certificate's `notBefore` and `notAfter` (Unix seconds),
     /// when it reads.
     pub fn validity(&self) -> Option<(i64, i64)> {
-        let blocks = pem::parse_many(&self.cert_pem).ok()?;
-        let leaf = blocks.iter().find(|p| p.tag() == "CERTIFICATE")?;
-        jwtgate_core::x509::validity(leaf.contents())
+        jwtgate_core::x509::validity(&self.leaf()?)
     }
+
+    /// The first certificate's DNS names, lower case (`*.example.com`
+    /// as written).
+    pub fn dns_names(&self) -> Vec<String> {
+        self.leaf()
+            .and_then(|der| jwtgate_core::x509::dns_names(&der))
+            .unwrap_or_default()
+            .iter()
+            .map(|n| n.to_ascii_lowercase())
+            .collect()
+    }
+
+    fn leaf(&self) -> Option<Vec<u8>> {
+        let blocks = pem::parse_many(&self.cert_pem).ok()?;
+        let leaf = blocks.into_iter().find(|p| p.tag() == "CERTIFICATE")?;
+        Some(leaf.into_contents())
+    }
+}
+
+/// The certificate of `certificates` a handshake for `name` (lower case;
+/// `None`: no SNI) is served, as the server chooses: one that names it
+/// exactly, else the first whose wildcard covers it, else the first.
+pub fn chosen_for<'a>(
+    certificates: &'a [CertificatePem],
+    name: Option<&str>,
+) -> Option<&'a CertificatePem> {
+    let first = certificates.first();
+    let Some(name) = name else {
+        return first;
+    };
+    let names: Vec<Vec<String>> = certificates.iter().map(CertificatePem::dns_names).collect();
+    let exact = names.iter().position(|n| n.iter().any(|n| n == name));
+    let wildcard = || {
+        names.iter().position(|n| {
+            n.iter().any(|n| {
+                n.strip_prefix('*')
+                    .is_some_and(|suffix| jwtgate_core::x509::wildcard_covers(suffix, name))
+            })
+        })
+    };
+    exact
+        .or_else(wildcard)
+        .and_then(|i| certificates.get(i))
+        .or(first)
 }
 
 /// The same chain, key and place; the key file's mode is not compared (a

@@ -186,14 +186,7 @@ fn certificates_of(tls: &TlsMaterial, now: i64, found: &mut Found) {
     // wildcard, and among equals the first listed).
     let mut holders: Vec<(String, &str)> = Vec::new();
     for (i, c) in tls.certificates.iter().enumerate() {
-        let names = pem::parse_many(&c.cert_pem)
-            .ok()
-            .and_then(|blocks| {
-                let leaf = blocks.into_iter().find(|p| p.tag() == "CERTIFICATE")?;
-                jwtgate_core::x509::dns_names(leaf.contents())
-            })
-            .unwrap_or_default();
-        let names: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+        let names = c.dns_names();
         let earlier: Vec<&str> = names
             .iter()
             .filter_map(|n| {

@@ -53,6 +53,19 @@ pub fn has_dns_name(der: &[u8]) -> Option<bool> {
     dns_names(der).map(|names| !names.is_empty())
 }
 
+/// Whether a wildcard name, kept without its `*` (`*.example.com` as
+/// `.example.com`), covers `name` as browsers read it (RFC 6125 §6.4.3):
+/// the `*` stands for exactly one whole, non-empty label.
+pub fn wildcard_covers(suffix: &str, name: &str) -> bool {
+    let Some(cut) = name.len().checked_sub(suffix.len()).filter(|&c| c > 0) else {
+        return false;
+    };
+    match (name.get(..cut), name.get(cut..)) {
+        (Some(label), Some(rest)) => rest.eq_ignore_ascii_case(suffix) && !label.contains('.'),
+        _ => false,
+    }
+}
+
 /// The DNS names of the certificate's `subjectAltName`, as written
 /// (`*.example.com` included); `None` for what this cannot read.
 pub fn dns_names(der: &[u8]) -> Option<Vec<String>> {

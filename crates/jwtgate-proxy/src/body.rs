@@ -247,16 +247,34 @@ pub struct H2Body {
     wanted: Option<Arc<AtomicBool>>,
     /// What [`H2Body::read_ahead`] read, not yet passed on.
     ahead: Bytes,
+    /// Set when the client reset the stream while its body was read, for
+    /// the stream's loop to end it as a reset rather than an answer.
+    reset_by_client: Arc<AtomicBool>,
 }
 
 impl H2Body {
-    pub fn new(recv: h2::RecvStream, length: Option<u64>, wanted: Option<Arc<AtomicBool>>) -> Self {
+    pub fn new(
+        recv: h2::RecvStream,
+        length: Option<u64>,
+        wanted: Option<Arc<AtomicBool>>,
+        reset_by_client: Arc<AtomicBool>,
+    ) -> Self {
         H2Body {
             recv,
             length,
             wanted,
             ahead: Bytes::new(),
+            reset_by_client,
         }
+    }
+
+    /// `e`, a read of the body that failed, noted if it was the client's
+    /// reset of the stream.
+    fn failed(&self, e: h2::Error) -> h2::Error {
+        if e.is_reset() && e.is_remote() {
+            self.reset_by_client.store(true, Ordering::Release);
+        }
+        e
     }
 
     /// Reads the body until it ends or [`READ_AHEAD`] bytes have come,
@@ -282,7 +300,7 @@ impl H2Body {
                 .map_err(|_| GatewayError::ClientBodyTimeout(stall.as_millis()))?;
             let data = match read {
                 Some(Ok(data)) => data,
-                Some(Err(e)) => return Err(request_body_error(&e)),
+                Some(Err(e)) => return Err(request_body_error(&self.failed(e))),
                 None => break (copied.freeze(), true),
             };
             let _ = self.recv.flow_control().release_capacity(data.len());
@@ -324,11 +342,11 @@ impl H2Body {
                 }
                 Poll::Ready(Some(Ok(Frame::data(data))))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(self.failed(e).into()))),
             Poll::Ready(None) => match self.recv.poll_trailers(cx) {
                 Poll::Ready(Ok(Some(trailers))) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
                 Poll::Ready(Ok(None)) => Poll::Ready(None),
-                Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(Err(e)) => Poll::Ready(Some(Err(self.failed(e).into()))),
                 Poll::Pending => Poll::Pending,
             },
             Poll::Pending => Poll::Pending,

@@ -387,15 +387,9 @@ struct Entry {
 /// covers `name` as browsers read it (RFC 6125 §6.4.3): the `*` stands for
 /// exactly one whole, non-empty label.
 fn wildcard_covers(wildcards: &[String], name: &str) -> bool {
-    wildcards.iter().any(|suffix| {
-        let Some(cut) = name.len().checked_sub(suffix.len()).filter(|&c| c > 0) else {
-            return false;
-        };
-        match (name.get(..cut), name.get(cut..)) {
-            (Some(label), Some(rest)) => rest.eq_ignore_ascii_case(suffix) && !label.contains('.'),
-            _ => false,
-        }
-    })
+    wildcards
+        .iter()
+        .any(|suffix| jwtgate_core::x509::wildcard_covers(suffix, name))
 }
 
 /// Chooses a certificate by SNI: one that names it exactly, else the first

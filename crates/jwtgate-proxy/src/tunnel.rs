@@ -108,7 +108,18 @@ where
         Mutex::new(frames)
     };
     let frames = held.as_ref().map(|_| boundary(greeting));
-    let frames_up = held.as_ref().map(|_| boundary(&client_early));
+    // The client's early bytes count once they are written: a close frame
+    // the token's end sends while they are on their way could fall inside
+    // one of its frames (the review), so none goes until then.
+    let frames_up = held.as_ref().map(|_| {
+        let unsent = boundary(&[]);
+        if !client_early.is_empty() {
+            if let Ok(mut f) = unsent.lock() {
+                f.shut();
+            }
+        }
+        unsent
+    });
     let run = async {
         if !client_early.is_empty() {
             // Flushed: over TLS a record may wait in the stream, and the
@@ -119,6 +130,10 @@ where
             };
             if sent.await.is_err() {
                 return Ended::Broken;
+            }
+            if let Some(Ok(mut f)) = frames_up.as_ref().map(Mutex::lock) {
+                *f = frames::FrameBoundary::default();
+                f.passed(&client_early);
             }
         }
         drop(client_early);
@@ -223,7 +238,7 @@ async fn say<T: AsyncWrite + Unpin>(side: Option<(&mut T, Vec<u8>)>) -> io::Resu
 }
 
 /// A stream that notes when bytes are read from it, and where the frames
-/// written to it stand (the client's, of a tunnel held by its token).
+/// written to it stand (either side's, of a tunnel held by its token).
 struct Watched<'a, T> {
     io: &'a mut T,
     moved: &'a AtomicBool,

@@ -1425,6 +1425,49 @@ impl RevocationStore for RedisStore {
 mod tests {
     use super::*;
 
+    fn bulk(b: &[u8]) -> Value {
+        Value::BulkString(b.to_vec())
+    }
+
+    /// A stream entry `[id, [field, value, ...]]`.
+    fn entry(id: &str, fields: &[(&[u8], &[u8])]) -> Value {
+        let flat = fields
+            .iter()
+            .flat_map(|(n, v)| [bulk(n), bulk(v)])
+            .collect();
+        Value::Array(vec![bulk(id.as_bytes()), Value::Array(flat)])
+    }
+
+    /// An `XREAD` reply, in RESP2 (an array of pairs) and RESP3 (a map):
+    /// readable entries become changes, the others are skipped, and the
+    /// cursor goes past both; a time-out (nil) is no change.
+    #[test]
+    fn feed_replies_are_read_from_the_raw_value() {
+        let digest = to_hex(&[7; 32]);
+        let entries = Value::Array(vec![
+            entry("1-0", &[(b"d", digest.as_bytes()), (b"e", b"99")]),
+            entry("2-0", &[(b"\xff", b"x")]),
+            entry("3-0", &[(b"t", b"z"), (b"k", b"v")]),
+            entry("4-0", &[(b"t", b"r"), (b"d", b"\xff"), (b"e", b"1")]),
+        ]);
+        let key = bulk(b"{jwtgate}:feed");
+        for reply in [
+            Value::Array(vec![Value::Array(vec![key.clone(), entries.clone()])]),
+            Value::Map(vec![(key.clone(), entries.clone())]),
+        ] {
+            let mut cursor = Cursor::Start;
+            let changes = parse_feed(reply, &mut cursor);
+            assert_eq!(changes.len(), 1);
+            assert!(
+                matches!(&changes[0], Change::Revoked(e) if e.digest == [7; 32] && e.expires_at == 99)
+            );
+            assert_eq!(cursor, Cursor::At("4-0".into()));
+        }
+        let mut cursor = Cursor::At("5-0".into());
+        assert!(parse_feed(Value::Nil, &mut cursor).is_empty());
+        assert_eq!(cursor, Cursor::At("5-0".into()));
+    }
+
     fn said(seed: &str, id: &str, known: &[&str]) -> SeedAnswer {
         SeedAnswer {
             seed: seed.into(),

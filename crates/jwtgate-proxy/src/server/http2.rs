@@ -241,8 +241,13 @@ fn exchange<'a>(
     let busy = activity.begin();
     let accepted = activity.clock();
     let head = req.method() == Method::HEAD;
-    let (req, mut continue_due) = request(req);
-    let has_body = !matches!(req.body(), RequestBody::Empty);
+    let (
+        req,
+        BodyFlags {
+            wanted: mut continue_due,
+            reset_by_client,
+        },
+    ) = request(req);
     // Boxed: the pipeline's state is large.
     let mut handled = Box::pin(pipeline::handle(gateway, pool, req, activity.info()));
     async move {
@@ -255,7 +260,11 @@ fn exchange<'a>(
                 // budget of early ones (an outside audit: resets after
                 // each stream's first 16 KiB went upstream were answers,
                 // a new upstream connection each, and never a GOAWAY).
-                Ok(Poll::Ready(_)) if has_body && respond.poll_reset(cx).is_ready() => {
+                Ok(Poll::Ready(_))
+                    if reset_by_client
+                        .as_ref()
+                        .is_some_and(|r| r.load(Ordering::Acquire)) =>
+                {
                     return Poll::Ready(Err(Ended::Reset));
                 }
                 Ok(Poll::Ready(response)) => return Poll::Ready(Ok(response)),
@@ -317,12 +326,12 @@ enum Ended {
 
 /// The pipeline's view of a stream's request. A CONNECT's stream would be
 /// a tunnel, which the gateway does not open (the pipeline refuses its
-/// path-less target): its body is not read. With it, for a request that
-/// says `Expect: 100-continue` and has a body, the flag its body sets when
-/// first read.
-fn request(req: Request<RecvStream>) -> (Request<RequestBody<'static>>, Option<Arc<AtomicBool>>) {
+/// path-less target): its body is not read. With it, the flags its body
+/// sets as it is read ([`BodyFlags`]).
+fn request(req: Request<RecvStream>) -> (Request<RequestBody<'static>>, BodyFlags) {
     let (parts, recv) = req.into_parts();
     let mut wanted = None;
+    let mut reset_by_client = None;
     let body = if recv.is_end_stream() || parts.method == Method::CONNECT {
         RequestBody::Empty
     } else {
@@ -334,13 +343,29 @@ fn request(req: Request<RecvStream>) -> (Request<RequestBody<'static>>, Option<A
         if expects {
             wanted = Some(Arc::new(AtomicBool::new(false)));
         }
+        let reset = Arc::new(AtomicBool::new(false));
+        reset_by_client = Some(Arc::clone(&reset));
         RequestBody::H2(H2Body::new(
             recv,
             content_length(&parts.headers),
             wanted.clone(),
+            reset,
         ))
     };
-    (Request::from_parts(parts, body), wanted)
+    let flags = BodyFlags {
+        wanted,
+        reset_by_client,
+    };
+    (Request::from_parts(parts, body), flags)
+}
+
+/// What a stream's body tells its loop, set as the pipeline reads it.
+struct BodyFlags {
+    /// For a request that said `Expect: 100-continue`: the body was first
+    /// read, `100 Continue` is due.
+    wanted: Option<Arc<AtomicBool>>,
+    /// The client reset the stream while its body was read.
+    reset_by_client: Option<Arc<AtomicBool>>,
 }
 
 /// Removes the spaces and tabs at either end of every field value, as an
