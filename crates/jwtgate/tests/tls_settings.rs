@@ -40,24 +40,10 @@ fn self_signed(dir: &Path, name: &str, tag: &str) -> (PathBuf, PathBuf) {
     )
 }
 
-/// The same with `openssl req -newkey` arguments of one's own.
-fn self_signed_key(dir: &Path, name: &str, tag: &str, newkey: &[&str]) -> (PathBuf, PathBuf) {
-    let cert = dir.join(format!("{tag}.crt"));
-    let key = dir.join(format!("{tag}.key"));
+/// Runs `openssl` with `args`; panics with what it said if it fails.
+fn openssl<S: AsRef<std::ffi::OsStr>>(args: &[S]) {
     let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey"])
-        .args(newkey)
-        .arg("-nodes")
-        .args(["-days", "2", "-subj", &format!("/CN={name}")])
-        .args(["-addext", &format!("subjectAltName=DNS:{name}")])
-        // A leaf, not a CA (openssl's default for -x509): webpki refuses a
-        // CA certificate as a server's.
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .args(["-addext", "extendedKeyUsage=serverAuth"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
+        .args(args)
         .output()
         .expect("openssl must be installed (./test installs it)");
     assert!(
@@ -65,6 +51,41 @@ fn self_signed_key(dir: &Path, name: &str, tag: &str, newkey: &[&str]) -> (PathB
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A path as an argument.
+fn arg(p: &Path) -> String {
+    p.to_str().unwrap().to_owned()
+}
+
+/// The same with `openssl req -newkey` arguments of one's own.
+fn self_signed_key(dir: &Path, name: &str, tag: &str, newkey: &[&str]) -> (PathBuf, PathBuf) {
+    let cert = dir.join(format!("{tag}.crt"));
+    let key = dir.join(format!("{tag}.key"));
+    let mut args = vec!["req", "-x509", "-newkey"];
+    args.extend_from_slice(newkey);
+    let (subject, alt) = (format!("/CN={name}"), format!("subjectAltName=DNS:{name}"));
+    let (key_arg, cert_arg) = (arg(&key), arg(&cert));
+    args.extend_from_slice(&[
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        &subject,
+        "-addext",
+        &alt,
+        // A leaf, not a CA (openssl's default for -x509): webpki refuses a
+        // CA certificate as a server's.
+        "-addext",
+        "basicConstraints=critical,CA:FALSE",
+        "-addext",
+        "extendedKeyUsage=serverAuth",
+        "-keyout",
+        &key_arg,
+        "-out",
+        &cert_arg,
+    ]);
+    openssl(&args);
     (cert, key)
 }
 
@@ -581,18 +602,6 @@ fn dated_certificate(
         dir.join(format!("{tag}.key")),
         ca.join("req.csr"),
     );
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .output()
-            .expect("openssl must be installed (./test installs it)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let path = |p: &Path| p.to_str().unwrap().to_owned();
     openssl(&[
         "req",
         "-new",
@@ -610,27 +619,27 @@ fn dated_certificate(
         "-addext",
         "extendedKeyUsage=serverAuth",
         "-keyout",
-        &path(&key),
+        &arg(&key),
         "-out",
-        &path(&csr),
+        &arg(&csr),
     ]);
     openssl(&[
         "ca",
         "-batch",
         "-notext",
         "-config",
-        &path(&cnf),
+        &arg(&cnf),
         "-selfsign",
         "-keyfile",
-        &path(&key),
+        &arg(&key),
         "-in",
-        &path(&csr),
+        &arg(&csr),
         "-startdate",
         from,
         "-enddate",
         to,
         "-out",
-        &path(&cert),
+        &arg(&cert),
     ]);
     (cert, key)
 }
@@ -892,19 +901,17 @@ fn check_names_an_encrypted_key() {
         ("traditional", vec!["ec", "-aes256"]),
     ] {
         let encrypted = dir.path().join(format!("{tag}.key"));
-        let out = Command::new("openssl")
-            .args(&args)
-            .arg("-in")
-            .arg(&key)
-            .args(["-passout", "pass:secret-pass", "-out"])
-            .arg(&encrypted)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (key_arg, encrypted_arg) = (arg(&key), arg(&encrypted));
+        let mut args = args;
+        args.extend_from_slice(&[
+            "-in",
+            &key_arg,
+            "-passout",
+            "pass:secret-pass",
+            "-out",
+            &encrypted_arg,
+        ]);
+        openssl(&args);
         let tls = format!(
             r#"{{ cert_file: "{}", key_file: "{}" }}"#,
             cert.display(),
