@@ -11,7 +11,6 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};

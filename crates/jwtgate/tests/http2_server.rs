@@ -882,6 +882,32 @@ type H2Conn = (
     tokio::task::JoinHandle<Result<(), h2::Error>>,
 );
 
+/// How the connection of a client that reset its streams ended, within
+/// 10 s: the error it ended with, if any.
+async fn ended_after_resets(
+    conn: tokio::task::JoinHandle<Result<(), h2::Error>>,
+) -> Result<Result<(), h2::Error>, String> {
+    tokio::time::timeout(Duration::from_secs(10), conn)
+        .await
+        .map_err(|_| "the resetting client's connection stayed open".to_owned())?
+        .map_err(|e| e.to_string())
+}
+
+/// `ended` is the GOAWAY `ENHANCE_YOUR_CALM` of a connection that reset
+/// too many streams early, and the gateway's log says so.
+fn assert_told_to_calm_down(ended: Result<(), h2::Error>, gw: &Gateway) {
+    let err = ended.expect_err("the resetting client's connection ended without error");
+    assert!(err.is_go_away(), "not a GOAWAY: {err}\n{}", gw.logs());
+    assert_eq!(err.reason(), Some(h2::Reason::ENHANCE_YOUR_CALM), "{err}");
+    assert!(
+        eventually(IO_TIMEOUT, || gw
+            .logs()
+            .contains("GOAWAY ENHANCE_YOUR_CALM")),
+        "{}",
+        gw.logs()
+    );
+}
+
 /// A client that opens streams and resets them as soon as the gateway has
 /// sent their requests upstream, over and over (CVE-2023-44487's rapid
 /// reset, waiting until each stream is taken so that h2's own count of
@@ -936,17 +962,12 @@ fn a_client_that_resets_its_streams_as_soon_as_taken_is_told_to_calm_down() {
                 stream.send_reset(h2::Reason::CANCEL);
             }
         }
-        let ended = tokio::time::timeout(Duration::from_secs(10), attacker.1)
-            .await
-            .map_err(|_| "the resetting client's connection stayed open".to_owned())?
-            .map_err(|e| e.to_string())?;
+        let ended = ended_after_resets(attacker.1).await?;
         *attack_time_of.lock().unwrap() = began.elapsed();
         Ok((ended, polite))
     });
     assert_eq!(polite, 200, "{}", gw.logs());
-    let err = attack.expect_err("the resetting client's connection ended without error");
-    assert!(err.is_go_away(), "not a GOAWAY: {err}");
-    assert_eq!(err.reason(), Some(h2::Reason::ENHANCE_YOUR_CALM), "{err}");
+    assert_told_to_calm_down(attack, &gw);
     // The budget: 100 early resets, then 10 a second (a slow machine's
     // attack lasts longer and earns more), and the batch under way.
     let sent = slow.started().len() - 30;
@@ -958,14 +979,7 @@ fn a_client_that_resets_its_streams_as_soon_as_taken_is_told_to_calm_down() {
          (budget {budget})",
         BATCH * BATCHES
     );
-    // The warning, and a 499 line for each reset stream, in the log.
-    assert!(
-        eventually(IO_TIMEOUT, || gw
-            .logs()
-            .contains("GOAWAY ENHANCE_YOUR_CALM")),
-        "{}",
-        gw.logs()
-    );
+    // A 499 line for each reset stream in the log.
     assert!(
         gw.logs()
             .contains("route=\"slow\" consumer=\"-\" status=499"),
@@ -1036,22 +1050,9 @@ fn a_client_that_resets_streams_while_sending_their_bodies_is_told_to_calm_down(
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
-        let ended = tokio::time::timeout(Duration::from_secs(10), conn)
-            .await
-            .map_err(|_| "the resetting client's connection stayed open".to_owned())?
-            .map_err(|e| e.to_string())?;
-        Ok(ended)
+        ended_after_resets(conn).await
     });
-    let err = ended.expect_err("the connection ended without error");
-    assert!(err.is_go_away(), "not a GOAWAY: {err}\n{}", gw.logs());
-    assert_eq!(err.reason(), Some(h2::Reason::ENHANCE_YOUR_CALM), "{err}");
-    assert!(
-        eventually(IO_TIMEOUT, || gw
-            .logs()
-            .contains("GOAWAY ENHANCE_YOUR_CALM")),
-        "{}",
-        gw.logs()
-    );
+    assert_told_to_calm_down(ended, &gw);
     let logs = gw.logs();
     assert!(
         !logs.contains("status=400"),
