@@ -121,15 +121,21 @@ pub(crate) fn close_frame(reason: &str, mask: Option<[u8; 4]>) -> Vec<u8> {
     frame
 }
 
-/// A masking key for a frame to the upstream: the standard library's
-/// per-process random hash keys, as no frame's content is to be guessed
-/// from it (RFC 6455 §10.3); not a secret.
+/// A masking key for a frame to the upstream, from the system's random
+/// source, as RFC 6455 §5.3 asks ("a strong source of entropy"): no
+/// frame's content is to be guessed from the bytes on the wire (§10.3).
+/// Should the source fail, the standard library's per-process random hash
+/// keys stand in: the key is not a secret.
 pub(crate) fn mask_key() -> [u8; 4] {
-    use std::hash::{BuildHasher, Hasher};
-    let bits = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    (bits as u32).to_be_bytes()
+    let mut key = [0u8; 4];
+    if aws_lc_rs::rand::fill(&mut key).is_err() {
+        use std::hash::{BuildHasher, Hasher};
+        let bits = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        key = (bits as u32).to_be_bytes();
+    }
+    key
 }
 
 #[cfg(test)]
@@ -227,5 +233,11 @@ mod tests {
             .map(|(b, k)| b ^ k)
             .collect();
         assert_eq!(unmasked, b"\x03\xf0token revoked");
+    }
+
+    #[test]
+    fn masking_keys_are_not_repeated() {
+        let keys: std::collections::HashSet<[u8; 4]> = (0..64).map(|_| mask_key()).collect();
+        assert!(keys.len() > 60, "only {} distinct keys in 64", keys.len());
     }
 }
