@@ -717,8 +717,9 @@ fn a_file_edit_that_breaks_a_protection_is_rejected_as_a_whole() {
 /// An edit refused at reload for breaking a protection is refused at the
 /// next start too: left in the file, it went live at a restart, without a
 /// word (an outside audit: the protected route served without a token).
-/// Lifting the protection alone is allowed, at a start as at a reload; and
-/// removing the record the message names starts from the file as it is.
+/// Lifting the protection alone is allowed, at a start as at a reload; a
+/// damaged record refuses the start; and removing the record the message
+/// names starts from the file as it is.
 #[test]
 fn a_protection_broken_in_the_file_is_refused_at_the_next_start_too() {
     let up = Upstream::start();
@@ -773,6 +774,17 @@ fn a_protection_broken_in_the_file_is_refused_at_the_next_start_too() {
     assert_eq!(node.stop().code(), Some(0));
     std::fs::write(&path, &broken).unwrap();
     start_refused(&path, dir.path());
+    // A damaged record does not wave the edit through (an outside audit:
+    // it was passed over with a warning, and the edit went live).
+    std::fs::write(&record, "{\"garbage").unwrap();
+    let refused = run_cli(&["run", "--config", path.to_str().unwrap()], dir.path());
+    assert_eq!(refused.code(), Some(2), "{}", refused.all());
+    assert!(
+        refused.stderr.contains("protected-policies.json: the record")
+            && refused.stderr.contains("is damaged"),
+        "{}",
+        refused.all()
+    );
     std::fs::remove_file(&record).unwrap();
     let node = Node::start_on(&path, &[]);
     assert_eq!(node.get("/guarded/x").status, 200, "{}", node.logs());

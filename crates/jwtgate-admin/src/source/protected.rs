@@ -62,21 +62,34 @@ pub fn keep(state: &StateDir, record: &[u8]) -> bool {
 
 /// Checks the file's `source` against the protected policies the node
 /// last served from it: `Err` says which protection the file breaks and
-/// how to go on. No record, or one that does not read (it is then not
-/// used, and said), checks nothing.
+/// how to go on. No record checks nothing. A record that is there but
+/// cannot be used (damaged, a link, writable by other users) is an `Err`
+/// too, as the store's damage is: passed over, it let the very edit it
+/// guards against go live (an outside audit), and a crash, when a record
+/// may be damaged, is when that edit goes live. Only one this user may not
+/// read is passed over, said: `jwtgate check` run by another user than the
+/// node's.
 pub fn check_start(state: &StateDir, source: &RawConfig) -> Result<(), String> {
     let path = state.protected_policies();
+    let unusable = |why: &dyn std::fmt::Display| {
+        format!(
+            "{}: the record of the protected policies the node last served {why}, so the file \
+             cannot be checked against them: restore it from a backup, or remove it to start \
+             from the file as it is",
+            path.display()
+        )
+    };
     let bytes = match jwtgate_state::read_private(&path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
-            warn!(path = %path.display(), error = %e, "record of protected policies not used");
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            warn!(path = %path.display(), error = %e, "record of protected policies not read: the file is not checked against it");
             return Ok(());
         }
+        Err(e) => return Err(unusable(&format_args!("is not used ({e})"))),
     };
     let Some(served) = read_record(&bytes) else {
-        warn!(path = %path.display(), "record of protected policies damaged: not used");
-        return Ok(());
+        return Err(unusable(&"is damaged"));
     };
     crate::protect::check(&served, source).map_err(|why| {
         format!(
@@ -149,12 +162,29 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_record_is_not_used() {
+    fn a_damaged_record_refuses_the_start() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = StateDir::new(dir.path());
         keep(&state, &record(&source(PROTECTED)));
-        jwtgate_state::write_private(&state.protected_policies(), b"{\"routes\": [1]}")
-            .expect("write");
+        for damaged in [&b"{\"routes\": [1]}"[..], b"{\"garbage", b""] {
+            jwtgate_state::write_private(&state.protected_policies(), damaged).expect("write");
+            let why = check_start(&state, &RawConfig::default()).expect_err("damaged");
+            assert!(why.contains("protected-policies.json: the record"), "{why}");
+            assert!(why.contains("is damaged"), "{why}");
+            assert!(
+                why.contains("remove it to start from the file as it is"),
+                "{why}"
+            );
+        }
+        // One other users may write is not trusted: not passed over either.
+        keep(&state, &record(&source(PROTECTED)));
+        let path = state.protected_policies();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        let why = check_start(&state, &source(PROTECTED)).expect_err("writable by others");
+        assert!(why.contains("is not used ("), "{why}");
+        // Removed, the file starts as it is.
+        std::fs::remove_file(&path).expect("remove");
         assert_eq!(check_start(&state, &RawConfig::default()), Ok(()));
     }
 }
