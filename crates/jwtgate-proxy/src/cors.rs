@@ -77,9 +77,14 @@ pub fn preflight(policy: &CorsPolicy, headers: &HeaderMap) -> Response<GatewayBo
 }
 
 /// The request's `Origin`, when the route's policy allows it (kept for
-/// [`decorate`]).
+/// [`decorate`]). Two `Origin` fields are none allowed: no browser sends
+/// them (RFC 6454 §7.3), and an upstream may read the one not looked at.
 pub fn allowed_origin(policy: &CorsPolicy, headers: &HeaderMap) -> Option<HeaderValue> {
-    let origin = headers.get(ORIGIN)?;
+    let mut origins = headers.get_all(ORIGIN).iter();
+    let origin = origins.next()?;
+    if origins.next().is_some() {
+        return None;
+    }
     let allowed = policy.allow_origin(origin.to_str().ok()?)?;
     if allowed == "*" {
         Some(HeaderValue::from_static("*"))

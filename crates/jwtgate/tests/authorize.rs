@@ -570,6 +570,22 @@ fn cors_preflights_are_answered_before_authentication() {
         );
     }
 
+    // Two `Origin` fields (no browser sends them) are no allowed origin,
+    // whichever comes first: only the first was looked at, and an upstream
+    // may read the other (an outside audit).
+    let twice = preflight("https://app.example.com").header("Origin", "https://evil.example.com");
+    let resp = gw.send(&twice);
+    assert_eq!(resp.status, 204);
+    assert_eq!(resp.header("access-control-allow-origin"), None);
+    let resp = gw.send(
+        &Req::get("/v1/orders")
+            .header("Origin", "https://app.example.com")
+            .header("Origin", "https://evil.example.com"),
+    );
+    assert_eq!(resp.status, 401);
+    assert_eq!(resp.header("access-control-allow-origin"), None);
+    assert_eq!(resp.header_all("vary"), ["Origin"]);
+
     // Other responses: the allowed origin is echoed with Vary, on a 401 too
     // (the app must be able to read it).
     let resp = gw.send(&Req::get("/v1/orders").header("Origin", "http://localhost:3000"));

@@ -780,7 +780,9 @@ fn a_protection_broken_in_the_file_is_refused_at_the_next_start_too() {
     let refused = run_cli(&["run", "--config", path.to_str().unwrap()], dir.path());
     assert_eq!(refused.code(), Some(2), "{}", refused.all());
     assert!(
-        refused.stderr.contains("protected-policies.json: the record")
+        refused
+            .stderr
+            .contains("protected-policies.json: the record")
             && refused.stderr.contains("is damaged"),
         "{}",
         refused.all()
