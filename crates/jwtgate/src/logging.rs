@@ -89,6 +89,74 @@ pub fn init() {
     for notice in notices {
         tracing::error!(target: "jwtgate::log", "{notice}");
     }
+    std::panic::set_hook(Box::new(say_panic));
+}
+
+/// A panic said as one log line in the log's layout. The standard hook
+/// writes several lines of plain text (the backtrace's too, with
+/// `RUST_BACKTRACE`): in a JSON log, lines that are no JSON (an outside
+/// audit, with a damaged store file, on which redb panics and the store
+/// says so in a line of its own). Written at once, past the writer
+/// thread's queue: the panic may be the writer's own, or a lock it holds.
+fn say_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let payload = info.payload();
+    let what = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    let at = info
+        .location()
+        .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+        .unwrap_or_default();
+    let thread = std::thread::current();
+    let backtrace = std::backtrace::Backtrace::capture();
+    let backtrace = (backtrace.status() == std::backtrace::BacktraceStatus::Captured)
+        .then(|| backtrace.to_string());
+    let line = panic_line(
+        log_sink::json(),
+        thread.name().unwrap_or("unnamed"),
+        &at,
+        what,
+        backtrace.as_deref(),
+    );
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), &line);
+}
+
+/// The line [`say_panic`] writes: text as tracing's fmt layer lays out
+/// an event (fields quoted, so the backtrace's newlines stay escaped), or
+/// one JSON object.
+fn panic_line(json: bool, thread: &str, at: &str, what: &str, backtrace: Option<&str>) -> Vec<u8> {
+    let mut line = Vec::new();
+    let fields = [
+        ("thread", Some(thread)),
+        ("at", Some(at)),
+        ("panic", Some(what)),
+        ("backtrace", backtrace),
+    ];
+    if json {
+        line.extend_from_slice(b"{\"timestamp\":\"");
+        log_sink::timestamp(&mut line, std::time::Instant::now());
+        line.extend_from_slice(b"\",\"level\":\"ERROR\",\"message\":\"a thread panicked\"");
+        for (name, value) in fields {
+            if let Some(value) = value {
+                line.extend_from_slice(format!(",\"{name}\":").as_bytes());
+                log_sink::push_json_str(&mut line, value);
+            }
+        }
+        line.extend_from_slice(b",\"target\":\"jwtgate::panic\"}\n");
+    } else {
+        log_sink::timestamp(&mut line, std::time::Instant::now());
+        line.extend_from_slice(b" ERROR jwtgate::panic: a thread panicked");
+        for (name, value) in fields {
+            if let Some(value) = value {
+                line.extend_from_slice(format!(" {name}=").as_bytes());
+                log_sink::push_quoted(&mut line, value);
+            }
+        }
+        line.push(b'\n');
+    }
+    line
 }
 
 pub use log_sink::flush;
@@ -140,6 +208,32 @@ impl<'a> MakeWriter<'a> for Sink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panic_is_one_line_in_the_logs_layout() {
+        let backtrace = "   0: redb::Database::new\n   1: jwtgate::main\n";
+        let what = "internal error: \"entered\" unreachable code\n\u{202e}";
+        let json = panic_line(true, "main", "src/btree.rs:1110:22", what, Some(backtrace));
+        let text = String::from_utf8(json).unwrap();
+        assert_eq!(text.matches('\n').count(), 1, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("one JSON object");
+        assert_eq!(v["level"], "ERROR");
+        assert_eq!(v["target"], "jwtgate::panic");
+        assert_eq!(v["thread"], "main");
+        assert_eq!(v["at"], "src/btree.rs:1110:22");
+        assert_eq!(v["panic"], what);
+        assert_eq!(v["backtrace"], backtrace);
+        assert!(v["timestamp"].as_str().unwrap().ends_with('Z'), "{text}");
+
+        let text =
+            String::from_utf8(panic_line(false, "main", "src/a.rs:1:2", what, None)).unwrap();
+        assert_eq!(text.matches('\n').count(), 1, "{text}");
+        assert!(
+            text.contains(" ERROR jwtgate::panic: a thread panicked thread=\"main\" at=\"src/a.rs:1:2\" panic=\"internal error: \\\"entered\\\" unreachable code\\n\\u{202e}\""),
+            "{text}"
+        );
+        assert!(!text.contains("backtrace"), "{text}");
+    }
 
     #[test]
     fn a_crate_is_named_by_its_own_directives_only() {

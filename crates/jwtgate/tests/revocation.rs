@@ -761,6 +761,53 @@ fn an_embedded_store_damaged_on_disk_is_refused_at_start_with_the_file_named() {
     }
 }
 
+/// A store file whose pages are damaged makes redb panic while it opens
+/// the file: the start is still refused with the file named, and the
+/// panic is one line in the log's layout, not the standard hook's lines
+/// of plain text (an outside audit: with `JWTGATE_LOG_FORMAT=json`, a
+/// dozen lines that were no JSON, the backtrace's with `RUST_BACKTRACE`).
+#[test]
+fn a_panic_on_a_damaged_store_is_one_line_of_the_json_log() {
+    let up = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("jwtgate.yaml");
+    std::fs::write(&cfg, config(embedded_store(), &up, "")).unwrap();
+    let node = Node::start(&cfg);
+    assert_logged_out(&node, &logout(&node, &alice_token()));
+    assert!(node.terminate().success());
+
+    let store = dir.path().join("data/revocations.redb");
+    let mut bytes = std::fs::read(&store).unwrap();
+    for b in bytes.iter_mut().skip(8192).step_by(13) {
+        *b ^= 0xff;
+    }
+    std::fs::write(&store, &bytes).unwrap();
+    let out = run_cli_env(
+        &["run", "--config", cfg.to_str().unwrap()],
+        dir.path(),
+        &[("JWTGATE_LOG_FORMAT", "json"), ("RUST_BACKTRACE", "1")],
+    );
+    assert_eq!(out.code(), Some(1), "{}", out.all());
+    let mut panics = 0;
+    for line in out.stderr.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}\n{}", out.all()));
+        if v["target"] == "jwtgate::panic" {
+            panics += 1;
+            assert!(
+                v["backtrace"].as_str().is_some_and(|b| b.contains("redb")),
+                "{line}"
+            );
+        }
+    }
+    assert_eq!(panics, 1, "redb panics on these pages: {}", out.all());
+    assert!(
+        out.stderr.contains("revocations.redb: is damaged"),
+        "{}",
+        out.all()
+    );
+}
+
 /// A full disk makes the embedded store's writes fail (503); once there is
 /// room again, logouts are taken without a restart. redb refuses every
 /// write after an I/O error until the database is opened again, which the
