@@ -183,11 +183,26 @@ pub struct SignArgs {
     #[arg(long)]
     pub key_claim_name: Option<String>,
     /// Lifetime in seconds: exp = now + ttl. 0 = no exp claim.
-    #[arg(long, default_value_t = 3600)]
+    #[arg(long, default_value_t = 3600, allow_hyphen_values = true, value_parser = parse_ttl)]
     pub ttl: u64,
     /// Extra claim, repeatable: k=v. v is parsed as JSON when it parses (123, true, null, "quoted"), else a string. It replaces a claim the command sets (the key claim, iat, exp): --claim exp=1 makes an expired token.
     #[arg(long = "claim", value_name = "K=V")]
     pub claims: Vec<String>,
+}
+
+/// `--ttl`: seconds from now, and a negative one said so, where clap
+/// took `-5` for an unknown option.
+fn parse_ttl(text: &str) -> Result<u64, String> {
+    match text.parse::<i64>() {
+        Ok(n) if n < 0 => Err(
+            "the lifetime is seconds from now, 0 or more (0: no exp); for \
+             an expired token, --claim exp=1"
+                .into(),
+        ),
+        _ => text
+            .parse::<u64>()
+            .map_err(|_| "expected seconds, a whole number (0: no exp)".into()),
+    }
 }
 
 #[derive(Args, Debug)]

@@ -112,13 +112,13 @@ fn mint(args: &SignArgs) -> Result<String, String> {
             let alg = match (&args.alg, &args.private_key) {
                 (Some(alg), _) => alg.clone(),
                 // HS256's "needs a secret" pointed away from the key given.
-                (None, Some(_)) => {
+                (None, Some(_)) if args.secret.is_none() && args.secret_file.is_none() => {
                     return Err("--private-key needs --alg, the algorithm it signs with \
                          (RS256, PS256, ES256, EdDSA, ...): without --alg a token is HS256, \
                          signed with a secret"
                         .into())
                 }
-                (None, None) => "HS256".into(),
+                (None, _) => "HS256".into(),
             };
             let given = match (&args.secret, &args.secret_file) {
                 (Some(s), _) => Some(s.clone()),
@@ -134,9 +134,29 @@ fn mint(args: &SignArgs) -> Result<String, String> {
         }
     };
     let alg: Algorithm = alg.parse().map_err(|e| format!("{e}"))?;
+    // A key for the other kind of algorithm was passed over without a
+    // word (an outside audit): the token was not signed with what was given.
+    if alg.is_hmac() && args.private_key.is_some() {
+        return Err(format!(
+            "{alg} signs with a secret: --private-key is for RS*, PS*, ES* and EdDSA"
+        ));
+    }
+    if !alg.is_hmac() && (args.secret.is_some() || args.secret_file.is_some()) {
+        return Err(format!(
+            "{alg} signs with --private-key: --secret and --secret-file are for HS*"
+        ));
+    }
     let signer = if alg.is_hmac() {
         let secret =
             secret.ok_or_else(|| format!("{alg} needs a secret (--secret-file or --secret)"))?;
+        if secret.len() < jwtgate_config::MIN_SECRET_BYTES {
+            eprintln!(
+                "warning: the secret is {} bytes: a jwtgate config refuses HMAC secrets under \
+                 {} bytes (RFC 7518 §3.2), so no consumer of one verifies this token",
+                secret.len(),
+                jwtgate_config::MIN_SECRET_BYTES
+            );
+        }
         SigningKey::from_secret(alg, &secret).map_err(|e| e.to_string())?
     } else {
         let file = args.private_key.as_ref().ok_or_else(|| {

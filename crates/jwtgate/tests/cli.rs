@@ -638,6 +638,58 @@ fn token_sign_ttl_and_claims() {
         assert!(out.stderr.contains(said), "{claim}: {}", out.all());
         assert!(out.stdout.is_empty(), "{claim}: {}", out.all());
     }
+    // A key for the other kind of algorithm is refused, not passed over
+    // (an outside audit: `--private-key` beside `--secret` was ignored,
+    // the file never read); a negative lifetime is said as one, where
+    // clap took `-5` for an option.
+    let rsa_key = private_key_path("RS256");
+    for (args, said) in [
+        (
+            vec!["--secret", SECRET, "--private-key", "/nonexistent"],
+            "HS256 signs with a secret: --private-key is for",
+        ),
+        (
+            vec![
+                "--alg",
+                "RS256",
+                "--private-key",
+                &rsa_key,
+                "--secret",
+                SECRET,
+            ],
+            "RS256 signs with --private-key: --secret and --secret-file are for HS*",
+        ),
+        (
+            vec!["--secret", SECRET, "--ttl", "-5"],
+            "the lifetime is seconds from now, 0 or more",
+        ),
+        (
+            vec!["--secret", SECRET, "--ttl", "1h"],
+            "expected seconds, a whole number",
+        ),
+    ] {
+        let mut argv = vec!["token", "sign", "--key", "user123"];
+        argv.extend(&args);
+        let out = run_cli(&argv, root());
+        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.all());
+        assert!(out.stderr.contains(said), "{args:?}: {}", out.all());
+        assert!(out.stdout.is_empty(), "{args:?}: {}", out.all());
+    }
+    // A secret no config takes still signs (a token for elsewhere), with a
+    // warning that no jwtgate consumer verifies it.
+    let out = run_cli(
+        &["token", "sign", "--key", "user123", "--secret", "short"],
+        root(),
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.all());
+    assert!(
+        out.stderr.contains(
+            "warning: the secret is 5 bytes: a jwtgate config refuses HMAC secrets under 32 bytes"
+        ),
+        "{}",
+        out.all()
+    );
+    assert_eq!(out.stdout.trim().split('.').count(), 3, "{}", out.all());
 }
 
 #[test]
