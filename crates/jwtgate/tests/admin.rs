@@ -1267,6 +1267,20 @@ fn revocation_through_the_api() {
     assert_eq!(report["message"], "JWT token has been revoked", "{report}");
     let until = format!("until {}", exp + 300);
     assert!(report.to_string().contains(&until), "{until} in {report}");
+    // A token expired past the grace needs no entry: said, nothing stored
+    // (an outside audit: `201 token revoked` for an entry already expired).
+    for exp in [json!(now() - 400), json!(i64::MIN)] {
+        let mut claims = claims_for("alice-key");
+        claims["exp"] = exp.clone();
+        let old = sign_hs("HS256", SECRET, claims);
+        let resp = node.admin("POST", "/admin/v1/revocations", Some(json!({"token": old})));
+        assert_eq!(resp.status, 200, "{exp}: {}", resp.text());
+        assert_eq!(
+            resp.json()["message"],
+            "token expired: every route refuses it, nothing stored"
+        );
+    }
+    assert_eq!(node.metrics().value("jwtgate_revocations_total", &[]), 1.0);
 
     for body in [
         json!({"token": "not-a-jwt"}),

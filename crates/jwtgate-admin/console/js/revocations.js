@@ -29,7 +29,12 @@ function revokeForm() {
         try {
           const r = await api('POST', '/admin/v1/revocations', { token: token.input.value.trim() });
           token.input.value = '';
-          status.say(r.expires_at ? `Token revoked until ${formatTime(r.expires_at)}.` : 'Token revoked (it has no exp: for good).', 'ok');
+          if (r.message === 'token revoked') {
+            status.say(r.expires_at ? `Token revoked until ${formatTime(r.expires_at)}.` : 'Token revoked (it has no exp: for good).', 'ok');
+          } else {
+            // An expired token needs no entry: every route refuses it.
+            status.say(`Nothing stored: ${r.message}.`, 'ok');
+          }
         } catch (err) {
           status.say('Not revoked.', 'bad');
           errors.show(err, `Not revoked: ${err.message}`);
