@@ -699,10 +699,17 @@ const REASON_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// half of `max_stale_seconds`, so that keys a healthy IdP serves never
 /// grow too old to use (an IdP's long max-age switched its own tokens off
 /// for the rest of each hour), with room for a failed fetch's retries.
+/// A `max-age` under the floor (`no-store` is 0) asks for fetches more
+/// often than the floor allows: every 60 s then, or `refresh_seconds` if
+/// shorter (an outside audit: `max-age=1` beside `refresh_seconds: 3`
+/// made them 60 s apart, where the IdP asked for more and the operator
+/// too).
 fn next_refresh(max_age: Option<u64>, refresh: Duration, max_stale: Duration) -> Duration {
-    let chosen = max_age.map_or(refresh, |s| {
-        Duration::from_secs(s).clamp(MIN_REFRESH, MAX_REFRESH)
-    });
+    let chosen = match max_age.map(Duration::from_secs) {
+        None => refresh,
+        Some(asked) if asked < MIN_REFRESH => refresh.min(MIN_REFRESH),
+        Some(asked) => asked.min(MAX_REFRESH),
+    };
     chosen.min(max_stale / 2).max(Duration::from_secs(1))
 }
 
@@ -754,6 +761,15 @@ mod tests {
         assert_eq!(next_refresh(Some(0), refresh, day), MIN_REFRESH);
         assert_eq!(next_refresh(Some(5), refresh, day), MIN_REFRESH);
         assert_eq!(next_refresh(Some(86_400), refresh, day), MAX_REFRESH);
+        // Under the floor, never less often than refresh_seconds.
+        let often = Duration::from_secs(3);
+        assert_eq!(next_refresh(Some(0), often, day), often);
+        assert_eq!(next_refresh(Some(1), often, day), often);
+        assert_eq!(next_refresh(Some(30), often, day), often);
+        assert_eq!(
+            next_refresh(Some(120), often, day),
+            Duration::from_secs(120)
+        );
     }
 
     /// An outside audit: `max-age=3600` with `max_stale_seconds: 75` left
