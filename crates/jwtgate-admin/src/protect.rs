@@ -323,11 +323,13 @@ fn narrows(old: &RawRoute, next: &RawRoute) -> bool {
     !old.paths.iter().all(path_kept) || methods || hosts
 }
 
-/// Equal in everything but the protection flags.
+/// Equal in everything but the protection flags, a setting left out
+/// being the value it defaults to (`leeway_seconds: 0` written out is no
+/// change).
 fn same_values(a: &RawJwt, b: &RawJwt) -> bool {
     let strip = |j: &RawJwt| RawJwt {
         protection: None,
-        ..j.clone()
+        ..jwtgate_config::jwt_defaults(j)
     };
     strip(a) == strip(b)
 }
@@ -379,6 +381,42 @@ mod tests {
             check(&old, &config(None)).is_ok(),
             "deletion is undeletable's job"
         );
+    }
+
+    /// A setting written out as the value it defaults to is no change (an
+    /// outside audit: `PATCH {"leeway_seconds": 0}` was a 409); another
+    /// value still is.
+    #[test]
+    fn immutable_takes_a_default_written_out_as_no_change() {
+        let old = config(policy("jwtgate", false, true));
+        let with = |f: &dyn Fn(&mut RawJwt)| {
+            let mut next = policy("jwtgate", false, true);
+            f(next.as_mut().unwrap());
+            config(next)
+        };
+        let same: [&dyn Fn(&mut RawJwt); 8] = [
+            &|j| j.leeway_seconds = Some(0),
+            &|j| j.key_claim_name = Some("key".into()),
+            &|j| j.header = Some("Authorization".into()),
+            &|j| j.required_claims = Some(vec!["exp".into()]),
+            &|j| j.consumers = Some(true),
+            &|j| j.required_paths = Some(vec![]),
+            &|j| j.authorize_default = Some("allow".into()),
+            &|j| j.realm = None,
+        ];
+        for (i, f) in same.iter().enumerate() {
+            assert!(check(&old, &with(f)).is_ok(), "{i}");
+        }
+        let changed: [&dyn Fn(&mut RawJwt); 5] = [
+            &|j| j.leeway_seconds = Some(1),
+            &|j| j.header = Some("X-Token".into()),
+            &|j| j.required_claims = Some(vec![]),
+            &|j| j.consumers = Some(false),
+            &|j| j.authorize_default = Some("deny".into()),
+        ];
+        for (i, f) in changed.iter().enumerate() {
+            assert!(check(&old, &with(f)).is_err(), "{i}");
+        }
     }
 
     /// Editing the provider an immutable policy takes tokens from changed

@@ -24,6 +24,56 @@ use crate::raw::*;
 /// The shortest HMAC secret accepted (SPEC §3.11).
 pub const MIN_SECRET_BYTES: usize = 32;
 
+/// What a policy's settings left out default to (SPEC §2), as
+/// [`jwt_policy`] and [`jwt_defaults`] read them.
+const DEFAULT_KEY_CLAIM: &str = "key";
+const DEFAULT_HEADER: &str = "authorization";
+const DEFAULT_QUERY: &str = "jwt";
+const DEFAULT_COOKIE: &str = "jwt";
+const DEFAULT_REALM: &str = "jwtgate";
+
+/// `j` with each setting left out written as the value it defaults to,
+/// and a list or map left out as an empty one where that reads the same
+/// (the header name in lower case, as it is read): two policies equal so
+/// are one policy, however each was written. `protection.immutable`
+/// compares them so: `leeway_seconds: 0` written out changes nothing (an
+/// outside audit found it refused as a change).
+pub fn jwt_defaults(j: &RawJwt) -> RawJwt {
+    let text =
+        |v: &Option<String>, default: &str| Some(v.clone().unwrap_or_else(|| default.to_owned()));
+    RawJwt {
+        key_claim_name: text(&j.key_claim_name, DEFAULT_KEY_CLAIM),
+        header: Some(
+            j.header
+                .as_deref()
+                .unwrap_or(DEFAULT_HEADER)
+                .to_ascii_lowercase(),
+        ),
+        query: text(&j.query, DEFAULT_QUERY),
+        cookie: text(&j.cookie, DEFAULT_COOKIE),
+        realm: text(&j.realm, DEFAULT_REALM),
+        hide_credentials: Some(j.hide_credentials.unwrap_or(false)),
+        required_claims: Some(
+            j.required_claims
+                .clone()
+                .unwrap_or_else(|| vec!["exp".to_owned()]),
+        ),
+        leeway_seconds: Some(j.leeway_seconds.unwrap_or(0)),
+        max_lifetime_seconds: Some(j.max_lifetime_seconds.unwrap_or(0)),
+        forward_claims: Some(j.forward_claims.clone().unwrap_or_default()),
+        required_paths: Some(j.required_paths.clone().unwrap_or_default()),
+        not_required_paths: Some(j.not_required_paths.clone().unwrap_or_default()),
+        use_jwt_blacklist_revoking: Some(j.use_jwt_blacklist_revoking.unwrap_or(false)),
+        logout_forward: Some(j.logout_forward.unwrap_or(false)),
+        providers: Some(j.providers.clone().unwrap_or_default()),
+        consumers: Some(j.consumers.unwrap_or(true)),
+        audiences: Some(j.audiences.clone().unwrap_or_default()),
+        authorize: Some(j.authorize.clone().unwrap_or_default()),
+        authorize_default: text(&j.authorize_default, "allow"),
+        ..j.clone()
+    }
+}
+
 /// Methods a route may list (any RFC 9110 token is allowed, upper case).
 fn valid_method(m: &str) -> bool {
     !m.is_empty()
@@ -1052,14 +1102,17 @@ pub(crate) fn jwt_policy(
 ) -> Option<JwtPolicy> {
     let providers = refs.providers;
     let at = |k: &str| child(loc, k);
-    let key_claim_name = j.key_claim_name.clone().unwrap_or_else(|| "key".into());
+    let key_claim_name = j
+        .key_claim_name
+        .clone()
+        .unwrap_or_else(|| DEFAULT_KEY_CLAIM.into());
     if key_claim_name.is_empty() {
         errors.add(&at("key_claim_name"), "must not be empty");
     }
     let sources = TokenSources {
-        header: source(&j.header, "authorization", true),
-        query: source(&j.query, "jwt", false),
-        cookie: source(&j.cookie, "jwt", false),
+        header: source(&j.header, DEFAULT_HEADER, true),
+        query: source(&j.query, DEFAULT_QUERY, false),
+        cookie: source(&j.cookie, DEFAULT_COOKIE, false),
     };
     if let Some(h) = &sources.header {
         if !valid_header_name(h) {
@@ -1074,7 +1127,7 @@ pub(crate) fn jwt_policy(
             );
         }
     }
-    let realm = j.realm.clone().unwrap_or_else(|| "jwtgate".into());
+    let realm = j.realm.clone().unwrap_or_else(|| DEFAULT_REALM.into());
     // The realm goes into a quoted WWW-Authenticate parameter of every 401.
     if realm.is_empty()
         || realm.len() > MAX_REALM_BYTES

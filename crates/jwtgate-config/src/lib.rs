@@ -34,7 +34,7 @@ mod tests;
 
 use std::path::Path;
 
-pub use compile::{MAX_FILE_BYTES, MIN_SECRET_BYTES, TEN_YEARS_SECONDS};
+pub use compile::{jwt_defaults, MAX_FILE_BYTES, MIN_SECRET_BYTES, TEN_YEARS_SECONDS};
 pub use error::{ConfigError, ConfigErrors};
 pub use etcd_source::check_node_file;
 pub use model::*;
