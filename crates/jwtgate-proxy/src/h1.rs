@@ -358,8 +358,18 @@ pub fn parse_response_head(
             None => ResponseFraming::UntilClose,
         }
     };
+    // A 204 that announces a body (a Content-Length above 0, a
+    // Transfer-Encoding: RFC 9110 §8.6, RFC 9112 §6.1 forbid both), or a
+    // 304 with a Transfer-Encoding (its Content-Length is the 200's it
+    // stands for): an upstream that writes that body, a moment late,
+    // would have it read as the next request's answer, another client's
+    // (an outside audit). As after a HEAD, the connection is not reused.
+    let announces_body = (status == StatusCode::NO_CONTENT
+        && (transfer_encoding || content_length.is_some_and(|n| n > 0)))
+        || (status == StatusCode::NOT_MODIFIED && transfer_encoding);
     let keep_alive = framing != ResponseFraming::UntilClose
         && !close
+        && !announces_body
         && (version == Version::HTTP_11 || keep_alive_token)
         // Transfer-Encoding with Content-Length, or in an HTTP/1.0 message:
         // the upstream may be confused about where this message ends; do not

@@ -81,7 +81,15 @@ pub fn check_start(state: &StateDir, source: &RawConfig) -> Result<(), String> {
     };
     let bytes = match jwtgate_state::read_private(&path) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        // None there (a state_dir that cannot be one is said by the store).
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(())
+        }
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             warn!(path = %path.display(), error = %e, "record of protected policies not read: the file is not checked against it");
             return Ok(());

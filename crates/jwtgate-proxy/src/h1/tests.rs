@@ -431,7 +431,7 @@ fn content_length_values_must_agree_and_be_decimal() {
 
 #[test]
 fn connection_reuse_follows_version_and_connection_header() {
-    let cases: [(&[u8], bool, ResponseFraming); 5] = [
+    let cases: [(&[u8], bool, ResponseFraming); 11] = [
         (
             b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: Close\r\n\r\n",
             false,
@@ -456,6 +456,40 @@ fn connection_reuse_follows_version_and_connection_header() {
             b"HTTP/1.1 200 OK\r\n\r\nuntil close",
             false,
             ResponseFraming::UntilClose,
+        ),
+        // No content, and none announced: reused (Content-Length: 0 on a
+        // 204 is common; a 304's length is its 200's).
+        (
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+            true,
+            ResponseFraming::Empty,
+        ),
+        (
+            b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+            true,
+            ResponseFraming::Empty,
+        ),
+        (
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 76\r\n\r\n",
+            true,
+            ResponseFraming::Empty,
+        ),
+        // A body announced where none may be: it may still come, and be
+        // read as the next request's answer (an outside audit).
+        (
+            b"HTTP/1.1 204 No Content\r\nContent-Length: 76\r\n\r\n",
+            false,
+            ResponseFraming::Empty,
+        ),
+        (
+            b"HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+            ResponseFraming::Empty,
+        ),
+        (
+            b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+            ResponseFraming::Empty,
         ),
     ];
     for (raw, keep, framing) in cases {
