@@ -387,7 +387,10 @@ impl Running {
         // goes live (`jwtgate check` prints them too).
         let brought = self.new_warnings(&source, &config);
         for w in &brought {
-            warn!("config: {w}");
+            // A warning quotes names, which an etcd writer or an admin
+            // chose: escaped, they cannot write lines of their own (an
+            // outside audit forged an INFO line with a route's name).
+            warn!("config: {}", jwtgate_core::invisible::escaped(w));
         }
         if let Some(server) = &self.tls.data {
             let running = current.tls.as_ref();

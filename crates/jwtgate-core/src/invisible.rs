@@ -14,9 +14,38 @@ pub fn is_invisible(c: char) -> bool {
         || (c != ' ' && c.is_whitespace())
 }
 
+/// `text` as a log line may carry it: control characters and invisible
+/// ones written as escapes (`\n`, `\u{202e}`), so that a name an etcd
+/// writer or an admin chose cannot start a line of its own, or hide or
+/// reorder what follows, in a message that quotes it.
+pub fn escaped(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() || is_invisible(c)) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() || is_invisible(c) {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escaped_text_holds_no_line_break_nor_invisible_character() {
+        assert_eq!(escaped("routes/a b: ok"), "routes/a b: ok");
+        assert!(matches!(escaped("é 日"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(
+            escaped("f\n2026 INFO forged\r\u{202e}x\u{200b}\u{1b}[31m"),
+            "f\\n2026 INFO forged\\r\\u{202e}x\\u{200b}\\u{1b}[31m"
+        );
+    }
 
     #[test]
     fn invisible_characters_are_told_from_visible_ones() {

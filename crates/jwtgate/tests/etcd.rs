@@ -2956,6 +2956,14 @@ fn regression_names_with_a_slash_are_refused_not_lost() {
     etcd.put(&format!("{PREFIX}/stray{forged}"), "x");
     etcd.put(&key("routes", &format!("bad{forged}")), "{not json");
     node.wait_log("FORGED \\u{1b}[2J", 2);
+    // And in the warning an object that goes live brings, which quotes its
+    // key (an outside audit forged an INFO line so).
+    etcd.put(
+        &key("routes", &format!("warned{forged}")),
+        &route_json(&["/warned/*"]),
+    );
+    wait_get(&node, "/warned/x", 200);
+    node.wait_log("FORGED \\u{1b}[2J", 3);
     let logs = node.logs();
     assert!(
         !logs
