@@ -252,8 +252,10 @@ fn validate(file: &RawConfig, path: &Path) -> Result<(), ConfigErrors> {
                 .map(|p| (ObjectKind::Provider, p.name.as_str()))
                 .enumerate(),
         );
+    // What etcd cannot carry, and what the nodes refuse there (a file is
+    // only warned about it).
     for (i, (kind, name)) in names {
-        if let Some(problem) = name_problem(name) {
+        if let Some(problem) = name_problem(name).or_else(|| jwtgate_config::name_problem(name)) {
             errors.push(ConfigError {
                 location: format!("{}[{i}].{}", kind.dir(), name_field(kind)),
                 message: problem,

@@ -32,7 +32,10 @@ pub fn check(path: &Path) -> ExitCode {
                 crate::out::print_with(&format!("{}: ok\n", path.display()), ExitCode::SUCCESS);
             // Valid, but probably not what was meant: said, not refused.
             for w in jwtgate_config::warnings(&loaded.config) {
-                eprintln!("warning: {}", jwtgate_core::invisible::escaped(&w.to_string()));
+                eprintln!(
+                    "warning: {}",
+                    jwtgate_core::invisible::escaped(&w.to_string())
+                );
             }
             code
         }

@@ -2956,14 +2956,22 @@ fn regression_names_with_a_slash_are_refused_not_lost() {
     etcd.put(&format!("{PREFIX}/stray{forged}"), "x");
     etcd.put(&key("routes", &format!("bad{forged}")), "{not json");
     node.wait_log("FORGED \\u{1b}[2J", 2);
-    // And in the warning an object that goes live brings, which quotes its
-    // key (an outside audit forged an INFO line so).
+    // A name the admin API would refuse for a new object is refused from
+    // etcd too, where it was only warned about and went live (an outside
+    // audit forged an INFO line through the warning, and a 300 KB name
+    // went into every access line of its route).
     etcd.put(
         &key("routes", &format!("warned{forged}")),
         &route_json(&["/warned/*"]),
     );
-    wait_get(&node, "/warned/x", 200);
     node.wait_log("FORGED \\u{1b}[2J", 3);
+    etcd.put(&key("routes", &"long".repeat(65)), &route_json(&["/long/*"]));
+    node.wait_log("is over 256 bytes", 1);
+    etcd.put(&key("routes", "after-names"), &route_json(&["/after-names/*"]));
+    wait_get(&node, "/after-names/x", 200);
+    for refused in ["/warned/x", "/long/x"] {
+        assert_eq!(node.get(refused).status, 404, "{refused}");
+    }
     let logs = node.logs();
     assert!(
         !logs
