@@ -214,7 +214,31 @@ pub fn read_private(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn open_checked(path: &Path, mut options: OpenOptions) -> std::io::Result<File> {
+/// The whole of `path`, held to [`read_private`]'s rule on links and file
+/// types only: a file other users may write, or another user owns, is read
+/// all the same, with what is wrong with it beside its bytes. For a caller
+/// to whom such a file can only refuse more than none would (the record of
+/// protected policies): refusing it instead would stop a node whose files
+/// a platform makes group-writable (Kubernetes' `fsGroup`) at every start.
+pub fn read_own_noting(path: &Path) -> std::io::Result<(Vec<u8>, Option<String>)> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    let (mut file, note) = open_noting(path, options)?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut bytes)?;
+    Ok((bytes, note))
+}
+
+fn open_checked(path: &Path, options: OpenOptions) -> std::io::Result<File> {
+    match open_noting(path, options)? {
+        (file, None) => Ok(file),
+        (_, Some(why)) => Err(std::io::Error::other(why)),
+    }
+}
+
+/// Opens `path` not through a link, a regular file; what makes it not the
+/// node's own (other users may write it, another user owns it) is the note.
+fn open_noting(path: &Path, mut options: OpenOptions) -> std::io::Result<(File, Option<String>)> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -237,21 +261,27 @@ fn open_checked(path: &Path, mut options: OpenOptions) -> std::io::Result<File> 
         use std::os::unix::fs::PermissionsExt;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o022 != 0 {
-            return Err(std::io::Error::other(format!(
-                "other users may write it (mode {mode:04o}): refused; make it owner-only (chmod 600)"
-            )));
+            return Ok((
+                file,
+                Some(format!(
+                    "other users may write it (mode {mode:04o}): refused; make it owner-only (chmod 600)"
+                )),
+            ));
         }
         let euid = rustix::process::geteuid().as_raw();
         let dir_owner = || std::fs::metadata(parent_dir(path)).ok().map(|d| d.uid());
         if !owner_trusted(euid, meta.uid(), dir_owner) {
-            return Err(std::io::Error::other(format!(
-                "is owned by uid {}, not by this process's uid {euid}: refused, as the file \
-                 must be the node's own (another user could have planted it)",
-                meta.uid()
-            )));
+            return Ok((
+                file,
+                Some(format!(
+                    "is owned by uid {}, not by this process's uid {euid}: refused, as the file \
+                     must be the node's own (another user could have planted it)",
+                    meta.uid()
+                )),
+            ));
         }
     }
-    Ok(file)
+    Ok((file, None))
 }
 
 /// Whether a state file owned by `owner` is the node's own for a process

@@ -26,7 +26,7 @@ use tracing::{error, info, warn};
 
 /// `jwtgate check`: the file as `run` would take it.
 pub fn check(path: &Path) -> ExitCode {
-    match load_node(path) {
+    match load_node(path, false) {
         Ok(loaded) => {
             let code =
                 crate::out::print_with(&format!("{}: ok\n", path.display()), ExitCode::SUCCESS);
@@ -53,18 +53,23 @@ pub fn check(path: &Path) -> ExitCode {
 /// only what is per node (SPEC §6). A file that breaks a protection the
 /// node last served from it is refused as its reload was: an edit refused
 /// then must not go live at a restart (`check` says so too, when it can
-/// read the node's `state_dir`).
-fn load_node(path: &Path) -> Result<Loaded, ConfigErrors> {
+/// read the node's `state_dir`; a start, `starting`, that cannot is
+/// refused). What it notices on the way is a warning: logged at a start,
+/// on stderr for `check`.
+fn load_node(path: &Path, starting: bool) -> Result<Loaded, ConfigErrors> {
     let loaded = jwtgate_admin::load(path)?;
     let mut problems = check_node_file(&loaded.source);
     problems.extend(jwtgate_admin::tls_problems(&loaded.config));
     if loaded.config.config_source.is_none() {
         let state = StateDir::new(&loaded.config.state_dir);
-        if let Err(why) = jwtgate_admin::source::protected::check_start(&state, &loaded.source) {
-            problems.push(ConfigError {
+        match jwtgate_admin::source::protected::check_start(&state, &loaded.source, starting) {
+            Ok(None) => {}
+            Ok(Some(notice)) if starting => tracing::warn!("{notice}"),
+            Ok(Some(notice)) => eprintln!("warning: {notice}"),
+            Err(why) => problems.push(ConfigError {
                 location: String::new(),
                 message: why,
-            });
+            }),
         }
     }
     if problems.is_empty() {
@@ -100,7 +105,7 @@ pub fn run(path: &Path) -> ExitCode {
         }
     };
     // Read and compiled exactly as every later reload will be.
-    let loaded = match load_node(path) {
+    let loaded = match load_node(path, true) {
         Ok(l) => l,
         Err(errors) => {
             error!("{}: invalid configuration", path.display());

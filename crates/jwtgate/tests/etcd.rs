@@ -2965,9 +2965,15 @@ fn regression_names_with_a_slash_are_refused_not_lost() {
         &route_json(&["/warned/*"]),
     );
     node.wait_log("FORGED \\u{1b}[2J", 3);
-    etcd.put(&key("routes", &"long".repeat(65)), &route_json(&["/long/*"]));
+    etcd.put(
+        &key("routes", &"long".repeat(65)),
+        &route_json(&["/long/*"]),
+    );
     node.wait_log("is over 256 bytes", 1);
-    etcd.put(&key("routes", "after-names"), &route_json(&["/after-names/*"]));
+    etcd.put(
+        &key("routes", "after-names"),
+        &route_json(&["/after-names/*"]),
+    );
     wait_get(&node, "/after-names/x", 200);
     for refused in ["/warned/x", "/long/x"] {
         assert_eq!(node.get(refused).status, 404, "{refused}");

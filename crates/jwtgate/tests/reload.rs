@@ -774,6 +774,16 @@ fn a_protection_broken_in_the_file_is_refused_at_the_next_start_too() {
     assert_eq!(node.stop().code(), Some(0));
     std::fs::write(&path, &broken).unwrap();
     start_refused(&path, dir.path());
+    // Group-writable (Kubernetes' fsGroup makes every file so): still
+    // used, said, and the edit still refused.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&record, std::fs::Permissions::from_mode(0o660)).unwrap();
+    let refused = start_refused(&path, dir.path());
+    assert!(
+        refused.stderr.contains("mode 0660") && refused.stderr.contains("used all the same"),
+        "{}",
+        refused.all()
+    );
     // A damaged record does not wave the edit through (an outside audit:
     // it was passed over with a warning, and the edit went live).
     std::fs::write(&record, "{\"garbage").unwrap();

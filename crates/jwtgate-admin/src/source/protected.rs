@@ -62,14 +62,22 @@ pub fn keep(state: &StateDir, record: &[u8]) -> bool {
 
 /// Checks the file's `source` against the protected policies the node
 /// last served from it: `Err` says which protection the file breaks and
-/// how to go on. No record checks nothing. A record that is there but
-/// cannot be used (damaged, a link, writable by other users) is an `Err`
-/// too, as the store's damage is: passed over, it let the very edit it
-/// guards against go live (an outside audit), and a crash, when a record
-/// may be damaged, is when that edit goes live. Only one this user may not
-/// read is passed over, said: `jwtgate check` run by another user than the
-/// node's.
-pub fn check_start(state: &StateDir, source: &RawConfig) -> Result<(), String> {
+/// how to go on; `Ok` may carry a notice to pass on (a warning). No record
+/// checks nothing. A record that is there but cannot be used (damaged, a
+/// link, not a file) is an `Err` too, as the store's damage is: passed
+/// over, it let the very edit it guards against go live (an outside
+/// audit), and a crash, when a record may be damaged, is when that edit
+/// goes live. One other users may write, or another user owns, is used
+/// all the same, with a notice: a record can only refuse edits, and a
+/// platform that makes files group-writable (Kubernetes' `fsGroup`) would
+/// otherwise stop the node at every start. One this user may not read
+/// stops a start (`starting`) and is passed over, with a notice, by
+/// `jwtgate check`, which another user than the node's may run.
+pub fn check_start(
+    state: &StateDir,
+    source: &RawConfig,
+    starting: bool,
+) -> Result<Option<String>, String> {
     let path = state.protected_policies();
     let unusable = |why: &dyn std::fmt::Display| {
         format!(
@@ -79,34 +87,53 @@ pub fn check_start(state: &StateDir, source: &RawConfig) -> Result<(), String> {
             path.display()
         )
     };
-    let bytes = match jwtgate_state::read_private(&path) {
-        Ok(bytes) => bytes,
-        // None there (a state_dir that cannot be one is said by the store).
+    let (bytes, notice) = match jwtgate_state::read_own_noting(&path) {
+        Ok((bytes, note)) => (
+            bytes,
+            note.map(|note| {
+                format!(
+                    "{}: the record of the protected policies the node last served: {note}; \
+                     used all the same, as a record can only refuse edits",
+                    path.display()
+                )
+            }),
+        ),
+        // None there (a state_dir that cannot be one fails elsewhere).
         Err(e)
             if matches!(
                 e.kind(),
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
             ) =>
         {
-            return Ok(())
+            return Ok(None)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            warn!(path = %path.display(), error = %e, "record of protected policies not read: the file is not checked against it");
-            return Ok(());
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && !starting => {
+            return Ok(Some(format!(
+                "{}: the record of the protected policies the node last served cannot be read \
+                 by this user ({e}): the file is not checked against it (run check as the \
+                 node's user)",
+                path.display()
+            )));
         }
-        Err(e) => return Err(unusable(&format_args!("is not used ({e})"))),
+        Err(e) => return Err(unusable(&format_args!("cannot be used ({e})"))),
     };
     let Some(served) = read_record(&bytes) else {
         return Err(unusable(&"is damaged"));
     };
     crate::protect::check(&served, source).map_err(|why| {
-        format!(
+        let refused = format!(
             "{why} (the node last ran with this protection, as {} records): lift a \
              protection in a change of its own first (its flags set to false, a start or a \
              reload, then the change), or remove that file to start from the file as it is",
             path.display()
-        )
-    })
+        );
+        // What was noticed is said with the refusal, not lost with it.
+        match &notice {
+            Some(notice) => format!("{refused}; {notice}"),
+            None => refused,
+        }
+    })?;
+    Ok(notice)
 }
 
 /// The routes and providers of a record, as a config holding only them.
@@ -145,28 +172,28 @@ mod tests {
         let served = source(PROTECTED);
         // Nothing recorded: nothing checked.
         let changed = source(&PROTECTED.replace("consumers: false", "consumers: true"));
-        assert_eq!(check_start(&state, &changed), Ok(()));
+        assert_eq!(check_start(&state, &changed, true), Ok(None));
         keep(&state, &record(&served));
-        assert_eq!(check_start(&state, &served), Ok(()));
-        let why = check_start(&state, &changed).expect_err("a change of an immutable policy");
+        assert_eq!(check_start(&state, &served, true), Ok(None));
+        let why = check_start(&state, &changed, true).expect_err("a change of an immutable policy");
         assert!(why.contains("protected-policies.json"), "{why}");
         // The provider the policy names is part of it.
         let other_issuer =
             source(&PROTECTED.replace("https://idp.example\"", "https://else.example\""));
-        assert!(check_start(&state, &other_issuer).is_err());
+        assert!(check_start(&state, &other_issuer, true).is_err());
         // Lifting the protection alone is allowed, and once served (kept),
         // the change passes.
         let lifted = source(&PROTECTED.replace(
             "undeletable: true, immutable: true",
             "undeletable: false, immutable: false",
         ));
-        assert_eq!(check_start(&state, &lifted), Ok(()));
+        assert_eq!(check_start(&state, &lifted, true), Ok(None));
         keep(&state, &record(&lifted));
         assert!(
             !state.protected_policies().exists(),
             "nothing protected: no record"
         );
-        assert_eq!(check_start(&state, &changed), Ok(()));
+        assert_eq!(check_start(&state, &changed, true), Ok(None));
     }
 
     #[test]
@@ -176,7 +203,7 @@ mod tests {
         keep(&state, &record(&source(PROTECTED)));
         for damaged in [&b"{\"routes\": [1]}"[..], b"{\"garbage", b""] {
             jwtgate_state::write_private(&state.protected_policies(), damaged).expect("write");
-            let why = check_start(&state, &RawConfig::default()).expect_err("damaged");
+            let why = check_start(&state, &RawConfig::default(), true).expect_err("damaged");
             assert!(why.contains("protected-policies.json: the record"), "{why}");
             assert!(why.contains("is damaged"), "{why}");
             assert!(
@@ -184,15 +211,28 @@ mod tests {
                 "{why}"
             );
         }
-        // One other users may write is not trusted: not passed over either.
+        // One other users may write is used all the same, said: it can only
+        // refuse edits, and Kubernetes' fsGroup makes files group-writable.
         keep(&state, &record(&source(PROTECTED)));
         let path = state.protected_policies();
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
-        let why = check_start(&state, &source(PROTECTED)).expect_err("writable by others");
-        assert!(why.contains("is not used ("), "{why}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660)).expect("chmod");
+        let notice = check_start(&state, &source(PROTECTED), true)
+            .expect("used")
+            .expect("said");
+        assert!(notice.contains("mode 0660"), "{notice}");
+        assert!(notice.contains("used all the same"), "{notice}");
+        let changed = source(&PROTECTED.replace("consumers: false", "consumers: true"));
+        assert!(check_start(&state, &changed, true).is_err(), "and checked");
+        // A link is not the node's own file: not used, and the start stops.
+        std::fs::remove_file(&path).expect("remove");
+        let elsewhere = dir.path().join("elsewhere.json");
+        std::fs::write(&elsewhere, record(&source(PROTECTED))).expect("write");
+        std::os::unix::fs::symlink(&elsewhere, &path).expect("symlink");
+        let why = check_start(&state, &source(PROTECTED), true).expect_err("a link");
+        assert!(why.contains("cannot be used (is a symbolic link"), "{why}");
         // Removed, the file starts as it is.
         std::fs::remove_file(&path).expect("remove");
-        assert_eq!(check_start(&state, &RawConfig::default()), Ok(()));
+        assert_eq!(check_start(&state, &RawConfig::default(), true), Ok(None));
     }
 }
