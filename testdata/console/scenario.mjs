@@ -470,7 +470,7 @@ async function scenario() {
   ok('the console says the token is revoked');
   await page.getByLabel('Token (JWT)').fill(sign({ key: 'alice-key', exp: now() - 3600 }));
   await page.click('button:has-text("Revoke token")');
-  await page.locator('.status.ok:has-text("Nothing stored: token expired")').waitFor();
+  await page.locator('.status.ok:has-text("The token has expired: every route refuses it")').waitFor();
   ok('the console says an expired token needed no entry, not that it was revoked');
   const after = await dataPlane('GET', '/api/orders', token);
   check(after.status === 401 && after.message === 'JWT token has been revoked', 'the revoked token is refused on the data plane', JSON.stringify(after));

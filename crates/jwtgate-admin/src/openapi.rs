@@ -236,6 +236,12 @@ fn responses(op: Op) -> Map<String, Value> {
         Op::DeleteRoute | Op::DeleteJwt | Op::DeleteConsumer | Op::DeleteProvider => delete,
         Op::Revoke => vec![
             (
+                "200",
+                json!({ "description": "the token expired long enough ago that every route refuses it: nothing stored", "content": { "application/json": { "schema": {
+                "type": "object",
+                "properties": { "message": { "type": "string" }, "expires_at": { "type": "integer" } } } } } }),
+            ),
+            (
                 "201",
                 json!({ "description": "revoked: durably stored", "content": { "application/json": { "schema": {
                 "type": "object",

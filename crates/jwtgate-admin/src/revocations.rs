@@ -16,7 +16,7 @@ use axum::Json;
 use bytes::Bytes;
 use jwtgate_config::RawConfig;
 use jwtgate_core::clock::{Clock, SystemClock};
-use jwtgate_core::jwt::{revocation_expiry, RevocationKey, Token};
+use jwtgate_core::jwt::{revocation_expiry, RevocationKey, Token, REVOCATION_GRACE_SECONDS};
 use jwtgate_core::policy::{numeric_date, sources};
 use jwtgate_store::Entry;
 use serde_json::{json, Value};
@@ -38,8 +38,12 @@ pub async fn revoke(State(s): State<AdminState>, body: Bytes) -> Result<Response
     // An entry that has expired already would be stored only to be purged,
     // and a `201 token revoked` for it said more than was done (an outside
     // audit, with an exp of i64::MIN): every route refuses the token for its
-    // exp anyway.
-    if let Some(at) = expires_at.filter(|&at| at <= SystemClock.now_unix()) {
+    // exp anyway. Expired a grace ago too, so that a peer whose clock is
+    // behind this node's (it keeps entries by its own clock) does not take
+    // the token meanwhile.
+    let now = SystemClock.now_unix();
+    if let Some(at) = expires_at.filter(|&at| at.saturating_add(REVOCATION_GRACE_SECONDS) <= now) {
+        info!(target: "jwtgate::admin", expires_at = at, "revocation through the admin API of a token expired long ago: nothing stored");
         let body = json!({
             "message": "token expired: every route refuses it, nothing stored",
             "expires_at": at,

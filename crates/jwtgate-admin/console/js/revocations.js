@@ -32,8 +32,8 @@ function revokeForm() {
           if (r.message === 'token revoked') {
             status.say(r.expires_at ? `Token revoked until ${formatTime(r.expires_at)}.` : 'Token revoked (it has no exp: for good).', 'ok');
           } else {
-            // An expired token needs no entry: every route refuses it.
-            status.say(`Nothing stored: ${r.message}.`, 'ok');
+            // Expired long ago, it needs no entry: every route refuses it.
+            status.say('The token has expired: every route refuses it, so nothing was stored.', 'ok');
           }
         } catch (err) {
           status.say('Not revoked.', 'bad');
