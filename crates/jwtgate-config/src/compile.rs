@@ -24,8 +24,8 @@ use crate::raw::*;
 /// The shortest HMAC secret accepted (SPEC §3.11).
 pub const MIN_SECRET_BYTES: usize = 32;
 
-/// What a policy's settings left out default to (SPEC §2), as
-/// [`jwt_policy`] and [`jwt_defaults`] read them.
+/// What a policy's settings left out default to (SPEC §2), written out by
+/// [`jwt_defaults`], from which [`jwt_policy`] compiles.
 const DEFAULT_KEY_CLAIM: &str = "key";
 const DEFAULT_HEADER: &str = "authorization";
 const DEFAULT_QUERY: &str = "jwt";
@@ -1100,6 +1100,11 @@ pub(crate) fn jwt_policy(
     refs: &Refs<'_>,
     errors: &mut Errors,
 ) -> Option<JwtPolicy> {
+    // Compiled from the policy with its defaults written out: what
+    // `protection.immutable` compares ([`jwt_defaults`]) is what is served,
+    // by construction.
+    let defaulted = jwt_defaults(j);
+    let j = &defaulted;
     let providers = refs.providers;
     let at = |k: &str| child(loc, k);
     let key_claim_name = j

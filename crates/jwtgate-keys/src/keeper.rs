@@ -1,8 +1,10 @@
 //! [`Keeper`]: keeps one identity provider's key set current.
 //!
 //! A background task fetches the set at start, then again after
-//! `refresh_seconds` (or the answer's `Cache-Control: max-age`, within
-//! [60, 3600] s), and backs off while the provider fails. Requests only
+//! `refresh_seconds` (or the answer's `Cache-Control: max-age` when within
+//! [60, 3600] s: one above is 3600, one below, `no-store` or `no-cache`
+//! 60 or `refresh_seconds` if shorter), and backs off while the provider
+//! fails. Requests only
 //! read the current set ([`Keeper::current`]); the one exception, a token
 //! whose `kid` the set lacks, may wake the task for one early fetch per
 //! `kid_miss_interval_seconds` (counted from the last fetch of any kind),

@@ -183,7 +183,7 @@ pub struct SignArgs {
     #[arg(long)]
     pub key_claim_name: Option<String>,
     /// Lifetime in seconds: exp = now + ttl. 0 = no exp claim.
-    #[arg(long, default_value_t = 3600, allow_hyphen_values = true, value_parser = parse_ttl)]
+    #[arg(long, default_value_t = 3600, allow_negative_numbers = true, value_parser = parse_ttl)]
     pub ttl: u64,
     /// Extra claim, repeatable: k=v. v is parsed as JSON when it parses (123, true, null, "quoted"), else a string. It replaces a claim the command sets (the key claim, iat, exp): --claim exp=1 makes an expired token.
     #[arg(long = "claim", value_name = "K=V")]

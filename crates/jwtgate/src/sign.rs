@@ -141,9 +141,10 @@ fn mint(args: &SignArgs) -> Result<String, String> {
             "{alg} signs with a secret: --private-key is for RS*, PS*, ES* and EdDSA"
         ));
     }
-    if !alg.is_hmac() && (args.secret.is_some() || args.secret_file.is_some()) {
+    if !alg.is_hmac() && (args.secret.is_some() || args.secret_file.is_some() || args.base64_secret)
+    {
         return Err(format!(
-            "{alg} signs with --private-key: --secret and --secret-file are for HS*"
+            "{alg} signs with --private-key: --secret, --secret-file and --base64-secret are for HS*"
         ));
     }
     let signer = if alg.is_hmac() {

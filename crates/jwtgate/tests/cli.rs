@@ -657,7 +657,15 @@ fn token_sign_ttl_and_claims() {
                 "--secret",
                 SECRET,
             ],
-            "RS256 signs with --private-key: --secret and --secret-file are for HS*",
+            "RS256 signs with --private-key: --secret, --secret-file and --base64-secret are for HS*",
+        ),
+        (
+            vec!["--alg", "RS256", "--private-key", &rsa_key, "--base64-secret"],
+            "--base64-secret are for HS*",
+        ),
+        (
+            vec!["--secret", SECRET, "--ttl", "--claim", "a=1"],
+            "a value is required for '--ttl <TTL>'",
         ),
         (
             vec!["--secret", SECRET, "--ttl", "-5"],
