@@ -253,6 +253,24 @@ impl Drop for Line {
     }
 }
 
+/// Writes the lines queued so far, if nobody holds the sink's locks: for
+/// the panic hook, which must never wait (the panic may be the writer's
+/// own, or come while its thread holds a lock), so that the lines logged
+/// before a panic come before its line.
+pub fn flush_if_free() {
+    let Some(shared) = SHARED.get() else {
+        return;
+    };
+    let Ok(_output) = shared.output.try_lock() else {
+        return;
+    };
+    let queued = match shared.state.try_lock() {
+        Ok(mut st) => std::mem::take(&mut st.buf),
+        Err(_) => return,
+    };
+    let _ = io::stderr().write_all(&queued);
+}
+
 /// Writes every line queued so far. Call before the process exits.
 pub fn flush() {
     if let Some(shared) = SHARED.get() {

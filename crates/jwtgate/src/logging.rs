@@ -96,8 +96,9 @@ pub fn init() {
 /// writes several lines of plain text (the backtrace's too, with
 /// `RUST_BACKTRACE`): in a JSON log, lines that are no JSON (an outside
 /// audit, with a damaged store file, on which redb panics and the store
-/// says so in a line of its own). Written at once, past the writer
-/// thread's queue: the panic may be the writer's own, or a lock it holds.
+/// says so in a line of its own). Written at once, after the lines queued
+/// before it when nobody holds the sink's locks, never waiting for them:
+/// the panic may be the writer's own, or come while its thread holds one.
 fn say_panic(info: &std::panic::PanicHookInfo<'_>) {
     let payload = info.payload();
     let what = payload
@@ -111,8 +112,16 @@ fn say_panic(info: &std::panic::PanicHookInfo<'_>) {
         .unwrap_or_default();
     let thread = std::thread::current();
     let backtrace = std::backtrace::Backtrace::capture();
-    let backtrace = (backtrace.status() == std::backtrace::BacktraceStatus::Captured)
-        .then(|| backtrace.to_string());
+    // `RUST_BACKTRACE=full` asks for every frame, as the standard hook
+    // reads it (the alternate form prints them all).
+    let full = std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v == "full");
+    let backtrace = (backtrace.status() == std::backtrace::BacktraceStatus::Captured).then(|| {
+        if full {
+            format!("{backtrace:#}")
+        } else {
+            backtrace.to_string()
+        }
+    });
     let line = panic_line(
         log_sink::json(),
         thread.name().unwrap_or("unnamed"),
@@ -120,6 +129,7 @@ fn say_panic(info: &std::panic::PanicHookInfo<'_>) {
         what,
         backtrace.as_deref(),
     );
+    log_sink::flush_if_free();
     let _ = std::io::Write::write_all(&mut std::io::stderr(), &line);
 }
 
