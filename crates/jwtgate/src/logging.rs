@@ -146,26 +146,27 @@ fn panic_line(json: bool, thread: &str, at: &str, what: &str, backtrace: Option<
     ];
     if json {
         line.extend_from_slice(b"{\"timestamp\":\"");
-        log_sink::timestamp(&mut line, std::time::Instant::now());
-        line.extend_from_slice(b"\",\"level\":\"ERROR\",\"message\":\"a thread panicked\"");
-        for (name, value) in fields {
-            if let Some(value) = value {
-                line.extend_from_slice(format!(",\"{name}\":").as_bytes());
-                log_sink::push_json_str(&mut line, value);
-            }
-        }
-        line.extend_from_slice(b",\"target\":\"jwtgate::panic\"}\n");
-    } else {
-        log_sink::timestamp(&mut line, std::time::Instant::now());
-        line.extend_from_slice(b" ERROR jwtgate::panic: a thread panicked");
-        for (name, value) in fields {
-            if let Some(value) = value {
-                line.extend_from_slice(format!(" {name}=").as_bytes());
-                log_sink::push_quoted(&mut line, value);
-            }
-        }
-        line.push(b'\n');
     }
+    log_sink::timestamp(&mut line, std::time::Instant::now());
+    line.extend_from_slice(if json {
+        b"\",\"level\":\"ERROR\",\"message\":\"a thread panicked\""
+    } else {
+        b" ERROR jwtgate::panic: a thread panicked"
+    });
+    for (name, value) in fields.into_iter().filter_map(|(n, v)| Some((n, v?))) {
+        if json {
+            line.extend_from_slice(format!(",\"{name}\":").as_bytes());
+            log_sink::push_json_str(&mut line, value);
+        } else {
+            line.extend_from_slice(format!(" {name}=").as_bytes());
+            log_sink::push_quoted(&mut line, value);
+        }
+    }
+    line.extend_from_slice(if json {
+        b",\"target\":\"jwtgate::panic\"}\n"
+    } else {
+        b"\n"
+    });
     line
 }
 

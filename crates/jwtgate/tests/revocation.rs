@@ -719,13 +719,9 @@ fn embedded_revocation_survives_kill_9_holds_no_token_and_explain_reports_it() {
     );
 }
 
-/// A store file damaged on disk is found at start, with the file named: a
-/// flipped bit inside a stored digest let that logged-out token pass again
-/// (redb reads pages without checking them), and a damaged page made redb
-/// panic at the first read. The start now reads every page against its
-/// checksum (redb's integrity check) and refuses a file that fails it.
-#[test]
-fn an_embedded_store_damaged_on_disk_is_refused_at_start_with_the_file_named() {
+/// A node on the embedded store that logged alice's token out, stopped:
+/// its upstream, directory, config file and the token.
+fn a_stopped_node_with_one_logout() -> (Upstream, tempfile::TempDir, PathBuf, String) {
     let up = Upstream::start();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("jwtgate.yaml");
@@ -734,6 +730,17 @@ fn an_embedded_store_damaged_on_disk_is_refused_at_start_with_the_file_named() {
     let node = Node::start(&cfg);
     assert_logged_out(&node, &logout(&node, &token));
     assert!(node.terminate().success());
+    (up, dir, cfg, token)
+}
+
+/// A store file damaged on disk is found at start, with the file named: a
+/// flipped bit inside a stored digest let that logged-out token pass again
+/// (redb reads pages without checking them), and a damaged page made redb
+/// panic at the first read. The start now reads every page against its
+/// checksum (redb's integrity check) and refuses a file that fails it.
+#[test]
+fn an_embedded_store_damaged_on_disk_is_refused_at_start_with_the_file_named() {
+    let (_up, dir, cfg, token) = a_stopped_node_with_one_logout();
 
     let store = dir.path().join("data/revocations.redb");
     let mut bytes = std::fs::read(&store).unwrap();
@@ -768,13 +775,7 @@ fn an_embedded_store_damaged_on_disk_is_refused_at_start_with_the_file_named() {
 /// dozen lines that were no JSON, the backtrace's with `RUST_BACKTRACE`).
 #[test]
 fn a_panic_on_a_damaged_store_is_one_line_of_the_json_log() {
-    let up = Upstream::start();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("jwtgate.yaml");
-    std::fs::write(&cfg, config(embedded_store(), &up, "")).unwrap();
-    let node = Node::start(&cfg);
-    assert_logged_out(&node, &logout(&node, &alice_token()));
-    assert!(node.terminate().success());
+    let (_up, dir, cfg, _) = a_stopped_node_with_one_logout();
 
     let store = dir.path().join("data/revocations.redb");
     let mut bytes = std::fs::read(&store).unwrap();
