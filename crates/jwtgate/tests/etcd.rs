@@ -2942,6 +2942,20 @@ fn regression_names_with_a_slash_are_refused_not_lost() {
         out.all()
     );
     assert_eq!(etcd.revision(), rev);
+    // Nor one the nodes would refuse there (a file is only warned about it).
+    let objects = format!(
+        "{BASE}  - name: \"{}\"\n    paths: [\"/long/*\"]\n    upstream: {{ echo: true }}\n",
+        "long".repeat(65)
+    );
+    let out = push(dir.path(), &eps, &objects, &[]);
+    assert_eq!(out.code(), Some(1), "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("\" is over 256 bytes, and it goes into access log lines"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(etcd.revision(), rev);
 
     // Written by hand under such a key: ignored, and said so.
     etcd.put(&format!("{PREFIX}/consumers/team/carol"), "{}");
