@@ -2738,6 +2738,11 @@ fn push_is_all_or_nothing_and_pull_gives_back_what_push_takes() {
         "{}",
         out.all()
     );
+    assert!(
+        out.stdout.contains(": 3 put, 0 unchanged, 0 deleted"),
+        "{}",
+        out.all()
+    );
     let rev = etcd.revision();
     let mut keys = keys_under(|a| etcd.ctl(a), "routes");
     keys.extend(keys_under(|a| etcd.ctl(a), "consumers"));
